@@ -1,0 +1,40 @@
+# Tape: the two set-up commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+
+.PHONY: help demo test lint typecheck bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/tape: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.dev: $(BIN)/tape
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@touch $@
+
+demo: $(BIN)/tape  ## generate data, run two backtests, rebuild the ledger, report, replay
+	$(BIN)/tape demo --workdir var/demo
+
+test: $(VENV)/.dev  ## install test dependencies, lint, check layering, run the tests
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev  ## ruff only
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.dev  ## mypy on domain and kernel
+	$(BIN)/mypy domain kernel
+
+bench: $(VENV)/.dev  ## the benchmark table (bench/run.py), JSON in var/bench.json
+	$(BIN)/python bench/run.py --json var/bench.json
+
+clean:  ## remove generated data, journals and caches
+	rm -rf var .cache .pytest_cache

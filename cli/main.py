@@ -1,0 +1,165 @@
+"""``tape``: one verb per command. The composition root; nothing imports it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rich.table import Table
+
+from cli.progress import console, progress_bar
+from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
+from kernel.journal import JournalError
+from kernel.replay import ReplayResult, replay
+from kernel.store import open_journal
+from lake.store import DatasetError
+from lake.synth import synth_dataset
+from sim.backtest import run_backtest
+from sim.metrics import report_from_journal
+
+__all__ = ["main"]
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    ref = synth_dataset(Path(args.out), seed=args.seed, symbols=args.symbols, bars=args.bars,
+                        frequency=args.frequency, calendar=args.calendar, start=args.start)
+    console.print(f"wrote {args.out} (content hash {ref.content_hash[:16]}...)")
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    overrides = {"journal": args.journal} if args.journal else {}
+    config = load_config(Path(args.config), overrides)
+    strategy = make_strategy(config.strategy)
+    steps = _steps_of(config.dataset)
+    with progress_bar(f"backtest {config.run_id}", steps) as update:
+        result = run_backtest(config, strategy, progress=update)
+    console.print(f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}...")
+    _print_report(result.journal)
+    return 0
+
+
+def _steps_of(dataset: str) -> int:
+    import json  # noqa: PLC0415
+
+    return int(json.loads((Path(dataset) / "manifest.json").read_text())["rows"])
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    journal = open_journal(args.journal)
+    if journal.tail_repair is not None:
+        repair = journal.tail_repair
+        console.print(f"[yellow]torn tail: {repair.records_cut} records from seq {repair.cut_from_seq} "
+                      f"({repair.reason}); a writable open cuts them[/]")
+    result = journal.verify()
+    if not result.ok:
+        console.print(f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
+                      f"({result.records:,} records verified before it)")
+        return 1
+    console.print(f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...")
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    journal = open_journal(args.journal)
+    day = int(args.day.replace("-", "")) if args.day else None
+    result = replay(journal, replay_builder, day=day)
+    return _print_replay(result)
+
+
+def _print_replay(result: ReplayResult) -> int:
+    if result.ok:
+        console.print(f"[green]replay matched[/] the hash chain: {result.records_compared:,} derived "
+                      f"records (seq {result.first_seq}..{result.last_seq}) re-derived byte for byte, "
+                      f"{result.segments_rehashed} segment hashes rebuilt")
+        return 0
+    divergence = result.divergence
+    assert divergence is not None
+    console.print(f"[red]replay diverged[/] at seq {divergence.seq}: {divergence.reason}")
+    console.print(f"  journal: {divergence.expected!r}")
+    console.print(f"  replay : {divergence.actual!r}")
+    return 1
+
+
+def cmd_rebuild(args: argparse.Namespace) -> int:
+    from projections import rebuild_sqlite_ledger  # noqa: PLC0415
+
+    db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
+    checksums = rebuild_sqlite_ledger(Path(args.journal), db_path)
+    table = Table(title=f"ledger {db_path}")
+    for column in ("table", "rows", "sha256"):
+        table.add_column(column)
+    for name, (rows, digest) in sorted(checksums.items()):
+        table.add_row(name, f"{rows:,}", digest[:16] + "...")
+    console.print(table)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    _print_report(Path(args.journal))
+    return 0
+
+
+def _print_report(path: Path) -> None:
+    report = report_from_journal(open_journal(path))
+    table = Table(title=f"report {path}", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for metric, value in report.rows():
+        table.add_row(metric, value)
+    console.print(table)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cli.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(Path(args.workdir), fresh=not args.keep)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tape", description="Event-sourced trading kernel")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    synth = verbs.add_parser("synth", help="generate a seeded synthetic data set")
+    synth.add_argument("out")
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--symbols", type=int, default=20)
+    synth.add_argument("--bars", type=int, default=756)
+    synth.add_argument("--frequency", choices=("1d", "1m"), default="1d")
+    synth.add_argument("--calendar", default="XNYS", help="exchange_calendars code or 24x7")
+    synth.add_argument("--start", default="2015-01-02")
+    backtest = verbs.add_parser("backtest", help="run a backtest from a TOML config")
+    backtest.add_argument("config")
+    backtest.add_argument("--journal", help="override the config's journal path")
+    for name, text in (("verify", "walk the hash chain"), ("report", "print the run's report")):
+        verbs.add_parser(name, help=text).add_argument("journal")
+    rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
+    rep.add_argument("journal")
+    rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
+    rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
+    rebuild.add_argument("journal")
+    rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
+    demo = verbs.add_parser("demo", help="generate data, run two backtests, rebuild, report, replay")
+    demo.add_argument("--workdir", default="var/demo")
+    demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
+    return parser
+
+
+VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "synth": cmd_synth, "backtest": cmd_backtest, "verify": cmd_verify, "replay": cmd_replay,
+    "rebuild": cmd_rebuild, "report": cmd_report, "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return VERBS[args.verb](args)
+    except (ConfigError, DatasetError, JournalError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/] {error}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure model: fixed-point values, instruments, events, orders, ledger, risk rules. No I/O."""

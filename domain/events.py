@@ -1,0 +1,290 @@
+"""Journal events: frozen, tagged, versioned msgspec Structs decoded through one union.
+
+Events are past tense. ``INPUT_KINDS`` are facts from outside the kernel (the run's
+configuration, the data set it reads, later venue messages and operator commands);
+everything else is *derived* by the kernel and must replay byte for byte.
+
+All prices, quantities and money are fixed-point integers (see ``domain.fixed``);
+weights and rates are integers in units of 1e-8 (``RATE_SCALE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from domain.instruments import Instrument
+
+__all__ = [
+    "INPUT_KINDS",
+    "UPCASTERS",
+    "AnyEvent",
+    "DatasetReferenced",
+    "DayClosed",
+    "Event",
+    "InstrumentsDefined",
+    "KernelSnapshot",
+    "LedgerPosted",
+    "OrderAccepted",
+    "OrderCancelled",
+    "OrderExpired",
+    "OrderFilled",
+    "OrderRejected",
+    "OrderSubmitted",
+    "PositionSnapshot",
+    "OpenOrderSnapshot",
+    "PostingRecord",
+    "RiskVerdict",
+    "RunFinished",
+    "RunStarted",
+    "StateSnapshotted",
+    "TargetsDecided",
+    "decode_event",
+    "encode_event",
+    "event_kind",
+]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_unknown_fields=True):
+    """Base of every journaled event. ``ts_ns`` is the event time, UTC nanoseconds."""
+
+    ts_ns: int
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+class RunStarted(Event, tag="run.started.v1"):
+    """First record of every journal: the run's identity, seed and full configuration."""
+
+    run_id: str
+    seed: int
+    engine_version: str
+    config_json: str  # canonical JSON (sorted keys) of the run configuration
+
+
+class DatasetReferenced(Event, tag="dataset.referenced.v1"):
+    """The lake data set the run reads, by content hash. Replay refuses other bytes."""
+
+    uri: str
+    content_hash: str
+    frequency: str
+    calendar: str  # exchange_calendars code (XNYS, XSHG) or 24x7
+    steps: int
+    instruments: int
+    first_ts_ns: int
+    last_ts_ns: int
+
+
+# --- derived: set-up ------------------------------------------------------------------------
+
+
+class InstrumentsDefined(Event, tag="instruments.defined.v1"):
+    instruments: list[Instrument]
+
+
+# --- derived: decisions and risk -------------------------------------------------------------
+
+
+class TargetsDecided(Event, tag="strategy.targets_decided.v1"):
+    """A strategy's decision: target weights (1e-8) over the named instruments."""
+
+    strategy_id: str
+    step: int
+    instrument_ids: list[int]
+    weights_e8: list[int]
+
+
+class RiskVerdict(Event, tag="risk.verdict.v1"):
+    """One rule's verdict on one decision. ``action`` is pass, clip, scale or reject."""
+
+    strategy_id: str
+    step: int
+    rule: str
+    action: str
+    limit_e8: int
+    observed_e8: int
+    instrument_ids: list[int] = []
+    detail: str = ""
+
+
+# --- derived: orders ------------------------------------------------------------------------
+
+
+class OrderSubmitted(Event, tag="order.submitted.v1"):
+    order_id: str
+    strategy_id: str
+    instrument_id: int
+    side: int  # +1 buy, -1 sell
+    order_type: str  # "market" | "limit"
+    qty_raw: int
+    limit_px_raw: int  # 0 for market orders
+    decision_px_raw: int  # the price the decision was sized at
+
+
+class OrderAccepted(Event, tag="order.accepted.v1"):
+    order_id: str
+
+
+class OrderRejected(Event, tag="order.rejected.v1"):
+    order_id: str
+    reason: str
+
+
+class OrderFilled(Event, tag="order.filled.v1"):
+    order_id: str
+    instrument_id: int
+    side: int
+    fill_qty_raw: int
+    fill_px_raw: int
+    leaves_qty_raw: int
+    notional_minor: int
+    commission_minor: int
+    currency: str
+
+
+class OrderCancelled(Event, tag="order.cancelled.v1"):
+    order_id: str
+    reason: str
+
+
+class OrderExpired(Event, tag="order.expired.v1"):
+    order_id: str
+
+
+# --- derived: ledger and day boundaries -----------------------------------------------------
+
+
+class PostingRecord(msgspec.Struct, frozen=True, array_like=True):
+    account: str
+    currency: str
+    amount_minor: int
+
+
+class LedgerPosted(Event, tag="ledger.posted.v1"):
+    """One double-entry transaction; its postings sum to zero per currency."""
+
+    txn_id: str
+    memo: str
+    postings: list[PostingRecord]
+
+
+class DayClosed(Event, tag="day.closed.v1"):
+    """Mark-to-market at the last step of a trading day."""
+
+    day: int  # YYYYMMDD of the session
+    step: int
+    nav_minor: int
+    cash_minor: int
+    gross_exposure_minor: int
+    currency: str
+
+
+class PositionSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    instrument_id: int
+    qty_raw: int
+    cost_minor: int
+
+
+class OpenOrderSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    order_id: str
+    strategy_id: str
+    instrument_id: int
+    side: int
+    order_type: str
+    qty_raw: int
+    filled_qty_raw: int
+    limit_px_raw: int
+    status: str
+
+
+class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Everything the kernel needs to resume at the next step, sorted for determinism."""
+
+    next_step: int
+    order_counter: int
+    txn_counter: int
+    balances: list[PostingRecord]  # account balances; they sum to zero per currency
+    positions: list[PositionSnapshot]
+    open_orders: list[OpenOrderSnapshot]
+    last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
+
+
+class StateSnapshotted(Event, tag="state.snapshotted.v1"):
+    """Day-boundary snapshot: replaying the next day starts from here."""
+
+    day: int
+    snapshot: KernelSnapshot
+
+
+class RunFinished(Event, tag="run.finished.v1"):
+    steps: int
+    nav_minor: int
+    currency: str
+
+
+AnyEvent = (
+    RunStarted
+    | DatasetReferenced
+    | InstrumentsDefined
+    | TargetsDecided
+    | RiskVerdict
+    | OrderSubmitted
+    | OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCancelled
+    | OrderExpired
+    | LedgerPosted
+    | DayClosed
+    | StateSnapshotted
+    | RunFinished
+)
+
+INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})
+
+UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+"""Old tag -> pure function turning its payload (a dict) into the next version's payload.
+
+A schema change adds a new tag (``...v2``) and registers ``UPCASTERS["...v1"]``; the chain
+is applied until a current tag is reached, so old journals keep replaying.
+"""
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_raw_decoder = msgspec.msgpack.Decoder(dict[str, Any])
+_KIND_OF: dict[type, str] = {
+    cls: cls.__struct_config__.tag  # type: ignore[misc]
+    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+}
+_CURRENT_KINDS = frozenset(_KIND_OF.values())
+
+
+def event_kind(event: Event) -> str:
+    """The versioned tag of an event, e.g. ``order.filled.v1``."""
+    return _KIND_OF[type(event)]
+
+
+def encode_event(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode_event(payload: bytes) -> AnyEvent:
+    """Decode a journal payload, upcasting older versions to the current one."""
+    try:
+        return _decoder.decode(payload)
+    except msgspec.ValidationError:
+        raw = _raw_decoder.decode(payload)
+        kind = raw.get("kind")
+        if kind in _CURRENT_KINDS or kind not in UPCASTERS:
+            raise
+    for _ in range(len(UPCASTERS) + 1):
+        kind = raw["kind"]
+        if kind in _CURRENT_KINDS:
+            return msgspec.convert(raw, AnyEvent)
+        if kind not in UPCASTERS:
+            raise msgspec.ValidationError(f"no upcaster from event kind {kind!r}")
+        raw = UPCASTERS[kind](dict(raw))
+    raise msgspec.ValidationError(f"upcaster chain does not terminate at {raw['kind']!r}")

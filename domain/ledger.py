@@ -1,0 +1,139 @@
+"""Double-entry accounting for fills, fees and capital. Every transaction sums to zero.
+
+Sign convention: debits are positive, credits negative. Accounts:
+
+- ``assets:cash:{CCY}``                 cash at the venue
+- ``assets:inventory:{instrument_id}``  open positions at cost (negative for shorts)
+- ``expenses:commission:{CCY}``         commissions paid
+- ``income:realized:{CCY}``             realised PnL (credit = gain)
+- ``equity:capital:{CCY}``              contributed capital
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from domain.events import OrderFilled, PostingRecord
+from domain.fixed import Rounding, div_round
+
+__all__ = [
+    "Position",
+    "UnbalancedTransaction",
+    "apply_postings",
+    "assert_balanced",
+    "capital_postings",
+    "cash_account",
+    "fill_postings",
+    "fold_positions",
+    "inventory_account",
+]
+
+
+class UnbalancedTransaction(ValueError):
+    """A transaction whose postings do not sum to zero in some currency."""
+
+
+class Position(msgspec.Struct, frozen=True):
+    qty_raw: int = 0
+    cost_minor: int = 0  # signed cost basis of the open quantity
+
+
+def cash_account(currency: str) -> str:
+    return f"assets:cash:{currency}"
+
+
+def inventory_account(instrument_id: int) -> str:
+    return f"assets:inventory:{instrument_id}"
+
+
+def assert_balanced(postings: Iterable[PostingRecord]) -> None:
+    """Raise ``UnbalancedTransaction`` unless the postings sum to zero in every currency."""
+    totals: dict[str, int] = {}
+    for posting in postings:
+        totals[posting.currency] = totals.get(posting.currency, 0) + posting.amount_minor
+    bad = {currency: total for currency, total in sorted(totals.items()) if total != 0}
+    if bad:
+        raise UnbalancedTransaction(f"postings do not sum to zero: {bad}")
+
+
+def capital_postings(amount_minor: int, currency: str) -> list[PostingRecord]:
+    postings = [
+        PostingRecord(cash_account(currency), currency, amount_minor),
+        PostingRecord(f"equity:capital:{currency}", currency, -amount_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+def fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRecord], Position]:
+    """Postings for one fill and the position it leaves.
+
+    A fill that crosses through zero is split into a closing part (releases cost basis,
+    books realised PnL) and an opening part (new cost basis); notional is split pro rata
+    with half-even rounding and the parts add up to the fill's notional exactly.
+    """
+    ccy = fill.currency
+    signed_qty = fill.side * fill.fill_qty_raw
+    closing_qty = _closing_qty(position.qty_raw, signed_qty)
+    closing_notional = div_round(
+        fill.notional_minor * closing_qty, fill.fill_qty_raw, Rounding.HALF_EVEN
+    )
+    opening_notional = fill.notional_minor - closing_notional
+    cash = -fill.side * fill.notional_minor - fill.commission_minor
+    inventory = 0
+    realized = 0
+    cost = position.cost_minor
+    qty = position.qty_raw
+    if closing_qty:
+        released = _released_cost(position, closing_qty)
+        # Closing a long sells (cash in); closing a short buys (cash out).
+        inventory -= released
+        # cash(-side*closing) + inventory(-released) + realized == 0; a gain is a credit (< 0).
+        realized = fill.side * closing_notional + released
+        cost -= released
+        qty += fill.side * closing_qty
+    if opening_notional or closing_qty < fill.fill_qty_raw:
+        inventory += fill.side * opening_notional
+        cost += fill.side * opening_notional
+        qty += fill.side * (fill.fill_qty_raw - closing_qty)
+    postings = [PostingRecord(cash_account(ccy), ccy, cash)]
+    if inventory:
+        postings.append(PostingRecord(inventory_account(fill.instrument_id), ccy, inventory))
+    if realized:
+        postings.append(PostingRecord(f"income:realized:{ccy}", ccy, realized))
+    if fill.commission_minor:
+        postings.append(PostingRecord(f"expenses:commission:{ccy}", ccy, fill.commission_minor))
+    assert_balanced(postings)
+    assert qty == position.qty_raw + signed_qty, "position must equal the sum of fills"
+    return postings, Position(qty, cost if qty else 0)
+
+
+def _closing_qty(position_qty: int, signed_fill_qty: int) -> int:
+    """How much of a fill reduces the existing position (unsigned)."""
+    if position_qty == 0 or (position_qty > 0) == (signed_fill_qty > 0):
+        return 0
+    return min(abs(position_qty), abs(signed_fill_qty))
+
+
+def _released_cost(position: Position, closing_qty: int) -> int:
+    if closing_qty == abs(position.qty_raw):
+        return position.cost_minor
+    return div_round(position.cost_minor * closing_qty, abs(position.qty_raw), Rounding.HALF_EVEN)
+
+
+def apply_postings(balances: dict[str, int], postings: Iterable[PostingRecord]) -> None:
+    """Add postings into an account -> balance map (in place)."""
+    for posting in postings:
+        balances[posting.account] = balances.get(posting.account, 0) + posting.amount_minor
+
+
+def fold_positions(fills: Iterable[OrderFilled]) -> Mapping[int, int]:
+    """Positions as the plain sum of signed fill quantities, per instrument."""
+    positions: dict[int, int] = {}
+    for fill in fills:
+        positions[fill.instrument_id] = (
+            positions.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
+        )
+    return {iid: qty for iid, qty in sorted(positions.items()) if qty != 0}

@@ -1,0 +1,71 @@
+"""Market data as the kernel sees it: a panel of fixed-point bars over (step, instrument)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.instruments import Instrument
+
+__all__ = ["Panel", "PanelError"]
+
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+class PanelError(ValueError):
+    """A panel whose arrays are inconsistent."""
+
+
+@dataclass(frozen=True, eq=False)
+class Panel:
+    """Bars of a universe, one row per step (distinct timestamp), one column per instrument.
+
+    Prices are raw integers at each instrument's ``price_digits``; a missing bar has
+    ``valid == False`` and zeros in its OHLCV. ``last_close`` is the close carried forward
+    (0 before an instrument's first bar) for marking to market. ``day`` is the session
+    date (YYYYMMDD) of each step; a day ends where the next step's ``day`` differs.
+    """
+
+    ts_ns: IntArray  # (T,)
+    day: IntArray  # (T,)
+    instruments: tuple[Instrument, ...]
+    open: IntArray  # (T, N)
+    high: IntArray
+    low: IntArray
+    close: IntArray
+    volume: IntArray
+    valid: BoolArray
+    last_close: IntArray
+
+    def __post_init__(self) -> None:
+        steps, names = len(self.ts_ns), len(self.instruments)
+        for name in ("open", "high", "low", "close", "volume", "valid", "last_close"):
+            shape = getattr(self, name).shape
+            if shape != (steps, names):
+                raise PanelError(f"{name} has shape {shape}, expected {(steps, names)}")
+        if self.day.shape != (steps,):
+            raise PanelError(f"day has shape {self.day.shape}, expected {(steps,)}")
+        if steps > 1 and not bool(np.all(np.diff(self.ts_ns) > 0)):
+            raise PanelError("timestamps must be strictly increasing")
+
+    @property
+    def steps(self) -> int:
+        return len(self.ts_ns)
+
+    def day_end_mask(self) -> BoolArray:
+        """True at the last step of each session day."""
+        mask = np.ones(self.steps, dtype=np.bool_)
+        mask[:-1] = self.day[1:] != self.day[:-1]
+        return mask
+
+    @staticmethod
+    def carry_forward(close: IntArray, valid: BoolArray) -> IntArray:
+        """Last valid close per instrument at each step (0 before the first bar)."""
+        index = np.where(valid, np.arange(close.shape[0])[:, None], 0)
+        np.maximum.accumulate(index, axis=0, out=index)
+        carried = np.take_along_axis(close, index, axis=0)
+        seen = np.maximum.accumulate(valid, axis=0)
+        return np.where(seen, carried, 0).astype(np.int64)

@@ -1,0 +1,280 @@
+"""The step loop: one step per distinct timestamp, inputs applied in a fixed order.
+
+At each step that matters — a strategy's scheduled decision, a step at which an open
+order can fill, or the last step of a session day — the kernel, in this order:
+
+1. matches open orders against the step's bar (venue fills -> positions and ledger);
+2. asks the strategy for target weights (seeing data up to this step only), checks them
+   against the risk limits and turns the allowed deltas into whole-lot orders;
+3. at a day's last step marks to market (``DayClosed``) and snapshots its state.
+
+Steps where none of these can happen produce no events, so they are skipped: a
+5,000-name universe or a million one-minute bars cost one Python iteration per step that
+matters, not per bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from domain.events import (
+    DayClosed,
+    Event,
+    InstrumentsDefined,
+    LedgerPosted,
+    OrderCancelled,
+    OrderFilled,
+    OrderSubmitted,
+    RunFinished,
+    StateSnapshotted,
+    TargetsDecided,
+)
+from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.instruments import Instrument, notional_minor
+from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
+from domain.market import Panel
+from domain.orders import evolve, new_order
+from domain.risk import RiskLimits
+from kernel.pipeline import apply_risk, current_weights, plan_orders, verdict_events
+from kernel.state import KernelState
+from kernel.strategy import MarketView, Strategy
+from kernel.venue import NO_ACTIVITY, VenuePort
+
+__all__ = ["EventSink", "Kernel", "KernelError", "ProgressFn"]
+
+ProgressFn = Callable[[int], None]  # called with the number of steps done so far
+
+
+class EventSink(Protocol):
+    def append(self, event: Event) -> int: ...
+
+
+class KernelError(RuntimeError):
+    """The kernel was given inputs it cannot run on."""
+
+
+class Kernel:
+    def __init__(
+        self,
+        *,
+        panel: Panel,
+        strategy: Strategy,
+        venue: VenuePort,
+        limits: RiskLimits,
+        sink: EventSink,
+        currency: str,
+        state: KernelState | None = None,
+    ) -> None:
+        self._panel = panel
+        self._strategy = strategy
+        self._venue = venue
+        self._limits = limits
+        self._sink = sink
+        self._currency = currency
+        self.state = state if state is not None else KernelState(currency)
+        self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
+        self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
+        self._ids = [inst.instrument_id for inst in panel.instruments]
+        for inst in panel.instruments:
+            if inst.currency != currency:
+                raise KernelError(
+                    f"{inst.symbol} trades in {inst.currency}; this run settles in {currency} only"
+                )
+        schedule = np.asarray(strategy.schedule(panel), dtype=np.int64)
+        if schedule.size and (schedule[0] < 0 or schedule[-1] >= panel.steps):
+            raise KernelError(f"{strategy.strategy_id}: schedule has steps outside the panel")
+        self._decide_mask = np.zeros(panel.steps, dtype=np.bool_)
+        self._decide_mask[schedule] = True
+        self._day_end = panel.day_end_mask()
+
+    # --- run -----------------------------------------------------------------------------
+
+    def begin(self, initial_cash_minor: int) -> None:
+        """First derived events of a fresh run: the instruments and the capital deposit."""
+        ts_ns = int(self._panel.ts_ns[0])
+        self._sink.append(InstrumentsDefined(ts_ns=ts_ns, instruments=list(self._panel.instruments)))
+        self._post(ts_ns, "capital", capital_postings(initial_cash_minor, self._currency))
+
+    def run(self, start_step: int = 0, end_step: int | None = None, progress: ProgressFn | None = None) -> None:
+        """Run steps ``start_step .. end_step-1`` (default: to the end of the panel)."""
+        end = self._panel.steps if end_step is None else end_step
+        interesting = np.flatnonzero(self._decide_mask[start_step:end] | self._day_end[start_step:end])
+        static = (interesting + start_step).tolist()
+        decide_mask = self._decide_mask
+        day_end = self._day_end
+        venue_next = self._venue_next(start_step - 1)
+        count = len(static)
+        index = 0
+        while True:
+            step = static[index] if index < count else NO_ACTIVITY
+            if venue_next < step:
+                step = venue_next
+            if step >= end:
+                break
+            if index < count and static[index] == step:
+                index += 1
+            if venue_next <= step:
+                self._match(step)
+                venue_next = self._venue_next(step)
+            if decide_mask[step] and self._decide(step):
+                venue_next = self._venue_next(step)
+            if day_end[step]:
+                self.state.next_step = step + 1
+                self._close_day(step)
+                if progress is not None:
+                    progress(step + 1)
+        self.state.next_step = end
+
+    def finish(self) -> None:
+        step = self._panel.steps - 1
+        self._sink.append(
+            RunFinished(
+                ts_ns=int(self._panel.ts_ns[step]),
+                steps=self._panel.steps,
+                nav_minor=self.nav_minor(step),
+                currency=self._currency,
+            )
+        )
+
+    # --- valuation -----------------------------------------------------------------------
+
+    def nav_minor(self, step: int) -> int:
+        cash = self.state.balances.get(cash_account(self._currency), 0)
+        return cash + sum(self._position_values(step).values())
+
+    def _position_values(self, step: int) -> dict[int, int]:
+        row = self._panel.last_close[step]
+        return {
+            iid: notional_minor(
+                self._instruments[iid], pos.qty_raw, int(row[self._column[iid]]), Rounding.HALF_EVEN
+            )
+            for iid, pos in sorted(self.state.positions.items())
+        }
+
+    def _prices(self, step: int) -> dict[int, int]:
+        row = self._panel.last_close[step].tolist()
+        return dict(zip(self._ids, row, strict=True))
+
+    # --- stages --------------------------------------------------------------------------
+
+    def _venue_next(self, step: int) -> int:
+        if not self.state.open_orders:
+            return NO_ACTIVITY
+        return self._venue.next_activity(step, list(self.state.open_orders.values()))
+
+    def _match(self, step: int) -> None:
+        fills = self._venue.match(step, list(self.state.open_orders.values()))
+        for fill in fills:
+            self._apply_fill(fill)
+
+    def _apply_fill(self, fill: OrderFilled) -> None:
+        state = self.state
+        order = evolve(state.open_orders[fill.order_id], fill)
+        position = state.positions.get(fill.instrument_id, Position())
+        postings, position = fill_postings(position, fill)
+        self._sink.append(fill)
+        self._post(fill.ts_ns, f"fill {fill.order_id}", postings)
+        if position.qty_raw:
+            state.positions[fill.instrument_id] = position
+        else:
+            state.positions.pop(fill.instrument_id, None)
+        if order.is_open:
+            state.open_orders[fill.order_id] = order
+        else:
+            del state.open_orders[fill.order_id]
+
+    def _post(self, ts_ns: int, memo: str, postings: list) -> None:  # type: ignore[type-arg]
+        state = self.state
+        state.txn_counter += 1
+        self._sink.append(LedgerPosted(ts_ns=ts_ns, txn_id=f"T{state.txn_counter:09d}", memo=memo, postings=postings))
+        apply_postings(state.balances, postings)
+
+    def _decide(self, step: int) -> bool:
+        """Decision, risk and execution at ``step``; True when orders were submitted."""
+        weights = self._strategy.decide(MarketView(self._panel, step))
+        if weights is None:
+            return False
+        targets = self._targets_e8(weights)
+        if not targets:
+            return False
+        ts_ns = int(self._panel.ts_ns[step])
+        sid = self._strategy.strategy_id
+        ids = sorted(targets)
+        self._sink.append(
+            TargetsDecided(ts_ns=ts_ns, strategy_id=sid, step=step, instrument_ids=ids,
+                           weights_e8=[targets[i] for i in ids])
+        )
+        nav = self.nav_minor(step)
+        prices = self._prices(step)
+        held = current_weights(self.state.positions, prices, self._instruments, nav)
+        allowed, outcomes = apply_risk(targets, held, self._limits)
+        for verdict in verdict_events(ts_ns, sid, step, outcomes):
+            self._sink.append(verdict)
+        self.state.last_targets.update(allowed)
+        self._cancel_open(ts_ns, sid)
+        intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        for intent in intents:
+            self._submit(step, ts_ns, sid, intent.instrument_id, intent.side, intent.qty_raw, intent.decision_px_raw)
+        return bool(intents)
+
+    def _targets_e8(self, weights: np.ndarray) -> dict[int, int]:  # type: ignore[type-arg]
+        if weights.shape != (len(self._ids),):
+            raise KernelError(f"strategy returned {weights.shape} weights for {len(self._ids)} names")
+        named = ~np.isnan(weights)
+        if not np.all(np.isfinite(weights[named])):
+            raise KernelError(f"{self._strategy.strategy_id}: non-finite target weight")
+        scaled = np.rint(weights[named] * RATE_SCALE).astype(np.int64).tolist()
+        ids = [iid for iid, keep in zip(self._ids, named.tolist(), strict=True) if keep]
+        return dict(zip(ids, scaled, strict=True))
+
+    def _cancel_open(self, ts_ns: int, strategy_id: str) -> None:
+        """A new decision supersedes the strategy's orders still open."""
+        for order_id, order in list(self.state.open_orders.items()):
+            if order.strategy_id != strategy_id:
+                continue
+            event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason="superseded by a new decision")
+            self._sink.append(event)
+            evolve(order, event)
+            del self.state.open_orders[order_id]
+
+    def _submit(self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int) -> None:
+        state = self.state
+        state.order_counter += 1
+        day = int(self._panel.day[step])
+        submitted = OrderSubmitted(
+            ts_ns=ts_ns, order_id=f"{sid}-{day}-{state.order_counter:06d}", strategy_id=sid,
+            instrument_id=iid, side=side, order_type="market", qty_raw=qty, limit_px_raw=0,
+            decision_px_raw=px,
+        )
+        self._sink.append(submitted)
+        order = new_order(submitted)
+        ack = self._venue.submit(step, order)
+        self._sink.append(ack)
+        order = evolve(order, ack)
+        if order.is_open:
+            state.open_orders[order.order_id] = order
+
+    def _close_day(self, step: int) -> None:
+        ts_ns = int(self._panel.ts_ns[step])
+        values = self._position_values(step)
+        cash = self.state.balances.get(cash_account(self._currency), 0)
+        self._sink.append(
+            DayClosed(
+                ts_ns=ts_ns, day=int(self._panel.day[step]), step=step,
+                nav_minor=cash + sum(values.values()), cash_minor=cash,
+                gross_exposure_minor=sum(abs(v) for v in values.values()), currency=self._currency,
+            )
+        )
+        self._sink.append(
+            StateSnapshotted(ts_ns=ts_ns, day=int(self._panel.day[step]), snapshot=self.state.snapshot())
+        )
+
+
+def weight_of(value_minor: int, nav_minor: int) -> int:
+    """A value as a 1e-8 fraction of NAV (for reports)."""
+    return div_round(value_minor * RATE_SCALE, max(nav_minor, 1), Rounding.HALF_EVEN)
+
+

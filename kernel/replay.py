@@ -1,0 +1,227 @@
+"""Replay: a fresh kernel re-derives every derived event from the journaled inputs and
+compares it, byte for byte, with the journal — and rebuilds each segment's chained hash.
+
+The comparison sink buffers the regenerated events of one journal segment; when the
+segment is complete it rebuilds the segment body and hash from them and compares both
+with the stored ones (the fast path: one bytes comparison per segment). Only on a
+mismatch, or for segments that the replayed range covers partly (``--day``), does it
+compare record by record, to name the first divergent sequence number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from domain.events import (
+    INPUT_KINDS,
+    AnyEvent,
+    DatasetReferenced,
+    Event,
+    RunStarted,
+    StateSnapshotted,
+    decode_event,
+    encode_event,
+    event_kind,
+)
+from domain.market import Panel
+from domain.risk import RiskLimits
+from kernel.journal import Journal, JournalError, Record, Segment, build_segment, segment_hash
+from kernel.loop import Kernel, ProgressFn
+from kernel.state import KernelState
+from kernel.strategy import Strategy
+from kernel.venue import VenuePort
+
+__all__ = ["Divergence", "KernelParts", "ReplayResult", "replay"]
+
+
+@dataclass(frozen=True)
+class KernelParts:
+    """What the composition root builds from a journal's inputs to replay it."""
+
+    panel: Panel
+    strategy: Strategy
+    venue: VenuePort
+    limits: RiskLimits
+    currency: str
+    initial_cash_minor: int
+
+
+@dataclass(frozen=True)
+class Divergence:
+    seq: int
+    reason: str
+    expected: AnyEvent | None  # what the journal holds
+    actual: AnyEvent | None  # what the fresh kernel derived
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    records_compared: int
+    segments_rehashed: int
+    first_seq: int
+    last_seq: int
+    divergence: Divergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.divergence is None
+
+
+class _Diverged(Exception):
+    def __init__(self, divergence: Divergence) -> None:
+        super().__init__(divergence.reason)
+        self.divergence = divergence
+
+
+class _ComparingSink:
+    """An ``EventSink`` that checks each derived event against the journal."""
+
+    def __init__(self, journal: Journal, start_seq: int, end_seq: int) -> None:
+        self._segments: Iterator[Segment] = journal.segments(start_seq)
+        self._start = start_seq
+        self._end = end_seq  # exclusive
+        self._segment: Segment | None = None
+        self._buffer: list[Event] = []
+        self._prev_hash = b""
+        self.compared = 0
+        self.rehashed = 0
+        self._seq = start_seq
+        self._load_segment()
+
+    def _load_segment(self) -> None:
+        previous = self._segment
+        self._segment = next(self._segments, None)
+        if previous is not None:
+            self._prev_hash = previous.hash
+        elif self._segment is not None and self._segment.first_seq == 0:
+            self._prev_hash = bytes(32)
+        self._buffer = []
+        if self._segment is not None:
+            head = self._segment.records[: max(0, self._start - self._segment.first_seq)]
+            self._buffer = [decode_event(record.payload) for record in head]
+        self._take_inputs()
+
+    def _take_inputs(self) -> None:
+        """Journaled inputs are given, not derived: copy them into the rebuilt segment."""
+        while self._segment is not None and self._seq < self._end:
+            record = self._expected_record()
+            if record is None or record.kind not in INPUT_KINDS:
+                return
+            self._buffer.append(decode_event(record.payload))
+            self._advance()
+
+    def _expected_record(self) -> Record | None:
+        segment = self._segment
+        if segment is None:
+            return None
+        index = self._seq - segment.first_seq
+        return segment.records[index] if index < len(segment.records) else None
+
+    def append(self, event: Event) -> int:
+        seq = self._seq
+        if seq >= self._end or self._segment is None:
+            raise _Diverged(Divergence(seq, "the fresh kernel derived an event past the journal's end", None, event))  # type: ignore[arg-type]
+        self._buffer.append(event)
+        self._advance()
+        self._take_inputs()
+        return seq
+
+    def _advance(self) -> None:
+        self._seq += 1
+        segment = self._segment
+        assert segment is not None
+        if self._seq - segment.first_seq == len(segment.records):
+            self._check_segment(segment, complete=True)
+            self._load_segment()
+
+    def _check_segment(self, segment: Segment, *, complete: bool) -> None:
+        whole = complete and len(self._buffer) == len(segment.records) and self._prev_hash
+        if whole:
+            body = build_segment(segment.first_seq, self._buffer)
+            if body == segment.body and segment_hash(self._prev_hash, body) == segment.hash:
+                self.compared += len(self._buffer)
+                self.rehashed += 1
+                return
+        for record, event in zip(segment.records, self._buffer, strict=False):
+            if record.seq >= self._start:
+                self._compare_record(record, event)
+        if whole:
+            raise _Diverged(Divergence(segment.first_seq, "records equal but the segment hash differs", None, None))
+
+    def _compare_record(self, record: Record, event: Event) -> None:
+        payload = encode_event(event)
+        if payload != record.payload or record.ts_ns != event.ts_ns or record.kind != event_kind(event):
+            raise _Diverged(Divergence(record.seq, "derived event differs from the journal", record.event(), event))  # type: ignore[arg-type]
+        self.compared += 1
+
+    def finish(self) -> None:
+        """Check a partly re-derived last segment; everything in range must be re-derived."""
+        segment = self._segment
+        if segment is not None and self._seq > max(segment.first_seq, self._start):
+            self._check_segment(segment, complete=False)
+        if segment is not None and self._seq < self._end:
+            record = self._expected_record()
+            expected = record.event() if record is not None else None
+            reason = "the journal holds an event the fresh kernel did not derive"
+            raise _Diverged(Divergence(self._seq, reason, expected, None))  # type: ignore[arg-type]
+
+
+def _inputs(journal: Journal) -> tuple[RunStarted, DatasetReferenced]:
+    events = [record.event() for _, record in zip(range(2), journal.records(0), strict=False)]
+    if len(events) < 2 or not isinstance(events[0], RunStarted) or not isinstance(events[1], DatasetReferenced):
+        raise JournalError("journal does not start with run.started and dataset.referenced")
+    return events[0], events[1]
+
+
+def _day_bounds(journal: Journal, panel: Panel, day: int) -> tuple[int, int, StateSnapshotted | None, int, int]:
+    """(first seq, end seq, snapshot to start from, first step, end step) of one day."""
+    steps = (panel.day == day).nonzero()[0]
+    if steps.size == 0:
+        raise JournalError(f"{day} is not a session day of this run's data set")
+    before: tuple[int, StateSnapshotted] | None = None
+    end_seq = None
+    for record in journal.records(0):
+        if record.kind != "state.snapshotted.v1":
+            continue
+        snapshot = decode_event(record.payload)
+        assert isinstance(snapshot, StateSnapshotted)
+        if snapshot.day < day:
+            before = (record.seq, snapshot)
+        elif snapshot.day == day:
+            end_seq = record.seq + 1
+            break
+    if end_seq is None:
+        raise JournalError(f"the journal has no day-end snapshot for {day}")
+    start_seq = before[0] + 1 if before else 2
+    return start_seq, end_seq, before[1] if before else None, int(steps[0]), int(steps[-1]) + 1
+
+
+def replay(
+    journal: Journal,
+    build: Callable[[RunStarted, DatasetReferenced], KernelParts],
+    *,
+    day: int | None = None,
+    progress: ProgressFn | None = None,
+) -> ReplayResult:
+    """Re-derive the journal (or one session ``day``) with a fresh kernel and compare."""
+    run, ref = _inputs(journal)
+    parts = build(run, ref)
+    if day is None:
+        start_seq, end_seq, snapshot, first_step, end_step = 2, len(journal), None, 0, parts.panel.steps
+    else:
+        start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, parts.panel, day)
+    sink = _ComparingSink(journal, start_seq, end_seq)
+    state = KernelState.restore(snapshot.snapshot, parts.currency) if snapshot else None
+    kernel = Kernel(panel=parts.panel, strategy=parts.strategy, venue=parts.venue, limits=parts.limits,
+                    sink=sink, currency=parts.currency, state=state)
+    try:
+        if snapshot is None:
+            kernel.begin(parts.initial_cash_minor)
+        kernel.run(first_step, end_step, progress)
+        if day is None:
+            kernel.finish()
+        sink.finish()
+    except _Diverged as diverged:
+        return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, diverged.divergence)
+    return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None)

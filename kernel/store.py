@@ -1,0 +1,41 @@
+"""Open a journal by path: a directory is LMDB (default), a ``.sqlite``/``.db`` file SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kernel._lmdb import LmdbBackend
+from kernel._sqlite import SqliteBackend
+from kernel.journal import Journal, JournalBackend, JournalError
+
+__all__ = ["BACKENDS", "backend_for", "open_journal"]
+
+BACKENDS = ("lmdb", "sqlite")
+
+
+def backend_for(path: Path, backend: str | None) -> str:
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise JournalError(f"unknown journal backend {backend!r}; choose one of {BACKENDS}")
+        return backend
+    return "sqlite" if Path(path).suffix in {".sqlite", ".sqlite3", ".db"} else "lmdb"
+
+
+def open_journal(
+    path: Path | str,
+    *,
+    backend: str | None = None,
+    writable: bool = False,
+    records_per_commit_max: int = 4096,
+) -> Journal:
+    """Open (or, when ``writable``, create) the journal at ``path``."""
+    path = Path(path)
+    kind = backend_for(path, backend)
+    if not writable and not path.exists():
+        raise JournalError(f"no journal at {path}")
+    store: JournalBackend
+    if kind == "lmdb":
+        store = LmdbBackend(path, writable=writable)
+    else:
+        store = SqliteBackend(path, writable=writable)
+    return Journal(store, writable=writable, records_per_commit_max=records_per_commit_max)

@@ -1,0 +1,130 @@
+"""Seeded synthetic market data: geometric Brownian motion bars on a real calendar.
+
+Used by the demo and the benchmarks, so every run generates the same bytes from the
+same seed. Daily and minute bars follow ``exchange_calendars`` sessions (XNYS by default)
+or a 24x7 UTC calendar for crypto-like data; each bar is stamped at its close, UTC ns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from domain.instruments import Instrument
+from lake.store import DatasetRef, write_dataset
+
+__all__ = ["bar_times", "synth_dataset", "synth_instruments"]
+
+_NS = 1_000_000_000
+_MINUTE_NS = 60 * _NS
+
+
+def synth_instruments(count: int, *, asset_class: str = "equity", venue: str = "SYNTH") -> list[Instrument]:
+    return [
+        Instrument(
+            instrument_id=index + 1, symbol=f"SYN{index + 1:04d}", venue=venue,
+            asset_class=asset_class, currency="USD", price_digits=2, tick_raw=1,
+            qty_digits=0, lot_raw=1,
+        )
+        for index in range(count)
+    ]
+
+
+def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[type-arg]
+    """``bars`` bar-close timestamps (UTC ns) and their session days (YYYYMMDD) from ``start``."""
+    if calendar == "24x7":
+        step_ns = _MINUTE_NS if frequency == "1m" else 86_400 * _NS
+        first = np.datetime64(start, "ns").astype(np.int64)
+        ts = first + step_ns * (np.arange(bars, dtype=np.int64) + 1)
+        day = _yyyymmdd(ts - 1)
+        return ts, day
+    import exchange_calendars as xcals  # noqa: PLC0415 - slow import, only when needed
+
+    cal = xcals.get_calendar(calendar)
+    sessions = cal.sessions[cal.sessions >= np.datetime64(start)]
+    if frequency == "1d":
+        if len(sessions) < bars:
+            raise ValueError(f"{calendar} has only {len(sessions)} sessions after {start}; asked for {bars}")
+        chosen = sessions[:bars]
+        closes = _utc_ns(cal.schedule.loc[chosen, "close"])
+        return closes, _session_days(chosen)
+    minutes: list[np.ndarray] = []  # type: ignore[type-arg]
+    days: list[np.ndarray] = []  # type: ignore[type-arg]
+    total = 0
+    for session in sessions:
+        opens = _utc_ns(cal.session_minutes(session))
+        minutes.append(opens + _MINUTE_NS)
+        days.append(np.full(len(opens), int(session.strftime("%Y%m%d")), dtype=np.int64))
+        total += len(opens)
+        if total >= bars:
+            break
+    return np.concatenate(minutes)[:bars], np.concatenate(days)[:bars]
+
+
+def _utc_ns(stamps: object) -> np.ndarray:  # type: ignore[type-arg]
+    """Timezone-aware pandas stamps -> int64 UTC nanoseconds."""
+    import pandas as pd  # noqa: PLC0415 - exchange_calendars brings pandas
+
+    index = pd.DatetimeIndex(stamps).tz_convert("UTC").tz_localize(None)
+    return index.to_numpy().astype("datetime64[ns]").astype(np.int64)
+
+
+def _yyyymmdd(ts_ns: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    dates = ts_ns.astype("datetime64[ns]").astype("datetime64[D]").astype(str)
+    return np.char.replace(dates, "-", "").astype(np.int64)
+
+
+def _session_days(sessions: object) -> np.ndarray:  # type: ignore[type-arg]
+    return np.array([int(s.strftime("%Y%m%d")) for s in sessions], dtype=np.int64)  # type: ignore[attr-defined]
+
+
+def _gbm_bars(rng: np.random.Generator, steps: int, names: int, frequency: str) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
+    periods = 252 if frequency == "1d" else 252 * 390
+    drift = rng.normal(0.05, 0.10, names) / periods
+    vol = rng.uniform(0.15, 0.60, names) / np.sqrt(periods)
+    start = rng.uniform(20.0, 200.0, names)
+    returns = drift + vol * rng.standard_normal((steps, names))
+    close = start * np.exp(np.cumsum(returns, axis=0))
+    gap = vol * 0.2 * rng.standard_normal((steps, names))
+    open_ = np.vstack([start[None, :], close[:-1]]) * np.exp(gap)
+    wick = np.abs(vol * 0.5 * rng.standard_normal((2, steps, names)))
+    high = np.maximum(open_, close) * np.exp(wick[0])
+    low = np.minimum(open_, close) * np.exp(-wick[1])
+    volume = rng.lognormal(np.log(5_000.0 if frequency == "1m" else 1_000_000.0), 0.5, (steps, names))
+    raw = {k: np.maximum(np.rint(v * 100), 1).astype(np.int64) for k, v in
+           {"open": open_, "high": high, "low": low, "close": close}.items()}
+    raw["high"] = np.maximum.reduce([raw["high"], raw["open"], raw["close"]])
+    raw["low"] = np.minimum.reduce([raw["low"], raw["open"], raw["close"]])
+    raw["volume"] = volume.astype(np.int64) + 1
+    return raw
+
+
+def synth_dataset(
+    path: Path, *, seed: int, symbols: int, bars: int, frequency: str = "1d",
+    calendar: str = "XNYS", start: str = "2015-01-02", listing_stagger: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> DatasetRef:
+    """Write a seeded data set of ``symbols`` x ``bars`` bars. With ``listing_stagger`` some
+    names list later (no bars before their first day), as real universes do."""
+    if frequency not in ("1d", "1m"):
+        raise ValueError(f"frequency must be 1d or 1m, got {frequency!r}")
+    rng = np.random.default_rng(seed)
+    ts, day = bar_times(calendar, frequency, start, bars)
+    fields = _gbm_bars(rng, len(ts), symbols, frequency)
+    valid = np.ones((len(ts), symbols), dtype=np.bool_)
+    if listing_stagger:
+        first = rng.integers(0, max(1, len(ts) // 3), symbols) * (rng.random(symbols) < 0.2)
+        valid &= np.arange(len(ts))[:, None] >= first[None, :]
+    rows, cols = np.nonzero(valid)
+    if progress is not None:
+        progress(len(rows))
+    table = pa.table({
+        "ts_ns": ts[rows], "day": day[rows].astype(np.int32), "instrument_id": (cols + 1).astype(np.int32),
+        **{k: v[rows, cols] for k, v in fields.items()},
+    })
+    name = f"synth-{frequency}-{symbols}x{bars}-seed{seed}"
+    instruments = synth_instruments(symbols, asset_class="crypto_spot" if calendar == "24x7" else "equity")
+    return write_dataset(path, name=name, frequency=frequency, calendar=calendar, instruments=instruments, bars=table)

@@ -1,0 +1,1 @@
+"""Features, strategies and (later) alpha models. Strategies emit target weights."""

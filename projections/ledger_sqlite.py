@@ -1,0 +1,593 @@
+"""The SQLite ledger: a checkpointed projection of the journal into plain SQL tables.
+
+``SqliteLedger.apply`` writes a batch of journal records and the new checkpoint in one
+SQLite transaction, so every record is applied exactly once: a crash rolls the whole batch
+back, a restart resumes at ``checkpoint + 1``, and records at or below the checkpoint are
+skipped. Records must arrive in journal order without gaps.
+
+Invariants are re-checked on this side of the boundary (STYLE example 15): each order
+event is folded through ``domain.orders.evolve`` (an illegal transition raises
+``IllegalOrderTransition`` naming the seq) and each ``LedgerPosted`` is re-checked with
+``domain.ledger.assert_balanced`` (an unbalanced one raises ``UnbalancedPosting``).
+
+The schema is versioned DDL in ``projections/sql/NNN_*.sql``. There are no in-place
+migrations: a database at another schema version is refused and ``rebuild`` recreates it
+from seq 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from domain.events import (
+    DatasetReferenced,
+    DayClosed,
+    InstrumentsDefined,
+    LedgerPosted,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+    RiskVerdict,
+    RunFinished,
+    RunStarted,
+)
+from domain.ledger import UnbalancedTransaction, assert_balanced
+from domain.orders import (
+    IllegalTransition,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    evolve,
+    new_order,
+    trigger_of,
+)
+from kernel.journal import Journal, Record
+from kernel.store import open_journal
+
+__all__ = [
+    "LEDGER_SCHEMA_VERSION",
+    "PROJECTION_NAME",
+    "IllegalOrderTransition",
+    "ProjectionError",
+    "RebuildReport",
+    "SchemaMismatch",
+    "SqliteLedger",
+    "UnbalancedPosting",
+    "ddl_scripts",
+    "rebuild",
+]
+
+PROJECTION_NAME = "ledger"
+"""The row of the ``checkpoint`` table this projection owns."""
+
+BATCH_RECORDS_MAX = 10_000
+"""Default number of journal records per SQLite transaction in ``run``."""
+
+# Derived kinds this projection has no table for: skipped without decoding.
+_SKIPPED_KINDS = frozenset({"strategy.targets_decided.v1", "state.snapshotted.v1"})
+_DDL_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+
+Row = tuple[object, ...]
+
+
+class ProjectionError(Exception):
+    """A journal record the ledger projection cannot apply; ``seq`` names it."""
+
+    def __init__(self, seq: int, reason: str) -> None:
+        super().__init__(f"ledger projection failed at seq {seq}: {reason}")
+        self.seq = seq
+        self.reason = reason
+
+
+class IllegalOrderTransition(ProjectionError):
+    """An order event that ``domain.orders.evolve`` refuses (e.g. a fill after a cancel)."""
+
+
+class UnbalancedPosting(ProjectionError, UnbalancedTransaction):
+    """A ``LedgerPosted`` whose postings do not sum to zero in some currency."""
+
+
+class SchemaMismatch(Exception):
+    """The database is not a ledger at this code's schema version; rebuild it."""
+
+
+def ddl_scripts() -> list[tuple[int, str, str]]:
+    """The versioned DDL files as ``(version, name, sql)``, in version order."""
+    scripts: list[tuple[int, str, str]] = []
+    for entry in resources.files("projections").joinpath("sql").iterdir():
+        match = _DDL_NAME.match(entry.name)
+        if match is not None:
+            scripts.append((int(match.group(1)), entry.name[:-4], entry.read_text("utf-8")))
+    scripts.sort()
+    versions = [version for version, _, _ in scripts]
+    assert versions == list(range(1, len(versions) + 1)), f"DDL versions must be 1..n: {versions}"
+    return scripts
+
+
+LEDGER_SCHEMA_VERSION = len(ddl_scripts())
+
+
+# --- one batch of records -------------------------------------------------------------------
+
+
+@dataclass
+class _OrderRow:
+    order: Order
+    decision_px_raw: int
+    submitted_seq: int
+    updated_seq: int
+
+
+def _order_row(row: _OrderRow) -> Row:
+    order = row.order
+    return (
+        order.order_id, order.strategy_id, order.instrument_id, order.side, order.order_type,
+        order.qty_raw, order.limit_px_raw, row.decision_px_raw, order.filled_qty_raw,
+        order.status.value, row.submitted_seq, row.updated_seq,
+    )
+
+
+_ORDER_COLUMNS = (
+    "strategy_id, instrument_id, side, order_type, qty_raw, limit_px_raw, decision_px_raw, "
+    "filled_qty_raw, status, submitted_seq, updated_seq"
+)
+
+
+@dataclass
+class _Rows:
+    """Rows collected from one batch, written with one ``executemany`` per statement."""
+
+    runs: list[Row] = field(default_factory=list)
+    run_datasets: list[Row] = field(default_factory=list)
+    run_finishes: list[Row] = field(default_factory=list)
+    instruments: list[Row] = field(default_factory=list)
+    transitions: list[Row] = field(default_factory=list)
+    fills: list[Row] = field(default_factory=list)
+    position_deltas: dict[int, int] = field(default_factory=dict)
+    postings: list[Row] = field(default_factory=list)
+    nav: list[Row] = field(default_factory=list)
+    risk_events: list[Row] = field(default_factory=list)
+
+
+class _Batch:
+    """Folds decoded events into rows; orders touched by the batch are cached here."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+        self._orders: dict[str, _OrderRow] = {}
+        self._nav_days: set[int] = set()
+        self.rows = _Rows()
+        self._handlers: dict[type, Callable[[int, Any], None]] = {
+            RunStarted: self._on_run_started,
+            DatasetReferenced: self._on_dataset_referenced,
+            RunFinished: self._on_run_finished,
+            InstrumentsDefined: self._on_instruments_defined,
+            OrderSubmitted: self._on_order_submitted,
+            OrderAccepted: self._on_order_event,
+            OrderRejected: self._on_order_event,
+            OrderFilled: self._on_order_event,
+            OrderCancelled: self._on_order_event,
+            OrderExpired: self._on_order_event,
+            LedgerPosted: self._on_ledger_posted,
+            DayClosed: self._on_day_closed,
+            RiskVerdict: self._on_risk_verdict,
+        }
+
+    def add(self, record: Record) -> None:
+        if record.kind in _SKIPPED_KINDS:
+            return
+        try:
+            event = record.event()
+        except msgspec.MsgspecError as error:
+            raise ProjectionError(record.seq, f"undecodable {record.kind}: {error}") from error
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(record.seq, event)
+
+    # --- runs and set-up --------------------------------------------------------------
+
+    def _on_run_started(self, seq: int, event: RunStarted) -> None:
+        self.rows.runs.append(
+            (seq, event.run_id, event.seed, event.engine_version, event.config_json)
+        )
+
+    def _on_dataset_referenced(self, seq: int, event: DatasetReferenced) -> None:
+        self.rows.run_datasets.append((event.uri, event.content_hash, seq))
+
+    def _on_run_finished(self, seq: int, event: RunFinished) -> None:
+        self.rows.run_finishes.append((seq, event.steps, event.nav_minor, event.currency, seq))
+
+    def _on_instruments_defined(self, seq: int, event: InstrumentsDefined) -> None:
+        self.rows.instruments.extend(
+            (
+                inst.instrument_id, inst.symbol, inst.venue, inst.asset_class, inst.currency,
+                inst.price_digits, inst.tick_raw, inst.qty_digits, inst.lot_raw,
+                inst.multiplier, seq,
+            )
+            for inst in event.instruments
+        )
+
+    # --- orders -----------------------------------------------------------------------
+
+    def _on_order_submitted(self, seq: int, event: OrderSubmitted) -> None:
+        if event.order_id in self._orders or self._load_order(event.order_id) is not None:
+            raise ProjectionError(seq, f"order {event.order_id} submitted twice")
+        try:
+            order = new_order(event)
+        except ValueError as error:
+            raise ProjectionError(seq, str(error)) from error
+        self._orders[event.order_id] = _OrderRow(order, event.decision_px_raw, seq, seq)
+        self.rows.transitions.append(
+            (seq, event.order_id, None, order.status.value, "submit", event.ts_ns, "")
+        )
+
+    def _on_order_event(self, seq: int, event: OrderEvent) -> None:
+        row = self._order(seq, event.order_id)
+        source = row.order
+        try:
+            target = evolve(source, event)
+        except IllegalTransition as error:
+            raise IllegalOrderTransition(seq, str(error)) from error
+        except ValueError as error:
+            raise ProjectionError(seq, str(error)) from error
+        row.order = target
+        row.updated_seq = seq
+        reason = event.reason if isinstance(event, OrderRejected | OrderCancelled) else ""
+        self.rows.transitions.append(
+            (seq, event.order_id, source.status.value, target.status.value,
+             trigger_of(event), event.ts_ns, reason)
+        )
+        if isinstance(event, OrderFilled):
+            self._add_fill(seq, source, event)
+
+    def _add_fill(self, seq: int, order: Order, fill: OrderFilled) -> None:
+        if (fill.instrument_id, fill.side) != (order.instrument_id, order.side):
+            raise ProjectionError(
+                seq,
+                f"fill of {fill.order_id} is instrument {fill.instrument_id} side {fill.side}; "
+                f"the order is instrument {order.instrument_id} side {order.side}",
+            )
+        self.rows.fills.append(
+            (seq, fill.order_id, fill.instrument_id, fill.side, fill.fill_qty_raw,
+             fill.fill_px_raw, fill.notional_minor, fill.commission_minor, fill.currency,
+             fill.ts_ns)
+        )
+        deltas = self.rows.position_deltas
+        deltas[fill.instrument_id] = (
+            deltas.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
+        )
+
+    def _order(self, seq: int, order_id: str) -> _OrderRow:
+        row = self._orders.get(order_id)
+        if row is None:
+            row = self._load_order(order_id)
+            if row is None:
+                raise ProjectionError(seq, f"event for unknown order {order_id}")
+            self._orders[order_id] = row
+        return row
+
+    def _load_order(self, order_id: str) -> _OrderRow | None:
+        found = self._db.execute(
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ?",  # noqa: S608 # constant columns
+            (order_id,),
+        ).fetchone()
+        if found is None:
+            return None
+        (strategy_id, instrument_id, side, order_type, qty_raw, limit_px_raw,
+         decision_px_raw, filled_qty_raw, status, submitted_seq, updated_seq) = found
+        order = Order(
+            order_id=order_id, strategy_id=strategy_id, instrument_id=instrument_id, side=side,
+            order_type=order_type, qty_raw=qty_raw, limit_px_raw=limit_px_raw,
+            filled_qty_raw=filled_qty_raw, status=OrderStatus(status),
+        )
+        return _OrderRow(order, decision_px_raw, submitted_seq, updated_seq)
+
+    def order_rows(self) -> list[Row]:
+        return [_order_row(row) for row in self._orders.values()]
+
+    # --- ledger, days, risk -----------------------------------------------------------
+
+    def _on_ledger_posted(self, seq: int, event: LedgerPosted) -> None:
+        if not event.postings:
+            raise ProjectionError(seq, f"txn {event.txn_id} has no postings")
+        try:
+            assert_balanced(event.postings)
+        except UnbalancedTransaction as error:
+            raise UnbalancedPosting(seq, f"txn {event.txn_id}: {error}") from error
+        self.rows.postings.extend(
+            (seq, line, event.txn_id, posting.account, posting.currency, posting.amount_minor,
+             event.ts_ns, event.memo)
+            for line, posting in enumerate(event.postings)
+        )
+
+    def _on_day_closed(self, seq: int, event: DayClosed) -> None:
+        known = self._db.execute("SELECT 1 FROM nav WHERE day = ?", (event.day,)).fetchone()
+        if event.day in self._nav_days or known is not None:
+            raise ProjectionError(seq, f"day {event.day} closed twice")
+        self._nav_days.add(event.day)
+        self.rows.nav.append(
+            (event.day, event.ts_ns, event.nav_minor, event.cash_minor,
+             event.gross_exposure_minor, event.currency)
+        )
+
+    def _on_risk_verdict(self, seq: int, event: RiskVerdict) -> None:
+        self.rows.risk_events.append(
+            (seq, event.strategy_id, event.step, event.rule, event.action, event.limit_e8,
+             event.observed_e8, msgspec.json.encode(event.instrument_ids).decode("ascii"),
+             event.detail, event.ts_ns)
+        )
+
+
+def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
+    """Write a batch's rows; statements run in an order where each sees what it needs."""
+    rows = batch.rows
+    db.executemany(
+        "INSERT INTO runs (seq, run_id, seed, engine_version, config_json) VALUES (?, ?, ?, ?, ?)",
+        rows.runs,
+    )
+    # A dataset reference or finish belongs to the latest run started before it.
+    db.executemany(
+        "UPDATE runs SET dataset_uri = ?, content_hash = ? "
+        "WHERE seq = (SELECT MAX(seq) FROM runs WHERE seq < ?)",
+        rows.run_datasets,
+    )
+    db.executemany(
+        "UPDATE runs SET finished_seq = ?, steps = ?, nav_minor = ?, currency = ? "
+        "WHERE seq = (SELECT MAX(seq) FROM runs WHERE seq < ?)",
+        rows.run_finishes,
+    )
+    db.executemany(
+        "INSERT INTO instruments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (instrument_id) DO UPDATE SET symbol = excluded.symbol, "
+        "venue = excluded.venue, asset_class = excluded.asset_class, "
+        "currency = excluded.currency, price_digits = excluded.price_digits, "
+        "tick_raw = excluded.tick_raw, qty_digits = excluded.qty_digits, "
+        "lot_raw = excluded.lot_raw, multiplier = excluded.multiplier, "
+        "defined_seq = excluded.defined_seq",
+        rows.instruments,
+    )
+    db.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (order_id) DO UPDATE SET filled_qty_raw = excluded.filled_qty_raw, "
+        "status = excluded.status, updated_seq = excluded.updated_seq",
+        batch.order_rows(),
+    )
+    db.executemany("INSERT INTO order_transitions VALUES (?, ?, ?, ?, ?, ?, ?)", rows.transitions)
+    db.executemany("INSERT INTO fills VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.fills)
+    _write_positions(db, rows.position_deltas)
+    db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.postings)
+    db.executemany("INSERT INTO nav VALUES (?, ?, ?, ?, ?, ?)", rows.nav)
+    db.executemany("INSERT INTO risk_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.risk_events)
+
+
+def _write_positions(db: sqlite3.Connection, deltas: dict[int, int]) -> None:
+    """Add signed fill quantities into ``positions``; a flat position has no row."""
+    db.executemany(
+        "INSERT INTO positions (instrument_id, qty_raw) VALUES (?, ?) "
+        "ON CONFLICT (instrument_id) DO UPDATE SET qty_raw = qty_raw + excluded.qty_raw",
+        sorted(deltas.items()),
+    )
+    db.executemany(
+        "DELETE FROM positions WHERE instrument_id = ? AND qty_raw = 0",
+        [(instrument_id,) for instrument_id in sorted(deltas)],
+    )
+
+
+# --- the projection -------------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # a lost tail is re-applied from the journal
+    return db
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+class SqliteLedger:
+    """The ledger projection in one SQLite file (WAL mode, so readers never block it)."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        """Use ``SqliteLedger.open``; this takes an autocommit connection it now owns."""
+        assert db.isolation_level is None, "transactions are managed explicitly"
+        self._db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | str) -> SqliteLedger:
+        """Open (creating when absent) the ledger at ``path``; refuse other schema versions."""
+        ledger = cls(_connect(Path(path)), Path(path))
+        try:
+            ledger._ensure_schema()
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> SqliteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- schema -----------------------------------------------------------------------
+
+    def _table_names(self) -> list[str]:
+        found = self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+        return [name for (name,) in found]
+
+    def _ensure_schema(self) -> None:
+        tables = self._table_names()
+        if not tables:
+            self._run_script(self._create_script())
+            return
+        if "schema_version" not in tables:
+            raise SchemaMismatch(f"{self.path} is not a Tape ledger (tables: {tables})")
+        (version,) = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        if version != LEDGER_SCHEMA_VERSION:
+            raise SchemaMismatch(
+                f"{self.path} has ledger schema v{version}; this code writes "
+                f"v{LEDGER_SCHEMA_VERSION}: run `tape rebuild`"
+            )
+
+    @staticmethod
+    def _create_script() -> str:
+        return "\n".join(sql for _, _, sql in ddl_scripts())
+
+    def _run_script(self, script: str) -> None:
+        """Run DDL as one transaction: all of it or none of it."""
+        try:
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def reset(self) -> None:
+        """Drop every table and recreate the schema, in one transaction."""
+        drops = "".join(f"DROP TABLE {_quote(name)};\n" for name in self._table_names())
+        self._run_script(drops + self._create_script())
+
+    # --- applying records -------------------------------------------------------------
+
+    @property
+    def checkpoint_seq(self) -> int:
+        """The last journal seq applied; -1 before the first."""
+        return self._read_checkpoint()
+
+    def _read_checkpoint(self) -> int:
+        found = self._db.execute(
+            "SELECT seq FROM checkpoint WHERE name = ?", (PROJECTION_NAME,)
+        ).fetchone()
+        return -1 if found is None else int(found[0])
+
+    def apply(self, records: Iterable[Record]) -> int:
+        """Apply records in journal order, and the checkpoint, in one transaction.
+
+        Records at or below the checkpoint are skipped; a gap raises. Returns how many
+        records were applied. On any error nothing of the batch is kept.
+        """
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            applied = self._apply_in_transaction(records)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return applied
+
+    def _apply_in_transaction(self, records: Iterable[Record]) -> int:
+        checkpoint_seq = self._read_checkpoint()
+        next_seq = checkpoint_seq + 1
+        batch = _Batch(self._db)
+        for record in records:
+            if record.seq < next_seq:
+                continue  # already applied: exactly once, decided by the checkpoint
+            if record.seq != next_seq:
+                raise ProjectionError(record.seq, f"gap in the records: expected seq {next_seq}")
+            batch.add(record)
+            next_seq += 1
+        if next_seq == checkpoint_seq + 1:
+            return 0
+        try:
+            _write_rows(self._db, batch)
+        except sqlite3.IntegrityError as error:
+            raise ProjectionError(next_seq - 1, f"in seqs {checkpoint_seq + 1}..: {error}") from error
+        self._db.execute(
+            "INSERT INTO checkpoint (name, seq) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+            (PROJECTION_NAME, next_seq - 1),
+        )
+        return next_seq - 1 - checkpoint_seq
+
+    def run(self, journal: Journal, batch_records_max: int = BATCH_RECORDS_MAX) -> int:
+        """Catch up from the checkpoint to the journal's committed head, one transaction per
+        ``batch_records_max`` records. Returns how many records were applied."""
+        if batch_records_max <= 0:
+            raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
+        records = journal.records(self._read_checkpoint() + 1)
+        applied = 0
+        while batch := list(islice(records, batch_records_max)):
+            applied += self.apply(batch)
+        return applied
+
+    # --- reading ----------------------------------------------------------------------
+
+    def query(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement (for reports, the cockpit and tests)."""
+        return self._db.execute(sql, tuple(parameters)).fetchall()
+
+    def table_checksums(self) -> dict[str, str]:
+        """Per table: row count and sha256 over its rows in primary-key order.
+
+        Each row is hashed as its canonical JSON array (column order, integers and text as
+        stored, NULL as null) plus a newline, after a header line of the column names.
+        """
+        return {name: self._table_checksum(name) for name in self._table_names()}
+
+    def _table_checksum(self, table: str) -> str:
+        info = self._db.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
+        columns = [column[1] for column in info]
+        keys = [column[1] for column in sorted(info, key=lambda c: c[5]) if column[5] > 0]
+        order_by = ", ".join(map(_quote, keys or columns))
+        digest = hashlib.sha256(msgspec.json.encode(columns) + b"\n")
+        count = 0
+        cursor = self._db.execute(
+            f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)} "  # noqa: S608 # names from sqlite_master, quoted
+            f"ORDER BY {order_by}"
+        )
+        encode = msgspec.json.encode
+        for row in cursor:
+            digest.update(encode(row) + b"\n")
+            count += 1
+        return f"rows={count} sha256={digest.hexdigest()}"
+
+
+# --- rebuild --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    records_applied: int
+    checkpoint_seq: int
+    checksums: dict[str, str]
+
+
+def rebuild(
+    journal_path: Path | str,
+    db_path: Path | str,
+    *,
+    batch_records_max: int = BATCH_RECORDS_MAX,
+) -> RebuildReport:
+    """Drop every ledger table at ``db_path``, recreate the schema and replay the journal
+    from seq 0. An interrupted rebuild is resumed by ``SqliteLedger.run``."""
+    with open_journal(journal_path) as journal:
+        # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
+        with SqliteLedger(_connect(Path(db_path)), Path(db_path)) as ledger:
+            ledger.reset()
+            applied = ledger.run(journal, batch_records_max)
+            return RebuildReport(applied, ledger.checkpoint_seq, ledger.table_checksums())
