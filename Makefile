@@ -16,7 +16,7 @@ $(BIN)/tape: pyproject.toml
 	@touch $@
 
 $(VENV)/.dev: $(BIN)/tape
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
 demo: $(BIN)/tape  ## generate data, run two backtests, rebuild the ledger, report, replay
@@ -33,7 +33,11 @@ lint: $(VENV)/.dev  ## ruff only
 typecheck: $(VENV)/.dev  ## mypy on domain and kernel
 	$(BIN)/mypy domain kernel
 
-bench: $(VENV)/.dev  ## the benchmark table (bench/run.py), JSON in var/bench.json
+$(VENV)/.bench: $(VENV)/.dev
+	$(BIN)/pip install --quiet -e '.[bench]'
+	@touch $@
+
+bench: $(VENV)/.bench  ## the benchmark table (bench/run.py), JSON in var/bench.json
 	$(BIN)/python bench/run.py --json var/bench.json
 
 clean:  ## remove generated data, journals and caches

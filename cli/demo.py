@@ -21,7 +21,7 @@ _CONFIGS = ("sma_minute.toml", "momentum_daily.toml")
 
 
 def run_demo(workdir: Path, *, fresh: bool = True) -> int:
-    from cli.main import cmd_backtest, cmd_rebuild, cmd_replay, cmd_verify  # noqa: PLC0415
+    from cli.main import cmd_backtest, cmd_rebuild, cmd_replay, cmd_verify
 
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -31,8 +31,17 @@ def run_demo(workdir: Path, *, fresh: bool = True) -> int:
         if target.exists():
             continue
         with progress_bar(f"generate {name} bars ({symbols} x {bars:,})", symbols * bars) as update:
-            synth_dataset(target, seed=7, symbols=symbols, bars=bars, frequency=frequency,
-                          calendar="XNYS", start="2019-01-02", listing_stagger=stagger, progress=update)
+            synth_dataset(
+                target,
+                seed=7,
+                symbols=symbols,
+                bars=bars,
+                frequency=frequency,
+                calendar="XNYS",
+                start="2019-01-02",
+                listing_stagger=stagger,
+                progress=update,
+            )
     status = 0
     for config_name in _CONFIGS:
         config = workdir / config_name

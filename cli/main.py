@@ -23,8 +23,15 @@ __all__ = ["main"]
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    ref = synth_dataset(Path(args.out), seed=args.seed, symbols=args.symbols, bars=args.bars,
-                        frequency=args.frequency, calendar=args.calendar, start=args.start)
+    ref = synth_dataset(
+        Path(args.out),
+        seed=args.seed,
+        symbols=args.symbols,
+        bars=args.bars,
+        frequency=args.frequency,
+        calendar=args.calendar,
+        start=args.start,
+    )
     console.print(f"wrote {args.out} (content hash {ref.content_hash[:16]}...)")
     return 0
 
@@ -36,27 +43,33 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     steps = _steps_of(config.dataset)
     with progress_bar(f"backtest {config.run_id}", steps) as update:
         result = run_backtest(config, strategy, progress=update)
-    console.print(f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}...")
+    console.print(
+        f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}..."
+    )
     _print_report(result.journal)
     return 0
 
 
 def _steps_of(dataset: str) -> int:
-    import json  # noqa: PLC0415
+    import json
 
-    return int(json.loads((Path(dataset) / "manifest.json").read_text())["rows"])
+    return int(json.loads((Path(dataset) / "manifest.json").read_text())["steps"])
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
     if journal.tail_repair is not None:
         repair = journal.tail_repair
-        console.print(f"[yellow]torn tail: {repair.records_cut} records from seq {repair.cut_from_seq} "
-                      f"({repair.reason}); a writable open cuts them[/]")
+        console.print(
+            f"[yellow]torn tail: {repair.records_cut} records from seq {repair.cut_from_seq} "
+            f"({repair.reason}); a writable open cuts them[/]"
+        )
     result = journal.verify()
     if not result.ok:
-        console.print(f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
-                      f"({result.records:,} records verified before it)")
+        console.print(
+            f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
+            "(every record before it verifies)"
+        )
         return 1
     console.print(f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...")
     return 0
@@ -71,9 +84,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _print_replay(result: ReplayResult) -> int:
     if result.ok:
-        console.print(f"[green]replay matched[/] the hash chain: {result.records_compared:,} derived "
-                      f"records (seq {result.first_seq}..{result.last_seq}) re-derived byte for byte, "
-                      f"{result.segments_rehashed} segment hashes rebuilt")
+        console.print(
+            f"[green]replay matched[/] the hash chain: {result.records_compared:,} derived "
+            f"records (seq {result.first_seq}..{result.last_seq}) re-derived byte for byte, "
+            f"{result.segments_rehashed} segment hashes rebuilt"
+        )
         return 0
     divergence = result.divergence
     assert divergence is not None
@@ -84,15 +99,17 @@ def _print_replay(result: ReplayResult) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from projections import rebuild_sqlite_ledger  # noqa: PLC0415
+    from projections import rebuild  # noqa: PLC0415
 
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
-    checksums = rebuild_sqlite_ledger(Path(args.journal), db_path)
-    table = Table(title=f"ledger {db_path}")
-    for column in ("table", "rows", "sha256"):
-        table.add_column(column)
-    for name, (rows, digest) in sorted(checksums.items()):
-        table.add_row(name, f"{rows:,}", digest[:16] + "...")
+    report = rebuild(Path(args.journal), db_path)
+    table = Table(
+        title=f"SQLite ledger {db_path} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
+    )
+    table.add_column("table")
+    table.add_column("checksum")
+    for name, checksum in sorted(report.checksums.items()):
+        table.add_row(name, checksum)
     console.print(table)
     return 0
 
@@ -113,7 +130,7 @@ def _print_report(path: Path) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from cli.demo import run_demo  # noqa: PLC0415
+    from cli.demo import run_demo
 
     return run_demo(Path(args.workdir), fresh=not args.keep)
 
@@ -147,8 +164,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "synth": cmd_synth, "backtest": cmd_backtest, "verify": cmd_verify, "replay": cmd_replay,
-    "rebuild": cmd_rebuild, "report": cmd_report, "demo": cmd_demo,
+    "synth": cmd_synth,
+    "backtest": cmd_backtest,
+    "verify": cmd_verify,
+    "replay": cmd_replay,
+    "rebuild": cmd_rebuild,
+    "report": cmd_report,
+    "demo": cmd_demo,
 }
 
 

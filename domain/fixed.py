@@ -97,8 +97,10 @@ def from_decimal_text(text: str, digits: int, rounding: Rounding) -> int:
     sign, digit_tuple, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     mantissa = int("".join(map(str, digit_tuple)) or "0") * (-1 if sign else 1)
-    return rescale(mantissa, -exponent, digits, rounding) if exponent < 0 else mantissa * 10 ** (
-        exponent + digits
+    return (
+        rescale(mantissa, -exponent, digits, rounding)
+        if exponent < 0
+        else mantissa * 10 ** (exponent + digits)
     )
 
 

@@ -37,10 +37,8 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         minor_digits(self.currency)  # unknown currency is an error here, not later
 
 
-def notional_minor(
-    instrument: Instrument, qty_raw: int, px_raw: int, rounding: Rounding
-) -> int:
-    """``qty × price × multiplier`` in the currency's minor unit, rounded as named."""
+def notional_minor(instrument: Instrument, qty_raw: int, px_raw: int, rounding: Rounding) -> int:
+    """``qty * price * multiplier`` in the currency's minor unit, rounded as named."""
     scale_digits = instrument.price_digits + instrument.qty_digits
     numerator = qty_raw * px_raw * instrument.multiplier * 10 ** minor_digits(instrument.currency)
     return div_round(numerator, 10**scale_digits, rounding)

@@ -77,9 +77,7 @@ def fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRe
     ccy = fill.currency
     signed_qty = fill.side * fill.fill_qty_raw
     closing_qty = _closing_qty(position.qty_raw, signed_qty)
-    closing_notional = div_round(
-        fill.notional_minor * closing_qty, fill.fill_qty_raw, Rounding.HALF_EVEN
-    )
+    closing_notional = div_round(fill.notional_minor * closing_qty, fill.fill_qty_raw, Rounding.HALF_EVEN)
     opening_notional = fill.notional_minor - closing_notional
     cash = -fill.side * fill.notional_minor - fill.commission_minor
     inventory = 0
@@ -133,7 +131,5 @@ def fold_positions(fills: Iterable[OrderFilled]) -> Mapping[int, int]:
     """Positions as the plain sum of signed fill quantities, per instrument."""
     positions: dict[int, int] = {}
     for fill in fills:
-        positions[fill.instrument_id] = (
-            positions.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
-        )
+        positions[fill.instrument_id] = positions.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
     return {iid: qty for iid, qty in sorted(positions.items()) if qty != 0}

@@ -135,9 +135,7 @@ def evolve(order: Order, event: OrderEvent) -> Order:
     if filled > order.qty_raw:
         raise ValueError(f"order {order.order_id}: overfill {filled} > {order.qty_raw}")
     if order.qty_raw - filled != event.leaves_qty_raw:
-        raise ValueError(
-            f"order {order.order_id}: leaves {event.leaves_qty_raw} != {order.qty_raw - filled}"
-        )
+        raise ValueError(f"order {order.order_id}: leaves {event.leaves_qty_raw} != {order.qty_raw - filled}")
     return msgspec.structs.replace(order, status=target, filled_qty_raw=filled)
 
 

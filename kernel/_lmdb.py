@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,33 @@ _HEAD_KEY = b"head"
 _MAP_SIZE = 1 << 40  # address space only; the file grows with the data
 
 
+_ENVS: dict[str, tuple[lmdb.Environment, int]] = {}
+"""py-lmdb allows one open environment per path and process: readers and the writer in one
+process share it, reference-counted."""
+
+
+def _acquire(path: Path, *, writable: bool) -> lmdb.Environment:
+    key = str(path.resolve())
+    if key in _ENVS:
+        env, count = _ENVS[key]
+        _ENVS[key] = (env, count + 1)
+        return env
+    can_write = writable or os.access(path, os.W_OK)
+    env = lmdb.open(key, map_size=_MAP_SIZE, max_dbs=2, readonly=not can_write, subdir=True)
+    _ENVS[key] = (env, 1)
+    return env
+
+
+def _release(path: Path) -> None:
+    key = str(path.resolve())
+    env, count = _ENVS[key]
+    if count > 1:
+        _ENVS[key] = (env, count - 1)
+        return
+    del _ENVS[key]
+    env.close()
+
+
 class LmdbBackend:
     def __init__(self, path: Path, *, writable: bool) -> None:
         path = Path(path)
@@ -20,11 +48,14 @@ class LmdbBackend:
             path.mkdir(parents=True, exist_ok=True)
         elif not (path / "data.mdb").exists():
             raise FileNotFoundError(f"no LMDB journal at {path}")
-        self._env = lmdb.open(
-            str(path), map_size=_MAP_SIZE, max_dbs=2, readonly=not writable, subdir=True
-        )
+        self._path = path
+        self._env = _acquire(path, writable=writable)
+        if writable and self._env.flags()["readonly"]:
+            _release(path)
+            raise PermissionError(f"{path} is open read-only in this process or not writable")
         self._segments = self._env.open_db(b"segments", create=writable)
         self._meta = self._env.open_db(b"meta", create=writable)
+        self._closed = False
 
     def read_head(self) -> tuple[int, bytes] | None:
         with self._env.begin(db=self._meta) as txn:
@@ -72,4 +103,6 @@ class LmdbBackend:
         return removed
 
     def close(self) -> None:
-        self._env.close()
+        if not self._closed:
+            self._closed = True
+            _release(self._path)

@@ -26,8 +26,8 @@ A segment is written per ``records_per_commit_max`` records or when ``commit()``
 from __future__ import annotations
 
 import hashlib
-import struct
 import operator
+import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -234,7 +234,6 @@ class Journal:
         *,
         writable: bool = True,
         records_per_commit_max: int = 4096,
-        tail_check_segments: int = 4,
     ) -> None:
         assert records_per_commit_max > 0
         self._backend = backend
@@ -242,7 +241,7 @@ class Journal:
         self._commit_max = records_per_commit_max
         self._pending: list[Event] = []
         self.tail_repair: TailRepair | None = None
-        head_seq, head_hash = self._check_tail(tail_check_segments)
+        head_seq, head_hash = self._check_tail()
         self._next_seq = head_seq + 1
         self._last_hash = head_hash
 
@@ -360,50 +359,74 @@ class Journal:
 
     # --- opening -----------------------------------------------------------------------
 
-    def _check_tail(self, tail_segments: int) -> tuple[int, bytes]:
-        """Find the last whole, chained segment; cut (when writable) and report anything after."""
+    def _check_tail(self) -> tuple[int, bytes]:
+        """Find the last committed record; report (and, when writable, cut) a torn tail.
+
+        A torn tail is what lies past the committed head, or — in a journal without a head
+        marker — a last segment that fails its checksums or chain hash while the segment
+        before it is sound. The head is written in the same transaction as its segment, so
+        a bad segment *at* the head is committed data gone bad, not a torn write: it is never
+        cut; a writer refuses to open and ``verify`` names the record.
+        """
         head = self._backend.read_head()
         last_key = self._backend.last_key()
         if head is None and last_key < 0:
             return -1, GENESIS_HASH
-        keys = self._tail_keys(last_key, tail_segments)
-        good_seq, good_hash, reason, first_bad_key = self._scan(keys, head)
-        if first_bad_key is None:
-            return good_seq, good_hash
-        cut = self._records_from(first_bad_key)
-        self.tail_repair = TailRepair(good_seq + 1, cut, reason)
+        if head is None:
+            problem, segment = self._last_segment_problem(last_key)
+            if problem:
+                good_seq, good_hash = last_key - 1, self._hash_before_key(last_key)
+                self._cut(last_key, good_seq, good_hash, f"no commit marker; torn last segment: {problem}")
+                return good_seq, good_hash
+            assert segment is not None
+            return last_key + len(segment.records) - 1, segment.hash
+        head_key = self._backend.floor_key(head[0])
+        if last_key > head_key:
+            self._cut(self._next_key(head_key), head[0], head[1], "segments past the committed head")
+        problem, segment = self._last_segment_problem(head_key)
+        if (
+            not problem
+            and segment is not None
+            and (head_key + len(segment.records) - 1, segment.hash) != head
+        ):
+            problem = "the head marker does not match the last segment"
+        if problem and self._writable:
+            raise JournalError(
+                f"journal is corrupt at its last committed segment (seq {head_key}): "
+                f"{problem}; run `tape verify` to locate the record"
+            )
+        return head
+
+    def _last_segment_problem(self, key: int) -> tuple[str, Segment | None]:
+        value = next(iter(self._backend.iter_segments(key)))[1]
+        try:
+            segment = parse_segment(key, value)
+        except ChainBroken as broken:
+            return broken.reason, None
+        if segment_hash(self._hash_before_key(key), segment.body) == segment.hash:
+            return "", segment
+        if key > 0 and not self._sound(self._backend.floor_key(key - 1)):
+            return "", segment  # the predecessor is corrupt, not this tail: verify reports it
+        return "chain hash mismatch", segment
+
+    def _sound(self, key: int) -> bool:
+        """Whether the segment at ``key`` parses and chains from its predecessor's hash."""
+        value = next(iter(self._backend.iter_segments(key)))[1]
+        try:
+            segment = parse_segment(key, value)
+        except ChainBroken:
+            return False
+        return segment_hash(self._hash_before_key(key), segment.body) == segment.hash
+
+    def _cut(self, key: int, good_seq: int, good_hash: bytes, reason: str) -> None:
+        self.tail_repair = TailRepair(good_seq + 1, self._records_from(key), reason)
         if self._writable:
-            self._backend.truncate_from(first_bad_key, (good_seq, good_hash) if good_seq >= 0 else None)
-        return good_seq, good_hash
+            self._backend.truncate_from(key, (good_seq, good_hash) if good_seq >= 0 else None)
 
-    def _tail_keys(self, last_key: int, count: int) -> list[int]:
-        keys = [last_key]
-        while len(keys) < count and keys[-1] > 0:
-            keys.append(self._backend.floor_key(keys[-1] - 1))
-        return sorted(k for k in keys if k >= 0)
-
-    def _scan(
-        self, keys: list[int], head: tuple[int, bytes] | None
-    ) -> tuple[int, bytes, str, int | None]:
-        """Check the tail segments in order; stop at the first that is torn, corrupt or
-        past the committed head."""
-        prev = self._hash_before_key(keys[0])
-        good_seq = keys[0] - 1
-        for key in keys:
-            value = next(iter(self._backend.iter_segments(key)))[1]
-            if head is not None and key > head[0]:
-                return good_seq, prev, "segment past the committed head", key
-            try:
-                segment = parse_segment(key, value)
-            except ChainBroken as broken:
-                return good_seq, prev, f"torn segment: {broken.reason}", key
-            if segment_hash(prev, segment.body) != segment.hash:
-                return good_seq, prev, "torn segment: hash mismatch", key
-            end_seq = key + len(segment.records) - 1
-            if head is not None and key == keys[-1] and (end_seq, segment.hash) != head:
-                return good_seq, prev, "head does not match the last segment", key
-            prev, good_seq = segment.hash, end_seq
-        return good_seq, prev, "", None
+    def _next_key(self, key: int) -> int:
+        for stored_key, _ in self._backend.iter_segments(key + 1):
+            return stored_key
+        return key + 1
 
     def _records_from(self, key: int) -> int:
         total = 0
@@ -411,5 +434,9 @@ class Journal:
             try:
                 total += len(parse_segment(stored_key, value).records)
             except ChainBroken:
-                total += _SEGMENT_HEADER.unpack_from(value, HASH_SIZE)[1] if len(value) >= HASH_SIZE + _SEGMENT_HEADER.size else 1
+                total += (
+                    _SEGMENT_HEADER.unpack_from(value, HASH_SIZE)[1]
+                    if len(value) >= HASH_SIZE + _SEGMENT_HEADER.size
+                    else 1
+                )
         return total

@@ -33,12 +33,12 @@ from domain.events import (
     TargetsDecided,
 )
 from domain.fixed import RATE_SCALE, Rounding, div_round
-from domain.instruments import Instrument, notional_minor
+from domain.instruments import notional_minor
 from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
 from domain.market import Panel
 from domain.orders import evolve, new_order
 from domain.risk import RiskLimits
-from kernel.pipeline import apply_risk, current_weights, plan_orders, verdict_events
+from kernel.pipeline import apply_risk, current_weights, plan_orders, reject_unpriced, verdict_events
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy
 from kernel.venue import NO_ACTIVITY, VenuePort
@@ -98,7 +98,9 @@ class Kernel:
         self._sink.append(InstrumentsDefined(ts_ns=ts_ns, instruments=list(self._panel.instruments)))
         self._post(ts_ns, "capital", capital_postings(initial_cash_minor, self._currency))
 
-    def run(self, start_step: int = 0, end_step: int | None = None, progress: ProgressFn | None = None) -> None:
+    def run(
+        self, start_step: int = 0, end_step: int | None = None, progress: ProgressFn | None = None
+    ) -> None:
         """Run steps ``start_step .. end_step-1`` (default: to the end of the panel)."""
         end = self._panel.steps if end_step is None else end_step
         interesting = np.flatnonzero(self._decide_mask[start_step:end] | self._day_end[start_step:end])
@@ -189,7 +191,9 @@ class Kernel:
     def _post(self, ts_ns: int, memo: str, postings: list) -> None:  # type: ignore[type-arg]
         state = self.state
         state.txn_counter += 1
-        self._sink.append(LedgerPosted(ts_ns=ts_ns, txn_id=f"T{state.txn_counter:09d}", memo=memo, postings=postings))
+        self._sink.append(
+            LedgerPosted(ts_ns=ts_ns, txn_id=f"T{state.txn_counter:09d}", memo=memo, postings=postings)
+        )
         apply_postings(state.balances, postings)
 
     def _decide(self, step: int) -> bool:
@@ -204,20 +208,29 @@ class Kernel:
         sid = self._strategy.strategy_id
         ids = sorted(targets)
         self._sink.append(
-            TargetsDecided(ts_ns=ts_ns, strategy_id=sid, step=step, instrument_ids=ids,
-                           weights_e8=[targets[i] for i in ids])
+            TargetsDecided(
+                ts_ns=ts_ns,
+                strategy_id=sid,
+                step=step,
+                instrument_ids=ids,
+                weights_e8=[targets[i] for i in ids],
+            )
         )
         nav = self.nav_minor(step)
         prices = self._prices(step)
         held = current_weights(self.state.positions, prices, self._instruments, nav)
-        allowed, outcomes = apply_risk(targets, held, self._limits)
+        priced, priced_outcome = reject_unpriced(targets, prices)
+        allowed, outcomes = apply_risk(priced, held, self._limits)
+        outcomes.insert(0, priced_outcome)
         for verdict in verdict_events(ts_ns, sid, step, outcomes):
             self._sink.append(verdict)
         self.state.last_targets.update(allowed)
         self._cancel_open(ts_ns, sid)
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
         for intent in intents:
-            self._submit(step, ts_ns, sid, intent.instrument_id, intent.side, intent.qty_raw, intent.decision_px_raw)
+            self._submit(
+                step, ts_ns, sid, intent.instrument_id, intent.side, intent.qty_raw, intent.decision_px_raw
+            )
         return bool(intents)
 
     def _targets_e8(self, weights: np.ndarray) -> dict[int, int]:  # type: ignore[type-arg]
@@ -245,8 +258,14 @@ class Kernel:
         state.order_counter += 1
         day = int(self._panel.day[step])
         submitted = OrderSubmitted(
-            ts_ns=ts_ns, order_id=f"{sid}-{day}-{state.order_counter:06d}", strategy_id=sid,
-            instrument_id=iid, side=side, order_type="market", qty_raw=qty, limit_px_raw=0,
+            ts_ns=ts_ns,
+            order_id=f"{sid}-{day}-{state.order_counter:06d}",
+            strategy_id=sid,
+            instrument_id=iid,
+            side=side,
+            order_type="market",
+            qty_raw=qty,
+            limit_px_raw=0,
             decision_px_raw=px,
         )
         self._sink.append(submitted)
@@ -263,9 +282,13 @@ class Kernel:
         cash = self.state.balances.get(cash_account(self._currency), 0)
         self._sink.append(
             DayClosed(
-                ts_ns=ts_ns, day=int(self._panel.day[step]), step=step,
-                nav_minor=cash + sum(values.values()), cash_minor=cash,
-                gross_exposure_minor=sum(abs(v) for v in values.values()), currency=self._currency,
+                ts_ns=ts_ns,
+                day=int(self._panel.day[step]),
+                step=step,
+                nav_minor=cash + sum(values.values()),
+                cash_minor=cash,
+                gross_exposure_minor=sum(abs(v) for v in values.values()),
+                currency=self._currency,
             )
         )
         self._sink.append(
@@ -276,5 +299,3 @@ class Kernel:
 def weight_of(value_minor: int, nav_minor: int) -> int:
     """A value as a 1e-8 fraction of NAV (for reports)."""
     return div_round(value_minor * RATE_SCALE, max(nav_minor, 1), Rounding.HALF_EVEN)
-
-

@@ -13,7 +13,7 @@ from domain.instruments import Instrument, notional_minor, qty_for_value
 from domain.ledger import Position
 from domain.risk import RiskLimits, RuleOutcome, check_gross_leverage, check_name_cap
 
-__all__ = ["OrderIntent", "apply_risk", "plan_orders"]
+__all__ = ["OrderIntent", "apply_risk", "plan_orders", "reject_unpriced"]
 
 
 class OrderIntent(msgspec.Struct, frozen=True):
@@ -21,6 +21,15 @@ class OrderIntent(msgspec.Struct, frozen=True):
     side: int
     qty_raw: int
     decision_px_raw: int
+
+
+def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[dict[int, int], RuleOutcome]:
+    """Non-zero targets on names that have never traded cannot be sized: reject them."""
+    unpriced = [iid for iid, weight in sorted(targets.items()) if weight and prices[iid] <= 0]
+    kept = {iid: weight for iid, weight in targets.items() if iid not in unpriced}
+    largest = max((abs(targets[iid]) for iid in unpriced), default=0)
+    detail = f"{len(unpriced)} names have no price yet" if unpriced else ""
+    return kept, RuleOutcome("priced", "reject" if unpriced else "pass", 0, largest, unpriced, detail)
 
 
 def apply_risk(
@@ -51,8 +60,14 @@ def verdict_events(
 ) -> list[RiskVerdict]:
     return [
         RiskVerdict(
-            ts_ns=ts_ns, strategy_id=strategy_id, step=step, rule=o.rule, action=o.action,
-            limit_e8=o.limit_e8, observed_e8=o.observed_e8, instrument_ids=o.instrument_ids,
+            ts_ns=ts_ns,
+            strategy_id=strategy_id,
+            step=step,
+            rule=o.rule,
+            action=o.action,
+            limit_e8=o.limit_e8,
+            observed_e8=o.observed_e8,
+            instrument_ids=o.instrument_ids,
             detail=o.detail,
         )
         for o in outcomes
@@ -84,7 +99,10 @@ def plan_orders(
     for iid in sorted(targets):
         px = prices[iid]
         value = div_round(targets[iid] * max(nav_minor, 0), RATE_SCALE, Rounding.DOWN)
-        target_qty = qty_for_value(instruments[iid], abs(value), px) * (1 if value >= 0 else -1)
+        target_qty = 0
+        if value:
+            assert px > 0, "targets without a price are rejected by the risk stage"
+            target_qty = qty_for_value(instruments[iid], abs(value), px) * (1 if value > 0 else -1)
         delta = target_qty - positions.get(iid, Position()).qty_raw
         if delta:
             intents.append(OrderIntent(iid, 1 if delta > 0 else -1, abs(delta), px))

@@ -26,7 +26,7 @@ from domain.events import (
 )
 from domain.market import Panel
 from domain.risk import RiskLimits
-from kernel.journal import Journal, JournalError, Record, Segment, build_segment, segment_hash
+from kernel.journal import ChainBroken, Journal, JournalError, Record, Segment, build_segment, segment_hash
 from kernel.loop import Kernel, ProgressFn
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -121,7 +121,9 @@ class _ComparingSink:
     def append(self, event: Event) -> int:
         seq = self._seq
         if seq >= self._end or self._segment is None:
-            raise _Diverged(Divergence(seq, "the fresh kernel derived an event past the journal's end", None, event))  # type: ignore[arg-type]
+            raise _Diverged(
+                Divergence(seq, "the fresh kernel derived an event past the journal's end", None, event)
+            )  # type: ignore[arg-type]
         self._buffer.append(event)
         self._advance()
         self._take_inputs()
@@ -140,19 +142,25 @@ class _ComparingSink:
         if whole:
             body = build_segment(segment.first_seq, self._buffer)
             if body == segment.body and segment_hash(self._prev_hash, body) == segment.hash:
-                self.compared += len(self._buffer)
+                self.compared += sum(
+                    1 for r in segment.records if r.seq >= self._start and r.kind not in INPUT_KINDS
+                )
                 self.rehashed += 1
                 return
         for record, event in zip(segment.records, self._buffer, strict=False):
-            if record.seq >= self._start:
+            if record.seq >= self._start and record.kind not in INPUT_KINDS:
                 self._compare_record(record, event)
         if whole:
-            raise _Diverged(Divergence(segment.first_seq, "records equal but the segment hash differs", None, None))
+            raise _Diverged(
+                Divergence(segment.first_seq, "records equal but the segment hash differs", None, None)
+            )
 
     def _compare_record(self, record: Record, event: Event) -> None:
         payload = encode_event(event)
         if payload != record.payload or record.ts_ns != event.ts_ns or record.kind != event_kind(event):
-            raise _Diverged(Divergence(record.seq, "derived event differs from the journal", record.event(), event))  # type: ignore[arg-type]
+            raise _Diverged(
+                Divergence(record.seq, "derived event differs from the journal", record.event(), event)
+            )  # type: ignore[arg-type]
         self.compared += 1
 
     def finish(self) -> None:
@@ -169,12 +177,18 @@ class _ComparingSink:
 
 def _inputs(journal: Journal) -> tuple[RunStarted, DatasetReferenced]:
     events = [record.event() for _, record in zip(range(2), journal.records(0), strict=False)]
-    if len(events) < 2 or not isinstance(events[0], RunStarted) or not isinstance(events[1], DatasetReferenced):
+    if (
+        len(events) < 2
+        or not isinstance(events[0], RunStarted)
+        or not isinstance(events[1], DatasetReferenced)
+    ):
         raise JournalError("journal does not start with run.started and dataset.referenced")
     return events[0], events[1]
 
 
-def _day_bounds(journal: Journal, panel: Panel, day: int) -> tuple[int, int, StateSnapshotted | None, int, int]:
+def _day_bounds(
+    journal: Journal, panel: Panel, day: int
+) -> tuple[int, int, StateSnapshotted | None, int, int]:
     """(first seq, end seq, snapshot to start from, first step, end step) of one day."""
     steps = (panel.day == day).nonzero()[0]
     if steps.size == 0:
@@ -204,7 +218,24 @@ def replay(
     day: int | None = None,
     progress: ProgressFn | None = None,
 ) -> ReplayResult:
-    """Re-derive the journal (or one session ``day``) with a fresh kernel and compare."""
+    """Re-derive the journal (or one session ``day``) with a fresh kernel and compare.
+
+    A record that cannot be read (checksum or chain failure) ends the replay there, as a
+    divergence at that sequence number.
+    """
+    try:
+        return _replay(journal, build, day, progress)
+    except ChainBroken as broken:
+        divergence = Divergence(broken.seq, f"journal record is corrupt: {broken.reason}", None, None)
+        return ReplayResult(0, 0, 0, len(journal) - 1, divergence)
+
+
+def _replay(
+    journal: Journal,
+    build: Callable[[RunStarted, DatasetReferenced], KernelParts],
+    day: int | None,
+    progress: ProgressFn | None,
+) -> ReplayResult:
     run, ref = _inputs(journal)
     parts = build(run, ref)
     if day is None:
@@ -213,8 +244,15 @@ def replay(
         start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, parts.panel, day)
     sink = _ComparingSink(journal, start_seq, end_seq)
     state = KernelState.restore(snapshot.snapshot, parts.currency) if snapshot else None
-    kernel = Kernel(panel=parts.panel, strategy=parts.strategy, venue=parts.venue, limits=parts.limits,
-                    sink=sink, currency=parts.currency, state=state)
+    kernel = Kernel(
+        panel=parts.panel,
+        strategy=parts.strategy,
+        venue=parts.venue,
+        limits=parts.limits,
+        sink=sink,
+        currency=parts.currency,
+        state=state,
+    )
     try:
         if snapshot is None:
             kernel.begin(parts.initial_cash_minor)
@@ -224,4 +262,7 @@ def replay(
         sink.finish()
     except _Diverged as diverged:
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, diverged.divergence)
+    except ChainBroken as broken:
+        divergence = Divergence(broken.seq, f"journal record is corrupt: {broken.reason}", None, None)
+        return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
     return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None)

@@ -30,13 +30,19 @@ class KernelState:
             txn_counter=self.txn_counter,
             balances=[PostingRecord(a, ccy, b) for a, b in sorted(self.balances.items())],
             positions=[
-                PositionSnapshot(iid, p.qty_raw, p.cost_minor)
-                for iid, p in sorted(self.positions.items())
+                PositionSnapshot(iid, p.qty_raw, p.cost_minor) for iid, p in sorted(self.positions.items())
             ],
             open_orders=[
                 OpenOrderSnapshot(
-                    o.order_id, o.strategy_id, o.instrument_id, o.side, o.order_type,
-                    o.qty_raw, o.filled_qty_raw, o.limit_px_raw, o.status.value,
+                    o.order_id,
+                    o.strategy_id,
+                    o.instrument_id,
+                    o.side,
+                    o.order_type,
+                    o.qty_raw,
+                    o.filled_qty_raw,
+                    o.limit_px_raw,
+                    o.status.value,
                 )
                 for o in self.open_orders.values()
             ],
@@ -53,9 +59,14 @@ class KernelState:
         state.positions = {p.instrument_id: Position(p.qty_raw, p.cost_minor) for p in snapshot.positions}
         state.open_orders = {
             o.order_id: Order(
-                order_id=o.order_id, strategy_id=o.strategy_id, instrument_id=o.instrument_id,
-                side=o.side, order_type=o.order_type, qty_raw=o.qty_raw,
-                limit_px_raw=o.limit_px_raw, filled_qty_raw=o.filled_qty_raw,
+                order_id=o.order_id,
+                strategy_id=o.strategy_id,
+                instrument_id=o.instrument_id,
+                side=o.side,
+                order_type=o.order_type,
+                qty_raw=o.qty_raw,
+                limit_px_raw=o.limit_px_raw,
+                filled_qty_raw=o.filled_qty_raw,
                 status=OrderStatus(o.status),
             )
             for o in snapshot.open_orders

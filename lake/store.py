@@ -21,6 +21,7 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
@@ -69,8 +70,13 @@ def content_hash(path: Path) -> str:
 
 
 def write_dataset(
-    path: Path, *, name: str, frequency: str, calendar: str,
-    instruments: list[Instrument], bars: pa.Table,
+    path: Path,
+    *,
+    name: str,
+    frequency: str,
+    calendar: str,
+    instruments: list[Instrument],
+    bars: pa.Table,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -81,8 +87,13 @@ def write_dataset(
     pq.write_table(bars, path / "bars.parquet", compression="zstd", row_group_size=1 << 20)
     digest = content_hash(path)
     manifest = {
-        "name": name, "frequency": frequency, "calendar": calendar,
-        "instruments": len(instruments), "rows": bars.num_rows, "content_hash": digest,
+        "name": name,
+        "frequency": frequency,
+        "calendar": calendar,
+        "instruments": len(instruments),
+        "rows": bars.num_rows,
+        "steps": len(pa.compute.unique(bars.column("ts_ns"))),
+        "content_hash": digest,
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return DatasetRef(str(path), digest, frequency, calendar)
@@ -99,7 +110,9 @@ def read_manifest(path: Path) -> dict[str, object]:
 def dataset_ref(path: Path) -> DatasetRef:
     """The data set's identity, read from its manifest (``load_panel`` re-checks the bytes)."""
     manifest = read_manifest(path)
-    return DatasetRef(str(path), str(manifest["content_hash"]), str(manifest["frequency"]), str(manifest["calendar"]))
+    return DatasetRef(
+        str(path), str(manifest["content_hash"]), str(manifest["frequency"]), str(manifest["calendar"])
+    )
 
 
 def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, DatasetRef]:
@@ -108,7 +121,9 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
     manifest = read_manifest(path)
     digest = content_hash(path)
     if digest != manifest["content_hash"]:
-        raise DatasetError(f"{path}: content hash {digest} differs from its manifest's {manifest['content_hash']}")
+        raise DatasetError(
+            f"{path}: content hash {digest} differs from its manifest's {manifest['content_hash']}"
+        )
     if expected_hash is not None and digest != expected_hash:
         raise DatasetError(
             f"{path}: content hash {digest} is not the journaled {expected_hash}: "
@@ -143,6 +158,10 @@ def _pivot(bars: pa.Table, instruments: tuple[Instrument, ...]) -> Panel:
     day = np.zeros(len(steps), dtype=np.int64)
     day[row_step] = bars.column("day").to_numpy()
     return Panel(
-        ts_ns=steps.astype(np.int64), day=day, instruments=instruments, valid=valid,
-        last_close=Panel.carry_forward(fields["close"], valid), **fields,
+        ts_ns=steps.astype(np.int64),
+        day=day,
+        instruments=instruments,
+        valid=valid,
+        last_close=Panel.carry_forward(fields["close"], valid),
+        **fields,
     )

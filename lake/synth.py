@@ -25,9 +25,15 @@ _MINUTE_NS = 60 * _NS
 def synth_instruments(count: int, *, asset_class: str = "equity", venue: str = "SYNTH") -> list[Instrument]:
     return [
         Instrument(
-            instrument_id=index + 1, symbol=f"SYN{index + 1:04d}", venue=venue,
-            asset_class=asset_class, currency="USD", price_digits=2, tick_raw=1,
-            qty_digits=0, lot_raw=1,
+            instrument_id=index + 1,
+            symbol=f"SYN{index + 1:04d}",
+            venue=venue,
+            asset_class=asset_class,
+            currency="USD",
+            price_digits=2,
+            tick_raw=1,
+            qty_digits=0,
+            lot_raw=1,
         )
         for index in range(count)
     ]
@@ -41,7 +47,7 @@ def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.
         ts = first + step_ns * (np.arange(bars, dtype=np.int64) + 1)
         day = _yyyymmdd(ts - 1)
         return ts, day
-    import exchange_calendars as xcals  # noqa: PLC0415 - slow import, only when needed
+    import exchange_calendars as xcals
 
     cal = xcals.get_calendar(calendar)
     sessions = cal.sessions[cal.sessions >= np.datetime64(start)]
@@ -66,7 +72,7 @@ def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.
 
 def _utc_ns(stamps: object) -> np.ndarray:  # type: ignore[type-arg]
     """Timezone-aware pandas stamps -> int64 UTC nanoseconds."""
-    import pandas as pd  # noqa: PLC0415 - exchange_calendars brings pandas
+    import pandas as pd
 
     index = pd.DatetimeIndex(stamps).tz_convert("UTC").tz_localize(None)
     return index.to_numpy().astype("datetime64[ns]").astype(np.int64)
@@ -94,8 +100,10 @@ def _gbm_bars(rng: np.random.Generator, steps: int, names: int, frequency: str) 
     high = np.maximum(open_, close) * np.exp(wick[0])
     low = np.minimum(open_, close) * np.exp(-wick[1])
     volume = rng.lognormal(np.log(5_000.0 if frequency == "1m" else 1_000_000.0), 0.5, (steps, names))
-    raw = {k: np.maximum(np.rint(v * 100), 1).astype(np.int64) for k, v in
-           {"open": open_, "high": high, "low": low, "close": close}.items()}
+    raw = {
+        k: np.maximum(np.rint(v * 100), 1).astype(np.int64)
+        for k, v in {"open": open_, "high": high, "low": low, "close": close}.items()
+    }
     raw["high"] = np.maximum.reduce([raw["high"], raw["open"], raw["close"]])
     raw["low"] = np.minimum.reduce([raw["low"], raw["open"], raw["close"]])
     raw["volume"] = volume.astype(np.int64) + 1
@@ -103,8 +111,15 @@ def _gbm_bars(rng: np.random.Generator, steps: int, names: int, frequency: str) 
 
 
 def synth_dataset(
-    path: Path, *, seed: int, symbols: int, bars: int, frequency: str = "1d",
-    calendar: str = "XNYS", start: str = "2015-01-02", listing_stagger: bool = False,
+    path: Path,
+    *,
+    seed: int,
+    symbols: int,
+    bars: int,
+    frequency: str = "1d",
+    calendar: str = "XNYS",
+    start: str = "2015-01-02",
+    listing_stagger: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> DatasetRef:
     """Write a seeded data set of ``symbols`` x ``bars`` bars. With ``listing_stagger`` some
@@ -121,10 +136,16 @@ def synth_dataset(
     rows, cols = np.nonzero(valid)
     if progress is not None:
         progress(len(rows))
-    table = pa.table({
-        "ts_ns": ts[rows], "day": day[rows].astype(np.int32), "instrument_id": (cols + 1).astype(np.int32),
-        **{k: v[rows, cols] for k, v in fields.items()},
-    })
+    table = pa.table(
+        {
+            "ts_ns": ts[rows],
+            "day": day[rows].astype(np.int32),
+            "instrument_id": (cols + 1).astype(np.int32),
+            **{k: v[rows, cols] for k, v in fields.items()},
+        }
+    )
     name = f"synth-{frequency}-{symbols}x{bars}-seed{seed}"
     instruments = synth_instruments(symbols, asset_class="crypto_spot" if calendar == "24x7" else "equity")
-    return write_dataset(path, name=name, frequency=frequency, calendar=calendar, instruments=instruments, bars=table)
+    return write_dataset(
+        path, name=name, frequency=frequency, calendar=calendar, instruments=instruments, bars=table
+    )

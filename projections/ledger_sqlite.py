@@ -78,9 +78,11 @@ BATCH_RECORDS_MAX = 10_000
 
 # Derived kinds this projection has no table for: skipped without decoding.
 _SKIPPED_KINDS = frozenset({"strategy.targets_decided.v1", "state.snapshotted.v1"})
+_SQL_PARAMETERS_MAX = 500  # bound parameters per statement (SQLite allows at least 999)
+_CHECKSUM_ROWS_PER_FETCH = 10_000
 _DDL_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
-Row = tuple[object, ...]
+_Row = tuple[object, ...]
 
 
 class ProjectionError(Exception):
@@ -131,12 +133,21 @@ class _OrderRow:
     updated_seq: int
 
 
-def _order_row(row: _OrderRow) -> Row:
+def _order_row(row: _OrderRow) -> _Row:
     order = row.order
     return (
-        order.order_id, order.strategy_id, order.instrument_id, order.side, order.order_type,
-        order.qty_raw, order.limit_px_raw, row.decision_px_raw, order.filled_qty_raw,
-        order.status.value, row.submitted_seq, row.updated_seq,
+        order.order_id,
+        order.strategy_id,
+        order.instrument_id,
+        order.side,
+        order.order_type,
+        order.qty_raw,
+        order.limit_px_raw,
+        row.decision_px_raw,
+        order.filled_qty_raw,
+        order.status.value,
+        row.submitted_seq,
+        row.updated_seq,
     )
 
 
@@ -150,16 +161,16 @@ _ORDER_COLUMNS = (
 class _Rows:
     """Rows collected from one batch, written with one ``executemany`` per statement."""
 
-    runs: list[Row] = field(default_factory=list)
-    run_datasets: list[Row] = field(default_factory=list)
-    run_finishes: list[Row] = field(default_factory=list)
-    instruments: list[Row] = field(default_factory=list)
-    transitions: list[Row] = field(default_factory=list)
-    fills: list[Row] = field(default_factory=list)
+    runs: list[_Row] = field(default_factory=list)
+    run_datasets: list[_Row] = field(default_factory=list)
+    run_finishes: list[_Row] = field(default_factory=list)
+    instruments: list[_Row] = field(default_factory=list)
+    transitions: list[_Row] = field(default_factory=list)
+    fills: list[_Row] = field(default_factory=list)
     position_deltas: dict[int, int] = field(default_factory=dict)
-    postings: list[Row] = field(default_factory=list)
-    nav: list[Row] = field(default_factory=list)
-    risk_events: list[Row] = field(default_factory=list)
+    postings: list[_Row] = field(default_factory=list)
+    nav: list[_Row] = field(default_factory=list)
+    risk_events: list[_Row] = field(default_factory=list)
 
 
 class _Batch:
@@ -169,6 +180,7 @@ class _Batch:
         self._db = db
         self._orders: dict[str, _OrderRow] = {}
         self._nav_days: set[int] = set()
+        self._submitted_seqs: dict[str, int] = {}  # orders first submitted in this batch
         self.rows = _Rows()
         self._handlers: dict[type, Callable[[int, Any], None]] = {
             RunStarted: self._on_run_started,
@@ -200,9 +212,7 @@ class _Batch:
     # --- runs and set-up --------------------------------------------------------------
 
     def _on_run_started(self, seq: int, event: RunStarted) -> None:
-        self.rows.runs.append(
-            (seq, event.run_id, event.seed, event.engine_version, event.config_json)
-        )
+        self.rows.runs.append((seq, event.run_id, event.seed, event.engine_version, event.config_json))
 
     def _on_dataset_referenced(self, seq: int, event: DatasetReferenced) -> None:
         self.rows.run_datasets.append((event.uri, event.content_hash, seq))
@@ -213,9 +223,17 @@ class _Batch:
     def _on_instruments_defined(self, seq: int, event: InstrumentsDefined) -> None:
         self.rows.instruments.extend(
             (
-                inst.instrument_id, inst.symbol, inst.venue, inst.asset_class, inst.currency,
-                inst.price_digits, inst.tick_raw, inst.qty_digits, inst.lot_raw,
-                inst.multiplier, seq,
+                inst.instrument_id,
+                inst.symbol,
+                inst.venue,
+                inst.asset_class,
+                inst.currency,
+                inst.price_digits,
+                inst.tick_raw,
+                inst.qty_digits,
+                inst.lot_raw,
+                inst.multiplier,
+                seq,
             )
             for inst in event.instruments
         )
@@ -223,8 +241,10 @@ class _Batch:
     # --- orders -----------------------------------------------------------------------
 
     def _on_order_submitted(self, seq: int, event: OrderSubmitted) -> None:
-        if event.order_id in self._orders or self._load_order(event.order_id) is not None:
+        # Orders already in the table are checked all at once by ``check_new_orders``.
+        if event.order_id in self._orders:
             raise ProjectionError(seq, f"order {event.order_id} submitted twice")
+        self._submitted_seqs[event.order_id] = seq
         try:
             order = new_order(event)
         except ValueError as error:
@@ -247,8 +267,15 @@ class _Batch:
         row.updated_seq = seq
         reason = event.reason if isinstance(event, OrderRejected | OrderCancelled) else ""
         self.rows.transitions.append(
-            (seq, event.order_id, source.status.value, target.status.value,
-             trigger_of(event), event.ts_ns, reason)
+            (
+                seq,
+                event.order_id,
+                source.status.value,
+                target.status.value,
+                trigger_of(event),
+                event.ts_ns,
+                reason,
+            )
         )
         if isinstance(event, OrderFilled):
             self._add_fill(seq, source, event)
@@ -261,14 +288,21 @@ class _Batch:
                 f"the order is instrument {order.instrument_id} side {order.side}",
             )
         self.rows.fills.append(
-            (seq, fill.order_id, fill.instrument_id, fill.side, fill.fill_qty_raw,
-             fill.fill_px_raw, fill.notional_minor, fill.commission_minor, fill.currency,
-             fill.ts_ns)
+            (
+                seq,
+                fill.order_id,
+                fill.instrument_id,
+                fill.side,
+                fill.fill_qty_raw,
+                fill.fill_px_raw,
+                fill.notional_minor,
+                fill.commission_minor,
+                fill.currency,
+                fill.ts_ns,
+            )
         )
         deltas = self.rows.position_deltas
-        deltas[fill.instrument_id] = (
-            deltas.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
-        )
+        deltas[fill.instrument_id] = deltas.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
 
     def _order(self, seq: int, order_id: str) -> _OrderRow:
         row = self._orders.get(order_id)
@@ -281,21 +315,52 @@ class _Batch:
 
     def _load_order(self, order_id: str) -> _OrderRow | None:
         found = self._db.execute(
-            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ?",  # noqa: S608 # constant columns
+            f"SELECT {_ORDER_COLUMNS} FROM orders WHERE order_id = ?",  # constant columns, bound value
             (order_id,),
         ).fetchone()
         if found is None:
             return None
-        (strategy_id, instrument_id, side, order_type, qty_raw, limit_px_raw,
-         decision_px_raw, filled_qty_raw, status, submitted_seq, updated_seq) = found
+        (
+            strategy_id,
+            instrument_id,
+            side,
+            order_type,
+            qty_raw,
+            limit_px_raw,
+            decision_px_raw,
+            filled_qty_raw,
+            status,
+            submitted_seq,
+            updated_seq,
+        ) = found
         order = Order(
-            order_id=order_id, strategy_id=strategy_id, instrument_id=instrument_id, side=side,
-            order_type=order_type, qty_raw=qty_raw, limit_px_raw=limit_px_raw,
-            filled_qty_raw=filled_qty_raw, status=OrderStatus(status),
+            order_id=order_id,
+            strategy_id=strategy_id,
+            instrument_id=instrument_id,
+            side=side,
+            order_type=order_type,
+            qty_raw=qty_raw,
+            limit_px_raw=limit_px_raw,
+            filled_qty_raw=filled_qty_raw,
+            status=OrderStatus(status),
         )
         return _OrderRow(order, decision_px_raw, submitted_seq, updated_seq)
 
-    def order_rows(self) -> list[Row]:
+    def check_new_orders(self) -> None:
+        """Refuse a submission whose order id is already in the table (one query per chunk)."""
+        order_ids = list(self._submitted_seqs)
+        for start in range(0, len(order_ids), _SQL_PARAMETERS_MAX):
+            chunk = order_ids[start : start + _SQL_PARAMETERS_MAX]
+            marks = ", ".join("?" * len(chunk))
+            found = self._db.execute(
+                f"SELECT order_id FROM orders WHERE order_id IN ({marks})",  # placeholders only
+                chunk,
+            ).fetchall()
+            if found:
+                seq, order_id = min((self._submitted_seqs[order_id], order_id) for (order_id,) in found)
+                raise ProjectionError(seq, f"order {order_id} submitted twice")
+
+    def order_rows(self) -> list[_Row]:
         return [_order_row(row) for row in self._orders.values()]
 
     # --- ledger, days, risk -----------------------------------------------------------
@@ -308,8 +373,16 @@ class _Batch:
         except UnbalancedTransaction as error:
             raise UnbalancedPosting(seq, f"txn {event.txn_id}: {error}") from error
         self.rows.postings.extend(
-            (seq, line, event.txn_id, posting.account, posting.currency, posting.amount_minor,
-             event.ts_ns, event.memo)
+            (
+                seq,
+                line,
+                event.txn_id,
+                posting.account,
+                posting.currency,
+                posting.amount_minor,
+                event.ts_ns,
+                event.memo,
+            )
             for line, posting in enumerate(event.postings)
         )
 
@@ -319,21 +392,37 @@ class _Batch:
             raise ProjectionError(seq, f"day {event.day} closed twice")
         self._nav_days.add(event.day)
         self.rows.nav.append(
-            (event.day, event.ts_ns, event.nav_minor, event.cash_minor,
-             event.gross_exposure_minor, event.currency)
+            (
+                event.day,
+                event.ts_ns,
+                event.nav_minor,
+                event.cash_minor,
+                event.gross_exposure_minor,
+                event.currency,
+            )
         )
 
     def _on_risk_verdict(self, seq: int, event: RiskVerdict) -> None:
         self.rows.risk_events.append(
-            (seq, event.strategy_id, event.step, event.rule, event.action, event.limit_e8,
-             event.observed_e8, msgspec.json.encode(event.instrument_ids).decode("ascii"),
-             event.detail, event.ts_ns)
+            (
+                seq,
+                event.strategy_id,
+                event.step,
+                event.rule,
+                event.action,
+                event.limit_e8,
+                event.observed_e8,
+                msgspec.json.encode(event.instrument_ids).decode("ascii"),
+                event.detail,
+                event.ts_ns,
+            )
         )
 
 
 def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
     """Write a batch's rows; statements run in an order where each sees what it needs."""
     rows = batch.rows
+    batch.check_new_orders()
     db.executemany(
         "INSERT INTO runs (seq, run_id, seed, engine_version, config_json) VALUES (?, ?, ?, ?, ?)",
         rows.runs,
@@ -434,8 +523,7 @@ class SqliteLedger:
 
     def _table_names(self) -> list[str]:
         found = self._db.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY name"
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
         )
         return [name for (name,) in found]
 
@@ -479,9 +567,7 @@ class SqliteLedger:
         return self._read_checkpoint()
 
     def _read_checkpoint(self) -> int:
-        found = self._db.execute(
-            "SELECT seq FROM checkpoint WHERE name = ?", (PROJECTION_NAME,)
-        ).fetchone()
+        found = self._db.execute("SELECT seq FROM checkpoint WHERE name = ?", (PROJECTION_NAME,)).fetchone()
         return -1 if found is None else int(found[0])
 
     def apply(self, records: Iterable[Record]) -> int:
@@ -557,13 +643,13 @@ class SqliteLedger:
         digest = hashlib.sha256(msgspec.json.encode(columns) + b"\n")
         count = 0
         cursor = self._db.execute(
-            f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)} "  # noqa: S608 # names from sqlite_master, quoted
-            f"ORDER BY {order_by}"
+            # Identifiers come from sqlite_master / table_info and are quoted.
+            f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)} ORDER BY {order_by}"
         )
         encode = msgspec.json.encode
-        for row in cursor:
-            digest.update(encode(row) + b"\n")
-            count += 1
+        while rows := cursor.fetchmany(_CHECKSUM_ROWS_PER_FETCH):
+            digest.update(b"".join([encode(row) + b"\n" for row in rows]))
+            count += len(rows)
         return f"rows={count} sha256={digest.hexdigest()}"
 
 
@@ -585,9 +671,9 @@ def rebuild(
 ) -> RebuildReport:
     """Drop every ledger table at ``db_path``, recreate the schema and replay the journal
     from seq 0. An interrupted rebuild is resumed by ``SqliteLedger.run``."""
-    with open_journal(journal_path) as journal:
-        # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
-        with SqliteLedger(_connect(Path(db_path)), Path(db_path)) as ledger:
-            ledger.reset()
-            applied = ledger.run(journal, batch_records_max)
-            return RebuildReport(applied, ledger.checkpoint_seq, ledger.table_checksums())
+    db_path = Path(db_path)
+    # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
+    with open_journal(journal_path) as journal, SqliteLedger(_connect(db_path), db_path) as ledger:
+        ledger.reset()
+        applied = ledger.run(journal, batch_records_max)
+        return RebuildReport(applied, ledger.checkpoint_seq, ledger.table_checksums())

@@ -21,9 +21,22 @@ def _round_against(numerator: int, denominator: int, side: int) -> int:
 
 @njit(cache=True)
 def match_step_nb(
-    sides, order_types, limit_px, qty_open, columns, lots, ticks,
-    bar_open, bar_high, bar_low, bar_volume, bar_valid,
-    slippage_e8, participation_e8, out_px, out_qty,
+    sides,
+    order_types,
+    limit_px,
+    qty_open,
+    columns,
+    lots,
+    ticks,
+    bar_open,
+    bar_high,
+    bar_low,
+    bar_volume,
+    bar_valid,
+    slippage_e8,
+    participation_e8,
+    out_px,
+    out_qty,
 ):
     """Fill each open order against one step's bars (row vectors over the universe).
 

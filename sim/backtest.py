@@ -21,7 +21,14 @@ from lake.store import dataset_ref, load_panel
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
 
-__all__ = ["ENGINE_VERSION", "BacktestConfig", "BacktestResult", "StrategyConfig", "build_parts", "run_backtest"]
+__all__ = [
+    "ENGINE_VERSION",
+    "BacktestConfig",
+    "BacktestResult",
+    "StrategyConfig",
+    "build_parts",
+    "run_backtest",
+]
 
 ENGINE_VERSION = "tape-kernel/1"
 
@@ -65,17 +72,25 @@ class BacktestResult:
     steps: int
 
 
-def build_parts(config: BacktestConfig, strategy: Strategy, *, expected_hash: str | None = None) -> KernelParts:
+def build_parts(
+    config: BacktestConfig, strategy: Strategy, *, expected_hash: str | None = None
+) -> KernelParts:
     """Load the data set (checking its hash) and build what a kernel needs."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
     parts = KernelParts(
-        panel=panel, strategy=strategy, venue=SimVenue(panel, config.fill), limits=config.risk,
-        currency=config.currency, initial_cash_minor=config.initial_cash_minor(),
+        panel=panel,
+        strategy=strategy,
+        venue=SimVenue(panel, config.fill),
+        limits=config.risk,
+        currency=config.currency,
+        initial_cash_minor=config.initial_cash_minor(),
     )
     return parts
 
 
-def run_backtest(config: BacktestConfig, strategy: Strategy, *, progress: ProgressFn | None = None) -> BacktestResult:
+def run_backtest(
+    config: BacktestConfig, strategy: Strategy, *, progress: ProgressFn | None = None
+) -> BacktestResult:
     """Run one backtest into a new journal. An existing, non-empty journal is never overwritten."""
     ref = dataset_ref(Path(config.dataset))
     parts = build_parts(config, strategy, expected_hash=ref.content_hash)
@@ -83,18 +98,40 @@ def run_backtest(config: BacktestConfig, strategy: Strategy, *, progress: Progre
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
         if len(journal):
-            raise JournalError(f"{config.journal} already holds {len(journal)} records; choose a new journal path")
+            raise JournalError(
+                f"{config.journal} already holds {len(journal)} records; choose a new journal path"
+            )
         ts0 = int(panel.ts_ns[0])
-        journal.append(RunStarted(ts_ns=ts0, run_id=config.run_id, seed=config.seed,
-                                  engine_version=ENGINE_VERSION, config_json=config.canonical_json()))
-        journal.append(DatasetReferenced(
-            ts_ns=ts0, uri=config.dataset, content_hash=ref.content_hash, frequency=ref.frequency,
-            calendar=ref.calendar,
-            steps=panel.steps, instruments=len(panel.instruments), first_ts_ns=ts0,
-            last_ts_ns=int(panel.ts_ns[-1]),
-        ))
-        kernel = Kernel(panel=panel, strategy=strategy, venue=parts.venue, limits=parts.limits,
-                        sink=journal, currency=parts.currency)
+        journal.append(
+            RunStarted(
+                ts_ns=ts0,
+                run_id=config.run_id,
+                seed=config.seed,
+                engine_version=ENGINE_VERSION,
+                config_json=config.canonical_json(),
+            )
+        )
+        journal.append(
+            DatasetReferenced(
+                ts_ns=ts0,
+                uri=config.dataset,
+                content_hash=ref.content_hash,
+                frequency=ref.frequency,
+                calendar=ref.calendar,
+                steps=panel.steps,
+                instruments=len(panel.instruments),
+                first_ts_ns=ts0,
+                last_ts_ns=int(panel.ts_ns[-1]),
+            )
+        )
+        kernel = Kernel(
+            panel=panel,
+            strategy=strategy,
+            venue=parts.venue,
+            limits=parts.limits,
+            sink=journal,
+            currency=parts.currency,
+        )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
         kernel.finish()

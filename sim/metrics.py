@@ -14,7 +14,14 @@ from kernel.journal import Journal
 
 __all__ = ["RunReport", "report_from_journal"]
 
-_KINDS = {"day.closed.v1", "order.filled.v1", "order.submitted.v1", "order.rejected.v1", "run.started.v1", "dataset.referenced.v1"}
+_KINDS = {
+    "day.closed.v1",
+    "order.filled.v1",
+    "order.submitted.v1",
+    "order.rejected.v1",
+    "run.started.v1",
+    "dataset.referenced.v1",
+}
 
 
 @dataclass(frozen=True)
@@ -83,8 +90,15 @@ def report_from_journal(journal: Journal) -> RunReport:
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)
     initial = _initial_cash(config)
-    return _summarise(run.run_id, currency, navs, initial, scale, calendar_days,
-                      (orders, rejected, fills, traded_minor, fees_minor))
+    return _summarise(
+        run.run_id,
+        currency,
+        navs,
+        initial,
+        scale,
+        calendar_days,
+        (orders, rejected, fills, traded_minor, fees_minor),
+    )
 
 
 def _initial_cash(config: dict[str, object]) -> float:
@@ -92,8 +106,13 @@ def _initial_cash(config: dict[str, object]) -> float:
 
 
 def _summarise(
-    run_id: str, currency: str, navs_minor: list[int], initial: float, scale: int,
-    periods: int, counts: tuple[int, int, int, int, int],
+    run_id: str,
+    currency: str,
+    navs_minor: list[int],
+    initial: float,
+    scale: int,
+    periods: int,
+    counts: tuple[int, int, int, int, int],
 ) -> RunReport:
     orders, rejected, fills, traded_minor, fees_minor = counts
     nav = np.array(navs_minor, dtype=np.float64) / scale
@@ -107,10 +126,19 @@ def _summarise(
     average_nav = float(series.mean()) if series.size else 0.0
     final = float(series[-1]) if series.size else initial
     return RunReport(
-        run_id=run_id, currency=currency, days=len(navs_minor), orders=orders, rejected=rejected,
-        fills=fills, initial_nav=initial, final_nav=final,
-        total_return=final / initial - 1.0 if initial else 0.0, annual_volatility=vol,
-        sharpe=mean / vol if vol > 0 else 0.0, max_drawdown=drawdown,
+        run_id=run_id,
+        currency=currency,
+        days=len(navs_minor),
+        orders=orders,
+        rejected=rejected,
+        fills=fills,
+        initial_nav=initial,
+        final_nav=final,
+        total_return=final / initial - 1.0 if initial else 0.0,
+        annual_volatility=vol,
+        sharpe=mean / vol if vol > 0 else 0.0,
+        max_drawdown=drawdown,
         turnover=(traded_minor / scale) / average_nav / years if average_nav else 0.0,
-        fees=fees_minor / scale, periods_per_year=periods,
+        fees=fees_minor / scale,
+        periods_per_year=periods,
     )

@@ -69,10 +69,22 @@ class SimVenue:
         out_px = np.zeros(len(orders), dtype=np.int64)
         out_qty = np.zeros(len(orders), dtype=np.int64)
         match_step_nb(
-            sides, types, limits, qty_open, columns, lots, ticks,
-            panel.open[step], panel.high[step], panel.low[step], panel.volume[step],
-            panel.valid[step], self._model.slippage_e8, self._model.participation_e8,
-            out_px, out_qty,
+            sides,
+            types,
+            limits,
+            qty_open,
+            columns,
+            lots,
+            ticks,
+            panel.open[step],
+            panel.high[step],
+            panel.low[step],
+            panel.volume[step],
+            panel.valid[step],
+            self._model.slippage_e8,
+            self._model.participation_e8,
+            out_px,
+            out_qty,
         )
         ts_ns = int(panel.ts_ns[step])
         fills = []
@@ -89,10 +101,16 @@ class SimVenue:
             self._model.commission_min_minor if self._model.commission_e8 else 0,
         )
         return OrderFilled(
-            ts_ns=ts_ns, order_id=order.order_id, instrument_id=order.instrument_id,
-            side=order.side, fill_qty_raw=qty, fill_px_raw=px,
-            leaves_qty_raw=order.leaves_qty_raw - qty, notional_minor=notional,
-            commission_minor=commission, currency=instrument.currency,
+            ts_ns=ts_ns,
+            order_id=order.order_id,
+            instrument_id=order.instrument_id,
+            side=order.side,
+            fill_qty_raw=qty,
+            fill_px_raw=px,
+            leaves_qty_raw=order.leaves_qty_raw - qty,
+            notional_minor=notional,
+            commission_minor=commission,
+            currency=instrument.currency,
         )
 
     def next_activity(self, step: int, orders: list[Order]) -> int:

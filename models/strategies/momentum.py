@@ -14,7 +14,12 @@ __all__ = ["MomentumRotation"]
 
 class MomentumRotation:
     def __init__(
-        self, *, lookback: int = 126, skip: int = 21, top: int = 10, weight: float = 0.95,
+        self,
+        *,
+        lookback: int = 126,
+        skip: int = 21,
+        top: int = 10,
+        weight: float = 0.95,
         strategy_id: str = "momentum",
     ) -> None:
         if not 0 <= skip < lookback:
@@ -42,7 +47,9 @@ class MomentumRotation:
         start = closes[0].astype(np.float64)
         end = closes[-1 - self.skip].astype(np.float64)
         eligible = (start > 0) & (end > 0) & view.valid()
-        score = np.where(eligible, np.log(np.where(eligible, end, 1.0) / np.where(eligible, start, 1.0)), -np.inf)
+        score = np.where(
+            eligible, np.log(np.where(eligible, end, 1.0) / np.where(eligible, start, 1.0)), -np.inf
+        )
         count = min(self.top, int(eligible.sum()))
         weights = np.zeros(score.shape[0])
         if count == 0:

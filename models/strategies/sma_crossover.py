@@ -14,7 +14,9 @@ __all__ = ["SmaCrossover"]
 
 
 class SmaCrossover:
-    def __init__(self, *, fast: int = 10, slow: int = 30, weight: float = 0.95, strategy_id: str = "sma") -> None:
+    def __init__(
+        self, *, fast: int = 10, slow: int = 30, weight: float = 0.95, strategy_id: str = "sma"
+    ) -> None:
         if not 0 < fast < slow:
             raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
         if not 0.0 < weight <= 1.0:

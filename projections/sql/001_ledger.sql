@@ -7,6 +7,10 @@
 -- Units: *_raw are fixed-point integers at the instrument's precision, *_minor
 -- are integers in the currency's minor unit, *_e8 are rates in units of 1e-8,
 -- ts_ns is event time in UTC nanoseconds, seq is the journal sequence number.
+--
+-- Secondary indexes are kept to the few lookups by order: every index roughly
+-- doubles the insert cost of a large table, and postings/fills are scanned
+-- (GROUP BY account / instrument) rather than probed.
 
 CREATE TABLE schema_version (
     version INTEGER PRIMARY KEY,
@@ -85,7 +89,6 @@ CREATE TABLE fills (
     currency         TEXT NOT NULL,
     ts_ns            INTEGER NOT NULL
 );
-CREATE INDEX fills_by_instrument ON fills (instrument_id, seq);
 
 CREATE TABLE positions (
     instrument_id INTEGER PRIMARY KEY,
@@ -103,7 +106,6 @@ CREATE TABLE postings (
     memo         TEXT NOT NULL,
     PRIMARY KEY (seq, line)
 );
-CREATE INDEX postings_by_account ON postings (account, seq);
 
 CREATE TABLE nav (
     day                  INTEGER PRIMARY KEY, -- YYYYMMDD

@@ -34,7 +34,7 @@ from kernel.journal import (
 from kernel.store import open_journal
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TAIL_CHECK_SEGMENTS = 4  # Journal's default tail_check_segments
+TAIL_CHECK_SEGMENTS = 4  # how far back from the head the "never cut" canaries reach
 
 
 # --- plain factories ---------------------------------------------------------------------
@@ -178,7 +178,12 @@ class JournalContract:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]))
         done = subprocess.run(
             [sys.executable, "-c", _READER, str(self.journal_path(tmp_path)), self.backend],
-            capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO_ROOT,
+            timeout=60,
+            check=False,
         )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
@@ -286,6 +291,24 @@ class JournalContract:
             assert seen["seqs"] == list(range(6))
             assert seen["last_hash"] == journal.last_hash.hex()
 
+    def test_in_process_reader_sees_committed_not_pending(self, tmp_path: Path) -> None:
+        with self.make_journal(tmp_path) as journal:
+            commit_in_segments(journal, [3, 2])
+            journal.append(event_for(5))  # pending, not committed
+            with self.make_journal(tmp_path, writable=False) as reader:
+                assert len(reader) == 5
+                assert list(reader.events()) == list(enumerate(events(5)))
+                assert reader.last_hash == journal.last_hash
+                assert reader.verify().ok
+            journal.commit()
+            with self.make_journal(tmp_path, writable=False) as reader:
+                assert list(reader.events()) == list(enumerate(events(6)))
+            journal.append(event_for(6))  # the writer still works after its readers closed
+            journal.commit()
+        with self.make_journal(tmp_path, writable=False) as reader:
+            assert len(reader) == 7
+            assert reader.verify().ok
+
     # --- verify and the hash chain -----------------------------------------------------
 
     def test_verify_clean_journal(self, tmp_path: Path) -> None:
@@ -370,28 +393,32 @@ class JournalContract:
             assert result.first_bad_seq == keys[1], result
             assert "hash" in result.reason
 
-    # --- torn tails ----------------------------------------------------------------------
+    # --- torn tails and corrupt heads ------------------------------------------------------
+    #
+    # Both backends write a segment and the head in one transaction, so a torn write can
+    # only leave segments *past* the head: those are cut (when writable) and reported. A
+    # bad segment at or before the head is committed data gone bad: never cut.
 
-    def _write_torn_segment_past_head(self, tmp_path: Path) -> tuple[int, bytes, int]:
-        """Commit 3 segments, then store a bad segment after them without moving the head.
+    def _store_past_head(self, tmp_path: Path, make_value: Any) -> tuple[int, bytes, int]:
+        """Commit 3 segments (9 records), then store ``make_value(whole_value)`` as a
+        5-record segment after them without moving the head.
 
-        Returns (committed record count, committed hash, records in the torn segment)."""
+        Returns (committed record count, committed hash, records in the stored segment)."""
         with self.make_journal(tmp_path) as journal:
             commit_in_segments(journal, [2, 3, 4])
             committed, last_hash = len(journal), journal.last_hash
-            torn_events = events(5, start=committed)
-            body = build_segment(committed, torn_events)
-            torn = bytes(HASH_SIZE) + body  # wrong hash; the body is whole
-            journal._backend.write_segment(committed, torn, (committed - 1, last_hash))
-        return committed, last_hash, len(torn_events)
+            body = build_segment(committed, events(5, start=committed))
+            whole = segment_hash(last_hash, body) + body
+            journal._backend.write_segment(committed, make_value(whole), (committed - 1, last_hash))
+        return committed, last_hash, 5
 
-    def test_torn_segment_past_head_is_cut_on_writable_open(self, tmp_path: Path) -> None:
-        committed, last_hash, torn_count = self._write_torn_segment_past_head(tmp_path)
+    def _assert_cut_past_head(self, tmp_path: Path, committed: int, last_hash: bytes, cut: int) -> None:
         with self.make_journal(tmp_path) as journal:
             repair = journal.tail_repair
             assert repair is not None
             assert repair.cut_from_seq == committed
-            assert repair.records_cut == torn_count
+            assert repair.records_cut == cut
+            assert "head" in repair.reason
             assert len(journal) == committed
             assert journal.last_hash == last_hash
             assert [key for key, _ in stored_segments(journal)] == [0, 2, 5]
@@ -403,90 +430,138 @@ class JournalContract:
             assert journal.verify().ok
             assert list(journal.events()) == list(enumerate(events(committed + 1)))
 
+    def test_bad_hash_segment_past_head_is_cut(self, tmp_path: Path) -> None:
+        committed, last_hash, count = self._store_past_head(tmp_path, lambda v: flip(v, 0))
+        self._assert_cut_past_head(tmp_path, committed, last_hash, count)
+
     def test_whole_segment_past_head_is_cut(self, tmp_path: Path) -> None:
-        """A well-formed, chained segment the head does not cover was never committed."""
-        with self.make_journal(tmp_path) as journal:
-            commit_in_segments(journal, [2, 2])
-            body = build_segment(4, events(3, start=4))
-            value = segment_hash(journal.last_hash, body) + body
-            journal._backend.write_segment(4, value, (3, journal.last_hash))
-        with self.make_journal(tmp_path) as journal:
-            assert journal.tail_repair is not None
-            assert journal.tail_repair.cut_from_seq == 4
-            assert journal.tail_repair.records_cut == 3
-            assert "head" in journal.tail_repair.reason
-            assert len(journal) == 4
-        with self.make_journal(tmp_path) as journal:
-            assert journal.tail_repair is None
+        """Even a well-formed, chained segment the head does not cover was never committed."""
+        committed, last_hash, count = self._store_past_head(tmp_path, lambda v: v)
+        self._assert_cut_past_head(tmp_path, committed, last_hash, count)
 
     @pytest.mark.parametrize("keep_bytes", [0, 20, HASH_SIZE, 40, 44, 45, 60, -1])
-    def test_truncated_last_segment_is_cut(self, tmp_path: Path, keep_bytes: int) -> None:
-        """A last segment whose value was cut short (torn write) is removed on open."""
-        with self.make_journal(tmp_path) as journal:
-            keys = commit_in_segments(journal, [3, 4, 5])
-            previous_hash = stored_value(journal, keys[1])[:HASH_SIZE]
-            value = stored_value(journal, keys[2])
-            self.raw_put_segment(journal, keys[2], value[:keep_bytes])
-        with self.make_journal(tmp_path) as journal:
-            repair = journal.tail_repair
-            assert repair is not None
-            assert repair.cut_from_seq == keys[2]
-            if keep_bytes >= HASH_SIZE + 13 or keep_bytes < 0:
-                assert repair.records_cut == 5  # the header survived: its count is exact
-            else:
-                assert repair.records_cut >= 1
-            assert len(journal) == keys[2]
-            assert journal.last_hash == previous_hash
-            assert journal.verify().ok
-        with self.make_journal(tmp_path) as journal:
-            assert journal.tail_repair is None
-            assert len(journal) == keys[2]
-            assert journal.verify().ok
-
-    def test_truncated_only_segment_leaves_empty_journal(self, tmp_path: Path) -> None:
-        with self.make_journal(tmp_path) as journal:
-            commit_in_segments(journal, [3])
-            self.raw_put_segment(journal, 0, stored_value(journal, 0)[:50])
-        with self.make_journal(tmp_path) as journal:
+    def test_truncated_segment_past_head_is_cut(self, tmp_path: Path, keep_bytes: int) -> None:
+        """A torn write cut short at any length; 44 bytes once crashed the open (struct.error)."""
+        committed, last_hash, count = self._store_past_head(tmp_path, lambda v: v[:keep_bytes])
+        with self.make_journal(tmp_path, writable=False) as journal:
             assert journal.tail_repair is not None
-            assert journal.tail_repair.cut_from_seq == 0
-            assert journal.tail_repair.records_cut == 3
-            assert len(journal) == 0
-            assert journal.last_hash == GENESIS_HASH
-            assert journal.append(event_for(0)) == 0
+            cut = journal.tail_repair.records_cut
+        if keep_bytes >= HASH_SIZE + 13 or keep_bytes < 0:
+            assert cut == count  # the segment header survived: its count is exact
+        else:
+            assert cut >= 1
+        self._assert_cut_past_head(tmp_path, committed, last_hash, cut)
+
+    def test_several_segments_past_head_are_all_cut(self, tmp_path: Path) -> None:
         with self.make_journal(tmp_path) as journal:
-            assert journal.tail_repair is None
-            assert list(journal.events()) == [(0, event_for(0))]
+            commit_in_segments(journal, [2, 3, 4])
+            committed, last_hash = len(journal), journal.last_hash
+            head = (committed - 1, last_hash)
+            previous, start = last_hash, committed
+            for size in (2, 3):
+                body = build_segment(start, events(size, start=start))
+                previous = segment_hash(previous, body)
+                journal._backend.write_segment(start, previous + body, head)
+                start += size
+        self._assert_cut_past_head(tmp_path, committed, last_hash, 5)
 
     def test_read_only_open_reports_torn_tail_but_does_not_cut(self, tmp_path: Path) -> None:
-        committed, last_hash, torn_count = self._write_torn_segment_past_head(tmp_path)
+        committed, last_hash, count = self._store_past_head(tmp_path, lambda v: v[:-1])
         for _ in range(2):
             with self.make_journal(tmp_path, writable=False) as journal:
                 repair = journal.tail_repair
                 assert repair is not None
                 assert repair.cut_from_seq == committed
-                assert repair.records_cut == torn_count
+                assert repair.records_cut == count
                 assert len(journal) == committed
                 assert journal.last_hash == last_hash
                 assert [seq for seq, _ in journal.events()] == list(range(committed))
                 assert journal.verify().ok
                 assert [key for key, _ in stored_segments(journal)] == [0, 2, 5, committed]
-        with self.make_journal(tmp_path) as journal:  # still there for the writer to cut
-            assert journal.tail_repair is not None
-            assert journal.tail_repair.cut_from_seq == committed
+        self._assert_cut_past_head(tmp_path, committed, last_hash, count)  # still there to cut
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="BUG (reported): the tail scan trusts the stored hash of the segment before its "
-        "window, so one flipped hash byte there makes a writable open cut the intact committed "
-        "segments after it",
-    )
-    def test_hash_flip_before_tail_window_does_not_cut_committed_segments(self, tmp_path: Path) -> None:
+    def test_reader_in_other_process_does_not_cut(self, tmp_path: Path) -> None:
+        committed, _, _ = self._store_past_head(tmp_path, lambda v: v[:50])
+        seen = self.read_in_subprocess(tmp_path)
+        assert seen["tail_repair"]
+        assert seen["len"] == committed
+        assert seen["ok"]
+        with self.make_journal(tmp_path, writable=False) as journal:
+            assert [key for key, _ in stored_segments(journal)][-1] == committed
+
+    @pytest.mark.parametrize("keep_bytes", [40, 50, -1])
+    def test_no_head_marker_cuts_the_torn_last_segment(self, tmp_path: Path, keep_bytes: int) -> None:
+        """Without a head (no commit marker) the tail segments are verified and cut from the
+        first bad one."""
         with self.make_journal(tmp_path) as journal:
-            keys = commit_in_segments(journal, [2] * (TAIL_CHECK_SEGMENTS + 2))
-            before_window = keys[-TAIL_CHECK_SEGMENTS - 1]
-            value = stored_value(journal, before_window)
-            self.raw_put_segment(journal, before_window, flip(value, 0))
+            keys = commit_in_segments(journal, [3, 4, 5])
+            previous_hash = stored_value(journal, keys[1])[:HASH_SIZE]
+            self.raw_put_segment(journal, keys[2], stored_value(journal, keys[2])[:keep_bytes])
+            journal._backend.truncate_from(10**9, None)  # removes no segment, drops the head
+            assert journal._backend.read_head() is None
         with self.make_journal(tmp_path) as journal:
-            assert len(journal) == 2 * len(keys)  # nothing committed is cut
-            assert journal.verify().first_bad_seq == before_window
+            repair = journal.tail_repair
+            assert repair is not None
+            assert repair.cut_from_seq == keys[2]
+            assert repair.records_cut == (5 if keep_bytes >= HASH_SIZE + 13 or keep_bytes < 0 else 1)
+            assert len(journal) == keys[2]
+            assert journal.last_hash == previous_hash
+            assert journal.verify().ok
+            journal.append(event_for(keys[2]))  # writes a head again
+        with self.make_journal(tmp_path) as journal:
+            assert journal.tail_repair is None
+            assert len(journal) == keys[2] + 1
+            assert journal.verify().ok
+
+    def test_no_head_marker_and_whole_tail_keeps_everything(self, tmp_path: Path) -> None:
+        with self.make_journal(tmp_path) as journal:
+            commit_in_segments(journal, [3, 4, 5])
+            last_hash = journal.last_hash
+            journal._backend.truncate_from(10**9, None)
+        with self.make_journal(tmp_path) as journal:
+            assert journal.tail_repair is None
+            assert len(journal) == 12
+            assert journal.last_hash == last_hash
+            assert journal.verify().ok
+
+    @pytest.mark.parametrize("damage", ["truncate", "payload", "hash"])
+    def test_corrupt_head_segment_is_never_cut(self, tmp_path: Path, damage: str) -> None:
+        """The head says the last segment was committed: a bad one is corruption, not a
+        torn write. A writer refuses to open; a reader opens and ``verify`` names it."""
+        with self.make_journal(tmp_path) as journal:
+            keys = commit_in_segments(journal, [3, 4, 5])
+            value = stored_value(journal, keys[2])
+            layout = segment_layout(value)
+            damaged = {
+                "truncate": value[:-3],
+                "payload": flip(value, layout.payload_offsets[1]),
+                "hash": flip(value, 5),
+            }[damage]
+            self.raw_put_segment(journal, keys[2], damaged)
+        expected_bad_seq = keys[2] + (1 if damage == "payload" else 0)
+        if damage == "truncate":
+            expected_bad_seq = keys[2] + 4  # the last record's payload is short
+        with pytest.raises(JournalError):
+            self.make_journal(tmp_path)
+        for _ in range(2):  # the failed writable open changed nothing
+            with self.make_journal(tmp_path, writable=False) as journal:
+                assert journal.tail_repair is None
+                assert len(journal) == 12
+                result = journal.verify()
+                assert result.first_bad_seq == expected_bad_seq, result
+                assert result.records == keys[2]
+                assert stored_value(journal, keys[2]) == damaged
+
+    @pytest.mark.parametrize("segment_from_end", [1, 2, TAIL_CHECK_SEGMENTS, TAIL_CHECK_SEGMENTS + 1])
+    def test_corrupt_segment_before_head_is_never_cut(self, tmp_path: Path, segment_from_end: int) -> None:
+        """One flipped hash byte in any committed segment but the last: the journal opens
+        whole (nothing is cut) and ``verify`` reports that segment's first record."""
+        with self.make_journal(tmp_path) as journal:
+            keys = commit_in_segments(journal, [2] * (TAIL_CHECK_SEGMENTS + 3))
+            bad_key = keys[-1 - segment_from_end]
+            self.raw_put_segment(journal, bad_key, flip(stored_value(journal, bad_key), 0))
+        for writable in (True, False):
+            with self.make_journal(tmp_path, writable=writable) as journal:
+                assert journal.tail_repair is None
+                assert len(journal) == 2 * len(keys)
+                assert journal.verify().first_bad_seq == bad_key

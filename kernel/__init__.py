@@ -1,0 +1,1 @@
+"""The deterministic core: journal, step loop, risk and execution stages, snapshots, replay."""

@@ -1,0 +1,1 @@
+"""Simulated venue, backtest runner, metrics."""

@@ -1,0 +1,140 @@
+"""End to end: backtest -> journal -> verify -> replay (whole run and one day) -> canaries."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from cli.main import main as tape
+from cli.wiring import replay_builder
+from domain.events import OrderFilled, RiskVerdict
+from kernel.journal import build_segment, segment_hash
+from kernel.replay import replay
+from kernel.store import open_journal
+from lake.store import DatasetError
+from tests.factories import make_config, make_dataset, run
+
+
+@pytest.fixture(scope="module")
+def daily(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "daily", symbols=6, bars=400)
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "sqlite"])
+@pytest.mark.parametrize("strategy", ["sma_crossover", "momentum"])
+def test_backtest_replays_bit_for_bit(daily: Path, tmp_path: Path, backend: str, strategy: str) -> None:
+    journal_path = tmp_path / ("j" if backend == "lmdb" else "j.sqlite")
+    result = run(make_config(daily, journal_path, strategy=strategy, backend=backend))
+    journal = open_journal(journal_path)
+    kinds = Counter(record.kind for record in journal.records())
+    assert kinds["order.filled.v1"] > 0
+    assert kinds["risk.verdict.v1"] == 3 * kinds["strategy.targets_decided.v1"]
+    assert kinds["day.closed.v1"] == kinds["state.snapshotted.v1"] == 400
+    assert journal.verify().ok
+    outcome = replay(journal, replay_builder)
+    assert outcome.ok, outcome.divergence
+    assert outcome.records_compared == result.records - 2  # all but the two inputs
+
+
+def test_same_run_same_hash_on_both_backends(daily: Path, tmp_path: Path) -> None:
+    lmdb_run = run(make_config(daily, tmp_path / "a", backend="lmdb"))
+    sqlite_run = run(make_config(daily, tmp_path / "b.sqlite", backend="sqlite"))
+    assert lmdb_run.records == sqlite_run.records
+    # The configs differ only in their journal paths, which the first record carries.
+    first = open_journal(tmp_path / "a").record(5).payload
+    assert first == open_journal(tmp_path / "b.sqlite").record(5).payload
+
+
+def test_replay_one_day_from_its_snapshot(daily: Path, tmp_path: Path) -> None:
+    run(make_config(daily, tmp_path / "j"))
+    journal = open_journal(tmp_path / "j")
+    days = [e.day for _, e in journal.events() if type(e).__name__ == "DayClosed"]
+    for day in (days[0], days[len(days) // 2], days[-1]):
+        outcome = replay(journal, replay_builder, day=day)
+        assert outcome.ok, (day, outcome.divergence)
+        assert outcome.records_compared >= 2  # at least DayClosed + StateSnapshotted
+
+
+def _rewrite_with(journal_path: Path, out_path: Path, seq_to_change: int, change: dict[str, object]) -> None:
+    """Copy a journal, changing one event, re-chaining every segment (a forged, valid chain)."""
+    source = open_journal(journal_path)
+    target = open_journal(out_path, writable=True)
+    previous = bytes(32)
+    for segment in source.segments():
+        events = []
+        for record in segment.records:
+            event = record.event()
+            if record.seq == seq_to_change:
+                event = msgspec.structs.replace(event, **change)
+            events.append(event)
+        body = build_segment(segment.first_seq, events)
+        digest = segment_hash(previous, body)
+        last = segment.first_seq + len(events) - 1
+        target._backend.write_segment(segment.first_seq, digest + body, (last, digest))
+        previous = digest
+    target.close()
+
+
+def test_forged_but_chained_journal_fails_replay_at_that_record(daily: Path, tmp_path: Path) -> None:
+    run(make_config(daily, tmp_path / "j"))
+    journal = open_journal(tmp_path / "j")
+    fill_seq = next(seq for seq, event in journal.events() if isinstance(event, OrderFilled))
+    fill = journal.record(fill_seq).event()
+    assert isinstance(fill, OrderFilled)
+    _rewrite_with(tmp_path / "j", tmp_path / "forged", fill_seq, {"fill_px_raw": fill.fill_px_raw + 1})
+    forged = open_journal(tmp_path / "forged")
+    assert forged.verify().ok  # the chain itself is valid: only replay can tell
+    outcome = replay(forged, replay_builder)
+    assert outcome.divergence is not None
+    assert outcome.divergence.seq == fill_seq
+    assert isinstance(outcome.divergence.actual, OrderFilled)
+    assert outcome.divergence.actual.fill_px_raw == fill.fill_px_raw
+
+
+def _flip_byte(journal_path: Path, seq: int) -> None:
+    """Flip one byte inside record ``seq``'s payload, in place (LMDB)."""
+    import lmdb
+
+    journal = open_journal(journal_path)
+    segment = next(s for s in journal.segments() if s.first_seq <= seq < s.first_seq + len(s.records))
+    record = segment.records[seq - segment.first_seq]
+    journal.close()
+    value = bytearray(segment.hash + segment.body)
+    offset = value.index(record.payload, 32) + len(record.payload) // 2
+    value[offset] ^= 0x01
+    env = lmdb.open(str(journal_path), max_dbs=2, map_size=1 << 40)
+    with env.begin(write=True) as txn:
+        txn.put(segment.first_seq.to_bytes(8, "big"), bytes(value), db=env.open_db(b"segments", txn=txn))
+    env.close()
+
+
+def test_flipped_byte_fails_verify_and_replay_at_that_record(daily: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    run(make_config(daily, tmp_path / "j"))
+    journal = open_journal(tmp_path / "j")
+    seq = next(seq for seq, event in journal.events() if isinstance(event, RiskVerdict)) + 3
+    journal.close()
+    _flip_byte(tmp_path / "j", seq)
+    assert tape(["verify", str(tmp_path / "j")]) == 1
+    assert f"first bad seq {seq}" in capsys.readouterr().out.replace("\n", " ")
+    outcome = replay(open_journal(tmp_path / "j"), replay_builder)
+    assert outcome.divergence is not None
+    assert outcome.divergence.seq == seq
+    assert tape(["replay", str(tmp_path / "j")]) == 1
+
+
+def test_replay_refuses_different_data_bytes(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", symbols=2, bars=120)
+    run(make_config(data, tmp_path / "j"))
+    make_dataset(tmp_path / "data", symbols=2, bars=120, seed=99)  # same path, other bytes
+    with pytest.raises(DatasetError, match="refuses to run on different bytes"):
+        replay(open_journal(tmp_path / "j"), replay_builder)
+
+
+def test_backtest_never_overwrites_a_journal(daily: Path, tmp_path: Path) -> None:
+    config = make_config(daily, tmp_path / "j")
+    run(config)
+    with pytest.raises(Exception, match="already holds"):
+        run(config)

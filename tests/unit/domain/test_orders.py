@@ -1,0 +1,89 @@
+import pytest
+
+from domain.events import OrderAccepted, OrderCancelled, OrderFilled, OrderRejected, OrderSubmitted
+from domain.orders import (
+    ORDER_TRANSITIONS,
+    TERMINAL_STATUSES,
+    IllegalTransition,
+    OrderStatus,
+    new_order,
+    replay_order,
+)
+
+
+def test_terminal_states_have_no_exits() -> None:
+    for (source, _trigger), _target in ORDER_TRANSITIONS.items():
+        assert source not in TERMINAL_STATUSES
+
+
+def test_every_state_is_reachable_from_submitted() -> None:
+    reached = {OrderStatus.SUBMITTED}
+    frontier = [OrderStatus.SUBMITTED]
+    while frontier:
+        state = frontier.pop()
+        for (source, _), target in ORDER_TRANSITIONS.items():
+            if source == state and target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert reached == set(OrderStatus)
+
+
+def _submitted(qty: int = 100) -> OrderSubmitted:
+    return OrderSubmitted(
+        ts_ns=1,
+        order_id="s-1",
+        strategy_id="s",
+        instrument_id=1,
+        side=1,
+        order_type="market",
+        qty_raw=qty,
+        limit_px_raw=0,
+        decision_px_raw=100,
+    )
+
+
+def _fill(qty: int, leaves: int) -> OrderFilled:
+    return OrderFilled(
+        ts_ns=2,
+        order_id="s-1",
+        instrument_id=1,
+        side=1,
+        fill_qty_raw=qty,
+        fill_px_raw=100,
+        leaves_qty_raw=leaves,
+        notional_minor=qty * 100,
+        commission_minor=0,
+        currency="USD",
+    )
+
+
+def test_partial_then_full_fill() -> None:
+    order = replay_order(_submitted(), [OrderAccepted(ts_ns=1, order_id="s-1"), _fill(40, 60), _fill(60, 0)])
+    assert order.status is OrderStatus.FILLED
+    assert order.filled_qty_raw == 100
+
+
+def test_fill_after_cancel_is_illegal() -> None:
+    events = [
+        OrderAccepted(ts_ns=1, order_id="s-1"),
+        OrderCancelled(ts_ns=2, order_id="s-1", reason="x"),
+        _fill(1, 99),
+    ]
+    with pytest.raises(IllegalTransition, match="cancelled --partial-->"):
+        replay_order(_submitted(), events)
+
+
+def test_fill_before_accept_and_overfill_are_caught() -> None:
+    with pytest.raises(IllegalTransition):
+        replay_order(_submitted(), [_fill(100, 0)])
+    with pytest.raises(ValueError, match="leaves"):
+        replay_order(_submitted(), [OrderAccepted(ts_ns=1, order_id="s-1"), _fill(100, 5)])
+    with pytest.raises(ValueError, match="overfill"):
+        replay_order(_submitted(), [OrderAccepted(ts_ns=1, order_id="s-1"), _fill(150, -50)])
+    rejected = replay_order(_submitted(), [OrderRejected(ts_ns=1, order_id="s-1", reason="LOT_SIZE")])
+    assert rejected.status is OrderStatus.REJECTED
+
+
+def test_new_order_validates_input() -> None:
+    with pytest.raises(ValueError, match="quantity"):
+        new_order(_submitted(qty=0))
