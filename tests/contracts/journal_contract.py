@@ -87,7 +87,7 @@ class Layout(NamedTuple):
     """Absolute offsets (into the stored value) of one segment's columns and payloads."""
 
     first_seq: int
-    count: int
+    record_count: int
     ts_offset: int
     payload_offsets: list[int]  # start of each record's payload
     payload_lengths: list[int]
@@ -266,9 +266,8 @@ class JournalContract:
 
     def test_read_only_journal_refuses_appends(self, tmp_path: Path) -> None:
         self.make_journal(tmp_path).close()
-        with self.make_journal(tmp_path, writable=False) as journal:
-            with pytest.raises(JournalError):
-                journal.append(event_for(0))
+        with self.make_journal(tmp_path, writable=False) as journal, pytest.raises(JournalError):
+            journal.append(event_for(0))
 
     def test_missing_journal_read_only_is_an_error(self, tmp_path: Path) -> None:
         with pytest.raises(JournalError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kernel._sqlite import SqliteBackend
 from kernel.journal import Journal
 from tests.contracts.journal_contract import JournalContract
 
@@ -15,6 +16,8 @@ class TestSqliteJournal(JournalContract):
         return tmp_path / "journal.sqlite"
 
     def raw_put_segment(self, journal: Journal, key: int, value: bytes) -> None:
-        journal._backend._db.execute(
+        backend = journal._backend
+        assert isinstance(backend, SqliteBackend)
+        backend._db.execute(
             "INSERT OR REPLACE INTO journal_segments (first_seq, value) VALUES (?, ?)", (key, value)
         )

@@ -51,7 +51,7 @@ def event_for(i: int) -> Event:
 
 
 def main(path: str, backend: str, seed: int) -> None:
-    rng = random.Random(seed)  # noqa: TID251 # test harness: seeded commit sizes
+    rng = random.Random(seed)  # test harness: seeded commit sizes
     records_per_commit_max = rng.choice(RECORDS_PER_COMMIT_MAX_CHOICES)
     journal = open_journal(
         path, backend=backend, writable=True, records_per_commit_max=records_per_commit_max

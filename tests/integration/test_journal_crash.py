@@ -110,7 +110,7 @@ def _check_survivors(path: Path, backend: str, last_reported: int, context: str)
 @pytest.mark.parametrize("seed", range(SEEDS_PER_BACKEND))
 @pytest.mark.parametrize("backend", ["lmdb", "sqlite"])
 def test_sigkill_loses_nothing_committed(tmp_path: Path, backend: str, seed: int) -> None:
-    rng = random.Random(seed)  # noqa: TID251 # test harness: seeded kill delays
+    rng = random.Random(seed)  # test harness: seeded kill delays
     path = tmp_path / JOURNAL_FILE[backend]
     survived = 0
     for round_index in range(ROUNDS):

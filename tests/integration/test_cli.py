@@ -1,0 +1,65 @@
+"""The `tape` verbs, through their entry point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.main import main as tape
+from tests.factories import make_dataset
+
+CONFIG = """
+run_id = "cli-test"
+seed = 11
+dataset = "data"
+journal = "journal"
+initial_cash = "250000.00"
+
+[strategy]
+name = "sma_crossover"
+params = {{ fast = 4, slow = 12, weight = 0.9 }}
+
+[fill]
+commission_e8 = 100_000
+{extra}
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    make_dataset(tmp_path / "data", symbols=3, bars=200)
+    (tmp_path / "run.toml").write_text(CONFIG.format(extra=""))
+    return tmp_path
+
+
+def test_backtest_report_rebuild_verify_replay(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert tape(["backtest", str(workdir / "run.toml")]) == 0
+    out = capsys.readouterr().out
+    for metric in ("final NAV", "total return", "annualised volatility", "Sharpe", "max drawdown", "turnover", "fees"):
+        assert metric in out
+    journal = str(workdir / "journal")
+    assert tape(["rebuild", journal]) == 0
+    out = capsys.readouterr().out
+    assert "postings" in out
+    assert "sha256=" in out
+    assert (workdir / "journal.ledger.sqlite").exists()
+    assert tape(["verify", journal]) == 0
+    assert tape(["replay", journal]) == 0
+    assert "replay matched" in capsys.readouterr().out
+    assert tape(["replay", journal, "--day", "2020-03-02"]) == 0
+    assert "replay matched" in capsys.readouterr().out
+    assert tape(["report", journal]) == 0
+
+
+def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "bad.toml").write_text(CONFIG.format(extra="bogus_field = 1"))
+    assert tape(["backtest", str(workdir / "bad.toml")]) == 2
+    assert "bogus_field" in capsys.readouterr().out
+    (workdir / "bad2.toml").write_text(CONFIG.format(extra="").replace("sma_crossover", "nope"))
+    assert tape(["backtest", str(workdir / "bad2.toml")]) == 2
+    assert "unknown strategy 'nope'" in capsys.readouterr().out
+    assert tape(["verify", str(workdir / "missing")]) == 2
+    assert tape(["backtest", str(workdir / "run.toml")]) == 0
+    assert tape(["replay", str(workdir / "journal"), "--day", "1999-01-01"]) == 2
+    assert "not a session day" in capsys.readouterr().out
