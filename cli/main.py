@@ -99,7 +99,7 @@ def _print_replay(result: ReplayResult) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
-    from projections import rebuild  # noqa: PLC0415
+    from projections import rebuild
 
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     report = rebuild(Path(args.journal), db_path)

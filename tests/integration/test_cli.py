@@ -36,7 +36,15 @@ def workdir(tmp_path: Path) -> Path:
 def test_backtest_report_rebuild_verify_replay(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert tape(["backtest", str(workdir / "run.toml")]) == 0
     out = capsys.readouterr().out
-    for metric in ("final NAV", "total return", "annualised volatility", "Sharpe", "max drawdown", "turnover", "fees"):
+    for metric in (
+        "final NAV",
+        "total return",
+        "annualised volatility",
+        "Sharpe",
+        "max drawdown",
+        "turnover",
+        "fees",
+    ):
         assert metric in out
     journal = str(workdir / "journal")
     assert tape(["rebuild", journal]) == 0

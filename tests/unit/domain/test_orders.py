@@ -12,7 +12,7 @@ from domain.orders import (
 
 
 def test_terminal_states_have_no_exits() -> None:
-    for (source, _trigger), _target in ORDER_TRANSITIONS.items():
+    for source, _trigger in ORDER_TRANSITIONS:
         assert source not in TERMINAL_STATUSES
 
 

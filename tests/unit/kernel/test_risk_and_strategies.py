@@ -38,9 +38,13 @@ def test_within_limits_passes_untouched() -> None:
 
 def test_verdicts_are_in_the_journal(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", symbols=4, bars=250)
-    config = make_config(data, tmp_path / "j", strategy="momentum", params={"lookback": 40, "skip": 5, "top": 4,
-                                                                            "weight": 1.0},
-                         risk=RiskLimits(gross_max_e8=80_000_000, name_max_e8=15_000_000))
+    config = make_config(
+        data,
+        tmp_path / "j",
+        strategy="momentum",
+        params={"lookback": 40, "skip": 5, "top": 4, "weight": 1.0},
+        risk=RiskLimits(gross_max_e8=80_000_000, name_max_e8=15_000_000),
+    )
     run(config)
     events = [e for _, e in open_journal(tmp_path / "j").events()]
     verdicts = [e for e in events if isinstance(e, RiskVerdict)]
@@ -52,12 +56,16 @@ def test_verdicts_are_in_the_journal(tmp_path: Path) -> None:
 
 
 def _truncate(panel: Panel, steps: int) -> Panel:
-    cut = {name: getattr(panel, name)[:steps] for name in
-           ("ts_ns", "day", "open", "high", "low", "close", "volume", "valid", "last_close")}
+    cut = {
+        name: getattr(panel, name)[:steps]
+        for name in ("ts_ns", "day", "open", "high", "low", "close", "volume", "valid", "last_close")
+    }
     return replace(panel, **cut)
 
 
-@pytest.mark.parametrize("strategy", [SmaCrossover(fast=3, slow=8), MomentumRotation(lookback=30, skip=3, top=2)])
+@pytest.mark.parametrize(
+    "strategy", [SmaCrossover(fast=3, slow=8), MomentumRotation(lookback=30, skip=3, top=2)]
+)
 def test_decisions_do_not_depend_on_future_bars(tmp_path: Path, strategy: object) -> None:
     panel, _ = load_panel(make_dataset(tmp_path / "data", symbols=5, bars=200))
     full = strategy.schedule(panel)  # type: ignore[attr-defined]

@@ -14,26 +14,57 @@ from sim.venue import SimVenue
 
 
 def _panel() -> Panel:
-    inst = Instrument(instrument_id=7, symbol="X", venue="T", asset_class="equity", currency="USD",
-                      price_digits=2, tick_raw=5, qty_digits=0, lot_raw=100)
-    rows = np.array([  # open, high, low, close, volume
-        [1000, 1010, 990, 1005, 10_000],
-        [1003, 1020, 1001, 1010, 1_000],
-        [1012, 1013, 950, 960, 50_000],
-    ], dtype=np.int64)
+    inst = Instrument(
+        instrument_id=7,
+        symbol="X",
+        venue="T",
+        asset_class="equity",
+        currency="USD",
+        price_digits=2,
+        tick_raw=5,
+        qty_digits=0,
+        lot_raw=100,
+    )
+    rows = np.array(
+        [  # open, high, low, close, volume
+            [1000, 1010, 990, 1005, 10_000],
+            [1003, 1020, 1001, 1010, 1_000],
+            [1012, 1013, 950, 960, 50_000],
+        ],
+        dtype=np.int64,
+    )
     valid = np.array([[True], [True], [True]])
-    fields = {name: rows[:, i].reshape(3, 1).copy() for i, name in enumerate(["open", "high", "low", "close", "volume"])}
-    return Panel(ts_ns=np.array([1, 2, 3], dtype=np.int64), day=np.array([1, 1, 2], dtype=np.int64),
-                 instruments=(inst,), valid=valid, last_close=fields["close"].copy(), **fields)
+    fields = {
+        name: rows[:, i].reshape(3, 1).copy()
+        for i, name in enumerate(["open", "high", "low", "close", "volume"])
+    }
+    return Panel(
+        ts_ns=np.array([1, 2, 3], dtype=np.int64),
+        day=np.array([1, 1, 2], dtype=np.int64),
+        instruments=(inst,),
+        valid=valid,
+        last_close=fields["close"].copy(),
+        **fields,
+    )
 
 
 def _order(side: int, qty: int, order_type: str = "market", limit: int = 0) -> Order:
-    return Order(order_id=f"o{side}{qty}{limit}", strategy_id="s", instrument_id=7, side=side,
-                 order_type=order_type, qty_raw=qty, limit_px_raw=limit, status=OrderStatus.ACCEPTED)
+    return Order(
+        order_id=f"o{side}{qty}{limit}",
+        strategy_id="s",
+        instrument_id=7,
+        side=side,
+        order_type=order_type,
+        qty_raw=qty,
+        limit_px_raw=limit,
+        status=OrderStatus.ACCEPTED,
+    )
 
 
 def test_market_orders_fill_at_open_with_slippage_rounded_against_the_trader() -> None:
-    venue = SimVenue(_panel(), FillModel(slippage_e8=1_000_000, commission_e8=100_000, commission_min_minor=500))
+    venue = SimVenue(
+        _panel(), FillModel(slippage_e8=1_000_000, commission_e8=100_000, commission_min_minor=500)
+    )
     buy, sell = venue.match(1, [_order(1, 200), _order(-1, 100)])
     assert buy.fill_px_raw == 1015  # 10.03 * 1.01 = 10.1303 -> up to the 0.05 tick
     assert sell.fill_px_raw == 990  # 10.03 * 0.99 = 9.9297 -> down to the tick
@@ -59,11 +90,14 @@ def test_participation_cap_gives_partial_fills_in_lots() -> None:
     assert fill.leaves_qty_raw == 400
 
 
-@pytest.mark.parametrize(("order", "code"), [
-    (_order(1, 150), "LOT_SIZE"),
-    (_order(1, 100, "limit", 1001), "TICK_SIZE"),
-    (_order(1, 100, "stop"), "UNSUPPORTED_ORDER_TYPE"),
-])
+@pytest.mark.parametrize(
+    ("order", "code"),
+    [
+        (_order(1, 150), "LOT_SIZE"),
+        (_order(1, 100, "limit", 1001), "TICK_SIZE"),
+        (_order(1, 100, "stop"), "UNSUPPORTED_ORDER_TYPE"),
+    ],
+)
 def test_rejections_carry_a_rule_code_and_the_numbers(order: Order, code: str) -> None:
     ack = SimVenue(_panel(), FillModel()).submit(0, order)
     assert isinstance(ack, OrderRejected)
