@@ -22,9 +22,10 @@ $(VENV)/.dev: $(BIN)/tape
 demo: $(BIN)/tape  ## generate data, run two backtests, rebuild the ledger, report, replay
 	$(BIN)/tape demo --workdir var/demo
 
-test: $(VENV)/.dev  ## install test dependencies, lint, check layering, run the tests
+test: $(VENV)/.dev  ## install test tools; ruff, import-linter, mypy (domain, kernel), pytest
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy domain kernel
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev  ## ruff only

@@ -56,7 +56,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", forbid_
 # --- inputs -------------------------------------------------------------------------------
 
 
-class RunStarted(Event, tag="run.started.v1"):
+class RunStarted(Event, frozen=True, tag="run.started.v1"):
     """First record of every journal: the run's identity, seed and full configuration."""
 
     run_id: str
@@ -65,7 +65,7 @@ class RunStarted(Event, tag="run.started.v1"):
     config_json: str  # canonical JSON (sorted keys) of the run configuration
 
 
-class DatasetReferenced(Event, tag="dataset.referenced.v1"):
+class DatasetReferenced(Event, frozen=True, tag="dataset.referenced.v1"):
     """The lake data set the run reads, by content hash. Replay refuses other bytes."""
 
     uri: str
@@ -81,14 +81,14 @@ class DatasetReferenced(Event, tag="dataset.referenced.v1"):
 # --- derived: set-up ------------------------------------------------------------------------
 
 
-class InstrumentsDefined(Event, tag="instruments.defined.v1"):
+class InstrumentsDefined(Event, frozen=True, tag="instruments.defined.v1"):
     instruments: list[Instrument]
 
 
 # --- derived: decisions and risk -------------------------------------------------------------
 
 
-class TargetsDecided(Event, tag="strategy.targets_decided.v1"):
+class TargetsDecided(Event, frozen=True, tag="strategy.targets_decided.v1"):
     """A strategy's decision: target weights (1e-8) over the named instruments."""
 
     strategy_id: str
@@ -97,7 +97,7 @@ class TargetsDecided(Event, tag="strategy.targets_decided.v1"):
     weights_e8: list[int]
 
 
-class RiskVerdict(Event, tag="risk.verdict.v1"):
+class RiskVerdict(Event, frozen=True, tag="risk.verdict.v1"):
     """One rule's verdict on one decision. ``action`` is pass, clip, scale or reject."""
 
     strategy_id: str
@@ -113,7 +113,7 @@ class RiskVerdict(Event, tag="risk.verdict.v1"):
 # --- derived: orders ------------------------------------------------------------------------
 
 
-class OrderSubmitted(Event, tag="order.submitted.v1"):
+class OrderSubmitted(Event, frozen=True, tag="order.submitted.v1"):
     order_id: str
     strategy_id: str
     instrument_id: int
@@ -124,16 +124,16 @@ class OrderSubmitted(Event, tag="order.submitted.v1"):
     decision_px_raw: int  # the price the decision was sized at
 
 
-class OrderAccepted(Event, tag="order.accepted.v1"):
+class OrderAccepted(Event, frozen=True, tag="order.accepted.v1"):
     order_id: str
 
 
-class OrderRejected(Event, tag="order.rejected.v1"):
+class OrderRejected(Event, frozen=True, tag="order.rejected.v1"):
     order_id: str
     reason: str
 
 
-class OrderFilled(Event, tag="order.filled.v1"):
+class OrderFilled(Event, frozen=True, tag="order.filled.v1"):
     order_id: str
     instrument_id: int
     side: int
@@ -145,12 +145,12 @@ class OrderFilled(Event, tag="order.filled.v1"):
     currency: str
 
 
-class OrderCancelled(Event, tag="order.cancelled.v1"):
+class OrderCancelled(Event, frozen=True, tag="order.cancelled.v1"):
     order_id: str
     reason: str
 
 
-class OrderExpired(Event, tag="order.expired.v1"):
+class OrderExpired(Event, frozen=True, tag="order.expired.v1"):
     order_id: str
 
 
@@ -163,7 +163,7 @@ class PostingRecord(msgspec.Struct, frozen=True, array_like=True):
     amount_minor: int
 
 
-class LedgerPosted(Event, tag="ledger.posted.v1"):
+class LedgerPosted(Event, frozen=True, tag="ledger.posted.v1"):
     """One double-entry transaction; its postings sum to zero per currency."""
 
     txn_id: str
@@ -171,7 +171,7 @@ class LedgerPosted(Event, tag="ledger.posted.v1"):
     postings: list[PostingRecord]
 
 
-class DayClosed(Event, tag="day.closed.v1"):
+class DayClosed(Event, frozen=True, tag="day.closed.v1"):
     """Mark-to-market at the last step of a trading day."""
 
     day: int  # YYYYMMDD of the session
@@ -212,14 +212,14 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
 
 
-class StateSnapshotted(Event, tag="state.snapshotted.v1"):
+class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
     """Day-boundary snapshot: replaying the next day starts from here."""
 
     day: int
     snapshot: KernelSnapshot
 
 
-class RunFinished(Event, tag="run.finished.v1"):
+class RunFinished(Event, frozen=True, tag="run.finished.v1"):
     steps: int
     nav_minor: int
     currency: str
@@ -253,12 +253,9 @@ is applied until a current tag is reached, so old journals keep replaying.
 """
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(AnyEvent)
+_decoder: msgspec.msgpack.Decoder[AnyEvent] = msgspec.msgpack.Decoder(AnyEvent)
 _raw_decoder = msgspec.msgpack.Decoder(dict[str, Any])
-_KIND_OF: dict[type, str] = {
-    cls: cls.__struct_config__.tag  # type: ignore[misc]
-    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
-}
+_KIND_OF: dict[type, str] = {cls: cls.__struct_config__.tag for cls in AnyEvent.__args__}
 _CURRENT_KINDS = frozenset(_KIND_OF.values())
 
 
@@ -283,7 +280,8 @@ def decode_event(payload: bytes) -> AnyEvent:
     for _ in range(len(UPCASTERS) + 1):
         kind = raw["kind"]
         if kind in _CURRENT_KINDS:
-            return msgspec.convert(raw, AnyEvent)
+            event: AnyEvent = msgspec.convert(raw, AnyEvent)
+            return event
         if kind not in UPCASTERS:
             raise msgspec.ValidationError(f"no upcaster from event kind {kind!r}")
         raw = UPCASTERS[kind](dict(raw))

@@ -85,7 +85,7 @@ def div_round(numerator: int, denominator: int, rounding: Rounding) -> int:
 def rescale(value: int, source_digits: int, target_digits: int, rounding: Rounding) -> int:
     """Move a raw value from ``10**-source_digits`` units to ``10**-target_digits`` units."""
     if target_digits >= source_digits:
-        return value * 10 ** (target_digits - source_digits)
+        return value * int(10 ** (target_digits - source_digits))
     return div_round(value, 10 ** (source_digits - target_digits), rounding)
 
 

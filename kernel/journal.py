@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 GENESIS_HASH = bytes(32)
+_TS_MIN, _TS_MAX = -(2**63), 2**63 - 1
 HASH_SIZE = 32
 _SEGMENT_HEADER = struct.Struct(">QIB")
 
@@ -67,10 +68,7 @@ class _KindAndTime(msgspec.Struct):
 _encode = encode_event
 _crc32 = zlib.crc32
 _ts_of = operator.attrgetter("ts_ns")
-_KIND_BYTES: dict[type, bytes] = {
-    cls: cls.__struct_config__.tag.encode("ascii")  # type: ignore[union-attr]
-    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
-}
+_KIND_BYTES: dict[type, bytes] = {cls: cls.__struct_config__.tag.encode("ascii") for cls in AnyEvent.__args__}
 _kind_header = msgspec.msgpack.Decoder(_KindAndTime)
 
 
@@ -264,6 +262,8 @@ class Journal:
         """
         if not self._writable:
             raise JournalError("journal was opened read-only")
+        if not _TS_MIN <= event.ts_ns <= _TS_MAX:
+            raise JournalError(f"event time {event.ts_ns} does not fit a signed 64-bit nanosecond stamp")
         pending = self._pending
         pending.append(event)
         if len(pending) >= self._commit_max:
@@ -285,9 +285,11 @@ class Journal:
         self._last_hash = new_hash
 
     def close(self) -> None:
-        if self._writable:
-            self.commit()
-        self._backend.close()
+        try:
+            if self._writable:
+                self.commit()
+        finally:
+            self._backend.close()
 
     def __enter__(self) -> Journal:
         return self
@@ -341,6 +343,8 @@ class Journal:
         if key == 0:
             return GENESIS_HASH
         prev_key = self._backend.floor_key(key - 1)
+        if prev_key < 0:
+            raise ChainBroken(key - 1, "segment missing")
         for _, value in self._backend.iter_segments(prev_key):
             return value[:HASH_SIZE]
         raise ChainBroken(key - 1, "segment missing")

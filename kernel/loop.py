@@ -233,7 +233,7 @@ class Kernel:
             )
         return bool(intents)
 
-    def _targets_e8(self, weights: np.ndarray) -> dict[int, int]:  # type: ignore[type-arg]
+    def _targets_e8(self, weights: np.ndarray) -> dict[int, int]:
         if weights.shape != (len(self._ids),):
             raise KernelError(f"strategy returned {weights.shape} weights for {len(self._ids)} names")
         named = ~np.isnan(weights)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from domain.events import (
     INPUT_KINDS,
-    AnyEvent,
     DatasetReferenced,
     Event,
     RunStarted,
@@ -51,8 +50,8 @@ class KernelParts:
 class Divergence:
     seq: int
     reason: str
-    expected: AnyEvent | None  # what the journal holds
-    actual: AnyEvent | None  # what the fresh kernel derived
+    expected: Event | None  # what the journal holds
+    actual: Event | None  # what the fresh kernel derived
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ class _ComparingSink:
         if seq >= self._end or self._segment is None:
             raise _Diverged(
                 Divergence(seq, "the fresh kernel derived an event past the journal's end", None, event)
-            )  # type: ignore[arg-type]
+            )
         self._buffer.append(event)
         self._advance()
         self._take_inputs()
@@ -160,7 +159,7 @@ class _ComparingSink:
         if payload != record.payload or record.ts_ns != event.ts_ns or record.kind != event_kind(event):
             raise _Diverged(
                 Divergence(record.seq, "derived event differs from the journal", record.event(), event)
-            )  # type: ignore[arg-type]
+            )
         self.compared += 1
 
     def finish(self) -> None:
@@ -172,7 +171,7 @@ class _ComparingSink:
             record = self._expected_record()
             expected = record.event() if record is not None else None
             reason = "the journal holds an event the fresh kernel did not derive"
-            raise _Diverged(Divergence(self._seq, reason, expected, None))  # type: ignore[arg-type]
+            raise _Diverged(Divergence(self._seq, reason, expected, None))
 
 
 def _inputs(journal: Journal) -> tuple[RunStarted, DatasetReferenced]:

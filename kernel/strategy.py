@@ -46,7 +46,8 @@ class MarketView:
 
     def valid(self) -> npt.NDArray[np.bool_]:
         """Which instruments have a bar at this step."""
-        return self.panel.valid[self.step]
+        row: npt.NDArray[np.bool_] = self.panel.valid[self.step]
+        return row
 
 
 class Strategy(Protocol):
