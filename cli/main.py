@@ -11,7 +11,8 @@ from rich.table import Table
 
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
-from kernel.journal import JournalError
+from domain.events import DatasetReferenced
+from kernel.journal import Journal, JournalError
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
 from lake.store import DatasetError
@@ -78,8 +79,23 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
     day = int(args.day.replace("-", "")) if args.day else None
-    result = replay(journal, replay_builder, day=day)
+    steps = _steps_of(replay_builder_dataset(journal))
+    with progress_bar(f"replay {Path(args.journal).name}", steps) as update:
+        result = replay(journal, replay_builder, day=day, progress=update)
     return _print_replay(result)
+
+
+def replay_builder_dataset(journal: Journal) -> str:
+    """The data set path a journal's run read (its second record)."""
+    event = journal.record(1).event()
+    if not isinstance(event, DatasetReferenced):
+        raise JournalError("journal does not start with run.started and dataset.referenced")
+    return event.uri
+
+
+def _journal_length(path: str) -> int:
+    with open_journal(path) as journal:
+        return len(journal)
 
 
 def _print_replay(result: ReplayResult) -> int:
@@ -102,7 +118,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections import rebuild
 
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
-    report = rebuild(Path(args.journal), db_path)
+    with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
+        report = rebuild(Path(args.journal), db_path, progress=update)
     table = Table(
         title=f"SQLite ledger {db_path} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
     )

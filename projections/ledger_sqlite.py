@@ -610,15 +610,23 @@ class SqliteLedger:
         )
         return next_seq - 1 - checkpoint_seq
 
-    def run(self, journal: Journal, batch_records_max: int = BATCH_RECORDS_MAX) -> int:
+    def run(
+        self,
+        journal: Journal,
+        batch_records_max: int = BATCH_RECORDS_MAX,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Catch up from the checkpoint to the journal's committed head, one transaction per
-        ``batch_records_max`` records. Returns how many records were applied."""
+        ``batch_records_max`` records. Returns how many records were applied; ``progress``
+        is called with the last applied sequence number after each batch."""
         if batch_records_max <= 0:
             raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
         records = journal.records(self._read_checkpoint() + 1)
         applied = 0
         while batch := list(islice(records, batch_records_max)):
             applied += self.apply(batch)
+            if progress is not None:
+                progress(batch[-1].seq + 1)
         return applied
 
     # --- reading ----------------------------------------------------------------------
@@ -668,6 +676,7 @@ def rebuild(
     db_path: Path | str,
     *,
     batch_records_max: int = BATCH_RECORDS_MAX,
+    progress: Callable[[int], None] | None = None,
 ) -> RebuildReport:
     """Drop every ledger table at ``db_path``, recreate the schema and replay the journal
     from seq 0. An interrupted rebuild is resumed by ``SqliteLedger.run``."""
@@ -675,5 +684,5 @@ def rebuild(
     # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
     with open_journal(journal_path) as journal, SqliteLedger(_connect(db_path), db_path) as ledger:
         ledger.reset()
-        applied = ledger.run(journal, batch_records_max)
+        applied = ledger.run(journal, batch_records_max, progress)
         return RebuildReport(applied, ledger.checkpoint_seq, ledger.table_checksums())
