@@ -198,10 +198,14 @@ def bench_kernel(report: Report, work: Path, dataset: Path) -> dict[str, Any]:
     return {"info": info, "fills": fills, "journal": journal_path}
 
 
-def kernel_fills(journal_path: Path) -> list[tuple[int, int]]:
-    """(ts_ns, side) of every fill in the journal."""
+def kernel_fills(journal_path: Path) -> list[tuple[int, int, int]]:
+    """(ts_ns, side, qty_raw) of every fill in the journal."""
     with open_journal(journal_path) as journal:
-        return [(event.ts_ns, event.side) for _, event in journal.events() if isinstance(event, OrderFilled)]
+        return [
+            (event.ts_ns, event.side, event.fill_qty_raw)
+            for _, event in journal.events()
+            if isinstance(event, OrderFilled)
+        ]
 
 
 def profile_kernel(work: Path, dataset: Path, top: int = 18) -> str:
@@ -284,7 +288,7 @@ def bench_bare(report: Report, panel_lists: tuple[list[int], list[int]], kernel:
         )
     )
     ts0 = first_ts(kernel)
-    kernel_steps = [((ts - ts0) // MINUTE_NS, side) for ts, side in kernel["fills"]]
+    kernel_steps = [((ts - ts0) // MINUTE_NS, side) for ts, side, _ in kernel["fills"]]
     agree = kernel_steps == result["trades"]
     print(
         f"trade counts: kernel fills {kernel_trades:,}, bare loop trades {bare_trades:,}; "
@@ -327,7 +331,8 @@ def bench_backtrader(report: Report, panel: Any, kernel: dict[str, Any]) -> None
         },
         index=pd.to_datetime(ts, unit="ns"),
     )
-    executed: list[tuple[Any, int]] = []
+    executed: list[tuple[Any, int, float]] = []
+    refused: list[str] = []
     total = len(frame)
 
     class SmaCross(bt.Strategy):  # type: ignore[misc]
@@ -337,8 +342,10 @@ def bench_backtrader(report: Report, panel: Any, kernel: dict[str, Any]) -> None
             self.cross = bt.indicators.CrossOver(fast, slow)
 
         def notify_order(self, order: Any) -> None:
+            if order.status in (order.Margin, order.Rejected):
+                refused.append(order.getstatusname())
             if order.status == order.Completed:
-                executed.append((order.executed.dt, 1 if order.isbuy() else -1))
+                executed.append((order.executed.dt, 1 if order.isbuy() else -1, abs(order.executed.size)))
 
         def next(self) -> None:
             done = len(self)
@@ -362,9 +369,13 @@ def bench_backtrader(report: Report, panel: Any, kernel: dict[str, Any]) -> None
     kernel_bps = kernel["info"]["bars_per_s"]
     report.add(Row("backtrader", "backtrader 1.9 run", bt_bps, "bars/s", note=f"{seconds:.1f}s, one run"))
     ts0 = int(ts[0])
-    bt_trades = [(_bt_step(bt, dt, ts0), side) for dt, side in executed]
-    kernel_trades = [((t - ts0) // MINUTE_NS, side) for t, side in kernel["fills"]]
-    diff = compare_trades(kernel_trades, bt_trades, panel.close[:, 0])
+    bt_trades = [(_bt_step(bt, dt, ts0), side) for dt, side, _ in executed]
+    kernel_trades = [((t - ts0) // MINUTE_NS, side) for t, side, _ in kernel["fills"]]
+    sizes = {
+        "kernel": {(t - ts0) // MINUTE_NS: qty for t, _, qty in kernel["fills"]},
+        "backtrader": {_bt_step(bt, dt, ts0): size for dt, _, size in executed},
+    }
+    diff = compare_trades(kernel_trades, bt_trades, panel.close[:, 0], sizes)
     report.add(
         Row(
             "kernel",
@@ -380,7 +391,8 @@ def bench_backtrader(report: Report, panel: Any, kernel: dict[str, Any]) -> None
             ),
         )
     )
-    report.details["backtrader"] = {"seconds": seconds, "bars_per_s": bt_bps, **diff}
+    print(f"backtrader orders refused (margin/rejected): {len(refused)}")
+    report.details["backtrader"] = {"seconds": seconds, "bars_per_s": bt_bps, "refused": len(refused), **diff}
 
 
 def _bt_step(bt: Any, dt: float, ts0: int) -> int:
@@ -409,7 +421,12 @@ def exact_ties(close: Any) -> Any:
     return steps[sum_fast * SLOW == sum_slow * FAST]
 
 
-def compare_trades(kernel: list[tuple[int, int]], other: list[tuple[int, int]], close: Any) -> dict[str, Any]:
+def compare_trades(
+    kernel: list[tuple[int, int]],
+    other: list[tuple[int, int]],
+    close: Any,
+    sizes: dict[str, dict[int, float]] | None = None,
+) -> dict[str, Any]:
     """Multiset difference of (step, side) trades; each difference is 'explained' when an
     exact integer tie of the two averages lies within TIE_WINDOW bars before it."""
     import numpy as np
@@ -419,14 +436,20 @@ def compare_trades(kernel: list[tuple[int, int]], other: list[tuple[int, int]], 
     only_other = sorted(_multiset_minus(other, kernel))
     explained = 0
     examples: list[dict[str, Any]] = []
+    unexplained: list[dict[str, Any]] = []
     for source, trades in (("kernel", only_kernel), ("backtrader", only_other)):
         for step, side in trades:
             lo = np.searchsorted(ties, step - TIE_WINDOW)
             hi = np.searchsorted(ties, step, side="right")
             near = ties[lo:hi].tolist()
             explained += bool(near)
-            if len(examples) < 12:
-                examples.append({"only_in": source, "step": step, "side": side, "ties_before": near})
+            item = {"only_in": source, "step": step, "side": side, "ties_before": near}
+            if sizes is not None:
+                item["qty"] = sizes[source].get(step)
+            if near and len(examples) < 6:
+                examples.append(item)
+            if not near:
+                unexplained.append(item)
     differences = len(only_kernel) + len(only_other)
     print(
         f"backtrader vs kernel: orders kernel {len(kernel):,}, backtrader {len(other):,}; "
@@ -435,7 +458,9 @@ def compare_trades(kernel: list[tuple[int, int]], other: list[tuple[int, int]], 
         f"{len(ties):,} exact ties in the series"
     )
     for example in examples:
-        print(f"  diff: {example}")
+        print(f"  explained: {example}")
+    for item in unexplained[:40]:
+        print(f"  unexplained: {item}")
     return {
         "kernel_orders": len(kernel),
         "backtrader_orders": len(other),
@@ -446,6 +471,7 @@ def compare_trades(kernel: list[tuple[int, int]], other: list[tuple[int, int]], 
         "exact_ties_total": len(ties),
         "tie_window_bars": TIE_WINDOW,
         "examples": examples,
+        "unexplained": unexplained,
     }
 
 
