@@ -79,7 +79,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
     day = int(args.day.replace("-", "")) if args.day else None
-    steps = _steps_of(replay_builder_dataset(journal))
+    try:
+        steps = _steps_of(replay_builder_dataset(journal))
+    except (JournalError, OSError, KeyError):
+        steps = 0  # replay reports the unreadable record itself
     with progress_bar(f"replay {Path(args.journal).name}", steps) as update:
         result = replay(journal, replay_builder, day=day, progress=update)
     return _print_replay(result)

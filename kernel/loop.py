@@ -16,6 +16,7 @@ matters, not per bar.
 from __future__ import annotations
 
 from collections.abc import Callable
+from math import isfinite
 from typing import Protocol
 
 import numpy as np
@@ -234,14 +235,18 @@ class Kernel:
         return bool(intents)
 
     def _targets_e8(self, weights: np.ndarray) -> dict[int, int]:
+        """Float weights -> 1e-8 integers, half-even (Python's ``round`` and ``np.rint`` agree
+        on every double); NaN means "no target for this name"."""
         if weights.shape != (len(self._ids),):
             raise KernelError(f"strategy returned {weights.shape} weights for {len(self._ids)} names")
-        named = ~np.isnan(weights)
-        if not np.all(np.isfinite(weights[named])):
-            raise KernelError(f"{self._strategy.strategy_id}: non-finite target weight")
-        scaled = np.rint(weights[named] * RATE_SCALE).astype(np.int64).tolist()
-        ids = [iid for iid, keep in zip(self._ids, named.tolist(), strict=True) if keep]
-        return dict(zip(ids, scaled, strict=True))
+        targets = {}
+        for iid, weight in zip(self._ids, weights.tolist(), strict=True):
+            if weight != weight:  # NaN
+                continue
+            if not isfinite(weight):
+                raise KernelError(f"{self._strategy.strategy_id}: non-finite target weight for {iid}")
+            targets[iid] = round(weight * RATE_SCALE)
+        return targets
 
     def _cancel_open(self, ts_ns: int, strategy_id: str) -> None:
         """A new decision supersedes the strategy's orders still open."""

@@ -27,6 +27,8 @@ class SimVenue:
         self._model = fill_model
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
+        self._lot_tick = {i.instrument_id: (i.lot_raw, i.tick_raw) for i in panel.instruments}
+        self._next_valid = next_valid_steps(panel.valid)
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:
         ts_ns = int(self._panel.ts_ns[step])
@@ -49,17 +51,22 @@ class SimVenue:
             return f"TICK_SIZE: limit_px_raw={order.limit_px_raw}, tick_raw={instrument.tick_raw}"
         return ""
 
-    def _arrays(self, orders: list[Order]) -> tuple[np.ndarray, ...]:  # type: ignore[type-arg]
-        insts = [self._instruments[o.instrument_id] for o in orders]
-        return (
-            np.array([o.side for o in orders], dtype=np.int64),
-            np.array([_ORDER_TYPES[o.order_type] for o in orders], dtype=np.int64),
-            np.array([o.limit_px_raw for o in orders], dtype=np.int64),
-            np.array([o.leaves_qty_raw for o in orders], dtype=np.int64),
-            np.array([self._column[o.instrument_id] for o in orders], dtype=np.int64),
-            np.array([i.lot_raw for i in insts], dtype=np.int64),
-            np.array([i.tick_raw for i in insts], dtype=np.int64),
-        )
+    def _arrays(self, orders: list[Order]) -> np.ndarray:  # type: ignore[type-arg]
+        """Order fields as rows of one int64 array: side, type, limit, leaves, column, lot, tick."""
+        column = self._column
+        facts = self._lot_tick
+        rows = [
+            (
+                o.side,
+                _ORDER_TYPES[o.order_type],
+                o.limit_px_raw,
+                o.leaves_qty_raw,
+                column[o.instrument_id],
+                *facts[o.instrument_id],
+            )
+            for o in orders
+        ]
+        return np.array(rows, dtype=np.int64).T.copy()
 
     def match(self, step: int, orders: list[Order]) -> list[OrderFilled]:
         if not orders:
@@ -116,7 +123,22 @@ class SimVenue:
     def next_activity(self, step: int, orders: list[Order]) -> int:
         if not orders:
             return NO_ACTIVITY
+        if all(o.order_type == "market" for o in orders):
+            # A market order fills at the next bar of its instrument.
+            if step + 1 >= self._panel.steps:
+                return NO_ACTIVITY
+            row = self._next_valid[step + 1]
+            found = min(int(row[self._column[o.instrument_id]]) for o in orders)
+            return NO_ACTIVITY if found < 0 else found
         sides, types, limits, _, columns, _, _ = self._arrays(orders)
         panel = self._panel
         found = next_fill_step_nb(sides, types, limits, columns, step, panel.low, panel.high, panel.valid)
         return NO_ACTIVITY if found < 0 else int(found)
+
+
+def next_valid_steps(valid: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]
+    """For each (step, column): the first step >= it with a bar, or -1."""
+    steps = valid.shape[0]
+    index = np.where(valid, np.arange(steps)[:, None], steps)
+    index = np.minimum.accumulate(index[::-1], axis=0)[::-1]
+    return np.where(index == steps, -1, index).astype(np.int64)

@@ -25,23 +25,28 @@ class SmaCrossover:
         self.fast = fast
         self.slow = slow
         self.weight = weight
-        self._state: npt.NDArray[np.int8] | None = None
+        self._targets: npt.NDArray[np.float64] = np.zeros((0, 0))
+        self._row_of: dict[int, int] = {}
 
     def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        """Steps where some name crosses; the target rows for them are computed here, in one
+        vectorised pass over causal state (state at step t uses closes <= t)."""
         state = sma_cross_state_nb(panel.close, panel.valid, self.fast, self.slow)
-        self._state = state
-        changed = np.zeros(state.shape[0], dtype=np.bool_)
-        # A cross is a change of side after both averages exist (0 -> +-1 is not a cross).
         prev, cur = state[:-1], state[1:]
-        changed[1:] = np.any((prev != 0) & (cur != prev), axis=1)
-        return np.flatnonzero(changed).astype(np.int64)
+        # A cross is a change of side after both averages exist (0 -> +-1 is not a cross).
+        crossed = (prev != 0) & (cur != prev)
+        steps = np.flatnonzero(np.any(crossed, axis=1)) + 1
+        names = state.shape[1]
+        rows = np.where(crossed[steps - 1], np.where(cur[steps - 1] > 0, self.weight / names, 0.0), np.nan)
+        self._targets = rows
+        self._row_of = {step: row for row, step in enumerate(steps.tolist())}
+        return steps.astype(np.int64)
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        assert self._state is not None, "schedule() runs before decide()"
-        state = self._state
-        step = view.step
-        names = state.shape[1]
-        crossed = (state[step - 1] != 0) & (state[step] != state[step - 1])
-        weights = np.full(names, np.nan)
-        weights[crossed] = np.where(state[step][crossed] > 0, self.weight / names, 0.0)
-        return weights
+        """Long ``weight / N`` on names crossing up, flat on names crossing down, NaN (no
+        target) elsewhere."""
+        row = self._row_of.get(view.step)
+        if row is None:
+            return None
+        targets: npt.NDArray[np.float64] = self._targets[row]
+        return targets
