@@ -548,17 +548,20 @@ def bench_journal(report: Report, work: Path, journal_path: Path) -> None:
 
 
 def bench_replay(report: Report, journal_path: Path, kernel: dict[str, Any]) -> None:
-    t0 = time.perf_counter()
-    with open_journal(journal_path) as journal:
-        result = replay(journal, replay_builder)
-    seconds = time.perf_counter() - t0
-    assert result.ok, f"replay diverged: {result.divergence}"
+    timings = []
+    for _ in range(3):  # best of 3, as the kernel run
+        t0 = time.perf_counter()
+        with open_journal(journal_path) as journal:
+            result = replay(journal, replay_builder)
+        timings.append(time.perf_counter() - t0)
+        assert result.ok, f"replay diverged: {result.divergence}"
+    seconds = min(timings)
     rate = report.bars / seconds
     kernel_bps = kernel["info"]["bars_per_s"]
     report.add(
         Row(
             "replay",
-            "replay + verify",
+            "replay (re-derive + rehash)",
             rate,
             "bars/s",
             baseline="kernel run",

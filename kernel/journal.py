@@ -52,6 +52,7 @@ __all__ = [
     "first_inconsistent_record",
     "parse_segment",
     "segment_hash",
+    "segment_kinds",
 ]
 
 GENESIS_HASH = bytes(32)
@@ -194,6 +195,18 @@ def parse_segment(key: int, value: bytes) -> Segment:
     return Segment(first_seq, records, value[:HASH_SIZE], body)
 
 
+def segment_kinds(key: int, body: bytes) -> list[str]:
+    """The kind of every record of a segment body, from its columns alone (no payloads)."""
+    first_seq, count, kind_count = _SEGMENT_HEADER.unpack_from(body)
+    if first_seq != key or count == 0:
+        raise ChainBroken(key, f"segment header is corrupt (first_seq {first_seq}, count {count})")
+    try:
+        offset, names = _kind_table(body, kind_count)
+        return [names[index] for index in body[offset + 8 * count : offset + 9 * count]]
+    except (IndexError, UnicodeDecodeError) as error:
+        raise ChainBroken(key, f"segment columns are corrupt: {error}") from None
+
+
 def _kind_table(body: bytes, kind_count: int) -> tuple[int, list[str]]:
     offset = _SEGMENT_HEADER.size
     names: list[str] = []
@@ -321,6 +334,15 @@ class Journal:
             yield segment
         if expected < self._next_seq:
             raise ChainBroken(expected, "records missing before the committed head")
+
+    def raw_segments(self, start_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """Committed segments as stored (key, value), from the one holding ``start_seq``;
+        nothing is parsed or checked (replay rebuilds and compares them itself)."""
+        key = max(0, self._backend.floor_key(start_seq))
+        for stored_key, value in self._backend.iter_segments(key):
+            if stored_key >= self._next_seq:
+                break
+            yield stored_key, value
 
     def records(self, start_seq: int = 0, *, verify: bool = True) -> Iterator[Record]:
         for segment in self.segments(start_seq, verify=verify):

@@ -25,7 +25,18 @@ from domain.events import (
 )
 from domain.market import Panel
 from domain.risk import RiskLimits
-from kernel.journal import ChainBroken, Journal, JournalError, Record, Segment, build_segment, segment_hash
+from kernel.journal import (
+    GENESIS_HASH,
+    HASH_SIZE,
+    ChainBroken,
+    Journal,
+    JournalError,
+    Record,
+    build_segment,
+    parse_segment,
+    segment_hash,
+    segment_kinds,
+)
 from kernel.loop import Kernel, ProgressFn
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -74,85 +85,111 @@ class _Diverged(Exception):
 
 
 class _ComparingSink:
-    """An ``EventSink`` that checks each derived event against the journal."""
+    """An ``EventSink`` that checks each derived event against the journal.
+
+    Segments are read raw; a segment is parsed record by record only when the replayed
+    range covers it partly, when it holds journaled inputs, or when its rebuilt body differs.
+    """
 
     def __init__(self, journal: Journal, start_seq: int, end_seq: int) -> None:
-        self._segments: Iterator[Segment] = journal.segments(start_seq)
+        self._raw: Iterator[tuple[int, bytes]] = journal.raw_segments(start_seq)
         self._start = start_seq
         self._end = end_seq  # exclusive
-        self._segment: Segment | None = None
+        self._key = -1
+        self._value = b""
+        self._kinds: list[str] = []
         self._buffer: list[Event] = []
         self._prev_hash = b""
+        self._fast_limit = 0  # appends below this seq need no bookkeeping
         self.compared = 0
         self.rehashed = 0
         self._seq = start_seq
         self._load_segment()
 
+    # --- segment bookkeeping -----------------------------------------------------------
+
     def _load_segment(self) -> None:
-        previous = self._segment
-        self._segment = next(self._segments, None)
-        if previous is not None:
-            self._prev_hash = previous.hash
-        elif self._segment is not None and self._segment.first_seq == 0:
-            self._prev_hash = bytes(32)
+        if self._key >= 0:
+            self._prev_hash = self._value[:HASH_SIZE]
+        found = next(self._raw, None)
         self._buffer = []
-        if self._segment is not None:
-            head = self._segment.records[: max(0, self._start - self._segment.first_seq)]
-            self._buffer = [decode_event(record.payload) for record in head]
+        if found is None:
+            self._key, self._value, self._kinds = -1, b"", []
+            self._fast_limit = 0
+            return
+        self._key, self._value = found
+        if self._key == 0:
+            self._prev_hash = GENESIS_HASH
+        self._kinds = segment_kinds(self._key, self._value[HASH_SIZE:])
+        head = max(0, self._start - self._key)
+        if head:
+            records = parse_segment(self._key, self._value).records[:head]
+            self._buffer = [decode_event(record.payload) for record in records]
         self._take_inputs()
+        self._set_fast_limit()
+
+    def _set_fast_limit(self) -> None:
+        segment_end = self._key + len(self._kinds)
+        limit = min(segment_end, self._end)
+        for index in range(self._seq - self._key, len(self._kinds)):
+            if self._kinds[index] in INPUT_KINDS:
+                limit = min(limit, self._key + index)
+                break
+        self._fast_limit = limit - 1  # the append that reaches the limit takes the slow path
 
     def _take_inputs(self) -> None:
         """Journaled inputs are given, not derived: copy them into the rebuilt segment."""
-        while self._segment is not None and self._seq < self._end:
-            record = self._expected_record()
-            if record is None or record.kind not in INPUT_KINDS:
+        while self._key >= 0 and self._seq < self._end:
+            index = self._seq - self._key
+            if index >= len(self._kinds) or self._kinds[index] not in INPUT_KINDS:
                 return
+            record = parse_segment(self._key, self._value).records[index]
             self._buffer.append(decode_event(record.payload))
             self._advance()
 
-    def _expected_record(self) -> Record | None:
-        segment = self._segment
-        if segment is None:
-            return None
-        index = self._seq - segment.first_seq
-        return segment.records[index] if index < len(segment.records) else None
-
     def append(self, event: Event) -> int:
         seq = self._seq
-        if seq >= self._end or self._segment is None:
-            raise _Diverged(
-                Divergence(seq, "the fresh kernel derived an event past the journal's end", None, event)
-            )
+        if seq < self._fast_limit:
+            self._buffer.append(event)
+            self._seq = seq + 1
+            return seq
+        if seq >= self._end or self._key < 0:
+            reason = "the fresh kernel derived an event past the journal's end"
+            raise _Diverged(Divergence(seq, reason, None, event))
         self._buffer.append(event)
         self._advance()
         self._take_inputs()
+        if self._key >= 0:
+            self._set_fast_limit()
         return seq
 
     def _advance(self) -> None:
         self._seq += 1
-        segment = self._segment
-        assert segment is not None
-        if self._seq - segment.first_seq == len(segment.records):
-            self._check_segment(segment, complete=True)
+        if self._seq - self._key == len(self._kinds):
+            self._check_segment(complete=True)
             self._load_segment()
 
-    def _check_segment(self, segment: Segment, *, complete: bool) -> None:
-        whole = complete and len(self._buffer) == len(segment.records) and self._prev_hash
+    # --- comparison --------------------------------------------------------------------
+
+    def _check_segment(self, *, complete: bool) -> None:
+        key, value = self._key, self._value
+        whole = complete and len(self._buffer) == len(self._kinds) and self._prev_hash
         if whole:
-            body = build_segment(segment.first_seq, self._buffer)
-            if body == segment.body and segment_hash(self._prev_hash, body) == segment.hash:
+            body = build_segment(key, self._buffer)
+            if body == value[HASH_SIZE:] and segment_hash(self._prev_hash, body) == value[:HASH_SIZE]:
                 self.compared += sum(
-                    1 for r in segment.records if r.seq >= self._start and r.kind not in INPUT_KINDS
+                    1
+                    for index, kind in enumerate(self._kinds)
+                    if key + index >= self._start and kind not in INPUT_KINDS
                 )
                 self.rehashed += 1
                 return
+        segment = parse_segment(key, value)
         for record, event in zip(segment.records, self._buffer, strict=False):
             if record.seq >= self._start and record.kind not in INPUT_KINDS:
                 self._compare_record(record, event)
         if whole:
-            raise _Diverged(
-                Divergence(segment.first_seq, "records equal but the segment hash differs", None, None)
-            )
+            raise _Diverged(Divergence(key, "records equal but the segment hash differs", None, None))
 
     def _compare_record(self, record: Record, event: Event) -> None:
         payload = encode_event(event)
@@ -164,14 +201,13 @@ class _ComparingSink:
 
     def finish(self) -> None:
         """Check a partly re-derived last segment; everything in range must be re-derived."""
-        segment = self._segment
-        if segment is not None and self._seq > max(segment.first_seq, self._start):
-            self._check_segment(segment, complete=False)
-        if segment is not None and self._seq < self._end:
-            record = self._expected_record()
-            expected = record.event() if record is not None else None
+        if self._key >= 0 and self._seq > max(self._key, self._start):
+            self._check_segment(complete=False)
+        if self._key >= 0 and self._seq < self._end:
+            segment = parse_segment(self._key, self._value)
+            record = segment.records[self._seq - self._key]
             reason = "the journal holds an event the fresh kernel did not derive"
-            raise _Diverged(Divergence(self._seq, reason, expected, None))
+            raise _Diverged(Divergence(self._seq, reason, record.event(), None))
 
 
 def _inputs(journal: Journal) -> tuple[RunStarted, DatasetReferenced]:

@@ -9,8 +9,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cli.wiring import replay_builder
-from domain.events import DayClosed, LedgerPosted, OrderFilled
+from domain.events import (
+    DayClosed,
+    LedgerPosted,
+    OrderAccepted,
+    OrderCancelled,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+)
 from domain.ledger import fold_positions
+from domain.orders import replay_order
 from kernel.replay import replay
 from kernel.store import open_journal
 from tests.factories import make_config, make_dataset, run
@@ -54,3 +63,16 @@ def test_replay_reproduces_chain(seed: int, fast: int, gap: int, slippage_e8: in
         positions = fold_positions(e for e in events if isinstance(e, OrderFilled))
         assert {str(iid) for iid in positions} == held
         assert isinstance(events[-3], DayClosed)
+        _assert_orders_fold_legally(events)
+
+
+def _assert_orders_fold_legally(events: list[object]) -> None:
+    """Every order in the journal folds through the transition table without an error."""
+    submitted = {e.order_id: e for e in events if isinstance(e, OrderSubmitted)}
+    lifecycle: dict[str, list[object]] = {oid: [] for oid in submitted}
+    for event in events:
+        if isinstance(event, OrderAccepted | OrderRejected | OrderFilled | OrderCancelled):
+            lifecycle[event.order_id].append(event)
+    for oid, stream in lifecycle.items():
+        order = replay_order(submitted[oid], stream)  # type: ignore[arg-type]
+        assert order.filled_qty_raw <= order.qty_raw
