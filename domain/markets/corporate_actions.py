@@ -1,0 +1,262 @@
+"""Corporate actions in integers: cash dividends, bonus/capitalisation shares and splits,
+rights issues, the A-share ex-rights reference price, and ledger postings for each effect.
+
+Sources: ``MARKET_RULES.md`` section 1.7 (mechanics, rqalpha HALF_UP share rounding, ex-rights
+formula) and 1.5 (dividend income tax by holding period).
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+import msgspec
+
+from domain.events import PostingRecord
+from domain.fixed import RATE_SCALE, Rounding, apply_rate, div_round, from_decimal_text, minor_digits
+from domain.ledger import Position, assert_balanced, cash_account, inventory_account
+from domain.markets._dated import Dated, day_to_date
+
+__all__ = [
+    "CN_DIVIDEND_TAX",
+    "CnCorporateAction",
+    "DividendTaxTier",
+    "apply_rights",
+    "apply_split",
+    "cn_dividend_tax_minor",
+    "cn_dividend_tax_rate_e8",
+    "dividend_ex_postings",
+    "dividend_minor",
+    "dividend_paid_postings",
+    "dividend_tax_postings",
+    "ex_right_reference_price",
+    "rights_entitlement",
+    "rights_subscription_postings",
+    "split_quantity",
+]
+
+PER10_DIGITS = 4
+"""Per-10-share fields (shares or CNY) are integers in 1e-4 units, as the hikyuu table prints them."""
+
+
+def _per10(text: str) -> int:
+    value = from_decimal_text(text, PER10_DIGITS, Rounding.HALF_EVEN)
+    if from_decimal_text(text, PER10_DIGITS + 6, Rounding.HALF_EVEN) != value * 10**6:
+        raise ValueError(f"{text!r} has more than {PER10_DIGITS} decimals")
+    if value < 0:
+        raise ValueError(f"corporate-action amounts must not be negative: {text!r}")
+    return value
+
+
+class CnCorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One A-share 权息 record, all amounts per 10 shares in 1e-4 units (3 shares -> 30_000)."""
+
+    ex_day: int
+    bonus_per10_e4: int = 0  # 送股
+    capitalization_per10_e4: int = 0  # 转增
+    rights_per10_e4: int = 0  # 配股
+    rights_price_e4: int = 0  # 配股价, CNY x 1e4
+    cash_per10_e4: int = 0  # 派息 (pre-tax), CNY x 1e4
+
+    @classmethod
+    def from_text(
+        cls,
+        ex_day: int,
+        *,
+        bonus: str = "0",
+        capitalization: str = "0",
+        rights: str = "0",
+        rights_price: str = "0",
+        cash: str = "0",
+    ) -> CnCorporateAction:
+        """From the decimal text of a 权息 table (exactly, no float)."""
+        return cls(
+            ex_day=ex_day,
+            bonus_per10_e4=_per10(bonus),
+            capitalization_per10_e4=_per10(capitalization),
+            rights_per10_e4=_per10(rights),
+            rights_price_e4=_per10(rights_price),
+            cash_per10_e4=_per10(cash),
+        )
+
+    @property
+    def share_ratio(self) -> tuple[int, int]:
+        """Shares after / before from bonus + capitalisation: 10送3 -> (130_000, 100_000)."""
+        base = 10 * 10**PER10_DIGITS
+        return base + self.bonus_per10_e4 + self.capitalization_per10_e4, base
+
+    @property
+    def affects_price(self) -> bool:
+        """False for share-count-only records (and a rights price without rights shares)."""
+        return bool(
+            self.bonus_per10_e4 or self.capitalization_per10_e4 or self.rights_per10_e4 or self.cash_per10_e4
+        )
+
+
+def ex_right_reference_price(
+    prev_close_raw: int, action: CnCorporateAction, price_digits: int, tick_raw: int
+) -> int:
+    """除权除息参考价 = (prev close - cash + rights price x rights ratio) / (1 + share ratio +
+    rights ratio), rounded half-up to the tick, exactly in integers. It replaces the previous
+    close as the reference for the ex-date's price limits.
+    """
+    if prev_close_raw <= 0:
+        raise ValueError(f"previous close must be positive, got {prev_close_raw}")
+    # Per 10 shares, numerator in CNY x 1e8, denominator in shares x 1e4.
+    numerator = prev_close_raw * 10 * 10 ** (2 * PER10_DIGITS - price_digits)
+    numerator += action.rights_price_e4 * action.rights_per10_e4 - action.cash_per10_e4 * 10**PER10_DIGITS
+    denominator = 10 * 10**PER10_DIGITS + action.bonus_per10_e4 + action.capitalization_per10_e4
+    denominator += action.rights_per10_e4
+    if numerator <= 0:
+        raise ValueError(f"cash dividend exceeds the previous close: {action}")
+    # ref_raw = numerator / 1e8 / (denominator / 1e4) x 10**price_digits, on the tick grid.
+    scale = denominator * 10**PER10_DIGITS * tick_raw
+    return div_round(numerator * 10**price_digits, scale, Rounding.HALF_UP) * tick_raw
+
+
+def split_quantity(qty_raw: int, ratio_new: int, ratio_old: int, rounding: Rounding) -> int:
+    """Quantity after a split / bonus: ``qty x new / old`` exactly, rounded as named.
+
+    6,000 shares x 1.15 (ratio 115/100) is 6,900 exactly, never 6,899.
+    """
+    if ratio_new <= 0 or ratio_old <= 0:
+        raise ValueError(f"split ratio must be positive, got {ratio_new}/{ratio_old}")
+    return div_round(qty_raw * ratio_new, ratio_old, rounding)
+
+
+def apply_split(position: Position, ratio_new: int, ratio_old: int, rounding: Rounding) -> Position:
+    """Bonus shares / split: more shares, same total cost (the average cost falls by the ratio).
+
+    No cash moves, so there are no postings; the inventory account keeps its cost balance.
+    """
+    return Position(split_quantity(position.qty_raw, ratio_new, ratio_old, rounding), position.cost_minor)
+
+
+def dividend_minor(
+    qty_raw: int,
+    qty_digits: int,
+    per_share_raw: int,
+    per_share_digits: int,
+    currency: str,
+    rounding: Rounding,
+) -> int:
+    """``qty x amount per share`` in the currency's minor unit.
+
+    For an A-share record pass ``per_share_raw=action.cash_per10_e4, per_share_digits=5``
+    (per 10 shares at 1e-4 is per share at 1e-5).
+    """
+    numerator = qty_raw * per_share_raw * 10 ** minor_digits(currency)
+    return div_round(numerator, 10 ** (qty_digits + per_share_digits), rounding)
+
+
+def rights_entitlement(qty_raw: int, action: CnCorporateAction, rounding: Rounding) -> int:
+    """Rights shares a holding of ``qty_raw`` shares may subscribe (qty_digits 0)."""
+    return div_round(qty_raw * action.rights_per10_e4, 10 * 10**PER10_DIGITS, rounding)
+
+
+def apply_rights(position: Position, rights_qty: int, cost_minor: int) -> Position:
+    """A subscribed rights issue adds shares at the subscription cost."""
+    if rights_qty < 0 or cost_minor < 0:
+        raise ValueError("rights quantity and cost must not be negative")
+    return Position(position.qty_raw + rights_qty, position.cost_minor + cost_minor)
+
+
+# --- postings -----------------------------------------------------------------------------------
+
+
+def _receivable(instrument_id: int) -> str:
+    return f"assets:receivable:dividend:{instrument_id}"
+
+
+def dividend_ex_postings(instrument_id: int, amount_minor: int, currency: str) -> list[PostingRecord]:
+    """On the ex-date: the dividend becomes a receivable and income (paid on the pay date)."""
+    postings = [
+        PostingRecord(_receivable(instrument_id), currency, amount_minor),
+        PostingRecord(f"income:dividend:{currency}", currency, -amount_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+def dividend_paid_postings(instrument_id: int, amount_minor: int, currency: str) -> list[PostingRecord]:
+    """On the pay date: the receivable turns into cash."""
+    postings = [
+        PostingRecord(cash_account(currency), currency, amount_minor),
+        PostingRecord(_receivable(instrument_id), currency, -amount_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+def dividend_tax_postings(tax_minor: int, currency: str) -> list[PostingRecord]:
+    """Dividend tax withheld from cash (A-shares: at the sale, MARKET_RULES.md §1.5)."""
+    postings = [
+        PostingRecord(f"expenses:tax:dividend:{currency}", currency, tax_minor),
+        PostingRecord(cash_account(currency), currency, -tax_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+def rights_subscription_postings(instrument_id: int, cost_minor: int, currency: str) -> list[PostingRecord]:
+    """Paying for subscribed rights shares: inventory at cost against cash."""
+    postings = [
+        PostingRecord(inventory_account(instrument_id), currency, cost_minor),
+        PostingRecord(cash_account(currency), currency, -cost_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+# --- A-share dividend income tax by holding period -----------------------------------------------
+
+
+class DividendTaxTier(msgspec.Struct, frozen=True):
+    """Holding up to and including ``months_max`` months pays ``rate_e8`` (None = no upper bound)."""
+
+    months_max: int | None
+    rate_e8: int
+
+
+# MARKET_RULES.md §1.5 dividend income tax (individuals), record dates from 2015-09-08
+# (财税[2015]101号). Earlier record dates are not in the reference.
+CN_DIVIDEND_TAX: Dated[tuple[DividendTaxTier, ...]] = Dated.of(
+    "CN dividend tax",
+    [
+        (
+            20150908,
+            (
+                DividendTaxTier(1, 20 * RATE_SCALE // 100),
+                DividendTaxTier(12, 10 * RATE_SCALE // 100),
+                DividendTaxTier(None, 0),
+            ),
+        )
+    ],
+)
+
+
+def _add_months(date: dt.date, months: int) -> dt.date:
+    month_index = date.month - 1 + months
+    year, month = date.year + month_index // 12, month_index % 12 + 1
+    return dt.date(year, month, min(date.day, calendar.monthrange(year, month)[1]))
+
+
+def cn_dividend_tax_rate_e8(record_day: int, acquired_day: int, sold_day: int) -> int:
+    """Tax rate for a lot bought ``acquired_day`` and sold ``sold_day``; the holding period runs
+    from the acquisition day to the day before the sale (U: counting convention)."""
+    acquired, sold = day_to_date(acquired_day), day_to_date(sold_day)
+    if sold <= acquired:
+        raise ValueError(f"sold_day {sold_day} must be after acquired_day {acquired_day}")
+    held_until = sold - dt.timedelta(days=1)
+    for tier in CN_DIVIDEND_TAX.at(record_day):
+        if tier.months_max is None or held_until <= _add_months(acquired, tier.months_max):
+            return tier.rate_e8
+    raise AssertionError("the last dividend-tax tier must be unbounded")
+
+
+def cn_dividend_tax_minor(
+    dividend_minor_amount: int, record_day: int, acquired_day: int, sold_day: int, rounding: Rounding
+) -> int:
+    """Tax withheld at sale on the dividend a lot received."""
+    rate = cn_dividend_tax_rate_e8(record_day, acquired_day, sold_day)
+    return apply_rate(dividend_minor_amount, rate, rounding)
