@@ -9,6 +9,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from cli import projections_cmd
+from cli.ingest import add_ingest_parser, cmd_ingest
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
 from domain.events import DatasetReferenced
@@ -17,6 +19,7 @@ from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
 from lake.store import DatasetError
 from lake.synth import synth_dataset
+from projections import ProjectionError, TargetUnavailable
 from sim.backtest import run_backtest
 from sim.metrics import report_from_journal
 
@@ -180,6 +183,8 @@ def _parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="generate data, run two backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
+    projections_cmd.add_arguments(verbs)
+    add_ingest_parser(verbs)
     return parser
 
 
@@ -191,14 +196,34 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rebuild": cmd_rebuild,
     "report": cmd_report,
     "demo": cmd_demo,
+    "ingest": cmd_ingest,
 }
+
+
+_USER_ERRORS = (
+    ConfigError,
+    DatasetError,
+    JournalError,
+    FileNotFoundError,
+    TargetUnavailable,
+    ProjectionError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.verb in ("projections", "audit"):
+            return projections_cmd.COMMANDS[(args.verb, getattr(args, "projections_verb", None))](args)
         return VERBS[args.verb](args)
-    except (ConfigError, DatasetError, JournalError, FileNotFoundError) as error:
+    except (
+        ConfigError,
+        DatasetError,
+        JournalError,
+        FileNotFoundError,
+        TargetUnavailable,
+        ProjectionError,
+    ) as error:
         console.print(f"[red]error:[/] {error}")
         return 2
 

@@ -33,8 +33,9 @@ __all__ = [
 RATE_SCALE = 10**8
 """Rates (fees, weights) are integers in units of 1e-8: 0.1% is ``100_000``."""
 
-# ISO 4217 minor units plus the stablecoins we settle in.
-_MINOR_DIGITS = {"USD": 2, "CNY": 2, "HKD": 2, "EUR": 2, "JPY": 0, "USDT": 6, "USDC": 6, "BTC": 8}
+# ISO 4217 minor units; for crypto quote currencies the accounting unit we settle in (ETH
+# and BTC amounts at 1e-8, stablecoins at 1e-6), not the chain's base unit.
+_MINOR_DIGITS = {"USD": 2, "CNY": 2, "HKD": 2, "EUR": 2, "JPY": 0, "USDT": 6, "USDC": 6, "BTC": 8, "ETH": 8}
 
 
 class Rounding(enum.Enum):

@@ -1,6 +1,16 @@
-"""Journal consumers with checkpoints. The ledger projection writes plain SQL tables
-(SQLite by default) that can be rebuilt from the journal at any time."""
+"""Journal consumers with checkpoints. The ledger projection writes plain SQL tables (SQLite
+by default, PostgreSQL for a ``postgresql://`` target) that can be rebuilt from the journal at
+any time; ``audit`` checks that the live tables still equal a fresh rebuild."""
 
+from projections.base import (
+    DEFAULT_SCHEMA,
+    LedgerProjection,
+    LedgerRebuild,
+    TargetUnavailable,
+    describe_target,
+    open_ledger,
+    rebuild_ledger,
+)
 from projections.ledger_sqlite import (
     LEDGER_SCHEMA_VERSION,
     PROJECTION_NAME,
@@ -15,14 +25,21 @@ from projections.ledger_sqlite import (
 )
 
 __all__ = [
+    "DEFAULT_SCHEMA",
     "LEDGER_SCHEMA_VERSION",
     "PROJECTION_NAME",
     "IllegalOrderTransition",
+    "LedgerProjection",
+    "LedgerRebuild",
     "ProjectionError",
     "RebuildReport",
     "SchemaMismatch",
     "SqliteLedger",
+    "TargetUnavailable",
     "UnbalancedPosting",
     "ddl_scripts",
+    "describe_target",
+    "open_ledger",
     "rebuild",
+    "rebuild_ledger",
 ]

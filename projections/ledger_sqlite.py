@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -173,10 +173,21 @@ class _Rows:
     risk_events: list[_Row] = field(default_factory=list)
 
 
+class _Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class _Executes(Protocol):
+    """What ``_Batch`` needs of a database: ``?``-placeholder reads in the open transaction."""
+
+    def execute(self, sql: str, parameters: Sequence[object] = ..., /) -> _Cursor: ...
+
+
 class _Batch:
     """Folds decoded events into rows; orders touched by the batch are cached here."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: _Executes) -> None:
         self._db = db
         self._orders: dict[str, _OrderRow] = {}
         self._nav_days: set[int] = set()
@@ -615,13 +626,18 @@ class SqliteLedger:
         journal: Journal,
         batch_records_max: int = BATCH_RECORDS_MAX,
         progress: Callable[[int], None] | None = None,
+        *,
+        stop_seq: int | None = None,
     ) -> int:
-        """Catch up from the checkpoint to the journal's committed head, one transaction per
-        ``batch_records_max`` records. Returns how many records were applied; ``progress``
-        is called with the last applied sequence number after each batch."""
+        """Catch up from the checkpoint to the journal's committed head (or ``stop_seq``,
+        inclusive), one transaction per ``batch_records_max`` records. Returns how many
+        records were applied; ``progress`` is called with the last applied sequence number
+        after each batch."""
         if batch_records_max <= 0:
             raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
-        records = journal.records(self._read_checkpoint() + 1)
+        records: Iterator[Record] = journal.records(self._read_checkpoint() + 1)
+        if stop_seq is not None:
+            records = (record for record in records if record.seq <= stop_seq)
         applied = 0
         while batch := list(islice(records, batch_records_max)):
             applied += self.apply(batch)
@@ -643,10 +659,26 @@ class SqliteLedger:
         """
         return {name: self._table_checksum(name) for name in self._table_names()}
 
-    def _table_checksum(self, table: str) -> str:
+    def table_columns(self, table: str) -> tuple[list[str], list[str], set[str]]:
+        """(columns in table order, primary-key columns in key order, text columns)."""
         info = self._db.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
         columns = [column[1] for column in info]
         keys = [column[1] for column in sorted(info, key=lambda c: c[5]) if column[5] > 0]
+        return columns, keys, {column[1] for column in info if column[2].upper() == "TEXT"}
+
+    def ordered_rows(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``table`` in primary-key order (text compared bytewise)."""
+        columns, keys, _ = self.table_columns(table)
+        order_by = ", ".join(map(_quote, keys or columns))
+        cursor = self._db.execute(
+            # Identifiers come from sqlite_master / table_info and are quoted.
+            f"SELECT {', '.join(map(_quote, columns))} FROM {_quote(table)} ORDER BY {order_by}"
+        )
+        while rows := cursor.fetchmany(_CHECKSUM_ROWS_PER_FETCH):
+            yield from rows
+
+    def _table_checksum(self, table: str) -> str:
+        columns, keys, _ = self.table_columns(table)
         order_by = ", ".join(map(_quote, keys or columns))
         digest = hashlib.sha256(msgspec.json.encode(columns) + b"\n")
         count = 0

@@ -1,0 +1,143 @@
+"""``tape ingest KIND PATH... --out LAKE``: files into the lake, with a report per file.
+
+Wired into ``cli.main`` with ``add_ingest_parser(verbs)`` and ``VERBS["ingest"] = cmd_ingest``.
+Exit status: 0 when every file was ingested (rows may be quarantined; the report says which
+and why), 2 when a file cannot be parsed at all (the lake is left unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.markup import escape
+from rich.table import Table
+
+from cli.progress import console, progress_bar
+from lake.ingest import IngestReport, ingest
+from lake.partitioned import LakeError
+from lake.sources import (
+    ColumnMap,
+    IngestError,
+    Parsed,
+    parse_freqtrade,
+    parse_generic_csv,
+    parse_hikyuu_actions,
+    parse_hikyuu_day,
+    parse_hikyuu_minute,
+    parse_yahoo,
+)
+
+__all__ = ["FORMATS", "add_ingest_parser", "cmd_ingest"]
+
+FORMATS = ("yahoo", "hikyuu-day", "hikyuu-minute", "hikyuu-actions", "freqtrade", "csv")
+
+
+def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    parser = subparsers.add_parser("ingest", help="validate and store market data files in the lake")
+    parser.add_argument("kind", choices=FORMATS, help="source format")
+    parser.add_argument("paths", nargs="+", help="input files")
+    parser.add_argument("--out", required=True, help="lake root (created if absent)")
+    parser.add_argument("--symbol", help="symbol (default: from the file name)")
+    parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade: binance)")
+    parser.add_argument("--calendar", help="exchange_calendars code or 24x7 (yahoo: XNYS)")
+    parser.add_argument("--currency", default=None, help="quote currency (yahoo/csv: USD)")
+    parser.add_argument("--price-digits", type=int, help="price precision (default: inferred)")
+    parser.add_argument("--qty-digits", type=int, default=None, help="volume precision")
+    parser.add_argument("--frequency", default="1d", help="bar frequency for csv (1m, 5m, ..., 1d)")
+    parser.add_argument("--map", dest="column_map", help="csv: ts=COL,open=COL,...,volume=COL[,turnover=COL]")
+    parser.add_argument(
+        "--ts-format", default="%Y-%m-%d", help="csv: strptime pattern, iso, epoch_ms, epoch_s"
+    )
+    parser.add_argument("--tz", default="UTC", help="csv: time zone of naive timestamps")
+    parser.add_argument(
+        "--label", choices=("start", "end"), default="end", help="csv: bar label is its start or end"
+    )
+    return parser
+
+
+def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
+    kind = args.kind
+    if kind == "yahoo":
+        return lambda path: parse_yahoo(
+            path,
+            symbol=args.symbol,
+            venue=args.venue or "XNYS",
+            calendar=args.calendar or "XNYS",
+            currency=args.currency or "USD",
+            price_digits=args.price_digits,
+        )
+    if kind == "hikyuu-day":
+        return lambda path: parse_hikyuu_day(path, price_digits=args.price_digits)
+    if kind == "hikyuu-minute":
+        return lambda path: parse_hikyuu_minute(path, price_digits=args.price_digits or 2)
+    if kind == "hikyuu-actions":
+        return parse_hikyuu_actions
+    if kind == "freqtrade":
+        qty = 8 if args.qty_digits is None else args.qty_digits
+        return lambda path: parse_freqtrade(
+            path, venue=args.venue or "binance", price_digits=args.price_digits, qty_digits=qty
+        )
+    return _csv_parser(args)
+
+
+def _csv_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:
+    if not args.column_map or not args.symbol or not args.venue or not args.calendar:
+        raise IngestError("csv ingest needs --map, --symbol, --venue and --calendar")
+    daily = args.frequency == "1d"
+    mapping = ColumnMap.parse(
+        args.column_map, ts_format=args.ts_format, timezone=args.tz, daily=daily, label=args.label
+    )
+    return lambda path: parse_generic_csv(
+        path,
+        mapping,
+        symbol=args.symbol,
+        venue=args.venue,
+        calendar=args.calendar,
+        frequency=args.frequency,
+        currency=args.currency or "USD",
+        price_digits=args.price_digits,
+        qty_digits=args.qty_digits or 0,
+    )
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths]
+    try:
+        parser = _parser_for(args)
+        with progress_bar(f"ingest {args.kind} -> {args.out}", len(paths)) as update:
+            done = [0]
+
+            def advance(_source: str, _rows: int) -> None:
+                done[0] += 1
+                update(done[0])
+
+            report = ingest(Path(args.out), paths, parser, progress=advance)
+    except (IngestError, LakeError) as error:
+        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+        console.print("[red]the lake is unchanged[/]")
+        return 2
+    print_report(report)
+    return 0
+
+
+def print_report(report: IngestReport) -> None:
+    table = Table(title=f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)")
+    for column in ("file", "kind", "symbols", "in", "accepted", "quarantined", "reasons"):
+        table.add_column(column, justify="right" if column in ("in", "accepted", "quarantined") else "left")
+    for file in report.files:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
+        table.add_row(
+            Path(file.source).name,
+            file.kind + (f" {file.frequency}" if file.frequency else ""),
+            ", ".join(file.symbols),
+            f"{file.rows_in:,}",
+            f"{file.accepted:,}",
+            f"{file.quarantined:,}",
+            reasons or "-",
+        )
+    console.print(table)
+    console.print(
+        f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"
+    )

@@ -1,0 +1,290 @@
+"""Ingest: parse every file, validate, quarantine, then commit the lot in one staged write.
+
+Each file's report states ``rows_in = accepted + quarantined`` (asserted). If any file cannot
+be parsed at all, ``IngestError`` names it and the line, and the lake is left unchanged:
+nothing is written until every file has parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from domain.instruments import Instrument
+from lake.partitioned import Lake
+from lake.schema import QUARANTINE, Kind
+from lake.sessions import sessions_for
+from lake.sources import IngestError, Parsed
+from lake.validate import BarInput, Reason, Validated, validate_bars, validate_funding
+
+__all__ = ["FileReport", "IngestReport", "IngestError", "ingest"]
+
+Parser = Callable[[Path], Parsed]
+
+
+@dataclass
+class FileReport:
+    source: str
+    kind: str
+    frequency: str | None
+    symbols: list[str]
+    rows_in: int
+    accepted: int
+    quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)
+    first_ts_ns: int | None = None
+    last_ts_ns: int | None = None
+    ignored_columns: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.rows_in != self.accepted + self.quarantined:
+            raise AssertionError(f"{self.source}: in {self.rows_in} != {self.accepted} + {self.quarantined}")
+
+
+@dataclass
+class IngestReport:
+    lake: str
+    content_hash: str
+    files: list[FileReport]
+
+    @property
+    def rows_in(self) -> int:
+        return sum(report.rows_in for report in self.files)
+
+    @property
+    def accepted(self) -> int:
+        return sum(report.accepted for report in self.files)
+
+    @property
+    def quarantined(self) -> int:
+        return sum(report.quarantined for report in self.files)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+
+@dataclass
+class _Staged:
+    changes: list[tuple[Kind, str | None, pa.Table]] = field(default_factory=list)
+    quarantine: list[pa.Table] = field(default_factory=list)
+    reports: list[FileReport] = field(default_factory=list)
+    pending: dict[tuple[Kind, str | None, int], list[np.ndarray]] = field(default_factory=dict)  # type: ignore[type-arg]
+
+
+def ingest(
+    lake_root: Path,
+    paths: Sequence[Path],
+    parser: Parser,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    check_exists: bool = True,
+) -> IngestReport:
+    """Parse, validate and commit ``paths`` into the lake at ``lake_root``."""
+    lake = Lake(lake_root)
+    parsed_files = []
+    for path in paths:
+        if check_exists and not Path(path).exists():
+            raise IngestError(f"{path}:0: no such file")
+        parsed_files.append(parser(Path(path)))
+    known = lake.instruments()
+    staged = _Staged()
+    for parsed in parsed_files:
+        known = _stage_file(lake, parsed, known, staged)
+        if progress is not None:
+            progress(parsed.source, staged.reports[-1].rows_in)
+    quarantine = pa.concat_tables(staged.quarantine) if staged.quarantine else None
+    digest = lake.commit(staged.changes, instruments=known, quarantine=quarantine)
+    report = IngestReport(str(lake_root), digest, staged.reports)
+    _write_report(lake, report)
+    return report
+
+
+def _write_report(lake: Lake, report: IngestReport) -> None:
+    folder = lake.root / "reports"
+    folder.mkdir(exist_ok=True)
+    version = int(lake.manifest()["version"])
+    (folder / f"ingest-{version:06d}.json").write_text(report.to_json() + "\n")
+
+
+def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _Staged) -> list[Instrument]:
+    results: list[tuple[Instrument, Validated]] = []
+    kind = Kind.BARS
+    for template, bars in parsed.bars:
+        instrument, known = lake.resolve(template, known)
+        validated = _validate_bars(parsed, instrument, bars)
+        results.append((instrument, _dedupe(lake, staged, parsed, Kind.BARS, instrument, validated)))
+    for template, funding in parsed.funding:
+        kind = Kind.FUNDING_RATES
+        instrument, known = lake.resolve(template, known)
+        validated = validate_funding(replace(funding, instrument_id=instrument.instrument_id))
+        results.append((instrument, _dedupe(lake, staged, parsed, kind, instrument, validated)))
+    if parsed.actions:
+        kind = Kind.CORPORATE_ACTIONS
+        known = _stage_actions(lake, parsed, known, staged)
+    for _instrument, validated in results:
+        staged.changes.append((kind, parsed.frequency if kind is Kind.BARS else None, validated.accepted))
+        staged.quarantine.append(validated.quarantine)
+    if results:
+        staged.reports.append(_file_report(parsed, kind, results))
+    return known
+
+
+def _validate_bars(parsed: Parsed, instrument: Instrument, bars: BarInput) -> Validated:
+    bars = _with_id(bars, instrument.instrument_id)
+    sessions = None
+    if parsed.calendar and len(bars):
+        days = bars.day[bars.day > 0] if bars.daily else None
+        if bars.daily and days is not None and len(days):
+            sessions = sessions_for(parsed.calendar, int(days.min()), int(days.max()))
+        elif not bars.daily:
+            sessions = _intraday_sessions(parsed.calendar, bars)
+    return validate_bars(
+        bars, price_digits=instrument.price_digits, qty_digits=instrument.qty_digits, sessions=sessions
+    )
+
+
+def _intraday_sessions(calendar: str, bars: BarInput) -> object:
+    from lake.sessions import utc_days
+    from lake.validate import MISSING_TS
+
+    stamps = bars.ts_ns[bars.ts_ns != MISSING_TS]
+    if len(stamps) == 0:
+        return None
+    days = utc_days(np.array([stamps.min(), stamps.max()]))
+    return sessions_for(calendar, int(days[0]) - 1 if days[0] % 100 > 1 else int(days[0]), int(days[1]) + 1)
+
+
+def _with_id(bars: BarInput, instrument_id: int) -> BarInput:
+    return replace(bars, instrument_id=instrument_id)
+
+
+def _dedupe(
+    lake: Lake, staged: _Staged, parsed: Parsed, kind: Kind, instrument: Instrument, validated: Validated
+) -> Validated:
+    """Rows whose timestamp the lake (or an earlier file of this ingest) already holds move
+    to quarantine as ``duplicate``: the stored row stays the truth."""
+    ts = validated.accepted.column("ts_ns").to_numpy()
+    frequency = parsed.frequency if kind is Kind.BARS else None
+    key = (kind, frequency, instrument.instrument_id)
+    earlier = staged.pending.get(key, [])
+    stored = np.concatenate([lake.stored_keys(kind, frequency, instrument.instrument_id, ts), *earlier])
+    staged.pending.setdefault(key, []).append(ts)
+    if len(stored) == 0:
+        return validated
+    clash = np.isin(ts, stored)
+    if not clash.any():
+        return validated
+    rows = np.flatnonzero(clash)
+    moved = pa.table(
+        {
+            "source": [parsed.source] * len(rows),
+            "line": validated.accepted_line[rows],
+            "instrument_id": np.full(len(rows), instrument.instrument_id, dtype=np.int32),
+            "ts_ns": ts[rows],
+            "reason": [Reason.DUPLICATE.value] * len(rows),
+            "detail": ["timestamp already stored in the lake (stored row kept)"] * len(rows),
+            "record": [json.dumps(row) for row in validated.accepted.take(pa.array(rows)).to_pylist()],
+        },
+        schema=QUARANTINE,
+    )
+    keep = pa.array(np.flatnonzero(~clash))
+    return Validated(
+        validated.accepted.take(keep),
+        validated.accepted_line[~clash],
+        pa.concat_tables([validated.quarantine, moved]),
+        validated.rows_in,
+    )
+
+
+def _stage_actions(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _Staged) -> list[Instrument]:
+    tables = []
+    rows_in = 0
+    for template, columns in parsed.actions:
+        instrument, known = lake.resolve(template, known)
+        rows_in += len(columns["line"])
+        table = pa.table({name: values for name, values in columns.items() if name != "line"})
+        tables.append(
+            table.append_column(
+                "instrument_id", pa.array(np.full(table.num_rows, instrument.instrument_id), pa.int32())
+            )
+        )
+    actions = pa.concat_tables(tables) if tables else pa.table({})
+    stored = lake.read(Kind.CORPORATE_ACTIONS, columns=["instrument_id", "ex_date"])
+    stored_keys = set(_action_keys(stored))
+    keys = _action_keys(actions)
+    seen: set[tuple[int, int]] = set()
+    fresh = np.zeros(len(keys), dtype=np.bool_)
+    for index, key in enumerate(keys):
+        fresh[index] = key not in stored_keys and key not in seen and key[1] > 0
+        seen.add(key)
+    lines = np.concatenate([columns["line"] for _, columns in parsed.actions])
+    bad = np.flatnonzero(~fresh)
+    staged.changes.append((Kind.CORPORATE_ACTIONS, None, actions.filter(pa.array(fresh))))
+    quarantine = pa.table(
+        {
+            "source": [parsed.source] * len(bad),
+            "line": lines[bad],
+            "instrument_id": actions.column("instrument_id").take(pa.array(bad)),
+            "ts_ns": pa.nulls(len(bad), pa.int64()),
+            "reason": [Reason.DUPLICATE.value if keys[i][1] > 0 else Reason.MISSING_VALUE.value for i in bad],
+            "detail": [
+                "(instrument, ex_date) already present" if keys[i][1] > 0 else "no ex-date" for i in bad
+            ],
+            "record": [json.dumps(row) for row in actions.take(pa.array(bad)).to_pylist()],
+        },
+        schema=QUARANTINE,
+    )
+    staged.quarantine.append(quarantine)
+    reasons = {}
+    if len(bad):
+        reasons = {
+            reason: quarantine.column("reason").to_pylist().count(reason)
+            for reason in set(quarantine.column("reason").to_pylist())
+        }
+    staged.reports.append(
+        FileReport(
+            parsed.source,
+            str(Kind.CORPORATE_ACTIONS),
+            None,
+            [f"{len(parsed.actions)} instruments"],
+            rows_in,
+            int(fresh.sum()),
+            len(bad),
+            dict(sorted(reasons.items())),
+        )
+    )
+    return known
+
+
+def _action_keys(table: pa.Table) -> list[tuple[int, int]]:
+    ids = table.column("instrument_id").to_pylist()
+    return list(zip(ids, table.column("ex_date").to_pylist(), strict=True))
+
+
+def _file_report(parsed: Parsed, kind: Kind, results: list[tuple[Instrument, Validated]]) -> FileReport:
+    reasons: dict[str, int] = {}
+    stamps: list[int] = []
+    for _, validated in results:
+        for reason, count in validated.reasons().items():
+            reasons[reason] = reasons.get(reason, 0) + count
+        ts = validated.accepted.column("ts_ns")
+        if len(ts):
+            stamps += [int(ts[0].as_py()), int(ts[-1].as_py())]
+    return FileReport(
+        source=parsed.source,
+        kind=str(kind),
+        frequency=parsed.frequency,
+        symbols=[f"{instrument.venue}:{instrument.symbol}" for instrument, _ in results],
+        rows_in=sum(validated.rows_in for _, validated in results),
+        accepted=sum(validated.rows_accepted for _, validated in results),
+        quarantined=sum(validated.rows_quarantined for _, validated in results),
+        reasons=dict(sorted(reasons.items())),
+        first_ts_ns=min(stamps) if stamps else None,
+        last_ts_ns=max(stamps) if stamps else None,
+        ignored_columns=parsed.ignored_columns,
+    )

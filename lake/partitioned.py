@@ -1,0 +1,449 @@
+"""The partitioned lake: a hive tree of Parquet files, an instrument master and a manifest.
+
+Layout (chosen from ``bench/bench_lake.py``; see ``docs/data_contracts/lake.md``)::
+
+    LAKE/lake.json                                   manifest: every file's blake2b, content_hash
+    LAKE/instruments.parquet                         the instrument master
+    LAKE/bars/freq=1d/year=2014/part-0.parquet       daily: all instruments of a year, sorted (ts, id)
+    LAKE/bars/freq=1m/instrument_id=7/year=2019/part-0.parquet   intraday: one symbol-year, sorted ts
+    LAKE/trades/instrument_id=7/year=2019/part-0.parquet
+    LAKE/quotes/instrument_id=7/year=2019/part-0.parquet
+    LAKE/funding_rates/instrument_id=7/part-0.parquet
+    LAKE/corporate_actions/part-0.parquet
+    LAKE/quarantine/part-<n>.parquet                 rejected rows with their reasons, one file per ingest
+
+Daily bars are small per symbol (252 rows a year), so one file per symbol (let alone per
+symbol-day) is the small-files anti-pattern: a year file holding the whole universe, sorted
+by time with row groups of ``DAILY_ROW_GROUP`` rows, serves the cross-section with one row
+group and the one-symbol history with one column scan per year. Intraday bars are large per
+symbol (98k to 525k rows a year), so they are partitioned by symbol and year.
+
+Commits are staged: every new file is written under ``LAKE/.staging`` first, then moved into
+place with ``os.replace`` and the manifest replaced last. A failed ingest writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from domain.instruments import Instrument
+from domain.market import Panel
+from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
+from lake.sessions import DAY_NS, yyyymmdd
+from lake.store import DatasetError, DatasetRef, _pivot, write_dataset
+
+__all__ = ["DAILY_ROW_GROUP", "Lake", "LakeError", "partition_paths"]
+
+IntArray = npt.NDArray[np.int64]
+DAILY_ROW_GROUP = 16_384
+INTRADAY_ROW_GROUP = 1 << 17
+COMPRESSION = "lz4"
+_MANIFEST = "lake.json"
+_STAGING = ".staging"
+
+
+class LakeError(DatasetError):
+    """A lake that is missing, inconsistent with its manifest, or asked for the impossible."""
+
+
+def _years(ts_ns: IntArray) -> IntArray:
+    """Calendar year (UTC) of the instant just before each bar close."""
+    return yyyymmdd(np.floor_divide(np.asarray(ts_ns, dtype=np.int64) - 1, DAY_NS)) // 10_000
+
+
+def partition_paths(kind: Kind, table: pa.Table, frequency: str | None = None) -> dict[str, pa.Table]:
+    """Split a contract table into its partition files (relative path -> rows)."""
+    if kind is Kind.BARS:
+        assert frequency is not None, "bars need a frequency"
+        frequency_ns(frequency)
+        if frequency == "1d":
+            return _split(table, f"bars/freq={frequency}", by_instrument=False, by_year=True)
+        return _split(table, f"bars/freq={frequency}", by_instrument=True, by_year=True)
+    if kind in (Kind.TRADES, Kind.QUOTES):
+        return _split(table, str(kind), by_instrument=True, by_year=True)
+    if kind is Kind.FUNDING_RATES:
+        return _split(table, str(kind), by_instrument=True, by_year=False)
+    if kind is Kind.CORPORATE_ACTIONS:
+        return {f"{kind}/part-0.parquet": table}
+    raise LakeError(f"no partitioning for {kind}")
+
+
+def _split(table: pa.Table, prefix: str, *, by_instrument: bool, by_year: bool) -> dict[str, pa.Table]:
+    if table.num_rows == 0:
+        return {}
+    instrument = table.column("instrument_id").to_numpy().astype(np.int64) if by_instrument else 0
+    year = _years(table.column("ts_ns").to_numpy()) if by_year else 0
+    key = np.asarray(instrument * 100_000 + year, dtype=np.int64)
+    key = np.broadcast_to(key, (table.num_rows,))
+    ordered = bool(np.all(key[1:] >= key[:-1]))
+    order = np.arange(len(key)) if ordered else np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    starts = np.flatnonzero(np.r_[True, sorted_key[1:] != sorted_key[:-1]])
+    stops = np.r_[starts[1:], len(key)]
+    names = (["instrument_id"] if by_instrument else []) + (["year"] if by_year else [])
+    parts = {}
+    for begin, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+        value = int(sorted_key[begin])
+        values = ([value // 100_000] if by_instrument else []) + ([value % 100_000] if by_year else [])
+        folder = "/".join(f"{name}={part}" for name, part in zip(names, values, strict=True))
+        rows = table.slice(begin, stop - begin) if ordered else table.take(pa.array(order[begin:stop]))
+        parts[f"{prefix}/{folder}/part-0.parquet"] = rows
+    return parts
+
+
+def _sort_keys(kind: Kind) -> list[tuple[str, str]]:
+    if kind is Kind.CORPORATE_ACTIONS:
+        return [("instrument_id", "ascending"), ("ex_date", "ascending")]
+    return [("ts_ns", "ascending"), ("instrument_id", "ascending")]
+
+
+def _unique_keys(kind: Kind) -> list[str]:
+    if kind is Kind.CORPORATE_ACTIONS:
+        return ["instrument_id", "ex_date"]
+    if kind is Kind.TRADES:
+        return ["instrument_id", "ts_ns", "trade_id"]
+    return ["instrument_id", "ts_ns"]
+
+
+def _has_adjacent_duplicates(rows: pa.Table, keys: list[str]) -> bool:
+    """In a table sorted so that equal keys are adjacent: is any key repeated?"""
+    if rows.num_rows < 2:
+        return False
+    same = np.ones(rows.num_rows - 1, dtype=np.bool_)
+    for name in keys:
+        values = rows.column(name).to_numpy(zero_copy_only=False)
+        same &= values[1:] == values[:-1]
+    return bool(same.any())
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=32)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Lake:
+    """A lake rooted at ``root``. Readers verify nothing by default (speed); ``verify`` and
+    ``export`` check every file against the manifest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # ---- manifest and identity -------------------------------------------------------------
+
+    def manifest(self) -> dict[str, object]:
+        file = self.root / _MANIFEST
+        if not file.exists():
+            return {"version": 0, "files": {}, "content_hash": ""}
+        manifest: dict[str, object] = json.loads(file.read_text())
+        return manifest
+
+    @property
+    def files(self) -> dict[str, str]:
+        return dict(self.manifest()["files"])  # type: ignore[call-overload]
+
+    @property
+    def content_hash(self) -> str:
+        return str(self.manifest()["content_hash"])
+
+    def verify(self) -> list[str]:
+        """Files whose bytes differ from the manifest (empty = the lake is its manifest)."""
+        problems = []
+        for relpath, digest in sorted(self.files.items()):
+            path = self.root / relpath
+            if not path.exists():
+                problems.append(f"{relpath}: missing")
+            elif _file_hash(path) != digest:
+                problems.append(f"{relpath}: content differs from the manifest")
+        return problems
+
+    # ---- instruments -------------------------------------------------------------------------
+
+    def instruments(self) -> list[Instrument]:
+        path = self.root / "instruments.parquet"
+        if not path.exists():
+            return []
+        return [msgspec.convert(row, Instrument) for row in pq.read_table(path).to_pylist()]
+
+    def resolve(self, template: Instrument, known: list[Instrument]) -> tuple[Instrument, list[Instrument]]:
+        """The stored instrument with ``template``'s (venue, symbol), or ``template`` under a new
+        id appended to ``known``. New data finer than the stored precision is an error (rows on
+        a coarser grid are fine: they are exact at the stored precision)."""
+        for instrument in known:
+            if (instrument.venue, instrument.symbol) == (template.venue, template.symbol):
+                if template.price_digits > instrument.price_digits:
+                    raise LakeError(
+                        f"{template.venue}:{template.symbol} is stored at price_digits "
+                        f"{instrument.price_digits}, the new data needs {template.price_digits}"
+                    )
+                return instrument, known
+        next_id = max((instrument.instrument_id for instrument in known), default=0) + 1
+        fresh = msgspec.structs.replace(template, instrument_id=next_id)
+        return fresh, [*known, fresh]
+
+    # ---- writing -----------------------------------------------------------------------------
+
+    def commit(
+        self,
+        changes: Iterable[tuple[Kind, str | None, pa.Table]],
+        *,
+        instruments: list[Instrument] | None = None,
+        quarantine: pa.Table | None = None,
+    ) -> str:
+        """Merge each (kind, frequency, rows) into its partitions, stage, then move into place.
+        Rows whose unique key is already stored are not merged (the caller quarantines them
+        beforehand with ``stored_keys``). Returns the new content hash."""
+        staging = self.root / _STAGING
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            written = self._stage(changes, staging, instruments, quarantine)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return self._publish(written, staging)
+
+    def _stage(
+        self,
+        changes: Iterable[tuple[Kind, str | None, pa.Table]],
+        staging: Path,
+        instruments: list[Instrument] | None,
+        quarantine: pa.Table | None,
+    ) -> dict[str, Path]:
+        written: dict[str, Path] = {}
+        for kind, frequency, table in changes:
+            for relpath, rows in partition_paths(kind, conform(table, kind), frequency).items():
+                merged = self._merge(kind, relpath, rows, written.get(relpath))
+                target = staging / relpath
+                target.parent.mkdir(parents=True, exist_ok=True)
+                row_group = DAILY_ROW_GROUP if relpath.startswith("bars/freq=1d") else INTRADAY_ROW_GROUP
+                pq.write_table(merged, target, compression=COMPRESSION, row_group_size=row_group)
+                written[relpath] = target
+        if instruments is not None:
+            rows = [msgspec.structs.asdict(instrument) for instrument in instruments]
+            table = pa.Table.from_pylist(rows, schema=INSTRUMENTS)
+            pq.write_table(table, staging / "instruments.parquet")
+            written["instruments.parquet"] = staging / "instruments.parquet"
+        if quarantine is not None and quarantine.num_rows:
+            relpath = f"quarantine/part-{int(self.manifest()['version']) + 1:06d}.parquet"
+            (staging / relpath).parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(quarantine.cast(QUARANTINE), staging / relpath)
+            written[relpath] = staging / relpath
+        return written
+
+    def _merge(self, kind: Kind, relpath: str, rows: pa.Table, staged: Path | None) -> pa.Table:
+        existing = staged if staged is not None else self.root / relpath
+        if existing.exists():
+            rows = pa.concat_tables([pq.read_table(existing).cast(SCHEMAS[kind]), rows])
+        rows = rows.sort_by(_sort_keys(kind))
+        if _has_adjacent_duplicates(rows, _unique_keys(kind)):
+            raise LakeError(f"{relpath}: merge would store a duplicate key; quarantine it before commit")
+        return rows
+
+    def _publish(self, written: dict[str, Path], staging: Path) -> str:
+        files = self.files
+        for relpath, path in sorted(written.items()):
+            files[relpath] = _file_hash(path)
+        for relpath, path in sorted(written.items()):
+            (self.root / relpath).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, self.root / relpath)
+        digest = hashlib.blake2b(digest_size=32)
+        for relpath, file_digest in sorted(files.items()):
+            digest.update(f"{relpath}\0{file_digest}\n".encode())
+        manifest = {
+            "version": int(self.manifest()["version"]) + 1,
+            "files": dict(sorted(files.items())),
+            "content_hash": digest.hexdigest(),
+        }
+        temp = self.root / (_MANIFEST + ".tmp")
+        temp.write_text(json.dumps(manifest, indent=1) + "\n")
+        os.replace(temp, self.root / _MANIFEST)
+        shutil.rmtree(staging, ignore_errors=True)
+        return digest.hexdigest()
+
+    def stored_keys(self, kind: Kind, frequency: str | None, instrument_id: int, ts_ns: IntArray) -> IntArray:
+        """The timestamps among ``ts_ns`` already stored for this instrument."""
+        if len(ts_ns) == 0:
+            return np.zeros(0, dtype=np.int64)
+        stored = self.read(kind, frequency, instrument_ids=[instrument_id], columns=["ts_ns"])
+        if stored.num_rows == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.intersect1d(stored.column("ts_ns").to_numpy(), ts_ns)
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    def _prefix(self, kind: Kind, frequency: str | None) -> str:
+        return f"bars/freq={frequency}" if kind is Kind.BARS else str(kind)
+
+    def partitions(
+        self, kind: Kind, frequency: str | None = None, instrument_ids: Iterable[int] | None = None
+    ) -> list[str]:
+        """Partition files of a kind, pruned by instrument where the layout allows."""
+        prefix = self._prefix(kind, frequency) + "/"
+        wanted = None if instrument_ids is None else {f"instrument_id={i}/" for i in instrument_ids}
+        chosen = []
+        for relpath in sorted(self.files):
+            if not relpath.startswith(prefix):
+                continue
+            pruned = wanted is not None and "instrument_id=" in relpath
+            if pruned and not any(f"/{token}" in relpath for token in wanted or ()):
+                continue
+            chosen.append(relpath)
+        return chosen
+
+    def read(
+        self,
+        kind: Kind,
+        frequency: str | None = None,
+        *,
+        instrument_ids: list[int] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        columns: list[str] | None = None,
+    ) -> pa.Table:
+        """Rows of a kind, pruned by partition, then by row-group statistics, then filtered.
+        ``start_ns <= ts_ns <= end_ns``."""
+        schema = SCHEMAS[kind]
+        names = columns or schema.names
+        filter_names = sorted({*names, *(["instrument_id"] if instrument_ids else [])} & set(schema.names))
+        filter_names = sorted(set(filter_names) | ({"ts_ns"} if start_ns or end_ns else set()))
+        tables = [
+            self._read_file(relpath, filter_names, start_ns, end_ns)
+            for relpath in self.partitions(kind, frequency, instrument_ids)
+        ]
+        if not tables:
+            return schema.empty_table().select(names)
+        table = pa.concat_tables(tables)
+        mask = None
+        if instrument_ids is not None:
+            mask = pc.is_in(table.column("instrument_id"), pa.array(instrument_ids, pa.int32()))
+        if start_ns is not None:
+            mask = _and(mask, pc.greater_equal(table.column("ts_ns"), start_ns))
+        if end_ns is not None:
+            mask = _and(mask, pc.less_equal(table.column("ts_ns"), end_ns))
+        if mask is not None:
+            table = table.filter(mask)
+        return table.select(names)
+
+    def _read_file(
+        self, relpath: str, columns: list[str], start_ns: int | None, end_ns: int | None
+    ) -> pa.Table:
+        handle = pq.ParquetFile(self.root / relpath)
+        if start_ns is None and end_ns is None:
+            return handle.read(columns=columns)
+        groups = _row_groups(handle.metadata, start_ns, end_ns)
+        return handle.read_row_groups(groups, columns=columns)
+
+    def cross_section(self, frequency: str, ts_ns: int) -> pa.Table:
+        """All instruments' bars at one timestamp, sorted by instrument id."""
+        table = self.read(Kind.BARS, frequency, start_ns=ts_ns, end_ns=ts_ns)
+        return table.sort_by("instrument_id")
+
+    def cross_sections(
+        self, frequency: str, *, start_ns: int | None = None, end_ns: int | None = None
+    ) -> Iterator[tuple[int, pa.Table]]:
+        """Per-step cross-sections (one table per distinct timestamp), in time order."""
+        table = self.read(Kind.BARS, frequency, start_ns=start_ns, end_ns=end_ns)
+        table = table.sort_by([("ts_ns", "ascending"), ("instrument_id", "ascending")])
+        ts = table.column("ts_ns").to_numpy()
+        starts = np.flatnonzero(np.r_[True, ts[1:] != ts[:-1]])
+        stops = np.r_[starts[1:], len(ts)]
+        for begin, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+            yield int(ts[begin]), table.slice(begin, stop - begin)
+
+    def panel(
+        self,
+        frequency: str,
+        *,
+        instrument_ids: list[int] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Panel:
+        """Bars as the kernel's (step x instrument) panel."""
+        bars = self.read(
+            Kind.BARS, frequency, instrument_ids=instrument_ids, start_ns=start_ns, end_ns=end_ns
+        )
+        wanted = set(instrument_ids) if instrument_ids is not None else None
+        chosen = tuple(i for i in self.instruments() if wanted is None or i.instrument_id in wanted)
+        return _pivot(bars, chosen)
+
+    def scan(self, kind: Kind, frequency: str | None = None) -> object:
+        """A Polars LazyFrame over the kind's hive tree (partition pruning and projection
+        happen when the query filters on ``instrument_id``/``year`` and selects columns)."""
+        import polars as pl
+
+        prefix = self._prefix(kind, frequency)
+        files = [str(self.root / relpath) for relpath in self.partitions(kind, frequency)]
+        if not files:
+            raise LakeError(f"{self.root}: no {prefix} data")
+        return pl.scan_parquet(files, hive_partitioning=True, hive_schema=_hive_schema(prefix, files))
+
+    def export(
+        self,
+        out: Path,
+        frequency: str,
+        *,
+        calendar: str,
+        instrument_ids: list[int] | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        name: str | None = None,
+    ) -> DatasetRef:
+        """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake."""
+        problems = self.verify()
+        if problems:
+            raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
+        bars = self.read(
+            Kind.BARS, frequency, instrument_ids=instrument_ids, start_ns=start_ns, end_ns=end_ns
+        )
+        wanted = set(bars.column("instrument_id").to_pylist())
+        chosen = [i for i in self.instruments() if i.instrument_id in wanted]
+        return write_dataset(
+            out,
+            name=name or f"lake-{self.content_hash[:12]}-{frequency}",
+            frequency=frequency,
+            calendar=calendar,
+            instruments=chosen,
+            bars=bars.drop_columns(["turnover"]),
+        )
+
+
+def _and(mask: pa.ChunkedArray | None, other: pa.ChunkedArray) -> pa.ChunkedArray:
+    return other if mask is None else pc.and_(mask, other)
+
+
+def _row_groups(metadata: pq.FileMetaData, start_ns: int | None, end_ns: int | None) -> list[int]:
+    column = metadata.schema.names.index("ts_ns")
+    groups = []
+    for index in range(metadata.num_row_groups):
+        stats = metadata.row_group(index).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(index)
+            continue
+        if (start_ns is None or stats.max >= start_ns) and (end_ns is None or stats.min <= end_ns):
+            groups.append(index)
+    return groups
+
+
+def _hive_schema(prefix: str, files: list[str]) -> dict[str, object]:
+    import polars as pl
+
+    schema: dict[str, object] = {}
+    for token in ("instrument_id", "year", "freq"):
+        if any(f"/{token}=" in file for file in files):
+            schema[token] = pl.String if token == "freq" else pl.Int32
+    return schema

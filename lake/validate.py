@@ -1,0 +1,354 @@
+"""Validation that quarantines, never drops.
+
+Input is one instrument's rows in file order with float prices as parsed (NaN = missing).
+Every row ends either accepted (converted to raw integers) or in the quarantine table with
+exactly one reason, the first check it fails, in this order:
+
+``missing_value`` → ``non_positive_price`` → ``negative_volume`` → ``off_price_grid`` →
+``ohlc_inconsistent`` → ``outside_session`` → ``duplicate`` → ``time_backwards`` → ``outlier``.
+
+``in = accepted + quarantined`` holds by construction and is asserted on the way out.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from lake.schema import FUNDING_RATES, QUARANTINE, Kind, conform
+from lake.sessions import Sessions
+
+__all__ = [
+    "BarInput",
+    "FundingInput",
+    "Reason",
+    "Validated",
+    "to_raw",
+    "validate_bars",
+    "validate_funding",
+]
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+MISSING_TS = np.iinfo(np.int64).min
+OUTLIER_MAD_K = 12.0
+"""A close is a spike when it jumps in and back out by more than this many robust sigmas."""
+OUTLIER_MOVE_MIN = 0.05
+"""...and by at least 5% (log), so flat series with a tiny MAD do not flag ordinary ticks."""
+
+
+_FIELDS = ("open", "high", "low", "close", "volume")
+
+
+class Reason(enum.StrEnum):
+    MISSING_VALUE = "missing_value"
+    NON_POSITIVE_PRICE = "non_positive_price"
+    NEGATIVE_VOLUME = "negative_volume"
+    OFF_PRICE_GRID = "off_price_grid"
+    OHLC_INCONSISTENT = "ohlc_inconsistent"
+    OUTSIDE_SESSION = "outside_session"
+    DUPLICATE = "duplicate"
+    TIME_BACKWARDS = "time_backwards"
+    OUTLIER = "outlier"
+
+
+@dataclass(frozen=True, eq=False)
+class BarInput:
+    """Parsed bars of one instrument in file order. ``ts_ns`` is the bar close in UTC ns
+    (``MISSING_TS`` if absent); for daily bars ``daily=True`` and ``day`` gives the session
+    date instead, the timestamp being taken from the calendar."""
+
+    source: str
+    instrument_id: int
+    line: IntArray
+    ts_ns: IntArray
+    day: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    turnover: FloatArray | None = None
+    daily: bool = False
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+
+@dataclass(frozen=True, eq=False)
+class Validated:
+    accepted: pa.Table
+    accepted_line: IntArray
+    quarantine: pa.Table
+    rows_in: int
+
+    @property
+    def rows_accepted(self) -> int:
+        return int(self.accepted.num_rows)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return int(self.quarantine.num_rows)
+
+    def reasons(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for reason in self.quarantine.column("reason").to_pylist():
+            counts[reason] = counts.get(reason, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def to_raw(values: FloatArray, digits: int) -> tuple[IntArray, BoolArray]:
+    """Floats -> raw integers at ``digits``, and a mask of values that are not on that grid
+    (beyond float noise: more than 1e-9 relative, or 1e-9 raw units for values below one)."""
+    scaled = np.asarray(values, dtype=np.float64) * float(10**digits)
+    finite = np.isfinite(scaled)
+    safe = np.where(finite, scaled, 0.0)
+    raw = np.rint(safe)
+    tolerance = np.maximum(1.0, np.abs(safe)) * 1e-9
+    off = finite & (np.abs(safe - raw) > tolerance)
+    return raw.astype(np.int64), off
+
+
+@dataclass
+class _Verdict:
+    """The first reason per row (``""`` = still good) and a detail string per flagged row."""
+
+    reason: npt.NDArray[np.object_]
+    detail: dict[int, str] = field(default_factory=dict)
+
+    def flag(self, mask: BoolArray, reason: Reason, detail: str = "") -> None:
+        fresh = mask & (self.reason == "")
+        self.reason[fresh] = reason.value
+        if detail:
+            for index in np.flatnonzero(fresh):
+                self.detail[int(index)] = detail
+
+    @property
+    def ok(self) -> BoolArray:
+        return np.asarray(self.reason == "", dtype=np.bool_)
+
+
+def validate_bars(
+    bars: BarInput,
+    *,
+    price_digits: int,
+    qty_digits: int,
+    sessions: Sessions | None = None,
+    outlier_k: float = OUTLIER_MAD_K,
+) -> Validated:
+    verdict = _Verdict(np.full(len(bars), "", dtype=object))
+    prices = np.stack([bars.open, bars.high, bars.low, bars.close])
+    missing = np.isnan(prices).any(axis=0) | np.isnan(bars.volume)
+    missing |= (bars.ts_ns == MISSING_TS) if not bars.daily else bars.day <= 0
+    verdict.flag(missing, Reason.MISSING_VALUE)
+    verdict.flag((prices <= 0).any(axis=0), Reason.NON_POSITIVE_PRICE)
+    verdict.flag(bars.volume < 0, Reason.NEGATIVE_VOLUME)
+    raw = [to_raw(column, price_digits) for column in prices]
+    volume_raw, volume_off = to_raw(bars.volume, qty_digits)
+    off_grid = np.any([off for _, off in raw], axis=0)
+    verdict.flag(off_grid, Reason.OFF_PRICE_GRID, f"not a multiple of 1e-{price_digits}")
+    verdict.flag(volume_off, Reason.OFF_PRICE_GRID, f"volume not a multiple of 1e-{qty_digits}")
+    open_, high, low, close = (column for column, _ in raw)
+    inconsistent = (high < np.maximum(open_, close)) | (low > np.minimum(open_, close)) | (low > high)
+    verdict.flag(inconsistent, Reason.OHLC_INCONSISTENT)
+    ts, day = _place(bars, sessions, verdict)
+    _order_checks(ts, verdict)
+    _outlier_check(close, verdict, outlier_k)
+    turnover = None
+    if bars.turnover is not None:
+        turnover = pa.array(np.rint(bars.turnover * float(10**price_digits)), mask=np.isnan(bars.turnover))
+    return _split(bars, verdict, ts, day, [open_, high, low, close, volume_raw], turnover)
+
+
+def _place(bars: BarInput, sessions: Sessions | None, verdict: _Verdict) -> tuple[IntArray, IntArray]:
+    """Bar-close timestamps and session days; rows outside the calendar are flagged."""
+    if bars.daily:
+        if sessions is None:
+            raise ValueError("daily bars need a calendar to place their session close")
+        ts, found = sessions.close_of(bars.day)
+        verdict.flag(~found, Reason.OUTSIDE_SESSION, f"not a {sessions.name} session (wrong date or zone?)")
+        return ts, bars.day
+    if sessions is None:
+        return bars.ts_ns, bars.day
+    day, inside = sessions.locate(bars.ts_ns)
+    verdict.flag(
+        ~inside, Reason.OUTSIDE_SESSION, f"outside {sessions.name} trading hours (a timezone mistake?)"
+    )
+    return bars.ts_ns, np.where(inside, day, bars.day)
+
+
+def _order_checks(ts: IntArray, verdict: _Verdict) -> None:
+    candidates = np.flatnonzero(verdict.ok)
+    if len(candidates) == 0:
+        return
+    cand_ts = ts[candidates]
+    _, first = np.unique(cand_ts, return_index=True)
+    is_first = np.zeros(len(candidates), dtype=np.bool_)
+    is_first[first] = True
+    duplicate = np.zeros(len(ts), dtype=np.bool_)
+    duplicate[candidates[~is_first]] = True
+    verdict.flag(duplicate, Reason.DUPLICATE, "same timestamp as an earlier row (first kept)")
+    kept = candidates[is_first]
+    kept_ts = ts[kept]
+    if len(kept) > 1 and bool(np.any(np.diff(kept_ts) < 0)):
+        in_order = _longest_increasing(kept_ts)
+        backwards = np.zeros(len(ts), dtype=np.bool_)
+        backwards[kept[~in_order]] = True
+        verdict.flag(backwards, Reason.TIME_BACKWARDS, "earlier than a preceding row")
+
+
+def _longest_increasing(values: IntArray) -> BoolArray:
+    """Mask of one longest strictly increasing subsequence (patience sort, O(n log n))."""
+    tails: list[int] = []
+    tail_index: list[int] = []
+    parent = np.full(len(values), -1, dtype=np.int64)
+    for index, value in enumerate(values.tolist()):
+        slot = bisect.bisect_left(tails, value)
+        if slot > 0:
+            parent[index] = tail_index[slot - 1]
+        if slot == len(tails):
+            tails.append(value)
+            tail_index.append(index)
+        else:
+            tails[slot] = value
+            tail_index[slot] = index
+    keep = np.zeros(len(values), dtype=np.bool_)
+    cursor = tail_index[-1]
+    while cursor >= 0:
+        keep[cursor] = True
+        cursor = int(parent[cursor])
+    return keep
+
+
+def _outlier_check(close: IntArray, verdict: _Verdict, k: float) -> None:
+    """Isolated spikes: a close that jumps away from both neighbours, which agree with each
+    other. A split or ex-right gap is a level shift, not a spike, and is kept."""
+    rows = np.flatnonzero(verdict.ok)
+    if len(rows) < 5:
+        return
+    log_close = np.log(np.maximum(close[rows], 1).astype(np.float64))
+    returns = np.diff(log_close)
+    mad = float(np.median(np.abs(returns - np.median(returns))))
+    threshold = max(k * 1.4826 * mad, OUTLIER_MOVE_MIN)
+    jump_in, jump_out = returns[:-1], returns[1:]
+    around = np.abs(log_close[2:] - log_close[:-2])
+    spike = (np.abs(jump_in) > threshold) & (np.abs(jump_out) > threshold)
+    spike &= (np.sign(jump_in) != np.sign(jump_out)) & (around < threshold / 2)
+    flagged = np.zeros(len(close), dtype=np.bool_)
+    flagged[rows[1:-1][spike]] = True
+    verdict.flag(flagged, Reason.OUTLIER, f"isolated spike beyond {threshold:.4f} log (k={k:g} x MAD)")
+
+
+def _split(
+    bars: BarInput,
+    verdict: _Verdict,
+    ts: IntArray,
+    day: IntArray,
+    fields: list[IntArray],
+    turnover: pa.Array | None,
+) -> Validated:
+    ok = verdict.ok
+    keep = np.flatnonzero(ok)
+    order = keep[np.argsort(ts[keep], kind="stable")]
+    columns = {
+        "ts_ns": ts[order],
+        "day": day[order].astype(np.int32),
+        "instrument_id": np.full(len(order), bars.instrument_id, dtype=np.int32),
+        **{name: values[order] for name, values in zip(_FIELDS, fields, strict=True)},
+        "turnover": turnover.take(pa.array(order))
+        if turnover is not None
+        else pa.nulls(len(order), pa.int64()),
+    }
+    accepted = conform(pa.table(columns), Kind.BARS)
+    quarantine = _quarantine_table(bars, verdict, ts)
+    assert accepted.num_rows + quarantine.num_rows == len(bars), "in != accepted + quarantined"
+    return Validated(accepted, bars.line[order], quarantine, len(bars))
+
+
+def _quarantine_table(bars: BarInput, verdict: _Verdict, ts: IntArray) -> pa.Table:
+    bad = np.flatnonzero(~verdict.ok)
+    names = ("day", "open", "high", "low", "close", "volume")
+    records = [
+        json.dumps(
+            {"ts_ns": _int_or_none(bars.ts_ns[i])}
+            | {name: _json_number(getattr(bars, name)[i]) for name in names}
+        )
+        for i in bad.tolist()
+    ]
+    return pa.table(
+        {
+            "source": [bars.source] * len(bad),
+            "line": bars.line[bad],
+            "instrument_id": np.full(len(bad), bars.instrument_id, dtype=np.int32),
+            "ts_ns": pa.array([_int_or_none(ts[i]) for i in bad.tolist()], pa.int64()),
+            "reason": verdict.reason[bad].astype(str).tolist(),
+            "detail": [verdict.detail.get(i, "") for i in bad.tolist()],
+            "record": records,
+        },
+        schema=QUARANTINE,
+    )
+
+
+def _int_or_none(value: np.int64) -> int | None:
+    return None if int(value) in (MISSING_TS, 0) else int(value)
+
+
+def _json_number(value: object) -> float | int | None:
+    number = float(value)  # type: ignore[arg-type]
+    if math.isnan(number):
+        return None
+    return int(number) if number.is_integer() else number
+
+
+@dataclass(frozen=True, eq=False)
+class FundingInput:
+    source: str
+    instrument_id: int
+    line: IntArray
+    ts_ns: IntArray
+    rate: FloatArray
+
+
+def validate_funding(funding: FundingInput) -> Validated:
+    """Funding rates: missing values, duplicates and time order (rates may be negative)."""
+    verdict = _Verdict(np.full(len(funding.line), "", dtype=object))
+    verdict.flag(np.isnan(funding.rate) | (funding.ts_ns == MISSING_TS), Reason.MISSING_VALUE)
+    rate_e8, off = to_raw(funding.rate, 8)
+    verdict.flag(off, Reason.OFF_PRICE_GRID, "rate finer than 1e-8")
+    _order_checks(funding.ts_ns, verdict)
+    keep = np.flatnonzero(verdict.ok)
+    order = keep[np.argsort(funding.ts_ns[keep], kind="stable")]
+    accepted = conform(
+        pa.table(
+            {
+                "ts_ns": funding.ts_ns[order],
+                "instrument_id": np.full(len(order), funding.instrument_id, dtype=np.int32),
+                "rate_e8": rate_e8[order],
+            }
+        ),
+        Kind.FUNDING_RATES,
+    )
+    assert accepted.schema.equals(FUNDING_RATES)
+    bad = np.flatnonzero(~verdict.ok)
+    quarantine = pa.table(
+        {
+            "source": [funding.source] * len(bad),
+            "line": funding.line[bad],
+            "instrument_id": np.full(len(bad), funding.instrument_id, dtype=np.int32),
+            "ts_ns": pa.array([_int_or_none(funding.ts_ns[i]) for i in bad.tolist()], pa.int64()),
+            "reason": verdict.reason[bad].astype(str).tolist(),
+            "detail": [verdict.detail.get(i, "") for i in bad.tolist()],
+            "record": [json.dumps({"rate": _json_number(funding.rate[i])}) for i in bad.tolist()],
+        },
+        schema=QUARANTINE,
+    )
+    assert accepted.num_rows + quarantine.num_rows == len(funding.line), "in != accepted + quarantined"
+    return Validated(accepted, funding.line[order], quarantine, len(funding.line))

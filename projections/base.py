@@ -1,0 +1,117 @@
+"""The ledger projection port: what SQLite and PostgreSQL ledgers both offer, and how a
+target string picks one.
+
+A *target* is either a file path (SQLite, the default) or a ``postgresql://`` URL, in which
+case the tables live in ``schema`` (default ``tape_ledger``) of that database. PostgreSQL
+support needs the ``postgres`` extra (psycopg 3); it is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from kernel.journal import Journal, Record
+from kernel.store import open_journal
+
+__all__ = [
+    "DEFAULT_SCHEMA",
+    "LedgerProjection",
+    "LedgerRebuild",
+    "TargetUnavailable",
+    "describe_target",
+    "open_ledger",
+    "rebuild_ledger",
+]
+
+DEFAULT_SCHEMA = "tape_ledger"
+
+
+class TargetUnavailable(Exception):
+    """The projection's database (or metrics server) cannot be reached; retry later."""
+
+
+class LedgerProjection(Protocol):
+    """One ledger database. Both backends pass ``tests/contracts/projection_contract.py``."""
+
+    @property
+    def checkpoint_seq(self) -> int: ...
+    def apply(self, records: Iterable[Record]) -> int: ...
+    def run(
+        self,
+        journal: Journal,
+        batch_records_max: int = ...,
+        progress: Callable[[int], None] | None = None,
+        *,
+        stop_seq: int | None = None,
+    ) -> int: ...
+    def reset(self) -> None: ...
+    def table_checksums(self) -> dict[str, str]: ...
+    def table_columns(self, table: str) -> tuple[list[str], list[str], set[str]]: ...
+    def ordered_rows(self, table: str) -> Iterator[tuple[Any, ...]]: ...
+    def query(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> LedgerProjection: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def _is_postgres(target: Path | str) -> bool:
+    return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
+
+
+def describe_target(target: Path | str, schema: str = DEFAULT_SCHEMA) -> str:
+    """A log-safe name for a target (a URL's password is not printed)."""
+    if not _is_postgres(target):
+        return str(target)
+    assert isinstance(target, str)
+    scheme, _, rest = target.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}{at}{location} schema {schema}"
+
+
+def open_ledger(
+    target: Path | str, *, schema: str = DEFAULT_SCHEMA, check_schema: bool = True
+) -> LedgerProjection:
+    """Open the ledger at ``target`` (a SQLite path or a ``postgresql://`` URL)."""
+    if _is_postgres(target):
+        from projections.ledger_postgres import PostgresLedger
+
+        assert isinstance(target, str)
+        return PostgresLedger.open(target, schema, check_schema=check_schema)
+    from projections.ledger_sqlite import SqliteLedger, _connect
+
+    path = Path(target)
+    if check_schema:
+        return SqliteLedger.open(path)
+    return SqliteLedger(_connect(path), path)
+
+
+@dataclass(frozen=True)
+class LedgerRebuild:
+    records_applied: int
+    checkpoint_seq: int
+    checksums: dict[str, str]
+
+
+def rebuild_ledger(
+    journal_path: Path | str,
+    target: Path | str,
+    *,
+    schema: str = DEFAULT_SCHEMA,
+    batch_records_max: int = 10_000,
+    progress: Callable[[int], None] | None = None,
+    stop_seq: int | None = None,
+) -> LedgerRebuild:
+    """Drop every ledger table at ``target``, recreate the schema and replay the journal from
+    seq 0 (up to ``stop_seq`` when given). An interrupted rebuild is resumed by ``run``."""
+    # check_schema=False: a ledger at another schema version is dropped, not refused.
+    with (
+        open_journal(journal_path) as journal,
+        open_ledger(target, schema=schema, check_schema=False) as ledger,
+    ):
+        ledger.reset()
+        applied = ledger.run(journal, batch_records_max, progress, stop_seq=stop_seq)
+        return LedgerRebuild(applied, ledger.checkpoint_seq, ledger.table_checksums())

@@ -1,0 +1,244 @@
+"""The ledger projection contract every database runs (STYLE examples 12, 13, 19).
+
+A backend's test class subclasses ``LedgerProjectionContract`` and provides two hooks:
+``target`` (a fixture giving ``(target, schema)`` for an empty ledger location) and
+``raw_execute`` (a statement run behind the projection's back, for the canaries). Every
+check compares with a **SQLite reference rebuild** of the same journal, so a backend that
+passes has, table for table, the same checksums as SQLite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from domain.events import LedgerPosted, OrderFilled, PostingRecord, RiskVerdict
+from domain.ledger import UnbalancedTransaction, fold_positions
+from kernel.journal import Record
+from kernel.store import open_journal
+from projections import (
+    IllegalOrderTransition,
+    ProjectionError,
+    SchemaMismatch,
+    UnbalancedPosting,
+    open_ledger,
+    rebuild_ledger,
+)
+from projections.audit import audit
+from tests.unit.projections.test_ledger_sqlite import (
+    DAY_NS,
+    MSFT,
+    T0_NS,
+    trading_events,
+    write_journal,
+)
+
+Target = tuple[Path | str, str]
+
+
+def read_records(path: Path) -> list[Record]:
+    with open_journal(path) as journal:
+        return list(journal.records())
+
+
+def append(path: Path, events: list[object]) -> int:
+    with open_journal(path, writable=True) as journal:
+        first_seq = journal.next_seq
+        for event in events:
+            journal.append(event)  # type: ignore[arg-type]
+    return first_seq
+
+
+class LedgerProjectionContract:
+    """Shared checks; subclasses supply ``target`` and ``raw_execute``."""
+
+    @pytest.fixture
+    def target(self, tmp_path: Path) -> Target:
+        raise NotImplementedError
+
+    def raw_execute(self, target: Target, statement: str) -> None:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def journal_path(self, tmp_path: Path) -> Path:
+        path = tmp_path / "journal"
+        write_journal(path, trading_events())
+        return path
+
+    @pytest.fixture
+    def reference(self, journal_path: Path, tmp_path: Path) -> dict[str, str]:
+        return rebuild_ledger(journal_path, tmp_path / "reference.sqlite").checksums
+
+    # --- rebuild and exactly once ---------------------------------------------------------
+
+    def test_rebuild_equals_the_sqlite_reference_twice(
+        self, journal_path: Path, target: Target, reference: dict[str, str]
+    ) -> None:
+        first = rebuild_ledger(journal_path, target[0], schema=target[1])
+        second = rebuild_ledger(journal_path, target[0], schema=target[1], batch_records_max=5)
+        assert first.records_applied == len(trading_events())
+        assert first.checkpoint_seq == len(trading_events()) - 1
+        assert first.checksums == reference
+        assert second.checksums == reference
+        assert reference["fills"].startswith("rows=4 ")
+
+    @pytest.mark.parametrize("splits", [(1,), (13, 14), (3, 20, 21)])
+    def test_interrupted_runs_equal_one_clean_run(
+        self, journal_path: Path, target: Target, reference: dict[str, str], splits: tuple[int, ...]
+    ) -> None:
+        records = read_records(journal_path)
+        start = 0
+        for split in splits:  # apply a slice, then "crash" (close) and reopen
+            with open_ledger(target[0], schema=target[1]) as ledger:
+                assert ledger.apply(records[start:split]) == split - start
+                assert ledger.checkpoint_seq == split - 1
+            start = split
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            assert ledger.run(journal, batch_records_max=3) == len(records) - start
+            assert ledger.table_checksums() == reference
+
+    def test_reapplying_records_changes_nothing(
+        self, journal_path: Path, target: Target, reference: dict[str, str]
+    ) -> None:
+        records = read_records(journal_path)
+        with open_ledger(target[0], schema=target[1]) as ledger:
+            assert ledger.apply(records[:10]) == 10
+            assert ledger.apply(records[5:]) == len(records) - 10
+            assert ledger.apply(records) == 0
+            assert ledger.table_checksums() == reference
+
+    def test_a_gap_raises_and_keeps_the_checkpoint(self, journal_path: Path, target: Target) -> None:
+        records = read_records(journal_path)
+        with open_ledger(target[0], schema=target[1]) as ledger:
+            ledger.apply(records[:4])
+            with pytest.raises(ProjectionError, match="expected seq 4") as raised:
+                ledger.apply(records[6:])
+            assert raised.value.seq == 6
+            assert ledger.checkpoint_seq == 3
+
+    def test_run_stops_at_stop_seq(self, journal_path: Path, target: Target) -> None:
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            assert ledger.run(journal, batch_records_max=4, stop_seq=9) == 10
+            assert ledger.checkpoint_seq == 9
+
+    # --- what the tables hold -------------------------------------------------------------
+
+    def test_positions_equal_fills_and_postings_balance(self, journal_path: Path, target: Target) -> None:
+        rebuild_ledger(journal_path, target[0], schema=target[1])
+        fills = [e for e in trading_events() if isinstance(e, OrderFilled)]
+        with open_ledger(target[0], schema=target[1]) as ledger:
+            positions = dict(ledger.query("SELECT instrument_id, qty_raw FROM positions"))
+            unbalanced = ledger.query(
+                "SELECT txn_id, currency, SUM(amount_minor) FROM postings "
+                "GROUP BY txn_id, currency HAVING SUM(amount_minor) != 0"
+            )
+            (postings,) = ledger.query("SELECT COUNT(*) FROM postings")[0]
+        assert positions == dict(fold_positions(fills))
+        assert positions == {MSFT: 20}
+        assert unbalanced == []
+        assert postings == sum(len(e.postings) for e in trading_events() if isinstance(e, LedgerPosted))
+
+    # --- checkers and their canaries ------------------------------------------------------
+
+    def test_an_illegal_transition_rolls_the_batch_back(self, journal_path: Path, target: Target) -> None:
+        before = rebuild_ledger(journal_path, target[0], schema=target[1])
+        late_fill = OrderFilled(
+            ts_ns=T0_NS + 2 * DAY_NS,
+            order_id="momo-20240102-000002",  # cancelled on day 1
+            instrument_id=MSFT,
+            side=1,
+            fill_qty_raw=30,
+            fill_px_raw=369_00,
+            leaves_qty_raw=0,
+            notional_minor=11_070_00,
+            commission_minor=100,
+            currency="USD",
+        )
+        verdict = RiskVerdict(
+            ts_ns=T0_NS + 2 * DAY_NS,
+            strategy_id="momo",
+            step=2,
+            rule="gross",
+            action="pass",
+            limit_e8=1,
+            observed_e8=0,
+        )
+        bad_seq = append(journal_path, [verdict, late_fill]) + 1
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            with pytest.raises(IllegalOrderTransition, match=f"seq {bad_seq}:.*cancelled"):
+                ledger.run(journal)
+            assert ledger.checkpoint_seq == before.checkpoint_seq
+            assert ledger.table_checksums() == before.checksums
+
+    def test_an_unbalanced_posting_is_caught_canary(self, journal_path: Path, target: Target) -> None:
+        before = rebuild_ledger(journal_path, target[0], schema=target[1])
+        bad = LedgerPosted(
+            ts_ns=T0_NS + 2 * DAY_NS,
+            txn_id="T999999999",
+            memo="canary",
+            postings=[
+                PostingRecord("assets:cash:USD", "USD", 100),
+                PostingRecord("equity:capital:USD", "USD", -99),
+            ],
+        )
+        bad_seq = append(journal_path, [bad])
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            with pytest.raises(UnbalancedTransaction, match="T999999999") as raised:
+                ledger.run(journal)
+            assert isinstance(raised.value, UnbalancedPosting)
+            assert raised.value.seq == bad_seq
+            assert ledger.table_checksums() == before.checksums
+
+    def test_another_schema_version_is_refused_until_rebuilt(
+        self, journal_path: Path, target: Target, reference: dict[str, str]
+    ) -> None:
+        rebuild_ledger(journal_path, target[0], schema=target[1])
+        self.raw_execute(target, "UPDATE schema_version SET version = 0")
+        with pytest.raises(SchemaMismatch, match="rebuild"):
+            open_ledger(target[0], schema=target[1])
+        assert rebuild_ledger(journal_path, target[0], schema=target[1]).checksums == reference
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def test_audit_of_a_clean_ledger_is_ok(self, journal_path: Path, target: Target) -> None:
+        rebuild_ledger(journal_path, target[0], schema=target[1])
+        report = audit(journal_path, target[0], schema=target[1])
+        assert report.ok, report.lines()
+        assert report.exit_status == 0
+        assert report.tables == 11
+        assert report.lines()[0].startswith("audit ok: 11 tables")
+
+    def test_audit_of_a_lagging_ledger_compares_at_its_checkpoint(
+        self, journal_path: Path, target: Target
+    ) -> None:
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            ledger.run(journal, stop_seq=11)
+        report = audit(journal_path, target[0], schema=target[1])
+        assert report.ok, report.lines()
+        assert report.checkpoint_seq == 11
+
+    def test_audit_names_the_first_changed_row_canary(self, journal_path: Path, target: Target) -> None:
+        rebuild_ledger(journal_path, target[0], schema=target[1])
+        fill_seqs = [r.seq for r in read_records(journal_path) if r.kind == "order.filled.v1"]
+        self.raw_execute(target, f"UPDATE fills SET fill_px_raw = fill_px_raw + 1 WHERE seq = {fill_seqs[1]}")
+        report = audit(journal_path, target[0], schema=target[1])
+        assert not report.ok
+        assert report.exit_status == 1
+        assert [d.table for d in report.differences] == ["fills"]
+        (difference,) = report.differences
+        assert difference.live.split()[0] == difference.rebuilt.split()[0] == "rows=4"
+        assert difference.first_difference == (
+            f"row {{'seq': {fill_seqs[1]}}}: fill_px_raw: live 18521 rebuilt 18520"
+        )
+
+    def test_audit_names_a_missing_and_an_extra_row_canary(self, journal_path: Path, target: Target) -> None:
+        rebuild_ledger(journal_path, target[0], schema=target[1])
+        self.raw_execute(target, "DELETE FROM nav WHERE day = 20240102")
+        self.raw_execute(target, "INSERT INTO positions (instrument_id, qty_raw) VALUES (99, 5)")
+        report = audit(journal_path, target[0], schema=target[1])
+        details = {d.table: d.first_difference for d in report.differences}
+        assert sorted(details) == ["nav", "positions"]
+        assert details["nav"].startswith("live is missing row {'day': 20240102, ")
+        assert details["positions"] == "live has an extra row {'instrument_id': 99, 'qty_raw': 5}"
+        assert "audit FAILED: 2 of 11 tables differ" in report.lines()[0]

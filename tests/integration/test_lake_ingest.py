@@ -1,0 +1,186 @@
+"""Ingest of the real files in ../shared/data, corrupt inputs, and the lake's identity."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from lake.ingest import ingest
+from lake.partitioned import Lake
+from lake.schema import Kind
+from lake.sources import (
+    ColumnMap,
+    IngestError,
+    parse_freqtrade,
+    parse_generic_csv,
+    parse_hikyuu_actions,
+    parse_hikyuu_day,
+    parse_hikyuu_minute,
+    parse_yahoo,
+)
+from lake.store import DatasetError, load_panel
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}")
+pytestmark = pytest.mark.needs_shared_data
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@needs_shared
+def test_yahoo_daily_files_land_whole_and_reingest_is_all_duplicates(tmp_path: Path) -> None:
+    files = [SHARED / "us" / "orcl-1995-2014.txt", SHARED / "us" / "nvda-1999-2014.txt"]
+    report = ingest(tmp_path, files, parse_yahoo)
+    assert [(f.rows_in, f.accepted, f.quarantined) for f in report.files] == [
+        (5036, 5036, 0),
+        (4012, 4012, 0),
+    ]
+    assert report.files[0].ignored_columns == ["Adj Close"]
+    lake = Lake(tmp_path)
+    assert lake.verify() == []
+    orcl = lake.read(Kind.BARS, "1d", instrument_ids=[1])
+    assert orcl.num_rows == 5036
+    first = orcl.slice(0, 1).to_pylist()[0]
+    assert first["open"] == 2_179_012  # 2.179012 at price_digits 6, exact
+    assert first["day"] == 19950103
+    again = ingest(tmp_path, [SHARED / "us" / "orcl-2014.txt"], parse_yahoo)
+    assert (again.files[0].accepted, again.files[0].reasons) == (0, {"duplicate": 252})
+    assert len(list((tmp_path / "quarantine").glob("*.parquet"))) == 1
+
+
+@needs_shared
+def test_ashare_daily_minute_and_actions(tmp_path: Path) -> None:
+    hikyuu = SHARED / "cn" / "hikyuu"
+    day = ingest(
+        tmp_path,
+        [hikyuu / "600000.SH_day_raw_tdx.csv", hikyuu / "h5_000001.SZ_day_raw.csv"],
+        parse_hikyuu_day,
+    )
+    assert day.files[0].accepted == 6119
+    assert day.files[1].rows_in == day.files[1].accepted + day.files[1].quarantined == 4937
+    minute = ingest(tmp_path, [hikyuu / "time1min_600000.SH.csv"], parse_hikyuu_minute)
+    assert minute.files[0].accepted == 10320  # 43 sessions x 240 minutes, all inside XSHG hours
+    lake = Lake(tmp_path)
+    bars = lake.read(Kind.BARS, "1m", instrument_ids=[1])
+    first_close_utc = np.datetime64("2018-12-03T01:31", "ns").astype(np.int64)  # 09:31 Shanghai
+    assert bars.column("ts_ns")[0].as_py() == first_close_utc
+    actions = ingest(tmp_path, [hikyuu / "stock_weight_corporate_actions.csv"], parse_hikyuu_actions)
+    assert actions.files[0].rows_in == 32261
+    assert actions.files[0].accepted + actions.files[0].quarantined == 32261
+    spdb = lake.read(Kind.CORPORATE_ACTIONS, instrument_ids=[1]).to_pylist()
+    row = next(r for r in spdb if r["ex_date"] == 20110603)
+    assert (row["bonus_per10_e4"], row["cash_per10_e4"]) == (30_000, 16_000)  # 10送3派1.6
+
+
+@needs_shared
+def test_freqtrade_feather_json_and_funding(tmp_path: Path) -> None:
+    ft = SHARED / "crypto" / "freqtrade"
+    files = [
+        ft / "ETH_BTC-5m.feather",
+        ft / "UNITTEST_BTC-1m.json",
+        ft / "futures" / "XRP_USDT_USDT-8h-funding_rate.feather",
+    ]
+    report = ingest(tmp_path, files, parse_freqtrade)
+    assert [(f.kind, f.accepted) for f in report.files] == [
+        ("bars", 5760),
+        ("bars", 13681),
+        ("funding_rates", 91),
+    ]
+    lake = Lake(tmp_path)
+    eth = lake.read(Kind.BARS, "5m", instrument_ids=[1]).slice(0, 1).to_pylist()[0]
+    assert eth["ts_ns"] == np.datetime64("2018-01-10T05:00", "ns").astype(np.int64)  # open 04:55 + 5m
+    assert eth["open"] == 9_840_000  # 0.0984 BTC at 8 digits
+    funding = lake.read(Kind.FUNDING_RATES)
+    assert funding.column("rate_e8")[0].as_py() == 10_000  # 0.01%
+    xrp = ingest(tmp_path, [ft / "XRP_ETH-1m.feather"], parse_freqtrade).files[0]
+    assert xrp.rows_in == 2469  # Binance XRP/ETH 1m, quoted in ETH (8-digit accounting unit)
+    assert xrp.rows_in == xrp.accepted + xrp.quarantined
+
+
+@needs_shared
+def test_generic_csv_with_a_column_map(tmp_path: Path) -> None:
+    mapping = ColumnMap.parse(
+        "ts=timestamp,open=open,high=high,low=low,close=close,volume=volume", daily=False, ts_format="iso"
+    )
+    source = SHARED / "crypto" / "nautilus" / "btc-perp-20211231-20220201_1m.csv"
+    header = source.read_text().splitlines()[:2]
+    assert header[0].startswith("timestamp")
+    report = ingest(
+        tmp_path,
+        [source],
+        lambda path: parse_generic_csv(
+            path,
+            mapping,
+            symbol="BTCUSDT-PERP",
+            venue="BINANCE",
+            calendar="24x7",
+            frequency="1m",
+            currency="USDT",
+            qty_digits=4,
+        ),
+    )
+    file = report.files[0]
+    assert file.rows_in == 45031
+    assert file.accepted + file.quarantined == 45031
+    assert file.reasons == {}
+    stamps = Lake(tmp_path).read(Kind.BARS, "1m", columns=["ts_ns"]).column("ts_ns")
+    assert stamps[0].as_py() == np.datetime64("2021-12-31T23:01", "ns").astype(np.int64)
+
+
+def write(path: Path, text: bytes) -> Path:
+    path.write_bytes(text)
+    return path
+
+
+GOOD = b"Date,Open,High,Low,Close,Adj Close,Volume\n2014-01-02,1.0,1.2,0.9,1.1,1.1,100\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (GOOD + b"2014-01-03,1.0,1.2\n", r"bad\.txt:3: expected 7 fields, got 3"),
+        (GOOD + b"2014-01-03,1.0,1.2,0.9,\xff\xfe,1.1,100\n", r"bad\.txt:3: not UTF-8"),
+        (b"When,O,H,L,C,V\n2014-01-02,1,1,1,1,1\n", r"bad\.txt:1: missing columns \['Date', 'Open'"),
+        (GOOD + b"2014-01-03,abc,1.2,0.9,1.1,1.1,100\n", r"bad\.txt:3: field 2 \('abc'\) is not a number"),
+        (b"", r"bad\.txt:1: empty file"),
+    ],
+)
+def test_a_corrupt_file_names_file_and_line_and_leaves_the_lake_unchanged(
+    tmp_path: Path, body: bytes, message: str
+) -> None:
+    root = tmp_path / "lake"
+    ingest(
+        root, [write(tmp_path / "good.txt", GOOD)], lambda p: parse_yahoo(p, symbol="AAA", calendar="XNYS")
+    )
+    before = snapshot(root)
+    bad = write(tmp_path / "bad.txt", body)
+    other = write(tmp_path / "other.txt", GOOD.replace(b"2014-01-02", b"2014-01-06"))
+    with pytest.raises(IngestError, match=message):
+        ingest(root, [other, bad], lambda p: parse_yahoo(p, symbol="AAA", calendar="XNYS"))
+    assert snapshot(root) == before
+
+
+def test_lake_export_feeds_the_kernel_and_tampering_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "lake"
+    rows = b"Date,Open,High,Low,Close,Volume\n" + b"".join(
+        f"2014-01-{d:02d},1.0{d},1.2{d},0.9{d},1.1{d},{100 + d}\n".encode() for d in (2, 3, 6, 7, 8)
+    )
+    ingest(root, [write(tmp_path / "aaa.txt", rows)], lambda p: parse_yahoo(p, symbol="AAA"))
+    lake = Lake(root)
+    ref = lake.export(tmp_path / "set", "1d", calendar="XNYS")
+    panel, loaded = load_panel(tmp_path / "set", expected_hash=ref.content_hash)
+    assert panel.close[:, 0].tolist() == [112, 113, 116, 117, 118]
+    assert loaded.content_hash == ref.content_hash
+    part = next(root.glob("bars/freq=1d/year=2014/*.parquet"))
+    table = pq.read_table(part)
+    pq.write_table(table.slice(1), part)
+    assert lake.verify() == ["bars/freq=1d/year=2014/part-0.parquet: content differs from the manifest"]
+    with pytest.raises(DatasetError, match="refusing to export"):
+        lake.export(tmp_path / "set2", "1d", calendar="XNYS")
+    shutil.rmtree(tmp_path / "set2", ignore_errors=True)
