@@ -36,6 +36,7 @@ __all__ = [
     "PositionSnapshot",
     "OpenOrderSnapshot",
     "PostingRecord",
+    "SellableSnapshot",
     "RiskVerdict",
     "RunFinished",
     "RunStarted",
@@ -152,6 +153,7 @@ class OrderCancelled(Event, frozen=True, tag="order.cancelled.v1"):
 
 class OrderExpired(Event, frozen=True, tag="order.expired.v1"):
     order_id: str
+    reason: str = ""  # e.g. a day order unfilled at the close, and why
 
 
 # --- derived: ledger and day boundaries -----------------------------------------------------
@@ -198,6 +200,15 @@ class OpenOrderSnapshot(msgspec.Struct, frozen=True, array_like=True):
     filled_qty_raw: int
     limit_px_raw: int
     status: str
+    filled_notional_minor: int = 0
+
+
+class SellableSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    instrument_id: int
+    day: int
+    holding: int
+    bought_today: int
+    reserved: int
 
 
 class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -210,6 +221,7 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     positions: list[PositionSnapshot]
     open_orders: list[OpenOrderSnapshot]
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
+    sellable: list[SellableSnapshot] = []  # T+1 books of A-share instruments
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):

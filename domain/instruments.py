@@ -26,6 +26,15 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     qty_digits: int
     lot_raw: int
     multiplier: int = 1
+    # China A-shares (venue XSHG/XSHE): board (main, star, chinext, bse, fund), listing day
+    # and the ST periods as inclusive (first_day, last_day) YYYYMMDD pairs.
+    board: str = ""
+    listing_day: int = 0
+    st_periods: list[tuple[int, int]] = []
+
+    def is_st(self, day: int) -> bool:
+        """Whether the instrument carries the ST flag on session ``day``."""
+        return any(first <= day <= last for first, last in self.st_periods)
 
     def __post_init__(self) -> None:
         if self.tick_raw <= 0:

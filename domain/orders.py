@@ -80,6 +80,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     qty_raw: int
     limit_px_raw: int
     filled_qty_raw: int = 0
+    filled_notional_minor: int = 0  # so a per-order fee minimum is charged once across fills
     status: OrderStatus = OrderStatus.SUBMITTED
 
     @property
@@ -136,7 +137,12 @@ def evolve(order: Order, event: OrderEvent) -> Order:
         raise ValueError(f"order {order.order_id}: overfill {filled} > {order.qty_raw}")
     if order.qty_raw - filled != event.leaves_qty_raw:
         raise ValueError(f"order {order.order_id}: leaves {event.leaves_qty_raw} != {order.qty_raw - filled}")
-    return msgspec.structs.replace(order, status=target, filled_qty_raw=filled)
+    return msgspec.structs.replace(
+        order,
+        status=target,
+        filled_qty_raw=filled,
+        filled_notional_minor=order.filled_notional_minor + event.notional_minor,
+    )
 
 
 def replay_order(submitted: OrderSubmitted, events: Iterable[OrderEvent]) -> Order:

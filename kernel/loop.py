@@ -26,8 +26,10 @@ from domain.events import (
     Event,
     InstrumentsDefined,
     LedgerPosted,
+    OrderAccepted,
     OrderCancelled,
     OrderFilled,
+    OrderRejected,
     OrderSubmitted,
     RunFinished,
     StateSnapshotted,
@@ -39,6 +41,7 @@ from domain.ledger import Position, apply_postings, capital_postings, cash_accou
 from domain.market import Panel
 from domain.orders import evolve, new_order
 from domain.risk import RiskLimits
+from kernel.markets import MarketRules
 from kernel.pipeline import apply_risk, current_weights, plan_orders, reject_unpriced, verdict_events
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy
@@ -79,6 +82,7 @@ class Kernel:
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
+        self._rules = MarketRules(self._instruments)
         for inst in panel.instruments:
             if inst.currency != currency:
                 raise KernelError(
@@ -125,6 +129,9 @@ class Kernel:
             if decide_mask[step] and self._decide(step):
                 venue_next = self._venue_next(step)
             if day_end[step]:
+                if self.state.open_orders:
+                    self._expire_day_orders(step)
+                    venue_next = self._venue_next(step)
                 self.state.next_step = step + 1
                 self._close_day(step)
                 if progress is not None:
@@ -170,14 +177,17 @@ class Kernel:
 
     def _match(self, step: int) -> None:
         fills = self._venue.match(step, list(self.state.open_orders.values()))
+        day = int(self._panel.day[step])
         for fill in fills:
-            self._apply_fill(fill)
+            self._apply_fill(fill, day)
 
-    def _apply_fill(self, fill: OrderFilled) -> None:
+    def _apply_fill(self, fill: OrderFilled, day: int) -> None:
         state = self.state
         order = evolve(state.open_orders[fill.order_id], fill)
         position = state.positions.get(fill.instrument_id, Position())
         postings, position = fill_postings(position, fill)
+        postings.extend(self._rules.fee_postings(day, fill))
+        self._rules.on_fill(state.sellable, day, fill)
         self._sink.append(fill)
         self._post(fill.ts_ns, f"fill {fill.order_id}", postings)
         if position.qty_raw:
@@ -226,7 +236,7 @@ class Kernel:
         for verdict in verdict_events(ts_ns, sid, step, outcomes):
             self._sink.append(verdict)
         self.state.last_targets.update(allowed)
-        self._cancel_open(ts_ns, sid)
+        self._cancel_open(step, ts_ns, sid)
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
         for intent in intents:
             self._submit(
@@ -248,15 +258,34 @@ class Kernel:
             targets[iid] = round(weight * RATE_SCALE)
         return targets
 
-    def _cancel_open(self, ts_ns: int, strategy_id: str) -> None:
+    def _cancel_open(self, step: int, ts_ns: int, strategy_id: str) -> None:
         """A new decision supersedes the strategy's orders still open."""
+        day = self._session_of_order(step)
         for order_id, order in list(self.state.open_orders.items()):
             if order.strategy_id != strategy_id:
                 continue
             event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason="superseded by a new decision")
             self._sink.append(event)
             evolve(order, event)
+            self._rules.on_closed(self.state.sellable, day, order)
             del self.state.open_orders[order_id]
+
+    def _session_of_order(self, step: int) -> int:
+        """The session an order submitted at ``step`` trades in: an order sent after a
+        session's last bar (a decision on the daily close) works in the next session."""
+        if self._day_end[step] and step + 1 < self._panel.steps:
+            return int(self._panel.day[step + 1])
+        return int(self._panel.day[step])
+
+    def _expire_day_orders(self, step: int) -> None:
+        """Day orders the venue ends at the close (A-shares): journaled with the reason."""
+        day = int(self._panel.day[step])
+        for event in self._venue.end_of_day(step, list(self.state.open_orders.values())):
+            order = self.state.open_orders[event.order_id]
+            self._sink.append(event)
+            evolve(order, event)
+            self._rules.on_closed(self.state.sellable, day, order)
+            del self.state.open_orders[event.order_id]
 
     def _submit(self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int) -> None:
         state = self.state
@@ -275,11 +304,18 @@ class Kernel:
         )
         self._sink.append(submitted)
         order = new_order(submitted)
-        ack = self._venue.submit(step, order)
+        live_day = self._session_of_order(step)
+        reason = self._rules.check(state.sellable, live_day, order)
+        ack: OrderAccepted | OrderRejected
+        if reason:
+            ack = OrderRejected(ts_ns=ts_ns, order_id=order.order_id, reason=reason)
+        else:
+            ack = self._venue.submit(step, order)
         self._sink.append(ack)
         order = evolve(order, ack)
         if order.is_open:
             state.open_orders[order.order_id] = order
+            self._rules.on_accepted(state.sellable, live_day, order)
 
     def _close_day(self, step: int) -> None:
         ts_ns = int(self._panel.ts_ns[step])

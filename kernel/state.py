@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from domain.events import KernelSnapshot, OpenOrderSnapshot, PositionSnapshot, PostingRecord
+from domain.events import (
+    KernelSnapshot,
+    OpenOrderSnapshot,
+    PositionSnapshot,
+    PostingRecord,
+    SellableSnapshot,
+)
 from domain.ledger import Position
+from domain.markets import SellableBook
 from domain.orders import Order, OrderStatus
 
 __all__ = ["KernelState"]
@@ -21,6 +28,7 @@ class KernelState:
         self.txn_counter = 0
         self.next_step = 0
         self.last_targets: dict[int, int] = {}
+        self.sellable: dict[int, SellableBook] = {}  # A-share T+1 books by instrument
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -43,10 +51,15 @@ class KernelState:
                     o.filled_qty_raw,
                     o.limit_px_raw,
                     o.status.value,
+                    o.filled_notional_minor,
                 )
                 for o in self.open_orders.values()
             ],
             last_targets=sorted(self.last_targets.items()),
+            sellable=[
+                SellableSnapshot(iid, b.day, b.holding, b.bought_today, b.reserved)
+                for iid, b in sorted(self.sellable.items())
+            ],
         )
 
     @classmethod
@@ -67,9 +80,16 @@ class KernelState:
                 qty_raw=o.qty_raw,
                 limit_px_raw=o.limit_px_raw,
                 filled_qty_raw=o.filled_qty_raw,
+                filled_notional_minor=o.filled_notional_minor,
                 status=OrderStatus(o.status),
             )
             for o in snapshot.open_orders
         }
         state.last_targets = dict(snapshot.last_targets)
+        state.sellable = {
+            b.instrument_id: SellableBook(
+                day=b.day, holding=b.holding, bought_today=b.bought_today, reserved=b.reserved
+            )
+            for b in snapshot.sellable
+        }
         return state

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from domain.events import OrderAccepted, OrderFilled, OrderRejected
+from domain.events import OrderAccepted, OrderExpired, OrderFilled, OrderRejected
 from domain.orders import Order
 
 __all__ = ["NO_ACTIVITY", "VenuePort"]
@@ -24,4 +24,8 @@ class VenuePort(Protocol):
 
     def next_activity(self, step: int, orders: list[Order]) -> int:
         """The first step after ``step`` at which any of ``orders`` may fill."""
+        ...
+
+    def end_of_day(self, step: int, orders: list[Order]) -> list[OrderExpired]:
+        """Orders the venue ends at the close of the session whose last step is ``step``."""
         ...

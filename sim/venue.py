@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from domain.events import OrderAccepted, OrderFilled, OrderRejected
+from domain.events import OrderAccepted, OrderExpired, OrderFilled, OrderRejected
 from domain.fixed import Rounding, apply_rate
 from domain.instruments import Instrument, notional_minor
 from domain.market import Panel
+from domain.markets import Board, PriceLimits, check_price_limit, cn_price_limits, locked_reason
 from domain.orders import Order
+from kernel.markets import is_cn_a_share
 from kernel.venue import NO_ACTIVITY
 from sim._match_nb import LIMIT, MARKET, match_step_nb, next_fill_step_nb
 from sim.fill_models import FillModel
@@ -29,13 +31,26 @@ class SimVenue:
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
         self._lot_tick = {i.instrument_id: (i.lot_raw, i.tick_raw) for i in panel.instruments}
         self._next_valid = next_valid_steps(panel.valid)
+        self._cn = {i.instrument_id: Board(i.board) for i in panel.instruments if is_cn_a_share(i)}
+        self._ref_close = previous_session_close(panel) if self._cn else None
+        self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
+        self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:
         ts_ns = int(self._panel.ts_ns[step])
-        reason = self._reject_reason(order)
+        reason = self._reject_reason(order) or self._limit_price_reason(step, order)
         if reason:
             return OrderRejected(ts_ns=ts_ns, order_id=order.order_id, reason=reason)
+        if order.instrument_id in self._cn:
+            self._live_day[order.order_id] = self._session_of_order(step)
         return OrderAccepted(ts_ns=ts_ns, order_id=order.order_id)
+
+    def _session_of_order(self, step: int) -> int:
+        """An order sent after a session's last bar works in the next session."""
+        day = self._panel.day
+        if step + 1 < self._panel.steps and day[step + 1] != day[step]:
+            return int(day[step + 1])
+        return int(day[step])
 
     def _reject_reason(self, order: Order) -> str:
         instrument = self._instruments.get(order.instrument_id)
@@ -50,6 +65,71 @@ class SimVenue:
         ):
             return f"TICK_SIZE: limit_px_raw={order.limit_px_raw}, tick_raw={instrument.tick_raw}"
         return ""
+
+    def _limits(self, step: int, instrument_id: int) -> PriceLimits | None:
+        """Today's A-share price limits from the previous session's close (None: no limit)."""
+        board = self._cn.get(instrument_id)
+        if board is None or self._ref_close is None:
+            return None
+        ref = int(self._ref_close[step, self._column[instrument_id]])
+        if ref <= 0:
+            return None  # first session in the data: no reference close
+        inst = self._instruments[instrument_id]
+        day = int(self._panel.day[step])
+        return cn_price_limits(board, inst.is_st(day), day, ref, inst.tick_raw)
+
+    def _limit_price_reason(self, step: int, order: Order) -> str | None:
+        if order.order_type != "limit" or order.instrument_id not in self._cn:
+            return None
+        # A limit order placed after this step's bar trades in the next session's band when
+        # the step ends a session; the kernel submits at a step's close, so use the next step.
+        next_step = min(step + 1, self._panel.steps - 1)
+        limits = self._limits(next_step, order.instrument_id)
+        digits = self._instruments[order.instrument_id].price_digits
+        return check_price_limit(order.limit_px_raw, limits, digits)
+
+    def _unlocked(self, step: int, orders: list[Order]) -> list[Order]:
+        """Orders that can trade at this step; A-share orders against a bar locked at their
+        limit cannot, and the reason is kept for their end-of-day expiry."""
+        if not self._cn:
+            return orders
+        panel = self._panel
+        tradable = []
+        for order in orders:
+            limits = self._limits(step, order.instrument_id)
+            column = self._column[order.instrument_id]
+            low, high = int(panel.low[step, column]), int(panel.high[step, column])
+            digits = self._instruments[order.instrument_id].price_digits
+            reason = (
+                locked_reason(order.side, low, high, limits, digits) if panel.valid[step, column] else None
+            )
+            if reason is None:
+                tradable.append(order)
+            else:
+                self._blocked[order.order_id] = reason
+        return tradable
+
+    def end_of_day(self, step: int, orders: list[Order]) -> list[OrderExpired]:
+        """A-share orders are day orders: what worked in this session and is still open at
+        its close expires. (An order restored from a snapshot works in the session it is
+        restored into.)"""
+        ts_ns = int(self._panel.ts_ns[step])
+        day = int(self._panel.day[step])
+        ending = [
+            o for o in orders if o.instrument_id in self._cn and self._live_day.get(o.order_id, day) <= day
+        ]
+        expired = [
+            OrderExpired(
+                ts_ns=ts_ns,
+                order_id=o.order_id,
+                reason=self._blocked.get(o.order_id, "CN_DAY_ORDER: unfilled at the close"),
+            )
+            for o in ending
+        ]
+        still_open = {o.order_id for o in orders} - {o.order_id for o in ending}
+        self._live_day = {oid: d for oid, d in self._live_day.items() if oid in still_open}
+        self._blocked.clear()
+        return expired
 
     def _arrays(self, orders: list[Order]) -> np.ndarray:  # type: ignore[type-arg]
         """Order fields as rows of one int64 array: side, type, limit, leaves, column, lot, tick."""
@@ -69,6 +149,7 @@ class SimVenue:
         return np.array(rows, dtype=np.int64).T.copy()
 
     def match(self, step: int, orders: list[Order]) -> list[OrderFilled]:
+        orders = self._unlocked(step, orders)
         if not orders:
             return []
         sides, types, limits, qty_open, columns, lots, ticks = self._arrays(orders)
@@ -103,10 +184,9 @@ class SimVenue:
     def _fill(self, ts_ns: int, order: Order, qty: int, px: int) -> OrderFilled:
         instrument: Instrument = self._instruments[order.instrument_id]
         notional = notional_minor(instrument, qty, px, Rounding.HALF_EVEN)
-        commission = max(
-            apply_rate(notional, self._model.commission_e8, Rounding.HALF_UP),
-            self._model.commission_min_minor if self._model.commission_e8 else 0,
-        )
+        # The minimum is per order: each fill pays the increase of the order's total.
+        before = self._commission_total(order.filled_notional_minor)
+        commission = self._commission_total(order.filled_notional_minor + notional) - before
         return OrderFilled(
             ts_ns=ts_ns,
             order_id=order.order_id,
@@ -119,6 +199,12 @@ class SimVenue:
             commission_minor=commission,
             currency=instrument.currency,
         )
+
+    def _commission_total(self, notional_minor: int) -> int:
+        if notional_minor <= 0 or not self._model.commission_e8:
+            return 0
+        commission = apply_rate(notional_minor, self._model.commission_e8, Rounding.HALF_UP)
+        return max(commission, self._model.commission_min_minor)
 
     def next_activity(self, step: int, orders: list[Order]) -> int:
         if not orders:
@@ -134,6 +220,19 @@ class SimVenue:
         panel = self._panel
         found = next_fill_step_nb(sides, types, limits, columns, step, panel.low, panel.high, panel.valid)
         return NO_ACTIVITY if found < 0 else int(found)
+
+
+def previous_session_close(panel: Panel) -> np.ndarray:  # type: ignore[type-arg]
+    """For each (step, column): the close carried to the end of the previous session day
+    (0 in the first session)."""
+    steps = panel.steps
+    starts = np.ones(steps, dtype=np.bool_)
+    starts[1:] = panel.day[1:] != panel.day[:-1]
+    first_of_day = np.maximum.accumulate(np.where(starts, np.arange(steps), 0))
+    previous_row = first_of_day - 1
+    ref = panel.last_close[np.maximum(previous_row, 0)]
+    ref[previous_row < 0] = 0
+    return ref
 
 
 def next_valid_steps(valid: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]

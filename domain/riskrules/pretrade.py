@@ -45,7 +45,8 @@ class RuleVerdict(msgspec.Struct, frozen=True, kw_only=True):
     limit: int
     observed: int  # the worst measure before the rule acted
     observed_after: int  # the worst measure after it
-    instrument_ids: list[int]
+    instrument_ids: list[int]  # names changed: per-name rules, rejects and order rules
+    group_ids: list[int] = []  # breaching groups: sector / country ids, perp side 0 long 1 short
     detail: str = ""
 
 
@@ -110,7 +111,14 @@ def make_intent(
 
 
 def _verdict(
-    rule: str, action: str, limit: int, before: int, after: int, ids: list[int], detail: str = ""
+    rule: str,
+    action: str,
+    limit: int,
+    before: int,
+    after: int,
+    ids: list[int],
+    detail: str = "",
+    groups: list[int] | None = None,
 ) -> RuleVerdict:
     return RuleVerdict(
         rule=rule,
@@ -120,6 +128,7 @@ def _verdict(
         observed=before,
         observed_after=after,
         instrument_ids=ids,
+        group_ids=groups or [],
         detail=detail,
     )
 
@@ -138,7 +147,11 @@ def _group_rule(
     n_groups: int,
     limit: PortfolioLimit,
 ) -> tuple[IntArray, RuleVerdict]:
-    """One magnitude-sum rule: name (group = own index), sector, country, perp side, gross."""
+    """One magnitude-sum rule: name (group = own index), sector, country, perp side, gross.
+
+    The verdict names the changed instruments for the name rule and for rejects; for group clips
+    and scales it names the breaching groups (the members follow from the journaled intent).
+    """
     cap = limit.limit_e8
     sums = np.empty(n_groups, dtype=np.int64)
     before = nb.group_abs_sums_nb(weights, group, sums)
@@ -146,6 +159,7 @@ def _group_rule(
         return weights, _verdict(rule, "pass", cap, before, before, [])
     weights = weights.copy()
     affected = np.empty(weights.shape[0], dtype=np.int64)
+    groups: list[int] = np.flatnonzero(sums > cap).tolist() if rule != "name" else []
     detail = ""
     if limit.action is RuleAction.CLIP:
         count = nb.clip_groups_nb(weights, group, sums, cap, affected)
@@ -161,8 +175,11 @@ def _group_rule(
             detail = "current book over the limit: clipped after reject"
     after = nb.group_abs_sums_nb(weights, group, sums)
     assert after <= cap, f"{rule}: {after} > {cap} after {limit.action.value}"
-    ids = _affected_ids(intent.instrument_ids, affected, count)
-    return weights, _verdict(rule, limit.action.value, cap, before, after, ids, detail)
+    if limit.action is RuleAction.SCALE:
+        detail = f"scaled every name by {cap}/{before}, toward zero"
+    names = rule == "name" or limit.action is RuleAction.REJECT
+    ids = _affected_ids(intent.instrument_ids, affected, count) if names else []
+    return weights, _verdict(rule, limit.action.value, cap, before, after, ids, detail, groups)
 
 
 def _net_clip(weights: IntArray, cap: int, affected: IntArray) -> int:
@@ -181,6 +198,7 @@ def _net_rule(weights: IntArray, intent: IntentVector, limit: PortfolioLimit) ->
     before = abs(int(weights.sum()))
     if before <= cap:
         return weights, _verdict("net_leverage", "pass", cap, before, before, [])
+    groups = [0 if int(weights.sum()) > 0 else 1]  # the dominant side: 0 long, 1 short
     weights = weights.copy()
     affected = np.empty(weights.shape[0], dtype=np.int64)
     detail = ""
@@ -197,11 +215,12 @@ def _net_rule(weights: IntArray, intent: IntentVector, limit: PortfolioLimit) ->
     extra = _net_clip(weights, cap, residual)
     if extra and limit.action is RuleAction.REJECT:
         detail = "current book over the limit: clipped after reject"
-    affected = np.union1d(affected[:count], residual[:extra])
+    if limit.action is RuleAction.SCALE:
+        detail = f"scaled every name by {cap}/{before}, toward zero"
     after = abs(int(weights.sum()))
     assert after <= cap, f"net_leverage: {after} > {cap} after {limit.action.value}"
-    ids = _affected_ids(intent.instrument_ids, affected, affected.shape[0])
-    return weights, _verdict("net_leverage", limit.action.value, cap, before, after, ids, detail)
+    ids = _affected_ids(intent.instrument_ids, affected, count) if limit.action is RuleAction.REJECT else []
+    return weights, _verdict("net_leverage", limit.action.value, cap, before, after, ids, detail, groups)
 
 
 def evaluate_intent(intent: IntentVector, policy: RiskPolicy) -> PreTradeResult:

@@ -1,0 +1,108 @@
+"""Market rules the kernel enforces around its orders, from ``domain.markets``.
+
+China A-shares (instruments on XSHG/XSHE): shares bought in a session cannot be sold in
+it (T+1), order sizes follow the board's lot rule, and every fill pays the dated statutory
+fees (stamp duty on sells, transfer, handling and CSRC fees) as ledger postings in the
+fill's transaction. Other markets pass through unchanged. Every refusal is a reason string
+with a rule code and the numbers; the loop journals it as ``OrderRejected``.
+"""
+
+from __future__ import annotations
+
+from domain.events import OrderFilled, PostingRecord
+from domain.instruments import Instrument
+from domain.ledger import cash_account
+from domain.markets import (
+    Board,
+    SellableBook,
+    apply_buy_fill,
+    apply_sell_fill,
+    check_buy_qty,
+    check_sell,
+    check_sell_qty,
+    cn_exchange_fees,
+    cn_lot_rule,
+    release_sell,
+    reserve_sell,
+    roll_to,
+    sellable,
+)
+from domain.orders import Order
+
+__all__ = ["CN_VENUES", "MarketRules", "is_cn_a_share"]
+
+CN_VENUES = frozenset({"XSHG", "XSHE"})
+
+
+def is_cn_a_share(instrument: Instrument) -> bool:
+    return instrument.venue in CN_VENUES
+
+
+class MarketRules:
+    """Pre-trade checks, T+1 bookkeeping and statutory fee postings per instrument."""
+
+    def __init__(self, instruments: dict[int, Instrument]) -> None:
+        self._boards: dict[int, Board] = {}
+        for iid, inst in instruments.items():
+            if not is_cn_a_share(inst):
+                continue
+            if not inst.board:
+                raise ValueError(f"{inst.symbol}: an A-share instrument needs its board (main, star, ...)")
+            self._boards[iid] = Board(inst.board)
+
+    def applies(self, instrument_id: int) -> bool:
+        return instrument_id in self._boards
+
+    def _book(self, books: dict[int, SellableBook], instrument_id: int, day: int) -> SellableBook:
+        book = books.get(instrument_id)
+        return SellableBook(day=day) if book is None else roll_to(book, day)
+
+    def check(self, books: dict[int, SellableBook], day: int, order: Order) -> str | None:
+        """Why the order may not be sent on session ``day`` (None: it may)."""
+        board = self._boards.get(order.instrument_id)
+        if board is None:
+            return None
+        rule = cn_lot_rule(board, day)
+        if order.side > 0:
+            return check_buy_qty(rule, order.qty_raw)
+        book = self._book(books, order.instrument_id, day)
+        return check_sell(book, day, order.qty_raw) or check_sell_qty(rule, order.qty_raw, sellable(book))
+
+    def on_accepted(self, books: dict[int, SellableBook], day: int, order: Order) -> None:
+        if order.instrument_id in self._boards and order.side < 0:
+            book = self._book(books, order.instrument_id, day)
+            books[order.instrument_id] = reserve_sell(book, day, order.qty_raw)
+
+    def on_closed(self, books: dict[int, SellableBook], day: int, order: Order) -> None:
+        """An order ended (cancelled, expired) with ``leaves_qty_raw`` unfilled."""
+        if order.instrument_id in self._boards and order.side < 0 and order.leaves_qty_raw:
+            book = self._book(books, order.instrument_id, day)
+            books[order.instrument_id] = release_sell(book, day, order.leaves_qty_raw)
+
+    def on_fill(self, books: dict[int, SellableBook], day: int, fill: OrderFilled) -> None:
+        if fill.instrument_id not in self._boards:
+            return
+        book = self._book(books, fill.instrument_id, day)
+        if fill.side > 0:
+            books[fill.instrument_id] = apply_buy_fill(book, day, fill.fill_qty_raw)
+        else:
+            books[fill.instrument_id] = apply_sell_fill(book, day, fill.fill_qty_raw)
+
+    def fee_postings(self, day: int, fill: OrderFilled) -> list[PostingRecord]:
+        """Statutory fee lines of a fill as postings (cash out, expense in), each line rounded."""
+        if fill.instrument_id not in self._boards:
+            return []
+        fees = cn_exchange_fees(
+            fill.side, day, fill.notional_minor, is_fund=self._boards[fill.instrument_id] is Board.FUND
+        )
+        ccy = fill.currency
+        lines = [
+            ("stamp_duty", fees.stamp_duty_minor),
+            ("transfer_fee", fees.transfer_minor),
+            ("handling_fee", fees.handling_minor),
+            ("regulatory_fee", fees.regulatory_minor),
+        ]
+        postings = [PostingRecord(f"expenses:{name}:{ccy}", ccy, amount) for name, amount in lines if amount]
+        if postings:
+            postings.append(PostingRecord(cash_account(ccy), ccy, -fees.total_minor))
+        return postings
