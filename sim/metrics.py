@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from domain.events import DatasetReferenced, DayClosed, OrderFilled, OrderRejected, OrderSubmitted, RunStarted
+from domain.events import (
+    DatasetReferenced,
+    DayClosed,
+    LedgerPosted,
+    OrderFilled,
+    RunStarted,
+)
 from domain.fixed import minor_digits
 from kernel.journal import Journal
 
 __all__ = ["RunReport", "report_from_journal"]
 
-_KINDS = {
+_DECODED = {
     "day.closed.v1",
     "order.filled.v1",
-    "order.submitted.v1",
-    "order.rejected.v1",
+    "ledger.posted.v1",
     "run.started.v1",
     "dataset.referenced.v1",
 }
@@ -41,6 +47,7 @@ class RunReport:
     turnover: float  # traded notional / average NAV, annualised
     fees: float
     periods_per_year: int
+    fee_lines: dict[str, float] = field(default_factory=dict)  # commission, stamp_duty, ...
 
     def rows(self) -> list[tuple[str, str]]:
         ccy = self.currency
@@ -56,41 +63,46 @@ class RunReport:
             ("Sharpe (rf = 0)", f"{self.sharpe:.2f}"),
             ("max drawdown", f"{self.max_drawdown:.2%}"),
             ("turnover (annualised)", f"{self.turnover:.2f}x"),
-            ("fees", f"{self.fees:,.2f} {ccy}"),
+            ("fees and taxes", f"{self.fees:,.2f} {ccy}"),
+            *(
+                (f"  {name.replace('_', ' ')}", f"{amount:,.2f} {ccy}")
+                for name, amount in sorted(self.fee_lines.items())
+            ),
         ]
 
 
 def report_from_journal(journal: Journal) -> RunReport:
     navs: list[int] = []
-    fills = orders = rejected = 0
+    counts: dict[str, int] = {}
     traded_minor = fees_minor = 0
+    fee_lines: dict[str, int] = {}
     run: RunStarted | None = None
     calendar_days = 252
     for record in journal.records(0):
-        if record.kind not in _KINDS:
+        counts[record.kind] = counts.get(record.kind, 0) + 1
+        if record.kind not in _DECODED:
             continue
         event = record.event()
         if isinstance(event, DayClosed):
             navs.append(event.nav_minor)
         elif isinstance(event, OrderFilled):
-            fills += 1
             traded_minor += event.notional_minor
-            fees_minor += event.commission_minor
-        elif isinstance(event, OrderSubmitted):
-            orders += 1
-        elif isinstance(event, OrderRejected):
-            rejected += 1
+        elif isinstance(event, LedgerPosted):
+            fees_minor += _add_fee_lines(event, fee_lines)
         elif isinstance(event, RunStarted):
             run = event
         elif isinstance(event, DatasetReferenced):
             calendar_days = 365 if event.calendar == "24x7" else 252
+    orders = counts.get("order.submitted.v1", 0)
+    rejected = counts.get("order.rejected.v1", 0)
+    fills = counts.get("order.filled.v1", 0)
     if run is None:
         raise ValueError("journal has no run.started record")
     config = json.loads(run.config_json)
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)
     initial = _initial_cash(config)
-    return _summarise(
+    summary = _summarise(
         run.run_id,
         currency,
         navs,
@@ -99,6 +111,19 @@ def report_from_journal(journal: Journal) -> RunReport:
         calendar_days,
         (orders, rejected, fills, traded_minor, fees_minor),
     )
+    lines = {name: amount / scale for name, amount in fee_lines.items()}
+    return dataclasses.replace(summary, fee_lines=lines)
+
+
+def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
+    """Add a transaction's expense postings (commission, stamp duty, ...) by kind; their total."""
+    total = 0
+    for posting in event.postings:
+        if posting.account.startswith("expenses:"):
+            kind = posting.account.split(":")[1]
+            fee_lines[kind] = fee_lines.get(kind, 0) + posting.amount_minor
+            total += posting.amount_minor
+    return total
 
 
 def _initial_cash(config: dict[str, object]) -> float:
