@@ -282,6 +282,12 @@ def _apply_one(state: RouterState, msg: VenueMessage) -> tuple[RouterState, Orde
             _report(msg, "unknown_order", "no such child" if child is None else "unknown kind"),
         )
     event = _order_event(msg, child.order)
+    if msg.kind == "replaced" and child.order.is_open:
+        growth = msg.qty_raw - child.order.qty_raw
+        free = parent_unallocated_raw(state, child.parent_id)
+        if growth > free:
+            why = f"replace to {msg.qty_raw} needs {growth} more than the parent's unallocated {free}"
+            return state, None, _report(msg, "overfill", why)
     if event is None:
         updated, why = _apply_pending(child, msg)
         if updated is None:

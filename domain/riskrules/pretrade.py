@@ -182,15 +182,26 @@ def _group_rule(
     return weights, _verdict(rule, limit.action.value, cap, before, after, ids, detail, groups)
 
 
+_NET_CLIP_ROUNDS_MAX = 64
+
+
 def _net_clip(weights: IntArray, cap: int, affected: IntArray) -> int:
-    """Shrink the dominant side just enough that |net| <= cap."""
-    long_sum, short_sum = nb.side_sums_nb(weights)
-    net = long_sum - short_sum
-    if abs(net) <= cap:
-        return 0
-    side = 1 if net > 0 else -1
-    side_sum = long_sum if side > 0 else short_sum
-    return nb.shrink_side_nb(weights, side, side_sum - (abs(net) - cap), side_sum, affected)
+    """Shrink the dominant side until |net| <= cap.
+
+    Each name is rounded toward zero, so one shrink can overshoot and leave the *other* side
+    dominant (four -1 weights shrunk by 3/4 all become 0); the loop then shrinks that side.
+    Magnitudes only fall, so it ends; the bound is a safety net, not a tuning knob.
+    """
+    changed = 0
+    for _ in range(_NET_CLIP_ROUNDS_MAX):
+        long_sum, short_sum = nb.side_sums_nb(weights)
+        net = long_sum - short_sum
+        if abs(net) <= cap:
+            return changed
+        side = 1 if net > 0 else -1
+        side_sum = long_sum if side > 0 else short_sum
+        changed += nb.shrink_side_nb(weights, side, side_sum - (abs(net) - cap), side_sum, affected)
+    raise AssertionError(f"net clip did not converge within {_NET_CLIP_ROUNDS_MAX} rounds")
 
 
 def _net_rule(weights: IntArray, intent: IntentVector, limit: PortfolioLimit) -> tuple[IntArray, RuleVerdict]:
