@@ -1,4 +1,4 @@
-"""``tape projections ...`` and ``tape audit``: rebuild, audit, follow, grant, metrics.
+"""``tape projections ...`` and ``tape audit``: rebuild, audit, follow, grant, bars.
 
 Wiring (``cli/main.py``): see ``add_arguments``; each ``cmd_*`` takes the parsed namespace
 and returns the exit status.
@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from cli.progress import console, progress_bar
 from kernel.store import open_journal
 from projections import DEFAULT_SCHEMA, describe_target, open_ledger, rebuild_ledger
+
+if TYPE_CHECKING:
+    from projections.metrics_influx import InfluxTransport
 
 
 def _target(args: argparse.Namespace) -> Path | str:
@@ -59,15 +64,46 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     target = _target(args)
     if args.influx:
-        from projections.metrics_influx import InfluxMetrics, InfluxV1
+        from projections.metrics_influx import InfluxMetrics
 
-        transport = InfluxV1(args.influx, args.influx_db)
         stats = follow(
-            args.journal, lambda: InfluxMetrics.open(transport), name="metrics", poll_s=args.poll_s
+            args.journal,
+            lambda: InfluxMetrics.open(_influx_transport(args)),
+            name="metrics",
+            poll_s=args.poll_s,
         )
     else:
         stats = follow(args.journal, lambda: open_ledger(target, schema=args.schema), poll_s=args.poll_s)
     console.print(f"applied {stats.records_applied:,} records; {stats.outages} outages")
+    return 0
+
+
+def _influx_transport(args: argparse.Namespace) -> InfluxTransport:
+    """``--influx URL`` with the v1 API (``--influx-db``) or, given ``--influx-org``, the v2 API
+    (``--influx-bucket``, token from ``--influx-token`` or ``$INFLUX_TOKEN``)."""
+    from projections.metrics_influx import InfluxV1, InfluxV2
+
+    if args.influx_org:
+        token = args.influx_token or os.environ.get("INFLUX_TOKEN", "")
+        return InfluxV2(args.influx, args.influx_org, args.influx_bucket or args.influx_db, token)
+    return InfluxV1(args.influx, args.influx_db)
+
+
+def cmd_projections_bars(args: argparse.Namespace) -> int:
+    """Write a lake data set's bars to Influx as ``ohlcv_{tf}`` (tf: the data set's frequency)."""
+    from lake.store import load_panel
+    from projections.metrics_influx import ohlcv_measurement, write_bars
+
+    panel, ref = load_panel(Path(args.dataset))
+    timeframe = args.timeframe or ref.frequency
+    transport = _influx_transport(args)
+    try:
+        written = write_bars(transport, panel, timeframe)
+    finally:
+        transport.close()
+    console.print(
+        f"{written:,} bars of {len(panel.instruments)} instruments -> {ohlcv_measurement(timeframe)}"
+    )
     return 0
 
 
@@ -79,8 +115,15 @@ def cmd_projections_grant(args: argparse.Namespace) -> int:
     return 0
 
 
+def _influx_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--influx-db", default="tape", help="v1 database")
+    parser.add_argument("--influx-org", help="v2 API (InfluxDB 2.x/3.x): organisation")
+    parser.add_argument("--influx-bucket", help="v2 bucket (default: --influx-db)")
+    parser.add_argument("--influx-token", help="v2 token (default: $INFLUX_TOKEN)")
+
+
 def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``projections {rebuild,follow,grant-readonly}`` and ``audit`` to ``verbs``."""
+    """Add ``projections {rebuild,follow,bars,grant-readonly}`` and ``audit`` to ``verbs``."""
     projections = verbs.add_parser("projections", help="ledger and metrics projections")
     sub = projections.add_subparsers(dest="projections_verb", required=True)
     audit = verbs.add_parser("audit", help="rebuild into scratch and compare checksums with the live ledger")
@@ -92,11 +135,14 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     follow.add_argument("journal")
     follow.add_argument("--db")
     follow.add_argument("--schema", default=DEFAULT_SCHEMA)
-    follow.add_argument(
-        "--influx", help="Influx v1 URL, e.g. http://127.0.0.1:8086 (metrics instead of ledger)"
-    )
-    follow.add_argument("--influx-db", default="tape")
+    follow.add_argument("--influx", help="Influx URL, e.g. http://127.0.0.1:8086 (metrics instead of ledger)")
+    _influx_arguments(follow)
     follow.add_argument("--poll-s", type=float, default=0.5)
+    bars = sub.add_parser("bars", help="write a lake data set's bars to Influx as ohlcv_{tf}")
+    bars.add_argument("dataset", help="lake data set folder (with manifest.json)")
+    bars.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")
+    bars.add_argument("--timeframe", help="e.g. 1m, 1h, 1d (default: the data set's frequency)")
+    _influx_arguments(bars)
     grant = sub.add_parser("grant-readonly", help="create a read-only PostgreSQL role for dashboards")
     grant.add_argument("--db", required=True, help="postgresql:// URL")
     grant.add_argument("--schema", default=DEFAULT_SCHEMA)
@@ -107,6 +153,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
 COMMANDS = {
     ("projections", "rebuild"): cmd_projections_rebuild,
     ("projections", "follow"): cmd_projections_follow,
+    ("projections", "bars"): cmd_projections_bars,
     ("projections", "grant-readonly"): cmd_projections_grant,
     ("audit", None): cmd_audit,
 }

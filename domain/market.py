@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,10 @@ class Panel:
     volume: IntArray
     valid: BoolArray
     last_close: IntArray
+    # Perpetual funding: one row per (funding time UTC ns, instrument id, rate 1e-8), sorted.
+    funding_ts_ns: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    funding_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    funding_rate_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)
@@ -50,6 +54,11 @@ class Panel:
             raise PanelError(f"day has shape {self.day.shape}, expected {(steps,)}")
         if steps > 1 and not bool(np.all(np.diff(self.ts_ns) > 0)):
             raise PanelError("timestamps must be strictly increasing")
+        funding = (self.funding_ts_ns, self.funding_instrument_id, self.funding_rate_e8)
+        if len({array.shape for array in funding}) != 1:
+            raise PanelError("funding columns must have one length")
+        if self.funding_ts_ns.size > 1 and not bool(np.all(np.diff(self.funding_ts_ns) >= 0)):
+            raise PanelError("funding times must be sorted")
 
     @property
     def steps(self) -> int:

@@ -39,6 +39,7 @@ from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import notional_minor
 from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
 from domain.market import Panel
+from domain.markets import funding_payment_minor, funding_postings
 from domain.orders import evolve, new_order
 from domain.risk import RiskLimits
 from kernel.markets import MarketRules
@@ -58,6 +59,23 @@ class EventSink(Protocol):
 
 class KernelError(RuntimeError):
     """The kernel was given inputs it cannot run on."""
+
+
+def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int]]]:
+    """Funding rows grouped by the first step at or after their time (later ones dropped)."""
+    steps = np.searchsorted(panel.ts_ns, panel.funding_ts_ns, side="left")
+    grouped: dict[int, list[tuple[int, int, int]]] = {}
+    rows = zip(
+        steps.tolist(),
+        panel.funding_instrument_id.tolist(),
+        panel.funding_rate_e8.tolist(),
+        panel.funding_ts_ns.tolist(),
+        strict=True,
+    )
+    for step, iid, rate_e8, ts_ns in rows:
+        if step < panel.steps:
+            grouped.setdefault(step, []).append((iid, rate_e8, ts_ns))
+    return grouped
 
 
 class Kernel:
@@ -94,6 +112,9 @@ class Kernel:
         self._decide_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._decide_mask[schedule] = True
         self._day_end = panel.day_end_mask()
+        self._funding = _funding_by_step(panel)
+        self._funding_mask = np.zeros(panel.steps, dtype=np.bool_)
+        self._funding_mask[list(self._funding)] = True
 
     # --- run -----------------------------------------------------------------------------
 
@@ -108,35 +129,43 @@ class Kernel:
     ) -> None:
         """Run steps ``start_step .. end_step-1`` (default: to the end of the panel)."""
         end = self._panel.steps if end_step is None else end_step
-        interesting = np.flatnonzero(self._decide_mask[start_step:end] | self._day_end[start_step:end])
+        window = slice(start_step, end)
+        interesting = np.flatnonzero(
+            self._decide_mask[window] | self._day_end[window] | self._funding_mask[window]
+        )
         static = (interesting + start_step).tolist()
-        decide_mask = self._decide_mask
-        day_end = self._day_end
         venue_next = self._venue_next(start_step - 1)
         count = len(static)
         index = 0
         while True:
             step = static[index] if index < count else NO_ACTIVITY
-            if venue_next < step:
-                step = venue_next
+            step = min(step, venue_next)
             if step >= end:
                 break
             if index < count and static[index] == step:
                 index += 1
-            if venue_next <= step:
-                self._match(step)
-                venue_next = self._venue_next(step)
-            if decide_mask[step] and self._decide(step):
-                venue_next = self._venue_next(step)
-            if day_end[step]:
-                if self.state.open_orders:
-                    self._expire_day_orders(step)
-                    venue_next = self._venue_next(step)
-                self.state.next_step = step + 1
-                self._close_day(step)
-                if progress is not None:
-                    progress(step + 1)
+            venue_next = self._step(step, venue_next)
+            if progress is not None and self._day_end[step]:
+                progress(step + 1)
         self.state.next_step = end
+
+    def _step(self, step: int, venue_next: int) -> int:
+        """One step that matters: fills, funding, decision, day end. Returns the venue's next
+        activity step."""
+        if venue_next <= step:
+            self._match(step)
+            venue_next = self._venue_next(step)
+        if step in self._funding:
+            self._apply_funding(step)
+        if self._decide_mask[step] and self._decide(step):
+            venue_next = self._venue_next(step)
+        if self._day_end[step]:
+            if self.state.open_orders:
+                self._expire_day_orders(step)
+                venue_next = self._venue_next(step)
+            self.state.next_step = step + 1
+            self._close_day(step)
+        return venue_next
 
     def finish(self) -> None:
         step = self._panel.steps - 1
@@ -198,6 +227,25 @@ class Kernel:
             state.open_orders[fill.order_id] = order
         else:
             del state.open_orders[fill.order_id]
+
+    def _apply_funding(self, step: int) -> None:
+        """Perpetual funding for positions held through a funding time inside this step's bar,
+        at the bar's close as the mark; cash against funding income or expense."""
+        panel = self._panel
+        for iid, rate_e8, funding_ts_ns in self._funding[step]:
+            position = self.state.positions.get(iid)
+            if position is None:
+                continue
+            inst = self._instruments[iid]
+            column = self._column[iid]
+            mark = int(
+                panel.close[step, column] if panel.valid[step, column] else panel.last_close[step, column]
+            )
+            amount = funding_payment_minor(inst, position.qty_raw, mark, rate_e8, Rounding.HALF_EVEN)
+            postings = funding_postings(amount, inst.currency)
+            if postings:
+                memo = f"funding {inst.symbol} rate_e8={rate_e8} mark_px_raw={mark} at {funding_ts_ns}"
+                self._post(int(panel.ts_ns[step]), memo, postings)
 
     def _post(self, ts_ns: int, memo: str, postings: list) -> None:  # type: ignore[type-arg]
         state = self.state

@@ -13,6 +13,7 @@ to run on different bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -56,9 +57,14 @@ class DatasetRef:
     calendar: str
 
 
+_OPTIONAL_FILES = ("funding.parquet",)
+_FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
+
+
 def content_hash(path: Path) -> str:
     digest = hashlib.blake2b(digest_size=32)
-    for name in _DATA_FILES:
+    optional = [name for name in _OPTIONAL_FILES if (Path(path) / name).exists()]
+    for name in (*_DATA_FILES, *optional):
         file = Path(path) / name
         if not file.exists():
             raise DatasetError(f"{path}: missing {name}")
@@ -77,6 +83,7 @@ def write_dataset(
     calendar: str,
     instruments: list[Instrument],
     bars: pa.Table,
+    funding: pa.Table | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -85,6 +92,11 @@ def write_dataset(
     inst_rows = [msgspec.structs.asdict(inst) for inst in instruments]
     pq.write_table(pa.Table.from_pylist(inst_rows), path / "instruments.parquet", compression="zstd")
     pq.write_table(bars, path / "bars.parquet", compression="zstd", row_group_size=1 << 20)
+    if funding is not None:
+        funding = funding.cast(_FUNDING_SCHEMA).sort_by(
+            [("ts_ns", "ascending"), ("instrument_id", "ascending")]
+        )
+        pq.write_table(funding, path / "funding.parquet", compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,
@@ -133,6 +145,14 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
         msgspec.convert(row, Instrument) for row in pq.read_table(path / "instruments.parquet").to_pylist()
     )
     panel = _pivot(pq.read_table(path / "bars.parquet"), instruments)
+    if (path / "funding.parquet").exists():
+        funding = pq.read_table(path / "funding.parquet")
+        panel = dataclasses.replace(
+            panel,
+            funding_ts_ns=funding.column("ts_ns").to_numpy().astype(np.int64),
+            funding_instrument_id=funding.column("instrument_id").to_numpy().astype(np.int64),
+            funding_rate_e8=funding.column("rate_e8").to_numpy().astype(np.int64),
+        )
     ref = DatasetRef(str(path), digest, str(manifest["frequency"]), str(manifest["calendar"]))
     return panel, ref
 

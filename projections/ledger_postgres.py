@@ -5,9 +5,9 @@ two databases cannot disagree about what a record means. What differs is the wri
 
 * the DDL is ``projections/sql/NNN_*.sql`` with SQLite's 64-bit ``INTEGER`` spelled
   ``BIGINT`` (the only dialect difference the schema has);
-* insert-only tables (transitions, fills, postings, nav, risk events, runs) are written with
-  ``COPY ... FROM STDIN``; orders go through a ``COPY`` into a temporary staging table and one
-  ``INSERT ... SELECT ... ON CONFLICT`` (an order is updated by later batches);
+* insert-only tables (transitions, fills, postings, nav, risk events, runs) and the orders
+  first submitted in a batch are written with ``COPY ... FROM STDIN``; orders of earlier
+  batches that a batch moved are updated by primary key (``executemany``, pipelined);
 * rows **and** the checkpoint are written in one transaction, as in SQLite.
 
 ``table_checksums`` hashes exactly what ``SqliteLedger.table_checksums`` hashes (columns in
@@ -87,6 +87,13 @@ class _Qmark:
         assert "%" not in query, "the fold's queries have no literal %"
         return self._connection.execute(query.replace("?", "%s"), tuple(parameters))
 
+    def existing_order_ids(self, order_ids: list[str]) -> list[str]:
+        """One query for a whole batch (``= ANY(array)``), not one per 500 placeholders."""
+        if not order_ids:
+            return []
+        found = self._connection.execute("SELECT order_id FROM orders WHERE order_id = ANY(%s)", (order_ids,))
+        return [order_id for (order_id,) in found]
+
 
 @contextmanager
 def _unavailable_on_connection_errors() -> Iterator[None]:
@@ -109,7 +116,6 @@ class PostgresLedger:
         assert connection.autocommit, "transactions are managed explicitly"
         self._connection = connection
         self.schema = check_identifier(schema)
-        self._staging_ready = False
 
     @classmethod
     def open(
@@ -171,7 +177,6 @@ class PostgresLedger:
             for name in self._table_names():
                 self._connection.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(name)))
             self._connection.execute(postgres_ddl())
-        self._staging_ready = False
 
     # --- applying records -------------------------------------------------------------
 
@@ -198,18 +203,8 @@ class PostgresLedger:
         Records at or below the checkpoint are skipped; a gap raises. Returns how many
         records were applied. On any error nothing of the batch is kept.
         """
-        with _unavailable_on_connection_errors():
-            self._ensure_staging()
-            with self._connection.transaction():
-                return self._apply_in_transaction(records)
-
-    def _ensure_staging(self) -> None:
-        if not self._staging_ready:
-            self._connection.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS orders_stage "
-                "(LIKE orders INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            self._staging_ready = True
+        with _unavailable_on_connection_errors(), self._connection.transaction():
+            return self._apply_in_transaction(records)
 
     def _apply_in_transaction(self, records: Iterable[Record]) -> int:
         checkpoint_seq = self._read_checkpoint()
@@ -360,14 +355,14 @@ def _write_rows(connection: psycopg.Connection[Any], batch: _Batch) -> None:
         "defined_seq = excluded.defined_seq",
         rows.instruments,
     )
-    order_rows = batch.order_rows()
-    if order_rows:
-        _copy(connection, "orders_stage", order_rows)
-        connection.execute(
-            "INSERT INTO orders SELECT * FROM orders_stage "
-            "ON CONFLICT (order_id) DO UPDATE SET filled_qty_raw = excluded.filled_qty_raw, "
-            "status = excluded.status, updated_seq = excluded.updated_seq"
-        )
+    # New orders go straight in with COPY (``check_new_orders`` refused ids already there);
+    # orders of earlier batches that this one moved (few: those open across the batch
+    # boundary) are updated by primary key, pipelined by ``executemany``.
+    _copy(connection, "orders", batch.new_order_rows())
+    execute_many(
+        "UPDATE orders SET filled_qty_raw = %s, status = %s, updated_seq = %s WHERE order_id = %s",
+        batch.updated_order_rows(),
+    )
     _copy(connection, "order_transitions", rows.transitions)
     _copy(connection, "fills", rows.fills)
     deltas = sorted(rows.position_deltas.items())

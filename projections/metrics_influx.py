@@ -13,6 +13,12 @@ Series (measurement: tags → fields; integers keep their fixed-point units):
 * ``risk_events``: rule, action → count (cumulative).
 * ``projection``: projection → last_seq, head_seq, journal_lag_records, lag_s (wall clock
   minus the last applied event time), stamped with the wall clock at write time.
+* ``ohlcv_{tf}`` (``write_bars``, from a lake data set's ``Panel``, not from the journal):
+  exchange, symbol, asset_class, instrument_id → open, high, low, close, volume (floats in
+  price / quantity units), one point per valid bar at the bar's time.
+
+``SERIES`` (and ``series_of`` for ``ohlcv_{tf}``) names every measurement, tag and field
+written here; the Grafana dashboards are checked against it.
 
 Every event-timed series is a snapshot or a cumulative value, so two points with the same
 series and timestamp (two fills in the same nanosecond) overwrite each other correctly, and
@@ -26,29 +32,39 @@ resumes from it.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
 from domain.events import DayClosed, InstrumentsDefined, OrderFilled, OrderSubmitted, RiskVerdict
+from domain.market import Panel
 from domain.orders import OrderEvent
 from kernel.journal import Journal, Record
 from projections.base import TargetUnavailable
 
 __all__ = [
     "CHECKPOINT_MEASUREMENT",
+    "SERIES",
     "InfluxError",
     "InfluxMetrics",
+    "InfluxTransport",
     "InfluxV1",
+    "InfluxV2",
     "MetricsState",
+    "Series",
+    "bar_lines",
     "fold_record",
     "line",
+    "ohlcv_measurement",
+    "series_of",
+    "write_bars",
 ]
 
 CHECKPOINT_MEASUREMENT = "tape_checkpoint"
@@ -79,6 +95,55 @@ class InfluxError(Exception):
     """Influx refused a request (bad data or query): not retried."""
 
 
+# --- what is written: the registry the dashboards are checked against -----------------------
+
+
+class Series(NamedTuple):
+    """The tag keys and field keys one measurement is written with."""
+
+    tags: frozenset[str]
+    fields: frozenset[str]
+
+
+def _series(tags: str, fields: str) -> Series:
+    return Series(frozenset(tags.split()), frozenset(fields.split()))
+
+
+_FUNNEL_COUNTS = ("submitted", "accepted", "rejected", "partially_filled", "filled", "cancelled", "expired")
+SERIES: Mapping[str, Series] = {
+    "nav": _series("currency", "nav_minor cash_minor gross_exposure_minor pnl_minor drawdown_e8 exposure_e8"),
+    "order_funnel": _series(
+        "strategy",
+        " ".join(_FUNNEL_COUNTS) + " qty_submitted_raw qty_filled_raw reject_rate fill_ratio",
+    ),
+    "fills": _series(
+        "instrument_id symbol",
+        "fill_count fill_qty_raw notional_minor commission_minor shortfall_minor slippage_bps",
+    ),
+    "risk_events": _series("rule action", "count"),
+    "projection": _series("projection", "last_seq head_seq journal_lag_records lag_s"),
+    CHECKPOINT_MEASUREMENT: _series("projection", "seq state"),
+}
+"""Every fixed measurement this module writes: name -> tags and fields."""
+
+OHLCV_SERIES = _series("exchange symbol asset_class instrument_id", "open high low close volume")
+_TIMEFRAME = re.compile(r"^[1-9][0-9]{0,3}(s|m|h|d|w|M|y)$")
+
+
+def ohlcv_measurement(timeframe: str) -> str:
+    """``ohlcv_{tf}`` for a bar timeframe such as ``1m``, ``1h``, ``1d``."""
+    if not _TIMEFRAME.match(timeframe):
+        raise ValueError(f"not a bar timeframe (e.g. 1m, 15m, 1h, 1d): {timeframe!r}")
+    return f"ohlcv_{timeframe}"
+
+
+def series_of(measurement: str) -> Series | None:
+    """The tags and fields written to ``measurement``; None for a measurement never written."""
+    if measurement.startswith("ohlcv_"):
+        return OHLCV_SERIES if _TIMEFRAME.match(measurement[len("ohlcv_") :]) else None
+    return SERIES.get(measurement)
+
+
 # --- line protocol ---------------------------------------------------------------------------
 
 
@@ -98,18 +163,23 @@ def _field_value(value: int | float | str | bool) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """Measurement and tags of a point, tags sorted by key (Influx's canonical order)."""
+    head = _escape(measurement, ", ")
+    for key in sorted(tags):
+        if tags[key] != "":
+            head += f",{_escape(key, ',= ')}={_escape(tags[key], ',= ')}"
+    return head
+
+
 def line(
     measurement: str, tags: Mapping[str, str], fields: Mapping[str, int | float | str | bool], ts_ns: int
 ) -> str:
     """One point in line protocol; tags sorted by key (Influx's canonical order)."""
     if not fields:
         raise ValueError(f"a point of {measurement} needs at least one field")
-    head = _escape(measurement, ", ")
-    for key in sorted(tags):
-        if tags[key] != "":
-            head += f",{_escape(key, ',= ')}={_escape(tags[key], ',= ')}"
     body = ",".join(f"{_escape(key, ',= ')}={_field_value(value)}" for key, value in sorted(fields.items()))
-    return f"{head} {body} {ts_ns}"
+    return f"{_series_key(measurement, tags)} {body} {ts_ns}"
 
 
 # --- the fold ----------------------------------------------------------------------------------
@@ -223,7 +293,17 @@ def fold_record(state: MetricsState, record: Record) -> list[str]:
     return _on_order(state, record, event)
 
 
-# --- transport: the v1 HTTP API --------------------------------------------------------------
+# --- transports -------------------------------------------------------------------------------
+
+
+class InfluxTransport(Protocol):
+    """Where the points go. ``write`` raises ``TargetUnavailable`` when the server cannot be
+    reached or answers 5xx / 429 (retry later) and ``InfluxError`` when it refuses the data."""
+
+    def create_database(self) -> None: ...
+    def write(self, lines: list[str]) -> None: ...
+    def read_checkpoint(self, projection: str) -> tuple[int, str] | None: ...
+    def close(self) -> None: ...
 
 
 class InfluxV1:
@@ -242,7 +322,7 @@ class InfluxV1:
                 return bytes(response.read())
         except urllib.error.HTTPError as error:
             detail = error.read().decode(errors="replace")
-            if error.code >= 500:
+            if error.code >= 500 or error.code == 429:
                 raise TargetUnavailable(f"influx {path}: HTTP {error.code} {detail}") from error
             raise InfluxError(f"influx {path}: HTTP {error.code} {detail}") from error
         except (urllib.error.URLError, OSError) as error:
@@ -264,6 +344,159 @@ class InfluxV1:
             raise InfluxError(f"influx query {influxql!r}: {result['error']}")
         return list(result.get("series", []))
 
+    def read_checkpoint(self, projection: str) -> tuple[int, str] | None:
+        series = self.query(
+            f'SELECT "seq", "state" FROM "{CHECKPOINT_MEASUREMENT}" '
+            f"WHERE \"projection\" = '{_escape(projection, chr(39))}'"
+        )
+        if not series:
+            return None
+        row = dict(zip(series[0]["columns"], series[0]["values"][-1], strict=True))
+        return int(row["seq"]), str(row["state"])
+
+    def close(self) -> None:
+        """Nothing to release: every request opens its own HTTP connection."""
+
+
+class InfluxV2:
+    """InfluxDB 2.x / 3.x through ``influxdb-client`` (the ``live`` extra): ``/api/v2/write``
+    with nanosecond precision into ``bucket`` of ``org``, the checkpoint read back with Flux.
+
+    The client's own retries are off: the runner's backoff and the checkpoint handle outages.
+    """
+
+    def __init__(self, url: str, org: str, bucket: str, token: str = "", *, timeout_s: float = 10.0) -> None:
+        from influxdb_client.client.influxdb_client import InfluxDBClient  # live extra, imported on use
+
+        self.url = url.rstrip("/")
+        self.org = org
+        self.bucket = bucket
+        self._client = InfluxDBClient(
+            url=self.url, token=token, org=org, timeout=int(timeout_s * 1000), retries=False
+        )
+
+    def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        from influxdb_client.rest import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return function(*args, **kwargs)
+        except ApiException as error:
+            status = int(error.status or 0)
+            detail = f"influx v2 {what}: HTTP {status} {error.body or error.reason}"
+            if status >= 500 or status == 429:
+                raise TargetUnavailable(detail) from error
+            raise InfluxError(detail) from error
+        except (HTTPError, OSError) as error:
+            raise TargetUnavailable(f"influx v2 at {self.url}: {error}") from error
+
+    def create_database(self) -> None:
+        """Create the bucket when the token may see none of that name."""
+        buckets = self._client.buckets_api()
+        if self._call("find bucket", buckets.find_bucket_by_name, self.bucket) is None:
+            self._call("create bucket", buckets.create_bucket, bucket_name=self.bucket, org=self.org)
+
+    def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.domain.write_precision import WritePrecision
+
+        write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        self._call(
+            "write",
+            write_api.write,
+            bucket=self.bucket,
+            org=self.org,
+            record="\n".join(lines),
+            write_precision=WritePrecision.NS,
+        )
+
+    def read_checkpoint(self, projection: str) -> tuple[int, str] | None:
+        name = json.dumps(projection)  # a Flux string literal
+        flux = (
+            f"from(bucket: {json.dumps(self.bucket)}) |> range(start: 0) "
+            f'|> filter(fn: (r) => r._measurement == "{CHECKPOINT_MEASUREMENT}" and r.projection == {name})'
+            " |> last()"
+        )
+        tables = self._call("query", self._client.query_api().query, flux, org=self.org)
+        values = {record.get_field(): record.get_value() for table in tables for record in table.records}
+        if "seq" not in values or "state" not in values:
+            return None
+        return int(values["seq"]), str(values["state"])
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]
+
+
+# --- bars from the lake -------------------------------------------------------------------------
+
+
+def bar_lines(panel: Panel, timeframe: str) -> Iterator[str]:
+    """``ohlcv_{tf}`` points of every valid bar, instrument by instrument, in time order."""
+    measurement = ohlcv_measurement(timeframe)
+    for column, instrument in enumerate(panel.instruments):
+        price_scale = 10.0**instrument.price_digits
+        qty_scale = 10.0**instrument.qty_digits
+        head = _series_key(
+            measurement,
+            {
+                "exchange": instrument.venue,
+                "symbol": instrument.symbol,
+                "asset_class": instrument.asset_class,
+                "instrument_id": str(instrument.instrument_id),
+            },
+        )
+        rows = panel.valid[:, column].nonzero()[0]
+        bars = zip(
+            panel.ts_ns[rows].tolist(),
+            panel.open[rows, column].tolist(),
+            panel.high[rows, column].tolist(),
+            panel.low[rows, column].tolist(),
+            panel.close[rows, column].tolist(),
+            panel.volume[rows, column].tolist(),
+            strict=True,
+        )
+        for ts_ns, open_, high, low, close, volume in bars:
+            yield (
+                f"{head} close={close / price_scale!r},high={high / price_scale!r},"
+                f"low={low / price_scale!r},open={open_ / price_scale!r},"
+                f"volume={volume / qty_scale!r} {ts_ns}"
+            )
+
+
+def write_bars(
+    transport: InfluxTransport,
+    panel: Panel,
+    timeframe: str,
+    *,
+    lines_per_write: int = LINES_PER_WRITE_MAX,
+    attempts: int = 5,
+    initial_backoff_s: float = 0.5,
+) -> int:
+    """Write a data set's bars as ``ohlcv_{tf}``; returns how many points were written.
+
+    Points are keyed by series and bar time, so writing a data set again (after an outage,
+    or to resume) overwrites identical points. A batch the server cannot take now
+    (``TargetUnavailable``) is retried with exponential backoff, ``attempts`` times in all.
+    """
+    if lines_per_write <= 0 or attempts <= 0:
+        raise ValueError("lines_per_write and attempts must be positive")
+    transport.create_database()
+    lines = bar_lines(panel, timeframe)
+    written = 0
+    while batch := list(islice(lines, lines_per_write)):
+        for attempt in range(attempts):
+            try:
+                transport.write(batch)
+                break
+            except TargetUnavailable:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(initial_backoff_s * 2**attempt)
+        written += len(batch)
+    return written
+
 
 # --- the projection -----------------------------------------------------------------------------
 
@@ -274,25 +507,21 @@ _state_decoder = msgspec.json.Decoder(MetricsState)
 class InfluxMetrics:
     """The metrics projection into one Influx database (``InfluxMetrics.open``)."""
 
-    def __init__(self, transport: InfluxV1, name: str = "metrics") -> None:
+    def __init__(self, transport: InfluxTransport, name: str = "metrics") -> None:
         self.transport = transport
         self.name = name
         self._checkpoint_seq = -1
         self._state = MetricsState()
 
     @classmethod
-    def open(cls, transport: InfluxV1, name: str = "metrics") -> InfluxMetrics:
+    def open(cls, transport: InfluxTransport, name: str = "metrics") -> InfluxMetrics:
         """Create the database if needed and load the checkpoint and fold state."""
         metrics = cls(transport, name)
         transport.create_database()
-        series = transport.query(
-            f'SELECT "seq", "state" FROM "{CHECKPOINT_MEASUREMENT}" WHERE "projection" = \'{name}\''
-        )
-        if series:
-            columns, values = series[0]["columns"], series[0]["values"][-1]
-            row = dict(zip(columns, values, strict=True))
-            metrics._checkpoint_seq = int(row["seq"])
-            metrics._state = _state_decoder.decode(row["state"])
+        found = transport.read_checkpoint(name)
+        if found is not None:
+            metrics._checkpoint_seq, state = found
+            metrics._state = _state_decoder.decode(state)
         return metrics
 
     @property
@@ -300,7 +529,7 @@ class InfluxMetrics:
         return self._checkpoint_seq
 
     def close(self) -> None:
-        """Nothing to release: every request opens its own HTTP connection."""
+        self.transport.close()
 
     def apply(self, records: Iterable[Record], head_seq: int | None = None) -> int:
         """Write a batch's points, then its checkpoint; the in-memory state advances only

@@ -116,11 +116,14 @@ def report_from_journal(journal: Journal) -> RunReport:
 
 
 def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
-    """Add a transaction's expense postings (commission, stamp duty, ...) by kind; their total."""
+    """Add a transaction's expense postings (commission, stamp duty, ...) by kind and return
+    their total; perpetual funding (paid or received) is its own line, not a fee."""
     total = 0
     for posting in event.postings:
-        if posting.account.startswith("expenses:"):
-            kind = posting.account.split(":")[1]
+        section, kind = posting.account.split(":")[:2]
+        if kind == "funding" and section in ("expenses", "income"):
+            fee_lines["funding (net paid)"] = fee_lines.get("funding (net paid)", 0) + posting.amount_minor
+        elif section == "expenses":
             fee_lines[kind] = fee_lines.get(kind, 0) + posting.amount_minor
             total += posting.amount_minor
     return total

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from domain.events import LedgerPosted, OrderFilled, PostingRecord, RiskVerdict
+from domain.events import LedgerPosted, OrderFilled, OrderSubmitted, PostingRecord, RiskVerdict
 from domain.ledger import UnbalancedTransaction, fold_positions
 from kernel.journal import Record
 from kernel.store import open_journal
@@ -167,6 +168,39 @@ class LedgerProjectionContract:
         bad_seq = append(journal_path, [verdict, late_fill]) + 1
         with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
             with pytest.raises(IllegalOrderTransition, match=f"seq {bad_seq}:.*cancelled"):
+                ledger.run(journal)
+            assert ledger.checkpoint_seq == before.checkpoint_seq
+            assert ledger.table_checksums() == before.checksums
+
+    def test_a_failing_batch_keeps_every_batch_before_it(
+        self, journal_path: Path, target: Target, tmp_path: Path
+    ) -> None:
+        """``run`` folds the next batch while one is written: a failure still leaves exactly
+        the batches before the failing one committed."""
+        cancel = OrderFilled(
+            ts_ns=T0_NS + 2 * DAY_NS, order_id="momo-20240102-000002", instrument_id=MSFT, side=1,
+            fill_qty_raw=30, fill_px_raw=369_00, leaves_qty_raw=0, notional_minor=11_070_00,
+            commission_minor=100, currency="USD",
+        )  # fmt: skip
+        bad_seq = append(journal_path, [cancel])
+        expected_checkpoint = bad_seq // 4 * 4 - 1
+        reference = rebuild_ledger(journal_path, tmp_path / "ref.sqlite", stop_seq=expected_checkpoint)
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            with pytest.raises(IllegalOrderTransition, match=f"seq {bad_seq}:"):
+                ledger.run(journal, batch_records_max=4)
+            assert ledger.checkpoint_seq == expected_checkpoint
+            assert ledger.table_checksums() == reference.checksums
+
+    def test_an_order_submitted_again_in_a_later_batch_is_refused(
+        self, journal_path: Path, target: Target
+    ) -> None:
+        before = rebuild_ledger(journal_path, target[0], schema=target[1])
+        (first,) = [e for e in trading_events() if isinstance(e, OrderSubmitted)][:1]
+        again = msgspec.structs.replace(first, ts_ns=T0_NS + 2 * DAY_NS)
+        fresh = msgspec.structs.replace(first, ts_ns=T0_NS + 2 * DAY_NS, order_id="fresh-1")
+        bad_seq = append(journal_path, [fresh, again]) + 1
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            with pytest.raises(ProjectionError, match=f"seq {bad_seq}:.*{first.order_id} submitted twice"):
                 ledger.run(journal)
             assert ledger.checkpoint_seq == before.checkpoint_seq
             assert ledger.table_checksums() == before.checksums
