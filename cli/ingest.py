@@ -1,6 +1,7 @@
 """``tape ingest KIND PATH... --out LAKE``: files into the lake, with a report per file.
 
-Wired into ``cli.main`` with ``add_ingest_parser(verbs)`` and ``VERBS["ingest"] = cmd_ingest``.
+Wired into ``cli.main`` with ``add_ingest_parser(verbs)`` and ``VERBS["ingest"] = cmd_ingest``;
+``tape health LAKE`` with ``add_health_parser(verbs)`` and ``VERBS["health"] = cmd_health``.
 Exit status: 0 when every file was ingested (rows may be quarantined; the report says which
 and why), 2 when a file cannot be parsed at all (the lake is left unchanged).
 """
@@ -15,8 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.progress import console, progress_bar
+from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
-from lake.partitioned import LakeError
+from lake.partitioned import Lake, LakeError
 from lake.sources import (
     ColumnMap,
     IngestError,
@@ -29,7 +31,7 @@ from lake.sources import (
     parse_yahoo,
 )
 
-__all__ = ["FORMATS", "add_ingest_parser", "cmd_ingest"]
+__all__ = ["FORMATS", "add_health_parser", "add_ingest_parser", "cmd_health", "cmd_ingest", "print_health"]
 
 FORMATS = ("yahoo", "hikyuu-day", "hikyuu-minute", "hikyuu-actions", "freqtrade", "csv")
 
@@ -119,13 +121,71 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         console.print("[red]the lake is unchanged[/]")
         return 2
     print_report(report)
+    print_health(dataset_health(Lake(Path(args.out))))
     return 0
+
+
+def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "health", help="data-health summary of a lake (coverage, gaps, quarantine)"
+    )
+    parser.add_argument("lake", help="lake root")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return parser
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    root = Path(args.lake)
+    if not (root / "lake.json").exists():
+        console.print(f"[red]error:[/] {escape(str(root))} is not a lake (no lake.json)", highlight=False)
+        return 2
+    health = dataset_health(Lake(root))
+    if args.json:
+        import json
+
+        console.print_json(json.dumps([h.to_dict() for h in health], default=list))
+    else:
+        print_health(health)
+    return 0
+
+
+def print_health(health: list[DatasetHealth]) -> None:
+    table = Table(title="data health")
+    columns = (
+        "data set",
+        "instruments",
+        "rows",
+        "coverage",
+        "suspension sessions",
+        "missing bars",
+        "quarantined",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("data set", "quarantined") else "right")
+    for item in health:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items())
+        unchecked = (
+            f" ({len(item.unchecked_instruments)} unchecked: no calendar)"
+            if item.unchecked_instruments
+            else ""
+        )
+        table.add_row(
+            item.dataset + unchecked,
+            f"{item.instruments:,}",
+            f"{item.rows:,}",
+            f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
+            f"{item.gaps.suspension_sessions:,}",
+            f"{item.gaps.missing_bars:,}",
+            reasons or "-",
+        )
+    console.print(table)
 
 
 def print_report(report: IngestReport) -> None:
     table = Table(title=f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)")
-    for column in ("file", "kind", "symbols", "in", "accepted", "quarantined", "reasons"):
-        table.add_column(column, justify="right" if column in ("in", "accepted", "quarantined") else "left")
+    numbers = ("in", "accepted", "quarantined", "suspensions", "missing bars")
+    for column in ("file", "kind", "symbols", *numbers[:3], "reasons", *numbers[3:]):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for file in report.files:
         reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
         table.add_row(
@@ -136,6 +196,8 @@ def print_report(report: IngestReport) -> None:
             f"{file.accepted:,}",
             f"{file.quarantined:,}",
             reasons or "-",
+            f"{file.suspension_sessions:,}",
+            f"{file.missing_bars:,}",
         )
     console.print(table)
     console.print(

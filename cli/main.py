@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.table import Table
 
 from cli import projections_cmd
-from cli.ingest import add_ingest_parser, cmd_ingest
+from cli.ingest import add_health_parser, add_ingest_parser, cmd_health, cmd_ingest
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
 from domain.events import DatasetReferenced
@@ -185,6 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
     projections_cmd.add_arguments(verbs)
     add_ingest_parser(verbs)
+    add_health_parser(verbs)
     return parser
 
 
@@ -197,6 +198,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "demo": cmd_demo,
     "ingest": cmd_ingest,
+    "health": cmd_health,
 }
 
 

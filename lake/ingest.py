@@ -16,9 +16,10 @@ import numpy as np
 import pyarrow as pa
 
 from domain.instruments import Instrument
+from lake.health import GapReport, find_gaps, shift_day
 from lake.partitioned import Lake
 from lake.schema import QUARANTINE, Kind
-from lake.sessions import sessions_for
+from lake.sessions import sessions_for, utc_days
 from lake.sources import IngestError, Parsed
 from lake.validate import BarInput, Reason, Validated, validate_bars, validate_funding
 
@@ -40,6 +41,9 @@ class FileReport:
     first_ts_ns: int | None = None
     last_ts_ns: int | None = None
     ignored_columns: list[str] = field(default_factory=list)
+    suspension_sessions: int = 0  # calendar sessions with no bar between the file's first and last bar
+    missing_bars: int = 0  # bars missing inside sessions that have some bars
+    suspension_days: list[int] = field(default_factory=list)  # the first few, per lake.health.LISTED
 
     def __post_init__(self) -> None:
         if self.rows_in != self.accepted + self.quarantined:
@@ -113,10 +117,12 @@ def _write_report(lake: Lake, report: IngestReport) -> None:
 
 def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _Staged) -> list[Instrument]:
     results: list[tuple[Instrument, Validated]] = []
+    gaps: list[GapReport] = []
     kind = Kind.BARS
     for template, bars in parsed.bars:
         instrument, known = lake.resolve(template, known)
         validated = _validate_bars(parsed, instrument, bars)
+        gaps.append(_gaps(parsed, validated))
         results.append((instrument, _dedupe(lake, staged, parsed, Kind.BARS, instrument, validated)))
     for template, funding in parsed.funding:
         kind = Kind.FUNDING_RATES
@@ -130,8 +136,24 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
         staged.changes.append((kind, parsed.frequency if kind is Kind.BARS else None, validated.accepted))
         staged.quarantine.append(validated.quarantine)
     if results:
-        staged.reports.append(_file_report(parsed, kind, results))
+        report = _file_report(parsed, kind, results)
+        total = GapReport()
+        for gap in gaps:
+            total.add(gap)
+        report.suspension_sessions, report.missing_bars = total.suspension_sessions, total.missing_bars
+        report.suspension_days = total.suspension_days
+        staged.reports.append(report)
     return known
+
+
+def _gaps(parsed: Parsed, validated: Validated) -> GapReport:
+    """Gaps of one instrument's accepted bars against the file's calendar."""
+    ts = validated.accepted.column("ts_ns").to_numpy()
+    if len(ts) == 0 or not parsed.calendar or parsed.frequency is None:
+        return GapReport()
+    days = utc_days(np.array([ts[0], ts[-1]]))
+    sessions = sessions_for(parsed.calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
+    return find_gaps(ts, sessions, parsed.frequency)
 
 
 def _validate_bars(parsed: Parsed, instrument: Instrument, bars: BarInput) -> Validated:
@@ -149,7 +171,6 @@ def _validate_bars(parsed: Parsed, instrument: Instrument, bars: BarInput) -> Va
 
 
 def _intraday_sessions(calendar: str, bars: BarInput) -> object:
-    from lake.sessions import utc_days
     from lake.validate import MISSING_TS
 
     stamps = bars.ts_ns[bars.ts_ns != MISSING_TS]

@@ -50,6 +50,10 @@ IntArray = npt.NDArray[np.int64]
 DAILY_ROW_GROUP = 16_384
 INTRADAY_ROW_GROUP = 1 << 17
 COMPRESSION = "lz4"
+_NO_DICTIONARY = frozenset({"ts_ns", "volume", "turnover", "trade_id", "qty", "bid_qty", "ask_qty"})
+"""Near-unique columns: dictionary encoding only costs time there (it falls back to plain after
+filling a page); prices, ids and days repeat and keep it (measured: 1M 1m bars write in
+150 ms instead of 270 ms, same file size)."""
 _MANIFEST = "lake.json"
 _STAGING = ".staging"
 
@@ -115,6 +119,21 @@ def _unique_keys(kind: Kind) -> list[str]:
     if kind is Kind.TRADES:
         return ["instrument_id", "ts_ns", "trade_id"]
     return ["instrument_id", "ts_ns"]
+
+
+def _is_sorted(rows: pa.Table, keys: list[tuple[str, str]]) -> bool:
+    """Is ``rows`` already in (ascending) ``keys`` order? (Lexicographic, vectorised.)"""
+    if rows.num_rows < 2:
+        return True
+    undecided = np.ones(rows.num_rows - 1, dtype=np.bool_)
+    for name, _ in keys:
+        values = rows.column(name).to_numpy(zero_copy_only=False)
+        if bool(np.any(undecided & (values[1:] < values[:-1]))):
+            return False
+        undecided &= values[1:] == values[:-1]
+        if not undecided.any():
+            return True
+    return True
 
 
 def _has_adjacent_duplicates(rows: pa.Table, keys: list[str]) -> bool:
@@ -231,7 +250,13 @@ class Lake:
                 target = staging / relpath
                 target.parent.mkdir(parents=True, exist_ok=True)
                 row_group = DAILY_ROW_GROUP if relpath.startswith("bars/freq=1d") else INTRADAY_ROW_GROUP
-                pq.write_table(merged, target, compression=COMPRESSION, row_group_size=row_group)
+                pq.write_table(
+                    merged,
+                    target,
+                    compression=COMPRESSION,
+                    row_group_size=row_group,
+                    use_dictionary=[name for name in merged.column_names if name not in _NO_DICTIONARY],
+                )
                 written[relpath] = target
         if instruments is not None:
             rows = [msgspec.structs.asdict(instrument) for instrument in instruments]
@@ -249,7 +274,9 @@ class Lake:
         existing = staged if staged is not None else self.root / relpath
         if existing.exists():
             rows = pa.concat_tables([pq.read_table(existing).cast(SCHEMAS[kind]), rows])
-        rows = rows.sort_by(_sort_keys(kind))
+            rows = rows.sort_by(_sort_keys(kind))
+        elif not _is_sorted(rows, _sort_keys(kind)):
+            rows = rows.sort_by(_sort_keys(kind))
         if _has_adjacent_duplicates(rows, _unique_keys(kind)):
             raise LakeError(f"{relpath}: merge would store a duplicate key; quarantine it before commit")
         return rows

@@ -23,6 +23,15 @@ NO_BREAK = -1
 def yyyymmdd(day_index: IntArray) -> IntArray:
     """Days since 1970-01-01 -> YYYYMMDD integers (proleptic Gregorian, integer arithmetic:
     H. Hinnant's ``civil_from_days``)."""
+    days = np.asarray(day_index, dtype=np.int64)
+    if days.size > 4096:  # long arrays span few distinct days: convert the span once, then gather
+        low, high = int(days.min()), int(days.max())
+        if high - low < days.size // 4:
+            return _civil(np.arange(low, high + 1, dtype=np.int64))[days - low]
+    return _civil(days)
+
+
+def _civil(day_index: IntArray) -> IntArray:
     z = np.asarray(day_index, dtype=np.int64) + 719_468
     era = np.floor_divide(z, 146_097)
     day_of_era = z - era * 146_097

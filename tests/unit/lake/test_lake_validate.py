@@ -170,3 +170,9 @@ def test_property_in_equals_accepted_plus_quarantined(rows: list[tuple[float, ..
 def test_daily_bars_need_a_calendar() -> None:
     with pytest.raises(ValueError, match="calendar"):
         validate_bars(bars([1.0], ts=[0], daily=True), price_digits=2, qty_digits=0)
+
+
+def test_a_positive_price_that_is_zero_at_the_grid_is_non_positive() -> None:
+    data = bars([1.0, 1.0], low=np.array([0.99, 4.1e-226]))  # hypothesis found the second
+    result = validate_bars(data, price_digits=2, qty_digits=0)
+    assert reasons_by_line(result) == {3: "non_positive_price"}

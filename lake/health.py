@@ -1,0 +1,243 @@
+"""Gaps against the market calendar and a data-health summary per data set.
+
+A *gap* is judged against the calendar's sessions between an instrument's first and last bar:
+
+* a session with **no bar at all** is a *suspension candidate* (A-share 停牌, a halted listing,
+  or a whole day the source lacks: the lake cannot tell which, so it says "candidate");
+* a session with **some** bars but fewer than its expected count has *missing bars* (missing
+  data inside a trading session).
+
+Expected bars per session: 1 for ``1d``; for intraday frequencies the number of buckets in
+the session's segments (``lake.resample`` buckets: an A-share session has 240 one-minute and
+4 one-hour bars). The first and last sessions count only from the first bar / up to the last
+bar, so data that starts mid-session is not reported as missing. Bars are assumed validated
+(inside sessions, unique, on the frequency grid).
+
+``dataset_health(lake)`` summarises each stored bar data set (one per frequency): instruments,
+rows, span, coverage = present / expected bars, suspension candidates, missing bars, and the
+quarantined rows by reason from every ingest report. Instruments on a venue without a known
+calendar are counted but not gap-checked (``unchecked``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.instruments import Instrument
+from lake.schema import Kind, frequency_ns
+from lake.sessions import NO_BREAK, Sessions
+
+__all__ = ["DatasetHealth", "GapReport", "calendar_for", "dataset_health", "find_gaps", "shift_day"]
+
+IntArray = npt.NDArray[np.int64]
+_CALENDARS = {"SSE": "XSHG", "SZSE": "XSHG", "BSE": "XSHG", "XSHG": "XSHG", "XSHE": "XSHG"}
+_CALENDARS |= {name: "XNYS" for name in ("XNYS", "NYSE", "NASDAQ", "XNAS", "ARCA", "BATS", "AMEX")}
+LISTED = 10
+"""How many suspension days / short sessions a report lists (the counts are complete)."""
+
+
+def calendar_for(instrument: Instrument) -> str | None:
+    """The calendar an instrument trades on, or None when the lake does not know it."""
+    if instrument.asset_class.startswith("crypto"):
+        return "24x7"
+    return _CALENDARS.get(instrument.venue.upper())
+
+
+@dataclass
+class GapReport:
+    sessions_expected: int = 0
+    sessions_present: int = 0
+    bars_expected: int = 0
+    bars_present: int = 0
+    suspension_sessions: int = 0
+    missing_bars: int = 0
+    sessions_with_missing_bars: int = 0
+    suspension_days: list[int] = field(default_factory=list)  # the first LISTED
+    short_sessions: list[tuple[int, int]] = field(default_factory=list)  # (day, bars missing), first LISTED
+
+    @property
+    def coverage(self) -> float:
+        return self.bars_present / self.bars_expected if self.bars_expected else 1.0
+
+    def add(self, other: GapReport) -> None:
+        for name in (
+            "sessions_expected",
+            "sessions_present",
+            "bars_expected",
+            "bars_present",
+            "suspension_sessions",
+            "missing_bars",
+            "sessions_with_missing_bars",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.suspension_days = (self.suspension_days + other.suspension_days)[:LISTED]
+        self.short_sessions = (self.short_sessions + other.short_sessions)[:LISTED]
+
+
+def _segments(sessions: Sessions) -> tuple[IntArray, IntArray, IntArray]:
+    """(session index, segment open, segment close) of every trading segment."""
+    index = np.arange(len(sessions.day), dtype=np.int64)
+    has_break = sessions.break_start_ns != NO_BREAK
+    morning_close = np.where(has_break, sessions.break_start_ns, sessions.close_ns)
+    owner = np.r_[index, index[has_break]]
+    opens = np.r_[sessions.open_ns, sessions.break_end_ns[has_break]]
+    closes = np.r_[morning_close, sessions.close_ns[has_break]]
+    return owner, opens, closes
+
+
+def _grid(open_ns: int, close_ns: int, step: int) -> IntArray:
+    closes = open_ns + np.arange(1, -(-(close_ns - open_ns) // step) + 1, dtype=np.int64) * step
+    return np.minimum(closes, close_ns)
+
+
+def find_gaps(ts_ns: IntArray, sessions: Sessions, frequency: str) -> GapReport:
+    """Gaps of one instrument's sorted, validated bar closes against ``sessions``."""
+    ts = np.asarray(ts_ns, dtype=np.int64)
+    if len(ts) == 0:
+        return GapReport()
+    first = int(np.searchsorted(sessions.close_ns, ts[0], side="left"))
+    last = int(np.searchsorted(sessions.close_ns, ts[-1], side="left"))
+    last = min(last, len(sessions.day) - 1)
+    chosen = slice(first, last + 1)
+    open_ns, close_ns = sessions.open_ns[chosen], sessions.close_ns[chosen]
+    present = np.searchsorted(ts, close_ns, side="right") - np.searchsorted(ts, open_ns, side="right")
+    if frequency == "1d":
+        expected = np.ones(len(open_ns), dtype=np.int64)
+    else:
+        step = frequency_ns(frequency)
+        owner, seg_open, seg_close = _segments(sessions)
+        inside = (owner >= first) & (owner <= last)
+        counts = -(-(seg_close[inside] - seg_open[inside]) // step)
+        expected = np.bincount(owner[inside] - first, weights=counts, minlength=len(open_ns)).astype(np.int64)
+        for position, keep in ((0, lambda g: g >= ts[0]), (len(open_ns) - 1, lambda g: g <= ts[-1])):
+            session_segments = np.flatnonzero(owner == first + position)
+            grid = np.concatenate(
+                [_grid(int(seg_open[s]), int(seg_close[s]), step) for s in session_segments]
+            )
+            edge = grid[keep(grid)]
+            if position == len(open_ns) - 1 and len(open_ns) == 1:
+                edge = grid[(grid >= ts[0]) & (grid <= ts[-1])]
+            expected[position] = len(edge)
+    present = np.minimum(present, expected)
+    days = sessions.day[chosen]
+    empty = (present == 0) & (expected > 0)
+    short = (present > 0) & (present < expected)
+    return GapReport(
+        sessions_expected=len(days),
+        sessions_present=int((present > 0).sum()),
+        bars_expected=int(expected.sum()),
+        bars_present=int(present.sum()),
+        suspension_sessions=int(empty.sum()),
+        missing_bars=int((expected - present)[short].sum()),
+        sessions_with_missing_bars=int(short.sum()),
+        suspension_days=[int(d) for d in days[empty][:LISTED]],
+        short_sessions=[
+            (int(d), int(m))
+            for d, m in zip(days[short][:LISTED], (expected - present)[short][:LISTED], strict=True)
+        ],
+    )
+
+
+@dataclass
+class DatasetHealth:
+    """One stored bar data set (``bars`` at one frequency)."""
+
+    dataset: str
+    instruments: int
+    rows: int
+    first_ts_ns: int | None
+    last_ts_ns: int | None
+    gaps: GapReport
+    unchecked_instruments: list[str] = field(default_factory=list)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    per_instrument: dict[str, GapReport] = field(default_factory=dict)
+
+    @property
+    def coverage(self) -> float:
+        return self.gaps.coverage
+
+    @property
+    def quarantined_rows(self) -> int:
+        return sum(self.quarantined.values())
+
+    def to_dict(self) -> dict[str, object]:
+        result = asdict(self)
+        result["coverage"] = self.coverage
+        return result
+
+
+def _quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
+    """Quarantined rows by reason per data set, from every ingest report in the lake."""
+    from lake.partitioned import Lake
+
+    assert isinstance(lake, Lake)
+    totals: dict[str, dict[str, int]] = {}
+    for path in sorted((lake.root / "reports").glob("ingest-*.json")):
+        for file in json.loads(path.read_text()).get("files", []):
+            name = file["kind"] + (f"/{file['frequency']}" if file.get("frequency") else "")
+            bucket = totals.setdefault(name, {})
+            for reason, count in file.get("reasons", {}).items():
+                bucket[reason] = bucket.get(reason, 0) + int(count)
+    return totals
+
+
+def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> list[DatasetHealth]:
+    """Health of every stored bar data set in ``lake`` (a ``lake.partitioned.Lake``), plus
+    the other kinds' quarantine counts. ``calendars`` overrides ``calendar_for`` by id."""
+    from lake.partitioned import Lake
+    from lake.sessions import sessions_for, utc_days
+
+    assert isinstance(lake, Lake)
+    quarantined = _quarantined_by_dataset(lake)
+    instruments = {i.instrument_id: i for i in lake.instruments()}
+    frequencies = sorted({p.split("/")[1].split("=")[1] for p in lake.files if p.startswith("bars/freq=")})
+    results = []
+    for frequency in frequencies:
+        table = lake.read(Kind.BARS, frequency, columns=["instrument_id", "ts_ns"])
+        ids, ts = table.column("instrument_id").to_numpy(), table.column("ts_ns").to_numpy()
+        order = np.lexsort((ts, ids))
+        ids, ts = ids[order], ts[order]
+        total = GapReport()
+        health = DatasetHealth(
+            f"bars/{frequency}",
+            len(np.unique(ids)),
+            len(ts),
+            int(ts.min()) if len(ts) else None,
+            int(ts.max()) if len(ts) else None,
+            total,
+            quarantined=dict(sorted(quarantined.get(f"bars/{frequency}", {}).items())),
+        )
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
+        for begin, stop in zip(starts.tolist(), np.r_[starts[1:], len(ids)].tolist(), strict=True):
+            instrument = instruments.get(int(ids[begin]))
+            name = f"{instrument.venue}:{instrument.symbol}" if instrument else f"id {int(ids[begin])}"
+            calendar = (calendars or {}).get(int(ids[begin])) or (
+                calendar_for(instrument) if instrument else None
+            )
+            if calendar is None:
+                health.unchecked_instruments.append(name)
+                continue
+            stamps = ts[begin:stop]
+            days = utc_days(np.array([stamps[0], stamps[-1]]))
+            sessions = sessions_for(calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
+            report = find_gaps(stamps, sessions, frequency)
+            health.per_instrument[name] = report
+            total.add(report)
+        results.append(health)
+    for name, reasons in sorted(quarantined.items()):
+        if not name.startswith("bars/"):
+            results.append(
+                DatasetHealth(name, 0, 0, None, None, GapReport(), quarantined=dict(sorted(reasons.items())))
+            )
+    return results
+
+
+def shift_day(day: int, days: int) -> int:
+    from lake.sessions import yyyymmdd
+
+    index = np.datetime64(f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}", "D").astype(np.int64)
+    return int(yyyymmdd(np.array([index + days]))[0])

@@ -1,0 +1,55 @@
+"""Data health per data set and per file on the real files, through ``tape ingest``/``tape health``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.ingest import add_health_parser, add_ingest_parser, cmd_health, cmd_ingest
+from lake.health import dataset_health
+from lake.partitioned import Lake
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}")
+pytestmark = pytest.mark.needs_shared_data
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="tape")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+    add_ingest_parser(verbs)
+    add_health_parser(verbs)
+    args = parser.parse_args(argv)
+    return cmd_ingest(args) if args.verb == "ingest" else cmd_health(args)
+
+
+@needs_shared
+def test_suspensions_missing_bars_and_quarantine_per_data_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = tmp_path / "lake"
+    hikyuu, freqtrade = SHARED / "cn" / "hikyuu", SHARED / "crypto" / "freqtrade"
+    days = [str(hikyuu / "600000.SH_day_raw_tdx.csv"), str(hikyuu / "h5_000005.SZ_day_raw.csv")]
+    assert run(["ingest", "hikyuu-day", *days, "--out", str(lake)]) == 0
+    out = capsys.readouterr().out
+    assert "data health" in out and "bars/1d" in out
+    assert run(["ingest", "freqtrade", str(freqtrade / "XRP_ETH-1m.feather"), "--out", str(lake)]) == 0
+    report = json.loads((lake / "reports" / "ingest-000001.json").read_text())
+    spdb, szse = report["files"]
+    assert spdb["suspension_sessions"] > 100 and spdb["missing_bars"] == 0  # SPDB's 停牌 days
+    assert 20060321 in spdb["suspension_days"] or spdb["suspension_sessions"] >= 10
+    health = {h.dataset: h for h in dataset_health(Lake(lake))}
+    daily, minute = health["bars/1d"], health["bars/1m"]
+    assert daily.instruments == 2 and daily.quarantined == {"off_price_grid": 45}
+    assert daily.gaps.suspension_sessions == spdb["suspension_sessions"] + szse["suspension_sessions"]
+    xrp = minute.per_instrument["binance:XRP/ETH"]
+    assert xrp.suspension_sessions == 0 and xrp.missing_bars == xrp.bars_expected - 2469  # thin 1m trading
+    assert 0.6 < minute.coverage < 0.75
+    capsys.readouterr()
+    assert run(["health", str(lake), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {item["dataset"] for item in printed} == {"bars/1d", "bars/1m"}
+    assert run(["health", str(tmp_path / "nowhere")]) == 2
