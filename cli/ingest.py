@@ -30,10 +30,33 @@ from lake.sources import (
     parse_hikyuu_minute,
     parse_yahoo,
 )
+from lake.tick_sources import (
+    parse_freqtrade_trades,
+    parse_kraken_trades,
+    parse_nautilus_quotes,
+    parse_nautilus_trades,
+)
 
 __all__ = ["FORMATS", "add_health_parser", "add_ingest_parser", "cmd_health", "cmd_ingest", "print_health"]
 
-FORMATS = ("yahoo", "hikyuu-day", "hikyuu-minute", "hikyuu-actions", "freqtrade", "csv")
+FORMATS = (
+    "yahoo",
+    "hikyuu-day",
+    "hikyuu-minute",
+    "hikyuu-actions",
+    "freqtrade",
+    "csv",
+    "trades-freqtrade",
+    "trades-kraken",
+    "trades-nautilus",
+    "quotes-nautilus",
+)
+_TICK_PARSERS = {
+    "trades-freqtrade": (parse_freqtrade_trades, "binance"),
+    "trades-kraken": (parse_kraken_trades, "kraken"),
+    "trades-nautilus": (parse_nautilus_trades, "binance"),
+    "quotes-nautilus": (parse_nautilus_quotes, "binance"),
+}
 
 
 def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -42,11 +65,16 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("paths", nargs="+", help="input files")
     parser.add_argument("--out", required=True, help="lake root (created if absent)")
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
-    parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade: binance)")
+    parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade/nautilus: binance, kraken: kraken)")
     parser.add_argument("--calendar", help="exchange_calendars code or 24x7 (yahoo: XNYS)")
     parser.add_argument("--currency", default=None, help="quote currency (yahoo/csv: USD)")
     parser.add_argument("--price-digits", type=int, help="price precision (default: inferred)")
-    parser.add_argument("--qty-digits", type=int, default=None, help="volume precision")
+    parser.add_argument(
+        "--qty-digits",
+        type=int,
+        default=None,
+        help="volume/size precision (trades, quotes: inferred; kraken: 8)",
+    )
     parser.add_argument("--frequency", default="1d", help="bar frequency for csv (1m, 5m, ..., 1d)")
     parser.add_argument("--map", dest="column_map", help="csv: ts=COL,open=COL,...,volume=COL[,turnover=COL]")
     parser.add_argument(
@@ -70,6 +98,8 @@ def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
             currency=args.currency or "USD",
             price_digits=args.price_digits,
         )
+    if kind in _TICK_PARSERS:
+        return _tick_parser(args)
     if kind == "hikyuu-day":
         return lambda path: parse_hikyuu_day(path, price_digits=args.price_digits)
     if kind == "hikyuu-minute":
@@ -82,6 +112,17 @@ def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
             path, venue=args.venue or "binance", price_digits=args.price_digits, qty_digits=qty
         )
     return _csv_parser(args)
+
+
+def _tick_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:
+    """Trades and quotes: digits are declared with ``--price-digits``/``--qty-digits`` or
+    inferred from the file; rows off the declared grid are quarantined."""
+    parse, venue = _TICK_PARSERS[args.kind]
+    options: dict[str, object] = {"symbol": args.symbol, "venue": args.venue or venue}
+    options["price_digits"] = args.price_digits
+    if args.qty_digits is not None or args.kind != "trades-kraken":
+        options["qty_digits"] = args.qty_digits
+    return lambda path: parse(path, **options)  # type: ignore[operator]
 
 
 def _csv_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:

@@ -21,7 +21,15 @@ from lake.partitioned import Lake
 from lake.schema import QUARANTINE, Kind
 from lake.sessions import sessions_for, utc_days
 from lake.sources import IngestError, Parsed
-from lake.validate import BarInput, Reason, Validated, validate_bars, validate_funding
+from lake.validate import (
+    BarInput,
+    Reason,
+    Validated,
+    validate_bars,
+    validate_funding,
+    validate_quotes,
+    validate_trades,
+)
 
 __all__ = ["FileReport", "IngestReport", "IngestError", "ingest"]
 
@@ -78,6 +86,7 @@ class _Staged:
     quarantine: list[pa.Table] = field(default_factory=list)
     reports: list[FileReport] = field(default_factory=list)
     pending: dict[tuple[Kind, str | None, int], list[np.ndarray]] = field(default_factory=dict)  # type: ignore[type-arg]
+    trade_keys: dict[int, set[object]] = field(default_factory=dict)  # per instrument, earlier files
 
 
 def ingest(
@@ -128,6 +137,24 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
         kind = Kind.FUNDING_RATES
         instrument, known = lake.resolve(template, known)
         validated = validate_funding(replace(funding, instrument_id=instrument.instrument_id))
+        results.append((instrument, _dedupe(lake, staged, parsed, kind, instrument, validated)))
+    for template, trades in parsed.trades:
+        kind = Kind.TRADES
+        instrument, known = lake.resolve(template, known)
+        validated = validate_trades(
+            replace(trades, instrument_id=instrument.instrument_id),
+            price_digits=instrument.price_digits,
+            qty_digits=instrument.qty_digits,
+        )
+        results.append((instrument, _dedupe_trades(lake, staged, parsed, instrument, validated)))
+    for template, quotes in parsed.quotes:
+        kind = Kind.QUOTES
+        instrument, known = lake.resolve(template, known)
+        validated = validate_quotes(
+            replace(quotes, instrument_id=instrument.instrument_id),
+            price_digits=instrument.price_digits,
+            qty_digits=instrument.qty_digits,
+        )
         results.append((instrument, _dedupe(lake, staged, parsed, kind, instrument, validated)))
     if parsed.actions:
         kind = Kind.CORPORATE_ACTIONS
@@ -198,8 +225,46 @@ def _dedupe(
     if len(stored) == 0:
         return validated
     clash = np.isin(ts, stored)
+    return _move_to_quarantine(parsed, instrument, validated, clash, "timestamp already stored in the lake")
+
+
+def _trade_keys(table: pa.Table) -> list[object]:
+    """A trade's identity: its id, or for a trade without one the whole row."""
+    columns = [table.column(name).to_pylist() for name in ("trade_id", "ts_ns", "price", "qty", "side")]
+    return [
+        trade_id if trade_id is not None else (ts, price, qty, side)
+        for trade_id, ts, price, qty, side in zip(*columns, strict=True)
+    ]
+
+
+def _dedupe_trades(
+    lake: Lake, staged: _Staged, parsed: Parsed, instrument: Instrument, validated: Validated
+) -> Validated:
+    """Trades whose id (or, without an id, whose identical row) the lake or an earlier file of
+    this ingest already holds move to quarantine as ``duplicate``."""
+    accepted = validated.accepted
+    if accepted.num_rows == 0:
+        return validated
+    ts = accepted.column("ts_ns").to_numpy()
+    stored = lake.read(
+        Kind.TRADES, instrument_ids=[instrument.instrument_id], start_ns=int(ts.min()), end_ns=int(ts.max())
+    )
+    earlier = staged.trade_keys.setdefault(instrument.instrument_id, set())
+    known = set(_trade_keys(stored)) | earlier
+    keys = _trade_keys(accepted)
+    earlier.update(keys)
+    if not known:
+        return validated
+    clash = np.array([key in known for key in keys], dtype=np.bool_)
+    return _move_to_quarantine(parsed, instrument, validated, clash, "trade already stored in the lake")
+
+
+def _move_to_quarantine(
+    parsed: Parsed, instrument: Instrument, validated: Validated, clash: np.ndarray, what: str
+) -> Validated:
     if not clash.any():
         return validated
+    ts = validated.accepted.column("ts_ns").to_numpy()
     rows = np.flatnonzero(clash)
     moved = pa.table(
         {
@@ -208,7 +273,7 @@ def _dedupe(
             "instrument_id": np.full(len(rows), instrument.instrument_id, dtype=np.int32),
             "ts_ns": ts[rows],
             "reason": [Reason.DUPLICATE.value] * len(rows),
-            "detail": ["timestamp already stored in the lake (stored row kept)"] * len(rows),
+            "detail": [f"{what} (stored row kept)"] * len(rows),
             "record": [json.dumps(row) for row in validated.accepted.take(pa.array(rows)).to_pylist()],
         },
         schema=QUARANTINE,

@@ -25,7 +25,7 @@ import pyarrow.feather as feather
 from domain.instruments import Instrument
 from lake.schema import ACTION_SCALE, frequency_ns
 from lake.sessions import utc_days, yyyymmdd
-from lake.validate import MISSING_TS, BarInput, FundingInput
+from lake.validate import MISSING_TS, BarInput, FundingInput, QuoteInput, TradeInput
 
 __all__ = [
     "ColumnMap",
@@ -52,8 +52,8 @@ class IngestError(ValueError):
 
 @dataclass
 class Parsed:
-    """What one source file holds: bar or funding inputs per instrument template, or a
-    contract table ready to store (corporate actions)."""
+    """What one source file holds: bar, funding, trade or quote inputs per instrument
+    template, or a contract table ready to store (corporate actions)."""
 
     source: str
     frequency: str | None
@@ -61,6 +61,8 @@ class Parsed:
     bars: list[tuple[Instrument, BarInput]] = field(default_factory=list)
     funding: list[tuple[Instrument, FundingInput]] = field(default_factory=list)
     actions: list[tuple[Instrument, dict[str, IntArray]]] = field(default_factory=list)
+    trades: list[tuple[Instrument, TradeInput]] = field(default_factory=list)
+    quotes: list[tuple[Instrument, QuoteInput]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
 
 

@@ -7,6 +7,10 @@ exactly one reason, the first check it fails, in this order:
 ``missing_value`` → ``non_positive_price`` → ``negative_volume`` → ``off_price_grid`` →
 ``ohlc_inconsistent`` → ``outside_session`` → ``duplicate`` → ``time_backwards`` → ``outlier``.
 
+Trades (``validate_trades``) and quotes (``validate_quotes``) use ``missing_value`` →
+``non_positive_price`` → ``non_positive_size`` → ``off_price_grid`` → ``crossed_quote`` /
+``locked_quote`` (quotes) → ``duplicate`` → ``time_backwards``.
+
 ``in = accepted + quarantined`` holds by construction and is asserted on the way out.
 """
 
@@ -22,17 +26,21 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from lake.schema import FUNDING_RATES, QUARANTINE, Kind, conform
+from lake.schema import FUNDING_RATES, QUARANTINE, QUOTES, TRADES, Kind, conform
 from lake.sessions import Sessions
 
 __all__ = [
     "BarInput",
     "FundingInput",
+    "QuoteInput",
+    "TradeInput",
     "Reason",
     "Validated",
     "to_raw",
     "validate_bars",
     "validate_funding",
+    "validate_quotes",
+    "validate_trades",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -58,6 +66,9 @@ class Reason(enum.StrEnum):
     DUPLICATE = "duplicate"
     TIME_BACKWARDS = "time_backwards"
     OUTLIER = "outlier"
+    NON_POSITIVE_SIZE = "non_positive_size"
+    CROSSED_QUOTE = "crossed_quote"
+    LOCKED_QUOTE = "locked_quote"
 
 
 @dataclass(frozen=True, eq=False)
@@ -220,13 +231,15 @@ def _order_checks(ts: IntArray, verdict: _Verdict) -> None:
         verdict.flag(backwards, Reason.TIME_BACKWARDS, "earlier than a preceding row")
 
 
-def _longest_increasing(values: IntArray) -> BoolArray:
-    """Mask of one longest strictly increasing subsequence (patience sort, O(n log n))."""
+def _longest_increasing(values: IntArray, *, strict: bool = True) -> BoolArray:
+    """Mask of one longest strictly (or, with ``strict=False``, non-strictly) increasing
+    subsequence (patience sort, O(n log n))."""
     tails: list[int] = []
     tail_index: list[int] = []
     parent = np.full(len(values), -1, dtype=np.int64)
+    search = bisect.bisect_left if strict else bisect.bisect_right
     for index, value in enumerate(values.tolist()):
-        slot = bisect.bisect_left(tails, value)
+        slot = search(tails, value)
         if slot > 0:
             parent[index] = tail_index[slot - 1]
         if slot == len(tails):
@@ -374,3 +387,218 @@ def validate_funding(funding: FundingInput) -> Validated:
     )
     assert accepted.num_rows + quarantine.num_rows == len(funding.line), "in != accepted + quarantined"
     return Validated(accepted, funding.line[order], quarantine, len(funding.line))
+
+
+# ---- trades and quotes -------------------------------------------------------------------------
+
+_INT64_SAFE = float(2**62)
+
+
+@dataclass(frozen=True, eq=False)
+class TradeInput:
+    """Parsed trades of one instrument in file order. ``trade_id`` is ``None`` for a source
+    without ids (Kraken CSV); for a source with ids, ``MISSING_TS`` marks a row that lacks one.
+    ``side`` is +1 buyer-initiated, -1 seller-initiated, 0 unknown."""
+
+    source: str
+    instrument_id: int
+    line: IntArray
+    ts_ns: IntArray
+    price: FloatArray
+    qty: FloatArray
+    side: npt.NDArray[np.int8]
+    trade_id: IntArray | None = None
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+
+@dataclass(frozen=True, eq=False)
+class QuoteInput:
+    """Parsed best bid/ask quotes of one instrument in file order."""
+
+    source: str
+    instrument_id: int
+    line: IntArray
+    ts_ns: IntArray
+    bid_price: FloatArray
+    bid_qty: FloatArray
+    ask_price: FloatArray
+    ask_qty: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+
+def _raw_checked(values: FloatArray, digits: int) -> tuple[IntArray, BoolArray]:
+    """``to_raw`` that also calls a value too large for int64 at ``digits`` off the grid."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        huge = np.isfinite(values) & (np.abs(values) * float(10**digits) >= _INT64_SAFE)
+    raw, off = to_raw(np.where(huge, 0.0, values), digits)
+    return raw, off | huge
+
+
+def _first_of(keys: npt.NDArray[np.int64], verdict: _Verdict, detail: str) -> None:
+    """Flag as ``duplicate`` every still-good row whose key (a row of ``keys``) an earlier
+    still-good row has; the first is kept."""
+    candidates = np.flatnonzero(verdict.ok)
+    if len(candidates) < 2:
+        return
+    _, first = np.unique(keys[candidates], axis=0, return_index=True)
+    is_first = np.zeros(len(candidates), dtype=np.bool_)
+    is_first[first] = True
+    duplicate = np.zeros(verdict.size, dtype=np.bool_)
+    duplicate[candidates[~is_first]] = True
+    verdict.flag(duplicate, Reason.DUPLICATE, detail)
+
+
+def _not_backwards(ts: IntArray, verdict: _Verdict) -> None:
+    """Rows outside one longest non-decreasing run of timestamps are ``time_backwards``
+    (ticks may share a timestamp)."""
+    kept = np.flatnonzero(verdict.ok)
+    kept_ts = ts[kept]
+    if len(kept) > 1 and bool(np.any(np.diff(kept_ts) < 0)):
+        in_order = _longest_increasing(kept_ts, strict=False)
+        backwards = np.zeros(len(ts), dtype=np.bool_)
+        backwards[kept[~in_order]] = True
+        verdict.flag(backwards, Reason.TIME_BACKWARDS, "earlier than a preceding row")
+
+
+def _tick_quarantine(
+    source: str,
+    instrument_id: int,
+    line: IntArray,
+    ts: IntArray,
+    verdict: _Verdict,
+    record: dict[str, npt.NDArray],  # type: ignore[type-arg]
+) -> pa.Table:
+    bad = np.flatnonzero(~verdict.ok)
+    records = [
+        json.dumps({name: _json_value(values[i]) for name, values in record.items()}) for i in bad.tolist()
+    ]
+    return pa.table(
+        {
+            "source": [source] * len(bad),
+            "line": line[bad],
+            "instrument_id": np.full(len(bad), instrument_id, dtype=np.int32),
+            "ts_ns": pa.array([_int_or_none(ts[i]) for i in bad.tolist()], pa.int64()),
+            "reason": verdict.reasons(bad),
+            "detail": [verdict.detail.get(i, "") for i in bad.tolist()],
+            "record": records,
+        },
+        schema=QUARANTINE,
+    )
+
+
+def _json_value(value: object) -> float | int | None:
+    if isinstance(value, np.integer):
+        return None if int(value) == MISSING_TS else int(value)
+    return _json_number(value)
+
+
+def _time_order(ts: IntArray, ok: BoolArray) -> IntArray:
+    keep = np.flatnonzero(ok)
+    return keep[np.argsort(ts[keep], kind="stable")]
+
+
+def validate_trades(trades: TradeInput, *, price_digits: int, qty_digits: int) -> Validated:
+    """Trades: missing values, non-positive price or size, off-grid values, duplicates (the
+    same trade id, or for a source without ids an identical row), time going backwards."""
+    verdict = _Verdict(len(trades))
+    ts = np.asarray(trades.ts_ns, dtype=np.int64)
+    missing = np.isnan(trades.price) | np.isnan(trades.qty) | (ts == MISSING_TS)
+    if trades.trade_id is not None:
+        missing |= trades.trade_id == MISSING_TS
+    verdict.flag(missing, Reason.MISSING_VALUE)
+    price, price_off = _raw_checked(trades.price, price_digits)
+    qty, qty_off = _raw_checked(trades.qty, qty_digits)
+    verdict.flag((trades.price <= 0) | (~price_off & (price <= 0)), Reason.NON_POSITIVE_PRICE)
+    verdict.flag((trades.qty <= 0) | (~qty_off & (qty <= 0)), Reason.NON_POSITIVE_SIZE)
+    verdict.flag(price_off, Reason.OFF_PRICE_GRID, f"price not a multiple of 1e-{price_digits}")
+    verdict.flag(qty_off, Reason.OFF_PRICE_GRID, f"size not a multiple of 1e-{qty_digits}")
+    side = np.asarray(trades.side, dtype=np.int8)
+    if trades.trade_id is not None:
+        _first_of(trades.trade_id.reshape(-1, 1), verdict, "same trade id as an earlier row (first kept)")
+    else:
+        keys = np.stack([ts, price, qty, side.astype(np.int64)], axis=1)
+        _first_of(keys, verdict, "identical to an earlier row (first kept)")
+    _not_backwards(ts, verdict)
+    order = _time_order(ts, verdict.ok)
+    ids = (
+        pa.array(trades.trade_id[order], pa.int64())
+        if trades.trade_id is not None
+        else pa.nulls(len(order), pa.int64())
+    )
+    accepted = conform(
+        pa.table(
+            {
+                "ts_ns": ts[order],
+                "instrument_id": np.full(len(order), trades.instrument_id, dtype=np.int32),
+                "trade_id": ids,
+                "price": price[order],
+                "qty": qty[order],
+                "side": side[order],
+            }
+        ),
+        Kind.TRADES,
+    )
+    assert accepted.schema.equals(TRADES)
+    record: dict[str, npt.NDArray] = {"ts_ns": ts, "price": trades.price, "qty": trades.qty, "side": side}  # type: ignore[type-arg]
+    if trades.trade_id is not None:
+        record["trade_id"] = trades.trade_id
+    quarantine = _tick_quarantine(trades.source, trades.instrument_id, trades.line, ts, verdict, record)
+    assert accepted.num_rows + quarantine.num_rows == len(trades), "in != accepted + quarantined"
+    return Validated(accepted, trades.line[order], quarantine, len(trades))
+
+
+def validate_quotes(quotes: QuoteInput, *, price_digits: int, qty_digits: int) -> Validated:
+    """Best bid/ask: missing values, non-positive prices or sizes, off-grid values, crossed
+    (bid > ask) and locked (bid == ask) books, duplicates (a timestamp already seen: the lake
+    keys quotes by (instrument, ts)) and time going backwards."""
+    verdict = _Verdict(len(quotes))
+    ts = np.asarray(quotes.ts_ns, dtype=np.int64)
+    prices = np.stack([quotes.bid_price, quotes.ask_price])
+    sizes = np.stack([quotes.bid_qty, quotes.ask_qty])
+    verdict.flag(
+        np.isnan(prices).any(axis=0) | np.isnan(sizes).any(axis=0) | (ts == MISSING_TS), Reason.MISSING_VALUE
+    )
+    bid, bid_off = _raw_checked(quotes.bid_price, price_digits)
+    ask, ask_off = _raw_checked(quotes.ask_price, price_digits)
+    bid_qty, bid_qty_off = _raw_checked(quotes.bid_qty, qty_digits)
+    ask_qty, ask_qty_off = _raw_checked(quotes.ask_qty, qty_digits)
+    non_positive = (prices <= 0).any(axis=0) | (~bid_off & (bid <= 0)) | (~ask_off & (ask <= 0))
+    verdict.flag(non_positive, Reason.NON_POSITIVE_PRICE)
+    empty = (sizes <= 0).any(axis=0) | (~bid_qty_off & (bid_qty <= 0)) | (~ask_qty_off & (ask_qty <= 0))
+    verdict.flag(empty, Reason.NON_POSITIVE_SIZE)
+    verdict.flag(bid_off | ask_off, Reason.OFF_PRICE_GRID, f"price not a multiple of 1e-{price_digits}")
+    verdict.flag(bid_qty_off | ask_qty_off, Reason.OFF_PRICE_GRID, f"size not a multiple of 1e-{qty_digits}")
+    verdict.flag(bid > ask, Reason.CROSSED_QUOTE, "bid above ask")
+    verdict.flag(bid == ask, Reason.LOCKED_QUOTE, "bid equals ask")
+    _first_of(ts.reshape(-1, 1), verdict, "same timestamp as an earlier quote (first kept)")
+    _not_backwards(ts, verdict)
+    order = _time_order(ts, verdict.ok)
+    accepted = conform(
+        pa.table(
+            {
+                "ts_ns": ts[order],
+                "instrument_id": np.full(len(order), quotes.instrument_id, dtype=np.int32),
+                "bid_price": bid[order],
+                "bid_qty": bid_qty[order],
+                "ask_price": ask[order],
+                "ask_qty": ask_qty[order],
+            }
+        ),
+        Kind.QUOTES,
+    )
+    assert accepted.schema.equals(QUOTES)
+    record = {
+        "ts_ns": ts,
+        "bid_price": quotes.bid_price,
+        "bid_qty": quotes.bid_qty,
+        "ask_price": quotes.ask_price,
+        "ask_qty": quotes.ask_qty,
+    }
+    quarantine = _tick_quarantine(quotes.source, quotes.instrument_id, quotes.line, ts, verdict, record)
+    assert accepted.num_rows + quarantine.num_rows == len(quotes), "in != accepted + quarantined"
+    return Validated(accepted, quotes.line[order], quarantine, len(quotes))
