@@ -182,26 +182,34 @@ def _group_rule(
     return weights, _verdict(rule, limit.action.value, cap, before, after, ids, detail, groups)
 
 
-_NET_CLIP_ROUNDS_MAX = 64
-
-
 def _net_clip(weights: IntArray, cap: int, affected: IntArray) -> int:
-    """Shrink the dominant side until |net| <= cap.
+    """Shrink the dominant side by exactly ``|net| - cap`` (in place); returns names changed.
 
-    Each name is rounded toward zero, so one shrink can overshoot and leave the *other* side
-    dominant (four -1 weights shrunk by 3/4 all become 0); the loop then shrinks that side.
-    Magnitudes only fall, so it ends; the bound is a safety net, not a tuning knob.
+    The cut is shared pro rata by floor, and the units left over go one each to the largest
+    remainders (ties by position), so the side shrinks by exactly the excess: rounding cannot
+    overshoot and flip the dominant side. Python integers: no int64 overflow in the products.
     """
-    changed = 0
-    for _ in range(_NET_CLIP_ROUNDS_MAX):
-        long_sum, short_sum = nb.side_sums_nb(weights)
-        net = long_sum - short_sum
-        if abs(net) <= cap:
-            return changed
-        side = 1 if net > 0 else -1
-        side_sum = long_sum if side > 0 else short_sum
-        changed += nb.shrink_side_nb(weights, side, side_sum - (abs(net) - cap), side_sum, affected)
-    raise AssertionError(f"net clip did not converge within {_NET_CLIP_ROUNDS_MAX} rounds")
+    long_sum, short_sum = nb.side_sums_nb(weights)
+    net = long_sum - short_sum
+    if abs(net) <= cap:
+        return 0
+    side = 1 if net > 0 else -1
+    excess = abs(net) - cap
+    magnitudes = [abs(w) if w * side > 0 else 0 for w in weights.tolist()]
+    side_sum = sum(magnitudes)
+    cuts = [m * excess // side_sum for m in magnitudes]
+    remainders = [m * excess - c * side_sum for m, c in zip(magnitudes, cuts, strict=True)]
+    left = excess - sum(cuts)
+    for index in sorted(range(len(cuts)), key=lambda i: (-remainders[i], i))[:left]:
+        cuts[index] += 1
+    count = 0
+    for index, cut in enumerate(cuts):
+        if cut:
+            weights[index] -= side * cut
+            affected[count] = index
+            count += 1
+    assert abs(int(weights.sum())) <= cap, "net clip must land within the cap"
+    return count
 
 
 def _net_rule(weights: IntArray, intent: IntentVector, limit: PortfolioLimit) -> tuple[IntArray, RuleVerdict]:
