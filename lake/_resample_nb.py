@@ -11,6 +11,22 @@ NO_BREAK = -1
 
 
 @njit(cache=True, nogil=True)
+def _segment(t, j, s_close):
+    """The first segment row at or after ``j`` whose close is not before ``t``."""
+    while j < len(s_close) and s_close[j] < t:
+        j += 1
+    return j
+
+
+@njit(cache=True, nogil=True)
+def _placed(t, j, s_open, s_close, s_break_start, s_break_end):
+    """Whether bar close ``t`` lies in segment row ``j`` (and outside its break)."""
+    if j >= len(s_close) or t <= s_open[j] or t > s_close[j]:
+        return False
+    return s_break_start[j] == NO_BREAK or t <= s_break_start[j] or t > s_break_end[j]
+
+
+@njit(cache=True, nogil=True)
 def resample_nb(  # noqa: C901 - one fused loop is the point (see the module doc)
     ids,
     ts,
@@ -27,11 +43,15 @@ def resample_nb(  # noqa: C901 - one fused loop is the point (see the module doc
     s_close,
     s_break_start,
     s_break_end,
+    s_day_close,
+    s_single,
     step,
 ):
     """Returns (groups, status, out arrays...). ``status`` is -1 when every bar was placed,
     ``-2`` when the input is not sorted by (instrument, time), else the first bad row index
-    (a bar outside every session or inside a break). ``step == 0`` means whole sessions."""
+    (a bar outside every session or inside a break). ``step == 0`` means whole days, stamped at
+    ``s_day_close`` (a day may span several segment rows); a segment with ``s_single`` set is
+    one bucket at its close whatever the step (a call auction)."""
     n = len(ts)
     g_id = np.empty(n, np.int32)
     g_ts = np.empty(n, np.int64)
@@ -76,13 +96,16 @@ def resample_nb(  # noqa: C901 - one fused loop is the point (see the module doc
             else:
                 seg_close = s_break_start[j]
         if step == 0:
-            bucket = s_close[j]
+            bucket = s_day_close[j]
+        elif s_single[j]:
+            bucket = seg_close
         else:
             bucket = seg_open + ((t - seg_open + step - 1) // step) * step
             if bucket > seg_close:
                 bucket = seg_close
-        # The bucket's rows: same instrument, strictly later, not past its close. Buckets never
-        # span a break (they are clipped to their segment), so no session test is needed here.
+        # The bucket's rows: same instrument, strictly later, not past its close. Intraday buckets
+        # never leave their segment, so no session test is needed; a day spans segments and
+        # breaks, so each of its rows is placed (``jj``) and a row between segments is an error.
         hi = high[i]
         lo = low[i]
         vol = volume[i]
@@ -92,8 +115,14 @@ def resample_nb(  # noqa: C901 - one fused loop is the point (see the module doc
         pv_sum = float(close[i]) * float(volume[i]) if has_mask else 0.0
         k = i + 1
         previous = t
+        jj = j
         if has_mask:
             while k < n and ids[k] == instrument and previous < ts[k] <= bucket:
+                if step == 0 and not _placed(ts[k], jj, s_open, s_close, s_break_start, s_break_end):
+                    jj = _segment(ts[k], jj, s_close)
+                    if not _placed(ts[k], jj, s_open, s_close, s_break_start, s_break_end):
+                        status = k
+                        break
                 previous = ts[k]
                 hi = max(hi, high[k])
                 lo = min(lo, low[k])
@@ -106,12 +135,19 @@ def resample_nb(  # noqa: C901 - one fused loop is the point (see the module doc
                 k += 1
         else:
             while k < n and ids[k] == instrument and previous < ts[k] <= bucket:
+                if step == 0 and not _placed(ts[k], jj, s_open, s_close, s_break_start, s_break_end):
+                    jj = _segment(ts[k], jj, s_close)
+                    if not _placed(ts[k], jj, s_open, s_close, s_break_start, s_break_end):
+                        status = k
+                        break
                 previous = ts[k]
                 hi = max(hi, high[k])
                 lo = min(lo, low[k])
                 vol += volume[k]
                 turn += turnover[k]
                 k += 1
+        if status >= 0:
+            break
         g = groups
         groups += 1
         g_id[g] = instrument

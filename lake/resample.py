@@ -12,6 +12,14 @@ are whole sessions (a crypto ``24x7`` session is a UTC day; XNYS is the regular 
 extended-hours bars are rejected: they belong to no session). Every bucket is stamped at its
 close; empty buckets produce no bar.
 
+``session=`` picks another session set (``lake.sessions.segments_for``): XNYS ``extended``
+cuts pre-market (04:00 ET, open], the regular session and post-market (close, 20:00 ET] as
+three segments (``1d`` = all three, stamped 20:00 ET); XSHG ``auctions`` (with ``exchange``
+SSE or SZSE) adds the opening call auction (09:15, 09:25] and, where ``cn_phase`` has one, the
+closing call auction (14:57, 15:00] as segments that are one bucket each at any intraday
+frequency, so an auction print never shares a bar with continuous trading (``1d`` includes
+them).
+
 open = first, high = max, low = min, close = last, volume = sum, turnover = sum (null if any
 input turnover is null). ``vwap = turnover x 10**qty_digits / volume`` when turnover is known,
 else ``sum(close x volume) / volume`` (the closes stand in for trade prices; exact for
@@ -37,7 +45,7 @@ import pyarrow.compute as pc
 
 from lake._resample_nb import resample_nb
 from lake.schema import BARS, frequency_ns
-from lake.sessions import DAY_NS, NO_BREAK, Sessions, sessions_for, yyyymmdd
+from lake.sessions import DAY_NS, NO_BREAK, Sessions, segments_for, yyyymmdd
 
 __all__ = ["ResampleError", "Resampler", "assign_buckets", "resample", "sessions_covering"]
 
@@ -48,11 +56,17 @@ class ResampleError(ValueError):
     """Bars that cannot be placed in the calendar's sessions, or an impossible frequency."""
 
 
-def sessions_covering(calendar: str, ts_ns: IntArray) -> Sessions:
-    """The calendar's sessions around the span of ``ts_ns`` (one day of margin each side)."""
+def sessions_covering(
+    calendar: str, ts_ns: IntArray, session: str = "regular", exchange: str | None = None
+) -> Sessions:
+    """The calendar's sessions (``session="regular"``) or segments under another session set
+    (``lake.sessions.segments_for``) around the span of ``ts_ns`` (one day of margin each side)."""
     ts = np.asarray(ts_ns, dtype=np.int64)
     first, last = yyyymmdd(np.array([ts.min() // DAY_NS - 1, ts.max() // DAY_NS + 1]))
-    return sessions_for(calendar, int(first), int(last))
+    try:
+        return segments_for(calendar, int(first), int(last), session, exchange)
+    except ValueError as error:
+        raise ResampleError(str(error)) from error
 
 
 def assign_buckets(ts_ns: IntArray, sessions: Sessions, frequency: str) -> tuple[IntArray, IntArray]:
@@ -76,12 +90,15 @@ def assign_buckets(ts_ns: IntArray, sessions: Sessions, frequency: str) -> tuple
         )
     day = sessions.day[clipped]
     if frequency == "1d":
-        return close_ns, day
+        return (close_ns if sessions.day_close_ns is None else sessions.day_close_ns[clipped]), day
     afternoon = has_break & (ts > break_end)
     seg_open = np.where(afternoon, break_end, open_ns)
     seg_close = np.where(has_break & ~afternoon, break_start, close_ns)
     k = (ts - seg_open + step - 1) // step
-    return np.minimum(seg_open + k * step, seg_close), day
+    bucket = np.minimum(seg_open + k * step, seg_close)
+    if sessions.single is not None:
+        bucket = np.where(sessions.single[clipped], seg_close, bucket)
+    return bucket, day
 
 
 def _column(table: pa.Table, name: str, dtype: type) -> npt.NDArray:  # type: ignore[type-arg]
@@ -115,6 +132,8 @@ def _inputs(table: pa.Table, sessions: Sessions, step: int) -> list[object]:
         sessions.close_ns,
         sessions.break_start_ns,
         sessions.break_end_ns,
+        sessions.close_ns if sessions.day_close_ns is None else sessions.day_close_ns,
+        np.zeros(len(sessions.day), np.bool_) if sessions.single is None else sessions.single,
         step,
     ]
 
@@ -177,9 +196,13 @@ def resample(
     calendar: str | None = None,
     sessions: Sessions | None = None,
     qty_digits: int = 0,
+    session: str = "regular",
+    exchange: str | None = None,
 ) -> pl.DataFrame:
     """Bars -> ``frequency`` bars (sorted by instrument, time). Give ``calendar`` (an
-    exchange_calendars name or ``24x7``) or precomputed ``sessions``."""
+    exchange_calendars name or ``24x7``) or precomputed ``sessions``. ``session`` picks the
+    session set: ``regular``, XNYS ``extended`` (pre/regular/post as separate segments) or XSHG
+    ``auctions`` (call auctions as their own single-bucket phases; needs ``exchange``)."""
     table = _table(bars)
     step = 0 if frequency == "1d" else frequency_ns(frequency)
     if table.num_rows == 0:
@@ -187,7 +210,7 @@ def resample(
     if sessions is None:
         if calendar is None:
             raise ResampleError("resample needs a calendar or sessions")
-        sessions = sessions_covering(calendar, table.column("ts_ns").to_numpy())
+        sessions = sessions_covering(calendar, table.column("ts_ns").to_numpy(), session, exchange)
     result = _kernel(table, sessions, step)
     if result[1] == -2:  # not sorted by (instrument, time): sort once and run again
         table = table.sort_by([("instrument_id", "ascending"), ("ts_ns", "ascending")])
@@ -239,11 +262,21 @@ class Resampler:
     """Incremental resampling: ``update(chunk)`` returns the buckets the chunk finished,
     ``flush()`` the rest. Chunks must arrive in time order per instrument."""
 
-    def __init__(self, frequency: str, *, calendar: str, qty_digits: int = 0) -> None:
+    def __init__(
+        self,
+        frequency: str,
+        *,
+        calendar: str,
+        qty_digits: int = 0,
+        session: str = "regular",
+        exchange: str | None = None,
+    ) -> None:
         frequency_ns(frequency)
         self.frequency = frequency
         self.calendar = calendar
         self.qty_digits = qty_digits
+        self.session = session
+        self.exchange = exchange
         self._carry: pa.Table | None = None
 
     def update(self, chunk: pa.Table | pl.DataFrame) -> pl.DataFrame:
@@ -254,7 +287,7 @@ class Resampler:
             return _empty()
         table = table.sort_by([("instrument_id", "ascending"), ("ts_ns", "ascending")])
         ts = table.column("ts_ns").to_numpy()
-        sessions = sessions_covering(self.calendar, ts)
+        sessions = sessions_covering(self.calendar, ts, self.session, self.exchange)
         bucket, _ = assign_buckets(ts, sessions, self.frequency)
         ids = table.column("instrument_id").to_numpy()
         last = np.flatnonzero(np.r_[ids[1:] != ids[:-1], True])  # each instrument's last row
@@ -272,4 +305,11 @@ class Resampler:
         carry, self._carry = self._carry, None
         if carry is None or carry.num_rows == 0:
             return _empty()
-        return resample(carry, self.frequency, calendar=self.calendar, qty_digits=self.qty_digits)
+        return resample(
+            carry,
+            self.frequency,
+            calendar=self.calendar,
+            qty_digits=self.qty_digits,
+            session=self.session,
+            exchange=self.exchange,
+        )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DAY_NS", "Sessions", "sessions_for", "utc_days", "yyyymmdd"]
+__all__ = ["DAY_NS", "SESSION_CHOICES", "Sessions", "segments_for", "sessions_for", "utc_days", "yyyymmdd"]
 
 IntArray = npt.NDArray[np.int64]
 DAY_NS = 86_400 * 1_000_000_000
@@ -51,7 +51,11 @@ def utc_days(ts_ns: IntArray) -> IntArray:
 
 @dataclass(frozen=True, eq=False)
 class Sessions:
-    """Sessions sorted by day; ``break_start_ns``/``break_end_ns`` are -1 without a break."""
+    """Sessions sorted by day; ``break_start_ns``/``break_end_ns`` are -1 without a break.
+
+    A *segment* table (``segments_for``) has one row per trading segment instead (several rows
+    share a ``day``, no breaks): ``day_close_ns`` is then each row's whole-day ``1d`` stamp and
+    ``single`` marks segments that are one bucket whatever the frequency (call auctions)."""
 
     name: str
     day: IntArray
@@ -59,6 +63,8 @@ class Sessions:
     close_ns: IntArray
     break_start_ns: IntArray
     break_end_ns: IntArray
+    day_close_ns: IntArray | None = None
+    single: npt.NDArray[np.bool_] | None = None
 
     def close_of(self, days: IntArray) -> tuple[IntArray, npt.NDArray[np.bool_]]:
         """Each day's session close and whether the day is a session at all."""
@@ -100,6 +106,66 @@ def sessions_for(calendar: str, first_day: int, last_day: int) -> Sessions:
 
     days = np.array([int(d.strftime("%Y%m%d")) for d in schedule.index], dtype=np.int64)
     return Sessions(calendar, days, ns("open"), ns("close"), ns("break_start"), ns("break_end"))
+
+
+SESSION_CHOICES = {"XNYS": ("regular", "extended"), "XSHG": ("regular", "auctions"), "24x7": ("regular",)}
+"""Per calendar, the session sets ``segments_for`` knows; ``regular`` is ``sessions_for``."""
+
+
+@functools.lru_cache(maxsize=16)
+def segments_for(
+    calendar: str, first_day: int, last_day: int, session: str, exchange: str | None = None
+) -> Sessions:
+    """Trading segments (UTC ns, ``(open, close]`` for bar closes) of ``calendar`` under a
+    session set: ``regular`` is ``sessions_for`` as is; XNYS ``extended`` is pre-market
+    (04:00 ET, open], the regular session, post-market (close, 20:00 ET], ``1d`` stamped at
+    20:00 ET; XSHG ``auctions`` (needs ``exchange`` SSE or SZSE) is the opening call auction
+    (09:15, 09:25] and, where ``cn_phase`` has one, the closing call auction (14:57, 15:00] as
+    single-bucket segments, plus the continuous segments (09:30, 11:30], (13:00, 14:57 or 15:00]."""
+    choices = SESSION_CHOICES.get(calendar, ("regular",))
+    if session not in choices:
+        raise ValueError(f"session for {calendar} must be one of {choices}, got {session!r}")
+    if session == "regular":
+        return sessions_for(calendar, first_day, last_day)
+    from domain.markets.calendars import CnPhase, cn_phase, us_extended_intervals_ns
+
+    base = sessions_for(calendar, first_day, last_day)
+    rows: list[tuple[int, int, int, int, bool]] = []  # day, open, close, day_close, single
+    if session == "extended":
+        for day, open_ns, close_ns in zip(
+            base.day.tolist(), base.open_ns.tolist(), base.close_ns.tolist(), strict=True
+        ):
+            (pre_open, _), (_, post_close) = us_extended_intervals_ns(day)
+            for start, stop in ((pre_open, open_ns), (open_ns, close_ns), (close_ns, post_close)):
+                rows.append((day, start, stop, post_close, False))
+    else:
+        if exchange not in ("SSE", "SZSE"):
+            raise ValueError(f"XSHG auctions need exchange SSE or SZSE, got {exchange!r}")
+        minute = 60 * 1_000_000_000
+        for k, day in enumerate(base.day.tolist()):
+            open_ns, close_ns = int(base.open_ns[k]), int(base.close_ns[k])  # 09:30, 15:00 Shanghai
+            auction_close = cn_phase(exchange, day, 1457) is CnPhase.CLOSE_AUCTION
+            pm_close = close_ns - 3 * minute if auction_close else close_ns
+            rows.append((day, open_ns - 15 * minute, open_ns - 5 * minute, close_ns, True))
+            if base.break_start_ns[k] == NO_BREAK:
+                rows.append((day, open_ns, pm_close, close_ns, False))
+            else:
+                rows.append((day, open_ns, int(base.break_start_ns[k]), close_ns, False))
+                rows.append((day, int(base.break_end_ns[k]), pm_close, close_ns, False))
+            if auction_close:
+                rows.append((day, pm_close, close_ns, close_ns, True))
+    table = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    none = np.full(len(table), NO_BREAK, dtype=np.int64)
+    return Sessions(
+        f"{calendar} {session}",
+        table[:, 0].copy(),
+        table[:, 1].copy(),
+        table[:, 2].copy(),
+        none,
+        none.copy(),
+        table[:, 3].copy(),
+        table[:, 4].astype(np.bool_),
+    )
 
 
 def _calendar(name: str, first_day: int, last_day: int) -> object:

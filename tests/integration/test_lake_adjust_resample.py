@@ -126,3 +126,86 @@ def test_freqtrade_1m_to_5m_matches_the_exchange_5m_file() -> None:
     for name in ("open", "high", "low", "close"):
         assert five[name].to_list() == np.rint(reference[name].to_numpy() * 1e8).astype(np.int64).tolist()
     assert five["volume"].to_list() == np.rint(reference["volume"].to_numpy() * 1e8).astype(np.int64).tolist()
+
+
+def tick_minutes(path: Path, instrument: int) -> tuple[pa.Table, pl.DataFrame]:
+    """hikyuu/TDX ticks -> 1m contract bars (price x 1000). A tick belongs to the minute it
+    ends in, except the prints of a match at 09:25, 11:30 or 15:00 (stamped a few seconds after
+    it), which belong to that minute; the 09:25 prints are the opening call auction."""
+    ticks = pl.read_csv(path).with_columns(
+        pl.col("datetime").str.to_datetime("%Y-%m-%d %H:%M:%S"),
+        (pl.col("price") * 1000).round().cast(pl.Int64).alias("price"),
+        pl.col("vol").cast(pl.Int64),
+    )
+    minute = pl.col("datetime").dt.truncate("1m")
+    hhmm = pl.col("datetime").dt.hour().cast(pl.Int32) * 100 + pl.col("datetime").dt.minute()
+    stamp = pl.when(hhmm.is_in([925, 1130, 1500])).then(minute).otherwise(minute + pl.duration(minutes=1))
+    ticks = ticks.with_columns(stamp.dt.replace_time_zone("Asia/Shanghai").alias("close_at"))
+    bars = (
+        ticks.group_by("close_at", maintain_order=True)
+        .agg(
+            pl.col("price").first().alias("open"),
+            pl.col("price").max().alias("high"),
+            pl.col("price").min().alias("low"),
+            pl.col("price").last().alias("close"),
+            pl.col("vol").sum().alias("volume"),
+            (pl.col("price") * pl.col("vol")).sum().alias("turnover"),
+        )
+        .sort("close_at")
+        .with_columns(
+            pl.col("close_at")
+            .dt.convert_time_zone("UTC")
+            .dt.cast_time_unit("ns")
+            .dt.epoch("ns")
+            .alias("ts_ns"),
+            pl.lit(0, pl.Int32).alias("day"),
+            pl.lit(instrument, pl.Int32).alias("instrument_id"),
+        )
+    )
+    return bars.select(
+        ["ts_ns", "day", "instrument_id", "open", "high", "low", "close", "volume", "turnover"]
+    ).to_arrow(), ticks
+
+
+@needs_shared
+def test_hikyuu_tick_minutes_keep_the_0925_auction_separate() -> None:
+    from lake.resample import ResampleError
+
+    files = sorted(HIKYUU.glob("trans_*.csv"))
+    if not files:
+        pytest.skip("no hikyuu tick files")
+    checked = 0
+    for instrument, path in enumerate(files, start=1):
+        exchange = "SSE" if path.stem.endswith(".SH") else "SZSE"
+        bars, ticks = tick_minutes(path, instrument)
+        auction_ticks = ticks.filter(
+            (pl.col("datetime").dt.hour() == 9) & (pl.col("datetime").dt.minute() == 25)
+        )
+        assert auction_ticks.height > 0 and (auction_ticks["buyorsell"] == 2).all()
+        five = resample(bars, "5m", calendar="XSHG", session="auctions", exchange=exchange)
+        local = five.with_columns(
+            pl.from_epoch("ts_ns", "ns")
+            .dt.replace_time_zone("UTC")
+            .dt.convert_time_zone("Asia/Shanghai")
+            .alias("t")
+        )
+        opening = local.filter((pl.col("t").dt.hour() == 9) & (pl.col("t").dt.minute() == 25))
+        per_day = (
+            auction_ticks.group_by(pl.col("datetime").dt.date()).agg(pl.col("vol").sum()).sort("datetime")
+        )
+        assert opening["volume"].to_list() == per_day["vol"].to_list()  # the auction alone, every day
+        assert (opening["bar_count"] == 1).all()
+        after = local.filter(pl.col("t").dt.hour().cast(pl.Int32) * 100 + pl.col("t").dt.minute() > 925)
+        first_after = after.group_by(pl.col("t").dt.date().alias("date")).agg(pl.col("t").min())["t"]
+        assert (first_after.dt.hour().cast(pl.Int32) * 100 + first_after.dt.minute() >= 935).all()
+        closing = local.filter(pl.col("t").dt.hour() == 15)  # the closing auction (both, in 2019)
+        late = ticks.filter(
+            pl.col("datetime").dt.hour().cast(pl.Int32) * 100 + pl.col("datetime").dt.minute() >= 1457
+        )
+        assert closing["volume"].sum() == late["vol"].sum()
+        days = resample(bars, "1d", calendar="XSHG", session="auctions", exchange=exchange)
+        assert days["volume"].sum() == ticks["vol"].sum() == five["volume"].sum()  # 1d includes them
+        with pytest.raises(ResampleError, match="outside XSHG sessions"):
+            resample(bars, "5m", calendar="XSHG")  # the regular session has no 09:25 bar
+        checked += opening.height
+    assert checked >= 2 * len(files)  # several days per file

@@ -151,3 +151,180 @@ def test_parallel_slices_stitch_to_the_serial_result(minutes: int, frequency: st
     finally:
         module.PARALLEL_MIN_ROWS, module.WORKERS = saved
     assert parallel.equals(serial) and shuffled.equals(serial)
+
+
+# --- session choices: US extended hours, A-share call auctions ----------------------------------
+
+
+def at(local: str, offset_hours: int) -> int:
+    """A local wall-clock time (ISO, no zone) at a fixed UTC offset -> UTC ns."""
+    return int(np.datetime64(local, "ns").astype(np.int64)) - offset_hours * 3_600 * 1_000_000_000
+
+
+def hand_bars(ts: list[int], close: list[int], volume: list[int], turnover: list[int | None]) -> pa.Table:
+    n = len(ts)
+    close_array = np.asarray(close, dtype=np.int64)
+    return pa.table(
+        {
+            "ts_ns": np.asarray(ts, dtype=np.int64),
+            "day": np.zeros(n, dtype=np.int32),
+            "instrument_id": np.ones(n, dtype=np.int32),
+            "open": close_array - 1,
+            "high": close_array + 2,
+            "low": close_array - 3,
+            "close": close_array,
+            "volume": np.asarray(volume, dtype=np.int64),
+            "turnover": pa.array(turnover, pa.int64()),
+        }
+    )
+
+
+def ohlcv(frame: pl.DataFrame) -> list[tuple[object, ...]]:
+    columns = ["ts_ns", "day", "open", "high", "low", "close", "volume", "turnover", "vwap", "bar_count"]
+    return [tuple(row) for row in frame.select(columns).iter_rows()]
+
+
+EST = -5  # New York in January
+NY = "2019-01-02T"
+
+
+def us_extended_day() -> pa.Table:
+    ts = [
+        at(NY + hhmm, EST)
+        for hhmm in ("09:29", "09:30", "09:31", "09:32", "15:59", "16:00", "16:01", "16:02")
+    ]
+    close = [100, 101, 110, 111, 120, 121, 130, 131]
+    volume = [1, 2, 10, 20, 30, 40, 3, 4]
+    return hand_bars(ts, close, volume, [c * v for c, v in zip(close, volume, strict=True)])
+
+
+def test_us_extended_hours_are_separate_segments_and_one_day() -> None:
+    bars = us_extended_day()
+    hours = resample(bars, "1h", calendar="XNYS", session="extended")
+    # pre-market (04:00, 09:30] on the 04:00 grid; regular on the 09:30 grid; post on the 16:00 grid
+    assert ohlcv(hours) == [
+        (at(NY + "09:30", EST), 20190102, 99, 103, 97, 101, 3, 302, 302 / 3, 2),
+        (at(NY + "10:30", EST), 20190102, 109, 113, 107, 111, 30, 3320, 3320 / 30, 2),
+        (at(NY + "16:00", EST), 20190102, 119, 123, 117, 121, 70, 8440, 8440 / 70, 2),
+        (at(NY + "17:00", EST), 20190102, 129, 133, 127, 131, 7, 914, 914 / 7, 2),
+    ]
+    day = resample(bars, "1d", calendar="XNYS", session="extended")
+    total = 302 + 3320 + 8440 + 914
+    assert ohlcv(day) == [(at(NY + "20:00", EST), 20190102, 99, 133, 97, 131, 110, total, total / 110, 8)]
+    regular = resample(bars.slice(2, 4), "1d", calendar="XNYS")  # the regular bars alone
+    assert ohlcv(regular) == [(at(NY + "16:00", EST), 20190102, 109, 123, 107, 121, 100, 11760, 117.6, 4)]
+    with pytest.raises(ResampleError, match="outside XNYS sessions"):
+        resample(bars, "1h", calendar="XNYS")  # regular: extended-hours bars stay rejected
+    with pytest.raises(ResampleError, match="outside XNYS extended sessions"):
+        resample(hand_bars([at(NY + "20:01", EST)], [1], [1], [1]), "1h", calendar="XNYS", session="extended")
+    with pytest.raises(ResampleError, match="session for XNYS"):
+        resample(bars, "1h", calendar="XNYS", session="auctions")
+
+
+CST = 8  # Shanghai
+
+
+def cn_bars(day: str, times: list[str], close: list[int], volume: list[int]) -> pa.Table:
+    return hand_bars(
+        [at(f"{day}T{t}", CST) for t in times],
+        close,
+        volume,
+        [c * v for c, v in zip(close, volume, strict=True)],
+    )
+
+
+CN_TIMES = ["09:20", "09:25", "09:31", "09:32", "14:56", "14:57", "14:58", "15:00"]
+CN_CLOSE = [99, 100, 101, 102, 103, 104, 105, 106]
+CN_VOLUME = [0, 7, 1, 2, 3, 4, 0, 9]
+
+
+def test_ashare_call_auctions_are_their_own_buckets() -> None:
+    bars = cn_bars("2019-01-02", CN_TIMES, CN_CLOSE, CN_VOLUME)  # SSE has a closing auction since 2018-08-20
+    day = "2019-01-02T"
+    five = resample(bars, "5m", calendar="XSHG", session="auctions", exchange="SSE")
+    assert ohlcv(five) == [
+        (at(day + "09:25", CST), 20190102, 98, 102, 96, 100, 7, 700, 100.0, 2),  # one bucket at any step
+        (at(day + "09:35", CST), 20190102, 100, 104, 98, 102, 3, 305, 305 / 3, 2),
+        (at(day + "14:57", CST), 20190102, 102, 106, 100, 104, 7, 725, 725 / 7, 2),  # clipped at 14:57
+        (at(day + "15:00", CST), 20190102, 104, 108, 102, 106, 9, 954, 106.0, 2),  # the closing auction
+    ]
+    daily = resample(bars, "1d", calendar="XSHG", session="auctions", exchange="SSE")
+    assert ohlcv(daily) == [(at(day + "15:00", CST), 20190102, 98, 108, 96, 106, 26, 2684, 2684 / 26, 8)]
+    with pytest.raises(ResampleError, match="outside XSHG sessions"):
+        resample(bars, "5m", calendar="XSHG")  # regular: auction bars stay rejected
+    with pytest.raises(ResampleError, match="exchange SSE or SZSE"):
+        resample(bars, "5m", calendar="XSHG", session="auctions")
+    pre_open = cn_bars("2019-01-02", ["09:28"], [1], [1])  # 09:25-09:30 matches nothing
+    with pytest.raises(ResampleError, match="outside XSHG auctions sessions"):
+        resample(pre_open, "5m", calendar="XSHG", session="auctions", exchange="SSE")
+
+
+def test_closing_auction_follows_cn_phase_by_exchange_and_date() -> None:
+    bars = cn_bars("2018-01-02", CN_TIMES, CN_CLOSE, CN_VOLUME)
+    stamps = {}
+    for exchange in ("SSE", "SZSE"):
+        out = resample(bars, "5m", calendar="XSHG", session="auctions", exchange=exchange)
+        local = (out["ts_ns"].to_numpy() - at("2018-01-02T00:00", CST)) // MINUTE
+        stamps[exchange] = [int(m // 60 * 100 + m % 60) for m in local]
+    assert stamps["SSE"] == [925, 935, 1500]  # SSE before 2018-08-20: continuous to 15:00
+    assert stamps["SZSE"] == [925, 935, 1457, 1500]
+
+
+def test_a_day_spanning_a_gap_between_segments_is_an_error() -> None:
+    bars = cn_bars("2019-01-02", ["09:31", "12:00"], [1, 2], [1, 1])  # the second bar: lunch break
+    for session, exchange in (("regular", None), ("auctions", "SZSE")):
+        with pytest.raises(ResampleError, match="outside XSHG"):
+            resample(bars, "1d", calendar="XSHG", session=session, exchange=exchange)
+
+
+def session_minutes(calendar: str, session: str, exchange: str | None) -> np.ndarray:
+    """Every 1m bar close of the session set on 2019-01-02 (one day, the whole grid)."""
+    from lake.resample import sessions_covering
+
+    sessions = sessions_covering(calendar, np.array([at("2019-01-02T12:00", 0)]), session, exchange)
+    chosen = sessions.day == 20190102
+    closes = [
+        np.arange(start + MINUTE, stop + 1, MINUTE, dtype=np.int64)
+        for start, stop in zip(sessions.open_ns[chosen], sessions.close_ns[chosen], strict=True)
+    ]
+    minutes = np.concatenate(closes)
+    for start, stop in zip(sessions.break_start_ns[chosen], sessions.break_end_ns[chosen], strict=True):
+        if start != -1:  # the regular A-share table keeps the lunch break inside the session
+            minutes = minutes[(minutes <= start) | (minutes > stop)]
+    return minutes
+
+
+SESSION_SETS = {
+    "us_extended": ("XNYS", "extended", None),
+    "cn_auctions": ("XSHG", "auctions", "SZSE"),
+    "cn_regular": ("XSHG", "regular", None),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    which=st.sampled_from(sorted(SESSION_SETS)),
+    keep_every=st.integers(1, 7),
+    cuts=st.lists(st.integers(0, 2000), max_size=6),
+    frequency=st.sampled_from(["5m", "15m", "1h", "1d"]),
+    seed=st.integers(0, 1000),
+)
+def test_incremental_equals_one_shot_under_session_choices(
+    which: str, keep_every: int, cuts: list[int], frequency: str, seed: int
+) -> None:
+    calendar, session, exchange = SESSION_SETS[which]
+    ts = session_minutes(calendar, session, exchange)
+    rng = np.random.default_rng(seed)
+    ts = ts[rng.integers(0, keep_every, len(ts)) == 0]  # a random subset: gaps, auctions hit or missed
+    if len(ts) == 0:
+        return
+    close = 1_000 + np.cumsum(rng.integers(-5, 6, len(ts)))
+    volume = rng.integers(0, 50, len(ts))
+    bars = hand_bars(ts.tolist(), close.tolist(), volume.tolist(), (close * volume).tolist())
+    one_shot = resample(bars, frequency, calendar=calendar, session=session, exchange=exchange)
+    resampler = Resampler(frequency, calendar=calendar, session=session, exchange=exchange)
+    edges = [0, *sorted(c % (bars.num_rows + 1) for c in cuts), bars.num_rows]
+    parts = [resampler.update(bars.slice(a, b - a)) for a, b in itertools.pairwise(edges)]
+    parts.append(resampler.flush())
+    assert pl.concat(parts).sort(["instrument_id", "ts_ns"]).equals(one_shot)
+    assert one_shot["volume"].sum() == int(volume.sum())
