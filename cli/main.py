@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,8 +56,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _steps_of(dataset: str) -> int:
-    import json
-
     return int(json.loads((Path(dataset) / "manifest.json").read_text())["steps"])
 
 

@@ -35,7 +35,7 @@ from domain.events import (
     StateSnapshotted,
     TargetsDecided,
 )
-from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.fixed import RATE_SCALE, Rounding
 from domain.instruments import notional_minor
 from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
 from domain.market import Panel
@@ -383,8 +383,3 @@ class Kernel:
         self._sink.append(
             StateSnapshotted(ts_ns=ts_ns, day=int(self._panel.day[step]), snapshot=self.state.snapshot())
         )
-
-
-def weight_of(value_minor: int, nav_minor: int) -> int:
-    """A value as a 1e-8 fraction of NAV (for reports)."""
-    return div_round(value_minor * RATE_SCALE, max(nav_minor, 1), Rounding.HALF_EVEN)
