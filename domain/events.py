@@ -123,6 +123,7 @@ class OrderSubmitted(Event, frozen=True, tag="order.submitted.v1"):
     qty_raw: int
     limit_px_raw: int  # 0 for market orders
     decision_px_raw: int  # the price the decision was sized at
+    parent_id: str = ""  # the router's parent order this child slices ("" = sent directly)
 
 
 class OrderAccepted(Event, frozen=True, tag="order.accepted.v1"):

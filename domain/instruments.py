@@ -31,6 +31,9 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     board: str = ""
     listing_day: int = 0
     st_periods: list[tuple[int, int]] = []
+    # Risk grouping (pre-trade sector / country limits); "" = not in any group.
+    sector: str = ""
+    country: str = ""
 
     def is_st(self, day: int) -> bool:
         """Whether the instrument carries the ST flag on session ``day``."""
