@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.wiring import make_strategy, replay_builder
 from domain.events import OrderFilled, encode_event
+from domain.riskrules import policy_from_mapping
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel
@@ -123,6 +124,8 @@ def make_config(dataset: Path, journal: Path, strategy: str, params: dict[str, o
         strategy=StrategyConfig(name=strategy, params=params),
         initial_cash=INITIAL_CASH,
         fill=FillModel(slippage_e8=0, commission_e8=COMMISSION_E8, commission_min_minor=0),
+        # 100% per name, like the bare loop and backtrader it is compared with
+        risk=policy_from_mapping({"name": {"limit_e8": 100_000_000, "action": "clip"}}),
     )
 
 

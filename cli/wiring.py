@@ -10,11 +10,12 @@ from typing import Any
 import msgspec
 
 from domain.events import DatasetReferenced, RunStarted
+from domain.riskrules import PolicyError, policy_from_mapping
 from kernel.replay import KernelParts
 from kernel.strategy import Strategy
 from models.strategies.momentum import MomentumRotation
 from models.strategies.sma_crossover import SmaCrossover
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts
+from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_parts
 
 __all__ = ["STRATEGIES", "ConfigError", "load_config", "make_strategy", "replay_builder"]
 
@@ -48,13 +49,38 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> Backtest
     for key in ("dataset", "journal"):
         if key in raw and not Path(raw[key]).is_absolute():
             raw[key] = str((Path(path).parent / raw[key]).resolve())
+    if "risk_policy" in raw:
+        raw["risk"] = _policy_file(Path(path), raw.pop("risk_policy"), "risk" in raw)
     try:
+        policy_from_mapping(raw.get("risk", {}), prefix="risk.")
         return msgspec.convert(raw, BacktestConfig)
-    except msgspec.ValidationError as error:
+    except (msgspec.ValidationError, PolicyError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def _policy_file(config_path: Path, name: object, inline: bool) -> dict[str, Any]:
+    """``risk_policy = "policy.toml"``: the policy written once, in its own file (its ``[risk]``
+    table, or the whole file). The policy's content goes into the run's configuration, so the
+    journal holds it and replay does not need the file."""
+    if inline:
+        raise ConfigError(f"{config_path}: give either risk_policy or a [risk] table, not both")
+    if not isinstance(name, str):
+        raise ConfigError(f"{config_path}: risk_policy must be a file path, got {name!r}")
+    policy_path = Path(name) if Path(name).is_absolute() else config_path.parent / name
+    try:
+        table = tomllib.loads(policy_path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{config_path}: risk_policy {policy_path}: {error}") from None
+    policy: dict[str, Any] = table.get("risk", table)
+    return policy
 
 
 def replay_builder(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
     """Rebuild a run's kernel parts from its journaled configuration and data set hash."""
+    if run.engine_version != ENGINE_VERSION:
+        raise ConfigError(
+            f"the journal was written by {run.engine_version}; this is {ENGINE_VERSION}, which cannot "
+            "re-derive it (verify and report still read it)"
+        )
     config = BacktestConfig.from_json(run.config_json)
     return build_parts(config, make_strategy(config.strategy), expected_hash=ref.content_hash)

@@ -26,6 +26,11 @@ __all__ = [
     "Event",
     "InstrumentsDefined",
     "KernelSnapshot",
+    "KillSwitchCommandRefused",
+    "KillSwitchFlattened",
+    "KillSwitchRearmed",
+    "KillSwitchSnapshot",
+    "KillSwitchTripped",
     "LedgerPosted",
     "OrderAccepted",
     "OrderCancelled",
@@ -33,6 +38,7 @@ __all__ = [
     "OrderFilled",
     "OrderRejected",
     "OrderSubmitted",
+    "OperatorCommanded",
     "PositionSnapshot",
     "OpenOrderSnapshot",
     "PostingRecord",
@@ -98,17 +104,36 @@ class TargetsDecided(Event, frozen=True, tag="strategy.targets_decided.v1"):
     weights_e8: list[int]
 
 
-class RiskVerdict(Event, frozen=True, tag="risk.verdict.v1"):
-    """One rule's verdict on one decision. ``action`` is pass, clip, scale or reject."""
+class RiskVerdict(Event, frozen=True, tag="risk.verdict.v2"):
+    """One rule's verdict on one decision. ``action`` is pass, clip, scale or reject.
+
+    ``unit`` says what ``limit`` / ``observed`` / ``observed_after`` count: ``e8_nav``
+    (portfolio rules, 1e-8 of NAV), ``minor`` (order notional), ``qty_raw`` (order size),
+    ``e8_price`` (price band). ``observed`` is the worst measure before the rule acted,
+    ``observed_after`` after it (-1: not recorded, in events upcast from v1).
+    """
 
     strategy_id: str
     step: int
     rule: str
     action: str
-    limit_e8: int
-    observed_e8: int
+    unit: str
+    limit: int
+    observed: int
+    observed_after: int
     instrument_ids: list[int] = []
+    group_ids: list[int] = []  # breaching sector/country ids; perp or net side 0 long, 1 short
     detail: str = ""
+
+
+def _risk_verdict_v1_to_v2(raw: dict[str, Any]) -> dict[str, Any]:
+    """v1 had 1e-8-of-NAV ``limit_e8`` / ``observed_e8`` and no after-measure or groups."""
+    raw["kind"] = "risk.verdict.v2"
+    raw["unit"] = "e8_nav"
+    raw["limit"] = raw.pop("limit_e8")
+    raw["observed"] = raw.pop("observed_e8")
+    raw["observed_after"] = -1
+    return raw
 
 
 # --- derived: orders ------------------------------------------------------------------------
@@ -212,6 +237,21 @@ class SellableSnapshot(msgspec.Struct, frozen=True, array_like=True):
     reserved: int
 
 
+class KillSwitchSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``domain.riskrules.KillSwitchState`` as snapshot data (``state`` is its enum value)."""
+
+    state: str
+    trigger: str
+    reason: str
+    since_ts_ns: int
+    day: int
+    day_start_nav_minor: int
+    last_nav_minor: int
+    peak_nav_minor: int
+    consecutive_rejects: int
+    last_data_ts_ns: int
+
+
 class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything the kernel needs to resume at the next step, sorted for determinism."""
 
@@ -223,6 +263,7 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     open_orders: list[OpenOrderSnapshot]
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
     sellable: list[SellableSnapshot] = []  # T+1 books of A-share instruments
+    kill_switch: KillSwitchSnapshot | None = None  # None: never observed (a fresh run)
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
@@ -230,6 +271,40 @@ class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
 
     day: int
     snapshot: KernelSnapshot
+
+
+# --- derived: kill switch (state machine in domain.riskrules.killswitch) ---------------------
+
+
+class OperatorCommanded(Event, frozen=True, tag="killswitch.operator_commanded.v1"):
+    """An operator's halt / flatten / rearm (in a backtest: scheduled by the run's config)."""
+
+    command: str  # "halt" | "flatten" | "rearm"
+    operator: str
+    note: str = ""
+
+
+class KillSwitchTripped(Event, frozen=True, tag="killswitch.tripped.v1"):
+    """The kill switch halted new risk (and, with ``flatten``, closes the book): why, with the numbers."""
+
+    trigger: str  # daily_loss | drawdown | consecutive_rejects | latency | stale_data | operator
+    flatten: bool
+    limit: int
+    observed: int
+    reason: str
+
+
+class KillSwitchFlattened(Event, frozen=True, tag="killswitch.flattened.v1"):
+    """The kernel reports the book flat; the switch stays halted."""
+
+
+class KillSwitchRearmed(Event, frozen=True, tag="killswitch.rearmed.v1"):
+    operator: str
+
+
+class KillSwitchCommandRefused(Event, frozen=True, tag="killswitch.command_refused.v1"):
+    command: str
+    reason: str
 
 
 class RunFinished(Event, frozen=True, tag="run.finished.v1"):
@@ -254,11 +329,18 @@ AnyEvent = (
     | DayClosed
     | StateSnapshotted
     | RunFinished
+    | OperatorCommanded
+    | KillSwitchTripped
+    | KillSwitchFlattened
+    | KillSwitchRearmed
+    | KillSwitchCommandRefused
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})
 
-UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "risk.verdict.v1": _risk_verdict_v1_to_v2,
+}
 """Old tag -> pure function turning its payload (a dict) into the next version's payload.
 
 A schema change adds a new tag (``...v2``) and registers ``UPCASTERS["...v1"]``; the chain

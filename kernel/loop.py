@@ -4,9 +4,13 @@ At each step that matters — a strategy's scheduled decision, a step at which a
 order can fill, or the last step of a session day — the kernel, in this order:
 
 1. matches open orders against the step's bar (venue fills -> positions and ledger);
-2. asks the strategy for target weights (seeing data up to this step only), checks them
-   against the risk limits and turns the allowed deltas into whole-lot orders;
-3. at a day's last step marks to market (``DayClosed``) and snapshots its state.
+2. applies perpetual funding and operator commands due at this step;
+3. asks the strategy for target weights (seeing data up to this step only), gates them by
+   the kill switch, checks them against the risk policy's portfolio rules, turns the allowed
+   deltas into whole-lot orders and checks those against the order rules;
+4. while the kill switch is flattening, closes every position;
+5. at a day's last step marks to market (``DayClosed``), feeds the mark to the kill switch
+   and snapshots its state.
 
 Steps where none of these can happen produce no events, so they are skipped: a
 5,000-name universe or a million one-minute bars cost one Python iteration per step that
@@ -15,7 +19,7 @@ matters, not per bar.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from math import isfinite
 from typing import Protocol
 
@@ -25,7 +29,9 @@ from domain.events import (
     DayClosed,
     Event,
     InstrumentsDefined,
+    KillSwitchFlattened,
     LedgerPosted,
+    OperatorCommanded,
     OrderAccepted,
     OrderCancelled,
     OrderFilled,
@@ -40,15 +46,38 @@ from domain.instruments import notional_minor
 from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
 from domain.market import Panel
 from domain.markets import funding_payment_minor, funding_postings
-from domain.orders import evolve, new_order
-from domain.risk import RiskLimits
+from domain.orders import Order, evolve, new_order
+from domain.riskrules import (
+    KillState,
+    KillSwitchConfig,
+    KillSwitchEvent,
+    NavMarked,
+    Observation,
+    RiskPolicy,
+    VenueResponded,
+    initial_state,
+    update_kill_switch,
+)
+from domain.riskrules import evolve_kill_switch as evolve_kill
 from kernel.markets import MarketRules
-from kernel.pipeline import apply_risk, current_weights, plan_orders, reject_unpriced, verdict_events
+from kernel.pipeline import (
+    OrderIntent,
+    RiskError,
+    RiskStage,
+    current_weights,
+    halt_targets,
+    plan_orders,
+    reject_unpriced,
+    verdict_events,
+)
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy
 from kernel.venue import NO_ACTIVITY, VenuePort
 
-__all__ = ["EventSink", "Kernel", "KernelError", "ProgressFn"]
+__all__ = ["KILL_SWITCH_STRATEGY", "EventSink", "Kernel", "KernelError", "ProgressFn"]
+
+KILL_SWITCH_STRATEGY = "kill-switch"
+"""The strategy id of the orders the kill switch sends to flatten the book."""
 
 ProgressFn = Callable[[int], None]  # called with the number of steps done so far
 
@@ -78,6 +107,22 @@ def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int]]]:
     return grouped
 
 
+def _commands_by_step(
+    panel: Panel, commands: Sequence[OperatorCommanded]
+) -> dict[int, list[OperatorCommanded]]:
+    """Operator commands grouped by the first step at or after their time, in time order."""
+    grouped: dict[int, list[OperatorCommanded]] = {}
+    ordered = sorted(commands, key=lambda command: command.ts_ns)
+    for command in ordered:
+        step = int(np.searchsorted(panel.ts_ns, command.ts_ns, side="left"))
+        if step >= panel.steps:
+            raise KernelError(
+                f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
+            )
+        grouped.setdefault(step, []).append(command)
+    return grouped
+
+
 class Kernel:
     def __init__(
         self,
@@ -85,19 +130,30 @@ class Kernel:
         panel: Panel,
         strategy: Strategy,
         venue: VenuePort,
-        limits: RiskLimits,
+        policy: RiskPolicy,
         sink: EventSink,
         currency: str,
         state: KernelState | None = None,
+        kill_switch: KillSwitchConfig | None = None,
+        operator_commands: Sequence[OperatorCommanded] = (),
     ) -> None:
         self._panel = panel
         self._strategy = strategy
         self._venue = venue
-        self._limits = limits
         self._sink = sink
         self._currency = currency
         self.state = state if state is not None else KernelState(currency)
+        if self.state.kill is None:
+            self.state.kill = initial_state(int(panel.ts_ns[0]))
+        self._kill_config = kill_switch if kill_switch is not None else KillSwitchConfig()
+        self._kill_watch_nav = bool(
+            self._kill_config.daily_loss_max_minor or self._kill_config.drawdown_max_e8
+        )
+        self._kill_watch_venue = bool(
+            self._kill_config.consecutive_rejects_max or self._kill_config.latency_ns_max
+        )
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
+        self._risk = RiskStage(policy, self._instruments)
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
         self._rules = MarketRules(self._instruments)
@@ -115,6 +171,9 @@ class Kernel:
         self._funding = _funding_by_step(panel)
         self._funding_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._funding_mask[list(self._funding)] = True
+        self._commands = _commands_by_step(panel, operator_commands)
+        self._command_mask = np.zeros(panel.steps, dtype=np.bool_)
+        self._command_mask[list(self._commands)] = True
 
     # --- run -----------------------------------------------------------------------------
 
@@ -131,7 +190,10 @@ class Kernel:
         end = self._panel.steps if end_step is None else end_step
         window = slice(start_step, end)
         interesting = np.flatnonzero(
-            self._decide_mask[window] | self._day_end[window] | self._funding_mask[window]
+            self._decide_mask[window]
+            | self._day_end[window]
+            | self._funding_mask[window]
+            | self._command_mask[window]
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
@@ -157,15 +219,76 @@ class Kernel:
             venue_next = self._venue_next(step)
         if step in self._funding:
             self._apply_funding(step)
+        if step in self._commands:
+            for command in self._commands[step]:
+                self._sink.append(command)
+                self._kill_observe(command)
         if self._decide_mask[step] and self._decide(step):
+            venue_next = self._venue_next(step)
+        if self._flattening() and self._flatten(step):
             venue_next = self._venue_next(step)
         if self._day_end[step]:
             if self.state.open_orders:
                 self._expire_day_orders(step)
-                venue_next = self._venue_next(step)
             self.state.next_step = step + 1
             self._close_day(step)
+            venue_next = self._venue_next(step)
         return venue_next
+
+    # --- kill switch ---------------------------------------------------------------------
+
+    def _flattening(self) -> bool:
+        kill = self.state.kill
+        return kill is not None and kill.state is KillState.FLATTENING
+
+    def _kill_observe(self, observation: Observation) -> list[KillSwitchEvent]:
+        """Fold one observation into the kill switch; journal the events it decides."""
+        state = self.state.kill
+        assert state is not None
+        state, events = update_kill_switch(state, self._kill_config, observation)
+        self.state.kill = state
+        for event in events:
+            self._sink.append(event)
+        return events
+
+    def _flatten(self, step: int) -> bool:
+        """Close every position with market orders (once none of ours are working); report
+        the book flat when it is. True when orders were submitted."""
+        state = self.state
+        ts_ns = int(self._panel.ts_ns[step])
+        if not state.positions:
+            self._kill_flattened(ts_ns)
+            return False
+        if any(o.strategy_id == KILL_SWITCH_STRATEGY for o in state.open_orders.values()):
+            return False
+        for order_id, order in list(state.open_orders.items()):
+            self._cancel(order_id, order, step, ts_ns, "kill switch: flattening the book")
+        prices = self._prices(step)
+        intents = sorted(
+            (
+                OrderIntent(iid, -1 if position.qty_raw > 0 else 1, abs(position.qty_raw), prices[iid])
+                for iid, position in state.positions.items()
+            ),
+            key=lambda intent: (intent.side, intent.instrument_id),
+        )
+        for intent in intents:
+            self._submit(
+                step,
+                ts_ns,
+                KILL_SWITCH_STRATEGY,
+                intent.instrument_id,
+                intent.side,
+                intent.qty_raw,
+                intent.decision_px_raw,
+            )
+        return True
+
+    def _kill_flattened(self, ts_ns: int) -> None:
+        state = self.state.kill
+        assert state is not None
+        event = KillSwitchFlattened(ts_ns=ts_ns)
+        self._sink.append(event)
+        self.state.kill = evolve_kill(state, event)
 
     def finish(self) -> None:
         step = self._panel.steps - 1
@@ -227,6 +350,8 @@ class Kernel:
             state.open_orders[fill.order_id] = order
         else:
             del state.open_orders[fill.order_id]
+        if not state.positions and self._flattening():
+            self._kill_flattened(fill.ts_ns)
 
     def _apply_funding(self, step: int) -> None:
         """Perpetual funding for positions held through a funding time inside this step's bar,
@@ -276,16 +401,32 @@ class Kernel:
             )
         )
         nav = self.nav_minor(step)
+        if self._kill_watch_nav:
+            self._kill_observe(NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=nav))
         prices = self._prices(step)
         held = current_weights(self.state.positions, prices, self._instruments, nav)
-        priced, priced_outcome = reject_unpriced(targets, prices)
-        allowed, outcomes = apply_risk(priced, held, self._limits)
-        outcomes.insert(0, priced_outcome)
-        for verdict in verdict_events(ts_ns, sid, step, outcomes):
-            self._sink.append(verdict)
+        priced, priced_verdict = reject_unpriced(targets, prices)
+        verdicts = [priced_verdict]
+        kill = self.state.kill
+        if kill is not None and kill.state is not KillState.ARMED:
+            flatten = kill.state is KillState.FLATTENING
+            reason = (
+                f"kill switch {kill.state.value} since {kill.since_ts_ns} ({kill.trigger}): {kill.reason}"
+            )
+            priced, kill_verdict = halt_targets(priced, held, flatten, reason)
+            verdicts.append(kill_verdict)
+        try:
+            allowed, portfolio_verdicts = self._risk.portfolio(priced, held)
+        except RiskError as error:
+            raise KernelError(f"{sid} at step {step}: {error}") from None
+        verdicts.extend(portfolio_verdicts)
         self.state.last_targets.update(allowed)
         self._cancel_open(step, ts_ns, sid)
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        intents, order_verdicts = self._risk.orders(intents)
+        verdicts.extend(order_verdicts)
+        for verdict in verdict_events(ts_ns, sid, step, verdicts):
+            self._sink.append(verdict)
         for intent in intents:
             self._submit(
                 step, ts_ns, sid, intent.instrument_id, intent.side, intent.qty_raw, intent.decision_px_raw
@@ -308,15 +449,16 @@ class Kernel:
 
     def _cancel_open(self, step: int, ts_ns: int, strategy_id: str) -> None:
         """A new decision supersedes the strategy's orders still open."""
-        day = self._session_of_order(step)
         for order_id, order in list(self.state.open_orders.items()):
-            if order.strategy_id != strategy_id:
-                continue
-            event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason="superseded by a new decision")
-            self._sink.append(event)
-            evolve(order, event)
-            self._rules.on_closed(self.state.sellable, day, order)
-            del self.state.open_orders[order_id]
+            if order.strategy_id == strategy_id:
+                self._cancel(order_id, order, step, ts_ns, "superseded by a new decision")
+
+    def _cancel(self, order_id: str, order: Order, step: int, ts_ns: int, reason: str) -> None:
+        event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason=reason)
+        self._sink.append(event)
+        evolve(order, event)
+        self._rules.on_closed(self.state.sellable, self._session_of_order(step), order)
+        del self.state.open_orders[order_id]
 
     def _session_of_order(self, step: int) -> int:
         """The session an order submitted at ``step`` trades in: an order sent after a
@@ -360,6 +502,13 @@ class Kernel:
         else:
             ack = self._venue.submit(step, order)
         self._sink.append(ack)
+        if self._kill_watch_venue:
+            accepted = isinstance(ack, OrderAccepted)
+            self._kill_observe(
+                VenueResponded(
+                    ts_ns=ts_ns, venue=self._instruments[iid].venue, accepted=accepted, latency_ns=0
+                )
+            )
         order = evolve(order, ack)
         if order.is_open:
             state.open_orders[order.order_id] = order
@@ -380,6 +529,12 @@ class Kernel:
                 currency=self._currency,
             )
         )
+        if self._kill_watch_nav:
+            self._kill_observe(
+                NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=cash + sum(values.values()))
+            )
+        if self._flattening():
+            self._flatten(step)
         self._sink.append(
             StateSnapshotted(ts_ns=ts_ns, day=int(self._panel.day[step]), snapshot=self.state.snapshot())
         )

@@ -1,5 +1,11 @@
 """The decision pipeline of one step: risk over the whole intent vector, then execution
-(weights -> whole-lot orders). Pure functions over plain data; the loop journals results."""
+(weights -> whole-lot orders), then the order rules. Plain data in and out; the loop
+journals the verdicts.
+
+Portfolio and order rules are ``domain.riskrules`` (the policy a user writes once in TOML);
+this module adapts the kernel's dict-shaped state to their arrays: sector and country
+names become dense group ids, perpetuals are flagged for the per-side cap.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,33 @@ from domain.events import RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import Instrument, notional_minor, qty_for_value
 from domain.ledger import Position
-from domain.risk import RiskLimits, RuleOutcome, check_gross_leverage, check_name_cap
+from domain.riskrules import (
+    LIMIT_E8_MAX,
+    RiskPolicy,
+    RuleVerdict,
+    evaluate_intent,
+    evaluate_orders,
+    make_intent,
+    make_orders,
+)
 
-__all__ = ["OrderIntent", "apply_risk", "plan_orders", "reject_unpriced"]
+__all__ = [
+    "PERP_ASSET_CLASSES",
+    "OrderIntent",
+    "RiskError",
+    "RiskStage",
+    "current_weights",
+    "halt_targets",
+    "plan_orders",
+    "reject_unpriced",
+    "verdict_events",
+]
+
+PERP_ASSET_CLASSES = frozenset({"crypto_perp", "perpetual"})
+
+
+class RiskError(ValueError):
+    """A decision the risk stage cannot evaluate (e.g. a weight beyond the 20x bound)."""
 
 
 class OrderIntent(msgspec.Struct, frozen=True):
@@ -23,54 +53,150 @@ class OrderIntent(msgspec.Struct, frozen=True):
     decision_px_raw: int
 
 
-def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[dict[int, int], RuleOutcome]:
+def _e8_verdict(
+    rule: str, action: str, limit: int, before: int, after: int, ids: list[int], detail: str
+) -> RuleVerdict:
+    return RuleVerdict(
+        rule=rule,
+        action=action,
+        unit="e8_nav",
+        limit=limit,
+        observed=before,
+        observed_after=after,
+        instrument_ids=ids,
+        detail=detail,
+    )
+
+
+def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[dict[int, int], RuleVerdict]:
     """Non-zero targets on names that have never traded cannot be sized: reject them."""
     unpriced = [iid for iid, weight in sorted(targets.items()) if weight and prices[iid] <= 0]
     kept = {iid: weight for iid, weight in targets.items() if iid not in unpriced}
     largest = max((abs(targets[iid]) for iid in unpriced), default=0)
     detail = f"{len(unpriced)} names have no price yet" if unpriced else ""
-    return kept, RuleOutcome("priced", "reject" if unpriced else "pass", 0, largest, unpriced, detail)
+    action = "reject" if unpriced else "pass"
+    return kept, _e8_verdict("priced", action, 0, largest, 0, unpriced, detail)
 
 
-def apply_risk(
-    targets: dict[int, int],
-    current_weights: dict[int, int],
-    limits: RiskLimits,
-) -> tuple[dict[int, int], list[RuleOutcome]]:
-    """Check the implied full vector (targets over current weights); returns allowed targets.
+def halt_targets(
+    targets: dict[int, int], held: dict[int, int], flatten: bool, reason: str
+) -> tuple[dict[int, int], RuleVerdict]:
+    """While the kill switch is not armed: no new risk. Each target is cut to
+    ``clamp(target, 0..current)`` (reduce, never add or flip); flattening targets zero for
+    every held name. The verdict names the names whose targets changed."""
+    if flatten:
+        allowed = {iid: 0 for iid in held}
+        allowed.update({iid: 0 for iid in targets})
+    else:
+        allowed = {}
+        for iid, target in targets.items():
+            current = held.get(iid, 0)
+            if current > 0:
+                allowed[iid] = min(max(target, 0), current)
+            elif current < 0:
+                allowed[iid] = max(min(target, 0), current)
+            else:
+                allowed[iid] = 0
+    changed = sorted(iid for iid, weight in allowed.items() if weight != targets.get(iid, held.get(iid, 0)))
+    before = sum(abs(w) for w in targets.values())
+    after = sum(abs(w) for w in allowed.values())
+    action = ("clip" if changed else "pass") if not flatten else "reject"
+    return allowed, _e8_verdict("kill_switch", action, 0, before, after, changed, reason)
 
-    Rules run in a fixed order: per-name cap (clip), then gross leverage (scale). Names
-    held but not targeted keep their current weight for the gross check and are scaled
-    with the rest when the vector is over the limit.
-    """
-    implied = dict(current_weights)
-    implied.update(targets)
-    ids = sorted(implied)
-    weights = [implied[iid] for iid in ids]
-    weights, name_outcome = check_name_cap(ids, weights, limits.name_max_e8)
-    weights, gross_outcome = check_gross_leverage(ids, weights, limits.gross_max_e8)
-    allowed = dict(zip(ids, weights, strict=True))
-    changed = {iid for iid in ids if allowed[iid] != implied[iid]}
-    result = {iid: allowed[iid] for iid in ids if iid in targets or iid in changed}
-    return result, [name_outcome, gross_outcome]
+
+class RiskStage:
+    """The policy's portfolio rules over a decision's implied vector, then its order rules."""
+
+    def __init__(self, policy: RiskPolicy, instruments: dict[int, Instrument]) -> None:
+        self.policy = policy
+        self._instruments = instruments
+        sectors = sorted({inst.sector for inst in instruments.values() if inst.sector})
+        countries = sorted({inst.country for inst in instruments.values() if inst.country})
+        sector_id = {name: index for index, name in enumerate(sectors)}
+        country_id = {name: index for index, name in enumerate(countries)}
+        self._sector = {iid: sector_id.get(inst.sector, -1) for iid, inst in instruments.items()}
+        self._country = {iid: country_id.get(inst.country, -1) for iid, inst in instruments.items()}
+        self._perp = {iid: inst.asset_class in PERP_ASSET_CLASSES for iid, inst in instruments.items()}
+        self._order_rules = (
+            policy.price_band.band_e8 > 0 or policy.order_qty.limit > 0 or policy.order_notional.limit > 0
+        )
+
+    def portfolio(
+        self, targets: dict[int, int], held: dict[int, int]
+    ) -> tuple[dict[int, int], list[RuleVerdict]]:
+        """Check the implied full vector (targets over current weights); returns the allowed
+        targets: every targeted name, plus held names a rule changed."""
+        implied = dict(held)
+        implied.update(targets)
+        ids = sorted(implied)
+        weights = [implied[iid] for iid in ids]
+        for iid, weight in zip(ids, weights, strict=True):
+            if abs(weight) > LIMIT_E8_MAX:
+                raise RiskError(
+                    f"instrument {iid}: weight {weight}e-8 is beyond the risk stage's bound "
+                    f"of {LIMIT_E8_MAX}e-8 (20x NAV)"
+                )
+        intent = make_intent(
+            ids,
+            weights,
+            [held.get(iid, 0) for iid in ids],
+            [self._sector[iid] for iid in ids],
+            [self._country[iid] for iid in ids],
+            [self._perp[iid] for iid in ids],
+        )
+        result = evaluate_intent(intent, self.policy)
+        allowed_all = dict(zip(ids, result.weights_e8.tolist(), strict=True))
+        allowed = {
+            iid: weight for iid, weight in allowed_all.items() if iid in targets or weight != implied[iid]
+        }
+        return allowed, result.verdicts
+
+    def orders(self, intents: list[OrderIntent]) -> tuple[list[OrderIntent], list[RuleVerdict]]:
+        """The enabled order rules (price band, quantity, notional) over the sized orders;
+        a rule only shrinks or drops an order. No verdicts when no order rule is enabled."""
+        if not intents or not self._order_rules:
+            return intents, []
+        instruments = self._instruments
+        batch = make_orders(
+            [i.instrument_id for i in intents],
+            [i.side * i.qty_raw for i in intents],
+            [
+                notional_minor(instruments[i.instrument_id], i.qty_raw, i.decision_px_raw, Rounding.CEILING)
+                for i in intents
+            ],
+            [i.decision_px_raw for i in intents],
+            [i.decision_px_raw for i in intents],
+            [instruments[i.instrument_id].lot_raw for i in intents],
+        )
+        result = evaluate_orders(batch, self.policy)
+        kept = [
+            OrderIntent(i.instrument_id, i.side, abs(qty), px)
+            for i, qty, px in zip(intents, result.qty_raw.tolist(), result.px_raw.tolist(), strict=True)
+            if qty
+        ]
+        verdicts = [v for v in result.verdicts if v.detail != "disabled"]
+        return kept, verdicts
 
 
 def verdict_events(
-    ts_ns: int, strategy_id: str, step: int, outcomes: Sequence[RuleOutcome]
+    ts_ns: int, strategy_id: str, step: int, verdicts: Sequence[RuleVerdict]
 ) -> list[RiskVerdict]:
     return [
         RiskVerdict(
             ts_ns=ts_ns,
             strategy_id=strategy_id,
             step=step,
-            rule=o.rule,
-            action=o.action,
-            limit_e8=o.limit_e8,
-            observed_e8=o.observed_e8,
-            instrument_ids=o.instrument_ids,
-            detail=o.detail,
+            rule=v.rule,
+            action=v.action,
+            unit=v.unit,
+            limit=v.limit,
+            observed=v.observed,
+            observed_after=v.observed_after,
+            instrument_ids=v.instrument_ids,
+            group_ids=v.group_ids,
+            detail=v.detail,
         )
-        for o in outcomes
+        for v in verdicts
     ]
 
 

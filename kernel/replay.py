@@ -17,6 +17,7 @@ from domain.events import (
     INPUT_KINDS,
     DatasetReferenced,
     Event,
+    OperatorCommanded,
     RunStarted,
     StateSnapshotted,
     decode_event,
@@ -24,7 +25,7 @@ from domain.events import (
     event_kind,
 )
 from domain.market import Panel
-from domain.risk import RiskLimits
+from domain.riskrules import KillSwitchConfig, RiskPolicy
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -52,9 +53,11 @@ class KernelParts:
     panel: Panel
     strategy: Strategy
     venue: VenuePort
-    limits: RiskLimits
+    policy: RiskPolicy
     currency: str
     initial_cash_minor: int
+    kill_switch: KillSwitchConfig | None = None
+    operator_commands: tuple[OperatorCommanded, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -283,10 +286,12 @@ def _replay(
         panel=parts.panel,
         strategy=parts.strategy,
         venue=parts.venue,
-        limits=parts.limits,
+        policy=parts.policy,
         sink=sink,
         currency=parts.currency,
         state=state,
+        kill_switch=parts.kill_switch,
+        operator_commands=parts.operator_commands,
     )
     try:
         if snapshot is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from domain.events import (
     KernelSnapshot,
+    KillSwitchSnapshot,
     OpenOrderSnapshot,
     PositionSnapshot,
     PostingRecord,
@@ -12,6 +13,7 @@ from domain.events import (
 from domain.ledger import Position
 from domain.markets import SellableBook
 from domain.orders import Order, OrderStatus
+from domain.riskrules import KillState, KillSwitchState
 
 __all__ = ["KernelState"]
 
@@ -29,6 +31,7 @@ class KernelState:
         self.next_step = 0
         self.last_targets: dict[int, int] = {}
         self.sellable: dict[int, SellableBook] = {}  # A-share T+1 books by instrument
+        self.kill: KillSwitchState | None = None  # set by the kernel at its first step
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -60,6 +63,7 @@ class KernelState:
                 SellableSnapshot(iid, b.day, b.holding, b.bought_today, b.reserved)
                 for iid, b in sorted(self.sellable.items())
             ],
+            kill_switch=_kill_snapshot(self.kill),
         )
 
     @classmethod
@@ -92,4 +96,39 @@ class KernelState:
             )
             for b in snapshot.sellable
         }
+        state.kill = _kill_restore(snapshot.kill_switch)
         return state
+
+
+def _kill_snapshot(kill: KillSwitchState | None) -> KillSwitchSnapshot | None:
+    if kill is None:
+        return None
+    return KillSwitchSnapshot(
+        state=kill.state.value,
+        trigger=kill.trigger,
+        reason=kill.reason,
+        since_ts_ns=kill.since_ts_ns,
+        day=kill.day,
+        day_start_nav_minor=kill.day_start_nav_minor,
+        last_nav_minor=kill.last_nav_minor,
+        peak_nav_minor=kill.peak_nav_minor,
+        consecutive_rejects=kill.consecutive_rejects,
+        last_data_ts_ns=kill.last_data_ts_ns,
+    )
+
+
+def _kill_restore(snapshot: KillSwitchSnapshot | None) -> KillSwitchState | None:
+    if snapshot is None:
+        return None
+    return KillSwitchState(
+        state=KillState(snapshot.state),
+        trigger=snapshot.trigger,
+        reason=snapshot.reason,
+        since_ts_ns=snapshot.since_ts_ns,
+        day=snapshot.day,
+        day_start_nav_minor=snapshot.day_start_nav_minor,
+        last_nav_minor=snapshot.last_nav_minor,
+        peak_nav_minor=snapshot.peak_nav_minor,
+        consecutive_rejects=snapshot.consecutive_rejects,
+        last_data_ts_ns=snapshot.last_data_ts_ns,
+    )

@@ -444,11 +444,14 @@ class _Batch:
                 event.step,
                 event.rule,
                 event.action,
-                event.limit_e8,
-                event.observed_e8,
+                event.limit,
+                event.observed,
                 msgspec.json.encode(event.instrument_ids).decode("ascii"),
                 event.detail,
                 event.ts_ns,
+                event.unit,
+                event.observed_after,
+                msgspec.json.encode(event.group_ids).decode("ascii"),
             )
         )
 
@@ -494,7 +497,7 @@ def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
     _write_positions(db, rows.position_deltas)
     db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.postings)
     db.executemany("INSERT INTO nav VALUES (?, ?, ?, ?, ?, ?)", rows.nav)
-    db.executemany("INSERT INTO risk_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.risk_events)
+    db.executemany("INSERT INTO risk_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.risk_events)
 
 
 def _write_positions(db: sqlite3.Connection, deltas: dict[int, int]) -> None:

@@ -80,6 +80,7 @@ _FOLDED_KINDS = frozenset(
         "order.cancelled.v1",
         "order.expired.v1",
         "day.closed.v1",
+        "risk.verdict.v2",
         "risk.verdict.v1",
     }
 )

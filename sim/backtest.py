@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from domain.events import DatasetReferenced, RunStarted
+from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
-from domain.risk import RiskLimits
+from domain.riskrules import KillSwitchConfig, RiskPolicy, policy_from_mapping, policy_to_mapping
 from kernel.journal import JournalError
 from kernel.loop import Kernel, ProgressFn
 from kernel.replay import KernelParts
@@ -25,17 +26,52 @@ __all__ = [
     "ENGINE_VERSION",
     "BacktestConfig",
     "BacktestResult",
+    "OperatorCommandConfig",
     "StrategyConfig",
     "build_parts",
     "run_backtest",
 ]
 
-ENGINE_VERSION = "tape-kernel/1"
+ENGINE_VERSION = "tape-kernel/2"  # 2: risk policy + kill switch (risk.verdict.v2)
 
 
 class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str
     params: dict[str, Any] = {}
+
+
+OPERATOR_COMMANDS = ("halt", "flatten", "rearm")
+
+
+class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An operator command scheduled in a backtest: applied at the first step at or after
+    ``at`` (ISO 8601 with a UTC offset, e.g. ``2024-03-04T15:00:00Z``)."""
+
+    at: str
+    command: str
+    operator: str = "operator"
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.command not in OPERATOR_COMMANDS:
+            raise ValueError(
+                f"operator_commands: command must be one of {OPERATOR_COMMANDS}, got {self.command!r}"
+            )
+        self.ts_ns()
+
+    def ts_ns(self) -> int:
+        try:
+            moment = datetime.fromisoformat(self.at)
+        except ValueError:
+            raise ValueError(f"operator_commands: 'at' is not an ISO 8601 time: {self.at!r}") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"operator_commands: 'at' needs a UTC offset (e.g. 'Z'): {self.at!r}")
+        return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+    def event(self) -> OperatorCommanded:
+        return OperatorCommanded(
+            ts_ns=self.ts_ns(), command=self.command, operator=self.operator, note=self.note
+        )
 
 
 class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -49,8 +85,14 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     currency: str = "USD"
     initial_cash: str = "1000000"
     journal_backend: str | None = None
-    risk: RiskLimits = RiskLimits()
+    risk: RiskPolicy = RiskPolicy()
     fill: FillModel = FillModel()
+    kill_switch: KillSwitchConfig = KillSwitchConfig()
+    operator_commands: list[OperatorCommandConfig] = []
+
+    def __post_init__(self) -> None:
+        # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
+        policy_from_mapping(policy_to_mapping(self.risk), prefix="risk.")
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
@@ -81,9 +123,11 @@ def build_parts(
         panel=panel,
         strategy=strategy,
         venue=SimVenue(panel, config.fill),
-        limits=config.risk,
+        policy=config.risk,
         currency=config.currency,
         initial_cash_minor=config.initial_cash_minor(),
+        kill_switch=config.kill_switch,
+        operator_commands=tuple(command.event() for command in config.operator_commands),
     )
     return parts
 
@@ -128,9 +172,11 @@ def run_backtest(
             panel=panel,
             strategy=strategy,
             venue=parts.venue,
-            limits=parts.limits,
+            policy=parts.policy,
             sink=journal,
             currency=parts.currency,
+            kill_switch=parts.kill_switch,
+            operator_commands=parts.operator_commands,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

@@ -19,7 +19,14 @@ from collections.abc import Mapping
 
 import msgspec
 
-from domain.events import Event
+from domain.events import (
+    Event,
+    KillSwitchCommandRefused,
+    KillSwitchFlattened,
+    KillSwitchRearmed,
+    KillSwitchTripped,
+    OperatorCommanded,
+)
 from domain.fixed import RATE_SCALE
 
 __all__ = [
@@ -113,38 +120,10 @@ class StepTicked(Event, frozen=True, tag="killswitch.step_ticked.v1"):
     """The kernel's step: staleness is judged here, against the step's time."""
 
 
-class OperatorCommanded(Event, frozen=True, tag="killswitch.operator_commanded.v1"):
-    command: str  # "halt" | "flatten" | "rearm"
-    operator: str
-    note: str = ""
-
-
 Observation = NavMarked | VenueResponded | MarketDataSeen | StepTicked | OperatorCommanded
 
 
-# --- derived events --------------------------------------------------------------------------
-
-
-class KillSwitchTripped(Event, frozen=True, tag="killswitch.tripped.v1"):
-    trigger: str  # daily_loss | drawdown | consecutive_rejects | latency | stale_data | operator
-    flatten: bool
-    limit: int
-    observed: int
-    reason: str
-
-
-class KillSwitchFlattened(Event, frozen=True, tag="killswitch.flattened.v1"):
-    """The kernel reports the book flat; the switch stays halted."""
-
-
-class KillSwitchRearmed(Event, frozen=True, tag="killswitch.rearmed.v1"):
-    operator: str
-
-
-class KillSwitchCommandRefused(Event, frozen=True, tag="killswitch.command_refused.v1"):
-    command: str
-    reason: str
-
+# --- derived events (defined in domain.events, journaled by the kernel) --------------------
 
 KillSwitchEvent = KillSwitchTripped | KillSwitchFlattened | KillSwitchRearmed | KillSwitchCommandRefused
 

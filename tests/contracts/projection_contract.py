@@ -162,8 +162,10 @@ class LedgerProjectionContract:
             step=2,
             rule="gross",
             action="pass",
-            limit_e8=1,
-            observed_e8=0,
+            unit="e8_nav",
+            limit=1,
+            observed=0,
+            observed_after=0,
         )
         bad_seq = append(journal_path, [verdict, late_fill]) + 1
         with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
@@ -228,7 +230,8 @@ class LedgerProjectionContract:
         self, journal_path: Path, target: Target, reference: dict[str, str]
     ) -> None:
         rebuild_ledger(journal_path, target[0], schema=target[1])
-        self.raw_execute(target, "UPDATE schema_version SET version = 0")
+        newest = "DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)"
+        self.raw_execute(target, newest)
         with pytest.raises(SchemaMismatch, match="rebuild"):
             open_ledger(target[0], schema=target[1])
         assert rebuild_ledger(journal_path, target[0], schema=target[1]).checksums == reference

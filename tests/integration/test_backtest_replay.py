@@ -31,7 +31,7 @@ def test_backtest_replays_bit_for_bit(daily: Path, tmp_path: Path, backend: str,
     journal = open_journal(journal_path)
     kinds = Counter(record.kind for record in journal.records())
     assert kinds["order.filled.v1"] > 0
-    assert kinds["risk.verdict.v1"] == 3 * kinds["strategy.targets_decided.v1"]
+    assert kinds["risk.verdict.v2"] == 7 * kinds["strategy.targets_decided.v1"]  # priced + 6 portfolio rules
     assert kinds["day.closed.v1"] == kinds["state.snapshotted.v1"] == 400
     assert journal.verify().ok
     outcome = replay(journal, replay_builder)

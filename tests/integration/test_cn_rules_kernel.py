@@ -16,6 +16,7 @@ from domain.events import LedgerPosted, OrderExpired, OrderFilled, OrderRejected
 from domain.fixed import Rounding, apply_rate
 from domain.instruments import Instrument
 from domain.market import Panel
+from domain.riskrules import policy_from_mapping
 from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
@@ -86,6 +87,7 @@ def _run(tmp_path: Path, dataset: Path, targets: dict[int, float]) -> list[objec
         initial_cash="1000000",
         strategy=StrategyConfig(name="scripted"),
         fill=FillModel(commission_e8=25_000, commission_min_minor=500),
+        risk=policy_from_mapping({"name": {"limit_e8": 100_000_000, "action": "clip"}}),
     )
     run_backtest(config, Scripted(targets))
     journal = open_journal(tmp_path / "j")

@@ -169,8 +169,10 @@ def trading_events() -> list[Event]:
             step=0,
             rule="gross",
             action="pass",
-            limit_e8=100_000_000,
-            observed_e8=5_000_000,
+            unit="e8_nav",
+            limit=100_000_000,
+            observed=5_000_000,
+            observed_after=5_000_000,
         )
     )
     b.add(
@@ -180,8 +182,10 @@ def trading_events() -> list[Event]:
             step=0,
             rule="single_name",
             action="clip",
-            limit_e8=2_500_000,
-            observed_e8=3_000_000,
+            unit="e8_nav",
+            limit=2_500_000,
+            observed=3_000_000,
+            observed_after=3_000_000,
             instrument_ids=[AAPL, MSFT],
             detail="MSFT clipped to 2.5%",
         )
@@ -462,8 +466,10 @@ def test_a_fill_after_a_cancel_raises_naming_its_seq(journal_path: Path, tmp_pat
                     step=2,
                     rule="gross",
                     action="pass",
-                    limit_e8=1,
-                    observed_e8=0,
+                    unit="e8_nav",
+                    limit=1,
+                    observed=0,
+                    observed_after=0,
                 ),
                 late_fill,
             ],
@@ -529,7 +535,7 @@ def test_another_schema_version_is_refused_until_rebuilt(
     db_path = tmp_path / "ledger.db"
     rebuild(journal_path, db_path)
     with sqlite3.connect(db_path) as db:
-        db.execute("UPDATE schema_version SET version = 0")
+        db.execute("DELETE FROM schema_version WHERE version = (SELECT MAX(version) FROM schema_version)")
     with pytest.raises(SchemaMismatch, match="tape rebuild"):
         SqliteLedger.open(db_path)
     assert rebuild(journal_path, db_path).checksums == clean_checksums
