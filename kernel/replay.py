@@ -24,6 +24,7 @@ from domain.events import (
     event_kind,
 )
 from domain.market import Panel
+from domain.markets import CN_FEE_TABLES, CnFeeTables
 from domain.risk import RiskLimits
 from kernel.journal import (
     GENESIS_HASH,
@@ -55,6 +56,7 @@ class KernelParts:
     limits: RiskLimits
     currency: str
     initial_cash_minor: int
+    cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def _replay(
         sink=sink,
         currency=parts.currency,
         state=state,
+        cn_fees=parts.cn_fees,
     )
     try:
         if snapshot is None:

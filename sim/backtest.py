@@ -11,6 +11,7 @@ import msgspec
 
 from domain.events import DatasetReferenced, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
+from domain.markets import CnFeeRows, cn_fee_tables
 from domain.risk import RiskLimits
 from kernel.journal import JournalError
 from kernel.loop import Kernel, ProgressFn
@@ -51,12 +52,18 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     journal_backend: str | None = None
     risk: RiskLimits = RiskLimits()
     fill: FillModel = FillModel()
+    # A-share fee rates for days the built-in tables do not cover (the user's values; see
+    # docs/markets.md). Left out of the journaled config when empty, so older runs replay.
+    cn_fees: CnFeeRows = CnFeeRows()
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
-        return json.dumps(msgspec.to_builtins(self), sort_keys=True, separators=(",", ":"))
+        data = msgspec.to_builtins(self)
+        if not self.cn_fees.rows and not self.cn_fees.source:
+            del data["cn_fees"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
@@ -84,6 +91,7 @@ def build_parts(
         limits=config.risk,
         currency=config.currency,
         initial_cash_minor=config.initial_cash_minor(),
+        cn_fees=cn_fee_tables(config.cn_fees.rows),
     )
     return parts
 
@@ -131,6 +139,7 @@ def run_backtest(
             limits=parts.limits,
             sink=journal,
             currency=parts.currency,
+            cn_fees=parts.cn_fees,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
