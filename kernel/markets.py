@@ -36,11 +36,13 @@ from domain.orders import Order
 
 __all__ = ["CN_VENUES", "MarketRules", "is_cn_a_share"]
 
-CN_VENUES = frozenset({"XSHG", "XSHE"})
+# MIC codes, and the exchange names the lake's A-share sources use for the same venues.
+CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE"})
 
 
 def is_cn_a_share(instrument: Instrument) -> bool:
-    return instrument.venue in CN_VENUES
+    """A tradable instrument on SSE/SZSE (an index on them is not traded, so not checked)."""
+    return instrument.venue in CN_VENUES and instrument.asset_class != "index"
 
 
 class MarketRules:
