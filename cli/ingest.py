@@ -37,7 +37,16 @@ from lake.tick_sources import (
     parse_nautilus_trades,
 )
 
-__all__ = ["FORMATS", "add_health_parser", "add_ingest_parser", "cmd_health", "cmd_ingest", "print_health"]
+__all__ = [
+    "FORMATS",
+    "add_export_parser",
+    "add_health_parser",
+    "add_ingest_parser",
+    "cmd_export",
+    "cmd_health",
+    "cmd_ingest",
+    "print_health",
+]
 
 FORMATS = (
     "yahoo",
@@ -163,6 +172,63 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 2
     print_report(report)
     print_health(dataset_health(Lake(Path(args.out))))
+    return 0
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "export", help="write a backtest data set (content-hashed) from a lake's bars"
+    )
+    parser.add_argument("lake", help="lake root")
+    parser.add_argument("out", help="data set folder to write")
+    parser.add_argument("--frequency", default="1d", help="bar frequency in the lake (1d, 1m, ...)")
+    parser.add_argument("--calendar", required=True, help="the data set's calendar (XSHG, XNYS, 24x7)")
+    parser.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
+    parser.add_argument("--start", help="first UTC date to keep, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--end", help="last UTC date to keep, YYYY-MM-DD (inclusive)")
+    return parser
+
+
+def _utc_day_ns(text: str, *, end: bool) -> int:
+    import numpy as np
+
+    try:
+        day = np.datetime64(text, "D")
+    except ValueError:
+        raise LakeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+    start_ns = int(day.astype("datetime64[ns]").astype(np.int64))
+    return start_ns + 86_400_000_000_000 - 1 if end else start_ns
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    lake = Lake(Path(args.lake))
+    try:
+        if not (Path(args.lake) / "lake.json").exists():
+            raise LakeError(f"{args.lake} is not a lake (no lake.json)")
+        ids = None
+        if args.symbols:
+            by_symbol = {inst.symbol: inst.instrument_id for inst in lake.instruments()}
+            wanted = [symbol.strip() for symbol in args.symbols.split(",") if symbol.strip()]
+            unknown = [symbol for symbol in wanted if symbol not in by_symbol]
+            if unknown:
+                raise LakeError(
+                    f"{args.lake}: no instrument {', '.join(unknown)}; known: {', '.join(sorted(by_symbol))}"
+                )
+            ids = [by_symbol[symbol] for symbol in wanted]
+        ref = lake.export(
+            Path(args.out),
+            args.frequency,
+            calendar=args.calendar,
+            instrument_ids=ids,
+            start_ns=_utc_day_ns(args.start, end=False) if args.start else None,
+            end_ns=_utc_day_ns(args.end, end=True) if args.end else None,
+        )
+    except LakeError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+        return 2
+    console.print(
+        f"wrote {ref.uri} ({ref.frequency}, calendar {ref.calendar}, content hash {ref.content_hash[:16]}...)"
+    )
     return 0
 
 

@@ -8,13 +8,22 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
-from cli.ingest import add_health_parser, add_ingest_parser, cmd_health, cmd_ingest
+from cli.ingest import (
+    add_export_parser,
+    add_health_parser,
+    add_ingest_parser,
+    cmd_export,
+    cmd_health,
+    cmd_ingest,
+)
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
 from domain.events import DatasetReferenced
+from domain.markets import RuleNotDefined
 from kernel.journal import Journal, JournalError
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
@@ -185,6 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     projections_cmd.add_arguments(verbs)
     add_ingest_parser(verbs)
     add_health_parser(verbs)
+    add_export_parser(verbs)
     return parser
 
 
@@ -198,6 +208,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo,
     "ingest": cmd_ingest,
     "health": cmd_health,
+    "export": cmd_export,
 }
 
 
@@ -208,6 +219,7 @@ _USER_ERRORS = (
     FileNotFoundError,
     TargetUnavailable,
     ProjectionError,
+    RuleNotDefined,
 )
 
 
@@ -224,8 +236,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
         TargetUnavailable,
         ProjectionError,
+        RuleNotDefined,
     ) as error:
-        console.print(f"[red]error:[/] {error}")
+        console.print(f"[red]error:[/] {escape(str(error))}")
         return 2
 
 

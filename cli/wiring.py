@@ -13,6 +13,7 @@ from domain.events import DatasetReferenced, RunStarted
 from domain.riskrules import PolicyError, policy_from_mapping
 from kernel.replay import KernelParts
 from kernel.strategy import Strategy
+from models.strategies.cn_rules_probes import IntradayRoundTrip, LimitUpChase
 from models.strategies.momentum import MomentumRotation
 from models.strategies.sma_crossover import SmaCrossover
 from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_parts
@@ -22,6 +23,8 @@ __all__ = ["STRATEGIES", "ConfigError", "load_config", "make_strategy", "replay_
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "sma_crossover": SmaCrossover,
     "momentum": MomentumRotation,
+    "limit_up_chase": LimitUpChase,
+    "intraday_round_trip": IntradayRoundTrip,
 }
 
 

@@ -3,7 +3,8 @@
 At each step that matters — a strategy's scheduled decision, a step at which an open
 order can fill, or the last step of a session day — the kernel, in this order:
 
-1. matches open orders against the step's bar (venue fills -> positions and ledger);
+1. matches open orders against the step's bar (venue fills -> positions and ledger); at a
+   day's last step, day orders of that session (A-shares) then expire with their reason;
 2. applies perpetual funding and operator commands due at this step;
 3. asks the strategy for target weights (seeing data up to this step only), gates them by
    the kill switch, checks them against the risk policy's portfolio rules, turns the allowed
@@ -45,7 +46,7 @@ from domain.fixed import RATE_SCALE, Rounding
 from domain.instruments import notional_minor
 from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
 from domain.market import Panel
-from domain.markets import funding_payment_minor, funding_postings
+from domain.markets import CN_FEE_TABLES, CnFeeTables, funding_payment_minor, funding_postings
 from domain.orders import Order, evolve, new_order
 from domain.riskrules import (
     KillState,
@@ -71,7 +72,7 @@ from kernel.pipeline import (
     verdict_events,
 )
 from kernel.state import KernelState
-from kernel.strategy import MarketView, Strategy
+from kernel.strategy import MarketView, Strategy, strategy_limit_prices
 from kernel.venue import NO_ACTIVITY, VenuePort
 
 __all__ = ["KILL_SWITCH_STRATEGY", "EventSink", "Kernel", "KernelError", "ProgressFn"]
@@ -136,6 +137,7 @@ class Kernel:
         state: KernelState | None = None,
         kill_switch: KillSwitchConfig | None = None,
         operator_commands: Sequence[OperatorCommanded] = (),
+        cn_fees: CnFeeTables = CN_FEE_TABLES,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -156,7 +158,7 @@ class Kernel:
         self._risk = RiskStage(policy, self._instruments)
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
-        self._rules = MarketRules(self._instruments)
+        self._rules = MarketRules(self._instruments, cn_fees)
         for inst in panel.instruments:
             if inst.currency != currency:
                 raise KernelError(
@@ -223,13 +225,15 @@ class Kernel:
             for command in self._commands[step]:
                 self._sink.append(command)
                 self._kill_observe(command)
+        if self._day_end[step] and self.state.open_orders:
+            # Day orders of the session end at its close, before a decision taken at the close.
+            self._expire_day_orders(step)
+            venue_next = self._venue_next(step)
         if self._decide_mask[step] and self._decide(step):
             venue_next = self._venue_next(step)
         if self._flattening() and self._flatten(step):
             venue_next = self._venue_next(step)
         if self._day_end[step]:
-            if self.state.open_orders:
-                self._expire_day_orders(step)
             self.state.next_step = step + 1
             self._close_day(step)
             venue_next = self._venue_next(step)
@@ -382,9 +386,11 @@ class Kernel:
 
     def _decide(self, step: int) -> bool:
         """Decision, risk and execution at ``step``; True when orders were submitted."""
-        weights = self._strategy.decide(MarketView(self._panel, step))
+        view = MarketView(self._panel, step)
+        weights = self._strategy.decide(view)
         if weights is None:
             return False
+        limit_px = strategy_limit_prices(self._strategy, view)
         targets = self._targets_e8(weights)
         if not targets:
             return False
@@ -429,7 +435,14 @@ class Kernel:
             self._sink.append(verdict)
         for intent in intents:
             self._submit(
-                step, ts_ns, sid, intent.instrument_id, intent.side, intent.qty_raw, intent.decision_px_raw
+                step,
+                ts_ns,
+                sid,
+                intent.instrument_id,
+                intent.side,
+                intent.qty_raw,
+                intent.decision_px_raw,
+                limit_px.get(intent.instrument_id, 0),
             )
         return bool(intents)
 
@@ -477,7 +490,9 @@ class Kernel:
             self._rules.on_closed(self.state.sellable, day, order)
             del self.state.open_orders[event.order_id]
 
-    def _submit(self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int) -> None:
+    def _submit(
+        self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int, limit_px: int = 0
+    ) -> None:
         state = self.state
         state.order_counter += 1
         day = int(self._panel.day[step])
@@ -487,9 +502,9 @@ class Kernel:
             strategy_id=sid,
             instrument_id=iid,
             side=side,
-            order_type="market",
+            order_type="limit" if limit_px else "market",
             qty_raw=qty,
-            limit_px_raw=0,
+            limit_px_raw=limit_px,
             decision_px_raw=px,
         )
         self._sink.append(submitted)

@@ -3,8 +3,10 @@
 China A-shares (instruments on XSHG/XSHE): shares bought in a session cannot be sold in
 it (T+1), order sizes follow the board's lot rule, and every fill pays the dated statutory
 fees (stamp duty on sells, transfer, handling and CSRC fees) as ledger postings in the
-fill's transaction. Other markets pass through unchanged. Every refusal is a reason string
-with a rule code and the numbers; the loop journals it as ``OrderRejected``.
+fill's transaction (rates from ``CnFeeTables``: the built-in dated tables, or those with a
+config's ``[cn_fees]`` rows merged in front). Other markets pass through unchanged. Every
+refusal is a reason string with a rule code and the numbers; the loop journals it as
+``OrderRejected``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from domain.events import OrderFilled, PostingRecord
 from domain.instruments import Instrument
 from domain.ledger import cash_account
 from domain.markets import (
+    CN_FEE_TABLES,
     Board,
+    CnFeeTables,
+    RuleNotDefined,
     SellableBook,
     apply_buy_fill,
     apply_sell_fill,
@@ -31,17 +36,20 @@ from domain.orders import Order
 
 __all__ = ["CN_VENUES", "MarketRules", "is_cn_a_share"]
 
-CN_VENUES = frozenset({"XSHG", "XSHE"})
+# MIC codes, and the exchange names the lake's A-share sources use for the same venues.
+CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE"})
 
 
 def is_cn_a_share(instrument: Instrument) -> bool:
-    return instrument.venue in CN_VENUES
+    """A tradable instrument on SSE/SZSE (an index on them is not traded, so not checked)."""
+    return instrument.venue in CN_VENUES and instrument.asset_class != "index"
 
 
 class MarketRules:
     """Pre-trade checks, T+1 bookkeeping and statutory fee postings per instrument."""
 
-    def __init__(self, instruments: dict[int, Instrument]) -> None:
+    def __init__(self, instruments: dict[int, Instrument], fee_tables: CnFeeTables = CN_FEE_TABLES) -> None:
+        self._fee_tables = fee_tables
         self._boards: dict[int, Board] = {}
         for iid, inst in instruments.items():
             if not is_cn_a_share(inst):
@@ -92,9 +100,20 @@ class MarketRules:
         """Statutory fee lines of a fill as postings (cash out, expense in), each line rounded."""
         if fill.instrument_id not in self._boards:
             return []
-        fees = cn_exchange_fees(
-            fill.side, day, fill.notional_minor, is_fund=self._boards[fill.instrument_id] is Board.FUND
-        )
+        try:
+            fees = cn_exchange_fees(
+                fill.side,
+                day,
+                fill.notional_minor,
+                is_fund=self._boards[fill.instrument_id] is Board.FUND,
+                tables=self._fee_tables,
+            )
+        except RuleNotDefined as error:
+            raise RuleNotDefined(
+                f"fill {fill.order_id} on {day}: {error}. The built-in A-share fee tables do not "
+                "cover this day: supply the rates as [cn_fees] rows in the backtest config "
+                "(docs/markets.md); they are your values, not verified by the project"
+            ) from None
         ccy = fill.currency
         lines = [
             ("stamp_duty", fees.stamp_duty_minor),

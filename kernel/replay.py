@@ -25,6 +25,7 @@ from domain.events import (
     event_kind,
 )
 from domain.market import Panel
+from domain.markets import CN_FEE_TABLES, CnFeeTables
 from domain.riskrules import KillSwitchConfig, RiskPolicy
 from kernel.journal import (
     GENESIS_HASH,
@@ -58,6 +59,7 @@ class KernelParts:
     initial_cash_minor: int
     kill_switch: KillSwitchConfig | None = None
     operator_commands: tuple[OperatorCommanded, ...] = ()
+    cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,7 @@ def _replay(
         state=state,
         kill_switch=parts.kill_switch,
         operator_commands=parts.operator_commands,
+        cn_fees=parts.cn_fees,
     )
     try:
         if snapshot is None:

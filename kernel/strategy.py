@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from domain.market import Panel
 
-__all__ = ["MarketView", "Strategy"]
+__all__ = ["LimitPricing", "MarketView", "Strategy", "strategy_limit_prices"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,3 +60,33 @@ class Strategy(Protocol):
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         """Target weights over the universe (length N, fractions of NAV), or None to hold."""
         ...
+
+
+class LimitPricing(Protocol):
+    """Optional strategy method: limit prices for the orders of this decision.
+
+    ``limit_prices(view)`` is called right after ``decide`` at the same step and returns
+    ``{instrument_id: limit_px_raw}`` (raw integer price at the instrument's digits): the
+    order that moves that instrument toward its target is a limit order at that price; names
+    not in the mapping get market orders. A strategy without the method sends market orders.
+    """
+
+    def limit_prices(self, view: MarketView) -> dict[int, int] | None: ...
+
+
+def strategy_limit_prices(strategy: object, view: MarketView) -> dict[int, int]:
+    """The strategy's limit prices for this decision ({} when it has none)."""
+    method = getattr(strategy, "limit_prices", None)
+    if method is None:
+        return {}
+    prices = method(view)
+    if not prices:
+        return {}
+    result = {}
+    for iid, px in prices.items():
+        if not isinstance(iid, int) or not isinstance(px, int) or isinstance(px, bool):
+            raise TypeError(
+                f"limit_prices must map instrument ids to raw integer prices, got {iid!r}: {px!r}"
+            )
+        result[iid] = px
+    return result

@@ -130,6 +130,7 @@ INSTRUMENTS = pa.schema(
         _f("qty_digits", pa.int64()),
         _f("lot_raw", pa.int64()),
         _f("multiplier", pa.int64()),
+        _f("board", pa.string()),  # A-shares: main, star, chinext, bse, fund ("" elsewhere)
     ]
 )
 QUARANTINE = pa.schema(

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -23,6 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 
 from domain.instruments import Instrument
+from domain.markets import board_from_code
 from lake.schema import ACTION_SCALE, frequency_ns
 from lake.sessions import utc_days, yyyymmdd
 from lake.validate import MISSING_TS, BarInput, FundingInput, QuoteInput, TradeInput
@@ -263,6 +265,18 @@ def _cn_symbol(path: Path) -> tuple[str, str, bool]:
     return f"{match.group(1)}.{match.group(2)}", _CN_VENUE[match.group(2)], "index" in path.name
 
 
+def _cn_template(symbol: str, venue: str, is_index: bool, digits: int) -> Instrument:
+    """An A-share (board from the code, lot 100) or index (lot 1, no board) template."""
+    if is_index:
+        return _template(symbol, venue, "index", "CNY", digits, 0, 1)
+    template = _template(symbol, venue, "equity", "CNY", digits, 0, 100)
+    try:
+        board = board_from_code(symbol.split(".")[0]).value
+    except ValueError:
+        return template  # not a stock code the board table knows (the kernel then refuses it)
+    return msgspec.structs.replace(template, board=board)
+
+
 def parse_hikyuu_day(path: Path, *, price_digits: int | None = None) -> Parsed:
     """hikyuu/TDX raw daily bars: ``date,open,high,low,close,amount|amount_cny,volume``.
     ``h5_`` files count volume in lots of 100 shares; TDX files in shares."""
@@ -290,9 +304,7 @@ def parse_hikyuu_day(path: Path, *, price_digits: int | None = None) -> Parsed:
     digits = price_digits
     if digits is None:
         digits = 2 if not is_index else infer_digits(bars.open, bars.high, bars.low, bars.close, at_least=2)
-    template = _template(
-        symbol, venue, "index" if is_index else "equity", "CNY", digits, 0, 1 if is_index else 100
-    )
+    template = _cn_template(symbol, venue, is_index, digits)
     return Parsed(str(path), "1d", "XSHG", bars=[(template, bars)])
 
 
@@ -320,9 +332,7 @@ def parse_hikyuu_minute(path: Path, *, price_digits: int = 2) -> Parsed:
         volume=_floats(table, "vol"),
     )
     digits = price_digits if not is_index else infer_digits(price, at_least=2)
-    template = _template(
-        symbol, venue, "index" if is_index else "equity", "CNY", digits, 0, 1 if is_index else 100
-    )
+    template = _cn_template(symbol, venue, is_index, digits)
     return Parsed(str(path), "1m", "XSHG", bars=[(template, bars)])
 
 
@@ -356,7 +366,7 @@ def parse_hikyuu_actions(path: Path) -> Parsed:
         exchange = str(market[rows[0]])
         if exchange not in _CN_VENUE:
             raise IngestError(f"{path}:{int(rows[0]) + 2}: unknown market {exchange!r}")
-        template = _template(f"{code[rows[0]]}.{exchange}", _CN_VENUE[exchange], "equity", "CNY", 2, 0, 100)
+        template = _cn_template(f"{code[rows[0]]}.{exchange}", _CN_VENUE[exchange], False, 2)
         columns = {
             target: np.rint(_floats(table, source)[rows] * ACTION_SCALE).astype(np.int64)
             for source, target in _ACTION_FIELDS.items()

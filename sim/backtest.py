@@ -12,6 +12,7 @@ import msgspec
 
 from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
+from domain.markets import CnFeeRows, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, policy_from_mapping, policy_to_mapping
 from kernel.journal import JournalError
 from kernel.loop import Kernel, ProgressFn
@@ -93,12 +94,18 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
         policy_from_mapping(policy_to_mapping(self.risk), prefix="risk.")
+    # A-share fee rates for days the built-in tables do not cover (the user's values; see
+    # docs/markets.md). Left out of the journaled config when empty, so older runs replay.
+    cn_fees: CnFeeRows = CnFeeRows()
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
-        return json.dumps(msgspec.to_builtins(self), sort_keys=True, separators=(",", ":"))
+        data = msgspec.to_builtins(self)
+        if not self.cn_fees.rows and not self.cn_fees.source:
+            del data["cn_fees"]
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
@@ -128,6 +135,7 @@ def build_parts(
         initial_cash_minor=config.initial_cash_minor(),
         kill_switch=config.kill_switch,
         operator_commands=tuple(command.event() for command in config.operator_commands),
+        cn_fees=cn_fee_tables(config.cn_fees.rows),
     )
     return parts
 
@@ -177,6 +185,7 @@ def run_backtest(
             currency=parts.currency,
             kill_switch=parts.kill_switch,
             operator_commands=parts.operator_commands,
+            cn_fees=parts.cn_fees,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

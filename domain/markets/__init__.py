@@ -17,6 +17,7 @@ from domain.markets.calendars import (
     sessions,
     us_extended_intervals_ns,
 )
+from domain.markets.cn_fee_rows import CnFeeRow, CnFeeRowConflict, CnFeeRows, cn_fee_tables
 from domain.markets.cn_limits import (
     Board,
     LimitBand,
@@ -69,6 +70,7 @@ from domain.markets.corporate_actions import (
 from domain.markets.fees import (
     BINANCE_SPOT_VIP0,
     BINANCE_USDM_VIP0,
+    CN_FEE_TABLES,
     CN_HANDLING_FEE,
     CN_REGULATORY_FEE,
     CN_STAMP_DUTY,
@@ -79,6 +81,7 @@ from domain.markets.fees import (
     RQALPHA_DEFAULT_CN_COMMISSION,
     SEC_SECTION31,
     CnFees,
+    CnFeeTables,
     CommissionSchedule,
     MakerTaker,
     OrderCommission,
@@ -110,17 +113,18 @@ from domain.markets.perpetuals import (
 )
 
 __all__ = [
-    "BINANCE_SPOT_VIP0", "BINANCE_USDM_VIP0", "CALENDARS", "CN_DIVIDEND_TAX", "CN_HANDLING_FEE",
-    "CN_REGULATORY_FEE", "CN_STAMP_DUTY", "CN_TRANSFER_FEE", "FINRA_TAF", "IBKR_PRO_FIXED",
+    "BINANCE_SPOT_VIP0", "BINANCE_USDM_VIP0", "CALENDARS", "CN_DIVIDEND_TAX", "CN_FEE_TABLES",
+    "CN_HANDLING_FEE", "CN_REGULATORY_FEE", "CN_STAMP_DUTY", "CN_TRANSFER_FEE", "FINRA_TAF", "IBKR_PRO_FIXED",
     "IBKR_PRO_TIERED", "OPTION_MULTIPLIER_US_EQUITY", "RQALPHA_DEFAULT_CN_COMMISSION", "SEC_SECTION31",
-    "Board", "CalendarNotCovered", "CnCorporateAction", "CnFees", "CnPhase", "CommissionSchedule",
+    "Board", "CalendarNotCovered", "CnCorporateAction", "CnFeeRow", "CnFeeRowConflict", "CnFeeRows",
+    "CnFeeTables", "CnFees", "CnPhase", "CommissionSchedule",
     "Dated", "DividendTaxTier", "Greeks", "LimitBand", "ListingRegime", "LotRule", "MakerTaker",
     "MarginBracket", "OrderCommission", "PriceLimits", "RuleNotDefined", "SellableBook", "SideRate",
     "TafRate", "TieredPerShare",
     "accrue_commission", "apply_buy_fill", "apply_rights", "apply_sell_fill", "apply_split",
     "black76_greeks", "black_scholes_greeks", "board_from_code", "borrow_fee_minor", "check_buy_qty",
     "check_liquidation", "check_price_limit", "check_sell", "check_sell_qty", "check_suspended",
-    "check_tick", "cn_dividend_tax_minor", "cn_dividend_tax_rate_e8", "cn_exchange_fees",
+    "check_tick", "cn_dividend_tax_minor", "cn_fee_tables", "cn_dividend_tax_rate_e8", "cn_exchange_fees",
     "cn_lot_rule", "cn_phase", "cn_price_band", "cn_price_limits", "commission_total_minor",
     "date_to_day", "day_to_date", "dividend_ex_postings", "dividend_minor", "dividend_paid_postings",
     "dividend_tax_postings", "ex_right_reference_price", "finra_taf_minor", "funding_payment_minor",

@@ -10,6 +10,8 @@ Sources: ``MARKET_RULES.md`` sections 1.5 (CN taxes/fees), 2.2 (SEC, TAF), 2.3 (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import msgspec
 
 from domain.fixed import RATE_SCALE, Rounding, apply_rate, div_round, minor_digits
@@ -18,6 +20,7 @@ from domain.markets._dated import Dated
 __all__ = [
     "BINANCE_SPOT_VIP0",
     "BINANCE_USDM_VIP0",
+    "CN_FEE_TABLES",
     "CN_HANDLING_FEE",
     "CN_REGULATORY_FEE",
     "CN_STAMP_DUTY",
@@ -27,6 +30,7 @@ __all__ = [
     "IBKR_PRO_TIERED",
     "RQALPHA_DEFAULT_CN_COMMISSION",
     "SEC_SECTION31",
+    "CnFeeTables",
     "CnFees",
     "CommissionSchedule",
     "MakerTaker",
@@ -97,6 +101,20 @@ CN_HANDLING_FEE: Dated[SideRate] = Dated.of(
 CN_REGULATORY_FEE: Dated[SideRate] = Dated.of("CN CSRC fee", [(20120101, SideRate(2_000, True, True))])
 
 
+@dataclass(frozen=True)
+class CnFeeTables:
+    """The four dated A-share fee tables one run prices its fills with (built-in by default;
+    ``domain.markets.cn_fee_rows`` puts a user's rows in front of them)."""
+
+    stamp_duty: Dated[SideRate]
+    transfer: Dated[SideRate]
+    handling: Dated[SideRate]
+    regulatory: Dated[SideRate]
+
+
+CN_FEE_TABLES = CnFeeTables(CN_STAMP_DUTY, CN_TRANSFER_FEE, CN_HANDLING_FEE, CN_REGULATORY_FEE)
+
+
 class CnFees(msgspec.Struct, frozen=True):
     """One fill's statutory fee lines (CNY fen), each rounded on its own line."""
 
@@ -123,20 +141,22 @@ def cn_exchange_fees(
     is_fund: bool = False,
     exchange_fees_in_commission: bool = False,
     rounding: Rounding = Rounding.HALF_UP,
+    tables: CnFeeTables = CN_FEE_TABLES,
 ) -> CnFees:
     """Stamp duty (stocks only, by side and date), transfer, handling and CSRC fees for a fill.
 
     ``exchange_fees_in_commission=True`` zeroes the handling and CSRC lines for brokers whose
-    quoted commission is all-in (MARKET_RULES.md §1.5).
+    quoted commission is all-in (MARKET_RULES.md §1.5). ``tables`` are the dated rates (a day
+    none of them covers raises ``RuleNotDefined`` naming the table and the day).
     """
     _check_side(side)
     _check_amount("notional_minor", notional_minor)
-    stamp = 0 if is_fund else _line(CN_STAMP_DUTY, side, day, notional_minor, rounding)
-    transfer = _line(CN_TRANSFER_FEE, side, day, notional_minor, rounding)
+    stamp = 0 if is_fund else _line(tables.stamp_duty, side, day, notional_minor, rounding)
+    transfer = _line(tables.transfer, side, day, notional_minor, rounding)
     handling = regulatory = 0
     if not exchange_fees_in_commission:
-        handling = _line(CN_HANDLING_FEE, side, day, notional_minor, rounding)
-        regulatory = _line(CN_REGULATORY_FEE, side, day, notional_minor, rounding)
+        handling = _line(tables.handling, side, day, notional_minor, rounding)
+        regulatory = _line(tables.regulatory, side, day, notional_minor, rounding)
     return CnFees(stamp, transfer, handling, regulatory)
 
 
