@@ -42,6 +42,7 @@ from domain.market import Panel
 from domain.markets import funding_payment_minor, funding_postings
 from domain.orders import evolve, new_order
 from domain.risk import RiskLimits
+from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
 from kernel.pipeline import apply_risk, current_weights, plan_orders, reject_unpriced, verdict_events
 from kernel.state import KernelState
@@ -89,6 +90,7 @@ class Kernel:
         sink: EventSink,
         currency: str,
         state: KernelState | None = None,
+        margin: PerpMargin | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -115,6 +117,9 @@ class Kernel:
         self._funding = _funding_by_step(panel)
         self._funding_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._funding_mask[list(self._funding)] = True
+        self._liquidation = (
+            Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
+        )
 
     # --- run -----------------------------------------------------------------------------
 
@@ -137,14 +142,18 @@ class Kernel:
         venue_next = self._venue_next(start_step - 1)
         count = len(static)
         index = 0
+        visited = start_step - 1
         while True:
             step = static[index] if index < count else NO_ACTIVITY
             step = min(step, venue_next)
+            if self._liquidation is not None:  # a margin breach between visited steps
+                step = self._liquidation.next_breach(visited + 1, min(step, end))
             if step >= end:
                 break
             if index < count and static[index] == step:
                 index += 1
             venue_next = self._step(step, venue_next)
+            visited = step
             if progress is not None and self._day_end[step]:
                 progress(step + 1)
         self.state.next_step = end
@@ -154,6 +163,8 @@ class Kernel:
         activity step."""
         if venue_next <= step:
             self._match(step)
+            venue_next = self._venue_next(step)
+        if self._liquidation is not None and self._liquidation.check(step):
             venue_next = self._venue_next(step)
         if step in self._funding:
             self._apply_funding(step)

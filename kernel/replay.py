@@ -37,6 +37,7 @@ from kernel.journal import (
     segment_hash,
     segment_kinds,
 )
+from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -55,6 +56,7 @@ class KernelParts:
     limits: RiskLimits
     currency: str
     initial_cash_minor: int
+    margin: PerpMargin | None = None  # perpetual liquidation (None: off)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def _replay(
         sink=sink,
         currency=parts.currency,
         state=state,
+        margin=parts.margin,
     )
     try:
         if snapshot is None:

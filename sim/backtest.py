@@ -13,6 +13,7 @@ from domain.events import DatasetReferenced, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.risk import RiskLimits
 from kernel.journal import JournalError
+from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
 from kernel.replay import KernelParts
 from kernel.store import open_journal
@@ -51,12 +52,16 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     journal_backend: str | None = None
     risk: RiskLimits = RiskLimits()
     fill: FillModel = FillModel()
+    perp_margin: PerpMargin | None = None  # perpetual maintenance margin and liquidation; None: off
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
-        return json.dumps(msgspec.to_builtins(self), sort_keys=True, separators=(",", ":"))
+        builtins = msgspec.to_builtins(self)
+        if self.perp_margin is None:
+            del builtins["perp_margin"]  # configs without it journal the JSON they always did
+        return json.dumps(builtins, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
@@ -84,6 +89,7 @@ def build_parts(
         limits=config.risk,
         currency=config.currency,
         initial_cash_minor=config.initial_cash_minor(),
+        margin=config.perp_margin,
     )
     return parts
 
@@ -131,6 +137,7 @@ def run_backtest(
             limits=parts.limits,
             sink=journal,
             currency=parts.currency,
+            margin=parts.margin,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
