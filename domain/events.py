@@ -39,6 +39,7 @@ __all__ = [
     "OrderRejected",
     "OrderSubmitted",
     "OperatorCommanded",
+    "PositionLiquidated",
     "PositionSnapshot",
     "OpenOrderSnapshot",
     "PostingRecord",
@@ -313,6 +314,26 @@ class RunFinished(Event, frozen=True, tag="run.finished.v1"):
     currency: str
 
 
+class PositionLiquidated(Event, frozen=True, tag="position.liquidated.v1"):
+    """A perpetual position force-closed because the account's margin balance at the bar's
+    adverse extreme fell to or below its maintenance margin (cross margin, all perpetuals).
+
+    ``mark_px_raw`` is the price used for the check and the close; ``margin_balance_minor`` and
+    ``maintenance_margin_minor`` are the account's, at those marks; ``fee_minor`` is the
+    liquidation fee charged on this position's closing notional.
+    """
+
+    step: int
+    instrument_id: int
+    qty_raw: int  # the signed position closed
+    mark_px_raw: int
+    margin_balance_minor: int
+    maintenance_margin_minor: int
+    fee_minor: int
+    currency: str
+    reason: str  # "PERP_LIQUIDATION: ..." with the numbers
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -334,6 +355,7 @@ AnyEvent = (
     | KillSwitchFlattened
     | KillSwitchRearmed
     | KillSwitchCommandRefused
+    | PositionLiquidated
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})

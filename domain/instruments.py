@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import msgspec
 
 from domain.fixed import Rounding, div_round, minor_digits
 
-__all__ = ["Instrument", "notional_minor", "qty_for_value"]
+__all__ = ["OPTION_ASSET_CLASS", "OPTION_RIGHTS", "Instrument", "notional_minor", "qty_for_value"]
+
+OPTION_ASSET_CLASS = "option"
+OPTION_RIGHTS = ("call", "put")
 
 
 class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -34,6 +39,14 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     # Risk grouping (pre-trade sector / country limits); "" = not in any group.
     sector: str = ""
     country: str = ""
+    # Smallest order notional the venue accepts, in the currency's minor unit (0 = none).
+    min_notional_minor: int = 0
+    # Options (asset_class "option"): the underlying's symbol, the strike as a raw price at
+    # ``price_digits``, the expiry session day (YYYYMMDD) and the right ("call" / "put").
+    underlying: str = ""
+    strike_raw: int = 0
+    expiry_day: int = 0
+    right: str = ""
 
     def is_st(self, day: int) -> bool:
         """Whether the instrument carries the ST flag on session ``day``."""
@@ -47,6 +60,36 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
         if self.multiplier <= 0:
             raise ValueError(f"{self.symbol}: multiplier must be positive, got {self.multiplier}")
         minor_digits(self.currency)  # unknown currency is an error here, not later
+        if self.min_notional_minor < 0:
+            raise ValueError(f"{self.symbol}: min_notional_minor must be >= 0, got {self.min_notional_minor}")
+        if self.asset_class == OPTION_ASSET_CLASS:
+            self._check_option()
+        elif self.underlying or self.strike_raw or self.expiry_day or self.right:
+            raise ValueError(
+                f"{self.symbol}: underlying/strike_raw/expiry_day/right are option fields, "
+                f"but asset_class is {self.asset_class!r} (use {OPTION_ASSET_CLASS!r})"
+            )
+
+    @property
+    def is_option(self) -> bool:
+        return self.asset_class == OPTION_ASSET_CLASS
+
+    def _check_option(self) -> None:
+        if not self.underlying:
+            raise ValueError(f"{self.symbol}: an option needs its underlying symbol")
+        if self.strike_raw <= 0:
+            raise ValueError(f"{self.symbol}: option strike_raw must be positive, got {self.strike_raw}")
+        if self.right not in OPTION_RIGHTS:
+            raise ValueError(
+                f"{self.symbol}: option right must be one of {OPTION_RIGHTS}, got {self.right!r}"
+            )
+        day = self.expiry_day
+        try:
+            if not 10000101 <= day <= 99991231:
+                raise ValueError
+            dt.date(day // 10000, day // 100 % 100, day % 100)
+        except ValueError:
+            raise ValueError(f"{self.symbol}: option expiry_day must be a YYYYMMDD date, got {day}") from None
 
 
 def notional_minor(instrument: Instrument, qty_raw: int, px_raw: int, rounding: Rounding) -> int:

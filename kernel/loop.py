@@ -60,6 +60,7 @@ from domain.riskrules import (
     update_kill_switch,
 )
 from domain.riskrules import evolve_kill_switch as evolve_kill
+from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
 from kernel.pipeline import (
     OrderIntent,
@@ -138,6 +139,7 @@ class Kernel:
         kill_switch: KillSwitchConfig | None = None,
         operator_commands: Sequence[OperatorCommanded] = (),
         cn_fees: CnFeeTables = CN_FEE_TABLES,
+        margin: PerpMargin | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -176,6 +178,9 @@ class Kernel:
         self._commands = _commands_by_step(panel, operator_commands)
         self._command_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._command_mask[list(self._commands)] = True
+        self._liquidation = (
+            Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
+        )
 
     # --- run -----------------------------------------------------------------------------
 
@@ -201,14 +206,18 @@ class Kernel:
         venue_next = self._venue_next(start_step - 1)
         count = len(static)
         index = 0
+        visited = start_step - 1
         while True:
             step = static[index] if index < count else NO_ACTIVITY
             step = min(step, venue_next)
+            if self._liquidation is not None:  # a margin breach between visited steps
+                step = self._liquidation.next_breach(visited + 1, min(step, end))
             if step >= end:
                 break
             if index < count and static[index] == step:
                 index += 1
             venue_next = self._step(step, venue_next)
+            visited = step
             if progress is not None and self._day_end[step]:
                 progress(step + 1)
         self.state.next_step = end
@@ -218,6 +227,8 @@ class Kernel:
         activity step."""
         if venue_next <= step:
             self._match(step)
+            venue_next = self._venue_next(step)
+        if self._liquidation is not None and self._liquidation.check(step):
             venue_next = self._venue_next(step)
         if step in self._funding:
             self._apply_funding(step)

@@ -39,6 +39,7 @@ from kernel.journal import (
     segment_hash,
     segment_kinds,
 )
+from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -60,6 +61,7 @@ class KernelParts:
     kill_switch: KillSwitchConfig | None = None
     operator_commands: tuple[OperatorCommanded, ...] = ()
     cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
+    margin: PerpMargin | None = None  # perpetual liquidation (None: off)
 
 
 @dataclass(frozen=True)
@@ -295,6 +297,7 @@ def _replay(
         kill_switch=parts.kill_switch,
         operator_commands=parts.operator_commands,
         cn_fees=parts.cn_fees,
+        margin=parts.margin,
     )
     try:
         if snapshot is None:

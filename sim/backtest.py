@@ -15,6 +15,7 @@ from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.markets import CnFeeRows, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, policy_from_mapping, policy_to_mapping
 from kernel.journal import JournalError
+from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
 from kernel.replay import KernelParts
 from kernel.store import open_journal
@@ -90,21 +91,25 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     fill: FillModel = FillModel()
     kill_switch: KillSwitchConfig = KillSwitchConfig()
     operator_commands: list[OperatorCommandConfig] = []
+    # A-share fee rates for days the built-in tables do not cover (the user's values; see
+    # docs/markets.md). Left out of the journaled config when empty, so older runs replay.
+    cn_fees: CnFeeRows = CnFeeRows()
+    perp_margin: PerpMargin | None = None  # perpetual maintenance margin and liquidation; None: off
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
         policy_from_mapping(policy_to_mapping(self.risk), prefix="risk.")
-    # A-share fee rates for days the built-in tables do not cover (the user's values; see
-    # docs/markets.md). Left out of the journaled config when empty, so older runs replay.
-    cn_fees: CnFeeRows = CnFeeRows()
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
         data = msgspec.to_builtins(self)
+        # Optional tables left out when unused: configs without them journal the JSON they always did.
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
+        if self.perp_margin is None:
+            del data["perp_margin"]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -136,6 +141,7 @@ def build_parts(
         kill_switch=config.kill_switch,
         operator_commands=tuple(command.event() for command in config.operator_commands),
         cn_fees=cn_fee_tables(config.cn_fees.rows),
+        margin=config.perp_margin,
     )
     return parts
 
@@ -186,6 +192,7 @@ def run_backtest(
             kill_switch=parts.kill_switch,
             operator_commands=parts.operator_commands,
             cn_fees=parts.cn_fees,
+            margin=parts.margin,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

@@ -1,6 +1,15 @@
 """Risk policy (issue 6): the TOML policy, pre-trade portfolio and order rules over a step's whole
-intent vector, the kill switch state machine and volatility targeting. Pure; no I/O, no clock."""
+intent vector, greek limits on an option book, the kill switch state machine and volatility
+targeting. Pure; no I/O, no clock."""
 
+from domain.riskrules.greeks import (
+    GREEK_RULE_ORDER,
+    GreekBook,
+    GreekResult,
+    evaluate_greeks,
+    greek_measures,
+    make_greek_book,
+)
 from domain.riskrules.killswitch import (
     KILL_TRANSITIONS,
     IllegalKillTransition,
@@ -34,6 +43,8 @@ from domain.riskrules.orders import (
 )
 from domain.riskrules.policy import (
     LIMIT_E8_MAX,
+    GreekLimit,
+    GreekLimits,
     OrderLimit,
     PolicyError,
     PortfolioLimit,
@@ -55,10 +66,15 @@ from domain.riskrules.pretrade import (
 from domain.riskrules.voltarget import VolScale, VolTarget, apply_scale, vol_target_scale
 
 __all__ = [
+    "GREEK_RULE_ORDER",
     "KILL_TRANSITIONS",
     "LIMIT_E8_MAX",
     "ORDER_RULE_ORDER",
     "PORTFOLIO_RULE_ORDER",
+    "GreekBook",
+    "GreekLimit",
+    "GreekLimits",
+    "GreekResult",
     "IllegalKillTransition",
     "IntentVector",
     "KillState",
@@ -90,10 +106,13 @@ __all__ = [
     "apply_scale",
     "band_allowance_raw",
     "decide_kill_switch",
+    "evaluate_greeks",
     "evaluate_intent",
     "evaluate_orders",
     "evolve_kill_switch",
+    "greek_measures",
     "initial_state",
+    "make_greek_book",
     "make_intent",
     "make_orders",
     "observe_kill_switch",

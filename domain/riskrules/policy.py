@@ -21,7 +21,10 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "GREEK_RULES",
     "LIMIT_E8_MAX",
+    "GreekLimit",
+    "GreekLimits",
     "OrderLimit",
     "PolicyError",
     "PortfolioLimit",
@@ -65,6 +68,39 @@ class PriceBand(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     action: RuleAction
 
 
+class GreekLimit(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A cap on an option book's greek exposure in minor units of the NAV currency; 0 disables."""
+
+    limit: int
+    action: RuleAction
+
+
+_GREEK_OFF = GreekLimit(limit=0, action=RuleAction.CLIP)
+
+
+class GreekLimits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Cash delta, gamma (per 1% move) and vega (per vol point) caps: per underlying and in total.
+
+    All disabled by default; see ``domain.riskrules.greeks`` for the measures."""
+
+    delta_underlying: GreekLimit = _GREEK_OFF
+    gamma_underlying: GreekLimit = _GREEK_OFF
+    vega_underlying: GreekLimit = _GREEK_OFF
+    delta_total: GreekLimit = _GREEK_OFF
+    gamma_total: GreekLimit = _GREEK_OFF
+    vega_total: GreekLimit = _GREEK_OFF
+
+
+GREEK_RULES = (
+    "delta_underlying",
+    "gamma_underlying",
+    "vega_underlying",
+    "delta_total",
+    "gamma_total",
+    "vega_total",
+)
+
+
 def _portfolio(limit_e8: int, action: RuleAction) -> PortfolioLimit:
     return PortfolioLimit(limit_e8=limit_e8, action=action)
 
@@ -81,6 +117,7 @@ class RiskPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     order_notional: OrderLimit = OrderLimit(limit=0, action=RuleAction.CLIP)
     order_qty: OrderLimit = OrderLimit(limit=0, action=RuleAction.CLIP)
     price_band: PriceBand = PriceBand(band_e8=0, action=RuleAction.REJECT)
+    greeks: GreekLimits = GreekLimits()
 
 
 PORTFOLIO_RULES = ("name", "sector", "country", "perp_side", "gross_leverage", "net_leverage")
@@ -134,6 +171,22 @@ def _band_rule(key: str, raw: object, default: PriceBand) -> PriceBand:
     return PriceBand(band_e8=band, action=action)
 
 
+def _greek_rules(key: str, raw: object) -> GreekLimits:
+    table = _table(key, raw, frozenset(GREEK_RULES))
+    default = GreekLimits()
+    values: dict[str, GreekLimit] = {}
+    for name in GREEK_RULES:
+        rule_key = f"{key}.{name}"
+        fallback: GreekLimit = getattr(default, name)
+        rule = _table(rule_key, table.get(name, {}), frozenset({"limit", "action"}))
+        limit = _check_int(f"{rule_key}.limit", rule.get("limit", fallback.limit), 0, 2**62)
+        action = _check_action(
+            f"{rule_key}.action", rule.get("action", fallback.action.value), tuple(RuleAction)
+        )
+        values[name] = GreekLimit(limit=limit, action=action)
+    return GreekLimits(**values)
+
+
 def policy_from_mapping(raw: Mapping[str, Any], *, prefix: str = "") -> RiskPolicy:
     """Validate a parsed TOML table (e.g. the ``[risk]`` table) into a ``RiskPolicy``.
 
@@ -142,7 +195,7 @@ def policy_from_mapping(raw: Mapping[str, Any], *, prefix: str = "") -> RiskPoli
     prepended, e.g. ``"risk."``).
     """
     default = RiskPolicy()
-    known = frozenset(PORTFOLIO_RULES + ORDER_RULES)
+    known = frozenset((*PORTFOLIO_RULES, *ORDER_RULES, "greeks"))
     _table(prefix.rstrip(".") or "policy", raw, known)
     values: dict[str, Any] = {}
     for key in PORTFOLIO_RULES:
@@ -150,6 +203,7 @@ def policy_from_mapping(raw: Mapping[str, Any], *, prefix: str = "") -> RiskPoli
     for key in ("order_notional", "order_qty"):
         values[key] = _order_rule(f"{prefix}{key}", raw.get(key, {}), getattr(default, key))
     values["price_band"] = _band_rule(f"{prefix}price_band", raw.get("price_band", {}), default.price_band)
+    values["greeks"] = _greek_rules(f"{prefix}greeks", raw.get("greeks", {}))
     return RiskPolicy(**values)
 
 
