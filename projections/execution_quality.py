@@ -4,7 +4,8 @@ Rows are folded by ``domain.execution.posttrade_fold.ExecutionFold`` -- the code
 report`` runs over a whole journal -- batch by batch: a parent that an earlier batch wrote
 is read back from this table (its running state is part of the row), an order's parent from
 ``orders.parent_id`` and an instrument from ``instruments``. So an incremental follow, a
-rebuild and the report give the same rows.
+rebuild and the report give the same rows. A day close dates the parents opened since the
+previous one, wherever they are (``day = 0`` rows, found through their index).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _INSTRUMENT_COLUMNS = (
 
 class _Cursor(Protocol):
     def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
 
 
 class _Reads(Protocol):
@@ -57,8 +59,18 @@ def execution_fold(db: _Reads, parent_of_order: Callable[[str], str | None]) -> 
         names = [name.strip() for name in _INSTRUMENT_COLUMNS.split(",")]
         return Instrument(**dict(zip(names, found, strict=True)))
 
+    def load_undated() -> list[ParentExecution]:
+        found = db.execute(
+            f"SELECT {', '.join(STATE_COLUMNS)} FROM execution_quality WHERE day = 0",  # constant
+            (),
+        ).fetchall()
+        return [ParentExecution(**dict(zip(STATE_COLUMNS, row, strict=True))) for row in found]
+
     return ExecutionFold(
-        load_parent=load_parent, load_instrument=load_instrument, load_parent_of=parent_of_order
+        load_parent=load_parent,
+        load_instrument=load_instrument,
+        load_parent_of=parent_of_order,
+        load_undated=load_undated,
     )
 
 

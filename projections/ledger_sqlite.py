@@ -166,7 +166,15 @@ _ORDER_COLUMNS = (
     "filled_qty_raw, status, submitted_seq, updated_seq, parent_id"
 )
 # Kinds the execution-quality fold reads (after the ledger's own handler has checked them).
-_EXECUTION_KINDS = (InstrumentsDefined, OrderSubmitted, OrderFilled, OrderRejected, OrderCancelled, OrderExpired)
+_EXECUTION_KINDS = (
+    DayClosed,
+    InstrumentsDefined,
+    OrderSubmitted,
+    OrderFilled,
+    OrderRejected,
+    OrderCancelled,
+    OrderExpired,
+)
 
 
 @dataclass
@@ -504,7 +512,9 @@ def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
     )
     # New orders are plain inserts (``check_new_orders`` refused ids already there); orders
     # of earlier batches that this one moved are updated in place.
-    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch.new_order_rows())
+    db.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch.new_order_rows()
+    )
     db.executemany(
         "UPDATE orders SET filled_qty_raw = ?, status = ?, updated_seq = ? WHERE order_id = ?",
         batch.updated_order_rows(),

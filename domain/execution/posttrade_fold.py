@@ -17,7 +17,9 @@ journal alone; the definitions (see docs/projections.md, "execution_quality"):
 * **close price** (for the opportunity cost of the unfilled quantity): the parent's last fill
   price; a parent without fills uses the decision price, so its opportunity cost is zero (the
   journal carries no market prices of its own).
-* **day**: the UTC calendar date (YYYYMMDD) of the first child's submission.
+* **day**: the session of the first child's submission -- the ``DayClosed.day`` of the first
+  day close journaled after it (the kernel closes a day after that day's decisions); 0 while
+  that session has not closed yet.
 
 Money is in the currency's minor unit. The execution cost is what the fills' notionals (as
 journaled, ``OrderFilled.notional_minor``) cost against the same quantity at the reference
@@ -34,11 +36,11 @@ add up), so a total's money always equals the sum of its rows.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 
 import msgspec
 
 from domain.events import (
+    DayClosed,
     Event,
     InstrumentsDefined,
     OrderCancelled,
@@ -65,10 +67,7 @@ __all__ = [
     "parent_key",
     "state_of_row",
     "summarise_rows",
-    "utc_day",
 ]
-
-_NS_PER_S = 1_000_000_000
 
 
 class ParentExecution(msgspec.Struct, frozen=True, kw_only=True):
@@ -79,7 +78,7 @@ class ParentExecution(msgspec.Struct, frozen=True, kw_only=True):
     instrument_id: int
     currency: str
     side: int
-    day: int
+    day: int  # 0 until the session of the first child closes
     children: int
     open_children: int
     intended_qty_raw: int
@@ -132,12 +131,6 @@ ROW_COLUMNS: tuple[str, ...] = ExecutionRow.__struct_fields__
 STATE_COLUMNS: tuple[str, ...] = ParentExecution.__struct_fields__
 
 
-def utc_day(ts_ns: int) -> int:
-    """YYYYMMDD of the UTC calendar date of ``ts_ns``."""
-    date = datetime.fromtimestamp(ts_ns // _NS_PER_S, tz=UTC)
-    return date.year * 10_000 + date.month * 100 + date.day
-
-
 def parent_key(event: OrderSubmitted) -> str:
     return event.parent_id or event.order_id
 
@@ -158,7 +151,7 @@ def open_parent(seq: int, event: OrderSubmitted, instrument: Instrument) -> Pare
         instrument_id=event.instrument_id,
         currency=instrument.currency,
         side=event.side,
-        day=utc_day(event.ts_ns),
+        day=0,  # set by the next DayClosed
         children=1,
         open_children=1,
         intended_qty_raw=event.qty_raw,
@@ -289,14 +282,17 @@ class ExecutionFold:
         load_parent: Callable[[str], ParentExecution | None] = lambda parent_id: None,
         load_instrument: Callable[[int], Instrument | None] = lambda instrument_id: None,
         load_parent_of: Callable[[str], str | None] = lambda order_id: None,
+        load_undated: Callable[[], list[ParentExecution]] = list,
     ) -> None:
         self._load_parent = load_parent
+        self._load_undated = load_undated
         self._load_instrument = load_instrument
         self._load_parent_of = load_parent_of
         self._parents: dict[str, ParentExecution] = {}
         self._instruments: dict[int, Instrument] = {}
         self._parent_of: dict[str, str] = {}
         self._changed: dict[str, None] = {}  # insertion-ordered set
+        self._undated: dict[str, None] = {}  # parents opened since the last day close
 
     def apply(self, seq: int, event: Event) -> None:
         if isinstance(event, OrderSubmitted):
@@ -307,6 +303,19 @@ class ExecutionFold:
             self._update(event.order_id, lambda parent: close_child(parent, seq))
         elif isinstance(event, InstrumentsDefined):
             self._instruments.update((inst.instrument_id, inst) for inst in event.instruments)
+        elif isinstance(event, DayClosed):
+            self._date(seq, event.day)
+
+    def _date(self, seq: int, day: int) -> None:
+        """Parents opened before this day close belong to its session (earlier batches' too)."""
+        for stored in self._load_undated():
+            self._parents.setdefault(stored.parent_id, stored)  # this batch's state wins
+            self._undated[stored.parent_id] = None
+        for parent_id in self._undated:
+            parent = self._parents[parent_id]
+            if parent.day == 0:
+                self._store(msgspec.structs.replace(parent, day=day, updated_seq=seq))
+        self._undated.clear()
 
     def apply_all(self, events: Iterable[tuple[int, Event]]) -> ExecutionFold:
         for seq, event in events:
@@ -329,6 +338,7 @@ class ExecutionFold:
         existing = self._parent(key)
         if existing is None:
             parent = open_parent(seq, event, self._instrument(event.instrument_id))
+            self._undated[parent.parent_id] = None
         else:
             parent = add_child(existing, seq, event)
         self._parent_of[event.order_id] = key

@@ -19,7 +19,7 @@ CREATE TABLE execution_quality (
     instrument_id                   INTEGER NOT NULL,
     currency                        TEXT NOT NULL,
     side                            INTEGER NOT NULL CHECK (side IN (-1, 1)),
-    day                             INTEGER NOT NULL,  -- UTC date of the first child's submission
+    day                             INTEGER NOT NULL,  -- session of the first child; 0 until it closes
     status                          TEXT NOT NULL CHECK (status IN ('open', 'done')),
     children                        INTEGER NOT NULL,
     open_children                   INTEGER NOT NULL,
@@ -46,5 +46,8 @@ CREATE TABLE execution_quality (
     first_seq                       INTEGER NOT NULL,  -- seq of the first child's submission
     updated_seq                     INTEGER NOT NULL
 );
+-- The next day close dates the parents opened since the previous one (day = 0); also the
+-- lookup of per-day totals.
+CREATE INDEX execution_quality_by_day ON execution_quality (day, parent_id);
 
 INSERT INTO schema_version (version, name) VALUES (2, '002_execution_quality');

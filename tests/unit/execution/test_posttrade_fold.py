@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from domain.events import (
+    DayClosed,
     Event,
     InstrumentsDefined,
     OrderAccepted,
@@ -15,7 +16,7 @@ from domain.events import (
     OrderRejected,
     OrderSubmitted,
 )
-from domain.execution.posttrade_fold import ExecutionFold, ExecutionRow, summarise_rows, utc_day
+from domain.execution.posttrade_fold import ExecutionFold, ExecutionRow, summarise_rows
 from domain.instruments import Instrument
 
 T0 = 1_704_204_000 * 10**9  # 2024-01-02 14:00 UTC
@@ -29,7 +30,9 @@ def _instrument(instrument_id: int, lot_raw: int = 1) -> Instrument:
     )  # fmt: skip
 
 
-def _submit(order_id: str, iid: int, side: int, qty: int, px: int, parent_id: str = "", ts: int = T0) -> Event:
+def _submit(
+    order_id: str, iid: int, side: int, qty: int, px: int, parent_id: str = "", ts: int = T0
+) -> Event:
     return OrderSubmitted(
         ts_ns=ts, order_id=order_id, strategy_id="s", instrument_id=iid, side=side, order_type="market",
         qty_raw=qty, limit_px_raw=0, decision_px_raw=px, parent_id=parent_id,
@@ -57,10 +60,12 @@ def test_buy_partially_filled_then_cancelled_has_an_opportunity_cost() -> None:
             _fill("b", XYZ, +1, 40, 100_10, 60),
             _fill("b", XYZ, +1, 20, 100_30, 40),
             OrderCancelled(ts_ns=T0, order_id="b", reason="superseded"),
+            _day_closed(20240102),
         ]
     )
     row = rows["b"]
-    assert (row.status, row.day, row.filled_qty_raw, row.fill_ratio_e8) == ("done", 20240102, 60, 60_000_000)
+    assert row.day == 20240102
+    assert (row.status, row.filled_qty_raw, row.fill_ratio_e8) == ("done", 60, 60_000_000)
     assert row.filled_notional_minor == 40 * 100_10 + 20 * 100_30 == 601_000
     assert (row.arrival_px_raw, row.close_px_raw) == (100_10, 100_30)
     assert row.execution_cost_decision_minor == 601_000 - 60 * 100_00 == 1_000
@@ -143,11 +148,28 @@ def test_bad_input_is_refused_naming_the_order() -> None:
     with pytest.raises(ValueError, match="parent P: filled 20 > intended 10"):
         _fold([_submit("c", XYZ, +1, 10, 1_00, parent_id="P"), _fill("c", XYZ, +1, 20, 1_00, 0)])
     with pytest.raises(ValueError, match="order c2: strategy/instrument/side"):
-        _fold([_submit("c1", XYZ, +1, 10, 1_00, parent_id="P"), _submit("c2", ABC, +1, 10, 1_00, parent_id="P")])
+        _fold(
+            [_submit("c1", XYZ, +1, 10, 1_00, parent_id="P"), _submit("c2", ABC, +1, 10, 1_00, parent_id="P")]
+        )
     with pytest.raises(ValueError, match="instrument 9 is not defined"):
         _fold([_submit("x", 9, +1, 10, 1_00)])
 
 
-def test_utc_day() -> None:
-    assert utc_day(T0) == 20240102
-    assert utc_day(0) == 19700101
+def _day_closed(day: int) -> Event:
+    return DayClosed(
+        ts_ns=T0, day=day, step=0, nav_minor=0, cash_minor=0, gross_exposure_minor=0, currency="USD"
+    )
+
+
+def test_the_day_is_the_session_closed_next() -> None:
+    rows = _fold(
+        [
+            _submit("a", XYZ, +1, 10, 1_00),
+            _day_closed(20240102),
+            _submit("b", XYZ, +1, 10, 1_00),
+            _fill("a", XYZ, +1, 10, 1_00, 0),
+            _day_closed(20240103),
+            _submit("c", XYZ, +1, 10, 1_00),
+        ]
+    )
+    assert {key: row.day for key, row in rows.items()} == {"a": 20240102, "b": 20240103, "c": 0}
