@@ -380,6 +380,9 @@ class ExecutionTotals(msgspec.Struct, frozen=True, kw_only=True):
     filled_qty_raw: int
     fill_ratio_e8: int  # filled over intended notional at the decision price
     filled_notional_minor: int
+    intended_notional_minor: int
+    decision_notional_minor: int
+    arrival_notional_minor: int
     execution_cost_decision_minor: int
     execution_cost_arrival_minor: int
     opportunity_cost_decision_minor: int
@@ -406,6 +409,9 @@ def summarise_rows(rows: Sequence[ExecutionRow]) -> ExecutionTotals:
         filled_qty_raw=sum(row.filled_qty_raw for row in rows),
         fill_ratio_e8=_ratio_e8(decision_notional, sum(row.intended_notional_minor for row in rows)),
         filled_notional_minor=sum(row.filled_notional_minor for row in rows),
+        intended_notional_minor=sum(row.intended_notional_minor for row in rows),
+        decision_notional_minor=decision_notional,
+        arrival_notional_minor=arrival_notional,
         execution_cost_decision_minor=cost_decision,
         execution_cost_arrival_minor=cost_arrival,
         opportunity_cost_decision_minor=sum(row.opportunity_cost_decision_minor for row in rows),
