@@ -83,12 +83,16 @@ def _folded_events(journal: Journal, progress: Callable[[int], None] | None) -> 
 
 def execution_report(journal: Journal, progress: Callable[[int], None] | None = None) -> ExecutionReport:
     """Fold the journal's order events into per-parent rows and their totals."""
-    fold = ExecutionFold()
     try:
-        for seq, event in _folded_events(journal, progress):
-            fold.apply(seq, event)  # type: ignore[arg-type]
-    except ValueError as error:
+        return _report(journal, progress)
+    except ValueError as error:  # a bad order event, or totals across currencies
         raise ExecutionQualityError(f"execution quality: {error}") from error
+
+
+def _report(journal: Journal, progress: Callable[[int], None] | None) -> ExecutionReport:
+    fold = ExecutionFold()
+    for seq, event in _folded_events(journal, progress):
+        fold.apply(seq, event)  # type: ignore[arg-type]
     rows = fold.rows()
     strategies: dict[str, list[ExecutionRow]] = {}
     days: dict[int, list[ExecutionRow]] = {}

@@ -335,7 +335,12 @@ class ExecutionFold:
 
     def _on_submitted(self, seq: int, event: OrderSubmitted) -> None:
         key = parent_key(event)
-        existing = self._parent(key)
+        if event.parent_id:
+            existing = self._parent(key)
+        elif key in self._parents:
+            raise ValueError(f"order {key} submitted twice")
+        else:
+            existing = None  # an order sent directly is its own, new parent: no lookup
         if existing is None:
             parent = open_parent(seq, event, self._instrument(event.instrument_id))
             self._undated[parent.parent_id] = None

@@ -144,3 +144,17 @@ def test_tape_report_prints_and_exports(
         (row.shortfall_decision_minor for row in report.rows), reverse=True
     )[:3]
     assert tape(["report", str(journal), "--worst", "-1"]) == 2
+
+
+def test_a_fill_of_an_unknown_order_exits_2_naming_it(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from domain.events import OrderCancelled
+    from tests.unit.projections.test_ledger_sqlite import write_journal
+
+    with open_journal(journal) as opened:
+        events = [record.event() for record in opened.records()][:4]
+    bad = tmp_path / "bad"
+    write_journal(bad, [*events, OrderCancelled(ts_ns=events[-1].ts_ns, order_id="ghost-1", reason="x")])
+    assert tape(["report", str(bad)]) == 2
+    assert "order ghost-1 that was never submitted" in capsys.readouterr().out

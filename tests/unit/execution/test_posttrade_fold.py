@@ -151,6 +151,8 @@ def test_bad_input_is_refused_naming_the_order() -> None:
         _fold(
             [_submit("c1", XYZ, +1, 10, 1_00, parent_id="P"), _submit("c2", ABC, +1, 10, 1_00, parent_id="P")]
         )
+    with pytest.raises(ValueError, match="order x submitted twice"):
+        _fold([_submit("x", XYZ, +1, 10, 1_00), _submit("x", XYZ, +1, 10, 1_00)])
     with pytest.raises(ValueError, match="instrument 9 is not defined"):
         _fold([_submit("x", 9, +1, 10, 1_00)])
 
