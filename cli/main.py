@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
+from cli.execution_tables import print_execution_quality
 from cli.ingest import (
     add_export_parser,
     add_health_parser,
@@ -31,6 +32,7 @@ from lake.store import DatasetError
 from lake.synth import synth_dataset
 from projections import ProjectionError, TargetUnavailable
 from sim.backtest import run_backtest
+from sim.execution_report import ExecutionQualityError, execution_report, write_orders_csv, write_orders_json
 from sim.metrics import report_from_journal
 
 __all__ = ["main"]
@@ -146,18 +148,33 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    _print_report(Path(args.journal))
+    if args.worst < 0 or args.days < 0:
+        raise ConfigError("--worst and --days must not be negative")
+    _print_report(Path(args.journal), worst=args.worst, days=args.days)
+    if args.orders or args.json:
+        with open_journal(args.journal) as journal:
+            quality = execution_report(journal)
+        if args.orders:
+            write_orders_csv(quality, Path(args.orders))
+            console.print(f"wrote {len(quality.rows):,} order rows to {args.orders}")
+        if args.json:
+            write_orders_json(quality, Path(args.json))
+            console.print(f"wrote execution quality ({len(quality.rows):,} orders) to {args.json}")
     return 0
 
 
-def _print_report(path: Path) -> None:
-    report = report_from_journal(open_journal(path))
+def _print_report(path: Path, *, worst: int = 10, days: int = 10) -> None:
+    with open_journal(path) as journal:
+        report = report_from_journal(journal)
+        with progress_bar(f"execution quality {path.name}", len(journal)) as update:
+            quality = execution_report(journal, progress=update)
     table = Table(title=f"report {path}", show_header=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for metric, value in report.rows():
         table.add_row(metric, value)
     console.print(table)
+    print_execution_quality(quality, worst=worst, days=days)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -180,8 +197,13 @@ def _parser() -> argparse.ArgumentParser:
     backtest = verbs.add_parser("backtest", help="run a backtest from a TOML config")
     backtest.add_argument("config")
     backtest.add_argument("--journal", help="override the config's journal path")
-    for name, text in (("verify", "walk the hash chain"), ("report", "print the run's report")):
-        verbs.add_parser(name, help=text).add_argument("journal")
+    verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
+    report = verbs.add_parser("report", help="print the run's report and its execution quality")
+    report.add_argument("journal")
+    report.add_argument("--orders", metavar="CSV", help="write one row per (parent) order to this CSV")
+    report.add_argument("--json", metavar="PATH", help="write totals and per-order rows as JSON")
+    report.add_argument("--worst", type=int, default=10, help="orders listed by shortfall (default 10)")
+    report.add_argument("--days", type=int, default=10, help="latest days listed (default 10)")
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
@@ -220,6 +242,7 @@ _USER_ERRORS = (
     TargetUnavailable,
     ProjectionError,
     RuleNotDefined,
+    ExecutionQualityError,
 )
 
 
@@ -237,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         TargetUnavailable,
         ProjectionError,
         RuleNotDefined,
+        ExecutionQualityError,
     ) as error:
         console.print(f"[red]error:[/] {escape(str(error))}")
         return 2

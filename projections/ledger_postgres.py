@@ -33,6 +33,7 @@ from psycopg import sql
 
 from kernel.journal import Journal, Record
 from projections.base import DEFAULT_SCHEMA, TargetUnavailable
+from projections.execution_quality import upsert_sql
 from projections.ledger_sqlite import (
     BATCH_RECORDS_MAX,
     LEDGER_SCHEMA_VERSION,
@@ -379,6 +380,7 @@ def _write_rows(connection: psycopg.Connection[Any], batch: _Batch) -> None:
     _copy(connection, "postings", rows.postings)
     _copy(connection, "nav", rows.nav)
     _copy(connection, "risk_events", rows.risk_events)
+    execute_many(upsert_sql("%s"), batch.execution_rows())
 
 
 # --- a read-only role for dashboards --------------------------------------------------------

@@ -57,6 +57,7 @@ from domain.orders import (
 )
 from kernel.journal import Journal, Record
 from kernel.store import open_journal
+from projections.execution_quality import execution_fold, row_tuple, upsert_sql
 
 __all__ = [
     "LEDGER_SCHEMA_VERSION",
@@ -138,6 +139,7 @@ class _OrderRow:
     decision_px_raw: int
     submitted_seq: int
     updated_seq: int
+    parent_id: str = ""
 
 
 def _order_row(row: _OrderRow) -> _Row:
@@ -155,12 +157,23 @@ def _order_row(row: _OrderRow) -> _Row:
         order.status.value,
         row.submitted_seq,
         row.updated_seq,
+        row.parent_id,
     )
 
 
 _ORDER_COLUMNS = (
     "strategy_id, instrument_id, side, order_type, qty_raw, limit_px_raw, decision_px_raw, "
-    "filled_qty_raw, status, submitted_seq, updated_seq"
+    "filled_qty_raw, status, submitted_seq, updated_seq, parent_id"
+)
+# Kinds the execution-quality fold reads (after the ledger's own handler has checked them).
+_EXECUTION_KINDS = (
+    DayClosed,
+    InstrumentsDefined,
+    OrderSubmitted,
+    OrderFilled,
+    OrderRejected,
+    OrderCancelled,
+    OrderExpired,
 )
 
 
@@ -201,6 +214,7 @@ class _Batch:
         self._nav_days: set[int] = set()
         self._submitted_seqs: dict[str, int] = {}  # orders first submitted in this batch
         self.rows = _Rows()
+        self.execution = execution_fold(db, self._parent_of_order)
         self._handlers: dict[type, Callable[[int, Any], None]] = {
             RunStarted: self._on_run_started,
             DatasetReferenced: self._on_dataset_referenced,
@@ -227,6 +241,19 @@ class _Batch:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(record.seq, event)
+        if isinstance(event, _EXECUTION_KINDS):
+            try:
+                self.execution.apply(record.seq, event)
+            except ValueError as error:
+                raise ProjectionError(record.seq, f"execution quality: {error}") from error
+
+    def _parent_of_order(self, order_id: str) -> str | None:
+        row = self._orders.get(order_id)
+        return None if row is None else row.parent_id or order_id
+
+    def execution_rows(self) -> list[_Row]:
+        """``execution_quality`` rows of the parents this batch touched (upserted)."""
+        return [row_tuple(row) for row in self.execution.changed_rows()]
 
     # --- runs and set-up --------------------------------------------------------------
 
@@ -268,7 +295,7 @@ class _Batch:
             order = new_order(event)
         except ValueError as error:
             raise ProjectionError(seq, str(error)) from error
-        self._orders[event.order_id] = _OrderRow(order, event.decision_px_raw, seq, seq)
+        self._orders[event.order_id] = _OrderRow(order, event.decision_px_raw, seq, seq, event.parent_id)
         self.rows.transitions.append(
             (seq, event.order_id, None, order.status.value, "submit", event.ts_ns, "")
         )
@@ -348,6 +375,7 @@ class _Batch:
             status,
             submitted_seq,
             updated_seq,
+            parent_id,
         ) = found
         order = Order(
             order_id=order_id,
@@ -360,7 +388,7 @@ class _Batch:
             filled_qty_raw=filled_qty_raw,
             status=OrderStatus(status),
         )
-        return _OrderRow(order, decision_px_raw, submitted_seq, updated_seq)
+        return _OrderRow(order, decision_px_raw, submitted_seq, updated_seq, parent_id)
 
     def _existing_order_ids(self, order_ids: list[str]) -> list[str]:
         """Which of ``order_ids`` are in the table (one query per chunk of parameters)."""
@@ -487,7 +515,9 @@ def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
     )
     # New orders are plain inserts (``check_new_orders`` refused ids already there); orders
     # of earlier batches that this one moved are updated in place.
-    db.executemany("INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch.new_order_rows())
+    db.executemany(
+        "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch.new_order_rows()
+    )
     db.executemany(
         "UPDATE orders SET filled_qty_raw = ?, status = ?, updated_seq = ? WHERE order_id = ?",
         batch.updated_order_rows(),
@@ -498,6 +528,7 @@ def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
     db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.postings)
     db.executemany("INSERT INTO nav VALUES (?, ?, ?, ?, ?, ?)", rows.nav)
     db.executemany("INSERT INTO risk_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.risk_events)
+    db.executemany(upsert_sql("?"), batch.execution_rows())
 
 
 def _write_positions(db: sqlite3.Connection, deltas: dict[int, int]) -> None:

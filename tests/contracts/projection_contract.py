@@ -27,6 +27,8 @@ from projections import (
     rebuild_ledger,
 )
 from projections.audit import audit
+from projections.execution_quality import ROW_COLUMNS
+from sim.execution_report import execution_report
 from tests.unit.projections.test_ledger_sqlite import (
     DAY_NS,
     MSFT,
@@ -236,6 +238,43 @@ class LedgerProjectionContract:
             open_ledger(target[0], schema=target[1])
         assert rebuild_ledger(journal_path, target[0], schema=target[1]).checksums == reference
 
+    # --- execution quality ----------------------------------------------------------------
+
+    def test_execution_quality_rows_equal_the_report_fold(
+        self, journal_path: Path, target: Target, reference: dict[str, str]
+    ) -> None:
+        """Batch by batch (a parent's fills and its day close in later batches) the table
+        holds what ``tape report`` folds from the whole journal in one go."""
+        with open_journal(journal_path) as journal:
+            expected = [tuple(msgspec.structs.astuple(row)) for row in execution_report(journal).rows]
+        with open_ledger(target[0], schema=target[1]) as ledger, open_journal(journal_path) as journal:
+            ledger.run(journal, batch_records_max=3)
+            rows = list(ledger.ordered_rows("execution_quality"))
+            assert ledger.table_checksums() == reference
+        assert [tuple(row) for row in rows] == expected
+        by_id = {row[0]: row for row in expected}
+        assert sorted(by_id) == [
+            f"momo-2024010{d}-00000{n}" for d, n in ((2, 1), (2, 2), (2, 3), (3, 4), (3, 5))
+        ]
+        status, day = ROW_COLUMNS.index("status"), ROW_COLUMNS.index("day")
+        assert {row[status] for row in expected} == {"done"}
+        assert [by_id[key][day] for key in sorted(by_id)] == [20240102] * 3 + [20240103] * 2
+
+    def test_audit_names_a_changed_execution_quality_row_canary(
+        self, journal_path: Path, target: Target
+    ) -> None:
+        rebuild_ledger(journal_path, target[0], schema=target[1])
+        self.raw_execute(
+            target,
+            "UPDATE execution_quality SET shortfall_decision_minor = shortfall_decision_minor + 1 "
+            "WHERE parent_id = 'momo-20240102-000002'",
+        )
+        report = audit(journal_path, target[0], schema=target[1])
+        assert [d.table for d in report.differences] == ["execution_quality"]
+        assert report.differences[0].first_difference.startswith(
+            "row {'parent_id': 'momo-20240102-000002'}: shortfall_decision_minor: live "
+        )
+
     # --- audit ----------------------------------------------------------------------------
 
     def test_audit_of_a_clean_ledger_is_ok(self, journal_path: Path, target: Target) -> None:
@@ -243,8 +282,8 @@ class LedgerProjectionContract:
         report = audit(journal_path, target[0], schema=target[1])
         assert report.ok, report.lines()
         assert report.exit_status == 0
-        assert report.tables == 11
-        assert report.lines()[0].startswith("audit ok: 11 tables")
+        assert report.tables == 12
+        assert report.lines()[0].startswith("audit ok: 12 tables")
 
     def test_audit_of_a_lagging_ledger_compares_at_its_checkpoint(
         self, journal_path: Path, target: Target
@@ -278,4 +317,4 @@ class LedgerProjectionContract:
         assert sorted(details) == ["nav", "positions"]
         assert details["nav"].startswith("live is missing row {'day': 20240102, ")
         assert details["positions"] == "live has an extra row {'instrument_id': 99, 'qty_raw': 5}"
-        assert "audit FAILED: 2 of 11 tables differ" in report.lines()[0]
+        assert "audit FAILED: 2 of 12 tables differ" in report.lines()[0]

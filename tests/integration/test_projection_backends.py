@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from domain.events import OrderAccepted, OrderSubmitted
+from domain.events import InstrumentsDefined, OrderAccepted, OrderSubmitted
 from projections import open_ledger, rebuild_ledger
 from projections.audit import audit
 from tests.contracts.projection_contract import LedgerProjectionContract, Target
 from tests.contracts.projection_servers import POSTGRES_SERVER, admin_execute, scratch_database
 from tests.factories import make_config, make_dataset, run
-from tests.unit.projections.test_ledger_sqlite import T0_NS, trading_events, write_journal
+from tests.unit.projections.test_ledger_sqlite import T0_NS, instrument, trading_events, write_journal
 
 
 class TestSqliteLedgerContract(LedgerProjectionContract):
@@ -71,7 +71,7 @@ def test_a_demo_backtest_journal_has_the_same_checksums_on_both(
 
 def test_text_keys_sort_bytewise_on_both(postgres_database: str, tmp_path: Path) -> None:
     """Order ids whose order differs between byte order and a natural-language collation."""
-    events = []
+    events: list[object] = [InstrumentsDefined(ts_ns=T0_NS, instruments=[instrument(1, "S")])]
     for n, order_id in enumerate(["b-2", "B-1", "a_3", "_z", "A-10", "é-5", "e-6", "Z 9"]):
         events.append(
             OrderSubmitted(
@@ -87,7 +87,7 @@ def test_text_keys_sort_bytewise_on_both(postgres_database: str, tmp_path: Path)
             )
         )
         events.append(OrderAccepted(ts_ns=T0_NS + n, order_id=order_id))
-    write_journal(tmp_path / "j", events)
+    write_journal(tmp_path / "j", events)  # type: ignore[arg-type]
     on_sqlite = rebuild_ledger(tmp_path / "j", tmp_path / "ledger.sqlite")
     on_postgres = rebuild_ledger(tmp_path / "j", postgres_database, schema="collation")
     with open_ledger(postgres_database, schema="collation") as ledger:

@@ -544,6 +544,7 @@ def test_another_schema_version_is_refused_until_rebuilt(
 @pytest.mark.parametrize("first_batch_records", [0, 1, 2])
 def test_an_order_submitted_twice_raises_naming_the_second(tmp_path: Path, first_batch_records: int) -> None:
     builder = TapeBuilder()
+    builder.add(InstrumentsDefined(ts_ns=T0_NS, instruments=[instrument(AAPL, "AAPL")]))
     builder.submit(T0_NS, "dup", AAPL, +1, 10, 185_00)
     builder.add(OrderAccepted(ts_ns=T0_NS, order_id="dup"))
     builder.submit(T0_NS, "dup", AAPL, +1, 10, 185_00)
@@ -552,7 +553,7 @@ def test_an_order_submitted_twice_raises_naming_the_second(tmp_path: Path, first
     with SqliteLedger.open(tmp_path / "ledger.db") as ledger:
         # 0: the duplicate is in the same batch; 1: the order is loaded into the batch by its
         # accept; 2: only the table has it (the chunked check at write time).
-        ledger.apply(records[:first_batch_records])
-        with pytest.raises(ProjectionError, match="seq 2: order dup submitted twice"):
+        ledger.apply(records[: first_batch_records + 1])
+        with pytest.raises(ProjectionError, match="seq 3: order dup submitted twice"):
             ledger.apply(records)
-        assert ledger.checkpoint_seq == first_batch_records - 1
+        assert ledger.checkpoint_seq == first_batch_records

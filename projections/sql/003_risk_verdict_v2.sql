@@ -7,4 +7,4 @@ ALTER TABLE risk_events ADD COLUMN unit TEXT NOT NULL DEFAULT 'e8_nav';
 ALTER TABLE risk_events ADD COLUMN observed_after INTEGER NOT NULL DEFAULT -1;
 ALTER TABLE risk_events ADD COLUMN group_ids TEXT NOT NULL DEFAULT '[]';
 
-INSERT INTO schema_version (version, name) VALUES (2, '002_risk_verdict_v2');
+INSERT INTO schema_version (version, name) VALUES (3, '003_risk_verdict_v2');
