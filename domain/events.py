@@ -265,6 +265,7 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
     sellable: list[SellableSnapshot] = []  # T+1 books of A-share instruments
     kill_switch: KillSwitchSnapshot | None = None  # None: never observed (a fresh run)
+    nav_closes: list[int] = []  # last day-close NAVs kept for volatility targeting
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):

@@ -56,6 +56,7 @@ from domain.riskrules import (
     Observation,
     RiskPolicy,
     VenueResponded,
+    VolTarget,
     initial_state,
     update_kill_switch,
 )
@@ -71,6 +72,7 @@ from kernel.pipeline import (
     plan_orders,
     reject_unpriced,
     verdict_events,
+    vol_target_targets,
 )
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy, strategy_limit_prices
@@ -138,6 +140,7 @@ class Kernel:
         state: KernelState | None = None,
         kill_switch: KillSwitchConfig | None = None,
         operator_commands: Sequence[OperatorCommanded] = (),
+        vol_target: VolTarget | None = None,
         cn_fees: CnFeeTables = CN_FEE_TABLES,
         margin: PerpMargin | None = None,
     ) -> None:
@@ -158,6 +161,7 @@ class Kernel:
         )
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
         self._risk = RiskStage(policy, self._instruments)
+        self._vol_target = vol_target
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
         self._rules = MarketRules(self._instruments, cn_fees)
@@ -424,6 +428,9 @@ class Kernel:
         held = current_weights(self.state.positions, prices, self._instruments, nav)
         priced, priced_verdict = reject_unpriced(targets, prices)
         verdicts = [priced_verdict]
+        if self._vol_target is not None:
+            priced, vol_verdict = vol_target_targets(priced, self.state.nav_closes, self._vol_target)
+            verdicts.append(vol_verdict)
         kill = self.state.kill
         if kill is not None and kill.state is not KillState.ARMED:
             flatten = kill.state is KillState.FLATTENING
@@ -559,6 +566,10 @@ class Kernel:
             self._kill_observe(
                 NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=cash + sum(values.values()))
             )
+        if self._vol_target is not None:
+            closes = self.state.nav_closes
+            closes.append(cash + sum(values.values()))
+            del closes[: max(0, len(closes) - self._vol_target.window - 1)]
         if self._flattening():
             self._flatten(step)
         self._sink.append(

@@ -9,9 +9,11 @@ names become dense group ids, perpetuals are flagged for the per-side cap.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import msgspec
+import numpy as np
 
 from domain.events import RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round
@@ -21,10 +23,13 @@ from domain.riskrules import (
     LIMIT_E8_MAX,
     RiskPolicy,
     RuleVerdict,
+    VolTarget,
+    apply_scale,
     evaluate_intent,
     evaluate_orders,
     make_intent,
     make_orders,
+    vol_target_scale,
 )
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "plan_orders",
     "reject_unpriced",
     "verdict_events",
+    "vol_target_targets",
 ]
 
 PERP_ASSET_CLASSES = frozenset({"crypto_perp", "perpetual"})
@@ -76,6 +82,32 @@ def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[di
     detail = f"{len(unpriced)} names have no price yet" if unpriced else ""
     action = "reject" if unpriced else "pass"
     return kept, _e8_verdict("priced", action, 0, largest, 0, unpriced, detail)
+
+
+def vol_target_targets(
+    targets: dict[int, int], nav_closes: Sequence[int], config: VolTarget
+) -> tuple[dict[int, int], RuleVerdict]:
+    """Volatility targeting: the decision's weights times ``target / realised`` vol (capped),
+    realised from the run's own day-close NAV returns (the last ``window``; fewer than
+    ``min_history`` gives the fallback scale). Runs before the portfolio rules."""
+    returns = [b / a - 1.0 for a, b in itertools.pairwise(nav_closes) if a > 0]
+    scale = vol_target_scale(returns, config)
+    ids = sorted(targets)
+    scaled = apply_scale(np.array([targets[iid] for iid in ids], dtype=np.int64), scale.scale_e8)
+    allowed = dict(zip(ids, scaled.tolist(), strict=True))
+    changed = [iid for iid in ids if allowed[iid] != targets[iid]]
+    detail = f"{scale.reason}: scale {scale.scale_e8}e-8 from {scale.history} returns"
+    verdict = RuleVerdict(
+        rule="vol_target",
+        action="scale" if changed else "pass",
+        unit="e8_vol",
+        limit=config.target_vol_e8,
+        observed=scale.realised_vol_e8,
+        observed_after=scale.scale_e8,
+        instrument_ids=changed,
+        detail=detail,
+    )
+    return allowed, verdict
 
 
 def halt_targets(

@@ -26,7 +26,7 @@ from domain.events import (
 )
 from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables
-from domain.riskrules import KillSwitchConfig, RiskPolicy
+from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -60,6 +60,7 @@ class KernelParts:
     initial_cash_minor: int
     kill_switch: KillSwitchConfig | None = None
     operator_commands: tuple[OperatorCommanded, ...] = ()
+    vol_target: VolTarget | None = None
     cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
     margin: PerpMargin | None = None  # perpetual liquidation (None: off)
 
@@ -296,6 +297,7 @@ def _replay(
         state=state,
         kill_switch=parts.kill_switch,
         operator_commands=parts.operator_commands,
+        vol_target=parts.vol_target,
         cn_fees=parts.cn_fees,
         margin=parts.margin,
     )

@@ -32,6 +32,7 @@ class KernelState:
         self.last_targets: dict[int, int] = {}
         self.sellable: dict[int, SellableBook] = {}  # A-share T+1 books by instrument
         self.kill: KillSwitchState | None = None  # set by the kernel at its first step
+        self.nav_closes: list[int] = []  # last day-close NAVs (volatility targeting's window + 1)
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -64,6 +65,7 @@ class KernelState:
                 for iid, b in sorted(self.sellable.items())
             ],
             kill_switch=_kill_snapshot(self.kill),
+            nav_closes=list(self.nav_closes),
         )
 
     @classmethod
@@ -97,6 +99,7 @@ class KernelState:
             for b in snapshot.sellable
         }
         state.kill = _kill_restore(snapshot.kill_switch)
+        state.nav_closes = list(snapshot.nav_closes)
         return state
 
 

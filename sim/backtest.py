@@ -13,7 +13,7 @@ import msgspec
 from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.markets import CnFeeRows, cn_fee_tables
-from domain.riskrules import KillSwitchConfig, RiskPolicy, policy_from_mapping, policy_to_mapping
+from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
@@ -95,6 +95,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # docs/markets.md). Left out of the journaled config when empty, so older runs replay.
     cn_fees: CnFeeRows = CnFeeRows()
     perp_margin: PerpMargin | None = None  # perpetual maintenance margin and liquidation; None: off
+    vol_target: VolTarget | None = None  # scale decisions by target / realised NAV vol; None: off
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -108,8 +109,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         # Optional tables left out when unused: configs without them journal the JSON they always did.
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        if self.perp_margin is None:
-            del data["perp_margin"]
+        for optional in ("perp_margin", "vol_target"):
+            if data[optional] is None:
+                del data[optional]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -140,6 +142,7 @@ def build_parts(
         initial_cash_minor=config.initial_cash_minor(),
         kill_switch=config.kill_switch,
         operator_commands=tuple(command.event() for command in config.operator_commands),
+        vol_target=config.vol_target,
         cn_fees=cn_fee_tables(config.cn_fees.rows),
         margin=config.perp_margin,
     )
@@ -191,6 +194,7 @@ def run_backtest(
             currency=parts.currency,
             kill_switch=parts.kill_switch,
             operator_commands=parts.operator_commands,
+            vol_target=parts.vol_target,
             cn_fees=parts.cn_fees,
             margin=parts.margin,
         )

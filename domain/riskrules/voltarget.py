@@ -46,7 +46,7 @@ class VolScale(msgspec.Struct, frozen=True, kw_only=True):
     scale_e8: int
     realised_vol_e8: int  # annualised; 0 when there was not enough history
     history: int
-    reason: str  # "scaled" | "capped_max" | "capped_min" | "short_history"
+    reason: str  # "scaled" | "capped_max" | "capped_min" | "short_history" | "zero_vol"
 
 
 def vol_target_scale(returns: npt.ArrayLike, config: VolTarget) -> VolScale:
@@ -65,7 +65,10 @@ def vol_target_scale(returns: npt.ArrayLike, config: VolTarget) -> VolScale:
     realised = float(np.std(recent, ddof=1)) * math.sqrt(config.periods_per_year)
     realised_e8 = math.floor(realised * RATE_SCALE)
     if realised_e8 == 0:
-        return VolScale(scale_e8=config.scale_max_e8, realised_vol_e8=0, history=history, reason="capped_max")
+        # No variation (e.g. a book still all cash): no information about risk, not "no risk".
+        return VolScale(
+            scale_e8=config.fallback_scale_e8, realised_vol_e8=0, history=history, reason="zero_vol"
+        )
     raw_e8 = config.target_vol_e8 * RATE_SCALE // realised_e8  # toward zero
     scale = min(max(raw_e8, config.scale_min_e8), config.scale_max_e8)
     reason = (

@@ -46,7 +46,7 @@ def test_caps() -> None:
     wild = vol_target_scale(returns_with_vol(5.0, 60), CONFIG)
     assert (wild.reason, wild.scale_e8) == ("capped_min", 10_000_000)
     flat = vol_target_scale(np.zeros(40), CONFIG)
-    assert (flat.reason, flat.scale_e8) == ("capped_max", 200_000_000)
+    assert (flat.reason, flat.scale_e8) == ("zero_vol", CONFIG.fallback_scale_e8)  # no information
 
 
 def test_nan_is_an_error() -> None:

@@ -1,9 +1,12 @@
-"""The kill switch in the kernel: each trigger fires and the journal says why (with the numbers),
+"""In-trade risk in the kernel. Volatility targeting scales decisions by the run's own NAV vol.
+The kill switch: each trigger fires and the journal says why (with the numbers),
 a halted kernel sends only risk-reducing orders, flattening closes the book, an operator re-arms,
 and the state survives a restart: whole-run and one-day replays reproduce the journal."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +27,7 @@ from domain.events import (
     StateSnapshotted,
 )
 from domain.fixed import RATE_SCALE
-from domain.riskrules import KillSwitchConfig, policy_from_mapping
+from domain.riskrules import KillSwitchConfig, VolTarget, policy_from_mapping
 from kernel.loop import KILL_SWITCH_STRATEGY
 from kernel.replay import replay
 from kernel.store import open_journal
@@ -197,3 +200,31 @@ def test_a_bad_operator_command_is_a_clear_config_error(daily: Path, tmp_path: P
         OperatorCommandConfig(at="2020-03-01T00:00:00Z", command="panic")
     with pytest.raises(ValueError, match="needs a UTC offset"):
         OperatorCommandConfig(at="2020-03-01T00:00:00", command="halt")
+
+
+def test_vol_targeting_scales_decisions_by_realised_nav_vol(daily: Path, tmp_path: Path) -> None:
+    target = VolTarget(target_vol_e8=5_000_000, periods_per_year=365, window=30, min_history=10)
+    config = make_config(daily, tmp_path / "j", strategy="momentum", risk=LOOSE, vol_target=target)
+    run(config)
+    events = _events(tmp_path / "j")
+    verdicts = [e for e in events if isinstance(e, RiskVerdict) and e.rule == "vol_target"]
+    decided = [e for e in events if type(e).__name__ == "TargetsDecided"]
+    assert len(verdicts) == len(decided) > 0
+    closes = [e.nav_minor for e in events if isinstance(e, DayClosed)]
+    for verdict in verdicts:
+        history = [e.nav_minor for e in events if isinstance(e, DayClosed) and e.ts_ns < verdict.ts_ns]
+        returns = [b / a - 1.0 for a, b in zip(history[-31:-1], history[-30:], strict=True)]
+        if len(returns) < 10:
+            assert verdict.detail.startswith("short_history") and verdict.observed_after == RATE_SCALE
+            continue
+        realised = statistics.stdev(returns) * math.sqrt(365)
+        assert verdict.observed == math.floor(realised * RATE_SCALE)
+        if verdict.observed == 0:  # all cash so far: the fallback scale (1x)
+            assert verdict.detail.startswith("zero_vol") and verdict.observed_after == RATE_SCALE
+            continue
+        expected = min(max(5_000_000 * RATE_SCALE // verdict.observed, 0), 200_000_000)
+        assert verdict.observed_after == expected
+    assert closes and any(v.action == "scale" for v in verdicts)
+    # The journaled targets after risk are the scaled ones: no order exceeds the scaled weight.
+    unscaled = run(make_config(daily, tmp_path / "plain", strategy="momentum", risk=LOOSE))
+    assert unscaled.last_hash != open_journal(tmp_path / "j").last_hash.hex()
