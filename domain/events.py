@@ -21,6 +21,7 @@ __all__ = [
     "INPUT_KINDS",
     "UPCASTERS",
     "AnyEvent",
+    "CorporateActionApplied",
     "DatasetReferenced",
     "DayClosed",
     "Event",
@@ -232,6 +233,35 @@ class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
     snapshot: KernelSnapshot
 
 
+class CorporateActionApplied(Event, frozen=True, tag="corporate_action.applied.v1"):
+    """A corporate action applied to a holding at the first step of its ex-date session.
+
+    Quantities are raw; ``split_to / split_from`` the share ratio; ``dividend_minor`` the
+    pre-tax cash (``pay_day`` 0: paid on the ex-date, else a receivable until then);
+    ``cash_in_lieu_minor`` pays the fraction of a share the ratio leaves (at
+    ``prev_close_px_raw x split_from / split_to``, releasing ``released_cost_minor`` of the
+    cost basis); ``tax_minor`` the
+    dividend tax withheld now and ``tax_note`` why it is what it is.
+    """
+
+    instrument_id: int
+    ex_day: int
+    pay_day: int
+    split_to: int
+    split_from: int
+    cash_e8: int
+    qty_before_raw: int
+    qty_after_raw: int
+    cost_minor: int  # cost basis after the action
+    dividend_minor: int
+    cash_in_lieu_minor: int = 0
+    prev_close_px_raw: int = 0
+    released_cost_minor: int = 0
+    tax_minor: int = 0
+    tax_note: str = ""
+    currency: str = ""
+
+
 class RunFinished(Event, frozen=True, tag="run.finished.v1"):
     steps: int
     nav_minor: int
@@ -254,6 +284,7 @@ AnyEvent = (
     | DayClosed
     | StateSnapshotted
     | RunFinished
+    | CorporateActionApplied
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})

@@ -42,6 +42,7 @@ from domain.market import Panel
 from domain.markets import funding_payment_minor, funding_postings
 from domain.orders import evolve, new_order
 from domain.risk import RiskLimits
+from kernel.corporate_actions import CorporateActionBook
 from kernel.markets import MarketRules
 from kernel.pipeline import apply_risk, current_weights, plan_orders, reject_unpriced, verdict_events
 from kernel.state import KernelState
@@ -89,6 +90,7 @@ class Kernel:
         sink: EventSink,
         currency: str,
         state: KernelState | None = None,
+        us_regulatory_fees: bool = True,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -100,7 +102,13 @@ class Kernel:
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
-        self._rules = MarketRules(self._instruments)
+        first_day = int(panel.day[0]) if panel.steps else 0
+        try:
+            self._rules = MarketRules(
+                self._instruments, us_regulatory_fees=us_regulatory_fees, first_day=first_day
+            )
+        except ValueError as error:
+            raise KernelError(str(error)) from None
         for inst in panel.instruments:
             if inst.currency != currency:
                 raise KernelError(
@@ -115,6 +123,7 @@ class Kernel:
         self._funding = _funding_by_step(panel)
         self._funding_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._funding_mask[list(self._funding)] = True
+        self._corporate = CorporateActionBook(panel, self._instruments)
 
     # --- run -----------------------------------------------------------------------------
 
@@ -131,7 +140,10 @@ class Kernel:
         end = self._panel.steps if end_step is None else end_step
         window = slice(start_step, end)
         interesting = np.flatnonzero(
-            self._decide_mask[window] | self._day_end[window] | self._funding_mask[window]
+            self._decide_mask[window]
+            | self._day_end[window]
+            | self._funding_mask[window]
+            | self._corporate.mask[window]
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
@@ -152,6 +164,8 @@ class Kernel:
     def _step(self, step: int, venue_next: int) -> int:
         """One step that matters: fills, funding, decision, day end. Returns the venue's next
         activity step."""
+        if self._corporate.mask[step] and self._apply_corporate_actions(step):
+            venue_next = self._venue_next(step - 1)  # cancelled orders no longer fill here
         if venue_next <= step:
             self._match(step)
             venue_next = self._venue_next(step)
@@ -383,3 +397,7 @@ class Kernel:
         self._sink.append(
             StateSnapshotted(ts_ns=ts_ns, day=int(self._panel.day[step]), snapshot=self.state.snapshot())
         )
+
+    def _apply_corporate_actions(self, step: int) -> bool:
+        """Ex-date and pay-date effects at the session's first step (``kernel.corporate_actions``)."""
+        return self._corporate.apply(step, self.state, self._rules, self._sink.append, self._post)

@@ -3,7 +3,11 @@
 China A-shares (instruments on XSHG/XSHE): shares bought in a session cannot be sold in
 it (T+1), order sizes follow the board's lot rule, and every fill pays the dated statutory
 fees (stamp duty on sells, transfer, handling and CSRC fees) as ledger postings in the
-fill's transaction. Other markets pass through unchanged. Every refusal is a reason string
+fill's transaction. US equities (venue XNYS/XNAS/ARCX/XASE/BATS/IEXG, asset class equity or
+etf) pay the SEC Section 31 fee and the FINRA TAF on sells, as postings in the fill's
+transaction, unless the run turns ``us_regulatory_fees`` off; the dated tables start in
+2023/2024 and a run starting earlier fails at construction instead of guessing older rates.
+Other markets pass through unchanged. Every refusal is a reason string
 with a rule code and the numbers; the loop journals it as ``OrderRejected``.
 """
 
@@ -13,7 +17,10 @@ from domain.events import OrderFilled, PostingRecord
 from domain.instruments import Instrument
 from domain.ledger import cash_account
 from domain.markets import (
+    FINRA_TAF,
+    SEC_SECTION31,
     Board,
+    RuleNotDefined,
     SellableBook,
     apply_buy_fill,
     apply_sell_fill,
@@ -22,26 +29,52 @@ from domain.markets import (
     check_sell_qty,
     cn_exchange_fees,
     cn_lot_rule,
+    finra_taf_minor,
     release_sell,
     reserve_sell,
     roll_to,
+    sec_fee_minor,
     sellable,
 )
 from domain.orders import Order
 
-__all__ = ["CN_VENUES", "MarketRules", "is_cn_a_share"]
+__all__ = ["CN_VENUES", "US_EQUITY_VENUES", "MarketRules", "is_cn_a_share", "is_us_equity"]
 
 CN_VENUES = frozenset({"XSHG", "XSHE"})
+US_EQUITY_VENUES = frozenset({"XNYS", "XNAS", "ARCX", "XASE", "BATS", "IEXG"})
+_US_FEE_CLASSES = frozenset({"equity", "etf"})
 
 
 def is_cn_a_share(instrument: Instrument) -> bool:
     return instrument.venue in CN_VENUES
 
 
+def is_us_equity(instrument: Instrument) -> bool:
+    """Sales that pay SEC Section 31 and FINRA TAF: US exchange-listed equities and ETFs."""
+    return instrument.venue in US_EQUITY_VENUES and instrument.asset_class in _US_FEE_CLASSES
+
+
 class MarketRules:
     """Pre-trade checks, T+1 bookkeeping and statutory fee postings per instrument."""
 
-    def __init__(self, instruments: dict[int, Instrument]) -> None:
+    def __init__(
+        self, instruments: dict[int, Instrument], *, us_regulatory_fees: bool = True, first_day: int = 0
+    ) -> None:
+        self._us_qty_digits = {
+            iid: inst.qty_digits
+            for iid, inst in instruments.items()
+            if us_regulatory_fees and is_us_equity(inst)
+        }
+        if self._us_qty_digits and first_day:
+            try:
+                SEC_SECTION31.at(first_day)
+                FINRA_TAF.at(first_day)
+            except RuleNotDefined as error:
+                raise ValueError(
+                    f"US regulatory fees are not defined for a run starting {first_day} ({error}); "
+                    "older SEC Section 31 / FINRA TAF rates are not guessed: set us_regulatory_fees = "
+                    "false in the backtest config to run without them"
+                ) from None
         self._boards: dict[int, Board] = {}
         for iid, inst in instruments.items():
             if not is_cn_a_share(inst):
@@ -90,6 +123,8 @@ class MarketRules:
 
     def fee_postings(self, day: int, fill: OrderFilled) -> list[PostingRecord]:
         """Statutory fee lines of a fill as postings (cash out, expense in), each line rounded."""
+        if fill.instrument_id in self._us_qty_digits:
+            return self._us_fee_postings(day, fill)
         if fill.instrument_id not in self._boards:
             return []
         fees = cn_exchange_fees(
@@ -105,4 +140,17 @@ class MarketRules:
         postings = [PostingRecord(f"expenses:{name}:{ccy}", ccy, amount) for name, amount in lines if amount]
         if postings:
             postings.append(PostingRecord(cash_account(ccy), ccy, -fees.total_minor))
+        return postings
+
+    def _us_fee_postings(self, day: int, fill: OrderFilled) -> list[PostingRecord]:
+        """SEC Section 31 fee and FINRA TAF on a sell fill (rounded up to the cent); buys pay none."""
+        ccy = fill.currency
+        qty_digits = self._us_qty_digits[fill.instrument_id]
+        lines = [
+            ("sec_fee", sec_fee_minor(fill.side, day, fill.notional_minor)),
+            ("finra_taf", finra_taf_minor(fill.side, day, fill.fill_qty_raw, qty_digits)),
+        ]
+        postings = [PostingRecord(f"expenses:{name}:{ccy}", ccy, amount) for name, amount in lines if amount]
+        if postings:
+            postings.append(PostingRecord(cash_account(ccy), ccy, -sum(amount for _, amount in lines)))
         return postings

@@ -55,6 +55,7 @@ class KernelParts:
     limits: RiskLimits
     currency: str
     initial_cash_minor: int
+    us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ def _replay(
         sink=sink,
         currency=parts.currency,
         state=state,
+        us_regulatory_fees=parts.us_regulatory_fees,
     )
     try:
         if snapshot is None:

@@ -13,7 +13,8 @@ from domain.events import DatasetReferenced, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.risk import RiskLimits
 from kernel.journal import JournalError
-from kernel.loop import Kernel, ProgressFn
+from kernel.loop import Kernel, KernelError, ProgressFn
+from kernel.markets import MarketRules
 from kernel.replay import KernelParts
 from kernel.store import open_journal
 from kernel.strategy import Strategy
@@ -51,6 +52,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     journal_backend: str | None = None
     risk: RiskLimits = RiskLimits()
     fill: FillModel = FillModel()
+    # SEC Section 31 fee + FINRA TAF on US equity sells. Their dated tables start 2023-02-27 /
+    # 2024-01-01; a run starting earlier fails unless this is set to false explicitly.
+    us_regulatory_fees: bool = True
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
@@ -77,6 +81,14 @@ def build_parts(
 ) -> KernelParts:
     """Load the data set (checking its hash) and build what a kernel needs."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
+    try:  # fail before any journal is opened when the fee tables do not cover the run
+        MarketRules(
+            {inst.instrument_id: inst for inst in panel.instruments},
+            us_regulatory_fees=config.us_regulatory_fees,
+            first_day=int(panel.day[0]) if panel.steps else 0,
+        )
+    except ValueError as error:
+        raise KernelError(f"{config.run_id}: {error}") from None
     parts = KernelParts(
         panel=panel,
         strategy=strategy,
@@ -84,6 +96,7 @@ def build_parts(
         limits=config.risk,
         currency=config.currency,
         initial_cash_minor=config.initial_cash_minor(),
+        us_regulatory_fees=config.us_regulatory_fees,
     )
     return parts
 
@@ -131,6 +144,7 @@ def run_backtest(
             limits=parts.limits,
             sink=journal,
             currency=parts.currency,
+            us_regulatory_fees=parts.us_regulatory_fees,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
