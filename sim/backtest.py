@@ -39,6 +39,9 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     params: dict[str, Any] = {}
 
 
+_LATER_DEFAULTS: dict[str, object] = {"us_regulatory_fees": True}
+
+
 class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One backtest, as read from TOML. Money is decimal text, rates are 1e-8 integers."""
 
@@ -60,7 +63,14 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
-        return json.dumps(msgspec.to_builtins(self), sort_keys=True, separators=(",", ":"))
+        """Sorted-key JSON of the config. Fields added later (``_LATER_DEFAULTS``) are left out
+        while they hold their default, so a config that does not use them journals the same
+        bytes as before they existed; a non-default value is always recorded."""
+        builtins = msgspec.to_builtins(self)
+        for name, default in _LATER_DEFAULTS.items():
+            if builtins.get(name) == default:
+                del builtins[name]
+        return json.dumps(builtins, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:

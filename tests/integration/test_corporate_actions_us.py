@@ -226,4 +226,7 @@ def test_us_regulatory_fees_default_refuses_a_2014_run(tmp_path: Path) -> None:
     with pytest.raises(KernelError, match="us_regulatory_fees = false"):
         run_backtest(config, BuyOnce(0.65))
     assert not Path(config.journal).exists() or len(open_journal(config.journal)) == 0
+    # The journaled config records the explicit choice; the default is left out (old bytes).
     assert '"us_regulatory_fees":false' in _config(tmp_path / "other").canonical_json()
+    assert '"us_regulatory_fees":' not in config.canonical_json()
+    assert BacktestConfig.from_json(config.canonical_json()).us_regulatory_fees is True
