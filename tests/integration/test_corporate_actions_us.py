@@ -216,9 +216,16 @@ def test_aapl_buy_and_hold_through_split_and_dividends(tmp_path: Path) -> None:
     assert closes[20140609].nav_minor == 10_000_000 - 6_455_700 - 3_228 + 700 * 9_370
     assert closes[20160726].nav_minor == 3_825_272 + 700 * _cents("97.76")  # the 2016-07-26 close
 
-    outcome = replay(journal, lambda run, ref: build_parts(config, strategy, expected_hash=ref.content_hash))
+    def build(run: object, ref: object) -> object:
+        return build_parts(config, strategy, expected_hash=ref.content_hash)  # type: ignore[attr-defined]
+
+    outcome = replay(journal, build)  # type: ignore[arg-type]
     assert outcome.ok, outcome.divergence
     assert outcome.records_compared > 0
+    # One session from its snapshot: the split day, an ex-date (receivable), a pay date (cash).
+    for day in (20140609, 20150507, 20150514):
+        one_day = replay(journal, build, day=day)  # type: ignore[arg-type]
+        assert one_day.ok and one_day.records_compared > 0, (day, one_day.divergence)
 
 
 def test_us_regulatory_fees_default_refuses_a_2014_run(tmp_path: Path) -> None:
