@@ -42,6 +42,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "StateSnapshotted",
+    "TaxLotSnapshot",
     "TargetsDecided",
     "decode_event",
     "encode_event",
@@ -213,8 +214,24 @@ class SellableSnapshot(msgspec.Struct, frozen=True, array_like=True):
     reserved: int
 
 
-class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Everything the kernel needs to resume at the next step, sorted for determinism."""
+class TaxLotSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    """An A-share lot for the dividend tax at the sale: (record_day, amount_minor) received."""
+
+    instrument_id: int
+    acquired_day: int
+    qty: int
+    dividends: list[tuple[int, int]]
+
+
+class KernelSnapshot(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Everything the kernel needs to resume at the next step, sorted for determinism.
+
+    Fields added later have defaults and are left out of the encoding while they hold them
+    (``omit_defaults``), so runs that do not use them snapshot the same bytes as before.
+    ``sellable`` is always written (``None`` only when decoding snapshots older than it).
+    """
 
     next_step: int
     order_counter: int
@@ -223,7 +240,8 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     positions: list[PositionSnapshot]
     open_orders: list[OpenOrderSnapshot]
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
-    sellable: list[SellableSnapshot] = []  # T+1 books of A-share instruments
+    sellable: list[SellableSnapshot] | None = None  # T+1 books of A-share instruments
+    tax_lots: list[TaxLotSnapshot] = []  # A-share lots for the dividend tax at the sale
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):

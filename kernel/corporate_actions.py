@@ -25,9 +25,17 @@ before that step's matching:
    a pay day after the data ends leaves the receivable open.
 
 Rows whose ex-date is before the first session (the data already trades ex) or after the
-last are ignored. Dividend tax: A-share dividend income tax is withheld at the sale, by lot
-and holding period (``MARKET_RULES.md`` §1.5); the kernel does not track lots, so no tax is
-withheld and each event says why (``tax_note``). No withholding is modelled elsewhere.
+last are ignored.
+
+Dividend tax (A-shares, ``MARKET_RULES.md`` §1.5): withheld **at the sale**, first-in first-out
+by lot, at the holding-period rate of the dividend's record day (the session before the ex
+session). For an A-share instrument with at least one cash action whose record day the dated
+table covers (from 2015-09-08), the kernel keeps FIFO lots (``state.tax_lots``: acquisition
+session, shares, dividends received) from its buy fills, attaches each covered dividend to
+them, scales them with splits, and on each sell fill posts the tax
+(``expenses:tax:dividend:{CCY}``) in the fill's transaction. Dividends with an earlier record
+day are not taxed (no rule) and the event's ``tax_note`` says so; the event's ``tax_minor`` is
+0 (nothing is withheld at the ex-date). Other markets: no withholding is modelled.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import CorporateActionApplied, Event, OrderCancelled, PostingRecord
+from domain.events import CorporateActionApplied, Event, OrderCancelled, OrderFilled, PostingRecord
 from domain.fixed import Rounding, div_round, minor_digits
 from domain.instruments import Instrument
 from domain.ledger import Position, assert_balanced, cash_account, inventory_account
@@ -46,11 +54,18 @@ from domain.market import Panel
 from domain.markets import (
     CN_DIVIDEND_TAX,
     CorporateAction,
+    Lots,
     RuleNotDefined,
     dividend_ex_postings,
     dividend_minor,
     dividend_paid_postings,
     dividend_receivable_account,
+    dividend_tax_postings,
+    lots_buy,
+    lots_dividend,
+    lots_sell,
+    lots_split,
+    lots_total,
     roll_to,
 )
 from domain.orders import evolve
@@ -110,24 +125,30 @@ def split_position(
     return SplitResult(Position(qty, cost if qty else 0), cash, released)
 
 
-def _tax_note(rules: MarketRules, instrument_id: int, record_day: int) -> str:
-    if not rules.applies(instrument_id):
-        return "no dividend withholding modelled for this market"
+def _covered(record_day: int) -> bool:
+    """Whether the CN dividend-tax table has a rule for this record day."""
     try:
         CN_DIVIDEND_TAX.at(record_day)
     except RuleNotDefined:
+        return False
+    return True
+
+
+def _tax_note(rules: MarketRules, instrument_id: int, record_day: int) -> str:
+    if not rules.applies(instrument_id):
+        return "no dividend withholding modelled for this market"
+    if not record_day or not _covered(record_day):
         return f"CN dividend tax: no rule for record day {record_day} (table starts 20150908); not applied"
-    return (
-        "CN dividend tax is withheld at the sale by lot (MARKET_RULES.md 1.5); lots not tracked, not applied"
-    )
+    return f"CN dividend tax: record day {record_day}; withheld at each sale, FIFO by lot and holding period"
 
 
 class CorporateActionBook:
     """A panel's corporate actions by the step they take effect at, and their application."""
 
-    def __init__(self, panel: Panel, instruments: dict[int, Instrument]) -> None:
+    def __init__(self, panel: Panel, instruments: dict[int, Instrument], rules: MarketRules) -> None:
         self._panel = panel
         self._instruments = instruments
+        self.taxed: set[int] = set()  # A-share instruments whose lots are kept for the dividend tax
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self.ex_by_step: dict[int, list[CorporateAction]] = {}
         self.pay_by_step: dict[int, list[CorporateAction]] = {}
@@ -146,6 +167,9 @@ class CorporateActionBook:
                 continue
             self.ex_by_step.setdefault(step, []).append(action)
             self.mask[step] = True
+            cn_cash = action.cash_e8 and rules.applies(action.instrument_id)
+            if cn_cash and step and _covered(int(panel.day[step - 1])):
+                self.taxed.add(action.instrument_id)
             if action.pay_day > int(panel.day[step]):
                 pay_step = int(np.searchsorted(panel.day, action.pay_day, side="left"))
                 if pay_step < panel.steps:
@@ -185,6 +209,42 @@ class CorporateActionBook:
         for action in actions:
             self._apply(step, ts_ns, day, action, state, rules, append, post)
         return cancelled
+
+    def on_fill(self, state: KernelState, day: int, fill: OrderFilled) -> list[PostingRecord]:
+        """Lots of a taxed A-share instrument follow its fills; a sell pays the dividend tax
+        its shares owe (postings for the fill's transaction)."""
+        iid = fill.instrument_id
+        if iid not in self.taxed:
+            return []
+        lots = state.tax_lots.get(iid, ())
+        if fill.side > 0:
+            state.tax_lots[iid] = lots_buy(lots, day, fill.fill_qty_raw)
+            return []
+        lots, tax = lots_sell(lots, day, fill.fill_qty_raw)
+        if lots:
+            state.tax_lots[iid] = lots
+        else:
+            state.tax_lots.pop(iid, None)
+        return dividend_tax_postings(tax, fill.currency) if tax else []
+
+    def _lots(self, state: KernelState, step: int, action: CorporateAction, qty_before: int) -> None:
+        iid = action.instrument_id
+        lots: Lots = state.tax_lots.get(iid, ())
+        if lots_total(lots) != qty_before:
+            raise ValueError(
+                f"instrument {iid}: tax lots hold {lots_total(lots)} shares, the position {qty_before} "
+                "(a position set up without its lots cannot be taxed by lot)"
+            )
+        record_day = int(self._panel.day[step - 1]) if step else 0
+        inst = self._instruments[iid]
+        if action.cash_e8 and record_day and _covered(record_day):
+            lots = lots_dividend(lots, record_day, action.cash_e8, inst.qty_digits, inst.currency)
+        if action.splits:
+            lots = lots_split(lots, action.split_to, action.split_from)
+        if lots:
+            state.tax_lots[iid] = lots
+        else:
+            state.tax_lots.pop(iid, None)
 
     def _pay(self, ts_ns: int, action: CorporateAction, state: KernelState, post: Post) -> None:
         inst = self._instruments[action.instrument_id]
@@ -236,6 +296,8 @@ class CorporateActionBook:
         assert_balanced(postings)
         if rules.applies(iid):
             self._scale_book(state, iid, day, position.qty_raw, split.position.qty_raw, action)
+        if iid in self.taxed:
+            self._lots(state, step, action, position.qty_raw)
         record_day = int(self._panel.day[step - 1]) if step else day
         append(
             CorporateActionApplied(

@@ -123,7 +123,7 @@ class Kernel:
         self._funding = _funding_by_step(panel)
         self._funding_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._funding_mask[list(self._funding)] = True
-        self._corporate = CorporateActionBook(panel, self._instruments)
+        self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
 
     # --- run -----------------------------------------------------------------------------
 
@@ -230,6 +230,7 @@ class Kernel:
         position = state.positions.get(fill.instrument_id, Position())
         postings, position = fill_postings(position, fill)
         postings.extend(self._rules.fee_postings(day, fill))
+        postings.extend(self._corporate.on_fill(state, day, fill))  # A-share dividend tax at the sale
         self._rules.on_fill(state.sellable, day, fill)
         self._sink.append(fill)
         self._post(fill.ts_ns, f"fill {fill.order_id}", postings)

@@ -8,9 +8,10 @@ from domain.events import (
     PositionSnapshot,
     PostingRecord,
     SellableSnapshot,
+    TaxLotSnapshot,
 )
 from domain.ledger import Position
-from domain.markets import SellableBook
+from domain.markets import Lots, SellableBook, TaxLot
 from domain.orders import Order, OrderStatus
 
 __all__ = ["KernelState"]
@@ -29,6 +30,7 @@ class KernelState:
         self.next_step = 0
         self.last_targets: dict[int, int] = {}
         self.sellable: dict[int, SellableBook] = {}  # A-share T+1 books by instrument
+        self.tax_lots: dict[int, Lots] = {}  # A-share lots for the dividend tax at the sale
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -60,6 +62,11 @@ class KernelState:
                 SellableSnapshot(iid, b.day, b.holding, b.bought_today, b.reserved)
                 for iid, b in sorted(self.sellable.items())
             ],
+            tax_lots=[
+                TaxLotSnapshot(iid, lot.acquired_day, lot.qty, list(lot.dividends))
+                for iid, lots in sorted(self.tax_lots.items())
+                for lot in lots
+            ],
         )
 
     @classmethod
@@ -90,6 +97,12 @@ class KernelState:
             b.instrument_id: SellableBook(
                 day=b.day, holding=b.holding, bought_today=b.bought_today, reserved=b.reserved
             )
-            for b in snapshot.sellable
+            for b in snapshot.sellable or []
         }
+        for lot in snapshot.tax_lots:
+            held = state.tax_lots.get(lot.instrument_id, ())
+            state.tax_lots[lot.instrument_id] = (
+                *held,
+                TaxLot(lot.acquired_day, lot.qty, tuple((day, amount) for day, amount in lot.dividends)),
+            )
         return state

@@ -23,6 +23,8 @@ __all__ = [
     "CnCorporateAction",
     "CorporateAction",
     "DividendTaxTier",
+    "Lots",
+    "TaxLot",
     "apply_rights",
     "apply_split",
     "cn_dividend_tax_minor",
@@ -33,6 +35,11 @@ __all__ = [
     "dividend_receivable_account",
     "dividend_tax_postings",
     "ex_right_reference_price",
+    "lots_buy",
+    "lots_dividend",
+    "lots_sell",
+    "lots_split",
+    "lots_total",
     "rights_entitlement",
     "rights_subscription_postings",
     "split_quantity",
@@ -345,3 +352,96 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             split_to=to // common,
             split_from=frm // common,
         )
+
+
+# --- A-share dividend tax at the sale, FIFO by lot (MARKET_RULES.md §1.5) -------------------------
+
+
+class TaxLot(msgspec.Struct, frozen=True, array_like=True):
+    """Shares acquired in one session and the pre-tax dividends they received, as
+    ``(record_day, amount_minor)`` pairs (only dividends whose record day has a tax rule)."""
+
+    acquired_day: int
+    qty: int
+    dividends: tuple[tuple[int, int], ...] = ()
+
+
+Lots = tuple[TaxLot, ...]
+
+
+def lots_total(lots: Lots) -> int:
+    return sum(lot.qty for lot in lots)
+
+
+def lots_buy(lots: Lots, day: int, qty: int) -> Lots:
+    """A buy fill opens (or, same session and no dividends yet, extends) the newest lot."""
+    if qty <= 0:
+        raise ValueError(f"buy quantity must be positive, got {qty}")
+    if lots and lots[-1].acquired_day == day and not lots[-1].dividends:
+        return (*lots[:-1], TaxLot(day, lots[-1].qty + qty))
+    if lots and lots[-1].acquired_day > day:
+        raise ValueError(f"lot acquired {lots[-1].acquired_day} is after the buy on {day}")
+    return (*lots, TaxLot(day, qty))
+
+
+def lots_dividend(lots: Lots, record_day: int, cash_e8: int, qty_digits: int, currency: str) -> Lots:
+    """Attach a dividend to each lot. Amounts are allocated on the running quantity, so the lots
+    add up exactly to ``dividend_minor`` of the whole holding (rounded toward zero)."""
+    out = []
+    running = received = 0
+    for lot in lots:
+        running += lot.qty
+        upto = dividend_minor(running, qty_digits, cash_e8, 8, currency, Rounding.DOWN)
+        share, received = upto - received, upto
+        out.append(
+            lot if not share else TaxLot(lot.acquired_day, lot.qty, (*lot.dividends, (record_day, share)))
+        )
+    return tuple(out)
+
+
+def lots_split(lots: Lots, split_to: int, split_from: int) -> Lots:
+    """Scale lots by a share ratio (bonus shares keep their lot's acquisition day, U). Allocated
+    on the running quantity, so the lots add up to ``split_quantity(total, ..., DOWN)``; a lot
+    left with no whole share is dropped (its fraction was paid in cash)."""
+    out = []
+    running = kept = 0
+    for lot in lots:
+        running += lot.qty
+        upto = split_quantity(running, split_to, split_from, Rounding.DOWN)
+        qty, kept = upto - kept, upto
+        if qty:
+            out.append(TaxLot(lot.acquired_day, qty, lot.dividends))
+    return tuple(out)
+
+
+def lots_sell(lots: Lots, sold_day: int, qty: int) -> tuple[Lots, int]:
+    """Consume ``qty`` shares first-in first-out; return the lots left and the dividend tax due:
+    each consumed share of a lot's dividend (pro rata, half-even) taxed at the holding-period
+    rate of its record day, each line rounded half-up to the minor unit."""
+    if qty <= 0:
+        raise ValueError(f"sell quantity must be positive, got {qty}")
+    if qty > lots_total(lots):
+        raise ValueError(f"selling {qty} shares but the lots hold {lots_total(lots)}")
+    remaining = qty
+    tax = 0
+    out = []
+    for lot in lots:
+        take = min(lot.qty, remaining)
+        remaining -= take
+        if not take:
+            out.append(lot)
+            continue
+        left = lot.qty - take
+        kept = []
+        for record_day, amount in lot.dividends:
+            keep = div_round(amount * left, lot.qty, Rounding.HALF_EVEN)
+            consumed = amount - keep
+            if consumed:
+                tax += cn_dividend_tax_minor(
+                    consumed, record_day, lot.acquired_day, sold_day, Rounding.HALF_UP
+                )
+            if keep:
+                kept.append((record_day, keep))
+        if left:
+            out.append(TaxLot(lot.acquired_day, left, tuple(kept)))
+    return tuple(out), tax

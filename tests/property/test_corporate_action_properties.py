@@ -15,6 +15,16 @@ from domain.fixed import Rounding, div_round
 from domain.instruments import Instrument
 from domain.ledger import Position, fill_postings
 from domain.market import Panel
+from domain.markets import (
+    Lots,
+    dividend_minor,
+    lots_buy,
+    lots_dividend,
+    lots_sell,
+    lots_split,
+    lots_total,
+    split_quantity,
+)
 from domain.risk import RiskLimits
 from kernel.corporate_actions import split_position
 from kernel.loop import Kernel
@@ -174,3 +184,51 @@ def test_split_position_is_exact(
         assert result.position.cost_minor + result.released_cost_minor == cost
     else:
         assert result.released_cost_minor == cost and result.position == Position(0, 0)
+
+
+lot_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("buy"), st.integers(1, 10_000)),
+        st.tuples(st.just("dividend"), st.integers(1, 300_000_000)),
+        st.tuples(st.just("split"), st.tuples(st.integers(1, 12), st.integers(1, 12))),
+        st.tuples(st.just("sell"), st.integers(1, 100)),  # percent of the holding
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=lot_ops)
+def test_tax_lots_follow_the_position_and_conserve_dividends(ops: list[tuple[str, object]]) -> None:
+    lots: Lots = ()
+    qty = received = taxed_base = dropped = 0
+    day = 20160104
+    for op, arg in ops:
+        day += 1 if day % 100 < 28 else 100 - day % 100 + 1  # a later day each step (valid dates)
+        if op == "buy":
+            assert isinstance(arg, int)
+            lots, qty = lots_buy(lots, day, arg), qty + arg
+        elif op == "dividend" and qty:
+            assert isinstance(arg, int)
+            amount = dividend_minor(qty, 0, arg, 8, "CNY", Rounding.DOWN)
+            lots, received = lots_dividend(lots, day, arg, 0, "CNY"), received + amount
+        elif op == "split":
+            assert isinstance(arg, tuple)
+            before = sum(amount for lot in lots for _, amount in lot.dividends)
+            count = len(lots)
+            lots, qty = lots_split(lots, *arg), split_quantity(qty, arg[0], arg[1], Rounding.DOWN)
+            after = sum(amount for lot in lots for _, amount in lot.dividends)
+            assert after == before or len(lots) < count  # only a lot left with no share drops its part
+            dropped += before - after
+        elif op == "sell" and qty:
+            assert isinstance(arg, int)
+            sold = max(1, qty * arg // 100)
+            before = sum(amount for lot in lots for _, amount in lot.dividends)
+            lots, tax = lots_sell(lots, day + 1, sold)
+            after = sum(amount for lot in lots for _, amount in lot.dividends)
+            assert 0 <= tax <= div_round((before - after) * 20, 100, Rounding.CEILING) + len(ops)
+            taxed_base += before - after
+            qty -= sold
+        assert lots_total(lots) == qty
+        assert all(lot.qty > 0 for lot in lots)
+        assert sum(amount for lot in lots for _, amount in lot.dividends) + taxed_base + dropped == received
