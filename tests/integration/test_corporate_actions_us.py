@@ -26,6 +26,7 @@ history" pages; amounts per share, dates ex-date / payable date):
 from __future__ import annotations
 
 import csv
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
+from cli.main import main as tape
 from domain.events import (
     CorporateActionApplied,
     DayClosed,
@@ -215,6 +217,11 @@ def test_aapl_buy_and_hold_through_split_and_dividends(tmp_path: Path) -> None:
     closes = {e.day: e for e in events if isinstance(e, DayClosed)}
     assert closes[20140609].nav_minor == 10_000_000 - 6_455_700 - 3_228 + 700 * 9_370
     assert closes[20160726].nav_minor == 3_825_272 + 700 * _cents("97.76")  # the 2016-07-26 close
+
+    # The SQLite ledger projection holds the split-adjusted position too.
+    assert tape(["rebuild", config.journal, "--db", str(tmp_path / "ledger.db")]) == 0
+    with sqlite3.connect(tmp_path / "ledger.db") as db:
+        assert db.execute("SELECT instrument_id, qty_raw FROM positions").fetchall() == [(1, 700)]
 
     def build(run: object, ref: object) -> object:
         return build_parts(config, strategy, expected_hash=ref.content_hash)  # type: ignore[attr-defined]
