@@ -113,7 +113,8 @@ def test_dividend_tax_is_withheld_at_each_sale_by_holding_period(tmp_path: Path)
         (-1, 6_000, 653),
     ]
     (applied,) = [e for e in events if isinstance(e, CorporateActionApplied)]
-    assert (applied.qty_before_raw, applied.qty_after_raw, applied.dividend_minor) == (10_000, 15_000, 200_000)
+    numbers = (applied.qty_before_raw, applied.qty_after_raw, applied.dividend_minor)
+    assert numbers == (10_000, 15_000, 200_000)  # 10送5派2 on 10,000 shares
     assert applied.tax_minor == 0 and "record day 20160614; withheld at each sale" in applied.tax_note
 
     def tax_of(fill: OrderFilled) -> int:
