@@ -21,6 +21,7 @@ __all__ = [
     "INPUT_KINDS",
     "UPCASTERS",
     "AnyEvent",
+    "CorporateActionApplied",
     "DatasetReferenced",
     "DayClosed",
     "Event",
@@ -48,6 +49,7 @@ __all__ = [
     "RunFinished",
     "RunStarted",
     "StateSnapshotted",
+    "TaxLotSnapshot",
     "TargetsDecided",
     "decode_event",
     "encode_event",
@@ -253,8 +255,24 @@ class KillSwitchSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     last_data_ts_ns: int
 
 
-class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Everything the kernel needs to resume at the next step, sorted for determinism."""
+class TaxLotSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    """An A-share lot for the dividend tax at the sale: (record_day, amount_minor) received."""
+
+    instrument_id: int
+    acquired_day: int
+    qty: int
+    dividends: list[tuple[int, int]]
+
+
+class KernelSnapshot(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """Everything the kernel needs to resume at the next step, sorted for determinism.
+
+    Fields added later have defaults and are left out of the encoding while they hold them
+    (``omit_defaults``), so runs that do not use them snapshot the same bytes as before.
+    ``sellable`` is always written (``None`` only when decoding snapshots older than it).
+    """
 
     next_step: int
     order_counter: int
@@ -263,7 +281,8 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     positions: list[PositionSnapshot]
     open_orders: list[OpenOrderSnapshot]
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
-    sellable: list[SellableSnapshot] = []  # T+1 books of A-share instruments
+    sellable: list[SellableSnapshot] | None = None  # T+1 books of A-share instruments
+    tax_lots: list[TaxLotSnapshot] = []  # A-share lots for the dividend tax at the sale
     kill_switch: KillSwitchSnapshot | None = None  # None: never observed (a fresh run)
     nav_closes: list[int] = []  # last day-close NAVs kept for volatility targeting
 
@@ -307,6 +326,35 @@ class KillSwitchRearmed(Event, frozen=True, tag="killswitch.rearmed.v1"):
 class KillSwitchCommandRefused(Event, frozen=True, tag="killswitch.command_refused.v1"):
     command: str
     reason: str
+
+
+class CorporateActionApplied(Event, frozen=True, tag="corporate_action.applied.v1"):
+    """A corporate action applied to a holding at the first step of its ex-date session.
+
+    Quantities are raw; ``split_to / split_from`` the share ratio; ``dividend_minor`` the
+    pre-tax cash (``pay_day`` 0: paid on the ex-date, else a receivable until then);
+    ``cash_in_lieu_minor`` pays the fraction of a share the ratio leaves (at
+    ``prev_close_px_raw x split_from / split_to``, releasing ``released_cost_minor`` of the
+    cost basis); ``tax_minor`` the
+    dividend tax withheld now and ``tax_note`` why it is what it is.
+    """
+
+    instrument_id: int
+    ex_day: int
+    pay_day: int
+    split_to: int
+    split_from: int
+    cash_e8: int
+    qty_before_raw: int
+    qty_after_raw: int
+    cost_minor: int  # cost basis after the action
+    dividend_minor: int
+    cash_in_lieu_minor: int = 0
+    prev_close_px_raw: int = 0
+    released_cost_minor: int = 0
+    tax_minor: int = 0
+    tax_note: str = ""
+    currency: str = ""
 
 
 class RunFinished(Event, frozen=True, tag="run.finished.v1"):
@@ -357,6 +405,7 @@ AnyEvent = (
     | KillSwitchRearmed
     | KillSwitchCommandRefused
     | PositionLiquidated
+    | CorporateActionApplied
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})

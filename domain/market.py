@@ -9,7 +9,16 @@ import numpy.typing as npt
 
 from domain.instruments import Instrument
 
-__all__ = ["Panel", "PanelError"]
+__all__ = ["ACTION_FIELDS", "Panel", "PanelError"]
+
+ACTION_FIELDS = (
+    "action_instrument_id",
+    "action_ex_day",
+    "action_pay_day",
+    "action_cash_e8",
+    "action_split_to",
+    "action_split_from",
+)
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -43,6 +52,14 @@ class Panel:
     funding_ts_ns: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     funding_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     funding_rate_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Corporate actions (``domain.markets.CorporateAction`` fields), one row per (instrument,
+    # ex-date), sorted by (ex_day, instrument_id); pay_day 0 = cash on the ex-date.
+    action_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    action_ex_day: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    action_pay_day: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    action_cash_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    action_split_to: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
+    action_split_from: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)
@@ -59,6 +76,12 @@ class Panel:
             raise PanelError("funding columns must have one length")
         if self.funding_ts_ns.size > 1 and not bool(np.all(np.diff(self.funding_ts_ns) >= 0)):
             raise PanelError("funding times must be sorted")
+        actions = [getattr(self, name) for name in ACTION_FIELDS]
+        if len({array.shape for array in actions}) != 1:
+            raise PanelError("corporate-action columns must have one length")
+        keys = self.action_ex_day * (1 << 32) + self.action_instrument_id
+        if keys.size > 1 and not bool(np.all(np.diff(keys) > 0)):
+            raise PanelError("corporate actions must be sorted by (ex_day, instrument_id), one row each")
 
     @property
     def steps(self) -> int:

@@ -61,6 +61,7 @@ from domain.riskrules import (
     update_kill_switch,
 )
 from domain.riskrules import evolve_kill_switch as evolve_kill
+from kernel.corporate_actions import CorporateActionBook
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
 from kernel.pipeline import (
@@ -143,6 +144,7 @@ class Kernel:
         vol_target: VolTarget | None = None,
         cn_fees: CnFeeTables = CN_FEE_TABLES,
         margin: PerpMargin | None = None,
+        us_regulatory_fees: bool = True,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -164,7 +166,13 @@ class Kernel:
         self._vol_target = vol_target
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
-        self._rules = MarketRules(self._instruments, cn_fees)
+        first_day = int(panel.day[0]) if panel.steps else 0
+        try:
+            self._rules = MarketRules(
+                self._instruments, cn_fees, us_regulatory_fees=us_regulatory_fees, first_day=first_day
+            )
+        except ValueError as error:
+            raise KernelError(str(error)) from None
         for inst in panel.instruments:
             if inst.currency != currency:
                 raise KernelError(
@@ -185,6 +193,7 @@ class Kernel:
         self._liquidation = (
             Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
         )
+        self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
 
     # --- run -----------------------------------------------------------------------------
 
@@ -205,6 +214,7 @@ class Kernel:
             | self._day_end[window]
             | self._funding_mask[window]
             | self._command_mask[window]
+            | self._corporate.mask[window]
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
@@ -227,19 +237,9 @@ class Kernel:
         self.state.next_step = end
 
     def _step(self, step: int, venue_next: int) -> int:
-        """One step that matters: fills, funding, decision, day end. Returns the venue's next
+        """One step that matters: market events, decision, day end. Returns the venue's next
         activity step."""
-        if venue_next <= step:
-            self._match(step)
-            venue_next = self._venue_next(step)
-        if self._liquidation is not None and self._liquidation.check(step):
-            venue_next = self._venue_next(step)
-        if step in self._funding:
-            self._apply_funding(step)
-        if step in self._commands:
-            for command in self._commands[step]:
-                self._sink.append(command)
-                self._kill_observe(command)
+        venue_next = self._step_market(step, venue_next)
         if self._day_end[step] and self.state.open_orders:
             # Day orders of the session end at its close, before a decision taken at the close.
             self._expire_day_orders(step)
@@ -252,6 +252,24 @@ class Kernel:
             self.state.next_step = step + 1
             self._close_day(step)
             venue_next = self._venue_next(step)
+        return venue_next
+
+    def _step_market(self, step: int, venue_next: int) -> int:
+        """What happens to the book before a decision: corporate actions on their ex-date,
+        fills, liquidations, funding, operator commands."""
+        if self._corporate.mask[step] and self._apply_corporate_actions(step):
+            venue_next = self._venue_next(step - 1)  # cancelled orders no longer fill here
+        if venue_next <= step:
+            self._match(step)
+            venue_next = self._venue_next(step)
+        if self._liquidation is not None and self._liquidation.check(step):
+            venue_next = self._venue_next(step)
+        if step in self._funding:
+            self._apply_funding(step)
+        if step in self._commands:
+            for command in self._commands[step]:
+                self._sink.append(command)
+                self._kill_observe(command)
         return venue_next
 
     # --- kill switch ---------------------------------------------------------------------
@@ -358,6 +376,7 @@ class Kernel:
         position = state.positions.get(fill.instrument_id, Position())
         postings, position = fill_postings(position, fill)
         postings.extend(self._rules.fee_postings(day, fill))
+        postings.extend(self._corporate.on_fill(state, day, fill))  # A-share dividend tax at the sale
         self._rules.on_fill(state.sellable, day, fill)
         self._sink.append(fill)
         self._post(fill.ts_ns, f"fill {fill.order_id}", postings)
@@ -575,3 +594,7 @@ class Kernel:
         self._sink.append(
             StateSnapshotted(ts_ns=ts_ns, day=int(self._panel.day[step]), snapshot=self.state.snapshot())
         )
+
+    def _apply_corporate_actions(self, step: int) -> bool:
+        """Ex-date and pay-date effects at the session's first step (``kernel.corporate_actions``)."""
+        return self._corporate.apply(step, self.state, self._rules, self._sink.append, self._post)

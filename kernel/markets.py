@@ -4,9 +4,12 @@ China A-shares (instruments on XSHG/XSHE): shares bought in a session cannot be 
 it (T+1), order sizes follow the board's lot rule, and every fill pays the dated statutory
 fees (stamp duty on sells, transfer, handling and CSRC fees) as ledger postings in the
 fill's transaction (rates from ``CnFeeTables``: the built-in dated tables, or those with a
-config's ``[cn_fees]`` rows merged in front). Other markets pass through unchanged. Every
-refusal is a reason string with a rule code and the numbers; the loop journals it as
-``OrderRejected``.
+config's ``[cn_fees]`` rows merged in front). US equities (venue XNYS/XNAS/ARCX/XASE/BATS/IEXG,
+asset class equity or etf) pay the SEC Section 31 fee and the FINRA TAF on sells, as postings in
+the fill's transaction, unless the run turns ``us_regulatory_fees`` off; the dated tables start in
+2023/2024 and a run starting earlier fails at construction instead of guessing older rates.
+Other markets pass through unchanged. Every refusal is a reason string with a rule code and the
+numbers; the loop journals it as ``OrderRejected``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from domain.instruments import Instrument
 from domain.ledger import cash_account
 from domain.markets import (
     CN_FEE_TABLES,
+    FINRA_TAF,
+    SEC_SECTION31,
     Board,
     CnFeeTables,
     RuleNotDefined,
@@ -27,17 +32,21 @@ from domain.markets import (
     check_sell_qty,
     cn_exchange_fees,
     cn_lot_rule,
+    finra_taf_minor,
     release_sell,
     reserve_sell,
     roll_to,
+    sec_fee_minor,
     sellable,
 )
 from domain.orders import Order
 
-__all__ = ["CN_VENUES", "MarketRules", "is_cn_a_share"]
+__all__ = ["CN_VENUES", "US_EQUITY_VENUES", "MarketRules", "is_cn_a_share", "is_us_equity"]
 
 # MIC codes, and the exchange names the lake's A-share sources use for the same venues.
 CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE"})
+US_EQUITY_VENUES = frozenset({"XNYS", "XNAS", "ARCX", "XASE", "BATS", "IEXG"})
+_US_FEE_CLASSES = frozenset({"equity", "etf"})
 
 
 def is_cn_a_share(instrument: Instrument) -> bool:
@@ -45,11 +54,38 @@ def is_cn_a_share(instrument: Instrument) -> bool:
     return instrument.venue in CN_VENUES and instrument.asset_class != "index"
 
 
+def is_us_equity(instrument: Instrument) -> bool:
+    """Sales that pay SEC Section 31 and FINRA TAF: US exchange-listed equities and ETFs."""
+    return instrument.venue in US_EQUITY_VENUES and instrument.asset_class in _US_FEE_CLASSES
+
+
 class MarketRules:
     """Pre-trade checks, T+1 bookkeeping and statutory fee postings per instrument."""
 
-    def __init__(self, instruments: dict[int, Instrument], fee_tables: CnFeeTables = CN_FEE_TABLES) -> None:
+    def __init__(
+        self,
+        instruments: dict[int, Instrument],
+        fee_tables: CnFeeTables = CN_FEE_TABLES,
+        *,
+        us_regulatory_fees: bool = True,
+        first_day: int = 0,
+    ) -> None:
         self._fee_tables = fee_tables
+        self._us_qty_digits = {
+            iid: inst.qty_digits
+            for iid, inst in instruments.items()
+            if us_regulatory_fees and is_us_equity(inst)
+        }
+        if self._us_qty_digits and first_day:
+            try:
+                SEC_SECTION31.at(first_day)
+                FINRA_TAF.at(first_day)
+            except RuleNotDefined as error:
+                raise ValueError(
+                    f"US regulatory fees are not defined for a run starting {first_day} ({error}); "
+                    "older SEC Section 31 / FINRA TAF rates are not guessed: set us_regulatory_fees = "
+                    "false in the backtest config to run without them"
+                ) from None
         self._boards: dict[int, Board] = {}
         for iid, inst in instruments.items():
             if not is_cn_a_share(inst):
@@ -98,6 +134,8 @@ class MarketRules:
 
     def fee_postings(self, day: int, fill: OrderFilled) -> list[PostingRecord]:
         """Statutory fee lines of a fill as postings (cash out, expense in), each line rounded."""
+        if fill.instrument_id in self._us_qty_digits:
+            return self._us_fee_postings(day, fill)
         if fill.instrument_id not in self._boards:
             return []
         try:
@@ -124,4 +162,17 @@ class MarketRules:
         postings = [PostingRecord(f"expenses:{name}:{ccy}", ccy, amount) for name, amount in lines if amount]
         if postings:
             postings.append(PostingRecord(cash_account(ccy), ccy, -fees.total_minor))
+        return postings
+
+    def _us_fee_postings(self, day: int, fill: OrderFilled) -> list[PostingRecord]:
+        """SEC Section 31 fee and FINRA TAF on a sell fill (rounded up to the cent); buys pay none."""
+        ccy = fill.currency
+        qty_digits = self._us_qty_digits[fill.instrument_id]
+        lines = [
+            ("sec_fee", sec_fee_minor(fill.side, day, fill.notional_minor)),
+            ("finra_taf", finra_taf_minor(fill.side, day, fill.fill_qty_raw, qty_digits)),
+        ]
+        postings = [PostingRecord(f"expenses:{name}:{ccy}", ccy, amount) for name, amount in lines if amount]
+        if postings:
+            postings.append(PostingRecord(cash_account(ccy), ccy, -sum(amount for _, amount in lines)))
         return postings

@@ -63,6 +63,7 @@ class KernelParts:
     vol_target: VolTarget | None = None
     cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
     margin: PerpMargin | None = None  # perpetual liquidation (None: off)
+    us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
 
 
 @dataclass(frozen=True)
@@ -300,6 +301,7 @@ def _replay(
         vol_target=parts.vol_target,
         cn_fees=parts.cn_fees,
         margin=parts.margin,
+        us_regulatory_fees=parts.us_regulatory_fees,
     )
     try:
         if snapshot is None:

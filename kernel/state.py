@@ -9,9 +9,10 @@ from domain.events import (
     PositionSnapshot,
     PostingRecord,
     SellableSnapshot,
+    TaxLotSnapshot,
 )
 from domain.ledger import Position
-from domain.markets import SellableBook
+from domain.markets import Lots, SellableBook, TaxLot
 from domain.orders import Order, OrderStatus
 from domain.riskrules import KillState, KillSwitchState
 
@@ -33,6 +34,7 @@ class KernelState:
         self.sellable: dict[int, SellableBook] = {}  # A-share T+1 books by instrument
         self.kill: KillSwitchState | None = None  # set by the kernel at its first step
         self.nav_closes: list[int] = []  # last day-close NAVs (volatility targeting's window + 1)
+        self.tax_lots: dict[int, Lots] = {}  # A-share lots for the dividend tax at the sale
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -66,6 +68,11 @@ class KernelState:
             ],
             kill_switch=_kill_snapshot(self.kill),
             nav_closes=list(self.nav_closes),
+            tax_lots=[
+                TaxLotSnapshot(iid, lot.acquired_day, lot.qty, list(lot.dividends))
+                for iid, lots in sorted(self.tax_lots.items())
+                for lot in lots
+            ],
         )
 
     @classmethod
@@ -96,10 +103,16 @@ class KernelState:
             b.instrument_id: SellableBook(
                 day=b.day, holding=b.holding, bought_today=b.bought_today, reserved=b.reserved
             )
-            for b in snapshot.sellable
+            for b in snapshot.sellable or []
         }
         state.kill = _kill_restore(snapshot.kill_switch)
         state.nav_closes = list(snapshot.nav_closes)
+        for lot in snapshot.tax_lots:
+            held = state.tax_lots.get(lot.instrument_id, ())
+            state.tax_lots[lot.instrument_id] = (
+                *held,
+                TaxLot(lot.acquired_day, lot.qty, tuple((day, amount) for day, amount in lot.dividends)),
+            )
         return state
 
 

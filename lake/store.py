@@ -5,6 +5,9 @@ Layout (one folder per data set)::
     DATASET/manifest.json        name, frequency, calendar, row counts, content_hash
     DATASET/instruments.parquet  the instrument master (domain.instruments.Instrument fields)
     DATASET/bars.parquet         ts_ns, day, instrument_id, open, high, low, close, volume
+    DATASET/funding.parquet      (optional) ts_ns, instrument_id, rate_e8
+    DATASET/actions.parquet      (optional) instrument_id, ex_date, pay_date, cash_e8,
+                                 split_to, split_from (corporate actions)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
 blake2b over the data files' names and bytes; the kernel journals it and replay refuses
@@ -26,7 +29,8 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
-from domain.market import Panel
+from domain.market import ACTION_FIELDS, Panel
+from domain.markets import CorporateAction
 
 __all__ = ["DatasetError", "DatasetRef", "content_hash", "dataset_ref", "load_panel", "write_dataset"]
 
@@ -57,8 +61,18 @@ class DatasetRef:
     calendar: str
 
 
-_OPTIONAL_FILES = ("funding.parquet",)
+_OPTIONAL_FILES = ("funding.parquet", "actions.parquet")
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
+_ACTION_SCHEMA = pa.schema(
+    [
+        pa.field("instrument_id", pa.int32(), nullable=False),
+        pa.field("ex_date", pa.int32(), nullable=False),  # YYYYMMDD, first session trading ex
+        pa.field("pay_date", pa.int32(), nullable=False),  # YYYYMMDD cash arrives; 0 = ex-date
+        pa.field("cash_e8", pa.int64(), nullable=False),  # pre-tax cash per share, currency x 1e-8
+        pa.field("split_to", pa.int64(), nullable=False),  # shares after ...
+        pa.field("split_from", pa.int64(), nullable=False),  # ... per shares before (7/1, 13/10)
+    ]
+)
 
 
 def content_hash(path: Path) -> str:
@@ -84,6 +98,7 @@ def write_dataset(
     instruments: list[Instrument],
     bars: pa.Table,
     funding: pa.Table | None = None,
+    actions: pa.Table | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -97,6 +112,9 @@ def write_dataset(
             [("ts_ns", "ascending"), ("instrument_id", "ascending")]
         )
         pq.write_table(funding, path / "funding.parquet", compression="zstd")
+    if actions is not None:
+        actions = _checked_actions(actions, instruments)
+        pq.write_table(actions, path / "actions.parquet", compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,
@@ -153,8 +171,57 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
             funding_instrument_id=funding.column("instrument_id").to_numpy().astype(np.int64),
             funding_rate_e8=funding.column("rate_e8").to_numpy().astype(np.int64),
         )
+    if (path / "actions.parquet").exists():
+        actions = _checked_actions(pq.read_table(path / "actions.parquet"), list(instruments))
+        columns = ("instrument_id", "ex_date", "pay_date", "cash_e8", "split_to", "split_from")
+        panel = dataclasses.replace(
+            panel,
+            **{
+                field: actions.column(column).to_numpy().astype(np.int64)
+                for field, column in zip(ACTION_FIELDS, columns, strict=True)
+            },
+        )
     ref = DatasetRef(str(path), digest, str(manifest["frequency"]), str(manifest["calendar"]))
     return panel, ref
+
+
+def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Table:
+    """The actions table in contract form, sorted by (ex_date, instrument_id); every row is
+    checked as a ``CorporateAction`` and must name a known instrument."""
+    missing = [name for name in _ACTION_SCHEMA.names if name not in actions.column_names]
+    if missing:
+        raise DatasetError(f"actions: missing columns {missing}")
+    nulls = [name for name in _ACTION_SCHEMA.names if actions.column(name).null_count]
+    if nulls:
+        raise DatasetError(f"actions: null values in {nulls} (use pay_date 0 for 'cash on the ex-date')")
+    try:
+        actions = actions.select(_ACTION_SCHEMA.names).cast(_ACTION_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"actions: {error}") from None
+    actions = actions.sort_by([("ex_date", "ascending"), ("instrument_id", "ascending")])
+    known = {inst.instrument_id for inst in instruments}
+    seen: set[tuple[int, int]] = set()
+    for row in actions.to_pylist():
+        key = (row["instrument_id"], row["ex_date"])
+        if row["instrument_id"] not in known:
+            raise DatasetError(
+                f"actions: instrument_id {row['instrument_id']} is not in the instrument master"
+            )
+        if key in seen:
+            raise DatasetError(f"actions: two rows for instrument {key[0]} on {key[1]}; merge them into one")
+        seen.add(key)
+        try:
+            CorporateAction(
+                instrument_id=row["instrument_id"],
+                ex_day=row["ex_date"],
+                pay_day=row["pay_date"],
+                cash_e8=row["cash_e8"],
+                split_to=row["split_to"],
+                split_from=row["split_from"],
+            )
+        except ValueError as error:
+            raise DatasetError(f"actions: {error}") from None
+    return actions
 
 
 def _pivot(bars: pa.Table, instruments: tuple[Instrument, ...]) -> Panel:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import msgspec
 
 from domain.events import (
+    CorporateActionApplied,
     DatasetReferenced,
     DayClosed,
     InstrumentsDefined,
@@ -229,6 +230,7 @@ class _Batch:
             LedgerPosted: self._on_ledger_posted,
             DayClosed: self._on_day_closed,
             RiskVerdict: self._on_risk_verdict,
+            CorporateActionApplied: self._on_corporate_action,
         }
 
     def add(self, record: Record) -> None:
@@ -346,6 +348,12 @@ class _Batch:
         )
         deltas = self.rows.position_deltas
         deltas[fill.instrument_id] = deltas.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
+
+    def _on_corporate_action(self, seq: int, event: CorporateActionApplied) -> None:
+        """A split / bonus shares change the held quantity without a fill."""
+        deltas = self.rows.position_deltas
+        change = event.qty_after_raw - event.qty_before_raw
+        deltas[event.instrument_id] = deltas.get(event.instrument_id, 0) + change
 
     def _order(self, seq: int, order_id: str) -> _OrderRow:
         row = self._orders.get(order_id)
@@ -532,7 +540,8 @@ def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
 
 
 def _write_positions(db: sqlite3.Connection, deltas: dict[int, int]) -> None:
-    """Add signed fill quantities into ``positions``; a flat position has no row."""
+    """Add signed fill quantities (and corporate-action share changes) into ``positions``; a
+    flat position has no row."""
     db.executemany(
         "INSERT INTO positions (instrument_id, qty_raw) VALUES (?, ?) "
         "ON CONFLICT (instrument_id) DO UPDATE SET qty_raw = qty_raw + excluded.qty_raw",

@@ -16,7 +16,8 @@ from domain.markets import CnFeeRows, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
-from kernel.loop import Kernel, ProgressFn
+from kernel.loop import Kernel, KernelError, ProgressFn
+from kernel.markets import MarketRules
 from kernel.replay import KernelParts
 from kernel.store import open_journal
 from kernel.strategy import Strategy
@@ -76,6 +77,9 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
         )
 
 
+_LATER_DEFAULTS: dict[str, object] = {"us_regulatory_fees": True}
+
+
 class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One backtest, as read from TOML. Money is decimal text, rates are 1e-8 integers."""
 
@@ -96,6 +100,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     cn_fees: CnFeeRows = CnFeeRows()
     perp_margin: PerpMargin | None = None  # perpetual maintenance margin and liquidation; None: off
     vol_target: VolTarget | None = None  # scale decisions by target / realised NAV vol; None: off
+    # SEC Section 31 fee + FINRA TAF on US equity sells. Their dated tables start 2023-02-27 /
+    # 2024-01-01; a run starting earlier fails unless this is set to false explicitly.
+    us_regulatory_fees: bool = True
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -105,8 +112,13 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
+        """Sorted-key JSON of the config. Fields added later are left out while they hold their
+        default (``_LATER_DEFAULTS``; optional tables when unused), so a config that does not use
+        them journals the same bytes as before they existed; a non-default value is recorded."""
         data = msgspec.to_builtins(self)
-        # Optional tables left out when unused: configs without them journal the JSON they always did.
+        for name, default in _LATER_DEFAULTS.items():
+            if data.get(name) == default:
+                del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
         for optional in ("perp_margin", "vol_target"):
@@ -133,6 +145,14 @@ def build_parts(
 ) -> KernelParts:
     """Load the data set (checking its hash) and build what a kernel needs."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
+    try:  # fail before any journal is opened when the fee tables do not cover the run
+        MarketRules(
+            {inst.instrument_id: inst for inst in panel.instruments},
+            us_regulatory_fees=config.us_regulatory_fees,
+            first_day=int(panel.day[0]) if panel.steps else 0,
+        )
+    except ValueError as error:
+        raise KernelError(f"{config.run_id}: {error}") from None
     parts = KernelParts(
         panel=panel,
         strategy=strategy,
@@ -145,6 +165,7 @@ def build_parts(
         vol_target=config.vol_target,
         cn_fees=cn_fee_tables(config.cn_fees.rows),
         margin=config.perp_margin,
+        us_regulatory_fees=config.us_regulatory_fees,
     )
     return parts
 
@@ -197,6 +218,7 @@ def run_backtest(
             vol_target=parts.vol_target,
             cn_fees=parts.cn_fees,
             margin=parts.margin,
+            us_regulatory_fees=parts.us_regulatory_fees,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

@@ -9,8 +9,16 @@ from domain.events import OrderAccepted, OrderExpired, OrderFilled, OrderRejecte
 from domain.fixed import Rounding, apply_rate
 from domain.instruments import Instrument, notional_minor
 from domain.market import Panel
-from domain.markets import Board, PriceLimits, check_price_limit, cn_price_limits, locked_reason
+from domain.markets import (
+    Board,
+    PriceLimits,
+    check_price_limit,
+    cn_price_limits,
+    ex_right_reference_price,
+    locked_reason,
+)
 from domain.orders import Order
+from kernel.corporate_actions import actions_of
 from kernel.markets import is_cn_a_share
 from kernel.venue import NO_ACTIVITY
 from sim._match_nb import LIMIT, MARKET, match_step_nb, next_fill_step_nb
@@ -33,6 +41,8 @@ class SimVenue:
         self._next_valid = next_valid_steps(panel.valid)
         self._cn = {i.instrument_id: Board(i.board) for i in panel.instruments if is_cn_a_share(i)}
         self._ref_close = previous_session_close(panel) if self._cn else None
+        if self._ref_close is not None:
+            apply_ex_right_references(panel, self._ref_close, set(self._cn))
         self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
         self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
 
@@ -67,7 +77,8 @@ class SimVenue:
         return ""
 
     def _limits(self, step: int, instrument_id: int) -> PriceLimits | None:
-        """Today's A-share price limits from the previous session's close (None: no limit)."""
+        """Today's A-share price limits from the previous session's close, or on an ex-date
+        from the ex-rights reference price (None: no limit)."""
         board = self._cn.get(instrument_id)
         if board is None or self._ref_close is None:
             return None
@@ -233,6 +244,28 @@ def previous_session_close(panel: Panel) -> np.ndarray:  # type: ignore[type-arg
     ref = panel.last_close[np.maximum(previous_row, 0)]
     ref[previous_row < 0] = 0
     return ref
+
+
+def apply_ex_right_references(panel: Panel, ref: np.ndarray, instrument_ids: set[int]) -> None:  # type: ignore[type-arg]
+    """On each A-share ex-date session (the first session on or after a data-set action's
+    ex-date) replace the previous close in ``ref`` by ``ex_right_reference_price`` (in place)."""
+    column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
+    instruments = {inst.instrument_id: inst for inst in panel.instruments}
+    for action in actions_of(panel):
+        if action.instrument_id not in instrument_ids:
+            continue
+        first = int(np.searchsorted(panel.day, action.ex_day, side="left"))
+        if first >= panel.steps or (first == 0 and action.ex_day < int(panel.day[0])):
+            continue
+        last = int(np.searchsorted(panel.day, panel.day[first], side="right"))
+        col = column[action.instrument_id]
+        prev_close = int(ref[first, col])
+        if prev_close <= 0:
+            continue  # no previous close in the data: no limit that session anyway
+        inst = instruments[action.instrument_id]
+        ref[first:last, col] = ex_right_reference_price(
+            prev_close, action.to_cn(), inst.price_digits, inst.tick_raw
+        )
 
 
 def next_valid_steps(valid: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cli.wiring import make_strategy
+from domain.riskrules import RiskPolicy, policy_from_mapping
 from lake.synth import synth_dataset
 from sim.backtest import BacktestConfig, BacktestResult, StrategyConfig, run_backtest
 
@@ -51,3 +52,8 @@ def make_config(
 
 def run(config: BacktestConfig) -> BacktestResult:
     return run_backtest(config, make_strategy(config.strategy))
+
+
+def one_name_policy() -> RiskPolicy:
+    """The default policy but 100% NAV per name (single-name test strategies)."""
+    return policy_from_mapping({"name": {"limit_e8": 100_000_000, "action": "clip"}})

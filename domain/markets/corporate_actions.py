@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import math
 
 import msgspec
 
@@ -20,7 +21,10 @@ from domain.markets._dated import Dated, day_to_date
 __all__ = [
     "CN_DIVIDEND_TAX",
     "CnCorporateAction",
+    "CorporateAction",
     "DividendTaxTier",
+    "Lots",
+    "TaxLot",
     "apply_rights",
     "apply_split",
     "cn_dividend_tax_minor",
@@ -28,8 +32,14 @@ __all__ = [
     "dividend_ex_postings",
     "dividend_minor",
     "dividend_paid_postings",
+    "dividend_receivable_account",
     "dividend_tax_postings",
     "ex_right_reference_price",
+    "lots_buy",
+    "lots_dividend",
+    "lots_sell",
+    "lots_split",
+    "lots_total",
     "rights_entitlement",
     "rights_subscription_postings",
     "split_quantity",
@@ -164,25 +174,31 @@ def apply_rights(position: Position, rights_qty: int, cost_minor: int) -> Positi
 # --- postings -----------------------------------------------------------------------------------
 
 
-def _receivable(instrument_id: int) -> str:
-    return f"assets:receivable:dividend:{instrument_id}"
+def dividend_receivable_account(instrument_id: int, ex_day: int = 0) -> str:
+    """The receivable of one instrument's dividends, or of one ex-date's dividend (``ex_day``)."""
+    account = f"assets:receivable:dividend:{instrument_id}"
+    return f"{account}:{ex_day}" if ex_day else account
 
 
-def dividend_ex_postings(instrument_id: int, amount_minor: int, currency: str) -> list[PostingRecord]:
+def dividend_ex_postings(
+    instrument_id: int, amount_minor: int, currency: str, ex_day: int = 0
+) -> list[PostingRecord]:
     """On the ex-date: the dividend becomes a receivable and income (paid on the pay date)."""
     postings = [
-        PostingRecord(_receivable(instrument_id), currency, amount_minor),
+        PostingRecord(dividend_receivable_account(instrument_id, ex_day), currency, amount_minor),
         PostingRecord(f"income:dividend:{currency}", currency, -amount_minor),
     ]
     assert_balanced(postings)
     return postings
 
 
-def dividend_paid_postings(instrument_id: int, amount_minor: int, currency: str) -> list[PostingRecord]:
+def dividend_paid_postings(
+    instrument_id: int, amount_minor: int, currency: str, ex_day: int = 0
+) -> list[PostingRecord]:
     """On the pay date: the receivable turns into cash."""
     postings = [
         PostingRecord(cash_account(currency), currency, amount_minor),
-        PostingRecord(_receivable(instrument_id), currency, -amount_minor),
+        PostingRecord(dividend_receivable_account(instrument_id, ex_day), currency, -amount_minor),
     ]
     assert_balanced(postings)
     return postings
@@ -260,3 +276,172 @@ def cn_dividend_tax_minor(
     """Tax withheld at sale on the dividend a lot received."""
     rate = cn_dividend_tax_rate_e8(record_day, acquired_day, sold_day)
     return apply_rate(dividend_minor_amount, rate, rounding)
+
+
+# --- data-set corporate actions (any market) ----------------------------------------------------
+
+CASH_E8_DIGITS = 8
+"""``CorporateAction.cash_e8`` is currency units x 1e-8 per share (0.47 USD -> 47_000_000)."""
+
+
+class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One row of a data set's ``actions.parquet``: what a holder of one share before the
+    ex-date receives on it.
+
+    ``split_to / split_from`` is the exact share ratio (7-for-1 -> 7/1; A-share 10送3 ->
+    13/10); ``cash_e8`` the pre-tax cash per share held before the ex-date, in currency units
+    x 1e-8; ``pay_day`` the day the cash arrives (0: on the ex-date). Rights issues are not
+    part of this contract.
+    """
+
+    instrument_id: int
+    ex_day: int
+    pay_day: int = 0
+    cash_e8: int = 0
+    split_to: int = 1
+    split_from: int = 1
+
+    def __post_init__(self) -> None:
+        day_to_date(self.ex_day)
+        if self.pay_day:
+            day_to_date(self.pay_day)
+            if self.pay_day < self.ex_day:
+                raise ValueError(
+                    f"instrument {self.instrument_id}: pay day {self.pay_day} before ex-date {self.ex_day}"
+                )
+        if self.cash_e8 < 0:
+            raise ValueError(f"instrument {self.instrument_id} {self.ex_day}: cash_e8 must not be negative")
+        if self.split_to <= 0 or self.split_from <= 0:
+            raise ValueError(
+                f"instrument {self.instrument_id} {self.ex_day}: split ratio must be positive, "
+                f"got {self.split_to}/{self.split_from}"
+            )
+        if not self.cash_e8 and self.split_to == self.split_from:
+            raise ValueError(f"instrument {self.instrument_id} {self.ex_day}: the action changes nothing")
+
+    @property
+    def splits(self) -> bool:
+        return self.split_to != self.split_from
+
+    def to_cn(self) -> CnCorporateAction:
+        """The A-share per-10 form (for ``ex_right_reference_price``); the ratio and the cash must
+        be exact at 1e-4 per 10 shares, as exchanges publish them."""
+        base = 10 * 10**PER10_DIGITS
+        bonus, rest = divmod((self.split_to - self.split_from) * base, self.split_from)
+        cash, cash_rest = divmod(self.cash_e8, 10 ** (CASH_E8_DIGITS - PER10_DIGITS - 1))
+        if rest or cash_rest or bonus < 0:
+            raise ValueError(
+                f"instrument {self.instrument_id} {self.ex_day}: ratio {self.split_to}/{self.split_from} "
+                f"or cash_e8={self.cash_e8} is not an A-share per-10 action at 1e-4"
+            )
+        return CnCorporateAction(ex_day=self.ex_day, bonus_per10_e4=bonus, cash_per10_e4=cash)
+
+    @classmethod
+    def from_cn(cls, instrument_id: int, action: CnCorporateAction, pay_day: int = 0) -> CorporateAction:
+        """From an A-share record; rights issues are refused (not modelled in data sets)."""
+        if action.rights_per10_e4:
+            raise ValueError(f"instrument {instrument_id} {action.ex_day}: rights issues are not supported")
+        base = 10 * 10**PER10_DIGITS
+        to, frm = base + action.bonus_per10_e4 + action.capitalization_per10_e4, base
+        common = math.gcd(to, frm)
+        return cls(
+            instrument_id=instrument_id,
+            ex_day=action.ex_day,
+            pay_day=pay_day,
+            cash_e8=action.cash_per10_e4 * 10 ** (CASH_E8_DIGITS - PER10_DIGITS - 1),
+            split_to=to // common,
+            split_from=frm // common,
+        )
+
+
+# --- A-share dividend tax at the sale, FIFO by lot (MARKET_RULES.md §1.5) -------------------------
+
+
+class TaxLot(msgspec.Struct, frozen=True, array_like=True):
+    """Shares acquired in one session and the pre-tax dividends they received, as
+    ``(record_day, amount_minor)`` pairs (only dividends whose record day has a tax rule)."""
+
+    acquired_day: int
+    qty: int
+    dividends: tuple[tuple[int, int], ...] = ()
+
+
+Lots = tuple[TaxLot, ...]
+
+
+def lots_total(lots: Lots) -> int:
+    return sum(lot.qty for lot in lots)
+
+
+def lots_buy(lots: Lots, day: int, qty: int) -> Lots:
+    """A buy fill opens (or, same session and no dividends yet, extends) the newest lot."""
+    if qty <= 0:
+        raise ValueError(f"buy quantity must be positive, got {qty}")
+    if lots and lots[-1].acquired_day == day and not lots[-1].dividends:
+        return (*lots[:-1], TaxLot(day, lots[-1].qty + qty))
+    if lots and lots[-1].acquired_day > day:
+        raise ValueError(f"lot acquired {lots[-1].acquired_day} is after the buy on {day}")
+    return (*lots, TaxLot(day, qty))
+
+
+def lots_dividend(lots: Lots, record_day: int, cash_e8: int, qty_digits: int, currency: str) -> Lots:
+    """Attach a dividend to each lot. Amounts are allocated on the running quantity, so the lots
+    add up exactly to ``dividend_minor`` of the whole holding (rounded toward zero)."""
+    out = []
+    running = received = 0
+    for lot in lots:
+        running += lot.qty
+        upto = dividend_minor(running, qty_digits, cash_e8, 8, currency, Rounding.DOWN)
+        share, received = upto - received, upto
+        out.append(
+            lot if not share else TaxLot(lot.acquired_day, lot.qty, (*lot.dividends, (record_day, share)))
+        )
+    return tuple(out)
+
+
+def lots_split(lots: Lots, split_to: int, split_from: int) -> Lots:
+    """Scale lots by a share ratio (bonus shares keep their lot's acquisition day, U). Allocated
+    on the running quantity, so the lots add up to ``split_quantity(total, ..., DOWN)``; a lot
+    left with no whole share is dropped (its fraction was paid in cash)."""
+    out = []
+    running = kept = 0
+    for lot in lots:
+        running += lot.qty
+        upto = split_quantity(running, split_to, split_from, Rounding.DOWN)
+        qty, kept = upto - kept, upto
+        if qty:
+            out.append(TaxLot(lot.acquired_day, qty, lot.dividends))
+    return tuple(out)
+
+
+def lots_sell(lots: Lots, sold_day: int, qty: int) -> tuple[Lots, int]:
+    """Consume ``qty`` shares first-in first-out; return the lots left and the dividend tax due:
+    each consumed share of a lot's dividend (pro rata, half-even) taxed at the holding-period
+    rate of its record day, each line rounded half-up to the minor unit."""
+    if qty <= 0:
+        raise ValueError(f"sell quantity must be positive, got {qty}")
+    if qty > lots_total(lots):
+        raise ValueError(f"selling {qty} shares but the lots hold {lots_total(lots)}")
+    remaining = qty
+    tax = 0
+    out = []
+    for lot in lots:
+        take = min(lot.qty, remaining)
+        remaining -= take
+        if not take:
+            out.append(lot)
+            continue
+        left = lot.qty - take
+        kept = []
+        for record_day, amount in lot.dividends:
+            keep = div_round(amount * left, lot.qty, Rounding.HALF_EVEN)
+            consumed = amount - keep
+            if consumed:
+                tax += cn_dividend_tax_minor(
+                    consumed, record_day, lot.acquired_day, sold_day, Rounding.HALF_UP
+                )
+            if keep:
+                kept.append((record_day, keep))
+        if left:
+            out.append(TaxLot(lot.acquired_day, left, tuple(kept)))
+    return tuple(out), tax
