@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from domain.instruments import Instrument
 
@@ -33,6 +34,13 @@ __all__ = [
     "OrderFilled",
     "OrderRejected",
     "OrderSubmitted",
+    "ParentCreated",
+    "ChildDeferred",
+    "ParentDone",
+    "RouterSnapshot",
+    "RouterParentSnapshot",
+    "RouterChildSnapshot",
+    "RouterBucketSnapshot",
     "PositionSnapshot",
     "OpenOrderSnapshot",
     "PostingRecord",
@@ -157,6 +165,47 @@ class OrderExpired(Event, frozen=True, tag="order.expired.v1"):
     reason: str = ""  # e.g. a day order unfilled at the close, and why
 
 
+class ParentCreated(Event, frozen=True, tag="order.parent_created.v1"):
+    """The execution router took one target delta as a parent order and planned its slices.
+
+    ``slices`` are (step, qty_raw) in panel steps; POV plans none (it sizes each child from the
+    volume observed since ``step``). The parent works until ``end_step`` at the latest."""
+
+    parent_id: str
+    strategy_id: str
+    instrument_id: int
+    side: int
+    qty_raw: int
+    decision_px_raw: int
+    algo: str  # twap | vwap | pov
+    step: int
+    end_step: int
+    slices: list[tuple[int, int]] = []
+
+
+class ChildDeferred(Event, frozen=True, tag="order.child_deferred.v1"):
+    """A due child the router did not send at ``step`` (e.g. the venue's rate limit); it is
+    tried again at ``retry_step``."""
+
+    parent_id: str
+    qty_raw: int
+    step: int
+    retry_step: int
+    reason: str
+
+
+class ParentDone(Event, frozen=True, tag="order.parent_done.v1"):
+    """A parent order ended. ``reason``: filled, cancelled (a new decision) or exhausted (its
+    schedule ended with quantity unfilled). ``filled_qty_raw`` is the sum of its children's fills."""
+
+    parent_id: str
+    qty_raw: int
+    filled_qty_raw: int
+    children: int
+    reason: str
+    detail: str = ""
+
+
 # --- derived: ledger and day boundaries -----------------------------------------------------
 
 
@@ -212,6 +261,51 @@ class SellableSnapshot(msgspec.Struct, frozen=True, array_like=True):
     reserved: int
 
 
+class RouterChildSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    order_id: str
+    qty_raw: int
+    filled_raw: int
+    sent_step: int
+    attempt: int
+    status: str  # open | closed | rejected
+    handled: bool
+
+
+class RouterParentSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    parent_id: str
+    strategy_id: str
+    instrument_id: int
+    side: int
+    qty_raw: int
+    decision_px_raw: int
+    algo: str
+    start_step: int
+    end_step: int
+    pending: list[tuple[int, int, int]]  # (step, qty_raw, attempt) of slices not yet sent
+    children: list[RouterChildSnapshot]
+    observed_raw: int = 0  # POV: volume observed since start
+    observed_step: int = 0  # POV: last step whose volume is counted
+    sent_raw: int = 0  # POV: child quantity sent so far
+    attempt: int = 0  # POV: rejected tries in a row
+    hold_until: int = 0  # POV: no child before this step (retry backoff)
+
+
+class RouterBucketSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    venue: str
+    capacity: int
+    refill_interval_ns: int
+    tokens: int
+    refilled_ts_ns: int
+
+
+class RouterSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The execution router's working parents and per-venue token buckets."""
+
+    parent_counter: int
+    parents: list[RouterParentSnapshot] = []
+    buckets: list[RouterBucketSnapshot] = []
+
+
 class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Everything the kernel needs to resume at the next step, sorted for determinism."""
 
@@ -223,6 +317,9 @@ class KernelSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     open_orders: list[OpenOrderSnapshot]
     last_targets: list[tuple[int, int]]  # (instrument_id, weight_e8) of the last decision
     sellable: list[SellableSnapshot] = []  # T+1 books of A-share instruments
+    # The execution router's state; UNSET (absent from the bytes) when no router ever ran, so
+    # runs with algo = "market" journal exactly what they did before the router existed.
+    router: RouterSnapshot | UnsetType = UNSET
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
@@ -254,6 +351,9 @@ AnyEvent = (
     | DayClosed
     | StateSnapshotted
     | RunFinished
+    | ParentCreated
+    | ChildDeferred
+    | ParentDone
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})

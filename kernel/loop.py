@@ -44,6 +44,7 @@ from domain.orders import evolve, new_order
 from domain.risk import RiskLimits
 from kernel.markets import MarketRules
 from kernel.pipeline import apply_risk, current_weights, plan_orders, reject_unpriced, verdict_events
+from kernel.router import ExecutionConfig, Router
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy
 from kernel.venue import NO_ACTIVITY, VenuePort
@@ -89,6 +90,7 @@ class Kernel:
         sink: EventSink,
         currency: str,
         state: KernelState | None = None,
+        execution: ExecutionConfig | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -115,6 +117,9 @@ class Kernel:
         self._funding = _funding_by_step(panel)
         self._funding_mask = np.zeros(panel.steps, dtype=np.bool_)
         self._funding_mask[list(self._funding)] = True
+        self._router: Router | None = None
+        if execution is not None and execution.algo != "market":
+            self._router = self._make_router(execution)
 
     # --- run -----------------------------------------------------------------------------
 
@@ -135,16 +140,18 @@ class Kernel:
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
+        router_next = self._router.next_due(start_step) if self._router is not None else NO_ACTIVITY
         count = len(static)
         index = 0
         while True:
             step = static[index] if index < count else NO_ACTIVITY
-            step = min(step, venue_next)
+            step = min(step, venue_next, router_next)
             if step >= end:
                 break
             if index < count and static[index] == step:
                 index += 1
             venue_next = self._step(step, venue_next)
+            router_next = self._router.next_due(step + 1) if self._router is not None else NO_ACTIVITY
             if progress is not None and self._day_end[step]:
                 progress(step + 1)
         self.state.next_step = end
@@ -159,9 +166,13 @@ class Kernel:
             self._apply_funding(step)
         if self._decide_mask[step] and self._decide(step):
             venue_next = self._venue_next(step)
+        if self._router is not None and self._router.work(step):
+            venue_next = self._venue_next(step)
         if self._day_end[step]:
             if self.state.open_orders:
                 self._expire_day_orders(step)
+                if self._router is not None:
+                    self._router.work(step)  # expired children roll their remainders
                 venue_next = self._venue_next(step)
             self.state.next_step = step + 1
             self._close_day(step)
@@ -286,6 +297,8 @@ class Kernel:
         self.state.last_targets.update(allowed)
         self._cancel_open(step, ts_ns, sid)
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        if self._router is not None:
+            return self._router.on_decision(step, ts_ns, sid, intents)
         for intent in intents:
             self._submit(
                 step, ts_ns, sid, intent.instrument_id, intent.side, intent.qty_raw, intent.decision_px_raw
@@ -335,7 +348,9 @@ class Kernel:
             self._rules.on_closed(self.state.sellable, day, order)
             del self.state.open_orders[event.order_id]
 
-    def _submit(self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int) -> None:
+    def _submit(
+        self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int, parent_id: str = ""
+    ) -> None:
         state = self.state
         state.order_counter += 1
         day = int(self._panel.day[step])
@@ -349,6 +364,7 @@ class Kernel:
             qty_raw=qty,
             limit_px_raw=0,
             decision_px_raw=px,
+            parent_id=parent_id,
         )
         self._sink.append(submitted)
         order = new_order(submitted)
@@ -383,3 +399,29 @@ class Kernel:
         self._sink.append(
             StateSnapshotted(ts_ns=ts_ns, day=int(self._panel.day[step]), snapshot=self.state.snapshot())
         )
+
+    # --- execution router ----------------------------------------------------------------
+
+    def _make_router(self, execution: ExecutionConfig) -> Router:
+        """The router works parent orders through ``_submit``/``_cancel_order`` and reads its
+        children's fates from the events the kernel journals (it taps the sink)."""
+        router = Router(
+            config=execution,
+            panel=self._panel,
+            instruments=self._instruments,
+            columns=self._column,
+            book=self.state.execution,
+            sink=self._sink,
+            submit=self._submit,
+            cancel=self._cancel_order,
+        )
+        self._sink = router.tap(self._sink)
+        return router
+
+    def _cancel_order(self, step: int, order_id: str, reason: str) -> None:
+        """Cancel one open order (the router's child timeout), releasing reserved sellable."""
+        order = self.state.open_orders.pop(order_id)
+        event = OrderCancelled(ts_ns=int(self._panel.ts_ns[step]), order_id=order_id, reason=reason)
+        self._sink.append(event)
+        evolve(order, event)
+        self._rules.on_closed(self.state.sellable, self._session_of_order(step), order)

@@ -11,7 +11,7 @@ compare record by record, to name the first divergent sequence number.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.events import (
     INPUT_KINDS,
@@ -38,6 +38,7 @@ from kernel.journal import (
     segment_kinds,
 )
 from kernel.loop import Kernel, ProgressFn
+from kernel.router import ExecutionConfig
 from kernel.state import KernelState
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
@@ -55,6 +56,7 @@ class KernelParts:
     limits: RiskLimits
     currency: str
     initial_cash_minor: int
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def _replay(
         sink=sink,
         currency=parts.currency,
         state=state,
+        execution=parts.execution,
     )
     try:
         if snapshot is None:

@@ -12,6 +12,7 @@ from domain.events import (
 from domain.ledger import Position
 from domain.markets import SellableBook
 from domain.orders import Order, OrderStatus
+from kernel.router import ExecutionBook
 
 __all__ = ["KernelState"]
 
@@ -29,6 +30,7 @@ class KernelState:
         self.next_step = 0
         self.last_targets: dict[int, int] = {}
         self.sellable: dict[int, SellableBook] = {}  # A-share T+1 books by instrument
+        self.execution = ExecutionBook()  # the execution router's working parents
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -60,6 +62,7 @@ class KernelState:
                 SellableSnapshot(iid, b.day, b.holding, b.bought_today, b.reserved)
                 for iid, b in sorted(self.sellable.items())
             ],
+            router=self.execution.snapshot(),
         )
 
     @classmethod
@@ -92,4 +95,5 @@ class KernelState:
             )
             for b in snapshot.sellable
         }
+        state.execution = ExecutionBook.restore(snapshot.router)
         return state

@@ -15,6 +15,7 @@ from domain.risk import RiskLimits
 from kernel.journal import JournalError
 from kernel.loop import Kernel, ProgressFn
 from kernel.replay import KernelParts
+from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from lake.store import dataset_ref, load_panel
@@ -51,12 +52,16 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     journal_backend: str | None = None
     risk: RiskLimits = RiskLimits()
     fill: FillModel = FillModel()
+    execution: ExecutionConfig = ExecutionConfig()
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
-        return json.dumps(msgspec.to_builtins(self), sort_keys=True, separators=(",", ":"))
+        data = msgspec.to_builtins(self)
+        if self.execution == ExecutionConfig():
+            del data["execution"]  # the default router (market orders): configs journal as before
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
@@ -84,6 +89,7 @@ def build_parts(
         limits=config.risk,
         currency=config.currency,
         initial_cash_minor=config.initial_cash_minor(),
+        execution=config.execution,
     )
     return parts
 
@@ -131,6 +137,7 @@ def run_backtest(
             limits=parts.limits,
             sink=journal,
             currency=parts.currency,
+            execution=parts.execution,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
