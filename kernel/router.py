@@ -392,10 +392,14 @@ class Router:
                 continue
             if any(child.status == "open" for child in parent.children):
                 raise RouterError(f"{parent_id}: children still open after the decision's cancels")
-            parent.pending.clear()
-            self._done(ts_ns, parent, "cancelled", "superseded by a new decision")
+            if not parent.pending and parent.filled_raw == parent.order.qty_raw:
+                self._done(ts_ns, parent, "filled")  # its last fill came at this very step
+            else:
+                parent.pending.clear()
+                self._done(ts_ns, parent, "cancelled", "superseded by a new decision")
         if not intents:
             return False
+        self._dirty = True  # new parents: look at them this step (a POV without a window ends now)
         day = int(self._panel.day[step])
         parents, self.book.parent_counter = parents_from_deltas(
             strategy_id,

@@ -83,5 +83,4 @@ def check_parents(views: dict[str, ParentView]) -> None:
                 assert view.filled == qty
             else:
                 assert view.done.reason in ("cancelled", "exhausted"), view.done.reason
-                if view.done.reason == "exhausted":
-                    assert view.filled < qty
+                assert view.filled < qty, (parent_id, view.done)

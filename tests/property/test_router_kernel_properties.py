@@ -81,11 +81,17 @@ def test_parents_equal_sum_of_children_and_replay(
         )
         run(config)
         journal = open_journal(journal_path)
-        views = parent_views((event for _, event in journal.events()), steps)  # legal transitions
-        check_parents(views)
-        assert views
-        outcome = replay(journal, replay_builder)
-        assert outcome.ok, (outcome.divergence, f"replay with seed={seed} and {execution}")
-        last_day = max(step_day for step_day in _days(seed))
-        outcome = replay(journal, replay_builder, day=last_day)  # resumes from the day snapshot
-        assert outcome.ok, (outcome.divergence, f"replay --day {last_day} with seed={seed} and {execution}")
+        try:
+            views = parent_views((event for _, event in journal.events()), steps)  # legal transitions
+            check_parents(views)
+            assert views
+            outcome = replay(journal, replay_builder)
+            assert outcome.ok, (outcome.divergence, f"replay with seed={seed} and {execution}")
+            last_day = max(step_day for step_day in _days(seed))
+            outcome = replay(journal, replay_builder, day=last_day)  # resumes from the day snapshot
+            assert outcome.ok, (
+                outcome.divergence,
+                f"replay --day {last_day} with seed={seed} and {execution}",
+            )
+        finally:
+            journal.close()

@@ -316,3 +316,25 @@ def test_shipped_twap_example_config_loads(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text(bad)
     with pytest.raises(ValueError, match=r"execution\.algo must be one of"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_pov_without_a_window_ends_at_its_decision_step() -> None:
+    """Found by the replay property: a parent with nothing to do must end at once, not whenever
+    the router next happens to wake (that would differ between a run and a --day replay)."""
+    h = Harness(_panel([100] * 10, 10), ExecutionConfig(algo="pov", window_steps=0))
+    h.router.work(2)  # nothing to do
+    assert h.router.next_due(3) > 9
+    h.decide(3, 50)
+    assert h.router.next_due(3) == 3
+    h.router.work(3)
+    (done,) = [e for e in h.events if isinstance(e, ParentDone)]
+    assert (done.reason, done.children, done.ts_ns) == ("exhausted", 0, int(h.panel.ts_ns[3]))
+
+
+def test_parent_filled_at_the_decision_step_is_reported_filled() -> None:
+    h = Harness(_panel([100] * 10, 10), ExecutionConfig(algo="twap", slices=1, window_steps=0))
+    h.decide(0, 30)
+    h.router.work(0)
+    h.fill(1, h.children()[0], 30, 0)  # filled at step 1; the next decision comes at step 1 too
+    h.decide(1, 10, side=-1)
+    assert [e.reason for e in h.events if isinstance(e, ParentDone)] == ["filled"]
