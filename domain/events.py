@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from domain.instruments import Instrument
 
@@ -41,6 +42,13 @@ __all__ = [
     "OrderSubmitted",
     "OperatorCommanded",
     "PositionLiquidated",
+    "ParentCreated",
+    "ChildDeferred",
+    "ParentDone",
+    "RouterSnapshot",
+    "RouterParentSnapshot",
+    "RouterChildSnapshot",
+    "RouterBucketSnapshot",
     "PositionSnapshot",
     "OpenOrderSnapshot",
     "PostingRecord",
@@ -185,6 +193,47 @@ class OrderExpired(Event, frozen=True, tag="order.expired.v1"):
     reason: str = ""  # e.g. a day order unfilled at the close, and why
 
 
+class ParentCreated(Event, frozen=True, tag="order.parent_created.v1"):
+    """The execution router took one target delta as a parent order and planned its slices.
+
+    ``slices`` are (step, qty_raw) in panel steps; POV plans none (it sizes each child from the
+    volume observed since ``step``). The parent works until ``end_step`` at the latest."""
+
+    parent_id: str
+    strategy_id: str
+    instrument_id: int
+    side: int
+    qty_raw: int
+    decision_px_raw: int
+    algo: str  # twap | vwap | pov
+    step: int
+    end_step: int
+    slices: list[tuple[int, int]] = []
+
+
+class ChildDeferred(Event, frozen=True, tag="order.child_deferred.v1"):
+    """A due child the router did not send at ``step`` (e.g. the venue's rate limit); it is
+    tried again at ``retry_step``."""
+
+    parent_id: str
+    qty_raw: int
+    step: int
+    retry_step: int
+    reason: str
+
+
+class ParentDone(Event, frozen=True, tag="order.parent_done.v1"):
+    """A parent order ended. ``reason``: filled, cancelled (a new decision) or exhausted (its
+    schedule ended with quantity unfilled). ``filled_qty_raw`` is the sum of its children's fills."""
+
+    parent_id: str
+    qty_raw: int
+    filled_qty_raw: int
+    children: int
+    reason: str
+    detail: str = ""
+
+
 # --- derived: ledger and day boundaries -----------------------------------------------------
 
 
@@ -264,6 +313,51 @@ class TaxLotSnapshot(msgspec.Struct, frozen=True, array_like=True):
     dividends: list[tuple[int, int]]
 
 
+class RouterChildSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    order_id: str
+    qty_raw: int
+    filled_raw: int
+    sent_step: int
+    attempt: int
+    status: str  # open | closed | rejected
+    handled: bool
+
+
+class RouterParentSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    parent_id: str
+    strategy_id: str
+    instrument_id: int
+    side: int
+    qty_raw: int
+    decision_px_raw: int
+    algo: str
+    start_step: int
+    end_step: int
+    pending: list[tuple[int, int, int]]  # (step, qty_raw, attempt) of slices not yet sent
+    children: list[RouterChildSnapshot]
+    observed_raw: int = 0  # POV: volume observed since start
+    observed_step: int = 0  # POV: last step whose volume is counted
+    sent_raw: int = 0  # POV: child quantity sent so far
+    attempt: int = 0  # POV: rejected tries in a row
+    hold_until: int = 0  # POV: no child before this step (retry backoff)
+
+
+class RouterBucketSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    venue: str
+    capacity: int
+    refill_interval_ns: int
+    tokens: int
+    refilled_ts_ns: int
+
+
+class RouterSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The execution router's working parents and per-venue token buckets."""
+
+    parent_counter: int
+    parents: list[RouterParentSnapshot] = []
+    buckets: list[RouterBucketSnapshot] = []
+
+
 class KernelSnapshot(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 ):
@@ -285,6 +379,9 @@ class KernelSnapshot(
     tax_lots: list[TaxLotSnapshot] = []  # A-share lots for the dividend tax at the sale
     kill_switch: KillSwitchSnapshot | None = None  # None: never observed (a fresh run)
     nav_closes: list[int] = []  # last day-close NAVs kept for volatility targeting
+    # The execution router's state; UNSET (absent from the bytes) when no router ever ran, so
+    # runs with algo = "market" journal exactly what they did before the router existed.
+    router: RouterSnapshot | UnsetType = UNSET
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
@@ -406,6 +503,9 @@ AnyEvent = (
     | KillSwitchCommandRefused
     | PositionLiquidated
     | CorporateActionApplied
+    | ParentCreated
+    | ChildDeferred
+    | ParentDone
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})

@@ -31,6 +31,7 @@ from domain.events import (
     Event,
     InstrumentsDefined,
     KillSwitchFlattened,
+    KillSwitchTripped,
     LedgerPosted,
     OperatorCommanded,
     OrderAccepted,
@@ -55,6 +56,7 @@ from domain.riskrules import (
     NavMarked,
     Observation,
     RiskPolicy,
+    RuleVerdict,
     VenueResponded,
     VolTarget,
     initial_state,
@@ -75,6 +77,7 @@ from kernel.pipeline import (
     verdict_events,
     vol_target_targets,
 )
+from kernel.router import ExecutionConfig, Router
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy, strategy_limit_prices
 from kernel.venue import NO_ACTIVITY, VenuePort
@@ -145,6 +148,7 @@ class Kernel:
         cn_fees: CnFeeTables = CN_FEE_TABLES,
         margin: PerpMargin | None = None,
         us_regulatory_fees: bool = True,
+        execution: ExecutionConfig | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -194,6 +198,9 @@ class Kernel:
             Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
         )
         self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
+        self._router: Router | None = None
+        if execution is not None and execution.algo != "market":
+            self._router = self._make_router(execution)
 
     # --- run -----------------------------------------------------------------------------
 
@@ -218,12 +225,13 @@ class Kernel:
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
+        router_next = self._router.next_due(start_step) if self._router is not None else NO_ACTIVITY
         count = len(static)
         index = 0
         visited = start_step - 1
         while True:
             step = static[index] if index < count else NO_ACTIVITY
-            step = min(step, venue_next)
+            step = min(step, venue_next, router_next)
             if self._liquidation is not None:  # a margin breach between visited steps
                 step = self._liquidation.next_breach(visited + 1, min(step, end))
             if step >= end:
@@ -232,6 +240,7 @@ class Kernel:
                 index += 1
             venue_next = self._step(step, venue_next)
             visited = step
+            router_next = self._router.next_due(step + 1) if self._router is not None else NO_ACTIVITY
             if progress is not None and self._day_end[step]:
                 progress(step + 1)
         self.state.next_step = end
@@ -243,8 +252,12 @@ class Kernel:
         if self._day_end[step] and self.state.open_orders:
             # Day orders of the session end at its close, before a decision taken at the close.
             self._expire_day_orders(step)
+            if self._router is not None:
+                self._router.work(step)  # expired children roll their remainders
             venue_next = self._venue_next(step)
         if self._decide_mask[step] and self._decide(step):
+            venue_next = self._venue_next(step)
+        if self._router is not None and self._router.work(step):
             venue_next = self._venue_next(step)
         if self._flattening() and self._flatten(step):
             venue_next = self._venue_next(step)
@@ -269,24 +282,38 @@ class Kernel:
         if step in self._commands:
             for command in self._commands[step]:
                 self._sink.append(command)
-                self._kill_observe(command)
+                self._kill_observe(command, step)
         return venue_next
 
     # --- kill switch ---------------------------------------------------------------------
+
+    def _armed(self) -> bool:
+        kill = self.state.kill
+        return kill is None or kill.state is KillState.ARMED
 
     def _flattening(self) -> bool:
         kill = self.state.kill
         return kill is not None and kill.state is KillState.FLATTENING
 
-    def _kill_observe(self, observation: Observation) -> list[KillSwitchEvent]:
-        """Fold one observation into the kill switch; journal the events it decides."""
+    def _kill_observe(self, observation: Observation, step: int) -> list[KillSwitchEvent]:
+        """Fold one observation into the kill switch; journal the events it decides. A trip
+        cancels every working order (the kill switch's own excepted) and the router's parents."""
         state = self.state.kill
         assert state is not None
         state, events = update_kill_switch(state, self._kill_config, observation)
         self.state.kill = state
         for event in events:
             self._sink.append(event)
+            if isinstance(event, KillSwitchTripped):
+                self._cancel_working(step, event.ts_ns, f"kill switch tripped ({event.trigger})")
         return events
+
+    def _cancel_working(self, step: int, ts_ns: int, reason: str) -> None:
+        for order_id, order in list(self.state.open_orders.items()):
+            if order.strategy_id != KILL_SWITCH_STRATEGY:
+                self._cancel(order_id, order, step, ts_ns, reason)
+        if self._router is not None:
+            self._router.cancel_parents(ts_ns, reason)
 
     def _flatten(self, step: int) -> bool:
         """Close every position with market orders (once none of ours are working); report
@@ -442,9 +469,40 @@ class Kernel:
         )
         nav = self.nav_minor(step)
         if self._kill_watch_nav:
-            self._kill_observe(NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=nav))
+            self._kill_observe(NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=nav), step)
         prices = self._prices(step)
         held = current_weights(self.state.positions, prices, self._instruments, nav)
+        allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)
+        self.state.last_targets.update(allowed)
+        self._cancel_open(step, ts_ns, sid)
+        intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        intents, order_verdicts = self._risk.orders(intents)
+        verdicts.extend(order_verdicts)
+        for verdict in verdict_events(ts_ns, sid, step, verdicts):
+            self._sink.append(verdict)
+        if self._router is not None:
+            return self._router.on_decision(step, ts_ns, sid, intents)
+        armed = self._armed()
+        for index, intent in enumerate(intents):
+            if armed and not self._armed():
+                self._drop_after_trip(ts_ns, sid, step, intents[index:])
+                break
+            self._submit(
+                step,
+                ts_ns,
+                sid,
+                intent.instrument_id,
+                intent.side,
+                intent.qty_raw,
+                intent.decision_px_raw,
+                limit_px=limit_px.get(intent.instrument_id, 0),
+            )
+        return bool(intents)
+
+    def _pre_trade(
+        self, step: int, sid: str, targets: dict[int, int], held: dict[int, int], prices: dict[int, int]
+    ) -> tuple[dict[int, int], list[RuleVerdict]]:
+        """The decision's targets through priced -> vol target -> kill switch -> portfolio rules."""
         priced, priced_verdict = reject_unpriced(targets, prices)
         verdicts = [priced_verdict]
         if self._vol_target is not None:
@@ -463,25 +521,25 @@ class Kernel:
         except RiskError as error:
             raise KernelError(f"{sid} at step {step}: {error}") from None
         verdicts.extend(portfolio_verdicts)
-        self.state.last_targets.update(allowed)
-        self._cancel_open(step, ts_ns, sid)
-        intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
-        intents, order_verdicts = self._risk.orders(intents)
-        verdicts.extend(order_verdicts)
-        for verdict in verdict_events(ts_ns, sid, step, verdicts):
-            self._sink.append(verdict)
-        for intent in intents:
-            self._submit(
-                step,
-                ts_ns,
-                sid,
-                intent.instrument_id,
-                intent.side,
-                intent.qty_raw,
-                intent.decision_px_raw,
-                limit_px.get(intent.instrument_id, 0),
-            )
-        return bool(intents)
+        return allowed, verdicts
+
+    def _drop_after_trip(self, ts_ns: int, sid: str, step: int, intents: list[OrderIntent]) -> None:
+        """The kill switch tripped while this decision's orders were being sent: the rest are
+        not sent, and a verdict names them."""
+        ids = sorted({intent.instrument_id for intent in intents})
+        detail = f"kill switch tripped while sending: {len(intents)} orders not sent"
+        verdict = RuleVerdict(
+            rule="kill_switch",
+            action="reject",
+            unit="orders",
+            limit=0,
+            observed=len(intents),
+            observed_after=0,
+            instrument_ids=ids,
+            detail=detail,
+        )
+        for event in verdict_events(ts_ns, sid, step, [verdict]):
+            self._sink.append(event)
 
     def _targets_e8(self, weights: np.ndarray) -> dict[int, int]:
         """Float weights -> 1e-8 integers, half-even (Python's ``round`` and ``np.rint`` agree
@@ -528,7 +586,16 @@ class Kernel:
             del self.state.open_orders[event.order_id]
 
     def _submit(
-        self, step: int, ts_ns: int, sid: str, iid: int, side: int, qty: int, px: int, limit_px: int = 0
+        self,
+        step: int,
+        ts_ns: int,
+        sid: str,
+        iid: int,
+        side: int,
+        qty: int,
+        px: int,
+        parent_id: str = "",
+        limit_px: int = 0,
     ) -> None:
         state = self.state
         state.order_counter += 1
@@ -543,6 +610,7 @@ class Kernel:
             qty_raw=qty,
             limit_px_raw=limit_px,
             decision_px_raw=px,
+            parent_id=parent_id,
         )
         self._sink.append(submitted)
         order = new_order(submitted)
@@ -554,17 +622,16 @@ class Kernel:
         else:
             ack = self._venue.submit(step, order)
         self._sink.append(ack)
-        if self._kill_watch_venue:
-            accepted = isinstance(ack, OrderAccepted)
-            self._kill_observe(
-                VenueResponded(
-                    ts_ns=ts_ns, venue=self._instruments[iid].venue, accepted=accepted, latency_ns=0
-                )
-            )
         order = evolve(order, ack)
         if order.is_open:
             state.open_orders[order.order_id] = order
             self._rules.on_accepted(state.sellable, live_day, order)
+        if self._kill_watch_venue:
+            accepted = isinstance(ack, OrderAccepted)
+            venue = self._instruments[iid].venue
+            self._kill_observe(
+                VenueResponded(ts_ns=ts_ns, venue=venue, accepted=accepted, latency_ns=0), step
+            )
 
     def _close_day(self, step: int) -> None:
         ts_ns = int(self._panel.ts_ns[step])
@@ -583,7 +650,8 @@ class Kernel:
         )
         if self._kill_watch_nav:
             self._kill_observe(
-                NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=cash + sum(values.values()))
+                NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=cash + sum(values.values())),
+                step,
             )
         if self._vol_target is not None:
             closes = self.state.nav_closes
@@ -598,3 +666,29 @@ class Kernel:
     def _apply_corporate_actions(self, step: int) -> bool:
         """Ex-date and pay-date effects at the session's first step (``kernel.corporate_actions``)."""
         return self._corporate.apply(step, self.state, self._rules, self._sink.append, self._post)
+
+    # --- execution router ----------------------------------------------------------------
+
+    def _make_router(self, execution: ExecutionConfig) -> Router:
+        """The router works parent orders through ``_submit``/``_cancel_order`` and reads its
+        children's fates from the events the kernel journals (it taps the sink)."""
+        router = Router(
+            config=execution,
+            panel=self._panel,
+            instruments=self._instruments,
+            columns=self._column,
+            book=self.state.execution,
+            sink=self._sink,
+            submit=self._submit,
+            cancel=self._cancel_order,
+        )
+        self._sink = router.tap(self._sink)
+        return router
+
+    def _cancel_order(self, step: int, order_id: str, reason: str) -> None:
+        """Cancel one open order (the router's child timeout), releasing reserved sellable."""
+        order = self.state.open_orders.pop(order_id)
+        event = OrderCancelled(ts_ns=int(self._panel.ts_ns[step]), order_id=order_id, reason=reason)
+        self._sink.append(event)
+        evolve(order, event)
+        self._rules.on_closed(self.state.sellable, self._session_of_order(step), order)

@@ -158,16 +158,19 @@ class RiskStage:
     ) -> tuple[dict[int, int], list[RuleVerdict]]:
         """Check the implied full vector (targets over current weights); returns the allowed
         targets: every targeted name, plus held names a rule changed."""
+        for iid, weight in targets.items():
+            if abs(weight) > LIMIT_E8_MAX:
+                raise RiskError(
+                    f"instrument {iid}: target weight {weight}e-8 is beyond the risk stage's bound "
+                    f"of {LIMIT_E8_MAX}e-8 (20x NAV)"
+                )
+        # A held position can be worth more than 20x a NAV that losses have shrunk: it enters
+        # the rules at the bound (a rule that acts then cuts it from there, toward zero).
+        held = {iid: max(-LIMIT_E8_MAX, min(LIMIT_E8_MAX, weight)) for iid, weight in held.items()}
         implied = dict(held)
         implied.update(targets)
         ids = sorted(implied)
         weights = [implied[iid] for iid in ids]
-        for iid, weight in zip(ids, weights, strict=True):
-            if abs(weight) > LIMIT_E8_MAX:
-                raise RiskError(
-                    f"instrument {iid}: weight {weight}e-8 is beyond the risk stage's bound "
-                    f"of {LIMIT_E8_MAX}e-8 (20x NAV)"
-                )
         intent = make_intent(
             ids,
             weights,

@@ -11,7 +11,7 @@ compare record by record, to name the first divergent sequence number.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domain.events import (
     INPUT_KINDS,
@@ -41,6 +41,7 @@ from kernel.journal import (
 )
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
+from kernel.router import ExecutionConfig
 from kernel.state import KernelState
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
@@ -64,6 +65,7 @@ class KernelParts:
     cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
     margin: PerpMargin | None = None  # perpetual liquidation (None: off)
     us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 @dataclass(frozen=True)
@@ -302,6 +304,7 @@ def _replay(
         cn_fees=parts.cn_fees,
         margin=parts.margin,
         us_regulatory_fees=parts.us_regulatory_fees,
+        execution=parts.execution,
     )
     try:
         if snapshot is None:

@@ -15,6 +15,7 @@ from domain.ledger import Position
 from domain.markets import Lots, SellableBook, TaxLot
 from domain.orders import Order, OrderStatus
 from domain.riskrules import KillState, KillSwitchState
+from kernel.router import ExecutionBook
 
 __all__ = ["KernelState"]
 
@@ -35,6 +36,7 @@ class KernelState:
         self.kill: KillSwitchState | None = None  # set by the kernel at its first step
         self.nav_closes: list[int] = []  # last day-close NAVs (volatility targeting's window + 1)
         self.tax_lots: dict[int, Lots] = {}  # A-share lots for the dividend tax at the sale
+        self.execution = ExecutionBook()  # the execution router's working parents
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -73,6 +75,7 @@ class KernelState:
                 for iid, lots in sorted(self.tax_lots.items())
                 for lot in lots
             ],
+            router=self.execution.snapshot(),
         )
 
     @classmethod
@@ -113,6 +116,7 @@ class KernelState:
                 *held,
                 TaxLot(lot.acquired_day, lot.qty, tuple((day, amount) for day, amount in lot.dividends)),
             )
+        state.execution = ExecutionBook.restore(snapshot.router)
         return state
 
 

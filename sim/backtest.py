@@ -19,6 +19,7 @@ from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.markets import MarketRules
 from kernel.replay import KernelParts
+from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from lake.store import dataset_ref, load_panel
@@ -103,6 +104,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # SEC Section 31 fee + FINRA TAF on US equity sells. Their dated tables start 2023-02-27 /
     # 2024-01-01; a run starting earlier fails unless this is set to false explicitly.
     us_regulatory_fees: bool = True
+    execution: ExecutionConfig = ExecutionConfig()
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -124,6 +126,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         for optional in ("perp_margin", "vol_target"):
             if data[optional] is None:
                 del data[optional]
+        if self.execution == ExecutionConfig():
+            del data["execution"]  # the default router (market orders): configs journal as before
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -166,6 +170,7 @@ def build_parts(
         cn_fees=cn_fee_tables(config.cn_fees.rows),
         margin=config.perp_margin,
         us_regulatory_fees=config.us_regulatory_fees,
+        execution=config.execution,
     )
     return parts
 
@@ -219,6 +224,7 @@ def run_backtest(
             cn_fees=parts.cn_fees,
             margin=parts.margin,
             us_regulatory_fees=parts.us_regulatory_fees,
+            execution=parts.execution,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

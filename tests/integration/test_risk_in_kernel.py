@@ -23,6 +23,8 @@ from domain.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    ParentCreated,
+    ParentDone,
     RiskVerdict,
     StateSnapshotted,
 )
@@ -30,6 +32,7 @@ from domain.fixed import RATE_SCALE
 from domain.riskrules import KillSwitchConfig, VolTarget, policy_from_mapping
 from kernel.loop import KILL_SWITCH_STRATEGY
 from kernel.replay import replay
+from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from sim.backtest import OperatorCommandConfig, build_parts, run_backtest
 from tests.factories import make_config, make_dataset, run
@@ -228,3 +231,33 @@ def test_vol_targeting_scales_decisions_by_realised_nav_vol(daily: Path, tmp_pat
     # The journaled targets after risk are the scaled ones: no order exceeds the scaled weight.
     unscaled = run(make_config(daily, tmp_path / "plain", strategy="momentum", risk=LOOSE))
     assert unscaled.last_hash != open_journal(tmp_path / "j").last_hash.hex()
+
+
+def test_a_trip_cancels_working_orders_and_the_routers_parents(tmp_path: Path) -> None:
+    minutes = make_dataset(tmp_path / "m", symbols=3, bars=3600, frequency="1m")
+    execution = ExecutionConfig(algo="twap", slices=10, window_steps=600)
+    base = make_config(minutes, tmp_path / "base", risk=LOOSE, execution=execution)
+    base_events = [e for _, e in open_journal(run(base).journal).events()]
+    created = [e for e in base_events if isinstance(e, ParentCreated)]
+    assert created
+    # Halt while the first parent still has slices to send.
+    first = created[0]
+    at_ns = first.ts_ns + 120 * 60 * 1_000_000_000 + 30_000_000_000
+    at = datetime.fromtimestamp(at_ns // 1_000_000_000, UTC).isoformat().replace("+00:00", "Z")
+    config = make_config(
+        minutes,
+        tmp_path / "j",
+        risk=LOOSE,
+        execution=execution,
+        operator_commands=[OperatorCommandConfig(at=at, command="halt", operator="ops")],
+    )
+    run(config)
+    events = _events(tmp_path / "j")
+    (tripped,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    done = [e for e in events if isinstance(e, ParentDone) and e.ts_ns == tripped.ts_ns]
+    assert done and all(
+        d.reason == "cancelled" and "kill switch tripped (operator)" in d.detail for d in done
+    )
+    working_after = [e for e in events if isinstance(e, ParentCreated) and e.ts_ns > tripped.ts_ns]
+    # After the halt, parents only reduce positions (the strategy may still sell what it holds).
+    assert all(p.side < 0 for p in working_after)
