@@ -63,6 +63,7 @@ from domain.riskrules import (
     update_kill_switch,
 )
 from domain.riskrules import evolve_kill_switch as evolve_kill
+from kernel.borrow import BorrowConfig, borrow_postings
 from kernel.corporate_actions import CorporateActionBook
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
@@ -145,6 +146,7 @@ class Kernel:
         kill_switch: KillSwitchConfig | None = None,
         operator_commands: Sequence[OperatorCommanded] = (),
         vol_target: VolTarget | None = None,
+        borrow: BorrowConfig | None = None,
         cn_fees: CnFeeTables = CN_FEE_TABLES,
         margin: PerpMargin | None = None,
         us_regulatory_fees: bool = True,
@@ -168,6 +170,7 @@ class Kernel:
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
         self._risk = RiskStage(policy, self._instruments)
         self._vol_target = vol_target
+        self._borrow = borrow
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self._ids = [inst.instrument_id for inst in panel.instruments]
         first_day = int(panel.day[0]) if panel.steps else 0
@@ -633,7 +636,24 @@ class Kernel:
                 VenueResponded(ts_ns=ts_ns, venue=venue, accepted=accepted, latency_ns=0), step
             )
 
+    def _accrue_borrow(self, step: int) -> None:
+        """Short borrow fees from this session to the next (``kernel.borrow``)."""
+        assert self._borrow is not None
+        panel = self._panel
+        day = int(panel.day[step])
+        next_day = int(panel.day[step + 1]) if step + 1 < panel.steps else day
+        ts_ns = int(panel.ts_ns[step])
+        for iid, position in sorted(self.state.positions.items()):
+            close = int(panel.last_close[step, self._column[iid]])
+            postings, memo = borrow_postings(
+                self._borrow, self._instruments[iid], position, close, day, next_day
+            )
+            if postings:
+                self._post(ts_ns, memo, postings)
+
     def _close_day(self, step: int) -> None:
+        if self._borrow is not None:
+            self._accrue_borrow(step)
         ts_ns = int(self._panel.ts_ns[step])
         values = self._position_values(step)
         cash = self.state.balances.get(cash_account(self._currency), 0)

@@ -27,6 +27,7 @@ from domain.events import (
 from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
+from kernel.borrow import BorrowConfig
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -62,6 +63,7 @@ class KernelParts:
     kill_switch: KillSwitchConfig | None = None
     operator_commands: tuple[OperatorCommanded, ...] = ()
     vol_target: VolTarget | None = None
+    borrow: BorrowConfig | None = None
     cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
     margin: PerpMargin | None = None  # perpetual liquidation (None: off)
     us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
@@ -301,6 +303,7 @@ def _replay(
         kill_switch=parts.kill_switch,
         operator_commands=parts.operator_commands,
         vol_target=parts.vol_target,
+        borrow=parts.borrow,
         cn_fees=parts.cn_fees,
         margin=parts.margin,
         us_regulatory_fees=parts.us_regulatory_fees,

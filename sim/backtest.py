@@ -14,6 +14,7 @@ from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.markets import CnFeeRows, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
+from kernel.borrow import BorrowConfig
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, KernelError, ProgressFn
@@ -101,6 +102,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     cn_fees: CnFeeRows = CnFeeRows()
     perp_margin: PerpMargin | None = None  # perpetual maintenance margin and liquidation; None: off
     vol_target: VolTarget | None = None  # scale decisions by target / realised NAV vol; None: off
+    borrow: BorrowConfig | None = None  # short borrow fees (annual rates); None: off
     # SEC Section 31 fee + FINRA TAF on US equity sells. Their dated tables start 2023-02-27 /
     # 2024-01-01; a run starting earlier fails unless this is set to false explicitly.
     us_regulatory_fees: bool = True
@@ -123,7 +125,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target"):
+        for optional in ("perp_margin", "vol_target", "borrow"):
             if data[optional] is None:
                 del data[optional]
         if self.execution == ExecutionConfig():
@@ -167,6 +169,7 @@ def build_parts(
         kill_switch=config.kill_switch,
         operator_commands=tuple(command.event() for command in config.operator_commands),
         vol_target=config.vol_target,
+        borrow=config.borrow,
         cn_fees=cn_fee_tables(config.cn_fees.rows),
         margin=config.perp_margin,
         us_regulatory_fees=config.us_regulatory_fees,
@@ -221,6 +224,7 @@ def run_backtest(
             kill_switch=parts.kill_switch,
             operator_commands=parts.operator_commands,
             vol_target=parts.vol_target,
+            borrow=parts.borrow,
             cn_fees=parts.cn_fees,
             margin=parts.margin,
             us_regulatory_fees=parts.us_regulatory_fees,
