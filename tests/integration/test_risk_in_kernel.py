@@ -10,6 +10,10 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
 import pytest
 
 from cli.wiring import replay_builder
@@ -29,14 +33,17 @@ from domain.events import (
     StateSnapshotted,
 )
 from domain.fixed import RATE_SCALE
+from domain.market import Panel
 from domain.riskrules import KillSwitchConfig, VolTarget, policy_from_mapping
 from kernel.loop import KILL_SWITCH_STRATEGY
 from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
+from kernel.strategy import MarketView
+from lake.store import write_dataset
 from sim.backtest import OperatorCommandConfig, build_parts, run_backtest
 from tests.factories import make_config, make_dataset, run
-from tests.integration.test_cn_rules_kernel import Scripted, _dataset, _ts
+from tests.integration.test_cn_rules_kernel import SPDB, Scripted, _dataset, _ts
 
 LOOSE = policy_from_mapping({"name": {"limit_e8": 100_000_000, "action": "clip"}})
 
@@ -261,3 +268,58 @@ def test_a_trip_cancels_working_orders_and_the_routers_parents(tmp_path: Path) -
     working_after = [e for e in events if isinstance(e, ParentCreated) and e.ts_ns > tripped.ts_ns]
     # After the halt, parents only reduce positions (the strategy may still sell what it holds).
     assert all(p.side < 0 for p in working_after)
+
+
+class _TwoNames:
+    """Buys name 1 at step 0; at step 1 sells it (refused by T+1) and buys name 2 in one decision."""
+
+    strategy_id = "two"
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([0, 1], dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([0.3, 0.0]) if view.step == 0 else np.array([0.0, 0.3])
+
+
+def test_a_trip_while_sending_stops_the_rest_of_the_decision(tmp_path: Path) -> None:
+    second = msgspec.structs.replace(SPDB, instrument_id=2, symbol="600004")
+    stamps = [_ts(20240102, t) for t in ("10:00", "10:30", "11:00", "14:00")]
+    rows = [(ts, iid) for ts in stamps for iid in (1, 2)]
+    bars = pa.table(
+        {
+            "ts_ns": [ts for ts, _ in rows],
+            "day": [20240102] * len(rows),
+            "instrument_id": [iid for _, iid in rows],
+            "open": [1000] * len(rows),
+            "high": [1010] * len(rows),
+            "low": [990] * len(rows),
+            "close": [1000] * len(rows),
+            "volume": [1_000_000] * len(rows),
+        }
+    )
+    data = write_dataset(
+        tmp_path / "data", name="two", frequency="1m", calendar="XSHG", instruments=[SPDB, second], bars=bars
+    )
+    config = make_config(
+        tmp_path / "data",
+        tmp_path / "j",
+        currency="CNY",
+        risk=LOOSE,
+        kill_switch=KillSwitchConfig(consecutive_rejects_max=1),
+    )
+    assert data is not None
+    run_backtest(config, _TwoNames())
+    journal = open_journal(tmp_path / "j")
+    outcome = replay(journal, lambda r, ref: build_parts(config, _TwoNames(), expected_hash=ref.content_hash))
+    assert outcome.ok, outcome.divergence
+    events = [e for _, e in journal.events()]
+    (rejected,) = [e for e in events if isinstance(e, OrderRejected)]
+    assert rejected.reason.startswith("CN_T_PLUS_1")
+    (tripped,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert tripped.trigger == "consecutive_rejects"
+    dropped = [
+        e for e in events if isinstance(e, RiskVerdict) and e.detail.startswith("kill switch tripped while")
+    ]
+    assert len(dropped) == 1 and dropped[0].instrument_ids == [2] and dropped[0].action == "reject"
+    assert not [e for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == 2]
