@@ -27,6 +27,7 @@ from domain.riskrules import (
     apply_scale,
     evaluate_intent,
     evaluate_orders,
+    evaluate_within_limits,
     make_intent,
     make_orders,
     vol_target_scale,
@@ -46,6 +47,7 @@ __all__ = [
 ]
 
 PERP_ASSET_CLASSES = frozenset({"crypto_perp", "perpetual"})
+SMALL_VECTOR = 64  # up to this many names, a decision within every limit skips the array pass
 
 
 class RiskError(ValueError):
@@ -171,14 +173,15 @@ class RiskStage:
         implied.update(targets)
         ids = sorted(implied)
         weights = [implied[iid] for iid in ids]
-        intent = make_intent(
-            ids,
-            weights,
-            [held.get(iid, 0) for iid in ids],
-            [self._sector[iid] for iid in ids],
-            [self._country[iid] for iid in ids],
-            [self._perp[iid] for iid in ids],
-        )
+        sectors = [self._sector[iid] for iid in ids]
+        countries = [self._country[iid] for iid in ids]
+        perps = [self._perp[iid] for iid in ids]
+        if len(ids) <= SMALL_VECTOR:
+            passed = evaluate_within_limits(weights, sectors, countries, perps, self.policy)
+            if passed is not None:  # nothing to change: every target as asked
+                return {iid: weight for iid, weight in targets.items()}, passed
+        current = [held.get(iid, 0) for iid in ids]
+        intent = make_intent(ids, weights, current, sectors, countries, perps)
         result = evaluate_intent(intent, self.policy)
         allowed_all = dict(zip(ids, result.weights_e8.tolist(), strict=True))
         allowed = {

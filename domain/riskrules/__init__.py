@@ -60,6 +60,7 @@ from domain.riskrules.pretrade import (
     PreTradeResult,
     RuleVerdict,
     evaluate_intent,
+    evaluate_within_limits,
     make_intent,
     portfolio_measures,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "decide_kill_switch",
     "evaluate_greeks",
     "evaluate_intent",
+    "evaluate_within_limits",
     "evaluate_orders",
     "evolve_kill_switch",
     "greek_measures",

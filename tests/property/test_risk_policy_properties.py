@@ -19,6 +19,7 @@ from domain.riskrules import (
     band_allowance_raw,
     evaluate_intent,
     evaluate_orders,
+    evaluate_within_limits,
     make_intent,
     make_orders,
 )
@@ -142,3 +143,25 @@ def test_accepted_orders_respect_order_limits(case) -> None:  # type: ignore[no-
         if policy.price_band.band_e8 and last > 0:
             assert abs(px - last) * 100_000_000 <= policy.price_band.band_e8 * last
             assert abs(px - last) <= allow
+
+
+SMALL_WEIGHT = st.integers(-40_000_000, 40_000_000)  # often within the limits: the fast path's case
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), policies)
+def test_the_plain_python_pass_agrees_with_the_full_evaluation(
+    data: st.DataObject, policy: RiskPolicy
+) -> None:
+    n = data.draw(st.integers(0, 12))
+    weights = data.draw(st.lists(st.one_of(SMALL_WEIGHT, WEIGHT), min_size=n, max_size=n))
+    sectors = data.draw(st.lists(st.integers(-1, 3), min_size=n, max_size=n))
+    countries = data.draw(st.lists(st.integers(-1, 2), min_size=n, max_size=n))
+    perps = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    fast = evaluate_within_limits(weights, sectors, countries, perps, policy)
+    full = evaluate_intent(make_intent(list(range(n)), weights, weights, sectors, countries, perps), policy)
+    if fast is None:
+        assert any(v.action != "pass" for v in full.verdicts)
+    else:
+        assert fast == full.verdicts
+        assert full.weights_e8.tolist() == weights
