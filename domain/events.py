@@ -358,6 +358,18 @@ class RouterSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     buckets: list[RouterBucketSnapshot] = []
 
 
+class DayTradeSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    """A US PDT day-trade record (``domain.markets.DayTradeRecord``) of a session in the window."""
+
+    day: int
+    instrument_id: int
+    opening: int
+    closing: int
+    trades: int
+    day_trades: int
+    armed: bool
+
+
 class KernelSnapshot(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 ):
@@ -382,6 +394,7 @@ class KernelSnapshot(
     # The execution router's state; UNSET (absent from the bytes) when no router ever ran, so
     # runs with algo = "market" journal exactly what they did before the router existed.
     router: RouterSnapshot | UnsetType = UNSET
+    day_trades: list[DayTradeSnapshot] = []  # US PDT day-trade counter (sessions in the window)
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):

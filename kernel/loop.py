@@ -47,7 +47,7 @@ from domain.fixed import RATE_SCALE, Rounding
 from domain.instruments import notional_minor
 from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
 from domain.market import Panel
-from domain.markets import CN_FEE_TABLES, CnFeeTables, funding_payment_minor, funding_postings
+from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule, funding_payment_minor, funding_postings
 from domain.orders import Order, evolve, new_order
 from domain.riskrules import (
     KillState,
@@ -67,6 +67,7 @@ from kernel.borrow import BorrowConfig, borrow_postings
 from kernel.corporate_actions import CorporateActionBook
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
+from kernel.pdt import PdtGuard
 from kernel.pipeline import (
     OrderIntent,
     RiskError,
@@ -151,6 +152,7 @@ class Kernel:
         margin: PerpMargin | None = None,
         us_regulatory_fees: bool = True,
         execution: ExecutionConfig | None = None,
+        pdt: PdtRule | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -178,6 +180,10 @@ class Kernel:
             self._rules = MarketRules(
                 self._instruments, cn_fees, us_regulatory_fees=us_regulatory_fees, first_day=first_day
             )
+        except ValueError as error:
+            raise KernelError(str(error)) from None
+        try:
+            self._pdt = PdtGuard(pdt, self._instruments, currency) if pdt is not None else None
         except ValueError as error:
             raise KernelError(str(error)) from None
         for inst in panel.instruments:
@@ -404,6 +410,8 @@ class Kernel:
         state = self.state
         order = evolve(state.open_orders[fill.order_id], fill)
         position = state.positions.get(fill.instrument_id, Position())
+        if self._pdt is not None:
+            state.day_trades = self._pdt.on_fill(state.day_trades, day, fill, position.qty_raw)
         postings, position = fill_postings(position, fill)
         postings.extend(self._rules.fee_postings(day, fill))
         postings.extend(self._corporate.on_fill(state, day, fill))  # A-share dividend tax at the sale
@@ -619,6 +627,9 @@ class Kernel:
         order = new_order(submitted)
         live_day = self._session_of_order(step)
         reason = self._rules.check(state.sellable, live_day, order)
+        if not reason and self._pdt is not None:
+            held = state.positions.get(iid, Position()).qty_raw
+            reason = self._pdt.check(state.day_trades, live_day, order, held, lambda: self.nav_minor(step))
         ack: OrderAccepted | OrderRejected
         if reason:
             ack = OrderRejected(ts_ns=ts_ns, order_id=order.order_id, reason=reason)

@@ -25,7 +25,7 @@ from domain.events import (
     event_kind,
 )
 from domain.market import Panel
-from domain.markets import CN_FEE_TABLES, CnFeeTables
+from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.borrow import BorrowConfig
 from kernel.journal import (
@@ -68,6 +68,7 @@ class KernelParts:
     margin: PerpMargin | None = None  # perpetual liquidation (None: off)
     us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
 
 
 @dataclass(frozen=True)
@@ -308,6 +309,7 @@ def _replay(
         margin=parts.margin,
         us_regulatory_fees=parts.us_regulatory_fees,
         execution=parts.execution,
+        pdt=parts.pdt,
     )
     try:
         if snapshot is None:

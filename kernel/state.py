@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from domain.events import (
+    DayTradeSnapshot,
     KernelSnapshot,
     KillSwitchSnapshot,
     OpenOrderSnapshot,
@@ -12,7 +15,7 @@ from domain.events import (
     TaxLotSnapshot,
 )
 from domain.ledger import Position
-from domain.markets import Lots, SellableBook, TaxLot
+from domain.markets import DayTradeBook, DayTradeRecord, Lots, SellableBook, TaxLot
 from domain.orders import Order, OrderStatus
 from domain.riskrules import KillState, KillSwitchState
 from kernel.router import ExecutionBook
@@ -37,6 +40,7 @@ class KernelState:
         self.nav_closes: list[int] = []  # last day-close NAVs (volatility targeting's window + 1)
         self.tax_lots: dict[int, Lots] = {}  # A-share lots for the dividend tax at the sale
         self.execution = ExecutionBook()  # the execution router's working parents
+        self.day_trades = DayTradeBook()  # US PDT counter (``kernel.pdt``)
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -76,6 +80,7 @@ class KernelState:
                 for lot in lots
             ],
             router=self.execution.snapshot(),
+            day_trades=[DayTradeSnapshot(*msgspec.structs.astuple(r)) for r in self.day_trades.records],
         )
 
     @classmethod
@@ -117,6 +122,9 @@ class KernelState:
                 TaxLot(lot.acquired_day, lot.qty, tuple((day, amount) for day, amount in lot.dividends)),
             )
         state.execution = ExecutionBook.restore(snapshot.router)
+        state.day_trades = DayTradeBook(
+            records=tuple(DayTradeRecord(*msgspec.structs.astuple(r)) for r in snapshot.day_trades)
+        )
         return state
 
 

@@ -12,7 +12,7 @@ import msgspec
 
 from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
-from domain.markets import CnFeeRows, cn_fee_tables
+from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.borrow import BorrowConfig
 from kernel.journal import JournalError
@@ -107,6 +107,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # 2024-01-01; a run starting earlier fails unless this is set to false explicitly.
     us_regulatory_fees: bool = True
     execution: ExecutionConfig = ExecutionConfig()
+    pdt: PdtRule | None = None  # US pattern-day-trader rule of the broker; None: off
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -125,7 +126,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target", "borrow"):
+        for optional in ("perp_margin", "vol_target", "borrow", "pdt"):
             if data[optional] is None:
                 del data[optional]
         if self.execution == ExecutionConfig():
@@ -174,6 +175,7 @@ def build_parts(
         margin=config.perp_margin,
         us_regulatory_fees=config.us_regulatory_fees,
         execution=config.execution,
+        pdt=config.pdt,
     )
     return parts
 
@@ -229,6 +231,7 @@ def run_backtest(
             margin=parts.margin,
             us_regulatory_fees=parts.us_regulatory_fees,
             execution=parts.execution,
+            pdt=parts.pdt,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

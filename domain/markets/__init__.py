@@ -1,5 +1,6 @@
 """Market rules as pure functions over dated tables: A-share limits, T+1 and lots, fees and
-taxes, corporate actions, calendars, option greeks, perpetual funding and margin.
+taxes, corporate actions, calendars, option greeks, perpetual funding and margin, the US
+pattern-day-trader rule.
 
 Each rule value is keyed by effective date (``Dated``); see ``docs/markets.md`` and
 ``shared/MARKET_RULES.md`` for sources. Import from here, not from the submodules.
@@ -107,6 +108,19 @@ from domain.markets.fees import (
     sec_fee_minor,
 )
 from domain.markets.greeks import OPTION_MULTIPLIER_US_EQUITY, Greeks, black76_greeks, black_scholes_greeks
+from domain.markets.pdt import (
+    FINRA_PDT_PHASE_IN_END,
+    FINRA_PDT_REPLACED,
+    DayTradeBook,
+    DayTradeRecord,
+    PdtRule,
+    check_pdt,
+    completes_day_trade,
+    pdt_window,
+    record_fill,
+    split_fill,
+    window_counts,
+)
 from domain.markets.perpetuals import (
     MarginBracket,
     check_liquidation,
@@ -147,4 +161,6 @@ __all__ = [
     "release_sell", "reserve_sell", "rights_entitlement", "rights_subscription_postings", "roll_to",
     "sec_fee_minor", "sellable", "session_intervals_ns", "sessions", "split_quantity",
     "unrealized_pnl_minor", "us_extended_intervals_ns",
+    "FINRA_PDT_PHASE_IN_END", "FINRA_PDT_REPLACED", "DayTradeBook", "DayTradeRecord", "PdtRule",
+    "check_pdt", "completes_day_trade", "pdt_window", "record_fill", "split_fill", "window_counts",
 ]  # fmt: skip
