@@ -28,6 +28,7 @@ from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.borrow import BorrowConfig
+from kernel.futures import FuturesConfig
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -68,6 +69,7 @@ class KernelParts:
     margin: PerpMargin | None = None  # perpetual liquidation (None: off)
     us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
 
 
 @dataclass(frozen=True)
@@ -308,6 +310,7 @@ def _replay(
         margin=parts.margin,
         us_regulatory_fees=parts.us_regulatory_fees,
         execution=parts.execution,
+        futures=parts.futures,
     )
     try:
         if snapshot is None:

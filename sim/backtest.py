@@ -15,6 +15,7 @@ from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.markets import CnFeeRows, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.borrow import BorrowConfig
+from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, KernelError, ProgressFn
@@ -107,6 +108,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # 2024-01-01; a run starting earlier fails unless this is set to false explicitly.
     us_regulatory_fees: bool = True
     execution: ExecutionConfig = ExecutionConfig()
+    futures: FuturesConfig | None = None  # futures settlement prices; None: from the data set
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -125,7 +127,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target", "borrow"):
+        for optional in ("perp_margin", "vol_target", "borrow", "futures"):
             if data[optional] is None:
                 del data[optional]
         if self.execution == ExecutionConfig():
@@ -151,12 +153,16 @@ def build_parts(
 ) -> KernelParts:
     """Load the data set (checking its hash) and build what a kernel needs."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
-    try:  # fail before any journal is opened when the fee tables do not cover the run
+    try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
             {inst.instrument_id: inst for inst in panel.instruments},
             us_regulatory_fees=config.us_regulatory_fees,
             first_day=int(panel.day[0]) if panel.steps else 0,
         )
+        by_id = {inst.instrument_id: inst for inst in panel.instruments}
+        margin = config.perp_margin is not None and config.perp_margin.enabled
+        columns = {iid: col for col, iid in enumerate(by_id)}
+        FuturesBook(panel, by_id, columns, config.futures, perp_margin=margin)
     except ValueError as error:
         raise KernelError(f"{config.run_id}: {error}") from None
     parts = KernelParts(
@@ -174,6 +180,7 @@ def build_parts(
         margin=config.perp_margin,
         us_regulatory_fees=config.us_regulatory_fees,
         execution=config.execution,
+        futures=config.futures,
     )
     return parts
 
@@ -229,6 +236,7 @@ def run_backtest(
             margin=parts.margin,
             us_regulatory_fees=parts.us_regulatory_fees,
             execution=parts.execution,
+            futures=parts.futures,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
