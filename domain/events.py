@@ -58,6 +58,7 @@ __all__ = [
     "RunStarted",
     "StateSnapshotted",
     "TaxLotSnapshot",
+    "FutureSettled",
     "TargetsDecided",
     "decode_event",
     "encode_event",
@@ -493,6 +494,24 @@ class PositionLiquidated(Event, frozen=True, tag="position.liquidated.v1"):
     reason: str  # "PERP_LIQUIDATION: ..." with the numbers
 
 
+class FutureSettled(Event, frozen=True, tag="future.settled.v1"):
+    """A futures position marked to the session's settlement price at its close (daily
+    settlement, ``kernel/futures.py``). ``variation_minor = settled_value_minor -
+    reference_value_minor`` moved between cash and ``income:variation_margin:{CCY}`` (the
+    LedgerPosted right after); the values are ``qty x price x multiplier`` in minor units,
+    half-even, and the settled value is the position's new reference."""
+
+    day: int
+    instrument_id: int
+    qty_raw: int
+    settle_px_raw: int
+    method: str  # "dataset", "close", "vwap_day" or "vwap_last_minutes=N", as used that day
+    reference_value_minor: int  # the position's marked value before (last settlement or fills)
+    settled_value_minor: int
+    variation_minor: int  # credit to the holder's cash (negative: paid)
+    currency: str
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -519,6 +538,7 @@ AnyEvent = (
     | ParentCreated
     | ChildDeferred
     | ParentDone
+    | FutureSettled
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})

@@ -6,6 +6,7 @@ Sign convention: debits are positive, credits negative. Accounts:
 - ``assets:inventory:{instrument_id}``  open positions at cost (negative for shorts)
 - ``expenses:commission:{CCY}``         commissions paid
 - ``income:realized:{CCY}``             realised PnL (credit = gain)
+- ``income:variation_margin:{CCY}``     daily-settled futures' variation margin (credit = gain)
 - ``equity:capital:{CCY}``              contributed capital
 """
 
@@ -28,6 +29,7 @@ __all__ = [
     "fill_postings",
     "fold_positions",
     "inventory_account",
+    "margined_fill_postings",
 ]
 
 
@@ -37,7 +39,9 @@ class UnbalancedTransaction(ValueError):
 
 class Position(msgspec.Struct, frozen=True):
     qty_raw: int = 0
-    cost_minor: int = 0  # signed cost basis of the open quantity
+    # Signed cost basis of the open quantity; for a daily-settled future (``domain.futures``)
+    # the signed value ``qty x reference price x multiplier`` at its last settlement or fills.
+    cost_minor: int = 0
 
 
 def cash_account(currency: str) -> str:
@@ -99,6 +103,45 @@ def fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRe
     postings = [PostingRecord(cash_account(ccy), ccy, cash)]
     if inventory:
         postings.append(PostingRecord(inventory_account(fill.instrument_id), ccy, inventory))
+    if realized:
+        postings.append(PostingRecord(f"income:realized:{ccy}", ccy, realized))
+    if fill.commission_minor:
+        postings.append(PostingRecord(f"expenses:commission:{ccy}", ccy, fill.commission_minor))
+    assert_balanced(postings)
+    assert qty == position.qty_raw + signed_qty, "position must equal the sum of fills"
+    return postings, Position(qty, cost if qty else 0)
+
+
+def margined_fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRecord], Position]:
+    """Postings for one fill of a daily-settled future and the position it leaves.
+
+    No notional changes hands: opening quantity adds its notional to the position's reference
+    value (``cost_minor``), nothing to cash. A closing quantity releases its share of the
+    reference value (pro rata, half-even, as ``fill_postings``) and realises the difference
+    to the fill's notional in cash against ``income:realized:{CCY}``; the commission is paid
+    from cash. No posting is made of a zero amount (an opening fill without commission posts
+    nothing).
+    """
+    ccy = fill.currency
+    signed_qty = fill.side * fill.fill_qty_raw
+    closing_qty = _closing_qty(position.qty_raw, signed_qty)
+    closing_notional = div_round(fill.notional_minor * closing_qty, fill.fill_qty_raw, Rounding.HALF_EVEN)
+    opening_notional = fill.notional_minor - closing_notional
+    realized = 0
+    cost = position.cost_minor
+    qty = position.qty_raw
+    if closing_qty:
+        released = _released_cost(position, closing_qty)
+        realized = fill.side * closing_notional + released  # a gain is a credit (< 0)
+        cost -= released
+        qty += fill.side * closing_qty
+    if closing_qty < fill.fill_qty_raw:
+        cost += fill.side * opening_notional
+        qty += fill.side * (fill.fill_qty_raw - closing_qty)
+    postings = []
+    cash = -realized - fill.commission_minor
+    if cash:
+        postings.append(PostingRecord(cash_account(ccy), ccy, cash))
     if realized:
         postings.append(PostingRecord(f"income:realized:{ccy}", ccy, realized))
     if fill.commission_minor:

@@ -60,6 +60,11 @@ class Panel:
     action_cash_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     action_split_to: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
     action_split_from: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
+    # Futures settlement prices from the data set: one row per (session day, instrument id),
+    # sorted by (day, instrument_id); raw price at the instrument's ``price_digits``.
+    settle_day: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    settle_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    settle_px_raw: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)
@@ -82,6 +87,15 @@ class Panel:
         keys = self.action_ex_day * (1 << 32) + self.action_instrument_id
         if keys.size > 1 and not bool(np.all(np.diff(keys) > 0)):
             raise PanelError("corporate actions must be sorted by (ex_day, instrument_id), one row each")
+        self._check_settlements()
+
+    def _check_settlements(self) -> None:
+        settles = (self.settle_day, self.settle_instrument_id, self.settle_px_raw)
+        if len({array.shape for array in settles}) != 1:
+            raise PanelError("settlement columns must have one length")
+        keys = self.settle_day * (1 << 32) + self.settle_instrument_id
+        if keys.size > 1 and not bool(np.all(np.diff(keys) > 0)):
+            raise PanelError("settlement prices must be sorted by (day, instrument_id), one row each")
 
     @property
     def steps(self) -> int:

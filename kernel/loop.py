@@ -10,7 +10,8 @@ order can fill, or the last step of a session day — the kernel, in this order:
    the kill switch, checks them against the risk policy's portfolio rules, turns the allowed
    deltas into whole-lot orders and checks those against the order rules;
 4. while the kill switch is flattening, closes every position;
-5. at a day's last step marks to market (``DayClosed``), feeds the mark to the kill switch
+5. at a day's last step settles futures (variation margin at the settlement price,
+   ``kernel.futures``), marks to market (``DayClosed``), feeds the mark to the kill switch
    and snapshots its state.
 
 Steps where none of these can happen produce no events, so they are skipped: a
@@ -44,8 +45,9 @@ from domain.events import (
     TargetsDecided,
 )
 from domain.fixed import RATE_SCALE, Rounding
+from domain.futures import position_value_minor
 from domain.instruments import notional_minor
-from domain.ledger import Position, apply_postings, capital_postings, cash_account, fill_postings
+from domain.ledger import Position, apply_postings, capital_postings, cash_account
 from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule, funding_payment_minor, funding_postings
 from domain.orders import Order, evolve, new_order
@@ -65,6 +67,7 @@ from domain.riskrules import (
 from domain.riskrules import evolve_kill_switch as evolve_kill
 from kernel.borrow import BorrowConfig, borrow_postings
 from kernel.corporate_actions import CorporateActionBook
+from kernel.futures import FuturesBook, FuturesConfig
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
 from kernel.pdt import PdtGuard
@@ -153,6 +156,7 @@ class Kernel:
         us_regulatory_fees: bool = True,
         execution: ExecutionConfig | None = None,
         pdt: PdtRule | None = None,
+        futures: FuturesConfig | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -207,6 +211,7 @@ class Kernel:
             Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
         )
         self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
+        self._futures = self._make_futures(futures)
         self._router: Router | None = None
         if execution is not None and execution.algo != "market":
             self._router = self._make_router(execution)
@@ -381,6 +386,15 @@ class Kernel:
         return cash + sum(self._position_values(step).values())
 
     def _position_values(self, step: int) -> dict[int, int]:
+        """Positions' values in NAV: notional, or a daily-settled future's unsettled P&L."""
+        row = self._panel.last_close[step]
+        return {
+            iid: position_value_minor(self._instruments[iid], pos, int(row[self._column[iid]]))
+            for iid, pos in sorted(self.state.positions.items())
+        }
+
+    def _exposures(self, step: int) -> dict[int, int]:
+        """Positions' signed notionals at the last close (gross exposure)."""
         row = self._panel.last_close[step]
         return {
             iid: notional_minor(
@@ -412,12 +426,13 @@ class Kernel:
         position = state.positions.get(fill.instrument_id, Position())
         if self._pdt is not None:
             state.day_trades = self._pdt.on_fill(state.day_trades, day, fill, position.qty_raw)
-        postings, position = fill_postings(position, fill)
+        postings, position = self._futures.fill_postings(position, fill)  # futures: no notional
         postings.extend(self._rules.fee_postings(day, fill))
         postings.extend(self._corporate.on_fill(state, day, fill))  # A-share dividend tax at the sale
         self._rules.on_fill(state.sellable, day, fill)
         self._sink.append(fill)
-        self._post(fill.ts_ns, f"fill {fill.order_id}", postings)
+        if postings:  # a future's opening fill without commission moves no money
+            self._post(fill.ts_ns, f"fill {fill.order_id}", postings)
         if position.qty_raw:
             state.positions[fill.instrument_id] = position
         else:
@@ -665,8 +680,11 @@ class Kernel:
     def _close_day(self, step: int) -> None:
         if self._borrow is not None:
             self._accrue_borrow(step)
+        if self._futures.active:  # daily settlement: variation margin at the settlement price
+            self._futures.settle(step, self.state.positions, self._post, self._sink.append)
         ts_ns = int(self._panel.ts_ns[step])
         values = self._position_values(step)
+        exposures = self._exposures(step) if self._futures.active else values
         cash = self.state.balances.get(cash_account(self._currency), 0)
         self._sink.append(
             DayClosed(
@@ -675,7 +693,7 @@ class Kernel:
                 step=step,
                 nav_minor=cash + sum(values.values()),
                 cash_minor=cash,
-                gross_exposure_minor=sum(abs(v) for v in values.values()),
+                gross_exposure_minor=sum(abs(v) for v in exposures.values()),
                 currency=self._currency,
             )
         )
@@ -723,3 +741,16 @@ class Kernel:
         self._sink.append(event)
         evolve(order, event)
         self._rules.on_closed(self.state.sellable, self._session_of_order(step), order)
+
+    def _make_futures(self, config: FuturesConfig | None) -> FuturesBook:
+        """Daily settlement of the run's futures (``kernel.futures``)."""
+        try:
+            return FuturesBook(
+                self._panel,
+                self._instruments,
+                self._column,
+                config,
+                perp_margin=self._liquidation is not None,
+            )
+        except ValueError as error:
+            raise KernelError(str(error)) from None

@@ -28,6 +28,7 @@ from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.borrow import BorrowConfig
+from kernel.futures import FuturesConfig
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -69,6 +70,7 @@ class KernelParts:
     us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
+    futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,7 @@ def _replay(
         us_regulatory_fees=parts.us_regulatory_fees,
         execution=parts.execution,
         pdt=parts.pdt,
+        futures=parts.futures,
     )
     try:
         if snapshot is None:

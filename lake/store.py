@@ -8,6 +8,7 @@ Layout (one folder per data set)::
     DATASET/funding.parquet      (optional) ts_ns, instrument_id, rate_e8
     DATASET/actions.parquet      (optional) instrument_id, ex_date, pay_date, cash_e8,
                                  split_to, split_from (corporate actions)
+    DATASET/settlements.parquet  (optional) day, instrument_id, settle (futures settlement prices)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
 blake2b over the data files' names and bytes; the kernel journals it and replay refuses
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
+from domain.futures import is_daily_settled
 from domain.instruments import Instrument
 from domain.market import ACTION_FIELDS, Panel
 from domain.markets import CorporateAction
@@ -61,7 +63,7 @@ class DatasetRef:
     calendar: str
 
 
-_OPTIONAL_FILES = ("funding.parquet", "actions.parquet")
+_OPTIONAL_FILES = ("funding.parquet", "actions.parquet", "settlements.parquet")
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
 _ACTION_SCHEMA = pa.schema(
     [
@@ -71,6 +73,14 @@ _ACTION_SCHEMA = pa.schema(
         pa.field("cash_e8", pa.int64(), nullable=False),  # pre-tax cash per share, currency x 1e-8
         pa.field("split_to", pa.int64(), nullable=False),  # shares after ...
         pa.field("split_from", pa.int64(), nullable=False),  # ... per shares before (7/1, 13/10)
+    ]
+)
+
+_SETTLEMENT_SCHEMA = pa.schema(
+    [
+        pa.field("day", pa.int32(), nullable=False),  # YYYYMMDD session day
+        pa.field("instrument_id", pa.int32(), nullable=False),
+        pa.field("settle", pa.int64(), nullable=False),  # raw price at the instrument's price_digits
     ]
 )
 
@@ -99,6 +109,7 @@ def write_dataset(
     bars: pa.Table,
     funding: pa.Table | None = None,
     actions: pa.Table | None = None,
+    settlements: pa.Table | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -115,6 +126,9 @@ def write_dataset(
     if actions is not None:
         actions = _checked_actions(actions, instruments)
         pq.write_table(actions, path / "actions.parquet", compression="zstd")
+    if settlements is not None:
+        settlements = _checked_settlements(settlements, instruments)
+        pq.write_table(settlements, path / "settlements.parquet", compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,
@@ -181,8 +195,54 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
                 for field, column in zip(ACTION_FIELDS, columns, strict=True)
             },
         )
+    if (path / "settlements.parquet").exists():
+        settles = _checked_settlements(pq.read_table(path / "settlements.parquet"), list(instruments))
+        panel = dataclasses.replace(
+            panel,
+            settle_day=settles.column("day").to_numpy().astype(np.int64),
+            settle_instrument_id=settles.column("instrument_id").to_numpy().astype(np.int64),
+            settle_px_raw=settles.column("settle").to_numpy().astype(np.int64),
+        )
     ref = DatasetRef(str(path), digest, str(manifest["frequency"]), str(manifest["calendar"]))
     return panel, ref
+
+
+def _checked_settlements(settles: pa.Table, instruments: list[Instrument]) -> pa.Table:
+    """The settlements table in contract form, sorted by (day, instrument_id): no nulls, one
+    row per (day, instrument), a known daily-settled future, a positive price on its tick."""
+    missing = [name for name in _SETTLEMENT_SCHEMA.names if name not in settles.column_names]
+    if missing:
+        raise DatasetError(f"settlements: missing columns {missing}")
+    nulls = [name for name in _SETTLEMENT_SCHEMA.names if settles.column(name).null_count]
+    if nulls:
+        raise DatasetError(f"settlements: null values in {nulls}")
+    try:
+        settles = settles.select(_SETTLEMENT_SCHEMA.names).cast(_SETTLEMENT_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"settlements: {error}") from None
+    settles = settles.sort_by([("day", "ascending"), ("instrument_id", "ascending")])
+    by_id = {inst.instrument_id: inst for inst in instruments}
+    seen: set[tuple[int, int]] = set()
+    for row in settles.to_pylist():
+        key = (row["day"], row["instrument_id"])
+        inst = by_id.get(row["instrument_id"])
+        if inst is None:
+            raise DatasetError(
+                f"settlements: instrument_id {row['instrument_id']} is not in the instrument master"
+            )
+        if not is_daily_settled(inst):
+            raise DatasetError(
+                f"settlements: {inst.symbol} is asset_class {inst.asset_class!r}, not a daily-settled future"
+            )
+        if key in seen:
+            raise DatasetError(f"settlements: two rows for {inst.symbol} on {key[0]}")
+        seen.add(key)
+        if row["settle"] <= 0 or row["settle"] % inst.tick_raw:
+            raise DatasetError(
+                f"settlements: {inst.symbol} on {key[0]}: settle {row['settle']} is not a positive "
+                f"multiple of tick_raw {inst.tick_raw}"
+            )
+    return settles
 
 
 def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Table:

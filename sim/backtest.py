@@ -15,6 +15,7 @@ from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.borrow import BorrowConfig
+from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, KernelError, ProgressFn
@@ -108,6 +109,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     us_regulatory_fees: bool = True
     execution: ExecutionConfig = ExecutionConfig()
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the broker; None: off
+    futures: FuturesConfig | None = None  # futures settlement prices; None: from the data set
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -126,7 +128,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target", "borrow", "pdt"):
+        for optional in ("perp_margin", "vol_target", "borrow", "pdt", "futures"):
             if data[optional] is None:
                 del data[optional]
         if self.execution == ExecutionConfig():
@@ -152,12 +154,16 @@ def build_parts(
 ) -> KernelParts:
     """Load the data set (checking its hash) and build what a kernel needs."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
-    try:  # fail before any journal is opened when the fee tables do not cover the run
+    try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
             {inst.instrument_id: inst for inst in panel.instruments},
             us_regulatory_fees=config.us_regulatory_fees,
             first_day=int(panel.day[0]) if panel.steps else 0,
         )
+        by_id = {inst.instrument_id: inst for inst in panel.instruments}
+        margin = config.perp_margin is not None and config.perp_margin.enabled
+        columns = {iid: col for col, iid in enumerate(by_id)}
+        FuturesBook(panel, by_id, columns, config.futures, perp_margin=margin)
     except ValueError as error:
         raise KernelError(f"{config.run_id}: {error}") from None
     parts = KernelParts(
@@ -176,6 +182,7 @@ def build_parts(
         us_regulatory_fees=config.us_regulatory_fees,
         execution=config.execution,
         pdt=config.pdt,
+        futures=config.futures,
     )
     return parts
 
@@ -232,6 +239,7 @@ def run_backtest(
             us_regulatory_fees=parts.us_regulatory_fees,
             execution=parts.execution,
             pdt=parts.pdt,
+            futures=parts.futures,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
