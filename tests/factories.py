@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from cli.wiring import make_strategy
+from domain.events import Event
+from domain.instruments import Instrument
+from domain.market import Panel
 from domain.riskrules import RiskPolicy, policy_from_mapping
+from kernel.strategy import MarketView
 from lake.synth import synth_dataset
 from sim.backtest import BacktestConfig, BacktestResult, StrategyConfig, run_backtest
 
@@ -57,3 +64,45 @@ def run(config: BacktestConfig) -> BacktestResult:
 def one_name_policy() -> RiskPolicy:
     """The default policy but 100% NAV per name (single-name test strategies)."""
     return policy_from_mapping({"name": {"limit_e8": 100_000_000, "action": "clip"}})
+
+
+class Scripted:
+    """One-name target weights on given steps (a test strategy)."""
+
+    strategy_id = "scripted"
+
+    def __init__(self, targets: dict[int, float]) -> None:
+        self._targets = targets
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array(sorted(s for s in self._targets if s < panel.steps), dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([self._targets[view.step]])
+
+
+class ListSink:
+    """An in-memory event sink (the kernel's ``EventSink``)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def append(self, event: Event) -> int:
+        self.events.append(event)
+        return len(self.events) - 1
+
+
+SPDB = Instrument(
+    instrument_id=1,
+    symbol="600000",
+    venue="XSHG",
+    asset_class="equity",
+    currency="CNY",
+    price_digits=2,
+    tick_raw=1,
+    qty_digits=0,
+    lot_raw=100,
+    board="main",
+    listing_day=19991110,
+)
+"""Shanghai Pudong Development Bank (600000.SH), main board, as the A-share tests use it."""

@@ -17,7 +17,6 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from domain.events import CorporateActionApplied, LedgerPosted, OrderFilled, StateSnapshotted
-from domain.instruments import Instrument
 from domain.market import Panel
 from domain.markets import sessions
 from kernel.replay import replay
@@ -26,20 +25,8 @@ from kernel.strategy import MarketView
 from lake.store import write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
 from sim.fill_models import FillModel
+from tests.factories import SPDB as STOCK
 
-STOCK = Instrument(
-    instrument_id=1,
-    symbol="600000",
-    venue="XSHG",
-    asset_class="equity",
-    currency="CNY",
-    price_digits=2,
-    tick_raw=1,
-    qty_digits=0,
-    lot_raw=100,
-    board="main",
-    listing_day=19991110,
-)
 EX_DAY = 20160615
 DAYS = sessions("XSHG", 20160502, 20170630)
 # Decisions at a session's close trade at the next session's open.

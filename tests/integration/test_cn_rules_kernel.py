@@ -7,52 +7,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pytest
 
 from domain.events import LedgerPosted, OrderExpired, OrderFilled, OrderRejected
 from domain.fixed import Rounding, apply_rate
-from domain.instruments import Instrument
-from domain.market import Panel
 from domain.riskrules import policy_from_mapping
 from kernel.replay import replay
 from kernel.store import open_journal
-from kernel.strategy import MarketView
 from lake.store import write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
 from sim.fill_models import FillModel
+from tests.factories import SPDB, Scripted
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn" / "hikyuu"
-SPDB = Instrument(
-    instrument_id=1,
-    symbol="600000",
-    venue="XSHG",
-    asset_class="equity",
-    currency="CNY",
-    price_digits=2,
-    tick_raw=1,
-    qty_digits=0,
-    lot_raw=100,
-    board="main",
-    listing_day=19991110,
-)
-
-
-class Scripted:
-    """Target weights on given steps (a test strategy: buys, then tries to sell next session)."""
-
-    strategy_id = "scripted"
-
-    def __init__(self, targets: dict[int, float]) -> None:
-        self._targets = targets
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array(sorted(s for s in self._targets if s < panel.steps), dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([self._targets[view.step]])
 
 
 def _ts(day: int, hhmm: str = "15:00") -> int:

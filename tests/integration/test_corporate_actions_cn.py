@@ -32,7 +32,6 @@ from domain.events import (
     encode_event,
 )
 from domain.fixed import Rounding, from_decimal_text
-from domain.instruments import Instrument
 from domain.ledger import Position, cash_account, inventory_account
 from domain.market import Panel
 from domain.markets import Board, CnCorporateAction, CorporateAction, SellableBook, cn_price_limits
@@ -43,26 +42,13 @@ from kernel.strategy import MarketView
 from lake.store import load_panel, write_dataset
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
-from tests.factories import one_name_policy
+from tests.factories import SPDB, ListSink, one_name_policy
 
 HIKYUU = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn" / "hikyuu"
 pytestmark = [
     pytest.mark.needs_shared_data,
     pytest.mark.skipif(not HIKYUU.is_dir(), reason=f"real market data not present at {HIKYUU}"),
 ]
-SPDB = Instrument(
-    instrument_id=1,
-    symbol="600000",
-    venue="XSHG",
-    asset_class="equity",
-    currency="CNY",
-    price_digits=2,
-    tick_raw=1,
-    qty_digits=0,
-    lot_raw=100,
-    board="main",
-    listing_day=19991110,
-)
 FIRST, LAST = 20100504, 20110630
 SELL_DAY = 20110602  # decide at this close; the order works on 2011-06-03, the ex-date
 
@@ -140,15 +126,6 @@ class SellAt:
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         return np.array([0.0])
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def append(self, event: Event) -> int:
-        self.events.append(event)
-        return len(self.events) - 1
 
 
 def _seeded(panel: Panel) -> KernelState:

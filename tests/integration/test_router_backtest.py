@@ -10,23 +10,20 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pytest
 from msgspec import UnsetType
 
 from cli.wiring import replay_builder
 from domain.events import OrderCancelled, OrderRejected, OrderSubmitted, StateSnapshotted
-from domain.instruments import Instrument
 from domain.market import Panel
 from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
-from kernel.strategy import MarketView
 from lake.store import load_panel, write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
 from sim.fill_models import FillModel
-from tests.factories import make_config, make_dataset, one_name_policy, run
+from tests.factories import SPDB, Scripted, make_config, make_dataset, one_name_policy, run
 from tests.router_checks import check_parents, parent_views
 
 
@@ -163,33 +160,6 @@ def test_rate_limit_defers_children_and_timeouts_roll_remainders(minutes: Path, 
 
 
 # --- retries of rejected children (A-share T+1) ------------------------------------------------
-
-SPDB = Instrument(
-    instrument_id=1,
-    symbol="600000",
-    venue="XSHG",
-    asset_class="equity",
-    currency="CNY",
-    price_digits=2,
-    tick_raw=1,
-    qty_digits=0,
-    lot_raw=100,
-    board="main",
-    listing_day=19991110,
-)
-
-
-class Scripted:
-    strategy_id = "scripted"
-
-    def __init__(self, targets: dict[int, float]) -> None:
-        self._targets = targets
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array(sorted(s for s in self._targets if s < panel.steps), dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([self._targets[view.step]])
 
 
 def _cn_minutes(path: Path) -> Path:

@@ -11,19 +11,17 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
-from domain.market import Panel
 from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
-from kernel.strategy import MarketView
 from lake.ingest import ingest
 from lake.partitioned import Lake
 from lake.sources import parse_freqtrade, parse_hikyuu_minute
 from lake.store import load_panel
 from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from tests.factories import Scripted
 from tests.router_checks import ParentView, check_parents, parent_views
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -40,19 +38,6 @@ pytestmark = [
 ]
 
 PARTICIPATION_E8 = 10_000_000  # 10%
-
-
-class Scripted:
-    strategy_id = "scripted"
-
-    def __init__(self, targets: dict[int, float]) -> None:
-        self._targets = targets
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array(sorted(s for s in self._targets if s < panel.steps), dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([self._targets[view.step]])
 
 
 def _export(tmp: Path, source: Path, parser: object, calendar: str) -> Path:

@@ -5,12 +5,11 @@ split keeps the cost basis (only a cash-in-lieu fraction releases its share of i
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 from hypothesis import event as note
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.events import CorporateActionApplied, Event, LedgerPosted, OrderFilled
+from domain.events import CorporateActionApplied, LedgerPosted, OrderFilled
 from domain.fixed import Rounding, div_round
 from domain.instruments import Instrument
 from domain.ledger import Position, fill_postings
@@ -27,10 +26,9 @@ from domain.markets import (
 )
 from kernel.corporate_actions import split_position
 from kernel.loop import Kernel
-from kernel.strategy import MarketView
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
-from tests.factories import one_name_policy
+from tests.factories import ListSink, Scripted, one_name_policy
 
 DAY_NS = 86_400_000_000_000
 START_NS = 1_577_836_800_000_000_000  # 2020-01-01 UTC
@@ -46,28 +44,6 @@ INST = Instrument(
     qty_digits=0,
     lot_raw=1,
 )
-
-
-class Scripted:
-    strategy_id = "scripted"
-
-    def __init__(self, targets: dict[int, float]) -> None:
-        self._targets = targets
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array(sorted(self._targets), dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([self._targets[view.step]])
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def append(self, event: Event) -> int:
-        self.events.append(event)
-        return len(self.events) - 1
 
 
 def _panel(closes: list[int], actions: list[tuple[int, int, int, int, int]]) -> Panel:

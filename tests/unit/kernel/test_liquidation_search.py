@@ -22,6 +22,7 @@ from kernel.loop import Kernel
 from kernel.strategy import MarketView
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
+from tests.factories import ListSink
 
 PERP = Instrument(
     instrument_id=1, symbol="BTC/USDT:USDT", venue="BINANCE", asset_class="crypto_perp", currency="USDT",
@@ -32,15 +33,6 @@ TIERS = [
     MarginTier(mmr_e8=1_000_000, maintenance_amount="500"),
 ]
 CASH = 10_000_000_000  # 10,000 USDT
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def append(self, event: Event) -> int:
-        self.events.append(event)
-        return len(self.events)
 
 
 class Weights:

@@ -5,7 +5,6 @@ refusal for a run that starts before the dated tables do."""
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 import pytest
 
 from domain.events import Event, LedgerPosted, OrderFilled
@@ -14,10 +13,9 @@ from domain.instruments import Instrument
 from domain.market import Panel
 from domain.markets import session_intervals_ns
 from kernel.loop import Kernel, KernelError
-from kernel.strategy import MarketView
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
-from tests.factories import one_name_policy
+from tests.factories import ListSink, Scripted, one_name_policy
 
 
 def _instrument(venue: str) -> Instrument:
@@ -32,28 +30,6 @@ def _instrument(venue: str) -> Instrument:
         qty_digits=0,
         lot_raw=1,
     )
-
-
-class Scripted:
-    strategy_id = "scripted"
-
-    def __init__(self, targets: dict[int, float]) -> None:
-        self._targets = targets
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array(sorted(self._targets), dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([self._targets[view.step]])
-
-
-class ListSink:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def append(self, event: Event) -> int:
-        self.events.append(event)
-        return len(self.events) - 1
 
 
 def _panel(instrument: Instrument, days: list[int]) -> Panel:
