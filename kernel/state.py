@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from msgspec import UNSET, UnsetType
+
 from domain.events import (
     KernelSnapshot,
     KillSwitchSnapshot,
@@ -10,7 +12,9 @@ from domain.events import (
     PostingRecord,
     SellableSnapshot,
     TaxLotSnapshot,
+    VenueGuardSnapshot,
 )
+from domain.execution import SequenceGuard
 from domain.ledger import Position
 from domain.markets import Lots, SellableBook, TaxLot
 from domain.orders import Order, OrderStatus
@@ -37,6 +41,7 @@ class KernelState:
         self.nav_closes: list[int] = []  # last day-close NAVs (volatility targeting's window + 1)
         self.tax_lots: dict[int, Lots] = {}  # A-share lots for the dividend tax at the sale
         self.execution = ExecutionBook()  # the execution router's working parents
+        self.venue_guard: SequenceGuard | None = None  # an asynchronous venue's sequence guard
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -76,6 +81,7 @@ class KernelState:
                 for lot in lots
             ],
             router=self.execution.snapshot(),
+            venue_guard=_guard_snapshot(self.venue_guard),
         )
 
     @classmethod
@@ -117,7 +123,17 @@ class KernelState:
                 TaxLot(lot.acquired_day, lot.qty, tuple((day, amount) for day, amount in lot.dividends)),
             )
         state.execution = ExecutionBook.restore(snapshot.router)
+        if not isinstance(snapshot.venue_guard, UnsetType):
+            guard = snapshot.venue_guard
+            held_messages = {message.venue_seq: message for message in guard.held}
+            state.venue_guard = SequenceGuard(next_seq=guard.next_seq, held=held_messages)
         return state
+
+
+def _guard_snapshot(guard: SequenceGuard | None) -> VenueGuardSnapshot | UnsetType:
+    if guard is None:
+        return UNSET
+    return VenueGuardSnapshot(next_seq=guard.next_seq, held=[guard.held[seq] for seq in sorted(guard.held)])
 
 
 def _kill_snapshot(kill: KillSwitchState | None) -> KillSwitchSnapshot | None:
