@@ -1,0 +1,118 @@
+"""The router's child timeout with ``on_timeout = "replace"``: a timed-out child keeps working,
+amended (``OrderReplaced``) to include the parent's next slice, instead of cancel + a new child.
+Journals verify and replay byte for byte (whole run and one day resumed from its snapshot); the
+default (``cancel``) journals exactly as before the switch existed."""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from cli.wiring import replay_builder
+from domain.events import OrderCancelled, OrderReplaced, OrderSubmitted, StateSnapshotted
+from kernel.replay import replay
+from kernel.router import ExecutionConfig
+from kernel.store import open_journal
+from lake.store import load_panel
+from sim.fill_models import FillModel
+from tests.factories import make_config, make_dataset, run
+from tests.router_checks import check_parents, parent_views
+
+
+@pytest.fixture(scope="module")
+def minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("data") / "m", symbols=3, bars=3000, frequency="1m")
+
+
+def _execution(on_timeout: str) -> ExecutionConfig:
+    return ExecutionConfig(
+        algo="twap", slices=4, window_steps=12, child_timeout_steps=2, on_timeout=on_timeout
+    )
+
+
+FILL = FillModel(participation_e8=1_000_000)  # 1% of a bar's volume: children fill in parts
+
+
+def _run(minutes: Path, journal: Path, on_timeout: str) -> list[object]:
+    result = run(make_config(minutes, journal, execution=_execution(on_timeout), fill=FILL))
+    opened = open_journal(journal)
+    try:
+        assert opened.verify().ok
+        outcome = replay(opened, replay_builder)
+        assert outcome.ok, outcome.divergence
+        assert outcome.records_compared == result.records - 2
+        return [event for _, event in opened.events()]
+    finally:
+        opened.close()
+
+
+def test_replace_on_timeout_amends_children_verifies_and_replays(minutes: Path, tmp_path: Path) -> None:
+    events = _run(minutes, tmp_path / "replace", "replace")
+    panel, _ = load_panel(minutes)
+    steps = {ts: step for step, ts in enumerate(panel.ts_ns.tolist())}
+    views = parent_views(events, steps)  # every transition legal, replaces included
+    check_parents(views)
+    replaced = [e for e in events if isinstance(e, OrderReplaced)]
+    assert replaced, "expected timed-out children to be amended"
+    assert all(e.reason.startswith("ROUTER_CHILD_TIMEOUT") for e in replaced)
+    submitted = {e.order_id: e for e in events if isinstance(e, OrderSubmitted)}
+    for view in views.values():
+        slices = [q for _, q in view.created.slices]
+        for event in view.replaced:  # each replace adds exactly one planned slice of the parent
+            before = [
+                r.qty_raw for r in view.replaced if r.order_id == event.order_id and r.ts_ns < event.ts_ns
+            ]
+            previous = before[-1] if before else submitted[event.order_id].qty_raw
+            assert event.qty_raw - previous in slices
+    # the children amended were working: a timeout cancels only children with nothing left to add
+    timeouts = [
+        e for e in events if isinstance(e, OrderCancelled) and e.reason.startswith("ROUTER_CHILD_TIMEOUT")
+    ]
+    amended = {e.order_id for e in replaced}
+    cancel_run = _run(minutes, tmp_path / "cancel", "cancel")
+    children = Counter(isinstance(e, OrderSubmitted) for e in events)[True]
+    children_cancel = Counter(isinstance(e, OrderSubmitted) for e in cancel_run)[True]
+    assert children < children_cancel, (children, children_cancel)
+    assert len(timeouts) < sum(
+        isinstance(e, OrderCancelled) and e.reason.startswith("ROUTER_CHILD_TIMEOUT") for e in cancel_run
+    )
+    assert amended
+    snapshots = [e for e in events if isinstance(e, StateSnapshotted)]
+    journal = open_journal(tmp_path / "replace")
+    try:
+        for snapshot in snapshots[1:3]:
+            outcome = replay(journal, replay_builder, day=snapshot.day)
+            assert outcome.ok, outcome.divergence
+    finally:
+        journal.close()
+
+
+def test_cancel_default_journals_as_before(minutes: Path, tmp_path: Path) -> None:
+    """``on_timeout = "cancel"`` is left out of the journaled config: same bytes as a config
+    written before the switch existed; "replace" is recorded."""
+    config = make_config(minutes, tmp_path / "j", execution=_execution("cancel"), fill=FILL)
+    assert "on_timeout" not in config.canonical_json()
+    assert (
+        '"on_timeout":"replace"'
+        in make_config(minutes, tmp_path / "j", execution=_execution("replace"), fill=FILL).canonical_json()
+    )
+    first = run(config)
+    shutil.move(tmp_path / "j", tmp_path / "first")
+    again = run(
+        make_config(
+            minutes,
+            tmp_path / "j",
+            execution=ExecutionConfig(algo="twap", slices=4, window_steps=12, child_timeout_steps=2),
+            fill=FILL,
+        )
+    )
+    assert first.last_hash == again.last_hash
+    assert not [e for _, e in open_journal(tmp_path / "j").events() if isinstance(e, OrderReplaced)]
+
+
+def test_on_timeout_is_validated() -> None:
+    with pytest.raises(ValueError, match=r"execution\.on_timeout must be one of cancel, replace"):
+        ExecutionConfig(algo="twap", on_timeout="amend")
