@@ -8,6 +8,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
+from domain.events import OrderReplaced
 from domain.execution import (
     ChildOrder,
     ParentOrder,
@@ -23,7 +24,6 @@ from domain.execution import (
     request_replace,
     submit_child,
 )
-from domain.events import OrderReplaced
 from domain.orders import ORDER_TRANSITIONS, TERMINAL_STATUSES, OrderStatus
 
 KINDS = ["ack", "reject", "fill", "fill", "fill", "cancelled", "expired", "cancel_rejected", "replaced"]
