@@ -493,10 +493,12 @@ class PositionLiquidated(Event, frozen=True, tag="position.liquidated.v1"):
 
 class OrderReplaced(Event, frozen=True, tag="order.replaced.v1"):
     """The venue amended a working order: ``qty_raw`` is its new total quantity (filled part
-    included, always above the filled quantity), ``limit_px_raw`` its new limit (0: market)."""
+    included, always above the filled quantity), ``prev_qty_raw`` the total it replaces,
+    ``limit_px_raw`` its new limit (0: market)."""
 
     order_id: str
     qty_raw: int
+    prev_qty_raw: int
     limit_px_raw: int
     reason: str = ""
 

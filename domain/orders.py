@@ -159,6 +159,10 @@ def _replaced(order: Order, event: OrderReplaced, target: OrderStatus) -> Order:
     """A replace sets the new total quantity; it must stay above what is already filled (a
     replace at or below the fill would close the order: that is a cancel), and a market order
     stays a market order (limit 0)."""
+    if event.prev_qty_raw != order.qty_raw:
+        raise ValueError(
+            f"order {order.order_id}: replace of quantity {event.prev_qty_raw}, but it is {order.qty_raw}"
+        )
     if event.qty_raw <= order.filled_qty_raw:
         raise ValueError(
             f"order {order.order_id}: replace to {event.qty_raw} at or below filled {order.filled_qty_raw}"

@@ -86,7 +86,13 @@ class SimVenue:
                 limit_px_raw=limit_px_raw,
                 reason=reason,
             )
-        return OrderReplaced(ts_ns=ts_ns, order_id=order.order_id, qty_raw=qty_raw, limit_px_raw=limit_px_raw)
+        return OrderReplaced(
+            ts_ns=ts_ns,
+            order_id=order.order_id,
+            qty_raw=qty_raw,
+            prev_qty_raw=order.qty_raw,
+            limit_px_raw=limit_px_raw,
+        )
 
     def _session_of_order(self, step: int) -> int:
         """An order sent after a session's last bar works in the next session."""

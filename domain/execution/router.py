@@ -261,7 +261,12 @@ def replaced_event(msg: VenueMessage, order: Order) -> OrderReplaced:
     limit of a limit order (0: unchanged); a market order stays at limit 0."""
     limit = msg.px_raw if order.order_type == "limit" and msg.px_raw else order.limit_px_raw
     return OrderReplaced(
-        ts_ns=msg.ts_ns, order_id=msg.order_id, qty_raw=msg.qty_raw, limit_px_raw=limit, reason=msg.reason
+        ts_ns=msg.ts_ns,
+        order_id=msg.order_id,
+        qty_raw=msg.qty_raw,
+        prev_qty_raw=order.qty_raw,
+        limit_px_raw=limit,
+        reason=msg.reason,
     )
 
 

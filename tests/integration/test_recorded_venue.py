@@ -248,7 +248,9 @@ def _model_event(msg: VenueMessage, order: Order) -> object | None:
         "reject": OrderRejected(ts_ns=0, order_id=oid, reason=""),
         "cancelled": OrderCancelled(ts_ns=0, order_id=oid, reason=""),
         "expired": OrderExpired(ts_ns=0, order_id=oid),
-        "replaced": OrderReplaced(ts_ns=0, order_id=oid, qty_raw=msg.qty_raw, limit_px_raw=0),
+        "replaced": OrderReplaced(
+            ts_ns=0, order_id=oid, qty_raw=msg.qty_raw, prev_qty_raw=order.qty_raw, limit_px_raw=0
+        ),
     }
     if msg.kind in simple:
         return simple[msg.kind]

@@ -17,6 +17,8 @@ from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from lake.store import load_panel
+from projections import open_ledger, rebuild_ledger
+from sim.execution_report import execution_report
 from sim.fill_models import FillModel
 from tests.factories import make_config, make_dataset, run
 from tests.router_checks import check_parents, parent_views
@@ -116,3 +118,32 @@ def test_cancel_default_journals_as_before(minutes: Path, tmp_path: Path) -> Non
 def test_on_timeout_is_validated() -> None:
     with pytest.raises(ValueError, match=r"execution\.on_timeout must be one of cancel, replace"):
         ExecutionConfig(algo="twap", on_timeout="amend")
+
+
+def test_replaced_children_in_the_execution_report_and_the_ledger_projection(
+    minutes: Path, tmp_path: Path
+) -> None:
+    """A replace moves the parent's intended quantity by the child's change (no double count),
+    and the ledger projection's orders table carries the amended quantity, whether the journal
+    is folded in one go or in small batches (orders replaced in a later batch are updated)."""
+    events = _run(minutes, tmp_path / "j", "replace")
+    panel, _ = load_panel(minutes)
+    views = parent_views(events, {ts: step for step, ts in enumerate(panel.ts_ns.tolist())})
+    with open_journal(tmp_path / "j") as journal:
+        report = execution_report(journal)
+    rows = {row.parent_id: row for row in report.rows}
+    replaced_parents = [pid for pid, view in views.items() if view.replaced]
+    assert replaced_parents
+    for parent_id in replaced_parents:
+        view = views[parent_id]
+        assert rows[parent_id].intended_qty_raw == sum(view.qty.values())
+        assert rows[parent_id].filled_qty_raw == view.filled
+    rebuilt = rebuild_ledger(tmp_path / "j", tmp_path / "ledger.sqlite")
+    with open_ledger(tmp_path / "incremental.sqlite") as ledger, open_journal(tmp_path / "j") as opened:
+        ledger.run(opened, batch_records_max=7)
+        assert ledger.table_checksums() == rebuilt.checksums
+        stored = dict(ledger.query("SELECT order_id, qty_raw FROM orders"))
+        triggers = dict(ledger.query("SELECT trigger, COUNT(*) FROM order_transitions GROUP BY trigger"))
+    final = {cid: qty for view in views.values() for cid, qty in view.qty.items()}
+    assert {cid: stored[cid] for cid in final} == final
+    assert triggers["replace"] == sum(len(view.replaced) for view in views.values())

@@ -55,7 +55,7 @@ def _event(
     assert isinstance(step, tuple)
     qty = step[1]
     if step[0] == "replace":
-        return OrderReplaced(ts_ns=1, order_id=oid, qty_raw=qty, limit_px_raw=0)
+        return OrderReplaced(ts_ns=1, order_id=oid, qty_raw=qty, prev_qty_raw=order.qty_raw, limit_px_raw=0)
     return OrderFilled(
         ts_ns=1,
         order_id=oid,

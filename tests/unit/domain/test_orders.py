@@ -96,8 +96,10 @@ def test_new_order_validates_input() -> None:
         new_order(_submitted(qty=0))
 
 
-def _replaced(qty: int, px: int = 0) -> OrderReplaced:
-    return OrderReplaced(ts_ns=3, order_id="s-1", qty_raw=qty, limit_px_raw=px, reason="amend")
+def _replaced(qty: int, px: int = 0, prev: int = 100) -> OrderReplaced:
+    return OrderReplaced(
+        ts_ns=3, order_id="s-1", qty_raw=qty, prev_qty_raw=prev, limit_px_raw=px, reason="amend"
+    )
 
 
 def test_replace_keeps_the_status_and_sets_the_new_total() -> None:
@@ -126,6 +128,8 @@ def test_replace_at_or_below_the_fill_and_in_closed_states_is_illegal() -> None:
         )
     with pytest.raises(ValueError, match="does not fit a market order"):
         replay_order(_submitted(), [accepted, _replaced(200, px=100)])
+    with pytest.raises(ValueError, match="replace of quantity 250, but it is 100"):  # a stale amend
+        replay_order(_submitted(), [accepted, _replaced(300, prev=250)])
 
 
 def test_an_unacknowledged_order_can_be_cancelled() -> None:

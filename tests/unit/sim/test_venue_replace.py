@@ -59,7 +59,7 @@ def test_replace_up_and_down_is_amended_at_the_step_time() -> None:
     venue = SimVenue(_panel(), FillModel(participation_e8=10_000_000))  # 10% of volume: 100 at step 1
     order = _order(300, filled=100)
     up = venue.replace(0, order, 500, 0)
-    assert up == OrderReplaced(ts_ns=10, order_id="o1", qty_raw=500, limit_px_raw=0)
+    assert up == OrderReplaced(ts_ns=10, order_id="o1", qty_raw=500, prev_qty_raw=300, limit_px_raw=0)
     amended = evolve(order, up)
     assert (amended.qty_raw, amended.leaves_qty_raw, amended.status) == (
         500,
