@@ -11,15 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from cli.wiring import replay_builder
-from domain.events import OrderCancelled, OrderReplaced, OrderSubmitted, StateSnapshotted
+from cli.wiring import make_strategy, replay_builder
+from domain.events import (
+    Event,
+    OrderCancelled,
+    OrderReplaced,
+    OrderReplaceRejected,
+    OrderSubmitted,
+    StateSnapshotted,
+)
+from domain.orders import Order
+from kernel.loop import Kernel
 from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from lake.store import load_panel
 from projections import open_ledger, rebuild_ledger
+from sim.backtest import build_parts
 from sim.execution_report import execution_report
 from sim.fill_models import FillModel
+from sim.venue import SimVenue
 from tests.factories import make_config, make_dataset, run
 from tests.router_checks import check_parents, parent_views
 
@@ -147,3 +158,52 @@ def test_replaced_children_in_the_execution_report_and_the_ledger_projection(
     final = {cid: qty for view in views.values() for cid, qty in view.qty.items()}
     assert {cid: stored[cid] for cid in final} == final
     assert triggers["replace"] == sum(len(view.replaced) for view in views.values())
+
+
+class _NoAmendVenue(SimVenue):
+    """A venue that refuses every replace."""
+
+    def replace(self, step: int, order: Order, qty_raw: int, limit_px_raw: int) -> OrderReplaceRejected:
+        return OrderReplaceRejected(
+            ts_ns=0, order_id=order.order_id, qty_raw=qty_raw, limit_px_raw=limit_px_raw, reason="NO_AMEND"
+        )
+
+
+class _ListSink:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def append(self, event: Event) -> int:
+        self.events.append(event)
+        return len(self.events) - 1
+
+
+def _kernel_events(minutes: Path, on_timeout: str, venue_type: type[SimVenue]) -> list[Event]:
+    config = make_config(minutes, minutes.parent / "unused", execution=_execution(on_timeout), fill=FILL)
+    parts = build_parts(config, make_strategy(config.strategy))
+    sink = _ListSink()
+    kernel = Kernel(
+        panel=parts.panel,
+        strategy=parts.strategy,
+        venue=venue_type(parts.panel, config.fill),
+        policy=parts.policy,
+        sink=sink,
+        currency=parts.currency,
+        execution=parts.execution,
+    )
+    kernel.begin(parts.initial_cash_minor)
+    kernel.run()
+    kernel.finish()
+    return sink.events
+
+
+def test_a_refused_replace_falls_back_to_the_cancel(minutes: Path) -> None:
+    """Against a venue that never amends, ``replace`` journals each refusal and then does exactly
+    what ``cancel`` does: the journals are equal once the refusals are taken out."""
+    refused_run = _kernel_events(minutes, "replace", _NoAmendVenue)
+    refusals = [e for e in refused_run if isinstance(e, OrderReplaceRejected)]
+    assert refusals and all(e.reason == "NO_AMEND" for e in refusals)
+    cancel_run = _kernel_events(minutes, "cancel", SimVenue)
+    assert [e for e in refused_run if not isinstance(e, OrderReplaceRejected)] == cancel_run
+    amended_run = _kernel_events(minutes, "replace", SimVenue)
+    assert amended_run != cancel_run and any(isinstance(e, OrderReplaced) for e in amended_run)
