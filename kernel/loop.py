@@ -3,7 +3,8 @@
 At each step that matters — a strategy's scheduled decision, a step at which an open
 order can fill, or the last step of a session day — the kernel, in this order:
 
-1. matches open orders against the step's bar (venue fills -> positions and ledger); at a
+1. matches open orders against the step's bar (venue fills -> positions and ledger), or, with
+   an asynchronous venue, takes the messages it received (``kernel.venue_inbox``); at a
    day's last step, day orders of that session (A-shares) then expire with their reason;
 2. applies perpetual funding and operator commands due at this step;
 3. asks the strategy for target weights (seeing data up to this step only), gates them by

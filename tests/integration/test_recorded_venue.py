@@ -441,3 +441,71 @@ def test_a_synchronous_venue_refuses_journaled_messages_and_the_router_needs_one
     recorded = RecordedVenue(parts.panel, [])
     with pytest.raises(KernelError, match="execution router works with a synchronous venue only"):
         Kernel(venue=recorded, execution=ExecutionConfig(algo="twap"), **common)  # type: ignore[arg-type]
+
+
+class TwoShots(OneShot):
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([2, 10], dtype=np.int64)
+
+
+def test_a_late_ack_of_an_order_the_kernel_cancelled_is_refused(tmp_path: Path) -> None:
+    """The second decision supersedes the first decision's orders before the venue acked them
+    (submitted -> cancelled); their late acks are refused as unknown orders, the new orders'
+    messages apply; replay from the journal alone."""
+    (first, _, _), (second, _, _) = _orders()
+    panel = build_parts(_config(tmp_path / "x"), OneShot()).panel
+    day10 = int(panel.day[10])
+    renewed = f"rec-{day10}-000003"  # the kernel's ids: strategy, session day, order counter (the sell)
+    ts = panel.ts_ns.tolist()
+    recording = [
+        VenueMessage(venue_seq=1, ts_ns=ts[12], order_id=first, kind="ack"),
+        VenueMessage(venue_seq=2, ts_ns=ts[12], order_id=renewed, kind="ack"),
+        VenueMessage(venue_seq=3, ts_ns=ts[13], order_id=renewed, kind="fill", qty_raw=1, px_raw=1_000),
+    ]
+    path = tmp_path / "session.jsonl"
+    write_recording(path, recording)
+    config = _config(tmp_path / "j")
+    parts = build_parts(config, TwoShots())
+    journal = open_journal(tmp_path / "j", writable=True)
+    ref = dataset_ref(Path(config.dataset))
+    ts0 = ts[0]
+    journal.append(RunStarted(ts_ns=ts0, run_id="r", seed=0, engine_version="test", config_json="{}"))
+    journal.append(
+        DatasetReferenced(
+            ts_ns=ts0,
+            uri=config.dataset,
+            content_hash=ref.content_hash,
+            frequency=ref.frequency,
+            calendar=ref.calendar,
+            steps=panel.steps,
+            instruments=len(panel.instruments),
+            first_ts_ns=ts0,
+            last_ts_ns=ts[-1],
+        )
+    )
+    kernel = Kernel(
+        panel=panel,
+        strategy=TwoShots(),
+        venue=RecordedVenue.from_file(panel, path),
+        policy=parts.policy,
+        sink=journal,
+        currency=parts.currency,
+    )
+    kernel.begin(parts.initial_cash_minor)
+    kernel.run()
+    kernel.finish()
+    journal.commit()
+    events = [e for _, e in journal.events()]
+    cancelled = [e for e in events if isinstance(e, OrderCancelled)]
+    assert {e.order_id for e in cancelled} == {first, second}
+    assert all(e.reason == "superseded by a new decision" for e in cancelled)
+    refused = [e for e in events if isinstance(e, VenueMessageRefused)]
+    assert [(e.venue_seq, e.order_id, e.outcome) for e in refused] == [(1, first, "unknown_order")]
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert [(e.order_id, e.fill_qty_raw, e.fill_px_raw) for e in fills] == [(renewed, 1, 1_000)]
+    assert fills[0].side == -1 and kernel.state.positions[fills[0].instrument_id].qty_raw == -1
+    outcome = replay(
+        journal, lambda run, ref: dataclasses.replace(_parts(config, [], 1024), strategy=TwoShots())
+    )
+    assert outcome.ok, outcome.divergence
+    journal.close()
