@@ -39,6 +39,8 @@ __all__ = [
     "OrderExpired",
     "OrderFilled",
     "OrderRejected",
+    "OrderReplaceRejected",
+    "OrderReplaced",
     "OrderSubmitted",
     "OperatorCommanded",
     "PositionLiquidated",
@@ -60,6 +62,10 @@ __all__ = [
     "TaxLotSnapshot",
     "FutureSettled",
     "TargetsDecided",
+    "VenueGuardSnapshot",
+    "VenueMessage",
+    "VenueMessageReceived",
+    "VenueMessageRefused",
     "decode_event",
     "encode_event",
     "event_kind",
@@ -396,6 +402,8 @@ class KernelSnapshot(
     # runs with algo = "market" journal exactly what they did before the router existed.
     router: RouterSnapshot | UnsetType = UNSET
     day_trades: list[DayTradeSnapshot] = []  # US PDT day-trade counter (sessions in the window)
+    # An asynchronous venue's sequence guard; UNSET (absent) with a synchronous venue.
+    venue_guard: VenueGuardSnapshot | UnsetType = UNSET
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
@@ -512,6 +520,74 @@ class FutureSettled(Event, frozen=True, tag="future.settled.v1"):
     currency: str
 
 
+# --- amend orders; asynchronous venue messages --------------------------------------------------
+
+
+class OrderReplaced(Event, frozen=True, tag="order.replaced.v1"):
+    """The venue amended a working order: ``qty_raw`` is its new total quantity (filled part
+    included, always above the filled quantity), ``prev_qty_raw`` the total it replaces,
+    ``limit_px_raw`` its new limit (0: market)."""
+
+    order_id: str
+    qty_raw: int
+    prev_qty_raw: int
+    limit_px_raw: int
+    reason: str = ""
+
+
+class OrderReplaceRejected(Event, frozen=True, tag="order.replace_rejected.v1"):
+    """The venue refused to amend a working order; the order works on unchanged."""
+
+    order_id: str
+    qty_raw: int  # the total quantity that was asked for
+    limit_px_raw: int
+    reason: str
+
+
+class VenueMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One message of an asynchronous venue session, numbered by the venue (``venue_seq`` from
+    1, no gaps in the venue's own order). ``kind``: ack, reject, fill, cancelled, expired,
+    cancel_rejected, replaced, replace_rejected. ``qty_raw``: the fill quantity, or a replace's
+    new total; ``commission_minor``: the venue's charge for a fill."""
+
+    venue_seq: int
+    ts_ns: int
+    order_id: str
+    kind: str
+    qty_raw: int = 0
+    px_raw: int = 0
+    reason: str = ""
+    commission_minor: int = 0
+
+
+class VenueMessageReceived(Event, frozen=True, tag="venue.message_received.v1"):
+    """INPUT: a message an asynchronous venue delivered at ``step``, as received (duplicates and
+    out-of-order deliveries included). Replay reads these back instead of asking the venue."""
+
+    step: int
+    message: VenueMessage
+
+
+class VenueMessageRefused(Event, frozen=True, tag="venue.message_refused.v1"):
+    """A received venue message that was not applied. ``outcome``: duplicate (its sequence was
+    seen), overflow (held past a gap that was already ``pending_max`` long), illegal (the
+    order's state does not allow it), overfill (more than the order's open quantity, or a
+    replace at or below its filled quantity), unknown_order (no open order of that id)."""
+
+    venue_seq: int
+    order_id: str
+    message_kind: str
+    outcome: str
+    detail: str = ""
+
+
+class VenueGuardSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The venue sequence guard: next expected sequence and the messages held past a gap."""
+
+    next_seq: int
+    held: list[VenueMessage] = []
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -539,9 +615,13 @@ AnyEvent = (
     | ChildDeferred
     | ParentDone
     | FutureSettled
+    | OrderReplaced
+    | OrderReplaceRejected
+    | VenueMessageReceived
+    | VenueMessageRefused
 )
 
-INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1"})
+INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1", "venue.message_received.v1"})
 
 UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "risk.verdict.v1": _risk_verdict_v1_to_v2,

@@ -13,6 +13,7 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
 )
 
@@ -40,12 +41,17 @@ class OrderStatus(enum.Enum):
     EXPIRED = "expired"
 
 
-OrderEvent = OrderAccepted | OrderRejected | OrderFilled | OrderCancelled | OrderExpired
+OrderEvent = OrderAccepted | OrderRejected | OrderFilled | OrderCancelled | OrderExpired | OrderReplaced
 
 # Triggers are derived from events: a fill is "fill" when it leaves nothing open, else "partial".
+# A replace amends a working order's quantity and limit and keeps its status; an order can be
+# cancelled before the venue acknowledged it (an asynchronous venue's ack may still be on its way).
 ORDER_TRANSITIONS: Mapping[tuple[OrderStatus, str], OrderStatus] = {
     (OrderStatus.SUBMITTED, "accept"): OrderStatus.ACCEPTED,
     (OrderStatus.SUBMITTED, "reject"): OrderStatus.REJECTED,
+    (OrderStatus.SUBMITTED, "cancel"): OrderStatus.CANCELLED,
+    (OrderStatus.ACCEPTED, "replace"): OrderStatus.ACCEPTED,
+    (OrderStatus.PARTIALLY_FILLED, "replace"): OrderStatus.PARTIALLY_FILLED,
     (OrderStatus.ACCEPTED, "partial"): OrderStatus.PARTIALLY_FILLED,
     (OrderStatus.ACCEPTED, "fill"): OrderStatus.FILLED,
     (OrderStatus.ACCEPTED, "cancel"): OrderStatus.CANCELLED,
@@ -120,6 +126,8 @@ def trigger_of(event: OrderEvent) -> str:
             return "cancel"
         case OrderExpired():
             return "expire"
+        case OrderReplaced():
+            return "replace"
 
 
 def evolve(order: Order, event: OrderEvent) -> Order:
@@ -128,6 +136,8 @@ def evolve(order: Order, event: OrderEvent) -> Order:
     target = ORDER_TRANSITIONS.get((order.status, trigger))
     if target is None:
         raise IllegalTransition(order.order_id, order.status, trigger)
+    if isinstance(event, OrderReplaced):
+        return _replaced(order, event, target)
     if not isinstance(event, OrderFilled):
         return msgspec.structs.replace(order, status=target)
     filled = order.filled_qty_raw + event.fill_qty_raw
@@ -142,6 +152,28 @@ def evolve(order: Order, event: OrderEvent) -> Order:
         status=target,
         filled_qty_raw=filled,
         filled_notional_minor=order.filled_notional_minor + event.notional_minor,
+    )
+
+
+def _replaced(order: Order, event: OrderReplaced, target: OrderStatus) -> Order:
+    """A replace sets the new total quantity; it must stay above what is already filled (a
+    replace at or below the fill would close the order: that is a cancel), and a market order
+    stays a market order (limit 0)."""
+    if event.prev_qty_raw != order.qty_raw:
+        raise ValueError(
+            f"order {order.order_id}: replace of quantity {event.prev_qty_raw}, but it is {order.qty_raw}"
+        )
+    if event.qty_raw <= order.filled_qty_raw:
+        raise ValueError(
+            f"order {order.order_id}: replace to {event.qty_raw} at or below filled {order.filled_qty_raw}"
+        )
+    if (order.order_type == "market") != (event.limit_px_raw == 0) or event.limit_px_raw < 0:
+        raise ValueError(
+            f"order {order.order_id}: replace limit {event.limit_px_raw} does not fit "
+            f"a {order.order_type} order"
+        )
+    return msgspec.structs.replace(
+        order, status=target, qty_raw=event.qty_raw, limit_px_raw=event.limit_px_raw
     )
 
 

@@ -3,7 +3,8 @@
 At each step that matters — a strategy's scheduled decision, a step at which an open
 order can fill, or the last step of a session day — the kernel, in this order:
 
-1. matches open orders against the step's bar (venue fills -> positions and ledger); at a
+1. matches open orders against the step's bar (venue fills -> positions and ledger), or, with
+   an asynchronous venue, takes the messages it received (``kernel.venue_inbox``); at a
    day's last step, day orders of that session (A-shares) then expire with their reason;
 2. applies perpetual funding and operator commands due at this step;
 3. asks the strategy for target weights (seeing data up to this step only), gates them by
@@ -25,6 +26,7 @@ from collections.abc import Callable, Sequence
 from math import isfinite
 from typing import Protocol
 
+import msgspec
 import numpy as np
 
 from domain.events import (
@@ -39,10 +41,13 @@ from domain.events import (
     OrderCancelled,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
+    OrderReplaceRejected,
     OrderSubmitted,
     RunFinished,
     StateSnapshotted,
     TargetsDecided,
+    VenueMessageReceived,
 )
 from domain.fixed import RATE_SCALE, Rounding
 from domain.futures import position_value_minor
@@ -86,6 +91,7 @@ from kernel.router import ExecutionConfig, Router
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Strategy, strategy_limit_prices
 from kernel.venue import NO_ACTIVITY, VenuePort
+from kernel.venue_inbox import VenueInbox, leaves_probe
 
 __all__ = ["KILL_SWITCH_STRATEGY", "EventSink", "Kernel", "KernelError", "ProgressFn"]
 
@@ -157,6 +163,7 @@ class Kernel:
         execution: ExecutionConfig | None = None,
         pdt: PdtRule | None = None,
         futures: FuturesConfig | None = None,
+        venue_messages: Sequence[VenueMessageReceived] | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -215,6 +222,11 @@ class Kernel:
         self._router: Router | None = None
         if execution is not None and execution.algo != "market":
             self._router = self._make_router(execution)
+        # An asynchronous venue's messages (replay: the journaled ones); None for the simulator.
+        try:
+            self._inbox = VenueInbox.attach(self, venue, venue_messages, router=self._router is not None)
+        except ValueError as error:
+            raise KernelError(str(error)) from None
 
     # --- run -----------------------------------------------------------------------------
 
@@ -410,11 +422,16 @@ class Kernel:
     # --- stages --------------------------------------------------------------------------
 
     def _venue_next(self, step: int) -> int:
+        if self._inbox is not None:
+            return self._inbox.next_step(step)
         if not self.state.open_orders:
             return NO_ACTIVITY
         return self._venue.next_activity(step, list(self.state.open_orders.values()))
 
     def _match(self, step: int) -> None:
+        if self._inbox is not None:
+            self._inbox.deliver(step)
+            return
         fills = self._venue.match(step, list(self.state.open_orders.values()))
         day = int(self._panel.day[step])
         for fill in fills:
@@ -645,11 +662,15 @@ class Kernel:
         if not reason and self._pdt is not None:
             held = state.positions.get(iid, Position()).qty_raw
             reason = self._pdt.check(state.day_trades, live_day, order, held, lambda: self.nav_minor(step))
-        ack: OrderAccepted | OrderRejected
+        ack: OrderAccepted | OrderRejected | None
         if reason:
             ack = OrderRejected(ts_ns=ts_ns, order_id=order.order_id, reason=reason)
         else:
             ack = self._venue.submit(step, order)
+        if ack is None:  # an asynchronous venue: the answer comes as a venue message
+            state.open_orders[order.order_id] = order
+            self._rules.on_accepted(state.sellable, live_day, order)
+            return
         self._sink.append(ack)
         order = evolve(order, ack)
         if order.is_open:
@@ -730,6 +751,7 @@ class Kernel:
             sink=self._sink,
             submit=self._submit,
             cancel=self._cancel_order,
+            replace=self._replace_order,
         )
         self._sink = router.tap(self._sink)
         return router
@@ -754,3 +776,34 @@ class Kernel:
             )
         except ValueError as error:
             raise KernelError(str(error)) from None
+
+    def _replace_order(self, step: int, order_id: str, qty_raw: int, reason: str) -> bool:
+        """Amend one open order to a new total quantity (the router's child timeout with
+        ``on_timeout = "replace"``). The market rules see the new open quantity as if it were
+        sent now (T+1 sellable, lots); the venue answers ``OrderReplaced`` or
+        ``OrderReplaceRejected``. True when the order was amended."""
+        state = self.state
+        order = state.open_orders[order_id]
+        ts_ns = int(self._panel.ts_ns[step])
+        day = self._session_of_order(step)
+        self._rules.on_closed(state.sellable, day, order)  # release the open quantity, then re-check
+        amended = msgspec.structs.replace(order, qty_raw=qty_raw)
+        refusal = self._rules.check(state.sellable, day, leaves_probe(amended))
+        answer: OrderReplaced | OrderReplaceRejected
+        if refusal:
+            answer = OrderReplaceRejected(
+                ts_ns=ts_ns,
+                order_id=order_id,
+                qty_raw=qty_raw,
+                limit_px_raw=order.limit_px_raw,
+                reason=refusal,
+            )
+        else:
+            answer = self._venue.replace(step, order, qty_raw, order.limit_px_raw)
+        if isinstance(answer, OrderReplaced):
+            answer = msgspec.structs.replace(answer, reason=reason)
+            order = evolve(order, answer)
+            state.open_orders[order_id] = order
+        self._sink.append(answer)
+        self._rules.on_accepted(state.sellable, day, leaves_probe(order))
+        return isinstance(answer, OrderReplaced)

@@ -20,6 +20,7 @@ from domain.events import (
     OperatorCommanded,
     RunStarted,
     StateSnapshotted,
+    VenueMessageReceived,
     decode_event,
     encode_event,
     event_kind,
@@ -46,7 +47,7 @@ from kernel.loop import Kernel, ProgressFn
 from kernel.router import ExecutionConfig
 from kernel.state import KernelState
 from kernel.strategy import Strategy
-from kernel.venue import VenuePort
+from kernel.venue import AsyncVenuePort, VenuePort
 
 __all__ = ["Divergence", "KernelParts", "ReplayResult", "replay"]
 
@@ -237,6 +238,19 @@ def _inputs(journal: Journal) -> tuple[RunStarted, DatasetReferenced]:
     return events[0], events[1]
 
 
+def _received(journal: Journal, start_seq: int, end_seq: int) -> list[VenueMessageReceived]:
+    """The venue messages journaled as received in ``[start_seq, end_seq)``, in journal order."""
+    received = []
+    for record in journal.records(start_seq):
+        if record.seq >= end_seq:
+            break
+        if record.kind == "venue.message_received.v1":
+            event = decode_event(record.payload)
+            assert isinstance(event, VenueMessageReceived)
+            received.append(event)
+    return received
+
+
 def _day_bounds(
     journal: Journal, panel: Panel, day: int
 ) -> tuple[int, int, StateSnapshotted | None, int, int]:
@@ -293,6 +307,8 @@ def _replay(
         start_seq, end_seq, snapshot, first_step, end_step = 2, len(journal), None, 0, parts.panel.steps
     else:
         start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, parts.panel, day)
+    # An asynchronous venue's messages are inputs: the fresh kernel gets the journaled ones.
+    received = _received(journal, start_seq, end_seq) if isinstance(parts.venue, AsyncVenuePort) else None
     sink = _ComparingSink(journal, start_seq, end_seq)
     state = KernelState.restore(snapshot.snapshot, parts.currency) if snapshot else None
     kernel = Kernel(
@@ -313,6 +329,7 @@ def _replay(
         execution=parts.execution,
         pdt=parts.pdt,
         futures=parts.futures,
+        venue_messages=received,
     )
     try:
         if snapshot is None:

@@ -17,7 +17,10 @@ Rules, in the order the loop applies them at a step (after fills, after a decisi
   parents (``ParentDone`` reason ``cancelled``);
 * a child open ``child_timeout_steps`` after it was sent is cancelled; its unfilled remainder
   joins the parent's next pending slice (none pending: the parent will end ``exhausted``); a
-  child the venue expired (A-share day order) rolls its remainder the same way;
+  child the venue expired (A-share day order) rolls its remainder the same way. With
+  ``on_timeout = "replace"`` a timed-out child of a TWAP/VWAP parent with a slice still pending
+  is instead amended (``OrderReplaced``) to its quantity plus that slice, which is taken off the
+  plan, and its timeout starts again; a refused replace falls back to the cancel;
 * a rejected child is tried again after a backoff (``RetryPolicy`` numbers read as steps), at
   most ``retry_max`` times; after that its quantity joins the next pending slice;
 * when the venue's token bucket is empty the due child is journaled as ``ChildDeferred`` and
@@ -43,6 +46,7 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
     ParentCreated,
     ParentDone,
@@ -74,6 +78,7 @@ if TYPE_CHECKING:
 __all__ = ["ALGOS", "ExecutionBook", "ExecutionConfig", "Router", "RouterError"]
 
 ALGOS = ("market", "twap", "vwap", "pov")
+ON_TIMEOUT = ("cancel", "replace")
 _NO_STEP = 1 << 62
 _NS_PER_SECOND = 1_000_000_000
 
@@ -98,10 +103,15 @@ class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     retry_backoff_steps: int = 1  # delay before the first retry
     retry_backoff_factor: int = 2  # each later retry waits this many times longer
     retry_backoff_cap_steps: int = 60  # longest delay
+    on_timeout: str = "cancel"  # cancel | replace: what a child timeout does (see the module doc)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ValueError(f"execution.algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
+        if self.on_timeout not in ON_TIMEOUT:
+            raise ValueError(
+                f"execution.on_timeout must be one of {', '.join(ON_TIMEOUT)}; got {self.on_timeout!r}"
+            )
         for name in ("slices", "rate_per_second", "retry_backoff_steps", "retry_backoff_factor"):
             if getattr(self, name) < 1:
                 raise ValueError(f"execution.{name} must be at least 1, got {getattr(self, name)}")
@@ -271,6 +281,7 @@ class EventSink(Protocol):
 
 SubmitFn = Callable[[int, int, str, int, int, int, int, str], None]
 CancelFn = Callable[[int, str, str], None]
+ReplaceFn = Callable[[int, str, int, str], bool]  # (step, order id, new total qty, reason) -> amended
 
 
 class Tap:
@@ -301,6 +312,7 @@ class Router:
         sink: EventSink,
         submit: SubmitFn,
         cancel: CancelFn,
+        replace: ReplaceFn | None = None,
     ) -> None:
         if config.algo == "market":
             raise RouterError("the router works twap, vwap and pov parents; market orders go direct")
@@ -312,6 +324,9 @@ class Router:
         self._sink = sink
         self._submit = submit
         self._cancel = cancel
+        self._replace = replace
+        if config.on_timeout == "replace" and replace is None:
+            raise RouterError("execution.on_timeout = 'replace' needs a venue path that amends orders")
         self._retry = config.retry_policy()
         self._dirty = True  # closures to act on (also: state restored from a snapshot)
         day = panel.day
@@ -330,6 +345,9 @@ class Router:
             if event.parent_id:
                 self._register(event)
             return
+        if isinstance(event, OrderReplaced):
+            self._replaced(event)
+            return
         if not isinstance(event, OrderFilled | OrderCancelled | OrderExpired | OrderRejected):
             return
         parent_id = self.book.child_parent.get(event.order_id)
@@ -347,6 +365,11 @@ class Router:
             child.status = "rejected" if isinstance(event, OrderRejected) else "closed"
         if child.status != "open":
             self._dirty = True
+
+    def _replaced(self, event: OrderReplaced) -> None:
+        parent_id = self.book.child_parent.get(event.order_id)
+        if parent_id is not None:
+            self._child(parent_id, event.order_id).qty_raw = event.qty_raw
 
     def _register(self, event: OrderSubmitted) -> None:
         parent = self.book.parents.get(event.parent_id)
@@ -534,11 +557,35 @@ class Router:
         acted = False
         for child in parent.children:
             if child.status == "open" and child.sent_step + timeout <= step:
-                self._cancel(
-                    step, child.order_id, f"ROUTER_CHILD_TIMEOUT: open {timeout} steps after sending"
-                )
+                if not self._amend(step, parent, child, timeout):
+                    self._cancel(
+                        step, child.order_id, f"ROUTER_CHILD_TIMEOUT: open {timeout} steps after sending"
+                    )
                 acted = True
         return acted
+
+    def _amend(self, step: int, parent: WorkingParent, child: Child, timeout: int) -> bool:
+        """``on_timeout = "replace"``: grow the timed-out child by the parent's next pending slice
+        (taken off the plan) and restart its timeout. False when there is nothing to add (POV,
+        no slice pending) or the venue refused the replace: the caller cancels."""
+        if self._config.on_timeout != "replace" or parent.order.algo == "pov" or not parent.pending:
+            return False
+        assert self._replace is not None
+        slice_step, slice_qty, _ = parent.pending[0]
+        qty = child.qty_raw + slice_qty
+        reason = (
+            f"ROUTER_CHILD_TIMEOUT: open {timeout} steps after sending; amended to include the "
+            f"slice of step {slice_step}"
+        )
+        if not self._replace(step, child.order_id, qty, reason):
+            return False
+        if child.qty_raw != qty:
+            raise RouterError(f"{child.order_id}: replaced, but its quantity is {child.qty_raw}, not {qty}")
+        del parent.pending[0]
+        child.sent_step = step
+        if parent.unallocated_raw() < 0:
+            raise RouterError(f"{parent.order.parent_id}: the amended child exceeds the parent quantity")
+        return True
 
     def _closures(self, step: int, parent: WorkingParent) -> None:
         """Act once on each closed child: roll an unfilled remainder, retry a rejection."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from domain.events import (
     DayTradeSnapshot,
@@ -13,7 +14,9 @@ from domain.events import (
     PostingRecord,
     SellableSnapshot,
     TaxLotSnapshot,
+    VenueGuardSnapshot,
 )
+from domain.execution import SequenceGuard
 from domain.ledger import Position
 from domain.markets import DayTradeBook, DayTradeRecord, Lots, SellableBook, TaxLot
 from domain.orders import Order, OrderStatus
@@ -41,6 +44,7 @@ class KernelState:
         self.tax_lots: dict[int, Lots] = {}  # A-share lots for the dividend tax at the sale
         self.execution = ExecutionBook()  # the execution router's working parents
         self.day_trades = DayTradeBook()  # US PDT counter (``kernel.pdt``)
+        self.venue_guard: SequenceGuard | None = None  # an asynchronous venue's sequence guard
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -81,6 +85,7 @@ class KernelState:
             ],
             router=self.execution.snapshot(),
             day_trades=[DayTradeSnapshot(*msgspec.structs.astuple(r)) for r in self.day_trades.records],
+            venue_guard=_guard_snapshot(self.venue_guard),
         )
 
     @classmethod
@@ -125,7 +130,17 @@ class KernelState:
         state.day_trades = DayTradeBook(
             records=tuple(DayTradeRecord(*msgspec.structs.astuple(r)) for r in snapshot.day_trades)
         )
+        if not isinstance(snapshot.venue_guard, UnsetType):
+            guard = snapshot.venue_guard
+            held_messages = {message.venue_seq: message for message in guard.held}
+            state.venue_guard = SequenceGuard(next_seq=guard.next_seq, held=held_messages)
         return state
+
+
+def _guard_snapshot(guard: SequenceGuard | None) -> VenueGuardSnapshot | UnsetType:
+    if guard is None:
+        return UNSET
+    return VenueGuardSnapshot(next_seq=guard.next_seq, held=[guard.held[seq] for seq in sorted(guard.held)])
 
 
 def _kill_snapshot(kill: KillSwitchState | None) -> KillSwitchSnapshot | None:

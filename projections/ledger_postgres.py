@@ -361,7 +361,8 @@ def _write_rows(connection: psycopg.Connection[Any], batch: _Batch) -> None:
     # boundary) are updated by primary key, pipelined by ``executemany``.
     _copy(connection, "orders", batch.new_order_rows())
     execute_many(
-        "UPDATE orders SET filled_qty_raw = %s, status = %s, updated_seq = %s WHERE order_id = %s",
+        "UPDATE orders SET qty_raw = %s, limit_px_raw = %s, filled_qty_raw = %s, status = %s, "
+        "updated_seq = %s WHERE order_id = %s",
         batch.updated_order_rows(),
     )
     _copy(connection, "order_transitions", rows.transitions)

@@ -40,6 +40,7 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
     RiskVerdict,
     RunFinished,
@@ -175,6 +176,7 @@ _EXECUTION_KINDS = (
     OrderRejected,
     OrderCancelled,
     OrderExpired,
+    OrderReplaced,
 )
 
 
@@ -227,6 +229,7 @@ class _Batch:
             OrderFilled: self._on_order_event,
             OrderCancelled: self._on_order_event,
             OrderExpired: self._on_order_event,
+            OrderReplaced: self._on_order_event,
             LedgerPosted: self._on_ledger_posted,
             DayClosed: self._on_day_closed,
             RiskVerdict: self._on_risk_verdict,
@@ -318,7 +321,8 @@ class _Batch:
             trigger = "partial" if event.leaves_qty_raw > 0 else "fill"  # type: ignore[union-attr]
         else:
             trigger = _TRIGGERS.get(kind) or trigger_of(event)
-        reason = event.reason if kind is OrderRejected or kind is OrderCancelled else ""  # type: ignore[union-attr]
+        reasoned = kind is OrderRejected or kind is OrderCancelled or kind is OrderReplaced
+        reason = event.reason if reasoned else ""  # type: ignore[union-attr]
         self.rows.transitions.append(
             (seq, event.order_id, source.status.value, target.status.value, trigger, event.ts_ns, reason)
         )
@@ -427,10 +431,18 @@ class _Batch:
         return [_order_row(row) for order_id, row in self._orders.items() if order_id in submitted]
 
     def updated_order_rows(self) -> list[_Row]:
-        """``(filled_qty_raw, status, updated_seq, order_id)`` of orders from earlier batches."""
+        """``(qty_raw, limit_px_raw, filled_qty_raw, status, updated_seq, order_id)`` of orders
+        from earlier batches (a replace changes the quantity and limit)."""
         submitted = self._submitted_seqs
         return [
-            (row.order.filled_qty_raw, row.order.status.value, row.updated_seq, order_id)
+            (
+                row.order.qty_raw,
+                row.order.limit_px_raw,
+                row.order.filled_qty_raw,
+                row.order.status.value,
+                row.updated_seq,
+                order_id,
+            )
             for order_id, row in self._orders.items()
             if order_id not in submitted
         ]
@@ -527,7 +539,8 @@ def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
         "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch.new_order_rows()
     )
     db.executemany(
-        "UPDATE orders SET filled_qty_raw = ?, status = ?, updated_seq = ? WHERE order_id = ?",
+        "UPDATE orders SET qty_raw = ?, limit_px_raw = ?, filled_qty_raw = ?, status = ?, updated_seq = ? "
+        "WHERE order_id = ?",
         batch.updated_order_rows(),
     )
     db.executemany("INSERT INTO order_transitions VALUES (?, ?, ?, ?, ?, ?, ?)", rows.transitions)

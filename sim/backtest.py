@@ -133,6 +133,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[optional]
         if self.execution == ExecutionConfig():
             del data["execution"]  # the default router (market orders): configs journal as before
+        elif self.execution.on_timeout == "cancel":
+            del data["execution"]["on_timeout"]  # added later: router configs journal as before
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod

@@ -43,6 +43,7 @@ _FOLDED_KINDS = frozenset(
         "order.rejected.v1",
         "order.cancelled.v1",
         "order.expired.v1",
+        "order.replaced.v1",
     }
 )
 _PROGRESS_EVERY = 10_000

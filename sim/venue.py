@@ -3,9 +3,17 @@ and turns the results into ``OrderFilled`` events with money computed in integer
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 
-from domain.events import OrderAccepted, OrderExpired, OrderFilled, OrderRejected
+from domain.events import (
+    OrderAccepted,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderReplaced,
+    OrderReplaceRejected,
+)
 from domain.fixed import Rounding, apply_rate
 from domain.instruments import Instrument, notional_minor
 from domain.market import Panel
@@ -54,6 +62,37 @@ class SimVenue:
         if order.instrument_id in self._cn:
             self._live_day[order.order_id] = self._session_of_order(step)
         return OrderAccepted(ts_ns=ts_ns, order_id=order.order_id)
+
+    def replace(
+        self, step: int, order: Order, qty_raw: int, limit_px_raw: int
+    ) -> OrderReplaced | OrderReplaceRejected:
+        """Amend a working order at once: the amended order must pass the checks of a new one
+        (lot, tick, A-share price band) and stay above its filled quantity."""
+        ts_ns = int(self._panel.ts_ns[step])
+        amended = msgspec.structs.replace(order, qty_raw=qty_raw, limit_px_raw=limit_px_raw)
+        if not order.is_open:
+            reason = f"NOT_WORKING: order is {order.status.value}"
+        elif qty_raw <= order.filled_qty_raw:
+            reason = f"REPLACE_BELOW_FILLED: qty_raw={qty_raw}, filled_qty_raw={order.filled_qty_raw}"
+        elif (order.order_type == "market") != (limit_px_raw == 0):
+            reason = f"REPLACE_ORDER_TYPE: a {order.order_type} order with limit_px_raw={limit_px_raw}"
+        else:
+            reason = self._reject_reason(amended) or self._limit_price_reason(step, amended) or ""
+        if reason:
+            return OrderReplaceRejected(
+                ts_ns=ts_ns,
+                order_id=order.order_id,
+                qty_raw=qty_raw,
+                limit_px_raw=limit_px_raw,
+                reason=reason,
+            )
+        return OrderReplaced(
+            ts_ns=ts_ns,
+            order_id=order.order_id,
+            qty_raw=qty_raw,
+            prev_qty_raw=order.qty_raw,
+            limit_px_raw=limit_px_raw,
+        )
 
     def _session_of_order(self, step: int) -> int:
         """An order sent after a session's last bar works in the next session."""

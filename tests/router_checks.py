@@ -12,6 +12,7 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
     ParentCreated,
     ParentDone,
@@ -25,6 +26,8 @@ class ParentView:
     children: list[OrderSubmitted] = field(default_factory=list)
     child_steps: list[int] = field(default_factory=list)  # step each child was sent at
     fills: dict[str, int] = field(default_factory=dict)  # child id -> filled qty
+    qty: dict[str, int] = field(default_factory=dict)  # child id -> quantity (after replaces)
+    replaced: list[OrderReplaced] = field(default_factory=list)
     deferred: list[ChildDeferred] = field(default_factory=list)
     done: ParentDone | None = None
 
@@ -51,11 +54,19 @@ def parent_views(events: Iterable[object], ts_to_step: dict[int, int]) -> dict[s
                 view.children.append(event)
                 view.child_steps.append(ts_to_step[event.ts_ns])
                 view.fills[event.order_id] = 0
+                view.qty[event.order_id] = event.qty_raw
                 parent_of[event.order_id] = event.parent_id
-        elif isinstance(event, OrderAccepted | OrderRejected | OrderCancelled | OrderExpired | OrderFilled):
+        elif isinstance(
+            event, OrderAccepted | OrderRejected | OrderCancelled | OrderExpired | OrderFilled | OrderReplaced
+        ):
             orders[event.order_id] = evolve(orders[event.order_id], event)
             if isinstance(event, OrderFilled) and event.order_id in parent_of:
                 views[parent_of[event.order_id]].fills[event.order_id] += event.fill_qty_raw
+            if isinstance(event, OrderReplaced) and event.order_id in parent_of:
+                view = views[parent_of[event.order_id]]
+                assert view.done is None, f"child {event.order_id} replaced after its parent ended"
+                view.qty[event.order_id] = event.qty_raw
+                view.replaced.append(event)
         elif isinstance(event, ChildDeferred):
             views[event.parent_id].deferred.append(event)
         elif isinstance(event, ParentDone):
@@ -71,6 +82,7 @@ def check_parents(views: dict[str, ParentView]) -> None:
     for parent_id, view in views.items():
         qty = view.created.qty_raw
         assert view.filled <= qty, (parent_id, view.filled, qty)
+        assert all(view.fills[cid] <= view.qty[cid] for cid in view.fills), (parent_id, view.fills, view.qty)
         assert all(c.parent_id == parent_id for c in view.children)
         assert all(c.side == view.created.side for c in view.children)
         assert all(c.instrument_id == view.created.instrument_id for c in view.children)

@@ -8,7 +8,8 @@ journal alone; the definitions (see docs/projections.md, "execution_quality"):
 * **parent**: ``OrderSubmitted.parent_id`` when set (router children are grouped), otherwise
   the order itself. All children of a parent must share strategy, instrument and side.
 * **intended quantity**: the sum of the children's quantities (the journal has no parent
-  event; a router that re-sends a cancelled child's remainder as a new child counts it twice).
+  event; a router that re-sends a cancelled child's remainder as a new child counts it twice);
+  a replace (``OrderReplaced``) changes it by the child's new less its previous quantity.
 * **decision price**: ``decision_px_raw`` of the parent's first child (the price the decision
   was sized at: the last close the strategy saw).
 * **arrival price**: the price of the parent's first fill -- the market the parent met when it
@@ -47,6 +48,7 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
 )
 from domain.fixed import RATE_SCALE, Rounding, div_round
@@ -59,6 +61,7 @@ __all__ = [
     "ParentExecution",
     "add_child",
     "add_fill",
+    "amend_child",
     "close_child",
     "execution_row",
     "open_parent",
@@ -204,6 +207,17 @@ def add_fill(parent: ParentExecution, seq: int, fill: OrderFilled) -> ParentExec
     return close_child(updated, seq) if fill.leaves_qty_raw == 0 else updated
 
 
+def amend_child(parent: ParentExecution, seq: int, event: OrderReplaced) -> ParentExecution:
+    """One of the parent's children was amended: the intended quantity follows its new total."""
+    intended = parent.intended_qty_raw + event.qty_raw - event.prev_qty_raw
+    if event.qty_raw <= 0 or intended < parent.filled_qty_raw:
+        raise ValueError(
+            f"replace of {event.order_id} to {event.qty_raw}: parent {parent.parent_id} would intend "
+            f"{intended}, below its filled {parent.filled_qty_raw}"
+        )
+    return msgspec.structs.replace(parent, intended_qty_raw=intended, updated_seq=seq)
+
+
 def close_child(parent: ParentExecution, seq: int) -> ParentExecution:
     """One child reached a terminal state (filled, cancelled, rejected, expired)."""
     if parent.open_children <= 0:
@@ -301,6 +315,8 @@ class ExecutionFold:
             self._update(event.order_id, lambda parent: add_fill(parent, seq, event))
         elif isinstance(event, OrderRejected | OrderCancelled | OrderExpired):
             self._update(event.order_id, lambda parent: close_child(parent, seq))
+        elif isinstance(event, OrderReplaced):
+            self._update(event.order_id, lambda parent: amend_child(parent, seq, event))
         elif isinstance(event, InstrumentsDefined):
             self._instruments.update((inst.instrument_id, inst) for inst in event.instruments)
         elif isinstance(event, DayClosed):

@@ -9,8 +9,8 @@ pair or an overfill is reported and leaves the child unchanged.
 Why a router-level table: ``domain.orders`` has no pending-cancel / pending-replace states and is
 shared with the kernel's market orders. Those states exist only between our request and the
 venue's answer, so they are kept here as an overlay (``PENDING_TRANSITIONS``) on the child, next
-to its ``domain.orders.Order``; a replace changes the child's quantity (the kernel will need an
-``OrderReplaced`` event for the journal).
+to its ``domain.orders.Order``. A "replaced" answer becomes ``OrderReplaced`` (the order's new
+total quantity, through ``evolve``), allowed only while a replace is pending.
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
+    VenueMessage,
 )
 from domain.execution.schedule import ParentOrder
 from domain.orders import IllegalTransition, Order, OrderEvent, OrderStatus, evolve, new_order
@@ -47,6 +49,7 @@ __all__ = [
     "parent_unallocated_raw",
     "request_cancel",
     "request_replace",
+    "replaced_event",
     "submit_child",
 ]
 
@@ -76,16 +79,6 @@ PENDING_TRANSITIONS: Mapping[tuple[Pending, str], Pending] = {
     (Pending.REPLACE, "replace_rejected"): Pending.NONE,
 }
 """Terminal venue events (fill to zero, cancelled, expired, rejected) clear any pending state."""
-
-
-class VenueMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    venue_seq: int
-    ts_ns: int
-    order_id: str
-    kind: str  # one of VENUE_KINDS
-    qty_raw: int = 0  # fill quantity, or the new total quantity of a replace
-    px_raw: int = 0
-    reason: str = ""
 
 
 class GuardReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -244,7 +237,9 @@ def _order_event(msg: VenueMessage, order: Order) -> OrderEvent | None:
         case "cancelled":
             return OrderCancelled(ts_ns=ts, order_id=oid, reason=msg.reason)
         case "expired":
-            return OrderExpired(ts_ns=ts, order_id=oid)
+            return OrderExpired(ts_ns=ts, order_id=oid, reason=msg.reason)
+        case "replaced":
+            return replaced_event(msg, order)
         case "fill":
             return OrderFilled(
                 ts_ns=ts,
@@ -261,16 +256,18 @@ def _order_event(msg: VenueMessage, order: Order) -> OrderEvent | None:
     return None
 
 
-def _apply_pending(child: ChildOrder, msg: VenueMessage) -> tuple[ChildOrder | None, str]:
-    target = PENDING_TRANSITIONS.get((child.pending, msg.kind))
-    if target is None or not child.order.is_open:
-        return None, f"{msg.kind} while {child.pending.value}/{child.order.status.value}"
-    if msg.kind != "replaced":
-        return msgspec.structs.replace(child, pending=target), ""
-    if msg.qty_raw <= child.order.filled_qty_raw:
-        return None, f"replace to {msg.qty_raw} at or below filled {child.order.filled_qty_raw}"
-    order = msgspec.structs.replace(child.order, qty_raw=msg.qty_raw)
-    return msgspec.structs.replace(child, order=order, pending=target), ""
+def replaced_event(msg: VenueMessage, order: Order) -> OrderReplaced:
+    """A "replaced" message as ``OrderReplaced``: ``qty_raw`` the new total; ``px_raw`` the new
+    limit of a limit order (0: unchanged); a market order stays at limit 0."""
+    limit = msg.px_raw if order.order_type == "limit" and msg.px_raw else order.limit_px_raw
+    return OrderReplaced(
+        ts_ns=msg.ts_ns,
+        order_id=msg.order_id,
+        qty_raw=msg.qty_raw,
+        prev_qty_raw=order.qty_raw,
+        limit_px_raw=limit,
+        reason=msg.reason,
+    )
 
 
 def _apply_one(state: RouterState, msg: VenueMessage) -> tuple[RouterState, OrderEvent | None, GuardReport]:
@@ -288,10 +285,15 @@ def _apply_one(state: RouterState, msg: VenueMessage) -> tuple[RouterState, Orde
         if growth > free:
             why = f"replace to {msg.qty_raw} needs {growth} more than the parent's unallocated {free}"
             return state, None, _report(msg, "overfill", why)
-    if event is None:
-        updated, why = _apply_pending(child, msg)
-        if updated is None:
+    pending = child.pending
+    if msg.kind in ("cancel_rejected", "replaced", "replace_rejected"):  # answers to our requests
+        target = PENDING_TRANSITIONS.get((child.pending, msg.kind))
+        if target is None or not child.order.is_open:
+            why = f"{msg.kind} while {child.pending.value}/{child.order.status.value}"
             return state, None, _report(msg, "illegal", why)
+        pending = target
+    if event is None:
+        updated = msgspec.structs.replace(child, pending=pending)
     else:
         try:
             order = evolve(child.order, event)
@@ -299,7 +301,7 @@ def _apply_one(state: RouterState, msg: VenueMessage) -> tuple[RouterState, Orde
             return state, None, _report(msg, "illegal", str(error))
         except ValueError as error:
             return state, None, _report(msg, "overfill", str(error))
-        pending = Pending.NONE if not order.is_open else child.pending
+        pending = Pending.NONE if not order.is_open else pending
         updated = msgspec.structs.replace(child, order=order, pending=pending)
     return (
         msgspec.structs.replace(state, children={**state.children, msg.order_id: updated}),

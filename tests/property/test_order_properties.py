@@ -1,5 +1,6 @@
-"""Only legal order transitions occur: random venue event streams either fold through the
-transition table or are refused, and filled quantity never exceeds the order quantity."""
+"""Only legal order transitions occur: random venue event streams (replaces included) either fold
+through the transition table or are refused, and filled quantity never exceeds the order quantity
+(a replace never goes at or below what is filled)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from domain.events import (
     OrderExpired,
     OrderFilled,
     OrderRejected,
+    OrderReplaced,
     OrderSubmitted,
 )
 from domain.orders import (
@@ -32,6 +34,7 @@ steps = st.lists(
         st.just("cancel"),
         st.just("expire"),
         st.integers(1, 600).map(lambda qty: ("fill", qty)),
+        st.integers(1, 1_500).map(lambda qty: ("replace", qty)),
     ),
     max_size=12,
 )
@@ -39,7 +42,7 @@ steps = st.lists(
 
 def _event(
     step: object, order: Order
-) -> OrderAccepted | OrderRejected | OrderCancelled | OrderExpired | OrderFilled:
+) -> OrderAccepted | OrderRejected | OrderCancelled | OrderExpired | OrderFilled | OrderReplaced:
     oid = order.order_id
     if step == "accept":
         return OrderAccepted(ts_ns=1, order_id=oid)
@@ -51,6 +54,8 @@ def _event(
         return OrderExpired(ts_ns=1, order_id=oid)
     assert isinstance(step, tuple)
     qty = step[1]
+    if step[0] == "replace":
+        return OrderReplaced(ts_ns=1, order_id=oid, qty_raw=qty, prev_qty_raw=order.qty_raw, limit_px_raw=0)
     return OrderFilled(
         ts_ns=1,
         order_id=oid,
@@ -83,7 +88,9 @@ def test_random_event_streams_only_take_legal_transitions(stream: list[object]) 
     for step in stream:
         event = _event(step, order)
         legal = (order.status, trigger_of(event)) in ORDER_TRANSITIONS
-        overfill = isinstance(event, OrderFilled) and event.fill_qty_raw > order.leaves_qty_raw
+        overfill = (isinstance(event, OrderFilled) and event.fill_qty_raw > order.leaves_qty_raw) or (
+            isinstance(event, OrderReplaced) and event.qty_raw <= order.filled_qty_raw
+        )
         try:
             after = evolve(order, event)
         except IllegalTransition:
@@ -98,4 +105,7 @@ def test_random_event_streams_only_take_legal_transitions(stream: list[object]) 
         assert 0 <= after.filled_qty_raw <= after.qty_raw
         if after.status is OrderStatus.FILLED:
             assert after.filled_qty_raw == after.qty_raw
+        if isinstance(event, OrderReplaced):
+            assert (after.status, after.qty_raw) == (order.status, event.qty_raw)
+            assert after.filled_qty_raw == order.filled_qty_raw < after.qty_raw
         order = after

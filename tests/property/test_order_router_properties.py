@@ -8,6 +8,7 @@ import hypothesis.strategies as st
 from hypothesis import given, settings
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 
+from domain.events import OrderReplaced
 from domain.execution import (
     ChildOrder,
     ParentOrder,
@@ -61,6 +62,7 @@ class RouterMachine(RuleBasedStateMachine):
         self.undelivered: list[VenueMessage] = []
         self.applied: list[int] = []
         self.refused = 0
+        self.replaced = 0
 
     @rule(qty=st.integers(1, 2_000))
     def new_parent(self, qty: int) -> None:
@@ -147,6 +149,12 @@ class RouterMachine(RuleBasedStateMachine):
         self.applied.extend(applied)
         self.refused += sum(r.outcome in ("illegal", "overfill", "unknown_order") for r in reports)
         assert len(events) <= len(applied)
+        for event in events:  # an applied replace is journaled as OrderReplaced, above the fill
+            if isinstance(event, OrderReplaced):
+                self.replaced += 1
+                assert event.qty_raw > self.state.children[event.order_id].order.filled_qty_raw or (
+                    not self.state.children[event.order_id].order.is_open
+                )
 
     @invariant()
     def no_sequence_applied_twice(self) -> None:

@@ -1,6 +1,7 @@
-"""For random router parameters (algo, slices, window, participation, rate limit, child timeout,
-retries) and venue participation caps: every parent's fill is the sum of its children's fills and
-never above its quantity, every order transition is legal, and replay reproduces the journal."""
+"""For random router parameters (algo, slices, window, participation, rate limit, child timeout
+and what it does -- cancel or replace --, retries) and venue participation caps: every parent's
+fill is the sum of its children's fills and never above its quantity, every order transition is
+legal (replaces included), and replay reproduces the journal."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def _days(seed: int) -> set[int]:
     retry_max=st.integers(0, 3),
     cap_e8=st.sampled_from([0, 500_000, 5_000_000]),
     fast=st.integers(2, 6),
+    on_timeout=st.sampled_from(["cancel", "replace"]),
 )
 def test_parents_equal_sum_of_children_and_replay(
     seed: int,
@@ -59,6 +61,7 @@ def test_parents_equal_sum_of_children_and_replay(
     retry_max: int,
     cap_e8: int,
     fast: int,
+    on_timeout: str,
 ) -> None:
     dataset, steps = _dataset(seed)
     execution = ExecutionConfig(
@@ -69,6 +72,7 @@ def test_parents_equal_sum_of_children_and_replay(
         rate_capacity=rate_capacity,
         child_timeout_steps=timeout,
         retry_max=retry_max,
+        on_timeout=on_timeout,
     )
     with tempfile.TemporaryDirectory() as tmp:
         journal_path = Path(tmp) / "j"

@@ -1,0 +1,233 @@
+"""Messages of an asynchronous venue, into the kernel through the venue sequence guard.
+
+A venue that answers later (``kernel.venue.AsyncVenuePort``: paper, live, a recorded session)
+delivers numbered ``VenueMessage``s, possibly duplicated, late or out of order. At each step the
+kernel visits for it, the inbox:
+
+1. journals every message as received (``VenueMessageReceived``, an INPUT event: replay reads
+   these back from the journal and never asks the venue);
+2. passes it through ``domain.execution.guard_accept``: a sequence already seen is a
+   ``duplicate``, one past a gap is held (``overflow`` when ``pending_max`` are already held),
+   the next expected one is applied together with the held ones it releases;
+3. applies each message in sequence as the usual order event (``OrderAccepted``,
+   ``OrderRejected``, ``OrderFilled`` with its ledger postings, ``OrderCancelled``,
+   ``OrderExpired``, ``OrderReplaced``) through ``domain.orders.evolve`` — or, when the order's
+   state does not allow it, journals ``VenueMessageRefused`` (``illegal``, ``overfill``,
+   ``unknown_order``) and changes nothing.
+
+Refused and held messages are never applied twice: the guard's next sequence number and held
+messages are kernel state (``KernelSnapshot.venue_guard``).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from domain.events import (
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    VenueMessage,
+    VenueMessageReceived,
+    VenueMessageRefused,
+)
+from domain.execution import SequenceGuard, guard_accept, replaced_event
+from domain.fixed import Rounding
+from domain.instruments import notional_minor
+from domain.orders import IllegalTransition, Order, OrderEvent, evolve
+from kernel.venue import NO_ACTIVITY, AsyncVenuePort, VenuePort
+
+if TYPE_CHECKING:
+    from kernel.loop import Kernel
+
+__all__ = ["VenueInbox", "leaves_probe"]
+
+
+def leaves_probe(order: Order) -> Order:
+    """The order's open quantity as an unfilled order (what the market rules reserve or check)."""
+    return msgspec.structs.replace(
+        order, qty_raw=order.leaves_qty_raw, filled_qty_raw=0, filled_notional_minor=0
+    )
+
+
+class _Refused(Exception):
+    def __init__(self, outcome: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome = outcome
+        self.detail = detail
+
+
+class VenueInbox:
+    """One kernel's asynchronous venue session. Build it with ``attach``."""
+
+    def __init__(
+        self, kernel: Kernel, venue: AsyncVenuePort, replayed: Sequence[VenueMessageReceived] | None
+    ) -> None:
+        self._kernel = kernel
+        self._venue = venue
+        self._replayed: dict[int, list[VenueMessage]] | None = None
+        self._replayed_steps: list[int] = []
+        if replayed is not None:
+            grouped: dict[int, list[VenueMessage]] = {}
+            for received in replayed:
+                grouped.setdefault(received.step, []).append(received.message)
+            self._replayed = grouped
+            self._replayed_steps = sorted(grouped)
+        state = kernel.state
+        if state.venue_guard is None:
+            state.venue_guard = SequenceGuard(pending_max=venue.pending_max)
+        else:  # restored from a snapshot, which does not hold the venue's bound
+            state.venue_guard = msgspec.structs.replace(state.venue_guard, pending_max=venue.pending_max)
+
+    @classmethod
+    def attach(
+        cls,
+        kernel: Kernel,
+        venue: VenuePort,
+        replayed: Sequence[VenueMessageReceived] | None,
+        *,
+        router: bool,
+    ) -> VenueInbox | None:
+        """The inbox of an asynchronous venue, None for a synchronous one. ``replayed``: the
+        journaled messages a replay delivers instead of asking the venue."""
+        if not isinstance(venue, AsyncVenuePort):
+            if replayed:
+                raise ValueError(
+                    f"the journal holds {len(replayed)} received venue messages, but this venue is "
+                    "synchronous; replay it with the asynchronous venue it was run with"
+                )
+            return None
+        if venue.pending_max < 0:
+            raise ValueError(f"venue pending_max must not be negative, got {venue.pending_max}")
+        if router:
+            raise ValueError(
+                "the execution router works with a synchronous venue only; use [execution] "
+                'algo = "market" with an asynchronous venue'
+            )
+        return cls(kernel, venue, replayed)
+
+    # --- when -------------------------------------------------------------------------------
+
+    def next_step(self, step: int) -> int:
+        """The first step after ``step`` at which messages arrive."""
+        if self._replayed is None:
+            return self._venue.next_poll_step(step)
+        index = bisect_right(self._replayed_steps, step)
+        return self._replayed_steps[index] if index < len(self._replayed_steps) else NO_ACTIVITY
+
+    # --- delivery ---------------------------------------------------------------------------
+
+    def deliver(self, step: int) -> None:
+        kernel = self._kernel
+        ts_ns = int(kernel._panel.ts_ns[step])
+        if self._replayed is None:
+            messages = self._venue.poll(step)
+            for message in messages:
+                if not isinstance(message, VenueMessage):
+                    raise TypeError(f"venue delivered {type(message).__name__}, not a VenueMessage")
+        else:
+            messages = self._replayed.get(step, [])
+        for message in messages:
+            if self._replayed is None:
+                kernel._sink.append(VenueMessageReceived(ts_ns=ts_ns, step=step, message=message))
+            self._receive(step, ts_ns, message)
+
+    def _receive(self, step: int, ts_ns: int, message: VenueMessage) -> None:
+        state = self._kernel.state
+        assert state.venue_guard is not None
+        guard, ready, report = guard_accept(state.venue_guard, message)
+        state.venue_guard = guard
+        if report is not None and report.outcome != "buffered":
+            self._refuse(ts_ns, message, report.outcome, report.detail)
+        for msg in ready:
+            try:
+                self._apply(step, ts_ns, msg)
+            except _Refused as refused:
+                self._refuse(ts_ns, msg, refused.outcome, refused.detail)
+
+    def _refuse(self, ts_ns: int, message: VenueMessage, outcome: str, detail: str) -> None:
+        self._kernel._sink.append(
+            VenueMessageRefused(
+                ts_ns=ts_ns,
+                venue_seq=message.venue_seq,
+                order_id=message.order_id,
+                message_kind=message.kind,
+                outcome=outcome,
+                detail=detail,
+            )
+        )
+
+    def _apply(self, step: int, ts_ns: int, msg: VenueMessage) -> None:
+        """One message in sequence: as an order event through the transition table, or refused."""
+        kernel = self._kernel
+        state = kernel.state
+        order = state.open_orders.get(msg.order_id)
+        if order is None:
+            raise _Refused("unknown_order", f"no open order {msg.order_id} (never sent, or already closed)")
+        event = self._event(ts_ns, msg, order)
+        try:
+            after = evolve(order, event)
+        except IllegalTransition as error:
+            raise _Refused("illegal", str(error)) from None
+        except ValueError as error:
+            raise _Refused("overfill", str(error)) from None
+        books = state.sellable
+        if isinstance(event, OrderFilled):
+            kernel._apply_fill(event, int(kernel._panel.day[step]))
+            return
+        kernel._sink.append(event)
+        day = kernel._session_of_order(step)
+        if after.is_open:
+            state.open_orders[msg.order_id] = after
+            if after.qty_raw != order.qty_raw:  # a replace: reserve the new open quantity
+                kernel._rules.on_closed(books, day, order)
+                kernel._rules.on_accepted(books, day, leaves_probe(after))
+        else:
+            kernel._rules.on_closed(books, day, order)
+            del state.open_orders[msg.order_id]
+
+    def _event(self, ts_ns: int, msg: VenueMessage, order: Order) -> OrderEvent:
+        oid = msg.order_id
+        match msg.kind:
+            case "ack":
+                return OrderAccepted(ts_ns=ts_ns, order_id=oid)
+            case "reject":
+                return OrderRejected(ts_ns=ts_ns, order_id=oid, reason=msg.reason)
+            case "cancelled":
+                return OrderCancelled(ts_ns=ts_ns, order_id=oid, reason=msg.reason)
+            case "expired":
+                return OrderExpired(ts_ns=ts_ns, order_id=oid, reason=msg.reason)
+            case "replaced":
+                return msgspec.structs.replace(replaced_event(msg, order), ts_ns=ts_ns)
+            case "fill":
+                return self._fill(ts_ns, msg, order)
+            case "cancel_rejected" | "replace_rejected":
+                raise _Refused("illegal", f"{msg.kind}: no request of this kernel is in flight")
+        raise _Refused("illegal", f"unknown venue message kind {msg.kind!r}")
+
+    def _fill(self, ts_ns: int, msg: VenueMessage, order: Order) -> OrderFilled:
+        if msg.qty_raw <= 0 or msg.px_raw <= 0 or msg.commission_minor < 0:
+            detail = (
+                f"fill needs qty > 0, px > 0, commission >= 0: "
+                f"{msg.qty_raw} @ {msg.px_raw}, commission {msg.commission_minor}"
+            )
+            raise _Refused("illegal", detail)
+        instrument = self._kernel._instruments[order.instrument_id]
+        return OrderFilled(
+            ts_ns=ts_ns,
+            order_id=order.order_id,
+            instrument_id=order.instrument_id,
+            side=order.side,
+            fill_qty_raw=msg.qty_raw,
+            fill_px_raw=msg.px_raw,
+            leaves_qty_raw=order.leaves_qty_raw - msg.qty_raw,
+            notional_minor=notional_minor(instrument, msg.qty_raw, msg.px_raw, Rounding.HALF_EVEN),
+            commission_minor=msg.commission_minor,
+            currency=instrument.currency,
+        )
