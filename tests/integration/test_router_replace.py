@@ -31,6 +31,7 @@ from sim.backtest import build_parts
 from sim.execution_report import execution_report
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
+from tests.contracts.projection_servers import scratch_database
 from tests.factories import make_config, make_dataset, run
 from tests.router_checks import check_parents, parent_views
 
@@ -207,3 +208,12 @@ def test_a_refused_replace_falls_back_to_the_cancel(minutes: Path) -> None:
     assert [e for e in refused_run if not isinstance(e, OrderReplaceRejected)] == cancel_run
     amended_run = _kernel_events(minutes, "replace", SimVenue)
     assert amended_run != cancel_run and any(isinstance(e, OrderReplaced) for e in amended_run)
+
+
+def test_replaced_orders_project_the_same_on_postgres(minutes: Path, tmp_path: Path) -> None:
+    """The PostgreSQL ledger folds replaces like SQLite: same checksums, in one go and in batches."""
+    _run(minutes, tmp_path / "j", "replace")
+    on_sqlite = rebuild_ledger(tmp_path / "j", tmp_path / "ledger.sqlite")
+    with scratch_database() as url:
+        on_postgres = rebuild_ledger(tmp_path / "j", url, schema="replaced", batch_records_max=7)
+        assert on_postgres.checksums == on_sqlite.checksums
