@@ -10,7 +10,7 @@ compare record by record, to name the first divergent sequence number.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from domain.events import (
@@ -43,7 +43,7 @@ from kernel.journal import (
     segment_kinds,
 )
 from kernel.liquidation import PerpMargin
-from kernel.loop import Kernel, ProgressFn
+from kernel.loop import EventSink, Kernel, ProgressFn
 from kernel.router import ExecutionConfig
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -72,6 +72,36 @@ class KernelParts:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
     futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
+
+    def kernel(
+        self,
+        sink: EventSink,
+        *,
+        state: KernelState | None = None,
+        venue_messages: Sequence[VenueMessageReceived] | None = None,
+    ) -> Kernel:
+        """A kernel over these parts, journaling to ``sink`` (a fresh run, or resumed from
+        ``state``); the one place a run and its replay build their kernel."""
+        return Kernel(
+            panel=self.panel,
+            strategy=self.strategy,
+            venue=self.venue,
+            policy=self.policy,
+            sink=sink,
+            currency=self.currency,
+            state=state,
+            kill_switch=self.kill_switch,
+            operator_commands=self.operator_commands,
+            vol_target=self.vol_target,
+            borrow=self.borrow,
+            cn_fees=self.cn_fees,
+            margin=self.margin,
+            us_regulatory_fees=self.us_regulatory_fees,
+            execution=self.execution,
+            pdt=self.pdt,
+            futures=self.futures,
+            venue_messages=venue_messages,
+        )
 
 
 @dataclass(frozen=True)
@@ -311,26 +341,7 @@ def _replay(
     received = _received(journal, start_seq, end_seq) if isinstance(parts.venue, AsyncVenuePort) else None
     sink = _ComparingSink(journal, start_seq, end_seq)
     state = KernelState.restore(snapshot.snapshot, parts.currency) if snapshot else None
-    kernel = Kernel(
-        panel=parts.panel,
-        strategy=parts.strategy,
-        venue=parts.venue,
-        policy=parts.policy,
-        sink=sink,
-        currency=parts.currency,
-        state=state,
-        kill_switch=parts.kill_switch,
-        operator_commands=parts.operator_commands,
-        vol_target=parts.vol_target,
-        borrow=parts.borrow,
-        cn_fees=parts.cn_fees,
-        margin=parts.margin,
-        us_regulatory_fees=parts.us_regulatory_fees,
-        execution=parts.execution,
-        pdt=parts.pdt,
-        futures=parts.futures,
-        venue_messages=received,
-    )
+    kernel = parts.kernel(sink, state=state, venue_messages=received)
     try:
         if snapshot is None:
             kernel.begin(parts.initial_cash_minor)

@@ -18,7 +18,7 @@ from kernel.borrow import BorrowConfig
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
-from kernel.loop import Kernel, KernelError, ProgressFn
+from kernel.loop import KernelError, ProgressFn
 from kernel.markets import MarketRules
 from kernel.replay import KernelParts
 from kernel.router import ExecutionConfig
@@ -225,24 +225,7 @@ def run_backtest(
                 last_ts_ns=int(panel.ts_ns[-1]),
             )
         )
-        kernel = Kernel(
-            panel=panel,
-            strategy=strategy,
-            venue=parts.venue,
-            policy=parts.policy,
-            sink=journal,
-            currency=parts.currency,
-            kill_switch=parts.kill_switch,
-            operator_commands=parts.operator_commands,
-            vol_target=parts.vol_target,
-            borrow=parts.borrow,
-            cn_fees=parts.cn_fees,
-            margin=parts.margin,
-            us_regulatory_fees=parts.us_regulatory_fees,
-            execution=parts.execution,
-            pdt=parts.pdt,
-            futures=parts.futures,
-        )
+        kernel = parts.kernel(journal)
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
         kernel.finish()
