@@ -67,6 +67,7 @@ from kernel.borrow import BorrowConfig, borrow_postings
 from kernel.corporate_actions import CorporateActionBook
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
+from kernel.options import OptionModel, greek_guard
 from kernel.pdt import PdtGuard
 from kernel.pipeline import (
     OrderIntent,
@@ -153,6 +154,7 @@ class Kernel:
         us_regulatory_fees: bool = True,
         execution: ExecutionConfig | None = None,
         pdt: PdtRule | None = None,
+        option_model: OptionModel | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -207,6 +209,10 @@ class Kernel:
             Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
         )
         self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
+        try:  # greek limits on the option book (kernel.options); None when off
+            self._greeks = greek_guard(policy, option_model, panel.instruments, first_day)
+        except ValueError as error:
+            raise KernelError(str(error)) from None
         self._router: Router | None = None
         if execution is not None and execution.algo != "market":
             self._router = self._make_router(execution)
@@ -487,6 +493,8 @@ class Kernel:
         self.state.last_targets.update(allowed)
         self._cancel_open(step, ts_ns, sid)
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        if self._greeks is not None:
+            intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts = self._risk.orders(intents)
         verdicts.extend(order_verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
@@ -723,3 +731,25 @@ class Kernel:
         self._sink.append(event)
         evolve(order, event)
         self._rules.on_closed(self.state.sellable, self._session_of_order(step), order)
+
+    # --- options -------------------------------------------------------------------------
+
+    def _greek_limits(
+        self,
+        step: int,
+        sid: str,
+        intents: list[OrderIntent],
+        prices: dict[int, int],
+        verdicts: list[RuleVerdict],
+    ) -> list[OrderIntent]:
+        """The greek limits over the post-trade option book (``kernel.options``); their verdicts
+        follow the portfolio rules' in ``verdicts``."""
+        assert self._greeks is not None
+        try:
+            intents, greek_verdicts = self._greeks.apply(
+                int(self._panel.day[step]), intents, self.state.positions, prices
+            )
+        except ValueError as error:
+            raise KernelError(f"{sid} at step {step}: {error}") from None
+        verdicts.extend(greek_verdicts)
+        return intents

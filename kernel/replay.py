@@ -42,6 +42,7 @@ from kernel.journal import (
 )
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, ProgressFn
+from kernel.options import OptionModel
 from kernel.router import ExecutionConfig
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -69,6 +70,7 @@ class KernelParts:
     us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
+    option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,7 @@ def _replay(
         us_regulatory_fees=parts.us_regulatory_fees,
         execution=parts.execution,
         pdt=parts.pdt,
+        option_model=parts.option_model,
     )
     try:
         if snapshot is None:

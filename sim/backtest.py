@@ -19,6 +19,7 @@ from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.markets import MarketRules
+from kernel.options import OptionModel
 from kernel.replay import KernelParts
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
@@ -108,6 +109,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     us_regulatory_fees: bool = True
     execution: ExecutionConfig = ExecutionConfig()
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the broker; None: off
+    option_model: OptionModel | None = None  # greek inputs (vol, rate) for [risk.greeks]; None: off
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -126,7 +128,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target", "borrow", "pdt"):
+        for optional in ("perp_margin", "vol_target", "borrow", "pdt", "option_model"):
             if data[optional] is None:
                 del data[optional]
         if self.execution == ExecutionConfig():
@@ -176,6 +178,7 @@ def build_parts(
         us_regulatory_fees=config.us_regulatory_fees,
         execution=config.execution,
         pdt=config.pdt,
+        option_model=config.option_model,
     )
     return parts
 
@@ -232,6 +235,7 @@ def run_backtest(
             us_regulatory_fees=parts.us_regulatory_fees,
             execution=parts.execution,
             pdt=parts.pdt,
+            option_model=parts.option_model,
         )
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)
