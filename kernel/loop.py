@@ -67,7 +67,7 @@ from kernel.borrow import BorrowConfig, borrow_postings
 from kernel.corporate_actions import CorporateActionBook
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
-from kernel.options import OptionModel, greek_guard
+from kernel.options import OptionModel, expiry_settlement, greek_guard
 from kernel.pdt import PdtGuard
 from kernel.pipeline import (
     OrderIntent,
@@ -213,6 +213,7 @@ class Kernel:
             self._greeks = greek_guard(policy, option_model, panel.instruments, first_day)
         except ValueError as error:
             raise KernelError(str(error)) from None
+        self._expiries = expiry_settlement(self, option_model, panel, self._day_end)
         self._router: Router | None = None
         if execution is not None and execution.algo != "market":
             self._router = self._make_router(execution)
@@ -278,6 +279,8 @@ class Kernel:
             venue_next = self._venue_next(step)
         if self._day_end[step]:
             self.state.next_step = step + 1
+            if self._expiries is not None:  # options expiring this session, before the mark
+                self._settle_expiries(step)
             self._close_day(step)
             venue_next = self._venue_next(step)
         return venue_next
@@ -753,3 +756,10 @@ class Kernel:
             raise KernelError(f"{sid} at step {step}: {error}") from None
         verdicts.extend(greek_verdicts)
         return intents
+
+    def _settle_expiries(self, step: int) -> None:
+        assert self._expiries is not None
+        try:
+            self._expiries.settle(step)
+        except ValueError as error:
+            raise KernelError(str(error)) from None

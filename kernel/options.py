@@ -19,23 +19,34 @@ none). Time to expiry counts calendar days from the decision's session day to ``
 ACT/365, and is 0 on and after the expiry day (greeks at intrinsic: delta the step, gamma and
 vega 0).
 
-Expiry: the kernel does not exercise, assign or cash-settle options. A position still held after
-the option's last bar keeps its last close as its mark; strategies must close options before
-they expire (``docs/markets.md``).
+Expiry (``ExpirySettlement``, on when a run has an ``[option_model]`` with ``settle_expiries``,
+the default): at the close of the option's expiry session (the first session on or after
+``expiry_day`` in the data), after that step's decision and before the day's mark, every held
+position in it is cash-settled at intrinsic value on the underlying's close (European-style cash
+settlement; no early exercise, no delivery of shares, no exercise fee): its open orders are
+cancelled ("option expired"), an ``OptionExpired`` event carries the numbers, and an
+``expiry``-strategy order (submitted, accepted, filled at the settlement price) closes the
+position, so the ledger books it like any fill (cash vs inventory, realised PnL). Out-of-the-money
+options settle at 0. Without an ``[option_model]`` nothing is settled: a position held past the
+option's last bar keeps its last close as its mark.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from domain.fixed import RATE_SCALE
-from domain.instruments import Instrument
+from domain.events import OptionExpired, OrderAccepted, OrderFilled, OrderSubmitted
+from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position
+from domain.market import Panel
 from domain.markets import day_to_date
+from domain.orders import evolve, new_order
 from domain.riskrules import RiskPolicy, RuleVerdict
 from domain.riskrules.greeks import (
     GREEK_RULE_ORDER,
@@ -46,11 +57,24 @@ from domain.riskrules.greeks import (
 )
 from kernel.pipeline import OrderIntent
 
-__all__ = ["DAYS_PER_YEAR", "GreekGuard", "OptionModel", "greek_guard"]
+if TYPE_CHECKING:
+    from kernel.loop import Kernel
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "EXPIRY_STRATEGY",
+    "ExpirySettlement",
+    "GreekGuard",
+    "OptionModel",
+    "expiry_settlement",
+    "greek_guard",
+]
 
 IntArray = npt.NDArray[np.int64]
 DAYS_PER_YEAR = 365  # ACT/365: calendar days to expiry / 365
 _SCALE_ONE = 1 << 20  # resolution of the opening orders' common factor
+EXPIRY_STRATEGY = "expiry"
+"""The strategy id of the orders that close expiring option positions."""
 
 
 class OptionModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -64,6 +88,7 @@ class OptionModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     default_vol_e8: int = 0
     vols_e8: dict[str, int] = {}
     dividend_yields_e8: dict[str, int] = {}
+    settle_expiries: bool = True  # cash-settle held options at intrinsic value on their expiry
 
     def __post_init__(self) -> None:
         if not -RATE_SCALE <= self.rate_e8 <= RATE_SCALE:
@@ -104,6 +129,12 @@ def greek_guard(
             "risk.greeks: greek limits are enabled and the universe has options, but the run has no "
             "[option_model] table (volatility and rate to price the greeks)"
         )
+    for inst in options:
+        if model.vol_e8(inst.underlying) <= 0:
+            raise ValueError(
+                f"{inst.symbol}: option_model has no volatility for {inst.underlying!r} "
+                "(set vols_e8 or default_vol_e8)"
+            )
     return GreekGuard(policy, model, instruments)
 
 
@@ -124,11 +155,6 @@ def _check_options(
         if inst.underlying not in underlyings:
             problem = "is listed more than once" if inst.underlying in symbols else "is not in the data set"
             raise ValueError(f"{inst.symbol}: underlying {inst.underlying!r} {problem} (option_model)")
-        if model.vol_e8(inst.underlying) <= 0:
-            raise ValueError(
-                f"{inst.symbol}: option_model has no volatility for {inst.underlying!r} "
-                "(set vols_e8 or default_vol_e8)"
-            )
         if inst.expiry_day < first_day:
             raise ValueError(
                 f"{inst.symbol}: expired on {inst.expiry_day}, before the data's first session {first_day}"
@@ -204,7 +230,7 @@ class GreekGuard:
             current,
             underlying_px=spot,
             vol=np.array([model.vol_e8(inst.underlying) / RATE_SCALE for inst in options], dtype=np.float64),
-            rate=model.rate_e8 / RATE_SCALE,
+            rate=np.full(len(options), model.rate_e8 / RATE_SCALE, dtype=np.float64),
             t_years=np.array(t_years, dtype=np.float64),
             dividend_yield=np.array(
                 [model.dividend_yields_e8.get(inst.underlying, 0) / RATE_SCALE for inst in options],
@@ -274,3 +300,104 @@ class GreekGuard:
                 f"greek_{worst_rule} {state} its limit"
             ),
         )
+
+
+def expiry_settlement(
+    kernel: Kernel, model: OptionModel | None, panel: Panel, day_end: npt.NDArray[np.bool_]
+) -> ExpirySettlement | None:
+    """The run's expiry settlement, or None (no ``[option_model]``, turned off, or no options)."""
+    if model is None or not model.settle_expiries or not any(i.is_option for i in panel.instruments):
+        return None
+    return ExpirySettlement(kernel, panel, day_end)
+
+
+class ExpirySettlement:
+    """Cash settlement of held options at their expiry session's close (module docstring)."""
+
+    def __init__(self, kernel: Kernel, panel: Panel, day_end: npt.NDArray[np.bool_]) -> None:
+        self._kernel = kernel
+        self._panel = panel
+        underlyings = _underlyings(panel.instruments)
+        columns = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
+        closes = np.flatnonzero(day_end)
+        close_days = panel.day[closes]
+        self._due: dict[int, list[tuple[Instrument, Instrument, int]]] = {}
+        for inst in panel.instruments:
+            if not inst.is_option:
+                continue
+            index = int(np.searchsorted(close_days, inst.expiry_day, side="left"))
+            if index == len(closes):
+                continue  # the data ends before the expiry
+            underlying = panel.instruments[columns[underlyings[inst.underlying]]]
+            entry = (inst, underlying, columns[underlying.instrument_id])
+            self._due.setdefault(int(closes[index]), []).append(entry)
+
+    def settle(self, step: int) -> None:
+        """Settle the options held whose expiry session closes at ``step``."""
+        for inst, underlying, column in self._due.get(step, ()):
+            if inst.instrument_id in self._kernel.state.positions:
+                self._settle_one(step, inst, underlying, int(self._panel.last_close[step, column]))
+
+    def _settle_one(self, step: int, inst: Instrument, underlying: Instrument, spot_raw: int) -> None:
+        kernel = self._kernel
+        state = kernel.state
+        iid = inst.instrument_id
+        ts_ns = int(self._panel.ts_ns[step])
+        day = int(self._panel.day[step])
+        if spot_raw <= 0:
+            raise ValueError(f"{inst.symbol}: underlying {underlying.symbol} has no price at expiry {day}")
+        for order_id, order in sorted(state.open_orders.items()):
+            if order.instrument_id == iid:
+                kernel._cancel(order_id, order, step, ts_ns, f"option expired on {day}")
+        spot = div_round(
+            spot_raw * 10**inst.price_digits, 10**underlying.price_digits, Rounding.HALF_EVEN
+        )  # the underlying's close at the option's price digits
+        moneyness = spot - inst.strike_raw if inst.right == "call" else inst.strike_raw - spot
+        settle_px = max(0, moneyness)
+        qty = state.positions[iid].qty_raw
+        notional = notional_minor(inst, abs(qty), settle_px, Rounding.HALF_EVEN)
+        kernel._sink.append(
+            OptionExpired(
+                ts_ns=ts_ns,
+                step=step,
+                instrument_id=iid,
+                expiry_day=inst.expiry_day,
+                day=day,
+                qty_raw=qty,
+                strike_raw=inst.strike_raw,
+                underlying_px_raw=spot_raw,
+                settle_px_raw=settle_px,
+                value_minor=notional if qty > 0 else -notional,
+                currency=inst.currency,
+            )
+        )
+        state.order_counter += 1
+        side = -1 if qty > 0 else 1
+        submitted = OrderSubmitted(
+            ts_ns=ts_ns,
+            order_id=f"{EXPIRY_STRATEGY}-{day}-{state.order_counter:06d}",
+            strategy_id=EXPIRY_STRATEGY,
+            instrument_id=iid,
+            side=side,
+            order_type="market",
+            qty_raw=abs(qty),
+            limit_px_raw=0,
+            decision_px_raw=settle_px,
+        )
+        accepted = OrderAccepted(ts_ns=ts_ns, order_id=submitted.order_id)
+        kernel._sink.append(submitted)
+        kernel._sink.append(accepted)
+        state.open_orders[submitted.order_id] = evolve(new_order(submitted), accepted)
+        fill = OrderFilled(
+            ts_ns=ts_ns,
+            order_id=submitted.order_id,
+            instrument_id=iid,
+            side=side,
+            fill_qty_raw=abs(qty),
+            fill_px_raw=settle_px,
+            leaves_qty_raw=0,
+            notional_minor=notional,
+            commission_minor=0,
+            currency=inst.currency,
+        )
+        kernel._apply_fill(fill, day)

@@ -19,11 +19,14 @@ import pytest
 
 from domain.events import (
     DatasetReferenced,
+    DayClosed,
     LedgerPosted,
+    OptionExpired,
     OrderFilled,
     OrderSubmitted,
     RiskVerdict,
     RunStarted,
+    StateSnapshotted,
     TargetsDecided,
     encode_event,
 )
@@ -259,3 +262,71 @@ def test_limits_without_an_option_model_or_underlying_fail_clearly(chain: Path, 
     assert greek_guard(policy, MODEL, panel.instruments, 20150901) is not None
     with pytest.raises(msgspec.ValidationError, match="volatility"):
         msgspec.convert({"default_vol_e8": -1}, OptionModel)
+
+
+class HoldThroughOctober:
+    """Buys 10 of each October option (calls long, puts short) at the first close and holds."""
+
+    strategy_id = "hold"
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([0], dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64]:
+        weights = []
+        for inst in view.panel.instruments:
+            if not inst.is_option or inst.expiry_day != 20151016:
+                weights.append(np.nan)
+            else:
+                weights.append(0.01 if inst.right == "call" else -0.005)
+        return np.array(weights)
+
+
+def test_options_held_to_expiry_settle_at_intrinsic_value(chain: Path, tmp_path: Path) -> None:
+    panel, _ = load_panel(chain)
+    config = _config(chain, tmp_path, "expiry", None, model=True)
+    run_backtest(config, HoldThroughOctober())
+    events = [event for _, event in open_journal(config.journal).events()]
+    expired = [e for e in events if isinstance(e, OptionExpired)]
+    held: dict[int, int] = {}
+    for e in events:
+        if isinstance(e, OrderFilled) and e.order_id.startswith("hold-"):
+            held[e.instrument_id] = held.get(e.instrument_id, 0) + e.side * e.fill_qty_raw
+    assert sorted(e.instrument_id for e in expired) == sorted(iid for iid, q in held.items() if q)
+    spot = 111_04  # AAPL's real close on 2015-10-16 (the expiry Friday)
+    by_id = {inst.instrument_id: inst for inst in panel.instruments}
+    fills = {e.order_id: e for e in events if isinstance(e, OrderFilled)}
+    submitted = [e for e in events if isinstance(e, OrderSubmitted) and e.strategy_id == "expiry"]
+    assert len(submitted) == len(expired)
+    for event, order in zip(expired, submitted, strict=True):
+        inst = by_id[event.instrument_id]
+        intrinsic = max(0, spot - inst.strike_raw) if inst.right == "call" else max(0, inst.strike_raw - spot)
+        assert (event.day, event.underlying_px_raw, event.settle_px_raw) == (20151016, spot, intrinsic)
+        assert event.qty_raw == held[event.instrument_id]
+        assert event.value_minor == event.qty_raw * intrinsic * 100
+        fill = fills[order.order_id]
+        assert (fill.fill_px_raw, fill.fill_qty_raw, -fill.side) == (
+            intrinsic,
+            abs(event.qty_raw),
+            np.sign(event.qty_raw),
+        )
+    assert any(e.settle_px_raw for e in expired) and any(not e.settle_px_raw for e in expired)
+    # The day's mark comes after the settlement: no position is left, NAV is cash.
+    close = next(e for e in events if isinstance(e, DayClosed) and e.day == 20151016)
+    assert close.gross_exposure_minor == 0 and close.nav_minor == close.cash_minor
+    snapshot = next(e for e in events if isinstance(e, StateSnapshotted) and e.day == 20151016)
+    assert not snapshot.snapshot.positions
+    # Without an option model nothing settles: the positions stay, marked at the last close.
+    plain = _config(chain, tmp_path, "no-expiry", None, model=False)
+    run_backtest(plain, HoldThroughOctober())
+    plain_events = [event for _, event in open_journal(plain.journal).events()]
+    assert not any(isinstance(e, OptionExpired) for e in plain_events)
+    journal = open_journal(config.journal)
+
+    def build(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
+        cfg = BacktestConfig.from_json(run.config_json)
+        return build_parts(cfg, HoldThroughOctober(), expected_hash=ref.content_hash)
+
+    for day in (None, 20151016, 20151019):
+        outcome = replay(journal, build, day=day)
+        assert outcome.ok, (day, outcome.divergence)
