@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -66,7 +67,7 @@ def _underlying_bars(csv: Path, first_day: int, last_day: int) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
-def _cents(values: np.ndarray) -> list[int]:  # type: ignore[type-arg]
+def _cents(values: npt.NDArray[np.float64]) -> list[int]:
     return [div_round(round(float(v) * 1_000_000), 10_000, Rounding.HALF_EVEN) for v in values]
 
 
