@@ -1,12 +1,13 @@
 """Greek limits in the kernel on an option chain priced with Black-Scholes from AAPL's real daily
 closes (2015-09-01 .. 11-30, ``lake.option_chain``: model-priced option bars, not market data):
 3 strikes x 2 expiries x call/put, multiplier 100. A strategy buys calls and sells puts by target
-weight and closes each expiry six days before it (the kernel does not settle expiries).
+weight and closes each expiry six days before it; another holds October's options to expiry.
 
 With tight limits the journal carries the greek verdicts with their numbers, the orders shrink,
 and the post-trade book (positions + orders, recomputed) holds every enabled limit; without
 limits the book is larger; full and per-day replays reproduce the journal; option fills are
-qty x price x 100 in the ledger; greek inputs that do not use limits change nothing."""
+qty x price x 100 in the ledger; an [option_model] without limits changes nothing for a book
+closed before expiry; a book held through expiry is cash-settled at intrinsic value."""
 
 from __future__ import annotations
 
@@ -238,7 +239,7 @@ def test_option_fills_are_notional_times_100_in_the_ledger(chain: Path, tmp_path
 def test_greek_inputs_without_limits_change_nothing(chain: Path, tmp_path: Path) -> None:
     plain = _config(chain, tmp_path, "plain", None, model=False)
     with_model = _config(chain, tmp_path, "model", None, model=True)
-    assert "option_model" not in plain.canonical_json()
+    assert '"option_model":' not in plain.canonical_json()
     assert '"option_model":{' in with_model.canonical_json()
     first, second = _run(plain), _run(with_model)
     assert len(first) == len(second)
