@@ -4,7 +4,8 @@ closes (2015-09-01 .. 11-30, ``lake.option_chain``: model-priced option bars, no
 weight and closes each expiry six days before it; another holds October's options to expiry.
 
 With tight limits the journal carries the greek verdicts with their numbers, the orders shrink,
-and the post-trade book (positions + orders, recomputed) holds every enabled limit; without
+and the post-trade book (positions + orders, recomputed) holds every enabled limit (or, when
+price moves pushed the held book over one, the decision is reduce-only and says so); without
 limits the book is larger; full and per-day replays reproduce the journal; option fills are
 qty x price x 100 in the ledger; an [option_model] without limits changes nothing for a book
 closed before expiry; a book held through expiry is cash-settled at intrinsic value."""
