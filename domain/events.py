@@ -496,7 +496,7 @@ class PositionLiquidated(Event, frozen=True, tag="position.liquidated.v1"):
 
 class OptionExpired(Event, frozen=True, tag="option.expired.v1"):
     """An option position cash-settled at its expiry session's close at intrinsic value
-    (``kernel.options``); a ``expiry``-strategy fill at ``settle_px_raw`` follows, so positions,
+    (``kernel.options``); an ``expiry``-strategy fill at ``settle_px_raw`` follows, so positions,
     fills and the ledger stay one story.
 
     ``settle_px_raw`` = max(0, S - K) for a call, max(0, K - S) for a put (raw, the option's
