@@ -196,9 +196,11 @@ class GreekGuard:
         verdicts = [v for v in result.verdicts if v.detail != "disabled"]
         final = np.clip(result.qty_raw, np.minimum(current, target), np.maximum(current, target))
         if not np.array_equal(final, result.qty_raw):
+            clamped = final
             if not self._hold(book, final):
                 final = self._opening_scaled(book, current, final)
-            verdicts.append(self._held_verdict(book, ids, final, result.qty_raw))
+            scaled = not np.array_equal(final, clamped)
+            verdicts.append(self._held_verdict(book, ids, final, result.qty_raw, scaled))
         allowed = dict(zip(ids, (final - current).tolist(), strict=True))
         kept = []
         for intent in intents:
@@ -275,9 +277,10 @@ class GreekGuard:
         return scaled(low)
 
     def _held_verdict(
-        self, book: GreekBook, ids: list[int], final: IntArray, wanted: IntArray
+        self, book: GreekBook, ids: list[int], final: IntArray, wanted: IntArray, scaled: bool
     ) -> RuleVerdict:
-        """Orders only shrink: the options the rules wanted below their current position."""
+        """Orders only shrink: the options left away from the rules' quantities (held at their
+        current position, or opening orders cut further: ``scaled``, action ``clip``)."""
         held = [iid for iid, a, b in zip(ids, final.tolist(), wanted.tolist(), strict=True) if a != b]
         measures = greek_measures(book, final)
         worst_rule, worst_ratio, worst_limit, worst_value = "", -1.0, 0, 0.0
@@ -289,15 +292,15 @@ class GreekGuard:
         state = "over" if worst_value > worst_limit else "within"
         return RuleVerdict(
             rule="greek_held",
-            action="pass",
+            action="clip" if scaled else "pass",
             unit="minor",
             limit=worst_limit,
             observed=round(worst_value),
             observed_after=round(worst_value),
             instrument_ids=held,
             detail=(
-                f"orders only shrink: {len(held)} options stay at their current position; "
-                f"greek_{worst_rule} {state} its limit"
+                f"orders only shrink: {len(held)} options away from the rules' quantities"
+                f"{'; opening orders scaled' if scaled else ''}; greek_{worst_rule} {state} its limit"
             ),
         )
 
