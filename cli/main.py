@@ -21,6 +21,7 @@ from cli.ingest import (
     cmd_health,
     cmd_ingest,
 )
+from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
 from domain.events import DatasetReferenced
@@ -217,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     add_ingest_parser(verbs)
     add_health_parser(verbs)
     add_export_parser(verbs)
+    add_option_chain_parser(verbs)
     return parser
 
 
@@ -231,6 +233,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "ingest": cmd_ingest,
     "health": cmd_health,
     "export": cmd_export,
+    "option-chain": cmd_option_chain,
 }
 
 

@@ -15,6 +15,7 @@ from kernel.replay import KernelParts
 from kernel.strategy import Strategy
 from models.strategies.cn_rules_probes import IntradayRoundTrip, LimitUpChase
 from models.strategies.momentum import MomentumRotation
+from models.strategies.option_ladder import OptionLadder
 from models.strategies.sma_crossover import SmaCrossover
 from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_parts
 
@@ -25,6 +26,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "momentum": MomentumRotation,
     "limit_up_chase": LimitUpChase,
     "intraday_round_trip": IntradayRoundTrip,
+    "option_ladder": OptionLadder,
 }
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "OrderSubmitted",
     "OperatorCommanded",
     "PositionLiquidated",
+    "OptionExpired",
     "ParentCreated",
     "ChildDeferred",
     "ParentDone",
@@ -588,6 +589,29 @@ class VenueGuardSnapshot(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
     held: list[VenueMessage] = []
 
 
+class OptionExpired(Event, frozen=True, tag="option.expired.v1"):
+    """An option position cash-settled at its expiry session's close at intrinsic value
+    (``kernel.options``); an ``expiry``-strategy fill at ``settle_px_raw`` follows, so positions,
+    fills and the ledger stay one story.
+
+    ``settle_px_raw`` = max(0, S - K) for a call, max(0, K - S) for a put (raw, the option's
+    ``price_digits``), S the underlying's close ``underlying_px_raw`` (its own digits) on
+    ``day``; ``value_minor`` = signed qty x settle price x multiplier (what the holder receives,
+    negative for a short in the money).
+    """
+
+    step: int
+    instrument_id: int
+    expiry_day: int
+    day: int
+    qty_raw: int  # the signed position settled
+    strike_raw: int
+    underlying_px_raw: int
+    settle_px_raw: int
+    value_minor: int
+    currency: str
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -619,6 +643,7 @@ AnyEvent = (
     | OrderReplaceRejected
     | VenueMessageReceived
     | VenueMessageRefused
+    | OptionExpired
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1", "venue.message_received.v1"})

@@ -75,6 +75,7 @@ from kernel.corporate_actions import CorporateActionBook
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
+from kernel.options import OptionModel, expiry_settlement, greek_guard
 from kernel.pdt import PdtGuard
 from kernel.pipeline import (
     OrderIntent,
@@ -164,6 +165,7 @@ class Kernel:
         pdt: PdtRule | None = None,
         futures: FuturesConfig | None = None,
         venue_messages: Sequence[VenueMessageReceived] | None = None,
+        option_model: OptionModel | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -219,6 +221,11 @@ class Kernel:
         )
         self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
         self._futures = self._make_futures(futures)
+        try:  # greek limits on the option book (kernel.options); None when off
+            self._greeks = greek_guard(policy, option_model, panel.instruments, first_day)
+        except ValueError as error:
+            raise KernelError(str(error)) from None
+        self._expiries = expiry_settlement(self, option_model, panel, self._day_end)
         self._router: Router | None = None
         if execution is not None and execution.algo != "market":
             self._router = self._make_router(execution)
@@ -289,6 +296,8 @@ class Kernel:
             venue_next = self._venue_next(step)
         if self._day_end[step]:
             self.state.next_step = step + 1
+            if self._expiries is not None:  # options expiring this session, before the mark
+                self._settle_expiries(step)
             self._close_day(step)
             venue_next = self._venue_next(step)
         return venue_next
@@ -519,6 +528,8 @@ class Kernel:
         self.state.last_targets.update(allowed)
         self._cancel_open(step, ts_ns, sid)
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        if self._greeks is not None:
+            intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts = self._risk.orders(intents)
         verdicts.extend(order_verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
@@ -807,3 +818,32 @@ class Kernel:
         self._sink.append(answer)
         self._rules.on_accepted(state.sellable, day, leaves_probe(order))
         return isinstance(answer, OrderReplaced)
+
+    # --- options -------------------------------------------------------------------------
+
+    def _greek_limits(
+        self,
+        step: int,
+        sid: str,
+        intents: list[OrderIntent],
+        prices: dict[int, int],
+        verdicts: list[RuleVerdict],
+    ) -> list[OrderIntent]:
+        """The greek limits over the post-trade option book (``kernel.options``); their verdicts
+        follow the portfolio rules' in ``verdicts``."""
+        assert self._greeks is not None
+        try:
+            intents, greek_verdicts = self._greeks.apply(
+                int(self._panel.day[step]), intents, self.state.positions, prices
+            )
+        except ValueError as error:
+            raise KernelError(f"{sid} at step {step}: {error}") from None
+        verdicts.extend(greek_verdicts)
+        return intents
+
+    def _settle_expiries(self, step: int) -> None:
+        assert self._expiries is not None
+        try:
+            self._expiries.settle(step)
+        except ValueError as error:
+            raise KernelError(str(error)) from None

@@ -44,6 +44,7 @@ from kernel.journal import (
 )
 from kernel.liquidation import PerpMargin
 from kernel.loop import EventSink, Kernel, ProgressFn
+from kernel.options import OptionModel
 from kernel.router import ExecutionConfig
 from kernel.state import KernelState
 from kernel.strategy import Strategy
@@ -72,6 +73,7 @@ class KernelParts:
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
     futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
+    option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
 
     def kernel(
         self,
@@ -100,6 +102,7 @@ class KernelParts:
             execution=self.execution,
             pdt=self.pdt,
             futures=self.futures,
+            option_model=self.option_model,
             venue_messages=venue_messages,
         )
 

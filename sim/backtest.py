@@ -20,6 +20,7 @@ from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import KernelError, ProgressFn
 from kernel.markets import MarketRules
+from kernel.options import OptionModel
 from kernel.replay import KernelParts
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
@@ -110,6 +111,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     execution: ExecutionConfig = ExecutionConfig()
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the broker; None: off
     futures: FuturesConfig | None = None  # futures settlement prices; None: from the data set
+    option_model: OptionModel | None = None  # greek inputs (vol, rate) for [risk.greeks]; None: off
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -128,7 +130,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                 del data[name]
         if not self.cn_fees.rows and not self.cn_fees.source:
             del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target", "borrow", "pdt", "futures"):
+        for optional in ("perp_margin", "vol_target", "borrow", "pdt", "futures", "option_model"):
             if data[optional] is None:
                 del data[optional]
         if self.execution == ExecutionConfig():
@@ -185,6 +187,7 @@ def build_parts(
         execution=config.execution,
         pdt=config.pdt,
         futures=config.futures,
+        option_model=config.option_model,
     )
     return parts
 
