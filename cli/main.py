@@ -27,6 +27,7 @@ from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
 from kernel.journal import Journal, JournalError
+from kernel.loop import KernelError
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
 from lake.store import DatasetError
@@ -246,6 +247,7 @@ _USER_ERRORS = (
     ProjectionError,
     RuleNotDefined,
     ExecutionQualityError,
+    KernelError,  # a run whose configuration and data cannot work together (named in the message)
 )
 
 
@@ -255,16 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb in ("projections", "audit"):
             return projections_cmd.COMMANDS[(args.verb, getattr(args, "projections_verb", None))](args)
         return VERBS[args.verb](args)
-    except (
-        ConfigError,
-        DatasetError,
-        JournalError,
-        FileNotFoundError,
-        TargetUnavailable,
-        ProjectionError,
-        RuleNotDefined,
-        ExecutionQualityError,
-    ) as error:
+    except _USER_ERRORS as error:
         console.print(f"[red]error:[/] {escape(str(error))}")
         return 2
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from cli.main import main as tape
+from domain.events import RiskVerdict
+from kernel.store import open_journal
 from tests.factories import make_dataset
 
 CONFIG = """
@@ -71,3 +73,29 @@ def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixtur
     assert tape(["backtest", str(workdir / "run.toml")]) == 0
     assert tape(["replay", str(workdir / "journal"), "--day", "1999-01-01"]) == 2
     assert "not a session day" in capsys.readouterr().out
+
+
+def test_a_config_the_data_cannot_run_is_exit_2_with_the_reason(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extra = '[[operator_commands]]\nat = "2099-01-01T00:00:00Z"\ncommand = "halt"\n'
+    (workdir / "late.toml").write_text(CONFIG.format(extra=extra).replace('"journal"', '"late"'))
+    assert tape(["backtest", str(workdir / "late.toml")]) == 2
+    out = capsys.readouterr().out
+    assert "error:" in out and "after the data's end" in out and "Traceback" not in out
+
+
+def test_a_risk_policy_file_and_a_bad_policy_key(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (workdir / "policy.toml").write_text('[risk.name]\nlimit_e8 = 20_000_000\naction = "clip"\n')
+    (workdir / "p.toml").write_text(
+        'risk_policy = "policy.toml"\n' + CONFIG.format(extra="").replace('"journal"', '"p"')
+    )
+    assert tape(["backtest", str(workdir / "p.toml")]) == 0
+    capsys.readouterr()
+    verdicts = [e for _, e in open_journal(workdir / "p").events() if isinstance(e, RiskVerdict)]
+    assert {v.limit for v in verdicts if v.rule == "name"} == {20_000_000}  # from the policy file
+    (workdir / "policy.toml").unlink()  # the journal holds the policy: replay needs no file
+    assert tape(["replay", str(workdir / "p")]) == 0
+    (workdir / "bad.toml").write_text(CONFIG.format(extra='[risk.name]\nlimit_e8 = 0\naction = "clip"\n'))
+    assert tape(["backtest", str(workdir / "bad.toml")]) == 2
+    assert "risk.name.limit_e8: 0 is outside" in capsys.readouterr().out
