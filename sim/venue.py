@@ -19,9 +19,11 @@ from domain.instruments import Instrument, notional_minor
 from domain.market import Panel
 from domain.markets import (
     Board,
+    CommissionSchedule,
     PriceLimits,
     check_price_limit,
     cn_price_limits,
+    commission_total_minor,
     ex_right_reference_price,
     locked_reason,
 )
@@ -56,12 +58,28 @@ class SimVenue:
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:
         ts_ns = int(self._panel.ts_ns[step])
-        reason = self._reject_reason(order) or self._limit_price_reason(step, order)
+        reason = (
+            self._reject_reason(order)
+            or self._limit_price_reason(step, order)
+            or self._min_notional_reason(step, order)
+        )
         if reason:
             return OrderRejected(ts_ns=ts_ns, order_id=order.order_id, reason=reason)
         if order.instrument_id in self._cn:
             self._live_day[order.order_id] = self._session_of_order(step)
         return OrderAccepted(ts_ns=ts_ns, order_id=order.order_id)
+
+    def _min_notional_reason(self, step: int, order: Order) -> str | None:
+        """The venue's minimum order value (``Instrument.min_notional_minor``, e.g. a ccxt
+        market's ``limits.cost.min``): at the limit price, or the last close for a market order."""
+        instrument = self._instruments[order.instrument_id]
+        if instrument.min_notional_minor <= 0:
+            return None
+        px = order.limit_px_raw or int(self._panel.last_close[step, self._column[order.instrument_id]])
+        value = notional_minor(instrument, order.qty_raw, px, Rounding.HALF_EVEN)
+        if value >= instrument.min_notional_minor:
+            return None
+        return f"MIN_NOTIONAL: notional_minor={value}, min_notional_minor={instrument.min_notional_minor}"
 
     def replace(
         self, step: int, order: Order, qty_raw: int, limit_px_raw: int
@@ -234,9 +252,17 @@ class SimVenue:
     def _fill(self, ts_ns: int, order: Order, qty: int, px: int) -> OrderFilled:
         instrument: Instrument = self._instruments[order.instrument_id]
         notional = notional_minor(instrument, qty, px, Rounding.HALF_EVEN)
-        # The minimum is per order: each fill pays the increase of the order's total.
-        before = self._commission_total(order.filled_notional_minor)
-        commission = self._commission_total(order.filled_notional_minor + notional) - before
+        model = self._model
+        if model.maker_taker:
+            maker = order.order_type == "limit" and px == order.limit_px_raw
+            commission = apply_rate(notional, model.maker_e8 if maker else model.taker_e8, Rounding.HALF_UP)
+        else:
+            # The minimum is per order: each fill pays the increase of the order's total.
+            before = self._commission_total(instrument, order.filled_notional_minor, order.filled_qty_raw)
+            total = self._commission_total(
+                instrument, order.filled_notional_minor + notional, order.filled_qty_raw + qty
+            )
+            commission = total - before
         return OrderFilled(
             ts_ns=ts_ns,
             order_id=order.order_id,
@@ -250,11 +276,20 @@ class SimVenue:
             currency=instrument.currency,
         )
 
-    def _commission_total(self, notional_minor: int) -> int:
-        if notional_minor <= 0 or not self._model.commission_e8:
+    def _commission_total(self, instrument: Instrument, notional_minor: int, qty_raw: int) -> int:
+        """The commission of an order whose fills add up to this notional and quantity."""
+        model = self._model
+        if notional_minor <= 0 or not (model.commission_e8 or model.commission_per_share_e8):
             return 0
-        commission = apply_rate(notional_minor, self._model.commission_e8, Rounding.HALF_UP)
-        return max(commission, self._model.commission_min_minor)
+        schedule = CommissionSchedule(
+            currency=instrument.currency,
+            rate_e8=model.commission_e8,
+            per_share_e8=model.commission_per_share_e8,
+            min_minor=model.commission_min_minor,
+            max_rate_e8=model.commission_max_e8 or None,
+            rounding=Rounding.HALF_UP,
+        )
+        return commission_total_minor(schedule, notional_minor, qty_raw, instrument.qty_digits)
 
     def next_activity(self, step: int, orders: list[Order]) -> int:
         if not orders:
