@@ -20,7 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from domain.instruments import Instrument
 from domain.riskrules import RiskPolicy, evaluate_intent, make_intent
+from kernel.pipeline import RiskStage
 
 
 def per_call_ms(steps: int, work: Callable[[], object]) -> float:
@@ -69,10 +71,35 @@ def main() -> None:
     bare_ms = per_call_ms(args.steps, bare)
     full_ms = per_call_ms(args.steps, lambda: evaluate_intent(intent, policy))
     built_ms = per_call_ms(args.steps, lambda: evaluate_intent(make_intent(*arrays), policy))
+    # What the kernel runs per decision: dicts of weights in, instrument groups from the master.
+    ids, target_list, current_list = arrays[0].tolist(), arrays[1].tolist(), arrays[2].tolist()
+    instruments = {
+        iid: Instrument(
+            instrument_id=iid,
+            symbol=f"S{iid}",
+            venue="B",
+            asset_class="crypto_perp" if is_perp else "equity",
+            currency="USD",
+            price_digits=2,
+            tick_raw=1,
+            qty_digits=0,
+            lot_raw=1,
+            sector=f"sector{sector}" if sector >= 0 else "",
+            country=f"country{country}" if country >= 0 else "",
+        )
+        for iid, sector, country, is_perp in zip(
+            ids, arrays[3].tolist(), arrays[4].tolist(), arrays[5].tolist(), strict=True
+        )
+    }
+    stage = RiskStage(policy, instruments)
+    targets = dict(zip(ids, target_list, strict=True))
+    held = dict(zip(ids, current_list, strict=True))
+    kernel_ms = per_call_ms(max(1, args.steps // 4), lambda: stage.portfolio(targets, held))
     print(f"names={n} steps={args.steps} verdict actions={actions}")
     print(f"bare numpy pass            {bare_ms:8.4f} ms/step")
     print(f"evaluate_intent            {full_ms:8.4f} ms/step   ratio {full_ms / bare_ms:5.2f}x")
     print(f"make_intent + evaluate     {built_ms:8.4f} ms/step   ratio {built_ms / bare_ms:5.2f}x")
+    print(f"kernel RiskStage (dicts)   {kernel_ms:8.4f} ms/step   ratio {kernel_ms / bare_ms:5.2f}x")
     print(
         f"targets: <= 1 ms/step ({'met' if full_ms <= 1 else 'MISSED'}), "
         f"<= 5x bare ({'met' if full_ms <= 5 * bare_ms else 'MISSED'})"

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import NoReturn
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from domain.events import RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round
@@ -138,6 +140,13 @@ def halt_targets(
     return allowed, _e8_verdict("kill_switch", action, 0, before, after, changed, reason)
 
 
+def _beyond_bound(instrument_id: int, weight: int) -> NoReturn:
+    raise RiskError(
+        f"instrument {instrument_id}: target weight {weight}e-8 is beyond the risk stage's bound "
+        f"of {LIMIT_E8_MAX}e-8 (20x NAV)"
+    )
+
+
 class RiskStage:
     """The policy's portfolio rules over a decision's implied vector, then its order rules."""
 
@@ -151,6 +160,11 @@ class RiskStage:
         self._sector = {iid: sector_id.get(inst.sector, -1) for iid, inst in instruments.items()}
         self._country = {iid: country_id.get(inst.country, -1) for iid, inst in instruments.items()}
         self._perp = {iid: inst.asset_class in PERP_ASSET_CLASSES for iid, inst in instruments.items()}
+        # The same facts as arrays over the universe in id order, for large decisions.
+        self._ids = np.array(sorted(instruments), dtype=np.int64)
+        self._sector_row = np.array([self._sector[iid] for iid in self._ids.tolist()], dtype=np.int64)
+        self._country_row = np.array([self._country[iid] for iid in self._ids.tolist()], dtype=np.int64)
+        self._perp_row = np.array([self._perp[iid] for iid in self._ids.tolist()], dtype=np.bool_)
         self._order_rules = (
             policy.price_band.band_e8 > 0 or policy.order_qty.limit > 0 or policy.order_notional.limit > 0
         )
@@ -160,12 +174,11 @@ class RiskStage:
     ) -> tuple[dict[int, int], list[RuleVerdict]]:
         """Check the implied full vector (targets over current weights); returns the allowed
         targets: every targeted name, plus held names a rule changed."""
+        if len(targets) + len(held) > SMALL_VECTOR:
+            return self._portfolio_arrays(targets, held)
         for iid, weight in targets.items():
             if abs(weight) > LIMIT_E8_MAX:
-                raise RiskError(
-                    f"instrument {iid}: target weight {weight}e-8 is beyond the risk stage's bound "
-                    f"of {LIMIT_E8_MAX}e-8 (20x NAV)"
-                )
+                _beyond_bound(iid, weight)
         # A held position can be worth more than 20x a NAV that losses have shrunk: it enters
         # the rules at the bound (a rule that acts then cuts it from there, toward zero).
         held = {iid: max(-LIMIT_E8_MAX, min(LIMIT_E8_MAX, weight)) for iid, weight in held.items()}
@@ -176,10 +189,9 @@ class RiskStage:
         sectors = [self._sector[iid] for iid in ids]
         countries = [self._country[iid] for iid in ids]
         perps = [self._perp[iid] for iid in ids]
-        if len(ids) <= SMALL_VECTOR:
-            passed = evaluate_within_limits(weights, sectors, countries, perps, self.policy)
-            if passed is not None:  # nothing to change: every target as asked
-                return {iid: weight for iid, weight in targets.items()}, passed
+        passed = evaluate_within_limits(weights, sectors, countries, perps, self.policy)
+        if passed is not None:  # nothing to change: every target as asked
+            return dict(targets), passed
         current = [held.get(iid, 0) for iid in ids]
         intent = make_intent(ids, weights, current, sectors, countries, perps)
         result = evaluate_intent(intent, self.policy)
@@ -187,6 +199,57 @@ class RiskStage:
         allowed = {
             iid: weight for iid, weight in allowed_all.items() if iid in targets or weight != implied[iid]
         }
+        return allowed, result.verdicts
+
+    def _rows(self, weights: dict[int, int]) -> npt.NDArray[np.int64]:
+        """Universe rows of the dict's instrument ids (keys order); unknown ids are an error."""
+        keys = np.fromiter(weights.keys(), np.int64, len(weights))
+        rows = np.searchsorted(self._ids, keys)
+        if not bool(
+            np.all(
+                (rows < self._ids.shape[0]) & (self._ids[np.minimum(rows, self._ids.shape[0] - 1)] == keys)
+            )
+        ):
+            raise RiskError("a weight names an instrument outside the run's universe")
+        return rows
+
+    def _portfolio_arrays(
+        self, targets: dict[int, int], held: dict[int, int]
+    ) -> tuple[dict[int, int], list[RuleVerdict]]:
+        """``portfolio`` for large decisions: the same vector built with array operations over
+        the universe (same ids in the same order, so the same verdicts)."""
+        size = self._ids.shape[0]
+        held_w = np.zeros(size, dtype=np.int64)
+        in_book = np.zeros(size, dtype=np.bool_)
+        if held:
+            rows = self._rows(held)
+            held_w[rows] = np.clip(
+                np.fromiter(held.values(), np.int64, len(held)), -LIMIT_E8_MAX, LIMIT_E8_MAX
+            )
+            in_book[rows] = True
+        implied = held_w.copy()
+        targeted = np.zeros(size, dtype=np.bool_)
+        if targets:
+            rows = self._rows(targets)
+            values = np.fromiter(targets.values(), np.int64, len(targets))
+            beyond = np.flatnonzero(np.abs(values) > LIMIT_E8_MAX)
+            if beyond.shape[0]:
+                _beyond_bound(int(self._ids[rows[beyond[0]]]), int(values[beyond[0]]))
+            implied[rows] = values
+            targeted[rows] = True
+            in_book[rows] = True
+        sel = np.flatnonzero(in_book)
+        intent = make_intent(
+            self._ids[sel],
+            implied[sel],
+            held_w[sel],
+            self._sector_row[sel],
+            self._country_row[sel],
+            self._perp_row[sel],
+        )
+        result = evaluate_intent(intent, self.policy)
+        keep = targeted[sel] | (result.weights_e8 != implied[sel])
+        allowed = dict(zip(self._ids[sel][keep].tolist(), result.weights_e8[keep].tolist(), strict=True))
         return allowed, result.verdicts
 
     def orders(self, intents: list[OrderIntent]) -> tuple[list[OrderIntent], list[RuleVerdict]]:

@@ -9,6 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain.instruments import Instrument
 from domain.riskrules import (
     PORTFOLIO_RULE_ORDER,
     OrderLimit,
@@ -23,6 +24,7 @@ from domain.riskrules import (
     make_intent,
     make_orders,
 )
+from kernel.pipeline import RiskStage
 
 WEIGHT = st.integers(-400_000_000, 400_000_000)
 actions = st.sampled_from(list(RuleAction))
@@ -165,3 +167,31 @@ def test_the_plain_python_pass_agrees_with_the_full_evaluation(
     else:
         assert fast == full.verdicts
         assert full.weights_e8.tolist() == weights
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), policies)
+def test_the_kernels_array_path_agrees_with_its_dict_path(data: st.DataObject, policy: RiskPolicy) -> None:
+    """Large decisions go through arrays over the universe; small ones through dicts: same result."""
+    universe = data.draw(st.integers(1, 30))
+    instruments = {
+        iid: Instrument(
+            instrument_id=iid,
+            symbol=f"S{iid}",
+            venue="T",
+            asset_class=data.draw(st.sampled_from(["equity", "crypto_perp"])),
+            currency="USD",
+            price_digits=2,
+            tick_raw=1,
+            qty_digits=0,
+            lot_raw=1,
+            sector=data.draw(st.sampled_from(["", "a", "b"])),
+            country=data.draw(st.sampled_from(["", "x", "y"])),
+        )
+        for iid in range(10, 10 + 3 * universe, 3)
+    }
+    names = st.sampled_from(sorted(instruments))
+    targets = data.draw(st.dictionaries(names, st.one_of(SMALL_WEIGHT, WEIGHT), max_size=universe))
+    held = data.draw(st.dictionaries(names, st.integers(-3_000_000_000, 3_000_000_000), max_size=universe))
+    stage = RiskStage(policy, instruments)
+    assert stage.portfolio(targets, held) == stage._portfolio_arrays(targets, held)
