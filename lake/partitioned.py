@@ -458,8 +458,10 @@ class Lake:
         rows = []
         for inst in chosen:
             stored = self.read(Kind.CORPORATE_ACTIONS, instrument_ids=[inst.instrument_id])
-            if stored.num_rows:
+            try:
                 rows.extend(dataset_actions(stored, inst))
+            except ValueError as error:  # e.g. a rights ratio without a price in the source table
+                raise LakeError(f"{self.root}: corporate actions of {inst.symbol}: {error}") from None
         return actions_table(rows) if rows else None
 
 

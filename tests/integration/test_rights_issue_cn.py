@@ -332,3 +332,24 @@ def test_lake_export_carries_the_rights_issue(tmp_path: Path) -> None:
     window = [row for row in rows if FIRST <= row[0] <= LAST]
     assert window == [(EX_DAY, 3, 10, 370_000_000, 0), (DIVIDEND_DAY, 0, 1, 0, 10_000_000)]
     assert all(a.instrument_id == inst.instrument_id for a in actions_of(panel))
+
+
+def test_a_rights_row_without_a_price_stops_the_export_with_the_row_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two hikyuu rows (000528.SZ 1994-10-19, 200013.SZ 1993-06-15) give a rights ratio at price
+    0.00; the same defect on the 600005 row must stop ``export --actions`` with the row named."""
+    table = tmp_path / "actions.csv"
+    with (HIKYUU / "stock_weight_corporate_actions.csv").open() as handle:
+        lines = handle.readlines()
+    rows = [line for line in lines[1:] if line.startswith("SH,600005,")]
+    broken = [line.replace(",3.0000,3.7000,", ",3.0000,0.0000,") for line in rows]
+    assert sum(a != b for a, b in zip(rows, broken, strict=True)) == 1
+    table.write_text(lines[0] + "".join(broken))
+    root = tmp_path / "lake"
+    ingest(root, [HIKYUU / "h5_600005.SH_day_raw.csv"], parse_hikyuu_day)
+    ingest(root, [table], parse_hikyuu_actions)
+    assert tape(["export", str(root), str(tmp_path / "set"), "--calendar", "XSHG", "--actions"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "corporate actions of 600005.SH" in out and "20110407" in out
+    assert "needs both a ratio and a price" in out
