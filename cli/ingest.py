@@ -186,6 +186,11 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
     parser.add_argument("--start", help="first UTC date to keep, YYYY-MM-DD (inclusive)")
     parser.add_argument("--end", help="last UTC date to keep, YYYY-MM-DD (inclusive)")
+    parser.add_argument(
+        "--actions",
+        action="store_true",
+        help="also write actions.parquet from the lake's corporate actions (dividends, splits, rights)",
+    )
     return parser
 
 
@@ -222,6 +227,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             instrument_ids=ids,
             start_ns=_utc_day_ns(args.start, end=False) if args.start else None,
             end_ns=_utc_day_ns(args.end, end=True) if args.end else None,
+            actions=args.actions,
         )
     except LakeError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)

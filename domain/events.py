@@ -58,6 +58,7 @@ __all__ = [
     "SellableSnapshot",
     "RiskVerdict",
     "RunFinished",
+    "RightsIssueApplied",
     "RunStarted",
     "StateSnapshotted",
     "TaxLotSnapshot",
@@ -612,6 +613,33 @@ class OptionExpired(Event, frozen=True, tag="option.expired.v1"):
     currency: str
 
 
+class RightsIssueApplied(Event, frozen=True, tag="corporate_action.rights.v1"):
+    """A rights issue on a holding at the first step of its ex-date session, after the
+    action's ``CorporateActionApplied`` (a separate event: old journals keep their bytes).
+
+    ``entitlement_raw`` shares were offered (``qty_before_raw x rights_to / rights_from``,
+    whole shares toward zero); ``decision`` is the run's ``[corporate_actions] rights``;
+    ``subscribed_raw`` were bought for ``paid_minor`` (cash, added to the cost basis, now
+    ``cost_minor``), ``lapsed_raw`` were not; ``note`` says why (cash short, lapse chosen).
+    """
+
+    instrument_id: int
+    ex_day: int
+    rights_to: int
+    rights_from: int
+    rights_price_e8: int
+    decision: str  # "lapse" | "subscribe"
+    qty_before_raw: int  # the holding the entitlement is computed on (before the ex-date)
+    entitlement_raw: int
+    subscribed_raw: int
+    lapsed_raw: int
+    paid_minor: int
+    qty_after_raw: int  # the holding after the whole action (split and subscribed rights)
+    cost_minor: int  # cost basis after the subscription
+    note: str
+    currency: str
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -644,6 +672,7 @@ AnyEvent = (
     | VenueMessageReceived
     | VenueMessageRefused
     | OptionExpired
+    | RightsIssueApplied
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1", "venue.message_received.v1"})

@@ -9,7 +9,7 @@ import numpy.typing as npt
 
 from domain.instruments import Instrument
 
-__all__ = ["ACTION_FIELDS", "Panel", "PanelError"]
+__all__ = ["ACTION_FIELDS", "RIGHTS_FIELDS", "Panel", "PanelError"]
 
 ACTION_FIELDS = (
     "action_instrument_id",
@@ -19,6 +19,9 @@ ACTION_FIELDS = (
     "action_split_to",
     "action_split_from",
 )
+RIGHTS_FIELDS = ("action_rights_to", "action_rights_from", "action_rights_price_e8")
+"""Optional rights-issue columns of the actions: all empty (no rights in the data set) or one
+value per action row (``rights_to`` 0 = none on that row)."""
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -65,6 +68,10 @@ class Panel:
     settle_day: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     settle_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     settle_px_raw: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Rights issues of the actions above (``RIGHTS_FIELDS``): empty when the data set has none.
+    action_rights_to: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    action_rights_from: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
+    action_rights_price_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)
@@ -87,6 +94,9 @@ class Panel:
         keys = self.action_ex_day * (1 << 32) + self.action_instrument_id
         if keys.size > 1 and not bool(np.all(np.diff(keys) > 0)):
             raise PanelError("corporate actions must be sorted by (ex_day, instrument_id), one row each")
+        rights = {getattr(self, name).shape for name in RIGHTS_FIELDS}
+        if rights != {(0,)} and rights != {self.action_ex_day.shape}:
+            raise PanelError("rights columns must be empty or one value per corporate-action row")
         self._check_settlements()
 
     def _check_settlements(self) -> None:

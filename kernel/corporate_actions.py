@@ -24,6 +24,24 @@ before that step's matching:
 3. at the first step of the pay-date session the receivable becomes cash (a ``LedgerPosted``);
    a pay day after the data ends leaves the receivable open.
 
+Rights issues (``rights_to / rights_from`` new shares per held share at ``rights_price_e8``)
+need the holder's decision, the run's ``CorporateActionConfig.rights``:
+
+* entitlement = quantity before the ex-date x ``rights_to / rights_from``, whole shares toward
+  zero (``rights_shares``; ChinaClear's per-account fraction rule: U, ``docs/markets.md``);
+  a short or flat holding has none;
+* ``"lapse"`` (default): nothing is bought; the ex-date price drop is the holder's loss;
+* ``"subscribe"``: the whole entitlement is bought at the rights price (cost rounded up to the
+  minor unit) from cash, or, when the cash after the action's dividend / cash in lieu does not
+  cover it, the most whole shares it does (the rest lapses; the note says so); cash never goes
+  negative. Inventory at cost against cash (``rights_subscription_postings``), the cost basis
+  grows by what was paid; an A-share T+1 book counts the new shares as bought that session
+  (sellable from the next session; the real listing day is later: U); tax lots get a lot
+  acquired on the ex-date session (the payment is modelled there; U).
+
+Each journals ``corporate_action.rights.v1`` (``RightsIssueApplied``) after the action's
+``CorporateActionApplied`` and its ``LedgerPosted``, then the subscription's ``LedgerPosted``.
+
 Rows whose ex-date is before the first session (the data already trades ex) or after the
 last are ignored.
 
@@ -46,7 +64,14 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import CorporateActionApplied, Event, OrderCancelled, OrderFilled, PostingRecord
+from domain.events import (
+    CorporateActionApplied,
+    Event,
+    OrderCancelled,
+    OrderFilled,
+    PostingRecord,
+    RightsIssueApplied,
+)
 from domain.fixed import Rounding, div_round, minor_digits
 from domain.instruments import Instrument
 from domain.ledger import Position, assert_balanced, cash_account, inventory_account
@@ -66,21 +91,49 @@ from domain.markets import (
     lots_sell,
     lots_split,
     lots_total,
+    rights_affordable,
+    rights_cost_minor,
+    rights_shares,
+    rights_subscription_postings,
     roll_to,
 )
 from domain.orders import evolve
 from kernel.markets import MarketRules
 from kernel.state import KernelState
 
-__all__ = ["CorporateActionBook", "SplitResult", "actions_of", "split_position"]
+__all__ = [
+    "RIGHTS_DECISIONS",
+    "CorporateActionBook",
+    "CorporateActionConfig",
+    "SplitResult",
+    "actions_of",
+    "split_position",
+]
 
 CASH_E8_DIGITS = 8
 Append = Callable[[Event], int]
 Post = Callable[[int, str, list[PostingRecord]], None]
 
 
+RIGHTS_DECISIONS = ("lapse", "subscribe")
+
+
+class CorporateActionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[corporate_actions]`` of a run: the holder's decision on rights issues."""
+
+    rights: str = "lapse"
+
+    def __post_init__(self) -> None:
+        if self.rights not in RIGHTS_DECISIONS:
+            raise ValueError(
+                f"corporate_actions: rights must be one of {RIGHTS_DECISIONS}, got {self.rights!r}"
+            )
+
+
 def actions_of(panel: Panel) -> list[CorporateAction]:
     """The panel's corporate-action rows, in (ex_day, instrument_id) order."""
+    count = panel.action_ex_day.size
+    with_rights = panel.action_rights_to.size == count
     rows = zip(
         panel.action_instrument_id.tolist(),
         panel.action_ex_day.tolist(),
@@ -88,11 +141,24 @@ def actions_of(panel: Panel) -> list[CorporateAction]:
         panel.action_cash_e8.tolist(),
         panel.action_split_to.tolist(),
         panel.action_split_from.tolist(),
+        panel.action_rights_to.tolist() if with_rights else [0] * count,
+        panel.action_rights_from.tolist() if with_rights else [1] * count,
+        panel.action_rights_price_e8.tolist() if with_rights else [0] * count,
         strict=True,
     )
     return [
-        CorporateAction(instrument_id=iid, ex_day=ex, pay_day=pay, cash_e8=cash, split_to=to, split_from=frm)
-        for iid, ex, pay, cash, to, frm in rows
+        CorporateAction(
+            instrument_id=iid,
+            ex_day=ex,
+            pay_day=pay,
+            cash_e8=cash,
+            split_to=to,
+            split_from=frm,
+            rights_to=r_to,
+            rights_from=r_from,
+            rights_price_e8=r_px,
+        )
+        for iid, ex, pay, cash, to, frm, r_to, r_from, r_px in rows
     ]
 
 
@@ -125,6 +191,26 @@ def split_position(
     return SplitResult(Position(qty, cost if qty else 0), cash, released)
 
 
+def _action_postings(
+    iid: int, ccy: str, dividend: int, later: bool, ex_day: int, split: SplitResult
+) -> list[PostingRecord]:
+    """The dividend (receivable when paid later, else cash) and cash in lieu of an action."""
+    postings: list[PostingRecord] = []
+    if dividend and later:
+        postings.extend(dividend_ex_postings(iid, dividend, ccy, ex_day))
+    elif dividend:
+        postings.append(PostingRecord(cash_account(ccy), ccy, dividend))
+        postings.append(PostingRecord(f"income:dividend:{ccy}", ccy, -dividend))
+    if split.cash_in_lieu_minor or split.released_cost_minor:
+        cash, released = split.cash_in_lieu_minor, split.released_cost_minor
+        postings.append(PostingRecord(cash_account(ccy), ccy, cash))
+        postings.append(PostingRecord(inventory_account(iid), ccy, -released))
+        if cash != released:
+            postings.append(PostingRecord(f"income:realized:{ccy}", ccy, released - cash))
+    assert_balanced(postings)
+    return postings
+
+
 def _covered(record_day: int) -> bool:
     """Whether the CN dividend-tax table has a rule for this record day."""
     try:
@@ -145,8 +231,15 @@ def _tax_note(rules: MarketRules, instrument_id: int, record_day: int) -> str:
 class CorporateActionBook:
     """A panel's corporate actions by the step they take effect at, and their application."""
 
-    def __init__(self, panel: Panel, instruments: dict[int, Instrument], rules: MarketRules) -> None:
+    def __init__(
+        self,
+        panel: Panel,
+        instruments: dict[int, Instrument],
+        rules: MarketRules,
+        config: CorporateActionConfig | None = None,
+    ) -> None:
         self._panel = panel
+        self._rights = (config or CorporateActionConfig()).rights
         self._instruments = instruments
         self.taxed: set[int] = set()  # A-share instruments whose lots are kept for the dividend tax
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
@@ -201,6 +294,8 @@ class CorporateActionBook:
                 f"CORPORATE_ACTION: ex_day={ex.ex_day}, split={ex.split_to}/{ex.split_from}, "
                 f"cash_e8={ex.cash_e8}"
             )
+            if ex.rights:
+                reason += f", rights={ex.rights_to}/{ex.rights_from}, rights_price_e8={ex.rights_price_e8}"
             event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason=reason)
             append(event)
             rules.on_closed(state.sellable, day, evolve(order, event))
@@ -280,20 +375,7 @@ class CorporateActionBook:
             position.qty_raw, inst.qty_digits, action.cash_e8, CASH_E8_DIGITS, ccy, Rounding.DOWN
         )
         split = split_position(inst, position, action.split_to, action.split_from, prev_close)
-        postings: list[PostingRecord] = []
-        later = action.pay_day > day
-        if dividend and later:
-            postings.extend(dividend_ex_postings(iid, dividend, ccy, action.ex_day))
-        elif dividend:
-            postings.append(PostingRecord(cash_account(ccy), ccy, dividend))
-            postings.append(PostingRecord(f"income:dividend:{ccy}", ccy, -dividend))
-        if split.cash_in_lieu_minor or split.released_cost_minor:
-            cash, released = split.cash_in_lieu_minor, split.released_cost_minor
-            postings.append(PostingRecord(cash_account(ccy), ccy, cash))
-            postings.append(PostingRecord(inventory_account(iid), ccy, -released))
-            if cash != released:
-                postings.append(PostingRecord(f"income:realized:{ccy}", ccy, released - cash))
-        assert_balanced(postings)
+        postings = _action_postings(iid, ccy, dividend, action.pay_day > day, action.ex_day, split)
         if rules.applies(iid):
             self._scale_book(state, iid, day, position.qty_raw, split.position.qty_raw, action)
         if iid in self.taxed:
@@ -330,6 +412,83 @@ class CorporateActionBook:
             state.positions[iid] = split.position
         else:
             del state.positions[iid]
+        if action.rights:
+            self._apply_rights(ts_ns, day, action, position.qty_raw, state, rules, append, post)
+
+    def _apply_rights(
+        self,
+        ts_ns: int,
+        day: int,
+        action: CorporateAction,
+        qty_before: int,
+        state: KernelState,
+        rules: MarketRules,
+        append: Append,
+        post: Post,
+    ) -> None:
+        """The holder's rights decision, after the action's other effects (so a same-day cash
+        dividend or cash in lieu can pay for the subscription)."""
+        iid = action.instrument_id
+        inst = self._instruments[iid]
+        ccy = inst.currency
+        entitlement = rights_shares(
+            qty_before, action.rights_to, action.rights_from, inst.qty_digits, Rounding.DOWN
+        )
+        subscribed = 0
+        if not entitlement:
+            note = "no whole rights share on this holding" if qty_before > 0 else "short holding: no rights"
+        elif self._rights == "lapse":
+            note = 'lapsed: [corporate_actions] rights = "lapse"'
+        else:
+            cash = state.balances.get(cash_account(ccy), 0)
+            affordable = rights_affordable(cash, inst.qty_digits, action.rights_price_e8, ccy)
+            subscribed = min(entitlement, affordable)
+            note = "subscribed in full"
+            if subscribed < entitlement:
+                note = (
+                    f"cash {cash} minor {ccy} pays for {subscribed} of {entitlement} raw shares; "
+                    "the rest lapsed"
+                )
+        paid = (
+            rights_cost_minor(subscribed, inst.qty_digits, action.rights_price_e8, ccy) if subscribed else 0
+        )
+        position = state.positions.get(iid, Position(0, 0))
+        after = Position(position.qty_raw + subscribed, position.cost_minor + paid)
+        if subscribed:
+            if rules.applies(iid):
+                book = roll_to(state.sellable[iid], day)
+                state.sellable[iid] = msgspec.structs.replace(
+                    book, holding=book.holding + subscribed, bought_today=book.bought_today + subscribed
+                )
+            if iid in self.taxed:
+                state.tax_lots[iid] = lots_buy(state.tax_lots.get(iid, ()), day, subscribed)
+        append(
+            RightsIssueApplied(
+                ts_ns=ts_ns,
+                instrument_id=iid,
+                ex_day=action.ex_day,
+                rights_to=action.rights_to,
+                rights_from=action.rights_from,
+                rights_price_e8=action.rights_price_e8,
+                decision=self._rights,
+                qty_before_raw=qty_before,
+                entitlement_raw=entitlement,
+                subscribed_raw=subscribed,
+                lapsed_raw=entitlement - subscribed,
+                paid_minor=paid,
+                qty_after_raw=after.qty_raw,
+                cost_minor=after.cost_minor,
+                note=note,
+                currency=ccy,
+            )
+        )
+        if subscribed:
+            memo = (
+                f"rights subscription {inst.symbol} ex {action.ex_day}: {subscribed} raw shares at "
+                f"rights_price_e8={action.rights_price_e8}"
+            )
+            post(ts_ns, memo, rights_subscription_postings(iid, paid, ccy))
+            state.positions[iid] = after
 
     @staticmethod
     def _scale_book(

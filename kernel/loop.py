@@ -71,7 +71,7 @@ from domain.riskrules import (
 )
 from domain.riskrules import evolve_kill_switch as evolve_kill
 from kernel.borrow import BorrowConfig, borrow_postings
-from kernel.corporate_actions import CorporateActionBook
+from kernel.corporate_actions import CorporateActionBook, CorporateActionConfig
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.liquidation import Liquidation, PerpMargin
 from kernel.markets import MarketRules
@@ -166,6 +166,7 @@ class Kernel:
         futures: FuturesConfig | None = None,
         venue_messages: Sequence[VenueMessageReceived] | None = None,
         option_model: OptionModel | None = None,
+        corporate_actions: CorporateActionConfig | None = None,
     ) -> None:
         self._panel = panel
         self._strategy = strategy
@@ -219,7 +220,7 @@ class Kernel:
         self._liquidation = (
             Liquidation(self, self._instruments, margin) if margin is not None and margin.enabled else None
         )
-        self._corporate = CorporateActionBook(panel, self._instruments, self._rules)
+        self._corporate = CorporateActionBook(panel, self._instruments, self._rules, corporate_actions)
         self._futures = self._make_futures(futures)
         try:  # greek limits on the option book (kernel.options); None when off
             self._greeks = greek_guard(policy, option_model, panel.instruments, first_day)

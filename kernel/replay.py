@@ -29,6 +29,7 @@ from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.borrow import BorrowConfig
+from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesConfig
 from kernel.journal import (
     GENESIS_HASH,
@@ -74,6 +75,7 @@ class KernelParts:
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
     futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
     option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
+    corporate_actions: CorporateActionConfig | None = None  # rights decision (None: lapse)
 
     def kernel(
         self,
@@ -104,6 +106,7 @@ class KernelParts:
             futures=self.futures,
             option_model=self.option_model,
             venue_messages=venue_messages,
+            corporate_actions=self.corporate_actions,
         )
 
 

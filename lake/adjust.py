@@ -38,9 +38,22 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from domain.instruments import Instrument
-from domain.markets.corporate_actions import PER10_DIGITS, CnCorporateAction, ex_right_reference_price
+from domain.markets.corporate_actions import (
+    PER10_DIGITS,
+    CnCorporateAction,
+    CorporateAction,
+    ex_right_reference_price,
+)
 
-__all__ = ["ACTION_COLUMNS", "Adjustment", "adjust", "adjusted_from_lake", "factors", "reform_transfers"]
+__all__ = [
+    "ACTION_COLUMNS",
+    "Adjustment",
+    "adjust",
+    "adjusted_from_lake",
+    "dataset_actions",
+    "factors",
+    "reform_transfers",
+]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -82,6 +95,26 @@ def _action(row: dict[str, int], price_digits: int) -> CnCorporateAction:
         rights_price_e4=int(row["rights_price"]) * 10 ** (PER10_DIGITS - price_digits),
         cash_per10_e4=int(row["cash_per10_e4"]),
     )
+
+
+def dataset_actions(
+    actions: pa.Table, instrument: Instrument, *, reform: str = "skip"
+) -> list[CorporateAction]:
+    """One instrument's lake ``corporate_actions`` rows as data-set actions (``actions.parquet``,
+    ``CorporateAction.from_cn``: 送+转 one share ratio, 派 the cash, 配 the rights ratio and
+    price), in ex-date order. Share-count-only rows are left out, and so are share-structure
+    reform transfers unless ``reform="apply"``. The lake has no pay date: cash on the ex-date."""
+    if reform not in ("skip", "apply"):
+        raise ValueError(f"reform must be 'skip' or 'apply', got {reform!r}")
+    reforms = reform_transfers(actions) if reform == "skip" else set()
+    out = []
+    for row in sorted(actions.to_pylist(), key=lambda r: r["ex_date"]):
+        if row["instrument_id"] != instrument.instrument_id:
+            raise ValueError(f"{instrument.symbol}: an action row of instrument {row['instrument_id']}")
+        action = _action(row, instrument.price_digits)
+        if action.affects_price and action.ex_day not in reforms:
+            out.append(CorporateAction.from_cn(instrument.instrument_id, action))
+    return out
 
 
 def reform_transfers(actions: pa.Table) -> set[int]:

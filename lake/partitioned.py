@@ -40,9 +40,10 @@ import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
 from domain.market import Panel
+from lake.adjust import dataset_actions
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
-from lake.store import DatasetError, DatasetRef, _pivot, write_dataset
+from lake.store import DatasetError, DatasetRef, _pivot, actions_table, write_dataset
 
 __all__ = ["DAILY_ROW_GROUP", "Lake", "LakeError", "partition_paths"]
 
@@ -429,8 +430,11 @@ class Lake:
         start_ns: int | None = None,
         end_ns: int | None = None,
         name: str | None = None,
+        actions: bool = False,
     ) -> DatasetRef:
-        """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake."""
+        """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
+        with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
+        (``lake.adjust.dataset_actions``; rights columns only when there is a rights issue)."""
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
@@ -439,6 +443,7 @@ class Lake:
         )
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
+        table = self._dataset_actions(chosen) if actions else None
         return write_dataset(
             out,
             name=name or f"lake-{self.content_hash[:12]}-{frequency}",
@@ -446,7 +451,18 @@ class Lake:
             calendar=calendar,
             instruments=chosen,
             bars=bars.drop_columns(["turnover"]),
+            actions=table,
         )
+
+    def _dataset_actions(self, chosen: list[Instrument]) -> pa.Table | None:
+        rows = []
+        for inst in chosen:
+            stored = self.read(Kind.CORPORATE_ACTIONS, instrument_ids=[inst.instrument_id])
+            try:
+                rows.extend(dataset_actions(stored, inst))
+            except ValueError as error:  # e.g. a rights ratio without a price in the source table
+                raise LakeError(f"{self.root}: corporate actions of {inst.symbol}: {error}") from None
+        return actions_table(rows) if rows else None
 
 
 def _and(mask: pa.ChunkedArray | None, other: pa.ChunkedArray) -> pa.ChunkedArray:

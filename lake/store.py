@@ -7,7 +7,8 @@ Layout (one folder per data set)::
     DATASET/bars.parquet         ts_ns, day, instrument_id, open, high, low, close, volume
     DATASET/funding.parquet      (optional) ts_ns, instrument_id, rate_e8
     DATASET/actions.parquet      (optional) instrument_id, ex_date, pay_date, cash_e8,
-                                 split_to, split_from (corporate actions)
+                                 split_to, split_from [, rights_to, rights_from,
+                                 rights_price_e8] (corporate actions)
     DATASET/settlements.parquet  (optional) day, instrument_id, settle (futures settlement prices)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
@@ -31,10 +32,18 @@ import pyarrow.parquet as pq
 
 from domain.futures import is_daily_settled
 from domain.instruments import Instrument
-from domain.market import ACTION_FIELDS, Panel
+from domain.market import ACTION_FIELDS, RIGHTS_FIELDS, Panel
 from domain.markets import CorporateAction
 
-__all__ = ["DatasetError", "DatasetRef", "content_hash", "dataset_ref", "load_panel", "write_dataset"]
+__all__ = [
+    "DatasetError",
+    "DatasetRef",
+    "actions_table",
+    "content_hash",
+    "dataset_ref",
+    "load_panel",
+    "write_dataset",
+]
 
 _DATA_FILES = ("instruments.parquet", "bars.parquet")
 _BAR_SCHEMA = pa.schema(
@@ -73,6 +82,14 @@ _ACTION_SCHEMA = pa.schema(
         pa.field("cash_e8", pa.int64(), nullable=False),  # pre-tax cash per share, currency x 1e-8
         pa.field("split_to", pa.int64(), nullable=False),  # shares after ...
         pa.field("split_from", pa.int64(), nullable=False),  # ... per shares before (7/1, 13/10)
+    ]
+)
+# Optional, all three or none (absent: no rights issues; a set without them hashes as before).
+_RIGHTS_SCHEMA = pa.schema(
+    [
+        pa.field("rights_to", pa.int64(), nullable=False),  # rights shares offered ...
+        pa.field("rights_from", pa.int64(), nullable=False),  # ... per shares held (10配3: 3/10)
+        pa.field("rights_price_e8", pa.int64(), nullable=False),  # subscription price, currency x 1e-8
     ]
 )
 
@@ -187,12 +204,14 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
         )
     if (path / "actions.parquet").exists():
         actions = _checked_actions(pq.read_table(path / "actions.parquet"), list(instruments))
-        columns = ("instrument_id", "ex_date", "pay_date", "cash_e8", "split_to", "split_from")
+        fields: tuple[str, ...] = ACTION_FIELDS
+        if _RIGHTS_SCHEMA.names[0] in actions.column_names:
+            fields = (*ACTION_FIELDS, *RIGHTS_FIELDS)
         panel = dataclasses.replace(
             panel,
             **{
                 field: actions.column(column).to_numpy().astype(np.int64)
-                for field, column in zip(ACTION_FIELDS, columns, strict=True)
+                for field, column in zip(fields, actions.column_names, strict=True)
             },
         )
     if (path / "settlements.parquet").exists():
@@ -245,17 +264,41 @@ def _checked_settlements(settles: pa.Table, instruments: list[Instrument]) -> pa
     return settles
 
 
+def actions_table(actions: list[CorporateAction]) -> pa.Table:
+    """Rows in contract form for ``write_dataset``; the rights columns only when a row has a
+    rights issue (a set without rights writes, and hashes, as before they existed)."""
+    schema = _ACTION_SCHEMA
+    if any(action.rights for action in actions):
+        schema = pa.schema([*_ACTION_SCHEMA, *_RIGHTS_SCHEMA])
+    names = [name.replace("_date", "_day") for name in schema.names]
+    return pa.table(
+        {
+            column: [getattr(a, name) for a in actions]
+            for column, name in zip(schema.names, names, strict=True)
+        },
+        schema=schema,
+    )
+
+
 def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Table:
     """The actions table in contract form, sorted by (ex_date, instrument_id); every row is
     checked as a ``CorporateAction`` and must name a known instrument."""
-    missing = [name for name in _ACTION_SCHEMA.names if name not in actions.column_names]
+    schema = _ACTION_SCHEMA
+    rights = [name for name in _RIGHTS_SCHEMA.names if name in actions.column_names]
+    if rights:
+        schema = pa.schema([*_ACTION_SCHEMA, *_RIGHTS_SCHEMA])
+    missing = [name for name in schema.names if name not in actions.column_names]
     if missing:
-        raise DatasetError(f"actions: missing columns {missing}")
-    nulls = [name for name in _ACTION_SCHEMA.names if actions.column(name).null_count]
+        hint = " (the rights columns go together)" if rights and len(rights) < len(_RIGHTS_SCHEMA) else ""
+        raise DatasetError(f"actions: missing columns {missing}{hint}")
+    nulls = [name for name in schema.names if actions.column(name).null_count]
     if nulls:
-        raise DatasetError(f"actions: null values in {nulls} (use pay_date 0 for 'cash on the ex-date')")
+        raise DatasetError(
+            f"actions: null values in {nulls} (use pay_date 0 for 'cash on the ex-date', "
+            "rights_to 0 / rights_from 1 / rights_price_e8 0 for 'no rights')"
+        )
     try:
-        actions = actions.select(_ACTION_SCHEMA.names).cast(_ACTION_SCHEMA)
+        actions = actions.select(schema.names).cast(schema)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise DatasetError(f"actions: {error}") from None
     actions = actions.sort_by([("ex_date", "ascending"), ("instrument_id", "ascending")])
@@ -278,6 +321,9 @@ def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Tab
                 cash_e8=row["cash_e8"],
                 split_to=row["split_to"],
                 split_from=row["split_from"],
+                rights_to=row.get("rights_to", 0),
+                rights_from=row.get("rights_from", 1),
+                rights_price_e8=row.get("rights_price_e8", 0),
             )
         except ValueError as error:
             raise DatasetError(f"actions: {error}") from None

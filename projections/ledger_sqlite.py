@@ -42,6 +42,7 @@ from domain.events import (
     OrderRejected,
     OrderReplaced,
     OrderSubmitted,
+    RightsIssueApplied,
     RiskVerdict,
     RunFinished,
     RunStarted,
@@ -234,6 +235,7 @@ class _Batch:
             DayClosed: self._on_day_closed,
             RiskVerdict: self._on_risk_verdict,
             CorporateActionApplied: self._on_corporate_action,
+            RightsIssueApplied: self._on_rights_issue,
         }
 
     def add(self, record: Record) -> None:
@@ -358,6 +360,12 @@ class _Batch:
         deltas = self.rows.position_deltas
         change = event.qty_after_raw - event.qty_before_raw
         deltas[event.instrument_id] = deltas.get(event.instrument_id, 0) + change
+
+    def _on_rights_issue(self, seq: int, event: RightsIssueApplied) -> None:
+        """Subscribed rights shares join the holding without a fill."""
+        if event.subscribed_raw:
+            deltas = self.rows.position_deltas
+            deltas[event.instrument_id] = deltas.get(event.instrument_id, 0) + event.subscribed_raw
 
     def _order(self, seq: int, order_id: str) -> _OrderRow:
         row = self._orders.get(order_id)

@@ -15,6 +15,7 @@ from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.borrow import BorrowConfig
+from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import JournalError
 from kernel.liquidation import PerpMargin
@@ -112,6 +113,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     pdt: PdtRule | None = None  # US pattern-day-trader rule of the broker; None: off
     futures: FuturesConfig | None = None  # futures settlement prices; None: from the data set
     option_model: OptionModel | None = None  # greek inputs (vol, rate) for [risk.greeks]; None: off
+    # Rights issues in the data set's actions: "lapse" (default) or "subscribe" (docs/markets.md).
+    corporate_actions: CorporateActionConfig = CorporateActionConfig()
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -137,6 +140,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             del data["execution"]  # the default router (market orders): configs journal as before
         elif self.execution.on_timeout == "cancel":
             del data["execution"]["on_timeout"]  # added later: router configs journal as before
+        if self.corporate_actions == CorporateActionConfig():
+            del data["corporate_actions"]  # added later: configs without rights journal as before
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -188,6 +193,7 @@ def build_parts(
         pdt=config.pdt,
         futures=config.futures,
         option_model=config.option_model,
+        corporate_actions=config.corporate_actions,
     )
     return parts
 

@@ -40,7 +40,10 @@ __all__ = [
     "lots_sell",
     "lots_split",
     "lots_total",
+    "rights_affordable",
+    "rights_cost_minor",
     "rights_entitlement",
+    "rights_shares",
     "rights_subscription_postings",
     "split_quantity",
 ]
@@ -162,6 +165,37 @@ def dividend_minor(
 def rights_entitlement(qty_raw: int, action: CnCorporateAction, rounding: Rounding) -> int:
     """Rights shares a holding of ``qty_raw`` shares may subscribe (qty_digits 0)."""
     return div_round(qty_raw * action.rights_per10_e4, 10 * 10**PER10_DIGITS, rounding)
+
+
+def rights_shares(qty_raw: int, rights_to: int, rights_from: int, qty_digits: int, rounding: Rounding) -> int:
+    """Rights shares (raw units, whole shares) a holding of ``qty_raw`` may subscribe at the
+    data-set ratio ``rights_to / rights_from`` new shares per held share: 10配3 on 10,000 shares
+    -> 3,000. A short or empty holding has no entitlement."""
+    if rights_to < 0 or rights_from <= 0:
+        raise ValueError(f"rights ratio must be non-negative over positive, got {rights_to}/{rights_from}")
+    if qty_raw <= 0:
+        return 0
+    unit: int = 10**qty_digits
+    return div_round(qty_raw * rights_to, rights_from * unit, rounding) * unit
+
+
+def rights_cost_minor(qty_raw: int, qty_digits: int, price_e8: int, currency: str) -> int:
+    """What ``qty_raw`` rights shares cost at ``price_e8`` (currency x 1e-8 per share), rounded
+    up to the minor unit (the subscriber pays at least the exact amount)."""
+    return dividend_minor(qty_raw, qty_digits, price_e8, 8, currency, Rounding.CEILING)
+
+
+def rights_affordable(cash_minor: int, qty_digits: int, price_e8: int, currency: str) -> int:
+    """The most whole rights shares (raw units) ``cash_minor`` pays for at ``price_e8``:
+    the largest n with ``rights_cost_minor(n) <= cash_minor``."""
+    if price_e8 <= 0:
+        raise ValueError(f"rights price must be positive, got {price_e8}")
+    if cash_minor <= 0:
+        return 0
+    # n whole shares cost n x price / 1e8 x 10**minor <= cash  <=>  n <= cash x 1e8 / (price x 10**minor)
+    shares = div_round(cash_minor * 10**8, price_e8 * 10 ** minor_digits(currency), Rounding.DOWN)
+    unit: int = 10**qty_digits
+    return shares * unit
 
 
 def apply_rights(position: Position, rights_qty: int, cost_minor: int) -> Position:
@@ -290,8 +324,9 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     ``split_to / split_from`` is the exact share ratio (7-for-1 -> 7/1; A-share 10送3 ->
     13/10); ``cash_e8`` the pre-tax cash per share held before the ex-date, in currency units
-    x 1e-8; ``pay_day`` the day the cash arrives (0: on the ex-date). Rights issues are not
-    part of this contract.
+    x 1e-8; ``pay_day`` the day the cash arrives (0: on the ex-date). A rights issue:
+    ``rights_to / rights_from`` new shares offered per share held before the ex-date (10配3
+    -> 3/10; ``0`` = none) at ``rights_price_e8`` per share (currency x 1e-8).
     """
 
     instrument_id: int
@@ -300,6 +335,9 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     cash_e8: int = 0
     split_to: int = 1
     split_from: int = 1
+    rights_to: int = 0
+    rights_from: int = 1
+    rights_price_e8: int = 0
 
     def __post_init__(self) -> None:
         day_to_date(self.ex_day)
@@ -316,12 +354,26 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
                 f"instrument {self.instrument_id} {self.ex_day}: split ratio must be positive, "
                 f"got {self.split_to}/{self.split_from}"
             )
-        if not self.cash_e8 and self.split_to == self.split_from:
+        if self.rights_to < 0 or self.rights_from <= 0 or self.rights_price_e8 < 0:
+            raise ValueError(
+                f"instrument {self.instrument_id} {self.ex_day}: rights ratio {self.rights_to}/"
+                f"{self.rights_from} at {self.rights_price_e8} must be non-negative over positive"
+            )
+        if bool(self.rights_to) != bool(self.rights_price_e8):
+            raise ValueError(
+                f"instrument {self.instrument_id} {self.ex_day}: a rights issue needs both a ratio and a "
+                f"price, got {self.rights_to}/{self.rights_from} at rights_price_e8={self.rights_price_e8}"
+            )
+        if not self.cash_e8 and self.split_to == self.split_from and not self.rights_to:
             raise ValueError(f"instrument {self.instrument_id} {self.ex_day}: the action changes nothing")
 
     @property
     def splits(self) -> bool:
         return self.split_to != self.split_from
+
+    @property
+    def rights(self) -> bool:
+        return self.rights_to > 0
 
     def to_cn(self) -> CnCorporateAction:
         """The A-share per-10 form (for ``ex_right_reference_price``); the ratio and the cash must
@@ -329,21 +381,29 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         base = 10 * 10**PER10_DIGITS
         bonus, rest = divmod((self.split_to - self.split_from) * base, self.split_from)
         cash, cash_rest = divmod(self.cash_e8, 10 ** (CASH_E8_DIGITS - PER10_DIGITS - 1))
-        if rest or cash_rest or bonus < 0:
+        rights, rights_rest = divmod(self.rights_to * base, self.rights_from)
+        price, price_rest = divmod(self.rights_price_e8, 10 ** (CASH_E8_DIGITS - PER10_DIGITS))
+        if rest or cash_rest or bonus < 0 or rights_rest or price_rest:
             raise ValueError(
-                f"instrument {self.instrument_id} {self.ex_day}: ratio {self.split_to}/{self.split_from} "
-                f"or cash_e8={self.cash_e8} is not an A-share per-10 action at 1e-4"
+                f"instrument {self.instrument_id} {self.ex_day}: ratio {self.split_to}/{self.split_from}, "
+                f"cash_e8={self.cash_e8} or rights {self.rights_to}/{self.rights_from} at "
+                f"{self.rights_price_e8} is not an A-share per-10 action at 1e-4"
             )
-        return CnCorporateAction(ex_day=self.ex_day, bonus_per10_e4=bonus, cash_per10_e4=cash)
+        return CnCorporateAction(
+            ex_day=self.ex_day,
+            bonus_per10_e4=bonus,
+            cash_per10_e4=cash,
+            rights_per10_e4=rights,
+            rights_price_e4=price,
+        )
 
     @classmethod
     def from_cn(cls, instrument_id: int, action: CnCorporateAction, pay_day: int = 0) -> CorporateAction:
-        """From an A-share record; rights issues are refused (not modelled in data sets)."""
-        if action.rights_per10_e4:
-            raise ValueError(f"instrument {instrument_id} {action.ex_day}: rights issues are not supported")
+        """From an A-share record (送 and 转 become one share ratio; 配 the rights ratio and price)."""
         base = 10 * 10**PER10_DIGITS
         to, frm = base + action.bonus_per10_e4 + action.capitalization_per10_e4, base
         common = math.gcd(to, frm)
+        rights_common = math.gcd(action.rights_per10_e4, base)
         return cls(
             instrument_id=instrument_id,
             ex_day=action.ex_day,
@@ -351,6 +411,13 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             cash_e8=action.cash_per10_e4 * 10 ** (CASH_E8_DIGITS - PER10_DIGITS - 1),
             split_to=to // common,
             split_from=frm // common,
+            rights_to=action.rights_per10_e4 // rights_common,
+            rights_from=base // rights_common,
+            rights_price_e8=(
+                action.rights_price_e4 * 10 ** (CASH_E8_DIGITS - PER10_DIGITS)
+                if action.rights_per10_e4
+                else 0
+            ),
         )
 
 

@@ -104,5 +104,18 @@ def test_a_share_per10_conversion_is_exact() -> None:
     )  # 送 and 转 are one share ratio here
     with pytest.raises(ValueError, match="not an A-share per-10 action"):
         CorporateAction(instrument_id=1, ex_day=20240103, split_to=4, split_from=3).to_cn()
-    with pytest.raises(ValueError, match="rights issues are not supported"):
-        CorporateAction.from_cn(1, CnCorporateAction.from_text(20110301, rights="3", rights_price="3.7"))
+    rights = CnCorporateAction.from_text(20110407, rights="3", rights_price="3.7")  # 10配3 at 3.70
+    action = CorporateAction.from_cn(1, rights)
+    assert (action.rights_to, action.rights_from, action.rights_price_e8) == (3, 10, 370_000_000)
+    assert (action.split_to, action.split_from, action.cash_e8) == (1, 1, 0)
+    assert action.to_cn() == rights
+    odd = CnCorporateAction.from_text(19970714, rights="2.37", rights_price="4.5")  # 万科 10配2.37
+    assert (CorporateAction.from_cn(1, odd).rights_to, CorporateAction.from_cn(1, odd).rights_from) == (
+        237,
+        1000,
+    )
+    assert CorporateAction.from_cn(1, odd).to_cn() == odd
+    with pytest.raises(ValueError, match="not an A-share per-10 action"):
+        CorporateAction(
+            instrument_id=1, ex_day=20240103, rights_to=1, rights_from=3, rights_price_e8=1
+        ).to_cn()
