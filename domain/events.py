@@ -288,6 +288,7 @@ class OpenOrderSnapshot(msgspec.Struct, frozen=True, array_like=True):
     limit_px_raw: int
     status: str
     filled_notional_minor: int = 0
+    submitted_ts_ns: int = 0
 
 
 class SellableSnapshot(msgspec.Struct, frozen=True, array_like=True):

@@ -88,6 +88,7 @@ class Order(msgspec.Struct, frozen=True, kw_only=True):
     filled_qty_raw: int = 0
     filled_notional_minor: int = 0  # so a per-order fee minimum is charged once across fills
     status: OrderStatus = OrderStatus.SUBMITTED
+    submitted_ts_ns: int = 0  # when it was sent: an asynchronous venue's answer latency is measured from it
 
     @property
     def leaves_qty_raw(self) -> int:
@@ -111,6 +112,7 @@ def new_order(event: OrderSubmitted) -> Order:
         order_type=event.order_type,
         qty_raw=event.qty_raw,
         limit_px_raw=event.limit_px_raw,
+        submitted_ts_ns=event.ts_ns,
     )
 
 

@@ -68,6 +68,7 @@ class KernelState:
                     o.limit_px_raw,
                     o.status.value,
                     o.filled_notional_minor,
+                    o.submitted_ts_ns,
                 )
                 for o in self.open_orders.values()
             ],
@@ -108,6 +109,7 @@ class KernelState:
                 filled_qty_raw=o.filled_qty_raw,
                 filled_notional_minor=o.filled_notional_minor,
                 status=OrderStatus(o.status),
+                submitted_ts_ns=o.submitted_ts_ns,
             )
             for o in snapshot.open_orders
         }

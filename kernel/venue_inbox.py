@@ -41,6 +41,7 @@ from domain.execution import SequenceGuard, guard_accept, replaced_event
 from domain.fixed import Rounding
 from domain.instruments import notional_minor
 from domain.orders import IllegalTransition, Order, OrderEvent, evolve
+from domain.riskrules import VenueResponded
 from kernel.venue import NO_ACTIVITY, AsyncVenuePort, VenuePort
 
 if TYPE_CHECKING:
@@ -191,6 +192,12 @@ class VenueInbox:
         else:
             kernel._rules.on_closed(books, day, order)
             del state.open_orders[msg.order_id]
+        if msg.kind in ("ack", "reject") and kernel._kill_watch_venue:
+            # The kill switch sees the answer once it is applied (a trip then cancels it as well).
+            latency = msg.ts_ns - order.submitted_ts_ns
+            venue = kernel._instruments[order.instrument_id].venue
+            answer = VenueResponded(ts_ns=ts_ns, venue=venue, accepted=msg.kind == "ack", latency_ns=latency)
+            kernel._kill_observe(answer, step)
 
     def _event(self, ts_ns: int, msg: VenueMessage, order: Order) -> OrderEvent:
         oid = msg.order_id
