@@ -57,6 +57,7 @@ from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule, funding_payment_minor, funding_postings
 from domain.orders import Order, evolve, new_order
 from domain.riskrules import (
+    BookDataAged,
     KillState,
     KillSwitchConfig,
     KillSwitchEvent,
@@ -127,6 +128,12 @@ def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int]]]:
     return grouped
 
 
+def _last_valid_steps(valid: np.ndarray) -> np.ndarray:
+    """For each (step, column): the last step <= it with a bar, or -1."""
+    index = np.where(valid, np.arange(valid.shape[0])[:, None], -1)
+    return np.maximum.accumulate(index, axis=0).astype(np.int64)
+
+
 def _commands_by_step(
     panel: Panel, commands: Sequence[OperatorCommanded]
 ) -> dict[int, list[OperatorCommanded]]:
@@ -180,6 +187,8 @@ class Kernel:
         self._kill_watch_nav = bool(
             self._kill_config.daily_loss_max_minor or self._kill_config.drawdown_max_e8
         )
+        # Stale data is judged on the instruments a decision holds or names: their newest bar.
+        self._last_bar = _last_valid_steps(panel.valid) if self._kill_config.stale_data_ns_max else None
         self._kill_watch_venue = bool(
             self._kill_config.consecutive_rejects_max or self._kill_config.latency_ns_max
         )
@@ -322,6 +331,17 @@ class Kernel:
         return venue_next
 
     # --- kill switch ---------------------------------------------------------------------
+
+    def _observe_data_age(self, step: int, ts_ns: int, targets: dict[int, int]) -> None:
+        assert self._last_bar is not None
+        names = sorted(set(targets) | set(self.state.positions))
+        oldest: tuple[int, int] | None = None
+        for iid in names:
+            last = int(self._last_bar[step, self._column[iid]])
+            if last >= 0 and (oldest is None or int(self._panel.ts_ns[last]) < oldest[0]):
+                oldest = (int(self._panel.ts_ns[last]), iid)
+        if oldest is not None:
+            self._kill_observe(BookDataAged(ts_ns=ts_ns, instrument_id=oldest[1], data_ts_ns=oldest[0]), step)
 
     def _armed(self) -> bool:
         kill = self.state.kill
@@ -523,6 +543,8 @@ class Kernel:
         nav = self.nav_minor(step)
         if self._kill_watch_nav:
             self._kill_observe(NavMarked(ts_ns=ts_ns, day=int(self._panel.day[step]), nav_minor=nav), step)
+        if self._last_bar is not None:
+            self._observe_data_age(step, ts_ns, targets)
         prices = self._prices(step)
         held = current_weights(self.state.positions, prices, self._instruments, nav)
         allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)

@@ -12,6 +12,7 @@ from domain.riskrules.greeks import (
 )
 from domain.riskrules.killswitch import (
     KILL_TRANSITIONS,
+    BookDataAged,
     IllegalKillTransition,
     KillState,
     KillSwitchCommandRefused,
@@ -76,6 +77,7 @@ __all__ = [
     "GreekLimit",
     "GreekLimits",
     "GreekResult",
+    "BookDataAged",
     "IllegalKillTransition",
     "IntentVector",
     "KillState",

@@ -40,6 +40,7 @@ __all__ = [
     "KillSwitchRearmed",
     "KillSwitchState",
     "KillSwitchTripped",
+    "BookDataAged",
     "MarketDataSeen",
     "NavMarked",
     "Observation",
@@ -120,7 +121,16 @@ class StepTicked(Event, frozen=True, tag="killswitch.step_ticked.v1"):
     """The kernel's step: staleness is judged here, against the step's time."""
 
 
-Observation = NavMarked | VenueResponded | MarketDataSeen | StepTicked | OperatorCommanded
+class BookDataAged(Event, frozen=True, tag="killswitch.book_data_aged.v1"):
+    """At a decision: the oldest newest-bar among the instruments the book holds or the decision
+    names (``instrument_id`` is that instrument). Stale data is judged on what is traded, so a
+    held name that stopped printing trips the switch even while other names trade."""
+
+    instrument_id: int
+    data_ts_ns: int
+
+
+Observation = NavMarked | VenueResponded | MarketDataSeen | StepTicked | BookDataAged | OperatorCommanded
 
 
 # --- derived events (defined in domain.events, journaled by the kernel) --------------------
@@ -166,7 +176,7 @@ def observe(state: KillSwitchState, obs: Observation) -> KillSwitchState:
             return replace(state, consecutive_rejects=rejects)
         case MarketDataSeen():
             return replace(state, last_data_ts_ns=max(state.last_data_ts_ns, obs.data_ts_ns))
-        case StepTicked() | OperatorCommanded():
+        case StepTicked() | BookDataAged() | OperatorCommanded():
             return state
 
 
@@ -212,6 +222,14 @@ def _check_venue(
     return []
 
 
+def _check_aged(config: KillSwitchConfig, obs: BookDataAged) -> list[KillSwitchEvent]:
+    age = obs.ts_ns - obs.data_ts_ns
+    if config.stale_data_ns_max and age > config.stale_data_ns_max:
+        reason = f"instrument {obs.instrument_id}: newest bar {age} ns old > {config.stale_data_ns_max} ns"
+        return _tripped(obs, config, "stale_data", config.stale_data_ns_max, age, reason)
+    return []
+
+
 def _check_stale(state: KillSwitchState, config: KillSwitchConfig, obs: StepTicked) -> list[KillSwitchEvent]:
     age = obs.ts_ns - state.last_data_ts_ns
     if config.stale_data_ns_max and age > config.stale_data_ns_max:
@@ -253,6 +271,8 @@ def decide(state: KillSwitchState, config: KillSwitchConfig, obs: Observation) -
             return _check_venue(state, config, obs)
         case StepTicked():
             return _check_stale(state, config, obs)
+        case BookDataAged():
+            return _check_aged(config, obs)
         case MarketDataSeen():
             return []
 

@@ -41,6 +41,7 @@ from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import write_dataset
+from lake.synth import synth_instruments
 from sim.backtest import OperatorCommandConfig, build_parts, run_backtest
 from tests.factories import make_config, make_dataset, run
 from tests.integration.test_cn_rules_kernel import SPDB, Scripted, _dataset, _ts
@@ -323,3 +324,55 @@ def test_a_trip_while_sending_stops_the_rest_of_the_decision(tmp_path: Path) -> 
     ]
     assert len(dropped) == 1 and dropped[0].instrument_ids == [2] and dropped[0].action == "reject"
     assert not [e for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == 2]
+
+
+class _HoldTwo:
+    """Holds two names from the first decision, re-deciding every session."""
+
+    strategy_id = "two"
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.arange(panel.steps, dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([0.3, 0.3])
+
+
+def test_a_held_name_that_stops_printing_trips_stale_data(tmp_path: Path) -> None:
+    day_ns = 86_400 * 10**9
+    base = 1_704_067_200 * 10**9  # 2024-01-01T00:00Z
+    rows = [(d, iid) for d in range(10) for iid in (1, 2) if not (iid == 2 and d > 4)]  # 2: last bar day 4
+    bars = pa.table(
+        {
+            "ts_ns": [base + d * day_ns for d, _ in rows],
+            "day": [20240101 + d for d, _ in rows],
+            "instrument_id": [iid for _, iid in rows],
+            "open": [100_00] * len(rows),
+            "high": [101_00] * len(rows),
+            "low": [99_00] * len(rows),
+            "close": [100_00] * len(rows),
+            "volume": [10_000] * len(rows),
+        }
+    )
+    instruments = synth_instruments(2)
+    write_dataset(
+        tmp_path / "data", name="stale", frequency="1d", calendar="24x7", instruments=instruments, bars=bars
+    )
+    config = make_config(
+        tmp_path / "data",
+        tmp_path / "j",
+        risk=LOOSE,
+        kill_switch=KillSwitchConfig(stale_data_ns_max=2 * day_ns),
+    )
+    run_backtest(config, _HoldTwo())
+    journal = open_journal(tmp_path / "j")
+    outcome = replay(journal, lambda r, ref: build_parts(config, _HoldTwo(), expected_hash=ref.content_hash))
+    assert outcome.ok, outcome.divergence
+    events = [e for _, e in journal.events()]
+    (tripped,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    # Day 7's decision sees name 2's newest bar from day 4: 3 days > 2.
+    assert tripped.ts_ns == base + 7 * day_ns
+    assert (tripped.trigger, tripped.limit, tripped.observed) == ("stale_data", 2 * day_ns, 3 * day_ns)
+    assert tripped.reason == f"instrument 2: newest bar {3 * day_ns} ns old > {2 * day_ns} ns"
+    later = [e for e in events if isinstance(e, OrderSubmitted) and e.ts_ns >= tripped.ts_ns]
+    assert not [e for e in later if e.side > 0]  # halted: nothing bought after the trip
