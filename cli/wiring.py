@@ -54,6 +54,15 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> Backtest
     for key in ("dataset", "journal"):
         if key in raw and not Path(raw[key]).is_absolute():
             raw[key] = str((Path(path).parent / raw[key]).resolve())
+    venue = raw.get("venue")
+    recording = venue.get("recording") if isinstance(venue, dict) else None
+    if (
+        isinstance(venue, dict)
+        and isinstance(recording, str)
+        and recording
+        and not Path(recording).is_absolute()
+    ):
+        venue["recording"] = str((Path(path).parent / recording).resolve())
     if "risk_policy" in raw:
         raw["risk"] = _policy_file(Path(path), raw.pop("risk_policy"), "risk" in raw)
     try:
@@ -88,4 +97,4 @@ def replay_builder(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
             "re-derive it (verify and report still read it)"
         )
     config = BacktestConfig.from_json(run.config_json)
-    return build_parts(config, make_strategy(config.strategy), expected_hash=ref.content_hash)
+    return build_parts(config, make_strategy(config.strategy), expected_hash=ref.content_hash, replaying=True)

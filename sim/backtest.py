@@ -12,6 +12,7 @@ import msgspec
 
 from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import Rounding, from_decimal_text, minor_digits
+from domain.market import Panel
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
 from kernel.borrow import BorrowConfig
@@ -26,8 +27,10 @@ from kernel.replay import KernelParts
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from kernel.strategy import Strategy
+from kernel.venue import VenuePort
 from lake.store import dataset_ref, load_panel
 from sim.fill_models import FillModel
+from sim.recorded_venue import RecordedVenue, RecordingError, read_recording
 from sim.venue import SimVenue
 
 __all__ = [
@@ -85,6 +88,30 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
 _LATER_DEFAULTS: dict[str, object] = {"us_regulatory_fees": True}
 
 
+VENUE_KINDS = ("sim", "recorded")
+
+
+class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[venue]``: the simulated venue (default), or a recorded asynchronous venue session
+    (``kind = "recorded"``, ``recording`` = a JSON-lines file of venue messages, see
+    ``sim.recorded_venue``). The received messages are journaled as inputs, so replay needs
+    only the journal: the recording file is read by the run, never by its replay."""
+
+    kind: str = "sim"
+    recording: str = ""
+    pending_max: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.kind not in VENUE_KINDS:
+            raise ValueError(f"venue.kind must be one of {VENUE_KINDS}, got {self.kind!r}")
+        if self.kind == "recorded" and not self.recording:
+            raise ValueError('venue.recording: a recorded venue needs its recording file (kind = "recorded")')
+        if self.kind == "sim" and self.recording:
+            raise ValueError('venue.recording is only read with kind = "recorded"')
+        if self.pending_max < 0:
+            raise ValueError(f"venue.pending_max must not be negative, got {self.pending_max}")
+
+
 class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One backtest, as read from TOML. Money is decimal text, rates are 1e-8 integers."""
 
@@ -115,6 +142,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     option_model: OptionModel | None = None  # greek inputs (vol, rate) for [risk.greeks]; None: off
     # Rights issues in the data set's actions: "lapse" (default) or "subscribe" (docs/markets.md).
     corporate_actions: CorporateActionConfig = CorporateActionConfig()
+    venue: VenueConfig = VenueConfig()
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -140,6 +168,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             del data["execution"]  # the default router (market orders): configs journal as before
         elif self.execution.on_timeout == "cancel":
             del data["execution"]["on_timeout"]  # added later: router configs journal as before
+        if self.venue == VenueConfig():
+            del data["venue"]  # the simulated venue: configs journal as before
         if self.corporate_actions == CorporateActionConfig():
             del data["corporate_actions"]  # added later: configs without rights journal as before
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -159,9 +189,10 @@ class BacktestResult:
 
 
 def build_parts(
-    config: BacktestConfig, strategy: Strategy, *, expected_hash: str | None = None
+    config: BacktestConfig, strategy: Strategy, *, expected_hash: str | None = None, replaying: bool = False
 ) -> KernelParts:
-    """Load the data set (checking its hash) and build what a kernel needs."""
+    """Load the data set (checking its hash) and build what a kernel needs. ``replaying``: for
+    a replay, a recorded venue is built without its file (replay reads the journaled messages)."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
@@ -178,7 +209,7 @@ def build_parts(
     parts = KernelParts(
         panel=panel,
         strategy=strategy,
-        venue=SimVenue(panel, config.fill),
+        venue=_venue(config, panel, replaying),
         policy=config.risk,
         currency=config.currency,
         initial_cash_minor=config.initial_cash_minor(),
@@ -196,6 +227,17 @@ def build_parts(
         corporate_actions=config.corporate_actions,
     )
     return parts
+
+
+def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
+    venue = config.venue
+    if venue.kind == "sim":
+        return SimVenue(panel, config.fill)
+    try:
+        messages = [] if replaying else read_recording(Path(venue.recording))
+        return RecordedVenue(panel, messages, pending_max=venue.pending_max)
+    except RecordingError as error:
+        raise KernelError(f"{config.run_id}: {error}") from None
 
 
 def run_backtest(

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from cli.main import main as tape
-from domain.events import RiskVerdict
+from domain.events import OrderFilled, OrderSubmitted, RiskVerdict, VenueMessage, VenueMessageRefused
 from kernel.store import open_journal
+from sim.recorded_venue import write_recording
 from tests.factories import make_dataset
 
 CONFIG = """
@@ -99,3 +100,41 @@ def test_a_risk_policy_file_and_a_bad_policy_key(workdir: Path, capsys: pytest.C
     (workdir / "bad.toml").write_text(CONFIG.format(extra='[risk.name]\nlimit_e8 = 0\naction = "clip"\n'))
     assert tape(["backtest", str(workdir / "bad.toml")]) == 2
     assert "risk.name.limit_e8: 0 is outside" in capsys.readouterr().out
+
+
+def test_a_recorded_venue_session_runs_and_replays_without_its_file(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`[venue] kind = "recorded"`: acks and fills come from a recorded session (a duplicate
+    included); the received messages are journaled, so the replay needs no recording."""
+    venue = '[venue]\nkind = "recorded"\nrecording = "{}"\n'
+    write_recording(workdir / "empty.jsonl", [])
+    dry = CONFIG.format(extra=venue.format("empty.jsonl")).replace('"journal"', '"dry"')
+    (workdir / "dry.toml").write_text(dry)
+    assert tape(["backtest", str(workdir / "dry.toml")]) == 0
+    dry_events = [e for _, e in open_journal(workdir / "dry").events()]
+    first = next(e for e in dry_events if isinstance(e, OrderSubmitted))
+    later = first.ts_ns + 3 * 86_400 * 10**9  # three daily bars later
+    ack = VenueMessage(venue_seq=1, ts_ns=later, order_id=first.order_id, kind="ack")
+    fill = VenueMessage(
+        venue_seq=2,
+        ts_ns=later,
+        order_id=first.order_id,
+        kind="fill",
+        qty_raw=first.qty_raw,
+        px_raw=first.decision_px_raw,
+    )
+    write_recording(workdir / "session.jsonl", [ack, ack, fill])
+    (workdir / "rec.toml").write_text(
+        CONFIG.format(extra=venue.format("session.jsonl")).replace('"journal"', '"rec"')
+    )
+    assert tape(["backtest", str(workdir / "rec.toml")]) == 0
+    events = [e for _, e in open_journal(workdir / "rec").events()]
+    refused = [e for e in events if isinstance(e, VenueMessageRefused)]
+    assert [(e.venue_seq, e.outcome) for e in refused] == [(1, "duplicate")]
+    (filled,) = [e for e in events if isinstance(e, OrderFilled)]
+    assert (filled.order_id, filled.fill_qty_raw) == (first.order_id, first.qty_raw)
+    (workdir / "session.jsonl").unlink()
+    capsys.readouterr()
+    assert tape(["replay", str(workdir / "rec")]) == 0
+    assert "replay matched" in capsys.readouterr().out
