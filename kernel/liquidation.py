@@ -41,10 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.events import (
-    OrderAccepted,
     OrderCancelled,
-    OrderFilled,
-    OrderSubmitted,
     PositionLiquidated,
     PostingRecord,
 )
@@ -52,7 +49,7 @@ from domain.fixed import RATE_SCALE, Rounding, apply_rate, minor_digits
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position, assert_balanced, cash_account
 from domain.markets import MarginBracket, check_liquidation, is_liquidatable, maintenance_margin_minor
-from domain.orders import evolve, new_order
+from domain.orders import evolve
 
 if TYPE_CHECKING:
     from kernel.loop import Kernel
@@ -310,36 +307,7 @@ class Liquidation:
                 reason=f"{reason}; {inst.symbol} qty_raw={qty} closed at mark_px_raw={mark}",
             )
         )
-        state.order_counter += 1
-        side = -1 if qty > 0 else 1
-        submitted = OrderSubmitted(
-            ts_ns=ts_ns,
-            order_id=f"{LIQUIDATION_STRATEGY_ID}-{day}-{state.order_counter:06d}",
-            strategy_id=LIQUIDATION_STRATEGY_ID,
-            instrument_id=iid,
-            side=side,
-            order_type="market",
-            qty_raw=abs(qty),
-            limit_px_raw=0,
-            decision_px_raw=mark,
-        )
-        accepted = OrderAccepted(ts_ns=ts_ns, order_id=submitted.order_id)
-        kernel._sink.append(submitted)
-        kernel._sink.append(accepted)
-        state.open_orders[submitted.order_id] = evolve(new_order(submitted), accepted)
-        fill = OrderFilled(
-            ts_ns=ts_ns,
-            order_id=submitted.order_id,
-            instrument_id=iid,
-            side=side,
-            fill_qty_raw=abs(qty),
-            fill_px_raw=mark,
-            leaves_qty_raw=0,
-            notional_minor=notional,
-            commission_minor=0,
-            currency=inst.currency,
-        )
-        kernel._apply_fill(fill, day)
+        kernel._close_at(ts_ns, day, LIQUIDATION_STRATEGY_ID, iid, qty, mark, notional)
         if fee:
             ccy = inst.currency
             memo = f"liquidation fee {inst.symbol} fee_e8={self._fee_e8} notional_minor={notional}"

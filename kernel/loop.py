@@ -717,6 +717,51 @@ class Kernel:
                 VenueResponded(ts_ns=ts_ns, venue=venue, accepted=accepted, latency_ns=0), step
             )
 
+    def _close_at(
+        self,
+        ts_ns: int,
+        day: int,
+        strategy_id: str,
+        instrument_id: int,
+        qty_raw: int,
+        px_raw: int,
+        notional_minor: int,
+    ) -> None:
+        """Close a position outside the venue (a liquidation, an option's expiry): a journaled
+        market order, accepted and filled at ``px_raw`` at once, so positions, fills and the
+        ledger stay one story. ``qty_raw`` is the signed position closed."""
+        state = self.state
+        state.order_counter += 1
+        side = -1 if qty_raw > 0 else 1
+        submitted = OrderSubmitted(
+            ts_ns=ts_ns,
+            order_id=f"{strategy_id}-{day}-{state.order_counter:06d}",
+            strategy_id=strategy_id,
+            instrument_id=instrument_id,
+            side=side,
+            order_type="market",
+            qty_raw=abs(qty_raw),
+            limit_px_raw=0,
+            decision_px_raw=px_raw,
+        )
+        accepted = OrderAccepted(ts_ns=ts_ns, order_id=submitted.order_id)
+        self._sink.append(submitted)
+        self._sink.append(accepted)
+        state.open_orders[submitted.order_id] = evolve(new_order(submitted), accepted)
+        fill = OrderFilled(
+            ts_ns=ts_ns,
+            order_id=submitted.order_id,
+            instrument_id=instrument_id,
+            side=side,
+            fill_qty_raw=abs(qty_raw),
+            fill_px_raw=px_raw,
+            leaves_qty_raw=0,
+            notional_minor=notional_minor,
+            commission_minor=0,
+            currency=self._instruments[instrument_id].currency,
+        )
+        self._apply_fill(fill, day)
+
     def _accrue_borrow(self, step: int) -> None:
         """Short borrow fees from this session to the next (``kernel.borrow``)."""
         assert self._borrow is not None

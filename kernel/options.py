@@ -40,13 +40,12 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import OptionExpired, OrderAccepted, OrderFilled, OrderSubmitted
+from domain.events import OptionExpired
 from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position
 from domain.market import Panel
 from domain.markets import day_to_date
-from domain.orders import evolve, new_order
 from domain.riskrules import RiskPolicy, RuleVerdict
 from domain.riskrules.greeks import (
     GREEK_RULE_ORDER,
@@ -374,33 +373,4 @@ class ExpirySettlement:
                 currency=inst.currency,
             )
         )
-        state.order_counter += 1
-        side = -1 if qty > 0 else 1
-        submitted = OrderSubmitted(
-            ts_ns=ts_ns,
-            order_id=f"{EXPIRY_STRATEGY}-{day}-{state.order_counter:06d}",
-            strategy_id=EXPIRY_STRATEGY,
-            instrument_id=iid,
-            side=side,
-            order_type="market",
-            qty_raw=abs(qty),
-            limit_px_raw=0,
-            decision_px_raw=settle_px,
-        )
-        accepted = OrderAccepted(ts_ns=ts_ns, order_id=submitted.order_id)
-        kernel._sink.append(submitted)
-        kernel._sink.append(accepted)
-        state.open_orders[submitted.order_id] = evolve(new_order(submitted), accepted)
-        fill = OrderFilled(
-            ts_ns=ts_ns,
-            order_id=submitted.order_id,
-            instrument_id=iid,
-            side=side,
-            fill_qty_raw=abs(qty),
-            fill_px_raw=settle_px,
-            leaves_qty_raw=0,
-            notional_minor=notional,
-            commission_minor=0,
-            currency=inst.currency,
-        )
-        kernel._apply_fill(fill, day)
+        kernel._close_at(ts_ns, day, EXPIRY_STRATEGY, iid, qty, settle_px, notional)
