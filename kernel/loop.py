@@ -553,7 +553,7 @@ class Kernel:
         intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
         if self._greeks is not None:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
-        intents, order_verdicts = self._risk.orders(intents)
+        intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
         verdicts.extend(order_verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
             self._sink.append(verdict)

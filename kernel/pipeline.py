@@ -252,31 +252,41 @@ class RiskStage:
         allowed = dict(zip(self._ids[sel][keep].tolist(), result.weights_e8[keep].tolist(), strict=True))
         return allowed, result.verdicts
 
-    def orders(self, intents: list[OrderIntent]) -> tuple[list[OrderIntent], list[RuleVerdict]]:
-        """The enabled order rules (price band, quantity, notional) over the sized orders;
-        a rule only shrinks or drops an order. No verdicts when no order rule is enabled."""
+    def orders(
+        self, intents: list[OrderIntent], limit_px: dict[int, int] | None = None
+    ) -> tuple[list[OrderIntent], list[RuleVerdict], dict[int, int]]:
+        """The enabled order rules (price band, quantity, notional) over the sized orders; a rule
+        only shrinks or drops an order, or (band, clip) moves a limit price onto the band. An
+        order is priced at its limit (``limit_px`` by instrument) or, a market order, at its
+        decision price; the band is measured against the decision price (the last close).
+        Returns the kept orders, the verdicts (none when no order rule is enabled) and the
+        limit prices after the band."""
+        limits = dict(limit_px or {})
         if not intents or not self._order_rules:
-            return intents, []
+            return intents, [], limits
         instruments = self._instruments
+        prices = [limits.get(i.instrument_id) or i.decision_px_raw for i in intents]
         batch = make_orders(
             [i.instrument_id for i in intents],
             [i.side * i.qty_raw for i in intents],
             [
-                notional_minor(instruments[i.instrument_id], i.qty_raw, i.decision_px_raw, Rounding.CEILING)
-                for i in intents
+                notional_minor(instruments[i.instrument_id], i.qty_raw, px, Rounding.CEILING)
+                for i, px in zip(intents, prices, strict=True)
             ],
-            [i.decision_px_raw for i in intents],
+            prices,
             [i.decision_px_raw for i in intents],
             [instruments[i.instrument_id].lot_raw for i in intents],
         )
         result = evaluate_orders(batch, self.policy)
-        kept = [
-            OrderIntent(i.instrument_id, i.side, abs(qty), px)
-            for i, qty, px in zip(intents, result.qty_raw.tolist(), result.px_raw.tolist(), strict=True)
-            if qty
-        ]
+        kept = []
+        for intent, qty, px in zip(intents, result.qty_raw.tolist(), result.px_raw.tolist(), strict=True):
+            if not qty:
+                continue
+            kept.append(OrderIntent(intent.instrument_id, intent.side, abs(qty), intent.decision_px_raw))
+            if intent.instrument_id in limits:
+                limits[intent.instrument_id] = px
         verdicts = [v for v in result.verdicts if v.detail != "disabled"]
-        return kept, verdicts
+        return kept, verdicts, limits
 
 
 def verdict_events(

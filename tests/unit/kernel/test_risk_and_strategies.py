@@ -109,7 +109,8 @@ def test_order_rules_shrink_orders_and_name_the_numbers() -> None:
     )
     stage = RiskStage(policy, {1: _instrument(1), 2: _instrument(2)})
     intents = [OrderIntent(1, 1, 500, 10_00), OrderIntent(2, -1, 200, 100_00)]
-    kept, verdicts = stage.orders(intents)
+    kept, verdicts, limits = stage.orders(intents)
+    assert limits == {}
     # 1: 500 -> 300 shares (3,000.00 USD = 300,000 minor, fits);
     # 2: 200 x 100.00 = 20,000.00 > 10,000.00 -> rejected
     assert kept == [OrderIntent(1, 1, 300, 10_00)]
@@ -161,3 +162,24 @@ def test_decisions_do_not_depend_on_future_bars(tmp_path: Path, strategy: object
         assert set(last_day_end.tolist()) == {s for s in full_decisions if s < cut - 1}
         for step in last_day_end.tolist():
             np.testing.assert_array_equal(strategy.decide(MarketView(short, step)), full_decisions[step])  # type: ignore[attr-defined]
+
+
+def test_the_price_band_measures_limit_orders_against_the_last_price() -> None:
+    policy = policy_from_mapping({"price_band": {"band_e8": 5_000_000, "action": "clip"}})  # 5%
+    stage = RiskStage(policy, {1: _instrument(1), 2: _instrument(2)})
+    intents = [OrderIntent(1, 1, 100, 100_00), OrderIntent(2, 1, 100, 100_00)]  # last close 100.00
+    kept, verdicts, limits = stage.orders(intents, {1: 110_00, 2: 104_00})
+    # 1: a limit 10% above the last price is moved onto the band (105.00); 2: within it
+    assert limits == {1: 105_00, 2: 104_00}
+    assert [(i.instrument_id, i.qty_raw, i.decision_px_raw) for i in kept] == [
+        (1, 100, 100_00),
+        (2, 100, 100_00),
+    ]
+    (band,) = verdicts
+    assert (band.rule, band.action, band.unit, band.limit) == ("price_band", "clip", "e8_price", 5_000_000)
+    assert band.observed == 10_000_000 and band.observed_after == 5_000_000 and band.instrument_ids == [1]
+    rejecting = RiskStage(
+        policy_from_mapping({"price_band": {"band_e8": 5_000_000, "action": "reject"}}), stage._instruments
+    )
+    kept, verdicts, limits = rejecting.orders(intents, {1: 110_00, 2: 104_00})
+    assert [i.instrument_id for i in kept] == [2] and verdicts[0].action == "reject"
