@@ -41,7 +41,6 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.events import (
-    OrderCancelled,
     PositionLiquidated,
     PostingRecord,
 )
@@ -49,7 +48,6 @@ from domain.fixed import RATE_SCALE, Rounding, apply_rate, minor_digits
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position, assert_balanced, cash_account
 from domain.markets import MarginBracket, check_liquidation, is_liquidatable, maintenance_margin_minor
-from domain.orders import evolve
 
 if TYPE_CHECKING:
     from kernel.loop import Kernel
@@ -261,13 +259,8 @@ class Liquidation:
         reason = check_liquidation(balance, maintenance, state.currency)
         assert reason is not None
         for order_id, order in list(state.open_orders.items()):
-            if order.instrument_id not in perps:
-                continue
-            cancelled = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason=reason)
-            kernel._sink.append(cancelled)
-            evolve(order, cancelled)
-            kernel._rules.on_closed(state.sellable, day, order)
-            del state.open_orders[order_id]
+            if order.instrument_id in perps:
+                kernel._cancel(order_id, order, step, ts_ns, reason)
         left = balance  # the account's margin balance as the closes go
         for iid in perps:
             left = self._close(step, ts_ns, day, iid, marks[iid], (balance, maintenance, left), reason)

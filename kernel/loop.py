@@ -837,11 +837,7 @@ class Kernel:
 
     def _cancel_order(self, step: int, order_id: str, reason: str) -> None:
         """Cancel one open order (the router's child timeout), releasing reserved sellable."""
-        order = self.state.open_orders.pop(order_id)
-        event = OrderCancelled(ts_ns=int(self._panel.ts_ns[step]), order_id=order_id, reason=reason)
-        self._sink.append(event)
-        evolve(order, event)
-        self._rules.on_closed(self.state.sellable, self._session_of_order(step), order)
+        self._cancel(order_id, self.state.open_orders[order_id], step, int(self._panel.ts_ns[step]), reason)
 
     def _make_futures(self, config: FuturesConfig | None) -> FuturesBook:
         """Daily settlement of the run's futures (``kernel.futures``)."""

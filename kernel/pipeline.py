@@ -32,6 +32,7 @@ from domain.riskrules import (
     evaluate_within_limits,
     make_intent,
     make_orders,
+    nav_verdict,
     vol_target_scale,
 )
 
@@ -63,21 +64,6 @@ class OrderIntent(msgspec.Struct, frozen=True):
     decision_px_raw: int
 
 
-def _e8_verdict(
-    rule: str, action: str, limit: int, before: int, after: int, ids: list[int], detail: str
-) -> RuleVerdict:
-    return RuleVerdict(
-        rule=rule,
-        action=action,
-        unit="e8_nav",
-        limit=limit,
-        observed=before,
-        observed_after=after,
-        instrument_ids=ids,
-        detail=detail,
-    )
-
-
 def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[dict[int, int], RuleVerdict]:
     """Non-zero targets on names that have never traded cannot be sized: reject them."""
     unpriced = [iid for iid, weight in sorted(targets.items()) if weight and prices[iid] <= 0]
@@ -85,7 +71,7 @@ def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[di
     largest = max((abs(targets[iid]) for iid in unpriced), default=0)
     detail = f"{len(unpriced)} names have no price yet" if unpriced else ""
     action = "reject" if unpriced else "pass"
-    return kept, _e8_verdict("priced", action, 0, largest, 0, unpriced, detail)
+    return kept, nav_verdict("priced", action, 0, largest, 0, unpriced, detail)
 
 
 def vol_target_targets(
@@ -137,7 +123,7 @@ def halt_targets(
     before = sum(abs(w) for w in targets.values())
     after = sum(abs(w) for w in allowed.values())
     action = ("clip" if changed else "pass") if not flatten else "reject"
-    return allowed, _e8_verdict("kill_switch", action, 0, before, after, changed, reason)
+    return allowed, nav_verdict("kill_switch", action, 0, before, after, changed, reason)
 
 
 def _beyond_bound(instrument_id: int, weight: int) -> NoReturn:

@@ -148,32 +148,10 @@ def _guard_snapshot(guard: SequenceGuard | None) -> VenueGuardSnapshot | UnsetTy
 def _kill_snapshot(kill: KillSwitchState | None) -> KillSwitchSnapshot | None:
     if kill is None:
         return None
-    return KillSwitchSnapshot(
-        state=kill.state.value,
-        trigger=kill.trigger,
-        reason=kill.reason,
-        since_ts_ns=kill.since_ts_ns,
-        day=kill.day,
-        day_start_nav_minor=kill.day_start_nav_minor,
-        last_nav_minor=kill.last_nav_minor,
-        peak_nav_minor=kill.peak_nav_minor,
-        consecutive_rejects=kill.consecutive_rejects,
-        last_data_ts_ns=kill.last_data_ts_ns,
-    )
+    return KillSwitchSnapshot(**{**msgspec.structs.asdict(kill), "state": kill.state.value})
 
 
 def _kill_restore(snapshot: KillSwitchSnapshot | None) -> KillSwitchState | None:
     if snapshot is None:
         return None
-    return KillSwitchState(
-        state=KillState(snapshot.state),
-        trigger=snapshot.trigger,
-        reason=snapshot.reason,
-        since_ts_ns=snapshot.since_ts_ns,
-        day=snapshot.day,
-        day_start_nav_minor=snapshot.day_start_nav_minor,
-        last_nav_minor=snapshot.last_nav_minor,
-        peak_nav_minor=snapshot.peak_nav_minor,
-        consecutive_rejects=snapshot.consecutive_rejects,
-        last_data_ts_ns=snapshot.last_data_ts_ns,
-    )
+    return KillSwitchState(**{**msgspec.structs.asdict(snapshot), "state": KillState(snapshot.state)})

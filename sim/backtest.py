@@ -18,7 +18,7 @@ from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_fro
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesBook, FuturesConfig
-from kernel.journal import JournalError
+from kernel.journal import Journal, JournalError
 from kernel.liquidation import PerpMargin
 from kernel.loop import KernelError, ProgressFn
 from kernel.markets import MarketRules
@@ -28,7 +28,7 @@ from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
-from lake.store import dataset_ref, load_panel
+from lake.store import DatasetRef, dataset_ref, load_panel
 from sim.fill_models import FillModel
 from sim.recorded_venue import RecordedVenue, RecordingError, read_recording
 from sim.venue import SimVenue
@@ -40,6 +40,7 @@ __all__ = [
     "OperatorCommandConfig",
     "StrategyConfig",
     "build_parts",
+    "journal_inputs",
     "run_backtest",
 ]
 
@@ -240,6 +241,33 @@ def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
         raise KernelError(f"{config.run_id}: {error}") from None
 
 
+def journal_inputs(journal: Journal, config: BacktestConfig, ref: DatasetRef, panel: Panel) -> None:
+    """A run's first two records, its inputs: the configuration and the data set it reads."""
+    ts0 = int(panel.ts_ns[0])
+    journal.append(
+        RunStarted(
+            ts_ns=ts0,
+            run_id=config.run_id,
+            seed=config.seed,
+            engine_version=ENGINE_VERSION,
+            config_json=config.canonical_json(),
+        )
+    )
+    journal.append(
+        DatasetReferenced(
+            ts_ns=ts0,
+            uri=config.dataset,
+            content_hash=ref.content_hash,
+            frequency=ref.frequency,
+            calendar=ref.calendar,
+            steps=panel.steps,
+            instruments=len(panel.instruments),
+            first_ts_ns=ts0,
+            last_ts_ns=int(panel.ts_ns[-1]),
+        )
+    )
+
+
 def run_backtest(
     config: BacktestConfig, strategy: Strategy, *, progress: ProgressFn | None = None
 ) -> BacktestResult:
@@ -253,29 +281,7 @@ def run_backtest(
             raise JournalError(
                 f"{config.journal} already holds {len(journal)} records; choose a new journal path"
             )
-        ts0 = int(panel.ts_ns[0])
-        journal.append(
-            RunStarted(
-                ts_ns=ts0,
-                run_id=config.run_id,
-                seed=config.seed,
-                engine_version=ENGINE_VERSION,
-                config_json=config.canonical_json(),
-            )
-        )
-        journal.append(
-            DatasetReferenced(
-                ts_ns=ts0,
-                uri=config.dataset,
-                content_hash=ref.content_hash,
-                frequency=ref.frequency,
-                calendar=ref.calendar,
-                steps=panel.steps,
-                instruments=len(panel.instruments),
-                first_ts_ns=ts0,
-                last_ts_ns=int(panel.ts_ns[-1]),
-            )
-        )
+        journal_inputs(journal, config, ref, panel)
         kernel = parts.kernel(journal)
         kernel.begin(parts.initial_cash_minor)
         kernel.run(progress=progress)

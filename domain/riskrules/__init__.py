@@ -63,6 +63,7 @@ from domain.riskrules.pretrade import (
     evaluate_intent,
     evaluate_within_limits,
     make_intent,
+    nav_verdict,
     portfolio_measures,
 )
 from domain.riskrules.voltarget import VolScale, VolTarget, apply_scale, vol_target_scale
@@ -119,6 +120,7 @@ __all__ = [
     "make_greek_book",
     "make_intent",
     "make_orders",
+    "nav_verdict",
     "observe_kill_switch",
     "policy_from_mapping",
     "policy_to_mapping",

@@ -27,6 +27,7 @@ __all__ = [
     "evaluate_intent",
     "evaluate_within_limits",
     "make_intent",
+    "nav_verdict",
     "portfolio_measures",
 ]
 
@@ -111,7 +112,7 @@ def make_intent(
     return IntentVector(ids, target, current, sectors, countries, perp, n_sectors, n_countries)
 
 
-def _verdict(
+def nav_verdict(
     rule: str,
     action: str,
     limit: int,
@@ -157,7 +158,7 @@ def _group_rule(
     sums = np.empty(n_groups, dtype=np.int64)
     before = nb.group_abs_sums_nb(weights, group, sums)
     if before <= cap:
-        return weights, _verdict(rule, "pass", cap, before, before, [])
+        return weights, nav_verdict(rule, "pass", cap, before, before, [])
     weights = weights.copy()
     affected = np.empty(weights.shape[0], dtype=np.int64)
     groups: list[int] = np.flatnonzero(sums > cap).tolist() if rule != "name" else []
@@ -180,7 +181,7 @@ def _group_rule(
         detail = f"scaled every name by {cap}/{before}, toward zero"
     names = rule == "name" or limit.action is RuleAction.REJECT
     ids = _affected_ids(intent.instrument_ids, affected, count) if names else []
-    return weights, _verdict(rule, limit.action.value, cap, before, after, ids, detail, groups)
+    return weights, nav_verdict(rule, limit.action.value, cap, before, after, ids, detail, groups)
 
 
 def _net_clip(weights: IntArray, cap: int, affected: IntArray) -> int:
@@ -217,7 +218,7 @@ def _net_rule(weights: IntArray, intent: IntentVector, limit: PortfolioLimit) ->
     cap = limit.limit_e8
     before = abs(int(weights.sum()))
     if before <= cap:
-        return weights, _verdict("net_leverage", "pass", cap, before, before, [])
+        return weights, nav_verdict("net_leverage", "pass", cap, before, before, [])
     groups = [0 if int(weights.sum()) > 0 else 1]  # the dominant side: 0 long, 1 short
     weights = weights.copy()
     affected = np.empty(weights.shape[0], dtype=np.int64)
@@ -240,7 +241,7 @@ def _net_rule(weights: IntArray, intent: IntentVector, limit: PortfolioLimit) ->
     after = abs(int(weights.sum()))
     assert after <= cap, f"net_leverage: {after} > {cap} after {limit.action.value}"
     ids = _affected_ids(intent.instrument_ids, affected, count) if limit.action is RuleAction.REJECT else []
-    return weights, _verdict("net_leverage", limit.action.value, cap, before, after, ids, detail, groups)
+    return weights, nav_verdict("net_leverage", limit.action.value, cap, before, after, ids, detail, groups)
 
 
 def evaluate_intent(intent: IntentVector, policy: RiskPolicy) -> PreTradeResult:
@@ -311,7 +312,9 @@ def evaluate_within_limits(
     )
     if any(measure > limit.limit_e8 for _, measure, limit in measures):
         return None
-    return [_verdict(rule, "pass", limit.limit_e8, measure, measure, []) for rule, measure, limit in measures]
+    return [
+        nav_verdict(rule, "pass", limit.limit_e8, measure, measure, []) for rule, measure, limit in measures
+    ]
 
 
 def portfolio_measures(intent: IntentVector, weights: IntArray) -> dict[str, int]:

@@ -48,7 +48,7 @@ from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import dataset_ref
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts
+from sim.backtest import BacktestConfig, StrategyConfig, build_parts, journal_inputs
 from sim.recorded_venue import RecordedVenue, RecordingError, read_recording, write_recording
 from tests.factories import make_dataset
 
@@ -96,29 +96,7 @@ def _run(journal_path: Path, recording: Path, pending_max: int) -> Kernel:
     ref = dataset_ref(Path(config.dataset))
     journal = open_journal(journal_path, writable=True)
     try:
-        ts0 = int(panel.ts_ns[0])
-        journal.append(
-            RunStarted(
-                ts_ns=ts0,
-                run_id=config.run_id,
-                seed=0,
-                engine_version="test",
-                config_json=config.canonical_json(),
-            )
-        )
-        journal.append(
-            DatasetReferenced(
-                ts_ns=ts0,
-                uri=config.dataset,
-                content_hash=ref.content_hash,
-                frequency=ref.frequency,
-                calendar=ref.calendar,
-                steps=panel.steps,
-                instruments=len(panel.instruments),
-                first_ts_ns=ts0,
-                last_ts_ns=int(panel.ts_ns[-1]),
-            )
-        )
+        journal_inputs(journal, config, ref, panel)
         kernel = Kernel(
             panel=panel,
             strategy=OneShot(),
@@ -470,21 +448,7 @@ def test_a_late_ack_of_an_order_the_kernel_cancelled_is_refused(tmp_path: Path) 
     parts = build_parts(config, TwoShots())
     journal = open_journal(tmp_path / "j", writable=True)
     ref = dataset_ref(Path(config.dataset))
-    ts0 = ts[0]
-    journal.append(RunStarted(ts_ns=ts0, run_id="r", seed=0, engine_version="test", config_json="{}"))
-    journal.append(
-        DatasetReferenced(
-            ts_ns=ts0,
-            uri=config.dataset,
-            content_hash=ref.content_hash,
-            frequency=ref.frequency,
-            calendar=ref.calendar,
-            steps=panel.steps,
-            instruments=len(panel.instruments),
-            first_ts_ns=ts0,
-            last_ts_ns=ts[-1],
-        )
-    )
+    journal_inputs(journal, config, ref, panel)
     kernel = Kernel(
         panel=panel,
         strategy=TwoShots(),
@@ -527,20 +491,7 @@ def test_a_slow_venue_answer_trips_the_latency_kill_switch(tmp_path: Path) -> No
     parts = dataclasses.replace(build_parts(config, OneShot()), venue=RecordedVenue(panel, recording))
     journal = open_journal(tmp_path / "j", writable=True)
     ref = dataset_ref(Path(config.dataset))
-    journal.append(RunStarted(ts_ns=ts[0], run_id="r", seed=0, engine_version="test", config_json="{}"))
-    journal.append(
-        DatasetReferenced(
-            ts_ns=ts[0],
-            uri=config.dataset,
-            content_hash=ref.content_hash,
-            frequency=ref.frequency,
-            calendar=ref.calendar,
-            steps=panel.steps,
-            instruments=len(panel.instruments),
-            first_ts_ns=ts[0],
-            last_ts_ns=ts[-1],
-        )
-    )
+    journal_inputs(journal, config, ref, panel)
     kernel = parts.kernel(journal)
     kernel.begin(parts.initial_cash_minor)
     kernel.run()
