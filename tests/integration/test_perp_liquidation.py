@@ -9,8 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.feather as feather
 import pytest
 
 from domain.events import (
@@ -22,7 +20,7 @@ from domain.events import (
     RunStarted,
 )
 from domain.fixed import Rounding, apply_rate
-from domain.instruments import Instrument, notional_minor
+from domain.instruments import notional_minor
 from domain.ledger import fold_positions
 from domain.market import Panel
 from domain.markets import is_liquidatable, maintenance_margin_minor
@@ -31,25 +29,13 @@ from kernel.liquidation import MarginTier, PerpMargin, brackets_of
 from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
-from lake.store import load_panel, write_dataset
+from lake.store import load_panel
 from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
 from sim.fill_models import FillModel
+from tests.integration.test_perp_funding import FUTURES, PERP, _dataset
 
-FUTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
 pytestmark = pytest.mark.skipif(not FUTURES.exists(), reason="needs ../shared/data/crypto/freqtrade/futures")
 
-PERP = Instrument(
-    instrument_id=1,
-    symbol="XRP/USDT:USDT",
-    venue="BINANCE",
-    asset_class="crypto_perp",
-    currency="USDT",
-    price_digits=4,
-    tick_raw=1,
-    qty_digits=1,
-    lot_raw=1,
-)
-FIVE_MINUTES_NS = 300_000_000_000
 # Tiers in the shape of a venue's bracket table (amounts keep the margin continuous at the edges).
 TIERS = [
     MarginTier(notional_max="50000", mmr_e8=1_000_000),
@@ -71,43 +57,6 @@ class HoldLong:
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         return np.array([self.weight])
-
-
-def _dataset(path: Path) -> Path:
-    bars = feather.read_table(FUTURES / "XRP_USDT_USDT-5m-futures.feather")
-    ts = bars.column("date").cast(pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy() + FIVE_MINUTES_NS
-    days = np.char.replace((ts - 1).astype("datetime64[ns]").astype("datetime64[D]").astype(str), "-", "")
-    prices = {
-        k: np.rint(bars.column(k).to_numpy() * 10_000).astype(np.int64)
-        for k in ("open", "high", "low", "close")
-    }
-    table = pa.table(
-        {
-            "ts_ns": ts,
-            "day": days.astype(np.int32),
-            "instrument_id": np.ones(len(ts), np.int32),
-            **prices,
-            "volume": np.rint(bars.column("volume").to_numpy()).astype(np.int64),
-        }
-    )
-    rates = feather.read_table(FUTURES / "XRP_USDT_USDT-8h-funding_rate.feather")
-    funding = pa.table(
-        {
-            "ts_ns": rates.column("date").cast(pa.timestamp("ns", "UTC")).cast(pa.int64()),
-            "instrument_id": pa.array(np.ones(rates.num_rows, np.int32)),
-            "rate_e8": pa.array(np.rint(rates.column("open").to_numpy() * 1e8).astype(np.int64)),
-        }
-    )
-    write_dataset(
-        path,
-        name="xrp-perp",
-        frequency="5m",
-        calendar="24x7",
-        instruments=[PERP],
-        bars=table,
-        funding=funding,
-    )
-    return path
 
 
 def _config(tmp_path: Path, name: str, margin: PerpMargin | None) -> BacktestConfig:
