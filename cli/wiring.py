@@ -11,13 +11,13 @@ import msgspec
 
 from domain.events import DatasetReferenced, RunStarted
 from domain.riskrules import PolicyError, policy_from_mapping
-from kernel.replay import KernelParts
+from kernel.setup import RunSetup
 from kernel.strategy import Strategy
 from models.strategies.cn_rules_probes import IntradayRoundTrip, LimitUpChase
 from models.strategies.momentum import MomentumRotation
 from models.strategies.option_ladder import OptionLadder
 from models.strategies.sma_crossover import SmaCrossover
-from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_parts
+from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_setup
 
 __all__ = ["STRATEGIES", "ConfigError", "load_config", "make_strategy", "replay_builder"]
 
@@ -89,12 +89,12 @@ def _policy_file(config_path: Path, name: object, inline: bool) -> dict[str, Any
     return policy
 
 
-def replay_builder(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
-    """Rebuild a run's kernel parts from its journaled configuration and data set hash."""
+def replay_builder(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
+    """Rebuild a run's setup from its journaled configuration and data set hash."""
     if run.engine_version != ENGINE_VERSION:
         raise ConfigError(
             f"the journal was written by {run.engine_version}; this is {ENGINE_VERSION}, which cannot "
             "re-derive it (verify and report still read it)"
         )
     config = BacktestConfig.from_json(run.config_json)
-    return build_parts(config, make_strategy(config.strategy), expected_hash=ref.content_hash, replaying=True)
+    return build_setup(config, make_strategy(config.strategy), expected_hash=ref.content_hash, replaying=True)

@@ -67,7 +67,6 @@ import numpy.typing as npt
 from domain.events import (
     CorporateActionApplied,
     Event,
-    OrderCancelled,
     OrderFilled,
     PostingRecord,
     RightsIssueApplied,
@@ -97,7 +96,7 @@ from domain.markets import (
     rights_subscription_postings,
     roll_to,
 )
-from domain.orders import evolve
+from kernel.desk import OrderDesk
 from kernel.markets import MarketRules
 from kernel.state import KernelState
 
@@ -276,12 +275,13 @@ class CorporateActionBook:
                 return action
         return None
 
-    def apply(self, step: int, state: KernelState, rules: MarketRules, append: Append, post: Post) -> bool:
+    def apply(self, step: int, desk: OrderDesk) -> bool:
         """Pay-date cash, then ex-date cancellations and actions at ``step``. True when open
         orders were cancelled."""
+        state = desk.state
         ts_ns = int(self._panel.ts_ns[step])
         for action in self.pay_by_step.get(step, ()):
-            self._pay(ts_ns, action, state, post)
+            self._pay(ts_ns, action, state, desk.post)
         actions = self.ex_by_step.get(step, [])
         day = int(self._panel.day[step])
         ids = {action.instrument_id: action for action in actions}
@@ -296,13 +296,10 @@ class CorporateActionBook:
             )
             if ex.rights:
                 reason += f", rights={ex.rights_to}/{ex.rights_from}, rights_price_e8={ex.rights_price_e8}"
-            event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason=reason)
-            append(event)
-            rules.on_closed(state.sellable, day, evolve(order, event))
-            del state.open_orders[order_id]
+            desk.cancel(order_id, ts_ns, day, reason)
             cancelled = True
         for action in actions:
-            self._apply(step, ts_ns, day, action, state, rules, append, post)
+            self._apply(step, ts_ns, day, action, state, desk.rules, desk.journal, desk.post)
         return cancelled
 
     def on_fill(self, state: KernelState, day: int, fill: OrderFilled) -> list[PostingRecord]:

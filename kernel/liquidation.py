@@ -34,7 +34,6 @@ before.
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -47,10 +46,9 @@ from domain.events import (
 from domain.fixed import RATE_SCALE, Rounding, apply_rate, minor_digits
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position, assert_balanced, cash_account
+from domain.market import Panel
 from domain.markets import MarginBracket, check_liquidation, is_liquidatable, maintenance_margin_minor
-
-if TYPE_CHECKING:
-    from kernel.loop import Kernel
+from kernel.desk import OrderDesk
 
 __all__ = ["LIQUIDATION_STRATEGY_ID", "PERP_ASSET_CLASSES", "Liquidation", "MarginTier", "PerpMargin"]
 
@@ -132,10 +130,19 @@ def is_perpetual(instrument: Instrument) -> bool:
 class Liquidation:
     """The kernel's liquidation stage; stateless beyond the kernel's own state."""
 
-    def __init__(self, kernel: Kernel, instruments: dict[int, Instrument], margin: PerpMargin) -> None:
+    def __init__(
+        self,
+        desk: OrderDesk,
+        panel: Panel,
+        columns: dict[int, int],
+        instruments: dict[int, Instrument],
+        margin: PerpMargin,
+    ) -> None:
         if not 0 <= margin.liquidation_fee_e8 < RATE_SCALE:
             raise ValueError(f"liquidation_fee_e8: {margin.liquidation_fee_e8} is outside [0, {RATE_SCALE})")
-        self._kernel = kernel
+        self._desk = desk
+        self._panel = panel
+        self._columns = columns
         self._instruments = instruments
         self._fee_e8 = margin.liquidation_fee_e8
         symbols = {inst.symbol for inst in instruments.values() if is_perpetual(inst)}
@@ -154,10 +161,10 @@ class Liquidation:
     # --- exact check at one step ----------------------------------------------------------
 
     def _marks(self, step: int) -> dict[int, int]:
-        panel = self._kernel._panel
-        column = self._kernel._column
+        panel = self._panel
+        column = self._columns
         marks = {}
-        for iid, position in sorted(self._kernel.state.positions.items()):
+        for iid, position in sorted(self._desk.state.positions.items()):
             col = column[iid]
             mark = int(panel.last_close[step, col])
             if iid in self._brackets and panel.valid[step, col]:
@@ -167,7 +174,7 @@ class Liquidation:
 
     def _margin(self, step: int) -> tuple[int, int, dict[int, int]]:
         """(margin balance, maintenance margin, marks) of the account at ``step``."""
-        state = self._kernel.state
+        state = self._desk.state
         marks = self._marks(step)
         balance = state.balances.get(cash_account(state.currency), 0)
         maintenance = 0
@@ -181,7 +188,7 @@ class Liquidation:
         return balance, maintenance, marks
 
     def _held_perps(self) -> list[int]:
-        return [iid for iid in sorted(self._kernel.state.positions) if iid in self._brackets]
+        return [iid for iid in sorted(self._desk.state.positions) if iid in self._brackets]
 
     def check(self, step: int) -> bool:
         """Liquidate at ``step`` if the account breaches; True when it did."""
@@ -200,11 +207,11 @@ class Liquidation:
 
         Valid only while positions and cash are constant over the window (the kernel calls it
         for the gap before its next visited step)."""
-        panel = self._kernel._panel
+        panel = self._panel
         end = min(bound, panel.steps)
         if first >= end or not self._held_perps():
             return bound
-        state = self._kernel.state
+        state = self._desk.state
         cash = float(state.balances.get(cash_account(state.currency), 0))
         window = slice(first, end)
         balance = np.full(end - first, cash, dtype=np.float64)
@@ -225,8 +232,8 @@ class Liquidation:
 
     def _window_values(self, iid: int, position: Position, window: slice) -> tuple[FloatArray, FloatArray]:
         """Float position value and maintenance margin of one position over the window."""
-        panel = self._kernel._panel
-        col = self._kernel._column[iid]
+        panel = self._panel
+        col = self._columns[iid]
         inst = self._instruments[iid]
         px = panel.last_close[window, col].astype(np.float64)
         brackets = self._brackets.get(iid)
@@ -251,16 +258,14 @@ class Liquidation:
     # --- the forced close -------------------------------------------------------------------
 
     def _liquidate(self, step: int, balance: int, maintenance: int, marks: dict[int, int]) -> None:
-        kernel = self._kernel
-        state = kernel.state
-        ts_ns = int(kernel._panel.ts_ns[step])
-        day = int(kernel._panel.day[step])
+        desk = self._desk
+        state = desk.state
+        ts_ns = int(self._panel.ts_ns[step])
+        day = int(self._panel.day[step])
         perps = self._held_perps()
         reason = check_liquidation(balance, maintenance, state.currency)
         assert reason is not None
-        for order_id, order in list(state.open_orders.items()):
-            if order.instrument_id in perps:
-                kernel._cancel(order_id, order, step, ts_ns, reason)
+        desk.cancel_where(step, ts_ns, reason, keep=lambda order: order.instrument_id not in perps)
         left = balance  # the account's margin balance as the closes go
         for iid in perps:
             left = self._close(step, ts_ns, day, iid, marks[iid], (balance, maintenance, left), reason)
@@ -278,15 +283,15 @@ class Liquidation:
         """Close one perpetual at ``mark``; ``margin`` is (balance, maintenance, balance left
         before this close). Returns the balance left after it."""
         balance, maintenance, left = margin
-        kernel = self._kernel
-        state = kernel.state
+        desk = self._desk
+        state = desk.state
         inst = self._instruments[iid]
         qty = state.positions[iid].qty_raw
         notional = notional_minor(inst, abs(qty), mark, Rounding.HALF_EVEN)
         # Closing turns the position's value (floored in the check) into cash (the fill's notional).
         left += (notional if qty > 0 else -notional) - notional_minor(inst, qty, mark, Rounding.FLOOR)
         fee = min(apply_rate(notional, self._fee_e8, Rounding.HALF_UP), max(left, 0))
-        kernel._sink.append(
+        desk.journal(
             PositionLiquidated(
                 ts_ns=ts_ns,
                 step=step,
@@ -300,7 +305,7 @@ class Liquidation:
                 reason=f"{reason}; {inst.symbol} qty_raw={qty} closed at mark_px_raw={mark}",
             )
         )
-        kernel._close_at(ts_ns, day, LIQUIDATION_STRATEGY_ID, iid, qty, mark, notional)
+        desk.close_at(ts_ns, day, LIQUIDATION_STRATEGY_ID, iid, qty, mark, notional)
         if fee:
             ccy = inst.currency
             memo = f"liquidation fee {inst.symbol} fee_e8={self._fee_e8} notional_minor={notional}"
@@ -309,5 +314,5 @@ class Liquidation:
                 PostingRecord(f"expenses:liquidation_fee:{ccy}", ccy, fee),
             ]
             assert_balanced(postings)
-            kernel._post(ts_ns, memo, postings)
+            desk.post(ts_ns, memo, postings)
         return left - fee

@@ -34,7 +34,6 @@ option's last bar keeps its last close as its mark.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -54,10 +53,8 @@ from domain.riskrules.greeks import (
     greek_measures,
     make_greek_book,
 )
+from kernel.desk import OrderDesk
 from kernel.pipeline import OrderIntent
-
-if TYPE_CHECKING:
-    from kernel.loop import Kernel
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -305,19 +302,19 @@ class GreekGuard:
 
 
 def expiry_settlement(
-    kernel: Kernel, model: OptionModel | None, panel: Panel, day_end: npt.NDArray[np.bool_]
+    desk: OrderDesk, model: OptionModel | None, panel: Panel, day_end: npt.NDArray[np.bool_]
 ) -> ExpirySettlement | None:
     """The run's expiry settlement, or None (no ``[option_model]``, turned off, or no options)."""
     if model is None or not model.settle_expiries or not any(i.is_option for i in panel.instruments):
         return None
-    return ExpirySettlement(kernel, panel, day_end)
+    return ExpirySettlement(desk, panel, day_end)
 
 
 class ExpirySettlement:
     """Cash settlement of held options at their expiry session's close (module docstring)."""
 
-    def __init__(self, kernel: Kernel, panel: Panel, day_end: npt.NDArray[np.bool_]) -> None:
-        self._kernel = kernel
+    def __init__(self, desk: OrderDesk, panel: Panel, day_end: npt.NDArray[np.bool_]) -> None:
+        self._desk = desk
         self._panel = panel
         underlyings = _underlyings(panel.instruments)
         columns = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
@@ -337,20 +334,21 @@ class ExpirySettlement:
     def settle(self, step: int) -> None:
         """Settle the options held whose expiry session closes at ``step``."""
         for inst, underlying, column in self._due.get(step, ()):
-            if inst.instrument_id in self._kernel.state.positions:
+            if inst.instrument_id in self._desk.state.positions:
                 self._settle_one(step, inst, underlying, int(self._panel.last_close[step, column]))
 
     def _settle_one(self, step: int, inst: Instrument, underlying: Instrument, spot_raw: int) -> None:
-        kernel = self._kernel
-        state = kernel.state
+        desk = self._desk
+        state = desk.state
         iid = inst.instrument_id
         ts_ns = int(self._panel.ts_ns[step])
         day = int(self._panel.day[step])
         if spot_raw <= 0:
             raise ValueError(f"{inst.symbol}: underlying {underlying.symbol} has no price at expiry {day}")
+        session = desk.session_of_order(step)
         for order_id, order in sorted(state.open_orders.items()):
             if order.instrument_id == iid:
-                kernel._cancel(order_id, order, step, ts_ns, f"option expired on {day}")
+                desk.cancel(order_id, ts_ns, session, f"option expired on {day}")
         spot = div_round(
             spot_raw * 10**inst.price_digits, 10**underlying.price_digits, Rounding.HALF_EVEN
         )  # the underlying's close at the option's price digits
@@ -358,7 +356,7 @@ class ExpirySettlement:
         settle_px = max(0, moneyness)
         qty = state.positions[iid].qty_raw
         notional = notional_minor(inst, abs(qty), settle_px, Rounding.HALF_EVEN)
-        kernel._sink.append(
+        desk.journal(
             OptionExpired(
                 ts_ns=ts_ns,
                 step=step,
@@ -373,4 +371,4 @@ class ExpirySettlement:
                 currency=inst.currency,
             )
         )
-        kernel._close_at(ts_ns, day, EXPIRY_STRATEGY, iid, qty, settle_px, notional)
+        desk.close_at(ts_ns, day, EXPIRY_STRATEGY, iid, qty, settle_px, notional)

@@ -10,14 +10,13 @@ compare record by record, to name the first divergent sequence number.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from domain.events import (
     INPUT_KINDS,
     DatasetReferenced,
     Event,
-    OperatorCommanded,
     RunStarted,
     StateSnapshotted,
     VenueMessageReceived,
@@ -26,11 +25,6 @@ from domain.events import (
     event_kind,
 )
 from domain.market import Panel
-from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
-from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
-from kernel.borrow import BorrowConfig
-from kernel.corporate_actions import CorporateActionConfig
-from kernel.futures import FuturesConfig
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -43,71 +37,12 @@ from kernel.journal import (
     segment_hash,
     segment_kinds,
 )
-from kernel.liquidation import PerpMargin
-from kernel.loop import EventSink, Kernel, ProgressFn
-from kernel.options import OptionModel
-from kernel.router import ExecutionConfig
+from kernel.loop import Kernel, ProgressFn
+from kernel.setup import RunSetup
 from kernel.state import KernelState
-from kernel.strategy import Strategy
-from kernel.venue import AsyncVenuePort, VenuePort
+from kernel.venue import AsyncVenuePort
 
-__all__ = ["Divergence", "KernelParts", "ReplayResult", "replay"]
-
-
-@dataclass(frozen=True)
-class KernelParts:
-    """What the composition root builds from a journal's inputs to replay it."""
-
-    panel: Panel
-    strategy: Strategy
-    venue: VenuePort
-    policy: RiskPolicy
-    currency: str
-    initial_cash_minor: int
-    kill_switch: KillSwitchConfig | None = None
-    operator_commands: tuple[OperatorCommanded, ...] = ()
-    vol_target: VolTarget | None = None
-    borrow: BorrowConfig | None = None
-    cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)
-    margin: PerpMargin | None = None  # perpetual liquidation (None: off)
-    us_regulatory_fees: bool = True  # SEC Section 31 / FINRA TAF on US equity sells
-    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
-    pdt: PdtRule | None = None  # US pattern-day-trader rule of the run's broker (None: off)
-    futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
-    option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
-    corporate_actions: CorporateActionConfig | None = None  # rights decision (None: lapse)
-
-    def kernel(
-        self,
-        sink: EventSink,
-        *,
-        state: KernelState | None = None,
-        venue_messages: Sequence[VenueMessageReceived] | None = None,
-    ) -> Kernel:
-        """A kernel over these parts, journaling to ``sink`` (a fresh run, or resumed from
-        ``state``); the one place a run and its replay build their kernel."""
-        return Kernel(
-            panel=self.panel,
-            strategy=self.strategy,
-            venue=self.venue,
-            policy=self.policy,
-            sink=sink,
-            currency=self.currency,
-            state=state,
-            kill_switch=self.kill_switch,
-            operator_commands=self.operator_commands,
-            vol_target=self.vol_target,
-            borrow=self.borrow,
-            cn_fees=self.cn_fees,
-            margin=self.margin,
-            us_regulatory_fees=self.us_regulatory_fees,
-            execution=self.execution,
-            pdt=self.pdt,
-            futures=self.futures,
-            option_model=self.option_model,
-            venue_messages=venue_messages,
-            corporate_actions=self.corporate_actions,
-        )
+__all__ = ["Divergence", "ReplayResult", "replay"]
 
 
 @dataclass(frozen=True)
@@ -314,7 +249,7 @@ def _day_bounds(
 
 def replay(
     journal: Journal,
-    build: Callable[[RunStarted, DatasetReferenced], KernelParts],
+    build: Callable[[RunStarted, DatasetReferenced], RunSetup],
     *,
     day: int | None = None,
     progress: ProgressFn | None = None,
@@ -333,24 +268,24 @@ def replay(
 
 def _replay(
     journal: Journal,
-    build: Callable[[RunStarted, DatasetReferenced], KernelParts],
+    build: Callable[[RunStarted, DatasetReferenced], RunSetup],
     day: int | None,
     progress: ProgressFn | None,
 ) -> ReplayResult:
     run, ref = _inputs(journal)
-    parts = build(run, ref)
+    setup = build(run, ref)
     if day is None:
-        start_seq, end_seq, snapshot, first_step, end_step = 2, len(journal), None, 0, parts.panel.steps
+        start_seq, end_seq, snapshot, first_step, end_step = 2, len(journal), None, 0, setup.panel.steps
     else:
-        start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, parts.panel, day)
+        start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, setup.panel, day)
     # An asynchronous venue's messages are inputs: the fresh kernel gets the journaled ones.
-    received = _received(journal, start_seq, end_seq) if isinstance(parts.venue, AsyncVenuePort) else None
+    received = _received(journal, start_seq, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
     sink = _ComparingSink(journal, start_seq, end_seq)
-    state = KernelState.restore(snapshot.snapshot, parts.currency) if snapshot else None
-    kernel = parts.kernel(sink, state=state, venue_messages=received)
+    state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
+    kernel = Kernel(setup, sink, state=state, venue_messages=received)
     try:
         if snapshot is None:
-            kernel.begin(parts.initial_cash_minor)
+            kernel.begin()
         kernel.run(first_step, end_step, progress)
         if day is None:
             kernel.finish()

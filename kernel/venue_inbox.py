@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -40,21 +39,12 @@ from domain.events import (
 from domain.execution import SequenceGuard, guard_accept, replaced_event
 from domain.fixed import Rounding
 from domain.instruments import notional_minor
+from domain.market import Panel
 from domain.orders import IllegalTransition, Order, OrderEvent, evolve
-from domain.riskrules import VenueResponded
+from kernel.desk import OrderDesk
 from kernel.venue import NO_ACTIVITY, AsyncVenuePort, VenuePort
 
-if TYPE_CHECKING:
-    from kernel.loop import Kernel
-
-__all__ = ["VenueInbox", "leaves_probe"]
-
-
-def leaves_probe(order: Order) -> Order:
-    """The order's open quantity as an unfilled order (what the market rules reserve or check)."""
-    return msgspec.structs.replace(
-        order, qty_raw=order.leaves_qty_raw, filled_qty_raw=0, filled_notional_minor=0
-    )
+__all__ = ["VenueInbox"]
 
 
 class _Refused(Exception):
@@ -68,9 +58,14 @@ class VenueInbox:
     """One kernel's asynchronous venue session. Build it with ``attach``."""
 
     def __init__(
-        self, kernel: Kernel, venue: AsyncVenuePort, replayed: Sequence[VenueMessageReceived] | None
+        self,
+        desk: OrderDesk,
+        panel: Panel,
+        venue: AsyncVenuePort,
+        replayed: Sequence[VenueMessageReceived] | None,
     ) -> None:
-        self._kernel = kernel
+        self._desk = desk
+        self._panel = panel
         self._venue = venue
         self._replayed: dict[int, list[VenueMessage]] | None = None
         self._replayed_steps: list[int] = []
@@ -80,7 +75,7 @@ class VenueInbox:
                 grouped.setdefault(received.step, []).append(received.message)
             self._replayed = grouped
             self._replayed_steps = sorted(grouped)
-        state = kernel.state
+        state = desk.state
         if state.venue_guard is None:
             state.venue_guard = SequenceGuard(pending_max=venue.pending_max)
         else:  # restored from a snapshot, which does not hold the venue's bound
@@ -89,7 +84,8 @@ class VenueInbox:
     @classmethod
     def attach(
         cls,
-        kernel: Kernel,
+        desk: OrderDesk,
+        panel: Panel,
         venue: VenuePort,
         replayed: Sequence[VenueMessageReceived] | None,
         *,
@@ -111,7 +107,7 @@ class VenueInbox:
                 "the execution router works with a synchronous venue only; use [execution] "
                 'algo = "market" with an asynchronous venue'
             )
-        return cls(kernel, venue, replayed)
+        return cls(desk, panel, venue, replayed)
 
     # --- when -------------------------------------------------------------------------------
 
@@ -125,8 +121,7 @@ class VenueInbox:
     # --- delivery ---------------------------------------------------------------------------
 
     def deliver(self, step: int) -> None:
-        kernel = self._kernel
-        ts_ns = int(kernel._panel.ts_ns[step])
+        ts_ns = int(self._panel.ts_ns[step])
         if self._replayed is None:
             messages = self._venue.poll(step)
             for message in messages:
@@ -136,11 +131,11 @@ class VenueInbox:
             messages = self._replayed.get(step, [])
         for message in messages:
             if self._replayed is None:
-                kernel._sink.append(VenueMessageReceived(ts_ns=ts_ns, step=step, message=message))
+                self._desk.journal(VenueMessageReceived(ts_ns=ts_ns, step=step, message=message))
             self._receive(step, ts_ns, message)
 
     def _receive(self, step: int, ts_ns: int, message: VenueMessage) -> None:
-        state = self._kernel.state
+        state = self._desk.state
         assert state.venue_guard is not None
         guard, ready, report = guard_accept(state.venue_guard, message)
         state.venue_guard = guard
@@ -153,7 +148,7 @@ class VenueInbox:
                 self._refuse(ts_ns, msg, refused.outcome, refused.detail)
 
     def _refuse(self, ts_ns: int, message: VenueMessage, outcome: str, detail: str) -> None:
-        self._kernel._sink.append(
+        self._desk.journal(
             VenueMessageRefused(
                 ts_ns=ts_ns,
                 venue_seq=message.venue_seq,
@@ -166,9 +161,8 @@ class VenueInbox:
 
     def _apply(self, step: int, ts_ns: int, msg: VenueMessage) -> None:
         """One message in sequence: as an order event through the transition table, or refused."""
-        kernel = self._kernel
-        state = kernel.state
-        order = state.open_orders.get(msg.order_id)
+        desk = self._desk
+        order = desk.state.open_orders.get(msg.order_id)
         if order is None:
             raise _Refused("unknown_order", f"no open order {msg.order_id} (never sent, or already closed)")
         event = self._event(ts_ns, msg, order)
@@ -178,26 +172,12 @@ class VenueInbox:
             raise _Refused("illegal", str(error)) from None
         except ValueError as error:
             raise _Refused("overfill", str(error)) from None
-        books = state.sellable
         if isinstance(event, OrderFilled):
-            kernel._apply_fill(event, int(kernel._panel.day[step]))
+            desk.apply_fill(event, int(self._panel.day[step]))
             return
-        kernel._sink.append(event)
-        day = kernel._session_of_order(step)
-        if after.is_open:
-            state.open_orders[msg.order_id] = after
-            if after.qty_raw != order.qty_raw:  # a replace: reserve the new open quantity
-                kernel._rules.on_closed(books, day, order)
-                kernel._rules.on_accepted(books, day, leaves_probe(after))
-        else:
-            kernel._rules.on_closed(books, day, order)
-            del state.open_orders[msg.order_id]
-        if msg.kind in ("ack", "reject") and kernel._kill_watch_venue:
-            # The kill switch sees the answer once it is applied (a trip then cancels it as well).
-            latency = msg.ts_ns - order.submitted_ts_ns
-            venue = kernel._instruments[order.instrument_id].venue
-            answer = VenueResponded(ts_ns=ts_ns, venue=venue, accepted=msg.kind == "ack", latency_ns=latency)
-            kernel._kill_observe(answer, step)
+        # The kill switch sees an ack or a reject once it is applied (a trip then cancels it too).
+        latency = msg.ts_ns - order.submitted_ts_ns if msg.kind in ("ack", "reject") else None
+        desk.apply_venue_event(step, order, event, after, latency)
 
     def _event(self, ts_ns: int, msg: VenueMessage, order: Order) -> OrderEvent:
         oid = msg.order_id
@@ -225,7 +205,7 @@ class VenueInbox:
                 f"{msg.qty_raw} @ {msg.px_raw}, commission {msg.commission_minor}"
             )
             raise _Refused("illegal", detail)
-        instrument = self._kernel._instruments[order.instrument_id]
+        instrument = self._desk.instruments[order.instrument_id]
         return OrderFilled(
             ts_ns=ts_ns,
             order_id=order.order_id,

@@ -43,7 +43,7 @@ from domain.market import Panel
 from lake.adjust import dataset_actions
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
-from lake.store import DatasetError, DatasetRef, _pivot, actions_table, write_dataset
+from lake.store import DatasetError, DatasetRef, actions_table, pivot_bars, write_dataset
 
 __all__ = ["DAILY_ROW_GROUP", "Lake", "LakeError", "partition_paths"]
 
@@ -407,7 +407,7 @@ class Lake:
         )
         wanted = set(instrument_ids) if instrument_ids is not None else None
         chosen = tuple(i for i in self.instruments() if wanted is None or i.instrument_id in wanted)
-        return _pivot(bars, chosen)
+        return pivot_bars(bars, chosen)
 
     def scan(self, kind: Kind, frequency: str | None = None) -> object:
         """A Polars LazyFrame over the kind's hive tree (partition pruning and projection

@@ -152,11 +152,11 @@ def _header(path: Path) -> list[str]:
     return next(csv.reader([first]), [])
 
 
-def _floats(table: pa.Table, name: str) -> FloatArray:
+def floats(table: pa.Table, name: str) -> FloatArray:
     return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
 
 
-def _lines(rows: int, header: bool = True) -> IntArray:
+def source_lines(rows: int, header: bool = True) -> IntArray:
     return np.arange(rows, dtype=np.int64) + (2 if header else 1)
 
 
@@ -170,7 +170,7 @@ def _dates_to_days(path: Path, text: pa.ChunkedArray, pattern: str = "%Y-%m-%d")
     return result
 
 
-def _local_to_utc_ns(text: pa.ChunkedArray, pattern: str, timezone: str) -> IntArray:
+def local_to_utc_ns(text: pa.ChunkedArray, pattern: str, timezone: str) -> IntArray:
     """Local wall-clock strings -> UTC ns (``MISSING_TS`` where unparseable, ambiguous or
     nonexistent in ``timezone``)."""
     import pandas as pd
@@ -215,26 +215,26 @@ def parse_yahoo(
     bars = BarInput(
         source=str(path),
         instrument_id=0,
-        line=_lines(table.num_rows),
+        line=source_lines(table.num_rows),
         ts_ns=np.zeros(table.num_rows, dtype=np.int64),
         day=_dates_to_days(Path(path), table.column("Date")),
-        open=_floats(table, "Open"),
-        high=_floats(table, "High"),
-        low=_floats(table, "Low"),
-        close=_floats(table, "Close"),
-        volume=_floats(table, "Volume"),
+        open=floats(table, "Open"),
+        high=floats(table, "High"),
+        low=floats(table, "Low"),
+        close=floats(table, "Close"),
+        volume=floats(table, "Volume"),
         daily=True,
     )
     digits = (
         price_digits if price_digits is not None else infer_digits(bars.open, bars.high, bars.low, bars.close)
     )
-    template = _template(name, venue, "equity", currency, digits, 0, 1)
+    template = source_template(name, venue, "equity", currency, digits, 0, 1)
     parsed = Parsed(str(path), "1d", calendar, bars=[(template, bars)])
     parsed.ignored_columns = [c for c in table.column_names if c not in _YAHOO]
     return parsed
 
 
-def _template(
+def source_template(
     symbol: str, venue: str, asset_class: str, currency: str, price_digits: int, qty_digits: int, lot_raw: int
 ) -> Instrument:
     return Instrument(
@@ -268,8 +268,8 @@ def _cn_symbol(path: Path) -> tuple[str, str, bool]:
 def _cn_template(symbol: str, venue: str, is_index: bool, digits: int) -> Instrument:
     """An A-share (board from the code, lot 100) or index (lot 1, no board) template."""
     if is_index:
-        return _template(symbol, venue, "index", "CNY", digits, 0, 1)
-    template = _template(symbol, venue, "equity", "CNY", digits, 0, 100)
+        return source_template(symbol, venue, "index", "CNY", digits, 0, 1)
+    template = source_template(symbol, venue, "equity", "CNY", digits, 0, 100)
     try:
         board = board_from_code(symbol.split(".")[0]).value
     except ValueError:
@@ -286,19 +286,19 @@ def parse_hikyuu_day(path: Path, *, price_digits: int | None = None) -> Parsed:
     fields = ["open", "high", "low", "close", amount, "volume"]
     table = read_csv(path, required=["date", *fields], numeric=fields, strings=["date"])
     symbol, venue, is_index = _cn_symbol(path)
-    volume = _floats(table, "volume") * (100.0 if path.name.startswith("h5_") and not is_index else 1.0)
+    volume = floats(table, "volume") * (100.0 if path.name.startswith("h5_") and not is_index else 1.0)
     bars = BarInput(
         source=str(path),
         instrument_id=0,
-        line=_lines(table.num_rows),
+        line=source_lines(table.num_rows),
         ts_ns=np.zeros(table.num_rows, dtype=np.int64),
         day=_dates_to_days(path, table.column("date")),
-        open=_floats(table, "open"),
-        high=_floats(table, "high"),
-        low=_floats(table, "low"),
-        close=_floats(table, "close"),
+        open=floats(table, "open"),
+        high=floats(table, "high"),
+        low=floats(table, "low"),
+        close=floats(table, "close"),
         volume=volume,
-        turnover=_floats(table, amount),
+        turnover=floats(table, amount),
         daily=True,
     )
     digits = price_digits
@@ -316,20 +316,20 @@ def parse_hikyuu_minute(path: Path, *, price_digits: int = 2) -> Parsed:
         path, required=["datetime", "price", "vol"], numeric=["price", "vol"], strings=["datetime"]
     )
     symbol, venue, is_index = _cn_symbol(path)
-    start = _local_to_utc_ns(table.column("datetime"), "%Y-%m-%d %H:%M", "Asia/Shanghai")
+    start = local_to_utc_ns(table.column("datetime"), "%Y-%m-%d %H:%M", "Asia/Shanghai")
     ts = np.where(start == MISSING_TS, MISSING_TS, start + frequency_ns("1m"))
-    price = _floats(table, "price")
+    price = floats(table, "price")
     bars = BarInput(
         source=str(path),
         instrument_id=0,
-        line=_lines(table.num_rows),
+        line=source_lines(table.num_rows),
         ts_ns=ts,
         day=np.zeros(table.num_rows, dtype=np.int64),
         open=price,
         high=price,
         low=price,
         close=price,
-        volume=_floats(table, "vol"),
+        volume=floats(table, "vol"),
     )
     digits = price_digits if not is_index else infer_digits(price, at_least=2)
     template = _cn_template(symbol, venue, is_index, digits)
@@ -368,12 +368,12 @@ def parse_hikyuu_actions(path: Path) -> Parsed:
             raise IngestError(f"{path}:{int(rows[0]) + 2}: unknown market {exchange!r}")
         template = _cn_template(f"{code[rows[0]]}.{exchange}", _CN_VENUE[exchange], False, 2)
         columns = {
-            target: np.rint(_floats(table, source)[rows] * ACTION_SCALE).astype(np.int64)
+            target: np.rint(floats(table, source)[rows] * ACTION_SCALE).astype(np.int64)
             for source, target in _ACTION_FIELDS.items()
         }
-        columns["rights_price"] = np.rint(_floats(table, "rights_price")[rows] * 100).astype(np.int64)
-        columns["total_shares"] = np.rint(_floats(table, "total_shares_10k")[rows] * 10_000).astype(np.int64)
-        columns["free_shares"] = np.rint(_floats(table, "free_shares_10k")[rows] * 10_000).astype(np.int64)
+        columns["rights_price"] = np.rint(floats(table, "rights_price")[rows] * 100).astype(np.int64)
+        columns["total_shares"] = np.rint(floats(table, "total_shares_10k")[rows] * 10_000).astype(np.int64)
+        columns["free_shares"] = np.rint(floats(table, "free_shares_10k")[rows] * 10_000).astype(np.int64)
         columns["ex_date"] = np.array([int(d) if str(d).isdigit() else 0 for d in date[rows]], dtype=np.int64)
         columns["line"] = rows.astype(np.int64) + 2
         parsed.actions.append((template, columns))
@@ -414,7 +414,7 @@ def parse_freqtrade(
     asset_class = "crypto_perp" if ":" in symbol else "crypto_spot"
     if kind == "funding_rate":
         funding = FundingInput(str(path), 0, lines, open_time, rows["open"])
-        template = _template(symbol.replace("#mark", ""), venue, asset_class, quote, 8, qty_digits, 1)
+        template = source_template(symbol.replace("#mark", ""), venue, asset_class, quote, 8, qty_digits, 1)
         return Parsed(str(path), None, "24x7", funding=[(template, funding)])
     if kind == "mark":  # mark-price candles carry no traded volume
         rows["volume"] = np.nan_to_num(rows["volume"], nan=0.0)
@@ -450,7 +450,7 @@ def _candles(
         price_digits if price_digits is not None else infer_digits(bars.open, bars.high, bars.low, bars.close)
     )
     try:
-        template = _template(symbol, venue, asset_class, quote, digits, qty_digits, 1)
+        template = source_template(symbol, venue, asset_class, quote, digits, qty_digits, 1)
     except ValueError as error:
         raise IngestError(f"{source}:1: {error}") from None
     return Parsed(source, frequency, "24x7", bars=[(template, bars)])
@@ -469,7 +469,7 @@ def _freqtrade_rows(path: Path, ext: str) -> dict[str, npt.NDArray]:  # type: ig
         date = table.column("date").cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
         result = {"date": date.fill_null(MISSING_TS).to_numpy()}
         for name in names[1:]:
-            result[name] = _floats(table, name)
+            result[name] = floats(table, name)
         return result
     opener = gzip.open if ext.endswith(".gz") else open
     try:
@@ -585,21 +585,21 @@ def parse_generic_csv(
     bars = BarInput(
         source=str(path),
         instrument_id=0,
-        line=_lines(table.num_rows),
+        line=source_lines(table.num_rows),
         ts_ns=ts,
         day=day,
-        open=_floats(table, mapping.open),
-        high=_floats(table, mapping.high),
-        low=_floats(table, mapping.low),
-        close=_floats(table, mapping.close),
-        volume=_floats(table, mapping.volume),
-        turnover=_floats(table, mapping.turnover) if mapping.turnover else None,
+        open=floats(table, mapping.open),
+        high=floats(table, mapping.high),
+        low=floats(table, mapping.low),
+        close=floats(table, mapping.close),
+        volume=floats(table, mapping.volume),
+        turnover=floats(table, mapping.turnover) if mapping.turnover else None,
         daily=mapping.daily,
     )
     digits = (
         price_digits if price_digits is not None else infer_digits(bars.open, bars.high, bars.low, bars.close)
     )
-    template = _template(symbol, venue, asset_class, currency, digits, qty_digits, 1)
+    template = source_template(symbol, venue, asset_class, currency, digits, qty_digits, 1)
     parsed = Parsed(str(path), frequency, calendar, bars=[(template, bars)])
     parsed.ignored_columns = [c for c in table.column_names if c not in {mapping.ts, *numeric}]
     return parsed
@@ -615,7 +615,7 @@ def _generic_times(
         values = column.to_numpy(zero_copy_only=False).astype(np.float64)
         ts = np.where(np.isnan(values), MISSING_TS, np.nan_to_num(values).astype(np.int64) * unit)
     else:
-        ts = _local_to_utc_ns(column, mapping.ts_format, mapping.timezone)
+        ts = local_to_utc_ns(column, mapping.ts_format, mapping.timezone)
     if mapping.label == "start":
         ts = np.where(ts == MISSING_TS, MISSING_TS, ts + frequency_ns(frequency))
     return ts.astype(np.int64), utc_days(ts)

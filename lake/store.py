@@ -42,6 +42,7 @@ __all__ = [
     "content_hash",
     "dataset_ref",
     "load_panel",
+    "pivot_bars",
     "write_dataset",
 ]
 
@@ -193,7 +194,7 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
     instruments = tuple(
         msgspec.convert(row, Instrument) for row in pq.read_table(path / "instruments.parquet").to_pylist()
     )
-    panel = _pivot(pq.read_table(path / "bars.parquet"), instruments)
+    panel = pivot_bars(pq.read_table(path / "bars.parquet"), instruments)
     if (path / "funding.parquet").exists():
         funding = pq.read_table(path / "funding.parquet")
         panel = dataclasses.replace(
@@ -330,7 +331,8 @@ def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Tab
     return actions
 
 
-def _pivot(bars: pa.Table, instruments: tuple[Instrument, ...]) -> Panel:
+def pivot_bars(bars: pa.Table, instruments: tuple[Instrument, ...]) -> Panel:
+    """Long bars (one row per instrument and step) as a panel over ``instruments``."""
     ts = bars.column("ts_ns").to_numpy()
     steps, row_step = np.unique(ts, return_inverse=True)
     ids = np.array([inst.instrument_id for inst in instruments], dtype=np.int64)

@@ -29,12 +29,12 @@ from domain.instruments import Instrument
 from lake.sources import (
     IngestError,
     Parsed,
-    _floats,
-    _lines,
-    _local_to_utc_ns,
-    _template,
+    floats,
     infer_digits,
+    local_to_utc_ns,
     read_csv,
+    source_lines,
+    source_template,
 )
 from lake.validate import MISSING_TS, QuoteInput, TradeInput
 
@@ -75,7 +75,7 @@ def _instrument(
     price = price_digits if price_digits is not None else infer_digits(*prices)
     qty = qty_digits if qty_digits is not None else infer_digits(*sizes)
     try:
-        return _template(name, venue, "crypto_spot", quote, price, qty, 1)
+        return source_template(name, venue, "crypto_spot", quote, price, qty, 1)
     except ValueError as error:
         raise IngestError(f"{path}:1: {error}") from None
 
@@ -127,7 +127,7 @@ def _timestamps(path: Path, table: pa.Table, name: str) -> IntArray:
         stamps = column.cast(pa.timestamp("ns", tz="UTC")).cast(pa.int64())
         return np.asarray(stamps.fill_null(MISSING_TS).to_numpy(), dtype=np.int64)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        return _local_to_utc_ns(column, "iso", "UTC")
+        return local_to_utc_ns(column, "iso", "UTC")
     return _epoch_ns(_numbers(table, name), 1_000_000)
 
 
@@ -168,7 +168,7 @@ def parse_freqtrade_trades(
         table = read_csv(
             path, required=_CCXT, numeric=["timestamp", "price", "amount"], strings=["id", "side"]
         )
-        lines = _lines(table.num_rows)
+        lines = source_lines(table.num_rows)
     elif ext in ("json", "json.gz"):
         table, found = _ccxt_json(path)
         symbol = symbol or found
@@ -255,10 +255,10 @@ def parse_kraken_trades(
     trades = TradeInput(
         source=str(path),
         instrument_id=0,
-        line=_lines(table.num_rows, header=False),
-        ts_ns=_epoch_ns(_floats(table, "unix_ts_s"), 1_000_000_000),
-        price=_floats(table, "price"),
-        qty=_floats(table, "volume"),
+        line=source_lines(table.num_rows, header=False),
+        ts_ns=_epoch_ns(floats(table, "unix_ts_s"), 1_000_000_000),
+        price=floats(table, "price"),
+        qty=floats(table, "volume"),
         side=np.zeros(table.num_rows, dtype=np.int8),
         trade_id=None,
     )
@@ -280,7 +280,7 @@ def _nautilus_table(path: Path, required: list[str], numeric: list[str], strings
 
 
 def _nautilus_lines(path: Path, rows: int) -> IntArray:
-    return _lines(rows) if path.suffix == ".csv" else np.arange(rows, dtype=np.int64) + 1
+    return source_lines(rows) if path.suffix == ".csv" else np.arange(rows, dtype=np.int64) + 1
 
 
 def _name_symbol(path: Path) -> str:

@@ -81,12 +81,12 @@ def open_ledger(
 
         assert isinstance(target, str)
         return PostgresLedger.open(target, schema, check_schema=check_schema)
-    from projections.ledger_sqlite import SqliteLedger, _connect
+    from projections.ledger_sqlite import SqliteLedger, connect_sqlite
 
     path = Path(target)
     if check_schema:
         return SqliteLedger.open(path)
-    return SqliteLedger(_connect(path), path)
+    return SqliteLedger(connect_sqlite(path), path)
 
 
 @dataclass(frozen=True)

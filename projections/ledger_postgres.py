@@ -1,6 +1,6 @@
 """The PostgreSQL ledger: the same tables as ``SqliteLedger``, in one schema of a database.
 
-The events are folded into rows by the same code as the SQLite ledger (``_Batch``), so the
+The events are folded into rows by the same code as the SQLite ledger (``LedgerBatch``), so the
 two databases cannot disagree about what a record means. What differs is the writing:
 
 * the DDL is ``projections/sql/NNN_*.sql`` with SQLite's 64-bit ``INTEGER`` spelled
@@ -38,10 +38,10 @@ from projections.ledger_sqlite import (
     BATCH_RECORDS_MAX,
     LEDGER_SCHEMA_VERSION,
     PROJECTION_NAME,
+    LedgerBatch,
+    LedgerRow,
     ProjectionError,
     SchemaMismatch,
-    _Batch,
-    _Row,
     ddl_scripts,
 )
 
@@ -79,7 +79,7 @@ def postgres_ddl() -> str:
 
 
 class _Qmark:
-    """Lets ``_Batch`` (written with ``?`` placeholders) read through a psycopg connection."""
+    """Lets ``LedgerBatch`` (written with ``?`` placeholders) read through a psycopg connection."""
 
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self._connection = connection
@@ -210,7 +210,7 @@ class PostgresLedger:
     def _apply_in_transaction(self, records: Iterable[Record]) -> int:
         checkpoint_seq = self._read_checkpoint()
         next_seq = checkpoint_seq + 1
-        batch = _Batch(_Qmark(self._connection))
+        batch = LedgerBatch(_Qmark(self._connection))
         for record in records:
             if record.seq < next_seq:
                 continue  # already applied: exactly once, decided by the checkpoint
@@ -321,7 +321,7 @@ class PostgresLedger:
 # --- writing one batch ----------------------------------------------------------------------
 
 
-def _copy(connection: psycopg.Connection[Any], table: str, rows: list[_Row]) -> None:
+def _copy(connection: psycopg.Connection[Any], table: str, rows: list[LedgerRow]) -> None:
     if not rows:
         return
     with connection.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN") as copy:
@@ -330,7 +330,7 @@ def _copy(connection: psycopg.Connection[Any], table: str, rows: list[_Row]) -> 
             write_row(row)
 
 
-def _write_rows(connection: psycopg.Connection[Any], batch: _Batch) -> None:
+def _write_rows(connection: psycopg.Connection[Any], batch: LedgerBatch) -> None:
     """Write a batch's rows; statements run in an order where each sees what it needs."""
     rows = batch.rows
     batch.check_new_orders()

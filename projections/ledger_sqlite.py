@@ -71,6 +71,7 @@ __all__ = [
     "SchemaMismatch",
     "SqliteLedger",
     "UnbalancedPosting",
+    "connect_sqlite",
     "ddl_scripts",
     "rebuild",
 ]
@@ -87,7 +88,7 @@ _SQL_PARAMETERS_MAX = 500  # bound parameters per statement (SQLite allows at le
 _CHECKSUM_ROWS_PER_FETCH = 10_000
 _DDL_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
-_Row = tuple[object, ...]
+LedgerRow = tuple[object, ...]
 _TRIGGERS: dict[type, str] = {
     OrderAccepted: "accept",
     OrderRejected: "reject",
@@ -145,7 +146,7 @@ class _OrderRow:
     parent_id: str = ""
 
 
-def _order_row(row: _OrderRow) -> _Row:
+def _order_row(row: _OrderRow) -> LedgerRow:
     order = row.order
     return (
         order.order_id,
@@ -185,16 +186,16 @@ _EXECUTION_KINDS = (
 class _Rows:
     """Rows collected from one batch, written with one ``executemany`` per statement."""
 
-    runs: list[_Row] = field(default_factory=list)
-    run_datasets: list[_Row] = field(default_factory=list)
-    run_finishes: list[_Row] = field(default_factory=list)
-    instruments: list[_Row] = field(default_factory=list)
-    transitions: list[_Row] = field(default_factory=list)
-    fills: list[_Row] = field(default_factory=list)
+    runs: list[LedgerRow] = field(default_factory=list)
+    run_datasets: list[LedgerRow] = field(default_factory=list)
+    run_finishes: list[LedgerRow] = field(default_factory=list)
+    instruments: list[LedgerRow] = field(default_factory=list)
+    transitions: list[LedgerRow] = field(default_factory=list)
+    fills: list[LedgerRow] = field(default_factory=list)
     position_deltas: dict[int, int] = field(default_factory=dict)
-    postings: list[_Row] = field(default_factory=list)
-    nav: list[_Row] = field(default_factory=list)
-    risk_events: list[_Row] = field(default_factory=list)
+    postings: list[LedgerRow] = field(default_factory=list)
+    nav: list[LedgerRow] = field(default_factory=list)
+    risk_events: list[LedgerRow] = field(default_factory=list)
 
 
 class _Cursor(Protocol):
@@ -203,13 +204,13 @@ class _Cursor(Protocol):
 
 
 class _Executes(Protocol):
-    """What ``_Batch`` needs of a database: ``?``-placeholder reads in the open transaction
+    """What ``LedgerBatch`` needs of a database: ``?``-placeholder reads in the open transaction
     (and, optionally, ``existing_order_ids(ids) -> ids`` where one query can take them all)."""
 
     def execute(self, sql: str, parameters: Sequence[object] = ..., /) -> _Cursor: ...
 
 
-class _Batch:
+class LedgerBatch:
     """Folds decoded events into rows; orders touched by the batch are cached here."""
 
     def __init__(self, db: _Executes) -> None:
@@ -258,7 +259,7 @@ class _Batch:
         row = self._orders.get(order_id)
         return None if row is None else row.parent_id or order_id
 
-    def execution_rows(self) -> list[_Row]:
+    def execution_rows(self) -> list[LedgerRow]:
         """``execution_quality`` rows of the parents this batch touched (upserted)."""
         return [row_tuple(row) for row in self.execution.changed_rows()]
 
@@ -433,12 +434,12 @@ class _Batch:
             seq, order_id = min((self._submitted_seqs[order_id], order_id) for order_id in found)
             raise ProjectionError(seq, f"order {order_id} submitted twice")
 
-    def new_order_rows(self) -> list[_Row]:
+    def new_order_rows(self) -> list[LedgerRow]:
         """Orders first submitted in this batch (``check_new_orders``: none is in the table)."""
         submitted = self._submitted_seqs
         return [_order_row(row) for order_id, row in self._orders.items() if order_id in submitted]
 
-    def updated_order_rows(self) -> list[_Row]:
+    def updated_order_rows(self) -> list[LedgerRow]:
         """``(qty_raw, limit_px_raw, filled_qty_raw, status, updated_seq, order_id)`` of orders
         from earlier batches (a replace changes the quantity and limit)."""
         submitted = self._submitted_seqs
@@ -512,7 +513,7 @@ class _Batch:
         )
 
 
-def _write_rows(db: sqlite3.Connection, batch: _Batch) -> None:
+def _write_rows(db: sqlite3.Connection, batch: LedgerBatch) -> None:
     """Write a batch's rows; statements run in an order where each sees what it needs."""
     rows = batch.rows
     batch.check_new_orders()
@@ -577,7 +578,7 @@ def _write_positions(db: sqlite3.Connection, deltas: dict[int, int]) -> None:
 # --- the projection -------------------------------------------------------------------------
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def connect_sqlite(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(str(path), isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -601,7 +602,7 @@ class SqliteLedger:
     @classmethod
     def open(cls, path: Path | str) -> SqliteLedger:
         """Open (creating when absent) the ledger at ``path``; refuse other schema versions."""
-        ledger = cls(_connect(Path(path)), Path(path))
+        ledger = cls(connect_sqlite(Path(path)), Path(path))
         try:
             ledger._ensure_schema()
         except BaseException:
@@ -688,7 +689,7 @@ class SqliteLedger:
     def _apply_in_transaction(self, records: Iterable[Record]) -> int:
         checkpoint_seq = self._read_checkpoint()
         next_seq = checkpoint_seq + 1
-        batch = _Batch(self._db)
+        batch = LedgerBatch(self._db)
         for record in records:
             if record.seq < next_seq:
                 continue  # already applied: exactly once, decided by the checkpoint
@@ -802,7 +803,7 @@ def rebuild(
     from seq 0. An interrupted rebuild is resumed by ``SqliteLedger.run``."""
     db_path = Path(db_path)
     # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
-    with open_journal(journal_path) as journal, SqliteLedger(_connect(db_path), db_path) as ledger:
+    with open_journal(journal_path) as journal, SqliteLedger(connect_sqlite(db_path), db_path) as ledger:
         ledger.reset()
         applied = ledger.run(journal, batch_records_max, progress)
         return RebuildReport(applied, ledger.checkpoint_seq, ledger.table_checksums())

@@ -20,11 +20,11 @@ from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import Journal, JournalError
 from kernel.liquidation import PerpMargin
-from kernel.loop import KernelError, ProgressFn
+from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.markets import MarketRules
 from kernel.options import OptionModel
-from kernel.replay import KernelParts
 from kernel.router import ExecutionConfig
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
@@ -39,7 +39,7 @@ __all__ = [
     "BacktestResult",
     "OperatorCommandConfig",
     "StrategyConfig",
-    "build_parts",
+    "build_setup",
     "journal_inputs",
     "run_backtest",
 ]
@@ -84,9 +84,6 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
         return OperatorCommanded(
             ts_ns=self.ts_ns(), command=self.command, operator=self.operator, note=self.note
         )
-
-
-_LATER_DEFAULTS: dict[str, object] = {"us_regulatory_fees": True}
 
 
 VENUE_KINDS = ("sim", "recorded")
@@ -153,31 +150,42 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
 
     def canonical_json(self) -> str:
-        """Sorted-key JSON of the config. Fields added later are left out while they hold their
-        default (``_LATER_DEFAULTS``; optional tables when unused), so a config that does not use
-        them journals the same bytes as before they existed; a non-default value is recorded."""
+        """Sorted-key JSON of the config. Settings added after the journal format was fixed are
+        left out while they hold their default (``LATER_DEFAULTS``), so a config that does not
+        use them journals the same bytes as before they existed; a non-default value is recorded."""
         data = msgspec.to_builtins(self)
-        for name, default in _LATER_DEFAULTS.items():
-            if data.get(name) == default:
-                del data[name]
-        if not self.cn_fees.rows and not self.cn_fees.source:
-            del data["cn_fees"]
-        for optional in ("perp_margin", "vol_target", "borrow", "pdt", "futures", "option_model"):
-            if data[optional] is None:
-                del data[optional]
-        if self.execution == ExecutionConfig():
-            del data["execution"]  # the default router (market orders): configs journal as before
-        elif self.execution.on_timeout == "cancel":
-            del data["execution"]["on_timeout"]  # added later: router configs journal as before
-        if self.venue == VenueConfig():
-            del data["venue"]  # the simulated venue: configs journal as before
-        if self.corporate_actions == CorporateActionConfig():
-            del data["corporate_actions"]  # added later: configs without rights journal as before
+        for path, default in LATER_DEFAULTS:
+            *parents, name = path
+            table = data
+            for parent in parents:
+                table = table.get(parent, {})
+            if name in table and table[name] == default:
+                del table[name]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
         return msgspec.json.decode(text, type=cls)
+
+
+# Settings added after the journal format was fixed, with the value that leaves them out of the
+# journaled configuration (``BacktestConfig.canonical_json``): a run that does not use them journals
+# the same bytes as before they existed, so its journal replays. A new setting adds one row; a
+# nested row applies only while its table is journaled.
+LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
+    (("us_regulatory_fees",), True),
+    (("cn_fees",), msgspec.to_builtins(CnFeeRows())),
+    (("perp_margin",), None),
+    (("vol_target",), None),
+    (("borrow",), None),
+    (("pdt",), None),
+    (("futures",), None),
+    (("option_model",), None),
+    (("execution",), msgspec.to_builtins(ExecutionConfig())),
+    (("execution", "on_timeout"), "cancel"),
+    (("venue",), msgspec.to_builtins(VenueConfig())),
+    (("corporate_actions",), msgspec.to_builtins(CorporateActionConfig())),
+)
 
 
 @dataclass(frozen=True)
@@ -189,11 +197,12 @@ class BacktestResult:
     steps: int
 
 
-def build_parts(
+def build_setup(
     config: BacktestConfig, strategy: Strategy, *, expected_hash: str | None = None, replaying: bool = False
-) -> KernelParts:
-    """Load the data set (checking its hash) and build what a kernel needs. ``replaying``: for
-    a replay, a recorded venue is built without its file (replay reads the journaled messages)."""
+) -> RunSetup:
+    """Load the data set (checking its hash) and build the run's setup: the one place a
+    configuration becomes what a kernel runs on. ``replaying``: for a replay, a recorded venue
+    is built without its file (replay reads the journaled messages)."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
@@ -207,7 +216,7 @@ def build_parts(
         FuturesBook(panel, by_id, columns, config.futures, perp_margin=margin)
     except ValueError as error:
         raise KernelError(f"{config.run_id}: {error}") from None
-    parts = KernelParts(
+    return RunSetup(
         panel=panel,
         strategy=strategy,
         venue=_venue(config, panel, replaying),
@@ -227,7 +236,6 @@ def build_parts(
         option_model=config.option_model,
         corporate_actions=config.corporate_actions,
     )
-    return parts
 
 
 def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
@@ -273,8 +281,8 @@ def run_backtest(
 ) -> BacktestResult:
     """Run one backtest into a new journal. An existing, non-empty journal is never overwritten."""
     ref = dataset_ref(Path(config.dataset))
-    parts = build_parts(config, strategy, expected_hash=ref.content_hash)
-    panel = parts.panel
+    setup = build_setup(config, strategy, expected_hash=ref.content_hash)
+    panel = setup.panel
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
         if len(journal):
@@ -282,8 +290,8 @@ def run_backtest(
                 f"{config.journal} already holds {len(journal)} records; choose a new journal path"
             )
         journal_inputs(journal, config, ref, panel)
-        kernel = parts.kernel(journal)
-        kernel.begin(parts.initial_cash_minor)
+        kernel = Kernel(setup, journal)
+        kernel.begin()
         kernel.run(progress=progress)
         kernel.finish()
         journal.commit()

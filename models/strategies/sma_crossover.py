@@ -8,7 +8,7 @@ import numpy.typing as npt
 
 from domain.market import Panel
 from kernel.strategy import MarketView
-from models.features._factors_nb import sma_cross_state_nb
+from models.features import sma_cross_state_nb
 
 __all__ = ["SmaCrossover"]
 

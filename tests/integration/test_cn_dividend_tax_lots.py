@@ -23,7 +23,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import SPDB as STOCK
 
@@ -125,7 +125,7 @@ def test_dividend_tax_is_withheld_at_each_sale_by_holding_period(tmp_path: Path)
     assert snapshots[20170630].tax_lots == [] and snapshots[20170630].positions == []
 
     def build(run: object, ref: object) -> object:
-        return build_parts(config, ByDay(), expected_hash=ref.content_hash)  # type: ignore[attr-defined]
+        return build_setup(config, ByDay(), expected_hash=ref.content_hash)  # type: ignore[attr-defined]
 
     assert replay(journal, build).ok  # type: ignore[arg-type]
     for day in (EX_DAY, 20161011):  # from snapshots holding lots

@@ -17,7 +17,7 @@ from domain.riskrules import policy_from_mapping
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import SPDB, Scripted
 
@@ -61,7 +61,7 @@ def _run(tmp_path: Path, dataset: Path, targets: dict[int, float]) -> list[objec
     run_backtest(config, Scripted(targets))
     journal = open_journal(tmp_path / "j")
     outcome = replay(
-        journal, lambda run, ref: build_parts(config, Scripted(targets), expected_hash=ref.content_hash)
+        journal, lambda run, ref: build_setup(config, Scripted(targets), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     return [event for _, event in journal.events()]

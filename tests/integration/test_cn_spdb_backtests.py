@@ -45,7 +45,7 @@ from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import load_panel, write_dataset
 from models.strategies.cn_rules_probes import IntradayRoundTrip, LimitUpChase
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 
 HIKYUU = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn" / "hikyuu"
@@ -155,7 +155,7 @@ def _run(
     journal = open_journal(tmp_path / name)
     outcome = replay(
         journal,
-        lambda run, ref: build_parts(config, factory(**params), expected_hash=ref.content_hash),  # type: ignore[arg-type]
+        lambda run, ref: build_setup(config, factory(**params), expected_hash=ref.content_hash),  # type: ignore[arg-type]
     )
     assert outcome.ok, outcome.divergence
     assert outcome.records_compared > 0

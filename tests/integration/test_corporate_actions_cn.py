@@ -37,6 +37,7 @@ from domain.market import Panel
 from domain.markets import Board, CnCorporateAction, CorporateAction, SellableBook, cn_price_limits
 from domain.orders import new_order
 from kernel.loop import Kernel
+from kernel.setup import RunSetup
 from kernel.state import KernelState
 from kernel.strategy import MarketView
 from lake.store import load_panel, write_dataset
@@ -145,14 +146,16 @@ def _seeded(panel: Panel) -> KernelState:
 def _run(panel: Panel) -> tuple[list[Event], KernelState]:
     sink = ListSink()
     kernel = Kernel(
-        panel=panel,
-        strategy=SellAt(SELL_DAY),
-        venue=SimVenue(panel, FillModel()),
-        policy=one_name_policy(),
-        sink=sink,
-        currency="CNY",
-        state=_seeded(panel),
-    )
+                 RunSetup(
+                     panel=panel,
+                     strategy=SellAt(SELL_DAY),
+                     venue=SimVenue(panel, FillModel()),
+                     policy=one_name_policy(),
+                     currency="CNY",
+                 ),
+                 sink,
+                 state=_seeded(panel),
+             )
     kernel.run()
     return sink.events, kernel.state
 

@@ -51,7 +51,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import one_name_policy
 
@@ -226,7 +226,7 @@ def test_aapl_buy_and_hold_through_split_and_dividends(tmp_path: Path) -> None:
         assert db.execute("SELECT instrument_id, qty_raw FROM positions").fetchall() == [(1, 700)]
 
     def build(run: object, ref: object) -> object:
-        return build_parts(config, strategy, expected_hash=ref.content_hash)  # type: ignore[attr-defined]
+        return build_setup(config, strategy, expected_hash=ref.content_hash)  # type: ignore[attr-defined]
 
     outcome = replay(journal, build)  # type: ignore[arg-type]
     assert outcome.ok, outcome.divergence

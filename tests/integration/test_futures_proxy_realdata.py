@@ -27,7 +27,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import one_name_policy
 
@@ -158,7 +158,7 @@ def test_proxy_index_future_settles_at_last_hour_vwap_and_replays(tmp_path: Path
     )
 
     def build(r, ref):  # type: ignore[no-untyped-def]
-        return build_parts(config, LongThenShort(), expected_hash=ref.content_hash)
+        return build_setup(config, LongThenShort(), expected_hash=ref.content_hash)
 
     assert replay(journal, build).ok
     for day in DAYS:

@@ -28,7 +28,7 @@ from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import DatasetError, write_dataset
 from projections import rebuild_ledger
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.contracts.projection_servers import postgres_skip_reason, scratch_database
 from tests.factories import one_name_policy
@@ -228,7 +228,7 @@ def test_futures_settle_daily_and_replay(tmp_path: Path) -> None:
 
     # Replay reproduces every derived event, the whole run and each session alone.
     def build(r, ref):  # type: ignore[no-untyped-def]
-        return build_parts(config, Plan(), expected_hash=ref.content_hash)
+        return build_setup(config, Plan(), expected_hash=ref.content_hash)
 
     assert replay(journal, build).ok
     for day in DAYS:
@@ -351,7 +351,7 @@ def test_bad_futures_config_is_refused(tmp_path: Path) -> None:
         tmp_path, FuturesConfig(settlement="close", by_symbol={"ES": "close"}), settlements=False
     )
     with pytest.raises(KernelError, match=r"futures\.by_symbol: \['ES'\]"):
-        build_parts(config, Plan())
+        build_setup(config, Plan())
     margined = msgspec.structs.replace(
         _config(tmp_path, CONFIG, name="m"), perp_margin=PerpMargin(tiers=[MarginTier(mmr_e8=500_000)])
     )

@@ -38,12 +38,13 @@ from domain.riskrules import RiskPolicy, policy_from_mapping
 from domain.riskrules.greeks import GREEK_RULE_ORDER, greek_measures, make_greek_book
 from kernel.loop import KernelError
 from kernel.options import OptionModel, greek_guard
-from kernel.replay import KernelParts, replay
+from kernel.replay import replay
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.option_chain import OptionChainSpec, write_option_chain
 from lake.store import load_panel
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 
 ABU = Path(__file__).resolve().parents[3] / "shared" / "data" / "us" / "abu_raw"
@@ -125,8 +126,8 @@ def _run(config: BacktestConfig) -> list[object]:
 def _replays(config: BacktestConfig, days: list[int]) -> None:
     journal = open_journal(config.journal)
 
-    def build(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
-        return build_parts(
+    def build(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
+        return build_setup(
             BacktestConfig.from_json(run.config_json), CallsAndPuts(), expected_hash=ref.content_hash
         )
 
@@ -325,9 +326,9 @@ def test_options_held_to_expiry_settle_at_intrinsic_value(chain: Path, tmp_path:
     assert not any(isinstance(e, OptionExpired) for e in plain_events)
     journal = open_journal(config.journal)
 
-    def build(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
+    def build(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
         cfg = BacktestConfig.from_json(run.config_json)
-        return build_parts(cfg, HoldThroughOctober(), expected_hash=ref.content_hash)
+        return build_setup(cfg, HoldThroughOctober(), expected_hash=ref.content_hash)
 
     for day in (None, 20151016, 20151019):
         outcome = replay(journal, build, day=day)

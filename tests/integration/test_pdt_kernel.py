@@ -22,10 +22,11 @@ from domain.events import (
 )
 from domain.instruments import Instrument
 from domain.markets import PdtRule
-from kernel.replay import KernelParts, replay
+from kernel.replay import replay
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import one_name_policy
 from tests.integration.test_cn_rules_kernel import Scripted
@@ -89,8 +90,8 @@ def _run(tmp_path: Path, name: str, cash: str, pdt: PdtRule | None) -> tuple[Bac
     run_backtest(config, Scripted(TARGETS))
     journal = open_journal(config.journal)
 
-    def build(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
-        return build_parts(
+    def build(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
+        return build_setup(
             BacktestConfig.from_json(run.config_json), Scripted(TARGETS), expected_hash=ref.content_hash
         )
 

@@ -22,7 +22,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 
 FUTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
@@ -103,7 +103,7 @@ def test_funding_postings_on_real_rates(tmp_path: Path, capsys: pytest.CaptureFi
     run_backtest(config, HoldLong())
     journal = open_journal(tmp_path / "j")
     outcome = replay(
-        journal, lambda run, ref: build_parts(config, HoldLong(), expected_hash=ref.content_hash)
+        journal, lambda run, ref: build_setup(config, HoldLong(), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     events = [event for _, event in journal.events()]

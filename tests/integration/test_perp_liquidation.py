@@ -30,7 +30,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import load_panel
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.integration.test_perp_funding import FUTURES, PERP, _dataset
 
@@ -79,7 +79,7 @@ def _events(config: BacktestConfig, weight: float) -> list[object]:
     run_backtest(config, HoldLong(weight))
     journal = open_journal(config.journal)
     outcome = replay(
-        journal, lambda run, ref: build_parts(config, HoldLong(weight), expected_hash=ref.content_hash)
+        journal, lambda run, ref: build_setup(config, HoldLong(weight), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     return [event for _, event in journal.events()]

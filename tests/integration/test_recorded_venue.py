@@ -43,12 +43,13 @@ from domain.market import Panel
 from domain.orders import IllegalTransition, Order, evolve, new_order
 from domain.riskrules import KillSwitchConfig
 from kernel.loop import Kernel, KernelError
-from kernel.replay import KernelParts, replay
+from kernel.replay import replay
 from kernel.router import ExecutionConfig
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import dataset_ref
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, journal_inputs
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, journal_inputs
 from sim.recorded_venue import RecordedVenue, RecordingError, read_recording, write_recording
 from tests.factories import make_dataset
 
@@ -82,15 +83,15 @@ def _config(journal: Path) -> BacktestConfig:
     )
 
 
-def _parts(config: BacktestConfig, messages: list[VenueMessage], pending_max: int) -> KernelParts:
-    parts = build_parts(config, OneShot())
+def _parts(config: BacktestConfig, messages: list[VenueMessage], pending_max: int) -> RunSetup:
+    parts = build_setup(config, OneShot())
     return dataclasses.replace(parts, venue=RecordedVenue(parts.panel, messages, pending_max=pending_max))
 
 
 def _run(journal_path: Path, recording: Path, pending_max: int) -> Kernel:
     """A run against the recording, journaled like ``sim.backtest.run_backtest`` does."""
     config = _config(journal_path)
-    parts = build_parts(config, OneShot())
+    parts = build_setup(config, OneShot())
     venue = RecordedVenue.from_file(parts.panel, recording, pending_max=pending_max)
     panel = parts.panel
     ref = dataset_ref(Path(config.dataset))
@@ -98,13 +99,15 @@ def _run(journal_path: Path, recording: Path, pending_max: int) -> Kernel:
     try:
         journal_inputs(journal, config, ref, panel)
         kernel = Kernel(
-            panel=panel,
-            strategy=OneShot(),
-            venue=venue,
-            policy=parts.policy,
-            sink=journal,
-            currency=parts.currency,
-        )
+                     RunSetup(
+                         panel=panel,
+                         strategy=OneShot(),
+                         venue=venue,
+                         policy=parts.policy,
+                         currency=parts.currency,
+                     ),
+                     journal,
+                 )
         kernel.begin(parts.initial_cash_minor)
         kernel.run()
         kernel.finish()
@@ -271,7 +274,7 @@ def _model(orders: dict[str, Order], venue: list[VenueMessage], next_seq: int) -
 def _replay_builder(pending_max: int):  # type: ignore[no-untyped-def]
     """Replay parts with an EMPTY recording: the journaled messages must be enough."""
 
-    def build(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
+    def build(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
         config = BacktestConfig.from_json(run.config_json)
         return _parts(config, [], pending_max)
 
@@ -286,7 +289,7 @@ def test_messy_recorded_sessions_through_the_kernel(
     session: tuple[list[VenueMessage], list[tuple[int, VenueMessage]], int],
 ) -> None:
     venue, deliveries, pending_max = session
-    panel = build_parts(_config(_DATA / "x"), OneShot()).panel
+    panel = build_setup(_config(_DATA / "x"), OneShot()).panel
     received = [msgspec.structs.replace(m, ts_ns=int(panel.ts_ns[step])) for step, m in deliveries]
     with tempfile.TemporaryDirectory() as tmp:
         recording = Path(tmp) / "session.jsonl"
@@ -391,7 +394,7 @@ def _check_received(events: list[object]) -> tuple[set[int], Counter[str]]:
 
 
 def test_recording_errors_name_the_message(tmp_path: Path) -> None:
-    panel = build_parts(_config(tmp_path / "j"), OneShot()).panel
+    panel = build_setup(_config(tmp_path / "j"), OneShot()).panel
     ts = panel.ts_ns.tolist()
     late = VenueMessage(venue_seq=2, ts_ns=ts[5], order_id="a", kind="ack")
     early = VenueMessage(venue_seq=3, ts_ns=ts[4], order_id="a", kind="ack")
@@ -409,18 +412,17 @@ def test_recording_errors_name_the_message(tmp_path: Path) -> None:
 
 
 def test_a_synchronous_venue_refuses_journaled_messages_and_the_router_needs_one(tmp_path: Path) -> None:
-    parts = build_parts(_config(tmp_path / "j"), OneShot())
+    parts = build_setup(_config(tmp_path / "j"), OneShot())
     message = VenueMessageReceived(
         ts_ns=0, step=3, message=VenueMessage(venue_seq=1, ts_ns=0, order_id="a", kind="ack")
     )
-    common = dict(
-        panel=parts.panel, strategy=OneShot(), policy=parts.policy, sink=[], currency=parts.currency
-    )
+    setup = RunSetup(panel=parts.panel, strategy=OneShot(), venue=parts.venue, currency=parts.currency)
     with pytest.raises(KernelError, match="1 received venue messages, but this venue is synchronous"):
-        Kernel(venue=parts.venue, venue_messages=[message], **common)  # type: ignore[arg-type]
+        Kernel(setup, [], venue_messages=[message])  # type: ignore[arg-type]
     recorded = RecordedVenue(parts.panel, [])
+    twap = dataclasses.replace(setup, venue=recorded, execution=ExecutionConfig(algo="twap"))
     with pytest.raises(KernelError, match="execution router works with a synchronous venue only"):
-        Kernel(venue=recorded, execution=ExecutionConfig(algo="twap"), **common)  # type: ignore[arg-type]
+        Kernel(twap, [])  # type: ignore[arg-type]
 
 
 class TwoShots(OneShot):
@@ -433,7 +435,7 @@ def test_a_late_ack_of_an_order_the_kernel_cancelled_is_refused(tmp_path: Path) 
     (submitted -> cancelled); their late acks are refused as unknown orders, the new orders'
     messages apply; replay from the journal alone."""
     (first, _, _), (second, _, _) = _orders()
-    panel = build_parts(_config(tmp_path / "x"), OneShot()).panel
+    panel = build_setup(_config(tmp_path / "x"), OneShot()).panel
     day10 = int(panel.day[10])
     renewed = f"rec-{day10}-000003"  # the kernel's ids: strategy, session day, order counter (the sell)
     ts = panel.ts_ns.tolist()
@@ -445,18 +447,20 @@ def test_a_late_ack_of_an_order_the_kernel_cancelled_is_refused(tmp_path: Path) 
     path = tmp_path / "session.jsonl"
     write_recording(path, recording)
     config = _config(tmp_path / "j")
-    parts = build_parts(config, TwoShots())
+    parts = build_setup(config, TwoShots())
     journal = open_journal(tmp_path / "j", writable=True)
     ref = dataset_ref(Path(config.dataset))
     journal_inputs(journal, config, ref, panel)
     kernel = Kernel(
-        panel=panel,
-        strategy=TwoShots(),
-        venue=RecordedVenue.from_file(panel, path),
-        policy=parts.policy,
-        sink=journal,
-        currency=parts.currency,
-    )
+                 RunSetup(
+                     panel=panel,
+                     strategy=TwoShots(),
+                     venue=RecordedVenue.from_file(panel, path),
+                     policy=parts.policy,
+                     currency=parts.currency,
+                 ),
+                 journal,
+             )
     kernel.begin(parts.initial_cash_minor)
     kernel.run()
     kernel.finish()
@@ -482,17 +486,17 @@ def test_a_slow_venue_answer_trips_the_latency_kill_switch(tmp_path: Path) -> No
     judges it the same). An ack three sessions late trips the switch; the trip cancels the other
     working order, and the journal says why, with the numbers."""
     (first, _, _), (second, _, _) = _orders()
-    panel = build_parts(_config(tmp_path / "x"), OneShot()).panel
+    panel = build_setup(_config(tmp_path / "x"), OneShot()).panel
     ts = panel.ts_ns.tolist()
     one_day = 86_400 * 10**9
     recording = [VenueMessage(venue_seq=1, ts_ns=ts[5], order_id=first, kind="ack")]
     kill = KillSwitchConfig(latency_ns_max=one_day)
     config = msgspec.structs.replace(_config(tmp_path / "j"), kill_switch=kill)
-    parts = dataclasses.replace(build_parts(config, OneShot()), venue=RecordedVenue(panel, recording))
+    parts = dataclasses.replace(build_setup(config, OneShot()), venue=RecordedVenue(panel, recording))
     journal = open_journal(tmp_path / "j", writable=True)
     ref = dataset_ref(Path(config.dataset))
     journal_inputs(journal, config, ref, panel)
-    kernel = parts.kernel(journal)
+    kernel = Kernel(parts, journal)
     kernel.begin(parts.initial_cash_minor)
     kernel.run()
     kernel.finish()

@@ -40,14 +40,15 @@ from domain.market import Panel
 from domain.markets import Board, CnCorporateAction, CnFeeRow, CnFeeRows, CorporateAction, cn_price_limits
 from domain.orders import new_order
 from kernel.corporate_actions import CorporateActionConfig, actions_of
-from kernel.replay import KernelParts, replay
+from kernel.replay import replay
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.ingest import ingest
 from lake.partitioned import Lake
 from lake.sources import parse_hikyuu_actions, parse_hikyuu_day
 from lake.store import actions_table, dataset_ref, load_panel, write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
 from tests.factories import one_name_policy
@@ -169,9 +170,9 @@ def _run(config: BacktestConfig, weight: float) -> list[object]:
     run_backtest(config, BuyAt(BUY_DAY, weight))
     journal = open_journal(config.journal)
 
-    def build(run: RunStarted, ref: DatasetReferenced) -> KernelParts:
+    def build(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
         journaled = BacktestConfig.from_json(run.config_json)  # the decision comes from the journal
-        return build_parts(journaled, BuyAt(BUY_DAY, weight), expected_hash=ref.content_hash)
+        return build_setup(journaled, BuyAt(BUY_DAY, weight), expected_hash=ref.content_hash)
 
     outcome = replay(journal, build)
     assert outcome.ok, outcome.divergence

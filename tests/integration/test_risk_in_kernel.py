@@ -42,7 +42,7 @@ from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import write_dataset
 from lake.synth import synth_instruments
-from sim.backtest import OperatorCommandConfig, build_parts, run_backtest
+from sim.backtest import OperatorCommandConfig, build_setup, run_backtest
 from tests.factories import make_config, make_dataset, run
 from tests.integration.test_cn_rules_kernel import SPDB, Scripted, _dataset, _ts
 
@@ -192,7 +192,7 @@ def test_consecutive_rejects_trip_the_switch(tmp_path: Path) -> None:
     run_backtest(config, Scripted(targets))
     journal = open_journal(tmp_path / "j")
     outcome = replay(
-        journal, lambda r, ref: build_parts(config, Scripted(targets), expected_hash=ref.content_hash)
+        journal, lambda r, ref: build_setup(config, Scripted(targets), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     events = [e for _, e in journal.events()]
@@ -312,7 +312,7 @@ def test_a_trip_while_sending_stops_the_rest_of_the_decision(tmp_path: Path) -> 
     assert data is not None
     run_backtest(config, _TwoNames())
     journal = open_journal(tmp_path / "j")
-    outcome = replay(journal, lambda r, ref: build_parts(config, _TwoNames(), expected_hash=ref.content_hash))
+    outcome = replay(journal, lambda r, ref: build_setup(config, _TwoNames(), expected_hash=ref.content_hash))
     assert outcome.ok, outcome.divergence
     events = [e for _, e in journal.events()]
     (rejected,) = [e for e in events if isinstance(e, OrderRejected)]
@@ -366,7 +366,7 @@ def test_a_held_name_that_stops_printing_trips_stale_data(tmp_path: Path) -> Non
     )
     run_backtest(config, _HoldTwo())
     journal = open_journal(tmp_path / "j")
-    outcome = replay(journal, lambda r, ref: build_parts(config, _HoldTwo(), expected_hash=ref.content_hash))
+    outcome = replay(journal, lambda r, ref: build_setup(config, _HoldTwo(), expected_hash=ref.content_hash))
     assert outcome.ok, outcome.divergence
     events = [e for _, e in journal.events()]
     (tripped,) = [e for e in events if isinstance(e, KillSwitchTripped)]

@@ -21,7 +21,7 @@ from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import SPDB, Scripted, make_config, make_dataset, one_name_policy, run
 from tests.router_checks import check_parents, parent_views
@@ -202,7 +202,7 @@ def test_rejected_children_retry_with_backoff_until_t_plus_1_allows(tmp_path: Pa
     run_backtest(config, Scripted(targets))
     journal = open_journal(tmp_path / "j")
     outcome = replay(
-        journal, lambda r, ref: build_parts(config, Scripted(targets), expected_hash=ref.content_hash)
+        journal, lambda r, ref: build_setup(config, Scripted(targets), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     events = [e for _, e in journal.events()]

@@ -20,7 +20,7 @@ from lake.ingest import ingest
 from lake.partitioned import Lake
 from lake.sources import parse_freqtrade, parse_hikyuu_minute
 from lake.store import load_panel
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from tests.factories import Scripted
 from tests.router_checks import ParentView, check_parents, parent_views
 
@@ -95,7 +95,7 @@ def _run(
     journal = open_journal(tmp / "j")
     assert journal.verify().ok
     outcome = replay(
-        journal, lambda r, ref: build_parts(config, Scripted(targets), expected_hash=ref.content_hash)
+        journal, lambda r, ref: build_setup(config, Scripted(targets), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     panel, _ = load_panel(dataset)

@@ -24,10 +24,11 @@ from domain.orders import Order
 from kernel.loop import Kernel
 from kernel.replay import replay
 from kernel.router import ExecutionConfig
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from lake.store import load_panel
 from projections import open_ledger, rebuild_ledger
-from sim.backtest import build_parts
+from sim.backtest import build_setup
 from sim.execution_report import execution_report
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
@@ -181,17 +182,19 @@ class _ListSink:
 
 def _kernel_events(minutes: Path, on_timeout: str, venue_type: type[SimVenue]) -> list[Event]:
     config = make_config(minutes, minutes.parent / "unused", execution=_execution(on_timeout), fill=FILL)
-    parts = build_parts(config, make_strategy(config.strategy))
+    parts = build_setup(config, make_strategy(config.strategy))
     sink = _ListSink()
     kernel = Kernel(
-        panel=parts.panel,
-        strategy=parts.strategy,
-        venue=venue_type(parts.panel, config.fill),
-        policy=parts.policy,
-        sink=sink,
-        currency=parts.currency,
-        execution=parts.execution,
-    )
+                 RunSetup(
+                     panel=parts.panel,
+                     strategy=parts.strategy,
+                     venue=venue_type(parts.panel, config.fill),
+                     policy=parts.policy,
+                     currency=parts.currency,
+                     execution=parts.execution,
+                 ),
+                 sink,
+             )
     kernel.begin(parts.initial_cash_minor)
     kernel.run()
     kernel.finish()

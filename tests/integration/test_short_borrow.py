@@ -16,7 +16,7 @@ from kernel.borrow import BorrowConfig
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import write_dataset
-from sim.backtest import BacktestConfig, StrategyConfig, build_parts, run_backtest
+from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.factories import one_name_policy
 from tests.integration.test_cn_rules_kernel import Scripted
@@ -84,7 +84,7 @@ def test_short_pays_borrow_from_close_to_next_session(tmp_path: Path) -> None:
     run_backtest(config, Scripted(targets))
     journal = open_journal(config.journal)
     outcome = replay(
-        journal, lambda r, ref: build_parts(config, Scripted(targets), expected_hash=ref.content_hash)
+        journal, lambda r, ref: build_setup(config, Scripted(targets), expected_hash=ref.content_hash)
     )
     assert outcome.ok, outcome.divergence
     events = [e for _, e in journal.events()]

@@ -26,6 +26,7 @@ from domain.markets import (
 )
 from kernel.corporate_actions import split_position
 from kernel.loop import Kernel
+from kernel.setup import RunSetup
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
 from tests.factories import ListSink, Scripted, one_name_policy
@@ -97,13 +98,15 @@ def test_kernel_corporate_actions_keep_the_books(
     panel = _panel(closes, actions)
     sink = ListSink()
     kernel = Kernel(
-        panel=panel,
-        strategy=Scripted(targets),
-        venue=SimVenue(panel, FillModel(commission_e8=100_000)),
-        policy=one_name_policy(),
-        sink=sink,
-        currency="USD",
-    )
+                 RunSetup(
+                     panel=panel,
+                     strategy=Scripted(targets),
+                     venue=SimVenue(panel, FillModel(commission_e8=100_000)),
+                     policy=one_name_policy(),
+                     currency="USD",
+                 ),
+                 sink,
+             )
     kernel.begin(10**9)
     kernel.run()
 

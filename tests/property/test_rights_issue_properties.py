@@ -18,6 +18,7 @@ from domain.market import Panel
 from domain.markets import rights_cost_minor, rights_shares
 from kernel.corporate_actions import CorporateActionConfig
 from kernel.loop import Kernel
+from kernel.setup import RunSetup
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
 from tests.factories import ListSink, Scripted, one_name_policy
@@ -148,14 +149,16 @@ def test_rights_keep_the_books(
     cash_account = f"assets:cash:{ccy}"
     sink = ListSink()
     kernel = Kernel(
-        panel=panel,
-        strategy=Scripted(targets),
-        venue=SimVenue(panel, FillModel(commission_e8=100_000)),
-        policy=one_name_policy(),
-        sink=sink,
-        currency=ccy,
-        corporate_actions=CorporateActionConfig(rights=rights),
-    )
+                 RunSetup(
+                     panel=panel,
+                     strategy=Scripted(targets),
+                     venue=SimVenue(panel, FillModel(commission_e8=100_000)),
+                     policy=one_name_policy(),
+                     currency=ccy,
+                     corporate_actions=CorporateActionConfig(rights=rights),
+                 ),
+                 sink,
+             )
     kernel.begin(cash)
     kernel.run()
 

@@ -19,6 +19,7 @@ from domain.markets import is_liquidatable, maintenance_margin_minor
 from domain.riskrules import PORTFOLIO_RULE_ORDER, policy_from_mapping
 from kernel.liquidation import MarginTier, PerpMargin, brackets_of
 from kernel.loop import Kernel
+from kernel.setup import RunSetup
 from kernel.strategy import MarketView
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
@@ -71,16 +72,18 @@ def run(
 ) -> list[Event]:
     sink = ListSink()
     kernel = Kernel(
-        panel=panel,
-        strategy=Weights(plan),
-        venue=SimVenue(panel, fill or FillModel(commission_e8=0)),
-        policy=policy_from_mapping(
+                 RunSetup(
+                     panel=panel,
+                     strategy=Weights(plan),
+                     venue=SimVenue(panel, fill or FillModel(commission_e8=0)),
+                     policy=policy_from_mapping(
             {rule: {"limit_e8": 2_000_000_000, "action": "clip"} for rule in PORTFOLIO_RULE_ORDER}
         ),
-        sink=sink,
-        currency="USDT",
-        margin=margin,
-    )
+                     currency="USDT",
+                     margin=margin,
+                 ),
+                 sink,
+             )
     kernel.begin(CASH)
     kernel.run()
     kernel.finish()

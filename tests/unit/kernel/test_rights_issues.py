@@ -36,8 +36,11 @@ from domain.markets import (
 )
 from domain.orders import new_order
 from kernel.corporate_actions import CorporateActionBook, CorporateActionConfig, actions_of
+from kernel.desk import OrderDesk
+from kernel.futures import FuturesBook
 from kernel.loop import Kernel
 from kernel.markets import MarketRules
+from kernel.setup import RunSetup
 from kernel.state import KernelState
 from lake.store import DatasetError, actions_table, content_hash, load_panel, write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig
@@ -112,15 +115,17 @@ def _run(
     panel = _panel(action)
     sink = ListSink()
     kernel = Kernel(
-        panel=panel,
-        strategy=Scripted({}),
-        venue=SimVenue(panel, FillModel()),
-        policy=one_name_policy(),
-        sink=sink,
-        currency="CNY",
-        state=_state(cash_minor, qty),
-        corporate_actions=CorporateActionConfig(rights=rights),
-    )
+                 RunSetup(
+                     panel=panel,
+                     strategy=Scripted({}),
+                     venue=SimVenue(panel, FillModel()),
+                     policy=one_name_policy(),
+                     currency="CNY",
+                     corporate_actions=CorporateActionConfig(rights=rights),
+                 ),
+                 sink,
+                 state=_state(cash_minor, qty),
+             )
     kernel.run(0, steps)
     return sink.events, kernel.state
 
@@ -257,7 +262,18 @@ def test_open_orders_are_cancelled_with_the_rights_named() -> None:
     rules = MarketRules({1: SPDB}, first_day=DAYS[0])
     book = CorporateActionBook(panel, {1: SPDB}, rules, CorporateActionConfig(rights="subscribe"))
     sink = ListSink()
-    book.apply(EX, state, rules, sink.append, lambda ts, memo, postings: None)
+    desk = OrderDesk(
+        state=state,
+        sink=sink,
+        panel=panel,
+        day_end=panel.day_end_mask(),
+        instruments={1: SPDB},
+        rules=rules,
+        venue=SimVenue(panel, FillModel()),
+        futures=FuturesBook(panel, {1: SPDB}, {1: 0}, None, perp_margin=False),
+        corporate=book,
+    )
+    book.apply(EX, desk)
     cancelled = [e for e in sink.events if isinstance(e, OrderCancelled)]
     assert [e.reason for e in cancelled] == [
         "CORPORATE_ACTION: ex_day=20200108, split=1/1, cash_e8=0, rights=3/10, rights_price_e8=800000000"

@@ -13,6 +13,7 @@ from domain.instruments import Instrument
 from domain.market import Panel
 from domain.markets import session_intervals_ns
 from kernel.loop import Kernel, KernelError
+from kernel.setup import RunSetup
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
 from tests.factories import ListSink, Scripted, one_name_policy
@@ -51,15 +52,15 @@ def _panel(instrument: Instrument, days: list[int]) -> Panel:
 def _run(instrument: Instrument, days: list[int], **kernel_args: bool) -> list[Event]:
     panel = _panel(instrument, days)
     sink = ListSink()
-    kernel = Kernel(
+    setup = RunSetup(
         panel=panel,
         strategy=Scripted({0: 0.5, 1: 0.0}),  # buy at step 1's open, sell it all at step 2's
         venue=SimVenue(panel, FillModel(commission_e8=0)),
         policy=one_name_policy(),
-        sink=sink,
         currency="USD",
-        **kernel_args,
+        **kernel_args,  # type: ignore[arg-type]
     )
+    kernel = Kernel(setup, sink)
     kernel.begin(10_000_000)
     kernel.run()
     return sink.events

@@ -1,0 +1,93 @@
+"""What holding a position costs or earns between trades: perpetual funding at its times,
+short borrow fees at each session's close (``kernel.borrow``). Both post through the desk."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.fixed import Rounding
+from domain.instruments import Instrument
+from domain.market import Panel
+from domain.markets import funding_payment_minor, funding_postings
+from kernel.borrow import BorrowConfig, borrow_postings
+from kernel.desk import OrderDesk
+
+__all__ = ["Carry"]
+
+
+def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int]]]:
+    """Funding rows grouped by the first step at or after their time (later ones dropped)."""
+    steps = np.searchsorted(panel.ts_ns, panel.funding_ts_ns, side="left")
+    grouped: dict[int, list[tuple[int, int, int]]] = {}
+    rows = zip(
+        steps.tolist(),
+        panel.funding_instrument_id.tolist(),
+        panel.funding_rate_e8.tolist(),
+        panel.funding_ts_ns.tolist(),
+        strict=True,
+    )
+    for step, iid, rate_e8, ts_ns in rows:
+        if step < panel.steps:
+            grouped.setdefault(step, []).append((iid, rate_e8, ts_ns))
+    return grouped
+
+
+class Carry:
+    """Funding and borrow of one kernel's book."""
+
+    def __init__(
+        self,
+        desk: OrderDesk,
+        panel: Panel,
+        instruments: dict[int, Instrument],
+        columns: dict[int, int],
+        borrow: BorrowConfig | None,
+    ) -> None:
+        self._desk = desk
+        self._panel = panel
+        self._instruments = instruments
+        self._columns = columns
+        self._borrow = borrow
+        self._funding = _funding_by_step(panel)
+        self.funding_mask: npt.NDArray[np.bool_] = np.zeros(panel.steps, dtype=np.bool_)
+        self.funding_mask[list(self._funding)] = True
+
+    def funding(self, step: int) -> None:
+        """Perpetual funding for positions held through a funding time inside this step's bar,
+        at the bar's close as the mark; cash against funding income or expense."""
+        rows = self._funding.get(step)
+        if not rows:
+            return
+        panel = self._panel
+        positions = self._desk.state.positions
+        for iid, rate_e8, funding_ts_ns in rows:
+            position = positions.get(iid)
+            if position is None:
+                continue
+            inst = self._instruments[iid]
+            column = self._columns[iid]
+            mark = int(
+                panel.close[step, column] if panel.valid[step, column] else panel.last_close[step, column]
+            )
+            amount = funding_payment_minor(inst, position.qty_raw, mark, rate_e8, Rounding.HALF_EVEN)
+            postings = funding_postings(amount, inst.currency)
+            if postings:
+                memo = f"funding {inst.symbol} rate_e8={rate_e8} mark_px_raw={mark} at {funding_ts_ns}"
+                self._desk.post(int(panel.ts_ns[step]), memo, postings)
+
+    def accrue_borrow(self, step: int) -> None:
+        """Short borrow fees from this session to the next."""
+        if self._borrow is None:
+            return
+        panel = self._panel
+        day = int(panel.day[step])
+        next_day = int(panel.day[step + 1]) if step + 1 < panel.steps else day
+        ts_ns = int(panel.ts_ns[step])
+        for iid, position in sorted(self._desk.state.positions.items()):
+            close = int(panel.last_close[step, self._columns[iid]])
+            postings, memo = borrow_postings(
+                self._borrow, self._instruments[iid], position, close, day, next_day
+            )
+            if postings:
+                self._desk.post(ts_ns, memo, postings)
