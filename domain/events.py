@@ -60,6 +60,9 @@ __all__ = [
     "RunFinished",
     "RightsIssueApplied",
     "RunStarted",
+    "SleeveMark",
+    "SleeveSnapshot",
+    "SleevesMarked",
     "StateSnapshotted",
     "TaxLotSnapshot",
     "FutureSettled",
@@ -380,6 +383,16 @@ class DayTradeSnapshot(msgspec.Struct, frozen=True, array_like=True):
     armed: bool
 
 
+class SleeveSnapshot(msgspec.Struct, frozen=True, array_like=True):
+    """One strategy's share of a multi-strategy book (``kernel.sleeves``)."""
+
+    strategy_id: str
+    budget_e8: int
+    capital_minor: int
+    cash_minor: int
+    positions: list[tuple[int, int]]  # (instrument_id, qty_raw), sorted
+
+
 class KernelSnapshot(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
 ):
@@ -407,6 +420,27 @@ class KernelSnapshot(
     day_trades: list[DayTradeSnapshot] = []  # US PDT day-trade counter (sessions in the window)
     # An asynchronous venue's sequence guard; UNSET (absent) with a synchronous venue.
     venue_guard: VenueGuardSnapshot | UnsetType = UNSET
+    sleeves: list[SleeveSnapshot] = []  # per-strategy books of a multi-strategy run
+
+
+class SleeveMark(msgspec.Struct, frozen=True, array_like=True):
+    """One strategy's part of the book at a day close, in the run's currency (minor units)."""
+
+    strategy_id: str
+    capital_minor: int  # the part of the initial capital its budget gave it
+    cash_minor: int
+    value_minor: int  # its positions' share of the book's position values
+    nav_minor: int  # cash + value
+
+
+class SleevesMarked(Event, frozen=True, tag="book.sleeves_marked.v1"):
+    """A multi-strategy book at a day close, per strategy: the sleeves' cash, values and NAVs
+    sum exactly to the ``DayClosed`` journaled just before."""
+
+    day: int
+    step: int
+    currency: str
+    sleeves: list[SleeveMark]
 
 
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
@@ -674,6 +708,7 @@ AnyEvent = (
     | VenueMessageRefused
     | OptionExpired
     | RightsIssueApplied
+    | SleevesMarked
 )
 
 INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1", "venue.message_received.v1"})

@@ -74,7 +74,7 @@ class Carry:
             postings = funding_postings(amount, inst.currency)
             if postings:
                 memo = f"funding {inst.symbol} rate_e8={rate_e8} mark_px_raw={mark} at {funding_ts_ns}"
-                self._desk.post(int(panel.ts_ns[step]), memo, postings)
+                self._desk.post(int(panel.ts_ns[step]), memo, postings, iid)
 
     def accrue_borrow(self, step: int) -> None:
         """Short borrow fees from this session to the next."""
@@ -90,4 +90,4 @@ class Carry:
                 self._borrow, self._instruments[iid], position, close, day, next_day
             )
             if postings:
-                self._desk.post(ts_ns, memo, postings)
+                self._desk.post(ts_ns, memo, postings, iid)

@@ -43,7 +43,15 @@ from kernel.pdt import PdtGuard
 from kernel.state import KernelState
 from kernel.venue import VenuePort
 
-__all__ = ["DeskWatcher", "EventSink", "OrderDesk", "OrderWatcher", "SaleTaxes", "leaves_probe"]
+__all__ = [
+    "DeskWatcher",
+    "EventSink",
+    "LedgerWatcher",
+    "OrderDesk",
+    "OrderWatcher",
+    "SaleTaxes",
+    "leaves_probe",
+]
 
 
 class EventSink(Protocol):
@@ -61,6 +69,15 @@ class OrderWatcher(Protocol):
     """Sees every order event the desk journals, right after it is journaled."""
 
     def observe(self, event: Event) -> None: ...
+
+
+class LedgerWatcher(Protocol):
+    """Sees each fill before its transaction is posted, and each transaction with the
+    instrument it is about (None: not about one instrument)."""
+
+    def on_fill(self, fill: OrderFilled, order: Order) -> None: ...
+
+    def on_posted(self, event: LedgerPosted, about: int | None) -> None: ...
 
 
 class DeskWatcher(Protocol):
@@ -113,6 +130,7 @@ class OrderDesk:
             raise ValueError("the PDT rule needs the account's equity")
         self._order_watcher: OrderWatcher | None = None
         self._watcher: DeskWatcher | None = None
+        self._ledger_watcher: LedgerWatcher | None = None
 
     # --- assembly ----------------------------------------------------------------------------
 
@@ -120,6 +138,11 @@ class OrderDesk:
         if self._order_watcher is not None:
             raise ValueError("the desk already has an order watcher")
         self._order_watcher = watcher
+
+    def watch_ledger(self, watcher: LedgerWatcher) -> None:
+        if self._ledger_watcher is not None:
+            raise ValueError("the desk already has a ledger watcher")
+        self._ledger_watcher = watcher
 
     def watch(self, watcher: DeskWatcher) -> None:
         if self._watcher is not None:
@@ -135,14 +158,16 @@ class OrderDesk:
             self._order_watcher.observe(event)
         return seq
 
-    def post(self, ts_ns: int, memo: str, postings: list[PostingRecord]) -> None:
-        """One balanced ledger transaction, journaled and applied to the balances."""
+    def post(self, ts_ns: int, memo: str, postings: list[PostingRecord], about: int | None = None) -> None:
+        """One balanced ledger transaction, journaled and applied to the balances; ``about``:
+        the instrument it concerns (funding, borrow, settlement), for the ledger watcher."""
         state = self.state
         state.txn_counter += 1
-        self.journal(
-            LedgerPosted(ts_ns=ts_ns, txn_id=f"T{state.txn_counter:09d}", memo=memo, postings=postings)
-        )
+        event = LedgerPosted(ts_ns=ts_ns, txn_id=f"T{state.txn_counter:09d}", memo=memo, postings=postings)
+        self.journal(event)
         apply_postings(state.balances, postings)
+        if self._ledger_watcher is not None:
+            self._ledger_watcher.on_posted(event, about)
 
     # --- sessions ----------------------------------------------------------------------------
 
@@ -367,6 +392,8 @@ class OrderDesk:
         postings.extend(self.rules.fee_postings(day, fill))
         postings.extend(self._corporate.on_fill(state, day, fill))  # A-share dividend tax at the sale
         self.rules.on_fill(state.sellable, day, fill)
+        if self._ledger_watcher is not None:
+            self._ledger_watcher.on_fill(fill, state.open_orders[fill.order_id])
         self.journal(fill)
         if postings:  # a future's opening fill without commission moves no money
             self.post(fill.ts_ns, f"fill {fill.order_id}", postings)

@@ -64,7 +64,7 @@ class FuturesConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         return self.by_symbol.get(instrument.symbol, self.settlement)
 
 
-PostFn = Callable[[int, str, list[PostingRecord]], None]
+PostFn = Callable[[int, str, list[PostingRecord], int], None]  # (ts, memo, postings, instrument)
 AppendFn = Callable[[Event], int]
 
 
@@ -155,7 +155,8 @@ class FuturesBook:
                 )
             )
             if postings:
-                post(ts_ns, f"variation margin {inst.symbol} {day} settle_px_raw={px} ({method})", postings)
+                memo = f"variation margin {inst.symbol} {day} settle_px_raw={px} ({method})"
+                post(ts_ns, memo, postings, iid)
             positions[iid] = settled_position
 
     def _settle_price(self, iid: int, step: int, day: int) -> tuple[int, str] | None:

@@ -314,5 +314,5 @@ class Liquidation:
                 PostingRecord(f"expenses:liquidation_fee:{ccy}", ccy, fee),
             ]
             assert_balanced(postings)
-            desk.post(ts_ns, memo, postings)
+            desk.post(ts_ns, memo, postings, iid)
         return left - fee

@@ -33,12 +33,13 @@ from domain.events import (
     InstrumentsDefined,
     OperatorCommanded,
     RunFinished,
+    SleevesMarked,
     StateSnapshotted,
     TargetsDecided,
     VenueMessageReceived,
 )
-from domain.fixed import RATE_SCALE
-from domain.ledger import capital_postings
+from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.ledger import Position, capital_postings, cash_account
 from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
 from kernel.carry import Carry
@@ -63,8 +64,9 @@ from kernel.pipeline import (
 )
 from kernel.router import Router
 from kernel.setup import RunSetup
+from kernel.sleeves import Sleeve, SleeveBook, SleeveError
 from kernel.state import KernelState
-from kernel.strategy import MarketView, strategy_limit_prices
+from kernel.strategy import MarketView, Strategy, strategy_limit_prices
 from kernel.valuation import Valuation
 from kernel.venue import NO_ACTIVITY
 from kernel.venue_inbox import VenueInbox
@@ -106,11 +108,10 @@ class Kernel:
         venue_messages: Sequence[VenueMessageReceived] | None = None,
     ) -> None:
         panel = setup.panel
-        strategy = setup.strategy
         currency = setup.currency
         self.setup = setup
         self._panel = panel
-        self._strategy = strategy
+        self._slots = setup.strategies
         self.state = state if state is not None else KernelState(currency)
         if self.state.kill is None:
             self.state.kill = initial_state(int(panel.ts_ns[0]))
@@ -131,11 +132,8 @@ class Kernel:
                 raise KernelError(
                     f"{inst.symbol} trades in {inst.currency}; this run settles in {currency} only"
                 )
-        schedule = np.asarray(strategy.schedule(panel), dtype=np.int64)
-        if schedule.size and (schedule[0] < 0 or schedule[-1] >= panel.steps):
-            raise KernelError(f"{strategy.strategy_id}: schedule has steps outside the panel")
-        self._decide_mask = np.zeros(panel.steps, dtype=np.bool_)
-        self._decide_mask[schedule] = True
+        self._slot_masks = [self._schedule_mask(slot.strategy) for slot in self._slots]
+        self._decide_mask = np.logical_or.reduce(self._slot_masks)
         self._day_end = panel.day_end_mask()
         self._commands = _commands_by_step(panel, setup.operator_commands)
         self._command_mask = np.zeros(panel.steps, dtype=np.bool_)
@@ -144,6 +142,11 @@ class Kernel:
         columns = self.valuation.columns
         margin = setup.margin if setup.margin is not None and setup.margin.enabled else None
         self._corporate = CorporateActionBook(panel, instruments, rules, setup.corporate_actions)
+        if len(self._slots) > 1 and (self._corporate.ex_by_step or self._corporate.pay_by_step):
+            raise KernelError(
+                "corporate actions in a book of several strategies are not built yet: "
+                "run the strategies on a data set without actions, or one strategy per run"
+            )
         try:
             self._futures = FuturesBook(
                 panel, instruments, columns, setup.futures, perp_margin=margin is not None
@@ -191,6 +194,7 @@ class Kernel:
             desk.watch_orders(self._router)
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
+        self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
         # An asynchronous venue's messages (replay: the journaled ones); None for the simulator.
         try:
             self._inbox = VenueInbox.attach(
@@ -198,6 +202,23 @@ class Kernel:
             )
         except ValueError as error:
             raise KernelError(str(error)) from None
+
+    def _sleeve_book(self) -> SleeveBook:
+        """Several strategies share the book: each keeps its sleeve (``kernel.sleeves``)."""
+        if not self.state.sleeves:
+            self.state.sleeves = [Sleeve(slot.strategy.strategy_id, slot.budget_e8) for slot in self._slots]
+        book = SleeveBook(self.state.sleeves, cash_account(self.setup.currency))
+        self.desk.watch_ledger(book)
+        return book
+
+    def _schedule_mask(self, strategy: Strategy) -> npt.NDArray[np.bool_]:
+        panel = self._panel
+        schedule = np.asarray(strategy.schedule(panel), dtype=np.int64)
+        if schedule.size and (schedule[0] < 0 or schedule[-1] >= panel.steps):
+            raise KernelError(f"{strategy.strategy_id}: schedule has steps outside the panel")
+        mask = np.zeros(panel.steps, dtype=np.bool_)
+        mask[schedule] = True
+        return mask
 
     # --- run -----------------------------------------------------------------------------
 
@@ -301,18 +322,32 @@ class Kernel:
     # --- decision ------------------------------------------------------------------------
 
     def _decide(self, step: int) -> bool:
-        """Decision, risk and execution at ``step``; True when orders were submitted."""
+        """Each strategy scheduled at ``step``, in the setup's order; True when orders were
+        submitted."""
+        if self._sleeves is None:
+            return self._decide_one(step, self._slots[0].strategy, None)
+        submitted = False
+        for index, slot in enumerate(self._slots):
+            if self._slot_masks[index][step]:
+                sleeve = self._sleeves.sleeve(slot.strategy.strategy_id)
+                submitted = self._decide_one(step, slot.strategy, sleeve) or submitted
+        return submitted
+
+    def _decide_one(self, step: int, strategy: Strategy, sleeve: Sleeve | None) -> bool:
+        """Decision, risk and execution of one strategy at ``step``; True when orders were
+        submitted. With a ``sleeve`` (several strategies) its weights are fractions of its
+        budget, the risk policy sees the combined book, and its orders move its own positions."""
         view = MarketView(self._panel, step)
-        weights = self._strategy.decide(view)
+        weights = strategy.decide(view)
         if weights is None:
             return False
-        limit_px = strategy_limit_prices(self._strategy, view)
-        targets = self._targets_e8(weights)
+        limit_px = strategy_limit_prices(strategy, view)
+        targets = self._targets_e8(strategy, weights)
         if not targets:
             return False
         desk = self.desk
         ts_ns = int(self._panel.ts_ns[step])
-        sid = self._strategy.strategy_id
+        sid = strategy.strategy_id
         ids = sorted(targets)
         desk.journal(
             TargetsDecided(
@@ -328,13 +363,19 @@ class Kernel:
         self._kill.observe_data_age(step, ts_ns, targets)
         prices = self.valuation.prices(step)
         held = current_weights(self.state.positions, prices, self._instruments, nav)
+        positions = self.state.positions
+        others: dict[int, int] = {}
+        if sleeve is not None:  # the book's targets: the other sleeves as held, this one's new
+            positions, others, targets = self._book_targets(sleeve, targets, held, prices, nav)
         allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)
         self.state.last_targets.update(allowed)
         # A new decision supersedes the strategy's orders still open.
         desk.cancel_where(
             step, ts_ns, "superseded by a new decision", keep=lambda order: order.strategy_id != sid
         )
-        intents = plan_orders(allowed, self.state.positions, prices, self._instruments, nav)
+        if others:  # this sleeve's share of the allowed book
+            allowed = {iid: weight - others.get(iid, 0) for iid, weight in allowed.items()}
+        intents = plan_orders(allowed, positions, prices, self._instruments, nav)
         if self._greeks is not None:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
@@ -343,6 +384,14 @@ class Kernel:
             desk.journal(verdict)
         if self._router is not None:
             return self._router.on_decision(step, ts_ns, sid, intents)
+        self._send(step, ts_ns, sid, intents, limit_px)
+        return bool(intents)
+
+    def _send(
+        self, step: int, ts_ns: int, sid: str, intents: list[OrderIntent], limit_px: dict[int, int]
+    ) -> None:
+        """Submit a decision's orders; if the kill switch trips meanwhile, the rest are not sent."""
+        desk = self.desk
         armed = self._kill.armed
         for index, intent in enumerate(intents):
             if armed and not self._kill.armed:
@@ -359,7 +408,25 @@ class Kernel:
                 intent.decision_px_raw,
                 limit_px=limit_px.get(intent.instrument_id, 0),
             )
-        return bool(intents)
+
+    def _book_targets(
+        self,
+        sleeve: Sleeve,
+        targets: dict[int, int],
+        held: dict[int, int],
+        prices: dict[int, int],
+        nav: int,
+    ) -> tuple[dict[int, Position], dict[int, int], dict[int, int]]:
+        """A sleeve's decision as the book's: (its positions, the other sleeves' weights in the
+        names it targets, the book's targets). Its weights are fractions of its budget."""
+        positions = {iid: Position(qty, 0) for iid, qty in sleeve.positions.items()}
+        own = current_weights(positions, prices, self._instruments, nav)
+        others = {iid: held.get(iid, 0) - own.get(iid, 0) for iid in targets}
+        book = {
+            iid: others[iid] + div_round(weight * sleeve.budget_e8, RATE_SCALE, Rounding.HALF_EVEN)
+            for iid, weight in targets.items()
+        }
+        return positions, others, book
 
     def _pre_trade(
         self, step: int, sid: str, targets: dict[int, int], held: dict[int, int], prices: dict[int, int]
@@ -402,18 +469,18 @@ class Kernel:
         verdicts.extend(greek_verdicts)
         return intents
 
-    def _targets_e8(self, weights: npt.NDArray[np.float64]) -> dict[int, int]:
+    def _targets_e8(self, strategy: Strategy, weights: npt.NDArray[np.float64]) -> dict[int, int]:
         """Float weights -> 1e-8 integers, half-even (Python's ``round`` and ``np.rint`` agree
         on every double); NaN means "no target for this name"."""
         ids = self.valuation.ids
         if weights.shape != (len(ids),):
-            raise KernelError(f"strategy returned {weights.shape} weights for {len(ids)} names")
+            raise KernelError(f"{strategy.strategy_id} returned {weights.shape} weights for {len(ids)} names")
         targets = {}
         for iid, weight in zip(ids, weights.tolist(), strict=True):
             if weight != weight:  # NaN
                 continue
             if not isfinite(weight):
-                raise KernelError(f"{self._strategy.strategy_id}: non-finite target weight for {iid}")
+                raise KernelError(f"{strategy.strategy_id}: non-finite target weight for {iid}")
             targets[iid] = round(weight * RATE_SCALE)
         return targets
 
@@ -441,6 +508,8 @@ class Kernel:
                 currency=self.setup.currency,
             )
         )
+        if self._sleeves is not None:
+            self._mark_sleeves(step, ts_ns, day, cash, values)
         self._kill.observe_nav(step, ts_ns, nav)
         if self._vol_target is not None:
             closes = self.state.nav_closes
@@ -449,6 +518,16 @@ class Kernel:
         if self._kill.flattening:
             self._kill.flatten(step, self.valuation.prices(step))
         desk.journal(StateSnapshotted(ts_ns=ts_ns, day=day, snapshot=self.state.snapshot()))
+
+    def _mark_sleeves(self, step: int, ts_ns: int, day: int, cash: int, values: dict[int, int]) -> None:
+        assert self._sleeves is not None
+        held = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+        try:
+            marks = self._sleeves.mark(cash, held, values)
+        except SleeveError as error:
+            raise KernelError(f"day {day}: {error}") from None
+        currency = self.setup.currency
+        self.desk.journal(SleevesMarked(ts_ns=ts_ns, day=day, step=step, currency=currency, sleeves=marks))
 
     def finish(self) -> None:
         step = self._panel.steps - 1

@@ -11,29 +11,47 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from domain.events import OperatorCommanded
+from domain.fixed import RATE_SCALE
 from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesConfig
-from kernel.liquidation import PerpMargin
-from kernel.options import OptionModel
+from kernel.killswitch import KILL_SWITCH_STRATEGY
+from kernel.liquidation import LIQUIDATION_STRATEGY_ID, PerpMargin
+from kernel.options import EXPIRY_STRATEGY, OptionModel
 from kernel.router import ExecutionConfig
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
 
-__all__ = ["RunSetup"]
+__all__ = ["RESERVED_STRATEGY_IDS", "RunSetup", "StrategySlot"]
+
+
+@dataclass(frozen=True)
+class StrategySlot:
+    """One strategy of a book and its budget: the fraction of the book (1e-8) it trades."""
+
+    strategy: Strategy
+    budget_e8: int = RATE_SCALE
+
+
+RESERVED_STRATEGY_IDS = frozenset({KILL_SWITCH_STRATEGY, LIQUIDATION_STRATEGY_ID, EXPIRY_STRATEGY})
+"""Strategy ids of the orders the kernel sends itself (flattening, liquidation, option expiry)."""
 
 
 @dataclass(frozen=True)
 class RunSetup:
-    """What one kernel runs on: the data, the strategy, the venue and every run setting."""
+    """What one kernel runs on: the data, the strategies, the venue and every run setting.
+
+    Give one ``strategy`` (it trades the whole book), or ``strategies``: several, each with a
+    budget, the budgets summing to one (``kernel.sleeves``)."""
 
     panel: Panel
-    strategy: Strategy
     venue: VenuePort
     currency: str
+    strategy: Strategy | None = None
+    strategies: tuple[StrategySlot, ...] = ()
     initial_cash_minor: int = 0
     policy: RiskPolicy = field(default_factory=RiskPolicy)
     kill_switch: KillSwitchConfig = field(default_factory=KillSwitchConfig)
@@ -48,3 +66,28 @@ class RunSetup:
     futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
     option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
     corporate_actions: CorporateActionConfig = field(default_factory=CorporateActionConfig)
+
+    def __post_init__(self) -> None:
+        if self.strategy is not None:
+            # A single strategy trades the whole book; its one slot is derived (and re-derived by
+            # ``dataclasses.replace``), so only a hand-written list of several slots conflicts.
+            derived = len(self.strategies) == 1 and self.strategies[0].budget_e8 == RATE_SCALE
+            if self.strategies and not derived:
+                raise ValueError("give one strategy, or several strategies with budgets, not both")
+            object.__setattr__(self, "strategies", (StrategySlot(self.strategy),))
+        elif not self.strategies:
+            raise ValueError("a run setup needs one strategy, or several strategies with budgets")
+        ids = [slot.strategy.strategy_id for slot in self.strategies]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"strategy ids must be unique in one book, got {ids}")
+        reserved = sorted(set(ids) & RESERVED_STRATEGY_IDS)
+        if reserved:
+            raise ValueError(f"strategy ids {reserved} are reserved for the kernel's own orders")
+        for slot in self.strategies:
+            if not 0 < slot.budget_e8 <= RATE_SCALE:
+                raise ValueError(
+                    f"{slot.strategy.strategy_id}: budget {slot.budget_e8 / RATE_SCALE:g} is outside (0, 1]"
+                )
+        total = sum(slot.budget_e8 for slot in self.strategies)
+        if total != RATE_SCALE:
+            raise ValueError(f"strategy budgets sum to {total / RATE_SCALE:g}; they must sum to 1")

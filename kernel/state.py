@@ -22,6 +22,7 @@ from domain.markets import DayTradeBook, DayTradeRecord, Lots, SellableBook, Tax
 from domain.orders import Order, OrderStatus
 from domain.riskrules import KillState, KillSwitchState
 from kernel.router import ExecutionBook
+from kernel.sleeves import Sleeve
 
 __all__ = ["KernelState"]
 
@@ -45,6 +46,7 @@ class KernelState:
         self.execution = ExecutionBook()  # the execution router's working parents
         self.day_trades = DayTradeBook()  # US PDT counter (``kernel.pdt``)
         self.venue_guard: SequenceGuard | None = None  # an asynchronous venue's sequence guard
+        self.sleeves: list[Sleeve] = []  # per-strategy books of a multi-strategy run (kernel.sleeves)
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency
@@ -87,6 +89,7 @@ class KernelState:
             router=self.execution.snapshot(),
             day_trades=[DayTradeSnapshot(*msgspec.structs.astuple(r)) for r in self.day_trades.records],
             venue_guard=_guard_snapshot(self.venue_guard),
+            sleeves=[sleeve.snapshot() for sleeve in self.sleeves],
         )
 
     @classmethod
@@ -136,6 +139,7 @@ class KernelState:
             guard = snapshot.venue_guard
             held_messages = {message.venue_seq: message for message in guard.held}
             state.venue_guard = SequenceGuard(next_seq=guard.next_seq, held=held_messages)
+        state.sleeves = [Sleeve.restore(sleeve) for sleeve in snapshot.sleeves]
         return state
 
 
