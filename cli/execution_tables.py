@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.table import Table
 
 from cli.progress import console
@@ -10,35 +11,45 @@ from sim.execution_report import ExecutionReport, bps, money, percent
 
 __all__ = ["print_execution_quality"]
 
+# The terminal tables fit 80 columns (numbers never wrap or cut; the currency is in the title);
+# opportunity cost, arrival shortfall and the order prices are in --json / --orders.
 _TOTAL_HEADERS = (
     "orders",
     "fill ratio",
     "shortfall vs decision",
-    "shortfall vs arrival",
-    "opportunity cost",
     "slippage vs decision (bp)",
     "slippage vs arrival (bp)",
 )
 
 
+def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]], text: int) -> Table:
+    """The first ``text`` columns fold; the numbers keep their full width on one line."""
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    for index, header in enumerate(headers):
+        if index < text:
+            table.add_column(header, overflow="fold")
+        else:
+            width = max((len(row[index]) for row in rows), default=1)
+            table.add_column(header, justify="right", min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _totals_table(title: str, label: str, totals: dict[str, ExecutionTotals]) -> Table:
-    table = Table(title=title)
-    table.add_column(label)
-    for header in _TOTAL_HEADERS:
-        table.add_column(header, justify="right")
-    for key, value in totals.items():
-        ccy = value.currency
-        table.add_row(
+    currencies = sorted({value.currency for value in totals.values()})
+    rows = [
+        (
             key,
             f"{value.parents:,}",
             percent(value.fill_ratio_e8),
-            f"{money(value.shortfall_decision_minor, ccy)} {ccy}",
-            f"{money(value.shortfall_arrival_minor, ccy)} {ccy}",
-            f"{money(value.opportunity_cost_decision_minor, ccy)} {ccy}",
+            money(value.shortfall_decision_minor, value.currency),
             bps(value.slippage_decision_e8),
             bps(value.slippage_arrival_e8),
         )
-    return table
+        for key, value in totals.items()
+    ]
+    return _table(f"{title} ({', '.join(currencies)})", (label, *_TOTAL_HEADERS), rows, text=1)
 
 
 def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -> None:
@@ -56,21 +67,21 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
         title = f"execution quality by day (latest {len(shown)} of {len(report.by_day):,}; --json has all)"
         console.print(_totals_table(title, "day", shown))
     if worst:
-        table = Table(title=f"worst {min(worst, len(report.rows))} orders by shortfall vs decision")
-        for header in ("order", "strategy", "day", "side", "status", "fill ratio", "decision px",
-                       "arrival px", "shortfall vs decision", "slippage vs decision (bp)"):  # fmt: skip
-            table.add_column(header, justify="left" if header in ("order", "strategy", "status") else "right")
-        for row in report.worst(worst):
-            table.add_row(
+        worst_rows = report.worst(worst)
+        currencies = sorted({row.currency for row in worst_rows})
+        headers = ("order", "strategy", "day", "side", "fill ratio", "shortfall vs decision",
+                   "slippage vs decision (bp)")  # fmt: skip
+        rows = [
+            (
                 row.parent_id,
                 row.strategy_id,
                 str(row.day or "-"),
                 "buy" if row.side > 0 else "sell",
-                row.status,
                 percent(row.fill_ratio_e8),
-                f"{row.decision_px_raw:,}",
-                f"{row.arrival_px_raw:,}",
-                f"{money(row.shortfall_decision_minor, row.currency)} {row.currency}",
+                money(row.shortfall_decision_minor, row.currency),
                 bps(row.slippage_decision_e8),
             )
-        console.print(table)
+            for row in worst_rows
+        ]
+        title = f"worst {len(rows)} orders by shortfall vs decision ({', '.join(currencies)})"
+        console.print(_table(title, headers, rows, text=2))

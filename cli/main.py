@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
+from cli.attribution_tables import print_attribution, write_attribution
 from cli.execution_tables import print_execution_quality
 from cli.ingest import (
     add_export_parser,
@@ -23,7 +24,7 @@ from cli.ingest import (
 )
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
-from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
+from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
 from kernel.journal import Journal, JournalError
@@ -32,7 +33,9 @@ from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
 from lake.store import DatasetError
 from lake.synth import synth_dataset
+from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
 from projections import ProjectionError, TargetUnavailable
+from sim.attribution import AttributionError, strategy_attribution
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError, execution_report, write_orders_csv, write_orders_json
 from sim.metrics import report_from_journal
@@ -57,10 +60,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     overrides = {"journal": args.journal} if args.journal else {}
     config = load_config(Path(args.config), overrides)
-    strategy = make_strategy(config.strategy)
+    strategies = make_strategies(config)
     steps = _steps_of(config.dataset)
     with progress_bar(f"backtest {config.run_id}", steps) as update:
-        result = run_backtest(config, strategy, progress=update)
+        result = run_backtest(config, strategies, progress=update)
     console.print(
         f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}..."
     )
@@ -153,6 +156,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.days < 0:
         raise ConfigError("--worst and --days must not be negative")
     _print_report(Path(args.journal), worst=args.worst, days=args.days)
+    if args.strategies:
+        with open_journal(args.journal) as journal:
+            attribution = strategy_attribution(journal)
+        if attribution is None:
+            raise ConfigError(f"{args.journal}: a run of one strategy has no per-strategy attribution")
+        write_attribution(attribution, Path(args.strategies))
+        console.print(f"wrote {len(attribution.strategies)} strategies' attribution to {args.strategies}")
     if args.orders or args.json:
         with open_journal(args.journal) as journal:
             quality = execution_report(journal)
@@ -168,6 +178,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _print_report(path: Path, *, worst: int = 10, days: int = 10) -> None:
     with open_journal(path) as journal:
         report = report_from_journal(journal)
+        attribution = strategy_attribution(journal)
         with progress_bar(f"execution quality {path.name}", len(journal)) as update:
             quality = execution_report(journal, progress=update)
     table = Table(title=f"report {path}", show_header=False)
@@ -176,7 +187,28 @@ def _print_report(path: Path, *, worst: int = 10, days: int = 10) -> None:
     for metric, value in report.rows():
         table.add_row(metric, value)
     console.print(table)
+    if attribution is not None:
+        attribution.check()
+        print_attribution(attribution)
     print_execution_quality(quality, worst=worst, days=days)
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    """The strategies a run can name: the ``tape.strategies`` entry points installed."""
+    try:
+        installed = installed_strategies()
+    except PluginError as error:
+        raise ConfigError(str(error)) from None
+    if args.json:
+        print(json.dumps(installed, indent=1))
+        return 0
+    table = Table(title=f"installed strategies ({ENTRY_POINT_GROUP}); any class also by entry")
+    table.add_column("name", no_wrap=True)
+    table.add_column("entry (module:attr)", overflow="fold")
+    for name, entry in installed.items():
+        table.add_row(name, entry)
+    console.print(table)
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -204,6 +236,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("journal")
     report.add_argument("--orders", metavar="CSV", help="write one row per (parent) order to this CSV")
     report.add_argument("--json", metavar="PATH", help="write totals and per-order rows as JSON")
+    report.add_argument(
+        "--strategies", metavar="CSV|JSON", help="write the per-strategy attribution (several strategies)"
+    )
     report.add_argument("--worst", type=int, default=10, help="orders listed by shortfall (default 10)")
     report.add_argument("--days", type=int, default=10, help="latest days listed (default 10)")
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
@@ -212,6 +247,8 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
+    strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
+    strategies.add_argument("--json", action="store_true", help="print name -> entry as JSON")
     demo = verbs.add_parser("demo", help="generate data, run two backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
@@ -231,6 +268,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "rebuild": cmd_rebuild,
     "report": cmd_report,
     "demo": cmd_demo,
+    "strategies": cmd_strategies,
     "ingest": cmd_ingest,
     "health": cmd_health,
     "export": cmd_export,
@@ -247,6 +285,7 @@ _USER_ERRORS = (
     ProjectionError,
     RuleNotDefined,
     ExecutionQualityError,
+    AttributionError,
     KernelError,  # a run whose configuration and data cannot work together (named in the message)
 )
 

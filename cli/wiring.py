@@ -1,9 +1,8 @@
-"""Composition: strategies by name, configs from TOML, kernel parts for replay."""
+"""Composition: strategies through the plug-in loader, configs from TOML, run setups for replay."""
 
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,35 +12,26 @@ from domain.events import DatasetReferenced, RunStarted
 from domain.riskrules import PolicyError, policy_from_mapping
 from kernel.setup import RunSetup
 from kernel.strategy import Strategy
-from models.strategies.cn_rules_probes import IntradayRoundTrip, LimitUpChase
-from models.strategies.momentum import MomentumRotation
-from models.strategies.option_ladder import OptionLadder
-from models.strategies.sma_crossover import SmaCrossover
+from models.plugins import PluginError, load_strategy
 from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_setup
 
-__all__ = ["STRATEGIES", "ConfigError", "load_config", "make_strategy", "replay_builder"]
-
-STRATEGIES: dict[str, Callable[..., Strategy]] = {
-    "sma_crossover": SmaCrossover,
-    "momentum": MomentumRotation,
-    "limit_up_chase": LimitUpChase,
-    "intraday_round_trip": IntradayRoundTrip,
-    "option_ladder": OptionLadder,
-}
-
+__all__ = ["ConfigError", "load_config", "make_strategies", "make_strategy", "replay_builder"]
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used as written."""
 
 
 def make_strategy(config: StrategyConfig) -> Strategy:
-    factory = STRATEGIES.get(config.name)
-    if factory is None:
-        raise ConfigError(f"unknown strategy {config.name!r}; known: {', '.join(sorted(STRATEGIES))}")
+    """One configured strategy, built through the plug-in loader (``models.plugins``)."""
     try:
-        return factory(**config.params)
-    except TypeError as error:
-        raise ConfigError(f"strategy {config.name!r}: {error}") from None
+        return load_strategy(name=config.name, entry=config.entry, params=config.params)
+    except PluginError as error:
+        raise ConfigError(str(error)) from None
+
+
+def make_strategies(config: BacktestConfig) -> list[Strategy]:
+    """The run's strategies, in the configuration's order (``BacktestConfig.strategy_configs``)."""
+    return [make_strategy(strategy) for strategy in config.strategy_configs()]
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:
@@ -97,4 +87,4 @@ def replay_builder(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
             "re-derive it (verify and report still read it)"
         )
     config = BacktestConfig.from_json(run.config_json)
-    return build_setup(config, make_strategy(config.strategy), expected_hash=ref.content_hash, replaying=True)
+    return build_setup(config, make_strategies(config), expected_hash=ref.content_hash, replaying=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import msgspec
 
 from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
-from domain.fixed import Rounding, from_decimal_text, minor_digits
+from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
 from domain.market import Panel
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
@@ -24,7 +25,8 @@ from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.markets import MarketRules
 from kernel.options import OptionModel
 from kernel.router import ExecutionConfig
-from kernel.setup import RunSetup
+from kernel.setup import RunSetup, StrategySlot
+from kernel.sleeves import allocate
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
@@ -48,8 +50,45 @@ ENGINE_VERSION = "tape-kernel/2"  # 2: risk policy + kill switch (risk.verdict.v
 
 
 class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str
+    """A strategy of the run: a built-in or installed one by ``name`` (the ``tape.strategies``
+    entry-point group), or any importable class or factory by ``entry``
+    (``"package.module:Name"``), called with ``params``. ``budget`` (decimal text, a fraction of
+    the book) is for a strategy of several (``[[strategies]]``)."""
+
+    name: str = ""
+    entry: str = ""
     params: dict[str, Any] = {}
+    budget: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.name) == bool(self.entry):
+            raise ValueError(
+                'a strategy needs a name (an installed strategy) or an entry ("package.module:Name"), '
+                f"not {'both' if self.name else 'neither'}"
+            )
+        if self.entry and (self.entry.count(":") != 1 or not all(self.entry.split(":"))):
+            raise ValueError(f'strategy entry must read "package.module:Name", got {self.entry!r}')
+        if self.budget:
+            self.budget_e8()
+
+    @property
+    def label(self) -> str:
+        return self.name or self.entry
+
+    def budget_e8(self) -> int:
+        """The budget as a 1e-8 fraction; exact (no more than eight decimals), in (0, 1]."""
+        try:
+            value = from_decimal_text(self.budget, 8, Rounding.DOWN)
+            if value != from_decimal_text(self.budget, 8, Rounding.CEILING):
+                raise ValueError("more than eight decimals")
+        except (ArithmeticError, ValueError):
+            raise ValueError(
+                f"strategy {self.label}: budget must be a decimal in (0, 1] with at most eight "
+                f"decimals, got {self.budget!r}"
+            ) from None
+        if not 0 < value <= RATE_SCALE:
+            raise ValueError(f"strategy {self.label}: budget {self.budget} is outside (0, 1]")
+        return value
 
 
 OPERATOR_COMMANDS = ("halt", "flatten", "rearm")
@@ -116,7 +155,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     run_id: str
     dataset: str
     journal: str
-    strategy: StrategyConfig
+    strategy: StrategyConfig | None = None  # one strategy trading the whole book
+    strategies: list[StrategyConfig] = []  # or several, each with a budget ([[strategies]])
     seed: int = 0
     currency: str = "USD"
     initial_cash: str = "1000000"
@@ -145,6 +185,33 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
         policy_from_mapping(policy_to_mapping(self.risk), prefix="risk.")
+        if (self.strategy is None) == (not self.strategies):
+            raise ValueError("give one [strategy] table, or several [[strategies]] tables (not both)")
+        if self.strategy is not None and self.strategy.budget:
+            raise ValueError(
+                "strategy.budget: a single [strategy] trades the whole book; budgets are for [[strategies]]"
+            )
+        if self.strategies:
+            self.budgets_e8()
+
+    def strategy_configs(self) -> list[StrategyConfig]:
+        return [self.strategy] if self.strategy is not None else list(self.strategies)
+
+    def budgets_e8(self) -> list[int]:
+        """Each strategy's budget (1e-8): as written, or — when no strategy gives one — equal
+        shares, split exactly. Budgets given must be given for all and sum to one."""
+        configs = self.strategy_configs()
+        given = [config.budget for config in configs if config.budget]
+        if not given:
+            return allocate(RATE_SCALE, [1] * len(configs))
+        if len(given) != len(configs):
+            missing = [config.label for config in configs if not config.budget]
+            raise ValueError(f"strategies {missing} have no budget; give every strategy a budget, or none")
+        budgets = [config.budget_e8() for config in configs]
+        if sum(budgets) != RATE_SCALE:
+            total = sum(budgets) / RATE_SCALE
+            raise ValueError(f"strategy budgets {given} sum to {total:g}; they must sum to 1")
+        return budgets
 
     def initial_cash_minor(self) -> int:
         return from_decimal_text(self.initial_cash, minor_digits(self.currency), Rounding.HALF_EVEN)
@@ -158,7 +225,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             *parents, name = path
             table = data
             for parent in parents:
-                table = table.get(parent, {})
+                table = table.get(parent) or {}
             if name in table and table[name] == default:
                 del table[name]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
@@ -173,6 +240,10 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 # the same bytes as before they existed, so its journal replays. A new setting adds one row; a
 # nested row applies only while its table is journaled.
 LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
+    (("strategies",), []),
+    (("strategy",), None),
+    (("strategy", "entry"), ""),
+    (("strategy", "budget"), ""),
     (("us_regulatory_fees",), True),
     (("cn_fees",), msgspec.to_builtins(CnFeeRows())),
     (("perp_margin",), None),
@@ -198,11 +269,16 @@ class BacktestResult:
 
 
 def build_setup(
-    config: BacktestConfig, strategy: Strategy, *, expected_hash: str | None = None, replaying: bool = False
+    config: BacktestConfig,
+    strategy: Strategy | Sequence[Strategy],
+    *,
+    expected_hash: str | None = None,
+    replaying: bool = False,
 ) -> RunSetup:
     """Load the data set (checking its hash) and build the run's setup: the one place a
     configuration becomes what a kernel runs on. ``replaying``: for a replay, a recorded venue
-    is built without its file (replay reads the journaled messages)."""
+    is built without its file (replay reads the journaled messages). ``strategy``: the run's
+    strategy, or the strategies built from ``config.strategy_configs()`` in that order."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
@@ -216,9 +292,21 @@ def build_setup(
         FuturesBook(panel, by_id, columns, config.futures, perp_margin=margin)
     except ValueError as error:
         raise KernelError(f"{config.run_id}: {error}") from None
+    if isinstance(strategy, Sequence):
+        configured = len(config.strategy_configs())
+        if len(strategy) != configured:
+            raise KernelError(f"{config.run_id}: {len(strategy)} strategies for {configured} configured")
+        if config.strategies:
+            slots = tuple(map(StrategySlot, strategy, config.budgets_e8()))
+            single = None
+        else:
+            slots, single = (), strategy[0]
+    else:
+        slots, single = (), strategy
     return RunSetup(
         panel=panel,
-        strategy=strategy,
+        strategy=single,
+        strategies=slots,
         venue=_venue(config, panel, replaying),
         policy=config.risk,
         currency=config.currency,
@@ -277,7 +365,7 @@ def journal_inputs(journal: Journal, config: BacktestConfig, ref: DatasetRef, pa
 
 
 def run_backtest(
-    config: BacktestConfig, strategy: Strategy, *, progress: ProgressFn | None = None
+    config: BacktestConfig, strategy: Strategy | Sequence[Strategy], *, progress: ProgressFn | None = None
 ) -> BacktestResult:
     """Run one backtest into a new journal. An existing, non-empty journal is never overwritten."""
     ref = dataset_ref(Path(config.dataset))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from cli.wiring import make_strategy
+from cli.wiring import make_strategies
 from domain.events import Event
 from domain.instruments import Instrument
 from domain.market import Panel
@@ -58,7 +58,7 @@ def make_config(
 
 
 def run(config: BacktestConfig) -> BacktestResult:
-    return run_backtest(config, make_strategy(config.strategy))
+    return run_backtest(config, make_strategies(config))
 
 
 def one_name_policy() -> RiskPolicy:

@@ -1,0 +1,107 @@
+"""The per-strategy table of a multi-strategy run (``tape report``), and its CSV / JSON."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from rich import box
+from rich.table import Table
+
+from cli.progress import console
+from sim.attribution import Attribution, StrategyLine
+from sim.execution_report import money
+
+__all__ = ["attribution_rows", "print_attribution", "write_attribution"]
+
+_HEADERS = ("strategy", "NAV", "PnL", "return", "max DD", "fees", "turnover")
+
+
+def attribution_rows(attribution: Attribution) -> list[dict[str, object]]:
+    """One row per strategy, then the kernel's own orders and the book; amounts in minor units."""
+    rows: list[dict[str, object]] = []
+    lines = [*attribution.strategies, attribution.kernel_orders]
+    for line in lines:
+        if line is attribution.kernel_orders and not line.orders:
+            continue
+        rows.append(_row(attribution, line))
+    book = StrategyLine(
+        "book",
+        capital_minor=sum(line.capital_minor for line in attribution.strategies),
+        cash_minor=attribution.book_cash_minor,
+        value_minor=attribution.book_nav_minor - attribution.book_cash_minor,
+        nav_minor=attribution.book_nav_minor,
+        orders=sum(line.orders for line in lines),
+        fills=sum(line.fills for line in lines),
+        traded_minor=sum(line.traded_minor for line in lines),
+        fees_minor=sum(line.fees_minor for line in lines),
+    )
+    row = _row(attribution, book)
+    row["max_drawdown"] = None  # the book's drawdown is the report's
+    rows.append(row)
+    return rows
+
+
+def _row(attribution: Attribution, line: StrategyLine) -> dict[str, object]:
+    return {
+        "strategy": line.strategy_id,
+        "currency": attribution.currency,
+        "capital_minor": line.capital_minor,
+        "cash_minor": line.cash_minor,
+        "value_minor": line.value_minor,
+        "nav_minor": line.nav_minor,
+        "pnl_minor": line.pnl_minor,
+        "return": round(line.total_return, 10),
+        "max_drawdown": round(line.max_drawdown, 10),
+        "orders": line.orders,
+        "fills": line.fills,
+        "traded_minor": line.traded_minor,
+        "fees_minor": line.fees_minor,
+        "turnover": round(attribution.turnover(line), 10),
+    }
+
+
+def print_attribution(attribution: Attribution) -> None:
+    """Fits 80 columns: capital, cash, orders, fills and traded notional are in the CSV / JSON."""
+    ccy = attribution.currency
+    table = Table(
+        title=f"strategies ({ccy}; sleeves sum exactly to the book; --strategies has all columns)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for header in _HEADERS:
+        if header == "strategy":
+            table.add_column(header, overflow="fold")
+        else:
+            table.add_column(header, justify="right", no_wrap=True)
+    for row in attribution_rows(attribution):
+        capital = row["capital_minor"]
+        drawdown = row["max_drawdown"]
+        table.add_row(
+            str(row["strategy"]),
+            money(_int(row["nav_minor"]), ccy),
+            money(_int(row["pnl_minor"]), ccy) if capital else "-",
+            f"{row['return']:+.2%}" if capital else "-",
+            f"{drawdown:.2%}" if isinstance(drawdown, float) else "-",
+            money(_int(row["fees_minor"]), ccy),
+            f"{row['turnover']:.2f}x" if capital else "-",
+        )
+    console.print(table)
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value
+
+
+def write_attribution(attribution: Attribution, path: Path) -> None:
+    """``path``: ``.json`` (a list of rows) or ``.csv``."""
+    rows = attribution_rows(attribution)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(rows, indent=1) + "\n")
+        return
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,101 @@
+"""Strategies as plug-ins: the built-in ones and the user's, found the same way.
+
+A run names each strategy by ``name`` — an entry point in the ``tape.strategies`` group, which
+is how Tape's own strategies are installed (``pyproject.toml``) and how a user's package can
+offer its own — or by ``entry``: ``"package.module:Name"``, any importable class or factory.
+Either is called with the configuration's ``params`` as keywords and must return an object with
+the strategy port (``kernel.strategy.Strategy``): a ``strategy_id`` and ``schedule`` and
+``decide`` methods. Whatever fails — a module that does not import, a name it does not have, a
+parameter the strategy refuses — is a ``PluginError`` with one line that says which and why.
+
+Replay loads the strategy the same way from the journaled configuration, so the module must
+still be importable (and unchanged, for the replay to match) when the journal is replayed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from kernel.strategy import Strategy
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginError",
+    "check_strategy",
+    "installed_strategies",
+    "load_strategy",
+    "resolve_factory",
+]
+
+ENTRY_POINT_GROUP = "tape.strategies"
+
+
+class PluginError(ValueError):
+    """A strategy that cannot be found, imported, built or used as a strategy."""
+
+
+def installed_strategies() -> dict[str, str]:
+    """Strategy names in the ``tape.strategies`` entry-point group -> ``"module:attr"``."""
+    found: dict[str, str] = {}
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        previous = found.setdefault(point.name, point.value)
+        if previous != point.value:
+            raise PluginError(
+                f"strategy {point.name!r} is installed twice, as {previous} and {point.value}; "
+                "uninstall one of the packages"
+            )
+    return dict(sorted(found.items()))
+
+
+def resolve_factory(*, name: str = "", entry: str = "") -> Callable[..., Any]:
+    """The class or factory a ``name`` (installed) or an ``entry`` (``module:attr``) points at."""
+    if bool(name) == bool(entry):
+        raise PluginError("give a strategy's name or its entry, one of the two")
+    if name:
+        installed = installed_strategies()
+        if name not in installed:
+            known = ", ".join(installed) or "none (is Tape installed? pip install -e .)"
+            raise PluginError(f"unknown strategy {name!r}; installed: {known}")
+        entry = installed[name]
+    module_name, _, attr = entry.partition(":")
+    if not module_name or not attr:
+        raise PluginError(f'strategy entry must read "package.module:Name", got {entry!r}')
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as error:
+        reason = f"{type(error).__name__}: {error}"
+        raise PluginError(f"strategy {entry}: cannot import {module_name}: {reason}") from None
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise PluginError(f"strategy {entry}: {module_name} has no {attr!r}") from None
+    if not callable(target):
+        raise PluginError(f"strategy {entry}: {attr} is not a class or a function")
+    return target  # type: ignore[no-any-return]
+
+
+def load_strategy(*, name: str = "", entry: str = "", params: Mapping[str, Any] | None = None) -> Strategy:
+    """Build one strategy from its name or entry and its parameters, and check it is one."""
+    label = name or entry
+    factory = resolve_factory(name=name, entry=entry)
+    try:
+        strategy = factory(**dict(params or {}))
+    except (TypeError, ValueError) as error:
+        raise PluginError(f"strategy {label}: {error}") from None
+    return check_strategy(strategy, label)
+
+
+def check_strategy(strategy: object, label: str) -> Strategy:
+    """``strategy`` if it has the strategy port, else a ``PluginError`` naming what is missing."""
+    sid = getattr(strategy, "strategy_id", None)
+    if not isinstance(sid, str) or not sid:
+        raise PluginError(f"strategy {label}: it has no strategy_id (a non-empty str attribute)")
+    missing = [m for m in ("schedule", "decide") if not callable(getattr(strategy, m, None))]
+    if missing:
+        raise PluginError(f"strategy {label}: it has no {' or '.join(missing)} method")
+    return strategy  # type: ignore[return-value]

@@ -1,0 +1,136 @@
+"""Two strategies in one book on real US daily bars (ORCL, NVDA, YHOO 2004-2014): a trend
+strategy and a momentum rotation with their own budgets. Their sleeves sum exactly to the book
+every day (the kernel checks at each close and stops otherwise), the attribution in
+``tape report`` sums to the book, and the run replays whole and by day."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from cli.wiring import make_strategies, replay_builder
+from domain.events import DayClosed, OrderFilled, OrderSubmitted, SleevesMarked
+from kernel.replay import replay
+from kernel.store import open_journal
+from lake.ingest import ingest
+from lake.partitioned import Lake
+from lake.sources import parse_yahoo
+from sim.attribution import strategy_attribution
+from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
+from sim.metrics import report_from_journal
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
+pytestmark = [
+    pytest.mark.needs_shared_data,
+    pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}"),
+]
+NAMES = ("orcl-1995-2014.txt", "nvda-1999-2014.txt", "yhoo-1996-2014.txt")
+
+
+def _ns(day: str) -> int:
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def us_daily(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lake")
+    ingest(root / "lake", [SHARED / "us" / name for name in NAMES], parse_yahoo)
+    out = root / "us3"
+    Lake(root / "lake").export(out, "1d", calendar="XNYS", start_ns=_ns("2004-01-01"), end_ns=_ns("2012-12-31"))
+    return out
+
+
+def _config(dataset: Path, journal: Path) -> BacktestConfig:
+    return BacktestConfig(
+        run_id="two-strategies",
+        dataset=str(dataset),
+        journal=str(journal),
+        initial_cash="1000000",
+        us_regulatory_fees=False,  # the SEC / FINRA fee tables start in 2023
+        strategies=[
+            StrategyConfig(
+                name="sma_crossover",
+                params={"fast": 10, "slow": 40, "weight": 0.9, "strategy_id": "trend"},
+                budget="0.6",
+            ),
+            StrategyConfig(
+                name="momentum",
+                params={"lookback": 60, "skip": 5, "top": 1, "weight": 0.95, "strategy_id": "rotation"},
+                budget="0.4",
+            ),
+        ],
+    )
+
+
+@pytest.fixture(scope="module")
+def two_strategy_run(us_daily: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[BacktestConfig, Path]:
+    journal = tmp_path_factory.mktemp("run") / "j"
+    config = _config(us_daily, journal)
+    run_backtest(config, make_strategies(config))
+    return config, journal
+
+
+def test_each_strategy_trades_its_own_orders_and_the_sleeves_sum_to_the_book(
+    two_strategy_run: tuple[BacktestConfig, Path],
+) -> None:
+    _, path = two_strategy_run
+    with open_journal(path) as journal:
+        events = [event for _, event in journal.events()]
+        attribution = strategy_attribution(journal)
+        report = report_from_journal(journal)
+    orders = Counter(e.strategy_id for e in events if isinstance(e, OrderSubmitted))
+    assert orders["trend"] > 20 and orders["rotation"] > 20, orders
+    closes = [e for e in events if isinstance(e, DayClosed)]
+    marks = [e for e in events if isinstance(e, SleevesMarked)]
+    assert len(marks) == len(closes) > 2000
+    for close, mark in zip(closes, marks, strict=True):  # every day, exactly
+        assert mark.day == close.day
+        assert sum(s.nav_minor for s in mark.sleeves) == close.nav_minor
+        assert sum(s.cash_minor for s in mark.sleeves) == close.cash_minor
+    assert attribution is not None
+    attribution.check()
+    trend, rotation = attribution.strategies
+    assert (trend.strategy_id, rotation.strategy_id) == ("trend", "rotation")
+    assert (trend.capital_minor, rotation.capital_minor) == (60_000_000, 40_000_000)
+    assert trend.pnl_minor + rotation.pnl_minor == closes[-1].nav_minor - 100_000_000
+    assert trend.pnl_minor != rotation.pnl_minor
+    lines = [trend, rotation, attribution.kernel_orders]
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert sum(line.fills for line in lines) == len(fills) == report.fills
+    assert sum(line.traded_minor for line in lines) == sum(f.notional_minor for f in fills)
+    assert sum(line.fees_minor for line in lines) == round(report.fees * 100)
+    assert trend.fees_minor > 0 and rotation.fees_minor > 0
+
+
+def test_the_two_strategy_run_replays_whole_and_by_day(two_strategy_run: tuple[BacktestConfig, Path]) -> None:
+    _, path = two_strategy_run
+    with open_journal(path) as journal:
+        whole = replay(journal, replay_builder)
+        assert whole.ok, whole.divergence
+        days = [e.day for _, e in journal.events() if isinstance(e, DayClosed)]
+        one_day = replay(journal, replay_builder, day=days[len(days) // 2])
+        assert one_day.ok, one_day.divergence
+
+
+def test_tape_report_prints_and_writes_the_attribution(
+    two_strategy_run: tuple[BacktestConfig, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, path = two_strategy_run
+    out = tmp_path / "strategies.json"
+    assert main(["report", str(path), "--worst", "0", "--days", "0", "--strategies", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "strategies (USD" in printed and "trend" in printed and "rotation" in printed
+    rows = json.loads(out.read_text())
+    assert [row["strategy"] for row in rows] == ["trend", "rotation", "book"]
+    book = rows[-1]
+    assert rows[0]["nav_minor"] + rows[1]["nav_minor"] == book["nav_minor"]
+    assert rows[0]["pnl_minor"] + rows[1]["pnl_minor"] == book["pnl_minor"]
+    assert rows[0]["fees_minor"] + rows[1]["fees_minor"] == book["fees_minor"]
+    csv_out = tmp_path / "strategies.csv"
+    assert main(["report", str(path), "--worst", "0", "--days", "0", "--strategies", str(csv_out)]) == 0
+    assert csv_out.read_text().splitlines()[0].startswith("strategy,currency,capital_minor")
