@@ -87,4 +87,8 @@ def replay_builder(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
             "re-derive it (verify and report still read it)"
         )
     config = BacktestConfig.from_json(run.config_json)
-    return build_setup(config, make_strategies(config), expected_hash=ref.content_hash, replaying=True)
+    try:
+        strategies = make_strategies(config)
+    except ConfigError as error:
+        raise ConfigError(f"the run's strategies must load as they did when it ran: {error}") from None
+    return build_setup(config, strategies, expected_hash=ref.content_hash, replaying=True)

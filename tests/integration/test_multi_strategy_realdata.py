@@ -41,7 +41,8 @@ def us_daily(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("lake")
     ingest(root / "lake", [SHARED / "us" / name for name in NAMES], parse_yahoo)
     out = root / "us3"
-    Lake(root / "lake").export(out, "1d", calendar="XNYS", start_ns=_ns("2004-01-01"), end_ns=_ns("2012-12-31"))
+    lake = Lake(root / "lake")
+    lake.export(out, "1d", calendar="XNYS", start_ns=_ns("2004-01-01"), end_ns=_ns("2012-12-31"))
     return out
 
 

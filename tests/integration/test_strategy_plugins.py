@@ -1,0 +1,210 @@
+"""A user's strategies, in a package of their own, run through the TOML without touching Tape:
+one by ``entry = "module:Class"``, one by an entry point in the ``tape.strategies`` group. Each
+command runs as its own ``tape`` process (the package is found through PYTHONPATH, as a user's
+installed package would be), and the run replays whole and by day."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cli.wiring import ConfigError, load_config, make_strategies
+from domain.events import DayClosed, OrderSubmitted
+from kernel.store import open_journal
+from tests.factories import make_dataset
+
+REVERSAL = '''
+import numpy as np
+
+
+class Reversal:
+    """Buy the name that fell most over the lookback; its state is derived from the data."""
+
+    def __init__(self, *, lookback: int = 5, weight: float = 0.5, strategy_id: str = "reversal"):
+        if lookback < 1:
+            raise ValueError(f"lookback must be at least 1, got {lookback}")
+        self.lookback, self.weight, self.strategy_id = lookback, weight, strategy_id
+
+    def schedule(self, panel):
+        return np.arange(self.lookback, panel.steps, self.lookback, dtype=np.int64)
+
+    def decide(self, view):
+        close = view.history("close", self.lookback + 1).astype(np.float64)
+        ok = view.valid() & (close[0] > 0) & (close[-1] > 0)
+        weights = np.zeros(close.shape[1])
+        if ok.any():
+            change = np.where(ok, close[-1] / np.where(ok, close[0], 1.0), np.inf)
+            weights[int(np.argmin(change))] = self.weight
+        return weights
+'''
+
+TREND = '''
+import numpy as np
+
+
+def make(*, window: int = 20, strategy_id: str = "user-trend"):
+    """A factory function works as well as a class."""
+    return Trend(window, strategy_id)
+
+
+class Trend:
+    def __init__(self, window, strategy_id):
+        self.window, self.strategy_id = window, strategy_id
+
+    def schedule(self, panel):
+        return np.arange(self.window, panel.steps, dtype=np.int64)
+
+    def decide(self, view):
+        close = view.history("close", self.window).astype(np.float64)
+        up = view.valid() & (close[0] > 0) & (close[-1] > close.mean(axis=0))
+        return np.where(up, 0.9 / max(int(up.sum()), 1), 0.0)
+
+    def limit_prices(self, view):
+        return {}
+'''
+
+
+def _user_package(root: Path) -> Path:
+    """``tape_user_alpha`` with two strategies, and its distribution metadata declaring one of
+    them in the ``tape.strategies`` entry-point group (what ``pip install`` would write)."""
+    package = root / "tape_user_alpha"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "reversal.py").write_text(textwrap.dedent(REVERSAL))
+    (package / "trend.py").write_text(textwrap.dedent(TREND))
+    info = root / "tape_user_alpha-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tape-user-alpha\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[tape.strategies]\nuser_trend = tape_user_alpha.trend:make\n")
+    return root
+
+
+def _tape(*args: str, path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), os.getcwd()]), "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_plugin_strategies_from_a_users_package_run_report_and_replay(tmp_path: Path) -> None:
+    site = _user_package(tmp_path / "site")
+    dataset = make_dataset(tmp_path / "data", symbols=4, bars=300)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            run_id = "user-plugins"
+            dataset = "{dataset}"
+            journal = "{tmp_path / 'j'}"
+
+            [[strategies]]
+            entry = "tape_user_alpha.reversal:Reversal"
+            params = {{ lookback = 5, weight = 0.5 }}
+            budget = "0.25"
+
+            [[strategies]]
+            name = "user_trend"
+            params = {{ window = 15 }}
+            budget = "0.75"
+            """
+        )
+    )
+    listed = _tape("strategies", "--json", path=site)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["user_trend"] == "tape_user_alpha.trend:make"
+    ran = _tape("backtest", str(config), path=site)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "reversal" in ran.stdout and "user-trend" in ran.stdout  # the attribution table
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+    senders = {e.strategy_id for e in events if isinstance(e, OrderSubmitted)}
+    assert {"reversal", "user-trend"} <= senders
+    days = [e.day for e in events if isinstance(e, DayClosed)]
+    whole = _tape("replay", str(tmp_path / "j"), path=site)
+    assert whole.returncode == 0 and "replay matched" in whole.stdout, whole.stdout + whole.stderr
+    day = str(days[len(days) // 2])
+    by_day = _tape("replay", str(tmp_path / "j"), "--day", f"{day[:4]}-{day[4:6]}-{day[6:]}", path=site)
+    assert by_day.returncode == 0 and "replay matched" in by_day.stdout, by_day.stdout + by_day.stderr
+
+
+def test_a_replay_without_the_users_package_says_what_is_missing(tmp_path: Path) -> None:
+    site = _user_package(tmp_path / "site")
+    dataset = make_dataset(tmp_path / "data", symbols=3, bars=120)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'run_id = "one-plugin"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
+        '[strategy]\nentry = "tape_user_alpha.reversal:Reversal"\nparams = { lookback = 3 }\n'
+    )
+    assert _tape("backtest", str(config), path=site).returncode == 0
+    gone = _tape("replay", str(tmp_path / "j"), path=tmp_path / "nowhere")
+    assert gone.returncode == 2
+    assert "the run's strategies must load as they did when it ran" in gone.stdout
+    assert "cannot import tape_user_alpha.reversal: ModuleNotFoundError" in gone.stdout
+    assert "Traceback" not in gone.stdout + gone.stderr
+
+
+def _config_file(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(f'run_id = "r"\ndataset = "d"\njournal = "j"\n{body}')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("", "give one [strategy] table, or several [[strategies]]"),
+        ('[strategy]\nname = "sma_crossover"\n[[strategies]]\nname = "momentum"\n', "not both"),
+        ('[strategy]\nparams = {}\n', "needs a name"),
+        ('[strategy]\nname = "a"\nentry = "b:c"\n', "not both"),
+        ('[strategy]\nentry = "no_colon"\n', 'must read "package.module:Name"'),
+        ('[strategy]\nname = "sma_crossover"\nbudget = "0.5"\n', "budgets are for [[strategies]]"),
+        (
+            '[[strategies]]\nname = "a"\nbudget = "0.6"\n[[strategies]]\nname = "b"\nbudget = "0.3"\n',
+            "sum to 0.9",
+        ),
+        ('[[strategies]]\nname = "a"\nbudget = "1"\n[[strategies]]\nname = "b"\n', "have no budget"),
+        ('[[strategies]]\nname = "a"\nbudget = "0.123456789"\n', "at most eight decimals"),
+        ('[[strategies]]\nname = "a"\nbudget = "-0.5"\n', "outside (0, 1]"),
+        ('[[strategies]]\nname = "a"\nbudget = "half"\n', "budget must be a decimal"),
+    ],
+)
+def test_strategy_tables_that_cannot_work_are_refused_with_the_reason(
+    tmp_path: Path, body: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"c\.toml: ") as caught:
+        load_config(_config_file(tmp_path, body))
+    assert message in str(caught.value)
+
+
+def test_budgets_left_out_are_equal_shares_split_exactly(tmp_path: Path) -> None:
+    body = "".join(
+        f'[[strategies]]\nname = "sma_crossover"\nparams = {{ strategy_id = "s{i}" }}\n' for i in range(3)
+    )
+    config = load_config(_config_file(tmp_path, body))
+    assert config.budgets_e8() == [33_333_334, 33_333_333, 33_333_333]
+    assert [s.strategy_id for s in make_strategies(config)] == ["s0", "s1", "s2"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('name = "no_such_strategy"', "unknown strategy 'no_such_strategy'; installed: "),
+        ('entry = "no_such_module:X"', "cannot import no_such_module: ModuleNotFoundError"),
+        ('entry = "json:no_such_name"', "json has no 'no_such_name'"),
+        ('entry = "json:__doc__"', "is not a class or a function"),
+        ('entry = "collections:OrderedDict"', "it has no strategy_id"),
+        ('name = "sma_crossover"\nparams = { fast = 30, slow = 10 }', "need 0 < fast < slow"),
+        ('name = "sma_crossover"\nparams = { speed = 3 }', "unexpected keyword argument 'speed'"),
+    ],
+)
+def test_strategies_that_cannot_be_built_say_why(tmp_path: Path, table: str, message: str) -> None:
+    config = load_config(_config_file(tmp_path, f"[strategy]\n{table}\n"))
+    with pytest.raises(ConfigError) as caught:
+        make_strategies(config)
+    assert message in str(caught.value)
