@@ -23,7 +23,6 @@ matters, not per bar.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from math import isfinite
 
 import numpy as np
 import numpy.typing as npt
@@ -66,7 +65,8 @@ from kernel.router import Router
 from kernel.setup import RunSetup
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
 from kernel.state import KernelState
-from kernel.strategy import MarketView, Strategy, strategy_limit_prices
+from kernel.strategy import MarketView, Notional, Shares, Strategy, strategy_limit_prices
+from kernel.targets import TargetError, targets_e8
 from kernel.valuation import Valuation
 from kernel.venue import NO_ACTIVITY
 from kernel.venue_inbox import VenueInbox
@@ -338,16 +338,22 @@ class Kernel:
         submitted. With a ``sleeve`` (several strategies) its weights are fractions of its
         budget, the risk policy sees the combined book, and its orders move its own positions."""
         view = MarketView(self._panel, step)
-        weights = strategy.decide(view)
-        if weights is None:
+        decision = strategy.decide(view)
+        if decision is None:
             return False
         limit_px = strategy_limit_prices(strategy, view)
-        targets = self._targets_e8(strategy, weights)
+        sid = strategy.strategy_id
+        nav = self.valuation.nav_minor(step)
+        prices = self.valuation.prices(step)
+        budget = RATE_SCALE if sleeve is None else sleeve.budget_e8
+        try:
+            targets = targets_e8(decision, self.valuation.ids, self._instruments, prices, nav, budget)
+        except TargetError as error:
+            raise KernelError(f"{sid} at step {step}: {error}") from None
         if not targets:
             return False
         desk = self.desk
         ts_ns = int(self._panel.ts_ns[step])
-        sid = strategy.strategy_id
         ids = sorted(targets)
         desk.journal(
             TargetsDecided(
@@ -358,15 +364,14 @@ class Kernel:
                 weights_e8=[targets[i] for i in ids],
             )
         )
-        nav = self.valuation.nav_minor(step)
         self._kill.observe_nav(step, ts_ns, nav)
         self._kill.observe_data_age(step, ts_ns, targets)
-        prices = self.valuation.prices(step)
         held = current_weights(self.state.positions, prices, self._instruments, nav)
         positions = self.state.positions
         others: dict[int, int] = {}
         if sleeve is not None:  # the book's targets: the other sleeves as held, this one's new
-            positions, others, targets = self._book_targets(sleeve, targets, held, prices, nav)
+            amounts = isinstance(decision, Shares | Notional)  # sized up, so whole lots stay whole
+            positions, others, targets = self._book_targets(sleeve, targets, held, prices, nav, amounts)
         allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)
         self.state.last_targets.update(allowed)
         # A new decision supersedes the strategy's orders still open.
@@ -416,16 +421,23 @@ class Kernel:
         held: dict[int, int],
         prices: dict[int, int],
         nav: int,
+        round_up: bool,
     ) -> tuple[dict[int, Position], dict[int, int], dict[int, int]]:
         """A sleeve's decision as the book's: (its positions, the other sleeves' weights in the
-        names it targets, the book's targets). Its weights are fractions of its budget."""
+        names it targets, the book's targets). Its weights are fractions of its budget, scaled
+        half-even, or up in magnitude (``round_up``: targets sized from shares or values)."""
         positions = {iid: Position(qty, 0) for iid, qty in sleeve.positions.items()}
         own = current_weights(positions, prices, self._instruments, nav)
         others = {iid: held.get(iid, 0) - own.get(iid, 0) for iid in targets}
-        book = {
-            iid: others[iid] + div_round(weight * sleeve.budget_e8, RATE_SCALE, Rounding.HALF_EVEN)
-            for iid, weight in targets.items()
-        }
+        budget = sleeve.budget_e8
+        book = {}
+        for iid, weight in targets.items():
+            if round_up:
+                part = div_round(abs(weight) * budget, RATE_SCALE, Rounding.CEILING)
+                part = part if weight >= 0 else -part
+            else:
+                part = div_round(weight * budget, RATE_SCALE, Rounding.HALF_EVEN)
+            book[iid] = others[iid] + part
         return positions, others, book
 
     def _pre_trade(
@@ -468,21 +480,6 @@ class Kernel:
             raise KernelError(f"{sid} at step {step}: {error}") from None
         verdicts.extend(greek_verdicts)
         return intents
-
-    def _targets_e8(self, strategy: Strategy, weights: npt.NDArray[np.float64]) -> dict[int, int]:
-        """Float weights -> 1e-8 integers, half-even (Python's ``round`` and ``np.rint`` agree
-        on every double); NaN means "no target for this name"."""
-        ids = self.valuation.ids
-        if weights.shape != (len(ids),):
-            raise KernelError(f"{strategy.strategy_id} returned {weights.shape} weights for {len(ids)} names")
-        targets = {}
-        for iid, weight in zip(ids, weights.tolist(), strict=True):
-            if weight != weight:  # NaN
-                continue
-            if not isfinite(weight):
-                raise KernelError(f"{strategy.strategy_id}: non-finite target weight for {iid}")
-            targets[iid] = round(weight * RATE_SCALE)
-        return targets
 
     # --- day close -----------------------------------------------------------------------
 

@@ -20,7 +20,15 @@ import numpy.typing as npt
 
 from domain.market import Panel
 
-__all__ = ["LimitPricing", "MarketView", "Strategy", "strategy_limit_prices"]
+__all__ = [
+    "Decision",
+    "LimitPricing",
+    "MarketView",
+    "Notional",
+    "Shares",
+    "Strategy",
+    "strategy_limit_prices",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,6 +58,27 @@ class MarketView:
         return row
 
 
+@dataclass(frozen=True, eq=False)
+class Shares:
+    """Targets as positions: units of each instrument (shares, contracts, coins), signed, one per
+    name of the universe; NaN = no target for that name. Sized to whole lots toward zero."""
+
+    qty: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class Notional:
+    """Targets as position values in the run's currency (major units, e.g. dollars), signed,
+    one per name; NaN = no target. Sized to whole lots toward zero at the decision price."""
+
+    value: npt.NDArray[np.float64]
+
+
+Decision = npt.NDArray[np.float64] | Shares | Notional
+"""What ``decide`` returns: weights (fractions of the strategy's capital: the book's NAV, or its
+budget's share of it), ``Shares`` or ``Notional``; None holds."""
+
+
 class Strategy(Protocol):
     strategy_id: str
 
@@ -57,8 +86,9 @@ class Strategy(Protocol):
         """Sorted, unique step indices at which ``decide`` is called."""
         ...
 
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        """Target weights over the universe (length N, fractions of NAV), or None to hold."""
+    def decide(self, view: MarketView) -> Decision | None:
+        """Targets over the universe (length N): weights (fractions of NAV), ``Shares`` or
+        ``Notional``; or None to hold."""
         ...
 
 

@@ -208,3 +208,35 @@ def test_strategies_that_cannot_be_built_say_why(tmp_path: Path, table: str, mes
     with pytest.raises(ConfigError) as caught:
         make_strategies(config)
     assert message in str(caught.value)
+
+
+def _sdk_examples() -> dict[str, str]:
+    """The code blocks of docs/strategy_sdk.md that follow an ``sdk-example`` marker, by path."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "strategy_sdk.md").read_text()
+    examples = {}
+    for part in text.split("<!-- sdk-example: ")[1:]:
+        name, _, rest = part.partition(" -->")
+        body = rest.split("```", 2)[1]
+        examples[name] = body.split("\n", 1)[1]
+    return examples
+
+
+def test_the_sdk_pages_worked_example_runs_and_replays_as_written(tmp_path: Path) -> None:
+    examples = _sdk_examples()
+    assert set(examples) == {"mydesk/breakout.py", "run.toml"}
+    (tmp_path / "mydesk").mkdir()
+    (tmp_path / "mydesk" / "__init__.py").write_text("")
+    (tmp_path / "mydesk" / "breakout.py").write_text(examples["mydesk/breakout.py"])
+    (tmp_path / "run.toml").write_text(examples["run.toml"])
+    synth = _tape("synth", str(tmp_path / "data" / "daily"), "--symbols", "20", "--bars", "750",
+                  "--frequency", "1d", "--calendar", "24x7", path=tmp_path)  # fmt: skip
+    assert synth.returncode == 0, synth.stdout + synth.stderr
+    ran = _tape("backtest", str(tmp_path / "run.toml"), path=tmp_path)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    with open_journal(tmp_path / "journals" / "breakout") as journal:
+        events = [event for _, event in journal.events()]
+    submitted = [e for e in events if isinstance(e, OrderSubmitted)]
+    assert len(submitted) > 20 and any(e.limit_px_raw for e in submitted)
+    for args in ((), ("--day", "2015-06-30")):
+        again = _tape("replay", str(tmp_path / "journals" / "breakout"), *args, path=tmp_path)
+        assert again.returncode == 0 and "replay matched" in again.stdout, again.stdout + again.stderr

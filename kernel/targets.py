@@ -1,0 +1,92 @@
+"""A strategy's decision as 1e-8 target weights, the unit the risk stage and the journal use.
+
+Weights (floats, fractions of the strategy's capital) become integers half-even. Share counts
+(``Shares``) and values (``Notional``) become the weight that, sized back by the order planner
+(``kernel.pipeline.plan_orders``: value toward zero, then whole lots toward zero), gives the
+same whole-lot position: the value is rounded up in magnitude to the minor unit, and the weight
+up in magnitude to 1e-8 of the strategy's capital (for a strategy of several, the kernel's
+scaling by its budget also rounds up). The excess is at most about two 1e-8 of the book's NAV,
+so the position is exact while that is less than one lot's value (a 100 million NAV and a lot
+worth more than 2 units of currency).
+"""
+
+from __future__ import annotations
+
+from math import isfinite
+
+import numpy as np
+
+from domain.fixed import RATE_SCALE, Rounding, div_round, minor_digits
+from domain.instruments import Instrument, notional_minor
+from kernel.strategy import Decision, Notional, Shares
+
+__all__ = ["TargetError", "targets_e8", "weight_for_value"]
+
+
+class TargetError(ValueError):
+    """A decision the kernel cannot turn into targets (named in the message)."""
+
+
+def targets_e8(
+    decision: Decision,
+    ids: list[int],
+    instruments: dict[int, Instrument],
+    prices: dict[int, int],
+    nav_minor: int,
+    budget_e8: int = RATE_SCALE,
+) -> dict[int, int]:
+    """``{instrument_id: weight 1e-8}`` of a decision. A weight of one is worth the book's
+    ``nav_minor`` times the strategy's ``budget_e8`` (used by ``Shares`` / ``Notional``)."""
+    if isinstance(decision, Shares):
+        array, kind = decision.qty, "Shares"
+    elif isinstance(decision, Notional):
+        array, kind = decision.value, "Notional"
+    else:
+        array, kind = decision, "weight"
+    values = _checked(array, len(ids), kind)
+    targets: dict[int, int] = {}
+    for iid, amount in zip(ids, values, strict=True):
+        if amount != amount:  # NaN: no target for this name
+            continue
+        if isinstance(decision, Shares | Notional):
+            value = _value_minor(decision, instruments[iid], prices[iid], amount)
+            targets[iid] = weight_for_value(value, nav_minor, budget_e8)
+        else:
+            targets[iid] = round(amount * RATE_SCALE)
+    return targets
+
+
+def weight_for_value(value_minor: int, nav_minor: int, budget_e8: int = RATE_SCALE) -> int:
+    """The 1e-8 weight of ``budget_e8`` of ``nav_minor`` worth ``value_minor``, rounded up in
+    magnitude (one division, so a small budget loses no precision)."""
+    if value_minor == 0:
+        return 0
+    if nav_minor <= 0:
+        raise TargetError(f"the book's NAV is {nav_minor} (not positive): values cannot be sized")
+    magnitude = div_round(abs(value_minor) * RATE_SCALE * RATE_SCALE, nav_minor * budget_e8, Rounding.CEILING)
+    return magnitude if value_minor > 0 else -magnitude
+
+
+def _value_minor(decision: Shares | Notional, instrument: Instrument, px_raw: int, amount: float) -> int:
+    if isinstance(decision, Notional):
+        scale: int = 10 ** minor_digits(instrument.currency)
+        return round(amount * scale)
+    qty_scale: int = 10**instrument.qty_digits
+    qty_raw = round(amount * qty_scale)
+    if qty_raw == 0:
+        return 0
+    if px_raw <= 0:
+        raise TargetError(f"a share target for {instrument.symbol} before its first price")
+    magnitude = notional_minor(instrument, abs(qty_raw), px_raw, Rounding.CEILING)
+    return magnitude if qty_raw > 0 else -magnitude
+
+
+def _checked(array: object, size: int, kind: str) -> list[float]:
+    values = np.asarray(array, dtype=np.float64)
+    if values.shape != (size,):
+        raise TargetError(f"{kind} targets of shape {values.shape} for {size} names")
+    listed: list[float] = values.tolist()
+    for value in listed:
+        if value == value and not isfinite(value):
+            raise TargetError(f"a non-finite {kind} target")
+    return listed
