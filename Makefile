@@ -19,7 +19,7 @@ $(VENV)/.dev: $(BIN)/tape
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-demo: $(BIN)/tape  ## generate data, run two backtests, rebuild the ledger, report, replay
+demo: $(BIN)/tape  ## generate data, run three backtests, rebuild the ledger, report, replay
 	$(BIN)/tape demo --workdir var/demo
 
 test: $(VENV)/.dev  ## install test tools; ruff, import-linter, mypy (domain, kernel), pytest

@@ -70,12 +70,14 @@ def print_attribution(attribution: Attribution) -> None:
         box=box.SIMPLE_HEAD,
         pad_edge=False,
     )
+    rows = attribution_rows(attribution)
     for header in _HEADERS:
         if header == "strategy":
-            table.add_column(header, overflow="fold")
+            width = min(max(len(str(row["strategy"])) for row in rows), 20)
+            table.add_column(header, overflow="fold", min_width=width)
         else:
             table.add_column(header, justify="right", no_wrap=True)
-    for row in attribution_rows(attribution):
+    for row in rows:
         capital = row["capital_minor"]
         drawdown = row["max_drawdown"]
         table.add_row(

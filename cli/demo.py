@@ -17,7 +17,7 @@ _DATASETS = {
     "daily": (50, 1260, "1d", True),
     "minute": (5, 39_000, "1m", False),
 }
-_CONFIGS = ("sma_minute.toml", "momentum_daily.toml")
+_CONFIGS = ("sma_minute.toml", "momentum_daily.toml", "two_strategies_daily.toml")
 
 
 def run_demo(workdir: Path, *, fresh: bool = True) -> int:

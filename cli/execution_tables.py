@@ -27,7 +27,8 @@ def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]], te
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     for index, header in enumerate(headers):
         if index < text:
-            table.add_column(header, overflow="fold")
+            width = min(max((len(row[index]) for row in rows), default=1), 24)
+            table.add_column(header, overflow="fold", min_width=width)
         else:
             width = max((len(row[index]) for row in rows), default=1)
             table.add_column(header, justify="right", min_width=width)
@@ -69,13 +70,11 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
     if worst:
         worst_rows = report.worst(worst)
         currencies = sorted({row.currency for row in worst_rows})
-        headers = ("order", "strategy", "day", "side", "fill ratio", "shortfall vs decision",
-                   "slippage vs decision (bp)")  # fmt: skip
+        # The order id names its strategy and day ({strategy}-{YYYYMMDD}-{counter}).
+        headers = ("order", "side", "fill ratio", "shortfall", "slippage (bp)")
         rows = [
             (
                 row.parent_id,
-                row.strategy_id,
-                str(row.day or "-"),
                 "buy" if row.side > 0 else "sell",
                 percent(row.fill_ratio_e8),
                 money(row.shortfall_decision_minor, row.currency),
@@ -83,5 +82,5 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
             )
             for row in worst_rows
         ]
-        title = f"worst {len(rows)} orders by shortfall vs decision ({', '.join(currencies)})"
-        console.print(_table(title, headers, rows, text=2))
+        title = f"worst {len(rows)} orders by shortfall and slippage vs decision ({', '.join(currencies)})"
+        console.print(_table(title, headers, rows, text=1))

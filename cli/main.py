@@ -249,7 +249,7 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
     strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
     strategies.add_argument("--json", action="store_true", help="print name -> entry as JSON")
-    demo = verbs.add_parser("demo", help="generate data, run two backtests, rebuild, report, replay")
+    demo = verbs.add_parser("demo", help="generate data, run three backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
     projections_cmd.add_arguments(verbs)

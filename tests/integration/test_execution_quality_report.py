@@ -129,7 +129,7 @@ def test_tape_report_prints_and_exports(
     assert tape(argv) == 0
     out = capsys.readouterr().out
     assert "execution quality by strategy" in out
-    assert "worst 3 orders by shortfall vs decision" in out
+    assert "worst 3 orders by shortfall and slippage vs decision" in out
     with orders.open(newline="") as handle:
         lines = list(csv.reader(handle))
     assert tuple(lines[0]) == ROW_COLUMNS
