@@ -12,8 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
-from cli.attribution_tables import print_attribution, write_attribution
-from cli.execution_tables import print_execution_quality
 from cli.ingest import (
     add_export_parser,
     add_health_parser,
@@ -24,6 +22,7 @@ from cli.ingest import (
 )
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
+from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
@@ -35,10 +34,9 @@ from lake.store import DatasetError
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
 from projections import ProjectionError, TargetUnavailable
-from sim.attribution import AttributionError, strategy_attribution
+from sim.attribution import AttributionError
 from sim.backtest import run_backtest
-from sim.execution_report import ExecutionQualityError, execution_report, write_orders_csv, write_orders_json
-from sim.metrics import report_from_journal
+from sim.execution_report import ExecutionQualityError
 
 __all__ = ["main"]
 
@@ -67,7 +65,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     console.print(
         f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}..."
     )
-    _print_report(result.journal)
+    print_report(result.journal)
     return 0
 
 
@@ -152,47 +150,6 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    if args.worst < 0 or args.days < 0:
-        raise ConfigError("--worst and --days must not be negative")
-    _print_report(Path(args.journal), worst=args.worst, days=args.days)
-    if args.strategies:
-        with open_journal(args.journal) as journal:
-            attribution = strategy_attribution(journal)
-        if attribution is None:
-            raise ConfigError(f"{args.journal}: a run of one strategy has no per-strategy attribution")
-        write_attribution(attribution, Path(args.strategies))
-        console.print(f"wrote {len(attribution.strategies)} strategies' attribution to {args.strategies}")
-    if args.orders or args.json:
-        with open_journal(args.journal) as journal:
-            quality = execution_report(journal)
-        if args.orders:
-            write_orders_csv(quality, Path(args.orders))
-            console.print(f"wrote {len(quality.rows):,} order rows to {args.orders}")
-        if args.json:
-            write_orders_json(quality, Path(args.json))
-            console.print(f"wrote execution quality ({len(quality.rows):,} orders) to {args.json}")
-    return 0
-
-
-def _print_report(path: Path, *, worst: int = 10, days: int = 10) -> None:
-    with open_journal(path) as journal:
-        report = report_from_journal(journal)
-        attribution = strategy_attribution(journal)
-        with progress_bar(f"execution quality {path.name}", len(journal)) as update:
-            quality = execution_report(journal, progress=update)
-    table = Table(title=f"report {path}", show_header=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for metric, value in report.rows():
-        table.add_row(metric, value)
-    console.print(table)
-    if attribution is not None:
-        attribution.check()
-        print_attribution(attribution)
-    print_execution_quality(quality, worst=worst, days=days)
-
-
 def cmd_strategies(args: argparse.Namespace) -> int:
     """The strategies a run can name: the ``tape.strategies`` entry points installed."""
     try:
@@ -232,15 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("config")
     backtest.add_argument("--journal", help="override the config's journal path")
     verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
-    report = verbs.add_parser("report", help="print the run's report and its execution quality")
-    report.add_argument("journal")
-    report.add_argument("--orders", metavar="CSV", help="write one row per (parent) order to this CSV")
-    report.add_argument("--json", metavar="PATH", help="write totals and per-order rows as JSON")
-    report.add_argument(
-        "--strategies", metavar="CSV|JSON", help="write the per-strategy attribution (several strategies)"
-    )
-    report.add_argument("--worst", type=int, default=10, help="orders listed by shortfall (default 10)")
-    report.add_argument("--days", type=int, default=10, help="latest days listed (default 10)")
+    add_report_parser(verbs)
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")

@@ -30,6 +30,7 @@ __all__ = [
     "fold_positions",
     "inventory_account",
     "margined_fill_postings",
+    "realized_account",
 ]
 
 
@@ -46,6 +47,10 @@ class Position(msgspec.Struct, frozen=True):
 
 def cash_account(currency: str) -> str:
     return f"assets:cash:{currency}"
+
+
+def realized_account(currency: str) -> str:
+    return f"income:realized:{currency}"
 
 
 def inventory_account(instrument_id: int) -> str:
@@ -104,7 +109,7 @@ def fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRe
     if inventory:
         postings.append(PostingRecord(inventory_account(fill.instrument_id), ccy, inventory))
     if realized:
-        postings.append(PostingRecord(f"income:realized:{ccy}", ccy, realized))
+        postings.append(PostingRecord(realized_account(ccy), ccy, realized))
     if fill.commission_minor:
         postings.append(PostingRecord(f"expenses:commission:{ccy}", ccy, fill.commission_minor))
     assert_balanced(postings)
@@ -143,7 +148,7 @@ def margined_fill_postings(position: Position, fill: OrderFilled) -> tuple[list[
     if cash:
         postings.append(PostingRecord(cash_account(ccy), ccy, cash))
     if realized:
-        postings.append(PostingRecord(f"income:realized:{ccy}", ccy, realized))
+        postings.append(PostingRecord(realized_account(ccy), ccy, realized))
     if fill.commission_minor:
         postings.append(PostingRecord(f"expenses:commission:{ccy}", ccy, fill.commission_minor))
     assert_balanced(postings)

@@ -73,7 +73,7 @@ from domain.events import (
 )
 from domain.fixed import Rounding, div_round, minor_digits
 from domain.instruments import Instrument
-from domain.ledger import Position, assert_balanced, cash_account, inventory_account
+from domain.ledger import Position, assert_balanced, cash_account, inventory_account, realized_account
 from domain.market import Panel
 from domain.markets import (
     CN_DIVIDEND_TAX,
@@ -205,7 +205,7 @@ def _action_postings(
         postings.append(PostingRecord(cash_account(ccy), ccy, cash))
         postings.append(PostingRecord(inventory_account(iid), ccy, -released))
         if cash != released:
-            postings.append(PostingRecord(f"income:realized:{ccy}", ccy, released - cash))
+            postings.append(PostingRecord(realized_account(ccy), ccy, released - cash))
     assert_balanced(postings)
     return postings
 

@@ -9,7 +9,6 @@ ratios (``summarise_rows``), so every total equals the sum of its rows.
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ __all__ = [
     "ExecutionReport",
     "execution_report",
     "write_orders_csv",
-    "write_orders_json",
 ]
 
 _FOLDED_KINDS = frozenset(
@@ -135,9 +133,3 @@ def write_orders_csv(report: ExecutionReport, path: Path) -> None:
         writer.writerow(ROW_COLUMNS)
         for row in report.rows:
             writer.writerow([getattr(row, name) for name in ROW_COLUMNS])
-
-
-def write_orders_json(report: ExecutionReport, path: Path) -> None:
-    """Totals (overall, by strategy, by day) and every parent row, integers as in the table."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report.to_json(), indent=1, sort_keys=True) + "\n")

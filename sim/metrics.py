@@ -17,7 +17,9 @@ from domain.events import (
     RunStarted,
 )
 from domain.fixed import minor_digits
+from domain.ledger import realized_account
 from kernel.journal import Journal
+from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
 
 __all__ = ["RunReport", "report_from_journal"]
 
@@ -40,29 +42,53 @@ class RunReport:
     fills: int
     initial_nav: float
     final_nav: float
-    total_return: float
-    annual_volatility: float
-    sharpe: float
-    max_drawdown: float
+    returns: ReturnStats  # daily NAV returns (sim.performance, empyrical's definitions)
+    trades: TradeStats  # fills that closed positions
+    exposure: float  # share of session days that ended with a position
     turnover: float  # traded notional / average NAV, annualised
     fees: float
     periods_per_year: int
+    finished: bool  # the journal holds run.finished (a run cut short does not)
     fee_lines: dict[str, float] = field(default_factory=dict)  # commission, stamp_duty, ...
+
+    @property
+    def total_return(self) -> float:
+        return self.returns.total_return
+
+    @property
+    def sharpe(self) -> float:
+        return self.returns.sharpe
+
+    @property
+    def max_drawdown(self) -> float:
+        """The maximum drawdown as a positive fraction."""
+        return -self.returns.max_drawdown
 
     def rows(self) -> list[tuple[str, str]]:
         ccy = self.currency
+        r, t = self.returns, self.trades
         return [
-            ("run", self.run_id),
+            ("run", self.run_id if self.finished else f"{self.run_id} (not finished)"),
             ("session days", f"{self.days:,}"),
             ("orders / rejected", f"{self.orders:,} / {self.rejected:,}"),
-            ("trades (fills)", f"{self.fills:,}"),
+            ("fills", f"{self.fills:,}"),
             ("initial NAV", f"{self.initial_nav:,.2f} {ccy}"),
             ("final NAV", f"{self.final_nav:,.2f} {ccy}"),
-            ("total return", f"{self.total_return:+.2%}"),
-            ("annualised volatility", f"{self.annual_volatility:.2%}"),
-            ("Sharpe (rf = 0)", f"{self.sharpe:.2f}"),
-            ("max drawdown", f"{self.max_drawdown:.2%}"),
+            ("total return", _pct(r.total_return, sign=True)),
+            ("annual return", _pct(r.annual_return, sign=True)),
+            ("annualised volatility", _pct(r.annual_volatility)),
+            ("Sharpe (rf = 0)", _num(r.sharpe)),
+            ("Sortino", _num(r.sortino)),
+            ("max drawdown", _pct(-r.max_drawdown)),
+            ("longest drawdown", f"{r.max_drawdown_periods:,} days"),
+            ("Calmar", _num(r.calmar)),
+            ("exposure (days held)", _pct(self.exposure)),
             ("turnover (annualised)", f"{self.turnover:.2f}x"),
+            ("closing trades", f"{t.trades:,}"),
+            ("hit rate", _pct(t.hit_rate)),
+            ("profit factor", _num(t.profit_factor)),
+            ("expectancy / trade", f"{_num(t.expectancy)} {ccy}"),
+            ("SQN", _num(t.sqn)),
             ("fees and taxes", f"{self.fees:,.2f} {ccy}"),
             *(
                 (f"  {name.replace('_', ' ')}", f"{amount:,.2f} {ccy}")
@@ -70,49 +96,108 @@ class RunReport:
             ),
         ]
 
+    def to_json(self) -> dict[str, object]:
+        """Every figure, unformatted (NaN and infinity as null)."""
+        data: dict[str, object] = {
+            key: getattr(self, key)
+            for key in ("run_id", "currency", "days", "orders", "rejected", "fills", "initial_nav",
+                        "final_nav", "exposure", "turnover", "fees", "periods_per_year", "finished")
+        }  # fmt: skip
+        data["returns"] = {k: _finite(v) for k, v in dataclasses.asdict(self.returns).items()}
+        data["trades"] = {k: _finite(v) for k, v in dataclasses.asdict(self.trades).items()}
+        data["fee_lines"] = dict(sorted(self.fee_lines.items()))
+        return data
+
+
+def _finite(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _pct(value: float, *, sign: bool = False) -> str:
+    if math.isnan(value):
+        return "-"
+    return f"{value:+.2%}" if sign else f"{value:.2%}"
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else "inf" if math.isinf(value) else f"{value:,.2f}"
+
+
+class _Fold:
+    """One pass over the journal: NAVs, counts, fees, closing trades and days held."""
+
+    def __init__(self) -> None:
+        self.navs: list[int] = []
+        self.counts: dict[str, int] = {}
+        self.traded_minor = 0
+        self.fees_minor = 0
+        self.fee_lines: dict[str, int] = {}
+        self.run: RunStarted | None = None
+        self.calendar_days = 252
+        self.trade_pnls: list[int] = []
+        self.positions: dict[int, int] = {}
+        self.days_held = 0
+
+    def apply(self, event: object) -> None:
+        if isinstance(event, DayClosed):
+            self.navs.append(event.nav_minor)
+            self.days_held += any(self.positions.values())
+        elif isinstance(event, OrderFilled):
+            self.traded_minor += event.notional_minor
+            qty = self.positions.get(event.instrument_id, 0) + event.side * event.fill_qty_raw
+            self.positions[event.instrument_id] = qty
+        elif isinstance(event, LedgerPosted):
+            fees = _add_fee_lines(event, self.fee_lines)
+            self.fees_minor += fees
+            if event.memo.startswith("fill "):
+                realised = sum(
+                    p.amount_minor for p in event.postings if p.account == realized_account(p.currency)
+                )
+                if realised:
+                    self.trade_pnls.append(-realised - fees)
+        elif isinstance(event, RunStarted):
+            self.run = event
+        elif isinstance(event, DatasetReferenced):
+            self.calendar_days = 365 if event.calendar == "24x7" else 252
+
 
 def report_from_journal(journal: Journal) -> RunReport:
-    navs: list[int] = []
-    counts: dict[str, int] = {}
-    traded_minor = fees_minor = 0
-    fee_lines: dict[str, int] = {}
-    run: RunStarted | None = None
-    calendar_days = 252
+    fold = _Fold()
     for record in journal.records(0):
-        counts[record.kind] = counts.get(record.kind, 0) + 1
-        if record.kind not in _DECODED:
-            continue
-        event = record.event()
-        if isinstance(event, DayClosed):
-            navs.append(event.nav_minor)
-        elif isinstance(event, OrderFilled):
-            traded_minor += event.notional_minor
-        elif isinstance(event, LedgerPosted):
-            fees_minor += _add_fee_lines(event, fee_lines)
-        elif isinstance(event, RunStarted):
-            run = event
-        elif isinstance(event, DatasetReferenced):
-            calendar_days = 365 if event.calendar == "24x7" else 252
-    orders = counts.get("order.submitted.v1", 0)
-    rejected = counts.get("order.rejected.v1", 0)
-    fills = counts.get("order.filled.v1", 0)
-    if run is None:
+        fold.counts[record.kind] = fold.counts.get(record.kind, 0) + 1
+        if record.kind in _DECODED:
+            fold.apply(record.event())
+    if fold.run is None:
         raise ValueError("journal has no run.started record")
-    config = json.loads(run.config_json)
+    config = json.loads(fold.run.config_json)
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)
     initial = _initial_cash(config)
-    summary = _summarise(
-        run.run_id,
-        currency,
-        navs,
-        initial,
-        scale,
-        calendar_days,
-        (orders, rejected, fills, traded_minor, fees_minor),
+    counts = fold.counts
+    periods = fold.calendar_days
+    nav = np.array(fold.navs, dtype=np.float64) / scale
+    series = np.concatenate([[initial], nav]) if initial > 0 else nav
+    returns = np.diff(series) / series[:-1] if series.size > 1 else np.zeros(0)
+    years = max(len(fold.navs) / periods, 1e-9)
+    average_nav = float(series.mean()) if series.size else 0.0
+    return RunReport(
+        run_id=fold.run.run_id,
+        currency=currency,
+        days=len(fold.navs),
+        orders=counts.get("order.submitted.v1", 0),
+        rejected=counts.get("order.rejected.v1", 0),
+        fills=counts.get("order.filled.v1", 0),
+        initial_nav=initial,
+        final_nav=float(series[-1]) if series.size else initial,
+        returns=return_stats(returns, periods),
+        trades=trade_stats([pnl / scale for pnl in fold.trade_pnls]),
+        exposure=fold.days_held / len(fold.navs) if fold.navs else 0.0,
+        turnover=(fold.traded_minor / scale) / average_nav / years if average_nav else 0.0,
+        fees=fold.fees_minor / scale,
+        periods_per_year=periods,
+        finished=counts.get("run.finished.v1", 0) > 0,
+        fee_lines={name: amount / scale for name, amount in fold.fee_lines.items()},
     )
-    lines = {name: amount / scale for name, amount in fee_lines.items()}
-    return dataclasses.replace(summary, fee_lines=lines)
 
 
 def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
@@ -131,42 +216,3 @@ def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
 
 def _initial_cash(config: dict[str, object]) -> float:
     return float(str(config.get("initial_cash", "0")))
-
-
-def _summarise(
-    run_id: str,
-    currency: str,
-    navs_minor: list[int],
-    initial: float,
-    scale: int,
-    periods: int,
-    counts: tuple[int, int, int, int, int],
-) -> RunReport:
-    orders, rejected, fills, traded_minor, fees_minor = counts
-    nav = np.array(navs_minor, dtype=np.float64) / scale
-    series = np.concatenate([[initial], nav]) if initial > 0 else nav
-    returns = np.diff(series) / series[:-1] if series.size > 1 else np.zeros(0)
-    vol = float(returns.std(ddof=1)) * math.sqrt(periods) if returns.size > 1 else 0.0
-    mean = float(returns.mean()) * periods if returns.size else 0.0
-    peak = np.maximum.accumulate(series) if series.size else series
-    drawdown = float(np.max(1.0 - series / peak)) if series.size else 0.0
-    years = max(len(navs_minor) / periods, 1e-9)
-    average_nav = float(series.mean()) if series.size else 0.0
-    final = float(series[-1]) if series.size else initial
-    return RunReport(
-        run_id=run_id,
-        currency=currency,
-        days=len(navs_minor),
-        orders=orders,
-        rejected=rejected,
-        fills=fills,
-        initial_nav=initial,
-        final_nav=final,
-        total_return=final / initial - 1.0 if initial else 0.0,
-        annual_volatility=vol,
-        sharpe=mean / vol if vol > 0 else 0.0,
-        max_drawdown=drawdown,
-        turnover=(traded_minor / scale) / average_nav / years if average_nav else 0.0,
-        fees=fees_minor / scale,
-        periods_per_year=periods,
-    )

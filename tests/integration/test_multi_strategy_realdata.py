@@ -6,6 +6,9 @@ every day (the kernel checks at each close and stops otherwise), the attribution
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,3 +138,42 @@ def test_tape_report_prints_and_writes_the_attribution(
     csv_out = tmp_path / "strategies.csv"
     assert main(["report", str(path), "--worst", "0", "--days", "0", "--strategies", str(csv_out)]) == 0
     assert csv_out.read_text().splitlines()[0].startswith("strategy,currency,capital_minor")
+
+
+def test_tape_report_writes_everything_it_prints_as_json_and_csv(
+    two_strategy_run: tuple[BacktestConfig, Path], tmp_path: Path
+) -> None:
+    _, path = two_strategy_run
+    out = tmp_path / "report.json"
+    folder = tmp_path / "csv"
+    assert main(["report", str(path), "--json", str(out), "--csv", str(folder)]) == 0
+    data = json.loads(out.read_text())
+    summary = data["summary"]
+    assert summary["finished"] is True and summary["run_id"] == "two-strategies"
+    assert set(summary["returns"]) >= {"sharpe", "sortino", "calmar", "max_drawdown", "annual_return"}
+    assert summary["trades"]["trades"] > 0
+    assert [row["strategy"] for row in data["strategies"]] == ["trend", "rotation", "book"]
+    assert set(data["by_strategy"]) == {"trend", "rotation"}
+    assert len(data["orders"]) == data["total"]["parents"]
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["execution_by_day.csv", "execution_by_strategy.csv", "orders.csv", "strategies.csv",
+                     "summary.csv"]  # fmt: skip
+    summary_rows = dict(line.split(",", 1) for line in (folder / "summary.csv").read_text().splitlines()[1:])
+    assert float(summary_rows["returns.sharpe"]) == pytest.approx(summary["returns"]["sharpe"])
+    by_strategy = (folder / "execution_by_strategy.csv").read_text().splitlines()
+    assert by_strategy[0].startswith("strategy,currency,parents") and len(by_strategy) == 3
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_tape_report_fits_the_terminal_without_cutting_a_number(
+    two_strategy_run: tuple[BacktestConfig, Path], columns: int
+) -> None:
+    _, path = two_strategy_run
+    env = {**os.environ, "COLUMNS": str(columns)}
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "report", str(path), "--worst", "5", "--days", "5"],
+        capture_output=True, text=True, env=env, timeout=120, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= columns
+    assert "…" not in done.stdout  # rich's mark of a cut cell

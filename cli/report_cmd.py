@@ -1,0 +1,142 @@
+"""``tape report``: what a journal says about its run — summary, strategies, execution quality —
+printed to fit 80 columns, and all of it as JSON (``--json``) or CSV files (``--csv DIR``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+from rich.table import Table
+
+from cli.attribution_tables import attribution_rows, print_attribution, write_attribution
+from cli.execution_tables import print_execution_quality
+from cli.progress import console, progress_bar
+from cli.wiring import ConfigError
+from kernel.store import open_journal
+from sim.attribution import Attribution, strategy_attribution
+from sim.execution_report import ExecutionReport, execution_report, write_orders_csv
+from sim.metrics import RunReport, report_from_journal
+
+__all__ = ["add_report_parser", "cmd_report", "print_report"]
+
+
+@dataclass(frozen=True)
+class Gathered:
+    report: RunReport
+    attribution: Attribution | None
+    quality: ExecutionReport
+
+
+def gather(path: Path) -> Gathered:
+    """Every fold of the report, from one open of the journal."""
+    with open_journal(path) as journal:
+        report = report_from_journal(journal)
+        attribution = strategy_attribution(journal)
+        with progress_bar(f"execution quality {path.name}", len(journal)) as update:
+            quality = execution_report(journal, progress=update)
+    if attribution is not None:
+        attribution.check()
+    return Gathered(report, attribution, quality)
+
+
+def print_report(path: Path, *, worst: int = 10, days: int = 10) -> Gathered:
+    gathered = gather(path)
+    title = f"report {path}" if gathered.report.finished else f"report {path} (run not finished)"
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for metric, value in gathered.report.rows():
+        table.add_row(metric, value)
+    console.print(table)
+    if gathered.attribution is not None:
+        print_attribution(gathered.attribution)
+    print_execution_quality(gathered.quality, worst=worst, days=days)
+    return gathered
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.worst < 0 or args.days < 0:
+        raise ConfigError("--worst and --days must not be negative")
+    gathered = print_report(Path(args.journal), worst=args.worst, days=args.days)
+    if args.strategies:
+        if gathered.attribution is None:
+            raise ConfigError(f"{args.journal}: a run of one strategy has no per-strategy attribution")
+        write_attribution(gathered.attribution, Path(args.strategies))
+        count = len(gathered.attribution.strategies)
+        console.print(f"wrote {count} strategies' attribution to {args.strategies}")
+    if args.orders:
+        write_orders_csv(gathered.quality, Path(args.orders))
+        console.print(f"wrote {len(gathered.quality.rows):,} order rows to {args.orders}")
+    if args.json:
+        write_json(gathered, Path(args.json))
+        console.print(f"wrote the report ({len(gathered.quality.rows):,} orders) to {args.json}")
+    if args.csv:
+        names = write_csv(gathered, Path(args.csv))
+        console.print(f"wrote {', '.join(names)} to {args.csv}")
+    return 0
+
+
+def write_json(gathered: Gathered, path: Path) -> None:
+    """The summary, the strategies (null for one strategy) and the execution quality: its
+    totals overall, by strategy and by day, and every parent order."""
+    data: dict[str, object] = {
+        "summary": gathered.report.to_json(),
+        "strategies": attribution_rows(gathered.attribution) if gathered.attribution else None,
+        **gathered.quality.to_json(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def write_csv(gathered: Gathered, folder: Path) -> list[str]:
+    """``summary.csv`` (metric, value), ``strategies.csv`` (several strategies),
+    ``execution_by_strategy.csv``, ``execution_by_day.csv`` and ``orders.csv``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    summary = gathered.report.to_json()
+    flat: list[tuple[str, object]] = []
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            flat.extend((f"{key}.{inner}", item) for inner, item in value.items())
+        else:
+            flat.append((key, value))
+    _write_rows(folder / "summary.csv", ["metric", "value"], [list(pair) for pair in flat])
+    written = ["summary.csv"]
+    if gathered.attribution is not None:
+        write_attribution(gathered.attribution, folder / "strategies.csv")
+        written.append("strategies.csv")
+    quality = gathered.quality
+    for name, label, totals in (
+        ("execution_by_strategy.csv", "strategy", {str(k): v for k, v in quality.by_strategy.items()}),
+        ("execution_by_day.csv", "day", {str(k): v for k, v in quality.by_day.items()}),
+    ):
+        fields = list(msgspec.structs.asdict(quality.total))
+        rows = [[key, *msgspec.structs.astuple(value)] for key, value in totals.items()]
+        _write_rows(folder / name, [label, *fields], rows)
+        written.append(name)
+    write_orders_csv(quality, folder / "orders.csv")
+    written.append("orders.csv")
+    return written
+
+
+def _write_rows(path: Path, header: list[str], rows: list[list[object]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def add_report_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = verbs.add_parser("report", help="print the run's report, strategies and execution quality")
+    report.add_argument("journal")
+    report.add_argument("--json", metavar="PATH", help="write everything the report prints, as JSON")
+    report.add_argument("--csv", metavar="DIR", help="write everything as CSV files into DIR")
+    report.add_argument("--orders", metavar="CSV", help="write one row per (parent) order to this CSV")
+    report.add_argument(
+        "--strategies", metavar="CSV|JSON", help="write the per-strategy attribution (several strategies)"
+    )
+    report.add_argument("--worst", type=int, default=10, help="orders listed by shortfall (default 10)")
+    report.add_argument("--days", type=int, default=10, help="latest days listed (default 10)")
