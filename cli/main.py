@@ -23,6 +23,7 @@ from cli.ingest import (
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
 from cli.report_cmd import add_report_parser, cmd_report, print_report
+from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
@@ -190,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--journal", help="override the config's journal path")
     verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
     add_report_parser(verbs)
+    add_sweep_parsers(verbs)
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
@@ -218,6 +220,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": cmd_report,
     "demo": cmd_demo,
     "strategies": cmd_strategies,
+    "sweep": cmd_sweep,
+    "runs": cmd_runs,
     "ingest": cmd_ingest,
     "health": cmd_health,
     "export": cmd_export,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,15 @@ from kernel.strategy import Strategy
 from models.plugins import PluginError, load_strategy
 from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_setup
 
-__all__ = ["ConfigError", "load_config", "make_strategies", "make_strategy", "replay_builder"]
+__all__ = [
+    "ConfigError",
+    "config_from_raw",
+    "load_config",
+    "make_strategies",
+    "make_strategy",
+    "read_raw_config",
+    "replay_builder",
+]
 
 class ConfigError(ValueError):
     """A configuration file that cannot be used as written."""
@@ -36,11 +45,23 @@ def make_strategies(config: BacktestConfig) -> list[Strategy]:
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:
     """Read a backtest TOML; relative data set and journal paths resolve from the file's folder."""
+    raw = read_raw_config(path)
+    raw.pop("sweep", None)  # the table of `tape sweep`; a backtest of the file runs its base point
+    raw.update(overrides or {})
+    return config_from_raw(raw, path)
+
+
+def read_raw_config(path: Path) -> dict[str, Any]:
+    """The TOML's tables as read, with no checks."""
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        return tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: {error}") from None
-    raw.update(overrides or {})
+
+
+def config_from_raw(raw: dict[str, Any], path: Path) -> BacktestConfig:
+    """A checked configuration from a TOML's tables; relative paths resolve from ``path``'s folder."""
+    raw = copy.deepcopy(raw)
     for key in ("dataset", "journal"):
         if key in raw and not Path(raw[key]).is_absolute():
             raw[key] = str((Path(path).parent / raw[key]).resolve())

@@ -1,0 +1,397 @@
+"""``tape sweep CONFIG.toml`` and ``tape runs``: many backtests of one configuration over a
+parameter grid or a seeded random search, on every core, each recorded so it can be re-run to
+the same chain head.
+
+The configuration's ``[sweep]`` table names the parameters by their dotted path in the TOML
+(``strategy.params.fast``, ``strategies.1.budget``, ``fill.slippage_e8``):
+
+```toml
+[sweep]
+grid = { "strategy.params.fast" = [5, 10, 20], "strategy.params.slow" = [50, 100] }
+# or a random search: samples drawn with `seed` from ranges or lists
+# samples = 200
+# seed = 7
+# space = { "strategy.params.fast" = { low = 2, high = 30 }, "strategy.params.weight" = [0.5, 0.9] }
+workers = 0            # 0: every core
+keep_journals = false  # true keeps each run's journal under OUT/journals
+rank_by = "sharpe"
+out = "sweeps/sma"     # default: sweeps/RUN_ID beside the TOML
+```
+
+Each point is a full backtest (journal, risk, ledger postings); its run id is
+``RUN_ID-NNNN``. The results — configuration, seed, data-set hash, engine and code version,
+chain head, metrics — go to ``OUT/experiments.sqlite`` (``sim.experiments``); ``tape runs OUT``
+lists them, ``--rerun RUN_ID`` runs one again and checks its chain head.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import math
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from importlib.metadata import PackageNotFoundError, version
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from rich import box
+from rich.table import Table
+
+from cli.progress import console, progress_bar
+from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
+from kernel.replay import replay
+from kernel.store import open_journal
+from lake.store import dataset_ref
+from sim.backtest import ENGINE_VERSION, BacktestConfig, run_backtest
+from sim.experiments import Experiment, ExperimentStore
+from sim.metrics import report_from_journal
+
+__all__ = ["add_sweep_parsers", "cmd_runs", "cmd_sweep", "run_point", "sweep_points"]
+
+RANKABLE = (
+    "sharpe", "sortino", "calmar", "total_return", "annual_return", "max_drawdown", "annual_volatility",
+    "profit_factor", "hit_rate", "expectancy", "sqn", "final_nav",
+)  # fmt: skip
+
+
+class Range(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A random-search range: integers when both ends are, else floats (``log``: log-uniform)."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+
+
+class SweepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    grid: dict[str, list[Any]] = {}
+    space: dict[str, Range | list[Any]] = {}
+    samples: int = 0
+    seed: int = 0
+    workers: int = 0
+    keep_journals: bool = False
+    rank_by: str = "sharpe"
+    out: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.grid) == bool(self.space):
+            raise ValueError("sweep: give a grid, or a space with samples for a random search (one of them)")
+        if self.space and self.samples <= 0:
+            raise ValueError("sweep.samples: a random search needs a positive number of samples")
+        for key, values in self.grid.items():
+            if not values:
+                raise ValueError(f"sweep.grid.{key}: no values")
+        for key, spec in self.space.items():
+            _check_choice(key, spec)
+        if self.rank_by not in RANKABLE:
+            raise ValueError(f"sweep.rank_by must be one of {', '.join(RANKABLE)}; got {self.rank_by!r}")
+        if self.workers < 0:
+            raise ValueError(f"sweep.workers must not be negative, got {self.workers}")
+
+
+def _check_choice(key: str, spec: Range | list[Any]) -> None:
+    if isinstance(spec, list):
+        if not spec:
+            raise ValueError(f"sweep.space.{key}: no values")
+    elif not spec.low <= spec.high:
+        raise ValueError(f"sweep.space.{key}: low {spec.low} is above high {spec.high}")
+    elif spec.log and spec.low <= 0:
+        raise ValueError(f"sweep.space.{key}: a log range needs low > 0")
+
+
+def sweep_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """The parameter points: the grid's product in the order written, or ``samples`` draws."""
+    if spec.grid:
+        keys = list(spec.grid)
+        return [dict(zip(keys, values, strict=True)) for values in itertools.product(*spec.grid.values())]
+    rng = np.random.default_rng(spec.seed)
+    points = []
+    for _ in range(spec.samples):
+        point: dict[str, Any] = {}
+        for key, choice in spec.space.items():
+            point[key] = _draw(rng, choice)
+        points.append(point)
+    return points
+
+
+def _draw(rng: np.random.Generator, choice: Range | list[Any]) -> Any:
+    if isinstance(choice, list):
+        return choice[int(rng.integers(len(choice)))]
+    if isinstance(choice.low, int) and isinstance(choice.high, int) and not choice.log:
+        return int(rng.integers(choice.low, choice.high + 1))
+    if choice.log:
+        return float(math.exp(rng.uniform(math.log(choice.low), math.log(choice.high))))
+    return float(rng.uniform(choice.low, choice.high))
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.0.c`` in nested tables and lists (numbers index lists); tables are created."""
+    parts = key.split(".")
+    node: Any = raw
+    for index, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            node = node[_index(node, part, key)]
+        else:
+            node = node.setdefault(part, {} if not parts[index + 1].isdigit() else [])
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, key)] = value
+    else:
+        node[last] = value
+
+
+def _index(node: list[Any], part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"sweep key {key!r}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def run_point(task: tuple[str, bool]) -> dict[str, Any]:
+    """One backtest of a sweep, in any process: its chain head, record count and metrics."""
+    config_json, keep = task
+    config = BacktestConfig.from_json(config_json)
+    result = run_backtest(config, make_strategies(config))
+    with open_journal(result.journal) as journal:
+        report = report_from_journal(journal)
+    if not keep:
+        shutil.rmtree(result.journal, ignore_errors=True)
+    summary = report.to_json()
+    metrics = {**summary["returns"], **summary["trades"]}  # type: ignore[dict-item]
+    metrics.update({key: summary[key] for key in ("final_nav", "fees", "turnover", "exposure", "finished")})
+    return {
+        "chain_head": result.last_hash,
+        "records": result.records,
+        "metrics": metrics,
+        "journal": str(result.journal) if keep else "",
+    }
+
+
+def _code_version() -> str:
+    """The package version, and the git commit when Tape runs from a checkout ('+dirty' if the
+    checkout has changes)."""
+    try:
+        text = f"tape {version('tape')}"
+    except PackageNotFoundError:
+        text = "tape (not installed)"
+    root = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(root)]
+    try:
+        head = _output([*git, "rev-parse", "HEAD"])
+        dirty = _output([*git, "status", "--porcelain", "--untracked-files=no"])
+    except (OSError, subprocess.SubprocessError):
+        return text
+    return f"{text} git {head}{'+dirty' if dirty else ''}"
+
+
+def _output(command: list[str]) -> str:
+    return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+
+
+def _results(
+    tasks: list[tuple[str, bool]], workers: int, update: Callable[[int], None]
+) -> Iterator[dict[str, Any]]:
+    if workers == 1:
+        for done, task in enumerate(tasks, 1):
+            yield run_point(task)
+            update(done)
+        return
+    # spawn: a fresh interpreter per worker (no forked locks, e.g. the progress bar's thread);
+    # workers are replaced after 64 runs each so memory stays bounded on long sweeps.
+    context = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=64) as pool:
+        for done, result in enumerate(pool.map(run_point, tasks), 1):
+            yield result
+            update(done)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    raw = read_raw_config(path)
+    table = raw.pop("sweep", None)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: no [sweep] table (docs/research.md)")
+    try:
+        spec = msgspec.convert(table, SweepSpec)
+    except (msgspec.ValidationError, ValueError) as error:
+        raise ConfigError(f"{path}: {error}") from None
+    base_id = str(raw.get("run_id", path.stem))
+    out = Path(args.out or spec.out or f"sweeps/{base_id}")
+    out = out if out.is_absolute() else (path.parent / out).resolve()
+    if (out / "experiments.sqlite").exists():
+        raise ConfigError(f"{out} already holds a sweep; choose another --out or remove it")
+    points = sweep_points(spec)
+    configs = []
+    for index, point in enumerate(points):
+        point_raw = json.loads(json.dumps(raw))
+        for key, value in point.items():
+            set_dotted(point_raw, key, value)
+        point_raw["run_id"] = f"{base_id}-{index:04d}"
+        # The journal path is part of the journaled configuration, so it is fixed (a journal
+        # not kept is deleted after its metrics are read, and `--rerun` writes it there again).
+        point_raw["journal"] = str(out / "journals" / point_raw["run_id"])
+        config = config_from_raw(point_raw, path)
+        make_strategies(config)  # every point's configuration and parameters checked before any runs
+        configs.append(config)
+    workers = args.workers if args.workers is not None else spec.workers
+    workers = min(workers or os.cpu_count() or 1, len(configs))
+    hashes = {dataset: dataset_ref(Path(dataset)).content_hash for dataset in {c.dataset for c in configs}}
+    code = _code_version()
+    tasks = [(config.canonical_json(), spec.keep_journals) for config in configs]
+    experiments = []
+    with ExperimentStore(out / "experiments.sqlite", create=True) as store, progress_bar(
+        f"sweep {base_id}: {len(tasks):,} backtests on {workers} worker(s)", len(tasks)
+    ) as update:
+        for index, result in enumerate(_results(tasks, workers, update)):
+            config = configs[index]
+            experiment = Experiment(
+                run_id=config.run_id, sweep_id=base_id, point=index, params=points[index],
+                config_json=config.canonical_json(), seed=config.seed,
+                dataset_hash=hashes[config.dataset], engine_version=ENGINE_VERSION, code_version=code,
+                chain_head=result["chain_head"], records=result["records"], metrics=result["metrics"],
+                journal=result["journal"],
+            )  # fmt: skip
+            store.add(experiment)
+            experiments.append(experiment)
+    if not spec.keep_journals:
+        shutil.rmtree(out / "journals", ignore_errors=True)
+    print_ranked(experiments, spec.rank_by, args.top)
+    console.print(f"{len(experiments):,} runs recorded in {out / 'experiments.sqlite'} (tape runs {out})")
+    return 0
+
+
+def _rank_key(metric: str) -> Callable[[Experiment], tuple[int, float, int]]:
+    def key(experiment: Experiment) -> tuple[int, float, int]:
+        value = experiment.metrics.get(metric)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return (1, 0.0, experiment.point)  # unranked last, in point order
+        return (0, -float(value), experiment.point)
+
+    return key
+
+
+def print_ranked(experiments: list[Experiment], metric: str, top: int) -> None:
+    ranked = sorted(experiments, key=_rank_key(metric))[:top]
+    table = Table(title=f"top {len(ranked)} of {len(experiments):,} by {metric}", box=box.SIMPLE_HEAD,
+                  pad_edge=False)  # fmt: skip
+    table.add_column("#", justify="right")
+    table.add_column("run", min_width=max((len(e.run_id) for e in ranked), default=3))
+    table.add_column("parameters", overflow="fold")
+    for header in ("Sharpe", "return", "max DD", "trades"):
+        table.add_column(header, justify="right", no_wrap=True)
+    for rank, experiment in enumerate(ranked, 1):
+        m = experiment.metrics
+        table.add_row(
+            str(rank),
+            experiment.run_id,
+            " ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in experiment.params.items()),
+            _fmt(m.get("sharpe"), "{:.2f}"),
+            _fmt(m.get("total_return"), "{:+.1%}"),
+            _fmt(None if m.get("max_drawdown") is None else -m["max_drawdown"], "{:.1%}"),
+            _fmt(m.get("trades"), "{:,}"),
+        )
+    console.print(table)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else spec.format(value)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    target = Path(args.where)
+    db = target / "experiments.sqlite" if target.is_dir() else target
+    with ExperimentStore(db) as store:
+        experiments = store.all(args.sweep)
+        if args.rerun:
+            try:
+                experiment = store.get(args.rerun)
+            except KeyError as error:
+                raise ConfigError(str(error.args[0])) from None
+            return _rerun(experiment)
+    if args.json:
+        print(json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True))
+        return 0
+    if args.csv:
+        _write_csv(experiments, Path(args.csv))
+        console.print(f"wrote {len(experiments):,} runs to {args.csv}")
+        return 0
+    print_ranked(experiments, args.rank_by, args.top)
+    return 0
+
+
+def _rerun(experiment: Experiment) -> int:
+    """Check a recorded run: a kept journal is replayed (re-derived from its inputs); otherwise
+    the configuration runs again into its recorded journal path, which is removed afterwards.
+    Exit 1 unless the chain head is the recorded one."""
+    config = BacktestConfig.from_json(experiment.config_json)
+    current = dataset_ref(Path(config.dataset)).content_hash
+    if current != experiment.dataset_hash:
+        console.print(f"[red]the data set changed[/]: {config.dataset} hashes {current[:16]}..., "
+                      f"the run read {experiment.dataset_hash[:16]}...")  # fmt: skip
+        return 1
+    journal_path = Path(config.journal)
+    if journal_path.exists():
+        with open_journal(journal_path) as journal:
+            outcome = replay(journal, replay_builder)
+            head = journal.last_hash.hex()
+        if not outcome.ok:
+            console.print(f"[red]not reproduced[/] {experiment.run_id}: {outcome.divergence}")
+            return 1
+        how = "replayed its journal"
+    else:
+        try:
+            result = run_backtest(config, make_strategies(config))
+            head = result.last_hash
+        finally:
+            shutil.rmtree(journal_path, ignore_errors=True)
+            if journal_path.parent.is_dir() and not any(journal_path.parent.iterdir()):
+                journal_path.parent.rmdir()
+        how = "ran it again"
+    if head == experiment.chain_head:
+        console.print(f"[green]reproduced[/] {experiment.run_id} ({how}): chain head {head[:16]}...")
+        return 0
+    console.print(
+        f"[red]not reproduced[/] {experiment.run_id} ({how}): chain head {head[:16]}..., recorded "
+        f"{experiment.chain_head[:16]}... (code then: {experiment.code_version})"
+    )
+    return 1
+
+
+def _write_csv(experiments: list[Experiment], path: Path) -> None:
+    params = sorted({key for e in experiments for key in e.params})
+    metrics = sorted({key for e in experiments for key in e.metrics})
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run_id", "sweep_id", "point", *params, *metrics, "seed", "dataset_hash",
+                         "engine_version", "code_version", "chain_head", "records", "journal"])  # fmt: skip
+        for e in experiments:
+            writer.writerow([e.run_id, e.sweep_id, e.point, *(e.params.get(k) for k in params),
+                             *(e.metrics.get(k) for k in metrics), e.seed, e.dataset_hash, e.engine_version,
+                             e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
+
+
+def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sweep = verbs.add_parser("sweep", help="backtests over a parameter grid or a random search")
+    sweep.add_argument("config", help="a backtest TOML with a [sweep] table")
+    sweep.add_argument("--workers", type=int, help="processes (default: [sweep] workers, 0 = every core)")
+    sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
+    sweep.add_argument("--top", type=int, default=20, help="rows of the ranked table (default 20)")
+    runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
+    runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
+    runs.add_argument("--sweep", help="only this sweep id")
+    runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
+    runs.add_argument("--top", type=int, default=20)
+    runs.add_argument("--json", action="store_true", help="every run as JSON")
+    runs.add_argument("--csv", metavar="PATH", help="every run as CSV")
+    runs.add_argument("--rerun", metavar="RUN_ID", help="run it again; exit 1 unless the chain head matches")

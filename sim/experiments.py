@@ -1,0 +1,119 @@
+"""The experiments table: one row per research run (a sweep's point), enough to reproduce it.
+
+Each row records the run's full configuration (the JSON its journal starts with), its seed, the
+data set's content hash, the engine and package versions, the journal's chain head and record
+count, and its metrics. Re-running the configuration on the same data set and code gives the
+same chain head (``tape runs DB --rerun RUN_ID`` checks it). The table lives in a SQLite file of
+its own (``experiments.sqlite`` in a sweep's folder by default).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Experiment", "ExperimentStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS experiments (
+    run_id TEXT PRIMARY KEY,
+    sweep_id TEXT NOT NULL,
+    point INTEGER NOT NULL,
+    params_json TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    dataset_hash TEXT NOT NULL,
+    engine_version TEXT NOT NULL,
+    code_version TEXT NOT NULL,
+    chain_head TEXT NOT NULL,
+    records INTEGER NOT NULL,
+    metrics_json TEXT NOT NULL,
+    journal TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Experiment:
+    run_id: str
+    sweep_id: str
+    point: int
+    params: dict[str, Any]
+    config_json: str
+    seed: int
+    dataset_hash: str
+    engine_version: str
+    code_version: str
+    chain_head: str
+    records: int
+    metrics: dict[str, Any]
+    journal: str  # "" when the journal was not kept
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["config"] = json.loads(data.pop("config_json"))
+        return data
+
+
+class ExperimentStore:
+    """The experiments table in a SQLite file; created on first write, never on read."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise FileNotFoundError(f"{self.path}: no experiments table here (run `tape sweep` first)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        if create:
+            self._db.execute(_SCHEMA)
+            self._db.commit()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ExperimentStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add(self, experiment: Experiment) -> None:
+        """Record one run (a run id already present is replaced: the sweep was run again)."""
+        e = experiment
+        self._db.execute(
+            "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (e.run_id, e.sweep_id, e.point, json.dumps(e.params, sort_keys=True), e.config_json, e.seed,
+             e.dataset_hash, e.engine_version, e.code_version, e.chain_head, e.records,
+             json.dumps(e.metrics, sort_keys=True), e.journal),
+        )  # fmt: skip
+        self._db.commit()
+
+    def all(self, sweep_id: str | None = None) -> list[Experiment]:
+        query = "SELECT * FROM experiments"
+        args: tuple[str, ...] = ()
+        if sweep_id is not None:
+            query += " WHERE sweep_id = ?"
+            args = (sweep_id,)
+        try:
+            rows = self._db.execute(query + " ORDER BY sweep_id, point", args).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise FileNotFoundError(f"{self.path}: not an experiments table ({error})") from None
+        return [_experiment(row) for row in rows]
+
+    def get(self, run_id: str) -> Experiment:
+        row = self._db.execute("SELECT * FROM experiments WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"{self.path}: no run {run_id!r}")
+        return _experiment(row)
+
+
+def _experiment(row: tuple[Any, ...]) -> Experiment:
+    (run_id, sweep_id, point, params, config, seed, dataset_hash, engine, code, head, records, metrics,
+     journal) = row  # fmt: skip
+    return Experiment(
+        run_id, sweep_id, point, json.loads(params), config, seed, dataset_hash, engine, code, head,
+        records, json.loads(metrics), journal,
+    )  # fmt: skip

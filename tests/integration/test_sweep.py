@@ -1,0 +1,137 @@
+"""``tape sweep`` and ``tape runs``: every point a full, recorded backtest; results identical
+on one worker and on several; any run re-run (or its kept journal replayed) to its chain head."""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from cli.sweep_cmd import SweepSpec, cmd_sweep, set_dotted, sweep_points
+from cli.wiring import ConfigError
+from sim.experiments import ExperimentStore
+from tests.factories import make_dataset
+
+BASE = """
+run_id = "sweep-test"
+dataset = "data"
+journal = "journals/base"
+
+[strategy]
+name = "sma_crossover"
+params = {{ fast = 10, slow = 30, weight = 0.9 }}
+
+[fill]
+commission_e8 = 100_000
+
+[sweep]
+{sweep}
+"""
+GRID = 'grid = { "strategy.params.fast" = [5, 10], "strategy.params.slow" = [20, 40] }'
+
+
+def _sweep_file(tmp_path: Path, sweep: str = GRID) -> Path:
+    if not (tmp_path / "data").exists():
+        make_dataset(tmp_path / "data", symbols=3, bars=200)
+    path = tmp_path / "sweep.toml"
+    path.write_text(BASE.format(sweep=sweep))
+    return path
+
+
+def _sweep(path: Path, out: Path) -> int:
+    """``tape sweep`` without the CLI's error handler, so a refusal raises."""
+    return cmd_sweep(argparse.Namespace(config=str(path), workers=1, out=str(out), top=20))
+
+
+def _rows(db: Path) -> list[tuple[str, str, str, str]]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT run_id, params_json, chain_head, metrics_json FROM experiments ORDER BY point"
+        ).fetchall()
+
+
+def test_a_grid_gives_the_same_runs_on_one_worker_and_on_two(tmp_path: Path) -> None:
+    path = _sweep_file(tmp_path)
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "one")]) == 0
+    assert main(["sweep", str(path), "--workers", "2", "--out", str(tmp_path / "two")]) == 0
+    one, two = _rows(tmp_path / "one" / "experiments.sqlite"), _rows(tmp_path / "two" / "experiments.sqlite")
+    assert len(one) == 4
+    # The journal path is part of a run's configuration, so the two sweeps' chains differ by it;
+    # the metrics are the same, run for run.
+    assert [(r[0], r[1], r[3]) for r in one] == [(r[0], r[1], r[3]) for r in two]
+    assert len({r[2] for r in one}) == 4
+    assert not (tmp_path / "one" / "journals").exists()  # journals not kept by default
+
+
+def test_the_same_sweep_twice_gives_the_same_chain_heads(tmp_path: Path) -> None:
+    path = _sweep_file(tmp_path)
+    assert main(["sweep", str(path), "--workers", "2", "--out", str(tmp_path / "s")]) == 0
+    first = _rows(tmp_path / "s" / "experiments.sqlite")
+    (tmp_path / "s" / "experiments.sqlite").rename(tmp_path / "first.sqlite")
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "s")]) == 0
+    assert _rows(tmp_path / "s" / "experiments.sqlite") == first
+
+
+def test_a_recorded_run_reruns_to_its_chain_head_and_a_kept_journal_replays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _sweep_file(tmp_path)
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "s")]) == 0
+    assert main(["runs", str(tmp_path / "s"), "--rerun", "sweep-test-0002"]) == 0
+    assert "reproduced sweep-test-0002 (ran it again)" in capsys.readouterr().out
+    kept = _sweep_file(tmp_path, GRID + "\nkeep_journals = true")
+    assert main(["sweep", str(kept), "--workers", "1", "--out", str(tmp_path / "k")]) == 0
+    assert (tmp_path / "k" / "journals" / "sweep-test-0003").is_dir()
+    assert main(["runs", str(tmp_path / "k"), "--rerun", "sweep-test-0003"]) == 0
+    assert "reproduced sweep-test-0003 (replayed its journal)" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "s" / "experiments.sqlite") as connection:
+        connection.execute("UPDATE experiments SET chain_head = 'x' WHERE run_id = 'sweep-test-0001'")
+    assert main(["runs", str(tmp_path / "s"), "--rerun", "sweep-test-0001"]) == 1
+
+
+def test_a_random_search_is_reproducible_from_its_seed(tmp_path: Path) -> None:
+    spec = SweepSpec(samples=5, seed=11, space={"a": [1, 2, 3]})
+    assert sweep_points(spec) == sweep_points(SweepSpec(samples=5, seed=11, space={"a": [1, 2, 3]}))
+    floats = 'samples = 2\nspace = { "fill.slippage_e8" = { low = 0.5, high = 2.5 } }'
+    with pytest.raises(ConfigError, match="slippage_e8"):  # a float where the config needs an int
+        _sweep(_sweep_file(tmp_path, floats), tmp_path / "bad")
+    space = (
+        'samples = 5\nseed = 11\nspace = { "strategy.params.fast" = { low = 2, high = 9 }, '
+        '"strategy.params.weight" = [0.5, 0.9] }'
+    )
+    path = _sweep_file(tmp_path, space)
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "r")]) == 0
+    with ExperimentStore(tmp_path / "r" / "experiments.sqlite") as store:
+        runs = store.all()
+    assert len(runs) == 5
+    assert all(2 <= run.params["strategy.params.fast"] <= 9 for run in runs)
+    assert all(run.metrics["finished"] for run in runs)
+    assert all(run.dataset_hash and run.code_version.startswith("tape ") for run in runs)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ('grid = { "a" = [1] }\nspace = { "b" = [1] }\nsamples = 1', "one of them"),
+        ('space = { "b" = [1] }', "positive number of samples"),
+        ('grid = { "strategy.params.fast" = [] }', "no values"),
+        ('grid = { "strategy.params.fast" = [5] }\nrank_by = "luck"', "rank_by must be one of"),
+        ('grid = { "strategy.params.fast" = [50] }', "need 0 < fast < slow"),
+        ('grid = { "strategies.3.budget" = ["0.5"] }', "is not an index"),
+    ],
+)
+def test_sweeps_that_cannot_run_say_why_before_running(tmp_path: Path, sweep: str, message: str) -> None:
+    path = _sweep_file(tmp_path, sweep)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        _sweep(path, tmp_path / "x")
+    assert not (tmp_path / "x" / "experiments.sqlite").exists()
+
+
+def test_dotted_keys_reach_into_tables_and_lists() -> None:
+    raw: dict[str, object] = {"strategies": [{"params": {}}, {"params": {}}]}
+    set_dotted(raw, "strategies.1.params.fast", 7)
+    set_dotted(raw, "fill.slippage_e8", 3)
+    assert raw == {"strategies": [{"params": {}}, {"params": {"fast": 7}}], "fill": {"slippage_e8": 3}}
