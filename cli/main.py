@@ -20,10 +20,12 @@ from cli.ingest import (
     cmd_health,
     cmd_ingest,
 )
+from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
+from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
@@ -192,6 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
     add_report_parser(verbs)
     add_sweep_parsers(verbs)
+    add_walkforward_parser(verbs)
+    add_montecarlo_parser(verbs)
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
@@ -222,6 +226,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "strategies": cmd_strategies,
     "sweep": cmd_sweep,
     "runs": cmd_runs,
+    "walkforward": cmd_walkforward,
+    "montecarlo": cmd_montecarlo,
     "ingest": cmd_ingest,
     "health": cmd_health,
     "export": cmd_export,

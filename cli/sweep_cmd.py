@@ -48,6 +48,7 @@ from rich.table import Table
 
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
+from domain.events import DayClosed
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import dataset_ref
@@ -55,7 +56,18 @@ from sim.backtest import ENGINE_VERSION, BacktestConfig, run_backtest
 from sim.experiments import Experiment, ExperimentStore
 from sim.metrics import report_from_journal
 
-__all__ = ["add_sweep_parsers", "cmd_runs", "cmd_sweep", "run_point", "sweep_points"]
+__all__ = [
+    "SweepSpec",
+    "add_sweep_parsers",
+    "cmd_runs",
+    "cmd_sweep",
+    "code_version",
+    "print_ranked",
+    "run_point",
+    "run_tasks",
+    "set_dotted",
+    "sweep_points",
+]
 
 RANKABLE = (
     "sharpe", "sortino", "calmar", "total_return", "annual_return", "max_drawdown", "annual_volatility",
@@ -155,12 +167,15 @@ def _index(node: list[Any], part: str, key: str) -> int:
 
 
 def run_point(task: tuple[str, bool]) -> dict[str, Any]:
-    """One backtest of a sweep, in any process: its chain head, record count and metrics."""
+    """One backtest of a sweep, in any process: its chain head, record count, metrics and
+    daily NAVs ((day, minor units) at each close)."""
     config_json, keep = task
     config = BacktestConfig.from_json(config_json)
     result = run_backtest(config, make_strategies(config))
     with open_journal(result.journal) as journal:
         report = report_from_journal(journal)
+        closes = [r.event() for r in journal.records(0) if r.kind == "day.closed.v1"]
+        navs = [(e.day, e.nav_minor) for e in closes if isinstance(e, DayClosed)]
     if not keep:
         shutil.rmtree(result.journal, ignore_errors=True)
     summary = report.to_json()
@@ -171,10 +186,11 @@ def run_point(task: tuple[str, bool]) -> dict[str, Any]:
         "records": result.records,
         "metrics": metrics,
         "journal": str(result.journal) if keep else "",
+        "navs": navs,
     }
 
 
-def _code_version() -> str:
+def code_version() -> str:
     """The package version, and the git commit when Tape runs from a checkout ('+dirty' if the
     checkout has changes)."""
     try:
@@ -195,7 +211,7 @@ def _output(command: list[str]) -> str:
     return subprocess.run(command, capture_output=True, text=True, timeout=10, check=True).stdout.strip()
 
 
-def _results(
+def run_tasks(
     tasks: list[tuple[str, bool]], workers: int, update: Callable[[int], None]
 ) -> Iterator[dict[str, Any]]:
     if workers == 1:
@@ -243,13 +259,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else spec.workers
     workers = min(workers or os.cpu_count() or 1, len(configs))
     hashes = {dataset: dataset_ref(Path(dataset)).content_hash for dataset in {c.dataset for c in configs}}
-    code = _code_version()
+    code = code_version()
     tasks = [(config.canonical_json(), spec.keep_journals) for config in configs]
     experiments = []
     with ExperimentStore(out / "experiments.sqlite", create=True) as store, progress_bar(
         f"sweep {base_id}: {len(tasks):,} backtests on {workers} worker(s)", len(tasks)
     ) as update:
-        for index, result in enumerate(_results(tasks, workers, update)):
+        for index, result in enumerate(run_tasks(tasks, workers, update)):
             config = configs[index]
             experiment = Experiment(
                 run_id=config.run_id, sweep_id=base_id, point=index, params=points[index],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -110,6 +111,30 @@ class Panel:
     @property
     def steps(self) -> int:
         return len(self.ts_ns)
+
+    def head(self, steps: int) -> Panel:
+        """The first ``steps`` rows, with the funding, corporate actions and settlement prices
+        up to the last of them: the data set as it stood at that step's time."""
+        if not 0 < steps <= self.steps:
+            raise PanelError(f"cannot keep {steps} of {self.steps} steps")
+        if steps == self.steps:
+            return self
+        last_ts, last_day = int(self.ts_ns[steps - 1]), int(self.day[steps - 1])
+        per_step = ("ts_ns", "day", "open", "high", "low", "close", "volume", "valid", "last_close")
+        rows = {name: getattr(self, name)[:steps] for name in per_step}
+        funding = self.funding_ts_ns <= last_ts
+        for name in ("funding_ts_ns", "funding_instrument_id", "funding_rate_e8"):
+            rows[name] = getattr(self, name)[funding]
+        actions = self.action_ex_day <= last_day
+        for name in ACTION_FIELDS:
+            rows[name] = getattr(self, name)[actions]
+        if self.action_rights_to.size:
+            for name in RIGHTS_FIELDS:
+                rows[name] = getattr(self, name)[actions]
+        settled = self.settle_day <= last_day
+        for name in ("settle_day", "settle_instrument_id", "settle_px_raw"):
+            rows[name] = getattr(self, name)[settled]
+        return dataclasses.replace(self, **rows)
 
     def day_end_mask(self) -> BoolArray:
         """True at the last step of each session day."""

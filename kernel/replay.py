@@ -275,7 +275,8 @@ def _replay(
     run, ref = _inputs(journal)
     setup = build(run, ref)
     if day is None:
-        start_seq, end_seq, snapshot, first_step, end_step = 2, len(journal), None, 0, setup.panel.steps
+        start_seq, end_seq, snapshot, end_step = 2, len(journal), None, setup.panel.steps
+        first_step = setup.start_step
     else:
         start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, setup.panel, day)
     # An asynchronous venue's messages are inputs: the fresh kernel gets the journaled ones.

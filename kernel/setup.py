@@ -66,6 +66,7 @@ class RunSetup:
     futures: FuturesConfig | None = None  # settlement methods of daily-settled futures
     option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
     corporate_actions: CorporateActionConfig = field(default_factory=CorporateActionConfig)
+    start_step: int = 0  # the first step traded; earlier steps are history (a window's start)
 
     def __post_init__(self) -> None:
         if self.strategy is not None:
@@ -88,6 +89,8 @@ class RunSetup:
                 raise ValueError(
                     f"{slot.strategy.strategy_id}: budget {slot.budget_e8 / RATE_SCALE:g} is outside (0, 1]"
                 )
+        if not 0 <= self.start_step < max(self.panel.steps, 1):
+            raise ValueError(f"start step {self.start_step} is outside the panel's {self.panel.steps} steps")
         total = sum(slot.budget_e8 for slot in self.strategies)
         if total != RATE_SCALE:
             raise ValueError(f"strategy budgets sum to {total / RATE_SCALE:g}; they must sum to 1")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
@@ -41,6 +42,7 @@ __all__ = [
     "BacktestResult",
     "OperatorCommandConfig",
     "StrategyConfig",
+    "Window",
     "build_setup",
     "journal_inputs",
     "run_backtest",
@@ -149,6 +151,33 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError(f"venue.pending_max must not be negative, got {self.pending_max}")
 
 
+class Window(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The session days a run trades (ISO dates, inclusive; "" = the data set's first or last).
+    Bars before ``start`` are history the strategies see but nothing trades on; bars after
+    ``end`` are not loaded at all, so nothing in the run can read past it."""
+
+    start: str = ""
+    end: str = ""
+
+    def __post_init__(self) -> None:
+        first, last = self.days()
+        if first and last and first > last:
+            raise ValueError(f"window: start {self.start} is after end {self.end}")
+
+    def days(self) -> tuple[int, int]:
+        """(first, last) as YYYYMMDD integers, 0 where open."""
+        return _yyyymmdd(self.start, "window.start"), _yyyymmdd(self.end, "window.end")
+
+
+def _yyyymmdd(text: str, key: str) -> int:
+    if not text:
+        return 0
+    try:
+        return int(date.fromisoformat(text).strftime("%Y%m%d"))
+    except ValueError:
+        raise ValueError(f"{key} must be a date (YYYY-MM-DD), got {text!r}") from None
+
+
 class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One backtest, as read from TOML. Money is decimal text, rates are 1e-8 integers."""
 
@@ -181,6 +210,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     # Rights issues in the data set's actions: "lapse" (default) or "subscribe" (docs/markets.md).
     corporate_actions: CorporateActionConfig = CorporateActionConfig()
     venue: VenueConfig = VenueConfig()
+    window: Window | None = None  # the session days traded (walk-forward folds); None: all
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -256,6 +286,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("execution", "on_timeout"), "cancel"),
     (("venue",), msgspec.to_builtins(VenueConfig())),
     (("corporate_actions",), msgspec.to_builtins(CorporateActionConfig())),
+    (("window",), None),
 )
 
 
@@ -280,6 +311,7 @@ def build_setup(
     is built without its file (replay reads the journaled messages). ``strategy``: the run's
     strategy, or the strategies built from ``config.strategy_configs()`` in that order."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
+    panel, start_step = _windowed(config, panel)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
             {inst.instrument_id: inst for inst in panel.instruments},
@@ -323,7 +355,23 @@ def build_setup(
         futures=config.futures,
         option_model=config.option_model,
         corporate_actions=config.corporate_actions,
+        start_step=start_step,
     )
+
+
+def _windowed(config: BacktestConfig, panel: Panel) -> tuple[Panel, int]:
+    """The panel up to the window's last day, and the first step it trades."""
+    if config.window is None:
+        return panel, 0
+    first, last = config.window.days()
+    end = int(np.searchsorted(panel.day, last, side="right")) if last else panel.steps
+    start = int(np.searchsorted(panel.day, first, side="left")) if first else 0
+    if start >= end:
+        raise KernelError(
+            f"{config.run_id}: the window {config.window.start or '...'} to {config.window.end or '...'} "
+            f"holds no session of the data set ({int(panel.day[0])} to {int(panel.day[-1])})"
+        )
+    return panel.head(end), start
 
 
 def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
@@ -380,7 +428,7 @@ def run_backtest(
         journal_inputs(journal, config, ref, panel)
         kernel = Kernel(setup, journal)
         kernel.begin()
-        kernel.run(progress=progress)
+        kernel.run(setup.start_step, progress=progress)
         kernel.finish()
         journal.commit()
         nav = kernel.nav_minor(panel.steps - 1)

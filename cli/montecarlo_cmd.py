@@ -1,0 +1,173 @@
+"""``tape montecarlo JOURNAL``: how much of a run's result is luck.
+
+Two seeded experiments, both reproducible from the journal, the seed and the options:
+
+- the block bootstrap (always): the run's daily returns resampled into ``--samples`` paths of
+  blocks of ``--block`` sessions (``sim.montecarlo``); percentiles of total and annual return,
+  Sharpe and maximum drawdown, and the share of losing paths;
+- fill perturbation (``--perturb N``): the run's configuration backtested N more times, each
+  with its slippage drawn uniformly from ``--slippage-bp LO,HI`` basis points and its fill
+  participation cap from ``--participation LO,HI`` (percent of a bar's volume; 0 = no cap), on
+  every core; each run is recorded in ``OUT/experiments.sqlite`` (``tape runs OUT``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from rich import box
+from rich.table import Table
+
+from cli.progress import console, progress_bar
+from cli.sweep_cmd import code_version, run_tasks
+from cli.wiring import ConfigError, make_strategies
+from domain.events import DatasetReferenced, DayClosed, RunStarted
+from kernel.store import open_journal
+from sim.backtest import ENGINE_VERSION, BacktestConfig
+from sim.experiments import Experiment, ExperimentStore
+from sim.montecarlo import block_bootstrap, path_stats, summarise
+
+__all__ = ["add_montecarlo_parser", "cmd_montecarlo"]
+
+
+def _range(text: str, name: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--{name} takes LOW,HIGH (two numbers), got {text!r}") from None
+    if not 0 <= low <= high:
+        raise ConfigError(f"--{name}: need 0 <= LOW <= HIGH, got {text!r}")
+    return low, high
+
+
+def cmd_montecarlo(args: argparse.Namespace) -> int:
+    path = Path(args.journal)
+    with open_journal(path) as journal:
+        run = journal.record(0).event()
+        ref = journal.record(1).event()
+        if not isinstance(run, RunStarted) or not isinstance(ref, DatasetReferenced):
+            raise ConfigError(f"{path}: does not start with run.started and dataset.referenced")
+        navs = [r.event() for r in journal.records(0) if r.kind == "day.closed.v1"]
+    config = BacktestConfig.from_json(run.config_json)
+    initial = float(config.initial_cash_minor())
+    series = np.array([initial, *(float(e.nav_minor) for e in navs if isinstance(e, DayClosed))])
+    returns = np.diff(series) / series[:-1]
+    factor = 365 if ref.calendar == "24x7" else 252
+    try:
+        paths = block_bootstrap(returns, args.samples, args.block, args.seed)
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    summary = summarise(path_stats(paths, factor))
+    actual_stats = path_stats(returns[None, :], factor)
+    names = ("total_return", "annual_return", "sharpe", "max_drawdown")
+    actual = {name: float(getattr(actual_stats, name)[0]) for name in names}
+    _print_summary(
+        f"block bootstrap: {args.samples:,} paths of {returns.size:,} sessions, blocks of {args.block}, "
+        f"seed {args.seed}",
+        summary,
+        actual,
+    )
+    result: dict[str, Any] = {
+        "journal": str(path),
+        "bootstrap": {"samples": args.samples, "block": args.block, "seed": args.seed, **summary},
+    }
+    if args.perturb:
+        result["perturbation"] = _perturb(args, config, ref.content_hash)
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+        console.print(f"wrote {args.json}")
+    return 0
+
+
+def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str) -> dict[str, Any]:
+    slippage = _range(args.slippage_bp, "slippage-bp")
+    participation = _range(args.participation, "participation")
+    out = Path(args.out or f"{args.journal}.montecarlo").resolve()
+    if (out / "experiments.sqlite").exists():
+        raise ConfigError(f"{out} already holds a Monte Carlo; choose another --out or remove it")
+    rng = np.random.default_rng(args.seed)
+    configs, draws = [], []
+    for index in range(args.perturb):
+        slip_e8 = round(rng.uniform(*slippage) * 10_000)  # bp -> 1e-8
+        part_e8 = round(rng.uniform(*participation) * 1_000_000)  # percent -> 1e-8
+        run_id = f"{config.run_id}-mc-{index:04d}"
+        fill = msgspec.structs.replace(config.fill, slippage_e8=slip_e8, participation_e8=part_e8)
+        perturbed = msgspec.structs.replace(config, run_id=run_id, fill=fill,
+                                            journal=str(out / "journals" / run_id))  # fmt: skip
+        make_strategies(perturbed)
+        configs.append(perturbed)
+        draws.append({"fill.slippage_e8": slip_e8, "fill.participation_e8": part_e8})
+    tasks = [(c.canonical_json(), False) for c in configs]
+    workers = max(1, min(args.workers or os.cpu_count() or 1, len(tasks)))
+    code = code_version()
+    metrics: list[dict[str, Any]] = []
+    with ExperimentStore(out / "experiments.sqlite", create=True) as store, progress_bar(
+        f"fill perturbation: {len(tasks)} backtests on {workers} worker(s)", len(tasks)
+    ) as update:
+        for index, outcome in enumerate(run_tasks(tasks, workers, update)):
+            c = configs[index]
+            store.add(Experiment(
+                run_id=c.run_id, sweep_id=f"{config.run_id}-mc", point=index, params=draws[index],
+                config_json=c.canonical_json(), seed=c.seed, dataset_hash=dataset_hash,
+                engine_version=ENGINE_VERSION, code_version=code, chain_head=outcome["chain_head"],
+                records=outcome["records"], metrics=outcome["metrics"], journal="",
+            ))  # fmt: skip
+            metrics.append(outcome["metrics"])
+    shutil.rmtree(out / "journals", ignore_errors=True)  # the runs' journals are not kept
+    summary: dict[str, Any] = {}
+    for name in ("total_return", "annual_return", "sharpe", "max_drawdown"):
+        values = np.array([m[name] for m in metrics if m.get(name) is not None], dtype=np.float64)
+        summary[name] = {f"p{p}": float(np.percentile(values, p)) for p in (5, 25, 50, 75, 95)}
+    summary["probability"] = {"loss": float(np.mean([m["total_return"] < 0 for m in metrics]))}
+    _print_summary(
+        f"fill perturbation: {len(metrics)} backtests, slippage {args.slippage_bp} bp, participation "
+        f"{args.participation}%, seed {args.seed}",
+        summary,
+        None,
+    )
+    console.print(f"runs recorded in {out / 'experiments.sqlite'} (tape runs {out})")
+    return {"runs": len(metrics), "slippage_bp": slippage, "participation_pct": participation,
+            "out": str(out), **summary}  # fmt: skip
+
+
+def _print_summary(title: str, summary: dict[str, Any], actual: dict[str, float] | None) -> None:
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("statistic")
+    for header in ("5%", "25%", "median", "75%", "95%", *(["the run"] if actual else [])):
+        table.add_column(header, justify="right", no_wrap=True)
+    for name, label, pattern in (
+        ("total_return", "total return", "{:+.1%}"),
+        ("annual_return", "annual return", "{:+.1%}"),
+        ("sharpe", "Sharpe", "{:.2f}"),
+        ("max_drawdown", "max drawdown", "{:.1%}"),
+    ):
+        sign = -1.0 if name == "max_drawdown" else 1.0
+        cells = summary.get(name, {})
+        order = ("p95", "p75", "p50", "p25", "p5") if sign < 0 else ("p5", "p25", "p50", "p75", "p95")
+        row = [pattern.format(sign * cells[key]) if key in cells else "-" for key in order]
+        if actual:
+            row.append(pattern.format(sign * actual[name]))
+        table.add_row(label, *row)
+    console.print(table)
+    console.print(f"share of losing paths: {summary['probability']['loss']:.1%}")
+
+
+def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mc = verbs.add_parser("montecarlo", help="block bootstrap of a run's returns; fill perturbation")
+    mc.add_argument("journal")
+    mc.add_argument("--samples", type=int, default=1000, help="bootstrap paths (default 1000)")
+    mc.add_argument("--block", type=int, default=20, help="sessions per bootstrap block (default 20)")
+    mc.add_argument("--seed", type=int, default=0)
+    mc.add_argument("--perturb", type=int, default=0, metavar="N", help="also re-run the config N times")
+    mc.add_argument("--slippage-bp", default="0,10", help="slippage range for --perturb (default 0,10)")
+    mc.add_argument("--participation", default="0,0", help="volume cap range in %% (default 0,0: none)")
+    mc.add_argument("--workers", type=int, default=0, help="processes for --perturb (0: every core)")
+    mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
+    mc.add_argument("--json", metavar="PATH", help="write every figure as JSON")

@@ -1,0 +1,276 @@
+"""``tape walkforward CONFIG.toml``: choose parameters on a training window, trade them on the
+following test window, roll forward, and stitch the out-of-sample results.
+
+```toml
+[walkforward]
+train_days = 504        # sessions in each training window
+test_days = 126         # sessions in each test window
+step_days = 126         # how far each fold moves (default: test_days)
+anchored = false        # true: every training window starts at the first session (expanding)
+grid = { "strategy.params.fast" = [5, 10, 20], "strategy.params.slow" = [50, 100] }
+rank_by = "sharpe"      # the in-sample figure that picks a fold's parameters
+workers = 0
+out = "walkforward/sma"
+```
+
+(``space`` / ``samples`` / ``seed`` give a random search instead of ``grid``, as in
+``[sweep]``.) Every in-sample and out-of-sample run is a full backtest whose configuration has a
+``[window]``: the data set is cut at the window's last session (nothing in the run can read a
+later bar) and trading starts at its first (earlier bars are history for the strategies'
+warm-up). Each test run starts from the configuration's initial capital; the stitched curve
+chains the test windows' daily returns. All runs are recorded in ``OUT/experiments.sqlite``
+(``tape runs OUT``), the folds and the stitched daily returns in ``OUT/walkforward.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+from rich import box
+from rich.table import Table
+
+from cli.progress import console, progress_bar
+from cli.sweep_cmd import SweepSpec, code_version, run_tasks, set_dotted, sweep_points
+from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config
+from lake.store import load_panel
+from sim.backtest import ENGINE_VERSION, BacktestConfig
+from sim.experiments import Experiment, ExperimentStore
+from sim.performance import return_stats
+
+__all__ = ["Fold", "add_walkforward_parser", "cmd_walkforward", "folds"]
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train: tuple[int, int]  # first and last session day, YYYYMMDD
+    test: tuple[int, int]
+
+
+def folds(days: list[int], train: int, test: int, step: int, anchored: bool) -> list[Fold]:
+    """Train/test windows over the session ``days``: each test window follows its training
+    window directly; a test window is always whole (a shorter tail is not traded)."""
+    if train < 1 or test < 1 or step < 1:
+        raise ConfigError("walkforward: train_days, test_days and step_days must be positive")
+    out = []
+    start = 0
+    while True:
+        train_first = 0 if anchored else start
+        train_last = start + train - 1
+        test_last = train_last + test
+        if test_last >= len(days):
+            break
+        train_days = (days[train_first], days[train_last])
+        out.append(Fold(len(out), train_days, (days[train_last + 1], days[test_last])))
+        start += step
+    if not out:
+        raise ConfigError(
+            f"walkforward: {len(days)} sessions hold no fold of {train} training and {test} test sessions"
+        )
+    return out
+
+
+def _iso(day: int) -> str:
+    return date(day // 10000, day // 100 % 100, day % 100).isoformat()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    raw: dict[str, Any]
+    spec: SweepSpec
+    train: int
+    test: int
+    step: int
+    anchored: bool
+
+
+def _read(path: Path) -> _Plan:
+    raw = read_raw_config(path)
+    raw.pop("sweep", None)
+    table = raw.pop("walkforward", None)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: no [walkforward] table (docs/research.md)")
+    keys = ("train_days", "test_days", "step_days", "anchored")
+    shape = {key: table.pop(key) for key in keys if key in table}
+    if "train_days" not in shape or "test_days" not in shape:
+        raise ConfigError(f"{path}: [walkforward] needs train_days and test_days")
+    try:
+        spec = msgspec.convert(table, SweepSpec)
+        train, test = int(shape["train_days"]), int(shape["test_days"])
+        step, anchored = int(shape.get("step_days", test)), bool(shape.get("anchored", False))
+    except (msgspec.ValidationError, ValueError, TypeError) as error:
+        raise ConfigError(f"{path}: walkforward: {error}") from None
+    return _Plan(raw, spec, train, test, step, anchored)
+
+
+def cmd_walkforward(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    plan_ = _read(path)
+    raw, spec = plan_.raw, plan_.spec
+    base = config_from_raw(raw, path)
+    panel, ref = load_panel(Path(base.dataset))
+    plan = folds(sorted(set(panel.day.tolist())), plan_.train, plan_.test, plan_.step, plan_.anchored)
+    base_id = base.run_id
+    out = Path(args.out or spec.out or f"walkforward/{base_id}")
+    out = out if out.is_absolute() else (path.parent / out).resolve()
+    if (out / "experiments.sqlite").exists():
+        raise ConfigError(f"{out} already holds a walk-forward; choose another --out or remove it")
+    points = sweep_points(spec)
+
+    def config_for(run_id: str, point: dict[str, Any], window: tuple[int, int]) -> BacktestConfig:
+        point_raw = json.loads(json.dumps(raw))
+        for key, value in point.items():
+            set_dotted(point_raw, key, value)
+        point_raw["run_id"] = run_id
+        point_raw["journal"] = str(out / "journals" / run_id)
+        point_raw["window"] = {"start": _iso(window[0]), "end": _iso(window[1])}
+        config = config_from_raw(point_raw, path)
+        make_strategies(config)
+        return config
+
+    in_sample = [
+        (fold, index, config_for(f"{base_id}-f{fold.index:02d}-is-{index:04d}", point, fold.train))
+        for fold in plan
+        for index, point in enumerate(points)
+    ]
+    workers = args.workers if args.workers is not None else spec.workers
+    workers = max(1, min(workers or os.cpu_count() or 1, len(in_sample)))
+    record = _Recorder(out, f"{base_id}-wf", ref.content_hash, code_version())
+    with record:
+        tasks = [(config.canonical_json(), spec.keep_journals) for _, _, config in in_sample]
+        label = f"walk-forward {base_id}: {len(plan)} folds x {len(points)} in-sample runs"
+        with progress_bar(label, len(tasks)) as update:
+            results = list(run_tasks(tasks, workers, update))
+        best: dict[int, tuple[int, dict[str, Any]]] = {}
+        for (fold, index, config), result in zip(in_sample, results, strict=True):
+            record(config, index, points[index], result)
+            score = _score(result["metrics"].get(spec.rank_by))
+            if fold.index not in best or score > _score(best[fold.index][1].get(spec.rank_by)):
+                best[fold.index] = (index, result["metrics"])
+        chosen = [points[best[fold.index][0]] for fold in plan]
+        oos = [config_for(f"{base_id}-f{fold.index:02d}-oos", chosen[fold.index], fold.test) for fold in plan]
+        tasks = [(config.canonical_json(), spec.keep_journals) for config in oos]
+        with progress_bar(f"walk-forward {base_id}: {len(plan)} out-of-sample runs", len(tasks)) as update:
+            oos_results = list(run_tasks(tasks, min(workers, len(tasks)), update))
+        for fold, config, result in zip(plan, oos, oos_results, strict=True):
+            record(config, -1 - fold.index, chosen[fold.index], result)
+    if not spec.keep_journals:
+        shutil.rmtree(out / "journals", ignore_errors=True)
+    stitched = _stitch(base, oos_results)
+    summary = return_stats(np.array([r for _, r in stitched]), 365 if ref.calendar == "24x7" else 252)
+    _print_folds(plan, chosen, [best[f.index][1] for f in plan], oos_results, spec.rank_by)
+    console.print(
+        f"stitched out-of-sample: {len(stitched):,} sessions, return {summary.total_return:+.2%}, "
+        f"Sharpe {summary.sharpe:.2f}, max drawdown {-summary.max_drawdown:.2%}"
+    )
+    folds_json = [
+        {
+            "fold": fold.index,
+            "train": [_iso(fold.train[0]), _iso(fold.train[1])],
+            "test": [_iso(fold.test[0]), _iso(fold.test[1])],
+            "params": chosen[fold.index],
+            "in_sample": best[fold.index][1],
+            "out_of_sample": result["metrics"],
+            "chain_head": result["chain_head"],
+        }
+        for fold, result in zip(plan, oos_results, strict=True)
+    ]
+    stats = {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in summary.__dict__.items()
+    }
+    stitched_json = {"days": [d for d, _ in stitched], "returns": [r for _, r in stitched], "stats": stats}
+    report = {"run_id": base_id, "rank_by": spec.rank_by, "folds": folds_json, "stitched": stitched_json}
+    (out / "walkforward.json").write_text(json.dumps(report, indent=1) + "\n")
+    console.print(
+        f"{len(in_sample) + len(oos):,} runs recorded in {out / 'experiments.sqlite'}; "
+        f"folds and the stitched returns in {out / 'walkforward.json'}"
+    )
+    return 0
+
+
+def _stitch(base: BacktestConfig, results: list[dict[str, Any]]) -> list[tuple[int, float]]:
+    """The test windows' daily returns, in order; each window starts from the initial capital."""
+    stitched: list[tuple[int, float]] = []
+    for result in results:
+        navs = [float(base.initial_cash_minor()), *(float(nav) for _, nav in result["navs"])]
+        days_traded = [day for day, _ in result["navs"]]
+        stitched.extend(zip(days_traded, (np.diff(navs) / np.array(navs[:-1])).tolist(), strict=True))
+    return stitched
+
+
+class _Recorder:
+    """Writes each run of the walk-forward to the experiments table."""
+
+    def __init__(self, out: Path, sweep_id: str, dataset_hash: str, code: str) -> None:
+        self._store = ExperimentStore(out / "experiments.sqlite", create=True)
+        self._sweep_id, self._hash, self._code = sweep_id, dataset_hash, code
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._store.close()
+
+    def __call__(
+        self, config: BacktestConfig, point: int, params: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        experiment = Experiment(
+            run_id=config.run_id, sweep_id=self._sweep_id, point=point, params=params,
+            config_json=config.canonical_json(), seed=config.seed, dataset_hash=self._hash,
+            engine_version=ENGINE_VERSION, code_version=self._code, chain_head=result["chain_head"],
+            records=result["records"], metrics=result["metrics"], journal=result["journal"],
+        )  # fmt: skip
+        self._store.add(experiment)
+
+
+def _score(value: Any) -> float:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return -math.inf
+    return float(value)
+
+
+def _print_folds(
+    plan: list[Fold], chosen: list[dict[str, Any]], in_sample: list[dict[str, Any]],
+    results: list[dict[str, Any]], rank_by: str,
+) -> None:  # fmt: skip
+    title = f"walk-forward folds (parameters chosen by in-sample (IS) {rank_by})"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("fold", justify="right")
+    table.add_column("test sessions", no_wrap=True)
+    table.add_column("parameters", overflow="fold")
+    table.add_column("IS", justify="right", no_wrap=True)
+    table.add_column("OOS return", justify="right", min_width=7)
+    table.add_column("OOS Sharpe", justify="right", min_width=6)
+    for fold in plan:
+        metrics = results[fold.index]["metrics"]
+        table.add_row(
+            str(fold.index),
+            f"{_iso(fold.test[0])}..{_iso(fold.test[1])}",
+            " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in chosen[fold.index].items()),
+            _fmt(in_sample[fold.index].get(rank_by)),
+            "-" if metrics.get("total_return") is None else f"{metrics['total_return']:+.1%}",
+            _fmt(metrics.get("sharpe")),
+        )
+    console.print(table)
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    walk = verbs.add_parser("walkforward", help="choose parameters in-sample, trade them out-of-sample, roll")
+    walk.add_argument("config", help="a backtest TOML with a [walkforward] table")
+    walk.add_argument("--workers", type=int, help="processes (default: [walkforward] workers; 0: all cores)")
+    walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")

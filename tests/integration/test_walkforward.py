@@ -1,0 +1,124 @@
+"""Windows and walk-forward: a run with a ``[window]`` never sees a bar past the window's end and
+trades only inside it (and replays); ``tape walkforward`` picks each fold's parameters on its
+training window, trades them on the test window, and records every run."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from cli.main import main
+from cli.walkforward_cmd import Fold, folds
+from cli.wiring import ConfigError
+from domain.events import DayClosed, OrderSubmitted
+from domain.market import Panel
+from kernel.replay import replay
+from kernel.store import open_journal
+from kernel.strategy import MarketView
+from sim.backtest import Window, build_setup, run_backtest
+from tests.factories import make_config, make_dataset
+
+
+class Peeker:
+    """Trades like a simple trend rule and remembers the latest bar it was ever shown."""
+
+    strategy_id = "peeker"
+
+    def __init__(self) -> None:
+        self.latest_seen = 0
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        self.latest_seen = max(self.latest_seen, int(panel.ts_ns[-1]))
+        return np.arange(5, panel.steps, 5, dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64]:
+        self.latest_seen = max(self.latest_seen, int(view.panel.ts_ns[-1]))  # a planted look-ahead
+        close = view.history("close", 5).astype(np.float64)
+        return np.where(close[-1] > close[0], 0.2, 0.0)
+
+
+def test_a_window_cuts_the_data_at_its_end_and_trades_only_inside_it(tmp_path: Path) -> None:
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=200)
+    window = Window(start="2020-03-01", end="2020-05-31")
+    config = make_config(dataset, tmp_path / "j", window=window)
+    peeker = Peeker()
+    run_backtest(config, peeker)
+    setup = build_setup(config, Peeker())
+    end_ts = int(setup.panel.ts_ns[-1])
+    assert setup.panel.day[-1] == 20200531 and setup.panel.day[setup.start_step] == 20200301
+    assert peeker.latest_seen == end_ts  # the planted look-ahead saw no further than the window
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+        days = [e.day for e in events if isinstance(e, DayClosed)]
+        assert days[0] == 20200301 and days[-1] == 20200531 and len(days) == 92
+        orders = [e for e in events if isinstance(e, OrderSubmitted)]
+        assert orders and all(e.ts_ns >= int(setup.panel.ts_ns[setup.start_step]) for e in orders)
+        for day in (None, 20200301, 20200415):
+            outcome = replay(journal, _builder(config), day=day)
+            assert outcome.ok, outcome.divergence
+    # The check above can fail: without the window the same strategy sees the whole data set.
+    unwindowed = Peeker()
+    run_backtest(make_config(dataset, tmp_path / "j2"), unwindowed)
+    assert unwindowed.latest_seen > end_ts
+
+
+def _builder(config):  # type: ignore[no-untyped-def]
+    return lambda run, ref: build_setup(config, Peeker(), expected_hash=ref.content_hash)
+
+
+def test_windows_that_hold_no_session_are_refused(tmp_path: Path) -> None:
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=50)
+    with pytest.raises(Exception, match="holds no session"):
+        build_setup(make_config(dataset, tmp_path / "j", window=Window(start="2030-01-01")), Peeker())
+    with pytest.raises(ValueError, match="is after end"):
+        Window(start="2020-02-01", end="2020-01-01")
+    with pytest.raises(ValueError, match="must be a date"):
+        Window(start="March")
+
+
+def test_rolling_and_anchored_folds() -> None:
+    days = list(range(20200101, 20200111))  # ten sessions
+    assert folds(days, 4, 2, 2, anchored=False) == [
+        Fold(0, (20200101, 20200104), (20200105, 20200106)),
+        Fold(1, (20200103, 20200106), (20200107, 20200108)),
+        Fold(2, (20200105, 20200108), (20200109, 20200110)),
+    ]
+    assert [f.train for f in folds(days, 4, 2, 2, anchored=True)] == [
+        (20200101, 20200104), (20200101, 20200106), (20200101, 20200108)
+    ]
+    with pytest.raises(ConfigError, match="hold no fold"):
+        folds(days, 9, 2, 2, anchored=False)
+
+
+def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "data", symbols=3, bars=400)
+    path = tmp_path / "wf.toml"
+    path.write_text(
+        'run_id = "wf"\ndataset = "data"\njournal = "journals/base"\n'
+        '[strategy]\nname = "sma_crossover"\nparams = { fast = 10, slow = 30, weight = 0.9 }\n'
+        '[walkforward]\ntrain_days = 150\ntest_days = 80\n'
+        'grid = { "strategy.params.fast" = [5, 15], "strategy.params.slow" = [30, 60] }\n'
+    )
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "walkforward.json").read_text())
+    assert len(report["folds"]) == 3  # (400 - 150) // 80
+    assert len(report["stitched"]["returns"]) == 3 * 80
+    with sqlite3.connect(tmp_path / "out" / "experiments.sqlite") as db:
+        rows = db.execute("SELECT run_id, params_json, metrics_json, config_json FROM experiments").fetchall()
+    assert len(rows) == 3 * 4 + 3
+    by_id = {run_id: (json.loads(p), json.loads(m), json.loads(c)) for run_id, p, m, c in rows}
+    for fold in report["folds"]:
+        number = fold["fold"]
+        in_sample = {k: v for k, v in by_id.items() if k.startswith(f"wf-f{number:02d}-is-")}
+        best = max(in_sample.values(), key=lambda v: v[1]["sharpe"])
+        assert fold["params"] == best[0]  # the best in-sample Sharpe was traded
+        oos_params, _, oos_config = by_id[f"wf-f{number:02d}-oos"]
+        assert oos_params == fold["params"]
+        assert oos_config["window"] == {"start": fold["test"][0], "end": fold["test"][1]}
+        assert all(v[2]["window"]["end"] == fold["train"][1] for v in in_sample.values())
+    assert main(["runs", str(tmp_path / "out"), "--rerun", "wf-f01-oos"]) == 0
