@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,9 +27,10 @@ from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, load_config, make_strategy, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
-from kernel.journal import Journal, JournalError
+from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
 from kernel.replay import ReplayResult, replay
+from kernel.run_status import run_status
 from kernel.store import open_journal
 from lake.store import DatasetError
 from lake.synth import synth_dataset
@@ -37,7 +39,14 @@ from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError, execution_report, write_orders_csv, write_orders_json
 from sim.metrics import report_from_journal
 
-__all__ = ["main"]
+__all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
+
+# Exit statuses of every verb (docs/runbook.md, "Exit statuses").
+EXIT_OK = 0
+EXIT_DAMAGED = 1  # the journal is damaged (a bad record or store) or a replay diverged
+EXIT_REFUSED = 2  # bad arguments, configuration, data or a path that is not a journal
+EXIT_UNFINISHED = 3  # a sound journal of a run that never finished (no run.finished.v1)
+EXIT_INTERNAL = 70  # a bug: an unexpected exception (TAPE_TRACEBACK=1 shows its traceback)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -86,13 +95,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
             "(every record before it verifies)"
         )
-        return 1
+        return EXIT_DAMAGED
     console.print(f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...")
-    return 0
+    return _unfinished_status(journal)
+
+
+def _unfinished_status(journal: Journal) -> int:
+    """EXIT_UNFINISHED, with one line saying so, for a journal of a run that never finished."""
+    status = run_status(journal)
+    if status.finished:
+        return EXIT_OK
+    console.print(f"[yellow]{status.describe()}[/]", soft_wrap=True)
+    return EXIT_UNFINISHED
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
+    if len(journal) == 0:
+        return _unfinished_status(journal)
     day = int(args.day.replace("-", "")) if args.day else None
     try:
         steps = _steps_of(replay_builder_dataset(journal))
@@ -117,6 +137,14 @@ def _journal_length(path: str) -> int:
 
 
 def _print_replay(result: ReplayResult) -> int:
+    if result.ok and result.unfinished:
+        console.print(
+            f"[yellow]replay matched an unfinished run[/]: {result.records_compared:,} derived records "
+            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte, "
+            f"{result.segments_rehashed} segment hashes rebuilt; the journal ends at seq "
+            f"{result.last_seq} without run.finished.v1 (the run was stopped before its end)"
+        )
+        return EXIT_UNFINISHED
     if result.ok:
         console.print(
             f"[green]replay matched[/] the hash chain: {result.records_compared:,} derived "
@@ -129,7 +157,7 @@ def _print_replay(result: ReplayResult) -> int:
     console.print(f"[red]replay diverged[/] at seq {divergence.seq}: {divergence.reason}")
     console.print(f"  journal: {divergence.expected!r}")
     console.print(f"  replay : {divergence.actual!r}")
-    return 1
+    return EXIT_DAMAGED
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -146,12 +174,17 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     for name, checksum in sorted(report.checksums.items()):
         table.add_row(name, checksum)
     console.print(table)
-    return 0
+    with open_journal(args.journal) as journal:
+        return _unfinished_status(journal)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.days < 0:
         raise ConfigError("--worst and --days must not be negative")
+    with open_journal(args.journal) as journal:
+        unfinished = not run_status(journal).finished
+    if unfinished:  # said before the figures, whose "final" NAV is then the last one journaled
+        console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
     _print_report(Path(args.journal), worst=args.worst, days=args.days)
     if args.orders or args.json:
         with open_journal(args.journal) as journal:
@@ -162,7 +195,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.json:
             write_orders_json(quality, Path(args.json))
             console.print(f"wrote execution quality ({len(quality.rows):,} orders) to {args.json}")
-    return 0
+    if unfinished:
+        with open_journal(args.journal) as journal:
+            return _unfinished_status(journal)
+    return EXIT_OK
 
 
 def _print_report(path: Path, *, worst: int = 10, days: int = 10) -> None:
@@ -248,6 +284,7 @@ _USER_ERRORS = (
     RuleNotDefined,
     ExecutionQualityError,
     KernelError,  # a run whose configuration and data cannot work together (named in the message)
+    OSError,  # a file the verb cannot read or write (named in the message)
 )
 
 
@@ -257,9 +294,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb in ("projections", "audit"):
             return projections_cmd.COMMANDS[(args.verb, getattr(args, "projections_verb", None))](args)
         return VERBS[args.verb](args)
+    except (StoreDamaged, ChainBroken) as error:
+        _print_error(args, error)
+        return EXIT_DAMAGED
     except _USER_ERRORS as error:
-        console.print(f"[red]error:[/] {escape(str(error))}")
-        return 2
+        _print_error(args, error)
+        return EXIT_REFUSED
+    except Exception as error:
+        if os.environ.get("TAPE_TRACEBACK"):
+            raise
+        _print_error(args, error, prefix="internal error", kind=True)
+        return EXIT_INTERNAL
+
+
+def _print_error(
+    args: argparse.Namespace, error: Exception, *, prefix: str = "error", kind: bool = False
+) -> None:
+    """One line (never wrapped) naming the file the verb was given, then the problem."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if kind:
+        message = f"{type(error).__name__}: {message} (a bug: please report it; TAPE_TRACEBACK=1 shows where)"
+    subject = getattr(args, "config", None) or getattr(args, "journal", None)
+    if isinstance(subject, str) and subject not in message:
+        message = f"{subject}: {message}"
+    console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True)
 
 
 if __name__ == "__main__":
