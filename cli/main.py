@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
+from cli.exits import (
+    EXIT_DAMAGED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_UNFINISHED,
+    unfinished_status,
+)
 from cli.ingest import (
     add_export_parser,
     add_health_parser,
@@ -29,7 +38,7 @@ from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
-from kernel.journal import Journal, JournalError
+from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
@@ -41,8 +50,7 @@ from sim.attribution import AttributionError
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
 
-__all__ = ["main"]
-
+__all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
 
 def cmd_synth(args: argparse.Namespace) -> int:
     ref = synth_dataset(
@@ -90,13 +98,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
             f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
             "(every record before it verifies)"
         )
-        return 1
+        return EXIT_DAMAGED
     console.print(f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...")
-    return 0
+    return unfinished_status(journal)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
+    if len(journal) == 0:
+        return unfinished_status(journal)
     day = int(args.day.replace("-", "")) if args.day else None
     try:
         steps = _steps_of(replay_builder_dataset(journal))
@@ -121,6 +131,14 @@ def _journal_length(path: str) -> int:
 
 
 def _print_replay(result: ReplayResult) -> int:
+    if result.ok and result.unfinished:
+        console.print(
+            f"[yellow]replay matched an unfinished run[/]: {result.records_compared:,} derived records "
+            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte, "
+            f"{result.segments_rehashed} segment hashes rebuilt; the journal ends at seq "
+            f"{result.last_seq} without run.finished.v1 (the run was stopped before its end)"
+        )
+        return EXIT_UNFINISHED
     if result.ok:
         console.print(
             f"[green]replay matched[/] the hash chain: {result.records_compared:,} derived "
@@ -133,7 +151,7 @@ def _print_replay(result: ReplayResult) -> int:
     console.print(f"[red]replay diverged[/] at seq {divergence.seq}: {divergence.reason}")
     console.print(f"  journal: {divergence.expected!r}")
     console.print(f"  replay : {divergence.actual!r}")
-    return 1
+    return EXIT_DAMAGED
 
 
 def cmd_rebuild(args: argparse.Namespace) -> int:
@@ -150,7 +168,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
     for name, checksum in sorted(report.checksums.items()):
         table.add_row(name, checksum)
     console.print(table)
-    return 0
+    with open_journal(args.journal) as journal:
+        return unfinished_status(journal)
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
@@ -246,6 +265,7 @@ _USER_ERRORS = (
     ExecutionQualityError,
     AttributionError,
     KernelError,  # a run whose configuration and data cannot work together (named in the message)
+    OSError,  # a file the verb cannot read or write (named in the message)
 )
 
 
@@ -255,9 +275,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verb in ("projections", "audit"):
             return projections_cmd.COMMANDS[(args.verb, getattr(args, "projections_verb", None))](args)
         return VERBS[args.verb](args)
+    except (StoreDamaged, ChainBroken) as error:
+        _print_error(args, error)
+        return EXIT_DAMAGED
     except _USER_ERRORS as error:
-        console.print(f"[red]error:[/] {escape(str(error))}")
-        return 2
+        _print_error(args, error)
+        return EXIT_REFUSED
+    except Exception as error:
+        if os.environ.get("TAPE_TRACEBACK"):
+            raise
+        _print_error(args, error, prefix="internal error", kind=True)
+        return EXIT_INTERNAL
+
+
+def _print_error(
+    args: argparse.Namespace, error: Exception, *, prefix: str = "error", kind: bool = False
+) -> None:
+    """One line (never wrapped) naming the file the verb was given, then the problem."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    if kind:
+        message = f"{type(error).__name__}: {message} (a bug: please report it; TAPE_TRACEBACK=1 shows where)"
+    subject = getattr(args, "config", None) or getattr(args, "journal", None)
+    if isinstance(subject, str) and subject not in message:
+        message = f"{subject}: {message}"
+    console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ from rich.table import Table
 
 from cli.attribution_tables import attribution_rows, print_attribution, write_attribution
 from cli.execution_tables import print_execution_quality
+from cli.exits import EXIT_OK, unfinished_status
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError
+from kernel.run_status import run_status
 from kernel.store import open_journal
 from sim.attribution import Attribution, strategy_attribution
 from sim.execution_report import ExecutionReport, execution_report, write_orders_csv
@@ -61,6 +63,10 @@ def print_report(path: Path, *, worst: int = 10, days: int = 10) -> Gathered:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.days < 0:
         raise ConfigError("--worst and --days must not be negative")
+    with open_journal(args.journal) as journal:
+        unfinished = not run_status(journal).finished
+    if unfinished:  # said before the figures, whose "final" NAV is then the last one journaled
+        console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
     gathered = print_report(Path(args.journal), worst=args.worst, days=args.days)
     if args.strategies:
         if gathered.attribution is None:
@@ -77,7 +83,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.csv:
         names = write_csv(gathered, Path(args.csv))
         console.print(f"wrote {', '.join(names)} to {args.csv}")
-    return 0
+    if unfinished:
+        with open_journal(args.journal) as journal:
+            return unfinished_status(journal)
+    return EXIT_OK
 
 
 def write_json(gathered: Gathered, path: Path) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from domain.events import DatasetReferenced, RunStarted
+from domain.fixed import minor_digits
 from domain.riskrules import PolicyError, policy_from_mapping
 from kernel.setup import RunSetup
 from kernel.strategy import Strategy
@@ -57,12 +59,16 @@ def read_raw_config(path: Path) -> dict[str, Any]:
         return tomllib.loads(Path(path).read_text())
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"{path}: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a TOML file (not UTF-8 text)") from None
 
 
 def config_from_raw(raw: dict[str, Any], path: Path) -> BacktestConfig:
     """A checked configuration from a TOML's tables; relative paths resolve from ``path``'s folder."""
     raw = copy.deepcopy(raw)
     for key in ("dataset", "journal"):
+        if key in raw and not isinstance(raw[key], str):
+            raise ConfigError(f"{path}: {key} must be a path (a string), got {raw[key]!r}")
         if key in raw and not Path(raw[key]).is_absolute():
             raw[key] = str((Path(path).parent / raw[key]).resolve())
     venue = raw.get("venue")
@@ -78,9 +84,34 @@ def config_from_raw(raw: dict[str, Any], path: Path) -> BacktestConfig:
         raw["risk"] = _policy_file(Path(path), raw.pop("risk_policy"), "risk" in raw)
     try:
         policy_from_mapping(raw.get("risk", {}), prefix="risk.")
-        return msgspec.convert(raw, BacktestConfig)
+        config = msgspec.convert(raw, BacktestConfig)
     except (msgspec.ValidationError, PolicyError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
+    _check_money(Path(path), config)
+    return config
+
+
+INITIAL_CASH_MAX = Decimal(10) ** 13
+"""The largest ``initial_cash`` (in the currency's major unit): 10**15 minor units of a
+two-digit currency, far below where the kernel's 64-bit money sums could overflow."""
+
+
+def _check_money(path: Path, config: BacktestConfig) -> None:
+    """The currency is known and ``initial_cash`` is a positive, finite, bounded decimal."""
+    try:
+        minor_digits(config.currency)
+    except ValueError as error:
+        raise ConfigError(f"{path}: currency: {error}") from None
+    text = config.initial_cash
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"{path}: initial_cash {text!r} is not a decimal number") from None
+    if not value.is_finite() or not 0 < value <= INITIAL_CASH_MAX:
+        raise ConfigError(
+            f"{path}: initial_cash {text!r} must be a positive amount of at most "
+            f"{INITIAL_CASH_MAX:,} {config.currency}"
+        )
 
 
 def _policy_file(config_path: Path, name: object, inline: bool) -> dict[str, Any]:

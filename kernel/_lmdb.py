@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lmdb
 
+from kernel.journal import JournalError, StoreDamaged
+
 _KEY = struct.Struct(">Q")
 _HEAD_KEY = b"head"
 _MAP_SIZE = 1 << 40  # address space only; the file grows with the data
+
+# LMDB's meta pages (pages 0 and 1 of data.mdb, native byte order, 64-bit build): a 16-byte
+# page header (flags at 10), then magic and version at 16, the page size in the free db's
+# md_pad at 40, each db's root page at 80 and 128, the last page used at 136, the txn id at 144.
+_META_FLAG = 0x08
+_META_MAGIC = 0xBEEFC0DE
+_META_VERSION = 1
+_META_MIN_BYTES = 152
+_NO_PAGE = 2**64 - 1
+_U16, _U32, _U64 = struct.Struct("=H"), struct.Struct("=I"), struct.Struct("=Q")
 
 
 _ENVS: dict[str, tuple[lmdb.Environment, int]] = {}
@@ -25,10 +37,90 @@ def _acquire(path: Path, *, writable: bool) -> lmdb.Environment:
         env, count = _ENVS[key]
         _ENVS[key] = (env, count + 1)
         return env
-    can_write = writable or os.access(path, os.W_OK)
-    env = lmdb.open(key, map_size=_MAP_SIZE, max_dbs=2, readonly=not can_write, subdir=True)
+    env = _open_env(key, writable=writable)
     _ENVS[key] = (env, 1)
     return env
+
+
+def _open_env(key: str, *, writable: bool) -> lmdb.Environment:
+    """A reader opens read-only: it never writes to data.mdb. Where it may not write the lock
+    file either (a read-only copy or mount, another user's files) it reads without LMDB's
+    reader lock, which is safe while no writer runs there."""
+    try:
+        return lmdb.open(key, map_size=_MAP_SIZE, max_dbs=2, subdir=True, readonly=not writable)
+    except lmdb.Error as error:
+        if writable:
+            raise JournalError(f"{key}: cannot open the LMDB journal for writing: {error}") from None
+    try:
+        return lmdb.open(key, map_size=_MAP_SIZE, max_dbs=2, subdir=True, readonly=True, lock=False)
+    except lmdb.Error as error:
+        raise StoreDamaged(f"{key}: cannot open the LMDB journal: {error}") from None
+
+
+def check_data_file(path: Path, *, writable: bool) -> None:
+    """Check ``path``/data.mdb against LMDB's own meta pages before it is mapped: a data file
+    shorter than the pages its meta page names would crash the process (SIGBUS) when read."""
+    if path.exists() and not path.is_dir():
+        raise JournalError(
+            f"{path}: not an LMDB journal (a file; LMDB journals are directories, "
+            "SQLite journals end in .sqlite)"
+        )
+    data = path / "data.mdb"
+    if not data.exists():
+        if writable:
+            return
+        raise FileNotFoundError(f"no LMDB journal at {path} (no data.mdb)")
+    if not data.is_file():
+        raise JournalError(f"{data}: not a file")
+    size = data.stat().st_size
+    if size == 0:
+        if writable:
+            return  # LMDB writes the meta pages of a new environment
+        raise StoreDamaged(f"{data}: empty (0 bytes): an LMDB journal whose creation never finished")
+    with data.open("rb") as file:
+        head = file.read(65536 + _META_MIN_BYTES)
+    page_size, metas = _read_metas(data, head)
+    (_, last_page), (_, older_last_page) = sorted(metas, reverse=True)
+    if size < (last_page + 1) * page_size:
+        raise StoreDamaged(
+            f"{data}: truncated: {size:,} bytes, but its meta page says {(last_page + 1) * page_size:,} "
+            f"({last_page + 1:,} pages of {page_size:,} bytes); restore the journal from a copy"
+        )
+    if older_last_page > last_page:
+        raise StoreDamaged(f"{data}: the older meta page is damaged (last page {older_last_page:,})")
+
+
+def _read_metas(data: Path, head: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """The page size and (txn id, last page) of both meta pages, each checked on its own."""
+    if len(head) < _META_MIN_BYTES:
+        raise StoreDamaged(f"{data}: not an LMDB file ({len(head)} bytes, shorter than a meta page)")
+    page_size = _U32.unpack_from(head, 40)[0]
+    if page_size < 512 or page_size > 65536 or page_size & (page_size - 1):
+        raise StoreDamaged(f"{data}: meta page 0 is damaged or not LMDB's (page size {page_size})")
+    metas = []
+    for number in (0, 1):
+        offset = number * page_size
+        if len(head) < offset + _META_MIN_BYTES:
+            raise StoreDamaged(f"{data}: truncated inside meta page {number}")
+        metas.append(_meta_page(data, head, offset, number))
+    return page_size, metas
+
+
+def _meta_page(data: Path, head: bytes, offset: int, number: int) -> tuple[int, int]:
+    flags = _U16.unpack_from(head, offset + 10)[0]
+    magic, version = _U32.unpack_from(head, offset + 16)[0], _U32.unpack_from(head, offset + 20)[0]
+    if not flags & _META_FLAG or magic != _META_MAGIC:
+        raise StoreDamaged(f"{data}: meta page {number} is damaged or this is not an LMDB file")
+    if version != _META_VERSION:
+        raise StoreDamaged(f"{data}: meta page {number} is damaged (LMDB data version {version})")
+    last_page = _U64.unpack_from(head, offset + 136)[0]
+    roots = (_U64.unpack_from(head, offset + 80)[0], _U64.unpack_from(head, offset + 128)[0])
+    if any(root != _NO_PAGE and root > last_page for root in roots):
+        raise StoreDamaged(f"{data}: meta page {number} is damaged (a root page past the last page)")
+    txn_id = _U64.unpack_from(head, offset + 144)[0]
+    if txn_id and txn_id % 2 != number:  # LMDB writes transaction n's meta to page n % 2
+        raise StoreDamaged(f"{data}: meta page {number} is damaged (transaction id {txn_id:,})")
+    return txn_id, last_page
 
 
 def _release(path: Path) -> None:
@@ -44,32 +136,46 @@ def _release(path: Path) -> None:
 class LmdbBackend:
     def __init__(self, path: Path, *, writable: bool) -> None:
         path = Path(path)
+        check_data_file(path, writable=writable)
         if writable:
             path.mkdir(parents=True, exist_ok=True)
-        elif not (path / "data.mdb").exists():
-            raise FileNotFoundError(f"no LMDB journal at {path}")
         self._path = path
         self._env = _acquire(path, writable=writable)
         if writable and self._env.flags()["readonly"]:
             _release(path)
-            raise PermissionError(f"{path} is open read-only in this process or not writable")
-        self._segments = self._env.open_db(b"segments", create=writable)
-        self._meta = self._env.open_db(b"meta", create=writable)
+            raise JournalError(f"{path} is open read-only in this process or not writable")
+        try:
+            with self._errors():
+                self._segments = self._env.open_db(b"segments", create=writable)
+                self._meta = self._env.open_db(b"meta", create=writable)
+        except JournalError:
+            _release(path)
+            raise
         self._closed = False
 
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """LMDB's errors as the journal's, naming the file."""
+        try:
+            yield
+        except lmdb.NotFoundError:
+            raise JournalError(f"{self._path}: an LMDB environment without a Tape journal in it") from None
+        except lmdb.Error as error:
+            raise StoreDamaged(f"{self._path}/data.mdb: LMDB: {error}") from None
+
     def read_head(self) -> tuple[int, bytes] | None:
-        with self._env.begin(db=self._meta) as txn:
+        with self._errors(), self._env.begin(db=self._meta) as txn:
             value = txn.get(_HEAD_KEY)
         if value is None:
             return None
         return _KEY.unpack_from(value)[0], bytes(value[8:])
 
     def last_key(self) -> int:
-        with self._env.begin(db=self._segments) as txn, txn.cursor() as cursor:
+        with self._errors(), self._env.begin(db=self._segments) as txn, txn.cursor() as cursor:
             return int(_KEY.unpack(cursor.key())[0]) if cursor.last() else -1
 
     def floor_key(self, seq: int) -> int:
-        with self._env.begin(db=self._segments) as txn, txn.cursor() as cursor:
+        with self._errors(), self._env.begin(db=self._segments) as txn, txn.cursor() as cursor:
             if cursor.set_range(_KEY.pack(seq)):
                 key = _KEY.unpack(cursor.key())[0]
                 if key == seq:
@@ -83,7 +189,7 @@ class LmdbBackend:
             txn.put(_HEAD_KEY, _KEY.pack(head[0]) + head[1], db=self._meta)
 
     def iter_segments(self, start_key: int) -> Iterator[tuple[int, bytes]]:
-        with self._env.begin(db=self._segments) as txn, txn.cursor() as cursor:
+        with self._errors(), self._env.begin(db=self._segments) as txn, txn.cursor() as cursor:
             if not cursor.set_range(_KEY.pack(max(0, start_key))):
                 return
             for key, value in cursor:

@@ -4,41 +4,94 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from kernel.journal import JournalError, StoreDamaged
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal_segments (first_seq INTEGER PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS journal_head (id INTEGER PRIMARY KEY CHECK (id = 0),
                                          seq INTEGER NOT NULL, hash BLOB NOT NULL);
 """
+_TABLES = {"journal_segments", "journal_head"}
+_MAGIC = b"SQLite format 3\x00"
+
+
+def check_file(path: Path, *, writable: bool) -> None:
+    """Refuse what is not a SQLite file before SQLite opens it (a directory, a text file; an
+    empty file only a writer may start a journal in)."""
+    if not path.exists():
+        if writable:
+            return
+        raise FileNotFoundError(f"no SQLite journal at {path}")
+    if not path.is_file():
+        raise JournalError(f"{path}: not a SQLite journal (a directory or special file)")
+    with path.open("rb") as file:
+        magic = file.read(len(_MAGIC))
+    if not magic:
+        if writable:
+            return
+        raise JournalError(f"{path}: empty (0 bytes): not a SQLite journal")
+    if magic != _MAGIC:
+        raise JournalError(f"{path}: not a SQLite journal (not a SQLite database file)")
 
 
 class SqliteBackend:
     def __init__(self, path: Path, *, writable: bool) -> None:
         path = Path(path)
-        if not writable and not path.exists():
-            raise FileNotFoundError(f"no SQLite journal at {path}")
+        check_file(path, writable=writable)
+        self._path = path
         if writable:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
         else:
-            self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            with self._errors():
+                self._check_tables(writable)
+                if writable:
+                    self._db.execute("PRAGMA journal_mode=WAL")
+                    self._db.execute("PRAGMA synchronous=FULL")
+                    self._db.executescript(_SCHEMA)
+        except JournalError:
+            self._db.close()
+            raise
+
+    def _check_tables(self, writable: bool) -> None:
+        rows = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        tables = {str(row[0]) for row in rows}
+        if tables >= _TABLES or (writable and not tables):
+            return
+        raise JournalError(
+            f"{self._path}: a SQLite database but not a Tape journal (no journal_segments and "
+            "journal_head tables)"
+        )
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors as the journal's, naming the file."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            raise StoreDamaged(f"{self._path}: SQLite: {error}") from None
 
     def read_head(self) -> tuple[int, bytes] | None:
-        row = self._db.execute("SELECT seq, hash FROM journal_head WHERE id = 0").fetchone()
+        with self._errors():
+            row = self._db.execute("SELECT seq, hash FROM journal_head WHERE id = 0").fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def last_key(self) -> int:
-        row = self._db.execute("SELECT MAX(first_seq) FROM journal_segments").fetchone()
+        with self._errors():
+            row = self._db.execute("SELECT MAX(first_seq) FROM journal_segments").fetchone()
         return -1 if row[0] is None else int(row[0])
 
     def floor_key(self, seq: int) -> int:
-        row = self._db.execute(
-            "SELECT MAX(first_seq) FROM journal_segments WHERE first_seq <= ?", (seq,)
-        ).fetchone()
+        with self._errors():
+            row = self._db.execute(
+                "SELECT MAX(first_seq) FROM journal_segments WHERE first_seq <= ?", (seq,)
+            ).fetchone()
         return -1 if row[0] is None else int(row[0])
 
     def write_segment(self, first_seq: int, value: bytes, head: tuple[int, bytes]) -> None:
@@ -52,12 +105,13 @@ class SqliteBackend:
         self._db.execute("COMMIT")
 
     def iter_segments(self, start_key: int) -> Iterator[tuple[int, bytes]]:
-        cursor = self._db.execute(
-            "SELECT first_seq, value FROM journal_segments WHERE first_seq >= ? ORDER BY first_seq",
-            (start_key,),
-        )
-        for key, value in cursor:
-            yield int(key), bytes(value)
+        with self._errors():
+            cursor = self._db.execute(
+                "SELECT first_seq, value FROM journal_segments WHERE first_seq >= ? ORDER BY first_seq",
+                (start_key,),
+            )
+            for key, value in cursor:
+                yield int(key), bytes(value)
 
     def truncate_from(self, key: int, head: tuple[int, bytes] | None) -> int:
         self._db.execute("BEGIN IMMEDIATE")

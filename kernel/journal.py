@@ -46,6 +46,7 @@ __all__ = [
     "JournalError",
     "Record",
     "Segment",
+    "StoreDamaged",
     "TailRepair",
     "VerifyResult",
     "build_segment",
@@ -84,6 +85,11 @@ class ChainBroken(JournalError):
         super().__init__(f"hash chain broken at seq {seq}: {reason}")
         self.seq = seq
         self.reason = reason
+
+
+class StoreDamaged(JournalError):
+    """The journal's store (its LMDB or SQLite file) is damaged below the records: truncated,
+    a bad page or header. Named with the file; nothing is mapped or written."""
 
 
 class Record(NamedTuple):

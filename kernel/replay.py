@@ -38,6 +38,7 @@ from kernel.journal import (
     segment_kinds,
 )
 from kernel.loop import Kernel, ProgressFn
+from kernel.run_status import run_status
 from kernel.setup import RunSetup
 from kernel.state import KernelState
 from kernel.venue import AsyncVenuePort
@@ -60,6 +61,9 @@ class ReplayResult:
     first_seq: int
     last_seq: int
     divergence: Divergence | None
+    # The journal ends without run.finished.v1 (a run stopped part-way) and every record it
+    # holds was re-derived byte for byte: a matched, unfinished run.
+    unfinished: bool = False
 
     @property
     def ok(self) -> bool:
@@ -72,6 +76,10 @@ class _Diverged(Exception):
         self.divergence = divergence
 
 
+class _JournalEnded(Exception):
+    """The fresh kernel went on past the end of an unfinished run's journal."""
+
+
 class _ComparingSink:
     """An ``EventSink`` that checks each derived event against the journal.
 
@@ -79,7 +87,8 @@ class _ComparingSink:
     range covers it partly, when it holds journaled inputs, or when its rebuilt body differs.
     """
 
-    def __init__(self, journal: Journal, start_seq: int, end_seq: int) -> None:
+    def __init__(self, journal: Journal, start_seq: int, end_seq: int, *, unfinished: bool = False) -> None:
+        self._unfinished = unfinished  # the journal ends part-way: deriving past its end is expected
         self._raw: Iterator[tuple[int, bytes]] = journal.raw_segments(start_seq)
         self._start = start_seq
         self._end = end_seq  # exclusive
@@ -141,6 +150,8 @@ class _ComparingSink:
             self._buffer.append(event)
             self._seq = seq + 1
             return seq
+        if seq >= self._end and self._unfinished and self._key < 0:
+            raise _JournalEnded
         if seq >= self._end or self._key < 0:
             reason = "the fresh kernel derived an event past the journal's end"
             raise _Diverged(Divergence(seq, reason, None, event))
@@ -281,7 +292,8 @@ def _replay(
         start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, setup.panel, day)
     # An asynchronous venue's messages are inputs: the fresh kernel gets the journaled ones.
     received = _received(journal, start_seq, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
-    sink = _ComparingSink(journal, start_seq, end_seq)
+    unfinished = day is None and not run_status(journal).finished
+    sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished)
     state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
     kernel = Kernel(setup, sink, state=state, venue_messages=received)
     try:
@@ -293,6 +305,8 @@ def _replay(
         sink.finish()
     except _Diverged as diverged:
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, diverged.divergence)
+    except _JournalEnded:
+        return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None, unfinished=True)
     except ChainBroken as broken:
         divergence = Divergence(broken.seq, f"journal record is corrupt: {broken.reason}", None, None)
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
