@@ -305,14 +305,22 @@ def rsi_nb(st, p, x, out, i):
 
 
 @njit(cache=True)
+def _tie(a, b):
+    """a and b equal but for rounding: within 1e-14 of their magnitude (as TA-Lib 0.8)."""
+    return abs(a - b) <= 1e-14 * (abs(a) + abs(b))
+
+
+@njit(cache=True)
 def stochf_core(st, o, k_n, d_n, hi, lo, c):
     """Fast %K over k_n bars and its SMA(d_n); blocks: max(k_n), min(k_n), sma(d_n)."""
     hh = max_push(st, o, k_n, hi)
     ll = min_push(st, o + k_n + 4, k_n, lo)
     if hh != hh:
         return NAN, NAN
-    diff = (hh - ll) / 100.0
-    fk = (c - ll) / diff if diff != 0.0 else 0.0
+    if _tie(hh, ll):
+        fk = 0.0
+    else:
+        fk = (c - ll) / ((hh - ll) / 100.0)
     fd = sma_push(st, o + 2 * (k_n + 4), d_n, fk)
     return fk, fd
 
@@ -329,7 +337,7 @@ def stoch_nb(st, p, hi, lo, c, out, i):
     """p: [fastk, slowk, slowd]; %K slow = SMA(slowk) of fast %K, %D slow = SMA(slowd) of it."""
     k_n = int(p[0])
     sk_n = int(p[1])
-    fk, sk = stochf_core(st, 0, k_n, sk_n, hi, lo, c)
+    _fk, sk = stochf_core(st, 0, k_n, sk_n, hi, lo, c)
     out[0, i] = sk
     out[1, i] = NAN
     if sk == sk:
@@ -356,8 +364,7 @@ def willr_nb(st, p, hi, lo, c, out, i):
     if hh != hh:
         out[0, i] = NAN
         return
-    diff = (hh - ll) / (-100.0)
-    out[0, i] = (hh - c) / diff if diff != 0.0 else 0.0
+    out[0, i] = 0.0 if _tie(hh, ll) else (hh - c) / ((hh - ll) / (-100.0))
 
 
 @njit(cache=True)
@@ -545,6 +552,34 @@ def rvol_nb(st, p, x, out, i):
 
 
 @njit(cache=True)
+def _dm(diff_p, diff_m):
+    """(+DM, -DM) of one bar from the high's rise and the low's fall."""
+    if diff_m > 0 and diff_p < diff_m:
+        return 0.0, diff_m
+    if diff_p > 0 and diff_p > diff_m:
+        return diff_p, 0.0
+    return 0.0, 0.0
+
+
+@njit(cache=True)
+def _di_dx(st, out, i):
+    """Writes +DI and -DI (0 when the smoothed TR is 0); returns DX (NaN when undefined)."""
+    ptr = st[6]
+    if ptr == 0.0:
+        out[1, i] = 0.0
+        out[2, i] = 0.0
+        return NAN
+    plus = 100.0 * (st[4] / ptr)
+    minus = 100.0 * (st[5] / ptr)
+    out[1, i] = plus
+    out[2, i] = minus
+    s = minus + plus
+    if s != 0.0:
+        return 100.0 * (abs(minus - plus) / s)
+    return NAN
+
+
+@njit(cache=True)
 def adx_nb(st, p, hi, lo, c, out, i):
     """Wilder's directional movement as TA-Lib computes it. layout: [count, prev_high, prev_low,
     prev_close, +DM sum, -DM sum, TR sum, DX sum / ADX]; outputs adx, +DI, -DI."""
@@ -565,12 +600,7 @@ def adx_nb(st, p, hi, lo, c, out, i):
     st[1] = hi
     st[2] = lo
     st[3] = c
-    dm_p = 0.0
-    dm_m = 0.0
-    if diff_m > 0 and diff_p < diff_m:
-        dm_m = diff_m
-    elif diff_p > 0 and diff_p > diff_m:
-        dm_p = diff_p
+    dm_p, dm_m = _dm(diff_p, diff_m)
     if cnt < n:
         st[4] += dm_p
         st[5] += dm_m
@@ -582,19 +612,7 @@ def adx_nb(st, p, hi, lo, c, out, i):
     st[6] = st[6] - (st[6] / n) + tr
     if cnt < 2 * n:
         st[0] = cnt + 1
-    ptr = st[6]
-    dx = NAN
-    if ptr != 0.0:
-        plus = 100.0 * (st[4] / ptr)
-        minus = 100.0 * (st[5] / ptr)
-        out[1, i] = plus
-        out[2, i] = minus
-        s = minus + plus
-        if s != 0.0:
-            dx = 100.0 * (abs(minus - plus) / s)
-    else:
-        out[1, i] = 0.0
-        out[2, i] = 0.0
+    dx = _di_dx(st, out, i)
     if cnt < 2 * n - 1:
         if dx == dx:
             st[7] += dx
