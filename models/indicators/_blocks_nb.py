@@ -18,7 +18,7 @@ def sum_size(n: int) -> int:
     return n + 3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sum_push(st, o, n, x):
     c = st[o]
     pos = int(st[o + 2])
@@ -36,7 +36,7 @@ def sum_push(st, o, n, x):
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sma_push(st, o, n, x):
     return sum_push(st, o, n, x) / n
 
@@ -49,7 +49,7 @@ def ema_size() -> int:
     return 2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ema_push(st, o, n, k, x):
     c = st[o]
     if c >= n:
@@ -74,7 +74,7 @@ def ext_size(n: int) -> int:
     return n + 4
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def max_push(st, o, n, x):
     c = st[o]
     pos = int(st[o + 3])
@@ -107,7 +107,7 @@ def max_push(st, o, n, x):
     return st[o + 1]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def min_push(st, o, n, x):
     c = st[o]
     pos = int(st[o + 3])
@@ -152,7 +152,7 @@ def var_size(n: int) -> int:
     return n + 6
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def var_push(st, o, n, x):
     """Returns the variance (NaN in warm-up); the window mean is left in st[o + 5]."""
     c = st[o]
@@ -214,7 +214,7 @@ def rsum_size(n: int) -> int:
     return n + 3
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rsum_push(st, o, n, x):
     c = st[o]
     pos = int(st[o + 1])
@@ -246,7 +246,7 @@ def rsi_size() -> int:
     return 4
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rsi_push(st, o, n, x):
     c = st[o]
     if c == 0:
@@ -287,7 +287,7 @@ def rsi_push(st, o, n, x):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def true_range(high, low, prev_close):
     tr = high - low
     t = abs(prev_close - high)

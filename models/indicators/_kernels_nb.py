@@ -31,7 +31,7 @@ NAN = np.nan
 # ----------------------------------------------------------------------------- drivers
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _nan_col(out, i):
     for k in range(out.shape[0]):
         out[k, i] = NAN
@@ -91,17 +91,17 @@ def run5_nb(f, st, p, a, b, c, d, e, out):
 # p: [n, k] for EMA-based, [n] otherwise
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sma_nb(st, p, x, out, i):
     out[0, i] = sma_push(st, 0, int(p[0]), x)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ema_nb(st, p, x, out, i):
     out[0, i] = ema_push(st, 0, p[0], p[1], x)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def wma_nb(st, p, x, out, i):
     """layout: [count, pos, acc_w, acc_s, ring(n)]; p: [n, n(n+1)/2]."""
     n = int(p[0])
@@ -125,7 +125,7 @@ def wma_nb(st, p, x, out, i):
     st[3] = s - st[4 + pos]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def dema_nb(st, p, x, out, i):
     e1 = ema_push(st, 0, p[0], p[1], x)
     out[0, i] = NAN
@@ -134,7 +134,7 @@ def dema_nb(st, p, x, out, i):
         out[0, i] = (2.0 * e1) - e2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def tema_nb(st, p, x, out, i):
     out[0, i] = NAN
     e1 = ema_push(st, 0, p[0], p[1], x)
@@ -145,7 +145,7 @@ def tema_nb(st, p, x, out, i):
             out[0, i] = e3 + ((3.0 * e1) - (3.0 * e2))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trima_nb(st, p, x, out, i):
     """SMA(b) of SMA(a), a = n // 2 + 1, b = (n + 1) // 2; p: [a, b]."""
     a = int(p[0])
@@ -155,7 +155,7 @@ def trima_nb(st, p, x, out, i):
         out[0, i] = sma_push(st, a + 3, int(p[1]), s1)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def kama_nb(st, p, x, out, i):
     """layout: [count, pos, sumroc, kama, prev, ring(n+1)]; p: [n, const_max, const_diff]."""
     n = int(p[0])
@@ -198,7 +198,7 @@ def kama_nb(st, p, x, out, i):
 # ----------------------------------------------------------------------------- MACD, PPO, TRIX
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def macd_nb(st, p, x, out, i):
     """TA-Lib's seeding: both EMAs start at bar slow-1, the fast one from the SMA of its last
     ``fast`` values. layout: [count, sum_slow, sum_fast, ema_fast, ema_slow, signal ema(2)];
@@ -228,7 +228,7 @@ def macd_nb(st, p, x, out, i):
     out[2, i] = macd - sig
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ppo_nb(st, p, x, out, i):
     """p: [fast, k_fast, slow, k_slow]; two EMA blocks, each SMA-seeded on its own."""
     f = ema_push(st, 0, p[0], p[1], x)
@@ -241,7 +241,7 @@ def ppo_nb(st, p, x, out, i):
         out[0, i] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trix_nb(st, p, x, out, i):
     """1-bar rate of change (percent) of a triple EMA; layout: 3 EMA blocks, [has_prev, prev]."""
     out[0, i] = NAN
@@ -264,7 +264,7 @@ def trix_nb(st, p, x, out, i):
 # ----------------------------------------------------------------------------- momentum family
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _lag_push(st, n, x):
     """Ring of the last n values: returns x[t - n] (NaN while fewer) and stores x. layout:
     [count, pos, ring(n)]."""
@@ -282,13 +282,13 @@ def _lag_push(st, n, x):
     return old
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mom_nb(st, p, x, out, i):
     old = _lag_push(st, int(p[0]), x)
     out[0, i] = x - old
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roc_nb(st, p, x, out, i):
     old = _lag_push(st, int(p[0]), x)
     if old != old:
@@ -299,18 +299,18 @@ def roc_nb(st, p, x, out, i):
         out[0, i] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rsi_nb(st, p, x, out, i):
     out[0, i] = rsi_push(st, 0, int(p[0]), x)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _tie(a, b):
     """a and b equal but for rounding: within 1e-14 of their magnitude (as TA-Lib 0.8)."""
     return abs(a - b) <= 1e-14 * (abs(a) + abs(b))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stochf_core(st, o, k_n, d_n, hi, lo, c):
     """Fast %K over k_n bars and its SMA(d_n); blocks: max(k_n), min(k_n), sma(d_n)."""
     hh = max_push(st, o, k_n, hi)
@@ -325,14 +325,14 @@ def stochf_core(st, o, k_n, d_n, hi, lo, c):
     return fk, fd
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stochf_nb(st, p, hi, lo, c, out, i):
     fk, fd = stochf_core(st, 0, int(p[0]), int(p[1]), hi, lo, c)
     out[0, i] = fk
     out[1, i] = fd
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stoch_nb(st, p, hi, lo, c, out, i):
     """p: [fastk, slowk, slowd]; %K slow = SMA(slowk) of fast %K, %D slow = SMA(slowd) of it."""
     k_n = int(p[0])
@@ -344,7 +344,7 @@ def stoch_nb(st, p, hi, lo, c, out, i):
         out[1, i] = sma_push(st, 2 * (k_n + 4) + sk_n + 3, int(p[2]), sk)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stochrsi_nb(st, p, x, out, i):
     """p: [period, fastk, fastd]; fast stochastic of RSI (high = low = close = RSI)."""
     r = rsi_push(st, 0, int(p[0]), x)
@@ -356,7 +356,7 @@ def stochrsi_nb(st, p, x, out, i):
         out[1, i] = fd
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def willr_nb(st, p, hi, lo, c, out, i):
     n = int(p[0])
     hh = max_push(st, 0, n, hi)
@@ -367,7 +367,7 @@ def willr_nb(st, p, hi, lo, c, out, i):
     out[0, i] = 0.0 if _tie(hh, ll) else (hh - c) / ((hh - ll) / (-100.0))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def cci_nb(st, p, hi, lo, c, out, i):
     """layout: [count, pos, ring(n)] of typical prices; mean and mean deviation re-summed."""
     n = int(p[0])
@@ -397,7 +397,7 @@ def cci_nb(st, p, hi, lo, c, out, i):
         out[0, i] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ultosc_nb(st, p, hi, lo, c, out, i):
     """layout: [count, prev_close], then a sum block of buying pressure and one of true range
     for each of the three periods; p: [p1, p2, p3]."""
@@ -430,14 +430,14 @@ def ultosc_nb(st, p, hi, lo, c, out, i):
 # ----------------------------------------------------------------------------- volatility
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def trange_nb(st, p, hi, lo, c, out, i):
     out[0, i] = true_range(hi, lo, st[1]) if st[0] != 0.0 else NAN
     st[0] = 1.0
     st[1] = c
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def atr_push(st, o, n, hi, lo, c):
     """Wilder ATR seeded with the SMA of the first n true ranges. layout: [count, prev_close,
     acc / atr]."""
@@ -461,12 +461,12 @@ def atr_push(st, o, n, hi, lo, c):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def atr_nb(st, p, hi, lo, c, out, i):
     out[0, i] = atr_push(st, 0, p[0], hi, lo, c)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def natr_nb(st, p, hi, lo, c, out, i):
     a = atr_push(st, 0, p[0], hi, lo, c)
     if a != a:
@@ -477,7 +477,7 @@ def natr_nb(st, p, hi, lo, c, out, i):
         out[0, i] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def bbands_nb(st, p, x, out, i):
     """p: [n, k]; middle = rolling mean, band = k * population standard deviation."""
     var = var_push(st, 0, int(p[0]), x)
@@ -493,7 +493,7 @@ def bbands_nb(st, p, x, out, i):
     out[2, i] = mid - band
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def zscore_nb(st, p, x, out, i):
     var = var_push(st, 0, int(p[0]), x)
     if var != var:
@@ -504,7 +504,7 @@ def zscore_nb(st, p, x, out, i):
         out[0, i] = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def keltner_nb(st, p, hi, lo, c, out, i):
     """p: [n, k_ema, atr_n, mult]; middle = EMA(close, n), bands = middle +- mult * ATR(atr_n)."""
     mid = ema_push(st, 0, p[0], p[1], c)
@@ -519,7 +519,7 @@ def keltner_nb(st, p, hi, lo, c, out, i):
     out[2, i] = mid - p[3] * a
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def donchian_nb(st, p, hi, lo, out, i):
     n = int(p[0])
     up = max_push(st, 0, n, hi)
@@ -529,7 +529,7 @@ def donchian_nb(st, p, hi, lo, out, i):
     out[2, i] = dn
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def rvol_nb(st, p, x, out, i):
     """p: [n, periods_per_year]; sqrt(ppy * mean of the last n squared log returns).
     layout: [has_prev, prev, rsum block]. A non-positive price is skipped like a NaN bar."""
@@ -551,7 +551,7 @@ def rvol_nb(st, p, x, out, i):
 # ----------------------------------------------------------------------------- trend
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _dm(diff_p, diff_m):
     """(+DM, -DM) of one bar from the high's rise and the low's fall."""
     if diff_m > 0 and diff_p < diff_m:
@@ -561,7 +561,7 @@ def _dm(diff_p, diff_m):
     return 0.0, 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _di_dx(st, out, i):
     """Writes +DI and -DI (0 when the smoothed TR is 0); returns DX (NaN when undefined)."""
     ptr = st[6]
@@ -579,7 +579,7 @@ def _di_dx(st, out, i):
     return NAN
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def adx_nb(st, p, hi, lo, c, out, i):
     """Wilder's directional movement as TA-Lib computes it. layout: [count, prev_high, prev_low,
     prev_close, +DM sum, -DM sum, TR sum, DX sum / ADX]; outputs adx, +DI, -DI."""
@@ -626,7 +626,7 @@ def adx_nb(st, p, hi, lo, c, out, i):
     out[0, i] = st[7]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def aroon_nb(st, p, hi, lo, out, i):
     """Windows of n + 1 bars; outputs aroon_down, aroon_up, oscillator (up - down)."""
     n = int(p[0])
@@ -647,7 +647,7 @@ def aroon_nb(st, p, hi, lo, out, i):
     out[2, i] = factor * (hidx - lidx)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sar_long(st, p, prev_h, prev_l, hi, lo):
     sar = st[2]
     if lo <= sar:  # reversal to short
@@ -681,7 +681,7 @@ def _sar_long(st, p, prev_h, prev_l, hi, lo):
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _sar_short(st, p, prev_h, prev_l, hi, lo):
     sar = st[2]
     if hi >= sar:  # reversal to long
@@ -715,7 +715,7 @@ def _sar_short(st, p, prev_h, prev_l, hi, lo):
     return value
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sar_nb(st, p, hi, lo, out, i):
     """Parabolic SAR, started as TA-Lib starts it. layout: [count, is_long, sar, ep, af,
     prev_high, prev_low]; p: [acceleration, maximum]."""
@@ -753,7 +753,7 @@ def sar_nb(st, p, hi, lo, out, i):
     st[6] = lo
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ichimoku_nb(st, p, hi, lo, out, i):
     """p: [tenkan, kijun, senkou_b, displacement]; outputs tenkan, kijun, span_a, span_b (the
     cloud at this bar: leading spans computed ``displacement`` bars ago), lead_a, lead_b.
@@ -792,7 +792,7 @@ def ichimoku_nb(st, p, hi, lo, out, i):
     out[5, i] = lead_b
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def heikin_ashi_nb(st, p, o_, hi, lo, c, out, i):
     """layout: [count, ha_open, ha_close]; outputs ha_open, ha_high, ha_low, ha_close."""
     if st[0] == 0.0:
@@ -812,7 +812,7 @@ def heikin_ashi_nb(st, p, o_, hi, lo, c, out, i):
 # ----------------------------------------------------------------------------- volume
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def obv_nb(st, p, c, v, out, i):
     """layout: [count, prev_close, obv]; starts at the first bar's volume (as TA-Lib)."""
     if st[0] == 0.0:
@@ -826,7 +826,7 @@ def obv_nb(st, p, c, v, out, i):
     out[0, i] = st[2]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _clv_volume(hi, lo, c, v):
     rng = hi - lo
     if rng > 0.0:
@@ -834,13 +834,13 @@ def _clv_volume(hi, lo, c, v):
     return 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def ad_nb(st, p, hi, lo, c, v, out, i):
     st[0] += _clv_volume(hi, lo, c, v)
     out[0, i] = st[0]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def adosc_nb(st, p, hi, lo, c, v, out, i):
     """EMA(fast) - EMA(slow) of the A/D line, both seeded with the first A/D value (TA-Lib).
     layout: [count, ad, fast, slow]; p: [fast, k_fast, slow, k_slow]."""
@@ -860,7 +860,7 @@ def adosc_nb(st, p, hi, lo, c, v, out, i):
     out[0, i] = st[2] - st[3]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def mfi_nb(st, p, hi, lo, c, v, out, i):
     """A typical price within 1e-14 (relative) of the previous one is no change (no flow);
     after n bars without flow both sums are reset to exactly 0. layout: [count, prev_tp,
@@ -900,7 +900,7 @@ def mfi_nb(st, p, hi, lo, c, v, out, i):
     out[0, i] = 100.0 * (clamped / total)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def vwap_nb(st, p, hi, lo, c, v, session, out, i):
     """Cumulative typical-price VWAP since the session started; restarts when ``session``
     changes. layout: [started, session, sum(tp * v), sum(v)]."""
