@@ -1,0 +1,128 @@
+"""The indicator registry: names, parameter errors, warm-ups, the stream's state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.indicators import IndicatorError, indicator, indicator_names
+from tests.indicator_cases import SMALL, as_columns, inputs_of, same_bits, streamed
+
+
+def _bars(n: int = 200, seed: int = 7) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    spread = np.abs(rng.normal(0, 0.5, (2, n)))
+    return {
+        "open": close * (1 + rng.normal(0, 0.002, n)),
+        "high": close + spread[0],
+        "low": close - spread[1],
+        "close": close,
+        "volume": rng.integers(1, 10_000, n).astype(np.float64),
+        "session": (np.arange(n) // 40).astype(np.float64),
+    }
+
+
+def test_every_required_indicator_is_registered() -> None:
+    required = {
+        "sma", "ema", "wma", "dema", "tema", "trima", "kama", "macd", "ppo", "rsi", "stoch",
+        "stochf", "stochrsi", "willr", "cci", "roc", "mom", "trix", "ultosc", "trange", "atr",
+        "natr", "bbands", "keltner", "donchian", "adx", "aroon", "sar", "obv", "mfi", "ad",
+        "adosc", "vwap", "ichimoku", "heikin_ashi", "zscore", "rvol",
+    }
+    assert required <= set(indicator_names())
+
+
+def test_unknown_name_suggests_and_lists() -> None:
+    with pytest.raises(IndicatorError, match=r"unknown indicator 'rsii' \(did you mean rsi"):
+        indicator("rsii")
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("rsi", {"length": 14}, "unknown parameter.*length.*accepted: period"),
+        ("rsi", {"period": 0}, "period must be >= 1"),
+        ("rsi", {"period": 2.5}, "whole number"),
+        ("rsi", {"period": True}, "must be a number"),
+        ("rsi", {"period": "14"}, "must be a number"),
+        ("macd", {"fast": 26, "slow": 12}, "need fast < slow"),
+        ("sar", {"acceleration": 0.5, "maximum": 0.2}, "acceleration <= maximum"),
+        ("ultosc", {"period1": 14, "period2": 7}, "period1 <= period2"),
+        ("obv", {"period": 3}, "accepted: none"),
+    ],
+)
+def test_bad_parameters_are_refused_with_the_reason(name: str, params: dict, message: str) -> None:
+    with pytest.raises(IndicatorError, match=message):
+        indicator(name, **params)
+
+
+def test_bad_inputs_are_refused() -> None:
+    rsi = indicator("rsi")
+    with pytest.raises(IndicatorError, match="takes 1 input"):
+        rsi.batch([1.0], [2.0])
+    with pytest.raises(IndicatorError, match="differ in length"):
+        indicator("atr").batch([1.0, 2.0], [1.0], [1.0])
+    with pytest.raises(IndicatorError, match="lacks input column"):
+        indicator("atr").compute({"close": [1.0]})
+    with pytest.raises(IndicatorError, match="per bar"):
+        rsi.stream().update(1.0, 2.0)
+
+
+def test_params_and_repr() -> None:
+    ind = indicator("bbands", period=10)
+    assert ind.params == {"period": 10, "k": 2.0}
+    assert repr(ind) == "indicator('bbands', period=10, k=2.0)"
+    assert ind.outputs == ("upper", "middle", "lower")
+
+
+@pytest.mark.parametrize("name", indicator_names())
+def test_declared_warmup_is_where_every_output_starts(name: str) -> None:
+    bars = _bars()
+    for ind in (indicator(name), indicator(name, **SMALL[name])):
+        cols = as_columns(ind.batch(*inputs_of(ind, bars)))
+        full = np.all(np.isfinite(np.vstack(cols)), axis=0)
+        assert full[ind.warmup:].all(), ind
+        if ind.warmup:
+            assert not full[ind.warmup - 1], ind
+
+
+@pytest.mark.parametrize("name", indicator_names())
+def test_stream_equals_batch_and_restores_from_a_snapshot(name: str) -> None:
+    bars = _bars(150)
+    ind = indicator(name, **SMALL[name])
+    batch = as_columns(ind.batch(*inputs_of(ind, bars)))
+    assert all(same_bits(b, s) for b, s in zip(batch, streamed(ind, bars), strict=True))
+    # snapshot after 70 bars, continue a restored copy: the same bits as the batch
+    cols = [c.tolist() for c in inputs_of(ind, bars)]
+    stream = ind.stream()
+    for t in range(70):
+        stream.update(*(c[t] for c in cols))
+    again = stream.restore(stream.state)
+    rest = [again.update(*(c[t] for c in cols)) for t in range(70, 150)]
+    rest_arr = np.array(rest, dtype=np.float64).reshape(80, -1)
+    for k, col in enumerate(batch):
+        assert same_bits(np.ascontiguousarray(rest_arr[:, k]), col[70:])
+
+
+def test_a_nan_bar_is_skipped_and_changes_nothing() -> None:
+    rsi = indicator("rsi", period=3)
+    x = np.array([1.0, 2.0, 1.5, np.nan, 3.0, 2.5])
+    with_gap = rsi.batch(x)
+    without = rsi.batch(x[~np.isnan(x)])
+    assert np.isnan(with_gap[3])
+    assert same_bits(np.delete(with_gap, 3), without)
+
+
+def test_known_values_on_a_tiny_series() -> None:
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    np.testing.assert_array_equal(indicator("sma", period=3).batch(x), [np.nan, np.nan, 2, 3, 4])
+    np.testing.assert_array_equal(indicator("ema", period=3).batch(x), [np.nan, np.nan, 2, 3, 4])
+    np.testing.assert_array_equal(indicator("mom", period=2).batch(x), [np.nan, np.nan, 2, 2, 2])
+    wma = indicator("wma", period=3).batch(x)
+    np.testing.assert_allclose(wma[2:], [14 / 6, 20 / 6, 26 / 6], rtol=1e-15)
+    # a flat window has a variance of exactly 0: z-score 0, bands on the mean
+    flat = np.array([5.0, 1.0, 2.0, 2.0, 2.0, 2.0])
+    assert indicator("zscore", period=4).batch(flat)[-1] == 0.0
+    upper, middle, lower = indicator("bbands", period=4).batch(flat)
+    assert upper[-1] == middle[-1] == lower[-1] == 2.0
