@@ -34,6 +34,7 @@ from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
+from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
@@ -215,6 +216,7 @@ def _parser() -> argparse.ArgumentParser:
     add_sweep_parsers(verbs)
     add_walkforward_parser(verbs)
     add_montecarlo_parser(verbs)
+    add_tearsheet_parser(verbs)
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
@@ -247,6 +249,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "runs": cmd_runs,
     "walkforward": cmd_walkforward,
     "montecarlo": cmd_montecarlo,
+    "tearsheet": cmd_tearsheet,
     "ingest": cmd_ingest,
     "health": cmd_health,
     "export": cmd_export,

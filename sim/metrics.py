@@ -21,7 +21,7 @@ from domain.ledger import realized_account
 from kernel.journal import Journal
 from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
 
-__all__ = ["RunReport", "report_from_journal"]
+__all__ = ["RunReport", "closing_trade_pnl", "report_from_journal"]
 
 _DECODED = {
     "day.closed.v1",
@@ -149,12 +149,9 @@ class _Fold:
         elif isinstance(event, LedgerPosted):
             fees = _add_fee_lines(event, self.fee_lines)
             self.fees_minor += fees
-            if event.memo.startswith("fill "):
-                realised = sum(
-                    p.amount_minor for p in event.postings if p.account == realized_account(p.currency)
-                )
-                if realised:
-                    self.trade_pnls.append(-realised - fees)
+            pnl = closing_trade_pnl(event)
+            if pnl is not None:
+                self.trade_pnls.append(pnl)
         elif isinstance(event, RunStarted):
             self.run = event
         elif isinstance(event, DatasetReferenced):
@@ -198,6 +195,18 @@ def report_from_journal(journal: Journal) -> RunReport:
         finished=counts.get("run.finished.v1", 0) > 0,
         fee_lines={name: amount / scale for name, amount in fold.fee_lines.items()},
     )
+
+
+def closing_trade_pnl(event: LedgerPosted) -> int | None:
+    """A fill's transaction that books realised PnL is a closing trade: its PnL (minor units)
+    is the realised PnL less the fill's own fees. None for any other transaction."""
+    if not event.memo.startswith("fill "):
+        return None
+    realised = sum(p.amount_minor for p in event.postings if p.account == realized_account(p.currency))
+    if not realised:
+        return None
+    fees = sum(p.amount_minor for p in event.postings if p.account.startswith("expenses:"))
+    return -realised - fees
 
 
 def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:

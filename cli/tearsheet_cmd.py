@@ -1,0 +1,101 @@
+"""``tape tearsheet WHAT``: PNG files and one self-contained HTML page for a run (a journal),
+a sweep (a folder with experiments.sqlite) or a walk-forward (a folder with walkforward.json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cli.progress import console
+from cli.wiring import ConfigError
+from kernel.store import open_journal
+from sim.experiments import ExperimentStore
+from sim.metrics import report_from_journal
+from sim.tearsheet import (
+    Figure,
+    TearsheetError,
+    daily_series,
+    run_figures,
+    sweep_figures,
+    walkforward_figures,
+    write_tearsheet,
+)
+
+__all__ = ["add_tearsheet_parser", "cmd_tearsheet"]
+
+
+Sheet = tuple[str, list[Figure], list[tuple[str, str]]]  # title, figures, summary rows
+
+
+def cmd_tearsheet(args: argparse.Namespace) -> int:
+    target = Path(args.what)
+    try:
+        if (target / "walkforward.json").is_file():
+            title, figures, rows = _walkforward(target)
+        elif (target / "experiments.sqlite").is_file():
+            title, figures, rows = _sweep(target, args.metric)
+        else:
+            title, figures, rows = _run(target)
+    except TearsheetError as error:
+        raise ConfigError(f"{target}: {error}") from None
+    out = Path(args.out) if args.out else _default_out(target)
+    page = write_tearsheet(out, title, figures, rows)
+    names = ", ".join(f.name for f in figures)
+    console.print(f"wrote {page} and {len(figures)} PNG files ({names}) to {out}")
+    return 0
+
+
+def _run(journal_path: Path) -> Sheet:
+    with open_journal(journal_path) as journal:
+        run = report_from_journal(journal)
+        series = daily_series(journal)
+    return f"run {run.run_id}", run_figures(series, run, run.periods_per_year), list(run.rows())
+
+
+def _sweep(folder: Path, metric: str) -> Sheet:
+    with ExperimentStore(folder / "experiments.sqlite") as store:
+        experiments = store.all()
+    if not experiments:
+        raise TearsheetError("the experiments table is empty")
+    best = max(experiments, key=lambda e: _score(e.metrics.get(metric)))
+    rows = [
+        ("runs", f"{len(experiments):,}"),
+        (f"best {metric}", _num(best.metrics.get(metric))),
+        ("best run", best.run_id),
+        ("its parameters", json.dumps(best.params)),
+    ]
+    return f"sweep {experiments[0].sweep_id}", sweep_figures(experiments, metric), rows
+
+
+def _walkforward(folder: Path) -> Sheet:
+    report = json.loads((folder / "walkforward.json").read_text())
+    stats = report["stitched"]["stats"]
+    rows = [
+        ("folds", str(len(report["folds"]))),
+        ("out-of-sample sessions", f"{stats['periods']:,}"),
+        ("stitched return", f"{stats['total_return']:+.2%}"),
+        ("stitched Sharpe", _num(stats["sharpe"])),
+    ]
+    return f"walk-forward {report['run_id']}", walkforward_figures(report), rows
+
+
+def _default_out(target: Path) -> Path:
+    if target.is_dir() and not (target / "data.mdb").exists():
+        return target / "tearsheet"  # a sweep's or walk-forward's folder
+    return target.with_name(target.name + ".tearsheet")  # beside a journal
+
+
+def _score(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and value == value else float("-inf")
+
+
+def _num(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "-"
+
+
+def add_tearsheet_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sheet = verbs.add_parser("tearsheet", help="PNG charts and an HTML page: a run, sweep or walk-forward")
+    sheet.add_argument("what", help="a journal, a sweep's folder or a walk-forward's folder")
+    sheet.add_argument("--out", help="folder for tearsheet.html and the PNGs (default: beside WHAT)")
+    sheet.add_argument("--metric", default="sharpe", help="the sweep heatmaps' figure (default sharpe)")

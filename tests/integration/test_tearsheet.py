@@ -1,0 +1,86 @@
+"""``tape tearsheet``: PNG files with real charts (not blank images) and one self-contained
+HTML page embedding them, for a run of two strategies, a sweep and a walk-forward."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli.main import main
+from tests.factories import make_dataset
+
+plt = pytest.importorskip("matplotlib.pyplot", reason="needs matplotlib: pip install 'tape[research]'")
+
+CONFIG = """
+run_id = "sheet"
+dataset = "data"
+journal = "journals/sheet"
+[[strategies]]
+name = "sma_crossover"
+params = {{ fast = 5, slow = 20, weight = 0.9, strategy_id = "trend" }}
+[[strategies]]
+name = "momentum"
+params = {{ lookback = 40, skip = 5, top = 1, weight = 0.9, strategy_id = "rotation" }}
+{extra}
+"""
+
+
+def _chart(png: bytes) -> np.ndarray:
+    image = plt.imread(io.BytesIO(png), format="png")
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
+    return image
+
+
+def _assert_drawn(png: bytes) -> None:
+    """Not an empty canvas: many distinct colours and ink on a good share of the pixels."""
+    image = _chart(png)[:, :, :3]
+    colours = np.unique((image * 255).astype(np.uint8).reshape(-1, 3), axis=0)
+    assert len(colours) > 50
+    assert (image.mean(axis=2) < 0.9).mean() > 0.02  # not just a white page
+
+
+def _assert_page(folder: Path, names: set[str]) -> None:
+    page = (folder / "tearsheet.html").read_text()
+    embedded = dict(re.findall(r"<img id='([^']+)' alt='[^']*' src='data:image/png;base64,([^']+)'>", page))
+    assert set(embedded) == names
+    for name, data in embedded.items():
+        png = (folder / f"{name}.png").read_bytes()
+        assert base64.b64decode(data) == png  # one self-contained file: the PNGs are inside
+        _assert_drawn(png)
+
+
+def test_a_runs_tearsheet_draws_every_chart_and_is_reproducible(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "data", symbols=3, bars=500)
+    (tmp_path / "run.toml").write_text(CONFIG.format(extra=""))
+    assert main(["backtest", str(tmp_path / "run.toml")]) == 0
+    journal = tmp_path / "journals" / "sheet"
+    assert main(["tearsheet", str(journal), "--out", str(tmp_path / "a")]) == 0
+    _assert_page(tmp_path / "a", {"equity", "monthly", "rolling", "exposure", "trades", "strategies"})
+    assert "Sortino" in (tmp_path / "a" / "tearsheet.html").read_text()  # the report's rows
+    assert main(["tearsheet", str(journal), "--out", str(tmp_path / "b")]) == 0
+    for png in (tmp_path / "a").glob("*.png"):
+        assert (tmp_path / "b" / png.name).read_bytes() == png.read_bytes()
+
+
+def test_sweep_and_walkforward_tearsheets(tmp_path: Path) -> None:
+    make_dataset(tmp_path / "data", symbols=3, bars=400)
+    grid = 'grid = { "strategies.0.params.fast" = [3, 5], "strategies.0.params.slow" = [20, 30] }'
+    (tmp_path / "sweep.toml").write_text(CONFIG.format(extra=f"[sweep]\n{grid}"))
+    assert main(["sweep", str(tmp_path / "sweep.toml"), "--workers", "1", "--out", str(tmp_path / "s")]) == 0
+    assert main(["tearsheet", str(tmp_path / "s")]) == 0
+    _assert_page(tmp_path / "s" / "tearsheet", {"sweep_fast_slow"})
+    walk = f"[walkforward]\ntrain_days = 150\ntest_days = 80\n{grid}"
+    (tmp_path / "wf.toml").write_text(CONFIG.format(extra=walk))
+    out = str(tmp_path / "w")
+    assert main(["walkforward", str(tmp_path / "wf.toml"), "--workers", "1", "--out", out]) == 0
+    assert main(["tearsheet", str(tmp_path / "w")]) == 0
+    _assert_page(tmp_path / "w" / "tearsheet", {"walkforward"})
+
+
+def test_a_journal_without_closed_days_is_refused(tmp_path: Path) -> None:
+    assert main(["tearsheet", str(tmp_path / "nothing")]) == 2
