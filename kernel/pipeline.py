@@ -57,7 +57,7 @@ class RiskError(ValueError):
     """A decision the risk stage cannot evaluate (e.g. a weight beyond the 20x bound)."""
 
 
-class OrderIntent(msgspec.Struct, frozen=True):
+class OrderIntent(msgspec.Struct, frozen=True, gc=False):
     instrument_id: int
     side: int
     qty_raw: int
