@@ -73,6 +73,7 @@ __all__ = [
     "VenueMessageRefused",
     "decode_event",
     "encode_event",
+    "encode_event_into",
     "event_kind",
 ]
 
@@ -743,6 +744,17 @@ def event_kind(event: Event) -> str:
 
 def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
+
+
+def encode_event_into(event: Event, buffer: bytearray) -> None:
+    """Append ``encode_event(event)`` to ``buffer`` (the same bytes, without a bytes object
+    per event); on an error the buffer is left as it was."""
+    start = len(buffer)
+    try:
+        _encoder.encode_into(event, buffer, -1)
+    except BaseException:
+        del buffer[start:]
+        raise
 
 
 def decode_event(payload: bytes) -> AnyEvent:
