@@ -51,6 +51,7 @@ __all__ = [
 
 PERP_ASSET_CLASSES = frozenset({"crypto_perp", "perpetual"})
 SMALL_VECTOR = 64  # up to this many names, a decision within every limit skips the array pass
+PASSED_CACHE_MAX = 4096  # implied vectors whose all-pass verdicts a risk stage remembers
 
 
 class RiskError(ValueError):
@@ -64,9 +65,14 @@ class OrderIntent(msgspec.Struct, frozen=True, gc=False):
     decision_px_raw: int
 
 
+_ALL_PRICED = nav_verdict("priced", "pass", 0, 0, 0, [], "")  # frozen: shared by every such decision
+
+
 def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[dict[int, int], RuleVerdict]:
     """Non-zero targets on names that have never traded cannot be sized: reject them."""
     unpriced = [iid for iid, weight in sorted(targets.items()) if weight and prices[iid] <= 0]
+    if not unpriced:
+        return dict(targets), _ALL_PRICED
     kept = {iid: weight for iid, weight in targets.items() if iid not in unpriced}
     largest = max((abs(targets[iid]) for iid in unpriced), default=0)
     detail = f"{len(unpriced)} names have no price yet" if unpriced else ""
@@ -154,6 +160,10 @@ class RiskStage:
         self._order_rules = (
             policy.price_band.band_e8 > 0 or policy.order_qty.limit > 0 or policy.order_notional.limit > 0
         )
+        # (ids, weights) of an implied vector within every limit -> its verdicts. The verdicts
+        # are a pure function of the vector (groups and policy are fixed per stage), so a
+        # repeated vector (a crossover's 0.95 / 0 targets) reuses them: the same events.
+        self._passed: dict[tuple[tuple[int, ...], tuple[int, ...]], list[RuleVerdict]] = {}
 
     def portfolio(
         self, targets: dict[int, int], held: dict[int, int]
@@ -172,12 +182,19 @@ class RiskStage:
         implied.update(targets)
         ids = sorted(implied)
         weights = [implied[iid] for iid in ids]
+        key = (tuple(ids), tuple(weights))
+        known = self._passed.get(key)
+        if known is not None:
+            return dict(targets), list(known)
         sectors = [self._sector[iid] for iid in ids]
         countries = [self._country[iid] for iid in ids]
         perps = [self._perp[iid] for iid in ids]
         passed = evaluate_within_limits(weights, sectors, countries, perps, self.policy)
         if passed is not None:  # nothing to change: every target as asked
-            return dict(targets), passed
+            if len(self._passed) >= PASSED_CACHE_MAX:
+                self._passed.clear()
+            self._passed[key] = passed
+            return dict(targets), list(passed)
         current = [held.get(iid, 0) for iid in ids]
         intent = make_intent(ids, weights, current, sectors, countries, perps)
         result = evaluate_intent(intent, self.policy)
