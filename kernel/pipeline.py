@@ -51,6 +51,7 @@ __all__ = [
 
 PERP_ASSET_CLASSES = frozenset({"crypto_perp", "perpetual"})
 SMALL_VECTOR = 64  # up to this many names, a decision within every limit skips the array pass
+_HALF_EVEN, _DOWN = Rounding.HALF_EVEN, Rounding.DOWN  # module globals for the per-decision loops
 PASSED_CACHE_MAX = 4096  # implied vectors whose all-pass verdicts a risk stage remembers
 
 
@@ -322,8 +323,8 @@ def current_weights(
         return {}
     weights = {}
     for iid, position in sorted(positions.items()):
-        value = notional_minor(instruments[iid], position.qty_raw, prices[iid], Rounding.HALF_EVEN)
-        weights[iid] = div_round(value * RATE_SCALE, nav_minor, Rounding.HALF_EVEN)
+        value = notional_minor(instruments[iid], position.qty_raw, prices[iid], _HALF_EVEN)
+        weights[iid] = div_round(value * RATE_SCALE, nav_minor, _HALF_EVEN)
     return weights
 
 
@@ -338,7 +339,7 @@ def plan_orders(
     intents: list[OrderIntent] = []
     for iid in sorted(targets):
         px = prices[iid]
-        value = div_round(targets[iid] * max(nav_minor, 0), RATE_SCALE, Rounding.DOWN)
+        value = div_round(targets[iid] * max(nav_minor, 0), RATE_SCALE, _DOWN)
         target_qty = 0
         if value:
             assert px > 0, "targets without a price are rejected by the risk stage"
