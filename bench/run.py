@@ -10,11 +10,18 @@ Workloads (all on the same seeded one-symbol one-minute bars, 24x7 calendar):
 1. kernel: ``run_backtest`` with SMA(10/30) crossover journaling to LMDB, then the SQLite
    ledger rebuilt from that journal (timed separately). Numba is warmed on a tiny data set.
 2. bare loop: the same strategy as a pure-Python loop over lists, no journal (baseline).
-3. backtrader: the same strategy in backtrader 1.9 (``--skip-backtrader`` to leave out).
-4. journal append: the kernel's real event mix into fresh LMDB / SQLite journals versus
+3. dense: the same strategy with a small weight (1%), so that cash never limits a buy and it
+   trades on every crossover; against the bare loop with the same weight. Both kernel rows
+   also give the time per decision (per ``TargetsDecided``).
+4. backtrader: the same strategy in backtrader 1.9 (``--skip-backtrader`` to leave out);
+   its bars/s is the baseline of both kernel cases (the weight does not change its per-bar
+   work).
+5. journal append: the kernel's real event mix into fresh LMDB / SQLite journals versus
    raw ``lmdb`` ``putmulti`` of the same payload bytes.
-5. replay: re-derive and verify the kernel's journal.
-6. cross-section: 500 symbols x 2,520 daily bars, momentum rotation.
+6. replay: re-derive and verify the kernel's journal.
+7. cross-section: 500 symbols x 2,520 daily bars, momentum rotation.
+8. peak memory: each of kernel, dense, replay and the bare loop once more in a fresh
+   subprocess, reporting its peak resident set (``VmHWM`` of ``/proc/self/status``).
 """
 
 from __future__ import annotations
@@ -51,6 +58,8 @@ from sim.fill_models import FillModel
 
 FAST, SLOW, WEIGHT = 10, 30, 0.95
 WEIGHT_E8 = 95_000_000
+DENSE_WEIGHT, DENSE_WEIGHT_E8 = 0.01, 1_000_000
+DECISION_KIND = "strategy.targets_decided.v1"
 COMMISSION_E8 = 100_000  # 0.1%
 RATE = 100_000_000
 INITIAL_CASH = "1000000"
@@ -60,6 +69,7 @@ JOURNAL_EVENTS_CAP = 300_000
 LMDB_TXN = 4096
 TIE_WINDOW = SLOW  # bars before a differing trade searched for exact SMA ties
 
+FILL_KIND = OrderFilled.__struct_config__.tag
 TARGETS = {
     "kernel/bare": 0.25,
     "kernel/backtrader": 50.0,
@@ -130,6 +140,7 @@ def make_config(dataset: Path, journal: Path, strategy: str, params: dict[str, o
 
 
 SMA_PARAMS: dict[str, object] = {"fast": FAST, "slow": SLOW, "weight": WEIGHT}
+DENSE_PARAMS: dict[str, object] = {"fast": FAST, "slow": SLOW, "weight": DENSE_WEIGHT}
 MOMENTUM_PARAMS: dict[str, object] = {"lookback": 126, "skip": 21, "top": 50, "weight": 0.95}
 
 
@@ -159,25 +170,49 @@ def warm_up(work: Path, seed: int) -> None:
 # --- 1. kernel ------------------------------------------------------------------------------
 
 
-def bench_kernel(report: Report, work: Path, dataset: Path) -> dict[str, Any]:
+def bench_kernel(
+    report: Report, work: Path, dataset: Path, case: str = "kernel", params: dict[str, object] = SMA_PARAMS
+) -> dict[str, Any]:
     bars = report.bars
     runs: list[tuple[float, BacktestResult]] = []
     for attempt in range(3):
-        config = make_config(dataset, work / f"kernel-journal-{attempt}", "sma_crossover", SMA_PARAMS)
+        config = make_config(dataset, work / f"{case}-journal-{attempt}", "sma_crossover", params)
         t0 = time.perf_counter()
         result = backtest(config)
         runs.append((time.perf_counter() - t0, result))
-        log(f"kernel run {attempt + 1}: {runs[-1][0]:.2f}s, {result.records} records")
+        log(f"{case} run {attempt + 1}: {runs[-1][0]:.2f}s, {result.records} records")
         if sum(t for t, _ in runs) > 20.0:
             break
     seconds, result = min(runs, key=lambda item: item[0])
     journal_path = result.journal
-    fills = kernel_fills(journal_path)
+    fills, decisions = kernel_fills(journal_path)
+    note = f"best of {len(runs)}; numba warmed (compile excluded); {result.records:,} records"
+    report.add(Row(case, "kernel + journal", bars / seconds, "bars/s", note=note))
+    report.add(
+        Row(
+            case,
+            "time per decision",
+            seconds / decisions * 1e6 if decisions else 0.0,
+            "us",
+            note=f"{decisions:,} decisions, {len(fills):,} fills; whole run / decisions",
+        )
+    )
+    info = {
+        "seconds": seconds,
+        "records": result.records,
+        "nav_minor": result.nav_minor,
+        "fills": len(fills),
+        "decisions": decisions,
+        "journal": str(journal_path),
+        "bars_per_s": bars / seconds,
+        "chain_head": result.last_hash,
+    }
+    report.details[case] = info
+    if case != "kernel":
+        return {"info": info, "fills": fills, "journal": journal_path}
     t0 = time.perf_counter()
     rebuilt = rebuild(journal_path, work / "ledger.sqlite")
     rebuild_s = time.perf_counter() - t0
-    note = f"best of {len(runs)}; numba warmed (compile excluded); {result.records:,} records"
-    report.add(Row("kernel", "kernel + journal", bars / seconds, "bars/s", note=note))
     report.add(
         Row(
             "kernel",
@@ -187,28 +222,24 @@ def bench_kernel(report: Report, work: Path, dataset: Path) -> dict[str, Any]:
             note=f"{rebuilt.records_applied:,} records in {rebuild_s:.2f}s (SQLite)",
         )
     )
-    info = {
-        "seconds": seconds,
-        "records": result.records,
-        "nav_minor": result.nav_minor,
-        "fills": len(fills),
-        "journal": str(journal_path),
-        "rebuild_seconds": rebuild_s,
-        "rebuild_records": rebuilt.records_applied,
-        "bars_per_s": bars / seconds,
-    }
-    report.details["kernel"] = info
+    info["rebuild_seconds"] = rebuild_s
+    info["rebuild_records"] = rebuilt.records_applied
     return {"info": info, "fills": fills, "journal": journal_path}
 
 
-def kernel_fills(journal_path: Path) -> list[tuple[int, int, int]]:
-    """(ts_ns, side, qty_raw) of every fill in the journal."""
+def kernel_fills(journal_path: Path) -> tuple[list[tuple[int, int, int]], int]:
+    """(ts_ns, side, qty_raw) of every fill in the journal, and the number of decisions."""
+    fills = []
+    decisions = 0
     with open_journal(journal_path) as journal:
-        return [
-            (event.ts_ns, event.side, event.fill_qty_raw)
-            for _, event in journal.events()
-            if isinstance(event, OrderFilled)
-        ]
+        for record in journal.records():
+            if record.kind == DECISION_KIND:
+                decisions += 1
+            elif record.kind == FILL_KIND:
+                event = record.event()
+                assert isinstance(event, OrderFilled)
+                fills.append((event.ts_ns, event.side, event.fill_qty_raw))
+    return fills, decisions
 
 
 def profile_kernel(work: Path, dataset: Path, top: int = 18) -> str:
@@ -227,7 +258,7 @@ def profile_kernel(work: Path, dataset: Path, top: int = 18) -> str:
 # --- 2. bare loop -----------------------------------------------------------------------------
 
 
-def bare_loop(opens: list[int], closes: list[int]) -> dict[str, Any]:  # noqa: C901
+def bare_loop(opens: list[int], closes: list[int], weight_e8: int = WEIGHT_E8) -> dict[str, Any]:  # noqa: C901
     """SMA(10/30) long-only crossover in pure Python; integers throughout, as the kernel."""
     fast, slow = FAST, SLOW
     ring = [0] * slow
@@ -260,7 +291,7 @@ def bare_loop(opens: list[int], closes: list[int]) -> dict[str, Any]:  # noqa: C
                 last = -1
         if prev and last != prev:
             if last > 0 and position == 0:
-                qty = (cash * WEIGHT_E8 // RATE) // px
+                qty = (cash * weight_e8 // RATE) // px
                 if qty:
                     pending = qty
             elif last < 0 and position > 0:
@@ -270,23 +301,38 @@ def bare_loop(opens: list[int], closes: list[int]) -> dict[str, Any]:  # noqa: C
     return {"trades": trades, "nav_minor": nav}
 
 
-def bench_bare(report: Report, panel_lists: tuple[list[int], list[int]], kernel: dict[str, Any]) -> dict:
+def bench_bare(
+    report: Report,
+    panel_lists: tuple[list[int], list[int]],
+    kernel: dict[str, Any],
+    case: str = "kernel",
+    weight_e8: int = WEIGHT_E8,
+) -> dict:
     opens, closes = panel_lists
-    seconds, result = best_of(3, lambda _: bare_loop(opens, closes))
+    seconds, result = best_of(3, lambda _: bare_loop(opens, closes, weight_e8))
     kernel_bps = kernel["info"]["bars_per_s"]
     bare_bps = report.bars / seconds
     kernel_trades = len(kernel["fills"])
     bare_trades = len(result["trades"])
-    report.add(Row("bare loop", "pure-Python loop", bare_bps, "bars/s", note="best of 3; no journal"))
+    label = "bare loop" if case == "kernel" else f"bare loop ({case})"
     report.add(
         Row(
-            "kernel",
-            "kernel vs bare loop",
+            label,
+            "pure-Python loop",
+            bare_bps,
+            "bars/s",
+            note=f"best of 3; no journal; weight {weight_e8}e-8",
+        )
+    )
+    report.add(
+        Row(
+            case,
+            f"{case} vs bare loop",
             kernel_bps,
             "bars/s",
-            baseline="bare loop",
+            baseline=label,
             ratio=kernel_bps / bare_bps,
-            target=TARGETS["kernel/bare"],
+            target=TARGETS["kernel/bare"] if case == "kernel" else None,
             note=f"trades: kernel {kernel_trades:,}, bare {bare_trades:,}",
         )
     )
@@ -298,7 +344,7 @@ def bench_bare(report: Report, panel_lists: tuple[list[int], list[int]], kernel:
         f"identical (step, side) lists: {agree}; NAV kernel {kernel['info']['nav_minor']:,} "
         f"bare {result['nav_minor']:,} (minor units)"
     )
-    report.details["bare"] = {
+    report.details["bare" if case == "kernel" else f"bare_{case}"] = {
         "seconds": seconds,
         "bars_per_s": bare_bps,
         "trades": bare_trades,
@@ -308,7 +354,7 @@ def bench_bare(report: Report, panel_lists: tuple[list[int], list[int]], kernel:
         "kernel_nav_minor": kernel["info"]["nav_minor"],
     }
     assert kernel_trades == bare_trades, f"trade counts differ: kernel {kernel_trades}, bare {bare_trades}"
-    return report.details["bare"]
+    return report.details["bare" if case == "kernel" else f"bare_{case}"]
 
 
 def first_ts(kernel: dict[str, Any]) -> int:
@@ -394,6 +440,19 @@ def bench_backtrader(report: Report, panel: Any, kernel: dict[str, Any]) -> None
             ),
         )
     )
+    dense = report.details.get("dense")
+    if dense is not None:
+        report.add(
+            Row(
+                "dense",
+                "dense vs backtrader",
+                dense["bars_per_s"],
+                "bars/s",
+                baseline="backtrader",
+                ratio=dense["bars_per_s"] / bt_bps,
+                note="backtrader's SMA run as the baseline (same bars, same per-bar work)",
+            )
+        )
     print(f"backtrader orders refused (margin/rejected): {len(refused)}")
     report.details["backtrader"] = {"seconds": seconds, "bars_per_s": bt_bps, "refused": len(refused), **diff}
 
@@ -614,6 +673,67 @@ def bench_cross_section(report: Report, work: Path, seed: int) -> None:
     }
 
 
+# --- 8. peak memory ---------------------------------------------------------------------------
+
+PEAK_CASES = ("kernel", "dense", "replay", "bare")
+
+
+def vm_hwm_kib() -> int:
+    """This process's peak resident set (``VmHWM``), KiB; 0 where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def peak_case(case: str, dataset: Path, work: Path, journal: Path) -> int:
+    """Run one case once in this (fresh) process; its peak resident set, KiB."""
+    if case == "replay":
+        with open_journal(journal) as source:
+            assert replay(source, replay_builder).ok
+    elif case == "bare":
+        panel, _ = load_panel(dataset)
+        bare_loop(panel.open[:, 0].tolist(), panel.close[:, 0].tolist())
+    else:
+        params = SMA_PARAMS if case == "kernel" else DENSE_PARAMS
+        backtest(make_config(dataset, work / f"peak-{case}-journal", "sma_crossover", params))
+    return vm_hwm_kib()
+
+
+def bench_peak_memory(report: Report, work: Path, dataset: Path, journal: Path) -> None:
+    import subprocess
+
+    peaks = {}
+    for case in PEAK_CASES:
+        command = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--peak-case",
+            case,
+            "--peak-dataset",
+            str(dataset),
+            "--peak-work",
+            str(work),
+            "--peak-journal",
+            str(journal),
+        ]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        peaks[case] = int(out.strip().splitlines()[-1]) / 1024
+        report.add(
+            Row(
+                "peak memory",
+                f"{case} (fresh process)",
+                peaks[case],
+                "MiB",
+                note="VmHWM: peak resident set incl. interpreter, numba and data",
+            )
+        )
+    report.details["peak_mib"] = peaks
+
+
 # --- output -----------------------------------------------------------------------------------
 
 
@@ -681,7 +801,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-backtrader", action="store_true")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     parser.add_argument("--profile", action="store_true", help="always cProfile the kernel run")
+    parser.add_argument("--peak-case", choices=PEAK_CASES, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-dataset", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--peak-journal", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peak_case:  # a child of bench_peak_memory
+        print(peak_case(args.peak_case, args.peak_dataset, args.peak_work, args.peak_journal))
+        return 0
     report = Report(bars=args.bars, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="tape-bench-") as tmp:
         run_all(report, Path(tmp), args)
@@ -705,7 +832,12 @@ def run_all(report: Report, work: Path, args: argparse.Namespace) -> None:
     kernel["ts0"] = int(panel.ts_ns[0])
     log("bare loop")
     bench_bare(report, lists, kernel)
-    if report.rows[-1].passed is False or args.profile:
+    missed = report.rows[-1].passed is False
+    log("dense")
+    dense = bench_kernel(report, work, dataset, "dense", DENSE_PARAMS)
+    dense["ts0"] = kernel["ts0"]
+    bench_bare(report, lists, dense, "dense", DENSE_WEIGHT_E8)
+    if missed or args.profile:
         log("cProfile of the kernel run")
         profile = profile_kernel(work, dataset)
         print(profile)
@@ -716,6 +848,8 @@ def run_all(report: Report, work: Path, args: argparse.Namespace) -> None:
     bench_replay(report, kernel["journal"], kernel)
     log("cross-section")
     bench_cross_section(report, work, args.seed)
+    log("peak memory (fresh processes)")
+    bench_peak_memory(report, work, dataset, kernel["journal"])
     if not args.skip_backtrader:
         log("backtrader")
         bench_backtrader(report, panel, kernel)

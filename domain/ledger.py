@@ -38,7 +38,7 @@ class UnbalancedTransaction(ValueError):
     """A transaction whose postings do not sum to zero in some currency."""
 
 
-class Position(msgspec.Struct, frozen=True):
+class Position(msgspec.Struct, frozen=True, gc=False):
     qty_raw: int = 0
     # Signed cost basis of the open quantity; for a daily-settled future (``domain.futures``)
     # the signed value ``qty x reference price x multiplier`` at its last settlement or fills.

@@ -77,7 +77,7 @@ class IllegalTransition(Exception):
         self.trigger = trigger
 
 
-class Order(msgspec.Struct, frozen=True, kw_only=True):
+class Order(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     order_id: str
     strategy_id: str
     instrument_id: int

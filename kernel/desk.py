@@ -252,6 +252,8 @@ class OrderDesk:
 
     def cancel_where(self, step: int, ts_ns: int, reason: str, keep: Callable[[Order], bool]) -> None:
         """Cancel every open order, in submission order, except those ``keep`` keeps."""
+        if not self.state.open_orders:
+            return
         day = self.session_of_order(step)
         for order_id, order in list(self.state.open_orders.items()):
             if not keep(order):

@@ -26,6 +26,7 @@ A segment is written per ``records_per_commit_max`` records or when ``commit()``
 from __future__ import annotations
 
 import hashlib
+import itertools
 import operator
 import struct
 import zlib
@@ -35,7 +36,7 @@ from typing import NamedTuple, Protocol
 
 import msgspec
 
-from domain.events import AnyEvent, Event, decode_event, encode_event
+from domain.events import AnyEvent, Event, decode_event, encode_event, encode_event_into
 
 __all__ = [
     "GENESIS_HASH",
@@ -50,6 +51,7 @@ __all__ = [
     "TailRepair",
     "VerifyResult",
     "build_segment",
+    "build_segment_value",
     "first_inconsistent_record",
     "parse_segment",
     "segment_hash",
@@ -67,7 +69,6 @@ class _KindAndTime(msgspec.Struct):
     ts_ns: int
 
 
-_encode = encode_event
 _crc32 = zlib.crc32
 _ts_of = operator.attrgetter("ts_ns")
 _KIND_BYTES: dict[type, bytes] = {cls: cls.__struct_config__.tag.encode("ascii") for cls in AnyEvent.__args__}
@@ -144,27 +145,60 @@ class JournalBackend(Protocol):
 
 def build_segment(first_seq: int, events: list[Event]) -> bytes:
     """The segment body for ``events`` starting at ``first_seq`` (see the module doc)."""
-    count = len(events)
-    payloads = list(map(_encode, events))
+    encoded = list(map(encode_event, events))
+    payloads = b"".join(encoded)
+    ends = list(itertools.accumulate(map(len, encoded)))
+    columns = _segment_columns(first_seq, list(map(type, events)), list(map(_ts_of, events)), payloads, ends)
+    return b"".join((*columns, payloads))
+
+
+def build_segment_value(
+    prev_hash: bytes,
+    first_seq: int,
+    types: list[type],
+    ts_ns: list[int],
+    payloads: bytearray,
+    ends: list[int],
+) -> tuple[bytes, bytes]:
+    """(chain hash, stored value) of the segment of already encoded records: ``payloads``
+    back to back, record ``i`` ending at ``ends[i]``. The same bytes as ``build_segment``
+    over the events, hashed and joined without copying the body in between."""
+    columns = _segment_columns(first_seq, types, ts_ns, payloads, ends)
+    digest = hashlib.blake2b(prev_hash, digest_size=HASH_SIZE)
+    for column in columns:
+        digest.update(column)
+    digest.update(payloads)
+    new_hash = digest.digest()
+    return new_hash, b"".join((new_hash, *columns, payloads))
+
+
+def _segment_columns(
+    first_seq: int, types: list[type], ts_ns: list[int], payloads: bytes | bytearray, ends: list[int]
+) -> tuple[bytes, ...]:
+    """Everything of a segment body before its payloads (module doc), from its records' event
+    types, times and payload end offsets."""
+    count = len(types)
     kinds: dict[type, int] = {}
-    indexes = bytes([kinds.setdefault(type(event), len(kinds)) for event in events])
+    indexes = bytes([kinds.setdefault(t, len(kinds)) for t in types])
     assert len(kinds) < 256, "at most 255 event kinds per segment"
     table = b"".join(bytes([len(_KIND_BYTES[t])]) + _KIND_BYTES[t] for t in kinds)
-    return b"".join(
-        (
-            _SEGMENT_HEADER.pack(first_seq, count, len(kinds)),
-            table,
-            struct.pack(f">{count}q", *map(_ts_of, events)),
-            indexes,
-            struct.pack(f">{count}I", *map(len, payloads)),
-            struct.pack(f">{count}I", *map(_crc32, payloads)),
-            *payloads,
-        )
+    starts = [0, *ends[:-1]]
+    with memoryview(payloads) as view:
+        crcs = [_crc32(view[start:end]) for start, end in zip(starts, ends, strict=True)]
+    return (
+        _SEGMENT_HEADER.pack(first_seq, count, len(kinds)),
+        table,
+        struct.pack(f">{count}q", *ts_ns),
+        indexes,
+        struct.pack(f">{count}I", *map(operator.sub, ends, starts)),
+        struct.pack(f">{count}I", *crcs),
     )
 
 
-def segment_hash(prev_hash: bytes, body: bytes) -> bytes:
-    return hashlib.blake2b(prev_hash + body, digest_size=HASH_SIZE).digest()
+def segment_hash(prev_hash: bytes, body: bytes | memoryview) -> bytes:
+    digest = hashlib.blake2b(prev_hash, digest_size=HASH_SIZE)
+    digest.update(body)
+    return digest.digest()
 
 
 def parse_segment(key: int, value: bytes) -> Segment:
@@ -256,7 +290,11 @@ class Journal:
         self._backend = backend
         self._writable = writable
         self._commit_max = records_per_commit_max
-        self._pending: list[Event] = []
+        # Appended, not yet committed records: encoded at once, payloads back to back.
+        self._types: list[type] = []
+        self._ts: list[int] = []
+        self._payloads = bytearray()
+        self._ends: list[int] = []
         self.tail_repair: TailRepair | None = None
         head_seq, head_hash = self._check_tail()
         self._next_seq = head_seq + 1
@@ -267,7 +305,7 @@ class Journal:
     @property
     def next_seq(self) -> int:
         """Sequence number the next appended event will get."""
-        return self._next_seq + len(self._pending)
+        return self._next_seq + len(self._ends)
 
     @property
     def last_hash(self) -> bytes:
@@ -277,29 +315,35 @@ class Journal:
     def append(self, event: Event) -> int:
         """Queue one event; returns its sequence number. Commits when the segment is full.
 
-        Events are frozen, so holding them until the commit is safe.
+        The event is encoded here, once; the commit only adds the columns and the hash.
         """
         if not self._writable:
             raise JournalError("journal was opened read-only")
-        if not _TS_MIN <= event.ts_ns <= _TS_MAX:
-            raise JournalError(f"event time {event.ts_ns} does not fit a signed 64-bit nanosecond stamp")
-        pending = self._pending
-        pending.append(event)
-        if len(pending) >= self._commit_max:
+        ts_ns = event.ts_ns
+        if not _TS_MIN <= ts_ns <= _TS_MAX:
+            raise JournalError(f"event time {ts_ns} does not fit a signed 64-bit nanosecond stamp")
+        payloads = self._payloads
+        encode_event_into(event, payloads)
+        ends = self._ends
+        ends.append(len(payloads))
+        self._ts.append(ts_ns)
+        self._types.append(type(event))
+        if len(ends) >= self._commit_max:
             self.commit()
             return self._next_seq - 1
-        return self._next_seq + len(pending) - 1
+        return self._next_seq + len(ends) - 1
 
     def commit(self) -> None:
         """Make every appended event durable: one segment, one backend transaction."""
-        if not self._pending:
+        if not self._ends:
             return
         first = self._next_seq
-        body = build_segment(first, self._pending)
-        new_hash = segment_hash(self._last_hash, body)
-        last_seq = first + len(self._pending) - 1
-        self._backend.write_segment(first, new_hash + body, (last_seq, new_hash))
-        self._pending = []
+        new_hash, value = build_segment_value(
+            self._last_hash, first, self._types, self._ts, self._payloads, self._ends
+        )
+        last_seq = first + len(self._ends) - 1
+        self._backend.write_segment(first, value, (last_seq, new_hash))
+        self._types, self._ts, self._payloads, self._ends = [], [], bytearray(), []
         self._next_seq = last_seq + 1
         self._last_hash = new_hash
 

@@ -51,22 +51,29 @@ __all__ = [
 
 PERP_ASSET_CLASSES = frozenset({"crypto_perp", "perpetual"})
 SMALL_VECTOR = 64  # up to this many names, a decision within every limit skips the array pass
+_HALF_EVEN, _DOWN = Rounding.HALF_EVEN, Rounding.DOWN  # module globals for the per-decision loops
+PASSED_CACHE_MAX = 4096  # implied vectors whose all-pass verdicts a risk stage remembers
 
 
 class RiskError(ValueError):
     """A decision the risk stage cannot evaluate (e.g. a weight beyond the 20x bound)."""
 
 
-class OrderIntent(msgspec.Struct, frozen=True):
+class OrderIntent(msgspec.Struct, frozen=True, gc=False):
     instrument_id: int
     side: int
     qty_raw: int
     decision_px_raw: int
 
 
+_ALL_PRICED = nav_verdict("priced", "pass", 0, 0, 0, [], "")  # frozen: shared by every such decision
+
+
 def reject_unpriced(targets: dict[int, int], prices: dict[int, int]) -> tuple[dict[int, int], RuleVerdict]:
     """Non-zero targets on names that have never traded cannot be sized: reject them."""
     unpriced = [iid for iid, weight in sorted(targets.items()) if weight and prices[iid] <= 0]
+    if not unpriced:
+        return dict(targets), _ALL_PRICED
     kept = {iid: weight for iid, weight in targets.items() if iid not in unpriced}
     largest = max((abs(targets[iid]) for iid in unpriced), default=0)
     detail = f"{len(unpriced)} names have no price yet" if unpriced else ""
@@ -154,6 +161,10 @@ class RiskStage:
         self._order_rules = (
             policy.price_band.band_e8 > 0 or policy.order_qty.limit > 0 or policy.order_notional.limit > 0
         )
+        # (ids, weights) of an implied vector within every limit -> its verdicts. The verdicts
+        # are a pure function of the vector (groups and policy are fixed per stage), so a
+        # repeated vector (a crossover's 0.95 / 0 targets) reuses them: the same events.
+        self._passed: dict[tuple[tuple[int, ...], tuple[int, ...]], list[RuleVerdict]] = {}
 
     def portfolio(
         self, targets: dict[int, int], held: dict[int, int]
@@ -172,12 +183,19 @@ class RiskStage:
         implied.update(targets)
         ids = sorted(implied)
         weights = [implied[iid] for iid in ids]
+        key = (tuple(ids), tuple(weights))
+        known = self._passed.get(key)
+        if known is not None:
+            return dict(targets), list(known)
         sectors = [self._sector[iid] for iid in ids]
         countries = [self._country[iid] for iid in ids]
         perps = [self._perp[iid] for iid in ids]
         passed = evaluate_within_limits(weights, sectors, countries, perps, self.policy)
         if passed is not None:  # nothing to change: every target as asked
-            return dict(targets), passed
+            if len(self._passed) >= PASSED_CACHE_MAX:
+                self._passed.clear()
+            self._passed[key] = passed
+            return dict(targets), list(passed)
         current = [held.get(iid, 0) for iid in ids]
         intent = make_intent(ids, weights, current, sectors, countries, perps)
         result = evaluate_intent(intent, self.policy)
@@ -305,8 +323,8 @@ def current_weights(
         return {}
     weights = {}
     for iid, position in sorted(positions.items()):
-        value = notional_minor(instruments[iid], position.qty_raw, prices[iid], Rounding.HALF_EVEN)
-        weights[iid] = div_round(value * RATE_SCALE, nav_minor, Rounding.HALF_EVEN)
+        value = notional_minor(instruments[iid], position.qty_raw, prices[iid], _HALF_EVEN)
+        weights[iid] = div_round(value * RATE_SCALE, nav_minor, _HALF_EVEN)
     return weights
 
 
@@ -321,7 +339,7 @@ def plan_orders(
     intents: list[OrderIntent] = []
     for iid in sorted(targets):
         px = prices[iid]
-        value = div_round(targets[iid] * max(nav_minor, 0), RATE_SCALE, Rounding.DOWN)
+        value = div_round(targets[iid] * max(nav_minor, 0), RATE_SCALE, _DOWN)
         target_qty = 0
         if value:
             assert px > 0, "targets without a price are rejected by the risk stage"

@@ -37,6 +37,11 @@ from sim.fill_models import FillModel
 __all__ = ["SimVenue"]
 
 _ORDER_TYPES = {"market": MARKET, "limit": LIMIT}
+_RATE = 100_000_000  # 1e-8 units, as the Numba kernels' RATE
+_INT64_MAX = 2**63 - 1
+SMALL_BATCH = 8
+"""Up to this many open orders a step are matched in plain Python (``_match_small``): for
+the one or two orders of most steps, building the kernels' arrays costs more than matching."""
 
 
 class SimVenue:
@@ -55,6 +60,7 @@ class SimVenue:
             apply_ex_right_references(panel, self._ref_close, set(self._cn))
         self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
         self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
+        self._schedules: dict[int, CommissionSchedule] = {}  # instrument id -> commission
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:
         ts_ns = int(self._panel.ts_ns[step])
@@ -220,6 +226,10 @@ class SimVenue:
         orders = self._unlocked(step, orders)
         if not orders:
             return []
+        if len(orders) <= SMALL_BATCH:
+            matched = self._match_small(step, orders)
+            if matched is not None:
+                return matched
         sides, types, limits, qty_open, columns, lots, ticks = self._arrays(orders)
         panel = self._panel
         out_px = np.zeros(len(orders), dtype=np.int64)
@@ -248,6 +258,54 @@ class SimVenue:
             if qty:
                 fills.append(self._fill(ts_ns, order, qty, px))
         return fills
+
+    def _match_small(self, step: int, orders: list[Order]) -> list[OrderFilled] | None:
+        """``match_step_nb`` in plain Python, the same arithmetic order by order; None (use the
+        kernel) when an order is neither market nor limit or a product could leave int64,
+        where the kernel's wrap-around would differ from Python's integers."""
+        panel = self._panel
+        participation = self._model.participation_e8
+        ts_ns = int(panel.ts_ns[step])
+        fills = []
+        for order in orders:
+            column = self._column[order.instrument_id]
+            if not panel.valid[step, column]:
+                continue
+            px = self._small_px(step, column, order)
+            if px is None:
+                return None
+            qty = order.leaves_qty_raw
+            if participation > 0:
+                volume = int(panel.volume[step, column]) * participation
+                if abs(volume) > _INT64_MAX:
+                    return None
+                lot = self._lot_tick[order.instrument_id][0]
+                qty = min(qty, (volume // _RATE // lot) * lot)
+            if qty > 0 and px > 0:
+                fills.append(self._fill(ts_ns, order, qty, px))
+        return fills
+
+    def _small_px(self, step: int, column: int, order: Order) -> int | None:
+        """The fill price of one order at ``step`` (<= 0: no fill), as ``match_step_nb``; None
+        when the kernel must decide (see ``_match_small``)."""
+        panel = self._panel
+        side = order.side
+        if order.order_type == "market":
+            tick = self._lot_tick[order.instrument_id][1]
+            numerator = int(panel.open[step, column]) * (_RATE + side * self._model.slippage_e8)
+            denominator = _RATE * tick
+            if abs(numerator) + denominator > _INT64_MAX:
+                return None
+            quotient = numerator // denominator
+            if side > 0 and quotient * denominator != numerator:
+                quotient += 1  # buys round up, sells down: against the trader
+            return quotient * tick
+        if order.order_type != "limit" or abs(order.limit_px_raw) > _INT64_MAX:
+            return None
+        limit = order.limit_px_raw
+        if side > 0:
+            return 0 if int(panel.low[step, column]) > limit else min(int(panel.open[step, column]), limit)
+        return 0 if int(panel.high[step, column]) < limit else max(int(panel.open[step, column]), limit)
 
     def _fill(self, ts_ns: int, order: Order, qty: int, px: int) -> OrderFilled:
         instrument: Instrument = self._instruments[order.instrument_id]
@@ -281,14 +339,17 @@ class SimVenue:
         model = self._model
         if notional_minor <= 0 or not (model.commission_e8 or model.commission_per_share_e8):
             return 0
-        schedule = CommissionSchedule(
-            currency=instrument.currency,
-            rate_e8=model.commission_e8,
-            per_share_e8=model.commission_per_share_e8,
-            min_minor=model.commission_min_minor,
-            max_rate_e8=model.commission_max_e8 or None,
-            rounding=Rounding.HALF_UP,
-        )
+        schedule = self._schedules.get(instrument.instrument_id)
+        if schedule is None:
+            schedule = CommissionSchedule(
+                currency=instrument.currency,
+                rate_e8=model.commission_e8,
+                per_share_e8=model.commission_per_share_e8,
+                min_minor=model.commission_min_minor,
+                max_rate_e8=model.commission_max_e8 or None,
+                rounding=Rounding.HALF_UP,
+            )
+            self._schedules[instrument.instrument_id] = schedule
         return commission_total_minor(schedule, notional_minor, qty_raw, instrument.qty_digits)
 
     def next_activity(self, step: int, orders: list[Order]) -> int:

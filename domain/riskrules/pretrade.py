@@ -37,7 +37,7 @@ BoolArray = npt.NDArray[np.bool_]
 PORTFOLIO_RULE_ORDER = ("name", "sector", "country", "perp_side", "gross_leverage", "net_leverage")
 
 
-class RuleVerdict(msgspec.Struct, frozen=True, kw_only=True):
+class RuleVerdict(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One rule's verdict. ``action`` is ``pass`` or the action taken; numbers are in ``unit``
     (``e8_nav`` for portfolio rules, ``minor`` / ``qty_raw`` / ``e8_price`` for order rules)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -106,3 +107,41 @@ def test_rejections_carry_a_rule_code_and_the_numbers(order: Order, code: str) -
 
 def test_valid_order_is_accepted() -> None:
     assert isinstance(SimVenue(_panel(), FillModel()).submit(0, _order(1, 100)), OrderAccepted)
+
+
+@pytest.mark.parametrize("participation_e8", [0, 3_000_000])
+@pytest.mark.parametrize("slippage_e8", [0, 1_000_000, 7_777_777])
+def test_small_batches_match_in_python_as_the_numba_kernel(
+    monkeypatch: pytest.MonkeyPatch, participation_e8: int, slippage_e8: int
+) -> None:
+    """The plain-Python path for a few orders gives the kernel's fills, order by order."""
+    import sim.venue as venue_module
+
+    panel = _panel()
+    rng = np.random.default_rng(11)
+    model = FillModel(slippage_e8=slippage_e8, participation_e8=participation_e8, commission_e8=100_000)
+    filled = 0
+    for trial in range(300):
+        orders = []
+        for k in range(int(rng.integers(1, 5))):
+            order_type = "market" if rng.random() < 0.5 else "limit"
+            limit = int(rng.integers(180, 210)) * 5 if order_type == "limit" else 0
+            side = 1 if rng.random() < 0.5 else -1
+            order = _order(side, int(rng.integers(1, 40)) * 100, order_type, limit)
+            orders.append(msgspec.structs.replace(order, order_id=f"t{trial}-{k}"))
+        step = int(rng.integers(0, 3))
+        small = SimVenue(panel, model).match(step, orders)
+        monkeypatch.setattr(venue_module, "SMALL_BATCH", 0)
+        arrays = SimVenue(panel, model).match(step, orders)
+        monkeypatch.undo()
+        assert small == arrays
+        filled += len(small)
+    assert filled > 300
+
+
+def test_a_price_beyond_int64_arithmetic_leaves_the_python_path() -> None:
+    """A product the kernel would compute in (wrapping) int64 goes to the kernel itself."""
+    panel = _panel()
+    panel.open[1, 0] = 2**62
+    venue = SimVenue(panel, FillModel(slippage_e8=1_000_000))
+    assert venue._match_small(1, [_order(1, 100)]) is None
