@@ -41,6 +41,7 @@ from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.ledger import Position, capital_postings, cash_account
 from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
+from kernel.account import BuyingPower
 from kernel.carry import Carry
 from kernel.corporate_actions import CorporateActionBook
 from kernel.desk import EventSink, OrderDesk
@@ -192,6 +193,7 @@ class Kernel:
                 replace=desk.replace,
             )
             desk.watch_orders(self._router)
+        self._buying_power = self._cash_account(setup, rules)
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
@@ -202,6 +204,15 @@ class Kernel:
             )
         except ValueError as error:
             raise KernelError(str(error)) from None
+
+    def _cash_account(self, setup: RunSetup, rules: MarketRules) -> BuyingPower | None:
+        """A cash account's buying-power check (``kernel.account``); None for a margin account."""
+        if not setup.account.cash:
+            return None
+        if self._router is not None:
+            raise KernelError("a cash account with an execution algorithm is not built (use algo = market)")
+        quote = getattr(setup.venue, "commission_quote", None)
+        return BuyingPower(setup.account, self._instruments, quote, rules.fee_total)
 
     def _sleeve_book(self) -> SleeveBook:
         """Several strategies share the book: each keeps its sleeve (``kernel.sleeves``)."""
@@ -385,6 +396,13 @@ class Kernel:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
         verdicts.extend(order_verdicts)
+        if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
+            held = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+            intents, limit_px, paid = self._buying_power.check(
+                desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), held,
+                self.state.open_orders,
+            )  # fmt: skip
+            verdicts.extend(paid)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
             desk.journal(verdict)
         if self._router is not None:

@@ -132,6 +132,10 @@ class MarketRules:
         else:
             books[fill.instrument_id] = apply_sell_fill(book, day, fill.fill_qty_raw)
 
+    def fee_total(self, day: int, fill: OrderFilled) -> int:
+        """The statutory fees of a fill (what ``fee_postings`` takes from cash), minor units."""
+        return sum(p.amount_minor for p in self.fee_postings(day, fill) if p.amount_minor > 0)
+
     def fee_postings(self, day: int, fill: OrderFilled) -> list[PostingRecord]:
         """Statutory fee lines of a fill as postings (cash out, expense in), each line rounded."""
         if fill.instrument_id in self._us_qty_digits:

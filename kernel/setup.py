@@ -15,6 +15,7 @@ from domain.fixed import RATE_SCALE
 from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
+from kernel.account import AccountConfig
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesConfig
@@ -67,6 +68,7 @@ class RunSetup:
     option_model: OptionModel | None = None  # inputs of the greek limits (kernel.options)
     corporate_actions: CorporateActionConfig = field(default_factory=CorporateActionConfig)
     start_step: int = 0  # the first step traded; earlier steps are history (a window's start)
+    account: AccountConfig = field(default_factory=AccountConfig)  # cash or margin (kernel.account)
 
     def __post_init__(self) -> None:
         if self.strategy is not None:

@@ -17,6 +17,7 @@ from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
 from domain.market import Panel
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
 from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
+from kernel.account import AccountConfig
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
 from kernel.futures import FuturesBook, FuturesConfig
@@ -211,6 +212,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     corporate_actions: CorporateActionConfig = CorporateActionConfig()
     venue: VenueConfig = VenueConfig()
     window: Window | None = None  # the session days traded (walk-forward folds); None: all
+    account: AccountConfig = AccountConfig()  # "margin" (as before) or "cash" (kernel.account)
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -287,6 +289,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("venue",), msgspec.to_builtins(VenueConfig())),
     (("corporate_actions",), msgspec.to_builtins(CorporateActionConfig())),
     (("window",), None),
+    (("account",), msgspec.to_builtins(AccountConfig())),
 )
 
 
@@ -356,6 +359,7 @@ def build_setup(
         option_model=config.option_model,
         corporate_actions=config.corporate_actions,
         start_step=start_step,
+        account=config.account,
     )
 
 

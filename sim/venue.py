@@ -334,6 +334,11 @@ class SimVenue:
             currency=instrument.currency,
         )
 
+    def commission_quote(self, instrument: Instrument, notional_minor: int, qty_raw: int) -> int:
+        """The commission of an order of this notional and quantity (a cash account's cost bound,
+        ``kernel.account``): the same schedule the fills are charged by."""
+        return self._commission_total(instrument, notional_minor, qty_raw)
+
     def _commission_total(self, instrument: Instrument, notional_minor: int, qty_raw: int) -> int:
         """The commission of an order whose fills add up to this notional and quantity."""
         model = self._model

@@ -1,0 +1,181 @@
+"""The account's type and, for a cash account, its buying power.
+
+A **margin** account (the default, and how every run before this setting behaved) trades to its
+targets and lets the risk policy's gross-leverage limit say how far it may borrow. A **cash**
+account never borrows and never shorts:
+
+- every buy must be paid from cash that is not already reserved: the cash balance less what
+  the account's working buy orders may still cost. An order's cost bound is its quantity at
+  its price bound, plus the venue's commission for that notional (with its minimum) and the
+  market's fees on such a fill;
+- a buy the strategy did not price is sent as a marketable limit order at the decision price
+  plus ``collar_e8`` (rounded down to the tick): a market order's fill price is not known when
+  it is sent, a limit order's is bounded by its limit, so the bound holds. If the next bar
+  opens above the collar the order waits, like a collared market order at a broker;
+- a buy that does not fit is reduced to the whole lots that do, or refused when not one lot
+  does; a sell larger than the holding not already being sold is reduced to it (no shorts).
+
+Each reduction or refusal is a ``buying_power`` / ``no_short`` risk verdict with the numbers
+(unit ``minor``: the limit is the free cash, observed the order's cost bound before and after).
+So no accepted order can leave a cash account's cash negative after its fees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import msgspec
+
+from domain.events import OrderFilled
+from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.instruments import Instrument, notional_minor
+from domain.orders import Order
+from domain.riskrules.pretrade import RuleVerdict
+from kernel.pipeline import OrderIntent
+
+__all__ = ["ACCOUNT_TYPES", "AccountConfig", "BuyingPower", "CommissionQuote", "FeeQuote"]
+
+ACCOUNT_TYPES = ("margin", "cash")
+
+CommissionQuote = Callable[[Instrument, int, int], int]
+"""(instrument, notional minor, qty raw) -> the venue's commission for such an order."""
+FeeQuote = Callable[[int, OrderFilled], int]
+"""(session day, a fill) -> the market's fees on it (stamp duty, transfer and regulatory fees)."""
+
+
+class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[account]``: ``type`` "margin" (the default) or "cash"; ``collar_e8``: how far above
+    the decision price a cash account's unpriced buys may fill (1e-8; default 2%)."""
+
+    type: str = "margin"
+    collar_e8: int = 2_000_000
+
+    def __post_init__(self) -> None:
+        if self.type not in ACCOUNT_TYPES:
+            raise ValueError(f"account.type must be one of {ACCOUNT_TYPES}, got {self.type!r}")
+        if not 0 <= self.collar_e8 < RATE_SCALE:
+            raise ValueError(f"account.collar_e8 must be in [0, 1e8), got {self.collar_e8}")
+
+    @property
+    def cash(self) -> bool:
+        return self.type == "cash"
+
+
+class BuyingPower:
+    """A cash account's check of a decision's orders (``check``), run after the risk policy."""
+
+    def __init__(
+        self,
+        config: AccountConfig,
+        instruments: Mapping[int, Instrument],
+        commission: CommissionQuote | None,
+        fees: FeeQuote,
+    ) -> None:
+        self._config = config
+        self._instruments = instruments
+        self._commission = commission
+        self._fees = fees
+
+    def collar(self, intent: OrderIntent) -> int:
+        """The limit price of an unpriced buy: the decision price plus the collar, on the tick."""
+        tick = self._instruments[intent.instrument_id].tick_raw
+        raised = div_round(intent.decision_px_raw * (RATE_SCALE + self._config.collar_e8), RATE_SCALE,
+                           Rounding.FLOOR)  # fmt: skip
+        return max(raised // tick * tick, tick)
+
+    def cost(self, day: int, iid: int, qty: int, px: int) -> int:
+        """What a buy of ``qty`` at ``px`` may cost at most: notional, commission, market fees."""
+        inst = self._instruments[iid]
+        notional = notional_minor(inst, qty, px, Rounding.CEILING)
+        commission = self._commission(inst, notional, qty) if self._commission is not None else 0
+        probe = OrderFilled(ts_ns=0, order_id="", instrument_id=iid, side=1, fill_qty_raw=qty, fill_px_raw=px,
+                            leaves_qty_raw=0, notional_minor=notional, commission_minor=commission,
+                            currency=inst.currency)  # fmt: skip
+        return notional + commission + self._fees(day, probe)
+
+    def reserved(self, day: int, open_orders: Mapping[str, Order]) -> tuple[int, int]:
+        """(cash the working buy orders may still cost, their count)."""
+        total = count = 0
+        for order in open_orders.values():
+            if order.side > 0 and order.leaves_qty_raw > 0:
+                px = order.limit_px_raw
+                if px <= 0:  # a market order sent before the account was a cash one: its last bound
+                    continue
+                total += self.cost(day, order.instrument_id, order.leaves_qty_raw, px)
+                count += 1
+        return total, count
+
+    def check(
+        self,
+        day: int,
+        intents: list[OrderIntent],
+        limit_px: dict[int, int],
+        cash_minor: int,
+        held: Mapping[int, int],
+        open_orders: Mapping[str, Order],
+    ) -> tuple[list[OrderIntent], dict[int, int], list[RuleVerdict]]:
+        """The orders a cash account can pay for (sells first, then buys in order), their limit
+        prices (unpriced buys collared), and a verdict for each order changed."""
+        reserved, working = self.reserved(day, open_orders)
+        free = cash_minor - reserved
+        selling = {iid: 0 for iid in held}
+        for order in open_orders.values():
+            if order.side < 0:
+                selling[order.instrument_id] = selling.get(order.instrument_id, 0) + order.leaves_qty_raw
+        out: list[OrderIntent] = []
+        prices = dict(limit_px)
+        verdicts: list[RuleVerdict] = []
+        for intent in intents:
+            iid = intent.instrument_id
+            if intent.side < 0:
+                kept = self._sell(intent, held.get(iid, 0) - selling.get(iid, 0), verdicts)
+                if kept is not None:
+                    out.append(kept)
+                continue
+            px = prices.get(iid) or self.collar(intent)
+            prices[iid] = px
+            kept, cost = self._buy(day, intent, px, free, verdicts, reserved, working)
+            if kept is not None:
+                out.append(kept)
+                free -= cost
+        return out, prices, verdicts
+
+    def _sell(self, intent: OrderIntent, sellable: int, verdicts: list[RuleVerdict]) -> OrderIntent | None:
+        if intent.qty_raw <= sellable:
+            return intent
+        kept = max(sellable, 0)
+        verdicts.append(RuleVerdict(
+            rule="no_short", action="clip" if kept else "reject", unit="qty_raw", limit=kept,
+            observed=intent.qty_raw, observed_after=kept, instrument_ids=[intent.instrument_id],
+            detail=f"a cash account sells only what it holds: {kept} of {intent.qty_raw} (qty raw)",
+        ))  # fmt: skip
+        return msgspec.structs.replace(intent, qty_raw=kept) if kept else None
+
+    def _buy(
+        self, day: int, intent: OrderIntent, px: int, free: int, verdicts: list[RuleVerdict],
+        reserved: int, working: int,
+    ) -> tuple[OrderIntent | None, int]:  # fmt: skip
+        iid = intent.instrument_id
+        cost = self.cost(day, iid, intent.qty_raw, px)
+        if cost <= free:
+            return intent, cost
+        lot = self._instruments[iid].lot_raw
+        low, high = 0, intent.qty_raw // lot  # the most whole lots that fit: cost grows with qty
+        while low < high:
+            mid = (low + high + 1) // 2
+            if self.cost(day, iid, mid * lot, px) <= free:
+                low = mid
+            else:
+                high = mid - 1
+        qty = low * lot
+        after = self.cost(day, iid, qty, px) if qty else 0
+        ccy = self._instruments[iid].currency
+        verdicts.append(RuleVerdict(
+            rule="buying_power", action="clip" if qty else "reject", unit="minor", limit=free,
+            observed=cost, observed_after=after, instrument_ids=[iid],
+            detail=f"a cash account: the order may cost {cost} ({ccy} minor units at {px}), {free} is free "
+                   f"({reserved} reserved for {working} working buys); {qty} of {intent.qty_raw} fit",
+        ))  # fmt: skip
+        if not qty:
+            return None, 0
+        return msgspec.structs.replace(intent, qty_raw=qty), after
