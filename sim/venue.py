@@ -131,7 +131,10 @@ class SimVenue:
             return f"UNKNOWN_INSTRUMENT: instrument_id={order.instrument_id}"
         if order.order_type not in _ORDER_TYPES:
             return f"UNSUPPORTED_ORDER_TYPE: {order.order_type}"
-        if order.qty_raw % instrument.lot_raw:
+        # A-share quantities follow their board's lot rule, checked by the kernel's market rules
+        # before an order reaches the venue: an odd remainder may be sold with the rest (after a
+        # bonus issue), a STAR order steps by one share.
+        if order.qty_raw % instrument.lot_raw and not is_cn_a_share(instrument):
             return f"LOT_SIZE: qty_raw={order.qty_raw}, lot_raw={instrument.lot_raw}"
         if order.order_type == "limit" and (
             order.limit_px_raw <= 0 or order.limit_px_raw % instrument.tick_raw

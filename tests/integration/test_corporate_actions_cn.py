@@ -28,13 +28,22 @@ from domain.events import (
     LedgerPosted,
     OrderCancelled,
     OrderFilled,
+    OrderRejected,
     OrderSubmitted,
     encode_event,
 )
 from domain.fixed import Rounding, from_decimal_text
 from domain.ledger import Position, cash_account, inventory_account
 from domain.market import Panel
-from domain.markets import Board, CnCorporateAction, CorporateAction, SellableBook, cn_price_limits
+from domain.markets import (
+    Board,
+    CnCorporateAction,
+    CnFeeRow,
+    CorporateAction,
+    SellableBook,
+    cn_fee_tables,
+    cn_price_limits,
+)
 from domain.orders import new_order
 from kernel.loop import Kernel
 from kernel.setup import RunSetup
@@ -129,12 +138,12 @@ class SellAt:
         return np.array([0.0])
 
 
-def _seeded(panel: Panel) -> KernelState:
-    """6,000 shares held before the window, at cost = 6,000 x the first session's close."""
+def _seeded(panel: Panel, shares: int = 6_000) -> KernelState:
+    """``shares`` held before the window, at cost = shares x the first session's close."""
     state = KernelState("CNY")
-    cost = 6_000 * int(panel.close[0, 0])
-    state.positions = {1: Position(6_000, cost)}
-    state.sellable = {1: SellableBook(day=FIRST, holding=6_000)}
+    cost = shares * int(panel.close[0, 0])
+    state.positions = {1: Position(shares, cost)}
+    state.sellable = {1: SellableBook(day=FIRST, holding=shares)}
     state.balances = {
         cash_account("CNY"): 10_000_000 - cost,
         inventory_account(1): cost,
@@ -143,18 +152,25 @@ def _seeded(panel: Panel) -> KernelState:
     return state
 
 
-def _run(panel: Panel) -> tuple[list[Event], KernelState]:
+USER_FEES = cn_fee_tables([
+    CnFeeRow(effective_from=20100101, stamp_duty_buy_e8=0, stamp_duty_sell_e8=100_000, transfer_e8=0,
+             handling_e8=8_700, regulatory_e8=0)
+])  # fmt: skip
+
+
+def _run(panel: Panel, sell_day: int = SELL_DAY, shares: int = 6_000) -> tuple[list[Event], KernelState]:
     sink = ListSink()
     kernel = Kernel(
                  RunSetup(
                      panel=panel,
-                     strategy=SellAt(SELL_DAY),
+                     strategy=SellAt(sell_day),
                      venue=SimVenue(panel, FillModel()),
                      policy=one_name_policy(),
                      currency="CNY",
+                     cn_fees=USER_FEES,
                  ),
                  sink,
-                 state=_seeded(panel),
+                 state=_seeded(panel, shares),
              )
     kernel.run()
     return sink.events, kernel.state
@@ -233,3 +249,19 @@ def test_spdb_ex_date_limits_come_from_the_ex_rights_reference(tmp_path: Path) -
     # Every price the ex-date bar traded at lies inside the ex-rights band.
     ex = step + 1
     assert limits.down_raw <= int(panel.low[ex, 0]) <= int(panel.high[ex, 0]) <= limits.up_raw
+
+
+def test_an_odd_lot_left_by_a_bonus_issue_is_sold_whole(tmp_path: Path) -> None:
+    """1,900 shares become 2,470 on 2010-06-10 and 3,211 on 2011-06-03 (10 for 3 bonuses): not
+    whole lots of 100. A target of zero sells all 3,211 in one order (an A-share holder may sell
+    an odd remainder with the rest, MARKET_RULES.md) where the simulated venue used to refuse it
+    (LOT_SIZE). The fee rows are illustrative user values (the built-in tables start in 2015)."""
+    panel = _dataset(tmp_path / "spdb")
+    events, state = _run(panel, sell_day=20110610, shares=1_900)
+    applied = [e for e in events if isinstance(e, CorporateActionApplied)]
+    assert [(e.qty_before_raw, e.qty_after_raw) for e in applied] == [(1_900, 2_470), (2_470, 3_211)]
+    submitted = [e for e in events if isinstance(e, OrderSubmitted)]
+    assert [(e.side, e.qty_raw) for e in submitted] == [(-1, 3_211)]
+    assert not [e for e in events if isinstance(e, OrderRejected)]
+    assert sum(e.fill_qty_raw for e in events if isinstance(e, OrderFilled)) == 3_211
+    assert state.positions == {}
