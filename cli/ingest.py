@@ -301,6 +301,9 @@ def print_report(report: IngestReport) -> None:
         table.add_column(column, justify="right" if column in numbers else "left")
     for file in report.files:
         reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
+        if file.snapped:
+            snapped = f"(accepted: {file.snapped:,} prices snapped to the grid)"
+            reasons = f"{reasons}, {snapped}" if reasons else snapped
         table.add_row(
             Path(file.source).name,
             file.kind + (f" {file.frequency}" if file.frequency else ""),

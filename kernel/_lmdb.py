@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,11 +44,16 @@ def _acquire(path: Path, *, writable: bool) -> lmdb.Environment:
 
 
 def _open_env(key: str, *, writable: bool) -> lmdb.Environment:
-    """A reader opens read-only: it never writes to data.mdb. Where it may not write the lock
-    file either (a read-only copy or mount, another user's files) it reads without LMDB's
-    reader lock, which is safe while no writer runs there."""
+    """A reader never writes to data.mdb: it only begins read transactions. Where this process
+    may write the journal's folder, a reader still opens the environment writable, because one
+    process holds one environment per journal (LMDB forbids a second) and a writer in the same
+    process — a run that also follows its own journal — must be able to share it. Where it may
+    not write, the reader opens read-only, and where it may not write the lock file either (a
+    read-only copy or mount, another user's files) it reads without LMDB's reader lock, which is
+    safe while no writer runs there."""
+    shareable = writable or (os.access(key, os.W_OK) and os.access(Path(key) / "data.mdb", os.W_OK))
     try:
-        return lmdb.open(key, map_size=_MAP_SIZE, max_dbs=2, subdir=True, readonly=not writable)
+        return lmdb.open(key, map_size=_MAP_SIZE, max_dbs=2, subdir=True, readonly=not shareable)
     except lmdb.Error as error:
         if writable:
             raise JournalError(f"{key}: cannot open the LMDB journal for writing: {error}") from None

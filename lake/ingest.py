@@ -52,6 +52,7 @@ class FileReport:
     suspension_sessions: int = 0  # calendar sessions with no bar between the file's first and last bar
     missing_bars: int = 0  # bars missing inside sessions that have some bars
     suspension_days: list[int] = field(default_factory=list)  # the first few, per lake.health.LISTED
+    snapped: int = 0  # prices snapped onto the grid in accepted rows (Parsed.snap_within)
 
     def __post_init__(self) -> None:
         if self.rows_in != self.accepted + self.quarantined:
@@ -193,7 +194,11 @@ def _validate_bars(parsed: Parsed, instrument: Instrument, bars: BarInput) -> Va
         elif not bars.daily:
             sessions = _intraday_sessions(parsed.calendar, bars)
     return validate_bars(
-        bars, price_digits=instrument.price_digits, qty_digits=instrument.qty_digits, sessions=sessions
+        bars,
+        price_digits=instrument.price_digits,
+        qty_digits=instrument.qty_digits,
+        sessions=sessions,
+        snap_within=parsed.snap_within,
     )
 
 
@@ -373,4 +378,5 @@ def _file_report(parsed: Parsed, kind: Kind, results: list[tuple[Instrument, Val
         first_ts_ns=min(stamps) if stamps else None,
         last_ts_ns=max(stamps) if stamps else None,
         ignored_columns=parsed.ignored_columns,
+        snapped=sum(validated.snapped for _, validated in results),
     )

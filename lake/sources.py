@@ -66,6 +66,9 @@ class Parsed:
     trades: list[tuple[Instrument, TradeInput]] = field(default_factory=list)
     quotes: list[tuple[Instrument, QuoteInput]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    # Prices this close to the grid (raw units) are snapped onto it: sources that store float32
+    # and print it truncated (hikyuu/TDX: 16.149 for 16.15). 0: none (off-grid is quarantined).
+    snap_within: float = 0.0
 
 
 def infer_digits(*columns: FloatArray, at_least: int = 0) -> int:
@@ -277,6 +280,11 @@ def _cn_template(symbol: str, venue: str, is_index: bool, digits: int) -> Instru
     return msgspec.structs.replace(template, board=board)
 
 
+CN_FLOAT32_SNAP = 0.15
+"""hikyuu's files carry float32 prices printed truncated (8.029 for 8.03, 16.149 for 16.15): a
+price within 0.15 of a fen of the grid is that fen; 0.5 fen off (16.145) is not snapped."""
+
+
 def parse_hikyuu_day(path: Path, *, price_digits: int | None = None) -> Parsed:
     """hikyuu/TDX raw daily bars: ``date,open,high,low,close,amount|amount_cny,volume``.
     ``h5_`` files count volume in lots of 100 shares; TDX files in shares."""
@@ -305,7 +313,7 @@ def parse_hikyuu_day(path: Path, *, price_digits: int | None = None) -> Parsed:
     if digits is None:
         digits = 2 if not is_index else infer_digits(bars.open, bars.high, bars.low, bars.close, at_least=2)
     template = _cn_template(symbol, venue, is_index, digits)
-    return Parsed(str(path), "1d", "XSHG", bars=[(template, bars)])
+    return Parsed(str(path), "1d", "XSHG", bars=[(template, bars)], snap_within=CN_FLOAT32_SNAP)
 
 
 def parse_hikyuu_minute(path: Path, *, price_digits: int = 2) -> Parsed:

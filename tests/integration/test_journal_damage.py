@@ -331,3 +331,24 @@ def test_killed_backtests_are_unfinished_never_diverged(run_dir: Path) -> None:
         assert statuses <= {EXIT_OK, EXIT_UNFINISHED}, (trial, statuses)
         assert len(statuses) == 1
     shutil.rmtree(run_dir / "data", ignore_errors=True)
+
+
+def test_a_writer_can_open_a_journal_a_reader_in_the_same_process_holds(tmp_path: Path) -> None:
+    """One process holds one LMDB environment per journal: a run that follows its own journal
+    (a reader opened first) must still be able to write to it."""
+    from domain.events import DayClosed
+    from kernel.store import open_journal
+
+    path = tmp_path / "j"
+    with open_journal(path, writable=True) as writer:
+        writer.append(DayClosed(ts_ns=1, day=20240102, step=0, nav_minor=1, cash_minor=1,
+                                gross_exposure_minor=0, currency="USD"))  # fmt: skip
+        writer.commit()
+    with open_journal(path) as reader:
+        assert len(reader) == 1
+        with open_journal(path, writable=True) as writer:
+            writer.append(DayClosed(ts_ns=2, day=20240103, step=1, nav_minor=1, cash_minor=1,
+                                    gross_exposure_minor=0, currency="USD"))  # fmt: skip
+            writer.commit()
+    with open_journal(path) as again:
+        assert len(again) == 2

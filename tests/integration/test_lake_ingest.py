@@ -184,3 +184,26 @@ def test_lake_export_feeds_the_kernel_and_tampering_is_refused(tmp_path: Path) -
     with pytest.raises(DatasetError, match="refusing to export"):
         lake.export(tmp_path / "set2", "1d", calendar="XNYS")
     shutil.rmtree(tmp_path / "set2", ignore_errors=True)
+
+
+@needs_shared
+def test_hikyuu_float32_truncations_are_snapped_to_the_fen_and_counted(tmp_path: Path) -> None:
+    """hikyuu stores float32 and prints it truncated: 16.309 is 16.31. Those bars used to be
+    quarantined as off the grid (33 of SPDB's), shifting the previous close that price limits
+    use; now each such price is snapped and counted, and nothing is dropped."""
+    report = ingest(tmp_path, [SHARED / "cn" / "hikyuu" / "h5_600000.SH_day_raw.csv"], parse_hikyuu_day)
+    (file,) = report.files
+    assert (file.rows_in, file.accepted, file.quarantined, file.snapped) == (2_836, 2_836, 0, 46)
+    bars = Lake(tmp_path).read(Kind.BARS, "1d").to_pylist()
+    by_day = {row["day"]: row for row in bars}
+    # 2001-10-23 in the file: 16.309,16.309,15.850,16.309 (the limit-up close 16.31)
+    assert [by_day[20011023][k] for k in ("open", "high", "low", "close")] == [1631, 1631, 1585, 1631]
+    assert by_day[20020329]["low"] == 1631
+
+
+def test_a_price_half_a_tick_off_the_grid_is_not_snapped(tmp_path: Path) -> None:
+    from lake.validate import snap_grid
+
+    values, moved = snap_grid(np.array([16.149, 16.145, 16.15, 8.029, 8.0291]), 2, 0.15)
+    assert moved.tolist() == [True, False, False, True, True]
+    assert values.tolist() == [16.15, 16.145, 16.15, 8.03, 8.03]
