@@ -44,7 +44,7 @@ from domain.orders import Order
 __all__ = ["CN_VENUES", "US_EQUITY_VENUES", "MarketRules", "is_cn_a_share", "is_us_equity"]
 
 # MIC codes, and the exchange names the lake's A-share sources use for the same venues.
-CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE"})
+CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE", "BJSE"})  # BJSE: Beijing ("BSE" is Bombay's alias)
 US_EQUITY_VENUES = frozenset({"XNYS", "XNAS", "ARCX", "XASE", "BATS", "IEXG"})
 _US_FEE_CLASSES = frozenset({"equity", "etf"})
 
@@ -89,6 +89,12 @@ class MarketRules:
         self._boards: dict[int, Board] = {}
         for iid, inst in instruments.items():
             if not is_cn_a_share(inst):
+                if inst.board and inst.asset_class != "index":
+                    venues = ", ".join(sorted(CN_VENUES))
+                    raise ValueError(
+                        f"{inst.symbol}: A-share board {inst.board!r} on venue {inst.venue!r}, not an "
+                        f"A-share venue ({venues}): it would trade without A-share rules"
+                    )
                 continue
             if not inst.board:
                 raise ValueError(f"{inst.symbol}: an A-share instrument needs its board (main, star, ...)")

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 import pyarrow.feather as feather
 
 from domain.instruments import Instrument
-from domain.markets import board_from_code
+from domain.markets import board_from_code, cn_lot_rule
 from lake.schema import ACTION_SCALE, frequency_ns
 from lake.sessions import utc_days, yyyymmdd
 from lake.validate import MISSING_TS, BarInput, FundingInput, QuoteInput, TradeInput
@@ -255,7 +255,7 @@ def source_template(
 
 # ---- A-shares (hikyuu test data) ---------------------------------------------------------------
 
-_CN_VENUE = {"SH": "SSE", "SZ": "SZSE", "BJ": "BSE"}
+_CN_VENUE = {"SH": "SSE", "SZ": "SZSE", "BJ": "BJSE"}  # not "BSE": exchange_calendars reads it as Bombay
 
 
 def _cn_symbol(path: Path) -> tuple[str, str, bool]:
@@ -269,15 +269,22 @@ def _cn_symbol(path: Path) -> tuple[str, str, bool]:
 
 
 def _cn_template(symbol: str, venue: str, is_index: bool, digits: int) -> Instrument:
-    """An A-share (board from the code, lot 100) or index (lot 1, no board) template."""
+    """An A-share (board from the code; lot: the board's quantity step — 100 shares on the main
+    board and ChiNext, 1 share on STAR and BSE, whose minimum order the market rules check) or
+    index (lot 1, no board) template."""
     if is_index:
         return source_template(symbol, venue, "index", "CNY", digits, 0, 1)
     template = source_template(symbol, venue, "equity", "CNY", digits, 0, 100)
     try:
-        board = board_from_code(symbol.split(".")[0]).value
+        board = board_from_code(symbol.split(".")[0])
     except ValueError:
         return template  # not a stock code the board table knows (the kernel then refuses it)
-    return msgspec.structs.replace(template, board=board)
+    step = cn_lot_rule(board, LOT_RULE_DAY).qty_step
+    return msgspec.structs.replace(template, board=board.value, lot_raw=step)
+
+
+LOT_RULE_DAY = 99991231
+"""The day the lot step is read at: each board's step has not changed since it began."""
 
 
 CN_FLOAT32_SNAP = 0.15
