@@ -397,9 +397,9 @@ class Kernel:
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
         verdicts.extend(order_verdicts)
         if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
-            held = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+            holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
             intents, limit_px, paid = self._buying_power.check(
-                desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), held,
+                desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
                 self.state.open_orders,
             )  # fmt: skip
             verdicts.extend(paid)
