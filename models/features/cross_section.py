@@ -1,0 +1,198 @@
+"""Cross-sectional features over the lake, in Polars: per-instrument time-series features, then
+cross-sectional operators at each timestamp (rank, z-score, winsorise, neutralise by group and
+by a numeric exposure such as size), written back to the lake as their own partition and cached
+under a hash of their definition and inputs.
+
+A frame here is long: one row per (``ts_ns``, ``instrument_id``) with the lake's bar columns
+(raw integer prices; ``close`` etc.) and, after ``time_series``, a float ``value``.
+
+**No look-ahead.** A time-series feature sees each instrument's bars in time order and may only
+look back (``shift(n)`` with ``n >= 0``, rolling windows); the cross-sectional operators combine
+rows of one timestamp only. ``check_causal`` enforces it on the data itself: the feature
+computed on the bars up to a cut must equal, at every row up to the cut, the feature computed on
+all the bars — a definition that reads a later bar fails with ``LookAheadError`` naming the
+first row that differs. ``materialise`` runs the check before it writes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from lake.partitioned import Lake
+from lake.schema import Kind
+
+__all__ = [
+    "FeatureSpec",
+    "LookAheadError",
+    "TIME_SERIES",
+    "check_causal",
+    "cs_neutralise",
+    "cs_rank",
+    "cs_winsorise",
+    "cs_zscore",
+    "materialise",
+    "time_series",
+]
+
+TimeSeriesFn = Callable[[pl.DataFrame, dict[str, Any]], pl.Expr]
+
+
+class LookAheadError(ValueError):
+    """A feature whose value at some row changes when later bars are removed."""
+
+
+def _price(column: str = "close") -> pl.Expr:
+    return pl.col(column).cast(pl.Float64)
+
+
+TIME_SERIES: dict[str, TimeSeriesFn] = {
+    # return over `lookback` bars, skipping the latest `skip`: close[t-skip] / close[t-lookback] - 1
+    "momentum": lambda _f, p: _price().shift(int(p.get("skip", 0))) / _price().shift(int(p["lookback"]))
+    - 1.0,
+    # rolling standard deviation of one-bar log returns over `window` bars
+    "volatility": lambda _f, p: (_price() / _price().shift(1)).log().rolling_std(int(p["window"])),
+    # close over its `window`-bar mean, less one
+    "distance_from_mean": lambda _f, p: _price() / _price().rolling_mean(int(p["window"])) - 1.0,
+    # log of the mean traded value over `window` bars (a size / liquidity proxy)
+    "log_dollar_volume": lambda _f, p: (_price() * pl.col("volume").cast(pl.Float64))
+    .rolling_mean(int(p["window"]))
+    .log(),
+}  # fmt: skip
+
+
+def time_series(frame: pl.DataFrame, name: str, params: dict[str, Any]) -> pl.DataFrame:
+    """``frame`` with a float ``value``: the named feature per instrument, in time order."""
+    if name not in TIME_SERIES:
+        raise ValueError(f"unknown feature {name!r}; known: {', '.join(sorted(TIME_SERIES))}")
+    expression = TIME_SERIES[name](frame, params)
+    ordered = frame.sort(["instrument_id", "ts_ns"])
+    with_value = ordered.with_columns(expression.over("instrument_id").alias("value"))
+    return with_value.sort(["ts_ns", "instrument_id"])
+
+
+def cs_rank(frame: pl.DataFrame, column: str = "value") -> pl.DataFrame:
+    """Each row's rank within its timestamp, scaled to (0, 1]: rank / count (ties: average)."""
+    rank = pl.col(column).rank("average").over("ts_ns")
+    count = pl.col(column).count().over("ts_ns")
+    return frame.with_columns((rank / count).alias(column))
+
+
+def cs_zscore(frame: pl.DataFrame, column: str = "value") -> pl.DataFrame:
+    """(value - mean) / standard deviation (ddof 1) across each timestamp; null where the
+    timestamp has fewer than two values or no dispersion."""
+    mean = pl.col(column).mean().over("ts_ns")
+    std = pl.col(column).std(ddof=1).over("ts_ns")
+    z = pl.when(std > 0).then((pl.col(column) - mean) / std).otherwise(None)
+    return frame.with_columns(z.alias(column))
+
+
+def cs_winsorise(frame: pl.DataFrame, low: float, high: float, column: str = "value") -> pl.DataFrame:
+    """Clip each timestamp's values to its ``low`` and ``high`` quantiles (linear)."""
+    if not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"winsorise needs 0 <= low < high <= 1, got {low}, {high}")
+    lo = pl.col(column).quantile(low, "linear").over("ts_ns")
+    hi = pl.col(column).quantile(high, "linear").over("ts_ns")
+    return frame.with_columns(pl.col(column).clip(lo, hi).alias(column))
+
+
+def cs_neutralise(
+    frame: pl.DataFrame, *, group: str | None = None, exposure: str | None = None, column: str = "value"
+) -> pl.DataFrame:
+    """The value with what ``group`` (e.g. a sector code) and a numeric ``exposure`` (e.g. log
+    size) explain at each timestamp removed: demeaned within (timestamp, group), then the
+    residual of a one-variable least-squares fit on the exposure, per timestamp."""
+    out = frame
+    if group is not None:
+        out = out.with_columns((pl.col(column) - pl.col(column).mean().over(["ts_ns", group])).alias(column))
+    if exposure is not None:
+        x = pl.col(exposure) - pl.col(exposure).mean().over("ts_ns")
+        y = pl.col(column) - pl.col(column).mean().over("ts_ns")
+        beta = (x * y).sum().over("ts_ns") / (x * x).sum().over("ts_ns")
+        out = out.with_columns((y - pl.when(beta.is_finite()).then(beta).otherwise(0.0) * x).alias(column))
+    return out
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """A feature: a time-series definition, then cross-sectional steps in order, each
+    ``(operator, params)`` with operator ``rank``, ``zscore``, ``winsorise`` or ``neutralise``."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    steps: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def key(self, inputs_hash: str) -> str:
+        """The cache key: a hash of the definition and of the lake's content."""
+        definition = {"name": self.name, "params": self.params, "steps": self.steps, "inputs": inputs_hash}
+        text = json.dumps(definition, sort_keys=True)
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def compute(self, frame: pl.DataFrame) -> pl.DataFrame:
+        out = time_series(frame, self.name, self.params)
+        for operator, params in self.steps:
+            out = _STEPS[operator](out, params)
+        return out.select("ts_ns", "instrument_id", "value")
+
+
+_STEPS: dict[str, Callable[[pl.DataFrame, dict[str, Any]], pl.DataFrame]] = {
+    "rank": lambda f, _p: cs_rank(f),
+    "zscore": lambda f, _p: cs_zscore(f),
+    "winsorise": lambda f, p: cs_winsorise(f, float(p["low"]), float(p["high"])),
+    "neutralise": lambda f, p: cs_neutralise(f, group=p.get("group"), exposure=p.get("exposure")),
+}
+
+
+def check_causal(
+    compute: Callable[[pl.DataFrame], pl.DataFrame], frame: pl.DataFrame, cut_ts_ns: int
+) -> None:
+    """Raise ``LookAheadError`` unless ``compute`` on the bars up to ``cut_ts_ns`` gives, at every
+    row up to it, exactly what it gives on all the bars."""
+    full = compute(frame).filter(pl.col("ts_ns") <= cut_ts_ns)
+    prefix = compute(frame.filter(pl.col("ts_ns") <= cut_ts_ns))
+    joined = full.join(prefix, on=["ts_ns", "instrument_id"], how="full", suffix="_prefix", coalesce=True)
+    differs = joined.filter(
+        ~(
+            (pl.col("value").is_null() & pl.col("value_prefix").is_null())
+            | (pl.col("value").is_nan() & pl.col("value_prefix").is_nan())
+            | (pl.col("value") == pl.col("value_prefix"))
+        ).fill_null(False)
+    ).sort(["ts_ns", "instrument_id"])
+    if differs.height:
+        row = differs.row(0, named=True)
+        raise LookAheadError(
+            f"the feature reads past its row: at ts_ns {row['ts_ns']}, instrument {row['instrument_id']} "
+            f"it is {row['value']} on all the bars and {row['value_prefix']} on the bars up to {cut_ts_ns}"
+        )
+
+
+def materialise(lake: Lake, frequency: str, spec: FeatureSpec, *, extra: pl.DataFrame | None = None) -> Path:
+    """Compute ``spec`` over the lake's ``frequency`` bars (joined with ``extra`` columns per
+    (ts_ns, instrument_id) or per instrument_id, e.g. a sector), check it reads no later bar,
+    and write it under ``features/<name>/<key>/`` with its definition; a feature already there
+    under the same key (same definition, same lake content) is returned as is."""
+    folder = lake.root / "features" / spec.name / spec.key(lake.content_hash)
+    if (folder / "feature.parquet").exists():
+        return folder
+    bars = lake.read(Kind.BARS, frequency)
+    frame = pl.from_arrow(bars)
+    assert isinstance(frame, pl.DataFrame)
+    if extra is not None:
+        keys = [k for k in ("ts_ns", "instrument_id") if k in extra.columns]
+        frame = frame.join(extra, on=keys, how="left")
+    stamps = frame.get_column("ts_ns").unique().sort()
+    if stamps.len() > 2:
+        check_causal(spec.compute, frame, int(stamps[(2 * stamps.len()) // 3]))
+    values = spec.compute(frame)
+    folder.mkdir(parents=True, exist_ok=True)
+    values.write_parquet(folder / "feature.parquet")
+    definition = {"name": spec.name, "params": spec.params, "steps": spec.steps, "frequency": frequency,
+                  "lake_content_hash": lake.content_hash, "rows": values.height}  # fmt: skip
+    (folder / "feature.json").write_text(json.dumps(definition, indent=1, sort_keys=True) + "\n")
+    return folder
