@@ -111,7 +111,7 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
     with ExperimentStore(out / "experiments.sqlite", create=True) as store, progress_bar(
         f"fill perturbation: {len(tasks)} backtests on {workers} worker(s)", len(tasks)
     ) as update:
-        for index, outcome in enumerate(run_tasks(tasks, workers, update)):
+        for index, outcome in enumerate(run_tasks(tasks, workers, update, args.ray)):
             c = configs[index]
             store.add(Experiment(
                 run_id=c.run_id, sweep_id=f"{config.run_id}-mc", point=index, params=draws[index],
@@ -171,3 +171,4 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--workers", type=int, default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
     mc.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')

@@ -212,8 +212,14 @@ def _output(command: list[str]) -> str:
 
 
 def run_tasks(
-    tasks: list[tuple[str, bool]], workers: int, update: Callable[[int], None]
+    tasks: list[tuple[str, bool]], workers: int, update: Callable[[int], None], ray: str | None = None
 ) -> Iterator[dict[str, Any]]:
+    """Each task's result, in the tasks' order: in this process (``workers`` 1), in a pool of
+    ``workers`` processes, or on a Ray cluster at ``ray`` ("local" starts one on this machine,
+    bound to 127.0.0.1). A run's result does not depend on where it ran."""
+    if ray:
+        yield from _ray_tasks(tasks, ray, update)
+        return
     if workers == 1:
         for done, task in enumerate(tasks, 1):
             yield run_point(task)
@@ -226,6 +232,28 @@ def run_tasks(
         for done, result in enumerate(pool.map(run_point, tasks), 1):
             yield result
             update(done)
+
+
+def _ray_tasks(
+    tasks: list[tuple[str, bool]], address: str, update: Callable[[int], None]
+) -> Iterator[dict[str, Any]]:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'tape[ray]'") from None
+    if address == "local":
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token written under the home folder
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(address=address, log_to_driver=False)
+    try:
+        remote = ray.remote(run_point)
+        pending = [remote.remote(task) for task in tasks]
+        for done, ref in enumerate(pending, 1):
+            yield ray.get(ref)
+            update(done)
+    finally:
+        ray.shutdown()
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -262,10 +290,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     code = code_version()
     tasks = [(config.canonical_json(), spec.keep_journals) for config in configs]
     experiments = []
-    with ExperimentStore(out / "experiments.sqlite", create=True) as store, progress_bar(
-        f"sweep {base_id}: {len(tasks):,} backtests on {workers} worker(s)", len(tasks)
-    ) as update:
-        for index, result in enumerate(run_tasks(tasks, workers, update)):
+    where = f"Ray at {args.ray}" if args.ray else f"{workers} worker(s)"
+    label = f"sweep {base_id}: {len(tasks):,} backtests on {where}"
+    with (
+        ExperimentStore(out / "experiments.sqlite", create=True) as store,
+        progress_bar(label, len(tasks)) as update,
+    ):
+        for index, result in enumerate(run_tasks(tasks, workers, update, args.ray)):
             config = configs[index]
             experiment = Experiment(
                 run_id=config.run_id, sweep_id=base_id, point=index, params=points[index],
@@ -403,6 +434,7 @@ def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     sweep.add_argument("--workers", type=int, help="processes (default: [sweep] workers, 0 = every core)")
     sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
     sweep.add_argument("--top", type=int, default=20, help="rows of the ranked table (default 20)")
+    sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")

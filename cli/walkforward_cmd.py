@@ -150,7 +150,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         tasks = [(config.canonical_json(), spec.keep_journals) for _, _, config in in_sample]
         label = f"walk-forward {base_id}: {len(plan)} folds x {len(points)} in-sample runs"
         with progress_bar(label, len(tasks)) as update:
-            results = list(run_tasks(tasks, workers, update))
+            results = list(run_tasks(tasks, workers, update, args.ray))
         best: dict[int, tuple[int, dict[str, Any]]] = {}
         for (fold, index, config), result in zip(in_sample, results, strict=True):
             record(config, index, points[index], result)
@@ -161,7 +161,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         oos = [config_for(f"{base_id}-f{fold.index:02d}-oos", chosen[fold.index], fold.test) for fold in plan]
         tasks = [(config.canonical_json(), spec.keep_journals) for config in oos]
         with progress_bar(f"walk-forward {base_id}: {len(plan)} out-of-sample runs", len(tasks)) as update:
-            oos_results = list(run_tasks(tasks, min(workers, len(tasks)), update))
+            oos_results = list(run_tasks(tasks, min(workers, len(tasks)), update, args.ray))
         for fold, config, result in zip(plan, oos, oos_results, strict=True):
             record(config, -1 - fold.index, chosen[fold.index], result)
     if not spec.keep_journals:
@@ -274,3 +274,4 @@ def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPa
     walk.add_argument("config", help="a backtest TOML with a [walkforward] table")
     walk.add_argument("--workers", type=int, help="processes (default: [walkforward] workers; 0: all cores)")
     walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
+    walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')

@@ -43,7 +43,7 @@ def _sweep_file(tmp_path: Path, sweep: str = GRID) -> Path:
 
 def _sweep(path: Path, out: Path) -> int:
     """``tape sweep`` without the CLI's error handler, so a refusal raises."""
-    return cmd_sweep(argparse.Namespace(config=str(path), workers=1, out=str(out), top=20))
+    return cmd_sweep(argparse.Namespace(config=str(path), workers=1, out=str(out), top=20, ray=None))
 
 
 def _rows(db: Path) -> list[tuple[str, str, str, str]]:
@@ -135,3 +135,14 @@ def test_dotted_keys_reach_into_tables_and_lists() -> None:
     set_dotted(raw, "strategies.1.params.fast", 7)
     set_dotted(raw, "fill.slippage_e8", 3)
     assert raw == {"strategies": [{"params": {}}, {"params": {"fast": 7}}], "fill": {"slippage_e8": 3}}
+
+
+@pytest.mark.ray
+def test_a_sweep_on_a_local_ray_cluster_gives_the_same_chain_heads(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the Ray runner needs the ray extra: pip install 'tape[ray]'")
+    path = _sweep_file(tmp_path)
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "s")]) == 0
+    local = _rows(tmp_path / "s" / "experiments.sqlite")
+    (tmp_path / "s" / "experiments.sqlite").rename(tmp_path / "local.sqlite")
+    assert main(["sweep", str(path), "--ray", "local", "--out", str(tmp_path / "s")]) == 0
+    assert _rows(tmp_path / "s" / "experiments.sqlite") == local  # byte for byte: same chain heads
