@@ -264,13 +264,26 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
-        return msgspec.json.decode(text, type=cls)
+        """A journaled configuration. A setting it leaves out takes the value that
+        ``LATER_DEFAULTS`` says it was journaled without — which is how runs behaved before the
+        setting existed, even where a new run's default is now another."""
+        data = json.loads(text)
+        for path, legacy in LATER_DEFAULTS:
+            *parents, name = path
+            table = data
+            for parent in parents:
+                table = table.get(parent) if isinstance(table, dict) else None
+            if isinstance(table, dict) and name not in table:
+                table[name] = legacy
+        return msgspec.convert(data, cls)
 
 
 # Settings added after the journal format was fixed, with the value that leaves them out of the
-# journaled configuration (``BacktestConfig.canonical_json``): a run that does not use them journals
-# the same bytes as before they existed, so its journal replays. A new setting adds one row; a
-# nested row applies only while its table is journaled.
+# journaled configuration (``BacktestConfig.canonical_json``) and that a journaled configuration
+# without them is read with (``BacktestConfig.from_json``): how runs behaved before the setting
+# existed. A run with that value journals the same bytes as before, and an old journal replays
+# as it ran even where a new run's default differs (``fill.at_limit``). A new setting adds one
+# row; a nested row applies only while its table is journaled.
 LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("strategies",), []),
     (("strategy",), None),
@@ -290,6 +303,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("corporate_actions",), msgspec.to_builtins(CorporateActionConfig())),
     (("window",), None),
     (("account",), msgspec.to_builtins(AccountConfig())),
+    (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
 )
 
 

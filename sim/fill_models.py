@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["FillModel"]
+__all__ = ["AT_LIMIT", "FillModel"]
+
+AT_LIMIT = ("skip", "fill")
 
 
 class FillModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -21,6 +23,12 @@ class FillModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     rate instead, no minimum: ``taker_e8`` for market orders and for limit orders that fill at a
     price better than their limit (they crossed on arrival), ``maker_e8`` for limit orders filled
     at their limit (they rested until the market traded through).
+
+    ``at_limit`` (A-shares on bars): ``"skip"`` (the default) gives a buy no fill on a bar that
+    opens at its limit-up price and a sell none on a bar that opens at limit-down — the queue at
+    the limit makes such a fill unlikely, and a bar does not show whether it happened; ``"fill"``
+    fills there unless the bar is locked at the limit all through (how runs behaved before the
+    setting existed, and what a journal without it replays with).
     """
 
     slippage_e8: int = 0
@@ -31,8 +39,11 @@ class FillModel(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
     commission_max_e8: int = 0  # 0 = no cap
     maker_e8: int = 0
     taker_e8: int = 0
+    at_limit: str = "skip"
 
     def __post_init__(self) -> None:
+        if self.at_limit not in AT_LIMIT:
+            raise ValueError(f"fill.at_limit must be one of {AT_LIMIT}, got {self.at_limit!r}")
         for name in (
             "slippage_e8",
             "commission_e8",

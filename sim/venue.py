@@ -26,6 +26,7 @@ from domain.markets import (
     commission_total_minor,
     ex_right_reference_price,
     locked_reason,
+    opened_at_limit_reason,
 )
 from domain.orders import Order
 from kernel.corporate_actions import actions_of
@@ -171,6 +172,7 @@ class SimVenue:
         if not self._cn:
             return orders
         panel = self._panel
+        skip_at_limit = self._model.at_limit == "skip"
         tradable = []
         for order in orders:
             limits = self._limits(step, order.instrument_id)
@@ -180,6 +182,8 @@ class SimVenue:
             reason = (
                 locked_reason(order.side, low, high, limits, digits) if panel.valid[step, column] else None
             )
+            if reason is None and skip_at_limit and limits is not None and panel.valid[step, column]:
+                reason = opened_at_limit_reason(order.side, int(panel.open[step, column]), limits, digits)
             if reason is None:
                 tradable.append(order)
             else:

@@ -36,6 +36,7 @@ from domain.markets.cn_limits import (
     locked_at_limit,
     locked_at_limit_array,
     locked_reason,
+    opened_at_limit_reason,
 )
 from domain.markets.cn_sellable import (
     LotRule,
@@ -160,7 +161,8 @@ __all__ = [
     "funding_postings", "funding_rate_e8", "funding_times_ns", "ibkr_tiered_schedule",
     "initial_margin_minor", "is_liquidatable", "is_session", "last_covered_day", "limit_prices",
     "limit_prices_array", "listing_regime", "locked_at_limit", "locked_at_limit_array",
-    "locked_reason", "maintenance_margin_minor", "maker_taker_fee_minor", "margin_balance_minor",
+    "locked_reason", "opened_at_limit_reason", "maintenance_margin_minor", "maker_taker_fee_minor",
+    "margin_balance_minor",
     "release_sell", "reserve_sell", "rights_affordable", "rights_cost_minor", "rights_entitlement",
     "rights_shares", "rights_subscription_postings", "roll_to",
     "sec_fee_minor", "sellable", "session_intervals_ns", "sessions", "split_quantity",

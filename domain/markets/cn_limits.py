@@ -33,6 +33,7 @@ __all__ = [
     "locked_at_limit",
     "locked_at_limit_array",
     "locked_reason",
+    "opened_at_limit_reason",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -279,6 +280,19 @@ def locked_reason(
         return f"CN_LIMIT_LOCKED: limit_up={up}, bar_low={low}"
     down, high = _fmt(limits.down_raw, price_digits), _fmt(bar_high_raw, price_digits)
     return f"CN_LIMIT_LOCKED: limit_down={down}, bar_high={high}"
+
+
+def opened_at_limit_reason(
+    side: int, bar_open_raw: int, limits: PriceLimits, price_digits: int
+) -> str | None:
+    """A bar that opens at the limit on the order's side: a buy at limit-up, a sell at
+    limit-down. The queue there makes a fill at the limit unlikely (``fill.at_limit = "skip"``)."""
+    if side > 0 and bar_open_raw >= limits.up_raw:
+        return f"CN_LIMIT_QUEUE: opened at limit_up={_fmt(limits.up_raw, price_digits)} (fill.at_limit skip)"
+    if side < 0 and bar_open_raw <= limits.down_raw:
+        down = _fmt(limits.down_raw, price_digits)
+        return f"CN_LIMIT_QUEUE: opened at limit_down={down} (fill.at_limit skip)"
+    return None
 
 
 def locked_at_limit_array(

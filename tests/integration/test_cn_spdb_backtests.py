@@ -23,6 +23,7 @@ import csv
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -286,7 +287,8 @@ def test_000005_chase_into_a_locked_limit_up_session_expires(tmp_path: Path) -> 
     index = {r[0]: i for i, r in enumerate(rows)}
     locked = rows[index[20020624]]
     assert locked[1:5] == (640, 640, 640, 640) and _limit_up(rows[index[20020621]][4]) == 640
-    events = _run(tmp_path, dataset, "limit_up_chase", {"weight": 0.5}, cn_fees=USER_ROWS, fill=COMMISSION)
+    at_limit = msgspec.structs.replace(COMMISSION, at_limit="fill")  # fills at an open at the limit
+    events = _run(tmp_path, dataset, "limit_up_chase", {"weight": 0.5}, cn_fees=USER_ROWS, fill=at_limit)
     expired = [e for e in events if isinstance(e, OrderExpired)]
     assert [(e.order_id, e.reason, e.ts_ns) for e in expired] == [
         (
@@ -305,6 +307,22 @@ def test_000005_chase_into_a_locked_limit_up_session_expires(tmp_path: Path) -> 
     )
     stamp = apply_rate(first_fill.notional_minor, 200_000, Rounding.HALF_UP)
     assert _fill_postings(events, first_fill)["expenses:stamp_duty:CNY"] == stamp
+
+
+def test_000005_a_session_that_opens_at_limit_up_gives_a_buy_no_fill_by_default(tmp_path: Path) -> None:
+    """2002-06-25 opened at its limit-up, 7.04, and traded below it later: with the default
+    ``fill.at_limit = "skip"`` the chase bought there is not filled (the queue at the limit),
+    and expires at the close naming why."""
+    rows = _daily_rows("h5_000005.SZ_day_raw.csv", 20020601, 20020731)
+    dataset = _daily_dataset(tmp_path / "sz5", _instrument("000005", "XSHE"), rows)
+    index = {r[0]: i for i, r in enumerate(rows)}
+    opened = rows[index[20020625]]
+    assert opened[1] == 704 == _limit_up(rows[index[20020624]][4]) and opened[3] < 704  # not locked
+    events = _run(tmp_path, dataset, "limit_up_chase", {"weight": 0.5}, cn_fees=USER_ROWS, fill=COMMISSION)
+    expired = {e.order_id: e.reason for e in events if isinstance(e, OrderExpired)}
+    reason = "CN_LIMIT_QUEUE: opened at limit_up=7.04 (fill.at_limit skip)"
+    assert expired["limit_up_chase-20020624-000002"] == reason
+    assert not [e for e in events if isinstance(e, OrderFilled) and e.ts_ns == _utc_ns(20020625, "15:00")]
 
 
 # --- one-minute bars: T+1 --------------------------------------------------------------------
