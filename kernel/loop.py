@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -197,6 +198,11 @@ class Kernel:
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
+        self._sleeve_risk = {
+            slot.strategy.strategy_id: RiskStage(slot.policy, instruments)
+            for slot in self._slots
+            if slot.policy is not None and len(self._slots) > 1
+        }
         # An asynchronous venue's messages (replay: the journaled ones); None for the simulator.
         try:
             self._inbox = VenueInbox.attach(
@@ -380,10 +386,13 @@ class Kernel:
         held = current_weights(self.state.positions, prices, self._instruments, nav)
         positions = self.state.positions
         others: dict[int, int] = {}
-        if sleeve is not None:  # the book's targets: the other sleeves as held, this one's new
-            amounts = isinstance(decision, Shares | Notional)  # sized up, so whole lots stay whole
-            positions, others, targets = self._book_targets(sleeve, targets, held, prices, nav, amounts)
+        own_verdicts: list[RuleVerdict] = []
+        if sleeve is not None:
+            positions, others, targets, own_verdicts = self._as_book(
+                step, sleeve, isinstance(decision, Shares | Notional), targets, held, prices, nav
+            )
         allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)
+        verdicts[:0] = own_verdicts
         self.state.last_targets.update(allowed)
         # A new decision supersedes the strategy's orders still open.
         desk.cancel_where(
@@ -409,6 +418,41 @@ class Kernel:
             return self._router.on_decision(step, ts_ns, sid, intents)
         self._send(step, ts_ns, sid, intents, limit_px)
         return bool(intents)
+
+    def _as_book(
+        self,
+        step: int,
+        sleeve: Sleeve,
+        amounts: bool,
+        targets: dict[int, int],
+        held: dict[int, int],
+        prices: dict[int, int],
+        nav: int,
+    ) -> tuple[dict[int, Position], dict[int, int], dict[int, int], list[RuleVerdict]]:
+        """A sleeve's decision through its own policy (if it has one), then as the book's
+        targets: (its positions, the other sleeves' weights, the book's targets, its own
+        policy's verdicts). ``amounts``: targets sized from shares or values (rounded up)."""
+        verdicts: list[RuleVerdict] = []
+        if sleeve.strategy_id in self._sleeve_risk:
+            targets, verdicts = self._sleeve_policy(step, sleeve, targets, prices, nav)
+        positions, others, book = self._book_targets(sleeve, targets, held, prices, nav, amounts)
+        return positions, others, book, verdicts
+
+    def _sleeve_policy(
+        self, step: int, sleeve: Sleeve, targets: dict[int, int], prices: dict[int, int], nav: int
+    ) -> tuple[dict[int, int], list[RuleVerdict]]:
+        """A strategy's own risk policy over its own book: its targets and holdings as fractions
+        of its budget. Its verdicts are named ``strategy.<rule>``."""
+        budget = sleeve.budget_e8
+        positions = {iid: Position(qty, 0) for iid, qty in sleeve.positions.items()}
+        own = current_weights(positions, prices, self._instruments, nav)
+        own = {iid: div_round(weight * RATE_SCALE, budget, Rounding.HALF_EVEN) for iid, weight in own.items()}
+        try:
+            allowed, verdicts = self._sleeve_risk[sleeve.strategy_id].portfolio(targets, own)
+        except RiskError as error:
+            raise KernelError(f"{sleeve.strategy_id} at step {step}: {error}") from None
+        named = [msgspec.structs.replace(v, rule=f"strategy.{v.rule}") for v in verdicts]
+        return allowed, named
 
     def _send(
         self, step: int, ts_ns: int, sid: str, intents: list[OrderIntent], limit_px: dict[int, int]

@@ -31,10 +31,12 @@ __all__ = ["RESERVED_STRATEGY_IDS", "RunSetup", "StrategySlot"]
 
 @dataclass(frozen=True)
 class StrategySlot:
-    """One strategy of a book and its budget: the fraction of the book (1e-8) it trades."""
+    """One strategy of a book, its budget (the fraction of the book it trades, 1e-8) and, if
+    given, its own risk policy: applied to its targets within its budget before the book's."""
 
     strategy: Strategy
     budget_e8: int = RATE_SCALE
+    policy: RiskPolicy | None = None
 
 
 RESERVED_STRATEGY_IDS = frozenset({KILL_SWITCH_STRATEGY, LIQUIDATION_STRATEGY_ID, EXPIRY_STRATEGY})

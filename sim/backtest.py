@@ -62,8 +62,11 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     entry: str = ""
     params: dict[str, Any] = {}
     budget: str = ""
+    risk: RiskPolicy | None = None  # its own policy within its budget ([[strategies]] only)
 
     def __post_init__(self) -> None:
+        if self.risk is not None:
+            policy_from_mapping(policy_to_mapping(self.risk), prefix=f"strategies.{self.label}.risk.")
         if bool(self.name) == bool(self.entry):
             raise ValueError(
                 'a strategy needs a name (an installed strategy) or an entry ("package.module:Name"), '
@@ -219,6 +222,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         policy_from_mapping(policy_to_mapping(self.risk), prefix="risk.")
         if (self.strategy is None) == (not self.strategies):
             raise ValueError("give one [strategy] table, or several [[strategies]] tables (not both)")
+        if self.strategy is not None and self.strategy.risk is not None:
+            raise ValueError("strategy.risk: a single [strategy]'s policy is the book's; write it as [risk]")
         if self.strategy is not None and self.strategy.budget:
             raise ValueError(
                 "strategy.budget: a single [strategy] trades the whole book; budgets are for [[strategies]]"
@@ -289,6 +294,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("strategy",), None),
     (("strategy", "entry"), ""),
     (("strategy", "budget"), ""),
+    (("strategy", "risk"), None),
     (("us_regulatory_fees",), True),
     (("cn_fees",), msgspec.to_builtins(CnFeeRows())),
     (("perp_margin",), None),
@@ -346,7 +352,8 @@ def build_setup(
         if len(strategy) != configured:
             raise KernelError(f"{config.run_id}: {len(strategy)} strategies for {configured} configured")
         if config.strategies:
-            slots = tuple(map(StrategySlot, strategy, config.budgets_e8()))
+            policies = [item.risk for item in config.strategies]
+            slots = tuple(map(StrategySlot, strategy, config.budgets_e8(), policies))
             single = None
         else:
             slots, single = (), strategy[0]

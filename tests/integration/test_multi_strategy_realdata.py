@@ -13,11 +13,13 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cli.main import main
 from cli.wiring import make_strategies, replay_builder
-from domain.events import DayClosed, OrderFilled, OrderSubmitted, SleevesMarked
+from domain.events import DayClosed, OrderFilled, OrderSubmitted, RiskVerdict, SleevesMarked
+from domain.riskrules import policy_from_mapping
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.ingest import ingest
@@ -177,3 +179,25 @@ def test_tape_report_fits_the_terminal_without_cutting_a_number(
     lines = done.stdout.splitlines()
     assert max(len(line) for line in lines) <= columns
     assert "…" not in done.stdout  # rich's mark of a cut cell
+
+
+def test_a_strategy_with_its_own_policy_is_clipped_within_its_budget(us_daily: Path, tmp_path: Path) -> None:
+    """The trend sleeve may hold at most 20% of its budget in a name (its own [risk]); the
+    rotation sleeve has no policy of its own. Both stay under the book's policy."""
+    base = _config(us_daily, tmp_path / "j")
+    trend, rotation = base.strategies
+    capped = msgspec.structs.replace(
+        trend, risk=policy_from_mapping({"name": {"limit_e8": 20_000_000, "action": "clip"}})
+    )
+    config = msgspec.structs.replace(base, strategies=[capped, rotation])
+    run_backtest(config, make_strategies(config))
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+        assert replay(journal, replay_builder).ok
+    own = [e for e in events if isinstance(e, RiskVerdict) and e.rule.startswith("strategy.")]
+    assert own and {e.strategy_id for e in own} == {"trend"}
+    clipped = [e for e in own if e.rule == "strategy.name" and e.action == "clip"]
+    assert clipped and all(v.observed > v.limit == 20_000_000 >= v.observed_after for v in clipped)
+    marks = [e for e in events if isinstance(e, SleevesMarked)]
+    closes = [e for e in events if isinstance(e, DayClosed)]
+    assert all(sum(s.nav_minor for s in m.sleeves) == c.nav_minor for m, c in zip(marks, closes, strict=True))

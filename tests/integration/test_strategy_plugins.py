@@ -172,6 +172,10 @@ def _config_file(tmp_path: Path, body: str) -> Path:
         ('[[strategies]]\nname = "a"\nbudget = "0.123456789"\n', "at most eight decimals"),
         ('[[strategies]]\nname = "a"\nbudget = "-0.5"\n', "outside (0, 1]"),
         ('[[strategies]]\nname = "a"\nbudget = "half"\n', "budget must be a decimal"),
+        (
+            '[strategy]\nname = "a"\n[strategy.risk]\nname = { limit_e8 = 20000000, action = "clip" }\n',
+            "a single [strategy]'s policy is the book's",
+        ),
     ],
 )
 def test_strategy_tables_that_cannot_work_are_refused_with_the_reason(
