@@ -46,6 +46,7 @@ from domain.events import (
     RiskVerdict,
     RunFinished,
     RunStarted,
+    SleevesMarked,
     decode_event,
 )
 from domain.ledger import UnbalancedTransaction, assert_balanced
@@ -196,6 +197,7 @@ class _Rows:
     postings: list[LedgerRow] = field(default_factory=list)
     nav: list[LedgerRow] = field(default_factory=list)
     risk_events: list[LedgerRow] = field(default_factory=list)
+    sleeves: list[LedgerRow] = field(default_factory=list)
 
 
 class _Cursor(Protocol):
@@ -235,6 +237,7 @@ class LedgerBatch:
             LedgerPosted: self._on_ledger_posted,
             DayClosed: self._on_day_closed,
             RiskVerdict: self._on_risk_verdict,
+            SleevesMarked: self._on_sleeves_marked,
             CorporateActionApplied: self._on_corporate_action,
             RightsIssueApplied: self._on_rights_issue,
         }
@@ -493,6 +496,13 @@ class LedgerBatch:
             )
         )
 
+    def _on_sleeves_marked(self, seq: int, event: SleevesMarked) -> None:
+        day, currency = event.day, event.currency
+        self.rows.sleeves.extend(
+            (day, s.strategy_id, seq, currency, s.capital_minor, s.cash_minor, s.value_minor, s.nav_minor)
+            for s in event.sleeves
+        )
+
     def _on_risk_verdict(self, seq: int, event: RiskVerdict) -> None:
         self.rows.risk_events.append(
             (
@@ -557,6 +567,7 @@ def _write_rows(db: sqlite3.Connection, batch: LedgerBatch) -> None:
     _write_positions(db, rows.position_deltas)
     db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.postings)
     db.executemany("INSERT INTO nav VALUES (?, ?, ?, ?, ?, ?)", rows.nav)
+    db.executemany("INSERT INTO sleeves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.sleeves)
     db.executemany("INSERT INTO risk_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.risk_events)
     db.executemany(upsert_sql("?"), batch.execution_rows())
 

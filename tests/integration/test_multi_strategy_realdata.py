@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -25,9 +26,11 @@ from kernel.store import open_journal
 from lake.ingest import ingest
 from lake.partitioned import Lake
 from lake.sources import parse_yahoo
+from projections.base import rebuild_ledger
 from sim.attribution import strategy_attribution
 from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
 from sim.metrics import report_from_journal
+from tests.contracts.projection_servers import scratch_database
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = [
@@ -201,3 +204,24 @@ def test_a_strategy_with_its_own_policy_is_clipped_within_its_budget(us_daily: P
     marks = [e for e in events if isinstance(e, SleevesMarked)]
     closes = [e for e in events if isinstance(e, DayClosed)]
     assert all(sum(s.nav_minor for s in m.sleeves) == c.nav_minor for m, c in zip(marks, closes, strict=True))
+
+
+def test_the_ledger_projections_hold_each_sleeve_summing_to_the_book(
+    two_strategy_run: tuple[BacktestConfig, Path], tmp_path: Path
+) -> None:
+    """The sleeves table on SQLite and on PostgreSQL: one row per strategy per day, their NAV
+    and cash summing to the nav table's, and the same checksums from both databases."""
+    _, path = two_strategy_run
+    sqlite_path = tmp_path / "ledger.sqlite"
+    local = rebuild_ledger(path, sqlite_path)
+    with sqlite3.connect(sqlite_path) as db:
+        mismatched = db.execute(
+            "SELECT COUNT(*) FROM nav JOIN (SELECT day, SUM(nav_minor) AS n, SUM(cash_minor) AS c, "
+            "COUNT(*) AS k FROM sleeves GROUP BY day) AS s USING (day) "
+            "WHERE s.n != nav.nav_minor OR s.c != nav.cash_minor OR s.k != 2"
+        ).fetchone()[0]
+        days, rows = db.execute("SELECT COUNT(*), (SELECT COUNT(*) FROM sleeves) FROM nav").fetchone()
+    assert mismatched == 0 and rows == 2 * days > 4000
+    with scratch_database() as url:
+        remote = rebuild_ledger(path, url)
+    assert remote.checksums["sleeves"] == local.checksums["sleeves"]
