@@ -29,6 +29,10 @@ from models.indicators._blocks_nb import (
 NAN = np.nan
 
 # ----------------------------------------------------------------------------- drivers
+# The drivers take the indicator's update kernel as an argument (a first-class function), so
+# each (driver, kernel) pair compiles once per process: Numba's on-disk cache cannot reload a
+# function specialised on a dispatcher argument ("underlying object has vanished" from a cache
+# another process wrote), so the drivers are not cached.
 
 
 @njit(cache=True, inline="always")
@@ -37,7 +41,7 @@ def _nan_col(out, i):
         out[k, i] = NAN
 
 
-@njit(cache=True)
+@njit(cache=False)  # takes a dispatcher: not cached (see above)
 def run1_nb(f, st, p, a, out):
     for i in range(a.shape[0]):
         x = a[i]
@@ -47,7 +51,7 @@ def run1_nb(f, st, p, a, out):
             f(st, p, x, out, i)
 
 
-@njit(cache=True)
+@njit(cache=False)  # takes a dispatcher: not cached (see above)
 def run2_nb(f, st, p, a, b, out):
     for i in range(a.shape[0]):
         x, y = a[i], b[i]
@@ -57,7 +61,7 @@ def run2_nb(f, st, p, a, b, out):
             f(st, p, x, y, out, i)
 
 
-@njit(cache=True)
+@njit(cache=False)  # takes a dispatcher: not cached (see above)
 def run3_nb(f, st, p, a, b, c, out):
     for i in range(a.shape[0]):
         x, y, z = a[i], b[i], c[i]
@@ -67,7 +71,7 @@ def run3_nb(f, st, p, a, b, c, out):
             f(st, p, x, y, z, out, i)
 
 
-@njit(cache=True)
+@njit(cache=False)  # takes a dispatcher: not cached (see above)
 def run4_nb(f, st, p, a, b, c, d, out):
     for i in range(a.shape[0]):
         x, y, z, w = a[i], b[i], c[i], d[i]
@@ -77,7 +81,7 @@ def run4_nb(f, st, p, a, b, c, d, out):
             f(st, p, x, y, z, w, out, i)
 
 
-@njit(cache=True)
+@njit(cache=False)  # takes a dispatcher: not cached (see above)
 def run5_nb(f, st, p, a, b, c, d, e, out):
     for i in range(a.shape[0]):
         x, y, z, w, v = a[i], b[i], c[i], d[i], e[i]
