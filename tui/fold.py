@@ -236,10 +236,19 @@ class Detail:
             self.decisions.setdefault(event.strategy_id, []).append((seq, event.step))
         elif isinstance(event, OrderSubmitted):
             self.orders[event.order_id] = OrderLine(
-                event.order_id, event.strategy_id, event.instrument_id, event.side, event.order_type,
-                event.qty_raw, event.limit_px_raw, event.decision_px_raw, event.parent_id, seq,
-                event.ts_ns, seqs=[seq],
-            )  # fmt: skip
+                event.order_id,
+                event.strategy_id,
+                event.instrument_id,
+                event.side,
+                event.order_type,
+                event.qty_raw,
+                event.limit_px_raw,
+                event.decision_px_raw,
+                event.parent_id,
+                seq,
+                event.ts_ns,
+                seqs=[seq],
+            )
         elif isinstance(event, ParentCreated):
             self.parents[event.parent_id] = seq
         elif isinstance(event, KillSwitchTripped):
