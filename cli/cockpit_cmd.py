@@ -13,31 +13,20 @@ from pathlib import Path
 
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
-from kernel.journal import JournalError
+from kernel.journal import Journal, JournalError
 from kernel.store import open_journal
 from lake.store import load_panel
-from sim.execution_report import ExecutionReport, execution_report
-from sim.metrics import RunReport, report_from_journal
+from sim.execution_report import execution_report
+from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
 from tui.sources import Marks
 
 __all__ = ["add_cockpit_parser", "cmd_cockpit", "cockpit_sources"]
 
 
-def _summary(path: Path) -> RunReport:
-    with open_journal(path) as journal:
-        return report_from_journal(journal)
-
-
-def _execution(path: Path) -> ExecutionReport:
-    with open_journal(path) as journal:
-        return execution_report(journal)
-
-
-def _marks(path: Path) -> Marks:
+def _marks(journal: Journal) -> Marks:
     """The data set's last closes by step (what the kernel marked its day closes with)."""
-    with open_journal(path) as journal:
-        ref = journal.record(1).event()
+    ref = journal.record(1).event()
     if not isinstance(ref, DatasetReferenced):
         raise JournalError("journal does not reference a data set (record 1)")
     panel, _ = load_panel(Path(ref.uri), expected_hash=ref.content_hash)
@@ -53,8 +42,8 @@ def _marks(path: Path) -> Marks:
 def cockpit_sources(journal: Path, *, follow: bool = True, poll_interval_s: float = 0.5) -> CockpitSources:
     return CockpitSources(
         journal=journal,
-        summary=_summary,
-        execution=_execution,
+        summary=report_from_journal,
+        execution=execution_report,
         marks=_marks,
         replay_build=replay_builder,
         follow=follow,

@@ -8,7 +8,9 @@ data, commands. ``?`` lists the keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from textual.app import App, ComposeResult
@@ -47,7 +49,7 @@ class CockpitApp(App[None]):
     """``tape cockpit JOURNAL``."""
 
     TITLE = "Tape cockpit"
-    CSS_PATH = "cockpit.tcss"
+    CSS_PATH = Path(__file__).with_name("cockpit.tcss")
     BINDINGS = [  # noqa: RUF012 (Textual's declared class attribute)
         Binding("1", "tab('centre')", "Centre"),
         Binding("2", "tab('orders')", "Orders"),
@@ -78,6 +80,7 @@ class CockpitApp(App[None]):
         self.status_line = "opening the journal..."
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
         self._polling = False
+        self._open_lock = threading.Lock()
 
     # --- layout --------------------------------------------------------------------------
 
@@ -143,12 +146,29 @@ class CockpitApp(App[None]):
 
     # --- loading (worker threads) ----------------------------------------------------------
 
-    def _open(self) -> Journal:
-        return open_journal(self.sources.journal)
+    @contextmanager
+    def _open(self) -> Iterator[Journal]:
+        """A read-only journal for one worker. Opens and closes are serialised: the LMDB
+        backend shares one environment per path and process, and its reference count is not
+        guarded against two threads opening the same path at once."""
+        with self._open_lock:
+            journal = open_journal(self.sources.journal)
+        try:
+            yield journal
+        finally:
+            with self._open_lock:
+                journal.close()
 
     def _load(self) -> None:
         try:
             self._load_overview()
+        except JournalError as error:
+            self.call_from_thread(self._set_status, f"cannot read the journal: {error}")
+
+    def _load_rest(self) -> None:
+        """The order fold and the report folds, started once the first screen has painted
+        (a fold holding the GIL would otherwise delay that paint)."""
+        try:
             self._load_detail()
         except JournalError as error:
             self.call_from_thread(self._set_status, f"cannot read the journal: {error}")
@@ -178,12 +198,12 @@ class CockpitApp(App[None]):
         self.call_from_thread(self._show_detail, detail)
 
     def _load_folds(self) -> None:
-        path = self.sources.journal
         for name, loader in (("summary", self.sources.summary), ("execution", self.sources.execution)):
             if loader is None:
                 continue
             try:
-                value = loader(path)
+                with self._open() as journal:
+                    value = loader(journal)
             except Exception as error:  # a fold that cannot read this journal says why on screen
                 self.call_from_thread(self._set_status, f"{name}: {error}")
                 continue
@@ -193,8 +213,12 @@ class CockpitApp(App[None]):
         self.overview = overview
         views.show_centre(self)
         views.show_static_tabs(self)
-        self.first_screen_ready = True
         self._set_status(f"{overview.records:,} records read; folding orders and verdicts...")
+        self.call_after_refresh(self._first_screen_painted)
+
+    def _first_screen_painted(self) -> None:
+        self.first_screen_ready = True
+        self.run_worker(self._load_rest, thread=True, group="load")
 
     def _show_detail(self, detail: Detail) -> None:
         self.detail = detail
@@ -381,7 +405,8 @@ class CockpitApp(App[None]):
 
         def work() -> None:
             try:
-                marks = loader(self.sources.journal)
+                with self._open() as journal:
+                    marks = loader(journal)
             except Exception as error:  # the data set may be gone: positions still show, unmarked
                 self.call_from_thread(self._set_status, f"marks: {error}")
                 return

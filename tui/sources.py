@@ -3,8 +3,8 @@
 The cockpit reads the journal itself (``kernel``) but never imports the simulator's folds
 (``sim``) or the lake: the run's report summary, its execution quality and the marks of the
 positions are built by the caller from the same folds ``tape report`` uses and handed in as
-callables. Each is called in a worker thread with the journal's path (it opens its own
-journal), never on the UI thread.
+callables. Each is called in a worker thread with a read-only journal the cockpit opened for
+it, never on the UI thread.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Protocol
 
 from domain.events import DatasetReferenced, RunStarted
 from domain.execution.posttrade_fold import ExecutionRow, ExecutionTotals
+from kernel.journal import Journal
 from kernel.setup import RunSetup
 
 __all__ = [
@@ -70,9 +71,9 @@ class CockpitSources:
     screen then says what is missing)."""
 
     journal: Path
-    summary: Callable[[Path], SummaryLike] | None = None
-    execution: Callable[[Path], ExecutionLike] | None = None
-    marks: Callable[[Path], Marks] | None = None  # loads the data set once, in a worker
+    summary: Callable[[Journal], SummaryLike] | None = None
+    execution: Callable[[Journal], ExecutionLike] | None = None
+    marks: Callable[[Journal], Marks] | None = None  # loads the data set once, in a worker
     replay_build: ReplayBuild | None = None
     follow: bool = True  # poll the journal's length and fold what was appended
     poll_interval_s: float = 0.5
