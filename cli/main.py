@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
+from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit
 from cli.exits import (
     EXIT_DAMAGED,
     EXIT_INTERNAL,
@@ -233,6 +234,7 @@ def _parser() -> argparse.ArgumentParser:
     add_health_parser(verbs)
     add_export_parser(verbs)
     add_option_chain_parser(verbs)
+    add_cockpit_parser(verbs)
     return parser
 
 
@@ -254,6 +256,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "health": cmd_health,
     "export": cmd_export,
     "option-chain": cmd_option_chain,
+    "cockpit": cmd_cockpit,
 }
 
 

@@ -55,6 +55,7 @@ __all__ = [
     "first_inconsistent_record",
     "parse_segment",
     "segment_hash",
+    "segment_records_of_kinds",
     "segment_kinds",
 ]
 
@@ -247,6 +248,35 @@ def segment_kinds(key: int, body: bytes) -> list[str]:
         raise ChainBroken(key, f"segment columns are corrupt: {error}") from None
 
 
+def segment_records_of_kinds(key: int, body: bytes, kinds: frozenset[str]) -> list[Record]:
+    """The records of a segment body whose kind is in ``kinds``, each payload checked against
+    its checksum; the other payloads are neither copied nor checked (a reader that wants a few
+    kinds out of a large journal, e.g. the cockpit's day closes)."""
+    first_seq, count, kind_count = _SEGMENT_HEADER.unpack_from(body)
+    if first_seq != key or count == 0:
+        raise ChainBroken(key, f"segment header is corrupt (first_seq {first_seq}, count {count})")
+    try:
+        offset, names = _kind_table(body, kind_count)
+        wanted = {index for index, name in enumerate(names) if name in kinds}
+        if not wanted:
+            return []
+        ts_ns = struct.unpack_from(f">{count}q", body, offset)
+        indexes = body[offset + 8 * count : offset + 9 * count]
+        offset += 9 * count
+        lengths = struct.unpack_from(f">{count}I", body, offset)
+        crcs = struct.unpack_from(f">{count}I", body, offset + 4 * count)
+    except (struct.error, IndexError, UnicodeDecodeError) as error:
+        raise ChainBroken(key, f"segment columns are corrupt: {error}") from None
+    starts = list(itertools.accumulate(lengths, initial=offset + 8 * count))
+    selected: list[Record] = []
+    for index in (i for i, kind_index in enumerate(indexes) if kind_index in wanted):
+        payload = body[starts[index] : starts[index + 1]]
+        if _crc32(payload) != crcs[index]:
+            raise ChainBroken(first_seq + index, "record checksum mismatch")
+        selected.append(Record(first_seq + index, ts_ns[index], names[indexes[index]], payload))
+    return selected
+
+
 def _kind_table(body: bytes, kind_count: int) -> tuple[int, list[str]]:
     offset = _SEGMENT_HEADER.size
     names: list[str] = []
@@ -397,6 +427,14 @@ class Journal:
     def records(self, start_seq: int = 0, *, verify: bool = True) -> Iterator[Record]:
         for segment in self.segments(start_seq, verify=verify):
             for record in segment.records:
+                if record.seq >= start_seq:
+                    yield record
+
+    def records_of_kinds(self, kinds: frozenset[str], start_seq: int = 0) -> Iterator[Record]:
+        """Committed records of the given kinds from ``start_seq``, read without the chain
+        check (``verify`` walks it); only their payloads are copied and checksummed."""
+        for key, value in self.raw_segments(start_seq):
+            for record in segment_records_of_kinds(key, value[HASH_SIZE:], kinds):
                 if record.seq >= start_seq:
                     yield record
 

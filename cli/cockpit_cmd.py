@@ -1,0 +1,66 @@
+"""``tape cockpit JOURNAL``: the Textual cockpit, given the same folds ``tape report`` uses.
+
+The composition root of the cockpit: ``tui`` may not import ``sim`` or ``lake``, so the
+report summary (``sim.metrics``), the execution quality (``sim.execution_report``), the
+positions' marks (the data set's last closes, ``lake``) and the replay builder are built
+here and handed in as callables that the cockpit calls in worker threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cli.wiring import replay_builder
+from domain.events import DatasetReferenced
+from kernel.journal import Journal, JournalError
+from kernel.store import open_journal
+from lake.store import load_panel
+from sim.execution_report import execution_report
+from sim.metrics import report_from_journal
+from tui import CockpitApp, CockpitSources
+from tui.sources import Marks
+
+__all__ = ["add_cockpit_parser", "cmd_cockpit", "cockpit_sources"]
+
+
+def _marks(journal: Journal) -> Marks:
+    """The data set's last closes by step (what the kernel marked its day closes with)."""
+    ref = journal.record(1).event()
+    if not isinstance(ref, DatasetReferenced):
+        raise JournalError("journal does not reference a data set (record 1)")
+    panel, _ = load_panel(Path(ref.uri), expected_hash=ref.content_hash)
+    ids = [inst.instrument_id for inst in panel.instruments]
+
+    def marks(step: int) -> dict[int, int]:
+        row = panel.last_close[min(max(step, 0), panel.steps - 1)].tolist()
+        return dict(zip(ids, (int(px) for px in row), strict=True))
+
+    return marks
+
+
+def cockpit_sources(journal: Path, *, follow: bool = True, poll_interval_s: float = 0.5) -> CockpitSources:
+    return CockpitSources(
+        journal=journal,
+        summary=report_from_journal,
+        execution=execution_report,
+        marks=_marks,
+        replay_build=replay_builder,
+        follow=follow,
+        poll_interval_s=poll_interval_s,
+    )
+
+
+def cmd_cockpit(args: argparse.Namespace) -> int:
+    path = Path(args.journal)
+    with open_journal(path):  # a missing or damaged journal is named before the screen opens
+        pass
+    CockpitApp(cockpit_sources(path, follow=not args.no_follow, poll_interval_s=args.poll)).run()
+    return 0
+
+
+def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cockpit = verbs.add_parser("cockpit", help="the terminal cockpit on a journal (finished or growing)")
+    cockpit.add_argument("journal")
+    cockpit.add_argument("--no-follow", action="store_true", help="do not poll the journal for new records")
+    cockpit.add_argument("--poll", type=float, default=0.5, help="seconds between polls (default 0.5)")

@@ -1,0 +1,317 @@
+"""The cockpit driven by Textual's Pilot at 100x30 on seeded backtest journals: what each
+screen shows, checked against the journal and the report's folds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Button, DataTable, Static
+
+from cli.cockpit_cmd import cockpit_sources
+from domain.events import DayClosed, StateSnapshotted
+from domain.riskrules import KillSwitchConfig
+from kernel.store import open_journal
+from sim.execution_report import execution_report
+from sim.metrics import report_from_journal
+from tests.factories import make_config, make_dataset, run
+from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
+from tui.format import money
+
+SIZE = (100, 30)
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cockpit")
+    dataset = make_dataset(root / "data", symbols=4, bars=300)
+    return run(make_config(dataset, root / "journal")).journal
+
+
+@pytest.fixture(scope="module")
+def tripped(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run whose kill switch trips on a 1% drawdown and flattens the book."""
+    root = tmp_path_factory.mktemp("tripped")
+    dataset = make_dataset(root / "data", symbols=4, bars=300)
+    kill = KillSwitchConfig(drawdown_max_e8=1_000_000, flatten_on_trip=True)
+    return run(make_config(dataset, root / "journal.sqlite", kill_switch=kill)).journal
+
+
+def text(app: CockpitApp, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def rows(app: CockpitApp, selector: str) -> list[list[str]]:
+    table = app.query_one(selector, DataTable)
+    return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
+
+
+async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    deadline = time.perf_counter() + seconds
+    while not condition():
+        assert time.perf_counter() < deadline, "the cockpit did not get there in time"
+        await pilot.pause(0.05)
+
+
+Scenario = Callable[[CockpitApp, Pilot[None]], Awaitable[None]]
+
+
+async def drive(sources: CockpitSources, scenario: Scenario) -> None:
+    app = CockpitApp(sources)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.detail_ready and app.summary is not None and app.execution is not None)
+        await scenario(app, pilot)
+
+
+def closes(path: Path) -> list[DayClosed]:
+    with open_journal(path) as journal:
+        return [event for _, event in journal.events() if isinstance(event, DayClosed)]
+
+
+@pytest.mark.asyncio
+async def test_command_centre_shows_nav_drawdown_exposure_kill_switch_and_verdicts(journal: Path) -> None:
+    last = closes(journal)[-1]
+    with open_journal(journal) as handle:
+        report = report_from_journal(handle)
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        head = text(app, "#cc-head")
+        assert f"NAV {money(last.nav_minor, 'USD')}" in head
+        assert "finished" in head
+        assert f"{report.days:,} session days" in head
+        assert f"max {report.max_drawdown:.2%}" in head  # the same drawdown the report folds
+        risk = text(app, "#cc-risk")
+        assert f"gross exposure {money(last.gross_exposure_minor, 'USD')}" in risk
+        assert "limit 150.00%" in risk  # gross_leverage of the journaled policy
+        assert "kill switch ARMED" in text(app, "#cc-kill")
+        assert "never tripped" in text(app, "#cc-kill")
+        assert "data: 1d bars" in text(app, "#cc-stale")
+        verdicts = rows(app, "#verdicts")
+        assert verdicts
+        assert all("clip" in row[3] for row in verdicts)  # acting verdicts first
+        summary = text(app, "#cc-summary")
+        assert "Sharpe (rf = 0)" in summary
+        assert f"{report.final_nav:,.2f} USD" in summary
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_orders_funnel_blotter_filter_and_execution_quality(journal: Path) -> None:
+    with open_journal(journal) as handle:
+        report = report_from_journal(handle)
+        quality = execution_report(handle)
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        funnel = text(app, "#funnel")
+        assert f"submitted {report.orders:,}" in funnel
+        assert f"filled {report.fills:,}" in funnel
+        assert "rejections by reason: none" in funnel
+        blotter = rows(app, "#blotter")
+        assert len(blotter) == report.orders
+        assert blotter[0][1] > blotter[-1][1]  # newest first
+        await pilot.press("slash")
+        await pilot.press(*"side:sell", "enter")
+        sells = rows(app, "#blotter")
+        assert sells
+        assert all(row[4] == "sell" for row in sells)
+        assert len(sells) < len(blotter)
+        shown = text(app, "#quality")
+        assert f"{quality.total.parents:>9,}" in shown
+        assert money(quality.total.shortfall_decision_minor, "USD") in shown
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_why_walks_a_fill_back_to_its_order_verdicts_and_decision(journal: Path) -> None:
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        app.query_one("#blotter", DataTable).focus()
+        await pilot.press("w")
+        await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
+        chain = rows(app, "#why-table")
+        roles = [row[1] for row in chain]
+        assert roles[0] == "decision"
+        assert "verdict" in roles
+        assert roles.index("order") > roles.index("verdict")
+        kinds = [row[2] for row in chain]
+        assert kinds[0] == "strategy.targets_decided.v1"
+        assert "order.filled.v1" in kinds
+        seqs = [int(row[0]) for row in chain]
+        assert seqs == sorted(seqs)
+        with open_journal(journal) as handle:  # every link is the journal's event at that seq
+            for row in chain:
+                assert handle.record(int(row[0])).kind == row[2]
+        order_id = rows(app, "#blotter")[0][1]
+        assert order_id in text(app, "#why-head")
+        assert "seq" in text(app, "#why-event")
+        assert "strategy_id: 'sma'" in text(app, "#why-event")
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_positions_match_the_kernel_snapshot_and_the_day_close(journal: Path) -> None:
+    with open_journal(journal) as handle:
+        snapshot = [e for _, e in handle.events() if isinstance(e, StateSnapshotted)][-1].snapshot
+    last = closes(journal)[-1]
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("3")
+        await until(pilot, lambda: app.marks is not None)
+        table = rows(app, "#positions-table")
+        held = [p for p in snapshot.positions if p.qty_raw]
+        assert [row[2] for row in table] == [f"{p.qty_raw:,}" for p in held]
+        values = [int(row[8].replace(" USD", "").replace(",", "").replace(".", "")) for row in table]
+        assert sum(values) == last.gross_exposure_minor  # marked as the kernel marked its close
+        assert all(row[9].endswith("/10.00%") for row in table)  # weight against the name limit
+        assert "marked at the day's last closes" in text(app, "#positions-head")
+        app.query_one("#positions-table", DataTable).focus()
+        await pilot.press("w")
+        await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
+        assert "fill" in [row[1] for row in rows(app, "#why-table")]
+        assert "position SYN" in text(app, "#why-head")
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_journal_tail_filters_jumps_and_explains_a_fill(journal: Path) -> None:
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("5")
+        await until(pilot, lambda: app.query_one("#tail", DataTable).row_count > 0)
+        assert rows(app, "#tail")[-1][2] == "run.finished.v1"
+        app.query_one("#tail-filter").value = "kind:filled instrument:SYN0002"  # type: ignore[attr-defined]
+        await pilot.press("slash", "enter")
+        await until(pilot, lambda: "instrument:SYN0002" in text(app, "#tail-head"))
+        fills = rows(app, "#tail")
+        assert fills
+        assert all(row[2] == "order.filled.v1" and "SYN0002" in row[3] for row in fills)
+        await pilot.press("w")
+        await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
+        assert [row[0] for row in rows(app, "#why-table") if row[1] == "fill"] == [fills[0][0]]
+        await pilot.press("5", "g")
+        app.query_one("#tail-filter").value = ""  # type: ignore[attr-defined]
+        await pilot.press(*"100", "enter")
+        await until(pilot, lambda: "from seq 100" in text(app, "#tail-head"))
+        assert rows(app, "#tail")[0][0] == "100"
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_replay_a_day_beside_the_journal(journal: Path) -> None:
+    day = closes(journal)[150].day
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("6", "slash")
+        await pilot.press(*f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}", "enter")
+        await until(pilot, lambda: "replay matched" in text(app, "#replay-verdict"), 60)
+        assert "day.closed seq" in text(app, "#replay-journal")
+        assert "re-derived byte for byte" in text(app, "#replay-verdict")
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_commands_are_disabled_with_the_reason_and_help_lists_the_keys(journal: Path) -> None:
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("8")
+        assert text(app, "#commands-reason") == COMMANDS_DISABLED_REASON
+        assert "does not exist yet" in COMMANDS_DISABLED_REASON
+        buttons = list(app.query(Button))
+        assert {b.id for b in buttons} >= {"cmd-halt", "cmd-flatten", "cmd-rearm", "cmd-acknowledge"}
+        assert all(button.disabled for button in buttons)
+        await pilot.press("7")
+        assert "content hash" in text(app, "#data-health")
+        assert "tape health" in text(app, "#data-health")
+        await pilot.press("question_mark")
+        assert "why this row" in str(app.screen.query_one("#help-text", Static).render())
+        await pilot.press("escape")
+        assert app.screen is app.screen_stack[0]
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_a_tripped_kill_switch_and_a_flattening_order_explained(tripped: Path) -> None:
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        kill = text(app, "#cc-kill")
+        assert "kill switch HALTED" in kill
+        assert "last trip seq" in kill
+        assert "drawdown observed" in kill
+        await pilot.press("2", "slash")
+        await pilot.press(*"strategy:kill", "enter")
+        assert rows(app, "#blotter")
+        await pilot.press("w")
+        await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
+        chain = rows(app, "#why-table")
+        assert chain[0][1:3] == ["trip", "killswitch.tripped.v1"]
+
+    await drive(cockpit_sources(tripped, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_following_a_journal_that_grows(journal: Path, tmp_path: Path) -> None:
+    """Another writer appends while the cockpit polls: the screens catch up without a reload."""
+    with open_journal(journal) as source:
+        events = [event for _, event in source.events()]
+    growing = tmp_path / "growing.sqlite"
+    writer = open_journal(growing, writable=True)
+    half = len(events) // 2
+    for event in events[:half]:
+        writer.append(event)
+    writer.commit()
+    app = CockpitApp(CockpitSources(journal=growing, follow=True, poll_interval_s=0.05))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        assert f"{half:,} records" in text(app, "#cc-head")
+        orders_before = len(app.detail.orders)  # type: ignore[union-attr]
+        for event in events[half:]:
+            writer.append(event)
+        writer.commit()
+        await until(pilot, lambda: app.overview.records == len(events))
+        await pilot.pause(0.1)
+        assert "finished" in text(app, "#cc-head")
+        assert f"{len(events):,} records" in text(app, "#cc-head")
+        assert len(app.detail.orders) > orders_before  # type: ignore[union-attr]
+        assert "following" in app.status_line
+    writer.close()
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed: no real terminal to drive")
+def test_the_real_program_in_a_real_terminal(journal: Path) -> None:
+    session = f"tape-cockpit-{time.perf_counter_ns()}"
+    tape = str(Path(sys.executable).with_name("tape"))
+    command = f"{tape} cockpit {journal} --no-follow"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", command], check=True)
+    try:
+        pane = ""
+        deadline = time.perf_counter() + 60
+        while "session days" not in pane and time.perf_counter() < deadline:
+            time.sleep(0.3)
+            pane = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+        assert "session days" in pane
+        assert "NAV" in pane
+        assert "test-sma_crossover" in pane
+        subprocess.run(["tmux", "send-keys", "-t", session, "2"], check=True)
+        deadline = time.perf_counter() + 20
+        while "funnel" not in pane and time.perf_counter() < deadline:
+            time.sleep(0.3)
+            pane = subprocess.run(
+                ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True
+            ).stdout
+        assert "funnel submitted" in pane
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

@@ -1,0 +1,45 @@
+"""The help screen: every key of the cockpit, and what is not built."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+__all__ = ["HELP_TEXT", "HelpScreen"]
+
+HELP_TEXT = """\
+[b]Tape cockpit -- keys[/b]
+
+  1  command centre   NAV / drawdown, exposure and leverage vs the policy, kill switch, verdicts
+  2  orders           funnel, rejection reasons, blotter (/ filters), execution quality
+  3  positions        per instrument: qty, T+1 held / locked / sellable, value, weight, unrealised
+  4  why?             fill -> order -> risk verdicts -> decision, each event decoded with its seq
+  5  journal          the event stream; / filters (kind:fill instrument:SYM order:ID), g seq
+  6  replay           one day re-derived by a fresh kernel beside the journal's record of it
+  7  data             the data set the run read (lake health: `tape health`)
+  8  commands         operator commands: disabled, with the reason
+
+  w  why this row (an order, a position, a fill)     /  filter the current screen
+  g  go to a sequence number                          r  recompute the report folds
+  ?  this help                                        q  quit
+  tab / shift+tab move between widgets; arrows move in tables; escape closes this help
+
+[b]Not built[/b]: operator commands (no paper/live input stream exists yet), venue connection
+state (no live venue), lake coverage/gap/quarantine figures (run `tape health`), stepping through
+a replayed day event by event.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [  # noqa: RUF012 (Textual's declared class attribute)
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close"),
+        Binding("q", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Static(HELP_TEXT, id="help-text")

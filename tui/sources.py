@@ -1,0 +1,79 @@
+"""What the cockpit is given by its composition root (``cli/cockpit_cmd.py``).
+
+The cockpit reads the journal itself (``kernel``) but never imports the simulator's folds
+(``sim``) or the lake: the run's report summary, its execution quality and the marks of the
+positions are built by the caller from the same folds ``tape report`` uses and handed in as
+callables. Each is called in a worker thread with a read-only journal the cockpit opened for
+it, never on the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from domain.events import DatasetReferenced, RunStarted
+from domain.execution.posttrade_fold import ExecutionRow, ExecutionTotals
+from kernel.journal import Journal
+from kernel.setup import RunSetup
+
+__all__ = [
+    "COMMANDS_DISABLED_REASON",
+    "CockpitSources",
+    "ExecutionLike",
+    "SummaryLike",
+]
+
+COMMANDS_DISABLED_REASON = (
+    "Operator commands are disabled: nothing would consume them. A finished backtest's kernel "
+    "has stopped, and the paper/live operator input stream (journaled command events that a "
+    "running kernel reads) does not exist yet, so the cockpit cannot send a command that would "
+    "be journaled and replayed. Backtests schedule halt / flatten / rearm in the config "
+    "([[operator_commands]]); those journaled commands are listed below."
+)
+
+
+class SummaryLike(Protocol):
+    """The run's report (``sim.metrics.RunReport``): formatted rows and whether it finished."""
+
+    @property
+    def finished(self) -> bool: ...
+
+    def rows(self) -> list[tuple[str, str]]: ...
+
+
+class ExecutionLike(Protocol):
+    """Execution quality (``sim.execution_report.ExecutionReport``): per parent order,
+    per strategy, per day and in total (``domain.execution.posttrade_fold`` rows)."""
+
+    @property
+    def rows(self) -> list[ExecutionRow]: ...
+
+    @property
+    def by_strategy(self) -> dict[str, ExecutionTotals]: ...
+
+    @property
+    def by_day(self) -> dict[int, ExecutionTotals]: ...
+
+    @property
+    def total(self) -> ExecutionTotals: ...
+
+
+ReplayBuild = Callable[[RunStarted, DatasetReferenced], RunSetup]
+Marks = Callable[[int], dict[int, int]]  # panel step -> instrument id -> last close (raw price)
+
+
+@dataclass(frozen=True)
+class CockpitSources:
+    """The journal and the folds the composition root built for it (each may be absent: the
+    screen then says what is missing)."""
+
+    journal: Path
+    summary: Callable[[Journal], SummaryLike] | None = None
+    execution: Callable[[Journal], ExecutionLike] | None = None
+    marks: Callable[[Journal], Marks] | None = None  # loads the data set once, in a worker
+    replay_build: ReplayBuild | None = None
+    follow: bool = True  # poll the journal's length and fold what was appended
+    poll_interval_s: float = 0.5

@@ -1,0 +1,112 @@
+"""The journal tail: records from a sequence number (or the last ones), filtered by kind,
+instrument and order id, each decoded to one line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from domain.instruments import Instrument
+from kernel.journal import Journal
+from tui.describe import describe, instrument_ids_of
+from tui.format import utc_text
+
+__all__ = ["TAIL_ROWS", "TailFilter", "TailRow", "read_tail"]
+
+TAIL_ROWS = 200  # rows a page of the tail shows
+SCAN_MAX = 200_000  # records a filtered page scans before it stops (and says so)
+
+
+@dataclass(frozen=True)
+class TailFilter:
+    """``kind:order instrument:3 order:ID`` -- each part optional; ``instrument`` takes an id
+    or a symbol."""
+
+    kind: str = ""
+    instrument: str = ""
+    order_id: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> TailFilter:
+        parts: dict[str, str] = {}
+        for token in text.split():
+            key, _, value = token.partition(":")
+            if value and key in ("kind", "instrument", "order"):
+                parts[key] = value
+            elif not value:
+                parts["kind"] = key
+        return cls(parts.get("kind", ""), parts.get("instrument", ""), parts.get("order", ""))
+
+    @property
+    def decodes(self) -> bool:
+        return bool(self.instrument or self.order_id)
+
+    def describe(self) -> str:
+        terms = [
+            f"{k}:{v}"
+            for k, v in (("kind", self.kind), ("instrument", self.instrument), ("order", self.order_id))
+            if v
+        ]
+        return " ".join(terms) or "none"
+
+
+@dataclass(frozen=True)
+class TailRow:
+    seq: int
+    time: str
+    kind: str
+    text: str
+
+
+def _instrument_id(tail_filter: TailFilter, instruments: dict[int, Instrument]) -> int | None:
+    if not tail_filter.instrument:
+        return None
+    if tail_filter.instrument.isdigit():
+        return int(tail_filter.instrument)
+    for inst in instruments.values():
+        if inst.symbol == tail_filter.instrument:
+            return inst.instrument_id
+    return -1
+
+
+def read_tail(
+    journal: Journal,
+    tail_filter: TailFilter,
+    start: int | None,
+    instruments: dict[int, Instrument],
+    currency: str,
+) -> tuple[list[TailRow], str]:
+    """A page of rows and a header line. From ``start`` forward, or (``None``) the last page:
+    the scan starts far enough back to fill it (at most ``SCAN_MAX`` records)."""
+    count = len(journal)
+    first = (
+        start
+        if start is not None
+        else max(0, count - (TAIL_ROWS if not _filtering(tail_filter) else SCAN_MAX))
+    )
+    first = min(max(first, 0), max(count - 1, 0))
+    wanted = _instrument_id(tail_filter, instruments)
+    rows: list[TailRow] = []
+    scanned = 0
+    for record in journal.records(first, verify=False):
+        scanned += 1
+        if scanned > SCAN_MAX or (start is not None and len(rows) >= TAIL_ROWS):
+            break
+        if tail_filter.kind and tail_filter.kind not in record.kind:
+            continue
+        event = record.event()
+        if wanted is not None and wanted not in instrument_ids_of(event):
+            continue
+        if tail_filter.order_id and tail_filter.order_id not in str(getattr(event, "order_id", "")):
+            continue
+        rows.append(
+            TailRow(record.seq, utc_text(record.ts_ns), record.kind, describe(event, instruments, currency))
+        )
+    if start is None:
+        rows = rows[-TAIL_ROWS:]
+    where = f"from seq {first:,}" if start is not None else "the last matching records"
+    head = f"{len(rows)} rows, {where} (journal has {count:,}); filter: {tail_filter.describe()}"
+    return rows, head
+
+
+def _filtering(tail_filter: TailFilter) -> bool:
+    return bool(tail_filter.kind or tail_filter.decodes)

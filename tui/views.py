@@ -1,0 +1,467 @@
+"""What each screen shows, rendered from the folds the app holds (UI thread only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+from textual.widgets import DataTable, Sparkline, Static
+
+from domain.events import Event, RiskVerdict
+from domain.fixed import RATE_SCALE, Rounding, div_round, from_decimal_text, minor_digits
+from domain.instruments import Instrument
+from kernel.replay import ReplayResult
+from tui.describe import describe, full_text, side_text, verdict_text
+from tui.fold import OrderLine
+from tui.format import day_text, decimal, money, pct_e8, utc_text
+from tui.positions import position_lines
+from tui.sources import ExecutionLike
+from tui.tail import TailRow
+
+if TYPE_CHECKING:
+    from tui.app import CockpitApp
+
+__all__ = [
+    "order_id_at",
+    "setup_tables",
+    "show_centre",
+    "show_orders",
+    "show_positions",
+    "show_quality",
+    "show_replay_error",
+    "show_replay_journal",
+    "show_replay_result",
+    "show_static_tabs",
+    "show_summary",
+    "show_tail",
+    "show_why_chain",
+    "show_why_event",
+    "symbol",
+]
+
+_COLUMNS = {
+    "#verdicts": ("seq", "step", "strategy", "verdict"),
+    "#blotter": ("seq", "order", "strategy", "symbol", "side", "qty", "filled", "avg px", "status", "reason"),
+    "#positions-table": (
+        "symbol",
+        "ccy",
+        "qty",
+        "held",
+        "T+1 locked",
+        "sellable",
+        "cost",
+        "mark",
+        "value",
+        "weight/limit",
+        "unrealised",
+    ),
+    "#why-table": ("seq", "role", "kind", "event"),
+    "#tail": ("seq", "time (UTC)", "kind", "event"),
+}
+
+
+def setup_tables(app: CockpitApp) -> None:
+    for table_id, columns in _COLUMNS.items():
+        app.query_one(table_id, DataTable).add_columns(*columns)
+
+
+def _ratio_e8(numerator: int, denominator: int) -> int:
+    return div_round(numerator * RATE_SCALE, denominator, Rounding.HALF_EVEN) if denominator else 0
+
+
+def symbol(app: CockpitApp, instrument_id: int) -> str:
+    inst = app.overview.instruments.get(instrument_id)
+    return inst.symbol if inst is not None else f"#{instrument_id}"
+
+
+# --- 1 command centre ------------------------------------------------------------------------
+
+
+def show_centre(app: CockpitApp) -> None:
+    overview = app.overview
+    navs = [close.nav_minor for _, close in overview.closes]
+    app.query_one("#cc-head", Static).update(_head_text(app, navs))
+    app.query_one("#nav-spark", Sparkline).data = [float(nav) for nav in navs[-400:]]
+    app.query_one("#dd-spark", Sparkline).data = [-float(d) for d in _drawdowns_e8(navs)[-400:]]
+    app.query_one("#cc-risk", Static).update(_risk_text(app))
+    app.query_one("#cc-kill", Static).update(_kill_text(app))
+    app.query_one("#cc-stale", Static).update(_staleness_text(app))
+    verdicts = app.detail.latest_verdicts if app.detail is not None else overview.tail_verdicts
+    _fill_verdicts(app, list(verdicts))
+
+
+def _drawdowns_e8(navs: list[int]) -> list[int]:
+    """Each close's drawdown from the running peak, 1e-8 (0 at a new peak)."""
+    peak = 0
+    drawdowns = []
+    for nav in navs:
+        peak = max(peak, nav)
+        drawdowns.append(_ratio_e8(peak - nav, peak))
+    return drawdowns
+
+
+def _initial_minor(app: CockpitApp) -> int:
+    currency = app.overview.currency
+    text = str(app.overview.config.get("initial_cash", "0"))
+    return from_decimal_text(text, minor_digits(currency), Rounding.HALF_EVEN)
+
+
+def _head_text(app: CockpitApp, navs: list[int]) -> str:
+    overview = app.overview
+    run_id = overview.run.run_id if overview.run is not None else "?"
+    state = "finished" if overview.finished is not None else "running or unfinished (no run.finished yet)"
+    ccy = overview.currency
+    lines = [f"[b]{escape(run_id)}[/b]  {state}  {overview.records:,} records  {len(navs):,} session days"]
+    if not navs:
+        return "\n".join([*lines, "no day has closed yet"])
+    initial = _initial_minor(app)
+    last = overview.closes[-1][1]
+    today = navs[-1] - (navs[-2] if len(navs) > 1 else initial)
+    drawdowns = _drawdowns_e8(navs)
+    lines.append(
+        f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}   PnL today {money(today, ccy)}   "
+        f"since inception {money(navs[-1] - initial, ccy)} ({pct_e8(_ratio_e8(navs[-1] - initial, initial))})"
+    )
+    lines.append(f"drawdown now {pct_e8(drawdowns[-1])}   max {pct_e8(max(drawdowns))}")
+    return "\n".join(lines)
+
+
+def _risk_text(app: CockpitApp) -> str:
+    overview = app.overview
+    if not overview.closes:
+        return ""
+    close = overview.closes[-1][1]
+    ccy = close.currency
+    net = close.nav_minor - close.cash_minor  # the positions' net value at the close
+    gross_e8, net_e8 = _ratio_e8(close.gross_exposure_minor, close.nav_minor), _ratio_e8(net, close.nav_minor)
+    return (
+        f"gross exposure {money(close.gross_exposure_minor, ccy)}  leverage {pct_e8(gross_e8)} "
+        f"/ limit {_limit(overview.limit_e8('gross_leverage'))}\n"
+        f"net exposure   {money(net, ccy)}  leverage {pct_e8(net_e8)} "
+        f"/ limit {_limit(overview.limit_e8('net_leverage'))}   "
+        f"per name limit {_limit(overview.limit_e8('name'))}"
+    )
+
+
+def _limit(limit_e8: int) -> str:
+    return pct_e8(limit_e8) if limit_e8 else "none"
+
+
+def _kill_text(app: CockpitApp) -> str:
+    overview = app.overview
+    limits = (
+        ", ".join(f"{k}={v}" for k, v in sorted(overview.kill_switch_limits().items()) if v)
+        or "no trigger set"
+    )
+    colour = "green" if overview.kill_state == "armed" else "red"
+    text = f"kill switch [{colour}]{overview.kill_state.upper()}[/]  ({escape(limits)})"
+    if overview.last_trip is not None:
+        seq, trip = overview.last_trip
+        text += (
+            f"\n  last trip seq {seq} at {utc_text(trip.ts_ns)}: {trip.trigger} observed {trip.observed:,} "
+            f"vs limit {trip.limit:,}{' (flatten)' if trip.flatten else ''} -- {escape(trip.reason)}"
+        )
+    else:
+        text += "\n  never tripped"
+    return text
+
+
+def _staleness_text(app: CockpitApp) -> str:
+    overview = app.overview
+    dataset = overview.dataset
+    last = f"last event {utc_text(overview.last_ts_ns)}" if overview.last_ts_ns else "no events"
+    if dataset is None:
+        return f"data: no data set referenced; {last}"
+    behind_ns = max(0, dataset.last_ts_ns - overview.last_ts_ns)
+    mode = "following (polling the journal's length)" if app.sources.follow else "not following"
+    return (
+        f"data: {dataset.frequency} bars to {utc_text(dataset.last_ts_ns)}; {last} "
+        f"({behind_ns / 3.6e12:,.1f} h of data not reached)\n"
+        f"venue: no live venue (a backtest's simulated venue); {mode}"
+    )
+
+
+def _fill_verdicts(app: CockpitApp, verdicts: list[tuple[int, RiskVerdict]]) -> None:
+    table = app.query_one("#verdicts", DataTable)
+    table.clear()
+    acting = [item for item in verdicts if item[1].action != "pass"]
+    shown = (acting or verdicts)[-12:]
+    for seq, verdict in reversed(shown):
+        table.add_row(str(seq), str(verdict.step), verdict.strategy_id, verdict_text(verdict), key=str(seq))
+
+
+def show_summary(app: CockpitApp) -> None:
+    summary = app.summary
+    if summary is None:
+        return
+    rows = summary.rows()
+    half = (len(rows) + 1) // 2
+    lines = [
+        f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
+        for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
+    ]
+    header = "[b]report[/b] (sim.metrics, the figures of `tape report`)\n"
+    app.query_one("#cc-summary", Static).update(header + escape("\n".join(lines)))
+
+
+# --- 2 orders ----------------------------------------------------------------------------------
+
+
+def show_orders(app: CockpitApp) -> None:
+    detail = app.detail
+    if detail is None:
+        return
+    funnel = "  ".join(f"{name} {count:,}" for name, count in detail.funnel())
+    reasons = ", ".join(f"{reason} x{count:,}" for reason, count in detail.rejection_reasons()) or "none"
+    app.query_one("#funnel", Static).update(
+        f"[b]funnel[/b] {funnel}\nrejections by reason: {escape(reasons)}"
+    )
+    text = app.query_one("#blotter-filter").value  # type: ignore[attr-defined]
+    _fill_blotter(app, [line for line in detail.orders.values() if _matches(app, line, text)])
+
+
+def _matches(app: CockpitApp, line: OrderLine, text: str) -> bool:
+    for token in text.split():
+        key, _, value = token.partition(":")
+        fields = {
+            "status": line.status,
+            "strategy": line.strategy_id,
+            "side": side_text(line.side),
+            "symbol": symbol(app, line.instrument_id),
+            "order": line.order_id,
+        }
+        if value and key in fields:
+            if value.lower() not in fields[key].lower():
+                return False
+        elif token.lower() not in " ".join((*fields.values(), line.reason)).lower():
+            return False
+    return True
+
+
+def _fill_blotter(app: CockpitApp, lines: list[OrderLine]) -> None:
+    from tui.app import BLOTTER_ROWS_MAX
+
+    table = app.query_one("#blotter", DataTable)
+    table.clear()
+    for line in reversed(lines[-BLOTTER_ROWS_MAX:]):
+        inst = app.overview.instruments.get(line.instrument_id)
+        digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
+        average = _average_px(line, inst)
+        table.add_row(
+            str(line.submitted_seq),
+            line.order_id,
+            line.strategy_id,
+            symbol(app, line.instrument_id),
+            side_text(line.side),
+            decimal(line.qty_raw, digits[0]),
+            decimal(line.filled_raw, digits[0]),
+            average,
+            line.status,
+            line.reason[:40],
+            key=line.order_id,
+        )
+    shown = min(len(lines), BLOTTER_ROWS_MAX)
+    table.border_title = f"blotter: {shown:,} of {len(lines):,} matching orders, newest first"
+
+
+def _average_px(line: OrderLine, inst: Instrument | None) -> str:
+    """The fills' average price, from their notionals (exact to the instrument's tick digits)."""
+    if not line.filled_raw or inst is None:
+        return "-"
+    scale = 10 ** (inst.price_digits + inst.qty_digits - minor_digits(inst.currency))
+    px_raw = div_round(line.notional_minor * scale, line.filled_raw * inst.multiplier, Rounding.HALF_EVEN)
+    return decimal(px_raw, inst.price_digits)
+
+
+def show_quality(app: CockpitApp) -> None:
+    quality: ExecutionLike | None = app.execution
+    if quality is None:
+        return
+    lines = ["[b]execution quality[/b] (shortfall and slippage vs the decision price; + is a cost)"]
+    lines.append(
+        f"{'':<12}{'parents':>9}{'fill ratio':>12}{'shortfall':>22}{'slip bp':>10}{'vs arrival bp':>15}"
+    )
+    total = quality.total
+    groups = [("total", total), *((f"strategy {k}", v) for k, v in quality.by_strategy.items())]
+    groups += [(f"day {day_text(k)}", v) for k, v in list(quality.by_day.items())[-5:]]
+    for name, row in groups:
+        lines.append(
+            f"{name[:20]:<12}{row.parents:>9,}{pct_e8(row.fill_ratio_e8):>12}"
+            f"{money(row.shortfall_decision_minor, row.currency):>22}"
+            f"{row.slippage_decision_e8 / 10_000:>+10.2f}{row.slippage_arrival_e8 / 10_000:>+15.2f}"
+        )
+    worst = sorted(quality.rows, key=lambda r: -r.shortfall_decision_minor)[:5]
+    lines.append("worst orders by shortfall:")
+    lines.extend(
+        f"  {row.parent_id} {side_text(row.side)} {symbol(app, row.instrument_id)} "
+        f"{money(row.shortfall_decision_minor, row.currency)} ({row.slippage_decision_e8 / 10_000:+.2f} bp)"
+        for row in worst
+    )
+    app.query_one("#quality", Static).update("\n".join(lines))
+
+
+# --- 3 positions -----------------------------------------------------------------------------
+
+
+def show_positions(app: CockpitApp) -> None:
+    snapshot = app.snapshot_event()
+    head = app.query_one("#positions-head", Static)
+    table = app.query_one("#positions-table", DataTable)
+    table.clear()
+    if snapshot is None:
+        head.update("no day has closed yet: the kernel snapshots its book at each day close")
+        return
+    close = app.overview.closes[-1][1] if app.overview.closes else None
+    step = snapshot.snapshot.next_step - 1
+    marks = app.marks(step) if app.marks is not None else None
+    lines = position_lines(snapshot.snapshot, app.overview.instruments, close, marks)
+    limit = app.overview.limit_e8("name")
+    for line in lines:
+        ccy = line.currency
+        optional = [
+            decimal(v, line.qty_digits) if v is not None else "-"
+            for v in (line.held, line.locked, line.sellable)
+        ]
+        weight = pct_e8(line.weight_e8) if line.weight_e8 is not None else "-"
+        table.add_row(
+            line.symbol,
+            ccy,
+            decimal(line.qty_raw, line.qty_digits),
+            *optional,
+            money(line.cost_minor, ccy),
+            decimal(line.mark_px_raw, line.price_digits) if line.mark_px_raw is not None else "-",
+            money(line.value_minor, ccy) if line.value_minor is not None else "-",
+            f"{weight}/{_limit(limit)}",
+            money(line.unrealised_minor, ccy) if line.unrealised_minor is not None else "-",
+            key=str(line.instrument_id),
+        )
+    marked = (
+        "marked at the day's last closes" if marks is not None else "not marked yet (loading the data set)"
+    )
+    if app.sources.marks is None:
+        marked = "not marked: no data set marks were given"
+    head.update(
+        f"book at the close of {day_text(snapshot.day)} (kernel snapshot seq "
+        f"{app.overview.last_snapshot.seq if app.overview.last_snapshot else '?'}), {len(lines)} positions, "
+        f"{marked}; T+1 columns for A-shares only"
+    )
+
+
+# --- 4 why? ------------------------------------------------------------------------------------
+
+
+def order_id_at(app: CockpitApp, seq: int) -> str | None:
+    if app.detail is None:
+        return None
+    for line in app.detail.orders.values():
+        if seq in line.seqs:
+            return line.order_id
+    return None
+
+
+def show_why_chain(app: CockpitApp, decoded: list[tuple[int, str, Event]]) -> None:
+    table = app.query_one("#why-table", DataTable)
+    table.clear()
+    app.why_links = []
+    instruments, currency = app.overview.instruments, app.overview.currency
+    for seq, role, event in decoded:
+        kind = type(event).__struct_config__.tag
+        text = describe(event, instruments, currency)
+        app.why_links.append((seq, role, str(kind), full_text(event)))
+        table.add_row(str(seq), role, str(kind), text[:90], key=str(seq))
+    if decoded:
+        show_why_event(app, 0)
+    table.focus()
+
+
+def show_why_event(app: CockpitApp, index: int) -> None:
+    if 0 <= index < len(app.why_links):
+        seq, role, kind, text = app.why_links[index]
+        app.query_one("#why-event", Static).update(escape(f"seq {seq} ({role}) {kind}\n{text}"))
+
+
+# --- 5 journal -------------------------------------------------------------------------------
+
+
+def show_tail(app: CockpitApp, rows: list[TailRow], head: str) -> None:
+    table = app.query_one("#tail", DataTable)
+    table.clear()
+    for row in rows:
+        table.add_row(str(row.seq), row.time, row.kind, row.text[:80], key=str(row.seq))
+    app.query_one("#tail-head", Static).update(escape(head))
+
+
+# --- 6 replay ----------------------------------------------------------------------------------
+
+
+def show_replay_journal(app: CockpitApp, day: int) -> None:
+    closes = [(seq, close) for seq, close in app.overview.closes if close.day == day]
+    widget = app.query_one("#replay-journal", Static)
+    if not closes:
+        days = [close.day for _, close in app.overview.closes]
+        span = f"{day_text(days[0])} .. {day_text(days[-1])}" if days else "none"
+        widget.update(f"the journal has no close of {day_text(day)} (session days: {span})")
+        return
+    seq, close = closes[0]
+    index = next(i for i, (s, _) in enumerate(app.overview.closes) if s == seq)
+    previous = app.overview.closes[index - 1][1].nav_minor if index else _initial_minor(app)
+    ccy = close.currency
+    widget.update(
+        f"[b]journal[/b] {day_text(day)}: day.closed seq {seq}, step {close.step}\n"
+        f"  NAV {money(close.nav_minor, ccy)} (day PnL {money(close.nav_minor - previous, ccy)}), "
+        f"cash {money(close.cash_minor, ccy)}, gross {money(close.gross_exposure_minor, ccy)}"
+    )
+
+
+def show_replay_result(app: CockpitApp, day: int, result: ReplayResult) -> None:
+    widget = app.query_one("#replay-verdict", Static)
+    if result.ok:
+        widget.update(
+            f"[b][green]replay matched[/][/b] {day_text(day)}: {result.records_compared:,} derived records "
+            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte by a fresh kernel, "
+            f"{result.segments_rehashed} segment hashes rebuilt"
+            + (" (an unfinished run)" if result.unfinished else "")
+        )
+        return
+    divergence = result.divergence
+    assert divergence is not None
+    widget.update(
+        f"[b][red]replay diverged[/][/b] at seq {divergence.seq}: {escape(divergence.reason)}\n"
+        f"  journal: {escape(repr(divergence.expected))}\n  replay : {escape(repr(divergence.actual))}"
+    )
+
+
+def show_replay_error(app: CockpitApp, day: int, error: Exception) -> None:
+    app.query_one("#replay-verdict", Static).update(
+        f"[red]cannot replay {day_text(day)}[/]: {escape(' '.join(str(error).split()))}"
+    )
+
+
+# --- 7 data, 8 commands ---------------------------------------------------------------------
+
+
+def show_static_tabs(app: CockpitApp) -> None:
+    dataset = app.overview.dataset
+    if dataset is None:
+        text = "the journal references no data set"
+    else:
+        text = (
+            f"[b]data set[/b] {escape(dataset.uri)}\n  content hash {dataset.content_hash}\n"
+            f"  {dataset.frequency} bars, calendar {dataset.calendar}, {dataset.steps:,} steps, "
+            f"{dataset.instruments} instruments, "
+            f"{utc_text(dataset.first_ts_ns)} .. {utc_text(dataset.last_ts_ns)}"
+        )
+    text += (
+        "\n\n[b]not built[/b]: coverage, gaps and quarantined rows by reason come from the lake, "
+        "which the cockpit does not read; run `tape health LAKE` for them."
+    )
+    app.query_one("#data-health", Static).update(text)
+    journaled = app.overview.operator_commands
+    lines = [f"journaled operator commands ({len(journaled)}):"]
+    lines.extend(
+        f"  seq {seq} {utc_text(cmd.ts_ns)} {cmd.command} by {cmd.operator} {cmd.note}"
+        for seq, cmd in journaled
+    )
+    lines.append("kill switch history:")
+    lines.extend(f"  seq {seq} {text}" for seq, text in app.overview.kill_events[-10:])
+    app.query_one("#commands-journaled", Static).update(escape("\n".join(lines)))
