@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,10 +30,17 @@ _U16, _U32, _U64 = struct.Struct("=H"), struct.Struct("=I"), struct.Struct("=Q")
 
 _ENVS: dict[str, tuple[lmdb.Environment, int]] = {}
 """py-lmdb allows one open environment per path and process: readers and the writer in one
-process share it, reference-counted."""
+process share it, reference-counted (under ``_ENVS_LOCK``: threads of one process, such as the
+cockpit's workers, open and close journals concurrently)."""
+_ENVS_LOCK = threading.Lock()
 
 
 def _acquire(path: Path, *, writable: bool) -> lmdb.Environment:
+    with _ENVS_LOCK:
+        return _acquire_locked(path, writable=writable)
+
+
+def _acquire_locked(path: Path, *, writable: bool) -> lmdb.Environment:
     key = str(path.resolve())
     if key in _ENVS:
         env, count = _ENVS[key]
@@ -130,6 +138,11 @@ def _meta_page(data: Path, head: bytes, offset: int, number: int) -> tuple[int, 
 
 
 def _release(path: Path) -> None:
+    with _ENVS_LOCK:
+        _release_locked(path)
+
+
+def _release_locked(path: Path) -> None:
     key = str(path.resolve())
     env, count = _ENVS[key]
     if count > 1:
