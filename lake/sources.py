@@ -105,7 +105,10 @@ def _diagnose(path: Path, numeric: set[int], header: bool) -> str:
                 return f"{path}:{number}: not UTF-8 ({error.reason} at byte {error.start})"
             if not text.strip():
                 continue
-            fields = next(csv.reader([text]))
+            try:
+                fields = next(csv.reader([text]))
+            except csv.Error as error:  # e.g. a bare carriage return inside a line
+                return f"{path}:{number}: malformed line ({error})"
             if expected is None:
                 expected = len(fields)
                 if header:
@@ -140,9 +143,16 @@ def read_csv(
         header_names = names or _header(path)
         indices = {header_names.index(name) for name in numeric if name in header_names}
         raise IngestError(f"{_diagnose(path, indices, names is None)} [{error}]") from None
-    missing = [name for name in required if name not in table.column_names]
+    try:
+        columns = table.column_names
+    except UnicodeDecodeError as error:
+        reason = f"{error.reason} at byte {error.start}"
+        raise IngestError(f"{path}:1: the header is not UTF-8 text ({reason})") from None
+    missing = [name for name in required if name not in columns]
     if missing:
-        raise IngestError(f"{path}:1: missing columns {missing}; the header has {table.column_names}")
+        raise IngestError(f"{path}:1: missing columns {missing}; the header has {columns}")
+    if table.num_rows == 0:
+        raise IngestError(f"{path}:2: no data rows after the header")
     for name in strings:
         if name in table.column_names and not pa.types.is_string(table.column(name).type):
             raise IngestError(f"{_diagnose(path, set(), names is None)} (column {name!r} is not text)")

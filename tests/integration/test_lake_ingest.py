@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -207,3 +208,23 @@ def test_a_price_half_a_tick_off_the_grid_is_not_snapped(tmp_path: Path) -> None
     values, moved = snap_grid(np.array([16.149, 16.145, 16.15, 8.029, 8.0291]), 2, 0.15)
     assert moved.tolist() == [True, False, False, True, True]
     assert values.tolist() == [16.15, 16.145, 16.15, 8.03, 8.03]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("header_only.txt", b"Date,Open,High,Low,Close,Adj Close,Volume\n",
+         ":2: no data rows after the header"),
+        ("not_utf8.txt", b"Date,Op\xffen,High,Low,Close,Adj Close,Volume\n2014-01-02,1,1,1,1,1,1\n",
+         ":1: the header is not UTF-8 text"),
+        ("bare_cr.txt", b"Date,Open,High,Low,Close,Adj Close,Volume\n2014-01-02,1,1\r,1,1,1,1\n",
+         ":2: malformed line"),
+    ],
+)  # fmt: skip
+def test_files_that_are_not_bar_files_are_named_with_their_line(
+    tmp_path: Path, name: str, content: bytes, message: str
+) -> None:
+    path = write(tmp_path / name, content)
+    with pytest.raises(IngestError, match=re.escape(f"{path}{message}")):
+        ingest(tmp_path / "lake", [path], lambda p: parse_yahoo(p, symbol="AAA"))
+    assert not (tmp_path / "lake" / "bars").exists()
