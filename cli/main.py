@@ -287,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _USER_ERRORS as error:
         _print_error(args, error)
         return EXIT_REFUSED
+    except KeyboardInterrupt:
+        console.print("interrupted: what was committed stays (a journal cut short is an unfinished run)")
+        return 130
     except Exception as error:
         if os.environ.get("TAPE_TRACEBACK"):
             raise

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,19 +65,37 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     target = _target(args)
-    if args.influx:
-        from projections.metrics_influx import InfluxMetrics
+    # Ctrl-C or SIGTERM (the normal ways to stop it): finish the batch in hand, stop at its
+    # checkpoint and say where.
+    stopping = threading.Event()
+    previous_int = signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        if args.influx:
+            from projections.metrics_influx import InfluxMetrics
 
-        stats = follow(
-            args.journal,
-            lambda: InfluxMetrics.open(_influx_transport(args)),
-            name="metrics",
-            poll_s=args.poll_s,
-        )
-    else:
-        stats = follow(args.journal, lambda: open_ledger(target, schema=args.schema), poll_s=args.poll_s)
-    console.print(f"applied {stats.records_applied:,} records; {stats.outages} outages")
-    return 0
+            stats = follow(
+                args.journal,
+                lambda: InfluxMetrics.open(_influx_transport(args)),
+                name="metrics",
+                poll_s=args.poll_s,
+                should_stop=lambda _: stopping.is_set(),
+            )
+        else:
+            stats = follow(
+                args.journal,
+                lambda: open_ledger(target, schema=args.schema),
+                poll_s=args.poll_s,
+                should_stop=lambda _: stopping.is_set(),
+            )
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+    console.print(
+        f"{'stopped' if stopping.is_set() else 'done'} at checkpoint seq {stats.checkpoint_seq}: applied "
+        f"{stats.records_applied:,} records; {stats.outages} outages"
+    )
+    return 130 if stopping.is_set() else 0
 
 
 def _influx_transport(args: argparse.Namespace) -> InfluxTransport:
