@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from cli.progress import console, progress_bar
+from cli.wiring import ConfigError
 from kernel.store import open_journal
 from projections import DEFAULT_SCHEMA, describe_target, open_ledger, rebuild_ledger
 
@@ -106,7 +107,27 @@ def _influx_transport(args: argparse.Namespace) -> InfluxTransport:
     if args.influx_org:
         token = args.influx_token or os.environ.get("INFLUX_TOKEN", "")
         return InfluxV2(args.influx, args.influx_org, args.influx_bucket or args.influx_db, token)
-    return InfluxV1(args.influx, args.influx_db)
+    user, password = influx_credentials(getattr(args, "influx_credentials", None))
+    return InfluxV1(args.influx, args.influx_db, username=user, password=password)
+
+
+def influx_credentials(path: str | None) -> tuple[str, str]:
+    """InfluxDB 1.x credentials kept off the command line (which ``ps`` shows): from a file
+    readable only by its owner (``username=...`` and ``password=...`` lines), else from
+    ``$INFLUX_USERNAME`` / ``$INFLUX_PASSWORD``; a ``user:password@`` in the URL also works."""
+    if path:
+        file = Path(path)
+        try:
+            mode = file.stat().st_mode
+            text = file.read_text()
+        except OSError as error:
+            raise ConfigError(f"--influx-credentials {path}: {error.strerror}") from None
+        if mode & 0o077:
+            shown = f"{mode & 0o777:o}"
+            raise ConfigError(f"--influx-credentials {path}: readable by others (mode {shown}); chmod 600 it")
+        values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+        return values.get("username", "").strip(), values.get("password", "").strip()
+    return os.environ.get("INFLUX_USERNAME", ""), os.environ.get("INFLUX_PASSWORD", "")
 
 
 def cmd_projections_bars(args: argparse.Namespace) -> int:
@@ -140,6 +161,11 @@ def _influx_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--influx-org", help="v2 API (InfluxDB 2.x/3.x): organisation")
     parser.add_argument("--influx-bucket", help="v2 bucket (default: --influx-db)")
     parser.add_argument("--influx-token", help="v2 token (default: $INFLUX_TOKEN)")
+    parser.add_argument(
+        "--influx-credentials",
+        metavar="FILE",
+        help="v1 username=/password= lines, mode 600 (default: $INFLUX_USERNAME, $INFLUX_PASSWORD)",
+    )
 
 
 def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

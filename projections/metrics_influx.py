@@ -31,6 +31,7 @@ resumes from it.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -307,17 +308,53 @@ class InfluxTransport(Protocol):
     def close(self) -> None: ...
 
 
+def split_credentials(url: str) -> tuple[str, str, str]:
+    """(the URL without ``user:password@``, user, password); percent-escapes in them decoded."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, "", ""
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    user = urllib.parse.unquote(parts.username or "")
+    return bare, user, urllib.parse.unquote(parts.password or "")
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The ``Authorization`` header value for HTTP basic auth ("" without a user)."""
+    if not user and not password:
+        return ""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
 class InfluxV1:
     """InfluxDB 1.x HTTP API (``/write``, ``/query``); also served by 2.x's v1 compatibility."""
 
-    def __init__(self, url: str, database: str, *, timeout_s: float = 10.0) -> None:
-        self.url = url.rstrip("/")
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        timeout_s: float = 10.0,
+        username: str = "",
+        password: str = "",
+    ) -> None:
+        """``url`` may carry ``user:password@``: the credentials are taken out of it (sent as
+        HTTP basic auth, never in a URL, a log line or a message); given ``username`` /
+        ``password`` win."""
+        self.url, url_user, url_password = split_credentials(url.rstrip("/"))
+        self._auth = basic_auth(username or url_user, password or url_password)
         self.database = database
         self.timeout_s = timeout_s
 
     def _request(self, path: str, params: dict[str, str], body: bytes | None = None) -> bytes:
         address = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
         request = urllib.request.Request(address, data=body, method="POST" if body is not None else "GET")
+        if self._auth:
+            request.add_header("Authorization", self._auth)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return bytes(response.read())
@@ -369,7 +406,7 @@ class InfluxV2:
     def __init__(self, url: str, org: str, bucket: str, token: str = "", *, timeout_s: float = 10.0) -> None:
         from influxdb_client.client.influxdb_client import InfluxDBClient  # live extra, imported on use
 
-        self.url = url.rstrip("/")
+        self.url, _, _ = split_credentials(url.rstrip("/"))  # v2 authenticates with the token
         self.org = org
         self.bucket = bucket
         self._client = InfluxDBClient(
