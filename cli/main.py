@@ -47,7 +47,7 @@ from kernel.store import open_journal
 from lake.store import DatasetError
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
-from projections import ProjectionError, TargetUnavailable
+from projections import ProjectionError, TargetRefused, TargetUnavailable
 from sim.attribution import AttributionError
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
@@ -266,6 +266,7 @@ _USER_ERRORS = (
     JournalError,
     FileNotFoundError,
     TargetUnavailable,
+    TargetRefused,
     ProjectionError,
     RuleNotDefined,
     ExecutionQualityError,

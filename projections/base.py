@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_SCHEMA",
     "LedgerProjection",
     "LedgerRebuild",
+    "TargetRefused",
     "TargetUnavailable",
     "describe_target",
     "open_ledger",
@@ -31,6 +32,11 @@ DEFAULT_SCHEMA = "tape_ledger"
 
 class TargetUnavailable(Exception):
     """The projection's database (or metrics server) cannot be reached; retry later."""
+
+
+class TargetRefused(Exception):
+    """The projection's target refuses for good (no such database, role or host, a wrong
+    password): retrying cannot help, so a follower stops with the reason."""
 
 
 class LedgerProjection(Protocol):

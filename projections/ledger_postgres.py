@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from kernel.journal import Journal, Record
-from projections.base import DEFAULT_SCHEMA, TargetUnavailable
+from projections.base import DEFAULT_SCHEMA, TargetRefused, TargetUnavailable
 from projections.execution_quality import upsert_sql
 from projections.ledger_sqlite import (
     BATCH_RECORDS_MAX,
@@ -96,12 +96,26 @@ class _Qmark:
         return [order_id for (order_id,) in found]
 
 
+# Connection failures that retrying cannot mend: no such database (3D000), role or bad
+# authorization (28000), wrong password (28P01); and a host name that does not resolve.
+_PERMANENT_SQLSTATES = frozenset({"3D000", "28000", "28P01"})
+_PERMANENT_MESSAGES = ("could not translate host name", "Name or service not known", "does not exist")
+
+
 @contextmanager
 def _unavailable_on_connection_errors() -> Iterator[None]:
     try:
         yield
+    except psycopg.errors.UndefinedTable as error:  # the schema was dropped under us
+        raise TargetRefused(
+            f"postgresql: the ledger's tables are gone ({str(error).strip()}); rebuild it with "
+            "`tape projections rebuild`"
+        ) from error
     except psycopg.OperationalError as error:
-        raise TargetUnavailable(f"postgresql: {error}".strip()) from error
+        text = f"postgresql: {error}".strip()
+        if error.sqlstate in _PERMANENT_SQLSTATES or any(m in str(error) for m in _PERMANENT_MESSAGES):
+            raise TargetRefused(text) from error
+        raise TargetUnavailable(text) from error
 
 
 def _connect(conninfo: str) -> psycopg.Connection[Any]:
