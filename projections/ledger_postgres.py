@@ -96,6 +96,9 @@ class _Qmark:
         return [order_id for (order_id,) in found]
 
 
+RESET_LOCK_TIMEOUT = "10s"
+"""How long a rebuild waits for another session's locks on the ledger's tables."""
+
 # Connection failures that retrying cannot mend: no such database (3D000), role or bad
 # authorization (28000), wrong password (28P01); and a host name that does not resolve.
 _PERMANENT_SQLSTATES = frozenset({"3D000", "28000", "28P01"})
@@ -106,6 +109,8 @@ _PERMANENT_MESSAGES = ("could not translate host name", "Name or service not kno
 def _unavailable_on_connection_errors() -> Iterator[None]:
     try:
         yield
+    except psycopg.errors.LockNotAvailable:  # a lock_timeout the caller set and explains
+        raise
     except psycopg.errors.UndefinedTable as error:  # the schema was dropped under us
         raise TargetRefused(
             f"postgresql: the ledger's tables are gone ({str(error).strip()}); rebuild it with "
@@ -187,11 +192,36 @@ class PostgresLedger:
 
     def reset(self) -> None:
         """Drop every table of the schema and recreate them, in one transaction. The schema
-        itself (and the grants on it) stays."""
-        with _unavailable_on_connection_errors(), self._connection.transaction():
-            for name in self._table_names():
-                self._connection.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(name)))
-            self._connection.execute(postgres_ddl())
+        itself (and the grants on it) stays. A table another session holds (an open
+        transaction, a dashboard's long query) is waited for ``RESET_LOCK_TIMEOUT`` at most,
+        then refused naming the sessions that hold it."""
+        try:
+            with _unavailable_on_connection_errors(), self._connection.transaction():
+                self._connection.execute(f"SET LOCAL lock_timeout = '{RESET_LOCK_TIMEOUT}'")
+                for name in self._table_names():
+                    self._connection.execute(sql.SQL("DROP TABLE {} CASCADE").format(sql.Identifier(name)))
+                self._connection.execute(postgres_ddl())
+        except psycopg.errors.LockNotAvailable:
+            raise TargetRefused(
+                f"postgresql: the ledger's tables in schema {self.schema} are in use after waiting "
+                f"{RESET_LOCK_TIMEOUT}: {self._lock_holders()}; end those sessions and rebuild again"
+            ) from None
+
+    def _lock_holders(self) -> str:
+        """Who holds locks on this schema's tables: pid, user, application, state, since."""
+        rows = self._connection.execute(
+            "SELECT DISTINCT a.pid, a.usename, a.application_name, a.state, a.xact_start "
+            "FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE n.nspname = %s AND a.pid <> pg_backend_pid() ORDER BY a.pid",
+            (self.schema,),
+        ).fetchall()
+        if not rows:
+            return "no session holds them now (try again)"
+        return "; ".join(
+            f"pid {pid} (user {user}, application {app or '-'}, {state}, transaction since {since})"
+            for pid, user, app, state, since in rows
+        )
 
     # --- applying records -------------------------------------------------------------
 

@@ -24,3 +24,25 @@ def test_a_database_that_does_not_exist_is_refused_not_retried(tmp_path: Path) -
     started = time.monotonic()
     assert main(["projections", "follow", str(tmp_path / "j"), "--db", url]) == 2
     assert time.monotonic() - started < 30
+
+
+def test_a_rebuild_blocked_by_another_session_names_it_and_stops(tmp_path: Path) -> None:
+    import psycopg
+
+    from projections import rebuild_ledger
+    from tests.contracts.projection_servers import scratch_database
+
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=40), tmp_path / "j"))
+    with scratch_database() as url:
+        rebuild_ledger(tmp_path / "j", url)
+        holder = psycopg.connect(url, application_name="dashboard-probe")
+        try:
+            holder.execute("BEGIN")
+            holder.execute("SELECT count(*) FROM tape_ledger.nav")  # an open transaction holds the table
+            started = time.monotonic()
+            with pytest.raises(TargetRefused, match="application dashboard-probe, idle in transaction"):
+                rebuild_ledger(tmp_path / "j", url)
+            assert time.monotonic() - started < 30
+        finally:
+            holder.close()
+        rebuild_ledger(tmp_path / "j", url)  # the holder gone, the rebuild goes through
