@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
+from cli.alerts_cmd import add_alerts_parser, cmd_alerts
 from cli.exits import (
     EXIT_DAMAGED,
     EXIT_INTERNAL,
@@ -29,6 +30,7 @@ from cli.ingest import (
     cmd_health,
     cmd_ingest,
 )
+from cli.jobs_cmd import add_jobs_parsers, cmd_jobs, cmd_scheduler
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
@@ -233,6 +235,8 @@ def _parser() -> argparse.ArgumentParser:
     add_health_parser(verbs)
     add_export_parser(verbs)
     add_option_chain_parser(verbs)
+    add_alerts_parser(verbs)
+    add_jobs_parsers(verbs)
     return parser
 
 
@@ -254,6 +258,9 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "health": cmd_health,
     "export": cmd_export,
     "option-chain": cmd_option_chain,
+    "alerts": cmd_alerts,
+    "scheduler": cmd_scheduler,
+    "jobs": cmd_jobs,
 }
 
 
