@@ -27,6 +27,7 @@ from rich.table import Table
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
 from cli.progress import console
+from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
 from kernel.journal import Journal, JournalError
 from kernel.store import open_journal
@@ -148,8 +149,6 @@ class AlertsService:
     def _job_outcomes(self) -> list[JobOutcome]:
         if self.config.job_log is None or not self.config.job_log.exists():
             return []
-        from cli.scheduler import JobLog
-
         with JobLog(self.config.job_log) as job_log:
             return job_log.final_outcomes()
 
@@ -212,6 +211,7 @@ def _service(args: argparse.Namespace) -> Iterator[AlertsService]:
 
 
 def cmd_alerts_follow(args: argparse.Namespace) -> int:
+    stop = stop_on_signals()
     with _service(args) as service:
         poll_s = args.poll_s if args.poll_s is not None else service.config.poll_s
         log.info(
@@ -220,13 +220,11 @@ def cmd_alerts_follow(args: argparse.Namespace) -> int:
             len(service.config.rules),
             len(service.config.routes),
         )
-        try:
-            while True:
-                report = service.cycle()
-                if report.records == 0:
-                    time.sleep(poll_s)
-        except KeyboardInterrupt:
-            log.info("stopped: %d notifications sent, %d failed", service.sent, service.failed)
+        while not stop.is_set():
+            report = service.cycle()
+            if report.records == 0:
+                stop.wait(poll_s)
+        log.info("stopped: %d notifications sent, %d failed", service.sent, service.failed)
     return 0
 
 

@@ -10,26 +10,26 @@ from rich.table import Table
 
 from cli.logs import configure_logging
 from cli.progress import console
-from cli.scheduler import JobLog, Scheduler, describe_ns, load_scheduler_config, wall_ns
+from cli.scheduler import JobLog, Scheduler, describe_ns, load_scheduler_config, stop_on_signals, wall_ns
 from cli.wiring import ConfigError
 
 __all__ = ["add_jobs_parsers", "cmd_jobs", "cmd_scheduler"]
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    """Run forever (Ctrl-C stops it between jobs or during a wait)."""
+    """Run forever (SIGTERM or Ctrl-C stop it between jobs or during a wait)."""
     config = load_scheduler_config(Path(args.config))
+    stop = stop_on_signals()
     setup = configure_logging("scheduler", run=config.path.stem, path=config.log, redactor=config.redactor)
     with JobLog(config.job_log) as job_log:
-        scheduler = Scheduler(config, job_log)
+        scheduler = Scheduler(config, job_log, sleep=stop.wait)
         for name, at_ns in sorted(scheduler.next_fires(wall_ns()).items()):
             setup.logger.info(
                 "job %s next at %s", name, describe_ns(at_ns, config.jobs[name].timezone), extra={"job": name}
             )
         try:
-            scheduler.run_forever()
-        except KeyboardInterrupt:
-            setup.logger.info("scheduler stopped")
+            runs = scheduler.run_forever(should_stop=lambda now_ns: stop.is_set())
+            setup.logger.info("scheduler stopped after %d runs", runs)
         finally:
             setup.close()
     return 0

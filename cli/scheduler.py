@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable
@@ -43,6 +45,7 @@ __all__ = [
     "load_scheduler_config",
     "parse_cron",
     "run_command",
+    "stop_on_signals",
 ]
 
 log = logging.getLogger("tape.scheduler")
@@ -396,6 +399,21 @@ def run_command(argv: tuple[str, ...], timeout_s: float) -> tuple[str, int | Non
 
 def wall_ns() -> int:
     return time.time_ns()  # clock-edge: the scheduler's own time
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM (systemd, ``kill``) or SIGINT (Ctrl-C): a long-running verb
+    stops between two cycles or jobs, never half-way through one (an alert sent but not yet
+    recorded as sent would be sent again after a restart). A background job's SIGINT may be
+    ignored by its shell; SIGTERM never is."""
+    stop = threading.Event()
+
+    def _set(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _set)
+    signal.signal(signal.SIGINT, _set)
+    return stop
 
 
 class Scheduler:

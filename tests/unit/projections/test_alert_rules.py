@@ -35,8 +35,13 @@ T0 = 1_704_000_000 * S  # 2023-12-31
 
 def day_close(i: int, nav_minor: int) -> DayClosed:
     return DayClosed(
-        ts_ns=T0 + i * DAY, day=20240101 + i, step=i, nav_minor=nav_minor, cash_minor=nav_minor,
-        gross_exposure_minor=0, currency="USD",
+        ts_ns=T0 + i * DAY,
+        day=20240101 + i,
+        step=i,
+        nav_minor=nav_minor,
+        cash_minor=nav_minor,
+        gross_exposure_minor=0,
+        currency="USD",
     )
 
 
@@ -46,8 +51,17 @@ def orders(answers: str, strategy: str = "sma", t: int = T0) -> list[Event]:
     for i, answer in enumerate(answers):
         order_id = f"{strategy}-{i}"
         events.append(
-            OrderSubmitted(ts_ns=t + i, order_id=order_id, strategy_id=strategy, instrument_id=1, side=1,
-                           order_type="market", qty_raw=100, limit_px_raw=0, decision_px_raw=1000)
+            OrderSubmitted(
+                ts_ns=t + i,
+                order_id=order_id,
+                strategy_id=strategy,
+                instrument_id=1,
+                side=1,
+                order_type="market",
+                qty_raw=100,
+                limit_px_raw=0,
+                decision_px_raw=1000,
+            )
         )
         if answer == "a":
             events.append(OrderAccepted(ts_ns=t + i, order_id=order_id))
@@ -57,8 +71,9 @@ def orders(answers: str, strategy: str = "sma", t: int = T0) -> list[Event]:
 
 
 def trip(t: int = T0) -> KillSwitchTripped:
-    return KillSwitchTripped(ts_ns=t, trigger="daily_loss", flatten=False, limit=200, observed=350,
-                             reason="daily loss 3.5% > 2%")
+    return KillSwitchTripped(
+        ts_ns=t, trigger="daily_loss", flatten=False, limit=200, observed=350, reason="daily loss 3.5% > 2%"
+    )
 
 
 def write(path: Path, events: list[Event]) -> Path:
@@ -78,8 +93,14 @@ RULES = [
 ]
 
 
-def evaluate(tmp_path: Path, events: list[Event], *, now_ns: int | None = None,
-             jobs: list[JobOutcome] | None = None, state: str = "state.sqlite") -> tuple[AlertStore, list]:
+def evaluate(
+    tmp_path: Path,
+    events: list[Event],
+    *,
+    now_ns: int | None = None,
+    jobs: list[JobOutcome] | None = None,
+    state: str = "state.sqlite",
+) -> tuple[AlertStore, list]:
     journal_path = write(tmp_path / "j.sqlite", events) if events else tmp_path / "j.sqlite"
     store = AlertStore(tmp_path / state, str(journal_path))
     engine = AlertEngine(rules_from_config(RULES), store)
@@ -94,16 +115,26 @@ def evaluate(tmp_path: Path, events: list[Event], *, now_ns: int | None = None,
 
 
 TRIPS = {
-    "drawdown": [day_close(0, 1_000_000), day_close(1, 1_050_000), day_close(2, 1_060_000),
-                 day_close(3, 1_030_000), day_close(4, 1_000_000), day_close(5, 975_000),
-                 day_close(6, 950_000)],  # 10.4% below the 1,060,000 peak, no day worse than -3%
+    "drawdown": [
+        day_close(0, 1_000_000),
+        day_close(1, 1_050_000),
+        day_close(2, 1_060_000),
+        day_close(3, 1_030_000),
+        day_close(4, 1_000_000),
+        day_close(5, 975_000),
+        day_close(6, 950_000),
+    ],  # 10.4% below the 1,060,000 peak, no day worse than -3%
     "daily_loss": [day_close(0, 1_000_000), day_close(1, 960_000)],  # -4%
     "reject_rate": orders("aarrrr"),  # 2 of 4 = 50% once 4 are answered, then more
     "kill_switch": [trip()],
 }
 QUIET = {
-    "drawdown": [day_close(0, 1_000_000), day_close(1, 975_000), day_close(2, 950_000),
-                 day_close(3, 930_000)],  # 7%
+    "drawdown": [
+        day_close(0, 1_000_000),
+        day_close(1, 975_000),
+        day_close(2, 950_000),
+        day_close(3, 930_000),
+    ],  # 7%
     "daily_loss": [day_close(0, 1_000_000), day_close(1, 980_000), day_close(2, 960_000)],  # -2% twice
     "reject_rate": orders("aaraaraa"),  # 2 of 8
     "kill_switch": orders("aaaa"),
@@ -133,38 +164,34 @@ def test_drawdown_message_names_the_peak_and_the_numbers(tmp_path: Path) -> None
 
 
 def test_staleness_fires_when_the_newest_record_is_too_old_and_clears_on_a_new_one(tmp_path: Path) -> None:
-    events = [day_close(0, 1_000_000)]
+    events: list[Event] = [day_close(0, 1_000_000)]
+    (tmp_path / "fresh").mkdir()
+    _, fired_fresh = evaluate(tmp_path / "fresh", events, now_ns=T0 + 599 * S)
+    assert fired_fresh == []
     store, fired = evaluate(tmp_path, events, now_ns=T0 + 601 * S)
     assert fired == [("staleness", "journal")]
-    store.close()
-    _, fired_fresh = evaluate(tmp_path / "fresh" if (tmp_path / "fresh").mkdir() is None else tmp_path,
-                              events, now_ns=T0 + 599 * S)
-    assert fired_fresh == []
-    # a newer record resolves it
-    engine = AlertEngine(rules_from_config(RULES), AlertStore(tmp_path / "state.sqlite", str(tmp_path / "j.sqlite")))
+    engine = AlertEngine(rules_from_config(RULES), store)
     with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
-        journal.append(day_close(1, 1_000_000).__class__(**{**_fields(day_close(1, 1_000_000)),
-                                                             "ts_ns": T0 + 700 * S}))
+        journal.append(KillSwitchRearmed(ts_ns=T0 + 700 * S, operator="me"))  # any newer record
     with open_journal(tmp_path / "j.sqlite") as journal:
         report = engine.evaluate(journal, T0 + 701 * S)
     assert [(a.rule, a.status) for a in report.resolved] == [("staleness", "resolved")]
 
 
-def _fields(event: DayClosed) -> dict[str, object]:
-    return {name: getattr(event, name) for name in event.__struct_fields__}
-
-
 def test_failed_jobs_fire_on_the_latest_failed_run_and_clear_on_success(tmp_path: Path) -> None:
-    failed = [JobOutcome("ingest", 1, "ok", T0), JobOutcome("ingest", 2, "failed", T0 + S, "exit 1"),
-              JobOutcome("backup", 3, "ok", T0 + 2 * S)]
+    failed = [
+        JobOutcome("ingest", 1, "ok", T0),
+        JobOutcome("ingest", 2, "failed", T0 + S, "exit 1"),
+        JobOutcome("backup", 3, "ok", T0 + 2 * S),
+    ]
     store, fired = evaluate(tmp_path, [], now_ns=T0 + 3 * S, jobs=failed)
     assert fired == [("failed_jobs", "ingest")]
     assert "job ingest run 2: failed (exit 1)" in store.alerts()[0].message
     engine = AlertEngine(rules_from_config(RULES), store)
     report = engine.evaluate(None, T0 + 5 * S, [*failed, JobOutcome("ingest", 4, "ok", T0 + 4 * S)])
     assert [(a.rule, a.key) for a in report.resolved] == [("failed_jobs", "ingest")]
-    quiet_store, quiet = evaluate(tmp_path / "q" if (tmp_path / "q").mkdir() is None else tmp_path, [],
-                                  now_ns=T0, jobs=[JobOutcome("ingest", 1, "ok", T0)])
+    (tmp_path / "quiet").mkdir()
+    _, quiet = evaluate(tmp_path / "quiet", [], now_ns=T0, jobs=[JobOutcome("ingest", 1, "ok", T0)])
     assert quiet == []
 
 
@@ -202,7 +229,7 @@ def test_restart_resumes_at_the_checkpoint_without_raising_again(tmp_path: Path)
 
 def test_state_of_another_journal_is_refused(tmp_path: Path) -> None:
     AlertStore(tmp_path / "s.sqlite", "/a/journal").close()
-    with pytest.raises(AlertStateError, match="another|not /b/journal"):
+    with pytest.raises(AlertStateError, match="not /b/journal"):
         AlertStore(tmp_path / "s.sqlite", "/b/journal")
 
 
@@ -225,9 +252,13 @@ def test_outbox_silences_acks_repeats_and_resolutions(tmp_path: Path) -> None:
     assert [(p.route, p.phase) for p in repeats] == [("chat", "repeat"), ("mail", "repeat")]
     store.acknowledge(alert.id, "me", now + 102 * S)
     assert store.pending(routes, now + 200 * S, **options) == []
-    store.commit_batch(store.checkpoint_seq, store.rule_state(),
-                       [Observation("kill_switch", "book", False, "rearmed", 9, now)], now + 201 * S,
-                       {"kill_switch": "critical"})
+    store.commit_batch(
+        store.checkpoint_seq,
+        store.rule_state(),
+        [Observation("kill_switch", "book", False, "rearmed", 9, now)],
+        now + 201 * S,
+        {"kill_switch": "critical"},
+    )
     resolves = store.pending(routes, now + 201 * S, **options)
     assert [(p.route, p.phase) for p in resolves] == [("chat", "resolve"), ("mail", "resolve")]
     for pending in resolves:
@@ -241,7 +272,9 @@ def test_min_severity_keeps_warnings_off_a_critical_only_route(tmp_path: Path) -
     store, _ = evaluate(tmp_path, TRIPS["reject_rate"])
     (alert,) = store.alerts()
     assert alert.severity == "warning"
-    due = store.pending({"pager": "critical", "mail": "info"}, T0, repeat_s=0, retry_s=30, notify_resolved=True)
+    due = store.pending(
+        {"pager": "critical", "mail": "info"}, T0, repeat_s=0, retry_s=30, notify_resolved=True
+    )
     assert [p.route for p in due] == ["mail"]
 
 
