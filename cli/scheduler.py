@@ -165,6 +165,7 @@ class JobSpec:
     backoff_max_s: float = 600.0
     timeout_s: float = 3600.0
     command_text: str = ""
+    cwd: Path = Path()  # where the command runs: the jobs file's folder unless `cwd` says
 
     def next_fire_ns(self, after_ns: int) -> int:
         """The first cron time strictly after ``after_ns`` on a session day (ns, UTC)."""
@@ -212,7 +213,9 @@ _JOB_KEYS = {
 }
 
 
-def _job_from(table: dict[str, Any], defaults: dict[str, Any], sessions: dict[str, Sessions]) -> JobSpec:
+def _job_from(
+    table: dict[str, Any], defaults: dict[str, Any], sessions: dict[str, Sessions], base: Path
+) -> JobSpec:
     name = table.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError("every [[jobs]] table needs a name")
@@ -253,6 +256,7 @@ def _job_from(table: dict[str, Any], defaults: dict[str, Any], sessions: dict[st
         sessions=calendar,
         timezone=timezone,
         command_text=text,
+        cwd=base / Path(str(table.get("cwd", defaults.get("cwd", ".")))).expanduser(),
         **{k: v for k, v in numbers.items() if v is not None},
     )
 
@@ -266,7 +270,7 @@ def load_scheduler_config(path: Path) -> SchedulerConfig:
     sessions: dict[str, Sessions] = {}
     jobs: dict[str, JobSpec] = {}
     for table in data.get("jobs", []):
-        job = _job_from(table, defaults, sessions)
+        job = _job_from(table, defaults, sessions, path.parent)
         if job.name in jobs:
             raise ConfigError(f"{path}: two jobs named {job.name}")
         jobs[job.name] = job
@@ -378,14 +382,20 @@ class JobLog:
 
 # --- running ----------------------------------------------------------------------------------
 
-CommandRunner = Callable[[tuple[str, ...], float], tuple[str, int | None, str]]
+CommandRunner = Callable[[tuple[str, ...], float, Path], tuple[str, int | None, str]]
 
 
-def run_command(argv: tuple[str, ...], timeout_s: float) -> tuple[str, int | None, str]:
+def run_command(argv: tuple[str, ...], timeout_s: float, cwd: Path) -> tuple[str, int | None, str]:
     """(outcome, exit status, output tail) of one attempt."""
     try:
         done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout_s, check=False, stdin=subprocess.DEVNULL
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired as expired:
         output = expired.output or ""
@@ -444,7 +454,7 @@ class Scheduler:
                 job.command_text,
                 extra={"job": job.name, "attempt": attempt},
             )
-            outcome, exit_status, detail = self.runner(job.argv, job.timeout_s)
+            outcome, exit_status, detail = self.runner(job.argv, job.timeout_s, job.cwd)
             finished_ns = self.clock()
             final = outcome == "ok" or attempt == attempts
             run = JobRun(
