@@ -124,7 +124,12 @@ class AlertsService:
 
     def cycle(self) -> EvaluationReport:
         now_ns = self.clock()
-        report = self.engine.evaluate(self._journal(), now_ns, self._job_outcomes())
+        journal = self._journal()
+        try:
+            report = self.engine.evaluate(journal, now_ns, self._job_outcomes())
+        finally:
+            if journal is not None:
+                journal.close()
         for alert in report.fired:
             log.warning("alert fired: %s %s: %s", alert.rule, alert.key, alert.message, extra=_fields(alert))
         for alert in report.resolved:
@@ -230,6 +235,7 @@ def cmd_alerts_follow(args: argparse.Namespace) -> int:
 
 def cmd_alerts_check(args: argparse.Namespace) -> int:
     """One cycle; prints the firing alerts; exit 1 when any is firing."""
+    open_journal(args.journal).close()  # a path that is no journal is refused (exit 2), not waited for
     with _service(args) as service:
         if args.no_send:
             service.config.routes = []

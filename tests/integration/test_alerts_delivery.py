@@ -316,3 +316,28 @@ def test_follow_process_restarted_keeps_its_deduplication(tmp_path: Path, mail: 
         "[tape CRITICAL] RESOLVED: kill_switch book",
         "[tape CRITICAL] FIRING: kill_switch book",
     ]
+
+
+def test_check_refuses_a_path_that_is_no_journal(tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, "")
+    (tmp_path / "notes.txt").write_text("not a journal")
+    assert main(["alerts", "check", str(tmp_path / "missing"), "--rules", str(rules)]) == 2
+    assert main(["alerts", "check", str(tmp_path / "notes.txt"), "--rules", str(rules)]) == 2
+
+
+def test_follow_closes_the_journal_it_opens_every_poll(tmp_path: Path) -> None:
+    """A follower polls for days: every journal it opens must be closed again (no fd leak)."""
+    from cli.alerts_cmd import AlertsService, load_alerts_config
+    from cli.logs import Redactor
+
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    service = AlertsService(load_alerts_config(write_rules(tmp_path, ""), Redactor()), journal)
+    try:
+        service.cycle()
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(50):
+            service.cycle()
+        assert len(os.listdir("/proc/self/fd")) <= before
+    finally:
+        service.close()
