@@ -22,7 +22,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     setup = configure_logging("scheduler", run=config.path.stem, path=config.log, redactor=config.redactor)
     with JobLog(config.job_log) as job_log:
-        scheduler = Scheduler(config, job_log, sleep=stop.wait)
+        scheduler = Scheduler(config, job_log, sleep=stop.wait, stopping=stop.is_set)
         for name, at_ns in sorted(scheduler.next_fires(wall_ns()).items()):
             setup.logger.info(
                 "job %s next at %s", name, describe_ns(at_ns, config.jobs[name].timezone), extra={"job": name}

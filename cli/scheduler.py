@@ -435,9 +435,11 @@ class Scheduler:
         clock: Callable[[], int] = wall_ns,
         sleep: Callable[[float], None] = time.sleep,
         runner: CommandRunner = run_command,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.config, self.job_log = config, job_log
         self.clock, self.sleep, self.runner = clock, sleep, runner
+        self.stopping = stopping  # asked before a retry: a stopping scheduler does not retry
 
     def run_job(self, job: JobSpec, *, scheduled_ns: int, trigger: str) -> JobRun:
         """One run with its retries; every attempt recorded. Returns the final attempt."""
@@ -456,7 +458,7 @@ class Scheduler:
             )
             outcome, exit_status, detail = self.runner(job.argv, job.timeout_s, job.cwd)
             finished_ns = self.clock()
-            final = outcome == "ok" or attempt == attempts
+            final = outcome == "ok" or attempt == attempts or self.stopping()
             run = JobRun(
                 0,
                 run_id,

@@ -182,3 +182,14 @@ def test_bad_job_definitions_are_refused(tmp_path: Path, jobs: str, message: str
         config = load_scheduler_config(write_jobs(tmp_path, jobs))
         for job in config.jobs.values():
             job.next_fire_ns(ns("2024-01-02T00:00"))
+
+
+def test_a_stopping_scheduler_records_the_failed_attempt_as_final_and_does_not_retry(tmp_path: Path) -> None:
+    jobs = '[[jobs]]\nname = "broken"\nshell = "exit 4"\ncron = "0 18 * * *"\nretries = 3\n'
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+    with JobLog(config.job_log) as job_log:
+        run = Scheduler(config, job_log, stopping=lambda: True).run_job(
+            config.jobs["broken"], scheduled_ns=0, trigger="schedule"
+        )
+        assert [(o.job, o.outcome) for o in job_log.final_outcomes()] == [("broken", "failed")]
+    assert (run.attempt, run.final) == (1, 1)
