@@ -433,7 +433,7 @@ class Scheduler:
         job_log: JobLog,
         *,
         clock: Callable[[], int] = wall_ns,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
         runner: CommandRunner = run_command,
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:

@@ -109,6 +109,11 @@ class Rule(Protocol):
     def load(self, state: Mapping[str, Any]) -> None: ...
 
 
+def _tag(cls: type) -> str:
+    """The journal kind of an event class (its msgspec tag)."""
+    return str(cls.__struct_config__.tag)  # type: ignore[attr-defined]
+
+
 def _pct(bps: int) -> str:
     return f"{bps / 100:.2f}%"
 
@@ -130,7 +135,7 @@ class _NoNow:
 class DrawdownRule(_NoNow):
     """Day-close NAV below its running peak by ``limit_bps`` or more; key = currency."""
 
-    kinds = frozenset({DayClosed.__struct_config__.tag})
+    kinds = frozenset({_tag(DayClosed)})
 
     def __init__(self, name: str, severity: str, limit_bps: int) -> None:
         self.name, self.severity, self.limit_bps = name, severity, limit_bps
@@ -160,7 +165,7 @@ class DailyLossRule(_NoNow):
     """Day-close NAV below the previous day's close by ``limit_bps`` or more; key = currency.
     The first day close of a journal has no previous close and is not judged."""
 
-    kinds = frozenset({DayClosed.__struct_config__.tag})
+    kinds = frozenset({_tag(DayClosed)})
 
     def __init__(self, name: str, severity: str, limit_bps: int) -> None:
         self.name, self.severity, self.limit_bps = name, severity, limit_bps
@@ -191,7 +196,7 @@ class RejectRateRule(_NoNow):
     """Share of rejected orders among the last ``window_orders`` answered ones (accepted or
     rejected), per strategy, at least ``limit_bps`` once ``min_orders`` are answered."""
 
-    kinds = frozenset(cls.__struct_config__.tag for cls in (OrderSubmitted, OrderAccepted, OrderRejected))
+    kinds = frozenset(_tag(cls) for cls in (OrderSubmitted, OrderAccepted, OrderRejected))
     window_orders_max = 10_000
 
     def __init__(self, name: str, severity: str, limit_bps: int, window_orders: int, min_orders: int) -> None:
@@ -234,7 +239,7 @@ class RejectRateRule(_NoNow):
 class KillSwitchRule(_NoNow):
     """The kill switch tripped (any trigger, or an operator's halt); resolved by a rearm."""
 
-    kinds = frozenset(cls.__struct_config__.tag for cls in (KillSwitchTripped, KillSwitchRearmed))
+    kinds = frozenset(_tag(cls) for cls in (KillSwitchTripped, KillSwitchRearmed))
 
     def __init__(self, name: str, severity: str) -> None:
         self.name, self.severity = name, severity
