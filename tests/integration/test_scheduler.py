@@ -193,3 +193,32 @@ def test_a_stopping_scheduler_records_the_failed_attempt_as_final_and_does_not_r
         )
         assert [(o.job, o.outcome) for o in job_log.final_outcomes()] == [("broken", "failed")]
     assert (run.attempt, run.final) == (1, 1)
+
+
+def test_the_shipped_example_files_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli.alerts_cmd import load_alerts_config
+    from cli.logs import Redactor
+
+    defaults = Path(__file__).resolve().parents[2] / "cli" / "defaults"
+    jobs = load_scheduler_config(defaults / "jobs.toml")
+    assert sorted(jobs.jobs) == ["backup-journals", "daily-report", "ledger-audit", "verify-journal"]
+    nexts = {name: local(job.next_fire_ns(ns("2024-07-03T20:00"))) for name, job in jobs.jobs.items()}
+    assert nexts == {
+        "verify-journal": "2024-07-05 17:15 Fri",
+        "ledger-audit": "2024-07-05 17:30 Fri",
+        "daily-report": "2024-07-05 17:45 Fri",
+        "backup-journals": "2024-07-05 19:00 Fri",
+    }
+    monkeypatch.setenv("TAPE_SMTP_PASSWORD", "example-password")
+    monkeypatch.setenv("TAPE_TELEGRAM_TOKEN", "123:example-token")
+    alerts = load_alerts_config(defaults / "alerts.toml", Redactor())
+    assert [rule.name for rule in alerts.rules] == [
+        "drawdown_warning",
+        "drawdown",
+        "daily_loss",
+        "reject_rate",
+        "kill_switch",
+        "staleness",
+        "failed_jobs",
+    ]
+    assert [route.name for route in alerts.routes] == ["smtp", "telegram"]
