@@ -99,12 +99,17 @@ class LogSetup:
     logger: logging.Logger
     redactor: Redactor
     handlers: list[logging.Handler] = field(default_factory=list)
+    previous: tuple[int, bool] = (logging.NOTSET, True)  # the logger's level and propagate before
 
     def close(self) -> None:
+        """Remove the handlers and give the logger back as it was (an in-process caller, e.g. a
+        test's log capture on ``tape.*``, sees records again)."""
         for handler in self.handlers:
             self.logger.removeHandler(handler)
             handler.close()
         self.handlers.clear()
+        self.logger.setLevel(self.previous[0])
+        self.logger.propagate = self.previous[1]
 
 
 def configure_logging(
@@ -122,6 +127,7 @@ def configure_logging(
     old files kept) or, without a path, to ``stream`` (stderr)."""
     redactor = redactor if redactor is not None else Redactor()
     logger = logging.getLogger(LOGGER_NAME)
+    previous = (logger.level, logger.propagate)
     logger.setLevel(level.upper())
     logger.propagate = False
     handler: logging.Handler
@@ -134,4 +140,4 @@ def configure_logging(
         handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.setFormatter(JsonFormatter(redactor, {"component": component, "run": run}))
     logger.addHandler(handler)
-    return LogSetup(logger=logger, redactor=redactor, handlers=[handler])
+    return LogSetup(logger=logger, redactor=redactor, handlers=[handler], previous=previous)

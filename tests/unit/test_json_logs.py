@@ -83,3 +83,13 @@ def test_files_rotate_by_size(tmp_path: Path) -> None:
 def test_a_short_secret_is_refused_rather_than_redacting_words() -> None:
     with pytest.raises(ValueError, match="shorter"):
         Redactor(["abc"])
+
+
+def test_closing_gives_the_logger_back_as_it_was() -> None:
+    """An in-process caller (a test's log capture on ``tape.*``) must see records again."""
+    logger = logging.getLogger("tape")
+    before = (logger.level, logger.propagate, list(logger.handlers))
+    setup = configure_logging("alerts", stream=io.StringIO(), level="DEBUG")
+    assert logger.propagate is False
+    setup.close()
+    assert (logger.level, logger.propagate, list(logger.handlers)) == before
