@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli import projections_cmd
+from cli.alerts_cmd import add_alerts_parser, cmd_alerts
 from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit
 from cli.exits import (
     EXIT_DAMAGED,
@@ -30,6 +31,7 @@ from cli.ingest import (
     cmd_health,
     cmd_ingest,
 )
+from cli.jobs_cmd import add_jobs_parsers, cmd_jobs, cmd_scheduler
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
@@ -235,6 +237,8 @@ def _parser() -> argparse.ArgumentParser:
     add_export_parser(verbs)
     add_option_chain_parser(verbs)
     add_cockpit_parser(verbs)
+    add_alerts_parser(verbs)
+    add_jobs_parsers(verbs)
     return parser
 
 
@@ -257,6 +261,9 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "option-chain": cmd_option_chain,
     "cockpit": cmd_cockpit,
+    "alerts": cmd_alerts,
+    "scheduler": cmd_scheduler,
+    "jobs": cmd_jobs,
 }
 
 

@@ -1,0 +1,296 @@
+"""Where alerts go: e-mail (SMTP), Telegram (bot API) and generic webhooks (JSON POST).
+
+Routes are ``[[routes]]`` tables of the alerts TOML. Secrets (the SMTP password, the bot token,
+a webhook's bearer token) are never written in the TOML nor passed on the command line: a route
+names an environment variable (``password_env = "TAPE_SMTP_PASSWORD"``) or a file readable by
+its owner only (``password_file = "~/.config/tape/smtp"``, mode 0600 or stricter). Every secret
+loaded is registered with the ``Redactor`` the logs use, and delivery errors are redacted before
+they are logged or stored (a bot token is part of Telegram's URL, which errors tend to quote).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import ssl
+import stat
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Protocol
+
+from cli.logs import Redactor
+from projections.alerts import SEVERITIES, Alert, AlertConfigError, Pending
+
+__all__ = [
+    "ROUTE_KINDS",
+    "DeliveryFailed",
+    "Route",
+    "SmtpRoute",
+    "TelegramRoute",
+    "WebhookRoute",
+    "load_secret",
+    "notification_text",
+    "routes_from_config",
+]
+
+ROUTE_KINDS = ("smtp", "telegram", "webhook")
+TIMEOUT_S_DEFAULT = 10.0
+
+
+class DeliveryFailed(Exception):
+    """A route could not deliver; the message is already redacted."""
+
+
+class Route(Protocol):
+    name: str
+    min_severity: str
+
+    def send(self, pending: Pending, journal: str) -> None: ...
+
+
+def load_secret(table: Mapping[str, Any], field_name: str, route: str, redactor: Redactor) -> str | None:
+    """``<field>_env`` (an environment variable) or ``<field>_file`` (a file only its owner can
+    read); a literal ``<field>`` in the TOML is refused. None when neither is given."""
+    if field_name in table:
+        raise AlertConfigError(
+            f"route {route}: {field_name} must not be written in the rules file; "
+            f"use {field_name}_env (an environment variable) or {field_name}_file (a mode-0600 file)"
+        )
+    env_name = table.get(f"{field_name}_env")
+    file_name = table.get(f"{field_name}_file")
+    if env_name and file_name:
+        raise AlertConfigError(f"route {route}: give {field_name}_env or {field_name}_file, not both")
+    if env_name:
+        secret = os.environ.get(str(env_name), "")
+        if not secret:
+            raise AlertConfigError(f"route {route}: environment variable {env_name} is not set")
+    elif file_name:
+        secret = _read_private_file(Path(str(file_name)).expanduser(), route)
+    else:
+        return None
+    redactor.add(secret)
+    return secret
+
+
+def _read_private_file(path: Path, route: str) -> str:
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise AlertConfigError(f"route {route}: secret file {path}: {error.strerror}") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) or info.st_uid != os.getuid():
+        raise AlertConfigError(
+            f"route {route}: secret file {path} must belong to you and be readable by you only "
+            f"(chmod 600 {path}); it is mode {stat.filemode(info.st_mode)}"
+        )
+    secret = path.read_text(encoding="utf-8").strip()
+    if not secret:
+        raise AlertConfigError(f"route {route}: secret file {path} is empty")
+    return secret
+
+
+def _iso(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def notification_text(pending: Pending, journal: str) -> tuple[str, str]:
+    """(subject, body) of one notification."""
+    alert = pending.alert
+    state = {"fire": "FIRING", "repeat": "STILL FIRING", "resolve": "RESOLVED"}[pending.phase]
+    subject = f"[tape {alert.severity.upper()}] {state}: {alert.rule} {alert.key}"
+    lines = [
+        f"{state} {alert.rule} ({alert.key}), severity {alert.severity}, alert #{alert.id}",
+        alert.message,
+        f"journal {journal}, seq {alert.fired_seq}, event time {_iso(alert.fired_ts_ns)}",
+    ]
+    if pending.phase == "resolve":
+        lines.append(f"resolved: {alert.resolved_message} (seq {alert.resolved_seq})")
+    elif pending.phase == "repeat":
+        lines.append(f"not acknowledged: tape alerts ack {alert.id} --rules RULES.toml")
+    return subject, "\n".join(lines) + "\n"
+
+
+def _payload(pending: Pending, journal: str) -> dict[str, Any]:
+    alert: Alert = pending.alert
+    subject, text = notification_text(pending, journal)
+    return {
+        "id": alert.id,
+        "phase": pending.phase,
+        "status": alert.status,
+        "rule": alert.rule,
+        "key": alert.key,
+        "severity": alert.severity,
+        "message": alert.message,
+        "resolved_message": alert.resolved_message,
+        "journal": journal,
+        "seq": alert.fired_seq,
+        "ts_ns": alert.fired_ts_ns,
+        "subject": subject,
+        "text": text,
+    }
+
+
+@dataclass
+class SmtpRoute:
+    name: str
+    min_severity: str
+    host: str
+    port: int
+    sender: str
+    to: list[str]
+    redactor: Redactor
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    security: str = "starttls"  # starttls | ssl | none
+    timeout_s: float = TIMEOUT_S_DEFAULT
+
+    def send(self, pending: Pending, journal: str) -> None:
+        subject, body = notification_text(pending, journal)
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = self.sender, ", ".join(self.to), subject
+        message.set_content(body)
+        try:
+            self._deliver(message)
+        except (OSError, smtplib.SMTPException) as error:
+            raise DeliveryFailed(self.redactor.redact(f"smtp {self.host}:{self.port}: {error}")) from None
+
+    def _deliver(self, message: EmailMessage) -> None:
+        context = ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if self.security == "ssl":
+            smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout_s, context=context)
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        with smtp:
+            if self.security == "starttls":
+                smtp.starttls(context=context)
+            if self.username:
+                smtp.login(self.username, self.password or "")
+            smtp.send_message(message)
+
+
+def _post_json(url: str, body: dict[str, Any], headers: Mapping[str, str], timeout_s: float) -> bytes:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json", **headers}
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as response:  # http(s) only: _check_url
+        return bytes(response.read())
+
+
+def _http_error(route: str, error: Exception) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        detail = error.read()[:200].decode("utf-8", "replace")
+        return f"{route}: HTTP {error.code} {error.reason}: {detail}"
+    return f"{route}: {error}"
+
+
+@dataclass
+class TelegramRoute:
+    """``POST {base_url}/bot{token}/sendMessage`` with ``chat_id`` and ``text``."""
+
+    name: str
+    min_severity: str
+    chat_id: str
+    token: str = field(repr=False)
+    redactor: Redactor
+    base_url: str = "https://api.telegram.org"
+    timeout_s: float = TIMEOUT_S_DEFAULT
+
+    def send(self, pending: Pending, journal: str) -> None:
+        subject, body = notification_text(pending, journal)
+        url = f"{self.base_url.rstrip('/')}/bot{self.token}/sendMessage"
+        message = {"chat_id": self.chat_id, "text": f"{subject}\n{body}", "disable_web_page_preview": True}
+        try:
+            answer = json.loads(_post_json(url, message, {}, self.timeout_s) or b"{}")
+        except (OSError, ValueError) as error:
+            raise DeliveryFailed(self.redactor.redact(_http_error("telegram", error))) from None
+        if not answer.get("ok", False):
+            raise DeliveryFailed(self.redactor.redact(f"telegram: answered {answer!r}"))
+
+
+@dataclass
+class WebhookRoute:
+    """``POST url`` with the alert as JSON (``_payload``); optional bearer token."""
+
+    name: str
+    min_severity: str
+    url: str
+    redactor: Redactor
+    token: str | None = field(default=None, repr=False)
+    timeout_s: float = TIMEOUT_S_DEFAULT
+
+    def send(self, pending: Pending, journal: str) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            _post_json(self.url, _payload(pending, journal), headers, self.timeout_s)
+        except (OSError, ValueError) as error:
+            raise DeliveryFailed(self.redactor.redact(_http_error(f"webhook {self.url}", error))) from None
+
+
+def _check_url(url: object, route: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise AlertConfigError(f"route {route}: need an http:// or https:// URL, got {url!r}")
+    return url
+
+
+def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor) -> Route:
+    kind = table.get("kind")
+    if kind not in ROUTE_KINDS:
+        raise AlertConfigError(f"[[routes]] #{index + 1}: kind must be one of {ROUTE_KINDS}, got {kind!r}")
+    name = str(table.get("name", kind))
+    minimum = table.get("min_severity", "warning")
+    if minimum not in SEVERITIES:
+        raise AlertConfigError(f"route {name}: min_severity must be one of {SEVERITIES}")
+    timeout_s = float(table.get("timeout_s", TIMEOUT_S_DEFAULT))
+    if kind == "smtp":
+        return _smtp_from(table, name, minimum, timeout_s, redactor)
+    if kind == "telegram":
+        token = load_secret(table, "token", name, redactor)
+        if token is None or "chat_id" not in table:
+            raise AlertConfigError(f"route {name}: telegram needs chat_id and token_env or token_file")
+        base_url = _check_url(table.get("base_url", "https://api.telegram.org"), name)
+        return TelegramRoute(name, minimum, str(table["chat_id"]), token, redactor, base_url, timeout_s)
+    url = _check_url(table.get("url"), name)
+    return WebhookRoute(name, minimum, url, redactor, load_secret(table, "token", name, redactor), timeout_s)
+
+
+def _smtp_from(
+    table: Mapping[str, Any], name: str, minimum: str, timeout_s: float, redactor: Redactor
+) -> SmtpRoute:
+    to = table.get("to")
+    if isinstance(to, str):
+        to = [to]
+    if not to or not all(isinstance(a, str) for a in to) or "sender" not in table or "host" not in table:
+        raise AlertConfigError(f"route {name}: smtp needs host, sender and to")
+    security = table.get("security", "starttls")
+    if security not in ("starttls", "ssl", "none"):
+        raise AlertConfigError(f"route {name}: security must be starttls, ssl or none")
+    port = int(table.get("port", {"ssl": 465, "starttls": 587, "none": 25}[security]))
+    password = load_secret(table, "password", name, redactor)
+    return SmtpRoute(
+        name,
+        minimum,
+        str(table["host"]),
+        port,
+        str(table["sender"]),
+        list(to),
+        redactor,
+        table.get("username"),
+        password,
+        security,
+        timeout_s,
+    )
+
+
+def routes_from_config(tables: list[Mapping[str, Any]], redactor: Redactor) -> list[Route]:
+    routes = [_route_from(table, i, redactor) for i, table in enumerate(tables)]
+    names = [route.name for route in routes]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AlertConfigError(f"route names must be unique (give a `name`): {duplicates}")
+    return routes

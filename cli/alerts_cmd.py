@@ -1,0 +1,388 @@
+"""``tape alerts follow|check|list|silence|unsilence|ack``: alert rules over a journal.
+
+The rules file (TOML, ``docs/operations.md``) holds ``[[rules]]``, ``[[routes]]`` and a few
+settings; the alert state (checkpoint, alerts, silences, acknowledgements, deliveries) lives in
+``state`` (default: the rules file's name with ``.state.sqlite``), so a restarted
+``alerts follow`` keeps its de-duplication and silences. Evaluation is
+``projections.alerts``; delivery ``cli.alert_routes``; the wall clock is read here only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import re
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from cli.alert_routes import DeliveryFailed, Route, routes_from_config
+from cli.logs import LogSetup, Redactor, configure_logging
+from cli.progress import console
+from cli.scheduler import JobLog, stop_on_signals
+from cli.wiring import ConfigError
+from kernel.journal import Journal, JournalError
+from kernel.store import open_journal
+from projections.alerts import (
+    Alert,
+    AlertConfigError,
+    AlertEngine,
+    AlertStateError,
+    AlertStore,
+    EvaluationReport,
+    JobOutcome,
+    Rule,
+    rules_from_config,
+)
+
+__all__ = [
+    "AlertsConfig",
+    "AlertsService",
+    "add_alerts_parser",
+    "cmd_alerts",
+    "load_alerts_config",
+    "parse_duration_s",
+]
+
+log = logging.getLogger("tape.alerts")
+
+_SETTINGS = {"state", "job_log", "repeat_s", "retry_s", "notify_resolved", "poll_s", "log", "rules", "routes"}
+
+
+@dataclass
+class AlertsConfig:
+    path: Path
+    rules: list[Rule]
+    routes: list[Route]
+    state: Path
+    job_log: Path | None
+    repeat_s: float
+    retry_s: float
+    notify_resolved: bool
+    poll_s: float
+    log: Path | None
+
+
+def _relative(base: Path, value: object) -> Path:
+    path = Path(str(value)).expanduser()
+    return path if path.is_absolute() else base.parent / path
+
+
+def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a valid TOML file: {error}") from None
+    unknown = set(data) - _SETTINGS
+    if unknown:
+        raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
+    try:
+        rules = rules_from_config(data.get("rules", []))
+        routes = routes_from_config(data.get("routes", []), redactor)
+    except AlertConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    return AlertsConfig(
+        path=path,
+        rules=rules,
+        routes=routes,
+        state=_relative(path, data.get("state", path.with_suffix(".state.sqlite").name)),
+        job_log=_relative(path, data["job_log"]) if "job_log" in data else None,
+        repeat_s=float(data.get("repeat_s", 0)),
+        retry_s=float(data.get("retry_s", 30)),
+        notify_resolved=bool(data.get("notify_resolved", True)),
+        poll_s=float(data.get("poll_s", 0.25)),
+        log=_relative(path, data["log"]) if "log" in data else None,
+    )
+
+
+def wall_ns() -> int:
+    return time.time_ns()  # clock-edge: the alert service's evaluation time
+
+
+class AlertsService:
+    """One evaluation cycle: read the job log, fold the journal, deliver what is due."""
+
+    def __init__(self, config: AlertsConfig, journal_path: Path, clock: Callable[[], int] = wall_ns) -> None:
+        self.config = config
+        self.journal_path = journal_path
+        self.clock = clock
+        self.store = AlertStore(config.state, str(journal_path.resolve()))
+        self.engine = AlertEngine(config.rules, self.store)
+        self.sent = 0
+        self.failed = 0
+
+    def close(self) -> None:
+        self.store.close()
+
+    def cycle(self) -> EvaluationReport:
+        now_ns = self.clock()
+        journal = self._journal()
+        try:
+            report = self.engine.evaluate(journal, now_ns, self._job_outcomes())
+        finally:
+            if journal is not None:
+                journal.close()
+        for alert in report.fired:
+            log.warning("alert fired: %s %s: %s", alert.rule, alert.key, alert.message, extra=_fields(alert))
+        for alert in report.resolved:
+            log.info(
+                "alert resolved: %s %s: %s",
+                alert.rule,
+                alert.key,
+                alert.resolved_message,
+                extra=_fields(alert),
+            )
+        self.deliver()
+        return report
+
+    def _journal(self) -> Journal | None:
+        try:
+            journal = open_journal(self.journal_path)
+        except JournalError as error:
+            log.warning("journal not readable yet: %s", error)
+            return None
+        return journal
+
+    def _job_outcomes(self) -> list[JobOutcome]:
+        if self.config.job_log is None or not self.config.job_log.exists():
+            return []
+        with JobLog(self.config.job_log) as job_log:
+            return job_log.final_outcomes()
+
+    def deliver(self) -> None:
+        routes = {route.name: route for route in self.config.routes}
+        due = self.store.pending(
+            {name: route.min_severity for name, route in routes.items()},
+            self.clock(),
+            repeat_s=self.config.repeat_s,
+            retry_s=self.config.retry_s,
+            notify_resolved=self.config.notify_resolved,
+        )
+        for pending in due:
+            try:
+                routes[pending.route].send(pending, str(self.journal_path))
+            except DeliveryFailed as error:
+                self.failed += 1
+                log.error(
+                    "alert %d not delivered to %s: %s",
+                    pending.alert.id,
+                    pending.route,
+                    error,
+                    extra=_fields(pending.alert),
+                )
+                self.store.record_delivery(pending, self.clock(), str(error) or "failed")
+                continue
+            self.sent += 1
+            log.info(
+                "alert %d %s sent to %s",
+                pending.alert.id,
+                pending.phase,
+                pending.route,
+                extra=_fields(pending.alert),
+            )
+            self.store.record_delivery(pending, self.clock())
+
+
+def _fields(alert: Alert) -> dict[str, Any]:
+    return {"seq": alert.fired_seq, "alert_id": alert.id}
+
+
+@contextmanager
+def _service(args: argparse.Namespace) -> Iterator[AlertsService]:
+    redactor = Redactor()
+    config = load_alerts_config(Path(args.rules), redactor)
+    # Always JSON and redacted: to the configured file, else stderr (never the plain last resort).
+    setup: LogSetup | None = configure_logging(
+        "alerts", run=Path(args.journal).name, path=config.log, redactor=redactor
+    )
+    try:
+        service = AlertsService(config, Path(args.journal))
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
+    try:
+        yield service
+    finally:
+        service.close()
+        if setup is not None:
+            setup.close()
+
+
+def cmd_alerts_follow(args: argparse.Namespace) -> int:
+    stop = stop_on_signals()
+    with _service(args) as service:
+        poll_s = args.poll_s if args.poll_s is not None else service.config.poll_s
+        log.info(
+            "following %s with %d rules, %d routes",
+            args.journal,
+            len(service.config.rules),
+            len(service.config.routes),
+        )
+        while not stop.is_set():
+            report = service.cycle()
+            if report.records == 0:
+                stop.wait(poll_s)
+        log.info("stopped: %d notifications sent, %d failed", service.sent, service.failed)
+    return 0
+
+
+def cmd_alerts_check(args: argparse.Namespace) -> int:
+    """One cycle; prints the firing alerts; exit 1 when any is firing."""
+    open_journal(args.journal).close()  # a path that is no journal is refused (exit 2), not waited for
+    with _service(args) as service:
+        if args.no_send:
+            service.config.routes = []
+        report = service.cycle()
+        firing = service.store.alerts(firing_only=True)
+        console.print(
+            f"{report.records:,} new records; {len(report.fired)} fired, {len(report.resolved)} resolved; "
+            f"{service.sent} notifications sent, {service.failed} failed"
+        )
+        _print_alerts(firing, "firing alerts")
+        return 1 if firing else 0
+
+
+def _open_store(args: argparse.Namespace) -> AlertStore:
+    config = load_alerts_config(Path(args.rules), Redactor())
+    if not config.state.exists():
+        raise ConfigError(f"{config.state}: no alert state yet (run tape alerts check or follow first)")
+    try:
+        return AlertStore(config.state, "")
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _iso(ns: int | None) -> str:
+    if ns is None:
+        return ""
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _print_alerts(alerts: list[Alert], title: str) -> None:
+    table = Table(title=title)
+    for column in ("id", "rule", "key", "severity", "status", "fired", "acked", "message"):
+        table.add_column(column, overflow="fold")
+    for alert in alerts:
+        table.add_row(
+            str(alert.id),
+            alert.rule,
+            alert.key,
+            alert.severity,
+            alert.status,
+            _iso(alert.fired_at_ns),
+            alert.acked_by or "",
+            alert.message,
+        )
+    console.print(table)
+
+
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        alerts = store.alerts(firing_only=not args.all)
+        _print_alerts(alerts, "alerts" if args.all else "firing alerts")
+        table = Table(title="silences in force")
+        for column in ("id", "rule", "key", "until", "reason"):
+            table.add_column(column)
+        for silence in store.silences(wall_ns()):
+            table.add_row(
+                str(silence.id), silence.rule, silence.key or "*", _iso(silence.until_ns), silence.reason
+            )
+        console.print(table)
+    finally:
+        store.close()
+    return 0
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_duration_s(text: str) -> float:
+    """``90s``, ``15m``, ``2h``, ``1d`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ConfigError(f"duration {text!r}: write a number and s, m, h or d (e.g. 2h)")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+
+
+def cmd_alerts_silence(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        now_ns = wall_ns()
+        until_ns = now_ns + int(parse_duration_s(args.duration) * 1e9)
+        silence_id = store.silence(args.rule, args.key or "", until_ns, args.reason, now_ns)
+    finally:
+        store.close()
+    console.print(f"silence {silence_id}: {args.rule} {args.key or '(every key)'} until {_iso(until_ns)}")
+    return 0
+
+
+def cmd_alerts_unsilence(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        store.unsilence(args.silence_id, wall_ns())
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
+    finally:
+        store.close()
+    console.print(f"silence {args.silence_id} ended")
+    return 0
+
+
+def cmd_alerts_ack(args: argparse.Namespace) -> int:
+    store = _open_store(args)
+    try:
+        alert = store.acknowledge(args.alert_id, args.by or getpass.getuser(), wall_ns())
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
+    finally:
+        store.close()
+    console.print(f"alert {alert.id} ({alert.rule} {alert.key}) acknowledged by {alert.acked_by}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "follow": cmd_alerts_follow,
+    "check": cmd_alerts_check,
+    "list": cmd_alerts_list,
+    "silence": cmd_alerts_silence,
+    "unsilence": cmd_alerts_unsilence,
+    "ack": cmd_alerts_ack,
+}
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    return COMMANDS[args.alerts_verb](args)
+
+
+def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    alerts = verbs.add_parser("alerts", help="alert rules over a journal: follow, check, silence, ack")
+    sub = alerts.add_subparsers(dest="alerts_verb", required=True)
+    follow = sub.add_parser("follow", help="evaluate the rules as the journal grows and send alerts")
+    check = sub.add_parser("check", help="one evaluation; exit 1 while an alert is firing")
+    for parser in (follow, check):
+        parser.add_argument("journal")
+        parser.add_argument("--rules", required=True, help="alerts TOML (docs/operations.md)")
+    follow.add_argument("--poll-s", type=float, help="seconds between polls (default: poll_s or 0.25)")
+    check.add_argument("--no-send", action="store_true", help="evaluate only; deliver nothing")
+    listing = sub.add_parser("list", help="firing alerts and silences in force")
+    silence = sub.add_parser("silence", help="hold back a rule's alerts (all keys, or --key) for a while")
+    silence.add_argument("rule")
+    silence.add_argument("--key", help="only this key (a currency, strategy, job...)")
+    silence.add_argument("--for", dest="duration", required=True, help="e.g. 30m, 2h, 1d")
+    silence.add_argument("--reason", default="")
+    unsilence = sub.add_parser("unsilence", help="end a silence now")
+    unsilence.add_argument("silence_id", type=int)
+    ack = sub.add_parser("ack", help="acknowledge an alert (stops its repeats)")
+    ack.add_argument("alert_id", type=int)
+    ack.add_argument("--by", help="who (default: the login name)")
+    listing.add_argument("--all", action="store_true", help="resolved alerts too")
+    for parser in (listing, silence, unsilence, ack):
+        parser.add_argument("--rules", required=True, help="alerts TOML (its state file is used)")

@@ -1,0 +1,526 @@
+"""The built-in job scheduler: ``tape scheduler``, ``tape jobs run NAME``, ``tape jobs list``.
+
+Jobs are ``[[jobs]]`` tables of a TOML file (``docs/operations.md``): a ``tape`` verb with its
+arguments (run as ``python -m cli.main ...`` with this interpreter) or a ``shell`` command, a
+cron-style time (``minute hour day-of-month month day-of-week``) read in an exchange's time
+zone, that exchange's calendar (``exchange_calendars``: the job runs on trading sessions only,
+so holidays and weekends are skipped; ``24x7`` runs every day), and retries with exponential
+backoff. Every attempt is a row of the SQLite job log (outcome, exit status, duration, the tail
+of its output, redacted), which ``tape alerts`` reads for its ``failed_jobs`` rule.
+
+The scheduler runs jobs one after another in the order they fall due; a run missed while the
+scheduler was down is not caught up. The clock and the sleep are injected (tests drive a fake
+clock through holidays in milliseconds); the wall clock is read only in ``cli``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cli.logs import Redactor
+from cli.wiring import ConfigError
+from projections.alerts import JobOutcome
+
+__all__ = [
+    "CronSpec",
+    "JobLog",
+    "JobRun",
+    "JobSpec",
+    "Scheduler",
+    "SchedulerConfig",
+    "load_scheduler_config",
+    "parse_cron",
+    "run_command",
+    "stop_on_signals",
+]
+
+log = logging.getLogger("tape.scheduler")
+
+NS = 1_000_000_000
+SEARCH_DAYS_MAX = 400  # a cron time that matches no session within this many days is an error
+OUTPUT_TAIL_CHARS = 500
+
+_CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+
+
+@dataclass(frozen=True)
+class CronSpec:
+    text: str
+    minutes: tuple[int, ...]
+    hours: tuple[int, ...]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # cron numbering: 0 = Sunday ... 6 = Saturday
+    days_restricted: bool
+    weekdays_restricted: bool
+
+    def matches_day(self, day: date) -> bool:
+        if day.month not in self.months:
+            return False
+        in_days = day.day in self.days
+        in_weekdays = (day.isoweekday() % 7) in self.weekdays
+        if self.days_restricted and self.weekdays_restricted:
+            return in_days or in_weekdays  # cron: either field matches when both are restricted
+        return in_days and in_weekdays
+
+
+def _cron_field(text: str, name: str, low: int, high: int) -> set[int]:
+    values: set[int] = set()
+    for part in text.split(","):
+        spec, _, step_text = part.partition("/")
+        try:
+            step = int(step_text) if step_text else 1
+            if spec == "*":
+                start, end = low, high
+            elif "-" in spec:
+                start, end = (int(v) for v in spec.split("-", 1))
+            else:
+                start = end = int(spec)
+        except ValueError:
+            raise ConfigError(f"cron {name} field {text!r}: not a number, range, list or step") from None
+        if not low <= start <= end <= high or step < 1:
+            raise ConfigError(f"cron {name} field {text!r}: values must lie in {low}..{high}")
+        values.update(range(start, end + 1, step))
+    return values
+
+
+def parse_cron(text: str) -> CronSpec:
+    """Five fields: minute hour day-of-month month day-of-week (0 or 7 = Sunday)."""
+    fields = text.split()
+    if len(fields) != len(_CRON_FIELDS):
+        raise ConfigError(f"cron {text!r}: need 5 fields (minute hour day-of-month month day-of-week)")
+    parsed = [
+        _cron_field(f, name, low, high) for f, (name, low, high) in zip(fields, _CRON_FIELDS, strict=True)
+    ]
+    weekdays = {d % 7 for d in parsed[4]}
+    return CronSpec(
+        text=text,
+        minutes=tuple(sorted(parsed[0])),
+        hours=tuple(sorted(parsed[1])),
+        days=frozenset(parsed[2]),
+        months=frozenset(parsed[3]),
+        weekdays=frozenset(weekdays),
+        days_restricted=fields[2] != "*",
+        weekdays_restricted=fields[4] != "*",
+    )
+
+
+class Sessions:
+    """Is a date a trading session? ``exchange_calendars`` for a code, every day for 24x7."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self._calendar: Any = None
+        if code != "24x7":
+            import exchange_calendars
+
+            try:
+                self._calendar = exchange_calendars.get_calendar(code)
+            except Exception as error:  # InvalidCalendarName and friends
+                raise ConfigError(f"calendar {code!r}: {error}") from None
+
+    @property
+    def timezone(self) -> str:
+        return "UTC" if self._calendar is None else str(self._calendar.tz)
+
+    def is_session(self, day: date) -> bool:
+        if self._calendar is None:
+            return True
+        first, last = self._calendar.first_session.date(), self._calendar.last_session.date()
+        if not first <= day <= last:
+            raise ConfigError(f"calendar {self.code} covers {first}..{last}, not {day}")
+        return bool(self._calendar.is_session(day.isoformat()))
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    argv: tuple[str, ...]
+    cron: CronSpec
+    sessions: Sessions
+    timezone: ZoneInfo
+    retries: int = 0
+    backoff_s: float = 30.0
+    backoff_factor: float = 2.0
+    backoff_max_s: float = 600.0
+    timeout_s: float = 3600.0
+    command_text: str = ""
+    cwd: Path = Path()  # where the command runs: the jobs file's folder unless `cwd` says
+
+    def next_fire_ns(self, after_ns: int) -> int:
+        """The first cron time strictly after ``after_ns`` on a session day (ns, UTC)."""
+        after = datetime.fromtimestamp(after_ns / NS, tz=self.timezone)
+        for offset in range(SEARCH_DAYS_MAX):
+            day = after.date() + timedelta(days=offset)
+            if not self.cron.matches_day(day) or not self.sessions.is_session(day):
+                continue
+            for hour in self.cron.hours:
+                for minute in self.cron.minutes:
+                    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.timezone)
+                    fire_ns = int(local.timestamp()) * NS
+                    if fire_ns > after_ns:
+                        return fire_ns
+        raise ConfigError(
+            f"job {self.name}: cron {self.cron.text!r} matches no {self.sessions.code} "
+            f"session within {SEARCH_DAYS_MAX} days"
+        )
+
+    def backoff_after(self, attempt: int) -> float:
+        return float(min(self.backoff_s * self.backoff_factor ** (attempt - 1), self.backoff_max_s))
+
+
+@dataclass
+class SchedulerConfig:
+    path: Path
+    jobs: dict[str, JobSpec]
+    job_log: Path
+    log: Path | None
+    redactor: Redactor = field(default_factory=Redactor)
+
+
+_JOB_KEYS = {
+    "name",
+    "tape",
+    "shell",
+    "cron",
+    "calendar",
+    "timezone",
+    "retries",
+    "backoff_s",
+    "backoff_factor",
+    "backoff_max_s",
+    "timeout_s",
+}
+
+
+def _job_from(
+    table: dict[str, Any], defaults: dict[str, Any], sessions: dict[str, Sessions], base: Path
+) -> JobSpec:
+    name = table.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("every [[jobs]] table needs a name")
+    unknown = set(table) - _JOB_KEYS
+    if unknown:
+        raise ConfigError(f"job {name}: unknown keys {sorted(unknown)}")
+    if ("tape" in table) == ("shell" in table):
+        raise ConfigError(f'job {name}: give either tape = [verb, args...] or shell = "command"')
+    if "tape" in table:
+        verb_args = table["tape"]
+        if not isinstance(verb_args, list) or not verb_args or not all(isinstance(a, str) for a in verb_args):
+            raise ConfigError(f'job {name}: tape must be a list of strings, e.g. ["verify", "journal"]')
+        argv = (sys.executable, "-m", "cli.main", *verb_args)
+        text = "tape " + " ".join(verb_args)
+    else:
+        argv = ("/bin/sh", "-c", str(table["shell"]))
+        text = str(table["shell"])
+    code = str(table.get("calendar", defaults.get("calendar", "24x7")))
+    calendar = sessions.setdefault(code, Sessions(code))
+    zone = str(table.get("timezone", defaults.get("timezone", calendar.timezone)))
+    try:
+        timezone = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"job {name}: unknown time zone {zone!r}") from None
+    if "cron" not in table:
+        raise ConfigError(f'job {name}: cron is required, e.g. cron = "30 17 * * 1-5"')
+    numbers = {
+        k: table.get(k, defaults.get(k))
+        for k in ("retries", "backoff_s", "backoff_factor", "backoff_max_s", "timeout_s")
+    }
+    for key, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ConfigError(f"job {name}: {key} must be a non-negative number, got {value!r}")
+    return JobSpec(
+        name=name,
+        argv=argv,
+        cron=parse_cron(str(table["cron"])),
+        sessions=calendar,
+        timezone=timezone,
+        command_text=text,
+        cwd=base / Path(str(table.get("cwd", defaults.get("cwd", ".")))).expanduser(),
+        **{k: v for k, v in numbers.items() if v is not None},
+    )
+
+
+def load_scheduler_config(path: Path) -> SchedulerConfig:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not a valid TOML file: {error}") from None
+    defaults = dict(data.get("scheduler", {}))
+    sessions: dict[str, Sessions] = {}
+    jobs: dict[str, JobSpec] = {}
+    for table in data.get("jobs", []):
+        job = _job_from(table, defaults, sessions, path.parent)
+        if job.name in jobs:
+            raise ConfigError(f"{path}: two jobs named {job.name}")
+        jobs[job.name] = job
+    if not jobs:
+        raise ConfigError(f"{path}: no [[jobs]] defined")
+    redactor = Redactor()
+    for name in defaults.get("redact_env", []):
+        if os.environ.get(name):
+            redactor.add(os.environ[name])
+    base = path.parent
+    job_log = Path(defaults.get("job_log", path.with_suffix(".log.sqlite").name)).expanduser()
+    log_path = defaults.get("log")
+    return SchedulerConfig(
+        path=path,
+        jobs=jobs,
+        job_log=job_log if job_log.is_absolute() else base / job_log,
+        log=(base / Path(log_path).expanduser()) if log_path else None,
+        redactor=redactor,
+    )
+
+
+# --- the job log ------------------------------------------------------------------------------
+
+_JOB_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS job_runs (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,          -- one run = its attempts
+    job TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    final INTEGER NOT NULL,           -- 1: the run's last attempt (ok, or retries exhausted)
+    trigger TEXT NOT NULL,            -- schedule | manual
+    scheduled_ns INTEGER NOT NULL,
+    started_ns INTEGER NOT NULL,
+    finished_ns INTEGER NOT NULL,
+    duration_s REAL NOT NULL,
+    outcome TEXT NOT NULL,            -- ok | failed | timeout
+    exit_status INTEGER,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_runs_by_job ON job_runs (job, run_id);
+"""
+
+
+@dataclass(frozen=True)
+class JobRun:
+    id: int
+    run_id: int
+    job: str
+    attempt: int
+    final: int
+    trigger: str
+    scheduled_ns: int
+    started_ns: int
+    finished_ns: int
+    duration_s: float
+    outcome: str
+    exit_status: int | None
+    detail: str
+
+
+_RUN_COLUMNS = ", ".join(JobRun.__dataclass_fields__)
+
+
+class JobLog:
+    """Every attempt of every job run (SQLite; readers may open it while the scheduler writes)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_JOB_LOG_DDL)
+
+    def __enter__(self) -> JobLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def next_run_id(self) -> int:
+        return int(self._db.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM job_runs").fetchone()[0])
+
+    def record(self, run: JobRun) -> None:
+        values = list(run.__dict__.values())[1:]
+        self._db.execute(
+            f"INSERT INTO job_runs ({_RUN_COLUMNS.split(', ', 1)[1]}) "
+            f"VALUES ({', '.join('?' * len(values))})",
+            values,
+        )
+
+    def runs(self, job: str | None = None, limit: int = 100) -> list[JobRun]:
+        where, params = ("WHERE job = ?", [job]) if job else ("", [])
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM job_runs {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        ).fetchall()
+        return [JobRun(*row) for row in rows]
+
+    def final_outcomes(self) -> list[JobOutcome]:
+        rows = self._db.execute(
+            "SELECT job, run_id, outcome, finished_ns, detail FROM job_runs WHERE final = 1 ORDER BY id"
+        ).fetchall()
+        return [
+            JobOutcome(job, run_id, outcome, finished_ns, detail[-200:])
+            for job, run_id, outcome, finished_ns, detail in rows
+        ]
+
+
+# --- running ----------------------------------------------------------------------------------
+
+CommandRunner = Callable[[tuple[str, ...], float, Path], tuple[str, int | None, str]]
+
+
+def run_command(argv: tuple[str, ...], timeout_s: float, cwd: Path) -> tuple[str, int | None, str]:
+    """(outcome, exit status, output tail) of one attempt."""
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+        )
+    except subprocess.TimeoutExpired as expired:
+        output = expired.output or ""
+        text = output if isinstance(output, str) else output.decode("utf-8", "replace")
+        return "timeout", None, f"killed after {timeout_s:g} s; {text[-OUTPUT_TAIL_CHARS:]}"
+    except OSError as error:
+        return "failed", None, f"could not start: {error}"
+    output = (done.stdout + done.stderr).strip()
+    return ("ok" if done.returncode == 0 else "failed"), done.returncode, output[-OUTPUT_TAIL_CHARS:]
+
+
+def wall_ns() -> int:
+    return time.time_ns()  # clock-edge: the scheduler's own time
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM (systemd, ``kill``) or SIGINT (Ctrl-C): a long-running verb
+    stops between two cycles or jobs, never half-way through one (an alert sent but not yet
+    recorded as sent would be sent again after a restart). A background job's SIGINT may be
+    ignored by its shell; SIGTERM never is."""
+    stop = threading.Event()
+
+    def _set(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _set)
+    signal.signal(signal.SIGINT, _set)
+    return stop
+
+
+class Scheduler:
+    def __init__(
+        self,
+        config: SchedulerConfig,
+        job_log: JobLog,
+        *,
+        clock: Callable[[], int] = wall_ns,
+        sleep: Callable[[float], object] = time.sleep,
+        runner: CommandRunner = run_command,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config, self.job_log = config, job_log
+        self.clock, self.sleep, self.runner = clock, sleep, runner
+        self.stopping = stopping  # asked before a retry: a stopping scheduler does not retry
+
+    def run_job(self, job: JobSpec, *, scheduled_ns: int, trigger: str) -> JobRun:
+        """One run with its retries; every attempt recorded. Returns the final attempt."""
+        run_id = self.job_log.next_run_id()
+        attempts = job.retries + 1
+        for attempt in range(1, attempts + 1):
+            started_ns = self.clock()
+            log.info(
+                "job %s run %d attempt %d/%d: %s",
+                job.name,
+                run_id,
+                attempt,
+                attempts,
+                job.command_text,
+                extra={"job": job.name, "attempt": attempt},
+            )
+            outcome, exit_status, detail = self.runner(job.argv, job.timeout_s, job.cwd)
+            finished_ns = self.clock()
+            final = outcome == "ok" or attempt == attempts or self.stopping()
+            run = JobRun(
+                0,
+                run_id,
+                job.name,
+                attempt,
+                int(final),
+                trigger,
+                scheduled_ns,
+                started_ns,
+                finished_ns,
+                (finished_ns - started_ns) / NS,
+                outcome,
+                exit_status,
+                self.config.redactor.redact(detail),
+            )
+            self.job_log.record(run)
+            level = logging.INFO if outcome == "ok" else logging.ERROR
+            log.log(
+                level,
+                "job %s run %d attempt %d: %s (exit %s, %.1f s)",
+                job.name,
+                run_id,
+                attempt,
+                outcome,
+                exit_status,
+                run.duration_s,
+                extra={"job": job.name, "attempt": attempt},
+            )
+            if final:
+                return run
+            wait_s = job.backoff_after(attempt)
+            log.info("job %s: retry in %.0f s", job.name, wait_s, extra={"job": job.name})
+            self.sleep(wait_s)
+        raise AssertionError("unreachable: the last attempt is final")
+
+    def next_fires(self, after_ns: int) -> dict[str, int]:
+        return {name: job.next_fire_ns(after_ns) for name, job in self.config.jobs.items()}
+
+    def run_forever(
+        self, should_stop: Callable[[int], bool] = lambda now_ns: False, tick_s_max: float = 30.0
+    ) -> int:
+        """Run jobs as they fall due until ``should_stop(now_ns)``; returns the runs made."""
+        due = self.next_fires(self.clock())
+        runs = 0
+        while True:
+            now_ns = self.clock()
+            if should_stop(now_ns):
+                return runs
+            for name in _in_order(due, now_ns):
+                self.run_job(self.config.jobs[name], scheduled_ns=due[name], trigger="schedule")
+                runs += 1
+                due[name] = self.config.jobs[name].next_fire_ns(max(self.clock(), due[name]))
+            now_ns = self.clock()
+            wait_s = (min(due.values()) - now_ns) / NS
+            if wait_s > 0:
+                self.sleep(min(wait_s, tick_s_max))
+
+
+def _in_order(due: dict[str, int], now_ns: int) -> Iterable[str]:
+    return [name for name, at in sorted(due.items(), key=lambda item: (item[1], item[0])) if at <= now_ns]
+
+
+def describe_ns(ns: int, zone: ZoneInfo | None = None) -> str:
+    moment = datetime.fromtimestamp(ns / NS, tz=zone or UTC)
+    return moment.isoformat(timespec="seconds")

@@ -1,0 +1,808 @@
+"""Alert rules evaluated from the journal, like a projection: a fold with a checkpoint.
+
+Each rule folds the records it cares about (by kind, decoded only then) and reports
+*observations*: ``(rule, key, breached, message)``. The engine turns them into alerts with
+de-duplication: an alert *fires* when its (rule, key) becomes breached and is not already
+firing, and *resolves* when it is observed clear again. Between the two nothing new is raised,
+however often the condition is seen. Two rules look at the present rather than the journal:
+``staleness`` (the age of the journal's last record at ``now_ns``) and ``failed_jobs`` (the
+scheduler's job log, passed in as ``JobOutcome`` rows by the caller).
+
+State lives in one SQLite file (``AlertStore``): the checkpoint, the rules' fold state, every
+alert (firing and resolved), silences, acknowledgements and every delivery attempt. A batch of
+records, its alerts and the new checkpoint commit in one transaction, so a restarted
+``tape alerts follow`` neither re-raises nor loses an alert. Deliveries work from the store like
+an outbox (``AlertStore.pending``): an alert is sent to each route until a send succeeds; a
+silenced alert is held back and sent if still firing when the silence ends; an unacknowledged
+firing alert is re-sent every ``repeat_s`` when that is set.
+
+Nothing here reads the clock: callers pass ``now_ns`` (wall clock in ``cli``, fixed in tests).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from domain.events import (
+    AnyEvent,
+    DayClosed,
+    KillSwitchRearmed,
+    KillSwitchTripped,
+    OrderAccepted,
+    OrderRejected,
+    OrderSubmitted,
+)
+from domain.fixed import minor_digits, to_decimal
+from kernel.journal import Journal, Record
+
+__all__ = [
+    "RULE_KINDS",
+    "SEVERITIES",
+    "STATE_SCHEMA_VERSION",
+    "Alert",
+    "AlertConfigError",
+    "AlertEngine",
+    "EvaluationReport",
+    "AlertStateError",
+    "AlertStore",
+    "JobOutcome",
+    "Observation",
+    "Pending",
+    "Rule",
+    "Silence",
+    "rules_from_config",
+    "observations_of",
+    "severity_at_least",
+]
+
+SEVERITIES = ("info", "warning", "critical")
+BPS = 10_000
+
+
+class AlertConfigError(ValueError):
+    """The alert rules or routes cannot be used as written (named in the message)."""
+
+
+class AlertStateError(Exception):
+    """The alert state file belongs to another journal or has another schema."""
+
+
+def severity_at_least(severity: str, minimum: str) -> bool:
+    return SEVERITIES.index(severity) >= SEVERITIES.index(minimum)
+
+
+@dataclass(frozen=True)
+class Observation:
+    rule: str
+    key: str
+    breached: bool
+    message: str
+    seq: int  # the journal record that showed it (-1: not from the journal)
+    ts_ns: int  # that record's event time (or the evaluation time)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """The final attempt of one scheduled job run (``cli.scheduler``'s job log)."""
+
+    job: str
+    run_id: int
+    outcome: str  # "ok" | "failed" | "timeout"
+    finished_ns: int
+    detail: str = ""
+
+
+class Rule(Protocol):
+    name: str
+    severity: str
+    kinds: frozenset[str]  # record kinds it folds (decoded only for these)
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]: ...
+    def observe_now(self, now_ns: int, jobs: Sequence[JobOutcome]) -> list[Observation]: ...
+    def state(self) -> dict[str, Any]: ...
+    def load(self, state: Mapping[str, Any]) -> None: ...
+
+
+def _tag(cls: type) -> str:
+    """The journal kind of an event class (its msgspec tag)."""
+    return str(cls.__struct_config__.tag)  # type: ignore[attr-defined]
+
+
+def _pct(bps: int) -> str:
+    return f"{bps / 100:.2f}%"
+
+
+def _money(minor: int, currency: str) -> str:
+    try:
+        return f"{to_decimal(minor, minor_digits(currency)):,} {currency}"
+    except (KeyError, ValueError):
+        return f"{minor:,} minor {currency}"
+
+
+class _NoNow:
+    """Mixin: a rule that only looks at the journal."""
+
+    def observe_now(self, now_ns: int, jobs: Sequence[JobOutcome]) -> list[Observation]:
+        return []
+
+
+class DrawdownRule(_NoNow):
+    """Day-close NAV below its running peak by ``limit_bps`` or more; key = currency."""
+
+    kinds = frozenset({_tag(DayClosed)})
+
+    def __init__(self, name: str, severity: str, limit_bps: int) -> None:
+        self.name, self.severity, self.limit_bps = name, severity, limit_bps
+        self.peak: dict[str, int] = {}
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        assert isinstance(event, DayClosed)
+        peak = max(self.peak.get(event.currency, event.nav_minor), event.nav_minor)
+        self.peak[event.currency] = peak
+        drawdown_bps = (peak - event.nav_minor) * BPS // peak if peak > 0 else 0
+        message = (
+            f"drawdown {_pct(drawdown_bps)} from peak {_money(peak, event.currency)} "
+            f"(limit {_pct(self.limit_bps)}) at the close of {event.day}: "
+            f"NAV {_money(event.nav_minor, event.currency)}"
+        )
+        breached = drawdown_bps >= self.limit_bps
+        return [Observation(self.name, event.currency, breached, message, seq, event.ts_ns)]
+
+    def state(self) -> dict[str, Any]:
+        return {"peak": self.peak}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.peak = dict(state.get("peak", {}))
+
+
+class DailyLossRule(_NoNow):
+    """Day-close NAV below the previous day's close by ``limit_bps`` or more; key = currency.
+    The first day close of a journal has no previous close and is not judged."""
+
+    kinds = frozenset({_tag(DayClosed)})
+
+    def __init__(self, name: str, severity: str, limit_bps: int) -> None:
+        self.name, self.severity, self.limit_bps = name, severity, limit_bps
+        self.last: dict[str, int] = {}
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        assert isinstance(event, DayClosed)
+        previous = self.last.get(event.currency)
+        self.last[event.currency] = event.nav_minor
+        if previous is None or previous <= 0:
+            return []
+        loss_bps = (previous - event.nav_minor) * BPS // previous
+        message = (
+            f"daily loss {_pct(max(loss_bps, 0))} on {event.day} (limit {_pct(self.limit_bps)}): "
+            f"NAV {_money(previous, event.currency)} -> {_money(event.nav_minor, event.currency)}"
+        )
+        breached = loss_bps >= self.limit_bps
+        return [Observation(self.name, event.currency, breached, message, seq, event.ts_ns)]
+
+    def state(self) -> dict[str, Any]:
+        return {"last": self.last}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.last = dict(state.get("last", {}))
+
+
+class RejectRateRule(_NoNow):
+    """Share of rejected orders among the last ``window_orders`` answered ones (accepted or
+    rejected), per strategy, at least ``limit_bps`` once ``min_orders`` are answered."""
+
+    kinds = frozenset(_tag(cls) for cls in (OrderSubmitted, OrderAccepted, OrderRejected))
+    window_orders_max = 10_000
+
+    def __init__(self, name: str, severity: str, limit_bps: int, window_orders: int, min_orders: int) -> None:
+        if not 0 < min_orders <= window_orders <= self.window_orders_max:
+            raise AlertConfigError(
+                f"rule {name}: need 0 < min_orders <= window_orders <= {self.window_orders_max}"
+            )
+        self.name, self.severity, self.limit_bps = name, severity, limit_bps
+        self.window_orders, self.min_orders = window_orders, min_orders
+        self.open: dict[str, str] = {}  # order id -> strategy, until answered
+        self.answers: dict[str, deque[int]] = {}  # strategy -> 1 rejected / 0 accepted
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        if isinstance(event, OrderSubmitted):
+            self.open[event.order_id] = event.strategy_id
+            return []
+        assert isinstance(event, OrderAccepted | OrderRejected)
+        strategy = self.open.pop(event.order_id, "unknown")
+        window = self.answers.setdefault(strategy, deque(maxlen=self.window_orders))
+        window.append(1 if isinstance(event, OrderRejected) else 0)
+        if len(window) < self.min_orders:
+            return []
+        rate_bps = sum(window) * BPS // len(window)
+        message = (
+            f"reject rate {_pct(rate_bps)} of the last {len(window)} orders of {strategy} "
+            f"(limit {_pct(self.limit_bps)})"
+        )
+        if isinstance(event, OrderRejected):
+            message += f"; last reject {event.order_id}: {event.reason}"
+        return [Observation(self.name, strategy, rate_bps >= self.limit_bps, message, seq, event.ts_ns)]
+
+    def state(self) -> dict[str, Any]:
+        return {"open": self.open, "answers": {k: list(v) for k, v in self.answers.items()}}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.open = dict(state.get("open", {}))
+        self.answers = {k: deque(v, maxlen=self.window_orders) for k, v in state.get("answers", {}).items()}
+
+
+class KillSwitchRule(_NoNow):
+    """The kill switch tripped (any trigger, or an operator's halt); resolved by a rearm."""
+
+    kinds = frozenset(_tag(cls) for cls in (KillSwitchTripped, KillSwitchRearmed))
+
+    def __init__(self, name: str, severity: str) -> None:
+        self.name, self.severity = name, severity
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        if isinstance(event, KillSwitchRearmed):
+            message = f"kill switch rearmed by {event.operator}"
+            return [Observation(self.name, "book", False, message, seq, event.ts_ns)]
+        assert isinstance(event, KillSwitchTripped)
+        action = "halt and flatten" if event.flatten else "halt"
+        message = (
+            f"kill switch tripped ({event.trigger}, {action}): {event.reason} "
+            f"[observed {event.observed}, limit {event.limit}]"
+        )
+        return [Observation(self.name, "book", True, message, seq, event.ts_ns)]
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        return None
+
+
+class StalenessRule:
+    """No journal record newer than ``max_age_s`` at evaluation time (a feed or a run that
+    stopped writing). Clears when a newer record arrives. Needs ``now_ns`` from the caller."""
+
+    kinds = frozenset[str]()
+    tracks_every_record = True
+
+    def __init__(self, name: str, severity: str, max_age_s: float) -> None:
+        self.name, self.severity, self.max_age_ns = name, severity, int(max_age_s * 1e9)
+        self.last_ts_ns: int | None = None
+        self.last_seq = -1
+
+    def see(self, seq: int, ts_ns: int) -> None:
+        if self.last_ts_ns is None or ts_ns >= self.last_ts_ns:
+            self.last_ts_ns, self.last_seq = ts_ns, seq
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        return []
+
+    def observe_now(self, now_ns: int, jobs: Sequence[JobOutcome]) -> list[Observation]:
+        if self.last_ts_ns is None:
+            return []
+        age_s = (now_ns - self.last_ts_ns) / 1e9
+        message = (
+            f"journal's newest record (seq {self.last_seq}) is {age_s:,.0f} s old "
+            f"(limit {self.max_age_ns / 1e9:,.0f} s)"
+        )
+        breached = now_ns - self.last_ts_ns > self.max_age_ns
+        return [Observation(self.name, "journal", breached, message, self.last_seq, now_ns)]
+
+    def state(self) -> dict[str, Any]:
+        return {"last_ts_ns": self.last_ts_ns, "last_seq": self.last_seq}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.last_ts_ns = state.get("last_ts_ns")
+        self.last_seq = int(state.get("last_seq", -1))
+
+
+class FailedJobsRule(_NoNow):
+    """A scheduled job whose latest run failed (after its retries); key = job name. Clears
+    when the job's next run succeeds."""
+
+    kinds = frozenset[str]()
+
+    def __init__(self, name: str, severity: str) -> None:
+        self.name, self.severity = name, severity
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        return []
+
+    def observe_now(self, now_ns: int, jobs: Sequence[JobOutcome]) -> list[Observation]:
+        latest: dict[str, JobOutcome] = {}
+        for outcome in jobs:
+            if outcome.job not in latest or outcome.run_id > latest[outcome.job].run_id:
+                latest[outcome.job] = outcome
+        observations = []
+        for job in sorted(latest):
+            outcome = latest[job]
+            breached = outcome.outcome != "ok"
+            message = f"job {job} run {outcome.run_id}: {outcome.outcome}"
+            if outcome.detail:
+                message += f" ({outcome.detail})"
+            observations.append(Observation(self.name, job, breached, message, -1, outcome.finished_ns))
+        return observations
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        return None
+
+
+RULE_KINDS = ("drawdown", "daily_loss", "reject_rate", "kill_switch", "staleness", "failed_jobs")
+_DEFAULT_SEVERITY = {
+    "drawdown": "critical",
+    "daily_loss": "critical",
+    "reject_rate": "warning",
+    "kill_switch": "critical",
+    "staleness": "warning",
+    "failed_jobs": "warning",
+}
+_PARAMETERS: dict[str, dict[str, type]] = {
+    "drawdown": {"limit_bps": int},
+    "daily_loss": {"limit_bps": int},
+    "reject_rate": {"limit_bps": int, "window_orders": int, "min_orders": int},
+    "kill_switch": {},
+    "staleness": {"max_age_s": float},
+    "failed_jobs": {},
+}
+_OPTIONAL = {"reject_rate": {"window_orders": 20, "min_orders": 5}}
+
+
+def _rule_from(table: Mapping[str, Any]) -> Rule:
+    kind = table.get("kind")
+    if kind not in RULE_KINDS:
+        raise AlertConfigError(f"[[rules]] kind must be one of {RULE_KINDS}, got {kind!r}")
+    name = str(table.get("name", kind))
+    severity = table.get("severity", _DEFAULT_SEVERITY[kind])
+    if severity not in SEVERITIES:
+        raise AlertConfigError(f"rule {name}: severity must be one of {SEVERITIES}, got {severity!r}")
+    wanted = _PARAMETERS[kind]
+    unknown = set(table) - set(wanted) - {"kind", "name", "severity"}
+    if unknown:
+        raise AlertConfigError(
+            f"rule {name}: unknown keys {sorted(unknown)} (a {kind} rule takes {sorted(wanted)})"
+        )
+    values: dict[str, Any] = dict(_OPTIONAL.get(kind, {}))
+    for key, kind_of in wanted.items():
+        if key not in table and key not in values:
+            raise AlertConfigError(f"rule {name}: {key} is required")
+        value = table.get(key, values.get(key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise AlertConfigError(f"rule {name}: {key} must be a positive number, got {value!r}")
+        if kind_of is int and not isinstance(value, int):
+            raise AlertConfigError(f"rule {name}: {key} must be an integer, got {value!r}")
+        values[key] = kind_of(value)
+    return _build_rule(kind, name, severity, values)
+
+
+def _build_rule(kind: str, name: str, severity: str, values: dict[str, Any]) -> Rule:
+    if kind == "drawdown":
+        return DrawdownRule(name, severity, values["limit_bps"])
+    if kind == "daily_loss":
+        return DailyLossRule(name, severity, values["limit_bps"])
+    if kind == "reject_rate":
+        return RejectRateRule(
+            name, severity, values["limit_bps"], values["window_orders"], values["min_orders"]
+        )
+    if kind == "kill_switch":
+        return KillSwitchRule(name, severity)
+    if kind == "staleness":
+        return StalenessRule(name, severity, values["max_age_s"])
+    return FailedJobsRule(name, severity)
+
+
+def rules_from_config(tables: Sequence[Mapping[str, Any]]) -> list[Rule]:
+    """The ``[[rules]]`` tables of an alerts TOML as rules; names must be unique."""
+    rules = [_rule_from(table) for table in tables]
+    names = [rule.name for rule in rules]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise AlertConfigError(f"rule names must be unique (give a `name`): {duplicates}")
+    if not rules:
+        raise AlertConfigError("no [[rules]] defined")
+    return rules
+
+
+# --- state ------------------------------------------------------------------------------------
+
+STATE_SCHEMA_VERSION = 1
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    rule TEXT NOT NULL, key TEXT NOT NULL, severity TEXT NOT NULL, message TEXT NOT NULL,
+    status TEXT NOT NULL,               -- firing | resolved
+    fired_seq INTEGER NOT NULL, fired_ts_ns INTEGER NOT NULL, fired_at_ns INTEGER NOT NULL,
+    resolved_seq INTEGER, resolved_message TEXT, resolved_at_ns INTEGER,
+    acked_by TEXT, acked_at_ns INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_firing ON alerts (rule, key) WHERE status = 'firing';
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY, rule TEXT NOT NULL, key TEXT NOT NULL,  -- key '' = every key
+    until_ns INTEGER NOT NULL, reason TEXT NOT NULL, created_at_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL, route TEXT NOT NULL,
+    phase TEXT NOT NULL,                -- fire | repeat | resolve
+    at_ns INTEGER NOT NULL, ok INTEGER NOT NULL, error TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_alert ON deliveries (alert_id, route, phase);
+"""
+
+
+@dataclass(frozen=True)
+class Alert:
+    id: int
+    rule: str
+    key: str
+    severity: str
+    message: str
+    status: str
+    fired_seq: int
+    fired_ts_ns: int
+    fired_at_ns: int
+    resolved_seq: int | None
+    resolved_message: str | None
+    resolved_at_ns: int | None
+    acked_by: str | None
+    acked_at_ns: int | None
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: int
+    rule: str
+    key: str
+    until_ns: int
+    reason: str
+    created_at_ns: int
+
+    def matches(self, alert: Alert, now_ns: int) -> bool:
+        return self.until_ns > now_ns and self.rule == alert.rule and self.key in ("", alert.key)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One notification to send: ``phase`` fire, repeat or resolve of ``alert`` to ``route``."""
+
+    alert: Alert
+    route: str
+    phase: str
+
+
+_ALERT_COLUMNS = ", ".join(Alert.__dataclass_fields__)
+
+
+class AlertStore:
+    """The alert state file (SQLite): checkpoint, rule state, alerts, silences, deliveries."""
+
+    def __init__(self, path: Path | str, journal_id: str) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_DDL)
+        stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if not stored:
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO meta VALUES (?, ?)",
+                    [
+                        ("schema", str(STATE_SCHEMA_VERSION)),
+                        ("journal", journal_id),
+                        ("checkpoint", "-1"),
+                        ("rule_state", "{}"),
+                    ],
+                )
+            stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if stored["schema"] != str(STATE_SCHEMA_VERSION):
+            raise AlertStateError(
+                f"{self.path}: alert state schema {stored['schema']}, expected {STATE_SCHEMA_VERSION}"
+            )
+        if journal_id and stored["journal"] != journal_id:
+            raise AlertStateError(
+                f"{self.path} holds the alert state of journal {stored['journal']}, not {journal_id}; "
+                "set `state = ...` in the rules file to one state file per journal"
+            )
+
+    def _transaction(self) -> _Tx:
+        return _Tx(self._db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- checkpoint and fold state ---
+
+    @property
+    def checkpoint_seq(self) -> int:
+        return int(self._meta("checkpoint"))
+
+    def rule_state(self) -> dict[str, Any]:
+        return dict(json.loads(self._meta("rule_state")))
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        assert row is not None, key
+        return str(row[0])
+
+    def commit_batch(
+        self,
+        checkpoint_seq: int,
+        rule_state: dict[str, Any],
+        transitions: list[Observation],
+        at_ns: int,
+        severities: Mapping[str, str],
+    ) -> tuple[list[Alert], list[Alert]]:
+        """Apply observations (firing and resolving alerts) and move the checkpoint, atomically.
+        Returns (alerts fired, alerts resolved)."""
+        fired: list[int] = []
+        resolved: list[int] = []
+        with self._transaction():
+            for observation in transitions:
+                self._apply(observation, at_ns, severities[observation.rule], fired, resolved)
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'checkpoint'", (str(checkpoint_seq),))
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'rule_state'",
+                (json.dumps(rule_state, sort_keys=True),),
+            )
+        return [self.alert(i) for i in fired], [self.alert(i) for i in resolved]
+
+    def _apply(
+        self, observation: Observation, at_ns: int, severity: str, fired: list[int], resolved: list[int]
+    ) -> None:
+        row = self._db.execute(
+            "SELECT id FROM alerts WHERE rule = ? AND key = ? AND status = 'firing'",
+            (observation.rule, observation.key),
+        ).fetchone()
+        if observation.breached and row is None:
+            cursor = self._db.execute(
+                "INSERT INTO alerts (rule, key, severity, message, status, fired_seq, fired_ts_ns, "
+                "fired_at_ns)"
+                " VALUES (?, ?, ?, ?, 'firing', ?, ?, ?)",
+                (
+                    observation.rule,
+                    observation.key,
+                    severity,
+                    observation.message,
+                    observation.seq,
+                    observation.ts_ns,
+                    at_ns,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            fired.append(cursor.lastrowid)
+        elif not observation.breached and row is not None:
+            self._db.execute(
+                "UPDATE alerts SET status = 'resolved', resolved_seq = ?, resolved_message = ?, "
+                "resolved_at_ns = ? WHERE id = ?",
+                (observation.seq, observation.message, at_ns, row[0]),
+            )
+            resolved.append(int(row[0]))
+
+    # --- reading ---
+
+    def alert(self, alert_id: int) -> Alert:
+        row = self._db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        if row is None:
+            raise AlertStateError(f"no alert {alert_id} in {self.path}")
+        return Alert(*row)
+
+    def alerts(self, *, firing_only: bool = False) -> list[Alert]:
+        where = "WHERE status = 'firing'" if firing_only else ""
+        rows = self._db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts {where} ORDER BY id").fetchall()
+        return [Alert(*row) for row in rows]
+
+    def silences(self, now_ns: int | None = None) -> list[Silence]:
+        rows = self._db.execute(
+            "SELECT id, rule, key, until_ns, reason, created_at_ns FROM silences ORDER BY id"
+        ).fetchall()
+        silences = [Silence(*row) for row in rows]
+        return [s for s in silences if now_ns is None or s.until_ns > now_ns]
+
+    # --- operator actions ---
+
+    def silence(self, rule: str, key: str, until_ns: int, reason: str, now_ns: int) -> int:
+        with self._transaction():
+            cursor = self._db.execute(
+                "INSERT INTO silences (rule, key, until_ns, reason, created_at_ns) VALUES (?, ?, ?, ?, ?)",
+                (rule, key, until_ns, reason, now_ns),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def unsilence(self, silence_id: int, now_ns: int) -> None:
+        with self._transaction():
+            changed = self._db.execute(
+                "UPDATE silences SET until_ns = ? WHERE id = ? AND until_ns > ?", (now_ns, silence_id, now_ns)
+            ).rowcount
+        if changed == 0:
+            raise AlertStateError(f"no active silence {silence_id} in {self.path}")
+
+    def acknowledge(self, alert_id: int, by: str, now_ns: int) -> Alert:
+        alert = self.alert(alert_id)
+        if alert.acked_by is None:
+            with self._transaction():
+                self._db.execute(
+                    "UPDATE alerts SET acked_by = ?, acked_at_ns = ? WHERE id = ?", (by, now_ns, alert_id)
+                )
+        return self.alert(alert_id)
+
+    # --- outbox ---
+
+    def pending(
+        self,
+        routes: Mapping[str, str],
+        now_ns: int,
+        *,
+        repeat_s: float,
+        retry_s: float,
+        notify_resolved: bool,
+    ) -> list[Pending]:
+        """Notifications due now. ``routes``: route name -> its minimum severity."""
+        silences = self.silences(now_ns)
+        due: list[Pending] = []
+        # Firing alerts, and resolved ones some route was told about but not yet every route
+        # told of the resolution (history whose notices are all sent is not scanned again).
+        candidates = self._db.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE status = 'firing' OR ("
+            "id IN (SELECT alert_id FROM deliveries WHERE ok = 1 AND phase != 'resolve') AND id NOT IN ("
+            "SELECT alert_id FROM deliveries WHERE ok = 1 AND phase = 'resolve' GROUP BY alert_id "
+            "HAVING COUNT(DISTINCT route) >= ?)) ORDER BY id",
+            (len(routes),),
+        ).fetchall()
+        for row in candidates:
+            alert = Alert(*row)
+            silenced = any(s.matches(alert, now_ns) for s in silences)
+            for route, minimum in sorted(routes.items()):
+                if not severity_at_least(alert.severity, minimum):
+                    continue
+                phase = self._due_phase(alert, route, now_ns, silenced, repeat_s, notify_resolved)
+                if phase is not None and not self._recently_failed(alert.id, route, now_ns, retry_s):
+                    due.append(Pending(alert, route, phase))
+        return due
+
+    def _due_phase(
+        self, alert: Alert, route: str, now_ns: int, silenced: bool, repeat_s: float, notify_resolved: bool
+    ) -> str | None:
+        last_sent = self._db.execute(
+            "SELECT MAX(at_ns), MAX(phase = 'resolve') FROM deliveries "
+            "WHERE alert_id = ? AND route = ? AND ok = 1",
+            (alert.id, route),
+        ).fetchone()
+        sent_at, resolve_sent = last_sent
+        if alert.status == "resolved":
+            return "resolve" if notify_resolved and sent_at is not None and not resolve_sent else None
+        if silenced:
+            return None
+        if sent_at is None:
+            return "fire"
+        if repeat_s > 0 and alert.acked_by is None and now_ns - sent_at >= repeat_s * 1e9:
+            return "repeat"
+        return None
+
+    def _recently_failed(self, alert_id: int, route: str, now_ns: int, retry_s: float) -> bool:
+        row = self._db.execute(
+            "SELECT MAX(at_ns) FROM deliveries WHERE alert_id = ? AND route = ? AND ok = 0",
+            (alert_id, route),
+        ).fetchone()
+        return row[0] is not None and now_ns - row[0] < retry_s * 1e9
+
+    def record_delivery(self, pending: Pending, at_ns: int, error: str = "") -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO deliveries (alert_id, route, phase, at_ns, ok, error) VALUES (?, ?, ?, ?, ?, ?)",
+                (pending.alert.id, pending.route, pending.phase, at_ns, 0 if error else 1, error),
+            )
+
+    def deliveries(self) -> list[tuple[int, str, str, int, int, str]]:
+        return list(
+            self._db.execute("SELECT alert_id, route, phase, at_ns, ok, error FROM deliveries ORDER BY id")
+        )
+
+
+class _Tx:
+    """``with``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on an exception)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+# --- engine -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationReport:
+    records: int
+    fired: list[Alert]
+    resolved: list[Alert]
+
+
+class AlertEngine:
+    """The rules folded over the journal from the store's checkpoint (see the module doc)."""
+
+    batch_records_max = 10_000
+
+    def __init__(self, rules: Sequence[Rule], store: AlertStore) -> None:
+        self.rules = list(rules)
+        self.store = store
+        self._by_kind: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            for kind in rule.kinds:
+                self._by_kind.setdefault(kind, []).append(rule)
+        self._trackers = [r for r in self.rules if isinstance(r, StalenessRule)]
+        self._severities = {rule.name: rule.severity for rule in self.rules}
+        state = store.rule_state()
+        for rule in self.rules:
+            rule.load(state.get(rule.name, {}))
+
+    def _state(self) -> dict[str, Any]:
+        return {rule.name: rule.state() for rule in self.rules}
+
+    def evaluate(
+        self, journal: Journal | None, now_ns: int, jobs: Sequence[JobOutcome] = ()
+    ) -> EvaluationReport:
+        """Fold the records after the checkpoint (in committed batches; ``None``: no journal
+        to read yet), then the rules that look at the present (``now_ns``, ``jobs``)."""
+        report = EvaluationReport(0, [], [])
+        if journal is not None:
+            self._catch_up(journal, now_ns, report)
+        present = [o for rule in self.rules for o in rule.observe_now(now_ns, jobs)]
+        if present:
+            self._commit(self.store.checkpoint_seq, present, now_ns, report)
+        return report
+
+    def _catch_up(self, journal: Journal, now_ns: int, report: EvaluationReport) -> None:
+        start = self.store.checkpoint_seq + 1
+        batch: list[Observation] = []
+        last_seq = start - 1
+        for record in journal.records(start):
+            batch.extend(self._observe(record))
+            last_seq = record.seq
+            report.records += 1
+            if report.records % self.batch_records_max == 0:
+                self._commit(last_seq, batch, now_ns, report)
+                batch = []
+        if last_seq >= start and (batch or report.records % self.batch_records_max):
+            self._commit(last_seq, batch, now_ns, report)
+
+    def _observe(self, record: Record) -> list[Observation]:
+        for tracker in self._trackers:
+            tracker.see(record.seq, record.ts_ns)
+        rules = self._by_kind.get(record.kind)
+        if rules is None:
+            return []
+        event = record.event()
+        return [o for rule in rules for o in rule.observe(record.seq, event)]
+
+    def _commit(
+        self, checkpoint: int, batch: list[Observation], now_ns: int, report: EvaluationReport
+    ) -> None:
+        fired, resolved = self.store.commit_batch(checkpoint, self._state(), batch, now_ns, self._severities)
+        report.fired.extend(fired)
+        report.resolved.extend(resolved)
+
+
+def observations_of(rules: Iterable[Rule], records: Iterable[Record]) -> list[Observation]:
+    """Every observation the rules make over ``records`` (no store, no de-duplication)."""
+    rules = list(rules)
+    found: list[Observation] = []
+    for record in records:
+        for rule in rules:
+            if isinstance(rule, StalenessRule):
+                rule.see(record.seq, record.ts_ns)
+            if record.kind in rule.kinds:
+                found.extend(rule.observe(record.seq, record.event()))
+    return found

@@ -1,0 +1,343 @@
+"""``tape alerts`` end to end: mail through a real SMTP server on loopback (aiosmtpd), Telegram
+and webhooks through loopback HTTP servers; de-duplication and silences across restarts of
+``alerts check`` and of a real ``alerts follow`` process; secrets never in any log line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from domain.events import Event, KillSwitchRearmed, KillSwitchTripped, OrderSubmitted
+from kernel.store import open_journal
+from tests.alert_servers import HttpSink, MailSink, start_smtp
+
+ROOT = Path(__file__).resolve().parents[2]
+CANARY = "canary-S3cr3t:Tok/en+42"  # characters that URL-encoding changes, to check both forms
+
+
+def trip(ts_ns: int) -> KillSwitchTripped:
+    return KillSwitchTripped(
+        ts_ns=ts_ns, trigger="drawdown", flatten=True, limit=1000, observed=1200, reason="drawdown 12% > 10%"
+    )
+
+
+def append(journal: Path, events: list[Event]) -> None:
+    with open_journal(journal, writable=True) as writer:
+        for event in events:
+            writer.append(event)
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@pytest.fixture
+def mail() -> Iterator[MailSink]:
+    sink = MailSink(password=CANARY)
+    controller = start_smtp(sink)
+    yield sink
+    controller.stop()
+
+
+@pytest.fixture
+def http() -> Iterator[HttpSink]:
+    sink = HttpSink().start()
+    yield sink
+    sink.stop()
+
+
+def smtp_route(mail: MailSink, **extra: str) -> str:
+    lines = [
+        "[[routes]]",
+        'kind = "smtp"',
+        'host = "127.0.0.1"',
+        f"port = {mail.port}",
+        'security = "none"',
+        'sender = "tape@localhost"',
+        'to = ["me@localhost"]',
+        'username = "tape"',
+        'password_env = "TAPE_TEST_SMTP_PASSWORD"',
+        'min_severity = "warning"',
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+RULES = '[[rules]]\nkind = "kill_switch"\n\n'
+
+
+def write_rules(tmp_path: Path, routes: str, settings: str = "") -> Path:
+    path = tmp_path / "alerts.toml"
+    path.write_text(settings + RULES + routes)
+    return path
+
+
+def test_check_mails_once_then_the_resolution_across_restarts(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, smtp_route(mail), 'log = "logs/alerts.jsonl"\n')
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    (received,) = mail.wait_for(1)
+    assert received.message["Subject"] == "[tape CRITICAL] FIRING: kill_switch book"
+    assert (
+        "kill switch tripped (drawdown, halt and flatten): drawdown 12% > 10%"
+        in received.message.get_payload()
+    )
+    append(journal, [trip(now_ns())])  # a second trip while the first is firing: nothing new
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    append(journal, [KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0
+    messages = mail.wait_for(2)
+    assert [m.message["Subject"] for m in messages] == [
+        "[tape CRITICAL] FIRING: kill_switch book",
+        "[tape CRITICAL] RESOLVED: kill_switch book",
+    ]
+    lines = [json.loads(line) for line in (tmp_path / "logs/alerts.jsonl").read_text().splitlines()]
+    fired = [line for line in lines if line["msg"].startswith("alert fired")]
+    assert fired[0]["component"] == "alerts"
+    assert fired[0]["seq"] == 0
+    assert fired[0]["run"] == "j.sqlite"
+
+
+def test_silence_holds_across_restarts_and_the_alert_is_sent_when_it_ends(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    journal = tmp_path / "j.sqlite"
+    append(
+        journal,
+        [
+            OrderSubmitted(
+                ts_ns=now_ns(),
+                order_id="o1",
+                strategy_id="s",
+                instrument_id=1,
+                side=1,
+                order_type="market",
+                qty_raw=1,
+                limit_px_raw=0,
+                decision_px_raw=1,
+            )
+        ],
+    )
+    rules = write_rules(tmp_path, smtp_route(mail))
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0
+    assert (
+        main(["alerts", "silence", "kill_switch", "--for", "1h", "--reason", "drill", "--rules", str(rules)])
+        == 0
+    )
+    append(journal, [trip(now_ns())])
+    for _ in range(2):  # two restarts: the silence is in the state file, not in memory
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    time.sleep(0.3)
+    assert mail.messages == []
+    assert main(["alerts", "unsilence", "1", "--rules", str(rules)]) == 0
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    assert len(mail.wait_for(1)) == 1
+    assert main(["alerts", "ack", "1", "--by", "me", "--rules", str(rules)]) == 0
+    assert main(["alerts", "list", "--all", "--rules", str(rules)]) == 0
+
+
+def test_telegram_and_webhook_routes_post_to_loopback_with_tokens_from_a_private_file(
+    tmp_path: Path, http: HttpSink
+) -> None:
+    token_file = tmp_path / "bot.token"
+    token_file.write_text(CANARY + "\n")
+    token_file.chmod(0o600)
+    routes = (
+        f'[[routes]]\nkind = "telegram"\nbase_url = "{http.url}"\nchat_id = "4242"\n'
+        f'token_file = "{token_file}"\n\n'
+        f'[[routes]]\nkind = "webhook"\nurl = "{http.url}/hook"\ntoken_file = "{token_file}"\n'
+    )
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, routes)
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    by_path = {path: (headers, body) for path, headers, body in http.requests}
+    headers, body = by_path[f"/bot{CANARY}/sendMessage"]
+    assert body["chat_id"] == "4242"
+    assert body["text"].startswith("[tape CRITICAL] FIRING: kill_switch book")
+    headers, body = by_path["/hook"]
+    assert headers["Authorization"] == f"Bearer {CANARY}"
+    assert (body["rule"], body["key"], body["severity"], body["phase"], body["seq"]) == (
+        "kill_switch",
+        "book",
+        "critical",
+        "fire",
+        0,
+    )
+
+
+def test_secrets_canary_never_reaches_a_log_line_the_console_or_the_state(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every route fails in a way that tends to quote the secret (a server echoing the URL with
+    the bot token, a refused SMTP login): the canary must appear nowhere."""
+    hostile = HttpSink(status=400, answer={"ok": False}, echo_path=True).start()
+    wrong_password = MailSink(password="the-right-one")
+    controller = start_smtp(wrong_password)
+    try:
+        monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+        monkeypatch.setenv("TAPE_TEST_BOT_TOKEN", CANARY)
+        routes = (
+            f'[[routes]]\nkind = "telegram"\nbase_url = "{hostile.url}"\nchat_id = "1"\n'
+            'token_env = "TAPE_TEST_BOT_TOKEN"\n\n'
+            f'[[routes]]\nname = "hook"\nkind = "webhook"\nurl = "{hostile.url}/x"\n'
+            'token_env = "TAPE_TEST_BOT_TOKEN"\n\n' + smtp_route(wrong_password)
+        )
+        journal = tmp_path / "j.sqlite"
+        append(journal, [trip(now_ns())])
+        rules = write_rules(tmp_path, routes, 'log = "alerts.jsonl"\n')
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    finally:
+        hostile.stop()
+        controller.stop()
+    assert any(CANARY in path for path, _, _ in hostile.requests)  # the servers did get it
+    log_text = (tmp_path / "alerts.jsonl").read_text()
+    assert log_text.count("not delivered") == 3
+    assert "***" in log_text  # the echoed URL was redacted, not dropped
+    out, err = capfd.readouterr()
+    with sqlite3.connect(tmp_path / "alerts.state.sqlite") as db:
+        errors = " ".join(row[0] for row in db.execute("SELECT error FROM deliveries"))
+    assert "HTTP 400" in errors
+    for text in (log_text, out, err, errors):
+        assert CANARY not in text
+        assert "canary-S3cr3t%3ATok%2Fen%2B42" not in text
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (
+            '[[routes]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\ntoken = "abcd1234"\n',
+            "must not be written",
+        ),
+        ('[[routes]]\nkind = "telegram"\nchat_id = "1"\ntoken_file = "TOKENFILE"\n', "readable by you only"),
+        ('[[routes]]\nkind = "telegram"\nchat_id = "1"\ntoken_env = "TAPE_TEST_UNSET_VAR"\n', "is not set"),
+        ('[[routes]]\nkind = "webhook"\nurl = "file:///etc/passwd"\n', "http:// or https://"),
+    ],
+)
+def test_secrets_in_the_rules_file_or_readable_files_are_refused(
+    tmp_path: Path, route: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("abcd1234")
+    token_file.chmod(0o644)
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, route.replace("TOKENFILE", str(token_file)))
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 2
+    assert message in " ".join(capsys.readouterr().out.split())
+
+
+def _follow(journal: Path, rules: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "TAPE_TEST_SMTP_PASSWORD": CANARY}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "alerts",
+            "follow",
+            str(journal),
+            "--rules",
+            str(rules),
+            "--poll-s",
+            "0.05",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+
+
+def test_follow_process_restarted_keeps_its_deduplication(tmp_path: Path, mail: MailSink) -> None:
+    journal = tmp_path / "journal"  # LMDB: a writer here, the follower reading as it grows
+    append(
+        journal,
+        [
+            OrderSubmitted(
+                ts_ns=now_ns(),
+                order_id="o1",
+                strategy_id="s",
+                instrument_id=1,
+                side=1,
+                order_type="market",
+                qty_raw=1,
+                limit_px_raw=0,
+                decision_px_raw=1,
+            )
+        ],
+    )
+    rules = write_rules(tmp_path, smtp_route(mail), 'log = "follow.jsonl"\n')
+    follower = _follow(journal, rules)
+    try:
+        append(journal, [trip(now_ns())])
+        assert len(mail.wait_for(1, timeout_s=30)) == 1
+    finally:
+        _stop(follower)
+    append(journal, [trip(now_ns())])  # appended while it was down: the same firing alert
+    follower = _follow(journal, rules)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # wait until the restarted follower caught up
+            with sqlite3.connect(tmp_path / "alerts.state.sqlite") as db:
+                checkpoint = int(db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()[0])
+            if checkpoint == 2:
+                break
+            time.sleep(0.05)
+        assert checkpoint == 2
+        assert len(mail.messages) == 1
+        append(journal, [KillSwitchRearmed(ts_ns=now_ns(), operator="me"), trip(now_ns())])
+        subjects = [m.message["Subject"] for m in mail.wait_for(3, timeout_s=30)]
+    finally:
+        _stop(follower)
+    assert subjects == [
+        "[tape CRITICAL] FIRING: kill_switch book",
+        "[tape CRITICAL] RESOLVED: kill_switch book",
+        "[tape CRITICAL] FIRING: kill_switch book",
+    ]
+
+
+def test_check_refuses_a_path_that_is_no_journal(tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, "")
+    (tmp_path / "notes.txt").write_text("not a journal")
+    assert main(["alerts", "check", str(tmp_path / "missing"), "--rules", str(rules)]) == 2
+    assert main(["alerts", "check", str(tmp_path / "notes.txt"), "--rules", str(rules)]) == 2
+
+
+def test_follow_closes_the_journal_it_opens_every_poll(tmp_path: Path) -> None:
+    """A follower polls for days: every journal it opens must be closed again (no fd leak)."""
+    from cli.alerts_cmd import AlertsService, load_alerts_config
+    from cli.logs import Redactor
+
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    service = AlertsService(load_alerts_config(write_rules(tmp_path, ""), Redactor()), journal)
+    try:
+        service.cycle()
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(50):
+            service.cycle()
+        assert len(os.listdir("/proc/self/fd")) <= before
+    finally:
+        service.close()

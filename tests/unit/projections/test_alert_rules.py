@@ -1,0 +1,294 @@
+"""Alert rules over constructed journals: each rule fires on a journal built to trip it and stays
+quiet on one that does not; de-duplication, silences, acknowledgements and repeats; state that
+holds across a restart (a new engine on the same state file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from domain.events import (
+    DayClosed,
+    Event,
+    KillSwitchRearmed,
+    KillSwitchTripped,
+    OrderAccepted,
+    OrderRejected,
+    OrderSubmitted,
+)
+from kernel.store import open_journal
+from projections.alerts import (
+    AlertConfigError,
+    AlertEngine,
+    AlertStateError,
+    AlertStore,
+    JobOutcome,
+    Observation,
+    rules_from_config,
+)
+
+S = 1_000_000_000
+DAY = 86_400 * S
+T0 = 1_704_000_000 * S  # 2023-12-31
+
+
+def day_close(i: int, nav_minor: int) -> DayClosed:
+    return DayClosed(
+        ts_ns=T0 + i * DAY,
+        day=20240101 + i,
+        step=i,
+        nav_minor=nav_minor,
+        cash_minor=nav_minor,
+        gross_exposure_minor=0,
+        currency="USD",
+    )
+
+
+def orders(answers: str, strategy: str = "sma", t: int = T0) -> list[Event]:
+    """One submitted order per letter, answered a (accepted) or r (rejected)."""
+    events: list[Event] = []
+    for i, answer in enumerate(answers):
+        order_id = f"{strategy}-{i}"
+        events.append(
+            OrderSubmitted(
+                ts_ns=t + i,
+                order_id=order_id,
+                strategy_id=strategy,
+                instrument_id=1,
+                side=1,
+                order_type="market",
+                qty_raw=100,
+                limit_px_raw=0,
+                decision_px_raw=1000,
+            )
+        )
+        if answer == "a":
+            events.append(OrderAccepted(ts_ns=t + i, order_id=order_id))
+        else:
+            events.append(OrderRejected(ts_ns=t + i, order_id=order_id, reason="price band"))
+    return events
+
+
+def trip(t: int = T0) -> KillSwitchTripped:
+    return KillSwitchTripped(
+        ts_ns=t, trigger="daily_loss", flatten=False, limit=200, observed=350, reason="daily loss 3.5% > 2%"
+    )
+
+
+def write(path: Path, events: list[Event]) -> Path:
+    with open_journal(path, writable=True) as journal:
+        for event in events:
+            journal.append(event)
+    return path
+
+
+RULES = [
+    {"kind": "drawdown", "limit_bps": 1000},
+    {"kind": "daily_loss", "limit_bps": 300},
+    {"kind": "reject_rate", "limit_bps": 5000, "window_orders": 10, "min_orders": 4},
+    {"kind": "kill_switch"},
+    {"kind": "staleness", "max_age_s": 600},
+    {"kind": "failed_jobs"},
+]
+
+
+def evaluate(
+    tmp_path: Path,
+    events: list[Event],
+    *,
+    now_ns: int | None = None,
+    jobs: list[JobOutcome] | None = None,
+    state: str = "state.sqlite",
+) -> tuple[AlertStore, list]:
+    journal_path = write(tmp_path / "j.sqlite", events) if events else tmp_path / "j.sqlite"
+    store = AlertStore(tmp_path / state, str(journal_path))
+    engine = AlertEngine(rules_from_config(RULES), store)
+    last_ts = max((e.ts_ns for e in events), default=T0)
+    journal = open_journal(journal_path) if events else None
+    try:
+        report = engine.evaluate(journal, now_ns if now_ns is not None else last_ts, jobs or [])
+    finally:
+        if journal is not None:
+            journal.close()
+    return store, [(a.rule, a.key) for a in report.fired]
+
+
+TRIPS = {
+    "drawdown": [
+        day_close(0, 1_000_000),
+        day_close(1, 1_050_000),
+        day_close(2, 1_060_000),
+        day_close(3, 1_030_000),
+        day_close(4, 1_000_000),
+        day_close(5, 975_000),
+        day_close(6, 950_000),
+    ],  # 10.4% below the 1,060,000 peak, no day worse than -3%
+    "daily_loss": [day_close(0, 1_000_000), day_close(1, 960_000)],  # -4%
+    "reject_rate": orders("aarrrr"),  # 2 of 4 = 50% once 4 are answered, then more
+    "kill_switch": [trip()],
+}
+QUIET = {
+    "drawdown": [
+        day_close(0, 1_000_000),
+        day_close(1, 975_000),
+        day_close(2, 950_000),
+        day_close(3, 930_000),
+    ],  # 7%
+    "daily_loss": [day_close(0, 1_000_000), day_close(1, 980_000), day_close(2, 960_000)],  # -2% twice
+    "reject_rate": orders("aaraaraa"),  # 2 of 8
+    "kill_switch": orders("aaaa"),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(TRIPS))
+def test_each_journal_rule_fires_on_a_journal_built_to_trip_it(tmp_path: Path, rule: str) -> None:
+    _, fired = evaluate(tmp_path, TRIPS[rule])
+    assert [r for r, _ in fired] == [rule]
+
+
+@pytest.mark.parametrize("rule", sorted(QUIET))
+def test_each_journal_rule_stays_quiet_on_a_journal_that_does_not_trip_it(tmp_path: Path, rule: str) -> None:
+    store, fired = evaluate(tmp_path, QUIET[rule])
+    assert fired == []
+    assert store.alerts() == []
+
+
+def test_drawdown_message_names_the_peak_and_the_numbers(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, TRIPS["drawdown"])
+    (alert,) = store.alerts()
+    assert alert.key == "USD"
+    assert alert.severity == "critical"
+    assert "drawdown 10.37% from peak 10,600.00 USD (limit 10.00%)" in alert.message
+    assert alert.fired_seq == 6
+
+
+def test_staleness_fires_when_the_newest_record_is_too_old_and_clears_on_a_new_one(tmp_path: Path) -> None:
+    events: list[Event] = [day_close(0, 1_000_000)]
+    (tmp_path / "fresh").mkdir()
+    _, fired_fresh = evaluate(tmp_path / "fresh", events, now_ns=T0 + 599 * S)
+    assert fired_fresh == []
+    store, fired = evaluate(tmp_path, events, now_ns=T0 + 601 * S)
+    assert fired == [("staleness", "journal")]
+    engine = AlertEngine(rules_from_config(RULES), store)
+    with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
+        journal.append(KillSwitchRearmed(ts_ns=T0 + 700 * S, operator="me"))  # any newer record
+    with open_journal(tmp_path / "j.sqlite") as journal:
+        report = engine.evaluate(journal, T0 + 701 * S)
+    assert [(a.rule, a.status) for a in report.resolved] == [("staleness", "resolved")]
+
+
+def test_failed_jobs_fire_on_the_latest_failed_run_and_clear_on_success(tmp_path: Path) -> None:
+    failed = [
+        JobOutcome("ingest", 1, "ok", T0),
+        JobOutcome("ingest", 2, "failed", T0 + S, "exit 1"),
+        JobOutcome("backup", 3, "ok", T0 + 2 * S),
+    ]
+    store, fired = evaluate(tmp_path, [], now_ns=T0 + 3 * S, jobs=failed)
+    assert fired == [("failed_jobs", "ingest")]
+    assert "job ingest run 2: failed (exit 1)" in store.alerts()[0].message
+    engine = AlertEngine(rules_from_config(RULES), store)
+    report = engine.evaluate(None, T0 + 5 * S, [*failed, JobOutcome("ingest", 4, "ok", T0 + 4 * S)])
+    assert [(a.rule, a.key) for a in report.resolved] == [("failed_jobs", "ingest")]
+    (tmp_path / "quiet").mkdir()
+    _, quiet = evaluate(tmp_path / "quiet", [], now_ns=T0, jobs=[JobOutcome("ingest", 1, "ok", T0)])
+    assert quiet == []
+
+
+def test_an_alert_fires_once_until_it_clears_then_can_fire_again(tmp_path: Path) -> None:
+    events: list[Event] = [trip(T0), trip(T0 + S), trip(T0 + 2 * S)]
+    store, fired = evaluate(tmp_path, events)
+    assert fired == [("kill_switch", "book")]
+    with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
+        journal.append(KillSwitchRearmed(ts_ns=T0 + 3 * S, operator="me"))
+        journal.append(trip(T0 + 4 * S))
+    engine = AlertEngine(rules_from_config(RULES), store)
+    with open_journal(tmp_path / "j.sqlite") as journal:
+        report = engine.evaluate(journal, T0 + 4 * S)
+    assert [a.rule for a in report.resolved] == ["kill_switch"]
+    assert [a.rule for a in report.fired] == ["kill_switch"]
+    assert [a.status for a in store.alerts()] == ["resolved", "firing"]
+
+
+def test_restart_resumes_at_the_checkpoint_without_raising_again(tmp_path: Path) -> None:
+    store, fired = evaluate(tmp_path, TRIPS["daily_loss"])
+    assert fired == [("daily_loss", "USD")]
+    checkpoint = store.checkpoint_seq
+    store.close()
+    with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
+        journal.append(day_close(2, 920_000))  # still losing: the same alert, not a new one
+    restarted = AlertStore(tmp_path / "state.sqlite", str(tmp_path / "j.sqlite"))
+    assert restarted.checkpoint_seq == checkpoint == 1
+    engine = AlertEngine(rules_from_config(RULES), restarted)
+    with open_journal(tmp_path / "j.sqlite") as journal:
+        report = engine.evaluate(journal, T0 + 2 * DAY)
+    assert report.records == 1
+    assert report.fired == []
+    assert len(restarted.alerts()) == 1
+
+
+def test_state_of_another_journal_is_refused(tmp_path: Path) -> None:
+    AlertStore(tmp_path / "s.sqlite", "/a/journal").close()
+    with pytest.raises(AlertStateError, match="not /b/journal"):
+        AlertStore(tmp_path / "s.sqlite", "/b/journal")
+
+
+def test_outbox_silences_acks_repeats_and_resolutions(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, [trip()])
+    (alert,) = store.alerts()
+    routes = {"mail": "warning", "chat": "critical"}
+    options = {"repeat_s": 60.0, "retry_s": 30.0, "notify_resolved": True}
+    now = T0
+    silence_id = store.silence("kill_switch", "", now + 10 * S, "drill", now)
+    assert store.pending(routes, now, **options) == []  # silenced
+    due = store.pending(routes, now + 11 * S, **options)  # the silence ended, still firing: send
+    assert [(p.route, p.phase) for p in due] == [("chat", "fire"), ("mail", "fire")]
+    store.record_delivery(due[0], now + 11 * S)
+    store.record_delivery(due[1], now + 11 * S, error="smtp: connection refused")
+    assert [(p.route, p.phase) for p in store.pending(routes, now + 12 * S, **options)] == []  # retry_s
+    assert [(p.route, p.phase) for p in store.pending(routes, now + 42 * S, **options)] == [("mail", "fire")]
+    store.record_delivery(store.pending(routes, now + 42 * S, **options)[0], now + 42 * S)
+    repeats = store.pending(routes, now + 102 * S, **options)
+    assert [(p.route, p.phase) for p in repeats] == [("chat", "repeat"), ("mail", "repeat")]
+    store.acknowledge(alert.id, "me", now + 102 * S)
+    assert store.pending(routes, now + 200 * S, **options) == []
+    store.commit_batch(
+        store.checkpoint_seq,
+        store.rule_state(),
+        [Observation("kill_switch", "book", False, "rearmed", 9, now)],
+        now + 201 * S,
+        {"kill_switch": "critical"},
+    )
+    resolves = store.pending(routes, now + 201 * S, **options)
+    assert [(p.route, p.phase) for p in resolves] == [("chat", "resolve"), ("mail", "resolve")]
+    for pending in resolves:
+        store.record_delivery(pending, now + 201 * S)
+    assert store.pending(routes, now + 300 * S, **options) == []
+    with pytest.raises(AlertStateError):
+        store.unsilence(silence_id, now + 300 * S)  # long over
+
+
+def test_min_severity_keeps_warnings_off_a_critical_only_route(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, TRIPS["reject_rate"])
+    (alert,) = store.alerts()
+    assert alert.severity == "warning"
+    due = store.pending(
+        {"pager": "critical", "mail": "info"}, T0, repeat_s=0, retry_s=30, notify_resolved=True
+    )
+    assert [p.route for p in due] == ["mail"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"kind": "drawdown"}, "limit_bps is required"),
+        ({"kind": "drawdown", "limit_bps": -5}, "positive"),
+        ({"kind": "drawdown", "limit_bps": 5, "limit": 3}, "unknown keys"),
+        ({"kind": "nope"}, "kind must be one of"),
+        ({"kind": "kill_switch", "severity": "loud"}, "severity"),
+        ({"kind": "reject_rate", "limit_bps": 10, "window_orders": 3, "min_orders": 5}, "min_orders"),
+    ],
+)
+def test_bad_rules_are_refused_with_the_reason(table: dict[str, object], message: str) -> None:
+    with pytest.raises(AlertConfigError, match=message):
+        rules_from_config([table])
