@@ -30,6 +30,7 @@ from cli.ingest import (
     cmd_health,
     cmd_ingest,
 )
+from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
@@ -235,6 +236,7 @@ def _parser() -> argparse.ArgumentParser:
     add_export_parser(verbs)
     add_option_chain_parser(verbs)
     add_cockpit_parser(verbs)
+    add_models_parser(verbs)
     return parser
 
 
@@ -257,6 +259,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "option-chain": cmd_option_chain,
     "cockpit": cmd_cockpit,
+    "models": cmd_models,
 }
 
 
