@@ -26,7 +26,7 @@ SPECS = [FeatureSpec("momentum", {"lookback": 10}), FeatureSpec("volatility", {"
 
 def _bars(steps: int = 400, names: int = 6, seed: int = 3) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    rows = []
+    rows: list[tuple[int, int, int, int]] = []
     for i in range(names):
         close = np.round(10_000 * np.exp(np.cumsum(rng.normal(0.0003 * i, 0.02, steps)))).astype(np.int64)
         keep = rng.random(steps) > 0.03  # a few missing bars per name
@@ -117,7 +117,7 @@ def test_walk_forward_trains_each_window_and_predicts_only_the_next() -> None:
     results = walk_forward(rows, names, windows, num_boost_round=10)
     for result in results:
         assert result.fold.train[1] < result.fold.test[0]
-        stamps_out = result.predictions.get_column("ts_ns")
+        stamps_out = result.predictions.get_column("ts_ns").to_numpy()
         assert stamps_out.min() >= result.fold.test[0] and stamps_out.max() <= result.fold.test[1]
         assert result.test_rows == result.predictions.height > 0
 
