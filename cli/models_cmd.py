@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 from cli.progress import console
@@ -32,22 +33,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"hash": a.hash, **a.meta} for a in artifacts], indent=1, sort_keys=True))
         return 0
-    table = Table(title=f"model artifacts in {args.dir} ({len(artifacts)})")
+    title = f"model artifacts in {args.dir} ({len(artifacts)}); --json for all"
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     table.add_column("hash", no_wrap=True)
-    for column in ("kind", "train window", "features", "label", "rows", "wf test IC", "lake"):
-        table.add_column(column, overflow="fold")
+    table.add_column("train window", no_wrap=True)
+    table.add_column("h/gap", no_wrap=True)
+    table.add_column("rows", justify="right")
+    table.add_column("wf IC", justify="right")
     for a in artifacts:
         meta, label = a.meta, a.meta.get("label", {})
         window = meta.get("train_window", {})
         table.add_row(
             a.hash,
-            str(meta.get("kind", "?")),
-            f"{window.get('start', '?')} .. {window.get('end', '?')}",
-            str(len(meta.get("features", []))),
-            f"fwd {label.get('horizon', '?')} gap {label.get('gap', '?')}",
+            f"{window.get('start', '?')}..{window.get('end', '?')}",
+            f"{label.get('horizon', '?')}/{label.get('gap', '?')}",
             str(meta.get("rows", "?")),
-            f"{meta.get('metrics', {}).get('wf_mean_test_ic', float('nan')):.4f}",
-            str(meta.get("lake_content_hash", ""))[:12],
+            f"{meta.get('metrics', {}).get('wf_mean_test_ic', float('nan')):.3f}",
         )
     console.print(table)
     return 0

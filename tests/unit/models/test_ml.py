@@ -134,3 +134,21 @@ def test_the_registry_stores_by_content_hash_and_refuses_changed_bytes(tmp_path:
         load(tmp_path, digest)
     with pytest.raises(ArtifactError, match="no model artifact"):
         load(tmp_path, "0" * 32)
+
+
+def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    meta = {"kind": "lightgbm", "features": [{"name": "momentum"}], "label": {"horizon": 5, "gap": 1},
+            "train_window": {"start": "2004-01-01", "end": "2009-12-31", "end_ts_ns": 1}, "rows": 10,
+            "metrics": {"wf_mean_test_ic": 0.01}, "lake_content_hash": "ab" * 16}  # fmt: skip
+    digest = register(tmp_path, "tree\n", meta)
+    assert main(["models", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert digest in printed and "2004-01-01" in printed and "5/1" in printed
+    (tmp_path / digest / "artifact.json").write_text("{}\n")
+    assert main(["models", str(tmp_path)]) == 2
+    shown = capsys.readouterr()
+    assert "hashes to" in shown.out + shown.err
