@@ -32,6 +32,7 @@ from cli.ingest import (
     cmd_ingest,
 )
 from cli.jobs_cmd import add_jobs_parsers, cmd_jobs, cmd_scheduler
+from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.progress import console, progress_bar
@@ -239,6 +240,7 @@ def _parser() -> argparse.ArgumentParser:
     add_cockpit_parser(verbs)
     add_alerts_parser(verbs)
     add_jobs_parsers(verbs)
+    add_models_parser(verbs)
     return parser
 
 
@@ -264,6 +266,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "alerts": cmd_alerts,
     "scheduler": cmd_scheduler,
     "jobs": cmd_jobs,
+    "models": cmd_models,
 }
 
 

@@ -1,0 +1,57 @@
+"""One feature computation for training and for the strategy: the kernel's panel (or the lake's
+bars, pivoted to one) as a long Polars frame, then ``models.features.cross_section`` feature
+specs, so a model sees in a backtest exactly the floats it was trained on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from domain.market import Panel
+from models.features.cross_section import FeatureSpec, check_causal
+
+__all__ = ["feature_matrix", "feature_name", "panel_frame", "spec_from_json", "spec_to_json"]
+
+
+def panel_frame(panel: Panel) -> pl.DataFrame:
+    """One row per (ts_ns, instrument_id) where the panel has a bar, sorted that way, with the
+    raw integer ``open high low close volume`` (as the lake stores them)."""
+    rows, cols = np.nonzero(panel.valid)
+    ids = np.array([inst.instrument_id for inst in panel.instruments], dtype=np.int64)
+    data: dict[str, Any] = {"ts_ns": panel.ts_ns[rows].astype(np.int64), "instrument_id": ids[cols]}
+    for name in ("open", "high", "low", "close", "volume"):
+        data[name] = getattr(panel, name)[rows, cols].astype(np.int64)
+    return pl.DataFrame(data).sort(["ts_ns", "instrument_id"])
+
+
+def spec_to_json(spec: FeatureSpec) -> dict[str, Any]:
+    return {"name": spec.name, "params": spec.params, "steps": [[op, params] for op, params in spec.steps]}
+
+
+def spec_from_json(data: dict[str, Any]) -> FeatureSpec:
+    steps = tuple((str(op), dict(params)) for op, params in data.get("steps", []))
+    return FeatureSpec(str(data["name"]), dict(data.get("params", {})), steps)
+
+
+def feature_name(spec: FeatureSpec) -> str:
+    """A column name that states the definition: ``momentum{"lookback":60}|rank``."""
+    text = spec.name + json.dumps(spec.params, sort_keys=True, separators=(",", ":"))
+    return "|".join([text, *(op for op, _ in spec.steps)])
+
+
+def feature_matrix(frame: pl.DataFrame, specs: Sequence[FeatureSpec], *, check: bool = True) -> pl.DataFrame:
+    """``ts_ns, instrument_id`` and one float column per spec (named by ``feature_name``), for
+    every row of ``frame``; null or NaN where a feature is still warming up. With ``check``,
+    each spec is first run through ``check_causal`` at two thirds of the timestamps."""
+    out = frame.select("ts_ns", "instrument_id")
+    stamps = frame.get_column("ts_ns").unique().sort()
+    for spec in specs:
+        if check and stamps.len() > 2:
+            check_causal(spec.compute, frame, int(stamps[(2 * stamps.len()) // 3]))
+        values = spec.compute(frame).rename({"value": feature_name(spec)})
+        out = out.join(values, on=["ts_ns", "instrument_id"], how="left")
+    return out.sort(["ts_ns", "instrument_id"])

@@ -1,0 +1,88 @@
+"""ModelRanker: trade one registered model artifact, top-k names by predicted return.
+
+``entry = "models.ml.strategy:ModelRanker"`` with ``params = { artifact_dir = "...",
+artifact = "<hash>", top_k = 1, weight = 0.95 }``. ``schedule`` loads the artifact (its bytes
+verified against the hash), computes the artifact's features on the panel with the same code
+training used (``models.ml.features``; causal, checked), predicts every (step, name) once, and
+rebalances at each month's last step; ``decide`` holds the ``top_k`` valid names with the
+highest predictions, equally weighted. A replay builds a fresh instance from the journaled
+parameters, so it loads the same bytes and recomputes the same predictions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from domain.market import Panel
+from kernel.strategy import MarketView
+from models.ml.features import feature_matrix, panel_frame, spec_from_json
+from models.ml.registry import load
+from models.ml.train import predict
+
+__all__ = ["ModelRanker"]
+
+
+class ModelRanker:
+    def __init__(
+        self,
+        *,
+        artifact_dir: str,
+        artifact: str,
+        top_k: int = 1,
+        weight: float = 0.95,
+        start_day: int = 0,
+        strategy_id: str = "model_ranker",
+    ) -> None:
+        if top_k < 1:
+            raise ValueError(f"top_k must be positive, got {top_k}")
+        if not 0.0 < weight <= 1.0:
+            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        self.strategy_id = strategy_id
+        self.top_k = top_k
+        self.weight = weight
+        self.start_day = start_day  # YYYYMMDD: no decision before it (0: from the first scored step)
+        self.model = load(Path(artifact_dir), artifact)  # refuses a missing or altered artifact at build time
+        self.scores = np.zeros((0, 0))
+
+    def _score(self, panel: Panel) -> npt.NDArray[np.float64]:
+        """Predictions, (steps, instruments); NaN where a bar or a feature is missing."""
+        specs = [spec_from_json(s) for s in self.model.meta["features"]]
+        names = list(self.model.meta["feature_names"])
+        frame = panel_frame(panel)
+        matrix = feature_matrix(frame, specs)
+        finite = pl.all_horizontal([pl.col(n).is_not_null() & pl.col(n).is_finite() for n in names])
+        rows = matrix.filter(finite)
+        prediction = predict(self.model.model_text, rows.select(names).to_numpy().astype(np.float64))
+        scores = np.full((panel.steps, len(panel.instruments)), np.nan)
+        step = np.searchsorted(panel.ts_ns, rows.get_column("ts_ns").to_numpy())
+        ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)
+        order = np.argsort(ids)
+        column = order[np.searchsorted(ids[order], rows.get_column("instrument_id").to_numpy())]
+        scores[step, column] = prediction
+        return scores
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        """Each month's last step that has a score for at least one name (and is on or after
+        ``start_day``)."""
+        self.scores = self._score(panel)
+        month = panel.day // 100
+        month_end = np.ones(panel.steps, dtype=np.bool_)
+        month_end[:-1] = month[1:] != month[:-1]
+        scored = np.isfinite(self.scores).any(axis=1)
+        return np.flatnonzero(month_end & scored & (panel.day >= self.start_day)).astype(np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        score = self.scores[view.step]
+        eligible = np.isfinite(score) & view.valid()
+        weights = np.zeros(score.shape[0])
+        count = min(self.top_k, int(eligible.sum()))
+        if count == 0:
+            return weights
+        ranked = np.where(eligible, score, -np.inf)
+        chosen = np.lexsort((np.arange(score.shape[0]), -ranked))[:count]  # ties: by column
+        weights[chosen] = self.weight / count
+        return weights

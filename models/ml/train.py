@@ -1,0 +1,203 @@
+"""LightGBM regressors on lake features, trained with deterministic settings, and walk-forward.
+
+Determinism: one thread, LightGBM's ``deterministic`` and ``force_row_wise`` modes and every
+seed set from one ``seed``; rows in (ts_ns, instrument_id) order. The same rows and seed give a
+byte-identical model text on one machine (tests/unit/models/test_ml.py checks it).
+
+Embargo: a window trains only on rows whose label *ends* at or before the window's last bar,
+so no training label reads a price the next window trades on; ``check_labels`` verifies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from models.features.cross_section import FeatureSpec
+from models.ml.features import feature_matrix, feature_name
+from models.ml.labels import LabelSpec, check_labels, forward_returns
+
+__all__ = [
+    "DEFAULT_PARAMS",
+    "Fold",
+    "FoldResult",
+    "TrainedModel",
+    "design_rows",
+    "folds",
+    "predict",
+    "rows_hash",
+    "train_window",
+    "walk_forward",
+]
+
+DEFAULT_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+}
+
+
+def _deterministic(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    return {**DEFAULT_PARAMS, **params, "num_threads": 1, "deterministic": True, "force_row_wise": True,
+            "seed": seed, "verbose": -1}  # fmt: skip
+
+
+def design_rows(bars: pl.DataFrame, specs: Sequence[FeatureSpec], label: LabelSpec) -> pl.DataFrame:
+    """Features (checked causal) joined with their labels (checked at their gap and horizon):
+    ``ts_ns, instrument_id``, one column per feature, ``label, label_start_ts, label_end_ts``;
+    only rows where every feature is finite and the label exists."""
+    features = feature_matrix(bars, specs)
+    labels = forward_returns(bars, label)
+    check_labels(labels, bars, label)
+    rows = features.join(labels, on=["ts_ns", "instrument_id"], how="inner")
+    names = [feature_name(s) for s in specs]
+    finite = pl.all_horizontal([pl.col(n).is_not_null() & pl.col(n).is_finite() for n in names])
+    return rows.filter(finite).sort(["ts_ns", "instrument_id"])
+
+
+def rows_hash(rows: pl.DataFrame) -> str:
+    """blake2b of the rows' columns (names and values, in order): the training set's identity."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in rows.columns:
+        digest.update(name.encode() + b"\0")
+        digest.update(np.ascontiguousarray(rows.get_column(name).to_numpy()).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model_text: str
+    features: tuple[str, ...]
+    start_ts: int
+    end_ts: int
+    rows: int
+    rows_hash: str
+    params: dict[str, Any]
+    num_boost_round: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _window_rows(rows: pl.DataFrame, start_ts: int, end_ts: int) -> pl.DataFrame:
+    """Rows whose feature bar is in [start, end] and whose label ends by ``end`` (the embargo)."""
+    return rows.filter(
+        (pl.col("ts_ns") >= start_ts) & (pl.col("ts_ns") <= end_ts) & (pl.col("label_end_ts") <= end_ts)
+    )
+
+
+def _matrix(rows: pl.DataFrame, names: Sequence[str]) -> npt.NDArray[np.float64]:
+    return rows.select(names).to_numpy().astype(np.float64)
+
+
+def train_window(
+    rows: pl.DataFrame,
+    features: Sequence[str],
+    start_ts: int,
+    end_ts: int,
+    *,
+    seed: int = 7,
+    params: dict[str, Any] | None = None,
+    num_boost_round: int = 200,
+) -> TrainedModel:
+    """Train on ``design_rows`` rows in [start_ts, end_ts], labels embargoed at end_ts."""
+    window = _window_rows(rows, start_ts, end_ts)
+    if window.height == 0:
+        raise ValueError(f"no labelled rows in the training window {start_ts}..{end_ts}")
+    if window.filter(pl.col("label_end_ts") > end_ts).height:  # the embargo, stated once more
+        raise AssertionError("a training label extends past the window")
+    settings = _deterministic(params or {}, seed)
+    x, y = _matrix(window, features), window.get_column("label").to_numpy().astype(np.float64)
+    data = lgb.Dataset(x, label=y, feature_name=[f"f{i}" for i in range(len(features))],
+                       params={"verbose": -1}, free_raw_data=False)  # fmt: skip
+    booster = lgb.train(settings, data, num_boost_round=num_boost_round)
+    text = booster.model_to_string(num_iteration=-1)
+    fitted = predict(text, x)
+    metrics = {"train_rows": float(window.height), "train_ic": _rank_ic(fitted, y),
+               "train_rmse": float(np.sqrt(np.mean((fitted - y) ** 2)))}  # fmt: skip
+    return TrainedModel(text, tuple(features), start_ts, end_ts, window.height, rows_hash(window),
+                        settings, num_boost_round, metrics)  # fmt: skip
+
+
+def predict(model_text: str, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The model's predictions, single-threaded (row order does not change any value)."""
+    booster = lgb.Booster(model_str=model_text)
+    if x.shape[0] == 0:
+        return np.zeros(0)
+    return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+
+
+def _rank_ic(prediction: npt.NDArray[np.float64], label: npt.NDArray[np.float64]) -> float:
+    """Spearman correlation (ranks by ordinal position) of prediction and label; 0 if degenerate."""
+    if prediction.size < 3:
+        return 0.0
+    a = np.argsort(np.argsort(prediction, kind="stable"), kind="stable").astype(np.float64)
+    b = np.argsort(np.argsort(label, kind="stable"), kind="stable").astype(np.float64)
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+@dataclass(frozen=True)
+class Fold:
+    index: int
+    train: tuple[int, int]  # first and last ts_ns of the training window
+    test: tuple[int, int]
+
+
+def folds(stamps: Sequence[int], train: int, test: int, step: int | None = None) -> list[Fold]:
+    """Rolling windows over the distinct bar timestamps, as ``tape walkforward`` cuts sessions:
+    ``train`` bars, then the next ``test`` bars; each fold moves ``step`` (default ``test``)."""
+    step = step or test
+    if train < 1 or test < 1 or step < 1:
+        raise ValueError("walk-forward: train, test and step must be positive")
+    out: list[Fold] = []
+    start = 0
+    while start + train + test - 1 < len(stamps):
+        last = start + train - 1
+        out.append(Fold(len(out), (stamps[start], stamps[last]), (stamps[last + 1], stamps[last + test])))
+        start += step
+    return out
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    fold: Fold
+    train_rows: int
+    test_rows: int
+    test_ic: float
+    predictions: pl.DataFrame  # ts_ns, instrument_id, prediction, label over the test window
+
+
+def walk_forward(
+    rows: pl.DataFrame,
+    features: Sequence[str],
+    windows: Sequence[Fold],
+    *,
+    seed: int = 7,
+    params: dict[str, Any] | None = None,
+    num_boost_round: int = 200,
+) -> list[FoldResult]:
+    """Train on each fold's window (embargoed) and predict its test window, out of sample."""
+    results = []
+    for fold in windows:
+        model = train_window(rows, features, *fold.train, seed=seed, params=params,
+                             num_boost_round=num_boost_round)  # fmt: skip
+        test = rows.filter((pl.col("ts_ns") >= fold.test[0]) & (pl.col("ts_ns") <= fold.test[1]))
+        prediction = predict(model.model_text, _matrix(test, features))
+        label = test.get_column("label").to_numpy().astype(np.float64)
+        frame = test.select("ts_ns", "instrument_id", "label").with_columns(
+            pl.Series("prediction", prediction)
+        )
+        results.append(FoldResult(fold, model.rows, test.height, _rank_ic(prediction, label), frame))
+    return results

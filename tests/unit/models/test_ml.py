@@ -1,0 +1,154 @@
+"""models.ml on a small seeded panel: labels at their declared gap (a planted overlap is
+caught), the embargo, byte-identical training, the registry's hash check, and the strategy's
+causality (deciding on a truncated panel gives the same scores)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from models.features.cross_section import TIME_SERIES, FeatureSpec, LookAheadError
+from models.ml.features import feature_matrix, feature_name
+from models.ml.labels import LabelOverlapError, LabelSpec, check_labels, classify, forward_returns
+from models.ml.registry import ArtifactError, list_artifacts, load, register
+
+lgb = pytest.importorskip("lightgbm", reason="the ml extra (lightgbm) is not installed")
+
+from models.ml.train import design_rows, folds, train_window, walk_forward  # noqa: E402
+
+DAY = 86_400_000_000_000
+SPECS = [FeatureSpec("momentum", {"lookback": 10}), FeatureSpec("volatility", {"window": 10}),
+         FeatureSpec("distance_from_mean", {"window": 5})]  # fmt: skip
+
+
+def _bars(steps: int = 400, names: int = 6, seed: int = 3) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows: list[tuple[int, int, int, int]] = []
+    for i in range(names):
+        close = np.round(10_000 * np.exp(np.cumsum(rng.normal(0.0003 * i, 0.02, steps)))).astype(np.int64)
+        keep = rng.random(steps) > 0.03  # a few missing bars per name
+        volume = rng.integers(1_000, 5_000, steps)
+        rows.extend((int(t) * DAY, i + 1, int(close[t]), int(volume[t])) for t in np.flatnonzero(keep))
+    frame = pl.DataFrame(rows, schema=["ts_ns", "instrument_id", "close", "volume"], orient="row")
+    return frame.sort(["ts_ns", "instrument_id"])
+
+
+def test_forward_returns_start_gap_bars_after_the_feature_bar_in_each_names_own_bars() -> None:
+    bars = _bars()
+    spec = LabelSpec(horizon=5, gap=1)
+    labels = forward_returns(bars, spec)
+    check_labels(labels, bars, spec)
+    one = bars.filter(pl.col("instrument_id") == 2).sort("ts_ns")
+    close, ts = one.get_column("close").to_numpy().astype(float), one.get_column("ts_ns").to_numpy()
+    mine = labels.filter(pl.col("instrument_id") == 2).sort("ts_ns")
+    assert mine.height == one.height - 6
+    np.testing.assert_array_equal(mine.get_column("label").to_numpy(), close[6:] / close[1:-5] - 1.0)
+    np.testing.assert_array_equal(mine.get_column("label_start_ts").to_numpy(), ts[1:-5])
+    assert (mine.get_column("label_start_ts") > mine.get_column("ts_ns")).all()
+
+
+def test_a_planted_overlap_is_caught() -> None:
+    bars = _bars()
+    spec = LabelSpec(horizon=5, gap=1)
+    labels = forward_returns(bars, spec)
+    # one label whose start is moved back to its own feature bar: it now overlaps by one bar
+    planted = labels.with_columns(
+        pl.when(pl.int_range(pl.len()) == 100).then(pl.col("ts_ns")).otherwise(pl.col("label_start_ts"))
+        .alias("label_start_ts")
+    )  # fmt: skip
+    with pytest.raises(LabelOverlapError, match="1 label"):
+        check_labels(planted, bars, spec)
+    # labels built with gap 0 checked as if they had gap 1: every one is caught
+    with pytest.raises(LabelOverlapError):
+        check_labels(forward_returns(bars, LabelSpec(5, 0)), bars, spec)
+    with pytest.raises(ValueError, match="gap"):
+        LabelSpec(horizon=5, gap=-1)
+
+
+def test_a_label_past_the_window_is_caught_and_training_embargoes_it() -> None:
+    bars = _bars()
+    spec = LabelSpec(horizon=5, gap=1)
+    labels = forward_returns(bars, spec)
+    end = 200 * DAY
+    with pytest.raises(LabelOverlapError, match="end after the window"):
+        check_labels(labels.filter(pl.col("ts_ns") <= end), bars, spec, window_end_ts=end)
+    rows = design_rows(bars, SPECS, spec)
+    names = [feature_name(s) for s in SPECS]
+    model = train_window(rows, names, 0, end, num_boost_round=10)
+    embargoed = rows.filter((pl.col("ts_ns") <= end) & (pl.col("label_end_ts") <= end))
+    assert model.rows == embargoed.height < rows.filter(pl.col("ts_ns") <= end).height
+
+
+def test_classification_thresholds() -> None:
+    frame = pl.DataFrame({"label": [-0.05, -0.01, 0.0, 0.02, 0.2]})
+    assert classify(frame, [-0.02, 0.01]).get_column("label_class").to_list() == [0, 1, 1, 2, 2]
+    with pytest.raises(ValueError, match="ascending"):
+        LabelSpec(5, 1, (0.1, -0.1))
+
+
+def test_a_feature_that_peeks_one_bar_ahead_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(TIME_SERIES, "peek", lambda _f, _p: pl.col("close").cast(pl.Float64).shift(-1))
+    with pytest.raises(LookAheadError):
+        feature_matrix(_bars(), [FeatureSpec("peek")])
+    with pytest.raises(LookAheadError):
+        design_rows(_bars(), [*SPECS, FeatureSpec("peek")], LabelSpec(5, 1))
+
+
+def test_same_rows_and_seed_give_a_byte_identical_model_and_another_seed_does_not() -> None:
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))
+    names = [feature_name(s) for s in SPECS]
+    first = train_window(rows, names, 0, 300 * DAY, seed=11, num_boost_round=40)
+    again = train_window(rows, names, 0, 300 * DAY, seed=11, num_boost_round=40)
+    other = train_window(rows, names, 0, 300 * DAY, seed=12, num_boost_round=40)
+    assert first.model_text.encode() == again.model_text.encode()
+    assert first.rows_hash == again.rows_hash
+    assert other.model_text != first.model_text  # bagging draws from the seed
+
+
+def test_walk_forward_trains_each_window_and_predicts_only_the_next() -> None:
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))
+    names = [feature_name(s) for s in SPECS]
+    stamps = rows.get_column("ts_ns").unique().sort().to_list()
+    windows = folds(stamps, 150, 50)
+    assert len(windows) == (len(stamps) - 150) // 50
+    results = walk_forward(rows, names, windows, num_boost_round=10)
+    for result in results:
+        assert result.fold.train[1] < result.fold.test[0]
+        stamps_out = result.predictions.get_column("ts_ns").to_numpy()
+        assert stamps_out.min() >= result.fold.test[0] and stamps_out.max() <= result.fold.test[1]
+        assert result.test_rows == result.predictions.height > 0
+
+
+def test_the_registry_stores_by_content_hash_and_refuses_changed_bytes(tmp_path: Path) -> None:
+    meta = {"kind": "lightgbm", "features": [], "train_window": {"end_ts_ns": 5}}
+    digest = register(tmp_path, "tree text\n", meta)
+    assert register(tmp_path, "tree text\n", meta) == digest  # same content, same folder
+    loaded = load(tmp_path, digest)
+    assert loaded.model_text == "tree text\n" and loaded.meta == meta
+    assert [a.hash for a in list_artifacts(tmp_path)] == [digest]
+    (tmp_path / digest / "model.txt").write_text("tree text, edited\n")
+    with pytest.raises(ArtifactError, match="hashes to"):
+        load(tmp_path, digest)
+    with pytest.raises(ArtifactError, match="no model artifact"):
+        load(tmp_path, "0" * 32)
+
+
+def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    meta = {"kind": "lightgbm", "features": [{"name": "momentum"}], "label": {"horizon": 5, "gap": 1},
+            "train_window": {"start": "2004-01-01", "end": "2009-12-31", "end_ts_ns": 1}, "rows": 10,
+            "metrics": {"wf_mean_test_ic": 0.01}, "lake_content_hash": "ab" * 16}  # fmt: skip
+    digest = register(tmp_path, "tree\n", meta)
+    assert main(["models", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert digest in printed and "2004-01-01" in printed and "5/1" in printed
+    (tmp_path / digest / "artifact.json").write_text("{}\n")
+    assert main(["models", str(tmp_path)]) == 2
+    shown = capsys.readouterr()
+    assert "hashes to" in shown.out + shown.err
