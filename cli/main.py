@@ -51,6 +51,7 @@ from lake.store import DatasetError
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
 from projections import ProjectionError, TargetRefused, TargetUnavailable
+from projections.metrics_influx import InfluxError
 from sim.attribution import AttributionError
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
@@ -277,6 +278,7 @@ _USER_ERRORS = (
     FileNotFoundError,
     TargetUnavailable,
     TargetRefused,
+    InfluxError,  # the Influx server refused a request (4xx), named in the message
     ProjectionError,
     RuleNotDefined,
     ExecutionQualityError,

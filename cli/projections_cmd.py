@@ -99,6 +99,27 @@ def cmd_projections_follow(args: argparse.Namespace) -> int:
     return 130 if stopping.is_set() else 0
 
 
+def cmd_projections_influx_setup(args: argparse.Namespace) -> int:
+    """Retention policies and the downsampling continuous query (``projections.influx_retention``)."""
+    from projections.influx_retention import RetentionPlan, backfill, setup_retention
+    from projections.metrics_influx import InfluxV1
+
+    if args.influx_org:
+        raise ConfigError("influx-setup is for InfluxDB 1.x; 2.x keeps data by bucket retention")
+    try:
+        plan = RetentionPlan(raw_days=args.raw_days, keep_days=args.keep_days, every=args.every)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    influx = _influx_transport(args)
+    assert isinstance(influx, InfluxV1)
+    for statement in setup_retention(influx, plan):
+        console.print(statement, soft_wrap=True, markup=False)
+    if args.backfill:
+        backfill(influx, plan)
+        console.print(f"downsampled everything the raw policy holds into {args.influx_db}.downsampled")
+    return 0
+
+
 def _influx_transport(args: argparse.Namespace) -> InfluxTransport:
     """``--influx URL`` with the v1 API (``--influx-db``) or, given ``--influx-org``, the v2 API
     (``--influx-bucket``, token from ``--influx-token`` or ``$INFLUX_TOKEN``)."""
@@ -189,6 +210,13 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bars.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")
     bars.add_argument("--timeframe", help="e.g. 1m, 1h, 1d (default: the data set's frequency)")
     _influx_arguments(bars)
+    setup = sub.add_parser("influx-setup", help="InfluxDB 1.x retention policies and downsampling")
+    setup.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")
+    setup.add_argument("--raw-days", type=int, default=30, help="days the raw points are kept (default 30)")
+    setup.add_argument("--keep-days", type=int, default=730, help="days the downsampled points are kept")
+    setup.add_argument("--every", default="1h", help="downsampling interval: 30s, 5m, 1h, 1d (default 1h)")
+    setup.add_argument("--backfill", action="store_true", help="also downsample what the raw policy holds")
+    _influx_arguments(setup)
     grant = sub.add_parser("grant-readonly", help="create a read-only PostgreSQL role for dashboards")
     grant.add_argument("--db", required=True, help="postgresql:// URL")
     grant.add_argument("--schema", default=DEFAULT_SCHEMA)
@@ -201,5 +229,6 @@ COMMANDS = {
     ("projections", "follow"): cmd_projections_follow,
     ("projections", "bars"): cmd_projections_bars,
     ("projections", "grant-readonly"): cmd_projections_grant,
+    ("projections", "influx-setup"): cmd_projections_influx_setup,
     ("audit", None): cmd_audit,
 }

@@ -369,6 +369,13 @@ class InfluxV1:
     def create_database(self) -> None:
         self._request("/query", {"q": f'CREATE DATABASE "{self.database}"'}, body=b"")
 
+    def execute(self, statement: str) -> None:
+        """One InfluxQL statement that changes something (POST), its error raised."""
+        answer = json.loads(self._request("/query", {"db": self.database, "q": statement}, body=b""))
+        for result in answer.get("results", []):
+            if "error" in result:
+                raise InfluxError(f"influx {statement!r}: {result['error']}")
+
     def write(self, lines: list[str]) -> None:
         if lines:
             body = ("\n".join(lines) + "\n").encode()

@@ -76,7 +76,7 @@ def free_port() -> int:
 class InfluxServer:
     """One ``influxd`` with its data under ``root``; ``stop`` and ``start`` keep the data."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, continuous_queries: bool = False) -> None:
         binary = shutil.which("influxd")
         if binary is None:
             pytest.skip("influxd is not installed (apt-get install -y influxdb)")
@@ -94,7 +94,11 @@ class InfluxServer:
             "  query-log-enabled = false\n"
             f'[http]\n  bind-address = "127.0.0.1:{self.port}"\n  log-enabled = false\n'
             "[monitor]\n  store-enabled = false\n"
-            "[continuous_queries]\n  enabled = false\n"
+            + (
+                '[continuous_queries]\n  enabled = true\n  run-interval = "1s"\n'
+                if continuous_queries
+                else "[continuous_queries]\n  enabled = false\n"
+            )
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -126,8 +130,8 @@ class InfluxServer:
 
 
 @contextmanager
-def running_influxd(root: Path) -> Iterator[InfluxServer]:
-    server = InfluxServer(root)
+def running_influxd(root: Path, *, continuous_queries: bool = False) -> Iterator[InfluxServer]:
+    server = InfluxServer(root, continuous_queries=continuous_queries)
     server.start()
     try:
         yield server
