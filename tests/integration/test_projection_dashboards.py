@@ -301,3 +301,58 @@ def test_datasource_variables_are_set_by_compose() -> None:
     sources = {s["uid"]: s for s in yaml.safe_load(text)["datasources"]}
     assert sources["tape-postgres"]["user"] == "${TAPE_DASHBOARDS_USER}"
     assert environment["TAPE_DASHBOARDS_USER"] == "tape_dashboards"  # the grant-readonly default
+
+
+# --- alert rules --------------------------------------------------------------------------------
+
+
+def _alert_rules() -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = []
+    for path in sorted((INFRA / "grafana" / "provisioning" / "alerting").glob("*.yaml")):
+        provisioned = yaml.safe_load(path.read_text())
+        assert provisioned["apiVersion"] == 1, path.name
+        for group in provisioned["groups"]:
+            assert group["name"] and group["folder"] and group["interval"], path.name
+            rules += group["rules"]
+    return rules
+
+
+def test_alert_rules_query_only_written_series_and_reach_their_condition() -> None:
+    rules = _alert_rules()
+    titles = {rule["uid"]: rule["title"] for rule in rules}
+    assert set(titles) == {
+        "tape-drawdown", "tape-reject-rate", "tape-kill-switch", "tape-projection-backlog", "tape-staleness"
+    }  # fmt: skip
+    types = _datasources()
+    for rule in rules:
+        steps = {step["refId"]: step for step in rule["data"]}
+        assert rule["condition"] in steps, rule["uid"]
+        reached, ref = set(), rule["condition"]
+        while ref in steps and ref not in reached:  # the condition's chain back to a query
+            reached.add(ref)
+            model = steps[ref]["model"]
+            ref = model.get("expression", "")
+        query_steps = [s for s in rule["data"] if s["datasourceUid"] != "__expr__"]
+        assert query_steps and {s["refId"] for s in query_steps} <= reached | {ref}, rule["uid"]
+        for step in query_steps:
+            assert types[step["datasourceUid"]] == "influxdb", rule["uid"]
+            query = step["model"]["query"].replace("''", "'")
+            measurement, fields, tags = _influx_names(query)
+            series = series_of(measurement)
+            assert series is not None, f"{rule['uid']}: measurement {measurement!r} is never written"
+            assert fields <= series.fields, f"{rule['uid']}: unknown fields {fields - series.fields}"
+            assert tags <= series.tags, f"{rule['uid']}: unknown tags {tags - series.tags}"
+
+
+def test_alert_rule_queries_run_on_a_real_influxd(tmp_path: Path) -> None:
+    from projections.metrics_influx import InfluxV1
+    from tests.contracts.projection_servers import running_influxd
+
+    with running_influxd(tmp_path) as server:
+        influx = InfluxV1(server.url, "tape")
+        influx.create_database()
+        for rule in _alert_rules():
+            for step in rule["data"]:
+                if step["datasourceUid"] != "__expr__":
+                    query = step["model"]["query"].replace("$timeFilter", "time > now() - 15m")
+                    assert influx.query(query) == [], rule["uid"]  # parses and runs (no data yet)
