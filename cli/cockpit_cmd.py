@@ -15,13 +15,15 @@ from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
 from kernel.journal import Journal, JournalError
 from kernel.store import open_journal
+from lake.health import dataset_health
+from lake.partitioned import Lake
 from lake.store import load_panel
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
 from tui.sources import Marks
 
-__all__ = ["add_cockpit_parser", "cmd_cockpit", "cockpit_sources"]
+__all__ = ["add_cockpit_parser", "cmd_cockpit", "cockpit_sources", "lake_health_lines"]
 
 
 def _marks(journal: Journal) -> Marks:
@@ -39,13 +41,32 @@ def _marks(journal: Journal) -> Marks:
     return marks
 
 
-def cockpit_sources(journal: Path, *, follow: bool = True, poll_interval_s: float = 0.5) -> CockpitSources:
+def lake_health_lines(lake_root: Path) -> list[str]:
+    """``tape health``'s numbers, one line per data set of the lake."""
+    if not (lake_root / "lake.json").exists():
+        return [f"{lake_root} is not a lake (no lake.json)"]
+    lines = []
+    for item in dataset_health(Lake(lake_root)):
+        reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
+        coverage = f"{item.coverage:.2%}" if item.gaps.bars_expected else "-"
+        lines.append(
+            f"{item.dataset}: {item.instruments:,} instruments, {item.rows:,} rows, coverage {coverage}, "
+            f"{item.gaps.suspension_sessions:,} suspension sessions, {item.gaps.missing_bars:,} missing "
+            f"bars; quarantined: {reasons}"
+        )
+    return lines or [f"{lake_root}: no data sets"]
+
+
+def cockpit_sources(
+    journal: Path, *, follow: bool = True, poll_interval_s: float = 0.5, lake: Path | None = None
+) -> CockpitSources:
     return CockpitSources(
         journal=journal,
         summary=report_from_journal,
         execution=execution_report,
         marks=_marks,
         replay_build=replay_builder,
+        health=(lambda: lake_health_lines(lake)) if lake is not None else None,
         follow=follow,
         poll_interval_s=poll_interval_s,
     )
@@ -55,7 +76,8 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     path = Path(args.journal)
     with open_journal(path):  # a missing or damaged journal is named before the screen opens
         pass
-    CockpitApp(cockpit_sources(path, follow=not args.no_follow, poll_interval_s=args.poll)).run()
+    lake = Path(args.lake) if args.lake else None
+    CockpitApp(cockpit_sources(path, follow=not args.no_follow, poll_interval_s=args.poll, lake=lake)).run()
     return 0
 
 
@@ -64,3 +86,4 @@ def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
     cockpit.add_argument("journal")
     cockpit.add_argument("--no-follow", action="store_true", help="do not poll the journal for new records")
     cockpit.add_argument("--poll", type=float, default=0.5, help="seconds between polls (default 0.5)")
+    cockpit.add_argument("--lake", help="the lake the data set came from: its data health on the data tab")

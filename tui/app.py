@@ -75,6 +75,7 @@ class CockpitApp(App[None]):
         self.summary: SummaryLike | None = None
         self.execution: ExecutionLike | None = None
         self.marks: Marks | None = None
+        self.health: list[str] | None = None
         self.first_screen_ready = False  # the command centre shows the whole journal
         self.detail_ready = False
         self.status_line = "opening the journal..."
@@ -219,6 +220,21 @@ class CockpitApp(App[None]):
     def _first_screen_painted(self) -> None:
         self.first_screen_ready = True
         self.run_worker(self._load_rest, thread=True, group="load")
+        if self.sources.health is not None and self.health is None:
+            loader = self.sources.health
+
+            def work() -> None:
+                try:
+                    lines = loader()
+                except Exception as error:  # a lake that cannot be read says why on the data tab
+                    lines = [f"data health: {error}"]
+                self.call_from_thread(self._show_health, lines)
+
+            self.run_worker(work, thread=True, group="health", exclusive=True)
+
+    def _show_health(self, lines: list[str]) -> None:
+        self.health = lines
+        views.show_static_tabs(self)
 
     def _show_detail(self, detail: Detail) -> None:
         self.detail = detail

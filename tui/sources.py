@@ -75,5 +75,6 @@ class CockpitSources:
     execution: Callable[[Journal], ExecutionLike] | None = None
     marks: Callable[[Journal], Marks] | None = None  # loads the data set once, in a worker
     replay_build: ReplayBuild | None = None
+    health: Callable[[], list[str]] | None = None  # data health lines (the lake's, via cli)
     follow: bool = True  # poll the journal's length and fold what was appended
     poll_interval_s: float = 0.5

@@ -451,10 +451,15 @@ def show_static_tabs(app: CockpitApp) -> None:
             f"{dataset.instruments} instruments, "
             f"{utc_text(dataset.first_ts_ns)} .. {utc_text(dataset.last_ts_ns)}"
         )
-    text += (
-        "\n\n[b]not built[/b]: coverage, gaps and quarantined rows by reason come from the lake, "
-        "which the cockpit does not read; run `tape health LAKE` for them."
-    )
+    if app.health is not None:
+        text += "\n\n[b]data health[/b]\n" + escape("\n".join(app.health))
+    elif app.sources.health is not None:
+        text += "\n\ndata health: reading the lake..."
+    else:
+        text += (
+            "\n\ndata health (coverage, gaps, quarantined rows by reason) comes from the lake the "
+            "data set was exported from: open the cockpit with `--lake LAKE`, or run `tape health LAKE`."
+        )
     app.query_one("#data-health", Static).update(text)
     journaled = app.overview.operator_commands
     lines = [f"journaled operator commands ({len(journaled)}):"]

@@ -315,3 +315,31 @@ def test_the_real_program_in_a_real_terminal(journal: Path) -> None:
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+@pytest.mark.asyncio
+async def test_the_data_tab_shows_the_lakes_health(tmp_path: Path) -> None:
+    """With ``--lake``, tape health's numbers for the lake the data set came from: coverage,
+    suspensions, missing bars and quarantined rows by reason (an inconsistent bar here)."""
+    from lake.ingest import ingest
+    from lake.partitioned import Lake
+    from lake.sources import parse_yahoo
+
+    days = [f"2014-01-{d:02d}" for d in (2, 3, 6, 7, 8, 9, 10, 13, 14, 15)]
+    rows_text = "".join(f"{day},10.00,10.50,9.80,10.10,10.10,1000\n" for day in days)
+    rows_text += "2014-01-16,10.00,9.00,9.80,10.10,10.10,1000\n"  # high below open: quarantined
+    source = tmp_path / "aaa.txt"
+    source.write_text("Date,Open,High,Low,Close,Adj Close,Volume\n" + rows_text)
+    ingest(tmp_path / "lake", [source], lambda p: parse_yahoo(p, symbol="AAA"))
+    Lake(tmp_path / "lake").export(tmp_path / "set", "1d", calendar="XNYS")
+    journal = run(make_config(tmp_path / "set", tmp_path / "j", params={"fast": 2, "slow": 4, "weight": 0.5},
+                              us_regulatory_fees=False)).journal  # fmt: skip
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.health is not None)
+        await pilot.press("7")
+        shown = text(app, "#data-health")
+        assert "bars/1d: 1 instruments, 10 rows" in shown
+        assert "quarantined: ohlc_inconsistent 1" in shown
+
+    await drive(cockpit_sources(journal, follow=False, lake=tmp_path / "lake"), scenario)
