@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from rich.table import Table
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError
 from kernel.store import open_journal
-from projections import DEFAULT_SCHEMA, describe_target, open_ledger, rebuild_ledger
+from projections import DEFAULT_SCHEMA, TargetUnavailable, describe_target, open_ledger, rebuild_ledger
 
 if TYPE_CHECKING:
     from projections.metrics_influx import InfluxTransport
@@ -120,6 +121,41 @@ def cmd_projections_influx_setup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_projections_host_metrics(args: argparse.Namespace) -> int:
+    """Sample the host every ``--every`` seconds into the ``host`` measurement until Ctrl-C or
+    SIGTERM (or once); an unreachable Influx is reported and retried at the next sample."""
+    import socket
+
+    from projections.host_metrics import host_lines
+
+    disks = [Path(d) for d in (args.disk or ["."])]
+    for disk in disks:
+        if not disk.exists():
+            raise ConfigError(f"--disk {disk}: no such path")
+    influx = _influx_transport(args)
+    influx.create_database()
+    hostname = socket.gethostname()
+    stopping = threading.Event()
+    previous_int = signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    samples = 0
+    try:
+        while not stopping.is_set():
+            try:
+                influx.write(host_lines(hostname, disks, time.time_ns()))
+                samples += 1
+            except TargetUnavailable as error:
+                console.print(f"host metrics: {error}; next try in {args.every:g} s", soft_wrap=True)
+            if args.once:
+                break
+            stopping.wait(args.every)
+    finally:
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+    console.print(f"host metrics: {samples} sample(s) of {hostname} written to {args.influx_db}")
+    return 0 if samples else 1
+
+
 def _influx_transport(args: argparse.Namespace) -> InfluxTransport:
     """``--influx URL`` with the v1 API (``--influx-db``) or, given ``--influx-org``, the v2 API
     (``--influx-bucket``, token from ``--influx-token`` or ``$INFLUX_TOKEN``)."""
@@ -217,6 +253,12 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     setup.add_argument("--every", default="1h", help="downsampling interval: 30s, 5m, 1h, 1d (default 1h)")
     setup.add_argument("--backfill", action="store_true", help="also downsample what the raw policy holds")
     _influx_arguments(setup)
+    host = sub.add_parser("host-metrics", help="CPU, memory, disk and processes of this host, to Influx")
+    host.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")
+    host.add_argument("--disk", action="append", help="a path whose file system is watched (default .)")
+    host.add_argument("--every", type=float, default=10.0, help="seconds between samples (default 10)")
+    host.add_argument("--once", action="store_true", help="one sample, then exit")
+    _influx_arguments(host)
     grant = sub.add_parser("grant-readonly", help="create a read-only PostgreSQL role for dashboards")
     grant.add_argument("--db", required=True, help="postgresql:// URL")
     grant.add_argument("--schema", default=DEFAULT_SCHEMA)
@@ -230,5 +272,6 @@ COMMANDS = {
     ("projections", "bars"): cmd_projections_bars,
     ("projections", "grant-readonly"): cmd_projections_grant,
     ("projections", "influx-setup"): cmd_projections_influx_setup,
+    ("projections", "host-metrics"): cmd_projections_host_metrics,
     ("audit", None): cmd_audit,
 }

@@ -124,6 +124,11 @@ SERIES: Mapping[str, Series] = {
     ),
     "risk_events": _series("rule action", "count"),
     "projection": _series("projection", "last_seq head_seq journal_lag_records lag_s"),
+    "host": _series(  # projections.host_metrics, written by `tape projections host-metrics`
+        "host disk",
+        "cpu_pct load_1m mem_used_pct mem_available_bytes swap_used_pct disk_used_pct disk_free_bytes "
+        "processes",
+    ),
     CHECKPOINT_MEASUREMENT: _series("projection", "seq state"),
 }
 """Every fixed measurement this module writes: name -> tags and fields."""

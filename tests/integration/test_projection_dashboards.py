@@ -321,7 +321,8 @@ def test_alert_rules_query_only_written_series_and_reach_their_condition() -> No
     rules = _alert_rules()
     titles = {rule["uid"]: rule["title"] for rule in rules}
     assert set(titles) == {
-        "tape-drawdown", "tape-reject-rate", "tape-kill-switch", "tape-projection-backlog", "tape-staleness"
+        "tape-drawdown", "tape-reject-rate", "tape-kill-switch", "tape-projection-backlog", "tape-staleness",
+        "tape-disk-space",
     }  # fmt: skip
     types = _datasources()
     for rule in rules:
