@@ -13,6 +13,7 @@ from domain.instruments import Instrument
 from domain.market import Panel
 from domain.orders import trigger_of
 from kernel.store import open_journal
+from projections.host_metrics import host_lines
 from projections.ledger_sqlite import _TRIGGERS
 from projections.metrics_influx import SERIES, InfluxMetrics, bar_lines, series_of
 from tests.unit.projections.test_ledger_sqlite import trading_events, write_journal
@@ -72,7 +73,7 @@ def test_every_point_written_is_named_by_the_registry(tmp_path: Path) -> None:
     capture = _Capture()
     with open_journal(tmp_path / "j") as journal:
         InfluxMetrics.open(capture).run(journal, batch_records_max=5)  # type: ignore[arg-type]
-    points = capture.lines + list(bar_lines(_panel(), "15m"))
+    points = capture.lines + list(bar_lines(_panel(), "15m")) + host_lines("h", [tmp_path], 1)
     seen: dict[str, set[str]] = {}
     for point in points:
         measurement, tags, fields = _names(point)
