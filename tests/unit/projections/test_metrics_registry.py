@@ -73,7 +73,7 @@ def test_every_point_written_is_named_by_the_registry(tmp_path: Path) -> None:
     capture = _Capture()
     with open_journal(tmp_path / "j") as journal:
         InfluxMetrics.open(capture).run(journal, batch_records_max=5)  # type: ignore[arg-type]
-    points = capture.lines + list(bar_lines(_panel(), "15m")) + host_lines("h", [tmp_path], 1)
+    points = capture.lines + host_lines("h", [tmp_path], 1) + list(bar_lines(_panel(), "15m"))
     seen: dict[str, set[str]] = {}
     for point in points:
         measurement, tags, fields = _names(point)
