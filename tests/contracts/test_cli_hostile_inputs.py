@@ -9,7 +9,10 @@ ledger that was never built, and for every run:
 * nothing written where the verb only reads: the journal's bytes (LMDB's lock file aside) are
   the same before and after, and a refused backtest leaves no journal.
 
-A first corpus; data files, signals mid-command and `projections follow` are still to add.
+Data files (header-only, a header that is not UTF-8, a bare carriage return, text in a price
+column, a binary file) go through `tape ingest`: refused naming the file, the lake unchanged.
+Signals mid-command are covered for `projections follow` (test_follow_signals.py); others are
+still to add.
 """
 
 from __future__ import annotations
@@ -229,3 +232,29 @@ def test_backtest_over_hostile_configs(corpus: Path, name: str, edit: tuple[str,
     check_contract(tape("backtest", str(config), cwd=corpus), config, expected, f"tape backtest {name}")
     assert not (corpus / name).exists(), "a refused backtest left a journal behind"
     assert {p: digests(corpus / p) for p in before} == before
+
+
+# --- data files through `tape ingest` ------------------------------------------------------
+
+HEADER = b"Date,Open,High,Low,Close,Adj Close,Volume\n"
+HOSTILE_FILES = {
+    "header_only.txt": HEADER,
+    "not_utf8.txt": b"Date,Op\xffen,High,Low,Close,Adj Close,Volume\n2014-01-02,1,1,1,1,1,1\n",
+    "bare_cr.txt": HEADER + b"2014-01-02,1,1\r,1,1,1,1\n",
+    "text_price.txt": HEADER + b"2014-01-02,one,1,1,1,1,1\n",
+    "binary.txt": bytes(range(256)) * 4,
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
+def test_ingest_over_hostile_data_files(tmp_path: Path, name: str) -> None:
+    good = tmp_path / "good.txt"
+    good.write_bytes(HEADER + b"2014-01-02,1.00,1.10,0.90,1.05,1.05,100\n")
+    lake = tmp_path / "lake"
+    assert tape("ingest", "yahoo", str(good), "--out", str(lake), cwd=tmp_path).returncode == 0
+    before = digests(lake)
+    bad = tmp_path / name
+    bad.write_bytes(HOSTILE_FILES[name])
+    result = tape("ingest", "yahoo", str(bad), "--out", str(lake), cwd=tmp_path)
+    check_contract(result, bad, EXIT_REFUSED, f"ingest {name}")
+    assert digests(lake) == before, f"ingest {name} changed the lake"
