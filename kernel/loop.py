@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -38,8 +37,8 @@ from domain.events import (
     TargetsDecided,
     VenueMessageReceived,
 )
-from domain.fixed import RATE_SCALE, Rounding, div_round
-from domain.ledger import Position, capital_postings, cash_account
+from domain.fixed import RATE_SCALE
+from domain.ledger import capital_postings, cash_account
 from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
 from kernel.account import BuyingPower
@@ -65,6 +64,7 @@ from kernel.pipeline import (
 )
 from kernel.router import Router
 from kernel.setup import RunSetup
+from kernel.sleeve_orders import BookTargets, SleeveTargets
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
 from kernel.state import KernelState
 from kernel.strategy import MarketView, Notional, Shares, Strategy, strategy_limit_prices
@@ -198,11 +198,7 @@ class Kernel:
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
-        self._sleeve_risk = {
-            slot.strategy.strategy_id: RiskStage(slot.policy, instruments)
-            for slot in self._slots
-            if slot.policy is not None and len(self._slots) > 1
-        }
+        self._sleeve_targets = SleeveTargets(self._slots, instruments) if self._sleeves is not None else None
         # An asynchronous venue's messages (replay: the journaled ones); None for the simulator.
         try:
             self._inbox = VenueInbox.attach(
@@ -387,10 +383,12 @@ class Kernel:
         positions = self.state.positions
         others: dict[int, int] = {}
         own_verdicts: list[RuleVerdict] = []
-        if sleeve is not None:
-            positions, others, targets, own_verdicts = self._as_book(
-                step, sleeve, isinstance(decision, Shares | Notional), targets, held, prices, nav
-            )
+        if sleeve is not None:  # its own policy, then the book's targets (kernel.sleeve_orders)
+            round_up = isinstance(decision, Shares | Notional)  # sized up, so whole lots stay whole
+            as_book = self._as_book(step, sleeve, round_up, targets, held, prices, nav)
+            positions, others, targets, own_verdicts = (
+                as_book.positions, as_book.others, as_book.book, as_book.verdicts
+            )  # fmt: skip
         allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)
         verdicts[:0] = own_verdicts
         self.state.last_targets.update(allowed)
@@ -423,36 +421,17 @@ class Kernel:
         self,
         step: int,
         sleeve: Sleeve,
-        amounts: bool,
+        round_up: bool,
         targets: dict[int, int],
         held: dict[int, int],
         prices: dict[int, int],
         nav: int,
-    ) -> tuple[dict[int, Position], dict[int, int], dict[int, int], list[RuleVerdict]]:
-        """A sleeve's decision through its own policy (if it has one), then as the book's
-        targets: (its positions, the other sleeves' weights, the book's targets, its own
-        policy's verdicts). ``amounts``: targets sized from shares or values (rounded up)."""
-        verdicts: list[RuleVerdict] = []
-        if sleeve.strategy_id in self._sleeve_risk:
-            targets, verdicts = self._sleeve_policy(step, sleeve, targets, prices, nav)
-        positions, others, book = self._book_targets(sleeve, targets, held, prices, nav, amounts)
-        return positions, others, book, verdicts
-
-    def _sleeve_policy(
-        self, step: int, sleeve: Sleeve, targets: dict[int, int], prices: dict[int, int], nav: int
-    ) -> tuple[dict[int, int], list[RuleVerdict]]:
-        """A strategy's own risk policy over its own book: its targets and holdings as fractions
-        of its budget. Its verdicts are named ``strategy.<rule>``."""
-        budget = sleeve.budget_e8
-        positions = {iid: Position(qty, 0) for iid, qty in sleeve.positions.items()}
-        own = current_weights(positions, prices, self._instruments, nav)
-        own = {iid: div_round(weight * RATE_SCALE, budget, Rounding.HALF_EVEN) for iid, weight in own.items()}
+    ) -> BookTargets:
+        assert self._sleeve_targets is not None
         try:
-            allowed, verdicts = self._sleeve_risk[sleeve.strategy_id].portfolio(targets, own)
+            return self._sleeve_targets.as_book(sleeve, targets, held, prices, nav, round_up=round_up)
         except RiskError as error:
             raise KernelError(f"{sleeve.strategy_id} at step {step}: {error}") from None
-        named = [msgspec.structs.replace(v, rule=f"strategy.{v.rule}") for v in verdicts]
-        return allowed, named
 
     def _send(
         self, step: int, ts_ns: int, sid: str, intents: list[OrderIntent], limit_px: dict[int, int]
@@ -475,32 +454,6 @@ class Kernel:
                 intent.decision_px_raw,
                 limit_px=limit_px.get(intent.instrument_id, 0),
             )
-
-    def _book_targets(
-        self,
-        sleeve: Sleeve,
-        targets: dict[int, int],
-        held: dict[int, int],
-        prices: dict[int, int],
-        nav: int,
-        round_up: bool,
-    ) -> tuple[dict[int, Position], dict[int, int], dict[int, int]]:
-        """A sleeve's decision as the book's: (its positions, the other sleeves' weights in the
-        names it targets, the book's targets). Its weights are fractions of its budget, scaled
-        half-even, or up in magnitude (``round_up``: targets sized from shares or values)."""
-        positions = {iid: Position(qty, 0) for iid, qty in sleeve.positions.items()}
-        own = current_weights(positions, prices, self._instruments, nav)
-        others = {iid: held.get(iid, 0) - own.get(iid, 0) for iid in targets}
-        budget = sleeve.budget_e8
-        book = {}
-        for iid, weight in targets.items():
-            if round_up:
-                part = div_round(abs(weight) * budget, RATE_SCALE, Rounding.CEILING)
-                part = part if weight >= 0 else -part
-            else:
-                part = div_round(weight * budget, RATE_SCALE, Rounding.HALF_EVEN)
-            book[iid] = others[iid] + part
-        return positions, others, book
 
     def _pre_trade(
         self, step: int, sid: str, targets: dict[int, int], held: dict[int, int], prices: dict[int, int]
