@@ -19,8 +19,11 @@ Workloads (all on the same seeded one-symbol one-minute bars, 24x7 calendar):
 5. journal append: the kernel's real event mix into fresh LMDB / SQLite journals versus
    raw ``lmdb`` ``putmulti`` of the same payload bytes.
 6. replay: re-derive and verify the kernel's journal.
+6b. queue source: the same bars pushed one at a time (``kernel.stream``), as paper and live get
+   them: derived records checked equal to the data-set run's; then with every bar journaled
+   (the live path) and that journal replayed.
 7. cross-section: 500 symbols x 2,520 daily bars, momentum rotation.
-8. peak memory: each of kernel, dense, replay and the bare loop once more in a fresh
+8. peak memory: each of kernel, dense, replay, queue and the bare loop once more in a fresh
    subprocess, reporting its peak resident set (``VmHWM`` of ``/proc/self/status``).
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import io
 import itertools
 import json
@@ -46,15 +50,25 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.wiring import make_strategy, replay_builder
-from domain.events import OrderFilled, encode_event
+from domain.events import INPUT_KINDS, OrderFilled, encode_event
 from domain.riskrules import policy_from_mapping
+from kernel.loop import Kernel
 from kernel.replay import replay
 from kernel.store import open_journal
-from lake.store import load_panel
+from kernel.stream import QueueSource
+from lake.store import dataset_ref, load_panel
 from lake.synth import synth_dataset
 from projections import rebuild
-from sim.backtest import BacktestConfig, BacktestResult, StrategyConfig, run_backtest
+from sim.backtest import (
+    BacktestConfig,
+    BacktestResult,
+    StrategyConfig,
+    build_setup,
+    journal_inputs,
+    run_backtest,
+)
 from sim.fill_models import FillModel
+from sim.queued import bars_at
 
 FAST, SLOW, WEIGHT = 10, 30, 0.95
 WEIGHT_E8 = 95_000_000
@@ -640,6 +654,98 @@ def bench_replay(report: Report, journal_path: Path, kernel: dict[str, Any]) -> 
     }
 
 
+# --- 6b. queue source ---------------------------------------------------------------------------
+
+
+def derived_digest(journal_path: Path) -> tuple[str, int]:
+    """A digest of a journal's derived records (inputs left out) and their count."""
+    digest = hashlib.blake2b(digest_size=16)
+    count = 0
+    with open_journal(journal_path) as journal:
+        for record in journal.records():
+            if record.kind not in INPUT_KINDS:
+                digest.update(record.payload)
+                count += 1
+    return digest.hexdigest(), count
+
+
+def queued_run(dataset: Path, journal_path: Path, feed: list[Any], journal_bars: bool) -> tuple[float, Any]:
+    """The kernel fed through a queue source one ``BarsReceived`` at a time; the push loop's
+    seconds (the feed is built before, as a network client would hand it over)."""
+    config = make_config(dataset, journal_path, "sma_crossover", SMA_PARAMS)
+    setup = build_setup(config, [make_strategy(config.strategy)], queued=True)
+    journal = open_journal(journal_path, writable=True)
+    try:
+        journal_inputs(journal, config, dataset_ref(dataset), setup.panel)
+        kernel = Kernel(setup, journal, arrived=0)
+        kernel.begin()
+        source = QueueSource(kernel, journal=journal if journal_bars else None, name="bench")
+        t0 = time.perf_counter()
+        for bars in feed:
+            source.push(bars)
+        seconds = time.perf_counter() - t0
+        kernel.finish()
+        journal.commit()
+        assert source.counts.balanced and source.counts.accepted == len(feed)
+        return seconds, source.counts
+    finally:
+        journal.close()
+
+
+def bench_queue(report: Report, work: Path, dataset: Path, kernel: dict[str, Any]) -> None:
+    """The same bars through the queue source, one push per bar: with the data set referenced
+    (journal as the data-set run's, derived records compared) and with every bar journaled as
+    a live source does (then replayed)."""
+    panel, _ = load_panel(dataset)
+    t0 = time.perf_counter()
+    feed = [bars_at(panel, row) for row in range(panel.steps)]
+    feed_s = time.perf_counter() - t0
+    kernel_bps = kernel["info"]["bars_per_s"]
+    reference = derived_digest(kernel["journal"])
+    timings = []
+    for attempt in range(3):
+        path = work / f"queue-journal-{attempt}"
+        seconds, _ = queued_run(dataset, path, feed, journal_bars=False)
+        timings.append(seconds)
+        log(f"queue run {attempt + 1}: {seconds:.2f}s")
+    same = derived_digest(path) == reference
+    assert same, "the queue source derived other events than the data-set run"
+    rate = report.bars / min(timings)
+    report.add(
+        Row(
+            "queue", "queue source, one push per bar", rate, "bars/s", baseline="kernel run",
+            ratio=rate / kernel_bps,
+            note=f"target 100,000 bars/s; derived records = data-set run's ({reference[1]:,}); "
+            f"feed built before: {feed_s:.1f}s",
+        )
+    )  # fmt: skip
+    live = work / "queue-live-journal"
+    live_s, _ = queued_run(dataset, live, feed, journal_bars=True)
+    live_rate = report.bars / live_s
+    report.add(
+        Row(
+            "queue", "queue + every bar journaled", live_rate, "bars/s", baseline="kernel run",
+            ratio=live_rate / kernel_bps, note="the paper/live path: BarsReceived before each step",
+        )
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    with open_journal(live) as journal:
+        outcome = replay(journal, replay_builder)
+    replay_s = time.perf_counter() - t0
+    assert outcome.ok, f"queued replay diverged: {outcome.divergence}"
+    report.add(
+        Row(
+            "queue", "replay of the journaled bars", report.bars / replay_s, "bars/s",
+            baseline="its run", ratio=live_s / replay_s, target=TARGETS["replay/kernel"],
+            note=f"{outcome.records_compared:,} records compared",
+        )
+    )  # fmt: skip
+    report.details["queue"] = {
+        "seconds": min(timings), "bars_per_s": rate, "live_seconds": live_s, "replay_seconds": replay_s,
+        "feed_seconds": feed_s, "derived_records": reference[1], "same_as_dataset_run": same,
+    }  # fmt: skip
+
+
 # --- 6. cross-section -------------------------------------------------------------------------
 
 
@@ -675,7 +781,7 @@ def bench_cross_section(report: Report, work: Path, seed: int) -> None:
 
 # --- 8. peak memory ---------------------------------------------------------------------------
 
-PEAK_CASES = ("kernel", "dense", "replay", "bare")
+PEAK_CASES = ("kernel", "dense", "replay", "queue", "bare")
 
 
 def vm_hwm_kib() -> int:
@@ -694,6 +800,10 @@ def peak_case(case: str, dataset: Path, work: Path, journal: Path) -> int:
     if case == "replay":
         with open_journal(journal) as source:
             assert replay(source, replay_builder).ok
+    elif case == "queue":  # every bar journaled, the live path
+        panel, _ = load_panel(dataset)
+        feed = [bars_at(panel, row) for row in range(panel.steps)]
+        queued_run(dataset, work / "peak-queue-journal", feed, journal_bars=True)
     elif case == "bare":
         panel, _ = load_panel(dataset)
         bare_loop(panel.open[:, 0].tolist(), panel.close[:, 0].tolist())
@@ -846,6 +956,8 @@ def run_all(report: Report, work: Path, args: argparse.Namespace) -> None:
     bench_journal(report, work, kernel["journal"])
     log("replay")
     bench_replay(report, kernel["journal"], kernel)
+    log("queue source")
+    bench_queue(report, work, dataset, kernel)
     log("cross-section")
     bench_cross_section(report, work, args.seed)
     log("peak memory (fresh processes)")

@@ -131,8 +131,9 @@ def _policy_file(config_path: Path, name: object, inline: bool) -> dict[str, Any
     return policy
 
 
-def replay_builder(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
-    """Rebuild a run's setup from its journaled configuration and data set hash."""
+def replay_builder(run: RunStarted, ref: DatasetReferenced, *, queued: bool = False) -> RunSetup:
+    """Rebuild a run's setup from its journaled configuration and data set hash (``queued``: its
+    bars arrived one step at a time and are journaled; the rows it traded start empty)."""
     if run.engine_version != ENGINE_VERSION:
         raise ConfigError(
             f"the journal was written by {run.engine_version}; this is {ENGINE_VERSION}, which cannot "
@@ -143,4 +144,4 @@ def replay_builder(run: RunStarted, ref: DatasetReferenced) -> RunSetup:
         strategies = make_strategies(config)
     except ConfigError as error:
         raise ConfigError(f"the run's strategies must load as they did when it ran: {error}") from None
-    return build_setup(config, strategies, expected_hash=ref.content_hash, replaying=True)
+    return build_setup(config, strategies, expected_hash=ref.content_hash, replaying=True, queued=queued)

@@ -22,10 +22,14 @@ __all__ = [
     "INPUT_KINDS",
     "UPCASTERS",
     "AnyEvent",
+    "BarsReceived",
+    "ClockAdvanced",
+    "CommandReceived",
     "CorporateActionApplied",
     "DatasetReferenced",
     "DayClosed",
     "Event",
+    "InputQuarantined",
     "InstrumentsDefined",
     "KernelSnapshot",
     "KillSwitchCommandRefused",
@@ -683,6 +687,47 @@ class RightsIssueApplied(Event, frozen=True, tag="corporate_action.rights.v1"):
     currency: str
 
 
+class BarsReceived(Event, frozen=True, tag="market.bars_received.v1"):
+    """One step's bars from a live source (paper, live), journaled as they arrive and before the
+    kernel applies them, so a replay needs only the journal. ``ts_ns`` is the step's time (the
+    bars' own timestamp on the run's grid); ``received_ns`` is when the edge stamped their
+    arrival (0 for a feed without a clock, e.g. a test). Prices and volumes are raw integers at
+    each instrument's digits; names without a bar at this step are absent."""
+
+    received_ns: int
+    instrument_ids: list[int]
+    open_raw: list[int]
+    high_raw: list[int]
+    low_raw: list[int]
+    close_raw: list[int]
+    volume_raw: list[int]
+
+
+class ClockAdvanced(Event, frozen=True, tag="clock.advanced.v1"):
+    """The clock of a live source reached ``ts_ns`` and steps of the run's grid up to it passed
+    with no bars (a session's close runs although its last bar never came); journaled so a
+    replay passes the same steps at the same point."""
+
+
+class CommandReceived(Event, frozen=True, tag="operator.command_received.v1"):
+    """An operator's command as it reached a live run (the cockpit, the command line), journaled
+    before the kernel applies it at its next step (where the kernel journals its
+    ``OperatorCommanded``); ``ts_ns`` is when it arrived."""
+
+    command: str  # "halt" | "flatten" | "rearm"
+    operator: str
+    note: str = ""
+
+
+class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
+    """An input a source refused (out of order, duplicated, off the run's grid, malformed): kept
+    with its reason, never applied, so that received = accepted + quarantined."""
+
+    source: str
+    reason: str  # a code: OUT_OF_ORDER, DUPLICATE, OFF_GRID, UNKNOWN_INSTRUMENT, BAD_BAR, ...
+    detail: str
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -717,9 +762,23 @@ AnyEvent = (
     | OptionExpired
     | RightsIssueApplied
     | SleevesMarked
+    | BarsReceived
+    | ClockAdvanced
+    | CommandReceived
+    | InputQuarantined
 )
 
-INPUT_KINDS = frozenset({"run.started.v1", "dataset.referenced.v1", "venue.message_received.v1"})
+INPUT_KINDS = frozenset(
+    {
+        "run.started.v1",
+        "dataset.referenced.v1",
+        "venue.message_received.v1",
+        "market.bars_received.v1",
+        "clock.advanced.v1",
+        "operator.command_received.v1",
+        "input.quarantined.v1",
+    }
+)
 
 UPCASTERS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "risk.verdict.v1": _risk_verdict_v1_to_v2,

@@ -136,6 +136,19 @@ class Panel:
             rows[name] = getattr(self, name)[settled]
         return dataclasses.replace(self, **rows)
 
+    def emptied(self, from_step: int) -> Panel:
+        """A copy whose rows from ``from_step`` on hold no bars yet (zeros, ``valid`` False,
+        ``last_close`` 0): the run's grid of steps and its funding, corporate actions and
+        settlement prices stay, for a source that fills the rows as bars arrive."""
+        if not 0 <= from_step <= self.steps:
+            raise PanelError(f"cannot empty rows from {from_step} of {self.steps} steps")
+        rows = {}
+        for name in ("open", "high", "low", "close", "volume", "valid", "last_close"):
+            array = getattr(self, name).copy()
+            array[from_step:] = 0
+            rows[name] = array
+        return dataclasses.replace(self, **rows)
+
     def day_end_mask(self) -> BoolArray:
         """True at the last step of each session day."""
         mask = np.ones(self.steps, dtype=np.bool_)

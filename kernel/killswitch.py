@@ -64,6 +64,17 @@ class KillSwitch:
         # Stale data is judged on the instruments a decision holds or names: their newest bar.
         self._last_bar = _last_valid_steps(panel.valid) if config.stale_data_ns_max else None
 
+    def rows_arrived(self, start: int, end: int) -> None:
+        """A queue source filled rows ``start .. end-1``: their newest-bar steps, carried on from
+        the row before (the same values the whole panel gives)."""
+        if self._last_bar is None or end <= start:
+            return
+        rows = _last_valid_steps(self._panel.valid[start:end])
+        rows = np.where(rows >= 0, rows + start, -1)
+        if start > 0:
+            rows = np.maximum(rows, self._last_bar[start - 1])
+        self._last_bar[start:end] = rows
+
     # --- state ---------------------------------------------------------------------------------
 
     @property

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -67,7 +68,7 @@ from kernel.setup import RunSetup
 from kernel.sleeve_orders import BookTargets, SleeveTargets
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
 from kernel.state import KernelState
-from kernel.strategy import MarketView, Notional, Shares, Strategy, strategy_limit_prices
+from kernel.strategy import MarketView, Notional, Shares, Strategy, scheduled_rows, strategy_limit_prices
 from kernel.targets import TargetError, targets_e8
 from kernel.valuation import Valuation
 from kernel.venue import NO_ACTIVITY
@@ -108,7 +109,10 @@ class Kernel:
         *,
         state: KernelState | None = None,
         venue_messages: Sequence[VenueMessageReceived] | None = None,
+        arrived: int | None = None,
     ) -> None:
+        """``arrived``: the rows of ``setup.panel`` that hold data when rows arrive one at a time
+        (a queue source, ``kernel.stream``); None when the data set gives them all."""
         panel = setup.panel
         currency = setup.currency
         self.setup = setup
@@ -134,7 +138,8 @@ class Kernel:
                 raise KernelError(
                     f"{inst.symbol} trades in {inst.currency}; this run settles in {currency} only"
                 )
-        self._slot_masks = [self._schedule_mask(slot.strategy) for slot in self._slots]
+        self._arrived = panel.steps if arrived is None else arrived
+        self._slot_masks = self._schedule_masks(streaming=arrived is not None)
         self._decide_mask = np.logical_or.reduce(self._slot_masks)
         self._day_end = panel.day_end_mask()
         self._commands = _commands_by_step(panel, setup.operator_commands)
@@ -206,6 +211,69 @@ class Kernel:
             )
         except ValueError as error:
             raise KernelError(str(error)) from None
+        self._start_stream(arrived)
+
+    def _start_stream(self, arrived: int | None) -> None:
+        """Rows arriving one at a time: refuse what that does not drive yet, then take the rows
+        that hold data already (history before the first live row)."""
+        self._venue_rows = getattr(self.setup.venue, "rows_arrived", None)
+        if arrived is None:
+            return
+        if self._router is not None:
+            raise KernelError(
+                "an execution algorithm on rows arriving one at a time is not built (use algo = market)"
+            )
+        if self._inbox is not None:
+            raise KernelError(
+                "a recorded venue on rows arriving one at a time is not built (use the simulator)"
+            )
+        self.rows_arrived(0, arrived)
+
+    def rows_arrived(self, start: int, end: int) -> None:
+        """Rows ``start .. end-1`` of the panel now hold data (a queue source filled them): the
+        strategies' schedules, the venue's fill search and the kill switch's newest bars extend
+        over them. Steps up to ``end - 1`` may then be run."""
+        if not 0 <= start <= end <= self._panel.steps or start != min(start, self._arrived):
+            raise KernelError(
+                f"rows {start}..{end - 1} arrived out of order (rows before {self._arrived} hold data)"
+            )
+        self._arrived = end
+        if end == start:
+            return
+        panel = self._panel
+        for index, slot in enumerate(self._slots):
+            try:
+                steps = scheduled_rows(slot.strategy, panel, start, end)
+            except ValueError as error:
+                raise KernelError(str(error)) from None
+            if steps.size:
+                self._slot_masks[index][steps] = True
+                self._decide_mask[steps] = True
+        if self._venue_rows is not None:
+            self._venue_rows(start, end)
+        self._kill.rows_arrived(start, end)
+
+    @property
+    def arrived(self) -> int:
+        """Rows of the panel that hold data (all of them for a data set)."""
+        return self._arrived
+
+    def add_command(self, command: OperatorCommanded) -> int:
+        """An operator command that arrived while running: applied at the first step not yet run
+        whose time is at or after its own; a late one is stamped with that step's time, so a
+        replay of the journal applies it at the same step. Returns the step."""
+        panel = self._panel
+        due = int(np.searchsorted(panel.ts_ns, command.ts_ns, side="left"))
+        step = max(due, self.state.next_step)
+        if step >= panel.steps:
+            raise KernelError(
+                f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
+            )
+        if step > due:  # late: it takes effect at the next step, and says so by its time
+            command = msgspec.structs.replace(command, ts_ns=int(panel.ts_ns[step]))
+        self._commands.setdefault(step, []).append(command)
+        self._command_mask[step] = True
+        return step
 
     def _cash_account(self, setup: RunSetup, rules: MarketRules) -> BuyingPower | None:
         """A cash account's buying-power check (``kernel.account``); None for a margin account."""
@@ -223,6 +291,13 @@ class Kernel:
         book = SleeveBook(self.state.sleeves, cash_account(self.setup.currency))
         self.desk.watch_ledger(book)
         return book
+
+    def _schedule_masks(self, *, streaming: bool) -> list[npt.NDArray[np.bool_]]:
+        """Each strategy's decision steps; empty when rows arrive one at a time (``rows_arrived``
+        fills them as they come)."""
+        if streaming:
+            return [np.zeros(self._panel.steps, dtype=np.bool_) for _ in self._slots]
+        return [self._schedule_mask(slot.strategy) for slot in self._slots]
 
     def _schedule_mask(self, strategy: Strategy) -> npt.NDArray[np.bool_]:
         panel = self._panel
@@ -276,6 +351,26 @@ class Kernel:
             router_next = self._router.next_due(step + 1) if self._router is not None else NO_ACTIVITY
             if progress is not None and self._day_end[step]:
                 progress(step + 1)
+        self.state.next_step = end
+
+    def run_arrived(self, start: int, end: int, progress: ProgressFn | None = None) -> None:
+        """Run the steps of rows that just arrived (``rows_arrived``): ``run`` over them, with
+        one row — a queue source's usual case — decided without building the window's list."""
+        if end - start != 1 or self._liquidation is not None or self._router is not None:
+            self.run(start, end, progress)
+            return
+        venue_next = self._venue_next(start - 1)
+        if (
+            venue_next <= start
+            or self._decide_mask[start]
+            or self._day_end[start]
+            or self._carry.funding_mask[start]
+            or self._command_mask[start]
+            or self._corporate.mask[start]
+        ):
+            self._step(start, venue_next)
+            if progress is not None and self._day_end[start]:
+                progress(end)
         self.state.next_step = end
 
     def _step(self, step: int, venue_next: int) -> int:
@@ -542,11 +637,12 @@ class Kernel:
         self.desk.journal(SleevesMarked(ts_ns=ts_ns, day=day, step=step, currency=currency, sleeves=marks))
 
     def finish(self) -> None:
-        step = self._panel.steps - 1
+        """The run's last record, at the last row that arrived (the panel's last, for a data set)."""
+        step = self._arrived - 1
         self.desk.journal(
             RunFinished(
                 ts_ns=int(self._panel.ts_ns[step]),
-                steps=self._panel.steps,
+                steps=self._arrived,
                 nav_minor=self.nav_minor(step),
                 currency=self.setup.currency,
             )

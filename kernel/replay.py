@@ -13,8 +13,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import numpy.typing as npt
+
 from domain.events import (
     INPUT_KINDS,
+    BarsReceived,
+    ClockAdvanced,
+    CommandReceived,
     DatasetReferenced,
     Event,
     RunStarted,
@@ -32,6 +38,7 @@ from kernel.journal import (
     Journal,
     JournalError,
     Record,
+    Segment,
     build_segment,
     parse_segment,
     segment_hash,
@@ -41,6 +48,7 @@ from kernel.loop import Kernel, ProgressFn
 from kernel.run_status import run_status
 from kernel.setup import RunSetup
 from kernel.state import KernelState
+from kernel.stream import QUEUE_INPUT_KINDS, QueueSource, RowFiller
 from kernel.venue import AsyncVenuePort
 
 __all__ = ["Divergence", "ReplayResult", "replay"]
@@ -101,6 +109,8 @@ class _ComparingSink:
         self.compared = 0
         self.rehashed = 0
         self._seq = start_seq
+        self._parsed_key = -1
+        self._parsed_segment: Segment | None = None
         self._load_segment()
 
     # --- segment bookkeeping -----------------------------------------------------------
@@ -140,9 +150,17 @@ class _ComparingSink:
             index = self._seq - self._key
             if index >= len(self._kinds) or self._kinds[index] not in INPUT_KINDS:
                 return
-            record = parse_segment(self._key, self._value).records[index]
+            record = self._parsed().records[index]
             self._buffer.append(decode_event(record.payload))
             self._advance()
+
+    def _parsed(self) -> Segment:
+        """The current segment's records, parsed once (a queued run journals an input per bar)."""
+        if self._parsed_key != self._key:
+            self._parsed_segment = parse_segment(self._key, self._value)
+            self._parsed_key = self._key
+        assert self._parsed_segment is not None
+        return self._parsed_segment
 
     def append(self, event: Event) -> int:
         seq = self._seq
@@ -261,15 +279,17 @@ def _day_bounds(
 
 def replay(
     journal: Journal,
-    build: Callable[[RunStarted, DatasetReferenced], RunSetup],
+    build: Callable[..., RunSetup],
     *,
     day: int | None = None,
     progress: ProgressFn | None = None,
 ) -> ReplayResult:
     """Re-derive the journal (or one session ``day``) with a fresh kernel and compare.
 
-    A record that cannot be read (checksum or chain failure) ends the replay there, as a
-    divergence at that sequence number.
+    ``build(run, ref)`` makes the run's setup from its first two records; for a run whose bars
+    arrived one step at a time it is called as ``build(run, ref, queued=True)`` and the rows are
+    filled from the journaled ``BarsReceived`` inputs. A record that cannot be read (checksum or
+    chain failure) ends the replay there, as a divergence at that sequence number.
     """
     try:
         return _replay(journal, build, day, progress)
@@ -278,13 +298,20 @@ def replay(
         return ReplayResult(0, 0, 0, len(journal) - 1, divergence)
 
 
+def _queued(journal: Journal) -> bool:
+    """Whether the run's bars arrived one step at a time (paper, live): its journal holds them."""
+    return next(journal.records_of_kinds(QUEUE_INPUT_KINDS, 2), None) is not None
+
+
 def _replay(
     journal: Journal,
-    build: Callable[[RunStarted, DatasetReferenced], RunSetup],
+    build: Callable[..., RunSetup],
     day: int | None,
     progress: ProgressFn | None,
 ) -> ReplayResult:
     run, ref = _inputs(journal)
+    if _queued(journal):
+        return _replay_queued(journal, build(run, ref, queued=True), day, progress)
     setup = build(run, ref)
     if day is None:
         start_seq, end_seq, snapshot, end_step = 2, len(journal), None, setup.panel.steps
@@ -297,12 +324,21 @@ def _replay(
     sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished)
     state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
     kernel = Kernel(setup, sink, state=state, venue_messages=received)
-    try:
+
+    def derive() -> None:
         if snapshot is None:
             kernel.begin()
         kernel.run(first_step, end_step, progress)
         if day is None:
             kernel.finish()
+
+    return _compared(sink, start_seq, end_seq, derive)
+
+
+def _compared(sink: _ComparingSink, start_seq: int, end_seq: int, derive: Callable[[], None]) -> ReplayResult:
+    """Run ``derive`` (a fresh kernel writing into ``sink``) and say how it compared."""
+    try:
+        derive()
         sink.finish()
     except _Diverged as diverged:
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, diverged.divergence)
@@ -312,3 +348,88 @@ def _replay(
         divergence = Divergence(broken.seq, f"journal record is corrupt: {broken.reason}", None, None)
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
     return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None)
+
+
+def _replay_queued(
+    journal: Journal, setup: RunSetup, day: int | None, progress: ProgressFn | None
+) -> ReplayResult:
+    """A queued run (``kernel.stream``): its journaled bars and clock steps go through a fresh
+    queue source in journal order. For one ``day``, the inputs of rows before it fill the
+    history rows and the kernel starts from the snapshot before the day."""
+    first = setup.start_step
+    if day is None:
+        start_seq, end_seq, snapshot, end_step = 2, len(journal), None, setup.panel.steps
+    else:
+        start_seq, end_seq, snapshot, first, end_step = _day_bounds(journal, setup.panel, day)
+    unfinished = day is None and not run_status(journal).finished
+    sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished)
+    state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
+    inputs = _queue_inputs(journal, end_seq)
+    _fill_history(setup, inputs, first)
+
+    def derive() -> None:
+        kernel = Kernel(setup, sink, state=state, arrived=first)
+        source = QueueSource(kernel, limit=end_step)
+        if snapshot is None:
+            kernel.begin()
+        for event in inputs:
+            if isinstance(event, BarsReceived):
+                source.push(event, progress)
+            elif isinstance(event, ClockAdvanced):
+                source.pass_time(event.ts_ns, progress)
+            else:
+                source.command(event)
+        if day is None:
+            kernel.finish()
+
+    return _compared(sink, start_seq, end_seq, derive)
+
+
+def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> None:
+    """Rows before ``first`` (a replayed day's first step) from their journaled inputs: filled,
+    not run; the first input of a replayed row is put back."""
+    ts = setup.panel.ts_ns
+    history = RowFiller(setup.panel, setup.start_step)
+    for event in inputs:
+        if isinstance(event, BarsReceived) and history.row_of(event.ts_ns) < first:
+            history.take(event)
+        elif isinstance(event, ClockAdvanced) and event.ts_ns < int(ts[first]):
+            history.pass_rows(int(np.searchsorted(ts, event.ts_ns, side="right")))
+        elif isinstance(event, CommandReceived) and _command_step(ts, event, history.next_row) < first:
+            continue  # applied before the day: its effect is in the snapshot
+        else:
+            inputs.push_back(event)
+            break
+    history.pass_rows(first)
+
+
+def _command_step(ts: npt.NDArray[np.int64], command: CommandReceived, next_row: int) -> int:
+    """The step a command arriving when rows before ``next_row`` had run is applied at
+    (``Kernel.add_command``)."""
+    return max(int(np.searchsorted(ts, command.ts_ns, side="left")), next_row)
+
+
+class _queue_inputs:
+    """The journaled bars and clock steps before ``end_seq``, decoded one at a time, with one
+    event put back (where the history ends)."""
+
+    def __init__(self, journal: Journal, end_seq: int) -> None:
+        self._records = journal.records_of_kinds(QUEUE_INPUT_KINDS, 2)
+        self._end = end_seq
+        self._back: list[BarsReceived | ClockAdvanced | CommandReceived] = []
+
+    def __iter__(self) -> Iterator[BarsReceived | ClockAdvanced | CommandReceived]:
+        return self
+
+    def __next__(self) -> BarsReceived | ClockAdvanced | CommandReceived:
+        if self._back:
+            return self._back.pop()
+        record = next(self._records)
+        if record.seq >= self._end:
+            raise StopIteration
+        event = decode_event(record.payload)
+        assert isinstance(event, BarsReceived | ClockAdvanced | CommandReceived)
+        return event
+
+    def push_back(self, event: BarsReceived | ClockAdvanced | CommandReceived) -> None:
+        self._back.append(event)

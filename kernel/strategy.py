@@ -27,6 +27,7 @@ __all__ = [
     "Notional",
     "Shares",
     "Strategy",
+    "scheduled_rows",
     "strategy_limit_prices",
 ]
 
@@ -90,6 +91,34 @@ class Strategy(Protocol):
         """Targets over the universe (length N): weights (fractions of NAV), ``Shares`` or
         ``Notional``; or None to hold."""
         ...
+
+
+class IncrementalSchedule(Protocol):
+    """Optional strategy method for a queue source (rows arriving one at a time).
+
+    ``schedule_rows(panel, start, end)`` returns the steps in ``start .. end-1`` at which
+    ``decide`` is called, reading rows before ``end`` only; it is called for consecutive
+    windows from step 0 as rows arrive, so it may carry state from one call to the next. It
+    must give the same steps (and leave ``decide`` the same answers) as ``schedule`` over the
+    whole panel. Without it, a queue source calls ``schedule`` over the panel again each time
+    rows arrive (correct for a causal schedule, but it costs a pass over the panel per row).
+    """
+
+    def schedule_rows(self, panel: Panel, start: int, end: int) -> npt.NDArray[np.int64]: ...
+
+
+def scheduled_rows(strategy: Strategy, panel: Panel, start: int, end: int) -> npt.NDArray[np.int64]:
+    """The strategy's decision steps among rows ``start .. end-1`` that have just arrived."""
+    method = getattr(strategy, "schedule_rows", None)
+    if method is not None:
+        steps = np.asarray(method(panel, start, end), dtype=np.int64)
+        if steps.size and (int(steps[0]) < start or int(steps[-1]) >= end or np.any(np.diff(steps) <= 0)):
+            raise ValueError(
+                f"{strategy.strategy_id}: schedule_rows must give sorted, unique steps in {start}..{end - 1}"
+            )
+        return steps
+    steps = np.asarray(strategy.schedule(panel), dtype=np.int64)
+    return steps[(steps >= start) & (steps < end)]
 
 
 class LimitPricing(Protocol):

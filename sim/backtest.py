@@ -45,6 +45,7 @@ __all__ = [
     "StrategyConfig",
     "Window",
     "build_setup",
+    "windowed",
     "journal_inputs",
     "run_backtest",
 ]
@@ -328,13 +329,18 @@ def build_setup(
     *,
     expected_hash: str | None = None,
     replaying: bool = False,
+    queued: bool = False,
 ) -> RunSetup:
     """Load the data set (checking its hash) and build the run's setup: the one place a
     configuration becomes what a kernel runs on. ``replaying``: for a replay, a recorded venue
     is built without its file (replay reads the journaled messages). ``strategy``: the run's
-    strategy, or the strategies built from ``config.strategy_configs()`` in that order."""
+    strategy, or the strategies built from ``config.strategy_configs()`` in that order.
+    ``queued``: the rows the run trades start empty, for a queue source to fill them as bars
+    arrive (``kernel.stream``); the rows before the window's start are its history."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
-    panel, start_step = _windowed(config, panel)
+    panel, start_step = windowed(config, panel)
+    if queued:
+        panel = panel.emptied(start_step)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         MarketRules(
             {inst.instrument_id: inst for inst in panel.instruments},
@@ -384,7 +390,7 @@ def build_setup(
     )
 
 
-def _windowed(config: BacktestConfig, panel: Panel) -> tuple[Panel, int]:
+def windowed(config: BacktestConfig, panel: Panel) -> tuple[Panel, int]:
     """The panel up to the window's last day, and the first step it trades."""
     if config.window is None:
         return panel, 0

@@ -20,6 +20,7 @@ from domain.market import Panel
 from domain.markets import (
     Board,
     CommissionSchedule,
+    CorporateAction,
     PriceLimits,
     check_price_limit,
     cn_price_limits,
@@ -55,10 +56,11 @@ class SimVenue:
         self._instruments = {inst.instrument_id: inst for inst in panel.instruments}
         self._lot_tick = {i.instrument_id: (i.lot_raw, i.tick_raw) for i in panel.instruments}
         self._next_valid = next_valid_steps(panel.valid)
+        self._arrived: int | None = None  # rows that hold data, when a queue source fills them
         self._cn = {i.instrument_id: Board(i.board) for i in panel.instruments if is_cn_a_share(i)}
-        self._ref_close = previous_session_close(panel) if self._cn else None
-        if self._ref_close is not None:
-            apply_ex_right_references(panel, self._ref_close, set(self._cn))
+        # A-share price limits come from the previous session's close (or an ex-date's
+        # ex-rights reference): read when needed, so rows that arrive later count too.
+        self._ref = ReferenceCloses(panel, set(self._cn)) if self._cn else None
         self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
         self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
         self._schedules: dict[int, CommissionSchedule] = {}  # instrument id -> commission
@@ -147,9 +149,9 @@ class SimVenue:
         """Today's A-share price limits from the previous session's close, or on an ex-date
         from the ex-rights reference price (None: no limit)."""
         board = self._cn.get(instrument_id)
-        if board is None or self._ref_close is None:
+        if board is None or self._ref is None:
             return None
-        ref = int(self._ref_close[step, self._column[instrument_id]])
+        ref = self._ref.at(step, self._column[instrument_id])
         if ref <= 0:
             return None  # first session in the data: no reference close
         inst = self._instruments[instrument_id]
@@ -364,9 +366,16 @@ class SimVenue:
             self._schedules[instrument.instrument_id] = schedule
         return commission_total_minor(schedule, notional_minor, qty_raw, instrument.qty_digits)
 
+    def rows_arrived(self, start: int, end: int) -> None:
+        """A queue source filled rows ``start .. end-1``: fills are searched up to ``end`` only,
+        and asked again when more rows arrive."""
+        self._arrived = end
+
     def next_activity(self, step: int, orders: list[Order]) -> int:
         if not orders:
             return NO_ACTIVITY
+        if self._arrived is not None:
+            return self._next_arrived_activity(step, orders)
         if all(o.order_type == "market" for o in orders):
             # A market order fills at the next bar of its instrument.
             if step + 1 >= self._panel.steps:
@@ -379,40 +388,69 @@ class SimVenue:
         found = next_fill_step_nb(sides, types, limits, columns, step, panel.low, panel.high, panel.valid)
         return NO_ACTIVITY if found < 0 else int(found)
 
+    def _next_arrived_activity(self, step: int, orders: list[Order]) -> int:
+        """``next_activity`` over the rows that have arrived: the first of them after ``step`` at
+        which an order may fill, or ``NO_ACTIVITY`` until a later row does."""
+        arrived = self._arrived
+        assert arrived is not None
+        if step + 1 >= arrived:
+            return NO_ACTIVITY
+        panel = self._panel
+        if all(o.order_type == "market" for o in orders):
+            columns = sorted({self._column[o.instrument_id] for o in orders})
+            rows = np.flatnonzero(panel.valid[step + 1 : arrived][:, columns].any(axis=1))
+            return NO_ACTIVITY if rows.size == 0 else step + 1 + int(rows[0])
+        sides, types, limits, _, columns, _, _ = self._arrays(orders)
+        found = next_fill_step_nb(
+            sides, types, limits, columns, step,
+            panel.low[:arrived], panel.high[:arrived], panel.valid[:arrived],
+        )  # fmt: skip
+        return NO_ACTIVITY if found < 0 else int(found)
 
-def previous_session_close(panel: Panel) -> np.ndarray:  # type: ignore[type-arg]
-    """For each (step, column): the close carried to the end of the previous session day
-    (0 in the first session)."""
-    steps = panel.steps
-    starts = np.ones(steps, dtype=np.bool_)
-    starts[1:] = panel.day[1:] != panel.day[:-1]
-    first_of_day = np.maximum.accumulate(np.where(starts, np.arange(steps), 0))
-    previous_row = first_of_day - 1
-    ref = panel.last_close[np.maximum(previous_row, 0)]
-    ref[previous_row < 0] = 0
-    return ref
 
+class ReferenceCloses:
+    """The close each A-share's price limits are computed from: the close carried to the end of
+    the previous session day (0 in the first session), or on an ex-date session (the first
+    session on or after a data-set action's ex-date) its ``ex_right_reference_price``.
 
-def apply_ex_right_references(panel: Panel, ref: np.ndarray, instrument_ids: set[int]) -> None:  # type: ignore[type-arg]
-    """On each A-share ex-date session (the first session on or after a data-set action's
-    ex-date) replace the previous close in ``ref`` by ``ex_right_reference_price`` (in place)."""
-    column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
-    instruments = {inst.instrument_id: inst for inst in panel.instruments}
-    for action in actions_of(panel):
-        if action.instrument_id not in instrument_ids:
-            continue
-        first = int(np.searchsorted(panel.day, action.ex_day, side="left"))
-        if first >= panel.steps or (first == 0 and action.ex_day < int(panel.day[0])):
-            continue
-        last = int(np.searchsorted(panel.day, panel.day[first], side="right"))
-        col = column[action.instrument_id]
-        prev_close = int(ref[first, col])
-        if prev_close <= 0:
-            continue  # no previous close in the data: no limit that session anyway
-        inst = instruments[action.instrument_id]
-        ref[first:last, col] = ex_right_reference_price(
-            prev_close, action.to_cn(), inst.price_digits, inst.tick_raw
-        )
+    Only the session structure (``panel.day``) is read up front; closes are read when asked, so
+    the answer for a step depends only on rows before its session, whether they came with the
+    data set or arrived one at a time."""
+
+    def __init__(self, panel: Panel, instrument_ids: set[int]) -> None:
+        self._panel = panel
+        steps = panel.steps
+        starts = np.ones(steps, dtype=np.bool_)
+        starts[1:] = panel.day[1:] != panel.day[:-1]
+        first_of_day = np.maximum.accumulate(np.where(starts, np.arange(steps), 0))
+        self._first_of_day = first_of_day
+        column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
+        instruments = {inst.instrument_id: inst for inst in panel.instruments}
+        # (first step of the ex-date session, column) -> its actions in order, and the instrument
+        self._ex: dict[tuple[int, int], tuple[list[CorporateAction], Instrument]] = {}
+        for action in actions_of(panel):
+            if action.instrument_id not in instrument_ids:
+                continue
+            first = int(np.searchsorted(panel.day, action.ex_day, side="left"))
+            if first >= steps or (first == 0 and action.ex_day < int(panel.day[0])):
+                continue
+            key = (first, column[action.instrument_id])
+            self._ex.setdefault(key, ([], instruments[action.instrument_id]))[0].append(action)
+
+    def at(self, step: int, column: int) -> int:
+        first = int(self._first_of_day[step])
+        if first == 0:
+            return 0
+        ref = int(self._panel.last_close[first - 1, column])
+        ex = self._ex.get((first, column)) if self._ex else None
+        if ex is None:
+            return ref
+        actions, inst = ex
+        for action in actions:  # several actions on one session apply in turn
+            if ref <= 0:
+                return ref  # no previous close in the data: no limit that session anyway
+            ref = ex_right_reference_price(ref, action.to_cn(), inst.price_digits, inst.tick_raw)
+        return ref
 
 
 def next_valid_steps(valid: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]

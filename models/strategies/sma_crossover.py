@@ -8,9 +8,11 @@ import numpy.typing as npt
 
 from domain.market import Panel
 from kernel.strategy import MarketView
-from models.features import sma_cross_state_nb
+from models.features import sma_cross_carry, sma_cross_state_nb, sma_cross_step_nb
 
 __all__ = ["SmaCrossover"]
+
+_NO_STEPS = np.zeros(0, dtype=np.int64)
 
 
 class SmaCrossover:
@@ -27,6 +29,8 @@ class SmaCrossover:
         self.weight = weight
         self._targets: npt.NDArray[np.float64] = np.zeros((0, 0))
         self._row_of: dict[int, int] = {}
+        self._carry = np.zeros((0, 0), dtype=np.int64)  # rows arriving one at a time
+        self._signals = np.zeros(0, dtype=np.int8)
 
     def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
         """Steps where some name crosses; the target rows for them are computed here, in one
@@ -41,6 +45,30 @@ class SmaCrossover:
         self._targets = rows
         self._row_of = {step: row for row, step in enumerate(steps.tolist())}
         return steps.astype(np.int64)
+
+    def schedule_rows(self, panel: Panel, start: int, end: int) -> npt.NDArray[np.int64]:
+        """``schedule`` for rows arriving one at a time: the averages carry over from the rows
+        before, so each row costs one update per name (``kernel.strategy.IncrementalSchedule``)."""
+        names = len(panel.instruments)
+        if start == 0:
+            self._carry = sma_cross_carry(names, self.slow)
+            self._signals = np.zeros(names, dtype=np.int8)
+        steps: list[int] = []
+        targets = []
+        close, valid, signals, carry = panel.close, panel.valid, self._signals, self._carry
+        fast, slow = self.fast, self.slow
+        for row in range(start, end):
+            if sma_cross_step_nb(close, valid, fast, slow, row, carry, signals):
+                steps.append(row)
+                targets.append(
+                    np.where(signals != 0, np.where(signals > 0, self.weight / names, 0.0), np.nan)
+                )
+        if not steps:
+            self._row_of = {}
+            return _NO_STEPS
+        self._row_of = {step: index for index, step in enumerate(steps)}  # rows before start are done
+        self._targets = np.array(targets)
+        return np.array(steps, dtype=np.int64)
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         """Long ``weight / N`` on names crossing up, flat on names crossing down, NaN (no
