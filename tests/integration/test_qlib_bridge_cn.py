@@ -227,3 +227,62 @@ def test_qlib_predictions_trade_in_tape_and_replay(
     with pytest.raises(QlibBridgeError, match="hashes to"):
         QlibSignalRanker(signal=str(root / "signal.parquet"), signal_hash=digest)
     assert main(["replay", str(root / "journal")]) == 2
+
+
+def test_alpha158_with_lightgbm_in_qlibs_workflow_and_its_predictions_trade_in_tape(
+    exported: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Qlib's Alpha158 handler and LGBModel on the export, run through Qlib's recorder with an
+    MLflow store at a sqlite URI (mlflow's ./mlruns file store is deprecated: DEPENDENCIES.md);
+    the test segment's predictions are imported and traded in Tape, and the run replays."""
+    qlib = pytest.importorskip("qlib", reason="pyqlib (the qlib extra) is not installed")
+    pytest.importorskip("lightgbm", reason="Qlib's LGBModel needs lightgbm")
+    from qlib.utils import init_instance_by_config
+    from qlib.workflow import R
+
+    root = exported["root"]
+    assert isinstance(root, Path)
+    store = {"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+             "kwargs": {"uri": f"sqlite:///{root / 'mlflow.db'}", "default_exp_name": "tape"}}  # fmt: skip
+    qlib.init(provider_uri=str(root / "qlib"), region="cn", exp_manager=store)
+    span = {"start_time": "2007-01-01", "end_time": "2011-12-06", "instruments": "all"}
+    fit = {"fit_start_time": "2007-01-01", "fit_end_time": "2009-12-31"}  # Alpha158's normalisation window
+    handler = {"class": "Alpha158", "module_path": "qlib.contrib.data.handler", "kwargs": {**span, **fit}}
+    segments = {"train": ("2007-01-01", "2009-12-31"), "valid": ("2010-01-01", "2010-06-30"),
+                "test": ("2010-07-01", "2011-12-06")}  # fmt: skip
+    dataset = init_instance_by_config({"class": "DatasetH", "module_path": "qlib.data.dataset",
+                                       "kwargs": {"handler": handler, "segments": segments}})  # fmt: skip
+    model = init_instance_by_config({"class": "LGBModel", "module_path": "qlib.contrib.model.gbdt",
+                                     "kwargs": {"loss": "mse", "num_threads": 1, "seed": 7, "num_leaves": 15,
+                                                "early_stopping_rounds": 20}})  # fmt: skip
+    with R.start(experiment_name="tape"):
+        model.fit(dataset)
+        prediction = model.predict(dataset)
+        R.save_objects(**{"pred.pkl": prediction})
+        recorder = R.get_recorder()
+    saved = recorder.load_object("pred.pkl")  # read back from the MLflow store
+    assert saved.index.names == ["datetime", "instrument"] and len(saved) > 1000
+    digest = import_qlib_predictions(saved.to_frame("score"), root / "qlib", root / "alpha158.parquet")
+    config = root / "alpha158.toml"
+    config.write_text(
+        f'run_id = "alpha158"\nseed = 7\ndataset = "{root / "cn5"}"\n'
+        f'journal = "{root / "journal-alpha158"}"\n'
+        'currency = "CNY"\ninitial_cash = "1000000"\n\n'
+        '[strategy]\nentry = "models.qlib_bridge:QlibSignalRanker"\n'
+        f'params = {{ signal = "{root / "alpha158.parquet"}", signal_hash = "{digest}", '
+        "top_k = 2, every = 20 }\n\n" + CN_FEES
+    )
+    if not (root / "cn5").exists():
+        lake = exported["lake"]
+        assert isinstance(lake, Lake)
+        lake.export(root / "cn5", "1d", calendar="XSHG", start_ns=_ns("2009-01-01"), end_ns=_ns("2011-12-06"))
+    assert main(["backtest", str(config)]) == 0
+    with open_journal(root / "journal-alpha158") as opened:
+        events = [event for _, event in opened.events()]
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert isinstance(events[3], ModelLoaded) and events[3].artifact == digest and len(fills) >= 10
+    assert min(f.ts_ns for f in fills) >= _ns("2010-07-01")  # the test segment's scores only
+    assert main(["replay", str(root / "journal-alpha158")]) == 0
+    capsys.readouterr()
+    with capsys.disabled():
+        print(f"alpha158 + LGBModel: {len(saved)} test predictions, {len(fills)} fills, replay matched")
