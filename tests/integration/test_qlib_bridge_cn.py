@@ -55,6 +55,16 @@ regulatory_e8 = 0
 """
 
 
+def _init_qlib(root: Path) -> None:
+    """qlib.init on the export, its MLflow store a sqlite file under ``root`` (by default Qlib
+    makes ./mlruns in the working folder, a file store mlflow has deprecated)."""
+    import qlib
+
+    store = {"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
+             "kwargs": {"uri": f"sqlite:///{root / 'mlflow.db'}", "default_exp_name": "tape"}}  # fmt: skip
+    qlib.init(provider_uri=str(root / "qlib"), region="cn", exp_manager=store)
+
+
 def _ns(day: str) -> int:
     return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
 
@@ -143,7 +153,7 @@ def test_qlib_reads_the_export_back_exactly(exported: dict[str, object]) -> None
 
     root, lake = exported["root"], exported["lake"]
     assert isinstance(root, Path) and isinstance(lake, Lake)
-    qlib.init(provider_uri=str(root / "qlib"), region="cn")
+    _init_qlib(root)
     fields = ["$open", "$high", "$low", "$close", "$volume", "$amount", "$vwap"]
     frame = D.features(["SH600000", "SZ000002"], fields, start_time="2007-01-01", end_time="2011-12-31")
     for name in ("SH600000", "SZ000002"):
@@ -175,11 +185,10 @@ def _momentum_scores(lake: Lake) -> pd.DataFrame:
 def _qlib_scores(root: Path) -> pd.DataFrame | None:
     """The same signal computed by Qlib's expression engine on the export, if pyqlib is here."""
     try:
-        import qlib
         from qlib.data import D
     except ImportError:
         return None
-    qlib.init(provider_uri=str(root / "qlib"), region="cn")
+    _init_qlib(root)
     frame = D.features(D.instruments("all"), ["$close / Ref($close, 20) - 1"], start_time="2007-01-01",
                        end_time="2011-12-31")  # fmt: skip
     frame.columns = ["score"]
@@ -230,21 +239,21 @@ def test_qlib_predictions_trade_in_tape_and_replay(
 
 
 def test_alpha158_with_lightgbm_in_qlibs_workflow_and_its_predictions_trade_in_tape(
-    exported: dict[str, object], capsys: pytest.CaptureFixture[str]
+    exported: dict[str, object], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Qlib's Alpha158 handler and LGBModel on the export, run through Qlib's recorder with an
     MLflow store at a sqlite URI (mlflow's ./mlruns file store is deprecated: DEPENDENCIES.md);
     the test segment's predictions are imported and traded in Tape, and the run replays."""
-    qlib = pytest.importorskip("qlib", reason="pyqlib (the qlib extra) is not installed")
+    pytest.importorskip("qlib", reason="pyqlib (the qlib extra) is not installed")
     pytest.importorskip("lightgbm", reason="Qlib's LGBModel needs lightgbm")
     from qlib.utils import init_instance_by_config
     from qlib.workflow import R
 
     root = exported["root"]
     assert isinstance(root, Path)
-    store = {"class": "MLflowExpManager", "module_path": "qlib.workflow.expm",
-             "kwargs": {"uri": f"sqlite:///{root / 'mlflow.db'}", "default_exp_name": "tape"}}  # fmt: skip
-    qlib.init(provider_uri=str(root / "qlib"), region="cn", exp_manager=store)
+    # with a sqlite tracking store, MLflow still puts run artifacts (pred.pkl) in ./mlruns
+    monkeypatch.chdir(root)
+    _init_qlib(root)
     span = {"start_time": "2007-01-01", "end_time": "2011-12-06", "instruments": "all"}
     fit = {"fit_start_time": "2007-01-01", "fit_end_time": "2009-12-31"}  # Alpha158's normalisation window
     handler = {"class": "Alpha158", "module_path": "qlib.contrib.data.handler", "kwargs": {**span, **fit}}
