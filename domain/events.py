@@ -38,6 +38,8 @@ __all__ = [
     "KillSwitchSnapshot",
     "KillSwitchTripped",
     "LedgerPosted",
+    "ModelLoaded",
+    "ModelRegistered",
     "OrderAccepted",
     "OrderCancelled",
     "OrderExpired",
@@ -728,6 +730,40 @@ class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
     detail: str
 
 
+# --- models: frozen artifacts registered and loaded ----------------------------------------
+
+
+class ModelRegistered(Event, frozen=True, tag="model.registered.v1"):
+    """A model artifact written to (or found already in) a registry, by content hash
+    (``models.ml.registry``). ``ts_ns`` is the end of its training window, so registering
+    the same artifact journals the same event; ``created`` is False when it was already
+    there."""
+
+    artifact: str  # blake2b-128 of the artifact's files (its folder's name)
+    model_kind: str  # "lightgbm" | "torch_mlp"
+    model_file: str  # model.txt | model.bin
+    model_bytes: int
+    feature_names: list[str]
+    train_start_ts_ns: int
+    train_end_ts_ns: int
+    lake_content_hash: str
+    rows_hash: str  # blake2b of the training rows
+    created: bool
+
+
+class ModelLoaded(Event, frozen=True, tag="model.loaded.v1"):
+    """A strategy of the run loaded a model artifact (its bytes verified against ``artifact``)
+    and scored the panel with it, journaled when the run begins. A replay loads the artifact the
+    journaled parameters name and re-derives this event: other bytes are refused by the load,
+    other predictions (another library build) diverge here with both hashes."""
+
+    strategy_id: str
+    artifact: str
+    model_kind: str
+    predictions_hash: str  # blake2b-128 of the (steps, instruments) float64 predictions
+    predictions: int  # how many (step, instrument) cells hold a prediction
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -766,6 +802,8 @@ AnyEvent = (
     | ClockAdvanced
     | CommandReceived
     | InputQuarantined
+    | ModelRegistered
+    | ModelLoaded
 )
 
 INPUT_KINDS = frozenset(

@@ -31,6 +31,7 @@ import numpy.typing as npt
 from domain.events import (
     DayClosed,
     InstrumentsDefined,
+    ModelLoaded,
     OperatorCommanded,
     RunFinished,
     SleevesMarked,
@@ -68,7 +69,15 @@ from kernel.setup import RunSetup
 from kernel.sleeve_orders import BookTargets, SleeveTargets
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
 from kernel.state import KernelState
-from kernel.strategy import MarketView, Notional, Shares, Strategy, scheduled_rows, strategy_limit_prices
+from kernel.strategy import (
+    MarketView,
+    Notional,
+    Shares,
+    Strategy,
+    scheduled_rows,
+    strategy_limit_prices,
+    strategy_models,
+)
 from kernel.targets import TargetError, targets_e8
 from kernel.valuation import Valuation
 from kernel.venue import NO_ACTIVITY
@@ -311,11 +320,24 @@ class Kernel:
     # --- run -----------------------------------------------------------------------------
 
     def begin(self, initial_cash_minor: int | None = None) -> None:
-        """First derived events of a fresh run: the instruments and the capital deposit (the
-        setup's initial cash unless given)."""
+        """First derived events of a fresh run: the instruments, the model artifacts the
+        strategies loaded (``kernel.strategy.ModelBacked``) and the capital deposit (the setup's
+        initial cash unless given)."""
         cash = self.setup.initial_cash_minor if initial_cash_minor is None else initial_cash_minor
         ts_ns = int(self._panel.ts_ns[0])
         self.desk.journal(InstrumentsDefined(ts_ns=ts_ns, instruments=list(self._panel.instruments)))
+        for slot in self._slots:  # the frozen models each strategy scored the panel with
+            for model in strategy_models(slot.strategy):
+                self.desk.journal(
+                    ModelLoaded(
+                        ts_ns=ts_ns,
+                        strategy_id=slot.strategy.strategy_id,
+                        artifact=model.artifact,
+                        model_kind=model.model_kind,
+                        predictions_hash=model.predictions_hash,
+                        predictions=model.predictions,
+                    )
+                )
         self.desk.post(ts_ns, "capital", capital_postings(cash, self.setup.currency))
 
     def run(

@@ -12,6 +12,7 @@ strategy has a prefix test: deciding on a truncated panel gives the same decisio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,12 +24,15 @@ from domain.market import Panel
 __all__ = [
     "Decision",
     "LimitPricing",
+    "LoadedModel",
     "MarketView",
+    "ModelBacked",
     "Notional",
     "Shares",
     "Strategy",
     "scheduled_rows",
     "strategy_limit_prices",
+    "strategy_models",
 ]
 
 
@@ -149,3 +153,37 @@ def strategy_limit_prices(strategy: object, view: MarketView) -> dict[int, int]:
             )
         result[iid] = px
     return result
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A frozen model a strategy loaded and scored the panel with: its artifact's content hash,
+    its kind, and the blake2b-128 of its predictions (``predictions`` cells of them)."""
+
+    artifact: str
+    model_kind: str
+    predictions_hash: str
+    predictions: int
+
+
+class ModelBacked(Protocol):
+    """Optional strategy method: the model artifacts it loaded, reported after ``schedule``.
+
+    The kernel journals one ``ModelLoaded`` per artifact when a run begins, so a journal names
+    the exact bytes it traded, and a replay (which rebuilds the strategy from the journaled
+    parameters) re-derives the event and diverges on other predictions.
+    """
+
+    def loaded_models(self) -> Sequence[LoadedModel]: ...
+
+
+def strategy_models(strategy: object) -> list[LoadedModel]:
+    """The strategy's loaded models ([] when it has none)."""
+    method = getattr(strategy, "loaded_models", None)
+    if method is None:
+        return []
+    models = list(method())
+    for model in models:
+        if not isinstance(model, LoadedModel):
+            raise TypeError(f"loaded_models must return LoadedModel values, got {model!r}")
+    return models

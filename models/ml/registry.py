@@ -1,10 +1,15 @@
 """Frozen model artifacts, stored by content hash.
 
-``ROOT/<hash>/`` holds ``model.txt`` (the LightGBM model text) and ``artifact.json`` (the
-feature specs in order, the label spec, the training window, the lake's content hash, the
-training rows' hash, the LightGBM settings and version, metrics). The hash is blake2b-128 over
-both files' bytes, so ``load(root, hash)`` re-hashes what it reads and refuses anything that
-changed; registering the same model and metadata twice gives the same folder.
+``ROOT/<hash>/`` holds the model file and ``artifact.json`` (the feature specs in order, the
+label spec, the training window, the lake's content hash, the training rows' hash, the
+learner's settings and version, metrics). The model file is ``model.txt`` for a text model
+(LightGBM's model text) or ``model.bin`` for a binary one (a PyTorch network's weights,
+``models.ml.mlp``). The hash is blake2b-128 over both files' names, lengths and bytes, so
+``load(root, hash)`` re-hashes what it reads and refuses anything that changed; registering
+the same model and metadata twice gives the same folder.
+
+With a ``sink`` (anything with ``append(event)``: the composition root passes a journal),
+``register`` journals a ``ModelRegistered`` event naming the hash and what the artifact holds.
 """
 
 from __future__ import annotations
@@ -14,11 +19,23 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["Artifact", "ArtifactError", "artifact_hash", "list_artifacts", "load", "register"]
+from domain.events import ModelRegistered
+
+__all__ = [
+    "Artifact",
+    "ArtifactError",
+    "EventSink",
+    "artifact_hash",
+    "list_artifacts",
+    "load",
+    "registered_event",
+    "register",
+]
 
 MODEL_FILE = "model.txt"
+MODEL_BINARY_FILE = "model.bin"
 META_FILE = "artifact.json"
 
 
@@ -26,57 +43,102 @@ class ArtifactError(ValueError):
     """An artifact that is missing or whose bytes do not hash to its name."""
 
 
+class EventSink(Protocol):
+    """Where ``register`` journals its event (a ``kernel`` journal, opened by the caller)."""
+
+    def append(self, event: ModelRegistered) -> object: ...
+
+
 @dataclass(frozen=True)
 class Artifact:
     hash: str
-    model_text: str
+    model_bytes: bytes
     meta: dict[str, Any]
     folder: Path
+    model_file: str = MODEL_FILE
+
+    @property
+    def model_text(self) -> str:
+        """A text model's contents (LightGBM); a binary model has none."""
+        if self.model_file != MODEL_FILE:
+            raise ArtifactError(f"model artifact {self.hash} holds {self.model_file}, not a text model")
+        return self.model_bytes.decode()
 
 
 def _meta_bytes(meta: dict[str, Any]) -> bytes:
     return (json.dumps(meta, indent=1, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def artifact_hash(model: bytes, meta: bytes) -> str:
+def artifact_hash(model: bytes, meta: bytes, model_file: str = MODEL_FILE) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for name, data in ((MODEL_FILE, model), (META_FILE, meta)):
+    for name, data in ((model_file, model), (META_FILE, meta)):
         digest.update(f"{name}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()
 
 
-def register(root: Path, model_text: str, meta: dict[str, Any]) -> str:
+def register(root: Path, model: str | bytes, meta: dict[str, Any], *, sink: EventSink | None = None) -> str:
     """Write the artifact under ``root/<hash>/`` (atomically: a staged folder renamed into
-    place) and return its hash; an artifact already there is verified and kept."""
-    model, meta_bytes = model_text.encode(), _meta_bytes(meta)
-    digest = artifact_hash(model, meta_bytes)
+    place) and return its hash; an artifact already there is verified and kept. ``model`` is
+    a text model (``str``, stored as ``model.txt``) or a binary one (``bytes``, ``model.bin``).
+    With ``sink``, a ``ModelRegistered`` event is appended to it (also when the artifact was
+    already there: ``created`` says which)."""
+    model_file = MODEL_FILE if isinstance(model, str) else MODEL_BINARY_FILE
+    model_bytes = model.encode() if isinstance(model, str) else bytes(model)
+    meta_bytes = _meta_bytes(meta)
+    digest = artifact_hash(model_bytes, meta_bytes, model_file)
     folder = Path(root) / digest
-    if folder.exists():
-        load(root, digest)
-        return digest
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staged = folder.parent / f".{digest}.staging-{os.getpid()}"
-    staged.mkdir()
-    (staged / MODEL_FILE).write_bytes(model)
-    (staged / META_FILE).write_bytes(meta_bytes)
-    staged.rename(folder)
+    created = not folder.exists()
+    if created:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staged = folder.parent / f".{digest}.staging-{os.getpid()}"
+        staged.mkdir()
+        (staged / model_file).write_bytes(model_bytes)
+        (staged / META_FILE).write_bytes(meta_bytes)
+        staged.rename(folder)
+    artifact = load(root, digest)
+    if sink is not None:
+        sink.append(registered_event(artifact, created=created))
     return digest
+
+
+def registered_event(artifact: Artifact, *, created: bool) -> ModelRegistered:
+    """The journal's record of one registration. Its time is the end of the training window
+    (the artifact holds no wall-clock time), so the same registration gives the same event."""
+    meta = artifact.meta
+    window = meta.get("train_window", {})
+    return ModelRegistered(
+        ts_ns=int(window.get("end_ts_ns", 0)),
+        artifact=artifact.hash,
+        model_kind=str(meta.get("kind", "")),
+        model_file=artifact.model_file,
+        model_bytes=len(artifact.model_bytes),
+        feature_names=[str(name) for name in meta.get("feature_names", [])],
+        train_start_ts_ns=int(window.get("start_ts_ns", 0)),
+        train_end_ts_ns=int(window.get("end_ts_ns", 0)),
+        lake_content_hash=str(meta.get("lake_content_hash", "")),
+        rows_hash=str(meta.get("rows_hash", "")),
+        created=created,
+    )
 
 
 def load(root: Path, digest: str) -> Artifact:
     """The artifact named ``digest``, after checking its bytes still hash to that name."""
     folder = Path(root) / digest
+    present = [name for name in (MODEL_FILE, MODEL_BINARY_FILE) if (folder / name).is_file()]
+    if len(present) > 1:
+        raise ArtifactError(f"model artifact {folder} holds both {MODEL_FILE} and {MODEL_BINARY_FILE}")
+    model_file = present[0] if present else MODEL_FILE
     try:
-        model, meta = (folder / MODEL_FILE).read_bytes(), (folder / META_FILE).read_bytes()
+        model, meta = (folder / model_file).read_bytes(), (folder / META_FILE).read_bytes()
     except FileNotFoundError as error:
         raise ArtifactError(f"no model artifact {digest} under {root}: {error.filename} is missing") from None
-    actual = artifact_hash(model, meta)
+    actual = artifact_hash(model, meta, model_file)
     if actual != digest:
         raise ArtifactError(
             f"model artifact {folder} hashes to {actual}, not {digest}: its files were changed"
         )
-    return Artifact(digest, model.decode(), json.loads(meta), folder)
+    return Artifact(digest, model, json.loads(meta), folder, model_file)
 
 
 def list_artifacts(root: Path) -> list[Artifact]:

@@ -1,16 +1,20 @@
-"""ModelRanker: trade one registered model artifact, top-k names by predicted return.
+"""ModelRanker: trade one registered model artifact (LightGBM or the PyTorch network), top-k
+names by predicted return.
 
 ``entry = "models.ml.strategy:ModelRanker"`` with ``params = { artifact_dir = "...",
 artifact = "<hash>", top_k = 1, weight = 0.95 }``. ``schedule`` loads the artifact (its bytes
 verified against the hash), computes the artifact's features on the panel with the same code
 training used (``models.ml.features``; causal, checked), predicts every (step, name) once, and
 rebalances at each month's last step; ``decide`` holds the ``top_k`` valid names with the
-highest predictions, equally weighted. A replay builds a fresh instance from the journaled
-parameters, so it loads the same bytes and recomputes the same predictions.
+highest predictions, equally weighted. ``loaded_models`` reports the artifact and the hash of
+its predictions, which the kernel journals as ``model.loaded`` when the run begins. A replay
+builds a fresh instance from the journaled parameters, so it loads the same bytes (or refuses
+the run if they changed), recomputes the predictions and re-derives that event.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +22,37 @@ import numpy.typing as npt
 import polars as pl
 
 from domain.market import Panel
-from kernel.strategy import MarketView
+from kernel.strategy import LoadedModel, MarketView
 from models.ml.features import feature_matrix, panel_frame, spec_from_json
-from models.ml.registry import load
-from models.ml.train import predict
+from models.ml.registry import Artifact, ArtifactError, load
 
-__all__ = ["ModelRanker"]
+__all__ = ["MODEL_KINDS", "ModelRanker", "predict_artifact", "predictions_hash"]
+
+MODEL_KINDS = ("lightgbm", "torch_mlp")
+
+
+def predict_artifact(artifact: Artifact, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The artifact's predictions for feature rows ``x`` (columns in its ``feature_names`` order)."""
+    kind = artifact.meta.get("kind")
+    if kind == "lightgbm":
+        from models.ml.train import predict
+
+        return predict(artifact.model_text, x)
+    if kind == "torch_mlp":
+        from models.ml.mlp import predict_mlp
+
+        return predict_mlp(artifact.model_bytes, artifact.meta, x)
+    raise ArtifactError(
+        f"model artifact {artifact.hash} is of kind {kind!r}: one of {', '.join(MODEL_KINDS)}"
+    )
+
+
+def predictions_hash(scores: npt.NDArray[np.float64]) -> str:
+    """blake2b-128 over the predictions' shape and float64 bytes (NaN where none)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(scores.shape, dtype="<i8").tobytes())
+    digest.update(np.ascontiguousarray(scores, dtype="<f8").tobytes())
+    return digest.hexdigest()
 
 
 class ModelRanker:
@@ -46,7 +75,18 @@ class ModelRanker:
         self.weight = weight
         self.start_day = start_day  # YYYYMMDD: no decision before it (0: from the first scored step)
         self.model = load(Path(artifact_dir), artifact)  # refuses a missing or altered artifact at build time
+        if self.model.meta.get("kind") not in MODEL_KINDS:
+            raise ArtifactError(
+                f"model artifact {artifact} is of kind {self.model.meta.get('kind')!r}: one of "
+                f"{', '.join(MODEL_KINDS)}"
+            )
         self.scores = np.zeros((0, 0))
+
+    def loaded_models(self) -> list[LoadedModel]:
+        """The artifact and its predictions over the panel ``schedule`` scored (journaled)."""
+        kind = str(self.model.meta["kind"])
+        return [LoadedModel(self.model.hash, kind, predictions_hash(self.scores),
+                            int(np.isfinite(self.scores).sum()))]  # fmt: skip
 
     def _score(self, panel: Panel) -> npt.NDArray[np.float64]:
         """Predictions, (steps, instruments); NaN where a bar or a feature is missing."""
@@ -56,7 +96,7 @@ class ModelRanker:
         matrix = feature_matrix(frame, specs)
         finite = pl.all_horizontal([pl.col(n).is_not_null() & pl.col(n).is_finite() for n in names])
         rows = matrix.filter(finite)
-        prediction = predict(self.model.model_text, rows.select(names).to_numpy().astype(np.float64))
+        prediction = predict_artifact(self.model, rows.select(names).to_numpy().astype(np.float64))
         scores = np.full((panel.steps, len(panel.instruments)), np.nan)
         step = np.searchsorted(panel.ts_ns, rows.get_column("ts_ns").to_numpy())
         ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)

@@ -11,11 +11,10 @@ so no training label reads a price the next window trades on; ``check_labels`` v
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -31,10 +30,14 @@ __all__ = [
     "TrainedModel",
     "design_rows",
     "folds",
+    "feature_array",
     "predict",
+    "rank_ic",
     "rows_hash",
     "train_window",
     "walk_forward",
+    "walk_forward_with",
+    "window_rows",
 ]
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -89,14 +92,14 @@ class TrainedModel:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def _window_rows(rows: pl.DataFrame, start_ts: int, end_ts: int) -> pl.DataFrame:
+def window_rows(rows: pl.DataFrame, start_ts: int, end_ts: int) -> pl.DataFrame:
     """Rows whose feature bar is in [start, end] and whose label ends by ``end`` (the embargo)."""
     return rows.filter(
         (pl.col("ts_ns") >= start_ts) & (pl.col("ts_ns") <= end_ts) & (pl.col("label_end_ts") <= end_ts)
     )
 
 
-def _matrix(rows: pl.DataFrame, names: Sequence[str]) -> npt.NDArray[np.float64]:
+def feature_array(rows: pl.DataFrame, names: Sequence[str]) -> npt.NDArray[np.float64]:
     return rows.select(names).to_numpy().astype(np.float64)
 
 
@@ -111,19 +114,21 @@ def train_window(
     num_boost_round: int = 200,
 ) -> TrainedModel:
     """Train on ``design_rows`` rows in [start_ts, end_ts], labels embargoed at end_ts."""
-    window = _window_rows(rows, start_ts, end_ts)
+    window = window_rows(rows, start_ts, end_ts)
     if window.height == 0:
         raise ValueError(f"no labelled rows in the training window {start_ts}..{end_ts}")
     if window.filter(pl.col("label_end_ts") > end_ts).height:  # the embargo, stated once more
         raise AssertionError("a training label extends past the window")
+    import lightgbm as lgb  # the ml extra; imported where used so the torch path does not need it
+
     settings = _deterministic(params or {}, seed)
-    x, y = _matrix(window, features), window.get_column("label").to_numpy().astype(np.float64)
+    x, y = feature_array(window, features), window.get_column("label").to_numpy().astype(np.float64)
     data = lgb.Dataset(x, label=y, feature_name=[f"f{i}" for i in range(len(features))],
                        params={"verbose": -1}, free_raw_data=False)  # fmt: skip
     booster = lgb.train(settings, data, num_boost_round=num_boost_round)
     text = booster.model_to_string(num_iteration=-1)
     fitted = predict(text, x)
-    metrics = {"train_rows": float(window.height), "train_ic": _rank_ic(fitted, y),
+    metrics = {"train_rows": float(window.height), "train_ic": rank_ic(fitted, y),
                "train_rmse": float(np.sqrt(np.mean((fitted - y) ** 2)))}  # fmt: skip
     return TrainedModel(text, tuple(features), start_ts, end_ts, window.height, rows_hash(window),
                         settings, num_boost_round, metrics)  # fmt: skip
@@ -131,13 +136,15 @@ def train_window(
 
 def predict(model_text: str, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """The model's predictions, single-threaded (row order does not change any value)."""
+    import lightgbm as lgb
+
     booster = lgb.Booster(model_str=model_text)
     if x.shape[0] == 0:
         return np.zeros(0)
     return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
 
 
-def _rank_ic(prediction: npt.NDArray[np.float64], label: npt.NDArray[np.float64]) -> float:
+def rank_ic(prediction: npt.NDArray[np.float64], label: npt.NDArray[np.float64]) -> float:
     """Spearman correlation (ranks by ordinal position) of prediction and label; 0 if degenerate."""
     if prediction.size < 3:
         return 0.0
@@ -188,16 +195,32 @@ def walk_forward(
     params: dict[str, Any] | None = None,
     num_boost_round: int = 200,
 ) -> list[FoldResult]:
-    """Train on each fold's window (embargoed) and predict its test window, out of sample."""
-    results = []
-    for fold in windows:
+    """Train LightGBM on each fold's window (embargoed) and predict its test window, out of sample."""
+
+    def fit(fold: Fold) -> tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
         model = train_window(rows, features, *fold.train, seed=seed, params=params,
                              num_boost_round=num_boost_round)  # fmt: skip
+        return model.rows, lambda x: predict(model.model_text, x)
+
+    return walk_forward_with(rows, features, windows, fit)
+
+
+FitFold = Callable[[Fold], tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]]
+"""Trains one fold's window; returns its training rows and the fitted model's predict."""
+
+
+def walk_forward_with(
+    rows: pl.DataFrame, features: Sequence[str], windows: Sequence[Fold], fit: FitFold
+) -> list[FoldResult]:
+    """Any learner walk-forward: ``fit`` each fold's (embargoed) window, predict its test window."""
+    results = []
+    for fold in windows:
+        train_rows, model_predict = fit(fold)
         test = rows.filter((pl.col("ts_ns") >= fold.test[0]) & (pl.col("ts_ns") <= fold.test[1]))
-        prediction = predict(model.model_text, _matrix(test, features))
+        prediction = model_predict(feature_array(test, features))
         label = test.get_column("label").to_numpy().astype(np.float64)
         frame = test.select("ts_ns", "instrument_id", "label").with_columns(
             pl.Series("prediction", prediction)
         )
-        results.append(FoldResult(fold, model.rows, test.height, _rank_ic(prediction, label), frame))
+        results.append(FoldResult(fold, train_rows, test.height, rank_ic(prediction, label), frame))
     return results

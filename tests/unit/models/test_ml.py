@@ -152,3 +152,40 @@ def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
     assert main(["models", str(tmp_path)]) == 2
     shown = capsys.readouterr()
     assert "hashes to" in shown.out + shown.err
+
+
+def test_registering_journals_a_model_registered_event_to_the_sink(tmp_path: Path) -> None:
+    from domain.events import ModelRegistered, decode_event, encode_event
+
+    meta = {"kind": "lightgbm", "feature_names": ["a", "b"], "rows_hash": "cd" * 16,
+            "lake_content_hash": "ab" * 16, "train_window": {"start_ts_ns": 3, "end_ts_ns": 9}}  # fmt: skip
+    sink: list[ModelRegistered] = []
+    digest = register(tmp_path, "tree text\n", meta, sink=sink)  # type: ignore[arg-type]
+    register(tmp_path, "tree text\n", meta, sink=sink)  # type: ignore[arg-type]
+    assert [(e.artifact, e.created) for e in sink] == [(digest, True), (digest, False)]
+    event = sink[0]
+    assert (event.ts_ns, event.train_start_ts_ns, event.train_end_ts_ns) == (9, 3, 9)
+    assert (event.model_kind, event.model_file, event.model_bytes) == ("lightgbm", "model.txt", 10)
+    assert event.feature_names == ["a", "b"] and event.rows_hash == "cd" * 16
+    assert decode_event(encode_event(event)) == event  # a journal event like any other
+    binary = register(tmp_path, b"\x00\x01weights", meta)
+    assert load(tmp_path, binary).model_file == "model.bin" and binary != digest
+    with pytest.raises(ArtifactError, match="not a text model"):
+        _ = load(tmp_path, binary).model_text
+
+
+def test_a_strategy_reporting_something_other_than_loaded_models_is_refused() -> None:
+    from kernel.strategy import LoadedModel, strategy_models
+
+    class Reports:
+        def __init__(self, models: list[object]) -> None:
+            self.models = models
+
+        def loaded_models(self) -> list[object]:
+            return self.models
+
+    model = LoadedModel("ab" * 16, "lightgbm", "cd" * 16, 12)
+    assert strategy_models(Reports([model])) == [model]
+    assert strategy_models(object()) == []
+    with pytest.raises(TypeError, match="LoadedModel"):
+        strategy_models(Reports([("ab" * 16, "lightgbm")]))
