@@ -202,6 +202,16 @@ class LocalExchange:
     def http_url(self) -> str:
         return f"http://{_HOST}:{self.port}"
 
+    @property
+    def user_streams(self) -> int:
+        """User-data websockets subscribed now (WebSocket API or listen key)."""
+        return len(self._user_sockets)
+
+    @property
+    def market_streams(self) -> int:
+        """Market-stream subscriptions open now, over all sockets."""
+        return sum(len(names) for names in self._market_sockets.values())
+
     def ccxt_urls(self, default_api: Mapping[str, Any]) -> dict[str, Any]:
         """Every entry of ccxt's ``urls['api']`` (``default_api``) rewritten to this server: ccxt
         deep-merges ``urls``, so an entry left out would still point at Binance."""
