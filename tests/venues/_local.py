@@ -9,8 +9,6 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
-import ccxt.pro
-
 from venues.ccxt_markets import instruments_from_exchange
 from venues.ccxt_venue import CcxtVenue, Update
 from venues.local_exchange import Bar, LocalExchange, LocalMarket
@@ -47,6 +45,7 @@ async def local_session(
     **options: Any,
 ) -> AsyncIterator[tuple[LocalExchange, Any]]:
     """A started local exchange (HMAC checked) and a ccxt.pro binance client pointed at it."""
+    import ccxt.pro
     async with LocalExchange(
         markets or [btc_market()], balances or {"USDT": "10000", "BTC": "1"}, api_secret=SECRET, **options
     ) as exchange:

@@ -115,3 +115,24 @@ async def test_engine_refuses_bad_orders_with_binance_codes() -> None:
         assert exchange.stats["rest.error.-2010"] == 3
         assert exchange.stats["rest.error.-2011"] == 1
         assert exchange.engine.free == {"USDT": Decimal(100), "BTC": Decimal(0)}
+
+
+async def test_listen_key_stream_and_timed_play() -> None:
+    async with local_session() as (exchange, client):
+        await client.load_markets()
+        async with aiohttp.ClientSession() as http:
+            headers = {"X-MBX-APIKEY": exchange.api_key}
+            async with http.post(exchange.http_url + "/api/v3/userDataStream", headers=headers) as answer:
+                key = (await answer.json())["listenKey"]
+            async with http.ws_connect(f"ws://127.0.0.1:{exchange.port}/ws/{key}") as ws:
+                await wait_until(lambda: exchange.user_streams == 1)
+                player = exchange.play(bars_per_second=500)
+                await wait_until(lambda: exchange.engine.step_count >= 1)
+                await client.create_order(
+                    "BTC/USDT", "limit", "sell", "0.1", "150", {"clientOrderId": "lk-1"}
+                )
+                report = await ws.receive_json(timeout=5)
+                assert (report["e"], report["c"], report["X"]) == ("executionReport", "lk-1", "NEW")
+                await asyncio.wait_for(player, 5)
+        assert exchange.engine.remaining_steps == 0
+        assert len(await client.fetch_ohlcv("BTC/USDT", "1m")) == 20
