@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -147,6 +148,25 @@ class Panel:
             array = getattr(self, name).copy()
             array[from_step:] = 0
             rows[name] = array
+        return dataclasses.replace(self, **rows)
+
+    def extended(self, ts_ns: IntArray, day: IntArray) -> Panel:
+        """This panel with empty rows appended at the given steps (bar closes after its last,
+        strictly increasing, with their session days): the grid a live run fills."""
+        ts_ns = np.asarray(ts_ns, dtype=np.int64)
+        day = np.asarray(day, dtype=np.int64)
+        if ts_ns.shape != day.shape:
+            raise PanelError("the appended steps need one session day each")
+        if ts_ns.size and self.steps and int(ts_ns[0]) <= int(self.ts_ns[-1]):
+            raise PanelError(f"appended steps must start after the last step ({int(self.ts_ns[-1])})")
+        names = len(self.instruments)
+        rows: dict[str, Any] = {
+            "ts_ns": np.concatenate([self.ts_ns, ts_ns]),
+            "day": np.concatenate([self.day, day]),
+        }
+        for name in ("open", "high", "low", "close", "volume", "valid", "last_close"):
+            array = getattr(self, name)
+            rows[name] = np.concatenate([array, np.zeros((ts_ns.size, names), dtype=array.dtype)])
         return dataclasses.replace(self, **rows)
 
     def day_end_mask(self) -> BoolArray:

@@ -310,9 +310,9 @@ def _replay(
     progress: ProgressFn | None,
 ) -> ReplayResult:
     run, ref = _inputs(journal)
-    if _queued(journal):
-        return _replay_queued(journal, build(run, ref, queued=True), day, progress)
-    setup = build(run, ref)
+    setup = build(run, ref, queued=True) if _queued(journal) else build(run, ref)
+    if setup.queued:  # its journal holds the bars (or, a paper run that got none, no bars)
+        return _replay_queued(journal, setup, day, progress)
     if day is None:
         start_seq, end_seq, snapshot, end_step = 2, len(journal), None, setup.panel.steps
         first_step = setup.start_step

@@ -71,6 +71,7 @@ class RunSetup:
     corporate_actions: CorporateActionConfig = field(default_factory=CorporateActionConfig)
     start_step: int = 0  # the first step traded; earlier steps are history (a window's start)
     account: AccountConfig = field(default_factory=AccountConfig)  # cash or margin (kernel.account)
+    queued: bool = False  # rows from start_step on arrive one at a time (kernel.stream; paper, live)
 
     def __post_init__(self) -> None:
         if self.strategy is not None:

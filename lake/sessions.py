@@ -13,7 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DAY_NS", "SESSION_CHOICES", "Sessions", "segments_for", "sessions_for", "utc_days", "yyyymmdd"]
+__all__ = [
+    "DAY_NS",
+    "SESSION_CHOICES",
+    "Sessions",
+    "frequency_ns",
+    "segments_for",
+    "sessions_for",
+    "step_grid",
+    "utc_days",
+    "yyyymmdd",
+]
 
 IntArray = npt.NDArray[np.int64]
 DAY_NS = 86_400 * 1_000_000_000
@@ -186,3 +196,48 @@ def _calendar(name: str, first_day: int, last_day: int) -> object:
 
 def _iso(day: int) -> str:
     return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
+
+
+_UNIT_NS = {"m": 60 * 1_000_000_000, "h": 3_600 * 1_000_000_000, "d": DAY_NS}
+
+
+def frequency_ns(frequency: str) -> int:
+    """A bar interval (``1m``, ``5m``, ``1h``, ``1d`` ...) in nanoseconds."""
+    count, unit = frequency[:-1], frequency[-1:]
+    if unit not in _UNIT_NS or not count.isdigit() or int(count) <= 0:
+        raise ValueError(f"frequency must be like 1m, 5m, 1h or 1d, got {frequency!r}")
+    return int(count) * _UNIT_NS[unit]
+
+
+def step_grid(calendar: str, frequency: str, first_ns: int, last_ns: int) -> tuple[IntArray, IntArray]:
+    """The steps a live run will see between two times (inclusive): each bar's close (UTC ns)
+    and its session day. ``24x7``: every interval from midnight UTC; an exchange calendar:
+    each session's bars from its open (a ``1d`` bar closes at the session's close), none in
+    the lunch break. Known before any bar arrives, so session ends are known at each step."""
+    interval = frequency_ns(frequency)
+    if last_ns < first_ns:
+        raise ValueError(f"the grid ends ({last_ns}) before it starts ({first_ns})")
+    first_day = int(yyyymmdd(np.array([(first_ns - 1) // DAY_NS]))[0])
+    last_day = int(yyyymmdd(np.array([last_ns // DAY_NS]))[0])
+    if calendar == "24x7":
+        start = -(-first_ns // interval) * interval
+        ts = np.arange(start, last_ns + 1, interval, dtype=np.int64)
+        return ts, utc_days(ts)
+    sessions = sessions_for(calendar, first_day, last_day)
+    closes: list[IntArray] = []
+    days: list[IntArray] = []
+    for index, day in enumerate(sessions.day.tolist()):
+        open_ns, close_ns = int(sessions.open_ns[index]), int(sessions.close_ns[index])
+        if interval >= DAY_NS:
+            ts = np.array([close_ns], dtype=np.int64)
+        else:
+            ts = np.arange(open_ns + interval, close_ns + 1, interval, dtype=np.int64)
+            brk, brk_end = int(sessions.break_start_ns[index]), int(sessions.break_end_ns[index])
+            if brk != NO_BREAK:
+                ts = ts[(ts <= brk) | (ts > brk_end)]
+        ts = ts[(ts >= first_ns) & (ts <= last_ns)]
+        closes.append(ts)
+        days.append(np.full(len(ts), day, dtype=np.int64))
+    if not closes:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(closes), np.concatenate(days)

@@ -32,7 +32,8 @@ from kernel.sleeves import allocate
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
-from lake.store import DatasetRef, dataset_ref, load_panel
+from lake.sessions import step_grid
+from lake.store import DatasetRef, dataset_ref, load_panel, read_manifest
 from sim.fill_models import FillModel
 from sim.recorded_venue import RecordedVenue, RecordingError, read_recording
 from sim.venue import SimVenue
@@ -42,6 +43,7 @@ __all__ = [
     "BacktestConfig",
     "BacktestResult",
     "OperatorCommandConfig",
+    "PaperConfig",
     "StrategyConfig",
     "Window",
     "build_setup",
@@ -183,6 +185,45 @@ def _yyyymmdd(text: str, key: str) -> int:
         raise ValueError(f"{key} must be a date (YYYY-MM-DD), got {text!r}") from None
 
 
+class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A paper run (``tape paper``): the strategies trade bars arriving from a venue's market
+    data against the simulated venue. The data set is the history the strategies warm up on;
+    the live steps are the grid of the data set's calendar and frequency from ``start`` to
+    ``end`` (ISO times, UTC; ``tape paper`` resolves ``start = "now"`` and journals the time)."""
+
+    exchange: str = "binance"  # the ccxt exchange whose market data is read
+    start: str = "now"
+    end: str = ""
+    grace_s: float = 5.0  # after a step's bar close, how long its bars may still arrive
+    clock: str = "wall"  # "wall", or "venue": the exchange's server time (a local exchange replaying history)
+    symbols: dict[str, str] = {}  # instrument symbol -> the venue's symbol (default: the same)
+
+    def __post_init__(self) -> None:
+        if self.clock not in ("wall", "venue"):
+            raise ValueError(f"paper.clock must be 'wall' or 'venue', got {self.clock!r}")
+        if self.grace_s < 0:
+            raise ValueError(f"paper.grace_s must be >= 0, got {self.grace_s}")
+        if not self.end:
+            raise ValueError("paper.end: give the time the run's last step closes (ISO, UTC)")
+        end_ns = _utc_ns(self.end, "paper.end")
+        if self.start != "now" and end_ns <= _utc_ns(self.start, "paper.start"):
+            raise ValueError(f"paper.end ({self.end}) must be after paper.start ({self.start})")
+
+    def span_ns(self) -> tuple[int, int]:
+        """(start, end) as UTC nanoseconds."""
+        return _utc_ns(self.start, "paper.start"), _utc_ns(self.end, "paper.end")
+
+
+def _utc_ns(text: str, key: str) -> int:
+    try:
+        stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{key} must be an ISO time (e.g. 2026-12-05T21:00:00Z), got {text!r}") from None
+    if stamp.tzinfo is None:
+        raise ValueError(f"{key} must name its time zone (e.g. a trailing Z for UTC), got {text!r}")
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1_000
+
+
 class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One backtest, as read from TOML. Money is decimal text, rates are 1e-8 integers."""
 
@@ -217,6 +258,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     venue: VenueConfig = VenueConfig()
     window: Window | None = None  # the session days traded (walk-forward folds); None: all
     account: AccountConfig = AccountConfig()  # "margin" (as before) or "cash" (kernel.account)
+    paper: PaperConfig | None = None  # a paper run's live steps and market data (tape paper)
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -231,6 +273,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             )
         if self.strategies:
             self.budgets_e8()
+        if self.paper is not None and self.window is not None:
+            raise ValueError("paper: a paper run trades from paper.start; leave [window] out")
 
     def strategy_configs(self) -> list[StrategyConfig]:
         return [self.strategy] if self.strategy is not None else list(self.strategies)
@@ -310,6 +354,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("corporate_actions",), msgspec.to_builtins(CorporateActionConfig())),
     (("window",), None),
     (("account",), msgspec.to_builtins(AccountConfig())),
+    (("paper",), None),
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
 )
 
@@ -339,6 +384,10 @@ def build_setup(
     arrive (``kernel.stream``); the rows before the window's start are its history."""
     panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
     panel, start_step = windowed(config, panel)
+    if config.paper is not None:  # history, then the live steps (empty until their bars arrive)
+        panel = paper_panel(config, panel)
+        start_step = int(np.searchsorted(panel.ts_ns, config.paper.span_ns()[0], side="left"))
+        queued = True  # a paper run's bars arrive one at a time, in the run and in its replay
     if queued:
         panel = panel.emptied(start_step)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
@@ -387,7 +436,36 @@ def build_setup(
         corporate_actions=config.corporate_actions,
         start_step=start_step,
         account=config.account,
+        queued=queued,
     )
+
+
+def paper_panel(config: BacktestConfig, history: Panel) -> Panel:
+    """The data set's bars before ``paper.start`` (the history) and, after them, the paper run's
+    live steps on the data set's calendar and frequency."""
+    assert config.paper is not None
+    if config.paper.start == "now":
+        raise KernelError(f"{config.run_id}: paper.start is not resolved (tape paper sets the time)")
+    start_ns, end_ns = config.paper.span_ns()
+    manifest = read_manifest(Path(config.dataset))
+    calendar, frequency = str(manifest["calendar"]), str(manifest["frequency"])
+    kept = int(np.searchsorted(history.ts_ns, start_ns, side="left"))  # bars from start on arrive live
+    if kept == 0:
+        raise KernelError(
+            f"{config.run_id}: the data set has no bar before paper.start ({config.paper.start})"
+        )
+    history = history.head(kept)
+    last = int(history.ts_ns[-1])
+    try:
+        ts, day = step_grid(calendar, frequency, max(start_ns, last + 1), end_ns)
+    except ValueError as error:
+        raise KernelError(f"{config.run_id}: {error}") from None
+    if ts.size == 0:
+        raise KernelError(
+            f"{config.run_id}: no {frequency} step of {calendar} between paper.start and paper.end "
+            "after the data set's last bar"
+        )
+    return history.extended(ts, day)
 
 
 def windowed(config: BacktestConfig, panel: Panel) -> tuple[Panel, int]:

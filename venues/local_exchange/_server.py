@@ -267,6 +267,19 @@ class LocalExchange:
             results.append(result)
         return results
 
+    def kline_subscriptions(self) -> int:
+        """Kline streams subscribed over all market sockets now."""
+        return sum(len(streams) for streams in self._market_sockets.values())
+
+    async def wait_for_kline_subscriptions(self, count: int, timeout_s: float = 10.0) -> None:
+        """Wait until ``count`` kline streams are subscribed (so no bar played is missed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.kline_subscriptions() < count:
+            if loop.time() > deadline:
+                raise TimeoutError(f"{self.kline_subscriptions()} of {count} kline streams subscribed")
+            await asyncio.sleep(0.01)
+
     def play(self, bars_per_second: float) -> asyncio.Task[None]:
         """Play the remaining bars in the background at ``bars_per_second``."""
         if bars_per_second <= 0:

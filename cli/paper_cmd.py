@@ -1,0 +1,357 @@
+"""``tape paper CONFIG``: the configured strategies on a venue's live bars, against the simulated
+venue (the same matching, costs and market rules as a backtest), on the clock.
+
+The run's data set is the history the strategies warm up on; ``[paper]`` names the exchange and
+the live steps (``start`` .. ``end`` on the data set's calendar and frequency). Bars come through
+ccxt's websocket (``venues.ccxt_venue``), are gathered into steps (``venues.bar_feed``), stamped
+with their arrival time and journaled before the kernel applies them (``kernel.stream``), so
+``tape replay JOURNAL`` (and ``--day``) re-derives the session from the journal alone.
+
+``--local-exchange MARKET`` starts a loopback Binance (``venues.local_exchange``) that plays the
+bars of the data set MARKET at ``--speed`` bars a second: paper trading with no account and no
+network, on the venue's clock (the close of the last bar it played).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cli.exits import EXIT_OK
+from cli.progress import console, progress_bar
+from cli.report_cmd import print_report
+from cli.wiring import ConfigError, load_config, make_strategies
+from domain.instruments import Instrument
+from kernel.journal import JournalError
+from kernel.loop import Kernel
+from kernel.store import open_journal
+from kernel.stream import QueueSource
+from lake.sessions import frequency_ns
+from lake.store import dataset_ref, read_manifest
+from sim.backtest import BacktestConfig, build_setup, journal_inputs
+from venues.bar_feed import StepAssembler
+from venues.ccxt_venue import CcxtVenue, VenueBar, map_error
+
+__all__ = ["add_paper_parser", "cmd_paper"]
+
+EXIT_STOPPED = 130
+
+
+def add_paper_parser(verbs: Any) -> None:
+    paper = verbs.add_parser(
+        "paper", help="paper-trade the config's strategies on a venue's live bars (simulated fills)"
+    )
+    paper.add_argument("config", help="a run's TOML with a [paper] table")
+    paper.add_argument("--journal", help="override the config's journal path (a new journal)")
+    paper.add_argument(
+        "--local-exchange",
+        metavar="MARKET",
+        help="play MARKET (a data set) on a loopback Binance and trade it",
+    )
+    paper.add_argument("--speed", type=float, default=20.0, help="--local-exchange: bars played a second")
+    paper.add_argument(
+        "--disconnect-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--local-exchange: drop its market websockets after every N bars played (a fault drill)",
+    )
+
+
+@dataclass
+class _Session:
+    """What one paper session has to say at its end."""
+
+    stopped: str = ""
+    venue_errors: int = 0
+    bars_received: int = 0
+
+
+def cmd_paper(args: argparse.Namespace) -> int:
+    overrides = {"journal": args.journal} if args.journal else {}
+    config = load_config(Path(args.config), overrides)
+    if config.paper is None:
+        raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape paper needs one")
+    if args.local_exchange and config.paper.clock != "venue":
+        raise ConfigError('--local-exchange plays history: set paper.clock = "venue" (the exchange\'s clock)')
+    if args.speed <= 0:
+        raise ConfigError(f"--speed must be positive, got {args.speed}")
+    config = _resolved(config)
+    if args.disconnect_every < 0:
+        raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
+    market = Path(args.local_exchange) if args.local_exchange else None
+    return asyncio.run(_paper(config, market, _Player(args.speed, args.disconnect_every)))
+
+
+def _resolved(config: BacktestConfig) -> BacktestConfig:
+    """``paper.start = "now"`` becomes the time read here (journaled with the configuration)."""
+    assert config.paper is not None
+    if config.paper.start != "now":
+        return config
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        paper = msgspec.structs.replace(config.paper, start=now)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return msgspec.structs.replace(config, paper=paper)
+
+
+def venue_instruments(config: BacktestConfig, instruments: tuple[Instrument, ...]) -> list[Instrument]:
+    """The run's instruments under the venue's (ccxt) symbols: ``paper.symbols``, or the symbol
+    itself when it reads ``BASE/QUOTE``, or ``SYMBOL/CURRENCY``."""
+    assert config.paper is not None
+    named = config.paper.symbols
+    unknown = sorted(set(named) - {inst.symbol for inst in instruments})
+    if unknown:
+        raise ConfigError(f"paper.symbols names {unknown}, which the data set does not hold")
+    out = []
+    for inst in instruments:
+        symbol = named.get(inst.symbol) or (
+            inst.symbol if "/" in inst.symbol else f"{inst.symbol}/{inst.currency}"
+        )
+        out.append(msgspec.structs.replace(inst, symbol=symbol))
+    return out
+
+
+@dataclass(frozen=True)
+class _Player:
+    """How the local exchange plays its market: bars a second, and a websocket drop every N."""
+
+    speed: float
+    disconnect_every: int = 0
+
+    async def play(self, local: Any) -> None:
+        played = 0
+        while local.engine.remaining_steps:
+            await local.step()
+            played += 1
+            if self.disconnect_every and played % self.disconnect_every == 0:
+                await local.disconnect("market")
+            await asyncio.sleep(1 / self.speed)
+
+
+async def _paper(config: BacktestConfig, market: Path | None, player: _Player) -> int:
+    assert config.paper is not None
+    ref = dataset_ref(Path(config.dataset))
+    setup = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True)
+    frequency = str(read_manifest(Path(config.dataset))["frequency"])
+    journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
+    try:
+        if len(journal):
+            raise JournalError(
+                f"{config.journal} already holds {len(journal)} records; choose a new journal path"
+            )
+        journal_inputs(journal, config, ref, setup.panel)
+        kernel = Kernel(setup, journal, arrived=setup.start_step)
+        kernel.begin()
+        journal.commit()
+        source = QueueSource(kernel, journal=journal, name=f"paper:{config.paper.exchange}")
+        instruments = venue_instruments(config, setup.panel.instruments)
+        live = setup.panel.steps - setup.start_step
+        console.print(
+            f"paper {config.run_id}: {live:,} steps of {frequency} from {config.paper.start} to "
+            f"{config.paper.end}; history {setup.start_step:,} steps; journal {config.journal}"
+        )
+        with progress_bar(f"paper {config.run_id}", live) as update:
+            session = await _session(config, frequency, instruments, source, journal, market, player,
+                                     lambda: update(source.next_row - setup.start_step))  # fmt: skip
+        if source.done:
+            kernel.finish()
+        journal.commit()
+        _print_summary(config, source, session, journal.last_hash.hex(), len(journal))
+    finally:
+        journal.close()
+    if not source.done:
+        console.print(
+            f"[yellow]stopped ({session.stopped})[/] at step {source.next_row:,} of {setup.panel.steps:,}: "
+            "what arrived is journaled and replays; resuming a paper run is not built yet (start a new one)"
+        )
+        return EXIT_STOPPED
+    print_report(Path(config.journal))
+    return EXIT_OK
+
+
+async def _session(
+    config: BacktestConfig,
+    frequency: str,
+    instruments: list[Instrument],
+    source: QueueSource,
+    journal: Any,
+    market: Path | None,
+    player: _Player,
+    progress: Callable[[], None],
+) -> _Session:
+    """Watch each instrument's bars, hand complete steps to the source, let empty steps pass on
+    the clock; until the grid's last step, a signal or the local exchange's end."""
+    assert config.paper is not None
+    interval, grace = frequency_ns(frequency), int(config.paper.grace_s * 1e9)
+    ids = [inst.instrument_id for inst in instruments]
+    pump = _Pump(
+        source, journal, StepAssembler(ids, interval, grace, closed_bars=market is not None), progress
+    )
+    pump.stop_on_signals()
+    async with contextlib.AsyncExitStack() as stack:
+        local = None
+        exchange_config: dict[str, Any] = {}
+        if market is not None:
+            first = config.paper.span_ns()[0]
+            local = await stack.enter_async_context(_local_exchange(market, instruments, first, interval))
+            exchange_config = local.ccxt_config(rate_limit_ms=5)
+        venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
+        watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
+        try:
+            playing = None
+            if local is not None:
+                await local.wait_for_kline_subscriptions(len(instruments))
+                playing = asyncio.create_task(player.play(local))
+            await pump.run(_clock(config.paper.clock, pump.assembler), grace, playing)
+        finally:
+            for task in watchers:
+                task.cancel()
+            await asyncio.gather(*watchers, return_exceptions=True)
+    pump.session.bars_received = pump.assembler.received
+    return pump.session
+
+
+async def _venue(
+    exchange: str, exchange_config: dict[str, Any], instruments: list[Instrument], stack: Any
+) -> CcxtVenue:
+    import ccxt.pro  # the live extra (also in dev)
+
+    factory = getattr(ccxt.pro, exchange, None)
+    if factory is None:
+        raise ConfigError(f"paper.exchange: ccxt has no exchange {exchange!r}")
+    client = factory(exchange_config)
+    stack.push_async_callback(client.close)
+    venue = CcxtVenue(client, instruments)
+    await venue.load_markets()
+    return venue
+
+
+class _Pump:
+    """Bars from the watchers into the assembler; complete steps from it into the source."""
+
+    def __init__(
+        self, source: QueueSource, journal: Any, assembler: StepAssembler, progress: Callable[[], None]
+    ) -> None:
+        self.source = source
+        self.journal = journal
+        self.assembler = assembler
+        self.progress = progress
+        self.session = _Session()
+        self.stop = asyncio.Event()
+        self.arrived = asyncio.Event()
+        self._newest: dict[int, int] = {}
+
+    def stop_on_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self._stop, sig.name)
+
+    def _stop(self, why: str) -> None:
+        self.session.stopped = why
+        self.stop.set()
+
+    async def watch(self, venue: CcxtVenue, instrument_id: int, frequency: str) -> None:
+        """One instrument's bars from the websocket. After a failure it waits (longer each time),
+        watches again and, once the stream answers, fetches over REST the bars it missed (those
+        played while no subscription was live), before the stream's own."""
+        failures = 0
+        while True:
+            try:
+                bars = await venue.watch_bars(instrument_id, frequency)
+                if failures:
+                    since = self._newest.get(instrument_id)
+                    self._take(
+                        instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since)
+                    )
+            except Exception as error:
+                failures += 1
+                self.session.venue_errors += 1
+                console.print(f"[yellow]venue: {map_error(error)}[/]; watching again", soft_wrap=True)
+                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(failures, 7)))
+                continue
+            failures = 0
+            self._take(instrument_id, bars)
+
+    def _take(self, instrument_id: int, bars: list[VenueBar]) -> None:
+        for bar in bars:  # ccxt hands back its cache: the newest bar and any after it
+            if bar.open_ms >= self._newest.get(instrument_id, 0):
+                self._newest[instrument_id] = bar.open_ms
+                self.assembler.add(bar)
+        self.arrived.set()
+
+    async def run(self, clock: Callable[[], int], grace: int, player: asyncio.Task[None] | None) -> None:
+        quiet = 0  # polls with nothing new since the local exchange stopped playing
+        while not self.source.done and not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), timeout=0.25)
+            quiet = 0 if self.arrived.is_set() else quiet + 1
+            self.arrived.clear()
+            now = clock()
+            for bars in self.assembler.due(now):
+                self.source.push(bars)
+            self.source.pass_time(now - grace)
+            self.journal.commit()
+            self.progress()
+            if player is not None and player.done():
+                if player.exception() is not None:
+                    raise player.exception()  # type: ignore[misc]
+                if quiet >= 4:
+                    self._stop("the local exchange played all its bars")
+
+
+def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
+    """The edge's clock: the wall clock, or the venue's as its bars tell it (``venue_clock``)."""
+    if kind == "wall":
+        return time.time_ns
+    return assembler.venue_clock
+
+
+@contextlib.asynccontextmanager
+async def _local_exchange(
+    market: Path, instruments: list[Instrument], first_close_ns: int, interval_ns: int
+) -> Any:
+    """A loopback Binance playing ``market``'s bars that close at or after ``first_close_ns``."""
+    from venues.local_exchange import LocalExchange, markets_from_dataset
+
+    by_symbol = {inst.symbol for inst in instruments}
+    first_open_ms = (first_close_ns - interval_ns) // 1_000_000
+    markets = [
+        dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= first_open_ms])
+        for m in markets_from_dataset(market)
+        if f"{m.base}/{m.quote}" in by_symbol
+    ]
+    if len(markets) != len(instruments):
+        missing = sorted(by_symbol - {f"{m.base}/{m.quote}" for m in markets})
+        raise ConfigError(f"--local-exchange {market}: no market for {missing}")
+    quotes = {m.quote for m in markets}
+    async with LocalExchange(markets, {quote: "1000000" for quote in quotes}) as exchange:
+        yield exchange
+
+
+def _print_summary(
+    config: BacktestConfig, source: QueueSource, session: _Session, head: str, records: int
+) -> None:
+    counts = source.counts
+    quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
+    console.print(
+        f"bars from the venue: {session.bars_received:,} updates; to the kernel: {counts.received:,} "
+        f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "
+        f"({quarantined}); {counts.empty_steps:,} steps passed with no bar; venue errors "
+        f"{session.venue_errors}",
+        soft_wrap=True,
+    )
+    console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...")

@@ -1,0 +1,99 @@
+"""From a venue's bar updates to the kernel's steps: one ``BarsReceived`` per step of the grid.
+
+A venue sends bars per instrument (ccxt ``watch_ohlcv``: a kline per symbol, updated while it
+is open). The kernel takes one step's cross-section at a time (``kernel.stream``). The
+assembler keeps the latest update of each instrument's bar for each step and hands a step
+over when it is complete — every instrument's bar is final — or when the clock has passed
+the step's close by the grace period (then with whatever arrived; a name without a bar has no
+bar at that step). A bar is final when the venue sends only closed bars (``closed_bars``, the
+local exchange), or when the same instrument's next bar has started.
+
+Bars for a step already handed over are not dropped: they are handed over again, as they came,
+so the queue source quarantines and counts them (``DUPLICATE`` / ``OUT_OF_ORDER``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from domain.events import BarsReceived
+from venues.ccxt_venue import VenueBar
+
+__all__ = ["StepAssembler"]
+
+_MS = 1_000_000
+
+
+class StepAssembler:
+    """Gathers per-instrument bars into steps (module docstring). Times are UTC nanoseconds;
+    a step's time is its bars' close (``open + interval``)."""
+
+    def __init__(
+        self, instrument_ids: Iterable[int], interval_ns: int, grace_ns: int, *, closed_bars: bool
+    ) -> None:
+        self._ids = sorted(set(instrument_ids))
+        self._interval = interval_ns
+        self._grace = grace_ns
+        self._closed = closed_bars
+        self._pending: dict[int, dict[int, VenueBar]] = {}  # step time -> instrument -> latest bar
+        self._newest: dict[int, int] = {}  # instrument -> the newest step time seen for it
+        self._late: list[tuple[int, VenueBar]] = []  # bars for steps handed over already
+        self.handed_to = 0  # the last step time handed over
+        self.received = 0
+
+    def add(self, bar: VenueBar) -> None:
+        """One bar update as the venue sent it."""
+        self.received += 1
+        ts = bar.open_ms * _MS + self._interval
+        if ts <= self.handed_to:  # its step went already: handed over for the source to count
+            self._late.append((ts, bar))
+            return
+        self._pending.setdefault(ts, {})[bar.instrument_id] = bar
+        if ts > self._newest.get(bar.instrument_id, 0):
+            self._newest[bar.instrument_id] = ts
+
+    def due(self, now_ns: int) -> list[BarsReceived]:
+        """The steps to hand over at ``now_ns``, in time order (late bars first), each stamped
+        with ``now_ns`` as its arrival."""
+        ready = [_bars(ts, now_ns, [bar]) for ts, bar in self._late]
+        self._late = []
+        for ts in sorted(self._pending):
+            if now_ns < ts:
+                break  # not closed yet, nor anything after it
+            bars = self._pending[ts]
+            if now_ns < ts + self._grace and not self._complete(ts, bars):
+                break
+            del self._pending[ts]
+            ready.append(_bars(ts, now_ns, [bars[iid] for iid in self._ids if iid in bars]))
+            self.handed_to = ts
+        return ready
+
+    def _complete(self, ts: int, bars: dict[int, VenueBar]) -> bool:
+        if len(bars) < len(self._ids):
+            return False
+        return self._closed or all(self._newest.get(iid, 0) > ts for iid in self._ids)
+
+    def venue_clock(self) -> int:
+        """The venue's clock as its bars tell it: the newest bar close that every instrument that
+        has sent bars has reached (0: none yet). An instrument whose stream fell behind (a
+        dropped websocket, bars still coming over REST) holds the clock back until it catches
+        up, so its bars are not late; one that stops sending for good would hold it for good,
+        so a live run keeps the wall clock."""
+        return min(self._newest.values(), default=0)
+
+    @property
+    def pending_steps(self) -> int:
+        return len(self._pending)
+
+
+def _bars(ts_ns: int, received_ns: int, bars: list[VenueBar]) -> BarsReceived:
+    return BarsReceived(
+        ts_ns=ts_ns,
+        received_ns=received_ns,
+        instrument_ids=[bar.instrument_id for bar in bars],
+        open_raw=[bar.open_raw for bar in bars],
+        high_raw=[bar.high_raw for bar in bars],
+        low_raw=[bar.low_raw for bar in bars],
+        close_raw=[bar.close_raw for bar in bars],
+        volume_raw=[bar.volume_raw for bar in bars],
+    )
