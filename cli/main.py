@@ -35,7 +35,7 @@ from cli.jobs_cmd import add_jobs_parsers, cmd_jobs, cmd_scheduler
 from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
-from cli.paper_cmd import add_paper_parser, cmd_paper
+from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
 from cli.progress import console, progress_bar
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
@@ -219,6 +219,7 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--journal", help="override the config's journal path")
     verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
     add_paper_parser(verbs)
+    add_command_parser(verbs)
     add_report_parser(verbs)
     add_sweep_parsers(verbs)
     add_walkforward_parser(verbs)
@@ -271,6 +272,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "jobs": cmd_jobs,
     "models": cmd_models,
     "paper": cmd_paper,
+    "command": cmd_command,
 }
 
 

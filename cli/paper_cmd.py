@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -32,9 +33,11 @@ from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
 from cli.report_cmd import print_report
 from cli.wiring import ConfigError, load_config, make_strategies
+from domain.events import CommandReceived
 from domain.instruments import Instrument
 from kernel.journal import JournalError
-from kernel.loop import Kernel
+from kernel.loop import Kernel, KernelError
+from kernel.operator_inbox import COMMANDS, CommandInbox, inbox_path, send_command
 from kernel.store import open_journal
 from kernel.stream import QueueSource
 from lake.sessions import frequency_ns
@@ -43,7 +46,7 @@ from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
 from venues.ccxt_venue import CcxtVenue, VenueBar, map_error
 
-__all__ = ["add_paper_parser", "cmd_paper"]
+__all__ = ["add_command_parser", "add_paper_parser", "cmd_command", "cmd_paper"]
 
 EXIT_STOPPED = 130
 
@@ -67,6 +70,30 @@ def add_paper_parser(verbs: Any) -> None:
         metavar="N",
         help="--local-exchange: drop its market websockets after every N bars played (a fault drill)",
     )
+
+
+def add_command_parser(verbs: Any) -> None:
+    command = verbs.add_parser(
+        "command", help="send an operator command (halt, flatten, rearm) to a running paper session"
+    )
+    command.add_argument("journal", help="the journal the session writes")
+    command.add_argument("command", choices=COMMANDS)
+    command.add_argument(
+        "--operator", default=os.environ.get("USER", ""), help="who sends it (default: $USER)"
+    )
+    command.add_argument("--note", default="", help="why (journaled with the command)")
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    """Append the command to the session's inbox; the session journals and applies it."""
+    if not Path(args.journal).exists():
+        raise ConfigError(f"{args.journal}: no journal there (start the session with tape paper first)")
+    try:
+        path = send_command(args.journal, args.command, args.operator, args.note)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    console.print(f"{args.command} sent to {path} (the session applies it at its next step)")
+    return EXIT_OK
 
 
 @dataclass
@@ -197,9 +224,8 @@ async def _session(
     assert config.paper is not None
     interval, grace = frequency_ns(frequency), int(config.paper.grace_s * 1e9)
     ids = [inst.instrument_id for inst in instruments]
-    pump = _Pump(
-        source, journal, StepAssembler(ids, interval, grace, closed_bars=market is not None), progress
-    )
+    assembler = StepAssembler(ids, interval, grace, closed_bars=market is not None)
+    pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         local = None
@@ -243,7 +269,12 @@ class _Pump:
     """Bars from the watchers into the assembler; complete steps from it into the source."""
 
     def __init__(
-        self, source: QueueSource, journal: Any, assembler: StepAssembler, progress: Callable[[], None]
+        self,
+        source: QueueSource,
+        journal: Any,
+        assembler: StepAssembler,
+        progress: Callable[[], None],
+        inbox: Path,
     ) -> None:
         self.source = source
         self.journal = journal
@@ -253,6 +284,23 @@ class _Pump:
         self.stop = asyncio.Event()
         self.arrived = asyncio.Event()
         self._newest: dict[int, int] = {}
+        self.inbox = CommandInbox(inbox)
+
+    def _commands(self, now: int) -> None:
+        """Operator commands appended to the inbox since the last look, stamped ``now``."""
+        for line in self.inbox.read():
+            if line.reason:
+                self.source.refuse(now, line.reason, line.detail)
+                continue
+            received = CommandReceived(
+                ts_ns=now, command=line.command, operator=line.operator, note=line.note
+            )
+            try:
+                step = self.source.command(received)
+            except KernelError as error:
+                self.source.refuse(now, "LATE_COMMAND", str(error))
+                continue
+            console.print(f"operator {line.operator}: {line.command} (applied at step {step:,})")
 
     def stop_on_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -301,6 +349,7 @@ class _Pump:
             quiet = 0 if self.arrived.is_set() else quiet + 1
             self.arrived.clear()
             now = clock()
+            self._commands(now)
             for bars in self.assembler.due(now):
                 self.source.push(bars)
             self.source.pass_time(now - grace)

@@ -247,6 +247,16 @@ class QueueSource:
         )
         return self._kernel.add_command(command)
 
+    def refuse(self, ts_ns: int, reason: str, detail: str) -> None:
+        """An input other than bars that cannot be applied (an operator line that is not a
+        command, say): counted and journaled as ``InputQuarantined``."""
+        self._rows.counts.received += 1
+        self._rows.counts.quarantined[reason] += 1
+        if self._journal is not None:
+            self._journal.append(
+                InputQuarantined(ts_ns=ts_ns, source=self._name, reason=reason, detail=detail)
+            )
+
     def _journal_refused(self) -> None:
         refused, self._rows.refused = self._rows.refused, []
         if self._journal is None:

@@ -16,7 +16,14 @@ from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
 from domain.market import Panel
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
-from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget, policy_from_mapping, policy_to_mapping
+from domain.riskrules import (
+    OPERATOR_COMMANDS,
+    KillSwitchConfig,
+    RiskPolicy,
+    VolTarget,
+    policy_from_mapping,
+    policy_to_mapping,
+)
 from kernel.account import AccountConfig
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
@@ -98,9 +105,6 @@ class StrategyConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         if not 0 < value <= RATE_SCALE:
             raise ValueError(f"strategy {self.label}: budget {self.budget} is outside (0, 1]")
         return value
-
-
-OPERATOR_COMMANDS = ("halt", "flatten", "rearm")
 
 
 class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

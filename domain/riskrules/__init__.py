@@ -12,6 +12,7 @@ from domain.riskrules.greeks import (
 )
 from domain.riskrules.killswitch import (
     KILL_TRANSITIONS,
+    OPERATOR_COMMANDS,
     BookDataAged,
     IllegalKillTransition,
     KillState,
@@ -72,6 +73,7 @@ __all__ = [
     "GREEK_RULE_ORDER",
     "KILL_TRANSITIONS",
     "LIMIT_E8_MAX",
+    "OPERATOR_COMMANDS",
     "ORDER_RULE_ORDER",
     "PORTFOLIO_RULE_ORDER",
     "GreekBook",

@@ -31,6 +31,7 @@ from domain.fixed import RATE_SCALE
 
 __all__ = [
     "KILL_TRANSITIONS",
+    "OPERATOR_COMMANDS",
     "IllegalKillTransition",
     "KillState",
     "KillSwitchCommandRefused",
@@ -53,6 +54,9 @@ __all__ = [
     "observe",
     "update",
 ]
+
+OPERATOR_COMMANDS = ("halt", "flatten", "rearm")
+"""What an operator may tell the kill switch (``OperatorCommanded.command``)."""
 
 
 class KillState(enum.Enum):

@@ -6,6 +6,8 @@ and still closes every day, quarantines nothing it should not, and replays."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +16,18 @@ import pytest
 
 from cli.main import main
 from cli.wiring import replay_builder
-from domain.events import INPUT_KINDS, BarsReceived, DayClosed, TargetsDecided
+from domain.events import (
+    INPUT_KINDS,
+    BarsReceived,
+    CommandReceived,
+    DayClosed,
+    InputQuarantined,
+    KillSwitchTripped,
+    OperatorCommanded,
+    OrderSubmitted,
+    TargetsDecided,
+)
+from kernel.operator_inbox import inbox_path
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
@@ -137,6 +150,53 @@ def test_a_session_whose_websocket_drops_recovers_and_replays(
     )
     assert main(["backtest", str(backtest)]) == 0
     assert _derived(tmp_path / "journal") == _derived(tmp_path / "bt")
+
+
+def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """``tape command JOURNAL halt`` while the session runs: the session journals the command as
+    it reads it (with a line that is not a command, refused with its reason), the kill switch
+    trips at the next step, no buy follows; the session replays, and equals a backtest that
+    schedules the same halt at the step the session applied it."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    journal = tmp_path / "journal"
+    config = _config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
+
+    def operator() -> None:
+        time.sleep(1.0)  # the session is under way (40 bars a second)
+        inbox_path(journal).open("a").write("not a command\n")
+        assert main(["command", str(journal), "halt", "--operator", "ana", "--note", "drill"]) == 0
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "40"]) == 0
+    thread.join()
+    with open_journal(journal) as store:
+        events = [event for _, event in store.events()]
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+    (received,) = [e for e in events if isinstance(e, CommandReceived)]
+    (applied,) = [e for e in events if isinstance(e, OperatorCommanded)]
+    (refused,) = [e for e in events if isinstance(e, InputQuarantined)]
+    assert (received.command, received.operator, received.note) == ("halt", "ana", "drill")
+    assert refused.reason == "BAD_COMMAND" and "not a command" in refused.detail
+    tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert tripped and tripped[0].trigger == "operator" and tripped[0].ts_ns == applied.ts_ns
+    assert not [e for e in events if isinstance(e, OrderSubmitted) and e.ts_ns > applied.ts_ns and e.side > 0]
+    day = str(int(panel.day[HISTORY]))
+    at = datetime.fromtimestamp(applied.ts_ns / 1e9, UTC).isoformat()
+    backtest = tmp_path / "backtest.toml"
+    backtest.write_text(
+        config.read_text()
+        .split("[paper]")[0]
+        .replace(str(history), str(full))
+        .replace(str(journal), str(tmp_path / "bt"))
+        + f'\n[window]\nstart = "{day[:4]}-{day[4:6]}-{day[6:]}"\n'
+        + f'\n[[operator_commands]]\nat = "{at}"\ncommand = "halt"\noperator = "ana"\nnote = "drill"\n'
+    )
+    assert main(["backtest", str(backtest)]) == 0
+    assert _derived(journal) == _derived(tmp_path / "bt")
 
 
 def test_refusals_are_clear(

@@ -1,0 +1,110 @@
+"""Operator commands to a running session: a JSON-lines inbox beside its journal.
+
+A paper (later: live) session reads ``JOURNAL.commands.jsonl`` as it runs; ``tape command`` and
+the cockpit append to it. Each line is one command, ``{"command": "halt", "operator": "ana",
+"note": "..."}``; the session stamps it with its clock when it reads it and journals it as a
+``CommandReceived`` input before the kernel applies it at its next step (the kill switch:
+``halt``, ``flatten``, ``rearm``). A line that is not a command is refused with its reason and
+journaled as ``InputQuarantined`` (source ``operator``), never skipped silently. Appends are one
+``write`` of a whole line to a file opened for appending, so two writers do not interleave; the
+reader takes whole lines only and keeps its place by byte offset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from domain.riskrules import OPERATOR_COMMANDS
+
+__all__ = ["COMMANDS", "CommandInbox", "InboxLine", "inbox_path", "send_command"]
+
+COMMANDS = OPERATOR_COMMANDS
+"""What the kill switch takes from an operator (``domain.riskrules.OPERATOR_COMMANDS``)."""
+
+_MAX_LINE = 4096
+
+
+def inbox_path(journal: Path | str) -> Path:
+    """The command inbox of the session writing ``journal``."""
+    return Path(str(journal).rstrip("/") + ".commands.jsonl")
+
+
+def send_command(journal: Path | str, command: str, operator: str, note: str = "") -> Path:
+    """Append one command for the session writing ``journal``; returns the inbox's path."""
+    if command not in COMMANDS:
+        raise ValueError(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
+    if not operator.strip():
+        raise ValueError("name the operator (who sends the command)")
+    line = json.dumps({"command": command, "operator": operator, "note": note}, sort_keys=True) + "\n"
+    data = line.encode()
+    if len(data) > _MAX_LINE:
+        raise ValueError(f"the note is too long (a command line is at most {_MAX_LINE} bytes)")
+    path = inbox_path(journal)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+@dataclass(frozen=True)
+class InboxLine:
+    """One line read: the command's fields, or why it is not a command (``reason`` non-empty)."""
+
+    command: str = ""
+    operator: str = ""
+    note: str = ""
+    reason: str = ""
+    detail: str = ""
+
+
+class CommandInbox:
+    """Reads the lines appended since the last read (whole lines only)."""
+
+    def __init__(self, path: Path) -> None:
+        """Lines already in the file are left unread (a session applies what is sent while it
+        runs); ``skipped`` says how many bytes that was."""
+        self.path = path
+        try:
+            self._offset = path.stat().st_size
+        except FileNotFoundError:
+            self._offset = 0
+        self.skipped = self._offset
+
+    def read(self) -> list[InboxLine]:
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []  # a line still being written
+        self._offset += end + 1
+        return [_parse(raw) for raw in data[:end].split(b"\n")]
+
+
+def _parse(raw: bytes) -> InboxLine:
+    shown = raw[:200].decode("utf-8", "replace")
+    try:
+        fields = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return InboxLine(reason="BAD_COMMAND", detail=f"not JSON: {shown!r}")
+    if not isinstance(fields, dict):
+        return InboxLine(reason="BAD_COMMAND", detail=f"not an object: {shown!r}")
+    command, operator, note = fields.get("command"), fields.get("operator"), fields.get("note", "")
+    if command not in COMMANDS:
+        return InboxLine(
+            reason="BAD_COMMAND", detail=f"command must be one of {', '.join(COMMANDS)}: {shown!r}"
+        )
+    if not isinstance(operator, str) or not operator.strip() or not isinstance(note, str):
+        return InboxLine(
+            reason="BAD_COMMAND", detail=f"operator (a name) and note (text) expected: {shown!r}"
+        )
+    return InboxLine(command=command, operator=operator, note=note)
