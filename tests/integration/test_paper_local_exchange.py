@@ -81,6 +81,24 @@ clock = "venue"
     return path
 
 
+def _assert_equals_backtest(config: Path, full: Path, history: Path, panel_day: int, extra: str = "") -> None:
+    """The session's derived events are those of a backtest over the whole market that trades
+    from the same session day (the bars before it are history), byte for byte."""
+    root = config.parent
+    day = str(panel_day)
+    backtest = root / "backtest.toml"
+    backtest.write_text(
+        config.read_text()
+        .split("[paper]")[0]
+        .replace(str(history), str(full))
+        .replace(str(root / "journal"), str(root / "bt"))
+        + f'\n[window]\nstart = "{day[:4]}-{day[4:6]}-{day[6:]}"\n'
+        + extra
+    )
+    assert main(["backtest", str(backtest)]) == 0
+    assert _derived(root / "journal") == _derived(root / "bt")
+
+
 def _derived(path: Path) -> list[bytes]:
     with open_journal(path) as journal:
         return [record.payload for record in journal.records() if record.kind not in INPUT_KINDS]
@@ -107,16 +125,7 @@ def test_a_paper_session_replays_and_equals_the_backtest(market: tuple[Path, Pat
     assert all(e.received_ns >= e.ts_ns for e in received)  # stamped on arrival (venue clock)
     assert len(days) == panel.steps - HISTORY and sum(isinstance(e, TargetsDecided) for e in events) > 5
     # The same bars as a backtest that trades from the same day, with the history before it.
-    backtest = tmp_path / "backtest.toml"
-    backtest.write_text(
-        config.read_text()
-        .split("[paper]")[0]
-        .replace(str(history), str(full))
-        .replace(str(tmp_path / "journal"), str(tmp_path / "bt"))
-        + f'\n[window]\nstart = "{first_day}"\n'
-    )
-    assert main(["backtest", str(backtest)]) == 0
-    assert _derived(tmp_path / "journal") == _derived(tmp_path / "bt")
+    _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]))
     assert main(["replay", str(tmp_path / "journal"), "--day", first_day]) == 0
 
 
@@ -139,17 +148,7 @@ def test_a_session_whose_websocket_drops_recovers_and_replays(
     assert len([e for e in events if isinstance(e, DayClosed)]) == panel.steps - HISTORY
     received = sum(len(e.instrument_ids) for e in events if isinstance(e, BarsReceived))
     assert received == int(panel.valid[HISTORY:].sum())
-    day = str(int(panel.day[HISTORY]))
-    backtest = tmp_path / "backtest.toml"
-    backtest.write_text(
-        config.read_text()
-        .split("[paper]")[0]
-        .replace(str(history), str(full))
-        .replace(str(tmp_path / "journal"), str(tmp_path / "bt"))
-        + f'\n[window]\nstart = "{day[:4]}-{day[4:6]}-{day[6:]}"\n'
-    )
-    assert main(["backtest", str(backtest)]) == 0
-    assert _derived(tmp_path / "journal") == _derived(tmp_path / "bt")
+    _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]))
 
 
 def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path: Path) -> None:
@@ -184,19 +183,9 @@ def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path
     tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
     assert tripped and tripped[0].trigger == "operator" and tripped[0].ts_ns == applied.ts_ns
     assert not [e for e in events if isinstance(e, OrderSubmitted) and e.ts_ns > applied.ts_ns and e.side > 0]
-    day = str(int(panel.day[HISTORY]))
     at = datetime.fromtimestamp(applied.ts_ns / 1e9, UTC).isoformat()
-    backtest = tmp_path / "backtest.toml"
-    backtest.write_text(
-        config.read_text()
-        .split("[paper]")[0]
-        .replace(str(history), str(full))
-        .replace(str(journal), str(tmp_path / "bt"))
-        + f'\n[window]\nstart = "{day[:4]}-{day[4:6]}-{day[6:]}"\n'
-        + f'\n[[operator_commands]]\nat = "{at}"\ncommand = "halt"\noperator = "ana"\nnote = "drill"\n'
-    )
-    assert main(["backtest", str(backtest)]) == 0
-    assert _derived(journal) == _derived(tmp_path / "bt")
+    halt = f'\n[[operator_commands]]\nat = "{at}"\ncommand = "halt"\noperator = "ana"\nnote = "drill"\n'
+    _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]), halt)
 
 
 def test_refusals_are_clear(
