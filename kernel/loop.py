@@ -24,9 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import msgspec
 import numpy as np
-import numpy.typing as npt
 
 from domain.events import (
     DayClosed,
@@ -41,7 +39,6 @@ from domain.events import (
 )
 from domain.fixed import RATE_SCALE
 from domain.ledger import capital_postings, cash_account
-from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
 from kernel.account import BuyingPower
 from kernel.carry import Carry
@@ -65,6 +62,7 @@ from kernel.pipeline import (
     vol_target_targets,
 )
 from kernel.router import Router
+from kernel.schedules import Decisions, OperatorCommands, ScheduleError
 from kernel.setup import RunSetup
 from kernel.sleeve_orders import BookTargets, SleeveTargets
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
@@ -74,7 +72,6 @@ from kernel.strategy import (
     Notional,
     Shares,
     Strategy,
-    scheduled_rows,
     strategy_limit_prices,
     strategy_models,
 )
@@ -90,22 +87,6 @@ ProgressFn = Callable[[int], None]  # called with the number of steps done so fa
 
 class KernelError(RuntimeError):
     """The kernel was given inputs it cannot run on."""
-
-
-def _commands_by_step(
-    panel: Panel, commands: Sequence[OperatorCommanded]
-) -> dict[int, list[OperatorCommanded]]:
-    """Operator commands grouped by the first step at or after their time, in time order."""
-    grouped: dict[int, list[OperatorCommanded]] = {}
-    ordered = sorted(commands, key=lambda command: command.ts_ns)
-    for command in ordered:
-        step = int(np.searchsorted(panel.ts_ns, command.ts_ns, side="left"))
-        if step >= panel.steps:
-            raise KernelError(
-                f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
-            )
-        grouped.setdefault(step, []).append(command)
-    return grouped
 
 
 class Kernel:
@@ -148,12 +129,8 @@ class Kernel:
                     f"{inst.symbol} trades in {inst.currency}; this run settles in {currency} only"
                 )
         self._arrived = panel.steps if arrived is None else arrived
-        self._slot_masks = self._schedule_masks(streaming=arrived is not None)
-        self._decide_mask = np.logical_or.reduce(self._slot_masks)
+        self._decisions, self._commands = self._own_steps(streaming=arrived is not None)
         self._day_end = panel.day_end_mask()
-        self._commands = _commands_by_step(panel, setup.operator_commands)
-        self._command_mask = np.zeros(panel.steps, dtype=np.bool_)
-        self._command_mask[list(self._commands)] = True
         self.valuation = Valuation(self.state, panel, instruments, currency)
         columns = self.valuation.columns
         margin = setup.margin if setup.margin is not None and setup.margin.enabled else None
@@ -222,6 +199,14 @@ class Kernel:
             raise KernelError(str(error)) from None
         self._start_stream(arrived)
 
+    def _own_steps(self, *, streaming: bool) -> tuple[Decisions, OperatorCommands]:
+        """The strategies' decision steps and the operator commands' (``kernel.schedules``)."""
+        try:
+            decisions = Decisions(self._slots, self._panel, streaming=streaming)
+            return decisions, OperatorCommands(self._panel, self.setup.operator_commands)
+        except ScheduleError as error:
+            raise KernelError(str(error)) from None
+
     def _start_stream(self, arrived: int | None) -> None:
         """Rows arriving one at a time: refuse what that does not drive yet, then take the rows
         that hold data already (history before the first live row)."""
@@ -249,15 +234,10 @@ class Kernel:
         self._arrived = end
         if end == start:
             return
-        panel = self._panel
-        for index, slot in enumerate(self._slots):
-            try:
-                steps = scheduled_rows(slot.strategy, panel, start, end)
-            except ValueError as error:
-                raise KernelError(str(error)) from None
-            if steps.size:
-                self._slot_masks[index][steps] = True
-                self._decide_mask[steps] = True
+        try:
+            self._decisions.extend(start, end)
+        except ValueError as error:
+            raise KernelError(str(error)) from None
         if self._venue_rows is not None:
             self._venue_rows(start, end)
         self._kill.rows_arrived(start, end)
@@ -269,20 +249,11 @@ class Kernel:
 
     def add_command(self, command: OperatorCommanded) -> int:
         """An operator command that arrived while running: applied at the first step not yet run
-        whose time is at or after its own; a late one is stamped with that step's time, so a
-        replay of the journal applies it at the same step. Returns the step."""
-        panel = self._panel
-        due = int(np.searchsorted(panel.ts_ns, command.ts_ns, side="left"))
-        step = max(due, self.state.next_step)
-        if step >= panel.steps:
-            raise KernelError(
-                f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
-            )
-        if step > due:  # late: it takes effect at the next step, and says so by its time
-            command = msgspec.structs.replace(command, ts_ns=int(panel.ts_ns[step]))
-        self._commands.setdefault(step, []).append(command)
-        self._command_mask[step] = True
-        return step
+        (``kernel.schedules.OperatorCommands.add``). Returns the step."""
+        try:
+            return self._commands.add(command, self.state.next_step)
+        except ScheduleError as error:
+            raise KernelError(str(error)) from None
 
     def _cash_account(self, setup: RunSetup, rules: MarketRules) -> BuyingPower | None:
         """A cash account's buying-power check (``kernel.account``); None for a margin account."""
@@ -300,22 +271,6 @@ class Kernel:
         book = SleeveBook(self.state.sleeves, cash_account(self.setup.currency))
         self.desk.watch_ledger(book)
         return book
-
-    def _schedule_masks(self, *, streaming: bool) -> list[npt.NDArray[np.bool_]]:
-        """Each strategy's decision steps; empty when rows arrive one at a time (``rows_arrived``
-        fills them as they come)."""
-        if streaming:
-            return [np.zeros(self._panel.steps, dtype=np.bool_) for _ in self._slots]
-        return [self._schedule_mask(slot.strategy) for slot in self._slots]
-
-    def _schedule_mask(self, strategy: Strategy) -> npt.NDArray[np.bool_]:
-        panel = self._panel
-        schedule = np.asarray(strategy.schedule(panel), dtype=np.int64)
-        if schedule.size and (schedule[0] < 0 or schedule[-1] >= panel.steps):
-            raise KernelError(f"{strategy.strategy_id}: schedule has steps outside the panel")
-        mask = np.zeros(panel.steps, dtype=np.bool_)
-        mask[schedule] = True
-        return mask
 
     # --- run -----------------------------------------------------------------------------
 
@@ -347,10 +302,10 @@ class Kernel:
         end = self._panel.steps if end_step is None else end_step
         window = slice(start_step, end)
         interesting = np.flatnonzero(
-            self._decide_mask[window]
+            self._decisions.any[window]
             | self._day_end[window]
             | self._carry.funding_mask[window]
-            | self._command_mask[window]
+            | self._commands.mask[window]
             | self._corporate.mask[window]
         )
         static = (interesting + start_step).tolist()
@@ -384,10 +339,10 @@ class Kernel:
         venue_next = self._venue_next(start - 1)
         if (
             venue_next <= start
-            or self._decide_mask[start]
+            or self._decisions.any[start]
             or self._day_end[start]
             or self._carry.funding_mask[start]
-            or self._command_mask[start]
+            or self._commands.mask[start]
             or self._corporate.mask[start]
         ):
             self._step(start, venue_next)
@@ -405,7 +360,7 @@ class Kernel:
             if self._router is not None:
                 self._router.work(step)  # expired children roll their remainders
             venue_next = self._venue_next(step)
-        if self._decide_mask[step] and self._decide(step):
+        if self._decisions.any[step] and self._decide(step):
             venue_next = self._venue_next(step)
         if self._router is not None and self._router.work(step):
             venue_next = self._venue_next(step)
@@ -436,8 +391,8 @@ class Kernel:
         if self._liquidation is not None and self._liquidation.check(step):
             venue_next = self._venue_next(step)
         self._carry.funding(step)
-        if step in self._commands:
-            for command in self._commands[step]:
+        if self._commands.mask[step]:
+            for command in self._commands.by_step[step]:
                 self.desk.journal(command)
                 self._kill.observe(command, step)
         return venue_next
@@ -458,7 +413,7 @@ class Kernel:
             return self._decide_one(step, self._slots[0].strategy, None)
         submitted = False
         for index, slot in enumerate(self._slots):
-            if self._slot_masks[index][step]:
+            if self._decisions.by_slot[index][step]:
                 sleeve = self._sleeves.sleeve(slot.strategy.strategy_id)
                 submitted = self._decide_one(step, slot.strategy, sleeve) or submitted
         return submitted

@@ -1,0 +1,94 @@
+"""When the kernel acts on its own account: each strategy's decision steps and the operator
+commands due, as masks over the panel's steps.
+
+A data set gives every step up front: each strategy's ``schedule`` is read once. Rows arriving
+one at a time (``kernel.stream``) extend the decision masks as they come (``extend``), and an
+operator command that arrives while running is added at the first step not yet run (``add``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from domain.events import OperatorCommanded
+from domain.market import Panel
+from kernel.setup import StrategySlot
+from kernel.strategy import scheduled_rows
+
+__all__ = ["Decisions", "OperatorCommands", "ScheduleError"]
+
+
+class ScheduleError(ValueError):
+    """A schedule or a command the panel cannot hold."""
+
+
+class Decisions:
+    """Each strategy's decision steps (one mask per slot) and their union."""
+
+    def __init__(self, slots: Sequence[StrategySlot], panel: Panel, *, streaming: bool) -> None:
+        self._slots = slots
+        self._panel = panel
+        if streaming:  # filled by ``extend`` as rows arrive
+            self.by_slot = [np.zeros(panel.steps, dtype=np.bool_) for _ in slots]
+        else:
+            self.by_slot = [self._whole(slot) for slot in slots]
+        self.any: npt.NDArray[np.bool_] = np.logical_or.reduce(self.by_slot)
+
+    def _whole(self, slot: StrategySlot) -> npt.NDArray[np.bool_]:
+        panel = self._panel
+        schedule = np.asarray(slot.strategy.schedule(panel), dtype=np.int64)
+        if schedule.size and (schedule[0] < 0 or schedule[-1] >= panel.steps):
+            raise ScheduleError(f"{slot.strategy.strategy_id}: schedule has steps outside the panel")
+        mask = np.zeros(panel.steps, dtype=np.bool_)
+        mask[schedule] = True
+        return mask
+
+    def extend(self, start: int, end: int) -> None:
+        """Rows ``start .. end-1`` arrived: each strategy's decision steps among them."""
+        for index, slot in enumerate(self._slots):
+            steps = scheduled_rows(slot.strategy, self._panel, start, end)
+            if steps.size:
+                self.by_slot[index][steps] = True
+                self.any[steps] = True
+
+
+class OperatorCommands:
+    """Operator commands by the step they apply at: the first at or after their time."""
+
+    def __init__(self, panel: Panel, commands: Sequence[OperatorCommanded]) -> None:
+        self._panel = panel
+        self.by_step: dict[int, list[OperatorCommanded]] = {}
+        self.mask = np.zeros(panel.steps, dtype=np.bool_)
+        for command in sorted(commands, key=lambda command: command.ts_ns):
+            step = self._due(command)
+            if step >= panel.steps:
+                raise ScheduleError(
+                    f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
+                )
+            self._put(step, command)
+
+    def _due(self, command: OperatorCommanded) -> int:
+        return int(np.searchsorted(self._panel.ts_ns, command.ts_ns, side="left"))
+
+    def _put(self, step: int, command: OperatorCommanded) -> None:
+        self.by_step.setdefault(step, []).append(command)
+        self.mask[step] = True
+
+    def add(self, command: OperatorCommanded, next_step: int) -> int:
+        """A command that arrived while running, when steps before ``next_step`` have run: applied
+        at the first step not yet run whose time is at or after its own; a late one is stamped
+        with that step's time, so a replay of the journal applies it at the same step."""
+        due = self._due(command)
+        step = max(due, next_step)
+        if step >= self._panel.steps:
+            raise ScheduleError(
+                f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
+            )
+        if step > due:
+            command = msgspec.structs.replace(command, ts_ns=int(self._panel.ts_ns[step]))
+        self._put(step, command)
+        return step
