@@ -6,6 +6,10 @@ and still closes every day, quarantines nothing it should not, and replays."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -186,6 +190,36 @@ def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path
     at = datetime.fromtimestamp(applied.ts_ns / 1e9, UTC).isoformat()
     halt = f'\n[[operator_commands]]\nat = "{at}"\ncommand = "halt"\noperator = "ana"\nnote = "drill"\n'
     _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]), halt)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_session_and_what_arrived_replays(
+    market: tuple[Path, Path], tmp_path: Path, stop: signal.Signals
+) -> None:
+    """Ctrl-C or SIGTERM mid-session: exit 130 with one line saying where it stopped, no
+    traceback; the journal holds what arrived and replays (an unfinished run: exit 3)."""
+    full, history = market
+    panel, _ = load_panel(full)
+    journal = tmp_path / "journal"
+    config = _config(
+        tmp_path / "paper.toml", history, journal, int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    )
+    argv = ["paper", str(config), "--local-exchange", str(full), "--speed", "10"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    time.sleep(4.0)  # start-up, then a few bars a second
+    process.send_signal(stop)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and f"stopped ({stop.name})" in output
+    with open_journal(journal) as store:
+        bars = sum(1 for _, event in store.events() if isinstance(event, BarsReceived))
+        outcome = replay(store, replay_builder)
+    assert 0 < bars < panel.steps - HISTORY, output
+    assert outcome.ok and outcome.unfinished
+    assert main(["replay", str(journal)]) == 3
 
 
 def test_refusals_are_clear(
