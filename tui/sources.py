@@ -23,6 +23,8 @@ __all__ = [
     "COMMANDS_DISABLED_REASON",
     "CockpitSources",
     "ExecutionLike",
+    "Marks",
+    "ReplayBuild",
     "SummaryLike",
 ]
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tui.app import CockpitApp
 
 __all__ = [
-    "order_id_at",
+    "BLOTTER_ROWS_MAX",
     "setup_tables",
     "show_centre",
     "show_orders",
@@ -38,6 +38,8 @@ __all__ = [
     "show_why_event",
     "symbol",
 ]
+
+BLOTTER_ROWS_MAX = 500  # orders the blotter lists (newest first)
 
 _COLUMNS = {
     "#verdicts": ("seq", "step", "strategy", "verdict"),
@@ -70,15 +72,14 @@ def _ratio_e8(numerator: int, denominator: int) -> int:
 
 
 def symbol(app: CockpitApp, instrument_id: int) -> str:
-    inst = app.overview.instruments.get(instrument_id)
-    return inst.symbol if inst is not None else f"#{instrument_id}"
+    return app.data.symbol(instrument_id)
 
 
 # --- 1 command centre ------------------------------------------------------------------------
 
 
 def show_centre(app: CockpitApp) -> None:
-    overview = app.overview
+    overview = app.data.overview
     navs = [close.nav_minor for _, close in overview.closes]
     app.query_one("#cc-head", Static).update(_head_text(app, navs))
     app.query_one("#nav-spark", Sparkline).data = [float(nav) for nav in navs[-400:]]
@@ -86,7 +87,7 @@ def show_centre(app: CockpitApp) -> None:
     app.query_one("#cc-risk", Static).update(_risk_text(app))
     app.query_one("#cc-kill", Static).update(_kill_text(app))
     app.query_one("#cc-stale", Static).update(_staleness_text(app))
-    verdicts = app.detail.latest_verdicts if app.detail is not None else overview.tail_verdicts
+    verdicts = app.data.detail.latest_verdicts if app.data.detail is not None else overview.tail_verdicts
     _fill_verdicts(app, list(verdicts))
 
 
@@ -101,13 +102,13 @@ def _drawdowns_e8(navs: list[int]) -> list[int]:
 
 
 def _initial_minor(app: CockpitApp) -> int:
-    currency = app.overview.currency
-    text = str(app.overview.config.get("initial_cash", "0"))
+    currency = app.data.overview.currency
+    text = str(app.data.overview.config.get("initial_cash", "0"))
     return from_decimal_text(text, minor_digits(currency), Rounding.HALF_EVEN)
 
 
 def _head_text(app: CockpitApp, navs: list[int]) -> str:
-    overview = app.overview
+    overview = app.data.overview
     run_id = overview.run.run_id if overview.run is not None else "?"
     state = "finished" if overview.finished is not None else "running or unfinished (no run.finished yet)"
     ccy = overview.currency
@@ -127,7 +128,7 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
 
 
 def _risk_text(app: CockpitApp) -> str:
-    overview = app.overview
+    overview = app.data.overview
     if not overview.closes:
         return ""
     close = overview.closes[-1][1]
@@ -148,7 +149,7 @@ def _limit(limit_e8: int) -> str:
 
 
 def _kill_text(app: CockpitApp) -> str:
-    overview = app.overview
+    overview = app.data.overview
     limits = (
         ", ".join(f"{k}={v}" for k, v in sorted(overview.kill_switch_limits().items()) if v)
         or "no trigger set"
@@ -167,13 +168,13 @@ def _kill_text(app: CockpitApp) -> str:
 
 
 def _staleness_text(app: CockpitApp) -> str:
-    overview = app.overview
+    overview = app.data.overview
     dataset = overview.dataset
     last = f"last event {utc_text(overview.last_ts_ns)}" if overview.last_ts_ns else "no events"
     if dataset is None:
         return f"data: no data set referenced; {last}"
     behind_ns = max(0, dataset.last_ts_ns - overview.last_ts_ns)
-    mode = "following (polling the journal's length)" if app.sources.follow else "not following"
+    mode = "following (polling the journal's length)" if app.data.sources.follow else "not following"
     return (
         f"data: {dataset.frequency} bars to {utc_text(dataset.last_ts_ns)}; {last} "
         f"({behind_ns / 3.6e12:,.1f} h of data not reached)\n"
@@ -191,7 +192,7 @@ def _fill_verdicts(app: CockpitApp, verdicts: list[tuple[int, RiskVerdict]]) -> 
 
 
 def show_summary(app: CockpitApp) -> None:
-    summary = app.summary
+    summary = app.data.summary
     if summary is None:
         return
     rows = summary.rows()
@@ -208,7 +209,7 @@ def show_summary(app: CockpitApp) -> None:
 
 
 def show_orders(app: CockpitApp) -> None:
-    detail = app.detail
+    detail = app.data.detail
     if detail is None:
         return
     funnel = "  ".join(f"{name} {count:,}" for name, count in detail.funnel())
@@ -239,12 +240,10 @@ def _matches(app: CockpitApp, line: OrderLine, text: str) -> bool:
 
 
 def _fill_blotter(app: CockpitApp, lines: list[OrderLine]) -> None:
-    from tui.app import BLOTTER_ROWS_MAX
-
     table = app.query_one("#blotter", DataTable)
     table.clear()
     for line in reversed(lines[-BLOTTER_ROWS_MAX:]):
-        inst = app.overview.instruments.get(line.instrument_id)
+        inst = app.data.overview.instruments.get(line.instrument_id)
         digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
         average = _average_px(line, inst)
         table.add_row(
@@ -274,7 +273,7 @@ def _average_px(line: OrderLine, inst: Instrument | None) -> str:
 
 
 def show_quality(app: CockpitApp) -> None:
-    quality: ExecutionLike | None = app.execution
+    quality: ExecutionLike | None = app.data.execution
     if quality is None:
         return
     lines = ["[b]execution quality[/b] (shortfall and slippage vs the decision price; + is a cost)"]
@@ -304,18 +303,18 @@ def show_quality(app: CockpitApp) -> None:
 
 
 def show_positions(app: CockpitApp) -> None:
-    snapshot = app.snapshot_event()
+    snapshot = app.data.snapshot_event()
     head = app.query_one("#positions-head", Static)
     table = app.query_one("#positions-table", DataTable)
     table.clear()
     if snapshot is None:
         head.update("no day has closed yet: the kernel snapshots its book at each day close")
         return
-    close = app.overview.closes[-1][1] if app.overview.closes else None
+    close = app.data.overview.closes[-1][1] if app.data.overview.closes else None
     step = snapshot.snapshot.next_step - 1
-    marks = app.marks(step) if app.marks is not None else None
-    lines = position_lines(snapshot.snapshot, app.overview.instruments, close, marks)
-    limit = app.overview.limit_e8("name")
+    marks = app.data.marks(step) if app.data.marks is not None else None
+    lines = position_lines(snapshot.snapshot, app.data.overview.instruments, close, marks)
+    limit = app.data.overview.limit_e8("name")
     for line in lines:
         ccy = line.currency
         optional = [
@@ -338,11 +337,12 @@ def show_positions(app: CockpitApp) -> None:
     marked = (
         "marked at the day's last closes" if marks is not None else "not marked yet (loading the data set)"
     )
-    if app.sources.marks is None:
+    if app.data.sources.marks is None:
         marked = "not marked: no data set marks were given"
+    last = app.data.overview.last_snapshot
     head.update(
         f"book at the close of {day_text(snapshot.day)} (kernel snapshot seq "
-        f"{app.overview.last_snapshot.seq if app.overview.last_snapshot else '?'}), {len(lines)} positions, "
+        f"{last.seq if last else '?'}), {len(lines)} positions, "
         f"{marked}; T+1 columns for A-shares only"
     )
 
@@ -350,20 +350,11 @@ def show_positions(app: CockpitApp) -> None:
 # --- 4 why? ------------------------------------------------------------------------------------
 
 
-def order_id_at(app: CockpitApp, seq: int) -> str | None:
-    if app.detail is None:
-        return None
-    for line in app.detail.orders.values():
-        if seq in line.seqs:
-            return line.order_id
-    return None
-
-
 def show_why_chain(app: CockpitApp, decoded: list[tuple[int, str, Event]]) -> None:
     table = app.query_one("#why-table", DataTable)
     table.clear()
     app.why_links = []
-    instruments, currency = app.overview.instruments, app.overview.currency
+    instruments, currency = app.data.overview.instruments, app.data.overview.currency
     for seq, role, event in decoded:
         kind = type(event).__struct_config__.tag
         text = describe(event, instruments, currency)
@@ -395,16 +386,16 @@ def show_tail(app: CockpitApp, rows: list[TailRow], head: str) -> None:
 
 
 def show_replay_journal(app: CockpitApp, day: int) -> None:
-    closes = [(seq, close) for seq, close in app.overview.closes if close.day == day]
+    closes = [(seq, close) for seq, close in app.data.overview.closes if close.day == day]
     widget = app.query_one("#replay-journal", Static)
     if not closes:
-        days = [close.day for _, close in app.overview.closes]
+        days = [close.day for _, close in app.data.overview.closes]
         span = f"{day_text(days[0])} .. {day_text(days[-1])}" if days else "none"
         widget.update(f"the journal has no close of {day_text(day)} (session days: {span})")
         return
     seq, close = closes[0]
-    index = next(i for i, (s, _) in enumerate(app.overview.closes) if s == seq)
-    previous = app.overview.closes[index - 1][1].nav_minor if index else _initial_minor(app)
+    index = next(i for i, (s, _) in enumerate(app.data.overview.closes) if s == seq)
+    previous = app.data.overview.closes[index - 1][1].nav_minor if index else _initial_minor(app)
     ccy = close.currency
     widget.update(
         f"[b]journal[/b] {day_text(day)}: day.closed seq {seq}, step {close.step}\n"
@@ -441,7 +432,7 @@ def show_replay_error(app: CockpitApp, day: int, error: Exception) -> None:
 
 
 def show_static_tabs(app: CockpitApp) -> None:
-    dataset = app.overview.dataset
+    dataset = app.data.overview.dataset
     if dataset is None:
         text = "the journal references no data set"
     else:
@@ -451,9 +442,9 @@ def show_static_tabs(app: CockpitApp) -> None:
             f"{dataset.instruments} instruments, "
             f"{utc_text(dataset.first_ts_ns)} .. {utc_text(dataset.last_ts_ns)}"
         )
-    if app.health is not None:
-        text += "\n\n[b]data health[/b]\n" + escape("\n".join(app.health))
-    elif app.sources.health is not None:
+    if app.data.health is not None:
+        text += "\n\n[b]data health[/b]\n" + escape("\n".join(app.data.health))
+    elif app.data.sources.health is not None:
         text += "\n\ndata health: reading the lake..."
     else:
         text += (
@@ -461,12 +452,12 @@ def show_static_tabs(app: CockpitApp) -> None:
             "data set was exported from: open the cockpit with `--lake LAKE`, or run `tape health LAKE`."
         )
     app.query_one("#data-health", Static).update(text)
-    journaled = app.overview.operator_commands
+    journaled = app.data.overview.operator_commands
     lines = [f"journaled operator commands ({len(journaled)}):"]
     lines.extend(
         f"  seq {seq} {utc_text(cmd.ts_ns)} {cmd.command} by {cmd.operator} {cmd.note}"
         for seq, cmd in journaled
     )
     lines.append("kill switch history:")
-    lines.extend(f"  seq {seq} {text}" for seq, text in app.overview.kill_events[-10:])
+    lines.extend(f"  seq {seq} {text}" for seq, text in app.data.overview.kill_events[-10:])
     app.query_one("#commands-journaled", Static).update(escape("\n".join(lines)))

@@ -65,7 +65,8 @@ Scenario = Callable[[CockpitApp, Pilot[None]], Awaitable[None]]
 async def drive(sources: CockpitSources, scenario: Scenario) -> None:
     app = CockpitApp(sources)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.detail_ready and app.summary is not None and app.execution is not None)
+        data = app.data
+        await until(pilot, lambda: app.detail_ready and None not in (data.summary, data.execution))
         await scenario(app, pilot)
 
 
@@ -166,7 +167,7 @@ async def test_positions_match_the_kernel_snapshot_and_the_day_close(journal: Pa
 
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
         await pilot.press("3")
-        await until(pilot, lambda: app.marks is not None)
+        await until(pilot, lambda: app.data.marks is not None)
         table = rows(app, "#positions-table")
         held = [p for p in snapshot.positions if p.qty_raw]
         assert [row[2] for row in table] == [f"{p.qty_raw:,}" for p in held]
@@ -274,15 +275,15 @@ async def test_following_a_journal_that_grows(journal: Path, tmp_path: Path) -> 
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.detail_ready)
         assert f"{half:,} records" in text(app, "#cc-head")
-        orders_before = len(app.detail.orders)  # type: ignore[union-attr]
+        orders_before = len(app.data.detail.orders)  # type: ignore[union-attr]
         for event in events[half:]:
             writer.append(event)
         writer.commit()
-        await until(pilot, lambda: app.overview.records == len(events))
+        await until(pilot, lambda: app.data.overview.records == len(events))
         await pilot.pause(0.1)
         assert "finished" in text(app, "#cc-head")
         assert f"{len(events):,} records" in text(app, "#cc-head")
-        assert len(app.detail.orders) > orders_before  # type: ignore[union-attr]
+        assert len(app.data.detail.orders) > orders_before  # type: ignore[union-attr]
         assert "following" in app.status_line
     writer.close()
 
@@ -336,7 +337,7 @@ async def test_the_data_tab_shows_the_lakes_health(tmp_path: Path) -> None:
                               us_regulatory_fees=False)).journal  # fmt: skip
 
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: app.health is not None)
+        await until(pilot, lambda: app.data.health is not None)
         await pilot.press("7")
         shown = text(app, "#data-health")
         assert "bars/1d: 1 instruments, 10 rows" in shown
