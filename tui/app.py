@@ -3,8 +3,8 @@ appends to it). The data lives in ``tui.data.CockpitData`` (its reads run in wor
 each with its own read-only journal); the widgets in ``tui.panes``; what they show is
 rendered by ``tui.views``. The app wires keys and inputs to reads and reads to views.
 
-Screens (tabs, keys 1-8): command centre, orders, positions, why?, journal, replay,
-data, commands. ``?`` lists the keys.
+Screens (tabs, keys 1-8): command centre, orders, positions, why?, journal, replay (``n`` /
+``p`` and ``]`` / ``[`` step through a day), data, commands. ``?`` lists the keys.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent
 
 from kernel.journal import JournalError
-from tui import views
+from kernel.replay import ReplayResult
+from tui import replay_view, views
 from tui.data import CockpitData, Growth
+from tui.daytape import DayTape
 from tui.fold import Detail, Overview
 from tui.help import HelpScreen
 from tui.panes import TABS, compose_tabs
@@ -36,19 +38,26 @@ class CockpitApp(App[None]):
 
     TITLE = "Tape cockpit"
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")
+    # The tab keys are on the tabs' labels ("1 Centre"), so the footer keeps room for the rest.
     BINDINGS = [  # noqa: RUF012 (Textual's declared class attribute)
-        Binding("1", "tab('centre')", "Centre"),
-        Binding("2", "tab('orders')", "Orders"),
-        Binding("3", "tab('positions')", "Positions"),
-        Binding("4", "tab('why')", "Why?"),
-        Binding("5", "tab('journal')", "Journal"),
-        Binding("6", "tab('replay')", "Replay"),
+        Binding("1", "tab('centre')", "Centre", show=False),
+        Binding("2", "tab('orders')", "Orders", show=False),
+        Binding("3", "tab('positions')", "Positions", show=False),
+        Binding("4", "tab('why')", "Why?", show=False),
+        Binding("5", "tab('journal')", "Journal", show=False),
+        Binding("6", "tab('replay')", "Replay", show=False),
         Binding("7", "tab('data')", "Data", show=False),
         Binding("8", "tab('commands')", "Commands", show=False),
         Binding("w", "why", "Why this row"),
         Binding("slash", "filter", "Filter"),
         Binding("g", "goto", "Go to seq", show=False),
         Binding("r", "reload", "Reload", show=False),
+        Binding("n", "step(1, 'record')", "Next record"),
+        Binding("p", "step(-1, 'record')", "Previous record"),
+        Binding("right_square_bracket", "step(1, 'step')", "Next step"),
+        Binding("left_square_bracket", "step(-1, 'step')", "Previous step"),
+        Binding("left_curly_bracket", "step(-1, 'day')", "Day's opening", show=False),
+        Binding("right_curly_bracket", "step(1, 'day')", "Day's end", show=False),
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
     ]
@@ -60,6 +69,7 @@ class CockpitApp(App[None]):
         self.detail_ready = False
         self.status_line = "opening the journal..."
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
+        self.tape_index = -1  # the replay screen's cursor: a record of the day (-1: its opening)
         self._polling = False
 
     @property
@@ -128,6 +138,13 @@ class CockpitApp(App[None]):
         self.read(self.data.read_detail, self._show_detail, "detail", failed=self._unreadable)
         if self.sources.health is not None and self.data.health is None:
             self.read(self.data.read_health, self._show_health, "health")
+        if self.sources.replay_day is not None:
+            day = self.sources.replay_day
+            self.action_tab("replay")
+            self.query_one(
+                "#replay-day", Input
+            ).value = f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}"
+            self.start_replay(str(day))
 
     def _show_health(self, lines: list[str]) -> None:
         self.data.health = lines
@@ -177,6 +194,29 @@ class CockpitApp(App[None]):
         self.query_one("#tabs", TabbedContent).active = tab
         if tab == "positions":
             self._load_positions()
+
+    def on_tabbed_content_tab_activated(self, _: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()  # the replay keys show in the footer on the replay screen only
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action != "step":
+            return True
+        return self.data.tape is not None and self.query_one("#tabs", TabbedContent).active == "replay"
+
+    def action_step(self, direction: int, unit: str) -> None:
+        """Move the replay screen's cursor by a record, a kernel step or to an end of the day."""
+        tape = self.data.tape
+        if tape is None:
+            return
+        index = self.tape_index
+        if unit == "record":
+            index = min(max(index + direction, -1), len(tape) - 1)
+        elif unit == "step":
+            index = tape.next_step(index) if direction > 0 else tape.previous_step(index)
+        else:
+            index = len(tape) - 1 if direction > 0 else -1
+        self.tape_index = index
+        replay_view.show_day_tape(self)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
@@ -298,23 +338,35 @@ class CockpitApp(App[None]):
         if self.data.marks is not None or self.sources.marks is None:
             return
 
-        def show(marks: Marks | None) -> None:
-            self.data.marks = marks
-            views.show_positions(self)
+        self._load_marks()
 
-        # the data set may be gone: positions still show, unmarked
-        self.read(
-            self.data.read_marks, show, "marks", failed=lambda error: self.set_status(f"marks: {error}")
-        )
+    def _load_marks(self) -> None:
+        """The data set's closes, for the positions and the replay screens (the data set may
+        be gone: both still show, unmarked)."""
+        self.read(self.data.read_marks, self._show_marks, "marks",
+                  failed=lambda error: self.set_status(f"marks: {error}"))  # fmt: skip
+
+    def _show_marks(self, marks: Marks | None) -> None:
+        self.data.marks = marks
+        views.show_positions(self)
+        replay_view.show_day_tape(self)
 
     def start_replay(self, text: str) -> None:
-        """Show the journal's record of a day and start a fresh replay of it."""
+        """Open a day on the replay screen: the journal's close of it, its records to step
+        through with the book after each, and a fresh replay's verdict."""
         try:
             day = int(text.replace("-", ""))
         except ValueError:
             self.query_one("#replay-verdict", Static).update(f"not a day: {text!r} (YYYY-MM-DD)")
             return
         views.show_replay_journal(self, day)
+        self.data.tape = self.data.replay_result = None
+        self.refresh_bindings()
+        self.query_one("#replay-cursor", Static).update(f"reading {day}'s records...")
+        self.read(lambda: self.data.read_day_tape(day), self._show_tape, "tape",
+                  failed=lambda error: replay_view.show_tape_error(self, day, error))  # fmt: skip
+        if self.data.marks is None and self.sources.marks is not None:
+            self._load_marks()
         if self.sources.replay_build is None:
             self.query_one("#replay-verdict", Static).update(
                 "replay is not available: no run builder was given"
@@ -323,11 +375,36 @@ class CockpitApp(App[None]):
         self.query_one("#replay-verdict", Static).update(f"replaying {day} with a fresh kernel...")
         self.read(
             lambda: self.data.read_replay(day),
-            lambda result: views.show_replay_result(self, day, result),
+            lambda result: self._show_replay_result(day, result),
             "replay",
             # a config that cannot be rebuilt here, a missing data set
-            failed=lambda error: views.show_replay_error(self, day, error),
+            failed=lambda error: replay_view.show_replay_error(self, day, error),
         )
+
+    def _show_tape(self, tape: DayTape) -> None:
+        self.data.tape = tape
+        self.tape_index = -1
+        self._jump_to_divergence()
+        replay_view.show_day_tape(self)
+        self.query_one("#replay-positions", DataTable).focus()
+        self.refresh_bindings()
+
+    def _show_replay_result(self, day: int, result: ReplayResult) -> None:
+        self.data.replay_result = result
+        replay_view.show_replay_result(self, day, result)
+        if self._jump_to_divergence():
+            replay_view.show_day_tape(self)
+
+    def _jump_to_divergence(self) -> bool:
+        """Put the replay cursor on the first divergent record, when it is in the day."""
+        result, tape = self.data.replay_result, self.data.tape
+        if result is None or result.divergence is None or tape is None:
+            return False
+        index = tape.index_of(result.divergence.seq)
+        if index is None:
+            return False
+        self.tape_index = index
+        return True
 
 
 def cockpit_app(journal: Path, **sources: object) -> CockpitApp:

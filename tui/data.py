@@ -9,7 +9,7 @@ Two kinds of methods:
 
 Nothing here computes trading state: the folds are ``tui.fold`` (journal look-ups), the
 report's and the execution report's folds (``sim``, via cli), the kernel's own replay and
-day snapshots.
+day snapshots, and the journal's ledger postings (``tui.daytape``).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from domain.events import Event, StateSnapshotted
 from kernel.journal import Journal, Record
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
+from tui.daytape import DayTape, read_day_tape
 from tui.fold import DETAIL_KINDS, OVERVIEW_KINDS, ChainLink, Detail, Overview
 from tui.sources import CockpitSources, ExecutionLike, Marks, SummaryLike
 from tui.tail import TailFilter, TailRow, read_tail
@@ -54,6 +55,8 @@ class CockpitData:
         self.execution: ExecutionLike | None = None
         self.marks: Marks | None = None
         self.health: list[str] | None = None
+        self.tape: DayTape | None = None  # the day being stepped through (replay screen)
+        self.replay_result: ReplayResult | None = None  # the fresh replay of that day
         self._open_lock = threading.Lock()
 
     # --- worker-thread reads --------------------------------------------------------------
@@ -144,6 +147,11 @@ class CockpitData:
             raise ValueError("replay is not available: no run builder was given")
         with self.open() as journal:
             return replay(journal, build, day=day)
+
+    def read_day_tape(self, day: int) -> DayTape:
+        """The journal's records of ``day`` and the kernel's snapshot of the book before it."""
+        with self.open() as journal:
+            return read_day_tape(journal, day, dict(self.overview.instruments), self.overview.currency)
 
     # --- UI-thread updates ----------------------------------------------------------------
 

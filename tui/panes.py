@@ -72,8 +72,13 @@ def _journal() -> ComposeResult:
 
 def _replay() -> ComposeResult:
     yield Input(placeholder="day to replay: YYYY-MM-DD (enter)", id="replay-day")
-    yield Static(
-        "Pick a session day; the journal's record of it and a fresh replay's verdict show side by side.",
-        id="replay-journal",
-    )
-    yield Static(id="replay-verdict")
+    with Horizontal(classes="sides"):
+        yield Static(
+            "Pick a session day: the journal's close of it and a fresh replay's verdict show side by "
+            "side; n / p and ] / [ step through its records and steps.",
+            id="replay-journal",
+        )
+        yield Static(id="replay-verdict")
+    yield Static(id="replay-cursor")
+    yield Static(id="replay-book")
+    yield DataTable(id="replay-positions", cursor_type="row")

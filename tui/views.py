@@ -10,11 +10,11 @@ from textual.widgets import DataTable, Sparkline, Static
 from domain.events import Event, RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round, from_decimal_text, minor_digits
 from domain.instruments import Instrument
-from kernel.replay import ReplayResult
 from tui.describe import describe, full_text, side_text, verdict_text
 from tui.fold import OrderLine
 from tui.format import day_text, decimal, money, pct_e8, utc_text
 from tui.positions import position_lines
+from tui.replay_view import REPLAY_COLUMNS
 from tui.sources import ExecutionLike
 from tui.tail import TailRow
 
@@ -28,9 +28,7 @@ __all__ = [
     "show_orders",
     "show_positions",
     "show_quality",
-    "show_replay_error",
     "show_replay_journal",
-    "show_replay_result",
     "show_static_tabs",
     "show_summary",
     "show_tail",
@@ -59,6 +57,7 @@ _COLUMNS = {
     ),
     "#why-table": ("seq", "role", "kind", "event"),
     "#tail": ("seq", "time (UTC)", "kind", "event"),
+    "#replay-positions": REPLAY_COLUMNS,
 }
 
 
@@ -312,7 +311,7 @@ def show_positions(app: CockpitApp) -> None:
         return
     close = app.data.overview.closes[-1][1] if app.data.overview.closes else None
     step = snapshot.snapshot.next_step - 1
-    marks = app.data.marks(step) if app.data.marks is not None else None
+    marks = app.data.marks.at_step(step) if app.data.marks is not None else None
     lines = position_lines(snapshot.snapshot, app.data.overview.instruments, close, marks)
     limit = app.data.overview.limit_e8("name")
     for line in lines:
@@ -401,30 +400,6 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
         f"[b]journal[/b] {day_text(day)}: day.closed seq {seq}, step {close.step}\n"
         f"  NAV {money(close.nav_minor, ccy)} (day PnL {money(close.nav_minor - previous, ccy)}), "
         f"cash {money(close.cash_minor, ccy)}, gross {money(close.gross_exposure_minor, ccy)}"
-    )
-
-
-def show_replay_result(app: CockpitApp, day: int, result: ReplayResult) -> None:
-    widget = app.query_one("#replay-verdict", Static)
-    if result.ok:
-        widget.update(
-            f"[b][green]replay matched[/][/b] {day_text(day)}: {result.records_compared:,} derived records "
-            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte by a fresh kernel, "
-            f"{result.segments_rehashed} segment hashes rebuilt"
-            + (" (an unfinished run)" if result.unfinished else "")
-        )
-        return
-    divergence = result.divergence
-    assert divergence is not None
-    widget.update(
-        f"[b][red]replay diverged[/][/b] at seq {divergence.seq}: {escape(divergence.reason)}\n"
-        f"  journal: {escape(repr(divergence.expected))}\n  replay : {escape(repr(divergence.actual))}"
-    )
-
-
-def show_replay_error(app: CockpitApp, day: int, error: Exception) -> None:
-    app.query_one("#replay-verdict", Static).update(
-        f"[red]cannot replay {day_text(day)}[/]: {escape(' '.join(str(error).split()))}"
     )
 
 

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, DataTable, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
-from domain.events import DayClosed, StateSnapshotted
+from domain.events import DayClosed, Event, InstrumentsDefined, KernelSnapshot, OrderFilled, StateSnapshotted
 from domain.riskrules import KillSwitchConfig
 from kernel.store import open_journal
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
-from tests.factories import make_config, make_dataset, run
+from tests.factories import forge_journal, make_config, make_dataset, run
 from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
+from tui.daytape import read_day_tape
 from tui.format import money
 
 SIZE = (100, 30)
@@ -32,6 +33,14 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cockpit")
     dataset = make_dataset(root / "data", symbols=4, bars=300)
     return run(make_config(dataset, root / "journal")).journal
+
+
+@pytest.fixture(scope="module")
+def minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Minute bars (1,440 steps a day on the 24x7 calendar): days with steps to step through."""
+    root = tmp_path_factory.mktemp("minutes")
+    dataset = make_dataset(root / "data", symbols=3, bars=1440 * 4, frequency="1m")
+    return run(make_config(dataset, root / "journal", params={"fast": 3, "slow": 8, "weight": 0.9})).journal
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +77,11 @@ async def drive(sources: CockpitSources, scenario: Scenario) -> None:
         data = app.data
         await until(pilot, lambda: app.detail_ready and None not in (data.summary, data.execution))
         await scenario(app, pilot)
+
+
+def events_of(path: Path) -> list[tuple[int, Event]]:
+    with open_journal(path) as handle:
+        return list(handle.events())
 
 
 def closes(path: Path) -> list[DayClosed]:
@@ -220,6 +234,115 @@ async def test_replay_a_day_beside_the_journal(journal: Path) -> None:
         assert "re-derived byte for byte" in text(app, "#replay-verdict")
 
     await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+def snapshots(path: Path) -> dict[int, tuple[int, StateSnapshotted]]:
+    with open_journal(path) as handle:
+        return {e.day: (seq, e) for seq, e in handle.events() if isinstance(e, StateSnapshotted)}
+
+
+def test_a_day_tape_is_the_journals_book_not_a_recomputed_one(minutes: Path) -> None:
+    """Every day: the book folded from the kernel's opening snapshot and the journal's postings
+    and fills is the kernel's next snapshot, and marked at the day close it is the journaled NAV."""
+    days = snapshots(minutes)
+    with open_journal(minutes) as handle:
+        marks = cockpit_sources(minutes).marks(handle)  # type: ignore[misc]
+        events = dict(handle.events())
+        instruments = {i.instrument_id: i for e in events.values() if isinstance(e, InstrumentsDefined)
+                       for i in e.instruments}  # fmt: skip
+        day_closes = [(seq, e) for seq, e in events.items() if isinstance(e, DayClosed)]
+        assert len(day_closes) >= 3
+        for seq, close in day_closes:
+            tape = read_day_tape(handle, close.day, instruments, "USD")
+            assert tape.start_seq <= seq < tape.start_seq + len(tape)
+            index = tape.index_of(seq)
+            assert index is not None
+            assert tape.nav_minor(tape.book_at(index), tape.prices_at(index, marks)) == close.nav_minor
+            snapshot = days[close.day][1].snapshot
+            assert tape.closing.quantities == {
+                p.instrument_id: p.qty_raw for p in snapshot.positions if p.qty_raw
+            }
+            held = {p.instrument_id: p.cost_minor for p in snapshot.positions if p.qty_raw}
+            assert {line.instrument_id: line.cost_minor for line in tape.lines(tape.closing, None)} == held
+            assert tape.cash_minor(tape.closing) == next(
+                b.amount_minor for b in snapshot.balances if b.account == "assets:cash:USD"
+            )
+            assert tape.book_at(len(tape) - 1) == tape.closing  # the checkpoints refold the same book
+        assert sum(
+            len(read_day_tape(handle, c.day, instruments, "USD").step_starts) > 1 for _, c in day_closes
+        )
+
+
+@pytest.mark.asyncio
+async def test_replay_steps_through_a_day_with_the_book_after_each_record(minutes: Path) -> None:
+    """``tape cockpit JOURNAL --day D``: the replay screen opens on D; n / p move a record,
+    ] / [ a kernel step, { / } to the day's opening / last record; the book shown is the
+    kernel's snapshot before D at the opening, its snapshot of D at the end, and the journaled
+    NAV at the day close; a fresh replay matches."""
+    days = snapshots(minutes)
+    close_seq, close = [(seq, e) for seq, e in events_of(minutes) if isinstance(e, DayClosed)][2]
+    opening = days[max(d for d in days if d < close.day)][1].snapshot
+    closing = days[close.day][1].snapshot
+
+    def held(snapshot: KernelSnapshot) -> list[str]:
+        return [f"{p.qty_raw:,}" for p in snapshot.positions if p.qty_raw]
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.data.tape is not None and app.data.marks is not None)
+        await until(pilot, lambda: "replay matched" in text(app, "#replay-verdict"), 60)
+        assert app.query_one("#tabs", TabbedContent).active == "replay"
+        tape = app.data.tape
+        assert tape is not None
+        assert "at the opening" in text(app, "#replay-cursor")
+        assert [row[1] for row in rows(app, "#replay-positions")] == held(opening)
+        assert "PnL today 0.00 USD" in text(app, "#replay-book")  # marked as the last close was
+        assert "day.closed seq" in text(app, "#replay-journal")
+        await pilot.press("n")
+        assert f"record 1/{len(tape):,}" in text(app, "#replay-cursor")
+        assert f"seq {tape.start_seq:,}" in text(app, "#replay-cursor")
+        await pilot.press("right_square_bracket")
+        assert f"step 2/{len(tape.step_starts)}" in text(app, "#replay-cursor")
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert "at the opening" in text(app, "#replay-cursor")
+        await pilot.press(*["right_square_bracket"] * 5)
+        assert f"step 5/{len(tape.step_starts)}" in text(app, "#replay-cursor")
+        await pilot.press("left_curly_bracket")
+        assert "at the opening" in text(app, "#replay-cursor")
+        await pilot.press("right_curly_bracket")
+        assert f"record {len(tape):,}/{len(tape):,}" in text(app, "#replay-cursor")
+        assert [row[1] for row in rows(app, "#replay-positions")] == held(closing)
+        for _ in range(tape.start_seq + len(tape) - 1 - close_seq):
+            await pilot.press("p")
+        assert "day.closed.v1" in text(app, "#replay-cursor")
+        assert f"NAV {money(close.nav_minor, 'USD')}" in text(app, "#replay-book")
+
+    sources = cockpit_sources(minutes, follow=False, replay_day=close.day)
+    app = CockpitApp(sources)
+    async with app.run_test(size=SIZE) as pilot:
+        await scenario(app, pilot)
+
+
+@pytest.mark.asyncio
+async def test_a_divergent_day_names_the_seq_with_both_events_decoded(journal: Path, tmp_path: Path) -> None:
+    """A forged fill (re-chained, so only a replay can tell): the verdict names its seq with
+    the journal's and the replay's events decoded, and the cursor stops on that record."""
+    fill_seq, fill = next((seq, e) for seq, e in events_of(journal)
+                          if isinstance(e, OrderFilled) and seq > 1000)  # fmt: skip
+    day = next(d for d, (seq, _) in sorted(snapshots(journal).items()) if seq > fill_seq)
+    forge_journal(journal, tmp_path / "forged", fill_seq, {"fill_px_raw": fill.fill_px_raw + 1})
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "replay diverged" in text(app, "#replay-verdict"), 60)
+        await until(pilot, lambda: f"seq {fill_seq:,}" in text(app, "#replay-cursor"))
+        verdict = text(app, "#replay-verdict").replace("\n", " ")
+        assert f"at seq {fill_seq}" in verdict
+        assert f"fill_px_raw: {fill.fill_px_raw + 1}" in verdict  # the journal's (forged) event
+        assert f"fill_px_raw: {fill.fill_px_raw}" in verdict  # the fresh kernel's
+        assert verdict.count("order.filled.v1") == 2
+
+    app = CockpitApp(cockpit_sources(tmp_path / "forged", follow=False, replay_day=day))
+    async with app.run_test(size=SIZE) as pilot:
+        await scenario(app, pilot)
 
 
 @pytest.mark.asyncio
