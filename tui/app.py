@@ -26,6 +26,7 @@ from tui.fold import Detail, Overview
 from tui.help import HelpScreen
 from tui.panes import TABS, compose_tabs
 from tui.sources import CockpitSources, Marks
+from tui.tables import Row
 from tui.tail import TailFilter
 
 __all__ = ["TABS", "CockpitApp"]
@@ -69,6 +70,7 @@ class CockpitApp(App[None]):
         self.detail_ready = False
         self.status_line = "opening the journal..."
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
+        self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
         self.tape_index = -1  # the replay screen's cursor: a record of the day (-1: its opening)
         self._polling = False
 
@@ -112,6 +114,9 @@ class CockpitApp(App[None]):
             self.call_from_thread(show, value)
 
         self.run_worker(work, thread=True, group=group, exclusive=True)
+
+    def on_resize(self) -> None:
+        views.refit_tables(self)
 
     def set_status(self, text: str) -> None:
         self.status_line = text
@@ -383,6 +388,7 @@ class CockpitApp(App[None]):
 
     def _show_tape(self, tape: DayTape) -> None:
         self.data.tape = tape
+        self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
         self.tape_index = -1
         self._jump_to_divergence()
         replay_view.show_day_tape(self)

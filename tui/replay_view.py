@@ -6,20 +6,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from domain.events import Event
 from kernel.replay import ReplayResult
-from tui.daytape import DayTape
+from tui import views
+from tui.daytape import BookLine, DayTape
 from tui.describe import describe, full_text
 from tui.format import day_text, decimal, money, utc_text
+from tui.tables import Row
 
 if TYPE_CHECKING:
     from tui.app import CockpitApp
 
-__all__ = ["REPLAY_COLUMNS", "show_day_tape", "show_replay_error", "show_replay_result", "show_tape_error"]
+__all__ = ["show_day_tape", "show_replay_error", "show_replay_result", "show_tape_error"]
 
-REPLAY_COLUMNS = ("symbol", "qty", "cost", "mark", "value", "unrealised")
 KEYS_TEXT = "n / p record   ] / [ step   { / } opening / end"
 _KEYS_MARKUP = KEYS_TEXT.replace("[", "\\[")  # a literal [ in Textual markup
 
@@ -81,23 +82,22 @@ def _cursor_text(app: CockpitApp, tape: DayTape, index: int) -> str:
     )
 
 
-def _fill_positions(app: CockpitApp, tape: DayTape, lines: list) -> None:  # type: ignore[type-arg]
-    table = app.query_one("#replay-positions", DataTable)
-    table.clear()
+def _fill_positions(app: CockpitApp, tape: DayTape, lines: list[BookLine]) -> None:
     ccy = tape.currency
+    rows = []
     for line in lines:
         inst = tape.instruments.get(line.instrument_id)
         qty_digits, price_digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
-        marked = line.value_minor is not None
-        table.add_row(
+        cells = (
             app.data.symbol(line.instrument_id),
             decimal(line.qty_raw, qty_digits),
             money(line.cost_minor, ccy),
             decimal(line.mark_px_raw, price_digits) if line.mark_px_raw is not None else "-",
-            money(line.value_minor, ccy) if marked else "-",
+            money(line.value_minor, ccy) if line.value_minor is not None else "-",
             money(line.value_minor - line.cost_minor, ccy) if line.value_minor is not None else "-",
-            key=str(line.instrument_id),
         )
+        rows.append(Row(str(line.instrument_id), cells))
+    views.fill(app, "#replay-positions", rows, "the book after the record")
 
 
 def show_replay_result(app: CockpitApp, day: int, result: ReplayResult) -> None:

@@ -14,8 +14,8 @@ from tui.describe import describe, full_text, side_text, verdict_text
 from tui.fold import OrderLine
 from tui.format import day_text, decimal, money, pct_e8, utc_text
 from tui.positions import position_lines
-from tui.replay_view import REPLAY_COLUMNS
 from tui.sources import ExecutionLike
+from tui.tables import TABLES, Row, fill_table
 from tui.tail import TailRow
 
 if TYPE_CHECKING:
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOTTER_ROWS_MAX",
+    "fill",
+    "refit_tables",
     "setup_tables",
     "show_centre",
     "show_orders",
@@ -38,32 +40,33 @@ __all__ = [
 ]
 
 BLOTTER_ROWS_MAX = 500  # orders the blotter lists (newest first)
-
-_COLUMNS = {
-    "#verdicts": ("seq", "step", "strategy", "verdict"),
-    "#blotter": ("seq", "order", "strategy", "symbol", "side", "qty", "filled", "avg px", "status", "reason"),
-    "#positions-table": (
-        "symbol",
-        "ccy",
-        "qty",
-        "held",
-        "T+1 locked",
-        "sellable",
-        "cost",
-        "mark",
-        "value",
-        "weight/limit",
-        "unrealised",
-    ),
-    "#why-table": ("seq", "role", "kind", "event"),
-    "#tail": ("seq", "time (UTC)", "kind", "event"),
-    "#replay-positions": REPLAY_COLUMNS,
-}
+SCROLLBAR_WIDTH = 2
+SUMMARY_TWO_COLUMNS_WIDTH = 91  # the report summary in two columns from this width on
 
 
 def setup_tables(app: CockpitApp) -> None:
-    for table_id, columns in _COLUMNS.items():
-        app.query_one(table_id, DataTable).add_columns(*columns)
+    """Every table with its header and no rows yet."""
+    for table_id in TABLES:
+        fill(app, table_id, [])
+
+
+def fill(app: CockpitApp, table_id: str, rows: list[Row], what: str = "") -> None:
+    """Fill a table with the columns that fit the terminal's width (kept for a resize)."""
+    app.table_rows[table_id] = (rows, what)
+    fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
+
+
+def refit_tables(app: CockpitApp) -> None:
+    """After a resize: every table refilled from its rows at the new width."""
+    for table_id, (rows, what) in app.table_rows.items():
+        fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
+    show_summary(app)
+
+
+def table_width(app: CockpitApp) -> int:
+    """The cells a table may use: the terminal's width less the screen's and the table's
+    vertical scrollbars."""
+    return app.size.width - 2 * SCROLLBAR_WIDTH
 
 
 def _ratio_e8(numerator: int, denominator: int) -> int:
@@ -182,12 +185,13 @@ def _staleness_text(app: CockpitApp) -> str:
 
 
 def _fill_verdicts(app: CockpitApp, verdicts: list[tuple[int, RiskVerdict]]) -> None:
-    table = app.query_one("#verdicts", DataTable)
-    table.clear()
     acting = [item for item in verdicts if item[1].action != "pass"]
     shown = (acting or verdicts)[-12:]
-    for seq, verdict in reversed(shown):
-        table.add_row(str(seq), str(verdict.step), verdict.strategy_id, verdict_text(verdict), key=str(seq))
+    rows = [
+        Row(str(seq), (str(seq), str(verdict.step), verdict.strategy_id, verdict_text(verdict)))
+        for seq, verdict in reversed(shown)
+    ]
+    fill(app, "#verdicts", rows, "latest acting risk verdicts" if acting else "latest risk verdicts")
 
 
 def show_summary(app: CockpitApp) -> None:
@@ -195,11 +199,14 @@ def show_summary(app: CockpitApp) -> None:
     if summary is None:
         return
     rows = summary.rows()
-    half = (len(rows) + 1) // 2
-    lines = [
-        f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
-        for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
-    ]
+    if table_width(app) >= SUMMARY_TWO_COLUMNS_WIDTH:
+        half = (len(rows) + 1) // 2
+        lines = [
+            f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
+            for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
+        ]
+    else:  # one figure a line: two side by side would wrap into each other
+        lines = [f"{label:<22}{value:>22}" for label, value in rows]
     header = "[b]report[/b] (sim.metrics, the figures of `tape report`)\n"
     app.query_one("#cc-summary", Static).update(header + escape("\n".join(lines)))
 
@@ -239,27 +246,25 @@ def _matches(app: CockpitApp, line: OrderLine, text: str) -> bool:
 
 
 def _fill_blotter(app: CockpitApp, lines: list[OrderLine]) -> None:
-    table = app.query_one("#blotter", DataTable)
-    table.clear()
+    rows = []
     for line in reversed(lines[-BLOTTER_ROWS_MAX:]):
         inst = app.data.overview.instruments.get(line.instrument_id)
-        digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
-        average = _average_px(line, inst)
-        table.add_row(
+        qty_digits = inst.qty_digits if inst is not None else 0
+        cells = (
             str(line.submitted_seq),
             line.order_id,
             line.strategy_id,
             symbol(app, line.instrument_id),
             side_text(line.side),
-            decimal(line.qty_raw, digits[0]),
-            decimal(line.filled_raw, digits[0]),
-            average,
+            decimal(line.qty_raw, qty_digits),
+            decimal(line.filled_raw, qty_digits),
+            _average_px(line, inst),
             line.status,
-            line.reason[:40],
-            key=line.order_id,
+            line.reason,
         )
+        rows.append(Row(line.order_id, cells))
     shown = min(len(lines), BLOTTER_ROWS_MAX)
-    table.border_title = f"blotter: {shown:,} of {len(lines):,} matching orders, newest first"
+    fill(app, "#blotter", rows, f"blotter: {shown:,} of {len(lines):,} matching orders, newest first")
 
 
 def _average_px(line: OrderLine, inst: Instrument | None) -> str:
@@ -277,16 +282,16 @@ def show_quality(app: CockpitApp) -> None:
         return
     lines = ["[b]execution quality[/b] (shortfall and slippage vs the decision price; + is a cost)"]
     lines.append(
-        f"{'':<12}{'parents':>9}{'fill ratio':>12}{'shortfall':>22}{'slip bp':>10}{'vs arrival bp':>15}"
+        f"{'':<16}{'parents':>8}{'fill ratio':>11}{'shortfall':>18}{'slip bp':>9}{'vs arrival bp':>14}"
     )
     total = quality.total
     groups = [("total", total), *((f"strategy {k}", v) for k, v in quality.by_strategy.items())]
     groups += [(f"day {day_text(k)}", v) for k, v in list(quality.by_day.items())[-5:]]
     for name, row in groups:
         lines.append(
-            f"{name[:20]:<12}{row.parents:>9,}{pct_e8(row.fill_ratio_e8):>12}"
-            f"{money(row.shortfall_decision_minor, row.currency):>22}"
-            f"{row.slippage_decision_e8 / 10_000:>+10.2f}{row.slippage_arrival_e8 / 10_000:>+15.2f}"
+            f"{name[:16]:<16}{row.parents:>8,}{pct_e8(row.fill_ratio_e8):>11}"
+            f"{money(row.shortfall_decision_minor, row.currency):>18}"
+            f"{row.slippage_decision_e8 / 10_000:>+9.2f}{row.slippage_arrival_e8 / 10_000:>+14.2f}"
         )
     worst = sorted(quality.rows, key=lambda r: -r.shortfall_decision_minor)[:5]
     lines.append("worst orders by shortfall:")
@@ -304,9 +309,8 @@ def show_quality(app: CockpitApp) -> None:
 def show_positions(app: CockpitApp) -> None:
     snapshot = app.data.snapshot_event()
     head = app.query_one("#positions-head", Static)
-    table = app.query_one("#positions-table", DataTable)
-    table.clear()
     if snapshot is None:
+        fill(app, "#positions-table", [])
         head.update("no day has closed yet: the kernel snapshots its book at each day close")
         return
     close = app.data.overview.closes[-1][1] if app.data.overview.closes else None
@@ -314,6 +318,7 @@ def show_positions(app: CockpitApp) -> None:
     marks = app.data.marks.at_step(step) if app.data.marks is not None else None
     lines = position_lines(snapshot.snapshot, app.data.overview.instruments, close, marks)
     limit = app.data.overview.limit_e8("name")
+    rows = []
     for line in lines:
         ccy = line.currency
         optional = [
@@ -321,7 +326,7 @@ def show_positions(app: CockpitApp) -> None:
             for v in (line.held, line.locked, line.sellable)
         ]
         weight = pct_e8(line.weight_e8) if line.weight_e8 is not None else "-"
-        table.add_row(
+        cells = (
             line.symbol,
             ccy,
             decimal(line.qty_raw, line.qty_digits),
@@ -331,8 +336,9 @@ def show_positions(app: CockpitApp) -> None:
             money(line.value_minor, ccy) if line.value_minor is not None else "-",
             f"{weight}/{_limit(limit)}",
             money(line.unrealised_minor, ccy) if line.unrealised_minor is not None else "-",
-            key=str(line.instrument_id),
         )
+        rows.append(Row(str(line.instrument_id), cells))
+    fill(app, "#positions-table", rows)
     marked = (
         "marked at the day's last closes" if marks is not None else "not marked yet (loading the data set)"
     )
@@ -350,18 +356,18 @@ def show_positions(app: CockpitApp) -> None:
 
 
 def show_why_chain(app: CockpitApp, decoded: list[tuple[int, str, Event]]) -> None:
-    table = app.query_one("#why-table", DataTable)
-    table.clear()
     app.why_links = []
     instruments, currency = app.data.overview.instruments, app.data.overview.currency
+    rows = []
     for seq, role, event in decoded:
-        kind = type(event).__struct_config__.tag
-        text = describe(event, instruments, currency)
-        app.why_links.append((seq, role, str(kind), full_text(event)))
-        table.add_row(str(seq), role, str(kind), text[:90], key=str(seq))
+        kind = str(type(event).__struct_config__.tag)
+        app.why_links.append((seq, role, kind, full_text(event)))
+        rows.append(Row(str(seq), (str(seq), role, kind, describe(event, instruments, currency))))
+    fill(app, "#why-table", rows)
     if decoded:
         show_why_event(app, 0)
-    table.focus()
+    # after the refresh: the why screen may not be shown yet, and a hidden table takes no focus
+    app.call_after_refresh(app.query_one("#why-table", DataTable).focus)
 
 
 def show_why_event(app: CockpitApp, index: int) -> None:
@@ -374,10 +380,8 @@ def show_why_event(app: CockpitApp, index: int) -> None:
 
 
 def show_tail(app: CockpitApp, rows: list[TailRow], head: str) -> None:
-    table = app.query_one("#tail", DataTable)
-    table.clear()
-    for row in rows:
-        table.add_row(str(row.seq), row.time, row.kind, row.text[:80], key=str(row.seq))
+    cells = [Row(str(row.seq), (str(row.seq), row.time, row.kind, row.text)) for row in rows]
+    fill(app, "#tail", cells)
     app.query_one("#tail-head", Static).update(escape(head))
 
 

@@ -56,9 +56,13 @@ def text(app: CockpitApp, selector: str) -> str:
     return str(app.query_one(selector, Static).render())
 
 
-def rows(app: CockpitApp, selector: str) -> list[list[str]]:
+def rows(app: CockpitApp, selector: str) -> list[dict[str, str]]:
+    """The table's rows as {column label: cell text} (the columns shown depend on the width)."""
     table = app.query_one(selector, DataTable)
-    return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
+    labels = [str(column.label) for column in table.columns.values()]
+    return [
+        dict(zip(labels, map(str, table.get_row_at(index)), strict=True)) for index in range(table.row_count)
+    ]
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 30.0) -> None:
@@ -109,7 +113,7 @@ async def test_command_centre_shows_nav_drawdown_exposure_kill_switch_and_verdic
         assert "data: 1d bars" in text(app, "#cc-stale")
         verdicts = rows(app, "#verdicts")
         assert verdicts
-        assert all("clip" in row[3] for row in verdicts)  # acting verdicts first
+        assert all("clip" in row["verdict"] for row in verdicts)  # acting verdicts first
         summary = text(app, "#cc-summary")
         assert "Sharpe (rf = 0)" in summary
         assert f"{report.final_nav:,.2f} USD" in summary
@@ -131,12 +135,12 @@ async def test_orders_funnel_blotter_filter_and_execution_quality(journal: Path)
         assert "rejections by reason: none" in funnel
         blotter = rows(app, "#blotter")
         assert len(blotter) == report.orders
-        assert blotter[0][1] > blotter[-1][1]  # newest first
+        assert blotter[0]["order"] > blotter[-1]["order"]  # newest first
         await pilot.press("slash")
         await pilot.press(*"side:sell", "enter")
         sells = rows(app, "#blotter")
         assert sells
-        assert all(row[4] == "sell" for row in sells)
+        assert all(row["side"] == "sell" for row in sells)
         assert len(sells) < len(blotter)
         shown = text(app, "#quality")
         assert f"{quality.total.parents:>9,}" in shown
@@ -153,19 +157,19 @@ async def test_why_walks_a_fill_back_to_its_order_verdicts_and_decision(journal:
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
         chain = rows(app, "#why-table")
-        roles = [row[1] for row in chain]
+        roles = [row["role"] for row in chain]
         assert roles[0] == "decision"
         assert "verdict" in roles
         assert roles.index("order") > roles.index("verdict")
-        kinds = [row[2] for row in chain]
+        kinds = [row["kind"] for row in chain]
         assert kinds[0] == "strategy.targets_decided.v1"
         assert "order.filled.v1" in kinds
-        seqs = [int(row[0]) for row in chain]
+        seqs = [int(row["seq"]) for row in chain]
         assert seqs == sorted(seqs)
         with open_journal(journal) as handle:  # every link is the journal's event at that seq
             for row in chain:
-                assert handle.record(int(row[0])).kind == row[2]
-        order_id = rows(app, "#blotter")[0][1]
+                assert handle.record(int(row["seq"])).kind == row["kind"]
+        order_id = rows(app, "#blotter")[0]["order"]
         assert order_id in text(app, "#why-head")
         assert "seq" in text(app, "#why-event")
         assert "strategy_id: 'sma'" in text(app, "#why-event")
@@ -184,15 +188,15 @@ async def test_positions_match_the_kernel_snapshot_and_the_day_close(journal: Pa
         await until(pilot, lambda: app.data.marks is not None)
         table = rows(app, "#positions-table")
         held = [p for p in snapshot.positions if p.qty_raw]
-        assert [row[2] for row in table] == [f"{p.qty_raw:,}" for p in held]
-        values = [int(row[8].replace(" USD", "").replace(",", "").replace(".", "")) for row in table]
+        assert [row["qty"] for row in table] == [f"{p.qty_raw:,}" for p in held]
+        values = [int(row["value"].replace(" USD", "").replace(",", "").replace(".", "")) for row in table]
         assert sum(values) == last.gross_exposure_minor  # marked as the kernel marked its close
-        assert all(row[9].endswith("/10.00%") for row in table)  # weight against the name limit
+        assert all(row["weight/limit"].endswith("/10.00%") for row in table)  # weight against the name limit
         assert "marked at the day's last closes" in text(app, "#positions-head")
         app.query_one("#positions-table", DataTable).focus()
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
-        assert "fill" in [row[1] for row in rows(app, "#why-table")]
+        assert "fill" in [row["role"] for row in rows(app, "#why-table")]
         assert "position SYN" in text(app, "#why-head")
 
     await drive(cockpit_sources(journal, follow=False), scenario)
@@ -203,21 +207,21 @@ async def test_journal_tail_filters_jumps_and_explains_a_fill(journal: Path) -> 
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
         await pilot.press("5")
         await until(pilot, lambda: app.query_one("#tail", DataTable).row_count > 0)
-        assert rows(app, "#tail")[-1][2] == "run.finished.v1"
+        assert rows(app, "#tail")[-1]["kind"] == "run.finished.v1"
         app.query_one("#tail-filter").value = "kind:filled instrument:SYN0002"  # type: ignore[attr-defined]
         await pilot.press("slash", "enter")
         await until(pilot, lambda: "instrument:SYN0002" in text(app, "#tail-head"))
         fills = rows(app, "#tail")
         assert fills
-        assert all(row[2] == "order.filled.v1" and "SYN0002" in row[3] for row in fills)
+        assert all(row["kind"] == "order.filled.v1" and "SYN0002" in row["event"] for row in fills)
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
-        assert [row[0] for row in rows(app, "#why-table") if row[1] == "fill"] == [fills[0][0]]
+        assert [row["seq"] for row in rows(app, "#why-table") if row["role"] == "fill"] == [fills[0]["seq"]]
         await pilot.press("5", "g")
         app.query_one("#tail-filter").value = ""  # type: ignore[attr-defined]
         await pilot.press(*"100", "enter")
         await until(pilot, lambda: "from seq 100" in text(app, "#tail-head"))
-        assert rows(app, "#tail")[0][0] == "100"
+        assert rows(app, "#tail")[0]["seq"] == "100"
 
     await drive(cockpit_sources(journal, follow=False), scenario)
 
@@ -294,7 +298,7 @@ async def test_replay_steps_through_a_day_with_the_book_after_each_record(minute
         tape = app.data.tape
         assert tape is not None
         assert "at the opening" in text(app, "#replay-cursor")
-        assert [row[1] for row in rows(app, "#replay-positions")] == held(opening)
+        assert [row["qty"] for row in rows(app, "#replay-positions")] == held(opening)
         assert "PnL today 0.00 USD" in text(app, "#replay-book")  # marked as the last close was
         assert "day.closed seq" in text(app, "#replay-journal")
         await pilot.press("n")
@@ -310,7 +314,7 @@ async def test_replay_steps_through_a_day_with_the_book_after_each_record(minute
         assert "at the opening" in text(app, "#replay-cursor")
         await pilot.press("right_curly_bracket")
         assert f"record {len(tape):,}/{len(tape):,}" in text(app, "#replay-cursor")
-        assert [row[1] for row in rows(app, "#replay-positions")] == held(closing)
+        assert [row["qty"] for row in rows(app, "#replay-positions")] == held(closing)
         for _ in range(tape.start_seq + len(tape) - 1 - close_seq):
             await pilot.press("p")
         assert "day.closed.v1" in text(app, "#replay-cursor")
@@ -378,7 +382,7 @@ async def test_a_tripped_kill_switch_and_a_flattening_order_explained(tripped: P
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
         chain = rows(app, "#why-table")
-        assert chain[0][1:3] == ["trip", "killswitch.tripped.v1"]
+        assert (chain[0]["role"], chain[0]["kind"]) == ("trip", "killswitch.tripped.v1")
 
     await drive(cockpit_sources(tripped, follow=False), scenario)
 
