@@ -31,6 +31,8 @@ from tui.tail import TailFilter
 
 __all__ = ["TABS", "CockpitApp"]
 
+FOLLOWED_SCREENS = frozenset({"centre", "orders", "journal"})  # refilled as the journal grows
+
 T = TypeVar("T")
 
 
@@ -71,8 +73,10 @@ class CockpitApp(App[None]):
         self.status_line = "opening the journal..."
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
         self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
+        self.tail_page: tuple[TailFilter, int | None] = (TailFilter(), None)  # the journal screen's page
         self.tape_index = -1  # the replay screen's cursor: a record of the day (-1: its opening)
         self._polling = False
+        self._stale: set[str] = set()  # screens the journal's growth changed, not refilled yet
 
     @property
     def sources(self) -> CockpitSources:
@@ -183,8 +187,8 @@ class CockpitApp(App[None]):
             self._polling = False
             if growth is not None:
                 self.data.apply_growth(growth)
-                views.show_centre(self)
-                views.show_orders(self)
+                self._stale.update(FOLLOWED_SCREENS)
+                self._show_if_stale(self.query_one("#tabs", TabbedContent).active)
                 self.set_status(f"following: {self.data.overview.records:,} records")
 
         def failed(error: Exception) -> None:
@@ -200,8 +204,25 @@ class CockpitApp(App[None]):
         if tab == "positions":
             self._load_positions()
 
-    def on_tabbed_content_tab_activated(self, _: TabbedContent.TabActivated) -> None:
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()  # the replay keys show in the footer on the replay screen only
+        self._show_if_stale(event.pane.id or "")
+
+    def _show_if_stale(self, screen: str) -> None:
+        """Refill a screen the journal's growth changed, when it is the one shown: while
+        following, only the screen on display is refilled each poll (refilling every screen
+        would keep the UI thread busy and the keys waiting)."""
+        if screen not in self._stale:
+            return
+        self._stale.discard(screen)
+        if screen == "centre":
+            views.show_centre(self)
+        elif screen == "orders":
+            views.show_orders(self)
+        elif screen == "journal":
+            tail_filter, start = self.tail_page
+            if start is None:  # the journal screen shows the last records: follow them too
+                self._load_tail(tail_filter, None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action != "step":
@@ -331,6 +352,7 @@ class CockpitApp(App[None]):
             views.show_why_event(self, message.cursor_row)
 
     def _load_tail(self, tail_filter: TailFilter, start: int | None) -> None:
+        self.tail_page = (tail_filter, start)
         self.read(
             lambda: self.data.read_tail(tail_filter, start),
             lambda page: views.show_tail(self, *page),

@@ -9,14 +9,19 @@ column's minimum, the lowest-ranked are dropped and the table's border title say
 
 from __future__ import annotations
 
+import io
+import weakref
 from dataclasses import dataclass
 
+from rich.console import Console
 from rich.text import Text
 from textual.widgets import DataTable
 
-__all__ = ["CELL_TEXT_MAX", "TABLES", "Column", "Row", "fill_table", "fit_columns"]
+__all__ = ["CELL_TEXT_MAX", "GROWN_ROWS_MAX", "TABLES", "Column", "Row", "fill_table", "fit_columns"]
 
 PADDING = 2  # a DataTable cell's padding, left + right
+_MEASURE = Console(file=io.StringIO(), width=1000, color_system=None)  # measures wrapped lines only
+GROWN_ROWS_MAX = 1_000  # rows a followed table grows to before it is refilled with its page
 CELL_TEXT_MAX = 400  # characters of a wrapping cell (a long target list ends "... (+N more)")
 
 
@@ -83,29 +88,77 @@ def fit_columns(columns: tuple[Column, ...], rows: list[Row], width: int) -> tup
     return shown, text_width
 
 
+@dataclass(frozen=True)
+class _Filled:
+    """What a table was last filled with: its columns (index, width) and rows."""
+
+    layout: tuple[tuple[int, int], ...]
+    rows: list[Row]
+
+
+_FILLED: weakref.WeakKeyDictionary[DataTable[str | Text], _Filled] = weakref.WeakKeyDictionary()
+
+
 def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: str = "") -> None:
-    """Replace the table's columns and rows with those that fit ``width`` cells."""
+    """Replace the table's columns and rows with those that fit ``width`` cells.
+
+    A table whose columns stay the same and whose rows only slid on (the journal's last page
+    while it grows: rows gone at the top, new ones at the bottom) gets the new rows appended
+    and keeps the old ones (removing rows one by one costs the table a re-index each), up to
+    ``GROWN_ROWS_MAX`` rows; then it is refilled with ``rows``."""
     columns = TABLES[f"#{table.id}"]
     rows = [Row(row.key, tuple(_capped(cell) for cell in row.cells)) for row in rows]
     shown, text_width = fit_columns(columns, rows, width)
     natural = _natural(columns, rows)
-    table.clear(columns=True)
-    for index in shown:  # explicit widths: the header and the rows are laid out alike at once
-        column = columns[index]
-        table.add_column(
-            column.label, key=column.label, width=text_width if column.wraps else natural[index] - PADDING
-        )
-    for row in rows:
+    widths = [text_width if columns[i].wraps else natural[i] - PADDING for i in shown]
+    layout = tuple(zip(shown, widths, strict=True))
+    before = _FILLED.get(table)
+    kept = _kept(before.rows, rows) if before is not None and before.layout == layout else None
+    if kept is not None and before is not None and len(before.rows) + len(rows) - kept <= GROWN_ROWS_MAX:
+        added = rows[kept:]
+        _FILLED[table] = _Filled(layout, before.rows + added)
+    else:
+        table.clear(columns=True)
+        for index, column_width in layout:  # explicit widths: the header and the rows alike
+            table.add_column(columns[index].label, key=columns[index].label, width=column_width)
+        added = rows
+        _FILLED[table] = _Filled(layout, rows)
+    for row in added:
         cells: list[str | Text] = [
             Text(row.cells[i], overflow="fold") if columns[i].wraps else row.cells[i] for i in shown
         ]
-        table.add_row(*cells, key=row.key, height=None if text_width else 1)
+        table.add_row(*cells, key=row.key, height=_height(cells, text_width))
     dropped = [column.label for index, column in enumerate(columns) if index not in shown]
     title = what
     if dropped:
         title = f"{what}; " if what else ""
         title += f"not shown at this width: {', '.join(dropped)}"
     table.border_title = title or None
+
+
+def _kept(before: list[Row], after: list[Row]) -> int | None:
+    """How many rows at the end of ``before`` begin ``after`` (the page slid on by the rest),
+    or None when ``after`` is not such a continuation."""
+    if not before:
+        return None
+    first = after[0] if after else None
+    start = next((i for i, row in enumerate(before) if row == first), None)
+    if start is None:
+        return None
+    kept = len(before) - start
+    return kept if after[:kept] == before[start:] else None
+
+
+def _height(cells: list[str | Text], text_width: int) -> int:
+    """The lines a row needs: its wrapping cell's lines at ``text_width`` (measured by Rich,
+    as the table will wrap it), 1 for a row that needs no wrapping. An explicit height spares
+    the table measuring every row of every refill (hundreds of rows, several times a second
+    while following a journal)."""
+    lines = 1
+    for cell in cells:
+        if isinstance(cell, Text) and text_width and len(cell) > text_width:
+            lines = max(lines, len(cell.wrap(_MEASURE, text_width)))
+    return lines
 
 
 def _capped(text: str) -> str:

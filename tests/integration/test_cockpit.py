@@ -407,6 +407,8 @@ async def test_following_a_journal_that_grows(journal: Path, tmp_path: Path) -> 
             writer.append(event)
         writer.commit()
         await until(pilot, lambda: app.data.overview.records == len(events))
+        await pilot.press("5")  # the journal screen, refilled when shown, ends with the appended records
+        await until(pilot, lambda: rows(app, "#tail")[-1]["kind"] == "run.finished.v1")
         await pilot.pause(0.1)
         assert "finished" in text(app, "#cc-head")
         assert f"{len(events):,} records" in text(app, "#cc-head")
