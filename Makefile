@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
-.PHONY: help demo test lint typecheck bench clean
+.PHONY: help demo test lint typecheck bench clean test-snapshot-update
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ test: $(VENV)/.dev  ## install test tools; ruff, import-linter, mypy (domain, ke
 	$(BIN)/lint-imports
 	$(BIN)/mypy domain kernel
 	$(BIN)/python -m pytest
+
+test-snapshot-update: $(VENV)/.dev  ## rewrite the cockpit's SVG snapshots (tests/snapshots/svg) after an intended change
+	TAPE_UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/snapshots
 
 lint: $(VENV)/.dev  ## ruff only
 	$(BIN)/ruff check .

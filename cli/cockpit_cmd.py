@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
 from kernel.journal import Journal, JournalError
@@ -27,18 +29,24 @@ __all__ = ["add_cockpit_parser", "cmd_cockpit", "cockpit_sources", "lake_health_
 
 
 def _marks(journal: Journal) -> Marks:
-    """The data set's last closes by step (what the kernel marked its day closes with)."""
+    """The data set's last closes by step (what the kernel marked its day closes with), and
+    the step of an event time."""
     ref = journal.record(1).event()
     if not isinstance(ref, DatasetReferenced):
         raise JournalError("journal does not reference a data set (record 1)")
     panel, _ = load_panel(Path(ref.uri), expected_hash=ref.content_hash)
     ids = [inst.instrument_id for inst in panel.instruments]
 
-    def marks(step: int) -> dict[int, int]:
+    def at_step(step: int) -> dict[int, int]:
         row = panel.last_close[min(max(step, 0), panel.steps - 1)].tolist()
         return dict(zip(ids, (int(px) for px in row), strict=True))
 
-    return marks
+    def step_at(ts_ns: int) -> int:
+        """The last step whose time is at or before ``ts_ns`` (the kernel stamps a step's
+        events with its time)."""
+        return max(int(np.searchsorted(panel.ts_ns, ts_ns, side="right")) - 1, 0)
+
+    return Marks(at_step, step_at)
 
 
 def lake_health_lines(lake_root: Path) -> list[str]:
@@ -58,7 +66,12 @@ def lake_health_lines(lake_root: Path) -> list[str]:
 
 
 def cockpit_sources(
-    journal: Path, *, follow: bool = True, poll_interval_s: float = 0.5, lake: Path | None = None
+    journal: Path,
+    *,
+    follow: bool = True,
+    poll_interval_s: float = 0.5,
+    lake: Path | None = None,
+    replay_day: int | None = None,
 ) -> CockpitSources:
     return CockpitSources(
         journal=journal,
@@ -67,6 +80,7 @@ def cockpit_sources(
         marks=_marks,
         replay_build=replay_builder,
         health=(lambda: lake_health_lines(lake)) if lake is not None else None,
+        replay_day=replay_day,
         follow=follow,
         poll_interval_s=poll_interval_s,
     )
@@ -77,8 +91,19 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     with open_journal(path):  # a missing or damaged journal is named before the screen opens
         pass
     lake = Path(args.lake) if args.lake else None
-    CockpitApp(cockpit_sources(path, follow=not args.no_follow, poll_interval_s=args.poll, lake=lake)).run()
+    sources = cockpit_sources(
+        path, follow=not args.no_follow, poll_interval_s=args.poll, lake=lake, replay_day=args.day
+    )
+    CockpitApp(sources).run()
     return 0
+
+
+def _day(text: str) -> int:
+    """YYYYMMDD or YYYY-MM-DD as the journal's YYYYMMDD integer."""
+    digits = text.replace("-", "")
+    if len(digits) != 8 or not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"must be YYYYMMDD or YYYY-MM-DD, got {text!r}")
+    return int(digits)
 
 
 def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,3 +112,8 @@ def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
     cockpit.add_argument("--no-follow", action="store_true", help="do not poll the journal for new records")
     cockpit.add_argument("--poll", type=float, default=0.5, help="seconds between polls (default 0.5)")
     cockpit.add_argument("--lake", help="the lake the data set came from: its data health on the data tab")
+    cockpit.add_argument(
+        "--day",
+        type=_day,
+        help="open on the replay screen at this session day (YYYYMMDD or YYYY-MM-DD): step through it",
+    )

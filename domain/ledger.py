@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from domain.events import OrderFilled, PostingRecord
+from domain.events import CorporateActionApplied, Event, OrderFilled, PostingRecord, RightsIssueApplied
 from domain.fixed import Rounding, div_round
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "fold_positions",
     "inventory_account",
     "margined_fill_postings",
+    "position_change",
     "realized_account",
 ]
 
@@ -181,3 +182,16 @@ def fold_positions(fills: Iterable[OrderFilled]) -> Mapping[int, int]:
     for fill in fills:
         positions[fill.instrument_id] = positions.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
     return {iid: qty for iid, qty in sorted(positions.items()) if qty != 0}
+
+
+def position_change(event: Event) -> tuple[int, int] | None:
+    """(instrument id, signed raw quantity) an event adds to a position: a fill, a split or
+    bonus shares (``CorporateActionApplied``), subscribed rights shares; None for any other
+    event. The ledger projection's ``positions`` table is the sum of these."""
+    if isinstance(event, OrderFilled):
+        return event.instrument_id, event.side * event.fill_qty_raw
+    if isinstance(event, CorporateActionApplied):
+        return event.instrument_id, event.qty_after_raw - event.qty_before_raw
+    if isinstance(event, RightsIssueApplied) and event.subscribed_raw:
+        return event.instrument_id, event.subscribed_raw
+    return None

@@ -51,7 +51,7 @@ from kernel.state import KernelState
 from kernel.stream import QUEUE_INPUT_KINDS, QueueSource, RowFiller
 from kernel.venue import AsyncVenuePort
 
-__all__ = ["Divergence", "ReplayResult", "replay"]
+__all__ = ["DaySpan", "Divergence", "ReplayResult", "day_span", "replay"]
 
 
 @dataclass(frozen=True)
@@ -252,13 +252,21 @@ def _received(journal: Journal, start_seq: int, end_seq: int) -> list[VenueMessa
     return received
 
 
-def _day_bounds(
-    journal: Journal, panel: Panel, day: int
-) -> tuple[int, int, StateSnapshotted | None, int, int]:
-    """(first seq, end seq, snapshot to start from, first step, end step) of one day."""
-    steps = (panel.day == day).nonzero()[0]
-    if steps.size == 0:
-        raise JournalError(f"{day} is not a session day of this run's data set")
+@dataclass(frozen=True)
+class DaySpan:
+    """One session day's records in the journal: ``[start_seq, end_seq)`` ends with the day's
+    snapshot; ``snapshot`` is the previous day's (None for the run's first day), the state a
+    replay of the day starts from."""
+
+    day: int
+    start_seq: int
+    end_seq: int
+    snapshot: StateSnapshotted | None
+    snapshot_seq: int  # the previous day's snapshot's seq (-1 when there is none)
+
+
+def day_span(journal: Journal, day: int) -> DaySpan:
+    """Where ``day`` lies in the journal, found from the kernel's day-end snapshots."""
     before: tuple[int, StateSnapshotted] | None = None
     end_seq = None
     for record in journal.records(0):
@@ -273,8 +281,20 @@ def _day_bounds(
             break
     if end_seq is None:
         raise JournalError(f"the journal has no day-end snapshot for {day}")
-    start_seq = before[0] + 1 if before else 2
-    return start_seq, end_seq, before[1] if before else None, int(steps[0]), int(steps[-1]) + 1
+    if before is None:
+        return DaySpan(day, 2, end_seq, None, -1)
+    return DaySpan(day, before[0] + 1, end_seq, before[1], before[0])
+
+
+def _day_bounds(
+    journal: Journal, panel: Panel, day: int
+) -> tuple[int, int, StateSnapshotted | None, int, int]:
+    """(first seq, end seq, snapshot to start from, first step, end step) of one day."""
+    steps = (panel.day == day).nonzero()[0]
+    if steps.size == 0:
+        raise JournalError(f"{day} is not a session day of this run's data set")
+    span = day_span(journal, day)
+    return span.start_seq, span.end_seq, span.snapshot, int(steps[0]), int(steps[-1]) + 1
 
 
 def replay(

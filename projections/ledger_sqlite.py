@@ -33,6 +33,7 @@ from domain.events import (
     CorporateActionApplied,
     DatasetReferenced,
     DayClosed,
+    Event,
     InstrumentsDefined,
     LedgerPosted,
     OrderAccepted,
@@ -49,7 +50,7 @@ from domain.events import (
     SleevesMarked,
     decode_event,
 )
-from domain.ledger import UnbalancedTransaction, assert_balanced
+from domain.ledger import UnbalancedTransaction, assert_balanced, position_change
 from domain.orders import (
     IllegalTransition,
     Order,
@@ -356,20 +357,21 @@ class LedgerBatch:
                 fill.ts_ns,
             )
         )
-        deltas = self.rows.position_deltas
-        deltas[fill.instrument_id] = deltas.get(fill.instrument_id, 0) + fill.side * fill.fill_qty_raw
+        self._add_position_change(fill)
 
     def _on_corporate_action(self, seq: int, event: CorporateActionApplied) -> None:
         """A split / bonus shares change the held quantity without a fill."""
-        deltas = self.rows.position_deltas
-        change = event.qty_after_raw - event.qty_before_raw
-        deltas[event.instrument_id] = deltas.get(event.instrument_id, 0) + change
+        self._add_position_change(event)
 
     def _on_rights_issue(self, seq: int, event: RightsIssueApplied) -> None:
         """Subscribed rights shares join the holding without a fill."""
-        if event.subscribed_raw:
+        self._add_position_change(event)
+
+    def _add_position_change(self, event: Event) -> None:
+        change = position_change(event)
+        if change is not None:
             deltas = self.rows.position_deltas
-            deltas[event.instrument_id] = deltas.get(event.instrument_id, 0) + event.subscribed_raw
+            deltas[change[0]] = deltas.get(change[0], 0) + change[1]
 
     def _order(self, seq: int, order_id: str) -> _OrderRow:
         row = self._orders.get(order_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -12,6 +13,8 @@ from domain.events import Event
 from domain.instruments import Instrument
 from domain.market import Panel
 from domain.riskrules import RiskPolicy, policy_from_mapping
+from kernel.journal import build_segment, segment_hash
+from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.synth import synth_dataset
 from sim.backtest import BacktestConfig, BacktestResult, StrategyConfig, run_backtest
@@ -106,3 +109,25 @@ SPDB = Instrument(
     listing_day=19991110,
 )
 """Shanghai Pudong Development Bank (600000.SH), main board, as the A-share tests use it."""
+
+
+def forge_journal(journal_path: Path, out_path: Path, seq_to_change: int, change: dict[str, object]) -> None:
+    """Copy a journal, changing one event, re-chaining every segment (a forged, valid chain:
+    only a replay can tell)."""
+    source = open_journal(journal_path)
+    target = open_journal(out_path, writable=True)
+    previous = bytes(32)
+    for segment in source.segments():
+        events = []
+        for record in segment.records:
+            event = record.event()
+            if record.seq == seq_to_change:
+                event = msgspec.structs.replace(event, **change)
+            events.append(event)
+        body = build_segment(segment.first_seq, events)
+        digest = segment_hash(previous, body)
+        last = segment.first_seq + len(events) - 1
+        target._backend.write_segment(segment.first_seq, digest + body, (last, digest))
+        previous = digest
+    source.close()
+    target.close()

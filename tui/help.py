@@ -18,7 +18,9 @@ HELP_TEXT = """\
   3  positions        per instrument: qty, T+1 held / locked / sellable, value, weight, unrealised
   4  why?             fill -> order -> risk verdicts -> decision, each event decoded with its seq
   5  journal          the event stream; / filters (kind:fill instrument:SYM order:ID), g seq
-  6  replay           one day re-derived by a fresh kernel beside the journal's record of it
+  6  replay           a day's records with the book after each (n / p record, ] / \\[ step,
+                      { / } the day's opening / end),
+                      and a fresh kernel's replay of it beside the journal's close
   7  data             the data set the run read (lake health: `tape health`)
   8  commands         operator commands: disabled, with the reason
 
@@ -28,8 +30,7 @@ HELP_TEXT = """\
   tab / shift+tab move between widgets; arrows move in tables; escape closes this help
 
 [b]Not built[/b]: operator commands (no paper/live input stream exists yet), venue connection
-state (no live venue), lake coverage/gap/quarantine figures (run `tape health`), stepping through
-a replayed day event by event.
+state (no live venue), tick and quote counts in the data health.
 """
 
 

@@ -23,6 +23,8 @@ __all__ = [
     "COMMANDS_DISABLED_REASON",
     "CockpitSources",
     "ExecutionLike",
+    "Marks",
+    "ReplayBuild",
     "SummaryLike",
 ]
 
@@ -62,7 +64,14 @@ class ExecutionLike(Protocol):
 
 
 ReplayBuild = Callable[[RunStarted, DatasetReferenced], RunSetup]
-Marks = Callable[[int], dict[int, int]]  # panel step -> instrument id -> last close (raw price)
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The data set's last closes, what the kernel marks its book with (built by cli)."""
+
+    at_step: Callable[[int], dict[int, int]]  # panel step -> instrument id -> last close (raw)
+    step_at: Callable[[int], int]  # event time (UTC ns) -> the panel step it belongs to
 
 
 @dataclass(frozen=True)
@@ -76,5 +85,6 @@ class CockpitSources:
     marks: Callable[[Journal], Marks] | None = None  # loads the data set once, in a worker
     replay_build: ReplayBuild | None = None
     health: Callable[[], list[str]] | None = None  # data health lines (the lake's, via cli)
+    replay_day: int | None = None  # open on the replay screen at this day (YYYYMMDD)
     follow: bool = True  # poll the journal's length and fold what was appended
     poll_interval_s: float = 0.5

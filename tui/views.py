@@ -10,27 +10,27 @@ from textual.widgets import DataTable, Sparkline, Static
 from domain.events import Event, RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round, from_decimal_text, minor_digits
 from domain.instruments import Instrument
-from kernel.replay import ReplayResult
 from tui.describe import describe, full_text, side_text, verdict_text
 from tui.fold import OrderLine
 from tui.format import day_text, decimal, money, pct_e8, utc_text
 from tui.positions import position_lines
 from tui.sources import ExecutionLike
+from tui.tables import TABLES, Row, fill_table
 from tui.tail import TailRow
 
 if TYPE_CHECKING:
     from tui.app import CockpitApp
 
 __all__ = [
-    "order_id_at",
+    "BLOTTER_ROWS_MAX",
+    "fill",
+    "refit_tables",
     "setup_tables",
     "show_centre",
     "show_orders",
     "show_positions",
     "show_quality",
-    "show_replay_error",
     "show_replay_journal",
-    "show_replay_result",
     "show_static_tabs",
     "show_summary",
     "show_tail",
@@ -39,30 +39,34 @@ __all__ = [
     "symbol",
 ]
 
-_COLUMNS = {
-    "#verdicts": ("seq", "step", "strategy", "verdict"),
-    "#blotter": ("seq", "order", "strategy", "symbol", "side", "qty", "filled", "avg px", "status", "reason"),
-    "#positions-table": (
-        "symbol",
-        "ccy",
-        "qty",
-        "held",
-        "T+1 locked",
-        "sellable",
-        "cost",
-        "mark",
-        "value",
-        "weight/limit",
-        "unrealised",
-    ),
-    "#why-table": ("seq", "role", "kind", "event"),
-    "#tail": ("seq", "time (UTC)", "kind", "event"),
-}
+BLOTTER_ROWS_MAX = 500  # orders the blotter lists (newest first)
+SCROLLBAR_WIDTH = 2
+SUMMARY_TWO_COLUMNS_WIDTH = 91  # the report summary in two columns from this width on
 
 
 def setup_tables(app: CockpitApp) -> None:
-    for table_id, columns in _COLUMNS.items():
-        app.query_one(table_id, DataTable).add_columns(*columns)
+    """Every table with its header and no rows yet."""
+    for table_id in TABLES:
+        fill(app, table_id, [])
+
+
+def fill(app: CockpitApp, table_id: str, rows: list[Row], what: str = "") -> None:
+    """Fill a table with the columns that fit the terminal's width (kept for a resize)."""
+    app.table_rows[table_id] = (rows, what)
+    fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
+
+
+def refit_tables(app: CockpitApp) -> None:
+    """After a resize: every table refilled from its rows at the new width."""
+    for table_id, (rows, what) in app.table_rows.items():
+        fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
+    show_summary(app)
+
+
+def table_width(app: CockpitApp) -> int:
+    """The cells a table may use: the terminal's width less the screen's and the table's
+    vertical scrollbars."""
+    return app.size.width - 2 * SCROLLBAR_WIDTH
 
 
 def _ratio_e8(numerator: int, denominator: int) -> int:
@@ -70,15 +74,14 @@ def _ratio_e8(numerator: int, denominator: int) -> int:
 
 
 def symbol(app: CockpitApp, instrument_id: int) -> str:
-    inst = app.overview.instruments.get(instrument_id)
-    return inst.symbol if inst is not None else f"#{instrument_id}"
+    return app.data.symbol(instrument_id)
 
 
 # --- 1 command centre ------------------------------------------------------------------------
 
 
 def show_centre(app: CockpitApp) -> None:
-    overview = app.overview
+    overview = app.data.overview
     navs = [close.nav_minor for _, close in overview.closes]
     app.query_one("#cc-head", Static).update(_head_text(app, navs))
     app.query_one("#nav-spark", Sparkline).data = [float(nav) for nav in navs[-400:]]
@@ -86,7 +89,7 @@ def show_centre(app: CockpitApp) -> None:
     app.query_one("#cc-risk", Static).update(_risk_text(app))
     app.query_one("#cc-kill", Static).update(_kill_text(app))
     app.query_one("#cc-stale", Static).update(_staleness_text(app))
-    verdicts = app.detail.latest_verdicts if app.detail is not None else overview.tail_verdicts
+    verdicts = app.data.detail.latest_verdicts if app.data.detail is not None else overview.tail_verdicts
     _fill_verdicts(app, list(verdicts))
 
 
@@ -101,13 +104,13 @@ def _drawdowns_e8(navs: list[int]) -> list[int]:
 
 
 def _initial_minor(app: CockpitApp) -> int:
-    currency = app.overview.currency
-    text = str(app.overview.config.get("initial_cash", "0"))
+    currency = app.data.overview.currency
+    text = str(app.data.overview.config.get("initial_cash", "0"))
     return from_decimal_text(text, minor_digits(currency), Rounding.HALF_EVEN)
 
 
 def _head_text(app: CockpitApp, navs: list[int]) -> str:
-    overview = app.overview
+    overview = app.data.overview
     run_id = overview.run.run_id if overview.run is not None else "?"
     state = "finished" if overview.finished is not None else "running or unfinished (no run.finished yet)"
     ccy = overview.currency
@@ -127,7 +130,7 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
 
 
 def _risk_text(app: CockpitApp) -> str:
-    overview = app.overview
+    overview = app.data.overview
     if not overview.closes:
         return ""
     close = overview.closes[-1][1]
@@ -148,7 +151,7 @@ def _limit(limit_e8: int) -> str:
 
 
 def _kill_text(app: CockpitApp) -> str:
-    overview = app.overview
+    overview = app.data.overview
     limits = (
         ", ".join(f"{k}={v}" for k, v in sorted(overview.kill_switch_limits().items()) if v)
         or "no trigger set"
@@ -167,13 +170,13 @@ def _kill_text(app: CockpitApp) -> str:
 
 
 def _staleness_text(app: CockpitApp) -> str:
-    overview = app.overview
+    overview = app.data.overview
     dataset = overview.dataset
     last = f"last event {utc_text(overview.last_ts_ns)}" if overview.last_ts_ns else "no events"
     if dataset is None:
         return f"data: no data set referenced; {last}"
     behind_ns = max(0, dataset.last_ts_ns - overview.last_ts_ns)
-    mode = "following (polling the journal's length)" if app.sources.follow else "not following"
+    mode = "following (polling the journal's length)" if app.data.sources.follow else "not following"
     return (
         f"data: {dataset.frequency} bars to {utc_text(dataset.last_ts_ns)}; {last} "
         f"({behind_ns / 3.6e12:,.1f} h of data not reached)\n"
@@ -182,24 +185,28 @@ def _staleness_text(app: CockpitApp) -> str:
 
 
 def _fill_verdicts(app: CockpitApp, verdicts: list[tuple[int, RiskVerdict]]) -> None:
-    table = app.query_one("#verdicts", DataTable)
-    table.clear()
     acting = [item for item in verdicts if item[1].action != "pass"]
     shown = (acting or verdicts)[-12:]
-    for seq, verdict in reversed(shown):
-        table.add_row(str(seq), str(verdict.step), verdict.strategy_id, verdict_text(verdict), key=str(seq))
+    rows = [
+        Row(str(seq), (str(seq), str(verdict.step), verdict.strategy_id, verdict_text(verdict)))
+        for seq, verdict in reversed(shown)
+    ]
+    fill(app, "#verdicts", rows, "latest acting risk verdicts" if acting else "latest risk verdicts")
 
 
 def show_summary(app: CockpitApp) -> None:
-    summary = app.summary
+    summary = app.data.summary
     if summary is None:
         return
     rows = summary.rows()
-    half = (len(rows) + 1) // 2
-    lines = [
-        f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
-        for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
-    ]
+    if table_width(app) >= SUMMARY_TWO_COLUMNS_WIDTH:
+        half = (len(rows) + 1) // 2
+        lines = [
+            f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
+            for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
+        ]
+    else:  # one figure a line: two side by side would wrap into each other
+        lines = [f"{label:<22}{value:>22}" for label, value in rows]
     header = "[b]report[/b] (sim.metrics, the figures of `tape report`)\n"
     app.query_one("#cc-summary", Static).update(header + escape("\n".join(lines)))
 
@@ -208,7 +215,7 @@ def show_summary(app: CockpitApp) -> None:
 
 
 def show_orders(app: CockpitApp) -> None:
-    detail = app.detail
+    detail = app.data.detail
     if detail is None:
         return
     funnel = "  ".join(f"{name} {count:,}" for name, count in detail.funnel())
@@ -239,29 +246,25 @@ def _matches(app: CockpitApp, line: OrderLine, text: str) -> bool:
 
 
 def _fill_blotter(app: CockpitApp, lines: list[OrderLine]) -> None:
-    from tui.app import BLOTTER_ROWS_MAX
-
-    table = app.query_one("#blotter", DataTable)
-    table.clear()
+    rows = []
     for line in reversed(lines[-BLOTTER_ROWS_MAX:]):
-        inst = app.overview.instruments.get(line.instrument_id)
-        digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
-        average = _average_px(line, inst)
-        table.add_row(
+        inst = app.data.overview.instruments.get(line.instrument_id)
+        qty_digits = inst.qty_digits if inst is not None else 0
+        cells = (
             str(line.submitted_seq),
             line.order_id,
             line.strategy_id,
             symbol(app, line.instrument_id),
             side_text(line.side),
-            decimal(line.qty_raw, digits[0]),
-            decimal(line.filled_raw, digits[0]),
-            average,
+            decimal(line.qty_raw, qty_digits),
+            decimal(line.filled_raw, qty_digits),
+            _average_px(line, inst),
             line.status,
-            line.reason[:40],
-            key=line.order_id,
+            line.reason,
         )
+        rows.append(Row(line.order_id, cells))
     shown = min(len(lines), BLOTTER_ROWS_MAX)
-    table.border_title = f"blotter: {shown:,} of {len(lines):,} matching orders, newest first"
+    fill(app, "#blotter", rows, f"blotter: {shown:,} of {len(lines):,} matching orders, newest first")
 
 
 def _average_px(line: OrderLine, inst: Instrument | None) -> str:
@@ -274,21 +277,21 @@ def _average_px(line: OrderLine, inst: Instrument | None) -> str:
 
 
 def show_quality(app: CockpitApp) -> None:
-    quality: ExecutionLike | None = app.execution
+    quality: ExecutionLike | None = app.data.execution
     if quality is None:
         return
     lines = ["[b]execution quality[/b] (shortfall and slippage vs the decision price; + is a cost)"]
     lines.append(
-        f"{'':<12}{'parents':>9}{'fill ratio':>12}{'shortfall':>22}{'slip bp':>10}{'vs arrival bp':>15}"
+        f"{'':<16}{'parents':>8}{'fill ratio':>11}{'shortfall':>18}{'slip bp':>9}{'vs arrival bp':>14}"
     )
     total = quality.total
     groups = [("total", total), *((f"strategy {k}", v) for k, v in quality.by_strategy.items())]
     groups += [(f"day {day_text(k)}", v) for k, v in list(quality.by_day.items())[-5:]]
     for name, row in groups:
         lines.append(
-            f"{name[:20]:<12}{row.parents:>9,}{pct_e8(row.fill_ratio_e8):>12}"
-            f"{money(row.shortfall_decision_minor, row.currency):>22}"
-            f"{row.slippage_decision_e8 / 10_000:>+10.2f}{row.slippage_arrival_e8 / 10_000:>+15.2f}"
+            f"{name[:16]:<16}{row.parents:>8,}{pct_e8(row.fill_ratio_e8):>11}"
+            f"{money(row.shortfall_decision_minor, row.currency):>18}"
+            f"{row.slippage_decision_e8 / 10_000:>+9.2f}{row.slippage_arrival_e8 / 10_000:>+14.2f}"
         )
     worst = sorted(quality.rows, key=lambda r: -r.shortfall_decision_minor)[:5]
     lines.append("worst orders by shortfall:")
@@ -304,18 +307,18 @@ def show_quality(app: CockpitApp) -> None:
 
 
 def show_positions(app: CockpitApp) -> None:
-    snapshot = app.snapshot_event()
+    snapshot = app.data.snapshot_event()
     head = app.query_one("#positions-head", Static)
-    table = app.query_one("#positions-table", DataTable)
-    table.clear()
     if snapshot is None:
+        fill(app, "#positions-table", [])
         head.update("no day has closed yet: the kernel snapshots its book at each day close")
         return
-    close = app.overview.closes[-1][1] if app.overview.closes else None
+    close = app.data.overview.closes[-1][1] if app.data.overview.closes else None
     step = snapshot.snapshot.next_step - 1
-    marks = app.marks(step) if app.marks is not None else None
-    lines = position_lines(snapshot.snapshot, app.overview.instruments, close, marks)
-    limit = app.overview.limit_e8("name")
+    marks = app.data.marks.at_step(step) if app.data.marks is not None else None
+    lines = position_lines(snapshot.snapshot, app.data.overview.instruments, close, marks)
+    limit = app.data.overview.limit_e8("name")
+    rows = []
     for line in lines:
         ccy = line.currency
         optional = [
@@ -323,7 +326,7 @@ def show_positions(app: CockpitApp) -> None:
             for v in (line.held, line.locked, line.sellable)
         ]
         weight = pct_e8(line.weight_e8) if line.weight_e8 is not None else "-"
-        table.add_row(
+        cells = (
             line.symbol,
             ccy,
             decimal(line.qty_raw, line.qty_digits),
@@ -333,16 +336,18 @@ def show_positions(app: CockpitApp) -> None:
             money(line.value_minor, ccy) if line.value_minor is not None else "-",
             f"{weight}/{_limit(limit)}",
             money(line.unrealised_minor, ccy) if line.unrealised_minor is not None else "-",
-            key=str(line.instrument_id),
         )
+        rows.append(Row(str(line.instrument_id), cells))
+    fill(app, "#positions-table", rows)
     marked = (
         "marked at the day's last closes" if marks is not None else "not marked yet (loading the data set)"
     )
-    if app.sources.marks is None:
+    if app.data.sources.marks is None:
         marked = "not marked: no data set marks were given"
+    last = app.data.overview.last_snapshot
     head.update(
         f"book at the close of {day_text(snapshot.day)} (kernel snapshot seq "
-        f"{app.overview.last_snapshot.seq if app.overview.last_snapshot else '?'}), {len(lines)} positions, "
+        f"{last.seq if last else '?'}), {len(lines)} positions, "
         f"{marked}; T+1 columns for A-shares only"
     )
 
@@ -350,28 +355,19 @@ def show_positions(app: CockpitApp) -> None:
 # --- 4 why? ------------------------------------------------------------------------------------
 
 
-def order_id_at(app: CockpitApp, seq: int) -> str | None:
-    if app.detail is None:
-        return None
-    for line in app.detail.orders.values():
-        if seq in line.seqs:
-            return line.order_id
-    return None
-
-
 def show_why_chain(app: CockpitApp, decoded: list[tuple[int, str, Event]]) -> None:
-    table = app.query_one("#why-table", DataTable)
-    table.clear()
     app.why_links = []
-    instruments, currency = app.overview.instruments, app.overview.currency
+    instruments, currency = app.data.overview.instruments, app.data.overview.currency
+    rows = []
     for seq, role, event in decoded:
-        kind = type(event).__struct_config__.tag
-        text = describe(event, instruments, currency)
-        app.why_links.append((seq, role, str(kind), full_text(event)))
-        table.add_row(str(seq), role, str(kind), text[:90], key=str(seq))
+        kind = str(type(event).__struct_config__.tag)
+        app.why_links.append((seq, role, kind, full_text(event)))
+        rows.append(Row(str(seq), (str(seq), role, kind, describe(event, instruments, currency))))
+    fill(app, "#why-table", rows)
     if decoded:
         show_why_event(app, 0)
-    table.focus()
+    # after the refresh: the why screen may not be shown yet, and a hidden table takes no focus
+    app.call_after_refresh(app.query_one("#why-table", DataTable).focus)
 
 
 def show_why_event(app: CockpitApp, index: int) -> None:
@@ -384,10 +380,8 @@ def show_why_event(app: CockpitApp, index: int) -> None:
 
 
 def show_tail(app: CockpitApp, rows: list[TailRow], head: str) -> None:
-    table = app.query_one("#tail", DataTable)
-    table.clear()
-    for row in rows:
-        table.add_row(str(row.seq), row.time, row.kind, row.text[:80], key=str(row.seq))
+    cells = [Row(str(row.seq), (str(row.seq), row.time, row.kind, row.text)) for row in rows]
+    fill(app, "#tail", cells)
     app.query_one("#tail-head", Static).update(escape(head))
 
 
@@ -395,16 +389,16 @@ def show_tail(app: CockpitApp, rows: list[TailRow], head: str) -> None:
 
 
 def show_replay_journal(app: CockpitApp, day: int) -> None:
-    closes = [(seq, close) for seq, close in app.overview.closes if close.day == day]
+    closes = [(seq, close) for seq, close in app.data.overview.closes if close.day == day]
     widget = app.query_one("#replay-journal", Static)
     if not closes:
-        days = [close.day for _, close in app.overview.closes]
+        days = [close.day for _, close in app.data.overview.closes]
         span = f"{day_text(days[0])} .. {day_text(days[-1])}" if days else "none"
         widget.update(f"the journal has no close of {day_text(day)} (session days: {span})")
         return
     seq, close = closes[0]
-    index = next(i for i, (s, _) in enumerate(app.overview.closes) if s == seq)
-    previous = app.overview.closes[index - 1][1].nav_minor if index else _initial_minor(app)
+    index = next(i for i, (s, _) in enumerate(app.data.overview.closes) if s == seq)
+    previous = app.data.overview.closes[index - 1][1].nav_minor if index else _initial_minor(app)
     ccy = close.currency
     widget.update(
         f"[b]journal[/b] {day_text(day)}: day.closed seq {seq}, step {close.step}\n"
@@ -413,35 +407,11 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
     )
 
 
-def show_replay_result(app: CockpitApp, day: int, result: ReplayResult) -> None:
-    widget = app.query_one("#replay-verdict", Static)
-    if result.ok:
-        widget.update(
-            f"[b][green]replay matched[/][/b] {day_text(day)}: {result.records_compared:,} derived records "
-            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte by a fresh kernel, "
-            f"{result.segments_rehashed} segment hashes rebuilt"
-            + (" (an unfinished run)" if result.unfinished else "")
-        )
-        return
-    divergence = result.divergence
-    assert divergence is not None
-    widget.update(
-        f"[b][red]replay diverged[/][/b] at seq {divergence.seq}: {escape(divergence.reason)}\n"
-        f"  journal: {escape(repr(divergence.expected))}\n  replay : {escape(repr(divergence.actual))}"
-    )
-
-
-def show_replay_error(app: CockpitApp, day: int, error: Exception) -> None:
-    app.query_one("#replay-verdict", Static).update(
-        f"[red]cannot replay {day_text(day)}[/]: {escape(' '.join(str(error).split()))}"
-    )
-
-
 # --- 7 data, 8 commands ---------------------------------------------------------------------
 
 
 def show_static_tabs(app: CockpitApp) -> None:
-    dataset = app.overview.dataset
+    dataset = app.data.overview.dataset
     if dataset is None:
         text = "the journal references no data set"
     else:
@@ -451,9 +421,9 @@ def show_static_tabs(app: CockpitApp) -> None:
             f"{dataset.instruments} instruments, "
             f"{utc_text(dataset.first_ts_ns)} .. {utc_text(dataset.last_ts_ns)}"
         )
-    if app.health is not None:
-        text += "\n\n[b]data health[/b]\n" + escape("\n".join(app.health))
-    elif app.sources.health is not None:
+    if app.data.health is not None:
+        text += "\n\n[b]data health[/b]\n" + escape("\n".join(app.data.health))
+    elif app.data.sources.health is not None:
         text += "\n\ndata health: reading the lake..."
     else:
         text += (
@@ -461,12 +431,12 @@ def show_static_tabs(app: CockpitApp) -> None:
             "data set was exported from: open the cockpit with `--lake LAKE`, or run `tape health LAKE`."
         )
     app.query_one("#data-health", Static).update(text)
-    journaled = app.overview.operator_commands
+    journaled = app.data.overview.operator_commands
     lines = [f"journaled operator commands ({len(journaled)}):"]
     lines.extend(
         f"  seq {seq} {utc_text(cmd.ts_ns)} {cmd.command} by {cmd.operator} {cmd.note}"
         for seq, cmd in journaled
     )
     lines.append("kill switch history:")
-    lines.extend(f"  seq {seq} {text}" for seq, text in app.overview.kill_events[-10:])
+    lines.extend(f"  seq {seq} {text}" for seq, text in app.data.overview.kill_events[-10:])
     app.query_one("#commands-journaled", Static).update(escape("\n".join(lines)))

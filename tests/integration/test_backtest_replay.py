@@ -5,17 +5,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from cli.main import main as tape
 from cli.wiring import replay_builder
 from domain.events import OrderFilled, RiskVerdict
-from kernel.journal import build_segment, segment_hash
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import DatasetError
-from tests.factories import make_config, make_dataset, run
+from tests.factories import forge_journal, make_config, make_dataset, run
 
 
 @pytest.fixture(scope="module")
@@ -58,33 +56,13 @@ def test_replay_one_day_from_its_snapshot(daily: Path, tmp_path: Path) -> None:
         assert outcome.records_compared >= 2  # at least DayClosed + StateSnapshotted
 
 
-def _rewrite_with(journal_path: Path, out_path: Path, seq_to_change: int, change: dict[str, object]) -> None:
-    """Copy a journal, changing one event, re-chaining every segment (a forged, valid chain)."""
-    source = open_journal(journal_path)
-    target = open_journal(out_path, writable=True)
-    previous = bytes(32)
-    for segment in source.segments():
-        events = []
-        for record in segment.records:
-            event = record.event()
-            if record.seq == seq_to_change:
-                event = msgspec.structs.replace(event, **change)
-            events.append(event)
-        body = build_segment(segment.first_seq, events)
-        digest = segment_hash(previous, body)
-        last = segment.first_seq + len(events) - 1
-        target._backend.write_segment(segment.first_seq, digest + body, (last, digest))
-        previous = digest
-    target.close()
-
-
 def test_forged_but_chained_journal_fails_replay_at_that_record(daily: Path, tmp_path: Path) -> None:
     run(make_config(daily, tmp_path / "j"))
     journal = open_journal(tmp_path / "j")
     fill_seq = next(seq for seq, event in journal.events() if isinstance(event, OrderFilled))
     fill = journal.record(fill_seq).event()
     assert isinstance(fill, OrderFilled)
-    _rewrite_with(tmp_path / "j", tmp_path / "forged", fill_seq, {"fill_px_raw": fill.fill_px_raw + 1})
+    forge_journal(tmp_path / "j", tmp_path / "forged", fill_seq, {"fill_px_raw": fill.fill_px_raw + 1})
     forged = open_journal(tmp_path / "forged")
     assert forged.verify().ok  # the chain itself is valid: only replay can tell
     outcome = replay(forged, replay_builder)

@@ -12,16 +12,17 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, DataTable, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
-from domain.events import DayClosed, StateSnapshotted
+from domain.events import DayClosed, Event, InstrumentsDefined, KernelSnapshot, OrderFilled, StateSnapshotted
 from domain.riskrules import KillSwitchConfig
 from kernel.store import open_journal
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
-from tests.factories import make_config, make_dataset, run
+from tests.factories import forge_journal, make_config, make_dataset, run
 from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
+from tui.daytape import read_day_tape
 from tui.format import money
 
 SIZE = (100, 30)
@@ -32,6 +33,14 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("cockpit")
     dataset = make_dataset(root / "data", symbols=4, bars=300)
     return run(make_config(dataset, root / "journal")).journal
+
+
+@pytest.fixture(scope="module")
+def minutes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Minute bars (1,440 steps a day on the 24x7 calendar): days with steps to step through."""
+    root = tmp_path_factory.mktemp("minutes")
+    dataset = make_dataset(root / "data", symbols=3, bars=1440 * 4, frequency="1m")
+    return run(make_config(dataset, root / "journal", params={"fast": 3, "slow": 8, "weight": 0.9})).journal
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +56,13 @@ def text(app: CockpitApp, selector: str) -> str:
     return str(app.query_one(selector, Static).render())
 
 
-def rows(app: CockpitApp, selector: str) -> list[list[str]]:
+def rows(app: CockpitApp, selector: str) -> list[dict[str, str]]:
+    """The table's rows as {column label: cell text} (the columns shown depend on the width)."""
     table = app.query_one(selector, DataTable)
-    return [[str(cell) for cell in table.get_row_at(index)] for index in range(table.row_count)]
+    labels = [str(column.label) for column in table.columns.values()]
+    return [
+        dict(zip(labels, map(str, table.get_row_at(index)), strict=True)) for index in range(table.row_count)
+    ]
 
 
 async def until(pilot: Pilot[None], condition: Callable[[], bool], seconds: float = 30.0) -> None:
@@ -65,8 +78,14 @@ Scenario = Callable[[CockpitApp, Pilot[None]], Awaitable[None]]
 async def drive(sources: CockpitSources, scenario: Scenario) -> None:
     app = CockpitApp(sources)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.detail_ready and app.summary is not None and app.execution is not None)
+        data = app.data
+        await until(pilot, lambda: app.detail_ready and None not in (data.summary, data.execution))
         await scenario(app, pilot)
+
+
+def events_of(path: Path) -> list[tuple[int, Event]]:
+    with open_journal(path) as handle:
+        return list(handle.events())
 
 
 def closes(path: Path) -> list[DayClosed]:
@@ -94,7 +113,7 @@ async def test_command_centre_shows_nav_drawdown_exposure_kill_switch_and_verdic
         assert "data: 1d bars" in text(app, "#cc-stale")
         verdicts = rows(app, "#verdicts")
         assert verdicts
-        assert all("clip" in row[3] for row in verdicts)  # acting verdicts first
+        assert all("clip" in row["verdict"] for row in verdicts)  # acting verdicts first
         summary = text(app, "#cc-summary")
         assert "Sharpe (rf = 0)" in summary
         assert f"{report.final_nav:,.2f} USD" in summary
@@ -116,12 +135,12 @@ async def test_orders_funnel_blotter_filter_and_execution_quality(journal: Path)
         assert "rejections by reason: none" in funnel
         blotter = rows(app, "#blotter")
         assert len(blotter) == report.orders
-        assert blotter[0][1] > blotter[-1][1]  # newest first
+        assert blotter[0]["order"] > blotter[-1]["order"]  # newest first
         await pilot.press("slash")
         await pilot.press(*"side:sell", "enter")
         sells = rows(app, "#blotter")
         assert sells
-        assert all(row[4] == "sell" for row in sells)
+        assert all(row["side"] == "sell" for row in sells)
         assert len(sells) < len(blotter)
         shown = text(app, "#quality")
         assert f"{quality.total.parents:>9,}" in shown
@@ -138,19 +157,19 @@ async def test_why_walks_a_fill_back_to_its_order_verdicts_and_decision(journal:
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
         chain = rows(app, "#why-table")
-        roles = [row[1] for row in chain]
+        roles = [row["role"] for row in chain]
         assert roles[0] == "decision"
         assert "verdict" in roles
         assert roles.index("order") > roles.index("verdict")
-        kinds = [row[2] for row in chain]
+        kinds = [row["kind"] for row in chain]
         assert kinds[0] == "strategy.targets_decided.v1"
         assert "order.filled.v1" in kinds
-        seqs = [int(row[0]) for row in chain]
+        seqs = [int(row["seq"]) for row in chain]
         assert seqs == sorted(seqs)
         with open_journal(journal) as handle:  # every link is the journal's event at that seq
             for row in chain:
-                assert handle.record(int(row[0])).kind == row[2]
-        order_id = rows(app, "#blotter")[0][1]
+                assert handle.record(int(row["seq"])).kind == row["kind"]
+        order_id = rows(app, "#blotter")[0]["order"]
         assert order_id in text(app, "#why-head")
         assert "seq" in text(app, "#why-event")
         assert "strategy_id: 'sma'" in text(app, "#why-event")
@@ -166,18 +185,18 @@ async def test_positions_match_the_kernel_snapshot_and_the_day_close(journal: Pa
 
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
         await pilot.press("3")
-        await until(pilot, lambda: app.marks is not None)
+        await until(pilot, lambda: app.data.marks is not None)
         table = rows(app, "#positions-table")
         held = [p for p in snapshot.positions if p.qty_raw]
-        assert [row[2] for row in table] == [f"{p.qty_raw:,}" for p in held]
-        values = [int(row[8].replace(" USD", "").replace(",", "").replace(".", "")) for row in table]
+        assert [row["qty"] for row in table] == [f"{p.qty_raw:,}" for p in held]
+        values = [int(row["value"].replace(" USD", "").replace(",", "").replace(".", "")) for row in table]
         assert sum(values) == last.gross_exposure_minor  # marked as the kernel marked its close
-        assert all(row[9].endswith("/10.00%") for row in table)  # weight against the name limit
+        assert all(row["weight/limit"].endswith("/10.00%") for row in table)  # weight against the name limit
         assert "marked at the day's last closes" in text(app, "#positions-head")
         app.query_one("#positions-table", DataTable).focus()
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
-        assert "fill" in [row[1] for row in rows(app, "#why-table")]
+        assert "fill" in [row["role"] for row in rows(app, "#why-table")]
         assert "position SYN" in text(app, "#why-head")
 
     await drive(cockpit_sources(journal, follow=False), scenario)
@@ -188,21 +207,21 @@ async def test_journal_tail_filters_jumps_and_explains_a_fill(journal: Path) -> 
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
         await pilot.press("5")
         await until(pilot, lambda: app.query_one("#tail", DataTable).row_count > 0)
-        assert rows(app, "#tail")[-1][2] == "run.finished.v1"
+        assert rows(app, "#tail")[-1]["kind"] == "run.finished.v1"
         app.query_one("#tail-filter").value = "kind:filled instrument:SYN0002"  # type: ignore[attr-defined]
         await pilot.press("slash", "enter")
         await until(pilot, lambda: "instrument:SYN0002" in text(app, "#tail-head"))
         fills = rows(app, "#tail")
         assert fills
-        assert all(row[2] == "order.filled.v1" and "SYN0002" in row[3] for row in fills)
+        assert all(row["kind"] == "order.filled.v1" and "SYN0002" in row["event"] for row in fills)
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
-        assert [row[0] for row in rows(app, "#why-table") if row[1] == "fill"] == [fills[0][0]]
+        assert [row["seq"] for row in rows(app, "#why-table") if row["role"] == "fill"] == [fills[0]["seq"]]
         await pilot.press("5", "g")
         app.query_one("#tail-filter").value = ""  # type: ignore[attr-defined]
         await pilot.press(*"100", "enter")
         await until(pilot, lambda: "from seq 100" in text(app, "#tail-head"))
-        assert rows(app, "#tail")[0][0] == "100"
+        assert rows(app, "#tail")[0]["seq"] == "100"
 
     await drive(cockpit_sources(journal, follow=False), scenario)
 
@@ -219,6 +238,115 @@ async def test_replay_a_day_beside_the_journal(journal: Path) -> None:
         assert "re-derived byte for byte" in text(app, "#replay-verdict")
 
     await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+def snapshots(path: Path) -> dict[int, tuple[int, StateSnapshotted]]:
+    with open_journal(path) as handle:
+        return {e.day: (seq, e) for seq, e in handle.events() if isinstance(e, StateSnapshotted)}
+
+
+def test_a_day_tape_is_the_journals_book_not_a_recomputed_one(minutes: Path) -> None:
+    """Every day: the book folded from the kernel's opening snapshot and the journal's postings
+    and fills is the kernel's next snapshot, and marked at the day close it is the journaled NAV."""
+    days = snapshots(minutes)
+    with open_journal(minutes) as handle:
+        marks = cockpit_sources(minutes).marks(handle)  # type: ignore[misc]
+        events = dict(handle.events())
+        instruments = {i.instrument_id: i for e in events.values() if isinstance(e, InstrumentsDefined)
+                       for i in e.instruments}  # fmt: skip
+        day_closes = [(seq, e) for seq, e in events.items() if isinstance(e, DayClosed)]
+        assert len(day_closes) >= 3
+        for seq, close in day_closes:
+            tape = read_day_tape(handle, close.day, instruments, "USD")
+            assert tape.start_seq <= seq < tape.start_seq + len(tape)
+            index = tape.index_of(seq)
+            assert index is not None
+            assert tape.nav_minor(tape.book_at(index), tape.prices_at(index, marks)) == close.nav_minor
+            snapshot = days[close.day][1].snapshot
+            assert tape.closing.quantities == {
+                p.instrument_id: p.qty_raw for p in snapshot.positions if p.qty_raw
+            }
+            held = {p.instrument_id: p.cost_minor for p in snapshot.positions if p.qty_raw}
+            assert {line.instrument_id: line.cost_minor for line in tape.lines(tape.closing, None)} == held
+            assert tape.cash_minor(tape.closing) == next(
+                b.amount_minor for b in snapshot.balances if b.account == "assets:cash:USD"
+            )
+            assert tape.book_at(len(tape) - 1) == tape.closing  # the checkpoints refold the same book
+        assert sum(
+            len(read_day_tape(handle, c.day, instruments, "USD").step_starts) > 1 for _, c in day_closes
+        )
+
+
+@pytest.mark.asyncio
+async def test_replay_steps_through_a_day_with_the_book_after_each_record(minutes: Path) -> None:
+    """``tape cockpit JOURNAL --day D``: the replay screen opens on D; n / p move a record,
+    ] / [ a kernel step, { / } to the day's opening / last record; the book shown is the
+    kernel's snapshot before D at the opening, its snapshot of D at the end, and the journaled
+    NAV at the day close; a fresh replay matches."""
+    days = snapshots(minutes)
+    close_seq, close = [(seq, e) for seq, e in events_of(minutes) if isinstance(e, DayClosed)][2]
+    opening = days[max(d for d in days if d < close.day)][1].snapshot
+    closing = days[close.day][1].snapshot
+
+    def held(snapshot: KernelSnapshot) -> list[str]:
+        return [f"{p.qty_raw:,}" for p in snapshot.positions if p.qty_raw]
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.data.tape is not None and app.data.marks is not None)
+        await until(pilot, lambda: "replay matched" in text(app, "#replay-verdict"), 60)
+        assert app.query_one("#tabs", TabbedContent).active == "replay"
+        tape = app.data.tape
+        assert tape is not None
+        assert "at the opening" in text(app, "#replay-cursor")
+        assert [row["qty"] for row in rows(app, "#replay-positions")] == held(opening)
+        assert "PnL today 0.00 USD" in text(app, "#replay-book")  # marked as the last close was
+        assert "day.closed seq" in text(app, "#replay-journal")
+        await pilot.press("n")
+        assert f"record 1/{len(tape):,}" in text(app, "#replay-cursor")
+        assert f"seq {tape.start_seq:,}" in text(app, "#replay-cursor")
+        await pilot.press("right_square_bracket")
+        assert f"step 2/{len(tape.step_starts)}" in text(app, "#replay-cursor")
+        await pilot.press("left_square_bracket", "left_square_bracket")
+        assert "at the opening" in text(app, "#replay-cursor")
+        await pilot.press(*["right_square_bracket"] * 5)
+        assert f"step 5/{len(tape.step_starts)}" in text(app, "#replay-cursor")
+        await pilot.press("left_curly_bracket")
+        assert "at the opening" in text(app, "#replay-cursor")
+        await pilot.press("right_curly_bracket")
+        assert f"record {len(tape):,}/{len(tape):,}" in text(app, "#replay-cursor")
+        assert [row["qty"] for row in rows(app, "#replay-positions")] == held(closing)
+        for _ in range(tape.start_seq + len(tape) - 1 - close_seq):
+            await pilot.press("p")
+        assert "day.closed.v1" in text(app, "#replay-cursor")
+        assert f"NAV {money(close.nav_minor, 'USD')}" in text(app, "#replay-book")
+
+    sources = cockpit_sources(minutes, follow=False, replay_day=close.day)
+    app = CockpitApp(sources)
+    async with app.run_test(size=SIZE) as pilot:
+        await scenario(app, pilot)
+
+
+@pytest.mark.asyncio
+async def test_a_divergent_day_names_the_seq_with_both_events_decoded(journal: Path, tmp_path: Path) -> None:
+    """A forged fill (re-chained, so only a replay can tell): the verdict names its seq with
+    the journal's and the replay's events decoded, and the cursor stops on that record."""
+    fill_seq, fill = next((seq, e) for seq, e in events_of(journal)
+                          if isinstance(e, OrderFilled) and seq > 1000)  # fmt: skip
+    day = next(d for d, (seq, _) in sorted(snapshots(journal).items()) if seq > fill_seq)
+    forge_journal(journal, tmp_path / "forged", fill_seq, {"fill_px_raw": fill.fill_px_raw + 1})
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: "replay diverged" in text(app, "#replay-verdict"), 60)
+        await until(pilot, lambda: f"seq {fill_seq:,}" in text(app, "#replay-cursor"))
+        verdict = text(app, "#replay-verdict").replace("\n", " ")
+        assert f"at seq {fill_seq}" in verdict
+        assert f"fill_px_raw: {fill.fill_px_raw + 1}" in verdict  # the journal's (forged) event
+        assert f"fill_px_raw: {fill.fill_px_raw}" in verdict  # the fresh kernel's
+        assert verdict.count("order.filled.v1") == 2
+
+    app = CockpitApp(cockpit_sources(tmp_path / "forged", follow=False, replay_day=day))
+    async with app.run_test(size=SIZE) as pilot:
+        await scenario(app, pilot)
 
 
 @pytest.mark.asyncio
@@ -254,7 +382,7 @@ async def test_a_tripped_kill_switch_and_a_flattening_order_explained(tripped: P
         await pilot.press("w")
         await until(pilot, lambda: app.query_one("#why-table", DataTable).row_count > 0)
         chain = rows(app, "#why-table")
-        assert chain[0][1:3] == ["trip", "killswitch.tripped.v1"]
+        assert (chain[0]["role"], chain[0]["kind"]) == ("trip", "killswitch.tripped.v1")
 
     await drive(cockpit_sources(tripped, follow=False), scenario)
 
@@ -274,15 +402,17 @@ async def test_following_a_journal_that_grows(journal: Path, tmp_path: Path) -> 
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.detail_ready)
         assert f"{half:,} records" in text(app, "#cc-head")
-        orders_before = len(app.detail.orders)  # type: ignore[union-attr]
+        orders_before = len(app.data.detail.orders)  # type: ignore[union-attr]
         for event in events[half:]:
             writer.append(event)
         writer.commit()
-        await until(pilot, lambda: app.overview.records == len(events))
+        await until(pilot, lambda: app.data.overview.records == len(events))
+        await pilot.press("5")  # the journal screen, refilled when shown, ends with the appended records
+        await until(pilot, lambda: rows(app, "#tail")[-1]["kind"] == "run.finished.v1")
         await pilot.pause(0.1)
         assert "finished" in text(app, "#cc-head")
         assert f"{len(events):,} records" in text(app, "#cc-head")
-        assert len(app.detail.orders) > orders_before  # type: ignore[union-attr]
+        assert len(app.data.detail.orders) > orders_before  # type: ignore[union-attr]
         assert "following" in app.status_line
     writer.close()
 
@@ -336,7 +466,7 @@ async def test_the_data_tab_shows_the_lakes_health(tmp_path: Path) -> None:
                               us_regulatory_fees=False)).journal  # fmt: skip
 
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
-        await until(pilot, lambda: app.health is not None)
+        await until(pilot, lambda: app.data.health is not None)
         await pilot.press("7")
         shown = text(app, "#data-health")
         assert "bars/1d: 1 instruments, 10 rows" in shown

@@ -1,0 +1,135 @@
+"""The replay screen: a day's journal stepped through record by record, the book after the
+record under the cursor, and a fresh replay's verdict beside the journal's close of the day."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.markup import escape
+from textual.widgets import Static
+
+from domain.events import Event
+from kernel.replay import ReplayResult
+from tui import views
+from tui.daytape import BookLine, DayTape
+from tui.describe import describe, full_text
+from tui.format import day_text, decimal, money, utc_text
+from tui.tables import Row
+
+if TYPE_CHECKING:
+    from tui.app import CockpitApp
+
+__all__ = ["show_day_tape", "show_replay_error", "show_replay_result", "show_tape_error"]
+
+KEYS_TEXT = "n / p record   ] / [ step   { / } opening / end"
+_KEYS_MARKUP = KEYS_TEXT.replace("[", "\\[")  # a literal [ in Textual markup
+
+
+def show_tape_error(app: CockpitApp, day: int, error: Exception) -> None:
+    app.query_one("#replay-cursor", Static).update(
+        f"[red]cannot open {day_text(day)}[/]: {escape(' '.join(str(error).split()))}"
+    )
+
+
+def show_day_tape(app: CockpitApp) -> None:
+    """The record under the cursor and the book after it."""
+    tape, index = app.data.tape, app.tape_index
+    if tape is None:
+        return
+    book = tape.book_at(index)
+    prices = tape.prices_at(index, app.data.marks)
+    app.query_one("#replay-cursor", Static).update(_cursor_text(app, tape, index))
+    lines = tape.lines(book, prices)
+    ccy = tape.currency
+    cash = tape.cash_minor(book)
+    text = f"cash {money(cash, ccy)}"
+    realised = -(book.total("income:realized:") - tape.opening.total("income:realized:"))
+    costs = book.total("expenses:") - tape.opening.total("expenses:")
+    text += f"   realised today {money(realised, ccy)}   costs today {money(costs, ccy)}"
+    if prices is not None:
+        nav = tape.nav_minor(book, prices)
+        opening_nav = tape.nav_minor(tape.opening, tape.prices_at(-1, app.data.marks) or {})
+        unrealised = sum((line.value_minor or 0) - line.cost_minor for line in lines)
+        text += (
+            f"\nNAV {money(nav, ccy)}   PnL today {money(nav - opening_nav, ccy)}   "
+            f"unrealised {money(unrealised, ccy)}"
+        )
+    elif app.data.sources.marks is None:
+        text += "\nNAV: not marked (no data set marks were given)"
+    else:
+        text += "\nNAV: loading the data set's closes to mark the book..."
+    app.query_one("#replay-book", Static).update(text)
+    _fill_positions(app, tape, lines)
+
+
+def _cursor_text(app: CockpitApp, tape: DayTape, index: int) -> str:
+    head = (
+        f"[b]{day_text(tape.day)}[/b]: {len(tape):,} records (seq {tape.start_seq:,}.."
+        f"{tape.start_seq + len(tape) - 1:,}), {len(tape.step_starts):,} steps   {_KEYS_MARKUP}\n"
+    )
+    if index < 0:
+        source = (
+            f"the kernel's snapshot seq {tape.opening_snapshot_seq:,}"
+            if tape.opening_snapshot_seq >= 0
+            else "the run's start (no earlier snapshot)"
+        )
+        return head + f"at the opening: the book of {source}"
+    record, event = tape.records[index], tape.events[index]
+    line = describe(event, tape.instruments, tape.currency)
+    return head + (
+        f"record {index + 1:,}/{len(tape):,}  step {tape.step_number(index):,}/{len(tape.step_starts):,}  "
+        f"seq {record.seq:,}  {utc_text(record.ts_ns)}\n{record.kind}: {escape(line)}"
+    )
+
+
+def _fill_positions(app: CockpitApp, tape: DayTape, lines: list[BookLine]) -> None:
+    ccy = tape.currency
+    rows = []
+    for line in lines:
+        inst = tape.instruments.get(line.instrument_id)
+        qty_digits, price_digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
+        cells = (
+            app.data.symbol(line.instrument_id),
+            decimal(line.qty_raw, qty_digits),
+            money(line.cost_minor, ccy),
+            decimal(line.mark_px_raw, price_digits) if line.mark_px_raw is not None else "-",
+            money(line.value_minor, ccy) if line.value_minor is not None else "-",
+            money(line.value_minor - line.cost_minor, ccy) if line.value_minor is not None else "-",
+        )
+        rows.append(Row(str(line.instrument_id), cells))
+    views.fill(app, "#replay-positions", rows, "the book after the record")
+
+
+def show_replay_result(app: CockpitApp, day: int, result: ReplayResult) -> None:
+    widget = app.query_one("#replay-verdict", Static)
+    if result.ok:
+        widget.update(
+            f"[b][green]replay matched[/][/b] {day_text(day)}: {result.records_compared:,} derived records "
+            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte by a fresh kernel, "
+            f"{result.segments_rehashed} segment hashes rebuilt"
+            + (" (an unfinished run)" if result.unfinished else "")
+        )
+        return
+    divergence = result.divergence
+    assert divergence is not None
+    widget.update(
+        f"[b][red]replay diverged[/][/b] at seq {divergence.seq}: {escape(divergence.reason)}\n"
+        f"[b]journal[/b]: {_decoded(app, divergence.expected)}\n"
+        f"[b]replay[/b]:  {_decoded(app, divergence.actual)}"
+    )
+
+
+def _decoded(app: CockpitApp, event: Event | None) -> str:
+    if event is None:
+        return "(none)"
+    overview = app.data.overview
+    kind = type(event).__struct_config__.tag
+    line = describe(event, overview.instruments, overview.currency)
+    fields = full_text(event).replace("\n", "; ")
+    return escape(f"{kind}: {line}\n  {fields}")
+
+
+def show_replay_error(app: CockpitApp, day: int, error: Exception) -> None:
+    app.query_one("#replay-verdict", Static).update(
+        f"[red]cannot replay {day_text(day)}[/]: {escape(' '.join(str(error).split()))}"
+    )
