@@ -9,6 +9,8 @@ here and handed in as callables that the cockpit calls in worker threads.
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import numpy as np
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
 from kernel.journal import Journal, JournalError
+from kernel.operator_inbox import running_session, send_command
 from kernel.store import open_journal
 from lake.health import dataset_health
 from lake.partitioned import Lake
@@ -65,6 +68,24 @@ def lake_health_lines(lake_root: Path) -> list[str]:
     return lines or [f"{lake_root}: no data sets"]
 
 
+@dataclass(frozen=True)
+class SessionCommands:
+    """The cockpit's operator commands to the session writing ``journal`` (its inbox,
+    ``kernel.operator_inbox``), sent as ``operator``."""
+
+    journal: Path
+    operator: str
+
+    def running(self) -> bool:
+        return running_session(self.journal) is not None
+
+    def send(self, command: str, note: str) -> str:
+        if not self.running():
+            return f"{command} not sent: no session is writing {self.journal} now"
+        path = send_command(self.journal, command, self.operator, note)
+        return f"{command} sent to {path.name} as {self.operator}; the session applies it at its next step"
+
+
 def cockpit_sources(
     journal: Path,
     *,
@@ -81,6 +102,7 @@ def cockpit_sources(
         replay_build=replay_builder,
         health=(lambda: lake_health_lines(lake)) if lake is not None else None,
         replay_day=replay_day,
+        commands=SessionCommands(journal, os.environ.get("USER") or "cockpit"),
         follow=follow,
         poll_interval_s=poll_interval_s,
     )

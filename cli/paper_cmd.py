@@ -37,7 +37,14 @@ from domain.events import CommandReceived
 from domain.instruments import Instrument
 from kernel.journal import JournalError
 from kernel.loop import Kernel, KernelError
-from kernel.operator_inbox import COMMANDS, CommandInbox, inbox_path, send_command
+from kernel.operator_inbox import (
+    COMMANDS,
+    CommandInbox,
+    inbox_path,
+    mark_session,
+    running_session,
+    send_command,
+)
 from kernel.store import open_journal
 from kernel.stream import QueueSource
 from lake.sessions import frequency_ns
@@ -86,8 +93,10 @@ def add_command_parser(verbs: Any) -> None:
 
 def cmd_command(args: argparse.Namespace) -> int:
     """Append the command to the session's inbox; the session journals and applies it."""
-    if not Path(args.journal).exists():
-        raise ConfigError(f"{args.journal}: no journal there (start the session with tape paper first)")
+    if running_session(args.journal) is None:
+        raise ConfigError(
+            f"{args.journal}: no session is running for this journal; nothing would apply the command"
+        )
     try:
         path = send_command(args.journal, args.command, args.operator, args.note)
     except ValueError as error:
@@ -184,15 +193,19 @@ async def _paper(config: BacktestConfig, market: Path | None, player: _Player) -
         kernel.begin()
         journal.commit()
         source = QueueSource(kernel, journal=journal, name=f"paper:{config.paper.exchange}")
+        marked = mark_session(config.journal, os.getpid())  # tape command / the cockpit look for it
         instruments = venue_instruments(config, setup.panel.instruments)
         live = setup.panel.steps - setup.start_step
         console.print(
             f"paper {config.run_id}: {live:,} steps of {frequency} from {config.paper.start} to "
             f"{config.paper.end}; history {setup.start_step:,} steps; journal {config.journal}"
         )
-        with progress_bar(f"paper {config.run_id}", live) as update:
-            session = await _session(config, frequency, instruments, source, journal, market, player,
-                                     lambda: update(source.next_row - setup.start_step))  # fmt: skip
+        try:
+            with progress_bar(f"paper {config.run_id}", live) as update:
+                session = await _session(config, frequency, instruments, source, journal, market, player,
+                                         lambda: update(source.next_row - setup.start_step))  # fmt: skip
+        finally:
+            marked.unlink(missing_ok=True)
         if source.done:
             kernel.finish()
         journal.commit()

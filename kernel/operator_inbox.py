@@ -19,7 +19,16 @@ from pathlib import Path
 
 from domain.riskrules import OPERATOR_COMMANDS
 
-__all__ = ["COMMANDS", "CommandInbox", "InboxLine", "inbox_path", "send_command"]
+__all__ = [
+    "COMMANDS",
+    "CommandInbox",
+    "InboxLine",
+    "inbox_path",
+    "mark_session",
+    "running_session",
+    "send_command",
+    "session_path",
+]
 
 COMMANDS = OPERATOR_COMMANDS
 """What the kill switch takes from an operator (``domain.riskrules.OPERATOR_COMMANDS``)."""
@@ -30,6 +39,34 @@ _MAX_LINE = 4096
 def inbox_path(journal: Path | str) -> Path:
     """The command inbox of the session writing ``journal``."""
     return Path(str(journal).rstrip("/") + ".commands.jsonl")
+
+
+def session_path(journal: Path | str) -> Path:
+    """Where the session writing ``journal`` leaves its process id while it runs."""
+    return Path(str(journal).rstrip("/") + ".session.pid")
+
+
+def mark_session(journal: Path | str, pid: int) -> Path:
+    """The session writing ``journal`` runs as ``pid`` (the file goes when it ends)."""
+    path = session_path(journal)
+    path.write_text(f"{pid}\n")
+    return path
+
+
+def running_session(journal: Path | str) -> int | None:
+    """The process id of the session writing ``journal`` if it is running, else None (no mark,
+    or a mark left by a session that died)."""
+    try:
+        pid = int(session_path(journal).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid  # alive, another user's
+    return pid
 
 
 def send_command(journal: Path | str, command: str, operator: str, note: str = "") -> Path:

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static, TabbedContent
+from textual.widgets import Button, DataTable, Footer, Header, Input, Static, TabbedContent
 
 from kernel.journal import JournalError
 from kernel.replay import ReplayResult
@@ -334,6 +334,19 @@ class CockpitApp(App[None]):
         )
 
     # --- inputs ----------------------------------------------------------------------------
+
+    def on_button_pressed(self, message: Button.Pressed) -> None:
+        """An operator command button: sent to the running session (it journals and applies it)."""
+        button = message.button.id or ""
+        sender = self.sources.commands
+        if not button.startswith("cmd-") or sender is None:
+            return
+        command = button.removeprefix("cmd-")
+        try:
+            self.set_status(sender.send(command, "from the cockpit"))
+        except (OSError, ValueError) as error:
+            self.set_status(f"{command} not sent: {error}")
+        views.show_command_buttons(self)
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         if message.input.id == "blotter-filter":

@@ -8,10 +8,11 @@ from textual.widgets import Button, DataTable, Input, Sparkline, Static, TabbedC
 
 from tui.sources import COMMANDS_DISABLED_REASON
 
-__all__ = ["OPERATOR_COMMANDS", "TABS", "compose_tabs"]
+__all__ = ["OPERATOR_COMMANDS", "SENDABLE", "TABS", "compose_tabs"]
 
 TABS = ("centre", "orders", "positions", "why", "journal", "replay", "data", "commands")
 OPERATOR_COMMANDS = ("halt", "flatten", "pause", "resume", "rearm", "acknowledge")
+SENDABLE = ("halt", "flatten", "rearm")  # what a running session's kill switch takes
 
 
 def compose_tabs(initial: str = "centre") -> ComposeResult:

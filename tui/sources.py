@@ -22,6 +22,7 @@ from kernel.setup import RunSetup
 __all__ = [
     "COMMANDS_DISABLED_REASON",
     "CockpitSources",
+    "CommandSender",
     "ExecutionLike",
     "Marks",
     "ReplayBuild",
@@ -29,12 +30,27 @@ __all__ = [
 ]
 
 COMMANDS_DISABLED_REASON = (
-    "Operator commands are disabled: nothing would consume them. A finished backtest's kernel "
-    "has stopped, and the paper/live operator input stream (journaled command events that a "
-    "running kernel reads) does not exist yet, so the cockpit cannot send a command that would "
-    "be journaled and replayed. Backtests schedule halt / flatten / rearm in the config "
-    "([[operator_commands]]); those journaled commands are listed below."
+    "Operator commands go to a running session (tape paper): it journals each as it arrives and "
+    "the kill switch applies it at the next step. No session is writing this journal now (a "
+    "backtest's kernel has stopped; a paper session that ended or died reads nothing), so the "
+    "buttons are off. Backtests schedule halt / flatten / rearm in the config "
+    "([[operator_commands]]); the journaled commands are listed below. pause / resume (per "
+    "strategy) are not built in the kernel yet; acknowledge alerts with tape alerts ack."
 )
+COMMANDS_LIVE = (
+    "A session is writing this journal: halt (no new risk), flatten (close the book) and rearm "
+    "go to it; it journals the command when it reads it and applies it at its next step. "
+    "pause / resume (per strategy) are not built in the kernel yet; acknowledge alerts with "
+    "tape alerts ack."
+)
+
+
+class CommandSender(Protocol):
+    """Sends operator commands to the session writing the journal (built by cli)."""
+
+    def running(self) -> bool: ...
+
+    def send(self, command: str, note: str) -> str: ...
 
 
 class SummaryLike(Protocol):
@@ -86,5 +102,6 @@ class CockpitSources:
     replay_build: ReplayBuild | None = None
     health: Callable[[], list[str]] | None = None  # data health lines (the lake's, via cli)
     replay_day: int | None = None  # open on the replay screen at this day (YYYYMMDD)
+    commands: CommandSender | None = None  # operator commands to a running session
     follow: bool = True  # poll the journal's length and fold what was appended
     poll_interval_s: float = 0.5

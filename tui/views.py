@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.markup import escape
-from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets import Button, DataTable, Sparkline, Static
 
 from domain.events import Event, RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round, from_decimal_text, minor_digits
@@ -13,8 +13,9 @@ from domain.instruments import Instrument
 from tui.describe import describe, full_text, side_text, verdict_text
 from tui.fold import OrderLine
 from tui.format import day_text, decimal, money, pct_e8, utc_text
+from tui.panes import OPERATOR_COMMANDS, SENDABLE
 from tui.positions import position_lines
-from tui.sources import ExecutionLike
+from tui.sources import COMMANDS_DISABLED_REASON, COMMANDS_LIVE, ExecutionLike
 from tui.tables import TABLES, Row, fill_table
 from tui.tail import TailRow
 
@@ -31,6 +32,7 @@ __all__ = [
     "show_positions",
     "show_quality",
     "show_replay_journal",
+    "show_command_buttons",
     "show_static_tabs",
     "show_summary",
     "show_tail",
@@ -410,6 +412,19 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
 # --- 7 data, 8 commands ---------------------------------------------------------------------
 
 
+def show_command_buttons(app: CockpitApp) -> None:
+    """halt / flatten / rearm on while a session writes the journal (``CommandSender``); pause,
+    resume and acknowledge stay off (not built as kernel commands), with the reason shown."""
+    sender = app.sources.commands
+    live = sender is not None and sender.running()
+    app.query_one("#commands-reason", Static).update(COMMANDS_LIVE if live else COMMANDS_DISABLED_REASON)
+    for command in OPERATOR_COMMANDS:
+        button = app.query_one(f"#cmd-{command}", Button)
+        enabled = live and command in SENDABLE
+        button.disabled = not enabled
+        button.label = command if enabled else f"{command} (disabled)"
+
+
 def show_static_tabs(app: CockpitApp) -> None:
     dataset = app.data.overview.dataset
     if dataset is None:
@@ -431,6 +446,7 @@ def show_static_tabs(app: CockpitApp) -> None:
             "data set was exported from: open the cockpit with `--lake LAKE`, or run `tape health LAKE`."
         )
     app.query_one("#data-health", Static).update(text)
+    show_command_buttons(app)
     journaled = app.data.overview.operator_commands
     lines = [f"journaled operator commands ({len(journaled)}):"]
     lines.extend(

@@ -354,7 +354,7 @@ async def test_commands_are_disabled_with_the_reason_and_help_lists_the_keys(jou
     async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
         await pilot.press("8")
         assert text(app, "#commands-reason") == COMMANDS_DISABLED_REASON
-        assert "does not exist yet" in COMMANDS_DISABLED_REASON
+        assert "No session is writing this journal" in COMMANDS_DISABLED_REASON
         buttons = list(app.query(Button))
         assert {b.id for b in buttons} >= {"cmd-halt", "cmd-flatten", "cmd-rearm", "cmd-acknowledge"}
         assert all(button.disabled for button in buttons)

@@ -1,0 +1,96 @@
+"""The cockpit's operator commands reach a running paper session: with ``tape paper`` writing
+the journal (against the local exchange, in another process), the commands screen turns halt /
+flatten / rearm on; pressing halt sends it through the session's inbox, the session journals it
+as it arrives and the kill switch trips at its next step; the session then replays. Once the
+session has ended the buttons are off again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button
+
+from cli.cockpit_cmd import cockpit_sources
+from cli.wiring import replay_builder
+from domain.events import BarsReceived, CommandReceived, KillSwitchTripped, OperatorCommanded
+from kernel.operator_inbox import running_session, session_path
+from kernel.replay import replay
+from kernel.store import open_journal
+from lake.synth import synth_dataset
+from tui import CockpitApp
+
+CONFIG = """
+run_id = "paper-cockpit"
+dataset = "{data}"
+journal = "{journal}"
+initial_cash = "1000000"
+
+[strategy]
+name = "sma_crossover"
+params = {{ fast = 3, slow = 8, weight = 0.5 }}
+
+[paper]
+exchange = "binance"
+start = "2021-03-02T00:00:00Z"
+end = "2021-05-30T00:00:00Z"
+grace_s = 432000
+clock = "venue"
+"""
+
+
+def _bars(journal: Path) -> int:
+    try:
+        with open_journal(journal) as store:
+            return sum(1 for _, event in store.events() if isinstance(event, BarsReceived))
+    except Exception:
+        return 0
+
+
+@pytest.mark.asyncio
+async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path) -> None:
+    data = tmp_path / "market"
+    synth_dataset(data, seed=5, symbols=2, bars=150, frequency="1d", calendar="24x7", start="2021-01-01")
+    journal = tmp_path / "journal"
+    config = tmp_path / "paper.toml"
+    config.write_text(CONFIG.format(data=data, journal=journal))
+    argv = ["paper", str(config), "--local-exchange", str(data), "--speed", "8"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *argv],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while (running_session(journal) is None or _bars(journal) < 5) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert running_session(journal) == process.pid
+        app = CockpitApp(cockpit_sources(journal, follow=True, poll_interval_s=0.2))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("8")
+            await pilot.pause(0.5)
+            halt = app.query_one("#cmd-halt", Button)
+            assert not halt.disabled and str(halt.label) == "halt"
+            assert app.query_one("#cmd-pause", Button).disabled
+            await pilot.click("#cmd-halt")
+            await pilot.pause(0.2)
+        output, _ = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert "operator" in output and "halt" in output
+    assert not session_path(journal).exists() and running_session(journal) is None
+    with open_journal(journal) as store:
+        events = [event for _, event in store.events()]
+        outcome = replay(store, replay_builder)
+    assert outcome.ok, outcome.divergence
+    (received,) = [e for e in events if isinstance(e, CommandReceived)]
+    (applied,) = [e for e in events if isinstance(e, OperatorCommanded)]
+    assert received.command == applied.command == "halt" and received.note == "from the cockpit"
+    tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert tripped and tripped[0].trigger == "operator"
