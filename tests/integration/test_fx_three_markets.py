@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import sqlite3
 from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -44,6 +45,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import fx_table, write_dataset
+from projections.ledger_sqlite import rebuild
 from sim.backtest import BacktestConfig, FxConfig, FxConversionConfig, StrategyConfig, run_backtest
 from tests.factories import one_name_policy
 
@@ -364,3 +366,38 @@ def test_tape_report_shows_the_base_and_each_currency(
     for mark in last.currencies:
         assert mark.currency in out
     assert "base USD" in out
+
+
+def test_the_sqlite_ledger_holds_each_currency_and_the_base(
+    run: tuple[BacktestConfig, list[Any]], tmp_path: Path
+) -> None:
+    """The projection (the apply loop SQLite and PostgreSQL share): postings balance per
+    transaction and currency, cash per currency folds to the last marks, and the marks in the
+    base sum to each day's NAV."""
+    cfg, events = run
+    db_path = tmp_path / "ledger.db"
+    rebuild(cfg.journal, db_path)
+    db = sqlite3.connect(db_path)
+    try:
+        unbalanced = db.execute(
+            "SELECT txn_id, currency, SUM(amount_minor) FROM postings GROUP BY txn_id, currency "
+            "HAVING SUM(amount_minor) != 0"
+        ).fetchall()
+        assert unbalanced == []
+        cash = dict(
+            db.execute(
+                "SELECT currency, SUM(amount_minor) FROM postings WHERE account = 'assets:cash:' || currency "
+                "GROUP BY currency"
+            ).fetchall()
+        )
+        last = [e for e in events if isinstance(e, CurrenciesMarked)][-1]
+        assert cash == {m.currency: m.cash_minor for m in last.currencies}
+        mismatched = db.execute(
+            "SELECT n.day FROM nav n JOIN (SELECT day, SUM(nav_base_minor) AS total FROM currency_marks "
+            "GROUP BY day) m ON m.day = n.day WHERE m.total != n.nav_minor"
+        ).fetchall()
+        assert mismatched == []
+        (days,) = db.execute("SELECT COUNT(DISTINCT day) FROM currency_marks").fetchone()
+        assert days == len([e for e in events if isinstance(e, DayClosed)])
+    finally:
+        db.close()
