@@ -20,7 +20,7 @@ from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
 from sim.attribution import Attribution, strategy_attribution
-from sim.execution_report import ExecutionReport, execution_report, write_orders_csv
+from sim.execution_report import ExecutionReport, execution_reports, write_orders_csv
 from sim.metrics import RunReport, report_from_journal
 
 __all__ = ["add_report_parser", "cmd_report", "print_report"]
@@ -30,7 +30,16 @@ __all__ = ["add_report_parser", "cmd_report", "print_report"]
 class Gathered:
     report: RunReport
     attribution: Attribution | None
-    quality: ExecutionReport
+    quality: ExecutionReport  # the only one, or the first currency's of several
+    # One per currency the orders traded in (a book of several currencies), sorted by currency.
+    qualities: tuple[ExecutionReport, ...] = ()
+
+    @property
+    def by_currency(self) -> dict[str, ExecutionReport]:
+        """Several currencies' execution quality by currency; empty for one currency."""
+        if len(self.qualities) <= 1:
+            return {}
+        return {quality.total.currency: quality for quality in self.qualities}
 
 
 def gather(path: Path) -> Gathered:
@@ -39,10 +48,10 @@ def gather(path: Path) -> Gathered:
         report = report_from_journal(journal)
         attribution = strategy_attribution(journal)
         with progress_bar(f"execution quality {path.name}", len(journal)) as update:
-            quality = execution_report(journal, progress=update)
+            qualities = execution_reports(journal, progress=update)
     if attribution is not None:
         attribution.check()
-    return Gathered(report, attribution, quality)
+    return Gathered(report, attribution, qualities[0], tuple(qualities))
 
 
 def print_report(path: Path, *, worst: int = 10, days: int = 10) -> Gathered:
@@ -56,7 +65,8 @@ def print_report(path: Path, *, worst: int = 10, days: int = 10) -> Gathered:
     console.print(table)
     if gathered.attribution is not None:
         print_attribution(gathered.attribution)
-    print_execution_quality(gathered.quality, worst=worst, days=days)
+    for quality in gathered.qualities or (gathered.quality,):
+        print_execution_quality(quality, worst=worst, days=days)
     return gathered
 
 
@@ -75,8 +85,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         count = len(gathered.attribution.strategies)
         console.print(f"wrote {count} strategies' attribution to {args.strategies}")
     if args.orders:
-        write_orders_csv(gathered.quality, Path(args.orders))
-        console.print(f"wrote {len(gathered.quality.rows):,} order rows to {args.orders}")
+        _write_orders(gathered, Path(args.orders))
     if args.json:
         write_json(gathered, Path(args.json))
         console.print(f"wrote the report ({len(gathered.quality.rows):,} orders) to {args.json}")
@@ -89,14 +98,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _write_orders(gathered: Gathered, path: Path) -> None:
+    """``--orders``: one file, or one per currency of several (``.CCY`` before the suffix)."""
+    for currency, quality in gathered.by_currency.items() or [("", gathered.quality)]:
+        target = _per_currency(path, currency)
+        write_orders_csv(quality, target)
+        console.print(f"wrote {len(quality.rows):,} order rows to {target}")
+
+
 def write_json(gathered: Gathered, path: Path) -> None:
     """The summary, the strategies (null for one strategy) and the execution quality: its
     totals overall, by strategy and by day, and every parent order."""
     data: dict[str, object] = {
         "summary": gathered.report.to_json(),
         "strategies": attribution_rows(gathered.attribution) if gathered.attribution else None,
-        **gathered.quality.to_json(),
     }
+    if gathered.by_currency:  # several currencies: the execution quality of each
+        data["execution_by_currency"] = {ccy: q.to_json() for ccy, q in gathered.by_currency.items()}
+    else:
+        data.update(gathered.quality.to_json())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
@@ -117,17 +137,30 @@ def write_csv(gathered: Gathered, folder: Path) -> list[str]:
     if gathered.attribution is not None:
         write_attribution(gathered.attribution, folder / "strategies.csv")
         written.append("strategies.csv")
-    quality = gathered.quality
+    for currency, quality in gathered.by_currency.items() or [("", gathered.quality)]:
+        written.extend(_write_quality_csv(quality, folder, currency))
+    return written
+
+
+def _per_currency(path: Path, currency: str) -> Path:
+    return path.with_name(f"{path.stem}.{currency}{path.suffix}") if currency else path
+
+
+def _write_quality_csv(quality: ExecutionReport, folder: Path, currency: str) -> list[str]:
+    """The execution quality's CSV files (``currency``: a book of several, named in them)."""
+    written = []
     for name, label, totals in (
         ("execution_by_strategy.csv", "strategy", {str(k): v for k, v in quality.by_strategy.items()}),
         ("execution_by_day.csv", "day", {str(k): v for k, v in quality.by_day.items()}),
     ):
         fields = list(msgspec.structs.asdict(quality.total))
         rows = [[key, *msgspec.structs.astuple(value)] for key, value in totals.items()]
-        _write_rows(folder / name, [label, *fields], rows)
-        written.append(name)
-    write_orders_csv(quality, folder / "orders.csv")
-    written.append("orders.csv")
+        path = _per_currency(folder / name, currency)
+        _write_rows(path, [label, *fields], rows)
+        written.append(path.name)
+    path = _per_currency(folder / "orders.csv", currency)
+    write_orders_csv(quality, path)
+    written.append(path.name)
     return written
 
 

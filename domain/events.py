@@ -69,6 +69,9 @@ __all__ = [
     "SleeveMark",
     "SleeveSnapshot",
     "SleevesMarked",
+    "CurrenciesMarked",
+    "CurrencyMark",
+    "FxConverted",
     "StateSnapshotted",
     "TaxLotSnapshot",
     "FutureSettled",
@@ -457,6 +460,49 @@ class SleevesMarked(Event, frozen=True, tag="book.sleeves_marked.v1"):
     sleeves: list[SleeveMark]
 
 
+class CurrencyMark(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One currency of a book at a day close: its cash and position values in its own minor
+    units, the rate into the base used, and its NAV in the base (half-even, ``domain.fx``)."""
+
+    currency: str
+    rate_e8: int  # one unit of ``currency`` in the base currency, 1e-8 (the base: 1e8)
+    cash_minor: int
+    value_minor: int  # positions' values in NAV, in this currency
+    nav_minor: int  # cash + value, in this currency
+    nav_base_minor: int  # nav_minor in the base currency, half-even
+
+
+class CurrenciesMarked(Event, frozen=True, tag="book.currencies_marked.v1"):
+    """A book of several currencies at a day close, per currency (sorted): the ``nav_base_minor``
+    sum exactly to the ``nav_minor`` of the ``DayClosed`` journaled just before, and the
+    currencies' cash converted one by one (half-even) sum to its ``cash_minor``. Runs in one
+    currency journal no such event."""
+
+    day: int
+    step: int
+    base: str
+    currencies: list[CurrencyMark]
+
+
+class FxConverted(Event, frozen=True, tag="fx.converted.v1"):
+    """An explicit conversion of cash at the day's rates (``[[fx.conversions]]``): the
+    ``LedgerPosted`` right after moves ``source_minor`` out of ``source`` cash and
+    ``target_minor`` into ``target`` cash, each leg balanced in its own currency against
+    ``equity:fx_conversion:{CCY}``. ``target_minor = source_minor x source_rate / target_rate``
+    in minor units, one division, half-even."""
+
+    day: int
+    step: int
+    source: str
+    target: str
+    source_minor: int
+    target_minor: int
+    source_rate_e8: int  # both rates into the run's base currency on ``day``
+    target_rate_e8: int
+    base: str
+    note: str
+
+
 class StateSnapshotted(Event, frozen=True, tag="state.snapshotted.v1"):
     """Day-boundary snapshot: replaying the next day starts from here."""
 
@@ -798,6 +844,8 @@ AnyEvent = (
     | OptionExpired
     | RightsIssueApplied
     | SleevesMarked
+    | CurrenciesMarked
+    | FxConverted
     | BarsReceived
     | ClockAdvanced
     | CommandReceived

@@ -8,6 +8,8 @@ Sign convention: debits are positive, credits negative. Accounts:
 - ``income:realized:{CCY}``             realised PnL (credit = gain)
 - ``income:variation_margin:{CCY}``     daily-settled futures' variation margin (credit = gain)
 - ``equity:capital:{CCY}``              contributed capital
+- ``equity:fx_conversion:{CCY}``        the other side of a currency conversion's leg in
+                                        ``{CCY}`` (each leg balances in its own currency)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ __all__ = [
     "assert_balanced",
     "capital_postings",
     "cash_account",
+    "conversion_postings",
+    "fx_conversion_account",
     "fill_postings",
     "fold_positions",
     "inventory_account",
@@ -50,6 +54,10 @@ def cash_account(currency: str) -> str:
     return f"assets:cash:{currency}"
 
 
+def fx_conversion_account(currency: str) -> str:
+    return f"equity:fx_conversion:{currency}"
+
+
 def realized_account(currency: str) -> str:
     return f"income:realized:{currency}"
 
@@ -72,6 +80,28 @@ def capital_postings(amount_minor: int, currency: str) -> list[PostingRecord]:
     postings = [
         PostingRecord(cash_account(currency), currency, amount_minor),
         PostingRecord(f"equity:capital:{currency}", currency, -amount_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+def conversion_postings(
+    source: str, source_minor: int, target: str, target_minor: int
+) -> list[PostingRecord]:
+    """A conversion of ``source_minor`` of ``source`` cash into ``target_minor`` of ``target``
+    cash: two legs, each balanced in its own currency against ``equity:fx_conversion:{CCY}``
+    (the rate lives in the journaled ``FxConverted``, never in a mixed-currency sum)."""
+    if source == target:
+        raise ValueError(f"a conversion of {source} into itself")
+    if source_minor <= 0 or target_minor <= 0:
+        raise ValueError(
+            f"a conversion moves positive amounts, got {source_minor} {source} -> {target_minor} {target}"
+        )
+    postings = [
+        PostingRecord(cash_account(source), source, -source_minor),
+        PostingRecord(fx_conversion_account(source), source, source_minor),
+        PostingRecord(cash_account(target), target, target_minor),
+        PostingRecord(fx_conversion_account(target), target, -target_minor),
     ]
     assert_balanced(postings)
     return postings

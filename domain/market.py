@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from domain.fx import FxRate
 from domain.instruments import Instrument
 
 __all__ = ["ACTION_FIELDS", "RIGHTS_FIELDS", "Panel", "PanelError"]
@@ -74,6 +75,9 @@ class Panel:
     action_rights_to: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     action_rights_from: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
     action_rights_price_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Exchange rates into base currencies (``domain.fx``), sorted by (day, currency, base);
+    # empty when the data set has no fx table.
+    fx_rates: tuple[FxRate, ...] = ()
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)
@@ -135,7 +139,8 @@ class Panel:
         settled = self.settle_day <= last_day
         for name in ("settle_day", "settle_instrument_id", "settle_px_raw"):
             rows[name] = getattr(self, name)[settled]
-        return dataclasses.replace(self, **rows)
+        fx_rates = tuple(rate for rate in self.fx_rates if rate.day <= last_day)
+        return dataclasses.replace(self, fx_rates=fx_rates, **rows)
 
     def emptied(self, from_step: int) -> Panel:
         """A copy whose rows from ``from_step`` on hold no bars yet (zeros, ``valid`` False,

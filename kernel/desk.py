@@ -166,6 +166,9 @@ class OrderDesk:
         event = LedgerPosted(ts_ns=ts_ns, txn_id=f"T{state.txn_counter:09d}", memo=memo, postings=postings)
         self.journal(event)
         apply_postings(state.balances, postings)
+        for posting in postings:  # the snapshot keeps each balance in its own currency
+            if posting.currency != state.currency:
+                state.account_currency[posting.account] = posting.currency
         if self._ledger_watcher is not None:
             self._ledger_watcher.on_posted(event, about)
 

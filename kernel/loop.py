@@ -27,7 +27,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from domain.events import (
+    CurrenciesMarked,
     DayClosed,
+    FxConverted,
     InstrumentsDefined,
     ModelLoaded,
     OperatorCommanded,
@@ -38,11 +40,14 @@ from domain.events import (
     VenueMessageReceived,
 )
 from domain.fixed import RATE_SCALE
-from domain.ledger import capital_postings, cash_account
+from domain.fx import FxError, to_base_minor
+from domain.ledger import capital_postings, cash_account, conversion_postings
+from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
 from kernel.account import BuyingPower
 from kernel.carry import Carry
 from kernel.corporate_actions import CorporateActionBook
+from kernel.currencies import CurrencyBook, FxConversion, conversion_amounts
 from kernel.desk import EventSink, OrderDesk
 from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
@@ -89,6 +94,20 @@ class KernelError(RuntimeError):
     """The kernel was given inputs it cannot run on."""
 
 
+def _conversions_by_step(panel: Panel, conversions: Sequence[FxConversion]) -> dict[int, list[FxConversion]]:
+    """Currency conversions grouped by the first step at or after their time, in time order."""
+    grouped: dict[int, list[FxConversion]] = {}
+    for conversion in sorted(conversions, key=lambda item: item.ts_ns):
+        step = int(np.searchsorted(panel.ts_ns, conversion.ts_ns, side="left"))
+        if step >= panel.steps:
+            raise KernelError(
+                f"fx conversion {conversion.source}->{conversion.target} at {conversion.ts_ns} is after "
+                "the data's end"
+            )
+        grouped.setdefault(step, []).append(conversion)
+    return grouped
+
+
 class Kernel:
     """The step loop over one ``RunSetup``; orders, fills and postings go through the desk."""
 
@@ -123,15 +142,18 @@ class Kernel:
             pdt = PdtGuard(setup.pdt, instruments, currency) if setup.pdt is not None else None
         except ValueError as error:
             raise KernelError(str(error)) from None
-        for inst in panel.instruments:
-            if inst.currency != currency:
-                raise KernelError(
-                    f"{inst.symbol} trades in {inst.currency}; this run settles in {currency} only"
-                )
+        try:  # each currency's rate into the base on every day traded (kernel.currencies)
+            self._currencies = CurrencyBook(currency, panel, instruments, setup.fx, setup.start_step)
+        except FxError as error:
+            raise KernelError(str(error)) from None
         self._arrived = panel.steps if arrived is None else arrived
         self._decisions, self._commands = self._own_steps(streaming=arrived is not None)
         self._day_end = panel.day_end_mask()
-        self.valuation = Valuation(self.state, panel, instruments, currency)
+        self._conversions = _conversions_by_step(panel, setup.fx.conversions)
+        self._conversion_mask = np.zeros(panel.steps, dtype=np.bool_)
+        self._conversion_mask[list(self._conversions)] = True
+        several = self._currencies if self._currencies.several else None
+        self.valuation = Valuation(self.state, panel, instruments, currency, several)
         columns = self.valuation.columns
         margin = setup.margin if setup.margin is not None and setup.margin.enabled else None
         self._corporate = CorporateActionBook(panel, instruments, rules, setup.corporate_actions)
@@ -169,6 +191,7 @@ class Kernel:
         except ValueError as error:
             raise KernelError(str(error)) from None
         self._expiries = expiry_settlement(desk, setup.option_model, panel, self._day_end)
+        self._refuse_for_currencies(setup, margin is not None, arrived is not None)
         self._router: Router | None = None
         if setup.execution.algo != "market":
             # The router works parent orders through the desk and reads its children's fates
@@ -206,6 +229,22 @@ class Kernel:
             return decisions, OperatorCommands(self._panel, self.setup.operator_commands)
         except ScheduleError as error:
             raise KernelError(str(error)) from None
+
+    def _refuse_for_currencies(self, setup: RunSetup, margin: bool, streaming: bool) -> None:
+        """What a book of several currencies does not do yet, refused by name."""
+        refused = self._currencies.refusals(
+            sleeves=len(self._slots) > 1,
+            cash_account=setup.account.cash,
+            margin=margin,
+            greeks=self._greeks is not None,
+            order_notional=setup.policy.order_notional.limit > 0,
+            streaming=streaming,
+        )
+        if refused:
+            names = ", ".join(self._currencies.currencies)
+            raise KernelError(
+                f"a book of several currencies ({names}) with {' or '.join(refused)} is not built yet"
+            )
 
     def _start_stream(self, arrived: int | None) -> None:
         """Rows arriving one at a time: refuse what that does not drive yet, then take the rows
@@ -294,6 +333,8 @@ class Kernel:
                     )
                 )
         self.desk.post(ts_ns, "capital", capital_postings(cash, self.setup.currency))
+        for currency, amount in self.setup.fx.initial_cash:  # cash in other currencies ([fx])
+            self.desk.post(ts_ns, "capital", capital_postings(amount, currency))
 
     def run(
         self, start_step: int = 0, end_step: int | None = None, progress: ProgressFn | None = None
@@ -306,6 +347,7 @@ class Kernel:
             | self._day_end[window]
             | self._carry.funding_mask[window]
             | self._commands.mask[window]
+            | self._conversion_mask[window]
             | self._corporate.mask[window]
         )
         static = (interesting + start_step).tolist()
@@ -343,6 +385,7 @@ class Kernel:
             or self._day_end[start]
             or self._carry.funding_mask[start]
             or self._commands.mask[start]
+            or self._conversion_mask[start]
             or self._corporate.mask[start]
         ):
             self._step(start, venue_next)
@@ -395,7 +438,37 @@ class Kernel:
             for command in self._commands.by_step[step]:
                 self.desk.journal(command)
                 self._kill.observe(command, step)
+        if self._conversion_mask[step]:
+            for conversion in self._conversions[step]:
+                self._convert(step, conversion)
         return venue_next
+
+    def _convert(self, step: int, conversion: FxConversion) -> None:
+        """An explicit conversion at the session day's rates: ``FxConverted``, then its postings
+        (each leg balanced in its own currency)."""
+        try:
+            target_minor, source_rate, target_rate = conversion_amounts(self._currencies, conversion, step)
+        except FxError as error:
+            raise KernelError(str(error)) from None
+        ts_ns = int(self._panel.ts_ns[step])
+        source, target = conversion.source, conversion.target
+        self.desk.journal(
+            FxConverted(
+                ts_ns=ts_ns,
+                day=int(self._panel.day[step]),
+                step=step,
+                source=source,
+                target=target,
+                source_minor=conversion.amount_minor,
+                target_minor=target_minor,
+                source_rate_e8=source_rate,
+                target_rate_e8=target_rate,
+                base=self.setup.currency,
+                note=conversion.note,
+            )
+        )
+        postings = conversion_postings(source, conversion.amount_minor, target, target_minor)
+        self.desk.post(ts_ns, f"fx {source}->{target}", postings)
 
     def _venue_next(self, step: int) -> int:
         if self._inbox is not None:
@@ -431,8 +504,11 @@ class Kernel:
         nav = self.valuation.nav_minor(step)
         prices = self.valuation.prices(step)
         budget = RATE_SCALE if sleeve is None else sleeve.budget_e8
+        navs = self.valuation.nav_by_instrument(step, nav)  # several currencies: NAV in each
         try:
-            targets = targets_e8(decision, self.valuation.ids, self._instruments, prices, nav, budget)
+            targets = targets_e8(
+                decision, self.valuation.ids, self._instruments, prices, nav, budget, nav_by_instrument=navs
+            )
         except TargetError as error:
             raise KernelError(f"{sid} at step {step}: {error}") from None
         if not targets:
@@ -451,7 +527,7 @@ class Kernel:
         )
         self._kill.observe_nav(step, ts_ns, nav)
         self._kill.observe_data_age(step, ts_ns, targets)
-        held = current_weights(self.state.positions, prices, self._instruments, nav)
+        held = current_weights(self.state.positions, prices, self._instruments, nav, navs)
         positions = self.state.positions
         others: dict[int, int] = {}
         own_verdicts: list[RuleVerdict] = []
@@ -470,7 +546,7 @@ class Kernel:
         )
         if others:  # this sleeve's share of the allowed book
             allowed = {iid: weight - others.get(iid, 0) for iid, weight in allowed.items()}
-        intents = plan_orders(allowed, positions, prices, self._instruments, nav)
+        intents = plan_orders(allowed, positions, prices, self._instruments, nav, navs)
         if self._greeks is not None:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
@@ -579,19 +655,25 @@ class Kernel:
         day = int(self._panel.day[step])
         values = self.valuation.position_values(step)
         exposures = self.valuation.exposures(step) if self._futures.active else values
-        cash = self.valuation.cash_minor()
-        nav = cash + sum(values.values())
+        if self.valuation.currencies is None:
+            cash = self.valuation.cash_minor()
+            nav = cash + sum(values.values())
+            gross = sum(abs(v) for v in exposures.values())
+            marks = None
+        else:  # several currencies: each converted once at the day's rate, summed in the base
+            marks = self.valuation.currency_marks(step, values)
+            cash = self.valuation.currencies.cash_base_minor(step, marks)
+            nav = sum(mark.nav_base_minor for mark in marks)
+            gross = self._gross_base(step, exposures)
+        base = self.setup.currency
         desk.journal(
             DayClosed(
-                ts_ns=ts_ns,
-                day=day,
-                step=step,
-                nav_minor=nav,
-                cash_minor=cash,
-                gross_exposure_minor=sum(abs(v) for v in exposures.values()),
-                currency=self.setup.currency,
+                ts_ns=ts_ns, day=day, step=step, nav_minor=nav, cash_minor=cash,
+                gross_exposure_minor=gross, currency=base,
             )
-        )
+        )  # fmt: skip
+        if marks is not None:
+            desk.journal(CurrenciesMarked(ts_ns=ts_ns, day=day, step=step, base=base, currencies=marks))
         if self._sleeves is not None:
             self._mark_sleeves(step, ts_ns, day, cash, values)
         self._kill.observe_nav(step, ts_ns, nav)
@@ -602,6 +684,16 @@ class Kernel:
         if self._kill.flattening:
             self._kill.flatten(step, self.valuation.prices(step))
         desk.journal(StateSnapshotted(ts_ns=ts_ns, day=day, snapshot=self.state.snapshot()))
+
+    def _gross_base(self, step: int, exposures: dict[int, int]) -> int:
+        """Gross exposure in the base: each position's exposure converted (half-even)."""
+        book = self._currencies
+        base = self.setup.currency
+        total = 0
+        for iid, exposure in exposures.items():
+            currency = self._instruments[iid].currency
+            total += abs(to_base_minor(exposure, currency, base, book.rate_e8(currency, step)))
+        return total
 
     def _mark_sleeves(self, step: int, ts_ns: int, day: int, cash: int, values: dict[int, int]) -> None:
         assert self._sleeves is not None

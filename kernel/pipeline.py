@@ -10,7 +10,7 @@ names become dense group ids, perpetuals are flagged for the per-side cap.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NoReturn
 
 import msgspec
@@ -316,15 +316,21 @@ def verdict_events(
 
 
 def current_weights(
-    positions: dict[int, Position], prices: dict[int, int], instruments: dict[int, Instrument], nav_minor: int
+    positions: dict[int, Position],
+    prices: dict[int, int],
+    instruments: dict[int, Instrument],
+    nav_minor: int,
+    nav_by_instrument: Mapping[int, int] | None = None,
 ) -> dict[int, int]:
-    """Signed weights (1e-8 of NAV) of the held positions at the given prices."""
+    """Signed weights (1e-8 of NAV) of the held positions at the given prices.
+    ``nav_by_instrument``: the NAV in each instrument's currency (a book of several currencies)."""
     if nav_minor <= 0:
         return {}
     weights = {}
     for iid, position in sorted(positions.items()):
         value = notional_minor(instruments[iid], position.qty_raw, prices[iid], _HALF_EVEN)
-        weights[iid] = div_round(value * RATE_SCALE, nav_minor, _HALF_EVEN)
+        nav = nav_minor if nav_by_instrument is None else nav_by_instrument[iid]
+        weights[iid] = div_round(value * RATE_SCALE, nav, _HALF_EVEN) if nav > 0 else 0
     return weights
 
 
@@ -334,12 +340,15 @@ def plan_orders(
     prices: dict[int, int],
     instruments: dict[int, Instrument],
     nav_minor: int,
+    nav_by_instrument: Mapping[int, int] | None = None,
 ) -> list[OrderIntent]:
-    """Whole-lot orders that move each targeted position to its weight; sells before buys."""
+    """Whole-lot orders that move each targeted position to its weight; sells before buys.
+    ``nav_by_instrument``: the NAV in each instrument's currency (a book of several currencies)."""
     intents: list[OrderIntent] = []
     for iid in sorted(targets):
         px = prices[iid]
-        value = div_round(targets[iid] * max(nav_minor, 0), RATE_SCALE, _DOWN)
+        nav = nav_minor if nav_by_instrument is None else nav_by_instrument[iid]
+        value = div_round(targets[iid] * max(nav, 0), RATE_SCALE, _DOWN)
         target_qty = 0
         if value:
             assert px > 0, "targets without a price are rejected by the risk stage"

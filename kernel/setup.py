@@ -18,6 +18,7 @@ from domain.riskrules import KillSwitchConfig, RiskPolicy, VolTarget
 from kernel.account import AccountConfig
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
+from kernel.currencies import FxSetup
 from kernel.futures import FuturesConfig
 from kernel.killswitch import KILL_SWITCH_STRATEGY
 from kernel.liquidation import LIQUIDATION_STRATEGY_ID, PerpMargin
@@ -72,6 +73,7 @@ class RunSetup:
     start_step: int = 0  # the first step traded; earlier steps are history (a window's start)
     account: AccountConfig = field(default_factory=AccountConfig)  # cash or margin (kernel.account)
     queued: bool = False  # rows from start_step on arrive one at a time (kernel.stream; paper, live)
+    fx: FxSetup = field(default_factory=FxSetup)  # cash per currency, conversions (kernel.currencies)
 
     def __post_init__(self) -> None:
         if self.strategy is not None:

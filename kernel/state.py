@@ -33,6 +33,9 @@ class KernelState:
     def __init__(self, currency: str) -> None:
         self.currency = currency
         self.balances: dict[str, int] = {}
+        # Accounts kept in a currency other than ``currency`` (a book of several currencies,
+        # ``kernel.currencies``): the snapshot records each balance in its own currency.
+        self.account_currency: dict[str, str] = {}
         self.positions: dict[int, Position] = {}
         self.open_orders: dict[str, Order] = {}  # insertion order = submission order
         self.order_counter = 0
@@ -54,7 +57,10 @@ class KernelState:
             next_step=self.next_step,
             order_counter=self.order_counter,
             txn_counter=self.txn_counter,
-            balances=[PostingRecord(a, ccy, b) for a, b in sorted(self.balances.items())],
+            balances=[
+                PostingRecord(account, self.account_currency.get(account, ccy), balance)
+                for account, balance in sorted(self.balances.items())
+            ],
             positions=[
                 PositionSnapshot(iid, p.qty_raw, p.cost_minor) for iid, p in sorted(self.positions.items())
             ],
@@ -99,6 +105,7 @@ class KernelState:
         state.order_counter = snapshot.order_counter
         state.txn_counter = snapshot.txn_counter
         state.balances = {p.account: p.amount_minor for p in snapshot.balances}
+        state.account_currency = {p.account: p.currency for p in snapshot.balances if p.currency != currency}
         state.positions = {p.instrument_id: Position(p.qty_raw, p.cost_minor) for p in snapshot.positions}
         state.open_orders = {
             o.order_id: Order(

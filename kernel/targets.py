@@ -12,6 +12,7 @@ worth more than 2 units of currency).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from math import isfinite
 
 import numpy as np
@@ -34,9 +35,12 @@ def targets_e8(
     prices: dict[int, int],
     nav_minor: int,
     budget_e8: int = RATE_SCALE,
+    nav_by_instrument: Mapping[int, int] | None = None,
 ) -> dict[int, int]:
     """``{instrument_id: weight 1e-8}`` of a decision. A weight of one is worth the book's
-    ``nav_minor`` times the strategy's ``budget_e8`` (used by ``Shares`` / ``Notional``)."""
+    ``nav_minor`` times the strategy's ``budget_e8`` (used by ``Shares`` / ``Notional``, whose
+    values are in each instrument's own currency); ``nav_by_instrument``: the NAV in each
+    instrument's currency (a book of several currencies)."""
     if isinstance(decision, Shares):
         array, kind = decision.qty, "Shares"
     elif isinstance(decision, Notional):
@@ -50,7 +54,8 @@ def targets_e8(
             continue
         if isinstance(decision, Shares | Notional):
             value = _value_minor(decision, instruments[iid], prices[iid], amount)
-            targets[iid] = weight_for_value(value, nav_minor, budget_e8)
+            nav = nav_minor if nav_by_instrument is None else nav_by_instrument[iid]
+            targets[iid] = weight_for_value(value, nav, budget_e8)
         else:
             targets[iid] = round(amount * RATE_SCALE)
     return targets

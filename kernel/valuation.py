@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+from domain.events import CurrencyMark
 from domain.fixed import Rounding
 from domain.futures import position_value_minor
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import cash_account
 from domain.market import Panel
+from kernel.currencies import CurrencyBook
 from kernel.state import KernelState
 
 __all__ = ["Valuation"]
 
 
 class Valuation:
-    """Marks one kernel's book to the panel's last closes (carried forward over gaps)."""
+    """Marks one kernel's book to the panel's last closes (carried forward over gaps); with
+    ``currencies`` (a book of several currencies) NAV is in the base currency, each currency's
+    NAV converted once at the day's rate (``kernel.currencies``)."""
 
     def __init__(
-        self, state: KernelState, panel: Panel, instruments: dict[int, Instrument], currency: str
+        self,
+        state: KernelState,
+        panel: Panel,
+        instruments: dict[int, Instrument],
+        currency: str,
+        currencies: CurrencyBook | None = None,
     ) -> None:
         self._state = state
+        self.currencies = currencies
         self._panel = panel
         self._instruments = instruments
         self._cash_account = cash_account(currency)
@@ -29,7 +39,22 @@ class Valuation:
         return self._state.balances.get(self._cash_account, 0)
 
     def nav_minor(self, step: int) -> int:
+        if self.currencies is not None:
+            return sum(mark.nav_base_minor for mark in self.currency_marks(step))
         return self.cash_minor() + sum(self.position_values(step).values())
+
+    def currency_marks(self, step: int, values: dict[int, int] | None = None) -> list[CurrencyMark]:
+        """Per currency: cash, position values, NAV and NAV in the base (several currencies)."""
+        assert self.currencies is not None, "marks per currency are for a book of several currencies"
+        if values is None:
+            values = self.position_values(step)
+        return self.currencies.marks(step, self._state.balances, values)
+
+    def nav_by_instrument(self, step: int, nav_minor: int) -> dict[int, int] | None:
+        """The base NAV in each instrument's currency; None for a book of one currency."""
+        if self.currencies is None:
+            return None
+        return self.currencies.nav_by_instrument(step, nav_minor)
 
     def position_values(self, step: int) -> dict[int, int]:
         """Positions' values in NAV: notional, or a daily-settled future's unsettled P&L."""

@@ -10,6 +10,8 @@ Layout (one folder per data set)::
                                  split_to, split_from [, rights_to, rights_from,
                                  rights_price_e8] (corporate actions)
     DATASET/settlements.parquet  (optional) day, instrument_id, settle (futures settlement prices)
+    DATASET/fx.parquet           (optional) day, currency, base, rate_e8 (exchange rates: one
+                                 unit of currency in base, 1e-8; ``domain.fx``)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
 blake2b over the data files' names and bytes; the kernel journals it and replay refuses
@@ -31,6 +33,7 @@ import pyarrow.compute
 import pyarrow.parquet as pq
 
 from domain.futures import is_daily_settled
+from domain.fx import FxError, FxRate, FxTable
 from domain.instruments import Instrument
 from domain.market import ACTION_FIELDS, RIGHTS_FIELDS, Panel
 from domain.markets import CorporateAction
@@ -41,6 +44,7 @@ __all__ = [
     "actions_table",
     "content_hash",
     "dataset_ref",
+    "fx_table",
     "load_panel",
     "pivot_bars",
     "write_dataset",
@@ -73,7 +77,8 @@ class DatasetRef:
     calendar: str
 
 
-_OPTIONAL_FILES = ("funding.parquet", "actions.parquet", "settlements.parquet")
+# A new optional file goes last: a data set without it hashes as before it existed.
+_OPTIONAL_FILES = ("funding.parquet", "actions.parquet", "settlements.parquet", "fx.parquet")
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
 _ACTION_SCHEMA = pa.schema(
     [
@@ -103,6 +108,23 @@ _SETTLEMENT_SCHEMA = pa.schema(
 )
 
 
+_FX_SCHEMA = pa.schema(
+    [
+        pa.field("day", pa.int32(), nullable=False),  # YYYYMMDD the rate applies to
+        pa.field("currency", pa.string(), nullable=False),  # the currency priced ...
+        pa.field("base", pa.string(), nullable=False),  # ... in this one
+        pa.field("rate_e8", pa.int64(), nullable=False),  # one unit of currency in base, 1e-8
+    ]
+)
+
+
+def fx_table(rates: list[FxRate]) -> pa.Table:
+    """Rows in contract form for ``write_dataset``."""
+    return pa.table(
+        {name: [getattr(rate, name) for rate in rates] for name in _FX_SCHEMA.names}, schema=_FX_SCHEMA
+    )
+
+
 def content_hash(path: Path) -> str:
     digest = hashlib.blake2b(digest_size=32)
     optional = [name for name in _OPTIONAL_FILES if (Path(path) / name).exists()]
@@ -128,6 +150,7 @@ def write_dataset(
     funding: pa.Table | None = None,
     actions: pa.Table | None = None,
     settlements: pa.Table | None = None,
+    fx: pa.Table | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -147,6 +170,9 @@ def write_dataset(
     if settlements is not None:
         settlements = _checked_settlements(settlements, instruments)
         pq.write_table(settlements, path / "settlements.parquet", compression="zstd")
+    if fx is not None:
+        fx = _checked_fx(fx)
+        pq.write_table(fx, path / "fx.parquet", compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,
@@ -223,8 +249,34 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
             settle_instrument_id=settles.column("instrument_id").to_numpy().astype(np.int64),
             settle_px_raw=settles.column("settle").to_numpy().astype(np.int64),
         )
+    if (path / "fx.parquet").exists():
+        rows = _checked_fx(pq.read_table(path / "fx.parquet")).to_pylist()
+        panel = dataclasses.replace(panel, fx_rates=tuple(FxRate(**row) for row in rows))
     ref = DatasetRef(str(path), digest, str(manifest["frequency"]), str(manifest["calendar"]))
     return panel, ref
+
+
+def _checked_fx(fx: pa.Table) -> pa.Table:
+    """The fx table in contract form, sorted by (day, currency, base): no nulls, known
+    currencies, positive rates, one row per (day, currency, base)."""
+    missing = [name for name in _FX_SCHEMA.names if name not in fx.column_names]
+    if missing:
+        raise DatasetError(f"fx: missing columns {missing}")
+    nulls = [name for name in _FX_SCHEMA.names if fx.column(name).null_count]
+    if nulls:
+        raise DatasetError(f"fx: null values in {nulls}")
+    try:
+        fx = fx.select(_FX_SCHEMA.names).cast(_FX_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"fx: {error}") from None
+    fx = fx.sort_by([("day", "ascending"), ("currency", "ascending"), ("base", "ascending")])
+    rows = [FxRate(**row) for row in fx.to_pylist()]
+    try:
+        for base in sorted({row.base for row in rows}):
+            FxTable(base, rows, stale_days_max=0)  # checks each row and duplicates
+    except (FxError, ValueError) as error:
+        raise DatasetError(str(error)) from None
+    return fx
 
 
 def _checked_settlements(settles: pa.Table, instruments: list[Instrument]) -> pa.Table:
@@ -356,7 +408,11 @@ def pivot_bars(bars: pa.Table, instruments: tuple[Instrument, ...]) -> Panel:
         ts_ns=steps.astype(np.int64),
         day=day,
         instruments=instruments,
+        open=fields["open"],
+        high=fields["high"],
+        low=fields["low"],
+        close=fields["close"],
+        volume=fields["volume"],
         valid=valid,
         last_close=Panel.carry_forward(fields["close"], valid),
-        **fields,
     )

@@ -425,6 +425,7 @@ def _write_rows(connection: psycopg.Connection[Any], batch: LedgerBatch) -> None
     _copy(connection, "postings", rows.postings)
     _copy(connection, "nav", rows.nav)
     _copy(connection, "sleeves", rows.sleeves)
+    _copy(connection, "currency_marks", rows.currency_marks)
     _copy(connection, "risk_events", rows.risk_events)
     execute_many(upsert_sql("%s"), batch.execution_rows())
 

@@ -31,6 +31,7 @@ import msgspec
 
 from domain.events import (
     CorporateActionApplied,
+    CurrenciesMarked,
     DatasetReferenced,
     DayClosed,
     Event,
@@ -199,6 +200,7 @@ class _Rows:
     nav: list[LedgerRow] = field(default_factory=list)
     risk_events: list[LedgerRow] = field(default_factory=list)
     sleeves: list[LedgerRow] = field(default_factory=list)
+    currency_marks: list[LedgerRow] = field(default_factory=list)
 
 
 class _Cursor(Protocol):
@@ -239,6 +241,7 @@ class LedgerBatch:
             DayClosed: self._on_day_closed,
             RiskVerdict: self._on_risk_verdict,
             SleevesMarked: self._on_sleeves_marked,
+            CurrenciesMarked: self._on_currencies_marked,
             CorporateActionApplied: self._on_corporate_action,
             RightsIssueApplied: self._on_rights_issue,
         }
@@ -505,6 +508,13 @@ class LedgerBatch:
             for s in event.sleeves
         )
 
+    def _on_currencies_marked(self, seq: int, event: CurrenciesMarked) -> None:
+        self.rows.currency_marks.extend(
+            (event.day, m.currency, seq, event.base, m.rate_e8, m.cash_minor, m.value_minor, m.nav_minor,
+             m.nav_base_minor)
+            for m in event.currencies
+        )  # fmt: skip
+
     def _on_risk_verdict(self, seq: int, event: RiskVerdict) -> None:
         self.rows.risk_events.append(
             (
@@ -570,6 +580,7 @@ def _write_rows(db: sqlite3.Connection, batch: LedgerBatch) -> None:
     db.executemany("INSERT INTO postings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.postings)
     db.executemany("INSERT INTO nav VALUES (?, ?, ?, ?, ?, ?)", rows.nav)
     db.executemany("INSERT INTO sleeves VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows.sleeves)
+    db.executemany("INSERT INTO currency_marks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.currency_marks)
     db.executemany("INSERT INTO risk_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.risk_events)
     db.executemany(upsert_sql("?"), batch.execution_rows())
 

@@ -27,6 +27,7 @@ from domain.riskrules import (
 from kernel.account import AccountConfig
 from kernel.borrow import BorrowConfig
 from kernel.corporate_actions import CorporateActionConfig
+from kernel.currencies import DEFAULT_STALE_DAYS_MAX, FxConversion, FxSetup
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import Journal, JournalError
 from kernel.liquidation import PerpMargin
@@ -49,6 +50,8 @@ __all__ = [
     "ENGINE_VERSION",
     "BacktestConfig",
     "BacktestResult",
+    "FxConfig",
+    "FxConversionConfig",
     "OperatorCommandConfig",
     "PaperConfig",
     "StrategyConfig",
@@ -135,6 +138,78 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     def event(self) -> OperatorCommanded:
         return OperatorCommanded(
             ts_ns=self.ts_ns(), command=self.command, operator=self.operator, note=self.note
+        )
+
+
+def _money_minor(text: str, currency: str, key: str) -> int:
+    """Decimal text -> minor units of ``currency``, exactly (more digits is an error)."""
+    try:
+        digits = minor_digits(currency)
+    except ValueError as error:
+        raise ValueError(f"{key}: {error}") from None
+    try:
+        value = from_decimal_text(text, digits, Rounding.DOWN)
+        exact = value == from_decimal_text(text, digits, Rounding.CEILING)
+    except (ArithmeticError, ValueError):
+        raise ValueError(f"{key}: {text!r} is not a decimal amount") from None
+    if not exact:
+        raise ValueError(f"{key}: {text!r} has more digits than {currency}'s minor unit")
+    return value
+
+
+class FxConversionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[[fx.conversions]]``: convert ``amount`` (decimal text) of ``source`` cash into
+    ``target`` at the first step at or after ``at`` (ISO 8601 with a UTC offset), at that
+    session day's rates into the base (``kernel.currencies``)."""
+
+    at: str
+    source: str
+    target: str
+    amount: str
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.source == self.target:
+            raise ValueError(f"fx.conversions: source and target are both {self.source}")
+        _money_minor("0", self.target, "fx.conversions.target")  # a known currency
+        if self.amount_minor() <= 0:
+            raise ValueError(f"fx.conversions: amount must be positive, got {self.amount!r}")
+        self.ts_ns()
+
+    def amount_minor(self) -> int:
+        return _money_minor(self.amount, self.source, "fx.conversions.amount")
+
+    def ts_ns(self) -> int:
+        return OperatorCommandConfig(at=self.at, command="halt").ts_ns()
+
+    def conversion(self) -> FxConversion:
+        return FxConversion(self.ts_ns(), self.source, self.target, self.amount_minor(), self.note)
+
+
+class FxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[fx]``: a book of several currencies. ``initial_cash``: cash per currency beside the
+    base's ``initial_cash`` (decimal text by currency code); ``conversions``: explicit
+    conversions; ``stale_days_max``: how many calendar days a rate of the data set's fx table
+    stays the day's rate (``domain.fx``)."""
+
+    stale_days_max: int = DEFAULT_STALE_DAYS_MAX
+    initial_cash: dict[str, str] = {}
+    conversions: list[FxConversionConfig] = []
+
+    def setup(self, base: str) -> FxSetup:
+        if base in self.initial_cash:
+            raise ValueError(f"fx.initial_cash.{base}: {base} is the base currency; its cash is initial_cash")
+        cash = tuple(
+            (currency, _money_minor(text, currency, f"fx.initial_cash.{currency}"))
+            for currency, text in sorted(self.initial_cash.items())
+        )
+        negative = [currency for currency, amount in cash if amount < 0]
+        if negative:
+            raise ValueError(f"fx.initial_cash: negative cash in {negative}")
+        return FxSetup(
+            stale_days_max=self.stale_days_max,
+            initial_cash=cash,
+            conversions=tuple(item.conversion() for item in self.conversions),
         )
 
 
@@ -263,6 +338,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     window: Window | None = None  # the session days traded (walk-forward folds); None: all
     account: AccountConfig = AccountConfig()  # "margin" (as before) or "cash" (kernel.account)
     paper: PaperConfig | None = None  # a paper run's live steps and market data (tape paper)
+    fx: FxConfig | None = None  # cash per currency and conversions (kernel.currencies); None: none
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -279,6 +355,8 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             self.budgets_e8()
         if self.paper is not None and self.window is not None:
             raise ValueError("paper: a paper run trades from paper.start; leave [window] out")
+        if self.fx is not None:
+            self.fx.setup(self.currency)
 
     def strategy_configs(self) -> list[StrategyConfig]:
         return [self.strategy] if self.strategy is not None else list(self.strategies)
@@ -360,6 +438,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("account",), msgspec.to_builtins(AccountConfig())),
     (("paper",), None),
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
+    (("fx",), None),
 )
 
 
@@ -441,6 +520,7 @@ def build_setup(
         start_step=start_step,
         account=config.account,
         queued=queued,
+        fx=(config.fx or FxConfig()).setup(config.currency),
     )
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "ExecutionQualityError",
     "ExecutionReport",
     "execution_report",
+    "execution_reports",
     "write_orders_csv",
 ]
 
@@ -88,11 +89,33 @@ def execution_report(journal: Journal, progress: Callable[[int], None] | None = 
         raise ExecutionQualityError(f"execution quality: {error}") from error
 
 
-def _report(journal: Journal, progress: Callable[[int], None] | None) -> ExecutionReport:
+def execution_reports(
+    journal: Journal, progress: Callable[[int], None] | None = None
+) -> list[ExecutionReport]:
+    """One report per currency the orders traded in, sorted by currency (a book of several
+    currencies: money of one currency does not add to another's); one report for one currency."""
+    try:
+        rows = _rows(journal, progress)
+        currencies = sorted({row.currency for row in rows})
+        if len(currencies) <= 1:
+            return [_summarised(rows)]
+        return [_summarised([row for row in rows if row.currency == ccy]) for ccy in currencies]
+    except ValueError as error:
+        raise ExecutionQualityError(f"execution quality: {error}") from error
+
+
+def _rows(journal: Journal, progress: Callable[[int], None] | None) -> list[ExecutionRow]:
     fold = ExecutionFold()
     for seq, event in _folded_events(journal, progress):
         fold.apply(seq, event)  # type: ignore[arg-type]
-    rows = fold.rows()
+    return fold.rows()
+
+
+def _report(journal: Journal, progress: Callable[[int], None] | None) -> ExecutionReport:
+    return _summarised(_rows(journal, progress))
+
+
+def _summarised(rows: list[ExecutionRow]) -> ExecutionReport:
     strategies: dict[str, list[ExecutionRow]] = {}
     days: dict[int, list[ExecutionRow]] = {}
     for row in rows:

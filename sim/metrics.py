@@ -1,4 +1,10 @@
-"""Performance statistics derived from a journal's events (never from kernel internals)."""
+"""Performance statistics derived from a journal's events (never from kernel internals).
+
+A book of several currencies (``kernel.currencies``) is reported in its base currency: NAV from
+``DayClosed``; fees, closing trades' PnL and traded notional in another currency are converted
+at the rates of the ``CurrenciesMarked`` that closes their day (half-even, ``domain.fx``); the
+initial NAV converts the configured cash per currency at the first day's rates. The last day's
+marks give the per-currency detail (``currency_rows``)."""
 
 from __future__ import annotations
 
@@ -7,16 +13,21 @@ import json
 import math
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from domain.events import (
+    CurrenciesMarked,
+    CurrencyMark,
     DatasetReferenced,
     DayClosed,
     LedgerPosted,
     OrderFilled,
+    PostingRecord,
     RunStarted,
 )
-from domain.fixed import minor_digits
+from domain.fixed import Rounding, from_decimal_text, minor_digits
+from domain.fx import to_base_minor
 from domain.ledger import realized_account
 from kernel.journal import Journal
 from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
@@ -29,6 +40,7 @@ _DECODED = {
     "ledger.posted.v1",
     "run.started.v1",
     "dataset.referenced.v1",
+    "book.currencies_marked.v1",
 }
 
 
@@ -50,6 +62,23 @@ class RunReport:
     periods_per_year: int
     finished: bool  # the journal holds run.finished (a run cut short does not)
     fee_lines: dict[str, float] = field(default_factory=dict)  # commission, stamp_duty, ...
+    # A book of several currencies: the last close per currency (empty for one currency).
+    currency_marks: tuple[CurrencyMark, ...] = ()
+
+    def currency_rows(self) -> list[tuple[str, str]]:
+        """Per currency at the last close: cash and NAV in it, the rate, and NAV in the base."""
+        if not self.currency_marks:
+            return []
+        rows = [("currencies (last close)", f"base {self.currency}")]
+        for mark in self.currency_marks:
+            cash = mark.cash_minor / 10 ** minor_digits(mark.currency)
+            nav = mark.nav_minor / 10 ** minor_digits(mark.currency)
+            base = mark.nav_base_minor / 10 ** minor_digits(self.currency)
+            rows.append((f"  {mark.currency} cash / NAV", f"{cash:,.2f} / {nav:,.2f} {mark.currency}"))
+            rows.append(
+                (f"  {mark.currency} NAV at {mark.rate_e8 / 1e8:.8g}", f"{base:,.2f} {self.currency}")
+            )
+        return rows
 
     @property
     def total_return(self) -> float:
@@ -94,6 +123,7 @@ class RunReport:
                 (f"  {name.replace('_', ' ')}", f"{amount:,.2f} {ccy}")
                 for name, amount in sorted(self.fee_lines.items())
             ),
+            *self.currency_rows(),
         ]
 
     def to_json(self) -> dict[str, object]:
@@ -137,25 +167,67 @@ class _Fold:
         self.trade_pnls: list[int] = []
         self.positions: dict[int, int] = {}
         self.days_held = 0
+        self.base = ""  # the run's currency, from its first record
+        self.first_marks: CurrenciesMarked | None = None
+        self.last_marks: CurrenciesMarked | None = None
+        # Events of the day so far in another currency than the base, converted at its close.
+        self.pending: list[OrderFilled | LedgerPosted] = []
 
     def apply(self, event: object) -> None:
         if isinstance(event, DayClosed):
             self.navs.append(event.nav_minor)
             self.days_held += any(self.positions.values())
         elif isinstance(event, OrderFilled):
-            self.traded_minor += event.notional_minor
             qty = self.positions.get(event.instrument_id, 0) + event.side * event.fill_qty_raw
             self.positions[event.instrument_id] = qty
+            if event.currency == self.base:
+                self.traded_minor += event.notional_minor
+            else:
+                self.pending.append(event)
         elif isinstance(event, LedgerPosted):
-            fees = _add_fee_lines(event, self.fee_lines)
-            self.fees_minor += fees
-            pnl = closing_trade_pnl(event)
-            if pnl is not None:
-                self.trade_pnls.append(pnl)
+            if all(p.currency == self.base for p in event.postings):
+                self._posted(event, {})
+            else:
+                self.pending.append(event)
+        elif isinstance(event, CurrenciesMarked):
+            self._close_currencies(event)
         elif isinstance(event, RunStarted):
             self.run = event
+            self.base = str(json.loads(event.config_json).get("currency", "USD"))
         elif isinstance(event, DatasetReferenced):
             self.calendar_days = 365 if event.calendar == "24x7" else 252
+
+    def _posted(self, event: LedgerPosted, rates: dict[str, int]) -> None:
+        """Fees and a closing trade's PnL of a transaction, in the base (``rates``: the day's
+        rates of its other currencies)."""
+        if rates:
+            event = _in_base(event, self.base, rates)
+        self.fees_minor += _add_fee_lines(event, self.fee_lines)
+        pnl = closing_trade_pnl(event)
+        if pnl is not None:
+            self.trade_pnls.append(pnl)
+
+    def _close_currencies(self, event: CurrenciesMarked) -> None:
+        """The day's events in other currencies, at the day's rates."""
+        rates = {mark.currency: mark.rate_e8 for mark in event.currencies}
+        for pending in self.pending:
+            if isinstance(pending, OrderFilled):
+                rate = rates[pending.currency]
+                self.traded_minor += to_base_minor(pending.notional_minor, pending.currency, self.base, rate)
+            else:
+                self._posted(pending, rates)
+        self.pending.clear()
+        self.first_marks = self.first_marks or event
+        self.last_marks = event
+
+
+def _in_base(event: LedgerPosted, base: str, rates: dict[str, int]) -> LedgerPosted:
+    """The transaction's postings each converted into the base (half-even), for the totals."""
+    postings = [
+        PostingRecord(p.account, base, to_base_minor(p.amount_minor, p.currency, base, rates[p.currency]))
+        for p in event.postings
+    ]
+    return msgspec.structs.replace(event, postings=postings)
 
 
 def report_from_journal(journal: Journal) -> RunReport:
@@ -169,7 +241,7 @@ def report_from_journal(journal: Journal) -> RunReport:
     config = json.loads(fold.run.config_json)
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)
-    initial = _initial_cash(config)
+    initial = _initial_cash(config) + _initial_other_cash(config, currency, fold.first_marks)
     counts = fold.counts
     periods = fold.calendar_days
     nav = np.array(fold.navs, dtype=np.float64) / scale
@@ -194,6 +266,7 @@ def report_from_journal(journal: Journal) -> RunReport:
         periods_per_year=periods,
         finished=counts.get("run.finished.v1", 0) > 0,
         fee_lines={name: amount / scale for name, amount in fold.fee_lines.items()},
+        currency_marks=tuple(fold.last_marks.currencies) if fold.last_marks is not None else (),
     )
 
 
@@ -221,6 +294,21 @@ def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
             fee_lines[kind] = fee_lines.get(kind, 0) + posting.amount_minor
             total += posting.amount_minor
     return total
+
+
+def _initial_other_cash(config: dict[str, object], base: str, marks: CurrenciesMarked | None) -> float:
+    """The configured cash in other currencies ([fx] initial_cash) at the first day's rates."""
+    fx = config.get("fx")
+    if not isinstance(fx, dict) or marks is None:
+        return 0.0
+    rates = {mark.currency: mark.rate_e8 for mark in marks.currencies}
+    total = 0
+    cash: dict[str, object] = dict(fx.get("initial_cash") or {})
+    for currency, text in sorted(cash.items()):
+        amount = from_decimal_text(str(text), minor_digits(currency), Rounding.HALF_EVEN)
+        total += to_base_minor(amount, currency, base, rates[currency])
+    scale: int = 10 ** minor_digits(base)
+    return total / scale
 
 
 def _initial_cash(config: dict[str, object]) -> float:

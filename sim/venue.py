@@ -381,8 +381,9 @@ class SimVenue:
             if step + 1 >= self._panel.steps:
                 return NO_ACTIVITY
             row = self._next_valid[step + 1]
-            found = min(int(row[self._column[o.instrument_id]]) for o in orders)
-            return NO_ACTIVITY if found < 0 else found
+            # A name with no bar left (-1) cannot fill; the others' next bars still count.
+            ahead = [step for step in (int(row[self._column[o.instrument_id]]) for o in orders) if step >= 0]
+            return min(ahead) if ahead else NO_ACTIVITY
         sides, types, limits, _, columns, _, _ = self._arrays(orders)
         panel = self._panel
         found = next_fill_step_nb(sides, types, limits, columns, step, panel.low, panel.high, panel.valid)

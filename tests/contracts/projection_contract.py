@@ -282,8 +282,8 @@ class LedgerProjectionContract:
         report = audit(journal_path, target[0], schema=target[1])
         assert report.ok, report.lines()
         assert report.exit_status == 0
-        assert report.tables == 13
-        assert report.lines()[0].startswith("audit ok: 13 tables")
+        assert report.tables == 14
+        assert report.lines()[0].startswith("audit ok: 14 tables")
 
     def test_audit_of_a_lagging_ledger_compares_at_its_checkpoint(
         self, journal_path: Path, target: Target
@@ -317,4 +317,4 @@ class LedgerProjectionContract:
         assert sorted(details) == ["nav", "positions"]
         assert details["nav"].startswith("live is missing row {'day': 20240102, ")
         assert details["positions"] == "live has an extra row {'instrument_id': 99, 'qty_raw': 5}"
-        assert "audit FAILED: 2 of 13 tables differ" in report.lines()[0]
+        assert "audit FAILED: 2 of 14 tables differ" in report.lines()[0]

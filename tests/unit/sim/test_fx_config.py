@@ -1,0 +1,100 @@
+"""``[fx]``: a run without it journals the same configuration bytes as before it existed; bad
+settings stop with one line naming the key; what a book of several currencies does not do yet
+is refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from domain.fx import FxRate
+from domain.instruments import Instrument
+from kernel.account import AccountConfig
+from kernel.loop import KernelError
+from lake.store import DatasetError, fx_table, write_dataset
+from sim.backtest import BacktestConfig, FxConfig, FxConversionConfig, StrategyConfig, run_backtest
+from tests.factories import Scripted
+
+USD = Instrument(instrument_id=1, symbol="AAA", venue="XNAS", asset_class="equity", currency="USD",
+                 price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+CNY = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="equity", currency="CNY",
+                 price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+DAYS = [20240102, 20240103, 20240104]
+
+
+def _config(**fields: object) -> BacktestConfig:
+    return BacktestConfig(run_id="r", dataset="d", journal="j", strategy=StrategyConfig(name="sma_crossover"),
+                          **fields)  # type: ignore[arg-type]  # fmt: skip
+
+
+def test_no_fx_table_leaves_the_journaled_config_as_before() -> None:
+    assert "fx" not in json.loads(_config().canonical_json())
+    with_fx = _config(fx=FxConfig(initial_cash={"CNY": "10"}))
+    assert json.loads(with_fx.canonical_json())["fx"]["initial_cash"] == {"CNY": "10"}
+    assert BacktestConfig.from_json(with_fx.canonical_json()) == with_fx
+    assert BacktestConfig.from_json(_config().canonical_json()).fx is None
+
+
+@pytest.mark.parametrize(
+    ("fx", "message"),
+    [
+        (FxConfig(initial_cash={"USD": "1"}), r"fx.initial_cash.USD: USD is the base currency"),
+        (FxConfig(initial_cash={"XYZ": "1"}), r"fx.initial_cash.XYZ: unknown currency 'XYZ'"),
+        (FxConfig(initial_cash={"CNY": "1.001"}), r"fx.initial_cash.CNY: '1.001' has more digits"),
+        (FxConfig(initial_cash={"CNY": "-5"}), r"fx.initial_cash: negative cash in \['CNY'\]"),
+    ],
+)
+def test_bad_fx_settings_name_the_key(fx: FxConfig, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _config(fx=fx)
+
+
+def test_bad_conversions_name_the_key() -> None:
+    with pytest.raises(ValueError, match="source and target are both USD"):
+        FxConversionConfig(at="2024-01-02T00:00:00Z", source="USD", target="USD", amount="1")
+    with pytest.raises(ValueError, match="amount must be positive"):
+        FxConversionConfig(at="2024-01-02T00:00:00Z", source="USD", target="CNY", amount="0")
+    with pytest.raises(ValueError, match="needs a UTC offset"):
+        FxConversionConfig(at="2024-01-02", source="USD", target="CNY", amount="1")
+
+
+def _dataset(path: Path, rates: list[FxRate] | None) -> Path:
+    rows = [
+        {"ts_ns": (index + 1) * 86_400 * 10**9 + 1_704_153_600 * 10**9, "day": day, "instrument_id": iid,
+         "open": 1000, "high": 1000, "low": 1000, "close": 1000, "volume": 10**6}
+        for index, day in enumerate(DAYS) for iid in (1, 2)
+    ]  # fmt: skip
+    write_dataset(
+        path, name="constructed", frequency="1d", calendar="24x7", instruments=[USD, CNY],
+        bars=pa.Table.from_pylist(rows), fx=None if rates is None else fx_table(rates),
+    )  # fmt: skip
+    return path
+
+
+def _run(tmp_path: Path, rates: list[FxRate] | None, **fields: object) -> None:
+    config = BacktestConfig(
+        run_id="r", dataset=str(_dataset(tmp_path / "d", rates)), journal=str(tmp_path / "j"),
+        strategy=StrategyConfig(name="scripted"), us_regulatory_fees=False, **fields,  # type: ignore[arg-type]
+    )  # fmt: skip
+    run_backtest(config, Scripted({0: 0.5}))
+
+
+def test_an_instrument_currency_without_rates_stops_naming_currency_and_day(tmp_path: Path) -> None:
+    with pytest.raises(KernelError, match=r"no CNY/USD rate in the data set \(needed on 20240102\)"):
+        _run(tmp_path, None)
+
+
+def test_a_cash_account_with_several_currencies_is_refused_by_name(tmp_path: Path) -> None:
+    rates = [FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000) for day in DAYS]
+    refused = r"several currencies \(CNY, USD\) with a cash account is not built"
+    with pytest.raises(KernelError, match=refused):
+        _run(tmp_path, rates, account=AccountConfig(type="cash"))
+
+
+def test_a_malformed_fx_table_is_refused_when_written(tmp_path: Path) -> None:
+    bad = [FxRate(day=20240102, currency="CNY", base="USD", rate_e8=-1)]
+    with pytest.raises(DatasetError, match="not positive"):
+        _dataset(tmp_path / "d", bad)
