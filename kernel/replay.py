@@ -95,8 +95,19 @@ class _ComparingSink:
     range covers it partly, when it holds journaled inputs, or when its rebuilt body differs.
     """
 
-    def __init__(self, journal: Journal, start_seq: int, end_seq: int, *, unfinished: bool = False) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        start_seq: int,
+        end_seq: int,
+        *,
+        unfinished: bool = False,
+        decoded: dict[int, Event] | None = None,
+    ) -> None:
+        """``decoded``: inputs a queue source's feed decoded already, by sequence number (taken
+        from there instead of decoded again)."""
         self._unfinished = unfinished  # the journal ends part-way: deriving past its end is expected
+        self._decoded = decoded if decoded is not None else {}
         self._raw: Iterator[tuple[int, bytes]] = journal.raw_segments(start_seq)
         self._start = start_seq
         self._end = end_seq  # exclusive
@@ -150,8 +161,10 @@ class _ComparingSink:
             index = self._seq - self._key
             if index >= len(self._kinds) or self._kinds[index] not in INPUT_KINDS:
                 return
-            record = self._parsed().records[index]
-            self._buffer.append(decode_event(record.payload))
+            event = self._decoded.pop(self._seq, None)
+            if event is None:
+                event = decode_event(self._parsed().records[index].payload)
+            self._buffer.append(event)
             self._advance()
 
     def _parsed(self) -> Segment:
@@ -382,10 +395,11 @@ def _replay_queued(
     else:
         start_seq, end_seq, snapshot, first, end_step = _day_bounds(journal, setup.panel, day)
     unfinished = day is None and not run_status(journal).finished
-    sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished)
     state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
     inputs = _queue_inputs(journal, end_seq)
     _fill_history(setup, inputs, first)
+    inputs.decoded.clear()  # the history's inputs are before the compared range
+    sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished, decoded=inputs.decoded)
 
     def derive() -> None:
         kernel = Kernel(setup, sink, state=state, arrived=first)
@@ -437,6 +451,7 @@ class _queue_inputs:
         self._records = journal.records_of_kinds(QUEUE_INPUT_KINDS, 2)
         self._end = end_seq
         self._back: list[BarsReceived | ClockAdvanced | CommandReceived] = []
+        self.decoded: dict[int, Event] = {}  # for the comparing sink, which copies inputs
 
     def __iter__(self) -> Iterator[BarsReceived | ClockAdvanced | CommandReceived]:
         return self
@@ -449,6 +464,7 @@ class _queue_inputs:
             raise StopIteration
         event = decode_event(record.payload)
         assert isinstance(event, BarsReceived | ClockAdvanced | CommandReceived)
+        self.decoded[record.seq] = event
         return event
 
     def push_back(self, event: BarsReceived | ClockAdvanced | CommandReceived) -> None:
