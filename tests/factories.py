@@ -131,3 +131,16 @@ def forge_journal(journal_path: Path, out_path: Path, seq_to_change: int, change
         previous = digest
     source.close()
     target.close()
+
+
+def count_events(path: Path, kind: type[Event]) -> int:
+    """How many events of ``kind`` a journal another process is writing holds now (0 while it
+    is not there yet or not readable yet)."""
+    from kernel.journal import JournalError
+    from kernel.store import open_journal
+
+    try:
+        with open_journal(path) as journal:
+            return sum(1 for _, event in journal.events() if isinstance(event, kind))
+    except (JournalError, OSError):
+        return 0

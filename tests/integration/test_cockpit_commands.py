@@ -23,6 +23,7 @@ from kernel.operator_inbox import running_session, session_path
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.synth import synth_dataset
+from tests.factories import count_events
 from tui import CockpitApp
 
 CONFIG = """
@@ -44,14 +45,6 @@ clock = "venue"
 """
 
 
-def _bars(journal: Path) -> int:
-    try:
-        with open_journal(journal) as store:
-            return sum(1 for _, event in store.events() if isinstance(event, BarsReceived))
-    except Exception:
-        return 0
-
-
 @pytest.mark.asyncio
 async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path) -> None:
     data = tmp_path / "market"
@@ -66,7 +59,9 @@ async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path)
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while (running_session(journal) is None or _bars(journal) < 5) and time.monotonic() < deadline:
+        while (
+            running_session(journal) is None or count_events(journal, BarsReceived) < 5
+        ) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         assert running_session(journal) == process.pid
         app = CockpitApp(cockpit_sources(journal, follow=True, poll_interval_s=0.2))

@@ -36,6 +36,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
 from lake.synth import synth_dataset
+from tests.factories import count_events
 
 DAY_NS = 86_400 * 10**9
 HISTORY = 60  # daily bars the strategies warm up on; the other bars arrive live
@@ -166,15 +167,21 @@ def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path
     journal = tmp_path / "journal"
     config = _config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
 
+    sent: list[int] = []
+
     def operator() -> None:
-        time.sleep(1.0)  # the session is under way (40 bars a second)
-        inbox_path(journal).open("a").write("not a command\n")
-        assert main(["command", str(journal), "halt", "--operator", "ana", "--note", "drill"]) == 0
+        deadline = time.monotonic() + 60
+        while count_events(journal, BarsReceived) < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the session is under way
+        with inbox_path(journal).open("a") as inbox:
+            inbox.write("not a command\n")
+        sent.append(main(["command", str(journal), "halt", "--operator", "ana", "--note", "drill"]))
 
     thread = threading.Thread(target=operator)
     thread.start()
     assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "40"]) == 0
     thread.join()
+    assert sent == [0]
     with open_journal(journal) as store:
         events = [event for _, event in store.events()]
         outcome = replay(store, replay_builder)
@@ -209,7 +216,9 @@ def test_a_signal_stops_a_session_and_what_arrived_replays(
         [sys.executable, "-m", "cli.main", *argv],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
-    time.sleep(4.0)  # start-up, then a few bars a second
+    deadline = time.monotonic() + 60
+    while count_events(journal, BarsReceived) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)  # start-up, then ten bars a second
     process.send_signal(stop)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 130, output
