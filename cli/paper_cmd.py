@@ -32,10 +32,10 @@ import msgspec
 from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
 from cli.report_cmd import print_report
-from cli.wiring import ConfigError, load_config, make_strategies
-from domain.events import CommandReceived
+from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
+from domain.events import CommandReceived, RunStarted
 from domain.instruments import Instrument
-from kernel.journal import JournalError
+from kernel.journal import Journal, JournalError
 from kernel.loop import Kernel, KernelError
 from kernel.operator_inbox import (
     COMMANDS,
@@ -45,6 +45,7 @@ from kernel.operator_inbox import (
     running_session,
     send_command,
 )
+from kernel.replay import resume
 from kernel.store import open_journal
 from kernel.stream import QueueSource
 from lake.sessions import frequency_ns
@@ -64,6 +65,9 @@ def add_paper_parser(verbs: Any) -> None:
     )
     paper.add_argument("config", help="a run's TOML with a [paper] table")
     paper.add_argument("--journal", help="override the config's journal path (a new journal)")
+    paper.add_argument(
+        "--resume", action="store_true", help="carry on the session the journal holds (stopped or crashed)"
+    )
     paper.add_argument(
         "--local-exchange",
         metavar="MARKET",
@@ -127,7 +131,8 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if args.disconnect_every < 0:
         raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
     market = Path(args.local_exchange) if args.local_exchange else None
-    return asyncio.run(_paper(config, market, _Player(args.speed, args.disconnect_every)))
+    player = _Player(args.speed, args.disconnect_every)
+    return asyncio.run(_paper(config, market, player, carry_on=args.resume))
 
 
 def _resolved(config: BacktestConfig) -> BacktestConfig:
@@ -177,22 +182,72 @@ class _Player:
             await asyncio.sleep(1 / self.speed)
 
 
-async def _paper(config: BacktestConfig, market: Path | None, player: _Player) -> int:
+@dataclass(frozen=True)
+class _Started:
+    """A session's kernel and queue source, fresh or resumed from its journal."""
+
+    kernel: Kernel
+    source: QueueSource
+    note: str
+
+
+def _fresh(config: BacktestConfig, journal: Journal) -> _Started:
     assert config.paper is not None
     ref = dataset_ref(Path(config.dataset))
     setup = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True)
+    if len(journal):
+        raise JournalError(
+            f"{config.journal} already holds {len(journal)} records: choose a new journal path, or "
+            "carry that session on with --resume"
+        )
+    journal_inputs(journal, config, ref, setup.panel)
+    kernel = Kernel(setup, journal, arrived=setup.start_step)
+    kernel.begin()
+    journal.commit()
+    source = QueueSource(kernel, journal=journal, name=f"paper:{config.paper.exchange}")
+    return _Started(kernel, source, "")
+
+
+def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, _Started]:
+    """The session the journal holds, re-derived and carried on (``kernel.replay.resume``); its
+    journaled configuration must be this one (``paper.start`` as it was resolved then)."""
+    assert config.paper is not None
+    if not len(journal):
+        raise JournalError(f"{config.journal} is empty: there is no session to resume (leave out --resume)")
+    first = journal.record(0).event()
+    if not isinstance(first, RunStarted):
+        raise JournalError(f"{config.journal} does not start with run.started")
+    journaled = BacktestConfig.from_json(first.config_json)
+    if journaled.paper is None:
+        raise JournalError(f"{config.journal} is not a paper session's journal")
+    asked = msgspec.structs.replace(
+        config, paper=msgspec.structs.replace(config.paper, start=journaled.paper.start)
+    )
+    if asked.canonical_json() != journaled.canonical_json():
+        raise ConfigError(
+            f"{config.journal} was written with another configuration than this one: not resumed"
+        )
+    resumed = resume(journal, replay_builder, source_name=f"paper:{config.paper.exchange}")
+    journal.commit()
+    note = (
+        f"resumed: {resumed.records_compared:,} derived records re-derived byte for byte; "
+        f"carrying on at step {resumed.source.next_row:,}"
+    )
+    return journaled, _Started(resumed.kernel, resumed.source, note)
+
+
+async def _paper(config: BacktestConfig, market: Path | None, player: _Player, *, carry_on: bool) -> int:
+    assert config.paper is not None
     frequency = str(read_manifest(Path(config.dataset))["frequency"])
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
-        if len(journal):
-            raise JournalError(
-                f"{config.journal} already holds {len(journal)} records; choose a new journal path"
-            )
-        journal_inputs(journal, config, ref, setup.panel)
-        kernel = Kernel(setup, journal, arrived=setup.start_step)
-        kernel.begin()
-        journal.commit()
-        source = QueueSource(kernel, journal=journal, name=f"paper:{config.paper.exchange}")
+        if carry_on:
+            config, started = _resumed(config, journal)
+        else:
+            started = _fresh(config, journal)
+        kernel, source = started.kernel, started.source
+        setup = kernel.setup
+        assert config.paper is not None
         marked = mark_session(config.journal, os.getpid())  # tape command / the cockpit look for it
         instruments = venue_instruments(config, setup.panel.instruments)
         live = setup.panel.steps - setup.start_step
@@ -200,6 +255,8 @@ async def _paper(config: BacktestConfig, market: Path | None, player: _Player) -
             f"paper {config.run_id}: {live:,} steps of {frequency} from {config.paper.start} to "
             f"{config.paper.end}; history {setup.start_step:,} steps; journal {config.journal}"
         )
+        if started.note:
+            console.print(started.note)
         try:
             with progress_bar(f"paper {config.run_id}", live) as update:
                 session = await _session(config, frequency, instruments, source, journal, market, player,
@@ -215,7 +272,7 @@ async def _paper(config: BacktestConfig, market: Path | None, player: _Player) -
     if not source.done:
         console.print(
             f"[yellow]stopped ({session.stopped})[/] at step {source.next_row:,} of {setup.panel.steps:,}: "
-            "what arrived is journaled and replays; resuming a paper run is not built yet (start a new one)"
+            "what arrived is journaled and replays; carry the session on with tape paper --resume"
         )
         return EXIT_STOPPED
     print_report(Path(config.journal))
@@ -238,13 +295,16 @@ async def _session(
     interval, grace = frequency_ns(frequency), int(config.paper.grace_s * 1e9)
     ids = [inst.instrument_id for inst in instruments]
     assembler = StepAssembler(ids, interval, grace, closed_bars=market is not None)
+    grid = source.grid_ts
+    if source.next_row > 0:  # a resumed session: steps before this one went already
+        assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         local = None
         exchange_config: dict[str, Any] = {}
         if market is not None:
-            first = config.paper.span_ns()[0]
+            first = int(grid[min(source.next_row, len(grid) - 1)])  # the next step's bars on
             local = await stack.enter_async_context(_local_exchange(market, instruments, first, interval))
             exchange_config = local.ccxt_config(rate_limit_ms=5)
         venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)

@@ -31,6 +31,7 @@ from domain.events import (
     event_kind,
 )
 from domain.market import Panel
+from kernel.desk import EventSink
 from kernel.journal import (
     GENESIS_HASH,
     HASH_SIZE,
@@ -103,9 +104,12 @@ class _ComparingSink:
         *,
         unfinished: bool = False,
         decoded: dict[int, Event] | None = None,
+        then: EventSink | None = None,
     ) -> None:
         """``decoded``: inputs a queue source's feed decoded already, by sequence number (taken
-        from there instead of decoded again)."""
+        from there instead of decoded again). ``then``: where events derived past the journal's
+        end go (``resume``: the journal itself) instead of ending the replay."""
+        self._then = then
         self._unfinished = unfinished  # the journal ends part-way: deriving past its end is expected
         self._decoded = decoded if decoded is not None else {}
         self._raw: Iterator[tuple[int, bytes]] = journal.raw_segments(start_seq)
@@ -181,6 +185,8 @@ class _ComparingSink:
             self._buffer.append(event)
             self._seq = seq + 1
             return seq
+        if seq >= self._end and self._key < 0 and self._then is not None:
+            return self._then.append(event)
         if seq >= self._end and self._unfinished and self._key < 0:
             raise _JournalEnded
         if seq >= self._end or self._key < 0:
@@ -469,3 +475,53 @@ class _queue_inputs:
 
     def push_back(self, event: BarsReceived | ClockAdvanced | CommandReceived) -> None:
         self._back.append(event)
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A queued run carried on from its journal: the kernel and its queue source, ready for the
+    next inputs (journaled as they come), and how much of the journal was re-derived."""
+
+    kernel: Kernel
+    source: QueueSource
+    records_compared: int
+
+
+def resume(
+    journal: Journal, build: Callable[..., RunSetup], *, source_name: str, progress: ProgressFn | None = None
+) -> Resumed:
+    """Carry on a queued run (``tape paper``) whose journal was cut short — stopped, or lost to a
+    crash. A fresh kernel re-derives the journal from its journaled inputs, compared byte for byte
+    as by ``replay``; what it derives past the journal's end (a step the crash cut in two) is
+    appended to the journal. ``journal`` must be open for writing. Raises ``JournalError`` when
+    the run finished, is not queued, or does not re-derive (naming the first divergent seq)."""
+    run, ref = _inputs(journal)
+    if run_status(journal).finished:
+        raise JournalError("the run finished (run.finished.v1): there is nothing to resume")
+    setup = build(run, ref, queued=True)
+    if not setup.queued:
+        raise JournalError("only a run whose bars arrive one at a time (tape paper) can be resumed")
+    end_seq = len(journal)
+    inputs = _queue_inputs(journal, end_seq)
+    _fill_history(setup, inputs, setup.start_step)
+    inputs.decoded.clear()
+    sink = _ComparingSink(journal, 2, end_seq, unfinished=True, decoded=inputs.decoded, then=journal)
+    kernel = Kernel(setup, sink, arrived=setup.start_step)
+    source = QueueSource(kernel, name=source_name)
+    try:
+        kernel.begin()
+        for event in inputs:
+            if isinstance(event, BarsReceived):
+                source.push(event, progress)
+            elif isinstance(event, ClockAdvanced):
+                source.pass_time(event.ts_ns, progress)
+            else:
+                source.command(event)
+        sink.finish()
+    except _Diverged as diverged:
+        where = diverged.divergence
+        raise JournalError(
+            f"the journal does not re-derive at seq {where.seq} ({where.reason}): not resumed"
+        ) from None
+    source.journal_inputs(journal)
+    return Resumed(kernel, source, sink.compared)

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from domain.events import (
     BarsReceived,
@@ -200,6 +201,10 @@ class QueueSource:
         self._run_to = kernel.arrived  # steps before it have been run
         self._limit = self._panel.steps if limit is None else limit
 
+    def journal_inputs(self, journal: EventSink) -> None:
+        """From now on, journal each input before it applies (a resumed run going live)."""
+        self._journal = journal
+
     @property
     def counts(self) -> SourceCounts:
         return self._rows.counts
@@ -208,6 +213,11 @@ class QueueSource:
     def next_row(self) -> int:
         """The first row of the grid that has not arrived."""
         return self._rows.next_row
+
+    @property
+    def grid_ts(self) -> npt.NDArray[np.int64]:
+        """Every step's time (UTC ns): the run's grid, rows arrived or not."""
+        return self._panel.ts_ns
 
     @property
     def done(self) -> bool:
