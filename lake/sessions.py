@@ -220,8 +220,7 @@ def step_grid(calendar: str, frequency: str, first_ns: int, last_ns: int) -> tup
     first_day = int(yyyymmdd(np.array([(first_ns - 1) // DAY_NS]))[0])
     last_day = int(yyyymmdd(np.array([last_ns // DAY_NS]))[0])
     if calendar == "24x7":
-        start = -(-first_ns // interval) * interval
-        ts = np.arange(start, last_ns + 1, interval, dtype=np.int64)
+        ts = _every(-(-first_ns // interval) * interval, last_ns, interval)
         return ts, utc_days(ts)
     sessions = sessions_for(calendar, first_day, last_day)
     closes: list[IntArray] = []
@@ -231,7 +230,7 @@ def step_grid(calendar: str, frequency: str, first_ns: int, last_ns: int) -> tup
         if interval >= DAY_NS:
             ts = np.array([close_ns], dtype=np.int64)
         else:
-            ts = np.arange(open_ns + interval, close_ns + 1, interval, dtype=np.int64)
+            ts = _every(open_ns + interval, close_ns, interval)
             brk, brk_end = int(sessions.break_start_ns[index]), int(sessions.break_end_ns[index])
             if brk != NO_BREAK:
                 ts = ts[(ts <= brk) | (ts > brk_end)]
@@ -241,3 +240,12 @@ def step_grid(calendar: str, frequency: str, first_ns: int, last_ns: int) -> tup
     if not closes:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(closes), np.concatenate(days)
+
+
+def _every(first_ns: int, last_ns: int, interval: int) -> IntArray:
+    """``first_ns``, ``first_ns + interval``, ... up to ``last_ns`` inclusive, in integers
+    (``np.arange`` sizes its result in floating point, one step short at nanosecond scale)."""
+    if last_ns < first_ns:
+        return np.zeros(0, dtype=np.int64)
+    count = (last_ns - first_ns) // interval + 1
+    return first_ns + interval * np.arange(count, dtype=np.int64)

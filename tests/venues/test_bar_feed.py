@@ -79,6 +79,8 @@ def test_the_live_grid_follows_the_calendar() -> None:
     assert set(days.tolist()) == {20241205, 20241206}
     ts, _ = step_grid("24x7", "1h", start + 1, start + 3 * 3_600 * 10**9)
     assert (ts % (3_600 * 10**9) == 0).all() and len(ts) == 3
+    year = step_grid("24x7", "1d", 1_609_632_000 * 10**9, (1_609_632_000 + 339 * 86_400) * 10**9)[0]
+    assert len(year) == 340  # integer steps: np.arange would size this one step short
     with pytest.raises(ValueError, match="frequency"):
         step_grid("24x7", "7x", start, start + day)
 
