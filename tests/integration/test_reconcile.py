@@ -262,3 +262,40 @@ def test_postgres_ledger_reconciles_and_a_tampered_row_differs(
         assert differences(result) == [
             ("position", book.instruments[iid].symbol, str(qty), str(2 * qty), None)
         ]
+
+
+def test_the_reconciliation_alert_fires_on_a_difference_and_resolves_when_clean(
+    world: tuple[Path, JournalBook], tmp_path: Path
+) -> None:
+    """`tape reconcile --json` as the scheduled job writes it, `tape alerts check` reads it."""
+    root, book = world
+    rules = tmp_path / "alerts.toml"
+    rules.write_text('[[rules]]\nkind = "reconciliation"\nreport = "reports/reconcile.json"\n')
+    report = tmp_path / "reports" / "reconcile.json"
+    check = ["alerts", "check", str(root / "run"), "--rules", str(rules), "--no-send"]
+    assert main(check) == 0  # no report yet: nothing to say
+    ledger = ledger_copy(world, tmp_path)
+    iid, qty = next(iter(book.days[-1].positions.items()))
+    with sqlite3.connect(ledger) as db:
+        db.execute("UPDATE positions SET qty_raw = 1 WHERE instrument_id = ?", (iid,))
+    db.close()
+    assert main(["reconcile", str(root / "run"), "--db", str(ledger), "--json", str(report)]) == 1
+    assert main(check) == 1
+    from projections.alerts import AlertStore
+
+    store = AlertStore(tmp_path / "alerts.state.sqlite", str((root / "run").resolve()))
+    (alert,) = store.alerts(firing_only=True)
+    store.close()
+    assert (alert.rule, alert.key, alert.severity) == ("reconciliation", str(report), "critical")
+    symbol = book.instruments[iid].symbol
+    assert f"1 of {len(json.loads(report.read_text())['lines'])} lines differ" in alert.message
+    assert f"position {symbol} journal {qty}, ledger 1" in alert.message
+    assert main(["reconcile", str(root / "run"), "--json", str(report)]) == 0
+    assert main(check) == 0
+    store = AlertStore(tmp_path / "alerts.state.sqlite", str((root / "run").resolve()))
+    (resolved,) = store.alerts()
+    store.close()
+    assert resolved.status == "resolved"
+    assert "lines match" in (resolved.resolved_message or "")
+    report.write_text("{not json")
+    assert main(check) == 1  # a report nobody can read is not a clean reconciliation
