@@ -96,3 +96,20 @@ def test_table_at_80_columns_and_csv(
 
 def test_journals_without_a_day_close_are_refused(runs: Path, tmp_path: Path) -> None:
     assert main(["compare", str(runs / "a"), str(tmp_path / "missing")]) == 2
+
+
+def test_a_damaged_journal_exits_1_and_a_missing_one_2(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import shutil
+
+    damaged = tmp_path / "truncated"
+    shutil.copytree(runs / "a", damaged)
+    os.truncate(damaged / "data.mdb", (damaged / "data.mdb").stat().st_size // 2)
+    assert main(["compare", str(runs / "a"), str(damaged)]) == 1
+    assert main(["reconcile", str(damaged), "--no-ledger", "--statement", str(tmp_path / "none.csv")]) == 2
+    assert main(["compare", str(runs / "a"), str(tmp_path / "missing")]) == 2
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    assert all(line.startswith("error:") for line in out.splitlines() if "error" in line)

@@ -299,3 +299,50 @@ def test_the_reconciliation_alert_fires_on_a_difference_and_resolves_when_clean(
     assert "lines match" in (resolved.resolved_message or "")
     report.write_text("{not json")
     assert main(check) == 1  # a report nobody can read is not a clean reconciliation
+
+
+def test_an_earlier_day_before_a_split_rolls_back_the_split_too(tmp_path: Path) -> None:
+    """The ledger keeps no table of corporate actions: rolling its positions back past a split
+    takes the split's share change from the journal."""
+    import pyarrow as pa
+
+    from domain.instruments import Instrument
+    from domain.markets import session_intervals_ns
+    from lake.store import write_dataset
+    from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
+    from tests.factories import Scripted, one_name_policy
+
+    xyz = Instrument(
+        instrument_id=1, symbol="XYZ", venue="XNAS", asset_class="equity", currency="USD",
+        price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1,
+    )  # fmt: skip
+    days = [20200101 + i for i in range(10)]
+    price = [10_000] * 5 + [5_000] * 5  # 2-for-1 on the sixth day
+    bars = pa.table({
+        "ts_ns": [session_intervals_ns("24x7", day)[-1][1] for day in days], "day": days,
+        "instrument_id": [1] * 10, "open": price, "high": price, "low": price, "close": price,
+        "volume": [1_000_000] * 10,
+    })  # fmt: skip
+    actions = pa.table({
+        "instrument_id": [1], "ex_date": [days[5]], "pay_date": [0], "cash_e8": [0],
+        "split_to": [2], "split_from": [1],
+    })  # fmt: skip
+    write_dataset(tmp_path / "data", name="split", frequency="1d", calendar="24x7", instruments=[xyz],
+                  bars=bars, actions=actions)  # fmt: skip
+    config = BacktestConfig(
+        run_id="split", dataset=str(tmp_path / "data"), journal=str(tmp_path / "run"),
+        strategy=StrategyConfig(name="scripted"), risk=one_name_policy(), us_regulatory_fees=False,
+    )  # fmt: skip
+    run_backtest(config, Scripted({0: 0.5}))
+    rebuild_ledger(tmp_path / "run", tmp_path / "run.ledger.sqlite")
+    with open_journal(tmp_path / "run") as journal:
+        book = fold_journal_book(journal)
+    before, after = book.day(days[3]), book.days[-1]
+    assert before is not None
+    assert after.positions[1] == 2 * before.positions[1] > 0
+    for day in ("2020-01-04", None):
+        status, result = reconcile(tmp_path, tmp_path / "run", *(["--day", day] if day else []))
+        assert status == 0, differences(result)
+        (position,) = [line for line in result["lines"] if line["item"] == "position"]  # type: ignore[union-attr]
+        expected = before if day else after
+        assert position["ledger"] == position["journal"] == str(expected.positions[1])
