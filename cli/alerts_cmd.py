@@ -85,7 +85,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
     if unknown:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
     try:
-        rules = rules_from_config(data.get("rules", []))
+        rules = rules_from_config(data.get("rules", []), path.parent)
         routes = routes_from_config(data.get("routes", []), redactor)
     except AlertConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

@@ -15,6 +15,7 @@ from rich.table import Table
 from cli import projections_cmd
 from cli.alerts_cmd import add_alerts_parser, cmd_alerts
 from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit
+from cli.compare_cmd import add_compare_parser, cmd_compare
 from cli.exits import (
     EXIT_DAMAGED,
     EXIT_INTERNAL,
@@ -37,6 +38,7 @@ from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
 from cli.progress import console, progress_bar
+from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
@@ -245,6 +247,8 @@ def _parser() -> argparse.ArgumentParser:
     add_alerts_parser(verbs)
     add_jobs_parsers(verbs)
     add_models_parser(verbs)
+    add_reconcile_parser(verbs)
+    add_compare_parser(verbs)
     return parser
 
 
@@ -273,6 +277,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": cmd_models,
     "paper": cmd_paper,
     "command": cmd_command,
+    "reconcile": cmd_reconcile,
+    "compare": cmd_compare,
 }
 
 

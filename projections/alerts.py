@@ -4,9 +4,10 @@ Each rule folds the records it cares about (by kind, decoded only then) and repo
 *observations*: ``(rule, key, breached, message)``. The engine turns them into alerts with
 de-duplication: an alert *fires* when its (rule, key) becomes breached and is not already
 firing, and *resolves* when it is observed clear again. Between the two nothing new is raised,
-however often the condition is seen. Two rules look at the present rather than the journal:
-``staleness`` (the age of the journal's last record at ``now_ns``) and ``failed_jobs`` (the
-scheduler's job log, passed in as ``JobOutcome`` rows by the caller).
+however often the condition is seen. Three rules look at the present rather than the journal:
+``staleness`` (the age of the journal's last record at ``now_ns``), ``failed_jobs`` (the
+scheduler's job log, passed in as ``JobOutcome`` rows by the caller) and ``reconciliation``
+(the JSON report a ``tape reconcile --json`` job leaves).
 
 State lives in one SQLite file (``AlertStore``): the checkpoint, the rules' fold state, every
 alert (firing and resolved), silences, acknowledgements and every delivery attempt. A batch of
@@ -54,6 +55,7 @@ __all__ = [
     "JobOutcome",
     "Observation",
     "Pending",
+    "ReconciliationRule",
     "Rule",
     "Silence",
     "rules_from_config",
@@ -335,7 +337,67 @@ class FailedJobsRule(_NoNow):
         return None
 
 
-RULE_KINDS = ("drawdown", "daily_loss", "reject_rate", "kill_switch", "staleness", "failed_jobs")
+class ReconciliationRule(_NoNow):
+    """The report ``tape reconcile JOURNAL --json PATH`` writes (``projections.reconcile``):
+    breached while it lists a difference; key = the report's path. A report not written yet
+    says nothing (the job's own failure is ``failed_jobs``); one that cannot be read is
+    breached: a reconciliation nobody can check is not a clean one."""
+
+    kinds = frozenset[str]()
+    lines_in_message_max = 5
+
+    def __init__(self, name: str, severity: str, report: Path) -> None:
+        self.name, self.severity, self.report = name, severity, report
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        return []
+
+    def observe_now(self, now_ns: int, jobs: Sequence[JobOutcome]) -> list[Observation]:
+        if not self.report.exists():
+            return []
+        key = str(self.report)
+        try:
+            data = json.loads(self.report.read_text(encoding="utf-8"))
+            lines = list(data["lines"])
+            differing = [line for line in lines if not line["ok"]]
+            message = self._message(data, lines, differing)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            text = f"reconciliation report {key} cannot be read: {type(error).__name__}: {error}"
+            return [Observation(self.name, key, True, text, -1, now_ns)]
+        return [Observation(self.name, key, bool(differing), message, -1, now_ns)]
+
+    def _message(self, data: Mapping[str, Any], lines: list[Any], differing: list[Any]) -> str:
+        where = f"{data['journal']} at {data.get('day') or 'its end'} (seq {data.get('cut_seq')})"
+        if not differing:
+            return f"reconciliation of {where}: {len(lines)} lines match"
+        shown = [_reconcile_line(line) for line in differing[: self.lines_in_message_max]]
+        more = len(differing) - len(shown)
+        return (
+            f"reconciliation of {where}: {len(differing)} of {len(lines)} lines differ: "
+            + "; ".join(shown)
+            + (f"; and {more} more" if more else "")
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        return None
+
+
+def _reconcile_line(line: Mapping[str, Any]) -> str:
+    figures = [
+        f"{source} {line[source]}"
+        for source in ("journal", "ledger", "statement")
+        if line.get(source) is not None
+    ]
+    text = f"{line['item']} {line['key']}".strip() + " " + ", ".join(figures)
+    return text + (f" ({line['note']})" if line.get("note") else "")
+
+
+RULE_KINDS = (
+    "drawdown", "daily_loss", "reject_rate", "kill_switch", "staleness", "failed_jobs", "reconciliation",
+)  # fmt: skip
 _DEFAULT_SEVERITY = {
     "drawdown": "critical",
     "daily_loss": "critical",
@@ -343,6 +405,7 @@ _DEFAULT_SEVERITY = {
     "kill_switch": "critical",
     "staleness": "warning",
     "failed_jobs": "warning",
+    "reconciliation": "critical",
 }
 _PARAMETERS: dict[str, dict[str, type]] = {
     "drawdown": {"limit_bps": int},
@@ -351,11 +414,12 @@ _PARAMETERS: dict[str, dict[str, type]] = {
     "kill_switch": {},
     "staleness": {"max_age_s": float},
     "failed_jobs": {},
+    "reconciliation": {"report": Path},
 }
 _OPTIONAL = {"reject_rate": {"window_orders": 20, "min_orders": 5}}
 
 
-def _rule_from(table: Mapping[str, Any]) -> Rule:
+def _rule_from(table: Mapping[str, Any], base: Path | None) -> Rule:
     kind = table.get("kind")
     if kind not in RULE_KINDS:
         raise AlertConfigError(f"[[rules]] kind must be one of {RULE_KINDS}, got {kind!r}")
@@ -374,12 +438,23 @@ def _rule_from(table: Mapping[str, Any]) -> Rule:
         if key not in table and key not in values:
             raise AlertConfigError(f"rule {name}: {key} is required")
         value = table.get(key, values.get(key))
+        if kind_of is Path:
+            values[key] = _path_value(name, key, value, base)
+            continue
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise AlertConfigError(f"rule {name}: {key} must be a positive number, got {value!r}")
         if kind_of is int and not isinstance(value, int):
             raise AlertConfigError(f"rule {name}: {key} must be an integer, got {value!r}")
         values[key] = kind_of(value)
     return _build_rule(kind, name, severity, values)
+
+
+def _path_value(name: str, key: str, value: object, base: Path | None) -> Path:
+    """A file a rule reads; relative to the rules file's folder (``base``)."""
+    if not isinstance(value, str) or not value.strip():
+        raise AlertConfigError(f"rule {name}: {key} must be a file path, got {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or base is None else base / path
 
 
 def _build_rule(kind: str, name: str, severity: str, values: dict[str, Any]) -> Rule:
@@ -395,12 +470,15 @@ def _build_rule(kind: str, name: str, severity: str, values: dict[str, Any]) -> 
         return KillSwitchRule(name, severity)
     if kind == "staleness":
         return StalenessRule(name, severity, values["max_age_s"])
+    if kind == "reconciliation":
+        return ReconciliationRule(name, severity, values["report"])
     return FailedJobsRule(name, severity)
 
 
-def rules_from_config(tables: Sequence[Mapping[str, Any]]) -> list[Rule]:
-    """The ``[[rules]]`` tables of an alerts TOML as rules; names must be unique."""
-    rules = [_rule_from(table) for table in tables]
+def rules_from_config(tables: Sequence[Mapping[str, Any]], base: Path | None = None) -> list[Rule]:
+    """The ``[[rules]]`` tables of an alerts TOML as rules; names must be unique. Files a rule
+    reads (``reconciliation``'s ``report``) are relative to ``base``, the rules file's folder."""
+    rules = [_rule_from(table, base) for table in tables]
     names = [rule.name for rule in rules]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -104,7 +104,7 @@ def _influx_names(query: str) -> tuple[str, set[str], set[str]]:
 def test_dashboards_exist_and_use_only_provisioned_data_sources() -> None:
     assert {path.name for path in DASHBOARDS} >= {"trading.json", "data_health.json", "ops.json"}
     types = _datasources()
-    assert set(types.values()) == {"influxdb", "grafana-postgresql-datasource"}
+    assert set(types.values()) == {"influxdb", "grafana-postgresql-datasource", "loki"}
     uids, panel_ids = set(), set()
     for path in DASHBOARDS:
         dashboard = _load(path)
@@ -322,7 +322,7 @@ def test_alert_rules_query_only_written_series_and_reach_their_condition() -> No
     titles = {rule["uid"]: rule["title"] for rule in rules}
     assert set(titles) == {
         "tape-drawdown", "tape-reject-rate", "tape-kill-switch", "tape-projection-backlog", "tape-staleness",
-        "tape-disk-space",
+        "tape-disk-space", "tape-data-gap",
     }  # fmt: skip
     types = _datasources()
     for rule in rules:

@@ -201,11 +201,14 @@ def test_the_shipped_example_files_load(monkeypatch: pytest.MonkeyPatch) -> None
 
     defaults = Path(__file__).resolve().parents[2] / "cli" / "defaults"
     jobs = load_scheduler_config(defaults / "jobs.toml")
-    assert sorted(jobs.jobs) == ["backup-journals", "daily-report", "ledger-audit", "verify-journal"]
+    assert sorted(jobs.jobs) == [
+        "backup-journals", "daily-report", "ledger-audit", "reconcile", "verify-journal",
+    ]  # fmt: skip
     nexts = {name: local(job.next_fire_ns(ns("2024-07-03T20:00"))) for name, job in jobs.jobs.items()}
     assert nexts == {
         "verify-journal": "2024-07-05 17:15 Fri",
         "ledger-audit": "2024-07-05 17:30 Fri",
+        "reconcile": "2024-07-05 17:40 Fri",
         "daily-report": "2024-07-05 17:45 Fri",
         "backup-journals": "2024-07-05 19:00 Fri",
     }
@@ -220,5 +223,6 @@ def test_the_shipped_example_files_load(monkeypatch: pytest.MonkeyPatch) -> None
         "kill_switch",
         "staleness",
         "failed_jobs",
+        "reconciliation",
     ]
     assert [route.name for route in alerts.routes] == ["smtp", "telegram"]

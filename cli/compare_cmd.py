@@ -1,0 +1,231 @@
+"""``tape compare A B``: two runs of one strategy day by day (``projections.compare``); exit 0
+when every day and every derived event match, 1 when they part."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+from rich import box
+from rich.table import Table
+
+from cli.exits import EXIT_DAMAGED, EXIT_OK
+from cli.progress import console
+from cli.wiring import ConfigError
+from kernel.store import open_journal
+from projections.compare import Comparison, DayPair, compare_books, first_divergence
+from projections.daybook import fold_journal_book
+
+__all__ = ["add_compare_parser", "cmd_compare", "run_compare"]
+
+_FIGURES = ("nav", "cash", "fills", "fees")
+
+
+def run_compare(path_a: str, path_b: str) -> Comparison:
+    with open_journal(path_a) as a, open_journal(path_b) as b:
+        book_a, book_b = fold_journal_book(a), fold_journal_book(b)
+        if not book_a.days and not book_b.days:
+            raise ConfigError(f"{path_a}: neither journal closes a day: nothing to compare")
+        divergence = first_divergence(a, b)
+    return compare_books(path_a, book_a, path_b, book_b, divergence)
+
+
+def _iso(day: int) -> str:
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
+
+
+def _num(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _day_row(comparison: Comparison, pair: DayPair) -> dict[str, object]:
+    row: dict[str, object] = {"day": _iso(pair.day)}
+    for name in _FIGURES:
+        a, b = getattr(pair, name)
+        row[f"{name}_a"], row[f"{name}_b"] = _num(a), _num(b)
+        row[f"{name}_diff"] = _num(b - a) if a is not None and b is not None else None
+    row["positions_differ"] = {
+        comparison.symbol(i): [str(comparison.quantity(i, qa)), str(comparison.quantity(i, qb))]
+        for i, (qa, qb) in pair.position_differences().items()
+    }
+    row["differs"] = pair.differing()
+    return row
+
+
+def comparison_json(comparison: Comparison) -> dict[str, object]:
+    divergence = comparison.divergence
+    first = comparison.first_day
+    return {
+        "a": comparison.a,
+        "b": comparison.b,
+        "currency": comparison.currency,
+        "same": comparison.same,
+        "first_differing_day": _iso(first.day) if first else None,
+        "first_differing_day_figures": first.differing() if first else [],
+        "first_divergent_event": None
+        if divergence is None
+        else {
+            "index": divergence.index,
+            "seq_a": divergence.seq_a,
+            "seq_b": divergence.seq_b,
+            "kind_a": divergence.kind_a,
+            "kind_b": divergence.kind_b,
+            "fields": divergence.fields,
+            "event_a": divergence.event_a,
+            "event_b": divergence.event_b,
+        },
+        "summary": {
+            s.name: {k: _num(v) for k, v in vars(s).items() if k != "name"} for s in comparison.stats()
+        },
+        "days": [_day_row(comparison, pair) for pair in comparison.days],
+    }
+
+
+def _csv_text(comparison: Comparison) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = [
+        "day",
+        *(f"{n}_{s}" for n in _FIGURES for s in ("a", "b", "diff")),
+        "positions_differ",
+        "differs",
+    ]
+    writer.writerow(columns)
+    for pair in comparison.days:
+        row = _day_row(comparison, pair)
+        row["positions_differ"] = " ".join(f"{k}:{a}/{b}" for k, (a, b) in row["positions_differ"].items())  # type: ignore[attr-defined]
+        row["differs"] = " ".join(row["differs"])  # type: ignore[arg-type]
+        writer.writerow(["" if row[c] is None else row[c] for c in columns])
+    return buffer.getvalue()
+
+
+def _money(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:,.2f}"
+
+
+_CODES = {"nav": "N", "cash": "C", "fills": "F", "fees": "E", "positions": "P"}
+
+
+def _codes(pair: DayPair) -> str:
+    return "".join(_CODES.get(name, "M") for name in pair.differing())
+
+
+def _print_days(comparison: Comparison, rows: int) -> None:
+    """The first differing day and the days after it (or the last days when all match)."""
+    days = comparison.days
+    start = days.index(comparison.first_day) if comparison.first_day else max(len(days) - rows, 0)
+    table = Table(
+        title=f"A {comparison.a} vs B {comparison.b} ({comparison.currency})",
+        caption="differs: N nav, C cash, F fills, E fees, P positions, M a day one run lacks",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("day", no_wrap=True)
+    for column in ("NAV A", "NAV B-A", "cash B-A", "fills A/B", "fees B-A", "diff"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for pair in days[start : start + rows]:
+        nav_a, nav_b = pair.nav
+        cash_a, cash_b = pair.cash
+        fee_a, fee_b = pair.fees
+        fills_a, fills_b = pair.fills
+        table.add_row(
+            _iso(pair.day),
+            "-" if nav_a is None else f"{nav_a:,.0f}",
+            _money(nav_b - nav_a) if nav_a is not None and nav_b is not None else "-",
+            _money(cash_b - cash_a) if cash_a is not None and cash_b is not None else "-",
+            f"{'-' if fills_a is None else fills_a}/{'-' if fills_b is None else fills_b}",
+            _money(fee_b - fee_a) if fee_a is not None and fee_b is not None else "-",
+            _codes(pair),
+        )
+    console.print(table)
+
+
+def _print_summary(comparison: Comparison) -> None:
+    table = Table(title="B - A over the days both closed", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("figure", "days", "differ", "mean", "mean |d|", "max |d|", "last"):
+        table.add_column(column, justify="right" if column != "figure" else "left")
+    for s in comparison.stats():
+        table.add_row(
+            s.name,
+            f"{s.days:,}",
+            f"{s.differing_days:,}",
+            *(("-" if math.isnan(v) else f"{v:,.2f}") for v in (s.mean, s.mean_abs, s.max_abs, s.last)),
+        )
+    console.print(table)
+
+
+def _print_divergence(comparison: Comparison) -> None:
+    first, divergence = comparison.first_day, comparison.divergence
+    if first is not None:
+        console.print(f"[red]first differing day[/] {_iso(first.day)}: {', '.join(first.differing())}")
+        for i, (qa, qb) in first.position_differences().items():
+            console.print(
+                f"  position {comparison.symbol(i)}: A {comparison.quantity(i, qa):,}, "
+                f"B {comparison.quantity(i, qb):,}",
+                highlight=False,
+            )
+    if divergence is None:
+        return
+    if divergence.event_a is None or divergence.event_b is None:
+        ended = "A" if divergence.event_a is None else "B"
+        console.print(f"[red]first divergent event[/]: #{divergence.index}: {ended} ends there")
+    else:
+        console.print(
+            f"[red]first divergent event[/] #{divergence.index}: A seq {divergence.seq_a} "
+            f"{divergence.kind_a}, B seq {divergence.seq_b} {divergence.kind_b}; fields {divergence.fields}",
+            highlight=False,
+        )
+    for side, event in (("A", divergence.event_a), ("B", divergence.event_b)):
+        if event is not None:
+            console.print(f"  {side}: {json.dumps(event, sort_keys=True)}", markup=False, highlight=False)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if args.days < 0:
+        raise ConfigError("--days must not be negative")
+    comparison = run_compare(args.journal, args.journal_b)
+    outputs = {"json": args.json, "csv": args.csv}
+    if args.json:
+        _write(args.json, json.dumps(comparison_json(comparison), indent=1, default=str) + "\n")
+    if args.csv:
+        _write(args.csv, _csv_text(comparison))
+    if "-" not in outputs.values():
+        _print_days(comparison, args.days)
+        _print_summary(comparison)
+        _print_divergence(comparison)
+        if comparison.same:
+            console.print(f"[green]same[/]: {len(comparison.days)} days and every derived event match")
+    return EXIT_OK if comparison.same else EXIT_DAMAGED
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def add_compare_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = verbs.add_parser(
+        "compare", help="two runs day by day: NAV, cash, positions, fills, fees; first divergence"
+    )
+    parser.add_argument("journal", metavar="JOURNAL_A")
+    parser.add_argument("journal_b", metavar="JOURNAL_B")
+    parser.add_argument(
+        "--days", type=int, default=10, help="days printed from the first differing one (default 10)"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="write every day, the summary and the divergence ('-': stdout)"
+    )
+    parser.add_argument("--csv", metavar="PATH", help="write one row per day ('-': stdout)")

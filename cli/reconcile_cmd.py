@@ -1,0 +1,149 @@
+"""``tape reconcile``: end-of-day reconciliation of a journal against its ledger projection and
+a broker statement (``projections.reconcile``); exit 0 when every line matches, 1 otherwise."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from rich.table import Table
+
+from cli.exits import EXIT_DAMAGED, EXIT_OK
+from cli.progress import console
+from cli.wiring import ConfigError
+from kernel.store import open_journal
+from projections import describe_target, open_ledger
+from projections.audit import LedgerNotFound
+from projections.daybook import fold_journal_book
+from projections.reconcile import (
+    ReconcileRefused,
+    Reconciliation,
+    ledger_figures,
+    parse_day,
+    read_statement,
+    reconcile,
+    resolve_cut,
+)
+
+__all__ = ["add_reconcile_parser", "cmd_reconcile", "run_reconcile"]
+
+
+def _target(args: argparse.Namespace) -> tuple[Path | str | None, bool]:
+    """The ledger to read and whether it was named (a default one that is absent is skipped)."""
+    if args.no_ledger:
+        return None, False
+    if args.db:
+        text = str(args.db)
+        return (text if text.startswith(("postgresql://", "postgres://")) else Path(text)), True
+    return Path(str(args.journal).rstrip("/") + ".ledger.sqlite"), False
+
+
+def run_reconcile(args: argparse.Namespace) -> Reconciliation:
+    try:
+        day = parse_day(args.day) if args.day else None
+        statement = read_statement(Path(args.statement), day, args.account) if args.statement else None
+    except ReconcileRefused as error:
+        raise ConfigError(str(error)) from None
+    day = statement.day if statement and day is None else day
+    with open_journal(args.journal) as journal:
+        book = fold_journal_book(journal)
+    try:
+        cut = resolve_cut(book, day)
+    except ReconcileRefused as error:
+        raise ConfigError(f"{args.journal}: {error}") from None
+    target, named = _target(args)
+    figures, name = None, None
+    if target is not None and (named or (isinstance(target, Path) and target.is_file())):
+        if isinstance(target, Path) and not target.is_file():
+            raise LedgerNotFound(f"no SQLite ledger at {target}: build it first (tape rebuild)")
+        name = describe_target(target, args.schema)
+        with open_ledger(target, schema=args.schema) as ledger:
+            if ledger.checkpoint_seq < 0:
+                raise LedgerNotFound(f"the ledger {name} was never built (no checkpoint)")
+            figures = ledger_figures(ledger, cut, book.share_changes_after(cut.seq))
+    if figures is None and statement is None:
+        where = f" (no ledger at {target})" if target is not None else ""
+        raise ConfigError(f"{args.journal}: nothing to reconcile with{where}: give --db or --statement")
+    return reconcile(str(args.journal), book, cut, ledger=figures, ledger_name=name, statement=statement)
+
+
+def _print(result: Reconciliation) -> None:
+    when = f"day {result.to_json()['day']}" if result.day else "journal end"
+    sources = ", ".join(s for s in (result.ledger and "ledger", result.statement and "statement") if s)
+    table = Table(title=f"reconcile {result.journal}, {when} (seq {result.cut_seq}) vs {sources}")
+    table.add_column("line", overflow="fold")
+    for column in ("journal", "ledger", "statement"):
+        table.add_column(column, justify="right", overflow="fold")
+    table.add_column("ok")
+    for line in result.lines:
+        values = [line.journal, line.ledger, line.statement]
+        table.add_row(
+            f"{line.item} {line.key}".strip(),
+            *("" if v is None else f"{v:,}" for v in values),
+            "ok" if line.ok else "[red]DIFF[/]",
+        )
+    console.print(table)
+    for line in result.differences:
+        console.print(f"[red]difference[/] {line.describe()}", highlight=False)
+    if result.ok:
+        console.print(f"[green]reconciled[/]: {len(result.lines)} lines match")
+    else:
+        console.print(f"[red]{len(result.differences)} of {len(result.lines)} lines differ[/]")
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def _csv_text(result: Reconciliation) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = ["item", "key", "unit", "journal", "ledger", "statement", "ok", "note"]
+    writer.writerow(["day", *columns])
+    day = result.to_json()["day"] or ""
+    for line in result.lines:
+        row = line.to_json()
+        writer.writerow([day, *("" if row[c] is None else row[c] for c in columns)])
+    return buffer.getvalue()
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    result = run_reconcile(args)
+    if args.json:
+        _write(args.json, json.dumps(result.to_json(), indent=1) + "\n")
+    if args.csv:
+        _write(args.csv, _csv_text(result))
+    if "-" not in (args.json, args.csv):
+        _print(result)
+    return EXIT_OK if result.ok else EXIT_DAMAGED
+
+
+def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = verbs.add_parser(
+        "reconcile", help="positions and cash: journal vs ledger vs broker statement; exit 1 on a difference"
+    )
+    parser.add_argument("journal")
+    parser.add_argument(
+        "--db", help="the ledger: SQLite path or postgresql://... (default JOURNAL.ledger.sqlite)"
+    )
+    parser.add_argument("--schema", default="tape_ledger", help="PostgreSQL schema of the ledger")
+    parser.add_argument("--no-ledger", action="store_true", help="compare with the statement only")
+    parser.add_argument(
+        "--statement", metavar="CSV", help="broker statement (docs/data_contracts/statement.md)"
+    )
+    parser.add_argument("--account", help="the statement's account, when it holds several")
+    parser.add_argument(
+        "--day", help="YYYY-MM-DD: as of that day's close (default: the statement's day, else the last)"
+    )
+    parser.add_argument(
+        "--json", metavar="PATH", help="write the reconciliation as JSON ('-': stdout, no table)"
+    )
+    parser.add_argument("--csv", metavar="PATH", help="write one row per line as CSV ('-': stdout, no table)")

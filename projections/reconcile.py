@@ -1,0 +1,440 @@
+"""End-of-day reconciliation: positions and cash from a fresh fold of the journal
+(``projections.daybook``), from the ledger projection's tables and from a broker statement.
+
+Every figure is compared in exact integers (raw quantities, minor units) and reported as an
+exact decimal. A *line* is one (item, key): ``position SYMBOL`` (quantity), ``cash CCY``,
+``nav CCY`` (the day close's NAV against the ledger's ``nav`` row) and ``checkpoint`` (the
+ledger must have applied the journal at least up to the day's close). The day's cut is the
+seq of its ``day.closed.v1``; the ledger's tables are read as of that seq:
+
+* cash: the ``postings`` of the ``assets:cash:{CCY}`` accounts with ``seq <=`` the cut;
+* positions: the ``positions`` table less the ``fills`` after the cut and less the
+  corporate-action share changes journaled after the cut (the ledger keeps no table of them);
+* NAV: the ``nav`` row of the day.
+
+The statement CSV (``docs/data_contracts/statement.md``) has one row per position and per
+currency's cash of a day and account; only the rows of the reconciled day (and account) count.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from domain.fixed import minor_digits, to_decimal
+from domain.instruments import Instrument
+from projections.base import LedgerProjection
+from projections.daybook import DayBook, JournalBook
+
+__all__ = [
+    "STATEMENT_COLUMNS",
+    "Line",
+    "Reconciliation",
+    "ReconcileRefused",
+    "Statement",
+    "StatementRow",
+    "ledger_figures",
+    "read_statement",
+    "reconcile",
+    "resolve_cut",
+]
+
+STATEMENT_COLUMNS = ("day", "account", "symbol", "quantity", "cash", "currency")
+STATEMENT_ROWS_MAX = 1_000_000
+
+
+class ReconcileRefused(ValueError):
+    """An input reconciliation cannot use (a statement that is not one, a day not closed)."""
+
+
+@dataclass(frozen=True)
+class StatementRow:
+    line: int
+    day: int
+    account: str
+    symbol: str
+    quantity: Decimal | None
+    cash: Decimal | None
+    currency: str
+
+
+@dataclass(frozen=True)
+class Statement:
+    path: str
+    account: str
+    day: int
+    positions: dict[str, Decimal]  # symbol -> quantity
+    cash: dict[str, Decimal]  # currency -> amount
+    currencies: dict[str, str]  # symbol -> the currency the row names
+
+
+@dataclass(frozen=True)
+class Line:
+    item: str  # position | cash | nav | checkpoint
+    key: str  # symbol, currency, or "" (checkpoint)
+    unit: str  # the currency, "qty" for a quantity, "seq" for the checkpoint
+    journal: Decimal | None
+    ledger: Decimal | None
+    statement: Decimal | None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        present = [v for v in (self.journal, self.ledger, self.statement) if v is not None]
+        if self.item == "checkpoint":
+            return self.ledger is not None and self.journal is not None and self.ledger >= self.journal
+        return not self.note and len(set(present)) <= 1
+
+    def describe(self) -> str:
+        """One sentence with the numbers of a difference."""
+        name = f"{self.item} {self.key}".strip()
+        if self.item == "checkpoint":
+            return f"checkpoint: ledger applied to seq {self.ledger}; the day closes at seq {self.journal}"
+        parts = [f"{source} {_text(value)}" for source, value in self._sources() if value is not None]
+        deltas = [
+            f"{source} - journal = {_signed(value - self.journal)}"
+            for source, value in self._sources()[1:]
+            if value is not None and self.journal is not None and value != self.journal
+        ]
+        text = f"{name} ({self.unit}): " + ", ".join(parts)
+        if deltas:
+            text += " (" + "; ".join(deltas) + ")"
+        return text + (f"; {self.note}" if self.note else "")
+
+    def _sources(self) -> list[tuple[str, Decimal | None]]:
+        return [("journal", self.journal), ("ledger", self.ledger), ("statement", self.statement)]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "item": self.item,
+            "key": self.key,
+            "unit": self.unit,
+            "journal": _json(self.journal),
+            "ledger": _json(self.ledger),
+            "statement": _json(self.statement),
+            "ok": self.ok,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    journal: str
+    day: int  # 0: the journal's end (no day closed)
+    cut_seq: int
+    ledger: str | None
+    statement: str | None
+    account: str
+    lines: list[Line]
+
+    @property
+    def differences(self) -> list[Line]:
+        return [line for line in self.lines if not line.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "journal": self.journal,
+            "day": _iso_day(self.day) if self.day else None,
+            "cut_seq": self.cut_seq,
+            "ledger": self.ledger,
+            "statement": self.statement,
+            "account": self.account,
+            "ok": self.ok,
+            "differences": len(self.differences),
+            "lines": [line.to_json() for line in self.lines],
+        }
+
+
+def _json(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _text(value: Decimal | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _signed(value: Decimal) -> str:
+    return f"{value:+,}"
+
+
+def _iso_day(day: int) -> str:
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
+
+
+def parse_day(text: str) -> int:
+    """``YYYY-MM-DD`` -> YYYYMMDD, refusing anything else."""
+    parts = text.strip().split("-")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or [len(p) for p in parts] != [4, 2, 2]:
+        raise ReconcileRefused(f"day {text!r} is not YYYY-MM-DD")
+    return int("".join(parts))
+
+
+# --- the statement ----------------------------------------------------------------------------
+
+
+def _decimal(text: str, what: str, line: int) -> Decimal | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ReconcileRefused(f"line {line}: {what} {text!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise ReconcileRefused(f"line {line}: {what} {text!r} is not a finite number")
+    return value
+
+
+def _statement_row(number: int, row: dict[str, str]) -> StatementRow:
+    values = {column: (row.get(column) or "").strip() for column in STATEMENT_COLUMNS}
+    symbol, currency = values["symbol"], values["currency"]
+    quantity = _decimal(values["quantity"], "quantity", number)
+    cash = _decimal(values["cash"], "cash", number)
+    if not currency:
+        raise ReconcileRefused(f"line {number}: currency is empty")
+    if symbol and (quantity is None or cash is not None):
+        raise ReconcileRefused(f"line {number}: a position row ({symbol}) has a quantity and no cash")
+    if not symbol and (cash is None or quantity is not None):
+        raise ReconcileRefused(f"line {number}: a cash row (no symbol) has a cash amount and no quantity")
+    return StatementRow(number, parse_day(values["day"]), values["account"], symbol, quantity, cash, currency)
+
+
+def _statement_rows(path: Path) -> list[StatementRow]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ReconcileRefused(f"{path}: not a UTF-8 text file") from None
+    reader = csv.DictReader(text.splitlines())
+    missing = [c for c in STATEMENT_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ReconcileRefused(
+            f"{path}: not a statement: columns {missing} missing (needs {list(STATEMENT_COLUMNS)})"
+        )
+    rows = []
+    for number, row in enumerate(reader, start=2):
+        if number > STATEMENT_ROWS_MAX:
+            raise ReconcileRefused(f"{path}: more than {STATEMENT_ROWS_MAX:,} rows")
+        try:
+            rows.append(_statement_row(number, row))
+        except ReconcileRefused as error:
+            raise ReconcileRefused(f"{path}: {error}") from None
+    return rows
+
+
+def read_statement(path: Path, day: int | None, account: str | None) -> Statement:
+    """The rows of one day and account. Without ``day`` the statement must hold one day; without
+    ``account`` the day's rows must be one account's. Two rows for one symbol or currency are
+    refused (a statement lists each once)."""
+    rows = _statement_rows(path)
+    days = sorted({row.day for row in rows})
+    if day is None:
+        if len(days) != 1:
+            raise ReconcileRefused(
+                f"{path}: holds {len(days)} days {[_iso_day(d) for d in days]}: pass --day"
+            )
+        day = days[0]
+    rows = [row for row in rows if row.day == day and (account is None or row.account == account)]
+    accounts = sorted({row.account for row in rows})
+    if not rows:
+        raise ReconcileRefused(
+            f"{path}: no rows for day {_iso_day(day)}" + (f" and account {account}" if account else "")
+        )
+    if len(accounts) > 1:
+        raise ReconcileRefused(f"{path}: day {_iso_day(day)} holds accounts {accounts}: pass --account")
+    positions: dict[str, Decimal] = {}
+    cash: dict[str, Decimal] = {}
+    currencies: dict[str, str] = {}
+    for row in rows:
+        target, key = (positions, row.symbol) if row.symbol else (cash, row.currency)
+        if key in target:
+            raise ReconcileRefused(f"{path}: line {row.line}: {key} listed twice for {_iso_day(day)}")
+        value = row.quantity if row.symbol else row.cash
+        assert value is not None
+        target[key] = value
+        if row.symbol:
+            currencies[row.symbol] = row.currency
+    return Statement(str(path), accounts[0], day, positions, cash, currencies)
+
+
+# --- the ledger --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerFigures:
+    checkpoint_seq: int
+    positions: dict[int, int]
+    cash: dict[str, int]
+    nav: tuple[int, str] | None
+
+
+def _int_rows(ledger: LedgerProjection, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(int(v) if not isinstance(v, str) else v for v in row) for row in ledger.query(sql)]
+
+
+def ledger_figures(
+    ledger: LedgerProjection, cut: DayBook, share_changes_after: dict[int, int]
+) -> LedgerFigures:
+    """The ledger's positions, cash and NAV as of ``cut.seq`` (see the module doc). The SQL
+    holds integers only and no ``%`` (no parameters: the backends' placeholders differ)."""
+    seq = int(cut.seq)
+    positions = dict(_int_rows(ledger, "SELECT instrument_id, qty_raw FROM positions"))
+    later = _int_rows(
+        ledger,
+        f"SELECT instrument_id, SUM(side * fill_qty_raw) FROM fills WHERE seq > {seq} GROUP BY instrument_id",
+    )
+    for instrument_id, qty in later + sorted(share_changes_after.items()):
+        positions[instrument_id] = positions.get(instrument_id, 0) - qty
+    cash_rows = _int_rows(
+        ledger,
+        "SELECT account, SUM(amount_minor) FROM postings "
+        f"WHERE substr(account, 1, 12) = 'assets:cash:' AND seq <= {seq} GROUP BY account",
+    )
+    nav_rows = _int_rows(ledger, f"SELECT nav_minor, currency FROM nav WHERE day = {int(cut.day)}")
+    return LedgerFigures(
+        checkpoint_seq=ledger.checkpoint_seq,
+        positions={iid: qty for iid, qty in sorted(positions.items()) if qty},
+        cash={account.removeprefix("assets:cash:"): amount for account, amount in sorted(cash_rows)},
+        nav=(nav_rows[0][0], nav_rows[0][1]) if nav_rows else None,
+    )
+
+
+# --- the comparison ---------------------------------------------------------------------------
+
+
+def resolve_cut(book: JournalBook, day: int | None) -> DayBook:
+    """The day's close (``day``), else the last day closed, else the journal's end."""
+    if day is not None:
+        found = book.day(day)
+        if found is None:
+            closed = [b.day for b in book.days]
+            last = f" (its last is {_iso_day(closed[-1])})" if closed else " (it closes no day)"
+            raise ReconcileRefused(f"the journal has no close of day {_iso_day(day)}{last}")
+        return found
+    return book.days[-1] if book.days else book.end
+
+
+def _quantity(instrument: Instrument | None, raw: int | None) -> Decimal | None:
+    if raw is None:
+        return None
+    return to_decimal(raw, instrument.qty_digits) if instrument else Decimal(raw)
+
+
+def _money(currency: str, minor: int | None) -> Decimal | None:
+    return None if minor is None else to_decimal(minor, minor_digits(currency))
+
+
+def _statement_note(statement: Statement | None, symbol: str, instrument: Instrument | None) -> str:
+    if statement is None:
+        return ""
+    if instrument is None:
+        return "the journal defines no such instrument"
+    named = statement.currencies.get(symbol, instrument.currency)
+    if named != instrument.currency:
+        return f"statement currency {named}, instrument's {instrument.currency}"
+    return ""
+
+
+def _position_lines(
+    book: JournalBook, cut: DayBook, ledger: LedgerFigures | None, statement: Statement | None
+) -> list[Line]:
+    instruments = book.instruments
+    ids = set(cut.positions) | set(ledger.positions if ledger else {})
+    id_of = {(instruments[i].symbol if i in instruments else f"#{i}"): i for i in ids}
+    id_of |= {i.symbol: i.instrument_id for i in instruments.values()}
+    symbols = {s for s, i in id_of.items() if i in ids} | set(statement.positions if statement else {})
+    lines = []
+    for symbol in sorted(symbols):
+        iid = id_of.get(symbol)
+        instrument = instruments.get(iid) if iid is not None else None
+        journal_raw = cut.positions.get(iid, 0) if iid is not None else 0
+        ledger_raw = (ledger.positions.get(iid, 0) if iid is not None else 0) if ledger else None
+        lines.append(
+            Line(
+                "position",
+                symbol,
+                "qty",
+                _quantity(instrument, journal_raw),
+                _quantity(instrument, ledger_raw),
+                statement.positions.get(symbol, Decimal(0)) if statement else None,
+                _statement_note(statement, symbol, instrument),
+            )
+        )
+    return lines
+
+
+def _cash_lines(cut: DayBook, ledger: LedgerFigures | None, statement: Statement | None) -> list[Line]:
+    currencies = set(cut.cash) | set(ledger.cash if ledger else {}) | set(statement.cash if statement else {})
+    lines = []
+    for currency in sorted(currencies):
+        try:
+            digits = minor_digits(currency)
+        except (KeyError, ValueError):
+            lines.append(Line("cash", currency, currency, None, None, None, "unknown currency"))
+            continue
+        lines.append(
+            Line(
+                "cash",
+                currency,
+                currency,
+                to_decimal(cut.cash.get(currency, 0), digits),
+                to_decimal(ledger.cash.get(currency, 0), digits) if ledger else None,
+                statement.cash.get(currency, Decimal(0)) if statement else None,
+            )
+        )
+    return lines
+
+
+def _ledger_lines(cut: DayBook, ledger: LedgerFigures) -> list[Line]:
+    lines = [Line("checkpoint", "", "seq", Decimal(cut.seq), Decimal(ledger.checkpoint_seq), None)]
+    if cut.nav_minor is not None:
+        nav_currency = ledger.nav[1] if ledger.nav else cut.currency
+        note = "" if nav_currency == cut.currency else f"ledger's NAV is in {nav_currency}"
+        lines.append(
+            Line(
+                "nav",
+                cut.currency,
+                cut.currency,
+                _money(cut.currency, cut.nav_minor),
+                _money(cut.currency, ledger.nav[0]) if ledger.nav else None,
+                None,
+                note if ledger.nav else "the ledger has no nav row for the day",
+            )
+        )
+    return lines
+
+
+def reconcile(
+    journal: str,
+    book: JournalBook,
+    cut: DayBook,
+    *,
+    ledger: LedgerFigures | None = None,
+    ledger_name: str | None = None,
+    statement: Statement | None = None,
+) -> Reconciliation:
+    lines = _position_lines(book, cut, ledger, statement) + _cash_lines(cut, ledger, statement)
+    if ledger is not None:
+        lines = _ledger_lines(cut, ledger) + lines
+    return Reconciliation(
+        journal=journal,
+        day=cut.day,
+        cut_seq=cut.seq,
+        ledger=ledger_name,
+        statement=statement.path if statement else None,
+        account=statement.account if statement else "",
+        lines=lines,
+    )
+
+
+def check_sources(sources: Sequence[object]) -> None:
+    """A reconciliation needs something to compare the journal with."""
+    if not any(source is not None for source in sources):
+        raise ReconcileRefused("nothing to compare the journal with: give --db and/or --statement")

@@ -1,0 +1,115 @@
+"""`tape compare`: two backtests of one strategy that match, and two that part at a known day
+(an operator flatten scheduled in B only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from sim.backtest import OperatorCommandConfig
+from tests.factories import make_config, make_dataset, run
+
+FLATTEN_DAY = "2020-03-05"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("compare")
+    data = make_dataset(root / "data", symbols=3, bars=120)
+    run(make_config(data, root / "a", seed=1))
+    run(make_config(data, root / "a2", seed=1))
+    flatten = OperatorCommandConfig(at=f"{FLATTEN_DAY}T00:00:00Z", command="flatten", operator="ops")
+    run(make_config(data, root / "b", seed=1, operator_commands=[flatten]))
+    return root
+
+
+def compare(root: Path, a: str, b: str, tmp_path: Path) -> tuple[int, dict[str, object]]:
+    out = tmp_path / "compare.json"
+    status = main(["compare", str(root / a), str(root / b), "--json", str(out)])
+    return status, json.loads(out.read_text())
+
+
+def test_two_runs_of_one_config_are_the_same(runs: Path, tmp_path: Path) -> None:
+    status, result = compare(runs, "a", "a2", tmp_path)
+    assert status == 0
+    assert result["same"] is True
+    assert result["first_differing_day"] is None
+    assert result["first_divergent_event"] is None
+    days = result["days"]
+    assert isinstance(days, list)
+    assert len(days) == 120
+    assert all(day["differs"] == [] and day["nav_diff"] == "0.00" for day in days)
+    summary = result["summary"]
+    assert summary["nav"] == {
+        "days": 120,
+        "differing_days": 0,
+        "mean": 0.0,
+        "mean_abs": 0.0,
+        "max_abs": 0.0,
+        "last": 0.0,
+    }  # type: ignore[index]
+
+
+def test_a_flatten_in_b_parts_the_runs_at_its_day(runs: Path, tmp_path: Path) -> None:
+    status, result = compare(runs, "a", "b", tmp_path)
+    assert status == 1
+    assert result["same"] is False
+    assert result["first_differing_day"] == FLATTEN_DAY
+    assert result["first_differing_day_figures"] == ["nav", "cash", "fills", "fees", "positions"]
+    days = {day["day"]: day for day in result["days"]}  # type: ignore[union-attr]
+    assert all(day["differs"] == [] for iso, day in days.items() if iso < FLATTEN_DAY)
+    flat = days[FLATTEN_DAY]
+    assert (flat["fills_a"], flat["fills_b"]) == (0, 3)
+    assert {symbol: pair[1] for symbol, pair in flat["positions_differ"].items()} == {
+        "SYN0001": "0", "SYN0002": "0", "SYN0003": "0",
+    }  # fmt: skip
+    event = result["first_divergent_event"]
+    assert isinstance(event, dict)
+    assert event["kind_a"] == "day.closed.v1"
+    assert event["kind_b"] == "killswitch.tripped.v1"
+    assert event["event_b"]["reason"] == "operator ops: flatten"
+    assert event["seq_b"] == event["seq_a"] + 1  # B journals the operator's command before it
+    assert "kind" in event["fields"]
+
+
+def test_table_at_80_columns_and_csv(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    csv_path = tmp_path / "days.csv"
+    assert main(["compare", str(runs / "a"), str(runs / "b"), "--csv", str(csv_path)]) == 1
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert f"first differing day {FLATTEN_DAY}" in out
+    assert "B seq 219 killswitch.tripped.v1" in " ".join(out.split())
+    rows = csv_path.read_text().splitlines()
+    assert rows[0].startswith("day,nav_a,nav_b,nav_diff,cash_a")
+    assert len(rows) == 121
+    flatten_row = next(row for row in rows if row.startswith(FLATTEN_DAY))
+    assert flatten_row.endswith("nav cash fills fees positions")
+
+
+def test_journals_without_a_day_close_are_refused(runs: Path, tmp_path: Path) -> None:
+    assert main(["compare", str(runs / "a"), str(tmp_path / "missing")]) == 2
+
+
+def test_a_damaged_journal_exits_1_and_a_missing_one_2(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import shutil
+
+    damaged = tmp_path / "truncated"
+    shutil.copytree(runs / "a", damaged)
+    os.truncate(damaged / "data.mdb", (damaged / "data.mdb").stat().st_size // 2)
+    assert main(["compare", str(runs / "a"), str(damaged)]) == 1
+    assert main(["reconcile", str(damaged), "--no-ledger", "--statement", str(tmp_path / "none.csv")]) == 2
+    assert main(["compare", str(runs / "a"), str(tmp_path / "missing")]) == 2
+    out = capsys.readouterr().out
+    assert "Traceback" not in out
+    assert all(line.startswith("error:") for line in out.splitlines() if "error" in line)
