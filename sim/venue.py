@@ -23,6 +23,7 @@ from domain.markets import (
     CorporateAction,
     PriceLimits,
     check_price_limit,
+    check_suspended,
     cn_price_limits,
     commission_total_minor,
     ex_right_reference_price,
@@ -69,6 +70,7 @@ class SimVenue:
         ts_ns = int(self._panel.ts_ns[step])
         reason = (
             self._reject_reason(order)
+            or self._suspended_reason(step, order)
             or self._limit_price_reason(step, order)
             or self._min_notional_reason(step, order)
         )
@@ -77,6 +79,28 @@ class SimVenue:
         if order.instrument_id in self._cn:
             self._live_day[order.order_id] = self._session_of_order(step)
         return OrderAccepted(ts_ns=ts_ns, order_id=order.order_id)
+
+    def _suspended_reason(self, step: int, order: Order) -> str | None:
+        """An A-share order for a session in which its name is suspended (停牌) is refused
+        (``CN_SUSPENDED: day=D``), as the exchange refuses it. Suspended, from the data: the
+        session is a session of the data set, the name has no bar in it, and it has a bar both
+        before and after it (listed all through; before its first bar or after its last one the
+        data cannot tell a suspension from a listing or a delisting, and nothing is refused).
+        Only the session's steps and the name's own bars are read; rows that a queue source has
+        not delivered yet are unknown, so a streaming run refuses nothing here (a live venue
+        answers for itself)."""
+        if order.instrument_id not in self._cn or self._arrived is not None:
+            return None
+        panel = self._panel
+        day = self._session_of_order(step)
+        first = int(np.searchsorted(panel.day, day, side="left"))
+        end = int(np.searchsorted(panel.day, day, side="right"))
+        column = self._column[order.instrument_id]
+        if panel.valid[first:end, column].any():
+            return None
+        listed_before = first > 0 and int(panel.last_close[first - 1, column]) > 0
+        listed_after = end < panel.steps and int(self._next_valid[end, column]) >= 0
+        return check_suspended(listed_before and listed_after, day)
 
     def _min_notional_reason(self, step: int, order: Order) -> str | None:
         """The venue's minimum order value (``Instrument.min_notional_minor``, e.g. a ccxt

@@ -1,0 +1,178 @@
+"""SPDB (600000.SH) through its 2006 share-structure reform, on the raw TDX daily bars and the
+hikyuu 权息 table in ../shared/data/cn/hikyuu.
+
+The real story in the data: SPDB's last bar before the reform is 2006-03-20 (close 10.86); it
+has no bar for the 33 sessions 2006-03-21..2006-05-11, while the SSE Composite (in the same
+data set, so those sessions are steps of the run) trades on every one of them; it reopens on
+2006-05-12 at 10.06, the reform's ex-date, where the 权息 table records 10送3 to tradable holders
+with the total share count unchanged (391,500 万股 before and after).
+
+* Suspension: an order for a session in which SPDB has no bar is refused at submission with
+  ``CN_SUSPENDED: day=D`` (journaled ``OrderRejected``); one for the reopening session is accepted.
+* Reform: the row reaches the data set's actions flagged ``reform`` and a holder receives the
+  3 shares per 10 (``[corporate_actions] reform = "bonus"``, the default), or not (``"ignore"``);
+  the day's price limits stay on the previous close (the ex-rights formula does not apply).
+
+The fee rows are illustrative user values (the built-in A-share tables start in 2015).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pytest
+
+from domain.events import Event, OrderAccepted, OrderRejected, OrderSubmitted, encode_event
+from domain.fixed import Rounding, from_decimal_text
+from domain.instruments import Instrument
+from domain.market import Panel
+from domain.markets import CnFeeRow, cn_fee_tables
+from domain.orders import new_order
+from kernel.loop import Kernel
+from kernel.setup import RunSetup
+from kernel.strategy import MarketView
+from lake.store import load_panel, write_dataset
+from sim.fill_models import FillModel
+from sim.venue import SimVenue
+from tests.factories import SPDB, ListSink, one_name_policy
+
+HIKYUU = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn" / "hikyuu"
+pytestmark = [
+    pytest.mark.needs_shared_data,
+    pytest.mark.skipif(not HIKYUU.is_dir(), reason=f"real market data not present at {HIKYUU}"),
+]
+FIRST, LAST = 20060301, 20060630
+LAST_BAR, REOPEN = 20060320, 20060512  # SPDB's last bar before the reform, and its reopening
+SSE = Instrument(
+    instrument_id=2,
+    symbol="000001.SH",
+    venue="XSHG",
+    asset_class="index",
+    currency="CNY",
+    price_digits=2,
+    tick_raw=1,
+    qty_digits=0,
+    lot_raw=1,
+)
+USER_FEES = cn_fee_tables([
+    CnFeeRow(effective_from=20060101, stamp_duty_buy_e8=100_000, stamp_duty_sell_e8=100_000, transfer_e8=0,
+             handling_e8=8_700, regulatory_e8=0)
+])  # fmt: skip
+
+
+def _ts(day: int) -> int:
+    stamp = f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}T15:00"
+    return int((np.datetime64(stamp, "ns") - np.timedelta64(8, "h")).astype(np.int64))  # Asia/Shanghai
+
+
+def _bars(name: str, instrument_id: int) -> list[dict[str, int]]:
+    with (HIKYUU / name).open() as handle:
+        rows = [r for r in csv.DictReader(handle) if FIRST <= int(r["date"].replace("-", "")) <= LAST]
+    return [
+        {
+            "ts_ns": _ts(int(r["date"].replace("-", ""))),
+            "day": int(r["date"].replace("-", "")),
+            "instrument_id": instrument_id,
+            **{k: from_decimal_text(r[k], 2, Rounding.HALF_EVEN) for k in ("open", "high", "low", "close")},
+            "volume": int(float(r["volume"])),
+        }
+        for r in rows
+    ]
+
+
+def _dataset(path: Path, actions: pa.Table | None = None) -> Panel:
+    rows = sorted(
+        _bars("600000.SH_day_raw_tdx.csv", 1) + _bars("000001.SH_index_day_raw_tdx.csv", 2),
+        key=lambda r: (r["ts_ns"], r["instrument_id"]),
+    )
+    bars = pa.table({k: [r[k] for r in rows] for k in rows[0]})
+    write_dataset(
+        path, name="spdb-reform", frequency="1d", calendar="XSHG", instruments=[SPDB, SSE], bars=bars,
+        actions=actions,
+    )  # fmt: skip
+    panel, _ = load_panel(path)
+    return panel
+
+
+class BuyAt:
+    """Target weight 0.5 of SPDB (none of the index) at the close of given sessions."""
+
+    strategy_id = "buy_at"
+
+    def __init__(self, *days: int) -> None:
+        self.days = days
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.flatnonzero(panel.day_end_mask() & np.isin(panel.day, self.days)).astype(np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([0.5, 0.0])
+
+
+def _run(panel: Panel, *days: int) -> list[Event]:
+    sink = ListSink()
+    kernel = Kernel(
+        RunSetup(
+            panel=panel,
+            strategy=BuyAt(*days),
+            venue=SimVenue(panel, FillModel()),
+            policy=one_name_policy(),
+            currency="CNY",
+            cn_fees=USER_FEES,
+            initial_cash_minor=10_000_000,  # 100,000.00 CNY
+        ),
+        sink,
+    )
+    kernel.begin()
+    kernel.run()
+    return sink.events
+
+
+def test_the_data_has_the_suspension(tmp_path: Path) -> None:
+    panel = _dataset(tmp_path / "set")
+    days = panel.day[panel.day_end_mask()]
+    spdb_days = panel.day[panel.valid[:, 0]]
+    gap = days[(days > LAST_BAR) & (days < REOPEN)]
+    assert len(gap) == 33  # SSE sessions 2006-03-21..2006-05-11: the index trades, SPDB does not
+    assert not np.isin(gap, spdb_days).any()
+    assert int(panel.valid[:, 1][np.isin(panel.day, gap)].sum()) == 33
+
+
+def test_an_order_for_a_suspended_session_is_refused_at_submission(tmp_path: Path) -> None:
+    panel = _dataset(tmp_path / "set")
+    # Decided at the 2006-03-20 close (works on 03-21, suspended), at 04-20 (works on 04-21,
+    # suspended) and at 05-11 (works on 05-12, the reopening).
+    events = _run(panel, LAST_BAR, 20060420, 20060511)
+    submitted = [e for e in events if isinstance(e, OrderSubmitted)]
+    assert len(submitted) == 3
+    answers = {e.order_id: e for e in events if isinstance(e, OrderAccepted | OrderRejected)}
+    verdicts = [getattr(answers[e.order_id], "reason", "accepted") for e in submitted]
+    assert verdicts == ["CN_SUSPENDED: day=20060321", "CN_SUSPENDED: day=20060421", "accepted"]
+    again = _run(panel, LAST_BAR, 20060420, 20060511)
+    assert [encode_event(e) for e in again] == [encode_event(e) for e in events]
+
+
+def test_no_suspension_is_judged_where_the_data_cannot_tell(tmp_path: Path) -> None:
+    """Constructed from the real set: SPDB's bars cut before 2006-04-03 (its data starting in
+    the gap looks like a listing) — the sessions before its first bar are not suspensions."""
+    panel = _dataset(tmp_path / "set")
+    cut = panel.day < 20060403
+    valid = panel.valid.copy()
+    valid[cut, 0] = False
+    last_close = panel.last_close.copy()
+    last_close[cut, 0] = 0
+    late = dataclasses.replace(panel, valid=valid, last_close=last_close)
+    step = int(np.flatnonzero(late.day == 20060330)[-1])  # works on 2006-03-31: no bar yet
+    order = new_order(
+        OrderSubmitted(
+            ts_ns=int(late.ts_ns[step]), order_id="o1", strategy_id="t", instrument_id=1, side=1,
+            order_type="market", qty_raw=100, limit_px_raw=0, decision_px_raw=0,
+        )
+    )  # fmt: skip
+    assert isinstance(SimVenue(late, FillModel()).submit(step, order), OrderAccepted)
+    assert isinstance(SimVenue(panel, FillModel()).submit(step, order), OrderRejected)
