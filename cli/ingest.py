@@ -191,6 +191,13 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         action="store_true",
         help="also write actions.parquet from the lake's corporate actions (dividends, splits, rights)",
     )
+    parser.add_argument(
+        "--reform",
+        choices=("carry", "skip"),
+        default="carry",
+        help="share-structure reform rows (SPDB 2006-05-12): carry them flagged into actions.parquet "
+        "(default; the run's [corporate_actions] reform decides) or leave them out",
+    )
     return parser
 
 
@@ -228,6 +235,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             start_ns=_utc_day_ns(args.start, end=False) if args.start else None,
             end_ns=_utc_day_ns(args.end, end=True) if args.end else None,
             actions=args.actions,
+            reform=args.reform,
         )
     except LakeError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from domain.fx import FxRate
 from domain.instruments import Instrument
 
-__all__ = ["ACTION_FIELDS", "RIGHTS_FIELDS", "Panel", "PanelError"]
+__all__ = ["ACTION_FIELDS", "REFORM_FIELD", "RIGHTS_FIELDS", "Panel", "PanelError"]
 
 ACTION_FIELDS = (
     "action_instrument_id",
@@ -25,6 +25,9 @@ ACTION_FIELDS = (
 RIGHTS_FIELDS = ("action_rights_to", "action_rights_from", "action_rights_price_e8")
 """Optional rights-issue columns of the actions: all empty (no rights in the data set) or one
 value per action row (``rights_to`` 0 = none on that row)."""
+REFORM_FIELD = "action_reform"
+"""Optional share-structure-reform flag of the actions (1 = the row is a reform payment,
+``CorporateAction.reform``): empty (no reform row in the data set) or one value per row."""
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -75,6 +78,7 @@ class Panel:
     action_rights_to: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     action_rights_from: IntArray = field(default_factory=lambda: np.ones(0, dtype=np.int64))
     action_rights_price_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    action_reform: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Exchange rates into base currencies (``domain.fx``), sorted by (day, currency, base);
     # empty when the data set has no fx table.
     fx_rates: tuple[FxRate, ...] = ()
@@ -94,6 +98,10 @@ class Panel:
             raise PanelError("funding columns must have one length")
         if self.funding_ts_ns.size > 1 and not bool(np.all(np.diff(self.funding_ts_ns) >= 0)):
             raise PanelError("funding times must be sorted")
+        self._check_actions()
+        self._check_settlements()
+
+    def _check_actions(self) -> None:
         actions = [getattr(self, name) for name in ACTION_FIELDS]
         if len({array.shape for array in actions}) != 1:
             raise PanelError("corporate-action columns must have one length")
@@ -103,7 +111,8 @@ class Panel:
         rights = {getattr(self, name).shape for name in RIGHTS_FIELDS}
         if rights != {(0,)} and rights != {self.action_ex_day.shape}:
             raise PanelError("rights columns must be empty or one value per corporate-action row")
-        self._check_settlements()
+        if self.action_reform.shape not in {(0,), self.action_ex_day.shape}:
+            raise PanelError("the reform column must be empty or one value per corporate-action row")
 
     def _check_settlements(self) -> None:
         settles = (self.settle_day, self.settle_instrument_id, self.settle_px_raw)
@@ -136,6 +145,8 @@ class Panel:
         if self.action_rights_to.size:
             for name in RIGHTS_FIELDS:
                 rows[name] = getattr(self, name)[actions]
+        if self.action_reform.size:
+            rows[REFORM_FIELD] = self.action_reform[actions]
         settled = self.settle_day <= last_day
         for name in ("settle_day", "settle_instrument_id", "settle_px_raw"):
             rows[name] = getattr(self, name)[settled]

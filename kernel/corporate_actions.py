@@ -42,6 +42,11 @@ need the holder's decision, the run's ``CorporateActionConfig.rights``:
 Each journals ``corporate_action.rights.v1`` (``RightsIssueApplied``) after the action's
 ``CorporateActionApplied`` and its ``LedgerPosted``, then the subscription's ``LedgerPosted``.
 
+Share-structure reform rows (``CorporateAction.reform``, 股权分置改革: SPDB 2006-05-12 10送3 to
+tradable holders) are applied as the bonus shares they are for a holder (the share ratio, cost
+basis unchanged, cancellation reason and memo saying ``reform``) under the run's
+``CorporateActionConfig.reform = "bonus"`` (default), and skipped under ``"ignore"``.
+
 Rows whose ex-date is before the first session (the data already trades ex) or after the
 last are ignored.
 
@@ -101,6 +106,7 @@ from kernel.markets import MarketRules
 from kernel.state import KernelState
 
 __all__ = [
+    "REFORM_DECISIONS",
     "RIGHTS_DECISIONS",
     "CorporateActionBook",
     "CorporateActionConfig",
@@ -115,17 +121,26 @@ Post = Callable[[int, str, list[PostingRecord]], None]
 
 
 RIGHTS_DECISIONS = ("lapse", "subscribe")
+REFORM_DECISIONS = ("bonus", "ignore")
 
 
 class CorporateActionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """``[corporate_actions]`` of a run: the holder's decision on rights issues."""
+    """``[corporate_actions]`` of a run: the holder's decision on rights issues, and what a
+    data set's share-structure reform rows (``CorporateAction.reform``) do: ``"bonus"`` (the
+    default) credits a holder the reform shares as the bonus shares they are, ``"ignore"``
+    leaves the holding unchanged (as if the row were not in the data set)."""
 
     rights: str = "lapse"
+    reform: str = "bonus"
 
     def __post_init__(self) -> None:
         if self.rights not in RIGHTS_DECISIONS:
             raise ValueError(
                 f"corporate_actions: rights must be one of {RIGHTS_DECISIONS}, got {self.rights!r}"
+            )
+        if self.reform not in REFORM_DECISIONS:
+            raise ValueError(
+                f"corporate_actions: reform must be one of {REFORM_DECISIONS}, got {self.reform!r}"
             )
 
 
@@ -133,6 +148,7 @@ def actions_of(panel: Panel) -> list[CorporateAction]:
     """The panel's corporate-action rows, in (ex_day, instrument_id) order."""
     count = panel.action_ex_day.size
     with_rights = panel.action_rights_to.size == count
+    with_reform = panel.action_reform.size == count
     rows = zip(
         panel.action_instrument_id.tolist(),
         panel.action_ex_day.tolist(),
@@ -143,6 +159,7 @@ def actions_of(panel: Panel) -> list[CorporateAction]:
         panel.action_rights_to.tolist() if with_rights else [0] * count,
         panel.action_rights_from.tolist() if with_rights else [1] * count,
         panel.action_rights_price_e8.tolist() if with_rights else [0] * count,
+        panel.action_reform.tolist() if with_reform else [0] * count,
         strict=True,
     )
     return [
@@ -156,8 +173,9 @@ def actions_of(panel: Panel) -> list[CorporateAction]:
             rights_to=r_to,
             rights_from=r_from,
             rights_price_e8=r_px,
+            reform=bool(reform),
         )
-        for iid, ex, pay, cash, to, frm, r_to, r_from, r_px in rows
+        for iid, ex, pay, cash, to, frm, r_to, r_from, r_px, reform in rows
     ]
 
 
@@ -239,6 +257,7 @@ class CorporateActionBook:
     ) -> None:
         self._panel = panel
         self._rights = (config or CorporateActionConfig()).rights
+        ignore_reform = (config or CorporateActionConfig()).reform == "ignore"
         self._instruments = instruments
         self.taxed: set[int] = set()  # A-share instruments whose lots are kept for the dividend tax
         self._column = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
@@ -255,7 +274,7 @@ class CorporateActionBook:
             if inst.multiplier != 1:
                 raise ValueError(f"{inst.symbol}: corporate actions need multiplier 1 (shares)")
             step = int(np.searchsorted(panel.day, action.ex_day, side="left"))
-            if action.ex_day < first_day or step >= panel.steps:
+            if action.ex_day < first_day or step >= panel.steps or (action.reform and ignore_reform):
                 continue
             self.ex_by_step.setdefault(step, []).append(action)
             self.mask[step] = True
@@ -296,6 +315,8 @@ class CorporateActionBook:
             )
             if ex.rights:
                 reason += f", rights={ex.rights_to}/{ex.rights_from}, rights_price_e8={ex.rights_price_e8}"
+            if ex.reform:
+                reason += ", reform"
             desk.cancel(order_id, ts_ns, day, reason)
             cancelled = True
         for action in actions:
@@ -404,6 +425,8 @@ class CorporateActionBook:
                 f"corporate action {inst.symbol} ex {action.ex_day}: split {action.split_to}/"
                 f"{action.split_from}, cash_e8={action.cash_e8}"
             )
+            if action.reform:
+                memo += ", share-structure reform"
             post(ts_ns, memo, postings)
         if split.position.qty_raw:
             state.positions[iid] = split.position

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -47,6 +48,7 @@ from domain.markets.corporate_actions import (
 
 __all__ = [
     "ACTION_COLUMNS",
+    "REFORM_CHOICES",
     "Adjustment",
     "adjust",
     "adjusted_from_lake",
@@ -55,6 +57,9 @@ __all__ = [
     "reform_transfers",
 ]
 
+REFORM_CHOICES = ("skip", "carry", "apply")
+"""``dataset_actions(reform=...)``: leave reform transfers out, keep them flagged, or keep them
+as ordinary bonus rows."""
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 ACTION_COLUMNS = (
@@ -102,18 +107,24 @@ def dataset_actions(
 ) -> list[CorporateAction]:
     """One instrument's lake ``corporate_actions`` rows as data-set actions (``actions.parquet``,
     ``CorporateAction.from_cn``: 送+转 one share ratio, 派 the cash, 配 the rights ratio and
-    price), in ex-date order. Share-count-only rows are left out, and so are share-structure
-    reform transfers unless ``reform="apply"``. The lake has no pay date: cash on the ex-date."""
-    if reform not in ("skip", "apply"):
-        raise ValueError(f"reform must be 'skip' or 'apply', got {reform!r}")
-    reforms = reform_transfers(actions) if reform == "skip" else set()
+    price), in ex-date order. Share-count-only rows are left out. Share-structure reform
+    transfers: left out (``reform="skip"``), kept flagged ``CorporateAction.reform`` so the
+    kernel's ``[corporate_actions] reform`` decides (``"carry"``, what ``Lake.export`` writes),
+    or kept as ordinary bonus rows (``"apply"``). The lake has no pay date: cash on the ex-date."""
+    if reform not in REFORM_CHOICES:
+        raise ValueError(f"reform must be one of {REFORM_CHOICES}, got {reform!r}")
+    reforms = reform_transfers(actions) if reform != "apply" else set()
     out = []
     for row in sorted(actions.to_pylist(), key=lambda r: r["ex_date"]):
         if row["instrument_id"] != instrument.instrument_id:
             raise ValueError(f"{instrument.symbol}: an action row of instrument {row['instrument_id']}")
         action = _action(row, instrument.price_digits)
-        if action.affects_price and action.ex_day not in reforms:
-            out.append(CorporateAction.from_cn(instrument.instrument_id, action))
+        if not action.affects_price or (reform == "skip" and action.ex_day in reforms):
+            continue
+        converted = CorporateAction.from_cn(instrument.instrument_id, action)
+        if action.ex_day in reforms:
+            converted = msgspec.structs.replace(converted, reform=True)
+        out.append(converted)
     return out
 
 

@@ -431,10 +431,13 @@ class Lake:
         end_ns: int | None = None,
         name: str | None = None,
         actions: bool = False,
+        reform: str = "carry",
     ) -> DatasetRef:
         """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
         with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
-        (``lake.adjust.dataset_actions``; rights columns only when there is a rights issue)."""
+        (``lake.adjust.dataset_actions``; rights columns only when there is a rights issue).
+        Share-structure reform rows are carried flagged ``reform`` (the run's
+        ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out."""
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
@@ -443,7 +446,7 @@ class Lake:
         )
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
-        table = self._dataset_actions(chosen) if actions else None
+        table = self._dataset_actions(chosen, reform) if actions else None
         return write_dataset(
             out,
             name=name or f"lake-{self.content_hash[:12]}-{frequency}",
@@ -454,12 +457,14 @@ class Lake:
             actions=table,
         )
 
-    def _dataset_actions(self, chosen: list[Instrument]) -> pa.Table | None:
+    def _dataset_actions(self, chosen: list[Instrument], reform: str) -> pa.Table | None:
+        if reform not in ("carry", "skip"):
+            raise LakeError(f"reform must be 'carry' or 'skip', got {reform!r}")
         rows = []
         for inst in chosen:
             stored = self.read(Kind.CORPORATE_ACTIONS, instrument_ids=[inst.instrument_id])
             try:
-                rows.extend(dataset_actions(stored, inst))
+                rows.extend(dataset_actions(stored, inst, reform=reform))
             except ValueError as error:  # e.g. a rights ratio without a price in the source table
                 raise LakeError(f"{self.root}: corporate actions of {inst.symbol}: {error}") from None
         return actions_table(rows) if rows else None

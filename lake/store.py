@@ -8,7 +8,7 @@ Layout (one folder per data set)::
     DATASET/funding.parquet      (optional) ts_ns, instrument_id, rate_e8
     DATASET/actions.parquet      (optional) instrument_id, ex_date, pay_date, cash_e8,
                                  split_to, split_from [, rights_to, rights_from,
-                                 rights_price_e8] (corporate actions)
+                                 rights_price_e8] [, reform] (corporate actions)
     DATASET/settlements.parquet  (optional) day, instrument_id, settle (futures settlement prices)
     DATASET/fx.parquet           (optional) day, currency, base, rate_e8 (exchange rates: one
                                  unit of currency in base, 1e-8; ``domain.fx``)
@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from domain.futures import is_daily_settled
 from domain.fx import FxError, FxRate, FxTable
 from domain.instruments import Instrument
-from domain.market import ACTION_FIELDS, RIGHTS_FIELDS, Panel
+from domain.market import ACTION_FIELDS, REFORM_FIELD, RIGHTS_FIELDS, Panel
 from domain.markets import CorporateAction
 
 __all__ = [
@@ -98,6 +98,8 @@ _RIGHTS_SCHEMA = pa.schema(
         pa.field("rights_price_e8", pa.int64(), nullable=False),  # subscription price, currency x 1e-8
     ]
 )
+# Optional, last (absent: no share-structure-reform row; a set without it hashes as before).
+_REFORM_SCHEMA = pa.schema([pa.field("reform", pa.bool_(), nullable=False)])
 
 _SETTLEMENT_SCHEMA = pa.schema(
     [
@@ -233,7 +235,9 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
         actions = _checked_actions(pq.read_table(path / "actions.parquet"), list(instruments))
         fields: tuple[str, ...] = ACTION_FIELDS
         if _RIGHTS_SCHEMA.names[0] in actions.column_names:
-            fields = (*ACTION_FIELDS, *RIGHTS_FIELDS)
+            fields = (*fields, *RIGHTS_FIELDS)
+        if _REFORM_SCHEMA.names[0] in actions.column_names:
+            fields = (*fields, REFORM_FIELD)
         panel = dataclasses.replace(
             panel,
             **{
@@ -319,10 +323,13 @@ def _checked_settlements(settles: pa.Table, instruments: list[Instrument]) -> pa
 
 def actions_table(actions: list[CorporateAction]) -> pa.Table:
     """Rows in contract form for ``write_dataset``; the rights columns only when a row has a
-    rights issue (a set without rights writes, and hashes, as before they existed)."""
+    rights issue, the reform flag only when a row is a share-structure reform (a set without
+    them writes, and hashes, as before they existed)."""
     schema = _ACTION_SCHEMA
     if any(action.rights for action in actions):
-        schema = pa.schema([*_ACTION_SCHEMA, *_RIGHTS_SCHEMA])
+        schema = pa.schema([*schema, *_RIGHTS_SCHEMA])
+    if any(action.reform for action in actions):
+        schema = pa.schema([*schema, *_REFORM_SCHEMA])
     names = [name.replace("_date", "_day") for name in schema.names]
     return pa.table(
         {
@@ -339,7 +346,9 @@ def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Tab
     schema = _ACTION_SCHEMA
     rights = [name for name in _RIGHTS_SCHEMA.names if name in actions.column_names]
     if rights:
-        schema = pa.schema([*_ACTION_SCHEMA, *_RIGHTS_SCHEMA])
+        schema = pa.schema([*schema, *_RIGHTS_SCHEMA])
+    if _REFORM_SCHEMA.names[0] in actions.column_names:
+        schema = pa.schema([*schema, *_REFORM_SCHEMA])
     missing = [name for name in schema.names if name not in actions.column_names]
     if missing:
         hint = " (the rights columns go together)" if rights and len(rights) < len(_RIGHTS_SCHEMA) else ""
@@ -377,6 +386,7 @@ def _checked_actions(actions: pa.Table, instruments: list[Instrument]) -> pa.Tab
                 rights_to=row.get("rights_to", 0),
                 rights_from=row.get("rights_from", 1),
                 rights_price_e8=row.get("rights_price_e8", 0),
+                reform=row.get("reform", False),
             )
         except ValueError as error:
             raise DatasetError(f"actions: {error}") from None

@@ -439,6 +439,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("paper",), None),
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
     (("fx",), None),
+    (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
 )
 
 

@@ -436,7 +436,8 @@ class SimVenue:
 class ReferenceCloses:
     """The close each A-share's price limits are computed from: the close carried to the end of
     the previous session day (0 in the first session), or on an ex-date session (the first
-    session on or after a data-set action's ex-date) its ``ex_right_reference_price``.
+    session on or after a data-set action's ex-date) its ``ex_right_reference_price`` (not for a
+    share-structure reform row: its session keeps the previous close).
 
     Only the session structure (``panel.day``) is read up front; closes are read when asked, so
     the answer for a step depends only on rows before its session, whether they came with the
@@ -454,7 +455,9 @@ class ReferenceCloses:
         # (first step of the ex-date session, column) -> its actions in order, and the instrument
         self._ex: dict[tuple[int, int], tuple[list[CorporateAction], Instrument]] = {}
         for action in actions_of(panel):
-            if action.instrument_id not in instrument_ids:
+            # A share-structure reform row is a payment between holders, not a dilution: the
+            # exchange sets no ex-rights reference, the previous close stays the reference.
+            if action.instrument_id not in instrument_ids or action.reform:
                 continue
             first = int(np.searchsorted(panel.day, action.ex_day, side="left"))
             if first >= steps or (first == 0 and action.ex_day < int(panel.day[0])):

@@ -326,7 +326,11 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     13/10); ``cash_e8`` the pre-tax cash per share held before the ex-date, in currency units
     x 1e-8; ``pay_day`` the day the cash arrives (0: on the ex-date). A rights issue:
     ``rights_to / rights_from`` new shares offered per share held before the ex-date (10配3
-    -> 3/10; ``0`` = none) at ``rights_price_e8`` per share (currency x 1e-8).
+    -> 3/10; ``0`` = none) at ``rights_price_e8`` per share (currency x 1e-8). ``reform``: a
+    share-structure reform payment (股权分置改革对价, SPDB 2006-05-12 10送3): bonus shares the
+    non-tradable holders pay to tradable ones, so a holder's shares grow by the ratio but the
+    total share count does not and the price has no ex-rights reference; only a share ratio
+    (no cash, no rights) can be one.
     """
 
     instrument_id: int
@@ -338,9 +342,15 @@ class CorporateAction(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     rights_to: int = 0
     rights_from: int = 1
     rights_price_e8: int = 0
+    reform: bool = False
 
     def __post_init__(self) -> None:
         day_to_date(self.ex_day)
+        if self.reform and (self.cash_e8 or self.rights_to or self.split_to <= self.split_from):
+            raise ValueError(
+                f"instrument {self.instrument_id} {self.ex_day}: a reform row is bonus shares only, got "
+                f"split {self.split_to}/{self.split_from}, cash_e8={self.cash_e8}, rights_to={self.rights_to}"
+            )
         if self.pay_day:
             day_to_date(self.pay_day)
             if self.pay_day < self.ex_day:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -27,16 +28,30 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
-from domain.events import Event, OrderAccepted, OrderRejected, OrderSubmitted, encode_event
+from cli.main import main as tape
+from domain.events import (
+    CorporateActionApplied,
+    Event,
+    OrderAccepted,
+    OrderRejected,
+    OrderSubmitted,
+    encode_event,
+)
 from domain.fixed import Rounding, from_decimal_text
 from domain.instruments import Instrument
+from domain.ledger import Position, cash_account, inventory_account
 from domain.market import Panel
-from domain.markets import CnFeeRow, cn_fee_tables
+from domain.markets import CnFeeRow, SellableBook, cn_fee_tables
 from domain.orders import new_order
+from kernel.corporate_actions import CorporateActionConfig, actions_of
 from kernel.loop import Kernel
 from kernel.setup import RunSetup
+from kernel.state import KernelState
 from kernel.strategy import MarketView
+from lake.ingest import ingest
+from lake.sources import parse_hikyuu_actions, parse_hikyuu_day
 from lake.store import load_panel, write_dataset
+from sim.backtest import BacktestConfig, StrategyConfig
 from sim.fill_models import FillModel
 from sim.venue import SimVenue
 from tests.factories import SPDB, ListSink, one_name_policy
@@ -176,3 +191,130 @@ def test_no_suspension_is_judged_where_the_data_cannot_tell(tmp_path: Path) -> N
     )  # fmt: skip
     assert isinstance(SimVenue(late, FillModel()).submit(step, order), OrderAccepted)
     assert isinstance(SimVenue(panel, FillModel()).submit(step, order), OrderRejected)
+
+
+# --- share-structure reform ------------------------------------------------------------------
+
+REFORM_DAY = 20060512
+
+
+def _lake_set(tmp_path: Path, *extra: str) -> Panel:
+    """SPDB's TDX bars and 权息 rows through a lake, exported with ``tape export --actions``."""
+    table = tmp_path / "actions.csv"
+    with (HIKYUU / "stock_weight_corporate_actions.csv").open() as handle:
+        lines = handle.readlines()
+    table.write_text(lines[0] + "".join(line for line in lines[1:] if line.startswith("SH,600000,")))
+    root = tmp_path / "lake"
+    ingest(root, [HIKYUU / "600000.SH_day_raw_tdx.csv"], parse_hikyuu_day)
+    ingest(root, [table], parse_hikyuu_actions)
+    out = tmp_path / ("set" + "".join(extra))
+    args = ["export", str(root), str(out), "--calendar", "XSHG", "--actions", *extra]
+    assert tape([*args, "--start", "2006-03-01", "--end", "2006-06-30"]) == 0
+    panel, _ = load_panel(out)
+    return panel
+
+
+class Hold:
+    """Never trades: the holder's book through the window."""
+
+    strategy_id = "hold"
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.zeros(0, dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return None
+
+
+def _hold(
+    panel: Panel, config: CorporateActionConfig, shares: int = 1_000
+) -> tuple[list[Event], KernelState]:
+    """``shares`` held before the window at cost = shares x the first close (seeded)."""
+    (inst,) = panel.instruments
+    iid = inst.instrument_id
+    state = KernelState("CNY")
+    cost = shares * int(panel.close[0, 0])
+    state.positions = {iid: Position(shares, cost)}
+    state.sellable = {iid: SellableBook(day=int(panel.day[0]), holding=shares)}
+    state.balances = {
+        cash_account("CNY"): 10_000_000 - cost,
+        inventory_account(iid): cost,
+        "equity:capital:CNY": -10_000_000,
+    }
+    sink = ListSink()
+    setup = RunSetup(
+        panel=panel,
+        strategy=Hold(),
+        venue=SimVenue(panel, FillModel()),
+        policy=one_name_policy(),
+        currency="CNY",
+        cn_fees=USER_FEES,
+        corporate_actions=config,
+    )
+    kernel = Kernel(setup, sink, state=state)
+    kernel.run()
+    return sink.events, kernel.state
+
+
+def test_export_carries_the_reform_row_flagged(tmp_path: Path) -> None:
+    panel = _lake_set(tmp_path)
+    rows = [(a.ex_day, a.split_to, a.split_from, a.cash_e8, a.reform) for a in actions_of(panel)]
+    assert [row for row in rows if row[4]] == [(REFORM_DAY, 13, 10, 0, True)]  # the one reform row
+    assert [row for row in rows if FIRST <= row[0] <= LAST] == [
+        (REFORM_DAY, 13, 10, 0, True),  # 10送3 to tradable holders, total shares unchanged
+        (20060525, 1, 1, 13_000_000, False),  # 10派1.3
+    ]
+    skipped = _lake_set(tmp_path, "--reform", "skip")  # the old export: the row left out
+    assert [a.ex_day for a in actions_of(skipped)] == [a.ex_day for a in actions_of(panel) if not a.reform]
+
+
+def test_a_holder_receives_the_reform_shares(tmp_path: Path) -> None:
+    panel = _lake_set(tmp_path)
+    events, state = _hold(panel, CorporateActionConfig())
+    (iid,) = [inst.instrument_id for inst in panel.instruments]
+    applied = [e for e in events if isinstance(e, CorporateActionApplied)]
+    assert [(e.ex_day, e.qty_before_raw, e.qty_after_raw, e.dividend_minor) for e in applied] == [
+        (REFORM_DAY, 1_000, 1_300, 0),
+        (20060525, 1_300, 1_300, 16_900),  # the 0.13 CNY dividend on the reform shares too
+    ]
+    assert state.positions[iid].qty_raw == 1_300
+    assert state.sellable[iid].holding == 1_300
+    assert sum(state.balances.values()) == 0
+    ignored_events, ignored = _hold(panel, CorporateActionConfig(reform="ignore"))
+    assert ignored.positions[iid].qty_raw == 1_000  # the book a holder had before this setting
+    assert [e.ex_day for e in ignored_events if isinstance(e, CorporateActionApplied)] == [20060525]
+    # The holder's value at the reform day's close (10.21): 13,273.00 CNY against 10,210.00.
+    step = int(np.flatnonzero(panel.day == REFORM_DAY)[0])
+    assert 1_300 * int(panel.close[step, 0]) == 1_327_300
+    assert 1_000 * int(panel.close[step, 0]) == 1_021_000
+
+
+def test_the_reform_day_keeps_the_previous_close_as_limit_reference(tmp_path: Path) -> None:
+    """No ex-rights reference on a reform day (``lake/adjust.py``): the band stays on the last
+    close, 10.86 on 2006-03-20 -> 9.77..11.95, and the reopening bar (9.80..10.66) lies in it;
+    the ex-rights formula (8.35 -> 7.52..9.19) would refuse every price it traded at."""
+    panel = _lake_set(tmp_path)
+    step = int(np.flatnonzero(panel.day == REFORM_DAY)[0])
+    assert int(panel.close[step - 1, 0]) == 1086
+    venue = SimVenue(panel, FillModel())
+    limits = venue._limits(step, panel.instruments[0].instrument_id)
+    assert limits is not None and (limits.down_raw, limits.up_raw) == (977, 1195)
+    assert limits.down_raw <= int(panel.low[step, 0]) <= int(panel.high[step, 0]) <= limits.up_raw
+
+
+def test_the_setting_is_journaled_only_when_it_is_not_the_default() -> None:
+    def config(**fields: object) -> BacktestConfig:
+        strategy = StrategyConfig(name="sma_crossover")
+        return BacktestConfig(run_id="r", dataset="d", journal="j", strategy=strategy,
+                              **fields)  # type: ignore[arg-type]  # fmt: skip
+
+    assert "corporate_actions" not in json.loads(config().canonical_json())  # as before the setting
+    subscribing = config(corporate_actions=CorporateActionConfig(rights="subscribe"))
+    assert json.loads(subscribing.canonical_json())["corporate_actions"] == {"rights": "subscribe"}
+    old = BacktestConfig.from_json(subscribing.canonical_json())  # a journal from before reform
+    assert old.corporate_actions.reform == "bonus"
+    ignoring = config(corporate_actions=CorporateActionConfig(reform="ignore"))
+    assert json.loads(ignoring.canonical_json())["corporate_actions"]["reform"] == "ignore"
+    assert BacktestConfig.from_json(ignoring.canonical_json()) == ignoring
+    with pytest.raises(ValueError, match="reform must be one of"):
+        CorporateActionConfig(reform="apply")
