@@ -46,10 +46,11 @@ from kernel.operator_inbox import (
     send_command,
 )
 from kernel.replay import resume
+from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.stream import QueueSource
 from lake.sessions import frequency_ns
-from lake.store import dataset_ref, read_manifest
+from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
 from venues.ccxt_venue import CcxtVenue, VenueBar, map_error
@@ -124,9 +125,13 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if config.paper is None:
         raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape paper needs one")
     if args.local_exchange and config.paper.clock != "venue":
-        raise ConfigError('--local-exchange plays history: set paper.clock = "venue" (the exchange\'s clock)')
+        raise ConfigError(f'{args.config}: --local-exchange plays history: set paper.clock = "venue"')
     if args.speed <= 0:
         raise ConfigError(f"--speed must be positive, got {args.speed}")
+    import ccxt.pro  # the live extra (also in dev)
+
+    if not hasattr(ccxt.pro, config.paper.exchange):
+        raise ConfigError(f"{args.config}: paper.exchange: ccxt has no exchange {config.paper.exchange!r}")
     config = _resolved(config)
     if args.disconnect_every < 0:
         raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
@@ -191,10 +196,8 @@ class _Started:
     note: str
 
 
-def _fresh(config: BacktestConfig, journal: Journal) -> _Started:
+def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: DatasetRef) -> _Started:
     assert config.paper is not None
-    ref = dataset_ref(Path(config.dataset))
-    setup = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True)
     if len(journal):
         raise JournalError(
             f"{config.journal} already holds {len(journal)} records: choose a new journal path, or "
@@ -239,12 +242,18 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
 async def _paper(config: BacktestConfig, market: Path | None, player: _Player, *, carry_on: bool) -> int:
     assert config.paper is not None
     frequency = str(read_manifest(Path(config.dataset))["frequency"])
+    if carry_on and not Path(config.journal).exists():
+        raise JournalError(f"{config.journal}: no journal there to resume (leave out --resume)")
+    fresh = None
+    if not carry_on:  # everything checked before a journal is opened
+        ref = dataset_ref(Path(config.dataset))
+        fresh = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True), ref
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
-        if carry_on:
+        if fresh is None:
             config, started = _resumed(config, journal)
         else:
-            started = _fresh(config, journal)
+            started = _fresh(config, journal, *fresh)
         kernel, source = started.kernel, started.source
         setup = kernel.setup
         assert config.paper is not None
