@@ -79,10 +79,10 @@ class SessionCommands:
     def running(self) -> bool:
         return running_session(self.journal) is not None
 
-    def send(self, command: str, note: str) -> str:
+    def send(self, command: str, note: str, strategy: str = "") -> str:
         if not self.running():
             return f"{command} not sent: no session is writing {self.journal} now"
-        path = send_command(self.journal, command, self.operator, note)
+        path = send_command(self.journal, command, self.operator, note, strategy)
         return f"{command} sent to {path.name} as {self.operator}; the session applies it at its next step"
 
 

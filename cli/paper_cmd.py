@@ -94,6 +94,7 @@ def add_command_parser(verbs: Any) -> None:
         "--operator", default=os.environ.get("USER", ""), help="who sends it (default: $USER)"
     )
     command.add_argument("--note", default="", help="why (journaled with the command)")
+    command.add_argument("--strategy", default="", help="pause / resume: the strategy (its strategy_id)")
 
 
 def cmd_command(args: argparse.Namespace) -> int:
@@ -103,7 +104,7 @@ def cmd_command(args: argparse.Namespace) -> int:
             f"{args.journal}: no session is running for this journal; nothing would apply the command"
         )
     try:
-        path = send_command(args.journal, args.command, args.operator, args.note)
+        path = send_command(args.journal, args.command, args.operator, args.note, args.strategy)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     console.print(f"{args.command} sent to {path} (the session applies it at its next step)")
@@ -375,7 +376,11 @@ class _Pump:
                 self.source.refuse(now, line.reason, line.detail)
                 continue
             received = CommandReceived(
-                ts_ns=now, command=line.command, operator=line.operator, note=line.note
+                ts_ns=now,
+                command=line.command,
+                operator=line.operator,
+                note=line.note,
+                strategy_id=line.strategy,
             )
             try:
                 step = self.source.command(received)

@@ -73,6 +73,7 @@ __all__ = [
     "CurrencyMark",
     "FxConverted",
     "StateSnapshotted",
+    "StrategyCommanded",
     "TaxLotSnapshot",
     "FutureSettled",
     "TargetsDecided",
@@ -438,6 +439,8 @@ class KernelSnapshot(
     # An asynchronous venue's sequence guard; UNSET (absent) with a synchronous venue.
     venue_guard: VenueGuardSnapshot | UnsetType = UNSET
     sleeves: list[SleeveSnapshot] = []  # per-strategy books of a multi-strategy run
+    # No field may be added here: past 15 fields msgspec writes a map16 header and every
+    # snapshot's bytes would change. Later state is a fold of the journal (kernel.replay).
 
 
 class SleeveMark(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -517,6 +520,17 @@ class OperatorCommanded(Event, frozen=True, tag="killswitch.operator_commanded.v
     """An operator's halt / flatten / rearm (in a backtest: scheduled by the run's config)."""
 
     command: str  # "halt" | "flatten" | "rearm"
+    operator: str
+    note: str = ""
+
+
+class StrategyCommanded(Event, frozen=True, tag="strategy.commanded.v1"):
+    """An operator paused or resumed one strategy of the book (in a backtest: scheduled by the
+    run's config). A paused strategy takes no decisions; its positions and working orders stay
+    as they are until it is resumed."""
+
+    command: str  # "pause" | "resume"
+    strategy_id: str
     operator: str
     note: str = ""
 
@@ -762,9 +776,10 @@ class CommandReceived(Event, frozen=True, tag="operator.command_received.v1"):
     before the kernel applies it at its next step (where the kernel journals its
     ``OperatorCommanded``); ``ts_ns`` is when it arrived."""
 
-    command: str  # "halt" | "flatten" | "rearm"
+    command: str  # "halt" | "flatten" | "rearm" | "pause" | "resume"
     operator: str
     note: str = ""
+    strategy_id: str = ""  # the strategy a pause or resume names
 
 
 class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
@@ -852,6 +867,7 @@ AnyEvent = (
     | InputQuarantined
     | ModelRegistered
     | ModelLoaded
+    | StrategyCommanded
 )
 
 INPUT_KINDS = frozenset(

@@ -36,6 +36,7 @@ from domain.events import (
     RunFinished,
     SleevesMarked,
     StateSnapshotted,
+    StrategyCommanded,
     TargetsDecided,
     VenueMessageReceived,
 )
@@ -67,7 +68,7 @@ from kernel.pipeline import (
     vol_target_targets,
 )
 from kernel.router import Router
-from kernel.schedules import Decisions, OperatorCommands, ScheduleError
+from kernel.schedules import Decisions, OperatorCommands, ScheduleError, apply_strategy_command
 from kernel.setup import RunSetup
 from kernel.sleeve_orders import BookTargets, SleeveTargets
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
@@ -226,7 +227,8 @@ class Kernel:
         """The strategies' decision steps and the operator commands' (``kernel.schedules``)."""
         try:
             decisions = Decisions(self._slots, self._panel, streaming=streaming)
-            return decisions, OperatorCommands(self._panel, self.setup.operator_commands)
+            ids = [slot.strategy.strategy_id for slot in self._slots]
+            return decisions, OperatorCommands(self._panel, self.setup.operator_commands, ids)
         except ScheduleError as error:
             raise KernelError(str(error)) from None
 
@@ -286,7 +288,7 @@ class Kernel:
         """Rows of the panel that hold data (all of them for a data set)."""
         return self._arrived
 
-    def add_command(self, command: OperatorCommanded) -> int:
+    def add_command(self, command: OperatorCommanded | StrategyCommanded) -> int:
         """An operator command that arrived while running: applied at the first step not yet run
         (``kernel.schedules.OperatorCommands.add``). Returns the step."""
         try:
@@ -437,7 +439,10 @@ class Kernel:
         if self._commands.mask[step]:
             for command in self._commands.by_step[step]:
                 self.desk.journal(command)
-                self._kill.observe(command, step)
+                if isinstance(command, StrategyCommanded):  # pause / resume one strategy
+                    apply_strategy_command(self.state.paused, command)
+                else:
+                    self._kill.observe(command, step)
         if self._conversion_mask[step]:
             for conversion in self._conversions[step]:
                 self._convert(step, conversion)
@@ -482,11 +487,13 @@ class Kernel:
     def _decide(self, step: int) -> bool:
         """Each strategy scheduled at ``step``, in the setup's order; True when orders were
         submitted."""
+        paused = self.state.paused
         if self._sleeves is None:
-            return self._decide_one(step, self._slots[0].strategy, None)
+            strategy = self._slots[0].strategy
+            return strategy.strategy_id not in paused and self._decide_one(step, strategy, None)
         submitted = False
         for index, slot in enumerate(self._slots):
-            if self._decisions.by_slot[index][step]:
+            if self._decisions.by_slot[index][step] and slot.strategy.strategy_id not in paused:
                 sleeve = self._sleeves.sleeve(slot.strategy.strategy_id)
                 submitted = self._decide_one(step, slot.strategy, sleeve) or submitted
         return submitted

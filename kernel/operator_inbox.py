@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from domain.riskrules import OPERATOR_COMMANDS
+from kernel.schedules import STRATEGY_COMMANDS
 
 __all__ = [
     "COMMANDS",
@@ -30,8 +31,9 @@ __all__ = [
     "session_path",
 ]
 
-COMMANDS = OPERATOR_COMMANDS
-"""What the kill switch takes from an operator (``domain.riskrules.OPERATOR_COMMANDS``)."""
+COMMANDS = OPERATOR_COMMANDS + STRATEGY_COMMANDS
+"""The kill switch's commands (``domain.riskrules.OPERATOR_COMMANDS``) and one strategy's
+(``kernel.schedules.STRATEGY_COMMANDS``, which name it)."""
 
 _MAX_LINE = 4096
 
@@ -69,13 +71,22 @@ def running_session(journal: Path | str) -> int | None:
     return pid
 
 
-def send_command(journal: Path | str, command: str, operator: str, note: str = "") -> Path:
+def send_command(
+    journal: Path | str, command: str, operator: str, note: str = "", strategy: str = ""
+) -> Path:
     """Append one command for the session writing ``journal``; returns the inbox's path."""
     if command not in COMMANDS:
         raise ValueError(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
     if not operator.strip():
         raise ValueError("name the operator (who sends the command)")
-    line = json.dumps({"command": command, "operator": operator, "note": note}, sort_keys=True) + "\n"
+    if (command in STRATEGY_COMMANDS) != bool(strategy):
+        raise ValueError(
+            f"{command} {'names a strategy' if command in STRATEGY_COMMANDS else 'takes no strategy'}"
+        )
+    fields = {"command": command, "operator": operator, "note": note}
+    if strategy:
+        fields["strategy"] = strategy
+    line = json.dumps(fields, sort_keys=True) + "\n"
     data = line.encode()
     if len(data) > _MAX_LINE:
         raise ValueError(f"the note is too long (a command line is at most {_MAX_LINE} bytes)")
@@ -96,6 +107,7 @@ class InboxLine:
     command: str = ""
     operator: str = ""
     note: str = ""
+    strategy: str = ""
     reason: str = ""
     detail: str = ""
 
@@ -140,8 +152,13 @@ def _parse(raw: bytes) -> InboxLine:
         return InboxLine(
             reason="BAD_COMMAND", detail=f"command must be one of {', '.join(COMMANDS)}: {shown!r}"
         )
+    strategy = fields.get("strategy", "")
+    if not isinstance(strategy, str) or (command in STRATEGY_COMMANDS) != bool(strategy):
+        return InboxLine(
+            reason="BAD_COMMAND", detail=f"pause / resume name a strategy, the others none: {shown!r}"
+        )
     if not isinstance(operator, str) or not operator.strip() or not isinstance(note, str):
         return InboxLine(
             reason="BAD_COMMAND", detail=f"operator (a name) and note (text) expected: {shown!r}"
         )
-    return InboxLine(command=command, operator=operator, note=note)
+    return InboxLine(command=command, operator=operator, note=note, strategy=strategy)

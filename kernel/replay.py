@@ -25,6 +25,7 @@ from domain.events import (
     Event,
     RunStarted,
     StateSnapshotted,
+    StrategyCommanded,
     VenueMessageReceived,
     decode_event,
     encode_event,
@@ -47,6 +48,7 @@ from kernel.journal import (
 )
 from kernel.loop import Kernel, ProgressFn
 from kernel.run_status import run_status
+from kernel.schedules import apply_strategy_command
 from kernel.setup import RunSetup
 from kernel.state import KernelState
 from kernel.stream import QUEUE_INPUT_KINDS, QueueSource, RowFiller
@@ -305,6 +307,26 @@ def day_span(journal: Journal, day: int) -> DaySpan:
     return DaySpan(day, before[0] + 1, end_seq, before[1], before[0])
 
 
+def _restored(
+    journal: Journal, snapshot: StateSnapshotted | None, start_seq: int, currency: str
+) -> KernelState | None:
+    """The kernel state at a day's start: its snapshot, and what the journal holds beside it
+    (the strategies paused then: the last ``strategy.commanded`` of each before the day)."""
+    if snapshot is None:
+        return None
+    state = KernelState.restore(snapshot.snapshot, currency)
+    for record in journal.records_of_kinds(_STRATEGY_COMMANDS, 2):
+        if record.seq >= start_seq:
+            break
+        command = decode_event(record.payload)
+        assert isinstance(command, StrategyCommanded)
+        apply_strategy_command(state.paused, command)
+    return state
+
+
+_STRATEGY_COMMANDS = frozenset({"strategy.commanded.v1"})
+
+
 def _day_bounds(
     journal: Journal, panel: Panel, day: int
 ) -> tuple[int, int, StateSnapshotted | None, int, int]:
@@ -361,7 +383,7 @@ def _replay(
     received = _received(journal, start_seq, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
     unfinished = day is None and not run_status(journal).finished
     sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished)
-    state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
+    state = _restored(journal, snapshot, start_seq, setup.currency)
     kernel = Kernel(setup, sink, state=state, venue_messages=received)
 
     def derive() -> None:
@@ -401,7 +423,7 @@ def _replay_queued(
     else:
         start_seq, end_seq, snapshot, first, end_step = _day_bounds(journal, setup.panel, day)
     unfinished = day is None and not run_status(journal).finished
-    state = KernelState.restore(snapshot.snapshot, setup.currency) if snapshot else None
+    state = _restored(journal, snapshot, start_seq, setup.currency)
     inputs = _queue_inputs(journal, end_seq)
     _fill_history(setup, inputs, first)
     inputs.decoded.clear()  # the history's inputs are before the compared range

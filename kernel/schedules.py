@@ -14,12 +14,33 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import OperatorCommanded
+from domain.events import OperatorCommanded, StrategyCommanded
 from domain.market import Panel
 from kernel.setup import StrategySlot
 from kernel.strategy import scheduled_rows
 
-__all__ = ["Decisions", "OperatorCommands", "ScheduleError"]
+__all__ = [
+    "STRATEGY_COMMANDS",
+    "Command",
+    "Decisions",
+    "OperatorCommands",
+    "ScheduleError",
+    "apply_strategy_command",
+]
+
+STRATEGY_COMMANDS = ("pause", "resume")
+"""What an operator may tell one strategy of the book (``StrategyCommanded``)."""
+
+Command = OperatorCommanded | StrategyCommanded
+"""An operator command the kernel applies at a step: to the kill switch, or to one strategy."""
+
+
+def apply_strategy_command(paused: set[str], command: StrategyCommanded) -> None:
+    """A pause adds the strategy to the paused set, a resume takes it out."""
+    if command.command == "pause":
+        paused.add(command.strategy_id)
+    else:
+        paused.discard(command.strategy_id)
 
 
 class ScheduleError(ValueError):
@@ -59,11 +80,13 @@ class Decisions:
 class OperatorCommands:
     """Operator commands by the step they apply at: the first at or after their time."""
 
-    def __init__(self, panel: Panel, commands: Sequence[OperatorCommanded]) -> None:
+    def __init__(self, panel: Panel, commands: Sequence[Command], strategy_ids: Sequence[str]) -> None:
         self._panel = panel
-        self.by_step: dict[int, list[OperatorCommanded]] = {}
+        self._strategies = frozenset(strategy_ids)
+        self.by_step: dict[int, list[Command]] = {}
         self.mask = np.zeros(panel.steps, dtype=np.bool_)
         for command in sorted(commands, key=lambda command: command.ts_ns):
+            self._check(command)
             step = self._due(command)
             if step >= panel.steps:
                 raise ScheduleError(
@@ -71,17 +94,29 @@ class OperatorCommands:
                 )
             self._put(step, command)
 
-    def _due(self, command: OperatorCommanded) -> int:
+    def _check(self, command: Command) -> None:
+        if not isinstance(command, StrategyCommanded):
+            return  # the kill switch judges its own commands (and journals a refusal)
+        if command.command not in STRATEGY_COMMANDS:
+            raise ScheduleError(f"a strategy command is one of {STRATEGY_COMMANDS}, not {command.command!r}")
+        if command.strategy_id not in self._strategies:
+            raise ScheduleError(
+                f"operator command {command.command!r} names strategy {command.strategy_id!r}, "
+                f"not one of this book's ({', '.join(sorted(self._strategies))})"
+            )
+
+    def _due(self, command: Command) -> int:
         return int(np.searchsorted(self._panel.ts_ns, command.ts_ns, side="left"))
 
-    def _put(self, step: int, command: OperatorCommanded) -> None:
+    def _put(self, step: int, command: Command) -> None:
         self.by_step.setdefault(step, []).append(command)
         self.mask[step] = True
 
-    def add(self, command: OperatorCommanded, next_step: int) -> int:
+    def add(self, command: Command, next_step: int) -> int:
         """A command that arrived while running, when steps before ``next_step`` have run: applied
         at the first step not yet run whose time is at or after its own; a late one is stamped
         with that step's time, so a replay of the journal applies it at the same step."""
+        self._check(command)
         due = self._due(command)
         step = max(due, next_step)
         if step >= self._panel.steps:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain.events import OperatorCommanded
+from domain.events import OperatorCommanded, StrategyCommanded
 from domain.fixed import RATE_SCALE
 from domain.market import Panel
 from domain.markets import CN_FEE_TABLES, CnFeeTables, PdtRule
@@ -59,7 +59,7 @@ class RunSetup:
     initial_cash_minor: int = 0
     policy: RiskPolicy = field(default_factory=RiskPolicy)
     kill_switch: KillSwitchConfig = field(default_factory=KillSwitchConfig)
-    operator_commands: tuple[OperatorCommanded, ...] = ()
+    operator_commands: tuple[OperatorCommanded | StrategyCommanded, ...] = ()  # at their times
     vol_target: VolTarget | None = None  # scale decisions by target / realised NAV vol (None: off)
     borrow: BorrowConfig | None = None  # short borrow fees (None: off)
     cn_fees: CnFeeTables = CN_FEE_TABLES  # A-share fee rates (config [cn_fees] merged in front)

@@ -50,6 +50,9 @@ class KernelState:
         self.day_trades = DayTradeBook()  # US PDT counter (``kernel.pdt``)
         self.venue_guard: SequenceGuard | None = None  # an asynchronous venue's sequence guard
         self.sleeves: list[Sleeve] = []  # per-strategy books of a multi-strategy run (kernel.sleeves)
+        # Strategies an operator paused: not in the snapshot (``KernelSnapshot`` takes no more
+        # fields); a replay from a snapshot folds them from the journal's strategy.commanded.
+        self.paused: set[str] = set()
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency

@@ -30,6 +30,7 @@ from domain.events import (
     CommandReceived,
     InputQuarantined,
     OperatorCommanded,
+    StrategyCommanded,
 )
 from domain.market import Panel
 from kernel.desk import EventSink
@@ -252,9 +253,16 @@ class QueueSource:
         (``Kernel.add_command``). Returns that step."""
         if self._journal is not None:
             self._journal.append(received)
-        command = OperatorCommanded(
-            ts_ns=received.ts_ns, command=received.command, operator=received.operator, note=received.note
-        )
+        command: OperatorCommanded | StrategyCommanded
+        if received.strategy_id:
+            command = StrategyCommanded(
+                ts_ns=received.ts_ns, command=received.command, strategy_id=received.strategy_id,
+                operator=received.operator, note=received.note,
+            )  # fmt: skip
+        else:
+            command = OperatorCommanded(
+                ts_ns=received.ts_ns, command=received.command, operator=received.operator, note=received.note
+            )
         return self._kernel.add_command(command)
 
     def refuse(self, ts_ns: int, reason: str, detail: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from domain.events import DatasetReferenced, OperatorCommanded, RunStarted
+from domain.events import DatasetReferenced, OperatorCommanded, RunStarted, StrategyCommanded
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
 from domain.market import Panel
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
@@ -35,6 +35,7 @@ from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.markets import MarketRules
 from kernel.options import OptionModel
 from kernel.router import ExecutionConfig
+from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup, StrategySlot
 from kernel.sleeves import allocate
 from kernel.store import open_journal
@@ -118,11 +119,20 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
     command: str
     operator: str = "operator"
     note: str = ""
+    strategy: str = ""  # pause / resume: the strategy they name
 
     def __post_init__(self) -> None:
-        if self.command not in OPERATOR_COMMANDS:
+        known = OPERATOR_COMMANDS + STRATEGY_COMMANDS
+        if self.command not in known:
+            raise ValueError(f"operator_commands: command must be one of {known}, got {self.command!r}")
+        if (self.command in STRATEGY_COMMANDS) != bool(self.strategy):
             raise ValueError(
-                f"operator_commands: command must be one of {OPERATOR_COMMANDS}, got {self.command!r}"
+                f"operator_commands: {self.command!r} "
+                + (
+                    "names a strategy (strategy = ...)"
+                    if self.command in STRATEGY_COMMANDS
+                    else "takes no strategy"
+                )
             )
         self.ts_ns()
 
@@ -135,7 +145,12 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
             raise ValueError(f"operator_commands: 'at' needs a UTC offset (e.g. 'Z'): {self.at!r}")
         return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
-    def event(self) -> OperatorCommanded:
+    def event(self) -> OperatorCommanded | StrategyCommanded:
+        if self.strategy:
+            return StrategyCommanded(
+                ts_ns=self.ts_ns(), command=self.command, strategy_id=self.strategy,
+                operator=self.operator, note=self.note,
+            )  # fmt: skip
         return OperatorCommanded(
             ts_ns=self.ts_ns(), command=self.command, operator=self.operator, note=self.note
         )
@@ -387,11 +402,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         data = msgspec.to_builtins(self)
         for path, default in LATER_DEFAULTS:
             *parents, name = path
-            table = data
-            for parent in parents:
-                table = table.get(parent) or {}
-            if name in table and table[name] == default:
-                del table[name]
+            for table in _tables(data, parents):
+                if name in table and table[name] == default:
+                    del table[name]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -402,12 +415,25 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         data = json.loads(text)
         for path, legacy in LATER_DEFAULTS:
             *parents, name = path
-            table = data
-            for parent in parents:
-                table = table.get(parent) if isinstance(table, dict) else None
-            if isinstance(table, dict) and name not in table:
-                table[name] = legacy
+            for table in _tables(data, parents):
+                if name not in table:
+                    table[name] = legacy
         return msgspec.convert(data, cls)
+
+
+def _tables(data: dict[str, Any], parents: list[str]) -> list[dict[str, Any]]:
+    """The tables a ``LATER_DEFAULTS`` path names: ``"*"`` is every table of a list."""
+    tables: list[Any] = [data]
+    for parent in parents:
+        found: list[Any] = []
+        for table in tables:
+            value = table.get(parent) if isinstance(table, dict) else None
+            if parent == "*" and isinstance(table, list):
+                found.extend(table)
+            elif isinstance(value, dict | list):
+                found.append(value)
+        tables = found
+    return [table for table in tables if isinstance(table, dict)]
 
 
 # Settings added after the journal format was fixed, with the value that leaves them out of the
@@ -437,6 +463,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("window",), None),
     (("account",), msgspec.to_builtins(AccountConfig())),
     (("paper",), None),
+    (("operator_commands", "*", "strategy"), ""),
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows

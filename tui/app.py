@@ -342,8 +342,14 @@ class CockpitApp(App[None]):
         if not button.startswith("cmd-") or sender is None:
             return
         command = button.removeprefix("cmd-")
+        strategy = ""
+        if command in ("pause", "resume"):
+            strategy = self.query_one("#cmd-strategy", Input).value.strip()
+            if not strategy:
+                self.set_status(f"{command}: type the strategy id first")
+                return
         try:
-            self.set_status(sender.send(command, "from the cockpit"))
+            self.set_status(sender.send(command, "from the cockpit", strategy))
         except (OSError, ValueError) as error:
             self.set_status(f"{command} not sent: {error}")
         views.show_command_buttons(self)

@@ -22,14 +22,15 @@ HELP_TEXT = """\
                       { / } the day's opening / end),
                       and a fresh kernel's replay of it beside the journal's close
   7  data             the data set the run read (lake health: `tape health`)
-  8  commands         halt / flatten / rearm to a running paper session (off otherwise)
+  8  commands         halt / flatten / rearm, pause / resume a strategy, to a running paper
+                      session (off otherwise)
 
   w  why this row (an order, a position, a fill)     /  filter the current screen
   g  go to a sequence number                          r  recompute the report folds
   ?  this help                                        q  quit
   tab / shift+tab move between widgets; arrows move in tables; escape closes this help
 
-[b]Not built[/b]: pause / resume per strategy (no such kernel command yet), venue connection
+[b]Not built[/b]: acknowledging alerts here (tape alerts ack), venue connection
 state (no live venue), tick and quote counts in the data health.
 """
 

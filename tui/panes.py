@@ -12,7 +12,7 @@ __all__ = ["OPERATOR_COMMANDS", "SENDABLE", "TABS", "compose_tabs"]
 
 TABS = ("centre", "orders", "positions", "why", "journal", "replay", "data", "commands")
 OPERATOR_COMMANDS = ("halt", "flatten", "pause", "resume", "rearm", "acknowledge")
-SENDABLE = ("halt", "flatten", "rearm")  # what a running session's kill switch takes
+SENDABLE = ("halt", "flatten", "pause", "resume", "rearm")  # what a running session takes
 
 
 def compose_tabs(initial: str = "centre") -> ComposeResult:
@@ -38,6 +38,7 @@ def compose_tabs(initial: str = "centre") -> ComposeResult:
             yield Static(id="data-health")
         with TabPane("8 Commands", id="commands"), VerticalScroll():
             yield Static(COMMANDS_DISABLED_REASON, id="commands-reason")
+            yield Input(placeholder="strategy id (pause / resume)", id="cmd-strategy")
             for command in OPERATOR_COMMANDS:
                 yield Button(f"{command} (disabled)", id=f"cmd-{command}", disabled=True)
             yield Static(id="commands-journaled")

@@ -31,17 +31,16 @@ __all__ = [
 
 COMMANDS_DISABLED_REASON = (
     "Operator commands go to a running session (tape paper): it journals each as it arrives and "
-    "the kill switch applies it at the next step. No session is writing this journal now (a "
-    "backtest's kernel has stopped; a paper session that ended or died reads nothing), so the "
-    "buttons are off. Backtests schedule halt / flatten / rearm in the config "
-    "([[operator_commands]]); the journaled commands are listed below. pause / resume (per "
-    "strategy) are not built in the kernel yet; acknowledge alerts with tape alerts ack."
+    "applies it at its next step. No session is writing this journal now (a backtest's kernel has "
+    "stopped; a paper session that ended or died reads nothing), so the buttons are off. Backtests "
+    "schedule halt / flatten / rearm / pause / resume in the config ([[operator_commands]]); the "
+    "journaled commands are listed below. Acknowledge alerts with tape alerts ack."
 )
 COMMANDS_LIVE = (
-    "A session is writing this journal: halt (no new risk), flatten (close the book) and rearm "
-    "go to it; it journals the command when it reads it and applies it at its next step. "
-    "pause / resume (per strategy) are not built in the kernel yet; acknowledge alerts with "
-    "tape alerts ack."
+    "A session is writing this journal: halt (no new risk), flatten (close the book) and rearm go "
+    "to its kill switch; pause / resume stop and restart the decisions of the strategy named "
+    "above. The session journals each command when it reads it and applies it at its next step. "
+    "Acknowledge alerts with tape alerts ack."
 )
 
 
@@ -50,7 +49,7 @@ class CommandSender(Protocol):
 
     def running(self) -> bool: ...
 
-    def send(self, command: str, note: str) -> str: ...
+    def send(self, command: str, note: str, strategy: str = "") -> str: ...
 
 
 class SummaryLike(Protocol):

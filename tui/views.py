@@ -414,7 +414,8 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
 
 def show_command_buttons(app: CockpitApp) -> None:
     """halt / flatten / rearm on while a session writes the journal (``CommandSender``); pause,
-    resume and acknowledge stay off (not built as kernel commands), with the reason shown."""
+    resume go to one strategy (its id typed above); acknowledge stays off (alerts are acked with
+    tape alerts ack)."""
     sender = app.sources.commands
     live = sender is not None and sender.running()
     app.query_one("#commands-reason", Static).update(COMMANDS_LIVE if live else COMMANDS_DISABLED_REASON)

@@ -70,7 +70,8 @@ async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path)
             await pilot.pause(0.5)
             halt = app.query_one("#cmd-halt", Button)
             assert not halt.disabled and str(halt.label) == "halt"
-            assert app.query_one("#cmd-pause", Button).disabled
+            assert not app.query_one("#cmd-pause", Button).disabled
+            assert app.query_one("#cmd-acknowledge", Button).disabled
             await pilot.click("#cmd-halt")
             await pilot.pause(0.2)
         output, _ = process.communicate(timeout=90)

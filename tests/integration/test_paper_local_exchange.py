@@ -29,6 +29,7 @@ from domain.events import (
     KillSwitchTripped,
     OperatorCommanded,
     OrderSubmitted,
+    StrategyCommanded,
     TargetsDecided,
 )
 from kernel.operator_inbox import inbox_path
@@ -197,6 +198,43 @@ def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path
     at = datetime.fromtimestamp(applied.ts_ns / 1e9, UTC).isoformat()
     halt = f'\n[[operator_commands]]\nat = "{at}"\ncommand = "halt"\noperator = "ana"\nnote = "drill"\n'
     _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]), halt)
+
+
+def test_an_operator_pauses_and_resumes_the_strategy(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """``tape command JOURNAL pause --strategy sma`` then ``resume``: no decision between the two
+    steps they apply at; the session replays and equals a backtest scheduling both there."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    journal = tmp_path / "journal"
+    config = _config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
+    sent: list[int] = []
+
+    def operator() -> None:
+        for bars, command in ((10, "pause"), (45, "resume")):
+            deadline = time.monotonic() + 60
+            while count_events(journal, BarsReceived) < bars and time.monotonic() < deadline:
+                time.sleep(0.02)
+            sent.append(main(["command", str(journal), command, "--strategy", "sma", "--operator", "ana"]))
+
+    thread = threading.Thread(target=operator)
+    thread.start()
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "30"]) == 0
+    thread.join()
+    assert sent == [0, 0]
+    with open_journal(journal) as store:
+        events = [event for _, event in store.events()]
+        assert replay(store, replay_builder).ok
+    pause, resume = [e for e in events if isinstance(e, StrategyCommanded)]
+    assert (pause.command, resume.command) == ("pause", "resume") and pause.ts_ns < resume.ts_ns
+    decided = [e.ts_ns for e in events if isinstance(e, TargetsDecided)]
+    assert not [ts for ts in decided if pause.ts_ns <= ts < resume.ts_ns]
+    scheduled = "".join(
+        f'\n[[operator_commands]]\nat = "{datetime.fromtimestamp(e.ts_ns / 1e9, UTC).isoformat()}"\n'
+        f'command = "{e.command}"\nstrategy = "sma"\noperator = "ana"\n'
+        for e in (pause, resume)
+    )
+    _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]), scheduled)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
