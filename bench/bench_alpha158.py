@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         diffs = compare(tape, work / "qlib.parquet", lake)
         worst = max(diffs.items(), key=lambda item: item[1][0])
         counts = [n for _, n in diffs.values()]
+        each = " ".join(f"{k} {v:.0e}" for k, (v, _) in diffs.items())
+        rows.append(("relative difference per feature", each))
         rows.append(("agreement", f"max relative difference {worst[1][0]:.2e} ({worst[0]}); "
                      f"{min(counts):,}..{max(counts):,} cells a feature"))  # fmt: skip
 
