@@ -47,6 +47,7 @@ from domain.market import Panel
 from kernel.strategy import LoadedModel, MarketView
 from lake.partitioned import Lake
 from lake.schema import Kind
+from models.portfolio import Portfolio, PortfolioSpec
 
 __all__ = [
     "EXPORT_FILE",
@@ -262,7 +263,10 @@ def import_qlib_predictions(source: Any, export_root: Path, target: Path) -> str
 
 class QlibSignalRanker:
     """Trade a Qlib score signal: at each ``every``-th step that has scores (from ``start_day``),
-    hold the ``top_k`` valid names with the highest scores, equally weighted at ``weight``.
+    turn that step's scores into weights with ``models.portfolio`` — by default (``portfolio =
+    "topk"``) the ``top_k`` valid names with the highest scores, equally weighted at ``weight``;
+    ``topk_dropout`` (with ``n_drop``) and ``score_weighted`` (``cap``, ``long_short``,
+    ``demean``) as that module describes.
 
     ``signal`` names the parquet file ``import_qlib_predictions`` wrote and ``signal_hash`` its
     content hash: other contents are refused when the strategy is built (so also on replay), and
@@ -278,11 +282,17 @@ class QlibSignalRanker:
         every: int = 1,
         start_day: int = 0,
         strategy_id: str = "qlib_signal",
+        portfolio: str = "topk",
+        n_drop: int = 1,
+        cap: float = 1.0,
+        long_short: bool = False,
+        demean: bool = True,
+        resize_held: bool = False,
     ) -> None:
-        if top_k < 1 or every < 1:
-            raise ValueError(f"top_k and every must be positive, got {top_k}, {every}")
-        if not 0.0 < weight <= 1.0:
-            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        if every < 1:
+            raise ValueError(f"every must be positive, got {every}")
+        self.spec = PortfolioSpec(portfolio, top_k, n_drop, weight, cap, long_short, demean, resize_held)
+        self.portfolio = Portfolio(self.spec)
         self.strategy_id, self.top_k, self.weight = strategy_id, top_k, weight
         self.every, self.start_day = every, start_day
         try:
@@ -311,19 +321,12 @@ class QlibSignalRanker:
         columns = order[np.clip(position, 0, ids.size - 1)]
         self.scores[last_step_of_day[keep], columns[keep]] = self.signal.get_column("score").to_numpy()[keep]
         scored = np.flatnonzero(np.isfinite(self.scores).any(axis=1) & (panel.day >= self.start_day))
-        return scored[:: self.every].astype(np.int64)
+        steps = scored[:: self.every].astype(np.int64)
+        self.portfolio.prepare(self.scores, panel.valid, steps, ids)
+        return steps
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        score = self.scores[view.step]
-        eligible = np.isfinite(score) & view.valid()
-        weights = np.zeros(score.shape[0])
-        count = min(self.top_k, int(eligible.sum()))
-        if count == 0:
-            return weights
-        ranked = np.where(eligible, score, -np.inf)
-        chosen = np.lexsort((np.arange(score.shape[0]), -ranked))[:count]  # ties: by column
-        weights[chosen] = self.weight / count
-        return weights
+        return self.portfolio.weights(view.step, self.scores[view.step], view.valid())
 
     def loaded_models(self) -> list[LoadedModel]:
         from models.ml.strategy import predictions_hash

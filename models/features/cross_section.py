@@ -27,6 +27,7 @@ import polars as pl
 
 from lake.partitioned import Lake
 from lake.schema import Kind
+from models.features.alpha158 import ALPHA158
 
 __all__ = [
     "FeatureSpec",
@@ -52,6 +53,12 @@ def _price(column: str = "close") -> pl.Expr:
     return pl.col(column).cast(pl.Float64)
 
 
+def _alpha158(name: str) -> pl.Expr:
+    if name not in ALPHA158:
+        raise ValueError(f"unknown Alpha158 feature {name!r}; known: {', '.join(ALPHA158)}")
+    return ALPHA158[name]()
+
+
 TIME_SERIES: dict[str, TimeSeriesFn] = {
     # return over `lookback` bars, skipping the latest `skip`: close[t-skip] / close[t-lookback] - 1
     "momentum": lambda _f, p: _price().shift(int(p.get("skip", 0))) / _price().shift(int(p["lookback"]))
@@ -64,6 +71,8 @@ TIME_SERIES: dict[str, TimeSeriesFn] = {
     "log_dollar_volume": lambda _f, p: (_price() * pl.col("volume").cast(pl.Float64))
     .rolling_mean(int(p["window"]))
     .log(),
+    # one of the twenty Alpha158-style features by its Qlib name (models.features.alpha158)
+    "alpha158": lambda _f, p: _alpha158(str(p["name"])),
 }  # fmt: skip
 
 

@@ -2,14 +2,17 @@
 names by predicted return.
 
 ``entry = "models.ml.strategy:ModelRanker"`` with ``params = { artifact_dir = "...",
-artifact = "<hash>", top_k = 1, weight = 0.95 }``. ``schedule`` loads the artifact (its bytes
-verified against the hash), computes the artifact's features on the panel with the same code
-training used (``models.ml.features``; causal, checked), predicts every (step, name) once, and
-rebalances at each month's last step; ``decide`` holds the ``top_k`` valid names with the
-highest predictions, equally weighted. ``loaded_models`` reports the artifact and the hash of
-its predictions, which the kernel journals as ``model.loaded`` when the run begins. A replay
-builds a fresh instance from the journaled parameters, so it loads the same bytes (or refuses
-the run if they changed), recomputes the predictions and re-derives that event.
+artifact = "<hash>", top_k = 1, weight = 0.95 }`` (and, optionally, ``portfolio`` —
+``topk``, ``topk_dropout`` or ``score_weighted`` — with its parameters: ``models.portfolio``).
+``schedule`` loads the artifact (its bytes verified against the hash), computes the artifact's
+features on the panel with the same code training used (``models.ml.features``; causal,
+checked), predicts every (step, name) once, and rebalances at each month's last step;
+``decide`` turns that step's predictions into weights with ``models.portfolio`` (by default
+the ``top_k`` valid names with the highest predictions, equally weighted; ties by instrument
+id). ``loaded_models`` reports the artifact and the hash of its predictions, which the kernel
+journals as ``model.loaded`` when the run begins. A replay builds a fresh instance from the
+journaled parameters, so it loads the same bytes (or refuses the run if they changed),
+recomputes the predictions and re-derives that event.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from domain.market import Panel
 from kernel.strategy import LoadedModel, MarketView
 from models.ml.features import feature_matrix, panel_frame, spec_from_json
 from models.ml.registry import Artifact, ArtifactError, load
+from models.portfolio import Portfolio, PortfolioSpec
 
 __all__ = ["MODEL_KINDS", "ModelRanker", "predict_artifact", "predictions_hash"]
 
@@ -65,11 +69,15 @@ class ModelRanker:
         weight: float = 0.95,
         start_day: int = 0,
         strategy_id: str = "model_ranker",
+        portfolio: str = "topk",
+        n_drop: int = 1,
+        cap: float = 1.0,
+        long_short: bool = False,
+        demean: bool = True,
+        resize_held: bool = False,
     ) -> None:
-        if top_k < 1:
-            raise ValueError(f"top_k must be positive, got {top_k}")
-        if not 0.0 < weight <= 1.0:
-            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        self.spec = PortfolioSpec(portfolio, top_k, n_drop, weight, cap, long_short, demean, resize_held)
+        self.portfolio = Portfolio(self.spec)
         self.strategy_id = strategy_id
         self.top_k = top_k
         self.weight = weight
@@ -113,16 +121,10 @@ class ModelRanker:
         month_end = np.ones(panel.steps, dtype=np.bool_)
         month_end[:-1] = month[1:] != month[:-1]
         scored = np.isfinite(self.scores).any(axis=1)
-        return np.flatnonzero(month_end & scored & (panel.day >= self.start_day)).astype(np.int64)
+        steps = np.flatnonzero(month_end & scored & (panel.day >= self.start_day)).astype(np.int64)
+        ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)
+        self.portfolio.prepare(self.scores, panel.valid, steps, ids)
+        return steps
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        score = self.scores[view.step]
-        eligible = np.isfinite(score) & view.valid()
-        weights = np.zeros(score.shape[0])
-        count = min(self.top_k, int(eligible.sum()))
-        if count == 0:
-            return weights
-        ranked = np.where(eligible, score, -np.inf)
-        chosen = np.lexsort((np.arange(score.shape[0]), -ranked))[:count]  # ties: by column
-        weights[chosen] = self.weight / count
-        return weights
+        return self.portfolio.weights(view.step, self.scores[view.step], view.valid())
