@@ -87,6 +87,9 @@ params = {{ fast = 10, slow = 50, weight = {weight} }}
 [fill]
 commission_e8 = {commission_e8}
 
+[risk]  # 100% per name, as vectorbt (the default 10% would trim winners: orders vectorbt has not)
+name = {{ limit_e8 = 100_000_000, action = "clip" }}
+
 [sweep]
 grid = {{ "strategy.params.fast" = {fast}, "strategy.params.slow" = {slow} }}
 """
