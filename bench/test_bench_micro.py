@@ -147,3 +147,37 @@ def test_match_step_nb_1000_orders(benchmark) -> None:
     match_step_nb(*args, 5_000, 0, out_px, out_qty)  # compile / load from cache outside timing
     benchmark(match_step_nb, *args, 5_000, 0, out_px, out_qty)
     assert np.count_nonzero(out_qty) >= int(np.count_nonzero(types == MARKET))
+
+
+def test_sweep_point_50_names_2520_days(benchmark, tmp_path: Path) -> None:
+    """One ``tape sweep`` point (``run_point``: backtest, journal, metrics) on the sweep bench's
+    data (bench/bench_sweep.py), for the per-run cost behind its runs per second."""
+    import bench.bench_sweep as sweep
+
+    dataset = tmp_path / "data"
+    sweep.synth_dataset(dataset, seed=7, symbols=50, bars=2520, frequency="1d", calendar="XNYS",
+                        start="2015-01-02")  # fmt: skip
+    config = sweep.write_config(tmp_path / "sweep.toml", dataset, [10], [50])
+    counter = itertools.count()
+
+    def setup() -> tuple[tuple[str], dict[str, object]]:
+        point = sweep.point_config(tmp_path, config, 10, 50, f"micro{next(counter)}")
+        return (point.canonical_json(),), {}
+
+    result = benchmark.pedantic(lambda text: sweep.run_point((text, False)), setup=setup, rounds=3)
+    assert result["metrics"]["trades"] > 0
+
+
+def test_vectorbt_20_points_50_names_2520_days(benchmark, tmp_path: Path) -> None:
+    """The vectorbt side of bench/bench_sweep.py for 20 grid points (one from_signals call)."""
+    vbt = pytest.importorskip("vectorbt", reason="needs vectorbt: pip install 'tape[bench]'")
+    import bench.bench_sweep as sweep
+
+    dataset = tmp_path / "data"
+    sweep.synth_dataset(dataset, seed=7, symbols=50, bars=2520, frequency="1d", calendar="XNYS",
+                        start="2015-01-02")  # fmt: skip
+    close, opens, _ = sweep.frames(dataset)
+    grid_points = sweep.points(*sweep.grid(20))
+    sweep.vbt_sweep(vbt, close, opens, grid_points[:2], 200)  # compile / load from cache outside timing
+    result = benchmark.pedantic(sweep.vbt_sweep, args=(vbt, close, opens, grid_points, 200), rounds=3)
+    assert len(result["trades"]) == 20
