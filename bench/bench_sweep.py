@@ -12,10 +12,7 @@ the book per name while its fast SMA is above its slow SMA), commission 0.1%.
 1. Tape: the real ``tape sweep CONFIG.toml --workers W`` (``cli.main``): a process pool, every
    run a full backtest with its journal, every run recorded in ``experiments.sqlite``
    (configuration, seed, data-set hash, code version, chain head, metrics). Numba's cache is
-   warmed by a one-point sweep first; the timed sweep still starts its worker processes. One
-   change: the pool does not retire workers after 64 runs (``max_tasks_per_child``), because
-   CPython's pool can then stop replacing them and hang (gh-115634; seen here on 3.11.7 after
-   128 runs); ``--recycle`` keeps the original pool.
+   warmed by a one-point sweep first; the timed sweep still starts its worker processes.
 2. vectorbt (the ``bench`` extra): ``vbt.MA.run`` for the windows, ``ma_crossed_above`` /
    ``ma_crossed_below`` for the signals, ``Portfolio.from_signals`` with one group per grid point
    (50 names sharing cash), then each point's total return, Sharpe and trade count. Compiled
@@ -45,7 +42,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Any
@@ -55,7 +51,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from cli import sweep_cmd
 from cli.main import main as tape_main
 from cli.sweep_cmd import run_point
 from cli.wiring import config_from_raw, make_strategies, read_raw_config
@@ -120,21 +115,9 @@ def write_config(path: Path, dataset: Path, fast: list[int], slow: list[int]) ->
 # --- Tape --------------------------------------------------------------------------------------
 
 
-class _PoolWithoutRecycling(ProcessPoolExecutor):
-    """``ProcessPoolExecutor`` without ``max_tasks_per_child``: on CPython 3.11 to 3.15.0b3 a
-    pool that retires workers after N tasks can stop replacing them and hang (CPython issue
-    gh-115634). ``tape sweep`` passes 64, so a sweep longer than 64 x workers runs never ends
-    there; the bench swaps this class in (``--recycle`` keeps the original)."""
-
-    def __init__(self, *args: Any, max_tasks_per_child: int | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-
-
 def run_tape(
-    work: Path, dataset: Path, fast: list[int], slow: list[int], workers: int, recycle: bool
+    work: Path, dataset: Path, fast: list[int], slow: list[int], workers: int
 ) -> dict[str, Any]:
-    if not recycle:
-        sweep_cmd.ProcessPoolExecutor = _PoolWithoutRecycling  # type: ignore[misc]
     warm = write_config(work / "warm.toml", dataset, fast[:1], slow[:1])
     with redirect_stdout(io.StringIO()):
         tape_main(["sweep", str(warm), "--workers", "1", "--out", str(work / "warm-out")])
@@ -311,8 +294,6 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"{'engine':<34} {'seconds':>9} {'runs/s':>9} {'vs':>10} {'ratio':>8} {'target':>8}")
     print("-" * 84)
     note = f"tape sweep --workers {tape['workers']}, every run recorded"
-    if not tape.get("workers_recycled", True):
-        print("(tape sweep's pool without max_tasks_per_child: CPython gh-115634, see run_tape)")
     print(f"{note:<34} {tape['seconds']:9.2f} {tape['runs_per_s']:9.2f}", end="")
     if vbt:
         ratio = tape["runs_per_s"] / vbt["runs_per_s"]
@@ -347,8 +328,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=200, help="vectorbt grid points per from_signals call")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", action="store_true", help="cProfile one Tape run")
-    parser.add_argument("--recycle", action="store_true",
-                        help="keep max_tasks_per_child=64 (hangs past 64 x workers runs: gh-115634)")
     parser.add_argument("--skip-tape", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     fast, slow = grid(args.runs)
@@ -368,8 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"vectorbt: {len(grid_points):,} points")
         report["vectorbt"] = run_vbt(close, opens, grid_points, args.chunk)
         log(f"tape sweep: {len(grid_points):,} points on {workers} worker(s)")
-        report["tape"] = run_tape(work, dataset, fast, slow, workers, args.recycle)
-        report["tape"]["workers_recycled"] = args.recycle
+        report["tape"] = run_tape(work, dataset, fast, slow, workers)
         if report["vectorbt"] is not None and args.check:
             log("agreement")
             picks = check_points(grid_points, args.check)

@@ -35,7 +35,6 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context
 from pathlib import Path
@@ -226,10 +225,12 @@ def run_tasks(
             update(done)
         return
     # spawn: a fresh interpreter per worker (no forked locks, e.g. the progress bar's thread);
-    # workers are replaced after 64 runs each so memory stays bounded on long sweeps.
+    # workers are replaced after 64 runs each so memory stays bounded on long sweeps. This is
+    # multiprocessing's Pool: ProcessPoolExecutor(max_tasks_per_child=...) stops replacing retired
+    # workers and hangs past 64 x workers runs on CPython 3.11 (gh-115634).
     context = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, max_tasks_per_child=64) as pool:
-        for done, result in enumerate(pool.map(run_point, tasks), 1):
+    with context.Pool(processes=workers, maxtasksperchild=64) as pool:
+        for done, result in enumerate(pool.imap(run_point, tasks), 1):
             yield result
             update(done)
 
