@@ -144,3 +144,34 @@ def count_events(path: Path, kind: type[Event]) -> int:
             return sum(1 for _, event in journal.events() if isinstance(event, kind))
     except (JournalError, OSError):
         return 0
+
+
+def paper_config(
+    path: Path, dataset: Path, journal: Path, start_ns: int, end_ns: int, grace_s: int = 60
+) -> Path:
+    """A ``tape paper`` TOML for the local exchange (SMA(3/8) at half the book, the venue's
+    clock), its live steps from ``start_ns`` to ``end_ns`` (bar closes, UTC ns)."""
+    from datetime import UTC, datetime
+
+    def iso(ts_ns: int) -> str:
+        return datetime.fromtimestamp(ts_ns // 10**9, UTC).isoformat().replace("+00:00", "Z")
+
+    path.write_text(
+        f"""run_id = "paper-local"
+dataset = "{dataset}"
+journal = "{journal}"
+initial_cash = "1000000"
+
+[strategy]
+name = "sma_crossover"
+params = {{ fast = 3, slow = 8, weight = 0.5 }}
+
+[paper]
+exchange = "binance"
+start = "{iso(start_ns)}"
+end = "{iso(end_ns)}"
+grace_s = {grace_s}
+clock = "venue"
+"""
+    )
+    return path

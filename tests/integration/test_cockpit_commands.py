@@ -22,27 +22,10 @@ from domain.events import BarsReceived, CommandReceived, KillSwitchTripped, Oper
 from kernel.operator_inbox import running_session, session_path
 from kernel.replay import replay
 from kernel.store import open_journal
+from lake.store import load_panel
 from lake.synth import synth_dataset
-from tests.factories import count_events
+from tests.factories import count_events, paper_config
 from tui import CockpitApp
-
-CONFIG = """
-run_id = "paper-cockpit"
-dataset = "{data}"
-journal = "{journal}"
-initial_cash = "1000000"
-
-[strategy]
-name = "sma_crossover"
-params = {{ fast = 3, slow = 8, weight = 0.5 }}
-
-[paper]
-exchange = "binance"
-start = "2021-03-02T00:00:00Z"
-end = "2021-05-30T00:00:00Z"
-grace_s = 432000
-clock = "venue"
-"""
 
 
 @pytest.mark.asyncio
@@ -50,8 +33,10 @@ async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path)
     data = tmp_path / "market"
     synth_dataset(data, seed=5, symbols=2, bars=150, frequency="1d", calendar="24x7", start="2021-01-01")
     journal = tmp_path / "journal"
-    config = tmp_path / "paper.toml"
-    config.write_text(CONFIG.format(data=data, journal=journal))
+    panel, _ = load_panel(data)
+    config = paper_config(
+        tmp_path / "paper.toml", data, journal, int(panel.ts_ns[60]), int(panel.ts_ns[-1]), 432000
+    )
     argv = ["paper", str(config), "--local-exchange", str(data), "--speed", "8"]
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.main", *argv],

@@ -37,14 +37,10 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
 from lake.synth import synth_dataset
-from tests.factories import count_events
+from tests.factories import count_events, paper_config
 
 DAY_NS = 86_400 * 10**9
 HISTORY = 60  # daily bars the strategies warm up on; the other bars arrive live
-
-
-def _iso(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).isoformat().replace("+00:00", "Z")
 
 
 @pytest.fixture(scope="module")
@@ -62,29 +58,6 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         instruments=list(panel.instruments), bars=history,
     )  # fmt: skip
     return full, root / "history"
-
-
-def _config(path: Path, dataset: Path, journal: Path, start_ns: int, end_ns: int, grace_s: int = 60) -> Path:
-    path.write_text(
-        f"""
-run_id = "paper-local"
-dataset = "{dataset}"
-journal = "{journal}"
-initial_cash = "1000000"
-
-[strategy]
-name = "sma_crossover"
-params = {{ fast = 3, slow = 8, weight = 0.5 }}
-
-[paper]
-exchange = "binance"
-start = "{_iso(start_ns)}"
-end = "{_iso(end_ns)}"
-grace_s = {grace_s}
-clock = "venue"
-"""
-    )
-    return path
 
 
 def _assert_equals_backtest(config: Path, full: Path, history: Path, panel_day: int, extra: str = "") -> None:
@@ -116,7 +89,7 @@ def test_a_paper_session_replays_and_equals_the_backtest(market: tuple[Path, Pat
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
     day = str(int(panel.day[HISTORY]))
     first_day = f"{day[:4]}-{day[4:6]}-{day[6:]}"  # the first live step's session day
-    config = _config(tmp_path / "paper.toml", history, tmp_path / "journal", start, end)
+    config = paper_config(tmp_path / "paper.toml", history, tmp_path / "journal", start, end)
     assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
     with open_journal(tmp_path / "journal") as journal:
         events = [event for _, event in journal.events()]
@@ -144,7 +117,9 @@ def test_a_session_whose_websocket_drops_recovers_and_replays(
     full, history = market
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
-    config = _config(tmp_path / "paper.toml", history, tmp_path / "journal", start, end, grace_s=5 * 86_400)
+    config = paper_config(
+        tmp_path / "paper.toml", history, tmp_path / "journal", start, end, grace_s=5 * 86_400
+    )
     argv = ["paper", str(config), "--local-exchange", str(full), "--speed", "40", "--disconnect-every", "15"]
     assert main(argv) == 0
     with open_journal(tmp_path / "journal") as journal:
@@ -166,7 +141,7 @@ def test_an_operator_halts_a_running_session(market: tuple[Path, Path], tmp_path
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
     journal = tmp_path / "journal"
-    config = _config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
+    config = paper_config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
 
     sent: list[int] = []
 
@@ -207,7 +182,7 @@ def test_an_operator_pauses_and_resumes_the_strategy(market: tuple[Path, Path], 
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
     journal = tmp_path / "journal"
-    config = _config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
+    config = paper_config(tmp_path / "paper.toml", history, journal, start, end, grace_s=5 * 86_400)
     sent: list[int] = []
 
     def operator() -> None:
@@ -246,7 +221,7 @@ def test_a_signal_stops_a_session_and_what_arrived_replays(
     full, history = market
     panel, _ = load_panel(full)
     journal = tmp_path / "journal"
-    config = _config(
+    config = paper_config(
         tmp_path / "paper.toml", history, journal, int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
     )
     argv = ["paper", str(config), "--local-exchange", str(full), "--speed", "10"]
@@ -274,7 +249,9 @@ def test_refusals_are_clear(
 ) -> None:
     full, history = market
     panel, _ = load_panel(full)
-    config = _config(tmp_path / "paper.toml", history, tmp_path / "journal", int(panel.ts_ns[HISTORY]), 0)
+    config = paper_config(
+        tmp_path / "paper.toml", history, tmp_path / "journal", int(panel.ts_ns[HISTORY]), 0
+    )
     assert main(["paper", str(config)]) == 2
     assert "paper.end" in capsys.readouterr().out
     plain = tmp_path / "plain.toml"
@@ -291,7 +268,7 @@ def test_a_session_killed_and_resumed_is_the_backtest(market: tuple[Path, Path],
     full, history = market
     panel, _ = load_panel(full)
     journal = tmp_path / "journal"
-    config = _config(
+    config = paper_config(
         tmp_path / "paper.toml", history, journal, int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1]),
         grace_s=5 * 86_400,
     )  # fmt: skip
