@@ -129,8 +129,12 @@ def cmd_paper(args: argparse.Namespace) -> int:
         raise ConfigError(f'{args.config}: --local-exchange plays history: set paper.clock = "venue"')
     if args.speed <= 0:
         raise ConfigError(f"--speed must be positive, got {args.speed}")
-    import ccxt.pro  # the live extra (also in dev)
-
+    try:
+        import ccxt.pro  # the live extra (also in dev)
+    except ImportError:
+        raise ConfigError(
+            f"{args.config}: tape paper reads a venue through ccxt: pip install 'tape[live]'"
+        ) from None
     if not hasattr(ccxt.pro, config.paper.exchange):
         raise ConfigError(f"{args.config}: paper.exchange: ccxt has no exchange {config.paper.exchange!r}")
     config = _resolved(config)
