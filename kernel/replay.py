@@ -108,8 +108,9 @@ class _ComparingSink:
         decoded: dict[int, Event] | None = None,
         then: EventSink | None = None,
     ) -> None:
-        """``decoded``: inputs a queue source's feed decoded already, by sequence number (taken
-        from there instead of decoded again). ``then``: where events derived past the journal's
+        """``decoded``: where the queue inputs this sink copies are left, decoded, by sequence
+        number, for a queue source's feed to take instead of decoding them again (the sink
+        reads ahead of the feed). ``then``: where events derived past the journal's
         end go (``resume``: the journal itself) instead of ending the replay."""
         self._then = then
         self._unfinished = unfinished  # the journal ends part-way: deriving past its end is expected
@@ -167,9 +168,9 @@ class _ComparingSink:
             index = self._seq - self._key
             if index >= len(self._kinds) or self._kinds[index] not in INPUT_KINDS:
                 return
-            event = self._decoded.pop(self._seq, None)
-            if event is None:
-                event = decode_event(self._parsed().records[index].payload)
+            event = decode_event(self._parsed().records[index].payload)
+            if self._kinds[index] in QUEUE_INPUT_KINDS:
+                self._decoded[self._seq] = event  # the queue source's feed takes it from here
             self._buffer.append(event)
             self._advance()
 
@@ -479,7 +480,7 @@ class _queue_inputs:
         self._records = journal.records_of_kinds(QUEUE_INPUT_KINDS, 2)
         self._end = end_seq
         self._back: list[BarsReceived | ClockAdvanced | CommandReceived] = []
-        self.decoded: dict[int, Event] = {}  # for the comparing sink, which copies inputs
+        self.decoded: dict[int, Event] = {}  # left here by the comparing sink, which reads ahead
 
     def __iter__(self) -> Iterator[BarsReceived | ClockAdvanced | CommandReceived]:
         return self
@@ -490,9 +491,10 @@ class _queue_inputs:
         record = next(self._records)
         if record.seq >= self._end:
             raise StopIteration
-        event = decode_event(record.payload)
+        event = self.decoded.pop(record.seq, None)
+        if event is None:
+            event = decode_event(record.payload)
         assert isinstance(event, BarsReceived | ClockAdvanced | CommandReceived)
-        self.decoded[record.seq] = event
         return event
 
     def push_back(self, event: BarsReceived | ClockAdvanced | CommandReceived) -> None:
