@@ -27,7 +27,7 @@ from tui.help import HelpScreen
 from tui.panes import TABS, compose_tabs
 from tui.sources import CockpitSources, Marks
 from tui.tables import Row
-from tui.tail import TailFilter
+from tui.tail import TailFilter, parse_jump
 
 __all__ = ["TABS", "CockpitApp"]
 
@@ -359,16 +359,33 @@ class CockpitApp(App[None]):
             views.show_orders(self)
             self.query_one("#blotter", DataTable).focus()
         elif message.input.id in ("tail-filter", "tail-seq"):
-            seq_text = self.query_one("#tail-seq", Input).value.strip()
-            start = int(seq_text) if seq_text else None
-            self._load_tail(TailFilter.parse(self.query_one("#tail-filter", Input).value), start)
-            self.query_one("#tail", DataTable).focus()
+            self._jump(self.query_one("#tail-seq", Input).value.strip())
         elif message.input.id == "replay-day":
             self.start_replay(message.value.strip())
 
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
         if message.data_table.id == "why-table":
             views.show_why_event(self, message.cursor_row)
+
+    def _jump(self, where: str) -> None:
+        """The journal tail from a sequence number or a time (empty: the last page)."""
+        tail_filter = TailFilter.parse(self.query_one("#tail-filter", Input).value)
+        try:
+            seq, ts_ns = parse_jump(where) if where else (None, None)
+        except ValueError as error:
+            self.set_status(str(error))
+            return
+        if ts_ns is not None:
+            self.tail_page = (tail_filter, None)
+            self.read(
+                lambda: self.data.read_tail_at(tail_filter, ts_ns),
+                lambda page: views.show_tail(self, *page),
+                "tail",
+                failed=self._unreadable,
+            )
+        else:
+            self._load_tail(tail_filter, seq)
+        self.query_one("#tail", DataTable).focus()
 
     def _load_tail(self, tail_filter: TailFilter, start: int | None) -> None:
         self.tail_page = (tail_filter, start)

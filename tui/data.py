@@ -25,8 +25,9 @@ from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
 from tui.daytape import DayTape, read_day_tape
 from tui.fold import DETAIL_KINDS, OVERVIEW_KINDS, ChainLink, Detail, Overview
+from tui.format import utc_text
 from tui.sources import CockpitSources, ExecutionLike, Marks, SummaryLike
-from tui.tail import TailFilter, TailRow, read_tail
+from tui.tail import TailFilter, TailRow, read_tail, seq_at_time
 
 __all__ = ["TAIL_VERDICT_RECORDS", "CockpitData", "Growth"]
 
@@ -125,6 +126,14 @@ class CockpitData:
         instruments = dict(self.overview.instruments)
         with self.open() as journal:
             return read_tail(journal, tail_filter, start, instruments, self.overview.currency)
+
+    def read_tail_at(self, tail_filter: TailFilter, ts_ns: int) -> tuple[list[TailRow], str]:
+        """The page from the first record at or after a time (``g`` with a time)."""
+        with self.open() as journal:
+            seq = seq_at_time(journal, ts_ns)
+        if seq is None:
+            return [], f"no record at or after {utc_text(ts_ns)}: the journal ends before it"
+        return self.read_tail(tail_filter, seq)
 
     def read_marks(self) -> Marks | None:
         if self.sources.marks is None:

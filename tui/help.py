@@ -26,7 +26,7 @@ HELP_TEXT = """\
                       session (off otherwise)
 
   w  why this row (an order, a position, a fill)     /  filter the current screen
-  g  go to a sequence number                          r  recompute the report folds
+  g  go to a sequence number or a time (UTC)          r  recompute the report folds
   ?  this help                                        q  quit
   tab / shift+tab move between widgets; arrows move in tables; escape closes this help
 

@@ -67,7 +67,7 @@ def _orders() -> ComposeResult:
 def _journal() -> ComposeResult:
     with Horizontal(classes="inputs"):
         yield Input(placeholder="filter: kind:order instrument:3 order:ID", id="tail-filter")
-        yield Input(placeholder="seq", id="tail-seq", type="integer")
+        yield Input(placeholder="seq or time (2024-03-05T14:30Z)", id="tail-seq")
     yield Static(id="tail-head")
     yield DataTable(id="tail", cursor_type="row")
 

@@ -4,13 +4,14 @@ instrument and order id, each decoded to one line."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from domain.instruments import Instrument
 from kernel.journal import Journal
 from tui.describe import describe, instrument_ids_of
 from tui.format import utc_text
 
-__all__ = ["TAIL_ROWS", "TailFilter", "TailRow", "read_tail"]
+__all__ = ["TAIL_ROWS", "TailFilter", "TailRow", "parse_jump", "read_tail", "seq_at_time"]
 
 TAIL_ROWS = 200  # rows a page of the tail shows
 SCAN_MAX = 200_000  # records a filtered page scans before it stops (and says so)
@@ -110,3 +111,27 @@ def read_tail(
 
 def _filtering(tail_filter: TailFilter) -> bool:
     return bool(tail_filter.kind or tail_filter.decodes)
+
+
+def parse_jump(text: str) -> tuple[int | None, int | None]:
+    """Where ``g`` jumps to: ``(seq, None)`` for a number, ``(None, ts_ns)`` for a time (ISO date
+    or date and time; UTC unless it names an offset). Raises ``ValueError`` with the reason."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text), None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a sequence number nor a time (2024-03-05T14:30Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return None, int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+
+
+def seq_at_time(journal: Journal, ts_ns: int) -> int | None:
+    """The first record whose event time is at or after ``ts_ns`` (None: the journal ends
+    before it). Event times are not monotone across input kinds, so it reads forward."""
+    for record in journal.records(0, verify=False):
+        if record.ts_ns >= ts_ns:
+            return record.seq
+    return None

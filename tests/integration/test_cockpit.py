@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -222,6 +223,20 @@ async def test_journal_tail_filters_jumps_and_explains_a_fill(journal: Path) -> 
         await pilot.press(*"100", "enter")
         await until(pilot, lambda: "from seq 100" in text(app, "#tail-head"))
         assert rows(app, "#tail")[0]["seq"] == "100"
+        # a time: the first record at or after it (the 50th day close's time, to the second)
+        close = closes(journal)[50]
+        when = datetime.fromtimestamp(close.ts_ns // 10**9, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        seq_input = app.query_one("#tail-seq")
+        seq_input.value = when  # type: ignore[attr-defined]
+        seq_input.focus()
+        await pilot.press("enter")
+        with open_journal(journal) as handle:
+            first = next(r.seq for r in handle.records(0) if r.ts_ns >= close.ts_ns // 10**9 * 10**9)
+        await until(pilot, lambda: f"from seq {first:,}" in text(app, "#tail-head"))
+        seq_input.value = "next tuesday"  # type: ignore[attr-defined]
+        seq_input.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: "neither a sequence number nor a time" in app.status_line)
 
     await drive(cockpit_sources(journal, follow=False), scenario)
 
