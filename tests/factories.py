@@ -175,3 +175,14 @@ clock = "venue"
 """
     )
     return path
+
+
+US_DAILY_NAMES = ("orcl-1995-2014.txt", "nvda-1999-2014.txt", "yhoo-1996-2014.txt")
+"""Three US daily files of ../shared/data/us (Yahoo format) the real-data tests use."""
+
+
+def utc_ns(day: str) -> int:
+    """An ISO date (or date and time) read as UTC, in nanoseconds."""
+    from datetime import UTC, datetime
+
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,23 +27,20 @@ from models.ml.artifact import train_and_register
 from models.ml.labels import LabelSpec
 from models.ml.registry import load
 from models.ml.strategy import ModelRanker
+from tests.factories import US_DAILY_NAMES, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = [
     pytest.mark.needs_shared_data,
     pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}"),
 ]
-NAMES = ("orcl-1995-2014.txt", "nvda-1999-2014.txt", "yhoo-1996-2014.txt")
+NAMES = US_DAILY_NAMES
 SPECS = [
     FeatureSpec("momentum", {"lookback": 60, "skip": 5}),
     FeatureSpec("momentum", {"lookback": 5}),
     FeatureSpec("volatility", {"window": 20}),
     FeatureSpec("distance_from_mean", {"window": 20}),
 ]
-
-
-def _ns(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +50,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     lake = Lake(root / "lake")
     began = time.perf_counter()
     digest, model = train_and_register(
-        lake, root / "registry", SPECS, LabelSpec(horizon=21, gap=1), _ns("2004-01-01"), _ns("2009-12-31")
+        lake,
+        root / "registry",
+        SPECS,
+        LabelSpec(horizon=21, gap=1),
+        utc_ns("2004-01-01"),
+        utc_ns("2009-12-31"),
     )
     seconds = time.perf_counter() - began
     # the data set the strategy trades: from 2009-09 so the features have warmed up by 2010
-    lake.export(root / "us3", "1d", calendar="XNYS", start_ns=_ns("2009-09-01"), end_ns=_ns("2012-12-31"))
+    lake.export(
+        root / "us3", "1d", calendar="XNYS", start_ns=utc_ns("2009-09-01"), end_ns=utc_ns("2012-12-31")
+    )
     config = root / "ml.toml"
     config.write_text(
         f'run_id = "ml-ranker"\nseed = 7\ndataset = "{root / "us3"}"\njournal = "{root / "journal"}"\n'
@@ -81,7 +84,12 @@ def test_training_is_byte_identical_and_the_artifact_records_its_window(trained:
     root, lake, digest = trained["root"], trained["lake"], trained["digest"]
     assert isinstance(root, Path) and isinstance(lake, Lake) and isinstance(digest, str)
     again, _ = train_and_register(
-        lake, root / "registry2", SPECS, LabelSpec(horizon=21, gap=1), _ns("2004-01-01"), _ns("2009-12-31")
+        lake,
+        root / "registry2",
+        SPECS,
+        LabelSpec(horizon=21, gap=1),
+        utc_ns("2004-01-01"),
+        utc_ns("2009-12-31"),
     )
     assert again == digest  # same lake, same seed: the same bytes, so the same content hash
     first, second = load(root / "registry", digest), load(root / "registry2", again)
@@ -128,7 +136,7 @@ def test_the_model_trades_2010_2012_from_the_toml_and_replays(
     closes = [e for e in events if isinstance(e, DayClosed)]
     fills = [e for e in events if isinstance(e, OrderFilled)]
     first_fill_day = min(f.ts_ns for f in fills)
-    assert first_fill_day >= _ns("2010-01-01") and len(fills) >= 10
+    assert first_fill_day >= utc_ns("2010-01-01") and len(fills) >= 10
     assert main(["replay", str(journal)]) == 0
     day = str(closes[len(closes) // 2].day)
     assert main(["replay", str(journal), "--day", f"{day[:4]}-{day[4:6]}-{day[6:]}"]) == 0

@@ -7,7 +7,6 @@ when the predictions change."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +29,14 @@ from models.ml.artifact import train_and_register
 from models.ml.labels import LabelSpec
 from models.ml.registry import load, register
 from models.ml.strategy import ModelRanker, predictions_hash
+from tests.factories import US_DAILY_NAMES, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = [
     pytest.mark.needs_shared_data,
     pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}"),
 ]
-NAMES = ("orcl-1995-2014.txt", "nvda-1999-2014.txt", "yhoo-1996-2014.txt")
+NAMES = US_DAILY_NAMES
 SPECS = [
     FeatureSpec("momentum", {"lookback": 60, "skip": 5}),
     FeatureSpec("momentum", {"lookback": 5}),
@@ -46,12 +46,8 @@ SPECS = [
 LABEL = LabelSpec(horizon=21, gap=1)
 
 
-def _ns(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
-
-
 def _train(lake: Lake, registry: Path, sink: object = None) -> tuple[str, mlp.TrainedNet]:
-    digest, net = train_and_register(lake, registry, SPECS, LABEL, _ns("2004-01-01"), _ns("2009-12-31"),
+    digest, net = train_and_register(lake, registry, SPECS, LABEL, utc_ns("2004-01-01"), utc_ns("2009-12-31"),
                                      learner="torch_mlp", sink=sink)  # type: ignore[arg-type]  # fmt: skip
     assert isinstance(net, mlp.TrainedNet)
     return digest, net
@@ -67,7 +63,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         digest, net = _train(lake, root / "registry", journal)
         journal.commit()
     seconds = time.perf_counter() - began
-    lake.export(root / "us3", "1d", calendar="XNYS", start_ns=_ns("2009-09-01"), end_ns=_ns("2012-12-31"))
+    lake.export(
+        root / "us3", "1d", calendar="XNYS", start_ns=utc_ns("2009-09-01"), end_ns=utc_ns("2012-12-31")
+    )
     config = root / "mlp.toml"
     config.write_text(
         f'run_id = "mlp-ranker"\nseed = 7\ndataset = "{root / "us3"}"\njournal = "{root / "journal"}"\n'
@@ -100,7 +98,7 @@ def test_training_is_byte_identical_and_its_registration_is_journaled(trained: d
     assert [type(e) for e in events] == [ModelRegistered, ModelRegistered]
     assert [(e.artifact, e.created) for e in events] == [(digest, True), (digest, False)]
     assert events[0].model_kind == "torch_mlp" and events[0].model_bytes == len(first.model_bytes)
-    assert events[0].rows_hash == meta["rows_hash"] and events[0].train_end_ts_ns == _ns("2009-12-31")
+    assert events[0].rows_hash == meta["rows_hash"] and events[0].train_end_ts_ns == utc_ns("2009-12-31")
     assert events[0].feature_names == meta["feature_names"]
     print(f"mlp training + walk-forward: {trained['seconds']:.2f}s, again {seconds_again:.2f}s, "
           f"rows {meta['rows']}, metrics {meta['metrics']}")  # fmt: skip
@@ -138,7 +136,7 @@ def test_the_network_trades_from_the_toml_journals_its_model_and_replays(
     assert loaded.predictions == int(np.isfinite(ranker.scores).sum()) > 1000
     fills = [e for e in events if isinstance(e, OrderFilled)]
     closes = [e for e in events if isinstance(e, DayClosed)]
-    assert min(f.ts_ns for f in fills) >= _ns("2010-01-01") and len(fills) >= 10
+    assert min(f.ts_ns for f in fills) >= utc_ns("2010-01-01") and len(fills) >= 10
     assert main(["replay", str(journal_path)]) == 0
     day = str(closes[len(closes) // 2].day)
     assert main(["replay", str(journal_path), "--day", f"{day[:4]}-{day[4:6]}-{day[6:]}"]) == 0

@@ -7,7 +7,6 @@ strategies decide the same on a truncated panel (causality)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +32,7 @@ from models.ml.artifact import train_and_register
 from models.ml.labels import LabelSpec
 from models.ml.strategy import ModelRanker
 from models.qlib_bridge import QlibSignalRanker, export_qlib, import_qlib_predictions, qlib_symbol
+from tests.factories import utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 HIKYUU = SHARED / "cn" / "hikyuu"
@@ -75,10 +75,6 @@ action = "clip"
 """
 
 
-def _ns(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
-
-
 def _config(root: Path, name: str, entry: str, params: str) -> Path:
     config = root / f"{name}.toml"
     config.write_text(
@@ -99,12 +95,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         root / "registry",
         SPECS,
         LabelSpec(horizon=21, gap=1),
-        _ns("2007-01-01"),
-        _ns("2008-12-31"),
+        utc_ns("2007-01-01"),
+        utc_ns("2008-12-31"),
         num_boost_round=100,
     )
     # a Qlib-format signal: 20-day momentum from the lake (what Qlib's $close/Ref($close,20)-1 gives)
-    export_qlib(lake, root / "qlib", start_ns=_ns("2008-06-01"), end_ns=_ns("2011-12-31"))
+    export_qlib(lake, root / "qlib", start_ns=utc_ns("2008-06-01"), end_ns=utc_ns("2011-12-31"))
     bars = pl.from_arrow(lake.read(Kind.BARS, "1d"))
     assert isinstance(bars, pl.DataFrame)
     names = {i.instrument_id: qlib_symbol(i.symbol) for i in lake.instruments()}
@@ -122,7 +118,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         }
     ).set_index(["datetime", "instrument"])
     signal_hash = import_qlib_predictions(frame, root / "qlib", root / "signal.parquet")
-    lake.export(root / "cn7", "1d", calendar="XSHG", start_ns=_ns("2008-09-01"), end_ns=_ns("2011-12-06"))
+    lake.export(
+        root / "cn7", "1d", calendar="XSHG", start_ns=utc_ns("2008-09-01"), end_ns=utc_ns("2011-12-06")
+    )
     model_params = (
         f'artifact_dir = "{root / "registry"}", artifact = "{digest}", portfolio = "topk_dropout", '
         f"top_k = {TOP_K}, n_drop = {N_DROP}, weight = 0.9, start_day = 20090101"
@@ -208,7 +206,7 @@ def test_model_ranker_with_dropout_rotation_trades_replays_and_its_orders_respec
             clipped.setdefault(event.step, set()).update(event.instrument_ids)
     assert rotations >= 5 and sells_total >= 5  # the book did rotate, one name at a time
     fills = [e for e in events if isinstance(e, OrderFilled)]
-    assert min(f.ts_ns for f in fills) >= _ns("2009-01-01")
+    assert min(f.ts_ns for f in fills) >= utc_ns("2009-01-01")
     assert all(f.fill_qty_raw % 100 == 0 for f in fills if f.side > 0)  # whole A-share lots
     _replays(root / "dropout")
     with capsys.disabled():

@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -31,17 +30,14 @@ from sim.attribution import strategy_attribution
 from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
 from sim.metrics import report_from_journal
 from tests.contracts.projection_servers import scratch_database
+from tests.factories import US_DAILY_NAMES, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 pytestmark = [
     pytest.mark.needs_shared_data,
     pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}"),
 ]
-NAMES = ("orcl-1995-2014.txt", "nvda-1999-2014.txt", "yhoo-1996-2014.txt")
-
-
-def _ns(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
+NAMES = US_DAILY_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +46,7 @@ def us_daily(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ingest(root / "lake", [SHARED / "us" / name for name in NAMES], parse_yahoo)
     out = root / "us3"
     lake = Lake(root / "lake")
-    lake.export(out, "1d", calendar="XNYS", start_ns=_ns("2004-01-01"), end_ns=_ns("2012-12-31"))
+    lake.export(out, "1d", calendar="XNYS", start_ns=utc_ns("2004-01-01"), end_ns=utc_ns("2012-12-31"))
     return out
 
 

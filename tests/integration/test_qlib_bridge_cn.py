@@ -5,7 +5,6 @@ traded in Tape from a TOML and replayed bit for bit."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from models.qlib_bridge import (
     read_export,
     read_feature_bin,
 )
+from tests.factories import utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 HIKYUU = SHARED / "cn" / "hikyuu"
@@ -65,21 +65,19 @@ def _init_qlib(root: Path) -> None:
     qlib.init(provider_uri=str(root / "qlib"), region="cn", exp_manager=store)
 
 
-def _ns(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("qlib")
     ingest(root / "lake", [HIKYUU / name for name in FILES], parse_hikyuu_day)
     lake = Lake(root / "lake")
-    export = export_qlib(lake, root / "qlib", start_ns=_ns("2007-01-01"), end_ns=_ns("2011-12-31"))
+    export = export_qlib(lake, root / "qlib", start_ns=utc_ns("2007-01-01"), end_ns=utc_ns("2011-12-31"))
     return {"root": root, "lake": lake, "export": export}
 
 
 def _lake_bars(lake: Lake) -> pl.DataFrame:
-    frame = pl.from_arrow(lake.read(Kind.BARS, "1d", start_ns=_ns("2007-01-01"), end_ns=_ns("2011-12-31")))
+    frame = pl.from_arrow(
+        lake.read(Kind.BARS, "1d", start_ns=utc_ns("2007-01-01"), end_ns=utc_ns("2011-12-31"))
+    )
     assert isinstance(frame, pl.DataFrame)
     return frame
 
@@ -159,9 +157,7 @@ def test_qlib_reads_the_export_back_exactly(exported: dict[str, object]) -> None
     for name in ("SH600000", "SZ000002"):
         read = frame.xs(name, level="instrument")
         for field in fields:
-            _, values = read_feature_bin(
-                root / "qlib" / "features" / name.lower() / f"{field[1:]}.day.bin"
-            )
+            _, values = read_feature_bin(root / "qlib" / "features" / name.lower() / f"{field[1:]}.day.bin")
             np.testing.assert_array_equal(read[field].to_numpy(dtype=np.float32), values)
     print(f"qlib {qlib.__version__} D.features read {frame.shape} exactly as written")
 
@@ -210,7 +206,9 @@ def test_qlib_predictions_trade_in_tape_and_replay(
     csv = root / "scores.csv"
     scores.reset_index().to_csv(csv, index=False)
     assert import_qlib_predictions(csv, root / "qlib", root / "signal-csv.parquet") == digest  # same rows
-    lake.export(root / "cn5", "1d", calendar="XSHG", start_ns=_ns("2009-01-01"), end_ns=_ns("2011-12-06"))
+    lake.export(
+        root / "cn5", "1d", calendar="XSHG", start_ns=utc_ns("2009-01-01"), end_ns=utc_ns("2011-12-06")
+    )
     config = root / "qlib.toml"
     config.write_text(
         f'run_id = "qlib-signal"\nseed = 7\ndataset = "{root / "cn5"}"\njournal = "{root / "journal"}"\n'
@@ -284,13 +282,15 @@ def test_alpha158_with_lightgbm_in_qlibs_workflow_and_its_predictions_trade_in_t
     if not (root / "cn5").exists():
         lake = exported["lake"]
         assert isinstance(lake, Lake)
-        lake.export(root / "cn5", "1d", calendar="XSHG", start_ns=_ns("2009-01-01"), end_ns=_ns("2011-12-06"))
+        lake.export(
+            root / "cn5", "1d", calendar="XSHG", start_ns=utc_ns("2009-01-01"), end_ns=utc_ns("2011-12-06")
+        )
     assert main(["backtest", str(config)]) == 0
     with open_journal(root / "journal-alpha158") as opened:
         events = [event for _, event in opened.events()]
     fills = [e for e in events if isinstance(e, OrderFilled)]
     assert isinstance(events[3], ModelLoaded) and events[3].artifact == digest and len(fills) >= 10
-    assert min(f.ts_ns for f in fills) >= _ns("2010-07-01")  # the test segment's scores only
+    assert min(f.ts_ns for f in fills) >= utc_ns("2010-07-01")  # the test segment's scores only
     assert main(["replay", str(root / "journal-alpha158")]) == 0
     capsys.readouterr()
     with capsys.disabled():

@@ -11,7 +11,6 @@ holds the bars (as paper and live runs write them) replays whole and by day.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,11 +26,12 @@ from lake.sources import parse_freqtrade, parse_hikyuu_minute, parse_yahoo
 from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
 from sim.fill_models import FillModel
 from sim.queued import run_queued
+from tests.factories import US_DAILY_NAMES, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 SPDB_CSV = SHARED / "cn" / "hikyuu" / "time1min_600000.SH.csv"
 XRP_FEATHER = SHARED / "crypto" / "freqtrade" / "XRP_ETH-1m.feather"
-US_NAMES = ("orcl-1995-2014.txt", "nvda-1999-2014.txt", "yhoo-1996-2014.txt")
+US_NAMES = US_DAILY_NAMES
 
 pytestmark = [
     pytest.mark.needs_shared_data,
@@ -40,10 +40,6 @@ pytestmark = [
         reason=f"shared real data not found under {SHARED}",
     ),
 ]
-
-
-def _ns(day: str) -> int:
-    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
 
 
 def _export(
@@ -112,7 +108,7 @@ def test_xrp_minutes_decision_dense_with_stale_data_trigger(tmp_path: Path) -> N
 def test_us_daily_two_strategies_in_one_book(tmp_path: Path) -> None:
     data = _export(
         tmp_path, [SHARED / "us" / name for name in US_NAMES], parse_yahoo, "1d", "XNYS",
-        start_ns=_ns("2004-01-01"), end_ns=_ns("2012-12-31"),
+        start_ns=utc_ns("2004-01-01"), end_ns=utc_ns("2012-12-31"),
     )  # fmt: skip
     config = _config(
         "two",
