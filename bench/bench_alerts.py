@@ -61,8 +61,15 @@ def fillers(counter: int, count: int, ts_ns: int) -> list[Event]:
         order_id = f"f-{i}"
         events.append(
             OrderSubmitted(
-                ts_ns=ts_ns, order_id=order_id, strategy_id="filler", instrument_id=1, side=1,
-                order_type="market", qty_raw=1, limit_px_raw=0, decision_px_raw=1,
+                ts_ns=ts_ns,
+                order_id=order_id,
+                strategy_id="filler",
+                instrument_id=1,
+                side=1,
+                order_type="market",
+                qty_raw=1,
+                limit_px_raw=0,
+                decision_px_raw=1,
             )
         )
         events.append(OrderAccepted(ts_ns=ts_ns, order_id=order_id))
@@ -92,13 +99,34 @@ def run(trips: int, poll_s: float, rate: int, gap_s: float) -> dict[str, object]
         rules = rules_file(folder, sink.port)
         writer = open_journal(journal_path, writable=True, records_per_commit_max=100_000)
         nav = 1_000_000
-        writer.append(DayClosed(ts_ns=time.time_ns(), day=1, step=0, nav_minor=nav, cash_minor=nav,
-                                gross_exposure_minor=0, currency="USD"))
+        writer.append(
+            DayClosed(
+                ts_ns=time.time_ns(),
+                day=1,
+                step=0,
+                nav_minor=nav,
+                cash_minor=nav,
+                gross_exposure_minor=0,
+                currency="USD",
+            )
+        )
         writer.commit()
         follower = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "alerts", "follow", str(journal_path), "--rules", str(rules),
-             "--poll-s", str(poll_s)],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "cli.main",
+                "alerts",
+                "follow",
+                str(journal_path),
+                "--rules",
+                str(rules),
+                "--poll-s",
+                str(poll_s),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             wait_ready(folder / "alerts.state.sqlite")
@@ -116,8 +144,17 @@ def run(trips: int, poll_s: float, rate: int, gap_s: float) -> dict[str, object]
                 events += per_tick
                 if time.monotonic() >= next_trip:
                     nav = 970_000 if nav == 1_000_000 else 1_000_000
-                    seq = writer.append(DayClosed(ts_ns=time.time_ns(), day=day, step=day, nav_minor=nav,
-                                                  cash_minor=nav, gross_exposure_minor=0, currency="USD"))
+                    seq = writer.append(
+                        DayClosed(
+                            ts_ns=time.time_ns(),
+                            day=day,
+                            step=day,
+                            nav_minor=nav,
+                            cash_minor=nav,
+                            gross_exposure_minor=0,
+                            currency="USD",
+                        )
+                    )
                     writer.commit()
                     if nav == 970_000:
                         committed[seq] = time.time_ns()

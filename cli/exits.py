@@ -15,7 +15,6 @@ EXIT_UNFINISHED = 3  # a sound journal of a run that never finished (no run.fini
 EXIT_INTERNAL = 70  # a bug: an unexpected exception (TAPE_TRACEBACK=1 shows its traceback)
 
 
-
 def unfinished_status(journal: Journal) -> int:
     """EXIT_UNFINISHED, with one line saying so, for a journal of a run that never finished."""
     status = run_status(journal)

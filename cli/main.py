@@ -33,6 +33,7 @@ from cli.ingest import (
     cmd_ingest,
 )
 from cli.jobs_cmd import add_jobs_parsers, cmd_jobs, cmd_scheduler
+from cli.live_cmd import add_live_parser, cmd_live
 from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
@@ -60,6 +61,7 @@ from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
 
 __all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
+
 
 def cmd_synth(args: argparse.Namespace) -> int:
     ref = synth_dataset(
@@ -221,6 +223,7 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--journal", help="override the config's journal path")
     verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
     add_paper_parser(verbs)
+    add_live_parser(verbs)
     add_command_parser(verbs)
     add_report_parser(verbs)
     add_sweep_parsers(verbs)
@@ -276,6 +279,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "jobs": cmd_jobs,
     "models": cmd_models,
     "paper": cmd_paper,
+    "live": cmd_live,
     "command": cmd_command,
     "reconcile": cmd_reconcile,
     "compare": cmd_compare,

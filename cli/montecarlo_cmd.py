@@ -108,9 +108,12 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
     workers = max(1, min(args.workers or os.cpu_count() or 1, len(tasks)))
     code = code_version()
     metrics: list[dict[str, Any]] = []
-    with ExperimentStore(out / "experiments.sqlite", create=True) as store, progress_bar(
-        f"fill perturbation: {len(tasks)} backtests on {workers} worker(s)", len(tasks)
-    ) as update:
+    with (
+        ExperimentStore(out / "experiments.sqlite", create=True) as store,
+        progress_bar(
+            f"fill perturbation: {len(tasks)} backtests on {workers} worker(s)", len(tasks)
+        ) as update,
+    ):
         for index, outcome in enumerate(run_tasks(tasks, workers, update, args.ray)):
             c = configs[index]
             store.add(Experiment(

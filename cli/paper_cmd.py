@@ -24,8 +24,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -55,7 +56,17 @@ from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
 from venues.ccxt_venue import CcxtVenue, VenueBar, map_error
 
-__all__ = ["add_command_parser", "add_paper_parser", "cmd_command", "cmd_paper"]
+__all__ = [
+    "Edge",
+    "Player",
+    "Started",
+    "add_command_parser",
+    "add_paper_parser",
+    "cmd_command",
+    "cmd_paper",
+    "run_session",
+    "session_options",
+]
 
 EXIT_STOPPED = 130
 
@@ -65,22 +76,47 @@ def add_paper_parser(verbs: Any) -> None:
         "paper", help="paper-trade the config's strategies on a venue's live bars (simulated fills)"
     )
     paper.add_argument("config", help="a run's TOML with a [paper] table")
-    paper.add_argument("--journal", help="override the config's journal path (a new journal)")
-    paper.add_argument(
+    session_options(paper)
+
+
+def session_options(parser: Any) -> None:
+    """The options ``tape paper`` and ``tape live`` share."""
+    parser.add_argument("--journal", help="override the config's journal path (a new journal)")
+    parser.add_argument(
         "--resume", action="store_true", help="carry on the session the journal holds (stopped or crashed)"
     )
-    paper.add_argument(
+    parser.add_argument(
         "--local-exchange",
         metavar="MARKET",
         help="play MARKET (a data set) on a loopback Binance and trade it",
     )
-    paper.add_argument("--speed", type=float, default=20.0, help="--local-exchange: bars played a second")
-    paper.add_argument(
+    parser.add_argument("--speed", type=float, default=20.0, help="--local-exchange: bars played a second")
+    parser.add_argument(
         "--disconnect-every",
         type=int,
         default=0,
         metavar="N",
-        help="--local-exchange: drop its market websockets after every N bars played (a fault drill)",
+        help="--local-exchange: drop its websockets (market data, a live session's order streams) "
+        "after every N bars played (a fault drill)",
+    )
+    parser.add_argument(
+        "--local-fee",
+        default="0",
+        metavar="RATE",
+        help="--local-exchange: its maker and taker fee rate (e.g. 0.001)",
+    )
+    parser.add_argument(
+        "--venue-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="trade a local exchange already running on 127.0.0.1:PORT (python -m venues.local_exchange)",
+    )
+    parser.add_argument(
+        "--local-fee-in",
+        choices=("received", "quote"),
+        default="received",
+        help="--local-exchange: fees in the asset received (base on buys, as Binance) or in the quote",
     )
 
 
@@ -121,10 +157,19 @@ class _Session:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
+    config, market, player = prepare_session(args, "paper")
+    if config.venue.kind == "live":
+        raise ConfigError(f'{args.config}: [venue] kind = "live" trades at the venue: run it with tape live')
+    return asyncio.run(run_session(config, market, player, carry_on=args.resume))
+
+
+def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig, Path | None, Player]:
+    """The configuration (``paper.start = "now"`` resolved), the local exchange's market and
+    how it plays, checked before anything is opened."""
     overrides = {"journal": args.journal} if args.journal else {}
     config = load_config(Path(args.config), overrides)
     if config.paper is None:
-        raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape paper needs one")
+        raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape {verb} needs one")
     if args.local_exchange and config.paper.clock != "venue":
         raise ConfigError(f'{args.config}: --local-exchange plays history: set paper.clock = "venue"')
     if args.speed <= 0:
@@ -133,7 +178,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
         import ccxt.pro  # the live extra (also in dev)
     except ImportError:
         raise ConfigError(
-            f"{args.config}: tape paper reads a venue through ccxt: pip install 'tape[live]'"
+            f"{args.config}: tape {verb} reads a venue through ccxt: pip install 'tape[live]'"
         ) from None
     if not hasattr(ccxt.pro, config.paper.exchange):
         raise ConfigError(f"{args.config}: paper.exchange: ccxt has no exchange {config.paper.exchange!r}")
@@ -141,8 +186,15 @@ def cmd_paper(args: argparse.Namespace) -> int:
     if args.disconnect_every < 0:
         raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
     market = Path(args.local_exchange) if args.local_exchange else None
-    player = _Player(args.speed, args.disconnect_every)
-    return asyncio.run(_paper(config, market, player, carry_on=args.resume))
+    try:
+        fee = Decimal(args.local_fee)
+    except InvalidOperation:
+        raise ConfigError(f"--local-fee must be a number, got {args.local_fee!r}") from None
+    if not 0 <= fee < 1:
+        raise ConfigError(f"--local-fee must be in [0, 1), got {args.local_fee}")
+    if args.venue_port and (market is not None or not 0 < args.venue_port < 65536):
+        raise ConfigError("--venue-port: a port (1-65535) of a local exchange; not with --local-exchange")
+    return config, market, Player(args.speed, args.disconnect_every, fee, args.local_fee_in, args.venue_port)
 
 
 def _resolved(config: BacktestConfig) -> BacktestConfig:
@@ -176,11 +228,14 @@ def venue_instruments(config: BacktestConfig, instruments: tuple[Instrument, ...
 
 
 @dataclass(frozen=True)
-class _Player:
+class Player:
     """How the local exchange plays its market: bars a second, and a websocket drop every N."""
 
     speed: float
     disconnect_every: int = 0
+    fee: Decimal = Decimal(0)
+    fee_in: str = "received"
+    port: int = 0  # a local exchange already running on 127.0.0.1 (--venue-port)
 
     async def play(self, local: Any) -> None:
         played = 0
@@ -188,12 +243,12 @@ class _Player:
             await local.step()
             played += 1
             if self.disconnect_every and played % self.disconnect_every == 0:
-                await local.disconnect("market")
+                await local.disconnect("all")  # market data and, for tape live, the order streams
             await asyncio.sleep(1 / self.speed)
 
 
 @dataclass(frozen=True)
-class _Started:
+class Started:
     """A session's kernel and queue source, fresh or resumed from its journal."""
 
     kernel: Kernel
@@ -201,7 +256,7 @@ class _Started:
     note: str
 
 
-def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: DatasetRef) -> _Started:
+def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: DatasetRef) -> Started:
     assert config.paper is not None
     if len(journal):
         raise JournalError(
@@ -212,11 +267,16 @@ def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: Datas
     kernel = Kernel(setup, journal, arrived=setup.start_step)
     kernel.begin()
     journal.commit()
-    source = QueueSource(kernel, journal=journal, name=f"paper:{config.paper.exchange}")
-    return _Started(kernel, source, "")
+    source = QueueSource(kernel, journal=journal, name=_source_name(config))
+    return Started(kernel, source, "")
 
 
-def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, _Started]:
+def _source_name(config: BacktestConfig) -> str:
+    assert config.paper is not None
+    return f"{'live' if config.venue.kind == 'live' else 'paper'}:{config.paper.exchange}"
+
+
+def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, Started]:
     """The session the journal holds, re-derived and carried on (``kernel.replay.resume``); its
     journaled configuration must be this one (``paper.start`` as it was resolved then)."""
     assert config.paper is not None
@@ -235,16 +295,39 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
         raise ConfigError(
             f"{config.journal} was written with another configuration than this one: not resumed"
         )
-    resumed = resume(journal, replay_builder, source_name=f"paper:{config.paper.exchange}")
+    resumed = resume(journal, replay_builder, source_name=_source_name(config))
     journal.commit()
     note = (
         f"resumed: {resumed.records_compared:,} derived records re-derived byte for byte; "
         f"carrying on at step {resumed.source.next_row:,}"
     )
-    return journaled, _Started(resumed.kernel, resumed.source, note)
+    return journaled, Started(resumed.kernel, resumed.source, note)
 
 
-async def _paper(config: BacktestConfig, market: Path | None, player: _Player, *, carry_on: bool) -> int:
+class Edge(Protocol):
+    """What a live session adds to a paper session (``cli.live_cmd``): the venue's keys, and
+    the bridge that sends the kernel's orders after each commit and hands the venue's answers
+    in."""
+
+    name: str
+
+    def exchange_config(self) -> dict[str, Any]: ...
+
+    def local_balances(self, quote: str) -> dict[str, str]: ...
+
+    async def start(
+        self, venue: CcxtVenue, started: Started, journal: Any, clock: Callable[[], int]
+    ) -> None: ...
+
+    async def after_commit(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def run_session(
+    config: BacktestConfig, market: Path | None, player: Player, *, carry_on: bool, edge: Edge | None = None
+) -> int:
+    """A paper session (or, with ``edge``, a live one): fresh or resumed, to its end or a stop."""
     assert config.paper is not None
     frequency = str(read_manifest(Path(config.dataset))["frequency"])
     if carry_on and not Path(config.journal).exists():
@@ -265,16 +348,18 @@ async def _paper(config: BacktestConfig, market: Path | None, player: _Player, *
         marked = mark_session(config.journal, os.getpid())  # tape command / the cockpit look for it
         instruments = venue_instruments(config, setup.panel.instruments)
         live = setup.panel.steps - setup.start_step
+        verb = "paper" if edge is None else f"live ({edge.name})"
         console.print(
-            f"paper {config.run_id}: {live:,} steps of {frequency} from {config.paper.start} to "
+            f"{verb} {config.run_id}: {live:,} steps of {frequency} from {config.paper.start} to "
             f"{config.paper.end}; history {setup.start_step:,} steps; journal {config.journal}"
         )
         if started.note:
             console.print(started.note)
         try:
-            with progress_bar(f"paper {config.run_id}", live) as update:
-                session = await _session(config, frequency, instruments, source, journal, market, player,
-                                         lambda: update(source.next_row - setup.start_step))  # fmt: skip
+            with progress_bar(f"{verb} {config.run_id}", live) as update:
+                session = await _session(config, frequency, instruments, started, journal, market,
+                                         player, lambda: update(source.next_row - setup.start_step),
+                                         edge)  # fmt: skip
         finally:
             marked.unlink(missing_ok=True)
         if source.done:
@@ -297,18 +382,20 @@ async def _session(
     config: BacktestConfig,
     frequency: str,
     instruments: list[Instrument],
-    source: QueueSource,
+    started: Started,
     journal: Any,
     market: Path | None,
-    player: _Player,
+    player: Player,
     progress: Callable[[], None],
+    edge: Edge | None,
 ) -> _Session:
     """Watch each instrument's bars, hand complete steps to the source, let empty steps pass on
     the clock; until the grid's last step, a signal or the local exchange's end."""
     assert config.paper is not None
+    source = started.source
     interval, grace = frequency_ns(frequency), int(config.paper.grace_s * 1e9)
     ids = [inst.instrument_id for inst in instruments]
-    assembler = StepAssembler(ids, interval, grace, closed_bars=market is not None)
+    assembler = StepAssembler(ids, interval, grace, closed_bars=market is not None or player.port > 0)
     grid = source.grid_ts
     if source.next_row > 0:  # a resumed session: steps before this one went already
         assembler.handed_to = int(grid[source.next_row - 1])
@@ -319,16 +406,30 @@ async def _session(
         exchange_config: dict[str, Any] = {}
         if market is not None:
             first = int(grid[min(source.next_row, len(grid) - 1)])  # the next step's bars on
-            local = await stack.enter_async_context(_local_exchange(market, instruments, first, interval))
+            local = await stack.enter_async_context(
+                _local_exchange(market, instruments, first, interval, edge, config.currency, player)
+            )
             exchange_config = local.ccxt_config(rate_limit_ms=5)
+        elif player.port:  # a local exchange running on its own (python -m venues.local_exchange)
+            from venues.local_exchange import ccxt_config as local_ccxt_config
+
+            keys = edge.exchange_config() if edge is not None else {"apiKey": "local-api-key", "secret": "-"}
+            exchange_config = local_ccxt_config(player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5)
+        elif edge is not None:
+            exchange_config = edge.exchange_config()
         venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
+        clock = _clock(config.paper.clock, pump.assembler)
+        if edge is not None:  # reconciled before the first new order; sends after each commit
+            await edge.start(venue, started, journal, clock)
+            stack.push_async_callback(edge.stop)
+            pump.edge = edge
         watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
         try:
             playing = None
             if local is not None:
                 await local.wait_for_kline_subscriptions(len(instruments))
                 playing = asyncio.create_task(player.play(local))
-            await pump.run(_clock(config.paper.clock, pump.assembler), grace, playing)
+            await pump.run(clock, grace, playing)
         finally:
             for task in watchers:
                 task.cancel()
@@ -345,8 +446,12 @@ async def _venue(
     factory = getattr(ccxt.pro, exchange, None)
     if factory is None:
         raise ConfigError(f"paper.exchange: ccxt has no exchange {exchange!r}")
-    client = factory(exchange_config)
+    config = dict(exchange_config)
+    sandbox = bool(config.pop("sandbox", False))
+    client = factory(config)
     stack.push_async_callback(client.close)
+    if sandbox:  # the venue's test network ([live] testnet = true)
+        client.set_sandbox_mode(True)
     venue = CcxtVenue(client, instruments)
     await venue.load_markets()
     return venue
@@ -372,6 +477,7 @@ class _Pump:
         self.arrived = asyncio.Event()
         self._newest: dict[int, int] = {}
         self.inbox = CommandInbox(inbox)
+        self.edge: Edge | None = None
 
     def _commands(self, now: int) -> None:
         """Operator commands appended to the inbox since the last look, stamped ``now``."""
@@ -445,6 +551,8 @@ class _Pump:
                 self.source.push(bars)
             self.source.pass_time(now - grace)
             self.journal.commit()
+            if self.edge is not None:  # durable, so now the venue may hear of it
+                await self.edge.after_commit()
             self.progress()
             if player is not None and player.done():
                 if player.exception() is not None:
@@ -462,9 +570,16 @@ def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
 
 @contextlib.asynccontextmanager
 async def _local_exchange(
-    market: Path, instruments: list[Instrument], first_close_ns: int, interval_ns: int
+    market: Path,
+    instruments: list[Instrument],
+    first_close_ns: int,
+    interval_ns: int,
+    edge: Edge | None,
+    currency: str,
+    player: Player,
 ) -> Any:
-    """A loopback Binance playing ``market``'s bars that close at or after ``first_close_ns``."""
+    """A loopback Binance playing ``market``'s bars that close at or after ``first_close_ns``;
+    a live session's keys and its configured cash there."""
     from venues.local_exchange import LocalExchange, markets_from_dataset
 
     by_symbol = {inst.symbol for inst in instruments}
@@ -478,7 +593,19 @@ async def _local_exchange(
         missing = sorted(by_symbol - {f"{m.base}/{m.quote}" for m in markets})
         raise ConfigError(f"--local-exchange {market}: no market for {missing}")
     quotes = {m.quote for m in markets}
-    async with LocalExchange(markets, {quote: "1000000" for quote in quotes}) as exchange:
+    balances: dict[str, str] = {quote: "1000000" for quote in quotes}
+    keys: dict[str, Any] = {"apiKey": "local-api-key", "secret": None}
+    if edge is not None:  # the session's keys, and its configured cash
+        keys, balances = edge.exchange_config(), edge.local_balances(currency)
+    async with LocalExchange(
+        markets,
+        balances,
+        api_key=keys["apiKey"],
+        api_secret=keys["secret"],
+        maker_fee=player.fee,
+        taker_fee=player.fee,
+        fees_in=player.fee_in,
+    ) as exchange:
         yield exchange
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "replay_builder",
 ]
 
+
 class ConfigError(ValueError):
     """A configuration file that cannot be used as written."""
 

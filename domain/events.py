@@ -41,6 +41,7 @@ __all__ = [
     "ModelLoaded",
     "ModelRegistered",
     "OrderAccepted",
+    "OrderCancelRequested",
     "OrderCancelled",
     "OrderExpired",
     "OrderFilled",
@@ -80,6 +81,7 @@ __all__ = [
     "VenueGuardSnapshot",
     "VenueMessage",
     "VenueMessageReceived",
+    "VenueReconciled",
     "VenueMessageRefused",
     "decode_event",
     "encode_event",
@@ -214,6 +216,15 @@ class OrderFilled(Event, frozen=True, tag="order.filled.v1"):
 
 
 class OrderCancelled(Event, frozen=True, tag="order.cancelled.v1"):
+    order_id: str
+    reason: str
+
+
+class OrderCancelRequested(Event, frozen=True, tag="order.cancel_requested.v1"):
+    """A cancel sent to a venue that answers later (live): the order stays working until the
+    venue's ``cancelled`` message (a fill may still come first); a ``cancel_rejected`` ends the
+    request."""
+
     order_id: str
     reason: str
 
@@ -782,6 +793,22 @@ class CommandReceived(Event, frozen=True, tag="operator.command_received.v1"):
     strategy_id: str = ""  # the strategy a pause or resume names
 
 
+class VenueReconciled(Event, frozen=True, tag="venue.reconciled.v1"):
+    """INPUT: what a live session found when it compared the venue with its book (on start and
+    on every reconnect) and what it did. ``differences`` are readable lines (an asset's balance,
+    an order the venue holds that the book does not, an order the book holds that the venue
+    never got); ``action`` is the configured policy's answer (``none``, ``resent``,
+    ``cancelled_unknown``, ``halted``: a difference no action settled, under ``on_difference =
+    "halt"``). It changes no state itself: a halt goes in as a journaled operator command."""
+
+    venue: str
+    when: str  # start | resume | reconnect
+    orders_checked: int
+    fills_recovered: int  # fills the venue reported only when asked (missed by the streams)
+    differences: list[str]
+    action: str
+
+
 class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
     """An input a source refused (out of order, duplicated, off the run's grid, malformed): kept
     with its reason, never applied, so that received = accepted + quarantined."""
@@ -865,6 +892,8 @@ AnyEvent = (
     | ClockAdvanced
     | CommandReceived
     | InputQuarantined
+    | OrderCancelRequested
+    | VenueReconciled
     | ModelRegistered
     | ModelLoaded
     | StrategyCommanded
@@ -879,6 +908,7 @@ INPUT_KINDS = frozenset(
         "clock.advanced.v1",
         "operator.command_received.v1",
         "input.quarantined.v1",
+        "venue.reconciled.v1",
     }
 )
 

@@ -26,6 +26,7 @@ from domain.events import (
     LedgerPosted,
     OrderAccepted,
     OrderCancelled,
+    OrderCancelRequested,
     OrderFilled,
     OrderRejected,
     OrderReplaced,
@@ -41,7 +42,7 @@ from kernel.futures import FuturesBook
 from kernel.markets import MarketRules
 from kernel.pdt import PdtGuard
 from kernel.state import KernelState
-from kernel.venue import VenuePort
+from kernel.venue import CancelRequestPort, VenuePort
 
 __all__ = [
     "DeskWatcher",
@@ -241,8 +242,17 @@ class OrderDesk:
             self._watcher.on_venue_answer(step, ts_ns, iid, isinstance(ack, OrderAccepted), 0)
 
     def cancel(self, order_id: str, ts_ns: int, day: int, reason: str) -> None:
-        """Cancel one open order; its unfilled quantity is released in session ``day``."""
+        """Cancel one open order; its unfilled quantity is released in session ``day``. A venue
+        that is asked to cancel (``CancelRequestPort``, live) gets a request instead: the order
+        stays working until the venue's answer (``kernel.venue_inbox``); asked once."""
         order = self.state.open_orders[order_id]
+        if isinstance(self._venue, CancelRequestPort):
+            if order_id in self.state.cancel_requested:
+                return
+            self.journal(OrderCancelRequested(ts_ns=ts_ns, order_id=order_id, reason=reason))
+            self.state.cancel_requested.add(order_id)
+            self._venue.request_cancel(order, reason)
+            return
         event = OrderCancelled(ts_ns=ts_ns, order_id=order_id, reason=reason)
         self.journal(event)
         evolve(order, event)

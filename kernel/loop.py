@@ -83,8 +83,8 @@ from kernel.strategy import (
 )
 from kernel.targets import TargetError, targets_e8
 from kernel.valuation import Valuation
-from kernel.venue import NO_ACTIVITY
-from kernel.venue_inbox import VenueInbox
+from kernel.venue import NO_ACTIVITY, CancelRequestPort
+from kernel.venue_inbox import VenueInbox, defer_working
 
 __all__ = ["KILL_SWITCH_STRATEGY", "EventSink", "Kernel", "KernelError", "ProgressFn"]
 
@@ -252,13 +252,14 @@ class Kernel:
         """Rows arriving one at a time: refuse what that does not drive yet, then take the rows
         that hold data already (history before the first live row)."""
         self._venue_rows = getattr(self.setup.venue, "rows_arrived", None)
+        self._asks_cancels = isinstance(self.setup.venue, CancelRequestPort)
         if arrived is None:
             return
         if self._router is not None:
             raise KernelError(
                 "an execution algorithm on rows arriving one at a time is not built (use algo = market)"
             )
-        if self._inbox is not None:
+        if self._inbox is not None and not self._asks_cancels:
             raise KernelError(
                 "a recorded venue on rows arriving one at a time is not built (use the simulator)"
             )
@@ -287,6 +288,12 @@ class Kernel:
     def arrived(self) -> int:
         """Rows of the panel that hold data (all of them for a data set)."""
         return self._arrived
+
+    def venue_goes_live(self) -> None:
+        """A resumed live session: the journaled venue messages were re-derived; the venue's
+        own come in from here on."""
+        if self._inbox is not None:
+            self._inbox.go_live()
 
     def add_command(self, command: OperatorCommanded | StrategyCommanded) -> int:
         """An operator command that arrived while running: applied at the first step not yet run
@@ -558,19 +565,30 @@ class Kernel:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
         verdicts.extend(order_verdicts)
-        if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
-            holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
-            intents, limit_px, paid = self._buying_power.check(
-                desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
-                self.state.open_orders,
-            )  # fmt: skip
-            verdicts.extend(paid)
+        intents, limit_px = self._account_checks(step, intents, limit_px, verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
             desk.journal(verdict)
         if self._router is not None:
             return self._router.on_decision(step, ts_ns, sid, intents)
         self._send(step, ts_ns, sid, intents, limit_px)
         return bool(intents)
+
+    def _account_checks(
+        self, step: int, intents: list[OrderIntent], limit_px: dict[int, int], verdicts: list[RuleVerdict]
+    ) -> tuple[list[OrderIntent], dict[int, int]]:
+        """After the risk stage: a live venue's names with an order still working wait
+        (``defer_working``); a cash account pays from free cash and holds no shorts."""
+        if self._asks_cancels:
+            intents, deferred = defer_working(intents, self.state.open_orders)
+            verdicts.extend(deferred)
+        if self._buying_power is not None:
+            holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+            intents, limit_px, paid = self._buying_power.check(
+                self.desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
+                self.state.open_orders,
+            )  # fmt: skip
+            verdicts.extend(paid)
+        return intents, limit_px
 
     def _as_book(
         self,

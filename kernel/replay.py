@@ -23,6 +23,7 @@ from domain.events import (
     CommandReceived,
     DatasetReferenced,
     Event,
+    OrderCancelRequested,
     RunStarted,
     StateSnapshotted,
     StrategyCommanded,
@@ -264,14 +265,16 @@ def _inputs(journal: Journal) -> tuple[RunStarted, DatasetReferenced]:
 def _received(journal: Journal, start_seq: int, end_seq: int) -> list[VenueMessageReceived]:
     """The venue messages journaled as received in ``[start_seq, end_seq)``, in journal order."""
     received = []
-    for record in journal.records(start_seq):
+    for record in journal.records_of_kinds(_VENUE_MESSAGES, start_seq):
         if record.seq >= end_seq:
             break
-        if record.kind == "venue.message_received.v1":
-            event = decode_event(record.payload)
-            assert isinstance(event, VenueMessageReceived)
-            received.append(event)
+        event = decode_event(record.payload)
+        assert isinstance(event, VenueMessageReceived)
+        received.append(event)
     return received
+
+
+_VENUE_MESSAGES = frozenset({"venue.message_received.v1"})
 
 
 @dataclass(frozen=True)
@@ -312,20 +315,26 @@ def _restored(
     journal: Journal, snapshot: StateSnapshotted | None, start_seq: int, currency: str
 ) -> KernelState | None:
     """The kernel state at a day's start: its snapshot, and what the journal holds beside it
-    (the strategies paused then: the last ``strategy.commanded`` of each before the day)."""
+    (the strategies paused then: the last ``strategy.commanded`` of each before the day; the
+    cancels a live venue had not answered yet)."""
     if snapshot is None:
         return None
     state = KernelState.restore(snapshot.snapshot, currency)
-    for record in journal.records_of_kinds(_STRATEGY_COMMANDS, 2):
+    for record in journal.records_of_kinds(_FOLDED_KINDS, 2):
         if record.seq >= start_seq:
             break
-        command = decode_event(record.payload)
-        assert isinstance(command, StrategyCommanded)
-        apply_strategy_command(state.paused, command)
+        event = decode_event(record.payload)
+        if isinstance(event, StrategyCommanded):
+            apply_strategy_command(state.paused, event)
+        elif isinstance(event, OrderCancelRequested):
+            state.cancel_requested.add(event.order_id)
+        elif isinstance(event, VenueMessageReceived) and event.message.kind == "cancel_rejected":
+            state.cancel_requested.discard(event.message.order_id)
+    state.cancel_requested &= state.open_orders.keys()  # requests the venue answered are over
     return state
 
 
-_STRATEGY_COMMANDS = frozenset({"strategy.commanded.v1"})
+_FOLDED_KINDS = frozenset({"strategy.commanded.v1", "order.cancel_requested.v1", "venue.message_received.v1"})
 
 
 def _day_bounds(
@@ -429,9 +438,10 @@ def _replay_queued(
     _fill_history(setup, inputs, first)
     inputs.decoded.clear()  # the history's inputs are before the compared range
     sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished, decoded=inputs.decoded)
+    received = _received(journal, start_seq, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
 
     def derive() -> None:
-        kernel = Kernel(setup, sink, state=state, arrived=first)
+        kernel = Kernel(setup, sink, state=state, arrived=first, venue_messages=received)
         source = QueueSource(kernel, limit=end_step)
         if snapshot is None:
             kernel.begin()
@@ -530,7 +540,8 @@ def resume(
     _fill_history(setup, inputs, setup.start_step)
     inputs.decoded.clear()
     sink = _ComparingSink(journal, 2, end_seq, unfinished=True, decoded=inputs.decoded, then=journal)
-    kernel = Kernel(setup, sink, arrived=setup.start_step)
+    received = _received(journal, 2, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
+    kernel = Kernel(setup, sink, arrived=setup.start_step, venue_messages=received)
     source = QueueSource(kernel, name=source_name)
     try:
         kernel.begin()
@@ -548,4 +559,5 @@ def resume(
             f"the journal does not re-derive at seq {where.seq} ({where.reason}): not resumed"
         ) from None
     source.journal_inputs(journal)
+    kernel.venue_goes_live()
     return Resumed(kernel, source, sink.compared)

@@ -53,6 +53,9 @@ class KernelState:
         # Strategies an operator paused: not in the snapshot (``KernelSnapshot`` takes no more
         # fields); a replay from a snapshot folds them from the journal's strategy.commanded.
         self.paused: set[str] = set()
+        # Orders with a cancel sent to a venue that answers later (``OrderCancelRequested``) and
+        # not yet answered: not in the snapshot either; folded from the journal on restore.
+        self.cancel_requested: set[str] = set()
 
     def snapshot(self) -> KernelSnapshot:
         ccy = self.currency

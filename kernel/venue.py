@@ -21,7 +21,7 @@ from domain.events import (
 )
 from domain.orders import Order
 
-__all__ = ["NO_ACTIVITY", "AsyncVenuePort", "VenuePort"]
+__all__ = ["NO_ACTIVITY", "AsyncVenuePort", "CancelRequestPort", "VenuePort"]
 
 NO_ACTIVITY = 1 << 62
 """``next_activity`` when no open order can ever fill."""
@@ -66,4 +66,15 @@ class AsyncVenuePort(Protocol):
 
     def next_poll_step(self, step: int) -> int:
         """The first step after ``step`` at which messages arrive (``NO_ACTIVITY``: none)."""
+        ...
+
+
+@runtime_checkable
+class CancelRequestPort(Protocol):
+    """An asynchronous venue that is asked to cancel (live): the desk journals
+    ``OrderCancelRequested`` and the order stays working until the venue answers ``cancelled``
+    (or ``cancel_rejected``), so a fill that crossed the cancel is still booked."""
+
+    def request_cancel(self, order: Order, reason: str) -> None:
+        """Send a cancel for ``order`` (after the journal commit that holds the request)."""
         ...

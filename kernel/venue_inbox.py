@@ -13,7 +13,8 @@ kernel visits for it, the inbox:
    ``OrderRejected``, ``OrderFilled`` with its ledger postings, ``OrderCancelled``,
    ``OrderExpired``, ``OrderReplaced``) through ``domain.orders.evolve`` — or, when the order's
    state does not allow it, journals ``VenueMessageRefused`` (``illegal``, ``overfill``,
-   ``unknown_order``) and changes nothing.
+   ``unknown_order``) and changes nothing. A ``cancel_rejected`` answers a cancel the desk
+   requested (``OrderCancelRequested``, a venue asked to cancel): it ends the request.
 
 Refused and held messages are never applied twice: the guard's next sequence number and held
 messages are kernel state (``KernelSnapshot.venue_guard``).
@@ -41,10 +42,12 @@ from domain.fixed import Rounding
 from domain.instruments import notional_minor
 from domain.market import Panel
 from domain.orders import IllegalTransition, Order, OrderEvent, evolve
+from domain.riskrules import RuleVerdict
 from kernel.desk import OrderDesk
+from kernel.pipeline import OrderIntent
 from kernel.venue import NO_ACTIVITY, AsyncVenuePort, VenuePort
 
-__all__ = ["VenueInbox"]
+__all__ = ["VenueInbox", "defer_working"]
 
 
 class _Refused(Exception):
@@ -109,6 +112,12 @@ class VenueInbox:
             )
         return cls(desk, panel, venue, replayed)
 
+    def go_live(self) -> None:
+        """After a resumed session re-derived its journal from the journaled messages: from
+        now on the venue's own messages come in (and are journaled)."""
+        self._replayed = None
+        self._replayed_steps = []
+
     # --- when -------------------------------------------------------------------------------
 
     def next_step(self, step: int) -> int:
@@ -165,6 +174,11 @@ class VenueInbox:
         order = desk.state.open_orders.get(msg.order_id)
         if order is None:
             raise _Refused("unknown_order", f"no open order {msg.order_id} (never sent, or already closed)")
+        if msg.kind == "cancel_rejected" and msg.order_id in desk.state.cancel_requested:
+            # The venue would not cancel (the order filled meanwhile, or is closing): the request
+            # ends; the order stays as the venue's other messages leave it.
+            desk.state.cancel_requested.discard(msg.order_id)
+            return
         event = self._event(ts_ns, msg, order)
         try:
             after = evolve(order, event)
@@ -174,10 +188,12 @@ class VenueInbox:
             raise _Refused("overfill", str(error)) from None
         if isinstance(event, OrderFilled):
             desk.apply_fill(event, int(self._panel.day[step]))
-            return
-        # The kill switch sees an ack or a reject once it is applied (a trip then cancels it too).
-        latency = msg.ts_ns - order.submitted_ts_ns if msg.kind in ("ack", "reject") else None
-        desk.apply_venue_event(step, order, event, after, latency)
+        else:
+            # The kill switch sees an ack or a reject once applied (a trip then cancels it too).
+            latency = msg.ts_ns - order.submitted_ts_ns if msg.kind in ("ack", "reject") else None
+            desk.apply_venue_event(step, order, event, after, latency)
+        if not after.is_open:
+            desk.state.cancel_requested.discard(msg.order_id)
 
     def _event(self, ts_ns: int, msg: VenueMessage, order: Order) -> OrderEvent:
         oid = msg.order_id
@@ -218,3 +234,28 @@ class VenueInbox:
             commission_minor=msg.commission_minor,
             currency=instrument.currency,
         )
+
+
+def defer_working(
+    intents: list[OrderIntent], open_orders: dict[str, Order]
+) -> tuple[list[OrderIntent], list[RuleVerdict]]:
+    """A venue asked to cancel answers later: a decision's order for a name that still has a
+    working order (its cancel in flight, or an answer not in yet) waits for the next decision,
+    so a fill that crosses the cancel cannot double the position. The withheld names are one
+    ``working_order`` verdict (``deferred``)."""
+    working = {order.instrument_id for order in open_orders.values()}
+    held = sorted({intent.instrument_id for intent in intents if intent.instrument_id in working})
+    if not held:
+        return intents, []
+    kept = [intent for intent in intents if intent.instrument_id not in working]
+    verdict = RuleVerdict(
+        rule="working_order",
+        action="deferred",
+        unit="orders",
+        limit=0,
+        observed=len(intents),
+        observed_after=len(kept),
+        instrument_ids=held,
+        detail="an order of these names is still working at the venue (a cancel is in flight)",
+    )
+    return kept, [verdict]

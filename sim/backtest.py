@@ -34,6 +34,7 @@ from kernel.liquidation import PerpMargin
 from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.markets import MarketRules
 from kernel.options import OptionModel
+from kernel.outbox import OutboxVenue
 from kernel.router import ExecutionConfig
 from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup, StrategySlot
@@ -228,14 +229,17 @@ class FxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         )
 
 
-VENUE_KINDS = ("sim", "recorded")
+VENUE_KINDS = ("sim", "recorded", "live")
 
 
 class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[venue]``: the simulated venue (default), or a recorded asynchronous venue session
     (``kind = "recorded"``, ``recording`` = a JSON-lines file of venue messages, see
     ``sim.recorded_venue``). The received messages are journaled as inputs, so replay needs
-    only the journal: the recording file is read by the run, never by its replay."""
+    only the journal: the recording file is read by the run, never by its replay.
+    ``kind = "live"``: a venue's own orders and fills (``tape live``, ``kernel.outbox``), with
+    the ``[paper]`` table's exchange, steps and symbols and the ``[live]`` table's keys and
+    reconciliation policy; its replay reads the journaled venue messages the same way."""
 
     kind: str = "sim"
     recording: str = ""
@@ -250,6 +254,42 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             raise ValueError('venue.recording is only read with kind = "recorded"')
         if self.pending_max < 0:
             raise ValueError(f"venue.pending_max must not be negative, got {self.pending_max}")
+
+
+LIVE_POLICIES = {
+    "on_difference": ("halt", "warn"),
+    "unknown_orders": ("leave", "cancel"),
+    "unsent": ("reject", "send"),
+}
+
+
+class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """``[live]``: where ``tape live`` finds the venue's keys, and what it does with what
+    reconciliation finds (``docs/runbook.md``). Keys never go in the configuration: ``keys_env``
+    names environment variables (``{keys_env}_API_KEY``, ``{keys_env}_SECRET``), or
+    ``secrets_file`` a TOML file (``api_key``, ``secret``) that only its owner may read.
+
+    * ``on_difference``: ``halt`` (new risk stops: a journaled halt command) or ``warn``;
+    * ``unknown_orders``: open orders at the venue that this session did not send: ``leave``
+      them (reported) or ``cancel`` them;
+    * ``unsent``: an order journaled before a crash that never reached the venue: ``reject`` it
+      (the decision is stale; the next decision sizes again) or ``send`` it now."""
+
+    keys_env: str = "TAPE_BINANCE"
+    secrets_file: str = ""
+    on_difference: str = "halt"
+    unknown_orders: str = "leave"
+    unsent: str = "reject"
+    testnet: bool = False  # ccxt's sandbox mode (the venue's test network)
+
+    def __post_init__(self) -> None:
+        for key, allowed in LIVE_POLICIES.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"live.{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if not self.keys_env and not self.secrets_file:
+            raise ValueError("live: name keys_env (environment variables) or secrets_file")
+        if self.keys_env and not self.keys_env.replace("_", "").isalnum():
+            raise ValueError(f"live.keys_env must be a variable name prefix, got {self.keys_env!r}")
 
 
 class Window(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -354,6 +394,7 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     account: AccountConfig = AccountConfig()  # "margin" (as before) or "cash" (kernel.account)
     paper: PaperConfig | None = None  # a paper run's live steps and market data (tape paper)
     fx: FxConfig | None = None  # cash per currency and conversions (kernel.currencies); None: none
+    live: LiveConfig | None = None  # tape live: keys and reconciliation policy ([venue] kind = "live")
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -370,6 +411,14 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             self.budgets_e8()
         if self.paper is not None and self.window is not None:
             raise ValueError("paper: a paper run trades from paper.start; leave [window] out")
+        if self.venue.kind == "live" and self.paper is None:
+            raise ValueError('venue.kind = "live" trades the [paper] table\'s steps: add [paper]')
+        if self.venue.kind == "live" and not self.account.cash:
+            raise ValueError(
+                'a live spot venue lends nothing: set [account] type = "cash" (no shorts, paid from cash)'
+            )
+        if self.live is not None and self.venue.kind != "live":
+            raise ValueError('[live] is read with [venue] kind = "live" only')
         if self.fx is not None:
             self.fx.setup(self.currency)
 
@@ -467,6 +516,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
+    (("live",), None),
 )
 
 
@@ -599,6 +649,8 @@ def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
     venue = config.venue
     if venue.kind == "sim":
         return SimVenue(panel, config.fill)
+    if venue.kind == "live":  # tape live turns sending on once it is connected (and reconciled)
+        return OutboxVenue(pending_max=venue.pending_max, sending=False)
     try:
         messages = [] if replaying else read_recording(Path(venue.recording))
         return RecordedVenue(panel, messages, pending_max=venue.pending_max)

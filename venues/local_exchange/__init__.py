@@ -4,7 +4,7 @@ them and injecting faults on request. See ``docs/local_exchange.md``."""
 
 from venues.local_exchange._data import INTERVAL_MS, Bar, LocalMarket, markets_from_dataset
 from venues.local_exchange._engine import BinanceError, Engine, StepResult
-from venues.local_exchange._server import Faults, LocalExchange
+from venues.local_exchange._server import Faults, LocalExchange, ccxt_config, ccxt_urls
 
 __all__ = [
     "INTERVAL_MS",
@@ -15,5 +15,7 @@ __all__ = [
     "LocalExchange",
     "LocalMarket",
     "StepResult",
+    "ccxt_config",
+    "ccxt_urls",
     "markets_from_dataset",
 ]

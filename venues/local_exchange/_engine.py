@@ -11,7 +11,7 @@ Binance spot semantics, reduced to bars:
   that much and the rest EXPIRES (a thin book);
 * balances are exact decimals: a limit buy locks ``qty x price`` of the quote, a sell locks the
   base quantity; fees are charged on what is received (base on a buy, quote on a sell), rounded
-  up to 1e-8;
+  up to 1e-8 — or, with ``fees_in="quote"``, always in the quote asset;
 * a client order id may not repeat among open orders (Binance's rule, ``-2010 Duplicate order
   sent.``); ``unique_client_ids="all"`` makes it unique among all orders ever placed.
 
@@ -128,6 +128,7 @@ class Engine:
         fill_fraction: Decimal = Decimal(1),
         unique_client_ids: str = "open",
         clock: Callable[[], int] | None = None,
+        fees_in: str = "received",
     ) -> None:
         if not markets:
             raise ValueError("the local exchange needs at least one market")
@@ -136,6 +137,9 @@ class Engine:
             raise ValueError("market ids (base + quote) must be unique")
         if unique_client_ids not in ("open", "all"):
             raise ValueError(f"unique_client_ids must be 'open' or 'all', got {unique_client_ids!r}")
+        if fees_in not in ("received", "quote"):
+            raise ValueError(f"fees_in must be 'received' or 'quote', got {fees_in!r}")
+        self.fees_in = fees_in
         self.maker_fee = Decimal(maker_fee)
         self.taker_fee = Decimal(taker_fee)
         self.set_fill_fraction(fill_fraction)
@@ -381,13 +385,20 @@ class Engine:
         maker = order.type == "LIMIT"
         rate = self.maker_fee if maker else self.taker_fee
         quote = qty * price
-        if order.side == "BUY":
+        if order.side == "BUY" and self.fees_in == "received":
             fee_asset, fee = market.base, (qty * rate).quantize(_E8, ROUND_UP)
             release = qty * order.price if order.type == "LIMIT" else Decimal(0)
             self.locked[market.quote] -= release
             order.locked -= release
             self.free[market.quote] += release - quote
             self.free[market.base] += qty - fee
+        elif order.side == "BUY":  # fees in the quote asset (as Binance's fee-in-BNB, in the quote)
+            fee_asset, fee = market.quote, (quote * rate).quantize(_E8, ROUND_UP)
+            release = qty * order.price if order.type == "LIMIT" else Decimal(0)
+            self.locked[market.quote] -= release
+            order.locked -= release
+            self.free[market.quote] += release - quote - fee
+            self.free[market.base] += qty
         else:
             fee_asset, fee = market.quote, (quote * rate).quantize(_E8, ROUND_UP)
             self.locked[market.base] -= qty

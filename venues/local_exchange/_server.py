@@ -38,7 +38,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from venues.local_exchange._data import INTERVAL_MS, LocalMarket
 from venues.local_exchange._engine import BinanceError, Engine, StepResult, fmt
 
-__all__ = ["Faults", "LocalExchange"]
+__all__ = ["Faults", "LocalExchange", "ccxt_config", "ccxt_urls"]
 
 _HOST = "127.0.0.1"
 _KLINE = re.compile(r"^([a-z0-9]+)@kline_([0-9a-zA-Z]+)$")
@@ -110,6 +110,7 @@ class LocalExchange:
         api_secret: str | None = None,
         maker_fee: Decimal = Decimal(0),
         taker_fee: Decimal = Decimal(0),
+        fees_in: str = "received",
         fill_fraction: Decimal = Decimal(1),
         unique_client_ids: str = "open",
         clock: Callable[[], int] | None = None,
@@ -124,6 +125,7 @@ class LocalExchange:
             balances,
             maker_fee=maker_fee,
             taker_fee=taker_fee,
+            fees_in=fees_in,
             fill_fraction=fill_fraction,
             unique_client_ids=unique_client_ids,
             clock=clock,
@@ -213,46 +215,15 @@ class LocalExchange:
         return sum(len(names) for names in self._market_sockets.values())
 
     def ccxt_urls(self, default_api: Mapping[str, Any]) -> dict[str, Any]:
-        """Every entry of ccxt's ``urls['api']`` (``default_api``) rewritten to this server: ccxt
-        deep-merges ``urls``, so an entry left out would still point at Binance."""
-
-        def rewrite(key: str, value: Any, ws_api: bool) -> Any:
-            if isinstance(value, Mapping):
-                return {k: rewrite(k, v, ws_api or k == "ws-api") for k, v in value.items()}
-            if not isinstance(value, str):
-                return value
-            parts = urlsplit(value)
-            if parts.scheme in ("ws", "wss"):
-                if ws_api:
-                    path = "/ws-api/v3" if key == "spot" else "/unsupported" + parts.path
-                else:
-                    path = "/stream/ws" if key in ("spot", "margin") else "/unsupported" + parts.path
-                return f"ws://{_HOST}:{self.port}{path}"
-            return f"http://{_HOST}:{self.port}{parts.path}"
-
-        return {"api": rewrite("api", default_api, False)}
+        """Every entry of ccxt's ``urls['api']`` (``default_api``) rewritten to this server."""
+        return ccxt_urls(self.port, default_api)
 
     def ccxt_config(
         self, *, secret: str = "local-secret", rate_limit_ms: int | None = None
     ) -> dict[str, Any]:
         """Constructor arguments for ``ccxt.pro.binance`` (or ``ccxt.binance``) against this server:
         spot markets only, no currency / margin listing calls, no broker id prefix games."""
-        import ccxt.pro  # the dev / live extra; the server itself does not need ccxt
-
-        config: dict[str, Any] = {
-            "apiKey": self.api_key,
-            "secret": self.api_secret or secret,
-            "urls": self.ccxt_urls(ccxt.pro.binance().describe()["urls"]["api"]),
-            "options": {
-                "fetchCurrencies": False,
-                "fetchMargins": False,
-                "fetchMarkets": {"types": ["spot"]},
-                "defaultType": "spot",
-            },
-        }
-        if rate_limit_ms is not None:
-            config["rateLimit"] = rate_limit_ms
-        return config
+        return ccxt_config(self.port, self.api_key, self.api_secret or secret, rate_limit_ms=rate_limit_ms)
 
     # --- playing bars -------------------------------------------------------------------------
 
@@ -689,3 +660,46 @@ class LocalExchange:
             if user in self._user_sockets:
                 self._user_sockets.remove(user)
         return ws
+
+
+def ccxt_urls(port: int, default_api: Mapping[str, Any]) -> dict[str, Any]:
+    """Every entry of ccxt's ``urls['api']`` (``default_api``) rewritten to a local exchange on
+    ``127.0.0.1:port``: ccxt deep-merges ``urls``, so an entry left out would still point at
+    Binance."""
+
+    def rewrite(key: str, value: Any, ws_api: bool) -> Any:
+        if isinstance(value, Mapping):
+            return {k: rewrite(k, v, ws_api or k == "ws-api") for k, v in value.items()}
+        if not isinstance(value, str):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme in ("ws", "wss"):
+            if ws_api:
+                path = "/ws-api/v3" if key == "spot" else "/unsupported" + parts.path
+            else:
+                path = "/stream/ws" if key in ("spot", "margin") else "/unsupported" + parts.path
+            return f"ws://{_HOST}:{port}{path}"
+        return f"http://{_HOST}:{port}{parts.path}"
+
+    return {"api": rewrite("api", default_api, False)}
+
+
+def ccxt_config(port: int, api_key: str, secret: str, *, rate_limit_ms: int | None = None) -> dict[str, Any]:
+    """Constructor arguments for ``ccxt.pro.binance`` against a local exchange on
+    ``127.0.0.1:port`` (one in this process, or one ``python -m venues.local_exchange`` runs)."""
+    import ccxt.pro  # the dev / live extra; the server itself does not need ccxt
+
+    config: dict[str, Any] = {
+        "apiKey": api_key,
+        "secret": secret,
+        "urls": ccxt_urls(port, ccxt.pro.binance().describe()["urls"]["api"]),
+        "options": {
+            "fetchCurrencies": False,
+            "fetchMargins": False,
+            "fetchMarkets": {"types": ["spot"]},
+            "defaultType": "spot",
+        },
+    }
+    if rate_limit_ms is not None:
+        config["rateLimit"] = rate_limit_ms
+    return config

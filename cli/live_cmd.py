@@ -1,0 +1,231 @@
+"""``tape live CONFIG``: the configured strategies trading at a venue through ccxt (Binance spot).
+
+A live session is a paper session (``cli.paper_cmd``: bars from the venue's websocket through
+the queue source, journaled before the kernel sees them) whose venue is the real one: the
+configuration's ``[venue] kind = "live"`` gives the kernel an ``OutboxVenue``, and this module's
+edge (``LiveEdge``)
+
+* reads the venue's keys from environment variables or a secrets file only its owner may read
+  (``[live]``); they go to the ccxt client only — never to the journal, the logs or a command
+  line;
+* reconciles before the first new order (``venues.live_bridge``): the book's open orders at
+  the venue, orders there that this session did not send, fills it missed, balances; what it
+  finds is journaled (``venue.reconciled.v1``) and, under ``on_difference = "halt"``, a halt goes
+  in as a journaled operator command;
+* after every journal commit sends what the kernel asked (orders durable before they are sent;
+  client order ids derived from the Tape order id, so a resend after a crash is found, not
+  doubled), and hands the venue's answers in, numbered and stamped, for the kernel's next step;
+* reconciles again after every reconnect of the order streams.
+
+``--local-exchange MARKET`` trades a loopback Binance (``venues.local_exchange``) with the same
+keys, funded with the configured cash: the whole path with no account and no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import stat
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cli.exits import EXIT_OK
+from cli.paper_cmd import Started, prepare_session, run_session, session_options
+from cli.progress import console
+from cli.wiring import ConfigError
+from domain.events import CommandReceived, decode_event
+from kernel.outbox import OutboxVenue
+from sim.backtest import LiveConfig
+from venues.ccxt_venue import CcxtVenue, VenueError
+from venues.live_bridge import Book, LiveBridge, ReconcilePolicy, client_tag
+
+__all__ = ["LiveEdge", "add_live_parser", "cmd_live", "read_keys"]
+
+_REMEMBERED = frozenset({"order.submitted.v1", "venue.message_received.v1"})
+
+
+def add_live_parser(verbs: Any) -> None:
+    live = verbs.add_parser(
+        "live", help="trade the config's strategies at a venue (Binance spot through ccxt)"
+    )
+    live.add_argument("config", help='a run\'s TOML with [paper] (steps), [venue] kind = "live" and [live]')
+    session_options(live)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    config, market, player = prepare_session(args, "live")
+    if config.venue.kind != "live":
+        raise ConfigError(f'{args.config}: tape live needs [venue] kind = "live" (and a [live] table)')
+    settings = config.live or LiveConfig()
+    keys = read_keys(settings, os.environ)
+    edge = LiveEdge(keys, settings, config.initial_cash, testnet=settings.testnet)
+    code = asyncio.run(run_session(config, market, player, carry_on=args.resume, edge=edge))
+    edge.print_summary()
+    return code if code != EXIT_OK else EXIT_OK
+
+
+def read_keys(settings: LiveConfig, environ: os._Environ[str] | dict[str, str]) -> tuple[str, str]:
+    """(api key, secret): from ``secrets_file`` (TOML, ``api_key`` and ``secret``; refused when
+    its group or others may read it) or from ``{keys_env}_API_KEY`` / ``{keys_env}_SECRET``.
+    Errors name where the keys were looked for, never a key."""
+    if settings.secrets_file:
+        path = Path(settings.secrets_file).expanduser()
+        try:
+            info = path.stat()
+        except OSError as error:
+            raise ConfigError(f"live.secrets_file {path}: {error.strerror}") from None
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"live.secrets_file {path} may be read by others (mode {stat.filemode(info.st_mode)}): "
+                f"chmod 600 {path}"
+            )
+        if info.st_uid != os.getuid():
+            raise ConfigError(f"live.secrets_file {path} belongs to another user")
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise ConfigError(
+                f"live.secrets_file {path} is not readable TOML: {type(error).__name__}"
+            ) from None
+        key, secret = data.get("api_key"), data.get("secret")
+        if not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
+            raise ConfigError(f"live.secrets_file {path} needs text keys api_key and secret")
+        return key, secret
+    names = (f"{settings.keys_env}_API_KEY", f"{settings.keys_env}_SECRET")
+    missing = [name for name in names if not environ.get(name)]
+    if missing:
+        raise ConfigError(
+            f"tape live reads the venue's keys from {' and '.join(names)}: {', '.join(missing)} not set"
+        )
+    return environ[names[0]], environ[names[1]]
+
+
+class LiveEdge:
+    """The live half of a session (module docstring); ``cli.paper_cmd.Edge``."""
+
+    def __init__(
+        self, keys: tuple[str, str], settings: LiveConfig, initial_cash: str, *, testnet: bool = False
+    ) -> None:
+        self._keys = keys
+        self._policy = ReconcilePolicy(settings.on_difference, settings.unknown_orders, settings.unsent)
+        self._initial_cash = initial_cash
+        self._testnet = testnet
+        self.name = "binance"
+        self.bridge: LiveBridge | None = None
+        self.reconciled: list[str] = []
+        self._follow: asyncio.Task[None] | None = None
+        self._venue: CcxtVenue | None = None
+        self._started: Started | None = None
+        self._journal: Any = None
+        self._clock: Callable[[], int] = lambda: 0
+
+    def exchange_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"apiKey": self._keys[0], "secret": self._keys[1]}
+        if self._testnet:
+            config["sandbox"] = True
+        return config
+
+    def local_balances(self, quote: str) -> dict[str, str]:
+        return {quote: self._initial_cash}
+
+    async def start(self, venue: CcxtVenue, started: Started, journal: Any, clock: Callable[[], int]) -> None:
+        outbox = started.kernel.setup.venue
+        if not isinstance(outbox, OutboxVenue):
+            raise ConfigError('tape live needs [venue] kind = "live"')
+        run = journal.record(0).event()
+        self.name = venue.exchange.id
+        bridge = LiveBridge(
+            venue, outbox, venue.instruments.values(), tag=client_tag(run.config_json), clock=clock
+        )
+        bridge.remember(decode_event(record.payload) for record in journal.records_of_kinds(_REMEMBERED, 2))
+        self.bridge, self._venue, self._started, self._journal, self._clock = (
+            bridge,
+            venue,
+            started,
+            journal,
+            clock,
+        )
+        await self._reconcile("resume" if started.note else "start")
+        outbox.sending = True  # reconciled: the kernel's orders go out from here on
+        venue.start_streams()
+        self._follow = asyncio.get_running_loop().create_task(bridge.follow())
+
+    async def _reconcile(self, when: str) -> None:
+        assert self.bridge is not None and self._started is not None
+        kernel = self._started.kernel
+        book = Book(
+            open_orders=dict(kernel.state.open_orders),
+            positions={iid: position.qty_raw for iid, position in kernel.state.positions.items()},
+            cash_minor=kernel.valuation.cash_minor(),
+            currency=kernel.setup.currency,
+        )
+        try:
+            found = await self.bridge.reconcile(book, when, self._policy, self.name)
+        except VenueError as error:
+            console.print(
+                f"[yellow]reconciliation ({when}) could not ask the venue: {error}[/]", soft_wrap=True
+            )
+            return
+        if when == "stop":  # nothing trades after it: reported, not acted on
+            found = msgspec.structs.replace(found, action="none (session end)")
+        self._journal.append(found)
+        if "halted" in found.action:
+            note = f"reconciliation ({when}): {len(found.differences)} differences"
+            self._started.source.command(
+                CommandReceived(ts_ns=found.ts_ns, command="halt", operator="reconciliation", note=note)
+            )
+        self._journal.commit()
+        summary = (
+            f"reconciled ({when}) with {self.name}: {found.orders_checked} open orders checked, "
+            f"{found.fills_recovered} fills recovered, {len(found.differences)} differences; "
+            f"action: {found.action}"
+        )
+        self.reconciled.append(summary)
+        console.print(summary, soft_wrap=True)
+        for line in found.differences:
+            console.print(f"  {line}", soft_wrap=True)
+
+    async def after_commit(self) -> None:
+        """Send what the committed steps asked; after a reconnect, reconcile again."""
+        assert self.bridge is not None
+        await self.bridge.send(self.bridge.outbox.take_requests())
+        if self.bridge.reconnected.is_set():
+            self.bridge.reconnected.clear()
+            await self._reconcile("reconnect")
+
+    async def stop(self) -> None:
+        """At the session's end (or a stop): a last reconciliation, reported and journaled
+        (no halt: nothing trades after it), then the streams end."""
+        if self.bridge is not None and self._started is not None:
+            self.bridge.take_updates()
+            with contextlib.suppress(Exception):  # the venue may be gone; the start will say so
+                await self._reconcile("stop")
+        if self._follow is not None:
+            self._follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follow
+        if self._venue is not None:
+            await self._venue.stop_streams()
+        if self.bridge is not None:
+            self.bridge.take_updates()
+
+    def print_summary(self) -> None:
+        bridge = self.bridge
+        if bridge is None:
+            return
+        counts = bridge.counts
+        waiting = bridge.outbox.waiting
+        notes = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.notes.items())) or "none"
+        console.print(
+            f"venue {self.name}: {counts.sent} orders sent, {counts.cancels_sent} cancels, "
+            f"{counts.messages} messages to the kernel ({waiting} came after its last step: a resumed "
+            f"session recovers them by reconciling), {counts.foreign} updates of other orders; "
+            f"stream notes: {notes}",
+            soft_wrap=True,
+        )

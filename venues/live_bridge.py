@@ -1,0 +1,487 @@
+"""Between a live venue (``venues.ccxt_venue.CcxtVenue``) and the kernel's ``OutboxVenue``.
+
+Out: the kernel's requests (a new order, a cancel), which the session hands over only after the
+journal commit that holds them. Each order goes out with a client order id derived from the
+Tape order id (``client_id``), so a send repeated after a crash finds the order at the venue
+instead of placing it twice (``CcxtVenue.place(..., resend=True)``).
+
+In: the adapter's de-duplicated order states and fills become ``VenueMessage``s in the kernel's
+terms, numbered in the order they arrive here and stamped with the edge's clock:
+
+* the first state of an order the venue holds is its ``ack``; a venue refusal is a ``reject``
+  with the venue's rule code;
+* each trade is one ``fill`` (its trade id in ``reason``: a trade is booked once, across
+  restarts too); the fee becomes the fill's commission in the instrument's currency — a fee
+  charged in the base asset is valued at the fill price, and the base it took is remembered so
+  reconciliation can tell it from a real difference;
+* ``cancelled`` / ``expired`` wait until the fills the venue reports for the order are all in,
+  so a fill that crossed a cancel is booked before the order closes; a cancel the venue cannot
+  do is ``cancel_rejected``.
+
+Reconciliation (``reconcile``) compares the venue with the book on start, on resume and after
+each reconnect: the book's open orders at the venue (an order journaled before a crash that
+never reached it is rejected, or sent, as configured), open orders at the venue this session
+did not send, fills it missed, and every asset's balance against the book. What it finds is a
+``VenueReconciled`` input the session journals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from domain.events import (
+    Event,
+    OrderSubmitted,
+    VenueMessage,
+    VenueMessageReceived,
+    VenueReconciled,
+)
+from domain.fixed import Rounding, minor_digits, rescale
+from domain.instruments import Instrument, notional_minor
+from domain.orders import Order
+from kernel.outbox import OutboxVenue, VenueRequest
+from venues.ccxt_venue import (
+    BALANCE_DIGITS,
+    CcxtVenue,
+    OrderRequest,
+    StreamNote,
+    VenueError,
+    VenueFill,
+    VenueOrder,
+)
+
+__all__ = ["Book", "LiveBridge", "ReconcilePolicy", "client_tag"]
+
+
+def client_tag(config_json: str) -> str:
+    """The run's prefix for client order ids: from its journaled configuration, so a resumed
+    session sends the ids it sent before."""
+    return "t" + hashlib.sha256(config_json.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class ReconcilePolicy:
+    on_difference: str = "halt"  # halt | warn
+    unknown_orders: str = "leave"  # leave | cancel
+    unsent: str = "reject"  # reject | send
+
+
+@dataclass(frozen=True)
+class Book:
+    """What the book holds, as the venue should: the open orders, the position of each
+    instrument and the cash (``cash_minor`` in ``currency``)."""
+
+    open_orders: Mapping[str, Order]
+    positions: Mapping[int, int]
+    cash_minor: int
+    currency: str
+
+
+@dataclass
+class _Known:
+    """What the kernel has been told about one of its orders (restored from the journal)."""
+
+    acked: bool = False
+    closed: bool = False
+    filled_qty_raw: int = 0
+    venue_order_id: str = ""
+    held: VenueOrder | None = None  # a final state waiting for its fills
+    side: int = 0
+    instrument_id: int = -1
+
+
+@dataclass
+class BridgeCounts:
+    sent: int = 0
+    cancels_sent: int = 0
+    messages: int = 0
+    foreign: int = 0  # order states and fills of orders this session did not send
+    fills: int = 0  # fill messages handed to the kernel
+    notes: Counter[str] = field(default_factory=Counter)
+
+
+class LiveBridge:
+    """One live session's traffic between the adapter and the kernel (module docstring)."""
+
+    def __init__(
+        self,
+        venue: CcxtVenue,
+        outbox: OutboxVenue,
+        instruments: Iterable[Instrument],
+        *,
+        tag: str,
+        clock: Callable[[], int],
+    ) -> None:
+        self.venue = venue
+        self.outbox = outbox
+        self.instruments = {inst.instrument_id: inst for inst in instruments}
+        self.tag = tag
+        self.clock = clock
+        self.counts = BridgeCounts()
+        self.reconnected = asyncio.Event()
+        self._next_seq = 1
+        self._known: dict[str, _Known] = {}
+        self._by_client: dict[str, str] = {}
+        self._by_venue_id: dict[str, str] = {}
+        self._trades: set[str] = set()
+        # Per asset (1e-8): what the venue's balance moved minus what the book's did, over the
+        # fills handed in: fees taken in the base asset, the book's rounding of notionals and
+        # commissions to the currency's minor unit. Reconciliation expects the venue at the
+        # book plus this.
+        self._drift: Counter[str] = Counter()
+
+    # --- identities -------------------------------------------------------------------------
+
+    def client_id(self, order_id: str) -> str:
+        """``{tag}-{n}``: n is the kernel's order counter, the last part of the order id."""
+        return f"{self.tag}-{order_id.rsplit('-', 1)[-1]}"
+
+    def _learn(self, order_id: str, side: int = 0, instrument_id: int = -1) -> _Known:
+        known = self._known.get(order_id)
+        if known is None:
+            known = self._known[order_id] = _Known()
+            self._by_client[self.client_id(order_id)] = order_id
+        if side:
+            known.side, known.instrument_id = side, instrument_id
+        return known
+
+    def remember(self, events: Iterable[Event]) -> None:
+        """What a resumed session's journal says was sent and received: the orders, what the
+        kernel was told of each, the trades booked, the next message number."""
+        for event in events:
+            if isinstance(event, OrderSubmitted):
+                self._learn(event.order_id, event.side, event.instrument_id)
+            elif isinstance(event, VenueMessageReceived):
+                message = event.message
+                self._next_seq = max(self._next_seq, message.venue_seq + 1)
+                known = self._learn(message.order_id)
+                if message.kind == "ack":
+                    known.acked = True
+                elif message.kind == "fill":
+                    known.acked = True
+                    known.filled_qty_raw += message.qty_raw
+                    trade, _, fee = message.reason.partition(" fee=")
+                    self._trades.add(trade)
+                    fee_e8, _, asset = fee.partition(":")
+                    if known.side and fee_e8.isdigit():
+                        self._count_drift(known, message, int(fee_e8), asset)
+                elif message.kind in ("reject", "cancelled", "expired"):
+                    known.closed = True
+
+    # --- out --------------------------------------------------------------------------------
+
+    async def send(self, requests: list[VenueRequest]) -> None:
+        """Send what the kernel asked, in order (after the journal commit that holds it)."""
+        for request in requests:
+            if request.kind == "place":
+                await self._place(request.order, resend=False)
+            else:
+                await self._cancel(request.order)
+
+    async def _place(self, order: Order, *, resend: bool) -> None:
+        self._learn(order.order_id, order.side, order.instrument_id)
+        try:
+            placed = await self.venue.place(
+                OrderRequest(
+                    client_order_id=self.client_id(order.order_id),
+                    instrument_id=order.instrument_id,
+                    side=order.side,
+                    order_type=order.order_type,
+                    qty_raw=order.qty_raw,
+                    limit_px_raw=order.limit_px_raw if order.order_type == "limit" else 0,
+                ),
+                resend=resend,
+            )
+        except VenueError as error:
+            self._emit(order.order_id, "reject", reason=f"{error.rule}: {error.reason}")
+            self._known[order.order_id].closed = True
+            return
+        self.counts.sent += 1
+        self._by_venue_id[placed.venue_order_id] = order.order_id
+        self.take_updates()  # the placed state is in the adapter's queue: ack it now
+
+    async def _cancel(self, order: Order) -> None:
+        try:
+            await self.venue.cancel(order.instrument_id, self.client_id(order.order_id))
+        except VenueError as error:
+            known = self._known.get(order.order_id)
+            if error.rule == "ORDER_NOT_FOUND" and known is not None and not known.acked:
+                # the venue never had it (lost before it arrived): it will never fill
+                self._emit(order.order_id, "reject", reason="ORDER_NOT_FOUND: the venue never received it")
+                known.closed = True
+            else:
+                self._emit(order.order_id, "cancel_rejected", reason=f"{error.rule}: {error.reason}")
+            return
+        self.counts.cancels_sent += 1
+        self.take_updates()
+
+    # --- in ---------------------------------------------------------------------------------
+
+    def take_updates(self) -> int:
+        """Translate what the adapter has queued; returns how many updates were read."""
+        queue = self.venue.updates
+        taken = 0
+        while not queue.empty():
+            self.translate(queue.get_nowait())
+            taken += 1
+        return taken
+
+    async def follow(self) -> None:
+        """Translate the adapter's updates as they come (a task for the session's life)."""
+        while True:
+            self.translate(await self.venue.updates.get())
+            self.take_updates()
+
+    def translate(self, update: VenueOrder | VenueFill | StreamNote) -> None:
+        if isinstance(update, StreamNote):
+            self.counts.notes[update.kind] += 1
+            if update.kind == "reconciled":
+                self.reconnected.set()
+            return
+        if isinstance(update, VenueOrder):
+            self._order_state(update)
+        else:
+            self._fill(update)
+
+    def _ours(self, client_order_id: str, venue_order_id: str) -> str | None:
+        order_id = self._by_client.get(client_order_id) or self._by_venue_id.get(venue_order_id)
+        if order_id is None:
+            self.counts.foreign += 1
+        return order_id
+
+    def _order_state(self, state: VenueOrder) -> None:
+        order_id = self._ours(state.client_order_id, state.venue_order_id)
+        if order_id is None:
+            return
+        self._by_venue_id[state.venue_order_id] = order_id
+        known = self._known[order_id]
+        known.venue_order_id = state.venue_order_id
+        if known.closed:
+            return
+        if state.status == "rejected":
+            self._emit(order_id, "reject", reason="REJECTED: the venue rejected the order")
+            known.closed = True
+            return
+        if not known.acked:
+            self._emit(order_id, "ack")
+            known.acked = True
+        if state.status in ("canceled", "expired"):
+            known.held = state
+            self._release(order_id, known)
+
+    def _release(self, order_id: str, known: _Known) -> None:
+        """A final state goes in once the fills it reports are all in."""
+        held = known.held
+        if held is None or known.filled_qty_raw < held.filled_qty_raw:
+            return
+        kind = "cancelled" if held.status == "canceled" else "expired"
+        self._emit(order_id, kind, reason=f"venue: {held.status}")
+        known.closed = True
+        known.held = None
+
+    def _fill(self, fill: VenueFill) -> None:
+        order_id = self._ours(fill.client_order_id, fill.venue_order_id)
+        if order_id is None:
+            return
+        trade = f"trade:{fill.instrument_id}:{fill.trade_id}"
+        if trade in self._trades:
+            return
+        self._trades.add(trade)
+        known = self._known[order_id]
+        if known.closed:
+            self.counts.notes["fill_after_close"] += 1
+            return
+        if not known.acked:  # a fill says the venue had the order
+            self._emit(order_id, "ack")
+            known.acked = True
+        inst = self.instruments[fill.instrument_id]
+        commission = self._commission(inst, fill)
+        message = self._emit(
+            order_id,
+            "fill",
+            qty_raw=fill.qty_raw,
+            px_raw=fill.px_raw,
+            reason=f"{trade} fee={fill.fee_e8}:{fill.fee_asset}",
+            commission_minor=commission,
+        )
+        if not known.side:
+            known.side, known.instrument_id = fill.side, fill.instrument_id
+        self._count_drift(known, message, fill.fee_e8, fill.fee_asset)
+        self.counts.fills += 1
+        known.filled_qty_raw += fill.qty_raw
+        self._release(order_id, known)
+
+    def _commission(self, inst: Instrument, fill: VenueFill) -> int:
+        """The fee in the instrument's currency (minor units, half-even): a fee in the quote
+        asset as it is, one in the base asset at the fill price; another asset's (e.g. BNB) is
+        not booked and is counted (``fee_in_{asset}``)."""
+        if fill.fee_e8 == 0:
+            return 0
+        digits = minor_digits(inst.currency)
+        if fill.fee_asset == inst.currency:
+            return rescale(fill.fee_e8, BALANCE_DIGITS, digits, Rounding.HALF_EVEN)
+        if fill.fee_asset == _base(inst):
+            value = fill.fee_e8 * fill.px_raw  # at 1e-8 x 10^-price_digits
+            return rescale(value, BALANCE_DIGITS + inst.price_digits, digits, Rounding.HALF_EVEN)
+        self.counts.notes[f"fee_in_{fill.fee_asset}"] += 1
+        return 0
+
+    def _count_drift(self, known: _Known, fill: VenueMessage, fee_e8: int, fee_asset: str) -> None:
+        inst = self.instruments.get(known.instrument_id)
+        if inst is None:
+            return
+        base, quote = _base(inst), inst.currency
+        digits = minor_digits(quote)
+        scale = inst.qty_digits + inst.price_digits
+        product = fill.qty_raw * fill.px_raw * inst.multiplier
+        exact_e8 = rescale(product, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        notional = notional_minor(inst, fill.qty_raw, fill.px_raw, Rounding.HALF_EVEN)
+        booked_e8 = rescale(notional, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        commission_e8 = rescale(fill.commission_minor, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        self._drift[quote] += known.side * (booked_e8 - exact_e8) + commission_e8
+        if fee_asset == quote:
+            self._drift[quote] -= fee_e8
+        elif fee_asset == base:
+            self._drift[base] -= fee_e8
+
+    def _emit(
+        self,
+        order_id: str,
+        kind: str,
+        *,
+        qty_raw: int = 0,
+        px_raw: int = 0,
+        reason: str = "",
+        commission_minor: int = 0,
+    ) -> VenueMessage:
+        message = VenueMessage(
+            venue_seq=self._next_seq,
+            ts_ns=self.clock(),
+            order_id=order_id,
+            kind=kind,
+            qty_raw=qty_raw,
+            px_raw=px_raw,
+            reason=reason,
+            commission_minor=commission_minor,
+        )
+        self._next_seq += 1
+        self.counts.messages += 1
+        self.outbox.deliver([message])
+        return message
+
+    # --- reconciliation ---------------------------------------------------------------------
+
+    async def reconcile(
+        self, book: Book, when: str, policy: ReconcilePolicy, venue_name: str
+    ) -> VenueReconciled:
+        """Compare the venue with ``book`` and act on what differs (module docstring). The
+        messages it recovers are handed to the kernel like any others; balances are compared
+        with the book as it will be once they are applied."""
+        lines: list[str] = []
+        actions: list[str] = []
+        fills_before = self.counts.fills
+        resolved = await self._book_orders(book, policy, lines, actions)
+        resolved += await self._venue_orders(policy, lines, actions)
+        self.take_updates()
+        lines.extend(await self._balances(book))
+        halt = len(lines) > resolved and policy.on_difference == "halt"  # what no action settled
+        if halt:
+            actions.append("halted")
+        return VenueReconciled(
+            ts_ns=self.clock(),
+            venue=venue_name,
+            when=when,
+            orders_checked=len(book.open_orders),
+            fills_recovered=self.counts.fills - fills_before,
+            differences=lines,
+            action=", ".join(actions) or "none",
+        )
+
+    async def _book_orders(
+        self, book: Book, policy: ReconcilePolicy, lines: list[str], actions: list[str]
+    ) -> int:
+        """The book's open orders at the venue: their state now, or sent / rejected when the
+        venue never got them (settled: the count is returned)."""
+        resolved = 0
+        for order_id, order in sorted(book.open_orders.items()):
+            found = await self.venue.lookup(order.instrument_id, self.client_id(order_id))
+            known = self._learn(order_id, order.side, order.instrument_id)
+            if found is not None:
+                self.translate(found)
+                continue
+            if known.acked:
+                lines.append(f"order {order_id}: acknowledged before, but the venue no longer has it")
+                continue
+            lines.append(f"order {order_id}: journaled, never reached the venue")
+            resolved += 1
+            if policy.unsent == "send":
+                await self._place(order, resend=True)
+                actions.append(f"sent {order_id}")
+            else:
+                self._emit(order_id, "reject", reason="NOT_SENT: lost before it reached the venue (restart)")
+                known.closed = True
+                actions.append(f"rejected {order_id}")
+        return resolved
+
+    async def _venue_orders(self, policy: ReconcilePolicy, lines: list[str], actions: list[str]) -> int:
+        """Open orders at the venue this session did not send (settled when cancelled: the
+        count is returned), and the fills it missed."""
+        resolved = 0
+        for iid in sorted(self.instruments):
+            for state in await self.venue.fetch_open_orders(iid):
+                if state.client_order_id in self._by_client or state.venue_order_id in self._by_venue_id:
+                    continue
+                symbol = self.instruments[iid].symbol
+                lines.append(
+                    f"order {state.venue_order_id} ({symbol}, client id {state.client_order_id}): "
+                    "open at the venue, not this session's"
+                )
+                if policy.unknown_orders == "cancel":
+                    await self.venue.cancel(iid, state.client_order_id)
+                    actions.append(f"cancelled {state.venue_order_id}")
+                    resolved += 1
+            for fill in await self.venue.fetch_fills(iid):
+                self.translate(fill)
+        return resolved
+
+    async def _balances(self, book: Book) -> list[str]:
+        """Each asset the run trades: the venue's total (free + locked) against the book's
+        position or cash, with the fills handed in but not yet applied, plus the drift."""
+        expected: Counter[str] = Counter()
+        digits = minor_digits(book.currency)
+        expected[book.currency] = rescale(book.cash_minor, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        for iid, inst in self.instruments.items():
+            qty = book.positions.get(iid, 0)
+            expected[_base(inst)] += rescale(qty, inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        for message in self.outbox.peek():
+            known = self._known.get(message.order_id)
+            if message.kind != "fill" or known is None or known.instrument_id not in self.instruments:
+                continue
+            inst = self.instruments[known.instrument_id]
+            notional = notional_minor(inst, message.qty_raw, message.px_raw, Rounding.HALF_EVEN)
+            qty_e8 = rescale(message.qty_raw, inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+            expected[_base(inst)] += known.side * qty_e8
+            paid = known.side * notional + message.commission_minor
+            expected[book.currency] -= rescale(paid, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        held = {row.asset: row.free_e8 + row.locked_e8 for row in await self.venue.fetch_balances()}
+        lines = []
+        for asset in sorted(expected):
+            want = expected[asset] + self._drift[asset]
+            have = held.get(asset, 0)
+            if have != want:
+                lines.append(f"{asset}: venue {_e8(have)}, book {_e8(want)} (difference {_e8(have - want)})")
+        return lines
+
+
+def _base(inst: Instrument) -> str:
+    return inst.symbol.split("/")[0]
+
+
+def _e8(value: int) -> str:
+    sign = "-" if value < 0 else ""
+    whole, frac = divmod(abs(value), 10**BALANCE_DIGITS)
+    return f"{sign}{whole}.{frac:08d}".rstrip("0").rstrip(".")
