@@ -190,7 +190,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--bars", type=int, default=200, help="daily bars (the first 60 are history)")
+    parser.add_argument("--bars", type=int, default=400, help="daily bars (the first 60 are history)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     env = {**os.environ, **KEYS, "LOCAL_EXCHANGE_API_KEY": KEYS["TAPE_DRILL_API_KEY"]}
