@@ -39,7 +39,7 @@ from cli.exits import EXIT_OK
 from cli.paper_cmd import Started, prepare_session, run_session, session_options
 from cli.progress import console
 from cli.wiring import ConfigError
-from domain.events import CommandReceived, decode_event
+from domain.events import CommandReceived, VenueConnection, decode_event
 from kernel.outbox import OutboxVenue
 from sim.backtest import LiveConfig
 from venues.ccxt_venue import CcxtVenue, VenueError
@@ -195,9 +195,23 @@ class LiveEdge:
         """Send what the committed steps asked; after a reconnect, reconcile again."""
         assert self.bridge is not None
         await self.bridge.send(self.bridge.outbox.take_requests())
+        self._journal_connection()
         if self.bridge.reconnected.is_set():
             self.bridge.reconnected.clear()
             await self._reconcile("reconnect")
+
+    def _journal_connection(self) -> None:
+        """The adapter's connection changes since the last commit, as journaled inputs."""
+        assert self.bridge is not None
+        notes, self.bridge.connection = self.bridge.connection, []
+        for ts_ns, note in notes:
+            self._journal.append(
+                VenueConnection(
+                    ts_ns=ts_ns, venue=self.name, stream=note.stream, state=note.kind, detail=note.detail
+                )
+            )
+        if notes:
+            self._journal.commit()
 
     async def stop(self) -> None:
         """At the session's end (or a stop): a last reconciliation, reported and journaled
@@ -206,6 +220,7 @@ class LiveEdge:
             self.bridge.take_updates()
             with contextlib.suppress(Exception):  # the venue may be gone; the start will say so
                 await self._reconcile("stop")
+            self._journal_connection()
         if self._follow is not None:
             self._follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -82,6 +82,7 @@ __all__ = [
     "VenueMessage",
     "VenueMessageReceived",
     "VenueReconciled",
+    "VenueConnection",
     "VenueMessageRefused",
     "decode_event",
     "encode_event",
@@ -809,6 +810,20 @@ class VenueReconciled(Event, frozen=True, tag="venue.reconciled.v1"):
     action: str
 
 
+class VenueConnection(Event, frozen=True, tag="venue.connection.v1"):
+    """INPUT: a change in a live session's connection to its venue, as the adapter saw it:
+    ``state`` is ``disconnected`` (a stream dropped; it backs off and watches again),
+    ``reconciled`` (caught up over REST after a drop), ``polling`` (websockets kept failing:
+    REST polling instead) or ``bad_message`` (a venue message that could not be read).
+    ``stream``: ``orders``, ``fills``, ``user`` or ``rest``. No state of the kernel changes; the
+    cockpit and the alert rules read them."""
+
+    venue: str
+    stream: str
+    state: str
+    detail: str = ""
+
+
 class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
     """An input a source refused (out of order, duplicated, off the run's grid, malformed): kept
     with its reason, never applied, so that received = accepted + quarantined."""
@@ -894,6 +909,7 @@ AnyEvent = (
     | InputQuarantined
     | OrderCancelRequested
     | VenueReconciled
+    | VenueConnection
     | ModelRegistered
     | ModelLoaded
     | StrategyCommanded
@@ -909,6 +925,7 @@ INPUT_KINDS = frozenset(
         "operator.command_received.v1",
         "input.quarantined.v1",
         "venue.reconciled.v1",
+        "venue.connection.v1",
     }
 )
 

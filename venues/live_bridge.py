@@ -123,6 +123,7 @@ class LiveBridge:
         self.clock = clock
         self.counts = BridgeCounts()
         self.reconnected = asyncio.Event()
+        self.connection: list[tuple[int, StreamNote]] = []  # (arrival, note) not journaled yet
         self._next_seq = 1
         self._known: dict[str, _Known] = {}
         self._by_client: dict[str, str] = {}
@@ -239,6 +240,7 @@ class LiveBridge:
     def translate(self, update: VenueOrder | VenueFill | StreamNote) -> None:
         if isinstance(update, StreamNote):
             self.counts.notes[update.kind] += 1
+            self.connection.append((self.clock(), update))
             if update.kind == "reconciled":
                 self.reconnected.set()
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -21,6 +22,7 @@ from domain.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    VenueConnection,
     VenueMessageReceived,
     VenueReconciled,
 )
@@ -207,6 +209,8 @@ def test_dropped_order_streams_reconnect_and_reconcile(
     reconciled = [e for e in events if isinstance(e, VenueReconciled)]
     assert sum(r.when == "reconnect" for r in reconciled) >= 2
     assert [r.differences for r in reconciled] == [[]] * len(reconciled)
+    states = Counter(e.state for e in events if isinstance(e, VenueConnection))
+    assert states["disconnected"] >= 2 and states["reconciled"] >= 2, states
     assert sum(isinstance(e, OrderFilled) for e in events) > 0
     with open_journal(journal) as store:
         outcome = replay(store, replay_builder)
