@@ -10,6 +10,9 @@
      is submitted (the steps where SMA(10/30) at a small weight trades), against the pushes
      where it does not decide (the per-bar floor).
    Target: p99 of the two legs together <= 5 ms.
+3. order out (``tape live``): ``LiveBridge.send`` of one market order (ccxt ``create_order`` on
+   the local exchange, its answer turned into the kernel's ack), against a bare REST round trip
+   of the same client to the same server (``fetch_time``) in the same run.
 
 Run: ``.venv/bin/python bench/bench_edge.py [--orders 2000] [--bars 20000]``; prints a table.
 """
@@ -33,6 +36,7 @@ os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 
 from cli.wiring import make_strategies  # noqa: E402
 from domain.events import OrderSubmitted, encode_event  # noqa: E402
+from domain.orders import Order  # noqa: E402
 from kernel.loop import Kernel  # noqa: E402
 from kernel.store import open_journal  # noqa: E402
 from kernel.stream import QueueSource  # noqa: E402
@@ -157,17 +161,64 @@ async def venue_leg(work: Path, count: int) -> dict[str, float]:
     return {"venue_p50_ms": pct(samples, 50) * 1e3, "venue_p99_ms": pct(samples, 99) * 1e3}
 
 
+async def order_leg(work: Path, count: int) -> dict[str, float]:
+    import ccxt.pro
+
+    from kernel.outbox import OutboxVenue, VenueRequest
+    from venues.ccxt_venue import CcxtVenue
+    from venues.live_bridge import LiveBridge
+    from venues.local_exchange import LocalExchange, markets_from_dataset
+
+    data = work / "order-bars"
+    synth_dataset(data, seed=4, symbols=1, bars=10, frequency="1m", calendar="24x7", start="2020-01-01")
+    panel, _ = load_panel(data)
+    inst = panel.instruments[0]
+    instrument = msgspec.structs.replace(inst, symbol=f"{inst.symbol}/{inst.currency}")
+    async with LocalExchange(markets_from_dataset(data), {"USD": "100000000000"}) as exchange:
+        await exchange.step()  # a price for market orders
+        client = ccxt.pro.binance(exchange.ccxt_config(rate_limit_ms=0))
+        try:
+            venue = CcxtVenue(client, [instrument])
+            await venue.load_markets()
+            outbox = OutboxVenue()
+            bridge = LiveBridge(venue, outbox, [instrument], tag="tbench", clock=time.time_ns)
+            sends, trips = [], []
+            for i in range(count):
+                order = Order(
+                    order_id=f"bench-20200101-{i:06d}", strategy_id="bench",
+                    instrument_id=instrument.instrument_id, side=1, order_type="market",
+                    qty_raw=instrument.lot_raw, limit_px_raw=0,
+                )  # fmt: skip
+                t0 = time.perf_counter()
+                await bridge.send([VenueRequest("place", order)])
+                sends.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await client.fetch_time()
+                trips.append(time.perf_counter() - t0)
+            assert outbox.waiting >= count, "every order acknowledged"
+        finally:
+            await client.close()
+    return {
+        "send_p50_ms": pct(sends, 50) * 1e3,
+        "send_p99_ms": pct(sends, 99) * 1e3,
+        "trip_p50_ms": pct(trips, 50) * 1e3,
+        "trip_p99_ms": pct(trips, 99) * 1e3,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--bars", type=int, default=20000)
     parser.add_argument("--klines", type=int, default=500)
+    parser.add_argument("--sends", type=int, default=500)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tape-edge-") as tmp:
         work = Path(tmp)
         durable = journal_before_send(work, args.orders)
         kernel = kernel_leg(work, args.bars)
         venue = asyncio.run(venue_leg(work, args.klines))
+        out = asyncio.run(order_leg(work, args.sends))
     ratio = durable["journal_p99_ms"] / durable["fsync_p99_ms"]
     total_p99 = venue["venue_p99_ms"] + kernel["order_p99_ms"]
     rows = [
@@ -189,6 +240,12 @@ def main() -> int:
             f"p50 {kernel['quiet_p50_ms']:.3f}, p99 {kernel['quiet_p99_ms']:.3f} ms",
         ),
         ("market data to order", f"p99 <= {total_p99:.3f} ms", "sum of the two legs' p99 (target <= 5 ms)"),
+        (
+            "order out (send -> answer)",
+            f"p50 {out['send_p50_ms']:.3f} ms, p99 {out['send_p99_ms']:.3f} ms",
+            f"bare REST round trip p50 {out['trip_p50_ms']:.3f}, p99 {out['trip_p99_ms']:.3f} ms; "
+            f"p99 ratio {out['send_p99_ms'] / out['trip_p99_ms']:.2f}",
+        ),
     ]
     for name, value, note in rows:
         print(f"{name:28} {value:36} {note}")
