@@ -164,6 +164,7 @@ class LiveEdge:
             positions={iid: position.qty_raw for iid, position in kernel.state.positions.items()},
             cash_minor=kernel.valuation.cash_minor(),
             currency=kernel.setup.currency,
+            cancel_requested=frozenset(kernel.state.cancel_requested),
         )
         try:
             found = await self.bridge.reconcile(book, when, self._policy, self.name)

@@ -79,6 +79,7 @@ class Book:
     positions: Mapping[int, int]
     cash_minor: int
     currency: str
+    cancel_requested: frozenset[str] = frozenset()  # cancels journaled, maybe never sent
 
 
 @dataclass
@@ -414,6 +415,9 @@ class LiveBridge:
             known = self._learn(order_id, order.side, order.instrument_id)
             if found is not None:
                 self.translate(found)
+                if order_id in book.cancel_requested and found.is_open:
+                    await self._cancel(order)  # journaled before a crash; sending again is harmless
+                    actions.append(f"cancel sent again for {order_id}")
                 continue
             if known.acked:
                 lines.append(f"order {order_id}: acknowledged before, but the venue no longer has it")
