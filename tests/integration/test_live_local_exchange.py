@@ -7,8 +7,10 @@ the session replays bit for bit, whole and by day; the keys appear nowhere in wh
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 from cli.main import main
 from cli.wiring import replay_builder
 from domain.events import (
+    BarsReceived,
     DayClosed,
     OrderFilled,
     OrderRejected,
@@ -30,7 +33,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
 from lake.synth import synth_dataset
-from tests.factories import paper_config
+from tests.factories import count_events, paper_config
 
 HISTORY = 60
 KEY = "CANARY-KEY-5f0c9e1d"
@@ -215,3 +218,40 @@ def test_dropped_order_streams_reconnect_and_reconcile(
     with open_journal(journal) as store:
         outcome = replay(store, replay_builder)
         assert outcome.ok, outcome.divergence
+
+
+def test_the_keys_are_not_on_any_command_line(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """While a session runs, ``ps`` shows no key: they come through the environment only."""
+    if shutil.which("ps") is None:
+        pytest.skip("no ps on this machine (procps)")
+    full, history = market
+    panel, _ = load_panel(full)
+    journal = tmp_path / "journal"
+    config = live_config(
+        tmp_path / "live.toml", history, journal, int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    )
+    env = {**os.environ, "TAPE_TEST_API_KEY": KEY, "TAPE_TEST_SECRET": SECRET}
+    argv = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "live",
+        str(config),
+        "--local-exchange",
+        str(full),
+        "--speed",
+        "5",
+    ]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while count_events(journal, BarsReceived) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert count_events(journal, BarsReceived) >= 2, "the session did not start"
+        listing = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+        assert "cli.main live" in listing
+        assert KEY not in listing and SECRET not in listing
+    finally:
+        process.kill()
+        output, _ = process.communicate(timeout=30)
+    assert KEY not in output and SECRET not in output
