@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+import numpy as np
 
 from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
@@ -452,7 +453,8 @@ async def _venue(
     stack.push_async_callback(client.close)
     if sandbox:  # the venue's test network ([live] testnet = true)
         client.set_sandbox_mode(True)
-    venue = CcxtVenue(client, instruments)
+    rng = np.random.default_rng()  # network backoff only: nothing it decides is journaled
+    venue = CcxtVenue(client, instruments, jitter=lambda delay: delay * float(rng.uniform(0.5, 1.0)))
     await venue.load_markets()
     return venue
 
@@ -478,6 +480,7 @@ class _Pump:
         self._newest: dict[int, int] = {}
         self.inbox = CommandInbox(inbox)
         self.edge: Edge | None = None
+        self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
         """Operator commands appended to the inbox since the last look, stamped ``now``."""
@@ -526,7 +529,9 @@ class _Pump:
                 failures += 1
                 self.session.venue_errors += 1
                 console.print(f"[yellow]venue: {map_error(error)}[/]; watching again", soft_wrap=True)
-                await asyncio.sleep(min(5.0, 0.05 * 2 ** min(failures, 7)))
+                await asyncio.sleep(
+                    min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
+                )
                 continue
             failures = 0
             self._take(instrument_id, bars)

@@ -19,9 +19,9 @@ edge journals; this module reads no clock and journals nothing.
 * **Streams**: ``start_streams`` runs ``watch_orders`` and ``watch_my_trades``; every update
   passes a de-duplicator (orders by id + update time + status + filled quantity, with older
   states arriving late counted as ``stale``; fills by trade id) into ``updates``. A dropped
-  websocket is counted, noted, backed off, reconciled over REST (open orders, orders that
-  left the open list, fills after the last trade id) and re-watched; after
-  ``max_ws_failures`` failures in a row it polls REST instead.
+  websocket is counted, noted, backed off (spread by the caller's ``jitter``), reconciled over
+  REST (open orders, orders that left the open list, fills after the last trade id) and
+  re-watched; after ``max_ws_failures`` failures in a row it polls REST instead.
 """
 
 from __future__ import annotations
@@ -349,6 +349,7 @@ class CcxtVenue:
         poll_interval_s: float = 1.0,
         max_ws_failures: int = 5,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[float], float] = float,
     ) -> None:
         self.exchange = exchange
         self.instruments = {inst.instrument_id: inst for inst in instruments}
@@ -362,6 +363,7 @@ class CcxtVenue:
         self.poll_interval_s = poll_interval_s
         self.max_ws_failures = max_ws_failures
         self._sleep = sleep
+        self._jitter = jitter  # a backoff as slept (spread so reconnects do not come in step)
         self.stats: Counter[str] = Counter()
         self.updates: asyncio.Queue[Update] = asyncio.Queue()
         self._orders: dict[str, VenueOrder] = {}
@@ -466,7 +468,7 @@ class CcxtVenue:
                 self.stats[f"error.{mapped.rule}"] += 1
                 if not mapped.retriable or attempt >= self.retries:
                     raise mapped from error
-            await self._sleep(min(self.backoff_cap_s, self.backoff_s * 2**attempt))
+            await self._sleep(self._jitter(min(self.backoff_cap_s, self.backoff_s * 2**attempt)))
             attempt += 1
             self.stats["retry"] += 1
 
@@ -527,7 +529,7 @@ class CcxtVenue:
                         return self._accept_order(existing)
                 if not mapped.retriable or attempt >= self.retries:
                     raise mapped from error
-            await self._sleep(min(self.backoff_cap_s, self.backoff_s * 2**attempt))
+            await self._sleep(self._jitter(min(self.backoff_cap_s, self.backoff_s * 2**attempt)))
             attempt += 1
             self.stats["retry"] += 1
 
@@ -731,7 +733,7 @@ class CcxtVenue:
                 failures += 1
                 self.stats[f"ws.disconnect.{stream}"] += 1
                 self.updates.put_nowait(StreamNote(kind="disconnected", stream=stream, detail=mapped.reason))
-                await self._sleep(min(self.backoff_cap_s, self.backoff_s * 2 ** (failures - 1)))
+                await self._sleep(self._jitter(min(self.backoff_cap_s, self.backoff_s * 2 ** (failures - 1))))
                 with contextlib.suppress(VenueError):
                     await self.reconcile()
                 continue
