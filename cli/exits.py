@@ -6,12 +6,21 @@ from cli.progress import console
 from kernel.journal import Journal
 from kernel.run_status import run_status
 
-__all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "unfinished_status"]
+__all__ = [
+    "EXIT_DAMAGED",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_UNFINISHED",
+    "EXIT_VENUE",
+    "unfinished_status",
+]
 
 EXIT_OK = 0
 EXIT_DAMAGED = 1  # the journal is damaged (a bad record or store) or a replay diverged
 EXIT_REFUSED = 2  # bad arguments, configuration, data or a path that is not a journal
 EXIT_UNFINISHED = 3  # a sound journal of a run that never finished (no run.finished.v1)
+EXIT_VENUE = 4  # tape paper / live: the venue could not be reached or refused (--resume carries on)
 EXIT_INTERNAL = 70  # a bug: an unexpected exception (TAPE_TRACEBACK=1 shows its traceback)
 
 

@@ -22,6 +22,7 @@ from cli.exits import (
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_UNFINISHED,
+    EXIT_VENUE,
     unfinished_status,
 )
 from cli.ingest import (
@@ -59,6 +60,7 @@ from projections.metrics_influx import InfluxError
 from sim.attribution import AttributionError
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
+from venues.ccxt_venue import VenueError
 
 __all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
 
@@ -315,6 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _USER_ERRORS as error:
         _print_error(args, error)
         return EXIT_REFUSED
+    except VenueError as error:  # tape paper / live: what was committed stays; --resume carries on
+        _print_error(args, error, prefix="venue")
+        console.print("the journal holds what arrived (sound, replays); carry the session on with --resume")
+        return EXIT_VENUE
     except KeyboardInterrupt:
         console.print("interrupted: what was committed stays (a journal cut short is an unfinished run)")
         return 130

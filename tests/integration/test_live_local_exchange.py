@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -159,6 +160,14 @@ def test_live_refusals_are_clear(
     assert main(["paper", str(config), "--local-exchange", str(full)]) == 2
     assert "tape live" in capsys.readouterr().out
     assert not (tmp_path / "journal").exists()
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("TAPE_TEST_API_KEY", KEY)
+    monkeypatch.setenv("TAPE_TEST_SECRET", SECRET)
+    assert main(["live", str(config), "--venue-port", str(port)]) == 4
+    out = capsys.readouterr().out
+    assert "VENUE_UNAVAILABLE" in out and "--resume" in out and "internal error" not in out
 
 
 def test_killed_live_sessions_resume_without_sending_an_order_twice() -> None:
