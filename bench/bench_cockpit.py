@@ -65,6 +65,7 @@ from kernel.store import open_journal  # noqa: E402
 from tui import CockpitApp  # noqa: E402
 from tui.data import CockpitData  # noqa: E402
 from tui.help import HelpScreen  # noqa: E402
+from tui.tail import TailFilter  # noqa: E402
 
 WORK = ROOT / "var" / "bench_cockpit"
 CONFIG = """\
@@ -326,6 +327,57 @@ async def press_to_repaint(app: CockpitApp, pilot: Pilot[None]) -> float:
     return elapsed
 
 
+def poll_work(source: Path, seed: int, polls: int, per_poll: int) -> dict[str, list[float]]:
+    """The journal screen's work per poll while it follows, without the UI (a worker's share):
+    a journal seeded with ``seed`` of ``source``'s records grows by ``per_poll`` records before
+    each poll. Timed for every poll, unfiltered and filtered (``kind:filled``):
+
+    * before (the previous commit's poll): fold the appended records (``read_growth`` with no
+      page) and read the last page again (``read_tail``: the last 200 records decoded and
+      described; with a filter the scan goes up to ``SCAN_MAX`` records back);
+    * now: fold the appended records and extend the page by the appended ones that match
+      (``read_growth`` with the page, ``apply_growth``).
+
+    Thread CPU time (``time.thread_time``: what the poll costs the process, little changed by
+    other processes' load), ms per poll."""
+    with open_journal(source) as handle:
+        wanted = range(seed + polls * per_poll)
+        events = [record.event() for record, _ in zip(handle.records(0, verify=False), wanted, strict=False)]
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        target = Path(work) / "growing"
+        writer = open_journal(target, writable=True)
+        for event in events[:seed]:
+            writer.append(event)
+        writer.commit()
+        data = CockpitData(cockpit_sources(target, follow=False))
+        data.overview, data.detail = data.read_overview(), data.read_detail()
+        filters = {"": TailFilter(), "kind:filled": TailFilter.parse("kind:filled")}
+        pages = {name: data.read_tail(tail_filter, None) for name, tail_filter in filters.items()}
+        for poll in range(polls):
+            for event in events[seed + poll * per_poll : seed + (poll + 1) * per_poll]:
+                writer.append(event)
+            writer.commit()
+            start = data.overview.records
+            for name, tail_filter in filters.items():
+                label = f"filter {name}" if name else "no filter"
+                began = time.thread_time()
+                growth = data.read_growth(start, None)
+                data.read_tail(tail_filter, None)
+                results.setdefault(f"before, {label}", []).append((time.thread_time() - began) * 1000)
+                began = time.thread_time()
+                growth = data.read_growth(start, pages[name])
+                data.tail = pages[name]
+                if growth is not None:
+                    data.apply_growth(growth)
+                results.setdefault(f"now, {label}", []).append((time.thread_time() - began) * 1000)
+                pages[name] = data.tail
+                data.overview.records = data.detail.records = start  # the next filter folds the same records
+            data.overview.records = data.detail.records = start + per_poll
+        writer.close()
+    return results
+
+
 def summary_ms(values: list[float]) -> str:
     if not values:
         return "no samples"
@@ -385,12 +437,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the writer appends")
     parser.add_argument("--journal", type=Path, help="an existing journal to open and follow (not built)")
     parser.add_argument("--code", type=Path, help="measure the cockpit of this checkout (read at import)")
+    parser.add_argument(
+        "--poll-work", type=int, default=0, metavar="SEED", help="time a poll's work, before and now"
+    )
     args = parser.parse_args()
     journal = args.journal or build_journal()
     print(f"cockpit code: {CODE}")
     with open_journal(journal) as handle:
         records = len(handle)
     print(f"journal {journal}: {records:,} records")
+    if args.poll_work:
+        per_poll = max(1, int(args.rate * args.poll))
+        print(f"poll work: {per_poll} records appended before each of 100 polls, after {args.poll_work:,}")
+        for name, values in poll_work(journal, args.poll_work, 100, per_poll).items():
+            print(f"  {name:<34} {summary_ms(values)}")
+        return 0
     if args.rounds:
         run_open(journal, args.rounds)
     if args.seconds:

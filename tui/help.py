@@ -13,8 +13,8 @@ __all__ = ["HELP_TEXT", "HelpScreen"]
 HELP_TEXT = """\
 [b]Tape cockpit -- keys[/b]
 
-  1  command centre   NAV / drawdown, exposure and leverage vs the policy, kill switch, alerts,
-                      data staleness, verdicts
+  1  command centre   NAV / drawdown, exposure and leverage vs the policy, kill switch,
+                      firing alerts, data staleness, verdicts
   2  orders           funnel, rejection reasons, blotter (/ filters), execution quality
   3  positions        per instrument: qty, T+1 held / locked / sellable, value, weight, unrealised
   4  why?             fill -> order -> risk verdicts -> decision, each event decoded with its seq
