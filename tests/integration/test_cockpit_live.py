@@ -315,3 +315,13 @@ async def test_bars_without_an_arrival_stamp_say_so(tmp_path: Path) -> None:
         stale = text(app, "#cc-stale")
         assert f"for the step of {utc_text(grid[100])}; their arrival is not stamped" in stale
         assert "staleness" not in stale
+
+
+def test_an_unusable_alerts_file_is_named_before_the_screen_opens(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "alerts.toml"
+    rules.write_text('[[rules]]\nkind = "no_such_rule"\n')
+    assert main(["cockpit", str(journal), "--alerts", str(rules)]) == 2
+    captured = capsys.readouterr()
+    assert "no_such_rule" in captured.out + captured.err
