@@ -24,13 +24,18 @@ with ``time.monotonic_ns`` (one clock for both processes). The cockpit follows i
 every ``--poll`` s); for every commit, the time until the command centre's header shows the
 record count that includes it (a run with the command centre on display) and until the journal
 screen's last row is that commit's last record (a run with the journal screen on display).
-While it follows, ``?`` is pressed every 0.5 s and timed until the help screen is up (input to
-repaint, through the Pilot), and four times before the writer starts (the same press on an
-idle cockpit: its baseline). Baseline: a plain reader polling the same journal at the same
-interval (open, length, read the new records, close -- what the cockpit's poll worker does),
-its commit-to-read latency for the same commits.
+The cockpit process's CPU time over the follow, per second of it, is printed too (a figure a
+loaded machine changes less than latencies). While it follows, ``?`` is pressed every 0.5 s
+and timed until the help screen is up (input to repaint, through the Pilot), and four times
+before the writer starts (the same press on an idle cockpit: its baseline). Baseline: a plain
+reader polling the same journal at the same interval (open, length, read the new records,
+close -- what the cockpit's poll worker does), its commit-to-read latency for the same commits.
 
-Run: ``.venv/bin/python bench/bench_cockpit.py [--rounds 3] [--poll 0.1] [--rate 1000]``.
+Run: ``.venv/bin/python bench/bench_cockpit.py [--rounds 3] [--poll 0.1] [--rate 1000]``;
+``--journal PATH`` follows (and opens) an existing journal instead of building the 1.3-million
+record one (the follow bench reads only its first 20,000 + rate x seconds records);
+``--code DIR`` measures the cockpit of another checkout (e.g. a worktree of the previous commit)
+with this script, for a before/after pair run back to back.
 """
 
 from __future__ import annotations
@@ -47,7 +52,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# ``--code DIR``: measure the cockpit of another checkout (an older commit: the baseline of a
+# change, run by the same script on the same machine in the same session)
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys.argv else ROOT
+sys.path.insert(0, str(CODE))
 
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import DataTable, Static  # noqa: E402
@@ -57,6 +65,7 @@ from kernel.store import open_journal  # noqa: E402
 from tui import CockpitApp  # noqa: E402
 from tui.data import CockpitData  # noqa: E402
 from tui.help import HelpScreen  # noqa: E402
+from tui.tail import TailFilter  # noqa: E402
 
 WORK = ROOT / "var" / "bench_cockpit"
 CONFIG = """\
@@ -278,6 +287,7 @@ async def cockpit_follow(
             await pilot.press("1" if screen == "centre" else "5")
             idle = [await press_to_repaint(app, pilot) for _ in range(4)]  # baseline: not following
             writer = Writer(source, target, count, rate, batch)
+            cpu_started, wall_started = time.process_time(), time.monotonic()
             next_key = time.monotonic() + 0.5
             shown = SEED_RECORDS
             while not writer.done() or shown < SEED_RECORDS + count:
@@ -296,7 +306,9 @@ async def cockpit_follow(
                     next_key = time.monotonic() + 0.5
                 await pilot.pause(0.01)
             writer.join()
+            cpu_share = (time.process_time() - cpu_started) / (time.monotonic() - wall_started)
         return {
+            f"{screen}: CPU s per s followed": [cpu_share * 1000],
             f"{screen}: commit to screen": latencies_ms(writer.commits, seen),
             f"{screen}: key to repaint": keys,
             f"{screen}: key to repaint, idle": idle,
@@ -313,6 +325,57 @@ async def press_to_repaint(app: CockpitApp, pilot: Pilot[None]) -> float:
     elapsed = (time.perf_counter() - started) * 1000
     await pilot.press("escape")
     return elapsed
+
+
+def poll_work(source: Path, seed: int, polls: int, per_poll: int) -> dict[str, list[float]]:
+    """The journal screen's work per poll while it follows, without the UI (a worker's share):
+    a journal seeded with ``seed`` of ``source``'s records grows by ``per_poll`` records before
+    each poll. Timed for every poll, unfiltered and filtered (``kind:filled``):
+
+    * before (the previous commit's poll): fold the appended records (``read_growth`` with no
+      page) and read the last page again (``read_tail``: the last 200 records decoded and
+      described; with a filter the scan goes up to ``SCAN_MAX`` records back);
+    * now: fold the appended records and extend the page by the appended ones that match
+      (``read_growth`` with the page, ``apply_growth``).
+
+    Thread CPU time (``time.thread_time``: what the poll costs the process, little changed by
+    other processes' load), ms per poll."""
+    with open_journal(source) as handle:
+        wanted = range(seed + polls * per_poll)
+        events = [record.event() for record, _ in zip(handle.records(0, verify=False), wanted, strict=False)]
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as work:
+        target = Path(work) / "growing"
+        writer = open_journal(target, writable=True)
+        for event in events[:seed]:
+            writer.append(event)
+        writer.commit()
+        data = CockpitData(cockpit_sources(target, follow=False))
+        data.overview, data.detail = data.read_overview(), data.read_detail()
+        filters = {"": TailFilter(), "kind:filled": TailFilter.parse("kind:filled")}
+        pages = {name: data.read_tail(tail_filter, None) for name, tail_filter in filters.items()}
+        for poll in range(polls):
+            for event in events[seed + poll * per_poll : seed + (poll + 1) * per_poll]:
+                writer.append(event)
+            writer.commit()
+            start = data.overview.records
+            for name, tail_filter in filters.items():
+                label = f"filter {name}" if name else "no filter"
+                began = time.thread_time()
+                growth = data.read_growth(start, None)
+                data.read_tail(tail_filter, None)
+                results.setdefault(f"before, {label}", []).append((time.thread_time() - began) * 1000)
+                began = time.thread_time()
+                growth = data.read_growth(start, pages[name])
+                data.tail = pages[name]
+                if growth is not None:
+                    data.apply_growth(growth)
+                results.setdefault(f"now, {label}", []).append((time.thread_time() - began) * 1000)
+                pages[name] = data.tail
+                data.overview.records = data.detail.records = start  # the next filter folds the same records
+            data.overview.records = data.detail.records = start + per_poll
+        writer.close()
+    return results
 
 
 def summary_ms(values: list[float]) -> str:
@@ -349,6 +412,9 @@ def run_follow(journal: Path, poll_s: float, rate: int, batch: int, seconds: flo
     for screen in ("centre", "journal"):
         cockpit.update(asyncio.run(cockpit_follow(journal, screen, poll_s, count, rate, batch)))
     for name, values in cockpit.items():
+        if "CPU" in name:  # the cockpit process's CPU time over the follow, per second of it
+            print(f"  {name:<34} {values[0] / 1000:7.2f} (both threads; the Pilot's 10 ms checks included)")
+            continue
         print(f"  {name:<34} {summary_ms(values)}")
     baseline = baseline_follow(journal, poll_s, count, rate, batch)
     print(f"  {'baseline: plain reader, same poll':<34} {summary_ms(baseline)}")
@@ -369,11 +435,23 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1000, help="records/s the writer appends")
     parser.add_argument("--batch", type=int, default=50, help="records per commit")
     parser.add_argument("--seconds", type=float, default=10.0, help="how long the writer appends")
+    parser.add_argument("--journal", type=Path, help="an existing journal to open and follow (not built)")
+    parser.add_argument("--code", type=Path, help="measure the cockpit of this checkout (read at import)")
+    parser.add_argument(
+        "--poll-work", type=int, default=0, metavar="SEED", help="time a poll's work, before and now"
+    )
     args = parser.parse_args()
-    journal = build_journal()
+    journal = args.journal or build_journal()
+    print(f"cockpit code: {CODE}")
     with open_journal(journal) as handle:
         records = len(handle)
     print(f"journal {journal}: {records:,} records")
+    if args.poll_work:
+        per_poll = max(1, int(args.rate * args.poll))
+        print(f"poll work: {per_poll} records appended before each of 100 polls, after {args.poll_work:,}")
+        for name, values in poll_work(journal, args.poll_work, 100, per_poll).items():
+            print(f"  {name:<34} {summary_ms(values)}")
+        return 0
     if args.rounds:
         run_open(journal, args.rounds)
     if args.seconds:

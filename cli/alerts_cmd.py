@@ -46,9 +46,12 @@ from projections.alerts import (
 __all__ = [
     "AlertsConfig",
     "AlertsService",
+    "acknowledge_alert",
     "add_alerts_parser",
     "cmd_alerts",
+    "firing_alerts",
     "load_alerts_config",
+    "open_alert_state",
     "parse_duration_s",
 ]
 
@@ -250,13 +253,40 @@ def cmd_alerts_check(args: argparse.Namespace) -> int:
 
 
 def _open_store(args: argparse.Namespace) -> AlertStore:
-    config = load_alerts_config(Path(args.rules), Redactor())
+    return open_alert_state(Path(args.rules))
+
+
+def open_alert_state(rules: Path, journal: Path | None = None) -> AlertStore:
+    """The alert state of a rules file (its ``state``), which ``alerts check`` / ``follow``
+    wrote; with ``journal``, refused when it holds another journal's alerts."""
+    config = load_alerts_config(rules, Redactor())
     if not config.state.exists():
         raise ConfigError(f"{config.state}: no alert state yet (run tape alerts check or follow first)")
     try:
-        return AlertStore(config.state, "")
+        return AlertStore(config.state, str(journal.resolve()) if journal is not None else "")
     except AlertStateError as error:
         raise ConfigError(str(error)) from None
+
+
+def firing_alerts(rules: Path, journal: Path | None = None) -> list[Alert]:
+    """The alerts firing now, as ``tape alerts list`` shows them."""
+    store = open_alert_state(rules, journal)
+    try:
+        return store.alerts(firing_only=True)
+    finally:
+        store.close()
+
+
+def acknowledge_alert(rules: Path, alert_id: int, by: str) -> Alert:
+    """Acknowledge an alert (its repeats stop): recorded in the alert state with who and when
+    (the wall clock). ``tape alerts ack`` and the cockpit's ``a`` both come here."""
+    store = open_alert_state(rules)
+    try:
+        return store.acknowledge(alert_id, by, wall_ns())
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
+    finally:
+        store.close()
 
 
 def _iso(ns: int | None) -> str:
@@ -337,13 +367,7 @@ def cmd_alerts_unsilence(args: argparse.Namespace) -> int:
 
 
 def cmd_alerts_ack(args: argparse.Namespace) -> int:
-    store = _open_store(args)
-    try:
-        alert = store.acknowledge(args.alert_id, args.by or getpass.getuser(), wall_ns())
-    except AlertStateError as error:
-        raise ConfigError(str(error)) from None
-    finally:
-        store.close()
+    alert = acknowledge_alert(Path(args.rules), args.alert_id, args.by or getpass.getuser())
     console.print(f"alert {alert.id} ({alert.rule} {alert.key}) acknowledged by {alert.acked_by}")
     return 0
 

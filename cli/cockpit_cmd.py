@@ -9,12 +9,15 @@ here and handed in as callables that the cockpit calls in worker threads.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cli.alerts_cmd import acknowledge_alert, firing_alerts, load_alerts_config
+from cli.logs import Redactor
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
 from kernel.journal import Journal, JournalError
@@ -23,12 +26,13 @@ from kernel.store import open_journal
 from lake.health import dataset_health
 from lake.partitioned import Lake
 from lake.store import load_panel
+from projections.alerts import Alert
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
 from tui.sources import Marks
 
-__all__ = ["add_cockpit_parser", "cmd_cockpit", "cockpit_sources", "lake_health_lines"]
+__all__ = ["AlertDeskOf", "add_cockpit_parser", "cmd_cockpit", "cockpit_sources", "lake_health_lines"]
 
 
 def _marks(journal: Journal) -> Marks:
@@ -86,6 +90,27 @@ class SessionCommands:
         return f"{command} sent to {path.name} as {self.operator}; the session applies it at its next step"
 
 
+@dataclass(frozen=True)
+class AlertDeskOf:
+    """The cockpit's view of the alert state a rules file names: the firing alerts of
+    ``journal`` and acknowledging one exactly as ``tape alerts ack`` does
+    (``cli.alerts_cmd.acknowledge_alert``), recorded as ``operator``."""
+
+    rules: Path
+    journal: Path
+    operator: str
+
+    @property
+    def where(self) -> str:
+        return str(self.rules)
+
+    def firing(self) -> list[Alert]:
+        return firing_alerts(self.rules, self.journal)
+
+    def acknowledge(self, alert_id: int) -> Alert:
+        return acknowledge_alert(self.rules, alert_id, self.operator)
+
+
 def cockpit_sources(
     journal: Path,
     *,
@@ -93,6 +118,7 @@ def cockpit_sources(
     poll_interval_s: float = 0.5,
     lake: Path | None = None,
     replay_day: int | None = None,
+    alerts: Path | None = None,
 ) -> CockpitSources:
     return CockpitSources(
         journal=journal,
@@ -103,6 +129,7 @@ def cockpit_sources(
         health=(lambda: lake_health_lines(lake)) if lake is not None else None,
         replay_day=replay_day,
         commands=SessionCommands(journal, os.environ.get("USER") or "cockpit"),
+        alerts=AlertDeskOf(alerts, journal, getpass.getuser()) if alerts is not None else None,
         follow=follow,
         poll_interval_s=poll_interval_s,
     )
@@ -113,8 +140,16 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     with open_journal(path):  # a missing or damaged journal is named before the screen opens
         pass
     lake = Path(args.lake) if args.lake else None
+    alerts = Path(args.alerts) if args.alerts else None
+    if alerts is not None:
+        load_alerts_config(alerts, Redactor())  # a rules file that cannot be used is named now
     sources = cockpit_sources(
-        path, follow=not args.no_follow, poll_interval_s=args.poll, lake=lake, replay_day=args.day
+        path,
+        follow=not args.no_follow,
+        poll_interval_s=args.poll,
+        lake=lake,
+        replay_day=args.day,
+        alerts=alerts,
     )
     CockpitApp(sources).run()
     return 0
@@ -134,6 +169,9 @@ def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
     cockpit.add_argument("--no-follow", action="store_true", help="do not poll the journal for new records")
     cockpit.add_argument("--poll", type=float, default=0.5, help="seconds between polls (default 0.5)")
     cockpit.add_argument("--lake", help="the lake the data set came from: its data health on the data tab")
+    cockpit.add_argument(
+        "--alerts", help="the alerts TOML of tape alerts follow: its firing alerts, acknowledged with a"
+    )
     cockpit.add_argument(
         "--day",
         type=_day,

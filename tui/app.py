@@ -13,13 +13,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static, TabbedContent
 
 from kernel.journal import JournalError
 from kernel.replay import ReplayResult
+from projections.alerts import Alert
 from tui import replay_view, views
+from tui.confirm import ConfirmScreen
 from tui.data import CockpitData, Growth
 from tui.daytape import DayTape
 from tui.fold import Detail, Overview
@@ -27,10 +30,11 @@ from tui.help import HelpScreen
 from tui.panes import TABS, compose_tabs
 from tui.sources import CockpitSources, Marks
 from tui.tables import Row
-from tui.tail import TailFilter, parse_jump
+from tui.tail import TailFilter, TailPage, parse_jump
 
 __all__ = ["TABS", "CockpitApp"]
 
+ALERTS_POLL_S = 1.0  # the alert state is read at most this often (tape alerts follow writes it)
 FOLLOWED_SCREENS = frozenset({"centre", "orders", "journal"})  # refilled as the journal grows
 
 T = TypeVar("T")
@@ -55,6 +59,7 @@ class CockpitApp(App[None]):
         Binding("slash", "filter", "Filter"),
         Binding("g", "goto", "Go to seq", show=False),
         Binding("r", "reload", "Reload", show=False),
+        Binding("a", "acknowledge", "Ack alert", show=False),
         Binding("n", "step(1, 'record')", "Next record"),
         Binding("p", "step(-1, 'record')", "Previous record"),
         Binding("right_square_bracket", "step(1, 'step')", "Next step"),
@@ -73,7 +78,6 @@ class CockpitApp(App[None]):
         self.status_line = "opening the journal..."
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
         self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
-        self.tail_page: tuple[TailFilter, int | None] = (TailFilter(), None)  # the journal screen's page
         self.tape_index = -1  # the replay screen's cursor: a record of the day (-1: its opening)
         self._polling = False
         self._stale: set[str] = set()  # screens the journal's growth changed, not refilled yet
@@ -144,6 +148,10 @@ class CockpitApp(App[None]):
         """The order fold and the report folds start once the first screen has painted (a
         fold holding the GIL would otherwise delay that paint)."""
         self.first_screen_ready = True
+        if self.sources.alerts is not None:
+            self._poll_alerts()
+            if self.sources.follow:
+                self.set_interval(max(self.sources.poll_interval_s, ALERTS_POLL_S), self._poll_alerts)
         self.read(self.data.read_detail, self._show_detail, "detail", failed=self._unreadable)
         if self.sources.health is not None and self.data.health is None:
             self.read(self.data.read_health, self._show_health, "health")
@@ -195,9 +203,61 @@ class CockpitApp(App[None]):
             self._polling = False
             self.set_status(f"cannot read the journal: {error}")
 
-        self.read(self.data.read_growth, done, "poll", failed=failed)
+        # the journal page gains its new rows only while it is on display (described once each;
+        # shown again later, it catches up from its end at the next poll)
+        shown = self.query_one("#tabs", TabbedContent).active == "journal"
+        start, tail = self.data.overview.records, self.data.tail if shown else None
+        self.read(lambda: self.data.read_growth(start, tail), done, "poll", failed=failed)
+
+    def _poll_alerts(self) -> None:
+        """The alert state, read in a worker (tape alerts follow fires and resolves alerts on
+        its own clock, whether the journal grows or not)."""
+        self.read(self.data.read_alerts, self._show_alerts, "alerts")
+
+    def _show_alerts(self, value: object) -> None:
+        if self.data.set_alerts(value):  # type: ignore[arg-type]
+            views.show_alerts(self)
+            views.show_command_buttons(self)
 
     # --- actions ---------------------------------------------------------------------------
+
+    def action_acknowledge(self) -> None:
+        """``a``: acknowledge the alert highlighted on the command centre, after a confirmation;
+        recorded in the alert state as ``tape alerts ack`` records it."""
+        desk = self.sources.alerts
+        if desk is None:
+            self.set_status("a: no alerts here (open the cockpit with --alerts RULES)")
+            return
+        key = self._row_key("#alerts")
+        alert = next((a for a in self.data.alerts or [] if str(a.id) == key), None)
+        if alert is None:
+            self.set_status("a: no firing alert to acknowledge (the command centre lists them)")
+            return
+        if alert.acked_by is not None:
+            self.set_status(f"alert {alert.id} was acknowledged by {alert.acked_by} already")
+            return
+        self.action_tab("centre")
+        question = (
+            f"Acknowledge alert {alert.id} ({alert.severity}: {alert.rule} {alert.key}) as "
+            f"{desk.operator}?\n{alert.message}\nIts repeats stop; it stays firing until it resolves."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.set_status(f"alert {alert.id} not acknowledged")
+                return
+            self.read(
+                lambda: self.data.acknowledge(alert.id),
+                self._acknowledged,
+                "ack",
+                failed=lambda error: self.set_status(f"alert {alert.id} not acknowledged: {error}"),
+            )
+
+        self.push_screen(ConfirmScreen(escape(question)), answered)
+
+    def _acknowledged(self, alert: Alert) -> None:
+        self.set_status(f"alert {alert.id} ({alert.rule} {alert.key}) acknowledged by {alert.acked_by}")
+        self._poll_alerts()
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
@@ -207,6 +267,8 @@ class CockpitApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         self.refresh_bindings()  # the replay keys show in the footer on the replay screen only
         self._show_if_stale(event.pane.id or "")
+        if event.pane.id == "journal" and self.sources.follow:
+            self._poll()  # the page catches up with what was appended while it was not shown
 
     def _show_if_stale(self, screen: str) -> None:
         """Refill a screen the journal's growth changed, when it is the one shown: while
@@ -219,10 +281,8 @@ class CockpitApp(App[None]):
             views.show_centre(self)
         elif screen == "orders":
             views.show_orders(self)
-        elif screen == "journal":
-            tail_filter, start = self.tail_page
-            if start is None:  # the journal screen shows the last records: follow them too
-                self._load_tail(tail_filter, None)
+        elif screen == "journal" and self.data.tail is not None and self.data.tail.follows:
+            views.show_tail(self, self.data.tail)  # the last records: the poll appended the new ones
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action != "step":
@@ -338,6 +398,9 @@ class CockpitApp(App[None]):
     def on_button_pressed(self, message: Button.Pressed) -> None:
         """An operator command button: sent to the running session (it journals and applies it)."""
         button = message.button.id or ""
+        if button == "cmd-acknowledge":
+            self.action_acknowledge()
+            return
         sender = self.sources.commands
         if not button.startswith("cmd-") or sender is None:
             return
@@ -376,25 +439,22 @@ class CockpitApp(App[None]):
             self.set_status(str(error))
             return
         if ts_ns is not None:
-            self.tail_page = (tail_filter, None)
-            self.read(
-                lambda: self.data.read_tail_at(tail_filter, ts_ns),
-                lambda page: views.show_tail(self, *page),
-                "tail",
-                failed=self._unreadable,
-            )
+            read_at = lambda: self.data.read_tail_at(tail_filter, ts_ns)  # noqa: E731
+            self.read(read_at, self._show_tail, "tail", failed=self._unreadable)
         else:
             self._load_tail(tail_filter, seq)
         self.query_one("#tail", DataTable).focus()
 
     def _load_tail(self, tail_filter: TailFilter, start: int | None) -> None:
-        self.tail_page = (tail_filter, start)
         self.read(
-            lambda: self.data.read_tail(tail_filter, start),
-            lambda page: views.show_tail(self, *page),
-            "tail",
-            failed=self._unreadable,
+            lambda: self.data.read_tail(tail_filter, start), self._show_tail, "tail", failed=self._unreadable
         )
+
+    def _show_tail(self, page: TailPage) -> None:
+        """A page read afresh (a filter, a jump, the first load); the poll extends it from
+        here while it shows the last records."""
+        self.data.tail = page
+        views.show_tail(self, page)
 
     def _load_positions(self) -> None:
         views.show_positions(self)

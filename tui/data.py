@@ -23,11 +23,12 @@ from domain.events import Event, StateSnapshotted
 from kernel.journal import Journal, Record
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
+from projections.alerts import Alert
 from tui.daytape import DayTape, read_day_tape
 from tui.fold import DETAIL_KINDS, OVERVIEW_KINDS, ChainLink, Detail, Overview
 from tui.format import utc_text
 from tui.sources import CockpitSources, ExecutionLike, Marks, SummaryLike
-from tui.tail import TailFilter, TailRow, read_tail, seq_at_time
+from tui.tail import TailFilter, TailPage, TailRow, read_tail, read_tail_growth, seq_at_time
 
 __all__ = ["TAIL_VERDICT_RECORDS", "CockpitData", "Growth"]
 
@@ -43,6 +44,9 @@ class Growth:
     detail_records: list[Record]
     count: int
     last_ts_ns: int
+    tail_base: TailPage | None = None  # the followed journal page the rows below extend
+    tail_rows: list[TailRow] | None = None
+    tail_end: int = 0
 
 
 class CockpitData:
@@ -58,6 +62,9 @@ class CockpitData:
         self.health: list[str] | None = None
         self.tape: DayTape | None = None  # the day being stepped through (replay screen)
         self.replay_result: ReplayResult | None = None  # the fresh replay of that day
+        self.tail: TailPage | None = None  # the journal screen's page
+        self.alerts: list[Alert] | None = None  # firing now (None: not read yet)
+        self.alerts_error = ""  # why the alert state could not be read
         self._open_lock = threading.Lock()
 
     # --- worker-thread reads --------------------------------------------------------------
@@ -105,35 +112,72 @@ class CockpitData:
         with self.open() as journal:
             return loader(journal)
 
-    def read_growth(self) -> Growth | None:
-        """The records appended after what the folds hold (None: the journal did not grow)."""
+    def read_growth(self, start: int, tail: TailPage | None) -> Growth | None:
+        """The records appended after ``start`` (what the folds hold) and, for a followed
+        journal page, the rows its filter takes from the records after its end -- each record
+        decoded once, never the page again (None: the journal did not grow)."""
         with self.open() as journal:
             count = len(journal)
-            start = self.overview.records
-            if count <= start:
+            tail = tail if tail is not None and tail.follows else None
+            if count <= start and (tail is None or count <= tail.end):
                 return None
             overview_records = list(journal.records_of_kinds(OVERVIEW_KINDS | {VERDICT_KIND}, start))
             detail_records = list(journal.records_of_kinds(DETAIL_KINDS, start))
-            last_ts = journal.record(count - 1).ts_ns
-        return Growth(overview_records, detail_records, count, last_ts)
+            last_ts = journal.record(count - 1).ts_ns if count else 0
+            growth = Growth(overview_records, detail_records, max(count, start), last_ts)
+            if tail is None:
+                return growth
+            instruments = dict(self.overview.instruments)
+            rows, end = read_tail_growth(journal, tail, instruments, self.overview.currency)
+        return Growth(growth.overview_records, growth.detail_records, growth.count, last_ts, tail, rows, end)
 
     def read_links(self, links: list[ChainLink]) -> list[tuple[int, str, Event]]:
         """A why-chain's links decoded: (seq, role, event)."""
         with self.open() as journal:
             return [(link.seq, link.role, journal.record(link.seq).event()) for link in links]
 
-    def read_tail(self, tail_filter: TailFilter, start: int | None) -> tuple[list[TailRow], str]:
+    def read_tail(self, tail_filter: TailFilter, start: int | None) -> TailPage:
         instruments = dict(self.overview.instruments)
         with self.open() as journal:
             return read_tail(journal, tail_filter, start, instruments, self.overview.currency)
 
-    def read_tail_at(self, tail_filter: TailFilter, ts_ns: int) -> tuple[list[TailRow], str]:
+    def read_tail_at(self, tail_filter: TailFilter, ts_ns: int) -> TailPage:
         """The page from the first record at or after a time (``g`` with a time)."""
         with self.open() as journal:
             seq = seq_at_time(journal, ts_ns)
+            count = len(journal)
         if seq is None:
-            return [], f"no record at or after {utc_text(ts_ns)}: the journal ends before it"
+            note = f"no record at or after {utc_text(ts_ns)}: the journal ends before it"
+            return TailPage(tail_filter, count, [], count, note)
         return self.read_tail(tail_filter, seq)
+
+    def read_alerts(self) -> list[Alert] | str:
+        """The firing alerts of the alert state, or why it cannot be read (not written yet, a
+        rules file that no longer loads, another journal's state)."""
+        desk = self.sources.alerts
+        if desk is None:
+            return []
+        try:
+            return desk.firing()
+        except (ValueError, OSError) as error:
+            return str(error)
+
+    def acknowledge(self, alert_id: int) -> Alert:
+        """Acknowledge an alert exactly as ``tape alerts ack`` does (the composition root's
+        ``cli.alerts_cmd.acknowledge_alert``)."""
+        desk = self.sources.alerts
+        if desk is None:
+            raise ValueError("no alert state: open the cockpit with --alerts RULES")
+        return desk.acknowledge(alert_id)
+
+    def set_alerts(self, value: list[Alert] | str) -> bool:
+        """Store a read of the alert state; True when what the screen shows changed."""
+        alerts, error = (None, value) if isinstance(value, str) else (value, "")
+        changed = (alerts, error) != (self.alerts, self.alerts_error)
+        if error and self.alerts is not None:  # keep the last good list beside the error
+            alerts = self.alerts
+        self.alerts, self.alerts_error = alerts, error
+        return changed
 
     def read_marks(self) -> Marks | None:
         if self.sources.marks is None:
@@ -165,6 +209,10 @@ class CockpitData:
     # --- UI-thread updates ----------------------------------------------------------------
 
     def apply_growth(self, growth: Growth) -> None:
+        """Fold what the journal appended; a followed journal page gains its new rows (unless
+        another page replaced it while they were read: that one is extended at the next poll)."""
+        if growth.tail_base is not None and growth.tail_base is self.tail and growth.tail_rows is not None:
+            self.tail = self.tail.extended(growth.tail_rows, growth.tail_end)
         for record in growth.overview_records:
             if record.kind == VERDICT_KIND:
                 self.overview.tail_verdicts.append((record.seq, record.event()))  # type: ignore[arg-type]

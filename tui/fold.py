@@ -23,8 +23,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from domain.events import (
+    BarsReceived,
     DatasetReferenced,
     DayClosed,
+    InputQuarantined,
     InstrumentsDefined,
     KillSwitchCommandRefused,
     KillSwitchFlattened,
@@ -49,6 +51,7 @@ from kernel.journal import Record
 
 __all__ = [
     "DETAIL_KINDS",
+    "INPUT_CLOCK_KINDS",
     "OVERVIEW_KINDS",
     "VERDICTS_KEPT",
     "ChainLink",
@@ -70,8 +73,12 @@ OVERVIEW_KINDS = frozenset(
         "killswitch.rearmed.v1",
         "killswitch.command_refused.v1",
         "run.finished.v1",
+        *("market.bars_received.v1", "clock.advanced.v1", "operator.command_received.v1"),
+        "input.quarantined.v1",
     }
 )
+INPUT_CLOCK_KINDS = frozenset({"clock.advanced.v1", "operator.command_received.v1", "input.quarantined.v1"})
+"""A live source's inputs stamped with the edge's clock when they came (paper, live)."""
 DETAIL_KINDS = frozenset(
     {
         "strategy.targets_decided.v1",
@@ -113,14 +120,33 @@ class Overview:
     tail_verdicts: deque[tuple[int, RiskVerdict]] = field(default_factory=lambda: _verdicts())
     records: int = 0  # journal length folded so far
     last_ts_ns: int = 0  # event time of the last record folded
+    # a live source's inputs (paper, live): the data's staleness is read from these
+    last_bars: Record | None = None  # the last BarsReceived, decoded only when shown
+    bars_records: int = 0
+    empty_passes: int = 0  # clock.advanced records (steps passed with no bar) since the last bars
+    newest_input_ns: int = 0  # the latest edge-clock stamp of an input (clock, command, quarantine)
+    quarantined: Counter[str] = field(default_factory=Counter)  # inputs refused, by reason
 
     @property
     def currency(self) -> str:
         return str(self.config.get("currency", "USD"))
 
+    @property
+    def live_source(self) -> bool:
+        """A run fed by a live source (a paper session): its configuration has a ``paper`` table."""
+        return bool(self.config.get("paper")) or self.bars_records > 0
+
+    def bars_event(self) -> BarsReceived | None:
+        if self.last_bars is None:
+            return None
+        event = self.last_bars.event()
+        return event if isinstance(event, BarsReceived) else None
+
     def apply(self, record: Record) -> None:
         if record.kind == "state.snapshotted.v1":
             self.last_snapshot = record  # kept undecoded: one a day, only the last is read
+            return
+        if self._apply_input(record):
             return
         event = record.event()
         if isinstance(event, DayClosed):
@@ -134,8 +160,25 @@ class Overview:
             self.instruments.update((inst.instrument_id, inst) for inst in event.instruments)
         elif isinstance(event, RunFinished):
             self.finished = event
+        elif isinstance(event, InputQuarantined):
+            self.quarantined[event.reason] += 1
         else:
             self._apply_kill_switch(record.seq, event)
+
+    def _apply_input(self, record: Record) -> bool:
+        """A live source's input, folded without decoding it (True) but for a quarantine,
+        whose reason is counted (False: decoded by ``apply``)."""
+        if record.kind == "market.bars_received.v1":
+            self.last_bars = record  # kept undecoded: one a step, only the last is read
+            self.bars_records += 1
+            self.empty_passes = 0
+            return True
+        if record.kind not in INPUT_CLOCK_KINDS:
+            return False
+        self.newest_input_ns = max(self.newest_input_ns, record.ts_ns)
+        if record.kind == "clock.advanced.v1":
+            self.empty_passes += 1
+        return record.kind != "input.quarantined.v1"
 
     def _apply_kill_switch(self, seq: int, event: object) -> None:
         if isinstance(event, KillSwitchTripped):

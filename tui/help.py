@@ -13,7 +13,8 @@ __all__ = ["HELP_TEXT", "HelpScreen"]
 HELP_TEXT = """\
 [b]Tape cockpit -- keys[/b]
 
-  1  command centre   NAV / drawdown, exposure and leverage vs the policy, kill switch, verdicts
+  1  command centre   NAV / drawdown, exposure and leverage vs the policy, kill switch,
+                      firing alerts, data staleness, verdicts
   2  orders           funnel, rejection reasons, blotter (/ filters), execution quality
   3  positions        per instrument: qty, T+1 held / locked / sellable, value, weight, unrealised
   4  why?             fill -> order -> risk verdicts -> decision, each event decoded with its seq
@@ -27,11 +28,12 @@ HELP_TEXT = """\
 
   w  why this row (an order, a position, a fill)     /  filter the current screen
   g  go to a sequence number or a time (UTC)          r  recompute the report folds
+  a  acknowledge the alert highlighted on the command centre (--alerts RULES; y confirms)
   ?  this help                                        q  quit
   tab / shift+tab move between widgets; arrows move in tables; escape closes this help
 
-[b]Not built[/b]: acknowledging alerts here (tape alerts ack), venue connection
-state (no live venue), tick and quote counts in the data health.
+[b]Not built[/b]: venue connection state (not journaled yet: a paper session shows its
+data staleness from the journaled bars), tick and quote counts in the data health.
 """
 
 

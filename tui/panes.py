@@ -52,6 +52,8 @@ def _centre() -> ComposeResult:
     yield Sparkline([], id="dd-spark")
     yield Static(id="cc-risk")
     yield Static(id="cc-kill")
+    yield Static(id="cc-alerts")
+    yield DataTable(id="alerts", cursor_type="row")
     yield Static(id="cc-stale")
     yield DataTable(id="verdicts", cursor_type="row")
     yield Static("report summary: loading...", id="cc-summary")

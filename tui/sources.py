@@ -18,9 +18,11 @@ from domain.events import DatasetReferenced, RunStarted
 from domain.execution.posttrade_fold import ExecutionRow, ExecutionTotals
 from kernel.journal import Journal
 from kernel.setup import RunSetup
+from projections.alerts import Alert
 
 __all__ = [
     "COMMANDS_DISABLED_REASON",
+    "AlertDesk",
     "CockpitSources",
     "CommandSender",
     "ExecutionLike",
@@ -34,13 +36,15 @@ COMMANDS_DISABLED_REASON = (
     "applies it at its next step. No session is writing this journal now (a backtest's kernel has "
     "stopped; a paper session that ended or died reads nothing), so the buttons are off. Backtests "
     "schedule halt / flatten / rearm / pause / resume in the config ([[operator_commands]]); the "
-    "journaled commands are listed below. Acknowledge alerts with tape alerts ack."
+    "journaled commands are listed below. Alerts are acknowledged on the command centre (a) when the "
+    "cockpit was opened with --alerts RULES, as tape alerts ack does."
 )
 COMMANDS_LIVE = (
     "A session is writing this journal: halt (no new risk), flatten (close the book) and rearm go "
     "to its kill switch; pause / resume stop and restart the decisions of the strategy named "
     "above. The session journals each command when it reads it and applies it at its next step. "
-    "Acknowledge alerts with tape alerts ack."
+    "Alerts are acknowledged on the command centre (a) when the cockpit was opened with --alerts "
+    "RULES, as tape alerts ack does."
 )
 
 
@@ -50,6 +54,21 @@ class CommandSender(Protocol):
     def running(self) -> bool: ...
 
     def send(self, command: str, note: str, strategy: str = "") -> str: ...
+
+
+class AlertDesk(Protocol):
+    """The alert state ``tape alerts follow`` keeps for this journal (built by cli from a rules
+    file). Both are called in worker threads; errors are ``ValueError`` with the reason."""
+
+    @property
+    def operator(self) -> str: ...  # who an acknowledgement is recorded as
+
+    @property
+    def where(self) -> str: ...  # the rules file, for the screen
+
+    def firing(self) -> list[Alert]: ...
+
+    def acknowledge(self, alert_id: int) -> Alert: ...  # exactly what ``tape alerts ack`` does
 
 
 class SummaryLike(Protocol):
@@ -102,5 +121,6 @@ class CockpitSources:
     health: Callable[[], list[str]] | None = None  # data health lines (the lake's, via cli)
     replay_day: int | None = None  # open on the replay screen at this day (YYYYMMDD)
     commands: CommandSender | None = None  # operator commands to a running session
+    alerts: AlertDesk | None = None  # the firing alerts, acknowledged with ``a``
     follow: bool = True  # poll the journal's length and fold what was appended
     poll_interval_s: float = 0.5

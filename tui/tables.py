@@ -42,6 +42,9 @@ class Row:
 TABLES: dict[str, tuple[Column, ...]] = {
     "#verdicts": (Column("seq", 8), Column("step", 4), Column("strategy", 5),
                   Column("verdict", 9, wraps=True, min_width=30)),
+    "#alerts": (Column("id", 9), Column("severity", 7), Column("rule", 6), Column("key", 5),
+                Column("fired (UTC)", 3), Column("acked by", 4),
+                Column("message", 8, wraps=True, min_width=24)),
     "#blotter": (Column("seq", 3), Column("order", 9), Column("strategy", 2), Column("symbol", 8),
                  Column("side", 8), Column("qty", 7), Column("filled", 7), Column("avg px", 4),
                  Column("status", 8), Column("reason", 1, wraps=True, min_width=16)),

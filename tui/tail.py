@@ -11,7 +11,16 @@ from kernel.journal import Journal
 from tui.describe import describe, instrument_ids_of
 from tui.format import utc_text
 
-__all__ = ["TAIL_ROWS", "TailFilter", "TailRow", "parse_jump", "read_tail", "seq_at_time"]
+__all__ = [
+    "TAIL_ROWS",
+    "TailFilter",
+    "TailPage",
+    "TailRow",
+    "parse_jump",
+    "read_tail",
+    "read_tail_growth",
+    "seq_at_time",
+]
 
 TAIL_ROWS = 200  # rows a page of the tail shows
 SCAN_MAX = 200_000  # records a filtered page scans before it stops (and says so)
@@ -69,28 +78,94 @@ def _instrument_id(tail_filter: TailFilter, instruments: dict[int, Instrument]) 
     return -1
 
 
+@dataclass(frozen=True)
+class TailPage:
+    """What the journal screen shows: ``rows`` matching ``filter`` from ``start`` (``None``: the
+    journal's last matching records, followed as it grows) and ``end``, the journal's length
+    when the rows were read (the next record a followed page describes)."""
+
+    filter: TailFilter
+    start: int | None
+    rows: list[TailRow]
+    end: int
+    note: str = ""  # why the page is empty (a time after the journal's end)
+
+    @property
+    def follows(self) -> bool:
+        return self.start is None and not self.note
+
+    @property
+    def head(self) -> str:
+        if self.note:
+            return self.note
+        where = f"from seq {self.first:,}" if self.start is not None else "the last matching records"
+        return f"{len(self.rows)} rows, {where} (journal has {self.end:,}); filter: {self.filter.describe()}"
+
+    @property
+    def first(self) -> int:
+        return min(max(self.start or 0, 0), max(self.end - 1, 0))
+
+    def extended(self, rows: list[TailRow], end: int) -> TailPage:
+        """The followed page after the journal grew to ``end``: the new matching ``rows`` (read
+        from this page's ``end``) appended, the oldest dropped past ``TAIL_ROWS``."""
+        kept = [*self.rows, *rows][-TAIL_ROWS:] if rows else self.rows
+        return TailPage(self.filter, None, kept, max(end, self.end))
+
+
 def read_tail(
     journal: Journal,
     tail_filter: TailFilter,
     start: int | None,
     instruments: dict[int, Instrument],
     currency: str,
-) -> tuple[list[TailRow], str]:
-    """A page of rows and a header line. From ``start`` forward, or (``None``) the last page:
-    the scan starts far enough back to fill it (at most ``SCAN_MAX`` records)."""
+) -> TailPage:
+    """A page of rows. From ``start`` forward, or (``None``) the last page: the scan starts far
+    enough back to fill it (at most ``SCAN_MAX`` records)."""
     count = len(journal)
-    first = (
-        start
-        if start is not None
-        else max(0, count - (TAIL_ROWS if not _filtering(tail_filter) else SCAN_MAX))
-    )
+    first = start if start is not None else count - _scan_back(tail_filter)
     first = min(max(first, 0), max(count - 1, 0))
+    limit = TAIL_ROWS if start is not None else None
+    rows = _matching(journal, first, count, tail_filter, instruments, currency, limit)
+    if start is None:
+        rows = rows[-TAIL_ROWS:]
+    return TailPage(tail_filter, start, rows, count)
+
+
+def read_tail_growth(
+    journal: Journal, page: TailPage, instruments: dict[int, Instrument], currency: str
+) -> tuple[list[TailRow], int]:
+    """The rows a followed page gains: the records appended since ``page.end`` that match its
+    filter, each decoded and described once (a journal that grew by more than a page's scan
+    is read from that far back only). Returns them and the journal's length."""
+    count = len(journal)
+    if count <= page.end:
+        return [], page.end
+    first = max(page.end, count - _scan_back(page.filter))
+    return _matching(journal, first, count, page.filter, instruments, currency, None), count
+
+
+def _scan_back(tail_filter: TailFilter) -> int:
+    """How far back from the journal's end the last page is looked for."""
+    return SCAN_MAX if _filtering(tail_filter) else TAIL_ROWS
+
+
+def _matching(
+    journal: Journal,
+    first: int,
+    end: int,
+    tail_filter: TailFilter,
+    instruments: dict[int, Instrument],
+    currency: str,
+    limit: int | None,
+) -> list[TailRow]:
+    """Rows of the records ``[first, end)`` (at most ``SCAN_MAX`` scanned) matching the filter,
+    up to ``limit`` rows."""
     wanted = _instrument_id(tail_filter, instruments)
     rows: list[TailRow] = []
     scanned = 0
     for record in journal.records(first, verify=False):
         scanned += 1
-        if scanned > SCAN_MAX or (start is not None and len(rows) >= TAIL_ROWS):
+        if record.seq >= end or scanned > SCAN_MAX or (limit is not None and len(rows) >= limit):
             break
         if tail_filter.kind and tail_filter.kind not in record.kind:
             continue
@@ -102,11 +177,7 @@ def read_tail(
         rows.append(
             TailRow(record.seq, utc_text(record.ts_ns), record.kind, describe(event, instruments, currency))
         )
-    if start is None:
-        rows = rows[-TAIL_ROWS:]
-    where = f"from seq {first:,}" if start is not None else "the last matching records"
-    head = f"{len(rows)} rows, {where} (journal has {count:,}); filter: {tail_filter.describe()}"
-    return rows, head
+    return rows
 
 
 def _filtering(tail_filter: TailFilter) -> bool:

@@ -17,7 +17,7 @@ from tui.panes import OPERATOR_COMMANDS, SENDABLE
 from tui.positions import position_lines
 from tui.sources import COMMANDS_DISABLED_REASON, COMMANDS_LIVE, ExecutionLike
 from tui.tables import TABLES, Row, fill_table
-from tui.tail import TailRow
+from tui.tail import TailPage
 
 if TYPE_CHECKING:
     from tui.app import CockpitApp
@@ -31,6 +31,7 @@ __all__ = [
     "show_orders",
     "show_positions",
     "show_quality",
+    "show_alerts",
     "show_replay_journal",
     "show_command_buttons",
     "show_static_tabs",
@@ -90,6 +91,7 @@ def show_centre(app: CockpitApp) -> None:
     app.query_one("#dd-spark", Sparkline).data = [-float(d) for d in _drawdowns_e8(navs)[-400:]]
     app.query_one("#cc-risk", Static).update(_risk_text(app))
     app.query_one("#cc-kill", Static).update(_kill_text(app))
+    show_alerts(app)
     app.query_one("#cc-stale", Static).update(_staleness_text(app))
     verdicts = app.data.detail.latest_verdicts if app.data.detail is not None else overview.tail_verdicts
     _fill_verdicts(app, list(verdicts))
@@ -171,10 +173,111 @@ def _kill_text(app: CockpitApp) -> str:
     return text
 
 
+def show_alerts(app: CockpitApp) -> None:
+    """The alerts ``tape alerts follow`` has firing for this journal (its state file), with
+    who acknowledged each; ``a`` acknowledges the highlighted one."""
+    desk = app.sources.alerts
+    head = app.query_one("#cc-alerts", Static)
+    table = app.query_one("#alerts", DataTable)
+    if desk is None:
+        table.display = False
+        head.update(
+            "alerts: not watched here (open with --alerts RULES: the firing alerts of tape alerts "
+            "follow, a acknowledges one)"
+        )
+        return
+    table.display = True
+    alerts, error = app.data.alerts, app.data.alerts_error
+    where = escape(desk.where)
+    if error:
+        head.update(f"alerts ({where}): [red]{escape(error)}[/]")
+    elif alerts is None:
+        head.update(f"alerts ({where}): reading the alert state...")
+    else:
+        waiting = sum(1 for alert in alerts if alert.acked_by is None)
+        colour = "red" if waiting else "green"
+        head.update(
+            f"alerts ({where}): [{colour}]{len(alerts)} firing, {waiting} not acknowledged[/]"
+            + ("; a acknowledges the highlighted one" if waiting else "")
+        )
+    rows = [
+        Row(
+            str(alert.id),
+            (
+                str(alert.id),
+                alert.severity,
+                alert.rule,
+                alert.key,
+                utc_text(alert.fired_at_ns),
+                alert.acked_by or "-",
+                alert.message,
+            ),
+        )
+        for alert in alerts or []
+    ]
+    if app.table_rows.get("#alerts", ([], ""))[0] != rows:
+        fill(app, "#alerts", rows)
+
+
+def _age(ns: int) -> str:
+    """A duration in the unit that reads best."""
+    seconds = ns / 1e9
+    if seconds < 120:
+        return f"{seconds:,.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86_400:,.1f} d"
+
+
+def _live_data_text(app: CockpitApp) -> str:
+    """A live source's data (paper, live), from its journaled inputs: the last bars, when they
+    arrived (the edge's clock), and how old they are at the newest time the journal holds."""
+    overview = app.data.overview
+    bars = overview.bars_event()
+    refused = ", ".join(f"{reason} {n:,}" for reason, n in sorted(overview.quarantined.items()))
+    refused_text = f"; inputs quarantined: {refused}" if refused else ""
+    newest = max(overview.last_ts_ns, overview.newest_input_ns, bars.received_ns if bars else 0)
+    if bars is None:
+        return f"data: no bars received yet (newest journaled time {utc_text(newest)}){refused_text}"
+    seq = overview.last_bars.seq if overview.last_bars is not None else 0
+    head = (
+        f"data: last bars (seq {seq:,}, {len(bars.instrument_ids)} names, {overview.bars_records:,} "
+        f"steps of bars) for the step of {utc_text(bars.ts_ns)}"
+    )
+    if not bars.received_ns:
+        return f"{head}; their arrival is not stamped (a feed without a clock){refused_text}"
+    lag = bars.received_ns - bars.ts_ns
+    late = f"{_age(lag)} after that step" if lag >= 0 else f"{_age(-lag)} before that step"
+    stale = newest - bars.received_ns
+    colour = "red" if overview.empty_passes else "green"
+    return (
+        f"{head}, arrived {utc_text(bars.received_ns)} ({late})\n"
+        f"  staleness: [{colour}]{_age(stale)}[/] since that arrival at the newest journaled time "
+        f"{utc_text(newest)}; {overview.empty_passes:,} clock advances with no bars since{refused_text}"
+    )
+
+
+def _venue_text(app: CockpitApp) -> str:
+    sender = app.sources.commands
+    session = (
+        "a session is writing this journal"
+        if sender is not None and sender.running()
+        else "no session is writing this journal now"
+    )
+    return (
+        f"venue: connection state is not journaled yet (it waits for the session's journaled health "
+        f"inputs, issue 11); {session}"
+    )
+
+
 def _staleness_text(app: CockpitApp) -> str:
     overview = app.data.overview
     dataset = overview.dataset
     last = f"last event {utc_text(overview.last_ts_ns)}" if overview.last_ts_ns else "no events"
+    if overview.live_source:
+        return f"{_live_data_text(app)}\n{_venue_text(app)}"
     if dataset is None:
         return f"data: no data set referenced; {last}"
     behind_ns = max(0, dataset.last_ts_ns - overview.last_ts_ns)
@@ -381,10 +484,12 @@ def show_why_event(app: CockpitApp, index: int) -> None:
 # --- 5 journal -------------------------------------------------------------------------------
 
 
-def show_tail(app: CockpitApp, rows: list[TailRow], head: str) -> None:
-    cells = [Row(str(row.seq), (str(row.seq), row.time, row.kind, row.text)) for row in rows]
+def show_tail(app: CockpitApp, page: TailPage) -> None:
+    """The journal page; a followed page that only slid on gets its new rows appended
+    (``tui.tables.fill_table``)."""
+    cells = [Row(str(row.seq), (str(row.seq), row.time, row.kind, row.text)) for row in page.rows]
     fill(app, "#tail", cells)
-    app.query_one("#tail-head", Static).update(escape(head))
+    app.query_one("#tail-head", Static).update(escape(page.head))
 
 
 # --- 6 replay ----------------------------------------------------------------------------------
@@ -414,14 +519,17 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
 
 def show_command_buttons(app: CockpitApp) -> None:
     """halt / flatten / rearm on while a session writes the journal (``CommandSender``); pause,
-    resume go to one strategy (its id typed above); acknowledge stays off (alerts are acked with
-    tape alerts ack)."""
+    resume go to one strategy (its id typed above); acknowledge on while an alert of the alert
+    state (``--alerts``) waits for one: it acknowledges the one highlighted on the command centre."""
     sender = app.sources.commands
     live = sender is not None and sender.running()
     app.query_one("#commands-reason", Static).update(COMMANDS_LIVE if live else COMMANDS_DISABLED_REASON)
+    waiting = [alert for alert in app.data.alerts or [] if alert.acked_by is None]
     for command in OPERATOR_COMMANDS:
         button = app.query_one(f"#cmd-{command}", Button)
         enabled = live and command in SENDABLE
+        if command == "acknowledge":  # the alert highlighted on the command centre (a)
+            enabled = app.sources.alerts is not None and bool(waiting)
         button.disabled = not enabled
         button.label = command if enabled else f"{command} (disabled)"
 
