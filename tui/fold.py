@@ -45,6 +45,8 @@ from domain.events import (
     RunFinished,
     RunStarted,
     TargetsDecided,
+    VenueConnection,
+    VenueReconciled,
 )
 from domain.instruments import Instrument
 from kernel.journal import Record
@@ -75,6 +77,7 @@ OVERVIEW_KINDS = frozenset(
         "run.finished.v1",
         *("market.bars_received.v1", "clock.advanced.v1", "operator.command_received.v1"),
         "input.quarantined.v1",
+        *("venue.connection.v1", "venue.reconciled.v1"),
     }
 )
 INPUT_CLOCK_KINDS = frozenset({"clock.advanced.v1", "operator.command_received.v1", "input.quarantined.v1"})
@@ -126,6 +129,10 @@ class Overview:
     empty_passes: int = 0  # clock.advanced records (steps passed with no bar) since the last bars
     newest_input_ns: int = 0  # the latest edge-clock stamp of an input (clock, command, quarantine)
     quarantined: Counter[str] = field(default_factory=Counter)  # inputs refused, by reason
+    # a live session's venue: the last connection change of each stream, drops, reconciliations
+    connection: dict[str, tuple[int, VenueConnection]] = field(default_factory=dict)
+    disconnects: int = 0
+    last_reconciled: tuple[int, VenueReconciled] | None = None
 
     @property
     def currency(self) -> str:
@@ -162,6 +169,8 @@ class Overview:
             self.finished = event
         elif isinstance(event, InputQuarantined):
             self.quarantined[event.reason] += 1
+        elif isinstance(event, VenueConnection | VenueReconciled):
+            self._apply_venue(record.seq, event)
         else:
             self._apply_kill_switch(record.seq, event)
 
@@ -179,6 +188,14 @@ class Overview:
         if record.kind == "clock.advanced.v1":
             self.empty_passes += 1
         return record.kind != "input.quarantined.v1"
+
+    def _apply_venue(self, seq: int, event: VenueConnection | VenueReconciled) -> None:
+        self.newest_input_ns = max(self.newest_input_ns, event.ts_ns)
+        if isinstance(event, VenueReconciled):
+            self.last_reconciled = (seq, event)
+            return
+        self.connection[event.stream] = (seq, event)
+        self.disconnects += event.state == "disconnected"
 
     def _apply_kill_switch(self, seq: int, event: object) -> None:
         if isinstance(event, KillSwitchTripped):

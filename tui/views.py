@@ -266,10 +266,26 @@ def _venue_text(app: CockpitApp) -> str:
         if sender is not None and sender.running()
         else "no session is writing this journal now"
     )
-    return (
-        f"venue: connection state is not journaled yet (it waits for the session's journaled health "
-        f"inputs, issue 11); {session}"
+    overview = app.data.overview
+    streams = "; ".join(
+        f"{stream} {event.state} at {utc_text(event.ts_ns)}"
+        for stream, (_, event) in sorted(overview.connection.items())
     )
+    reconciled = overview.last_reconciled
+    if not streams and reconciled is None:
+        return f"venue: no connection changes journaled (a live session journals each; paper none); {session}"
+    lines = [
+        f"venue: {streams or 'connected (no drop journaled)'}; {overview.disconnects:,} drops; {session}"
+    ]
+    if reconciled is not None:
+        seq, found = reconciled
+        colour = "red" if found.differences else "green"
+        lines.append(
+            f"  reconciled ({found.when}, seq {seq:,}) at {utc_text(found.ts_ns)}: [{colour}]"
+            f"{len(found.differences)} differences[/], {found.fills_recovered} fills recovered; "
+            f"{found.action}"
+        )
+    return "\n".join(lines)
 
 
 def _staleness_text(app: CockpitApp) -> str:

@@ -18,7 +18,7 @@ from cli.alerts_cmd import firing_alerts
 from cli.cockpit_cmd import cockpit_sources
 from cli.main import main
 from cli.wiring import make_strategies
-from domain.events import Event
+from domain.events import Event, VenueConnection, VenueReconciled
 from domain.riskrules import KillSwitchConfig
 from kernel.loop import Kernel
 from kernel.store import open_journal
@@ -292,7 +292,7 @@ async def test_a_queued_sessions_staleness_comes_from_its_journaled_inputs(tmp_p
         assert f"staleness: {age_days:,.1f} d since that arrival" in stale
         assert f"newest journaled time {utc_text(newest)}; 3 clock advances with no bars since" in stale
         assert "inputs quarantined: DUPLICATE 1" in stale
-        assert "connection state is not journaled yet" in stale and "issue 11" in stale
+        assert "no connection changes journaled" in stale
         assert "no session is writing this journal now" in stale
         assert "101 steps of bars" in stale
     # the fold behind it, without the screen
@@ -303,6 +303,29 @@ async def test_a_queued_sessions_staleness_comes_from_its_journaled_inputs(tmp_p
         3,
         {"DUPLICATE": 1},
     )
+
+
+@pytest.mark.asyncio
+async def test_a_live_sessions_connection_and_reconciliation_are_shown(tmp_path: Path) -> None:
+    """What ``tape live`` journals about its venue (``venue.connection.v1``,
+    ``venue.reconciled.v1``; constructed here on a queued session) is on the command centre."""
+    path, grid = queued_session(tmp_path)
+    with open_journal(path, writable=True) as store:
+        store.append(VenueConnection(ts_ns=grid[104], venue="binance", stream="orders", state="disconnected"))
+        store.append(VenueConnection(ts_ns=grid[105], venue="binance", stream="orders", state="reconciled"))
+        store.append(
+            VenueReconciled(
+                ts_ns=grid[105], venue="binance", when="reconnect", orders_checked=1, fills_recovered=2,
+                differences=["USDT: venue 1, book 2 (difference -1)"], action="halted",
+            )
+        )  # fmt: skip
+        store.commit()
+    app = CockpitApp(cockpit_sources(path, follow=False))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        stale = text(app, "#cc-stale").replace("\n", " ")
+        assert f"venue: orders reconciled at {utc_text(grid[105])}; 1 drops" in stale
+        assert "reconciled (reconnect, seq" in stale and "1 differences, 2 fills recovered; halted" in stale
 
 
 @pytest.mark.asyncio
