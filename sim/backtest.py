@@ -467,6 +467,10 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
+    (("account", "initial_e8"), 0),  # margin requirements (kernel.margin): none before them
+    (("account", "maintenance_e8"), 0),
+    (("account", "margin_call"), "liquidate"),
+    (("account", "futures_margin"), []),
 )
 
 
