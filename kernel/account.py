@@ -66,10 +66,14 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         if not 0 <= self.collar_e8 < RATE_SCALE:
             raise ValueError(f"account.collar_e8 must be in [0, 1e8), got {self.collar_e8}")
         if self.margin_call not in MARGIN_CALL_POLICIES:
-            raise ValueError(f"account.margin_call must be one of {MARGIN_CALL_POLICIES}, got {self.margin_call!r}")
+            raise ValueError(
+                f"account.margin_call must be one of {MARGIN_CALL_POLICIES}, got {self.margin_call!r}"
+            )
         if self.initial_e8 or self.maintenance_e8:
             if self.cash:
-                raise ValueError("account.initial_e8 / maintenance_e8 are a margin account's; a cash account pays in full")
+                raise ValueError(
+                    "account.initial_e8 / maintenance_e8 are a margin account's; a cash account pays in full"
+                )
             if not 0 < self.maintenance_e8 <= self.initial_e8 <= RATE_SCALE:
                 raise ValueError(
                     f"account: need 0 < maintenance_e8 ({self.maintenance_e8}) <= initial_e8 "

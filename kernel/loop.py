@@ -591,16 +591,7 @@ class Kernel:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
         verdicts.extend(order_verdicts)
-        if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
-            holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
-            intents, limit_px, paid = self._buying_power.check(
-                desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
-                self.state.open_orders,
-            )  # fmt: skip
-            verdicts.extend(paid)
-        if self._margin is not None:  # a margin account's initial requirement (kernel.margin)
-            intents, margined = self._margin_check(step, intents, limit_px, nav, prices)
-            verdicts.extend(margined)
+        intents, limit_px = self._account_checks(step, intents, limit_px, nav, prices, verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
             desk.journal(verdict)
         if self._router is not None:
@@ -608,14 +599,48 @@ class Kernel:
         self._send(step, ts_ns, sid, intents, limit_px)
         return bool(intents)
 
+    def _account_checks(
+        self,
+        step: int,
+        intents: list[OrderIntent],
+        limit_px: dict[int, int],
+        nav: int,
+        prices: dict[int, int],
+        verdicts: list[RuleVerdict],
+    ) -> tuple[list[OrderIntent], dict[int, int]]:
+        """The account's own checks after the risk policy: a cash account's buying power, a
+        margin account's initial requirement; their verdicts are appended to ``verdicts``."""
+        if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
+            holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+            intents, limit_px, paid = self._buying_power.check(
+                self.desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
+                self.state.open_orders,
+            )  # fmt: skip
+            verdicts.extend(paid)
+        if self._margin is not None:  # a margin account's initial requirement (kernel.margin)
+            intents, margined = self._margin_check(step, intents, limit_px, nav, prices)
+            verdicts.extend(margined)
+        return intents, limit_px
+
     def _margin_check(
-        self, step: int, intents: list[OrderIntent], limit_px: dict[int, int], nav: int, prices: dict[int, int]
+        self,
+        step: int,
+        intents: list[OrderIntent],
+        limit_px: dict[int, int],
+        nav: int,
+        prices: dict[int, int],
     ) -> tuple[list[OrderIntent], list[RuleVerdict]]:
         assert self._margin is not None
         holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
         try:
             return self._margin.check(
-                self.desk.session_of_order(step), intents, limit_px, nav, holdings, prices, self.state.open_orders
+                self.desk.session_of_order(step),
+                intents,
+                limit_px,
+                nav,
+                holdings,
+                prices,
+                self.state.open_orders,
             )
         except MarginError as error:
             raise KernelError(f"step {step}: {error}") from None
@@ -711,7 +736,12 @@ class Kernel:
         if self._margin is not None:  # the maintenance check after settlement (kernel.margin)
             try:
                 self._margin.close(
-                    desk, step, ts_ns, day, self.valuation.nav_minor(step), self.valuation.prices(step),
+                    desk,
+                    step,
+                    ts_ns,
+                    day,
+                    self.valuation.nav_minor(step),
+                    self.valuation.prices(step),
                     self._margin_halt,
                 )
             except MarginError as error:

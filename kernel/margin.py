@@ -56,7 +56,15 @@ from datetime import date
 import msgspec
 
 from domain.events import MarginCalled
-from domain.fixed import RATE_SCALE, Rounding, apply_rate, div_round, from_decimal_text, minor_digits, to_decimal
+from domain.fixed import (
+    RATE_SCALE,
+    Rounding,
+    apply_rate,
+    div_round,
+    from_decimal_text,
+    minor_digits,
+    to_decimal,
+)
 from domain.futures import is_daily_settled
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position
@@ -147,7 +155,9 @@ class Requirement:
         if per_contract:
             return div_round(qty * per_contract, 10**instrument.qty_digits, Rounding.CEILING)
         rate = self.initial_e8 if initial else self.maintenance_e8
-        return apply_rate(notional_minor(instrument, qty, max(px_raw, 0), Rounding.CEILING), rate, Rounding.CEILING)
+        return apply_rate(
+            notional_minor(instrument, qty, max(px_raw, 0), Rounding.CEILING), rate, Rounding.CEILING
+        )
 
 
 def _money_minor(text: str, currency: str, where: str) -> int:
@@ -185,7 +195,9 @@ def futures_schedules(
         raise MarginError(f"account.futures_margin: {unknown} are not futures of this data set")
     schedules = {}
     for iid, inst in futures.items():
-        pair = tuple(_schedule([row for row in rows if row.symbol == name], inst) for name in (inst.symbol, "*"))
+        pair = tuple(
+            _schedule([row for row in rows if row.symbol == name], inst) for name in (inst.symbol, "*")
+        )
         if pair[0] or pair[1]:
             schedules[iid] = (pair[0], pair[1])
     return schedules
@@ -316,7 +328,9 @@ class MarginBook:
             held = projected.get(iid, 0)
             after = held + order.side * order.leaves_qty_raw
             reserved += max(
-                self.amount(iid, day, after, px, initial=True) - self.amount(iid, day, held, px, initial=True), 0
+                self.amount(iid, day, after, px, initial=True)
+                - self.amount(iid, day, held, px, initial=True),
+                0,
             )
             projected[iid] = after
         free = equity_minor - in_use - reserved
@@ -328,7 +342,9 @@ class MarginBook:
             kept, used = self._order(day, intent, px, projected, free, context, verdicts)
             if kept is not None:
                 out.append(kept)
-                projected[kept.instrument_id] = projected.get(kept.instrument_id, 0) + kept.side * kept.qty_raw
+                projected[kept.instrument_id] = (
+                    projected.get(kept.instrument_id, 0) + kept.side * kept.qty_raw
+                )
                 free -= used
         return out, verdicts
 
@@ -421,7 +437,9 @@ class MarginBook:
             halt(step, ts_ns, reason, total, equity_minor)
             return called
         desk.cancel_where(step, ts_ns, reason, keep=lambda order: False)
-        for iid, qty in _liquidation_plan(desk.state.positions, maintenance, equity_minor, initial, self._instruments):
+        for iid, qty in _liquidation_plan(
+            desk.state.positions, maintenance, equity_minor, initial, self._instruments
+        ):
             side = -1 if qty > 0 else 1
             desk.submit(step, ts_ns, MARGIN_CALL_STRATEGY_ID, iid, side, abs(qty), marks[iid])
         return called

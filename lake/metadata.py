@@ -36,6 +36,7 @@ cannot gain a field without changing the bytes of every journal's ``instruments.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -119,12 +120,17 @@ def read_metadata(path: Path) -> list[Row]:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         rows = [
-            Row(f"line {reader.line_num}", {key: value.strip() for key, value in raw.items() if value and value.strip()})
+            Row(
+                f"line {reader.line_num}",
+                {key: value.strip() for key, value in raw.items() if value and value.strip()},
+            )
             for raw in reader
         ]
         unknown = sorted(set(reader.fieldnames or []) - set(METADATA_KEYS))
     if unknown:
-        raise MetadataError(str(path), [f"line 1: unknown column(s) {unknown}; known: {', '.join(METADATA_KEYS)}"])
+        raise MetadataError(
+            str(path), [f"line 1: unknown column(s) {unknown}; known: {', '.join(METADATA_KEYS)}"]
+        )
     return rows
 
 
@@ -163,7 +169,7 @@ def _st_periods(value: object) -> list[tuple[int, int]]:
             raise ValueError(f"st_periods: {first}..{last} ends before it starts")
         periods.append((start, end))
     periods.sort()
-    for (_, end), (start, _) in zip(periods, periods[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(periods):
         if start <= end:
             raise ValueError("st_periods overlap")
     return periods
@@ -229,9 +235,13 @@ def _match(row: Row, known: list[Instrument]) -> Instrument:
     found = [i for i in known if i.symbol == symbol and (venue is None or i.venue == venue)]
     if not found:
         names = ", ".join(sorted(f"{i.venue}:{i.symbol}" for i in known)[:8])
-        raise ValueError(f"no instrument {venue + ':' if venue else ''}{symbol} in the lake (known: {names}...)")
+        raise ValueError(
+            f"no instrument {venue + ':' if venue else ''}{symbol} in the lake (known: {names}...)"
+        )
     if len(found) > 1:
-        raise ValueError(f"{symbol} is on several venues ({', '.join(i.venue for i in found)}); give the venue")
+        raise ValueError(
+            f"{symbol} is on several venues ({', '.join(i.venue for i in found)}); give the venue"
+        )
     return found[0]
 
 
@@ -265,6 +275,26 @@ def apply_metadata(lake_root: Path, path: Path) -> MetadataReport:
         raise MetadataError(str(lake_root), ["not a lake (no lake.json)"])
     rows = read_metadata(path)
     known = lake.instruments()
+    updated, seen, delisting, problems = _validated(lake, rows, known)
+    if problems:
+        raise MetadataError(str(path), problems)
+    report = MetadataReport(str(lake_root), str(path), lake.content_hash, len(rows))
+    for inst in known:
+        if inst.instrument_id in seen:
+            _report_row(report, inst, updated[inst.instrument_id], delisting.get(inst.instrument_id, 0))
+    if report.changed:
+        report.content_hash = lake.commit([], instruments=[updated[i.instrument_id] for i in known])
+    folder = lake_root / "reports"
+    folder.mkdir(exist_ok=True)
+    version = int(lake.manifest()["version"])
+    (folder / f"metadata-{version:06d}.json").write_text(report.to_json() + "\n")
+    return report
+
+
+def _validated(
+    lake: Lake, rows: list[Row], known: list[Instrument]
+) -> tuple[dict[int, Instrument], dict[int, str], dict[int, int], list[str]]:
+    """(instruments after the rows, the row of each instrument named, delisting days, problems)."""
     problems: list[str] = []
     updated = {inst.instrument_id: inst for inst in known}
     seen: dict[int, str] = {}
@@ -287,29 +317,19 @@ def apply_metadata(lake_root: Path, path: Path) -> MetadataReport:
         updated[new.instrument_id] = new
         if delisted:
             delisting[new.instrument_id] = delisted
-    if problems:
-        raise MetadataError(str(path), problems)
-    report = MetadataReport(str(lake_root), str(path), lake.content_hash, len(rows))
-    for inst in known:
-        if inst.instrument_id not in seen:
-            continue
-        name = f"{inst.venue}:{inst.symbol}"
-        new = updated[inst.instrument_id]
-        changes = [
-            f"{key}: {getattr(inst, key)!r} -> {getattr(new, key)!r}"
-            for key in Instrument.__struct_fields__
-            if getattr(inst, key) != getattr(new, key)
-        ]
-        if changes:
-            report.changed[name] = changes
-        else:
-            report.unchanged.append(name)
-        if inst.instrument_id in delisting:
-            report.delisting[name] = delisting[inst.instrument_id]
-    if report.changed:
-        report.content_hash = lake.commit([], instruments=[updated[i.instrument_id] for i in known])
-    folder = lake_root / "reports"
-    folder.mkdir(exist_ok=True)
-    version = int(lake.manifest()["version"])
-    (folder / f"metadata-{version:06d}.json").write_text(report.to_json() + "\n")
-    return report
+    return updated, seen, delisting, problems
+
+
+def _report_row(report: MetadataReport, old: Instrument, new: Instrument, delisting: int) -> None:
+    name = f"{old.venue}:{old.symbol}"
+    changes = [
+        f"{key}: {getattr(old, key)!r} -> {getattr(new, key)!r}"
+        for key in Instrument.__struct_fields__
+        if getattr(old, key) != getattr(new, key)
+    ]
+    if changes:
+        report.changed[name] = changes
+    else:
+        report.unchanged.append(name)
+    if delisting:
+        report.delisting[name] = delisting

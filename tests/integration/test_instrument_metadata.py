@@ -79,7 +79,9 @@ def test_st_periods_from_a_metadata_file_reach_the_journal_and_the_5_percent_ban
     assert tape(export) == 0
     # Constructed: SPDB as if ST through 2011 (it never was), in the bank sector.
     meta = tmp_path / "meta.csv"
-    meta.write_text("symbol,venue,st_periods,sector,listing_date\n600000.SH,SSE,2010-12-01..2011-12-31,bank,1999-11-10\n")
+    meta.write_text(
+        "symbol,venue,st_periods,sector,listing_date\n600000.SH,SSE,2010-12-01..2011-12-31,bank,1999-11-10\n"
+    )
     assert tape(["ingest", "metadata", str(meta), "--out", str(lake)]) == 0
     out = capsys.readouterr().out
     assert "SSE:600000.SH" in out and "rows 1 = changed 1 + unchanged 0" in out
@@ -96,8 +98,14 @@ def test_st_periods_from_a_metadata_file_reach_the_journal_and_the_5_percent_ban
         with open_journal(config.journal) as journal:
             events[name] = [event for _, event in journal.events()]
     defined = next(e for e in events["after"] if isinstance(e, InstrumentsDefined)).instruments[0]
-    assert (defined.st_periods, defined.sector, defined.listing_day) == ([(20101201, 20111231)], "bank", 19991110)
-    assert next(e for e in events["before"] if isinstance(e, InstrumentsDefined)).instruments[0].st_periods == []
+    assert (defined.st_periods, defined.sector, defined.listing_day) == (
+        [(20101201, 20111231)],
+        "bank",
+        19991110,
+    )
+    assert (
+        next(e for e in events["before"] if isinstance(e, InstrumentsDefined)).instruments[0].st_periods == []
+    )
     # 7% above the close: inside the main board's 10% band, outside ST's 5%.
     submitted = next(e for e in events["after"] if isinstance(e, OrderSubmitted))
     assert any(isinstance(e, OrderAccepted) for e in events["before"])
@@ -114,9 +122,9 @@ def test_a_bad_metadata_file_names_every_problem_and_leaves_the_lake_unchanged(
     before = Lake(lake).content_hash
     meta = tmp_path / "meta.toml"
     meta.write_text(
-        "[[instrument]]\nsymbol = \"600000.SH\"\ntick = \"0.005\"\n"  # finer than the 2 stored digits
-        "[[instrument]]\nsymbol = \"NOPE\"\nboard = \"main\"\n"
-        "[[instrument]]\nsymbol = \"600000.SH\"\nvenue = \"SSE\"\n"  # a second row for it
+        '[[instrument]]\nsymbol = "600000.SH"\ntick = "0.005"\n'  # finer than the 2 stored digits
+        '[[instrument]]\nsymbol = "NOPE"\nboard = "main"\n'
+        '[[instrument]]\nsymbol = "600000.SH"\nvenue = "SSE"\n'  # a second row for it
     )
     with pytest.raises(MetadataError) as raised:
         apply_metadata(lake, meta)
@@ -164,7 +172,9 @@ def test_a_future_declared_by_metadata_settles_daily_with_its_multiplier_and_mar
               "ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"]  # fmt: skip
     assert tape(ingest) == 0
     meta = tmp_path / "meta.toml"  # constructed: the Euro Stoxx 50 future's 10 EUR/pt, tick 1.0
-    meta.write_text('[[instrument]]\nsymbol = "FESX-2006"\nasset_class = "future"\nmultiplier = 10\ntick = "1"\n')
+    meta.write_text(
+        '[[instrument]]\nsymbol = "FESX-2006"\nasset_class = "future"\nmultiplier = 10\ntick = "1"\n'
+    )
     assert apply_metadata(lake, meta).changed
     assert tape(["export", str(lake), str(tmp_path / "data"), "--calendar", "24x7"]) == 0
     rows = [FuturesMarginRow(symbol="*", since="2006-01-01", initial="3000", maintenance="2400")]

@@ -40,11 +40,15 @@ from tests.factories import make_config
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 PROXY_ZIP = SHARED / "cn" / "czsc" / "000001.XSHG_index_1min_2015-2019.zip"
 SPDB = SHARED / "cn" / "hikyuu" / "600000.SH_day_raw_tdx.csv"
-needs_proxy = pytest.mark.skipif(not PROXY_ZIP.exists(), reason=f"real market data not present at {PROXY_ZIP}")
+needs_proxy = pytest.mark.skipif(
+    not PROXY_ZIP.exists(), reason=f"real market data not present at {PROXY_ZIP}"
+)
 needs_spdb = pytest.mark.skipif(not SPDB.exists(), reason=f"real market data not present at {SPDB}")
 
 # Constructed rates (not an exchange's notice): 12% initial, 10% maintenance of notional.
-PROXY_ROWS = [FuturesMarginRow(symbol="*", since="2015-07-01", initial_e8=12_000_000, maintenance_e8=10_000_000)]
+PROXY_ROWS = [
+    FuturesMarginRow(symbol="*", since="2015-07-01", initial_e8=12_000_000, maintenance_e8=10_000_000)
+]
 LEVERED = policy_from_mapping(
     {
         "name": {"limit_e8": 2_000_000_000, "action": "clip"},
@@ -181,7 +185,9 @@ def test_dated_rows_apply_from_their_day_and_a_missing_row_is_refused(tmp_path: 
     exchange raising margins in a crash). 20 lots margin 3M on day 1; the raise calls the account."""
     rows = [
         FuturesMarginRow(symbol="*", since="2015-07-01", initial="150000", maintenance="120000"),
-        FuturesMarginRow(symbol="SSE-COMPOSITE-PROXY-FUT", since="2015-07-08", initial="400000", maintenance="300000"),
+        FuturesMarginRow(
+            symbol="SSE-COMPOSITE-PROXY-FUT", since="2015-07-08", initial="400000", maintenance="300000"
+        ),
     ]
     strategy = Plan({("2015-07-06", "10:00"): 4.5})
     config = _proxy_config(tmp_path, "dated", AccountConfig(futures_margin=rows))
@@ -267,8 +273,8 @@ def test_account_settings_are_validated() -> None:
     with pytest.raises(ValueError, match="since must be a date"):
         FuturesMarginRow(symbol="*", since="2024/01/02", initial_e8=2, maintenance_e8=1)
     with pytest.raises(ValueError, match="futures trade in a margin account"):
-        AccountConfig(type="cash", futures_margin=[FuturesMarginRow(symbol="*", since="2024-01-02",
-                                                                    initial_e8=2, maintenance_e8=1)])  # fmt: skip
+        row = FuturesMarginRow(symbol="*", since="2024-01-02", initial_e8=2, maintenance_e8=1)
+        AccountConfig(type="cash", futures_margin=[row])
 
 
 def test_a_cash_account_journals_the_config_it_did_before(tmp_path: Path) -> None:

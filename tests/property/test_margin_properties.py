@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -57,13 +55,17 @@ def _book() -> MarginBook:
 
 
 positions = st.dictionaries(st.sampled_from([1, 2, 3]), st.integers(-5_000, 5_000), max_size=3)
-prices = st.fixed_dictionaries({1: st.integers(1, 50_000), 2: st.integers(1, 60_000), 3: st.integers(1, 50_000)})
+prices = st.fixed_dictionaries(
+    {1: st.integers(1, 50_000), 2: st.integers(1, 60_000), 3: st.integers(1, 50_000)}
+)
 days = st.sampled_from([20240105, 20240301, 20240615])
 
 
 @settings(max_examples=200, deadline=None)
 @given(held=positions, marks=prices, day=days)
-def test_margin_in_use_is_the_sum_over_positions(held: dict[int, int], marks: dict[int, int], day: int) -> None:
+def test_margin_in_use_is_the_sum_over_positions(
+    held: dict[int, int], marks: dict[int, int], day: int
+) -> None:
     book = _book()
     for initial in (True, False):
         used = book.in_use(day, held, marks, initial=initial)
@@ -71,12 +73,14 @@ def test_margin_in_use_is_the_sum_over_positions(held: dict[int, int], marks: di
         assert sum(used.values()) == sum(each.values())
         assert all(amount >= 0 for amount in each.values())
     # The per-contract rows before March, a share of notional from it, both rounded up.
-    if FUTURE.instrument_id in held and held[FUTURE.instrument_id]:
+    if held.get(FUTURE.instrument_id):
         qty = abs(held[FUTURE.instrument_id])
         expected = (
             qty * 12_000_00
             if day < 20240301
-            else apply_rate(notional_minor(FUTURE, qty, marks[2], Rounding.CEILING), 15_000_000, Rounding.CEILING)
+            else apply_rate(
+                notional_minor(FUTURE, qty, marks[2], Rounding.CEILING), 15_000_000, Rounding.CEILING
+            )
         )
         assert book.amount(2, day, qty, marks[2], initial=True) == expected
 
@@ -89,7 +93,7 @@ intents = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(held=positions, marks=prices, day=days, orders=intents, equity=st.integers(-10**8, 10**10))
+@given(held=positions, marks=prices, day=days, orders=intents, equity=st.integers(-(10**8), 10**10))
 def test_no_accepted_order_raises_the_requirement_past_the_equity(
     held: dict[int, int], marks: dict[int, int], day: int, orders: list[OrderIntent], equity: int
 ) -> None:
@@ -107,7 +111,9 @@ def test_no_accepted_order_raises_the_requirement_past_the_equity(
         increment = book.amount(iid, day, after_qty, px, initial=True) - before
         if increment > 0:
             inst = INSTRUMENTS[iid]
-            cost = increment + _commission(inst, notional_minor(inst, order.qty_raw, px, Rounding.CEILING), order.qty_raw)
+            cost = increment + _commission(
+                inst, notional_minor(inst, order.qty_raw, px, Rounding.CEILING), order.qty_raw
+            )
             assert cost <= free, (order, cost, free)
             free -= cost
         else:
