@@ -18,6 +18,7 @@ from rich.table import Table
 from cli.progress import console, progress_bar
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
+from lake.metadata import MetadataError, MetadataReport, apply_metadata
 from lake.partitioned import Lake, LakeError
 from lake.sources import (
     ColumnMap,
@@ -59,6 +60,7 @@ FORMATS = (
     "trades-kraken",
     "trades-nautilus",
     "quotes-nautilus",
+    "metadata",  # instrument metadata (CSV or TOML) applied to the lake's instruments (lake.metadata)
 )
 _TICK_PARSERS = {
     "trades-freqtrade": (parse_freqtrade_trades, "binance"),
@@ -154,7 +156,38 @@ def _csv_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:
     )
 
 
+def _ingest_metadata(args: argparse.Namespace) -> int:
+    """``tape ingest metadata FILE... --out LAKE``: each file validated whole, then stored."""
+    for path in args.paths:
+        try:
+            report = apply_metadata(Path(args.out), Path(path))
+        except MetadataError as error:
+            console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+            console.print("[red]the lake is unchanged by this file[/]")
+            return 2
+        print_metadata(report)
+    return 0
+
+
+def print_metadata(report: MetadataReport) -> None:
+    table = Table(title=f"metadata {Path(report.source).name} -> {report.lake}")
+    table.add_column("instrument")
+    table.add_column("changes", overflow="fold")
+    for name, changes in sorted(report.changed.items()):
+        delisted = f"; delisting {report.delisting[name]}" if name in report.delisting else ""
+        table.add_row(name, "; ".join(changes) + delisted)
+    for name in report.unchanged:
+        table.add_row(name, "unchanged")
+    console.print(table)
+    console.print(
+        f"rows {report.rows_in:,} = changed {len(report.changed):,} + unchanged {len(report.unchanged):,}; "
+        f"content hash {report.content_hash[:16]}..."
+    )
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.kind == "metadata":
+        return _ingest_metadata(args)
     paths = [Path(p) for p in args.paths]
     try:
         parser = _parser_for(args)

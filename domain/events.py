@@ -50,6 +50,7 @@ __all__ = [
     "OrderReplaced",
     "OrderSubmitted",
     "OperatorCommanded",
+    "MarginCalled",
     "PositionLiquidated",
     "OptionExpired",
     "ParentCreated",
@@ -625,6 +626,26 @@ class PositionLiquidated(Event, frozen=True, tag="position.liquidated.v1"):
     reason: str  # "PERP_LIQUIDATION: ..." with the numbers
 
 
+class MarginCalled(Event, frozen=True, tag="margin.called.v1"):
+    """A margin account's equity fell below the maintenance margin of its positions at a
+    session's close (``kernel/margin.py``). ``equity_minor`` is the NAV; the maintenance and
+    initial margins are the sums over the margined positions, each position's maintenance in
+    ``maintenance_by_position_minor`` (same order as ``instrument_ids``); ``policy`` is what
+    follows: ``"liquidate"`` (the kernel's ``margin_call`` orders cut the positions to what the
+    equity margins initially) or ``"halt"`` (the kill switch trips)."""
+
+    day: int
+    step: int
+    equity_minor: int
+    maintenance_minor: int
+    initial_minor: int
+    currency: str
+    policy: str
+    instrument_ids: list[int]
+    maintenance_by_position_minor: list[int]
+    reason: str  # "MARGIN_CALL: equity=..., maintenance=..." with the numbers
+
+
 class FutureSettled(Event, frozen=True, tag="future.settled.v1"):
     """A futures position marked to the session's settlement price at its close (daily
     settlement, ``kernel/futures.py``). ``variation_minor = settled_value_minor -
@@ -894,6 +915,7 @@ AnyEvent = (
     | ChildDeferred
     | ParentDone
     | FutureSettled
+    | MarginCalled
     | OrderReplaced
     | OrderReplaceRejected
     | VenueMessageReceived

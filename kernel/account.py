@@ -31,6 +31,7 @@ from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
+from kernel.margin import MARGIN_CALL_POLICIES, FuturesMarginRow
 from kernel.pipeline import OrderIntent
 
 __all__ = ["ACCOUNT_TYPES", "AccountConfig", "BuyingPower", "CommissionQuote", "FeeQuote"]
@@ -45,16 +46,49 @@ FeeQuote = Callable[[int, OrderFilled], int]
 
 class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[account]``: ``type`` "margin" (the default) or "cash"; ``collar_e8``: how far above
-    the decision price a cash account's unpriced buys may fill (1e-8; default 2%)."""
+    the decision price a cash account's unpriced buys may fill (1e-8; default 2%).
+
+    A margin account's requirements (``kernel.margin``): ``initial_e8`` / ``maintenance_e8``, a
+    share of each non-future position's market value (Reg T: 50% / 25%; 0 = none set: the risk
+    policy's gross limit alone, as before these settings); ``futures_margin``, dated rows per
+    future; ``margin_call``, what a breach of maintenance does ("liquidate" or "halt")."""
 
     type: str = "margin"
     collar_e8: int = 2_000_000
+    initial_e8: int = 0
+    maintenance_e8: int = 0
+    margin_call: str = "liquidate"
+    futures_margin: list[FuturesMarginRow] = []
 
     def __post_init__(self) -> None:
         if self.type not in ACCOUNT_TYPES:
             raise ValueError(f"account.type must be one of {ACCOUNT_TYPES}, got {self.type!r}")
         if not 0 <= self.collar_e8 < RATE_SCALE:
             raise ValueError(f"account.collar_e8 must be in [0, 1e8), got {self.collar_e8}")
+        if self.margin_call not in MARGIN_CALL_POLICIES:
+            raise ValueError(
+                f"account.margin_call must be one of {MARGIN_CALL_POLICIES}, got {self.margin_call!r}"
+            )
+        if self.initial_e8 or self.maintenance_e8:
+            if self.cash:
+                raise ValueError(
+                    "account.initial_e8 / maintenance_e8 are a margin account's; a cash account pays in full"
+                )
+            if not 0 < self.maintenance_e8 <= self.initial_e8 <= RATE_SCALE:
+                raise ValueError(
+                    f"account: need 0 < maintenance_e8 ({self.maintenance_e8}) <= initial_e8 "
+                    f"({self.initial_e8}) <= 1e8"
+                )
+        if self.futures_margin and self.cash:
+            raise ValueError(
+                'account.futures_margin: futures trade in a margin account (type = "margin"); '
+                "a cash account with futures margin is not built"
+            )
+
+    @property
+    def margined(self) -> bool:
+        """Explicit requirements are set (``kernel.margin`` checks orders and calls margin)."""
+        return bool(self.initial_e8 or self.futures_margin)
 
     @property
     def cash(self) -> bool:

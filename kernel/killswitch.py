@@ -128,6 +128,22 @@ class KillSwitch:
         if oldest is not None:
             self.observe(BookDataAged(ts_ns=ts_ns, instrument_id=oldest[1], data_ts_ns=oldest[0]), step)
 
+    def trip(self, step: int, ts_ns: int, trigger: str, limit: int, observed: int, reason: str) -> bool:
+        """Halt trading from inside the kernel (a margin call's ``halt`` policy): a
+        ``KillSwitchTripped`` without flattening, working orders cancelled, as any trip. Only
+        an armed switch trips; True when it did."""
+        kill = self._desk.state.kill
+        assert kill is not None
+        if kill.state is not KillState.ARMED:
+            return False
+        event = KillSwitchTripped(
+            ts_ns=ts_ns, trigger=trigger, flatten=False, limit=limit, observed=observed, reason=reason
+        )
+        self._desk.state.kill = evolve_kill(kill, event)
+        self._desk.journal(event)
+        self._cancel_working(step, ts_ns, f"kill switch tripped ({trigger})")
+        return True
+
     # --- the desk's watcher --------------------------------------------------------------------
 
     def on_venue_answer(

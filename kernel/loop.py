@@ -53,6 +53,7 @@ from kernel.desk import EventSink, OrderDesk
 from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
 from kernel.liquidation import Liquidation
+from kernel.margin import MarginBook, MarginError
 from kernel.markets import MarketRules
 from kernel.options import expiry_settlement, greek_guard
 from kernel.pdt import PdtGuard
@@ -210,6 +211,7 @@ class Kernel:
             )
             desk.watch_orders(self._router)
         self._buying_power = self._cash_account(setup, rules)
+        self._margin = self._margin_book(setup)
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
@@ -311,6 +313,37 @@ class Kernel:
             raise KernelError("a cash account with an execution algorithm is not built (use algo = market)")
         quote = getattr(setup.venue, "commission_quote", None)
         return BuyingPower(setup.account, self._instruments, quote, rules.fee_total)
+
+    def _margin_book(self, setup: RunSetup) -> MarginBook | None:
+        """A margin account's explicit requirements (``kernel.margin``); None without them."""
+        account = setup.account
+        if not account.margined:
+            return None
+        if self._currencies.several:
+            raise KernelError("margin requirements in a book of several currencies are not built yet")
+        panel = self._panel
+        quote = getattr(setup.venue, "commission_quote", None)
+        try:
+            book = MarginBook(
+                self._instruments,
+                futures_margin=account.futures_margin,
+                stock_initial_e8=account.initial_e8,
+                stock_maintenance_e8=account.maintenance_e8,
+                policy=account.margin_call,
+                currency=setup.currency,
+                commission=quote,
+            )
+            traded = panel.valid[setup.start_step :]
+            days = panel.day[setup.start_step :]
+            first_days = {
+                inst.instrument_id: int(days[traded[:, col]][0])
+                for col, inst in enumerate(panel.instruments)
+                if traded[:, col].any()
+            }
+            book.covers(first_days)
+        except MarginError as error:
+            raise KernelError(str(error)) from None
+        return book
 
     def _sleeve_book(self) -> SleeveBook:
         """Several strategies share the book: each keeps its sleeve (``kernel.sleeves``)."""
@@ -565,7 +598,7 @@ class Kernel:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
         intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
         verdicts.extend(order_verdicts)
-        intents, limit_px = self._account_checks(step, intents, limit_px, verdicts)
+        intents, limit_px = self._account_checks(step, intents, limit_px, nav, prices, verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
             desk.journal(verdict)
         if self._router is not None:
@@ -574,21 +607,54 @@ class Kernel:
         return bool(intents)
 
     def _account_checks(
-        self, step: int, intents: list[OrderIntent], limit_px: dict[int, int], verdicts: list[RuleVerdict]
+        self,
+        step: int,
+        intents: list[OrderIntent],
+        limit_px: dict[int, int],
+        nav: int,
+        prices: dict[int, int],
+        verdicts: list[RuleVerdict],
     ) -> tuple[list[OrderIntent], dict[int, int]]:
-        """After the risk stage: a live venue's names with an order still working wait
-        (``defer_working``); a cash account pays from free cash and holds no shorts."""
+        """The account's own checks after the risk policy: a live venue's names with an order
+        still working wait (``defer_working``); a cash account's buying power, a margin
+        account's initial requirement; their verdicts are appended to ``verdicts``."""
         if self._asks_cancels:
             intents, deferred = defer_working(intents, self.state.open_orders)
             verdicts.extend(deferred)
-        if self._buying_power is not None:
+        if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
             holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
             intents, limit_px, paid = self._buying_power.check(
                 self.desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
                 self.state.open_orders,
             )  # fmt: skip
             verdicts.extend(paid)
+        if self._margin is not None:  # a margin account's initial requirement (kernel.margin)
+            intents, margined = self._margin_check(step, intents, limit_px, nav, prices)
+            verdicts.extend(margined)
         return intents, limit_px
+
+    def _margin_check(
+        self,
+        step: int,
+        intents: list[OrderIntent],
+        limit_px: dict[int, int],
+        nav: int,
+        prices: dict[int, int],
+    ) -> tuple[list[OrderIntent], list[RuleVerdict]]:
+        assert self._margin is not None
+        holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+        try:
+            return self._margin.check(
+                self.desk.session_of_order(step),
+                intents,
+                limit_px,
+                nav,
+                holdings,
+                prices,
+                self.state.open_orders,
+            )
+        except MarginError as error:
+            raise KernelError(f"step {step}: {error}") from None
 
     def _as_book(
         self,
@@ -678,6 +744,19 @@ class Kernel:
             self._futures.settle(step, self.state.positions, desk.post, desk.journal)
         ts_ns = int(self._panel.ts_ns[step])
         day = int(self._panel.day[step])
+        if self._margin is not None:  # the maintenance check after settlement (kernel.margin)
+            try:
+                self._margin.close(
+                    desk,
+                    step,
+                    ts_ns,
+                    day,
+                    self.valuation.nav_minor(step),
+                    self.valuation.prices(step),
+                    self._margin_halt,
+                )
+            except MarginError as error:
+                raise KernelError(f"day {day}: {error}") from None
         values = self.valuation.position_values(step)
         exposures = self.valuation.exposures(step) if self._futures.active else values
         if self.valuation.currencies is None:
@@ -709,6 +788,9 @@ class Kernel:
         if self._kill.flattening:
             self._kill.flatten(step, self.valuation.prices(step))
         desk.journal(StateSnapshotted(ts_ns=ts_ns, day=day, snapshot=self.state.snapshot()))
+
+    def _margin_halt(self, step: int, ts_ns: int, reason: str, limit: int, observed: int) -> None:
+        self._kill.trip(step, ts_ns, "margin_call", limit, observed, reason)
 
     def _gross_base(self, step: int, exposures: dict[int, int]) -> int:
         """Gross exposure in the base: each position's exposure converted (half-even)."""

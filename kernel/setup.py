@@ -22,6 +22,7 @@ from kernel.currencies import FxSetup
 from kernel.futures import FuturesConfig
 from kernel.killswitch import KILL_SWITCH_STRATEGY
 from kernel.liquidation import LIQUIDATION_STRATEGY_ID, PerpMargin
+from kernel.margin import MARGIN_CALL_STRATEGY_ID
 from kernel.options import EXPIRY_STRATEGY, OptionModel
 from kernel.router import ExecutionConfig
 from kernel.strategy import Strategy
@@ -40,8 +41,11 @@ class StrategySlot:
     policy: RiskPolicy | None = None
 
 
-RESERVED_STRATEGY_IDS = frozenset({KILL_SWITCH_STRATEGY, LIQUIDATION_STRATEGY_ID, EXPIRY_STRATEGY})
-"""Strategy ids of the orders the kernel sends itself (flattening, liquidation, option expiry)."""
+RESERVED_STRATEGY_IDS = frozenset(
+    {KILL_SWITCH_STRATEGY, LIQUIDATION_STRATEGY_ID, EXPIRY_STRATEGY, MARGIN_CALL_STRATEGY_ID}
+)
+"""Strategy ids of the orders the kernel sends itself (flattening, liquidation, option expiry,
+a margin call's forced sales)."""
 
 
 @dataclass(frozen=True)

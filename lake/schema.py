@@ -131,6 +131,16 @@ INSTRUMENTS = pa.schema(
         _f("lot_raw", pa.int64()),
         _f("multiplier", pa.int64()),
         _f("board", pa.string()),  # A-shares: main, star, chinext, bse, fund ("" elsewhere)
+        # Set by a metadata file (lake.metadata); a lake written before them reads the defaults.
+        _f("listing_day", pa.int64()),
+        _f("st_periods", pa.list_(pa.list_(pa.int64()))),  # inclusive [first, last] YYYYMMDD pairs
+        _f("sector", pa.string()),
+        _f("country", pa.string()),
+        _f("min_notional_minor", pa.int64()),
+        _f("underlying", pa.string()),
+        _f("strike_raw", pa.int64()),
+        _f("expiry_day", pa.int64()),
+        _f("right", pa.string()),
     ]
 )
 QUARANTINE = pa.schema(

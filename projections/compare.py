@@ -55,6 +55,7 @@ COMPARED_KINDS = frozenset(
         "corporate_action.rights.v1",
         "position.liquidated.v1",
         "future.settled.v1",
+        "margin.called.v1",
         "option.expired.v1",
     }
 )

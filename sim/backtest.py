@@ -517,6 +517,10 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
     (("live",), None),
+    (("account", "initial_e8"), 0),  # margin requirements (kernel.margin): none before them
+    (("account", "maintenance_e8"), 0),
+    (("account", "margin_call"), "liquidate"),
+    (("account", "futures_margin"), []),
 )
 
 
