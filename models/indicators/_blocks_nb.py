@@ -12,30 +12,31 @@ import numpy as np
 from numba import njit
 
 NAN = np.nan
+_FLAGS = {"error_model": "numpy", "_nrt": False}
 
 # --- rolling sum (TA-Lib's order: keep the sum of the last n-1 values, add the new one) ------
 # scalars: count (saturates at n-1), acc, pos; ring(n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def sum_push(c, acc, pos, r, o, n, x):
     """-> (count, acc, pos, sum of the last n values or NaN)."""
-    ip = int(pos)
+    ip = pos
     a = acc + x
     r[o + ip] = x
     ip += 1
     if ip == n:
         ip = 0
     if c < n - 1:
-        return c + 1.0, a, float(ip), NAN
-    return c, a - r[o + ip], float(ip), a
+        return c + 1.0, a, ip, NAN
+    return c, a - r[o + ip], ip, a
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def sum2_push(c, pos, acc_a, acc_b, r, o, n, xa, xb):
     """Two rolling sums pushed together (rings at o and o + n): -> (count, pos, acc_a, acc_b,
     sum_a, sum_b); the same arithmetic as two ``sum_push`` blocks."""
-    ip = int(pos)
+    ip = pos
     a = acc_a + xa
     b = acc_b + xb
     r[o + ip] = xa
@@ -44,15 +45,15 @@ def sum2_push(c, pos, acc_a, acc_b, r, o, n, xa, xb):
     if ip == n:
         ip = 0
     if c < n - 1:
-        return c + 1.0, float(ip), a, b, NAN, NAN
-    return c, float(ip), a - r[o + ip], b - r[o + n + ip], a, b
+        return c + 1.0, ip, a, b, NAN, NAN
+    return c, ip, a - r[o + ip], b - r[o + n + ip], a, b
 
 
 # --- EMA seeded with the SMA of its first n values; k = 2 / (n + 1) ---------------------------
 # scalars: count (saturates at n), acc / ema
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def ema_push(c, v, n, k, x):
     """-> (count, acc / ema, ema or NaN)."""
     if c >= n:
@@ -70,42 +71,92 @@ def ema_push(c, v, n, k, x):
 # rings: highs(n) at o, lows(n) at o + n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
+def _ring_max(r, o, n):
+    """The highest value in r[o:o+n], four independent comparison chains (order-free)."""
+    m0 = r[o]
+    m1 = m0
+    m2 = m0
+    m3 = m0
+    j = 0
+    while j + 4 <= n:
+        v0 = r[o + j]
+        v1 = r[o + j + 1]
+        v2 = r[o + j + 2]
+        v3 = r[o + j + 3]
+        m0 = v0 if v0 > m0 else m0
+        m1 = v1 if v1 > m1 else m1
+        m2 = v2 if v2 > m2 else m2
+        m3 = v3 if v3 > m3 else m3
+        j += 4
+    while j < n:
+        v0 = r[o + j]
+        m0 = v0 if v0 > m0 else m0
+        j += 1
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    return m2 if m2 > m0 else m0
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def _ring_min(r, o, n):
+    """The lowest value in r[o:o+n] (as ``_ring_max``)."""
+    m0 = r[o]
+    m1 = m0
+    m2 = m0
+    m3 = m0
+    j = 0
+    while j + 4 <= n:
+        v0 = r[o + j]
+        v1 = r[o + j + 1]
+        v2 = r[o + j + 2]
+        v3 = r[o + j + 3]
+        m0 = v0 if v0 < m0 else m0
+        m1 = v1 if v1 < m1 else m1
+        m2 = v2 if v2 < m2 else m2
+        m3 = v3 if v3 < m3 else m3
+        j += 4
+    while j < n:
+        v0 = r[o + j]
+        m0 = v0 if v0 < m0 else m0
+        j += 1
+    m0 = m1 if m1 < m0 else m0
+    m2 = m3 if m3 < m2 else m2
+    return m2 if m2 < m0 else m0
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def _latest_equal(r, o, n, ip, m):
+    """Chronological offset (0 = oldest, at slot ip) of the newest value equal to m."""
+    for slot in range(ip - 1, -1, -1):
+        if r[o + slot] == m:
+            return n - ip + slot
+    for slot in range(n - 1, ip - 1, -1):
+        if r[o + slot] == m:
+            return slot - ip
+    return 0
+
+
+@njit(cache=True, inline="always", **_FLAGS)
 def _max_scan(r, o, n, ip, trailing):
-    best = r[o + ip]
-    bidx = trailing
-    slot = ip
-    for k in range(1, n):
-        slot += 1
-        if slot == n:
-            slot = 0
-        v = r[o + slot]
-        if v >= best:
-            best = v
-            bidx = trailing + k
-    return best, bidx
+    """The highest of the ring and its bar index, ties to the latest: the same value and index
+    as one oldest-to-newest pass with ``>=`` (the newest value equal to the maximum), found as
+    the maximum first and then the newest slot holding it."""
+    k = _latest_equal(r, o, n, ip, _ring_max(r, o, n))
+    return r[o + (ip + k) % n], trailing + k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _min_scan(r, o, n, ip, trailing):
-    best = r[o + ip]
-    bidx = trailing
-    slot = ip
-    for k in range(1, n):
-        slot += 1
-        if slot == n:
-            slot = 0
-        v = r[o + slot]
-        if v <= best:
-            best = v
-            bidx = trailing + k
-    return best, bidx
+    """The lowest of the ring and its bar index (as ``_max_scan``)."""
+    k = _latest_equal(r, o, n, ip, _ring_min(r, o, n))
+    return r[o + (ip + k) % n], trailing + k
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def hilo_push(c, pos, hv, hidx, lv, lidx, r, o, n, hi, lo):
     """-> (count, pos, high, high index, low, low index, highest or NaN, lowest or NaN)."""
-    ip = int(pos)
+    ip = pos
     r[o + ip] = hi
     r[o + n + ip] = lo
     ip += 1
@@ -123,8 +174,8 @@ def hilo_push(c, pos, hv, hidx, lv, lidx, r, o, n, hi, lo):
     elif lidx < trailing:
         lv, lidx = _min_scan(r, o + n, n, ip, trailing)
     if c < n - 1:
-        return c + 1.0, float(ip), hv, hidx, lv, lidx, NAN, NAN
-    return c + 1.0, float(ip), hv, hidx, lv, lidx, hv, lv
+        return c + 1.0, ip, hv, hidx, lv, lidx, NAN, NAN
+    return c + 1.0, ip, hv, hidx, lv, lidx, hv, lv
 
 
 # --- rolling mean and population variance ------------------------------------------------------
@@ -135,10 +186,10 @@ def hilo_push(c, pos, hv, hidx, lv, lidx, r, o, n, hi, lo):
 # scalars: count (saturates at n), pos, K, s1, s2; ring(n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def var_push(c, pos, k, s1, s2, r, o, n, x):
     """-> (count, pos, K, s1, s2, variance, mean); variance and mean NaN in warm-up."""
-    ip = int(pos)
+    ip = pos
     if c == 0:
         k = x
     d = x - k
@@ -164,7 +215,7 @@ def var_push(c, pos, k, s1, s2, r, o, n, x):
             s1 += dj
             s2 += dj * dj
     if c0 < n - 1:
-        return c, float(ip), k, s1, s2, NAN, NAN
+        return c, ip, k, s1, s2, NAN, NAN
     m1 = s1 / n
     m2 = s2 / n
     var = m2 - m1 * m1
@@ -179,17 +230,17 @@ def var_push(c, pos, k, s1, s2, r, o, n, x):
             dj = r[o + j] - mean
             var += dj * dj
         var = var / n
-    return c, float(ip), k, s1, s2, var, mean
+    return c, ip, k, s1, s2, var, mean
 
 
 # --- rolling sum re-summed exactly every n bars (for sums of squares that must not drift) ------
 # scalars: count (saturates at n), pos, s; ring(n)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def rsum_push(c, pos, s, r, o, n, x):
     """-> (count, pos, s, sum or NaN)."""
-    ip = int(pos)
+    ip = pos
     c0 = c
     if c >= n:
         s = s + x - r[o + ip]
@@ -205,15 +256,15 @@ def rsum_push(c, pos, s, r, o, n, x):
         for j in range(n):
             s += r[o + j]
     if c0 < n - 1:
-        return c, float(ip), s, NAN
-    return c, float(ip), s, s
+        return c, ip, s, NAN
+    return c, ip, s, s
 
 
 # --- Wilder's RSI: seeded with the simple means of the first n gains and losses -----------------
 # scalars: count (saturates at n+1), prev, gain, loss
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def rsi_push(c, prev, gain, loss, n, x):
     """-> (count, prev, gain, loss, rsi or NaN)."""
     if c == 0:
@@ -244,7 +295,7 @@ def rsi_push(c, prev, gain, loss, n, x):
     return c, x, gain, loss, 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def true_range(high, low, prev_close):
     tr = high - low
     t = abs(prev_close - high)
@@ -260,7 +311,7 @@ def true_range(high, low, prev_close):
 # scalars: count (saturates at n+1), prev_close, acc / atr
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def atr_push(cnt, pc, acc, n, hi, lo, c):
     """-> (count, prev_close, acc / atr, atr or NaN)."""
     if cnt == 0.0:

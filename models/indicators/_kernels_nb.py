@@ -30,6 +30,7 @@ from models.indicators._blocks_nb import (
 )
 
 NAN = np.nan
+_FLAGS = {"error_model": "numpy", "_nrt": False}
 
 # ----------------------------------------------------------------------------- drivers
 # The drivers take the indicator's step kernel as an argument (a first-class function), so
@@ -38,13 +39,13 @@ NAN = np.nan
 # another process wrote), so the drivers are not cached.
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _nan_col(out, i):
     for k in range(out.shape[0]):
         out[k, i] = NAN
 
 
-@njit(cache=False)  # takes a dispatcher: not cached (see above)
+@njit(cache=False, **_FLAGS)  # takes a dispatcher: not cached (see above)
 def run1_nb(f, s, r, p, a, out):
     for i in range(a.shape[0]):
         x = a[i]
@@ -55,7 +56,7 @@ def run1_nb(f, s, r, p, a, out):
     return s
 
 
-@njit(cache=False)  # takes a dispatcher: not cached (see above)
+@njit(cache=False, **_FLAGS)  # takes a dispatcher: not cached (see above)
 def run2_nb(f, s, r, p, a, b, out):
     for i in range(a.shape[0]):
         x, y = a[i], b[i]
@@ -66,7 +67,7 @@ def run2_nb(f, s, r, p, a, b, out):
     return s
 
 
-@njit(cache=False)  # takes a dispatcher: not cached (see above)
+@njit(cache=False, **_FLAGS)  # takes a dispatcher: not cached (see above)
 def run3_nb(f, s, r, p, a, b, c, out):
     for i in range(a.shape[0]):
         x, y, z = a[i], b[i], c[i]
@@ -77,7 +78,7 @@ def run3_nb(f, s, r, p, a, b, c, out):
     return s
 
 
-@njit(cache=False)  # takes a dispatcher: not cached (see above)
+@njit(cache=False, **_FLAGS)  # takes a dispatcher: not cached (see above)
 def run4_nb(f, s, r, p, a, b, c, d, out):
     for i in range(a.shape[0]):
         x, y, z, w = a[i], b[i], c[i], d[i]
@@ -88,7 +89,7 @@ def run4_nb(f, s, r, p, a, b, c, d, out):
     return s
 
 
-@njit(cache=False)  # takes a dispatcher: not cached (see above)
+@njit(cache=False, **_FLAGS)  # takes a dispatcher: not cached (see above)
 def run5_nb(f, s, r, p, a, b, c, d, e, out):
     for i in range(a.shape[0]):
         x, y, z, w, v = a[i], b[i], c[i], d[i], e[i]
@@ -103,7 +104,7 @@ def run5_nb(f, s, r, p, a, b, c, d, e, out):
 # p: [n, k] for EMA-based, [n] otherwise
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def sma_nb(s, r, p, x, out, i):
     """s: sum block; r: ring(n)."""
     c, acc, pos = s
@@ -113,7 +114,7 @@ def sma_nb(s, r, p, x, out, i):
     return (c, acc, pos)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def ema_nb(s, r, p, x, out, i):
     c, v = s
     c, v, e = ema_push(c, v, p[0], p[1], x)
@@ -121,26 +122,26 @@ def ema_nb(s, r, p, x, out, i):
     return (c, v)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def wma_nb(s, r, p, x, out, i):
     """s: [count, pos, acc_w, acc_s]; r: ring(n); p: [n, n(n+1)/2]."""
     c, pos, acc_w, acc_s = s
     n = int(p[0])
-    ip = int(pos)
+    ip = pos
     r[ip] = x
     ip += 1
     if ip == n:
         ip = 0
     if c < n - 1:
         out[0, i] = NAN
-        return (c + 1.0, float(ip), acc_w + x * (c + 1.0), acc_s + x)
+        return (c + 1.0, ip, acc_w + x * (c + 1.0), acc_s + x)
     sm = acc_s + x
     w = acc_w + x * p[0]
     out[0, i] = w / p[1]
-    return (c, float(ip), w - sm, sm - r[ip])
+    return (c, ip, w - sm, sm - r[ip])
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def dema_nb(s, r, p, x, out, i):
     c1, v1, c2, v2 = s
     c1, v1, e1 = ema_push(c1, v1, p[0], p[1], x)
@@ -151,7 +152,7 @@ def dema_nb(s, r, p, x, out, i):
     return (c1, v1, c2, v2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def tema_nb(s, r, p, x, out, i):
     c1, v1, c2, v2, c3, v3 = s
     out[0, i] = NAN
@@ -164,7 +165,7 @@ def tema_nb(s, r, p, x, out, i):
     return (c1, v1, c2, v2, c3, v3)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def trima_nb(s, r, p, x, out, i):
     """SMA(b) of SMA(a), a = n // 2 + 1, b = (n + 1) // 2; p: [a, b]; r: ring(a), ring(b)."""
     c1, a1, q1, c2, a2, q2 = s
@@ -179,13 +180,13 @@ def trima_nb(s, r, p, x, out, i):
     return (c1, a1, q1, c2, a2, q2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def kama_nb(s, r, p, x, out, i):
     """s: [count, pos, sumroc, kama, prev]; r: ring(n+1); p: [n, const_max, const_diff]."""
     c, pos, sumroc, kama, prev = s
     n = int(p[0])
     m = n + 1
-    ip = int(pos)
+    ip = pos
     out[0, i] = NAN
     if c > 0:
         nxt = ip + 1
@@ -214,13 +215,13 @@ def kama_nb(s, r, p, x, out, i):
         ip = 0
     if c <= n:
         c = c + 1.0
-    return (c, float(ip), sumroc, kama, x)
+    return (c, ip, sumroc, kama, x)
 
 
 # ----------------------------------------------------------------------------- MACD, PPO, TRIX
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def macd_nb(s, r, p, x, out, i):
     """TA-Lib's seeding: both EMAs start at bar slow-1, the fast one from the SMA of its last
     ``fast`` values. s: [count, sum_slow, sum_fast, ema_fast, ema_slow, signal ema(2)];
@@ -251,7 +252,7 @@ def macd_nb(s, r, p, x, out, i):
     return (c, sum_slow, sum_fast, ef, es, sc, sv)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def ppo_nb(s, r, p, x, out, i):
     """p: [fast, k_fast, slow, k_slow]; two EMA blocks, each SMA-seeded on its own."""
     c1, v1, c2, v2 = s
@@ -266,7 +267,7 @@ def ppo_nb(s, r, p, x, out, i):
     return (c1, v1, c2, v2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def trix_nb(s, r, p, x, out, i):
     """1-bar rate of change (percent) of a triple EMA; s: 3 EMA blocks, [has_prev, prev]."""
     c1, v1, c2, v2, c3, v3, has_prev, prev = s
@@ -287,21 +288,21 @@ def trix_nb(s, r, p, x, out, i):
 # ----------------------------------------------------------------------------- momentum family
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _lag_push(c, pos, r, n, x):
     """Ring of the last n values: -> (count, pos, x[t - n] or NaN while fewer); stores x."""
-    ip = int(pos)
+    ip = pos
     old = r[ip]
     r[ip] = x
     ip += 1
     if ip == n:
         ip = 0
     if c < n:
-        return c + 1.0, float(ip), NAN
-    return c, float(ip), old
+        return c + 1.0, ip, NAN
+    return c, ip, old
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def mom_nb(s, r, p, x, out, i):
     """s: [count, pos]; r: ring(n)."""
     c, pos = s
@@ -310,7 +311,7 @@ def mom_nb(s, r, p, x, out, i):
     return (c, pos)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def roc_nb(s, r, p, x, out, i):
     c, pos = s
     c, pos, old = _lag_push(c, pos, r, int(p[0]), x)
@@ -323,7 +324,7 @@ def roc_nb(s, r, p, x, out, i):
     return (c, pos)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def rsi_nb(s, r, p, x, out, i):
     c, prev, gain, loss = s
     c, prev, gain, loss, v = rsi_push(c, prev, gain, loss, int(p[0]), x)
@@ -331,20 +332,20 @@ def rsi_nb(s, r, p, x, out, i):
     return (c, prev, gain, loss)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _tie(a, b):
     """a and b equal but for rounding: within 1e-14 of their magnitude (as TA-Lib 0.8)."""
     return abs(a - b) <= 1e-14 * (abs(a) + abs(b))
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _fast_k(hh, ll, c):
     if _tie(hh, ll):
         return 0.0
     return (c - ll) / ((hh - ll) / 100.0)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def stochf_nb(s, r, p, hi, lo, c, out, i):
     """s: hilo block, sum block of %K; r: highs(fastk), lows(fastk), ring(fastd)."""
     hc, hp, hv, hx, lv, lx, dc, da, dq = s
@@ -362,7 +363,7 @@ def stochf_nb(s, r, p, hi, lo, c, out, i):
     return (hc, hp, hv, hx, lv, lx, dc, da, dq)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def stoch_nb(s, r, p, hi, lo, c, out, i):
     """p: [fastk, slowk, slowd]; %K slow = SMA(slowk) of fast %K, %D slow = SMA(slowd) of it.
     s: hilo block, sum block (slowk), sum block (slowd)."""
@@ -384,7 +385,7 @@ def stoch_nb(s, r, p, hi, lo, c, out, i):
     return (hc, hp, hv, hx, lv, lx, kc, ka, kq, dc, da, dq)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def stochrsi_nb(s, r, p, x, out, i):
     """p: [period, fastk, fastd]; fast stochastic of RSI (high = low = close = RSI)."""
     rc, rp, rg, rl, hc, hp, hv, hx, lv, lx, dc, da, dq = s
@@ -403,7 +404,7 @@ def stochrsi_nb(s, r, p, x, out, i):
     return (rc, rp, rg, rl, hc, hp, hv, hx, lv, lx, dc, da, dq)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def willr_nb(s, r, p, hi, lo, c, out, i):
     hc, hp, hv, hx, lv, lx = s
     hc, hp, hv, hx, lv, lx, hh, ll = hilo_push(hc, hp, hv, hx, lv, lx, r, 0, int(p[0]), hi, lo)
@@ -414,20 +415,20 @@ def willr_nb(s, r, p, hi, lo, c, out, i):
     return (hc, hp, hv, hx, lv, lx)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def cci_nb(s, r, p, hi, lo, c, out, i):
     """s: [count, pos]; r: ring(n) of typical prices; mean and mean deviation re-summed."""
     cnt, pos = s
     n = int(p[0])
     tp = (hi + lo + c) / 3.0
-    ip = int(pos)
+    ip = pos
     r[ip] = tp
     ip += 1
     if ip == n:
         ip = 0
     if cnt < n - 1:
         out[0, i] = NAN
-        return (cnt + 1.0, float(ip))
+        return (cnt + 1.0, ip)
     avg = 0.0
     for j in range(n):
         avg += r[j]
@@ -440,10 +441,10 @@ def cci_nb(s, r, p, hi, lo, c, out, i):
         out[0, i] = num / (0.015 * (dev / n))
     else:
         out[0, i] = 0.0
-    return (cnt, float(ip))
+    return (cnt, ip)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def ultosc_nb(s, r, p, hi, lo, c, out, i):
     """s: [count, prev_close], then for each of the three periods a pair of sums (buying
     pressure, true range) sharing count and pos; p: [p1, p2, p3]."""
@@ -484,7 +485,7 @@ def ultosc_nb(s, r, p, hi, lo, c, out, i):
 # ----------------------------------------------------------------------------- volatility
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def trange_nb(s, r, p, hi, lo, c, out, i):
     """s: [has_prev, prev_close]."""
     has_prev, pc = s
@@ -492,7 +493,7 @@ def trange_nb(s, r, p, hi, lo, c, out, i):
     return (1.0, c)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def atr_nb(s, r, p, hi, lo, c, out, i):
     cnt, pc, acc = s
     cnt, pc, acc, a = atr_push(cnt, pc, acc, p[0], hi, lo, c)
@@ -500,7 +501,7 @@ def atr_nb(s, r, p, hi, lo, c, out, i):
     return (cnt, pc, acc)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def natr_nb(s, r, p, hi, lo, c, out, i):
     cnt, pc, acc = s
     cnt, pc, acc, a = atr_push(cnt, pc, acc, p[0], hi, lo, c)
@@ -513,7 +514,7 @@ def natr_nb(s, r, p, hi, lo, c, out, i):
     return (cnt, pc, acc)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def bbands_nb(s, r, p, x, out, i):
     """p: [n, k]; middle = rolling mean, band = k * population standard deviation."""
     c, pos, k, s1, s2 = s
@@ -530,7 +531,7 @@ def bbands_nb(s, r, p, x, out, i):
     return (c, pos, k, s1, s2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def zscore_nb(s, r, p, x, out, i):
     c, pos, k, s1, s2 = s
     c, pos, k, s1, s2, var, mean = var_push(c, pos, k, s1, s2, r, 0, int(p[0]), x)
@@ -543,7 +544,7 @@ def zscore_nb(s, r, p, x, out, i):
     return (c, pos, k, s1, s2)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def keltner_nb(s, r, p, hi, lo, c, out, i):
     """p: [n, k_ema, atr_n, mult]; middle = EMA(close, n), bands = middle +- mult * ATR(atr_n)."""
     ec, ev, ac, apc, aacc = s
@@ -560,7 +561,7 @@ def keltner_nb(s, r, p, hi, lo, c, out, i):
     return (ec, ev, ac, apc, aacc)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def donchian_nb(s, r, p, hi, lo, out, i):
     hc, hp, hv, hx, lv, lx = s
     hc, hp, hv, hx, lv, lx, up, dn = hilo_push(hc, hp, hv, hx, lv, lx, r, 0, int(p[0]), hi, lo)
@@ -570,7 +571,7 @@ def donchian_nb(s, r, p, hi, lo, out, i):
     return (hc, hp, hv, hx, lv, lx)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def rvol_nb(s, r, p, x, out, i):
     """p: [n, periods_per_year]; sqrt(ppy * mean of the last n squared log returns).
     s: [has_prev, prev, rsum block]. A non-positive price is skipped like a NaN bar."""
@@ -591,7 +592,7 @@ def rvol_nb(s, r, p, x, out, i):
 # ----------------------------------------------------------------------------- trend
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _dm(diff_p, diff_m):
     """(+DM, -DM) of one bar from the high's rise and the low's fall."""
     if diff_m > 0 and diff_p < diff_m:
@@ -601,7 +602,7 @@ def _dm(diff_p, diff_m):
     return 0.0, 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _di_dx(dmp, dmm, ptr, out, i):
     """Writes +DI and -DI (0 when the smoothed TR is 0); returns DX (NaN when undefined)."""
     if ptr == 0.0:
@@ -618,7 +619,7 @@ def _di_dx(dmp, dmm, ptr, out, i):
     return NAN
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def adx_nb(s, r, p, hi, lo, c, out, i):
     """Wilder's directional movement as TA-Lib computes it. s: [count, prev_high, prev_low,
     prev_close, +DM sum, -DM sum, TR sum, DX sum / ADX]; outputs adx, +DI, -DI."""
@@ -656,7 +657,7 @@ def adx_nb(s, r, p, hi, lo, c, out, i):
     return (cnt, hi, lo, c, dmp_s, dmm_s, tr_s, adx)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def aroon_nb(s, r, p, hi, lo, out, i):
     """Windows of n + 1 bars; outputs aroon_down, aroon_up, oscillator (up - down)."""
     hc, hp, hv, hx, lv, lx = s
@@ -675,7 +676,7 @@ def aroon_nb(s, r, p, hi, lo, out, i):
     return (hc, hp, hv, hx, lv, lx)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _sar_long(sar, ep, af, p, prev_h, prev_l, hi, lo):
     """-> (is_long, sar, ep, af, value)."""
     is_long = 1.0
@@ -709,7 +710,7 @@ def _sar_long(sar, ep, af, p, prev_h, prev_l, hi, lo):
     return is_long, sar, ep, af, value
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _sar_short(sar, ep, af, p, prev_h, prev_l, hi, lo):
     """-> (is_long, sar, ep, af, value)."""
     is_long = 0.0
@@ -743,7 +744,7 @@ def _sar_short(sar, ep, af, p, prev_h, prev_l, hi, lo):
     return is_long, sar, ep, af, value
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def sar_nb(s, r, p, hi, lo, out, i):
     """Parabolic SAR, started as TA-Lib starts it. s: [count, is_long, sar, ep, af, prev_high,
     prev_low]; p: [acceleration, maximum]."""
@@ -778,7 +779,7 @@ def sar_nb(s, r, p, hi, lo, out, i):
     return (cnt, is_long, sar, ep, af, hi, lo)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def ichimoku_nb(s, r, p, hi, lo, out, i):
     """p: [tenkan, kijun, senkou_b, displacement]; outputs tenkan, kijun, span_a, span_b (the
     cloud at this bar: leading spans computed ``displacement`` bars ago), lead_a, lead_b.
@@ -800,7 +801,7 @@ def ichimoku_nb(s, r, p, hi, lo, out, i):
     lead_a = (tenkan + kijun) / 2.0
     lead_b = senkou
     d = int(p[3])
-    ip = int(pos)
+    ip = pos
     span_a = r[o + ip]
     span_b = r[o + d + ip]
     r[o + ip] = lead_a
@@ -819,10 +820,10 @@ def ichimoku_nb(s, r, p, hi, lo, out, i):
     out[4, i] = lead_a
     out[5, i] = lead_b
     return (ac, ap, ahv, ahx, alv, alx, bc, bp, bhv, bhx, blv, blx,
-            cc, cp, chv, chx, clv, clx, cnt, float(ip))
+            cc, cp, chv, chx, clv, clx, cnt, ip)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def heikin_ashi_nb(s, r, p, o_, hi, lo, c, out, i):
     """s: [count, ha_open, ha_close]; outputs ha_open, ha_high, ha_low, ha_close."""
     cnt, ho, hc = s
@@ -841,7 +842,7 @@ def heikin_ashi_nb(s, r, p, o_, hi, lo, c, out, i):
 # ----------------------------------------------------------------------------- volume
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def obv_nb(s, r, p, c, v, out, i):
     """s: [count, prev_close, obv]; starts at the first bar's volume (as TA-Lib)."""
     cnt, pc, obv = s
@@ -855,7 +856,7 @@ def obv_nb(s, r, p, c, v, out, i):
     return (1.0, c, obv)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def _clv_volume(hi, lo, c, v):
     rng = hi - lo
     if rng > 0.0:
@@ -863,7 +864,7 @@ def _clv_volume(hi, lo, c, v):
     return 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def ad_nb(s, r, p, hi, lo, c, v, out, i):
     (ad,) = s
     ad += _clv_volume(hi, lo, c, v)
@@ -871,7 +872,7 @@ def ad_nb(s, r, p, hi, lo, c, v, out, i):
     return (ad,)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def adosc_nb(s, r, p, hi, lo, c, v, out, i):
     """EMA(fast) - EMA(slow) of the A/D line, both seeded with the first A/D value (TA-Lib).
     s: [count, ad, fast, slow]; p: [fast, k_fast, slow, k_slow]."""
@@ -890,7 +891,7 @@ def adosc_nb(s, r, p, hi, lo, c, v, out, i):
     return (cnt, ad, fe, se)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def mfi_nb(s, r, p, hi, lo, c, v, out, i):
     """A typical price within 1e-14 (relative) of the previous one is no change (no flow);
     after n bars without flow both sums are reset to exactly 0. s: [count, prev_tp, null_run],
@@ -927,7 +928,7 @@ def mfi_nb(s, r, p, hi, lo, c, v, out, i):
     return (cnt, tp, run, sc, sq, sp, sn)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def vwap_nb(s, r, p, hi, lo, c, v, session, out, i):
     """Cumulative typical-price VWAP since the session started; restarts when ``session``
     changes. s: [started, session, sum(tp * v), sum(v)]."""
