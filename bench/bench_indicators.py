@@ -74,11 +74,13 @@ def _cases(b: Bars) -> list[tuple[str, Any, Callable[[], object] | None]]:
         ("atr(14)", indicator("atr"), lambda: talib.ATR(h, lo, c, 14)),
         ("natr(14)", indicator("natr"), lambda: talib.NATR(h, lo, c, 14)),
         ("bbands(20,2)", indicator("bbands"), lambda: talib.BBANDS(c, 20, 2, 2, 0)),
-        ("keltner(20,10,2)", indicator("keltner"),
-         lambda: (talib.EMA(c, 20), talib.ATR(h, lo, c, 10))),
+        ("keltner(20,10,2)", indicator("keltner"), lambda: (talib.EMA(c, 20), talib.ATR(h, lo, c, 10))),
         ("donchian(20)", indicator("donchian"), lambda: (talib.MAX(h, 20), talib.MIN(lo, 20))),
-        ("adx(14) +DI -DI", indicator("adx"),
-         lambda: (talib.ADX(h, lo, c, 14), talib.PLUS_DI(h, lo, c, 14), talib.MINUS_DI(h, lo, c, 14))),
+        (
+            "adx(14) +DI -DI",
+            indicator("adx"),
+            lambda: (talib.ADX(h, lo, c, 14), talib.PLUS_DI(h, lo, c, 14), talib.MINUS_DI(h, lo, c, 14)),
+        ),
         ("aroon(14) + osc", indicator("aroon"), lambda: (talib.AROON(h, lo, 14), talib.AROONOSC(h, lo, 14))),
         ("sar(0.02,0.2)", indicator("sar"), lambda: talib.SAR(h, lo, 0.02, 0.2)),
         ("obv", indicator("obv"), lambda: talib.OBV(c, v)),
@@ -105,8 +107,9 @@ def _best(fn: Callable[[], object], repeat: int, clock: Callable[[], float]) -> 
     return min(times)
 
 
-def bench_indicators(bars: int = 1_000_000, repeat: int = 5, seed: int = 7,
-                     only: set[str] | None = None, clock: str = "cpu") -> list[dict[str, Any]]:
+def bench_indicators(
+    bars: int = 1_000_000, repeat: int = 5, seed: int = 7, only: set[str] | None = None, clock: str = "cpu"
+) -> list[dict[str, Any]]:
     """Rows of {name, bars, tape_s, talib_s (None when TA-Lib has no such function), ratio}."""
     tick = CLOCKS[clock]
     b = make_bars(bars, seed)
@@ -122,14 +125,20 @@ def bench_indicators(bars: int = 1_000_000, repeat: int = 5, seed: int = 7,
         ind.batch(*(a[:100] for a in args))  # compile or load from the cache
         tape_s = _best(lambda ind=ind, args=args: ind.batch(*args), repeat, tick)
         talib_s = _best(ref, repeat, tick) if ref is not None else None
-        rows.append({"name": label, "bars": bars, "tape_s": tape_s, "talib_s": talib_s,
-                     "ratio": (talib_s / tape_s) if talib_s else None})
+        rows.append(
+            {
+                "name": label,
+                "bars": bars,
+                "tape_s": tape_s,
+                "talib_s": talib_s,
+                "ratio": (talib_s / tape_s) if talib_s else None,
+            }
+        )
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'indicator':<18} {'Tape ms':>9} {'TA-Lib ms':>10} {'TA-Lib/Tape':>12}",
-             "-" * 52]
+    lines = [f"{'indicator':<18} {'Tape ms':>9} {'TA-Lib ms':>10} {'TA-Lib/Tape':>12}", "-" * 52]
     for r in rows:
         tl = f"{r['talib_s'] * 1e3:10.2f}" if r["talib_s"] else f"{'-':>10}"
         ratio = f"{r['ratio']:11.2f}x" if r["ratio"] else f"{'-':>12}"
@@ -143,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", default="", help="comma-separated indicator names")
-    ap.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
-                    help="cpu: process CPU time (default); wall: wall-clock time")
+    ap.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="cpu",
+        help="cpu: process CPU time (default); wall: wall-clock time",
+    )
     args = ap.parse_args(argv)
     only = {s for s in args.only.split(",") if s} or None
     rows = bench_indicators(args.bars, args.repeat, args.seed, only, args.clock)

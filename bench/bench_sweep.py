@@ -123,9 +123,7 @@ def write_config(path: Path, dataset: Path, fast: list[int], slow: list[int]) ->
 # --- Tape --------------------------------------------------------------------------------------
 
 
-def run_tape(
-    work: Path, dataset: Path, fast: list[int], slow: list[int], workers: int
-) -> dict[str, Any]:
+def run_tape(work: Path, dataset: Path, fast: list[int], slow: list[int], workers: int) -> dict[str, Any]:
     warm = write_config(work / "warm.toml", dataset, fast[:1], slow[:1])
     with redirect_stdout(io.StringIO()):
         tape_main(["sweep", str(warm), "--workers", "1", "--out", str(work / "warm-out")])
@@ -144,9 +142,16 @@ def run_tape(
     runs = len(fast) * len(slow)
     assert len(rows) == runs, f"{len(rows)} runs recorded, {runs} expected"
     metrics = [json.loads(m) for _, m in rows]
-    return {"seconds": seconds, "runs": runs, "runs_per_s": runs / seconds, "workers": workers,
-            "cpu_s": cpu, "runs_per_cpu_s": runs / cpu,
-            "trades": [m.get("trades") for m in metrics], "final_nav": [m.get("final_nav") for m in metrics]}
+    return {
+        "seconds": seconds,
+        "runs": runs,
+        "runs_per_s": runs / seconds,
+        "workers": workers,
+        "cpu_s": cpu,
+        "runs_per_cpu_s": runs / cpu,
+        "trades": [m.get("trades") for m in metrics],
+        "final_nav": [m.get("final_nav") for m in metrics],
+    }
 
 
 def point_config(work: Path, config_path: Path, fast: int, slow: int, tag: str) -> Any:
@@ -196,7 +201,7 @@ def frames(dataset: Path) -> tuple[Any, Any, np.ndarray]:
 
     panel, _ = load_panel(dataset)
     assert bool(panel.valid.all()), "the bench data set has no missing bars"
-    scale = np.array([10.0 ** i.price_digits for i in panel.instruments])
+    scale = np.array([10.0**i.price_digits for i in panel.instruments])
     index = pd.to_datetime(panel.ts_ns, unit="ns")
     names = [i.symbol for i in panel.instruments]
     close = pd.DataFrame(panel.close / scale, index=index, columns=names)
@@ -267,9 +272,7 @@ def vbt_orders(close: Any, opens: Any, fast: int, slow: int) -> dict[str, Any]:
     pf = vbt_chunk(vbt, close, opens, [(fast, slow)])
     records = pf.orders.values  # the structured record array
     names = close.shape[1]
-    orders = sorted(
-        (int(r["idx"]), int(r["col"]) % names, 1 if int(r["side"]) == 0 else -1) for r in records
-    )
+    orders = sorted((int(r["idx"]), int(r["col"]) % names, 1 if int(r["side"]) == 0 else -1) for r in records)
     return {"orders": orders, "final_value": float(np.asarray(pf.final_value()).ravel()[0])}
 
 
@@ -317,15 +320,19 @@ def print_report(report: dict[str, Any]) -> None:
     else:
         print()
     for row in report.get("agreement", []):
-        print(f"  fast={row['fast']:>2} slow={row['slow']:>3}: orders Tape {row['tape_orders']:,} vectorbt "
-              f"{row['vbt_orders']:,}, same (bar, name, side) {row['same_orders']:,}; identical lists: "
-              f"{row['identical']}; final value Tape {row['tape_final']:,.2f} vectorbt "
-              f"{row['vbt_final']:,.2f} ({row['final_rel_diff']:+.2%}, sizing differs: see the docstring)")
+        print(
+            f"  fast={row['fast']:>2} slow={row['slow']:>3}: orders Tape {row['tape_orders']:,} vectorbt "
+            f"{row['vbt_orders']:,}, same (bar, name, side) {row['same_orders']:,}; identical lists: "
+            f"{row['identical']}; final value Tape {row['tape_final']:,.2f} vectorbt "
+            f"{row['vbt_final']:,.2f} ({row['final_rel_diff']:+.2%}, sizing differs: see the docstring)"
+        )
     if vbt:
         cpu_ratio = tape["runs_per_cpu_s"] / vbt["runs_per_cpu_s"]
-        print(f"by CPU time: Tape {tape['cpu_s']:.2f} s ({tape['runs_per_cpu_s']:.3f} runs per CPU s), "
-              f"vectorbt {vbt['cpu_s']:.2f} s ({vbt['runs_per_cpu_s']:.3f}); ratio {cpu_ratio:.4f} "
-              f"per CPU s, {cpu_ratio * tape['workers']:.4f} with Tape on its {tape['workers']} worker(s)")
+        print(
+            f"by CPU time: Tape {tape['cpu_s']:.2f} s ({tape['runs_per_cpu_s']:.3f} runs per CPU s), "
+            f"vectorbt {vbt['cpu_s']:.2f} s ({vbt['runs_per_cpu_s']:.3f}); ratio {cpu_ratio:.4f} "
+            f"per CPU s, {cpu_ratio * tape['workers']:.4f} with Tape on its {tape['workers']} worker(s)"
+        )
         pairs = [(a, b) for a, b in zip(tape["trades"], vbt["trades"], strict=True) if a is not None]
         equal = sum(1 for a, b in pairs if a == b)
         print(f"  closing-trade counts equal on {equal:,} of {len(pairs):,} grid points")

@@ -784,8 +784,7 @@ def ichimoku_nb(s, r, p, hi, lo, out, i):
     """p: [tenkan, kijun, senkou_b, displacement]; outputs tenkan, kijun, span_a, span_b (the
     cloud at this bar: leading spans computed ``displacement`` bars ago), lead_a, lead_b.
     s: 3 hilo blocks, then [count, pos]; r: the 3 blocks' rings, then ring_a(d), ring_b(d)."""
-    (ac, ap, ahv, ahx, alv, alx, bc, bp, bhv, bhx, blv, blx,
-     cc, cp, chv, chx, clv, clx, cnt, pos) = s
+    (ac, ap, ahv, ahx, alv, alx, bc, bp, bhv, bhx, blv, blx, cc, cp, chv, chx, clv, clx, cnt, pos) = s
     n1 = int(p[0])
     n2 = int(p[1])
     n3 = int(p[2])
@@ -819,8 +818,7 @@ def ichimoku_nb(s, r, p, hi, lo, out, i):
     out[3, i] = span_b
     out[4, i] = lead_a
     out[5, i] = lead_b
-    return (ac, ap, ahv, ahx, alv, alx, bc, bp, bhv, bhx, blv, blx,
-            cc, cp, chv, chx, clv, clx, cnt, ip)
+    return (ac, ap, ahv, ahx, alv, alx, bc, bp, bhv, bhx, blv, blx, cc, cp, chv, chx, clv, clx, cnt, ip)
 
 
 @njit(cache=True, inline="always", **_FLAGS)
