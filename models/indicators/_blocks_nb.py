@@ -1,9 +1,9 @@
 """Building blocks of the indicator kernels: small state machines whose scalars are passed in
 and returned (so a batch loop keeps them in registers) and whose rings live in a float64 array
 ``r`` at an offset ``o``. Each ``*_push`` takes one finite value and returns its new scalars and
-the block's output (NaN while it warms up). Counters and ring positions are floats (exact below
-2**53). All arithmetic is written out in one order so a batch loop and a one-bar update that
-call the same block produce the same bits.
+the block's output (NaN while it warms up). Counters are floats (exact below 2**53), ring
+positions integers. All arithmetic is written out in one order so a batch loop and a one-bar
+update that call the same block produce the same bits.
 """
 
 from __future__ import annotations
