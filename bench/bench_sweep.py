@@ -27,7 +27,9 @@ the book per name while its fast SMA is above its slow SMA), commission 0.1%.
    of ``initial cash x weight / N``: orders agree, final values differ by the sizing.
 
 Prints one table: runs per second of each engine and the ratio Tape / vectorbt (target >= 0.5,
-i.e. within 2x). ``--profile`` also cProfiles one Tape run in this process.
+i.e. within 2x), by wall time and by CPU time (this process and its finished worker processes,
+``os.times``): on a machine shared with other jobs, wall time measures the other jobs as much
+as the engines, CPU time far less. ``--profile`` also cProfiles one Tape run in this process.
 """
 
 from __future__ import annotations
@@ -90,6 +92,12 @@ grid = {{ "strategy.params.fast" = {fast}, "strategy.params.slow" = {slow} }}
 """
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have finished (pool workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def log(message: str) -> None:
     print(f"[bench-sweep {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -122,10 +130,12 @@ def run_tape(work: Path, dataset: Path, fast: list[int], slow: list[int], worker
     config = write_config(work / "sweep.toml", dataset, fast, slow)
     out = work / "sweep-out"
     captured = io.StringIO()
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     with redirect_stdout(captured):
         code = tape_main(["sweep", str(config), "--workers", str(workers), "--out", str(out), "--top", "3"])
     seconds = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
     assert code == 0, captured.getvalue()
     with sqlite3.connect(out / "experiments.sqlite") as db:
         rows = db.execute("SELECT params_json, metrics_json FROM experiments ORDER BY point").fetchall()
@@ -137,6 +147,8 @@ def run_tape(work: Path, dataset: Path, fast: list[int], slow: list[int], worker
         "runs": runs,
         "runs_per_s": runs / seconds,
         "workers": workers,
+        "cpu_s": cpu,
+        "runs_per_cpu_s": runs / cpu,
         "trades": [m.get("trades") for m in metrics],
         "final_nav": [m.get("final_nav") for m in metrics],
     }
@@ -245,11 +257,13 @@ def run_vbt(close: Any, opens: Any, grid_points: list[tuple[int, int]], chunk: i
         log("vectorbt is not installed (pip install 'tape[bench]'): its rows are left out")
         return None
     vbt_sweep(vbt, close, opens, grid_points[:4], chunk)  # compile (or load Numba's cache)
+    c0 = cpu_seconds()
     t0 = time.perf_counter()
     result = vbt_sweep(vbt, close, opens, grid_points, chunk)
     seconds = time.perf_counter() - t0
+    cpu = cpu_seconds() - c0
     return {**result, "seconds": seconds, "runs": len(grid_points), "runs_per_s": len(grid_points) / seconds,
-            "version": vbt.__version__}  # fmt: skip
+            "cpu_s": cpu, "runs_per_cpu_s": len(grid_points) / cpu, "version": vbt.__version__}  # fmt: skip
 
 
 def vbt_orders(close: Any, opens: Any, fast: int, slow: int) -> dict[str, Any]:
@@ -313,6 +327,12 @@ def print_report(report: dict[str, Any]) -> None:
             f"{row['vbt_final']:,.2f} ({row['final_rel_diff']:+.2%}, sizing differs: see the docstring)"
         )
     if vbt:
+        cpu_ratio = tape["runs_per_cpu_s"] / vbt["runs_per_cpu_s"]
+        print(
+            f"by CPU time: Tape {tape['cpu_s']:.2f} s ({tape['runs_per_cpu_s']:.3f} runs per CPU s), "
+            f"vectorbt {vbt['cpu_s']:.2f} s ({vbt['runs_per_cpu_s']:.3f}); ratio {cpu_ratio:.4f} "
+            f"per CPU s, {cpu_ratio * tape['workers']:.4f} with Tape on its {tape['workers']} worker(s)"
+        )
         pairs = [(a, b) for a, b in zip(tape["trades"], vbt["trades"], strict=True) if a is not None]
         equal = sum(1 for a, b in pairs if a == b)
         print(f"  closing-trade counts equal on {equal:,} of {len(pairs):,} grid points")

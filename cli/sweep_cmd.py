@@ -47,13 +47,12 @@ from rich.table import Table
 
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
-from domain.events import DayClosed
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import dataset_ref
 from sim.backtest import ENGINE_VERSION, BacktestConfig, run_backtest
 from sim.experiments import Experiment, ExperimentStore
-from sim.metrics import report_from_journal
+from sim.metrics import report_and_navs
 
 __all__ = [
     "SweepSpec",
@@ -172,9 +171,7 @@ def run_point(task: tuple[str, bool]) -> dict[str, Any]:
     config = BacktestConfig.from_json(config_json)
     result = run_backtest(config, make_strategies(config))
     with open_journal(result.journal) as journal:
-        report = report_from_journal(journal)
-        closes = [r.event() for r in journal.records(0) if r.kind == "day.closed.v1"]
-        navs = [(e.day, e.nav_minor) for e in closes if isinstance(e, DayClosed)]
+        report, navs = report_and_navs(journal)  # one pass: the chain checked once, as before
     if not keep:
         shutil.rmtree(result.journal, ignore_errors=True)
     summary = report.to_json()

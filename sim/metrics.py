@@ -158,6 +158,7 @@ class _Fold:
 
     def __init__(self) -> None:
         self.navs: list[int] = []
+        self.days: list[int] = []  # each DayClosed's day, beside its NAV in ``navs``
         self.counts: dict[str, int] = {}
         self.traded_minor = 0
         self.fees_minor = 0
@@ -176,6 +177,7 @@ class _Fold:
     def apply(self, event: object) -> None:
         if isinstance(event, DayClosed):
             self.navs.append(event.nav_minor)
+            self.days.append(event.day)
             self.days_held += any(self.positions.values())
         elif isinstance(event, OrderFilled):
             qty = self.positions.get(event.instrument_id, 0) + event.side * event.fill_qty_raw
@@ -231,11 +233,26 @@ def _in_base(event: LedgerPosted, base: str, rates: dict[str, int]) -> LedgerPos
 
 
 def report_from_journal(journal: Journal) -> RunReport:
+    return _report(_fold_journal(journal))
+
+
+def report_and_navs(journal: Journal) -> tuple[RunReport, list[tuple[int, int]]]:
+    """The report and the daily NAVs, (day, minor units) at each close, from one pass over the
+    journal (a sweep needs both)."""
+    fold = _fold_journal(journal)
+    return _report(fold), list(zip(fold.days, fold.navs, strict=True))
+
+
+def _fold_journal(journal: Journal) -> _Fold:
     fold = _Fold()
     for record in journal.records(0):
         fold.counts[record.kind] = fold.counts.get(record.kind, 0) + 1
         if record.kind in _DECODED:
             fold.apply(record.event())
+    return fold
+
+
+def _report(fold: _Fold) -> RunReport:
     if fold.run is None:
         raise ValueError("journal has no run.started record")
     config = json.loads(fold.run.config_json)

@@ -1,8 +1,9 @@
-"""Building blocks of the indicator kernels: small state machines kept in a float64 state
-vector ``st`` at an offset ``o``. Each ``*_push`` takes one finite value and returns the block's
-output (NaN while it warms up). Counters and ring positions are stored as floats (exact below
-2**53). All arithmetic is written out in one order so a batch loop and a one-bar update that
-call the same block produce the same bits.
+"""Building blocks of the indicator kernels: small state machines whose scalars are passed in
+and returned (so a batch loop keeps them in registers) and whose rings live in a float64 array
+``r`` at an offset ``o``. Each ``*_push`` takes one finite value and returns its new scalars and
+the block's output (NaN while it warms up). Counters are floats (exact below 2**53), ring
+positions integers. All arithmetic is written out in one order so a batch loop and a one-bar
+update that call the same block produce the same bits.
 """
 
 from __future__ import annotations
@@ -10,134 +11,171 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+NAN = np.nan
+_FLAGS = {"error_model": "numpy", "_nrt": False}
+
 # --- rolling sum (TA-Lib's order: keep the sum of the last n-1 values, add the new one) ------
-# layout: [count (saturates at n-1), acc, pos, ring(n)]
+# scalars: count (saturates at n-1), acc, pos; ring(n)
 
 
-def sum_size(n: int) -> int:
-    return n + 3
-
-
-@njit(cache=True, inline="always")
-def sum_push(st, o, n, x):
-    c = st[o]
-    pos = int(st[o + 2])
-    acc = st[o + 1] + x
-    st[o + 3 + pos] = x
-    pos += 1
-    if pos == n:
-        pos = 0
-    st[o + 2] = pos
+@njit(cache=True, inline="always", **_FLAGS)
+def sum_push(c, acc, pos, r, o, n, x):
+    """-> (count, acc, pos, sum of the last n values or NaN)."""
+    ip = pos
+    a = acc + x
+    r[o + ip] = x
+    ip += 1
+    if ip == n:
+        ip = 0
     if c < n - 1:
-        st[o] = c + 1
-        st[o + 1] = acc
-        return np.nan
-    st[o + 1] = acc - st[o + 3 + pos]
-    return acc
+        return c + 1.0, a, ip, NAN
+    return c, a - r[o + ip], ip, a
 
 
-@njit(cache=True, inline="always")
-def sma_push(st, o, n, x):
-    return sum_push(st, o, n, x) / n
+@njit(cache=True, inline="always", **_FLAGS)
+def sum2_push(c, pos, acc_a, acc_b, r, o, n, xa, xb):
+    """Two rolling sums pushed together (rings at o and o + n): -> (count, pos, acc_a, acc_b,
+    sum_a, sum_b); the same arithmetic as two ``sum_push`` blocks."""
+    ip = pos
+    a = acc_a + xa
+    b = acc_b + xb
+    r[o + ip] = xa
+    r[o + n + ip] = xb
+    ip += 1
+    if ip == n:
+        ip = 0
+    if c < n - 1:
+        return c + 1.0, ip, a, b, NAN, NAN
+    return c, ip, a - r[o + ip], b - r[o + n + ip], a, b
 
 
 # --- EMA seeded with the SMA of its first n values; k = 2 / (n + 1) ---------------------------
-# layout: [count (saturates at n), acc / ema]
+# scalars: count (saturates at n), acc / ema
 
 
-def ema_size() -> int:
-    return 2
-
-
-@njit(cache=True, inline="always")
-def ema_push(st, o, n, k, x):
-    c = st[o]
+@njit(cache=True, inline="always", **_FLAGS)
+def ema_push(c, v, n, k, x):
+    """-> (count, acc / ema, ema or NaN)."""
     if c >= n:
-        v = ((x - st[o + 1]) * k) + st[o + 1]
-        st[o + 1] = v
-        return v
-    st[o] = c + 1
-    acc = st[o + 1] + x
+        e = ((x - v) * k) + v
+        return c, e, e
+    acc = v + x
     if c < n - 1:
-        st[o + 1] = acc
-        return np.nan
-    v = acc / n
-    st[o + 1] = v
-    return v
+        return c + 1.0, acc, NAN
+    e = acc / n
+    return c + 1.0, e, e
 
 
-# --- rolling max / min over the last n values (ties: the latest index) -------------------------
-# layout: [count, value, index, pos, ring(n)]; count is the absolute bar number (not capped)
+# --- rolling max and min over the last n values (ties: the latest index) ----------------------
+# scalars: count (the absolute bar number, not capped), pos, high, high index, low, low index;
+# rings: highs(n) at o, lows(n) at o + n
 
 
-def ext_size(n: int) -> int:
-    return n + 4
+@njit(cache=True, inline="always", **_FLAGS)
+def _ring_max(r, o, n):
+    """The highest value in r[o:o+n], four independent comparison chains (order-free)."""
+    m0 = r[o]
+    m1 = m0
+    m2 = m0
+    m3 = m0
+    j = 0
+    while j + 4 <= n:
+        v0 = r[o + j]
+        v1 = r[o + j + 1]
+        v2 = r[o + j + 2]
+        v3 = r[o + j + 3]
+        m0 = v0 if v0 > m0 else m0
+        m1 = v1 if v1 > m1 else m1
+        m2 = v2 if v2 > m2 else m2
+        m3 = v3 if v3 > m3 else m3
+        j += 4
+    while j < n:
+        v0 = r[o + j]
+        m0 = v0 if v0 > m0 else m0
+        j += 1
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    return m2 if m2 > m0 else m0
 
 
-@njit(cache=True, inline="always")
-def max_push(st, o, n, x):
-    c = st[o]
-    pos = int(st[o + 3])
-    st[o + 4 + pos] = x
-    pos += 1
-    if pos == n:
-        pos = 0
-    st[o + 3] = pos
-    st[o] = c + 1
+@njit(cache=True, inline="always", **_FLAGS)
+def _ring_min(r, o, n):
+    """The lowest value in r[o:o+n] (as ``_ring_max``)."""
+    m0 = r[o]
+    m1 = m0
+    m2 = m0
+    m3 = m0
+    j = 0
+    while j + 4 <= n:
+        v0 = r[o + j]
+        v1 = r[o + j + 1]
+        v2 = r[o + j + 2]
+        v3 = r[o + j + 3]
+        m0 = v0 if v0 < m0 else m0
+        m1 = v1 if v1 < m1 else m1
+        m2 = v2 if v2 < m2 else m2
+        m3 = v3 if v3 < m3 else m3
+        j += 4
+    while j < n:
+        v0 = r[o + j]
+        m0 = v0 if v0 < m0 else m0
+        j += 1
+    m0 = m1 if m1 < m0 else m0
+    m2 = m3 if m3 < m2 else m2
+    return m2 if m2 < m0 else m0
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def _latest_equal(r, o, n, ip, m):
+    """Chronological offset (0 = oldest, at slot ip) of the newest value equal to m."""
+    for slot in range(ip - 1, -1, -1):
+        if r[o + slot] == m:
+            return n - ip + slot
+    for slot in range(n - 1, ip - 1, -1):
+        if r[o + slot] == m:
+            return slot - ip
+    return 0
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def _max_scan(r, o, n, ip, trailing):
+    """The highest of the ring and its bar index, ties to the latest: the same value and index
+    as one oldest-to-newest pass with ``>=`` (the newest value equal to the maximum), found as
+    the maximum first and then the newest slot holding it."""
+    k = _latest_equal(r, o, n, ip, _ring_max(r, o, n))
+    return r[o + (ip + k) % n], trailing + k
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def _min_scan(r, o, n, ip, trailing):
+    """The lowest of the ring and its bar index (as ``_max_scan``)."""
+    k = _latest_equal(r, o, n, ip, _ring_min(r, o, n))
+    return r[o + (ip + k) % n], trailing + k
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def hilo_push(c, pos, hv, hidx, lv, lidx, r, o, n, hi, lo):
+    """-> (count, pos, high, high index, low, low index, highest or NaN, lowest or NaN)."""
+    ip = pos
+    r[o + ip] = hi
+    r[o + n + ip] = lo
+    ip += 1
+    if ip == n:
+        ip = 0
     trailing = c - n + 1
-    if c == 0 or x >= st[o + 1]:
-        st[o + 1] = x
-        st[o + 2] = c
-    elif st[o + 2] < trailing:
-        best = st[o + 4 + pos]
-        bidx = trailing
-        slot = pos
-        for k in range(1, n):
-            slot += 1
-            if slot == n:
-                slot = 0
-            v = st[o + 4 + slot]
-            if v >= best:
-                best = v
-                bidx = trailing + k
-        st[o + 1] = best
-        st[o + 2] = bidx
+    if c == 0 or hi >= hv:
+        hv = hi
+        hidx = c
+    elif hidx < trailing:
+        hv, hidx = _max_scan(r, o, n, ip, trailing)
+    if c == 0 or lo <= lv:
+        lv = lo
+        lidx = c
+    elif lidx < trailing:
+        lv, lidx = _min_scan(r, o + n, n, ip, trailing)
     if c < n - 1:
-        return np.nan
-    return st[o + 1]
-
-
-@njit(cache=True, inline="always")
-def min_push(st, o, n, x):
-    c = st[o]
-    pos = int(st[o + 3])
-    st[o + 4 + pos] = x
-    pos += 1
-    if pos == n:
-        pos = 0
-    st[o + 3] = pos
-    st[o] = c + 1
-    trailing = c - n + 1
-    if c == 0 or x <= st[o + 1]:
-        st[o + 1] = x
-        st[o + 2] = c
-    elif st[o + 2] < trailing:
-        best = st[o + 4 + pos]
-        bidx = trailing
-        slot = pos
-        for k in range(1, n):
-            slot += 1
-            if slot == n:
-                slot = 0
-            v = st[o + 4 + slot]
-            if v <= best:
-                best = v
-                bidx = trailing + k
-        st[o + 1] = best
-        st[o + 2] = bidx
-    if c < n - 1:
-        return np.nan
-    return st[o + 1]
+        return c + 1.0, ip, hv, hidx, lv, lidx, NAN, NAN
+    return c + 1.0, ip, hv, hidx, lv, lidx, hv, lv
 
 
 # --- rolling mean and population variance ------------------------------------------------------
@@ -145,49 +183,39 @@ def min_push(st, o, n, x):
 # from the ring), so running sums cannot drift; when the variance is lost in cancellation
 # (var < 1e-4 of the shifted second moment) it is recomputed two-pass from the ring, which makes
 # a flat window's variance exactly 0.
-# layout: [count (saturates at n), pos, K, s1, s2, mean_out, ring(n)]
+# scalars: count (saturates at n), pos, K, s1, s2; ring(n)
 
 
-def var_size(n: int) -> int:
-    return n + 6
-
-
-@njit(cache=True, inline="always")
-def var_push(st, o, n, x):
-    """Returns the variance (NaN in warm-up); the window mean is left in st[o + 5]."""
-    c = st[o]
-    pos = int(st[o + 1])
+@njit(cache=True, inline="always", **_FLAGS)
+def var_push(c, pos, k, s1, s2, r, o, n, x):
+    """-> (count, pos, K, s1, s2, variance, mean); variance and mean NaN in warm-up."""
+    ip = pos
     if c == 0:
-        st[o + 2] = x
-    k = st[o + 2]
+        k = x
     d = x - k
+    c0 = c
     if c >= n:
-        od = st[o + 6 + pos] - k
-        s1 = st[o + 3] + d - od
-        s2 = st[o + 4] + d * d - od * od
+        od = r[o + ip] - k
+        s1 = s1 + d - od
+        s2 = s2 + d * d - od * od
     else:
-        s1 = st[o + 3] + d
-        s2 = st[o + 4] + d * d
-        st[o] = c + 1
-    st[o + 6 + pos] = x
-    pos += 1
-    if pos == n:
-        pos = 0
-    st[o + 1] = pos
-    if c >= n - 1 and pos == 0:
+        s1 = s1 + d
+        s2 = s2 + d * d
+        c = c + 1.0
+    r[o + ip] = x
+    ip += 1
+    if ip == n:
+        ip = 0
+    if c0 >= n - 1 and ip == 0:
         k = x
         s1 = 0.0
         s2 = 0.0
         for j in range(n):
-            dj = st[o + 6 + j] - k
+            dj = r[o + j] - k
             s1 += dj
             s2 += dj * dj
-        st[o + 2] = k
-    st[o + 3] = s1
-    st[o + 4] = s2
-    if c < n - 1:
-        st[o + 5] = np.nan
-        return np.nan
+    if c0 < n - 1:
+        return c, ip, k, s1, s2, NAN, NAN
     m1 = s1 / n
     m2 = s2 / n
     var = m2 - m1 * m1
@@ -195,79 +223,61 @@ def var_push(st, o, n, x):
     if var < 1e-4 * m2:
         total = 0.0
         for j in range(n):
-            total += st[o + 6 + j]
+            total += r[o + j]
         mean = total / n
         var = 0.0
         for j in range(n):
-            dj = st[o + 6 + j] - mean
+            dj = r[o + j] - mean
             var += dj * dj
         var = var / n
-    st[o + 5] = mean
-    return var
+    return c, ip, k, s1, s2, var, mean
 
 
 # --- rolling sum re-summed exactly every n bars (for sums of squares that must not drift) ------
-# layout: [count (saturates at n), pos, s, ring(n)]
+# scalars: count (saturates at n), pos, s; ring(n)
 
 
-def rsum_size(n: int) -> int:
-    return n + 3
-
-
-@njit(cache=True, inline="always")
-def rsum_push(st, o, n, x):
-    c = st[o]
-    pos = int(st[o + 1])
+@njit(cache=True, inline="always", **_FLAGS)
+def rsum_push(c, pos, s, r, o, n, x):
+    """-> (count, pos, s, sum or NaN)."""
+    ip = pos
+    c0 = c
     if c >= n:
-        s = st[o + 2] + x - st[o + 3 + pos]
+        s = s + x - r[o + ip]
     else:
-        s = st[o + 2] + x
-        st[o] = c + 1
-    st[o + 3 + pos] = x
-    pos += 1
-    if pos == n:
-        pos = 0
-    st[o + 1] = pos
-    if c >= n - 1 and pos == 0:
+        s = s + x
+        c = c + 1.0
+    r[o + ip] = x
+    ip += 1
+    if ip == n:
+        ip = 0
+    if c0 >= n - 1 and ip == 0:
         s = 0.0
         for j in range(n):
-            s += st[o + 3 + j]
-    st[o + 2] = s
-    if c < n - 1:
-        return np.nan
-    return s
+            s += r[o + j]
+    if c0 < n - 1:
+        return c, ip, s, NAN
+    return c, ip, s, s
 
 
 # --- Wilder's RSI: seeded with the simple means of the first n gains and losses -----------------
-# layout: [count (saturates at n+1), prev, gain, loss]
+# scalars: count (saturates at n+1), prev, gain, loss
 
 
-def rsi_size() -> int:
-    return 4
-
-
-@njit(cache=True, inline="always")
-def rsi_push(st, o, n, x):
-    c = st[o]
+@njit(cache=True, inline="always", **_FLAGS)
+def rsi_push(c, prev, gain, loss, n, x):
+    """-> (count, prev, gain, loss, rsi or NaN)."""
     if c == 0:
-        st[o] = 1.0
-        st[o + 1] = x
-        return np.nan
-    diff = x - st[o + 1]
-    st[o + 1] = x
-    gain = st[o + 2]
-    loss = st[o + 3]
+        return 1.0, x, gain, loss, NAN
+    diff = x - prev
     if c <= n:
         if diff < 0:
             loss -= diff
         else:
             gain += diff
         if c < n:
-            st[o] = c + 1
-            st[o + 2] = gain
-            st[o + 3] = loss
-            return np.nan
-        st[o] = c + 1
+            return c + 1.0, x, gain, loss, NAN
+        c = c + 1.0
         loss /= n
         gain /= n
     else:
@@ -279,15 +289,13 @@ def rsi_push(st, o, n, x):
             gain += diff
         loss /= n
         gain /= n
-    st[o + 2] = gain
-    st[o + 3] = loss
     total = gain + loss
     if total != 0.0:
-        return 100.0 * (gain / total)
-    return 0.0
+        return c, x, gain, loss, 100.0 * (gain / total)
+    return c, x, gain, loss, 0.0
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", **_FLAGS)
 def true_range(high, low, prev_close):
     tr = high - low
     t = abs(prev_close - high)
@@ -297,3 +305,23 @@ def true_range(high, low, prev_close):
     if t > tr:
         tr = t
     return tr
+
+
+# --- Wilder ATR seeded with the SMA of the first n true ranges --------------------------------
+# scalars: count (saturates at n+1), prev_close, acc / atr
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def atr_push(cnt, pc, acc, n, hi, lo, c):
+    """-> (count, prev_close, acc / atr, atr or NaN)."""
+    if cnt == 0.0:
+        return 1.0, c, acc, NAN
+    tr = true_range(hi, lo, pc)
+    if cnt <= n:
+        a = acc + tr
+        if cnt < n:
+            return cnt + 1.0, c, a, NAN
+        v = a / n
+        return cnt + 1.0, c, v, v
+    v = ((acc * (n - 1)) + tr) / n
+    return cnt, c, v, v

@@ -1,6 +1,6 @@
 """Indicators by name: ``indicator("rsi", period=14)`` gives a validated, immutable spec whose
 ``batch`` computes whole arrays and whose ``stream()`` gives a one-bar-at-a-time state. Both run
-the same Numba update kernel, so they return the same bits (docs/indicators.md).
+the same Numba step kernel, so they return the same bits (docs/indicators.md).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.indicators import _blocks_nb as blk
 from models.indicators import _kernels_nb as kn
 
 FloatArray = npt.NDArray[np.float64]
@@ -42,11 +41,16 @@ class _Def:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     params: tuple[Param, ...]
-    update: Any  # a numba dispatcher
-    size: Callable[[Params], int]
+    step: Any  # a numba dispatcher: (s, r, p, *inputs, out, i) -> s
+    scalars: str  # the scalar state tuple ``s``: "f" a float slot, "i" an integer (ring position)
+    ring: Callable[[Params], int]  # length of the ring array ``r``
     pvec: Callable[[Params], list[float]]
     warmup: Callable[[Params], int]
     check: Callable[[Params], str | None] = field(default=lambda p: None)
+
+
+def _none(p: Params) -> int:
+    return 0
 
 
 def _k(n: float) -> float:
@@ -68,145 +72,167 @@ _BANDS = ("upper", "middle", "lower")
 
 def _defs() -> list[_Def]:
     n = "period"
-    ext = blk.ext_size
     return [
         _Def("sma", "simple moving average", ("close",), ("sma",), (_period(30),), kn.sma_nb,
-             lambda p: blk.sum_size(int(p[n])), lambda p: [p[n]], lambda p: int(p[n]) - 1),
+             "ffi", lambda p: int(p[n]),
+             lambda p: [p[n]], lambda p: int(p[n]) - 1),
         _Def("ema", "exponential moving average, k = 2/(n+1), seeded with the SMA of n values",
              ("close",), ("ema",), (_period(30),), kn.ema_nb,
-             lambda p: 2, lambda p: [p[n], _k(p[n])], lambda p: int(p[n]) - 1),
+             "ff", _none,
+             lambda p: [p[n], _k(p[n])], lambda p: int(p[n]) - 1),
         _Def("wma", "linearly weighted moving average", ("close",), ("wma",), (_period(30),),
-             kn.wma_nb, lambda p: int(p[n]) + 4,
+             kn.wma_nb, "fiff", lambda p: int(p[n]),
              lambda p: [p[n], p[n] * (p[n] + 1) / 2], lambda p: int(p[n]) - 1),
         _Def("dema", "double EMA: 2*EMA - EMA(EMA)", ("close",), ("dema",), (_period(30),),
-             kn.dema_nb, lambda p: 4, lambda p: [p[n], _k(p[n])], lambda p: 2 * (int(p[n]) - 1)),
+             kn.dema_nb, "ffff", _none,
+             lambda p: [p[n], _k(p[n])], lambda p: 2 * (int(p[n]) - 1)),
         _Def("tema", "triple EMA: 3*EMA - 3*EMA(EMA) + EMA(EMA(EMA))", ("close",), ("tema",),
-             (_period(30),), kn.tema_nb, lambda p: 6, lambda p: [p[n], _k(p[n])],
+             (_period(30),), kn.tema_nb, "ffffff", _none,
+             lambda p: [p[n], _k(p[n])],
              lambda p: 3 * (int(p[n]) - 1)),
         _Def("trima", "triangular moving average: SMA((n+1)//2) of SMA(n//2+1)", ("close",),
              ("trima",), (_period(30),), kn.trima_nb,
-             lambda p: blk.sum_size(int(p[n]) // 2 + 1) + blk.sum_size((int(p[n]) + 1) // 2),
+             "ffiffi", lambda p: int(p[n]) // 2 + 1 + (int(p[n]) + 1) // 2,
              lambda p: [int(p[n]) // 2 + 1, (int(p[n]) + 1) // 2], lambda p: int(p[n]) - 1),
         _Def("kama", "Kaufman adaptive moving average", ("close",), ("kama",),
              (_period(10), Param("fast", int, 2, 1), Param("slow", int, 30, 1)), kn.kama_nb,
-             lambda p: int(p[n]) + 6,
+             "fifff", lambda p: int(p[n]) + 1,
              lambda p: [p[n], _k(p["slow"]), _k(p["fast"]) - _k(p["slow"])],
              lambda p: int(p[n]), _fast_slow),
         _Def("macd", "EMA(fast) - EMA(slow), its EMA(signal) and the histogram", ("close",),
              ("macd", "signal", "hist"),
              (_period(12, name="fast"), _period(26, 2, "slow"), _period(9, name="signal")),
-             kn.macd_nb, lambda p: 7,
+             kn.macd_nb, "fffffff", _none,
              lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"]), p["signal"],
                         _k(p["signal"])],
              lambda p: int(p["slow"]) + int(p["signal"]) - 2, _fast_slow),
         _Def("ppo", "percentage price oscillator: 100*(EMA(fast) - EMA(slow))/EMA(slow)",
              ("close",), ("ppo",), (_period(12, name="fast"), _period(26, 2, "slow")),
-             kn.ppo_nb, lambda p: 4,
+             kn.ppo_nb, "ffff", _none,
              lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
              lambda p: int(p["slow"]) - 1, _fast_slow),
         _Def("trix", "1-bar percent rate of change of a triple EMA", ("close",), ("trix",),
-             (_period(30),), kn.trix_nb, lambda p: 8, lambda p: [p[n], _k(p[n])],
+             (_period(30),), kn.trix_nb, "ffffffff", _none,
+             lambda p: [p[n], _k(p[n])],
              lambda p: 3 * (int(p[n]) - 1) + 1),
         _Def("mom", "momentum: close - close n bars ago", ("close",), ("mom",), (_period(10),),
-             kn.mom_nb, lambda p: int(p[n]) + 2, lambda p: [p[n]], lambda p: int(p[n])),
+             kn.mom_nb, "fi", lambda p: int(p[n]),
+             lambda p: [p[n]], lambda p: int(p[n])),
         _Def("roc", "rate of change in percent: 100*(close/close[n ago] - 1)", ("close",),
-             ("roc",), (_period(10),), kn.roc_nb, lambda p: int(p[n]) + 2, lambda p: [p[n]],
+             ("roc",), (_period(10),), kn.roc_nb, "fi", lambda p: int(p[n]),
+             lambda p: [p[n]],
              lambda p: int(p[n])),
         _Def("rsi", "Wilder's relative strength index", ("close",), ("rsi",), (_period(14),),
-             kn.rsi_nb, lambda p: 4, lambda p: [p[n]], lambda p: int(p[n])),
+             kn.rsi_nb, "ffff", _none,
+             lambda p: [p[n]], lambda p: int(p[n])),
         _Def("stochf", "fast stochastic: %K over fastk bars, %D = SMA(fastd) of %K", _HLC,
              ("fastk", "fastd"), (_period(5, name="fastk"), _period(3, name="fastd")),
              kn.stochf_nb,
-             lambda p: 2 * ext(int(p["fastk"])) + blk.sum_size(int(p["fastd"])),
+             "fiffffffi", lambda p: 2 * int(p["fastk"]) + int(p["fastd"]),
              lambda p: [p["fastk"], p["fastd"]], lambda p: int(p["fastk"]) + int(p["fastd"]) - 2),
         _Def("stoch", "slow stochastic: %K = SMA(slowk) of fast %K, %D = SMA(slowd) of %K", _HLC,
              ("slowk", "slowd"),
              (_period(5, name="fastk"), _period(3, name="slowk"), _period(3, name="slowd")),
              kn.stoch_nb,
-             lambda p: 2 * ext(int(p["fastk"])) + blk.sum_size(int(p["slowk"]))
-             + blk.sum_size(int(p["slowd"])),
+             "fiffffffiffi", lambda p: 2 * int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]),
              lambda p: [p["fastk"], p["slowk"], p["slowd"]],
              lambda p: int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]) - 3),
         _Def("stochrsi", "fast stochastic of RSI(period)", ("close",), ("fastk", "fastd"),
              (_period(14), _period(5, name="fastk"), _period(3, name="fastd")), kn.stochrsi_nb,
-             lambda p: 4 + 2 * ext(int(p["fastk"])) + blk.sum_size(int(p["fastd"])),
+             "fffffiffffffi", lambda p: 2 * int(p["fastk"]) + int(p["fastd"]),
              lambda p: [p[n], p["fastk"], p["fastd"]],
              lambda p: int(p[n]) + int(p["fastk"]) + int(p["fastd"]) - 2),
         _Def("willr", "Williams %R", _HLC, ("willr",), (_period(14),), kn.willr_nb,
-             lambda p: 2 * ext(int(p[n])), lambda p: [p[n]], lambda p: int(p[n]) - 1),
+             "fiffff", lambda p: 2 * int(p[n]),
+             lambda p: [p[n]], lambda p: int(p[n]) - 1),
         _Def("cci", "commodity channel index (0.015 x mean deviation)", _HLC, ("cci",),
-             (_period(20),), kn.cci_nb, lambda p: int(p[n]) + 2, lambda p: [p[n]],
+             (_period(20),), kn.cci_nb, "fi", lambda p: int(p[n]),
+             lambda p: [p[n]],
              lambda p: int(p[n]) - 1),
         _Def("ultosc", "Williams' ultimate oscillator (weights 4, 2, 1)", _HLC, ("ultosc",),
              (_period(7, name="period1"), _period(14, name="period2"),
               _period(28, name="period3")), kn.ultosc_nb,
-             lambda p: 2 + sum(2 * blk.sum_size(int(p[f"period{j}"])) for j in (1, 2, 3)),
+             "fffifffifffiff", lambda p: 2 * sum(int(p[f"period{j}"]) for j in (1, 2, 3)),
              lambda p: [p["period1"], p["period2"], p["period3"]], lambda p: int(p["period3"]),
              lambda p: None if p["period1"] <= p["period2"] <= p["period3"]
              else "need period1 <= period2 <= period3"),
         _Def("trange", "true range", _HLC, ("trange",), (), kn.trange_nb,
-             lambda p: 2, lambda p: [0.0], lambda p: 1),
+             "ff", _none,
+             lambda p: [0.0], lambda p: 1),
         _Def("atr", "Wilder's average true range", _HLC, ("atr",), (_period(14),), kn.atr_nb,
-             lambda p: 3, lambda p: [p[n]], lambda p: int(p[n])),
+             "fff", _none,
+             lambda p: [p[n]], lambda p: int(p[n])),
         _Def("natr", "ATR as a percent of close", _HLC, ("natr",), (_period(14),), kn.natr_nb,
-             lambda p: 3, lambda p: [p[n]], lambda p: int(p[n])),
+             "fff", _none,
+             lambda p: [p[n]], lambda p: int(p[n])),
         _Def("bbands", "Bollinger bands: mean +- k population standard deviations", ("close",),
              _BANDS, (_period(20), Param("k", float, 2.0, 0.0)), kn.bbands_nb,
-             lambda p: blk.var_size(int(p[n])), lambda p: [p[n], p["k"]],
+             "fifff", lambda p: int(p[n]),
+             lambda p: [p[n], p["k"]],
              lambda p: int(p[n]) - 1),
         _Def("keltner", "Keltner channel: EMA(close, period) +- mult * ATR(atr_period)", _HLC,
              _BANDS,
              (_period(20), _period(10, name="atr_period"), Param("mult", float, 2.0, 0.0)),
-             kn.keltner_nb, lambda p: 5,
+             kn.keltner_nb, "fffff", _none,
              lambda p: [p[n], _k(p[n]), p["atr_period"], p["mult"]],
              lambda p: max(int(p[n]) - 1, int(p["atr_period"]))),
         _Def("donchian", "Donchian channel: highest high, midpoint, lowest low", ("high", "low"),
-             _BANDS, (_period(20),), kn.donchian_nb, lambda p: 2 * ext(int(p[n])),
+             _BANDS, (_period(20),), kn.donchian_nb, "fiffff", lambda p: 2 * int(p[n]),
              lambda p: [p[n]], lambda p: int(p[n]) - 1),
         _Def("adx", "Wilder's ADX with +DI and -DI", _HLC, ("adx", "plus_di", "minus_di"),
-             (_period(14, 2),), kn.adx_nb, lambda p: 8, lambda p: [p[n]],
+             (_period(14, 2),), kn.adx_nb, "ffffffff", _none,
+             lambda p: [p[n]],
              lambda p: 2 * int(p[n]) - 1),
         _Def("aroon", "Aroon down, up (over n+1 bars) and oscillator (up - down)",
              ("high", "low"), ("aroon_down", "aroon_up", "aroonosc"), (_period(14),),
-             kn.aroon_nb, lambda p: 2 * ext(int(p[n]) + 1), lambda p: [p[n]],
+             kn.aroon_nb, "fiffff", lambda p: 2 * (int(p[n]) + 1),
+             lambda p: [p[n]],
              lambda p: int(p[n])),
         _Def("sar", "Parabolic SAR", ("high", "low"), ("sar",),
              (Param("acceleration", float, 0.02, 0.0), Param("maximum", float, 0.2, 0.0)),
-             kn.sar_nb, lambda p: 7, lambda p: [p["acceleration"], p["maximum"]], lambda p: 1,
+             kn.sar_nb, "fffffff", _none,
+             lambda p: [p["acceleration"], p["maximum"]], lambda p: 1,
              lambda p: None if 0 < p["acceleration"] <= p["maximum"]
              else "need 0 < acceleration <= maximum"),
         _Def("obv", "on-balance volume", ("close", "volume"), ("obv",), (), kn.obv_nb,
-             lambda p: 3, lambda p: [0.0], lambda p: 0),
+             "fff", _none,
+             lambda p: [0.0], lambda p: 0),
         _Def("mfi", "money flow index", _HLCV, ("mfi",), (_period(14),), kn.mfi_nb,
-             lambda p: 3 + 2 * blk.sum_size(int(p[n])), lambda p: [p[n]], lambda p: int(p[n])),
+             "ffffiff", lambda p: 2 * int(p[n]),
+             lambda p: [p[n]], lambda p: int(p[n])),
         _Def("ad", "Chaikin accumulation/distribution line", _HLCV, ("ad",), (), kn.ad_nb,
-             lambda p: 1, lambda p: [0.0], lambda p: 0),
+             "f", _none,
+             lambda p: [0.0], lambda p: 0),
         _Def("adosc", "Chaikin A/D oscillator: EMA(fast) - EMA(slow) of the A/D line", _HLCV,
              ("adosc",), (_period(3, name="fast"), _period(10, name="slow")), kn.adosc_nb,
-             lambda p: 4, lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
+             "ffff", _none,
+             lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
              lambda p: int(p["slow"]) - 1, _fast_slow),
         _Def("vwap", "session-anchored VWAP of the typical price (restarts when session changes)",
-             (*_HLCV, "session"), ("vwap",), (), kn.vwap_nb, lambda p: 4, lambda p: [0.0],
+             (*_HLCV, "session"), ("vwap",), (), kn.vwap_nb, "ffff", _none,
+             lambda p: [0.0],
              lambda p: 0),
         _Def("ichimoku", "Ichimoku: tenkan, kijun, the cloud now (span_a, span_b) and the spans "
              "projected forward (lead_a, lead_b)", ("high", "low"),
              ("tenkan", "kijun", "span_a", "span_b", "lead_a", "lead_b"),
              (_period(9, name="tenkan"), _period(26, name="kijun"), _period(52, name="senkou"),
               _period(26, name="displacement")), kn.ichimoku_nb,
-             lambda p: sum(2 * ext(int(p[f])) for f in ("tenkan", "kijun", "senkou"))
-             + 2 + 2 * int(p["displacement"]),
+             "fifffffifffffifffffi", lambda p: sum(2 * int(p[f]) for f in ("tenkan", "kijun", "senkou"))
+             + 2 * int(p["displacement"]),
              lambda p: [p["tenkan"], p["kijun"], p["senkou"], p["displacement"]],
              lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1
              + int(p["displacement"])),
         _Def("heikin_ashi", "Heikin-Ashi candles", ("open", "high", "low", "close"),
              ("ha_open", "ha_high", "ha_low", "ha_close"), (), kn.heikin_ashi_nb,
-             lambda p: 3, lambda p: [0.0], lambda p: 0),
+             "fff", _none,
+             lambda p: [0.0], lambda p: 0),
         _Def("zscore", "rolling z-score: (close - mean) / population std over n bars",
              ("close",), ("zscore",), (_period(20, 2),), kn.zscore_nb,
-             lambda p: blk.var_size(int(p[n])), lambda p: [p[n]], lambda p: int(p[n]) - 1),
+             "fifff", lambda p: int(p[n]),
+             lambda p: [p[n]], lambda p: int(p[n]) - 1),
         _Def("rvol", "realised volatility: sqrt(periods_per_year * mean of n squared log returns)",
              ("close",), ("rvol",), (_period(20), Param("periods_per_year", float, 252.0, 0.0)),
-             kn.rvol_nb, lambda p: 2 + blk.rsum_size(int(p[n])),
+             kn.rvol_nb, "fffif", lambda p: int(p[n]),
              lambda p: [p[n], p["periods_per_year"]], lambda p: int(p[n])),
     ]
 
@@ -259,11 +285,12 @@ class Indicator:
     def __init__(self, d: _Def, params: Params) -> None:
         self._def = d
         self._params = params
-        # A tuple, not an array: Numba passes it by value, so the kernels read the parameters
-        # from registers instead of reloading them after every store to the state vector (an
-        # array could alias it). Same float64 values, same arithmetic: up to 7x faster batch.
+        # Parameters and scalar state are tuples, not arrays: Numba passes them by value, so
+        # the batch loop keeps them in registers instead of storing and reloading them through
+        # memory every bar (docs/indicators.md, Speed).
         self._p = tuple(float(v) for v in d.pvec(params))
-        self._size = d.size(params)
+        self._s0 = tuple(0 if k == "i" else 0.0 for k in d.scalars)
+        self._ring = d.ring(params)
 
     @property
     def name(self) -> str:
@@ -297,8 +324,8 @@ class Indicator:
         arrays = self._arrays(inputs)
         size = arrays[0].shape[0]
         out = np.empty((len(self._def.outputs), size), dtype=np.float64)
-        st = np.zeros(self._size, dtype=np.float64)
-        _DRIVERS[len(arrays)](self._def.update, st, self._p, *arrays, out)
+        ring = np.zeros(self._ring, dtype=np.float64)
+        _DRIVERS[len(arrays)](self._def.step, self._s0, ring, self._p, *arrays, out)
         if out.shape[0] == 1:
             return out[0]
         return tuple(out[k] for k in range(out.shape[0]))
@@ -315,7 +342,7 @@ class Indicator:
 
     def stream(self) -> IndicatorStream:
         """A fresh one-bar-at-a-time state."""
-        return IndicatorStream(self, np.zeros(self._size, dtype=np.float64))
+        return IndicatorStream(self, self._s0, np.zeros(self._ring, dtype=np.float64))
 
     def _arrays(self, inputs: tuple[npt.ArrayLike, ...]) -> list[FloatArray]:
         want = self._def.inputs
@@ -333,13 +360,15 @@ class Indicator:
 
 class IndicatorStream:
     """The incremental form: ``update(*bar)`` advances one bar and returns its value(s). The
-    state is a plain float64 vector (``state``), so it can be snapshotted and restored."""
+    state is a plain float64 vector (``state``: the scalars, then the rings), so it can be
+    snapshotted and restored."""
 
-    def __init__(self, ind: Indicator, state: FloatArray) -> None:
+    def __init__(self, ind: Indicator, scalars: tuple[float, ...], ring: FloatArray) -> None:
         self._ind = ind
-        self._update = ind._def.update
+        self._step = ind._def.step
         self._p = ind._p
-        self._st = state
+        self._s = scalars
+        self._ring = ring
         self._n_in = len(ind.inputs)
         self._out = np.empty((len(ind.outputs), 1), dtype=np.float64)
 
@@ -349,15 +378,18 @@ class IndicatorStream:
 
     @property
     def state(self) -> FloatArray:
-        """A copy of the state vector."""
-        return self._st.copy()
+        """A copy of the state vector: the scalar state, then the rings."""
+        return np.concatenate((np.array(self._s, dtype=np.float64), self._ring))
 
     def restore(self, state: npt.ArrayLike) -> IndicatorStream:
         """A stream of the same indicator continuing from ``state`` (from ``.state``)."""
         st = np.array(state, dtype=np.float64)
-        if st.shape != self._st.shape:
-            raise IndicatorError(f"{self._ind.name}: a state of shape {self._st.shape} is needed")
-        return IndicatorStream(self._ind, st)
+        k = len(self._s)
+        shape = (k + self._ring.shape[0],)
+        if st.shape != shape:
+            raise IndicatorError(f"{self._ind.name}: a state of shape {shape} is needed")
+        scalars = tuple(type(z)(v) for z, v in zip(self._ind._s0, st[:k], strict=True))
+        return IndicatorStream(self._ind, scalars, st[k:].copy())
 
     def update(self, *bar: float) -> float | tuple[float, ...]:
         """One bar's inputs (``indicator.inputs`` order) in, this bar's output(s) out. A bar with
@@ -369,7 +401,7 @@ class IndicatorStream:
         if any(v != v for v in values):
             out.fill(np.nan)
         else:
-            self._update(self._st, self._p, *values, out, 0)
+            self._s = self._step(self._s, self._ring, self._p, *values, out, 0)
         if out.shape[0] == 1:
             return float(out[0, 0])
         return tuple(float(v) for v in out[:, 0])

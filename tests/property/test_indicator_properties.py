@@ -56,3 +56,32 @@ def test_batch_equals_stream_and_nan_bars_are_skipped(case: tuple[dict[str, np.n
         compact = as_columns(ind.batch(*(c[~skipped] for c in cols)))
         for b, k in zip(batch, compact, strict=True):
             assert same_bits(np.ascontiguousarray(b[~skipped]), k), ind
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(st.sampled_from([-1.0, -0.0, 0.0, 1.0, 2.0, 2.5]), min_size=1, max_size=80), st.integers(1, 9)
+)
+def test_rolling_extremes_and_their_latest_index_match_a_brute_force_window(
+    values: list[float], n: int
+) -> None:
+    """Many ties (and both zeros): the rescanned highest/lowest and Aroon's bar index of the
+    newest extreme equal a plain window scan, bit for bit."""
+    x = np.array(values)
+    upper, _mid, lower = indicator("donchian", period=n).batch(x, x)
+    down, up, _osc = indicator("aroon", period=n).batch(x, x)
+    for t in range(len(x)):
+        if t < n - 1:
+            assert np.isnan(upper[t]) and np.isnan(lower[t])
+        else:
+            w = x[t - n + 1 : t + 1]
+            hi = int(np.flatnonzero(w == w.max())[-1])
+            lo = int(np.flatnonzero(w == w.min())[-1])
+            assert same_bits(upper[t : t + 1], w[hi : hi + 1])
+            assert same_bits(lower[t : t + 1], w[lo : lo + 1])
+        if t >= n:  # Aroon: windows of n + 1 bars
+            w = x[t - n : t + 1]
+            hi = int(np.flatnonzero(w == w.max())[-1])
+            lo = int(np.flatnonzero(w == w.min())[-1])
+            assert up[t] == 100.0 / n * (n - (n - hi))
+            assert down[t] == 100.0 / n * (n - (n - lo))
