@@ -208,7 +208,7 @@ def main() -> int:
         exchange = subprocess.Popen(
             [sys.executable, "-m", "venues.local_exchange", str(full), "--port-file", str(port_file),
              "--state-file", str(state_file), "--start", _iso(first_open), "--speed", "25",
-             "--when-watched", "2", "--fee", "0.001", "--fee-in", "quote", "--linger", "2"],
+             "--when-watched", "2", "--fee", "0.001", "--fee-in", "quote", "--linger", "900"],
             env=env, cwd=ROOT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -228,9 +228,13 @@ def main() -> int:
         if kills < 0:
             exchange.terminate()
             return 1
-        final = subprocess.run(
-            [*command, "--resume"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300
-        )
+        for _ in range(5):  # to the end; a venue that did not answer in time (exit 4): again
+            final = subprocess.run(
+                [*command, "--resume"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=600
+            )
+            if final.returncode != 4:
+                break
+        exchange.terminate()  # it writes its orders and balances, then exits
         exchange.wait(timeout=60)
         seconds = time.perf_counter() - started
         replayed = subprocess.run(

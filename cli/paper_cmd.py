@@ -401,6 +401,8 @@ async def _session(
     if source.next_row > 0:  # a resumed session: steps before this one went already
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
+    if source.next_row > 0:  # the bars played while the session was down come over REST
+        pump.catch_up_ms = assembler.handed_to // 1_000_000
     pump.stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         local = None
@@ -480,6 +482,7 @@ class _Pump:
         self._newest: dict[int, int] = {}
         self.inbox = CommandInbox(inbox)
         self.edge: Edge | None = None
+        self.catch_up_ms: int | None = None  # a resumed session: the bars from here were missed
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
@@ -515,13 +518,16 @@ class _Pump:
     async def watch(self, venue: CcxtVenue, instrument_id: int, frequency: str) -> None:
         """One instrument's bars from the websocket. After a failure it waits (longer each time),
         watches again and, once the stream answers, fetches over REST the bars it missed (those
-        played while no subscription was live), before the stream's own."""
+        played while no subscription was live), before the stream's own; a resumed session does
+        the same for the bars played while it was down (from ``catch_up_ms``)."""
         failures = 0
+        catching_up = self.catch_up_ms is not None
         while True:
             try:
                 bars = await venue.watch_bars(instrument_id, frequency)
-                if failures:
-                    since = self._newest.get(instrument_id)
+                if failures or catching_up:
+                    since = self._newest.get(instrument_id, self.catch_up_ms)
+                    catching_up = False
                     self._take(
                         instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since)
                     )
