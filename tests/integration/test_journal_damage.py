@@ -252,6 +252,54 @@ def test_a_read_only_copy_verifies(lmdb_journal: Path) -> None:
         shutil.rmtree(shared, ignore_errors=True)
 
 
+def test_a_read_only_sqlite_copy_whose_write_ahead_log_holds_records_is_refused() -> None:
+    """Copied while its writer was open: the records of the -wal file cannot be read from a
+    folder the reader may not write, and the verb says so instead of reading a partial file."""
+    prefix = _as_unprivileged()
+    if prefix is None:
+        pytest.skip("running as root and neither setpriv nor runuser is installed to run as nobody")
+    shared = Path(tempfile.mkdtemp(prefix="tape-readonly-wal-"))
+    try:
+        writer_dir = shared / "writer"
+        copy_dir = shared / "copy"
+        copy_dir.mkdir()
+        with open_journal(writer_dir / "j.sqlite", writable=True, records_per_commit_max=16) as journal:
+            for i in range(200):
+                journal.append(event_for(i))
+            journal.commit()
+            wal = writer_dir / "j.sqlite-wal"
+            assert wal.stat().st_size > 0
+            for name in ("j.sqlite", "j.sqlite-wal"):
+                shutil.copyfile(writer_dir / name, copy_dir / name)
+        for p in copy_dir.iterdir():
+            p.chmod(0o444)
+        copy_dir.chmod(0o555)
+        shared.chmod(0o755)
+        cache = shared / "cache"
+        cache.mkdir()
+        cache.chmod(0o777)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(cache)}
+        env["NUMBA_CACHE_DIR"] = str(cache / "numba")
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "cli.main", "verify", str(copy_dir / "j.sqlite")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=shared,
+            timeout=180,
+            check=False,
+        )
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output, output
+        assert result.returncode == EXIT_REFUSED, output
+        assert "j.sqlite-wal holds records" in output, output
+    finally:
+        for p in [shared, *shared.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.mark.parametrize("make", ["truncated", "empty", "text", "directory", "foreign", "header"])
 def test_sqlite_files_that_are_damaged_or_not_journals(tmp_path: Path, make: str) -> None:
     path = tmp_path / "j.sqlite"
