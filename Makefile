@@ -16,7 +16,7 @@ $(BIN)/tape: pyproject.toml
 	@touch $@
 
 $(VENV)/.dev: $(BIN)/tape
-	$(BIN)/pip install --quiet -e '.[dev,ray]'
+	$(BIN)/pip install --quiet -e '.[dev,ray,prefect]'
 	@touch $@
 
 demo: $(BIN)/tape  ## generate data, run three backtests, rebuild the ledger, report, replay

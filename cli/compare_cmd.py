@@ -1,5 +1,6 @@
 """``tape compare A B``: two runs of one strategy day by day (``projections.compare``); exit 0
-when every day and every derived event match, 1 when they part."""
+when every day and every derived event match, 1 when they part, 3 when a run that never finished
+matches the other up to its end (or both match and one never finished)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from pathlib import Path
 from rich import box
 from rich.table import Table
 
-from cli.exits import EXIT_DAMAGED, EXIT_OK
+from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
 from cli.progress import console
 from cli.wiring import ConfigError
+from kernel.run_status import run_status
 from kernel.store import open_journal
 from projections.compare import Comparison, DayPair, compare_books, first_divergence
 from projections.daybook import fold_journal_book
@@ -205,7 +207,37 @@ def cmd_compare(args: argparse.Namespace) -> int:
         _print_divergence(comparison)
         if comparison.same:
             console.print(f"[green]same[/]: {len(comparison.days)} days and every derived event match")
+    unfinished = _unfinished(comparison, args.journal, args.journal_b)
+    for line in unfinished if "-" not in outputs.values() else ():
+        console.print(f"[yellow]{line}[/]", soft_wrap=True)
+    if unfinished and (comparison.same or _matching_prefix(comparison)):
+        return EXIT_UNFINISHED
     return EXIT_OK if comparison.same else EXIT_DAMAGED
+
+
+def _matching_prefix(comparison: Comparison) -> bool:
+    """One run's derived events are the other's up to where it ends, and every day both
+    closed matches: a run stopped part-way (the other went on), not a divergence."""
+    divergence = comparison.divergence
+    if divergence is None or (divergence.event_a is not None and divergence.event_b is not None):
+        return False
+    return not any(pair.a is not None and pair.b is not None and pair.differing() for pair in comparison.days)
+
+
+def _unfinished(comparison: Comparison, path_a: str, path_b: str) -> list[str]:
+    """One line per journal whose run never finished (no run.finished.v1)."""
+    lines = []
+    for side, path in (("A", path_a), ("B", path_b)):
+        with open_journal(path) as journal:
+            status = run_status(journal)
+        if not status.finished:
+            divergence = comparison.divergence
+            ended = divergence is not None and getattr(divergence, f"event_{side.lower()}") is None
+            matched = (
+                " (it matches the other run up to its end)" if ended and _matching_prefix(comparison) else ""
+            )
+            lines.append(f"{side} {path}: {status.describe()}{matched}")
+    return lines
 
 
 def _write(path: str, text: str) -> None:

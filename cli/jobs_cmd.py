@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -98,7 +99,43 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     return 0
 
 
-_JOBS: dict[str, Callable[[argparse.Namespace], int]] = {"run": cmd_jobs_run, "list": cmd_jobs_list}
+def _prefect_flows() -> Any:
+    """``cli.prefect_flows`` (imports Prefect: the ``prefect`` extra), or one line saying so."""
+    try:
+        import cli.prefect_flows as flows
+    except ImportError as error:
+        raise ConfigError(f"Prefect is not installed ({error}): pip install 'tape[prefect]'") from None
+    return flows
+
+
+def cmd_jobs_prefect_serve(args: argparse.Namespace) -> int:
+    """Serve every job as a Prefect deployment (its cron time and zone) until Ctrl-C."""
+    config = load_scheduler_config(Path(args.config))  # a bad file is refused before Prefect loads
+    flows = _prefect_flows()
+    console.print(f"serving {len(config.jobs)} jobs of {config.path} as Prefect deployments of tape-job")
+    flows.serve_jobs(config.path)
+    return 0
+
+
+def cmd_jobs_prefect_run(args: argparse.Namespace) -> int:
+    """Run one job now as a Prefect flow run (any day: the calendar is not checked)."""
+    config = load_scheduler_config(Path(args.config))
+    if args.name not in config.jobs:
+        raise ConfigError(f"{args.config}: no job {args.name!r} (jobs: {', '.join(sorted(config.jobs))})")
+    flows = _prefect_flows()
+    state = flows.tape_job(str(config.path), args.name, check_calendar=False, return_state=True)
+    ok = state.is_completed()
+    colour = "green" if ok else "red"
+    console.print(f"job {args.name} as a Prefect flow run: [{colour}]{state.name}[/] ({state.message or ''})")
+    return 0 if ok else 1
+
+
+_JOBS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_jobs_run,
+    "list": cmd_jobs_list,
+    "prefect-serve": cmd_jobs_prefect_serve,
+    "prefect-run": cmd_jobs_prefect_run,
+}
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -116,5 +153,10 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     run.add_argument("name")
     listing = sub.add_parser("list", help="jobs, next run times and last outcomes")
     listing.add_argument("--runs", type=int, default=0, help="also show the last N attempts")
-    for parser in (run, listing):
+    serve = sub.add_parser("prefect-serve", help="serve the jobs as Prefect deployments (the prefect extra)")
+    prefect_run = sub.add_parser(
+        "prefect-run", help="run a job now as a Prefect flow run (the prefect extra)"
+    )
+    prefect_run.add_argument("name")
+    for parser in (run, listing, serve, prefect_run):
         parser.add_argument("--config", required=True, help="jobs TOML")

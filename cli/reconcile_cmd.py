@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -15,8 +16,9 @@ from rich.table import Table
 from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console
 from cli.wiring import ConfigError
+from kernel.run_status import run_status
 from kernel.store import open_journal
-from projections import describe_target, open_ledger
+from projections import SchemaMismatch, describe_target, open_ledger
 from projections.audit import LedgerNotFound
 from projections.daybook import fold_journal_book
 from projections.reconcile import (
@@ -42,6 +44,26 @@ def _target(args: argparse.Namespace) -> tuple[Path | str | None, bool]:
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite"), False
 
 
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_ledger(journal: str, path: Path) -> None:
+    """Refuse a file that is not a Tape ledger before the ledger opens it (opening switches a
+    database to WAL mode, a write: someone else's database must stay as it was)."""
+    with path.open("rb") as file:
+        if file.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
+            raise ConfigError(f"{journal}: --db {path}: not a SQLite ledger (not a SQLite database file)")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    except sqlite3.DatabaseError as error:
+        raise ConfigError(f"{journal}: --db {path}: not a readable SQLite ledger ({error})") from None
+    finally:
+        db.close()
+    if "schema_version" not in tables:
+        raise ConfigError(f"{journal}: --db {path} is not a Tape ledger (tables: {tables})")
+
+
 def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     try:
         day = parse_day(args.day) if args.day else None
@@ -60,11 +82,21 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     if target is not None and (named or (isinstance(target, Path) and target.is_file())):
         if isinstance(target, Path) and not target.is_file():
             raise LedgerNotFound(f"no SQLite ledger at {target}: build it first (tape rebuild)")
+        if isinstance(target, Path):
+            _check_sqlite_ledger(args.journal, target)
         name = describe_target(target, args.schema)
-        with open_ledger(target, schema=args.schema) as ledger:
-            if ledger.checkpoint_seq < 0:
-                raise LedgerNotFound(f"the ledger {name} was never built (no checkpoint)")
-            figures = ledger_figures(ledger, cut, book.share_changes_after(cut.seq))
+        try:
+            with open_ledger(target, schema=args.schema) as ledger:
+                if ledger.checkpoint_seq < 0:
+                    raise LedgerNotFound(f"the ledger {name} was never built (no checkpoint)")
+                figures = ledger_figures(ledger, cut, book.share_changes_after(cut.seq))
+        except SchemaMismatch as error:
+            raise ConfigError(f"{args.journal}: --db {error}") from None
+        except sqlite3.DatabaseError as error:
+            raise ConfigError(
+                f"{args.journal}: --db {target}: not a readable SQLite ledger ({error}); "
+                "rebuild it with tape rebuild"
+            ) from None
     if figures is None and statement is None:
         where = f" (no ledger at {target})" if target is not None else ""
         raise ConfigError(f"{args.journal}: nothing to reconcile with{where}: give --db or --statement")
@@ -123,6 +155,12 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         _write(args.csv, _csv_text(result))
     if "-" not in (args.json, args.csv):
         _print(result)
+    with open_journal(args.journal) as journal:
+        status = run_status(journal)
+    if not status.finished and "-" not in (args.json, args.csv):
+        # A paper or live session's journal is unfinished while it runs, and reconciling it at a
+        # day's close is the daily routine: said, not an exit status of its own.
+        console.print(f"[yellow]note: {args.journal}: {status.describe()}[/]", soft_wrap=True)
     return EXIT_OK if result.ok else EXIT_DAMAGED
 
 

@@ -37,6 +37,35 @@ def check_file(path: Path, *, writable: bool) -> None:
         raise JournalError(f"{path}: not a SQLite journal (not a SQLite database file)")
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A journal in WAL mode needs its ``-shm`` file, which SQLite
+    creates next to it: in a folder the reader may not write (a read-only copy, a backup
+    mount, another user's files) that fails ("attempt to write a readonly database"). With no
+    write-ahead log beside it (a writer that closed checkpointed everything into the file),
+    the file alone is the whole journal and is opened ``immutable`` (no locks, no -shm); a
+    non-empty log holds records only a reader that may write the folder can read: refused."""
+    uri = path.resolve().as_uri()
+    db = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+    try:
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.OperationalError as error:
+        db.close()
+        if "readonly" not in str(error) and "unable to open" not in str(error):
+            raise StoreDamaged(f"{path}: SQLite: {error}") from None
+    except sqlite3.DatabaseError as error:
+        db.close()
+        raise StoreDamaged(f"{path}: SQLite: {error}") from None
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise JournalError(
+            f"{path}: its write-ahead log {wal.name} holds records, and SQLite cannot read it from "
+            f"a folder this user may not write (it needs {path.name}-shm there): copy the journal "
+            "to a writable folder, or let its writer close it first"
+        )
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
 class SqliteBackend:
     def __init__(self, path: Path, *, writable: bool) -> None:
         path = Path(path)
@@ -46,8 +75,7 @@ class SqliteBackend:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(path), isolation_level=None)
         else:
-            uri = f"{path.resolve().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None)
+            self._db = _open_read_only(path)
         try:
             with self._errors():
                 self._check_tables(writable)

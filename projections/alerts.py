@@ -32,12 +32,14 @@ from typing import Any, Protocol
 
 from domain.events import (
     AnyEvent,
+    BarsReceived,
     DayClosed,
     KillSwitchRearmed,
     KillSwitchTripped,
     OrderAccepted,
     OrderRejected,
     OrderSubmitted,
+    VenueMessageReceived,
 )
 from domain.fixed import minor_digits, to_decimal
 from kernel.journal import Journal, Record
@@ -52,12 +54,14 @@ __all__ = [
     "EvaluationReport",
     "AlertStateError",
     "AlertStore",
+    "BarLagRule",
     "JobOutcome",
     "Observation",
     "Pending",
     "ReconciliationRule",
     "Rule",
     "Silence",
+    "VenueLatencyRule",
     "rules_from_config",
     "observations_of",
     "severity_at_least",
@@ -265,6 +269,112 @@ class KillSwitchRule(_NoNow):
         return None
 
 
+class _LatencyWindow(_NoNow):
+    """A rolling window of the last ``window`` latencies (ns) of one kind; breached while its
+    ``percentile`` (nearest rank; 100 = the slowest) is ``limit_ms`` or more, judged once
+    ``min_samples`` are in it. Subclasses say which records carry a latency."""
+
+    key = ""
+    what = ""
+    window_max = 10_000
+
+    def __init__(
+        self, name: str, severity: str, limit_ms: float, window: int, min_samples: int, percentile: int
+    ):
+        if not 0 < min_samples <= window <= self.window_max:
+            raise AlertConfigError(f"rule {name}: need 0 < min_samples <= window <= {self.window_max}")
+        if not 0 < percentile <= 100:
+            raise AlertConfigError(f"rule {name}: percentile must lie in 1..100, got {percentile}")
+        self.name, self.severity = name, severity
+        self.limit_ns, self.window, self.min_samples, self.percentile = (
+            int(limit_ms * 1e6),
+            window,
+            min_samples,
+            percentile,
+        )
+        self.samples: deque[int] = deque(maxlen=window)
+
+    def _sample(self, seq: int, ts_ns: int, latency_ns: int, about: str) -> list[Observation]:
+        self.samples.append(latency_ns)
+        if len(self.samples) < self.min_samples:
+            return []
+        ranked = sorted(self.samples)
+        rank = max(1, -(-self.percentile * len(ranked) // 100))  # nearest rank, ceil(p * n / 100)
+        quantile = ranked[rank - 1]
+        message = (
+            f"{self.what} p{self.percentile} {_ms(quantile)} over the last {len(ranked)} "
+            f"(limit {_ms(self.limit_ns)}, slowest {_ms(ranked[-1])}); latest {about}: {_ms(latency_ns)}"
+        )
+        return [Observation(self.name, self.key, quantile >= self.limit_ns, message, seq, ts_ns)]
+
+    def state(self) -> dict[str, Any]:
+        return {"samples": list(self.samples)}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.samples = deque(state.get("samples", []), maxlen=self.window)
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:,.0f} ms"
+
+
+class VenueLatencyRule(_LatencyWindow):
+    """An asynchronous venue's answer latency: from an order's submission (``order.submitted``'s
+    time, as the order's ``submitted_ts_ns``) to the venue's time on its first ack or reject
+    (``venue.message_received``), as the kernel's kill switch measures it; key ``venue``.
+    Orders a synchronous venue answers in the same step have no venue message and no latency."""
+
+    kinds = frozenset(
+        _tag(cls) for cls in (OrderSubmitted, VenueMessageReceived, OrderAccepted, OrderRejected)
+    )
+    key = "venue"
+    what = "venue answer latency"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.submitted: dict[str, int] = {}  # order id -> submission time, until its first answer
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        if isinstance(event, OrderSubmitted):
+            self.submitted[event.order_id] = event.ts_ns
+            return []
+        if isinstance(event, OrderAccepted | OrderRejected):
+            self.submitted.pop(event.order_id, None)  # answered (a synchronous venue: no latency)
+            return []
+        assert isinstance(event, VenueMessageReceived)
+        message = event.message
+        if message.kind not in ("ack", "reject"):
+            return []
+        sent_ns = self.submitted.pop(message.order_id, None)
+        if sent_ns is None:
+            return []  # a duplicate, or an answer to an order this journal never sent
+        about = f"{message.kind} of {message.order_id}"
+        return self._sample(seq, event.ts_ns, message.ts_ns - sent_ns, about)
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "submitted": self.submitted}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        super().load(state)
+        self.submitted = dict(state.get("submitted", {}))
+
+
+class BarLagRule(_LatencyWindow):
+    """A live or paper feed's bar arrival lag: ``market.bars_received``'s arrival stamp
+    (``received_ns``) minus the bars' close (the record's time); key ``bars``. Records without
+    an arrival stamp (``received_ns`` 0: a feed with no clock, a backtest) are not counted."""
+
+    kinds = frozenset({_tag(BarsReceived)})
+    key = "bars"
+    what = "bar arrival lag"
+
+    def observe(self, seq: int, event: AnyEvent) -> list[Observation]:
+        assert isinstance(event, BarsReceived)
+        if event.received_ns <= 0:
+            return []
+        return self._sample(seq, event.ts_ns, event.received_ns - event.ts_ns, f"bars closing at seq {seq}")
+
+
 class StalenessRule:
     """No journal record newer than ``max_age_s`` at evaluation time (a feed or a run that
     stopped writing). Clears when a newer record arrives. Needs ``now_ns`` from the caller."""
@@ -397,6 +507,7 @@ def _reconcile_line(line: Mapping[str, Any]) -> str:
 
 RULE_KINDS = (
     "drawdown", "daily_loss", "reject_rate", "kill_switch", "staleness", "failed_jobs", "reconciliation",
+    "venue_latency", "bar_lag",
 )  # fmt: skip
 _DEFAULT_SEVERITY = {
     "drawdown": "critical",
@@ -406,6 +517,14 @@ _DEFAULT_SEVERITY = {
     "staleness": "warning",
     "failed_jobs": "warning",
     "reconciliation": "critical",
+    "venue_latency": "warning",
+    "bar_lag": "warning",
+}
+_LATENCY_PARAMETERS: dict[str, type] = {
+    "limit_ms": float,
+    "window": int,
+    "min_samples": int,
+    "percentile": int,
 }
 _PARAMETERS: dict[str, dict[str, type]] = {
     "drawdown": {"limit_bps": int},
@@ -415,8 +534,15 @@ _PARAMETERS: dict[str, dict[str, type]] = {
     "staleness": {"max_age_s": float},
     "failed_jobs": {},
     "reconciliation": {"report": Path},
+    "venue_latency": _LATENCY_PARAMETERS,
+    "bar_lag": _LATENCY_PARAMETERS,
 }
-_OPTIONAL = {"reject_rate": {"window_orders": 20, "min_orders": 5}}
+_LATENCY_DEFAULTS = {"window": 20, "min_samples": 5, "percentile": 90}
+_OPTIONAL = {
+    "reject_rate": {"window_orders": 20, "min_orders": 5},
+    "venue_latency": _LATENCY_DEFAULTS,
+    "bar_lag": _LATENCY_DEFAULTS,
+}
 
 
 def _rule_from(table: Mapping[str, Any], base: Path | None) -> Rule:
@@ -472,6 +598,11 @@ def _build_rule(kind: str, name: str, severity: str, values: dict[str, Any]) -> 
         return StalenessRule(name, severity, values["max_age_s"])
     if kind == "reconciliation":
         return ReconciliationRule(name, severity, values["report"])
+    if kind in ("venue_latency", "bar_lag"):
+        latency = VenueLatencyRule if kind == "venue_latency" else BarLagRule
+        return latency(
+            name, severity, values["limit_ms"], values["window"], values["min_samples"], values["percentile"]
+        )
     return FailedJobsRule(name, severity)
 
 

@@ -11,6 +11,11 @@ Series (measurement: tags → fields; integers keep their fixed-point units):
   commission_minor (cumulative), slippage_bps (this fill against the order's decision price,
   positive = worse), shortfall_minor (cumulative implementation shortfall).
 * ``risk_events``: rule, action → count (cumulative).
+* ``venue_latency``: source → samples (cumulative count), latency_ms (the largest sample whose
+  record has this point's time). Source ``venue``: an asynchronous venue's first ack or reject
+  of an order (``venue.message_received``: the venue's time minus the order's submission);
+  source ``bars``: a live feed's bar arrival lag (``market.bars_received``: ``received_ns``
+  minus the bars' close; records without an arrival stamp are skipped).
 * ``projection``: projection → last_seq, head_seq, journal_lag_records, lag_s (wall clock
   minus the last applied event time), stamped with the wall clock at write time.
 * ``ohlcv_{tf}`` (``write_bars``, from a lake data set's ``Panel``, not from the journal):
@@ -44,7 +49,15 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from domain.events import DayClosed, InstrumentsDefined, OrderFilled, OrderSubmitted, RiskVerdict
+from domain.events import (
+    BarsReceived,
+    DayClosed,
+    InstrumentsDefined,
+    OrderFilled,
+    OrderSubmitted,
+    RiskVerdict,
+    VenueMessageReceived,
+)
 from domain.market import Panel
 from domain.orders import OrderEvent
 from kernel.journal import Journal, Record
@@ -83,6 +96,8 @@ _FOLDED_KINDS = frozenset(
         "day.closed.v1",
         "risk.verdict.v2",
         "risk.verdict.v1",
+        "venue.message_received.v1",
+        "market.bars_received.v1",
     }
 )
 _TRIGGER_FIELD = {
@@ -123,6 +138,7 @@ SERIES: Mapping[str, Series] = {
         "fill_count fill_qty_raw notional_minor commission_minor shortfall_minor slippage_bps",
     ),
     "risk_events": _series("rule action", "count"),
+    "venue_latency": _series("source", "samples latency_ms"),
     "projection": _series("projection", "last_seq head_seq journal_lag_records lag_s"),
     "host": _series(  # projections.host_metrics, written by `tape projections host-metrics`
         "host disk",
@@ -202,6 +218,8 @@ class MetricsState(msgspec.Struct, kw_only=True):
     open_orders: dict[str, tuple[str, int, int]] = {}  # order id -> strategy, decision px, side
     risk: dict[str, int] = {}  # "rule|action" -> count
     symbols: dict[str, str] = {}
+    submitted_ns: dict[str, int] = {}  # order id -> submission time, until its first answer
+    latency: dict[str, list[int]] = {}  # source -> samples, time of the last point, its max (ns)
 
 
 def _funnel_fields(counts: dict[str, int]) -> dict[str, int | float]:
@@ -280,6 +298,29 @@ def _on_day_closed(state: MetricsState, record: Record, event: DayClosed) -> lis
     return [line("nav", {"currency": event.currency}, fields, record.ts_ns)]
 
 
+def _latency_line(state: MetricsState, source: str, ts_ns: int, latency_ns: int) -> str:
+    """A cumulative count and the largest sample at this time: a second sample at the same
+    time rewrites the point with both in it (idempotent, like every event-timed series)."""
+    samples, at_ns, largest = state.latency.get(source, (0, -1, 0))
+    largest = max(largest, latency_ns) if at_ns == ts_ns else latency_ns
+    state.latency[source] = [samples + 1, ts_ns, largest]
+    return line(
+        "venue_latency", {"source": source}, {"samples": samples + 1, "latency_ms": largest / 1e6}, ts_ns
+    )
+
+
+def _on_latency(state: MetricsState, record: Record, event: VenueMessageReceived | BarsReceived) -> list[str]:
+    if isinstance(event, BarsReceived):
+        if event.received_ns <= 0:
+            return []
+        return [_latency_line(state, "bars", record.ts_ns, event.received_ns - event.ts_ns)]
+    message = event.message
+    sent_ns = state.submitted_ns.pop(message.order_id, None) if message.kind in ("ack", "reject") else None
+    if sent_ns is None:
+        return []  # not an answer, a duplicate, or an order this journal never sent
+    return [_latency_line(state, "venue", record.ts_ns, message.ts_ns - sent_ns)]
+
+
 def fold_record(state: MetricsState, record: Record) -> list[str]:
     """The points one record contributes; ``state`` is updated in place."""
     if record.kind not in _FOLDED_KINDS:
@@ -296,7 +337,13 @@ def fold_record(state: MetricsState, record: Record) -> list[str]:
         state.risk[key] = state.risk.get(key, 0) + 1
         tags = {"rule": event.rule, "action": event.action}
         return [line("risk_events", tags, {"count": state.risk[key]}, record.ts_ns)]
+    if isinstance(event, VenueMessageReceived | BarsReceived):
+        return _on_latency(state, record, event)
     assert isinstance(event, OrderSubmitted | OrderEvent)
+    if isinstance(event, OrderSubmitted):
+        state.submitted_ns[event.order_id] = event.ts_ns
+    else:
+        state.submitted_ns.pop(event.order_id, None)  # answered: a synchronous venue has no latency
     return _on_order(state, record, event)
 
 

@@ -258,3 +258,120 @@ def test_ingest_over_hostile_data_files(tmp_path: Path, name: str) -> None:
     result = tape("ingest", "yahoo", str(bad), "--out", str(lake), cwd=tmp_path)
     check_contract(result, bad, EXIT_REFUSED, f"ingest {name}")
     assert digests(lake) == before, f"ingest {name} changed the lake"
+
+
+# --- tape reconcile and tape compare ---------------------------------------------------------
+
+# What reconcile and compare answer for each journal of the corpus: the read verbs' statuses,
+# except that a killed run reconciles (its ledger matches; an unfinished run is a note, since a
+# running paper session's journal is unfinished by nature) and, compared with the run it was
+# cut from, is a matching prefix: EXIT_UNFINISHED.
+RECONCILE_EXPECTED = {**dict(JOURNALS), "killed": EXIT_OK}
+COMPARE_EXPECTED = dict(JOURNALS)
+
+
+@pytest.fixture(scope="module")
+def ledgers(corpus: Path) -> Path:
+    """The ledger beside each sound journal (``tape rebuild``), so reconcile has one to read."""
+    for name, status in (("good", EXIT_OK), ("good.sqlite", EXIT_OK), ("killed", EXIT_UNFINISHED)):
+        result = tape("rebuild", str(corpus / name), cwd=corpus)
+        assert result.returncode == status, result.stdout + result.stderr
+        assert (corpus / f"{name}.ledger.sqlite").is_file()
+    return corpus
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(RECONCILE_EXPECTED.items()))
+def test_reconcile_over_hostile_journals(ledgers: Path, name: str, expected: int) -> None:
+    journal = ledgers / name
+    ledger = ledgers / f"{name}.ledger.sqlite"
+    before = {**digests(journal), **digests(ledger)}
+    result = tape("reconcile", str(journal), cwd=ledgers)
+    check_contract(result, journal, expected, f"tape reconcile {name}")
+    assert {**digests(journal), **digests(ledger)} == before, f"tape reconcile {name} wrote"
+    if name == "killed":
+        assert "unfinished run" in result.stdout
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(COMPARE_EXPECTED.items()))
+def test_compare_over_hostile_journals(corpus: Path, name: str, expected: int) -> None:
+    good, other = corpus / "good", corpus / name
+    before = {**digests(good), **digests(other)}
+    result = tape("compare", str(good), str(other), cwd=corpus)
+    check_contract(result, other, expected, f"tape compare good {name}")
+    assert {**digests(good), **digests(other)} == before, f"tape compare good {name} wrote"
+    if name == "killed":
+        assert "unfinished run" in result.stdout and "matches the other run up to its end" in result.stdout
+        reverse = tape("compare", str(other), str(good), cwd=corpus)  # the prefix as A
+        check_contract(reverse, other, EXIT_UNFINISHED, "tape compare killed good")
+
+
+def _statement_files(root: Path) -> None:
+    (root / "binary-statement.csv").write_bytes(bytes(range(256)) * 8)
+    (root / "header-only.csv").write_text("day,account,symbol,quantity,cash,currency\n")
+    (root / "bad-number.csv").write_text(
+        "day,account,symbol,quantity,cash,currency\n2020-07-17,A1,SYN0001,lots,,USD\n"
+    )
+
+
+RECONCILE_ARGS = [  # (case, extra arguments, the file the error line must name)
+    ("db-is-text", ["--db", "a-file"], "a-file"),
+    ("db-is-foreign", ["--db", "foreign.sqlite"], "foreign.sqlite"),
+    ("db-never-built", ["--db", "typo.ledger.sqlite"], "typo.ledger.sqlite"),
+    ("db-unreachable", ["--db", "postgresql://127.0.0.1:1/tape"], "good"),
+    ("statement-missing", ["--statement", "no-such.csv"], "no-such.csv"),
+    ("statement-is-a-directory", ["--statement", "data"], "data"),
+    ("statement-not-csv", ["--statement", "a-file"], "a-file"),
+    ("statement-binary", ["--statement", "binary-statement.csv"], "binary-statement.csv"),
+    ("statement-header-only", ["--statement", "header-only.csv"], "header-only.csv"),
+    ("statement-bad-number", ["--statement", "bad-number.csv", "--no-ledger"], "bad-number.csv"),
+    ("day-not-a-date", ["--day", "2020-02-30"], "2020-02-30"),
+    ("day-not-closed", ["--day", "1999-01-04"], "1999-01-04"),
+    ("nothing-to-compare", ["--no-ledger"], "good"),
+    ("json-into-a-directory", ["--json", "data"], "data"),
+]
+
+
+@pytest.mark.parametrize(("case", "extra", "named"), RECONCILE_ARGS, ids=[c for c, _, _ in RECONCILE_ARGS])
+def test_reconcile_refuses_bad_ledgers_statements_days_and_outputs(
+    ledgers: Path, case: str, extra: list[str], named: str
+) -> None:
+    _statement_files(ledgers)
+    watched = [ledgers / p for p in ("good", "good.ledger.sqlite", "a-file", "foreign.sqlite", "data")]
+    before = {str(p): digests(p) for p in watched}
+    result = tape("reconcile", str(ledgers / "good"), *extra, cwd=ledgers)
+    check_contract(result, ledgers / "good", EXIT_REFUSED, f"tape reconcile {case}")
+    assert named in result.stdout, f"{case}: the error does not name {named}\n{result.stdout}"
+    assert {str(p): digests(p) for p in watched} == before, f"tape reconcile {case} wrote"
+    assert not (ledgers / "typo.ledger.sqlite").exists()
+
+
+WRONG_FLAGS = [
+    ("reconcile", "--bogus"),
+    ("reconcile", "--day"),
+    ("compare", "--days", "x"),
+    ("compare", "--days", "-1"),
+    ("compare",),  # one journal
+]
+
+
+@pytest.mark.parametrize("argv", WRONG_FLAGS, ids=[" ".join(a) for a in WRONG_FLAGS])
+def test_reconcile_and_compare_wrong_flags(corpus: Path, argv: tuple[str, ...]) -> None:
+    verb, *flags = argv
+    journals = [str(corpus / "good")] + ([str(corpus / "good.sqlite")] if verb == "compare" and flags else [])
+    result = tape(verb, *journals, *flags, cwd=corpus)
+    output = result.stdout + result.stderr
+    assert result.returncode == EXIT_REFUSED, output
+    assert "Traceback" not in output
+    assert sum("error:" in line for line in output.splitlines()) == 1, output
+
+
+def test_compare_refuses_an_output_it_cannot_write(corpus: Path) -> None:
+    result = tape(
+        "compare",
+        str(corpus / "good"),
+        str(corpus / "good.sqlite"),
+        "--json",
+        str(corpus / "data"),
+        cwd=corpus,
+    )
+    check_contract(result, corpus / "data", EXIT_REFUSED, "tape compare --json DIRECTORY")

@@ -12,6 +12,7 @@ import sqlite3
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import lmdb
@@ -179,16 +180,124 @@ def test_a_reader_that_may_not_write_the_lock_file_still_reads(
         open_journal(lmdb_journal / "new", writable=True)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes files whatever their mode")
-def test_a_read_only_copy_verifies(lmdb_journal: Path, tmp_path: Path) -> None:
-    sqlite_path = tmp_path / "j.sqlite"
-    _write_journal(sqlite_path, records=500)
-    for path in (lmdb_journal, sqlite_path):
-        for p in [path, *path.glob("*")] if path.is_dir() else [path]:
-            p.chmod(0o555 if p.is_dir() else 0o444)
-        result = _tape("verify", str(path))
-        assert result.returncode == EXIT_UNFINISHED, result.stdout + result.stderr
-        assert "OK" in result.stdout
+UNPRIVILEGED_UID = 65534  # nobody
+
+
+def _as_unprivileged() -> list[str] | None:
+    """The command prefix that runs a process as ``nobody`` when this test runs as root (root
+    reads and writes files whatever their mode, so a read-only copy is only read-only to
+    another user); ``[]`` when not root; None when no tool for it is installed."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv:
+        uid = str(UNPRIVILEGED_UID)
+        return [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    runuser = shutil.which("runuser")
+    if runuser:
+        return [runuser, "-u", "nobody", "--"]
+    return None
+
+
+def test_a_read_only_copy_verifies(lmdb_journal: Path) -> None:
+    prefix = _as_unprivileged()
+    if prefix is None:
+        pytest.skip("running as root and neither setpriv nor runuser is installed to run as nobody")
+    # A folder the unprivileged user can reach (pytest's tmp_path is root's, mode 0700).
+    shared = Path(tempfile.mkdtemp(prefix="tape-readonly-"))
+    try:
+        shared.chmod(0o755)
+        cache = shared / "cache"  # the verb's own writable place (numba's cache, HOME)
+        cache.mkdir(mode=0o777)
+        cache.chmod(0o777)
+        lmdb_copy, sqlite_path = shared / "journal", shared / "j.sqlite"
+        shutil.copytree(lmdb_journal, lmdb_copy)
+        _write_journal(sqlite_path, records=500)
+        for path in (lmdb_copy, sqlite_path):
+            for p in [path, *path.glob("*")] if path.is_dir() else [path]:
+                p.chmod(0o555 if p.is_dir() else 0o444)
+            before = _digests(path)
+            env = {
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "PYTHONDONTWRITEBYTECODE": "1",
+                "HOME": str(cache),
+                "NUMBA_CACHE_DIR": str(cache / "numba"),
+            }
+            if prefix:  # the permissions really apply: the user cannot write there
+                probe = subprocess.run(
+                    [*prefix, "touch", str(path if path.is_file() else path / "probe")],
+                    capture_output=True,
+                    check=False,
+                )
+                assert probe.returncode != 0, f"{path} is writable by the unprivileged user"
+            result = subprocess.run(
+                [*prefix, sys.executable, "-m", "cli.main", "verify", str(path)],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=shared,
+                timeout=180,
+                check=False,
+            )
+            output = result.stdout + result.stderr
+            assert "Traceback" not in output, output
+            assert result.returncode == EXIT_UNFINISHED, output  # crash-writer events: no run
+            assert "OK" in result.stdout, output
+            assert _digests(path) == before
+    finally:
+        for p in shared.rglob("*"):
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_read_only_sqlite_copy_whose_write_ahead_log_holds_records_is_refused() -> None:
+    """Copied while its writer was open: the records of the -wal file cannot be read from a
+    folder the reader may not write, and the verb says so instead of reading a partial file."""
+    prefix = _as_unprivileged()
+    if prefix is None:
+        pytest.skip("running as root and neither setpriv nor runuser is installed to run as nobody")
+    shared = Path(tempfile.mkdtemp(prefix="tape-readonly-wal-"))
+    try:
+        writer_dir = shared / "writer"
+        copy_dir = shared / "copy"
+        copy_dir.mkdir()
+        with open_journal(writer_dir / "j.sqlite", writable=True, records_per_commit_max=16) as journal:
+            for i in range(200):
+                journal.append(event_for(i))
+            journal.commit()
+            wal = writer_dir / "j.sqlite-wal"
+            assert wal.stat().st_size > 0
+            for name in ("j.sqlite", "j.sqlite-wal"):
+                shutil.copyfile(writer_dir / name, copy_dir / name)
+        for p in copy_dir.iterdir():
+            p.chmod(0o444)
+        copy_dir.chmod(0o555)
+        shared.chmod(0o755)
+        cache = shared / "cache"
+        cache.mkdir()
+        cache.chmod(0o777)
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(cache)}
+        env["NUMBA_CACHE_DIR"] = str(cache / "numba")
+        result = subprocess.run(
+            [*prefix, sys.executable, "-m", "cli.main", "verify", str(copy_dir / "j.sqlite")],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=shared,
+            timeout=180,
+            check=False,
+        )
+        output = result.stdout + result.stderr
+        assert "Traceback" not in output, output
+        assert result.returncode == EXIT_REFUSED, output
+        assert "j.sqlite-wal holds records" in output, output
+    finally:
+        for p in [shared, *shared.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o755)
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 @pytest.mark.parametrize("make", ["truncated", "empty", "text", "directory", "foreign", "header"])

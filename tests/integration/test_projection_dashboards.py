@@ -322,7 +322,7 @@ def test_alert_rules_query_only_written_series_and_reach_their_condition() -> No
     titles = {rule["uid"]: rule["title"] for rule in rules}
     assert set(titles) == {
         "tape-drawdown", "tape-reject-rate", "tape-kill-switch", "tape-projection-backlog", "tape-staleness",
-        "tape-disk-space", "tape-data-gap",
+        "tape-disk-space", "tape-data-gap", "tape-venue-latency", "tape-bar-lag",
     }  # fmt: skip
     types = _datasources()
     for rule in rules:

@@ -223,6 +223,9 @@ def test_the_shipped_example_files_load(monkeypatch: pytest.MonkeyPatch) -> None
         "kill_switch",
         "staleness",
         "failed_jobs",
+        "venue_latency",
+        "venue_latency_critical",
+        "bar_lag",
         "reconciliation",
     ]
     assert [route.name for route in alerts.routes] == ["smtp", "telegram"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from domain.events import (
+    BarsReceived,
     DayClosed,
     Event,
     KillSwitchRearmed,
@@ -16,6 +18,8 @@ from domain.events import (
     OrderAccepted,
     OrderRejected,
     OrderSubmitted,
+    VenueMessage,
+    VenueMessageReceived,
 )
 from kernel.store import open_journal
 from projections.alerts import (
@@ -76,6 +80,49 @@ def trip(t: int = T0) -> KillSwitchTripped:
     )
 
 
+MS = 1_000_000
+
+
+def venue_orders(latencies_ms: list[int], t: int = T0) -> list[Event]:
+    """Orders sent to an asynchronous venue, one a second, each acked (the last one of every
+    five rejected) after its latency by the venue's clock; every answer arrives twice (a
+    duplicate the rule must not count again) and the order is then filled."""
+    events: list[Event] = []
+    for i, latency_ms in enumerate(latencies_ms):
+        order_id, sent = f"async-{i}", t + i * S
+        answered = sent + latency_ms * MS
+        kind = "reject" if i % 5 == 4 else "ack"
+        submitted = orders("a", strategy="async", t=sent)[0]
+        assert isinstance(submitted, OrderSubmitted)
+        events.append(msgspec.structs.replace(submitted, order_id=order_id))
+        answer = VenueMessage(venue_seq=2 * i + 1, ts_ns=answered, order_id=order_id, kind=kind, reason="x")
+        events.extend(VenueMessageReceived(ts_ns=answered + 5 * MS, step=i, message=answer) for _ in range(2))
+        if kind == "ack":
+            events.append(OrderAccepted(ts_ns=answered + 5 * MS, order_id=order_id))
+            fill = VenueMessage(venue_seq=2 * i + 2, ts_ns=answered + 9 * S, order_id=order_id, kind="fill")
+            events.append(VenueMessageReceived(ts_ns=answered + 9 * S, step=i, message=fill))
+        else:
+            events.append(OrderRejected(ts_ns=answered + 5 * MS, order_id=order_id, reason="x"))
+    return events
+
+
+def bars(lags_ms: list[int | None], t: int = T0) -> list[Event]:
+    """One step of bars a minute, arriving ``lag`` after the close (None: no arrival stamp)."""
+    return [
+        BarsReceived(
+            ts_ns=t + i * 60 * S,
+            received_ns=0 if lag is None else t + i * 60 * S + lag * MS,
+            instrument_ids=[1],
+            open_raw=[100],
+            high_raw=[101],
+            low_raw=[99],
+            close_raw=[100],
+            volume_raw=[10],
+        )
+        for i, lag in enumerate(lags_ms)
+    ]
+
+
 def write(path: Path, events: list[Event]) -> Path:
     with open_journal(path, writable=True) as journal:
         for event in events:
@@ -90,6 +137,8 @@ RULES = [
     {"kind": "kill_switch"},
     {"kind": "staleness", "max_age_s": 600},
     {"kind": "failed_jobs"},
+    {"kind": "venue_latency", "limit_ms": 500, "window": 10, "min_samples": 10},
+    {"kind": "bar_lag", "limit_ms": 2000, "window": 10, "min_samples": 5, "percentile": 50},
 ]
 
 
@@ -127,6 +176,9 @@ TRIPS = {
     "daily_loss": [day_close(0, 1_000_000), day_close(1, 960_000)],  # -4%
     "reject_rate": orders("aarrrr"),  # 2 of 4 = 50% once 4 are answered, then more
     "kill_switch": [trip()],
+    # p90 of 10 answers = the 9th fastest: two slow ones of ten reach it
+    "venue_latency": venue_orders([80, 90, 700, 100, 85, 95, 110, 120, 900, 100]),
+    "bar_lag": bars([300, 2500, 2600, None, 2700, 400, 2800]),  # median of 5 stamped: 2.6 s
 }
 QUIET = {
     "drawdown": [
@@ -138,6 +190,9 @@ QUIET = {
     "daily_loss": [day_close(0, 1_000_000), day_close(1, 980_000), day_close(2, 960_000)],  # -2% twice
     "reject_rate": orders("aaraaraa"),  # 2 of 8
     "kill_switch": orders("aaaa"),
+    # one slow answer of ten is below the p90; a synchronous venue's answers have no latency
+    "venue_latency": venue_orders([80, 90, 2000, 100, 85, 95, 110, 120, 60, 100, 70]) + orders("aaaa"),
+    "bar_lag": bars([300, None, 2500, 400, 350, None, 9000, 500]),  # median 400 ms; unstamped skipped
 }
 
 
@@ -290,5 +345,47 @@ def test_min_severity_keeps_warnings_off_a_critical_only_route(tmp_path: Path) -
     ],
 )
 def test_bad_rules_are_refused_with_the_reason(table: dict[str, object], message: str) -> None:
+    with pytest.raises(AlertConfigError, match=message):
+        rules_from_config([table])
+
+
+def test_venue_latency_names_the_percentile_the_limit_and_the_slowest(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, TRIPS["venue_latency"])
+    (alert,) = store.alerts()
+    assert (alert.rule, alert.key, alert.severity) == ("venue_latency", "venue", "warning")
+    assert (
+        "venue answer latency p90 700 ms over the last 10 (limit 500 ms, slowest 900 ms); "
+        "latest reject of async-9: 100 ms"
+    ) in alert.message
+
+
+def test_latency_windows_survive_a_restart_and_clear_when_the_venue_is_fast_again(tmp_path: Path) -> None:
+    slow = venue_orders([900] * 9)  # nine samples: not judged yet (min_samples 10)
+    store, fired = evaluate(tmp_path, slow)
+    assert fired == []
+    store.close()
+    restarted = AlertStore(tmp_path / "state.sqlite", str(tmp_path / "j.sqlite"))
+    with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
+        for event in venue_orders([950, *[50] * 9], t=T0 + 20 * S):
+            journal.append(event)
+    engine = AlertEngine(rules_from_config(RULES), restarted)
+    with open_journal(tmp_path / "j.sqlite") as journal:
+        report = engine.evaluate(journal, T0 + 60 * S)
+    # the tenth sample (held across the restart) fires it; fast answers then resolve it
+    assert [(a.rule, a.key) for a in report.fired] == [("venue_latency", "venue")]
+    assert [(a.rule, a.key) for a in report.resolved] == [("venue_latency", "venue")]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"kind": "venue_latency"}, "limit_ms is required"),
+        ({"kind": "venue_latency", "limit_ms": 0}, "positive"),
+        ({"kind": "bar_lag", "limit_ms": 5, "percentile": 101}, "percentile"),
+        ({"kind": "bar_lag", "limit_ms": 5, "window": 3, "min_samples": 4}, "min_samples"),
+        ({"kind": "venue_latency", "limit_ms": 5, "window": 2.5}, "integer"),
+    ],
+)
+def test_bad_latency_rules_are_refused_with_the_reason(table: dict[str, object], message: str) -> None:
     with pytest.raises(AlertConfigError, match=message):
         rules_from_config([table])

@@ -16,6 +16,7 @@ from kernel.store import open_journal
 from projections.host_metrics import host_lines
 from projections.ledger_sqlite import _TRIGGERS
 from projections.metrics_influx import SERIES, InfluxMetrics, bar_lines, series_of
+from tests.unit.projections.test_alert_rules import bars, venue_orders
 from tests.unit.projections.test_ledger_sqlite import trading_events, write_journal
 
 _UNESCAPED_SPACE = re.compile(r"(?<!\\) ")
@@ -69,7 +70,10 @@ def _panel() -> Panel:
 
 
 def test_every_point_written_is_named_by_the_registry(tmp_path: Path) -> None:
-    write_journal(tmp_path / "j", trading_events())
+    events = trading_events()
+    later = max(e.ts_ns for e in events) + 1_000_000_000
+    # an asynchronous venue's answers and a feed's stamped bars: the venue_latency series
+    write_journal(tmp_path / "j", [*events, *venue_orders([120, 80], t=later), *bars([300], t=later)])
     capture = _Capture()
     with open_journal(tmp_path / "j") as journal:
         InfluxMetrics.open(capture).run(journal, batch_records_max=5)  # type: ignore[arg-type]
