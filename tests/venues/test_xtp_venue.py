@@ -289,7 +289,7 @@ async def test_a_rejected_order_raises_its_rule_code() -> None:
     api.play = "rejected_funds"
     with pytest.raises(VenueError) as error:
         await venue.place(request(3, SPDB, 1, 100000, 1000))
-    assert (error.value.rule, error.value.venue_code) == ("INSUFFICIENT_BALANCE", 11000350)
+    assert (error.value.rule, error.value.venue_code) == ("INSUFFICIENT_BALANCE", 11010120)
     assert [u.status for u in drain(venue) if isinstance(u, VenueOrder)] == ["rejected"]
 
 
