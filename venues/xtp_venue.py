@@ -292,6 +292,7 @@ class XtpVenue:
         self._queries: dict[int, _Query] = {}
         self._next_request = 1
         self._streaming = False
+        self._reconnecting = False
         self._tasks: list[asyncio.Task[None]] = []
         self._reconcile_lock = asyncio.Lock()
 
@@ -355,7 +356,10 @@ class XtpVenue:
     # --- callbacks (XTP's thread) ----------------------------------------------------------
 
     def _post(self, handler: Callable[..., None], *args: Any) -> None:
-        self._loop.call_soon_threadsafe(self._guarded, handler, args)
+        try:
+            self._loop.call_soon_threadsafe(self._guarded, handler, args)
+        except RuntimeError:  # the loop is closed (the session ended): nothing may raise into XTP
+            self.stats["callback_after_close"] += 1
 
     def _guarded(self, handler: Callable[..., None], args: tuple[Any, ...]) -> None:
         try:
@@ -490,7 +494,8 @@ class XtpVenue:
             if not query.future.done():
                 query.future.set_exception(VenueError("VENUE_UNAVAILABLE", "disconnected", retriable=True))
         self._queries.clear()
-        if self._streaming and self._relogin is not None:
+        if self._streaming and self._relogin is not None and not self._reconnecting:
+            self._reconnecting = True
             self._tasks.append(self._loop.create_task(self._reconnect()))
 
     def _error(self, error: dict[str, Any]) -> None:
@@ -803,6 +808,7 @@ class XtpVenue:
             try:
                 self.session_id = await self._relogin()
                 await self.reconcile()
+                self._reconnecting = False
                 return
             except VenueError as error:
                 failures += 1

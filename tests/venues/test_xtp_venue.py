@@ -454,3 +454,11 @@ async def test_live_bridge_and_outbox_on_recorded_callbacks() -> None:
         "600000: venue 0, book 1000 (difference -1000)",
         "CNY: venue 1000040.25, book 990000.25 (difference 10040)",
     ]
+
+
+def test_a_callback_after_the_session_ended_raises_nothing_into_xtp() -> None:
+    loop = asyncio.new_event_loop()
+    venue = XtpVenue(RecordedTd(), SESSION, INSTRUMENTS, tag=TAG, day=DAY, loop=loop)
+    loop.close()
+    venue.onDisconnected(SESSION, 1)  # XTP's thread, after the loop is gone
+    assert venue.stats["callback_after_close"] == 1
