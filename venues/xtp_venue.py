@@ -74,8 +74,8 @@ from venues.ccxt_venue import (
     VenueError,
     VenueFill,
     VenueOrder,
-    _exact,
-    _newer,
+    exact_raw,
+    newer_state,
 )
 
 __all__ = [
@@ -416,7 +416,7 @@ class XtpVenue:
             status=status,
             qty_raw=_qty(data["quantity"], f"order {xtp_id} quantity"),
             filled_qty_raw=_qty(data["qty_traded"], f"order {xtp_id} qty_traded"),
-            limit_px_raw=_exact(price, inst.price_digits, f"order {xtp_id} price"),
+            limit_px_raw=exact_raw(price, inst.price_digits, f"order {xtp_id} price"),
             update_ms=update or xtp_ms(data.get("insert_time") or 0),
             source=source,
         )
@@ -439,7 +439,9 @@ class XtpVenue:
             instrument_id=inst.instrument_id,
             side=side,
             qty_raw=_qty(data["quantity"], f"trade {exec_id} quantity"),
-            px_raw=_exact(_price_text(data["price"], "price"), inst.price_digits, f"trade {exec_id} price"),
+            px_raw=exact_raw(
+                _price_text(data["price"], "price"), inst.price_digits, f"trade {exec_id} price"
+            ),
             fee_e8=0,
             fee_asset=inst.currency,
             maker=False,
@@ -514,7 +516,7 @@ class XtpVenue:
             return order
         self._seen_orders.add(key)
         last = self._orders.get(order.venue_order_id)
-        if last is not None and (last.status in _FINAL or not _newer(order, last)):
+        if last is not None and (last.status in _FINAL or not newer_state(order, last)):
             self.stats[f"dedup.order_stale.{order.source}"] += 1
             return order
         self._orders[order.venue_order_id] = order
@@ -655,7 +657,7 @@ class XtpVenue:
             return None
         best = mine[0]
         for state in mine[1:]:
-            best = state if _newer(state, best) else best
+            best = state if newer_state(state, best) else best
         self._xtp_by_client[client_order_id] = best.venue_order_id
         return best
 
@@ -736,10 +738,10 @@ class XtpVenue:
         balances = [
             VenueBalance(
                 asset=cash,
-                free_e8=_exact(
+                free_e8=exact_raw(
                     _price_text(asset["buying_power"], "buying_power"), BALANCE_DIGITS, "buying_power"
                 ),
-                locked_e8=_exact(
+                locked_e8=exact_raw(
                     _price_text(asset["withholding_amount"], "withholding_amount"),
                     BALANCE_DIGITS,
                     "withholding_amount",
