@@ -50,7 +50,9 @@ __all__ = [
     "VenueError",
     "VenueFill",
     "VenueOrder",
+    "exact_raw",
     "map_error",
+    "newer_state",
 ]
 
 BALANCE_DIGITS = 8
@@ -292,7 +294,7 @@ def _text(value: object, what: str) -> str:
     raise VenueDataError(f"{what} must be a number, got {type(value).__name__}")
 
 
-def _exact(value: object, digits: int, what: str) -> int:
+def exact_raw(value: object, digits: int, what: str) -> int:
     """The venue's decimal as a raw integer at ``digits``; a value off those digits is an error."""
     text = _text(value, what)
     try:
@@ -323,7 +325,7 @@ def _side(text: object) -> int:
     return 1 if side == "BUY" else -1
 
 
-def _newer(order: VenueOrder, than: VenueOrder) -> bool:
+def newer_state(order: VenueOrder, than: VenueOrder) -> bool:
     """Whether ``order`` is a later state than ``than`` (never a step back from a final state)."""
     return (order.filled_qty_raw, _RANK[order.status], order.update_ms) > (
         than.filled_qty_raw,
@@ -416,9 +418,9 @@ class CcxtVenue:
             side=_side(side),
             order_type=str(kind).lower(),
             status=status,
-            qty_raw=_exact(qty, inst.qty_digits, f"order {order_id} quantity"),
-            filled_qty_raw=_exact(filled, inst.qty_digits, f"order {order_id} filled quantity"),
-            limit_px_raw=_exact(price, inst.price_digits, f"order {order_id} price"),
+            qty_raw=exact_raw(qty, inst.qty_digits, f"order {order_id} quantity"),
+            filled_qty_raw=exact_raw(filled, inst.qty_digits, f"order {order_id} filled quantity"),
+            limit_px_raw=exact_raw(price, inst.price_digits, f"order {order_id} price"),
             update_ms=_ms(update, f"order {order_id} update time"),
             source=source,
         )
@@ -446,9 +448,9 @@ class CcxtVenue:
             client_order_id=known.client_order_id if known else "",
             instrument_id=inst.instrument_id,
             side=side,
-            qty_raw=_exact(qty, inst.qty_digits, f"trade {trade_id} quantity"),
-            px_raw=_exact(px, inst.price_digits, f"trade {trade_id} price"),
-            fee_e8=_exact(fee, BALANCE_DIGITS, f"trade {trade_id} fee"),
+            qty_raw=exact_raw(qty, inst.qty_digits, f"trade {trade_id} quantity"),
+            px_raw=exact_raw(px, inst.price_digits, f"trade {trade_id} price"),
+            fee_e8=exact_raw(fee, BALANCE_DIGITS, f"trade {trade_id} fee"),
             fee_asset=str(fee_asset),
             maker=bool(maker),
             ts_ms=_ms(ts, f"trade {trade_id} time"),
@@ -599,10 +601,10 @@ class CcxtVenue:
         return VenueBar(
             instrument_id=inst.instrument_id,
             open_ms=start,
-            open_raw=_exact(row[1], inst.price_digits, what + " open"),
-            high_raw=_exact(row[2], inst.price_digits, what + " high"),
-            low_raw=_exact(row[3], inst.price_digits, what + " low"),
-            close_raw=_exact(row[4], inst.price_digits, what + " close"),
+            open_raw=exact_raw(row[1], inst.price_digits, what + " open"),
+            high_raw=exact_raw(row[2], inst.price_digits, what + " high"),
+            low_raw=exact_raw(row[3], inst.price_digits, what + " low"),
+            close_raw=exact_raw(row[4], inst.price_digits, what + " close"),
             volume_raw=volume,
         )
 
@@ -615,8 +617,8 @@ class CcxtVenue:
         return [
             VenueBalance(
                 asset=str(row["asset"]),
-                free_e8=_exact(row["free"], BALANCE_DIGITS, f"{row['asset']} free"),
-                locked_e8=_exact(row["locked"], BALANCE_DIGITS, f"{row['asset']} locked"),
+                free_e8=exact_raw(row["free"], BALANCE_DIGITS, f"{row['asset']} free"),
+                locked_e8=exact_raw(row["locked"], BALANCE_DIGITS, f"{row['asset']} locked"),
             )
             for row in rows
         ]
@@ -633,7 +635,7 @@ class CcxtVenue:
             return order
         self._seen_orders.add(key)
         last = self._orders.get(order.venue_order_id)
-        if last is not None and not _newer(order, last):
+        if last is not None and not newer_state(order, last):
             self.stats[f"dedup.order_stale.{order.source}"] += 1
             return order
         self._orders[order.venue_order_id] = order
