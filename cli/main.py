@@ -42,6 +42,7 @@ from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
+from cli.train_cmd import add_train_parser, cmd_train
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
@@ -247,6 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     add_alerts_parser(verbs)
     add_jobs_parsers(verbs)
     add_models_parser(verbs)
+    add_train_parser(verbs)
     add_reconcile_parser(verbs)
     add_compare_parser(verbs)
     return parser
@@ -275,6 +277,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scheduler": cmd_scheduler,
     "jobs": cmd_jobs,
     "models": cmd_models,
+    "train": cmd_train,
     "paper": cmd_paper,
     "command": cmd_command,
     "reconcile": cmd_reconcile,
