@@ -38,6 +38,7 @@ from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
 from cli.progress import console, progress_bar
+from cli.qlib_cmd import add_qlib_parser, cmd_qlib
 from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
@@ -61,6 +62,7 @@ from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
 
 __all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
+
 
 def cmd_synth(args: argparse.Namespace) -> int:
     ref = synth_dataset(
@@ -249,6 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     add_jobs_parsers(verbs)
     add_models_parser(verbs)
     add_train_parser(verbs)
+    add_qlib_parser(verbs)
     add_reconcile_parser(verbs)
     add_compare_parser(verbs)
     return parser
@@ -278,6 +281,7 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "jobs": cmd_jobs,
     "models": cmd_models,
     "train": cmd_train,
+    "qlib": cmd_qlib,
     "paper": cmd_paper,
     "command": cmd_command,
     "reconcile": cmd_reconcile,
