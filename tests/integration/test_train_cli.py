@@ -19,6 +19,9 @@ from cli.main import main
 from domain.events import DayClosed, ModelLoaded, ModelRegistered, OrderFilled
 from kernel.store import open_journal
 from lake.partitioned import Lake
+from models.features.cross_section import FeatureSpec
+from models.ml.artifact import train_and_register
+from models.ml.labels import LabelSpec
 from models.ml.registry import list_artifacts, load
 from tests.factories import synth_lake, utc_ns
 
@@ -138,6 +141,13 @@ def test_same_config_and_seed_give_byte_identical_artifacts(
         registered = [e for _, e in journal.events() if isinstance(e, ModelRegistered)]
     assert [e.artifact for e in registered] == _hashes(first) and all(e.created for e in registered)
     assert len(list_artifacts(workdir / "reg-a")) == len(windows)
+    # the Python call with the same settings registers the same final artifact
+    specs = [FeatureSpec("momentum", {"lookback": 60, "skip": 5}), FeatureSpec("volatility", {"window": 20}),
+             FeatureSpec("alpha158", {"name": "KMID"}, (("rank", {}),))]  # fmt: skip
+    digest, _ = train_and_register(Lake(workdir / "lake"), workdir / "reg-py", specs, LabelSpec(10, 1),
+                                   utc_ns("2015-06-01"), utc_ns("2017-12-30") - 1, params={"num_leaves": 7},
+                                   num_boost_round=60, wf_train=252, wf_test=126)  # fmt: skip
+    assert digest == first["artifact"]
 
 
 def test_the_table_csv_and_a_second_run_into_the_same_registry(
