@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 
-.PHONY: help demo test lint typecheck bench clean test-snapshot-update
+.PHONY: help demo test test-qlib lint typecheck bench clean test-snapshot-update
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -30,6 +30,16 @@ test: $(VENV)/.dev  ## install test tools; ruff, import-linter, mypy (domain, ke
 
 test-snapshot-update: $(VENV)/.dev  ## rewrite the cockpit's SVG snapshots (tests/snapshots/svg) after an intended change
 	TAPE_UPDATE_SNAPSHOTS=1 $(BIN)/python -m pytest -q tests/snapshots
+
+# pyqlib pulls ~115 packages and slows every process that imports jsonschema: its own venv
+.venv-qlib/.dev: pyproject.toml
+	$(PYTHON) -m venv .venv-qlib
+	.venv-qlib/bin/pip install --quiet --upgrade pip
+	.venv-qlib/bin/pip install --quiet -e '.[qlib,dev]'
+	@touch $@
+
+test-qlib: .venv-qlib/.dev  ## the Qlib bridge tests (export read back by Qlib, qrun Alpha158 + LightGBM) in .venv-qlib
+	.venv-qlib/bin/python -m pytest -p no:warnings tests/integration/test_qlib_bridge_cn.py tests/integration/test_qlib_cli_cn.py
 
 lint: $(VENV)/.dev  ## ruff only
 	$(BIN)/ruff check .

@@ -40,10 +40,12 @@ from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
 from cli.progress import console, progress_bar
+from cli.qlib_cmd import add_qlib_parser, cmd_qlib
 from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
+from cli.train_cmd import add_train_parser, cmd_train
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
@@ -252,6 +254,8 @@ def _parser() -> argparse.ArgumentParser:
     add_alerts_parser(verbs)
     add_jobs_parsers(verbs)
     add_models_parser(verbs)
+    add_train_parser(verbs)
+    add_qlib_parser(verbs)
     add_reconcile_parser(verbs)
     add_compare_parser(verbs)
     return parser
@@ -280,6 +284,8 @@ VERBS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scheduler": cmd_scheduler,
     "jobs": cmd_jobs,
     "models": cmd_models,
+    "train": cmd_train,
+    "qlib": cmd_qlib,
     "paper": cmd_paper,
     "live": cmd_live,
     "command": cmd_command,

@@ -25,6 +25,13 @@ def add_models_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument("--json", action="store_true", help="print every artifact's metadata as JSON")
 
 
+def _ic_out(metrics: dict[str, float]) -> str:
+    """The out-of-sample rank IC: a final model's mean over its walk-forward windows, a window's
+    model (``tape train``'s ``register_folds``) its own test window's."""
+    value = metrics.get("wf_mean_test_ic", metrics.get("test_ic"))
+    return "-" if value is None else f"{value:.3f}"
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     try:
         artifacts = list_artifacts(Path(args.dir))
@@ -39,7 +46,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     table.add_column("train window", no_wrap=True)
     table.add_column("h/gap", no_wrap=True)
     table.add_column("rows", justify="right")
-    table.add_column("wf IC", justify="right")
+    table.add_column("IC out", justify="right")
     for a in artifacts:
         meta, label = a.meta, a.meta.get("label", {})
         window = meta.get("train_window", {})
@@ -48,7 +55,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"{window.get('start', '?')}..{window.get('end', '?')}",
             f"{label.get('horizon', '?')}/{label.get('gap', '?')}",
             str(meta.get("rows", "?")),
-            f"{meta.get('metrics', {}).get('wf_mean_test_ic', float('nan')):.3f}",
+            _ic_out(meta.get("metrics", {})),
         )
     console.print(table)
     return 0

@@ -20,8 +20,9 @@ _progress_console = Console(stderr=True)  # progress bars
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
-    """Yield ``update(done)``; the bar redraws at most ~10 times a second."""
+def progress_bar(description: str, total: int) -> Iterator[Callable[..., None]]:
+    """Yield ``update(done)`` (or ``update(done, total)`` where the total is learnt on the way);
+    the bar redraws at most ~10 times a second."""
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -33,8 +34,8 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]
     ) as progress:
         task = progress.add_task(description, total=total)
 
-        def update(done: int) -> None:
-            progress.update(task, completed=done)
+        def update(done: int, new_total: int | None = None) -> None:
+            progress.update(task, completed=done, total=new_total)
 
         yield update
-        progress.update(task, completed=total)
+        progress.update(task, completed=progress.tasks[0].total)

@@ -208,6 +208,8 @@ def _score_frame(source: Any) -> pl.DataFrame:
         else:
             raise QlibBridgeError(f"{path}: predictions must be .csv, .parquet or a pandas .pkl")
     else:
+        if hasattr(source, "to_frame") and not hasattr(source, "columns"):  # a pandas Series of scores
+            source = source.rename("score").to_frame()
         pandas_frame = source.reset_index() if "datetime" not in getattr(source, "columns", ()) else source
         frame = pl.from_pandas(pandas_frame)
     missing = {"datetime", "instrument", "score"} - set(frame.columns)

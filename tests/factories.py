@@ -186,3 +186,25 @@ def utc_ns(day: str) -> int:
     from datetime import UTC, datetime
 
     return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+def synth_lake(
+    root: Path, *, seed: int = 7, symbols: int = 8, bars: int = 900, start: str = "2015-01-02"
+) -> Path:
+    """A lake at ``root`` holding a seeded daily data set (XNYS sessions, every name every day):
+    ``synth_dataset``'s bars committed through ``Lake.commit``, as an ingest would."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lake.partitioned import Lake
+    from lake.schema import Kind
+    from lake.synth import synth_instruments
+
+    staging = root.parent / f".{root.name}-synth"
+    synth_dataset(
+        staging, seed=seed, symbols=symbols, bars=bars, frequency="1d", calendar="XNYS", start=start
+    )
+    table = pq.read_table(staging / "bars.parquet")
+    table = table.append_column("turnover", pa.nulls(table.num_rows, pa.int64()))
+    Lake(root).commit([(Kind.BARS, "1d", table)], instruments=synth_instruments(symbols))
+    return root

@@ -2,16 +2,19 @@
 deterministic fit on one training window — LightGBM, or the PyTorch network of
 ``models.ml.mlp`` (``learner="torch_mlp"``) — with walk-forward folds inside it for the
 out-of-sample metrics, and the frozen artifact in the registry (journaled to ``sink`` when
-one is given)."""
+one is given). ``train_walk_forward`` also keeps, and can register, each fold's model
+(``tape train``, ``cli/train_cmd.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from lake.partitioned import Lake
@@ -19,19 +22,52 @@ from models.features.cross_section import FeatureSpec
 from models.ml.features import feature_name, panel_frame, spec_to_json
 from models.ml.labels import LabelSpec
 from models.ml.registry import EventSink, register
-from models.ml.train import Fold, FoldResult, TrainedModel, design_rows, folds, train_window, walk_forward
+from models.ml.train import (
+    Fold,
+    FoldResult,
+    TrainedModel,
+    design_rows,
+    folds,
+    predict,
+    train_window,
+    walk_forward_with,
+)
 
 if TYPE_CHECKING:
     from models.ml.mlp import MlpConfig, TrainedNet
 
-__all__ = ["LEARNERS", "train_and_register"]
+__all__ = ["LEARNERS", "FoldModel", "Progress", "TrainRun", "train_and_register", "train_walk_forward"]
 
 
 def _day(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).date().isoformat()
+    return datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC).date().isoformat()
 
 
 LEARNERS = ("lightgbm", "torch_mlp")
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: steps of a training run done (design rows, each fold, the final fit)."""
+
+
+@dataclass(frozen=True)
+class FoldModel:
+    """One walk-forward window: its out-of-sample result, the model trained on its training
+    window, and that model's artifact hash when the run registered the folds."""
+
+    result: FoldResult
+    model: TrainedModel | TrainedNet
+    artifact: str | None
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """A training run: the final model (trained on the whole window) and its artifact, and
+    every walk-forward window inside it."""
+
+    artifact: str
+    model: TrainedModel | TrainedNet
+    folds: list[FoldModel]
+    meta: dict[str, Any]
 
 
 def train_and_register(
@@ -57,79 +93,166 @@ def train_and_register(
     ``learner`` is ``"lightgbm"`` (``params``, ``num_boost_round``) or ``"torch_mlp"``
     (``mlp``: a ``models.ml.mlp.MlpConfig``, default settings when None). Returns the hash
     and the trained model (``TrainedModel`` or ``TrainedNet``)."""
+    run = train_walk_forward(lake, registry, specs, label, start_ts, end_ts, frequency=frequency, seed=seed,
+                             learner=learner, params=params, num_boost_round=num_boost_round, mlp=mlp,
+                             wf_train=wf_train, wf_test=wf_test, sink=sink)  # fmt: skip
+    return run.artifact, run.model
+
+
+def train_walk_forward(
+    lake: Lake,
+    registry: Path,
+    specs: Sequence[FeatureSpec],
+    label: LabelSpec,
+    start_ts: int,
+    end_ts: int,
+    *,
+    frequency: str = "1d",
+    seed: int = 7,
+    learner: str = "lightgbm",
+    params: dict[str, Any] | None = None,
+    num_boost_round: int = 200,
+    mlp: MlpConfig | None = None,
+    wf_train: int = 504,
+    wf_test: int = 126,
+    wf_step: int | None = None,
+    register_folds: bool = False,
+    sink: EventSink | None = None,
+    progress: Progress | None = None,
+    require_folds: bool = False,
+) -> TrainRun:
+    """``train_and_register`` that also keeps each walk-forward window's model and, with
+    ``register_folds``, registers it as an artifact of its own (its training window the fold's,
+    its ``walk_forward`` the fold and its out-of-sample test window and rank IC) before the
+    final model. ``wf_step`` moves each fold (default ``wf_test``). ``progress(done, total)``
+    is called after the design rows, after each fold and after the final fit. With
+    ``require_folds``, a window that holds no walk-forward fold is refused (``ValueError``)."""
     if learner not in LEARNERS:
         raise ValueError(f"unknown learner {learner!r}: one of {', '.join(LEARNERS)}")
     bars = panel_frame(lake.panel(frequency, end_ns=end_ts))
     rows = design_rows(bars, specs, label)
     names = [feature_name(s) for s in specs]
     window_stamps = rows.filter(rows["ts_ns"] >= start_ts).get_column("ts_ns").unique().sort().to_list()
-    windows = folds(window_stamps, wf_train, wf_test)
-    if learner == "lightgbm":
-        booster, results, model_meta = _lightgbm(rows, names, start_ts, end_ts, windows, seed, params,
-                                                 num_boost_round)  # fmt: skip
-        model: TrainedModel | TrainedNet = booster
-        payload: str | bytes = booster.model_text
-    else:
-        net, results, model_meta = _torch_mlp(rows, names, start_ts, end_ts, windows, seed, mlp)
-        model, payload = net, net.weights
+    windows = folds(window_stamps, wf_train, wf_test, wf_step)
+    if require_folds and not windows:
+        raise ValueError(
+            f"0 walk-forward windows: the training window holds {len(window_stamps)} labelled bars, fewer "
+            f"than {wf_train} training + {wf_test} test bars"
+        )
+    total = len(windows) + 2
+    if progress is not None:
+        progress(1, total)
+    fitted: list[TrainedModel | TrainedNet] = []
+
+    def fit(fold: Fold) -> tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
+        model, predict_rows = _fit(learner, rows, names, fold.train, seed, params, num_boost_round, mlp)
+        fitted.append(model)
+        if progress is not None:
+            progress(1 + len(fitted), total)
+        return model.rows, predict_rows
+
+    results = walk_forward_with(rows, names, windows, fit)
+    model, _ = _fit(learner, rows, names, (start_ts, end_ts), seed, params, num_boost_round, mlp)
     wf_ic = float(np.mean([r.test_ic for r in results])) if results else 0.0
     metrics = {**model.metrics, "wf_folds": float(len(results)), "wf_mean_test_ic": wf_ic}
-    window = {"start_ts_ns": start_ts, "end_ts_ns": end_ts, "start": _day(start_ts), "end": _day(end_ts),
-              "embargo": "labels end by end_ts_ns"}  # fmt: skip
     wf_folds = [
         {"train": [_day(r.fold.train[0]), _day(r.fold.train[1])],
          "test": [_day(r.fold.test[0]), _day(r.fold.test[1])], "test_ic": r.test_ic, "test_rows": r.test_rows}
         for r in results
     ]  # fmt: skip
-    meta = {
-        "format": 1,
-        "kind": learner,
-        **model_meta,
+    walk = {"train_bars": wf_train, "test_bars": wf_test}
+    if wf_step is not None:  # only when asked: artifacts trained before the setting keep their bytes
+        walk["step_bars"] = wf_step
+    common = {
         "frequency": frequency,
         "features": [spec_to_json(s) for s in specs],
         "feature_names": names,
         "label": label.to_json(),
-        "train_window": window,
+    }
+    data = {
         "lake_content_hash": lake.content_hash,
         "instruments": sorted(i.symbol for i in lake.instruments()),
+    }
+    fold_models = []
+    for result, fold_model in zip(results, fitted, strict=True):
+        digest = None
+        if register_folds:
+            fold = result.fold
+            fold_meta = {
+                "format": 1,
+                "kind": learner,
+                **_model_meta(fold_model, num_boost_round),
+                **common,
+                "train_window": _window(*fold.train),
+                **data,
+                "rows": fold_model.rows,
+                "rows_hash": fold_model.rows_hash,
+                "walk_forward": {**walk, "fold": fold.index, "of": len(results),
+                                 "test": [_day(fold.test[0]), _day(fold.test[1])],
+                                 "test_start_ts_ns": fold.test[0], "test_end_ts_ns": fold.test[1],
+                                 "test_ic": result.test_ic, "test_rows": result.test_rows},
+                "metrics": {**fold_model.metrics, "test_ic": result.test_ic,
+                            "test_rows": float(result.test_rows)},
+            }  # fmt: skip
+            digest = register(registry, _payload(fold_model), fold_meta, sink=sink)
+        fold_models.append(FoldModel(result, fold_model, digest))
+    meta = {
+        "format": 1,
+        "kind": learner,
+        **_model_meta(model, num_boost_round),
+        **common,
+        "train_window": _window(start_ts, end_ts),
+        **data,
         "rows": model.rows,
         "rows_hash": model.rows_hash,
-        "walk_forward": {"train_bars": wf_train, "test_bars": wf_test, "folds": wf_folds},
+        "walk_forward": {**walk, "folds": wf_folds},
         "metrics": metrics,
     }
-    return register(registry, payload, meta, sink=sink), model
+    digest = register(registry, _payload(model), meta, sink=sink)
+    if progress is not None:
+        progress(total, total)
+    return TrainRun(digest, model, fold_models, meta)
 
 
-def _lightgbm(
+def _window(start_ts: int, end_ts: int) -> dict[str, Any]:
+    return {"start_ts_ns": start_ts, "end_ts_ns": end_ts, "start": _day(start_ts), "end": _day(end_ts),
+            "embargo": "labels end by end_ts_ns"}  # fmt: skip
+
+
+def _payload(model: TrainedModel | TrainedNet) -> str | bytes:
+    return model.model_text if isinstance(model, TrainedModel) else model.weights
+
+
+def _model_meta(model: TrainedModel | TrainedNet, num_boost_round: int) -> dict[str, Any]:
+    if isinstance(model, TrainedModel):
+        import lightgbm as lgb
+
+        return {
+            "lightgbm_version": lgb.__version__,
+            "params": model.params,
+            "num_boost_round": num_boost_round,
+        }
+    return model.meta()
+
+
+def _fit(
+    learner: str,
     rows: pl.DataFrame,
     names: list[str],
-    start_ts: int,
-    end_ts: int,
-    windows: list[Fold],
+    window: tuple[int, int],
     seed: int,
     params: dict[str, Any] | None,
     num_boost_round: int,
-) -> tuple[TrainedModel, list[FoldResult], dict[str, Any]]:
-    import lightgbm as lgb
+    mlp: MlpConfig | None,
+) -> tuple[TrainedModel | TrainedNet, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
+    """One deterministic fit on ``window`` (embargoed) and the fitted model's predict."""
+    if learner == "lightgbm":
+        booster = train_window(
+            rows, names, *window, seed=seed, params=params, num_boost_round=num_boost_round
+        )
+        return booster, lambda x: predict(booster.model_text, x)
+    from models.ml.mlp import predict_mlp, train_window_mlp  # the ml extra's torch
 
-    model = train_window(rows, names, start_ts, end_ts, seed=seed, params=params,
-                         num_boost_round=num_boost_round)  # fmt: skip
-    results = walk_forward(rows, names, windows, seed=seed, params=params, num_boost_round=num_boost_round)
-    meta = {"lightgbm_version": lgb.__version__, "params": model.params, "num_boost_round": num_boost_round}
-    return model, results, meta
-
-
-def _torch_mlp(
-    rows: pl.DataFrame,
-    names: list[str],
-    start_ts: int,
-    end_ts: int,
-    windows: list[Fold],
-    seed: int,
-    config: MlpConfig | None,
-) -> tuple[TrainedNet, list[FoldResult], dict[str, Any]]:
-    from models.ml.mlp import train_window_mlp, walk_forward_mlp  # the ml extra's torch
-
-    net = train_window_mlp(rows, names, start_ts, end_ts, seed=seed, config=config)
-    results = walk_forward_mlp(rows, names, windows, seed=seed, config=config)
-    return net, results, net.meta()
+    net = train_window_mlp(rows, names, *window, seed=seed, config=mlp)
+    net_meta = net.meta()
+    return net, lambda x: predict_mlp(net.weights, net_meta, x)

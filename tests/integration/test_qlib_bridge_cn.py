@@ -145,6 +145,7 @@ def test_refusals(exported: dict[str, object], tmp_path: Path) -> None:
         import_qlib_predictions(twice, root / "qlib", tmp_path / "s.parquet")
 
 
+@pytest.mark.qlib
 def test_qlib_reads_the_export_back_exactly(exported: dict[str, object]) -> None:
     qlib = pytest.importorskip("qlib", reason="pyqlib (the qlib extra) is not installed")
     from qlib.data import D
@@ -236,6 +237,7 @@ def test_qlib_predictions_trade_in_tape_and_replay(
     assert main(["replay", str(root / "journal")]) == 2
 
 
+@pytest.mark.qlib
 def test_alpha158_with_lightgbm_in_qlibs_workflow_and_its_predictions_trade_in_tape(
     exported: dict[str, object], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,396 @@
+"""``tape train CONFIG.toml``: train a LightGBM or PyTorch model walk-forward on named features
+and labels from a lake, register the artifacts, print the windows, and (optionally) write the
+backtest configuration that trades the final artifact.
+
+```toml
+[train]
+lake = "lake"                    # paths relative to this file
+registry = "models-registry"
+journal = "registry-journal"     # optional: model.registered events (outside the registry folder)
+frequency = "1d"
+model = "lightgbm"               # or "torch_mlp"
+seed = 7
+start = "2004-01-01"             # the final model's training window (inclusive dates, UTC)
+end = "2009-12-31"
+register_folds = true            # also register each walk-forward window's model
+num_boost_round = 200            # lightgbm
+params = { learning_rate = 0.05 }   # lightgbm settings over models.ml.train.DEFAULT_PARAMS
+mlp = { hidden = [32, 16], epochs = 30 }   # torch_mlp: models.ml.mlp.MlpConfig
+label = { horizon = 21, gap = 1 }           # thresholds = [...] optional
+walk_forward = { train_bars = 504, test_bars = 126 }   # step_bars optional
+
+[[train.features]]
+name = "momentum"                # models.features.cross_section.TIME_SERIES
+params = { lookback = 60, skip = 5 }
+steps = [["rank", {}]]           # optional cross-sectional steps
+
+[train.run]                      # optional: the backtest TOML that trades the final artifact
+template = "model_run.toml"      # names ${artifact} and ${artifact_dir}
+out = "model_run.generated.toml"
+```
+
+The table has one row per walk-forward window (its training and test dates, training rows,
+in-sample and out-of-sample rank IC, artifact hash) and one for the final model; ``--json`` /
+``--csv`` (``-``: stdout, no table) give every field with the full hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import string
+import sys
+import tomllib
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.table import Table
+
+from cli.progress import console, progress_bar
+from cli.wiring import ConfigError, config_from_raw, read_raw_config
+from kernel.store import open_journal
+from lake.partitioned import Lake
+from models.features.cross_section import TIME_SERIES, FeatureSpec
+from models.ml.artifact import LEARNERS, TrainRun, train_walk_forward
+from models.ml.labels import LabelSpec
+
+__all__ = ["TrainSpec", "add_train_parser", "cmd_train", "read_train_spec", "run_train"]
+
+STEPS = ("rank", "zscore", "winsorise", "neutralise")
+_KEYS = {"lake", "registry", "journal", "frequency", "model", "seed", "start", "end", "register_folds",
+         "num_boost_round", "params", "mlp", "label", "walk_forward", "features", "run"}  # fmt: skip
+
+
+class TrainSpec:
+    """A checked ``[train]`` table, its paths resolved from the configuration's folder."""
+
+    def __init__(self, raw: dict[str, Any], path: Path) -> None:
+        where = f"{path}: [train]"
+        unknown = sorted(set(raw) - _KEYS)
+        if unknown:
+            raise ConfigError(f"{where}: unknown setting(s) {unknown}; known: {sorted(_KEYS)}")
+        for key in ("lake", "registry", "start", "end", "features"):
+            if key not in raw:
+                raise ConfigError(f"{where}: {key} is required")
+        base = path.parent
+        self.lake = _path(raw, "lake", base, where)
+        self.registry = _path(raw, "registry", base, where)
+        self.journal = _path(raw, "journal", base, where) if "journal" in raw else None
+        if self.journal is not None and self.journal.resolve().is_relative_to(self.registry.resolve()):
+            raise ConfigError(
+                f"{where}: journal must lie outside the registry folder (its folders are artifacts)"
+            )
+        self.frequency = str(raw.get("frequency", "1d"))
+        self.model = str(raw.get("model", "lightgbm"))
+        if self.model not in LEARNERS:
+            raise ConfigError(f"{where}: model {self.model!r} is not one of {', '.join(LEARNERS)}")
+        self.seed = _int(raw, "seed", 7, where)
+        self.start_ts, self.start = _day_ns(raw["start"], "start", where)
+        end_ts, self.end = _day_ns(raw["end"], "end", where)
+        self.end_ts = end_ts + 86_400 * 10**9 - 1  # the end date is included: up to its last nanosecond
+        if self.end_ts <= self.start_ts:
+            raise ConfigError(f"{where}: end {self.end} is before start {self.start}")
+        self.register_folds = bool(raw.get("register_folds", True))
+        self._learner_settings(raw, where)
+        self.label = _label(_table(raw, "label", where), where + ".label")
+        self._walk_forward(_table(raw, "walk_forward", where), where + ".walk_forward")
+        self.features = _features(raw["features"], where)
+        run = _table(raw, "run", where)
+        if run and set(run) != {"template", "out"}:
+            raise ConfigError(f"{where}.run: needs exactly template and out, got {sorted(run)}")
+        self.run_template = _path(run, "template", base, where + ".run") if run else None
+        self.run_out = _path(run, "out", base, where + ".run") if run else None
+
+    def _learner_settings(self, raw: dict[str, Any], where: str) -> None:
+        self.num_boost_round = _int(raw, "num_boost_round", 200, where)
+        self.params = _table(raw, "params", where)
+        if self.model != "lightgbm" and (self.params or "num_boost_round" in raw):
+            raise ConfigError(f"{where}: params, num_boost_round: LightGBM settings; model is {self.model}")
+        self.mlp = _table(raw, "mlp", where)
+        if self.mlp and self.model != "torch_mlp":
+            raise ConfigError(f"{where}: mlp is the torch_mlp model's table; model is {self.model}")
+
+    def _walk_forward(self, walk: dict[str, Any], where: str) -> None:
+        extra = sorted(set(walk) - {"train_bars", "test_bars", "step_bars"})
+        if extra:
+            raise ConfigError(f"{where}: unknown setting(s) {extra}; known: train_bars, test_bars, step_bars")
+        self.wf_train = _int(walk, "train_bars", 504, where)
+        self.wf_test = _int(walk, "test_bars", 126, where)
+        self.wf_step = _int(walk, "step_bars", 0, where) or None
+        if self.wf_train < 1 or self.wf_test < 1 or (self.wf_step is not None and self.wf_step < 1):
+            raise ConfigError(f"{where}: train_bars, test_bars and step_bars must be positive")
+
+    def mlp_config(self) -> Any:
+        if self.model != "torch_mlp":
+            return None
+        from models.ml.mlp import MlpConfig
+
+        settings = dict(self.mlp)
+        if "hidden" in settings:
+            settings["hidden"] = tuple(int(w) for w in settings["hidden"])
+        try:
+            return MlpConfig(**settings)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"[train].mlp: {error}") from None
+
+
+def _path(raw: dict[str, Any], key: str, base: Path, where: str) -> Path:
+    value = raw[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {key} must be a path (a string), got {value!r}")
+    return Path(value) if Path(value).is_absolute() else (base / value).resolve()
+
+
+def _int(raw: dict[str, Any], key: str, default: int, where: str) -> int:
+    value = raw.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be an integer, got {value!r}")
+    return value
+
+
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key} must be a table, got {value!r}")
+    return dict(value)
+
+
+def _day_ns(value: object, key: str, where: str) -> tuple[int, str]:
+    try:
+        day = value if isinstance(value, date) else date.fromisoformat(str(value))
+    except ValueError:
+        raise ConfigError(f"{where}: {key} must be a date YYYY-MM-DD, got {value!r}") from None
+    stamp = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return int(stamp.timestamp()) * 10**9, day.isoformat()
+
+
+def _label(label: dict[str, Any], where: str) -> LabelSpec:
+    extra = sorted(set(label) - {"horizon", "gap", "thresholds"})
+    if extra:
+        raise ConfigError(f"{where}: unknown setting(s) {extra}; known: horizon, gap, thresholds")
+    thresholds = label.get("thresholds", [])
+    if not isinstance(thresholds, list):
+        raise ConfigError(f"{where}: thresholds must be a list of numbers")
+    try:
+        return LabelSpec(_int(label, "horizon", 21, where), _int(label, "gap", 1, where),
+                         tuple(float(x) for x in thresholds))  # fmt: skip
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _features(raw: object, where: str) -> list[FeatureSpec]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{where}: features must be a non-empty list of [[train.features]] tables")
+    specs = []
+    for number, item in enumerate(raw, 1):
+        at = f"{where}.features #{number}"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ConfigError(f"{at}: needs a name")
+        extra = sorted(set(item) - {"name", "params", "steps"})
+        if extra:
+            raise ConfigError(f"{at}: unknown setting(s) {extra}; known: name, params, steps")
+        if item["name"] not in TIME_SERIES:
+            raise ConfigError(f"{at}: unknown feature {item['name']!r}; known: {', '.join(TIME_SERIES)}")
+        steps = []
+        for step in item.get("steps", []):
+            if isinstance(step, str):
+                step = [step, {}]
+            if not (
+                isinstance(step, list) and len(step) == 2 and step[0] in STEPS and isinstance(step[1], dict)
+            ):
+                raise ConfigError(
+                    f"{at}: a step is [operator, {{params}}] with operator one of {', '.join(STEPS)}"
+                )
+            steps.append((str(step[0]), dict(step[1])))
+        params = item.get("params", {})
+        if not isinstance(params, dict):
+            raise ConfigError(f"{at}: params must be a table")
+        specs.append(FeatureSpec(item["name"], dict(params), tuple(steps)))
+    return specs
+
+
+def read_train_spec(path: Path) -> TrainSpec:
+    raw = read_raw_config(path)
+    if not isinstance(raw.get("train"), dict):
+        raise ConfigError(f"{path}: no [train] table")
+    return TrainSpec(raw["train"], path)
+
+
+def run_train(spec: TrainSpec, *, progress: Any = None) -> TrainRun:
+    """Train and register as ``spec`` says; the registrations journaled when it names a journal."""
+    lake = Lake(spec.lake)
+    if not lake.content_hash:
+        raise ConfigError(f"no lake at {spec.lake} (no manifest)")
+    problems = lake.verify()
+    if problems:
+        raise ConfigError(f"{spec.lake}: refusing to train on a lake that differs from its manifest: "
+                          f"{'; '.join(problems[:5])}")  # fmt: skip
+    kwargs: dict[str, Any] = {
+        "frequency": spec.frequency, "seed": spec.seed, "learner": spec.model, "params": spec.params or None,
+        "num_boost_round": spec.num_boost_round, "mlp": spec.mlp_config(), "wf_train": spec.wf_train,
+        "wf_test": spec.wf_test, "wf_step": spec.wf_step, "register_folds": spec.register_folds,
+        "progress": progress, "require_folds": True,
+    }  # fmt: skip
+    try:
+        args = (lake, spec.registry, spec.features, spec.label, spec.start_ts, spec.end_ts)
+        if spec.journal is None:
+            return train_walk_forward(*args, **kwargs)
+        with open_journal(spec.journal, writable=True) as journal:
+            run = train_walk_forward(*args, sink=journal, **kwargs)
+            journal.commit()
+            return run
+    except ValueError as error:  # a window with no rows, a feature that reads ahead, a bad setting
+        raise ConfigError(str(error)) from None
+
+
+def read_run_template(spec: TrainSpec) -> string.Template | None:
+    """The ``[train.run]`` template, checked before anything is trained: it must name
+    ``${artifact}`` and ``${artifact_dir}`` and nothing else."""
+    if spec.run_template is None:
+        return None
+    try:
+        template = string.Template(spec.run_template.read_text())
+    except OSError as error:
+        raise ConfigError(f"[train.run] template: {error}") from None
+    names = set(template.get_identifiers())
+    if not {"artifact", "artifact_dir"} <= names or not template.is_valid():
+        raise ConfigError(f"{spec.run_template}: a run template names ${{artifact}} and ${{artifact_dir}}")
+    if names - {"artifact", "artifact_dir"}:
+        raise ConfigError(
+            f"{spec.run_template}: unknown placeholder(s) {sorted(names - {'artifact', 'artifact_dir'})}"
+        )
+    return template
+
+
+def write_run_config(
+    spec: TrainSpec, template: string.Template, artifact: str, *, check_only: bool = False
+) -> Path:
+    """The template with ``artifact`` substituted, checked as a backtest configuration (relative
+    paths resolve from ``out``'s folder), written to ``out`` (unless ``check_only``)."""
+    assert spec.run_out is not None
+    filled = template.substitute({"artifact": artifact, "artifact_dir": str(spec.registry)})
+    try:
+        config_from_raw(tomllib.loads(filled), spec.run_out)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{spec.run_template}: {error}") from None
+    if not check_only:
+        spec.run_out.parent.mkdir(parents=True, exist_ok=True)
+        spec.run_out.write_text(filled)
+    return spec.run_out
+
+
+def _windows(run: TrainRun) -> list[dict[str, Any]]:
+    def day(ts: int) -> str:
+        return datetime.fromtimestamp(ts // 1_000_000_000, UTC).date().isoformat()
+
+    out = []
+    for fold in run.folds:
+        result = fold.result
+        train, test = result.fold.train, result.fold.test
+        out.append({
+            "window": str(result.fold.index), "train_start": day(train[0]), "train_end": day(train[1]),
+            "test_start": day(test[0]), "test_end": day(test[1]), "train_rows": fold.model.rows,
+            "test_rows": result.test_rows, "train_ic": fold.model.metrics.get("train_ic"),
+            "test_ic": result.test_ic, "artifact": fold.artifact,
+        })  # fmt: skip
+    window = run.meta["train_window"]
+    out.append({
+        "window": "final", "train_start": window["start"], "train_end": window["end"], "test_start": None,
+        "test_end": None, "train_rows": run.model.rows, "test_rows": None,
+        "train_ic": run.model.metrics.get("train_ic"), "test_ic": run.meta["metrics"]["wf_mean_test_ic"],
+        "artifact": run.artifact,
+    })  # fmt: skip
+    return out
+
+
+_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", "train_rows", "test_rows",
+            "train_ic", "test_ic", "artifact")  # fmt: skip
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_COLUMNS)
+    for row in rows:
+        writer.writerow(["" if row[c] is None else row[c] for c in _COLUMNS])
+    return buffer.getvalue()
+
+
+def _write(path: str, text: str) -> None:
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def _ic(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def _print(spec: TrainSpec, run: TrainRun, rows: list[dict[str, Any]], run_config: Path | None) -> None:
+    title = (f"{spec.model} {spec.start}..{spec.end}, horizon {spec.label.horizon} gap {spec.label.gap}, "
+             f"seed {spec.seed}: {len(run.folds)} windows")  # fmt: skip
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    for name in ("#", "train from", "train to", "test to", "rows", "IC in", "IC out", "artifact"):
+        table.add_column(
+            name, justify="right" if name in ("#", "rows", "IC in", "IC out") else "left", no_wrap=True
+        )
+    for row in rows:
+        digest = row["artifact"]
+        table.add_row(row["window"], row["train_start"], row["train_end"], row["test_end"] or "-",
+                      f"{row['train_rows']:,}", _ic(row["train_ic"]), _ic(row["test_ic"]),
+                      digest[:12] if digest else "-")  # fmt: skip
+    table.caption = "rank IC; final IC out: the windows' mean; full hashes: --json/--csv"
+    console.print(table)
+    console.print(f"final artifact {run.artifact} in {spec.registry}", soft_wrap=True, highlight=False)
+    if run_config is not None:
+        console.print(f"run config {run_config}: tape backtest {run_config}", soft_wrap=True, highlight=False)
+    else:
+        console.print(
+            f'trade it: [strategy] entry = "models.ml.strategy:ModelRanker", params = {{ artifact_dir = '
+            f'"{spec.registry}", artifact = "{run.artifact}" }}',
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = read_train_spec(Path(args.config))
+    template = read_run_template(spec)
+    if template is not None:  # a template that cannot make a run configuration is refused before training
+        write_run_config(spec, template, "0" * 32, check_only=True)
+    quiet = "-" in (args.json, args.csv)
+    if quiet:
+        run = run_train(spec)
+    else:
+        with progress_bar(f"train {spec.model}", 1) as update:
+            run = run_train(spec, progress=update)
+    run_config = write_run_config(spec, template, run.artifact) if template is not None else None
+    rows = _windows(run)
+    if args.json:
+        report = {"model": spec.model, "registry": str(spec.registry), "artifact": run.artifact,
+                  "seed": spec.seed, "label": spec.label.to_json(), "windows": rows,
+                  "run_config": str(run_config) if run_config else None}  # fmt: skip
+        _write(args.json, json.dumps(report, indent=1) + "\n")
+    if args.csv:
+        _write(args.csv, _csv_text(rows))
+    if not quiet:
+        _print(spec, run, rows, run_config)
+    return 0
+
+
+def add_train_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = verbs.add_parser(
+        "train", help="train a LightGBM or PyTorch model walk-forward from a lake and register its artifacts"
+    )
+    parser.add_argument("config", help="TOML with a [train] table (docs/models.md)")
+    parser.add_argument("--json", metavar="PATH", help="write the windows as JSON ('-': stdout, no table)")
+    parser.add_argument(
+        "--csv", metavar="PATH", help="write one row per window as CSV ('-': stdout, no table)"
+    )

@@ -1,0 +1,238 @@
+"""``tape train CONFIG.toml`` on a seeded lake: the same configuration and seed give
+byte-identical artifacts (every walk-forward window's and the final one), the registrations are
+journaled, the table has its JSON and CSV forms, the run configuration written from the
+template trades the final artifact in a backtest that replays bit for bit, and bad
+configurations are refused with the reason."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lightgbm", reason="the ml extra (lightgbm) is not installed")
+
+from cli.main import main
+from domain.events import DayClosed, ModelLoaded, ModelRegistered, OrderFilled
+from kernel.store import open_journal
+from lake.partitioned import Lake
+from models.features.cross_section import FeatureSpec
+from models.ml.artifact import train_and_register
+from models.ml.labels import LabelSpec
+from models.ml.registry import list_artifacts, load
+from tests.factories import synth_lake, utc_ns
+
+TRAIN = """[train]
+lake = "{lake}"
+registry = "{registry}"
+journal = "{registry}-journal"
+model = "{model}"
+seed = {seed}
+start = "2015-06-01"
+end = "2017-12-29"
+{settings}
+label = {{ horizon = 10, gap = 1 }}
+walk_forward = {{ train_bars = 252, test_bars = 126 }}
+
+[[train.features]]
+name = "momentum"
+params = {{ lookback = 60, skip = 5 }}
+
+[[train.features]]
+name = "volatility"
+params = {{ window = 20 }}
+
+[[train.features]]
+name = "alpha158"
+params = {{ name = "KMID" }}
+steps = [["rank", {{}}]]
+
+[train.run]
+template = "run.toml.in"
+out = "{registry}-run.toml"
+"""
+
+RUN_TEMPLATE = """run_id = "trained-model"
+seed = 7
+dataset = "data"
+journal = "journal"
+currency = "USD"
+initial_cash = "1000000"
+us_regulatory_fees = false
+
+[strategy]
+entry = "models.ml.strategy:ModelRanker"
+
+[strategy.params]
+artifact_dir = "${artifact_dir}"
+artifact = "${artifact}"
+portfolio = "topk_dropout"
+top_k = 3
+n_drop = 1
+weight = 0.9
+start_day = 20180101
+
+[risk]
+name = { limit_e8 = 40_000_000, action = "clip" }
+"""
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    synth_lake(root / "lake", seed=11, symbols=8, bars=900, start="2015-01-02")
+    (root / "run.toml.in").write_text(RUN_TEMPLATE)
+    Lake(root / "lake").export(root / "data", "1d", calendar="XNYS", start_ns=utc_ns("2017-09-01"))
+    return root
+
+
+def _config(root: Path, registry: str, *, model: str = "lightgbm", seed: int = 7, settings: str = "") -> Path:
+    if not settings:
+        settings = "num_boost_round = 60\nparams = { num_leaves = 7 }" if model == "lightgbm" else ""
+    path = root / f"{registry}.toml"
+    path.write_text(TRAIN.format(lake="lake", registry=registry, model=model, seed=seed, settings=settings))
+    return path
+
+
+def _train(config: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, object]:
+    capsys.readouterr()
+    assert main(["train", str(config), "--json", "-"]) == 0
+    report: dict[str, object] = json.loads(capsys.readouterr().out)
+    return report
+
+
+def _hashes(report: dict[str, object]) -> list[str]:
+    windows = report["windows"]
+    assert isinstance(windows, list)
+    return [str(w["artifact"]) for w in windows]
+
+
+def test_same_config_and_seed_give_byte_identical_artifacts(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _train(_config(workdir, "reg-a"), capsys)
+    second = _train(_config(workdir, "reg-b"), capsys)
+    other_seed = _train(_config(workdir, "reg-c", seed=8), capsys)
+    windows = first["windows"]
+    assert isinstance(windows, list) and len(windows) >= 4 and windows[-1]["window"] == "final"
+    assert _hashes(first) == _hashes(second)  # every window's artifact and the final one
+    assert first["artifact"] == windows[-1]["artifact"]
+    assert set(_hashes(other_seed)).isdisjoint(_hashes(first))  # bagging draws from the seed
+    for digest in _hashes(first):
+        a, b = load(workdir / "reg-a", digest), load(workdir / "reg-b", digest)
+        assert (
+            a.model_bytes == b.model_bytes
+            and (a.folder / "artifact.json").read_bytes() == (b.folder / "artifact.json").read_bytes()
+        )
+    final = load(workdir / "reg-a", str(first["artifact"])).meta
+    assert final["train_window"]["start"] == "2015-06-01" and final["train_window"]["end"] == "2017-12-29"
+    assert (
+        final["kind"] == "lightgbm" and final["num_boost_round"] == 60 and final["params"]["num_leaves"] == 7
+    )
+    assert len(final["walk_forward"]["folds"]) == len(windows) - 1
+    fold = load(workdir / "reg-a", str(windows[0]["artifact"])).meta
+    assert fold["walk_forward"]["fold"] == 0 and fold["walk_forward"]["test"][0] == windows[0]["test_start"]
+    assert fold["train_window"]["end"] == windows[0]["train_end"]
+    # the registrations are journaled, in the table's order
+    with open_journal(workdir / "reg-a-journal") as journal:
+        registered = [e for _, e in journal.events() if isinstance(e, ModelRegistered)]
+    assert [e.artifact for e in registered] == _hashes(first) and all(e.created for e in registered)
+    assert len(list_artifacts(workdir / "reg-a")) == len(windows)
+    # the Python call with the same settings registers the same final artifact
+    specs = [FeatureSpec("momentum", {"lookback": 60, "skip": 5}), FeatureSpec("volatility", {"window": 20}),
+             FeatureSpec("alpha158", {"name": "KMID"}, (("rank", {}),))]  # fmt: skip
+    digest, _ = train_and_register(Lake(workdir / "lake"), workdir / "reg-py", specs, LabelSpec(10, 1),
+                                   utc_ns("2015-06-01"), utc_ns("2017-12-30") - 1, params={"num_leaves": 7},
+                                   num_boost_round=60, wf_train=252, wf_test=126)  # fmt: skip
+    assert digest == first["artifact"]
+
+
+def test_the_table_csv_and_a_second_run_into_the_same_registry(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(workdir, "reg-d")
+    capsys.readouterr()
+    assert main(["train", str(config)]) == 0
+    table = capsys.readouterr().out
+    assert "final" in table and "IC out" in table and "tape backtest" in table
+    lines = table.splitlines()
+    rows_end = next(i for i, line in enumerate(lines) if line.startswith("final artifact"))
+    assert max(len(line) for line in lines[:rows_end]) <= 80  # the table; the paths after it are not wrapped
+    assert main(["train", str(config), "--csv", "-"]) == 0  # again: the same artifacts, kept
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows[-1]["window"] == "final" and rows[0]["test_start"] and not rows[-1]["test_start"]
+    with open_journal(workdir / "reg-d-journal") as journal:
+        registered = [e for _, e in journal.events() if isinstance(e, ModelRegistered)]
+    assert len(registered) == 2 * len(rows) and not any(e.created for e in registered[len(rows) :])
+
+
+def test_the_trained_artifact_trades_from_the_written_config_and_replays(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = _train(_config(workdir, "reg-e"), capsys)
+    run_config = Path(str(report["run_config"]))
+    assert f'artifact = "{report["artifact"]}"' in run_config.read_text()
+    assert main(["backtest", str(run_config)]) == 0
+    with open_journal(workdir / "journal") as journal:
+        events = [e for _, e in journal.events()]
+    loaded = [e for e in events if isinstance(e, ModelLoaded)]
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    closes = [e for e in events if isinstance(e, DayClosed)]
+    assert [e.artifact for e in loaded] == [report["artifact"]] and loaded[0].predictions > 0
+    assert len(fills) >= 5 and min(f.ts_ns for f in fills) >= utc_ns("2018-01-01")
+    assert main(["replay", str(workdir / "journal")]) == 0
+    day = str(closes[len(closes) // 2].day)
+    assert main(["replay", str(workdir / "journal"), "--day", f"{day[:4]}-{day[4:6]}-{day[6:]}"]) == 0
+
+
+def test_a_torch_network_trains_byte_identically_through_the_verb(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch", reason="the ml extra (torch) is not installed")
+    settings = "mlp = { hidden = [8], epochs = 2, batch_rows = 512 }"
+    first = _train(_config(workdir, "reg-t1", model="torch_mlp", settings=settings), capsys)
+    second = _train(_config(workdir, "reg-t2", model="torch_mlp", settings=settings), capsys)
+    assert _hashes(first) == _hashes(second)
+    final = load(workdir / "reg-t1", str(first["artifact"]))
+    assert final.model_file == "model.bin" and final.meta["training"]["epochs"] == 2
+    assert final.model_bytes == load(workdir / "reg-t2", str(first["artifact"])).model_bytes
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('name = "momentum"', 'name = "moment"'), "unknown feature 'moment'"),
+        (('model = "lightgbm"', 'model = "xgboost"'), "is not one of lightgbm, torch_mlp"),
+        (("horizon = 10, gap = 1", "horizon = 10, gap = -1"), "gap must be >= 0"),
+        (('end = "2017-12-29"', 'end = "2015-01-01"'), "is before start"),
+        (("seed = 7", "seed = 7\nepochs = 3"), "unknown setting(s) ['epochs']"),
+        (('journal = "reg-x-journal"', 'journal = "reg-x/journal"'), "outside the registry"),
+        (('lake = "lake"', 'lake = "no-lake"'), "no lake at"),
+        (("train_bars = 252", "train_bars = 5000"), "0 walk-forward windows"),
+    ],
+)
+def test_bad_configurations_are_refused_with_the_reason(
+    workdir: Path, capsys: pytest.CaptureFixture[str], change: tuple[str, str], message: str
+) -> None:
+    config = _config(workdir, "reg-x")
+    text = config.read_text()
+    assert change[0] in text
+    config.write_text(text.replace(change[0], change[1], 1))
+    capsys.readouterr()
+    assert main(["train", str(config)]) == 2
+    assert message in " ".join(capsys.readouterr().out.split())
+    assert not (workdir / "reg-x").exists()  # nothing registered
+
+
+def test_a_template_that_does_not_name_the_artifact_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workdir / "bad.toml.in").write_text(RUN_TEMPLATE.replace("${artifact}", "fixed"))
+    config = _config(workdir, "reg-y")
+    config.write_text(config.read_text().replace('template = "run.toml.in"', 'template = "bad.toml.in"'))
+    capsys.readouterr()
+    assert main(["train", str(config)]) == 2
+    assert "names ${artifact} and ${artifact_dir}" in " ".join(capsys.readouterr().out.split())
