@@ -401,8 +401,6 @@ async def _session(
     if source.next_row > 0:  # a resumed session: steps before this one went already
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
-    if source.next_row > 0:  # the bars played while the session was down come over REST
-        pump.catch_up_ms = assembler.handed_to // 1_000_000
     pump.stop_on_signals()
     async with contextlib.AsyncExitStack() as stack:
         local = None
@@ -426,6 +424,9 @@ async def _session(
             await edge.start(venue, started, journal, clock)
             stack.push_async_callback(edge.stop)
             pump.edge = edge
+        if started.note:  # resumed: the bars played while the session was down, over REST, for
+            # every name before any stream (one name's batch must not run the clock ahead of another's)
+            await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
         watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
         try:
             playing = None
@@ -482,7 +483,6 @@ class _Pump:
         self._newest: dict[int, int] = {}
         self.inbox = CommandInbox(inbox)
         self.edge: Edge | None = None
-        self.catch_up_ms: int | None = None  # a resumed session: the bars from here were missed
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
@@ -518,16 +518,13 @@ class _Pump:
     async def watch(self, venue: CcxtVenue, instrument_id: int, frequency: str) -> None:
         """One instrument's bars from the websocket. After a failure it waits (longer each time),
         watches again and, once the stream answers, fetches over REST the bars it missed (those
-        played while no subscription was live), before the stream's own; a resumed session does
-        the same for the bars played while it was down (from ``catch_up_ms``)."""
+        played while no subscription was live), before the stream's own."""
         failures = 0
-        catching_up = self.catch_up_ms is not None
         while True:
             try:
                 bars = await venue.watch_bars(instrument_id, frequency)
-                if failures or catching_up:
-                    since = self._newest.get(instrument_id, self.catch_up_ms)
-                    catching_up = False
+                if failures:
+                    since = self._newest.get(instrument_id)
                     self._take(
                         instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since)
                     )
@@ -541,6 +538,11 @@ class _Pump:
                 continue
             failures = 0
             self._take(instrument_id, bars)
+
+    async def catch_up(self, venue: CcxtVenue, ids: list[int], frequency: str, since_ms: int) -> None:
+        """The bars each name's venue played from ``since_ms`` on (a resumed session's gap)."""
+        for instrument_id in ids:
+            self._take(instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since_ms))
 
     def _take(self, instrument_id: int, bars: list[VenueBar]) -> None:
         for bar in bars:  # ccxt hands back its cache: the newest bar and any after it
