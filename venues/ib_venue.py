@@ -43,8 +43,9 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -236,6 +237,7 @@ class IbVenue:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._wired = False
+        self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
 
     @property
     def name(self) -> str:
@@ -289,7 +291,7 @@ class IbVenue:
         for iid, inst in sorted(self.instruments.items()):
             wanted = contract_for(inst)
             try:
-                details = await self._request(lambda c=wanted: self.ib.reqContractDetailsAsync(c))
+                details = await self._request(partial(self.ib.reqContractDetailsAsync, wanted))
             except VenueError as error:
                 raise VenueError(
                     error.rule, f"{inst.symbol}: {error.detail}", venue_code=error.venue_code
@@ -364,9 +366,9 @@ class IbVenue:
         if raw in ("Cancelled", "ApiCancelled"):
             if code in NOT_CANCELLABLE or code in PACING:
                 return None  # a failed cancel, or an order IB dropped for pacing (place resends)
-            state = "rejected" if code and code not in (202,) and not acked else "canceled"
-            if code == 202 and not acked:
-                state = "rejected"
+            # an error before IB acknowledged the order is a reject (201, or 202 with a reason);
+            # after it, IB cancelled a working order (an API cancel's 202, a DAY order's end)
+            state = "rejected" if code and not acked else "canceled"
         elif raw == "Inactive":
             state = "rejected" if not acked else "canceled"
         elif raw == "Filled":
@@ -473,6 +475,9 @@ class IbVenue:
     # --- ib_async events ---------------------------------------------------------------------
 
     def _on_status(self, trade: Any) -> None:
+        if trade.contract.conId not in self._by_con_id:
+            self.stats["foreign_contract"] += 1  # an order of this account in another contract
+            return
         try:
             state = self._state(trade)
         except VenueDataError as error:
@@ -490,6 +495,8 @@ class IbVenue:
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
         self.stats[f"ib_error.{code}"] += 1
+        if req_id > 0:
+            self._errors[req_id] = (code, message)  # IB's own text, for the order's reject
         what = CONNECTIVITY.get(code)
         if what is None:
             return
@@ -510,15 +517,15 @@ class IbVenue:
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     def reconnect_delay(self, attempt: int) -> float:
         """Exponential backoff, capped, with up to 25 % seeded jitter."""
-        base = min(self.backoff_cap_s, self.backoff_s * 2**attempt)
-        return base * (1 + 0.25 * float(self._jitter.random()))
+        base: float = min(self.backoff_cap_s, self.backoff_s * 2**attempt)
+        return base * (1.0 + 0.25 * float(self._jitter.random()))
 
     async def _reconnect(self) -> None:
         attempt = 0
@@ -653,7 +660,8 @@ class IbVenue:
                 return None, ""
             for entry in trade.log:
                 if entry.errorCode and entry.status in ("Cancelled", "ApiCancelled", "Inactive"):
-                    return entry.errorCode, entry.message
+                    code, text = self._errors.get(trade.order.orderId, (entry.errorCode, entry.message))
+                    return code, text
             await asyncio.sleep(0.005)
         self.stats["place.no_answer_yet"] += 1
         return None, ""
@@ -714,7 +722,8 @@ class IbVenue:
         while loop.time() < deadline:
             for entry in trade.log[seen:]:
                 if entry.errorCode in NOT_CANCELLABLE:
-                    raise map_ib_error(entry.errorCode, entry.message)
+                    code, text = self._errors.get(trade.order.orderId, (entry.errorCode, entry.message))
+                    raise map_ib_error(code, text)
             if trade.orderStatus.status in ("Cancelled", "ApiCancelled", "Filled"):
                 break
             await asyncio.sleep(0.005)

@@ -119,6 +119,7 @@ class FakeTws:
     market_fills: dict[str, list[tuple[float, str, str]]] = field(default_factory=dict)  # orderRef
     reject: dict[str, tuple[int, str]] = field(default_factory=dict)  # orderRef -> (code, text)
     pace_once: set[str] = field(default_factory=set)  # orderRefs refused once with error 100
+    pace_requests: int = 0  # the next reqExecutions answered with error 100 (pacing)
     refuse_cancel: bool = False  # answer cancels with 10148 (as for an order that just filled)
     duplicate_execs: bool = False  # send each live execution twice
     hold_commissions: bool = False  # send commission reports only when released
@@ -245,6 +246,10 @@ class FakeTws:
     def _executions(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         """reqExecutions: version, reqId, clientId filter (0: all), ..."""
         req_id, client_filter = int(f[2]), int(f[3] or 0)
+        if self.pace_requests > 0:
+            self.pace_requests -= 1
+            self._error(w, req_id, 100, "Max rate of messages per second has been exceeded:max=50 rec=51")
+            return
         for ex in self.executions:
             if client_filter in (0, ex.order.client_id):
                 self._exec(w, ex, req_id)

@@ -242,6 +242,7 @@ async def test_a_session_through_the_bridge_books_to_the_cent_and_reconciles(
 ) -> None:
     tws.market_fills["tabc-5"] = [(60, "187.23", "0.3456789"), (40, "187.24", "1.00")]
     tws.market_fills["tabc-6"] = [(2, "6012.25", "4.50")]
+    tws.reject["tabc-7"] = (201, "Order rejected - reason:Available Funds are insufficient")
     outbox = OutboxVenue()
     ticks = iter(range(1_000, 10_000))
     bridge = LiveBridge(venue, outbox, INSTRUMENTS, tag="tabc", clock=lambda: next(ticks))
@@ -263,7 +264,11 @@ async def test_a_session_through_the_bridge_books_to_the_cent_and_reconciles(
         qty_raw=2,
         limit_px_raw=0,
     )
-    await bridge.send([VenueRequest("place", buy), VenueRequest("place", es)])
+    big = Order(
+        order_id="r-1-7", strategy_id="s", instrument_id=1, side=1, order_type="limit",
+        qty_raw=10_000, limit_px_raw=18000,
+    )  # fmt: skip
+    await bridge.send([VenueRequest("place", buy), VenueRequest("place", es), VenueRequest("place", big)])
     for _ in range(200):
         bridge.take_updates()
         if bridge.counts.fills == 3:
@@ -276,8 +281,11 @@ async def test_a_session_through_the_bridge_books_to_the_cent_and_reconciles(
         ("r-1-5", "fill", 40, 18724, 100),
         ("r-1-6", "ack", 0, 0, 0),
         ("r-1-6", "fill", 2, 601225, 450),
+        ("r-1-7", "reject", 0, 0, 0),
     ]
-    assert [m.venue_seq for m in messages] == [1, 2, 3, 4, 5]
+    assert messages[-1].reason.startswith("INSUFFICIENT_BALANCE: ")
+    assert messages[-1].reason.endswith("IB 201 Order rejected - reason:Available Funds are insufficient")
+    assert [m.venue_seq for m in messages] == [1, 2, 3, 4, 5, 6]
     assert all(m.reason.startswith("trade:") for m in messages if m.kind == "fill")
     # the venue's cash moved by the exact commission; the book by the cent: the bridge's drift
     # accounts for it, so reconciliation finds no difference
@@ -373,6 +381,13 @@ async def test_an_order_dropped_for_pacing_is_sent_again_after_a_backoff(
     state = await venue.place(limit("c-p", -1, 3, 19000))
     assert state.status == "new" and venue.stats["error.RATE_LIMIT"] == 1 and venue.stats["retry"] == 1
     assert len(sent(tws, 3)) == 2 and len(tws.orders) == 1
+    tws.pace_requests = 2  # a request refused for pacing twice is asked again after a backoff
+    assert await venue.fetch_fills(1) == []
+    assert venue.stats["retry"] == 3 and len(sent(tws, 7)) == 1 + 3  # the startup sync's, then 3
+    tws.pace_requests = 9
+    with pytest.raises(VenueError) as error:
+        await venue.fetch_fills(1)
+    assert error.value.rule == "RATE_LIMIT" and error.value.venue_code == 100
 
 
 async def test_stop_orders_carry_their_trigger_and_time_in_force(venue: IbVenue, tws: FakeTws) -> None:
