@@ -48,6 +48,7 @@ from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from domain.fixed import Rounding, from_decimal_text, to_decimal
@@ -237,6 +238,7 @@ class IbVenue:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._wired = False
+        self._live = False
         self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
 
     @property
@@ -274,7 +276,13 @@ class IbVenue:
             accounts = self.ib.managedAccounts()
             self.account = accounts[0] if len(accounts) == 1 else ""
         if not self.contracts:
-            await self.qualify()
+            try:
+                await self.qualify()
+            except VenueError:
+                self._closing = True  # a session that cannot map its instruments does not start
+                self.ib.disconnect()
+                raise
+        self._live = True  # from now on a dropped socket is reconnected
 
     async def close(self) -> None:
         self._closing = True
@@ -510,7 +518,7 @@ class IbVenue:
             self._spawn(self._catch_up("ib-server"))
 
     def _on_disconnect(self) -> None:
-        if self._closing:
+        if self._closing or not self._live:
             return
         self.stats["disconnect"] += 1
         self.updates.put_nowait(StreamNote(kind="disconnected", stream="socket", detail="TWS socket closed"))
@@ -557,13 +565,7 @@ class IbVenue:
             for vid, state in list(self._orders.items()):
                 if state.is_open and vid not in open_now and self._filled[vid] >= state.qty_raw:
                     self._accept_order(
-                        VenueOrder(
-                            **{
-                                **{f: getattr(state, f) for f in state.__struct_fields__},
-                                "status": "filled",
-                                "filled_qty_raw": self._filled[vid],
-                            }
-                        )
+                        msgspec.structs.replace(state, status="filled", filled_qty_raw=self._filled[vid])
                     )
         except VenueError as error:
             self.updates.put_nowait(StreamNote(kind="disconnected", stream=stream, detail=error.reason))
@@ -750,7 +752,8 @@ class IbVenue:
             if fill.contract.conId != con_id:
                 continue
             if fill.execution.execId in self._booked:
-                out.append(self._venue_fill(fill))
+                if self._complete(fill):  # booked before: listed again, the bridge drops it by id
+                    out.append(self._venue_fill(fill))
             elif (record := self._book(fill, queue=False)) is not None:
                 out.append(record)
         return out

@@ -449,3 +449,16 @@ async def test_reconnect_backs_off_exponentially_with_seeded_jitter(tws: FakeTws
     assert delays == [two.reconnect_delay(n) for n in range(14)]
     assert all(0.01 * 2**n <= d <= 0.0125 * 2**n for n, d in enumerate(delays[:8]))
     assert 30.0 <= delays[-1] <= 37.5  # capped (backoff_cap_s), plus at most 25 % jitter
+
+
+async def test_a_first_connect_that_fails_is_an_error_not_a_reconnect_loop() -> None:
+    server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    venue = IbVenue(ib_async.IB(), [AAPL], port=port, connect_timeout_s=1.0)
+    with pytest.raises(VenueError) as error:
+        await venue.connect()
+    assert error.value.rule == "VENUE_UNAVAILABLE" and error.value.retriable
+    await asyncio.sleep(0.05)
+    assert venue.stats["disconnect"] == 0 and venue.updates.empty()
