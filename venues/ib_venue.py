@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -182,6 +183,8 @@ def _e8(value: object) -> int:
     return from_decimal_text(str(_number(value)), BALANCE_DIGITS, Rounding.HALF_EVEN)
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
 _RANK = {"new": 0, "pending_cancel": 1, "partially_filled": 1, "filled": 2, "canceled": 2, "rejected": 2}
 _ACKED = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingCancel", "Filled"})
 
@@ -438,7 +441,7 @@ class IbVenue:
             fee_e8=_e8(report.commission),
             fee_asset=report.currency or inst.currency,
             maker=ex.lastLiquidity == 1,  # 1 added liquidity, 2 removed, 3 routed out
-            ts_ms=int(ex.time.timestamp() * 1000) if ex.time else 0,
+            ts_ms=(ex.time - _EPOCH) // _MS if ex.time else 0,
             source="ib",
         )
 

@@ -235,6 +235,7 @@ async def test_executions_and_commissions_are_booked_exactly_once_both_are_in(
         (40, 18724, 100_000_000, "USD", 1),
     ]
     assert {f.client_order_id for f in booked} == {"c-1"} and len({f.trade_id for f in booked}) == 2
+    assert {f.ts_ms for f in booked} == {1_735_831_800_000}  # the execution's 20250102 15:30:00 UTC
 
 
 async def test_a_session_through_the_bridge_books_to_the_cent_and_reconciles(
