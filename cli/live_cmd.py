@@ -17,6 +17,10 @@ edge (``LiveEdge``)
   doubled), and hands the venue's answers in, numbered and stamped, for the kernel's next step;
 * reconciles again after every reconnect of the order streams.
 
+Interactive Brokers is not wired in yet: ``venues.ib_venue.IbVenue`` has the methods the bridge
+uses and is tested with it (``tests/venues/test_ib_venue.py``), but this command builds a
+``CcxtVenue`` only; what wiring it needs is in ``docs/live_ib.md`` ("Not built").
+
 ``--local-exchange MARKET`` trades a loopback Binance (``venues.local_exchange``) with the same
 keys, funded with the configured cash: the whole path with no account and no network.
 """

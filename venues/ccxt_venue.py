@@ -91,9 +91,11 @@ class OrderRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     client_order_id: str
     instrument_id: int
     side: int  # +1 buy, -1 sell
-    order_type: str  # "market" | "limit"
+    order_type: str  # "market" | "limit" (IB also "stop" | "stop_limit")
     qty_raw: int
     limit_px_raw: int = 0
+    stop_px_raw: int = 0  # the stop (trigger) price of a stop / stop-limit order (IB only)
+    time_in_force: str = ""  # "" = the venue's default (GTC limits here; IB: DAY, GTC, IOC, ...)
 
 
 class VenueOrder(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -490,10 +492,13 @@ class CcxtVenue:
             request.side not in (1, -1)
             or request.order_type not in ("market", "limit")
             or request.qty_raw <= 0
+            or request.stop_px_raw
+            or request.time_in_force not in ("", "GTC")
         ):
             raise VenueError(
                 "BAD_REQUEST",
-                f"side={request.side}, order_type={request.order_type!r}, qty_raw={request.qty_raw}",
+                f"side={request.side}, order_type={request.order_type!r}, qty_raw={request.qty_raw}"
+                f", stop_px_raw={request.stop_px_raw}, time_in_force={request.time_in_force!r}",
             )
         return inst
 

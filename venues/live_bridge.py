@@ -1,4 +1,5 @@
-"""Between a live venue (``venues.ccxt_venue.CcxtVenue``) and the kernel's ``OutboxVenue``.
+"""Between a live venue (``venues.ccxt_venue.CcxtVenue``, ``venues.ib_venue.IbVenue``: any
+``LiveVenue``) and the kernel's ``OutboxVenue``.
 
 Out: the kernel's requests (a new order, a cancel), which the session hands over only after the
 journal commit that holds them. Each order goes out with a client order id derived from the
@@ -32,6 +33,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from domain.events import (
     Event,
@@ -46,15 +48,28 @@ from domain.orders import Order
 from kernel.outbox import OutboxVenue, VenueRequest
 from venues.ccxt_venue import (
     BALANCE_DIGITS,
-    CcxtVenue,
     OrderRequest,
     StreamNote,
+    VenueBalance,
     VenueError,
     VenueFill,
     VenueOrder,
 )
 
-__all__ = ["Book", "LiveBridge", "ReconcilePolicy", "client_tag"]
+__all__ = ["Book", "LiveBridge", "LiveVenue", "ReconcilePolicy", "client_tag"]
+
+
+class LiveVenue(Protocol):
+    """What the bridge asks of an adapter (``CcxtVenue``, ``IbVenue``)."""
+
+    updates: asyncio.Queue[VenueOrder | VenueFill | StreamNote]
+
+    async def place(self, request: OrderRequest, *, resend: bool = False) -> VenueOrder: ...
+    async def cancel(self, instrument_id: int, client_order_id: str) -> VenueOrder: ...
+    async def lookup(self, instrument_id: int, client_order_id: str) -> VenueOrder | None: ...
+    async def fetch_open_orders(self, instrument_id: int) -> list[VenueOrder]: ...
+    async def fetch_fills(self, instrument_id: int) -> list[VenueFill]: ...
+    async def fetch_balances(self) -> list[VenueBalance]: ...
 
 
 def client_tag(config_json: str) -> str:
@@ -110,7 +125,7 @@ class LiveBridge:
 
     def __init__(
         self,
-        venue: CcxtVenue,
+        venue: LiveVenue,
         outbox: OutboxVenue,
         instruments: Iterable[Instrument],
         *,
