@@ -87,8 +87,8 @@ def test_a_live_session_books_the_venues_fills_and_replays(
     """Fees of 0.1%: in the quote asset, or (as Binance without BNB) in the asset received —
     base on a buy, valued at the fill price for the book. With fees in the base the venue holds
     less than the book's position (the book does not net base fees out of positions yet, see
-    docs/runbook.md, "Live trading"): reconciliation still balances to 1e-8 (the drift is accounted for), and a
-    sell of the whole position is refused by the venue, journaled with its reason."""
+    docs/runbook.md, "Live trading"): reconciliation still balances to 1e-8 (the drift is
+    accounted for), and a sell of the whole position is refused by the venue, journaled with its reason."""
     full, history = market
     panel, _ = load_panel(full)
     journal = tmp_path / "journal"
