@@ -34,9 +34,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
@@ -49,9 +46,8 @@ from domain.events import (  # noqa: E402
 )
 from domain.fixed import to_decimal  # noqa: E402
 from kernel.store import open_journal  # noqa: E402
-from lake.store import load_panel, write_dataset  # noqa: E402
-from lake.synth import synth_dataset  # noqa: E402
-from tests.factories import count_events  # noqa: E402
+from lake.store import load_panel  # noqa: E402
+from tests.factories import count_events, market_and_history  # noqa: E402
 
 HISTORY = 60
 KEYS = {"TAPE_DRILL_API_KEY": "drill-key", "TAPE_DRILL_SECRET": "drill-secret"}
@@ -62,15 +58,8 @@ def _iso(ts_ns: int) -> str:
 
 
 def _market(root: Path, seed: int, bars: int) -> tuple[Path, Path, object]:
-    full = root / "market"
-    synth_dataset(full, seed=seed, symbols=2, bars=bars, frequency="1d", calendar="24x7", start="2021-01-01")
+    full, history = market_and_history(root, seed=seed, bars=bars, history=HISTORY)
     panel, _ = load_panel(full)
-    table = pq.read_table(full / "bars.parquet")
-    history = root / "history"
-    write_dataset(
-        history, name="history", frequency="1d", calendar="24x7", instruments=list(panel.instruments),
-        bars=table.filter(pc.less_equal(table["ts_ns"], int(panel.ts_ns[HISTORY - 1]))),
-    )  # fmt: skip
     return full, history, panel
 
 

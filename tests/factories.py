@@ -146,6 +146,27 @@ def count_events(path: Path, kind: type[Event]) -> int:
         return 0
 
 
+def market_and_history(root: Path, *, seed: int, bars: int, history: int) -> tuple[Path, Path]:
+    """A seeded two-name daily market on the 24x7 calendar (``root/market``: what a local
+    exchange plays) and its first ``history`` days as their own data set (``root/history``: what
+    a paper or live session warms up on)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lake.store import load_panel, write_dataset
+
+    full = root / "market"
+    synth_dataset(full, seed=seed, symbols=2, bars=bars, frequency="1d", calendar="24x7", start="2021-01-01")
+    panel, _ = load_panel(full)
+    table = pq.read_table(full / "bars.parquet")
+    first = table.filter(pc.less_equal(table["ts_ns"], int(panel.ts_ns[history - 1])))
+    write_dataset(
+        root / "history", name="history", frequency="1d", calendar="24x7",
+        instruments=list(panel.instruments), bars=first,
+    )  # fmt: skip
+    return full, root / "history"
+
+
 def paper_config(
     path: Path, dataset: Path, journal: Path, start_ns: int, end_ns: int, grace_s: int = 60
 ) -> Path:

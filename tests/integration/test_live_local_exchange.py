@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from cli.main import main
@@ -32,9 +31,8 @@ from domain.events import (
 )
 from kernel.replay import replay
 from kernel.store import open_journal
-from lake.store import load_panel, write_dataset
-from lake.synth import synth_dataset
-from tests.factories import count_events, paper_config
+from lake.store import load_panel
+from tests.factories import count_events, market_and_history, paper_config
 
 HISTORY = 60
 KEY = "CANARY-KEY-5f0c9e1d"
@@ -43,18 +41,8 @@ SECRET = "CANARY-SECRET-a41b7733"
 
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("live")
-    full = root / "market"
-    synth_dataset(full, seed=7, symbols=2, bars=120, frequency="1d", calendar="24x7", start="2021-01-01")
-    panel, _ = load_panel(full)
-    cut = int(panel.ts_ns[HISTORY - 1])
-    bars = pq.read_table(full / "bars.parquet")
-    history = bars.filter(pq.ParquetDataset(full / "bars.parquet").read().column("ts_ns").to_numpy() <= cut)
-    write_dataset(
-        root / "history", name="history", frequency="1d", calendar="24x7",
-        instruments=list(panel.instruments), bars=history,
-    )  # fmt: skip
-    return full, root / "history"
+    """The whole market (the local exchange plays it) and its first ``HISTORY`` days."""
+    return market_and_history(tmp_path_factory.mktemp("live"), seed=7, bars=120, history=HISTORY)
 
 
 def live_config(

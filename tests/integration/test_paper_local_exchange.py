@@ -15,7 +15,6 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
 from cli.main import main
@@ -35,9 +34,8 @@ from domain.events import (
 from kernel.operator_inbox import inbox_path
 from kernel.replay import replay
 from kernel.store import open_journal
-from lake.store import load_panel, write_dataset
-from lake.synth import synth_dataset
-from tests.factories import count_events, paper_config
+from lake.store import load_panel
+from tests.factories import count_events, market_and_history, paper_config
 
 DAY_NS = 86_400 * 10**9
 HISTORY = 60  # daily bars the strategies warm up on; the other bars arrive live
@@ -46,18 +44,7 @@ HISTORY = 60  # daily bars the strategies warm up on; the other bars arrive live
 @pytest.fixture(scope="module")
 def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The whole market (the local exchange plays it) and its first ``HISTORY`` days."""
-    root = tmp_path_factory.mktemp("paper")
-    full = root / "market"
-    synth_dataset(full, seed=5, symbols=2, bars=150, frequency="1d", calendar="24x7", start="2021-01-01")
-    panel, _ = load_panel(full)
-    cut = int(panel.ts_ns[HISTORY - 1])
-    bars = pq.read_table(full / "bars.parquet")
-    history = bars.filter(pq.ParquetDataset(full / "bars.parquet").read().column("ts_ns").to_numpy() <= cut)
-    write_dataset(
-        root / "history", name="history", frequency="1d", calendar="24x7",
-        instruments=list(panel.instruments), bars=history,
-    )  # fmt: skip
-    return full, root / "history"
+    return market_and_history(tmp_path_factory.mktemp("paper"), seed=5, bars=150, history=HISTORY)
 
 
 def _assert_equals_backtest(config: Path, full: Path, history: Path, panel_day: int, extra: str = "") -> None:
