@@ -54,9 +54,13 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from projections import SchemaMismatch
     from projections.audit import audit
 
-    report = audit(args.journal, _target(args), schema=args.schema)
+    try:
+        report = audit(args.journal, _target(args), schema=args.schema)
+    except SchemaMismatch as error:  # a Tape ledger of another schema version: rebuild it
+        raise ConfigError(f"--db {error}") from None
     for text in report.lines():
         console.print(text, markup=False, highlight=False)
     return report.exit_status

@@ -18,8 +18,7 @@ from cli.progress import console
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
-from projections import SchemaMismatch, describe_target, open_ledger
-from projections.audit import LedgerNotFound
+from projections import SchemaMismatch, describe_target, open_ledger, require_built_ledger
 from projections.daybook import fold_journal_book
 from projections.reconcile import (
     ReconcileRefused,
@@ -44,26 +43,6 @@ def _target(args: argparse.Namespace) -> tuple[Path | str | None, bool]:
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite"), False
 
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _check_sqlite_ledger(journal: str, path: Path) -> None:
-    """Refuse a file that is not a Tape ledger before the ledger opens it (opening switches a
-    database to WAL mode, a write: someone else's database must stay as it was)."""
-    with path.open("rb") as file:
-        if file.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
-            raise ConfigError(f"{journal}: --db {path}: not a SQLite ledger (not a SQLite database file)")
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    try:
-        tables = sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
-    except sqlite3.DatabaseError as error:
-        raise ConfigError(f"{journal}: --db {path}: not a readable SQLite ledger ({error})") from None
-    finally:
-        db.close()
-    if "schema_version" not in tables:
-        raise ConfigError(f"{journal}: --db {path} is not a Tape ledger (tables: {tables})")
-
-
 def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     try:
         day = parse_day(args.day) if args.day else None
@@ -80,15 +59,10 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     target, named = _target(args)
     figures, name = None, None
     if target is not None and (named or (isinstance(target, Path) and target.is_file())):
-        if isinstance(target, Path) and not target.is_file():
-            raise LedgerNotFound(f"no SQLite ledger at {target}: build it first (tape rebuild)")
-        if isinstance(target, Path):
-            _check_sqlite_ledger(args.journal, target)
+        require_built_ledger(target, args.schema)  # refused untouched, as tape audit refuses it
         name = describe_target(target, args.schema)
         try:
             with open_ledger(target, schema=args.schema) as ledger:
-                if ledger.checkpoint_seq < 0:
-                    raise LedgerNotFound(f"the ledger {name} was never built (no checkpoint)")
                 figures = ledger_figures(ledger, cut, book.share_changes_after(cut.seq))
         except SchemaMismatch as error:
             raise ConfigError(f"{args.journal}: --db {error}") from None

@@ -4,6 +4,7 @@ any time; ``audit`` checks that the live tables still equal a fresh rebuild."""
 
 from projections.base import (
     DEFAULT_SCHEMA,
+    LedgerNotFound,
     LedgerProjection,
     LedgerRebuild,
     TargetRefused,
@@ -11,6 +12,7 @@ from projections.base import (
     describe_target,
     open_ledger,
     rebuild_ledger,
+    require_built_ledger,
 )
 from projections.ledger_sqlite import (
     LEDGER_SCHEMA_VERSION,
@@ -30,6 +32,7 @@ __all__ = [
     "LEDGER_SCHEMA_VERSION",
     "PROJECTION_NAME",
     "IllegalOrderTransition",
+    "LedgerNotFound",
     "LedgerProjection",
     "LedgerRebuild",
     "ProjectionError",
@@ -44,4 +47,5 @@ __all__ = [
     "open_ledger",
     "rebuild",
     "rebuild_ledger",
+    "require_built_ledger",
 ]

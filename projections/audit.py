@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from projections.base import DEFAULT_SCHEMA, LedgerProjection, describe_target, open_ledger, rebuild_ledger
+from projections.base import (
+    DEFAULT_SCHEMA,
+    LedgerNotFound,
+    LedgerProjection,
+    open_ledger,
+    rebuild_ledger,
+    require_built_ledger,
+)
 
 __all__ = ["AuditReport", "LedgerNotFound", "TableDifference", "audit", "first_difference"]
 
@@ -113,10 +120,6 @@ def _compare(live: LedgerProjection, rebuilt: LedgerProjection) -> tuple[int, li
     return len(set(live_sums) | set(rebuilt_sums)), differences
 
 
-class LedgerNotFound(FileNotFoundError):
-    """An audit of a ledger that was never built (a mistyped path or schema): nothing to audit."""
-
-
 def audit(
     journal_path: Path | str,
     target: Path | str,
@@ -126,14 +129,11 @@ def audit(
     progress: Callable[[int], None] | None = None,
 ) -> AuditReport:
     """Rebuild into a scratch place up to the live checkpoint and compare per-table checksums.
-    A ledger that does not exist is never created: ``LedgerNotFound``."""
-    if isinstance(target, Path) and not target.is_file():
-        raise LedgerNotFound(f"no SQLite ledger at {target}: build it first (tape projections rebuild)")
+    A target that is not a built Tape ledger is refused untouched (``require_built_ledger``:
+    ``LedgerNotFound`` or ``TargetRefused``): nothing is created, a SQLite file keeps its mode."""
+    require_built_ledger(target, schema)
     with open_ledger(target, schema=schema) as live:
         checkpoint_seq = live.checkpoint_seq
-        if checkpoint_seq < 0:
-            where = describe_target(target, schema)
-            raise LedgerNotFound(f"the ledger {where} was never built (no checkpoint): nothing to audit")
         if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
             scratch_schema = schema + _SCRATCH_SUFFIX
             try:

@@ -18,6 +18,7 @@ from kernel.store import open_journal
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "LedgerNotFound",
     "LedgerProjection",
     "LedgerRebuild",
     "TargetRefused",
@@ -25,6 +26,7 @@ __all__ = [
     "describe_target",
     "open_ledger",
     "rebuild_ledger",
+    "require_built_ledger",
 ]
 
 DEFAULT_SCHEMA = "tape_ledger"
@@ -32,6 +34,10 @@ DEFAULT_SCHEMA = "tape_ledger"
 
 class TargetUnavailable(Exception):
     """The projection's database (or metrics server) cannot be reached; retry later."""
+
+
+class LedgerNotFound(FileNotFoundError):
+    """A ledger that was never built (a mistyped path or schema): nothing to read."""
 
 
 class TargetRefused(Exception):
@@ -93,6 +99,47 @@ def open_ledger(
     if check_schema:
         return SqliteLedger.open(path)
     return SqliteLedger(connect_sqlite(path), path)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def require_built_ledger(target: Path | str, schema: str = DEFAULT_SCHEMA) -> None:
+    """Refuse a target that is not a built Tape ledger *before* anything opens it for writing.
+
+    Opening a ledger creates what is missing (a SQLite file, a PostgreSQL schema and its tables)
+    and switches a SQLite database to WAL mode: right for ``rebuild`` and ``follow``, wrong for
+    the verbs that only read one (``tape audit``, ``tape reconcile``), where a mistyped path or
+    ``--schema`` or someone else's database must stay exactly as it was. This looks read-only:
+    ``LedgerNotFound`` for nothing there or a ledger never built (no checkpoint),
+    ``TargetRefused`` for a file or schema that is not a Tape ledger."""
+    where = describe_target(target, schema)
+    if _is_postgres(target):
+        from projections.ledger_postgres import peek_postgres_ledger
+
+        assert isinstance(target, str)
+        tables, checkpoint = peek_postgres_ledger(target, schema)
+        if not tables:
+            raise LedgerNotFound(
+                f"no ledger at {where} (no tables in that schema: a mistyped --schema?); "
+                "build it first (tape projections rebuild)"
+            )
+    else:
+        from projections.ledger_sqlite import peek_sqlite_ledger
+
+        path = Path(target)
+        if not path.is_file():
+            raise LedgerNotFound(f"no SQLite ledger at {path}: build it first (tape projections rebuild)")
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_MAGIC))
+        if head != _SQLITE_MAGIC:
+            what = "an empty file" if not head else "not a SQLite database file"
+            raise TargetRefused(f"--db {path}: not a SQLite ledger ({what})")
+        tables, checkpoint = peek_sqlite_ledger(path)
+    if "schema_version" not in tables:
+        raise TargetRefused(f"--db {where} is not a Tape ledger (tables: {tables})")
+    if checkpoint is None:
+        raise LedgerNotFound(f"the ledger {where} was never built (no checkpoint): build it first")
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ __all__ = [
     "drop_schema",
     "grant_readonly",
     "is_postgres_target",
+    "peek_postgres_ledger",
     "postgres_ddl",
 ]
 
@@ -126,6 +127,30 @@ def _unavailable_on_connection_errors() -> Iterator[None]:
 def _connect(conninfo: str) -> psycopg.Connection[Any]:
     with _unavailable_on_connection_errors():
         return psycopg.connect(conninfo, autocommit=True, connect_timeout=5)
+
+
+def peek_postgres_ledger(conninfo: str, schema: str) -> tuple[list[str], int | None]:
+    """The tables of ``schema`` and this projection's checkpoint (None: no row), read in a
+    read-only transaction: no schema or table is created (``PostgresLedger.open`` would)."""
+    connection = _connect(conninfo)
+    try:
+        with _unavailable_on_connection_errors(), connection.transaction():
+            connection.execute("SET TRANSACTION READ ONLY")
+            found = connection.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_type = 'BASE TABLE' ORDER BY table_name COLLATE \"C\"",
+                (schema,),
+            )
+            tables = [name for (name,) in found]
+            row = None
+            if "checkpoint" in tables:
+                row = connection.execute(
+                    sql.SQL("SELECT seq FROM {}.checkpoint WHERE name = %s").format(sql.Identifier(schema)),
+                    (PROJECTION_NAME,),
+                ).fetchone()
+    finally:
+        connection.close()
+    return tables, None if row is None else int(row[0])
 
 
 class PostgresLedger:

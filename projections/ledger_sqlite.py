@@ -63,6 +63,7 @@ from domain.orders import (
 )
 from kernel.journal import Journal, Record
 from kernel.store import open_journal
+from projections.base import TargetRefused
 from projections.execution_quality import execution_fold, row_tuple, upsert_sql
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "UnbalancedPosting",
     "connect_sqlite",
     "ddl_scripts",
+    "peek_sqlite_ledger",
     "rebuild",
 ]
 
@@ -600,6 +602,23 @@ def _write_positions(db: sqlite3.Connection, deltas: dict[int, int]) -> None:
 
 
 # --- the projection -------------------------------------------------------------------------
+
+
+def peek_sqlite_ledger(path: Path) -> tuple[list[str], int | None]:
+    """The tables of the SQLite database at ``path`` and this projection's checkpoint (None: no
+    row), read through a read-only connection: nothing is created and the journal mode stays.
+    ``TargetRefused`` when SQLite cannot read it."""
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        tables = sorted(name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+        found = None
+        if "checkpoint" in tables:
+            found = db.execute("SELECT seq FROM checkpoint WHERE name = ?", (PROJECTION_NAME,)).fetchone()
+    except sqlite3.DatabaseError as error:
+        raise TargetRefused(f"--db {path}: not a readable SQLite ledger ({error})") from None
+    finally:
+        db.close()
+    return tables, None if found is None else int(found[0])
 
 
 def connect_sqlite(path: Path) -> sqlite3.Connection:

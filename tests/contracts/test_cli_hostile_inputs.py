@@ -1,6 +1,7 @@
 """The `tape` contract over hostile inputs (issue 17): each verb runs as a process of its own
 against damaged, truncated, empty, foreign, killed and missing journals, hostile configs and a
-ledger that was never built, and for every run:
+ledger that was never built (or a foreign database, or a mistyped PostgreSQL schema, given to
+``tape audit`` / ``tape reconcile --db``: refused untouched), and for every run:
 
 * no ``Traceback`` in its output and no death by a signal (a SIGBUS from a truncated map);
 * an exit status from the documented set (docs/runbook.md, "Exit statuses"), the one each case
@@ -195,12 +196,86 @@ def test_rebuild_over_hostile_journals(corpus: Path, name: str, expected: int) -
     assert digests(journal) == before
 
 
-def test_an_audit_of_a_ledger_never_built_fails_and_creates_nothing(corpus: Path) -> None:
-    ledger = corpus / "typo.ledger.sqlite"
-    result = tape("audit", str(corpus / "good"), "--db", str(ledger), cwd=corpus)
-    check_contract(result, corpus / "good", EXIT_REFUSED, "tape audit --db typo")
-    assert "typo.ledger.sqlite" in result.stdout
-    assert not ledger.exists()
+def _journal_mode(path: Path) -> str | None:
+    """The database's journal mode, read without changing it (None: SQLite cannot read it)."""
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return str(db.execute("PRAGMA journal_mode").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        db.close()
+
+
+def _tape_ledger_never_built(path: Path) -> None:
+    """The ledger's tables with no checkpoint: a ledger opened but never built."""
+    from projections import open_ledger
+
+    open_ledger(path).close()
+
+
+# (case, the --db file and how to make it); each is refused with one line (EXIT_REFUSED),
+# nothing created, the file byte-for-byte and journal mode as it was (issue 17 point 11).
+AUDIT_DBS = [
+    ("db-mistyped", "typo.ledger.sqlite", None),
+    ("db-is-text", "a-file", None),
+    ("db-is-a-directory", "dir.sqlite", None),
+    ("db-empty-file", "empty.db", lambda p: p.write_bytes(b"")),
+    ("db-is-foreign", "foreign-audit.sqlite", _foreign_sqlite),
+    ("db-tape-never-built", "never-built.ledger.sqlite", _tape_ledger_never_built),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "make"), AUDIT_DBS, ids=[c for c, _, _ in AUDIT_DBS])
+def test_an_audit_of_what_is_no_built_ledger_is_refused_untouched(
+    corpus: Path, case: str, name: str, make: object
+) -> None:
+    db = corpus / name
+    if make is not None and not db.exists():
+        make(db)  # type: ignore[operator]
+    before, mode = digests(db), _journal_mode(db)
+    siblings = sorted(p.name for p in corpus.iterdir())
+    result = tape("audit", str(corpus / "good"), "--db", str(db), cwd=corpus)
+    check_contract(result, corpus / "good", EXIT_REFUSED, f"tape audit --db {case}")
+    assert name in result.stdout, f"{case}: the error does not name {name}\n{result.stdout}"
+    assert "audit ok" not in result.stdout, f"{case}: a false ok\n{result.stdout}"
+    assert digests(db) == before and _journal_mode(db) == mode, f"tape audit {case} wrote to {name}"
+    assert sorted(p.name for p in corpus.iterdir()) == siblings, f"tape audit {case} created a file"
+
+
+def _schemas(url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        rows = connection.execute(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT LIKE 'pg_%' "
+            "AND schema_name <> 'information_schema' ORDER BY 1"
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def test_an_audit_or_reconcile_of_a_wrong_postgres_schema_is_refused_untouched(ledgers: Path) -> None:
+    from tests.contracts.projection_servers import scratch_database
+
+    with scratch_database() as url:
+        built = tape("projections", "rebuild", str(ledgers / "good"), "--db", url, cwd=ledgers)
+        assert built.returncode == EXIT_OK, built.stdout + built.stderr
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("CREATE SCHEMA other; CREATE TABLE other.notes (x integer)")
+        schemas = _schemas(url)
+        for verb in ("audit", "reconcile"):
+            for schema, words in (("tape_ledgr", "mistyped --schema"), ("other", "not a Tape ledger")):
+                result = tape(verb, str(ledgers / "good"), "--db", url, "--schema", schema, cwd=ledgers)
+                context = f"tape {verb} --schema {schema}"
+                check_contract(result, ledgers / "good", EXIT_REFUSED, context)
+                assert words in result.stdout, f"{context}\n{result.stdout}"
+                assert _schemas(url) == schemas, f"{context} created a schema"
+        audited = tape("audit", str(ledgers / "good"), "--db", url, cwd=ledgers)
+        assert audited.returncode == EXIT_OK and "audit ok" in audited.stdout, audited.stdout
 
 
 CONFIGS = [
