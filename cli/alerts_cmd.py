@@ -3,8 +3,10 @@
 The rules file (TOML, ``docs/operations.md``) holds ``[[rules]]``, ``[[routes]]`` and a few
 settings; the alert state (checkpoint, alerts, silences, acknowledgements, deliveries) lives in
 ``state`` (default: the rules file's name with ``.state.sqlite``), so a restarted
-``alerts follow`` keeps its de-duplication and silences. Evaluation is
-``projections.alerts``; delivery ``cli.alert_routes``; the wall clock is read here only.
+``alerts follow`` keeps its de-duplication and silences. Acknowledgements and silences are
+journaled first, in the alerts journal beside the state (``projections.alerts.
+operations_journal_path``), and folded from it. Evaluation is ``projections.alerts``; delivery
+``cli.alert_routes``; the wall clock is read here only.
 """
 
 from __future__ import annotations
@@ -29,17 +31,20 @@ from cli.logs import LogSetup, Redactor, configure_logging
 from cli.progress import console
 from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
+from domain.events import AlertAcknowledged, AlertSilenced
 from kernel.journal import Journal, JournalError
 from kernel.store import open_journal
 from projections.alerts import (
     Alert,
     AlertConfigError,
     AlertEngine,
+    AlertOperation,
     AlertStateError,
     AlertStore,
     EvaluationReport,
     JobOutcome,
     Rule,
+    Silence,
     rules_from_config,
 )
 
@@ -48,10 +53,12 @@ __all__ = [
     "AlertsService",
     "acknowledge_alert",
     "add_alerts_parser",
+    "alert_operations",
     "cmd_alerts",
     "firing_alerts",
     "load_alerts_config",
     "open_alert_state",
+    "operation_text",
     "parse_duration_s",
 ]
 
@@ -126,6 +133,11 @@ class AlertsService:
         self.store.close()
 
     def cycle(self) -> EvaluationReport:
+        try:
+            if self.store.sync_operations():  # acknowledgements / silences another process journaled
+                log.info("alert operations folded up to seq %d", self.store.operations_seq)
+        except AlertStateError as error:  # keep alerting with what was folded; say why once
+            log.error("%s", error)
         now_ns = self.clock()
         journal = self._journal()
         try:
@@ -263,9 +275,15 @@ def open_alert_state(rules: Path, journal: Path | None = None) -> AlertStore:
     if not config.state.exists():
         raise ConfigError(f"{config.state}: no alert state yet (run tape alerts check or follow first)")
     try:
-        return AlertStore(config.state, str(journal.resolve()) if journal is not None else "")
+        store = AlertStore(config.state, str(journal.resolve()) if journal is not None else "")
     except AlertStateError as error:
         raise ConfigError(str(error)) from None
+    try:
+        store.sync_operations()  # what the alerts journal holds, whoever wrote it
+    except AlertStateError as error:
+        store.close()
+        raise ConfigError(str(error)) from None
+    return store
 
 
 def firing_alerts(rules: Path, journal: Path | None = None) -> list[Alert]:
@@ -277,9 +295,24 @@ def firing_alerts(rules: Path, journal: Path | None = None) -> list[Alert]:
         store.close()
 
 
+def alert_operations(
+    rules: Path, journal: Path | None = None
+) -> tuple[list[tuple[int, AlertOperation]], list[Silence]]:
+    """The journaled acknowledgements and silences as (seq, event), oldest first, and the
+    silences in force now, folded from the alerts journal: what the cockpit shows."""
+    store = open_alert_state(rules, journal)
+    try:
+        return store.operations(), store.silences(wall_ns())
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
+    finally:
+        store.close()
+
+
 def acknowledge_alert(rules: Path, alert_id: int, by: str) -> Alert:
-    """Acknowledge an alert (its repeats stop): recorded in the alert state with who and when
-    (the wall clock). ``tape alerts ack`` and the cockpit's ``a`` both come here."""
+    """Acknowledge an alert (its repeats stop): journaled (``alert.acknowledged.v1``, who and
+    when: the wall clock) in the alerts journal and folded into the alert state. ``tape alerts
+    ack`` and the cockpit's ``a`` both come here."""
     store = open_alert_state(rules)
     try:
         return store.acknowledge(alert_id, by, wall_ns())
@@ -318,17 +351,49 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
     try:
         alerts = store.alerts(firing_only=not args.all)
         _print_alerts(alerts, "alerts" if args.all else "firing alerts")
+        operations = store.operations()
+        by = {e.silence_id: e.operator for _, e in operations if isinstance(e, AlertSilenced)}
         table = Table(title="silences in force")
-        for column in ("id", "rule", "key", "until", "reason"):
-            table.add_column(column)
+        for column in ("id", "rule", "key", "until", "by", "reason"):
+            table.add_column(column, overflow="fold")
         for silence in store.silences(wall_ns()):
             table.add_row(
-                str(silence.id), silence.rule, silence.key or "*", _iso(silence.until_ns), silence.reason
+                str(silence.id),
+                silence.rule,
+                silence.key or "*",
+                _iso(silence.until_ns),
+                by.get(silence.id, ""),
+                silence.reason,
             )
         console.print(table)
+        if args.all:
+            _print_operations(operations, f"alerts journal {store.operations_path.name}")
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
     finally:
         store.close()
     return 0
+
+
+def operation_text(event: AlertOperation) -> str:
+    """One journaled acknowledgement or silence, as a line."""
+    if isinstance(event, AlertAcknowledged):
+        return f"ack alert {event.alert_id} ({event.rule} {event.key}, fired at seq {event.fired_seq})"
+    if isinstance(event, AlertSilenced):
+        return (
+            f"silence {event.silence_id}: {event.rule} {event.key or '(every key)'} "
+            f"until {_iso(event.until_ns)} {event.reason}".rstrip()
+        )
+    return f"unsilence {event.silence_id}"
+
+
+def _print_operations(operations: list[tuple[int, AlertOperation]], title: str) -> None:
+    table = Table(title=title)
+    for column in ("seq", "at", "by", "what"):
+        table.add_column(column, overflow="fold")
+    for seq, event in operations:
+        table.add_row(str(seq), _iso(event.ts_ns), event.operator, operation_text(event))
+    console.print(table)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -347,7 +412,10 @@ def cmd_alerts_silence(args: argparse.Namespace) -> int:
     try:
         now_ns = wall_ns()
         until_ns = now_ns + int(parse_duration_s(args.duration) * 1e9)
-        silence_id = store.silence(args.rule, args.key or "", until_ns, args.reason, now_ns)
+        by = args.by or getpass.getuser()
+        silence_id = store.silence(args.rule, args.key or "", until_ns, args.reason, now_ns, by)
+    except AlertStateError as error:
+        raise ConfigError(str(error)) from None
     finally:
         store.close()
     console.print(f"silence {silence_id}: {args.rule} {args.key or '(every key)'} until {_iso(until_ns)}")
@@ -357,7 +425,7 @@ def cmd_alerts_silence(args: argparse.Namespace) -> int:
 def cmd_alerts_unsilence(args: argparse.Namespace) -> int:
     store = _open_store(args)
     try:
-        store.unsilence(args.silence_id, wall_ns())
+        store.unsilence(args.silence_id, wall_ns(), args.by or getpass.getuser())
     except AlertStateError as error:
         raise ConfigError(str(error)) from None
     finally:
@@ -407,6 +475,10 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
     ack = sub.add_parser("ack", help="acknowledge an alert (stops its repeats)")
     ack.add_argument("alert_id", type=int)
     ack.add_argument("--by", help="who (default: the login name)")
-    listing.add_argument("--all", action="store_true", help="resolved alerts too")
+    listing.add_argument(
+        "--all", action="store_true", help="resolved alerts too, and every journaled ack and silence"
+    )
+    for parser in (silence, unsilence):
+        parser.add_argument("--by", help="who (default: the login name)")
     for parser in (listing, silence, unsilence, ack):
         parser.add_argument("--rules", required=True, help="alerts TOML (its state file is used)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.alerts_cmd import acknowledge_alert, firing_alerts, load_alerts_config
+from cli.alerts_cmd import acknowledge_alert, alert_operations, firing_alerts, load_alerts_config
 from cli.logs import Redactor
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
@@ -26,7 +26,7 @@ from kernel.store import open_journal
 from lake.health import dataset_health
 from lake.partitioned import Lake
 from lake.store import load_panel
-from projections.alerts import Alert
+from projections.alerts import Alert, AlertOperation, Silence
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
@@ -93,8 +93,9 @@ class SessionCommands:
 @dataclass(frozen=True)
 class AlertDeskOf:
     """The cockpit's view of the alert state a rules file names: the firing alerts of
-    ``journal`` and acknowledging one exactly as ``tape alerts ack`` does
-    (``cli.alerts_cmd.acknowledge_alert``), recorded as ``operator``."""
+    ``journal``, acknowledging one exactly as ``tape alerts ack`` does
+    (``cli.alerts_cmd.acknowledge_alert``, recorded as ``operator``), and the acknowledgements
+    and silences its alerts journal holds (``cli.alerts_cmd.alert_operations``)."""
 
     rules: Path
     journal: Path
@@ -109,6 +110,9 @@ class AlertDeskOf:
 
     def acknowledge(self, alert_id: int) -> Alert:
         return acknowledge_alert(self.rules, alert_id, self.operator)
+
+    def operations(self) -> tuple[list[tuple[int, AlertOperation]], list[Silence]]:
+        return alert_operations(self.rules, self.journal)
 
 
 def cockpit_sources(

@@ -19,8 +19,12 @@ from msgspec import UNSET, UnsetType
 from domain.instruments import Instrument
 
 __all__ = [
+    "ALERT_OPERATION_KINDS",
     "INPUT_KINDS",
     "UPCASTERS",
+    "AlertAcknowledged",
+    "AlertSilenced",
+    "AlertUnsilenced",
     "AnyEvent",
     "BarsReceived",
     "ClockAdvanced",
@@ -888,6 +892,44 @@ class ModelLoaded(Event, frozen=True, tag="model.loaded.v1"):
     predictions: int  # how many (step, instrument) cells hold a prediction
 
 
+# --- alert operations (an alerts journal, never a run's) --------------------------------------
+
+
+class AlertAcknowledged(Event, frozen=True, tag="alert.acknowledged.v1"):
+    """An operator acknowledged a firing alert (its repeats stop), as ``tape alerts ack`` or the
+    cockpit's ``a`` recorded it in the alerts journal beside the alert state (docs/operations.md).
+    The alert is named by its id in that state and by what fired it (``rule``, ``key``, the
+    watched journal's ``fired_seq`` and ``fired_ts_ns``), which a rebuilt state matches;
+    ``ts_ns`` is when (wall clock). No kernel reads it."""
+
+    alert_id: int
+    rule: str
+    key: str
+    fired_seq: int
+    fired_ts_ns: int
+    operator: str
+    note: str = ""
+
+
+class AlertSilenced(Event, frozen=True, tag="alert.silenced.v1"):
+    """An operator held back a rule's alerts (``key`` "" every key) until ``until_ns`` (UTC ns);
+    its end is in the record, so an expiry journals nothing."""
+
+    silence_id: int
+    rule: str
+    key: str
+    until_ns: int
+    reason: str
+    operator: str
+
+
+class AlertUnsilenced(Event, frozen=True, tag="alert.unsilenced.v1"):
+    """An operator ended silence ``silence_id`` before its time (``ts_ns``)."""
+
+    silence_id: int
+    operator: str
+
+
 AnyEvent = (
     RunStarted
     | DatasetReferenced
@@ -935,7 +977,13 @@ AnyEvent = (
     | ModelRegistered
     | ModelLoaded
     | StrategyCommanded
+    | AlertAcknowledged
+    | AlertSilenced
+    | AlertUnsilenced
 )
+
+ALERT_OPERATION_KINDS = frozenset({"alert.acknowledged.v1", "alert.silenced.v1", "alert.unsilenced.v1"})
+"""What an alerts journal holds (``tape alerts ack / silence / unsilence``, the cockpit's ``a``)."""
 
 INPUT_KINDS = frozenset(
     {

@@ -10,7 +10,12 @@ scheduler's job log, passed in as ``JobOutcome`` rows by the caller) and ``recon
 (the JSON report a ``tape reconcile --json`` job leaves).
 
 State lives in one SQLite file (``AlertStore``): the checkpoint, the rules' fold state, every
-alert (firing and resolved), silences, acknowledgements and every delivery attempt. A batch of
+alert (firing and resolved), silences, acknowledgements and every delivery attempt. The
+operators' acknowledgements and silences are first journaled, as ``alert.acknowledged.v1``,
+``alert.silenced.v1`` and ``alert.unsilenced.v1`` records in an *alerts journal* of Tape's own
+hash-chained format beside the state file (``operations_journal_path``), and the state holds
+their fold (its own checkpoint on that journal), so a lost or rebuilt state gets them back and
+``tape verify`` checks who did what. A batch of
 records, its alerts and the new checkpoint commit in one transaction, so a restarted
 ``tape alerts follow`` neither re-raises nor loses an alert. Deliveries work from the store like
 an outbox (``AlertStore.pending``): an alert is sent to each route until a send succeeds; a
@@ -22,15 +27,22 @@ Nothing here reads the clock: callers pass ``now_ns`` (wall clock in ``cli``, fi
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from domain.events import (
+    ALERT_OPERATION_KINDS,
+    AlertAcknowledged,
+    AlertSilenced,
+    AlertUnsilenced,
     AnyEvent,
     BarsReceived,
     DayClosed,
@@ -42,7 +54,8 @@ from domain.events import (
     VenueMessageReceived,
 )
 from domain.fixed import minor_digits, to_decimal
-from kernel.journal import Journal, Record
+from kernel.journal import Journal, JournalError, Record
+from kernel.store import open_journal
 
 __all__ = [
     "RULE_KINDS",
@@ -51,6 +64,7 @@ __all__ = [
     "Alert",
     "AlertConfigError",
     "AlertEngine",
+    "AlertOperation",
     "EvaluationReport",
     "AlertStateError",
     "AlertStore",
@@ -64,6 +78,7 @@ __all__ = [
     "VenueLatencyRule",
     "rules_from_config",
     "observations_of",
+    "operations_journal_path",
     "severity_at_least",
 ]
 
@@ -643,7 +658,22 @@ CREATE TABLE IF NOT EXISTS deliveries (
     at_ns INTEGER NOT NULL, ok INTEGER NOT NULL, error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_alert ON deliveries (alert_id, route, phase);
+CREATE TABLE IF NOT EXISTS acks (                   -- folded from the alerts journal
+    rule TEXT NOT NULL, key TEXT NOT NULL, fired_seq INTEGER NOT NULL, fired_ts_ns INTEGER NOT NULL,
+    acked_by TEXT NOT NULL, acked_at_ns INTEGER NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (rule, key, fired_seq, fired_ts_ns)
+);
 """
+
+AlertOperation = AlertAcknowledged | AlertSilenced | AlertUnsilenced
+"""What the alerts journal holds (``domain.events.ALERT_OPERATION_KINDS``)."""
+
+
+def operations_journal_path(state: Path | str) -> Path:
+    """The alerts journal beside a state file: ``alerts.state.sqlite`` ->
+    ``alerts.state.journal.sqlite`` (Tape's journal format, SQLite backend)."""
+    state = Path(state)
+    return state.with_name(f"{state.stem}.journal.sqlite")
 
 
 @dataclass(frozen=True)
@@ -686,7 +716,16 @@ class Pending:
     phase: str
 
 
-_ALERT_COLUMNS = ", ".join(Alert.__dataclass_fields__)
+# An alert's acknowledgement is the state's own (written before acknowledgements were journaled)
+# or the journaled one of the same alert (rule, key and what fired it: a rebuilt state's ids may
+# differ, what fired an alert does not).
+_ALERT_SELECT = (
+    "SELECT a.id, a.rule, a.key, a.severity, a.message, a.status, a.fired_seq, a.fired_ts_ns, "
+    "a.fired_at_ns, a.resolved_seq, a.resolved_message, a.resolved_at_ns, "
+    "COALESCE(a.acked_by, k.acked_by), COALESCE(a.acked_at_ns, k.acked_at_ns) FROM alerts a "
+    "LEFT JOIN acks k ON k.rule = a.rule AND k.key = a.key AND k.fired_seq = a.fired_seq "
+    "AND k.fired_ts_ns = a.fired_ts_ns"
+)
 
 
 class AlertStore:
@@ -719,6 +758,11 @@ class AlertStore:
                 f"{self.path} holds the alert state of journal {stored['journal']}, not {journal_id}; "
                 "set `state = ...` in the rules file to one state file per journal"
             )
+        if "operations" not in stored:  # a state written before operations were journaled
+            with self._transaction():
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('operations', '-1')")
+        self.operations_path = operations_journal_path(self.path)
+        self._operations_seen: tuple[int, ...] | None = None
 
     def _transaction(self) -> _Tx:
         return _Tx(self._db)
@@ -797,14 +841,14 @@ class AlertStore:
     # --- reading ---
 
     def alert(self, alert_id: int) -> Alert:
-        row = self._db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        row = self._db.execute(f"{_ALERT_SELECT} WHERE a.id = ?", (alert_id,)).fetchone()
         if row is None:
             raise AlertStateError(f"no alert {alert_id} in {self.path}")
         return Alert(*row)
 
     def alerts(self, *, firing_only: bool = False) -> list[Alert]:
-        where = "WHERE status = 'firing'" if firing_only else ""
-        rows = self._db.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts {where} ORDER BY id").fetchall()
+        where = "WHERE a.status = 'firing'" if firing_only else ""
+        rows = self._db.execute(f"{_ALERT_SELECT} {where} ORDER BY a.id").fetchall()
         return [Alert(*row) for row in rows]
 
     def silences(self, now_ns: int | None = None) -> list[Silence]:
@@ -814,33 +858,171 @@ class AlertStore:
         silences = [Silence(*row) for row in rows]
         return [s for s in silences if now_ns is None or s.until_ns > now_ns]
 
-    # --- operator actions ---
-
-    def silence(self, rule: str, key: str, until_ns: int, reason: str, now_ns: int) -> int:
-        with self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO silences (rule, key, until_ns, reason, created_at_ns) VALUES (?, ?, ?, ?, ?)",
-                (rule, key, until_ns, reason, now_ns),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
-
-    def unsilence(self, silence_id: int, now_ns: int) -> None:
-        with self._transaction():
-            changed = self._db.execute(
-                "UPDATE silences SET until_ns = ? WHERE id = ? AND until_ns > ?", (now_ns, silence_id, now_ns)
-            ).rowcount
-        if changed == 0:
-            raise AlertStateError(f"no active silence {silence_id} in {self.path}")
+    # --- operator actions: journaled, then folded ---
 
     def acknowledge(self, alert_id: int, by: str, now_ns: int) -> Alert:
-        alert = self.alert(alert_id)
-        if alert.acked_by is None:
-            with self._transaction():
-                self._db.execute(
-                    "UPDATE alerts SET acked_by = ?, acked_at_ns = ? WHERE id = ?", (by, now_ns, alert_id)
+        """Journal ``alert.acknowledged.v1`` (once: an alert acknowledged already is left as it
+        is) and fold it; returns the alert as it is now."""
+        with self._operations_writer() as journal:
+            alert = self.alert(alert_id)
+            if alert.acked_by is None:
+                self._record(
+                    journal,
+                    AlertAcknowledged(
+                        ts_ns=now_ns,
+                        alert_id=alert.id,
+                        rule=alert.rule,
+                        key=alert.key,
+                        fired_seq=alert.fired_seq,
+                        fired_ts_ns=alert.fired_ts_ns,
+                        operator=by,
+                    ),
                 )
         return self.alert(alert_id)
+
+    def silence(self, rule: str, key: str, until_ns: int, reason: str, now_ns: int, by: str = "") -> int:
+        """Journal ``alert.silenced.v1`` (the next silence id) and fold it; returns its id."""
+        with self._operations_writer() as journal:
+            (last,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM silences").fetchone()
+            silence_id = int(last) + 1
+            self._record(
+                journal,
+                AlertSilenced(
+                    ts_ns=now_ns,
+                    silence_id=silence_id,
+                    rule=rule,
+                    key=key,
+                    until_ns=until_ns,
+                    reason=reason,
+                    operator=by,
+                ),
+            )
+        return silence_id
+
+    def unsilence(self, silence_id: int, now_ns: int, by: str = "") -> None:
+        """Journal ``alert.unsilenced.v1`` for a silence in force and fold it."""
+        with self._operations_writer() as journal:
+            active = self._db.execute(
+                "SELECT 1 FROM silences WHERE id = ? AND until_ns > ?", (silence_id, now_ns)
+            ).fetchone()
+            if active is None:
+                raise AlertStateError(f"no active silence {silence_id} in {self.path}")
+            self._record(journal, AlertUnsilenced(ts_ns=now_ns, silence_id=silence_id, operator=by))
+
+    @property
+    def _lock_path(self) -> Path:
+        return self.operations_path.with_name(self.operations_path.name + ".lock")
+
+    @contextmanager
+    def _operations_writer(self) -> Iterator[Journal]:
+        """The alerts journal, opened for appending under an exclusive lock (one writer at a time:
+        ``tape alerts ack`` and the cockpit may act at once), folded up to its end first."""
+        fd = os.open(self._lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with open_journal(self.operations_path, writable=True, records_per_commit_max=1) as journal:
+                self._fold_operations(journal)
+                yield journal
+        finally:
+            os.close(fd)  # releases the lock
+
+    @contextmanager
+    def _operations_reader(self) -> Iterator[Journal | None]:
+        """The alerts journal read-only under a shared lock, so a journal being created is never
+        read half made (None: none written yet). Writers make the lock file first; a journal
+        with none was written by other means and is read as it is."""
+        try:
+            fd: int | None = os.open(self._lock_path, os.O_RDONLY)
+        except FileNotFoundError:
+            fd = None
+        try:
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+            if not self.operations_path.exists():
+                yield None
+                return
+            try:
+                journal = open_journal(self.operations_path)
+            except JournalError as error:
+                raise AlertStateError(f"alerts journal: {error}") from None
+            with journal:
+                yield journal
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def _record(self, journal: Journal, event: AlertOperation) -> None:
+        journal.append(event)
+        journal.commit()
+        self._fold_operations(journal)
+
+    def sync_operations(self) -> int:
+        """Fold what the alerts journal holds past the state's checkpoint on it (another
+        process's acknowledgement, or one journaled before a crash kept it out of the state);
+        returns how many records were folded. A journal unchanged on disk is not reopened."""
+        seen = _file_marks(self.operations_path)
+        if seen is None or seen == self._operations_seen:
+            return 0
+        self._operations_seen = seen  # a journal that cannot be read is named once per change
+        with self._operations_reader() as journal:
+            return 0 if journal is None else self._fold_operations(journal)
+
+    @property
+    def operations_seq(self) -> int:
+        """The last alerts-journal record folded into this state (-1: none)."""
+        return int(self._meta("operations"))
+
+    def _fold_operations(self, journal: Journal) -> int:
+        start = self.operations_seq + 1
+        if len(journal) < start:
+            raise AlertStateError(
+                f"{self.path} has folded {start} records of the alerts journal {self.operations_path}, "
+                f"which holds {len(journal)}: it was replaced; move the state file aside to rebuild it"
+            )
+        try:
+            records = list(journal.records(start))
+        except JournalError as error:
+            raise AlertStateError(f"alerts journal: {error}") from None
+        if not records:
+            return 0
+        with self._transaction():
+            for record in records:
+                if record.kind in ALERT_OPERATION_KINDS:
+                    self._fold_operation(record.seq, record.event())
+            self._db.execute("UPDATE meta SET value = ? WHERE key = 'operations'", (str(records[-1].seq),))
+        return len(records)
+
+    def _fold_operation(self, seq: int, event: AnyEvent) -> None:
+        if isinstance(event, AlertAcknowledged):
+            self._db.execute(
+                "INSERT OR IGNORE INTO acks (rule, key, fired_seq, fired_ts_ns, acked_by, acked_at_ns, seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event.rule, event.key, event.fired_seq, event.fired_ts_ns, event.operator, event.ts_ns, seq),
+            )
+        elif isinstance(event, AlertSilenced):
+            self._db.execute(
+                "INSERT OR IGNORE INTO silences (id, rule, key, until_ns, reason, created_at_ns) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (event.silence_id, event.rule, event.key, event.until_ns, event.reason, event.ts_ns),
+            )
+        elif isinstance(event, AlertUnsilenced):
+            self._db.execute(
+                "UPDATE silences SET until_ns = ? WHERE id = ? AND until_ns > ?",
+                (event.ts_ns, event.silence_id, event.ts_ns),
+            )
+
+    def operations(self) -> list[tuple[int, AlertOperation]]:
+        """Every acknowledgement and silence the alerts journal holds, as (seq, event)."""
+        if not self.operations_path.exists():
+            return []
+        try:
+            with open_journal(self.operations_path) as journal:
+                found = [
+                    (record.seq, record.event()) for record in journal.records_of_kinds(ALERT_OPERATION_KINDS)
+                ]
+        except JournalError as error:
+            raise AlertStateError(f"alerts journal {self.operations_path}: {error}") from None
+        return [(seq, event) for seq, event in found if isinstance(event, AlertOperation)]
 
     # --- outbox ---
 
@@ -859,10 +1041,10 @@ class AlertStore:
         # Firing alerts, and resolved ones some route was told about but not yet every route
         # told of the resolution (history whose notices are all sent is not scanned again).
         candidates = self._db.execute(
-            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE status = 'firing' OR ("
-            "id IN (SELECT alert_id FROM deliveries WHERE ok = 1 AND phase != 'resolve') AND id NOT IN ("
+            f"{_ALERT_SELECT} WHERE a.status = 'firing' OR ("
+            "a.id IN (SELECT alert_id FROM deliveries WHERE ok = 1 AND phase != 'resolve') AND a.id NOT IN ("
             "SELECT alert_id FROM deliveries WHERE ok = 1 AND phase = 'resolve' GROUP BY alert_id "
-            "HAVING COUNT(DISTINCT route) >= ?)) ORDER BY id",
+            "HAVING COUNT(DISTINCT route) >= ?)) ORDER BY a.id",
             (len(routes),),
         ).fetchall()
         for row in candidates:
@@ -913,6 +1095,20 @@ class AlertStore:
         return list(
             self._db.execute("SELECT alert_id, route, phase, at_ns, ok, error FROM deliveries ORDER BY id")
         )
+
+
+def _file_marks(path: Path) -> tuple[int, ...] | None:
+    """Size and change time of a SQLite journal and its write-ahead log (None: no journal)."""
+    marks: list[int] = []
+    for part in (path, path.with_name(path.name + "-wal")):
+        try:
+            info = part.stat()
+        except FileNotFoundError:
+            if part == path:
+                return None
+            continue
+        marks.extend((info.st_size, info.st_mtime_ns))
+    return tuple(marks)
 
 
 class _Tx:

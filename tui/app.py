@@ -218,12 +218,13 @@ class CockpitApp(App[None]):
         if self.data.set_alerts(value):  # type: ignore[arg-type]
             views.show_alerts(self)
             views.show_command_buttons(self)
+            views.show_journaled_commands(self)
 
     # --- actions ---------------------------------------------------------------------------
 
     def action_acknowledge(self) -> None:
         """``a``: acknowledge the alert highlighted on the command centre, after a confirmation;
-        recorded in the alert state as ``tape alerts ack`` records it."""
+        journaled in the alerts journal as ``tape alerts ack`` journals it."""
         desk = self.sources.alerts
         if desk is None:
             self.set_status("a: no alerts here (open the cockpit with --alerts RULES)")

@@ -27,7 +27,7 @@ from projections.alerts import Alert
 from tui.daytape import DayTape, read_day_tape
 from tui.fold import DETAIL_KINDS, OVERVIEW_KINDS, ChainLink, Detail, Overview
 from tui.format import utc_text
-from tui.sources import CockpitSources, ExecutionLike, Marks, SummaryLike
+from tui.sources import AlertsView, CockpitSources, ExecutionLike, Marks, SummaryLike
 from tui.tail import TailFilter, TailPage, TailRow, read_tail, read_tail_growth, seq_at_time
 
 __all__ = ["TAIL_VERDICT_RECORDS", "CockpitData", "Growth"]
@@ -65,6 +65,7 @@ class CockpitData:
         self.tail: TailPage | None = None  # the journal screen's page
         self.alerts: list[Alert] | None = None  # firing now (None: not read yet)
         self.alerts_error = ""  # why the alert state could not be read
+        self.alerts_view: AlertsView | None = None  # the last good read (operations, silences)
         self._open_lock = threading.Lock()
 
     # --- worker-thread reads --------------------------------------------------------------
@@ -151,16 +152,19 @@ class CockpitData:
             return TailPage(tail_filter, count, [], count, note)
         return self.read_tail(tail_filter, seq)
 
-    def read_alerts(self) -> list[Alert] | str:
-        """The firing alerts of the alert state, or why it cannot be read (not written yet, a
-        rules file that no longer loads, another journal's state)."""
+    def read_alerts(self) -> AlertsView | str:
+        """The firing alerts of the alert state and the acknowledgements and silences of its
+        alerts journal, or why they cannot be read (not written yet, a rules file that no longer
+        loads, another journal's state)."""
         desk = self.sources.alerts
         if desk is None:
-            return []
+            return AlertsView([], [], [])
         try:
-            return desk.firing()
+            firing = desk.firing()
+            operations, silences = desk.operations()
         except (ValueError, OSError) as error:
             return str(error)
+        return AlertsView(firing, operations, silences)
 
     def acknowledge(self, alert_id: int) -> Alert:
         """Acknowledge an alert exactly as ``tape alerts ack`` does (the composition root's
@@ -170,13 +174,14 @@ class CockpitData:
             raise ValueError("no alert state: open the cockpit with --alerts RULES")
         return desk.acknowledge(alert_id)
 
-    def set_alerts(self, value: list[Alert] | str) -> bool:
+    def set_alerts(self, value: AlertsView | str) -> bool:
         """Store a read of the alert state; True when what the screen shows changed."""
-        alerts, error = (None, value) if isinstance(value, str) else (value, "")
-        changed = (alerts, error) != (self.alerts, self.alerts_error)
-        if error and self.alerts is not None:  # keep the last good list beside the error
-            alerts = self.alerts
-        self.alerts, self.alerts_error = alerts, error
+        if isinstance(value, str):
+            changed = value != self.alerts_error
+            self.alerts_error = value  # keep the last good lists beside the error
+            return changed
+        changed = (value, "") != (self.alerts_view, self.alerts_error)
+        self.alerts, self.alerts_view, self.alerts_error = value.firing, value, ""
         return changed
 
     def read_marks(self) -> Marks | None:

@@ -18,11 +18,12 @@ from domain.events import DatasetReferenced, RunStarted
 from domain.execution.posttrade_fold import ExecutionRow, ExecutionTotals
 from kernel.journal import Journal
 from kernel.setup import RunSetup
-from projections.alerts import Alert
+from projections.alerts import Alert, AlertOperation, Silence
 
 __all__ = [
     "COMMANDS_DISABLED_REASON",
     "AlertDesk",
+    "AlertsView",
     "CockpitSources",
     "CommandSender",
     "ExecutionLike",
@@ -69,6 +70,20 @@ class AlertDesk(Protocol):
     def firing(self) -> list[Alert]: ...
 
     def acknowledge(self, alert_id: int) -> Alert: ...  # exactly what ``tape alerts ack`` does
+
+    def operations(self) -> tuple[list[tuple[int, AlertOperation]], list[Silence]]:
+        """The alerts journal's acknowledgements and silences as (seq, event), and the silences
+        in force now (folded from it)."""
+        ...
+
+
+@dataclass(frozen=True)
+class AlertsView:
+    """One read of the alert desk: the firing alerts, the journaled operations, the silences."""
+
+    firing: list[Alert]
+    operations: list[tuple[int, AlertOperation]]
+    silences: list[Silence]
 
 
 class SummaryLike(Protocol):

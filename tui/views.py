@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 from textual.widgets import Button, DataTable, Sparkline, Static
 
-from domain.events import Event, RiskVerdict
+from domain.events import AlertAcknowledged, AlertSilenced, Event, RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round, from_decimal_text, minor_digits
 from domain.instruments import Instrument
 from tui.describe import describe, full_text, side_text, verdict_text
@@ -32,6 +32,7 @@ __all__ = [
     "show_positions",
     "show_quality",
     "show_alerts",
+    "show_journaled_commands",
     "show_replay_journal",
     "show_command_buttons",
     "show_static_tabs",
@@ -199,6 +200,7 @@ def show_alerts(app: CockpitApp) -> None:
         head.update(
             f"alerts ({where}): [{colour}]{len(alerts)} firing, {waiting} not acknowledged[/]"
             + ("; a acknowledges the highlighted one" if waiting else "")
+            + _silences_text(app)
         )
     rows = [
         Row(
@@ -217,6 +219,38 @@ def show_alerts(app: CockpitApp) -> None:
     ]
     if app.table_rows.get("#alerts", ([], ""))[0] != rows:
         fill(app, "#alerts", rows)
+
+
+def _silences_text(app: CockpitApp) -> str:
+    """The silences in force, folded from the alerts journal (who set each, until when)."""
+    view = app.data.alerts_view
+    if view is None or not view.silences:
+        return ""
+    by = {e.silence_id: e.operator for _, e in view.operations if isinstance(e, AlertSilenced)}
+    shown = "; ".join(
+        f"{s.rule} {s.key or '*'} until {utc_text(s.until_ns)} by {by.get(s.id) or '?'}"
+        for s in view.silences
+    )
+    return escape(f"\n  silenced ({len(view.silences)}): {shown}")
+
+
+def alert_operation_lines(app: CockpitApp) -> list[str]:
+    """The acknowledgements and silences of the alerts journal, newest last (at most 10)."""
+    view = app.data.alerts_view
+    if app.sources.alerts is None or view is None:
+        return []
+    lines = [f"journaled alert acknowledgements and silences ({len(view.operations)}):"]
+    for seq, event in view.operations[-10:]:
+        if isinstance(event, AlertAcknowledged):
+            what = f"ack alert {event.alert_id} ({event.rule} {event.key})"
+        elif isinstance(event, AlertSilenced):
+            what = (
+                f"silence {event.silence_id} {event.rule} {event.key or '*'} until {utc_text(event.until_ns)}"
+            )
+        else:
+            what = f"unsilence {event.silence_id}"
+        lines.append(f"  seq {seq} {utc_text(event.ts_ns)} {what} by {event.operator}")
+    return lines
 
 
 def _age(ns: int) -> str:
@@ -572,6 +606,12 @@ def show_static_tabs(app: CockpitApp) -> None:
         )
     app.query_one("#data-health", Static).update(text)
     show_command_buttons(app)
+    show_journaled_commands(app)
+
+
+def show_journaled_commands(app: CockpitApp) -> None:
+    """The commands screen's history: the run journal's operator commands and kill-switch
+    events, then (with --alerts) the alerts journal's acknowledgements and silences."""
     journaled = app.data.overview.operator_commands
     lines = [f"journaled operator commands ({len(journaled)}):"]
     lines.extend(
@@ -580,4 +620,5 @@ def show_static_tabs(app: CockpitApp) -> None:
     )
     lines.append("kill switch history:")
     lines.extend(f"  seq {seq} {text}" for seq, text in app.data.overview.kill_events[-10:])
+    lines.extend(alert_operation_lines(app))
     app.query_one("#commands-journaled", Static).update(escape("\n".join(lines)))

@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -341,3 +341,69 @@ def test_follow_closes_the_journal_it_opens_every_poll(tmp_path: Path) -> None:
         assert len(os.listdir("/proc/self/fd")) <= before
     finally:
         service.close()
+
+
+def _checkpoint(state: Path) -> int:
+    if not state.exists():
+        return -2
+    try:
+        with sqlite3.connect(state) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'checkpoint'").fetchone()
+    except sqlite3.OperationalError:  # the follower is creating it
+        return -2
+    return -2 if row is None else int(row[0])
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_follower_takes_journaled_silences_and_acks_from_other_processes_across_restarts(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Silence, unsilence and ack are journaled by their own processes (the alerts journal beside
+    the state) while a real ``alerts follow`` runs; it folds them, and a restarted follower
+    keeps the silence and its de-duplication."""
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns()), KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+    rules = write_rules(tmp_path, smtp_route(mail), 'log = "follow.jsonl"\n')
+    state = tmp_path / "alerts.state.sqlite"
+    follower = _follow(journal, rules)
+    try:
+        _until(lambda: _checkpoint(state) == 1)
+        silence = ["alerts", "silence", "kill_switch", "--for", "1h", "--by", "ana", "--rules", str(rules)]
+        assert main(silence) == 0
+        append(journal, [trip(now_ns())])
+        _until(lambda: _checkpoint(state) == 2)
+    finally:
+        _stop(follower)
+    follower = _follow(journal, rules)  # restarted: the silence is folded from the alerts journal
+    try:
+        log = tmp_path / "follow.jsonl"
+        _until(lambda: log.read_text().count('"following ') == 2, timeout_s=60)
+        time.sleep(1.0)
+        assert mail.messages == []  # alert 1 resolved unsent (it fired and cleared in one batch)
+        assert main(["alerts", "unsilence", "1", "--by", "bo", "--rules", str(rules)]) == 0
+        (sent,) = mail.wait_for(1, timeout_s=30)  # alert 2, still firing when its silence ended
+        assert sent.message["Subject"] == "[tape CRITICAL] FIRING: kill_switch book"
+        assert main(["alerts", "ack", "2", "--by", "me", "--rules", str(rules)]) == 0
+    finally:
+        _stop(follower)
+    from domain.events import AlertAcknowledged, AlertSilenced, AlertUnsilenced
+
+    with open_journal(tmp_path / "alerts.state.journal.sqlite") as alerts_journal:
+        assert alerts_journal.verify().ok
+        events = [record.event() for record in alerts_journal.records()]
+    assert [(type(e), e.operator) for e in events] == [
+        (AlertSilenced, "ana"),
+        (AlertUnsilenced, "bo"),
+        (AlertAcknowledged, "me"),
+    ]
+    assert isinstance(events[2], AlertAcknowledged) and (events[2].alert_id, events[2].fired_seq) == (2, 2)
+    logged = (tmp_path / "follow.jsonl").read_text()
+    assert '"level": "error"' not in logged  # never read a journal half made, nor a state mid-write
+    assert len(mail.messages) == 1

@@ -179,11 +179,15 @@ async def test_a_firing_alert_is_shown_and_acknowledged_as_tape_alerts_ack_does(
     assert main(["alerts", "check", str(tripped), "--rules", str(rules), "--no-send"]) == 1  # firing
     (alert,) = firing_alerts(rules)
     assert alert.acked_by is None
+    silence = ["alerts", "silence", "kill_switch", "--key", "book", "--for", "2h", "--by", "ana"]
+    assert main([*silence, "--rules", str(rules)]) == 0  # journaled; the cockpit shows it from there
     app = CockpitApp(cockpit_sources(tripped, follow=False, alerts=rules))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.detail_ready and app.data.alerts is not None)
         await pilot.pause(0.1)
         assert "1 firing, 1 not acknowledged" in text(app, "#cc-alerts")
+        assert "silenced (1): kill_switch book until " in text(app, "#cc-alerts")
+        assert "by ana" in text(app, "#cc-alerts")
         assert cells(app, "#alerts", "rule") == ["kill_switch"]
         assert cells(app, "#alerts", "acked by") == ["-"]
         await pilot.press("8")
@@ -205,6 +209,15 @@ async def test_a_firing_alert_is_shown_and_acknowledged_as_tape_alerts_ack_does(
         await pilot.press("a")
         await pilot.pause(0.1)
         assert "acknowledged by" in app.status_line and "already" in app.status_line
+        await pilot.press("8")
+        await pilot.pause(0.1)
+        history = text(app, "#commands-journaled")
+        assert "journaled alert acknowledgements and silences (2):" in history
+        assert "seq 0 " in history and "silence 1 kill_switch book until " in history and "by ana" in history
+        assert (
+            "seq 1 " in history
+            and f"ack alert {alert.id} (kill_switch book) by {getpass.getuser()}" in history
+        )
     (acked,) = firing_alerts(rules)
     assert acked.acked_by == getpass.getuser() and acked.acked_at_ns is not None
     capsys.readouterr()

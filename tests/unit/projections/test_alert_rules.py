@@ -10,6 +10,8 @@ import msgspec
 import pytest
 
 from domain.events import (
+    AlertAcknowledged,
+    AlertUnsilenced,
     BarsReceived,
     DayClosed,
     Event,
@@ -29,6 +31,7 @@ from projections.alerts import (
     AlertStore,
     JobOutcome,
     Observation,
+    operations_journal_path,
     rules_from_config,
 )
 
@@ -389,3 +392,85 @@ def test_latency_windows_survive_a_restart_and_clear_when_the_venue_is_fast_agai
 def test_bad_latency_rules_are_refused_with_the_reason(table: dict[str, object], message: str) -> None:
     with pytest.raises(AlertConfigError, match=message):
         rules_from_config([table])
+
+
+# --- acknowledgements and silences: journaled, the state their fold -------------------------
+
+
+def test_acks_and_silences_are_journaled_and_a_lost_state_gets_them_back(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, [trip()])
+    (alert,) = store.alerts()
+    now = T0 + 10 * S
+    first = store.silence("kill_switch", "", now + 3600 * S, "drill", now, "ana")
+    second = store.silence("kill_switch", "book", now + 7200 * S, "", now, "ana")
+    store.unsilence(first, now + S, "bo")
+    assert store.acknowledge(alert.id, "me", now + 2 * S).acked_by == "me"
+    assert store.acknowledge(alert.id, "someone else", now + 3 * S).acked_by == "me"  # once
+    with pytest.raises(AlertStateError, match="no active silence 1"):
+        store.unsilence(first, now + 4 * S, "bo")  # refused: nothing journaled
+    journal_path = operations_journal_path(tmp_path / "state.sqlite")
+    assert journal_path == tmp_path / "state.journal.sqlite"
+    with open_journal(journal_path) as journal:
+        assert journal.verify().ok
+        records = list(journal.records())
+    assert [r.kind for r in records] == [
+        "alert.silenced.v1",
+        "alert.silenced.v1",
+        "alert.unsilenced.v1",
+        "alert.acknowledged.v1",
+    ]
+    assert [(seq, e.operator) for seq, e in store.operations()] == [
+        (0, "ana"),
+        (1, "ana"),
+        (2, "bo"),
+        (3, "me"),
+    ]
+    in_force = [(s.id, s.key) for s in store.silences(now + 5 * S)]
+    assert in_force == [(second, "book")]
+    store.close()
+    (tmp_path / "state.sqlite").unlink()  # the state is lost; the alerts journal is not
+    rebuilt = AlertStore(tmp_path / "state.sqlite", str(tmp_path / "j.sqlite"))
+    with open_journal(tmp_path / "j.sqlite") as journal:  # the watched journal, evaluated afresh
+        report = AlertEngine(rules_from_config(RULES), rebuilt).evaluate(journal, T0)
+    assert [(a.rule, a.key) for a in report.fired] == [("kill_switch", "book")]
+    assert rebuilt.sync_operations() == 4
+    assert rebuilt.operations_seq == 3
+    (again,) = rebuilt.alerts()
+    assert (again.acked_by, again.acked_at_ns) == ("me", now + 2 * S)  # matched by what fired it
+    assert [(s.id, s.key) for s in rebuilt.silences(now + 5 * S)] == in_force
+    assert rebuilt.silence("kill_switch", "", now + 9 * S, "", now + 6 * S, "ana") == second + 1
+
+
+def test_an_operation_journaled_but_not_yet_folded_is_folded_by_the_next_sync(tmp_path: Path) -> None:
+    """A process that journaled an acknowledgement and died before its state write, or another
+    process's acknowledgement: the follower's next sync folds it."""
+    store, _ = evaluate(tmp_path, [trip()])
+    (alert,) = store.alerts()
+    assert store.sync_operations() == 0  # no alerts journal yet: nothing to fold
+    with open_journal(operations_journal_path(store.path), writable=True) as journal:
+        journal.append(
+            AlertAcknowledged(
+                ts_ns=T0 + S,
+                alert_id=alert.id,
+                rule=alert.rule,
+                key=alert.key,
+                fired_seq=alert.fired_seq,
+                fired_ts_ns=alert.fired_ts_ns,
+                operator="cockpit",
+            )
+        )
+    assert store.alerts()[0].acked_by is None
+    assert store.sync_operations() == 1
+    assert store.alerts()[0].acked_by == "cockpit"
+    assert store.sync_operations() == 0  # unchanged on disk: not reopened
+
+
+def test_a_replaced_alerts_journal_is_refused_not_folded_twice(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, [trip()])
+    store.silence("kill_switch", "", T0 + 60 * S, "", T0, "ana")
+    store.silence("kill_switch", "", T0 + 60 * S, "", T0, "ana")
+    store.operations_path.unlink()
+    with open_journal(store.operations_path, writable=True) as journal:  # a shorter, other journal
+        journal.append(AlertUnsilenced(ts_ns=T0, silence_id=1, operator="x"))
+    with pytest.raises(AlertStateError, match="it was replaced"):
+        store.sync_operations()
