@@ -50,7 +50,7 @@ initial_cash = "1000000"
 name = "sma_crossover"
 params = {{ fast = 5, slow = 30, weight = 0.9 }}
 """
-EXIT_OK, EXIT_DAMAGED, EXIT_UNFINISHED = 0, 1, 3
+EXIT_OK, EXIT_DAMAGED, EXIT_REFUSED, EXIT_UNFINISHED = 0, 1, 2, 3
 
 
 def _length(path: Path) -> int:
@@ -137,6 +137,18 @@ def _check(journal: Path, whole: list[bytes], seen: int, replay: bool) -> tuple[
     return kept, said, problems
 
 
+def _half_made(journal: Path, config: Path, seen: int, error: str) -> tuple[str, list[str]]:
+    """A kill while the backtest created its journal (an LMDB environment with no Tape journal
+    in it): nothing can have been committed; ``tape verify`` must refuse it in one line (exit 2),
+    and what a rerun of the backtest into it answers is reported."""
+    problems = [f"LOST committed records: a reader saw {seen:,}"] if seen else []
+    status = _tape("verify", str(journal))
+    if status != EXIT_REFUSED:
+        problems.append(f"tape verify exit {status} ({error})")
+    rerun = _tape("backtest", str(config))
+    return f"verify exit {status}, a rerun of the backtest into it exit {rerun}", problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--minutes", type=float, default=20.0, help="stop starting trials after this")
@@ -167,7 +179,13 @@ def main() -> int:
         )
         deadline = time.monotonic() + args.minutes * 60
         failures: list[str] = []
-        outcomes = {"before the journal": 0, "nothing committed": 0, "unfinished": 0, "finished": 0}
+        outcomes = {
+            "before the journal": 0,
+            "while creating the journal": 0,
+            "nothing committed": 0,
+            "unfinished": 0,
+            "finished": 0,
+        }
         trials = replays = 0
         while trials < args.trials and time.monotonic() < deadline:
             trials += 1
@@ -176,6 +194,16 @@ def main() -> int:
             if not (journal / "data.mdb").exists():
                 outcomes["before the journal"] += 1
                 print(f"trial {trials:4d}: killed at {delay_s:5.2f} s, before the journal existed")
+                continue
+            try:
+                open_journal(journal).close()
+            except JournalError as error:  # killed while it created the journal: no Tape journal yet
+                outcomes["while creating the journal"] += 1
+                said, problems = _half_made(journal, config, seen, str(error))
+                print(f"trial {trials:4d}: killed at {delay_s:5.2f} s while it created the journal; {said}")
+                if problems:
+                    failures.append(f"trial {trials} (seed {args.seed}): " + "; ".join(problems))
+                shutil.rmtree(journal, ignore_errors=True)
                 continue
             replay = trials % args.replay_every == 0
             replays += replay
