@@ -10,6 +10,12 @@ with their arrival time and journaled before the kernel applies them (``kernel.s
 ``--local-exchange MARKET`` starts a loopback Binance (``venues.local_exchange``) that plays the
 bars of the data set MARKET at ``--speed`` bars a second: paper trading with no account and no
 network, on the venue's clock (the close of the last bar it played).
+
+With ``[venue] kind = "paper"`` the orders go to the paper broker at the edge
+(``venues.paper_broker``) instead of the bar simulator in the kernel: they reach it after the
+``[paper]`` latency and fill at the venue's quoted bid / ask (``paper.quotes``: watched,
+stamped and journaled as ``QuoteReceived`` inputs), else on the bars; its answers come back as
+a live venue's do, journaled as inputs, so the session replays from its journal alone.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
 from cli.report_cmd import print_report
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
-from domain.events import CommandReceived, RunStarted
+from domain.events import BarsReceived, CommandReceived, QuoteReceived, RunStarted, VenueConnection
 from domain.instruments import Instrument
 from kernel.journal import Journal, JournalError
 from kernel.loop import Kernel, KernelError
@@ -47,6 +53,7 @@ from kernel.operator_inbox import (
     running_session,
     send_command,
 )
+from kernel.outbox import OutboxVenue
 from kernel.replay import resume
 from kernel.setup import RunSetup
 from kernel.store import open_journal
@@ -55,7 +62,9 @@ from lake.sessions import frequency_ns
 from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
-from venues.ccxt_venue import CcxtVenue, VenueBar, map_error
+from venues.ccxt_venue import CcxtVenue, VenueBar, VenueQuote, map_error
+from venues.health import StaleWatch
+from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
 __all__ = [
     "Edge",
@@ -155,12 +164,18 @@ class _Session:
     stopped: str = ""
     venue_errors: int = 0
     bars_received: int = 0
+    broker: PaperBroker | None = None
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
     config, market, player = prepare_session(args, "paper")
     if config.venue.kind == "live":
         raise ConfigError(f'{args.config}: [venue] kind = "live" trades at the venue: run it with tape live')
+    if config.venue.kind == "paper" and args.resume:
+        raise ConfigError(
+            f'{args.config}: --resume of a [venue] kind = "paper" session is not built (the broker\'s '
+            "orders in flight are not restored): start a new journal"
+        )
     return asyncio.run(run_session(config, market, player, carry_on=args.resume))
 
 
@@ -402,6 +417,8 @@ async def _session(
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()
+    pump.watch_health(config, instruments)
+    pump.venue_name = config.paper.exchange
     async with contextlib.AsyncExitStack() as stack:
         local = None
         exchange_config: dict[str, Any] = {}
@@ -420,6 +437,7 @@ async def _session(
             exchange_config = edge.exchange_config()
         venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
         clock = _clock(config.paper.clock, pump.assembler)
+        pump.use_broker(config, started, clock, interval)
         if edge is not None:  # reconciled before the first new order; sends after each commit
             await edge.start(venue, started, journal, clock)
             stack.push_async_callback(edge.stop)
@@ -428,6 +446,7 @@ async def _session(
             # every name before any stream (one name's batch must not run the clock ahead of another's)
             await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
         watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
+        watchers += [asyncio.create_task(pump.watch_quotes(venue, iid)) for iid in pump.quoted(config, ids)]
         try:
             playing = None
             if local is not None:
@@ -483,6 +502,12 @@ class _Pump:
         self._newest: dict[int, int] = {}
         self.inbox = CommandInbox(inbox)
         self.edge: Edge | None = None
+        self.broker: _Broker | None = None
+        self.quotes: list[VenueQuote] = []  # arrived, not yet stamped and journaled
+        self.stale: StaleWatch | None = None
+        self.venue_name = ""
+        self.connection: list[tuple[str, str]] = []  # market data's (state, detail), not journaled yet
+        self.health_command = "halt"
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
@@ -525,12 +550,16 @@ class _Pump:
                 bars = await venue.watch_bars(instrument_id, frequency)
                 if failures:
                     since = self._newest.get(instrument_id)
-                    self._take(
-                        instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since)
-                    )
+                    missed = await venue.fetch_bars(instrument_id, frequency, since_ms=since)
+                    self._take(instrument_id, missed)
+                    symbol = venue.instruments[instrument_id].symbol
+                    self.connection.append(("reconciled", f"{symbol}: {len(missed)} bars over REST"))
             except Exception as error:
                 failures += 1
                 self.session.venue_errors += 1
+                if failures == 1:  # the episode's first: journaled (connection state)
+                    symbol = venue.instruments[instrument_id].symbol
+                    self.connection.append(("disconnected", f"{symbol}: {map_error(error)}"))
                 console.print(f"[yellow]venue: {map_error(error)}[/]; watching again", soft_wrap=True)
                 await asyncio.sleep(
                     min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
@@ -538,6 +567,71 @@ class _Pump:
                 continue
             failures = 0
             self._take(instrument_id, bars)
+
+    def watch_health(self, config: BacktestConfig, instruments: list[Instrument]) -> None:
+        """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age
+        (``venues.health``); one past the limit goes in as a journaled command from ``health``."""
+        limit = config.kill_switch.stale_data_ns_max
+        if limit:
+            self.stale = StaleWatch({inst.instrument_id: inst.symbol for inst in instruments}, limit)
+            self.health_command = "flatten" if config.kill_switch.flatten_on_trip else "halt"
+
+    def _journal_connection(self, now: int) -> None:
+        """The market data streams' drops and recoveries since the last pass, as journaled
+        inputs (``VenueConnection``, stream ``market``; a live session's order streams journal
+        their own)."""
+        notes, self.connection = self.connection, []
+        for state, detail in notes:
+            self.journal.append(
+                VenueConnection(ts_ns=now, venue=self.venue_name, stream="market", state=state, detail=detail)
+            )
+
+    def _health(self, now: int) -> None:
+        if self.stale is None:
+            return
+        note = self.stale.check(now, self.assembler.newest)
+        if note is None:
+            return
+        received = CommandReceived(ts_ns=now, command=self.health_command, operator="health", note=note)
+        try:
+            step = self.source.command(received)
+        except KernelError as error:
+            self.source.refuse(now, "LATE_COMMAND", str(error))
+            return
+        console.print(f"[yellow]health: {note}[/] ({self.health_command} at step {step:,})", soft_wrap=True)
+
+    def use_broker(
+        self, config: BacktestConfig, started: Started, clock: Callable[[], int], interval: int
+    ) -> None:
+        """``[venue] kind = "paper"``: the paper broker at the edge answers the kernel's orders."""
+        if config.venue.kind == "paper":
+            self.broker = _Broker(config, started, self.journal, clock, interval)
+            self.session.broker = self.broker.broker
+
+    def quoted(self, config: BacktestConfig, ids: list[int]) -> list[int]:
+        """The instruments whose quotes are watched: all of them for the paper broker with
+        ``paper.quotes``, else none."""
+        assert config.paper is not None
+        return ids if self.broker is not None and config.paper.quotes else []
+
+    async def watch_quotes(self, venue: CcxtVenue, instrument_id: int) -> None:
+        """One instrument's best bid / ask from the websocket (the paper broker fills at them);
+        after a failure it waits longer each time and watches again."""
+        failures = 0
+        while True:
+            try:
+                quote = await venue.watch_quote(instrument_id)
+            except Exception as error:
+                failures += 1
+                self.session.venue_errors += 1
+                console.print(f"[yellow]venue quotes: {map_error(error)}[/]; watching again", soft_wrap=True)
+                await asyncio.sleep(
+                    min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
+                )
+                continue
+            failures = 0
+            self.quotes.append(quote)
+            self.arrived.set()
 
     async def catch_up(self, venue: CcxtVenue, ids: list[int], frequency: str, since_ms: int) -> None:
         """The bars each name's venue played from ``since_ms`` on (a resumed session's gap)."""
@@ -560,10 +654,20 @@ class _Pump:
             self.arrived.clear()
             now = clock()
             self._commands(now)
+            self._journal_connection(now)
+            self._health(now)
+            broker = self.broker
+            if broker is not None:  # quotes first: a step's bars come after its quotes
+                quotes, self.quotes = self.quotes, []
+                broker.quotes(quotes, now)
             for bars in self.assembler.due(now):
+                if broker is not None:  # the broker sees them before the kernel's step takes its answers
+                    broker.bars(bars)
                 self.source.push(bars)
             self.source.pass_time(now - grace)
             self.journal.commit()
+            if broker is not None:  # durable, so now the broker may hear of it
+                broker.after_commit()
             if self.edge is not None:  # durable, so now the venue may hear of it
                 await self.edge.after_commit()
             self.progress()
@@ -572,6 +676,52 @@ class _Pump:
                     raise player.exception()  # type: ignore[misc]
                 if quiet >= 4:
                     self._stop("the local exchange played all its bars")
+
+
+class _Broker:
+    """The paper broker's edge (``[venue] kind = "paper"``): quotes stamped and journaled as
+    they are handed on, the kernel's requests sent after each commit (stamped with the edge's
+    clock), the broker's answers handed to the kernel's outbox for its next step."""
+
+    def __init__(
+        self, config: BacktestConfig, started: Started, journal: Any, clock: Callable[[], int], interval: int
+    ) -> None:
+        assert config.paper is not None
+        outbox = started.kernel.setup.venue
+        if not isinstance(outbox, OutboxVenue):
+            raise ConfigError('the paper broker needs [venue] kind = "paper"')
+        fill = config.fill
+        self.broker = PaperBroker(
+            {inst.instrument_id: inst for inst in started.kernel.setup.panel.instruments},
+            LatencyModel(config.paper.latency_ms, config.paper.latency_jitter_ms, config.seed),
+            BrokerCosts(fill.commission_e8, fill.taker_e8, fill.maker_e8, fill.slippage_e8),
+            interval_ns=interval,
+        )
+        self.outbox = outbox
+        self.journal = journal
+        self.clock = clock
+        outbox.sending = True
+
+    def quotes(self, quotes: list[VenueQuote], now: int) -> None:
+        for quote in quotes:
+            event = QuoteReceived(
+                ts_ns=now,
+                instrument_id=quote.instrument_id,
+                bid_px_raw=quote.bid_px_raw,
+                bid_qty_raw=quote.bid_qty_raw,
+                ask_px_raw=quote.ask_px_raw,
+                ask_qty_raw=quote.ask_qty_raw,
+                venue_ts_ns=quote.ts_ms * 1_000_000,
+            )
+            self.journal.append(event)
+            self.outbox.deliver(self.broker.on_quote(event))
+
+    def bars(self, bars: BarsReceived) -> None:
+        self.outbox.deliver(self.broker.on_bars(bars))
+
+    def after_commit(self) -> None:
+        for request in self.outbox.take_requests():
+            self.outbox.deliver(self.broker.send(request.kind, request.order, self.clock()))
 
 
 def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
@@ -634,4 +784,18 @@ def _print_summary(
         f"{session.venue_errors}",
         soft_wrap=True,
     )
+    broker = session.broker
+    if broker is not None:
+        c = broker.counts
+        waits = sorted(c.latency_ns)
+        slowest = ""
+        if waits:
+            median, top = waits[len(waits) // 2] / 1e6, waits[-1] / 1e6
+            slowest = f"; sent to arrival median {median:,.0f} ms, slowest {top:,.0f} ms"
+        console.print(
+            f"paper broker: {c.sent} orders sent, {c.acks} acknowledged, {c.rejects} rejected; fills "
+            f"{c.quote_fills} at quotes + {c.bar_fills} on bars; {c.cancels} cancels ({c.cancelled} done, "
+            f"{c.cancel_rejected} refused); {c.quotes:,} quotes{slowest}",
+            soft_wrap=True,
+        )
     console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...")

@@ -64,6 +64,7 @@ __all__ = [
     "OpenOrderSnapshot",
     "PostingRecord",
     "SellableSnapshot",
+    "QuoteReceived",
     "RiskVerdict",
     "RunFinished",
     "RightsIssueApplied",
@@ -691,8 +692,10 @@ class OrderReplaceRejected(Event, frozen=True, tag="order.replace_rejected.v1"):
 class VenueMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One message of an asynchronous venue session, numbered by the venue (``venue_seq`` from
     1, no gaps in the venue's own order). ``kind``: ack, reject, fill, cancelled, expired,
-    cancel_rejected, replaced, replace_rejected. ``qty_raw``: the fill quantity, or a replace's
-    new total; ``commission_minor``: the venue's charge for a fill."""
+    cancel_rejected, replaced, replace_rejected; or ``sent``, the edge's own note that the order
+    left for the venue at ``ts_ns`` (its clock), from which the answer's latency is measured.
+    ``qty_raw``: the fill quantity, or a replace's new total; ``commission_minor``: the venue's
+    charge for a fill."""
 
     venue_seq: int
     ts_ns: int
@@ -845,6 +848,20 @@ class VenueConnection(Event, frozen=True, tag="venue.connection.v1"):
     detail: str = ""
 
 
+class QuoteReceived(Event, frozen=True, tag="market.quote_received.v1"):
+    """INPUT: a venue's best bid and ask for one instrument as a paper session received them
+    (``ts_ns``: the edge's clock at arrival; ``venue_ts_ns``: the venue's own time of the quote,
+    0 when it gives none). The paper broker (``venues.paper_broker``) fills at them: buys at the
+    ask, sells at the bid. No state of the kernel changes; a replay copies them."""
+
+    instrument_id: int
+    bid_px_raw: int
+    bid_qty_raw: int
+    ask_px_raw: int
+    ask_qty_raw: int
+    venue_ts_ns: int = 0
+
+
 class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
     """An input a source refused (out of order, duplicated, off the run's grid, malformed): kept
     with its reason, never applied, so that received = accepted + quarantined."""
@@ -932,6 +949,7 @@ AnyEvent = (
     | OrderCancelRequested
     | VenueReconciled
     | VenueConnection
+    | QuoteReceived
     | ModelRegistered
     | ModelLoaded
     | StrategyCommanded
@@ -948,6 +966,7 @@ INPUT_KINDS = frozenset(
         "input.quarantined.v1",
         "venue.reconciled.v1",
         "venue.connection.v1",
+        "market.quote_received.v1",
     }
 )
 

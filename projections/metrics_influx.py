@@ -13,7 +13,8 @@ Series (measurement: tags → fields; integers keep their fixed-point units):
 * ``risk_events``: rule, action → count (cumulative).
 * ``venue_latency``: source → samples (cumulative count), latency_ms (the largest sample whose
   record has this point's time). Source ``venue``: an asynchronous venue's first ack or reject
-  of an order (``venue.message_received``: the venue's time minus the order's submission);
+  of an order (``venue.message_received``: the venue's time minus the order's submission, or
+  minus its ``sent`` message's time where the edge journals one: the round trip from the send);
   source ``bars``: a live feed's bar arrival lag (``market.bars_received``: ``received_ns``
   minus the bars' close; records without an arrival stamp are skipped).
 * ``projection``: projection → last_seq, head_seq, journal_lag_records, lag_s (wall clock
@@ -315,6 +316,10 @@ def _on_latency(state: MetricsState, record: Record, event: VenueMessageReceived
             return []
         return [_latency_line(state, "bars", record.ts_ns, event.received_ns - event.ts_ns)]
     message = event.message
+    if message.kind == "sent":  # the edge sent it then: the round trip is measured from here
+        if message.order_id in state.submitted_ns:
+            state.submitted_ns[message.order_id] = message.ts_ns
+        return []
     sent_ns = state.submitted_ns.pop(message.order_id, None) if message.kind in ("ack", "reject") else None
     if sent_ns is None:
         return []  # not an answer, a duplicate, or an order this journal never sent

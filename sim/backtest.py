@@ -229,7 +229,7 @@ class FxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         )
 
 
-VENUE_KINDS = ("sim", "recorded", "live")
+VENUE_KINDS = ("sim", "recorded", "live", "paper")
 
 
 class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -239,7 +239,10 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     only the journal: the recording file is read by the run, never by its replay.
     ``kind = "live"``: a venue's own orders and fills (``tape live``, ``kernel.outbox``), with
     the ``[paper]`` table's exchange, steps and symbols and the ``[live]`` table's keys and
-    reconciliation policy; its replay reads the journaled venue messages the same way."""
+    reconciliation policy; its replay reads the journaled venue messages the same way.
+    ``kind = "paper"``: ``tape paper``'s broker at the edge (``venues.paper_broker``): orders
+    reach a simulated venue after the ``[paper]`` latency and fill at the quoted bid / ask
+    (``paper.quotes``), else on the bars; its answers are journaled as a live venue's are."""
 
     kind: str = "sim"
     recording: str = ""
@@ -331,8 +334,17 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     grace_s: float = 5.0  # after a step's bar close, how long its bars may still arrive
     clock: str = "wall"  # "wall", or "venue": the exchange's server time (a local exchange replaying history)
     symbols: dict[str, str] = {}  # instrument symbol -> the venue's symbol (default: the same)
+    # [venue] kind = "paper" (venues.paper_broker): an order reaches the simulated venue at the
+    # first input stamped at or after its send + latency_ms + a seeded jitter in
+    # [0, latency_jitter_ms] (the run's seed and the order id draw it); quotes: watch the venue's
+    # best bid / ask, journal them, fill buys at the ask and sells at the bid.
+    latency_ms: int = 0
+    latency_jitter_ms: int = 0
+    quotes: bool = False
 
     def __post_init__(self) -> None:
+        if self.latency_ms < 0 or self.latency_jitter_ms < 0:
+            raise ValueError("paper.latency_ms and paper.latency_jitter_ms must be >= 0")
         if self.clock not in ("wall", "venue"):
             raise ValueError(f"paper.clock must be 'wall' or 'venue', got {self.clock!r}")
         if self.grace_s < 0:
@@ -417,10 +429,35 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             raise ValueError(
                 'a live spot venue lends nothing: set [account] type = "cash" (no shorts, paid from cash)'
             )
+        self._check_paper_venue()
         if self.live is not None and self.venue.kind != "live":
             raise ValueError('[live] is read with [venue] kind = "live" only')
         if self.fx is not None:
             self.fx.setup(self.currency)
+
+    def _check_paper_venue(self) -> None:
+        """``[venue] kind = "paper"`` (the paper broker) and the ``[paper]`` keys only it reads."""
+        if self.venue.kind == "paper" and self.paper is None:
+            raise ValueError('venue.kind = "paper" is tape paper\'s broker: add [paper]')
+        if self.venue.kind == "paper" and (
+            self.fill.commission_min_minor
+            or self.fill.commission_per_share_e8
+            or self.fill.commission_max_e8
+            or self.fill.participation_e8
+        ):
+            raise ValueError(
+                'venue.kind = "paper" charges fill.commission_e8 (or maker_e8 / taker_e8) of each fill and '
+                "fills whole orders: leave commission_min_minor, commission_per_share_e8, "
+                "commission_max_e8 and participation_e8 at 0"
+            )
+        if (
+            self.paper is not None
+            and (self.paper.latency_ms or self.paper.latency_jitter_ms or self.paper.quotes)
+            and self.venue.kind != "paper"
+        ):
+            raise ValueError(
+                'paper.latency_ms, latency_jitter_ms and quotes are read with [venue] kind = "paper" only'
+            )
 
     def strategy_configs(self) -> list[StrategyConfig]:
         return [self.strategy] if self.strategy is not None else list(self.strategies)
@@ -521,6 +558,9 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("account", "maintenance_e8"), 0),
     (("account", "margin_call"), "liquidate"),
     (("account", "futures_margin"), []),
+    (("paper", "latency_ms"), 0),  # the paper broker (venue.kind = "paper"): none before it
+    (("paper", "latency_jitter_ms"), 0),
+    (("paper", "quotes"), False),
 )
 
 
@@ -653,7 +693,7 @@ def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
     venue = config.venue
     if venue.kind == "sim":
         return SimVenue(panel, config.fill)
-    if venue.kind == "live":  # tape live turns sending on once it is connected (and reconciled)
+    if venue.kind in ("live", "paper"):  # the edge turns sending on once it is connected
         return OutboxVenue(pending_max=venue.pending_max, sending=False)
     try:
         messages = [] if replaying else read_recording(Path(venue.recording))

@@ -50,6 +50,7 @@ __all__ = [
     "VenueError",
     "VenueFill",
     "VenueOrder",
+    "VenueQuote",
     "exact_raw",
     "map_error",
     "newer_state",
@@ -143,6 +144,17 @@ class VenueBar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     low_raw: int
     close_raw: int
     volume_raw: int  # at qty_digits, rounded half-even (venues state volume to more places)
+
+
+class VenueQuote(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Best bid and ask of one instrument (``ts_ms``: the venue's time, 0 when it gives none)."""
+
+    instrument_id: int
+    bid_px_raw: int
+    bid_qty_raw: int
+    ask_px_raw: int
+    ask_qty_raw: int
+    ts_ms: int = 0
 
 
 class VenueBalance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -598,6 +610,29 @@ class CcxtVenue:
         inst = self.instruments[instrument_id]
         rows = await self.exchange.watch_ohlcv(inst.symbol, timeframe)
         return [self._bar(inst, row) for row in rows]
+
+    async def watch_quote(self, instrument_id: int) -> VenueQuote:
+        """The next best bid / ask of one instrument (ccxt.pro ``watch_bids_asks``: Binance's
+        ``<symbol>@bookTicker`` stream)."""
+        inst = self.instruments[instrument_id]
+        tickers = await self.exchange.watch_bids_asks([inst.symbol])
+        ticker = tickers.get(inst.symbol) if isinstance(tickers, dict) else None
+        if not isinstance(ticker, dict) or ticker.get("bid") is None or ticker.get("ask") is None:
+            raise VenueDataError(f"{inst.symbol}: a quote with no bid or ask")
+        what = f"{inst.symbol} quote"
+        stamp = ticker.get("timestamp")
+        return VenueQuote(
+            instrument_id=instrument_id,
+            bid_px_raw=exact_raw(ticker["bid"], inst.price_digits, what + " bid"),
+            bid_qty_raw=from_decimal_text(
+                _text(ticker.get("bidVolume") or 0, what), inst.qty_digits, Rounding.HALF_EVEN
+            ),
+            ask_px_raw=exact_raw(ticker["ask"], inst.price_digits, what + " ask"),
+            ask_qty_raw=from_decimal_text(
+                _text(ticker.get("askVolume") or 0, what), inst.qty_digits, Rounding.HALF_EVEN
+            ),
+            ts_ms=int(stamp) if isinstance(stamp, int) else 0,
+        )
 
     def _bar(self, inst: Instrument, row: list[Any]) -> VenueBar:
         start = _ms(row[0], f"{inst.symbol} bar time")

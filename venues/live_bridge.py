@@ -9,6 +9,8 @@ instead of placing it twice (``CcxtVenue.place(..., resend=True)``).
 In: the adapter's de-duplicated order states and fills become ``VenueMessage``s in the kernel's
 terms, numbered in the order they arrive here and stamped with the edge's clock:
 
+* each order's send is a ``sent`` message stamped when it left, so the kernel's kill switch and
+  the ops metrics measure the answer's latency from the send, not from the step that decided it;
 * the first state of an order the venue holds is its ``ack``; a venue refusal is a ``reject``
   with the venue's rule code;
 * each trade is one ``fill`` (its trade id in ``reason``: a trade is booked once, across
@@ -201,6 +203,8 @@ class LiveBridge:
 
     async def _place(self, order: Order, *, resend: bool) -> None:
         self._learn(order.order_id, order.side, order.instrument_id)
+        # when it leaves: the kernel measures the answer's latency (send -> ack) from this
+        self._emit(order.order_id, "sent", ts_ns=self.clock())
         try:
             placed = await self.venue.place(
                 OrderRequest(
@@ -375,10 +379,11 @@ class LiveBridge:
         px_raw: int = 0,
         reason: str = "",
         commission_minor: int = 0,
+        ts_ns: int | None = None,
     ) -> VenueMessage:
         message = VenueMessage(
             venue_seq=self._next_seq,
-            ts_ns=self.clock(),
+            ts_ns=self.clock() if ts_ns is None else ts_ns,
             order_id=order_id,
             kind=kind,
             qty_raw=qty_raw,

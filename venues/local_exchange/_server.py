@@ -10,7 +10,8 @@ Routes (what ccxt 4.5.90 calls for the supported methods; ``docs/local_exchange.
   (signed: ``X-MBX-APIKEY`` header, ``timestamp`` and ``signature`` parameters; the HMAC is checked
   when the server knows the secret); ``userDataStream`` (POST / PUT / DELETE, API key only).
 * websocket ``/stream/ws[/<n>]``: market streams (``SUBSCRIBE`` / ``UNSUBSCRIBE`` of
-  ``<symbol>@kline_<interval>``), one closed kline per bar played.
+  ``<symbol>@kline_<interval>`` and ``<symbol>@bookTicker``), one closed kline per bar played,
+  then its best bid / ask (``quote_spread_ticks`` apart around the close).
 * websocket ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature`` (how ccxt
   subscribes a spot account), ``ping``, ``time``; events arrive as ``{"subscriptionId", "event"}``.
 * websocket ``/ws/<listenKey>``: the legacy listen-key user stream (raw events).
@@ -42,6 +43,7 @@ __all__ = ["Faults", "LocalExchange", "ccxt_config", "ccxt_urls"]
 
 _HOST = "127.0.0.1"
 _KLINE = re.compile(r"^([a-z0-9]+)@kline_([0-9a-zA-Z]+)$")
+_BOOK_TICKER = re.compile(r"^([a-z0-9]+)@bookTicker$")
 _SIGNATURE = re.compile(r"&?signature=[^&]*")
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[Any]]
 
@@ -114,6 +116,7 @@ class LocalExchange:
         fill_fraction: Decimal = Decimal(1),
         unique_client_ids: str = "open",
         clock: Callable[[], int] | None = None,
+        quote_spread_ticks: int = 2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         host: str = _HOST,
         port: int = 0,
@@ -130,6 +133,9 @@ class LocalExchange:
             unique_client_ids=unique_client_ids,
             clock=clock,
         )
+        if quote_spread_ticks <= 0:
+            raise ValueError(f"quote_spread_ticks must be positive, got {quote_spread_ticks}")
+        self.quote_spread_ticks = quote_spread_ticks  # the bookTicker's bid-ask around each close
         self.api_key = api_key
         self.api_secret = api_secret
         self.faults = Faults()
@@ -234,13 +240,14 @@ class LocalExchange:
             async with self._lock:
                 result = self.engine.step()
                 await self._publish_klines(result)
+                await self._publish_quotes(result)
                 await self._publish_user(result.events)
             results.append(result)
         return results
 
     def kline_subscriptions(self) -> int:
         """Kline streams subscribed over all market sockets now."""
-        return sum(len(streams) for streams in self._market_sockets.values())
+        return sum(1 for streams in self._market_sockets.values() for name in streams if _KLINE.match(name))
 
     async def wait_for_kline_subscriptions(self, count: int, timeout_s: float = 10.0) -> None:
         """Wait until ``count`` kline streams are subscribed (so no bar played is missed)."""
@@ -366,10 +373,26 @@ class LocalExchange:
         if messages:
             await self._fan_out("market", self._shape("market", messages))
 
+    async def _publish_quotes(self, result: StepResult) -> None:
+        """Each bar's ``<symbol>@bookTicker``: a bid and an ask ``quote_spread_ticks`` apart
+        around its close (the bid at least one tick), sized at the bar's volume."""
+        messages = []
+        for market, bar in result.bars:
+            below = self.quote_spread_ticks // 2
+            bid = max(bar.close - below * market.tick_size, market.tick_size)
+            ask = bid + self.quote_spread_ticks * market.tick_size
+            messages.append(
+                {"u": result.time_ms, "s": market.id, "b": fmt(bid), "B": fmt(bar.volume),
+                 "a": fmt(ask), "A": fmt(bar.volume)}
+            )  # fmt: skip
+        if messages:
+            await self._fan_out("market", messages)
+
     async def _fan_out(self, stream: str, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             if stream == "market":
-                name = f"{message['s'].lower()}@kline_{message['k']['i']}"
+                kline = message.get("k")
+                name = f"{message['s'].lower()}@" + (f"kline_{kline['i']}" if kline else "bookTicker")
                 targets = [(ws, message) for ws, names in self._market_sockets.items() if name in names]
             else:
                 targets = [
@@ -565,7 +588,10 @@ class LocalExchange:
             }
         for name in names:
             match = _KLINE.match(str(name))
-            market = self.engine.markets.get(match.group(1).upper()) if match else None
+            book = _BOOK_TICKER.match(str(name))
+            market = self.engine.markets.get((match or book).group(1).upper()) if match or book else None
+            if book is not None and market is not None:
+                continue
             if match is None or market is None or match.group(2) != market.interval:
                 self.stats["ws.bad_message.market"] += 1
                 return {

@@ -1,0 +1,196 @@
+"""``tape paper`` with ``[venue] kind = "paper"`` against the local exchange (a loopback Binance
+through the real ccxt.pro client): the paper broker at the edge, with a latency and quotes.
+
+* The orders reach the broker no sooner than their send plus the drawn latency; they fill at
+  the quotes the session journaled (buys at the ask, sells at the bid); the session replays bit
+  for bit from its journal, whole and by day (``tape replay --day``).
+* A session whose venue answers slower than ``kill_switch.latency_ns_max`` (measured from the
+  edge's send, not from the step) trips the kill switch; the trip is journaled and replays.
+* A session where one name stops printing trips the kill switch through the edge's health
+  watch (a journaled halt from ``health``); it replays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from cli.main import main
+from cli.wiring import replay_builder
+from domain.events import (
+    BarsReceived,
+    CommandReceived,
+    DayClosed,
+    KillSwitchTripped,
+    OrderSubmitted,
+    QuoteReceived,
+    VenueConnection,
+    VenueMessageReceived,
+)
+from kernel.replay import replay
+from kernel.store import open_journal
+from lake.store import load_panel
+from tests.factories import market_and_history, paper_config
+from venues.paper_broker import LatencyModel
+
+HISTORY = 60
+DAY_NS = 86_400 * 10**9
+HOUR_MS = 3_600_000
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return market_and_history(tmp_path_factory.mktemp("broker"), seed=5, bars=150, history=HISTORY)
+
+
+def _config(tmp_path: Path, history: Path, panel_ts: list[int], extra: str, top: str = "") -> Path:
+    """``tests.factories.paper_config``'s session with ``extra`` appended to its ``[paper]``
+    table (and tables after it) and ``top`` (top-level keys) before everything."""
+    config = paper_config(tmp_path / "paper.toml", history, tmp_path / "journal", panel_ts[0], panel_ts[1])
+    config.write_text(top + config.read_text() + extra)
+    return config
+
+
+def _events(journal: Path) -> list[object]:
+    with open_journal(journal) as store:
+        return [event for _, event in store.events()]
+
+
+def test_latency_and_quotes_fill_at_the_journaled_touch_and_replay(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    full, history = market
+    panel, _ = load_panel(full)
+    latency = f"latency_ms = {5 * HOUR_MS}\nlatency_jitter_ms = {HOUR_MS}\nquotes = true\n"
+    config = _config(
+        tmp_path,
+        history,
+        [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])],
+        latency + '\n[venue]\nkind = "paper"\n',
+        top="seed = 11\n",
+    )
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "300"]) == 0
+    events = _events(tmp_path / "journal")
+    quotes = [e for e in events if isinstance(e, QuoteReceived)]
+    messages = [e.message for e in events if isinstance(e, VenueMessageReceived)]
+    submitted = {e.order_id: e for e in events if isinstance(e, OrderSubmitted)}
+    assert len(submitted) >= 5 and len(quotes) >= 2 * (panel.steps - HISTORY) - 2
+    assert [m.venue_seq for m in messages] == list(range(1, len(messages) + 1))
+    sent = {m.order_id: m.ts_ns for m in messages if m.kind == "sent"}
+    acks = {m.order_id: m.ts_ns for m in messages if m.kind == "ack"}
+    fills = [m for m in messages if m.kind == "fill"]
+    model = LatencyModel(5 * HOUR_MS, HOUR_MS, 11)
+    assert set(sent) == set(submitted) and set(acks) <= set(sent) and len(fills) >= len(acks) - 1
+    for order_id, acked in acks.items():
+        # reached the venue at the first input at or after send + the drawn delay: the next
+        # day's quote on the venue's clock (daily bars, a delay of five to six hours)
+        assert sent[order_id] + model.delay_ns(order_id) <= acked < sent[order_id] + DAY_NS + 1
+    for fill in fills:
+        order = submitted[fill.order_id]
+        standing = [q for q in quotes if q.instrument_id == order.instrument_id and q.ts_ns <= fill.ts_ns][-1]
+        assert fill.px_raw == (standing.ask_px_raw if order.side > 0 else standing.bid_px_raw)
+        assert fill.reason == "paper quote taker"
+    assert all(q.ask_px_raw > q.bid_px_raw for q in quotes)
+    with open_journal(tmp_path / "journal") as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+    days = [e.day for e in events if isinstance(e, DayClosed)]
+    for day in (days[HISTORY + 5], days[-1]):
+        text = str(day)
+        assert main(["replay", str(tmp_path / "journal"), "--day", f"{text[:4]}-{text[4:6]}-{text[6:]}"]) == 0
+
+
+def test_a_slow_venue_trips_the_latency_kill_switch_measured_from_the_send(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The broker's answers take a day of the venue's clock (the next bar); the kill switch
+    allows twelve hours from the send: the first acknowledgement trips it, and the trip — with
+    the round trip it observed — is in the journal and replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    extra = (
+        f'latency_ms = {HOUR_MS}\nquotes = true\n\n[venue]\nkind = "paper"\n\n'
+        f"[kill_switch]\nlatency_ns_max = {12 * 3600 * 10**9}\n"
+    )
+    config = _config(tmp_path, history, [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])], extra)
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "300"]) == 0
+    events = _events(tmp_path / "journal")
+    messages = [e.message for e in events if isinstance(e, VenueMessageReceived)]
+    (trip,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    first_ack = next(m for m in messages if m.kind == "ack")
+    sent = next(m for m in messages if m.kind == "sent" and m.order_id == first_ack.order_id)
+    assert trip.trigger == "latency" and trip.observed == first_ack.ts_ns - sent.ts_ns > trip.limit
+    buys_after = [e for e in events if isinstance(e, OrderSubmitted) and e.ts_ns > trip.ts_ns and e.side > 0]
+    assert buys_after == []  # halted: no new risk
+    with open_journal(tmp_path / "journal") as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+
+
+def test_a_name_that_stops_printing_trips_the_kill_switch_through_the_health_watch(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """One name's bars stop for ten days of the live session. On the venue's clock that name
+    holds the clock back, so no step runs and no decision looks at its data; the health watch
+    at the edge sees it fall behind the other name by more than ``stale_data_ns_max`` and
+    journals a halt from ``health``, which trips the kill switch at the next step. The trip is
+    in the journal and the session replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    gappy = tmp_path / "market"
+    gappy.mkdir()
+    for item in full.iterdir():
+        if item.name != "bars.parquet":
+            (gappy / item.name).write_bytes(item.read_bytes())
+    table = pq.read_table(full / "bars.parquet")
+    second = panel.instruments[1].instrument_id
+    lo, hi = int(panel.ts_ns[HISTORY + 20]), int(panel.ts_ns[HISTORY + 30])
+    gap = pc.and_(
+        pc.equal(table["instrument_id"], second),
+        pc.and_(pc.greater_equal(table["ts_ns"], lo), pc.less(table["ts_ns"], hi)),
+    )
+    pq.write_table(table.filter(pc.invert(gap)), gappy / "bars.parquet")
+    extra = f"\n[kill_switch]\nstale_data_ns_max = {3 * DAY_NS}\n"
+    config = _config(tmp_path, history, [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])], extra)
+    assert main(["paper", str(config), "--local-exchange", str(gappy), "--speed", "300"]) == 0
+    events = _events(tmp_path / "journal")
+    (command,) = [e for e in events if isinstance(e, CommandReceived)]
+    assert (command.operator, command.command) == ("health", "halt")
+    assert "stale data" in command.note and panel.instruments[1].symbol in command.note
+    (trip,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert trip.trigger == "operator" and "stale data" in trip.reason
+    # on the held venue clock: after the name's last bar, before its bars came back
+    assert lo - DAY_NS <= command.ts_ns < hi and trip.ts_ns >= command.ts_ns
+    buys_after = [e for e in events if isinstance(e, OrderSubmitted) and e.ts_ns > trip.ts_ns and e.side > 0]
+    assert buys_after == []
+    received = [e for e in events if isinstance(e, BarsReceived)]
+    assert sum(len(e.instrument_ids) for e in received) == 2 * (panel.steps - HISTORY) - 10
+    with open_journal(tmp_path / "journal") as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+
+
+def test_market_data_drops_are_journaled_as_connection_state_and_replay(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The local exchange drops its websockets every 15 bars: each name's watcher journals the
+    drop and its catching up (``VenueConnection``, stream ``market``); the quotes come back
+    too, and the session with the paper broker replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    extra = f'latency_ms = {HOUR_MS}\nquotes = true\n\n[venue]\nkind = "paper"\n'
+    config = _config(tmp_path, history, [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])], extra)
+    config.write_text(config.read_text().replace("grace_s = 60", f"grace_s = {5 * 86_400}"))
+    argv = ["paper", str(config), "--local-exchange", str(full), "--speed", "40", "--disconnect-every", "15"]
+    assert main(argv) == 0
+    events = _events(tmp_path / "journal")
+    states = [(e.stream, e.state) for e in events if isinstance(e, VenueConnection)]
+    assert states.count(("market", "disconnected")) >= 2 and states.count(("market", "reconciled")) >= 2
+    assert sum(isinstance(e, QuoteReceived) for e in events) > panel.steps - HISTORY
+    assert len([e for e in events if isinstance(e, DayClosed)]) == panel.steps - HISTORY
+    with open_journal(tmp_path / "journal") as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
