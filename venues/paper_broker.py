@@ -7,23 +7,22 @@ what the session journals too: the time each order was sent (a ``sent`` message)
 (``QuoteReceived``) and bars (``BarsReceived``) in the order they were handed in, the run's
 seed and the order ids. A replay reads the journaled answers and never asks the broker.
 
-Latency. An order (or a cancel) sent at ``S`` reaches the simulated venue at the first input
-stamped at or after ``S + latency`` (``LatencyModel``: a fixed part plus a jitter drawn from the
-run's seed and the order id, so the draw does not depend on how many orders came before). Its
-answer is stamped with that input's time, so the kernel's measured round trip (``sent`` to
-``ack``) is at least the latency.
+Latency. An order (or a cancel) sent at ``S`` reaches the simulated venue at ``S + latency``
+(``LatencyModel``: a fixed part plus a jitter drawn from the run's seed and the order id, so the
+draw does not depend on how many orders came before). The broker learns of it at the first input
+stamped after that time (strictly: on the venue's clock every input of a step carries the same
+stamp, and all of them must be in before the book at that time is known); its answers carry that
+input's stamp, so the kernel's measured round trip (``sent`` to ``ack``) exceeds the latency.
 
-Fills. Where the venue quotes the instrument (``on_quote``) an order meets the first quote of
-its instrument stamped at or after it reached the venue (send + latency: the one standing then,
-or the next one): a market order fills there, buys at the ask and sells at the bid; a limit
-order that crosses it fills there too (taker), one that does not rests and fills at its limit
-once a later quote crosses it (maker). (A quote stamped before the order reached the venue is
-not used: on the venue's clock every name's quote of a step carries one stamp, and which name's
-came in first must not decide the price.) With no quote for the instrument, the bar model: the
-first bar that opens at or after the order's arrival fills a market order at its open (plus
-``slippage_e8``) and a limit on trade-through (at the open when it opens through the limit, else
-at the limit). Each fill is the whole order: the quotes' sizes are journaled but no depth is
-modelled.
+Fills. An order meets the book as it stood when it reached the venue: the latest quote of its
+instrument stamped at or before ``S + latency``. A market order fills there, buys at the ask and
+sells at the bid; a limit order that crosses it fills there too (taker). Where no quote stood, it
+meets the first quote after. A limit that does not cross rests and fills at its limit once a later
+quote crosses it (maker). With no quote for the instrument at all, the bar model: the first bar
+that opens at or after ``S + latency`` fills a market order at its open (plus ``slippage_e8``;
+with no latency, the bar after the decision's, as the bar simulator fills) and a limit on
+trade-through (at the open when it opens through the limit, else at the limit). Each fill is the
+whole order: the quotes' sizes are journaled but no depth is modelled.
 
 Costs: ``taker_e8`` / ``maker_e8`` per fill when set, else ``commission_e8`` of each fill's
 notional, rounded half-up to the minor unit (the per-share, minimum and cap schedules of the
@@ -162,11 +161,12 @@ class PaperBroker:
     # --- in: what the market says ----------------------------------------------------------
 
     def on_quote(self, quote: QuoteReceived) -> list[VenueMessage]:
-        """A quote arrived (stamped ``quote.ts_ns``): requests due by then reach the venue, and
-        resting orders of the instrument fill where it crosses them."""
+        """A quote arrived (stamped ``quote.ts_ns``): requests due before then reach the venue
+        (and meet the book as it stood, without this quote), then resting orders of the
+        instrument fill where it crosses them."""
         self.counts.quotes += 1
-        self._quotes[quote.instrument_id] = quote
         out = self._arrivals(quote.ts_ns)
+        self._quotes[quote.instrument_id] = quote
         for resting in list(self._resting.values()):
             if resting.order.instrument_id == quote.instrument_id and resting.seen is not quote:
                 out.extend(self._fill_on_quote(quote.ts_ns, resting, quote))
@@ -174,7 +174,9 @@ class PaperBroker:
 
     def on_bars(self, bars: BarsReceived) -> list[VenueMessage]:
         """A step's bars arrived (stamped ``received_ns``): requests due by then reach the
-        venue; orders of instruments with no quote fill on bars that opened after they arrived."""
+        venue; orders of instruments with no quote fill on the first bar that opened at or
+        after they reached it (send + latency: with none, the bar after the decision's, as the
+        bar simulator fills)."""
         stamp = bars.received_ns or bars.ts_ns
         out = self._arrivals(stamp)
         opened = bars.ts_ns - self.interval_ns
@@ -182,7 +184,7 @@ class PaperBroker:
         for resting in list(self._resting.values()):
             order = resting.order
             i = index.get(order.instrument_id)
-            if i is None or order.instrument_id in self._quotes or opened < resting.arrived_ns:
+            if i is None or order.instrument_id in self._quotes or opened < resting.due_ns:
                 continue
             bar = (bars.open_raw[i], bars.high_raw[i], bars.low_raw[i])
             out.extend(self._fill_on_bar(stamp, resting, bar))
@@ -191,8 +193,10 @@ class PaperBroker:
     # --- the venue ------------------------------------------------------------------------
 
     def _arrivals(self, now_ns: int) -> list[VenueMessage]:
+        """Requests due before ``now_ns`` (an input's stamp): every input stamped at or before
+        their due time has been seen, so the book they meet is the one standing then."""
         out: list[VenueMessage] = []
-        while self._flight and self._flight[0].due_ns <= now_ns:
+        while self._flight and self._flight[0].due_ns < now_ns:
             request = self._flight.pop(0)
             if request.kind == "place":
                 out.extend(self._arrive(now_ns, request.order, request.due_ns))
@@ -213,7 +217,7 @@ class PaperBroker:
         self._resting[oid] = resting
         out = [self._message(now_ns, oid, "ack")]
         quote = self._quotes.get(order.instrument_id)
-        if quote is not None and quote.ts_ns >= due_ns:  # the book as the order finds it
+        if quote is not None:  # the book as it stood when the order reached the venue
             out.extend(self._fill_on_quote(now_ns, resting, quote))
         return out
 

@@ -79,23 +79,24 @@ def test_the_jitter_is_seeded_per_order_and_bounded() -> None:
         LatencyModel(-1)
 
 
-def test_an_order_reaches_the_venue_at_the_first_input_at_or_after_send_plus_latency() -> None:
+def test_an_order_reaches_the_venue_at_send_plus_latency_and_meets_the_book_standing_then() -> None:
     b = broker(fixed=250)
     assert kinds(b.on_quote(quote(0, 10_000, 10_010))) == []
     assert kinds(b.send("place", order(1), 1_000 * MS)) == [("sent", 1_000 * MS, 0)]
     assert b.on_quote(quote(1_200 * MS, 10_001, 10_011)) == []  # before 1,250 ms: still in flight
-    assert b.on_quote(quote(1_249 * MS, 10_002, 10_012)) == []
-    out = b.on_quote(quote(1_250 * MS, 10_003, 10_013))  # stamped at send + latency: it arrives
-    assert kinds(out) == [("ack", 1_250 * MS, 0), ("fill", 1_250 * MS, 10_013)]  # a buy at the ask
+    assert b.on_quote(quote(1_250 * MS, 10_003, 10_013)) == []  # at it: more may carry this stamp
+    out = b.on_quote(quote(1_251 * MS, 10_004, 10_014))  # the first input after it: learnt of
+    # a buy at the ask of the book at 1,250 ms, answered with the stamp of the input that told
+    assert kinds(out) == [("ack", 1_251 * MS, 0), ("fill", 1_251 * MS, 10_013)]
     assert [m.venue_seq for m in out] == [2, 3] and out[1].qty_raw == 100_000
-    assert b.counts.latency_ns == [250 * MS]
+    assert b.counts.latency_ns == [251 * MS]
 
 
 def test_sells_fill_at_the_bid_and_the_commission_is_the_taker_rate() -> None:
     b = broker(fixed=0, taker_e8=100_000, maker_e8=20_000)
-    b.on_quote(quote(0, 10_000, 10_010))
+    b.on_quote(quote(0, 20_000, 20_020))
     b.send("place", order(1, side=-1), 5)
-    out = b.on_quote(quote(10, 20_000, 20_020))
+    out = b.on_quote(quote(10, 10_000, 10_010))  # after it arrived: not its price
     fill = out[-1]
     assert (fill.kind, fill.px_raw) == ("fill", 20_000)
     # 1 BTC x 200.00 = 200 USDT; 0.1% of it = 0.2 USDT
@@ -103,19 +104,20 @@ def test_sells_fill_at_the_bid_and_the_commission_is_the_taker_rate() -> None:
     assert fill.reason == "paper quote taker"
 
 
-def test_an_order_meets_the_first_quote_stamped_after_it_reached_the_venue() -> None:
+def test_a_bar_that_brings_an_order_in_fills_it_at_the_standing_quote_not_the_bar() -> None:
     b = broker(fixed=10)
     b.on_quote(quote(0, 10_000, 10_010))
     b.send("place", order(1), 100)
     out = b.on_bars(bar(MINUTE, 9_000, 9_500, 8_900, 9_100, received=MINUTE + 5))
-    assert kinds(out) == [("ack", MINUTE + 5, 0)]  # the quote standing is older than its arrival
-    assert b.on_bars(bar(2 * MINUTE, 9_000, 9_500, 8_900, 9_100)) == []  # quoted: no bar model
-    (fill,) = b.on_quote(quote(2 * MINUTE + 1, 9_200, 9_210))
-    assert (fill.kind, fill.ts_ns, fill.px_raw) == ("fill", 2 * MINUTE + 1, 9_210)
-    standing = broker(fixed=10)
-    standing.send("place", order(2), 100)
-    standing.on_quote(quote(200 * MS, 10_000, 10_010))  # stamped after send + 10 ms: it fills
-    assert standing.counts.quote_fills == 1
+    assert kinds(out) == [("ack", MINUTE + 5, 0), ("fill", MINUTE + 5, 10_010)]
+
+
+def test_with_no_quote_standing_an_order_meets_the_first_quote_after() -> None:
+    b = broker(fixed=10)
+    b.send("place", order(1), 100)
+    out = b.on_quote(quote(200 * MS, 9_200, 9_210))
+    assert kinds(out) == [("ack", 200 * MS, 0), ("fill", 200 * MS, 9_210)]
+    assert b.on_bars(bar(MINUTE, 9_000, 9_500, 8_900, 9_100)) == []  # quoted: no bar model
 
 
 def test_with_no_quote_the_first_bar_opening_after_arrival_fills_at_its_open() -> None:
@@ -165,13 +167,13 @@ def test_cancels_travel_with_latency_too() -> None:
     resting = order(1, kind="limit", limit=5_000)
     b.on_quote(quote(0, 10_000, 10_010))
     b.send("place", resting, 0)
-    b.on_quote(quote(100 * MS, 10_000, 10_010))  # arrived, resting
+    assert kinds(b.on_quote(quote(150 * MS, 10_000, 10_010))) == [("ack", 150 * MS, 0)]  # resting
     assert b.send("cancel", resting, 150 * MS) == []
-    assert b.on_quote(quote(200 * MS, 10_000, 10_010)) == []
-    (cancelled,) = b.on_quote(quote(250 * MS, 10_000, 10_010))
+    assert b.on_quote(quote(250 * MS, 10_000, 10_010)) == []  # due at 250 ms: not yet
+    (cancelled,) = b.on_quote(quote(260 * MS, 10_000, 10_010))
     assert cancelled.kind == "cancelled"
     b.send("cancel", resting, 300 * MS)  # again: the venue no longer has it
-    (refused,) = b.on_quote(quote(400 * MS, 10_000, 10_010))
+    (refused,) = b.on_quote(quote(500 * MS, 10_000, 10_010))
     assert refused.kind == "cancel_rejected" and "already done" in refused.reason
 
 
