@@ -219,3 +219,37 @@ def test_with_no_quotes_and_no_latency_the_broker_fills_as_the_bar_simulator(
             if isinstance(e, OrderFilled)
         ]
     assert len(fills["sim"]) >= 5 and fills["paper"] == fills["sim"]
+
+
+def test_the_shipped_paper_broker_config_runs_as_its_comment_says(tmp_path: Path) -> None:
+    """``cli/defaults/paper_broker_local.toml``: its header's steps, as a newcomer would type them."""
+    shipped = Path(__file__).resolve().parents[2] / "cli" / "defaults" / "paper_broker_local.toml"
+    home = tmp_path / "var" / "paper"
+    data = home / "data" / "crypto-daily"
+    synth = ["synth", str(data), "--symbols", "2", "--bars", "150", "--frequency", "1d"]
+    assert main([*synth, "--calendar", "24x7", "--start", "2020-01-01", "--seed", "5"]) == 0
+    config = home / "paper_broker_local.toml"
+    config.write_text(shipped.read_text())
+    assert main(["paper", str(config), "--local-exchange", str(data), "--speed", "100"]) == 0
+    events = _events(home / "journals" / "paper_broker_local")
+    assert sum(isinstance(e, QuoteReceived) for e in events) > 0
+    assert sum(isinstance(e, OrderFilled) for e in events) > 0
+    assert not [e for e in events if isinstance(e, KillSwitchTripped)]  # a fast venue, every name printing
+    assert main(["replay", str(home / "journals" / "paper_broker_local")]) == 0
+
+
+def test_refusals_are_one_clear_line(
+    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full, history = market
+    panel, _ = load_panel(full)
+    span = [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])]
+    broker = _config(tmp_path, history, span, 'quotes = true\n\n[venue]\nkind = "paper"\n')
+    assert main(["paper", str(broker), "--local-exchange", str(full), "--resume"]) == 2
+    assert "--resume of a [venue] kind" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    without = _config(plain, history, span, "latency_ms = 5\n")  # the broker's key on the bar simulator
+    assert main(["paper", str(without), "--local-exchange", str(full)]) == 2
+    assert 'read with [venue] kind = "paper" only' in capsys.readouterr().out
+    assert not (tmp_path / "journal").exists() and not (plain / "journal").exists()
