@@ -43,6 +43,8 @@ from cli.report_cmd import print_report
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import BarsReceived, CommandReceived, QuoteReceived, RunStarted, VenueConnection
 from domain.instruments import Instrument
+from domain.orders import OrderStatus
+from domain.riskrules import KillState
 from kernel.journal import Journal, JournalError
 from kernel.loop import Kernel, KernelError
 from kernel.operator_inbox import (
@@ -63,7 +65,7 @@ from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
 from venues.ccxt_venue import CcxtVenue, VenueBar, VenueQuote, map_error
-from venues.health import StaleWatch
+from venues.health import AnswerWatch, StaleWatch
 from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
 __all__ = [
@@ -417,7 +419,7 @@ async def _session(
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()
-    pump.watch_health(config, instruments)
+    pump.watch_health(config, instruments, started.kernel)
     pump.venue_name = config.paper.exchange
     async with contextlib.AsyncExitStack() as stack:
         local = None
@@ -505,6 +507,10 @@ class _Pump:
         self.broker: _Broker | None = None
         self.quotes: list[VenueQuote] = []  # arrived, not yet stamped and journaled
         self.stale: StaleWatch | None = None
+        self.answers: AnswerWatch | None = None
+        self.kernel: Kernel | None = None
+        self._sent: dict[str, int] = {}  # order id -> when the edge sent it (unanswered orders)
+        self._health_sent: int | None = None  # the time of this watch's last command
         self.venue_name = ""
         self.connection: list[tuple[str, str]] = []  # market data's (state, detail), not journaled yet
         self.health_command = "halt"
@@ -568,13 +574,18 @@ class _Pump:
             failures = 0
             self._take(instrument_id, bars)
 
-    def watch_health(self, config: BacktestConfig, instruments: list[Instrument]) -> None:
-        """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age
-        (``venues.health``); one past the limit goes in as a journaled command from ``health``."""
-        limit = config.kill_switch.stale_data_ns_max
-        if limit:
-            self.stale = StaleWatch({inst.instrument_id: inst.symbol for inst in instruments}, limit)
-            self.health_command = "flatten" if config.kill_switch.flatten_on_trip else "halt"
+    def watch_health(self, config: BacktestConfig, instruments: list[Instrument], kernel: Kernel) -> None:
+        """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age; with
+        ``latency_ns_max`` and a venue that answers later: each unanswered order's wait
+        (``venues.health``). One past its limit goes in as a journaled command from ``health``."""
+        switch = config.kill_switch
+        self.health_command = "flatten" if switch.flatten_on_trip else "halt"
+        if switch.stale_data_ns_max:
+            names = {inst.instrument_id: inst.symbol for inst in instruments}
+            self.stale = StaleWatch(names, switch.stale_data_ns_max)
+        if switch.latency_ns_max and isinstance(kernel.setup.venue, OutboxVenue):
+            self.answers = AnswerWatch(switch.latency_ns_max)
+        self.kernel = kernel
 
     def _journal_connection(self, now: int) -> None:
         """The market data streams' drops and recoveries since the last pass, as journaled
@@ -587,11 +598,43 @@ class _Pump:
             )
 
     def _health(self, now: int) -> None:
-        if self.stale is None:
+        if self.stale is not None:
+            self._health_command(now, self.stale.check(now, self.assembler.newest))
+
+    def _answers(self, now: int) -> None:
+        """After the pass's steps took the venue's answers: orders still waiting for one."""
+        if self.answers is None or self.kernel is None:
             return
-        note = self.stale.check(now, self.assembler.newest)
+        open_orders = self.kernel.state.open_orders
+        self._sent = {oid: ts for oid, ts in self._sent.items() if oid in open_orders}
+        waiting = {
+            oid: self._sent[oid]
+            for oid, order in open_orders.items()
+            if order.status is OrderStatus.SUBMITTED and oid in self._sent
+        }
+        self._health_command(now, self.answers.check(now, waiting))
+
+    def _note_sends(self) -> None:
+        """The ``sent`` messages the edge just handed in (the kernel takes them at its next
+        step): when each order left, for ``_answers``."""
+        if self.answers is not None and self.kernel is not None:
+            outbox = self.kernel.setup.venue
+            assert isinstance(outbox, OutboxVenue)
+            for message in outbox.peek():
+                if message.kind == "sent":
+                    self._sent.setdefault(message.order_id, message.ts_ns)
+
+    def _health_command(self, now: int, note: str | None) -> None:
+        """A health finding as a journaled command, unless the kill switch is tripped already or
+        this watch's last command has not been re-armed since (it would only be refused)."""
         if note is None:
             return
+        kill = self.kernel.state.kill if self.kernel is not None else None
+        if kill is not None and kill.state is not KillState.ARMED:
+            return
+        if self._health_sent is not None and (kill is None or kill.since_ts_ns <= self._health_sent):
+            return
+        self._health_sent = now
         received = CommandReceived(ts_ns=now, command=self.health_command, operator="health", note=note)
         try:
             step = self.source.command(received)
@@ -665,11 +708,13 @@ class _Pump:
                     broker.bars(bars)
                 self.source.push(bars)
             self.source.pass_time(now - grace)
+            self._answers(now)
             self.journal.commit()
             if broker is not None:  # durable, so now the broker may hear of it
                 broker.after_commit()
             if self.edge is not None:  # durable, so now the venue may hear of it
                 await self.edge.after_commit()
+            self._note_sends()
             self.progress()
             if player is not None and player.done():
                 if player.exception() is not None:

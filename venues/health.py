@@ -9,13 +9,19 @@ close. When one passes the limit the session journals a halt (or, with ``flatten
 flatten) as an operator command from ``health`` with the ages in its note, so the trip is a
 journaled input and replays; the watch says so once per episode (again only after every name
 is fresh).
+
+``AnswerWatch`` covers a venue that goes silent: the kernel's latency trigger
+(``kill_switch.latency_ns_max``) judges an answer when it comes, so an order that is never
+answered never trips it. Every pass, an order the venue has not acknowledged whose send (its
+``sent`` message, once the kernel has it; before that, the step that submitted it) is older
+than the limit goes in the same way, once per order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["StaleWatch"]
+__all__ = ["AnswerWatch", "StaleWatch"]
 
 
 class StaleWatch:
@@ -49,3 +55,27 @@ class StaleWatch:
         self.episodes += 1
         ages = ", ".join(f"{self.names[iid]} {age / 1e9:,.0f} s" for age, iid in sorted(stale, reverse=True))
         return f"stale data: newest bar older than {self.limit_ns / 1e9:,.0f} s: {ages}"
+
+
+class AnswerWatch:
+    """``limit_ns``: the longest an order may wait for the venue's first answer."""
+
+    def __init__(self, limit_ns: int) -> None:
+        if limit_ns <= 0:
+            raise ValueError(f"limit_ns must be positive, got {limit_ns}")
+        self.limit_ns = limit_ns
+        self._reported: set[str] = set()
+
+    def check(self, now_ns: int, waiting: Mapping[str, int]) -> str | None:
+        """``waiting``: order id -> when it was sent, for the orders with no answer yet. A note
+        naming those past the limit that were not reported before, else None."""
+        late = sorted(
+            (now_ns - sent, order_id)
+            for order_id, sent in waiting.items()
+            if now_ns - sent > self.limit_ns and order_id not in self._reported
+        )
+        if not late:
+            return None
+        self._reported.update(order_id for _, order_id in late)
+        orders = ", ".join(f"{order_id} {age / 1e9:,.0f} s" for age, order_id in reversed(late))
+        return f"no answer from the venue within {self.limit_ns / 1e9:,.0f} s: {orders}"

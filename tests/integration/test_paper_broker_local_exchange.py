@@ -253,3 +253,32 @@ def test_refusals_are_one_clear_line(
     assert main(["paper", str(without), "--local-exchange", str(full)]) == 2
     assert 'read with [venue] kind = "paper" only' in capsys.readouterr().out
     assert not (tmp_path / "journal").exists() and not (plain / "journal").exists()
+
+
+def test_a_venue_that_does_not_answer_halts_through_the_health_watch(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The broker takes three days (of the venue's clock) to reach the venue; the kill switch
+    allows one from the send. The latency trigger judges an answer when it comes; before it
+    does, the health watch sees the order waiting past the limit and journals a halt from
+    ``health``, which trips the switch; the session replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    extra = (
+        f'latency_ms = {72 * HOUR_MS}\nquotes = true\n\n[venue]\nkind = "paper"\n\n'
+        f"[kill_switch]\nlatency_ns_max = {DAY_NS}\n"
+    )
+    config = _config(tmp_path, history, [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])], extra)
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "300"]) == 0
+    events = _events(tmp_path / "journal")
+    messages = [e.message for e in events if isinstance(e, VenueMessageReceived)]
+    first = next(m for m in messages if m.kind == "sent")
+    first_ack = next(m for m in messages if m.kind == "ack" and m.order_id == first.order_id)
+    (command,) = [e for e in events if isinstance(e, CommandReceived)]
+    assert command.operator == "health" and "no answer from the venue" in command.note
+    assert first.order_id in command.note and first.ts_ns + DAY_NS < command.ts_ns < first_ack.ts_ns
+    (trip,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert trip.trigger == "operator" and trip.ts_ns < first_ack.ts_ns
+    with open_journal(tmp_path / "journal") as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
