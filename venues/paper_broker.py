@@ -302,7 +302,20 @@ class PaperBroker:
             )
         ]  # fmt: skip
 
-    def _message(self, ts_ns: int, order_id: str, kind: str, **fields: int | str) -> VenueMessage:
-        message = VenueMessage(venue_seq=self._seq, ts_ns=ts_ns, order_id=order_id, kind=kind, **fields)  # type: ignore[arg-type]
+    def _message(
+        self,
+        ts_ns: int,
+        order_id: str,
+        kind: str,
+        *,
+        qty_raw: int = 0,
+        px_raw: int = 0,
+        reason: str = "",
+        commission_minor: int = 0,
+    ) -> VenueMessage:
+        message = VenueMessage(
+            venue_seq=self._seq, ts_ns=ts_ns, order_id=order_id, kind=kind, qty_raw=qty_raw,
+            px_raw=px_raw, reason=reason, commission_minor=commission_minor,
+        )  # fmt: skip
         self._seq += 1
         return message
