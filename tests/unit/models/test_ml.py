@@ -17,7 +17,15 @@ from models.ml.registry import ArtifactError, list_artifacts, load, register
 
 lgb = pytest.importorskip("lightgbm", reason="the ml extra (lightgbm) is not installed")
 
-from models.ml.train import design_rows, folds, train_window, walk_forward  # noqa: E402
+from models.ml.train import (  # noqa: E402
+    classes_of,
+    design_rows,
+    folds,
+    predict_proba,
+    predict_scores,
+    train_window,
+    walk_forward,
+)
 
 DAY = 86_400_000_000_000
 SPECS = [FeatureSpec("momentum", {"lookback": 10}), FeatureSpec("volatility", {"window": 10}),
@@ -106,6 +114,42 @@ def test_same_rows_and_seed_give_a_byte_identical_model_and_another_seed_does_no
     assert first.model_text.encode() == again.model_text.encode()
     assert first.rows_hash == again.rows_hash
     assert other.model_text != first.model_text  # bagging draws from the seed
+
+
+@pytest.mark.parametrize("thresholds", [(0.0,), (-0.01, 0.01)])
+def test_a_classifier_is_byte_identical_per_seed_and_predicts_class_probabilities(
+    thresholds: tuple[float, ...],
+) -> None:
+    label = LabelSpec(5, 1, thresholds)
+    classes = classes_of("classification", label)
+    assert classes == len(thresholds) + 1
+    rows = design_rows(_bars(), SPECS, label)
+    names = [feature_name(s) for s in SPECS]
+    first = train_window(rows, names, 0, 300 * DAY, seed=11, num_boost_round=30, classes=classes)
+    again = train_window(rows, names, 0, 300 * DAY, seed=11, num_boost_round=30, classes=classes)
+    other = train_window(rows, names, 0, 300 * DAY, seed=12, num_boost_round=30, classes=classes)
+    assert first.model_text.encode() == again.model_text.encode() != other.model_text.encode()
+    assert first.params["objective"] == ("binary" if classes == 2 else "multiclass")
+    test = rows.filter(pl.col("ts_ns") > 300 * DAY)
+    x = test.select(names).to_numpy().astype(np.float64)
+    proba = predict_proba(first.model_text, x, classes)
+    assert proba.shape == (test.height, classes) and np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(predict_scores(first.model_text, x, classes), proba[:, -1] - proba[:, 0])
+    # the in-sample metrics are the classifier's, and what it ranks by is compared with the return
+    assert {"train_logloss", "train_accuracy", "train_ic"} <= set(first.metrics)
+    assert 1.0 / classes - 0.1 < first.metrics["train_accuracy"] <= 1.0
+
+
+def test_classification_needs_thresholds_and_a_known_task() -> None:
+    with pytest.raises(ValueError, match="needs label thresholds"):
+        classes_of("classification", LabelSpec(5, 1))
+    with pytest.raises(ValueError, match="unknown task"):
+        classes_of("ranking", LabelSpec(5, 1, (0.0,)))
+    assert classes_of("regression", LabelSpec(5, 1, (0.0,))) == 0
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))  # no thresholds: no label_class to learn
+    with pytest.raises(ValueError, match="label_class"):
+        train_window(rows, [feature_name(s) for s in SPECS], 0, 300 * DAY, num_boost_round=5, classes=2)
 
 
 def test_walk_forward_trains_each_window_and_predicts_only_the_next() -> None:
