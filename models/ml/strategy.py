@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -46,7 +47,7 @@ from domain.market import Panel
 from kernel.strategy import LoadedModel, MarketView
 from models.ml.features import feature_matrix, panel_frame, spec_from_json
 from models.ml.registry import Artifact, ArtifactError, load
-from models.portfolio import Portfolio, PortfolioSpec
+from models.portfolio import PortfolioParams, portfolio_of
 
 __all__ = [
     "MODEL_KINDS",
@@ -146,22 +147,15 @@ class ModelRanker:
         *,
         artifact_dir: str,
         artifact: str,
-        top_k: int = 1,
-        weight: float = 0.95,
         start_day: int = 0,
         strategy_id: str = "model_ranker",
-        portfolio: str = "topk",
-        n_drop: int = 1,
-        cap: float = 1.0,
-        long_short: bool = False,
-        demean: bool = True,
-        resize_held: bool = False,
+        **portfolio: Unpack[PortfolioParams],
     ) -> None:
-        self.spec = PortfolioSpec(portfolio, top_k, n_drop, weight, cap, long_short, demean, resize_held)
-        self.portfolio = Portfolio(self.spec)
+        self.portfolio = portfolio_of(**portfolio)
+        self.spec = self.portfolio.spec
         self.strategy_id = strategy_id
-        self.top_k = top_k
-        self.weight = weight
+        self.top_k = self.spec.top_k
+        self.weight = self.spec.weight
         self.start_day = start_day  # YYYYMMDD: no decision before it (0: from the first scored step)
         self.model = load(Path(artifact_dir), artifact)  # refuses a missing or altered artifact at build time
         _check_kind(self.model)
@@ -195,21 +189,14 @@ class WalkForwardRanker:
         *,
         artifact_dir: str,
         artifacts: list[str],
-        top_k: int = 1,
-        weight: float = 0.95,
         start_day: int = 0,
         strategy_id: str = "walk_forward_ranker",
-        portfolio: str = "topk",
-        n_drop: int = 1,
-        cap: float = 1.0,
-        long_short: bool = False,
-        demean: bool = True,
-        resize_held: bool = False,
+        **portfolio: Unpack[PortfolioParams],
     ) -> None:
         if not isinstance(artifacts, list) or not artifacts or not all(isinstance(a, str) for a in artifacts):
             raise ArtifactError("walk-forward ranker: artifacts must be a non-empty list of artifact hashes")
-        self.spec = PortfolioSpec(portfolio, top_k, n_drop, weight, cap, long_short, demean, resize_held)
-        self.portfolio = Portfolio(self.spec)
+        self.portfolio = portfolio_of(**portfolio)
+        self.spec = self.portfolio.spec
         self.strategy_id = strategy_id
         self.start_day = start_day
         self.models = [load(Path(artifact_dir), digest) for digest in artifacts]
