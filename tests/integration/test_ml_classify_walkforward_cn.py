@@ -152,6 +152,10 @@ def test_a_classifier_trains_byte_identically_and_predicts_class_probabilities(
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
     np.testing.assert_array_equal(predict_artifact(final, x), proba[:, 2] - proba[:, 0])
     assert len(set(np.argmax(proba, axis=1).tolist())) >= 2  # it does not predict one class everywhere
+    capsys.readouterr()
+    assert main(["models", str(root / "registry")]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("21/1 3c") == len(digests) and "classifier over N classes" in listing
     with capsys.disabled():
         sizes = [len(load(root / "registry", str(d)).model_bytes) for d in digests]
         print(
