@@ -233,3 +233,41 @@ def test_a_strategy_reporting_something_other_than_loaded_models_is_refused() ->
     assert strategy_models(object()) == []
     with pytest.raises(TypeError, match="LoadedModel"):
         strategy_models(Reports([("ab" * 16, "lightgbm")]))
+
+
+def test_the_walk_forward_ranker_takes_honest_windows_and_refuses_leaks(tmp_path: Path) -> None:
+    """Window artifacts (real LightGBM models on the seeded rows) whose ``walk_forward`` test
+    windows follow their training windows are taken in order; a training window that reaches
+    the trading window (by one bar or more), windows out of order or overlapping, and an
+    artifact without a test window are refused when the strategy is built."""
+    from models.ml.strategy import WalkForwardRanker
+
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))
+    names = [feature_name(s) for s in SPECS]
+
+    def window(train: tuple[int, int], test: tuple[int, int] | None) -> str:
+        model = train_window(rows, names, *train, num_boost_round=5)
+        walk = {} if test is None else {"test_start_ts_ns": test[0], "test_end_ts_ns": test[1]}
+        meta = {"kind": "lightgbm", "features": [], "feature_names": names, "walk_forward": walk,
+                "train_window": {"start_ts_ns": train[0], "end_ts_ns": train[1]}}  # fmt: skip
+        return register(tmp_path, model.model_text, meta)
+
+    first = window((0, 150 * DAY), (151 * DAY, 200 * DAY))
+    second = window((50 * DAY, 200 * DAY), (201 * DAY, 250 * DAY))
+    ranker = WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[first, second], top_k=2)
+    assert ranker.windows == [(151 * DAY, 200 * DAY), (201 * DAY, 250 * DAY)]
+    for leak in (
+        window((0, 160 * DAY), (151 * DAY, 200 * DAY)),
+        window((0, 151 * DAY), (151 * DAY, 200 * DAY)),
+    ):
+        with pytest.raises(ArtifactError, match="overlaps its trading window"):
+            WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[leak])
+    with pytest.raises(ArtifactError, match="must be in order"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[second, first])
+    overlapping = window((0, 180 * DAY), (190 * DAY, 230 * DAY))
+    with pytest.raises(ArtifactError, match="must not overlap"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[first, overlapping])
+    with pytest.raises(ArtifactError, match="names no out-of-sample window"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[window((0, 150 * DAY), None)])
+    with pytest.raises(ArtifactError, match="non-empty list"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[])
