@@ -1,7 +1,8 @@
-"""A frozen model traded in ``tape paper`` against the local exchange (the real ccxt.pro client
-on loopback): ``ModelRanker`` loads the registered artifact, scores each bar as it arrives, and
-the session's orders and fills are those of a backtest over the same bars that loads the same
-artifact; the session replays whole and by day (the replay loads the same bytes).
+"""A frozen model traded in ``tape paper`` and in ``tape live`` against the local exchange (the
+real ccxt.pro client on loopback): ``ModelRanker`` loads the registered artifact and scores each
+bar as it arrives. The paper session's orders and fills are those of a backtest over the same
+bars that loads the same artifact; the live session's orders go to the exchange and its fills
+come back from it. Each session replays whole and by day (the replay loads the same bytes).
 
 The artifact is a LightGBM regressor trained on a seeded lake (``tests.factories.synth_lake``);
 the paper market is another seeded two-name market (``market_and_history``): the model's
@@ -58,8 +59,9 @@ def _derived(path: Path) -> list[object]:
         ]
 
 
-def test_a_model_strategy_trades_in_paper_as_in_a_backtest_and_replays(
-    artifact: tuple[Path, str], tmp_path: Path
+@pytest.mark.parametrize("mode", ["paper", "live"])
+def test_a_model_strategy_trades_in_a_session_and_replays(
+    artifact: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     registry, digest = artifact
     full, history = market_and_history(tmp_path / "market", seed=5, bars=150, history=HISTORY)
@@ -73,7 +75,14 @@ def test_a_model_strategy_trades_in_paper_as_in_a_backtest_and_replays(
     text = config.read_text()
     head, rest = text.split("[strategy]", 1)
     config.write_text(head + strategy + "\n[paper]" + rest.split("[paper]", 1)[1])
-    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
+    if mode == "live":
+        monkeypatch.setenv("TAPE_TEST_API_KEY", "model-test-key")
+        monkeypatch.setenv("TAPE_TEST_SECRET", "model-test-secret")
+        config.write_text(
+            config.read_text()
+            + '\n[venue]\nkind = "live"\n\n[account]\ntype = "cash"\n\n[live]\nkeys_env = "TAPE_TEST"\n'
+        )
+    assert main([mode, str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
 
     with open_journal(tmp_path / "journal") as journal:
         events = [event for _, event in journal.events()]
@@ -88,6 +97,9 @@ def test_a_model_strategy_trades_in_paper_as_in_a_backtest_and_replays(
     live_decisions = [e for e in events if isinstance(e, TargetsDecided) and e.ts_ns >= start]
     fills = [e for e in events if isinstance(e, OrderFilled) and e.ts_ns >= start]
     assert len(live_decisions) >= 2 and fills, (len(live_decisions), len(fills))
+    if mode == "live":  # the fills are the venue's: booked from its messages, not simulated
+        assert main(["replay", str(tmp_path / "journal"), "--day", str(days[-1])]) == 0
+        return
 
     # The same bars and the same artifact as a backtest that trades from the first live day.
     day = str(int(panel.day[HISTORY]))
