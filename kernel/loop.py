@@ -45,7 +45,7 @@ from domain.fx import FxError, to_base_minor
 from domain.ledger import capital_postings, cash_account, conversion_postings
 from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
-from kernel.account import BuyingPower
+from kernel.account import BuyingPower, currency_conflicts
 from kernel.carry import Carry
 from kernel.corporate_actions import CorporateActionBook
 from kernel.currencies import CurrencyBook, FxConversion, conversion_amounts
@@ -238,7 +238,6 @@ class Kernel:
         """What a book of several currencies does not do yet, refused by name."""
         refused = self._currencies.refusals(
             sleeves=len(self._slots) > 1,
-            cash_account=setup.account.cash,
             margin=margin,
             greeks=self._greeks is not None,
             order_notional=setup.policy.order_notional.limit > 0,
@@ -307,10 +306,17 @@ class Kernel:
 
     def _cash_account(self, setup: RunSetup, rules: MarketRules) -> BuyingPower | None:
         """A cash account's buying-power check (``kernel.account``); None for a margin account."""
-        if not setup.account.cash:
+        if not setup.account.any_cash:
             return None
         if self._router is not None:
             raise KernelError("a cash account with an execution algorithm is not built (use algo = market)")
+        shared = currency_conflicts(setup.account, self._instruments)
+        if shared:
+            raise KernelError(
+                "account.venues: a cash and a margin market settle in the same currency: "
+                f"{'; '.join(shared)}; one balance cannot be both "
+                "(separate ledgers per account are not built)"
+            )
         quote = getattr(setup.venue, "commission_quote", None)
         return BuyingPower(setup.account, self._instruments, quote, rules.fee_total)
 
@@ -332,6 +338,9 @@ class Kernel:
                 policy=account.margin_call,
                 currency=setup.currency,
                 commission=quote,
+                unmargined=frozenset(
+                    iid for iid, inst in self._instruments.items() if account.type_of(inst) == "cash"
+                ),
             )
             traded = panel.valid[setup.start_step :]
             days = panel.day[setup.start_step :]
@@ -623,9 +632,10 @@ class Kernel:
             verdicts.extend(deferred)
         if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
             holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+            balances = self.state.balances
+            cash = {ccy: balances.get(cash_account(ccy), 0) for ccy in self._currencies.currencies}
             intents, limit_px, paid = self._buying_power.check(
-                self.desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
-                self.state.open_orders,
+                self.desk.session_of_order(step), intents, limit_px, cash, holdings, self.state.open_orders
             )  # fmt: skip
             verdicts.extend(paid)
         if self._margin is not None:  # a margin account's initial requirement (kernel.margin)

@@ -192,7 +192,9 @@ def futures_schedules(
     symbols = {inst.symbol for inst in futures.values()}
     unknown = sorted({row.symbol for row in rows} - symbols - {"*"})
     if unknown:
-        raise MarginError(f"account.futures_margin: {unknown} are not futures of this data set")
+        raise MarginError(
+            f"account.futures_margin: {unknown} are not futures of this data set's margin markets"
+        )
     schedules = {}
     for iid, inst in futures.items():
         pair = tuple(
@@ -240,11 +242,16 @@ class MarginBook:
         policy: str,
         currency: str,
         commission: CommissionQuote | None = None,
+        unmargined: frozenset[int] = frozenset(),
     ) -> None:
+        """``unmargined``: instruments of the account's cash markets (``[account] venues``),
+        which carry no requirement here."""
         if policy not in MARGIN_CALL_POLICIES:
             raise MarginError(f"account.margin_call must be one of {MARGIN_CALL_POLICIES}, got {policy!r}")
         self._instruments = dict(instruments)
-        self._futures = futures_schedules(futures_margin, instruments)
+        self._unmargined = unmargined
+        margined = {iid: inst for iid, inst in instruments.items() if iid not in unmargined}
+        self._futures = futures_schedules(futures_margin, margined)
         self._stock = None
         if stock_initial_e8 or stock_maintenance_e8:
             if not 0 < stock_maintenance_e8 <= stock_initial_e8 <= RATE_SCALE:
@@ -282,7 +289,12 @@ class MarginBook:
                 )
             return found
         inst = self._instruments[iid]
-        if self._stock is None or is_daily_settled(inst) or inst.asset_class in _PERPETUAL_CLASSES:
+        if (
+            self._stock is None
+            or iid in self._unmargined
+            or is_daily_settled(inst)
+            or inst.asset_class in _PERPETUAL_CLASSES
+        ):
             return None
         if inst.asset_class in _UNMARGINED_CLASSES:
             return None

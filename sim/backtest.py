@@ -521,6 +521,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("account", "maintenance_e8"), 0),
     (("account", "margin_call"), "liquidate"),
     (("account", "futures_margin"), []),
+    (("account", "venues"), {}),  # one account type for every market before it
 )
 
 
