@@ -323,7 +323,8 @@ class Kernel:
     def _margin_book(self, setup: RunSetup) -> MarginBook | None:
         """A margin account's explicit requirements (``kernel.margin``); None without them."""
         account = setup.account
-        if not account.margined:
+        published = self._panel.margin_rows  # the data set's futures margin rows
+        if not account.margined and not (published and not account.cash):
             return None
         if self._currencies.several:
             raise KernelError("margin requirements in a book of several currencies are not built yet")
@@ -341,6 +342,7 @@ class Kernel:
                 unmargined=frozenset(
                     iid for iid, inst in self._instruments.items() if account.type_of(inst) == "cash"
                 ),
+                dataset_rows=published,
             )
             traded = panel.valid[setup.start_step :]
             days = panel.day[setup.start_step :]

@@ -68,6 +68,7 @@ from domain.fixed import (
 from domain.futures import is_daily_settled
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position
+from domain.market import MarginRow
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
 from kernel.desk import OrderDesk
@@ -184,10 +185,14 @@ def _resolved(row: FuturesMarginRow, instrument: Instrument) -> Requirement:
 
 
 def futures_schedules(
-    rows: Sequence[FuturesMarginRow], instruments: Mapping[int, Instrument]
+    rows: Sequence[FuturesMarginRow],
+    instruments: Mapping[int, Instrument],
+    dataset_rows: Sequence[MarginRow] = (),
 ) -> dict[int, tuple[tuple[Requirement, ...], tuple[Requirement, ...]]]:
     """Each daily-settled future's dated requirements, oldest first: (its own rows, the
-    ``"*"`` rows). On a day, its own row in force applies, else the ``"*"`` row in force."""
+    ``"*"`` rows). On a day, its own row in force applies, else the ``"*"`` row in force. A
+    future's own rows are the configuration's rows naming it (the run's, e.g. a broker's house
+    rates) if there are any, else the data set's (``margins.parquet``, the exchange's)."""
     futures = {iid: inst for iid, inst in sorted(instruments.items()) if is_daily_settled(inst)}
     symbols = {inst.symbol for inst in futures.values()}
     unknown = sorted({row.symbol for row in rows} - symbols - {"*"})
@@ -195,13 +200,21 @@ def futures_schedules(
         raise MarginError(
             f"account.futures_margin: {unknown} are not futures of this data set's margin markets"
         )
+    published: dict[int, list[Requirement]] = {}
+    for row in dataset_rows:
+        published.setdefault(row.instrument_id, []).append(
+            Requirement(
+                row.since, row.initial_minor, row.maintenance_minor, row.initial_e8, row.maintenance_e8
+            )
+        )
     schedules = {}
     for iid, inst in futures.items():
-        pair = tuple(
-            _schedule([row for row in rows if row.symbol == name], inst) for name in (inst.symbol, "*")
-        )
-        if pair[0] or pair[1]:
-            schedules[iid] = (pair[0], pair[1])
+        own = _schedule([row for row in rows if row.symbol == inst.symbol], inst)
+        if not own:
+            own = tuple(sorted(published.get(iid, ()), key=lambda item: item.since_day))
+        every = _schedule([row for row in rows if row.symbol == "*"], inst)
+        if own or every:
+            schedules[iid] = (own, every)
     return schedules
 
 
@@ -243,15 +256,17 @@ class MarginBook:
         currency: str,
         commission: CommissionQuote | None = None,
         unmargined: frozenset[int] = frozenset(),
+        dataset_rows: Sequence[MarginRow] = (),
     ) -> None:
         """``unmargined``: instruments of the account's cash markets (``[account] venues``),
-        which carry no requirement here."""
+        which carry no requirement here. ``dataset_rows``: the data set's published futures
+        margin rows (``margins.parquet``), used for a future the configuration names no row for."""
         if policy not in MARGIN_CALL_POLICIES:
             raise MarginError(f"account.margin_call must be one of {MARGIN_CALL_POLICIES}, got {policy!r}")
         self._instruments = dict(instruments)
         self._unmargined = unmargined
         margined = {iid: inst for iid, inst in instruments.items() if iid not in unmargined}
-        self._futures = futures_schedules(futures_margin, margined)
+        self._futures = futures_schedules(futures_margin, margined, dataset_rows)
         self._stock = None
         if stock_initial_e8 or stock_maintenance_e8:
             if not 0 < stock_maintenance_e8 <= stock_initial_e8 <= RATE_SCALE:

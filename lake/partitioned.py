@@ -41,9 +41,10 @@ import pyarrow.parquet as pq
 from domain.instruments import Instrument
 from domain.market import Panel
 from lake.adjust import dataset_actions
+from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
-from lake.store import DatasetError, DatasetRef, actions_table, pivot_bars, write_dataset
+from lake.store import DatasetError, DatasetRef, actions_table, margins_table, pivot_bars, write_dataset
 
 __all__ = ["DAILY_ROW_GROUP", "Lake", "LakeError", "partition_paths"]
 
@@ -432,12 +433,14 @@ class Lake:
         name: str | None = None,
         actions: bool = False,
         reform: str = "carry",
+        margins: Path | None = None,
     ) -> DatasetRef:
         """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
         with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
         (``lake.adjust.dataset_actions``; rights columns only when there is a rights issue).
         Share-structure reform rows are carried flagged ``reform`` (the run's
-        ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out."""
+        ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out. With
+        ``margins`` (a CSV file, ``lake.margins``) also its ``margins.parquet``."""
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
@@ -447,6 +450,13 @@ class Lake:
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
         table = self._dataset_actions(chosen, reform) if actions else None
+        margin_table = None
+        if margins is not None:
+            try:
+                read = read_margin_rows(margins, self.instruments(), chosen)
+            except MarginFileError as error:
+                raise LakeError(str(error)) from None
+            margin_table = margins_table(read.rows) if read.rows else None
         return write_dataset(
             out,
             name=name or f"lake-{self.content_hash[:12]}-{frequency}",
@@ -455,6 +465,7 @@ class Lake:
             instruments=chosen,
             bars=bars.drop_columns(["turnover"]),
             actions=table,
+            margins=margin_table,
         )
 
     def _dataset_actions(self, chosen: list[Instrument], reform: str) -> pa.Table | None:
