@@ -41,7 +41,7 @@ from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
-from kernel.margin import MARGIN_CALL_POLICIES, FuturesMarginRow
+from kernel.margin import MAINTENANCE_CHECKS, MARGIN_CALL_POLICIES, FuturesMarginRow
 from kernel.pipeline import OrderIntent
 
 __all__ = [
@@ -77,11 +77,15 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     margin_call: str = "liquidate"
     futures_margin: list[FuturesMarginRow] = []
     venues: dict[str, str] = {}  # "VENUE" or "VENUE:asset_class" -> "cash" | "margin"
+    maintenance_check: str = "close"  # or "bar": maintenance judged at every bar (kernel.margin)
 
     def __post_init__(self) -> None:
         if self.type not in ACCOUNT_TYPES:
             raise ValueError(f"account.type must be one of {ACCOUNT_TYPES}, got {self.type!r}")
         _check_venues(self.venues)
+        check = self.maintenance_check
+        if check not in MAINTENANCE_CHECKS:
+            raise ValueError(f"account.maintenance_check must be one of {MAINTENANCE_CHECKS}, got {check!r}")
         if not 0 <= self.collar_e8 < RATE_SCALE:
             raise ValueError(f"account.collar_e8 must be in [0, 1e8), got {self.collar_e8}")
         if self.margin_call not in MARGIN_CALL_POLICIES:

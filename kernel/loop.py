@@ -212,6 +212,11 @@ class Kernel:
             desk.watch_orders(self._router)
         self._buying_power = self._cash_account(setup, rules)
         self._margin = self._margin_book(setup)
+        # Steps of an intraday maintenance check ([account] maintenance_check = "bar"): every
+        # step with a bar inside a session (the close keeps its own check, after settlement).
+        self._margin_bars = np.zeros(panel.steps, dtype=np.bool_)
+        if self._margin is not None and setup.account.maintenance_check == "bar":
+            self._margin_bars = panel.valid.any(axis=1) & ~self._day_end
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
@@ -402,6 +407,7 @@ class Kernel:
             | self._commands.mask[window]
             | self._conversion_mask[window]
             | self._corporate.mask[window]
+            | self._margin_bars[window]
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
@@ -440,6 +446,7 @@ class Kernel:
             or self._commands.mask[start]
             or self._conversion_mask[start]
             or self._corporate.mask[start]
+            or self._margin_bars[start]
         ):
             self._step(start, venue_next)
             if progress is not None and self._day_end[start]:
@@ -450,6 +457,8 @@ class Kernel:
         """One step that matters: market events, decision, day end. Returns the venue's next
         activity step."""
         venue_next = self._step_market(step, venue_next)
+        if self._margin_bars[step] and self._margin_at_bar(step):
+            venue_next = self._venue_next(step)
         if self._day_end[step] and self.state.open_orders:
             # Day orders of the session end at its close, before a decision taken at the close.
             self.desk.expire_day_orders(step)
@@ -800,6 +809,25 @@ class Kernel:
         if self._kill.flattening:
             self._kill.flatten(step, self.valuation.prices(step))
         desk.journal(StateSnapshotted(ts_ns=ts_ns, day=day, snapshot=self.state.snapshot()))
+
+    def _margin_at_bar(self, step: int) -> bool:
+        """The intraday maintenance check (``kernel.margin``); True when the account was called."""
+        assert self._margin is not None
+        day = int(self._panel.day[step])
+        try:
+            called = self._margin.intrabar(
+                self.desk,
+                step,
+                int(self._panel.ts_ns[step]),
+                day,
+                self.valuation.nav_minor(step),
+                self.valuation.prices(step),
+                self._margin_halt,
+                halted=not self._kill.armed,
+            )
+        except MarginError as error:
+            raise KernelError(f"day {day}: {error}") from None
+        return called is not None
 
     def _margin_halt(self, step: int, ts_ns: int, reason: str, limit: int, observed: int) -> None:
         self._kill.trip(step, ts_ns, "margin_call", limit, observed, reason)

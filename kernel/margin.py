@@ -75,6 +75,7 @@ from kernel.desk import OrderDesk
 from kernel.pipeline import OrderIntent
 
 __all__ = [
+    "MAINTENANCE_CHECKS",
     "MARGIN_CALL_POLICIES",
     "MARGIN_CALL_STRATEGY_ID",
     "FuturesMarginRow",
@@ -84,6 +85,7 @@ __all__ = [
 ]
 
 MARGIN_CALL_POLICIES = ("liquidate", "halt")
+MAINTENANCE_CHECKS = ("close", "bar")
 MARGIN_CALL_STRATEGY_ID = "margin_call"
 _PERPETUAL_CLASSES = frozenset({"crypto_perp"})  # margined by kernel.liquidation
 _UNMARGINED_CLASSES = frozenset({"option", "index"})  # options: not built; indexes do not trade
@@ -439,8 +441,11 @@ class MarginBook:
         equity_minor: int,
         marks: Mapping[int, int],
         halt: HaltFn,
+        *,
+        intraday: bool = False,
     ) -> MarginCalled | None:
-        """The maintenance check at a session's close; journals and acts on a margin call."""
+        """The maintenance check at a session's close (``intraday``: at a bar inside it, with
+        ``[account] maintenance_check = "bar"``); journals and acts on a margin call."""
         positions = {iid: position.qty_raw for iid, position in desk.state.positions.items()}
         maintenance = self.in_use(day, positions, marks, initial=False)
         total = sum(maintenance.values())
@@ -450,7 +455,9 @@ class MarginBook:
         digits = minor_digits(self.currency)
         reason = (
             f"MARGIN_CALL: equity={to_decimal(equity_minor, digits)} < maintenance="
-            f"{to_decimal(total, digits)} {self.currency} (initial={to_decimal(initial, digits)}); "
+            f"{to_decimal(total, digits)} {self.currency} (initial={to_decimal(initial, digits)}"
+            + ("; at a bar" if intraday else "")
+            + "); "
             + ("liquidate to initial margin" if self.policy == "liquidate" else "halt")
         )
         called = MarginCalled(
@@ -470,6 +477,26 @@ class MarginBook:
             side = -1 if qty > 0 else 1
             desk.submit(step, ts_ns, MARGIN_CALL_STRATEGY_ID, iid, side, abs(qty), marks[iid])
         return called
+
+    def intrabar(
+        self,
+        desk: OrderDesk,
+        step: int,
+        ts_ns: int,
+        day: int,
+        equity_minor: int,
+        marks: Mapping[int, int],
+        halt: HaltFn,
+        halted: bool,
+    ) -> MarginCalled | None:
+        """The maintenance check at a bar inside a session. Not while a call is being acted on:
+        the margin call's own orders still working (they trade at the next bar), or trading
+        halted (``halted``: the kill switch is not armed). Otherwise as at the close."""
+        if halted or any(
+            order.strategy_id == MARGIN_CALL_STRATEGY_ID for order in desk.state.open_orders.values()
+        ):
+            return None
+        return self.close(desk, step, ts_ns, day, equity_minor, marks, halt, intraday=True)
 
 
 def _liquidation_plan(

@@ -522,6 +522,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("account", "margin_call"), "liquidate"),
     (("account", "futures_margin"), []),
     (("account", "venues"), {}),  # one account type for every market before it
+    (("account", "maintenance_check"), "close"),  # maintenance judged at each close before it
 )
 
 
