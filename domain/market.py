@@ -100,6 +100,9 @@ class Panel:
     # Futures margin requirements (``kernel.margin``), sorted by (instrument_id, since); empty
     # when the data set has no margins table.
     margin_rows: tuple[MarginRow, ...] = ()
+    # Delisting dates: (instrument_id, last session day YYYYMMDD), sorted by instrument; empty
+    # when the data set has no delistings table.
+    delistings: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)

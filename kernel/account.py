@@ -41,6 +41,7 @@ from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
+from kernel.delisting import DELISTED_POLICIES
 from kernel.margin import MAINTENANCE_CHECKS, MARGIN_CALL_POLICIES, FuturesMarginRow
 from kernel.pipeline import OrderIntent
 
@@ -78,11 +79,14 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     futures_margin: list[FuturesMarginRow] = []
     venues: dict[str, str] = {}  # "VENUE" or "VENUE:asset_class" -> "cash" | "margin"
     maintenance_check: str = "close"  # or "bar": maintenance judged at every bar (kernel.margin)
+    delisted: str = "hold"  # or "sell_before": a delisted name's position (kernel.delisting)
 
     def __post_init__(self) -> None:
         if self.type not in ACCOUNT_TYPES:
             raise ValueError(f"account.type must be one of {ACCOUNT_TYPES}, got {self.type!r}")
         _check_venues(self.venues)
+        if self.delisted not in DELISTED_POLICIES:
+            raise ValueError(f"account.delisted must be one of {DELISTED_POLICIES}, got {self.delisted!r}")
         check = self.maintenance_check
         if check not in MAINTENANCE_CHECKS:
             raise ValueError(f"account.maintenance_check must be one of {MAINTENANCE_CHECKS}, got {check!r}")

@@ -49,6 +49,7 @@ from kernel.account import BuyingPower, currency_conflicts
 from kernel.carry import Carry
 from kernel.corporate_actions import CorporateActionBook
 from kernel.currencies import CurrencyBook, FxConversion, conversion_amounts
+from kernel.delisting import Delistings
 from kernel.desk import EventSink, OrderDesk
 from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
@@ -212,6 +213,7 @@ class Kernel:
             desk.watch_orders(self._router)
         self._buying_power = self._cash_account(setup, rules)
         self._margin = self._margin_book(setup)
+        self._delistings = Delistings(panel, self._day_end, setup.account.delisted)
         # Steps of an intraday maintenance check ([account] maintenance_check = "bar"): every
         # step with a bar inside a session (the close keeps its own check, after settlement).
         self._margin_bars = np.zeros(panel.steps, dtype=np.bool_)
@@ -778,6 +780,8 @@ class Kernel:
                 )
             except MarginError as error:
                 raise KernelError(f"day {day}: {error}") from None
+        if self._delistings.active:  # delisting events and "sell_before" orders (kernel.delisting)
+            self._delistings.close(desk, step, ts_ns, day, self.valuation.prices(step))
         values = self.valuation.position_values(step)
         exposures = self.valuation.exposures(step) if self._futures.active else values
         if self.valuation.currencies is None:

@@ -44,7 +44,15 @@ from lake.adjust import dataset_actions
 from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
-from lake.store import DatasetError, DatasetRef, actions_table, margins_table, pivot_bars, write_dataset
+from lake.store import (
+    DatasetError,
+    DatasetRef,
+    actions_table,
+    delistings_table,
+    margins_table,
+    pivot_bars,
+    write_dataset,
+)
 
 __all__ = ["DAILY_ROW_GROUP", "Lake", "LakeError", "partition_paths"]
 
@@ -457,6 +465,7 @@ class Lake:
             except MarginFileError as error:
                 raise LakeError(str(error)) from None
             margin_table = margins_table(read.rows) if read.rows else None
+        delisted = self.delistings(chosen)
         return write_dataset(
             out,
             name=name or f"lake-{self.content_hash[:12]}-{frequency}",
@@ -466,7 +475,23 @@ class Lake:
             bars=bars.drop_columns(["turnover"]),
             actions=table,
             margins=margin_table,
+            delistings=delistings_table(delisted) if delisted else None,
         )
+
+    def delistings(self, chosen: list[Instrument]) -> dict[int, int]:
+        """The delisting day of each of ``chosen`` that the lake's metadata reports give one
+        (``tape ingest metadata``; ``reports/metadata-NNNNNN.json``, a later report's day wins)."""
+        by_name = {f"{inst.venue}:{inst.symbol}": inst.instrument_id for inst in chosen}
+        found: dict[int, int] = {}
+        for report in sorted((self.root / "reports").glob("metadata-*.json")):
+            try:
+                days = json.loads(report.read_text()).get("delisting", {})
+            except (OSError, ValueError) as error:
+                raise LakeError(f"{report}: unreadable metadata report: {error}") from None
+            for name, day in sorted(days.items()):
+                if name in by_name:
+                    found[by_name[name]] = int(day)
+        return found
 
     def _dataset_actions(self, chosen: list[Instrument], reform: str) -> pa.Table | None:
         if reform not in ("carry", "skip"):

@@ -14,6 +14,7 @@ Layout (one folder per data set)::
                                  unit of currency in base, 1e-8; ``domain.fx``)
     DATASET/margins.parquet      (optional) instrument_id, since, initial_e8, maintenance_e8,
                                  initial_minor, maintenance_minor (futures margin rows)
+    DATASET/delistings.parquet   (optional) instrument_id, last_day (delisting dates)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
 blake2b over the data files' names and bytes; the kernel journals it and replay refuses
@@ -49,6 +50,7 @@ __all__ = [
     "dataset_ref",
     "fx_table",
     "load_panel",
+    "delistings_table",
     "margins_table",
     "pivot_bars",
     "write_dataset",
@@ -89,6 +91,7 @@ _OPTIONAL_FILES = (
     "settlements.parquet",
     "fx.parquet",
     "margins.parquet",
+    "delistings.parquet",
 )
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
 _ACTION_SCHEMA = pa.schema(
@@ -143,6 +146,20 @@ _MARGIN_SCHEMA = pa.schema(
 )
 
 
+_DELISTING_SCHEMA = pa.schema(
+    [
+        pa.field("instrument_id", pa.int32(), nullable=False),
+        pa.field("last_day", pa.int32(), nullable=False),  # YYYYMMDD: the last session
+    ]
+)
+
+
+def delistings_table(rows: dict[int, int]) -> pa.Table:
+    """``{instrument_id: last session day}`` in contract form for ``write_dataset``."""
+    ids = sorted(rows)
+    return pa.table({"instrument_id": ids, "last_day": [rows[i] for i in ids]}, schema=_DELISTING_SCHEMA)
+
+
 def margins_table(rows: list[MarginRow]) -> pa.Table:
     """Rows in contract form for ``write_dataset``."""
     return pa.table(
@@ -184,6 +201,7 @@ def write_dataset(
     settlements: pa.Table | None = None,
     fx: pa.Table | None = None,
     margins: pa.Table | None = None,
+    delistings: pa.Table | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -209,6 +227,9 @@ def write_dataset(
     if margins is not None:
         margins = _checked_margins(margins, instruments)
         pq.write_table(margins, path / "margins.parquet", compression="zstd")
+    if delistings is not None:
+        delistings = _checked_delistings(delistings, instruments, bars)
+        pq.write_table(delistings, path / "delistings.parquet", compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,
@@ -290,9 +311,7 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
     if (path / "fx.parquet").exists():
         rows = _checked_fx(pq.read_table(path / "fx.parquet")).to_pylist()
         panel = dataclasses.replace(panel, fx_rates=tuple(FxRate(**row) for row in rows))
-    if (path / "margins.parquet").exists():
-        rows = _checked_margins(pq.read_table(path / "margins.parquet"), list(instruments)).to_pylist()
-        panel = dataclasses.replace(panel, margin_rows=tuple(MarginRow(**row) for row in rows))
+    panel = _later_tables(path, panel, list(instruments))
     ref = DatasetRef(str(path), digest, str(manifest["frequency"]), str(manifest["calendar"]))
     return panel, ref
 
@@ -353,6 +372,51 @@ def _checked_margins(margins: pa.Table, instruments: list[Instrument]) -> pa.Tab
         seen.add(key)
         _margin_pair(row, where)
     return margins
+
+
+def _later_tables(path: Path, panel: Panel, instruments: list[Instrument]) -> Panel:
+    """The futures margin rows and delisting dates of a data set that has them."""
+    if (path / "margins.parquet").exists():
+        rows = _checked_margins(pq.read_table(path / "margins.parquet"), instruments).to_pylist()
+        panel = dataclasses.replace(panel, margin_rows=tuple(MarginRow(**row) for row in rows))
+    if (path / "delistings.parquet").exists():
+        table = _checked_delistings(pq.read_table(path / "delistings.parquet"), instruments, None)
+        pairs = zip(
+            table.column("instrument_id").to_pylist(), table.column("last_day").to_pylist(), strict=True
+        )
+        panel = dataclasses.replace(panel, delistings=tuple((int(i), int(d)) for i, d in pairs))
+    return panel
+
+
+def _checked_delistings(table: pa.Table, instruments: list[Instrument], bars: pa.Table | None) -> pa.Table:
+    """The delistings table in contract form, sorted by instrument: no nulls, a known
+    instrument once, a real date, and (when written) no bar of the instrument after it."""
+    missing = [name for name in _DELISTING_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise DatasetError(f"delistings: missing columns {missing}")
+    if any(table.column(name).null_count for name in _DELISTING_SCHEMA.names):
+        raise DatasetError("delistings: null values")
+    try:
+        table = table.select(_DELISTING_SCHEMA.names).cast(_DELISTING_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"delistings: {error}") from None
+    table = table.sort_by([("instrument_id", "ascending")])
+    by_id = {inst.instrument_id: inst for inst in instruments}
+    ids = table.column("instrument_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        raise DatasetError("delistings: an instrument has two rows")
+    for iid, day in zip(ids, table.column("last_day").to_pylist(), strict=True):
+        inst = by_id.get(iid)
+        if inst is None:
+            raise DatasetError(f"delistings: instrument_id {iid} is not in the instrument master")
+        _real_day(day, f"delistings: {inst.symbol}")
+        if bars is not None:
+            own = pa.compute.equal(bars.column("instrument_id"), iid)
+            mask = pa.compute.and_(own, pa.compute.greater(bars.column("day"), day))
+            after = int(pa.compute.sum(mask).as_py() or 0)
+            if after:
+                raise DatasetError(f"delistings: {inst.symbol} has {after} bar(s) after its last day {day}")
+    return table
 
 
 def _real_day(day: int, where: str) -> None:
