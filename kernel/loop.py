@@ -215,10 +215,11 @@ class Kernel:
         self._margin = self._margin_book(setup)
         self._delistings = Delistings(panel, self._day_end, setup.account.delisted)
         # Steps of an intraday maintenance check ([account] maintenance_check = "bar"): every
-        # step with a bar inside a session (the close keeps its own check, after settlement).
+        # step inside a session (the close keeps its own check, after settlement); a step of
+        # rows still to arrive is judged when it runs.
         self._margin_bars = np.zeros(panel.steps, dtype=np.bool_)
         if self._margin is not None and setup.account.maintenance_check == "bar":
-            self._margin_bars = panel.valid.any(axis=1) & ~self._day_end
+            self._margin_bars = ~self._day_end
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None

@@ -120,6 +120,10 @@ def test_tape_export_carries_margin_rows_and_a_run_uses_them(tmp_path: Path) -> 
          "initial_minor": 300_000, "maintenance_minor": 240_000}
     ]  # fmt: skip
     assert meta.tape(["export", str(lake), str(tmp_path / "plain"), "--calendar", "24x7"]) == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("symbol,since,initial,maintenance\nFESX-2006,2006-01-01,3000,3500\nNOPE,2006-01-01,1,1\n")
+    args = ["export", str(lake), str(tmp_path / "refused"), "--calendar", "24x7", "--margins", str(bad)]
+    assert meta.tape(args) == 2 and not (tmp_path / "refused").exists()
     common = {"currency": "EUR", "initial_cash": "10000", "risk": proxy.LEVERED,
               "futures": FuturesConfig(settlement="close")}  # fmt: skip
     configured = make_config(
