@@ -92,3 +92,22 @@ def test_the_setting_journals_only_when_not_the_default(
     with pytest.raises(ValueError, match="maintenance_check must be one of"):
         AccountConfig(maintenance_check="tick")
     assert build_setup(msgspec.structs.replace(bar), proxy.Plan({})).account.maintenance_check == "bar"
+
+
+def test_a_halting_bar_check_calls_once_while_trading_is_halted(tmp_path: Path) -> None:
+    from domain.events import KillSwitchTripped
+
+    account = AccountConfig(futures_margin=proxy.PROXY_ROWS, maintenance_check="bar", margin_call="halt")
+    config = proxy._proxy_config(tmp_path, "halt", account)
+    run_backtest(config, proxy.Plan({("2015-07-06", "10:00"): 9.0}))
+    events = _events(config.journal)
+    calls = [e for e in events if isinstance(e, MarginCalled)]
+    tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
+    # The first intraday breach halts; no bar inside a session calls again while halted (the
+    # closes still judge the account, as without the bar check).
+    assert calls and "at a bar" in calls[0].reason and calls[0].policy == "halt"
+    assert [c for c in calls[1:] if "at a bar" in c.reason] == []
+    assert tripped and tripped[0].trigger == "margin_call" and tripped[0].ts_ns == calls[0].ts_ns
+    assert not [
+        e for e in events if isinstance(e, OrderSubmitted) and e.strategy_id == MARGIN_CALL_STRATEGY_ID
+    ]
