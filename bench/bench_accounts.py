@@ -111,7 +111,9 @@ def main() -> None:
         ]
     print(f"load: {load}")
     for name, base, checked in rows:
-        print(f"{name:34s} without {base:7.3f} s CPU  with {checked:7.3f} s CPU  ratio {checked / base:5.2f}x")
+        print(
+            f"{name:34s} without {base:7.3f} s CPU  with {checked:7.3f} s CPU  ratio {checked / base:5.2f}x"
+        )
     print(f"per_market journal records: margin {RECORDS['margin']}, XSHG cash {RECORDS['split']}")
     print(f"intraday journal records: close {RECORDS['close']}, bar {RECORDS['bar']}")
 
