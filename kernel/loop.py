@@ -334,8 +334,6 @@ class Kernel:
         published = self._panel.margin_rows  # the data set's futures margin rows
         if not account.margined and not (published and not account.cash):
             return None
-        if self._currencies.several:
-            raise KernelError("margin requirements in a book of several currencies are not built yet")
         panel = self._panel
         quote = getattr(setup.venue, "commission_quote", None)
         try:
@@ -676,6 +674,7 @@ class Kernel:
                 holdings,
                 prices,
                 self.state.open_orders,
+                self._margin_to_base(step),
             )
         except MarginError as error:
             raise KernelError(f"step {step}: {error}") from None
@@ -778,6 +777,7 @@ class Kernel:
                     self.valuation.nav_minor(step),
                     self.valuation.prices(step),
                     self._margin_halt,
+                    to_base=self._margin_to_base(step),
                 )
             except MarginError as error:
                 raise KernelError(f"day {day}: {error}") from None
@@ -829,10 +829,18 @@ class Kernel:
                 self.valuation.prices(step),
                 self._margin_halt,
                 halted=not self._kill.armed,
+                to_base=self._margin_to_base(step),
             )
         except MarginError as error:
             raise KernelError(f"day {day}: {error}") from None
         return called is not None
+
+    def _margin_to_base(self, step: int) -> Callable[[int, str], int] | None:
+        """Margin requirements into the base at the step's rates (several currencies), or None."""
+        if not self._currencies.several:
+            return None
+        book, base = self._currencies, self.setup.currency
+        return lambda amount, currency: to_base_minor(amount, currency, base, book.rate_e8(currency, step))
 
     def _margin_halt(self, step: int, ts_ns: int, reason: str, limit: int, observed: int) -> None:
         self._kill.trip(step, ts_ns, "margin_call", limit, observed, reason)

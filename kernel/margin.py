@@ -237,6 +237,7 @@ def _in_force(schedule: tuple[Requirement, ...], day: int) -> Requirement | None
 
 
 CommissionQuote = Callable[[Instrument, int, int], int]
+ToBase = Callable[[int, str], int]  # (amount minor, its currency) -> minor units of the base
 HaltFn = Callable[[int, int, str, int, int], None]  # (step, ts, reason, limit, observed)
 
 
@@ -280,6 +281,7 @@ class MarginBook:
         self.policy = policy
         self.currency = currency
         self._commission = commission
+        self._to_base: ToBase | None = None
         self.active = bool(self._futures) or self._stock is not None
 
     # --- requirements -------------------------------------------------------------------------
@@ -343,9 +345,16 @@ class MarginBook:
         positions: Mapping[int, int],
         marks: Mapping[int, int],
         open_orders: Mapping[str, Order],
+        to_base: ToBase | None = None,
     ) -> tuple[list[OrderIntent], list[RuleVerdict]]:
-        """The orders the account's free margin allows, and a verdict for each order changed."""
-        in_use = sum(self.in_use(day, positions, marks, initial=True).values())
+        """The orders the account's free margin allows, and a verdict for each order changed.
+        ``to_base``: a book of several currencies converts each requirement into the base (the
+        equity's currency) at the day's rate; None: one currency."""
+        self._to_base = to_base
+        in_use = sum(
+            self._base(iid, amount)
+            for iid, amount in self.in_use(day, positions, marks, initial=True).items()
+        )
         projected = dict(positions)
         reserved = 0
         for order_id in sorted(open_orders):
@@ -356,10 +365,13 @@ class MarginBook:
             px = order.limit_px_raw or marks.get(iid, 0)
             held = projected.get(iid, 0)
             after = held + order.side * order.leaves_qty_raw
-            reserved += max(
-                self.amount(iid, day, after, px, initial=True)
-                - self.amount(iid, day, held, px, initial=True),
-                0,
+            reserved += self._base(
+                iid,
+                max(
+                    self.amount(iid, day, after, px, initial=True)
+                    - self.amount(iid, day, held, px, initial=True),
+                    0,
+                ),
             )
             projected[iid] = after
         free = equity_minor - in_use - reserved
@@ -385,9 +397,17 @@ class MarginBook:
         """Initial margin an order of ``qty`` adds, with its commission; <= 0 when it lowers it."""
         increment = self._increment(day, iid, held, side * qty, px)
         if increment <= 0 or self._commission is None:
-            return increment
+            return self._base(iid, increment)
         inst = self._instruments[iid]
-        return increment + self._commission(inst, notional_minor(inst, qty, px, Rounding.CEILING), qty)
+        return self._base(
+            iid, increment + self._commission(inst, notional_minor(inst, qty, px, Rounding.CEILING), qty)
+        )
+
+    def _base(self, iid: int, amount: int) -> int:
+        """``amount`` (minor units of the instrument's currency) in the base."""
+        if self._to_base is None:
+            return amount
+        return self._to_base(amount, self._instruments[iid].currency)
 
     def _order(
         self,
@@ -418,7 +438,7 @@ class MarginBook:
         kept = closing + low * lot
         after = self._cost(day, iid, held, side, kept, px) if kept else 0
         equity, in_use, reserved = context
-        ccy = self._instruments[iid].currency
+        ccy = self._instruments[iid].currency if self._to_base is None else self.currency
         verdicts.append(RuleVerdict(
             rule="initial_margin", action="clip" if kept else "reject", unit="minor", limit=free,
             observed=cost, observed_after=after, instrument_ids=[iid],
@@ -443,15 +463,25 @@ class MarginBook:
         halt: HaltFn,
         *,
         intraday: bool = False,
+        to_base: ToBase | None = None,
     ) -> MarginCalled | None:
         """The maintenance check at a session's close (``intraday``: at a bar inside it, with
-        ``[account] maintenance_check = "bar"``); journals and acts on a margin call."""
+        ``[account] maintenance_check = "bar"``); journals and acts on a margin call. With
+        ``to_base`` (several currencies) each position's requirement is converted into the base,
+        the equity's currency, before the sums."""
+        self._to_base = to_base
         positions = {iid: position.qty_raw for iid, position in desk.state.positions.items()}
-        maintenance = self.in_use(day, positions, marks, initial=False)
+        maintenance = {
+            iid: self._base(iid, amount)
+            for iid, amount in self.in_use(day, positions, marks, initial=False).items()
+        }
         total = sum(maintenance.values())
         if not maintenance or equity_minor >= total:
             return None
-        initial = sum(self.in_use(day, positions, marks, initial=True).values())
+        initial = sum(
+            self._base(iid, amount)
+            for iid, amount in self.in_use(day, positions, marks, initial=True).items()
+        )
         digits = minor_digits(self.currency)
         reason = (
             f"MARGIN_CALL: equity={to_decimal(equity_minor, digits)} < maintenance="
@@ -488,6 +518,7 @@ class MarginBook:
         marks: Mapping[int, int],
         halt: HaltFn,
         halted: bool,
+        to_base: ToBase | None = None,
     ) -> MarginCalled | None:
         """The maintenance check at a bar inside a session. Not while a call is being acted on:
         the margin call's own orders still working (they trade at the next bar), or trading
@@ -496,7 +527,7 @@ class MarginBook:
             order.strategy_id == MARGIN_CALL_STRATEGY_ID for order in desk.state.open_orders.values()
         ):
             return None
-        return self.close(desk, step, ts_ns, day, equity_minor, marks, halt, intraday=True)
+        return self.close(desk, step, ts_ns, day, equity_minor, marks, halt, intraday=True, to_base=to_base)
 
 
 def _liquidation_plan(

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.events import LedgerPosted, OrderFilled, RiskVerdict
+from domain.events import DayClosed, LedgerPosted, OrderFilled, OrderSubmitted, RiskVerdict
 from domain.fx import FxRate
 from domain.instruments import Instrument
 from domain.ledger import cash_account
@@ -308,3 +308,59 @@ def test_a_currency_shared_by_a_cash_and_a_margin_market_is_refused(tmp_path: Pa
     )  # fmt: skip
     with pytest.raises(KernelError, match=r"same currency: CNY \(cash: XSHG:equity; margin: XSHE:equity\)"):
         run_backtest(cfg, RandomTargets([0.1, 0.1, 0.1, 0.1], 5))
+
+
+class AaplLevered(three.ThreeMarkets):
+    def __init__(self) -> None:
+        super().__init__([0.3, 2.5, 0.0])
+
+
+@pytest.mark.needs_shared_data
+def test_us_margin_requirements_in_a_cny_based_book(dataset: Path, tmp_path: Path) -> None:
+    """Base CNY; SPDB in a cash account, AAPL on margin with Reg T 50% / 25% (constructed FX):
+    the 2.5x AAPL target is cut to what the equity margins, the requirement converted from USD
+    into CNY at the day's rate, and the CNY cash of the A-share market never goes negative."""
+    from domain.fixed import Rounding, apply_rate
+    from domain.fx import to_base_minor
+    from domain.instruments import notional_minor
+    from tests.integration.test_margin_accounts import LEVERED
+
+    account = AccountConfig(venues={"XSHG": "cash"}, initial_e8=50_000_000, maintenance_e8=25_000_000)
+    cfg = three.config(
+        tmp_path, dataset, "cny", account=account, currency="CNY", initial_cash="2000000", risk=LEVERED,
+        fx=FxConfig(initial_cash={"USD": "1000000"}),
+        strategy=StrategyConfig(entry="tests.integration.test_account_per_market:AaplLevered"),
+    )  # fmt: skip
+    run_backtest(cfg, AaplLevered())
+    events = _events(Path(cfg.journal))
+    assert min(_cash_paths(events, ("CNY",))["CNY"]) >= 0
+    verdicts = [e for e in events if isinstance(e, RiskVerdict) and e.rule == "initial_margin"]
+    assert verdicts and all(v.instrument_ids == [2] for v in verdicts)  # AAPL only: SPDB is cash
+    first = verdicts[0]
+    assert first.observed > first.limit >= first.observed_after > 0 and "CNY minor" in first.detail
+    # The kept order's requirement, recomputed in USD and converted at that day's constructed rate.
+    order = next(
+        e for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == 2 and e.ts_ns == first.ts_ns
+    )
+    rate = next(
+        r.rate_e8 for r in three.constructed_rates([e.day for e in events if isinstance(e, DayClosed)])
+        if r.currency == "USD" and r.base == "CNY" and r.day == first_day(events, first.ts_ns)
+    )  # fmt: skip
+    notional = notional_minor(three.AAPL, order.qty_raw, order.decision_px_raw, Rounding.CEILING)
+    usd = apply_rate(notional, 50_000_000, Rounding.CEILING)
+    # plus the default venue commission, 0.1% of the notional (its rounding: either way)
+    low, high = (usd + apply_rate(notional, 100_000, way) for way in (Rounding.FLOOR, Rounding.CEILING))
+    assert (
+        to_base_minor(low, "USD", "CNY", rate)
+        <= first.observed_after
+        <= to_base_minor(high, "USD", "CNY", rate)
+    )
+    with open_journal(cfg.journal) as journal:
+        from cli.wiring import replay_builder
+
+        assert replay(journal, replay_builder).ok
+
+
+def first_day(events: list[Any], ts_ns: int) -> int:
+    """The session day of the first DayClosed at or after ``ts_ns``."""
+    return next(e.day for e in events if isinstance(e, DayClosed) and e.ts_ns >= ts_ns)
