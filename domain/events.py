@@ -51,6 +51,7 @@ __all__ = [
     "OrderSubmitted",
     "OperatorCommanded",
     "MarginCalled",
+    "InstrumentDelisted",
     "PositionLiquidated",
     "OptionExpired",
     "ParentCreated",
@@ -647,6 +648,22 @@ class MarginCalled(Event, frozen=True, tag="margin.called.v1"):
     reason: str  # "MARGIN_CALL: equity=..., maintenance=..." with the numbers
 
 
+class InstrumentDelisted(Event, frozen=True, tag="instrument.delisted.v1"):
+    """An instrument's delisting date (the data set's ``delistings.parquet``) reached: journaled
+    at the close of its last session (``kernel/delisting.py``), only for data sets that carry
+    one. ``qty_raw`` is what the book still holds, marked from here on at ``mark_px_raw`` (its
+    last close); ``policy`` the run's ``[account] delisted``; ``note`` says what it did."""
+
+    day: int
+    step: int
+    instrument_id: int
+    last_day: int
+    qty_raw: int
+    mark_px_raw: int
+    policy: str
+    note: str
+
+
 class FutureSettled(Event, frozen=True, tag="future.settled.v1"):
     """A futures position marked to the session's settlement price at its close (daily
     settlement, ``kernel/futures.py``). ``variation_minor = settled_value_minor -
@@ -933,6 +950,7 @@ AnyEvent = (
     | ParentDone
     | FutureSettled
     | MarginCalled
+    | InstrumentDelisted
     | OrderReplaced
     | OrderReplaceRejected
     | VenueMessageReceived

@@ -558,6 +558,9 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("account", "maintenance_e8"), 0),
     (("account", "margin_call"), "liquidate"),
     (("account", "futures_margin"), []),
+    (("account", "venues"), {}),  # one account type for every market before it
+    (("account", "maintenance_check"), "close"),  # maintenance judged at each close before it
+    (("account", "delisted"), "hold"),  # a delisted name's position was held before it
     (("paper", "latency_ms"), 0),  # the paper broker (venue.kind = "paper"): none before it
     (("paper", "latency_jitter_ms"), 0),
     (("paper", "quotes"), False),

@@ -218,7 +218,7 @@ class LiveBridge:
                 resend=resend,
             )
         except VenueError as error:
-            self._emit(order.order_id, "reject", reason=f"{error.rule}: {error.reason}")
+            self._emit(order.order_id, "reject", reason=error.reason)
             self._known[order.order_id].closed = True
             return
         self.counts.sent += 1
@@ -235,7 +235,7 @@ class LiveBridge:
                 self._emit(order.order_id, "reject", reason="ORDER_NOT_FOUND: the venue never received it")
                 known.closed = True
             else:
-                self._emit(order.order_id, "cancel_rejected", reason=f"{error.rule}: {error.reason}")
+                self._emit(order.order_id, "cancel_rejected", reason=error.reason)
             return
         self.counts.cancels_sent += 1
         self.take_updates()
