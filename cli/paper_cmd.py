@@ -41,7 +41,14 @@ from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
 from cli.report_cmd import print_report
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
-from domain.events import BarsReceived, CommandReceived, QuoteReceived, RunStarted, VenueConnection
+from domain.events import (
+    BarsReceived,
+    CommandReceived,
+    QuoteReceived,
+    RunStarted,
+    VenueConnection,
+    VenueHeartbeat,
+)
 from domain.instruments import Instrument
 from domain.orders import OrderStatus
 from domain.riskrules import KillState
@@ -449,6 +456,8 @@ async def _session(
             await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
         watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
         watchers += [asyncio.create_task(pump.watch_quotes(venue, iid)) for iid in pump.quoted(config, ids)]
+        if config.paper.heartbeat_s:
+            watchers.append(asyncio.create_task(pump.heartbeat(venue, config.paper.heartbeat_s)))
         try:
             playing = None
             if local is not None:
@@ -513,6 +522,7 @@ class _Pump:
         self._health_sent: int | None = None  # the time of this watch's last command
         self.venue_name = ""
         self.connection: list[tuple[str, str]] = []  # market data's (state, detail), not journaled yet
+        self.heartbeats: list[tuple[bool, int, str]] = []  # (ok, round trip ns, why not), not journaled yet
         self.health_command = "halt"
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
@@ -596,6 +606,11 @@ class _Pump:
             self.journal.append(
                 VenueConnection(ts_ns=now, venue=self.venue_name, stream="market", state=state, detail=detail)
             )
+        beats, self.heartbeats = self.heartbeats, []
+        for ok, rtt, detail in beats:
+            self.journal.append(
+                VenueHeartbeat(ts_ns=now, venue=self.venue_name, ok=ok, rtt_ns=rtt, detail=detail)
+            )
 
     def _health(self, now: int) -> None:
         if self.stale is not None:
@@ -675,6 +690,18 @@ class _Pump:
             failures = 0
             self.quotes.append(quote)
             self.arrived.set()
+
+    async def heartbeat(self, venue: CcxtVenue, every_s: float) -> None:
+        """Every ``every_s`` seconds of the wall clock: one timed round trip to the venue,
+        journaled at the next pass (``VenueHeartbeat``); a failure is journaled with its reason."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                rtt = await venue.round_trip()
+            except Exception as error:
+                self.heartbeats.append((False, 0, str(map_error(error))))
+            else:
+                self.heartbeats.append((True, rtt, ""))
 
     async def catch_up(self, venue: CcxtVenue, ids: list[int], frequency: str, since_ms: int) -> None:
         """The bars each name's venue played from ``since_ms`` on (a resumed session's gap)."""

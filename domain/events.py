@@ -86,6 +86,7 @@ __all__ = [
     "VenueMessageReceived",
     "VenueReconciled",
     "VenueConnection",
+    "VenueHeartbeat",
     "VenueMessageRefused",
     "decode_event",
     "encode_event",
@@ -879,6 +880,18 @@ class QuoteReceived(Event, frozen=True, tag="market.quote_received.v1"):
     venue_ts_ns: int = 0
 
 
+class VenueHeartbeat(Event, frozen=True, tag="venue.heartbeat.v1"):
+    """INPUT: a paper or live session's periodic round trip to its venue (``paper.heartbeat_s``:
+    a REST time request), stamped with the edge's clock; ``rtt_ns`` is the round trip as the
+    edge timed it, 0 with ``ok`` false when the venue did not answer (``detail`` says why). No
+    state of the kernel changes; the ops metrics and the cockpit read them."""
+
+    venue: str
+    ok: bool
+    rtt_ns: int
+    detail: str = ""
+
+
 class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
     """An input a source refused (out of order, duplicated, off the run's grid, malformed): kept
     with its reason, never applied, so that received = accepted + quarantined."""
@@ -968,6 +981,7 @@ AnyEvent = (
     | VenueReconciled
     | VenueConnection
     | QuoteReceived
+    | VenueHeartbeat
     | ModelRegistered
     | ModelLoaded
     | StrategyCommanded
@@ -985,6 +999,7 @@ INPUT_KINDS = frozenset(
         "venue.reconciled.v1",
         "venue.connection.v1",
         "market.quote_received.v1",
+        "venue.heartbeat.v1",
     }
 )
 

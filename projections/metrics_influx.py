@@ -16,7 +16,8 @@ Series (measurement: tags → fields; integers keep their fixed-point units):
   of an order (``venue.message_received``: the venue's time minus the order's submission, or
   minus its ``sent`` message's time where the edge journals one: the round trip from the send);
   source ``bars``: a live feed's bar arrival lag (``market.bars_received``: ``received_ns``
-  minus the bars' close; records without an arrival stamp are skipped).
+  minus the bars' close; records without an arrival stamp are skipped); source ``heartbeat``: a
+  session's timed round trip to its venue (``venue.heartbeat.v1``, ``paper.heartbeat_s``).
 * ``projection``: projection → last_seq, head_seq, journal_lag_records, lag_s (wall clock
   minus the last applied event time), stamped with the wall clock at write time.
 * ``ohlcv_{tf}`` (``write_bars``, from a lake data set's ``Panel``, not from the journal):
@@ -57,6 +58,7 @@ from domain.events import (
     OrderFilled,
     OrderSubmitted,
     RiskVerdict,
+    VenueHeartbeat,
     VenueMessageReceived,
 )
 from domain.market import Panel
@@ -98,6 +100,7 @@ _FOLDED_KINDS = frozenset(
         "risk.verdict.v2",
         "risk.verdict.v1",
         "venue.message_received.v1",
+        "venue.heartbeat.v1",
         "market.bars_received.v1",
     }
 )
@@ -344,6 +347,8 @@ def fold_record(state: MetricsState, record: Record) -> list[str]:
         return [line("risk_events", tags, {"count": state.risk[key]}, record.ts_ns)]
     if isinstance(event, VenueMessageReceived | BarsReceived):
         return _on_latency(state, record, event)
+    if isinstance(event, VenueHeartbeat):  # a session's timed round trip to its venue
+        return [_latency_line(state, "heartbeat", record.ts_ns, event.rtt_ns)] if event.ok else []
     assert isinstance(event, OrderSubmitted | OrderEvent)
     if isinstance(event, OrderSubmitted):
         state.submitted_ns[event.order_id] = event.ts_ns

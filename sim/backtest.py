@@ -341,8 +341,11 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     latency_ms: int = 0
     latency_jitter_ms: int = 0
     quotes: bool = False
+    heartbeat_s: float = 0.0  # every this many seconds (wall), a timed round trip to the venue; 0: none
 
     def __post_init__(self) -> None:
+        if self.heartbeat_s < 0:
+            raise ValueError(f"paper.heartbeat_s must be >= 0, got {self.heartbeat_s}")
         if self.latency_ms < 0 or self.latency_jitter_ms < 0:
             raise ValueError("paper.latency_ms and paper.latency_jitter_ms must be >= 0")
         if self.clock not in ("wall", "venue"):
@@ -564,6 +567,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("paper", "latency_ms"), 0),  # the paper broker (venue.kind = "paper"): none before it
     (("paper", "latency_jitter_ms"), 0),
     (("paper", "quotes"), False),
+    (("paper", "heartbeat_s"), 0.0),  # no heartbeats before it
 )
 
 

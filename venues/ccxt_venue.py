@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -610,6 +611,13 @@ class CcxtVenue:
         inst = self.instruments[instrument_id]
         rows = await self.exchange.watch_ohlcv(inst.symbol, timeframe)
         return [self._bar(inst, row) for row in rows]
+
+    async def round_trip(self) -> int:
+        """One timed request to the venue (ccxt ``fetch_time``, no retries): its round trip in
+        nanoseconds (a heartbeat). Raises what the request raised."""
+        started = time.perf_counter_ns()
+        await self.exchange.fetch_time()
+        return time.perf_counter_ns() - started
 
     async def watch_quote(self, instrument_id: int) -> VenueQuote:
         """The next best bid / ask of one instrument (ccxt.pro ``watch_bids_asks``: Binance's

@@ -29,11 +29,13 @@ from domain.events import (
     OrderSubmitted,
     QuoteReceived,
     VenueConnection,
+    VenueHeartbeat,
     VenueMessageReceived,
 )
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel
+from projections.metrics_influx import MetricsState, fold_record
 from tests.factories import market_and_history, paper_config
 from venues.paper_broker import LatencyModel
 
@@ -282,3 +284,27 @@ def test_a_venue_that_does_not_answer_halts_through_the_health_watch(
     with open_journal(tmp_path / "journal") as store:
         outcome = replay(store, replay_builder)
         assert outcome.ok, outcome.divergence
+
+
+def test_heartbeats_are_journaled_round_trips_and_reach_the_metrics(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``paper.heartbeat_s``: a timed REST round trip to the venue every so often, journaled as
+    ``venue.heartbeat.v1``; the metrics fold writes them as ``venue_latency`` source
+    ``heartbeat``; the session replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    extra = "heartbeat_s = 0.05\n"
+    config = _config(tmp_path, history, [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])], extra)
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "40"]) == 0
+    events = _events(tmp_path / "journal")
+    beats = [e for e in events if isinstance(e, VenueHeartbeat)]
+    assert len(beats) >= 10 and all(b.ok and 0 < b.rtt_ns < 5 * 10**9 for b in beats)
+    assert all(b.venue == "binance" for b in beats)
+    state = MetricsState()
+    with open_journal(tmp_path / "journal") as store:
+        points = [p for record in store.records() for p in fold_record(state, record)]
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+    assert state.latency["heartbeat"][0] == len(beats)
+    assert any(p.startswith("venue_latency,source=heartbeat ") for p in points)

@@ -36,7 +36,9 @@ def test_a_journal_written_before_the_setting_replays_as_it_ran(tmp_path: Path) 
 def test_the_paper_brokers_settings_are_left_out_until_used_and_checked() -> None:
     paper = PaperConfig(start="2026-01-01T00:00:00Z", end="2026-01-02T00:00:00Z")
     plain = json.loads(_config(paper=paper).canonical_json())["paper"]
-    assert not {"latency_ms", "latency_jitter_ms", "quotes"} & set(plain)  # a paper run as before
+    assert not {"latency_ms", "latency_jitter_ms", "quotes", "heartbeat_s"} & set(plain)  # as before
+    beating = _config(paper=msgspec.structs.replace(paper, heartbeat_s=30.0))
+    assert json.loads(beating.canonical_json())["paper"]["heartbeat_s"] == 30.0
     broker = msgspec.structs.replace(paper, latency_ms=40, latency_jitter_ms=10, quotes=True)
     used = _config(paper=broker, venue=VenueConfig(kind="paper"))
     assert json.loads(used.canonical_json())["paper"]["latency_ms"] == 40
@@ -49,3 +51,5 @@ def test_the_paper_brokers_settings_are_left_out_until_used_and_checked() -> Non
         _config(paper=paper, venue=VenueConfig(kind="paper"), fill=FillModel(commission_min_minor=100))
     with pytest.raises(ValueError, match="latency_ms"):
         msgspec.structs.replace(paper, latency_ms=-1)
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        msgspec.structs.replace(paper, heartbeat_s=-1.0)
