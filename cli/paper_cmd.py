@@ -426,7 +426,7 @@ async def _session(
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()
-    pump.watch_health(config, instruments, started.kernel)
+    pump.watch_health(config, instruments, started.kernel, interval + grace)
     pump.venue_name = config.paper.exchange
     async with contextlib.AsyncExitStack() as stack:
         local = None
@@ -584,15 +584,19 @@ class _Pump:
             failures = 0
             self._take(instrument_id, bars)
 
-    def watch_health(self, config: BacktestConfig, instruments: list[Instrument], kernel: Kernel) -> None:
-        """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age; with
-        ``latency_ns_max`` and a venue that answers later: each unanswered order's wait
-        (``venues.health``). One past its limit goes in as a journaled command from ``health``."""
+    def watch_health(
+        self, config: BacktestConfig, instruments: list[Instrument], kernel: Kernel, overdue_ns: int
+    ) -> None:
+        """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age, judged
+        against the limit or ``overdue_ns`` (a bar and the grace: a bar may be that late without
+        anything being wrong), whichever is longer; with ``latency_ns_max`` and a venue that
+        answers later: each unanswered order's wait (``venues.health``). One past its limit goes
+        in as a journaled command from ``health``."""
         switch = config.kill_switch
         self.health_command = "flatten" if switch.flatten_on_trip else "halt"
         if switch.stale_data_ns_max:
             names = {inst.instrument_id: inst.symbol for inst in instruments}
-            self.stale = StaleWatch(names, switch.stale_data_ns_max)
+            self.stale = StaleWatch(names, max(switch.stale_data_ns_max, overdue_ns))
         if switch.latency_ns_max and isinstance(kernel.setup.venue, OutboxVenue):
             self.answers = AnswerWatch(switch.latency_ns_max)
         self.kernel = kernel

@@ -5,16 +5,17 @@ holds or names, at the decision (``kernel.killswitch``): between decisions, or o
 clock (which a name that stopped printing holds back, ``venues.bar_feed.StepAssembler``), a
 silent name goes unseen. ``StaleWatch`` looks at every pass of the session's loop: a name's age
 is the newest bar close any name reached (or the clock, when later) minus its own newest bar
-close. When one passes the limit the session journals a halt (or, with ``flatten_on_trip``, a
-flatten) as an operator command from ``health`` with the ages in its note, so the trip is a
-journaled input and replays; the watch says so once per episode (again only after every name
-is fresh).
+close. The session sets the limit no shorter than a bar plus its grace period (a bar may be that
+late with nothing wrong). When one passes the limit the session journals a halt (or, with
+``flatten_on_trip``, a flatten) as an operator command from ``health`` with the ages in its
+note, so the trip is a journaled input and replays; the watch says so once per episode (again
+only after every name is fresh).
 
 ``AnswerWatch`` covers a venue that goes silent: the kernel's latency trigger
 (``kill_switch.latency_ns_max``) judges an answer when it comes, so an order that is never
 answered never trips it. Every pass, an order the venue has not acknowledged whose send (its
-``sent`` message, once the kernel has it; before that, the step that submitted it) is older
-than the limit goes in the same way, once per order.
+``sent`` message, as the edge handed it in) is older than the limit goes in the same way, once
+per order; an order not sent yet is not judged.
 """
 
 from __future__ import annotations
