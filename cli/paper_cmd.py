@@ -180,11 +180,6 @@ def cmd_paper(args: argparse.Namespace) -> int:
     config, market, player = prepare_session(args, "paper")
     if config.venue.kind == "live":
         raise ConfigError(f'{args.config}: [venue] kind = "live" trades at the venue: run it with tape live')
-    if config.venue.kind == "paper" and args.resume:
-        raise ConfigError(
-            f'{args.config}: --resume of a [venue] kind = "paper" session is not built (the broker\'s '
-            "orders in flight are not restored): start a new journal"
-        )
     return asyncio.run(run_session(config, market, player, carry_on=args.resume))
 
 
@@ -667,7 +662,8 @@ class _Pump:
     ) -> None:
         """``[venue] kind = "paper"``: the paper broker at the edge answers the kernel's orders."""
         if config.venue.kind == "paper":
-            self.broker = _Broker(config, started, self.journal, clock, interval)
+            resumed_at = self.assembler.handed_to  # the last step a resumed session had
+            self.broker = _Broker(config, started, self.journal, clock, interval, resumed_at)
             self.session.broker = self.broker.broker
 
     def quoted(self, config: BacktestConfig, ids: list[int]) -> list[int]:
@@ -760,23 +756,36 @@ class _Broker:
     clock), the broker's answers handed to the kernel's outbox for its next step."""
 
     def __init__(
-        self, config: BacktestConfig, started: Started, journal: Any, clock: Callable[[], int], interval: int
+        self,
+        config: BacktestConfig,
+        started: Started,
+        journal: Any,
+        clock: Callable[[], int],
+        interval: int,
+        resumed_at: int = 0,
     ) -> None:
         assert config.paper is not None
         outbox = started.kernel.setup.venue
         if not isinstance(outbox, OutboxVenue):
             raise ConfigError('the paper broker needs [venue] kind = "paper"')
         fill = config.fill
+        guard = started.kernel.state.venue_guard
+        # a resumed session numbers on from the messages its kernel took (the rest died with it)
+        next_seq = 1 if guard is None else max([guard.next_seq, *(seq + 1 for seq in guard.held)])
         self.broker = PaperBroker(
             {inst.instrument_id: inst for inst in started.kernel.setup.panel.instruments},
             LatencyModel(config.paper.latency_ms, config.paper.latency_jitter_ms, config.seed),
             BrokerCosts(fill.commission_e8, fill.taker_e8, fill.maker_e8, fill.slippage_e8),
             interval_ns=interval,
+            next_seq=next_seq,
         )
         self.outbox = outbox
         self.journal = journal
         self.clock = clock
         outbox.sending = True
+        if started.note:  # resumed: what the broker held died with the process that ran it
+            orders = started.kernel.state.open_orders
+            outbox.deliver(self.broker.restarted(list(orders.values()), max(clock(), resumed_at)))
 
     def quotes(self, quotes: list[VenueQuote], now: int) -> None:
         for quote in quotes:

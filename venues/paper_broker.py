@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from domain.events import BarsReceived, QuoteReceived, VenueMessage
 from domain.fixed import Rounding, apply_rate
 from domain.instruments import Instrument, notional_minor
-from domain.orders import Order
+from domain.orders import Order, OrderStatus
 
 __all__ = ["BrokerCosts", "LatencyModel", "PaperBroker"]
 
@@ -157,6 +157,22 @@ class PaperBroker:
         self.counts.sent += 1
         self._sent_ns[order.order_id] = sent_ns
         return [self._message(sent_ns, order.order_id, "sent")]
+
+    def restarted(self, open_orders: list[Order], now_ns: int) -> list[VenueMessage]:
+        """A resumed session's broker starts empty: the orders the kernel still holds open were
+        in flight (rejected, ``NOT_SENT``) or resting (cancelled) at the broker that died; the
+        next decision sizes them again."""
+        out = []
+        for order in sorted(open_orders, key=lambda order: order.order_id):
+            if order.status is OrderStatus.SUBMITTED:
+                reason = "NOT_SENT: the paper broker restarted; orders in flight are lost"
+                out.append(self._message(now_ns, order.order_id, "reject", reason=reason))
+                self.counts.rejects += 1
+            else:
+                reason = "paper broker restarted: resting orders are not restored"
+                out.append(self._message(now_ns, order.order_id, "cancelled", reason=reason))
+                self.counts.cancelled += 1
+        return out
 
     # --- in: what the market says ----------------------------------------------------------
 

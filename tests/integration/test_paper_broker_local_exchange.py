@@ -12,6 +12,9 @@ through the real ccxt.pro client): the paper broker at the edge, with a latency 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -36,7 +39,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel
 from projections.metrics_influx import MetricsState, fold_record
-from tests.factories import market_and_history, paper_config
+from tests.factories import count_events, market_and_history, paper_config
 from venues.paper_broker import LatencyModel
 
 HISTORY = 60
@@ -246,9 +249,6 @@ def test_refusals_are_one_clear_line(
     full, history = market
     panel, _ = load_panel(full)
     span = [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])]
-    broker = _config(tmp_path, history, span, 'quotes = true\n\n[venue]\nkind = "paper"\n')
-    assert main(["paper", str(broker), "--local-exchange", str(full), "--resume"]) == 2
-    assert "--resume of a [venue] kind" in capsys.readouterr().out
     plain = tmp_path / "plain"
     plain.mkdir()
     without = _config(plain, history, span, "latency_ms = 5\n")  # the broker's key on the bar simulator
@@ -308,3 +308,42 @@ def test_heartbeats_are_journaled_round_trips_and_reach_the_metrics(
         assert outcome.ok, outcome.divergence
     assert state.latency["heartbeat"][0] == len(beats)
     assert any(p.startswith("venue_latency,source=heartbeat ") for p in points)
+
+
+def test_a_killed_broker_session_resumes_and_replays(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """SIGKILL twice, each time carried on with ``tape paper --resume``: the journal re-derives,
+    the new broker numbers its messages on from the ones the kernel took, and the orders the
+    kernel still held open (in flight or resting at the broker that died) are rejected or
+    cancelled; each step arrives once and the finished session replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    span = [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])]
+    extra = f'latency_ms = {30 * HOUR_MS}\nquotes = true\n\n[venue]\nkind = "paper"\n'
+    config = _config(tmp_path, history, span, extra)
+    config.write_text(config.read_text().replace("grace_s = 60", f"grace_s = {5 * 86_400}"))
+    journal = tmp_path / "journal"
+    base = [sys.executable, "-m", "cli.main", "paper", str(config), "--local-exchange", str(full)]
+    seen = 0
+    for attempt, kill_after in enumerate((15, 45)):
+        argv = [*base, "--speed", "15", *(["--resume"] if attempt else [])]
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 60
+        while count_events(journal, BarsReceived) < kill_after and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.kill()
+        output, _ = process.communicate(timeout=30)
+        bars = count_events(journal, BarsReceived)
+        assert bars >= kill_after > seen, output
+        seen = bars
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "40", "--resume"]) == 0
+    events = _events(journal)
+    messages = [e.message for e in events if isinstance(e, VenueMessageReceived)]
+    assert [m.venue_seq for m in messages] == list(range(1, len(messages) + 1))
+    steps = [e.ts_ns for e in events if isinstance(e, BarsReceived)]
+    assert steps == sorted(set(steps)) and len(steps) == panel.steps - HISTORY  # each step once
+    restarted = [m for m in messages if "restarted" in m.reason]
+    assert all(m.kind in ("reject", "cancelled") and m.ts_ns >= span[0] for m in restarted)
+    assert sum(m.kind == "fill" for m in messages) > 0
+    with open_journal(journal) as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
