@@ -3,12 +3,13 @@ hand-made inputs — and that it is a function of them alone (the same inputs, t
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from domain.events import BarsReceived, QuoteReceived, VenueMessage
 from domain.fixed import minor_digits
 from domain.instruments import Instrument
-from domain.orders import Order
+from domain.orders import Order, OrderStatus
 from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
 MS = 1_000_000
@@ -200,3 +201,15 @@ def test_the_same_inputs_give_the_same_messages() -> None:
     assert first == session(3)
     assert first != session(4)  # the seed moves the arrivals
     assert {m.kind for m in first} == {"sent", "ack", "fill"}
+
+
+def test_a_restarted_broker_rejects_what_was_in_flight_and_cancels_what_rested() -> None:
+    b = PaperBroker({1: BTC}, LatencyModel(), BrokerCosts(), interval_ns=MINUTE, next_seq=7)
+    flying = order(2)
+    resting = msgspec.structs.replace(order(1, kind="limit", limit=9_000), status=OrderStatus.ACCEPTED)
+    out = b.restarted([flying, resting], 99)
+    assert [(m.venue_seq, m.order_id, m.kind, m.ts_ns) for m in out] == [
+        (7, resting.order_id, "cancelled", 99),
+        (8, flying.order_id, "reject", 99),
+    ]
+    assert out[1].reason.startswith("NOT_SENT") and b.next_seq == 9
