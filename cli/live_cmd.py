@@ -222,6 +222,20 @@ class LiveEdge:
             self.bridge.reconnected.clear()
             await self._reconcile("reconnect")
 
+    async def before_funding(self) -> None:
+        """The fills the venue made before a funding it settled, caught up over REST and handed
+        in, so the kernel applies them at the funding's step, before it books the funding (fills
+        made at or after it wait: ``fills_from``)."""
+        assert self.bridge is not None and self._venue is not None
+        with contextlib.suppress(VenueError):  # the reconciliation reports what stays missing
+            await self._venue.catch_up_fills()
+        self.bridge.take_updates()
+
+    def fills_from(self, funding_ms: int) -> None:
+        """Perpetuals: fills from the next funding time (ms; 0: none) on wait until it is booked."""
+        assert self.bridge is not None
+        self.bridge.hold_fills_from(funding_ms)
+
     def _journal_connection(self) -> None:
         """The adapter's connection changes since the last commit, as journaled inputs."""
         assert self.bridge is not None

@@ -342,6 +342,10 @@ class Edge(Protocol):
 
     async def after_commit(self) -> None: ...
 
+    async def before_funding(self) -> None: ...
+
+    def fills_from(self, funding_ms: int) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -443,14 +447,12 @@ async def _session(
             exchange_config = edge.exchange_config()
         venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
         clock = _clock(config.paper.clock, pump.assembler)
-        if kind == "usdm":  # the venue's settled fundings, journaled before the step they fall in
-            pump.funding = FundingFeed(venue, list(ids), clock)
-            setup = started.kernel.setup
-            await pump.funding.start(int(setup.panel.ts_ns[setup.start_step - 1]) // 1_000_000, journal)
         if edge is not None:  # reconciled before the first new order; sends after each commit
             await edge.start(venue, started, journal, clock)
             stack.push_async_callback(edge.stop)
             pump.edge = edge
+        if kind == "usdm":  # the venue's settled fundings, journaled before the step they fall in
+            pump.funding = await _funding_feed(venue, ids, clock, started, journal, edge)
         if started.note:  # resumed: the bars played while the session was down, over REST, for
             # every name before any stream (one name's batch must not run the clock ahead of another's)
             await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
@@ -467,6 +469,24 @@ async def _session(
             await asyncio.gather(*watchers, return_exceptions=True)
     pump.session.bars_received = pump.assembler.received
     return pump.session
+
+
+async def _funding_feed(
+    venue: CcxtVenue,
+    ids: list[int],
+    clock: Callable[[], int],
+    started: Started,
+    journal: Any,
+    edge: Edge | None,
+) -> FundingFeed:
+    """A perpetuals session's funding inputs, from after the history (or the last journaled);
+    a live session's fills from the next funding time on wait for it (``Edge.fills_from``)."""
+    feed = FundingFeed(venue, list(ids), clock)
+    setup = started.kernel.setup
+    await feed.start(int(setup.panel.ts_ns[setup.start_step - 1]) // 1_000_000, journal)
+    if edge is not None:
+        edge.fills_from(feed.next_ms)
+    return feed
 
 
 def _market_type(config: BacktestConfig, instruments: list[Instrument], *, local: bool) -> str:
@@ -607,10 +627,12 @@ class _Pump:
             now = clock()
             self._commands(now)
             for bars in self.assembler.due(now):
-                await self._fundings(bars.ts_ns, now)
+                booked = await self._fundings(bars.ts_ns, now)
                 self.source.push(bars)
-            await self._fundings(now - grace, now)
+                self._funded(booked)
+            booked = await self._fundings(now - grace, now)
             self.source.pass_time(now - grace)
+            self._funded(booked)
             self.journal.commit()
             if self.edge is not None:  # durable, so now the venue may hear of it
                 await self.edge.after_commit()
@@ -621,16 +643,26 @@ class _Pump:
                 if quiet >= 4:
                     self._stop("the local exchange played all its bars")
 
-    async def _fundings(self, up_to_ns: int, now: int) -> None:
+    async def _fundings(self, up_to_ns: int, now: int) -> bool:
         """The fundings settled at or before ``up_to_ns``, journaled and scheduled before the
-        steps they fall in run (a perpetuals run)."""
+        steps they fall in run (a perpetuals run); whether the next funding time moved."""
         if self.funding is None:
-            return
-        for received in await self.funding.due(up_to_ns):
+            return False
+        before = self.funding.next_ms
+        due = await self.funding.due(up_to_ns)
+        if due and self.edge is not None:  # the venue's fills before the funding, in the book first
+            await self.edge.before_funding()
+        for received in due:
             try:
                 self.source.funding(received)
             except KernelError as error:
                 self.source.refuse(now, "LATE_FUNDING", str(error))
+        return self.funding.next_ms != before
+
+    def _funded(self, moved: bool) -> None:
+        """The step holding a funding ran: a live session's fills made after it go in now."""
+        if moved and self.edge is not None and self.funding is not None:
+            self.edge.fills_from(self.funding.next_ms)
 
 
 class FundingFeed:
@@ -652,6 +684,11 @@ class FundingFeed:
         self.late = 0
         self._last_ms: dict[int, int] = {}
         self._next_ms: dict[int, int] = {}
+
+    @property
+    def next_ms(self) -> int:
+        """The earliest funding time not journaled yet (ms; 0: the venue states none)."""
+        return min((ms for ms in self._next_ms.values() if ms), default=0)
 
     async def start(self, history_end_ms: int, journal: Any) -> None:
         """Where the journal left off (fundings after the history's last step; a resumed

@@ -823,6 +823,19 @@ class CcxtVenue:
         self.stats[f"bad_message.{stream}"] += 1
         self.updates.put_nowait(StreamNote(kind="bad_message", stream=stream, detail=str(error)))
 
+    async def catch_up_fills(self) -> int:
+        """Fills after the last trade id seen, over REST, through the same de-duplication (no
+        note: nothing dropped); how many were new. A perpetuals session calls it before a
+        funding's step, so the book holds every fill the venue made before it settled."""
+        before = len(self._seen_trades)
+        for instrument_id in sorted(self.instruments):
+            last = self._last_trade.get(instrument_id)
+            for fill in await self.fetch_fills(
+                instrument_id, from_trade_id=None if last is None else last + 1
+            ):
+                self._accept_fill(fill)
+        return len(self._seen_trades) - before
+
     async def reconcile(self) -> None:
         """Catch up over REST after a gap: open orders, known open orders that left the open list,
         and fills after the last trade id seen; all through the same de-duplication."""

@@ -163,6 +163,11 @@ class LiveBridge:
         # commissions to the currency's minor unit. Reconciliation expects the venue at the
         # book plus this.
         self._drift: Counter[str] = Counter()
+        # Perpetuals: fills the venue made at or after the next funding time wait here until
+        # that funding is booked (``hold_fills_from``), so the book pays funding on the
+        # position the venue held at the funding time.
+        self._fills_from_ms: int | None = None
+        self._held_fills: list[VenueFill] = []
 
     # --- identities -------------------------------------------------------------------------
 
@@ -314,7 +319,19 @@ class LiveBridge:
         known.closed = True
         known.held = None
 
+    def hold_fills_from(self, funding_ms: int | None) -> None:
+        """Hand in fills made before ``funding_ms`` only (the next funding time; None: all);
+        the held fills before the new time go in now, in the order they came."""
+        self._fills_from_ms = funding_ms or None
+        held, self._held_fills = self._held_fills, []
+        for fill in held:
+            self._fill(fill)
+
     def _fill(self, fill: VenueFill) -> None:
+        if self._fills_from_ms is not None and fill.ts_ms >= self._fills_from_ms:
+            self._held_fills.append(fill)
+            self.counts.notes["fill_held_for_funding"] += 1
+            return
         order_id = self._ours(fill.client_order_id, fill.venue_order_id)
         if order_id is None:
             return

@@ -28,6 +28,7 @@ from cli.main import main
 from cli.wiring import replay_builder
 from domain.events import (
     INPUT_KINDS,
+    BarsReceived,
     FundingReceived,
     LedgerPosted,
     OrderFilled,
@@ -38,6 +39,7 @@ from domain.instruments import Instrument
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import write_dataset
+from tests.factories import count_events
 
 ROOT = Path(__file__).resolve().parents[2]
 FUTURES = ROOT.parents[0] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
@@ -256,7 +258,7 @@ def test_killed_perpetual_sessions_resume_without_sending_an_order_twice(
     exchange = subprocess.Popen(
         [sys.executable, "-m", "venues.local_exchange", str(full), "--port-file", str(port_file),
          "--state-file", str(state_file), "--start", start_open, "--speed", "40", "--when-watched", "1",
-         "--fee", "0.0004", "--market-type", "usdm", "--linger", "60"],
+         "--fee", "0.0004", "--market-type", "usdm", "--linger", "60", "--cash", "10000"],
         env=env, cwd=ROOT,
     )  # fmt: skip
     try:
@@ -266,14 +268,25 @@ def test_killed_perpetual_sessions_resume_without_sending_an_order_twice(
             time.sleep(0.05)
         port = port_file.read_text()
         command = [sys.executable, "-m", "cli.main", "live", str(config), "--venue-port", port]
-        for kill_after in (3.5, 2.5):  # seconds: after the history is derived and some bars traded
+        killed_at = []
+        for target in (50, 100):  # live bars received: the second kill just after the 08:00 funding
             session = subprocess.Popen(
                 command + (["--resume"] if (tmp_path / "journal").exists() else []),
                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-            time.sleep(kill_after)
+            deadline = time.monotonic() + 45
+            while count_events(tmp_path / "journal", BarsReceived) < target:
+                assert time.monotonic() < deadline and session.poll() is None, "the session stalled"
+                time.sleep(0.05)
             session.send_signal(signal.SIGKILL)
             session.wait()
+            killed_at.append(
+                (
+                    count_events(tmp_path / "journal", BarsReceived),
+                    count_events(tmp_path / "journal", OrderSubmitted),
+                )
+            )
+        assert killed_at[0][1] > 0 and killed_at[1][1] > killed_at[0][1], killed_at  # orders went out
         done = subprocess.run(
             [*command, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
         )

@@ -16,10 +16,12 @@ ids and matching prices:
   balance (wallet + unrealized profit at the last close - the margin of positions and of other
   open orders that add exposure), else ``-2019 Margin is insufficient.``; no liquidation;
 * **funding** is settled at each funding time of the market's funding table (``LocalMarket.funding``,
-  from the data set's ``funding.parquet``): in the step whose bar closes at or after it, after
-  that bar's fills, at the bar's close as the mark price: ``position x mark x rate`` rounded
-  half-even to 1e-8 goes out of the wallet (a positive rate: longs pay, shorts receive) as a
-  ``FUNDING_FEE`` income row and an ``ACCOUNT_UPDATE``. A funding time before the first bar
+  from the data set's ``funding.parquet``) that falls in a bar (after its open, at or before its
+  close): when that bar is played, *before* its matching (on the positions held when the bar
+  starts: its fills are stamped with the bar's close, after the funding time), with the bar's
+  close as the mark price (the price a backtest books funding at): ``position x mark x rate``
+  rounded half-even to 1e-8 goes out of the wallet (a positive rate: longs pay, shorts receive)
+  as a ``FUNDING_FEE`` income row and an ``ACCOUNT_UPDATE``. A funding time before the first bar
   played is not settled (no position could be open);
 * the **mark price** is the last close played (the index price too): ``premiumIndex`` and the
   ``markPriceUpdate`` stream state it with the next funding time and that time's rate.
@@ -110,9 +112,17 @@ class FuturesEngine(Engine):
     # --- time ---------------------------------------------------------------------------------
 
     def step(self) -> StepResult:
+        """Funding falling in this bar time first (on the positions held when it starts), then
+        the bar's matching."""
+        funding: list[dict[str, Any]] = []
+        if self.step_count < len(self.timeline):
+            open_ms = self.timeline[self.step_count]
+            for market_id in sorted(self.markets):
+                bar = self._bar_at[market_id].get(open_ms)
+                if bar is not None:
+                    funding.extend(self._settle_funding(self.markets[market_id], bar))
         result = super().step()
-        for market, bar in result.bars:
-            result.events.extend(self._settle_funding(market, bar))
+        result.events[:0] = funding
         return result
 
     def mark_price(self, market: LocalMarket) -> Decimal:
