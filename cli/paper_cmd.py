@@ -55,7 +55,7 @@ from lake.sessions import frequency_ns
 from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
-from venues.ccxt_venue import CcxtVenue, VenueBar, VenueError, map_error
+from venues.ccxt_venue import CcxtVenue, VenueBar, VenueDataError, VenueError, map_error
 
 __all__ = [
     "Edge",
@@ -715,7 +715,7 @@ class FundingFeed:
             while True:
                 try:
                     rows = await self.venue.fetch_funding(iid, since_ms=self._last_ms[iid] + 1)
-                except VenueError as error:
+                except (VenueError, VenueDataError) as error:  # asked again at the next step
                     console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
                     rows = []
                 fresh = [row for row in rows if self._last_ms[iid] < row.funding_ms <= up_to_ms]
@@ -740,7 +740,7 @@ class FundingFeed:
             self.received += len(fresh)
             try:
                 self._next_ms[iid] = await self.venue.next_funding_ms(iid)
-            except VenueError as error:
+            except (VenueError, VenueDataError) as error:
                 console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
         return out
 
