@@ -254,6 +254,7 @@ class LiveEdge:
         (no halt: nothing trades after it), then the streams end."""
         if self.bridge is not None and self._started is not None:
             self.bridge.take_updates()
+            self.bridge.hold_fills_from(None)  # fills held for a funding that no step will book
             with contextlib.suppress(Exception):  # the venue may be gone; the start will say so
                 await self._reconcile("stop")
             self._journal_connection()

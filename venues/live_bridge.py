@@ -328,15 +328,19 @@ class LiveBridge:
             self._fill(fill)
 
     def _fill(self, fill: VenueFill) -> None:
+        trade = f"trade:{fill.instrument_id}:{fill.trade_id}"
+        if trade in self._trades:
+            return
         if self._fills_from_ms is not None and fill.ts_ms >= self._fills_from_ms:
-            self._held_fills.append(fill)
-            self.counts.notes["fill_held_for_funding"] += 1
+            if all(
+                (held.instrument_id, held.trade_id) != (fill.instrument_id, fill.trade_id)
+                for held in self._held_fills
+            ):
+                self._held_fills.append(fill)
+                self.counts.notes["fill_held_for_funding"] += 1
             return
         order_id = self._ours(fill.client_order_id, fill.venue_order_id)
         if order_id is None:
-            return
-        trade = f"trade:{fill.instrument_id}:{fill.trade_id}"
-        if trade in self._trades:
             return
         self._trades.add(trade)
         known = self._known[order_id]
@@ -515,6 +519,13 @@ class LiveBridge:
             positions[inst.instrument_id] += known.side * message.qty_raw
             paid = known.side * notional + message.commission_minor
             expected[book.currency] -= rescale(paid, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        for fill in self._held_fills:  # made after the next funding time: the venue holds them
+            inst = self.instruments[fill.instrument_id]
+            positions[fill.instrument_id] += fill.side * fill.qty_raw
+            value = fill.qty_raw * fill.px_raw * inst.multiplier
+            scale = inst.qty_digits + inst.price_digits
+            paid_e8 = fill.side * rescale(value, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
+            expected[book.currency] -= paid_e8 + (fill.fee_e8 if fill.fee_asset == book.currency else 0)
         lines = []
         perps = sorted(iid for iid, inst in self.instruments.items() if inst.asset_class in PERPETUAL_CLASSES)
         for iid, inst in self.instruments.items():
@@ -573,6 +584,12 @@ class LiveBridge:
                 book_e8 = 0 if amount is None else rescale(amount, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
                 if amount is not None and abs(paid.amount_e8 - book_e8) < unit_e8:
                     expected[book.currency] += paid.amount_e8 - book_e8  # the book's rounding
+                elif (
+                    amount is None
+                    and self._fills_from_ms is not None
+                    and paid.funding_ms >= self._fills_from_ms
+                ):
+                    expected[book.currency] += paid.amount_e8  # settled, its step not run yet
                 else:
                     lines.append(
                         f"{inst.symbol} funding at {paid.funding_ms}: venue {_e8(paid.amount_e8)}, "

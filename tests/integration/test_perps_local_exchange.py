@@ -218,17 +218,20 @@ def test_a_paper_session_on_a_perpetual_books_the_venues_funding_like_a_backtest
 def test_a_live_session_on_a_perpetual_reconciles_positions_funding_and_usdt(
     market: tuple[Path, Path], tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The venue's fills (fees in USDT) and fundings are booked; reconciliation at the start
-    and the end finds the signed position and the USDT wallet (plus unrealized profit at the
-    venue's mark) equal to the book's, funding rounding accounted; the session replays."""
+    """The venue's fills (fees in USDT) and fundings are booked; the order streams drop every 45
+    bars; reconciliation at the start, after each reconnect and at the end finds the signed
+    position and the USDT wallet (plus unrealized profit at the venue's mark) equal to the
+    book's, funding rounding and fundings settled ahead of the session accounted; it replays."""
     full, history = market
     config = _config(tmp_path / "live.toml", history, tmp_path / "journal", live=True)
-    argv = ["live", str(config), "--local-exchange", str(full), "--speed", "150", "--local-fee", "0.0004"]
+    argv = ["live", str(config), "--local-exchange", str(full), "--speed", "150", "--local-fee", "0.0004",
+            "--disconnect-every", "45"]  # fmt: skip
     assert main(argv) == 0
     out = capsys.readouterr().out
     events = _events(tmp_path / "journal")
     reconciled = [e for e in events if isinstance(e, VenueReconciled)]
-    assert [e.when for e in reconciled] == ["start", "stop"], out[-3000:]
+    whens = [e.when for e in reconciled]
+    assert whens[0] == "start" and whens[-1] == "stop" and "reconnect" in whens, out[-3000:]
     assert all(not e.differences for e in reconciled), [e.differences for e in reconciled]
     positions = _positions(events)
     assert min(positions) < 0 < max(positions)  # short and long, at the venue
