@@ -33,7 +33,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from domain.events import (
     Event,
@@ -60,7 +60,7 @@ from venues.ccxt_venue import (
 
 PERPETUAL_CLASSES = frozenset({"crypto_perp"})
 
-__all__ = ["Book", "LiveBridge", "LiveVenue", "ReconcilePolicy", "client_tag"]
+__all__ = ["Book", "LiveBridge", "LiveVenue", "PerpetualVenue", "ReconcilePolicy", "client_tag"]
 
 
 class LiveVenue(Protocol):
@@ -557,7 +557,9 @@ class LiveBridge:
         paid against the one the book booked for that time (their rounding — the venue's 1e-8,
         the book's minor unit — is accounted for; anything more is a difference)."""
         venue = self.venue
-        assert hasattr(venue, "fetch_positions") and hasattr(venue, "fetch_funding_paid")
+        if not hasattr(venue, "fetch_positions") or not hasattr(venue, "fetch_funding_paid"):
+            return [f"{type(venue).__name__} states no perpetual positions or funding: not compared"]
+        venue = cast(PerpetualVenue, venue)
         lines: list[str] = []
         digits = minor_digits(book.currency)
         unit_e8 = 10 ** (BALANCE_DIGITS - digits)
