@@ -55,7 +55,7 @@ from lake.sessions import frequency_ns
 from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
-from venues.ccxt_venue import CcxtVenue, VenueBar, VenueDataError, VenueError, map_error
+from venues.ccxt_venue import CcxtVenue, VenueBar, VenueDataError, VenueError, VenueFunding, map_error
 
 __all__ = [
     "Edge",
@@ -684,6 +684,7 @@ class FundingFeed:
         self.late = 0
         self._last_ms: dict[int, int] = {}
         self._next_ms: dict[int, int] = {}
+        self._waited: dict[int, int] = {}  # the due time already waited for (asked once more a step)
 
     @property
     def next_ms(self) -> int:
@@ -705,26 +706,16 @@ class FundingFeed:
             self._next_ms[iid] = await self.venue.next_funding_ms(iid)
 
     async def due(self, up_to_ns: int) -> list[FundingReceived]:
+        """The fundings the venue settled at or before ``up_to_ns`` that are not journaled yet."""
         out: list[FundingReceived] = []
         up_to_ms = up_to_ns // 1_000_000
         for iid in self.ids:
             due_ms = self._next_ms.get(iid, 0)
             if not due_ms or due_ms > up_to_ms:
                 continue
-            waited = 0.0
-            while True:
-                try:
-                    rows = await self.venue.fetch_funding(iid, since_ms=self._last_ms[iid] + 1)
-                except (VenueError, VenueDataError) as error:  # asked again at the next step
-                    console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
-                    rows = []
-                fresh = [row for row in rows if self._last_ms[iid] < row.funding_ms <= up_to_ms]
-                if any(row.funding_ms >= due_ms for row in fresh) or waited >= self.wait_s:
-                    break
-                await asyncio.sleep(0.1)
-                waited += 0.1
+            fresh = await self._settled(iid, due_ms, up_to_ms)
             if not fresh:
-                self.late += 1
+                self._late(iid, due_ms)
                 continue
             for row in fresh:
                 out.append(
@@ -743,6 +734,33 @@ class FundingFeed:
             except (VenueError, VenueDataError) as error:
                 console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
         return out
+
+    async def _settled(self, iid: int, due_ms: int, up_to_ms: int) -> list[VenueFunding]:
+        """What the venue states settled after the last journaled funding, up to ``up_to_ms``:
+        asked every 0.1 s for ``wait_s`` until the due time is there (once per due time)."""
+        waited = 0.0
+        while True:
+            try:
+                rows = await self.venue.fetch_funding(iid, since_ms=self._last_ms[iid] + 1)
+            except (VenueError, VenueDataError) as error:  # asked again at the next step
+                console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
+                rows = []
+            fresh = [row for row in rows if self._last_ms[iid] < row.funding_ms <= up_to_ms]
+            done = any(row.funding_ms >= due_ms for row in fresh)
+            if done or waited >= self.wait_s or self._waited.get(iid) == due_ms:
+                return fresh
+            await asyncio.sleep(0.1)
+            waited += 0.1
+
+    def _late(self, iid: int, due_ms: int) -> None:
+        if self._waited.get(iid) != due_ms:
+            self.late += 1
+            console.print(
+                f"[yellow]funding due at {due_ms} ms: the venue states none after {self.wait_s:g} s; "
+                "asked again at each step, booked at the first step after it comes[/]",
+                soft_wrap=True,
+            )
+        self._waited[iid] = due_ms
 
 
 def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
