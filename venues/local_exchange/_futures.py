@@ -38,10 +38,10 @@ from venues.local_exchange._data import INTERVAL_MS, Bar, LocalMarket
 from venues.local_exchange._engine import (
     BinanceError,
     Engine,
+    EngineOrder,
     StepResult,
-    _int,
-    _Order,
     fmt,
+    int_param,
 )
 
 __all__ = ["FuturesEngine"]
@@ -187,7 +187,7 @@ class FuturesEngine(Engine):
             qty = max(Decimal(0), qty - abs(position))
         return qty * price / self.leverage
 
-    def available(self, *, excluding: _Order | None = None) -> Decimal:
+    def available(self, *, excluding: EngineOrder | None = None) -> Decimal:
         used = Decimal(0)
         unrealized = Decimal(0)
         for market_id, position in self.positions.items():
@@ -207,7 +207,7 @@ class FuturesEngine(Engine):
             return Decimal(0)
         return position.qty * mark - (position.cost if position.qty > 0 else -position.cost)
 
-    def place(self, params: Mapping[str, str]) -> tuple[_Order, list[dict[str, Any]]]:
+    def place(self, params: Mapping[str, str]) -> tuple[EngineOrder, list[dict[str, Any]]]:
         market, side, kind, qty, price = self._shape(params)
         if params.get("reduceOnly") in ("true", "True"):
             raise BinanceError(-1106, "Parameter 'reduceOnly' sent when not required.")
@@ -222,7 +222,7 @@ class FuturesEngine(Engine):
         now = self.now_ms()
         fraction = self.next_order_fill_fraction or self.fill_fraction
         self.next_order_fill_fraction = None
-        order = _Order(
+        order = EngineOrder(
             order_id=self._next_order_id,
             market=market,
             client_order_id=client_id,
@@ -239,7 +239,7 @@ class FuturesEngine(Engine):
         self.orders[order.order_id] = order
         return order, [self.execution_report(order, "NEW")]
 
-    def _match(self, order: _Order, bar: Bar) -> list[dict[str, Any]]:
+    def _match(self, order: EngineOrder, bar: Bar) -> list[dict[str, Any]]:
         if order.type == "MARKET":
             price = bar.open
         elif order.side == "BUY" and bar.low <= order.price:
@@ -255,7 +255,7 @@ class FuturesEngine(Engine):
             events.append(self.execution_report(order, "EXPIRED"))
         return events
 
-    def _fill(self, order: _Order, qty: Decimal, price: Decimal) -> list[dict[str, Any]]:
+    def _fill(self, order: EngineOrder, qty: Decimal, price: Decimal) -> list[dict[str, Any]]:
         market = order.market
         maker = order.type == "LIMIT"
         rate = self.maker_fee if maker else self.taker_fee
@@ -321,7 +321,7 @@ class FuturesEngine(Engine):
             position.cost += qty * price
         return realized
 
-    def cancel(self, params: Mapping[str, str]) -> tuple[_Order, list[dict[str, Any]]]:
+    def cancel(self, params: Mapping[str, str]) -> tuple[EngineOrder, list[dict[str, Any]]]:
         try:
             order = self.find(params)
         except BinanceError as error:
@@ -336,7 +336,7 @@ class FuturesEngine(Engine):
 
     # --- views in Binance's USD-M shapes ------------------------------------------------------
 
-    def order_json(self, order: _Order) -> dict[str, Any]:
+    def order_json(self, order: EngineOrder) -> dict[str, Any]:
         average = order.cum_quote / order.executed if order.executed else Decimal(0)
         return {
             "orderId": order.order_id,
@@ -368,7 +368,7 @@ class FuturesEngine(Engine):
 
     def execution_report(
         self,
-        order: _Order,
+        order: EngineOrder,
         execution: str,
         *,
         last_qty: Decimal = Decimal(0),
@@ -608,8 +608,8 @@ class FuturesEngine(Engine):
         }
 
     def funding_rate_json(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        start, end = _int(params, "startTime"), _int(params, "endTime")
-        limit = _int(params, "limit") or 100
+        start, end = int_param(params, "startTime"), int_param(params, "endTime")
+        limit = int_param(params, "limit") or 100
         if not 1 <= limit <= 1000:
             raise BinanceError(
                 -1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'."
@@ -625,8 +625,8 @@ class FuturesEngine(Engine):
         return rows[:limit] if start is not None else rows[-limit:]
 
     def income_json(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        start, end = _int(params, "startTime"), _int(params, "endTime")
-        limit = _int(params, "limit") or 100
+        start, end = int_param(params, "startTime"), int_param(params, "endTime")
+        limit = int_param(params, "limit") or 100
         symbol = self.market(params).id if params.get("symbol") else None
         kind = params.get("incomeType")
         rows = [
