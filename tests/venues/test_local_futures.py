@@ -9,6 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from venues.ccxt_markets import instruments_from_exchange
 from venues.local_exchange import Bar, BinanceError, FuturesEngine, LocalExchange, LocalMarket
 
 START_MS = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
@@ -114,7 +115,9 @@ def test_binanceusdm_trades_a_short_and_reads_funding_and_positions() -> None:
             client = ccxt_pro.binanceusdm(exchange.ccxt_config(secret="s", rate_limit_ms=1))
             try:
                 await client.load_markets()
-                assert "BTC/USDT:USDT" in client.markets
+                (inst,) = instruments_from_exchange(client, ["BTC/USDT:USDT"])  # venues.ccxt_markets
+                assert (inst.asset_class, inst.currency, inst.multiplier) == ("crypto_perp", "USDT", 1)
+                assert (inst.tick_raw, inst.price_digits, inst.lot_raw, inst.qty_digits) == (1, 2, 1, 3)
                 await exchange.step()
                 await client.create_order(
                     "BTC/USDT:USDT", "market", "sell", 0.5, None, {"clientOrderId": "t-1"}
