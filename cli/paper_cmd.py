@@ -44,6 +44,7 @@ from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
 from domain.events import (
     BarsReceived,
     CommandReceived,
+    FundingReceived,
     QuoteReceived,
     RunStarted,
     VenueConnection,
@@ -71,7 +72,15 @@ from lake.sessions import frequency_ns
 from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
-from venues.ccxt_venue import CcxtVenue, VenueBar, VenueQuote, map_error
+from venues.ccxt_venue import (
+    CcxtVenue,
+    VenueBar,
+    VenueDataError,
+    VenueError,
+    VenueFunding,
+    VenueQuote,
+    map_error,
+)
 from venues.health import AnswerWatch, StaleWatch
 from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
@@ -83,6 +92,7 @@ __all__ = [
     "add_paper_parser",
     "cmd_command",
     "cmd_paper",
+    "market_type",
     "run_session",
     "session_options",
 ]
@@ -247,6 +257,25 @@ def venue_instruments(config: BacktestConfig, instruments: tuple[Instrument, ...
     return out
 
 
+PERPETUAL_CLASSES = frozenset({"crypto_perp"})
+
+
+def market_type(instruments: list[Instrument] | tuple[Instrument, ...]) -> str:
+    """``usdm`` when the run trades perpetuals (the data set's ``asset_class`` says so: USD-M
+    futures, ccxt ``binanceusdm``), ``spot`` when it trades none; a run with both is refused
+    (one ccxt client, one account type)."""
+    perps = [inst.symbol for inst in instruments if inst.asset_class in PERPETUAL_CLASSES]
+    if not perps:
+        return "spot"
+    if len(perps) != len(instruments):
+        others = sorted(inst.symbol for inst in instruments if inst.asset_class not in PERPETUAL_CLASSES)
+        raise ConfigError(
+            f"the run trades perpetuals {perps} and other instruments {others}: one session trades "
+            "one account type (spot or USD-M); split it into two runs"
+        )
+    return "usdm"
+
+
 @dataclass(frozen=True)
 class Player:
     """How the local exchange plays its market: bars a second, and a websocket drop every N."""
@@ -341,6 +370,10 @@ class Edge(Protocol):
 
     async def after_commit(self) -> None: ...
 
+    async def before_funding(self) -> None: ...
+
+    def fills_from(self, funding_ms: int) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -423,6 +456,7 @@ async def _session(
     pump.stop_on_signals()
     pump.watch_health(config, instruments, started.kernel, interval + grace)
     pump.venue_name = config.paper.exchange
+    kind = _market_type(config, instruments, local=market is not None or player.port > 0)
     async with contextlib.AsyncExitStack() as stack:
         local = None
         exchange_config: dict[str, Any] = {}
@@ -436,7 +470,9 @@ async def _session(
             from venues.local_exchange import ccxt_config as local_ccxt_config
 
             keys = edge.exchange_config() if edge is not None else {"apiKey": "local-api-key", "secret": "-"}
-            exchange_config = local_ccxt_config(player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5)
+            exchange_config = local_ccxt_config(
+                player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5, market_type=kind
+            )
         elif edge is not None:
             exchange_config = edge.exchange_config()
         venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
@@ -446,13 +482,12 @@ async def _session(
             await edge.start(venue, started, journal, clock)
             stack.push_async_callback(edge.stop)
             pump.edge = edge
+        if kind == "usdm":  # the venue's settled fundings, journaled before the step they fall in
+            pump.funding = await _funding_feed(venue, ids, clock, started, journal, edge)
         if started.note:  # resumed: the bars played while the session was down, over REST, for
             # every name before any stream (one name's batch must not run the clock ahead of another's)
             await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
-        watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
-        watchers += [asyncio.create_task(pump.watch_quotes(venue, iid)) for iid in pump.quoted(config, ids)]
-        if config.paper.heartbeat_s:
-            watchers.append(asyncio.create_task(pump.heartbeat(venue, config.paper.heartbeat_s)))
+        watchers = pump.watchers(config, venue, ids, frequency)
         try:
             playing = None
             if local is not None:
@@ -465,6 +500,42 @@ async def _session(
             await asyncio.gather(*watchers, return_exceptions=True)
     pump.session.bars_received = pump.assembler.received
     return pump.session
+
+
+async def _funding_feed(
+    venue: CcxtVenue,
+    ids: list[int],
+    clock: Callable[[], int],
+    started: Started,
+    journal: Any,
+    edge: Edge | None,
+) -> FundingFeed:
+    """A perpetuals session's funding inputs, from after the history (or the last journaled);
+    a live session's fills from the next funding time on wait for it (``Edge.fills_from``)."""
+    feed = FundingFeed(venue, list(ids), clock)
+    setup = started.kernel.setup
+    await feed.start(int(setup.panel.ts_ns[setup.start_step - 1]) // 1_000_000, journal)
+    if edge is not None:
+        edge.fills_from(feed.next_ms)
+    return feed
+
+
+def _market_type(config: BacktestConfig, instruments: list[Instrument], *, local: bool) -> str:
+    """The session's account type (``market_type``); a local exchange's perpetuals are Binance
+    USD-M, so ``paper.exchange`` must name ccxt's ``binanceusdm``."""
+    assert config.paper is not None
+    kind = market_type(instruments)
+    if config.live is not None and config.live.market != kind:
+        raise ConfigError(
+            f'live.market = "{config.live.market}", but the data set\'s instruments trade as "{kind}" '
+            "(perpetuals: usdm; spot pairs: spot)"
+        )
+    if kind == "usdm" and local and config.paper.exchange != "binanceusdm":
+        raise ConfigError(
+            f'paper.exchange = "{config.paper.exchange}": the local exchange trades perpetuals as '
+            'Binance USD-M: set paper.exchange = "binanceusdm"'
+        )
+    return kind
 
 
 async def _venue(
@@ -519,6 +590,7 @@ class _Pump:
         self.connection: list[tuple[str, str]] = []  # market data's (state, detail), not journaled yet
         self.heartbeats: list[tuple[bool, int, str]] = []  # (ok, round trip ns, why not), not journaled yet
         self.health_command = "halt"
+        self.funding: FundingFeed | None = None
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
@@ -666,11 +738,18 @@ class _Pump:
             self.broker = _Broker(config, started, self.journal, clock, interval, resumed_at)
             self.session.broker = self.broker.broker
 
-    def quoted(self, config: BacktestConfig, ids: list[int]) -> list[int]:
-        """The instruments whose quotes are watched: all of them for the paper broker with
-        ``paper.quotes``, else none."""
+    def watchers(
+        self, config: BacktestConfig, venue: CcxtVenue, ids: list[int], frequency: str
+    ) -> list[asyncio.Task[None]]:
+        """The session's watcher tasks: each name's bars; its quotes for the paper broker with
+        ``paper.quotes``; the heartbeat with ``paper.heartbeat_s``."""
         assert config.paper is not None
-        return ids if self.broker is not None and config.paper.quotes else []
+        tasks = [asyncio.create_task(self.watch(venue, iid, frequency)) for iid in ids]
+        if self.broker is not None and config.paper.quotes:
+            tasks += [asyncio.create_task(self.watch_quotes(venue, iid)) for iid in ids]
+        if config.paper.heartbeat_s:
+            tasks.append(asyncio.create_task(self.heartbeat(venue, config.paper.heartbeat_s)))
+        return tasks
 
     async def watch_quotes(self, venue: CcxtVenue, instrument_id: int) -> None:
         """One instrument's best bid / ask from the websocket (the paper broker fills at them);
@@ -733,8 +812,12 @@ class _Pump:
             for bars in self.assembler.due(now):
                 if broker is not None:  # the broker sees them before the kernel's step takes its answers
                     broker.bars(bars)
+                booked = await self._fundings(bars.ts_ns, now)
                 self.source.push(bars)
+                self._funded(booked)
+            booked = await self._fundings(now - grace, now)
             self.source.pass_time(now - grace)
+            self._funded(booked)
             self._answers(now)
             self.journal.commit()
             if broker is not None:  # durable, so now the broker may hear of it
@@ -748,6 +831,125 @@ class _Pump:
                     raise player.exception()  # type: ignore[misc]
                 if quiet >= 4:
                     self._stop("the local exchange played all its bars")
+
+    async def _fundings(self, up_to_ns: int, now: int) -> bool:
+        """The fundings settled at or before ``up_to_ns``, journaled and scheduled before the
+        steps they fall in run (a perpetuals run); whether the next funding time moved."""
+        if self.funding is None:
+            return False
+        before = self.funding.next_ms
+        due = await self.funding.due(up_to_ns)
+        if due and self.edge is not None:  # the venue's fills before the funding, in the book first
+            await self.edge.before_funding()
+        for received in due:
+            try:
+                self.source.funding(received)
+            except KernelError as error:
+                self.source.refuse(now, "LATE_FUNDING", str(error))
+        return self.funding.next_ms != before
+
+    def _funded(self, moved: bool) -> None:
+        """The step holding a funding ran: a live session's fills made after it go in now."""
+        if moved and self.edge is not None and self.funding is not None:
+            self.edge.fills_from(self.funding.next_ms)
+
+
+class FundingFeed:
+    """A perpetuals session's funding inputs: before a step at or after a funding time runs, the
+    settled rate and mark from the venue (``CcxtVenue.fetch_funding``) become a journaled
+    ``FundingReceived``, which the kernel books like a backtest's funding row. The venue's next
+    funding time (``next_funding_ms``) says when to ask; a settlement the venue does not state
+    yet is asked again for ``wait_s`` (then the step goes on, and the funding is booked at the
+    next step that has not run: counted as ``late``)."""
+
+    def __init__(
+        self, venue: CcxtVenue, instrument_ids: list[int], clock: Callable[[], int], *, wait_s: float = 2.0
+    ) -> None:
+        self.venue = venue
+        self.ids = instrument_ids
+        self.clock = clock
+        self.wait_s = wait_s
+        self.received = 0
+        self.late = 0
+        self._last_ms: dict[int, int] = {}
+        self._next_ms: dict[int, int] = {}
+        self._waited: dict[int, int] = {}  # the due time already waited for (asked once more a step)
+
+    @property
+    def next_ms(self) -> int:
+        """The earliest funding time not journaled yet (ms; 0: the venue states none)."""
+        return min((ms for ms in self._next_ms.values() if ms), default=0)
+
+    async def start(self, history_end_ms: int, journal: Any) -> None:
+        """Where the journal left off (fundings after the history's last step; a resumed
+        session: after the last journaled) and the venue's next funding times."""
+        for iid in self.ids:
+            self._last_ms[iid] = history_end_ms
+        for record in journal.records_of_kinds(frozenset({"market.funding_received.v1"}), 2):
+            event = record.event()
+            assert isinstance(event, FundingReceived)
+            self._last_ms[event.instrument_id] = max(
+                self._last_ms.get(event.instrument_id, 0), event.ts_ns // 1_000_000
+            )
+        for iid in self.ids:
+            self._next_ms[iid] = await self.venue.next_funding_ms(iid)
+
+    async def due(self, up_to_ns: int) -> list[FundingReceived]:
+        """The fundings the venue settled at or before ``up_to_ns`` that are not journaled yet."""
+        out: list[FundingReceived] = []
+        up_to_ms = up_to_ns // 1_000_000
+        for iid in self.ids:
+            due_ms = self._next_ms.get(iid, 0)
+            if not due_ms or due_ms > up_to_ms:
+                continue
+            fresh = await self._settled(iid, due_ms, up_to_ms)
+            if not fresh:
+                self._late(iid, due_ms)
+                continue
+            for row in fresh:
+                out.append(
+                    FundingReceived(
+                        ts_ns=row.funding_ms * 1_000_000,
+                        received_ns=self.clock(),
+                        instrument_id=iid,
+                        rate_e8=row.rate_e8,
+                        mark_px_raw=row.mark_raw,
+                    )
+                )
+                self._last_ms[iid] = row.funding_ms
+            self.received += len(fresh)
+            try:
+                self._next_ms[iid] = await self.venue.next_funding_ms(iid)
+            except (VenueError, VenueDataError) as error:
+                console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
+        return out
+
+    async def _settled(self, iid: int, due_ms: int, up_to_ms: int) -> list[VenueFunding]:
+        """What the venue states settled after the last journaled funding, up to ``up_to_ms``:
+        asked every 0.1 s for ``wait_s`` until the due time is there (once per due time)."""
+        waited = 0.0
+        while True:
+            try:
+                rows = await self.venue.fetch_funding(iid, since_ms=self._last_ms[iid] + 1)
+            except (VenueError, VenueDataError) as error:  # asked again at the next step
+                console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
+                rows = []
+            fresh = [row for row in rows if self._last_ms[iid] < row.funding_ms <= up_to_ms]
+            done = any(row.funding_ms >= due_ms for row in fresh)
+            if done or waited >= self.wait_s or self._waited.get(iid) == due_ms:
+                return fresh
+            await asyncio.sleep(0.1)
+            waited += 0.1
+
+    def _late(self, iid: int, due_ms: int) -> None:
+        if self._waited.get(iid) != due_ms:
+            self.late += 1
+            console.print(
+                f"[yellow]funding due at {due_ms} ms: the venue states none after {self.wait_s:g} s; "
+                "asked again at each step, booked at the first step after it comes[/]",
+                soft_wrap=True,
+            )
+        self._waited[iid] = due_ms
 
 
 class _Broker:
@@ -830,15 +1032,20 @@ async def _local_exchange(
     a live session's keys and its configured cash there."""
     from venues.local_exchange import LocalExchange, markets_from_dataset
 
+    kind = market_type(instruments)
+
+    def symbol(m: Any) -> str:  # ccxt's unified symbol: BASE/QUOTE, or BASE/QUOTE:SETTLE for USD-M
+        return f"{m.base}/{m.quote}:{m.quote}" if kind == "usdm" else f"{m.base}/{m.quote}"
+
     by_symbol = {inst.symbol for inst in instruments}
     first_open_ms = (first_close_ns - interval_ns) // 1_000_000
     markets = [
         dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= first_open_ms])
         for m in markets_from_dataset(market)
-        if f"{m.base}/{m.quote}" in by_symbol
+        if symbol(m) in by_symbol
     ]
     if len(markets) != len(instruments):
-        missing = sorted(by_symbol - {f"{m.base}/{m.quote}" for m in markets})
+        missing = sorted(by_symbol - {symbol(m) for m in markets})
         raise ConfigError(f"--local-exchange {market}: no market for {missing}")
     quotes = {m.quote for m in markets}
     balances: dict[str, str] = {quote: "1000000" for quote in quotes}
@@ -853,6 +1060,7 @@ async def _local_exchange(
         maker_fee=player.fee,
         taker_fee=player.fee,
         fees_in=player.fee_in,
+        market_type=kind,
     ) as exchange:
         yield exchange
 

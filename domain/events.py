@@ -24,6 +24,7 @@ __all__ = [
     "AnyEvent",
     "BarsReceived",
     "ClockAdvanced",
+    "FundingReceived",
     "CommandReceived",
     "CorporateActionApplied",
     "DatasetReferenced",
@@ -825,6 +826,20 @@ class ClockAdvanced(Event, frozen=True, tag="clock.advanced.v1"):
     replay passes the same steps at the same point."""
 
 
+class FundingReceived(Event, frozen=True, tag="market.funding_received.v1"):
+    """INPUT: a perpetual's funding as its venue settled it, for a live source (paper, live):
+    ``ts_ns`` is the funding time, ``rate_e8`` the rate (1e-8) and ``mark_px_raw`` the mark price
+    the venue settled at (raw, at the instrument's price digits); ``received_ns`` when the edge
+    stamped its arrival. Journaled before the kernel applies it; the kernel books it like a
+    backtest's funding row (``kernel.carry``) at the first step at or after ``ts_ns`` not yet run,
+    with the venue's mark instead of the bar's close."""
+
+    received_ns: int
+    instrument_id: int
+    rate_e8: int
+    mark_px_raw: int
+
+
 class CommandReceived(Event, frozen=True, tag="operator.command_received.v1"):
     """An operator's command as it reached a live run (the cockpit, the command line), journaled
     before the kernel applies it at its next step (where the kernel journals its
@@ -975,6 +990,7 @@ AnyEvent = (
     | FxConverted
     | BarsReceived
     | ClockAdvanced
+    | FundingReceived
     | CommandReceived
     | InputQuarantined
     | OrderCancelRequested
@@ -994,6 +1010,7 @@ INPUT_KINDS = frozenset(
         "venue.message_received.v1",
         "market.bars_received.v1",
         "clock.advanced.v1",
+        "market.funding_received.v1",
         "operator.command_received.v1",
         "input.quarantined.v1",
         "venue.reconciled.v1",

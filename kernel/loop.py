@@ -304,6 +304,19 @@ class Kernel:
         if self._inbox is not None:
             self._inbox.go_live()
 
+    def add_funding(self, ts_ns: int, instrument_id: int, rate_e8: int, mark_px_raw: int) -> int:
+        """A perpetual's funding a live venue settled at ``ts_ns`` (``FundingReceived``): booked at
+        the first step at or after that time not yet run, like a data set's funding row, at the
+        venue's mark. Returns the step."""
+        step = max(int(np.searchsorted(self._panel.ts_ns, ts_ns, side="left")), self.state.next_step)
+        if step >= self._panel.steps:
+            raise KernelError(f"funding at {ts_ns} is after the run's last step")
+        try:
+            self._carry.add_funding(step, instrument_id, rate_e8, ts_ns, mark_px_raw)
+        except ValueError as error:
+            raise KernelError(str(error)) from None
+        return step
+
     def add_command(self, command: OperatorCommanded | StrategyCommanded) -> int:
         """An operator command that arrived while running: applied at the first step not yet run
         (``kernel.schedules.OperatorCommands.add``). Returns the step."""

@@ -264,6 +264,7 @@ LIVE_POLICIES = {
     "unknown_orders": ("leave", "cancel"),
     "unsent": ("reject", "send"),
 }
+LIVE_MARKETS = ("spot", "usdm")
 
 
 class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -284,8 +285,11 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     unknown_orders: str = "leave"
     unsent: str = "reject"
     testnet: bool = False  # ccxt's sandbox mode (the venue's test network)
+    market: str = "spot"  # "spot" (a cash account) or "usdm" (USD-M perpetuals: shorts, margin)
 
     def __post_init__(self) -> None:
+        if self.market not in LIVE_MARKETS:
+            raise ValueError(f"live.market must be one of {LIVE_MARKETS}, got {self.market!r}")
         for key, allowed in LIVE_POLICIES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"live.{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -426,17 +430,25 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             self.budgets_e8()
         if self.paper is not None and self.window is not None:
             raise ValueError("paper: a paper run trades from paper.start; leave [window] out")
+        self._check_live()
+        if self.fx is not None:
+            self.fx.setup(self.currency)
+
+    def _check_live(self) -> None:
         if self.venue.kind == "live" and self.paper is None:
             raise ValueError('venue.kind = "live" trades the [paper] table\'s steps: add [paper]')
-        if self.venue.kind == "live" and not self.account.cash:
+        usdm = self.live is not None and self.live.market == "usdm"
+        if self.venue.kind == "live" and not self.account.cash and not usdm:
             raise ValueError(
                 'a live spot venue lends nothing: set [account] type = "cash" (no shorts, paid from cash)'
+            )
+        if usdm and self.account.cash:
+            raise ValueError(
+                'live.market = "usdm" trades perpetuals on margin: leave out [account] type = "cash"'
             )
         self._check_paper_venue()
         if self.live is not None and self.venue.kind != "live":
             raise ValueError('[live] is read with [venue] kind = "live" only')
-        if self.fx is not None:
-            self.fx.setup(self.currency)
 
     def _check_paper_venue(self) -> None:
         """``[venue] kind = "paper"`` (the paper broker) and the ``[paper]`` keys only it reads."""
@@ -557,6 +569,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
     (("live",), None),
+    (("live", "market"), "spot"),  # USD-M perpetuals (tape live): spot only before it
     (("account", "initial_e8"), 0),  # margin requirements (kernel.margin): none before them
     (("account", "maintenance_e8"), 0),
     (("account", "margin_call"), "liquidate"),
