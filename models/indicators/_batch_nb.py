@@ -368,3 +368,210 @@ def stoch_fast(p, h, lo, c, out, scratch):
         out[1, i] = NAN
     _sma_into(sk, start2, sd_n, out[1])
     return True
+
+
+@njit(inline="always", **_FLAGS)
+def _rsi_into(n, x, o):
+    """``rsi_push`` over x into o; False on a NaN."""
+    size = x.shape[0]
+    nf = float(n)
+    nm1 = float(n - 1)
+    gain = 0.0
+    loss = 0.0
+    if size == 0:
+        return True
+    prev = x[0]
+    if prev != prev:
+        return False
+    o[0] = NAN
+    for i in range(1, size):
+        v = x[i]
+        if v != v:
+            return False
+        diff = v - prev
+        prev = v
+        if i <= n:
+            if diff < 0:
+                loss -= diff
+            else:
+                gain += diff
+            if i < n:
+                o[i] = NAN
+                continue
+            loss /= n
+            gain /= n
+        else:
+            loss *= nm1
+            gain *= nm1
+            if diff < 0:
+                loss -= diff
+            else:
+                gain += diff
+            loss /= nf
+            gain /= nf
+        total = gain + loss
+        o[i] = 100.0 * (gain / total) if total != 0.0 else 0.0
+    return True
+
+
+@njit(**_FLAGS)
+def stochrsi_fast(p, x, out, scratch):
+    """The fast stochastic of RSI: RSI into out[1], its %K into out[0], then %D over it into
+    out[1]. scratch: 4 rows of at least fastk."""
+    n = int(p[0])
+    k_n = int(p[1])
+    d_n = int(p[2])
+    size = x.shape[0]
+    rsi = out[1]
+    if not _rsi_into(n, x, rsi):
+        return False
+    first = min(n, size)  # the first bar with an RSI
+    fk = out[0]
+    for i in range(first):
+        fk[i] = NAN
+    v = rsi[first:]
+    _hl_ratio_into(k_n, v, v, v, fk[first:], scratch, False)
+    start = min(first + k_n - 1, size)
+    for i in range(start):
+        out[1, i] = NAN
+    _sma_into(fk, start, d_n, out[1])
+    return True
+
+
+# ----------------------------------------------------------------------------- sums of two series
+
+
+@njit(**_FLAGS)
+def ultosc_fast(p, h, lo, c, out, scratch):
+    """Buying pressure and true range into scratch rows 0 and 1 (no state: vectorised), then
+    the three pairs of rolling sums (``sum2_push``) and the weighted average. scratch: 2 rows
+    as long as the inputs."""
+    size = h.shape[0]
+    if size == 0:
+        return True
+    bps = scratch[0]
+    trs = scratch[1]
+    bad = h[0] != h[0] or lo[0] != lo[0] or c[0] != c[0]
+    h1 = h[1:]
+    l1 = lo[1:]
+    c1 = c[1:]
+    c0 = c[: size - 1]
+    bp1 = bps[1:]
+    tr1 = trs[1:]
+    for j in range(h1.shape[0]):
+        hi = h1[j]
+        lw = l1[j]
+        ci = c1[j]
+        pc = c0[j]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci)
+        true_low = lw if lw < pc else pc
+        bp1[j] = ci - true_low
+        tr1[j] = true_range(hi, lw, pc)
+    if bad:
+        return False
+    n1 = int(p[0])
+    n2 = int(p[1])
+    n3 = int(p[2])
+    o = out[0]
+    o[0] = NAN
+    a1 = 0.0
+    b1 = 0.0
+    a2 = 0.0
+    b2 = 0.0
+    a3 = 0.0
+    b3 = 0.0
+    warm = min(n3, size)
+    for i in range(1, warm):  # some sums still warming up (n1 <= n2 <= n3): no value yet
+        bp = bps[i]
+        tr = trs[i]
+        if i < n1:
+            a1 = a1 + bp
+            b1 = b1 + tr
+        else:
+            a = a1 + bp
+            b = b1 + tr
+            a1 = a - bps[i - n1 + 1]
+            b1 = b - trs[i - n1 + 1]
+        if i < n2:
+            a2 = a2 + bp
+            b2 = b2 + tr
+        else:
+            a = a2 + bp
+            b = b2 + tr
+            a2 = a - bps[i - n2 + 1]
+            b2 = b - trs[i - n2 + 1]
+        a3 = a3 + bp
+        b3 = b3 + tr
+        o[i] = NAN
+    for i in range(warm, size):
+        bp = bps[i]
+        tr = trs[i]
+        sa1 = a1 + bp
+        sb1 = b1 + tr
+        a1 = sa1 - bps[i - n1 + 1]
+        b1 = sb1 - trs[i - n1 + 1]
+        sa2 = a2 + bp
+        sb2 = b2 + tr
+        a2 = sa2 - bps[i - n2 + 1]
+        b2 = sb2 - trs[i - n2 + 1]
+        sa3 = a3 + bp
+        sb3 = b3 + tr
+        a3 = sa3 - bps[i - n3 + 1]
+        b3 = sb3 - trs[i - n3 + 1]
+        total = 0.0
+        total = total + 4.0 * (sa1 / sb1) if sb1 != 0.0 else total
+        total = total + 2.0 * (sa2 / sb2) if sb2 != 0.0 else total
+        total = total + 1.0 * (sa3 / sb3) if sb3 != 0.0 else total
+        o[i] = 100.0 * (total / 7.0)
+    return True
+
+
+# ----------------------------------------------------------------------------- volume
+
+
+@njit(**_FLAGS)
+def obv_fast(p, c, v, out):
+    """The step's branch on the sign of the close change, as an addend chosen off the running
+    sum: obv + v, obv - v = obv + (-v) and obv = obv + (-0.0) are the same bits (IEEE 754),
+    so the sum's chain is one addition and no mispredicted branch."""
+    size = c.shape[0]
+    if size == 0:
+        return True
+    o = out[0]
+    obv = v[0]
+    bad = obv != obv or c[0] != c[0]
+    o[0] = obv
+    c1 = c[1:]
+    c0 = c[: size - 1]
+    v1 = v[1:]
+    o1 = o[1:]
+    for j in range(c1.shape[0]):  # the addends: no state, vectorised
+        ci = c1[j]
+        pc = c0[j]
+        vi = v1[j]
+        bad |= (ci != ci) | (vi != vi)
+        o1[j] = vi if ci > pc else (-vi if ci < pc else -0.0)
+    if bad:
+        return False
+    for j in range(o1.shape[0]):
+        obv = obv + o1[j]
+        o1[j] = obv
+    return True
+
+
+@njit(**_FLAGS)
+def ad_fast(p, h, lo, c, v, out):
+    """The step without its NaN branch and call per bar (one running sum)."""
+    o = out[0]
+    ad = 0.0
+    bad = False
+    for i in range(h.shape[0]):
+        hi = h[i]
+        lw = lo[i]
+        ci = c[i]
+        vi = v[i]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
+        rng = hi - lw
+        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
+        o[i] = ad
+    return not bad

@@ -245,8 +245,9 @@ _REGISTRY: dict[str, _Def] = {d.name: d for d in _defs()}
 # Batch fast paths (``_batch_nb.py``): ``fast(p, *inputs, out[, scratch]) -> bool`` computes the
 # same bits as the step driver on a series without NaN and returns False (having stopped) at
 # the first NaN, after which ``batch`` runs the step driver. The number is how many scratch
-# rows it takes (0: no scratch argument), each _CHUNK bars plus the ring length (which covers
-# the longest window), so a chunk of bars and its window's history stay in the CPU cache.
+# rows it takes (0: no scratch argument): k > 0 rows of _CHUNK bars plus the ring length (which
+# covers the longest window), so a chunk of bars and its window's history stay in the CPU
+# cache; -k: k rows as long as the inputs.
 _FAST: dict[str, tuple[Any, int]] = {
     "mom": (fb.mom_fast, 0),
     "roc": (fb.roc_fast, 0),
@@ -255,6 +256,10 @@ _FAST: dict[str, tuple[Any, int]] = {
     "willr": (fb.willr_fast, 4),
     "stochf": (fb.stochf_fast, 4),
     "stoch": (fb.stoch_fast, 4),
+    "stochrsi": (fb.stochrsi_fast, 4),
+    "ultosc": (fb.ultosc_fast, -2),
+    "obv": (fb.obv_fast, 0),
+    "ad": (fb.ad_fast, 0),
 }
 assert set(_FAST) <= set(_REGISTRY)
 _CHUNK = 2048
@@ -362,7 +367,8 @@ class Indicator:
             return False
         fn, rows = fast
         if rows:
-            scratch = np.empty((rows, _CHUNK + self._ring), dtype=np.float64)
+            size = arrays[0].shape[0] if rows < 0 else _CHUNK + self._ring
+            scratch = np.empty((abs(rows), size), dtype=np.float64)
             return bool(fn(self._p, *arrays, out, scratch))
         return bool(fn(self._p, *arrays, out))
 
