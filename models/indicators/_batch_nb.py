@@ -442,15 +442,16 @@ def stochrsi_fast(p, x, out, scratch):
 
 
 @njit(**_FLAGS)
-def ultosc_fast(p, h, lo, c, out, scratch):
-    """Buying pressure and true range into scratch rows 0 and 1 (no state: vectorised), then
-    the three pairs of rolling sums (``sum2_push``) and the weighted average. scratch: 2 rows
-    as long as the inputs."""
+def ultosc_fast(p, h, lo, c, out, rows, work):
+    """Buying pressure and true range into ``rows`` 0 and 1 (no state: vectorised), then the
+    three pairs of rolling sums (``sum2_push``), chunk by chunk: the sums of a chunk of bars
+    into the 6 ``work`` rows, then its ratios and weighted average (vectorised, the divisions
+    included) into out."""
     size = h.shape[0]
     if size == 0:
         return True
-    bps = scratch[0]
-    trs = scratch[1]
+    bps = rows[0]
+    trs = rows[1]
     bad = h[0] != h[0] or lo[0] != lo[0] or c[0] != c[0]
     h1 = h[1:]
     l1 = lo[1:]
@@ -503,26 +504,47 @@ def ultosc_fast(p, h, lo, c, out, scratch):
         a3 = a3 + bp
         b3 = b3 + tr
         o[i] = NAN
-    for i in range(warm, size):
-        bp = bps[i]
-        tr = trs[i]
-        sa1 = a1 + bp
-        sb1 = b1 + tr
-        a1 = sa1 - bps[i - n1 + 1]
-        b1 = sb1 - trs[i - n1 + 1]
-        sa2 = a2 + bp
-        sb2 = b2 + tr
-        a2 = sa2 - bps[i - n2 + 1]
-        b2 = sb2 - trs[i - n2 + 1]
-        sa3 = a3 + bp
-        sb3 = b3 + tr
-        a3 = sa3 - bps[i - n3 + 1]
-        b3 = sb3 - trs[i - n3 + 1]
-        total = 0.0
-        total = total + 4.0 * (sa1 / sb1) if sb1 != 0.0 else total
-        total = total + 2.0 * (sa2 / sb2) if sb2 != 0.0 else total
-        total = total + 1.0 * (sa3 / sb3) if sb3 != 0.0 else total
-        o[i] = 100.0 * (total / 7.0)
+    step = work.shape[1]
+    for g in range(warm, size, step):
+        k = min(step, size - g)
+        for j in range(k):
+            i = g + j
+            bp = bps[i]
+            tr = trs[i]
+            sa = a1 + bp
+            sb = b1 + tr
+            a1 = sa - bps[i - n1 + 1]
+            b1 = sb - trs[i - n1 + 1]
+            work[0, j] = sa
+            work[1, j] = sb
+            sa = a2 + bp
+            sb = b2 + tr
+            a2 = sa - bps[i - n2 + 1]
+            b2 = sb - trs[i - n2 + 1]
+            work[2, j] = sa
+            work[3, j] = sb
+            sa = a3 + bp
+            sb = b3 + tr
+            a3 = sa - bps[i - n3 + 1]
+            b3 = sb - trs[i - n3 + 1]
+            work[4, j] = sa
+            work[5, j] = sb
+        w0 = work[0, :k]
+        w1 = work[1, :k]
+        w2 = work[2, :k]
+        w3 = work[3, :k]
+        w4 = work[4, :k]
+        w5 = work[5, :k]
+        og = o[g : g + k]
+        for j in range(k):
+            total = 0.0
+            sb = w1[j]
+            total = total + 4.0 * (w0[j] / sb) if sb != 0.0 else total
+            sb = w3[j]
+            total = total + 2.0 * (w2[j] / sb) if sb != 0.0 else total
+            sb = w5[j]
+            total = total + 1.0 * (w4[j] / sb) if sb != 0.0 else total
+            og[j] = 100.0 * (total / 7.0)
     return True
 
 
@@ -575,3 +597,103 @@ def ad_fast(p, h, lo, c, v, out):
         ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
         o[i] = ad
     return not bad
+
+
+# ----------------------------------------------------------------------------- CCI
+# The step keeps the typical prices in a ring and sums it slot by slot (slot 0 first), so the
+# order of the additions rotates with the bar: at bar i (the i-th bar without NaN) slot j holds
+# the price of bar i - ((i - j) mod n), i.e. bars base..i, then i-n+1..base-1, base = i - i mod n.
+# The fast path adds in that order for four bars n apart at a time (the same rotation, so one
+# index walk serves them): four independent chains of additions instead of one, which is what
+# bounds the step (two chains of n dependent additions a bar).
+
+
+@njit(inline="always", **_FLAGS)
+def _cci_value(tp, avg, dev, n):
+    num = tp - avg
+    if num != 0.0 and dev != 0.0:
+        return num / (0.015 * (dev / n))
+    return 0.0
+
+
+@njit(**_FLAGS)
+def cci_fast(p, h, lo, c, out, rows):
+    """rows: 1 row as long as the inputs (the typical prices)."""
+    size = h.shape[0]
+    n = int(p[0])
+    tp = rows[0]
+    bad = False
+    for i in range(size):
+        hi = h[i]
+        lw = lo[i]
+        ci = c[i]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci)
+        tp[i] = (hi + lw + ci) / 3.0
+    if bad:
+        return False
+    o = out[0]
+    first = min(n - 1, size)
+    for i in range(first):
+        o[i] = NAN
+    for g in range(first, size, 4 * n):
+        for r in range(n):
+            i0 = g + r
+            if i0 + 3 * n < size:
+                _cci4(tp, o, i0, n)
+            else:
+                for i in range(i0, size, n):
+                    _cci1(tp, o, i, n)
+    return True
+
+
+@njit(inline="always", **_FLAGS)
+def _cci1(tp, o, i, n):
+    k = i - i % n
+    s = 0.0
+    for _ in range(n):
+        s += tp[k]
+        k = k + 1 if k != i else i - n + 1
+    s /= n
+    k = i - i % n
+    d = 0.0
+    for _ in range(n):
+        d += abs(tp[k] - s)
+        k = k + 1 if k != i else i - n + 1
+    o[i] = _cci_value(tp[i], s, d, n)
+
+
+@njit(inline="always", **_FLAGS)
+def _cci4(tp, o, i, n):
+    """Bars i, i+n, i+2n, i+3n: the same slot rotation, so one index walk serves the four."""
+    n2 = 2 * n
+    n3 = 3 * n
+    k = i - i % n
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for _ in range(n):
+        s0 += tp[k]
+        s1 += tp[k + n]
+        s2 += tp[k + n2]
+        s3 += tp[k + n3]
+        k = k + 1 if k != i else i - n + 1
+    s0 /= n
+    s1 /= n
+    s2 /= n
+    s3 /= n
+    k = i - i % n
+    d0 = 0.0
+    d1 = 0.0
+    d2 = 0.0
+    d3 = 0.0
+    for _ in range(n):
+        d0 += abs(tp[k] - s0)
+        d1 += abs(tp[k + n] - s1)
+        d2 += abs(tp[k + n2] - s2)
+        d3 += abs(tp[k + n3] - s3)
+        k = k + 1 if k != i else i - n + 1
+    o[i] = _cci_value(tp[i], s0, d0, n)
+    o[i + n] = _cci_value(tp[i + n], s1, d1, n)
+    o[i + n2] = _cci_value(tp[i + n2], s2, d2, n)
+    o[i + n3] = _cci_value(tp[i + n3], s3, d3, n)

@@ -242,24 +242,25 @@ def _defs() -> list[_Def]:
 
 _REGISTRY: dict[str, _Def] = {d.name: d for d in _defs()}
 
-# Batch fast paths (``_batch_nb.py``): ``fast(p, *inputs, out[, scratch]) -> bool`` computes the
-# same bits as the step driver on a series without NaN and returns False (having stopped) at
-# the first NaN, after which ``batch`` runs the step driver. The number is how many scratch
-# rows it takes (0: no scratch argument): k > 0 rows of _CHUNK bars plus the ring length (which
-# covers the longest window), so a chunk of bars and its window's history stay in the CPU
-# cache; -k: k rows as long as the inputs.
-_FAST: dict[str, tuple[Any, int]] = {
-    "mom": (fb.mom_fast, 0),
-    "roc": (fb.roc_fast, 0),
-    "trange": (fb.trange_fast, 0),
-    "donchian": (fb.donchian_fast, 4),
-    "willr": (fb.willr_fast, 4),
-    "stochf": (fb.stochf_fast, 4),
-    "stoch": (fb.stoch_fast, 4),
-    "stochrsi": (fb.stochrsi_fast, 4),
-    "ultosc": (fb.ultosc_fast, -2),
-    "obv": (fb.obv_fast, 0),
-    "ad": (fb.ad_fast, 0),
+# Batch fast paths (``_batch_nb.py``): ``fast(p, *inputs, out[, rows][, work]) -> bool``
+# computes the same bits as the step driver on a series without NaN and returns False (having
+# stopped) at the first NaN, after which ``batch`` runs the step driver. The two numbers are how
+# many scratch rows it takes as long as the inputs (``rows``), and how many of _CHUNK bars plus
+# the ring length (``work``: a chunk of bars and its window's history, kept in the CPU cache;
+# the ring covers the longest window); 0: no such argument.
+_FAST: dict[str, tuple[Any, int, int]] = {
+    "mom": (fb.mom_fast, 0, 0),
+    "roc": (fb.roc_fast, 0, 0),
+    "trange": (fb.trange_fast, 0, 0),
+    "donchian": (fb.donchian_fast, 0, 4),
+    "willr": (fb.willr_fast, 0, 4),
+    "stochf": (fb.stochf_fast, 0, 4),
+    "stoch": (fb.stoch_fast, 0, 4),
+    "stochrsi": (fb.stochrsi_fast, 0, 4),
+    "ultosc": (fb.ultosc_fast, 2, 6),
+    "obv": (fb.obv_fast, 0, 0),
+    "ad": (fb.ad_fast, 0, 0),
+    "cci": (fb.cci_fast, 1, 0),
 }
 assert set(_FAST) <= set(_REGISTRY)
 _CHUNK = 2048
@@ -365,12 +366,14 @@ class Indicator:
         fast = _FAST.get(self._def.name)
         if fast is None:
             return False
-        fn, rows = fast
+        fn, rows, work = fast
+        size = arrays[0].shape[0]
+        extra = []
         if rows:
-            size = arrays[0].shape[0] if rows < 0 else _CHUNK + self._ring
-            scratch = np.empty((abs(rows), size), dtype=np.float64)
-            return bool(fn(self._p, *arrays, out, scratch))
-        return bool(fn(self._p, *arrays, out))
+            extra.append(np.empty((rows, size), dtype=np.float64))
+        if work:
+            extra.append(np.empty((work, _CHUNK + self._ring), dtype=np.float64))
+        return bool(fn(self._p, *arrays, out, *extra))
 
     @property
     def has_fast_batch(self) -> bool:

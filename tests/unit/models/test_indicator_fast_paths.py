@@ -79,3 +79,17 @@ def test_a_nan_anywhere_falls_back_to_the_step_driver(name: str) -> None:
             out = as_columns(ind.batch(*inputs_of(ind, gappy)))
             assert all(np.isnan(o[where]) for o in out), (ind, col, where)
             _same(ind, gappy)
+
+
+def test_signed_zero_volumes_and_flat_closes_in_the_running_sums() -> None:
+    """obv's fast path adds -0.0 on an unchanged close where the step leaves the sum alone:
+    the same bits only if that holds for a sum of -0.0 too."""
+    rng = np.random.default_rng(5)
+    c = rng.choice(np.array([1.0, 2.0]), 2_000)
+    v = rng.choice(np.array([-0.0, 0.0, 1.0]), 2_000)
+    v[0] = -0.0
+    h = np.maximum(c, rng.choice(np.array([1.0, 2.0]), 2_000))
+    bars = {"high": h, "low": c.copy(), "close": c, "volume": v}
+    for name in ("obv", "ad", "adosc", "mfi"):
+        _same(indicator(name), bars)
+    assert np.signbit(indicator("obv").batch(c[:3] * 0 + 1.0, np.array([-0.0, 0.0, -0.0]))[-1])
