@@ -122,7 +122,9 @@ def trange_fast(p, h, lo, c, out):
 # against each other, no state from bar to bar, so LLVM vectorises it. ``hilo_push``'s rule
 # (ties: the newest of the equal values, which only shows between 0.0 and -0.0) is kept by
 # combining every pair as (earlier, later) -> later if later >= earlier else earlier: that
-# picks the newest of the equal extremes of the union also for overlapping windows.
+# picks the newest of the equal extremes of the union also for overlapping windows. It is
+# written ``earlier if earlier > later else later`` (the same choice without NaN), the form of
+# the x86 max instruction (which returns its second operand on a tie), so LLVM emits one.
 
 
 @njit(inline="always", **_FLAGS)
@@ -190,12 +192,12 @@ def _pass2(src, dst, d, size, is_max):
         for j in range(o.shape[0]):
             u = e[j]
             v = x[j]
-            o[j] = v if v >= u else u
+            o[j] = u if u > v else v
     else:
         for j in range(o.shape[0]):
             u = e[j]
             v = x[j]
-            o[j] = v if v <= u else u
+            o[j] = u if u < v else v
 
 
 @njit(inline="always", **_FLAGS)
@@ -216,20 +218,20 @@ def _pass4(src, dst, w, size, is_max):
         for j in range(o.shape[0]):
             u = e0[j]
             v = e1[j]
-            u = v if v >= u else u
+            u = u if u > v else v
             v = e2[j]
-            u = v if v >= u else u
+            u = u if u > v else v
             v = x[j]
-            o[j] = v if v >= u else u
+            o[j] = u if u > v else v
     else:
         for j in range(o.shape[0]):
             u = e0[j]
             v = e1[j]
-            u = v if v <= u else u
+            u = u if u < v else v
             v = e2[j]
-            u = v if v <= u else u
+            u = u if u < v else v
             v = x[j]
-            o[j] = v if v <= u else u
+            o[j] = u if u < v else v
 
 
 @njit(inline="always", **_FLAGS)
