@@ -20,6 +20,8 @@ nothing this way and have no fast path.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -699,3 +701,114 @@ def _cci4(tp, o, i, n):
     o[i + n] = _cci_value(tp[i + n], s1, d1, n)
     o[i + n2] = _cci_value(tp[i + n2], s2, d2, n)
     o[i + n3] = _cci_value(tp[i + n3], s3, d3, n)
+
+
+# ----------------------------------------------------------------------------- Bollinger bands
+# ``var_push`` keeps shifted running sums s1, s2 of (x - K), resets K to the newest value and
+# re-sums the window every n bars, and recomputes mean and variance two-pass from its ring when
+# cancellation would lose the variance. Per chunk of bars the fast path runs the running sums
+# (the only state) and stores s1, s2 and K per bar, then turns them into bands in a vectorised
+# pass (the divisions and square roots are what bound the step), then redoes the rare bars that
+# need the two-pass variance, summing in the ring's slot order (as ``cci``).
+
+
+@njit(inline="always", **_FLAGS)
+def _two_pass(x, i, n):
+    """``var_push``'s fallback at bar i: (variance, mean) from the ring in slot order."""
+    k = i - i % n
+    total = 0.0
+    for _ in range(n):
+        total += x[k]
+        k = k + 1 if k != i else i - n + 1
+    mean = total / n
+    k = i - i % n
+    var = 0.0
+    for _ in range(n):
+        dj = x[k] - mean
+        var += dj * dj
+        k = k + 1 if k != i else i - n + 1
+    return var / n, mean
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_sums(x, g, g1, n, s1, s2, kv, pos, ws1, ws2, wk):
+    """``var_push``'s running sums over bars g..g1-1, stored per bar; -> (s1, s2, K, pos)."""
+    for j in range(g1 - g):
+        i = g + j
+        xi = x[i]
+        d = xi - kv
+        if i >= n:
+            od = x[i - n] - kv
+            s1 = s1 + d - od
+            s2 = s2 + d * d - od * od
+        else:
+            s1 = s1 + d
+            s2 = s2 + d * d
+        pos += 1
+        if pos == n:  # the ring position wraps: re-sum the window exactly
+            pos = 0
+            kv = xi
+            s1 = 0.0
+            s2 = 0.0
+            for t in range(i - n + 1, i + 1):
+                dj = x[t] - kv
+                s1 += dj
+                s2 += dj * dj
+        ws1[j] = s1
+        ws2[j] = s2
+        wk[j] = kv
+    return s1, s2, kv, pos
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_bands(x, n, mult, first, a1, a2, ak, up, mid, dn):
+    """The bands of bars first.. from their sums (vectorised), then the two-pass fallback."""
+    for j in range(up.shape[0]):
+        m1 = a1[j] / n
+        m2 = a2[j] / n
+        var = m2 - m1 * m1
+        mean = ak[j] + m1
+        band = mult * math.sqrt(var)
+        nan = var != var
+        up[j] = NAN if nan else mean + band
+        mid[j] = NAN if nan else mean
+        dn[j] = NAN if nan else mean - band
+        ak[j] = 1.0 if var < 1e-4 * m2 else 0.0  # K is used: now the fallback's flag
+    for j in range(up.shape[0]):
+        if ak[j] != 0.0:
+            var, mean = _two_pass(x, first + j, n)
+            if var != var:
+                up[j] = NAN
+                mid[j] = NAN
+                dn[j] = NAN
+            else:
+                band = mult * math.sqrt(var)
+                up[j] = mean + band
+                mid[j] = mean
+                dn[j] = mean - band
+
+
+@njit(**_FLAGS)
+def bbands_fast(p, x, out, work):
+    """work: 3 rows of at least 1 (s1, s2, K of a chunk's bars)."""
+    if _has_nan(x):
+        return False
+    size = x.shape[0]
+    n = int(p[0])
+    step = work.shape[1]
+    s1 = 0.0
+    s2 = 0.0
+    kv = x[0] if size > 0 else 0.0
+    pos = 0  # the ring position after the bar, as var_push's
+    for g in range(0, size, step):
+        g1 = min(g + step, size)
+        s1, s2, kv, pos = _bb_sums(x, g, g1, n, s1, s2, kv, pos, work[0], work[1], work[2])
+        first = max(g, min(n - 1, g1))  # the chunk's first bar with a full window
+        _nan_rows(out, g, first)
+        f = first - g
+        m = g1 - g
+        up = out[0, first:g1]
+        mid = out[1, first:g1]
+        dn = out[2, first:g1]
+        _bb_bands(x, n, p[1], first, work[0, f:m], work[1, f:m], work[2, f:m], up, mid, dn)
+    return True

@@ -261,6 +261,7 @@ _FAST: dict[str, tuple[Any, int, int]] = {
     "obv": (fb.obv_fast, 0, 0),
     "ad": (fb.ad_fast, 0, 0),
     "cci": (fb.cci_fast, 1, 0),
+    "bbands": (fb.bbands_fast, 0, 3),
 }
 assert set(_FAST) <= set(_REGISTRY)
 _CHUNK = 2048

@@ -93,3 +93,20 @@ def test_signed_zero_volumes_and_flat_closes_in_the_running_sums() -> None:
     for name in ("obv", "ad", "adosc", "mfi"):
         _same(indicator(name), bars)
     assert np.signbit(indicator("obv").batch(c[:3] * 0 + 1.0, np.array([-0.0, 0.0, -0.0]))[-1])
+
+
+def test_bbands_plateaus_take_the_two_pass_variance() -> None:
+    """Flat runs after a jump leave the shifted sums far from the window (the variance lost in
+    cancellation), which sends both paths to the two-pass variance, summed in the ring's slot
+    order; it makes most flat windows' band exactly 0 (not all: where the running sums keep a
+    residue of rounding but no cancellation, the step keeps the tiny variance it computed)."""
+    rng = np.random.default_rng(9)
+    levels = np.repeat(rng.normal(100, 30, 400).round(3), rng.integers(1, 40, 400))
+    x = levels + np.where(rng.random(levels.size) < 0.05, 0.001, 0.0)
+    for period in (2, 3, 5, 20, 21):
+        ind = indicator("bbands", period=period)
+        _same(ind, {"close": x})
+        upper, middle, _lower = ind.batch(x)
+        w = period
+        flat = np.array([t >= w - 1 and np.all(x[t + 1 - w : t + 1] == x[t]) for t in range(x.size)])
+        assert np.mean(upper[flat] == middle[flat]) > 0.4, period
