@@ -146,104 +146,121 @@ def _passes(n):
 
 
 @njit(inline="always", **_FLAGS)
-def _roll_ext(a, n, b0, b1, is_max):
-    """The extreme of a[i-n+1 .. i] into b0[i] for i >= n-1 (b0[:n-1] is scratch); b1 is
-    scratch. The last pass writes b0."""
-    size = a.shape[0]
+def _roll_hilo(h, lo, n, hb0, hb1, lb0, lb1):
+    """The highest of h and the lowest of lo over [i-n+1, i] into hb0[i] and lb0[i] for
+    i >= n-1 (below: scratch); hb1, lb1 are scratch. Both sides run in the same passes (one
+    loop each). The last pass writes hb0 and lb0."""
+    size = h.shape[0]
     left = _passes(n)
     if left == 0:
         for i in range(size):
-            b0[i] = a[i]
+            hb0[i] = h[i]
+            lb0[i] = lo[i]
         return
     w = 1
     first = True
     while w < n:
-        # source and destination of this pass; the last one (left == 1) writes b0
+        # source and destination of this pass; the last one (left == 1) writes hb0 / lb0
         if first:
-            src = a
+            hs = h
+            ls = lo
         elif left % 2 == 0:
-            src = b0
+            hs = hb0
+            ls = lb0
         else:
-            src = b1
-        dst = b0 if left % 2 == 1 else b1
+            hs = hb1
+            ls = lb1
+        if left % 2 == 1:
+            hd = hb0
+            ld = lb0
+        else:
+            hd = hb1
+            ld = lb1
         if 4 * w <= n:
-            _pass4(src, dst, w, size, is_max)
+            _pass4(hs, hd, ls, ld, w, size)
             w *= 4
         elif 2 * w <= n:
-            _pass2(src, dst, w, size, is_max)
+            _pass2(hs, hd, ls, ld, w, size)
             w *= 2
         else:
-            _pass2(src, dst, n - w, size, is_max)
+            _pass2(hs, hd, ls, ld, n - w, size)
             w = n
         first = False
         left -= 1
 
 
 @njit(inline="always", **_FLAGS)
-def _pass2(src, dst, d, size, is_max):
-    """dst[i] = later-extreme(src[i-d], src[i]) for i >= d; dst[:d] = src[:d]."""
+def _pass2(hs, hd, ls, ld, d, size):
+    """hd[i] = later-max(hs[i-d], hs[i]), ld[i] = later-min(ls[i-d], ls[i]) for i >= d;
+    below d a copy."""
     m = min(d, size)
     for i in range(m):
-        dst[i] = src[i]
+        hd[i] = hs[i]
+        ld[i] = ls[i]
     if size <= d:
         return
-    e = src[: size - d]
-    x = src[d:]
-    o = dst[d:size]
-    if is_max:
-        for j in range(o.shape[0]):
-            u = e[j]
-            v = x[j]
-            o[j] = u if u > v else v
-    else:
-        for j in range(o.shape[0]):
-            u = e[j]
-            v = x[j]
-            o[j] = u if u < v else v
+    he = hs[: size - d]
+    hx = hs[d:]
+    ho = hd[d:size]
+    le = ls[: size - d]
+    lx = ls[d:]
+    lo_ = ld[d:size]
+    for j in range(ho.shape[0]):
+        u = he[j]
+        v = hx[j]
+        ho[j] = u if u > v else v
+        u = le[j]
+        v = lx[j]
+        lo_[j] = u if u < v else v
 
 
 @njit(inline="always", **_FLAGS)
-def _pass4(src, dst, w, size, is_max):
-    """dst[i] = the later-extreme of src[i-3w], src[i-2w], src[i-w], src[i], oldest first."""
+def _pass4(hs, hd, ls, ld, w, size):
+    """hd[i] = the later-max of hs[i-3w], hs[i-2w], hs[i-w], hs[i] (oldest first), ld[i] the
+    later-min of ls at the same bars."""
     d = 3 * w
     m = min(d, size)
     for i in range(m):
-        dst[i] = src[i]
+        hd[i] = hs[i]
+        ld[i] = ls[i]
     if size <= d:
         return
-    e0 = src[: size - d]
-    e1 = src[w : size - 2 * w]
-    e2 = src[2 * w : size - w]
-    x = src[d:]
-    o = dst[d:size]
-    if is_max:
-        for j in range(o.shape[0]):
-            u = e0[j]
-            v = e1[j]
-            u = u if u > v else v
-            v = e2[j]
-            u = u if u > v else v
-            v = x[j]
-            o[j] = u if u > v else v
-    else:
-        for j in range(o.shape[0]):
-            u = e0[j]
-            v = e1[j]
-            u = u if u < v else v
-            v = e2[j]
-            u = u if u < v else v
-            v = x[j]
-            o[j] = u if u < v else v
+    h0 = hs[: size - d]
+    h1 = hs[w : size - 2 * w]
+    h2 = hs[2 * w : size - w]
+    h3 = hs[d:]
+    ho = hd[d:size]
+    l0 = ls[: size - d]
+    l1 = ls[w : size - 2 * w]
+    l2 = ls[2 * w : size - w]
+    l3 = ls[d:]
+    lo_ = ld[d:size]
+    for j in range(ho.shape[0]):
+        u = h0[j]
+        v = h1[j]
+        u = u if u > v else v
+        v = h2[j]
+        u = u if u > v else v
+        v = h3[j]
+        ho[j] = u if u > v else v
+        u = l0[j]
+        v = l1[j]
+        u = u if u < v else v
+        v = l2[j]
+        u = u if u < v else v
+        v = l3[j]
+        lo_[j] = u if u < v else v
 
 
 @njit(inline="always", **_FLAGS)
-def _chunk_ext(a, n, c0, c1, b0, b1, is_max):
-    """The window extremes at bars c0..c1-1 into b0, from a[c0-n+1 .. c1-1]; returns the offset
-    of bar c0 in b0. Working chunk by chunk keeps the passes in the CPU cache."""
+def _chunk_hilo(h, lo, n, c0, c1, scratch):
+    """The window extremes at bars c0..c1-1 into scratch rows 0 (highest) and 2 (lowest), from
+    bars c0-n+1 .. c1-1; returns the offset of bar c0 in those rows. Working chunk by chunk
+    keeps the passes in the CPU cache."""
     start = c0 - n + 1
     if start < 0:
         start = 0
-    _roll_ext(a[start:c1], n, b0, b1, is_max)
+    _roll_hilo(h[start:c1], lo[start:c1], n, scratch[0], scratch[1], scratch[2], scratch[3])
     return c0 - start
 
 
@@ -256,18 +273,17 @@ def _chunk(scratch, n):
 @njit(**_FLAGS)
 def donchian_fast(p, h, lo, out, scratch):
     """scratch: 4 rows of at least n (chunk + n - 1)."""
-    if _has_nan(h) or _has_nan(lo):
-        return False
     size = h.shape[0]
     n = int(p[0])
     step = _chunk(scratch, n)
+    bad = False
     for c0 in range(0, size, step):
         c1 = min(c0 + step, size)
         k = c1 - c0
-        oh = _chunk_ext(h, n, c0, c1, scratch[0], scratch[1], True)
-        ol = _chunk_ext(lo, n, c0, c1, scratch[2], scratch[3], False)
-        hh = scratch[0, oh : oh + k]
-        ll = scratch[2, ol : ol + k]
+        bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1])  # per chunk: brings it into the cache
+        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
+        hh = scratch[0, off : off + k]
+        ll = scratch[2, off : off + k]
         up = out[0, c0:c1]
         mid = out[1, c0:c1]
         dn = out[2, c0:c1]
@@ -278,22 +294,24 @@ def donchian_fast(p, h, lo, out, scratch):
             mid[j] = (u + d) / 2.0
             dn[j] = d
     _nan_rows(out, 0, min(n - 1, size))
-    return True
+    return not bad
 
 
 @njit(inline="always", **_FLAGS)
 def _hl_ratio_into(p_n, h, lo, c, o, scratch, willr):
-    """Williams %R (willr) or fast %K over ``p_n`` bars into ``o``, chunk by chunk."""
+    """Williams %R (willr) or fast %K over ``p_n`` bars into ``o``, chunk by chunk; returns
+    whether an input held a NaN (tested per chunk, which brings the chunk into the cache)."""
     size = h.shape[0]
     n = p_n
     step = _chunk(scratch, n)
+    bad = False
     for c0 in range(0, size, step):
         c1 = min(c0 + step, size)
         k = c1 - c0
-        oh = _chunk_ext(h, n, c0, c1, scratch[0], scratch[1], True)
-        ol = _chunk_ext(lo, n, c0, c1, scratch[2], scratch[3], False)
-        hh = scratch[0, oh : oh + k]
-        ll = scratch[2, ol : ol + k]
+        bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1]) | _has_nan(c[c0:c1])  # now in cache
+        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
+        hh = scratch[0, off : off + k]
+        ll = scratch[2, off : off + k]
         cc = c[c0:c1]
         ok = o[c0:c1]
         if willr:
@@ -308,15 +326,13 @@ def _hl_ratio_into(p_n, h, lo, c, o, scratch, willr):
                 ok[j] = 0.0 if _tie(hv, lv) else (cc[j] - lv) / ((hv - lv) / 100.0)
     for i in range(min(n - 1, size)):
         o[i] = NAN
+    return bad
 
 
 @njit(**_FLAGS)
 def willr_fast(p, h, lo, c, out, scratch):
     """scratch: 4 rows of at least n."""
-    if _has_nan(h) or _has_nan(lo) or _has_nan(c):
-        return False
-    _hl_ratio_into(int(p[0]), h, lo, c, out[0], scratch, True)
-    return True
+    return not _hl_ratio_into(int(p[0]), h, lo, c, out[0], scratch, True)
 
 
 @njit(inline="always", **_FLAGS)
@@ -338,12 +354,11 @@ def _sma_into(x, start, n, o):
 @njit(**_FLAGS)
 def stochf_fast(p, h, lo, c, out, scratch):
     """scratch: 4 rows of at least fastk."""
-    if _has_nan(h) or _has_nan(lo) or _has_nan(c):
-        return False
     k_n = int(p[0])
     d_n = int(p[1])
     fk = out[0]
-    _hl_ratio_into(k_n, h, lo, c, fk, scratch, False)
+    if _hl_ratio_into(k_n, h, lo, c, fk, scratch, False):
+        return False
     start = min(k_n - 1, h.shape[0])
     for i in range(start):
         out[1, i] = NAN
@@ -354,14 +369,13 @@ def stochf_fast(p, h, lo, c, out, scratch):
 @njit(**_FLAGS)
 def stoch_fast(p, h, lo, c, out, scratch):
     """scratch: 4 rows of at least fastk."""
-    if _has_nan(h) or _has_nan(lo) or _has_nan(c):
-        return False
     k_n = int(p[0])
     sk_n = int(p[1])
     sd_n = int(p[2])
     size = h.shape[0]
     fk = out[1]  # the fast %K, overwritten by slow %D once slow %K is summed from it
-    _hl_ratio_into(k_n, h, lo, c, fk, scratch, False)
+    if _hl_ratio_into(k_n, h, lo, c, fk, scratch, False):
+        return False
     start = min(k_n - 1, size)
     sk = out[0]
     for i in range(start):
@@ -434,7 +448,7 @@ def stochrsi_fast(p, x, out, scratch):
     for i in range(first):
         fk[i] = NAN
     v = rsi[first:]
-    _hl_ratio_into(k_n, v, v, v, fk[first:], scratch, False)
+    _hl_ratio_into(k_n, v, v, v, fk[first:], scratch, False)  # RSI has no NaN here
     start = min(first + k_n - 1, size)
     for i in range(start):
         out[1, i] = NAN
