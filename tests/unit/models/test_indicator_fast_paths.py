@@ -110,3 +110,12 @@ def test_bbands_plateaus_take_the_two_pass_variance() -> None:
         w = period
         flat = np.array([t >= w - 1 and np.all(x[t + 1 - w : t + 1] == x[t]) for t in range(x.size)])
         assert np.mean(upper[flat] == middle[flat]) > 0.4, period
+
+
+def test_read_only_inputs_take_the_fast_path_too() -> None:
+    """Arrays from a DataFrame or a memory map may be read-only; Numba types them apart."""
+    bars = _bars(3_000, 4, False)
+    for v in bars.values():
+        v.setflags(write=False)
+    for name in indicator_names():
+        _same(indicator(name), bars)
