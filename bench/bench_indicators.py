@@ -4,11 +4,13 @@
                                      [--clock cpu|wall]
 
 Prints one row per indicator: Tape's and TA-Lib's best time of ``--repeat`` runs and the ratio
-TA-Lib time / Tape time (>= 1 means Tape is at least as fast). Numba is compiled (or loaded
-from its cache) before timing. ``--clock cpu`` (the default) times the process's CPU time, which
-a machine shared with other jobs disturbs far less than wall time (every call is single-threaded,
-so on an idle machine the two agree); ``--clock wall`` times wall time. ``bench_indicators()``
-returns the rows for other scripts.
+TA-Lib time / Tape time (>= 1 means Tape is at least as fast). For an indicator with a batch
+fast path (``models/indicators/_batch_nb.py``) it also times the step driver that ``batch``
+used before (``Indicator.batch_stepwise``, the same bits) and prints its ratio as ``step``.
+Numba is compiled (or loaded from its cache) before timing. ``--clock cpu`` (the default)
+times the process's CPU time, which a machine shared with other jobs disturbs far less than
+wall time (every call is single-threaded, so on an idle machine the two agree); ``--clock wall``
+times wall time. ``bench_indicators()`` returns the rows for other scripts.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def _best(fn: Callable[[], object], repeat: int, clock: Callable[[], float]) -> 
 def bench_indicators(
     bars: int = 1_000_000, repeat: int = 5, seed: int = 7, only: set[str] | None = None, clock: str = "cpu"
 ) -> list[dict[str, Any]]:
-    """Rows of {name, bars, tape_s, talib_s (None when TA-Lib has no such function), ratio}."""
+    """Rows of {name, bars, tape_s, talib_s (None when TA-Lib has no such function), ratio,
+    step_s and step_ratio (the step driver; None without a fast path)}."""
     tick = CLOCKS[clock]
     b = make_bars(bars, seed)
     cases = _cases(b)
@@ -125,6 +128,10 @@ def bench_indicators(
         ind.batch(*(a[:100] for a in args))  # compile or load from the cache
         tape_s = _best(lambda ind=ind, args=args: ind.batch(*args), repeat, tick)
         talib_s = _best(ref, repeat, tick) if ref is not None else None
+        step_s = None
+        if ind.has_fast_batch:
+            ind.batch_stepwise(*(a[:100] for a in args))
+            step_s = _best(lambda ind=ind, args=args: ind.batch_stepwise(*args), repeat, tick)
         rows.append(
             {
                 "name": label,
@@ -132,17 +139,22 @@ def bench_indicators(
                 "tape_s": tape_s,
                 "talib_s": talib_s,
                 "ratio": (talib_s / tape_s) if talib_s else None,
+                "step_s": step_s,
+                "step_ratio": (talib_s / step_s) if talib_s and step_s else None,
             }
         )
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'indicator':<18} {'Tape ms':>9} {'TA-Lib ms':>10} {'TA-Lib/Tape':>12}", "-" * 52]
+    head = f"{'indicator':<18} {'Tape ms':>8} {'TA-Lib ms':>9} {'TA-Lib/Tape':>11} {'step ms':>8} {'step':>6}"
+    lines = [head, "-" * len(head)]
     for r in rows:
-        tl = f"{r['talib_s'] * 1e3:10.2f}" if r["talib_s"] else f"{'-':>10}"
-        ratio = f"{r['ratio']:11.2f}x" if r["ratio"] else f"{'-':>12}"
-        lines.append(f"{r['name']:<18} {r['tape_s'] * 1e3:9.2f} {tl} {ratio}")
+        tl = f"{r['talib_s'] * 1e3:9.2f}" if r["talib_s"] else f"{'-':>9}"
+        ratio = f"{r['ratio']:10.2f}x" if r["ratio"] else f"{'-':>11}"
+        st = f"{r['step_s'] * 1e3:8.2f}" if r.get("step_s") else f"{'-':>8}"
+        sr = f"{r['step_ratio']:5.2f}x" if r.get("step_ratio") else f"{'-':>6}"
+        lines.append(f"{r['name']:<18} {r['tape_s'] * 1e3:8.2f} {tl} {ratio} {st} {sr}")
     return "\n".join(lines)
 
 

@@ -231,6 +231,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="share-structure reform rows (SPDB 2006-05-12): carry them flagged into actions.parquet "
         "(default; the run's [corporate_actions] reform decides) or leave them out",
     )
+    parser.add_argument(
+        "--margins",
+        metavar="FILE",
+        help="also write margins.parquet from a CSV of futures margin rows "
+        "(symbol,since,initial,maintenance,initial_e8,maintenance_e8; docs/data_contracts/dataset.md)",
+    )
     return parser
 
 
@@ -269,6 +275,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             end_ns=_utc_day_ns(args.end, end=True) if args.end else None,
             actions=args.actions,
             reform=args.reform,
+            margins=Path(args.margins) if args.margins else None,
         )
     except LakeError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)

@@ -43,7 +43,7 @@ from cli.exits import EXIT_OK
 from cli.paper_cmd import Started, prepare_session, run_session, session_options
 from cli.progress import console
 from cli.wiring import ConfigError
-from domain.events import CommandReceived, VenueConnection, decode_event
+from domain.events import CommandReceived, LedgerPosted, VenueConnection, decode_event
 from kernel.outbox import OutboxVenue
 from sim.backtest import LiveConfig
 from venues.ccxt_venue import CcxtVenue, VenueError
@@ -110,6 +110,22 @@ def read_keys(settings: LiveConfig, environ: os._Environ[str] | dict[str, str]) 
     return environ[names[0]], environ[names[1]]
 
 
+def funding_booked(journal: Any, instruments: Any) -> dict[tuple[int, int], int]:
+    """Perpetual funding the book booked (``kernel.carry``'s postings), by (instrument id,
+    funding time in ms): what reconciliation holds each venue funding payment against."""
+    by_symbol = {inst.symbol: inst.instrument_id for inst in instruments}
+    booked: dict[tuple[int, int], int] = {}
+    for record in journal.records_of_kinds(frozenset({"ledger.posted.v1"}), 2):
+        event = record.event()
+        if not isinstance(event, LedgerPosted) or not event.memo.startswith("funding "):
+            continue
+        words = event.memo.split()
+        key = (by_symbol.get(words[1], -1), int(words[-1]) // 1_000_000)
+        cash = sum(p.amount_minor for p in event.postings if p.account.startswith("assets:cash:"))
+        booked[key] = booked.get(key, 0) + cash
+    return booked
+
+
 class LiveEdge:
     """The live half of a session (module docstring); ``cli.paper_cmd.Edge``."""
 
@@ -169,6 +185,7 @@ class LiveEdge:
             cash_minor=kernel.valuation.cash_minor(),
             currency=kernel.setup.currency,
             cancel_requested=frozenset(kernel.state.cancel_requested),
+            funding_minor=funding_booked(self._journal, kernel.setup.panel.instruments),
         )
         try:
             found = await self.bridge.reconcile(book, when, self._policy, self.name)
@@ -205,6 +222,20 @@ class LiveEdge:
             self.bridge.reconnected.clear()
             await self._reconcile("reconnect")
 
+    async def before_funding(self) -> None:
+        """The fills the venue made before a funding it settled, caught up over REST and handed
+        in, so the kernel applies them at the funding's step, before it books the funding (fills
+        made at or after it wait: ``fills_from``)."""
+        assert self.bridge is not None and self._venue is not None
+        with contextlib.suppress(VenueError):  # the reconciliation reports what stays missing
+            await self._venue.catch_up_fills()
+        self.bridge.take_updates()
+
+    def fills_from(self, funding_ms: int) -> None:
+        """Perpetuals: fills from the next funding time (ms; 0: none) on wait until it is booked."""
+        assert self.bridge is not None
+        self.bridge.hold_fills_from(funding_ms)
+
     def _journal_connection(self) -> None:
         """The adapter's connection changes since the last commit, as journaled inputs."""
         assert self.bridge is not None
@@ -223,6 +254,7 @@ class LiveEdge:
         (no halt: nothing trades after it), then the streams end."""
         if self.bridge is not None and self._started is not None:
             self.bridge.take_updates()
+            self.bridge.hold_fills_from(None)  # fills held for a funding that no step will book
             with contextlib.suppress(Exception):  # the venue may be gone; the start will say so
                 await self._reconcile("stop")
             self._journal_connection()

@@ -53,9 +53,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         table.add_row(
             a.hash,
             f"{window.get('start', '?')}..{window.get('end', '?')}",
-            f"{label.get('horizon', '?')}/{label.get('gap', '?')}",
+            f"{label.get('horizon', '?')}/{label.get('gap', '?')}"
+            + (f" {meta['classes']}c" if meta.get("classes") else ""),
             str(meta.get("rows", "?")),
             _ic_out(meta.get("metrics", {})),
         )
+    if any(a.meta.get("classes") for a in artifacts):
+        table.caption = "h/gap: label horizon and gap in bars; Nc: a classifier over N classes"
     console.print(table)
     return 0

@@ -10,6 +10,12 @@ with their arrival time and journaled before the kernel applies them (``kernel.s
 ``--local-exchange MARKET`` starts a loopback Binance (``venues.local_exchange``) that plays the
 bars of the data set MARKET at ``--speed`` bars a second: paper trading with no account and no
 network, on the venue's clock (the close of the last bar it played).
+
+With ``[venue] kind = "paper"`` the orders go to the paper broker at the edge
+(``venues.paper_broker``) instead of the bar simulator in the kernel: they reach it after the
+``[paper]`` latency and fill at the venue's quoted bid / ask (``paper.quotes``: watched,
+stamped and journaled as ``QuoteReceived`` inputs), else on the bars; its answers come back as
+a live venue's do, journaled as inputs, so the session replays from its journal alone.
 """
 
 from __future__ import annotations
@@ -35,8 +41,18 @@ from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
 from cli.report_cmd import print_report
 from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
-from domain.events import CommandReceived, RunStarted
+from domain.events import (
+    BarsReceived,
+    CommandReceived,
+    FundingReceived,
+    QuoteReceived,
+    RunStarted,
+    VenueConnection,
+    VenueHeartbeat,
+)
 from domain.instruments import Instrument
+from domain.orders import OrderStatus
+from domain.riskrules import KillState
 from kernel.journal import Journal, JournalError
 from kernel.loop import Kernel, KernelError
 from kernel.operator_inbox import (
@@ -47,6 +63,7 @@ from kernel.operator_inbox import (
     running_session,
     send_command,
 )
+from kernel.outbox import OutboxVenue
 from kernel.replay import resume
 from kernel.setup import RunSetup
 from kernel.store import open_journal
@@ -55,7 +72,17 @@ from lake.sessions import frequency_ns
 from lake.store import DatasetRef, dataset_ref, read_manifest
 from sim.backtest import BacktestConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
-from venues.ccxt_venue import CcxtVenue, VenueBar, map_error
+from venues.ccxt_venue import (
+    CcxtVenue,
+    VenueBar,
+    VenueDataError,
+    VenueError,
+    VenueFunding,
+    VenueQuote,
+    map_error,
+)
+from venues.health import AnswerWatch, StaleWatch
+from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
 __all__ = [
     "Edge",
@@ -65,6 +92,7 @@ __all__ = [
     "add_paper_parser",
     "cmd_command",
     "cmd_paper",
+    "market_type",
     "run_session",
     "session_options",
 ]
@@ -155,6 +183,7 @@ class _Session:
     stopped: str = ""
     venue_errors: int = 0
     bars_received: int = 0
+    broker: PaperBroker | None = None
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
@@ -226,6 +255,25 @@ def venue_instruments(config: BacktestConfig, instruments: tuple[Instrument, ...
         )
         out.append(msgspec.structs.replace(inst, symbol=symbol))
     return out
+
+
+PERPETUAL_CLASSES = frozenset({"crypto_perp"})
+
+
+def market_type(instruments: list[Instrument] | tuple[Instrument, ...]) -> str:
+    """``usdm`` when the run trades perpetuals (the data set's ``asset_class`` says so: USD-M
+    futures, ccxt ``binanceusdm``), ``spot`` when it trades none; a run with both is refused
+    (one ccxt client, one account type)."""
+    perps = [inst.symbol for inst in instruments if inst.asset_class in PERPETUAL_CLASSES]
+    if not perps:
+        return "spot"
+    if len(perps) != len(instruments):
+        others = sorted(inst.symbol for inst in instruments if inst.asset_class not in PERPETUAL_CLASSES)
+        raise ConfigError(
+            f"the run trades perpetuals {perps} and other instruments {others}: one session trades "
+            "one account type (spot or USD-M); split it into two runs"
+        )
+    return "usdm"
 
 
 @dataclass(frozen=True)
@@ -322,6 +370,10 @@ class Edge(Protocol):
 
     async def after_commit(self) -> None: ...
 
+    async def before_funding(self) -> None: ...
+
+    def fills_from(self, funding_ms: int) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -402,6 +454,9 @@ async def _session(
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()
+    pump.watch_health(config, instruments, started.kernel, interval + grace)
+    pump.venue_name = config.paper.exchange
+    kind = _market_type(config, instruments, local=market is not None or player.port > 0)
     async with contextlib.AsyncExitStack() as stack:
         local = None
         exchange_config: dict[str, Any] = {}
@@ -415,19 +470,24 @@ async def _session(
             from venues.local_exchange import ccxt_config as local_ccxt_config
 
             keys = edge.exchange_config() if edge is not None else {"apiKey": "local-api-key", "secret": "-"}
-            exchange_config = local_ccxt_config(player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5)
+            exchange_config = local_ccxt_config(
+                player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5, market_type=kind
+            )
         elif edge is not None:
             exchange_config = edge.exchange_config()
         venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
         clock = _clock(config.paper.clock, pump.assembler)
+        pump.use_broker(config, started, clock, interval)
         if edge is not None:  # reconciled before the first new order; sends after each commit
             await edge.start(venue, started, journal, clock)
             stack.push_async_callback(edge.stop)
             pump.edge = edge
+        if kind == "usdm":  # the venue's settled fundings, journaled before the step they fall in
+            pump.funding = await _funding_feed(venue, ids, clock, started, journal, edge)
         if started.note:  # resumed: the bars played while the session was down, over REST, for
             # every name before any stream (one name's batch must not run the clock ahead of another's)
             await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
-        watchers = [asyncio.create_task(pump.watch(venue, iid, frequency)) for iid in ids]
+        watchers = pump.watchers(config, venue, ids, frequency)
         try:
             playing = None
             if local is not None:
@@ -440,6 +500,42 @@ async def _session(
             await asyncio.gather(*watchers, return_exceptions=True)
     pump.session.bars_received = pump.assembler.received
     return pump.session
+
+
+async def _funding_feed(
+    venue: CcxtVenue,
+    ids: list[int],
+    clock: Callable[[], int],
+    started: Started,
+    journal: Any,
+    edge: Edge | None,
+) -> FundingFeed:
+    """A perpetuals session's funding inputs, from after the history (or the last journaled);
+    a live session's fills from the next funding time on wait for it (``Edge.fills_from``)."""
+    feed = FundingFeed(venue, list(ids), clock)
+    setup = started.kernel.setup
+    await feed.start(int(setup.panel.ts_ns[setup.start_step - 1]) // 1_000_000, journal)
+    if edge is not None:
+        edge.fills_from(feed.next_ms)
+    return feed
+
+
+def _market_type(config: BacktestConfig, instruments: list[Instrument], *, local: bool) -> str:
+    """The session's account type (``market_type``); a local exchange's perpetuals are Binance
+    USD-M, so ``paper.exchange`` must name ccxt's ``binanceusdm``."""
+    assert config.paper is not None
+    kind = market_type(instruments)
+    if config.live is not None and config.live.market != kind:
+        raise ConfigError(
+            f'live.market = "{config.live.market}", but the data set\'s instruments trade as "{kind}" '
+            "(perpetuals: usdm; spot pairs: spot)"
+        )
+    if kind == "usdm" and local and config.paper.exchange != "binanceusdm":
+        raise ConfigError(
+            f'paper.exchange = "{config.paper.exchange}": the local exchange trades perpetuals as '
+            'Binance USD-M: set paper.exchange = "binanceusdm"'
+        )
+    return kind
 
 
 async def _venue(
@@ -483,6 +579,18 @@ class _Pump:
         self._newest: dict[int, int] = {}
         self.inbox = CommandInbox(inbox)
         self.edge: Edge | None = None
+        self.broker: _Broker | None = None
+        self.quotes: list[VenueQuote] = []  # arrived, not yet stamped and journaled
+        self.stale: StaleWatch | None = None
+        self.answers: AnswerWatch | None = None
+        self.kernel: Kernel | None = None
+        self._sent: dict[str, int] = {}  # order id -> when the edge sent it (unanswered orders)
+        self._health_sent: int | None = None  # the time of this watch's last command
+        self.venue_name = ""
+        self.connection: list[tuple[str, str]] = []  # market data's (state, detail), not journaled yet
+        self.heartbeats: list[tuple[bool, int, str]] = []  # (ok, round trip ns, why not), not journaled yet
+        self.health_command = "halt"
+        self.funding: FundingFeed | None = None
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
@@ -525,12 +633,16 @@ class _Pump:
                 bars = await venue.watch_bars(instrument_id, frequency)
                 if failures:
                     since = self._newest.get(instrument_id)
-                    self._take(
-                        instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since)
-                    )
+                    missed = await venue.fetch_bars(instrument_id, frequency, since_ms=since)
+                    self._take(instrument_id, missed)
+                    symbol = venue.instruments[instrument_id].symbol
+                    self.connection.append(("reconciled", f"{symbol}: {len(missed)} bars over REST"))
             except Exception as error:
                 failures += 1
                 self.session.venue_errors += 1
+                if failures == 1:  # the episode's first: journaled (connection state)
+                    symbol = venue.instruments[instrument_id].symbol
+                    self.connection.append(("disconnected", f"{symbol}: {map_error(error)}"))
                 console.print(f"[yellow]venue: {map_error(error)}[/]; watching again", soft_wrap=True)
                 await asyncio.sleep(
                     min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
@@ -538,6 +650,137 @@ class _Pump:
                 continue
             failures = 0
             self._take(instrument_id, bars)
+
+    def watch_health(
+        self, config: BacktestConfig, instruments: list[Instrument], kernel: Kernel, overdue_ns: int
+    ) -> None:
+        """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age, judged
+        against the limit or ``overdue_ns`` (a bar and the grace: a bar may be that late without
+        anything being wrong), whichever is longer; with ``latency_ns_max`` and a venue that
+        answers later: each unanswered order's wait (``venues.health``). One past its limit goes
+        in as a journaled command from ``health``."""
+        switch = config.kill_switch
+        self.health_command = "flatten" if switch.flatten_on_trip else "halt"
+        if switch.stale_data_ns_max:
+            names = {inst.instrument_id: inst.symbol for inst in instruments}
+            self.stale = StaleWatch(names, max(switch.stale_data_ns_max, overdue_ns))
+        if switch.latency_ns_max and isinstance(kernel.setup.venue, OutboxVenue):
+            self.answers = AnswerWatch(switch.latency_ns_max)
+        self.kernel = kernel
+
+    def _journal_connection(self, now: int) -> None:
+        """The market data streams' drops and recoveries since the last pass, as journaled
+        inputs (``VenueConnection``, stream ``market``; a live session's order streams journal
+        their own)."""
+        notes, self.connection = self.connection, []
+        for state, detail in notes:
+            self.journal.append(
+                VenueConnection(ts_ns=now, venue=self.venue_name, stream="market", state=state, detail=detail)
+            )
+        beats, self.heartbeats = self.heartbeats, []
+        for ok, rtt, detail in beats:
+            self.journal.append(
+                VenueHeartbeat(ts_ns=now, venue=self.venue_name, ok=ok, rtt_ns=rtt, detail=detail)
+            )
+
+    def _health(self, now: int) -> None:
+        if self.stale is not None:
+            self._health_command(now, self.stale.check(now, self.assembler.newest))
+
+    def _answers(self, now: int) -> None:
+        """After the pass's steps took the venue's answers: orders still waiting for one."""
+        if self.answers is None or self.kernel is None:
+            return
+        open_orders = self.kernel.state.open_orders
+        self._sent = {oid: ts for oid, ts in self._sent.items() if oid in open_orders}
+        waiting = {
+            oid: self._sent[oid]
+            for oid, order in open_orders.items()
+            if order.status is OrderStatus.SUBMITTED and oid in self._sent
+        }
+        self._health_command(now, self.answers.check(now, waiting))
+
+    def _note_sends(self) -> None:
+        """The ``sent`` messages the edge just handed in (the kernel takes them at its next
+        step): when each order left, for ``_answers``."""
+        if self.answers is not None and self.kernel is not None:
+            outbox = self.kernel.setup.venue
+            assert isinstance(outbox, OutboxVenue)
+            for message in outbox.peek():
+                if message.kind == "sent":
+                    self._sent.setdefault(message.order_id, message.ts_ns)
+
+    def _health_command(self, now: int, note: str | None) -> None:
+        """A health finding as a journaled command, unless the kill switch is tripped already or
+        this watch's last command has not been re-armed since (it would only be refused)."""
+        if note is None:
+            return
+        kill = self.kernel.state.kill if self.kernel is not None else None
+        if kill is not None and kill.state is not KillState.ARMED:
+            return
+        if self._health_sent is not None and (kill is None or kill.since_ts_ns <= self._health_sent):
+            return
+        self._health_sent = now
+        received = CommandReceived(ts_ns=now, command=self.health_command, operator="health", note=note)
+        try:
+            step = self.source.command(received)
+        except KernelError as error:
+            self.source.refuse(now, "LATE_COMMAND", str(error))
+            return
+        console.print(f"[yellow]health: {note}[/] ({self.health_command} at step {step:,})", soft_wrap=True)
+
+    def use_broker(
+        self, config: BacktestConfig, started: Started, clock: Callable[[], int], interval: int
+    ) -> None:
+        """``[venue] kind = "paper"``: the paper broker at the edge answers the kernel's orders."""
+        if config.venue.kind == "paper":
+            resumed_at = self.assembler.handed_to  # the last step a resumed session had
+            self.broker = _Broker(config, started, self.journal, clock, interval, resumed_at)
+            self.session.broker = self.broker.broker
+
+    def watchers(
+        self, config: BacktestConfig, venue: CcxtVenue, ids: list[int], frequency: str
+    ) -> list[asyncio.Task[None]]:
+        """The session's watcher tasks: each name's bars; its quotes for the paper broker with
+        ``paper.quotes``; the heartbeat with ``paper.heartbeat_s``."""
+        assert config.paper is not None
+        tasks = [asyncio.create_task(self.watch(venue, iid, frequency)) for iid in ids]
+        if self.broker is not None and config.paper.quotes:
+            tasks += [asyncio.create_task(self.watch_quotes(venue, iid)) for iid in ids]
+        if config.paper.heartbeat_s:
+            tasks.append(asyncio.create_task(self.heartbeat(venue, config.paper.heartbeat_s)))
+        return tasks
+
+    async def watch_quotes(self, venue: CcxtVenue, instrument_id: int) -> None:
+        """One instrument's best bid / ask from the websocket (the paper broker fills at them);
+        after a failure it waits longer each time and watches again."""
+        failures = 0
+        while True:
+            try:
+                quote = await venue.watch_quote(instrument_id)
+            except Exception as error:
+                failures += 1
+                self.session.venue_errors += 1
+                console.print(f"[yellow]venue quotes: {map_error(error)}[/]; watching again", soft_wrap=True)
+                await asyncio.sleep(
+                    min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
+                )
+                continue
+            failures = 0
+            self.quotes.append(quote)
+            self.arrived.set()
+
+    async def heartbeat(self, venue: CcxtVenue, every_s: float) -> None:
+        """Every ``every_s`` seconds of the wall clock: one timed round trip to the venue,
+        journaled at the next pass (``VenueHeartbeat``); a failure is journaled with its reason."""
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                rtt = await venue.round_trip()
+            except Exception as error:
+                self.heartbeats.append((False, 0, str(map_error(error))))
+            else:
+                self.heartbeats.append((True, rtt, ""))
 
     async def catch_up(self, venue: CcxtVenue, ids: list[int], frequency: str, since_ms: int) -> None:
         """The bars each name's venue played from ``since_ms`` on (a resumed session's gap)."""
@@ -560,18 +803,212 @@ class _Pump:
             self.arrived.clear()
             now = clock()
             self._commands(now)
+            self._journal_connection(now)
+            self._health(now)
+            broker = self.broker
+            if broker is not None:  # quotes first: a step's bars come after its quotes
+                quotes, self.quotes = self.quotes, []
+                broker.quotes(quotes, now)
             for bars in self.assembler.due(now):
+                if broker is not None:  # the broker sees them before the kernel's step takes its answers
+                    broker.bars(bars)
+                booked = await self._fundings(bars.ts_ns, now)
                 self.source.push(bars)
+                self._funded(booked)
+            booked = await self._fundings(now - grace, now)
             self.source.pass_time(now - grace)
+            self._funded(booked)
+            self._answers(now)
             self.journal.commit()
+            if broker is not None:  # durable, so now the broker may hear of it
+                broker.after_commit()
             if self.edge is not None:  # durable, so now the venue may hear of it
                 await self.edge.after_commit()
+            self._note_sends()
             self.progress()
             if player is not None and player.done():
                 if player.exception() is not None:
                     raise player.exception()  # type: ignore[misc]
                 if quiet >= 4:
                     self._stop("the local exchange played all its bars")
+
+    async def _fundings(self, up_to_ns: int, now: int) -> bool:
+        """The fundings settled at or before ``up_to_ns``, journaled and scheduled before the
+        steps they fall in run (a perpetuals run); whether the next funding time moved."""
+        if self.funding is None:
+            return False
+        before = self.funding.next_ms
+        due = await self.funding.due(up_to_ns)
+        if due and self.edge is not None:  # the venue's fills before the funding, in the book first
+            await self.edge.before_funding()
+        for received in due:
+            try:
+                self.source.funding(received)
+            except KernelError as error:
+                self.source.refuse(now, "LATE_FUNDING", str(error))
+        return self.funding.next_ms != before
+
+    def _funded(self, moved: bool) -> None:
+        """The step holding a funding ran: a live session's fills made after it go in now."""
+        if moved and self.edge is not None and self.funding is not None:
+            self.edge.fills_from(self.funding.next_ms)
+
+
+class FundingFeed:
+    """A perpetuals session's funding inputs: before a step at or after a funding time runs, the
+    settled rate and mark from the venue (``CcxtVenue.fetch_funding``) become a journaled
+    ``FundingReceived``, which the kernel books like a backtest's funding row. The venue's next
+    funding time (``next_funding_ms``) says when to ask; a settlement the venue does not state
+    yet is asked again for ``wait_s`` (then the step goes on, and the funding is booked at the
+    next step that has not run: counted as ``late``)."""
+
+    def __init__(
+        self, venue: CcxtVenue, instrument_ids: list[int], clock: Callable[[], int], *, wait_s: float = 2.0
+    ) -> None:
+        self.venue = venue
+        self.ids = instrument_ids
+        self.clock = clock
+        self.wait_s = wait_s
+        self.received = 0
+        self.late = 0
+        self._last_ms: dict[int, int] = {}
+        self._next_ms: dict[int, int] = {}
+        self._waited: dict[int, int] = {}  # the due time already waited for (asked once more a step)
+
+    @property
+    def next_ms(self) -> int:
+        """The earliest funding time not journaled yet (ms; 0: the venue states none)."""
+        return min((ms for ms in self._next_ms.values() if ms), default=0)
+
+    async def start(self, history_end_ms: int, journal: Any) -> None:
+        """Where the journal left off (fundings after the history's last step; a resumed
+        session: after the last journaled) and the venue's next funding times."""
+        for iid in self.ids:
+            self._last_ms[iid] = history_end_ms
+        for record in journal.records_of_kinds(frozenset({"market.funding_received.v1"}), 2):
+            event = record.event()
+            assert isinstance(event, FundingReceived)
+            self._last_ms[event.instrument_id] = max(
+                self._last_ms.get(event.instrument_id, 0), event.ts_ns // 1_000_000
+            )
+        for iid in self.ids:
+            self._next_ms[iid] = await self.venue.next_funding_ms(iid)
+
+    async def due(self, up_to_ns: int) -> list[FundingReceived]:
+        """The fundings the venue settled at or before ``up_to_ns`` that are not journaled yet."""
+        out: list[FundingReceived] = []
+        up_to_ms = up_to_ns // 1_000_000
+        for iid in self.ids:
+            due_ms = self._next_ms.get(iid, 0)
+            if not due_ms or due_ms > up_to_ms:
+                continue
+            fresh = await self._settled(iid, due_ms, up_to_ms)
+            if not fresh:
+                self._late(iid, due_ms)
+                continue
+            for row in fresh:
+                out.append(
+                    FundingReceived(
+                        ts_ns=row.funding_ms * 1_000_000,
+                        received_ns=self.clock(),
+                        instrument_id=iid,
+                        rate_e8=row.rate_e8,
+                        mark_px_raw=row.mark_raw,
+                    )
+                )
+                self._last_ms[iid] = row.funding_ms
+            self.received += len(fresh)
+            try:
+                self._next_ms[iid] = await self.venue.next_funding_ms(iid)
+            except (VenueError, VenueDataError) as error:
+                console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
+        return out
+
+    async def _settled(self, iid: int, due_ms: int, up_to_ms: int) -> list[VenueFunding]:
+        """What the venue states settled after the last journaled funding, up to ``up_to_ms``:
+        asked every 0.1 s for ``wait_s`` until the due time is there (once per due time)."""
+        waited = 0.0
+        while True:
+            try:
+                rows = await self.venue.fetch_funding(iid, since_ms=self._last_ms[iid] + 1)
+            except (VenueError, VenueDataError) as error:  # asked again at the next step
+                console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
+                rows = []
+            fresh = [row for row in rows if self._last_ms[iid] < row.funding_ms <= up_to_ms]
+            done = any(row.funding_ms >= due_ms for row in fresh)
+            if done or waited >= self.wait_s or self._waited.get(iid) == due_ms:
+                return fresh
+            await asyncio.sleep(0.1)
+            waited += 0.1
+
+    def _late(self, iid: int, due_ms: int) -> None:
+        if self._waited.get(iid) != due_ms:
+            self.late += 1
+            console.print(
+                f"[yellow]funding due at {due_ms} ms: the venue states none after {self.wait_s:g} s; "
+                "asked again at each step, booked at the first step after it comes[/]",
+                soft_wrap=True,
+            )
+        self._waited[iid] = due_ms
+
+
+class _Broker:
+    """The paper broker's edge (``[venue] kind = "paper"``): quotes stamped and journaled as
+    they are handed on, the kernel's requests sent after each commit (stamped with the edge's
+    clock), the broker's answers handed to the kernel's outbox for its next step."""
+
+    def __init__(
+        self,
+        config: BacktestConfig,
+        started: Started,
+        journal: Any,
+        clock: Callable[[], int],
+        interval: int,
+        resumed_at: int = 0,
+    ) -> None:
+        assert config.paper is not None
+        outbox = started.kernel.setup.venue
+        if not isinstance(outbox, OutboxVenue):
+            raise ConfigError('the paper broker needs [venue] kind = "paper"')
+        fill = config.fill
+        guard = started.kernel.state.venue_guard
+        # a resumed session numbers on from the messages its kernel took (the rest died with it)
+        next_seq = 1 if guard is None else max([guard.next_seq, *(seq + 1 for seq in guard.held)])
+        self.broker = PaperBroker(
+            {inst.instrument_id: inst for inst in started.kernel.setup.panel.instruments},
+            LatencyModel(config.paper.latency_ms, config.paper.latency_jitter_ms, config.seed),
+            BrokerCosts(fill.commission_e8, fill.taker_e8, fill.maker_e8, fill.slippage_e8),
+            interval_ns=interval,
+            next_seq=next_seq,
+        )
+        self.outbox = outbox
+        self.journal = journal
+        self.clock = clock
+        outbox.sending = True
+        if started.note:  # resumed: what the broker held died with the process that ran it
+            orders = started.kernel.state.open_orders
+            outbox.deliver(self.broker.restarted(list(orders.values()), max(clock(), resumed_at)))
+
+    def quotes(self, quotes: list[VenueQuote], now: int) -> None:
+        for quote in quotes:
+            event = QuoteReceived(
+                ts_ns=now,
+                instrument_id=quote.instrument_id,
+                bid_px_raw=quote.bid_px_raw,
+                bid_qty_raw=quote.bid_qty_raw,
+                ask_px_raw=quote.ask_px_raw,
+                ask_qty_raw=quote.ask_qty_raw,
+                venue_ts_ns=quote.ts_ms * 1_000_000,
+            )
+            self.journal.append(event)
+            self.outbox.deliver(self.broker.on_quote(event))
+
+    def bars(self, bars: BarsReceived) -> None:
+        self.outbox.deliver(self.broker.on_bars(bars))
+
+    def after_commit(self) -> None:
+        for request in self.outbox.take_requests():
+            self.outbox.deliver(self.broker.send(request.kind, request.order, self.clock()))
 
 
 def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
@@ -595,15 +1032,20 @@ async def _local_exchange(
     a live session's keys and its configured cash there."""
     from venues.local_exchange import LocalExchange, markets_from_dataset
 
+    kind = market_type(instruments)
+
+    def symbol(m: Any) -> str:  # ccxt's unified symbol: BASE/QUOTE, or BASE/QUOTE:SETTLE for USD-M
+        return f"{m.base}/{m.quote}:{m.quote}" if kind == "usdm" else f"{m.base}/{m.quote}"
+
     by_symbol = {inst.symbol for inst in instruments}
     first_open_ms = (first_close_ns - interval_ns) // 1_000_000
     markets = [
         dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= first_open_ms])
         for m in markets_from_dataset(market)
-        if f"{m.base}/{m.quote}" in by_symbol
+        if symbol(m) in by_symbol
     ]
     if len(markets) != len(instruments):
-        missing = sorted(by_symbol - {f"{m.base}/{m.quote}" for m in markets})
+        missing = sorted(by_symbol - {symbol(m) for m in markets})
         raise ConfigError(f"--local-exchange {market}: no market for {missing}")
     quotes = {m.quote for m in markets}
     balances: dict[str, str] = {quote: "1000000" for quote in quotes}
@@ -618,6 +1060,7 @@ async def _local_exchange(
         maker_fee=player.fee,
         taker_fee=player.fee,
         fees_in=player.fee_in,
+        market_type=kind,
     ) as exchange:
         yield exchange
 
@@ -634,4 +1077,18 @@ def _print_summary(
         f"{session.venue_errors}",
         soft_wrap=True,
     )
+    broker = session.broker
+    if broker is not None:
+        c = broker.counts
+        waits = sorted(c.latency_ns)
+        slowest = ""
+        if waits:
+            median, top = waits[len(waits) // 2] / 1e6, waits[-1] / 1e6
+            slowest = f"; sent to arrival median {median:,.0f} ms, slowest {top:,.0f} ms"
+        console.print(
+            f"paper broker: {c.sent} orders sent, {c.acks} acknowledged, {c.rejects} rejected; fills "
+            f"{c.quote_fills} at quotes + {c.bar_fills} on bars; {c.cancels} cancels ({c.cancelled} done, "
+            f"{c.cancel_rejected} refused); {c.quotes:,} quotes{slowest}",
+            soft_wrap=True,
+        )
     console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...")

@@ -9,6 +9,7 @@ registry = "models-registry"
 journal = "registry-journal"     # optional: model.registered events (outside the registry folder)
 frequency = "1d"
 model = "lightgbm"               # or "torch_mlp"
+task = "regression"              # or "classification" (needs label thresholds)
 seed = 7
 start = "2004-01-01"             # the final model's training window (inclusive dates, UTC)
 end = "2009-12-31"
@@ -16,7 +17,7 @@ register_folds = true            # also register each walk-forward window's mode
 num_boost_round = 200            # lightgbm
 params = { learning_rate = 0.05 }   # lightgbm settings over models.ml.train.DEFAULT_PARAMS
 mlp = { hidden = [32, 16], epochs = 30 }   # torch_mlp: models.ml.mlp.MlpConfig
-label = { horizon = 21, gap = 1 }           # thresholds = [...] optional
+label = { horizon = 21, gap = 1 }           # thresholds = [0.0]: up/down; [-0.02, 0.02]: 3 classes
 walk_forward = { train_bars = 504, test_bars = 126 }   # step_bars optional
 
 [[train.features]]
@@ -25,7 +26,8 @@ params = { lookback = 60, skip = 5 }
 steps = [["rank", {}]]           # optional cross-sectional steps
 
 [train.run]                      # optional: the backtest TOML that trades the final artifact
-template = "model_run.toml"      # names ${artifact} and ${artifact_dir}
+template = "model_run.toml"      # names ${artifact_dir} and ${artifact} (the final model) and/or
+                                 # ${artifacts} (the windows' artifacts, a TOML list, in order)
 out = "model_run.generated.toml"
 ```
 
@@ -57,12 +59,14 @@ from lake.partitioned import Lake
 from models.features.cross_section import TIME_SERIES, FeatureSpec
 from models.ml.artifact import LEARNERS, TrainRun, train_walk_forward
 from models.ml.labels import LabelSpec
+from models.ml.train import TASKS, classes_of
 
 __all__ = ["TrainSpec", "add_train_parser", "cmd_train", "read_train_spec", "run_train"]
 
 STEPS = ("rank", "zscore", "winsorise", "neutralise")
-_KEYS = {"lake", "registry", "journal", "frequency", "model", "seed", "start", "end", "register_folds",
-         "num_boost_round", "params", "mlp", "label", "walk_forward", "features", "run"}  # fmt: skip
+_KEYS = {"lake", "registry", "journal", "frequency", "model", "task", "seed", "start", "end",
+         "register_folds", "num_boost_round", "params", "mlp", "label", "walk_forward", "features",
+         "run"}  # fmt: skip
 
 
 class TrainSpec:
@@ -88,6 +92,9 @@ class TrainSpec:
         self.model = str(raw.get("model", "lightgbm"))
         if self.model not in LEARNERS:
             raise ConfigError(f"{where}: model {self.model!r} is not one of {', '.join(LEARNERS)}")
+        self.task = str(raw.get("task", "regression"))
+        if self.task not in TASKS:
+            raise ConfigError(f"{where}: task {self.task!r} is not one of {', '.join(TASKS)}")
         self.seed = _int(raw, "seed", 7, where)
         self.start_ts, self.start = _day_ns(raw["start"], "start", where)
         end_ts, self.end = _day_ns(raw["end"], "end", where)
@@ -97,6 +104,10 @@ class TrainSpec:
         self.register_folds = bool(raw.get("register_folds", True))
         self._learner_settings(raw, where)
         self.label = _label(_table(raw, "label", where), where + ".label")
+        try:
+            classes_of(self.task, self.label)
+        except ValueError as error:
+            raise ConfigError(f"{where}: {error}") from None
         self._walk_forward(_table(raw, "walk_forward", where), where + ".walk_forward")
         self.features = _features(raw["features"], where)
         run = _table(raw, "run", where)
@@ -230,7 +241,8 @@ def run_train(spec: TrainSpec, *, progress: Any = None) -> TrainRun:
         raise ConfigError(f"{spec.lake}: refusing to train on a lake that differs from its manifest: "
                           f"{'; '.join(problems[:5])}")  # fmt: skip
     kwargs: dict[str, Any] = {
-        "frequency": spec.frequency, "seed": spec.seed, "learner": spec.model, "params": spec.params or None,
+        "frequency": spec.frequency, "seed": spec.seed, "learner": spec.model, "task": spec.task,
+        "params": spec.params or None,
         "num_boost_round": spec.num_boost_round, "mlp": spec.mlp_config(), "wf_train": spec.wf_train,
         "wf_test": spec.wf_test, "wf_step": spec.wf_step, "register_folds": spec.register_folds,
         "progress": progress, "require_folds": True,
@@ -247,9 +259,14 @@ def run_train(spec: TrainSpec, *, progress: Any = None) -> TrainRun:
         raise ConfigError(str(error)) from None
 
 
+PLACEHOLDERS = ("artifact", "artifact_dir", "artifacts")
+
+
 def read_run_template(spec: TrainSpec) -> string.Template | None:
     """The ``[train.run]`` template, checked before anything is trained: it must name
-    ``${artifact}`` and ``${artifact_dir}`` and nothing else."""
+    ``${artifact_dir}`` and ``${artifact}`` (the final model, for ``ModelRanker``) or
+    ``${artifacts}`` (the windows' artifacts, for ``WalkForwardRanker``; needs
+    ``register_folds``), and nothing else."""
     if spec.run_template is None:
         return None
     try:
@@ -257,22 +274,35 @@ def read_run_template(spec: TrainSpec) -> string.Template | None:
     except OSError as error:
         raise ConfigError(f"[train.run] template: {error}") from None
     names = set(template.get_identifiers())
-    if not {"artifact", "artifact_dir"} <= names or not template.is_valid():
-        raise ConfigError(f"{spec.run_template}: a run template names ${{artifact}} and ${{artifact_dir}}")
-    if names - {"artifact", "artifact_dir"}:
+    if "artifact_dir" not in names or not names & {"artifact", "artifacts"} or not template.is_valid():
         raise ConfigError(
-            f"{spec.run_template}: unknown placeholder(s) {sorted(names - {'artifact', 'artifact_dir'})}"
+            f"{spec.run_template}: a run template names ${{artifact_dir}} and ${{artifact}} or ${{artifacts}}"
+        )
+    if names - set(PLACEHOLDERS):
+        raise ConfigError(f"{spec.run_template}: unknown placeholder(s) {sorted(names - set(PLACEHOLDERS))}")
+    if "artifacts" in names and not spec.register_folds:
+        raise ConfigError(
+            f"{spec.run_template}: ${{artifacts}} names the windows' artifacts: set register_folds = true"
         )
     return template
 
 
 def write_run_config(
-    spec: TrainSpec, template: string.Template, artifact: str, *, check_only: bool = False
+    spec: TrainSpec,
+    template: string.Template,
+    artifact: str,
+    windows: list[str] | None = None,
+    *,
+    check_only: bool = False,
 ) -> Path:
-    """The template with ``artifact`` substituted, checked as a backtest configuration (relative
-    paths resolve from ``out``'s folder), written to ``out`` (unless ``check_only``)."""
+    """The template with ``artifact`` (and ``windows``, the window artifacts in order, as a TOML
+    list) substituted, checked as a backtest configuration (relative paths resolve from
+    ``out``'s folder), written to ``out`` (unless ``check_only``)."""
     assert spec.run_out is not None
-    filled = template.substitute({"artifact": artifact, "artifact_dir": str(spec.registry)})
+    listed = "[" + ", ".join(json.dumps(digest) for digest in windows or []) + "]"
+    filled = template.substitute(
+        {"artifact": artifact, "artifact_dir": str(spec.registry), "artifacts": listed}
+    )
     try:
         config_from_raw(tomllib.loads(filled), spec.run_out)
     except tomllib.TOMLDecodeError as error:
@@ -333,8 +363,9 @@ def _ic(value: float | None) -> str:
 
 
 def _print(spec: TrainSpec, run: TrainRun, rows: list[dict[str, Any]], run_config: Path | None) -> None:
-    title = (f"{spec.model} {spec.start}..{spec.end}, horizon {spec.label.horizon} gap {spec.label.gap}, "
-             f"seed {spec.seed}: {len(run.folds)} windows")  # fmt: skip
+    task = f" ({len(spec.label.thresholds) + 1}-class)" if spec.task == "classification" else ""
+    title = (f"{spec.model}{task} {spec.start}..{spec.end}, horizon {spec.label.horizon} "
+             f"gap {spec.label.gap}, seed {spec.seed}: {len(run.folds)} windows")  # fmt: skip
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     for name in ("#", "train from", "train to", "test to", "rows", "IC in", "IC out", "artifact"):
         table.add_column(
@@ -364,18 +395,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = read_train_spec(Path(args.config))
     template = read_run_template(spec)
     if template is not None:  # a template that cannot make a run configuration is refused before training
-        write_run_config(spec, template, "0" * 32, check_only=True)
+        write_run_config(spec, template, "0" * 32, ["0" * 32], check_only=True)
     quiet = "-" in (args.json, args.csv)
     if quiet:
         run = run_train(spec)
     else:
         with progress_bar(f"train {spec.model}", 1) as update:
             run = run_train(spec, progress=update)
-    run_config = write_run_config(spec, template, run.artifact) if template is not None else None
+    windows = [fold.artifact for fold in run.folds if fold.artifact is not None]
+    run_config = write_run_config(spec, template, run.artifact, windows) if template is not None else None
     rows = _windows(run)
     if args.json:
-        report = {"model": spec.model, "registry": str(spec.registry), "artifact": run.artifact,
-                  "seed": spec.seed, "label": spec.label.to_json(), "windows": rows,
+        report = {"model": spec.model, "task": spec.task, "registry": str(spec.registry),
+                  "artifact": run.artifact, "seed": spec.seed, "label": spec.label.to_json(), "windows": rows,
                   "run_config": str(run_config) if run_config else None}  # fmt: skip
         _write(args.json, json.dumps(report, indent=1) + "\n")
     if args.csv:

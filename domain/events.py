@@ -28,6 +28,7 @@ __all__ = [
     "AnyEvent",
     "BarsReceived",
     "ClockAdvanced",
+    "FundingReceived",
     "CommandReceived",
     "CorporateActionApplied",
     "DatasetReferenced",
@@ -55,6 +56,7 @@ __all__ = [
     "OrderSubmitted",
     "OperatorCommanded",
     "MarginCalled",
+    "InstrumentDelisted",
     "PositionLiquidated",
     "OptionExpired",
     "ParentCreated",
@@ -68,6 +70,7 @@ __all__ = [
     "OpenOrderSnapshot",
     "PostingRecord",
     "SellableSnapshot",
+    "QuoteReceived",
     "RiskVerdict",
     "RunFinished",
     "RightsIssueApplied",
@@ -88,6 +91,7 @@ __all__ = [
     "VenueMessageReceived",
     "VenueReconciled",
     "VenueConnection",
+    "VenueHeartbeat",
     "VenueMessageRefused",
     "decode_event",
     "encode_event",
@@ -650,6 +654,22 @@ class MarginCalled(Event, frozen=True, tag="margin.called.v1"):
     reason: str  # "MARGIN_CALL: equity=..., maintenance=..." with the numbers
 
 
+class InstrumentDelisted(Event, frozen=True, tag="instrument.delisted.v1"):
+    """An instrument's delisting date (the data set's ``delistings.parquet``) reached: journaled
+    at the close of its last session (``kernel/delisting.py``), only for data sets that carry
+    one. ``qty_raw`` is what the book still holds, marked from here on at ``mark_px_raw`` (its
+    last close); ``policy`` the run's ``[account] delisted``; ``note`` says what it did."""
+
+    day: int
+    step: int
+    instrument_id: int
+    last_day: int
+    qty_raw: int
+    mark_px_raw: int
+    policy: str
+    note: str
+
+
 class FutureSettled(Event, frozen=True, tag="future.settled.v1"):
     """A futures position marked to the session's settlement price at its close (daily
     settlement, ``kernel/futures.py``). ``variation_minor = settled_value_minor -
@@ -695,8 +715,10 @@ class OrderReplaceRejected(Event, frozen=True, tag="order.replace_rejected.v1"):
 class VenueMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One message of an asynchronous venue session, numbered by the venue (``venue_seq`` from
     1, no gaps in the venue's own order). ``kind``: ack, reject, fill, cancelled, expired,
-    cancel_rejected, replaced, replace_rejected. ``qty_raw``: the fill quantity, or a replace's
-    new total; ``commission_minor``: the venue's charge for a fill."""
+    cancel_rejected, replaced, replace_rejected; or ``sent``, the edge's own note that the order
+    left for the venue at ``ts_ns`` (its clock), from which the answer's latency is measured.
+    ``qty_raw``: the fill quantity, or a replace's new total; ``commission_minor``: the venue's
+    charge for a fill."""
 
     venue_seq: int
     ts_ns: int
@@ -808,6 +830,20 @@ class ClockAdvanced(Event, frozen=True, tag="clock.advanced.v1"):
     replay passes the same steps at the same point."""
 
 
+class FundingReceived(Event, frozen=True, tag="market.funding_received.v1"):
+    """INPUT: a perpetual's funding as its venue settled it, for a live source (paper, live):
+    ``ts_ns`` is the funding time, ``rate_e8`` the rate (1e-8) and ``mark_px_raw`` the mark price
+    the venue settled at (raw, at the instrument's price digits); ``received_ns`` when the edge
+    stamped its arrival. Journaled before the kernel applies it; the kernel books it like a
+    backtest's funding row (``kernel.carry``) at the first step at or after ``ts_ns`` not yet run,
+    with the venue's mark instead of the bar's close."""
+
+    received_ns: int
+    instrument_id: int
+    rate_e8: int
+    mark_px_raw: int
+
+
 class CommandReceived(Event, frozen=True, tag="operator.command_received.v1"):
     """An operator's command as it reached a live run (the cockpit, the command line), journaled
     before the kernel applies it at its next step (where the kernel journals its
@@ -846,6 +882,32 @@ class VenueConnection(Event, frozen=True, tag="venue.connection.v1"):
     venue: str
     stream: str
     state: str
+    detail: str = ""
+
+
+class QuoteReceived(Event, frozen=True, tag="market.quote_received.v1"):
+    """INPUT: a venue's best bid and ask for one instrument as a paper session received them
+    (``ts_ns``: the edge's clock at arrival; ``venue_ts_ns``: the venue's own time of the quote,
+    0 when it gives none). The paper broker (``venues.paper_broker``) fills at them: buys at the
+    ask, sells at the bid. No state of the kernel changes; a replay copies them."""
+
+    instrument_id: int
+    bid_px_raw: int
+    bid_qty_raw: int
+    ask_px_raw: int
+    ask_qty_raw: int
+    venue_ts_ns: int = 0
+
+
+class VenueHeartbeat(Event, frozen=True, tag="venue.heartbeat.v1"):
+    """INPUT: a paper or live session's periodic round trip to its venue (``paper.heartbeat_s``:
+    a REST time request), stamped with the edge's clock; ``rtt_ns`` is the round trip as the
+    edge timed it, 0 with ``ok`` false when the venue did not answer (``detail`` says why). No
+    state of the kernel changes; the ops metrics and the cockpit read them."""
+
+    venue: str
+    ok: bool
+    rtt_ns: int
     detail: str = ""
 
 
@@ -958,6 +1020,7 @@ AnyEvent = (
     | ParentDone
     | FutureSettled
     | MarginCalled
+    | InstrumentDelisted
     | OrderReplaced
     | OrderReplaceRejected
     | VenueMessageReceived
@@ -969,11 +1032,14 @@ AnyEvent = (
     | FxConverted
     | BarsReceived
     | ClockAdvanced
+    | FundingReceived
     | CommandReceived
     | InputQuarantined
     | OrderCancelRequested
     | VenueReconciled
     | VenueConnection
+    | QuoteReceived
+    | VenueHeartbeat
     | ModelRegistered
     | ModelLoaded
     | StrategyCommanded
@@ -992,10 +1058,13 @@ INPUT_KINDS = frozenset(
         "venue.message_received.v1",
         "market.bars_received.v1",
         "clock.advanced.v1",
+        "market.funding_received.v1",
         "operator.command_received.v1",
         "input.quarantined.v1",
         "venue.reconciled.v1",
         "venue.connection.v1",
+        "market.quote_received.v1",
+        "venue.heartbeat.v1",
     }
 )
 

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from domain.fx import FxRate
 from domain.instruments import Instrument
 
-__all__ = ["ACTION_FIELDS", "REFORM_FIELD", "RIGHTS_FIELDS", "Panel", "PanelError"]
+__all__ = ["ACTION_FIELDS", "REFORM_FIELD", "RIGHTS_FIELDS", "MarginRow", "Panel", "PanelError"]
 
 ACTION_FIELDS = (
     "action_instrument_id",
@@ -31,6 +31,21 @@ REFORM_FIELD = "action_reform"
 
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class MarginRow:
+    """One published futures margin requirement of a data set (``margins.parquet``), in force
+    from session day ``since`` (YYYYMMDD): a share of notional (``initial_e8`` /
+    ``maintenance_e8``, 1e-8) or money per contract (``initial_minor`` / ``maintenance_minor``,
+    minor units of the future's currency); one pair, the other zero."""
+
+    instrument_id: int
+    since: int
+    initial_e8: int = 0
+    maintenance_e8: int = 0
+    initial_minor: int = 0
+    maintenance_minor: int = 0
 
 
 class PanelError(ValueError):
@@ -82,6 +97,12 @@ class Panel:
     # Exchange rates into base currencies (``domain.fx``), sorted by (day, currency, base);
     # empty when the data set has no fx table.
     fx_rates: tuple[FxRate, ...] = ()
+    # Futures margin requirements (``kernel.margin``), sorted by (instrument_id, since); empty
+    # when the data set has no margins table.
+    margin_rows: tuple[MarginRow, ...] = ()
+    # Delisting dates: (instrument_id, last session day YYYYMMDD), sorted by instrument; empty
+    # when the data set has no delistings table.
+    delistings: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)

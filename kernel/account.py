@@ -18,6 +18,16 @@ account never borrows and never shorts:
 Each reduction or refusal is a ``buying_power`` / ``no_short`` risk verdict with the numbers
 (unit ``minor``: the limit is the free cash, observed the order's cost bound before and after).
 So no accepted order can leave a cash account's cash negative after its fees.
+
+**Per market** (``venues``): one run may hold a cash account on some markets and a margin
+account on others (A-shares cash, US stocks on margin). A key is a venue (``"XSHG"``) or a
+venue and asset class (``"BINANCE:crypto_perp"``, which wins over the venue alone); markets not
+named take ``type``. The buying-power check applies to the orders of cash markets, against the
+cash of each order's own currency (a book of several currencies keeps cash per currency); the
+margin requirements (``kernel.margin``) apply to margin markets only. A currency is the cash of
+one account type: a cash market and a margin market settling in the same currency would share
+one balance the margin side may borrow against, so such a run is refused at start (separate
+ledgers per account are not built).
 """
 
 from __future__ import annotations
@@ -31,10 +41,18 @@ from domain.fixed import RATE_SCALE, Rounding, div_round
 from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
-from kernel.margin import MARGIN_CALL_POLICIES, FuturesMarginRow
+from kernel.delisting import DELISTED_POLICIES
+from kernel.margin import MAINTENANCE_CHECKS, MARGIN_CALL_POLICIES, FuturesMarginRow
 from kernel.pipeline import OrderIntent
 
-__all__ = ["ACCOUNT_TYPES", "AccountConfig", "BuyingPower", "CommissionQuote", "FeeQuote"]
+__all__ = [
+    "ACCOUNT_TYPES",
+    "AccountConfig",
+    "BuyingPower",
+    "CommissionQuote",
+    "FeeQuote",
+    "currency_conflicts",
+]
 
 ACCOUNT_TYPES = ("margin", "cash")
 
@@ -59,10 +77,19 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     maintenance_e8: int = 0
     margin_call: str = "liquidate"
     futures_margin: list[FuturesMarginRow] = []
+    venues: dict[str, str] = {}  # "VENUE" or "VENUE:asset_class" -> "cash" | "margin"
+    maintenance_check: str = "close"  # or "bar": maintenance judged at every bar (kernel.margin)
+    delisted: str = "hold"  # or "sell_before": a delisted name's position (kernel.delisting)
 
     def __post_init__(self) -> None:
         if self.type not in ACCOUNT_TYPES:
             raise ValueError(f"account.type must be one of {ACCOUNT_TYPES}, got {self.type!r}")
+        _check_venues(self.venues)
+        if self.delisted not in DELISTED_POLICIES:
+            raise ValueError(f"account.delisted must be one of {DELISTED_POLICIES}, got {self.delisted!r}")
+        check = self.maintenance_check
+        if check not in MAINTENANCE_CHECKS:
+            raise ValueError(f"account.maintenance_check must be one of {MAINTENANCE_CHECKS}, got {check!r}")
         if not 0 <= self.collar_e8 < RATE_SCALE:
             raise ValueError(f"account.collar_e8 must be in [0, 1e8), got {self.collar_e8}")
         if self.margin_call not in MARGIN_CALL_POLICIES:
@@ -73,6 +100,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             if self.cash:
                 raise ValueError(
                     "account.initial_e8 / maintenance_e8 are a margin account's; a cash account pays in full"
+                    " (name the margin markets in account.venues)"
                 )
             if not 0 < self.maintenance_e8 <= self.initial_e8 <= RATE_SCALE:
                 raise ValueError(
@@ -92,7 +120,50 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
     @property
     def cash(self) -> bool:
-        return self.type == "cash"
+        """Every market of the account is a cash one (no margin market named)."""
+        return self.type == "cash" and "margin" not in self.venues.values()
+
+    @property
+    def any_cash(self) -> bool:
+        """Some market of the account is a cash one: the buying-power check runs."""
+        return self.type == "cash" or "cash" in self.venues.values()
+
+    def type_of(self, instrument: Instrument) -> str:
+        """The account type of the market ``instrument`` trades in: its ``VENUE:asset_class``
+        key, else its venue's, else ``type``."""
+        venues = self.venues
+        if not venues:
+            return self.type
+        found = venues.get(f"{instrument.venue}:{instrument.asset_class}")
+        return found if found is not None else venues.get(instrument.venue, self.type)
+
+
+def _check_venues(venues: Mapping[str, str]) -> None:
+    for key, kind in sorted(venues.items()):
+        if kind not in ACCOUNT_TYPES:
+            raise ValueError(f"account.venues.{key} must be one of {ACCOUNT_TYPES}, got {kind!r}")
+        venue, _, asset_class = key.partition(":")
+        if not venue or key.count(":") > 1 or (":" in key and not asset_class):
+            raise ValueError(
+                f'account.venues: {key!r} is not a venue ("XSHG") or a venue and asset class '
+                '("BINANCE:crypto_perp")'
+            )
+
+
+def currency_conflicts(config: AccountConfig, instruments: Mapping[int, Instrument]) -> list[str]:
+    """Currencies that a cash market and a margin market of the run both settle in, each with
+    its markets named (empty: every currency belongs to one account type)."""
+    kinds: dict[str, dict[str, set[str]]] = {}
+    for inst in instruments.values():
+        if inst.asset_class == "index":
+            continue
+        kind = config.type_of(inst)
+        kinds.setdefault(inst.currency, {}).setdefault(kind, set()).add(f"{inst.venue}:{inst.asset_class}")
+    return [
+        f"{currency} (cash: {', '.join(sorted(by['cash']))}; margin: {', '.join(sorted(by['margin']))})"
+        for currency, by in sorted(kinds.items())
+        if len(by) > 1
+    ]
 
 
 class BuyingPower:
@@ -109,6 +180,11 @@ class BuyingPower:
         self._instruments = instruments
         self._commission = commission
         self._fees = fees
+        self._cash_ids = frozenset(iid for iid, inst in instruments.items() if config.type_of(inst) == "cash")
+
+    def is_cash(self, instrument_id: int) -> bool:
+        """The instrument trades in a cash market of the account."""
+        return instrument_id in self._cash_ids
 
     def collar(self, intent: OrderIntent) -> int:
         """The limit price of an unpriced buy: the decision price plus the collar, on the tick."""
@@ -127,31 +203,36 @@ class BuyingPower:
                             currency=inst.currency)  # fmt: skip
         return notional + commission + self._fees(day, probe)
 
-    def reserved(self, day: int, open_orders: Mapping[str, Order]) -> tuple[int, int]:
-        """(cash the working buy orders may still cost, their count)."""
-        total = count = 0
+    def reserved(self, day: int, open_orders: Mapping[str, Order]) -> dict[str, tuple[int, int]]:
+        """Per currency: (cash the cash markets' working buy orders may still cost, their count)."""
+        out: dict[str, tuple[int, int]] = {}
         for order in open_orders.values():
-            if order.side > 0 and order.leaves_qty_raw > 0:
+            if order.side > 0 and order.leaves_qty_raw > 0 and order.instrument_id in self._cash_ids:
                 px = order.limit_px_raw
                 if px <= 0:  # a market order sent before the account was a cash one: its last bound
                     continue
-                total += self.cost(day, order.instrument_id, order.leaves_qty_raw, px)
-                count += 1
-        return total, count
+                currency = self._instruments[order.instrument_id].currency
+                total, count = out.get(currency, (0, 0))
+                out[currency] = (
+                    total + self.cost(day, order.instrument_id, order.leaves_qty_raw, px),
+                    count + 1,
+                )
+        return out
 
     def check(
         self,
         day: int,
         intents: list[OrderIntent],
         limit_px: dict[int, int],
-        cash_minor: int,
+        cash_minor: Mapping[str, int],
         held: Mapping[int, int],
         open_orders: Mapping[str, Order],
     ) -> tuple[list[OrderIntent], dict[int, int], list[RuleVerdict]]:
         """The orders a cash account can pay for (sells first, then buys in order), their limit
-        prices (unpriced buys collared), and a verdict for each order changed."""
-        reserved, working = self.reserved(day, open_orders)
-        free = cash_minor - reserved
+        prices (unpriced buys collared), and a verdict for each order changed. ``cash_minor``:
+        each currency's cash balance. Orders of margin markets pass unchanged."""
+        reserved = self.reserved(day, open_orders)
+        free = {currency: cash - reserved.get(currency, (0, 0))[0] for currency, cash in cash_minor.items()}
         selling = {iid: 0 for iid in held}
         for order in open_orders.values():
             if order.side < 0:
@@ -161,6 +242,9 @@ class BuyingPower:
         verdicts: list[RuleVerdict] = []
         for intent in intents:
             iid = intent.instrument_id
+            if iid not in self._cash_ids:
+                out.append(intent)
+                continue
             if intent.side < 0:
                 kept = self._sell(intent, held.get(iid, 0) - selling.get(iid, 0), verdicts)
                 if kept is not None:
@@ -168,10 +252,12 @@ class BuyingPower:
                 continue
             px = prices.get(iid) or self.collar(intent)
             prices[iid] = px
-            kept, cost = self._buy(day, intent, px, free, verdicts, reserved, working)
+            currency = self._instruments[iid].currency
+            reserve, working = reserved.get(currency, (0, 0))
+            kept, cost = self._buy(day, intent, px, free.get(currency, 0), verdicts, reserve, working)
             if kept is not None:
                 out.append(kept)
-                free -= cost
+                free[currency] = free.get(currency, 0) - cost
         return out, prices, verdicts
 
     def _sell(self, intent: OrderIntent, sellable: int, verdicts: list[RuleVerdict]) -> OrderIntent | None:

@@ -16,10 +16,11 @@ from kernel.desk import OrderDesk
 __all__ = ["Carry"]
 
 
-def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int]]]:
-    """Funding rows grouped by the first step at or after their time (later ones dropped)."""
+def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int, int]]]:
+    """Funding rows grouped by the first step at or after their time (later ones dropped); the
+    last field is the mark price, 0 for a data set's row (the bar's close is the mark)."""
     steps = np.searchsorted(panel.ts_ns, panel.funding_ts_ns, side="left")
-    grouped: dict[int, list[tuple[int, int, int]]] = {}
+    grouped: dict[int, list[tuple[int, int, int, int]]] = {}
     rows = zip(
         steps.tolist(),
         panel.funding_instrument_id.tolist(),
@@ -29,7 +30,7 @@ def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int]]]:
     )
     for step, iid, rate_e8, ts_ns in rows:
         if step < panel.steps:
-            grouped.setdefault(step, []).append((iid, rate_e8, ts_ns))
+            grouped.setdefault(step, []).append((iid, rate_e8, ts_ns, 0))
     return grouped
 
 
@@ -53,6 +54,16 @@ class Carry:
         self.funding_mask: npt.NDArray[np.bool_] = np.zeros(panel.steps, dtype=np.bool_)
         self.funding_mask[list(self._funding)] = True
 
+    def add_funding(self, step: int, instrument_id: int, rate_e8: int, ts_ns: int, mark_px_raw: int) -> None:
+        """A funding a live venue settled (``FundingReceived``), booked at ``step`` (not run yet)
+        at the venue's mark, after any row already there."""
+        if instrument_id not in self._instruments:
+            raise ValueError(f"funding for instrument {instrument_id}, which the run does not hold")
+        if mark_px_raw <= 0:
+            raise ValueError(f"funding mark price must be positive, got {mark_px_raw}")
+        self._funding.setdefault(step, []).append((instrument_id, rate_e8, ts_ns, mark_px_raw))
+        self.funding_mask[step] = True
+
     def funding(self, step: int) -> None:
         """Perpetual funding for positions held through a funding time inside this step's bar,
         at the bar's close as the mark; cash against funding income or expense."""
@@ -61,13 +72,13 @@ class Carry:
             return
         panel = self._panel
         positions = self._desk.state.positions
-        for iid, rate_e8, funding_ts_ns in rows:
+        for iid, rate_e8, funding_ts_ns, venue_mark in rows:
             position = positions.get(iid)
             if position is None:
                 continue
             inst = self._instruments[iid]
             column = self._columns[iid]
-            mark = int(
+            mark = venue_mark or int(
                 panel.close[step, column] if panel.valid[step, column] else panel.last_close[step, column]
             )
             amount = funding_payment_minor(inst, position.qty_raw, mark, rate_e8, Rounding.HALF_EVEN)

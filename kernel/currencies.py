@@ -120,14 +120,13 @@ class CurrencyBook:
         }
         return {iid: in_currency[currency] for iid, currency in self._currency_of.items()}
 
-    def refusals(self, *, sleeves: bool, cash_account: bool, margin: bool, greeks: bool,
+    def refusals(self, *, sleeves: bool, margin: bool, greeks: bool,
                  order_notional: bool, streaming: bool) -> list[str]:  # fmt: skip
         """Features of a one-currency book not built for several currencies yet, by name."""
         if not self.several:
             return []
         named = {
             "several strategies (sleeves)": sleeves,
-            "a cash account": cash_account,
             "perpetual margin and liquidation": margin,
             "greek limits": greeks,
             "risk.order_notional": order_notional,

@@ -45,10 +45,11 @@ from domain.fx import FxError, to_base_minor
 from domain.ledger import capital_postings, cash_account, conversion_postings
 from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
-from kernel.account import BuyingPower
+from kernel.account import BuyingPower, currency_conflicts
 from kernel.carry import Carry
 from kernel.corporate_actions import CorporateActionBook
 from kernel.currencies import CurrencyBook, FxConversion, conversion_amounts
+from kernel.delisting import Delistings
 from kernel.desk import EventSink, OrderDesk
 from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
@@ -212,6 +213,13 @@ class Kernel:
             desk.watch_orders(self._router)
         self._buying_power = self._cash_account(setup, rules)
         self._margin = self._margin_book(setup)
+        self._delistings = Delistings(panel, self._day_end, setup.account.delisted)
+        # Steps of an intraday maintenance check ([account] maintenance_check = "bar"): every
+        # step inside a session (the close keeps its own check, after settlement); a step of
+        # rows still to arrive is judged when it runs.
+        self._margin_bars = np.zeros(panel.steps, dtype=np.bool_)
+        if self._margin is not None and setup.account.maintenance_check == "bar":
+            self._margin_bars = ~self._day_end
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
@@ -238,7 +246,6 @@ class Kernel:
         """What a book of several currencies does not do yet, refused by name."""
         refused = self._currencies.refusals(
             sleeves=len(self._slots) > 1,
-            cash_account=setup.account.cash,
             margin=margin,
             greeks=self._greeks is not None,
             order_notional=setup.policy.order_notional.limit > 0,
@@ -297,6 +304,19 @@ class Kernel:
         if self._inbox is not None:
             self._inbox.go_live()
 
+    def add_funding(self, ts_ns: int, instrument_id: int, rate_e8: int, mark_px_raw: int) -> int:
+        """A perpetual's funding a live venue settled at ``ts_ns`` (``FundingReceived``): booked at
+        the first step at or after that time not yet run, like a data set's funding row, at the
+        venue's mark. Returns the step."""
+        step = max(int(np.searchsorted(self._panel.ts_ns, ts_ns, side="left")), self.state.next_step)
+        if step >= self._panel.steps:
+            raise KernelError(f"funding at {ts_ns} is after the run's last step")
+        try:
+            self._carry.add_funding(step, instrument_id, rate_e8, ts_ns, mark_px_raw)
+        except ValueError as error:
+            raise KernelError(str(error)) from None
+        return step
+
     def add_command(self, command: OperatorCommanded | StrategyCommanded) -> int:
         """An operator command that arrived while running: applied at the first step not yet run
         (``kernel.schedules.OperatorCommands.add``). Returns the step."""
@@ -307,20 +327,26 @@ class Kernel:
 
     def _cash_account(self, setup: RunSetup, rules: MarketRules) -> BuyingPower | None:
         """A cash account's buying-power check (``kernel.account``); None for a margin account."""
-        if not setup.account.cash:
+        if not setup.account.any_cash:
             return None
         if self._router is not None:
             raise KernelError("a cash account with an execution algorithm is not built (use algo = market)")
+        shared = currency_conflicts(setup.account, self._instruments)
+        if shared:
+            raise KernelError(
+                "account.venues: a cash and a margin market settle in the same currency: "
+                f"{'; '.join(shared)}; one balance cannot be both "
+                "(separate ledgers per account are not built)"
+            )
         quote = getattr(setup.venue, "commission_quote", None)
         return BuyingPower(setup.account, self._instruments, quote, rules.fee_total)
 
     def _margin_book(self, setup: RunSetup) -> MarginBook | None:
         """A margin account's explicit requirements (``kernel.margin``); None without them."""
         account = setup.account
-        if not account.margined:
+        published = self._panel.margin_rows  # the data set's futures margin rows
+        if not account.margined and not (published and not account.cash):
             return None
-        if self._currencies.several:
-            raise KernelError("margin requirements in a book of several currencies are not built yet")
         panel = self._panel
         quote = getattr(setup.venue, "commission_quote", None)
         try:
@@ -332,6 +358,10 @@ class Kernel:
                 policy=account.margin_call,
                 currency=setup.currency,
                 commission=quote,
+                unmargined=frozenset(
+                    iid for iid, inst in self._instruments.items() if account.type_of(inst) == "cash"
+                ),
+                dataset_rows=published,
             )
             traded = panel.valid[setup.start_step :]
             days = panel.day[setup.start_step :]
@@ -391,6 +421,7 @@ class Kernel:
             | self._commands.mask[window]
             | self._conversion_mask[window]
             | self._corporate.mask[window]
+            | self._margin_bars[window]
         )
         static = (interesting + start_step).tolist()
         venue_next = self._venue_next(start_step - 1)
@@ -429,6 +460,7 @@ class Kernel:
             or self._commands.mask[start]
             or self._conversion_mask[start]
             or self._corporate.mask[start]
+            or self._margin_bars[start]
         ):
             self._step(start, venue_next)
             if progress is not None and self._day_end[start]:
@@ -439,6 +471,8 @@ class Kernel:
         """One step that matters: market events, decision, day end. Returns the venue's next
         activity step."""
         venue_next = self._step_market(step, venue_next)
+        if self._margin_bars[step] and self._margin_at_bar(step):
+            venue_next = self._venue_next(step)
         if self._day_end[step] and self.state.open_orders:
             # Day orders of the session end at its close, before a decision taken at the close.
             self.desk.expire_day_orders(step)
@@ -623,9 +657,10 @@ class Kernel:
             verdicts.extend(deferred)
         if self._buying_power is not None:  # a cash account: paid from free cash, no shorts
             holdings = {iid: position.qty_raw for iid, position in self.state.positions.items()}
+            balances = self.state.balances
+            cash = {ccy: balances.get(cash_account(ccy), 0) for ccy in self._currencies.currencies}
             intents, limit_px, paid = self._buying_power.check(
-                self.desk.session_of_order(step), intents, limit_px, self.valuation.cash_minor(), holdings,
-                self.state.open_orders,
+                self.desk.session_of_order(step), intents, limit_px, cash, holdings, self.state.open_orders
             )  # fmt: skip
             verdicts.extend(paid)
         if self._margin is not None:  # a margin account's initial requirement (kernel.margin)
@@ -652,6 +687,7 @@ class Kernel:
                 holdings,
                 prices,
                 self.state.open_orders,
+                self._margin_to_base(step),
             )
         except MarginError as error:
             raise KernelError(f"step {step}: {error}") from None
@@ -754,9 +790,12 @@ class Kernel:
                     self.valuation.nav_minor(step),
                     self.valuation.prices(step),
                     self._margin_halt,
+                    to_base=self._margin_to_base(step),
                 )
             except MarginError as error:
                 raise KernelError(f"day {day}: {error}") from None
+        if self._delistings.active:  # delisting events and "sell_before" orders (kernel.delisting)
+            self._delistings.close(desk, step, ts_ns, day, self.valuation.prices(step))
         values = self.valuation.position_values(step)
         exposures = self.valuation.exposures(step) if self._futures.active else values
         if self.valuation.currencies is None:
@@ -788,6 +827,33 @@ class Kernel:
         if self._kill.flattening:
             self._kill.flatten(step, self.valuation.prices(step))
         desk.journal(StateSnapshotted(ts_ns=ts_ns, day=day, snapshot=self.state.snapshot()))
+
+    def _margin_at_bar(self, step: int) -> bool:
+        """The intraday maintenance check (``kernel.margin``); True when the account was called."""
+        assert self._margin is not None
+        day = int(self._panel.day[step])
+        try:
+            called = self._margin.intrabar(
+                self.desk,
+                step,
+                int(self._panel.ts_ns[step]),
+                day,
+                self.valuation.nav_minor(step),
+                self.valuation.prices(step),
+                self._margin_halt,
+                halted=not self._kill.armed,
+                to_base=self._margin_to_base(step),
+            )
+        except MarginError as error:
+            raise KernelError(f"day {day}: {error}") from None
+        return called is not None
+
+    def _margin_to_base(self, step: int) -> Callable[[int, str], int] | None:
+        """Margin requirements into the base at the step's rates (several currencies), or None."""
+        if not self._currencies.several:
+            return None
+        book, base = self._currencies, self.setup.currency
+        return lambda amount, currency: to_base_minor(amount, currency, base, book.rate_e8(currency, step))
 
     def _margin_halt(self, step: int, ts_ns: int, reason: str, limit: int, observed: int) -> None:
         self._kill.trip(step, ts_ns, "margin_call", limit, observed, reason)

@@ -68,12 +68,14 @@ from domain.fixed import (
 from domain.futures import is_daily_settled
 from domain.instruments import Instrument, notional_minor
 from domain.ledger import Position
+from domain.market import MarginRow
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
 from kernel.desk import OrderDesk
 from kernel.pipeline import OrderIntent
 
 __all__ = [
+    "MAINTENANCE_CHECKS",
     "MARGIN_CALL_POLICIES",
     "MARGIN_CALL_STRATEGY_ID",
     "FuturesMarginRow",
@@ -83,6 +85,7 @@ __all__ = [
 ]
 
 MARGIN_CALL_POLICIES = ("liquidate", "halt")
+MAINTENANCE_CHECKS = ("close", "bar")
 MARGIN_CALL_STRATEGY_ID = "margin_call"
 _PERPETUAL_CLASSES = frozenset({"crypto_perp"})  # margined by kernel.liquidation
 _UNMARGINED_CLASSES = frozenset({"option", "index"})  # options: not built; indexes do not trade
@@ -184,22 +187,36 @@ def _resolved(row: FuturesMarginRow, instrument: Instrument) -> Requirement:
 
 
 def futures_schedules(
-    rows: Sequence[FuturesMarginRow], instruments: Mapping[int, Instrument]
+    rows: Sequence[FuturesMarginRow],
+    instruments: Mapping[int, Instrument],
+    dataset_rows: Sequence[MarginRow] = (),
 ) -> dict[int, tuple[tuple[Requirement, ...], tuple[Requirement, ...]]]:
     """Each daily-settled future's dated requirements, oldest first: (its own rows, the
-    ``"*"`` rows). On a day, its own row in force applies, else the ``"*"`` row in force."""
+    ``"*"`` rows). On a day, its own row in force applies, else the ``"*"`` row in force. A
+    future's own rows are the configuration's rows naming it (the run's, e.g. a broker's house
+    rates) if there are any, else the data set's (``margins.parquet``, the exchange's)."""
     futures = {iid: inst for iid, inst in sorted(instruments.items()) if is_daily_settled(inst)}
     symbols = {inst.symbol for inst in futures.values()}
     unknown = sorted({row.symbol for row in rows} - symbols - {"*"})
     if unknown:
-        raise MarginError(f"account.futures_margin: {unknown} are not futures of this data set")
+        raise MarginError(
+            f"account.futures_margin: {unknown} are not futures of this data set's margin markets"
+        )
+    published: dict[int, list[Requirement]] = {}
+    for row in dataset_rows:
+        published.setdefault(row.instrument_id, []).append(
+            Requirement(
+                row.since, row.initial_minor, row.maintenance_minor, row.initial_e8, row.maintenance_e8
+            )
+        )
     schedules = {}
     for iid, inst in futures.items():
-        pair = tuple(
-            _schedule([row for row in rows if row.symbol == name], inst) for name in (inst.symbol, "*")
-        )
-        if pair[0] or pair[1]:
-            schedules[iid] = (pair[0], pair[1])
+        own = _schedule([row for row in rows if row.symbol == inst.symbol], inst)
+        if not own:
+            own = tuple(sorted(published.get(iid, ()), key=lambda item: item.since_day))
+        every = _schedule([row for row in rows if row.symbol == "*"], inst)
+        if own or every:
+            schedules[iid] = (own, every)
     return schedules
 
 
@@ -220,6 +237,7 @@ def _in_force(schedule: tuple[Requirement, ...], day: int) -> Requirement | None
 
 
 CommissionQuote = Callable[[Instrument, int, int], int]
+ToBase = Callable[[int, str], int]  # (amount minor, its currency) -> minor units of the base
 HaltFn = Callable[[int, int, str, int, int], None]  # (step, ts, reason, limit, observed)
 
 
@@ -240,11 +258,18 @@ class MarginBook:
         policy: str,
         currency: str,
         commission: CommissionQuote | None = None,
+        unmargined: frozenset[int] = frozenset(),
+        dataset_rows: Sequence[MarginRow] = (),
     ) -> None:
+        """``unmargined``: instruments of the account's cash markets (``[account] venues``),
+        which carry no requirement here. ``dataset_rows``: the data set's published futures
+        margin rows (``margins.parquet``), used for a future the configuration names no row for."""
         if policy not in MARGIN_CALL_POLICIES:
             raise MarginError(f"account.margin_call must be one of {MARGIN_CALL_POLICIES}, got {policy!r}")
         self._instruments = dict(instruments)
-        self._futures = futures_schedules(futures_margin, instruments)
+        self._unmargined = unmargined
+        margined = {iid: inst for iid, inst in instruments.items() if iid not in unmargined}
+        self._futures = futures_schedules(futures_margin, margined, dataset_rows)
         self._stock = None
         if stock_initial_e8 or stock_maintenance_e8:
             if not 0 < stock_maintenance_e8 <= stock_initial_e8 <= RATE_SCALE:
@@ -256,6 +281,7 @@ class MarginBook:
         self.policy = policy
         self.currency = currency
         self._commission = commission
+        self._to_base: ToBase | None = None
         self.active = bool(self._futures) or self._stock is not None
 
     # --- requirements -------------------------------------------------------------------------
@@ -282,7 +308,12 @@ class MarginBook:
                 )
             return found
         inst = self._instruments[iid]
-        if self._stock is None or is_daily_settled(inst) or inst.asset_class in _PERPETUAL_CLASSES:
+        if (
+            self._stock is None
+            or iid in self._unmargined
+            or is_daily_settled(inst)
+            or inst.asset_class in _PERPETUAL_CLASSES
+        ):
             return None
         if inst.asset_class in _UNMARGINED_CLASSES:
             return None
@@ -314,9 +345,16 @@ class MarginBook:
         positions: Mapping[int, int],
         marks: Mapping[int, int],
         open_orders: Mapping[str, Order],
+        to_base: ToBase | None = None,
     ) -> tuple[list[OrderIntent], list[RuleVerdict]]:
-        """The orders the account's free margin allows, and a verdict for each order changed."""
-        in_use = sum(self.in_use(day, positions, marks, initial=True).values())
+        """The orders the account's free margin allows, and a verdict for each order changed.
+        ``to_base``: a book of several currencies converts each requirement into the base (the
+        equity's currency) at the day's rate; None: one currency."""
+        self._to_base = to_base
+        in_use = sum(
+            self._base(iid, amount)
+            for iid, amount in self.in_use(day, positions, marks, initial=True).items()
+        )
         projected = dict(positions)
         reserved = 0
         for order_id in sorted(open_orders):
@@ -327,10 +365,13 @@ class MarginBook:
             px = order.limit_px_raw or marks.get(iid, 0)
             held = projected.get(iid, 0)
             after = held + order.side * order.leaves_qty_raw
-            reserved += max(
-                self.amount(iid, day, after, px, initial=True)
-                - self.amount(iid, day, held, px, initial=True),
-                0,
+            reserved += self._base(
+                iid,
+                max(
+                    self.amount(iid, day, after, px, initial=True)
+                    - self.amount(iid, day, held, px, initial=True),
+                    0,
+                ),
             )
             projected[iid] = after
         free = equity_minor - in_use - reserved
@@ -356,9 +397,17 @@ class MarginBook:
         """Initial margin an order of ``qty`` adds, with its commission; <= 0 when it lowers it."""
         increment = self._increment(day, iid, held, side * qty, px)
         if increment <= 0 or self._commission is None:
-            return increment
+            return self._base(iid, increment)
         inst = self._instruments[iid]
-        return increment + self._commission(inst, notional_minor(inst, qty, px, Rounding.CEILING), qty)
+        return self._base(
+            iid, increment + self._commission(inst, notional_minor(inst, qty, px, Rounding.CEILING), qty)
+        )
+
+    def _base(self, iid: int, amount: int) -> int:
+        """``amount`` (minor units of the instrument's currency) in the base."""
+        if self._to_base is None:
+            return amount
+        return self._to_base(amount, self._instruments[iid].currency)
 
     def _order(
         self,
@@ -389,7 +438,7 @@ class MarginBook:
         kept = closing + low * lot
         after = self._cost(day, iid, held, side, kept, px) if kept else 0
         equity, in_use, reserved = context
-        ccy = self._instruments[iid].currency
+        ccy = self._instruments[iid].currency if self._to_base is None else self.currency
         verdicts.append(RuleVerdict(
             rule="initial_margin", action="clip" if kept else "reject", unit="minor", limit=free,
             observed=cost, observed_after=after, instrument_ids=[iid],
@@ -412,18 +461,33 @@ class MarginBook:
         equity_minor: int,
         marks: Mapping[int, int],
         halt: HaltFn,
+        *,
+        intraday: bool = False,
+        to_base: ToBase | None = None,
     ) -> MarginCalled | None:
-        """The maintenance check at a session's close; journals and acts on a margin call."""
+        """The maintenance check at a session's close (``intraday``: at a bar inside it, with
+        ``[account] maintenance_check = "bar"``); journals and acts on a margin call. With
+        ``to_base`` (several currencies) each position's requirement is converted into the base,
+        the equity's currency, before the sums."""
+        self._to_base = to_base
         positions = {iid: position.qty_raw for iid, position in desk.state.positions.items()}
-        maintenance = self.in_use(day, positions, marks, initial=False)
+        maintenance = {
+            iid: self._base(iid, amount)
+            for iid, amount in self.in_use(day, positions, marks, initial=False).items()
+        }
         total = sum(maintenance.values())
         if not maintenance or equity_minor >= total:
             return None
-        initial = sum(self.in_use(day, positions, marks, initial=True).values())
+        initial = sum(
+            self._base(iid, amount)
+            for iid, amount in self.in_use(day, positions, marks, initial=True).items()
+        )
         digits = minor_digits(self.currency)
         reason = (
             f"MARGIN_CALL: equity={to_decimal(equity_minor, digits)} < maintenance="
-            f"{to_decimal(total, digits)} {self.currency} (initial={to_decimal(initial, digits)}); "
+            f"{to_decimal(total, digits)} {self.currency} (initial={to_decimal(initial, digits)}"
+            + ("; at a bar" if intraday else "")
+            + "); "
             + ("liquidate to initial margin" if self.policy == "liquidate" else "halt")
         )
         called = MarginCalled(
@@ -443,6 +507,27 @@ class MarginBook:
             side = -1 if qty > 0 else 1
             desk.submit(step, ts_ns, MARGIN_CALL_STRATEGY_ID, iid, side, abs(qty), marks[iid])
         return called
+
+    def intrabar(
+        self,
+        desk: OrderDesk,
+        step: int,
+        ts_ns: int,
+        day: int,
+        equity_minor: int,
+        marks: Mapping[int, int],
+        halt: HaltFn,
+        halted: bool,
+        to_base: ToBase | None = None,
+    ) -> MarginCalled | None:
+        """The maintenance check at a bar inside a session. Not while a call is being acted on:
+        the margin call's own orders still working (they trade at the next bar), or trading
+        halted (``halted``: the kill switch is not armed). Otherwise as at the close."""
+        if halted or any(
+            order.strategy_id == MARGIN_CALL_STRATEGY_ID for order in desk.state.open_orders.values()
+        ):
+            return None
+        return self.close(desk, step, ts_ns, day, equity_minor, marks, halt, intraday=True, to_base=to_base)
 
 
 def _liquidation_plan(

@@ -23,6 +23,7 @@ from domain.events import (
     CommandReceived,
     DatasetReferenced,
     Event,
+    FundingReceived,
     OrderCancelRequested,
     RunStarted,
     StateSnapshotted,
@@ -450,6 +451,8 @@ def _replay_queued(
                 source.push(event, progress)
             elif isinstance(event, ClockAdvanced):
                 source.pass_time(event.ts_ns, progress)
+            elif isinstance(event, FundingReceived):
+                source.funding(event)
             else:
                 source.command(event)
         if day is None:
@@ -468,7 +471,9 @@ def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> None:
             history.take(event)
         elif isinstance(event, ClockAdvanced) and event.ts_ns < int(ts[first]):
             history.pass_rows(int(np.searchsorted(ts, event.ts_ns, side="right")))
-        elif isinstance(event, CommandReceived) and _command_step(ts, event, history.next_row) < first:
+        elif isinstance(event, CommandReceived | FundingReceived) and (
+            _command_step(ts, event, history.next_row) < first
+        ):
             continue  # applied before the day: its effect is in the snapshot
         else:
             inputs.push_back(event)
@@ -476,10 +481,15 @@ def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> None:
     history.pass_rows(first)
 
 
-def _command_step(ts: npt.NDArray[np.int64], command: CommandReceived, next_row: int) -> int:
-    """The step a command arriving when rows before ``next_row`` had run is applied at
-    (``Kernel.add_command``)."""
+def _command_step(
+    ts: npt.NDArray[np.int64], command: CommandReceived | FundingReceived, next_row: int
+) -> int:
+    """The step a command (or a funding) arriving when rows before ``next_row`` had run is
+    applied at (``Kernel.add_command``, ``Kernel.add_funding``)."""
     return max(int(np.searchsorted(ts, command.ts_ns, side="left")), next_row)
+
+
+QueueInput = BarsReceived | ClockAdvanced | CommandReceived | FundingReceived
 
 
 class _queue_inputs:
@@ -489,13 +499,13 @@ class _queue_inputs:
     def __init__(self, journal: Journal, end_seq: int) -> None:
         self._records = journal.records_of_kinds(QUEUE_INPUT_KINDS, 2)
         self._end = end_seq
-        self._back: list[BarsReceived | ClockAdvanced | CommandReceived] = []
+        self._back: list[QueueInput] = []
         self.decoded: dict[int, Event] = {}  # left here by the comparing sink, which reads ahead
 
-    def __iter__(self) -> Iterator[BarsReceived | ClockAdvanced | CommandReceived]:
+    def __iter__(self) -> Iterator[QueueInput]:
         return self
 
-    def __next__(self) -> BarsReceived | ClockAdvanced | CommandReceived:
+    def __next__(self) -> QueueInput:
         if self._back:
             return self._back.pop()
         record = next(self._records)
@@ -504,10 +514,10 @@ class _queue_inputs:
         event = self.decoded.pop(record.seq, None)
         if event is None:
             event = decode_event(record.payload)
-        assert isinstance(event, BarsReceived | ClockAdvanced | CommandReceived)
+        assert isinstance(event, QueueInput)
         return event
 
-    def push_back(self, event: BarsReceived | ClockAdvanced | CommandReceived) -> None:
+    def push_back(self, event: QueueInput) -> None:
         self._back.append(event)
 
 
@@ -550,6 +560,8 @@ def resume(
                 source.push(event, progress)
             elif isinstance(event, ClockAdvanced):
                 source.pass_time(event.ts_ns, progress)
+            elif isinstance(event, FundingReceived):
+                source.funding(event)
             else:
                 source.command(event)
         sink.finish()

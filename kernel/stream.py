@@ -28,6 +28,7 @@ from domain.events import (
     BarsReceived,
     ClockAdvanced,
     CommandReceived,
+    FundingReceived,
     InputQuarantined,
     OperatorCommanded,
     StrategyCommanded,
@@ -39,7 +40,12 @@ from kernel.loop import Kernel, ProgressFn
 __all__ = ["QUEUE_INPUT_KINDS", "QueueSource", "RowFiller", "SourceCounts", "bars_of_step"]
 
 QUEUE_INPUT_KINDS = frozenset(
-    {"market.bars_received.v1", "clock.advanced.v1", "operator.command_received.v1"}
+    {
+        "market.bars_received.v1",
+        "clock.advanced.v1",
+        "operator.command_received.v1",
+        "market.funding_received.v1",
+    }
 )
 """The journaled inputs a queue source applies (``InputQuarantined`` records are only kept)."""
 
@@ -264,6 +270,15 @@ class QueueSource:
                 ts_ns=received.ts_ns, command=received.command, operator=received.operator, note=received.note
             )
         return self._kernel.add_command(command)
+
+    def funding(self, received: FundingReceived) -> int:
+        """A perpetual's funding as the venue settled it: journaled, then booked at the first
+        step at or after its time not yet run (``Kernel.add_funding``). Returns that step."""
+        if self._journal is not None:
+            self._journal.append(received)
+        return self._kernel.add_funding(
+            received.ts_ns, received.instrument_id, received.rate_e8, received.mark_px_raw
+        )
 
     def refuse(self, ts_ns: int, reason: str, detail: str) -> None:
         """An input other than bars that cannot be applied (an operator line that is not a

@@ -14,7 +14,9 @@ kernel visits for it, the inbox:
    ``OrderExpired``, ``OrderReplaced``) through ``domain.orders.evolve`` — or, when the order's
    state does not allow it, journals ``VenueMessageRefused`` (``illegal``, ``overfill``,
    ``unknown_order``) and changes nothing. A ``cancel_rejected`` answers a cancel the desk
-   requested (``OrderCancelRequested``, a venue asked to cancel): it ends the request.
+   requested (``OrderCancelRequested``, a venue asked to cancel): it ends the request. A
+   ``sent`` (the edge's note of when it sent the order) restamps the order's
+   ``submitted_ts_ns``, so the answer's latency is the round trip from the send.
 
 Refused and held messages are never applied twice: the guard's next sequence number and held
 messages are kernel state (``KernelSnapshot.venue_guard``).
@@ -174,6 +176,11 @@ class VenueInbox:
         order = desk.state.open_orders.get(msg.order_id)
         if order is None:
             raise _Refused("unknown_order", f"no open order {msg.order_id} (never sent, or already closed)")
+        if msg.kind == "sent":
+            # The edge's note of when the order left for the venue: its answer's latency (the
+            # kill switch's, on the ack or reject) is measured from there, not from the step.
+            desk.state.open_orders[msg.order_id] = msgspec.structs.replace(order, submitted_ts_ns=msg.ts_ns)
+            return
         if msg.kind == "cancel_rejected" and msg.order_id in desk.state.cancel_requested:
             # The venue would not cancel (the order filled meanwhile, or is closing): the request
             # ends; the order stays as the venue's other messages leave it.

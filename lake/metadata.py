@@ -29,8 +29,10 @@ export`` copies the instruments into the data set, and a run journals them
 ``asset_class = "future"`` daily settlement and futures margin, the multiplier every notional.
 
 The delisting date is checked and recorded in the lake's metadata report
-(``reports/metadata-NNNNNN.json``), not carried into the data set: the journaled ``Instrument``
-cannot gain a field without changing the bytes of every journal's ``instruments.defined.v1``.
+(``reports/metadata-NNNNNN.json``), not in the ``Instrument`` (a new field would change the
+bytes of every journal's ``instruments.defined.v1``): ``tape export`` carries the reports' dates
+into the data set's own ``delistings.parquet`` (``Lake.delistings``; a later report's date
+wins), and a run journals ``instrument.delisted.v1`` from it (``kernel/delisting.py``).
 """
 
 from __future__ import annotations

@@ -41,9 +41,18 @@ import pyarrow.parquet as pq
 from domain.instruments import Instrument
 from domain.market import Panel
 from lake.adjust import dataset_actions
+from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
-from lake.store import DatasetError, DatasetRef, actions_table, pivot_bars, write_dataset
+from lake.store import (
+    DatasetError,
+    DatasetRef,
+    actions_table,
+    delistings_table,
+    margins_table,
+    pivot_bars,
+    write_dataset,
+)
 
 __all__ = ["DAILY_ROW_GROUP", "Lake", "LakeError", "partition_paths"]
 
@@ -432,12 +441,14 @@ class Lake:
         name: str | None = None,
         actions: bool = False,
         reform: str = "carry",
+        margins: Path | None = None,
     ) -> DatasetRef:
         """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
         with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
         (``lake.adjust.dataset_actions``; rights columns only when there is a rights issue).
         Share-structure reform rows are carried flagged ``reform`` (the run's
-        ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out."""
+        ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out. With
+        ``margins`` (a CSV file, ``lake.margins``) also its ``margins.parquet``."""
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
@@ -447,6 +458,14 @@ class Lake:
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
         table = self._dataset_actions(chosen, reform) if actions else None
+        margin_table = None
+        if margins is not None:
+            try:
+                read = read_margin_rows(margins, self.instruments(), chosen)
+            except MarginFileError as error:
+                raise LakeError(str(error)) from None
+            margin_table = margins_table(read.rows) if read.rows else None
+        delisted = self.delistings(chosen)
         return write_dataset(
             out,
             name=name or f"lake-{self.content_hash[:12]}-{frequency}",
@@ -455,7 +474,24 @@ class Lake:
             instruments=chosen,
             bars=bars.drop_columns(["turnover"]),
             actions=table,
+            margins=margin_table,
+            delistings=delistings_table(delisted) if delisted else None,
         )
+
+    def delistings(self, chosen: list[Instrument]) -> dict[int, int]:
+        """The delisting day of each of ``chosen`` that the lake's metadata reports give one
+        (``tape ingest metadata``; ``reports/metadata-NNNNNN.json``, a later report's day wins)."""
+        by_name = {f"{inst.venue}:{inst.symbol}": inst.instrument_id for inst in chosen}
+        found: dict[int, int] = {}
+        for report in sorted((self.root / "reports").glob("metadata-*.json")):
+            try:
+                days = json.loads(report.read_text()).get("delisting", {})
+            except (OSError, ValueError) as error:
+                raise LakeError(f"{report}: unreadable metadata report: {error}") from None
+            for name, day in sorted(days.items()):
+                if name in by_name:
+                    found[by_name[name]] = int(day)
+        return found
 
     def _dataset_actions(self, chosen: list[Instrument], reform: str) -> pa.Table | None:
         if reform not in ("carry", "skip"):

@@ -12,6 +12,9 @@ Layout (one folder per data set)::
     DATASET/settlements.parquet  (optional) day, instrument_id, settle (futures settlement prices)
     DATASET/fx.parquet           (optional) day, currency, base, rate_e8 (exchange rates: one
                                  unit of currency in base, 1e-8; ``domain.fx``)
+    DATASET/margins.parquet      (optional) instrument_id, since, initial_e8, maintenance_e8,
+                                 initial_minor, maintenance_minor (futures margin rows)
+    DATASET/delistings.parquet   (optional) instrument_id, last_day (delisting dates)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
 blake2b over the data files' names and bytes; the kernel journals it and replay refuses
@@ -24,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import msgspec
@@ -35,7 +39,7 @@ import pyarrow.parquet as pq
 from domain.futures import is_daily_settled
 from domain.fx import FxError, FxRate, FxTable
 from domain.instruments import Instrument
-from domain.market import ACTION_FIELDS, REFORM_FIELD, RIGHTS_FIELDS, Panel
+from domain.market import ACTION_FIELDS, REFORM_FIELD, RIGHTS_FIELDS, MarginRow, Panel
 from domain.markets import CorporateAction
 
 __all__ = [
@@ -46,6 +50,8 @@ __all__ = [
     "dataset_ref",
     "fx_table",
     "load_panel",
+    "delistings_table",
+    "margins_table",
     "pivot_bars",
     "write_dataset",
 ]
@@ -78,7 +84,15 @@ class DatasetRef:
 
 
 # A new optional file goes last: a data set without it hashes as before it existed.
-_OPTIONAL_FILES = ("funding.parquet", "actions.parquet", "settlements.parquet", "fx.parquet")
+# Hashed in this order after the bars; a new file goes last, so sets without it hash as before.
+_OPTIONAL_FILES = (
+    "funding.parquet",
+    "actions.parquet",
+    "settlements.parquet",
+    "fx.parquet",
+    "margins.parquet",
+    "delistings.parquet",
+)
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
 _ACTION_SCHEMA = pa.schema(
     [
@@ -120,6 +134,39 @@ _FX_SCHEMA = pa.schema(
 )
 
 
+_MARGIN_SCHEMA = pa.schema(
+    [
+        pa.field("instrument_id", pa.int32(), nullable=False),  # a daily-settled future
+        pa.field("since", pa.int32(), nullable=False),  # YYYYMMDD: in force from this session day
+        pa.field("initial_e8", pa.int64(), nullable=False),  # a share of notional, 1e-8 ...
+        pa.field("maintenance_e8", pa.int64(), nullable=False),
+        pa.field("initial_minor", pa.int64(), nullable=False),  # ... or money per contract, minor units
+        pa.field("maintenance_minor", pa.int64(), nullable=False),
+    ]
+)
+
+
+_DELISTING_SCHEMA = pa.schema(
+    [
+        pa.field("instrument_id", pa.int32(), nullable=False),
+        pa.field("last_day", pa.int32(), nullable=False),  # YYYYMMDD: the last session
+    ]
+)
+
+
+def delistings_table(rows: dict[int, int]) -> pa.Table:
+    """``{instrument_id: last session day}`` in contract form for ``write_dataset``."""
+    ids = sorted(rows)
+    return pa.table({"instrument_id": ids, "last_day": [rows[i] for i in ids]}, schema=_DELISTING_SCHEMA)
+
+
+def margins_table(rows: list[MarginRow]) -> pa.Table:
+    """Rows in contract form for ``write_dataset``."""
+    return pa.table(
+        {name: [getattr(row, name) for row in rows] for name in _MARGIN_SCHEMA.names}, schema=_MARGIN_SCHEMA
+    )
+
+
 def fx_table(rates: list[FxRate]) -> pa.Table:
     """Rows in contract form for ``write_dataset``."""
     return pa.table(
@@ -153,6 +200,8 @@ def write_dataset(
     actions: pa.Table | None = None,
     settlements: pa.Table | None = None,
     fx: pa.Table | None = None,
+    margins: pa.Table | None = None,
+    delistings: pa.Table | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest."""
     path = Path(path)
@@ -175,6 +224,12 @@ def write_dataset(
     if fx is not None:
         fx = _checked_fx(fx)
         pq.write_table(fx, path / "fx.parquet", compression="zstd")
+    if margins is not None:
+        margins = _checked_margins(margins, instruments)
+        pq.write_table(margins, path / "margins.parquet", compression="zstd")
+    if delistings is not None:
+        delistings = _checked_delistings(delistings, instruments, bars)
+        pq.write_table(delistings, path / "delistings.parquet", compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,
@@ -256,6 +311,7 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
     if (path / "fx.parquet").exists():
         rows = _checked_fx(pq.read_table(path / "fx.parquet")).to_pylist()
         panel = dataclasses.replace(panel, fx_rates=tuple(FxRate(**row) for row in rows))
+    panel = _later_tables(path, panel, list(instruments))
     ref = DatasetRef(str(path), digest, str(manifest["frequency"]), str(manifest["calendar"]))
     return panel, ref
 
@@ -281,6 +337,109 @@ def _checked_fx(fx: pa.Table) -> pa.Table:
     except (FxError, ValueError) as error:
         raise DatasetError(str(error)) from None
     return fx
+
+
+def _checked_margins(margins: pa.Table, instruments: list[Instrument]) -> pa.Table:
+    """The margins table in contract form, sorted by (instrument_id, since): no nulls, a known
+    daily-settled future, a real date, one row per (instrument, since), one pair per row with
+    0 < maintenance <= initial (<= 1e8 for a share of notional)."""
+    missing = [name for name in _MARGIN_SCHEMA.names if name not in margins.column_names]
+    if missing:
+        raise DatasetError(f"margins: missing columns {missing}")
+    nulls = [name for name in _MARGIN_SCHEMA.names if margins.column(name).null_count]
+    if nulls:
+        raise DatasetError(f"margins: null values in {nulls}")
+    try:
+        margins = margins.select(_MARGIN_SCHEMA.names).cast(_MARGIN_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"margins: {error}") from None
+    margins = margins.sort_by([("instrument_id", "ascending"), ("since", "ascending")])
+    by_id = {inst.instrument_id: inst for inst in instruments}
+    seen: set[tuple[int, int]] = set()
+    for row in margins.to_pylist():
+        inst = by_id.get(row["instrument_id"])
+        if inst is None:
+            raise DatasetError(
+                f"margins: instrument_id {row['instrument_id']} is not in the instrument master"
+            )
+        where = f"margins: {inst.symbol} since {row['since']}"
+        if not is_daily_settled(inst):
+            raise DatasetError(f"{where}: asset_class {inst.asset_class!r} is not a daily-settled future")
+        _real_day(row["since"], where)
+        key = (row["instrument_id"], row["since"])
+        if key in seen:
+            raise DatasetError(f"{where}: two rows on one day")
+        seen.add(key)
+        _margin_pair(row, where)
+    return margins
+
+
+def _later_tables(path: Path, panel: Panel, instruments: list[Instrument]) -> Panel:
+    """The futures margin rows and delisting dates of a data set that has them."""
+    if (path / "margins.parquet").exists():
+        rows = _checked_margins(pq.read_table(path / "margins.parquet"), instruments).to_pylist()
+        panel = dataclasses.replace(panel, margin_rows=tuple(MarginRow(**row) for row in rows))
+    if (path / "delistings.parquet").exists():
+        table = _checked_delistings(pq.read_table(path / "delistings.parquet"), instruments, None)
+        pairs = zip(
+            table.column("instrument_id").to_pylist(), table.column("last_day").to_pylist(), strict=True
+        )
+        panel = dataclasses.replace(panel, delistings=tuple((int(i), int(d)) for i, d in pairs))
+    return panel
+
+
+def _checked_delistings(table: pa.Table, instruments: list[Instrument], bars: pa.Table | None) -> pa.Table:
+    """The delistings table in contract form, sorted by instrument: no nulls, a known
+    instrument once, a real date, and (when written) no bar of the instrument after it."""
+    missing = [name for name in _DELISTING_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise DatasetError(f"delistings: missing columns {missing}")
+    if any(table.column(name).null_count for name in _DELISTING_SCHEMA.names):
+        raise DatasetError("delistings: null values")
+    try:
+        table = table.select(_DELISTING_SCHEMA.names).cast(_DELISTING_SCHEMA)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"delistings: {error}") from None
+    table = table.sort_by([("instrument_id", "ascending")])
+    by_id = {inst.instrument_id: inst for inst in instruments}
+    ids = table.column("instrument_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        raise DatasetError("delistings: an instrument has two rows")
+    for iid, day in zip(ids, table.column("last_day").to_pylist(), strict=True):
+        inst = by_id.get(iid)
+        if inst is None:
+            raise DatasetError(f"delistings: instrument_id {iid} is not in the instrument master")
+        _real_day(day, f"delistings: {inst.symbol}")
+        if bars is not None:
+            own = pa.compute.equal(bars.column("instrument_id"), iid)
+            mask = pa.compute.and_(own, pa.compute.greater(bars.column("day"), day))
+            after = int(pa.compute.sum(mask).as_py() or 0)
+            if after:
+                raise DatasetError(f"delistings: {inst.symbol} has {after} bar(s) after its last day {day}")
+    return table
+
+
+def _real_day(day: int, where: str) -> None:
+    try:
+        date(day // 10000, day // 100 % 100, day % 100)
+    except ValueError:
+        raise DatasetError(f"{where}: {day} is not a YYYYMMDD date") from None
+
+
+def _margin_pair(row: dict[str, int], where: str) -> None:
+    share = (row["initial_e8"], row["maintenance_e8"])
+    money = (row["initial_minor"], row["maintenance_minor"])
+    if any(share) == any(money):
+        raise DatasetError(
+            f"{where}: give initial_e8 and maintenance_e8 (a share of notional) or initial_minor and "
+            "maintenance_minor (per contract), one pair, the other zero"
+        )
+    initial, maintenance = share if any(share) else money
+    if not 0 < maintenance <= initial or (any(share) and initial > 100_000_000):
+        raise DatasetError(
+            f"{where}: need 0 < maintenance ({maintenance}) <= initial ({initial})"
+            + (" <= 1e8" if any(share) else "")
+        )
 
 
 def _checked_settlements(settles: pa.Table, instruments: list[Instrument]) -> pa.Table:

@@ -39,6 +39,7 @@ T+1 rules and the order planner size them, as for every other strategy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -46,9 +47,11 @@ import numpy.typing as npt
 __all__ = [
     "METHODS",
     "Portfolio",
+    "PortfolioParams",
     "PortfolioSpec",
     "capped_proportional",
     "dropout_holdings",
+    "portfolio_of",
     "ranking",
     "score_weights",
     "topk_weights",
@@ -223,3 +226,31 @@ class Portfolio:
         targets[after & ~before] = each  # bought
         targets[~after & ~before] = 0.0
         return targets
+
+
+class PortfolioParams(TypedDict, total=False):
+    """The portfolio parameters a model strategy takes (defaults in ``portfolio_of``)."""
+
+    top_k: int
+    weight: float
+    portfolio: str
+    n_drop: int
+    cap: float
+    long_short: bool
+    demean: bool
+    resize_held: bool
+
+
+def portfolio_of(
+    *,
+    top_k: int = 1,
+    weight: float = 0.95,
+    portfolio: str = "topk",
+    n_drop: int = 1,
+    cap: float = 1.0,
+    long_short: bool = False,
+    demean: bool = True,
+    resize_held: bool = False,
+) -> Portfolio:
+    """The ``Portfolio`` a model strategy's parameters name."""
+    return Portfolio(PortfolioSpec(portfolio, top_k, n_drop, weight, cap, long_short, demean, resize_held))

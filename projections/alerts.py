@@ -335,7 +335,8 @@ def _ms(ns: int) -> str:
 
 class VenueLatencyRule(_LatencyWindow):
     """An asynchronous venue's answer latency: from an order's submission (``order.submitted``'s
-    time, as the order's ``submitted_ts_ns``) to the venue's time on its first ack or reject
+    time, as the order's ``submitted_ts_ns``; or the edge's ``sent`` message, where it journals
+    one: the round trip from the send) to the venue's time on its first ack or reject
     (``venue.message_received``), as the kernel's kill switch measures it; key ``venue``.
     Orders a synchronous venue answers in the same step have no venue message and no latency."""
 
@@ -358,6 +359,9 @@ class VenueLatencyRule(_LatencyWindow):
             return []
         assert isinstance(event, VenueMessageReceived)
         message = event.message
+        if message.kind == "sent" and message.order_id in self.submitted:
+            self.submitted[message.order_id] = message.ts_ns  # the edge's send: the round trip starts
+            return []
         if message.kind not in ("ack", "reject"):
             return []
         sent_ns = self.submitted.pop(message.order_id, None)

@@ -13,9 +13,11 @@ Series (measurement: tags → fields; integers keep their fixed-point units):
 * ``risk_events``: rule, action → count (cumulative).
 * ``venue_latency``: source → samples (cumulative count), latency_ms (the largest sample whose
   record has this point's time). Source ``venue``: an asynchronous venue's first ack or reject
-  of an order (``venue.message_received``: the venue's time minus the order's submission);
+  of an order (``venue.message_received``: the venue's time minus the order's submission, or
+  minus its ``sent`` message's time where the edge journals one: the round trip from the send);
   source ``bars``: a live feed's bar arrival lag (``market.bars_received``: ``received_ns``
-  minus the bars' close; records without an arrival stamp are skipped).
+  minus the bars' close; records without an arrival stamp are skipped); source ``heartbeat``: a
+  session's timed round trip to its venue (``venue.heartbeat.v1``, ``paper.heartbeat_s``).
 * ``projection``: projection → last_seq, head_seq, journal_lag_records, lag_s (wall clock
   minus the last applied event time), stamped with the wall clock at write time.
 * ``ohlcv_{tf}`` (``write_bars``, from a lake data set's ``Panel``, not from the journal):
@@ -56,6 +58,7 @@ from domain.events import (
     OrderFilled,
     OrderSubmitted,
     RiskVerdict,
+    VenueHeartbeat,
     VenueMessageReceived,
 )
 from domain.market import Panel
@@ -97,6 +100,7 @@ _FOLDED_KINDS = frozenset(
         "risk.verdict.v2",
         "risk.verdict.v1",
         "venue.message_received.v1",
+        "venue.heartbeat.v1",
         "market.bars_received.v1",
     }
 )
@@ -315,6 +319,10 @@ def _on_latency(state: MetricsState, record: Record, event: VenueMessageReceived
             return []
         return [_latency_line(state, "bars", record.ts_ns, event.received_ns - event.ts_ns)]
     message = event.message
+    if message.kind == "sent":  # the edge sent it then: the round trip is measured from here
+        if message.order_id in state.submitted_ns:
+            state.submitted_ns[message.order_id] = message.ts_ns
+        return []
     sent_ns = state.submitted_ns.pop(message.order_id, None) if message.kind in ("ack", "reject") else None
     if sent_ns is None:
         return []  # not an answer, a duplicate, or an order this journal never sent
@@ -339,6 +347,8 @@ def fold_record(state: MetricsState, record: Record) -> list[str]:
         return [line("risk_events", tags, {"count": state.risk[key]}, record.ts_ns)]
     if isinstance(event, VenueMessageReceived | BarsReceived):
         return _on_latency(state, record, event)
+    if isinstance(event, VenueHeartbeat):  # a session's timed round trip to its venue
+        return [_latency_line(state, "heartbeat", record.ts_ns, event.rtt_ns)] if event.ok else []
     assert isinstance(event, OrderSubmitted | OrderEvent)
     if isinstance(event, OrderSubmitted):
         state.submitted_ns[event.order_id] = event.ts_ns

@@ -229,7 +229,7 @@ class FxConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         )
 
 
-VENUE_KINDS = ("sim", "recorded", "live")
+VENUE_KINDS = ("sim", "recorded", "live", "paper")
 
 
 class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -239,7 +239,10 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     only the journal: the recording file is read by the run, never by its replay.
     ``kind = "live"``: a venue's own orders and fills (``tape live``, ``kernel.outbox``), with
     the ``[paper]`` table's exchange, steps and symbols and the ``[live]`` table's keys and
-    reconciliation policy; its replay reads the journaled venue messages the same way."""
+    reconciliation policy; its replay reads the journaled venue messages the same way.
+    ``kind = "paper"``: ``tape paper``'s broker at the edge (``venues.paper_broker``): orders
+    reach a simulated venue after the ``[paper]`` latency and fill at the quoted bid / ask
+    (``paper.quotes``), else on the bars; its answers are journaled as a live venue's are."""
 
     kind: str = "sim"
     recording: str = ""
@@ -261,6 +264,7 @@ LIVE_POLICIES = {
     "unknown_orders": ("leave", "cancel"),
     "unsent": ("reject", "send"),
 }
+LIVE_MARKETS = ("spot", "usdm")
 
 
 class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -281,8 +285,11 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     unknown_orders: str = "leave"
     unsent: str = "reject"
     testnet: bool = False  # ccxt's sandbox mode (the venue's test network)
+    market: str = "spot"  # "spot" (a cash account) or "usdm" (USD-M perpetuals: shorts, margin)
 
     def __post_init__(self) -> None:
+        if self.market not in LIVE_MARKETS:
+            raise ValueError(f"live.market must be one of {LIVE_MARKETS}, got {self.market!r}")
         for key, allowed in LIVE_POLICIES.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"live.{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -331,8 +338,20 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     grace_s: float = 5.0  # after a step's bar close, how long its bars may still arrive
     clock: str = "wall"  # "wall", or "venue": the exchange's server time (a local exchange replaying history)
     symbols: dict[str, str] = {}  # instrument symbol -> the venue's symbol (default: the same)
+    # [venue] kind = "paper" (venues.paper_broker): an order reaches the simulated venue at the
+    # first input stamped at or after its send + latency_ms + a seeded jitter in
+    # [0, latency_jitter_ms] (the run's seed and the order id draw it); quotes: watch the venue's
+    # best bid / ask, journal them, fill buys at the ask and sells at the bid.
+    latency_ms: int = 0
+    latency_jitter_ms: int = 0
+    quotes: bool = False
+    heartbeat_s: float = 0.0  # every this many seconds (wall), a timed round trip to the venue; 0: none
 
     def __post_init__(self) -> None:
+        if self.heartbeat_s < 0:
+            raise ValueError(f"paper.heartbeat_s must be >= 0, got {self.heartbeat_s}")
+        if self.latency_ms < 0 or self.latency_jitter_ms < 0:
+            raise ValueError("paper.latency_ms and paper.latency_jitter_ms must be >= 0")
         if self.clock not in ("wall", "venue"):
             raise ValueError(f"paper.clock must be 'wall' or 'venue', got {self.clock!r}")
         if self.grace_s < 0:
@@ -411,16 +430,49 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             self.budgets_e8()
         if self.paper is not None and self.window is not None:
             raise ValueError("paper: a paper run trades from paper.start; leave [window] out")
+        self._check_live()
+        if self.fx is not None:
+            self.fx.setup(self.currency)
+
+    def _check_live(self) -> None:
         if self.venue.kind == "live" and self.paper is None:
             raise ValueError('venue.kind = "live" trades the [paper] table\'s steps: add [paper]')
-        if self.venue.kind == "live" and not self.account.cash:
+        usdm = self.live is not None and self.live.market == "usdm"
+        if self.venue.kind == "live" and not self.account.cash and not usdm:
             raise ValueError(
                 'a live spot venue lends nothing: set [account] type = "cash" (no shorts, paid from cash)'
             )
+        if usdm and self.account.cash:
+            raise ValueError(
+                'live.market = "usdm" trades perpetuals on margin: leave out [account] type = "cash"'
+            )
+        self._check_paper_venue()
         if self.live is not None and self.venue.kind != "live":
             raise ValueError('[live] is read with [venue] kind = "live" only')
-        if self.fx is not None:
-            self.fx.setup(self.currency)
+
+    def _check_paper_venue(self) -> None:
+        """``[venue] kind = "paper"`` (the paper broker) and the ``[paper]`` keys only it reads."""
+        if self.venue.kind == "paper" and self.paper is None:
+            raise ValueError('venue.kind = "paper" is tape paper\'s broker: add [paper]')
+        if self.venue.kind == "paper" and (
+            self.fill.commission_min_minor
+            or self.fill.commission_per_share_e8
+            or self.fill.commission_max_e8
+            or self.fill.participation_e8
+        ):
+            raise ValueError(
+                'venue.kind = "paper" charges fill.commission_e8 (or maker_e8 / taker_e8) of each fill and '
+                "fills whole orders: leave commission_min_minor, commission_per_share_e8, "
+                "commission_max_e8 and participation_e8 at 0"
+            )
+        if (
+            self.paper is not None
+            and (self.paper.latency_ms or self.paper.latency_jitter_ms or self.paper.quotes)
+            and self.venue.kind != "paper"
+        ):
+            raise ValueError(
+                'paper.latency_ms, latency_jitter_ms and quotes are read with [venue] kind = "paper" only'
+            )
 
     def strategy_configs(self) -> list[StrategyConfig]:
         return [self.strategy] if self.strategy is not None else list(self.strategies)
@@ -517,10 +569,18 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
     (("live",), None),
+    (("live", "market"), "spot"),  # USD-M perpetuals (tape live): spot only before it
     (("account", "initial_e8"), 0),  # margin requirements (kernel.margin): none before them
     (("account", "maintenance_e8"), 0),
     (("account", "margin_call"), "liquidate"),
     (("account", "futures_margin"), []),
+    (("account", "venues"), {}),  # one account type for every market before it
+    (("account", "maintenance_check"), "close"),  # maintenance judged at each close before it
+    (("account", "delisted"), "hold"),  # a delisted name's position was held before it
+    (("paper", "latency_ms"), 0),  # the paper broker (venue.kind = "paper"): none before it
+    (("paper", "latency_jitter_ms"), 0),
+    (("paper", "quotes"), False),
+    (("paper", "heartbeat_s"), 0.0),  # no heartbeats before it
 )
 
 
@@ -653,7 +713,7 @@ def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
     venue = config.venue
     if venue.kind == "sim":
         return SimVenue(panel, config.fill)
-    if venue.kind == "live":  # tape live turns sending on once it is connected (and reconciled)
+    if venue.kind in ("live", "paper"):  # the edge turns sending on once it is connected
         return OutboxVenue(pending_max=venue.pending_max, sending=False)
     try:
         messages = [] if replaying else read_recording(Path(venue.recording))

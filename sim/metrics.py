@@ -32,7 +32,7 @@ from domain.ledger import realized_account
 from kernel.journal import Journal
 from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
 
-__all__ = ["RunReport", "closing_trade_pnl", "report_from_journal"]
+__all__ = ["ClosingFills", "RunReport", "closing_trade_pnl", "report_from_journal"]
 
 _DECODED = {
     "day.closed.v1",
@@ -166,13 +166,14 @@ class _Fold:
         self.run: RunStarted | None = None
         self.calendar_days = 252
         self.trade_pnls: list[int] = []
-        self.positions: dict[int, int] = {}
+        self.closing = ClosingFills()
+        self.positions = self.closing.positions  # signed quantity per instrument
         self.days_held = 0
         self.base = ""  # the run's currency, from its first record
         self.first_marks: CurrenciesMarked | None = None
         self.last_marks: CurrenciesMarked | None = None
         # Events of the day so far in another currency than the base, converted at its close.
-        self.pending: list[OrderFilled | LedgerPosted] = []
+        self.pending: list[OrderFilled | tuple[LedgerPosted, bool]] = []
 
     def apply(self, event: object) -> None:
         if isinstance(event, DayClosed):
@@ -180,17 +181,17 @@ class _Fold:
             self.days.append(event.day)
             self.days_held += any(self.positions.values())
         elif isinstance(event, OrderFilled):
-            qty = self.positions.get(event.instrument_id, 0) + event.side * event.fill_qty_raw
-            self.positions[event.instrument_id] = qty
+            self.closing.fill(event)
             if event.currency == self.base:
                 self.traded_minor += event.notional_minor
             else:
                 self.pending.append(event)
         elif isinstance(event, LedgerPosted):
+            closes = self.closing.closes(event)
             if all(p.currency == self.base for p in event.postings):
-                self._posted(event, {})
+                self._posted(event, closes, {})
             else:
-                self.pending.append(event)
+                self.pending.append((event, closes))
         elif isinstance(event, CurrenciesMarked):
             self._close_currencies(event)
         elif isinstance(event, RunStarted):
@@ -199,13 +200,13 @@ class _Fold:
         elif isinstance(event, DatasetReferenced):
             self.calendar_days = 365 if event.calendar == "24x7" else 252
 
-    def _posted(self, event: LedgerPosted, rates: dict[str, int]) -> None:
+    def _posted(self, event: LedgerPosted, closes: bool, rates: dict[str, int]) -> None:
         """Fees and a closing trade's PnL of a transaction, in the base (``rates``: the day's
         rates of its other currencies)."""
         if rates:
             event = _in_base(event, self.base, rates)
         self.fees_minor += _add_fee_lines(event, self.fee_lines)
-        pnl = closing_trade_pnl(event)
+        pnl = closing_trade_pnl(event, closes)
         if pnl is not None:
             self.trade_pnls.append(pnl)
 
@@ -217,7 +218,7 @@ class _Fold:
                 rate = rates[pending.currency]
                 self.traded_minor += to_base_minor(pending.notional_minor, pending.currency, self.base, rate)
             else:
-                self._posted(pending, rates)
+                self._posted(*pending, rates)
         self.pending.clear()
         self.first_marks = self.first_marks or event
         self.last_marks = event
@@ -287,16 +288,43 @@ def _report(fold: _Fold) -> RunReport:
     )
 
 
-def closing_trade_pnl(event: LedgerPosted) -> int | None:
+def closing_trade_pnl(event: LedgerPosted, closes: bool = False) -> int | None:
     """A fill's transaction that books realised PnL is a closing trade: its PnL (minor units)
-    is the realised PnL less the fill's own fees. None for any other transaction."""
+    is the realised PnL less the fill's own fees. None for any other transaction. A fill the
+    caller knows ``closes`` a position (``ClosingFills``) is a closing trade even when it
+    closed exactly at cost: the ledger makes no posting of a zero realised PnL."""
     if not event.memo.startswith("fill "):
         return None
     realised = sum(p.amount_minor for p in event.postings if p.account == realized_account(p.currency))
-    if not realised:
+    if not realised and not closes:
         return None
     fees = sum(p.amount_minor for p in event.postings if p.account.startswith("expenses:"))
     return -realised - fees
+
+
+class ClosingFills:
+    """Which fills close (part of) a position, from the fills in journal order: a fill's
+    ledger transaction (memo ``fill ORDER``) follows it, and ``closes(posting)`` says whether
+    that transaction's fill moved its position toward zero."""
+
+    def __init__(self) -> None:
+        self.positions: dict[int, int] = {}
+        self._closing: set[str] = set()
+
+    def fill(self, event: OrderFilled) -> None:
+        held = self.positions.get(event.instrument_id, 0)
+        memo = f"fill {event.order_id}"
+        if held * event.side < 0:
+            self._closing.add(memo)
+        else:  # an opening fill (or one whose closing moved no money: no transaction came)
+            self._closing.discard(memo)
+        self.positions[event.instrument_id] = held + event.side * event.fill_qty_raw
+
+    def closes(self, event: LedgerPosted) -> bool:
+        if event.memo in self._closing:
+            self._closing.discard(event.memo)
+            return True
+        return False
 
 
 def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import DayClosed, LedgerPosted, RunStarted, SleevesMarked
+from domain.events import DayClosed, LedgerPosted, OrderFilled, RunStarted, SleevesMarked
 from domain.fixed import minor_digits
 from kernel.journal import Journal
 from sim.experiments import Experiment
-from sim.metrics import RunReport, closing_trade_pnl
+from sim.metrics import ClosingFills, RunReport, closing_trade_pnl
 from sim.performance import return_stats
 
 __all__ = [
@@ -61,7 +61,13 @@ class DailySeries:
 
 def daily_series(journal: Journal) -> DailySeries:
     """NAV, gross exposure and sleeve NAVs per session day, and closing-trade PnLs."""
-    wanted = {"run.started.v1", "day.closed.v1", "book.sleeves_marked.v1", "ledger.posted.v1"}
+    wanted = {
+        "run.started.v1",
+        "day.closed.v1",
+        "book.sleeves_marked.v1",
+        "ledger.posted.v1",
+        "order.filled.v1",
+    }
     first = journal.record(0).event() if len(journal) else None
     if not isinstance(first, RunStarted):
         raise TearsheetError("the journal does not start with run.started")
@@ -69,15 +75,16 @@ def daily_series(journal: Journal) -> DailySeries:
     currency = str(config.get("currency", "USD"))
     scale = float(10 ** minor_digits(currency))
     series = DailySeries(currency, float(str(config.get("initial_cash", "0"))))
+    closing = ClosingFills()
     for record in journal.records(1):
         if record.kind in wanted:
-            _add(series, record.event(), scale)
+            _add(series, record.event(), scale, closing)
     if len(series.days) < 2:
         raise TearsheetError("the journal holds fewer than two closed days: nothing to draw")
     return series
 
 
-def _add(series: DailySeries, event: object, scale: float) -> None:
+def _add(series: DailySeries, event: object, scale: float, closing: ClosingFills) -> None:
     if isinstance(event, DayClosed):
         series.days.append(event.day)
         series.nav.append(event.nav_minor / scale)
@@ -85,8 +92,10 @@ def _add(series: DailySeries, event: object, scale: float) -> None:
     elif isinstance(event, SleevesMarked):
         for mark in event.sleeves:
             series.sleeves.setdefault(mark.strategy_id, []).append(mark.nav_minor / scale)
+    elif isinstance(event, OrderFilled):
+        closing.fill(event)
     elif isinstance(event, LedgerPosted):
-        pnl = closing_trade_pnl(event)
+        pnl = closing_trade_pnl(event, closing.closes(event))
         if pnl is not None:
             series.trade_pnls.append(pnl / scale)
 

@@ -82,6 +82,11 @@ class StepAssembler:
         return min(self._newest.values(), default=0)
 
     @property
+    def newest(self) -> dict[int, int]:
+        """Each instrument's newest step time seen (its newest bar close), for the health watch."""
+        return dict(self._newest)
+
+    @property
     def pending_steps(self) -> int:
         return len(self._pending)
 

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -49,7 +50,11 @@ __all__ = [
     "VenueDataError",
     "VenueError",
     "VenueFill",
+    "VenueFunding",
+    "VenueFundingPaid",
     "VenueOrder",
+    "VenuePosition",
+    "VenueQuote",
     "exact_raw",
     "map_error",
     "newer_state",
@@ -145,10 +150,51 @@ class VenueBar(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     volume_raw: int  # at qty_digits, rounded half-even (venues state volume to more places)
 
 
+class VenueQuote(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Best bid and ask of one instrument (``ts_ms``: the venue's time, 0 when it gives none)."""
+
+    instrument_id: int
+    bid_px_raw: int
+    bid_qty_raw: int
+    ask_px_raw: int
+    ask_qty_raw: int
+    ts_ms: int = 0
+
+
 class VenueBalance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     asset: str
     free_e8: int
     locked_e8: int
+
+
+class VenueFunding(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A perpetual's funding as the venue settled it: its time, rate (1e-8) and the mark price
+    it settled at (raw at the instrument's price digits, rounded half-even: a venue's mark is
+    not on the tick)."""
+
+    instrument_id: int
+    funding_ms: int
+    rate_e8: int
+    mark_raw: int
+
+
+class VenueFundingPaid(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One funding payment the account received (> 0) or paid (< 0), in ``asset`` at 1e-8."""
+
+    instrument_id: int
+    funding_ms: int
+    amount_e8: int
+    asset: str
+
+
+class VenuePosition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A derivatives position as the venue states it: signed quantity (short < 0), the mark
+    price and the unrealized profit at that mark (1e-8 of the margin asset)."""
+
+    instrument_id: int
+    qty_raw: int
+    mark_raw: int
+    unrealized_e8: int
 
 
 class StreamNote(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -434,7 +480,7 @@ class CcxtVenue:
             trade_id, order_id, qty, px = info["t"], info["i"], info["l"], info["L"]
             fee, fee_asset, maker, ts = info["n"], info.get("N") or "", info["m"], info["T"]
             side = _side(info["S"])
-        else:
+        elif "isBuyer" in info:  # spot myTrades
             trade_id, order_id, qty, px = info["id"], info["orderId"], info["qty"], info["price"]
             fee, fee_asset, maker, ts = (
                 info["commission"],
@@ -443,6 +489,15 @@ class CcxtVenue:
                 info["time"],
             )
             side = 1 if info["isBuyer"] else -1
+        else:  # USD-M userTrades
+            trade_id, order_id, qty, px = info["id"], info["orderId"], info["qty"], info["price"]
+            fee, fee_asset, maker, ts = (
+                info["commission"],
+                info["commissionAsset"],
+                info["maker"],
+                info["time"],
+            )
+            side = _side(info["side"])
         known = self._orders.get(str(order_id))
         return VenueFill(
             trade_id=str(trade_id),
@@ -599,6 +654,36 @@ class CcxtVenue:
         rows = await self.exchange.watch_ohlcv(inst.symbol, timeframe)
         return [self._bar(inst, row) for row in rows]
 
+    async def round_trip(self) -> int:
+        """One timed request to the venue (ccxt ``fetch_time``, no retries): its round trip in
+        nanoseconds (a heartbeat). Raises what the request raised."""
+        started = time.perf_counter_ns()
+        await self.exchange.fetch_time()
+        return time.perf_counter_ns() - started
+
+    async def watch_quote(self, instrument_id: int) -> VenueQuote:
+        """The next best bid / ask of one instrument (ccxt.pro ``watch_bids_asks``: Binance's
+        ``<symbol>@bookTicker`` stream)."""
+        inst = self.instruments[instrument_id]
+        tickers = await self.exchange.watch_bids_asks([inst.symbol])
+        ticker = tickers.get(inst.symbol) if isinstance(tickers, dict) else None
+        if not isinstance(ticker, dict) or ticker.get("bid") is None or ticker.get("ask") is None:
+            raise VenueDataError(f"{inst.symbol}: a quote with no bid or ask")
+        what = f"{inst.symbol} quote"
+        stamp = ticker.get("timestamp")
+        return VenueQuote(
+            instrument_id=instrument_id,
+            bid_px_raw=exact_raw(ticker["bid"], inst.price_digits, what + " bid"),
+            bid_qty_raw=from_decimal_text(
+                _text(ticker.get("bidVolume") or 0, what), inst.qty_digits, Rounding.HALF_EVEN
+            ),
+            ask_px_raw=exact_raw(ticker["ask"], inst.price_digits, what + " ask"),
+            ask_qty_raw=from_decimal_text(
+                _text(ticker.get("askVolume") or 0, what), inst.qty_digits, Rounding.HALF_EVEN
+            ),
+            ts_ms=int(stamp) if isinstance(stamp, int) else 0,
+        )
+
     def _bar(self, inst: Instrument, row: list[Any]) -> VenueBar:
         start = _ms(row[0], f"{inst.symbol} bar time")
         what = f"{inst.symbol} bar {start}"
@@ -614,9 +699,22 @@ class CcxtVenue:
         )
 
     async def fetch_balances(self) -> list[VenueBalance]:
-        """Every asset's free and locked amount (1e-8), from the raw account answer."""
+        """Every asset's free and locked amount (1e-8), from the raw account answer. A USD-M
+        account states each margin asset's wallet balance (as ``free``; nothing is locked: an
+        order reserves margin, not the asset) and its unrealized profit separately
+        (``fetch_positions``)."""
         answer = await self._call("fetch_balance")
-        rows = (answer.get("info") or {}).get("balances")
+        info = answer.get("info") or {}
+        if isinstance(info.get("assets"), list):  # USD-M /fapi account
+            return [
+                VenueBalance(
+                    asset=str(row["asset"]),
+                    free_e8=exact_raw(row["walletBalance"], BALANCE_DIGITS, f"{row['asset']} wallet"),
+                    locked_e8=0,
+                )
+                for row in info["assets"]
+            ]
+        rows = info.get("balances")
         if not isinstance(rows, list):
             raise VenueDataError("account answer has no 'balances' list")
         return [
@@ -624,6 +722,78 @@ class CcxtVenue:
                 asset=str(row["asset"]),
                 free_e8=exact_raw(row["free"], BALANCE_DIGITS, f"{row['asset']} free"),
                 locked_e8=exact_raw(row["locked"], BALANCE_DIGITS, f"{row['asset']} locked"),
+            )
+            for row in rows
+        ]
+
+    # --- perpetuals: positions, funding and mark prices -------------------------------------
+
+    async def fetch_positions(self) -> list[VenuePosition]:
+        """The account's open positions in this venue's instruments (signed quantities)."""
+        rows = await self._call("fetch_positions", sorted(self._by_symbol))
+        out = []
+        for row in rows:
+            info = row.get("info") or {}
+            symbol = row.get("symbol")
+            if symbol not in self._by_symbol:
+                continue
+            inst = self._by_symbol[str(symbol)]
+            what = f"{symbol} position"
+            out.append(
+                VenuePosition(
+                    instrument_id=inst.instrument_id,
+                    qty_raw=exact_raw(info["positionAmt"], inst.qty_digits, what + " quantity"),
+                    mark_raw=from_decimal_text(
+                        _text(info["markPrice"], what + " mark"), inst.price_digits, Rounding.HALF_EVEN
+                    ),
+                    unrealized_e8=exact_raw(info["unRealizedProfit"], BALANCE_DIGITS, what + " profit"),
+                )
+            )
+        return out
+
+    async def fetch_funding(self, instrument_id: int, *, since_ms: int | None = None) -> list[VenueFunding]:
+        """Fundings the venue settled from ``since_ms`` on (ccxt ``fetch_funding_rate_history``:
+        Binance's ``/fapi/v1/fundingRate``, which states the mark each settled at)."""
+        inst = self.instruments[instrument_id]
+        rows = await self._call("fetch_funding_rate_history", inst.symbol, since_ms, None)
+        out = []
+        for row in rows:
+            info = row.get("info") or {}
+            when = _ms(info.get("fundingTime"), f"{inst.symbol} funding time")
+            what = f"{inst.symbol} funding {when}"
+            mark = info.get("markPrice")
+            if mark in (None, ""):
+                raise VenueDataError(f"{what}: the venue states no mark price")
+            out.append(
+                VenueFunding(
+                    instrument_id=instrument_id,
+                    funding_ms=when,
+                    rate_e8=exact_raw(info["fundingRate"], 8, what + " rate"),
+                    mark_raw=from_decimal_text(
+                        _text(mark, what + " mark"), inst.price_digits, Rounding.HALF_EVEN
+                    ),
+                )
+            )
+        return sorted(out, key=lambda funding: funding.funding_ms)
+
+    async def next_funding_ms(self, instrument_id: int) -> int:
+        """The venue's next funding time for the instrument (ms; 0 when it states none)."""
+        inst = self.instruments[instrument_id]
+        answer = await self._call("fetch_funding_rate", inst.symbol)
+        value = (answer.get("info") or {}).get("nextFundingTime")
+        return _ms(value, f"{inst.symbol} next funding time") if value not in (None, "") else 0
+
+    async def fetch_funding_paid(self, instrument_id: int) -> list[VenueFundingPaid]:
+        """The account's funding payments in the instrument (ccxt ``fetch_funding_history``:
+        Binance's ``/fapi/v1/income`` of type ``FUNDING_FEE``)."""
+        inst = self.instruments[instrument_id]
+        rows = await self._call("fetch_funding_history", inst.symbol)
+        return [
+            VenueFundingPaid(
+                instrument_id=instrument_id,
+                funding_ms=_ms((row.get("info") or {}).get("time"), f"{inst.symbol} funding payment time"),
+                amount_e8=exact_raw((row.get("info") or {}).get("income"), BALANCE_DIGITS, "funding income"),
+                asset=str((row.get("info") or {}).get("asset")),
             )
             for row in rows
         ]
@@ -695,6 +865,19 @@ class CcxtVenue:
     def _bad(self, stream: str, error: Exception) -> None:
         self.stats[f"bad_message.{stream}"] += 1
         self.updates.put_nowait(StreamNote(kind="bad_message", stream=stream, detail=str(error)))
+
+    async def catch_up_fills(self) -> int:
+        """Fills after the last trade id seen, over REST, through the same de-duplication (no
+        note: nothing dropped); how many were new. A perpetuals session calls it before a
+        funding's step, so the book holds every fill the venue made before it settled."""
+        before = len(self._seen_trades)
+        for instrument_id in sorted(self.instruments):
+            last = self._last_trade.get(instrument_id)
+            for fill in await self.fetch_fills(
+                instrument_id, from_trade_id=None if last is None else last + 1
+            ):
+                self._accept_fill(fill)
+        return len(self._seen_trades) - before
 
     async def reconcile(self) -> None:
         """Catch up over REST after a gap: open orders, known open orders that left the open list,

@@ -9,6 +9,8 @@ instead of placing it twice (``CcxtVenue.place(..., resend=True)``).
 In: the adapter's de-duplicated order states and fills become ``VenueMessage``s in the kernel's
 terms, numbered in the order they arrive here and stamped with the edge's clock:
 
+* each order's send is a ``sent`` message stamped when it left, so the kernel's kill switch and
+  the ops metrics measure the answer's latency from the send, not from the step that decided it;
 * the first state of an order the venue holds is its ``ack``; a venue refusal is a ``reject``
   with the venue's rule code;
 * each trade is one ``fill`` (its trade id in ``reason``: a trade is booked once, across
@@ -33,7 +35,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 from domain.events import (
     Event,
@@ -53,10 +55,14 @@ from venues.ccxt_venue import (
     VenueBalance,
     VenueError,
     VenueFill,
+    VenueFundingPaid,
     VenueOrder,
+    VenuePosition,
 )
 
-__all__ = ["Book", "LiveBridge", "LiveVenue", "ReconcilePolicy", "client_tag"]
+PERPETUAL_CLASSES = frozenset({"crypto_perp"})
+
+__all__ = ["Book", "LiveBridge", "LiveVenue", "PerpetualVenue", "ReconcilePolicy", "client_tag"]
 
 
 class LiveVenue(Protocol):
@@ -70,6 +76,13 @@ class LiveVenue(Protocol):
     async def fetch_open_orders(self, instrument_id: int) -> list[VenueOrder]: ...
     async def fetch_fills(self, instrument_id: int) -> list[VenueFill]: ...
     async def fetch_balances(self) -> list[VenueBalance]: ...
+
+
+class PerpetualVenue(LiveVenue, Protocol):
+    """A venue whose account holds perpetuals (``CcxtVenue`` on ``binanceusdm``)."""
+
+    async def fetch_positions(self) -> list[VenuePosition]: ...
+    async def fetch_funding_paid(self, instrument_id: int) -> list[VenueFundingPaid]: ...
 
 
 def client_tag(config_json: str) -> str:
@@ -95,6 +108,8 @@ class Book:
     cash_minor: int
     currency: str
     cancel_requested: frozenset[str] = frozenset()  # cancels journaled, maybe never sent
+    # perpetuals: the funding the book booked, by (instrument id, funding time ms), minor units
+    funding_minor: Mapping[tuple[int, int], int] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,6 +165,11 @@ class LiveBridge:
         # commissions to the currency's minor unit. Reconciliation expects the venue at the
         # book plus this.
         self._drift: Counter[str] = Counter()
+        # Perpetuals: fills the venue made at or after the next funding time wait here until
+        # that funding is booked (``hold_fills_from``), so the book pays funding on the
+        # position the venue held at the funding time.
+        self._fills_from_ms: int | None = None
+        self._held_fills: list[VenueFill] = []
 
     # --- identities -------------------------------------------------------------------------
 
@@ -201,6 +221,8 @@ class LiveBridge:
 
     async def _place(self, order: Order, *, resend: bool) -> None:
         self._learn(order.order_id, order.side, order.instrument_id)
+        # when it leaves: the kernel measures the answer's latency (send -> ack) from this
+        self._emit(order.order_id, "sent", ts_ns=self.clock())
         try:
             placed = await self.venue.place(
                 OrderRequest(
@@ -214,7 +236,7 @@ class LiveBridge:
                 resend=resend,
             )
         except VenueError as error:
-            self._emit(order.order_id, "reject", reason=f"{error.rule}: {error.reason}")
+            self._emit(order.order_id, "reject", reason=error.reason)
             self._known[order.order_id].closed = True
             return
         self.counts.sent += 1
@@ -231,7 +253,7 @@ class LiveBridge:
                 self._emit(order.order_id, "reject", reason="ORDER_NOT_FOUND: the venue never received it")
                 known.closed = True
             else:
-                self._emit(order.order_id, "cancel_rejected", reason=f"{error.rule}: {error.reason}")
+                self._emit(order.order_id, "cancel_rejected", reason=error.reason)
             return
         self.counts.cancels_sent += 1
         self.take_updates()
@@ -301,12 +323,28 @@ class LiveBridge:
         known.closed = True
         known.held = None
 
+    def hold_fills_from(self, funding_ms: int | None) -> None:
+        """Hand in fills made before ``funding_ms`` only (the next funding time; None: all);
+        the held fills before the new time go in now, in the order they came."""
+        self._fills_from_ms = funding_ms or None
+        held, self._held_fills = self._held_fills, []
+        for fill in held:
+            self._fill(fill)
+
     def _fill(self, fill: VenueFill) -> None:
-        order_id = self._ours(fill.client_order_id, fill.venue_order_id)
-        if order_id is None:
-            return
         trade = f"trade:{fill.instrument_id}:{fill.trade_id}"
         if trade in self._trades:
+            return
+        if self._fills_from_ms is not None and fill.ts_ms >= self._fills_from_ms:
+            if all(
+                (held.instrument_id, held.trade_id) != (fill.instrument_id, fill.trade_id)
+                for held in self._held_fills
+            ):
+                self._held_fills.append(fill)
+                self.counts.notes["fill_held_for_funding"] += 1
+            return
+        order_id = self._ours(fill.client_order_id, fill.venue_order_id)
+        if order_id is None:
             return
         self._trades.add(trade)
         known = self._known[order_id]
@@ -375,10 +413,11 @@ class LiveBridge:
         px_raw: int = 0,
         reason: str = "",
         commission_minor: int = 0,
+        ts_ns: int | None = None,
     ) -> VenueMessage:
         message = VenueMessage(
             venue_seq=self._next_seq,
-            ts_ns=self.clock(),
+            ts_ns=self.clock() if ts_ns is None else ts_ns,
             order_id=order_id,
             kind=kind,
             qty_raw=qty_raw,
@@ -475,26 +514,97 @@ class LiveBridge:
         expected: Counter[str] = Counter()
         digits = minor_digits(book.currency)
         expected[book.currency] = rescale(book.cash_minor, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
-        for iid, inst in self.instruments.items():
-            qty = book.positions.get(iid, 0)
-            expected[_base(inst)] += rescale(qty, inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        positions = Counter({iid: book.positions.get(iid, 0) for iid in self.instruments})
         for message in self.outbox.peek():
             known = self._known.get(message.order_id)
             if message.kind != "fill" or known is None or known.instrument_id not in self.instruments:
                 continue
             inst = self.instruments[known.instrument_id]
             notional = notional_minor(inst, message.qty_raw, message.px_raw, Rounding.HALF_EVEN)
-            qty_e8 = rescale(message.qty_raw, inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
-            expected[_base(inst)] += known.side * qty_e8
+            positions[inst.instrument_id] += known.side * message.qty_raw
             paid = known.side * notional + message.commission_minor
             expected[book.currency] -= rescale(paid, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
-        held = {row.asset: row.free_e8 + row.locked_e8 for row in await self.venue.fetch_balances()}
+        for fill in self._held_fills:  # made after the next funding time: the venue holds them
+            inst = self.instruments[fill.instrument_id]
+            positions[fill.instrument_id] += fill.side * fill.qty_raw
+            value = fill.qty_raw * fill.px_raw * inst.multiplier
+            scale = inst.qty_digits + inst.price_digits
+            paid_e8 = fill.side * rescale(value, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
+            expected[book.currency] -= paid_e8 + (fill.fee_e8 if fill.fee_asset == book.currency else 0)
         lines = []
+        perps = sorted(iid for iid, inst in self.instruments.items() if inst.asset_class in PERPETUAL_CLASSES)
+        for iid, inst in self.instruments.items():
+            if iid not in perps:
+                expected[_base(inst)] += rescale(
+                    positions[iid], inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN
+                )
+        held = {row.asset: row.free_e8 + row.locked_e8 for row in await self.venue.fetch_balances()}
+        if perps:
+            lines.extend(await self._perpetuals(book, perps, positions, expected, held))
         for asset in sorted(expected):
             want = expected[asset] + self._drift[asset]
             have = held.get(asset, 0)
             if have != want:
                 lines.append(f"{asset}: venue {_e8(have)}, book {_e8(want)} (difference {_e8(have - want)})")
+        return lines
+
+    async def _perpetuals(
+        self,
+        book: Book,
+        perps: list[int],
+        positions: Counter[int],
+        expected: Counter[str],
+        held: dict[str, int],
+    ) -> list[str]:
+        """Perpetuals (a USD-M account): each signed position against the book's; the margin
+        asset's wallet plus unrealized profit against the book's cash plus each position at the
+        venue's mark (the book pays a perpetual's notional like spot); each funding the venue
+        paid against the one the book booked for that time (their rounding — the venue's 1e-8,
+        the book's minor unit — is accounted for; anything more is a difference)."""
+        venue = self.venue
+        if not hasattr(venue, "fetch_positions") or not hasattr(venue, "fetch_funding_paid"):
+            return [f"{type(venue).__name__} states no perpetual positions or funding: not compared"]
+        venue = cast(PerpetualVenue, venue)
+        lines: list[str] = []
+        digits = minor_digits(book.currency)
+        unit_e8 = 10 ** (BALANCE_DIGITS - digits)
+        at_venue = {row.instrument_id: row for row in await venue.fetch_positions()}
+        for iid in perps:
+            inst = self.instruments[iid]
+            row = at_venue.get(iid)
+            have = row.qty_raw if row is not None else 0
+            if have != positions[iid]:
+                scale = 10**inst.qty_digits
+                lines.append(
+                    f"{inst.symbol} position: venue {have / scale:g}, book {positions[iid] / scale:g} "
+                    f"(difference {(have - positions[iid]) / scale:g})"
+                )
+            if row is not None:
+                value = row.qty_raw * row.mark_raw * inst.multiplier
+                expected[book.currency] += rescale(
+                    value, inst.qty_digits + inst.price_digits, BALANCE_DIGITS, Rounding.HALF_EVEN
+                )
+                held[book.currency] = held.get(book.currency, 0) + row.unrealized_e8
+            booked = {when: amount for (fid, when), amount in book.funding_minor.items() if fid == iid}
+            for paid in await venue.fetch_funding_paid(iid):
+                amount = booked.pop(paid.funding_ms, None)
+                book_e8 = 0 if amount is None else rescale(amount, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+                if amount is not None and abs(paid.amount_e8 - book_e8) < unit_e8:
+                    expected[book.currency] += paid.amount_e8 - book_e8  # the book's rounding
+                elif (
+                    amount is None
+                    and self._fills_from_ms is not None
+                    and paid.funding_ms >= self._fills_from_ms
+                ):
+                    expected[book.currency] += paid.amount_e8  # settled, its step not run yet
+                else:
+                    lines.append(
+                        f"{inst.symbol} funding at {paid.funding_ms}: venue {_e8(paid.amount_e8)}, "
+                        f"book {_e8(book_e8) if amount is not None else 'none'}"
+                    )
+            for when, amount in sorted(booked.items()):
+                if amount:
+                    lines.append(f"{inst.symbol} funding at {when}: book {amount}, the venue paid none")
         return lines
 
 

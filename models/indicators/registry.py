@@ -1,6 +1,8 @@
 """Indicators by name: ``indicator("rsi", period=14)`` gives a validated, immutable spec whose
 ``batch`` computes whole arrays and whose ``stream()`` gives a one-bar-at-a-time state. Both run
-the same Numba step kernel, so they return the same bits (docs/indicators.md).
+the same Numba step kernel, so they return the same bits (docs/indicators.md); a few indicators'
+``batch`` takes a fast path on series without NaN that computes the same bits with the step's
+arithmetic over whole arrays (``_batch_nb.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from models.indicators import _batch_nb as fb
 from models.indicators import _kernels_nb as kn
 
 FloatArray = npt.NDArray[np.float64]
@@ -239,6 +242,30 @@ def _defs() -> list[_Def]:
 
 _REGISTRY: dict[str, _Def] = {d.name: d for d in _defs()}
 
+# Batch fast paths (``_batch_nb.py``): ``fast(p, *inputs, out[, rows][, work]) -> bool``
+# computes the same bits as the step driver on a series without NaN and returns False (having
+# stopped) at the first NaN, after which ``batch`` runs the step driver. The two numbers are how
+# many scratch rows it takes as long as the inputs (``rows``), and how many of _CHUNK bars plus
+# the ring length (``work``: a chunk of bars and its window's history, kept in the CPU cache;
+# the ring covers the longest window); 0: no such argument.
+_FAST: dict[str, tuple[Any, int, int]] = {
+    "mom": (fb.mom_fast, 0, 0),
+    "roc": (fb.roc_fast, 0, 0),
+    "trange": (fb.trange_fast, 0, 0),
+    "donchian": (fb.donchian_fast, 0, 4),
+    "willr": (fb.willr_fast, 0, 4),
+    "stochf": (fb.stochf_fast, 0, 4),
+    "stoch": (fb.stoch_fast, 0, 4),
+    "stochrsi": (fb.stochrsi_fast, 0, 4),
+    "ultosc": (fb.ultosc_fast, 2, 6),
+    "obv": (fb.obv_fast, 0, 0),
+    "ad": (fb.ad_fast, 0, 0),
+    "cci": (fb.cci_fast, 1, 0),
+    "bbands": (fb.bbands_fast, 0, 3),
+}
+assert set(_FAST) <= set(_REGISTRY)
+_CHUNK = 2048
+
 
 def indicator_names() -> tuple[str, ...]:
     """Every registered indicator name, sorted."""
@@ -324,8 +351,42 @@ class Indicator:
         arrays = self._arrays(inputs)
         size = arrays[0].shape[0]
         out = np.empty((len(self._def.outputs), size), dtype=np.float64)
+        if not self._fast_batch(arrays, out):
+            self._step_batch(arrays, out)
+        if out.shape[0] == 1:
+            return out[0]
+        return tuple(out[k] for k in range(out.shape[0]))
+
+    def _step_batch(self, arrays: list[FloatArray], out: FloatArray) -> None:
+        """The step kernel over every bar (the general path; NaN bars skipped)."""
         ring = np.zeros(self._ring, dtype=np.float64)
         _DRIVERS[len(arrays)](self._def.step, self._s0, ring, self._p, *arrays, out)
+
+    def _fast_batch(self, arrays: list[FloatArray], out: FloatArray) -> bool:
+        """The indicator's fast path, if it has one: False when it has none or met a NaN."""
+        fast = _FAST.get(self._def.name)
+        if fast is None:
+            return False
+        fn, rows, work = fast
+        size = arrays[0].shape[0]
+        extra = []
+        if rows:
+            extra.append(np.empty((rows, size), dtype=np.float64))
+        if work:
+            extra.append(np.empty((work, _CHUNK + self._ring), dtype=np.float64))
+        return bool(fn(self._p, *arrays, out, *extra))
+
+    @property
+    def has_fast_batch(self) -> bool:
+        """Whether ``batch`` has a fast path for series without NaN (``_batch_nb.py``)."""
+        return self._def.name in _FAST
+
+    def batch_stepwise(self, *inputs: npt.ArrayLike) -> FloatArray | tuple[FloatArray, ...]:
+        """``batch`` through the step driver even where a fast path exists: the same bits,
+        slower (for the tests and the bench that compare the two)."""
+        arrays = self._arrays(inputs)
+        out = np.empty((len(self._def.outputs), arrays[0].shape[0]), dtype=np.float64)
+        self._step_batch(arrays, out)
         if out.shape[0] == 1:
             return out[0]
         return tuple(out[k] for k in range(out.shape[0]))

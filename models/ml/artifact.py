@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,10 @@ from models.ml.train import (
     Fold,
     FoldResult,
     TrainedModel,
+    classes_of,
     design_rows,
     folds,
-    predict,
+    predict_scores,
     train_window,
     walk_forward_with,
 )
@@ -36,7 +37,15 @@ from models.ml.train import (
 if TYPE_CHECKING:
     from models.ml.mlp import MlpConfig, TrainedNet
 
-__all__ = ["LEARNERS", "FoldModel", "Progress", "TrainRun", "train_and_register", "train_walk_forward"]
+__all__ = [
+    "LEARNERS",
+    "FoldModel",
+    "Progress",
+    "TrainOptions",
+    "TrainRun",
+    "train_and_register",
+    "train_walk_forward",
+]
 
 
 def _day(ts_ns: int) -> str:
@@ -70,6 +79,22 @@ class TrainRun:
     meta: dict[str, Any]
 
 
+class TrainOptions(TypedDict, total=False):
+    """``train_and_register``'s keyword settings: those of ``train_walk_forward`` (which
+    documents them and holds their defaults)."""
+
+    frequency: str
+    seed: int
+    learner: str
+    task: str
+    params: dict[str, Any] | None
+    num_boost_round: int
+    mlp: MlpConfig | None
+    wf_train: int
+    wf_test: int
+    sink: EventSink | None
+
+
 def train_and_register(
     lake: Lake,
     registry: Path,
@@ -77,25 +102,12 @@ def train_and_register(
     label: LabelSpec,
     start_ts: int,
     end_ts: int,
-    *,
-    frequency: str = "1d",
-    seed: int = 7,
-    learner: str = "lightgbm",
-    params: dict[str, Any] | None = None,
-    num_boost_round: int = 200,
-    mlp: MlpConfig | None = None,
-    wf_train: int = 504,
-    wf_test: int = 126,
-    sink: EventSink | None = None,
+    **options: Unpack[TrainOptions],
 ) -> tuple[str, TrainedModel | TrainedNet]:
-    """Train on the lake's ``frequency`` bars in [start_ts, end_ts] and register the model.
-
-    ``learner`` is ``"lightgbm"`` (``params``, ``num_boost_round``) or ``"torch_mlp"``
-    (``mlp``: a ``models.ml.mlp.MlpConfig``, default settings when None). Returns the hash
-    and the trained model (``TrainedModel`` or ``TrainedNet``)."""
-    run = train_walk_forward(lake, registry, specs, label, start_ts, end_ts, frequency=frequency, seed=seed,
-                             learner=learner, params=params, num_boost_round=num_boost_round, mlp=mlp,
-                             wf_train=wf_train, wf_test=wf_test, sink=sink)  # fmt: skip
+    """Train on the lake's bars in [start_ts, end_ts] and register the model: the final model
+    of ``train_walk_forward`` with the same settings. Returns the hash and the trained model
+    (``TrainedModel`` or ``TrainedNet``)."""
+    run = train_walk_forward(lake, registry, specs, label, start_ts, end_ts, **options)
     return run.artifact, run.model
 
 
@@ -110,6 +122,7 @@ def train_walk_forward(
     frequency: str = "1d",
     seed: int = 7,
     learner: str = "lightgbm",
+    task: str = "regression",
     params: dict[str, Any] | None = None,
     num_boost_round: int = 200,
     mlp: MlpConfig | None = None,
@@ -121,14 +134,23 @@ def train_walk_forward(
     progress: Progress | None = None,
     require_folds: bool = False,
 ) -> TrainRun:
-    """``train_and_register`` that also keeps each walk-forward window's model and, with
-    ``register_folds``, registers it as an artifact of its own (its training window the fold's,
-    its ``walk_forward`` the fold and its out-of-sample test window and rank IC) before the
-    final model. ``wf_step`` moves each fold (default ``wf_test``). ``progress(done, total)``
-    is called after the design rows, after each fold and after the final fit. With
-    ``require_folds``, a window that holds no walk-forward fold is refused (``ValueError``)."""
+    """Train on the lake's ``frequency`` bars in [start_ts, end_ts] walk-forward, and register
+    the final model (trained on the whole window) as an artifact.
+
+    ``learner`` is ``"lightgbm"`` (``params``, ``num_boost_round``) or ``"torch_mlp"``
+    (``mlp``: a ``models.ml.mlp.MlpConfig``, default settings when None); ``task`` is
+    ``"regression"`` (the forward return) or ``"classification"`` (``label_class`` from the
+    label's thresholds: two classes up/down, three or more with a dead zone; predictions are
+    class probabilities, ranked by ``P(top) - P(bottom)``). Each walk-forward window's model is
+    kept and, with ``register_folds``, registered as an artifact of its own (its training
+    window the fold's, its ``walk_forward`` the fold and its out-of-sample test window and rank
+    IC) before the final model. ``wf_step`` moves each fold (default ``wf_test``).
+    ``progress(done, total)`` is called after the design rows, after each fold and after the
+    final fit. With ``require_folds``, a window that holds no walk-forward fold is refused
+    (``ValueError``)."""
     if learner not in LEARNERS:
         raise ValueError(f"unknown learner {learner!r}: one of {', '.join(LEARNERS)}")
+    classes = classes_of(task, label)
     bars = panel_frame(lake.panel(frequency, end_ns=end_ts))
     rows = design_rows(bars, specs, label)
     names = [feature_name(s) for s in specs]
@@ -145,14 +167,16 @@ def train_walk_forward(
     fitted: list[TrainedModel | TrainedNet] = []
 
     def fit(fold: Fold) -> tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
-        model, predict_rows = _fit(learner, rows, names, fold.train, seed, params, num_boost_round, mlp)
+        model, predict_rows = _fit(
+            learner, rows, names, fold.train, seed, params, num_boost_round, mlp, classes
+        )
         fitted.append(model)
         if progress is not None:
             progress(1 + len(fitted), total)
         return model.rows, predict_rows
 
     results = walk_forward_with(rows, names, windows, fit)
-    model, _ = _fit(learner, rows, names, (start_ts, end_ts), seed, params, num_boost_round, mlp)
+    model, _ = _fit(learner, rows, names, (start_ts, end_ts), seed, params, num_boost_round, mlp, classes)
     wf_ic = float(np.mean([r.test_ic for r in results])) if results else 0.0
     metrics = {**model.metrics, "wf_folds": float(len(results)), "wf_mean_test_ic": wf_ic}
     wf_folds = [
@@ -168,50 +192,50 @@ def train_walk_forward(
         "features": [spec_to_json(s) for s in specs],
         "feature_names": names,
         "label": label.to_json(),
+        **({"task": task, "classes": classes} if classes else {}),  # a regressor's meta as before
     }
     data = {
         "lake_content_hash": lake.content_hash,
         "instruments": sorted(i.symbol for i in lake.instruments()),
     }
-    fold_models = []
-    for result, fold_model in zip(results, fitted, strict=True):
-        digest = None
-        if register_folds:
-            fold = result.fold
-            fold_meta = {
-                "format": 1,
-                "kind": learner,
-                **_model_meta(fold_model, num_boost_round),
-                **common,
-                "train_window": _window(*fold.train),
-                **data,
-                "rows": fold_model.rows,
-                "rows_hash": fold_model.rows_hash,
-                "walk_forward": {**walk, "fold": fold.index, "of": len(results),
-                                 "test": [_day(fold.test[0]), _day(fold.test[1])],
-                                 "test_start_ts_ns": fold.test[0], "test_end_ts_ns": fold.test[1],
-                                 "test_ic": result.test_ic, "test_rows": result.test_rows},
-                "metrics": {**fold_model.metrics, "test_ic": result.test_ic,
-                            "test_rows": float(result.test_rows)},
-            }  # fmt: skip
-            digest = register(registry, _payload(fold_model), fold_meta, sink=sink)
-        fold_models.append(FoldModel(result, fold_model, digest))
-    meta = {
-        "format": 1,
-        "kind": learner,
-        **_model_meta(model, num_boost_round),
-        **common,
-        "train_window": _window(start_ts, end_ts),
-        **data,
-        "rows": model.rows,
-        "rows_hash": model.rows_hash,
-        "walk_forward": {**walk, "folds": wf_folds},
-        "metrics": metrics,
-    }
+
+    def artifact_meta(trained: TrainedModel | TrainedNet, walk_forward: dict[str, Any],
+                      metrics: dict[str, float]) -> dict[str, Any]:  # fmt: skip
+        return {"format": 1, "kind": learner, **_model_meta(trained, num_boost_round), **common,
+                "train_window": _window(trained.start_ts, trained.end_ts), **data, "rows": trained.rows,
+                "rows_hash": trained.rows_hash, "walk_forward": walk_forward, "metrics": metrics}  # fmt: skip
+
+    fold_models = [
+        FoldModel(result, fold_model, None)
+        if not register_folds
+        else _register_fold(registry, result, fold_model, len(results), walk, artifact_meta, sink)
+        for result, fold_model in zip(results, fitted, strict=True)
+    ]
+    meta = artifact_meta(model, {**walk, "folds": wf_folds}, metrics)
     digest = register(registry, _payload(model), meta, sink=sink)
     if progress is not None:
         progress(total, total)
     return TrainRun(digest, model, fold_models, meta)
+
+
+def _register_fold(
+    registry: Path,
+    result: FoldResult,
+    model: TrainedModel | TrainedNet,
+    of: int,
+    walk: dict[str, Any],
+    artifact_meta: Callable[[TrainedModel | TrainedNet, dict[str, Any], dict[str, float]], dict[str, Any]],
+    sink: EventSink | None,
+) -> FoldModel:
+    """Register one walk-forward window's model: its ``walk_forward`` names the fold and its
+    out-of-sample test window (dates and ns) and rank IC."""
+    fold = result.fold
+    fold_walk = {**walk, "fold": fold.index, "of": of, "test": [_day(fold.test[0]), _day(fold.test[1])],
+                 "test_start_ts_ns": fold.test[0], "test_end_ts_ns": fold.test[1],
+                 "test_ic": result.test_ic, "test_rows": result.test_rows}  # fmt: skip
+    metrics = {**model.metrics, "test_ic": result.test_ic, "test_rows": float(result.test_rows)}
+    digest = register(registry, _payload(model), artifact_meta(model, fold_walk, metrics), sink=sink)
+    return FoldModel(result, model, digest)
 
 
 def _window(start_ts: int, end_ts: int) -> dict[str, Any]:
@@ -244,15 +268,17 @@ def _fit(
     params: dict[str, Any] | None,
     num_boost_round: int,
     mlp: MlpConfig | None,
+    classes: int,
 ) -> tuple[TrainedModel | TrainedNet, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
-    """One deterministic fit on ``window`` (embargoed) and the fitted model's predict."""
+    """One deterministic fit on ``window`` (embargoed) and the fitted model's predict (a
+    classifier's: its class score)."""
     if learner == "lightgbm":
         booster = train_window(
-            rows, names, *window, seed=seed, params=params, num_boost_round=num_boost_round
+            rows, names, *window, seed=seed, params=params, num_boost_round=num_boost_round, classes=classes
         )
-        return booster, lambda x: predict(booster.model_text, x)
+        return booster, lambda x: predict_scores(booster.model_text, x, classes)
     from models.ml.mlp import predict_mlp, train_window_mlp  # the ml extra's torch
 
-    net = train_window_mlp(rows, names, *window, seed=seed, config=mlp)
+    net = train_window_mlp(rows, names, *window, seed=seed, config=mlp, classes=classes)
     net_meta = net.meta()
     return net, lambda x: predict_mlp(net.weights, net_meta, x)

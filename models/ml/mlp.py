@@ -20,6 +20,12 @@ Prediction standardises the features with the training window's mean and standar
 block padded with zeros), and undoes the label scaling. A fixed block shape makes a row's
 prediction independent of how many rows are scored with it, so a strategy scoring a truncated
 panel gets the same floats as on the whole panel.
+
+As a classifier (``classes`` > 0) the last layer has one output per class, the loss is cross
+entropy on ``label_class``, nothing scales the label, and prediction gives the softmax class
+probabilities (``predict_mlp_proba``) and, as the score a strategy ranks by, ``class_score``
+(P(highest class) - P(lowest class)), as for a LightGBM classifier. The artifact's
+``network.outputs`` says how many classes (a regressor's network has no such field).
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ import torch
 from models.ml.train import (
     Fold,
     FoldResult,
+    class_labels,
+    class_score,
+    classification_metrics,
     feature_array,
     rank_ic,
     rows_hash,
@@ -51,6 +60,7 @@ __all__ = [
     "TrainedNet",
     "deterministic_torch",
     "predict_mlp",
+    "predict_mlp_proba",
     "train_window_mlp",
     "walk_forward_mlp",
 ]
@@ -122,13 +132,13 @@ def deterministic_torch(seed: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _network(inputs: int, hidden: Sequence[int]) -> torch.nn.Sequential:
+def _network(inputs: int, hidden: Sequence[int], outputs: int = 1) -> torch.nn.Sequential:
     layers: list[torch.nn.Module] = []
     width = inputs
     for size in hidden:
         layers += [torch.nn.Linear(width, size), torch.nn.ReLU()]
         width = size
-    layers.append(torch.nn.Linear(width, 1))
+    layers.append(torch.nn.Linear(width, outputs))
     return torch.nn.Sequential(*layers).to(torch.float32)
 
 
@@ -147,7 +157,9 @@ def _weights_bytes(net: torch.nn.Module) -> tuple[bytes, list[list[Any]]]:
 
 
 def _fit(net: torch.nn.Sequential, x: torch.Tensor, y: torch.Tensor, config: MlpConfig, seed: int) -> float:
-    """Adam on mean squared error, shuffled mini-batches; the last epoch's mean loss."""
+    """Adam on mean squared error (``y`` float, (rows, 1)) or cross entropy (``y`` class
+    indices, int64), shuffled mini-batches; the last epoch's mean loss."""
+    loss_of = torch.nn.functional.cross_entropy if y.dtype == torch.int64 else torch.nn.functional.mse_loss
     optimiser = torch.optim.Adam(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     order_generator = torch.Generator().manual_seed(seed)
     rows = x.shape[0]
@@ -158,7 +170,7 @@ def _fit(net: torch.nn.Sequential, x: torch.Tensor, y: torch.Tensor, config: Mlp
         for start in range(0, rows, config.batch_rows):
             batch = order[start : start + config.batch_rows]
             optimiser.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.mse_loss(net(x[batch]), y[batch])
+            loss = loss_of(net(x[batch]), y[batch])
             loss.backward()
             optimiser.step()
             loss_sum += float(loss.detach()) * batch.shape[0]
@@ -173,8 +185,10 @@ def train_window_mlp(
     *,
     seed: int = 7,
     config: MlpConfig | None = None,
+    classes: int = 0,
 ) -> TrainedNet:
-    """Train the network on ``design_rows`` rows in [start_ts, end_ts], labels embargoed at end_ts."""
+    """Train the network on ``design_rows`` rows in [start_ts, end_ts], labels embargoed at
+    end_ts; with ``classes`` > 0 a classifier on ``label_class``."""
     config = config or MlpConfig()
     window = window_rows(rows, start_ts, end_ts)
     if window.height == 0:
@@ -184,23 +198,40 @@ def train_window_mlp(
     x_raw, y_raw = feature_array(window, features), window.get_column("label").to_numpy().astype(np.float64)
     mean = x_raw.mean(axis=0)
     std = np.where(x_raw.std(axis=0) > 0, x_raw.std(axis=0), 1.0)
+    preprocessing: dict[str, Any] = {"feature_mean": [float(v) for v in mean],
+                                     "feature_std": [float(v) for v in std]}  # fmt: skip
+    target = class_labels(window, classes) if classes else None
     label_scale = float(y_raw.std()) if y_raw.std() > 0 else 1.0
-    preprocessing = {"feature_mean": [float(v) for v in mean], "feature_std": [float(v) for v in std],
-                     "label_scale": label_scale}  # fmt: skip
+    if target is None:
+        preprocessing["label_scale"] = label_scale
     with deterministic_torch(seed):
-        net = _network(len(features), config.hidden)
+        net = _network(len(features), config.hidden, classes or 1)
         x = _standardise(x_raw, mean, std)
-        y = torch.from_numpy(np.ascontiguousarray(y_raw / label_scale, dtype=np.float32)).unsqueeze(1)
+        if target is None:
+            y = torch.from_numpy(np.ascontiguousarray(y_raw / label_scale, dtype=np.float32)).unsqueeze(1)
+        else:
+            y = torch.from_numpy(np.ascontiguousarray(target, dtype=np.int64))
         final_loss = _fit(net, x, y, config, seed)
     weights, layout = _weights_bytes(net)
     network = {"inputs": len(features), "hidden": list(config.hidden), "activation": "relu",
                "dtype": "float32", "byteorder": "little", "parameters": layout}  # fmt: skip
-    training = {**config.to_json(), "seed": seed, "optimiser": "adam", "loss": "mse", "threads": 1,
-                "deterministic_algorithms": True, "torch_version": torch.__version__}  # fmt: skip
-    fitted = predict_mlp(weights, {"network": network, "preprocessing": preprocessing}, x_raw)
-    rmse = float(np.sqrt(np.mean((fitted - y_raw) ** 2)))
-    metrics = {"train_rows": float(window.height), "train_ic": rank_ic(fitted, y_raw), "train_rmse": rmse,
-               "final_loss": final_loss}  # fmt: skip
+    if classes:
+        network["outputs"] = classes
+    training = {**config.to_json(), "seed": seed, "optimiser": "adam", "loss": "cross_entropy" if classes
+                else "mse", "threads": 1, "deterministic_algorithms": True,
+                "torch_version": torch.__version__}  # fmt: skip
+    meta = {"network": network, "preprocessing": preprocessing}
+    metrics = {"train_rows": float(window.height)}
+    if target is None:
+        fitted = predict_mlp(weights, meta, x_raw)
+        metrics |= {
+            "train_ic": rank_ic(fitted, y_raw),
+            "train_rmse": float(np.sqrt(np.mean((fitted - y_raw) ** 2))),
+        }
+    else:
+        proba = predict_mlp_proba(weights, meta, x_raw)
+        metrics |= {"train_ic": rank_ic(class_score(proba), y_raw), **classification_metrics(proba, target)}
+    metrics["final_loss"] = final_loss
     return TrainedNet(weights, network, preprocessing, training, tuple(features), start_ts, end_ts,
                       window.height, rows_hash(window), metrics)  # fmt: skip
 
@@ -208,7 +239,9 @@ def train_window_mlp(
 def _load_network(weights: bytes, network: dict[str, Any]) -> torch.nn.Sequential:
     """The network ``network`` describes, with the weights from ``model.bin``; a file whose size
     or layout does not match the description is refused."""
-    net = _network(int(network["inputs"]), [int(w) for w in network["hidden"]])
+    net = _network(
+        int(network["inputs"]), [int(w) for w in network["hidden"]], int(network.get("outputs", 1))
+    )
     expected = {name: tuple(t.shape) for name, t in net.state_dict().items()}
     layout = {str(name): tuple(int(d) for d in shape) for name, shape in network["parameters"]}
     if layout != expected:
@@ -227,13 +260,14 @@ def _load_network(weights: bytes, network: dict[str, Any]) -> torch.nn.Sequentia
     return net.eval()
 
 
-def predict_mlp(weights: bytes, meta: dict[str, Any], x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The network's predictions in label units, one thread, in fixed-shape blocks."""
+def _outputs(weights: bytes, meta: dict[str, Any], x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The network's raw outputs, (rows, outputs), one thread, in fixed-shape blocks."""
+    outputs = int(meta["network"].get("outputs", 1))
+    out = np.empty((x.shape[0], outputs), dtype=np.float64)
     if x.shape[0] == 0:
-        return np.zeros(0)
+        return out
     prep = meta["preprocessing"]
     scaled = _standardise(x, prep["feature_mean"], prep["feature_std"])
-    out = np.empty(x.shape[0], dtype=np.float64)
     with deterministic_torch(0), torch.no_grad():
         net = _load_network(weights, meta["network"])  # its throw-away initialisation draws inside the fork
         for start in range(0, x.shape[0], PREDICT_BLOCK_ROWS):
@@ -241,8 +275,30 @@ def predict_mlp(weights: bytes, meta: dict[str, Any], x: npt.NDArray[np.float64]
             rows = block.shape[0]
             if rows < PREDICT_BLOCK_ROWS:
                 block = torch.cat([block, torch.zeros(PREDICT_BLOCK_ROWS - rows, block.shape[1])])
-            out[start : start + rows] = net(block)[:rows, 0].numpy().astype(np.float64)
-    return out * float(prep["label_scale"])
+            result = net(block)
+            if outputs > 1:
+                result = torch.softmax(result, dim=1)
+            out[start : start + rows] = result[:rows].numpy().astype(np.float64)
+    return out
+
+
+def predict_mlp_proba(
+    weights: bytes, meta: dict[str, Any], x: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """A classifier network's softmax class probabilities, (rows, classes)."""
+    if "outputs" not in meta["network"]:
+        raise ValueError("mlp artifact: a regression network has no class probabilities")
+    return _outputs(weights, meta, x)
+
+
+def predict_mlp(weights: bytes, meta: dict[str, Any], x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """What a strategy ranks by: a regressor's predictions in label units, or a classifier's
+    ``class_score``; one thread, in fixed-shape blocks."""
+    if x.shape[0] == 0:
+        return np.zeros(0)
+    if "outputs" in meta["network"]:
+        return class_score(predict_mlp_proba(weights, meta, x))
+    return _outputs(weights, meta, x)[:, 0] * float(meta["preprocessing"]["label_scale"])
 
 
 def walk_forward_mlp(
@@ -252,13 +308,13 @@ def walk_forward_mlp(
     *,
     seed: int = 7,
     config: MlpConfig | None = None,
+    classes: int = 0,
 ) -> list[FoldResult]:
     """Train the network on each fold's window (embargoed) and predict its test window."""
 
     def fit(fold: Fold) -> tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
-        net = train_window_mlp(rows, features, *fold.train, seed=seed, config=config)
+        net = train_window_mlp(rows, features, *fold.train, seed=seed, config=config, classes=classes)
         meta = net.meta()
         return net.rows, lambda x: predict_mlp(net.weights, meta, x)
 
     return walk_forward_with(rows, features, windows, fit)
-

@@ -1,5 +1,7 @@
-"""ModelRanker: trade one registered model artifact (LightGBM or the PyTorch network), top-k
-names by predicted return.
+"""ModelRanker: trade one registered model artifact (LightGBM or the PyTorch network, a
+regressor or a classifier), top-k names by predicted return or class score; WalkForwardRanker:
+trade a walk-forward run's window artifacts one after another, each only in its own
+out-of-sample window.
 
 ``entry = "models.ml.strategy:ModelRanker"`` with ``params = { artifact_dir = "...",
 artifact = "<hash>", top_k = 1, weight = 0.95 }`` (and, optionally, ``portfolio`` —
@@ -13,12 +15,29 @@ id). ``loaded_models`` reports the artifact and the hash of its predictions, whi
 journals as ``model.loaded`` when the run begins. A replay builds a fresh instance from the
 journaled parameters, so it loads the same bytes (or refuses the run if they changed),
 recomputes the predictions and re-derives that event.
+
+A classifier artifact (``task = "classification"`` in its ``artifact.json``) predicts class
+probabilities; the strategies rank by its class score, ``P(highest class) - P(lowest class)``
+(``models.ml.train.class_score``), with the same portfolios.
+
+``WalkForwardRanker`` (``params = { artifact_dir = "...", artifacts = ["<hash>", ...] }``)
+takes the window artifacts ``tape train`` registers (``register_folds``): each names its
+out-of-sample test window in ``walk_forward``. The artifact of a window scores the steps inside
+that window and no other, so the stitched out-of-sample run is one backtest; building the
+strategy refuses an artifact whose training window does not end before its trading window
+begins (a leak), an artifact with no test window (a final model), and windows that are out of
+order or overlap. Each artifact is journaled as ``model.loaded`` (in window order) with the
+hash of the predictions it made in its window; ``window_of_step`` says which artifact scored
+each step (-1: none). The first step after the last window closes every position (targets 0):
+no artifact is left to trade.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
+from typing import Unpack
 
 import numpy as np
 import numpy.typing as npt
@@ -28,27 +47,90 @@ from domain.market import Panel
 from kernel.strategy import LoadedModel, MarketView
 from models.ml.features import feature_matrix, panel_frame, spec_from_json
 from models.ml.registry import Artifact, ArtifactError, load
-from models.portfolio import Portfolio, PortfolioSpec
+from models.portfolio import PortfolioParams, portfolio_of
 
-__all__ = ["MODEL_KINDS", "ModelRanker", "predict_artifact", "predictions_hash"]
+__all__ = [
+    "MODEL_KINDS",
+    "ModelRanker",
+    "WalkForwardRanker",
+    "artifact_probabilities",
+    "month_end_steps",
+    "predict_artifact",
+    "predictions_hash",
+    "score_panel",
+]
 
 MODEL_KINDS = ("lightgbm", "torch_mlp")
 
 
-def predict_artifact(artifact: Artifact, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """The artifact's predictions for feature rows ``x`` (columns in its ``feature_names`` order)."""
+def _check_kind(artifact: Artifact) -> None:
     kind = artifact.meta.get("kind")
-    if kind == "lightgbm":
-        from models.ml.train import predict
+    if kind not in MODEL_KINDS:
+        raise ArtifactError(
+            f"model artifact {artifact.hash} is of kind {kind!r}: one of {', '.join(MODEL_KINDS)}"
+        )
 
-        return predict(artifact.model_text, x)
-    if kind == "torch_mlp":
-        from models.ml.mlp import predict_mlp
 
-        return predict_mlp(artifact.model_bytes, artifact.meta, x)
-    raise ArtifactError(
-        f"model artifact {artifact.hash} is of kind {kind!r}: one of {', '.join(MODEL_KINDS)}"
-    )
+def predict_artifact(artifact: Artifact, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The artifact's scores for feature rows ``x`` (columns in its ``feature_names`` order): a
+    regressor's predicted return, a classifier's ``P(top class) - P(bottom class)``."""
+    _check_kind(artifact)
+    if artifact.meta["kind"] == "lightgbm":
+        from models.ml.train import predict_scores
+
+        return predict_scores(artifact.model_text, x, int(artifact.meta.get("classes", 0)))
+    from models.ml.mlp import predict_mlp
+
+    return predict_mlp(artifact.model_bytes, artifact.meta, x)
+
+
+def artifact_probabilities(artifact: Artifact, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A classifier artifact's class probabilities for feature rows ``x``, (rows, classes)."""
+    _check_kind(artifact)
+    classes = int(artifact.meta.get("classes", 0))
+    if not classes:
+        raise ArtifactError(f"model artifact {artifact.hash} is a regressor: it has no class probabilities")
+    if artifact.meta["kind"] == "lightgbm":
+        from models.ml.train import predict_proba
+
+        return predict_proba(artifact.model_text, x, classes)
+    from models.ml.mlp import predict_mlp_proba
+
+    return predict_mlp_proba(artifact.model_bytes, artifact.meta, x)
+
+
+def score_panel(
+    artifact: Artifact, panel: Panel, features: dict[str, pl.DataFrame] | None = None
+) -> npt.NDArray[np.float64]:
+    """The artifact's scores, (steps, instruments); NaN where a bar or a feature is missing. The
+    features are computed on the panel with the code training used (causal, checked); pass a
+    dict as ``features`` to compute each feature list once for several artifacts."""
+    specs = [spec_from_json(s) for s in artifact.meta["features"]]
+    names = list(artifact.meta["feature_names"])
+    key = json.dumps(artifact.meta["features"], sort_keys=True)
+    cache = {} if features is None else features
+    if key not in cache:
+        cache[key] = feature_matrix(panel_frame(panel), specs)
+    matrix = cache[key]
+    finite = pl.all_horizontal([pl.col(n).is_not_null() & pl.col(n).is_finite() for n in names])
+    rows = matrix.filter(finite)
+    prediction = predict_artifact(artifact, rows.select(names).to_numpy().astype(np.float64))
+    scores = np.full((panel.steps, len(panel.instruments)), np.nan)
+    step = np.searchsorted(panel.ts_ns, rows.get_column("ts_ns").to_numpy())
+    ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)
+    order = np.argsort(ids)
+    column = order[np.searchsorted(ids[order], rows.get_column("instrument_id").to_numpy())]
+    scores[step, column] = prediction
+    return scores
+
+
+def month_end_steps(panel: Panel, scores: npt.NDArray[np.float64], start_day: int) -> npt.NDArray[np.int64]:
+    """Each month's last step that has a score for at least one name, on or after ``start_day``."""
+    month = panel.day // 100
+    month_end = np.ones(panel.steps, dtype=np.bool_)
+    month_end[:-1] = month[1:] != month[:-1]
+    scored = np.isfinite(scores).any(axis=1)
+    return np.flatnonzero(month_end & scored & (panel.day >= start_day)).astype(np.int64)
 
 
 def predictions_hash(scores: npt.NDArray[np.float64]) -> str:
@@ -65,29 +147,18 @@ class ModelRanker:
         *,
         artifact_dir: str,
         artifact: str,
-        top_k: int = 1,
-        weight: float = 0.95,
         start_day: int = 0,
         strategy_id: str = "model_ranker",
-        portfolio: str = "topk",
-        n_drop: int = 1,
-        cap: float = 1.0,
-        long_short: bool = False,
-        demean: bool = True,
-        resize_held: bool = False,
+        **portfolio: Unpack[PortfolioParams],
     ) -> None:
-        self.spec = PortfolioSpec(portfolio, top_k, n_drop, weight, cap, long_short, demean, resize_held)
-        self.portfolio = Portfolio(self.spec)
+        self.portfolio = portfolio_of(**portfolio)
+        self.spec = self.portfolio.spec
         self.strategy_id = strategy_id
-        self.top_k = top_k
-        self.weight = weight
+        self.top_k = self.spec.top_k
+        self.weight = self.spec.weight
         self.start_day = start_day  # YYYYMMDD: no decision before it (0: from the first scored step)
         self.model = load(Path(artifact_dir), artifact)  # refuses a missing or altered artifact at build time
-        if self.model.meta.get("kind") not in MODEL_KINDS:
-            raise ArtifactError(
-                f"model artifact {artifact} is of kind {self.model.meta.get('kind')!r}: one of "
-                f"{', '.join(MODEL_KINDS)}"
-            )
+        _check_kind(self.model)
         self.scores = np.zeros((0, 0))
 
     def loaded_models(self) -> list[LoadedModel]:
@@ -96,35 +167,108 @@ class ModelRanker:
         return [LoadedModel(self.model.hash, kind, predictions_hash(self.scores),
                             int(np.isfinite(self.scores).sum()))]  # fmt: skip
 
-    def _score(self, panel: Panel) -> npt.NDArray[np.float64]:
-        """Predictions, (steps, instruments); NaN where a bar or a feature is missing."""
-        specs = [spec_from_json(s) for s in self.model.meta["features"]]
-        names = list(self.model.meta["feature_names"])
-        frame = panel_frame(panel)
-        matrix = feature_matrix(frame, specs)
-        finite = pl.all_horizontal([pl.col(n).is_not_null() & pl.col(n).is_finite() for n in names])
-        rows = matrix.filter(finite)
-        prediction = predict_artifact(self.model, rows.select(names).to_numpy().astype(np.float64))
-        scores = np.full((panel.steps, len(panel.instruments)), np.nan)
-        step = np.searchsorted(panel.ts_ns, rows.get_column("ts_ns").to_numpy())
-        ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)
-        order = np.argsort(ids)
-        column = order[np.searchsorted(ids[order], rows.get_column("instrument_id").to_numpy())]
-        scores[step, column] = prediction
-        return scores
-
     def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
         """Each month's last step that has a score for at least one name (and is on or after
         ``start_day``)."""
-        self.scores = self._score(panel)
-        month = panel.day // 100
-        month_end = np.ones(panel.steps, dtype=np.bool_)
-        month_end[:-1] = month[1:] != month[:-1]
-        scored = np.isfinite(self.scores).any(axis=1)
-        steps = np.flatnonzero(month_end & scored & (panel.day >= self.start_day)).astype(np.int64)
+        self.scores = score_panel(self.model, panel)
+        steps = month_end_steps(panel, self.scores, self.start_day)
         ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)
         self.portfolio.prepare(self.scores, panel.valid, steps, ids)
         return steps
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         return self.portfolio.weights(view.step, self.scores[view.step], view.valid())
+
+
+class WalkForwardRanker:
+    """Trade walk-forward window artifacts in sequence, each only inside its own out-of-sample
+    window (module docstring); the portfolio parameters are ``ModelRanker``'s."""
+
+    def __init__(
+        self,
+        *,
+        artifact_dir: str,
+        artifacts: list[str],
+        start_day: int = 0,
+        strategy_id: str = "walk_forward_ranker",
+        **portfolio: Unpack[PortfolioParams],
+    ) -> None:
+        if not isinstance(artifacts, list) or not artifacts or not all(isinstance(a, str) for a in artifacts):
+            raise ArtifactError("walk-forward ranker: artifacts must be a non-empty list of artifact hashes")
+        self.portfolio = portfolio_of(**portfolio)
+        self.spec = self.portfolio.spec
+        self.strategy_id = strategy_id
+        self.start_day = start_day
+        self.models = [load(Path(artifact_dir), digest) for digest in artifacts]
+        self.windows = [_trading_window(model) for model in self.models]
+        for before, after, model in zip(self.windows, self.windows[1:], self.models[1:], strict=False):
+            if after[0] <= before[1]:
+                raise ArtifactError(
+                    f"walk-forward ranker: artifact {model.hash} trades from {_day(after[0])}, not after the "
+                    f"previous window's end {_day(before[1])}: windows must be in order and must not overlap"
+                )
+        self.scores = np.zeros((0, 0))
+        self.window_of_step = np.zeros(0, dtype=np.int64)
+        self.close_step = -1
+        self._scored: list[npt.NDArray[np.float64]] = []
+
+    def loaded_models(self) -> list[LoadedModel]:
+        """One per artifact, in window order: its predictions inside its own window (journaled)."""
+        return [LoadedModel(model.hash, str(model.meta["kind"]), predictions_hash(scores),
+                            int(np.isfinite(scores).sum()))
+                for model, scores in zip(self.models, self._scored, strict=True)]  # fmt: skip
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        """Score each window's steps with its artifact; rebalance at each month's last scored
+        step (from ``start_day``), and close everything at the first step after the last window."""
+        self.scores = np.full((panel.steps, len(panel.instruments)), np.nan)
+        self.window_of_step = np.full(panel.steps, -1, dtype=np.int64)
+        self._scored = []
+        features: dict[str, pl.DataFrame] = {}
+        for index, (model, (first, last)) in enumerate(zip(self.models, self.windows, strict=True)):
+            inside = (panel.ts_ns >= first) & (panel.ts_ns <= last)
+            own = np.full_like(self.scores, np.nan)
+            if inside.any():
+                own[inside] = score_panel(model, panel, features)[inside]
+            self.scores[inside] = own[inside]
+            self.window_of_step[inside] = index
+            self._scored.append(own)
+        steps = month_end_steps(panel, self.scores, self.start_day)
+        after = np.flatnonzero(panel.ts_ns > self.windows[-1][1])
+        self.close_step = int(after[0]) if after.size and steps.size else -1
+        ids = np.array([i.instrument_id for i in panel.instruments], dtype=np.int64)
+        self.portfolio.prepare(self.scores, panel.valid, steps, ids)
+        if self.close_step >= 0:
+            steps = np.append(steps, np.int64(self.close_step))
+        return steps
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        if view.step == self.close_step:  # past the last window: no artifact may trade
+            return np.zeros(self.scores.shape[1])
+        return self.portfolio.weights(view.step, self.scores[view.step], view.valid())
+
+
+def _day(ts_ns: int) -> str:
+    return np.datetime_as_string(np.datetime64(int(ts_ns), "ns"), unit="D")
+
+
+def _trading_window(model: Artifact) -> tuple[int, int]:
+    """The artifact's out-of-sample window (first and last ts_ns), after checking that its
+    training window — labels included (they end by its last bar) — ends before it begins."""
+    _check_kind(model)
+    walk = model.meta.get("walk_forward", {})
+    if "test_start_ts_ns" not in walk or "test_end_ts_ns" not in walk:
+        raise ArtifactError(
+            f"walk-forward ranker: artifact {model.hash} names no out-of-sample window (a final model, "
+            "not a walk-forward window's): trade it with ModelRanker"
+        )
+    first, last = int(walk["test_start_ts_ns"]), int(walk["test_end_ts_ns"])
+    trained_to = int(model.meta["train_window"]["end_ts_ns"])
+    if trained_to >= first:
+        raise ArtifactError(
+            f"walk-forward ranker: artifact {model.hash} was trained on data to {_day(trained_to)} and would "
+            f"trade from {_day(first)}: its training window overlaps its trading window (look-ahead)"
+        )
+    if last < first:
+        raise ArtifactError(f"walk-forward ranker: artifact {model.hash}'s test window ends before it begins")
+    return first, last

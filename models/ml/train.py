@@ -1,4 +1,11 @@
-"""LightGBM regressors on lake features, trained with deterministic settings, and walk-forward.
+"""LightGBM regressors and classifiers on lake features, trained with deterministic settings,
+and walk-forward.
+
+Classification (``classes`` > 0): the label is ``label_class`` (how many of the label spec's
+thresholds the forward return exceeds, 0 .. classes-1), the objective ``binary`` for two
+classes and ``multiclass`` otherwise; the model predicts class probabilities
+(``predict_proba``), and its *score* — what strategies rank by and what the walk-forward rank
+IC is computed on — is ``P(highest class) - P(lowest class)`` (``class_score``).
 
 Determinism: one thread, LightGBM's ``deterministic`` and ``force_row_wise`` modes and every
 seed set from one ``seed``; rows in (ts_ns, instrument_id) order. The same rows and seed give a
@@ -25,13 +32,20 @@ from models.ml.labels import LabelSpec, check_labels, forward_returns
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "TASKS",
     "Fold",
     "FoldResult",
     "TrainedModel",
+    "class_labels",
+    "class_score",
+    "classes_of",
+    "classification_metrics",
     "design_rows",
     "folds",
     "feature_array",
     "predict",
+    "predict_proba",
+    "predict_scores",
     "rank_ic",
     "rows_hash",
     "train_window",
@@ -52,9 +66,32 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 
 
-def _deterministic(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    return {**DEFAULT_PARAMS, **params, "num_threads": 1, "deterministic": True, "force_row_wise": True,
-            "seed": seed, "verbose": -1}  # fmt: skip
+TASKS = ("regression", "classification")
+
+
+def classes_of(task: str, label: LabelSpec) -> int:
+    """How many classes ``task`` trains on ``label``: 0 for regression; for classification one
+    more than the label's thresholds (a classifier needs at least one threshold)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
+    if task == "regression":
+        return 0
+    if not label.thresholds:
+        raise ValueError(
+            "classification needs label thresholds (e.g. thresholds = [0.0] for up/down, "
+            "[-0.02, 0.02] for three classes with a dead zone)"
+        )
+    return len(label.thresholds) + 1
+
+
+def _deterministic(params: dict[str, Any], seed: int, classes: int = 0) -> dict[str, Any]:
+    task: dict[str, Any] = {}
+    if classes == 2:
+        task = {"objective": "binary"}
+    elif classes > 2:
+        task = {"objective": "multiclass", "num_class": classes}
+    return {**DEFAULT_PARAMS, **params, **task, "num_threads": 1, "deterministic": True,
+            "force_row_wise": True, "seed": seed, "verbose": -1}  # fmt: skip
 
 
 def design_rows(bars: pl.DataFrame, specs: Sequence[FeatureSpec], label: LabelSpec) -> pl.DataFrame:
@@ -90,6 +127,7 @@ class TrainedModel:
     params: dict[str, Any]
     num_boost_round: int
     metrics: dict[str, float] = field(default_factory=dict)
+    classes: int = 0  # 0: a regressor; otherwise a classifier over label_class 0 .. classes-1
 
 
 def window_rows(rows: pl.DataFrame, start_ts: int, end_ts: int) -> pl.DataFrame:
@@ -112,8 +150,10 @@ def train_window(
     seed: int = 7,
     params: dict[str, Any] | None = None,
     num_boost_round: int = 200,
+    classes: int = 0,
 ) -> TrainedModel:
-    """Train on ``design_rows`` rows in [start_ts, end_ts], labels embargoed at end_ts."""
+    """Train on ``design_rows`` rows in [start_ts, end_ts], labels embargoed at end_ts; with
+    ``classes`` > 0 a classifier on ``label_class`` (the rows need the label's thresholds)."""
     window = window_rows(rows, start_ts, end_ts)
     if window.height == 0:
         raise ValueError(f"no labelled rows in the training window {start_ts}..{end_ts}")
@@ -121,17 +161,48 @@ def train_window(
         raise AssertionError("a training label extends past the window")
     import lightgbm as lgb  # the ml extra; imported where used so the torch path does not need it
 
-    settings = _deterministic(params or {}, seed)
+    settings = _deterministic(params or {}, seed, classes)
     x, y = feature_array(window, features), window.get_column("label").to_numpy().astype(np.float64)
-    data = lgb.Dataset(x, label=y, feature_name=[f"f{i}" for i in range(len(features))],
+    target = class_labels(window, classes) if classes else y
+    data = lgb.Dataset(x, label=target, feature_name=[f"f{i}" for i in range(len(features))],
                        params={"verbose": -1}, free_raw_data=False)  # fmt: skip
     booster = lgb.train(settings, data, num_boost_round=num_boost_round)
     text = booster.model_to_string(num_iteration=-1)
-    fitted = predict(text, x)
-    metrics = {"train_rows": float(window.height), "train_ic": rank_ic(fitted, y),
-               "train_rmse": float(np.sqrt(np.mean((fitted - y) ** 2)))}  # fmt: skip
+    if classes:
+        proba = predict_proba(text, x, classes)
+        metrics = {"train_rows": float(window.height), "train_ic": rank_ic(class_score(proba), y),
+                   **classification_metrics(proba, target)}  # fmt: skip
+    else:
+        fitted = predict(text, x)
+        metrics = {"train_rows": float(window.height), "train_ic": rank_ic(fitted, y),
+                   "train_rmse": float(np.sqrt(np.mean((fitted - y) ** 2)))}  # fmt: skip
     return TrainedModel(text, tuple(features), start_ts, end_ts, window.height, rows_hash(window),
-                        settings, num_boost_round, metrics)  # fmt: skip
+                        settings, num_boost_round, metrics, classes)  # fmt: skip
+
+
+def class_labels(window: pl.DataFrame, classes: int) -> npt.NDArray[np.float64]:
+    """The window's ``label_class`` column (0 .. classes-1), checked."""
+    if "label_class" not in window.columns:
+        raise ValueError("classification needs rows labelled with thresholds (no label_class column)")
+    target = window.get_column("label_class").to_numpy().astype(np.float64)
+    if target.size and (target.min() < 0 or target.max() >= classes):
+        raise ValueError(f"label_class outside 0..{classes - 1}: the label has other thresholds")
+    return target
+
+
+def classification_metrics(
+    proba: npt.NDArray[np.float64], target: npt.NDArray[np.float64]
+) -> dict[str, float]:
+    """In-sample log loss and accuracy of class probabilities ``proba`` (rows, classes)."""
+    index = target.astype(np.int64)
+    picked = np.clip(proba[np.arange(index.size), index], 1e-15, 1.0)
+    return {"train_logloss": float(-np.mean(np.log(picked))),
+            "train_accuracy": float(np.mean(np.argmax(proba, axis=1) == index))}  # fmt: skip
+
+
+def class_score(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """What a classifier's rows rank by: P(highest class) - P(lowest class), in [-1, 1]."""
+    return np.asarray(proba[:, -1] - proba[:, 0], dtype=np.float64)
 
 
 def predict(model_text: str, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -142,6 +213,19 @@ def predict(model_text: str, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float
     if x.shape[0] == 0:
         return np.zeros(0)
     return np.asarray(booster.predict(x, num_threads=1), dtype=np.float64)
+
+
+def predict_proba(model_text: str, x: npt.NDArray[np.float64], classes: int) -> npt.NDArray[np.float64]:
+    """A LightGBM classifier's class probabilities, (rows, classes), single-threaded."""
+    raw = predict(model_text, x)
+    if classes == 2:
+        return np.column_stack([1.0 - raw, raw]) if raw.size else np.zeros((0, 2))
+    return raw.reshape(x.shape[0], classes)
+
+
+def predict_scores(model_text: str, x: npt.NDArray[np.float64], classes: int = 0) -> npt.NDArray[np.float64]:
+    """What a strategy ranks by: a regressor's prediction, or a classifier's ``class_score``."""
+    return class_score(predict_proba(model_text, x, classes)) if classes else predict(model_text, x)
 
 
 def rank_ic(prediction: npt.NDArray[np.float64], label: npt.NDArray[np.float64]) -> float:
@@ -194,13 +278,15 @@ def walk_forward(
     seed: int = 7,
     params: dict[str, Any] | None = None,
     num_boost_round: int = 200,
+    classes: int = 0,
 ) -> list[FoldResult]:
-    """Train LightGBM on each fold's window (embargoed) and predict its test window, out of sample."""
+    """Train LightGBM on each fold's window (embargoed) and predict its test window, out of
+    sample (a classifier's predictions: its ``class_score``)."""
 
     def fit(fold: Fold) -> tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
         model = train_window(rows, features, *fold.train, seed=seed, params=params,
-                             num_boost_round=num_boost_round)  # fmt: skip
-        return model.rows, lambda x: predict(model.model_text, x)
+                             num_boost_round=num_boost_round, classes=classes)  # fmt: skip
+        return model.rows, lambda x: predict_scores(model.model_text, x, classes)
 
     return walk_forward_with(rows, features, windows, fit)
 

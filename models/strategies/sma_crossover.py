@@ -1,5 +1,6 @@
-"""Moving-average crossover, long-only: hold ``weight / N`` of each name while its fast
-SMA is above its slow SMA; flat otherwise. Decides only at steps where some name crosses."""
+"""Moving-average crossover: hold ``weight / N`` of each name while its fast SMA is above its
+slow SMA; flat otherwise (long-only), or short ``short_weight / N`` with ``short_weight > 0``
+(a perpetual). Decides only at steps where some name crosses."""
 
 from __future__ import annotations
 
@@ -17,12 +18,21 @@ _NO_STEPS = np.zeros(0, dtype=np.int64)
 
 class SmaCrossover:
     def __init__(
-        self, *, fast: int = 10, slow: int = 30, weight: float = 0.95, strategy_id: str = "sma"
+        self,
+        *,
+        fast: int = 10,
+        slow: int = 30,
+        weight: float = 0.95,
+        strategy_id: str = "sma",
+        short_weight: float = 0.0,
     ) -> None:
         if not 0 < fast < slow:
             raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
+        if not 0.0 <= short_weight <= 1.0:
+            raise ValueError(f"short_weight must be in [0, 1], got {short_weight}")
+        self.short_weight = short_weight
         self.strategy_id = strategy_id
         self.fast = fast
         self.slow = slow
@@ -31,6 +41,10 @@ class SmaCrossover:
         self._row_of: dict[int, int] = {}
         self._carry = np.zeros((0, 0), dtype=np.int64)  # rows arriving one at a time
         self._signals = np.zeros(0, dtype=np.int8)
+
+    def _below(self, names: int) -> float:
+        """The target while the fast SMA is below the slow one: flat, or the short."""
+        return -self.short_weight / names if self.short_weight else 0.0
 
     def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
         """Steps where some name crosses; the target rows for them are computed here, in one
@@ -41,7 +55,9 @@ class SmaCrossover:
         crossed = (prev != 0) & (cur != prev)
         steps = np.flatnonzero(np.any(crossed, axis=1)) + 1
         names = state.shape[1]
-        rows = np.where(crossed[steps - 1], np.where(cur[steps - 1] > 0, self.weight / names, 0.0), np.nan)
+        rows = np.where(
+            crossed[steps - 1], np.where(cur[steps - 1] > 0, self.weight / names, self._below(names)), np.nan
+        )
         self._targets = rows
         self._row_of = {step: row for row, step in enumerate(steps.tolist())}
         return steps.astype(np.int64)
@@ -61,7 +77,9 @@ class SmaCrossover:
             if sma_cross_step_nb(close, valid, fast, slow, row, carry, signals):
                 steps.append(row)
                 targets.append(
-                    np.where(signals != 0, np.where(signals > 0, self.weight / names, 0.0), np.nan)
+                    np.where(
+                        signals != 0, np.where(signals > 0, self.weight / names, self._below(names)), np.nan
+                    )
                 )
         if not steps:
             self._row_of = {}

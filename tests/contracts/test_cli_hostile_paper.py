@@ -49,6 +49,16 @@ EDITS = [
     ("exchange", lambda text: text.replace('exchange = "binance"', 'exchange = "no-such-venue"')),
     ("grace", lambda text: text.replace('clock = "venue"', 'clock = "venue"\ngrace_s = -1')),
     ("no-history", lambda text: text.replace("2020-05-01T00:00:00Z", "2019-01-01T00:00:00Z")),
+    ("latency-negative", lambda text: text + 'latency_ms = -5\n\n[venue]\nkind = "paper"\n'),
+    ("latency-not-a-number", lambda text: text + 'latency_ms = "fast"\n\n[venue]\nkind = "paper"\n'),
+    ("latency-without-broker", lambda text: text + "latency_jitter_ms = 5\n"),
+    ("quotes-without-broker", lambda text: text + "quotes = true\n"),
+    ("heartbeat-negative", lambda text: text + "heartbeat_s = -1\n"),
+    (
+        "broker-per-share",
+        lambda text: text + '\n[venue]\nkind = "paper"\n\n[fill]\ncommission_per_share_e8 = 5\n',
+    ),
+    ("broker-no-paper", lambda text: text.split("[paper]")[0] + '\n[venue]\nkind = "paper"\n'),
 ]
 
 

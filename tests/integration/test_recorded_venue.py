@@ -512,3 +512,39 @@ def test_a_slow_venue_answer_trips_the_latency_kill_switch(tmp_path: Path) -> No
     )
     assert outcome.ok, outcome.divergence
     journal.close()
+
+
+def test_a_sent_message_measures_the_latency_from_the_send(tmp_path: Path) -> None:
+    """The same ack three sessions after the submitting step, but the edge's ``sent`` note says
+    the order left two sessions late: the round trip from the send is one session, within the
+    limit, so nothing trips. The restamped send is kernel state (in the snapshot) and the journal
+    replays."""
+    (first, _, _), _ = _orders()
+    panel = build_setup(_config(tmp_path / "x"), OneShot()).panel
+    ts = panel.ts_ns.tolist()
+    one_day = 86_400 * 10**9
+    recording = [
+        VenueMessage(venue_seq=1, ts_ns=ts[4], order_id=first, kind="sent"),
+        VenueMessage(venue_seq=2, ts_ns=ts[5], order_id=first, kind="ack"),
+    ]
+    kill = KillSwitchConfig(latency_ns_max=one_day + 1)
+    config = msgspec.structs.replace(_config(tmp_path / "j"), kill_switch=kill)
+    parts = dataclasses.replace(build_setup(config, OneShot()), venue=RecordedVenue(panel, recording))
+    journal = open_journal(tmp_path / "j", writable=True)
+    ref = dataset_ref(Path(config.dataset))
+    journal_inputs(journal, config, ref, panel)
+    kernel = Kernel(parts, journal)
+    kernel.begin(parts.initial_cash_minor)
+    kernel.run()
+    kernel.finish()
+    journal.commit()
+    events = [e for _, e in journal.events()]
+    assert not [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert not [e for e in events if isinstance(e, VenueMessageRefused)]
+    received = [e.message.kind for e in events if isinstance(e, VenueMessageReceived)]
+    assert received == ["sent", "ack"]
+    outcome = replay(
+        journal, lambda run, ref: dataclasses.replace(_parts(config, [], 1024), strategy=OneShot())
+    )
+    assert outcome.ok, outcome.divergence
+    journal.close()

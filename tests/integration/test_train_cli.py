@@ -201,6 +201,54 @@ def test_a_torch_network_trains_byte_identically_through_the_verb(
     assert final.model_bytes == load(workdir / "reg-t2", str(first["artifact"])).model_bytes
 
 
+WALK_FORWARD_TEMPLATE = (
+    RUN_TEMPLATE.replace(
+        'entry = "models.ml.strategy:ModelRanker"', 'entry = "models.ml.strategy:WalkForwardRanker"'
+    )
+    .replace('artifact = "${artifact}"', "artifacts = ${artifacts}")
+    .replace("start_day = 20180101\n", "")
+    .replace('journal = "journal"', 'journal = "journal-wf"')
+    .replace('dataset = "data"', 'dataset = "data-wf"')
+)
+
+
+def test_a_torch_classifier_trains_byte_identically_and_its_windows_trade_in_sequence(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``task = "classification"`` through the verb (the network, up/down), twice: the same
+    bytes; a template naming ``${artifacts}`` trades the window artifacts one after another,
+    and the stitched run replays whole and for one day."""
+    pytest.importorskip("torch", reason="the ml extra (torch) is not installed")
+    (workdir / "wf.toml.in").write_text(WALK_FORWARD_TEMPLATE)
+    # the windows trade 2016-2017: a data set from 2015-09 (warm-up for the 60-bar momentum)
+    Lake(workdir / "lake").export(workdir / "data-wf", "1d", calendar="XNYS", start_ns=utc_ns("2015-09-01"))
+    settings = 'task = "classification"\nmlp = { hidden = [8], epochs = 2, batch_rows = 512 }'
+    reports = []
+    for registry in ("reg-c1", "reg-c2"):
+        config = _config(workdir, registry, model="torch_mlp", settings=settings)
+        text = config.read_text().replace("gap = 1 }", "gap = 1, thresholds = [0.0] }")
+        config.write_text(text.replace('template = "run.toml.in"', 'template = "wf.toml.in"'))
+        reports.append(_train(config, capsys))
+    assert _hashes(reports[0]) == _hashes(reports[1]) and reports[0]["task"] == "classification"
+    for digest in _hashes(reports[0]):
+        first, second = load(workdir / "reg-c1", digest), load(workdir / "reg-c2", digest)
+        assert first.model_bytes == second.model_bytes and first.meta == second.meta
+        assert first.meta["classes"] == 2 and first.meta["network"]["outputs"] == 2
+    windows = _hashes(reports[0])[:-1]
+    run_config = Path(str(reports[0]["run_config"]))
+    assert f"artifacts = {json.dumps(windows)}" in run_config.read_text()
+    journal = workdir / "journal-wf"
+    assert main(["backtest", str(run_config)]) == 0
+    with open_journal(journal) as opened:
+        events = [e for _, e in opened.events()]
+    assert [e.artifact for e in events if isinstance(e, ModelLoaded)] == windows
+    closes = [e for e in events if isinstance(e, DayClosed)]
+    assert len([e for e in events if isinstance(e, OrderFilled)]) >= 5
+    assert main(["replay", str(journal)]) == 0
+    day = str(closes[len(closes) // 2].day)
+    assert main(["replay", str(journal), "--day", f"{day[:4]}-{day[4:6]}-{day[6:]}"]) == 0
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -212,6 +260,8 @@ def test_a_torch_network_trains_byte_identically_through_the_verb(
         (('journal = "reg-x-journal"', 'journal = "reg-x/journal"'), "outside the registry"),
         (('lake = "lake"', 'lake = "no-lake"'), "no lake at"),
         (("train_bars = 252", "train_bars = 5000"), "0 walk-forward windows"),
+        (("seed = 7", 'seed = 7\ntask = "classification"'), "classification needs label thresholds"),
+        (("seed = 7", 'seed = 7\ntask = "ranking"'), "task 'ranking' is not one of"),
     ],
 )
 def test_bad_configurations_are_refused_with_the_reason(
@@ -235,4 +285,13 @@ def test_a_template_that_does_not_name_the_artifact_is_refused(
     config.write_text(config.read_text().replace('template = "run.toml.in"', 'template = "bad.toml.in"'))
     capsys.readouterr()
     assert main(["train", str(config)]) == 2
-    assert "names ${artifact} and ${artifact_dir}" in " ".join(capsys.readouterr().out.split())
+    assert "names ${artifact_dir} and ${artifact} or ${artifacts}" in " ".join(
+        capsys.readouterr().out.split()
+    )
+    # the windows' artifacts are named only when they are registered
+    (workdir / "wf-bad.toml.in").write_text(WALK_FORWARD_TEMPLATE)
+    text = config.read_text().replace('template = "bad.toml.in"', 'template = "wf-bad.toml.in"')
+    config.write_text(text.replace("seed = 7", "seed = 7\nregister_folds = false", 1))
+    assert main(["train", str(config)]) == 2
+    assert "set register_folds = true" in " ".join(capsys.readouterr().out.split())
+    assert not (workdir / "reg-y").exists()

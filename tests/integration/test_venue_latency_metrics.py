@@ -64,6 +64,24 @@ def test_the_fold_measures_first_answers_and_stamped_bars_only(tmp_path: Path) -
     ]
 
 
+def test_the_fold_measures_from_the_edges_send_where_it_journals_one(tmp_path: Path) -> None:
+    """Decided at t0, sent at t0 + 3 s (the edge's ``sent`` message), acknowledged 90 ms after:
+    the point is the 90 ms round trip, not 3.09 s from the step."""
+    t0 = 1_704_000_000 * S
+    submitted = msgspec.structs.replace(orders("a", strategy="async", t=t0)[0], order_id="edge-1")
+    sent = VenueMessage(venue_seq=1, ts_ns=t0 + 3 * S, order_id="edge-1", kind="sent")
+    ack = VenueMessage(venue_seq=2, ts_ns=t0 + 3 * S + 90 * MS, order_id="edge-1", kind="ack")
+    events: list[Event] = [
+        submitted,
+        VenueMessageReceived(ts_ns=t0 + 4 * S, step=1, message=sent),
+        VenueMessageReceived(ts_ns=t0 + 4 * S, step=1, message=ack),
+        OrderAccepted(ts_ns=t0 + 4 * S, order_id="edge-1"),
+    ]
+    assert latency_points(fold(tmp_path, events)) == [
+        ("venue_latency,source=venue", "latency_ms=90.0,samples=1i")
+    ]
+
+
 def _rule(uid: str) -> dict[str, Any]:
     (group,) = yaml.safe_load(RULES.read_text())["groups"]
     (rule,) = [rule for rule in group["rules"] if rule["uid"] == uid]

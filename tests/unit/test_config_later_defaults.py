@@ -7,7 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sim.backtest import BacktestConfig, StrategyConfig
+import msgspec
+import pytest
+
+from sim.backtest import BacktestConfig, PaperConfig, StrategyConfig, VenueConfig
 from sim.fill_models import FillModel
 
 
@@ -28,3 +31,25 @@ def test_a_journal_written_before_the_setting_replays_as_it_ran(tmp_path: Path) 
     del old["fill"]["at_limit"]  # what a journal from before fill.at_limit holds
     assert BacktestConfig.from_json(json.dumps(old)).fill.at_limit == "fill"
     assert BacktestConfig.from_json(_config().canonical_json()).fill.at_limit == "skip"
+
+
+def test_the_paper_brokers_settings_are_left_out_until_used_and_checked() -> None:
+    paper = PaperConfig(start="2026-01-01T00:00:00Z", end="2026-01-02T00:00:00Z")
+    plain = json.loads(_config(paper=paper).canonical_json())["paper"]
+    assert not {"latency_ms", "latency_jitter_ms", "quotes", "heartbeat_s"} & set(plain)  # as before
+    beating = _config(paper=msgspec.structs.replace(paper, heartbeat_s=30.0))
+    assert json.loads(beating.canonical_json())["paper"]["heartbeat_s"] == 30.0
+    broker = msgspec.structs.replace(paper, latency_ms=40, latency_jitter_ms=10, quotes=True)
+    used = _config(paper=broker, venue=VenueConfig(kind="paper"))
+    assert json.loads(used.canonical_json())["paper"]["latency_ms"] == 40
+    assert BacktestConfig.from_json(used.canonical_json()) == used
+    with pytest.raises(ValueError, match='read with \\[venue\\] kind = "paper" only'):
+        _config(paper=broker)
+    with pytest.raises(ValueError, match="add \\[paper\\]"):
+        _config(venue=VenueConfig(kind="paper"))
+    with pytest.raises(ValueError, match="commission_min_minor"):
+        _config(paper=paper, venue=VenueConfig(kind="paper"), fill=FillModel(commission_min_minor=100))
+    with pytest.raises(ValueError, match="latency_ms"):
+        msgspec.structs.replace(paper, latency_ms=-1)
+    with pytest.raises(ValueError, match="heartbeat_s"):
+        msgspec.structs.replace(paper, heartbeat_s=-1.0)

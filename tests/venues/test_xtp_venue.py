@@ -429,7 +429,9 @@ async def test_live_bridge_and_outbox_on_recorded_callbacks() -> None:
     await bridge.send([VenueRequest("cancel", new_order(sell))])
     await settle()
     bridge.take_updates()
-    messages = [(m.order_id[-1], m.kind, m.qty_raw, m.px_raw) for m in outbox.poll(0)]
+    polled = outbox.poll(0)
+    assert [m.order_id[-1] for m in polled if m.kind == "sent"] == ["1", "3", "2"]  # each send
+    messages = [(m.order_id[-1], m.kind, m.qty_raw, m.px_raw) for m in polled if m.kind != "sent"]
     assert messages == [
         ("1", "ack", 0, 0),
         ("1", "fill", 300, 1000),

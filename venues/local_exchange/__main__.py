@@ -25,6 +25,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from venues.local_exchange._data import markets_from_dataset
+from venues.local_exchange._futures import FuturesEngine
 from venues.local_exchange._server import LocalExchange
 
 
@@ -44,6 +45,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fee", default="0", help="maker and taker fee rate")
     parser.add_argument("--fee-in", choices=("received", "quote"), default="received")
     parser.add_argument("--linger", type=float, default=5.0, help="seconds served after the last bar")
+    parser.add_argument(
+        "--market-type",
+        choices=("spot", "usdm"),
+        default="spot",
+        help="spot (Binance /api) or usdm (USD-M perpetuals, /fapi: positions, funding)",
+    )
     return parser.parse_args(argv)
 
 
@@ -63,7 +70,14 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with LocalExchange(
-        markets, balances, api_key=key, api_secret=secret, maker_fee=fee, taker_fee=fee, fees_in=args.fee_in
+        markets,
+        balances,
+        api_key=key,
+        api_secret=secret,
+        maker_fee=fee,
+        taker_fee=fee,
+        fees_in=args.fee_in,
+        market_type=args.market_type,
     ) as exchange:
         args.port_file.write_text(str(exchange.port))
         while exchange.engine.remaining_steps and not stop.is_set():
@@ -93,6 +107,9 @@ async def _serve(args: argparse.Namespace) -> None:
                 },
                 "bars_left": engine.remaining_steps,
             }
+            if isinstance(engine, FuturesEngine):  # signed positions and the funding paid
+                state["positions"] = {mid: str(p.qty) for mid, p in engine.positions.items()}
+                state["funding"] = engine.income
             args.state_file.write_text(json.dumps(state, indent=1))
 
 

@@ -76,6 +76,9 @@ class LocalMarket:
     bars: Sequence[Bar]
     min_qty: Decimal = Decimal(0)
     min_notional: Decimal = Decimal(0)
+    funding: Sequence[tuple[int, Decimal]] = ()
+    """USD-M perpetuals only: (funding time in ms, rate) rows, sorted (``markets_from_dataset``
+    reads them from the data set's ``funding.parquet``)."""
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -91,6 +94,9 @@ class LocalMarket:
         if self.min_qty < 0 or self.min_notional < 0:
             raise ValueError(f"{self.base}{self.quote}: min_qty and min_notional must be >= 0")
         object.__setattr__(self, "id", self.base + self.quote)
+        times = [time_ms for time_ms, _ in self.funding]
+        if times != sorted(set(times)):
+            raise ValueError(f"{self.id}: funding times must be increasing")
         self._check_bars()
 
     def _check_bars(self) -> None:
@@ -118,6 +124,16 @@ def _split_symbol(instrument: Instrument) -> tuple[str, str]:
         base, quote = symbol.split("/", 1)
         return base, quote.split(":", 1)[0]
     return re.sub(r"[^A-Z0-9]", "", symbol.upper()), instrument.currency
+
+
+def _funding_rows(path: Path) -> dict[int, list[tuple[int, Decimal]]]:
+    """The data set's funding table (optional ``funding.parquet``) by instrument id: (ms, rate)."""
+    funding: dict[int, list[tuple[int, Decimal]]] = {}
+    if (path / "funding.parquet").exists():
+        rates = pq.read_table(path / "funding.parquet").to_pydict()
+        for ts_ns, iid, rate_e8 in zip(rates["ts_ns"], rates["instrument_id"], rates["rate_e8"], strict=True):
+            funding.setdefault(int(iid), []).append((int(ts_ns) // 1_000_000, to_decimal(int(rate_e8), 8)))
+    return funding
 
 
 def markets_from_dataset(
@@ -154,6 +170,7 @@ def markets_from_dataset(
     for index, instrument_id in enumerate(columns["instrument_id"]):
         rows.setdefault(instrument_id, []).append(index)
     step_ns = INTERVAL_MS[frequency] * 1_000_000
+    funding = _funding_rows(path)
     markets = []
     for inst in instruments:
         base, quote = assets[inst.symbol] if assets and inst.symbol in assets else _split_symbol(inst)
@@ -187,6 +204,7 @@ def markets_from_dataset(
                 min_qty=to_decimal(inst.lot_raw, inst.qty_digits),
                 interval=frequency,
                 bars=bars,
+                funding=sorted(funding.get(inst.instrument_id, [])),
             )
         )
     return markets

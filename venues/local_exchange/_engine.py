@@ -28,7 +28,7 @@ from typing import Any
 
 from venues.local_exchange._data import INTERVAL_MS, Bar, LocalMarket
 
-__all__ = ["BinanceError", "Engine", "StepResult", "fmt"]
+__all__ = ["BinanceError", "Engine", "EngineOrder", "StepResult", "fmt", "int_param"]
 
 _E8 = Decimal("1e-8")
 _CLIENT_ID = re.compile(r"^[a-zA-Z0-9\-_]{1,36}$")
@@ -69,7 +69,7 @@ def _decimal(params: Mapping[str, str], name: str) -> Decimal:
     return Decimal(text)
 
 
-def _int(params: Mapping[str, str], name: str) -> int | None:
+def int_param(params: Mapping[str, str], name: str) -> int | None:
     text = params.get(name)
     if text is None or text == "":
         return None
@@ -82,7 +82,7 @@ def _int(params: Mapping[str, str], name: str) -> int | None:
 
 
 @dataclass
-class _Order:
+class EngineOrder:
     order_id: int
     market: LocalMarket
     client_order_id: str
@@ -162,7 +162,7 @@ class Engine:
         self.played: dict[str, list[Bar]] = {market.id: [] for market in markets}
         self.step_count = 0
         self._market_ms = self.timeline[0] if self.timeline else 0
-        self.orders: dict[int, _Order] = {}
+        self.orders: dict[int, EngineOrder] = {}
         self.trades: dict[int, dict[str, Any]] = {}
         self._next_order_id = 1
         self._next_trade_id = 1
@@ -262,7 +262,7 @@ class Engine:
             raise BinanceError(-2010, "Duplicate order sent.")
         return client_id
 
-    def place(self, params: Mapping[str, str]) -> tuple[_Order, list[dict[str, Any]]]:
+    def place(self, params: Mapping[str, str]) -> tuple[EngineOrder, list[dict[str, Any]]]:
         """Validate and accept a new order (Binance's checks and codes); its NEW report."""
         market, side, kind, qty, price = self._shape(params)
         reference = price if kind == "LIMIT" else self.last_price(market)
@@ -281,7 +281,7 @@ class Engine:
         now = self.now_ms()
         fraction = self.next_order_fill_fraction or self.fill_fraction
         self.next_order_fill_fraction = None
-        order = _Order(
+        order = EngineOrder(
             order_id=self._next_order_id,
             market=market,
             client_order_id=client_id,
@@ -302,18 +302,18 @@ class Engine:
             events.append(self.account_position([lock_asset]))
         return order, events
 
-    def _find_client_id(self, client_id: str, *, open_only: bool) -> _Order | None:
+    def _find_client_id(self, client_id: str, *, open_only: bool) -> EngineOrder | None:
         for order in reversed(self.orders.values()):
             if order.client_order_id == client_id and (order.is_open or not open_only):
                 return order
         return None
 
-    def find(self, params: Mapping[str, str]) -> _Order:
+    def find(self, params: Mapping[str, str]) -> EngineOrder:
         """The order named by ``orderId`` or ``origClientOrderId`` (the latest with that id)."""
         market = self.market(params)
-        order_id = _int(params, "orderId")
+        order_id = int_param(params, "orderId")
         client_id = params.get("origClientOrderId")
-        order: _Order | None = None
+        order: EngineOrder | None = None
         if order_id is not None:
             order = self.orders.get(order_id)
         elif client_id:
@@ -326,7 +326,7 @@ class Engine:
             raise BinanceError(-2013, "Order does not exist.")
         return order
 
-    def cancel(self, params: Mapping[str, str]) -> tuple[_Order, list[dict[str, Any]]]:
+    def cancel(self, params: Mapping[str, str]) -> tuple[EngineOrder, list[dict[str, Any]]]:
         try:
             order = self.find(params)
         except BinanceError as error:
@@ -341,7 +341,7 @@ class Engine:
         events.extend(self._release(order))
         return order, events
 
-    def _release(self, order: _Order) -> list[dict[str, Any]]:
+    def _release(self, order: EngineOrder) -> list[dict[str, Any]]:
         if not order.locked:
             return []
         asset = order.market.quote if order.side == "BUY" else order.market.base
@@ -350,13 +350,13 @@ class Engine:
         order.locked = Decimal(0)
         return [self.account_position([asset])]
 
-    def _fill_qty(self, order: _Order) -> Decimal:
+    def _fill_qty(self, order: EngineOrder) -> Decimal:
         remaining = order.qty - order.executed
         step = order.market.step_size
         cap = (order.qty * order.fill_fraction / step).to_integral_value(ROUND_DOWN) * step
         return min(remaining, max(cap, step))
 
-    def _match(self, order: _Order, bar: Bar) -> list[dict[str, Any]]:
+    def _match(self, order: EngineOrder, bar: Bar) -> list[dict[str, Any]]:
         market = order.market
         if order.type == "MARKET":
             price = bar.open
@@ -380,7 +380,7 @@ class Engine:
             events.extend(self._release(order))
         return events
 
-    def _fill(self, order: _Order, qty: Decimal, price: Decimal) -> list[dict[str, Any]]:
+    def _fill(self, order: EngineOrder, qty: Decimal, price: Decimal) -> list[dict[str, Any]]:
         market = order.market
         maker = order.type == "LIMIT"
         rate = self.maker_fee if maker else self.taker_fee
@@ -436,7 +436,7 @@ class Engine:
 
     # --- views in Binance's shapes ------------------------------------------------------------
 
-    def order_json(self, order: _Order) -> dict[str, Any]:
+    def order_json(self, order: EngineOrder) -> dict[str, Any]:
         return {
             "symbol": order.market.id,
             "orderId": order.order_id,
@@ -462,7 +462,7 @@ class Engine:
 
     def execution_report(
         self,
-        order: _Order,
+        order: EngineOrder,
         execution: str,
         *,
         last_qty: Decimal = Decimal(0),
@@ -550,11 +550,11 @@ class Engine:
 
     def my_trades_json(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         market = self.market(params)
-        order_id = _int(params, "orderId")
-        start = _int(params, "startTime")
-        end = _int(params, "endTime")
-        from_id = _int(params, "fromId")
-        limit = _int(params, "limit") or 500
+        order_id = int_param(params, "orderId")
+        start = int_param(params, "startTime")
+        end = int_param(params, "endTime")
+        from_id = int_param(params, "fromId")
+        limit = int_param(params, "limit") or 500
         if not 1 <= limit <= 1000:
             raise BinanceError(
                 -1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'."
@@ -580,9 +580,9 @@ class Engine:
                 -1120,
                 f"Invalid interval: the local exchange plays {market.id} in {market.interval} bars only.",
             )
-        start = _int(params, "startTime")
-        end = _int(params, "endTime")
-        limit = _int(params, "limit") or 500
+        start = int_param(params, "startTime")
+        end = int_param(params, "endTime")
+        limit = int_param(params, "limit") or 500
         if not 1 <= limit <= 1000:
             raise BinanceError(
                 -1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'."

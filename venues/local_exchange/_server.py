@@ -10,7 +10,8 @@ Routes (what ccxt 4.5.90 calls for the supported methods; ``docs/local_exchange.
   (signed: ``X-MBX-APIKEY`` header, ``timestamp`` and ``signature`` parameters; the HMAC is checked
   when the server knows the secret); ``userDataStream`` (POST / PUT / DELETE, API key only).
 * websocket ``/stream/ws[/<n>]``: market streams (``SUBSCRIBE`` / ``UNSUBSCRIBE`` of
-  ``<symbol>@kline_<interval>``), one closed kline per bar played.
+  ``<symbol>@kline_<interval>`` and ``<symbol>@bookTicker``), one closed kline per bar played,
+  then its best bid / ask (``quote_spread_ticks`` apart around the close).
 * websocket ``/ws-api/v3``: the WebSocket API's ``userDataStream.subscribe.signature`` (how ccxt
   subscribes a spot account), ``ping``, ``time``; events arrive as ``{"subscriptionId", "event"}``.
 * websocket ``/ws/<listenKey>``: the legacy listen-key user stream (raw events).
@@ -37,11 +38,15 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from venues.local_exchange._data import INTERVAL_MS, LocalMarket
 from venues.local_exchange._engine import BinanceError, Engine, StepResult, fmt
+from venues.local_exchange._futures import FuturesEngine
 
 __all__ = ["Faults", "LocalExchange", "ccxt_config", "ccxt_urls"]
 
 _HOST = "127.0.0.1"
 _KLINE = re.compile(r"^([a-z0-9]+)@kline_([0-9a-zA-Z]+)$")
+_BOOK_TICKER = re.compile(r"^([a-z0-9]+)@bookTicker$")
+_MARK = re.compile(r"^([a-z0-9]+)@markPrice(@1s)?$")
+MARKET_TYPES = ("spot", "usdm")
 _SIGNATURE = re.compile(r"&?signature=[^&]*")
 Handler = Callable[[web.Request, dict[str, str]], Awaitable[Any]]
 
@@ -114,22 +119,44 @@ class LocalExchange:
         fill_fraction: Decimal = Decimal(1),
         unique_client_ids: str = "open",
         clock: Callable[[], int] | None = None,
+        quote_spread_ticks: int = 2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         host: str = _HOST,
         port: int = 0,
+        market_type: str = "spot",
+        leverage: int = 10,
     ) -> None:
         if host != _HOST:
             raise ValueError(f"the local exchange binds {_HOST} only, not {host!r}")
-        self.engine = Engine(
-            markets,
-            balances,
-            maker_fee=maker_fee,
-            taker_fee=taker_fee,
-            fees_in=fees_in,
-            fill_fraction=fill_fraction,
-            unique_client_ids=unique_client_ids,
-            clock=clock,
-        )
+        if market_type not in MARKET_TYPES:
+            raise ValueError(f"market_type must be one of {MARKET_TYPES}, got {market_type!r}")
+        self.market_type = market_type
+        self.engine: Engine
+        if market_type == "usdm":  # USD-M perpetuals: fees always in the margin asset
+            self.engine = FuturesEngine(
+                markets,
+                balances,
+                maker_fee=maker_fee,
+                taker_fee=taker_fee,
+                fill_fraction=fill_fraction,
+                unique_client_ids=unique_client_ids,
+                clock=clock,
+                leverage=leverage,
+            )
+        else:
+            self.engine = Engine(
+                markets,
+                balances,
+                maker_fee=maker_fee,
+                taker_fee=taker_fee,
+                fees_in=fees_in,
+                fill_fraction=fill_fraction,
+                unique_client_ids=unique_client_ids,
+                clock=clock,
+            )
+        if quote_spread_ticks <= 0:
+            raise ValueError(f"quote_spread_ticks must be positive, got {quote_spread_ticks}")
+        self.quote_spread_ticks = quote_spread_ticks  # the bookTicker's bid-ask around each close
         self.api_key = api_key
         self.api_secret = api_secret
         self.faults = Faults()
@@ -161,6 +188,33 @@ class LocalExchange:
             ("PUT", "/api/v3/userDataStream"): ("key", self._keep_listen_key),
             ("DELETE", "/api/v3/userDataStream"): ("key", self._close_listen_key),
         }
+        if market_type == "usdm":  # Binance's /fapi paths, as ccxt.binanceusdm 4.5.90 calls them
+            self._routes = {
+                ("GET", "/fapi/v1/ping"): ("public", self._ping),
+                ("GET", "/fapi/v1/time"): ("public", self._time),
+                ("GET", "/fapi/v1/exchangeInfo"): ("public", self._exchange_info),
+                ("GET", "/fapi/v1/klines"): ("public", self._klines),
+                ("GET", "/fapi/v1/premiumIndex"): ("public", self._premium_index),
+                ("GET", "/fapi/v1/fundingRate"): ("public", self._funding_rate),
+                ("GET", "/fapi/v2/account"): ("signed", self._account),
+                ("GET", "/fapi/v3/account"): ("signed", self._account),
+                ("GET", "/fapi/v2/balance"): ("signed", self._balance),
+                ("GET", "/fapi/v3/balance"): ("signed", self._balance),
+                ("GET", "/fapi/v2/positionRisk"): ("signed", self._position_risk),
+                ("GET", "/fapi/v3/positionRisk"): ("signed", self._position_risk),
+                ("GET", "/fapi/v1/income"): ("signed", self._income),
+                ("GET", "/fapi/v1/leverageBracket"): ("signed", self._leverage_bracket),
+                ("POST", "/fapi/v1/order"): ("signed", self._new_order),
+                ("GET", "/fapi/v1/order"): ("signed", self._query_order),
+                ("DELETE", "/fapi/v1/order"): ("signed", self._cancel_order),
+                ("GET", "/fapi/v1/openOrders"): ("signed", self._open_orders),
+                ("DELETE", "/fapi/v1/allOpenOrders"): ("signed", self._cancel_all),
+                ("GET", "/fapi/v1/allOrders"): ("signed", self._all_orders),
+                ("GET", "/fapi/v1/userTrades"): ("signed", self._my_trades),
+                ("POST", "/fapi/v1/listenKey"): ("key", self._new_listen_key),
+                ("PUT", "/fapi/v1/listenKey"): ("key", self._keep_listen_key),
+                ("DELETE", "/fapi/v1/listenKey"): ("key", self._close_listen_key),
+            }
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -170,6 +224,8 @@ class LocalExchange:
         app.router.add_get("/stream/ws/{index}", self._market_ws)
         app.router.add_get("/ws-api/v3", self._ws_api)
         app.router.add_get("/ws/{listen_key}", self._listen_key_ws)
+        app.router.add_get("/fstream/{category}/ws", self._fstream_ws)
+        app.router.add_get("/fstream/{category}/ws/{index}", self._market_ws)
         app.router.add_route("*", "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -221,9 +277,16 @@ class LocalExchange:
     def ccxt_config(
         self, *, secret: str = "local-secret", rate_limit_ms: int | None = None
     ) -> dict[str, Any]:
-        """Constructor arguments for ``ccxt.pro.binance`` (or ``ccxt.binance``) against this server:
-        spot markets only, no currency / margin listing calls, no broker id prefix games."""
-        return ccxt_config(self.port, self.api_key, self.api_secret or secret, rate_limit_ms=rate_limit_ms)
+        """Constructor arguments for ``ccxt.pro.binance`` (or ``ccxt.binance``) against this server
+        -- ``ccxt.pro.binanceusdm`` for a USD-M one: its markets only, no currency / margin
+        listing calls."""
+        return ccxt_config(
+            self.port,
+            self.api_key,
+            self.api_secret or secret,
+            rate_limit_ms=rate_limit_ms,
+            market_type=self.market_type,
+        )
 
     # --- playing bars -------------------------------------------------------------------------
 
@@ -234,13 +297,14 @@ class LocalExchange:
             async with self._lock:
                 result = self.engine.step()
                 await self._publish_klines(result)
+                await self._publish_quotes(result)
                 await self._publish_user(result.events)
             results.append(result)
         return results
 
     def kline_subscriptions(self) -> int:
         """Kline streams subscribed over all market sockets now."""
-        return sum(len(streams) for streams in self._market_sockets.values())
+        return sum(1 for streams in self._market_sockets.values() for name in streams if _KLINE.match(name))
 
     async def wait_for_kline_subscriptions(self, count: int, timeout_s: float = 10.0) -> None:
         """Wait until ``count`` kline streams are subscribed (so no bar played is missed)."""
@@ -334,7 +398,7 @@ class LocalExchange:
             await self._fan_out("user", self._shape("user", events))
 
     async def _publish_klines(self, result: StepResult) -> None:
-        messages = []
+        messages: list[dict[str, Any]] = []
         for market, bar in result.bars:
             length = INTERVAL_MS[market.interval]
             messages.append(
@@ -363,14 +427,37 @@ class LocalExchange:
                     },
                 }
             )
+        if isinstance(self.engine, FuturesEngine):  # the mark price (and funding) after each bar
+            messages.extend(self.engine.mark_price_event(market) for market, _ in result.bars)
         if messages:
             await self._fan_out("market", self._shape("market", messages))
+
+    async def _publish_quotes(self, result: StepResult) -> None:
+        """Each bar's ``<symbol>@bookTicker``: a bid and an ask ``quote_spread_ticks`` apart
+        around its close (the bid at least one tick), sized at the bar's volume."""
+        messages = []
+        for market, bar in result.bars:
+            below = self.quote_spread_ticks // 2
+            bid = max(bar.close - below * market.tick_size, market.tick_size)
+            ask = bid + self.quote_spread_ticks * market.tick_size
+            messages.append(
+                {"u": result.time_ms, "s": market.id, "b": fmt(bid), "B": fmt(bar.volume),
+                 "a": fmt(ask), "A": fmt(bar.volume)}
+            )  # fmt: skip
+        if messages:
+            await self._fan_out("market", messages)
 
     async def _fan_out(self, stream: str, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             if stream == "market":
-                name = f"{message['s'].lower()}@kline_{message['k']['i']}"
-                targets = [(ws, message) for ws, names in self._market_sockets.items() if name in names]
+                symbol = message["s"].lower()
+                if message.get("e") == "kline":
+                    wanted = {f"{symbol}@kline_{message['k']['i']}"}
+                elif "e" not in message:  # a spot bookTicker names no event
+                    wanted = {f"{symbol}@bookTicker"}
+                else:
+                    wanted = {f"{symbol}@markPrice", f"{symbol}@markPrice@1s"}
+                targets = [(ws, message) for ws, names in self._market_sockets.items() if wanted & names]
             else:
                 targets = [
                     (
@@ -465,6 +552,28 @@ class LocalExchange:
     async def _account(self, request: web.Request, params: dict[str, str]) -> Any:
         return self.engine.account_json()
 
+    async def _premium_index(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().premium_index_json(params)
+
+    async def _funding_rate(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().funding_rate_json(params)
+
+    async def _balance(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().balance_json()
+
+    async def _position_risk(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().position_risk_json(params)
+
+    async def _income(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().income_json(params)
+
+    async def _leverage_bracket(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().leverage_bracket_json(params)
+
+    def _futures(self) -> FuturesEngine:
+        assert isinstance(self.engine, FuturesEngine)
+        return self.engine
+
     async def _new_order(self, request: web.Request, params: dict[str, str]) -> Any:
         if self.faults.rejects:
             code, msg = self.faults.rejects.pop(0)
@@ -473,6 +582,8 @@ class LocalExchange:
         order, events = self.engine.place(params)
         await self._publish_user(events)
         answer = self.engine.order_json(order)
+        if self.market_type == "usdm":  # ACK and RESULT both answer the order as it stands
+            return answer
         kind = params.get("newOrderRespType") or "FULL"
         if kind == "ACK":
             return {key: answer[key] for key in ("symbol", "orderId", "orderListId", "clientOrderId")} | {
@@ -490,6 +601,8 @@ class LocalExchange:
         order, events = self.engine.cancel(params)
         await self._publish_user(events)
         answer = self.engine.order_json(order)
+        if self.market_type == "usdm":
+            return answer
         answer["origClientOrderId"] = order.client_order_id
         answer["clientOrderId"] = events[0]["c"]
         answer["transactTime"] = order.update_ms
@@ -502,6 +615,8 @@ class LocalExchange:
             _, events = self.engine.cancel({"symbol": market.id, "orderId": str(order.order_id)})
             await self._publish_user(events)
             answers.append(self.engine.order_json(order) | {"origClientOrderId": order.client_order_id})
+        if self.market_type == "usdm":
+            return {"code": 200, "msg": "The operation of cancel all open order is done."}
         return answers
 
     async def _open_orders(self, request: web.Request, params: dict[str, str]) -> Any:
@@ -565,7 +680,13 @@ class LocalExchange:
             }
         for name in names:
             match = _KLINE.match(str(name))
+            book = _BOOK_TICKER.match(str(name))
             market = self.engine.markets.get(match.group(1).upper()) if match else None
+            mark = _MARK.match(str(name)) if self.market_type == "usdm" else None
+            if book is not None and book.group(1).upper() in self.engine.markets:
+                continue
+            if mark is not None and mark.group(1).upper() in self.engine.markets:
+                continue
             if match is None or market is None or match.group(2) != market.interval:
                 self.stats["ws.bad_message.market"] += 1
                 return {
@@ -643,8 +764,15 @@ class LocalExchange:
                 return -1022, "Signature for this request is not valid.", 400
         return None
 
-    async def _listen_key_ws(self, request: web.Request) -> web.StreamResponse:
-        key = request.match_info["listen_key"]
+    async def _fstream_ws(self, request: web.Request) -> web.StreamResponse:
+        """USD-M: ``/fstream/private/ws?listenKey=K`` is the user stream (how ccxt 4.5.90 reaches
+        it), ``/fstream/{public,market}/ws[/<n>]`` a market socket."""
+        if request.match_info["category"] == "private":
+            return await self._listen_key_ws(request, request.query.get("listenKey", ""))
+        return await self._market_ws(request)
+
+    async def _listen_key_ws(self, request: web.Request, key: str | None = None) -> web.StreamResponse:
+        key = request.match_info["listen_key"] if key is None else key
         if key not in self._listen_keys:
             self.stats["ws.bad_message.user"] += 1
             return self._error(BinanceError(-1125, "This listenKey does not exist.", 404))
@@ -676,6 +804,8 @@ def ccxt_urls(port: int, default_api: Mapping[str, Any]) -> dict[str, Any]:
         if parts.scheme in ("ws", "wss"):
             if ws_api:
                 path = "/ws-api/v3" if key == "spot" else "/unsupported" + parts.path
+            elif key == "linear":  # USD-M market streams and the listen-key user stream
+                path = "/fstream/ws"
             else:
                 path = "/stream/ws" if key in ("spot", "margin") else "/unsupported" + parts.path
             return f"ws://{_HOST}:{port}{path}"
@@ -684,20 +814,32 @@ def ccxt_urls(port: int, default_api: Mapping[str, Any]) -> dict[str, Any]:
     return {"api": rewrite("api", default_api, False)}
 
 
-def ccxt_config(port: int, api_key: str, secret: str, *, rate_limit_ms: int | None = None) -> dict[str, Any]:
-    """Constructor arguments for ``ccxt.pro.binance`` against a local exchange on
-    ``127.0.0.1:port`` (one in this process, or one ``python -m venues.local_exchange`` runs)."""
+def ccxt_config(
+    port: int,
+    api_key: str,
+    secret: str,
+    *,
+    rate_limit_ms: int | None = None,
+    market_type: str = "spot",
+) -> dict[str, Any]:
+    """Constructor arguments for ``ccxt.pro.binance`` (``market_type="usdm"``:
+    ``ccxt.pro.binanceusdm``) against a local exchange on ``127.0.0.1:port`` (one in this
+    process, or one ``python -m venues.local_exchange`` runs)."""
     import ccxt.pro  # the dev / live extra; the server itself does not need ccxt
 
+    if market_type not in MARKET_TYPES:
+        raise ValueError(f"market_type must be one of {MARKET_TYPES}, got {market_type!r}")
+    usdm = market_type == "usdm"
+    client = ccxt.pro.binanceusdm() if usdm else ccxt.pro.binance()
     config: dict[str, Any] = {
         "apiKey": api_key,
         "secret": secret,
-        "urls": ccxt_urls(port, ccxt.pro.binance().describe()["urls"]["api"]),
+        "urls": ccxt_urls(port, client.describe()["urls"]["api"]),
         "options": {
             "fetchCurrencies": False,
             "fetchMargins": False,
-            "fetchMarkets": {"types": ["spot"]},
-            "defaultType": "spot",
+            "fetchMarkets": {"types": ["linear"] if usdm else ["spot"]},
+            "defaultType": "swap" if usdm else "spot",
         },
     }
     if rate_limit_ms is not None:

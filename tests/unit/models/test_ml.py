@@ -17,7 +17,15 @@ from models.ml.registry import ArtifactError, list_artifacts, load, register
 
 lgb = pytest.importorskip("lightgbm", reason="the ml extra (lightgbm) is not installed")
 
-from models.ml.train import design_rows, folds, train_window, walk_forward  # noqa: E402
+from models.ml.train import (  # noqa: E402
+    classes_of,
+    design_rows,
+    folds,
+    predict_proba,
+    predict_scores,
+    train_window,
+    walk_forward,
+)
 
 DAY = 86_400_000_000_000
 SPECS = [FeatureSpec("momentum", {"lookback": 10}), FeatureSpec("volatility", {"window": 10}),
@@ -108,6 +116,42 @@ def test_same_rows_and_seed_give_a_byte_identical_model_and_another_seed_does_no
     assert other.model_text != first.model_text  # bagging draws from the seed
 
 
+@pytest.mark.parametrize("thresholds", [(0.0,), (-0.01, 0.01)])
+def test_a_classifier_is_byte_identical_per_seed_and_predicts_class_probabilities(
+    thresholds: tuple[float, ...],
+) -> None:
+    label = LabelSpec(5, 1, thresholds)
+    classes = classes_of("classification", label)
+    assert classes == len(thresholds) + 1
+    rows = design_rows(_bars(), SPECS, label)
+    names = [feature_name(s) for s in SPECS]
+    first = train_window(rows, names, 0, 300 * DAY, seed=11, num_boost_round=30, classes=classes)
+    again = train_window(rows, names, 0, 300 * DAY, seed=11, num_boost_round=30, classes=classes)
+    other = train_window(rows, names, 0, 300 * DAY, seed=12, num_boost_round=30, classes=classes)
+    assert first.model_text.encode() == again.model_text.encode() != other.model_text.encode()
+    assert first.params["objective"] == ("binary" if classes == 2 else "multiclass")
+    test = rows.filter(pl.col("ts_ns") > 300 * DAY)
+    x = test.select(names).to_numpy().astype(np.float64)
+    proba = predict_proba(first.model_text, x, classes)
+    assert proba.shape == (test.height, classes) and np.all((proba >= 0) & (proba <= 1))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(predict_scores(first.model_text, x, classes), proba[:, -1] - proba[:, 0])
+    # the in-sample metrics are the classifier's, and what it ranks by is compared with the return
+    assert {"train_logloss", "train_accuracy", "train_ic"} <= set(first.metrics)
+    assert 1.0 / classes - 0.1 < first.metrics["train_accuracy"] <= 1.0
+
+
+def test_classification_needs_thresholds_and_a_known_task() -> None:
+    with pytest.raises(ValueError, match="needs label thresholds"):
+        classes_of("classification", LabelSpec(5, 1))
+    with pytest.raises(ValueError, match="unknown task"):
+        classes_of("ranking", LabelSpec(5, 1, (0.0,)))
+    assert classes_of("regression", LabelSpec(5, 1, (0.0,))) == 0
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))  # no thresholds: no label_class to learn
+    with pytest.raises(ValueError, match="label_class"):
+        train_window(rows, [feature_name(s) for s in SPECS], 0, 300 * DAY, num_boost_round=5, classes=2)
+
+
 def test_walk_forward_trains_each_window_and_predicts_only_the_next() -> None:
     rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))
     names = [feature_name(s) for s in SPECS]
@@ -189,3 +233,41 @@ def test_a_strategy_reporting_something_other_than_loaded_models_is_refused() ->
     assert strategy_models(object()) == []
     with pytest.raises(TypeError, match="LoadedModel"):
         strategy_models(Reports([("ab" * 16, "lightgbm")]))
+
+
+def test_the_walk_forward_ranker_takes_honest_windows_and_refuses_leaks(tmp_path: Path) -> None:
+    """Window artifacts (real LightGBM models on the seeded rows) whose ``walk_forward`` test
+    windows follow their training windows are taken in order; a training window that reaches
+    the trading window (by one bar or more), windows out of order or overlapping, and an
+    artifact without a test window are refused when the strategy is built."""
+    from models.ml.strategy import WalkForwardRanker
+
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))
+    names = [feature_name(s) for s in SPECS]
+
+    def window(train: tuple[int, int], test: tuple[int, int] | None) -> str:
+        model = train_window(rows, names, *train, num_boost_round=5)
+        walk = {} if test is None else {"test_start_ts_ns": test[0], "test_end_ts_ns": test[1]}
+        meta = {"kind": "lightgbm", "features": [], "feature_names": names, "walk_forward": walk,
+                "train_window": {"start_ts_ns": train[0], "end_ts_ns": train[1]}}  # fmt: skip
+        return register(tmp_path, model.model_text, meta)
+
+    first = window((0, 150 * DAY), (151 * DAY, 200 * DAY))
+    second = window((50 * DAY, 200 * DAY), (201 * DAY, 250 * DAY))
+    ranker = WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[first, second], top_k=2)
+    assert ranker.windows == [(151 * DAY, 200 * DAY), (201 * DAY, 250 * DAY)]
+    for leak in (
+        window((0, 160 * DAY), (151 * DAY, 200 * DAY)),
+        window((0, 151 * DAY), (151 * DAY, 200 * DAY)),
+    ):
+        with pytest.raises(ArtifactError, match="overlaps its trading window"):
+            WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[leak])
+    with pytest.raises(ArtifactError, match="must be in order"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[second, first])
+    overlapping = window((0, 180 * DAY), (190 * DAY, 230 * DAY))
+    with pytest.raises(ArtifactError, match="must not overlap"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[first, overlapping])
+    with pytest.raises(ArtifactError, match="names no out-of-sample window"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[window((0, 150 * DAY), None)])
+    with pytest.raises(ArtifactError, match="non-empty list"):
+        WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[])

@@ -21,6 +21,7 @@ from models.ml.mlp import (  # noqa: E402
     MlpConfig,
     deterministic_torch,
     predict_mlp,
+    predict_mlp_proba,
     train_window_mlp,
     walk_forward_mlp,
 )
@@ -69,6 +70,31 @@ def test_same_rows_and_seed_give_byte_identical_weights_and_another_seed_does_no
     assert torch.get_num_threads() == threads
     assert not torch.are_deterministic_algorithms_enabled()
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_a_classifier_network_is_byte_identical_per_seed_and_gives_class_probabilities(
+    tmp_path: Path,
+) -> None:
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1, (-0.01, 0.01)))
+    first = train_window_mlp(rows, NAMES, 0, 300 * DAY, seed=11, config=SMALL, classes=3)
+    again = train_window_mlp(rows, NAMES, 0, 300 * DAY, seed=11, config=SMALL, classes=3)
+    other = train_window_mlp(rows, NAMES, 0, 300 * DAY, seed=12, config=SMALL, classes=3)
+    assert first.weights == again.weights != other.weights and first.meta() == again.meta()
+    assert first.network["outputs"] == 3 and first.training["loss"] == "cross_entropy"
+    assert "label_scale" not in first.preprocessing
+    assert len(first.weights) == 4 * (3 * 16 + 16 + 16 * 8 + 8 + 8 * 3 + 3)  # three outputs
+    x = feature_array(rows.filter(pl.col("ts_ns") > 300 * DAY), NAMES)
+    proba = predict_mlp_proba(first.weights, first.meta(), x)
+    assert proba.shape == (x.shape[0], 3) and np.all(proba > 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)  # float32 softmax
+    np.testing.assert_array_equal(predict_mlp(first.weights, first.meta(), x), proba[:, 2] - proba[:, 0])
+    # a row's probabilities do not depend on the rows scored with it (fixed blocks)
+    np.testing.assert_array_equal(predict_mlp_proba(first.weights, first.meta(), x[5:9]), proba[5:9])
+    digest = register(tmp_path, first.weights, {"kind": "torch_mlp", "classes": 3, **first.meta()})
+    np.testing.assert_array_equal(predict_artifact(load(tmp_path, digest), x), proba[:, 2] - proba[:, 0])
+    with pytest.raises(ValueError, match="no class probabilities"):
+        regressor = train_window_mlp(rows, NAMES, 0, 300 * DAY, seed=11, config=SMALL)
+        predict_mlp_proba(regressor.weights, regressor.meta(), x)
 
 
 def test_the_network_learns_a_nonlinear_signal_out_of_sample() -> None:

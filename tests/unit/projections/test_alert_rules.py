@@ -474,3 +474,23 @@ def test_a_replaced_alerts_journal_is_refused_not_folded_twice(tmp_path: Path) -
         journal.append(AlertUnsilenced(ts_ns=T0, silence_id=1, operator="x"))
     with pytest.raises(AlertStateError, match="it was replaced"):
         store.sync_operations()
+
+
+def test_venue_latency_is_measured_from_the_edges_send_where_it_journals_one(tmp_path: Path) -> None:
+    """Decided at the step, sent four seconds later (a ``sent`` message), answered 100 ms
+    after the send: 100 ms round trips, no alert. Without the ``sent`` messages the same
+    answers are 4.1 s after the step, and it fires."""
+    events: list[Event] = []
+    noted: set[str] = set()
+    for event in venue_orders([4_100] * 10):
+        if isinstance(event, VenueMessageReceived) and event.message.order_id not in noted:
+            noted.add(event.message.order_id)
+            at = event.message.ts_ns - 100 * MS
+            sent = VenueMessage(venue_seq=0, ts_ns=at, order_id=event.message.order_id, kind="sent")
+            events.append(VenueMessageReceived(ts_ns=at, step=event.step, message=sent))
+        events.append(event)
+    (tmp_path / "sent").mkdir()
+    _, fired = evaluate(tmp_path / "sent", events)
+    assert ("venue_latency", "venue") not in fired
+    _, fired = evaluate(tmp_path, venue_orders([4_100] * 10))
+    assert ("venue_latency", "venue") in fired

@@ -7,13 +7,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
 from domain.fx import FxRate
 from domain.instruments import Instrument
+from domain.riskrules import policy_from_mapping
 from kernel.account import AccountConfig
 from kernel.loop import KernelError
+from kernel.strategy import MarketView
 from lake.store import DatasetError, fx_table, write_dataset
 from sim.backtest import BacktestConfig, FxConfig, FxConversionConfig, StrategyConfig, run_backtest
 from tests.factories import Scripted
@@ -74,12 +78,17 @@ def _dataset(path: Path, rates: list[FxRate] | None) -> Path:
     return path
 
 
-def _run(tmp_path: Path, rates: list[FxRate] | None, **fields: object) -> None:
+def _run(tmp_path: Path, rates: list[FxRate] | None, strategy: object = None, **fields: object) -> None:
     config = BacktestConfig(
         run_id="r", dataset=str(_dataset(tmp_path / "d", rates)), journal=str(tmp_path / "j"),
         strategy=StrategyConfig(name="scripted"), us_regulatory_fees=False, **fields,  # type: ignore[arg-type]
     )  # fmt: skip
-    run_backtest(config, Scripted({0: 0.5}))
+    run_backtest(config, strategy or Scripted({0: 0.5}))  # type: ignore[arg-type]
+
+
+class _Both(Scripted):
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([0.4, 0.4])
 
 
 def test_an_instrument_currency_without_rates_stops_naming_currency_and_day(tmp_path: Path) -> None:
@@ -87,11 +96,16 @@ def test_an_instrument_currency_without_rates_stops_naming_currency_and_day(tmp_
         _run(tmp_path, None)
 
 
-def test_a_cash_account_with_several_currencies_is_refused_by_name(tmp_path: Path) -> None:
+def test_a_cash_account_with_several_currencies_runs_and_the_rest_is_refused_by_name(tmp_path: Path) -> None:
+    """A cash account keeps cash per currency (``tests/integration/test_account_per_market.py``);
+    what a book of several currencies does not do yet is still refused by name."""
     rates = [FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000) for day in DAYS]
-    refused = r"several currencies \(CNY, USD\) with a cash account is not built"
-    with pytest.raises(KernelError, match=refused):
-        _run(tmp_path, rates, account=AccountConfig(type="cash"))
+    _run(tmp_path / "cash", rates, _Both({0: 0.4}), account=AccountConfig(type="cash"),
+         fx=FxConfig(initial_cash={"CNY": "1000"}))  # fmt: skip
+    with pytest.raises(
+        KernelError, match=r"several currencies \(CNY, USD\) with risk\.order_notional is not built"
+    ):
+        _run(tmp_path / "notional", rates, risk=policy_from_mapping({"order_notional": {"limit": 1_000_000}}))
 
 
 def test_a_malformed_fx_table_is_refused_when_written(tmp_path: Path) -> None:

@@ -1,0 +1,828 @@
+"""Batch fast paths: whole-array loops for series without NaN, bit-identical to the step kernels.
+
+Each ``*_fast`` takes the parameter tuple ``p``, the input arrays and ``out`` (outputs by row),
+and returns True after writing every output, or False as soon as an input holds a NaN (then
+``out`` is partly written and the caller runs the step driver over the whole series instead,
+which applies the NaN-skipping rule). On a series without NaN the step kernels' state machine
+reduces to plain array arithmetic: the previous close is ``close[i - 1]``, a window is a slice
+of the input (or of an output already written), the warm-up is a bar count. Every value is
+computed with the operations of the step kernel (``_kernels_nb.py``, ``_blocks_nb.py``) in the
+same order, so the floats are the same bits; the tests compare the two paths bit for bit
+(``tests/unit/models/test_indicator_fast_paths.py``), besides batch against the one-bar stream.
+
+Why: the step loop carries its state from bar to bar and branches on warm-up counters and NaN
+every bar. Here ``mom``, ``roc`` and ``trange`` have no loop-carried state at all (LLVM
+vectorises them), and the rolling extremes of ``donchian``, ``willr``, ``stochf`` and ``stoch``
+are built by vectorised passes over cache-sized chunks instead of a rescan when the extreme
+leaves the window. Indicators whose cost is a running chain (Wilder smoothing, EMAs) gain
+nothing this way and have no fast path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from models.indicators._blocks_nb import true_range
+
+NAN = np.nan
+_FLAGS = {"error_model": "numpy", "_nrt": False, "cache": True}
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+@njit(**_FLAGS)
+def _has_nan(a):
+    """Whether ``a`` holds a NaN: an OR of comparisons, which LLVM vectorises."""
+    bad = False
+    for i in range(a.shape[0]):
+        bad |= a[i] != a[i]
+    return bad
+
+
+@njit(inline="always", **_FLAGS)
+def _nan_rows(out, start, stop):
+    for k in range(out.shape[0]):
+        for i in range(start, stop):
+            out[k, i] = NAN
+
+
+@njit(inline="always", **_FLAGS)
+def _tie(a, b):
+    return abs(a - b) <= 1e-14 * (abs(a) + abs(b))
+
+
+# ----------------------------------------------------------------------------- momentum
+
+
+@njit(**_FLAGS)
+def mom_fast(p, x, out):
+    size = x.shape[0]
+    n = int(p[0])
+    m = min(n, size)
+    _nan_rows(out, 0, m)
+    bad = False
+    for i in range(m):
+        bad |= x[i] != x[i]
+    o = out[0, m:]
+    a = x[m:]
+    b = x[: size - m]
+    for j in range(o.shape[0]):  # the NaN test is folded into the loop: one pass
+        v = a[j]
+        bad |= v != v
+        o[j] = v - b[j]
+    return not bad
+
+
+@njit(**_FLAGS)
+def roc_fast(p, x, out):
+    if _has_nan(x):
+        return False
+    size = x.shape[0]
+    n = int(p[0])
+    m = min(n, size)
+    _nan_rows(out, 0, m)
+    o = out[0, m:]
+    a = x[m:]
+    b = x[: size - m]
+    for j in range(o.shape[0]):
+        old = b[j]
+        o[j] = ((a[j] / old) - 1.0) * 100.0 if old != 0.0 else 0.0
+    return True
+
+
+# ----------------------------------------------------------------------------- true range family
+
+
+@njit(**_FLAGS)
+def trange_fast(p, h, lo, c, out):
+    size = h.shape[0]
+    if size == 0:
+        return True
+    out[0, 0] = NAN
+    o = out[0, 1:]
+    h1 = h[1:]
+    l1 = lo[1:]
+    c1 = c[1:]
+    c0 = c[: size - 1]
+    bad = h[0] != h[0] or lo[0] != lo[0] or c[0] != c[0]
+    for j in range(o.shape[0]):  # the NaN test is folded into the loop: one pass
+        hi = h1[j]
+        lw = l1[j]
+        bad |= (hi != hi) | (lw != lw) | (c1[j] != c1[j])
+        o[j] = true_range(hi, lw, c0[j])
+    return not bad
+
+
+# ----------------------------------------------------------------------------- rolling extremes
+# Rolling extremes for the indicators that need only the value (not its bar): a window of n
+# is built by doubling, as the extreme of 4 (or 2) adjacent windows of a quarter (half) of
+# its length, then of two overlapping windows covering n. Each pass compares arrays shifted
+# against each other, no state from bar to bar, so LLVM vectorises it. ``hilo_push``'s rule
+# (ties: the newest of the equal values, which only shows between 0.0 and -0.0) is kept by
+# combining every pair as (earlier, later) -> later if later >= earlier else earlier: that
+# picks the newest of the equal extremes of the union also for overlapping windows. It is
+# written ``earlier if earlier > later else later`` (the same choice without NaN), the form of
+# the x86 max instruction (which returns its second operand on a tie), so LLVM emits one.
+
+
+@njit(inline="always", **_FLAGS)
+def _passes(n):
+    """The passes that build a window of n from windows of 1: (count, last partial offset)."""
+    count = 0
+    w = 1
+    while 4 * w <= n:
+        w *= 4
+        count += 1
+    if 2 * w <= n:
+        w *= 2
+        count += 1
+    if w < n:
+        count += 1
+    return count
+
+
+@njit(inline="always", **_FLAGS)
+def _roll_hilo(h, lo, n, hb0, hb1, lb0, lb1):
+    """The highest of h and the lowest of lo over [i-n+1, i] into hb0[i] and lb0[i] for
+    i >= n-1 (below: scratch); hb1, lb1 are scratch. Both sides run in the same passes (one
+    loop each). The last pass writes hb0 and lb0."""
+    size = h.shape[0]
+    left = _passes(n)
+    if left == 0:
+        for i in range(size):
+            hb0[i] = h[i]
+            lb0[i] = lo[i]
+        return
+    w = 1
+    first = True
+    while w < n:
+        # source and destination of this pass; the last one (left == 1) writes hb0 / lb0
+        if first:
+            hs = h
+            ls = lo
+        elif left % 2 == 0:
+            hs = hb0
+            ls = lb0
+        else:
+            hs = hb1
+            ls = lb1
+        if left % 2 == 1:
+            hd = hb0
+            ld = lb0
+        else:
+            hd = hb1
+            ld = lb1
+        if 4 * w <= n:
+            _pass4(hs, hd, ls, ld, w, size)
+            w *= 4
+        elif 2 * w <= n:
+            _pass2(hs, hd, ls, ld, w, size)
+            w *= 2
+        else:
+            _pass2(hs, hd, ls, ld, n - w, size)
+            w = n
+        first = False
+        left -= 1
+
+
+@njit(inline="always", **_FLAGS)
+def _pass2(hs, hd, ls, ld, d, size):
+    """hd[i] = later-max(hs[i-d], hs[i]), ld[i] = later-min(ls[i-d], ls[i]) for i >= d;
+    below d a copy."""
+    m = min(d, size)
+    for i in range(m):
+        hd[i] = hs[i]
+        ld[i] = ls[i]
+    if size <= d:
+        return
+    he = hs[: size - d]
+    hx = hs[d:]
+    ho = hd[d:size]
+    le = ls[: size - d]
+    lx = ls[d:]
+    lo_ = ld[d:size]
+    for j in range(ho.shape[0]):
+        u = he[j]
+        v = hx[j]
+        ho[j] = u if u > v else v
+        u = le[j]
+        v = lx[j]
+        lo_[j] = u if u < v else v
+
+
+@njit(inline="always", **_FLAGS)
+def _pass4(hs, hd, ls, ld, w, size):
+    """hd[i] = the later-max of hs[i-3w], hs[i-2w], hs[i-w], hs[i] (oldest first), ld[i] the
+    later-min of ls at the same bars."""
+    d = 3 * w
+    m = min(d, size)
+    for i in range(m):
+        hd[i] = hs[i]
+        ld[i] = ls[i]
+    if size <= d:
+        return
+    h0 = hs[: size - d]
+    h1 = hs[w : size - 2 * w]
+    h2 = hs[2 * w : size - w]
+    h3 = hs[d:]
+    ho = hd[d:size]
+    l0 = ls[: size - d]
+    l1 = ls[w : size - 2 * w]
+    l2 = ls[2 * w : size - w]
+    l3 = ls[d:]
+    lo_ = ld[d:size]
+    for j in range(ho.shape[0]):
+        u = h0[j]
+        v = h1[j]
+        u = u if u > v else v
+        v = h2[j]
+        u = u if u > v else v
+        v = h3[j]
+        ho[j] = u if u > v else v
+        u = l0[j]
+        v = l1[j]
+        u = u if u < v else v
+        v = l2[j]
+        u = u if u < v else v
+        v = l3[j]
+        lo_[j] = u if u < v else v
+
+
+@njit(inline="always", **_FLAGS)
+def _chunk_hilo(h, lo, n, c0, c1, scratch):
+    """The window extremes at bars c0..c1-1 into scratch rows 0 (highest) and 2 (lowest), from
+    bars c0-n+1 .. c1-1; returns the offset of bar c0 in those rows. Working chunk by chunk
+    keeps the passes in the CPU cache."""
+    start = c0 - n + 1
+    if start < 0:
+        start = 0
+    _roll_hilo(h[start:c1], lo[start:c1], n, scratch[0], scratch[1], scratch[2], scratch[3])
+    return c0 - start
+
+
+@njit(inline="always", **_FLAGS)
+def _chunk(scratch, n):
+    """Bars per chunk: the scratch rows hold a chunk and the n-1 bars before it."""
+    return scratch.shape[1] - n + 1
+
+
+@njit(**_FLAGS)
+def donchian_fast(p, h, lo, out, scratch):
+    """scratch: 4 rows of at least n (chunk + n - 1)."""
+    size = h.shape[0]
+    n = int(p[0])
+    step = _chunk(scratch, n)
+    bad = False
+    for c0 in range(0, size, step):
+        c1 = min(c0 + step, size)
+        k = c1 - c0
+        bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1])  # per chunk: brings it into the cache
+        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
+        hh = scratch[0, off : off + k]
+        ll = scratch[2, off : off + k]
+        up = out[0, c0:c1]
+        mid = out[1, c0:c1]
+        dn = out[2, c0:c1]
+        for j in range(k):
+            u = hh[j]
+            d = ll[j]
+            up[j] = u
+            mid[j] = (u + d) / 2.0
+            dn[j] = d
+    _nan_rows(out, 0, min(n - 1, size))
+    return not bad
+
+
+@njit(inline="always", **_FLAGS)
+def _hl_ratio_into(p_n, h, lo, c, o, scratch, willr):
+    """Williams %R (willr) or fast %K over ``p_n`` bars into ``o``, chunk by chunk; returns
+    whether an input held a NaN (tested per chunk, which brings the chunk into the cache)."""
+    size = h.shape[0]
+    n = p_n
+    step = _chunk(scratch, n)
+    bad = False
+    for c0 in range(0, size, step):
+        c1 = min(c0 + step, size)
+        k = c1 - c0
+        bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1]) | _has_nan(c[c0:c1])  # now in cache
+        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
+        hh = scratch[0, off : off + k]
+        ll = scratch[2, off : off + k]
+        cc = c[c0:c1]
+        ok = o[c0:c1]
+        if willr:
+            for j in range(k):
+                hv = hh[j]
+                lv = ll[j]
+                ok[j] = 0.0 if _tie(hv, lv) else (hv - cc[j]) / ((hv - lv) / (-100.0))
+        else:
+            for j in range(k):
+                hv = hh[j]
+                lv = ll[j]
+                ok[j] = 0.0 if _tie(hv, lv) else (cc[j] - lv) / ((hv - lv) / 100.0)
+    for i in range(min(n - 1, size)):
+        o[i] = NAN
+    return bad
+
+
+@njit(**_FLAGS)
+def willr_fast(p, h, lo, c, out, scratch):
+    """scratch: 4 rows of at least n."""
+    return not _hl_ratio_into(int(p[0]), h, lo, c, out[0], scratch, True)
+
+
+@njit(inline="always", **_FLAGS)
+def _sma_into(x, start, n, o):
+    """``sum_push`` over x[start:] divided by n, into o[start:] (NaN while it warms up).
+    ``x`` and ``o`` may be the same array only if ``o`` is written no earlier than read."""
+    size = x.shape[0]
+    acc = 0.0
+    warm = min(start + n - 1, size)
+    for i in range(start, warm):
+        acc = acc + x[i]
+        o[i] = NAN
+    for i in range(warm, size):
+        a = acc + x[i]
+        acc = a - x[i - n + 1]
+        o[i] = a / n
+
+
+@njit(**_FLAGS)
+def stochf_fast(p, h, lo, c, out, scratch):
+    """scratch: 4 rows of at least fastk."""
+    k_n = int(p[0])
+    d_n = int(p[1])
+    fk = out[0]
+    if _hl_ratio_into(k_n, h, lo, c, fk, scratch, False):
+        return False
+    start = min(k_n - 1, h.shape[0])
+    for i in range(start):
+        out[1, i] = NAN
+    _sma_into(fk, start, d_n, out[1])
+    return True
+
+
+@njit(**_FLAGS)
+def stoch_fast(p, h, lo, c, out, scratch):
+    """scratch: 4 rows of at least fastk."""
+    k_n = int(p[0])
+    sk_n = int(p[1])
+    sd_n = int(p[2])
+    size = h.shape[0]
+    fk = out[1]  # the fast %K, overwritten by slow %D once slow %K is summed from it
+    if _hl_ratio_into(k_n, h, lo, c, fk, scratch, False):
+        return False
+    start = min(k_n - 1, size)
+    sk = out[0]
+    for i in range(start):
+        sk[i] = NAN
+    _sma_into(fk, start, sk_n, sk)
+    start2 = min(start + sk_n - 1, size)
+    for i in range(start2):
+        out[1, i] = NAN
+    _sma_into(sk, start2, sd_n, out[1])
+    return True
+
+
+@njit(inline="always", **_FLAGS)
+def _rsi_into(n, x, o):
+    """``rsi_push`` over x into o; False on a NaN."""
+    size = x.shape[0]
+    nf = float(n)
+    nm1 = float(n - 1)
+    gain = 0.0
+    loss = 0.0
+    if size == 0:
+        return True
+    prev = x[0]
+    if prev != prev:
+        return False
+    o[0] = NAN
+    for i in range(1, size):
+        v = x[i]
+        if v != v:
+            return False
+        diff = v - prev
+        prev = v
+        if i <= n:
+            if diff < 0:
+                loss -= diff
+            else:
+                gain += diff
+            if i < n:
+                o[i] = NAN
+                continue
+            loss /= n
+            gain /= n
+        else:
+            loss *= nm1
+            gain *= nm1
+            if diff < 0:
+                loss -= diff
+            else:
+                gain += diff
+            loss /= nf
+            gain /= nf
+        total = gain + loss
+        o[i] = 100.0 * (gain / total) if total != 0.0 else 0.0
+    return True
+
+
+@njit(**_FLAGS)
+def stochrsi_fast(p, x, out, scratch):
+    """The fast stochastic of RSI: RSI into out[1], its %K into out[0], then %D over it into
+    out[1]. scratch: 4 rows of at least fastk."""
+    n = int(p[0])
+    k_n = int(p[1])
+    d_n = int(p[2])
+    size = x.shape[0]
+    rsi = out[1]
+    if not _rsi_into(n, x, rsi):
+        return False
+    first = min(n, size)  # the first bar with an RSI
+    fk = out[0]
+    for i in range(first):
+        fk[i] = NAN
+    v = rsi[first:]
+    _hl_ratio_into(k_n, v, v, v, fk[first:], scratch, False)  # RSI has no NaN here
+    start = min(first + k_n - 1, size)
+    for i in range(start):
+        out[1, i] = NAN
+    _sma_into(fk, start, d_n, out[1])
+    return True
+
+
+# ----------------------------------------------------------------------------- sums of two series
+
+
+@njit(**_FLAGS)
+def ultosc_fast(p, h, lo, c, out, rows, work):
+    """Buying pressure and true range into ``rows`` 0 and 1 (no state: vectorised), then the
+    three pairs of rolling sums (``sum2_push``), chunk by chunk: the sums of a chunk of bars
+    into the 6 ``work`` rows, then its ratios and weighted average (vectorised, the divisions
+    included) into out."""
+    size = h.shape[0]
+    if size == 0:
+        return True
+    bps = rows[0]
+    trs = rows[1]
+    bad = h[0] != h[0] or lo[0] != lo[0] or c[0] != c[0]
+    h1 = h[1:]
+    l1 = lo[1:]
+    c1 = c[1:]
+    c0 = c[: size - 1]
+    bp1 = bps[1:]
+    tr1 = trs[1:]
+    for j in range(h1.shape[0]):
+        hi = h1[j]
+        lw = l1[j]
+        ci = c1[j]
+        pc = c0[j]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci)
+        true_low = lw if lw < pc else pc
+        bp1[j] = ci - true_low
+        tr1[j] = true_range(hi, lw, pc)
+    if bad:
+        return False
+    n1 = int(p[0])
+    n2 = int(p[1])
+    n3 = int(p[2])
+    o = out[0]
+    o[0] = NAN
+    a1 = 0.0
+    b1 = 0.0
+    a2 = 0.0
+    b2 = 0.0
+    a3 = 0.0
+    b3 = 0.0
+    warm = min(n3, size)
+    for i in range(1, warm):  # some sums still warming up (n1 <= n2 <= n3): no value yet
+        bp = bps[i]
+        tr = trs[i]
+        if i < n1:
+            a1 = a1 + bp
+            b1 = b1 + tr
+        else:
+            a = a1 + bp
+            b = b1 + tr
+            a1 = a - bps[i - n1 + 1]
+            b1 = b - trs[i - n1 + 1]
+        if i < n2:
+            a2 = a2 + bp
+            b2 = b2 + tr
+        else:
+            a = a2 + bp
+            b = b2 + tr
+            a2 = a - bps[i - n2 + 1]
+            b2 = b - trs[i - n2 + 1]
+        a3 = a3 + bp
+        b3 = b3 + tr
+        o[i] = NAN
+    step = work.shape[1]
+    for g in range(warm, size, step):
+        k = min(step, size - g)
+        for j in range(k):
+            i = g + j
+            bp = bps[i]
+            tr = trs[i]
+            sa = a1 + bp
+            sb = b1 + tr
+            a1 = sa - bps[i - n1 + 1]
+            b1 = sb - trs[i - n1 + 1]
+            work[0, j] = sa
+            work[1, j] = sb
+            sa = a2 + bp
+            sb = b2 + tr
+            a2 = sa - bps[i - n2 + 1]
+            b2 = sb - trs[i - n2 + 1]
+            work[2, j] = sa
+            work[3, j] = sb
+            sa = a3 + bp
+            sb = b3 + tr
+            a3 = sa - bps[i - n3 + 1]
+            b3 = sb - trs[i - n3 + 1]
+            work[4, j] = sa
+            work[5, j] = sb
+        w0 = work[0, :k]
+        w1 = work[1, :k]
+        w2 = work[2, :k]
+        w3 = work[3, :k]
+        w4 = work[4, :k]
+        w5 = work[5, :k]
+        og = o[g : g + k]
+        for j in range(k):
+            total = 0.0
+            sb = w1[j]
+            total = total + 4.0 * (w0[j] / sb) if sb != 0.0 else total
+            sb = w3[j]
+            total = total + 2.0 * (w2[j] / sb) if sb != 0.0 else total
+            sb = w5[j]
+            total = total + 1.0 * (w4[j] / sb) if sb != 0.0 else total
+            og[j] = 100.0 * (total / 7.0)
+    return True
+
+
+# ----------------------------------------------------------------------------- volume
+
+
+@njit(**_FLAGS)
+def obv_fast(p, c, v, out):
+    """The step's branch on the sign of the close change, as an addend chosen off the running
+    sum: obv + v, obv - v = obv + (-v) and obv = obv + (-0.0) are the same bits (IEEE 754),
+    so the sum's chain is one addition and no mispredicted branch."""
+    size = c.shape[0]
+    if size == 0:
+        return True
+    o = out[0]
+    obv = v[0]
+    bad = obv != obv or c[0] != c[0]
+    o[0] = obv
+    c1 = c[1:]
+    c0 = c[: size - 1]
+    v1 = v[1:]
+    o1 = o[1:]
+    for j in range(c1.shape[0]):  # the addends: no state, vectorised
+        ci = c1[j]
+        pc = c0[j]
+        vi = v1[j]
+        bad |= (ci != ci) | (vi != vi)
+        o1[j] = vi if ci > pc else (-vi if ci < pc else -0.0)
+    if bad:
+        return False
+    for j in range(o1.shape[0]):
+        obv = obv + o1[j]
+        o1[j] = obv
+    return True
+
+
+@njit(**_FLAGS)
+def ad_fast(p, h, lo, c, v, out):
+    """The step without its NaN branch and call per bar (one running sum)."""
+    o = out[0]
+    ad = 0.0
+    bad = False
+    for i in range(h.shape[0]):
+        hi = h[i]
+        lw = lo[i]
+        ci = c[i]
+        vi = v[i]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
+        rng = hi - lw
+        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
+        o[i] = ad
+    return not bad
+
+
+# ----------------------------------------------------------------------------- CCI
+# The step keeps the typical prices in a ring and sums it slot by slot (slot 0 first), so the
+# order of the additions rotates with the bar: at bar i (the i-th bar without NaN) slot j holds
+# the price of bar i - ((i - j) mod n), i.e. bars base..i, then i-n+1..base-1, base = i - i mod n.
+# The fast path adds in that order for four bars n apart at a time (the same rotation, so one
+# index walk serves them): four independent chains of additions instead of one, which is what
+# bounds the step (two chains of n dependent additions a bar).
+
+
+@njit(inline="always", **_FLAGS)
+def _cci_value(tp, avg, dev, n):
+    num = tp - avg
+    if num != 0.0 and dev != 0.0:
+        return num / (0.015 * (dev / n))
+    return 0.0
+
+
+@njit(**_FLAGS)
+def cci_fast(p, h, lo, c, out, rows):
+    """rows: 1 row as long as the inputs (the typical prices)."""
+    size = h.shape[0]
+    n = int(p[0])
+    tp = rows[0]
+    bad = False
+    for i in range(size):
+        hi = h[i]
+        lw = lo[i]
+        ci = c[i]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci)
+        tp[i] = (hi + lw + ci) / 3.0
+    if bad:
+        return False
+    o = out[0]
+    first = min(n - 1, size)
+    for i in range(first):
+        o[i] = NAN
+    for g in range(first, size, 4 * n):
+        for r in range(n):
+            i0 = g + r
+            if i0 + 3 * n < size:
+                _cci4(tp, o, i0, n)
+            else:
+                for i in range(i0, size, n):
+                    _cci1(tp, o, i, n)
+    return True
+
+
+@njit(inline="always", **_FLAGS)
+def _cci1(tp, o, i, n):
+    k = i - i % n
+    s = 0.0
+    for _ in range(n):
+        s += tp[k]
+        k = k + 1 if k != i else i - n + 1
+    s /= n
+    k = i - i % n
+    d = 0.0
+    for _ in range(n):
+        d += abs(tp[k] - s)
+        k = k + 1 if k != i else i - n + 1
+    o[i] = _cci_value(tp[i], s, d, n)
+
+
+@njit(inline="always", **_FLAGS)
+def _cci4(tp, o, i, n):
+    """Bars i, i+n, i+2n, i+3n: the same slot rotation, so one index walk serves the four."""
+    n2 = 2 * n
+    n3 = 3 * n
+    k = i - i % n
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for _ in range(n):
+        s0 += tp[k]
+        s1 += tp[k + n]
+        s2 += tp[k + n2]
+        s3 += tp[k + n3]
+        k = k + 1 if k != i else i - n + 1
+    s0 /= n
+    s1 /= n
+    s2 /= n
+    s3 /= n
+    k = i - i % n
+    d0 = 0.0
+    d1 = 0.0
+    d2 = 0.0
+    d3 = 0.0
+    for _ in range(n):
+        d0 += abs(tp[k] - s0)
+        d1 += abs(tp[k + n] - s1)
+        d2 += abs(tp[k + n2] - s2)
+        d3 += abs(tp[k + n3] - s3)
+        k = k + 1 if k != i else i - n + 1
+    o[i] = _cci_value(tp[i], s0, d0, n)
+    o[i + n] = _cci_value(tp[i + n], s1, d1, n)
+    o[i + n2] = _cci_value(tp[i + n2], s2, d2, n)
+    o[i + n3] = _cci_value(tp[i + n3], s3, d3, n)
+
+
+# ----------------------------------------------------------------------------- Bollinger bands
+# ``var_push`` keeps shifted running sums s1, s2 of (x - K), resets K to the newest value and
+# re-sums the window every n bars, and recomputes mean and variance two-pass from its ring when
+# cancellation would lose the variance. Per chunk of bars the fast path runs the running sums
+# (the only state) and stores s1, s2 and K per bar, then turns them into bands in a vectorised
+# pass (the divisions and square roots are what bound the step), then redoes the rare bars that
+# need the two-pass variance, summing in the ring's slot order (as ``cci``).
+
+
+@njit(inline="always", **_FLAGS)
+def _two_pass(x, i, n):
+    """``var_push``'s fallback at bar i: (variance, mean) from the ring in slot order."""
+    k = i - i % n
+    total = 0.0
+    for _ in range(n):
+        total += x[k]
+        k = k + 1 if k != i else i - n + 1
+    mean = total / n
+    k = i - i % n
+    var = 0.0
+    for _ in range(n):
+        dj = x[k] - mean
+        var += dj * dj
+        k = k + 1 if k != i else i - n + 1
+    return var / n, mean
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_sums(x, g, g1, n, s1, s2, kv, pos, ws1, ws2, wk):
+    """``var_push``'s running sums over bars g..g1-1, stored per bar; -> (s1, s2, K, pos)."""
+    for j in range(g1 - g):
+        i = g + j
+        xi = x[i]
+        d = xi - kv
+        if i >= n:
+            od = x[i - n] - kv
+            s1 = s1 + d - od
+            s2 = s2 + d * d - od * od
+        else:
+            s1 = s1 + d
+            s2 = s2 + d * d
+        pos += 1
+        if pos == n:  # the ring position wraps: re-sum the window exactly
+            pos = 0
+            kv = xi
+            s1 = 0.0
+            s2 = 0.0
+            for t in range(i - n + 1, i + 1):
+                dj = x[t] - kv
+                s1 += dj
+                s2 += dj * dj
+        ws1[j] = s1
+        ws2[j] = s2
+        wk[j] = kv
+    return s1, s2, kv, pos
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_bands(x, n, mult, first, a1, a2, ak, up, mid, dn):
+    """The bands of bars first.. from their sums (vectorised), then the two-pass fallback."""
+    for j in range(up.shape[0]):
+        m1 = a1[j] / n
+        m2 = a2[j] / n
+        var = m2 - m1 * m1
+        mean = ak[j] + m1
+        band = mult * math.sqrt(var)
+        nan = var != var
+        up[j] = NAN if nan else mean + band
+        mid[j] = NAN if nan else mean
+        dn[j] = NAN if nan else mean - band
+        ak[j] = 1.0 if var < 1e-4 * m2 else 0.0  # K is used: now the fallback's flag
+    for j in range(up.shape[0]):
+        if ak[j] != 0.0:
+            var, mean = _two_pass(x, first + j, n)
+            if var != var:
+                up[j] = NAN
+                mid[j] = NAN
+                dn[j] = NAN
+            else:
+                band = mult * math.sqrt(var)
+                up[j] = mean + band
+                mid[j] = mean
+                dn[j] = mean - band
+
+
+@njit(**_FLAGS)
+def bbands_fast(p, x, out, work):
+    """work: 3 rows of at least 1 (s1, s2, K of a chunk's bars)."""
+    if _has_nan(x):
+        return False
+    size = x.shape[0]
+    n = int(p[0])
+    step = work.shape[1]
+    s1 = 0.0
+    s2 = 0.0
+    kv = x[0] if size > 0 else 0.0
+    pos = 0  # the ring position after the bar, as var_push's
+    for g in range(0, size, step):
+        g1 = min(g + step, size)
+        s1, s2, kv, pos = _bb_sums(x, g, g1, n, s1, s2, kv, pos, work[0], work[1], work[2])
+        first = max(g, min(n - 1, g1))  # the chunk's first bar with a full window
+        _nan_rows(out, g, first)
+        f = first - g
+        m = g1 - g
+        up = out[0, first:g1]
+        mid = out[1, first:g1]
+        dn = out[2, first:g1]
+        _bb_bands(x, n, p[1], first, work[0, f:m], work[1, f:m], work[2, f:m], up, mid, dn)
+    return True

@@ -1,0 +1,121 @@
+"""The batch fast paths (models/indicators/_batch_nb.py) against the step driver they replace
+on series without NaN: the same bits for every indicator, at many parameters and lengths
+(shorter than the window, exactly the window, many chunks), with ties and signed zeros; and
+a NaN anywhere sends the batch to the step driver (the NaN-skipping rule)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import pytest
+
+from models.indicators import indicator, indicator_names
+from tests.indicator_cases import SMALL, as_columns, inputs_of, same_bits
+
+
+def _bars(n: int, seed: int, rounded: bool) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    wick = np.abs(rng.normal(0, 0.3, (2, n)))
+    bars = {
+        "open": close + rng.normal(0, 0.1, n),
+        "high": close + wick[0],
+        "low": close - wick[1],
+        "close": close,
+        "volume": rng.integers(0, 1_000, n).astype(np.float64),
+        "session": (np.arange(n) // 50).astype(np.float64),
+    }
+    if rounded:  # flat runs and equal extremes exercise the tie rules
+        bars = {k: np.round(v, 0) for k, v in bars.items()}
+    return bars
+
+
+def _same(ind, bars: dict[str, np.ndarray]) -> None:
+    cols = inputs_of(ind, bars)
+    fast = as_columns(ind.batch(*cols))
+    step = as_columns(ind.batch_stepwise(*cols))
+    for f, s in zip(fast, step, strict=True):
+        assert same_bits(f, s), (ind, len(cols[0]))
+
+
+PERIODS = (1, 2, 3, 4, 5, 7, 14, 20, 33, 64, 65, 300)
+
+
+@pytest.mark.parametrize("name", indicator_names())
+def test_batch_equals_the_step_driver_bit_for_bit(name: str) -> None:
+    inds = [indicator(name), indicator(name, **SMALL[name])]
+    d = indicator(name)
+    ints = [p for p, v in d.params.items() if isinstance(v, int)]
+    for period in PERIODS:
+        with contextlib.suppress(ValueError):  # e.g. macd needs fast < slow
+            inds.append(indicator(name, **dict.fromkeys(ints, period)))
+    for seed, size in enumerate((0, 1, 2, 5, 19, 20, 21, 64, 1_000, 7_001)):
+        for rounded in (False, True):
+            bars = _bars(size, seed, rounded)
+            for ind in inds:
+                _same(ind, bars)
+
+
+def test_signed_zeros_and_ties_in_the_rolling_extremes() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0, 2.0]), 5_000)
+    c = rng.choice(np.array([-1.0, 0.0, 1.0]), 5_000)
+    bars = {"high": x, "low": x[::-1].copy(), "close": c}
+    for name in ("donchian", "willr", "stochf", "stoch"):
+        for period in (1, 2, 3, 4, 5, 8, 9, 16, 17, 50, 3_000):
+            params = {"period": period} if name in ("donchian", "willr") else {"fastk": period}
+            _same(indicator(name, **params), bars)
+
+
+@pytest.mark.parametrize("name", indicator_names())
+def test_a_nan_anywhere_falls_back_to_the_step_driver(name: str) -> None:
+    bars = _bars(3_000, 11, False)
+    ind = indicator(name, **SMALL[name])
+    for where in (0, 1, 1_500, 2_999):
+        for col in ind.inputs:
+            gappy = {k: v.copy() for k, v in bars.items()}
+            gappy[col][where] = np.nan
+            out = as_columns(ind.batch(*inputs_of(ind, gappy)))
+            assert all(np.isnan(o[where]) for o in out), (ind, col, where)
+            _same(ind, gappy)
+
+
+def test_signed_zero_volumes_and_flat_closes_in_the_running_sums() -> None:
+    """obv's fast path adds -0.0 on an unchanged close where the step leaves the sum alone:
+    the same bits only if that holds for a sum of -0.0 too."""
+    rng = np.random.default_rng(5)
+    c = rng.choice(np.array([1.0, 2.0]), 2_000)
+    v = rng.choice(np.array([-0.0, 0.0, 1.0]), 2_000)
+    v[0] = -0.0
+    h = np.maximum(c, rng.choice(np.array([1.0, 2.0]), 2_000))
+    bars = {"high": h, "low": c.copy(), "close": c, "volume": v}
+    for name in ("obv", "ad", "adosc", "mfi"):
+        _same(indicator(name), bars)
+    assert np.signbit(indicator("obv").batch(c[:3] * 0 + 1.0, np.array([-0.0, 0.0, -0.0]))[-1])
+
+
+def test_bbands_plateaus_take_the_two_pass_variance() -> None:
+    """Flat runs after a jump leave the shifted sums far from the window (the variance lost in
+    cancellation), which sends both paths to the two-pass variance, summed in the ring's slot
+    order; it makes most flat windows' band exactly 0 (not all: where the running sums keep a
+    residue of rounding but no cancellation, the step keeps the tiny variance it computed)."""
+    rng = np.random.default_rng(9)
+    levels = np.repeat(rng.normal(100, 30, 400).round(3), rng.integers(1, 40, 400))
+    x = levels + np.where(rng.random(levels.size) < 0.05, 0.001, 0.0)
+    for period in (2, 3, 5, 20, 21):
+        ind = indicator("bbands", period=period)
+        _same(ind, {"close": x})
+        upper, middle, _lower = ind.batch(x)
+        w = period
+        flat = np.array([t >= w - 1 and np.all(x[t + 1 - w : t + 1] == x[t]) for t in range(x.size)])
+        assert np.mean(upper[flat] == middle[flat]) > 0.4, period
+
+
+def test_read_only_inputs_take_the_fast_path_too() -> None:
+    """Arrays from a DataFrame or a memory map may be read-only; Numba types them apart."""
+    bars = _bars(3_000, 4, False)
+    for v in bars.values():
+        v.setflags(write=False)
+    for name in indicator_names():
+        _same(indicator(name), bars)
