@@ -9,8 +9,10 @@ from kernel.run_status import run_status
 __all__ = [
     "EXIT_DAMAGED",
     "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_REFUSED",
+    "EXIT_TERMINATED",
     "EXIT_UNFINISHED",
     "EXIT_VENUE",
     "unfinished_status",
@@ -22,6 +24,8 @@ EXIT_REFUSED = 2  # bad arguments, configuration, data or a path that is not a j
 EXIT_UNFINISHED = 3  # a sound journal of a run that never finished (no run.finished.v1)
 EXIT_VENUE = 4  # tape paper / live: the venue could not be reached or refused (--resume carries on)
 EXIT_INTERNAL = 70  # a bug: an unexpected exception (TAPE_TRACEBACK=1 shows its traceback)
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): stopped, what was committed stays
+EXIT_TERMINATED = 143  # SIGTERM: stopped as a Ctrl-C is
 
 
 def unfinished_status(journal: Journal) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -19,8 +22,10 @@ from cli.compare_cmd import add_compare_parser, cmd_compare
 from cli.exits import (
     EXIT_DAMAGED,
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_TERMINATED,
     EXIT_UNFINISHED,
     EXIT_VENUE,
     unfinished_status,
@@ -311,8 +316,47 @@ _USER_ERRORS = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+class Stopped(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM (``kill``, systemd, a scheduler's timeout) while a verb runs:
+    it stops where it is, what was committed stays, and the verb says so in one line (exit 130
+    or 143). Not a ``KeyboardInterrupt``: CPython remembers one that passed through some of its
+    own frames and, at exit, kills the process with SIGINT although the verb caught it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped(signum)
+
+
+def main(argv: Sequence[str] | None = None, *, program: bool = False) -> int:
+    """Run one verb; its exit status. ``program``: this process is ``tape`` itself
+    (``entry``), so a signal that comes after the verb has finished is ignored rather than
+    killing the process on its way out; called in-process, the handlers are put back."""
     args = _parser().parse_args(argv)
+    # A verb with its own handling (follow, paper, live, scheduler) installs it over these for
+    # its run. Not in a thread other than the main one (a test harness), and SIGINT only where
+    # it is not ignored (a background job's).
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _stop)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _stop)
+    try:
+        return _run(args)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_IGN if program else handler)
+
+
+def entry() -> None:
+    """The ``tape`` program (``[project.scripts]``, ``python -m cli.main``)."""
+    sys.exit(main(program=True))
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         if args.verb in ("projections", "audit"):
             return projections_cmd.COMMANDS[(args.verb, getattr(args, "projections_verb", None))](args)
@@ -327,9 +371,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(args, error, prefix="venue")
         console.print("the journal holds what arrived (sound, replays); carry the session on with --resume")
         return EXIT_VENUE
-    except KeyboardInterrupt:
-        console.print("interrupted: what was committed stays (a journal cut short is an unfinished run)")
-        return 130
+    except (Stopped, KeyboardInterrupt) as stop:
+        term = isinstance(stop, Stopped) and stop.signum == signal.SIGTERM
+        what = "terminated" if term else "interrupted"
+        console.print(f"{what}: what was committed stays (a journal cut short is an unfinished run)")
+        return EXIT_TERMINATED if term else EXIT_INTERRUPTED
     except Exception as error:
         if os.environ.get("TAPE_TRACEBACK"):
             raise
@@ -351,4 +397,4 @@ def _print_error(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

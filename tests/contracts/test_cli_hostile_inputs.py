@@ -12,8 +12,8 @@ ledger that was never built (or a foreign database, or a mistyped PostgreSQL sch
 
 Data files (header-only, a header that is not UTF-8, a bare carriage return, text in a price
 column, a binary file) go through `tape ingest`: refused naming the file, the lake unchanged.
-Signals mid-command are covered for `projections follow` (test_follow_signals.py); others are
-still to add.
+Signals mid-command: test_cli_signals.py (backtest, replay, verify, report, rebuild) and
+test_follow_signals.py (`projections follow`).
 """
 
 from __future__ import annotations
