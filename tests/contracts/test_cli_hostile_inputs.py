@@ -117,6 +117,12 @@ def _killed(source: Path, target: Path) -> None:
             copy.append(record.event())
 
 
+def _bare_lmdb(path: Path) -> None:
+    import lmdb
+
+    lmdb.open(str(path), max_dbs=4).close()
+
+
 def _foreign_sqlite(path: Path) -> None:
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE notes (x)")
@@ -143,6 +149,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
         damage(root / name)
     _killed(good, root / "killed")
     (root / "no-data-mdb").mkdir()
+    _bare_lmdb(root / "bare-lmdb")  # a backtest killed while it created its journal
     (root / "a-file").write_text("not a journal\n")
     for name, damage in {
         "truncated.sqlite": lambda p: os.truncate(p, p.stat().st_size // 3),
@@ -167,6 +174,7 @@ JOURNALS = [
     ("btree-root", EXIT_DAMAGED),
     ("truncated.sqlite", EXIT_DAMAGED),
     ("no-data-mdb", EXIT_REFUSED),
+    ("bare-lmdb", EXIT_REFUSED),
     ("a-file", EXIT_REFUSED),
     ("missing", EXIT_REFUSED),
     ("text.sqlite", EXIT_REFUSED),
