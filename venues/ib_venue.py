@@ -289,6 +289,7 @@ class IbVenue:
         self._subscribed: dict[int, int] = {}  # reqId -> instrument_id
         self._bars: dict[int, asyncio.Queue[VenueBar | VenueError]] = {}
         self._day_open_ms: dict[int, int] = {}
+        self._handed: dict[int, int] = {}  # instrument_id -> the newest bar open handed out
 
     @property
     def name(self) -> str:
@@ -864,8 +865,7 @@ class IbVenue:
         connection or 1101 (data lost) ends it with a ``VenueError``, after which the session
         watches again (a new subscription) and fetches what it missed (``fetch_bars``)."""
         if instrument_id not in self._subscriptions:
-            await self._subscribe(instrument_id, timeframe)
-            return []  # subscribed: the caller fetches what closed while it was not (fetch_bars)
+            return self._handed_out(instrument_id, await self._subscribe(instrument_id, timeframe))
         queue = self._bars[instrument_id]
         items = [await queue.get()]
         while not queue.empty():
@@ -875,9 +875,15 @@ class IbVenue:
             if isinstance(item, VenueError):
                 raise item
             bars.append(item)
+        return self._handed_out(instrument_id, bars)
+
+    def _handed_out(self, instrument_id: int, bars: list[VenueBar]) -> list[VenueBar]:
+        if bars:
+            newest = max(bar.open_ms for bar in bars)
+            self._handed[instrument_id] = max(self._handed.get(instrument_id, newest), newest)
         return bars
 
-    async def _subscribe(self, instrument_id: int, timeframe: str) -> None:
+    async def _subscribe(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
         if not self.ib.isConnected():
             raise VenueError("VENUE_UNAVAILABLE", "not connected to TWS", retriable=True)
         contract = self.contracts[instrument_id]
@@ -899,6 +905,12 @@ class IbVenue:
         self._subscriptions[instrument_id] = bars
         self._subscribed[bars.reqId] = instrument_id
         self.stats["bars.subscribed"] += 1
+        handed = self._handed.get(instrument_id)
+        if handed is None:  # nothing handed out yet: no gap to fill
+            return []
+        inst = self.instruments[instrument_id]
+        closed = [self._venue_bar(inst, row) for row in list(bars)[:-1]]  # the last one is forming
+        return [bar for bar in closed if bar is not None and bar.open_ms > handed]
 
     def _lose_bars(self, why: str) -> None:
         """Every subscription ended (a drop, or IB lost the data): each watcher hears it."""
@@ -950,7 +962,7 @@ class IbVenue:
             if since_ms is None or bar.open_ms >= since_ms:
                 out.append(bar)
         self.stats["bars.fetched"] += len(out)
-        return out[-limit:] if limit else out
+        return self._handed_out(instrument_id, out[-limit:] if limit else out)
 
     async def _history(self, instrument_id: int, span_s: int, timeframe: str) -> Any:
         return await self._request(

@@ -9,6 +9,7 @@ that cannot be reached exits 4 with one line. No API keys are read for IB."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -164,6 +165,10 @@ def test_an_ib_session_trades_reconciles_and_replays(
     days = [e.day for e in events if isinstance(e, DayClosed)]
     for day in (days[3], days[-1]):
         assert main(["replay", str(journal), "--day", str(day)]) == 0
+    report = tmp_path / "report.json"  # the report's fees: IB's commission reports, to the cent
+    assert main(["report", str(journal), "--json", str(report)]) == 0
+    fees = json.loads(report.read_text())["summary"]["fees"]
+    assert round(fees * 100) == sum(cents(ex.commission) for ex in tws.executions) > 0
 
 
 def test_a_killed_ib_session_resumes_without_sending_an_order_twice(
@@ -237,3 +242,23 @@ def test_ib_refusals_are_clear(
     keyed.write_text(config.read_text().replace('venue = "ib"', 'venue = "ib"\nsecrets_file = "/tmp/k.toml"'))
     assert main(["live", str(keyed)]) == 2
     assert "IB has no API keys" in capsys.readouterr().out
+
+
+def test_ib_settings_journal_the_old_bytes_and_the_shipped_config_loads() -> None:
+    """The [live] rows IB added leave a Binance configuration's journaled bytes as they were
+    (``LATER_DEFAULTS``); ``cli/defaults/live_ib.toml`` reads as an IB session."""
+    from cli.wiring import load_config
+    from sim.backtest import BacktestConfig, LiveConfig
+
+    shipped = load_config(ROOT / "cli" / "defaults" / "live_ib.toml")
+    assert shipped.live is not None and shipped.live.venue == "ib" and shipped.paper is not None
+    assert (shipped.live.port, shipped.live.client_id, shipped.paper.exchange) == (7497, 1, "ib")
+    assert not shipped.us_regulatory_fees
+    binance = msgspec.structs.replace(
+        shipped, live=LiveConfig(), paper=msgspec.structs.replace(shipped.paper, exchange="binance")
+    )
+    text = binance.canonical_json()
+    live = json.loads(text)["live"]
+    assert not {"venue", "host", "port", "client_id", "account"} & set(live), live
+    assert BacktestConfig.from_json(text).live == LiveConfig()
+    assert '"venue":"ib"' in shipped.canonical_json()

@@ -149,3 +149,17 @@ def test_bar_sizes_and_durations() -> None:
     assert duration_text(90_000, "1m") == "2 D"
     assert duration_text(3 * DAY_S, "1d") == "3 D"
     assert duration_text(400 * DAY_S, "1d") == "2 Y"
+
+
+async def test_a_new_subscription_hands_out_what_closed_since_the_last_bar_handed_out(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """A resumed session catches up, then subscribes: a bar that closed in between comes with
+    the subscription's first answer (and nothing handed out before comes again)."""
+    await tws.play_step()
+    await tws.play_step()
+    caught = await venue.fetch_bars(1, "1d", since_ms=FIRST_OPEN_S * 1000)
+    assert [b.open_ms // 1000 for b in caught] == [FIRST_OPEN_S, FIRST_OPEN_S + DAY_S]
+    await tws.play_step()  # closes between the catch-up and the subscription
+    got = await venue.watch_bars(1, "1d")
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + 2 * DAY_S]
