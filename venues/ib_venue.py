@@ -286,10 +286,11 @@ class IbVenue:
         self.what_to_show = "TRADES"
         self.use_rth = True  # regular trading hours, as daily data sets are
         self._subscriptions: dict[int, Any] = {}  # instrument_id -> ib_async BarDataList
-        self._subscribed: dict[int, int] = {}  # reqId -> instrument_id
         self._bars: dict[int, asyncio.Queue[VenueBar | VenueError]] = {}
         self._day_open_ms: dict[int, int] = {}
         self._handed: dict[int, int] = {}  # instrument_id -> the newest bar open handed out
+        self._lost: set[int] = set()  # ids of the subscriptions (BarDataList) that ended
+        self._ended: list[Any] = []
 
     @property
     def name(self) -> str:
@@ -878,10 +879,15 @@ class IbVenue:
         return self._handed_out(instrument_id, bars)
 
     def _handed_out(self, instrument_id: int, bars: list[VenueBar]) -> list[VenueBar]:
-        if bars:
-            newest = max(bar.open_ms for bar in bars)
-            self._handed[instrument_id] = max(self._handed.get(instrument_id, newest), newest)
-        return bars
+        """``bars`` less any handed out before (a closed bar is final: once is enough), noted."""
+        handed = self._handed.get(instrument_id)
+        fresh = sorted(
+            (bar for bar in bars if handed is None or bar.open_ms > handed), key=lambda bar: bar.open_ms
+        )
+        self.stats["bars.again"] += len(bars) - len(fresh)
+        if fresh:
+            self._handed[instrument_id] = fresh[-1].open_ms
+        return fresh
 
     async def _subscribe(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
         if not self.ib.isConnected():
@@ -903,7 +909,6 @@ class IbVenue:
             )
         )
         self._subscriptions[instrument_id] = bars
-        self._subscribed[bars.reqId] = instrument_id
         self.stats["bars.subscribed"] += 1
         handed = self._handed.get(instrument_id)
         if handed is None:  # nothing handed out yet: no gap to fill
@@ -916,14 +921,19 @@ class IbVenue:
         """Every subscription ended (a drop, or IB lost the data): each watcher hears it."""
         for iid in list(self._subscriptions):
             bars = self._subscriptions.pop(iid)
-            self._subscribed.pop(bars.reqId, None)
+            self._lost.add(id(bars))  # by identity: request ids start again after a reconnect
+            self._ended.append(bars)  # kept, so that its id is not reused
             self._bars[iid].put_nowait(VenueError("VENUE_UNAVAILABLE", why, retriable=True))
             self.stats["bars.subscription_lost"] += 1
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
-        """IB started a new bar: the one before it is closed and handed out."""
-        iid = self._subscribed.get(bars.reqId)
-        if iid is None or not has_new_bar or len(bars) < 2:
+        """IB started a new bar: the one before it is closed and handed out. The subscription is
+        known by its contract, not its request id: TWS may send updates right behind its first
+        answer, before the request's caller has resumed; ended subscriptions are ignored."""
+        if not has_new_bar or len(bars) < 2 or not bars.keepUpToDate or id(bars) in self._lost:
+            return
+        iid = self._by_con_id.get(bars.contract.conId)
+        if iid is None or iid not in self._bars:
             return
         try:
             bar = self._venue_bar(self.instruments[iid], bars[-2])

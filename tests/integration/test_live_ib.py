@@ -174,8 +174,11 @@ def test_an_ib_session_trades_reconciles_and_replays(
 def test_a_killed_ib_session_resumes_without_sending_an_order_twice(
     market: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """SIGKILL twice; while the session is down TWS plays on (two bars), so each resume fetches
-    the bars it missed up to TWS's time before it watches again."""
+    """SIGKILL twice. The first kill comes as soon as an order (a limit at the close) reaches
+    TWS, which holds its market meanwhile, then fills it on the bars it plays while the session
+    is down: the resume finds the order by its orderRef instead of sending it again and books
+    the execution it missed. The second comes after five fills. While the session is down TWS plays on (two
+    bars), so each resume fetches the bars it missed up to TWS's time before it watches again."""
     full, history = market
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
@@ -187,28 +190,38 @@ def test_a_killed_ib_session_resumes_without_sending_an_order_twice(
     argv = [sys.executable, "-m", "cli.main", "live", str(config)]
     try:
         player = fake.spawn(tws.play(25))
-        for fills_before_kill in (2, 5):
+        tws.pause_on_order = True
+        for killed_when in ("an order reached TWS", "five fills"):
             process = subprocess.Popen(
                 argv + (["--resume"] if journal.exists() else []),
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
             deadline = time.monotonic() + 40
-            while count_events(journal, OrderFilled) < fills_before_kill and time.monotonic() < deadline:
-                time.sleep(0.05)
+            while time.monotonic() < deadline and not (
+                tws.orders if tws.pause_on_order else count_events(journal, OrderFilled) >= 5
+            ):
+                time.sleep(0.005)
             process.send_signal(signal.SIGKILL)
             output, _ = process.communicate(timeout=20)
-            assert count_events(journal, OrderFilled) >= fills_before_kill, output[-3000:]
+            assert time.monotonic() < deadline, f"{killed_when}: not reached ({tws})\n{output[-3000:]}"
+            first = tws.pause_on_order
+            tws.pause_on_order = tws.paused = False
             played = tws.played
             for _ in range(2):  # the market goes on while the session is down
                 fake.call(tws.play_step())
             assert tws.played == min(played + 2, len(next(iter(tws.market.values()))))
+            if first:  # the order the session sent filled while it was down
+                assert tws.executions and count_events(journal, OrderFilled) == 0
         done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
         player.result(10)
         events = check_books(journal, tws)
     finally:
         fake.close()
-    assert [e.when for e in events if isinstance(e, VenueReconciled)].count("resume") == 2
+    resumed = [e for e in events if isinstance(e, VenueReconciled) and e.when == "resume"]
+    assert len(resumed) == 2 and resumed[0].fills_recovered >= 1, resumed
+    for line in (line for r in resumed for line in r.differences):  # sent by no one: rejected
+        assert line.endswith("journaled, never reached the venue"), line
     bars = [e for e in events if isinstance(e, BarsReceived)]
     assert sorted({e.ts_ns for e in bars}) == [int(ts) for ts in panel.ts_ns[HISTORY:]]  # none lost
     days = [e.day for e in events if isinstance(e, DayClosed)]

@@ -168,6 +168,9 @@ class FakeTws:
     played: int = 0  # bars closed so far (each contract's bar[played] is forming)
     pace_history: int = 0  # the next N historical-data requests refused with 162 (pacing)
     after_bar: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # bar n -> errors sent
+    paused: bool = False  # ``play`` plays no bar while set
+    play_on_subscribe: bool = False  # close a bar in the same write as the next subscription's answer
+    pause_on_order: bool = False  # set ``paused`` when an order arrives (a drill kills meanwhile)
 
     def __post_init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
@@ -342,6 +345,7 @@ class FakeTws:
             account=f[23],
         )
         self.orders[order_id] = order
+        self.paused = self.paused or self.pause_on_order
         self._open_order(w, order)
         self._status(w, order)
         for shares, price, commission in self.market_fills.get(order_ref, []):
@@ -470,6 +474,9 @@ class FakeTws:
         self._send(w, [17, req_id, "", "", len(bars), *rows])
         if keep:
             self._subscriptions[(w, req_id)] = con_id
+            if self.play_on_subscribe:  # a bar closes right behind the first answer
+                self.play_on_subscribe = False
+                self._play_bar()
 
     def _update(self, w: asyncio.StreamWriter, req_id: int, b: FakeBar) -> None:
         """HISTORICAL_DATA_UPDATE: reqId, barCount, date, open, close, high, low, WAP, volume."""
@@ -482,6 +489,14 @@ class FakeTws:
         """Close the forming bar of every contract (its final update, then the next bar's
         first), fill resting limit orders it crossed, send the errors due after it. False: no
         bar left."""
+        if not self._play_bar():
+            return False
+        for w in list(self._writers):
+            with _suppress():
+                await w.drain()
+        return True
+
+    def _play_bar(self) -> bool:
         if not self.market or self.played >= len(next(iter(self.market.values()))):
             return False
         closing = {con_id: bars[self.played] for con_id, bars in self.market.items()}
@@ -504,16 +519,13 @@ class FakeTws:
             self.error_all(-1, code, text)
             if code == 1101:  # restored, data lost: the market data subscriptions are gone
                 self._subscriptions.clear()
-        for w in list(self._writers):
-            with _suppress():
-                await w.drain()
         return True
 
     async def play(self, speed: float, *, wait_for_all: bool = True) -> None:
         """A bar every ``1 / speed`` s while every contract is subscribed (``wait_for_all``),
         until the market ends: a session that is down misses no bar."""
         while self.market and self.played < len(next(iter(self.market.values()))):
-            if wait_for_all and self.subscribed() != set(self.market):
+            if self.paused or (wait_for_all and self.subscribed() != set(self.market)):
                 await asyncio.sleep(0.01)
                 continue
             if not await self.play_step():

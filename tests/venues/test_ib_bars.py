@@ -163,3 +163,14 @@ async def test_a_new_subscription_hands_out_what_closed_since_the_last_bar_hande
     await tws.play_step()  # closes between the catch-up and the subscription
     got = await venue.watch_bars(1, "1d")
     assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + 2 * DAY_S]
+
+
+async def test_a_bar_closing_right_behind_the_subscriptions_answer_is_not_lost(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """TWS writes the first update in the same packet as its answer: the bar still counts."""
+    tws.play_on_subscribe = True
+    assert await venue.watch_bars(1, "1d") == []
+    got = await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S]
+    assert venue.stats["bars.closed"] == 1
