@@ -255,7 +255,7 @@ class FakeTws:
             4: lambda w, f: self._cancel(w, int(f[2])),  # cancelOrder: version, orderId, time
             8: lambda w, f: self._send(w, [9, 1, self._next_id()]),  # reqIds
             20: self._historical,
-            25: lambda w, f: self._subscriptions.pop((w, int(f[2])), None),  # cancelHistoricalData
+            25: lambda w, f: self._unsubscribe(w, int(f[2])),  # cancelHistoricalData
             49: lambda w, f: self._send(w, [49, 1, self.now_s()]),  # reqCurrentTime
         }
         handler = handlers.get(int(f[0]))
@@ -441,7 +441,8 @@ class FakeTws:
             if len(last.date) == 8
             else str(last.open_s + span)
         )
-        return FakeBar(date, last.close_s, last.close_s + span, *([last.close] * 4), "0")
+        px = last.close
+        return FakeBar(date, last.close_s, last.close_s + span, px, px, px, px, "0")
 
     def _historical(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         """REQ_HISTORICAL_DATA: reqId, contract (12 fields), includeExpired, endDateTime,
@@ -481,6 +482,9 @@ class FakeTws:
     def _update(self, w: asyncio.StreamWriter, req_id: int, b: FakeBar) -> None:
         """HISTORICAL_DATA_UPDATE: reqId, barCount, date, open, close, high, low, WAP, volume."""
         self._send(w, [90, req_id, 1, b.date, b.open, b.close, b.high, b.low, b.close, b.volume])
+
+    def _unsubscribe(self, w: asyncio.StreamWriter, req_id: int) -> None:
+        self._subscriptions.pop((w, req_id), None)
 
     def subscribed(self) -> set[int]:
         return set(self._subscriptions.values())
@@ -651,19 +655,13 @@ def market_from_dataset(
             close_s = int(panel.ts_ns[row]) // 1_000_000_000
             if int(panel.ts_ns[row]) < first_close_ns or not panel.valid[row, column]:
                 continue
-            price = [
+            o, h, low, c = (
                 str(to_decimal(int(a[row, column]), inst.price_digits))
                 for a in (panel.open, panel.high, panel.low, panel.close)
-            ]
-            bars.append(
-                FakeBar(
-                    str(int(panel.day[row])) if daily else str(close_s - interval_s),
-                    close_s - interval_s,
-                    close_s,
-                    *price,
-                    str(to_decimal(int(panel.volume[row, column]), inst.qty_digits)),
-                )
             )
+            volume = str(to_decimal(int(panel.volume[row, column]), inst.qty_digits))
+            date = str(int(panel.day[row])) if daily else str(close_s - interval_s)
+            bars.append(FakeBar(date, close_s - interval_s, close_s, o, h, low, c, volume))
         market[con_id] = bars
     return contracts, market
 
