@@ -1,13 +1,17 @@
-"""``tape live CONFIG``: the configured strategies trading at a venue through ccxt (Binance spot).
+"""``tape live CONFIG``: the configured strategies trading at a venue: Binance spot through ccxt,
+or Interactive Brokers through ib_async (``[live] venue``).
 
 A live session is a paper session (``cli.paper_cmd``: bars from the venue's websocket through
 the queue source, journaled before the kernel sees them) whose venue is the real one: the
 configuration's ``[venue] kind = "live"`` gives the kernel an ``OutboxVenue``, and this module's
 edge (``LiveEdge``)
 
-* reads the venue's keys from environment variables or a secrets file only its owner may read
-  (``[live]``); they go to the ccxt client only — never to the journal, the logs or a command
-  line;
+* builds the venue's adapter (``open_venue``, the one place a ``[live] venue`` becomes one):
+  for Binance it reads the keys from environment variables or a secrets file only its owner may
+  read (``[live]``; they go to the ccxt client only — never to the journal, the logs or a
+  command line); IB has no API keys (TWS / IB Gateway holds the login), so none are read: it
+  connects to ``live.host``:``live.port`` as ``live.client_id``, and its bars come from the
+  same connection (``IbVenue.watch_bars``: ``reqHistoricalData`` with ``keepUpToDate``);
 * reconciles before the first new order (``venues.live_bridge``): the book's open orders at
   the venue, orders there that this session did not send, fills it missed, balances; what it
   finds is journaled (``venue.reconciled.v1``) and, under ``on_difference = "halt"``, a halt goes
@@ -17,9 +21,7 @@ edge (``LiveEdge``)
   doubled), and hands the venue's answers in, numbered and stamped, for the kernel's next step;
 * reconciles again after every reconnect of the order streams.
 
-Interactive Brokers is not wired in yet: ``venues.ib_venue.IbVenue`` has the methods the bridge
-uses and is tested with it (``tests/venues/test_ib_venue.py``), but this command builds a
-``CcxtVenue`` only; what wiring it needs is in ``docs/live_ib.md`` ("Not built").
+Interactive Brokers: ``docs/live_ib.md``.
 
 ``--local-exchange MARKET`` trades a loopback Binance (``venues.local_exchange``) with the same
 keys, funded with the configured cash: the whole path with no account and no network.
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import stat
 import tomllib
@@ -40,23 +43,25 @@ from typing import Any
 import msgspec
 
 from cli.exits import EXIT_OK
-from cli.paper_cmd import Started, prepare_session, run_session, session_options
+from cli.paper_cmd import Started, open_ccxt_venue, prepare_session, run_session, session_options
 from cli.progress import console
 from cli.wiring import ConfigError
 from domain.events import CommandReceived, LedgerPosted, VenueConnection, decode_event
+from domain.instruments import Instrument
 from kernel.outbox import OutboxVenue
+from kernel.setup import RunSetup
 from sim.backtest import LiveConfig
-from venues.ccxt_venue import CcxtVenue, VenueError
+from venues.ccxt_venue import VenueError
 from venues.live_bridge import Book, LiveBridge, ReconcilePolicy, client_tag
 
-__all__ = ["LiveEdge", "add_live_parser", "cmd_live", "read_keys"]
+__all__ = ["LiveEdge", "add_live_parser", "cmd_live", "open_venue", "read_keys"]
 
 _REMEMBERED = frozenset({"order.submitted.v1", "venue.message_received.v1"})
 
 
 def add_live_parser(verbs: Any) -> None:
     live = verbs.add_parser(
-        "live", help="trade the config's strategies at a venue (Binance spot through ccxt)"
+        "live", help="trade the config's strategies at a venue (Binance spot, or IB through ib_async)"
     )
     live.add_argument("config", help='a run\'s TOML with [paper] (steps), [venue] kind = "live" and [live]')
     session_options(live)
@@ -67,11 +72,66 @@ def cmd_live(args: argparse.Namespace) -> int:
     if config.venue.kind != "live":
         raise ConfigError(f'{args.config}: tape live needs [venue] kind = "live" (and a [live] table)')
     settings = config.live or LiveConfig()
-    keys = read_keys(settings, os.environ)
+    assert config.paper is not None
+    if settings.venue == "ib" and config.paper.exchange != "ib":
+        raise ConfigError(
+            f'{args.config}: [live] venue = "ib" takes its bars from the same gateway: '
+            'set paper.exchange = "ib"'
+        )
+    keys = None if settings.venue == "ib" else read_keys(settings, os.environ)  # IB: the gateway's login
     edge = LiveEdge(keys, settings, config.initial_cash, testnet=settings.testnet)
     code = asyncio.run(run_session(config, market, player, carry_on=args.resume, edge=edge))
     edge.print_summary()
     return code if code != EXIT_OK else EXIT_OK
+
+
+async def open_venue(
+    settings: LiveConfig,
+    exchange: str,
+    exchange_config: dict[str, Any],
+    instruments: list[Instrument],
+    stack: contextlib.AsyncExitStack[Any],
+    setup: RunSetup,
+    interval_ns: int,
+) -> Any:
+    """The adapter a live session trades through, connected and closed with ``stack``: the one
+    place a ``[live] venue`` becomes one (a new venue adds a branch here)."""
+    if settings.venue == "ib":
+        return await _ib_venue(settings, instruments, stack, setup, interval_ns)
+    return await open_ccxt_venue(exchange, exchange_config, instruments, stack)  # Binance spot
+
+
+async def _ib_venue(
+    settings: LiveConfig,
+    instruments: list[Instrument],
+    stack: contextlib.AsyncExitStack[Any],
+    setup: RunSetup,
+    interval_ns: int,
+) -> Any:
+    """An ``IbVenue`` on TWS / IB Gateway at ``live.host``:``live.port``, connected (contracts
+    qualified), its bars mapped to the run's grid. ib_async's own log lines stay out of the
+    console (the adapter reports what matters as notes the session journals)."""
+    try:
+        import ib_async  # the live extra (also in dev)
+    except ImportError:
+        raise ConfigError(
+            "tape live with [live] venue = \"ib\" needs ib_async: pip install 'tape[live]'"
+        ) from None
+    from venues.ib_venue import IbVenue
+
+    logging.getLogger("ib_async").addHandler(logging.NullHandler())
+    venue = IbVenue(
+        ib_async.IB(),
+        instruments,
+        host=settings.host,
+        port=settings.port,
+        client_id=settings.client_id,
+        account=settings.account,
+    )
+    venue.bar_grid(setup.panel.ts_ns.tolist(), setup.panel.day.tolist(), interval_ns)
+    await venue.connect()
+    stack.push_async_callback(venue.close)
+    return venue
 
 
 def read_keys(settings: LiveConfig, environ: os._Environ[str] | dict[str, str]) -> tuple[str, str]:
@@ -130,22 +190,26 @@ class LiveEdge:
     """The live half of a session (module docstring); ``cli.paper_cmd.Edge``."""
 
     def __init__(
-        self, keys: tuple[str, str], settings: LiveConfig, initial_cash: str, *, testnet: bool = False
+        self, keys: tuple[str, str] | None, settings: LiveConfig, initial_cash: str, *, testnet: bool = False
     ) -> None:
-        self._keys = keys
+        self._keys = keys  # None: a venue without API keys (IB: the gateway holds the login)
+        self._settings = settings
         self._policy = ReconcilePolicy(settings.on_difference, settings.unknown_orders, settings.unsent)
         self._initial_cash = initial_cash
         self._testnet = testnet
-        self.name = "binance"
+        self.name = settings.venue
+        self.closed_bars = settings.venue == "ib"  # IbVenue hands out closed bars only
         self.bridge: LiveBridge | None = None
         self.reconciled: list[str] = []
         self._follow: asyncio.Task[None] | None = None
-        self._venue: CcxtVenue | None = None
+        self._venue: Any = None  # CcxtVenue or IbVenue
         self._started: Started | None = None
         self._journal: Any = None
         self._clock: Callable[[], int] = lambda: 0
 
     def exchange_config(self) -> dict[str, Any]:
+        if self._keys is None:
+            return {}
         config: dict[str, Any] = {"apiKey": self._keys[0], "secret": self._keys[1]}
         if self._testnet:
             config["sandbox"] = True
@@ -154,7 +218,20 @@ class LiveEdge:
     def local_balances(self, quote: str) -> dict[str, str]:
         return {quote: self._initial_cash}
 
-    async def start(self, venue: CcxtVenue, started: Started, journal: Any, clock: Callable[[], int]) -> None:
+    async def open_venue(
+        self,
+        exchange: str,
+        exchange_config: dict[str, Any],
+        instruments: list[Instrument],
+        stack: contextlib.AsyncExitStack[Any],
+        setup: RunSetup,
+        interval_ns: int,
+    ) -> Any:
+        return await open_venue(
+            self._settings, exchange, exchange_config, instruments, stack, setup, interval_ns
+        )
+
+    async def start(self, venue: Any, started: Started, journal: Any, clock: Callable[[], int]) -> None:
         outbox = started.kernel.setup.venue
         if not isinstance(outbox, OutboxVenue):
             raise ConfigError('tape live needs [venue] kind = "live"')
@@ -241,6 +318,11 @@ class LiveEdge:
         assert self.bridge is not None
         notes, self.bridge.connection = self.bridge.connection, []
         for ts_ns, note in notes:
+            console.print(
+                f"venue {self.name} ({note.stream}): {note.kind}{': ' + note.detail if note.detail else ''}",
+                soft_wrap=True,
+                markup=False,
+            )
             self._journal.append(
                 VenueConnection(
                     ts_ns=ts_ns, venue=self.name, stream=note.stream, state=note.kind, detail=note.detail

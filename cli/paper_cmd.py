@@ -86,6 +86,7 @@ from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
 __all__ = [
     "Edge",
+    "open_ccxt_venue",
     "Player",
     "Started",
     "add_command_parser",
@@ -204,14 +205,7 @@ def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig
         raise ConfigError(f'{args.config}: --local-exchange plays history: set paper.clock = "venue"')
     if args.speed <= 0:
         raise ConfigError(f"--speed must be positive, got {args.speed}")
-    try:
-        import ccxt.pro  # the live extra (also in dev)
-    except ImportError:
-        raise ConfigError(
-            f"{args.config}: tape {verb} reads a venue through ccxt: pip install 'tape[live]'"
-        ) from None
-    if not hasattr(ccxt.pro, config.paper.exchange):
-        raise ConfigError(f"{args.config}: paper.exchange: ccxt has no exchange {config.paper.exchange!r}")
+    _check_exchange(args, config, verb)
     config = _resolved(config)
     if args.disconnect_every < 0:
         raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
@@ -225,6 +219,33 @@ def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig
     if args.venue_port and (market is not None or not 0 < args.venue_port < 65536):
         raise ConfigError("--venue-port: a port (1-65535) of a local exchange; not with --local-exchange")
     return config, market, Player(args.speed, args.disconnect_every, fee, args.local_fee_in, args.venue_port)
+
+
+def _check_exchange(args: argparse.Namespace, config: BacktestConfig, verb: str) -> None:
+    """``paper.exchange``: a ccxt exchange, or ``ib`` for a live session trading IB."""
+    assert config.paper is not None
+    if config.paper.exchange == "ib":  # bars from TWS / IB Gateway, on the session's own connection
+        if verb != "live" or config.live is None or config.live.venue != "ib":
+            raise ConfigError(
+                f'{args.config}: paper.exchange = "ib" reads bars from the IB gateway a live session '
+                'trades through: tape live with [live] venue = "ib" (tape paper on IB bars is not built)'
+            )
+        if args.local_exchange or args.venue_port:
+            raise ConfigError(
+                "--local-exchange / --venue-port play a loopback Binance; an IB session trades the "
+                "gateway at live.host:live.port"
+            )
+    else:
+        try:
+            import ccxt.pro  # the live extra (also in dev)
+        except ImportError:
+            raise ConfigError(
+                f"{args.config}: tape {verb} reads a venue through ccxt: pip install 'tape[live]'"
+            ) from None
+        if not hasattr(ccxt.pro, config.paper.exchange):
+            raise ConfigError(
+                f"{args.config}: paper.exchange: ccxt has no exchange {config.paper.exchange!r}"
+            )
 
 
 def _resolved(config: BacktestConfig) -> BacktestConfig:
@@ -241,8 +262,9 @@ def _resolved(config: BacktestConfig) -> BacktestConfig:
 
 
 def venue_instruments(config: BacktestConfig, instruments: tuple[Instrument, ...]) -> list[Instrument]:
-    """The run's instruments under the venue's (ccxt) symbols: ``paper.symbols``, or the symbol
-    itself when it reads ``BASE/QUOTE``, or ``SYMBOL/CURRENCY``."""
+    """The run's instruments under the venue's symbols: ``paper.symbols``, or the symbol itself
+    when it reads ``BASE/QUOTE`` (or the venue is IB, whose contracts are named by symbol), or
+    ``SYMBOL/CURRENCY``."""
     assert config.paper is not None
     named = config.paper.symbols
     unknown = sorted(set(named) - {inst.symbol for inst in instruments})
@@ -251,7 +273,9 @@ def venue_instruments(config: BacktestConfig, instruments: tuple[Instrument, ...
     out = []
     for inst in instruments:
         symbol = named.get(inst.symbol) or (
-            inst.symbol if "/" in inst.symbol else f"{inst.symbol}/{inst.currency}"
+            inst.symbol
+            if "/" in inst.symbol or config.paper.exchange == "ib"
+            else f"{inst.symbol}/{inst.currency}"
         )
         out.append(msgspec.structs.replace(inst, symbol=symbol))
     return out
@@ -353,20 +377,41 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
     return journaled, Started(resumed.kernel, resumed.source, note)
 
 
+class BarVenue(Protocol):
+    """Where a session's bars come from (``CcxtVenue``, ``IbVenue``): the next updates of a
+    stream, and the bars since a time over a request (the catch-up after a gap)."""
+
+    async def watch_bars(self, instrument_id: int, timeframe: str) -> list[VenueBar]: ...
+
+    async def fetch_bars(
+        self, instrument_id: int, timeframe: str, *, since_ms: int | None = None, limit: int | None = None
+    ) -> list[VenueBar]: ...
+
+
 class Edge(Protocol):
-    """What a live session adds to a paper session (``cli.live_cmd``): the venue's keys, and
-    the bridge that sends the kernel's orders after each commit and hands the venue's answers
-    in."""
+    """What a live session adds to a paper session (``cli.live_cmd``): the venue (its keys, the
+    adapter ``open_venue`` builds), and the bridge that sends the kernel's orders after each
+    commit and hands the venue's answers in. ``closed_bars``: the venue hands out final bars
+    only (IB), so a step is complete once every name's bar is in."""
 
     name: str
+    closed_bars: bool
 
     def exchange_config(self) -> dict[str, Any]: ...
 
     def local_balances(self, quote: str) -> dict[str, str]: ...
 
-    async def start(
-        self, venue: CcxtVenue, started: Started, journal: Any, clock: Callable[[], int]
-    ) -> None: ...
+    async def open_venue(
+        self,
+        exchange: str,
+        exchange_config: dict[str, Any],
+        instruments: list[Instrument],
+        stack: Any,
+        setup: RunSetup,
+        interval_ns: int,
+    ) -> Any: ...
+
+    async def start(self, venue: Any, started: Started, journal: Any, clock: Callable[[], int]) -> None: ...
 
     async def after_commit(self) -> None: ...
 
@@ -448,7 +493,8 @@ async def _session(
     source = started.source
     interval, grace = frequency_ns(frequency), int(config.paper.grace_s * 1e9)
     ids = [inst.instrument_id for inst in instruments]
-    assembler = StepAssembler(ids, interval, grace, closed_bars=market is not None or player.port > 0)
+    closed = market is not None or player.port > 0 or (edge is not None and edge.closed_bars)
+    assembler = StepAssembler(ids, interval, grace, closed_bars=closed)
     grid = source.grid_ts
     if source.next_row > 0:  # a resumed session: steps before this one went already
         assembler.handed_to = int(grid[source.next_row - 1])
@@ -458,24 +504,10 @@ async def _session(
     pump.venue_name = config.paper.exchange
     kind = _market_type(config, instruments, local=market is not None or player.port > 0)
     async with contextlib.AsyncExitStack() as stack:
-        local = None
-        exchange_config: dict[str, Any] = {}
-        if market is not None:
-            first = int(grid[min(source.next_row, len(grid) - 1)])  # the next step's bars on
-            local = await stack.enter_async_context(
-                _local_exchange(market, instruments, first, interval, edge, config.currency, player)
-            )
-            exchange_config = local.ccxt_config(rate_limit_ms=5)
-        elif player.port:  # a local exchange running on its own (python -m venues.local_exchange)
-            from venues.local_exchange import ccxt_config as local_ccxt_config
-
-            keys = edge.exchange_config() if edge is not None else {"apiKey": "local-api-key", "secret": "-"}
-            exchange_config = local_ccxt_config(
-                player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5, market_type=kind
-            )
-        elif edge is not None:
-            exchange_config = edge.exchange_config()
-        venue = await _venue(config.paper.exchange, exchange_config, instruments, stack)
+        first = int(grid[min(source.next_row, len(grid) - 1)])  # the next step's bars on
+        local, venue = await _open_venues(
+            config, market, player, edge, instruments, stack, started, interval, kind, first
+        )
         clock = _clock(config.paper.clock, pump.assembler)
         pump.use_broker(config, started, clock, interval)
         if edge is not None:  # reconciled before the first new order; sends after each commit
@@ -500,6 +532,47 @@ async def _session(
             await asyncio.gather(*watchers, return_exceptions=True)
     pump.session.bars_received = pump.assembler.received
     return pump.session
+
+
+async def _open_venues(
+    config: BacktestConfig,
+    market: Path | None,
+    player: Player,
+    edge: Edge | None,
+    instruments: list[Instrument],
+    stack: contextlib.AsyncExitStack[Any],
+    started: Started,
+    interval: int,
+    kind: str,
+    first: int,
+) -> tuple[Any, Any]:
+    """The session's local exchange (``--local-exchange``; None otherwise) and the venue it
+    trades and takes bars from, both closed with ``stack``: a live edge's ([live] venue:
+    ``cli.live_cmd.open_venue``) or a ccxt client."""
+    assert config.paper is not None
+    local = None
+    exchange_config: dict[str, Any] = {}
+    if market is not None:
+        local = await stack.enter_async_context(
+            _local_exchange(market, instruments, first, interval, edge, config.currency, player)
+        )
+        exchange_config = local.ccxt_config(rate_limit_ms=5)
+    elif player.port:  # a local exchange running on its own (python -m venues.local_exchange)
+        from venues.local_exchange import ccxt_config as local_ccxt_config
+
+        keys = edge.exchange_config() if edge is not None else {"apiKey": "local-api-key", "secret": "-"}
+        exchange_config = local_ccxt_config(
+            player.port, keys["apiKey"], keys["secret"], rate_limit_ms=5, market_type=kind
+        )
+    elif edge is not None:
+        exchange_config = edge.exchange_config()
+    if edge is not None:
+        venue = await edge.open_venue(
+            config.paper.exchange, exchange_config, instruments, stack, started.kernel.setup, interval
+        )
+    else:
+        venue = await open_ccxt_venue(config.paper.exchange, exchange_config, instruments, stack)
+    return local, venue
 
 
 async def _funding_feed(
@@ -538,9 +611,10 @@ def _market_type(config: BacktestConfig, instruments: list[Instrument], *, local
     return kind
 
 
-async def _venue(
+async def open_ccxt_venue(
     exchange: str, exchange_config: dict[str, Any], instruments: list[Instrument], stack: Any
 ) -> CcxtVenue:
+    """A ccxt.pro client for ``exchange`` (closed with ``stack``) and its markets loaded."""
     import ccxt.pro  # the live extra (also in dev)
 
     factory = getattr(ccxt.pro, exchange, None)
@@ -623,7 +697,7 @@ class _Pump:
         self.session.stopped = why
         self.stop.set()
 
-    async def watch(self, venue: CcxtVenue, instrument_id: int, frequency: str) -> None:
+    async def watch(self, venue: BarVenue, instrument_id: int, frequency: str) -> None:
         """One instrument's bars from the websocket. After a failure it waits (longer each time),
         watches again and, once the stream answers, fetches over REST the bars it missed (those
         played while no subscription was live), before the stream's own."""
@@ -782,7 +856,7 @@ class _Pump:
             else:
                 self.heartbeats.append((True, rtt, ""))
 
-    async def catch_up(self, venue: CcxtVenue, ids: list[int], frequency: str, since_ms: int) -> None:
+    async def catch_up(self, venue: BarVenue, ids: list[int], frequency: str, since_ms: int) -> None:
         """The bars each name's venue played from ``since_ms`` on (a resumed session's gap)."""
         for instrument_id in ids:
             self._take(instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since_ms))

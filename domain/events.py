@@ -875,9 +875,11 @@ class VenueConnection(Event, frozen=True, tag="venue.connection.v1"):
     """INPUT: a change in a live session's connection to its venue, as the adapter saw it:
     ``state`` is ``disconnected`` (a stream dropped; it backs off and watches again),
     ``reconciled`` (caught up over REST after a drop), ``polling`` (websockets kept failing:
-    REST polling instead) or ``bad_message`` (a venue message that could not be read).
-    ``stream``: ``orders``, ``fills``, ``user`` or ``rest``. No state of the kernel changes; the
-    cockpit and the alert rules read them."""
+    REST polling instead) or ``bad_message`` (a venue message that could not be read); from
+    IB also ``restored`` (1101 / 1102), ``pacing`` (a request refused for its rate, asked again)
+    and ``gave_up`` (reconnects exhausted). ``stream``: ``orders``, ``fills``, ``user`` or
+    ``rest``; IB's ``ib-server`` (TWS to IB), ``socket`` (the API socket) or ``ib``. No state
+    of the kernel changes; the cockpit and the alert rules read them."""
 
     venue: str
     stream: str

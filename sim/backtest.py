@@ -263,6 +263,7 @@ LIVE_POLICIES = {
     "on_difference": ("halt", "warn"),
     "unknown_orders": ("leave", "cancel"),
     "unsent": ("reject", "send"),
+    "venue": ("binance", "ib"),
 }
 LIVE_MARKETS = ("spot", "usdm")
 
@@ -277,8 +278,18 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     * ``unknown_orders``: open orders at the venue that this session did not send: ``leave``
       them (reported) or ``cancel`` them;
     * ``unsent``: an order journaled before a crash that never reached the venue: ``reject`` it
-      (the decision is stale; the next decision sizes again) or ``send`` it now."""
+      (the decision is stale; the next decision sizes again) or ``send`` it now.
 
+    ``venue``: ``binance`` (spot, through ccxt; the keys above) or ``ib`` (Interactive Brokers
+    through ib_async: TWS or IB Gateway at ``host``:``port`` as API client ``client_id``, trading
+    ``account`` — "" = the gateway's only account). IB has no API keys: the gateway holds the
+    login, so ``keys_env`` / ``secrets_file`` are not read for it (docs/live_ib.md)."""
+
+    venue: str = "binance"
+    host: str = "127.0.0.1"
+    port: int = 7497  # TWS paper trading's default API port (IB Gateway: 4002 paper, 4001 live)
+    client_id: int = 1
+    account: str = ""
     keys_env: str = "TAPE_BINANCE"
     secrets_file: str = ""
     on_difference: str = "halt"
@@ -297,6 +308,16 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
             raise ValueError("live: name keys_env (environment variables) or secrets_file")
         if self.keys_env and not self.keys_env.replace("_", "").isalnum():
             raise ValueError(f"live.keys_env must be a variable name prefix, got {self.keys_env!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"live.port must be a TCP port (1-65535), got {self.port}")
+        if self.client_id < 0:
+            raise ValueError(f"live.client_id must be >= 0, got {self.client_id}")
+        if self.venue == "ib" and self.market != "spot":
+            raise ValueError('live.market = "usdm" is Binance USD-M perpetuals: not with venue = "ib"')
+        if self.venue == "ib" and self.secrets_file:
+            raise ValueError(
+                "live.secrets_file: IB has no API keys (TWS / IB Gateway holds the login); leave it out"
+            )
 
 
 class Window(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -581,6 +602,11 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("paper", "latency_jitter_ms"), 0),
     (("paper", "quotes"), False),
     (("paper", "heartbeat_s"), 0.0),  # no heartbeats before it
+    (("live", "venue"), "binance"),  # [live] before Interactive Brokers: Binance spot
+    (("live", "host"), "127.0.0.1"),
+    (("live", "port"), 7497),
+    (("live", "client_id"), 1),
+    (("live", "account"), ""),
 )
 
 

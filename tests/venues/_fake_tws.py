@@ -1,20 +1,33 @@
 """A loopback fake of TWS / IB Gateway speaking the TWS socket protocol (server version 176) for
 the messages ib_async 2.1.0 sends in these tests: the handshake and START_API, the startup sync
 (positions, open orders, completed orders, account updates, account updates multi, executions),
-contract details, place / cancel order, ids. It answers the way TWS does on the wire: framed
+contract details, place / cancel order, ids, and market data: historical bars
+(REQ_HISTORICAL_DATA, with ``keepUpToDate`` subscriptions answered by HISTORICAL_DATA_UPDATE),
+CANCEL_HISTORICAL_DATA and REQ_CURRENT_TIME. It answers the way TWS does on the wire: framed
 NUL-separated text fields (4-byte big-endian length), OPEN_ORDER laid out field by field as the
 decoder reads it, ORDER_STATUS, EXECUTION_DATA then COMMISSION_REPORT, ERR_MSG. Faults are
 injected on request: errors (connectivity 1100/1101/1102, rejects, pacing), duplicated
-executions, commission reports held back, a dropped connection. 127.0.0.1 only.
+executions, commission reports held back, a dropped connection, historical-data pacing (162).
+
+With a ``market`` (``FakeBar``s per conId, e.g. ``market_from_dataset``) it plays bars like a
+venue: ``play`` closes one bar a step — the forming bar's final update, then the next bar's first
+(IB starts a new bar: the one before is closed) — while every contract is subscribed; market
+orders fill at the forming bar's open, resting limit orders when a played bar crosses them,
+each execution with an IB-like commission (``ib_commission``, to 1e-8). Its clock (CURRENT_TIME,
+execution times) is the close of the last bar played. ``FakeTwsThread`` runs it on its own event
+loop in a thread, for sessions that run ``asyncio.run`` themselves. 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 from typing import Any
 
 SERVER_VERSION = 176
@@ -75,6 +88,29 @@ class FakeContract:
         ]
 
 
+@dataclass(frozen=True)
+class FakeBar:
+    """One bar as TWS states it: ``date`` is the session day (``YYYYMMDD``) for daily bars, the
+    start's epoch seconds for intraday ones (``formatDate=2``); prices and volume as text."""
+
+    date: str
+    open_s: int
+    close_s: int
+    open: str
+    high: str
+    low: str
+    close: str
+    volume: str
+
+
+def ib_commission(shares: float, price: str) -> str:
+    """An IB-like tiered commission: 0.0035 a share (at least 0.35) plus 0.000175 a share in
+    exchange and clearing fees, at most 1 % of the value; stated to 1e-8 (sub-cent, as IB's)."""
+    qty, value = Decimal(str(shares)), Decimal(str(shares)) * Decimal(price)
+    fee = min(max(Decimal("0.35"), qty * Decimal("0.0035")) + qty * Decimal("0.000175"), value / 100)
+    return str(fee.quantize(Decimal("1e-8"), ROUND_HALF_EVEN))
+
+
 @dataclass
 class FakeOrder:
     order_id: int
@@ -128,6 +164,13 @@ class FakeTws:
     received: list[list[str]] = field(default_factory=list)
     held: list[FakeExec] = field(default_factory=list)
     connections: int = 0
+    market: dict[int, list[FakeBar]] = field(default_factory=dict)  # conId -> bars to play
+    played: int = 0  # bars closed so far (each contract's bar[played] is forming)
+    pace_history: int = 0  # the next N historical-data requests refused with 162 (pacing)
+    after_bar: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # bar n -> errors sent
+    paused: bool = False  # ``play`` plays no bar while set
+    play_on_subscribe: bool = False  # close a bar in the same write as the next subscription's answer
+    pause_on_order: bool = False  # set ``paused`` when an order arrives (a drill kills meanwhile)
 
     def __post_init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
@@ -136,6 +179,7 @@ class FakeTws:
         self._perm = 9000
         self._exec_n = 0
         self.port = 0
+        self._subscriptions: dict[tuple[asyncio.StreamWriter, int], int] = {}  # (client, reqId) -> conId
 
     # --- server ------------------------------------------------------------------------------
 
@@ -176,6 +220,8 @@ class FakeTws:
         finally:
             if writer in self._writers:
                 self._writers.remove(writer)
+            for key in [key for key in self._subscriptions if key[0] is writer]:
+                del self._subscriptions[key]
             writer.close()
 
     @staticmethod
@@ -208,6 +254,9 @@ class FakeTws:
             3: self._place,
             4: lambda w, f: self._cancel(w, int(f[2])),  # cancelOrder: version, orderId, time
             8: lambda w, f: self._send(w, [9, 1, self._next_id()]),  # reqIds
+            20: self._historical,
+            25: lambda w, f: self._unsubscribe(w, int(f[2])),  # cancelHistoricalData
+            49: lambda w, f: self._send(w, [49, 1, self.now_s()]),  # reqCurrentTime
         }
         handler = handlers.get(int(f[0]))
         if handler is not None:
@@ -296,10 +345,14 @@ class FakeTws:
             account=f[23],
         )
         self.orders[order_id] = order
+        self.paused = self.paused or self.pause_on_order
         self._open_order(w, order)
         self._status(w, order)
         for shares, price, commission in self.market_fills.get(order_ref, []):
             self.fill(order_id, shares, price, commission)
+        if order.order_type == "MKT" and order_ref not in self.market_fills and con_id in self.market:
+            price = self._forming(con_id).open  # the market now: the forming bar's open
+            self.fill(order_id, order.qty, price, ib_commission(order.qty, price))
 
     def fill(self, order_id: int, shares: float, price: str, commission: str) -> FakeExec:
         """An execution of an open order, sent live to its client: EXECUTION_DATA, ORDER_STATUS,
@@ -317,6 +370,7 @@ class FakeTws:
             commission=commission,
             currency=order.contract.currency,
             cum_qty=order.filled,
+            time=self._exec_time() if self.market else "20250102 15:30:00 UTC",
         )
         self.executions.append(ex)
         sign = 1 if order.action == "BUY" else -1
@@ -360,6 +414,127 @@ class FakeTws:
             order.status = "Cancelled"
             self._status(w, order)
             self._error(w, order_id, 202, "Order Canceled - reason:")
+
+    # --- market data -------------------------------------------------------------------------
+
+    def now_s(self) -> int:
+        """The fake's clock: the close of the last bar played (before any: the first's open)."""
+        bars = next(iter(self.market.values()), [])
+        if not bars:
+            return 1_735_830_000
+        return bars[self.played - 1].close_s if self.played else bars[0].open_s
+
+    def _exec_time(self) -> str:
+        return datetime.fromtimestamp(self.now_s(), UTC).strftime("%Y%m%d %H:%M:%S UTC")
+
+    def _forming(self, con_id: int) -> FakeBar:
+        """The bar forming now: the next bar's open only (IB's first update of a new bar), or
+        after the last one a bar of the next period at the last close."""
+        bars = self.market[con_id]
+        if self.played < len(bars):
+            bar = bars[self.played]
+            return FakeBar(bar.date, bar.open_s, bar.close_s, bar.open, bar.open, bar.open, bar.open, "0")
+        last = bars[-1]
+        span = last.close_s - last.open_s
+        date = (
+            datetime.fromtimestamp(last.close_s + 43_200, UTC).strftime("%Y%m%d")
+            if len(last.date) == 8
+            else str(last.open_s + span)
+        )
+        px = last.close
+        return FakeBar(date, last.close_s, last.close_s + span, px, px, px, px, "0")
+
+    def _historical(self, w: asyncio.StreamWriter, f: list[str]) -> None:
+        """REQ_HISTORICAL_DATA: reqId, contract (12 fields), includeExpired, endDateTime,
+        barSize, duration, useRTH, whatToShow, formatDate, keepUpToDate, chartOptions. The bars
+        closed within the duration up to now, then the forming one (as TWS: the current bar)."""
+        req_id, con_id, duration, keep = int(f[1]), int(f[2] or 0), f[17], f[21] == "1"
+        if self.pace_history > 0:
+            self.pace_history -= 1
+            self._error(
+                w,
+                req_id,
+                162,
+                "Historical Market Data Service error message:"
+                "API historical data query cancelled: pacing violation",
+            )
+            return
+        if con_id not in self.market:
+            self._error(
+                w, req_id, 162, "Historical Market Data Service error message:HMDS query returned no data"
+            )
+            return
+        count, unit = duration.split()
+        span = int(count) * {"S": 1, "D": 86_400, "W": 604_800, "M": 2_678_400, "Y": 31_536_000}[unit]
+        now = self.now_s()
+        bars = [b for b in self.market[con_id][: self.played] if b.close_s > now - span]
+        bars.append(self._forming(con_id))
+        rows: list[Any] = []
+        for b in bars:
+            rows += [b.date, b.open, b.high, b.low, b.close, b.volume, b.close, 1]
+        self._send(w, [17, req_id, "", "", len(bars), *rows])
+        if keep:
+            self._subscriptions[(w, req_id)] = con_id
+            if self.play_on_subscribe:  # a bar closes right behind the first answer
+                self.play_on_subscribe = False
+                self._play_bar()
+
+    def _update(self, w: asyncio.StreamWriter, req_id: int, b: FakeBar) -> None:
+        """HISTORICAL_DATA_UPDATE: reqId, barCount, date, open, close, high, low, WAP, volume."""
+        self._send(w, [90, req_id, 1, b.date, b.open, b.close, b.high, b.low, b.close, b.volume])
+
+    def _unsubscribe(self, w: asyncio.StreamWriter, req_id: int) -> None:
+        self._subscriptions.pop((w, req_id), None)
+
+    def subscribed(self) -> set[int]:
+        return set(self._subscriptions.values())
+
+    async def play_step(self) -> bool:
+        """Close the forming bar of every contract (its final update, then the next bar's
+        first), fill resting limit orders it crossed, send the errors due after it. False: no
+        bar left."""
+        if not self._play_bar():
+            return False
+        for w in list(self._writers):
+            with _suppress():
+                await w.drain()
+        return True
+
+    def _play_bar(self) -> bool:
+        if not self.market or self.played >= len(next(iter(self.market.values()))):
+            return False
+        closing = {con_id: bars[self.played] for con_id, bars in self.market.items()}
+        for (w, req_id), con_id in list(self._subscriptions.items()):
+            self._update(w, req_id, closing[con_id])
+        self.played += 1
+        for (w, req_id), con_id in list(self._subscriptions.items()):
+            self._update(w, req_id, self._forming(con_id))
+        for order in list(self.orders.values()):
+            bar = closing.get(order.contract.con_id)
+            if bar is None or order.order_type != "LMT" or order.status in ("Filled", "Cancelled"):
+                continue
+            limit = Decimal(order.lmt)
+            if (order.action == "BUY" and Decimal(bar.low) <= limit) or (
+                order.action == "SELL" and Decimal(bar.high) >= limit
+            ):
+                shares = order.qty - order.filled
+                self.fill(order.order_id, shares, order.lmt, ib_commission(shares, order.lmt))
+        for code, text in self.after_bar.get(self.played, []):
+            self.error_all(-1, code, text)
+            if code == 1101:  # restored, data lost: the market data subscriptions are gone
+                self._subscriptions.clear()
+        return True
+
+    async def play(self, speed: float, *, wait_for_all: bool = True) -> None:
+        """A bar every ``1 / speed`` s while every contract is subscribed (``wait_for_all``),
+        until the market ends: a session that is down misses no bar."""
+        while self.market and self.played < len(next(iter(self.market.values()))):
+            if self.paused or (wait_for_all and self.subscribed() != set(self.market)):
+                await asyncio.sleep(0.01)
+                continue
+            if not await self.play_step():
+                return
+            await asyncio.sleep(1 / speed)
 
     # --- messages ----------------------------------------------------------------------------
 
@@ -457,3 +632,58 @@ class _suppress:
 
     def __exit__(self, *exc: object) -> bool:
         return True
+
+
+def market_from_dataset(
+    path: Path, first_close_ns: int, con_id_base: int = 1000
+) -> tuple[list[FakeContract], dict[int, list[FakeBar]]]:
+    """A Tape data set's instruments as SMART-routed stocks (conId ``con_id_base + id``) and
+    their bars closing at or after ``first_close_ns``, as TWS states them."""
+    from domain.fixed import to_decimal
+    from lake.sessions import frequency_ns
+    from lake.store import load_panel, read_manifest
+
+    panel, _ = load_panel(path)
+    interval_s = frequency_ns(str(read_manifest(path)["frequency"])) // 1_000_000_000
+    daily = interval_s == 86_400
+    contracts, market = [], {}
+    for column, inst in enumerate(panel.instruments):
+        con_id = con_id_base + inst.instrument_id
+        contracts.append(FakeContract(con_id, inst.symbol, "STK", "SMART", inst.currency, inst.symbol))
+        bars = []
+        for row in range(panel.steps):
+            close_s = int(panel.ts_ns[row]) // 1_000_000_000
+            if int(panel.ts_ns[row]) < first_close_ns or not panel.valid[row, column]:
+                continue
+            o, h, low, c = (
+                str(to_decimal(int(a[row, column]), inst.price_digits))
+                for a in (panel.open, panel.high, panel.low, panel.close)
+            )
+            volume = str(to_decimal(int(panel.volume[row, column]), inst.qty_digits))
+            date = str(int(panel.day[row])) if daily else str(close_s - interval_s)
+            bars.append(FakeBar(date, close_s - interval_s, close_s, o, h, low, c, volume))
+        market[con_id] = bars
+    return contracts, market
+
+
+class FakeTwsThread:
+    """A ``FakeTws`` on its own event loop in a daemon thread (``call`` runs a coroutine there)."""
+
+    def __init__(self, tws: FakeTws) -> None:
+        self.tws = tws
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.port = self.call(tws.start())
+
+    def call(self, work: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self.loop)
+
+    def close(self) -> None:
+        self.call(self.tws.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()

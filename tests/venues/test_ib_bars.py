@@ -1,0 +1,176 @@
+"""IB market data through the real ib_async client against the loopback fake TWS: a
+``reqHistoricalData`` subscription with ``keepUpToDate`` hands out each bar once IB starts the
+next (a closed bar), daily bars land on the run's grid by session day, ``fetch_bars`` catches up
+the closed bars up to TWS's own time (the forming bar left out), pacing (162) is retried with a
+journaled note, and a dropped connection ends the subscription so the session watches again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+pytest.importorskip("ib_async", reason="ib_async is in the dev/live extras")
+
+import ib_async
+
+from domain.instruments import Instrument
+from tests.venues._fake_tws import FakeBar, FakeContract, FakeTws
+from venues.ccxt_venue import StreamNote, VenueError
+from venues.ib_venue import IbVenue, bar_size, duration_text, map_ib_error
+
+pytestmark = pytest.mark.asyncio
+
+DAY_S = 86_400
+FIRST_OPEN_S = 1_735_689_600  # 2025-01-01T00:00:00Z
+
+SPY = Instrument(
+    instrument_id=1,
+    symbol="SPY",
+    venue="ARCX",
+    asset_class="etf",
+    currency="USD",
+    price_digits=2,
+    tick_raw=1,
+    qty_digits=0,
+    lot_raw=1,
+)
+
+
+def daily_bars(count: int) -> list[FakeBar]:
+    bars = []
+    for n in range(count):
+        open_s = FIRST_OPEN_S + n * DAY_S
+        day = 20250101 + n  # January: the day of the month is n + 1
+        px = 500 + n
+        bars.append(
+            FakeBar(
+                str(day),
+                open_s,
+                open_s + DAY_S,
+                f"{px}.10",
+                f"{px}.90",
+                f"{px - 1}.05",
+                f"{px}.50",
+                "1234567",
+            )
+        )
+    return bars
+
+
+@pytest_asyncio.fixture
+async def tws() -> AsyncIterator[FakeTws]:
+    server = FakeTws(
+        contracts=[FakeContract(756733, "SPY", "STK", "SMART", "USD", "SPY", primary_exchange="ARCA")],
+        market={756733: daily_bars(6)},
+    )
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest_asyncio.fixture
+async def venue(tws: FakeTws) -> AsyncIterator[IbVenue]:
+    ib_venue = IbVenue(ib_async.IB(), [SPY], port=tws.port, client_id=3, backoff_s=0.01)
+    ts = [FIRST_OPEN_S * 10**9 + (n + 1) * DAY_S * 10**9 for n in range(6)]
+    ib_venue.bar_grid(ts, [20250101 + n for n in range(6)], DAY_S * 10**9)
+    await ib_venue.connect()
+    yield ib_venue
+    await ib_venue.close()
+
+
+async def test_a_subscription_hands_out_each_bar_once_ib_starts_the_next(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    assert await venue.watch_bars(1, "1d") == []  # subscribed: nothing closed yet
+    watching = asyncio.create_task(venue.watch_bars(1, "1d"))
+    await asyncio.sleep(0.05)
+    assert not watching.done()  # the forming bar is not handed out
+    await tws.play_step()
+    first = await asyncio.wait_for(watching, 5)
+    assert [(b.open_ms, b.open_raw, b.high_raw, b.low_raw, b.close_raw, b.volume_raw) for b in first] == [
+        (FIRST_OPEN_S * 1000, 50010, 50090, 49905, 50050, 1234567)
+    ]
+    await tws.play_step()
+    await tws.play_step()
+    got = await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    while len(got) < 2:
+        got += await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + DAY_S, FIRST_OPEN_S + 2 * DAY_S]
+    request = next(f for f in tws.received if f[0] == "20")
+    assert request[16:22] == ["1 day", "2 D", "1", "TRADES", "2", "1"]  # barSize .. keepUpToDate
+
+
+async def test_fetch_bars_catches_up_to_tws_time_without_the_forming_bar(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    for _ in range(4):
+        await tws.play_step()
+    since_ms = (FIRST_OPEN_S + DAY_S) * 1000
+    bars = await venue.fetch_bars(1, "1d", since_ms=since_ms)
+    assert [b.open_ms // 1000 for b in bars] == [FIRST_OPEN_S + n * DAY_S for n in (1, 2, 3)]
+    assert [f for f in tws.received if f[0] == "49"]  # asked TWS for its time
+    assert bars[-1].close_raw == 50350
+
+
+async def test_historical_pacing_is_retried_with_a_note(tws: FakeTws, venue: IbVenue) -> None:
+    await tws.play_step()
+    tws.pace_history = 1
+    bars = await venue.fetch_bars(1, "1d", since_ms=FIRST_OPEN_S * 1000)
+    assert [b.open_ms // 1000 for b in bars] == [FIRST_OPEN_S]
+    note = await asyncio.wait_for(venue.updates.get(), 2)
+    assert isinstance(note, StreamNote) and note.kind == "pacing" and "IB 162" in note.detail
+    assert venue.stats["error.RATE_LIMIT"] == 1
+    assert map_ib_error(162, "HMDS query returned no data").rule == "NO_DATA"
+
+
+async def test_a_dropped_connection_ends_the_subscription(tws: FakeTws, venue: IbVenue) -> None:
+    assert await venue.watch_bars(1, "1d") == []
+    watching = asyncio.create_task(venue.watch_bars(1, "1d"))
+    await tws.drop()
+    with pytest.raises(VenueError) as error:
+        await asyncio.wait_for(watching, 5)
+    assert error.value.rule == "VENUE_UNAVAILABLE"
+    while not venue.ib.isConnected():  # the adapter reconnects by itself
+        await asyncio.sleep(0.02)
+    assert await venue.watch_bars(1, "1d") == []  # the session watches again
+    watching = asyncio.create_task(venue.watch_bars(1, "1d"))
+    await tws.play_step()
+    assert [b.open_ms // 1000 for b in await asyncio.wait_for(watching, 5)] == [FIRST_OPEN_S]
+
+
+def test_bar_sizes_and_durations() -> None:
+    assert bar_size("5m") == "5 mins" and bar_size("1d") == "1 day"
+    with pytest.raises(VenueError):
+        bar_size("7m")
+    assert duration_text(120, "1m") == "120 S"
+    assert duration_text(90_000, "1m") == "2 D"
+    assert duration_text(3 * DAY_S, "1d") == "3 D"
+    assert duration_text(400 * DAY_S, "1d") == "2 Y"
+
+
+async def test_a_new_subscription_hands_out_what_closed_since_the_last_bar_handed_out(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """A resumed session catches up, then subscribes: a bar that closed in between comes with
+    the subscription's first answer (and nothing handed out before comes again)."""
+    await tws.play_step()
+    await tws.play_step()
+    caught = await venue.fetch_bars(1, "1d", since_ms=FIRST_OPEN_S * 1000)
+    assert [b.open_ms // 1000 for b in caught] == [FIRST_OPEN_S, FIRST_OPEN_S + DAY_S]
+    await tws.play_step()  # closes between the catch-up and the subscription
+    got = await venue.watch_bars(1, "1d")
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + 2 * DAY_S]
+
+
+async def test_a_bar_closing_right_behind_the_subscriptions_answer_is_not_lost(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """TWS writes the first update in the same packet as its answer: the bar still counts."""
+    tws.play_on_subscribe = True
+    assert await venue.watch_bars(1, "1d") == []
+    got = await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S]
+    assert venue.stats["bars.closed"] == 1
