@@ -665,6 +665,10 @@ class _Pump:
         self.heartbeats: list[tuple[bool, int, str]] = []  # (ok, round trip ns, why not), not journaled yet
         self.health_command = "halt"
         self.funding: FundingFeed | None = None
+        # The next funding time moved (fundings scheduled): the step booking the last of them,
+        # until it has run (None: none scheduled, e.g. refused as late).
+        self._funding_moved = False
+        self._funding_step: int | None = None
         self._rng = np.random.default_rng()  # reconnect jitter only: nothing it decides is journaled
 
     def _commands(self, now: int) -> None:
@@ -886,12 +890,12 @@ class _Pump:
             for bars in self.assembler.due(now):
                 if broker is not None:  # the broker sees them before the kernel's step takes its answers
                     broker.bars(bars)
-                booked = await self._fundings(bars.ts_ns, now)
+                await self._fundings(bars.ts_ns, now)
                 self.source.push(bars)
-                self._funded(booked)
-            booked = await self._fundings(now - grace, now)
+                self._funded()
+            await self._fundings(now - grace, now)
             self.source.pass_time(now - grace)
-            self._funded(booked)
+            self._funded()
             self._answers(now)
             self.journal.commit()
             if broker is not None:  # durable, so now the broker may hear of it
@@ -906,33 +910,48 @@ class _Pump:
                 if quiet >= 4:
                     self._stop("the local exchange played all its bars")
 
-    async def _fundings(self, up_to_ns: int, now: int) -> bool:
+    async def _fundings(self, up_to_ns: int, now: int) -> None:
         """The fundings settled at or before ``up_to_ns``, journaled and scheduled before the
-        steps they fall in run (a perpetuals run); whether the next funding time moved."""
+        steps they fall in run (a perpetuals run); each is booked at the first step at or after
+        its time not yet run, which the pump remembers (``_funded``)."""
         if self.funding is None:
-            return False
+            return
         before = self.funding.next_ms
         due = await self.funding.due(up_to_ns)
         if due and self.edge is not None:  # the venue's fills before the funding, in the book first
             await self.edge.before_funding()
         for received in due:
             try:
-                self.source.funding(received)
+                step = self.source.funding(received)
             except KernelError as error:
                 self.source.refuse(now, "LATE_FUNDING", str(error))
-        return self.funding.next_ms != before
+                continue
+            self._funding_step = step if self._funding_step is None else max(step, self._funding_step)
+        if self.funding.next_ms != before:
+            self._funding_moved = True
 
-    def _funded(self, moved: bool) -> None:
-        """The step holding a funding ran: a live session's fills made after it go in now."""
-        if moved and self.edge is not None and self.funding is not None:
+    def _funded(self) -> None:
+        """Once the step booking the scheduled fundings has run (not merely been scheduled: the
+        clock's pass may stop short of it), a live session's fills made after them go in, and
+        the next funding time is the one fills wait for. Until then reconciliation counts the
+        venue's payment as settled ahead of its step, and the book pays funding on the position
+        the venue held at the funding time."""
+        if not self._funding_moved:
+            return
+        if self._funding_step is not None and self.source.next_row <= self._funding_step:
+            return
+        self._funding_moved, self._funding_step = False, None
+        if self.edge is not None and self.funding is not None:
             self.edge.fills_from(self.funding.next_ms)
 
 
 class FundingFeed:
     """A perpetuals session's funding inputs: before a step at or after a funding time runs, the
     settled rate and mark from the venue (``CcxtVenue.fetch_funding``) become a journaled
-    ``FundingReceived``, which the kernel books like a backtest's funding row. The venue's next
-    funding time (``next_funding_ms``) says when to ask; a settlement the venue does not state
+    ``FundingReceived``, which the kernel books like a backtest's funding row. The earliest
+    funding after the last journaled says when to ask: one the venue states settled already (a
+    session lagging the venue), else the venue's next funding time (``next_funding_ms``), which
+    runs ahead of a lagging session and would skip it; a settlement the venue does not state
     yet is asked again for ``wait_s`` (then the step goes on, and the funding is booked at the
     next step that has not run: counted as ``late``)."""
 
@@ -966,7 +985,19 @@ class FundingFeed:
                 self._last_ms.get(event.instrument_id, 0), event.ts_ns // 1_000_000
             )
         for iid in self.ids:
-            self._next_ms[iid] = await self.venue.next_funding_ms(iid)
+            self._next_ms[iid] = await self._next_due(iid)
+
+    async def _next_due(self, iid: int) -> int:
+        """The earliest funding time after the last journaled: one the venue settled already (a
+        session behind the venue: its running next funding time is past it), else the venue's
+        next. Raises what the venue's next funding time raises."""
+        try:
+            rows = await self.venue.fetch_funding(iid, since_ms=self._last_ms[iid] + 1)
+        except (VenueError, VenueDataError) as error:
+            console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
+            rows = []
+        settled = [row.funding_ms for row in rows if row.funding_ms > self._last_ms[iid]]
+        return min(settled) if settled else await self.venue.next_funding_ms(iid)
 
     async def due(self, up_to_ns: int) -> list[FundingReceived]:
         """The fundings the venue settled at or before ``up_to_ns`` that are not journaled yet."""
@@ -993,7 +1024,7 @@ class FundingFeed:
                 self._last_ms[iid] = row.funding_ms
             self.received += len(fresh)
             try:
-                self._next_ms[iid] = await self.venue.next_funding_ms(iid)
+                self._next_ms[iid] = await self._next_due(iid)
             except (VenueError, VenueDataError) as error:
                 console.print(f"[yellow]funding: {error}[/]", soft_wrap=True)
         return out

@@ -26,6 +26,13 @@ each reconnect: the book's open orders at the venue (an order journaled before a
 never reached it is rejected, or sent, as configured), open orders at the venue this session
 did not send, fills it missed, and every asset's balance against the book. What it finds is a
 ``VenueReconciled`` input the session journals.
+
+The venue keeps trading while it is asked (the account, its fills and its fundings are separate
+requests), so the balances are compared on a read that holds still: the account (balances, and
+a perpetual account's positions) is read before and after the fills and the fundings paid, and
+the comparison uses them only when the two account reads agree (else it reads again, up to
+``ACCOUNT_READS`` times). Meanwhile the stream follower translates nothing (``follow`` waits),
+so the book's side is the kernel's state plus exactly the messages handed in during the read.
 """
 
 from __future__ import annotations
@@ -62,7 +69,17 @@ from venues.ccxt_venue import (
 
 PERPETUAL_CLASSES = frozenset({"crypto_perp"})
 
-__all__ = ["Book", "LiveBridge", "LiveVenue", "PerpetualVenue", "ReconcilePolicy", "client_tag"]
+ACCOUNT_READS = 5  # reconciliation: account reads around the fills and fundings before it gives up
+
+__all__ = [
+    "ACCOUNT_READS",
+    "Book",
+    "LiveBridge",
+    "LiveVenue",
+    "PerpetualVenue",
+    "ReconcilePolicy",
+    "client_tag",
+]
 
 
 class LiveVenue(Protocol):
@@ -125,6 +142,22 @@ class _Known:
     instrument_id: int = -1
 
 
+@dataclass(frozen=True)
+class _Account:
+    """One read of the venue's account: each asset's total (free + locked, 1e-8) and, for a
+    perpetual account, its open positions."""
+
+    held: dict[str, int]
+    positions: dict[int, VenuePosition]
+
+    def same(self, other: _Account) -> bool:
+        """Nothing booked in between: the same balances and signed positions (the mark, and the
+        unrealized profit with it, may move)."""
+        return self.held == other.held and {i: p.qty_raw for i, p in self.positions.items()} == {
+            i: p.qty_raw for i, p in other.positions.items()
+        }
+
+
 @dataclass
 class BridgeCounts:
     sent: int = 0
@@ -170,6 +203,8 @@ class LiveBridge:
         # position the venue held at the funding time.
         self._fills_from_ms: int | None = None
         self._held_fills: list[VenueFill] = []
+        # Held by a reconciliation: the stream follower translates nothing meanwhile.
+        self._reconciling = asyncio.Lock()
 
     # --- identities -------------------------------------------------------------------------
 
@@ -270,10 +305,14 @@ class LiveBridge:
         return taken
 
     async def follow(self) -> None:
-        """Translate the adapter's updates as they come (a task for the session's life)."""
+        """Translate the adapter's updates as they come (a task for the session's life); while a
+        reconciliation reads the venue, an update waits for it to finish (the reconciliation
+        takes the queue's others itself)."""
         while True:
-            self.translate(await self.venue.updates.get())
-            self.take_updates()
+            update = await self.venue.updates.get()
+            async with self._reconciling:
+                self.translate(update)
+                self.take_updates()
 
     def translate(self, update: VenueOrder | VenueFill | StreamNote) -> None:
         if isinstance(update, StreamNote):
@@ -438,6 +477,12 @@ class LiveBridge:
         """Compare the venue with ``book`` and act on what differs (module docstring). The
         messages it recovers are handed to the kernel like any others; balances are compared
         with the book as it will be once they are applied."""
+        async with self._reconciling:
+            return await self._reconcile(book, when, policy, venue_name)
+
+    async def _reconcile(
+        self, book: Book, when: str, policy: ReconcilePolicy, venue_name: str
+    ) -> VenueReconciled:
         lines: list[str] = []
         actions: list[str] = []
         fills_before = self.counts.fills
@@ -489,7 +534,7 @@ class LiveBridge:
 
     async def _venue_orders(self, policy: ReconcilePolicy, lines: list[str], actions: list[str]) -> int:
         """Open orders at the venue this session did not send (settled when cancelled: the
-        count is returned), and the fills it missed."""
+        count is returned). The fills it missed are read with the account (``_read_account``)."""
         resolved = 0
         for iid in sorted(self.instruments):
             for state in await self.venue.fetch_open_orders(iid):
@@ -504,13 +549,48 @@ class LiveBridge:
                     await self.venue.cancel(iid, state.client_order_id)
                     actions.append(f"cancelled {state.venue_order_id}")
                     resolved += 1
-            for fill in await self.venue.fetch_fills(iid):
-                self.translate(fill)
         return resolved
+
+    async def _read_account(
+        self, perps: list[int]
+    ) -> tuple[_Account, dict[int, list[VenueFundingPaid]], int]:
+        """The account, with the fills (handed in: booked once) and the fundings paid read while
+        it held still: an account read, the fills and fundings, another account read; the two
+        reads agree, or it goes again. Returns the last read, the fundings paid by instrument
+        and how many tries it took (0: it never held still in ``ACCOUNT_READS``)."""
+        perpetual = cast(PerpetualVenue, self.venue) if perps and _states_perpetuals(self.venue) else None
+        before = await self._account(perpetual)
+        for attempt in range(1, ACCOUNT_READS + 1):
+            for iid in sorted(self.instruments):
+                for fill in await self.venue.fetch_fills(iid):
+                    self.translate(fill)
+            paid = {iid: await perpetual.fetch_funding_paid(iid) for iid in perps} if perpetual else {}
+            self.take_updates()
+            after = await self._account(perpetual)
+            if after.same(before):
+                return after, paid, attempt
+            before = after
+        return after, paid, 0
+
+    async def _account(self, perpetual: PerpetualVenue | None) -> _Account:
+        held = {row.asset: row.free_e8 + row.locked_e8 for row in await self.venue.fetch_balances()}
+        positions = {}
+        if perpetual is not None:
+            positions = {row.instrument_id: row for row in await perpetual.fetch_positions()}
+        return _Account(held, positions)
 
     async def _balances(self, book: Book) -> list[str]:
         """Each asset the run trades: the venue's total (free + locked) against the book's
-        position or cash, with the fills handed in but not yet applied, plus the drift."""
+        position or cash, with the fills handed in but not yet applied, plus the drift; read
+        while the account held still (``_read_account``)."""
+        perps = sorted(iid for iid, inst in self.instruments.items() if inst.asset_class in PERPETUAL_CLASSES)
+        account, funding_paid, tries = await self._read_account(perps)
+        lines = []
+        if not tries:
+            lines.append(
+                f"the venue's account moved between each of {ACCOUNT_READS + 1} reads: what follows may be "
+                "that motion, not a difference"
+            )
         expected: Counter[str] = Counter()
         digits = minor_digits(book.currency)
         expected[book.currency] = rescale(book.cash_minor, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
@@ -531,16 +611,14 @@ class LiveBridge:
             scale = inst.qty_digits + inst.price_digits
             paid_e8 = fill.side * rescale(value, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
             expected[book.currency] -= paid_e8 + (fill.fee_e8 if fill.fee_asset == book.currency else 0)
-        lines = []
-        perps = sorted(iid for iid, inst in self.instruments.items() if inst.asset_class in PERPETUAL_CLASSES)
         for iid, inst in self.instruments.items():
             if iid not in perps:
                 expected[_base(inst)] += rescale(
                     positions[iid], inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN
                 )
-        held = {row.asset: row.free_e8 + row.locked_e8 for row in await self.venue.fetch_balances()}
+        held = dict(account.held)
         if perps:
-            lines.extend(await self._perpetuals(book, perps, positions, expected, held))
+            lines.extend(self._perpetuals(book, perps, positions, expected, held, account, funding_paid))
         for asset in sorted(expected):
             want = expected[asset] + self._drift[asset]
             have = held.get(asset, 0)
@@ -548,27 +626,27 @@ class LiveBridge:
                 lines.append(f"{asset}: venue {_e8(have)}, book {_e8(want)} (difference {_e8(have - want)})")
         return lines
 
-    async def _perpetuals(
+    def _perpetuals(
         self,
         book: Book,
         perps: list[int],
         positions: Counter[int],
         expected: Counter[str],
         held: dict[str, int],
+        account: _Account,
+        paid_by_instrument: dict[int, list[VenueFundingPaid]],
     ) -> list[str]:
         """Perpetuals (a USD-M account): each signed position against the book's; the margin
         asset's wallet plus unrealized profit against the book's cash plus each position at the
         venue's mark (the book pays a perpetual's notional like spot); each funding the venue
         paid against the one the book booked for that time (their rounding — the venue's 1e-8,
         the book's minor unit — is accounted for; anything more is a difference)."""
-        venue = self.venue
-        if not hasattr(venue, "fetch_positions") or not hasattr(venue, "fetch_funding_paid"):
-            return [f"{type(venue).__name__} states no perpetual positions or funding: not compared"]
-        venue = cast(PerpetualVenue, venue)
+        if not _states_perpetuals(self.venue):
+            return [f"{type(self.venue).__name__} states no perpetual positions or funding: not compared"]
         lines: list[str] = []
         digits = minor_digits(book.currency)
         unit_e8 = 10 ** (BALANCE_DIGITS - digits)
-        at_venue = {row.instrument_id: row for row in await venue.fetch_positions()}
+        at_venue = account.positions
         for iid in perps:
             inst = self.instruments[iid]
             row = at_venue.get(iid)
@@ -586,7 +664,7 @@ class LiveBridge:
                 )
                 held[book.currency] = held.get(book.currency, 0) + row.unrealized_e8
             booked = {when: amount for (fid, when), amount in book.funding_minor.items() if fid == iid}
-            for paid in await venue.fetch_funding_paid(iid):
+            for paid in paid_by_instrument.get(iid, []):
                 amount = booked.pop(paid.funding_ms, None)
                 book_e8 = 0 if amount is None else rescale(amount, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
                 if amount is not None and abs(paid.amount_e8 - book_e8) < unit_e8:
@@ -606,6 +684,10 @@ class LiveBridge:
                 if amount:
                     lines.append(f"{inst.symbol} funding at {when}: book {amount}, the venue paid none")
         return lines
+
+
+def _states_perpetuals(venue: object) -> bool:
+    return hasattr(venue, "fetch_positions") and hasattr(venue, "fetch_funding_paid")
 
 
 def _base(inst: Instrument) -> str:
