@@ -507,7 +507,7 @@ class CockpitApp(App[None]):
 
     def _show_tape(self, tape: DayTape) -> None:
         self.data.tape = tape
-        self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
+        self.table_rows = {}  # each table's rows, for a resize
         self.tape_index = -1
         self._jump_to_divergence()
         replay_view.show_day_tape(self)
