@@ -48,6 +48,7 @@ from cli.progress import console
 from cli.wiring import ConfigError
 from domain.events import CommandReceived, LedgerPosted, VenueConnection, decode_event
 from domain.instruments import Instrument
+from kernel.loop import KernelError
 from kernel.outbox import OutboxVenue
 from kernel.setup import RunSetup
 from sim.backtest import LiveConfig
@@ -276,9 +277,11 @@ class LiveEdge:
         self._journal.append(found)
         if "halted" in found.action:
             note = f"reconciliation ({when}): {len(found.differences)} differences"
-            self._started.source.command(
-                CommandReceived(ts_ns=found.ts_ns, command="halt", operator="reconciliation", note=note)
-            )
+            halt = CommandReceived(ts_ns=found.ts_ns, command="halt", operator="reconciliation", note=note)
+            try:
+                self._started.source.command(halt)
+            except KernelError as error:  # after the last step: nothing left to halt, said and counted
+                self._started.source.refuse(found.ts_ns, "LATE_COMMAND", str(error))
         self._journal.commit()
         summary = (
             f"reconciled ({when}) with {self.name}: {found.orders_checked} open orders checked, "

@@ -10,6 +10,7 @@ compare record by record, to name the first divergent sequence number.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -48,7 +49,7 @@ from kernel.journal import (
     segment_hash,
     segment_kinds,
 )
-from kernel.loop import Kernel, ProgressFn
+from kernel.loop import Kernel, KernelError, ProgressFn
 from kernel.run_status import run_status
 from kernel.schedules import apply_strategy_command
 from kernel.setup import RunSetup
@@ -454,11 +455,19 @@ def _replay_queued(
             elif isinstance(event, FundingReceived):
                 source.funding(event)
             else:
-                source.command(event)
+                _command(source, event)
         if day is None:
             kernel.finish()
 
     return _compared(sink, start_seq, end_seq, derive)
+
+
+def _command(source: QueueSource, event: CommandReceived) -> None:
+    """A journaled command, applied as the run applied it. One the run refused because it came
+    after the last step (``LATE_COMMAND``, journaled beside it) is refused here too; had the run
+    applied it, the events it derived are missing and the comparison says so."""
+    with contextlib.suppress(KernelError):
+        source.command(event)
 
 
 def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> None:
@@ -563,7 +572,7 @@ def resume(
             elif isinstance(event, FundingReceived):
                 source.funding(event)
             else:
-                source.command(event)
+                _command(source, event)
         sink.finish()
     except _Diverged as diverged:
         where = diverged.divergence

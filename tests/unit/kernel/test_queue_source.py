@@ -157,6 +157,31 @@ def test_an_operator_command_arriving_mid_run_applies_at_the_next_step(data: Pat
     store.close()
 
 
+def test_a_command_after_the_last_step_is_refused_counted_and_replays(data: Path, tmp_path: Path) -> None:
+    """A command that comes when every step has run (a reconciliation's halt at a session's end,
+    an operator's late line): journaled as it arrived, refused as ``LATE_COMMAND`` the way the
+    session's pump refuses it, and a replay of the journal does the same."""
+    full, _ = load_panel(data)
+    kernel, source, store = _queued(data, tmp_path / "j")
+    for row in range(full.steps):
+        bars = bars_at(full, row)
+        assert bars is not None
+        source.push(bars)
+    after = int(full.ts_ns[-1]) + DAY_NS
+    with pytest.raises(KernelError, match="after the data's end"):
+        source.command(CommandReceived(ts_ns=after, command="halt", operator="reconciliation", note="end"))
+    source.refuse(after, "LATE_COMMAND", "after the data's end")
+    kernel.finish()
+    store.commit()
+    events = [event for _, event in store.events()]
+    assert not [e for e in events if isinstance(e, OperatorCommanded)]
+    assert [e.reason for e in events if isinstance(e, InputQuarantined)] == ["LATE_COMMAND"]
+    outcome = replay(store, replay_builder)
+    assert outcome.ok, outcome.divergence
+    assert replay(store, replay_builder, day=int(full.day[-1])).ok
+    store.close()
+
+
 def test_rows_must_arrive_in_order_and_unsupported_setups_are_refused(data: Path, tmp_path: Path) -> None:
     config = make_config(data, tmp_path / "j")
     setup = build_setup(config, make_strategies(config), queued=True)
