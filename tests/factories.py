@@ -229,3 +229,44 @@ def synth_lake(
     table = table.append_column("turnover", pa.nulls(table.num_rows, pa.int64()))
     Lake(root).commit([(Kind.BARS, "1d", table)], instruments=synth_instruments(symbols))
     return root
+
+
+# Seven hikyuu A-shares (../shared/data/cn/hikyuu) the model tests train and trade on.
+HIKYUU_SEVEN = (
+    "h5_600000.SH_day_raw.csv",
+    "h5_600004.SH_day_raw.csv",
+    "h5_600005.SH_day_raw.csv",
+    "h5_000001.SZ_day_raw.csv",
+    "h5_000002.SZ_day_raw.csv",
+    "h5_000004.SZ_day_raw.csv",
+    "h5_000005.SZ_day_raw.csv",
+)
+
+
+def cn_model_config(root: Path, name: str, entry: str, params: str, *, fees_from: int) -> Path:
+    """A CNY run of the data set ``root/cn7`` by the strategy ``entry`` (a plug-in), journal
+    ``root/name``: the run's own A-share fee rows from ``fees_from`` (the built-in table starts in
+    2015; MARKET_RULES.md: stamp duty 0.1% on sells, handling illustrative), and one name may hold
+    up to 60% (the default policy clips at 10%)."""
+    config = root / f"{name}.toml"
+    config.write_text(
+        f'run_id = "{name}"\nseed = 7\ndataset = "{root / "cn7"}"\njournal = "{root / name}"\n'
+        'currency = "CNY"\ninitial_cash = "1000000"\n\n'
+        f'[strategy]\nentry = "{entry}"\nparams = {{ {params} }}\n\n'
+        f"""[cn_fees]
+source = "test rates: stamp duty 0.1% on sells; handling illustrative"
+
+[[cn_fees.rows]]
+effective_from = {fees_from}
+stamp_duty_buy_e8 = 0
+stamp_duty_sell_e8 = 100_000
+transfer_e8 = 0
+handling_e8 = 8_700
+regulatory_e8 = 0
+
+[risk.name]
+limit_e8 = 60_000_000
+action = "clip"
+"""
+    )
+    return config

@@ -36,7 +36,7 @@ from models.ml.features import feature_matrix, panel_frame, spec_from_json
 from models.ml.labels import LabelSpec
 from models.ml.registry import ArtifactError, load, register
 from models.ml.strategy import WalkForwardRanker, artifact_probabilities, predict_artifact
-from tests.factories import utc_ns
+from tests.factories import HIKYUU_SEVEN, cn_model_config, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 HIKYUU = SHARED / "cn" / "hikyuu"
@@ -44,15 +44,6 @@ pytestmark = [
     pytest.mark.needs_shared_data,
     pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}"),
 ]
-FILES = (
-    "h5_600000.SH_day_raw.csv",
-    "h5_600004.SH_day_raw.csv",
-    "h5_600005.SH_day_raw.csv",
-    "h5_000001.SZ_day_raw.csv",
-    "h5_000002.SZ_day_raw.csv",
-    "h5_000004.SZ_day_raw.csv",
-    "h5_000005.SZ_day_raw.csv",
-)
 SPECS = [
     FeatureSpec("momentum", {"lookback": 60, "skip": 5}),
     FeatureSpec("momentum", {"lookback": 5}),
@@ -63,39 +54,16 @@ LABEL = LabelSpec(horizon=21, gap=1, thresholds=(-0.02, 0.02))
 START, END = "2007-01-01", "2010-12-31"
 SETTINGS = {"learner": "lightgbm", "task": "classification", "num_boost_round": 60,
             "params": {"num_leaves": 7}, "wf_train": 252, "wf_test": 126, "register_folds": True}  # fmt: skip
-# 2008-2011 fee rates are the run's own (the built-in table starts in 2015; MARKET_RULES.md); one
-# name may hold up to 60% (the default policy clips at 10%)
-CN_FEES = """[cn_fees]
-source = "test rates for 2008-2011: stamp duty 0.1% on sells (from 2008-09-19); handling illustrative"
-
-[[cn_fees.rows]]
-effective_from = 20080101
-stamp_duty_buy_e8 = 0
-stamp_duty_sell_e8 = 100_000
-transfer_e8 = 0
-handling_e8 = 8_700
-regulatory_e8 = 0
-
-[risk.name]
-limit_e8 = 60_000_000
-action = "clip"
-"""
 
 
 def _config(root: Path, name: str, entry: str, params: str) -> Path:
-    config = root / f"{name}.toml"
-    config.write_text(
-        f'run_id = "{name}"\nseed = 7\ndataset = "{root / "cn7"}"\njournal = "{root / name}"\n'
-        'currency = "CNY"\ninitial_cash = "1000000"\n\n'
-        f'[strategy]\nentry = "{entry}"\nparams = {{ {params} }}\n\n' + CN_FEES
-    )
-    return config
+    return cn_model_config(root, name, entry, params, fees_from=20080101)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("classify")
-    ingest(root / "lake", [HIKYUU / name for name in FILES], parse_hikyuu_day)
+    ingest(root / "lake", [HIKYUU / name for name in HIKYUU_SEVEN], parse_hikyuu_day)
     lake = Lake(root / "lake")
     began = time.perf_counter()
     run = train_walk_forward(lake, root / "registry", SPECS, LABEL, utc_ns(START), utc_ns(END), **SETTINGS)

@@ -32,7 +32,7 @@ from models.ml.artifact import train_and_register
 from models.ml.labels import LabelSpec
 from models.ml.strategy import ModelRanker
 from models.qlib_bridge import QlibSignalRanker, export_qlib, import_qlib_predictions, qlib_symbol
-from tests.factories import utc_ns
+from tests.factories import HIKYUU_SEVEN, cn_model_config, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 HIKYUU = SHARED / "cn" / "hikyuu"
@@ -40,15 +40,6 @@ pytestmark = [
     pytest.mark.needs_shared_data,
     pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}"),
 ]
-FILES = (
-    "h5_600000.SH_day_raw.csv",
-    "h5_600004.SH_day_raw.csv",
-    "h5_600005.SH_day_raw.csv",
-    "h5_000001.SZ_day_raw.csv",
-    "h5_000002.SZ_day_raw.csv",
-    "h5_000004.SZ_day_raw.csv",
-    "h5_000005.SZ_day_raw.csv",
-)
 SPECS = [
     FeatureSpec("momentum", {"lookback": 60, "skip": 5}),
     FeatureSpec("momentum", {"lookback": 5}),
@@ -56,39 +47,16 @@ SPECS = [
     FeatureSpec("distance_from_mean", {"window": 20}),
 ]
 TOP_K, N_DROP = 3, 1
-# 2009-2011 fee rates are the run's own (the built-in table starts in 2015; MARKET_RULES.md); one
-# name may hold up to 60% (the default policy clips at 10%, below these portfolios' 30% names)
-CN_FEES = """[cn_fees]
-source = "test rates for 2009-2011: stamp duty 0.1% on sells (from 2008-09-19); handling illustrative"
-
-[[cn_fees.rows]]
-effective_from = 20080919
-stamp_duty_buy_e8 = 0
-stamp_duty_sell_e8 = 100_000
-transfer_e8 = 0
-handling_e8 = 8_700
-regulatory_e8 = 0
-
-[risk.name]
-limit_e8 = 60_000_000
-action = "clip"
-"""
 
 
 def _config(root: Path, name: str, entry: str, params: str) -> Path:
-    config = root / f"{name}.toml"
-    config.write_text(
-        f'run_id = "{name}"\nseed = 7\ndataset = "{root / "cn7"}"\njournal = "{root / name}"\n'
-        'currency = "CNY"\ninitial_cash = "1000000"\n\n'
-        f'[strategy]\nentry = "{entry}"\nparams = {{ {params} }}\n\n' + CN_FEES
-    )
-    return config
+    return cn_model_config(root, name, entry, params, fees_from=20080919)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("portfolios")
-    ingest(root / "lake", [HIKYUU / name for name in FILES], parse_hikyuu_day)
+    ingest(root / "lake", [HIKYUU / name for name in HIKYUU_SEVEN], parse_hikyuu_day)
     lake = Lake(root / "lake")
     digest, _ = train_and_register(
         lake,
