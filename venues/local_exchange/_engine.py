@@ -278,6 +278,25 @@ class Engine:
             raise BinanceError(-2010, "Account has insufficient balance for requested action.")
         self.free[lock_asset] -= lock
         self.locked[lock_asset] += lock
+        order = self._open_order(market, client_id, side, kind, qty, price, locked=lock)
+        events = [self.execution_report(order, "NEW")]
+        if lock:
+            events.append(self.account_position([lock_asset]))
+        return order, events
+
+    def _open_order(
+        self,
+        market: LocalMarket,
+        client_id: str,
+        side: str,
+        kind: str,
+        qty: Decimal,
+        price: Decimal,
+        *,
+        locked: Decimal = Decimal(0),
+    ) -> EngineOrder:
+        """A new order, accepted: numbered, stamped now, filling the next order's set fraction
+        (``set_fill_fraction`` for one order) or the engine's, and open in ``orders``."""
         now = self.now_ms()
         fraction = self.next_order_fill_fraction or self.fill_fraction
         self.next_order_fill_fraction = None
@@ -293,14 +312,11 @@ class Engine:
             placed_step=self.step_count,
             fill_fraction=fraction,
             update_ms=now,
-            locked=lock,
+            locked=locked,
         )
         self._next_order_id += 1
         self.orders[order.order_id] = order
-        events = [self.execution_report(order, "NEW")]
-        if lock:
-            events.append(self.account_position([lock_asset]))
-        return order, events
+        return order
 
     def _find_client_id(self, client_id: str, *, open_only: bool) -> EngineOrder | None:
         for order in reversed(self.orders.values()):

@@ -219,24 +219,7 @@ class FuturesEngine(Engine):
         client_id = self._client_id(params)
         if self._margin_need(market, side, qty, reference) > self.available():
             raise BinanceError(-2019, "Margin is insufficient.")
-        now = self.now_ms()
-        fraction = self.next_order_fill_fraction or self.fill_fraction
-        self.next_order_fill_fraction = None
-        order = EngineOrder(
-            order_id=self._next_order_id,
-            market=market,
-            client_order_id=client_id,
-            side=side,
-            type=kind,
-            qty=qty,
-            price=price,
-            created_ms=now,
-            placed_step=self.step_count,
-            fill_fraction=fraction,
-            update_ms=now,
-        )
-        self._next_order_id += 1
-        self.orders[order.order_id] = order
+        order = self._open_order(market, client_id, side, kind, qty, price)
         return order, [self.execution_report(order, "NEW")]
 
     def _match(self, order: EngineOrder, bar: Bar) -> list[dict[str, Any]]:
