@@ -316,19 +316,25 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
     return panel, ref
 
 
+def _in_schema(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
+    """``table``'s columns of ``schema``, cast to it: every column there, no nulls, castable;
+    a ``DatasetError`` naming the table (``what``) and the problem otherwise."""
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        raise DatasetError(f"{what}: missing columns {missing}")
+    nulls = [name for name in schema.names if table.column(name).null_count]
+    if nulls:
+        raise DatasetError(f"{what}: null values in {nulls}")
+    try:
+        return table.select(schema.names).cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise DatasetError(f"{what}: {error}") from None
+
+
 def _checked_fx(fx: pa.Table) -> pa.Table:
     """The fx table in contract form, sorted by (day, currency, base): no nulls, known
     currencies, positive rates, one row per (day, currency, base)."""
-    missing = [name for name in _FX_SCHEMA.names if name not in fx.column_names]
-    if missing:
-        raise DatasetError(f"fx: missing columns {missing}")
-    nulls = [name for name in _FX_SCHEMA.names if fx.column(name).null_count]
-    if nulls:
-        raise DatasetError(f"fx: null values in {nulls}")
-    try:
-        fx = fx.select(_FX_SCHEMA.names).cast(_FX_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise DatasetError(f"fx: {error}") from None
+    fx = _in_schema(fx, _FX_SCHEMA, "fx")
     fx = fx.sort_by([("day", "ascending"), ("currency", "ascending"), ("base", "ascending")])
     rows = [FxRate(**row) for row in fx.to_pylist()]
     try:
@@ -343,16 +349,7 @@ def _checked_margins(margins: pa.Table, instruments: list[Instrument]) -> pa.Tab
     """The margins table in contract form, sorted by (instrument_id, since): no nulls, a known
     daily-settled future, a real date, one row per (instrument, since), one pair per row with
     0 < maintenance <= initial (<= 1e8 for a share of notional)."""
-    missing = [name for name in _MARGIN_SCHEMA.names if name not in margins.column_names]
-    if missing:
-        raise DatasetError(f"margins: missing columns {missing}")
-    nulls = [name for name in _MARGIN_SCHEMA.names if margins.column(name).null_count]
-    if nulls:
-        raise DatasetError(f"margins: null values in {nulls}")
-    try:
-        margins = margins.select(_MARGIN_SCHEMA.names).cast(_MARGIN_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise DatasetError(f"margins: {error}") from None
+    margins = _in_schema(margins, _MARGIN_SCHEMA, "margins")
     margins = margins.sort_by([("instrument_id", "ascending"), ("since", "ascending")])
     by_id = {inst.instrument_id: inst for inst in instruments}
     seen: set[tuple[int, int]] = set()
@@ -391,15 +388,7 @@ def _later_tables(path: Path, panel: Panel, instruments: list[Instrument]) -> Pa
 def _checked_delistings(table: pa.Table, instruments: list[Instrument], bars: pa.Table | None) -> pa.Table:
     """The delistings table in contract form, sorted by instrument: no nulls, a known
     instrument once, a real date, and (when written) no bar of the instrument after it."""
-    missing = [name for name in _DELISTING_SCHEMA.names if name not in table.column_names]
-    if missing:
-        raise DatasetError(f"delistings: missing columns {missing}")
-    if any(table.column(name).null_count for name in _DELISTING_SCHEMA.names):
-        raise DatasetError("delistings: null values")
-    try:
-        table = table.select(_DELISTING_SCHEMA.names).cast(_DELISTING_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise DatasetError(f"delistings: {error}") from None
+    table = _in_schema(table, _DELISTING_SCHEMA, "delistings")
     table = table.sort_by([("instrument_id", "ascending")])
     by_id = {inst.instrument_id: inst for inst in instruments}
     ids = table.column("instrument_id").to_pylist()
@@ -445,16 +434,7 @@ def _margin_pair(row: dict[str, int], where: str) -> None:
 def _checked_settlements(settles: pa.Table, instruments: list[Instrument]) -> pa.Table:
     """The settlements table in contract form, sorted by (day, instrument_id): no nulls, one
     row per (day, instrument), a known daily-settled future, a positive price on its tick."""
-    missing = [name for name in _SETTLEMENT_SCHEMA.names if name not in settles.column_names]
-    if missing:
-        raise DatasetError(f"settlements: missing columns {missing}")
-    nulls = [name for name in _SETTLEMENT_SCHEMA.names if settles.column(name).null_count]
-    if nulls:
-        raise DatasetError(f"settlements: null values in {nulls}")
-    try:
-        settles = settles.select(_SETTLEMENT_SCHEMA.names).cast(_SETTLEMENT_SCHEMA)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise DatasetError(f"settlements: {error}") from None
+    settles = _in_schema(settles, _SETTLEMENT_SCHEMA, "settlements")
     settles = settles.sort_by([("day", "ascending"), ("instrument_id", "ascending")])
     by_id = {inst.instrument_id: inst for inst in instruments}
     seen: set[tuple[int, int]] = set()
