@@ -469,7 +469,26 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             )
         self._check_paper_venue()
         if self.live is not None and self.venue.kind != "live":
-            raise ValueError('[live] is read with [venue] kind = "live" only')
+            self._check_ib_bars()
+
+    def _check_ib_bars(self) -> None:
+        """A paper session on IB bars (``paper.exchange = "ib"``) reads ``[live]``'s connection
+        (venue, host, port, client_id, account) and nothing else of it (docs/live_ib.md)."""
+        assert self.live is not None
+        if self.paper is None or self.paper.exchange != "ib" or self.live.venue != "ib":
+            raise ValueError(
+                '[live] is read with [venue] kind = "live", or for its IB connection with '
+                'paper.exchange = "ib" and live.venue = "ib"'
+            )
+        unread = [
+            key for key in ("on_difference", "unknown_orders", "unsent", "testnet")
+            if getattr(self.live, key) != getattr(LiveConfig(), key)
+        ]  # fmt: skip
+        if unread:
+            raise ValueError(
+                f"live.{', live.'.join(unread)}: read by tape live only; a paper session on IB bars "
+                "reads [live]'s connection (venue, host, port, client_id, account)"
+            )
 
     def _check_paper_venue(self) -> None:
         """``[venue] kind = "paper"`` (the paper broker) and the ``[paper]`` keys only it reads."""

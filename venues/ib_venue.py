@@ -292,6 +292,7 @@ class IbVenue:
         self._handed: dict[int, int] = {}  # instrument_id -> the newest bar open handed out
         self._lost: set[int] = set()  # ids of the subscriptions (BarDataList) that ended
         self._ended: list[Any] = []
+        self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
 
     @property
     def name(self) -> str:
@@ -866,16 +867,25 @@ class IbVenue:
         handed out — when IB starts the next one). The first call subscribes; a dropped
         connection or 1101 (data lost) ends it with a ``VenueError``, after which the session
         watches again (a new subscription) and fetches what it missed (``fetch_bars``)."""
-        if instrument_id not in self._subscriptions:
+        ended = self._ended_with.pop(instrument_id, None)
+        if ended is not None:  # bars closed before the subscription ended went out first
+            raise ended
+        queue = self._bars.get(instrument_id)
+        if instrument_id not in self._subscriptions and (queue is None or queue.empty()):
             return self._handed_out(instrument_id, await self._subscribe(instrument_id, timeframe))
-        queue = self._bars[instrument_id]
+        assert queue is not None  # subscribed, or an ended subscription's last bars and its end
         items = [await queue.get()]
         while not queue.empty():
             items.append(queue.get_nowait())
-        bars = []
+        bars: list[VenueBar] = []
         for item in items:
             if isinstance(item, VenueError):
-                raise item
+                if not bars:
+                    raise item
+                # closed bars queued before the end (the loop was busy while TWS went on): hand
+                # them out now, the end at the next call (its catch-up starts after them)
+                self._ended_with[instrument_id] = item
+                break
             bars.append(item)
         return self._handed_out(instrument_id, bars)
 
