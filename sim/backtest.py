@@ -283,7 +283,9 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     ``venue``: ``binance`` (spot, through ccxt; the keys above) or ``ib`` (Interactive Brokers
     through ib_async: TWS or IB Gateway at ``host``:``port`` as API client ``client_id``, trading
     ``account`` — "" = the gateway's only account). IB has no API keys: the gateway holds the
-    login, so ``keys_env`` / ``secrets_file`` are not read for it (docs/live_ib.md)."""
+    login, so ``keys_env`` / ``secrets_file`` are not read for it (docs/live_ib.md). A paper
+    run on IB bars (``paper.exchange = "ib"``) reads this table's connection only: ``venue``,
+    ``host``, ``port``, ``client_id``, ``account`` (``BacktestConfig._check_ib_bars``)."""
 
     venue: str = "binance"
     host: str = "127.0.0.1"
@@ -434,7 +436,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     account: AccountConfig = AccountConfig()  # "margin" (as before) or "cash" (kernel.account)
     paper: PaperConfig | None = None  # a paper run's live steps and market data (tape paper)
     fx: FxConfig | None = None  # cash per currency and conversions (kernel.currencies); None: none
-    live: LiveConfig | None = None  # tape live: keys and reconciliation policy ([venue] kind = "live")
+    # tape live: keys and reconciliation policy ([venue] kind = "live"); tape paper on IB bars:
+    # the gateway's connection only
+    live: LiveConfig | None = None
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
