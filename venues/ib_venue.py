@@ -293,6 +293,7 @@ class IbVenue:
         self._lost: set[int] = set()  # ids of the subscriptions (BarDataList) that ended
         self._ended: list[Any] = []
         self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
+        self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
 
     @property
     def name(self) -> str:
@@ -924,6 +925,10 @@ class IbVenue:
         handed = self._handed.get(instrument_id)
         if handed is None:  # nothing handed out yet: no gap to fill
             return []
+        if instrument_id in self._after_loss:  # the session's catch-up (fetch_bars) follows and
+            # fetches the whole gap; handing out this answer's last bars would skip what is older
+            self._after_loss.discard(instrument_id)
+            return []
         inst = self.instruments[instrument_id]
         closed = [self._venue_bar(inst, row) for row in list(bars)[:-1]]  # the last one is forming
         return [bar for bar in closed if bar is not None and bar.open_ms > handed]
@@ -935,6 +940,7 @@ class IbVenue:
             self._lost.add(id(bars))  # by identity: request ids start again after a reconnect
             self._ended.append(bars)  # kept, so that its id is not reused
             self._bars[iid].put_nowait(VenueError("VENUE_UNAVAILABLE", why, retriable=True))
+            self._after_loss.add(iid)
             self.stats["bars.subscription_lost"] += 1
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
