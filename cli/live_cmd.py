@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import stat
 import tomllib
@@ -43,7 +42,14 @@ from typing import Any
 import msgspec
 
 from cli.exits import EXIT_OK
-from cli.paper_cmd import Started, open_ccxt_venue, prepare_session, run_session, session_options
+from cli.paper_cmd import (
+    Started,
+    open_ccxt_venue,
+    open_ib_venue,
+    prepare_session,
+    run_session,
+    session_options,
+)
 from cli.progress import console
 from cli.wiring import ConfigError
 from domain.events import CommandReceived, LedgerPosted, VenueConnection, decode_event
@@ -98,41 +104,8 @@ async def open_venue(
     """The adapter a live session trades through, connected and closed with ``stack``: the one
     place a ``[live] venue`` becomes one (a new venue adds a branch here)."""
     if settings.venue == "ib":
-        return await _ib_venue(settings, instruments, stack, setup, interval_ns)
+        return await open_ib_venue(settings, instruments, stack, setup, interval_ns)
     return await open_ccxt_venue(exchange, exchange_config, instruments, stack)  # Binance spot
-
-
-async def _ib_venue(
-    settings: LiveConfig,
-    instruments: list[Instrument],
-    stack: contextlib.AsyncExitStack[Any],
-    setup: RunSetup,
-    interval_ns: int,
-) -> Any:
-    """An ``IbVenue`` on TWS / IB Gateway at ``live.host``:``live.port``, connected (contracts
-    qualified), its bars mapped to the run's grid. ib_async's own log lines stay out of the
-    console (the adapter reports what matters as notes the session journals)."""
-    try:
-        import ib_async  # the live extra (also in dev)
-    except ImportError:
-        raise ConfigError(
-            "tape live with [live] venue = \"ib\" needs ib_async: pip install 'tape[live]'"
-        ) from None
-    from venues.ib_venue import IbVenue
-
-    logging.getLogger("ib_async").addHandler(logging.NullHandler())
-    venue = IbVenue(
-        ib_async.IB(),
-        instruments,
-        host=settings.host,
-        port=settings.port,
-        client_id=settings.client_id,
-        account=settings.account,
-    )
-    venue.bar_grid(setup.panel.ts_ns.tolist(), setup.panel.day.tolist(), interval_ns)
-    await venue.connect()
-    stack.push_async_callback(venue.close)
-    return venue
 
 
 def read_keys(settings: LiveConfig, environ: os._Environ[str] | dict[str, str]) -> tuple[str, str]:

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import signal
 import time
@@ -70,10 +71,11 @@ from kernel.store import open_journal
 from kernel.stream import QueueSource
 from lake.sessions import frequency_ns
 from lake.store import DatasetRef, dataset_ref, read_manifest
-from sim.backtest import BacktestConfig, build_setup, journal_inputs
+from sim.backtest import BacktestConfig, LiveConfig, build_setup, journal_inputs
 from venues.bar_feed import StepAssembler
 from venues.ccxt_venue import (
     CcxtVenue,
+    StreamNote,
     VenueBar,
     VenueDataError,
     VenueError,
@@ -87,6 +89,7 @@ from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 __all__ = [
     "Edge",
     "open_ccxt_venue",
+    "open_ib_venue",
     "Player",
     "Started",
     "add_command_parser",
@@ -222,13 +225,20 @@ def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig
 
 
 def _check_exchange(args: argparse.Namespace, config: BacktestConfig, verb: str) -> None:
-    """``paper.exchange``: a ccxt exchange, or ``ib`` for a live session trading IB."""
+    """``paper.exchange``: a ccxt exchange, or ``ib``: bars from TWS / IB Gateway at the
+    ``[live]`` table's ``host``:``port`` as ``client_id`` (``venue = "ib"``), for ``tape live``
+    and ``tape paper`` alike (docs/live_ib.md, "tape paper on IB bars")."""
     assert config.paper is not None
     if config.paper.exchange == "ib":  # bars from TWS / IB Gateway, on the session's own connection
-        if verb != "live" or config.live is None or config.live.venue != "ib":
+        if config.live is None or config.live.venue != "ib":
             raise ConfigError(
-                f'{args.config}: paper.exchange = "ib" reads bars from the IB gateway a live session '
-                'trades through: tape live with [live] venue = "ib" (tape paper on IB bars is not built)'
+                f'{args.config}: paper.exchange = "ib" reads bars from TWS / IB Gateway: name it in a '
+                '[live] table (venue = "ib", host, port, client_id)'
+            )
+        if verb == "paper" and config.paper.quotes:
+            raise ConfigError(
+                f"{args.config}: paper.quotes: the IB adapter watches bars only; the paper broker "
+                "fills on them (leave paper.quotes out)"
             )
         if args.local_exchange or args.venue_port:
             raise ConfigError(
@@ -493,7 +503,8 @@ async def _session(
     source = started.source
     interval, grace = frequency_ns(frequency), int(config.paper.grace_s * 1e9)
     ids = [inst.instrument_id for inst in instruments]
-    closed = market is not None or player.port > 0 or (edge is not None and edge.closed_bars)
+    closed = market is not None or player.port > 0 or config.paper.exchange == "ib"  # IB: final bars
+    closed = closed or (edge is not None and edge.closed_bars)
     assembler = StepAssembler(ids, interval, grace, closed_bars=closed)
     grid = source.grid_ts
     if source.next_row > 0:  # a resumed session: steps before this one went already
@@ -548,7 +559,7 @@ async def _open_venues(
 ) -> tuple[Any, Any]:
     """The session's local exchange (``--local-exchange``; None otherwise) and the venue it
     trades and takes bars from, both closed with ``stack``: a live edge's ([live] venue:
-    ``cli.live_cmd.open_venue``) or a ccxt client."""
+    ``cli.live_cmd.open_venue``), an ``IbVenue`` (``paper.exchange = "ib"``) or a ccxt client."""
     assert config.paper is not None
     local = None
     exchange_config: dict[str, Any] = {}
@@ -570,6 +581,9 @@ async def _open_venues(
         venue = await edge.open_venue(
             config.paper.exchange, exchange_config, instruments, stack, started.kernel.setup, interval
         )
+    elif config.paper.exchange == "ib":  # a paper session on IB bars: the connection, no orders
+        assert config.live is not None
+        venue = await open_ib_venue(config.live, instruments, stack, started.kernel.setup, interval)
     else:
         venue = await open_ccxt_venue(config.paper.exchange, exchange_config, instruments, stack)
     return local, venue
@@ -609,6 +623,41 @@ def _market_type(config: BacktestConfig, instruments: list[Instrument], *, local
             'Binance USD-M: set paper.exchange = "binanceusdm"'
         )
     return kind
+
+
+async def open_ib_venue(
+    settings: LiveConfig,
+    instruments: list[Instrument],
+    stack: contextlib.AsyncExitStack[Any],
+    setup: RunSetup,
+    interval_ns: int,
+) -> Any:
+    """An ``IbVenue`` on TWS / IB Gateway at ``live.host``:``live.port`` as ``live.client_id``,
+    connected (contracts qualified), its bars mapped to the run's grid, closed with ``stack``:
+    ``tape live``'s adapter (``cli.live_cmd.open_venue``) and a paper session's bars. ib_async's
+    own log lines stay out of the console (the adapter reports what matters as notes the
+    session journals)."""
+    try:
+        import ib_async  # the live extra (also in dev)
+    except ImportError:
+        raise ConfigError(
+            "IB bars and orders ([live] venue = \"ib\") need ib_async: pip install 'tape[live]'"
+        ) from None
+    from venues.ib_venue import IbVenue
+
+    logging.getLogger("ib_async").addHandler(logging.NullHandler())
+    venue = IbVenue(
+        ib_async.IB(),
+        instruments,
+        host=settings.host,
+        port=settings.port,
+        client_id=settings.client_id,
+        account=settings.account,
+    )
+    venue.bar_grid(setup.panel.ts_ns.tolist(), setup.panel.day.tolist(), interval_ns)
+    await venue.connect()
+    stack.push_async_callback(venue.close)
+    return venue
 
 
 async def open_ccxt_venue(
@@ -661,7 +710,9 @@ class _Pump:
         self._sent: dict[str, int] = {}  # order id -> when the edge sent it (unanswered orders)
         self._health_sent: int | None = None  # the time of this watch's last command
         self.venue_name = ""
-        self.connection: list[tuple[str, str]] = []  # market data's (state, detail), not journaled yet
+        # market data's (stream, state, detail), not journaled yet: the watchers' (``market``)
+        # and, for a paper session on IB bars, the adapter's notes (``ib-server``, ``socket``, ``ib``)
+        self.connection: list[tuple[str, str, str]] = []
         self.heartbeats: list[tuple[bool, int, str]] = []  # (ok, round trip ns, why not), not journaled yet
         self.health_command = "halt"
         self.funding: FundingFeed | None = None
@@ -714,13 +765,15 @@ class _Pump:
                     missed = await venue.fetch_bars(instrument_id, frequency, since_ms=since)
                     self._take(instrument_id, missed)
                     symbol = venue.instruments[instrument_id].symbol
-                    self.connection.append(("reconciled", f"{symbol}: {len(missed)} bars over REST"))
+                    self.connection.append(
+                        ("market", "reconciled", f"{symbol}: {len(missed)} bars over REST")
+                    )
             except Exception as error:
                 failures += 1
                 self.session.venue_errors += 1
                 if failures == 1:  # the episode's first: journaled (connection state)
                     symbol = venue.instruments[instrument_id].symbol
-                    self.connection.append(("disconnected", f"{symbol}: {map_error(error)}"))
+                    self.connection.append(("market", "disconnected", f"{symbol}: {map_error(error)}"))
                 console.print(f"[yellow]venue: {map_error(error)}[/]; watching again", soft_wrap=True)
                 await asyncio.sleep(
                     min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
@@ -751,9 +804,9 @@ class _Pump:
         inputs (``VenueConnection``, stream ``market``; a live session's order streams journal
         their own)."""
         notes, self.connection = self.connection, []
-        for state, detail in notes:
+        for stream, state, detail in notes:
             self.journal.append(
-                VenueConnection(ts_ns=now, venue=self.venue_name, stream="market", state=state, detail=detail)
+                VenueConnection(ts_ns=now, venue=self.venue_name, stream=stream, state=state, detail=detail)
             )
         beats, self.heartbeats = self.heartbeats, []
         for ok, rtt, detail in beats:
@@ -827,7 +880,24 @@ class _Pump:
             tasks += [asyncio.create_task(self.watch_quotes(venue, iid)) for iid in ids]
         if config.paper.heartbeat_s:
             tasks.append(asyncio.create_task(self.heartbeat(venue, config.paper.heartbeat_s)))
+        if self.edge is None and config.paper.exchange == "ib":  # no bridge reads the adapter's notes
+            tasks.append(asyncio.create_task(self.venue_notes(venue)))
         return tasks
+
+    async def venue_notes(self, venue: Any) -> None:
+        """A paper session on IB bars: the adapter's connection notes (IB's 1100 / 1101 / 1102,
+        the socket dropped and back, pacing), journaled at the next pass as ``tape live``'s
+        bridge journals them, and printed. Order states and fills cannot come (the session
+        sends no order to IB); one that does is counted as a venue error and dropped."""
+        while True:
+            note = await venue.updates.get()
+            if not isinstance(note, StreamNote):
+                self.session.venue_errors += 1
+                continue
+            detail = f": {note.detail}" if note.detail else ""
+            console.print(f"venue ib ({note.stream}): {note.kind}{detail}", soft_wrap=True, markup=False)
+            self.connection.append((note.stream, note.kind, note.detail))
+            self.arrived.set()
 
     async def watch_quotes(self, venue: CcxtVenue, instrument_id: int) -> None:
         """One instrument's best bid / ask from the websocket (the paper broker fills at them);

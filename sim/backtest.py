@@ -283,7 +283,9 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     ``venue``: ``binance`` (spot, through ccxt; the keys above) or ``ib`` (Interactive Brokers
     through ib_async: TWS or IB Gateway at ``host``:``port`` as API client ``client_id``, trading
     ``account`` — "" = the gateway's only account). IB has no API keys: the gateway holds the
-    login, so ``keys_env`` / ``secrets_file`` are not read for it (docs/live_ib.md)."""
+    login, so ``keys_env`` / ``secrets_file`` are not read for it (docs/live_ib.md). A paper
+    run on IB bars (``paper.exchange = "ib"``) reads this table's connection only: ``venue``,
+    ``host``, ``port``, ``client_id``, ``account`` (``BacktestConfig._check_ib_bars``)."""
 
     venue: str = "binance"
     host: str = "127.0.0.1"
@@ -434,7 +436,9 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     account: AccountConfig = AccountConfig()  # "margin" (as before) or "cash" (kernel.account)
     paper: PaperConfig | None = None  # a paper run's live steps and market data (tape paper)
     fx: FxConfig | None = None  # cash per currency and conversions (kernel.currencies); None: none
-    live: LiveConfig | None = None  # tape live: keys and reconciliation policy ([venue] kind = "live")
+    # tape live: keys and reconciliation policy ([venue] kind = "live"); tape paper on IB bars:
+    # the gateway's connection only
+    live: LiveConfig | None = None
 
     def __post_init__(self) -> None:
         # Range checks (limits within [1, 20x], actions a rule can take) with the key named.
@@ -469,7 +473,26 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
             )
         self._check_paper_venue()
         if self.live is not None and self.venue.kind != "live":
-            raise ValueError('[live] is read with [venue] kind = "live" only')
+            self._check_ib_bars()
+
+    def _check_ib_bars(self) -> None:
+        """A paper session on IB bars (``paper.exchange = "ib"``) reads ``[live]``'s connection
+        (venue, host, port, client_id, account) and nothing else of it (docs/live_ib.md)."""
+        assert self.live is not None
+        if self.paper is None or self.paper.exchange != "ib" or self.live.venue != "ib":
+            raise ValueError(
+                '[live] is read with [venue] kind = "live", or for its IB connection with '
+                'paper.exchange = "ib" and live.venue = "ib"'
+            )
+        unread = [
+            key for key in ("on_difference", "unknown_orders", "unsent", "testnet")
+            if getattr(self.live, key) != getattr(LiveConfig(), key)
+        ]  # fmt: skip
+        if unread:
+            raise ValueError(
+                f"live.{', live.'.join(unread)}: read by tape live only; a paper session on IB bars "
+                "reads [live]'s connection (venue, host, port, client_id, account)"
+            )
 
     def _check_paper_venue(self) -> None:
         """``[venue] kind = "paper"`` (the paper broker) and the ``[paper]`` keys only it reads."""

@@ -292,6 +292,8 @@ class IbVenue:
         self._handed: dict[int, int] = {}  # instrument_id -> the newest bar open handed out
         self._lost: set[int] = set()  # ids of the subscriptions (BarDataList) that ended
         self._ended: list[Any] = []
+        self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
+        self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
 
     @property
     def name(self) -> str:
@@ -866,16 +868,25 @@ class IbVenue:
         handed out — when IB starts the next one). The first call subscribes; a dropped
         connection or 1101 (data lost) ends it with a ``VenueError``, after which the session
         watches again (a new subscription) and fetches what it missed (``fetch_bars``)."""
-        if instrument_id not in self._subscriptions:
+        ended = self._ended_with.pop(instrument_id, None)
+        if ended is not None:  # bars closed before the subscription ended went out first
+            raise ended
+        queue = self._bars.get(instrument_id)
+        if instrument_id not in self._subscriptions and (queue is None or queue.empty()):
             return self._handed_out(instrument_id, await self._subscribe(instrument_id, timeframe))
-        queue = self._bars[instrument_id]
+        assert queue is not None  # subscribed, or an ended subscription's last bars and its end
         items = [await queue.get()]
         while not queue.empty():
             items.append(queue.get_nowait())
-        bars = []
+        bars: list[VenueBar] = []
         for item in items:
             if isinstance(item, VenueError):
-                raise item
+                if not bars:
+                    raise item
+                # closed bars queued before the end (the loop was busy while TWS went on): hand
+                # them out now, the end at the next call (its catch-up starts after them)
+                self._ended_with[instrument_id] = item
+                break
             bars.append(item)
         return self._handed_out(instrument_id, bars)
 
@@ -914,6 +925,10 @@ class IbVenue:
         handed = self._handed.get(instrument_id)
         if handed is None:  # nothing handed out yet: no gap to fill
             return []
+        if instrument_id in self._after_loss:  # the session's catch-up (fetch_bars) follows and
+            # fetches the whole gap; handing out this answer's last bars would skip what is older
+            self._after_loss.discard(instrument_id)
+            return []
         inst = self.instruments[instrument_id]
         closed = [self._venue_bar(inst, row) for row in list(bars)[:-1]]  # the last one is forming
         return [bar for bar in closed if bar is not None and bar.open_ms > handed]
@@ -925,6 +940,7 @@ class IbVenue:
             self._lost.add(id(bars))  # by identity: request ids start again after a reconnect
             self._ended.append(bars)  # kept, so that its id is not reused
             self._bars[iid].put_nowait(VenueError("VENUE_UNAVAILABLE", why, retriable=True))
+            self._after_loss.add(iid)
             self.stats["bars.subscription_lost"] += 1
 
     def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:

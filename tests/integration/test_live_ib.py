@@ -5,7 +5,12 @@ booked to the cent, reconciliation at the start, after IB's 1101 (data lost) and
 with no difference; IB's connectivity codes and pacing journaled as ``venue.connection.v1``; a
 session killed with SIGKILL resumes (bars it missed fetched up to TWS's time), sends no order
 twice and books every execution once; ``tape replay --day`` reproduces its days; a gateway
-that cannot be reached exits 4 with one line. No API keys are read for IB."""
+that cannot be reached exits 4 with one line. No API keys are read for IB.
+
+``tape paper`` on IB bars (``paper.exchange = "ib"``, the connection from ``[live]``): the
+same bars through the same adapter, traded against the simulator, equal a backtest over them
+byte for byte, through pacing and 1101 (the subscriptions end; the bars missed are fetched) and
+through a SIGKILL and ``--resume``; with the paper broker it fills on IB's bars; both replay."""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ pytest.importorskip("ib_async", reason="ib_async is in the dev/live extras")
 from cli.main import main
 from cli.wiring import replay_builder
 from domain.events import (
+    INPUT_KINDS,
     BarsReceived,
     DayClosed,
     OrderFilled,
@@ -77,6 +83,43 @@ def ib_config(path: Path, history: Path, journal: Path, start_ns: int, end_ns: i
         f'[live]\nvenue = "ib"\nport = {port}\nclient_id = 17\n'
     )
     return path
+
+
+def paper_ib_config(
+    path: Path, history: Path, journal: Path, start_ns: int, end_ns: int, port: int, venue: str = ""
+) -> Path:
+    """``tape paper`` on IB bars: the connection in ``[live]`` (no ``[venue] kind = "live"``);
+    ``venue``: a ``[venue]`` table's lines (none: the simulator)."""
+    paper_config(path, history, journal, start_ns, end_ns, grace_s=5 * 86_400)
+    text = path.read_text().replace('run_id = "paper-local"', 'run_id = "paper-ib"')
+    text = text.replace('exchange = "binance"', 'exchange = "ib"')
+    text = text.replace('initial_cash = "1000000"', 'initial_cash = "1000000"\nus_regulatory_fees = false')
+    path.write_text(
+        text
+        + (f"\n[venue]\n{venue}\n" if venue else "")
+        + f'\n[live]\nvenue = "ib"\nport = {port}\nclient_id = 18\n'
+    )
+    return path
+
+
+def derived(path: Path) -> list[bytes]:
+    with open_journal(path) as journal:
+        return [record.payload for record in journal.records() if record.kind not in INPUT_KINDS]
+
+
+def assert_equals_backtest(config: Path, full: Path, panel_day: int) -> None:
+    """The session's derived events are a backtest's over the whole market trading from the
+    first live session day (the bars before it are history), byte for byte."""
+    root, day = config.parent, str(panel_day)
+    text = config.read_text().split("[paper]")[0]
+    history = text.split('dataset = "')[1].split('"')[0]
+    backtest = root / "backtest.toml"
+    backtest.write_text(
+        text.replace(history, str(full)).replace(str(root / "journal"), str(root / "bt"))
+        + f'\n[window]\nstart = "{day[:4]}-{day[4:6]}-{day[6:]}"\n'
+    )
+    assert main(["backtest", str(backtest)]) == 0
+    assert derived(root / "journal") == derived(root / "bt")
 
 
 def new_tws(full: Path, start_ns: int) -> FakeTwsThread:
@@ -275,3 +318,162 @@ def test_ib_settings_journal_the_old_bytes_and_the_shipped_config_loads() -> Non
     assert not {"venue", "host", "port", "client_id", "account"} & set(live), live
     assert BacktestConfig.from_json(text).live == LiveConfig()
     assert '"venue":"ib"' in shipped.canonical_json()
+
+
+def test_a_paper_session_on_ib_bars_is_the_backtest_and_replays(
+    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bars from the fake TWS through the real ib_async client, trades on the simulator: the
+    first subscription refused for pacing, IB's 1100 / 1102 noted, its 1101 ending every
+    subscription (the watchers subscribe again and fetch what closed meanwhile); no bar lost,
+    so the derived events are the backtest's; the journal replays whole and by day."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    tws = fake.tws
+    tws.pace_history = 1
+    tws.after_bar = {
+        8: [(1100, "Connectivity between IB and Trader Workstation has been lost.")],
+        9: [(1102, "Connectivity between IB and Trader Workstation has been restored - data maintained.")],
+        14: [(1101, "Connectivity between IB and Trader Workstation has been restored - data lost.")],
+    }
+    journal = tmp_path / "journal"
+    try:
+        player = fake.spawn(tws.play(60))
+        config = paper_ib_config(tmp_path / "paper.toml", history, journal, start, end, fake.port)
+        assert main(["paper", str(config)]) == 0
+        output = capsys.readouterr().out
+        player.result(10)
+        assert not tws.orders and not tws.executions  # a paper session sends IB nothing
+    finally:
+        fake.close()
+    events = events_of(journal)
+    bars = [e for e in events if isinstance(e, BarsReceived)]
+    assert [e.ts_ns for e in bars] == [int(ts) for ts in panel.ts_ns[HISTORY:]], output
+    assert sum(isinstance(e, OrderSubmitted) for e in events) >= 5
+    states = Counter((e.venue, e.stream, e.state) for e in events if isinstance(e, VenueConnection))
+    assert states[("ib", "ib-server", "disconnected")] == 1, states
+    assert states[("ib", "ib-server", "restored")] == 2 and states[("ib", "ib", "pacing")] == 1, states
+    assert states[("ib", "market", "reconciled")] >= 1, states  # bars fetched after the 1101
+    assert "paper paper-ib" in output and "venue ib (ib-server): disconnected" in output
+    with open_journal(journal) as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+    days = [e.day for e in events if isinstance(e, DayClosed)]
+    assert len(days) == panel.steps - HISTORY
+    for day in (days[0], days[len(days) // 2], days[-1]):
+        assert main(["replay", str(journal), "--day", str(day)]) == 0
+    assert_equals_backtest(tmp_path / "paper.toml", full, int(panel.day[HISTORY]))
+
+
+def test_a_killed_paper_session_on_ib_bars_resumes_to_the_backtest(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """SIGKILL after ten steps; TWS plays two bars while the session is down; ``--resume``
+    re-derives the journal, fetches the bars it missed up to TWS's time and carries on: every
+    step once, and the session is still the backtest's."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    tws = fake.tws
+    journal = tmp_path / "journal"
+    config = paper_ib_config(tmp_path / "paper.toml", history, journal, start, end, fake.port)
+    argv = [sys.executable, "-m", "cli.main", "paper", str(config)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        player = fake.spawn(tws.play(25))
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and count_events(journal, BarsReceived) < 10:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        output, _ = process.communicate(timeout=20)
+        assert time.monotonic() < deadline, output[-3000:]
+        killed_at = count_events(journal, BarsReceived)
+        played = tws.played
+        for _ in range(2):  # the market goes on while the session is down
+            fake.call(tws.play_step())
+        assert tws.played == played + 2
+        done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        assert "resumed:" in done.stdout
+        player.result(10)
+    finally:
+        fake.close()
+    events = events_of(journal)
+    steps = [e.ts_ns for e in events if isinstance(e, BarsReceived)]
+    assert steps == [int(ts) for ts in panel.ts_ns[HISTORY:]] and killed_at < len(steps)
+    with open_journal(journal) as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+    days = [e.day for e in events if isinstance(e, DayClosed)]
+    assert main(["replay", str(journal), "--day", str(days[len(days) // 2])]) == 0
+    assert_equals_backtest(config, full, int(panel.day[HISTORY]))
+
+
+def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """``[venue] kind = "paper"`` on IB bars (no quotes: IB's adapter watches bars): the paper
+    broker acknowledges and fills the kernel's orders on the bars, and the journal replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    journal = tmp_path / "journal"
+    config = paper_ib_config(
+        tmp_path / "paper.toml", history, journal, start, end, fake.port, venue='kind = "paper"'
+    )
+    try:
+        player = fake.spawn(fake.tws.play(60))
+        assert main(["paper", str(config)]) == 0
+        player.result(10)
+        assert not fake.tws.orders
+    finally:
+        fake.close()
+    events = events_of(journal)
+    messages = [e.message for e in events if isinstance(e, VenueMessageReceived)]
+    submitted = {e.order_id for e in events if isinstance(e, OrderSubmitted)}
+    fills = [m for m in messages if m.kind == "fill"]
+    assert len(submitted) >= 5 and {m.order_id for m in fills} and {m.order_id for m in fills} <= submitted
+    assert sum(isinstance(e, OrderFilled) for e in events) == len(fills)
+    assert len([e for e in events if isinstance(e, DayClosed)]) == panel.steps - HISTORY
+    with open_journal(journal) as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+
+
+def test_paper_on_ib_bars_refusals_are_clear(
+    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without ``[live] venue = "ib"`` there is no gateway to read; ``[live]``'s trading keys and
+    ``paper.quotes`` are not read on IB bars; the gateway unreachable exits 4."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = paper_ib_config(tmp_path / "paper.toml", history, tmp_path / "journal", start, end, port)
+    assert main(["paper", str(config)]) == 4
+    assert f"no TWS / IB Gateway API at 127.0.0.1:{port}" in capsys.readouterr().out
+    text = config.read_text()
+    cases = {
+        "no-live": (text.split("[live]")[0], 'name it in a [live] table (venue = "ib"'),
+        "binance": (text.replace('venue = "ib"', 'venue = "binance"'), 'live.venue = "ib"'),
+        "policy": (text + 'on_difference = "warn"\n', "live.on_difference: read by tape live only"),
+        "quotes": (
+            text.replace("[live]", '[venue]\nkind = "paper"\n\n[live]').replace(
+                'clock = "venue"', 'clock = "venue"\nquotes = true'
+            ),
+            "the IB adapter watches bars only",
+        ),
+    }
+    for name, (body, said) in cases.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(body)
+        assert main(["paper", str(path)]) == 2, name
+        out = capsys.readouterr().out
+        assert said in out and "Traceback" not in out, (name, out)
+    assert main(["paper", str(config), "--local-exchange", str(full)]) == 2
+    assert "live.host:live.port" in capsys.readouterr().out

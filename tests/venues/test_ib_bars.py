@@ -141,6 +141,50 @@ async def test_a_dropped_connection_ends_the_subscription(tws: FakeTws, venue: I
     assert [b.open_ms // 1000 for b in await asyncio.wait_for(watching, 5)] == [FIRST_OPEN_S]
 
 
+async def test_bars_closed_before_a_subscription_ended_are_handed_out_first(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """TWS closed bars, then IB lost the market data (1101), while nobody was watching (the
+    session's loop busy with a step): the closed bars go out, the end at the next call, so the
+    catch-up after it starts behind them and none is lost."""
+    assert await venue.watch_bars(1, "1d") == []
+    tws.after_bar = {
+        3: [(1101, "Connectivity between IB and Trader Workstation has been restored - data lost.")]
+    }
+    for _ in range(3):
+        await tws.play_step()
+    while venue.stats["bars.subscription_lost"] < 1:  # all of it in before anyone watches
+        await asyncio.sleep(0.01)
+    got = await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + n * DAY_S for n in range(3)]
+    with pytest.raises(VenueError) as error:
+        await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    assert error.value.rule == "VENUE_UNAVAILABLE" and "1101" in error.value.reason
+
+
+async def test_after_a_lost_subscription_the_catch_up_fetches_the_whole_gap(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """IB lost the market data (1101) and TWS closed three more bars before the session watched
+    again: the new subscription hands out nothing (its answer holds only the last bars), the
+    catch-up that follows (``fetch_bars``) hands out the whole gap, each bar once, none lost."""
+    assert await venue.watch_bars(1, "1d") == []
+    tws.after_bar = {
+        2: [(1101, "Connectivity between IB and Trader Workstation has been restored - data lost.")]
+    }
+    await tws.play_step()
+    await tws.play_step()
+    got = []
+    with pytest.raises(VenueError):
+        while True:
+            got += await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    for _ in range(3):  # played while no subscription is live
+        await tws.play_step()
+    assert await venue.watch_bars(1, "1d") == []
+    got += await venue.fetch_bars(1, "1d", since_ms=got[-1].open_ms)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + n * DAY_S for n in range(5)]
+
+
 def test_bar_sizes_and_durations() -> None:
     assert bar_size("5m") == "5 mins" and bar_size("1d") == "1 day"
     with pytest.raises(VenueError):
