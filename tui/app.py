@@ -16,6 +16,7 @@ from typing import TypeVar
 from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.widgets import Button, DataTable, Footer, Header, Input, Static, TabbedContent
 
 from kernel.journal import JournalError
@@ -189,6 +190,10 @@ class CockpitApp(App[None]):
     def _poll(self) -> None:
         if self._polling or not self.detail_ready:
             return
+        try:
+            tabs = self.query_one("#tabs", TabbedContent)
+        except NoMatches:  # the app is closing: its screens are gone, the timer not yet
+            return
         self._polling = True
 
         def done(growth: Growth | None) -> None:
@@ -196,8 +201,9 @@ class CockpitApp(App[None]):
             if growth is not None:
                 self.data.apply_growth(growth)
                 self._stale.update(FOLLOWED_SCREENS)
-                self._show_if_stale(self.query_one("#tabs", TabbedContent).active)
-                self.set_status(f"following: {self.data.overview.records:,} records")
+                if tabs.is_attached:  # not when the app closed while the worker read
+                    self._show_if_stale(tabs.active)
+                    self.set_status(f"following: {self.data.overview.records:,} records")
 
         def failed(error: Exception) -> None:
             self._polling = False
@@ -205,7 +211,7 @@ class CockpitApp(App[None]):
 
         # the journal page gains its new rows only while it is on display (described once each;
         # shown again later, it catches up from its end at the next poll)
-        shown = self.query_one("#tabs", TabbedContent).active == "journal"
+        shown = tabs.active == "journal"
         start, tail = self.data.overview.records, self.data.tail if shown else None
         self.read(lambda: self.data.read_growth(start, tail), done, "poll", failed=failed)
 
