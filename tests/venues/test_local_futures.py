@@ -105,6 +105,20 @@ def test_margin_and_filters_are_refused_with_binance_codes() -> None:
         engine.place({"symbol": "BTCUSDT", "side": "SELL", "type": "MARKET", "quantity": "10"})
 
 
+def test_a_cancel_frees_a_resting_orders_margin_and_a_second_cancel_is_unknown() -> None:
+    engine = _engine(leverage=2)
+    engine.step()
+    order, _ = engine.place({"symbol": "BTCUSDT", "side": "SELL", "type": "LIMIT", "quantity": "10",
+                             "price": "150", "timeInForce": "GTC"})  # fmt: skip
+    held = engine.available()
+    cancelled, events = engine.cancel({"symbol": "BTCUSDT", "orderId": str(order.order_id)})
+    assert cancelled.status == "CANCELED" and len(events) == 1
+    assert engine.available() > held  # its margin is free again: no account event, nothing locked
+    with pytest.raises(BinanceError) as again:
+        engine.cancel({"symbol": "BTCUSDT", "orderId": str(order.order_id)})
+    assert again.value.code == -2011
+
+
 def test_binanceusdm_trades_a_short_and_reads_funding_and_positions() -> None:
     ccxt_pro = pytest.importorskip("ccxt.pro")
 

@@ -304,19 +304,6 @@ class FuturesEngine(Engine):
             position.cost += qty * price
         return realized
 
-    def cancel(self, params: Mapping[str, str]) -> tuple[EngineOrder, list[dict[str, Any]]]:
-        try:
-            order = self.find(params)
-        except BinanceError as error:
-            if error.code == -2013:
-                raise BinanceError(-2011, "Unknown order sent.") from None
-            raise
-        if not order.is_open:
-            raise BinanceError(-2011, "Unknown order sent.")
-        order.status = "CANCELED"
-        order.update_ms = self.now_ms()
-        return order, [self.execution_report(order, "CANCELED")]
-
     # --- views in Binance's USD-M shapes ------------------------------------------------------
 
     def order_json(self, order: EngineOrder) -> dict[str, Any]:
