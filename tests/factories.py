@@ -270,3 +270,16 @@ action = "clip"
 """
     )
     return config
+
+# The XRP/USDT perpetual of ../shared/data/crypto/freqtrade/futures (the perpetual tests).
+XRP_PERP = Instrument(
+    instrument_id=1,
+    symbol="XRP/USDT:USDT",
+    venue="BINANCE",
+    asset_class="crypto_perp",
+    currency="USDT",
+    price_digits=4,
+    tick_raw=1,
+    qty_digits=1,
+    lot_raw=1,
+)

@@ -15,7 +15,6 @@ import pytest
 from cli.main import main as tape
 from domain.events import LedgerPosted, OrderFilled
 from domain.fixed import Rounding
-from domain.instruments import Instrument
 from domain.market import Panel
 from domain.markets import funding_payment_minor
 from kernel.replay import replay
@@ -24,19 +23,10 @@ from kernel.strategy import MarketView
 from lake.store import write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
+from tests.factories import XRP_PERP
 
 FUTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
-PERP = Instrument(
-    instrument_id=1,
-    symbol="XRP/USDT:USDT",
-    venue="BINANCE",
-    asset_class="crypto_perp",
-    currency="USDT",
-    price_digits=4,
-    tick_raw=1,
-    qty_digits=1,
-    lot_raw=1,
-)
+PERP = XRP_PERP
 FIVE_MINUTES_NS = 300_000_000_000
 
 

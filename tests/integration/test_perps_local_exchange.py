@@ -35,27 +35,16 @@ from domain.events import (
     OrderSubmitted,
     VenueReconciled,
 )
-from domain.instruments import Instrument
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import write_dataset
-from tests.factories import count_events
+from tests.factories import XRP_PERP, count_events
 
 ROOT = Path(__file__).resolve().parents[2]
 FUTURES = ROOT.parents[0] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
 if not FUTURES.exists():
     FUTURES = Path("/work/shared/data/crypto/freqtrade/futures")
-PERP = Instrument(
-    instrument_id=1,
-    symbol="XRP/USDT:USDT",
-    venue="BINANCE",
-    asset_class="crypto_perp",
-    currency="USDT",
-    price_digits=4,
-    tick_raw=1,
-    qty_digits=1,
-    lot_raw=1,
-)
+PERP = XRP_PERP
 FIVE_MINUTES_NS = 300_000_000_000
 START = "2021-11-18T00:05:00Z"  # the first live step (its bar closes then); history before it
 END = "2021-11-19T00:30:00Z"  # fundings at 00:00, 08:00, 16:00 and the next 00:00: two session days
