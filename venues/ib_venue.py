@@ -225,6 +225,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MS = dt.timedelta(milliseconds=1)
 _RANK = {"new": 0, "pending_cancel": 1, "partially_filled": 1, "filled": 2, "canceled": 2, "rejected": 2}
 _ACKED = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingCancel", "Filled"})
+_CLOSED = frozenset({"Cancelled", "ApiCancelled", "Inactive"})  # the states of an order that ended
 
 
 # --- the adapter ---------------------------------------------------------------------------------
@@ -742,7 +743,9 @@ class IbVenue:
 
     async def lookup(self, instrument_id: int, client_order_id: str) -> VenueOrder | None:
         """The order with this orderRef: among the open orders, else from its executions
-        (filled); ``None`` when IB has neither (orders closed without a fill are not asked for)."""
+        (filled), else cancelled or rejected without a fill in this connection's own record of
+        its orders (ib_async keeps every order it saw; an order closed in an earlier connection
+        is not asked for); ``None`` when IB has none of these."""
         for trade in await self._request(self.ib.reqOpenOrdersAsync):
             if trade.order.orderRef == client_order_id:
                 state = self._state(trade)
@@ -750,7 +753,7 @@ class IbVenue:
                     return self._accept_order(state)
         fills = [f for f in await self._executions() if f.execution.orderRef == client_order_id]
         if not fills:
-            return None
+            return self._closed_unfilled(client_order_id)
         for fill in fills:
             self._book(fill)
         inst = self.instruments[instrument_id]
@@ -773,6 +776,17 @@ class IbVenue:
                 source="ib",
             )
         )
+
+    def _closed_unfilled(self, client_order_id: str) -> VenueOrder | None:
+        """The cancelled or rejected state of an order with this orderRef that this connection
+        saw close (ib_async's ``trades()``), or None."""
+        for trade in reversed(self.ib.trades()):
+            if trade.order.orderRef != client_order_id or trade.orderStatus.status not in _CLOSED:
+                continue
+            state = self._state(trade)
+            if state is not None and state.status in ("canceled", "rejected"):
+                return self._accept_order(state)
+        return None
 
     async def cancel(self, instrument_id: int, client_order_id: str) -> VenueOrder:
         """Cancel by orderRef and wait for IB's answer: the cancelled state, the final state the

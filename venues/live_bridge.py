@@ -518,6 +518,8 @@ class LiveBridge:
                     await self._cancel(order)  # journaled before a crash; sending again is harmless
                     actions.append(f"cancel sent again for {order_id}")
                 continue
+            if known.closed:  # its end is handed in already, waiting for a kernel step
+                continue
             if known.acked:
                 lines.append(f"order {order_id}: acknowledged before, but the venue no longer has it")
                 continue

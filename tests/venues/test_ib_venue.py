@@ -427,6 +427,17 @@ async def test_cancel_confirmed_refused_and_unknown(venue: IbVenue, tws: FakeTws
     assert error.value.rule == "ORDER_NOT_FOUND"
 
 
+async def test_an_order_cancelled_without_a_fill_is_still_found(venue: IbVenue, tws: FakeTws) -> None:
+    """IB lists neither open orders nor executions for it: the connection's own record says it
+    was cancelled (a stop reconciliation would otherwise call it lost)."""
+    await venue.place(limit("c-x", 1, 10, 17000))
+    await venue.cancel(1, "c-x")
+    assert all(order.order_ref != "c-x" or order.status == "Cancelled" for order in tws.orders.values())
+    found = await venue.lookup(1, "c-x")
+    assert found is not None and (found.status, found.filled_qty_raw) == ("canceled", 0)
+    assert await venue.lookup(1, "never-sent") is None
+
+
 # --- reconnect -----------------------------------------------------------------------------------
 
 
