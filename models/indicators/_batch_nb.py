@@ -25,7 +25,8 @@ import math
 import numpy as np
 from numba import njit
 
-from models.indicators._blocks_nb import true_range
+from models.indicators._blocks_nb import ema_next, kama_next, true_range, wilder_next
+from models.indicators._kernels_nb import trix_nb
 
 NAN = np.nan
 _FLAGS = {"error_model": "numpy", "_nrt": False, "cache": True}
@@ -115,6 +116,131 @@ def trange_fast(p, h, lo, c, out):
         bad |= (hi != hi) | (lw != lw) | (c1[j] != c1[j])
         o[j] = true_range(hi, lw, c0[j])
     return not bad
+
+
+# ----------------------------------------------------------------------------- TRIX
+# The step (``trix_nb``) until its three EMAs are seeded and it has a previous triple EMA, then
+# the three steady-state EMA steps and the rate of change with no counters or NaN branches.
+
+
+@njit(**_FLAGS)
+def trix_fast(p, x, out):
+    o = out[0]
+    size = x.shape[0]
+    k = p[1]
+    s = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    bad = False
+    i = 0
+    while i < size and s[6] == 0.0:
+        xi = x[i]
+        bad |= xi != xi
+        s = trix_nb(s, o, p, xi, out, i)  # trix has no ring (o stands in: never touched)
+        i += 1
+    e1 = s[1]
+    e2 = s[3]
+    e3 = s[5]
+    prev = s[7]
+    for j in range(i, size):
+        xj = x[j]
+        bad |= xj != xj
+        e1 = ema_next(e1, k, xj)
+        e2 = ema_next(e2, k, e1)
+        e3 = ema_next(e3, k, e2)
+        o[j] = ((e3 / prev) - 1.0) * 100.0 if prev != 0.0 else 0.0
+        prev = e3
+    return not bad
+
+
+# ----------------------------------------------------------------------------- KAMA
+# ``kama_nb`` reading the window's ends from the input instead of its ring (x[i - n - 1] and
+# x[i - n] are the ring's two oldest values), with no counter: the same additions in the same
+# order, so the same bits.
+
+
+@njit(**_FLAGS)
+def kama_fast(p, x, out):
+    n = int(p[0])
+    o = out[0]
+    size = x.shape[0]
+    if size == 0:
+        return True
+    bad = x[0] != x[0]
+    o[0] = NAN
+    sumroc = 0.0
+    for i in range(1, min(n, size)):
+        xi = x[i]
+        bad |= xi != xi
+        sumroc += abs(xi - x[i - 1])
+        o[i] = NAN
+    if size <= n:
+        return not bad
+    slow_k = p[1]
+    k_diff = p[2]
+    xi = x[n]
+    bad |= xi != xi
+    sumroc += abs(xi - x[n - 1])
+    kama = kama_next(x[n - 1], sumroc, xi - x[0], slow_k, k_diff, xi)
+    o[n] = kama
+    for i in range(n + 1, size):
+        xi = x[i]
+        bad |= xi != xi
+        sumroc -= abs(x[i - n - 1] - x[i - n])
+        sumroc += abs(xi - x[i - 1])
+        kama = kama_next(kama, sumroc, xi - x[i - n], slow_k, k_diff, xi)
+        o[i] = kama
+    return not bad
+
+
+# ----------------------------------------------------------------------------- ATR, NATR
+# ``atr_push`` unrolled: the first bar only gives the previous close, the next n - 1 sum their
+# true ranges, bar n is their mean, then Wilder's step (one fused multiply-add on the chain).
+# The NaN test is folded into the loops; the step's counter and branches are gone.
+
+
+@njit(inline="always", **_FLAGS)
+def _atr_into(n, h, lo, c, o, natr):
+    """ATR (``natr``: 100 * ATR / close, 0 at a zero close) into o; False on a NaN."""
+    size = h.shape[0]
+    if size == 0:
+        return True
+    bad = (h[0] != h[0]) | (lo[0] != lo[0]) | (c[0] != c[0])
+    o[0] = NAN
+    seed = min(n, size - 1)
+    acc = 0.0
+    for i in range(1, seed + 1):
+        hi = h[i]
+        lw = lo[i]
+        cl = c[i]
+        bad |= (hi != hi) | (lw != lw) | (cl != cl)
+        acc = acc + true_range(hi, lw, c[i - 1])
+        o[i] = NAN
+    if seed < n:
+        return not bad
+    v = acc / n
+    o[n] = v if not natr else ((v / c[n]) * 100.0 if c[n] != 0.0 else 0.0)
+    keep = (n - 1.0) / n
+    share = 1.0 / n
+    for i in range(n + 1, size):
+        hi = h[i]
+        lw = lo[i]
+        cl = c[i]
+        bad |= (hi != hi) | (lw != lw) | (cl != cl)
+        v = wilder_next(v, keep, share, true_range(hi, lw, c[i - 1]))
+        if natr:
+            o[i] = (v / cl) * 100.0 if cl != 0.0 else 0.0
+        else:
+            o[i] = v
+    return not bad
+
+
+@njit(**_FLAGS)
+def atr_fast(p, h, lo, c, out):
+    return _atr_into(int(p[0]), h, lo, c, out[0], False)
+
+
+@njit(**_FLAGS)
+def natr_fast(p, h, lo, c, out):
+    return _atr_into(int(p[0]), h, lo, c, out[0], True)
 
 
 # ----------------------------------------------------------------------------- rolling extremes
@@ -392,8 +518,8 @@ def stoch_fast(p, h, lo, c, out, scratch):
 def _rsi_into(n, x, o):
     """``rsi_push`` over x into o; False on a NaN."""
     size = x.shape[0]
-    nf = float(n)
-    nm1 = float(n - 1)
+    keep = (n - 1.0) / n
+    share = 1.0 / n
     gain = 0.0
     loss = 0.0
     if size == 0:
@@ -419,14 +545,8 @@ def _rsi_into(n, x, o):
             loss /= n
             gain /= n
         else:
-            loss *= nm1
-            gain *= nm1
-            if diff < 0:
-                loss -= diff
-            else:
-                gain += diff
-            loss /= nf
-            gain /= nf
+            gain = wilder_next(gain, keep, share, diff if diff > 0.0 else 0.0)
+            loss = wilder_next(loss, keep, share, -diff if diff < 0.0 else 0.0)
         total = gain + loss
         o[i] = 100.0 * (gain / total) if total != 0.0 else 0.0
     return True
@@ -614,6 +734,40 @@ def ad_fast(p, h, lo, c, v, out):
         rng = hi - lw
         ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
         o[i] = ad
+    return not bad
+
+
+@njit(**_FLAGS)
+def adosc_fast(p, h, lo, c, v, out):
+    """``adosc_nb`` without its counter and NaN branch: the A/D sum and its two EMAs."""
+    o = out[0]
+    size = h.shape[0]
+    if size == 0:
+        return True
+    k_fast = p[1]
+    k_slow = p[3]
+    warm = min(int(p[2]) - 1, size)
+    ad = 0.0
+    fe = 0.0
+    se = 0.0
+    bad = False
+    for i in range(size):
+        hi = h[i]
+        lw = lo[i]
+        ci = c[i]
+        vi = v[i]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
+        rng = hi - lw
+        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
+        if i == 0:
+            fe = ad
+            se = ad
+        else:
+            fe = ema_next(fe, k_fast, ad)
+            se = ema_next(se, k_slow, ad)
+        o[i] = fe - se
+    for i in range(warm):
+        o[i] = NAN
     return not bad
 
 

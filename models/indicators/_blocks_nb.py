@@ -9,10 +9,52 @@ update that call the same block produce the same bits.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 NAN = np.nan
 _FLAGS = {"error_model": "numpy", "_nrt": False}
+
+
+@intrinsic
+def fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+    """``a * b + c`` with one rounding (IEEE 754 fusedMultiplyAdd), float64: LLVM's
+    ``llvm.fma``, which is the exact fused operation on every target (a CPU without the
+    instruction computes it in software, slower, to the same bits), unlike ``fmuladd`` or
+    fast-math contraction, which fuse or not by machine."""
+    if not all(isinstance(t, types.Float) for t in (a, b, c)):
+        return None
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        args = [context.cast(builder, v, t, types.float64) for v, t in zip(args, signature.args, strict=True)]
+        double = ir.DoubleType()
+        fnty = ir.FunctionType(double, [double, double, double])
+        fn = builder.module.declare_intrinsic("llvm.fma", [double], fnty)
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+# --- the two recursions most indicators are chains of ----------------------------------------
+# An EMA step and a Wilder step are each one fused multiply-add on the loop-carried value (the
+# rest is off the chain), so a batch loop runs at the FMA's latency, not at a subtract, a
+# multiply and an add (EMA) or a multiply, an add and a division (Wilder) a bar.
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def ema_next(v, k, x):
+    """The EMA after ``v`` with weight ``k`` on ``x``: ``v * (1 - k) + k * x``."""
+    return fma(v, 1.0 - k, k * x)
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def wilder_next(v, keep, share, x):
+    """Wilder's smoothing ``(v * (n - 1) + x) / n`` as ``v * keep + x * share`` with
+    ``keep = (n - 1) / n`` and ``share = 1 / n`` (computed once by the caller)."""
+    return fma(v, keep, x * share)
+
 
 # --- rolling sum (TA-Lib's order: keep the sum of the last n-1 values, add the new one) ------
 # scalars: count (saturates at n-1), acc, pos; ring(n)
@@ -57,13 +99,29 @@ def sum2_push(c, pos, acc_a, acc_b, r, o, n, xa, xb):
 def ema_push(c, v, n, k, x):
     """-> (count, acc / ema, ema or NaN)."""
     if c >= n:
-        e = ((x - v) * k) + v
+        e = ema_next(v, k, x)
         return c, e, e
     acc = v + x
     if c < n - 1:
         return c + 1.0, acc, NAN
     e = acc / n
     return c + 1.0, e, e
+
+
+# --- KAMA's step (Kaufman): an EMA whose weight follows the window's efficiency ratio ---------
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def kama_next(kama, sumroc, roc, slow_k, k_diff, x):
+    """KAMA's step: the efficiency ratio ``|roc| / sumroc`` (1 when the window's path is no
+    longer than its change, or flat) sets the smoothing constant ``(er * k_diff + slow_k)**2``."""
+    if sumroc <= roc or sumroc == 0.0:
+        er = 1.0
+    else:
+        er = abs(roc / sumroc)
+    sc = (er * k_diff) + slow_k
+    sc *= sc
+    return ema_next(kama, sc, x)
 
 
 # --- rolling max and min over the last n values (ties: the latest index) ----------------------
@@ -281,14 +339,12 @@ def rsi_push(c, prev, gain, loss, n, x):
         loss /= n
         gain /= n
     else:
-        loss *= n - 1
-        gain *= n - 1
-        if diff < 0:
-            loss -= diff
-        else:
-            gain += diff
-        loss /= n
-        gain /= n
+        keep = (n - 1.0) / n
+        share = 1.0 / n
+        up = diff if diff > 0.0 else 0.0
+        down = -diff if diff < 0.0 else 0.0
+        gain = wilder_next(gain, keep, share, up)
+        loss = wilder_next(loss, keep, share, down)
     total = gain + loss
     if total != 0.0:
         return c, x, gain, loss, 100.0 * (gain / total)
@@ -323,5 +379,5 @@ def atr_push(cnt, pc, acc, n, hi, lo, c):
             return cnt + 1.0, c, a, NAN
         v = a / n
         return cnt + 1.0, c, v, v
-    v = ((acc * (n - 1)) + tr) / n
+    v = wilder_next(acc, (n - 1.0) / n, 1.0 / n, tr)
     return cnt, c, v, v

@@ -19,8 +19,10 @@ from numba import njit
 
 from models.indicators._blocks_nb import (
     atr_push,
+    ema_next,
     ema_push,
     hilo_push,
+    kama_next,
     rsi_push,
     rsum_push,
     sum2_push,
@@ -201,13 +203,7 @@ def kama_nb(s, r, p, x, out, i):
             if c == n:
                 kama = prev
             roc = x - r[nxt]
-            if sumroc <= roc or sumroc == 0.0:
-                er = 1.0
-            else:
-                er = abs(roc / sumroc)
-            sc = (er * p[2]) + p[1]
-            sc *= sc
-            kama = ((x - kama) * sc) + kama
+            kama = kama_next(kama, sumroc, roc, p[1], p[2], x)
             out[0, i] = kama
     r[ip] = x
     ip += 1
@@ -242,8 +238,8 @@ def macd_nb(s, r, p, x, out, i):
         ef = sum_fast / fast
         es = sum_slow / slow
     else:
-        ef = ((x - ef) * p[1]) + ef
-        es = ((x - es) * p[3]) + es
+        ef = ema_next(ef, p[1], x)
+        es = ema_next(es, p[3], x)
     macd = ef - es
     sc, sv, sig = ema_push(sc, sv, p[4], p[5], macd)
     out[0, i] = macd
@@ -880,8 +876,8 @@ def adosc_nb(s, r, p, hi, lo, c, v, out, i):
         fe = ad
         se = ad
     else:
-        fe = (p[1] * ad) + ((1.0 - p[1]) * fe)
-        se = (p[3] * ad) + ((1.0 - p[3]) * se)
+        fe = ema_next(fe, p[1], ad)
+        se = ema_next(se, p[3], ad)
     if cnt < p[2] - 1:
         out[0, i] = NAN
         return (cnt + 1.0, ad, fe, se)

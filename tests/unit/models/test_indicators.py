@@ -25,10 +25,43 @@ def _bars(n: int = 200, seed: int = 7) -> dict[str, np.ndarray]:
 
 def test_every_required_indicator_is_registered() -> None:
     required = {
-        "sma", "ema", "wma", "dema", "tema", "trima", "kama", "macd", "ppo", "rsi", "stoch",
-        "stochf", "stochrsi", "willr", "cci", "roc", "mom", "trix", "ultosc", "trange", "atr",
-        "natr", "bbands", "keltner", "donchian", "adx", "aroon", "sar", "obv", "mfi", "ad",
-        "adosc", "vwap", "ichimoku", "heikin_ashi", "zscore", "rvol",
+        "sma",
+        "ema",
+        "wma",
+        "dema",
+        "tema",
+        "trima",
+        "kama",
+        "macd",
+        "ppo",
+        "rsi",
+        "stoch",
+        "stochf",
+        "stochrsi",
+        "willr",
+        "cci",
+        "roc",
+        "mom",
+        "trix",
+        "ultosc",
+        "trange",
+        "atr",
+        "natr",
+        "bbands",
+        "keltner",
+        "donchian",
+        "adx",
+        "aroon",
+        "sar",
+        "obv",
+        "mfi",
+        "ad",
+        "adosc",
+        "vwap",
+        "ichimoku",
+        "heikin_ashi",
+        "zscore",
+        "rvol",
     }
     assert required <= set(indicator_names())
 
@@ -82,7 +115,7 @@ def test_declared_warmup_is_where_every_output_starts(name: str) -> None:
     for ind in (indicator(name), indicator(name, **SMALL[name])):
         cols = as_columns(ind.batch(*inputs_of(ind, bars)))
         full = np.all(np.isfinite(np.vstack(cols)), axis=0)
-        assert full[ind.warmup:].all(), ind
+        assert full[ind.warmup :].all(), ind
         if ind.warmup:
             assert not full[ind.warmup - 1], ind
 
@@ -126,3 +159,34 @@ def test_known_values_on_a_tiny_series() -> None:
     assert indicator("zscore", period=4).batch(flat)[-1] == 0.0
     upper, middle, lower = indicator("bbands", period=4).batch(flat)
     assert upper[-1] == middle[-1] == lower[-1] == 2.0
+
+
+def test_ema_and_wilder_steps_are_one_fused_multiply_add() -> None:
+    """The EMA and Wilder steps round once (``llvm.fma``, exact on every CPU), so their bits
+    are Tape's own definition and the same on any machine. Checked against the exact value
+    rounded once (``Fraction``), on seeded values and on one where rounding twice differs."""
+    from fractions import Fraction
+
+    from numba import njit
+
+    from models.indicators._blocks_nb import ema_next, fma, wilder_next
+
+    fused = njit(lambda a, b, c: fma(a, b, c))
+    ema = njit(lambda v, k, x: ema_next(v, k, x))
+    wilder = njit(lambda v, keep, share, x: wilder_next(v, keep, share, x))
+
+    def once(a: float, b: float, c: float) -> float:
+        return float(Fraction(a) * Fraction(b) + Fraction(c))
+
+    assert fused(0.1, 10.0, -1.0) == once(0.1, 10.0, -1.0) == 5.551115123125783e-17
+    assert 0.1 * 10.0 - 1.0 == 0.0  # rounded twice
+    rng = np.random.default_rng(5)
+    for v, x, n in zip(
+        rng.lognormal(4, 1, 200), rng.lognormal(4, 1, 200), rng.integers(2, 300, 200), strict=True
+    ):
+        v, x, n = float(v), float(x), float(n)
+        assert fused(v, x, -n) == once(v, x, -n)
+        k = 2.0 / (n + 1.0)
+        assert ema(v, k, x) == once(v, 1.0 - k, k * x)
+        keep, share = (n - 1.0) / n, 1.0 / n
+        assert wilder(v, keep, share, x) == once(v, keep, x * share)
