@@ -25,7 +25,7 @@ import math
 import numpy as np
 from numba import njit
 
-from models.indicators._blocks_nb import ema_next, kama_next, true_range, wilder_next
+from models.indicators._blocks_nb import clv_volume, ema_next, kama_next, true_range, wilder_next
 from models.indicators._kernels_nb import trix_nb
 
 NAN = np.nan
@@ -731,8 +731,7 @@ def ad_fast(p, h, lo, c, v, out):
         ci = c[i]
         vi = v[i]
         bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
-        rng = hi - lw
-        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
+        ad = ad + clv_volume(hi, lw, ci, vi)
         o[i] = ad
     return not bad
 
@@ -757,8 +756,7 @@ def adosc_fast(p, h, lo, c, v, out):
         ci = c[i]
         vi = v[i]
         bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
-        rng = hi - lw
-        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
+        ad = ad + clv_volume(hi, lw, ci, vi)
         if i == 0:
             fe = ad
             se = ad

@@ -363,6 +363,18 @@ def true_range(high, low, prev_close):
     return tr
 
 
+# --- accumulation/distribution: the close's location in the bar's range times the volume --------
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def clv_volume(hi, lo, c, v):
+    """((c - lo) - (hi - c)) / (hi - lo) * v; 0 for a bar without range."""
+    rng = hi - lo
+    if rng > 0.0:
+        return (((c - lo) - (hi - c)) / rng) * v
+    return 0.0
+
+
 # --- Wilder ATR seeded with the SMA of the first n true ranges --------------------------------
 # scalars: count (saturates at n+1), prev_close, acc / atr
 

@@ -19,6 +19,7 @@ from numba import njit
 
 from models.indicators._blocks_nb import (
     atr_push,
+    clv_volume,
     ema_next,
     ema_push,
     hilo_push,
@@ -851,17 +852,9 @@ def obv_nb(s, r, p, c, v, out, i):
 
 
 @njit(cache=True, inline="always", **_FLAGS)
-def _clv_volume(hi, lo, c, v):
-    rng = hi - lo
-    if rng > 0.0:
-        return (((c - lo) - (hi - c)) / rng) * v
-    return 0.0
-
-
-@njit(cache=True, inline="always", **_FLAGS)
 def ad_nb(s, r, p, hi, lo, c, v, out, i):
     (ad,) = s
-    ad += _clv_volume(hi, lo, c, v)
+    ad += clv_volume(hi, lo, c, v)
     out[0, i] = ad
     return (ad,)
 
@@ -871,7 +864,7 @@ def adosc_nb(s, r, p, hi, lo, c, v, out, i):
     """EMA(fast) - EMA(slow) of the A/D line, both seeded with the first A/D value (TA-Lib).
     s: [count, ad, fast, slow]; p: [fast, k_fast, slow, k_slow]."""
     cnt, ad, fe, se = s
-    ad = ad + _clv_volume(hi, lo, c, v)
+    ad = ad + clv_volume(hi, lo, c, v)
     if cnt == 0.0:
         fe = ad
         se = ad
