@@ -173,6 +173,9 @@ class FakeTws:
     paused: bool = False  # ``play`` plays no bar while set
     play_on_subscribe: bool = False  # close a bar in the same write as the next subscription's answer
     pause_on_order: bool = False  # set ``paused`` when an order arrives (a drill kills meanwhile)
+    resting: set[str] = field(default_factory=set)  # orderRefs whose limit no played bar reaches
+    hold_cancels: bool = False  # cancels are kept unanswered in ``held_cancels`` (TWS slow)
+    held_cancels: list[int] = field(default_factory=list)  # their order ids
 
     def __post_init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
@@ -422,7 +425,9 @@ class FakeTws:
 
     def _cancel(self, w: asyncio.StreamWriter, order_id: int) -> None:
         order = self.orders.get(order_id)
-        if order is None:
+        if self.hold_cancels:
+            self.held_cancels.append(order_id)
+        elif order is None:
             self._error(w, order_id, 135, f"Can't find order with id ={order_id}")
         elif order.status in ENDED or self.refuse_cancel:
             self._error(
@@ -533,7 +538,12 @@ class FakeTws:
             self._update(w, req_id, self._forming(con_id))
         for order in list(self.orders.values()):
             bar = closing.get(order.contract.con_id)
-            if bar is None or order.order_type != "LMT" or order.status in ENDED:
+            if (
+                bar is None
+                or order.order_type != "LMT"
+                or order.status in ENDED
+                or order.order_ref in self.resting
+            ):
                 continue
             limit = Decimal(order.lmt)
             if (order.action == "BUY" and Decimal(bar.low) <= limit) or (
