@@ -784,7 +784,9 @@ class IbVenue:
         (filled), else cancelled or rejected without a fill in this connection's own record of
         its orders (ib_async keeps every order it saw), else — one round trip more, only then —
         among IB's completed orders (``reqCompletedOrders``: cancelled or inactive in an earlier
-        connection, or while none was up); ``None`` when IB has none of these."""
+        connection, or while none was up); ``None`` when IB has none of these. An order with
+        executions whose quantity is not known to be filled whole (a restart forgot it) is
+        looked up among the completed orders too: it may have ended part filled."""
         for trade in await self._request(self.ib.reqOpenOrdersAsync):
             if trade.order.orderRef == client_order_id:
                 state = self._state(trade)
@@ -793,24 +795,29 @@ class IbVenue:
         fills = [f for f in await self._executions() if f.execution.orderRef == client_order_id]
         if not fills:
             closed = self._closed_unfilled(client_order_id)
-            if closed is not None:
-                return closed
-            for ended in reversed(await self._completed()):
-                if ended.client_order_id == client_order_id and ended.instrument_id == instrument_id:
-                    self.stats["lookup.found_completed"] += 1
-                    return self._accept_order(ended)
-            return None
+            if closed is None and (ended := await self._completed_one(instrument_id, client_order_id)):
+                closed = self._accept_order(ended)
+            return closed
         for fill in fills:
             self._book(fill)
         inst = self.instruments[instrument_id]
         ex = fills[-1].execution
         filled = sum(_exact(f.execution.shares, inst.qty_digits, "shares") for f in fills)
+        venue_id = self._venue_id(ex.clientId, ex.orderId)
+        if ex.permId:
+            self._perm_ids[ex.permId] = venue_id
         request = self._requests.get(client_order_id)
+        if (request is None or filled < request.qty_raw) and (
+            ended := await self._completed_one(instrument_id, client_order_id)
+        ):  # ended part filled: cancelled or expired
+            return self._accept_order(
+                msgspec.structs.replace(ended, filled_qty_raw=max(filled, ended.filled_qty_raw))
+            )
         qty = request.qty_raw if request is not None else filled
         return self._accept_order(
             VenueOrder(
                 client_order_id=client_order_id,
-                venue_order_id=self._venue_id(ex.clientId, ex.orderId),
+                venue_order_id=venue_id,
                 instrument_id=instrument_id,
                 side=1 if ex.side == "BOT" else -1,
                 order_type=request.order_type if request is not None else "market",
@@ -835,6 +842,14 @@ class IbVenue:
             state = self._state(trade)
             if state is not None and state.status in ("canceled", "rejected"):
                 return self._accept_order(state)
+        return None
+
+    async def _completed_one(self, instrument_id: int, client_order_id: str) -> VenueOrder | None:
+        """The completed order (``_completed``) with this orderRef in this instrument, if any."""
+        for ended in reversed(await self._completed()):
+            if ended.client_order_id == client_order_id and ended.instrument_id == instrument_id:
+                self.stats["lookup.found_completed"] += 1
+                return ended
         return None
 
     async def _completed(self) -> list[VenueOrder]:
