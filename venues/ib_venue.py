@@ -18,7 +18,9 @@ stamps its log entries with the wall clock; nothing here passes those times on t
   every open order and execution: ``place(..., resend=True)`` (after a restart) and a send whose
   answer was lost look the order up by ``orderRef`` among the open orders and the executions
   before sending again. ``place`` waits up to ``ack_timeout_s`` for IB's first answer, so a
-  reject comes back as a ``VenueError`` with a Tape rule code (``map_ib_error``).
+  reject comes back as a ``VenueError`` with a Tape rule code (``map_ib_error``). An order in
+  neither (cancelled, expired or inactive while no connection was up, or part filled and then
+  ended) is found among IB's completed orders (``reqCompletedOrders``), asked only then.
 * **Fills**: one ``VenueFill`` per ``execId``, only once both the execution and its commission
   report are in (the commission in the report's currency, at 1e-8, which the bridge books to the
   cent half-even). An ``execId`` already booked is counted (``dedup.fill_duplicate``) and dropped
@@ -33,7 +35,8 @@ stamps its log entries with the wall clock; nothing here passes those times on t
 * **Reconnect**: ib_async has none, and a disconnect wipes its trades, fills and positions
   (``wrapper.reset``). On ``disconnectedEvent`` the adapter notes it, reconnects with
   exponential backoff (capped, with seeded jitter), lets ib_async's startup sync reload open
-  orders, then fetches the executions it missed through the same de-duplication and notes
+  orders, then fetches the executions it missed through the same de-duplication, finds the
+  orders that left the open list unfilled among the completed orders, and notes
   ``reconciled`` (the bridge then reconciles the book).
 """
 
