@@ -286,6 +286,7 @@ class IbVenue:
         self._wired = False
         self._live = False
         self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
+        self._locks: dict[str, asyncio.Lock] = {}  # requests ib_async files under a fixed key
         # market data (``watch_bars`` / ``fetch_bars``): keepUpToDate subscriptions by instrument,
         # the closed bars they release, and the data set's daily grid (session day -> bar open)
         self.closed_bars = True  # a bar handed out is final (the assembler need not wait)
@@ -418,6 +419,17 @@ class IbVenue:
             await self._sleep(delay)
             attempt += 1
             self.stats["retry"] += 1
+
+    async def _one_at_a_time(self, key: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """A request ib_async files under a fixed key (open orders, completed orders), one at a
+        time: a second started before the first's end takes over its future, and the first
+        then never ends (a reconnect's catch-up and a cancel's lookup may ask together)."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._request(call)
+
+    async def _open_orders(self) -> list[Any]:
+        return list(await self._one_at_a_time("open", self.ib.reqOpenOrdersAsync))
 
     def _pacing(self, error: VenueError, delay: float) -> None:
         """A pacing refusal (100, 162) as a note the session journals; it is retried."""
@@ -659,7 +671,7 @@ class IbVenue:
         """After a gap: open orders (ib_async's startup sync reloads them), executions missed,
         orders that left the open list filled; then a ``reconciled`` note."""
         try:
-            trades = await self._request(self.ib.reqOpenOrdersAsync)
+            trades = await self._open_orders()
             for trade in trades:
                 self._on_status(trade)
             for fill in await self._executions():
@@ -790,7 +802,7 @@ class IbVenue:
         connection, or while none was up); ``None`` when IB has none of these. An order with
         executions whose quantity is not known to be filled whole (a restart forgot it) is
         looked up among the completed orders too: it may have ended part filled."""
-        for trade in await self._request(self.ib.reqOpenOrdersAsync):
+        for trade in await self._open_orders():
             if trade.order.orderRef == client_order_id:
                 state = self._state(trade)
                 if state is not None:
@@ -862,7 +874,7 @@ class IbVenue:
         caller accepts the ones it asked about."""
         self.stats["completed.asked"] += 1
         out = []
-        for trade in await self._request(partial(self.ib.reqCompletedOrdersAsync, True)):
+        for trade in await self._one_at_a_time("completed", partial(self.ib.reqCompletedOrdersAsync, True)):
             order = trade.order
             if trade.orderStatus.status not in _CLOSED or trade.contract.conId not in self._by_con_id:
                 continue
@@ -881,9 +893,7 @@ class IbVenue:
         """Cancel by orderRef and wait for IB's answer: the cancelled state, the final state the
         order reached first (a fill crossed the cancel), ``NOT_CANCELLABLE`` (10148 / 161) or
         ``ORDER_NOT_FOUND`` when IB holds no open order with that orderRef."""
-        trades = [
-            t for t in await self._request(self.ib.reqOpenOrdersAsync) if t.order.orderRef == client_order_id
-        ]
+        trades = [t for t in await self._open_orders() if t.order.orderRef == client_order_id]
         if not trades:
             existing = await self.lookup(instrument_id, client_order_id)
             if existing is None:
@@ -911,7 +921,7 @@ class IbVenue:
     async def fetch_open_orders(self, instrument_id: int) -> list[VenueOrder]:
         con_id = self.contracts[instrument_id].conId
         states = []
-        for trade in await self._request(self.ib.reqOpenOrdersAsync):
+        for trade in await self._open_orders():
             if trade.contract.conId == con_id:
                 state = self._state(trade)
                 if state is not None:

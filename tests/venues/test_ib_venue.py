@@ -531,6 +531,18 @@ async def test_an_order_part_filled_then_cancelled_while_away_is_not_taken_for_f
     await second.close()
 
 
+async def test_lookups_asked_together_each_get_their_answer(venue: IbVenue, tws: FakeTws) -> None:
+    """ib_async files open and completed orders under one fixed key each: a second request
+    started before the first's end would take over its future and the first never end (a
+    reconnect's catch-up and a cancel's lookup ask together). The adapter asks one at a time."""
+    await venue.place(limit("c-1", 1, 10, 17000))
+    await venue.cancel(1, "c-1")
+    asked = [venue.lookup(1, ref) for ref in ("c-1", "gone-a", "gone-b")] + [venue._completed()]
+    found = await asyncio.wait_for(asyncio.gather(*asked), 10)
+    assert found[0] is not None and found[0].status == "canceled"
+    assert found[1:3] == [None, None] and [o.client_order_id for o in found[3]] == ["c-1"]
+
+
 async def test_reconnect_books_an_order_cancelled_while_away(venue: IbVenue, tws: FakeTws) -> None:
     """The order left the open list unfilled while the socket was down: the catch-up asks IB's
     completed orders (once) and passes its cancel on under the order's own venue id."""
