@@ -18,7 +18,9 @@ stamps its log entries with the wall clock; nothing here passes those times on t
   every open order and execution: ``place(..., resend=True)`` (after a restart) and a send whose
   answer was lost look the order up by ``orderRef`` among the open orders and the executions
   before sending again. ``place`` waits up to ``ack_timeout_s`` for IB's first answer, so a
-  reject comes back as a ``VenueError`` with a Tape rule code (``map_ib_error``).
+  reject comes back as a ``VenueError`` with a Tape rule code (``map_ib_error``). An order in
+  neither (cancelled, expired or inactive while no connection was up, or part filled and then
+  ended) is found among IB's completed orders (``reqCompletedOrders``), asked only then.
 * **Fills**: one ``VenueFill`` per ``execId``, only once both the execution and its commission
   report are in (the commission in the report's currency, at 1e-8, which the bridge books to the
   cent half-even). An ``execId`` already booked is counted (``dedup.fill_duplicate``) and dropped
@@ -33,7 +35,8 @@ stamps its log entries with the wall clock; nothing here passes those times on t
 * **Reconnect**: ib_async has none, and a disconnect wipes its trades, fills and positions
   (``wrapper.reset``). On ``disconnectedEvent`` the adapter notes it, reconnects with
   exponential backoff (capped, with seeded jitter), lets ib_async's startup sync reload open
-  orders, then fetches the executions it missed through the same de-duplication and notes
+  orders, then fetches the executions it missed through the same de-duplication, finds the
+  orders that left the open list unfilled among the completed orders, and notes
   ``reconciled`` (the bridge then reconciles the book).
 """
 
@@ -270,6 +273,7 @@ class IbVenue:
         self.contracts: dict[int, Any] = {}  # instrument_id -> qualified contract
         self._by_con_id: dict[int, int] = {}  # IB conId -> instrument_id
         self._orders: dict[str, VenueOrder] = {}  # by venue order id
+        self._perm_ids: dict[int, str] = {}  # IB permId -> venue order id (completed orders lack it)
         self._requests: dict[str, OrderRequest] = {}  # by client order id, this session's sends
         self._seen_states: set[tuple[str, str, int]] = set()
         self._pending: dict[str, Any] = {}  # execId -> ib_async Fill waiting for its commission
@@ -282,6 +286,7 @@ class IbVenue:
         self._wired = False
         self._live = False
         self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
+        self._locks: dict[str, asyncio.Lock] = {}  # requests ib_async files under a fixed key
         # market data (``watch_bars`` / ``fetch_bars``): keepUpToDate subscriptions by instrument,
         # the closed bars they release, and the data set's daily grid (session day -> bar open)
         self.closed_bars = True  # a bar handed out is final (the assembler need not wait)
@@ -316,6 +321,8 @@ class IbVenue:
             self.ib.barUpdateEvent += self._on_bar_update
             self._wired = True
         self._closing = False
+        import ib_async
+
         try:
             await self.ib.connectAsync(
                 self.host,
@@ -323,6 +330,9 @@ class IbVenue:
                 clientId=self.client_id,
                 timeout=self.connect_timeout_s,
                 account=self.account,
+                # the day's completed orders are asked for when an order is missing (``lookup``,
+                # ``_catch_up``), not loaded on every (re)connect
+                fetchFields=ib_async.StartupFetchALL & ~ib_async.StartupFetch.ORDERS_COMPLETE,
             )
         except (OSError, ConnectionError, TimeoutError) as error:
             why = str(error) or type(error).__name__
@@ -410,6 +420,17 @@ class IbVenue:
             attempt += 1
             self.stats["retry"] += 1
 
+    async def _one_at_a_time(self, key: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """A request ib_async files under a fixed key (open orders, completed orders), one at a
+        time: a second started before the first's end takes over its future, and the first
+        then never ends (a reconnect's catch-up and a cancel's lookup may ask together)."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            return await self._request(call)
+
+    async def _open_orders(self) -> list[Any]:
+        return list(await self._one_at_a_time("open", self.ib.reqOpenOrdersAsync))
+
     def _pacing(self, error: VenueError, delay: float) -> None:
         """A pacing refusal (100, 162) as a note the session journals; it is retried."""
         if error.rule == "RATE_LIMIT":
@@ -431,15 +452,28 @@ class IbVenue:
     def _venue_id(client_id: int, order_id: int) -> str:
         return f"{client_id}/{order_id}"
 
-    def _state(self, trade: Any) -> VenueOrder | None:
-        """The Tape state of an ib_async ``Trade`` (None: not a state to pass on)."""
+    def _state(self, trade: Any, *, completed: bool = False) -> VenueOrder | None:
+        """The Tape state of an ib_async ``Trade`` (None: not a state to pass on). A
+        ``completed`` one (``reqCompletedOrders``) carries no order id, no log and no status
+        counts: its venue order id comes from its permId (as seen before in this process, else
+        ``perm/{permId}``), its filled quantity from the order's ``filledQuantity``, and
+        ``Inactive`` is a cancel (it reached IB, which holds it; whether it was acknowledged is
+        not stated, and a cancel is a legal end after an acknowledgement and before one)."""
         order, status = trade.order, trade.orderStatus
         inst = self._instrument_of(trade.contract)
         code = trade.log[-1].errorCode if trade.log else 0
         raw = status.status
-        filled = _exact(status.filled, inst.qty_digits, f"order {order.orderId} filled")
+        if completed:
+            done = order.filledQuantity if 0 <= order.filledQuantity < 1e300 else 0  # unset: none
+            filled = _exact(done, inst.qty_digits, f"order {order.permId} filled")
+            venue_id = self._perm_ids.get(order.permId, f"perm/{order.permId}")
+        else:
+            filled = _exact(status.filled, inst.qty_digits, f"order {order.orderId} filled")
+            venue_id = self._venue_id(order.clientId or self.client_id, order.orderId)
+            if order.permId and order.orderId > 0:
+                self._perm_ids[order.permId] = venue_id
         qty = _exact(order.totalQuantity, inst.qty_digits, f"order {order.orderId} quantity")
-        acked = any(entry.status in _ACKED for entry in trade.log) or filled > 0
+        acked = completed or any(entry.status in _ACKED for entry in trade.log) or filled > 0
         if raw in ("Cancelled", "ApiCancelled"):
             if code in NOT_CANCELLABLE or code in PACING:
                 return None  # a failed cancel, or an order IB dropped for pacing (place resends)
@@ -460,7 +494,7 @@ class IbVenue:
         kind = {v: k for k, v in ORDER_TYPES.items()}.get(order.orderType, order.orderType.lower())
         return VenueOrder(
             client_order_id=order.orderRef or "",
-            venue_order_id=self._venue_id(order.clientId or self.client_id, order.orderId),
+            venue_order_id=venue_id,
             instrument_id=inst.instrument_id,
             side=1 if order.action == "BUY" else -1,
             order_type=kind,
@@ -565,9 +599,19 @@ class IbVenue:
         self._sweep()
 
     def _on_exec(self, trade: Any, fill: Any) -> None:
-        self._book(fill)
+        self._on_fill(fill)
 
     def _on_commission(self, trade: Any, fill: Any, report: Any) -> None:
+        self._on_fill(fill)
+
+    def _on_fill(self, fill: Any) -> None:
+        """A live execution or commission report. One in a contract not traded here — or before
+        the contracts are qualified on connect: ib_async fires commission events for the
+        startup sync's executions once it holds their orders — is counted and left to
+        ``fetch_fills`` (the reconciliation's), which books it once qualified."""
+        if fill.contract.conId not in self._by_con_id:
+            self.stats["foreign_contract"] += 1
+            return
         self._book(fill)
 
     def _on_error(self, req_id: int, code: int, message: str, contract: Any) -> None:
@@ -627,17 +671,26 @@ class IbVenue:
         """After a gap: open orders (ib_async's startup sync reloads them), executions missed,
         orders that left the open list filled; then a ``reconciled`` note."""
         try:
-            trades = await self._request(self.ib.reqOpenOrdersAsync)
+            trades = await self._open_orders()
             for trade in trades:
                 self._on_status(trade)
             for fill in await self._executions():
                 self._book(fill)
             open_now = {self._venue_id(t.order.clientId, t.order.orderId) for t in trades}
+            gone = set()
             for vid, state in list(self._orders.items()):
-                if state.is_open and vid not in open_now and self._filled[vid] >= state.qty_raw:
+                if not state.is_open or vid in open_now:
+                    continue
+                if self._filled[vid] >= state.qty_raw:
                     self._accept_order(
                         msgspec.structs.replace(state, status="filled", filled_qty_raw=self._filled[vid])
                     )
+                else:
+                    gone.add(vid)
+            if gone:  # left the open list short of filled: cancelled or inactive while away
+                for ended in await self._completed():
+                    if ended.venue_order_id in gone:
+                        self._accept_order(ended)
         except VenueError as error:
             self.updates.put_nowait(StreamNote(kind="disconnected", stream=stream, detail=error.reason))
             return
@@ -744,27 +797,42 @@ class IbVenue:
     async def lookup(self, instrument_id: int, client_order_id: str) -> VenueOrder | None:
         """The order with this orderRef: among the open orders, else from its executions
         (filled), else cancelled or rejected without a fill in this connection's own record of
-        its orders (ib_async keeps every order it saw; an order closed in an earlier connection
-        is not asked for); ``None`` when IB has none of these."""
-        for trade in await self._request(self.ib.reqOpenOrdersAsync):
+        its orders (ib_async keeps every order it saw), else — one round trip more, only then —
+        among IB's completed orders (``reqCompletedOrders``: cancelled or inactive in an earlier
+        connection, or while none was up); ``None`` when IB has none of these. An order with
+        executions whose quantity is not known to be filled whole (a restart forgot it) is
+        looked up among the completed orders too: it may have ended part filled."""
+        for trade in await self._open_orders():
             if trade.order.orderRef == client_order_id:
                 state = self._state(trade)
                 if state is not None:
                     return self._accept_order(state)
         fills = [f for f in await self._executions() if f.execution.orderRef == client_order_id]
         if not fills:
-            return self._closed_unfilled(client_order_id)
+            closed = self._closed_unfilled(client_order_id)
+            if closed is None and (ended := await self._completed_one(instrument_id, client_order_id)):
+                closed = self._accept_order(ended)
+            return closed
         for fill in fills:
             self._book(fill)
         inst = self.instruments[instrument_id]
         ex = fills[-1].execution
         filled = sum(_exact(f.execution.shares, inst.qty_digits, "shares") for f in fills)
+        venue_id = self._venue_id(ex.clientId, ex.orderId)
+        if ex.permId:
+            self._perm_ids[ex.permId] = venue_id
         request = self._requests.get(client_order_id)
+        if (request is None or filled < request.qty_raw) and (
+            ended := await self._completed_one(instrument_id, client_order_id)
+        ):  # ended part filled: cancelled or expired
+            return self._accept_order(
+                msgspec.structs.replace(ended, filled_qty_raw=max(filled, ended.filled_qty_raw))
+            )
         qty = request.qty_raw if request is not None else filled
         return self._accept_order(
             VenueOrder(
                 client_order_id=client_order_id,
-                venue_order_id=self._venue_id(ex.clientId, ex.orderId),
+                venue_order_id=venue_id,
                 instrument_id=instrument_id,
                 side=1 if ex.side == "BOT" else -1,
                 order_type=request.order_type if request is not None else "market",
@@ -779,22 +847,53 @@ class IbVenue:
 
     def _closed_unfilled(self, client_order_id: str) -> VenueOrder | None:
         """The cancelled or rejected state of an order with this orderRef that this connection
-        saw close (ib_async's ``trades()``), or None."""
+        saw close (ib_async's ``trades()``), or None. The completed orders ib_async adds to
+        ``trades()`` when they are asked for (no order id) are left to ``_completed``."""
         for trade in reversed(self.ib.trades()):
             if trade.order.orderRef != client_order_id or trade.orderStatus.status not in _CLOSED:
+                continue
+            if trade.order.orderId <= 0:
                 continue
             state = self._state(trade)
             if state is not None and state.status in ("canceled", "rejected"):
                 return self._accept_order(state)
         return None
 
+    async def _completed_one(self, instrument_id: int, client_order_id: str) -> VenueOrder | None:
+        """The completed order (``_completed``) with this orderRef in this instrument, if any."""
+        for ended in reversed(await self._completed()):
+            if ended.client_order_id == client_order_id and ended.instrument_id == instrument_id:
+                self.stats["lookup.found_completed"] += 1
+                return ended
+        return None
+
+    async def _completed(self) -> list[VenueOrder]:
+        """The states of the account's orders that ended without filling whole — cancelled or
+        inactive, as IB lists them in ``reqCompletedOrders`` (API orders only) — in this
+        session's instruments; filled ones are left to the executions. Not passed on: the
+        caller accepts the ones it asked about."""
+        self.stats["completed.asked"] += 1
+        out = []
+        for trade in await self._one_at_a_time("completed", partial(self.ib.reqCompletedOrdersAsync, True)):
+            order = trade.order
+            if trade.orderStatus.status not in _CLOSED or trade.contract.conId not in self._by_con_id:
+                continue
+            if self.account and order.account and order.account != self.account:
+                continue
+            try:
+                state = self._state(trade, completed=True)
+            except VenueDataError as error:
+                self._bad(error)
+                continue
+            if state is not None:
+                out.append(state)
+        return out
+
     async def cancel(self, instrument_id: int, client_order_id: str) -> VenueOrder:
         """Cancel by orderRef and wait for IB's answer: the cancelled state, the final state the
         order reached first (a fill crossed the cancel), ``NOT_CANCELLABLE`` (10148 / 161) or
         ``ORDER_NOT_FOUND`` when IB holds no open order with that orderRef."""
-        trades = [
-            t for t in await self._request(self.ib.reqOpenOrdersAsync) if t.order.orderRef == client_order_id
-        ]
+        trades = [t for t in await self._open_orders() if t.order.orderRef == client_order_id]
         if not trades:
             existing = await self.lookup(instrument_id, client_order_id)
             if existing is None:
@@ -822,7 +921,7 @@ class IbVenue:
     async def fetch_open_orders(self, instrument_id: int) -> list[VenueOrder]:
         con_id = self.contracts[instrument_id].conId
         states = []
-        for trade in await self._request(self.ib.reqOpenOrdersAsync):
+        for trade in await self._open_orders():
             if trade.contract.conId == con_id:
                 state = self._state(trade)
                 if state is not None:

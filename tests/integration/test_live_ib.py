@@ -36,6 +36,7 @@ from domain.events import (
     INPUT_KINDS,
     BarsReceived,
     DayClosed,
+    OrderCancelled,
     OrderFilled,
     OrderSubmitted,
     VenueConnection,
@@ -270,6 +271,84 @@ def test_a_killed_ib_session_resumes_without_sending_an_order_twice(
     days = [e.day for e in events if isinstance(e, DayClosed)]
     assert len(days) == panel.steps - HISTORY
     assert main(["replay", str(journal), "--day", str(days[len(days) // 2])]) == 0
+
+
+def test_an_order_cancelled_while_the_session_was_down_is_booked_on_resume(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The session's first order (a limit the market never reaches) rests at TWS; the session
+    asks to cancel it and is SIGKILLed the moment its cancel reaches TWS, which carries it out
+    while the session is down: the order is then in neither the open orders nor the
+    executions. The resumed session's reconciliation finds it in IB's completed orders and
+    books the cancel — no difference, no halt — and the journal replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    tws = fake.tws
+    journal = tmp_path / "journal"
+    config = ib_config(tmp_path / "live.toml", history, journal, start, end, fake.port)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "cli.main", "live", str(config)]
+    try:
+        player = fake.spawn(tws.play(25))
+        tws.pause_on_order = True
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and not tws.orders:
+            time.sleep(0.005)
+        first = next(iter(tws.orders.values()), None)
+        assert first is not None and first.order_type == "LMT", first
+        tws.resting.add(first.order_ref)  # the market never reaches it
+        tws.hold_cancels = True
+        tws.pause_on_order = tws.paused = False
+        while time.monotonic() < deadline and not tws.held_cancels:
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        output, _ = process.communicate(timeout=20)
+        assert time.monotonic() < deadline, output[-3000:]
+        assert tws.held_cancels[0] == first.order_id and first.status == "Submitted"
+        was_acked = acked(journal)
+        tws.hold_cancels = False
+        tws.end_order(first.order_id, why="Cancelled by Trader")  # while nobody is connected
+        fake.call(tws.play_step())
+        done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        player.result(10)
+        events = check_books(journal, tws)
+    finally:
+        fake.close()
+    order_id = next(e.order_id for e in events if isinstance(e, OrderSubmitted))
+    assert order_id in was_acked  # its acknowledgement was journaled before the kill
+    resumed = [e for e in events if isinstance(e, VenueReconciled) and e.when == "resume"]
+    assert len(resumed) == 1 and resumed[0].action != "halted", resumed
+    for line in resumed[0].differences:  # only what the kill caught in flight, sent by no one
+        assert line.endswith("journaled, never reached the venue"), line
+    kinds = [
+        e.message.kind
+        for e in events
+        if isinstance(e, VenueMessageReceived) and e.message.order_id == order_id and e.message.kind != "sent"
+    ]
+    assert kinds == ["ack", "cancelled"], kinds
+    assert any(isinstance(e, OrderCancelled) and e.order_id == order_id for e in events)
+    asked = [f for f in tws.received if f[0] == "99"]  # completed orders: asked when missing only
+    assert asked and all(f == ["99", "1"] for f in asked), asked
+    assert main(["replay", str(journal)]) == 0
+
+
+def acked(journal: Path) -> list[str]:
+    """The order ids whose acknowledgement a journal another process writes holds now."""
+    from kernel.journal import JournalError
+
+    try:
+        with open_journal(journal) as store:
+            return [
+                e.message.order_id
+                for _, e in store.events()
+                if isinstance(e, VenueMessageReceived) and e.message.kind == "ack"
+            ]
+    except (JournalError, OSError):
+        return []
 
 
 def test_ib_refusals_are_clear(

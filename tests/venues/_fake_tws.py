@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 SERVER_VERSION = 176
+ENDED = ("Filled", "Cancelled", "Inactive")  # an order's final states
 
 
 @dataclass
@@ -128,6 +129,7 @@ class FakeOrder:
     status: str = "Submitted"
     filled: float = 0.0
     avg_price: float = 0.0
+    why: str = ""  # completedStatus, once ended (IB's text: "Cancelled by Trader", ...)
 
 
 @dataclass
@@ -171,6 +173,9 @@ class FakeTws:
     paused: bool = False  # ``play`` plays no bar while set
     play_on_subscribe: bool = False  # close a bar in the same write as the next subscription's answer
     pause_on_order: bool = False  # set ``paused`` when an order arrives (a drill kills meanwhile)
+    resting: set[str] = field(default_factory=set)  # orderRefs whose limit no played bar reaches
+    hold_cancels: bool = False  # cancels are kept unanswered in ``held_cancels`` (TWS slow)
+    held_cancels: list[int] = field(default_factory=list)  # their order ids
 
     def __post_init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
@@ -246,7 +251,7 @@ class FakeTws:
             71: self._start_api,
             61: self._positions,
             5: self._open_orders,
-            99: lambda w, f: self._send(w, [102]),  # reqCompletedOrders: none kept here
+            99: self._completed_orders,
             6: self._account_updates,
             76: lambda w, f: self._send(w, [74, 1, int(f[2])]),  # reqAccountUpdatesMulti: reqId
             7: self._executions,
@@ -280,10 +285,29 @@ class FakeTws:
 
     def _open_orders(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         for order in self.orders.values():
-            if order.client_id == self._client_ids[w] and order.status not in ("Filled", "Cancelled"):
+            if order.client_id == self._client_ids[w] and order.status not in ENDED:
                 self._open_order(w, order)
                 self._status(w, order)
         self._send(w, [53, 1])
+
+    def _completed_orders(self, w: asyncio.StreamWriter, f: list[str]) -> None:
+        """reqCompletedOrders: apiOnly. Every order that ended (filled, cancelled, inactive) of
+        the account, whichever client sent it, as IB answers (apiOnly only leaves out orders
+        entered in TWS by hand, and the fake has none), then COMPLETED_ORDERS_END."""
+        for order in self.orders.values():
+            if order.status in ENDED:
+                self._completed_order(w, order)
+        self._send(w, [102])
+
+    def end_order(self, order_id: int, status: str = "Cancelled", why: str = "Cancelled by System") -> None:
+        """TWS ends a working order by itself (a DAY order expired, a cancel in TWS, a reject
+        after acknowledgement: ``Inactive``): ORDER_STATUS to its client if connected, nothing
+        kept back for one that is not (a client reconnecting does not hear of it again)."""
+        order = self.orders[order_id]
+        order.status = status
+        order.why = why
+        for writer in self._owners(order):
+            self._status(writer, order)
 
     def _account_updates(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         """reqAccountUpdates: version, subscribe, account."""
@@ -401,9 +425,11 @@ class FakeTws:
 
     def _cancel(self, w: asyncio.StreamWriter, order_id: int) -> None:
         order = self.orders.get(order_id)
-        if order is None:
+        if self.hold_cancels:
+            self.held_cancels.append(order_id)
+        elif order is None:
             self._error(w, order_id, 135, f"Can't find order with id ={order_id}")
-        elif order.status in ("Filled", "Cancelled") or self.refuse_cancel:
+        elif order.status in ENDED or self.refuse_cancel:
             self._error(
                 w,
                 order_id,
@@ -412,6 +438,7 @@ class FakeTws:
             )
         else:
             order.status = "Cancelled"
+            order.why = "Cancelled by Trader"
             self._status(w, order)
             self._error(w, order_id, 202, "Order Canceled - reason:")
 
@@ -511,7 +538,12 @@ class FakeTws:
             self._update(w, req_id, self._forming(con_id))
         for order in list(self.orders.values()):
             bar = closing.get(order.contract.con_id)
-            if bar is None or order.order_type != "LMT" or order.status in ("Filled", "Cancelled"):
+            if (
+                bar is None
+                or order.order_type != "LMT"
+                or order.status in ENDED
+                or order.order_ref in self.resting
+            ):
                 continue
             limit = Decimal(order.lmt)
             if (order.action == "BUY" and Decimal(bar.low) <= limit) or (
@@ -621,6 +653,32 @@ class FakeTws:
             0,  # conditions
             "", "", "", "", "", "", "", "", "", "", "", "", 0, 0, "", 0,  # adjusted .. usePriceMgmtAlgo
             "", 0, 0,  # duration, postToAts, autoCancelParent
+            "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf
+        ]  # fmt: skip
+        self._send(w, fields)
+
+    def _completed_order(self, w: asyncio.StreamWriter, o: FakeOrder) -> None:
+        """COMPLETED_ORDER at server version 176, in the decoder's order (``completedOrder``):
+        no orderId or clientId on the wire (IB states neither for a completed order), the
+        permId, the final status, filledQuantity, completedTime and completedStatus."""
+        fields: list[Any] = [
+            101, *o.contract.short(),
+            o.action, o.qty, o.order_type, o.lmt, o.aux, o.tif, "", o.account, "", 0, o.order_ref,
+            o.perm_id, 0, 0, "", "", "", "", "",  # permId .. faPercentage
+            "",  # faProfile (< 177)
+            "", "", "", "", "", 0, "", "", "", "", "", "", "", 0, 0, 0, "", 0, 0, "", 0,
+            "", "",  # modelCode .. deltaNeutralAuxPrice (deltaNeutralOrderType empty)
+            0, "", "", "", "",  # continuousUpdate .. comboLegsDescrip
+            0, 0, 0,  # combo legs, order combo legs, smart combo routing params
+            "", "", "",  # scaleInitLevelSize, scaleSubsLevelSize, scalePriceIncrement
+            "",  # hedgeType
+            "", "", 0, 0,  # clearingAccount, clearingIntent, notHeld, dnc
+            "",  # algoStrategy
+            0, o.status, 0, 0,  # solicited, status, randomizeSize, randomizePrice
+            0,  # conditions
+            "", "", "", 0, 0, "", o.filled, 0, 0, "", 0, 0, "",  # trailStopPrice .. parentPermId
+            self._exec_time() if self.market else "20250102 16:00:00 America/New_York",  # completedTime
+            o.why or o.status,  # completedStatus
             "", "", "", "", "",  # minTradeQty .. midOffsetAtHalf
         ]  # fmt: skip
         self._send(w, fields)

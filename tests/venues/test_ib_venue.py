@@ -17,8 +17,9 @@ pytest.importorskip("ib_async", reason="ib_async is in the dev/live extras")
 
 import ib_async
 
+from domain.events import OrderSubmitted, VenueMessage, VenueMessageReceived
 from domain.instruments import Instrument
-from domain.orders import Order
+from domain.orders import Order, new_order
 from kernel.outbox import OutboxVenue, VenueRequest
 from tests.venues._fake_tws import FakeContract, FakeTws
 from venues.ccxt_venue import OrderRequest, StreamNote, VenueError, VenueFill, VenueOrder
@@ -341,6 +342,57 @@ async def test_a_resend_after_a_restart_is_found_by_order_ref(tws: FakeTws) -> N
     await second.close()
 
 
+async def test_an_order_ended_while_the_session_was_down_is_found_in_completed_orders(tws: FakeTws) -> None:
+    """Cancelled by TWS (a DAY order's end) and made inactive while no connection was up: in
+    neither the open orders nor the executions; a restart (new client, same client id) finds
+    both in IB's completed orders, asked only then (apiOnly), and a never-sent orderRef not; the
+    bridge's reconciliation hands the kernel the cancel of the order it had acknowledged."""
+    first = new_venue(tws)
+    await first.connect()
+    await first.place(limit("tabc-1", 1, 10, 17000))
+    await first.place(limit("c-i", 1, 3, 17100))
+    tws.market_fills["c-f"] = [(5, "187.10", "1.00")]
+    await first.place(market("c-f", 1, 5))
+    await first.close()  # the process dies
+    by_ref = {order.order_ref: order for order in tws.orders.values()}
+    tws.end_order(by_ref["tabc-1"].order_id)  # nobody connected hears of it
+    tws.end_order(by_ref["c-i"].order_id, "Inactive", "Inactive")
+    second = new_venue(tws)
+    await second.connect()
+    assert sent(tws, 99) == []  # not loaded on connect: asked when an order is missing
+    ended = await second.lookup(1, "tabc-1")
+    assert ended is not None
+    assert (ended.status, ended.client_order_id, ended.qty_raw, ended.filled_qty_raw, ended.limit_px_raw) == (
+        "canceled", "tabc-1", 10, 0, 17000
+    )  # fmt: skip
+    assert ended.venue_order_id == f"perm/{by_ref['tabc-1'].perm_id}"  # IB states no order id for it
+    assert sent(tws, 99) == [["99", "1"]]  # API orders only
+    done = await second.lookup(1, "c-f")  # its executions: filled, and the completed order agrees
+    assert done is not None and (done.status, done.qty_raw, done.filled_qty_raw) == ("filled", 5, 5)
+    inactive = await second.lookup(1, "c-i")
+    assert inactive is not None and (inactive.status, inactive.qty_raw) == ("canceled", 3)
+    assert await second.lookup(1, "never-sent") is None
+    assert await second.lookup(2, "tabc-1") is None  # not that instrument's order
+    assert second.stats["lookup.found_completed"] == 2
+    # a resumed session's reconciliation: the book holds the order open, acknowledged before
+    submitted = OrderSubmitted(
+        order_id="s-1", strategy_id="s", instrument_id=1, side=1, order_type="limit", qty_raw=10,
+        limit_px_raw=17000, decision_px_raw=17000, parent_id="", ts_ns=0,
+    )  # fmt: skip
+    ack = VenueMessage(venue_seq=1, ts_ns=0, order_id="s-1", kind="ack")
+    bridge = LiveBridge(second, OutboxVenue(), INSTRUMENTS, tag="tabc", clock=lambda: 0)
+    bridge.remember([submitted, VenueMessageReceived(ts_ns=0, step=0, message=ack)])
+    book = Book(
+        open_orders={"s-1": new_order(submitted)}, positions={1: 5}, cash_minor=9_906_350, currency="USD"
+    )
+    found = await bridge.reconcile(book, "resume", ReconcilePolicy(), second.name)
+    assert found.differences == [] and found.action == "none", found
+    assert [(m.order_id, m.kind, m.reason) for m in bridge.outbox.peek()] == [
+        ("s-1", "cancelled", "venue: canceled")
+    ]
+    await second.close()
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
@@ -456,6 +508,75 @@ async def test_reconnect_catches_up_on_what_happened_while_away(venue: IbVenue, 
     assert tws.connections == 2 and venue.stats["reconnect"] == 1
     balances = {b.asset: b.free_e8 for b in await venue.fetch_balances()}
     assert balances["AAPL"] == 20 * E8
+
+
+async def test_an_order_part_filled_then_cancelled_while_away_is_not_taken_for_filled(tws: FakeTws) -> None:
+    """Its executions alone cannot tell (after a restart the quantity asked is forgotten): the
+    completed order says cancelled, 4 of 10 filled, under the order's own venue id."""
+    first = new_venue(tws)
+    await first.connect()
+    tws.market_fills["c-p"] = [(4, "169.90", "0.35")]
+    placed = await first.place(limit("c-p", 1, 10, 17000))
+    await first.close()
+    tws.end_order(next(iter(tws.orders)))  # the DAY order's end, the rest unfilled
+    second = new_venue(tws)
+    await second.connect()
+    found = await second.lookup(1, "c-p")
+    assert found is not None
+    assert (found.status, found.qty_raw, found.filled_qty_raw) == ("canceled", 10, 4), found
+    assert found.venue_order_id == placed.venue_order_id
+    assert [
+        (f.client_order_id, f.qty_raw) for f in fills(await collect(second, lambda s: bool(fills(s))))
+    ] == [("c-p", 4)]  # the execution itself is booked as ever
+    await second.close()
+
+
+async def test_lookups_asked_together_each_get_their_answer(venue: IbVenue, tws: FakeTws) -> None:
+    """ib_async files open and completed orders under one fixed key each: a second request
+    started before the first's end would take over its future and the first never end (a
+    reconnect's catch-up and a cancel's lookup ask together). The adapter asks one at a time."""
+    await venue.place(limit("c-1", 1, 10, 17000))
+    await venue.cancel(1, "c-1")
+    asked = [venue.lookup(1, ref) for ref in ("c-1", "gone-a", "gone-b")] + [venue._completed()]
+    found = await asyncio.wait_for(asyncio.gather(*asked), 10)
+    assert found[0] is not None and found[0].status == "canceled"
+    assert found[1:3] == [None, None] and [o.client_order_id for o in found[3]] == ["c-1"]
+
+
+async def test_reconnect_books_an_order_cancelled_while_away(venue: IbVenue, tws: FakeTws) -> None:
+    """The order left the open list unfilled while the socket was down: the catch-up asks IB's
+    completed orders (once) and passes its cancel on under the order's own venue id."""
+    placed = await venue.place(limit("c-a", 1, 20, 18500))
+    await venue.place(limit("c-b", 1, 7, 18400))  # still working after the reconnect
+    await collect(venue, lambda seen: venue.updates.empty())
+    by_ref = {order.order_ref: order for order in tws.orders.values()}
+    await tws.drop()
+    tws.end_order(by_ref["c-a"].order_id)  # a DAY order's end while the adapter is away
+    got = await collect(venue, lambda seen: bool(notes(seen, "reconciled")))
+    states = [(u.client_order_id, u.venue_order_id, u.status) for u in got if isinstance(u, VenueOrder)]
+    assert states == [("c-a", placed.venue_order_id, "canceled")]
+    assert len(sent(tws, 99)) == 1 and venue.stats["completed.asked"] == 1
+
+
+async def test_a_fill_of_a_contract_not_traded_here_is_not_a_bad_message(tws: FakeTws) -> None:
+    """Completed orders asked for make ib_async hold orders of earlier connections, so the
+    executions asked again fire commission events for them, some in contracts this session
+    does not trade: counted, not a bad message."""
+    first = new_venue(tws)
+    await first.connect()
+    tws.market_fills["c-es"] = [(1, "6012.25", "2.25")]
+    await first.place(market("c-es", -1, 1, instrument_id=2))
+    await first.close()
+    second = new_venue(tws, [AAPL])
+    await second.connect()
+    assert await second.lookup(1, "never-sent") is None  # asks the completed orders
+    assert await second.fetch_fills(1) == []
+    await asyncio.sleep(0.05)
+    got = []
+    while not second.updates.empty():
+        got.append(second.updates.get_nowait())
+    assert notes(got, "bad_message") == [] and second.stats["foreign_contract"] >= 1, got
+    await second.close()
 
 
 async def test_reconnect_backs_off_exponentially_with_seeded_jitter(tws: FakeTws) -> None:
