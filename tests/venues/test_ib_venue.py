@@ -537,10 +537,11 @@ async def test_lookups_asked_together_each_get_their_answer(venue: IbVenue, tws:
     reconnect's catch-up and a cancel's lookup ask together). The adapter asks one at a time."""
     await venue.place(limit("c-1", 1, 10, 17000))
     await venue.cancel(1, "c-1")
-    asked = [venue.lookup(1, ref) for ref in ("c-1", "gone-a", "gone-b")] + [venue._completed()]
+    await venue.place(limit("c-2", 1, 10, 17000))
+    asked = [venue.lookup(1, ref) for ref in ("c-1", "gone-a", "gone-b")] + [venue.fetch_open_orders(1)]
     found = await asyncio.wait_for(asyncio.gather(*asked), 10)
     assert found[0] is not None and found[0].status == "canceled"
-    assert found[1:3] == [None, None] and [o.client_order_id for o in found[3]] == ["c-1"]
+    assert found[1:3] == [None, None] and [o.client_order_id for o in found[3]] == ["c-2"]
 
 
 async def test_reconnect_books_an_order_cancelled_while_away(venue: IbVenue, tws: FakeTws) -> None:
