@@ -194,7 +194,15 @@ def kama_fast(p, x, out):
 # ----------------------------------------------------------------------------- ATR, NATR
 # ``atr_push`` unrolled: the first bar only gives the previous close, the next n - 1 sum their
 # true ranges, bar n is their mean, then Wilder's step (one fused multiply-add on the chain).
-# The NaN test is folded into the loops; the step's counter and branches are gone.
+# The step's counter and branches are gone, and so is most of the NaN test: a NaN high or low
+# makes that bar's true range NaN and with it every ATR after it (the chain carries it), so
+# the last ATR tells; only a NaN close, which a true range does not carry (it enters as the
+# previous close, through comparisons), is tested bar by bar. The steady state runs over
+# slices indexed from 0 (no negative-index wraparound code), in chunks of ``_ATR_CHUNK`` bars:
+# NATR's divisions by the close, off the chain, are a second, vectorised pass over the chunk
+# while it is in the cache.
+
+_ATR_CHUNK = 64
 
 
 @njit(inline="always", **_FLAGS)
@@ -220,17 +228,24 @@ def _atr_into(n, h, lo, c, o, natr):
     o[n] = v if not natr else ((v / c[n]) * 100.0 if c[n] != 0.0 else 0.0)
     keep = (n - 1.0) / n
     share = 1.0 / n
-    for i in range(n + 1, size):
-        hi = h[i]
-        lw = lo[i]
-        cl = c[i]
-        bad |= (hi != hi) | (lw != lw) | (cl != cl)
-        v = wilder_next(v, keep, share, true_range(hi, lw, c[i - 1]))
+    pc = c[n]
+    for g in range(n + 1, size, _ATR_CHUNK):
+        k = min(_ATR_CHUNK, size - g)
+        hh = h[g : g + k]
+        ll = lo[g : g + k]
+        cc = c[g : g + k]
+        oo = o[g : g + k]
+        for j in range(k):
+            cl = cc[j]
+            bad |= cl != cl
+            v = wilder_next(v, keep, share, true_range(hh[j], ll[j], pc))
+            pc = cl
+            oo[j] = v
         if natr:
-            o[i] = (v / cl) * 100.0 if cl != 0.0 else 0.0
-        else:
-            o[i] = v
-    return not bad
+            for j in range(k):
+                cl = cc[j]
+                oo[j] = (oo[j] / cl) * 100.0 if cl != 0.0 else 0.0
+    return not (bad | (v != v))
 
 
 @njit(**_FLAGS)
@@ -719,21 +734,45 @@ def obv_fast(p, c, v, out):
     return True
 
 
-@njit(**_FLAGS)
-def ad_fast(p, h, lo, c, v, out):
-    """The step without its NaN branch and call per bar (one running sum)."""
-    o = out[0]
-    ad = 0.0
+# The A/D line's addend (``_clv_volume``) has a division, which bounds a loop doing one a bar
+# (a scalar division issues every few cycles); the running sum and the EMAs are chains of one
+# addition or fused multiply-add. So, per chunk of ``_AD_CHUNK`` bars: the addends first
+# (no state: vectorised, the divisions included, the NaN test folded in), into the output
+# row, then the chains over them while they are in the cache. The same operations as the step
+# (``ad_nb``, ``adosc_nb``), so the same bits.
+
+_AD_CHUNK = 64
+
+
+@njit(inline="always", **_FLAGS)
+def _ad_addends(h, lo, c, v, a):
+    """``_clv_volume`` of every bar into a; whether an input held a NaN."""
     bad = False
-    for i in range(h.shape[0]):
-        hi = h[i]
-        lw = lo[i]
-        ci = c[i]
-        vi = v[i]
+    for j in range(a.shape[0]):
+        hi = h[j]
+        lw = lo[j]
+        ci = c[j]
+        vi = v[j]
         bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
         rng = hi - lw
-        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
-        o[i] = ad
+        a[j] = (((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0
+    return bad
+
+
+@njit(**_FLAGS)
+def ad_fast(p, h, lo, c, v, out):
+    """The step without its NaN branch and call per bar: the addends, then one running sum."""
+    o = out[0]
+    size = h.shape[0]
+    ad = 0.0
+    bad = False
+    for g in range(0, size, _AD_CHUNK):
+        k = min(_AD_CHUNK, size - g)
+        oo = o[g : g + k]
+        bad |= _ad_addends(h[g : g + k], lo[g : g + k], c[g : g + k], v[g : g + k], oo)
+        for j in range(k):
+            ad = ad + oo[j]
+            oo[j] = ad
     return not bad
 
 
@@ -747,25 +786,20 @@ def adosc_fast(p, h, lo, c, v, out):
     k_fast = p[1]
     k_slow = p[3]
     warm = min(int(p[2]) - 1, size)
-    ad = 0.0
-    fe = 0.0
-    se = 0.0
-    bad = False
-    for i in range(size):
-        hi = h[i]
-        lw = lo[i]
-        ci = c[i]
-        vi = v[i]
-        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
-        rng = hi - lw
-        ad = ad + ((((ci - lw) - (hi - ci)) / rng) * vi if rng > 0.0 else 0.0)
-        if i == 0:
-            fe = ad
-            se = ad
-        else:
+    bad = _ad_addends(h[:1], lo[:1], c[:1], v[:1], o[:1])
+    ad = 0.0 + o[0]
+    fe = ad
+    se = ad
+    o[0] = fe - se
+    for g in range(1, size, _AD_CHUNK):
+        k = min(_AD_CHUNK, size - g)
+        oo = o[g : g + k]
+        bad |= _ad_addends(h[g : g + k], lo[g : g + k], c[g : g + k], v[g : g + k], oo)
+        for j in range(k):
+            ad = ad + oo[j]
             fe = ema_next(fe, k_fast, ad)
             se = ema_next(se, k_slow, ad)
-        o[i] = fe - se
+            oo[j] = fe - se
     for i in range(warm):
         o[i] = NAN
     return not bad
