@@ -157,8 +157,11 @@ def trix_fast(p, x, out):
 # order, so the same bits.
 
 
+_KAMA_CHUNK = 64
+
+
 @njit(**_FLAGS)
-def kama_fast(p, x, out):
+def kama_fast(p, x, out, rows):
     n = int(p[0])
     o = out[0]
     size = x.shape[0]
@@ -181,14 +184,30 @@ def kama_fast(p, x, out):
     sumroc += abs(xi - x[n - 1])
     kama = kama_next(x[n - 1], sumroc, xi - x[0], slow_k, k_diff, xi)
     o[n] = kama
-    for i in range(n + 1, size):
-        xi = x[i]
-        bad |= xi != xi
-        sumroc -= abs(x[i - n - 1] - x[i - n])
-        sumroc += abs(xi - x[i - 1])
-        kama = kama_next(kama, sumroc, xi - x[i - n], slow_k, k_diff, xi)
-        o[i] = kama
-    return not bad
+    # The steady state over slices indexed from 0 (no negative-index wraparound code), chunk
+    # by chunk: first the chunk's |x[i] - x[i - 1]| into ``rows`` 0 (vectorised), then the
+    # chain reads the one entering the window and the one leaving it (|a - b| = |b - a|
+    # exactly). A NaN in x makes sumroc NaN from there on, so the last sumroc tells.
+    d = rows[0]
+    for i in range(1, n + 1):
+        d[i] = abs(x[i] - x[i - 1])
+    for g in range(n + 1, size, _KAMA_CHUNK):
+        e = min(g + _KAMA_CHUNK, size)
+        xs = x[g:e]
+        prev = x[g - 1 : e - 1]
+        dn = d[g:e]
+        for j in range(xs.shape[0]):
+            dn[j] = abs(xs[j] - prev[j])
+        dold = d[g - n : e - n]
+        old1 = x[g - n : e - n]
+        oo = o[g:e]
+        for j in range(xs.shape[0]):
+            xi = xs[j]
+            sumroc -= dold[j]
+            sumroc += dn[j]
+            kama = kama_next(kama, sumroc, xi - old1[j], slow_k, k_diff, xi)
+            oo[j] = kama
+    return not (bad | (sumroc != sumroc))
 
 
 # ----------------------------------------------------------------------------- ATR, NATR
@@ -594,35 +613,39 @@ def stochrsi_fast(p, x, out, scratch):
 # ----------------------------------------------------------------------------- sums of two series
 
 
+_ULTOSC_CHUNK = 64
+
+
+@njit(inline="always", **_FLAGS)
+def _bp_tr_into(h, lo, c, pc, bp, tr):
+    """Buying pressure and true range of every bar (``pc``: the previous closes) into bp, tr
+    (no state: vectorised); whether an input held a NaN."""
+    bad = False
+    for j in range(h.shape[0]):
+        hi = h[j]
+        lw = lo[j]
+        ci = c[j]
+        p = pc[j]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci)
+        true_low = lw if lw < p else p
+        bp[j] = ci - true_low
+        tr[j] = true_range(hi, lw, p)
+    return bad
+
+
 @njit(**_FLAGS)
 def ultosc_fast(p, h, lo, c, out, rows, work):
-    """Buying pressure and true range into ``rows`` 0 and 1 (no state: vectorised), then the
-    three pairs of rolling sums (``sum2_push``), chunk by chunk: the sums of a chunk of bars
-    into the 6 ``work`` rows, then its ratios and weighted average (vectorised, the divisions
-    included) into out."""
+    """Chunk by chunk of ``_ULTOSC_CHUNK`` bars: their buying pressures and true ranges into
+    ``rows`` 0 and 1 (no state: vectorised), the three pairs of rolling sums (``sum2_push``)
+    into the 6 ``work`` rows, then the ratios and weighted average (vectorised, the divisions
+    included) into out. Small chunks keep it all in the cache and let the CPU overlap one
+    chunk's divisions with the next one's sums."""
     size = h.shape[0]
     if size == 0:
         return True
     bps = rows[0]
     trs = rows[1]
     bad = h[0] != h[0] or lo[0] != lo[0] or c[0] != c[0]
-    h1 = h[1:]
-    l1 = lo[1:]
-    c1 = c[1:]
-    c0 = c[: size - 1]
-    bp1 = bps[1:]
-    tr1 = trs[1:]
-    for j in range(h1.shape[0]):
-        hi = h1[j]
-        lw = l1[j]
-        ci = c1[j]
-        pc = c0[j]
-        bad |= (hi != hi) | (lw != lw) | (ci != ci)
-        true_low = lw if lw < pc else pc
-        bp1[j] = ci - true_low
-        tr1[j] = true_range(hi, lw, pc)
-    if bad:
-        return False
     n1 = int(p[0])
     n2 = int(p[1])
     n3 = int(p[2])
@@ -635,6 +658,7 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
     a3 = 0.0
     b3 = 0.0
     warm = min(n3, size)
+    bad |= _bp_tr_into(h[1:warm], lo[1:warm], c[1:warm], c[: warm - 1], bps[1:warm], trs[1:warm])
     for i in range(1, warm):  # some sums still warming up (n1 <= n2 <= n3): no value yet
         bp = bps[i]
         tr = trs[i]
@@ -657,29 +681,39 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
         a3 = a3 + bp
         b3 = b3 + tr
         o[i] = NAN
-    step = work.shape[1]
+    step = min(work.shape[1], _ULTOSC_CHUNK)
     for g in range(warm, size, step):
         k = min(step, size - g)
+        e = g + k
+        bp_ = bps[g:e]
+        tr_ = trs[g:e]
+        bad |= _bp_tr_into(h[g:e], lo[g:e], c[g:e], c[g - 1 : e - 1], bp_, tr_)
+        # the values leaving each window (bars i - n + 1), as slices indexed from 0
+        bo1 = bps[g - n1 + 1 : e - n1 + 1]
+        to1 = trs[g - n1 + 1 : e - n1 + 1]
+        bo2 = bps[g - n2 + 1 : e - n2 + 1]
+        to2 = trs[g - n2 + 1 : e - n2 + 1]
+        bo3 = bps[g - n3 + 1 : e - n3 + 1]
+        to3 = trs[g - n3 + 1 : e - n3 + 1]
         for j in range(k):
-            i = g + j
-            bp = bps[i]
-            tr = trs[i]
+            bp = bp_[j]
+            tr = tr_[j]
             sa = a1 + bp
             sb = b1 + tr
-            a1 = sa - bps[i - n1 + 1]
-            b1 = sb - trs[i - n1 + 1]
+            a1 = sa - bo1[j]
+            b1 = sb - to1[j]
             work[0, j] = sa
             work[1, j] = sb
             sa = a2 + bp
             sb = b2 + tr
-            a2 = sa - bps[i - n2 + 1]
-            b2 = sb - trs[i - n2 + 1]
+            a2 = sa - bo2[j]
+            b2 = sb - to2[j]
             work[2, j] = sa
             work[3, j] = sb
             sa = a3 + bp
             sb = b3 + tr
-            a3 = sa - bps[i - n3 + 1]
-            b3 = sb - trs[i - n3 + 1]
+            a3 = sa - bo3[j]
+            b3 = sb - to3[j]
             work[4, j] = sa
             work[5, j] = sb
         w0 = work[0, :k]
@@ -688,7 +722,7 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
         w3 = work[3, :k]
         w4 = work[4, :k]
         w5 = work[5, :k]
-        og = o[g : g + k]
+        og = o[g:e]
         for j in range(k):
             total = 0.0
             sb = w1[j]
@@ -698,7 +732,7 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
             sb = w5[j]
             total = total + 1.0 * (w4[j] / sb) if sb != 0.0 else total
             og[j] = 100.0 * (total / 7.0)
-    return True
+    return not bad
 
 
 # ----------------------------------------------------------------------------- volume
