@@ -151,6 +151,108 @@ def trix_fast(p, x, out):
     return not bad
 
 
+# ----------------------------------------------------------------------------- TRIMA
+# ``trima_nb`` is two ``sum_push`` chains (the SMA of a, then the SMA of b of it), each two
+# dependent additions a bar, and two divisions a bar, which a loop doing them one at a time
+# issues no faster than the chains. Here, per chunk of ``_TRIMA_CHUNK`` bars, one loop runs the
+# first chain over a chunk and the second chain over the chunk before it (so their latencies
+# overlap), storing the raw window sums; the divisions are then vectorised passes over the two
+# chunks. The same operations on the same values as the step, so the same bits.
+
+_TRIMA_CHUNK = 64
+
+
+@njit(inline="always", **_FLAGS)
+def _sums_raw(x, acc, n, g, e, s):
+    """``sum_push``'s steady state over bars g..e-1 (g >= n): the window sums into s[g:e]."""
+    xs = x[g:e]
+    old = x[g - n + 1 : e - n + 1]
+    ss = s[g:e]
+    for j in range(xs.shape[0]):
+        t = acc + xs[j]
+        acc = t - old[j]
+        ss[j] = t
+    return acc
+
+
+@njit(inline="always", **_FLAGS)
+def _sums_raw2(x, s, o, acc1, a, g, acc2, b, pg, k):
+    """``_sums_raw`` of x over bars g.. into s and of s over bars pg.. into o, k bars each, in
+    one loop (two independent chains)."""
+    xs = x[g : g + k]
+    xo = x[g - a + 1 : g - a + 1 + k]
+    ss = s[g : g + k]
+    s2 = s[pg : pg + k]
+    so = s[pg - b + 1 : pg - b + 1 + k]
+    oo = o[pg : pg + k]
+    for j in range(k):
+        t = acc1 + xs[j]
+        acc1 = t - xo[j]
+        ss[j] = t
+        u = acc2 + s2[j]
+        acc2 = u - so[j]
+        oo[j] = u
+    return acc1, acc2
+
+
+@njit(inline="always", **_FLAGS)
+def _div_by(s, d):
+    for j in range(s.shape[0]):
+        s[j] = s[j] / d
+
+
+@njit(**_FLAGS)
+def trima_fast(p, x, out, rows):
+    """rows: 1 row as long as the input (the first SMA)."""
+    a = int(p[0])
+    b = int(p[1])
+    o = out[0]
+    s = rows[0]
+    size = x.shape[0]
+    first = a + b - 2  # the first bar with a value
+    start = min(first + 1, size)
+    acc1 = 0.0
+    acc2 = 0.0
+    for i in range(start):  # the warm-ups, as the step does them
+        xi = x[i]
+        if i < a - 1:
+            acc1 = acc1 + xi
+            o[i] = NAN
+            continue
+        t = acc1 + xi
+        acc1 = t - x[i - a + 1]
+        v = t / a
+        s[i] = v
+        if i < first:
+            acc2 = acc2 + v
+            o[i] = NAN
+        else:
+            u = acc2 + v
+            acc2 = u - s[i - b + 1]
+            o[i] = u / b
+    if start < size:
+        pg = start
+        pe = min(start + _TRIMA_CHUNK, size)
+        acc1 = _sums_raw(x, acc1, a, pg, pe, s)
+        _div_by(s[pg:pe], a)
+        g = pe
+        while g < size:
+            e = min(g + _TRIMA_CHUNK, size)
+            if e - g == pe - pg:
+                acc1, acc2 = _sums_raw2(x, s, o, acc1, a, g, acc2, b, pg, e - g)
+            else:
+                acc2 = _sums_raw(s, acc2, b, pg, pe, o)
+                acc1 = _sums_raw(x, acc1, a, g, e, s)
+            _div_by(s[g:e], a)
+            _div_by(o[pg:pe], b)
+            pg = g
+            pe = e
+            g = e
+        acc2 = _sums_raw(s, acc2, b, pg, pe, o)
+        _div_by(o[pg:pe], b)
+    return acc1 == acc1  # every x is added to acc1 once, and a NaN stays
+
+
 # ----------------------------------------------------------------------------- KAMA
 # ``kama_nb`` reading the window's ends from the input instead of its ring (x[i - n - 1] and
 # x[i - n] are the ring's two oldest values), with no counter: the same additions in the same

@@ -252,6 +252,7 @@ _FAST: dict[str, tuple[Any, int, int]] = {
     "mom": (fb.mom_fast, 0, 0),
     "roc": (fb.roc_fast, 0, 0),
     "trange": (fb.trange_fast, 0, 0),
+    "trima": (fb.trima_fast, 1, 0),
     "kama": (fb.kama_fast, 1, 0),
     "trix": (fb.trix_fast, 0, 0),
     "atr": (fb.atr_fast, 0, 0),
