@@ -532,29 +532,101 @@ def _chunk(scratch, n):
     return scratch.shape[1] - n + 1
 
 
+@njit(inline="always", **_FLAGS)
+def _last_pass(n):
+    """The last pass that builds a window of n: (window before it, 2 or 4 windows, stride)."""
+    w = 1
+    prev = 1
+    kind = 0
+    while 4 * w <= n:
+        prev = w
+        w *= 4
+        kind = 4
+    if 2 * w <= n:
+        prev = w
+        w *= 2
+        kind = 2
+    if w < n:
+        return w, 2, n - w
+    return prev, kind, prev
+
+
 @njit(**_FLAGS)
 def donchian_fast(p, h, lo, out, scratch):
-    """scratch: 4 rows of at least n (chunk + n - 1)."""
+    """scratch: 4 rows of at least n (chunk + n - 1). The passes up to the last one into the
+    scratch rows, then the last one straight into the three outputs (no scratch round trip)."""
     size = h.shape[0]
     n = int(p[0])
     step = _chunk(scratch, n)
+    prev, kind, d = _last_pass(n)
     bad = False
     for c0 in range(0, size, step):
         c1 = min(c0 + step, size)
         k = c1 - c0
         bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1])  # per chunk: brings it into the cache
-        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
-        hh = scratch[0, off : off + k]
-        ll = scratch[2, off : off + k]
-        up = out[0, c0:c1]
-        mid = out[1, c0:c1]
-        dn = out[2, c0:c1]
-        for j in range(k):
-            u = hh[j]
-            d = ll[j]
-            up[j] = u
-            mid[j] = (u + d) / 2.0
-            dn[j] = d
+        js = max(0, n - 1 - c0)  # the chunk's first bar with a full window
+        if js >= k:
+            continue
+        up = out[0, c0 + js : c1]
+        mid = out[1, c0 + js : c1]
+        dn = out[2, c0 + js : c1]
+        if n == 1:
+            hh = h[c0:c1]
+            ll = lo[c0:c1]
+            for j in range(k):
+                u = hh[j]
+                v = ll[j]
+                up[j] = u
+                mid[j] = (u + v) / 2.0
+                dn[j] = v
+            continue
+        cs = c0 + js - (n - prev)  # the oldest bar whose window of prev the last pass reads
+        off = _chunk_hilo(h, lo, prev, cs, c1, scratch) + (n - prev)
+        hb = scratch[0]
+        lb = scratch[2]
+        m = k - js
+        if kind == 2:
+            h0 = hb[off - d : off - d + m]
+            h1 = hb[off : off + m]
+            l0 = lb[off - d : off - d + m]
+            l1 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                up[j] = u
+                mid[j] = (u + x) / 2.0
+                dn[j] = x
+        else:
+            h0 = hb[off - 3 * d : off - 3 * d + m]
+            h1 = hb[off - 2 * d : off - 2 * d + m]
+            h2 = hb[off - d : off - d + m]
+            h3 = hb[off : off + m]
+            l0 = lb[off - 3 * d : off - 3 * d + m]
+            l1 = lb[off - 2 * d : off - 2 * d + m]
+            l2 = lb[off - d : off - d + m]
+            l3 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                v = h2[j]
+                u = u if u > v else v
+                v = h3[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                y = l2[j]
+                x = x if x < y else y
+                y = l3[j]
+                x = x if x < y else y
+                up[j] = u
+                mid[j] = (u + x) / 2.0
+                dn[j] = x
     _nan_rows(out, 0, min(n - 1, size))
     return not bad
 
