@@ -14,8 +14,11 @@ Why: the step loop carries its state from bar to bar and branches on warm-up cou
 every bar. Here ``mom``, ``roc`` and ``trange`` have no loop-carried state at all (LLVM
 vectorises them), and the rolling extremes of ``donchian``, ``willr``, ``stochf`` and ``stoch``
 are built by vectorised passes over cache-sized chunks instead of a rescan when the extreme
-leaves the window. Indicators whose cost is a running chain (Wilder smoothing, EMAs) gain
-nothing this way and have no fast path.
+leaves the window. Where a running chain (Wilder smoothing, EMAs, rolling sums) is the cost,
+the fast path keeps the chain and moves the rest off it: divisions into vectorised passes over
+small chunks (``natr``, ``ad``, ``adosc``, ``ultosc``, ``trima``), two chains into one loop
+(``trima``). Steady-state loops index slices from 0: a loop index Numba cannot prove
+non-negative gets negative-index wraparound code on every load.
 """
 
 from __future__ import annotations
