@@ -551,6 +551,8 @@ def _last_pass(n):
         kind = 2
     if w < n:
         return w, 2, n - w
+    if kind == 0:  # n == 1: the window of 1 itself, as two windows at the same bar
+        return 1, 2, 0
     return prev, kind, prev
 
 
@@ -635,32 +637,75 @@ def donchian_fast(p, h, lo, out, scratch):
 
 
 @njit(inline="always", **_FLAGS)
+def _hl_ratio(hv, lv, cv, willr):
+    if willr:
+        return 0.0 if _tie(hv, lv) else (hv - cv) / ((hv - lv) / (-100.0))
+    return 0.0 if _tie(hv, lv) else (cv - lv) / ((hv - lv) / 100.0)
+
+
+@njit(inline="always", **_FLAGS)
 def _hl_ratio_into(p_n, h, lo, c, o, scratch, willr):
     """Williams %R (willr) or fast %K over ``p_n`` bars into ``o``, chunk by chunk; returns
-    whether an input held a NaN (tested per chunk, which brings the chunk into the cache)."""
+    whether an input held a NaN (tested per chunk, which brings the chunk into the cache). As
+    ``donchian_fast``: the passes up to the last one into the scratch rows, the last one in the
+    loop that computes the ratio."""
     size = h.shape[0]
     n = p_n
     step = _chunk(scratch, n)
+    prev, kind, d = _last_pass(n)
     bad = False
     for c0 in range(0, size, step):
         c1 = min(c0 + step, size)
         k = c1 - c0
         bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1]) | _has_nan(c[c0:c1])  # now in cache
-        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
-        hh = scratch[0, off : off + k]
-        ll = scratch[2, off : off + k]
-        cc = c[c0:c1]
-        ok = o[c0:c1]
-        if willr:
-            for j in range(k):
-                hv = hh[j]
-                lv = ll[j]
-                ok[j] = 0.0 if _tie(hv, lv) else (hv - cc[j]) / ((hv - lv) / (-100.0))
+        js = max(0, n - 1 - c0)  # the chunk's first bar with a full window
+        if js >= k:
+            continue
+        cs = c0 + js - (n - prev)  # the oldest bar whose window of prev the last pass reads
+        off = _chunk_hilo(h, lo, prev, cs, c1, scratch) + (n - prev)
+        hb = scratch[0]
+        lb = scratch[2]
+        m = k - js
+        cc = c[c0 + js : c1]
+        ok = o[c0 + js : c1]
+        if kind == 2:
+            h0 = hb[off - d : off - d + m]
+            h1 = hb[off : off + m]
+            l0 = lb[off - d : off - d + m]
+            l1 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                ok[j] = _hl_ratio(u, x, cc[j], willr)
         else:
-            for j in range(k):
-                hv = hh[j]
-                lv = ll[j]
-                ok[j] = 0.0 if _tie(hv, lv) else (cc[j] - lv) / ((hv - lv) / 100.0)
+            h0 = hb[off - 3 * d : off - 3 * d + m]
+            h1 = hb[off - 2 * d : off - 2 * d + m]
+            h2 = hb[off - d : off - d + m]
+            h3 = hb[off : off + m]
+            l0 = lb[off - 3 * d : off - 3 * d + m]
+            l1 = lb[off - 2 * d : off - 2 * d + m]
+            l2 = lb[off - d : off - d + m]
+            l3 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                v = h2[j]
+                u = u if u > v else v
+                v = h3[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                y = l2[j]
+                x = x if x < y else y
+                y = l3[j]
+                x = x if x < y else y
+                ok[j] = _hl_ratio(u, x, cc[j], willr)
     for i in range(min(n - 1, size)):
         o[i] = NAN
     return bad
