@@ -14,8 +14,11 @@ Why: the step loop carries its state from bar to bar and branches on warm-up cou
 every bar. Here ``mom``, ``roc`` and ``trange`` have no loop-carried state at all (LLVM
 vectorises them), and the rolling extremes of ``donchian``, ``willr``, ``stochf`` and ``stoch``
 are built by vectorised passes over cache-sized chunks instead of a rescan when the extreme
-leaves the window. Indicators whose cost is a running chain (Wilder smoothing, EMAs) gain
-nothing this way and have no fast path.
+leaves the window. Where a running chain (Wilder smoothing, EMAs, rolling sums) is the cost,
+the fast path keeps the chain and moves the rest off it: divisions into vectorised passes over
+small chunks (``natr``, ``ad``, ``adosc``, ``ultosc``, ``trima``), two chains into one loop
+(``trima``). Steady-state loops index slices from 0: a loop index Numba cannot prove
+non-negative gets negative-index wraparound code on every load.
 """
 
 from __future__ import annotations
@@ -151,14 +154,119 @@ def trix_fast(p, x, out):
     return not bad
 
 
+# ----------------------------------------------------------------------------- TRIMA
+# ``trima_nb`` is two ``sum_push`` chains (the SMA of a, then the SMA of b of it), each two
+# dependent additions a bar, and two divisions a bar, which a loop doing them one at a time
+# issues no faster than the chains. Here, per chunk of ``_TRIMA_CHUNK`` bars, one loop runs the
+# first chain over a chunk and the second chain over the chunk before it (so their latencies
+# overlap), storing the raw window sums; the divisions are then vectorised passes over the two
+# chunks. The same operations on the same values as the step, so the same bits.
+
+_TRIMA_CHUNK = 64
+
+
+@njit(inline="always", **_FLAGS)
+def _sums_raw(x, acc, n, g, e, s):
+    """``sum_push``'s steady state over bars g..e-1 (g >= n): the window sums into s[g:e]."""
+    xs = x[g:e]
+    old = x[g - n + 1 : e - n + 1]
+    ss = s[g:e]
+    for j in range(xs.shape[0]):
+        t = acc + xs[j]
+        acc = t - old[j]
+        ss[j] = t
+    return acc
+
+
+@njit(inline="always", **_FLAGS)
+def _sums_raw2(x, s, o, acc1, a, g, acc2, b, pg, k):
+    """``_sums_raw`` of x over bars g.. into s and of s over bars pg.. into o, k bars each, in
+    one loop (two independent chains)."""
+    xs = x[g : g + k]
+    xo = x[g - a + 1 : g - a + 1 + k]
+    ss = s[g : g + k]
+    s2 = s[pg : pg + k]
+    so = s[pg - b + 1 : pg - b + 1 + k]
+    oo = o[pg : pg + k]
+    for j in range(k):
+        t = acc1 + xs[j]
+        acc1 = t - xo[j]
+        ss[j] = t
+        u = acc2 + s2[j]
+        acc2 = u - so[j]
+        oo[j] = u
+    return acc1, acc2
+
+
+@njit(inline="always", **_FLAGS)
+def _div_by(s, d):
+    for j in range(s.shape[0]):
+        s[j] = s[j] / d
+
+
+@njit(**_FLAGS)
+def trima_fast(p, x, out, rows):
+    """rows: 1 row as long as the input (the first SMA)."""
+    a = int(p[0])
+    b = int(p[1])
+    o = out[0]
+    s = rows[0]
+    size = x.shape[0]
+    first = a + b - 2  # the first bar with a value
+    start = min(first + 1, size)
+    acc1 = 0.0
+    acc2 = 0.0
+    for i in range(start):  # the warm-ups, as the step does them
+        xi = x[i]
+        if i < a - 1:
+            acc1 = acc1 + xi
+            o[i] = NAN
+            continue
+        t = acc1 + xi
+        acc1 = t - x[i - a + 1]
+        v = t / a
+        s[i] = v
+        if i < first:
+            acc2 = acc2 + v
+            o[i] = NAN
+        else:
+            u = acc2 + v
+            acc2 = u - s[i - b + 1]
+            o[i] = u / b
+    if start < size:
+        pg = start
+        pe = min(start + _TRIMA_CHUNK, size)
+        acc1 = _sums_raw(x, acc1, a, pg, pe, s)
+        _div_by(s[pg:pe], a)
+        g = pe
+        while g < size:
+            e = min(g + _TRIMA_CHUNK, size)
+            if e - g == pe - pg:
+                acc1, acc2 = _sums_raw2(x, s, o, acc1, a, g, acc2, b, pg, e - g)
+            else:
+                acc2 = _sums_raw(s, acc2, b, pg, pe, o)
+                acc1 = _sums_raw(x, acc1, a, g, e, s)
+            _div_by(s[g:e], a)
+            _div_by(o[pg:pe], b)
+            pg = g
+            pe = e
+            g = e
+        acc2 = _sums_raw(s, acc2, b, pg, pe, o)
+        _div_by(o[pg:pe], b)
+    return acc1 == acc1  # every x is added to acc1 once, and a NaN stays
+
+
 # ----------------------------------------------------------------------------- KAMA
 # ``kama_nb`` reading the window's ends from the input instead of its ring (x[i - n - 1] and
 # x[i - n] are the ring's two oldest values), with no counter: the same additions in the same
 # order, so the same bits.
 
 
+_KAMA_CHUNK = 64
+
+
 @njit(**_FLAGS)
-def kama_fast(p, x, out):
+def kama_fast(p, x, out, rows):
     n = int(p[0])
     o = out[0]
     size = x.shape[0]
@@ -181,20 +289,44 @@ def kama_fast(p, x, out):
     sumroc += abs(xi - x[n - 1])
     kama = kama_next(x[n - 1], sumroc, xi - x[0], slow_k, k_diff, xi)
     o[n] = kama
-    for i in range(n + 1, size):
-        xi = x[i]
-        bad |= xi != xi
-        sumroc -= abs(x[i - n - 1] - x[i - n])
-        sumroc += abs(xi - x[i - 1])
-        kama = kama_next(kama, sumroc, xi - x[i - n], slow_k, k_diff, xi)
-        o[i] = kama
-    return not bad
+    # The steady state over slices indexed from 0 (no negative-index wraparound code), chunk
+    # by chunk: first the chunk's |x[i] - x[i - 1]| into ``rows`` 0 (vectorised), then the
+    # chain reads the one entering the window and the one leaving it (|a - b| = |b - a|
+    # exactly). A NaN in x makes sumroc NaN from there on, so the last sumroc tells.
+    d = rows[0]
+    for i in range(1, n + 1):
+        d[i] = abs(x[i] - x[i - 1])
+    for g in range(n + 1, size, _KAMA_CHUNK):
+        e = min(g + _KAMA_CHUNK, size)
+        xs = x[g:e]
+        prev = x[g - 1 : e - 1]
+        dn = d[g:e]
+        for j in range(xs.shape[0]):
+            dn[j] = abs(xs[j] - prev[j])
+        dold = d[g - n : e - n]
+        old1 = x[g - n : e - n]
+        oo = o[g:e]
+        for j in range(xs.shape[0]):
+            xi = xs[j]
+            sumroc -= dold[j]
+            sumroc += dn[j]
+            kama = kama_next(kama, sumroc, xi - old1[j], slow_k, k_diff, xi)
+            oo[j] = kama
+    return not (bad | (sumroc != sumroc))
 
 
 # ----------------------------------------------------------------------------- ATR, NATR
 # ``atr_push`` unrolled: the first bar only gives the previous close, the next n - 1 sum their
 # true ranges, bar n is their mean, then Wilder's step (one fused multiply-add on the chain).
-# The NaN test is folded into the loops; the step's counter and branches are gone.
+# The step's counter and branches are gone, and so is most of the NaN test: a NaN high or low
+# makes that bar's true range NaN and with it every ATR after it (the chain carries it), so
+# the last ATR tells; only a NaN close, which a true range does not carry (it enters as the
+# previous close, through comparisons), is tested bar by bar. The steady state runs over
+# slices indexed from 0 (no negative-index wraparound code), in chunks of ``_ATR_CHUNK`` bars:
+# NATR's divisions by the close, off the chain, are a second, vectorised pass over the chunk
+# while it is in the cache.
+
+_ATR_CHUNK = 64
 
 
 @njit(inline="always", **_FLAGS)
@@ -220,17 +352,24 @@ def _atr_into(n, h, lo, c, o, natr):
     o[n] = v if not natr else ((v / c[n]) * 100.0 if c[n] != 0.0 else 0.0)
     keep = (n - 1.0) / n
     share = 1.0 / n
-    for i in range(n + 1, size):
-        hi = h[i]
-        lw = lo[i]
-        cl = c[i]
-        bad |= (hi != hi) | (lw != lw) | (cl != cl)
-        v = wilder_next(v, keep, share, true_range(hi, lw, c[i - 1]))
+    pc = c[n]
+    for g in range(n + 1, size, _ATR_CHUNK):
+        k = min(_ATR_CHUNK, size - g)
+        hh = h[g : g + k]
+        ll = lo[g : g + k]
+        cc = c[g : g + k]
+        oo = o[g : g + k]
+        for j in range(k):
+            cl = cc[j]
+            bad |= cl != cl
+            v = wilder_next(v, keep, share, true_range(hh[j], ll[j], pc))
+            pc = cl
+            oo[j] = v
         if natr:
-            o[i] = (v / cl) * 100.0 if cl != 0.0 else 0.0
-        else:
-            o[i] = v
-    return not bad
+            for j in range(k):
+                cl = cc[j]
+                oo[j] = (oo[j] / cl) * 100.0 if cl != 0.0 else 0.0
+    return not (bad | (v != v))
 
 
 @njit(**_FLAGS)
@@ -396,60 +535,177 @@ def _chunk(scratch, n):
     return scratch.shape[1] - n + 1
 
 
+@njit(inline="always", **_FLAGS)
+def _last_pass(n):
+    """The last pass that builds a window of n: (window before it, 2 or 4 windows, stride)."""
+    w = 1
+    prev = 1
+    kind = 0
+    while 4 * w <= n:
+        prev = w
+        w *= 4
+        kind = 4
+    if 2 * w <= n:
+        prev = w
+        w *= 2
+        kind = 2
+    if w < n:
+        return w, 2, n - w
+    if kind == 0:  # n == 1: the window of 1 itself, as two windows at the same bar
+        return 1, 2, 0
+    return prev, kind, prev
+
+
 @njit(**_FLAGS)
 def donchian_fast(p, h, lo, out, scratch):
-    """scratch: 4 rows of at least n (chunk + n - 1)."""
+    """scratch: 4 rows of at least n (chunk + n - 1). The passes up to the last one into the
+    scratch rows, then the last one straight into the three outputs (no scratch round trip)."""
     size = h.shape[0]
     n = int(p[0])
     step = _chunk(scratch, n)
+    prev, kind, d = _last_pass(n)
     bad = False
     for c0 in range(0, size, step):
         c1 = min(c0 + step, size)
         k = c1 - c0
         bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1])  # per chunk: brings it into the cache
-        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
-        hh = scratch[0, off : off + k]
-        ll = scratch[2, off : off + k]
-        up = out[0, c0:c1]
-        mid = out[1, c0:c1]
-        dn = out[2, c0:c1]
-        for j in range(k):
-            u = hh[j]
-            d = ll[j]
-            up[j] = u
-            mid[j] = (u + d) / 2.0
-            dn[j] = d
+        js = max(0, n - 1 - c0)  # the chunk's first bar with a full window
+        if js >= k:
+            continue
+        up = out[0, c0 + js : c1]
+        mid = out[1, c0 + js : c1]
+        dn = out[2, c0 + js : c1]
+        if n == 1:
+            hh = h[c0:c1]
+            ll = lo[c0:c1]
+            for j in range(k):
+                u = hh[j]
+                v = ll[j]
+                up[j] = u
+                mid[j] = (u + v) / 2.0
+                dn[j] = v
+            continue
+        cs = c0 + js - (n - prev)  # the oldest bar whose window of prev the last pass reads
+        off = _chunk_hilo(h, lo, prev, cs, c1, scratch) + (n - prev)
+        hb = scratch[0]
+        lb = scratch[2]
+        m = k - js
+        if kind == 2:
+            h0 = hb[off - d : off - d + m]
+            h1 = hb[off : off + m]
+            l0 = lb[off - d : off - d + m]
+            l1 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                up[j] = u
+                mid[j] = (u + x) / 2.0
+                dn[j] = x
+        else:
+            h0 = hb[off - 3 * d : off - 3 * d + m]
+            h1 = hb[off - 2 * d : off - 2 * d + m]
+            h2 = hb[off - d : off - d + m]
+            h3 = hb[off : off + m]
+            l0 = lb[off - 3 * d : off - 3 * d + m]
+            l1 = lb[off - 2 * d : off - 2 * d + m]
+            l2 = lb[off - d : off - d + m]
+            l3 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                v = h2[j]
+                u = u if u > v else v
+                v = h3[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                y = l2[j]
+                x = x if x < y else y
+                y = l3[j]
+                x = x if x < y else y
+                up[j] = u
+                mid[j] = (u + x) / 2.0
+                dn[j] = x
     _nan_rows(out, 0, min(n - 1, size))
     return not bad
 
 
 @njit(inline="always", **_FLAGS)
+def _hl_ratio(hv, lv, cv, willr):
+    if willr:
+        return 0.0 if _tie(hv, lv) else (hv - cv) / ((hv - lv) / (-100.0))
+    return 0.0 if _tie(hv, lv) else (cv - lv) / ((hv - lv) / 100.0)
+
+
+@njit(inline="always", **_FLAGS)
 def _hl_ratio_into(p_n, h, lo, c, o, scratch, willr):
     """Williams %R (willr) or fast %K over ``p_n`` bars into ``o``, chunk by chunk; returns
-    whether an input held a NaN (tested per chunk, which brings the chunk into the cache)."""
+    whether an input held a NaN (tested per chunk, which brings the chunk into the cache). As
+    ``donchian_fast``: the passes up to the last one into the scratch rows, the last one in the
+    loop that computes the ratio."""
     size = h.shape[0]
     n = p_n
     step = _chunk(scratch, n)
+    prev, kind, d = _last_pass(n)
     bad = False
     for c0 in range(0, size, step):
         c1 = min(c0 + step, size)
         k = c1 - c0
         bad |= _has_nan(h[c0:c1]) | _has_nan(lo[c0:c1]) | _has_nan(c[c0:c1])  # now in cache
-        off = _chunk_hilo(h, lo, n, c0, c1, scratch)
-        hh = scratch[0, off : off + k]
-        ll = scratch[2, off : off + k]
-        cc = c[c0:c1]
-        ok = o[c0:c1]
-        if willr:
-            for j in range(k):
-                hv = hh[j]
-                lv = ll[j]
-                ok[j] = 0.0 if _tie(hv, lv) else (hv - cc[j]) / ((hv - lv) / (-100.0))
+        js = max(0, n - 1 - c0)  # the chunk's first bar with a full window
+        if js >= k:
+            continue
+        cs = c0 + js - (n - prev)  # the oldest bar whose window of prev the last pass reads
+        off = _chunk_hilo(h, lo, prev, cs, c1, scratch) + (n - prev)
+        hb = scratch[0]
+        lb = scratch[2]
+        m = k - js
+        cc = c[c0 + js : c1]
+        ok = o[c0 + js : c1]
+        if kind == 2:
+            h0 = hb[off - d : off - d + m]
+            h1 = hb[off : off + m]
+            l0 = lb[off - d : off - d + m]
+            l1 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                ok[j] = _hl_ratio(u, x, cc[j], willr)
         else:
-            for j in range(k):
-                hv = hh[j]
-                lv = ll[j]
-                ok[j] = 0.0 if _tie(hv, lv) else (cc[j] - lv) / ((hv - lv) / 100.0)
+            h0 = hb[off - 3 * d : off - 3 * d + m]
+            h1 = hb[off - 2 * d : off - 2 * d + m]
+            h2 = hb[off - d : off - d + m]
+            h3 = hb[off : off + m]
+            l0 = lb[off - 3 * d : off - 3 * d + m]
+            l1 = lb[off - 2 * d : off - 2 * d + m]
+            l2 = lb[off - d : off - d + m]
+            l3 = lb[off : off + m]
+            for j in range(m):
+                u = h0[j]
+                v = h1[j]
+                u = u if u > v else v
+                v = h2[j]
+                u = u if u > v else v
+                v = h3[j]
+                u = u if u > v else v
+                x = l0[j]
+                y = l1[j]
+                x = x if x < y else y
+                y = l2[j]
+                x = x if x < y else y
+                y = l3[j]
+                x = x if x < y else y
+                ok[j] = _hl_ratio(u, x, cc[j], willr)
     for i in range(min(n - 1, size)):
         o[i] = NAN
     return bad
@@ -579,35 +835,39 @@ def stochrsi_fast(p, x, out, scratch):
 # ----------------------------------------------------------------------------- sums of two series
 
 
+_ULTOSC_CHUNK = 64
+
+
+@njit(inline="always", **_FLAGS)
+def _bp_tr_into(h, lo, c, pc, bp, tr):
+    """Buying pressure and true range of every bar (``pc``: the previous closes) into bp, tr
+    (no state: vectorised); whether an input held a NaN."""
+    bad = False
+    for j in range(h.shape[0]):
+        hi = h[j]
+        lw = lo[j]
+        ci = c[j]
+        p = pc[j]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci)
+        true_low = lw if lw < p else p
+        bp[j] = ci - true_low
+        tr[j] = true_range(hi, lw, p)
+    return bad
+
+
 @njit(**_FLAGS)
 def ultosc_fast(p, h, lo, c, out, rows, work):
-    """Buying pressure and true range into ``rows`` 0 and 1 (no state: vectorised), then the
-    three pairs of rolling sums (``sum2_push``), chunk by chunk: the sums of a chunk of bars
-    into the 6 ``work`` rows, then its ratios and weighted average (vectorised, the divisions
-    included) into out."""
+    """Chunk by chunk of ``_ULTOSC_CHUNK`` bars: their buying pressures and true ranges into
+    ``rows`` 0 and 1 (no state: vectorised), the three pairs of rolling sums (``sum2_push``)
+    into the 6 ``work`` rows, then the ratios and weighted average (vectorised, the divisions
+    included) into out. Small chunks keep it all in the cache and let the CPU overlap one
+    chunk's divisions with the next one's sums."""
     size = h.shape[0]
     if size == 0:
         return True
     bps = rows[0]
     trs = rows[1]
     bad = h[0] != h[0] or lo[0] != lo[0] or c[0] != c[0]
-    h1 = h[1:]
-    l1 = lo[1:]
-    c1 = c[1:]
-    c0 = c[: size - 1]
-    bp1 = bps[1:]
-    tr1 = trs[1:]
-    for j in range(h1.shape[0]):
-        hi = h1[j]
-        lw = l1[j]
-        ci = c1[j]
-        pc = c0[j]
-        bad |= (hi != hi) | (lw != lw) | (ci != ci)
-        true_low = lw if lw < pc else pc
-        bp1[j] = ci - true_low
-        tr1[j] = true_range(hi, lw, pc)
-    if bad:
-        return False
     n1 = int(p[0])
     n2 = int(p[1])
     n3 = int(p[2])
@@ -620,6 +880,7 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
     a3 = 0.0
     b3 = 0.0
     warm = min(n3, size)
+    bad |= _bp_tr_into(h[1:warm], lo[1:warm], c[1:warm], c[: warm - 1], bps[1:warm], trs[1:warm])
     for i in range(1, warm):  # some sums still warming up (n1 <= n2 <= n3): no value yet
         bp = bps[i]
         tr = trs[i]
@@ -642,29 +903,39 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
         a3 = a3 + bp
         b3 = b3 + tr
         o[i] = NAN
-    step = work.shape[1]
+    step = min(work.shape[1], _ULTOSC_CHUNK)
     for g in range(warm, size, step):
         k = min(step, size - g)
+        e = g + k
+        bp_ = bps[g:e]
+        tr_ = trs[g:e]
+        bad |= _bp_tr_into(h[g:e], lo[g:e], c[g:e], c[g - 1 : e - 1], bp_, tr_)
+        # the values leaving each window (bars i - n + 1), as slices indexed from 0
+        bo1 = bps[g - n1 + 1 : e - n1 + 1]
+        to1 = trs[g - n1 + 1 : e - n1 + 1]
+        bo2 = bps[g - n2 + 1 : e - n2 + 1]
+        to2 = trs[g - n2 + 1 : e - n2 + 1]
+        bo3 = bps[g - n3 + 1 : e - n3 + 1]
+        to3 = trs[g - n3 + 1 : e - n3 + 1]
         for j in range(k):
-            i = g + j
-            bp = bps[i]
-            tr = trs[i]
+            bp = bp_[j]
+            tr = tr_[j]
             sa = a1 + bp
             sb = b1 + tr
-            a1 = sa - bps[i - n1 + 1]
-            b1 = sb - trs[i - n1 + 1]
+            a1 = sa - bo1[j]
+            b1 = sb - to1[j]
             work[0, j] = sa
             work[1, j] = sb
             sa = a2 + bp
             sb = b2 + tr
-            a2 = sa - bps[i - n2 + 1]
-            b2 = sb - trs[i - n2 + 1]
+            a2 = sa - bo2[j]
+            b2 = sb - to2[j]
             work[2, j] = sa
             work[3, j] = sb
             sa = a3 + bp
             sb = b3 + tr
-            a3 = sa - bps[i - n3 + 1]
-            b3 = sb - trs[i - n3 + 1]
+            a3 = sa - bo3[j]
+            b3 = sb - to3[j]
             work[4, j] = sa
             work[5, j] = sb
         w0 = work[0, :k]
@@ -673,7 +944,7 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
         w3 = work[3, :k]
         w4 = work[4, :k]
         w5 = work[5, :k]
-        og = o[g : g + k]
+        og = o[g:e]
         for j in range(k):
             total = 0.0
             sb = w1[j]
@@ -683,7 +954,7 @@ def ultosc_fast(p, h, lo, c, out, rows, work):
             sb = w5[j]
             total = total + 1.0 * (w4[j] / sb) if sb != 0.0 else total
             og[j] = 100.0 * (total / 7.0)
-    return True
+    return not bad
 
 
 # ----------------------------------------------------------------------------- volume
@@ -719,20 +990,44 @@ def obv_fast(p, c, v, out):
     return True
 
 
+# The A/D line's addend (``clv_volume``) has a division, which bounds a loop doing one a bar
+# (a scalar division issues every few cycles); the running sum and the EMAs are chains of one
+# addition or fused multiply-add. So, per chunk of ``_AD_CHUNK`` bars: the addends first
+# (no state: vectorised, the divisions included, the NaN test folded in), into the output
+# row, then the chains over them while they are in the cache. The same operations as the step
+# (``ad_nb``, ``adosc_nb``), so the same bits.
+
+_AD_CHUNK = 64
+
+
+@njit(inline="always", **_FLAGS)
+def _ad_addends(h, lo, c, v, a):
+    """``clv_volume`` of every bar into a; whether an input held a NaN."""
+    bad = False
+    for j in range(a.shape[0]):
+        hi = h[j]
+        lw = lo[j]
+        ci = c[j]
+        vi = v[j]
+        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
+        a[j] = clv_volume(hi, lw, ci, vi)
+    return bad
+
+
 @njit(**_FLAGS)
 def ad_fast(p, h, lo, c, v, out):
-    """The step without its NaN branch and call per bar (one running sum)."""
+    """The step without its NaN branch and call per bar: the addends, then one running sum."""
     o = out[0]
+    size = h.shape[0]
     ad = 0.0
     bad = False
-    for i in range(h.shape[0]):
-        hi = h[i]
-        lw = lo[i]
-        ci = c[i]
-        vi = v[i]
-        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
-        ad = ad + clv_volume(hi, lw, ci, vi)
-        o[i] = ad
+    for g in range(0, size, _AD_CHUNK):
+        k = min(_AD_CHUNK, size - g)
+        oo = o[g : g + k]
+        bad |= _ad_addends(h[g : g + k], lo[g : g + k], c[g : g + k], v[g : g + k], oo)
+        for j in range(k):
+            ad = ad + oo[j]
+            oo[j] = ad
     return not bad
 
 
@@ -746,24 +1041,20 @@ def adosc_fast(p, h, lo, c, v, out):
     k_fast = p[1]
     k_slow = p[3]
     warm = min(int(p[2]) - 1, size)
-    ad = 0.0
-    fe = 0.0
-    se = 0.0
-    bad = False
-    for i in range(size):
-        hi = h[i]
-        lw = lo[i]
-        ci = c[i]
-        vi = v[i]
-        bad |= (hi != hi) | (lw != lw) | (ci != ci) | (vi != vi)
-        ad = ad + clv_volume(hi, lw, ci, vi)
-        if i == 0:
-            fe = ad
-            se = ad
-        else:
+    bad = _ad_addends(h[:1], lo[:1], c[:1], v[:1], o[:1])
+    ad = 0.0 + o[0]
+    fe = ad
+    se = ad
+    o[0] = fe - se
+    for g in range(1, size, _AD_CHUNK):
+        k = min(_AD_CHUNK, size - g)
+        oo = o[g : g + k]
+        bad |= _ad_addends(h[g : g + k], lo[g : g + k], c[g : g + k], v[g : g + k], oo)
+        for j in range(k):
+            ad = ad + oo[j]
             fe = ema_next(fe, k_fast, ad)
             se = ema_next(se, k_slow, ad)
-        o[i] = fe - se
+            oo[j] = fe - se
     for i in range(warm):
         o[i] = NAN
     return not bad

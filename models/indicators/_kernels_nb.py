@@ -694,11 +694,11 @@ def _sar_long(sar, ep, af, p, prev_h, prev_l, hi, lo):
             sar = hi
     else:
         value = sar
-        if hi > ep:
-            ep = hi
-            af += p[0]
-            if af > p[1]:
-                af = p[1]
+        new = hi > ep  # a new extreme: selected, not branched on (it is frequent and random)
+        ep = hi if new else ep
+        up = af + p[0]
+        up = p[1] if up > p[1] else up
+        af = up if new else af
         sar = sar + af * (ep - sar)
         if sar > prev_l:
             sar = prev_l
@@ -728,11 +728,11 @@ def _sar_short(sar, ep, af, p, prev_h, prev_l, hi, lo):
             sar = lo
     else:
         value = sar
-        if lo < ep:
-            ep = lo
-            af += p[0]
-            if af > p[1]:
-                af = p[1]
+        new = lo < ep
+        ep = lo if new else ep
+        up = af + p[0]
+        up = p[1] if up > p[1] else up
+        af = up if new else af
         sar = sar + af * (ep - sar)
         if sar < prev_h:
             sar = prev_h
