@@ -289,7 +289,7 @@ class CockpitApp(App[None]):
         elif screen == "orders":
             views.show_orders(self)
         elif screen == "journal" and self.data.tail is not None and self.data.tail.follows:
-            views.show_tail(self, self.data.tail, grown=True)  # the poll appended the new records
+            views.show_tail(self, self.data.tail)  # the last records: the poll appended the new ones
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action != "step":

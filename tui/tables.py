@@ -102,18 +102,15 @@ class _Filled:
 _FILLED: weakref.WeakKeyDictionary[DataTable[str | Text], _Filled] = weakref.WeakKeyDictionary()
 
 
-def fill_table(
-    table: DataTable[str | Text], rows: list[Row], width: int, what: str = "", *, follows: bool = False
-) -> None:
+def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: str = "") -> None:
     """Replace the table's columns and rows with those that fit ``width`` cells.
 
     A table whose columns stay the same and whose rows only slid on (the journal's last page
     while it grows: rows gone at the top, new ones at the bottom) gets the new rows appended
     and keeps the old ones (removing rows one by one costs the table a re-index each), up to
-    ``GROWN_ROWS_MAX`` rows; then it is refilled with ``rows``. ``follows``: the rows only ever
-    come after those shown (a followed journal page), so a page that jumped past the table's
-    last row (the journal grew by more than a page between two polls) is appended after the
-    gap too, not refilled (a refill redoes every row while the journal keeps growing)."""
+    ``GROWN_ROWS_MAX`` rows; then it is refilled with ``rows``. While it slides on it keeps its
+    columns as long as the new rows fit them (its widest cells come and go with the rows; a
+    refill each time would redo every row)."""
     columns = TABLES[f"#{table.id}"]
     rows = [Row(row.key, tuple(_capped(cell) for cell in row.cells)) for row in rows]
     shown, text_width = fit_columns(columns, rows, width)
@@ -124,20 +121,15 @@ def fill_table(
     if (
         before is not None
         and before.layout != layout
-        and (follows or _slid_on(before.rows, rows))
+        and _slid_on(before.rows, rows)
         and _fits(before.layout, columns, rows, shown, width)
-    ):  # a page that slides on keeps its columns while its rows fit them: its widest cells
-        # come and go with the rows (a refill each time would redo every row)
+    ):
         layout = before.layout
         text_width = next((w for i, w in layout if columns[i].wraps), 0)
         shown = [i for i, _ in layout]
     kept = _kept(before.rows, rows) if before is not None and before.layout == layout else None
-    newer = rows
-    if follows and kept is None and before is not None and before.layout == layout:
-        shown_keys = {row.key for row in before.rows}
-        newer, kept = [row for row in rows if row.key not in shown_keys], 0
-    if kept is not None and before is not None and len(before.rows) + len(newer) - kept <= GROWN_ROWS_MAX:
-        added = newer[kept:]
+    if kept is not None and before is not None and len(before.rows) + len(rows) - kept <= GROWN_ROWS_MAX:
+        added = rows[kept:]
         _FILLED[table] = _Filled(layout, before.rows + added)
     else:
         table.clear(columns=True)

@@ -54,11 +54,10 @@ def setup_tables(app: CockpitApp) -> None:
         fill(app, table_id, [])
 
 
-def fill(app: CockpitApp, table_id: str, rows: list[Row], what: str = "", *, follows: bool = False) -> None:
-    """Fill a table with the columns that fit the terminal's width (kept for a resize);
-    ``follows``: a followed page (``tui.tables.fill_table``)."""
+def fill(app: CockpitApp, table_id: str, rows: list[Row], what: str = "") -> None:
+    """Fill a table with the columns that fit the terminal's width (kept for a resize)."""
     app.table_rows[table_id] = (rows, what)
-    fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what, follows=follows)
+    fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
 
 
 def refit_tables(app: CockpitApp) -> None:
@@ -535,11 +534,11 @@ def show_why_event(app: CockpitApp, index: int) -> None:
 # --- 5 journal -------------------------------------------------------------------------------
 
 
-def show_tail(app: CockpitApp, page: TailPage, *, grown: bool = False) -> None:
-    """The journal page; ``grown``: the page shown, extended by a poll (its new rows are
-    appended: ``tui.tables.fill_table``), not a page read afresh."""
+def show_tail(app: CockpitApp, page: TailPage) -> None:
+    """The journal page; a followed page that only slid on gets its new rows appended
+    (``tui.tables.fill_table``)."""
     cells = [Row(str(row.seq), (str(row.seq), row.time, row.kind, row.text)) for row in page.rows]
-    fill(app, "#tail", cells, follows=grown and page.follows)
+    fill(app, "#tail", cells)
     app.query_one("#tail-head", Static).update(escape(page.head))
 
 
