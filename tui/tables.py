@@ -108,9 +108,7 @@ def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: 
     A table whose columns stay the same and whose rows only slid on (the journal's last page
     while it grows: rows gone at the top, new ones at the bottom) gets the new rows appended
     and keeps the old ones (removing rows one by one costs the table a re-index each), up to
-    ``GROWN_ROWS_MAX`` rows; then it is refilled with ``rows``. While it slides on it keeps its
-    columns as long as the new rows fit them (its widest cells come and go with the rows; a
-    refill each time would redo every row)."""
+    ``GROWN_ROWS_MAX`` rows; then it is refilled with ``rows``."""
     columns = TABLES[f"#{table.id}"]
     rows = [Row(row.key, tuple(_capped(cell) for cell in row.cells)) for row in rows]
     shown, text_width = fit_columns(columns, rows, width)
@@ -118,15 +116,6 @@ def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: 
     widths = [text_width if columns[i].wraps else natural[i] - PADDING for i in shown]
     layout = tuple(zip(shown, widths, strict=True))
     before = _FILLED.get(table)
-    if (
-        before is not None
-        and before.layout != layout
-        and _slid_on(before.rows, rows)
-        and _fits(before.layout, columns, rows, shown, width)
-    ):
-        layout = before.layout
-        text_width = next((w for i, w in layout if columns[i].wraps), 0)
-        shown = [i for i, _ in layout]
     kept = _kept(before.rows, rows) if before is not None and before.layout == layout else None
     if kept is not None and before is not None and len(before.rows) + len(rows) - kept <= GROWN_ROWS_MAX:
         added = rows[kept:]
@@ -148,28 +137,6 @@ def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: 
         title = f"{what}; " if what else ""
         title += f"not shown at this width: {', '.join(dropped)}"
     table.border_title = title or None
-
-
-def _fits(
-    layout: tuple[tuple[int, int], ...],
-    columns: tuple[Column, ...],
-    rows: list[Row],
-    shown: list[int],
-    width: int,
-) -> bool:
-    """Whether ``layout`` (an earlier fill's) still shows what the fit of ``rows`` shows at
-    ``width``: the same columns, every fixed cell whole in its width, and no wider than the
-    terminal (a wrapping cell wraps at the width it had)."""
-    if [i for i, _ in layout] != shown or sum(w + PADDING for _, w in layout) > width:
-        return False
-    fixed = [(i, w) for i, w in layout if not columns[i].wraps]
-    return all(len(row.cells[i]) <= w for row in rows for i, w in fixed)
-
-
-def _slid_on(before: list[Row], after: list[Row]) -> bool:
-    """Whether ``after`` continues ``before`` with new rows (a followed page that grew)."""
-    kept = _kept(before, after)
-    return kept is not None and kept < len(after)
 
 
 def _kept(before: list[Row], after: list[Row]) -> int | None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tui.tables import TABLES, Row, fit_columns
 
 BLOTTER = TABLES["#blotter"]
@@ -56,46 +54,3 @@ def test_the_text_column_wraps_in_the_width_left() -> None:
     shown, text_width = fit_columns(TABLES["#verdicts"], rows, 76)
     assert len(shown) == 4
     assert text_width == 76 - (6 + 6 + 10) - 2
-
-
-def tail_rows(first: int, last: int, kind: str = "order.filled.v1") -> list[Row]:
-    return [
-        Row(str(seq), (str(seq), "2021-03-01 00:00:00", kind, f"event {seq} " * 6))
-        for seq in range(first, last)
-    ]
-
-
-@pytest.mark.asyncio
-async def test_a_followed_page_is_appended_and_keeps_its_columns_while_its_rows_fit() -> None:
-    """The journal page while the journal grows: rows that slid on are appended and the
-    columns stay while the new rows fit them (the page's widest cell gone); a page that does
-    not continue the table is a new one: refilled, its columns fitted to its rows."""
-    from textual.app import App, ComposeResult
-    from textual.widgets import DataTable
-
-    from tui.tables import fill_table
-
-    class Tables(App[None]):
-        def compose(self) -> ComposeResult:
-            yield DataTable(id="tail")
-
-    app = Tables()
-    async with app.run_test(size=(100, 30)) as pilot:
-        table = app.query_one("#tail", DataTable)
-
-        def keys() -> list[str]:
-            return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
-
-        def widths() -> list[int]:
-            return [column.width for column in table.ordered_columns]
-
-        wide_kind = tail_rows(0, 1, "venue.message_received.v1")
-        fill_table(table, wide_kind + tail_rows(1, 200), 96)
-        first_widths = widths()
-        fill_table(table, tail_rows(100, 300), 96)  # slid on; the wide kind gone
-        await pilot.pause()
-        assert keys() == [str(seq) for seq in range(300)] and widths() == first_widths
-        fill_table(table, tail_rows(600, 800), 96)  # jumped: a new page
-        await pilot.pause()
-        assert keys() == [str(seq) for seq in range(600, 800)]
-        assert widths() != first_widths
