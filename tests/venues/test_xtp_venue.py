@@ -22,8 +22,6 @@ from venues.ccxt_venue import OrderRequest, StreamNote, VenueError, VenueFill, V
 from venues.live_bridge import Book, LiveBridge, ReconcilePolicy
 from venues.xtp_venue import XtpVenue, client_number, map_xtp_error, xtp_market, xtp_ms
 
-pytestmark = pytest.mark.asyncio
-
 FIXTURE = json.loads((Path(__file__).parent / "data" / "xtp_callbacks.json").read_text(encoding="utf-8"))
 TAG, DAY, SESSION = FIXTURE["tag"], FIXTURE["day"], FIXTURE["session_id"]
 PAB = Instrument(
@@ -198,6 +196,7 @@ def test_times_markets_ids_and_errors() -> None:
     assert map_xtp_error({"error_id": 1, "error_msg": "流控"}).retriable
 
 
+@pytest.mark.asyncio
 async def test_client_ids_read_back_only_for_this_run() -> None:
     venue, _ = make_venue()
     mine = client_number(TAG, f"{TAG}-000007")
@@ -208,6 +207,7 @@ async def test_client_ids_read_back_only_for_this_run() -> None:
 # --- the second gate -----------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_orders_breaking_the_a_share_rules_never_reach_the_gateway() -> None:
     venue, api = make_venue()
     await venue.fetch_balances()  # 000001: 800 held, 600 sellable (200 bought today)
@@ -234,6 +234,7 @@ async def test_orders_breaking_the_a_share_rules_never_reach_the_gateway() -> No
 # --- callbacks -----------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_partial_fills_with_a_duplicated_trade_are_booked_once() -> None:
     venue, api = make_venue()
     api.play = "partial_then_filled"
@@ -269,6 +270,7 @@ async def test_partial_fills_with_a_duplicated_trade_are_booked_once() -> None:
     assert venue.refusal(request(9, SPDB, -1, 100, 1000)) is not None
 
 
+@pytest.mark.asyncio
 async def test_sell_partly_filled_then_cancelled_gives_the_rest_back() -> None:
     venue, api = make_venue()
     await venue.fetch_balances()
@@ -284,6 +286,7 @@ async def test_sell_partly_filled_then_cancelled_gives_the_rest_back() -> None:
     assert api.cancelled == [36934149543313410]
 
 
+@pytest.mark.asyncio
 async def test_a_rejected_order_raises_its_rule_code() -> None:
     venue, api = make_venue()
     api.play = "rejected_funds"
@@ -293,6 +296,7 @@ async def test_a_rejected_order_raises_its_rule_code() -> None:
     assert [u.status for u in drain(venue) if isinstance(u, VenueOrder)] == ["rejected"]
 
 
+@pytest.mark.asyncio
 async def test_a_cancel_refused_after_the_fill_returns_the_filled_order() -> None:
     venue, api = make_venue()
     api.play = "filled_then_cancel_refused"
@@ -322,6 +326,7 @@ async def test_a_cancel_refused_after_the_fill_returns_the_filled_order() -> Non
     assert venue2.stats["cancel.refused"] == 1  # the refusal came after the fill: nothing else to do
 
 
+@pytest.mark.asyncio
 async def test_self_trade_exec_ids_and_bad_messages() -> None:
     venue, api = make_venue()
     api.play = "self_trade_same_exec_id"
@@ -343,6 +348,7 @@ async def test_self_trade_exec_ids_and_bad_messages() -> None:
     assert "order_status 7" in notes[0].detail and "empty exec_id" in notes[1].detail
 
 
+@pytest.mark.asyncio
 async def test_resend_after_restart_finds_the_order_instead_of_placing_it_twice() -> None:
     venue, api = make_venue()
     api.play = "partial_then_filled"
@@ -358,6 +364,7 @@ async def test_resend_after_restart_finds_the_order_instead_of_placing_it_twice(
     assert [f.trade_id for f in fills] == ["2:3011:B", "2:3011:B", "2:3012:B"]  # repeats dropped later
 
 
+@pytest.mark.asyncio
 async def test_disconnect_relogs_in_and_reconciles() -> None:
     relogins: list[int] = []
 
@@ -390,6 +397,7 @@ async def test_disconnect_relogs_in_and_reconciles() -> None:
     await venue.stop_streams()
 
 
+@pytest.mark.asyncio
 async def test_balances_from_asset_and_positions() -> None:
     venue, _ = make_venue()
     balances = {b.asset: (b.free_e8, b.locked_e8) for b in await venue.fetch_balances()}
@@ -399,6 +407,7 @@ async def test_balances_from_asset_and_positions() -> None:
 # --- LiveBridge + OutboxVenue --------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_live_bridge_and_outbox_on_recorded_callbacks() -> None:
     venue, api = make_venue()
     outbox = OutboxVenue()
