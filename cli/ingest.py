@@ -323,6 +323,9 @@ def cmd_health(args: argparse.Namespace) -> int:
             f"[red]error:[/] --gap-minutes must be positive, not {args.gap_minutes:g}", highlight=False
         )
         return 2
+    if args.json and args.csv == "-":
+        console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
+        return 2
     lake = Lake(root)
     health = dataset_health(lake)
     ticks = tick_health(lake, gap_ns=round(args.gap_minutes * 60e9))
