@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from cli.alerts_cmd import acknowledge_alert, alert_operations, firing_alerts, load_alerts_config
+from cli.ingest import tick_health_line
 from cli.logs import Redactor
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced
@@ -26,6 +27,7 @@ from kernel.store import open_journal
 from lake.health import dataset_health
 from lake.partitioned import Lake
 from lake.store import load_panel
+from lake.tick_health import tick_health
 from projections.alerts import Alert, AlertOperation, Silence
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
@@ -57,11 +59,13 @@ def _marks(journal: Journal) -> Marks:
 
 
 def lake_health_lines(lake_root: Path) -> list[str]:
-    """``tape health``'s numbers, one line per data set of the lake."""
+    """``tape health``'s numbers, one line per data set of the lake: bars, then trades and
+    quotes (``cli.ingest.tick_health_line``)."""
     if not (lake_root / "lake.json").exists():
         return [f"{lake_root} is not a lake (no lake.json)"]
     lines = []
-    for item in dataset_health(Lake(lake_root)):
+    lake = Lake(lake_root)
+    for item in dataset_health(lake):
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
         coverage = f"{item.coverage:.2%}" if item.gaps.bars_expected else "-"
         lines.append(
@@ -69,6 +73,7 @@ def lake_health_lines(lake_root: Path) -> list[str]:
             f"{item.gaps.suspension_sessions:,} suspension sessions, {item.gaps.missing_bars:,} missing "
             f"bars; quarantined: {reasons}"
         )
+    lines += [tick_health_line(item) for item in tick_health(lake)]
     return lines or [f"{lake_root}: no data sets"]
 
 

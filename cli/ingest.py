@@ -31,6 +31,7 @@ from lake.sources import (
     parse_hikyuu_minute,
     parse_yahoo,
 )
+from lake.tick_health import GAP_NS, TickHealth, tick_health
 from lake.tick_sources import (
     parse_freqtrade_trades,
     parse_kraken_trades,
@@ -46,7 +47,11 @@ __all__ = [
     "cmd_export",
     "cmd_health",
     "cmd_ingest",
+    "format_span",
+    "health_csv",
     "print_health",
+    "print_tick_health",
+    "tick_health_line",
 ]
 
 FORMATS = (
@@ -204,7 +209,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         console.print("[red]the lake is unchanged[/]")
         return 2
     print_report(report)
-    print_health(dataset_health(Lake(Path(args.out))))
+    health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
+    if health or not ticks:
+        print_health(health)
+    print_tick_health(ticks)
     return 0
 
 
@@ -288,10 +296,20 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
-        "health", help="data-health summary of a lake (coverage, gaps, quarantine)"
+        "health", help="data-health summary of a lake (coverage, gaps, quarantine; bars, trades, quotes)"
     )
     parser.add_argument("lake", help="lake root")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    parser.add_argument(
+        "--csv", metavar="PATH", help="write one row per data set as CSV ('-': stdout, no tables)"
+    )
+    parser.add_argument(
+        "--gap-minutes",
+        type=float,
+        default=GAP_NS / 60e9,
+        help="trades and quotes: count the gaps between consecutive rows longer than this inside a "
+        "session (default %(default)g, i.e. 1 hour)",
+    )
     return parser
 
 
@@ -300,29 +318,95 @@ def cmd_health(args: argparse.Namespace) -> int:
     if not (root / "lake.json").exists():
         console.print(f"[red]error:[/] {escape(str(root))} is not a lake (no lake.json)", highlight=False)
         return 2
-    health = dataset_health(Lake(root))
+    if args.gap_minutes <= 0:
+        console.print(
+            f"[red]error:[/] --gap-minutes must be positive, not {args.gap_minutes:g}", highlight=False
+        )
+        return 2
+    if args.json and args.csv == "-":
+        console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
+        return 2
+    lake = Lake(root)
+    health = dataset_health(lake)
+    ticks = tick_health(lake, gap_ns=round(args.gap_minutes * 60e9))
+    if args.csv:
+        text = health_csv(health, ticks)
+        if args.csv == "-":
+            import sys
+
+            sys.stdout.write(text)
+        else:
+            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.csv).write_text(text)
     if args.json:
         import json
 
-        console.print_json(json.dumps([h.to_dict() for h in health], default=list))
-    else:
-        print_health(health)
+        items = [h.to_dict() for h in health] + [t.to_dict() for t in ticks]
+        console.print_json(json.dumps(items, default=list))
+    elif args.csv != "-":
+        if health or not ticks:
+            print_health(health)
+        print_tick_health(ticks)
     return 0
 
 
+CSV_COLUMNS = (
+    "dataset",
+    "instruments",
+    "rows",
+    "first_ts_ns",
+    "last_ts_ns",
+    "coverage",
+    "suspension_sessions",
+    "missing_bars",
+    "days_with_data",
+    "gap_ns",
+    "gaps",
+    "largest_gap_ns",
+    "sessions_without_data",
+    "outside_sessions",
+    "ingested",
+    "quarantined_rows",
+    "quarantined",
+    "reconciled",
+)
+
+
+def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
+    """One row per data set: bars (coverage, suspensions, missing bars) and trades / quotes
+    (days, gaps, sessions without data, ingested); a column that does not apply is empty.
+    ``quarantined`` is ``reason=count`` pairs joined by ``;``."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for item in health:
+        row: dict[str, object] = {
+            "dataset": item.dataset,
+            "instruments": item.instruments,
+            "rows": item.rows,
+            "first_ts_ns": item.first_ts_ns,
+            "last_ts_ns": item.last_ts_ns,
+            "coverage": f"{item.coverage:.6f}" if item.gaps.bars_expected else None,
+            "suspension_sessions": item.gaps.suspension_sessions,
+            "missing_bars": item.gaps.missing_bars,
+            "quarantined_rows": item.quarantined_rows,
+            "quarantined": ";".join(f"{r}={c}" for r, c in item.quarantined.items()),
+        }
+        writer.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
+    for tick in ticks:
+        row = {c: getattr(tick, c) for c in CSV_COLUMNS if hasattr(tick, c) and c != "quarantined"}
+        row["quarantined"] = ";".join(f"{r}={c}" for r, c in tick.quarantined.items())
+        writer.writerow(["" if row.get(c) is None else row[c] for c in CSV_COLUMNS])
+    return buffer.getvalue()
+
+
 def print_health(health: list[DatasetHealth]) -> None:
-    table = Table(title="data health")
-    columns = (
-        "data set",
-        "instruments",
-        "rows",
-        "coverage",
-        "suspension sessions",
-        "missing bars",
-        "quarantined",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("data set", "quarantined") else "right")
+    """Bars: numbers are never cut (their columns do not wrap and keep their width), the data
+    set, the headers and the quarantine reasons wrap."""
+    rows = []
     for item in health:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items())
         unchecked = (
@@ -330,16 +414,110 @@ def print_health(health: list[DatasetHealth]) -> None:
             if item.unchecked_instruments
             else ""
         )
-        table.add_row(
-            item.dataset + unchecked,
-            f"{item.instruments:,}",
-            f"{item.rows:,}",
-            f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
-            f"{item.gaps.suspension_sessions:,}",
-            f"{item.gaps.missing_bars:,}",
-            reasons or "-",
+        rows.append(
+            (
+                item.dataset + unchecked,
+                f"{item.instruments:,}",
+                f"{item.rows:,}",
+                f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
+                f"{item.gaps.suspension_sessions:,}",
+                f"{item.gaps.missing_bars:,}",
+                reasons or "-",
+            )
         )
+    table = Table(title="data health")
+    columns = ("data set", "instr.", "rows", "coverage", "suspension sessions", "missing bars", "quarantined")
+    for position, column in enumerate(columns):
+        if column in ("data set", "quarantined"):
+            table.add_column(column, overflow="fold", ratio=1, min_width=8)
+        else:
+            width = max([len(word) for word in column.split()] + [len(row[position]) for row in rows])
+            table.add_column(column, justify="right", overflow="fold", width=width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
+
+
+def format_span(ns: int) -> str:
+    """A duration to the second (to the millisecond under a minute), zero parts left out:
+    ``1h``, ``1h 45m 27s``, ``2d 3h``, ``0.622s``."""
+    if ns < 60_000_000_000:
+        return f"{ns / 1e9:.3f}s"
+    seconds = ns // 1_000_000_000
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = zip((days, hours, minutes, seconds), "dhms", strict=True)
+    return " ".join(f"{value}{unit}" for value, unit in parts if value)
+
+
+def _utc(ts_ns: int | None) -> str:
+    import numpy as np
+
+    return "-" if ts_ns is None else str(np.datetime64(ts_ns, "ns").astype("datetime64[s]")).replace("T", " ")
+
+
+def tick_health_line(item: TickHealth) -> str:
+    """One data set's tick health in a line (the cockpit's data tab)."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
+    unchecked = len(item.unchecked_instruments)
+    unchecked_text = f" ({unchecked} without a calendar: sessions not checked)" if unchecked else ""
+    added = "" if item.reconciled else " [does not add up: stored rows not all from the ingest reports]"
+    return (
+        f"{item.dataset}: {item.instruments:,} instruments, {item.rows:,} rows, {_utc(item.first_ts_ns)} to "
+        f"{_utc(item.last_ts_ns)} UTC, {item.days_with_data:,} instrument-days with data, "
+        f"{item.gaps:,} gaps over {format_span(item.gap_ns)} (largest {format_span(item.largest_gap_ns)}), "
+        f"{item.sessions_without_data:,} sessions without data{unchecked_text}; ingested {item.ingested:,} = "
+        f"{item.rows:,} stored + {item.quarantined_rows:,} quarantined: {reasons}{added}"
+    )
+
+
+def print_tick_health(ticks: list[TickHealth]) -> None:
+    """Trades and quotes: a table readable at 80 columns (numbers are never cut: their columns
+    do not wrap and keep their width; the data set and its span wrap), then the quarantine
+    reasons per data set below it."""
+    if not ticks:
+        return
+    gap = format_span(ticks[0].gap_ns)
+    rows = []
+    for item in ticks:
+        unchecked = f" ({len(item.unchecked_instruments)} no calendar)" if item.unchecked_instruments else ""
+        rows.append(
+            (
+                f"{item.dataset}{unchecked} {_utc(item.first_ts_ns)} to {_utc(item.last_ts_ns)}",
+                f"{item.instruments:,}",
+                f"{item.rows:,}",
+                f"{item.days_with_data:,}",
+                f"{item.gaps:,}",
+                format_span(item.largest_gap_ns),
+                f"{item.sessions_without_data:,}",
+                f"{item.quarantined_rows:,}" + ("" if item.reconciled else " !"),
+            )
+        )
+    headers = ("data set, span (UTC)", "instr", "rows", "days", f">{gap}", "max gap", "empty", "quar.")
+    table = Table(title="data health: trades and quotes", pad_edge=False, show_edge=False)
+    for position, header in enumerate(headers):
+        if position == 0:
+            table.add_column(header, overflow="fold", ratio=1, min_width=12)
+        else:
+            width = max([len(header)] + [len(row[position]) for row in rows])
+            table.add_column(header, justify="right", no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    for item in ticks:
+        reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
+        added = "" if item.reconciled else " (does not add up: ! above)"
+        console.print(
+            f"{item.dataset}: ingested {item.ingested:,} = {item.rows:,} stored + {item.quarantined_rows:,} "
+            f"quarantined ({reasons}){added}",
+            highlight=False,
+        )
+    console.print(
+        f"days: instrument-days with data; >{gap}: gaps between consecutive rows inside one session "
+        f"(24x7: any) longer than {gap} (tape health --gap-minutes); empty: sessions without a row",
+        highlight=False,
+    )
 
 
 def print_report(report: IngestReport) -> None:

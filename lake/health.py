@@ -16,7 +16,7 @@ bar, so data that starts mid-session is not reported as missing. Bars are assume
 ``dataset_health(lake)`` summarises each stored bar data set (one per frequency): instruments,
 rows, span, coverage = present / expected bars, suspension candidates, missing bars, and the
 quarantined rows by reason from every ingest report. Instruments on a venue without a known
-calendar are counted but not gap-checked (``unchecked``).
+calendar are counted but not gap-checked (``unchecked``). Trades and quotes: ``lake.tick_health``.
 """
 
 from __future__ import annotations
@@ -187,7 +187,8 @@ def _quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
 
 def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> list[DatasetHealth]:
     """Health of every stored bar data set in ``lake`` (a ``lake.partitioned.Lake``), plus
-    the other kinds' quarantine counts. ``calendars`` overrides ``calendar_for`` by id."""
+    the quarantine counts of the kinds other than trades and quotes (``lake.tick_health``).
+    ``calendars`` overrides ``calendar_for`` by id."""
     from lake.partitioned import Lake
     from lake.sessions import sessions_for, utc_days
 
@@ -229,7 +230,7 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
             total.add(report)
         results.append(health)
     for name, reasons in sorted(quarantined.items()):
-        if not name.startswith("bars/"):
+        if not name.startswith("bars/") and name not in ("trades", "quotes"):  # lake.tick_health has those
             results.append(
                 DatasetHealth(name, 0, 0, None, None, GapReport(), quarantined=dict(sorted(reasons.items())))
             )

@@ -22,7 +22,7 @@ HELP_TEXT = """\
   6  replay           a day's records with the book after each (n / p record, ] / \\[ step,
                       { / } the day's opening / end),
                       and a fresh kernel's replay of it beside the journal's close
-  7  data             the data set the run read (lake health: `tape health`)
+  7  data             the data set the run read (--lake: `tape health` of bars, trades, quotes)
   8  commands         halt / flatten / rearm, pause / resume a strategy, to a running paper
                       session (off otherwise)
 
@@ -33,7 +33,7 @@ HELP_TEXT = """\
   tab / shift+tab move between widgets; arrows move in tables; escape closes this help
 
 [b]Not built[/b]: venue connection state (not journaled yet: a paper session shows its
-data staleness from the journaled bars), tick and quote counts in the data health.
+data staleness from the journaled bars).
 """
 
 

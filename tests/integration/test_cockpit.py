@@ -488,3 +488,25 @@ async def test_the_data_tab_shows_the_lakes_health(tmp_path: Path) -> None:
         assert "quarantined: ohlc_inconsistent 1" in shown
 
     await drive(cockpit_sources(journal, follow=False, lake=tmp_path / "lake"), scenario)
+
+
+@pytest.mark.asyncio
+async def test_the_data_tab_shows_the_lakes_trades_and_quotes(journal: Path, tmp_path: Path) -> None:
+    """With ``--lake``, the data tab shows tape health's trades and quotes lines: rows, gaps,
+    sessions without data and the quarantine adding up (a constructed lake: a planted gap, an
+    empty day, quarantined trades, a crossed and a locked quote)."""
+    from tests.integration.test_tick_health import constructed_lake
+
+    lake = constructed_lake(tmp_path)
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.data.health is not None)
+        await pilot.press("7")
+        shown = " ".join(text(app, "#data-health").split())
+        assert "trades: 1 instruments, 21 rows, 2024-01-01 00:00:00 to 2024-01-03 00:30:00 UTC" in shown
+        assert "2 gaps over 1h (largest 1d 18h 30m), 1 sessions without data" in shown
+        assert "ingested 23 = 21 stored + 2 quarantined: duplicate 1, non_positive_price 1" in shown
+        assert "quotes: 1 instruments, 4 rows" in shown
+        assert "quarantined: crossed_quote 1, locked_quote 1" in shown
+
+    await drive(cockpit_sources(journal, follow=False, lake=lake), scenario)
