@@ -46,6 +46,7 @@ from domain.events import (
     RunStarted,
     TargetsDecided,
     VenueConnection,
+    VenueHeartbeat,
     VenueReconciled,
 )
 from domain.instruments import Instrument
@@ -77,7 +78,7 @@ OVERVIEW_KINDS = frozenset(
         "run.finished.v1",
         *("market.bars_received.v1", "clock.advanced.v1", "operator.command_received.v1"),
         "input.quarantined.v1",
-        *("venue.connection.v1", "venue.reconciled.v1"),
+        *("venue.connection.v1", "venue.reconciled.v1", "venue.heartbeat.v1"),
     }
 )
 INPUT_CLOCK_KINDS = frozenset({"clock.advanced.v1", "operator.command_received.v1", "input.quarantined.v1"})
@@ -133,6 +134,10 @@ class Overview:
     connection: dict[str, tuple[int, VenueConnection]] = field(default_factory=dict)
     disconnects: int = 0
     last_reconciled: tuple[int, VenueReconciled] | None = None
+    # its heartbeats (paper.heartbeat_s): the last one, how many, how many went unanswered
+    last_heartbeat: VenueHeartbeat | None = None
+    heartbeats: int = 0
+    heartbeats_failed: int = 0
 
     @property
     def currency(self) -> str:
@@ -169,7 +174,7 @@ class Overview:
             self.finished = event
         elif isinstance(event, InputQuarantined):
             self.quarantined[event.reason] += 1
-        elif isinstance(event, VenueConnection | VenueReconciled):
+        elif isinstance(event, VenueConnection | VenueReconciled | VenueHeartbeat):
             self._apply_venue(record.seq, event)
         else:
             self._apply_kill_switch(record.seq, event)
@@ -189,8 +194,13 @@ class Overview:
             self.empty_passes += 1
         return record.kind != "input.quarantined.v1"
 
-    def _apply_venue(self, seq: int, event: VenueConnection | VenueReconciled) -> None:
+    def _apply_venue(self, seq: int, event: VenueConnection | VenueReconciled | VenueHeartbeat) -> None:
         self.newest_input_ns = max(self.newest_input_ns, event.ts_ns)
+        if isinstance(event, VenueHeartbeat):
+            self.last_heartbeat = event
+            self.heartbeats += 1
+            self.heartbeats_failed += not event.ok
+            return
         if isinstance(event, VenueReconciled):
             self.last_reconciled = (seq, event)
             return

@@ -32,8 +32,8 @@ HELP_TEXT = """\
   ?  this help                                        q  quit
   tab / shift+tab move between widgets; arrows move in tables; escape closes this help
 
-[b]Not built[/b]: venue connection state (not journaled yet: a paper session shows its
-data staleness from the journaled bars).
+[b]Not built[/b]: silencing an alert (`tape alerts silence`; acknowledging is `a`), a
+per-instrument drill-down of the data health (`tape health LAKE --json`).
 """
 
 

@@ -306,11 +306,19 @@ def _venue_text(app: CockpitApp) -> str:
         for stream, (_, event) in sorted(overview.connection.items())
     )
     reconciled = overview.last_reconciled
-    if not streams and reconciled is None:
-        return f"venue: no connection changes journaled (a live session journals each; paper none); {session}"
+    beat = overview.last_heartbeat
+    if not streams and reconciled is None and beat is None:
+        return f"venue: no connection changes or heartbeats journaled; {session}"
     lines = [
         f"venue: {streams or 'connected (no drop journaled)'}; {overview.disconnects:,} drops; {session}"
     ]
+    if beat is not None:
+        answer = f"[red]no answer[/] ({escape(beat.detail)})"
+        last = f"round trip {beat.rtt_ns / 1e6:,.1f} ms" if beat.ok else answer
+        lines.append(
+            f"  heartbeat at {utc_text(beat.ts_ns)}: {last}; {overview.heartbeats_failed:,} of "
+            f"{overview.heartbeats:,} unanswered"
+        )
     if reconciled is not None:
         seq, found = reconciled
         colour = "red" if found.differences else "green"

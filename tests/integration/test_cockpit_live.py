@@ -305,7 +305,7 @@ async def test_a_queued_sessions_staleness_comes_from_its_journaled_inputs(tmp_p
         assert f"staleness: {age_days:,.1f} d since that arrival" in stale
         assert f"newest journaled time {utc_text(newest)}; 3 clock advances with no bars since" in stale
         assert "inputs quarantined: DUPLICATE 1" in stale
-        assert "no connection changes journaled" in stale
+        assert "no connection changes or heartbeats journaled" in stale
         assert "no session is writing this journal now" in stale
         assert "101 steps of bars" in stale
     # the fold behind it, without the screen

@@ -12,6 +12,7 @@ through the real ccxt.pro client): the paper broker at the edge, with a latency 
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -308,6 +309,25 @@ def test_heartbeats_are_journaled_round_trips_and_reach_the_metrics(
         assert outcome.ok, outcome.divergence
     assert state.latency["heartbeat"][0] == len(beats)
     assert any(p.startswith("venue_latency,source=heartbeat ") for p in points)
+    # the cockpit's command centre reads them too: the last round trip and how many went unanswered
+    asyncio.run(_cockpit_shows_the_last_heartbeat(tmp_path / "journal", beats[-1], len(beats)))
+
+
+async def _cockpit_shows_the_last_heartbeat(journal: Path, last: VenueHeartbeat, count: int) -> None:
+    from textual.widgets import Static
+
+    from cli.cockpit_cmd import cockpit_sources
+    from tui import CockpitApp
+
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(140, 40)) as pilot:
+        for _ in range(600):  # 30 s at most
+            if app.detail_ready:
+                break
+            await pilot.pause(0.05)
+        stale = str(app.query_one("#cc-stale", Static).render()).replace("\n", " ")
+    assert (app.data.overview.heartbeats, app.data.overview.last_heartbeat) == (count, last)
+    assert f"round trip {last.rtt_ns / 1e6:,.1f} ms; 0 of {count:,} unanswered" in stale, stale
 
 
 def test_a_killed_broker_session_resumes_and_replays(market: tuple[Path, Path], tmp_path: Path) -> None:
