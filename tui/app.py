@@ -272,6 +272,8 @@ class CockpitApp(App[None]):
             self._load_positions()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if not self.screen_stack:  # the app is closing (its screens are gone), the message late
+            return
         self.refresh_bindings()  # the replay keys show in the footer on the replay screen only
         self._show_if_stale(event.pane.id or "")
         if event.pane.id == "journal" and self.sources.follow:

@@ -510,3 +510,11 @@ async def test_the_data_tab_shows_the_lakes_trades_and_quotes(journal: Path, tmp
         assert "quarantined: crossed_quote 1, locked_quote 1" in shown
 
     await drive(cockpit_sources(journal, follow=False, lake=lake), scenario)
+
+
+def test_a_tab_message_that_comes_after_the_app_closed_is_ignored(journal: Path) -> None:
+    """CI: a ``TabActivated`` handled while ``run_test`` tore the app down (no screen left)
+    raised ``ScreenStackError`` from ``refresh_bindings``; with no screen it does nothing."""
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    assert app.screen_stack == []
+    app.on_tabbed_content_tab_activated(None)  # type: ignore[arg-type]  # returns before reading it
