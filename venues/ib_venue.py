@@ -1143,16 +1143,18 @@ class IbVenue:
     def _on_tickers(self, tickers: Iterable[Any]) -> None:
         """A batch of ticks: each streamed contract's bid / ask as it now stands."""
         for ticker in tickers:
-            iid = self._by_con_id.get(ticker.contract.conId)
-            stream = self._quotes.get(iid) if iid is not None else None
+            iid = self._by_con_id.get(ticker.contract.conId, -1)
+            stream = self._quotes.get(iid)
             if stream is None or stream.ticker is not ticker or stream.ended is not None:
                 continue
             if _unset(ticker.bid) or _unset(ticker.ask):
                 continue  # a side IB has not stated yet (a new stream's first ticks)
+            if ticker.marketDataType != 1:  # delayed (3, 4) or frozen (2): not a live quote
+                kind = ticker.marketDataType
+                self._end_quote(iid, VenueError("DELAYED_DATA", f"IB market data type {kind}, not live"))
+                continue
+            quote: VenueQuote | VenueDataError
             try:
-                if ticker.marketDataType != 1:  # delayed or frozen: not a live quote
-                    self._end_quote(iid, map_ib_error(10167, f"market data type {ticker.marketDataType}"))
-                    continue
                 quote = self._venue_quote(self.instruments[iid], ticker)
             except VenueDataError as error:
                 self.stats["quotes.bad"] += 1
