@@ -235,11 +235,6 @@ def _check_exchange(args: argparse.Namespace, config: BacktestConfig, verb: str)
                 f'{args.config}: paper.exchange = "ib" reads bars from TWS / IB Gateway: name it in a '
                 '[live] table (venue = "ib", host, port, client_id)'
             )
-        if verb == "paper" and config.paper.quotes:
-            raise ConfigError(
-                f"{args.config}: paper.quotes: the IB adapter watches bars only; the paper broker "
-                "fills on them (leave paper.quotes out)"
-            )
         if args.local_exchange or args.venue_port:
             raise ConfigError(
                 "--local-exchange / --venue-port play a loopback Binance; an IB session trades the "
@@ -396,6 +391,20 @@ class BarVenue(Protocol):
     async def fetch_bars(
         self, instrument_id: int, timeframe: str, *, since_ms: int | None = None, limit: int | None = None
     ) -> list[VenueBar]: ...
+
+
+class QuoteVenue(Protocol):
+    """Where the paper broker's quotes come from (``CcxtVenue``: Binance's bookTicker;
+    ``IbVenue``: a ``reqMktData`` stream): the next best bid / ask of one instrument."""
+
+    async def watch_quote(self, instrument_id: int) -> VenueQuote: ...
+
+
+class SessionVenue(BarVenue, QuoteVenue, Protocol):
+    """A paper session's venue (``CcxtVenue``, ``IbVenue``): bars, quotes and the heartbeat's
+    timed round trip."""
+
+    async def round_trip(self) -> int: ...
 
 
 class Edge(Protocol):
@@ -870,7 +879,7 @@ class _Pump:
             self.session.broker = self.broker.broker
 
     def watchers(
-        self, config: BacktestConfig, venue: CcxtVenue, ids: list[int], frequency: str
+        self, config: BacktestConfig, venue: SessionVenue, ids: list[int], frequency: str
     ) -> list[asyncio.Task[None]]:
         """The session's watcher tasks: each name's bars; its quotes for the paper broker with
         ``paper.quotes``; the heartbeat with ``paper.heartbeat_s``."""
@@ -899,9 +908,10 @@ class _Pump:
             self.connection.append((note.stream, note.kind, note.detail))
             self.arrived.set()
 
-    async def watch_quotes(self, venue: CcxtVenue, instrument_id: int) -> None:
-        """One instrument's best bid / ask from the websocket (the paper broker fills at them);
-        after a failure it waits longer each time and watches again."""
+    async def watch_quotes(self, venue: QuoteVenue, instrument_id: int) -> None:
+        """One instrument's best bid / ask from the venue's stream (Binance's websocket, IB's
+        ``reqMktData``; the paper broker fills at them); after a failure it waits longer each
+        time and watches again."""
         failures = 0
         while True:
             try:
@@ -918,7 +928,7 @@ class _Pump:
             self.quotes.append(quote)
             self.arrived.set()
 
-    async def heartbeat(self, venue: CcxtVenue, every_s: float) -> None:
+    async def heartbeat(self, venue: SessionVenue, every_s: float) -> None:
         """Every ``every_s`` seconds of the wall clock: one timed round trip to the venue,
         journaled at the next pass (``VenueHeartbeat``); a failure is journaled with its reason."""
         while True:

@@ -38,6 +38,13 @@ stamps its log entries with the wall clock; nothing here passes those times on t
   orders, then fetches the executions it missed through the same de-duplication, finds the
   orders that left the open list unfilled among the completed orders, and notes
   ``reconciled`` (the bridge then reconciles the book).
+* **Quotes** (``watch_quote``, for the paper broker): one ``reqMktData`` stream per contract,
+  subscribed on the first call; each batch of IB's bid / ask ticks hands out the best bid and ask
+  as it then stands (the newest only: a quote superseded before it was taken is counted, not
+  queued). IB's explicit empty side (price -1, size 0) is a ``VenueDataError``; delayed data
+  (10167, or a ticker not of market data type 1) and no market data permission (354 / 10168)
+  end the stream with a ``VenueError``, as a drop or 1101 does; the next call subscribes again.
+  ``stop_streams`` cancels the streams.
 """
 
 from __future__ import annotations
@@ -69,6 +76,7 @@ from venues.ccxt_venue import (
     VenueError,
     VenueFill,
     VenueOrder,
+    VenueQuote,
 )
 
 __all__ = ["IbVenue", "bar_size", "contract_for", "duration_text", "map_ib_error"]
@@ -121,7 +129,15 @@ _IB_CODES: dict[int, tuple[str, bool]] = {
     502: ("VENUE_UNAVAILABLE", True),
     504: ("VENUE_UNAVAILABLE", True),
     1100: ("VENUE_UNAVAILABLE", True),
+    # market data (``reqMktData``): no live data for the contract on this account, or delayed
+    # data only (the paper broker fills at live quotes, never at 15-minute-old ones)
+    354: ("NOT_PERMITTED", False),  # requested market data is not subscribed
+    10167: ("DELAYED_DATA", False),  # not subscribed: displaying delayed market data
+    10168: ("NOT_PERMITTED", False),  # not subscribed, delayed market data not enabled
+    10197: ("VENUE_UNAVAILABLE", True),  # no market data during a competing live session
 }
+# The codes that end a quote subscription (``watch_quote``); ib_async logs 10167 as a warning.
+MARKET_DATA = frozenset({354, 10167, 10168, 10197})
 _FUNDS = ("insufficient", "margin", "available funds", "buying power", "equity with loan")
 
 
@@ -231,6 +247,23 @@ _ACKED = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingCancel", 
 _CLOSED = frozenset({"Cancelled", "ApiCancelled", "Inactive"})  # the states of an order that ended
 
 
+def _unset(value: object) -> bool:
+    """A ticker field IB has not stated (ib_async's nan); IB's empty side (-1) is stated."""
+    return isinstance(value, float) and math.isnan(value)
+
+
+class _QuoteStream:
+    """One contract's ``reqMktData`` stream: its ticker and request id, the newest quote not yet
+    handed out (or the error an empty side raised), and its end."""
+
+    def __init__(self, ticker: Any, req_id: int) -> None:
+        self.ticker = ticker
+        self.req_id = req_id
+        self.latest: VenueQuote | VenueDataError | None = None
+        self.ended: VenueError | None = None
+        self.ready = asyncio.Event()
+
+
 # --- the adapter ---------------------------------------------------------------------------------
 
 
@@ -300,6 +333,7 @@ class IbVenue:
         self._ended: list[Any] = []
         self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
         self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
+        self._quotes: dict[int, _QuoteStream] = {}  # instrument_id -> its reqMktData stream
 
     @property
     def name(self) -> str:
@@ -319,6 +353,7 @@ class IbVenue:
             self.ib.errorEvent += self._on_error
             self.ib.disconnectedEvent += self._on_disconnect
             self.ib.barUpdateEvent += self._on_bar_update
+            self.ib.pendingTickersEvent += self._on_tickers
             self._wired = True
         self._closing = False
         import ib_async
@@ -618,6 +653,7 @@ class IbVenue:
         self.stats[f"ib_error.{code}"] += 1
         if req_id > 0:
             self._errors[req_id] = (code, message)  # IB's own text, for the order's reject
+            self._quote_error(req_id, code, message)
         what = CONNECTIVITY.get(code)
         if what is None:
             return
@@ -629,6 +665,7 @@ class IbVenue:
         else:  # restored, data lost: catch up as after a reconnect, market data too
             self.updates.put_nowait(StreamNote(kind="restored", stream="ib-server", detail=detail))
             self._lose_bars(f"market data lost ({detail})")
+            self._lose_quotes(f"market data lost ({detail})")
             self._spawn(self._catch_up("ib-server"))
 
     def _on_disconnect(self) -> None:
@@ -637,6 +674,7 @@ class IbVenue:
         self.stats["disconnect"] += 1
         self.updates.put_nowait(StreamNote(kind="disconnected", stream="socket", detail="TWS socket closed"))
         self._lose_bars("TWS socket closed")
+        self._lose_quotes("TWS socket closed")
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
@@ -1074,6 +1112,108 @@ class IbVenue:
             self.stats["bars.closed"] += 1
             self._bars[iid].put_nowait(bar)
 
+    async def watch_quote(self, instrument_id: int) -> VenueQuote:
+        """The next best bid / ask of ``instrument_id`` from its ``reqMktData`` stream (the
+        first call subscribes; module docstring, "Quotes"). A stream that ended (a drop, 1101,
+        a market data refusal) raises its end once; the next call subscribes again."""
+        stream = self._quotes.get(instrument_id)
+        if stream is None:
+            if not self.ib.isConnected():
+                raise VenueError("VENUE_UNAVAILABLE", "not connected to TWS", retriable=True)
+            ticker = self.ib.reqMktData(self.contracts[instrument_id], "", False, False)
+            # ib_async keeps one ticker per contract across streams: an earlier stream's bid and
+            # ask are not this one's (no tick of the new stream can have arrived yet)
+            ticker.bid = ticker.ask = ticker.bidSize = ticker.askSize = math.nan
+            req_id = self.ib.wrapper.ticker2ReqId["mktData"].get(ticker, 0)
+            stream = self._quotes[instrument_id] = _QuoteStream(ticker, req_id)
+            self.stats["quotes.subscribed"] += 1
+        await stream.ready.wait()
+        stream.ready.clear()
+        if stream.ended is not None:
+            if self._quotes.get(instrument_id) is stream:
+                del self._quotes[instrument_id]
+            raise stream.ended
+        item, stream.latest = stream.latest, None
+        if isinstance(item, VenueDataError):
+            raise item
+        assert item is not None
+        self.stats["quotes.handed"] += 1
+        return item
+
+    def _on_tickers(self, tickers: Iterable[Any]) -> None:
+        """A batch of ticks: each streamed contract's bid / ask as it now stands."""
+        for ticker in tickers:
+            iid = self._by_con_id.get(ticker.contract.conId, -1)
+            stream = self._quotes.get(iid)
+            if stream is None or stream.ticker is not ticker or stream.ended is not None:
+                continue
+            if _unset(ticker.bid) or _unset(ticker.ask):
+                continue  # a side IB has not stated yet (a new stream's first ticks)
+            if ticker.marketDataType != 1:  # delayed (3, 4) or frozen (2): not a live quote
+                kind = ticker.marketDataType
+                self._end_quote(iid, VenueError("DELAYED_DATA", f"IB market data type {kind}, not live"))
+                continue
+            quote: VenueQuote | VenueDataError
+            try:
+                quote = self._venue_quote(self.instruments[iid], ticker)
+            except VenueDataError as error:
+                self.stats["quotes.bad"] += 1
+                quote = error  # handed to the watcher: an empty side is not dropped silently
+            if stream.latest is not None:
+                self.stats["quotes.superseded"] += 1
+            stream.latest = quote
+            stream.ready.set()
+
+    def _venue_quote(self, inst: Instrument, ticker: Any) -> VenueQuote:
+        what = f"{inst.symbol} quote"
+        if not ticker.bid > 0 or not ticker.ask > 0 or not ticker.bidSize > 0 or not ticker.askSize > 0:
+            raise VenueDataError(
+                f"{inst.symbol}: a quote with no bid or ask (IB bid {ticker.bid!r} x {ticker.bidSize!r}, "
+                f"ask {ticker.ask!r} x {ticker.askSize!r})"
+            )
+        return VenueQuote(
+            instrument_id=inst.instrument_id,
+            bid_px_raw=_exact(ticker.bid, inst.price_digits, what + " bid"),
+            bid_qty_raw=from_decimal_text(str(_number(ticker.bidSize)), inst.qty_digits, Rounding.HALF_EVEN),
+            ask_px_raw=_exact(ticker.ask, inst.price_digits, what + " ask"),
+            ask_qty_raw=from_decimal_text(str(_number(ticker.askSize)), inst.qty_digits, Rounding.HALF_EVEN),
+            ts_ms=0,  # IB's ticks carry no venue time (ib_async stamps them with this machine's)
+        )
+
+    def _quote_error(self, req_id: int, code: int, message: str) -> None:
+        """IB's error for a quote stream's request id: a market data refusal (``MARKET_DATA``)
+        or any other error (200, 300, ...) ends it; warnings (2100-2199) do not."""
+        if code not in MARKET_DATA and 2100 <= code < 2200:
+            return
+        for iid, stream in self._quotes.items():
+            if stream.req_id == req_id and stream.ended is None:
+                self.stats[f"quotes.error.{code}"] += 1
+                self._end_quote(iid, map_ib_error(code, message))
+                return
+
+    def _end_quote(self, instrument_id: int, error: VenueError) -> None:
+        """A stream ended: cancelled at TWS (ib_async forgets its request id) and its watcher
+        hears ``error``; the next ``watch_quote`` subscribes again."""
+        stream = self._quotes[instrument_id]
+        stream.ended, stream.latest = error, None
+        stream.ready.set()
+        if self.ib.isConnected():
+            self.ib.cancelMktData(stream.ticker.contract)
+        self.stats["quotes.ended"] += 1
+
+    def _lose_quotes(self, why: str) -> None:
+        for iid, stream in list(self._quotes.items()):
+            if stream.ended is None:
+                self._end_quote(iid, VenueError("VENUE_UNAVAILABLE", why, retriable=True))
+
+    def _end_quotes(self) -> None:
+        """Stop: every stream cancelled at TWS; a watcher still waiting hears so."""
+        for iid in list(self._quotes):
+            if self._quotes[iid].ended is None:
+                self._end_quote(iid, VenueError("VENUE_UNAVAILABLE", "quote streams stopped"))
+                self.stats["quotes.cancelled"] += 1
+        self._quotes.clear()
+
     async def round_trip(self) -> int:
         """One timed ``reqCurrentTime`` to TWS / IB Gateway (no retries): its round trip in
         nanoseconds, the session's heartbeat (``paper.heartbeat_s``). Raises what it raised."""
@@ -1159,6 +1299,7 @@ class IbVenue:
 
     async def stop_streams(self) -> None:
         self._streaming = False
+        self._end_quotes()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

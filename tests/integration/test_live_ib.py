@@ -10,10 +10,12 @@ that cannot be reached exits 4 with one line. No API keys are read for IB.
 ``tape paper`` on IB bars (``paper.exchange = "ib"``, the connection from ``[live]``): the
 same bars through the same adapter, traded against the simulator, equal a backtest over them
 byte for byte, through pacing and 1101 (the subscriptions end; the bars missed are fetched) and
-through a SIGKILL and ``--resume``; with the paper broker it fills on IB's bars; both replay."""
+through a SIGKILL and ``--resume``; with the paper broker it fills on IB's bars, or with
+``paper.quotes`` at IB's quoted bid / ask (``reqMktData``, journaled); all replay."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -39,6 +41,7 @@ from domain.events import (
     OrderCancelled,
     OrderFilled,
     OrderSubmitted,
+    QuoteReceived,
     VenueConnection,
     VenueMessageReceived,
     VenueReconciled,
@@ -493,8 +496,8 @@ def test_a_killed_paper_session_on_ib_bars_resumes_to_the_backtest(
 
 
 def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: Path) -> None:
-    """``[venue] kind = "paper"`` on IB bars (no quotes: IB's adapter watches bars): the paper
-    broker acknowledges and fills the kernel's orders on the bars, and the journal replays."""
+    """``[venue] kind = "paper"`` on IB bars (no ``paper.quotes``): the paper broker
+    acknowledges and fills the kernel's orders on the bars, and the journal replays."""
     full, history = market
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
@@ -522,11 +525,91 @@ def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: 
         assert outcome.ok, outcome.divergence
 
 
+def test_the_paper_broker_fills_at_ib_quotes_and_replays(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """``paper.quotes`` on IB: each contract's ``reqMktData`` stream (the fake quotes a bid one
+    tick under each close, the ask two ticks above it) is journaled as
+    ``market.quote_received.v1``; the paper broker fills every order at the bid / ask that stood
+    when it arrived (no latency: when it was sent), not on the bars; the journal replays, whole
+    and by day; the streams are cancelled at the end."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    journal = tmp_path / "journal"
+    config = paper_ib_config(
+        tmp_path / "paper.toml", history, journal, start, end, fake.port, venue='kind = "paper"'
+    )
+    config.write_text(config.read_text().replace('clock = "venue"', 'clock = "venue"\nquotes = true'))
+    try:
+        player = fake.spawn(lockstep(fake.tws, journal))
+        assert main(["paper", str(config)]) == 0
+        player.result(10)
+        assert not fake.tws.orders  # the orders went to the paper broker, not to IB
+        requests = [f for f in fake.tws.received if f[0] == "1"]
+        cancels = {f[2] for f in fake.tws.received if f[0] == "2"}
+        assert len(requests) == 2 and {f[2] for f in requests} <= cancels, (requests, cancels)
+    finally:
+        fake.close()
+    with open_journal(journal) as store:
+        kinds = Counter(record.kind for record in store.records())
+    events = events_of(journal)
+    quotes = [e for e in events if isinstance(e, QuoteReceived)]
+    assert kinds["market.quote_received.v1"] == len(quotes) >= panel.steps - HISTORY
+    for column, inst in enumerate(panel.instruments):  # exact: a tick under a close, two wide
+        mine = [q for q in quotes if q.instrument_id == inst.instrument_id]
+        prices = {int(px) for px in panel.close[HISTORY:, column]} | {int(panel.open[HISTORY, column])}
+        assert mine and all(
+            q.bid_px_raw + inst.tick_raw in prices
+            and q.ask_px_raw - q.bid_px_raw == 2 * inst.tick_raw
+            and q.bid_qty_raw == q.ask_qty_raw == 100 * 10**inst.qty_digits
+            for q in mine
+        ), mine[:3]
+    messages = [e.message for e in events if isinstance(e, VenueMessageReceived)]
+    submitted = {e.order_id: e for e in events if isinstance(e, OrderSubmitted)}
+    sent = {m.order_id: m.ts_ns for m in messages if m.kind == "sent"}
+    fills = [m for m in messages if m.kind == "fill"]
+    takers = [m for m in fills if m.reason == "paper quote taker"]
+    assert len(submitted) >= 5 and len(takers) >= 5, Counter(m.reason for m in fills)
+    assert all(m.reason.startswith("paper quote") for m in fills)  # none on the bars
+    for fill in takers:
+        order = submitted[fill.order_id]
+        standing = [
+            q for q in quotes if q.instrument_id == order.instrument_id and q.ts_ns <= sent[fill.order_id]
+        ]
+        touch = standing[-1].ask_px_raw if order.side > 0 else standing[-1].bid_px_raw
+        assert fill.px_raw == touch, (fill, standing[-1])
+    assert sum(isinstance(e, OrderFilled) for e in events) == len(fills)
+    with open_journal(journal) as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+    days = [e.day for e in events if isinstance(e, DayClosed)]
+    assert len(days) == panel.steps - HISTORY
+    for day in (days[0], days[len(days) // 2], days[-1]):
+        assert main(["replay", str(journal), "--day", str(day)]) == 0
+
+
+async def lockstep(tws: FakeTws, journal: Path) -> None:
+    """Play each bar once the session has journaled the one before, once every contract's bars
+    and quotes stream: quotes come only with bars, so a session whose loop is busy (strategies
+    compiling on a cold cache) while TWS plays the whole market would take the last quote only
+    (a quote superseded before it was taken is not handed out) and its later orders would meet
+    none."""
+    deadline = time.monotonic() + 60
+    while tws.subscribed() != set(tws.market) or set(tws.quote_streams.values()) != set(tws.market):
+        assert time.monotonic() < deadline, "the session did not subscribe"
+        await asyncio.sleep(0.01)
+    while await tws.play_step():
+        while count_events(journal, BarsReceived) < tws.played:
+            assert time.monotonic() < deadline + 120, f"the session did not take bar {tws.played}"
+            await asyncio.sleep(0.02)
+
+
 def test_paper_on_ib_bars_refusals_are_clear(
     market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without ``[live] venue = "ib"`` there is no gateway to read; ``[live]``'s trading keys and
-    ``paper.quotes`` are not read on IB bars; the gateway unreachable exits 4."""
+    """Without ``[live] venue = "ib"`` there is no gateway to read; ``[live]``'s trading keys are
+    not read on IB bars, nor ``paper.quotes`` without the paper broker; the gateway unreachable
+    exits 4."""
     full, history = market
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
@@ -542,10 +625,8 @@ def test_paper_on_ib_bars_refusals_are_clear(
         "binance": (text.replace('venue = "ib"', 'venue = "binance"'), 'live.venue = "ib"'),
         "policy": (text + 'on_difference = "warn"\n', "live.on_difference: read by tape live only"),
         "quotes": (
-            text.replace("[live]", '[venue]\nkind = "paper"\n\n[live]').replace(
-                'clock = "venue"', 'clock = "venue"\nquotes = true'
-            ),
-            "the IB adapter watches bars only",
+            text.replace('clock = "venue"', 'clock = "venue"\nquotes = true'),
+            'quotes are read with [venue] kind = "paper" only',
         ),
     }
     for name, (body, said) in cases.items():

@@ -3,7 +3,9 @@ the messages ib_async 2.1.0 sends in these tests: the handshake and START_API, t
 (positions, open orders, completed orders, account updates, account updates multi, executions),
 contract details, place / cancel order, ids, and market data: historical bars
 (REQ_HISTORICAL_DATA, with ``keepUpToDate`` subscriptions answered by HISTORICAL_DATA_UPDATE),
-CANCEL_HISTORICAL_DATA and REQ_CURRENT_TIME. It answers the way TWS does on the wire: framed
+CANCEL_HISTORICAL_DATA and REQ_CURRENT_TIME, and quotes: REQ_MKT_DATA streams answered by
+MARKET_DATA_TYPE, TICK_PRICE and TICK_SIZE (bid / ask, tick types 1 / 2 and 0 / 3), ended by
+CANCEL_MKT_DATA. It answers the way TWS does on the wire: framed
 NUL-separated text fields (4-byte big-endian length), OPEN_ORDER laid out field by field as the
 decoder reads it, ORDER_STATUS, EXECUTION_DATA then COMMISSION_REPORT, ERR_MSG. Faults are
 injected on request: errors (connectivity 1100/1101/1102, rejects, pacing), duplicated
@@ -13,7 +15,11 @@ With a ``market`` (``FakeBar``s per conId, e.g. ``market_from_dataset``) it play
 venue: ``play`` closes one bar a step — the forming bar's final update, then the next bar's first
 (IB starts a new bar: the one before is closed) — while every contract is subscribed; market
 orders fill at the forming bar's open, resting limit orders when a played bar crosses them,
-each execution with an IB-like commission (``ib_commission``, to 1e-8). Its clock (CURRENT_TIME,
+each execution with an IB-like commission (``ib_commission``, to 1e-8). Each bar played first
+sends every streamed contract's quote at its close: the bid one tick below the close (at least
+one tick), the ask ``quote_spread_ticks`` ticks above the bid, both sized ``quote_size`` — a
+fixed spread, no randomness; a new stream starts with the quote standing (the last close, or
+before any bar the first open). Its clock (CURRENT_TIME,
 execution times) is the close of the last bar played. ``FakeTwsThread`` runs it on its own event
 loop in a thread, for sessions that run ``asyncio.run`` themselves. 127.0.0.1 only.
 """
@@ -176,6 +182,10 @@ class FakeTws:
     resting: set[str] = field(default_factory=set)  # orderRefs whose limit no played bar reaches
     hold_cancels: bool = False  # cancels are kept unanswered in ``held_cancels`` (TWS slow)
     held_cancels: list[int] = field(default_factory=list)  # their order ids
+    quote_spread_ticks: int = 2  # ask - bid, in the contract's minimum ticks
+    quote_size: str = "100"  # both sides' size
+    quote_refusal: tuple[int, str] | None = None  # REQ_MKT_DATA answered with this error only
+    delayed_quotes: bool = False  # REQ_MKT_DATA answered with 10167 and delayed ticks (66 / 67)
 
     def __post_init__(self) -> None:
         self._server: asyncio.base_events.Server | None = None
@@ -185,6 +195,7 @@ class FakeTws:
         self._exec_n = 0
         self.port = 0
         self._subscriptions: dict[tuple[asyncio.StreamWriter, int], int] = {}  # (client, reqId) -> conId
+        self.quote_streams: dict[tuple[asyncio.StreamWriter, int], int] = {}  # REQ_MKT_DATA's, the same
 
     # --- server ------------------------------------------------------------------------------
 
@@ -227,6 +238,8 @@ class FakeTws:
                 self._writers.remove(writer)
             for key in [key for key in self._subscriptions if key[0] is writer]:
                 del self._subscriptions[key]
+            for key in [key for key in self.quote_streams if key[0] is writer]:
+                del self.quote_streams[key]
             writer.close()
 
     @staticmethod
@@ -236,9 +249,12 @@ class FakeTws:
         return text.split("\0")[:-1]
 
     @staticmethod
-    def _send(writer: asyncio.StreamWriter, fields: list[Any]) -> None:
+    def _frame_bytes(fields: list[Any]) -> bytes:
         body = "".join(f"{value}\0" for value in fields).encode()
-        writer.write(struct.pack(">I", len(body)) + body)
+        return struct.pack(">I", len(body)) + body
+
+    def _send(self, writer: asyncio.StreamWriter, fields: list[Any]) -> None:
+        writer.write(self._frame_bytes(fields))
 
     def broadcast(self, fields: list[Any]) -> None:
         for writer in self._writers:
@@ -262,6 +278,8 @@ class FakeTws:
             20: self._historical,
             25: lambda w, f: self._unsubscribe(w, int(f[2])),  # cancelHistoricalData
             49: lambda w, f: self._send(w, [49, 1, self.now_s()]),  # reqCurrentTime
+            1: self._mkt_data,
+            2: lambda w, f: self.quote_streams.pop((w, int(f[2])), None),  # cancelMktData: version, reqId
         }
         handler = handlers.get(int(f[0]))
         if handler is not None:
@@ -506,6 +524,59 @@ class FakeTws:
                 self.play_on_subscribe = False
                 self._play_bar()
 
+    def _mkt_data(self, w: asyncio.StreamWriter, f: list[str]) -> None:
+        """REQ_MKT_DATA: version, reqId, contract (12 fields), deltaNeutral, genericTickList,
+        snapshot, regulatorySnapshot, mktDataOptions. The stream opens with MARKET_DATA_TYPE
+        and the quote standing; ``quote_refusal``: that error only (354: not subscribed)."""
+        req_id, con_id = int(f[2]), int(f[3] or 0)
+        if self.quote_refusal is not None:
+            self._error(w, req_id, *self.quote_refusal)
+            return
+        if con_id not in self.market:
+            self._error(w, req_id, 200, "No security definition has been found for the request")
+            return
+        self.quote_streams[(w, req_id)] = con_id
+        bars, delayed = self.market[con_id], self.delayed_quotes
+        if delayed:
+            self._error(
+                w, req_id, 10167, "Requested market data is not subscribed. Displaying delayed market data."
+            )
+        self._send(w, [58, 1, req_id, 3 if delayed else 1])
+        if bars:
+            px = bars[self.played - 1].close if self.played else bars[0].open
+            self.send_quote(con_id, *self.quote_at(con_id, px), writers=[(w, req_id)])
+
+    def quote_at(self, con_id: int, px: str) -> tuple[str, str, str, str]:
+        """The fake's quote around ``px``: bid, bid size, ask, ask size (module docstring)."""
+        tick = Decimal(next(c.min_tick for c in self.contracts if c.con_id == con_id))
+        bid = max(Decimal(px) - tick, tick)
+        ask = bid + self.quote_spread_ticks * tick
+        return str(bid), self.quote_size, str(ask), self.quote_size
+
+    def send_quote(
+        self,
+        con_id: int,
+        bid: str,
+        bid_size: str,
+        ask: str,
+        ask_size: str,
+        *,
+        writers: list[tuple[asyncio.StreamWriter, int]] | None = None,
+    ) -> None:
+        """One quote to each stream of ``con_id`` (or to ``writers``), in one write as TWS sends
+        a batch: TICK_PRICE bid and ask (price, size, attribute mask) then TICK_SIZE bid and ask
+        (version, reqId, tickType, ...). An empty side is IB's -1 at size 0."""
+        targets = writers or [key for key, c in self.quote_streams.items() if c == con_id]
+        bid_tick, ask_tick, bid_sz, ask_sz = (66, 67, 69, 70) if self.delayed_quotes else (1, 2, 0, 3)
+        for w, req_id in targets:
+            messages = [
+                [1, 6, req_id, bid_tick, bid, bid_size, 0],
+                [1, 6, req_id, ask_tick, ask, ask_size, 0],
+                [2, 6, req_id, bid_sz, bid_size],
+                [2, 6, req_id, ask_sz, ask_size],
+            ]
+            w.write(b"".join(self._frame_bytes(m) for m in messages))
+
     def _update(self, w: asyncio.StreamWriter, req_id: int, b: FakeBar) -> None:
         """HISTORICAL_DATA_UPDATE: reqId, barCount, date, open, close, high, low, WAP, volume."""
         self._send(w, [90, req_id, 1, b.date, b.open, b.close, b.high, b.low, b.close, b.volume])
@@ -531,6 +602,8 @@ class FakeTws:
         if not self.market or self.played >= len(next(iter(self.market.values()))):
             return False
         closing = {con_id: bars[self.played] for con_id, bars in self.market.items()}
+        for con_id in sorted(set(self.quote_streams.values())):  # the quote at the close, first
+            self.send_quote(con_id, *self.quote_at(con_id, closing[con_id].close))
         for (w, req_id), con_id in list(self._subscriptions.items()):
             self._update(w, req_id, closing[con_id])
         self.played += 1
@@ -555,6 +628,7 @@ class FakeTws:
             self.error_all(-1, code, text)
             if code == 1101:  # restored, data lost: the market data subscriptions are gone
                 self._subscriptions.clear()
+                self.quote_streams.clear()
         return True
 
     async def play(self, speed: float, *, wait_for_all: bool = True) -> None:

@@ -2,7 +2,10 @@
 ``reqHistoricalData`` subscription with ``keepUpToDate`` hands out each bar once IB starts the
 next (a closed bar), daily bars land on the run's grid by session day, ``fetch_bars`` catches up
 the closed bars up to TWS's own time (the forming bar left out), pacing (162) is retried with a
-journaled note, and a dropped connection ends the subscription so the session watches again."""
+journaled note, and a dropped connection ends the subscription so the session watches again.
+Quotes (``watch_quote``): one ``reqMktData`` stream per contract, its bid / ask exact at the
+instrument's digits, IB's empty side an error, market data refusals (354, 10167 delayed) and a
+drop ending the stream, the stream cancelled on stop."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import ib_async
 
 from domain.instruments import Instrument
 from tests.venues._fake_tws import FakeBar, FakeContract, FakeTws
-from venues.ccxt_venue import StreamNote, VenueError
+from venues.ccxt_venue import StreamNote, VenueDataError, VenueError, VenueQuote
 from venues.ib_venue import IbVenue, bar_size, duration_text, map_ib_error
 
 pytestmark = pytest.mark.asyncio
@@ -218,3 +221,84 @@ async def test_a_bar_closing_right_behind_the_subscriptions_answer_is_not_lost(
     got = await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
     assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S]
     assert venue.stats["bars.closed"] == 1
+
+
+SPY_CON = 756733
+
+
+def quote(bid: int, ask: int, size: int = 100) -> VenueQuote:
+    return VenueQuote(instrument_id=1, bid_px_raw=bid, bid_qty_raw=size, ask_px_raw=ask, ask_qty_raw=size)
+
+
+def mkt_data_requests(tws: FakeTws) -> list[list[str]]:
+    return [f for f in tws.received if f[0] == "1"]
+
+
+async def test_a_quote_stream_hands_out_the_bid_and_ask_exactly_and_is_cancelled_on_stop(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    # the stream opens with the quote standing: around the first bar's open (500.10)
+    assert await asyncio.wait_for(venue.watch_quote(1), 5) == quote(50009, 50011)
+    watching = asyncio.create_task(venue.watch_quote(1))
+    await asyncio.sleep(0.05)
+    assert not watching.done()  # no tick since: nothing to hand out
+    await tws.play_step()  # the first bar closes at 500.50
+    assert await asyncio.wait_for(watching, 5) == quote(50049, 50051)
+    tws.send_quote(SPY_CON, "500.37", "300", "500.42", "7")  # any bid / ask TWS states
+    assert await asyncio.wait_for(venue.watch_quote(1), 5) == VenueQuote(
+        instrument_id=1, bid_px_raw=50037, bid_qty_raw=300, ask_px_raw=50042, ask_qty_raw=7
+    )
+    (request,) = mkt_data_requests(tws)  # subscribed once
+    assert request[2:4] == [request[2], str(SPY_CON)] and request[-4:-1] == ["", "0", "0"]
+    assert tws.quote_streams
+    await venue.stop_streams()
+    await asyncio.sleep(0.1)
+    assert not tws.quote_streams  # cancelMktData reached TWS
+    assert ["2", "2", request[2]] in tws.received
+    assert venue.stats["quotes.cancelled"] == 1
+
+
+async def test_an_empty_side_is_an_error_not_a_dropped_quote(tws: FakeTws, venue: IbVenue) -> None:
+    await asyncio.wait_for(venue.watch_quote(1), 5)
+    tws.send_quote(SPY_CON, "-1", "0", "500.11", "100")  # IB: no bid
+    with pytest.raises(VenueDataError, match="no bid or ask"):
+        await asyncio.wait_for(venue.watch_quote(1), 5)
+    assert venue.stats["quotes.bad"] == 1
+    tws.send_quote(SPY_CON, "500.09", "100", "500.11", "100")  # the stream goes on
+    assert await asyncio.wait_for(venue.watch_quote(1), 5) == quote(50009, 50011)
+    tws.send_quote(SPY_CON, "500.091", "100", "500.11", "100")  # off the instrument's digits
+    with pytest.raises(VenueDataError, match="not a whole number of 1e-2"):
+        await asyncio.wait_for(venue.watch_quote(1), 5)
+    assert len(mkt_data_requests(tws)) == 1
+
+
+async def test_market_data_refusals_end_the_stream_with_their_code(tws: FakeTws, venue: IbVenue) -> None:
+    tws.quote_refusal = (354, "Requested market data is not subscribed.")
+    with pytest.raises(VenueError) as error:
+        await asyncio.wait_for(venue.watch_quote(1), 5)
+    assert (error.value.rule, error.value.venue_code, error.value.retriable) == ("NOT_PERMITTED", 354, False)
+    tws.quote_refusal, tws.delayed_quotes = None, True  # delayed data: not a quote to fill at
+    with pytest.raises(VenueError) as error:
+        await asyncio.wait_for(venue.watch_quote(1), 5)
+    assert (error.value.rule, error.value.venue_code) == ("DELAYED_DATA", 10167)
+    await asyncio.sleep(0.1)
+    assert not tws.quote_streams  # the delayed stream was cancelled
+    tws.delayed_quotes = False
+    assert await asyncio.wait_for(venue.watch_quote(1), 5) == quote(50009, 50011)  # subscribed again
+    assert len(mkt_data_requests(tws)) == 3
+    assert venue.stats["quotes.error.354"] == venue.stats["quotes.error.10167"] == 1
+
+
+async def test_a_dropped_connection_ends_the_quote_stream(tws: FakeTws, venue: IbVenue) -> None:
+    await asyncio.wait_for(venue.watch_quote(1), 5)
+    watching = asyncio.create_task(venue.watch_quote(1))
+    await asyncio.sleep(0.02)
+    await tws.drop()
+    with pytest.raises(VenueError) as error:
+        await asyncio.wait_for(watching, 5)
+    assert error.value.rule == "VENUE_UNAVAILABLE" and error.value.retriable
+    while not venue.ib.isConnected():  # the adapter reconnects by itself
+        await asyncio.sleep(0.02)
+    await tws.play_step()
+    assert await asyncio.wait_for(venue.watch_quote(1), 5) == quote(50049, 50051)  # a new stream
+    assert len(mkt_data_requests(tws)) == 2
