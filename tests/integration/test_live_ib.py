@@ -542,7 +542,16 @@ def test_the_paper_broker_fills_at_ib_quotes_and_replays(market: tuple[Path, Pat
     config.write_text(config.read_text().replace('clock = "venue"', 'clock = "venue"\nquotes = true'))
     try:
         player = fake.spawn(lockstep(fake.tws, journal))
-        assert main(["paper", str(config)]) == 0
+        # its own process: the player reads the journal as it grows (not a second LMDB handle
+        # in the writer's process), and a session that stalls fails the test, not the run
+        session = subprocess.run(
+            [sys.executable, "-m", "cli.main", "paper", str(config)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert session.returncode == 0, session.stdout + session.stderr
         player.result(10)
         assert not fake.tws.orders  # the orders went to the paper broker, not to IB
         requests = [f for f in fake.tws.received if f[0] == "1"]
