@@ -31,7 +31,15 @@ from domain.instruments import Instrument
 from lake.schema import Kind, frequency_ns
 from lake.sessions import NO_BREAK, Sessions
 
-__all__ = ["DatasetHealth", "GapReport", "calendar_for", "dataset_health", "find_gaps", "shift_day"]
+__all__ = [
+    "DatasetHealth",
+    "GapReport",
+    "calendar_for",
+    "dataset_health",
+    "find_gaps",
+    "quarantined_by_dataset",
+    "shift_day",
+]
 
 IntArray = npt.NDArray[np.int64]
 _CALENDARS = {"SSE": "XSHG", "SZSE": "XSHG", "BSE": "XSHG", "XSHG": "XSHG", "XSHE": "XSHG"}
@@ -170,7 +178,7 @@ class DatasetHealth:
         return result
 
 
-def _quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
+def quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
     """Quarantined rows by reason per data set, from every ingest report in the lake."""
     from lake.partitioned import Lake
 
@@ -193,7 +201,7 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
     from lake.sessions import sessions_for, utc_days
 
     assert isinstance(lake, Lake)
-    quarantined = _quarantined_by_dataset(lake)
+    quarantined = quarantined_by_dataset(lake)
     instruments = {i.instrument_id: i for i in lake.instruments()}
     frequencies = sorted({p.split("/")[1].split("=")[1] for p in lake.files if p.startswith("bars/freq=")})
     results = []

@@ -165,11 +165,11 @@ def tick_health(
     """Health of every stored trades and quotes data set in ``lake`` (a
     ``lake.partitioned.Lake``), and of a kind that only has quarantined rows. Read one
     instrument at a time. ``calendars`` overrides ``calendar_for`` by instrument id."""
-    from lake.health import _quarantined_by_dataset
+    from lake.health import quarantined_by_dataset
     from lake.partitioned import Lake
 
     assert isinstance(lake, Lake)
-    quarantined = _quarantined_by_dataset(lake)
+    quarantined = quarantined_by_dataset(lake)
     ingested = _ingested_by_kind(lake)
     instruments = {i.instrument_id: i for i in lake.instruments()}
     results = []
