@@ -28,7 +28,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -46,6 +46,7 @@ from domain.events import (
     BarsReceived,
     CommandReceived,
     FundingReceived,
+    MarkPriceReceived,
     QuoteReceived,
     RunStarted,
     VenueConnection,
@@ -84,6 +85,7 @@ from venues.ccxt_venue import (
     map_error,
 )
 from venues.health import AnswerWatch, StaleWatch
+from venues.mark_feed import MarkFeed
 from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
 __all__ = [
@@ -188,6 +190,7 @@ class _Session:
     venue_errors: int = 0
     bars_received: int = 0
     broker: PaperBroker | None = None
+    marks: MarkFeed | None = None
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
@@ -536,6 +539,8 @@ async def _session(
             pump.edge = edge
         if kind == "usdm":  # the venue's settled fundings, journaled before the step they fall in
             pump.funding = await _funding_feed(venue, ids, clock, started, journal, edge)
+            if config.paper.marks:  # and its marks, which value the positions
+                pump.marks = pump.session.marks = _mark_feed(ids, clock, journal)
         if started.note:  # resumed: the bars played while the session was down, over REST, for
             # every name before any stream (one name's batch must not run the clock ahead of another's)
             await pump.catch_up(venue, ids, frequency, assembler.handed_to // 1_000_000)
@@ -613,6 +618,16 @@ async def _funding_feed(
     await feed.start(int(setup.panel.ts_ns[setup.start_step - 1]) // 1_000_000, journal)
     if edge is not None:
         edge.fills_from(feed.next_ms)
+    return feed
+
+
+def _mark_feed(ids: list[int], clock: Callable[[], int], journal: Any) -> MarkFeed:
+    """A perpetuals session's mark prices, newer than any its journal holds (a resumed one)."""
+    feed = MarkFeed(ids, clock)
+    for record in journal.records_of_kinds(frozenset({"market.mark_price_received.v1"}), 2):
+        event = record.event()
+        assert isinstance(event, MarkPriceReceived)
+        feed.resume_after([event])
     return feed
 
 
@@ -725,6 +740,7 @@ class _Pump:
         self.heartbeats: list[tuple[bool, int, str]] = []  # (ok, round trip ns, why not), not journaled yet
         self.health_command = "halt"
         self.funding: FundingFeed | None = None
+        self.marks: MarkFeed | None = None  # a perpetuals session's mark prices (paper.marks)
         # The next funding time moved (fundings scheduled): the step booking the last of them,
         # until it has run (None: none scheduled, e.g. refused as late).
         self._funding_moved = False
@@ -887,6 +903,9 @@ class _Pump:
         tasks = [asyncio.create_task(self.watch(venue, iid, frequency)) for iid in ids]
         if self.broker is not None and config.paper.quotes:
             tasks += [asyncio.create_task(self.watch_quotes(venue, iid)) for iid in ids]
+        if self.marks is not None:
+            assert isinstance(venue, CcxtVenue)
+            tasks += [asyncio.create_task(self.watch_marks(venue, iid, self.marks)) for iid in ids]
         if config.paper.heartbeat_s:
             tasks.append(asyncio.create_task(self.heartbeat(venue, config.paper.heartbeat_s)))
         if self.edge is None and config.paper.exchange == "ib":  # no bridge reads the adapter's notes
@@ -910,22 +929,36 @@ class _Pump:
 
     async def watch_quotes(self, venue: QuoteVenue, instrument_id: int) -> None:
         """One instrument's best bid / ask from the venue's stream (Binance's websocket, IB's
-        ``reqMktData``; the paper broker fills at them); after a failure it waits longer each
+        ``reqMktData``; the paper broker fills at them)."""
+        await self._stream("quotes", lambda: venue.watch_quote(instrument_id), self._quote)
+
+    def _quote(self, quote: VenueQuote) -> None:
+        self.quotes.append(quote)  # not a bound ``append``: each pass takes the list and starts a new one
+
+    async def watch_marks(self, venue: CcxtVenue, instrument_id: int, feed: MarkFeed) -> None:
+        """One perpetual's mark price from the venue's stream (Binance's ``@markPrice@1s``),
+        journaled before the step it falls in runs (``_marks``)."""
+        await self._stream("mark prices", lambda: venue.watch_mark_price(instrument_id), feed.take)
+
+    async def _stream(
+        self, what: str, watch: Callable[[], Awaitable[Any]], take: Callable[[Any], None]
+    ) -> None:
+        """Each next message of one stream to ``take``; after a failure it waits longer each
         time and watches again."""
         failures = 0
         while True:
             try:
-                quote = await venue.watch_quote(instrument_id)
+                message = await watch()
             except Exception as error:
                 failures += 1
                 self.session.venue_errors += 1
-                console.print(f"[yellow]venue quotes: {map_error(error)}[/]; watching again", soft_wrap=True)
+                console.print(f"[yellow]venue {what}: {map_error(error)}[/]; watching again", soft_wrap=True)
                 await asyncio.sleep(
                     min(5.0, 0.05 * 2 ** min(failures, 7)) * float(self._rng.uniform(0.5, 1.0))
                 )
                 continue
             failures = 0
-            self.quotes.append(quote)
+            take(message)
             self.arrived.set()
 
     async def heartbeat(self, venue: SessionVenue, every_s: float) -> None:
@@ -971,9 +1004,11 @@ class _Pump:
                 if broker is not None:  # the broker sees them before the kernel's step takes its answers
                     broker.bars(bars)
                 await self._fundings(bars.ts_ns, now)
+                self._marks(bars.ts_ns, now)
                 self.source.push(bars)
                 self._funded()
             await self._fundings(now - grace, now)
+            self._marks(now - grace, now)
             self.source.pass_time(now - grace)
             self._funded()
             self._answers(now)
@@ -1009,6 +1044,19 @@ class _Pump:
             self._funding_step = step if self._funding_step is None else max(step, self._funding_step)
         if self.funding.next_ms != before:
             self._funding_moved = True
+
+    def _marks(self, up_to_ns: int, now: int) -> None:
+        """The perpetuals' marks due up to ``up_to_ns`` (the newest of each at or before it),
+        journaled and scheduled before the steps they fall in run; one the kernel cannot take is
+        quarantined beside it (``BAD_MARK``). Marks after the run's last step stay pending."""
+        if self.marks is None:
+            return
+        for received in self.marks.due(min(up_to_ns, int(self.source.grid_ts[-1]))):
+            try:
+                self.source.mark(received)
+            except KernelError as error:
+                self.marks.counts.refused += 1
+                self.source.refuse(now, "BAD_MARK", str(error))
 
     def _funded(self) -> None:
         """Once the step booking the scheduled fundings has run (not merely been scheduled: the
@@ -1276,4 +1324,6 @@ def _print_summary(
             f"{c.cancel_rejected} refused); {c.quotes:,} quotes{slowest}",
             soft_wrap=True,
         )
+    if session.marks is not None:
+        console.print(session.marks.counts.summary(session.marks.pending), soft_wrap=True)
     console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...")

@@ -29,6 +29,7 @@ __all__ = [
     "BarsReceived",
     "ClockAdvanced",
     "FundingReceived",
+    "MarkPriceReceived",
     "CommandReceived",
     "CorporateActionApplied",
     "DatasetReferenced",
@@ -844,6 +845,18 @@ class FundingReceived(Event, frozen=True, tag="market.funding_received.v1"):
     mark_px_raw: int
 
 
+class MarkPriceReceived(Event, frozen=True, tag="market.mark_price_received.v1"):
+    """INPUT: a perpetual's mark price as its venue published it, for a live source (paper,
+    live): ``ts_ns`` is the venue's time of the mark, ``mark_px_raw`` the mark (raw, at the
+    instrument's price digits), ``received_ns`` when the edge stamped its arrival. Journaled
+    before the kernel applies it; from the first step at or after ``ts_ns`` not yet run, the
+    kernel values the position at this mark instead of the bar's close (``kernel.marks``)."""
+
+    received_ns: int
+    instrument_id: int
+    mark_px_raw: int
+
+
 class CommandReceived(Event, frozen=True, tag="operator.command_received.v1"):
     """An operator's command as it reached a live run (the cockpit, the command line), journaled
     before the kernel applies it at its next step (where the kernel journals its
@@ -1035,6 +1048,7 @@ AnyEvent = (
     | BarsReceived
     | ClockAdvanced
     | FundingReceived
+    | MarkPriceReceived
     | CommandReceived
     | InputQuarantined
     | OrderCancelRequested
@@ -1061,6 +1075,7 @@ INPUT_KINDS = frozenset(
         "market.bars_received.v1",
         "clock.advanced.v1",
         "market.funding_received.v1",
+        "market.mark_price_received.v1",
         "operator.command_received.v1",
         "input.quarantined.v1",
         "venue.reconciled.v1",

@@ -25,6 +25,7 @@ from domain.events import (
     DatasetReferenced,
     Event,
     FundingReceived,
+    MarkPriceReceived,
     OrderCancelRequested,
     RunStarted,
     StateSnapshotted,
@@ -437,7 +438,7 @@ def _replay_queued(
     unfinished = day is None and not run_status(journal).finished
     state = _restored(journal, snapshot, start_seq, setup.currency)
     inputs = _queue_inputs(journal, end_seq)
-    _fill_history(setup, inputs, first)
+    marks_before = _fill_history(setup, inputs, first)
     inputs.decoded.clear()  # the history's inputs are before the compared range
     sink = _ComparingSink(journal, start_seq, end_seq, unfinished=unfinished, decoded=inputs.decoded)
     received = _received(journal, start_seq, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
@@ -447,58 +448,70 @@ def _replay_queued(
         source = QueueSource(kernel, limit=end_step)
         if snapshot is None:
             kernel.begin()
+        for mark in marks_before:  # in effect when the day starts (the snapshot holds none)
+            _apply(source, mark)
         for event in inputs:
             if isinstance(event, BarsReceived):
                 source.push(event, progress)
             elif isinstance(event, ClockAdvanced):
                 source.pass_time(event.ts_ns, progress)
-            elif isinstance(event, FundingReceived):
-                source.funding(event)
             else:
-                _command(source, event)
+                _apply(source, event)
         if day is None:
             kernel.finish()
 
     return _compared(sink, start_seq, end_seq, derive)
 
 
-def _command(source: QueueSource, event: CommandReceived) -> None:
-    """A journaled command, applied as the run applied it. One the run refused because it came
-    after the last step (``LATE_COMMAND``, journaled beside it) is refused here too; had the run
-    applied it, the events it derived are missing and the comparison says so."""
+def _apply(source: QueueSource, event: CommandReceived | FundingReceived | MarkPriceReceived) -> None:
+    """A journaled command, funding or mark, applied as the run applied it. One the run refused
+    (a command or funding after the last step, a mark it could not take: ``LATE_COMMAND``,
+    ``LATE_FUNDING``, ``BAD_MARK``, journaled beside it) is refused here too; had the run applied
+    it, the events it derived are missing and the comparison says so."""
     with contextlib.suppress(KernelError):
-        source.command(event)
+        if isinstance(event, FundingReceived):
+            source.funding(event)
+        elif isinstance(event, MarkPriceReceived):
+            source.mark(event)
+        else:
+            source.command(event)
 
 
-def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> None:
+def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> list[MarkPriceReceived]:
     """Rows before ``first`` (a replayed day's first step) from their journaled inputs: filled,
-    not run; the first input of a replayed row is put back."""
+    not run; the first input of a replayed row is put back. Returns the newest mark of each
+    instrument scheduled before the day (they are in effect at its start, and no snapshot holds
+    them), to be applied before the day's inputs."""
     ts = setup.panel.ts_ns
     history = RowFiller(setup.panel, setup.start_step)
+    marks: dict[int, MarkPriceReceived] = {}
     for event in inputs:
         if isinstance(event, BarsReceived) and history.row_of(event.ts_ns) < first:
             history.take(event)
         elif isinstance(event, ClockAdvanced) and event.ts_ns < int(ts[first]):
             history.pass_rows(int(np.searchsorted(ts, event.ts_ns, side="right")))
+        elif isinstance(event, MarkPriceReceived) and _input_step(ts, event, history.next_row) < first:
+            marks[event.instrument_id] = event
         elif isinstance(event, CommandReceived | FundingReceived) and (
-            _command_step(ts, event, history.next_row) < first
+            _input_step(ts, event, history.next_row) < first
         ):
             continue  # applied before the day: its effect is in the snapshot
         else:
             inputs.push_back(event)
             break
     history.pass_rows(first)
+    return [marks[iid] for iid in sorted(marks)]
 
 
-def _command_step(
-    ts: npt.NDArray[np.int64], command: CommandReceived | FundingReceived, next_row: int
+def _input_step(
+    ts: npt.NDArray[np.int64], event: CommandReceived | FundingReceived | MarkPriceReceived, next_row: int
 ) -> int:
-    """The step a command (or a funding) arriving when rows before ``next_row`` had run is
-    applied at (``Kernel.add_command``, ``Kernel.add_funding``)."""
-    return max(int(np.searchsorted(ts, command.ts_ns, side="left")), next_row)
+    """The step a command (or a funding, a mark) arriving when rows before ``next_row`` had run
+    is applied at (``Kernel.add_command``, ``Kernel.add_funding``, ``Kernel.add_mark``)."""
+    return max(int(np.searchsorted(ts, event.ts_ns, side="left")), next_row)
 
 
-QueueInput = BarsReceived | ClockAdvanced | CommandReceived | FundingReceived
+QueueInput = BarsReceived | ClockAdvanced | CommandReceived | FundingReceived | MarkPriceReceived
 
 
 class _queue_inputs:
@@ -556,7 +569,7 @@ def resume(
         raise JournalError("only a run whose bars arrive one at a time (tape paper) can be resumed")
     end_seq = len(journal)
     inputs = _queue_inputs(journal, end_seq)
-    _fill_history(setup, inputs, setup.start_step)
+    marks_before = _fill_history(setup, inputs, setup.start_step)
     inputs.decoded.clear()
     sink = _ComparingSink(journal, 2, end_seq, unfinished=True, decoded=inputs.decoded, then=journal)
     received = _received(journal, 2, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
@@ -564,15 +577,15 @@ def resume(
     source = QueueSource(kernel, name=source_name)
     try:
         kernel.begin()
+        for mark in marks_before:
+            _apply(source, mark)
         for event in inputs:
             if isinstance(event, BarsReceived):
                 source.push(event, progress)
             elif isinstance(event, ClockAdvanced):
                 source.pass_time(event.ts_ns, progress)
-            elif isinstance(event, FundingReceived):
-                source.funding(event)
             else:
-                _command(source, event)
+                _apply(source, event)
         sink.finish()
     except _Diverged as diverged:
         where = diverged.divergence

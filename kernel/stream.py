@@ -30,6 +30,7 @@ from domain.events import (
     CommandReceived,
     FundingReceived,
     InputQuarantined,
+    MarkPriceReceived,
     OperatorCommanded,
     StrategyCommanded,
 )
@@ -45,6 +46,7 @@ QUEUE_INPUT_KINDS = frozenset(
         "clock.advanced.v1",
         "operator.command_received.v1",
         "market.funding_received.v1",
+        "market.mark_price_received.v1",
     }
 )
 """The journaled inputs a queue source applies (``InputQuarantined`` records are only kept)."""
@@ -279,6 +281,13 @@ class QueueSource:
         return self._kernel.add_funding(
             received.ts_ns, received.instrument_id, received.rate_e8, received.mark_px_raw
         )
+
+    def mark(self, received: MarkPriceReceived) -> int:
+        """A perpetual's mark price as the venue published it: journaled, then in effect from the
+        first step at or after its time not yet run (``Kernel.add_mark``). Returns that step."""
+        if self._journal is not None:
+            self._journal.append(received)
+        return self._kernel.add_mark(received.ts_ns, received.instrument_id, received.mark_px_raw)
 
     def refuse(self, ts_ns: int, reason: str, detail: str) -> None:
         """An input other than bars that cannot be applied (an operator line that is not a

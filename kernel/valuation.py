@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from domain.events import CurrencyMark
 from domain.fixed import Rounding
 from domain.futures import position_value_minor
@@ -9,13 +11,15 @@ from domain.instruments import Instrument, notional_minor
 from domain.ledger import cash_account
 from domain.market import Panel
 from kernel.currencies import CurrencyBook
+from kernel.marks import Marks
 from kernel.state import KernelState
 
 __all__ = ["Valuation"]
 
 
 class Valuation:
-    """Marks one kernel's book to the panel's last closes (carried forward over gaps); with
+    """Marks one kernel's book to the panel's last closes (carried forward over gaps), or, for
+    a perpetual a live venue stated a mark for, to that mark (``kernel.marks``); with
     ``currencies`` (a book of several currencies) NAV is in the base currency, each currency's
     NAV converted once at the day's rate (``kernel.currencies``)."""
 
@@ -29,6 +33,7 @@ class Valuation:
     ) -> None:
         self._state = state
         self.currencies = currencies
+        self.marks = Marks()
         self._panel = panel
         self._instruments = instruments
         self._cash_account = cash_account(currency)
@@ -58,23 +63,29 @@ class Valuation:
 
     def position_values(self, step: int) -> dict[int, int]:
         """Positions' values in NAV: notional, or a daily-settled future's unsettled P&L."""
-        row = self._panel.last_close[step]
-        columns = self.columns
+        mark = self._marker(step)
         instruments = self._instruments
         return {
-            iid: position_value_minor(instruments[iid], pos, int(row[columns[iid]]))
+            iid: position_value_minor(instruments[iid], pos, mark(iid))
             for iid, pos in sorted(self._state.positions.items())
         }
 
     def exposures(self, step: int) -> dict[int, int]:
-        """Positions' signed notionals at the last close (gross exposure)."""
-        row = self._panel.last_close[step]
+        """Positions' signed notionals at the last close or mark (gross exposure)."""
+        mark = self._marker(step)
         return {
-            iid: notional_minor(
-                self._instruments[iid], pos.qty_raw, int(row[self.columns[iid]]), Rounding.HALF_EVEN
-            )
+            iid: notional_minor(self._instruments[iid], pos.qty_raw, mark(iid), Rounding.HALF_EVEN)
             for iid, pos in sorted(self._state.positions.items())
         }
+
+    def _marker(self, step: int) -> Callable[[int], int]:
+        """The price a position is valued at: the venue's mark in effect, else the last close."""
+        row = self._panel.last_close[step]
+        columns = self.columns
+        marks = self.marks.at(step) if self.marks.active else {}
+        if not marks:
+            return lambda iid: int(row[columns[iid]])
+        return lambda iid: marks[iid] if iid in marks else int(row[columns[iid]])
 
     def prices(self, step: int) -> dict[int, int]:
         """Every instrument's last close at ``step`` (0 before its first bar)."""

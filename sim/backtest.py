@@ -369,6 +369,9 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     latency_jitter_ms: int = 0
     quotes: bool = False
     heartbeat_s: float = 0.0  # every this many seconds (wall), a timed round trip to the venue; 0: none
+    # A perpetuals session (Binance USD-M): journal the venue's mark prices and value positions
+    # at them (kernel.marks); false values them at the bar's close, as a backtest does.
+    marks: bool = True
 
     def __post_init__(self) -> None:
         if self.heartbeat_s < 0:
@@ -612,6 +615,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("fill", "at_limit"), "fill"),  # runs before fill.at_limit filled at the limit; new ones skip
     (("fx",), None),
     (("corporate_actions", "reform"), "bonus"),  # data sets before it carried no reform rows
+    (("paper", "marks"), False),  # sessions before it valued perpetuals at the bar's close
     (("live",), None),
     (("live", "market"), "spot"),  # USD-M perpetuals (tape live): spot only before it
     (("account", "initial_e8"), 0),  # margin requirements (kernel.margin): none before them

@@ -283,3 +283,34 @@ XRP_PERP = Instrument(
     qty_digits=1,
     lot_raw=1,
 )
+
+
+def make_perp_dataset(path: Path, *, seed: int = 7, bars: int = 240) -> Path:
+    """A seeded hourly random walk of ``XRP_PERP`` (around 1 USDT) on the 24x7 calendar, for
+    kernel tests of perpetuals (constructed data)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from lake.store import write_dataset
+
+    rng = np.random.default_rng(seed)
+    hour = 3_600 * 10**9
+    ts = utc_ns("2021-01-01") + hour * np.arange(1, bars + 1, dtype=np.int64)  # bar closes
+    close = np.maximum(10_000 + np.cumsum(rng.integers(-120, 121, bars)), 1_000).astype(np.int64)
+    open_ = np.concatenate([[close[0]], close[:-1]]).astype(np.int64)
+    spread = rng.integers(0, 60, bars)
+    days = ((ts - 1) // (86_400 * 10**9)).astype("datetime64[D]").astype(str)
+    table = pa.table(
+        {
+            "ts_ns": ts,
+            "day": np.char.replace(days, "-", "").astype(np.int32),
+            "instrument_id": np.ones(bars, np.int32),
+            "open": open_,
+            "high": np.maximum(open_, close) + spread,
+            "low": np.minimum(open_, close) - spread,
+            "close": close,
+            "volume": rng.integers(1_000, 100_000, bars).astype(np.int64),
+        }
+    )
+    write_dataset(path, name="perp", frequency="1h", calendar="24x7", instruments=[XRP_PERP], bars=table)
+    return path

@@ -52,6 +52,7 @@ __all__ = [
     "VenueFill",
     "VenueFunding",
     "VenueFundingPaid",
+    "VenueMark",
     "VenueOrder",
     "VenuePosition",
     "VenueQuote",
@@ -175,6 +176,16 @@ class VenueFunding(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     instrument_id: int
     funding_ms: int
     rate_e8: int
+    mark_raw: int
+
+
+class VenueMark(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A perpetual's mark price as the venue published it: the venue's time (ms) and the mark
+    (raw at the instrument's price digits, rounded half-even: a venue's mark is not on the
+    tick)."""
+
+    instrument_id: int
+    ts_ms: int
     mark_raw: int
 
 
@@ -782,6 +793,24 @@ class CcxtVenue:
         answer = await self._call("fetch_funding_rate", inst.symbol)
         value = (answer.get("info") or {}).get("nextFundingTime")
         return _ms(value, f"{inst.symbol} next funding time") if value not in (None, "") else 0
+
+    async def watch_mark_price(self, instrument_id: int) -> VenueMark:
+        """The next mark price of one perpetual (ccxt.pro ``watch_mark_price``: Binance's
+        ``<symbol>@markPrice@1s`` stream). A mark with no price or time is a ``VenueDataError``."""
+        inst = self.instruments[instrument_id]
+        ticker = await self.exchange.watch_mark_price(inst.symbol)
+        what = f"{inst.symbol} mark price"
+        mark = ticker.get("markPrice") if isinstance(ticker, dict) else None
+        stamp = ticker.get("timestamp") if isinstance(ticker, dict) else None
+        if mark in (None, "") or not isinstance(stamp, int):
+            raise VenueDataError(f"{what}: the venue states no mark or no time")
+        try:
+            mark_raw = from_decimal_text(_text(mark, what), inst.price_digits, Rounding.HALF_EVEN)
+        except (InvalidOperation, ValueError):
+            raise VenueDataError(f"{what}: {mark!r} is not a decimal number") from None
+        if mark_raw <= 0:
+            raise VenueDataError(f"{what}: {mark} is not a positive price")
+        return VenueMark(instrument_id=instrument_id, ts_ms=stamp, mark_raw=mark_raw)
 
     async def fetch_funding_paid(self, instrument_id: int) -> list[VenueFundingPaid]:
         """The account's funding payments in the instrument (ccxt ``fetch_funding_history``:

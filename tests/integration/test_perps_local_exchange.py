@@ -8,6 +8,7 @@ bit, whole and by day."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -31,6 +32,7 @@ from domain.events import (
     BarsReceived,
     FundingReceived,
     LedgerPosted,
+    MarkPriceReceived,
     OrderFilled,
     OrderSubmitted,
     VenueReconciled,
@@ -162,6 +164,18 @@ def _positions(events: list[object]) -> list[int]:
     return out
 
 
+def _marks_track_the_venue(events: list[object]) -> None:
+    """The venue's marks are journaled (``market.mark_price_received.v1``), at most one per
+    step, in time order; the local exchange's mark is its last close, so each mark stamped at a
+    bar's close equals that close."""
+    marks = [e for e in events if isinstance(e, MarkPriceReceived)]
+    closes = {e.ts_ns: e.close_raw[0] for e in events if isinstance(e, BarsReceived)}
+    assert len(marks) >= len(closes) // 2, (len(marks), len(closes))
+    assert all(a.ts_ns < b.ts_ns for a, b in itertools.pairwise(marks))
+    at_close = [m for m in marks if m.ts_ns in closes]
+    assert at_close and all(m.mark_px_raw == closes[m.ts_ns] for m in at_close)
+
+
 def _replays(journal: Path) -> None:
     with open_journal(journal) as store:
         outcome = replay(store, replay_builder)
@@ -188,6 +202,7 @@ def test_a_paper_session_on_a_perpetual_books_the_venues_funding_like_a_backtest
     positions = _positions(events)
     assert min(positions) < 0 < max(positions)  # short and long
     assert len(_fundings(events)) >= 2  # the first funding falls before any position
+    _marks_track_the_venue(events)
     _replays(tmp_path / "journal")
     backtest = tmp_path / "backtest.toml"
     backtest.write_text(
@@ -232,6 +247,8 @@ def test_a_live_session_on_a_perpetual_reconciles_positions_funding_and_usdt(
     assert [e.ts_ns for e in events if isinstance(e, FundingReceived)] == _funding_times(full)
     assert len(_fundings(events)) >= 2
     assert "binanceusdm" in out
+    assert "mark prices: " in out and " journaled + " in out
+    _marks_track_the_venue(events)
     _replays(tmp_path / "journal")
 
 

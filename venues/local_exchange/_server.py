@@ -399,6 +399,9 @@ class LocalExchange:
 
     async def _publish_klines(self, result: StepResult) -> None:
         messages: list[dict[str, Any]] = []
+        if isinstance(self.engine, FuturesEngine):  # the mark price (and funding) at each bar's
+            # close, sent before the bar, so a session has the step's mark when its bar arrives
+            messages.extend(self.engine.mark_price_event(market) for market, _ in result.bars)
         for market, bar in result.bars:
             length = INTERVAL_MS[market.interval]
             messages.append(
@@ -427,8 +430,6 @@ class LocalExchange:
                     },
                 }
             )
-        if isinstance(self.engine, FuturesEngine):  # the mark price (and funding) after each bar
-            messages.extend(self.engine.mark_price_event(market) for market, _ in result.bars)
         if messages:
             await self._fan_out("market", self._shape("market", messages))
 
