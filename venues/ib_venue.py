@@ -39,12 +39,9 @@ stamps its log entries with the wall clock; nothing here passes those times on t
   orders that left the open list unfilled among the completed orders, and notes
   ``reconciled`` (the bridge then reconciles the book).
 * **Quotes** (``watch_quote``, for the paper broker): one ``reqMktData`` stream per contract,
-  subscribed on the first call; each batch of IB's bid / ask ticks hands out the best bid and ask
-  as it then stands (the newest only: a quote superseded before it was taken is counted, not
-  queued). IB's explicit empty side (price -1, size 0) is a ``VenueDataError``; delayed data
-  (10167, or a ticker not of market data type 1) and no market data permission (354 / 10168)
-  end the stream with a ``VenueError``, as a drop or 1101 does; the next call subscribes again.
-  ``stop_streams`` cancels the streams.
+  kept by ``venues.ib_quotes.IbQuotes`` (its module docstring); the venue hands it ib_async's
+  ticker batches, IB's errors for its request ids and a lost connection, and stops it with
+  ``stop_streams``.
 """
 
 from __future__ import annotations
@@ -57,7 +54,6 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any
 
@@ -78,6 +74,8 @@ from venues.ccxt_venue import (
     VenueOrder,
     VenueQuote,
 )
+from venues.ib_quotes import IbQuotes
+from venues.ib_wire import exact, map_ib_error, number
 
 __all__ = ["IbVenue", "bar_size", "contract_for", "duration_text", "map_ib_error"]
 
@@ -107,48 +105,6 @@ _UNIT_S = {"m": 60, "h": 3600, "d": 86_400}
 CONNECTIVITY = {1100: "lost", 1101: "restored_data_lost", 1102: "restored", 2110: "lost"}
 PACING = frozenset({100, 162})  # max message rate; historical-data pacing violation
 NOT_CANCELLABLE = frozenset({10148, 161})  # the cancel failed; the order may be live or filled
-
-# Order and request errors as Tape rule codes (IB "Message Codes"); retriable ones are retried.
-_IB_CODES: dict[int, tuple[str, bool]] = {
-    100: ("RATE_LIMIT", True),
-    162: ("RATE_LIMIT", True),
-    103: ("DUPLICATE_ORDER", False),
-    104: ("ORDER_NOT_FOUND", False),  # cannot modify a filled order
-    110: ("TICK_SIZE", False),
-    135: ("ORDER_NOT_FOUND", False),
-    10147: ("ORDER_NOT_FOUND", False),
-    161: ("NOT_CANCELLABLE", False),
-    10148: ("NOT_CANCELLABLE", False),
-    200: ("UNKNOWN_INSTRUMENT", False),
-    201: ("VENUE_REJECT", False),
-    202: ("VENUE_REJECT", False),  # cancelled by IB before it was acknowledged
-    203: ("NOT_PERMITTED", False),
-    355: ("LOT_SIZE", False),
-    382: ("BAD_REQUEST", False),
-    387: ("BAD_REQUEST", False),
-    502: ("VENUE_UNAVAILABLE", True),
-    504: ("VENUE_UNAVAILABLE", True),
-    1100: ("VENUE_UNAVAILABLE", True),
-    # market data (``reqMktData``): no live data for the contract on this account, or delayed
-    # data only (the paper broker fills at live quotes, never at 15-minute-old ones)
-    354: ("NOT_PERMITTED", False),  # requested market data is not subscribed
-    10167: ("DELAYED_DATA", False),  # not subscribed: displaying delayed market data
-    10168: ("NOT_PERMITTED", False),  # not subscribed, delayed market data not enabled
-    10197: ("VENUE_UNAVAILABLE", True),  # no market data during a competing live session
-}
-# The codes that end a quote subscription (``watch_quote``); ib_async logs 10167 as a warning.
-MARKET_DATA = frozenset({354, 10167, 10168, 10197})
-_FUNDS = ("insufficient", "margin", "available funds", "buying power", "equity with loan")
-
-
-def map_ib_error(code: int, message: str) -> VenueError:
-    """An IB error code and its text as a ``VenueError`` (201's text tells a funds reject)."""
-    rule, retriable = _IB_CODES.get(code, ("VENUE_ERROR", False))
-    if code == 162 and "pacing" not in message.lower():  # no data, or a query TWS cancelled
-        rule, retriable = "NO_DATA", False
-    if code == 201 and any(token in message.lower() for token in _FUNDS):
-        rule = "INSUFFICIENT_BALANCE"
-    return VenueError(rule, f"IB {code} {message}".strip(), retriable=retriable, venue_code=code)
 
 
 def bar_size(timeframe: str) -> str:
@@ -215,29 +171,9 @@ def contract_for(inst: Instrument) -> Any:
 # --- numbers -------------------------------------------------------------------------------------
 
 
-def _number(value: object) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        raise VenueDataError(f"not a number: {value!r}")
-    try:
-        number = Decimal(repr(value) if isinstance(value, float) else str(value))
-    except InvalidOperation:
-        raise VenueDataError(f"not a decimal number: {value!r}") from None
-    if not number.is_finite():
-        raise VenueDataError(f"not finite: {value!r}")
-    return number
-
-
-def _exact(value: object, digits: int, what: str) -> int:
-    """IB's number (a float on the wire) as a raw integer at ``digits``; off those digits: error."""
-    scaled = _number(value).scaleb(digits)
-    if scaled != scaled.to_integral_value():
-        raise VenueDataError(f"{what} {value!r} is not a whole number of 1e-{digits}")
-    return int(scaled)
-
-
 def _e8(value: object) -> int:
     """An amount (commission, cash) at 1e-8, half-even: IB states commissions to more places."""
-    return from_decimal_text(str(_number(value)), BALANCE_DIGITS, Rounding.HALF_EVEN)
+    return from_decimal_text(str(number(value)), BALANCE_DIGITS, Rounding.HALF_EVEN)
 
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -245,23 +181,6 @@ _MS = dt.timedelta(milliseconds=1)
 _RANK = {"new": 0, "pending_cancel": 1, "partially_filled": 1, "filled": 2, "canceled": 2, "rejected": 2}
 _ACKED = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingCancel", "Filled"})
 _CLOSED = frozenset({"Cancelled", "ApiCancelled", "Inactive"})  # the states of an order that ended
-
-
-def _unset(value: object) -> bool:
-    """A ticker field IB has not stated (ib_async's nan); IB's empty side (-1) is stated."""
-    return isinstance(value, float) and math.isnan(value)
-
-
-class _QuoteStream:
-    """One contract's ``reqMktData`` stream: its ticker and request id, the newest quote not yet
-    handed out (or the error an empty side raised), and its end."""
-
-    def __init__(self, ticker: Any, req_id: int) -> None:
-        self.ticker = ticker
-        self.req_id = req_id
-        self.latest: VenueQuote | VenueDataError | None = None
-        self.ended: VenueError | None = None
-        self.ready = asyncio.Event()
 
 
 # --- the adapter ---------------------------------------------------------------------------------
@@ -333,7 +252,7 @@ class IbVenue:
         self._ended: list[Any] = []
         self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
         self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
-        self._quotes: dict[int, _QuoteStream] = {}  # instrument_id -> its reqMktData stream
+        self._quotes = IbQuotes(ib, self.instruments, self.contracts, self.stats)  # watch_quote's streams
 
     @property
     def name(self) -> str:
@@ -353,7 +272,7 @@ class IbVenue:
             self.ib.errorEvent += self._on_error
             self.ib.disconnectedEvent += self._on_disconnect
             self.ib.barUpdateEvent += self._on_bar_update
-            self.ib.pendingTickersEvent += self._on_tickers
+            self.ib.pendingTickersEvent += self._quotes.on_tickers
             self._wired = True
         self._closing = False
         import ib_async
@@ -415,14 +334,14 @@ class IbVenue:
                 found = "no contract" if not details else f"{len(details)} contracts"
                 raise VenueError("UNKNOWN_INSTRUMENT", f"{inst.symbol}: IB has {found} for {wanted}")
             contract = details[0].contract
-            multiplier = int(_number(contract.multiplier or 1))
+            multiplier = int(number(contract.multiplier or 1))
             if multiplier != inst.multiplier:
                 raise VenueError(
                     "UNKNOWN_INSTRUMENT",
                     f"{inst.symbol}: IB multiplier {contract.multiplier}, the instrument's {inst.multiplier}",
                 )
             tick = to_decimal(inst.tick_raw, inst.price_digits)
-            if details[0].minTick and _number(details[0].minTick) > tick:
+            if details[0].minTick and number(details[0].minTick) > tick:
                 raise VenueError(
                     "TICK_SIZE",
                     f"{inst.symbol}: IB minimum tick {details[0].minTick} above the instrument's {tick}",
@@ -500,14 +419,14 @@ class IbVenue:
         raw = status.status
         if completed:
             done = order.filledQuantity if 0 <= order.filledQuantity < 1e300 else 0  # unset: none
-            filled = _exact(done, inst.qty_digits, f"order {order.permId} filled")
+            filled = exact(done, inst.qty_digits, f"order {order.permId} filled")
             venue_id = self._perm_ids.get(order.permId, f"perm/{order.permId}")
         else:
-            filled = _exact(status.filled, inst.qty_digits, f"order {order.orderId} filled")
+            filled = exact(status.filled, inst.qty_digits, f"order {order.orderId} filled")
             venue_id = self._venue_id(order.clientId or self.client_id, order.orderId)
             if order.permId and order.orderId > 0:
                 self._perm_ids[order.permId] = venue_id
-        qty = _exact(order.totalQuantity, inst.qty_digits, f"order {order.orderId} quantity")
+        qty = exact(order.totalQuantity, inst.qty_digits, f"order {order.orderId} quantity")
         acked = completed or any(entry.status in _ACKED for entry in trade.log) or filled > 0
         if raw in ("Cancelled", "ApiCancelled"):
             if code in NOT_CANCELLABLE or code in PACING:
@@ -536,7 +455,7 @@ class IbVenue:
             status=state,
             qty_raw=qty,
             filled_qty_raw=filled,
-            limit_px_raw=_exact(limit or 0, inst.price_digits, f"order {order.orderId} limit"),
+            limit_px_raw=exact(limit or 0, inst.price_digits, f"order {order.orderId} limit"),
             update_ms=0,  # IB states no time for an order state; order comes from filled + status
             source="ib",
         )
@@ -571,8 +490,8 @@ class IbVenue:
             client_order_id=ex.orderRef or "",
             instrument_id=inst.instrument_id,
             side=1 if ex.side == "BOT" else -1,
-            qty_raw=_exact(ex.shares, inst.qty_digits, what + " shares"),
-            px_raw=_exact(ex.price, inst.price_digits, what + " price"),
+            qty_raw=exact(ex.shares, inst.qty_digits, what + " shares"),
+            px_raw=exact(ex.price, inst.price_digits, what + " price"),
             fee_e8=_e8(report.commission),
             fee_asset=report.currency or inst.currency,
             maker=ex.lastLiquidity == 1,  # 1 added liquidity, 2 removed, 3 routed out
@@ -653,7 +572,7 @@ class IbVenue:
         self.stats[f"ib_error.{code}"] += 1
         if req_id > 0:
             self._errors[req_id] = (code, message)  # IB's own text, for the order's reject
-            self._quote_error(req_id, code, message)
+            self._quotes.on_error(req_id, code, message)
         what = CONNECTIVITY.get(code)
         if what is None:
             return
@@ -665,7 +584,7 @@ class IbVenue:
         else:  # restored, data lost: catch up as after a reconnect, market data too
             self.updates.put_nowait(StreamNote(kind="restored", stream="ib-server", detail=detail))
             self._lose_bars(f"market data lost ({detail})")
-            self._lose_quotes(f"market data lost ({detail})")
+            self._quotes.lose(f"market data lost ({detail})")
             self._spawn(self._catch_up("ib-server"))
 
     def _on_disconnect(self) -> None:
@@ -674,7 +593,7 @@ class IbVenue:
         self.stats["disconnect"] += 1
         self.updates.put_nowait(StreamNote(kind="disconnected", stream="socket", detail="TWS socket closed"))
         self._lose_bars("TWS socket closed")
-        self._lose_quotes("TWS socket closed")
+        self._quotes.lose("TWS socket closed")
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
 
@@ -855,7 +774,7 @@ class IbVenue:
             self._book(fill)
         inst = self.instruments[instrument_id]
         ex = fills[-1].execution
-        filled = sum(_exact(f.execution.shares, inst.qty_digits, "shares") for f in fills)
+        filled = sum(exact(f.execution.shares, inst.qty_digits, "shares") for f in fills)
         venue_id = self._venue_id(ex.clientId, ex.orderId)
         if ex.permId:
             self._perm_ids[ex.permId] = venue_id
@@ -1113,106 +1032,10 @@ class IbVenue:
             self._bars[iid].put_nowait(bar)
 
     async def watch_quote(self, instrument_id: int) -> VenueQuote:
-        """The next best bid / ask of ``instrument_id`` from its ``reqMktData`` stream (the
-        first call subscribes; module docstring, "Quotes"). A stream that ended (a drop, 1101,
-        a market data refusal) raises its end once; the next call subscribes again."""
-        stream = self._quotes.get(instrument_id)
-        if stream is None:
-            if not self.ib.isConnected():
-                raise VenueError("VENUE_UNAVAILABLE", "not connected to TWS", retriable=True)
-            ticker = self.ib.reqMktData(self.contracts[instrument_id], "", False, False)
-            # ib_async keeps one ticker per contract across streams: an earlier stream's bid and
-            # ask are not this one's (no tick of the new stream can have arrived yet)
-            ticker.bid = ticker.ask = ticker.bidSize = ticker.askSize = math.nan
-            req_id = self.ib.wrapper.ticker2ReqId["mktData"].get(ticker, 0)
-            stream = self._quotes[instrument_id] = _QuoteStream(ticker, req_id)
-            self.stats["quotes.subscribed"] += 1
-        await stream.ready.wait()
-        stream.ready.clear()
-        if stream.ended is not None:
-            if self._quotes.get(instrument_id) is stream:
-                del self._quotes[instrument_id]
-            raise stream.ended
-        item, stream.latest = stream.latest, None
-        if isinstance(item, VenueDataError):
-            raise item
-        assert item is not None
-        self.stats["quotes.handed"] += 1
-        return item
-
-    def _on_tickers(self, tickers: Iterable[Any]) -> None:
-        """A batch of ticks: each streamed contract's bid / ask as it now stands."""
-        for ticker in tickers:
-            iid = self._by_con_id.get(ticker.contract.conId, -1)
-            stream = self._quotes.get(iid)
-            if stream is None or stream.ticker is not ticker or stream.ended is not None:
-                continue
-            if _unset(ticker.bid) or _unset(ticker.ask):
-                continue  # a side IB has not stated yet (a new stream's first ticks)
-            if ticker.marketDataType != 1:  # delayed (3, 4) or frozen (2): not a live quote
-                kind = ticker.marketDataType
-                self._end_quote(iid, VenueError("DELAYED_DATA", f"IB market data type {kind}, not live"))
-                continue
-            quote: VenueQuote | VenueDataError
-            try:
-                quote = self._venue_quote(self.instruments[iid], ticker)
-            except VenueDataError as error:
-                self.stats["quotes.bad"] += 1
-                quote = error  # handed to the watcher: an empty side is not dropped silently
-            if stream.latest is not None:
-                self.stats["quotes.superseded"] += 1
-            stream.latest = quote
-            stream.ready.set()
-
-    def _venue_quote(self, inst: Instrument, ticker: Any) -> VenueQuote:
-        what = f"{inst.symbol} quote"
-        if not ticker.bid > 0 or not ticker.ask > 0 or not ticker.bidSize > 0 or not ticker.askSize > 0:
-            raise VenueDataError(
-                f"{inst.symbol}: a quote with no bid or ask (IB bid {ticker.bid!r} x {ticker.bidSize!r}, "
-                f"ask {ticker.ask!r} x {ticker.askSize!r})"
-            )
-        return VenueQuote(
-            instrument_id=inst.instrument_id,
-            bid_px_raw=_exact(ticker.bid, inst.price_digits, what + " bid"),
-            bid_qty_raw=from_decimal_text(str(_number(ticker.bidSize)), inst.qty_digits, Rounding.HALF_EVEN),
-            ask_px_raw=_exact(ticker.ask, inst.price_digits, what + " ask"),
-            ask_qty_raw=from_decimal_text(str(_number(ticker.askSize)), inst.qty_digits, Rounding.HALF_EVEN),
-            ts_ms=0,  # IB's ticks carry no venue time (ib_async stamps them with this machine's)
-        )
-
-    def _quote_error(self, req_id: int, code: int, message: str) -> None:
-        """IB's error for a quote stream's request id: a market data refusal (``MARKET_DATA``)
-        or any other error (200, 300, ...) ends it; warnings (2100-2199) do not."""
-        if code not in MARKET_DATA and 2100 <= code < 2200:
-            return
-        for iid, stream in self._quotes.items():
-            if stream.req_id == req_id and stream.ended is None:
-                self.stats[f"quotes.error.{code}"] += 1
-                self._end_quote(iid, map_ib_error(code, message))
-                return
-
-    def _end_quote(self, instrument_id: int, error: VenueError) -> None:
-        """A stream ended: cancelled at TWS (ib_async forgets its request id) and its watcher
-        hears ``error``; the next ``watch_quote`` subscribes again."""
-        stream = self._quotes[instrument_id]
-        stream.ended, stream.latest = error, None
-        stream.ready.set()
-        if self.ib.isConnected():
-            self.ib.cancelMktData(stream.ticker.contract)
-        self.stats["quotes.ended"] += 1
-
-    def _lose_quotes(self, why: str) -> None:
-        for iid, stream in list(self._quotes.items()):
-            if stream.ended is None:
-                self._end_quote(iid, VenueError("VENUE_UNAVAILABLE", why, retriable=True))
-
-    def _end_quotes(self) -> None:
-        """Stop: every stream cancelled at TWS; a watcher still waiting hears so."""
-        for iid in list(self._quotes):
-            if self._quotes[iid].ended is None:
-                self._end_quote(iid, VenueError("VENUE_UNAVAILABLE", "quote streams stopped"))
-                self.stats["quotes.cancelled"] += 1
-        self._quotes.clear()
+        """The next best bid / ask of ``instrument_id`` from its ``reqMktData`` stream
+        (``IbQuotes.watch``: the first call subscribes; a stream that ended raises its end once,
+        the next call subscribes again)."""
+        return await self._quotes.watch(instrument_id)
 
     async def round_trip(self) -> int:
         """One timed ``reqCurrentTime`` to TWS / IB Gateway (no retries): its round trip in
@@ -1281,11 +1104,11 @@ class IbVenue:
         return VenueBar(
             instrument_id=inst.instrument_id,
             open_ms=open_ms,
-            open_raw=_exact(row.open, inst.price_digits, what + " open"),
-            high_raw=_exact(row.high, inst.price_digits, what + " high"),
-            low_raw=_exact(row.low, inst.price_digits, what + " low"),
-            close_raw=_exact(row.close, inst.price_digits, what + " close"),
-            volume_raw=from_decimal_text(str(_number(row.volume)), inst.qty_digits, Rounding.HALF_EVEN),
+            open_raw=exact(row.open, inst.price_digits, what + " open"),
+            high_raw=exact(row.high, inst.price_digits, what + " high"),
+            low_raw=exact(row.low, inst.price_digits, what + " low"),
+            close_raw=exact(row.close, inst.price_digits, what + " close"),
+            volume_raw=from_decimal_text(str(number(row.volume)), inst.qty_digits, Rounding.HALF_EVEN),
         )
 
     # --- streams -----------------------------------------------------------------------------
@@ -1299,7 +1122,7 @@ class IbVenue:
 
     async def stop_streams(self) -> None:
         self._streaming = False
-        self._end_quotes()
+        self._quotes.stop()
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
@@ -165,10 +166,42 @@ def check_books(journal: Path, tws: FakeTws) -> list[object]:
     assert sum(e.commission_minor for e in filled) == sum(cents(ex.commission) for ex in tws.executions)
     reconciled = [e for e in events if isinstance(e, VenueReconciled)]
     assert reconciled[-1].when == "stop" and reconciled[-1].differences == [], reconciled[-1]
+    assert_replays(journal)
+    return events
+
+
+def assert_replays(journal: Path) -> None:
+    """A fresh kernel over the journal re-derives every derived event byte for byte."""
     with open_journal(journal) as store:
         outcome = replay(store, replay_builder)
         assert outcome.ok, outcome.divergence
-    return events
+
+
+def session_env() -> dict[str, str]:
+    """The environment of a session run as its own process (``python -m cli.main``)."""
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def kill_when(argv: list[str], ready: Callable[[], bool], *, poll_s: float) -> tuple[str, bool]:
+    """Start the session ``argv`` as its own process and SIGKILL it as soon as ``ready()``
+    holds, or after 40 s: its output, and whether ``ready()`` held in time."""
+    process = subprocess.Popen(
+        argv, env=session_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not ready():
+        time.sleep(poll_s)
+    process.send_signal(signal.SIGKILL)
+    output, _ = process.communicate(timeout=20)
+    return output, time.monotonic() < deadline
+
+
+def resume(argv: list[str]) -> str:
+    """Run the session ``argv`` with ``--resume`` to its end (60 s at most); it exits 0. Its
+    standard output."""
+    done = subprocess.run([*argv, "--resume"], env=session_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    return done.stdout
 
 
 def test_an_ib_session_trades_reconciles_and_replays(
@@ -233,24 +266,18 @@ def test_a_killed_ib_session_resumes_without_sending_an_order_twice(
     tws = fake.tws
     journal = tmp_path / "journal"
     config = ib_config(tmp_path / "live.toml", history, journal, start, end, fake.port)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "cli.main", "live", str(config)]
+
+    def ready() -> bool:  # an order reached TWS (which holds on to it), then five fills
+        return bool(tws.orders) if tws.pause_on_order else count_events(journal, OrderFilled) >= 5
+
     try:
         player = fake.spawn(tws.play(25))
         tws.pause_on_order = True
         for killed_when in ("an order reached TWS", "five fills"):
-            process = subprocess.Popen(
-                argv + (["--resume"] if journal.exists() else []),
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            )  # fmt: skip
-            deadline = time.monotonic() + 40
-            while time.monotonic() < deadline and not (
-                tws.orders if tws.pause_on_order else count_events(journal, OrderFilled) >= 5
-            ):
-                time.sleep(0.005)
-            process.send_signal(signal.SIGKILL)
-            output, _ = process.communicate(timeout=20)
-            assert time.monotonic() < deadline, f"{killed_when}: not reached ({tws})\n{output[-3000:]}"
+            resuming = ["--resume"] if journal.exists() else []
+            output, in_time = kill_when(argv + resuming, ready, poll_s=0.005)
+            assert in_time, f"{killed_when}: not reached ({tws})\n{output[-3000:]}"
             first = tws.pause_on_order
             tws.pause_on_order = tws.paused = False
             played = tws.played
@@ -259,8 +286,7 @@ def test_a_killed_ib_session_resumes_without_sending_an_order_twice(
             assert tws.played == min(played + 2, len(next(iter(tws.market.values()))))
             if first:  # the order the session sent filled while it was down
                 assert tws.executions and count_events(journal, OrderFilled) == 0
-        done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        resume(argv)
         player.result(10)
         events = check_books(journal, tws)
     finally:
@@ -291,12 +317,13 @@ def test_an_order_cancelled_while_the_session_was_down_is_booked_on_resume(
     tws = fake.tws
     journal = tmp_path / "journal"
     config = ib_config(tmp_path / "live.toml", history, journal, start, end, fake.port)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     argv = [sys.executable, "-m", "cli.main", "live", str(config)]
     try:
         player = fake.spawn(tws.play(25))
         tws.pause_on_order = True
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            argv, env=session_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline and not tws.orders:
             time.sleep(0.005)
@@ -315,8 +342,7 @@ def test_an_order_cancelled_while_the_session_was_down_is_booked_on_resume(
         tws.hold_cancels = False
         tws.end_order(first.order_id, why="Cancelled by Trader")  # while nobody is connected
         fake.call(tws.play_step())
-        done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        resume(argv)
         player.result(10)
         events = check_books(journal, tws)
     finally:
@@ -439,9 +465,7 @@ def test_a_paper_session_on_ib_bars_is_the_backtest_and_replays(
     assert states[("ib", "ib-server", "restored")] == 2 and states[("ib", "ib", "pacing")] == 1, states
     assert states[("ib", "market", "reconciled")] >= 1, states  # bars fetched after the 1101
     assert "paper paper-ib" in output and "venue ib (ib-server): disconnected" in output
-    with open_journal(journal) as store:
-        outcome = replay(store, replay_builder)
-        assert outcome.ok, outcome.divergence
+    assert_replays(journal)
     days = [e.day for e in events if isinstance(e, DayClosed)]
     assert len(days) == panel.steps - HISTORY
     for day in (days[0], days[len(days) // 2], days[-1]):
@@ -463,33 +487,23 @@ def test_a_killed_paper_session_on_ib_bars_resumes_to_the_backtest(
     journal = tmp_path / "journal"
     config = paper_ib_config(tmp_path / "paper.toml", history, journal, start, end, fake.port)
     argv = [sys.executable, "-m", "cli.main", "paper", str(config)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     try:
         player = fake.spawn(tws.play(25))
-        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and count_events(journal, BarsReceived) < 10:
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        output, _ = process.communicate(timeout=20)
-        assert time.monotonic() < deadline, output[-3000:]
+        output, in_time = kill_when(argv, lambda: count_events(journal, BarsReceived) >= 10, poll_s=0.01)
+        assert in_time, output[-3000:]
         killed_at = count_events(journal, BarsReceived)
         played = tws.played
         for _ in range(2):  # the market goes on while the session is down
             fake.call(tws.play_step())
         assert tws.played == played + 2
-        done = subprocess.run([*argv, "--resume"], env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-        assert "resumed:" in done.stdout
+        assert "resumed:" in resume(argv)
         player.result(10)
     finally:
         fake.close()
     events = events_of(journal)
     steps = [e.ts_ns for e in events if isinstance(e, BarsReceived)]
     assert steps == [int(ts) for ts in panel.ts_ns[HISTORY:]] and killed_at < len(steps)
-    with open_journal(journal) as store:
-        outcome = replay(store, replay_builder)
-        assert outcome.ok, outcome.divergence
+    assert_replays(journal)
     days = [e.day for e in events if isinstance(e, DayClosed)]
     assert main(["replay", str(journal), "--day", str(days[len(days) // 2])]) == 0
     assert_equals_backtest(config, full, int(panel.day[HISTORY]))
@@ -520,9 +534,7 @@ def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: 
     assert len(submitted) >= 5 and {m.order_id for m in fills} and {m.order_id for m in fills} <= submitted
     assert sum(isinstance(e, OrderFilled) for e in events) == len(fills)
     assert len([e for e in events if isinstance(e, DayClosed)]) == panel.steps - HISTORY
-    with open_journal(journal) as store:
-        outcome = replay(store, replay_builder)
-        assert outcome.ok, outcome.divergence
+    assert_replays(journal)
 
 
 def test_the_paper_broker_fills_at_ib_quotes_and_replays(market: tuple[Path, Path], tmp_path: Path) -> None:
@@ -546,7 +558,7 @@ def test_the_paper_broker_fills_at_ib_quotes_and_replays(market: tuple[Path, Pat
         # in the writer's process), and a session that stalls fails the test, not the run
         session = subprocess.run(
             [sys.executable, "-m", "cli.main", "paper", str(config)],
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=session_env(),
             capture_output=True,
             text=True,
             timeout=300,
@@ -588,9 +600,7 @@ def test_the_paper_broker_fills_at_ib_quotes_and_replays(market: tuple[Path, Pat
         touch = standing[-1].ask_px_raw if order.side > 0 else standing[-1].bid_px_raw
         assert fill.px_raw == touch, (fill, standing[-1])
     assert sum(isinstance(e, OrderFilled) for e in events) == len(fills)
-    with open_journal(journal) as store:
-        outcome = replay(store, replay_builder)
-        assert outcome.ok, outcome.divergence
+    assert_replays(journal)
     days = [e.day for e in events if isinstance(e, DayClosed)]
     assert len(days) == panel.steps - HISTORY
     for day in (days[0], days[len(days) // 2], days[-1]):

@@ -24,8 +24,6 @@ from tests.venues._fake_tws import FakeBar, FakeContract, FakeTws
 from venues.ccxt_venue import StreamNote, VenueDataError, VenueError, VenueQuote
 from venues.ib_venue import IbVenue, bar_size, duration_text, map_ib_error
 
-pytestmark = pytest.mark.asyncio
-
 DAY_S = 86_400
 FIRST_OPEN_S = 1_735_689_600  # 2025-01-01T00:00:00Z
 
@@ -84,6 +82,7 @@ async def venue(tws: FakeTws) -> AsyncIterator[IbVenue]:
     await ib_venue.close()
 
 
+@pytest.mark.asyncio
 async def test_a_subscription_hands_out_each_bar_once_ib_starts_the_next(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -106,6 +105,7 @@ async def test_a_subscription_hands_out_each_bar_once_ib_starts_the_next(
     assert request[16:22] == ["1 day", "2 D", "1", "TRADES", "2", "1"]  # barSize .. keepUpToDate
 
 
+@pytest.mark.asyncio
 async def test_fetch_bars_catches_up_to_tws_time_without_the_forming_bar(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -118,6 +118,7 @@ async def test_fetch_bars_catches_up_to_tws_time_without_the_forming_bar(
     assert bars[-1].close_raw == 50350
 
 
+@pytest.mark.asyncio
 async def test_historical_pacing_is_retried_with_a_note(tws: FakeTws, venue: IbVenue) -> None:
     await tws.play_step()
     tws.pace_history = 1
@@ -129,6 +130,7 @@ async def test_historical_pacing_is_retried_with_a_note(tws: FakeTws, venue: IbV
     assert map_ib_error(162, "HMDS query returned no data").rule == "NO_DATA"
 
 
+@pytest.mark.asyncio
 async def test_a_dropped_connection_ends_the_subscription(tws: FakeTws, venue: IbVenue) -> None:
     assert await venue.watch_bars(1, "1d") == []
     watching = asyncio.create_task(venue.watch_bars(1, "1d"))
@@ -144,6 +146,7 @@ async def test_a_dropped_connection_ends_the_subscription(tws: FakeTws, venue: I
     assert [b.open_ms // 1000 for b in await asyncio.wait_for(watching, 5)] == [FIRST_OPEN_S]
 
 
+@pytest.mark.asyncio
 async def test_bars_closed_before_a_subscription_ended_are_handed_out_first(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -165,6 +168,7 @@ async def test_bars_closed_before_a_subscription_ended_are_handed_out_first(
     assert error.value.rule == "VENUE_UNAVAILABLE" and "1101" in error.value.reason
 
 
+@pytest.mark.asyncio
 async def test_after_a_lost_subscription_the_catch_up_fetches_the_whole_gap(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -198,6 +202,7 @@ def test_bar_sizes_and_durations() -> None:
     assert duration_text(400 * DAY_S, "1d") == "2 Y"
 
 
+@pytest.mark.asyncio
 async def test_a_new_subscription_hands_out_what_closed_since_the_last_bar_handed_out(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -212,6 +217,7 @@ async def test_a_new_subscription_hands_out_what_closed_since_the_last_bar_hande
     assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + 2 * DAY_S]
 
 
+@pytest.mark.asyncio
 async def test_a_bar_closing_right_behind_the_subscriptions_answer_is_not_lost(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -234,6 +240,7 @@ def mkt_data_requests(tws: FakeTws) -> list[list[str]]:
     return [f for f in tws.received if f[0] == "1"]
 
 
+@pytest.mark.asyncio
 async def test_a_quote_stream_hands_out_the_bid_and_ask_exactly_and_is_cancelled_on_stop(
     tws: FakeTws, venue: IbVenue
 ) -> None:
@@ -258,6 +265,7 @@ async def test_a_quote_stream_hands_out_the_bid_and_ask_exactly_and_is_cancelled
     assert venue.stats["quotes.cancelled"] == 1
 
 
+@pytest.mark.asyncio
 async def test_an_empty_side_is_an_error_not_a_dropped_quote(tws: FakeTws, venue: IbVenue) -> None:
     await asyncio.wait_for(venue.watch_quote(1), 5)
     tws.send_quote(SPY_CON, "-1", "0", "500.11", "100")  # IB: no bid
@@ -272,6 +280,7 @@ async def test_an_empty_side_is_an_error_not_a_dropped_quote(tws: FakeTws, venue
     assert len(mkt_data_requests(tws)) == 1
 
 
+@pytest.mark.asyncio
 async def test_market_data_refusals_end_the_stream_with_their_code(tws: FakeTws, venue: IbVenue) -> None:
     tws.quote_refusal = (354, "Requested market data is not subscribed.")
     with pytest.raises(VenueError) as error:
@@ -289,6 +298,7 @@ async def test_market_data_refusals_end_the_stream_with_their_code(tws: FakeTws,
     assert venue.stats["quotes.error.354"] == venue.stats["quotes.error.10167"] == 1
 
 
+@pytest.mark.asyncio
 async def test_a_dropped_connection_ends_the_quote_stream(tws: FakeTws, venue: IbVenue) -> None:
     await asyncio.wait_for(venue.watch_quote(1), 5)
     watching = asyncio.create_task(venue.watch_quote(1))
