@@ -58,7 +58,7 @@ from kernel.loop import KernelError
 from kernel.outbox import OutboxVenue
 from kernel.setup import RunSetup
 from sim.backtest import LiveConfig
-from venues.ccxt_venue import VenueError
+from venues.ccxt_venue import CcxtVenue, VenueDataError, VenueError
 from venues.live_bridge import Book, LiveBridge, ReconcilePolicy, client_tag
 
 __all__ = ["LiveEdge", "add_live_parser", "cmd_live", "open_venue", "read_keys"]
@@ -105,7 +105,26 @@ async def open_venue(
     place a ``[live] venue`` becomes one (a new venue adds a branch here)."""
     if settings.venue == "ib":
         return await open_ib_venue(settings, instruments, stack, setup, interval_ns)
-    return await open_ccxt_venue(exchange, exchange_config, instruments, stack)  # Binance spot
+    venue = await open_ccxt_venue(exchange, exchange_config, instruments, stack)  # Binance spot / USD-M
+    if settings.market == "usdm":
+        await check_one_way(venue)
+    return venue
+
+
+async def check_one_way(venue: CcxtVenue) -> None:
+    """A USD-M account must be in one-way mode: the book holds one net position per perpetual,
+    and in hedge mode Binance refuses every order that names no position side (-4061). Checked
+    before reconciliation, so no order leaves."""
+    try:
+        hedged = await venue.hedge_mode()
+    except (VenueError, VenueDataError) as error:
+        raise ConfigError(f"{venue.exchange.id}: cannot read the account's position mode: {error}") from None
+    if hedged:
+        raise ConfigError(
+            f"{venue.exchange.id}: the account is in hedge mode (dualSidePosition); Tape keeps one net "
+            "position per perpetual: switch the account to one-way mode, then start again (the journal "
+            "is kept: --resume carries it on)"
+        )
 
 
 def read_keys(settings: LiveConfig, environ: os._Environ[str] | dict[str, str]) -> tuple[str, str]:

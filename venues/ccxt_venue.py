@@ -264,6 +264,8 @@ _BY_CODE: dict[int, tuple[str, bool]] = {
     -1115: ("BAD_REQUEST", False),
     -1116: ("BAD_REQUEST", False),
     -1117: ("BAD_REQUEST", False),
+    -2019: ("INSUFFICIENT_BALANCE", False),  # USD-M: margin is insufficient
+    -4061: ("POSITION_MODE", False),  # USD-M: the order's position side is not the account's mode
 }
 _FILTERS = (("LOT_SIZE", "LOT_SIZE"), ("PRICE_FILTER", "TICK_SIZE"), ("NOTIONAL", "MIN_NOTIONAL"))
 # ccxt raises an exactly matched Binance message as ``"binance " + msg`` without the code: the
@@ -761,6 +763,15 @@ class CcxtVenue:
                 )
             )
         return out
+
+    async def hedge_mode(self) -> bool:
+        """Whether the USD-M account is in hedge mode (ccxt ``fetch_position_mode``: Binance's
+        ``/fapi/v1/positionSide/dual``), where every order must name a position side."""
+        answer = await self._call("fetch_position_mode", None)
+        hedged = answer.get("hedged") if isinstance(answer, dict) else None
+        if not isinstance(hedged, bool):
+            raise VenueDataError(f"the venue states no position mode ({answer!r})")
+        return hedged
 
     async def fetch_funding(self, instrument_id: int, *, since_ms: int | None = None) -> list[VenueFunding]:
         """Fundings the venue settled from ``since_ms`` on (ccxt ``fetch_funding_rate_history``:

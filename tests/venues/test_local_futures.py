@@ -5,11 +5,16 @@ refusals; and the same account through the real ``ccxt.pro.binanceusdm``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from decimal import Decimal as D
 
 import pytest
 
+from cli.live_cmd import open_venue
+from cli.wiring import ConfigError
+from sim.backtest import LiveConfig
 from venues.ccxt_markets import instruments_from_exchange
+from venues.ccxt_venue import CcxtVenue, OrderRequest, VenueError
 from venues.local_exchange import Bar, BinanceError, FuturesEngine, LocalExchange, LocalMarket
 
 START_MS = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
@@ -154,5 +159,44 @@ def test_binanceusdm_trades_a_short_and_reads_funding_and_positions() -> None:
                 assert balance["info"]["assets"][0]["walletBalance"] == "999.98500000"  # -0.0202 + 0.0052
             finally:
                 await client.close()
+
+    asyncio.run(run())
+
+
+def test_a_live_usdm_session_refuses_an_account_in_hedge_mode_before_any_order() -> None:
+    """``tape live`` on USD-M reads the account's position mode through ccxt
+    (``fetch_position_mode``) when it opens the venue: one-way trades on; hedge mode (where
+    Binance refuses every order without a position side, -4061, mapped to POSITION_MODE) is
+    refused with what to do, before reconciliation sends anything."""
+    ccxt_pro = pytest.importorskip("ccxt.pro")
+    settings = LiveConfig(market="usdm")
+
+    async def run() -> None:
+        async with LocalExchange(
+            [_market()], {"USDT": "1000"}, api_secret="s", market_type="usdm"
+        ) as exchange:
+            config = exchange.ccxt_config(secret="s", rate_limit_ms=1)
+            async with contextlib.AsyncExitStack() as stack:
+                venue = await open_venue(settings, "binanceusdm", config, [], stack, None, 0)  # type: ignore[arg-type]
+                assert await venue.hedge_mode() is False
+            assert isinstance(exchange.engine, FuturesEngine)
+            exchange.engine.hedge_mode = True
+            async with contextlib.AsyncExitStack() as stack:
+                with pytest.raises(ConfigError, match=r"hedge mode .* switch the account to one-way mode"):
+                    await open_venue(settings, "binanceusdm", config, [], stack, None, 0)  # type: ignore[arg-type]
+            async with contextlib.AsyncExitStack() as stack:  # what an order would have met
+                client = ccxt_pro.binanceusdm(config)
+                stack.push_async_callback(client.close)
+                await client.load_markets()
+                (inst,) = instruments_from_exchange(client, ["BTC/USDT:USDT"])
+                venue = CcxtVenue(client, [inst], retries=0)
+                await exchange.step()
+                with pytest.raises(VenueError) as refused:
+                    await venue.place(
+                        OrderRequest(client_order_id="h-1", instrument_id=inst.instrument_id, side=1,
+                                     order_type="market", qty_raw=100)
+                    )  # fmt: skip
+                assert (refused.value.rule, refused.value.venue_code) == ("POSITION_MODE", -4061)
+            assert not exchange.engine.orders
 
     asyncio.run(run())

@@ -104,6 +104,10 @@ class FuturesEngine(Engine):
             market.id: sum(1 for time_ms, _ in market.funding if time_ms < first) for market in markets
         }
         self._next_tran_id = 1
+        # The account's position mode: one-way (``BOTH``) unless set to hedge mode, where Binance
+        # wants ``positionSide`` LONG / SHORT on every order (this exchange then refuses orders
+        # without one, as Binance does, and trades none with one: hedge mode is not modelled).
+        self.hedge_mode = False
 
     @property
     def wallet(self) -> Decimal:
@@ -209,6 +213,10 @@ class FuturesEngine(Engine):
 
     def place(self, params: Mapping[str, str]) -> tuple[EngineOrder, list[dict[str, Any]]]:
         market, side, kind, qty, price = self._shape(params)
+        if self.hedge_mode:
+            if params.get("positionSide", "BOTH") == "BOTH":
+                raise BinanceError(-4061, "Order's position side does not match user's setting.")
+            raise BinanceError(-1106, "Parameter 'positionSide' sent when not required.")  # not modelled
         if params.get("reduceOnly") in ("true", "True"):
             raise BinanceError(-1106, "Parameter 'reduceOnly' sent when not required.")
         reference = price if kind == "LIMIT" else self.last_price(market)
@@ -561,6 +569,10 @@ class FuturesEngine(Engine):
         if params.get("symbol"):
             return row(self.market(params))
         return [row(market) for market in self.markets.values()]
+
+    def position_mode_json(self) -> dict[str, Any]:
+        """``GET /fapi/v1/positionSide/dual``: whether the account is in hedge mode."""
+        return {"dualSidePosition": self.hedge_mode}
 
     def mark_price_event(self, market: LocalMarket) -> dict[str, Any]:
         mark = self.mark_price(market)

@@ -204,6 +204,7 @@ class LocalExchange:
                 ("GET", "/fapi/v3/positionRisk"): ("signed", self._position_risk),
                 ("GET", "/fapi/v1/income"): ("signed", self._income),
                 ("GET", "/fapi/v1/leverageBracket"): ("signed", self._leverage_bracket),
+                ("GET", "/fapi/v1/positionSide/dual"): ("signed", self._position_mode),
                 ("POST", "/fapi/v1/order"): ("signed", self._new_order),
                 ("GET", "/fapi/v1/order"): ("signed", self._query_order),
                 ("DELETE", "/fapi/v1/order"): ("signed", self._cancel_order),
@@ -570,6 +571,9 @@ class LocalExchange:
 
     async def _leverage_bracket(self, request: web.Request, params: dict[str, str]) -> Any:
         return self._futures().leverage_bracket_json(params)
+
+    async def _position_mode(self, request: web.Request, params: dict[str, str]) -> Any:
+        return self._futures().position_mode_json()
 
     def _futures(self) -> FuturesEngine:
         assert isinstance(self.engine, FuturesEngine)
