@@ -2,8 +2,9 @@
 
 The composition root of the cockpit: ``tui`` may not import ``sim`` or ``lake``, so the
 report summary (``sim.metrics``), the execution quality (``sim.execution_report``), the
-positions' marks (the data set's last closes, ``lake``) and the replay builder are built
-here and handed in as callables that the cockpit calls in worker threads.
+positions' marks (the run's last closes from its data set, ``lake``, and for a queued run its
+journaled bars and mark prices) and the replay builder are built here and handed in as
+callables that the cockpit calls in worker threads.
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ from cli.alerts_cmd import acknowledge_alert, alert_operations, firing_alerts, l
 from cli.ingest import tick_health_line
 from cli.logs import Redactor
 from cli.wiring import replay_builder
-from domain.events import DatasetReferenced
+from domain.events import DatasetReferenced, RunStarted
 from kernel.journal import Journal, JournalError
+from kernel.marks import MarkHistory
 from kernel.operator_inbox import running_session, send_command
+from kernel.replay import journaled_rows, queued_run
 from kernel.store import open_journal
 from lake.health import dataset_health
 from lake.partitioned import Lake
 from lake.store import load_panel
 from lake.tick_health import tick_health
 from projections.alerts import Alert, AlertOperation, Silence
+from sim.backtest import BacktestConfig, run_panel
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
@@ -38,17 +42,31 @@ __all__ = ["AlertDeskOf", "add_cockpit_parser", "cmd_cockpit", "cockpit_sources"
 
 
 def _marks(journal: Journal) -> Marks:
-    """The data set's last closes by step (what the kernel marked its day closes with), and
-    the step of an event time."""
+    """The prices the kernel valued its book at, by step, and the step of an event time: the
+    run's last closes -- a backtest's from its data set; a queued run's (``tape paper``,
+    ``tape live``: the data set holds only the history) with its live rows filled from the
+    journaled bars and clock steps, as a replay fills them -- and, for a perpetual, the venue's
+    mark in effect at the step where one was journaled (``kernel.marks``)."""
+    run = journal.record(0).event()
     ref = journal.record(1).event()
-    if not isinstance(ref, DatasetReferenced):
-        raise JournalError("journal does not reference a data set (record 1)")
-    panel, _ = load_panel(Path(ref.uri), expected_hash=ref.content_hash)
+    if not isinstance(run, RunStarted) or not isinstance(ref, DatasetReferenced):
+        raise JournalError("journal does not start with run.started and dataset.referenced")
+    if queued_run(journal):
+        config = BacktestConfig.from_json(run.config_json)
+        panel, start_step = run_panel(config, expected_hash=ref.content_hash)
+        panel = panel.emptied(start_step)
+        marks = journaled_rows(journal, panel, start_step)
+    else:
+        panel, _ = load_panel(Path(ref.uri), expected_hash=ref.content_hash)
+        marks = MarkHistory()  # a backtest's journal holds no mark
     ids = [inst.instrument_id for inst in panel.instruments]
 
     def at_step(step: int) -> dict[int, int]:
-        row = panel.last_close[min(max(step, 0), panel.steps - 1)].tolist()
-        return dict(zip(ids, (int(px) for px in row), strict=True))
+        step = min(max(step, 0), panel.steps - 1)
+        row = panel.last_close[step].tolist()
+        prices = dict(zip(ids, (int(px) for px in row), strict=True))
+        prices.update(marks.at(step))
+        return prices
 
     def step_at(ts_ns: int) -> int:
         """The last step whose time is at or before ``ts_ns`` (the kernel stamps a step's

@@ -53,9 +53,10 @@ from kernel.delisting import Delistings
 from kernel.desk import EventSink, OrderDesk
 from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
-from kernel.liquidation import PERP_ASSET_CLASSES, Liquidation
+from kernel.liquidation import Liquidation
 from kernel.margin import MarginBook, MarginError
 from kernel.markets import MarketRules
+from kernel.marks import mark_refusal, mark_step
 from kernel.options import expiry_settlement, greek_guard
 from kernel.pdt import PdtGuard
 from kernel.pipeline import (
@@ -321,18 +322,12 @@ class Kernel:
         """A perpetual's mark price a live venue published at ``ts_ns`` (``MarkPriceReceived``):
         positions in it are valued at this mark from the first step at or after that time not yet
         run (``kernel.marks``). Returns the step."""
-        step = max(int(np.searchsorted(self._panel.ts_ns, ts_ns, side="left")), self.state.next_step)
-        if step >= self._panel.steps:
-            raise KernelError(f"mark price at {ts_ns} is after the run's last step")
+        step = mark_step(self._panel.ts_ns, ts_ns, self.state.next_step)
         inst = self._instruments.get(instrument_id)
-        if inst is None:
-            raise KernelError(f"mark price for instrument {instrument_id}, which the run does not hold")
-        if inst.asset_class not in PERP_ASSET_CLASSES:
-            raise KernelError(f"mark price for {inst.symbol}, which is not a perpetual ({inst.asset_class})")
-        try:
-            self.valuation.marks.add(step, instrument_id, mark_px_raw)
-        except ValueError as error:
-            raise KernelError(f"{inst.symbol}: {error}") from None
+        refusal = mark_refusal(ts_ns, step, self._panel.steps, instrument_id, inst, mark_px_raw)
+        if refusal is not None:
+            raise KernelError(refusal)
+        self.valuation.marks.add(step, instrument_id, mark_px_raw)
         return step
 
     def add_command(self, command: OperatorCommanded | StrategyCommanded) -> int:

@@ -15,7 +15,37 @@ holds no mark.
 
 from __future__ import annotations
 
-__all__ = ["Marks"]
+import bisect
+
+import numpy as np
+import numpy.typing as npt
+
+from domain.instruments import Instrument
+from kernel.liquidation import PERP_ASSET_CLASSES
+
+__all__ = ["MarkHistory", "Marks", "mark_refusal", "mark_step"]
+
+
+def mark_step(grid_ts_ns: npt.NDArray[np.int64], ts_ns: int, next_step: int) -> int:
+    """The step a mark published at ``ts_ns`` is in effect from: the first step at or after its
+    time that has not run (``next_step``: the kernel's first step not yet run)."""
+    return max(int(np.searchsorted(grid_ts_ns, ts_ns, side="left")), next_step)
+
+
+def mark_refusal(
+    ts_ns: int, step: int, steps: int, instrument_id: int, instrument: Instrument | None, mark_px_raw: int
+) -> str | None:
+    """Why the kernel cannot take a mark scheduled at ``step`` of a run of ``steps`` steps
+    (``instrument``: the run's instrument of that id, None when it holds none); None: it can."""
+    if step >= steps:
+        return f"mark price at {ts_ns} is after the run's last step"
+    if instrument is None:
+        return f"mark price for instrument {instrument_id}, which the run does not hold"
+    if instrument.asset_class not in PERP_ASSET_CLASSES:
+        return f"mark price for {instrument.symbol}, which is not a perpetual ({instrument.asset_class})"
+    if mark_px_raw <= 0:
+        return f"{instrument.symbol}: mark price must be positive, got {mark_px_raw}"
+    return None
 
 
 class Marks:
@@ -45,3 +75,35 @@ class Marks:
     def active(self) -> bool:
         """Whether any mark was ever scheduled (a backtest never has one)."""
         return bool(self._pending or self._current)
+
+
+class MarkHistory:
+    """Every mark a run scheduled, looked up at any step in any order: a reader of the journal
+    (the cockpit's day tape steps back and forth) where the kernel folds ``Marks`` forward. At a
+    step, each instrument's mark is the newest scheduled at or before it (of one step, the one
+    added last), as ``Marks.at`` gives it while the kernel runs."""
+
+    def __init__(self) -> None:
+        self._steps: dict[int, list[int]] = {}  # instrument -> steps, ascending
+        self._marks: dict[int, list[int]] = {}  # instrument -> the mark of each of those steps
+
+    def add(self, step: int, instrument_id: int, mark_px_raw: int) -> None:
+        """A mark in effect from ``step`` on (a later one at the same step replaces it)."""
+        if mark_px_raw <= 0:
+            raise ValueError(f"mark price must be positive, got {mark_px_raw}")
+        steps = self._steps.setdefault(instrument_id, [])
+        index = bisect.bisect_right(steps, step)  # after the marks of the same step
+        steps.insert(index, step)
+        self._marks.setdefault(instrument_id, []).insert(index, mark_px_raw)
+
+    def at(self, step: int) -> dict[int, int]:
+        """Each marked instrument's mark in effect at ``step`` (the newest at or before it)."""
+        found = {}
+        for instrument_id, steps in sorted(self._steps.items()):
+            index = bisect.bisect_right(steps, step)
+            if index:
+                found[instrument_id] = self._marks[instrument_id][index - 1]
+        return found
+
+    def __len__(self) -> int:
+        return sum(len(steps) for steps in self._steps.values())

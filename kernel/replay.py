@@ -51,6 +51,7 @@ from kernel.journal import (
     segment_kinds,
 )
 from kernel.loop import Kernel, KernelError, ProgressFn
+from kernel.marks import MarkHistory, mark_refusal, mark_step
 from kernel.run_status import run_status
 from kernel.schedules import apply_strategy_command
 from kernel.setup import RunSetup
@@ -58,7 +59,7 @@ from kernel.state import KernelState
 from kernel.stream import QUEUE_INPUT_KINDS, QueueSource, RowFiller
 from kernel.venue import AsyncVenuePort
 
-__all__ = ["DaySpan", "Divergence", "ReplayResult", "day_span", "replay"]
+__all__ = ["DaySpan", "Divergence", "ReplayResult", "day_span", "journaled_rows", "queued_run", "replay"]
 
 
 @dataclass(frozen=True)
@@ -372,7 +373,7 @@ def replay(
         return ReplayResult(0, 0, 0, len(journal) - 1, divergence)
 
 
-def _queued(journal: Journal) -> bool:
+def queued_run(journal: Journal) -> bool:
     """Whether the run's bars arrived one step at a time (paper, live): its journal holds them."""
     return next(journal.records_of_kinds(QUEUE_INPUT_KINDS, 2), None) is not None
 
@@ -384,7 +385,7 @@ def _replay(
     progress: ProgressFn | None,
 ) -> ReplayResult:
     run, ref = _inputs(journal)
-    setup = build(run, ref, queued=True) if _queued(journal) else build(run, ref)
+    setup = build(run, ref, queued=True) if queued_run(journal) else build(run, ref)
     if setup.queued:  # its journal holds the bars (or, a paper run that got none, no bars)
         return _replay_queued(journal, setup, day, progress)
     if day is None:
@@ -509,6 +510,35 @@ def _input_step(
     """The step a command (or a funding, a mark) arriving when rows before ``next_row`` had run
     is applied at (``Kernel.add_command``, ``Kernel.add_funding``, ``Kernel.add_mark``)."""
     return max(int(np.searchsorted(ts, event.ts_ns, side="left")), next_row)
+
+
+def journaled_rows(journal: Journal, panel: Panel, start_step: int) -> MarkHistory:
+    """A queued run's rows and marks as its kernel had them, for a reader of the journal (the
+    cockpit's marks); nothing is run. ``panel``: the run's panel with its rows from
+    ``start_step`` on empty (``Panel.emptied``), filled here from the journaled bars and clock
+    steps as the run's queue source filled them (``kernel.stream.RowFiller``). Returns the
+    journaled marks the kernel took, each from the step it scheduled it at (``Kernel.add_mark``:
+    the first step at or after its time not yet run when it arrived, in journal order); one it
+    refused (``BAD_MARK``) is left out."""
+    ts = panel.ts_ns
+    rows = RowFiller(panel, start_step)
+    instruments = {inst.instrument_id: inst for inst in panel.instruments}
+    marks = MarkHistory()
+    next_step = 0  # the kernel's first step not yet run: a fresh kernel's until a live row runs
+    for event in _queue_inputs(journal, len(journal)):
+        if isinstance(event, BarsReceived):
+            rows.take(event)
+        elif isinstance(event, ClockAdvanced):
+            rows.pass_rows(int(np.searchsorted(ts, event.ts_ns, side="right")))
+        elif isinstance(event, MarkPriceReceived):
+            step = mark_step(ts, event.ts_ns, next_step)
+            instrument = instruments.get(event.instrument_id)
+            iid, px = event.instrument_id, event.mark_px_raw
+            if mark_refusal(event.ts_ns, step, panel.steps, iid, instrument, px) is None:
+                marks.add(step, iid, px)
+        if rows.next_row > start_step:  # the queue source runs each row as it arrives
+            next_step = rows.next_row
+    return marks
 
 
 QueueInput = BarsReceived | ClockAdvanced | CommandReceived | FundingReceived | MarkPriceReceived

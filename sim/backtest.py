@@ -59,6 +59,7 @@ __all__ = [
     "StrategyConfig",
     "Window",
     "build_setup",
+    "run_panel",
     "windowed",
     "journal_inputs",
     "run_backtest",
@@ -660,11 +661,8 @@ def build_setup(
     strategy, or the strategies built from ``config.strategy_configs()`` in that order.
     ``queued``: the rows the run trades start empty, for a queue source to fill them as bars
     arrive (``kernel.stream``); the rows before the window's start are its history."""
-    panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
-    panel, start_step = windowed(config, panel)
-    if config.paper is not None:  # history, then the live steps (empty until their bars arrive)
-        panel = paper_panel(config, panel)
-        start_step = int(np.searchsorted(panel.ts_ns, config.paper.span_ns()[0], side="left"))
+    panel, start_step = run_panel(config, expected_hash=expected_hash)
+    if config.paper is not None:
         queued = True  # a paper run's bars arrive one at a time, in the run and in its replay
     if queued:
         panel = panel.emptied(start_step)
@@ -717,6 +715,18 @@ def build_setup(
         queued=queued,
         fx=(config.fx or FxConfig()).setup(config.currency),
     )
+
+
+def run_panel(config: BacktestConfig, *, expected_hash: str | None = None) -> tuple[Panel, int]:
+    """The panel a run steps over, loaded from its data set (checking its hash), and the first
+    step it trades: the data set's bars up to the window's last day, or a paper run's history
+    and, after it, its live steps (empty until their bars arrive, ``paper_panel``)."""
+    panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
+    panel, start_step = windowed(config, panel)
+    if config.paper is not None:
+        panel = paper_panel(config, panel)
+        start_step = int(np.searchsorted(panel.ts_ns, config.paper.span_ns()[0], side="left"))
+    return panel, start_step
 
 
 def paper_panel(config: BacktestConfig, history: Panel) -> Panel:
