@@ -55,14 +55,16 @@ def _marks(journal: Journal) -> Marks:
         config = BacktestConfig.from_json(run.config_json)
         panel, start_step = run_panel(config, expected_hash=ref.content_hash)
         panel = panel.emptied(start_step)
-        marks = journaled_rows(journal, panel, start_step)
+        arrived, marks = journaled_rows(journal, panel, start_step)
     else:
         panel, _ = load_panel(Path(ref.uri), expected_hash=ref.content_hash)
-        marks = MarkHistory()  # a backtest's journal holds no mark
+        arrived, marks = panel.steps, MarkHistory()  # a backtest's journal holds no mark
     ids = [inst.instrument_id for inst in panel.instruments]
 
     def at_step(step: int) -> dict[int, int]:
-        step = min(max(step, 0), panel.steps - 1)
+        """The prices at ``step``; past the rows read, the newest row's closes (a session went
+        on since: what it journaled after is not read again)."""
+        step = min(max(step, 0), max(arrived, 1) - 1)
         row = panel.last_close[step].tolist()
         prices = dict(zip(ids, (int(px) for px in row), strict=True))
         prices.update(marks.at(step))

@@ -10,7 +10,8 @@ bars: a mark is a valuation, not a price anything trades at.
 
 State is a fold of the journaled inputs: a resumed session re-applies them in journal order and a
 replay of one day applies the marks journaled before it (``kernel.replay``), so the snapshot
-holds no mark.
+holds no mark. A reader of the journal (the cockpit) rebuilds the schedule the same way, as a
+``MarkHistory`` it can look up at any step (``kernel.replay.journaled_rows``).
 """
 
 from __future__ import annotations

@@ -512,14 +512,14 @@ def _input_step(
     return max(int(np.searchsorted(ts, event.ts_ns, side="left")), next_row)
 
 
-def journaled_rows(journal: Journal, panel: Panel, start_step: int) -> MarkHistory:
+def journaled_rows(journal: Journal, panel: Panel, start_step: int) -> tuple[int, MarkHistory]:
     """A queued run's rows and marks as its kernel had them, for a reader of the journal (the
     cockpit's marks); nothing is run. ``panel``: the run's panel with its rows from
     ``start_step`` on empty (``Panel.emptied``), filled here from the journaled bars and clock
-    steps as the run's queue source filled them (``kernel.stream.RowFiller``). Returns the
-    journaled marks the kernel took, each from the step it scheduled it at (``Kernel.add_mark``:
-    the first step at or after its time not yet run when it arrived, in journal order); one it
-    refused (``BAD_MARK``) is left out."""
+    steps as the run's queue source filled them (``kernel.stream.RowFiller``). Returns the rows
+    that arrived (rows from it on are still empty) and the journaled marks the kernel took, each
+    from the step it scheduled it at (``Kernel.add_mark``: the first step at or after its time
+    not yet run when it arrived, in journal order); one it refused (``BAD_MARK``) is left out."""
     ts = panel.ts_ns
     rows = RowFiller(panel, start_step)
     instruments = {inst.instrument_id: inst for inst in panel.instruments}
@@ -538,7 +538,7 @@ def journaled_rows(journal: Journal, panel: Panel, start_step: int) -> MarkHisto
                 marks.add(step, iid, px)
         if rows.next_row > start_step:  # the queue source runs each row as it arrives
             next_step = rows.next_row
-    return marks
+    return rows.next_row, marks
 
 
 QueueInput = BarsReceived | ClockAdvanced | CommandReceived | FundingReceived | MarkPriceReceived

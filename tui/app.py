@@ -473,8 +473,8 @@ class CockpitApp(App[None]):
         self._load_marks()
 
     def _load_marks(self) -> None:
-        """The data set's closes, for the positions and the replay screens (the data set may
-        be gone: both still show, unmarked)."""
+        """The kernel's prices by step (``Marks``), for the positions and the replay screens
+        (the data set may be gone: both still show, unmarked)."""
         self.read(self.data.read_marks, self._show_marks, "marks",
                   failed=lambda error: self.set_status(f"marks: {error}"))  # fmt: skip
 

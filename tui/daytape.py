@@ -7,9 +7,10 @@ the journal says changed -- each ``ledger.posted`` transaction's postings into t
 (``domain.ledger.apply_postings``, the ledger projection's postings) and each fill's, split's
 or rights subscription's quantity (``domain.ledger.position_change``, the ledger projection's
 ``positions`` table). Positions are marked as the kernel marks them
-(``domain.futures.position_value_minor`` at the data set's last closes of the record's step,
-``Marks``), so at the day's ``day.closed`` record the tape's NAV is the journaled NAV and
-after its last record the book is the kernel's next snapshot.
+(``domain.futures.position_value_minor`` at the prices of the record's step, ``Marks``: the
+run's last closes -- a queued run's live rows from its journaled bars -- or a perpetual's
+journaled venue mark in effect), so at the day's ``day.closed`` record the tape's NAV is the
+journaled NAV and after its last record the book is the kernel's next snapshot.
 """
 
 from __future__ import annotations
@@ -164,7 +165,7 @@ class DayTape:
         return self.cash_minor(book) + sum(values)
 
     def prices_at(self, index: int, marks: Marks | None) -> dict[int, int] | None:
-        """The data set's last closes at the step of record ``index`` (None: no marks)."""
+        """The kernel's prices at the step of record ``index`` (None: no marks)."""
         if marks is None:
             return None
         record = self.records[max(index, 0)] if self.records else None

@@ -1,6 +1,6 @@
 """The book at the last day close, per instrument: the kernel's own day snapshot
 (``StateSnapshotted``: quantity, cost basis, the A-share T+1 books) marked at the closes the
-composition root supplies (the same last closes the kernel marked ``DayClosed`` with)."""
+composition root supplies (the same prices the kernel marked ``DayClosed`` with)."""
 
 from __future__ import annotations
 

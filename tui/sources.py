@@ -117,9 +117,11 @@ ReplayBuild = Callable[[RunStarted, DatasetReferenced], RunSetup]
 
 @dataclass(frozen=True)
 class Marks:
-    """The data set's last closes, what the kernel marks its book with (built by cli)."""
+    """The prices the kernel values its book at (built by cli): each step's last closes (a
+    queued run's live rows from its journaled bars) or, for a perpetual, the venue's mark in
+    effect at the step (journaled ``market.mark_price_received.v1``)."""
 
-    at_step: Callable[[int], dict[int, int]]  # panel step -> instrument id -> last close (raw)
+    at_step: Callable[[int], dict[int, int]]  # panel step -> instrument id -> price (raw)
     step_at: Callable[[int], int]  # event time (UTC ns) -> the panel step it belongs to
 
 

@@ -25,12 +25,15 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
 
+from cli.cockpit_cmd import cockpit_sources
 from cli.main import main
 from cli.wiring import replay_builder
 from domain.events import (
     INPUT_KINDS,
     BarsReceived,
+    DayClosed,
     FundingReceived,
+    InstrumentsDefined,
     LedgerPosted,
     MarkPriceReceived,
     OrderFilled,
@@ -41,6 +44,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import write_dataset
 from tests.factories import XRP_PERP, count_events
+from tui.daytape import read_day_tape
 
 ROOT = Path(__file__).resolve().parents[2]
 FUTURES = ROOT.parents[0] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
@@ -176,7 +180,28 @@ def _marks_track_the_venue(events: list[object]) -> None:
     assert at_close and all(m.mark_px_raw == closes[m.ts_ns] for m in at_close)
 
 
+def _day_tape_closes_at_the_journaled_nav(journal: Path) -> None:
+    """The cockpit's day tape, marked with the cockpit's marks (the data set holds only the
+    history: the live rows and the marks come from the journal), closes each day at the
+    journaled NAV."""
+    with open_journal(journal) as store:
+        marks = cockpit_sources(journal).marks(store)  # type: ignore[misc]
+        events = dict(store.events())
+        instruments = {i.instrument_id: i for e in events.values() if isinstance(e, InstrumentsDefined)
+                       for i in e.instruments}  # fmt: skip
+        closes = [(seq, e) for seq, e in events.items() if isinstance(e, DayClosed)]
+        assert [close.day for _, close in closes] == [20211118, 20211119]
+        for seq, close in closes:
+            tape = read_day_tape(store, close.day, instruments, "USDT")
+            index = tape.index_of(seq)
+            assert index is not None
+            prices = tape.prices_at(index, marks)
+            assert prices is not None
+            assert tape.nav_minor(tape.book_at(index), prices) == close.nav_minor, close.day
+
+
 def _replays(journal: Path) -> None:
+    _day_tape_closes_at_the_journaled_nav(journal)
     with open_journal(journal) as store:
         outcome = replay(store, replay_builder)
         assert outcome.ok, outcome.divergence

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cli.wiring import make_strategies, replay_builder
@@ -16,7 +17,7 @@ from domain.events import DayClosed, MarkPriceReceived, OrderFilled
 from domain.fixed import Rounding
 from domain.instruments import notional_minor
 from kernel.loop import Kernel, KernelError
-from kernel.marks import Marks
+from kernel.marks import MarkHistory, Marks
 from kernel.replay import replay, resume
 from kernel.store import open_journal
 from kernel.stream import QueueSource
@@ -101,6 +102,28 @@ def test_marks_fold_to_the_newest_at_or_before_the_step() -> None:
     assert marks.at(9) == {1: 106, 2: 50}
     with pytest.raises(ValueError, match="positive"):
         marks.add(10, 1, 0)
+
+
+def test_a_mark_history_looks_up_at_any_step_what_the_kernel_folded_there() -> None:
+    """A reader's ``MarkHistory`` (the cockpit's day tape, in any order) gives at each step what
+    the kernel's ``Marks`` gave when it valued the step: marks are scheduled, as the kernel does,
+    only at steps not yet valued, some far ahead and several at one step (seeded)."""
+    rng = np.random.default_rng(11)
+    marks, history = Marks(), MarkHistory()
+    folded = []
+    for step in range(300):  # the kernel's next step: marks arrive, then the step is valued
+        for _ in range(int(rng.integers(0, 4))):
+            at = step + int(rng.choice([0, 0, 1, 3, 40]))
+            iid, px = int(rng.integers(1, 4)), int(rng.integers(1, 1_000))
+            marks.add(at, iid, px)
+            history.add(at, iid, px)
+        folded.append(dict(marks.at(step)))
+    assert len(history) > 300
+    assert any(folded[step] != folded[step - 1] for step in range(1, 300))
+    for step in rng.permutation(300).tolist():
+        assert history.at(step) == folded[step], step
+    with pytest.raises(ValueError, match="positive"):
+        history.add(10, 1, 0)
 
 
 def test_day_closes_value_the_perpetual_at_the_mark_in_effect(data: Path, tmp_path: Path) -> None:
