@@ -1,14 +1,15 @@
 """``kernel.marks.Marks`` and ``venues.mark_feed.MarkFeed`` for random arrivals: the mark in
 effect at a step is always the newest scheduled at or before it (whatever order the steps were
-scheduled in, however often it was asked), and the feed journals at most one mark per
-instrument and step, newest first, with every mark in exactly one count."""
+scheduled in, however often it was asked; a reader's ``MarkHistory`` too, asked in any order),
+and the feed journals at most one mark per instrument and step, newest first, with every mark in
+exactly one count."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernel.marks import Marks
+from kernel.marks import MarkHistory, Marks
 from venues.ccxt_venue import VenueMark
 from venues.mark_feed import MarkFeed
 
@@ -29,6 +30,20 @@ def test_the_mark_in_effect_is_the_newest_scheduled_at_or_before_the_step(
         by_step = sorted(scheduled, key=lambda add: add[0])  # by step, then in the order added
         expected = {iid: price for s, iid, price in by_step if s <= step}
         assert marks.at(step) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(adds, st.lists(st.integers(0, 35), min_size=1, max_size=10))
+def test_a_mark_history_gives_the_newest_scheduled_at_or_before_any_step_asked_in_any_order(
+    scheduled: list[tuple[int, int, int]], asked: list[int]
+) -> None:
+    history = MarkHistory()
+    for step, iid, price in scheduled:
+        history.add(step, iid, price)
+    assert len(history) == len(scheduled)
+    by_step = sorted(scheduled, key=lambda add: add[0])  # by step, then in the order added
+    for step in asked:  # a reader steps back and forth
+        assert history.at(step) == {iid: price for s, iid, price in by_step if s <= step}
 
 
 arrivals = st.lists(
