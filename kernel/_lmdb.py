@@ -33,6 +33,11 @@ _ENVS: dict[str, tuple[lmdb.Environment, int]] = {}
 process share it, reference-counted (under ``_ENVS_LOCK``: threads of one process, such as the
 cockpit's workers, open and close journals concurrently)."""
 _ENVS_LOCK = threading.Lock()
+_WRITER = threading.Lock()
+"""Held around everything that takes LMDB's writer lock in this process: a write transaction,
+and ``open_db`` (which begins one of its own without releasing the GIL). Without it a thread
+opening a journal while another commits to it deadlocks: the committer holds LMDB's writer lock
+and waits for the GIL, the opener holds the GIL and waits for the writer lock."""
 
 
 def _acquire(path: Path, *, writable: bool) -> lmdb.Environment:
@@ -164,7 +169,7 @@ class LmdbBackend:
             _release(path)
             raise JournalError(f"{path} is open read-only in this process or not writable")
         try:
-            with self._errors():
+            with self._errors(), _WRITER:
                 self._segments = self._env.open_db(b"segments", create=writable)
                 self._meta = self._env.open_db(b"meta", create=writable)
         except JournalError:
@@ -203,7 +208,7 @@ class LmdbBackend:
             return int(_KEY.unpack(cursor.key())[0]) if cursor.last() else -1
 
     def write_segment(self, first_seq: int, value: bytes, head: tuple[int, bytes]) -> None:
-        with self._env.begin(write=True) as txn:
+        with _WRITER, self._env.begin(write=True) as txn:
             txn.put(_KEY.pack(first_seq), value, db=self._segments, append=True)
             txn.put(_HEAD_KEY, _KEY.pack(head[0]) + head[1], db=self._meta)
 
@@ -216,7 +221,7 @@ class LmdbBackend:
 
     def truncate_from(self, key: int, head: tuple[int, bytes] | None) -> int:
         removed = 0
-        with self._env.begin(write=True) as txn:
+        with _WRITER, self._env.begin(write=True) as txn:
             with txn.cursor(db=self._segments) as cursor:
                 if cursor.set_range(_KEY.pack(key)):
                     while cursor.delete():
