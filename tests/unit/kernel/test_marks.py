@@ -170,7 +170,8 @@ def test_a_run_with_marks_replays_whole_by_day_and_resumed(data: Path, tmp_path:
         closes = [e for _, e in j.events() if isinstance(e, DayClosed)]
     last_mark = int(panel.close[day_one[-1], 0]) + PREMIUM
     later = [e for e in closes if e.day != days[0]]
-    events = [e for _, e in open_journal(journal).events()]
+    with open_journal(journal) as j:
+        events = [e for _, e in j.events()]
     held = [(e, _held(events, e.ts_ns)) for e in later]
     assert any(qty for _, qty in held)
     for close, qty in held:  # the day-one mark still values the position on later days
