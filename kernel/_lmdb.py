@@ -15,7 +15,8 @@ from kernel.journal import JournalError, StoreDamaged
 
 _KEY = struct.Struct(">Q")
 _HEAD_KEY = b"head"
-_MAP_SIZE = 1 << 40  # address space only; the file grows with the data
+_MAP_SIZE = 1 << 37  # 128 GiB of address space only (the file grows with the data): each open
+# environment reserves it, and a process holding many (a test suite, the cockpit) must not run out
 
 # LMDB's meta pages (pages 0 and 1 of data.mdb, native byte order, 64-bit build): a 16-byte
 # page header (flags at 10), then magic and version at 16, the page size in the free db's
