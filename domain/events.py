@@ -82,6 +82,7 @@ __all__ = [
     "CurrenciesMarked",
     "CurrencyMark",
     "FxConverted",
+    "FeeTakenInKind",
     "StateSnapshotted",
     "StrategyCommanded",
     "TaxLotSnapshot",
@@ -223,6 +224,24 @@ class OrderFilled(Event, frozen=True, tag="order.filled.v1"):
     leaves_qty_raw: int
     notional_minor: int
     commission_minor: int
+    currency: str
+
+
+class FeeTakenInKind(Event, frozen=True, tag="order.fee_in_kind.v1"):
+    """A venue's fee taken out of the holding itself, not paid in cash: Binance spot, without
+    BNB, takes a buy's fee in the asset bought. Journaled before the ``OrderFilled`` of the
+    trade it belongs to (the venue's ``fee`` message comes first, while the order is open).
+
+    ``qty_raw`` leaves the position (the venue's fee rounded up to the instrument's quantity
+    unit, so the book never holds more than the venue); ``value_minor`` is that quantity at
+    the fill price ``px_raw`` (half-even), booked as commission. The quantity leaves like a
+    sale at that price (``domain.ledger.fee_in_kind_postings``): no cash moves."""
+
+    order_id: str
+    instrument_id: int
+    qty_raw: int
+    px_raw: int
+    value_minor: int
     currency: str
 
 
@@ -716,7 +735,9 @@ class OrderReplaceRejected(Event, frozen=True, tag="order.replace_rejected.v1"):
 class VenueMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One message of an asynchronous venue session, numbered by the venue (``venue_seq`` from
     1, no gaps in the venue's own order). ``kind``: ack, reject, fill, cancelled, expired,
-    cancel_rejected, replaced, replace_rejected; or ``sent``, the edge's own note that the order
+    cancel_rejected, replaced, replace_rejected; ``fee``, a fee the venue took out of the asset
+    bought (``qty_raw`` of it at ``px_raw``, before the fill it belongs to: ``FeeTakenInKind``);
+    or ``sent``, the edge's own note that the order
     left for the venue at ``ts_ns`` (its clock), from which the answer's latency is measured.
     ``qty_raw``: the fill quantity, or a replace's new total; ``commission_minor``: the venue's
     charge for a fill."""
@@ -1045,6 +1066,7 @@ AnyEvent = (
     | SleevesMarked
     | CurrenciesMarked
     | FxConverted
+    | FeeTakenInKind
     | BarsReceived
     | ClockAdvanced
     | FundingReceived

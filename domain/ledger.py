@@ -18,7 +18,14 @@ from collections.abc import Iterable, Mapping
 
 import msgspec
 
-from domain.events import CorporateActionApplied, Event, OrderFilled, PostingRecord, RightsIssueApplied
+from domain.events import (
+    CorporateActionApplied,
+    Event,
+    FeeTakenInKind,
+    OrderFilled,
+    PostingRecord,
+    RightsIssueApplied,
+)
 from domain.fixed import Rounding, div_round
 
 __all__ = [
@@ -28,7 +35,10 @@ __all__ = [
     "assert_balanced",
     "capital_postings",
     "cash_account",
+    "commission_account",
     "conversion_postings",
+    "fee_as_sale",
+    "fee_in_kind_postings",
     "fx_conversion_account",
     "fill_postings",
     "fold_positions",
@@ -52,6 +62,10 @@ class Position(msgspec.Struct, frozen=True, gc=False):
 
 def cash_account(currency: str) -> str:
     return f"assets:cash:{currency}"
+
+
+def commission_account(currency: str) -> str:
+    return f"expenses:commission:{currency}"
 
 
 def fx_conversion_account(currency: str) -> str:
@@ -142,10 +156,46 @@ def fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRe
     if realized:
         postings.append(PostingRecord(realized_account(ccy), ccy, realized))
     if fill.commission_minor:
-        postings.append(PostingRecord(f"expenses:commission:{ccy}", ccy, fill.commission_minor))
+        postings.append(PostingRecord(commission_account(ccy), ccy, fill.commission_minor))
     assert_balanced(postings)
     assert qty == position.qty_raw + signed_qty, "position must equal the sum of fills"
     return postings, Position(qty, cost if qty else 0)
+
+
+def fee_as_sale(fee: FeeTakenInKind) -> OrderFilled:
+    """The fee in kind as the sale it amounts to: ``qty_raw`` sold at ``px_raw`` for
+    ``value_minor``, no commission (what per-strategy books move their position by)."""
+    return OrderFilled(
+        ts_ns=fee.ts_ns,
+        order_id=fee.order_id,
+        instrument_id=fee.instrument_id,
+        side=-1,
+        fill_qty_raw=fee.qty_raw,
+        fill_px_raw=fee.px_raw,
+        leaves_qty_raw=0,
+        notional_minor=fee.value_minor,
+        commission_minor=0,
+        currency=fee.currency,
+    )
+
+
+def fee_in_kind_postings(position: Position, fee: FeeTakenInKind) -> tuple[list[PostingRecord], Position]:
+    """Postings for a fee the venue took out of the holding, and the position it leaves.
+
+    The quantity leaves as a sale at the fill price whose proceeds the venue keeps: what a sale
+    of ``qty_raw`` for ``value_minor`` would post (cost released, realised PnL, or a short
+    opened at that value when the holding is smaller), with the proceeds debited to
+    ``expenses:commission:{CCY}`` instead of cash. No cash moves.
+    """
+    postings, after = fill_postings(position, fee_as_sale(fee))
+    cash, commission = cash_account(fee.currency), commission_account(fee.currency)
+    moved = [
+        PostingRecord(commission, p.currency, p.amount_minor) if p.account == cash else p
+        for p in postings
+        if p.amount_minor
+    ]
+    assert_balanced(moved)
+    return moved, after
 
 
 def margined_fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRecord], Position]:
@@ -181,7 +231,7 @@ def margined_fill_postings(position: Position, fill: OrderFilled) -> tuple[list[
     if realized:
         postings.append(PostingRecord(realized_account(ccy), ccy, realized))
     if fill.commission_minor:
-        postings.append(PostingRecord(f"expenses:commission:{ccy}", ccy, fill.commission_minor))
+        postings.append(PostingRecord(commission_account(ccy), ccy, fill.commission_minor))
     assert_balanced(postings)
     assert qty == position.qty_raw + signed_qty, "position must equal the sum of fills"
     return postings, Position(qty, cost if qty else 0)
@@ -216,10 +266,13 @@ def fold_positions(fills: Iterable[OrderFilled]) -> Mapping[int, int]:
 
 def position_change(event: Event) -> tuple[int, int] | None:
     """(instrument id, signed raw quantity) an event adds to a position: a fill, a split or
-    bonus shares (``CorporateActionApplied``), subscribed rights shares; None for any other
-    event. The ledger projection's ``positions`` table is the sum of these."""
+    bonus shares (``CorporateActionApplied``), subscribed rights shares, a fee the venue took
+    out of the holding (``FeeTakenInKind``); None for any other event. The ledger
+    projection's ``positions`` table is the sum of these."""
     if isinstance(event, OrderFilled):
         return event.instrument_id, event.side * event.fill_qty_raw
+    if isinstance(event, FeeTakenInKind):
+        return event.instrument_id, -event.qty_raw
     if isinstance(event, CorporateActionApplied):
         return event.instrument_id, event.qty_after_raw - event.qty_before_raw
     if isinstance(event, RightsIssueApplied) and event.subscribed_raw:

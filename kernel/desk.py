@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from domain.events import (
     Event,
+    FeeTakenInKind,
     LedgerPosted,
     OrderAccepted,
     OrderCancelled,
@@ -35,7 +36,7 @@ from domain.events import (
     PostingRecord,
 )
 from domain.instruments import Instrument
-from domain.ledger import Position, apply_postings
+from domain.ledger import Position, apply_postings, fee_as_sale, fee_in_kind_postings
 from domain.market import Panel
 from domain.orders import Order, evolve, new_order
 from kernel.futures import FuturesBook
@@ -394,6 +395,23 @@ class OrderDesk:
             day = int(self._panel.day[step])
             for fill in fills:
                 self.apply_fill(fill, day)
+
+    def apply_fee_in_kind(self, fee: FeeTakenInKind) -> None:
+        """A fee the venue took out of the holding (before the trade's fill): the position
+        shrinks by the quantity, booked as commission at its value; no cash moves. A strategy's
+        own book moves as for a sale of that quantity."""
+        state = self.state
+        position = state.positions.get(fee.instrument_id, Position())
+        postings, position = fee_in_kind_postings(position, fee)
+        if self._ledger_watcher is not None:
+            self._ledger_watcher.on_fill(fee_as_sale(fee), state.open_orders[fee.order_id])
+        self.journal(fee)
+        if postings:
+            self.post(fee.ts_ns, f"fee in kind {fee.order_id}", postings, about=fee.instrument_id)
+        if position.qty_raw:
+            state.positions[fee.instrument_id] = position
+        else:
+            state.positions.pop(fee.instrument_id, None)
 
     def apply_fill(self, fill: OrderFilled, day: int) -> None:
         """A fill: the order, the position, fees and taxes as postings of one transaction, the

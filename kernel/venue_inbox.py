@@ -16,7 +16,11 @@ kernel visits for it, the inbox:
    ``unknown_order``) and changes nothing. A ``cancel_rejected`` answers a cancel the desk
    requested (``OrderCancelRequested``, a venue asked to cancel): it ends the request. A
    ``sent`` (the edge's note of when it sent the order) restamps the order's
-   ``submitted_ts_ns``, so the answer's latency is the round trip from the send.
+   ``submitted_ts_ns``, so the answer's latency is the round trip from the send. A ``fee``
+   (the venue took its fee for the order's next fill out of the asset bought: ``qty_raw`` of
+   it at ``px_raw``, the fill's price) is ``FeeTakenInKind``: the position shrinks by the
+   quantity, booked as commission at its value; the order does not change. Only a crypto
+   spot holding pays fees in kind.
 
 Refused and held messages are never applied twice: the guard's next sequence number and held
 messages are kernel state (``KernelSnapshot.venue_guard``).
@@ -30,6 +34,7 @@ from collections.abc import Sequence
 import msgspec
 
 from domain.events import (
+    FeeTakenInKind,
     OrderAccepted,
     OrderCancelled,
     OrderExpired,
@@ -49,7 +54,11 @@ from kernel.desk import OrderDesk
 from kernel.pipeline import OrderIntent
 from kernel.venue import NO_ACTIVITY, AsyncVenuePort, VenuePort
 
-__all__ = ["VenueInbox", "defer_working"]
+__all__ = ["FEE_IN_KIND_CLASSES", "VenueInbox", "defer_working"]
+
+FEE_IN_KIND_CLASSES = frozenset({"crypto_spot"})
+"""Holdings a venue may take its fee out of (a crypto spot asset bought; no T+1 book, no
+day-trade count, no futures settlement to keep in step)."""
 
 
 class _Refused(Exception):
@@ -181,6 +190,9 @@ class VenueInbox:
             # kill switch's, on the ack or reject) is measured from there, not from the step.
             desk.state.open_orders[msg.order_id] = msgspec.structs.replace(order, submitted_ts_ns=msg.ts_ns)
             return
+        if msg.kind == "fee":
+            desk.apply_fee_in_kind(self._fee(ts_ns, msg, order))
+            return
         if msg.kind == "cancel_rejected" and msg.order_id in desk.state.cancel_requested:
             # The venue would not cancel (the order filled meanwhile, or is closing): the request
             # ends; the order stays as the venue's other messages leave it.
@@ -220,6 +232,22 @@ class VenueInbox:
             case "cancel_rejected" | "replace_rejected":
                 raise _Refused("illegal", f"{msg.kind}: no request of this kernel is in flight")
         raise _Refused("illegal", f"unknown venue message kind {msg.kind!r}")
+
+    def _fee(self, ts_ns: int, msg: VenueMessage, order: Order) -> FeeTakenInKind:
+        instrument = self._desk.instruments[order.instrument_id]
+        if instrument.asset_class not in FEE_IN_KIND_CLASSES:
+            raise _Refused("illegal", f"a fee in kind on {instrument.symbol} ({instrument.asset_class})")
+        if msg.qty_raw <= 0 or msg.px_raw <= 0:
+            raise _Refused("illegal", f"a fee in kind needs qty > 0, px > 0: {msg.qty_raw} @ {msg.px_raw}")
+        return FeeTakenInKind(
+            ts_ns=ts_ns,
+            order_id=order.order_id,
+            instrument_id=order.instrument_id,
+            qty_raw=msg.qty_raw,
+            px_raw=msg.px_raw,
+            value_minor=notional_minor(instrument, msg.qty_raw, msg.px_raw, Rounding.HALF_EVEN),
+            currency=instrument.currency,
+        )
 
     def _fill(self, ts_ns: int, msg: VenueMessage, order: Order) -> OrderFilled:
         if msg.qty_raw <= 0 or msg.px_raw <= 0 or msg.commission_minor < 0:

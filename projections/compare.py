@@ -53,6 +53,7 @@ COMPARED_KINDS = frozenset(
         "killswitch.command_refused.v1",
         "corporate_action.applied.v1",
         "corporate_action.rights.v1",
+        "order.fee_in_kind.v1",
         "position.liquidated.v1",
         "future.settled.v1",
         "margin.called.v1",

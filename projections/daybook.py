@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from domain.events import (
     CorporateActionApplied,
     DayClosed,
+    FeeTakenInKind,
     InstrumentsDefined,
     LedgerPosted,
     OrderFilled,
@@ -40,6 +41,7 @@ _FOLDED = frozenset(
         "day.closed.v1",
         "corporate_action.applied.v1",
         "corporate_action.rights.v1",
+        "order.fee_in_kind.v1",
     }
 )
 
@@ -110,6 +112,8 @@ class _Fold:
             self._share_change(seq, event.instrument_id, event.qty_after_raw - event.qty_before_raw)
         elif isinstance(event, RightsIssueApplied):
             self._share_change(seq, event.instrument_id, event.subscribed_raw)
+        elif isinstance(event, FeeTakenInKind):  # the venue's fee out of the holding
+            self._share_change(seq, event.instrument_id, -event.qty_raw)
         elif isinstance(event, InstrumentsDefined):
             self.instruments.update((i.instrument_id, i) for i in event.instruments)
 

@@ -35,6 +35,7 @@ from domain.events import (
     DatasetReferenced,
     DayClosed,
     Event,
+    FeeTakenInKind,
     InstrumentsDefined,
     LedgerPosted,
     OrderAccepted,
@@ -246,6 +247,7 @@ class LedgerBatch:
             CurrenciesMarked: self._on_currencies_marked,
             CorporateActionApplied: self._on_corporate_action,
             RightsIssueApplied: self._on_rights_issue,
+            FeeTakenInKind: self._on_fee_in_kind,
         }
 
     def add(self, record: Record) -> None:
@@ -370,6 +372,10 @@ class LedgerBatch:
 
     def _on_rights_issue(self, seq: int, event: RightsIssueApplied) -> None:
         """Subscribed rights shares join the holding without a fill."""
+        self._add_position_change(event)
+
+    def _on_fee_in_kind(self, seq: int, event: FeeTakenInKind) -> None:
+        """A fee the venue took out of the holding leaves the position without a fill."""
         self._add_position_change(event)
 
     def _add_position_change(self, event: Event) -> None:

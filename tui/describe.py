@@ -8,6 +8,7 @@ import msgspec
 from domain.events import (
     DayClosed,
     Event,
+    FeeTakenInKind,
     LedgerPosted,
     OrderFilled,
     OrderRejected,
@@ -73,6 +74,13 @@ def describe(event: Event, instruments: dict[int, Instrument], currency: str) ->
             f"{event.order_id} {side_text(event.side)} {_qty(instruments, iid, event.fill_qty_raw)} "
             f"{_symbol(instruments, iid)} @ {_px(instruments, iid, event.fill_px_raw)}"
             f" = {money(event.notional_minor, ccy)}, fee {money(event.commission_minor, ccy)}"
+        )
+    if isinstance(event, FeeTakenInKind):
+        iid, ccy = event.instrument_id, event.currency
+        return (
+            f"{event.order_id} fee in kind {_qty(instruments, iid, event.qty_raw)} "
+            f"{_symbol(instruments, iid)} @ {_px(instruments, iid, event.px_raw)}"
+            f" = {money(event.value_minor, ccy)}"
         )
     if isinstance(event, OrderRejected):
         return f"{event.order_id} rejected: {event.reason}"

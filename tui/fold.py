@@ -26,6 +26,7 @@ from domain.events import (
     BarsReceived,
     DatasetReferenced,
     DayClosed,
+    FeeTakenInKind,
     InputQuarantined,
     InstrumentsDefined,
     KillSwitchCommandRefused,
@@ -91,6 +92,7 @@ DETAIL_KINDS = frozenset(
         "order.accepted.v1",
         "order.rejected.v1",
         "order.filled.v1",
+        "order.fee_in_kind.v1",
         "order.cancelled.v1",
         "order.expired.v1",
         "order.replaced.v1",
@@ -339,6 +341,8 @@ class Detail:
             line.commission_minor += event.commission_minor
             line.currency = event.currency
             line.status = "filled" if event.leaves_qty_raw == 0 else "partial"
+        elif isinstance(event, FeeTakenInKind):  # the venue's fee, out of the asset bought
+            line.commission_minor += event.value_minor
         elif isinstance(event, OrderAccepted):
             line.accepted = True
             line.status = "accepted" if line.status == "submitted" else line.status

@@ -14,9 +14,13 @@ terms, numbered in the order they arrive here and stamped with the edge's clock:
 * the first state of an order the venue holds is its ``ack``; a venue refusal is a ``reject``
   with the venue's rule code;
 * each trade is one ``fill`` (its trade id in ``reason``: a trade is booked once, across
-  restarts too); the fee becomes the fill's commission in the instrument's currency — a fee
-  charged in the base asset is valued at the fill price, and the base it took is remembered so
-  reconciliation can tell it from a real difference;
+  restarts too); a fee in the instrument's currency is the fill's commission. A fee the venue
+  took in the base asset (Binance spot without BNB: a buy's fee in the asset bought) is a
+  ``fee`` message just before the fill: the quantity, rounded up to the instrument's quantity
+  unit, leaves the book's position (``domain.events.FeeTakenInKind``), so the book never holds
+  more than the venue and a sale of the whole position goes through; the part of a unit the
+  rounding kept from the venue is remembered so reconciliation can tell it from a real
+  difference;
 * ``cancelled`` / ``expired`` wait until the fills the venue reports for the order are all in,
   so a fill that crossed a cancel is booked before the order closes; a cancel the venue cannot
   do is ``cancel_rejected``.
@@ -55,6 +59,7 @@ from domain.fixed import Rounding, minor_digits, rescale
 from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
 from kernel.outbox import OutboxVenue, VenueRequest
+from kernel.venue_inbox import FEE_IN_KIND_CLASSES
 from venues.ccxt_venue import (
     BALANCE_DIGITS,
     OrderRequest,
@@ -140,6 +145,7 @@ class _Known:
     held: VenueOrder | None = None  # a final state waiting for its fills
     side: int = 0
     instrument_id: int = -1
+    fee_in_kind_raw: int = 0  # a ``fee`` message's quantity, until the fill it belongs to
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,8 @@ class LiveBridge:
                 known = self._learn(message.order_id)
                 if message.kind == "ack":
                     known.acked = True
+                elif message.kind == "fee":
+                    known.fee_in_kind_raw = message.qty_raw
                 elif message.kind == "fill":
                     known.acked = True
                     known.filled_qty_raw += message.qty_raw
@@ -240,7 +248,8 @@ class LiveBridge:
                     self._trades.add(trade)
                     fee_e8, _, asset = fee.partition(":")
                     if known.side and fee_e8.isdigit():
-                        self._count_drift(known, message, int(fee_e8), asset)
+                        self._count_drift(known, message, int(fee_e8), asset, known.fee_in_kind_raw)
+                    known.fee_in_kind_raw = 0
                 elif message.kind in ("reject", "cancelled", "expired"):
                     known.closed = True
 
@@ -394,21 +403,31 @@ class LiveBridge:
             self._emit(order_id, "ack")
             known.acked = True
         inst = self.instruments[fill.instrument_id]
-        commission = self._commission(inst, fill)
+        reason = f"{trade} fee={fill.fee_e8}:{fill.fee_asset}"
+        in_kind = self._fee_in_kind(inst, fill)
+        if in_kind:  # before the fill: the kernel books it while the order is open
+            self._emit(order_id, "fee", qty_raw=in_kind, px_raw=fill.px_raw, reason=reason)
         message = self._emit(
             order_id,
             "fill",
             qty_raw=fill.qty_raw,
             px_raw=fill.px_raw,
-            reason=f"{trade} fee={fill.fee_e8}:{fill.fee_asset}",
-            commission_minor=commission,
+            reason=reason,
+            commission_minor=0 if in_kind else self._commission(inst, fill),
         )
         if not known.side:
             known.side, known.instrument_id = fill.side, fill.instrument_id
-        self._count_drift(known, message, fill.fee_e8, fill.fee_asset)
+        self._count_drift(known, message, fill.fee_e8, fill.fee_asset, in_kind)
         self.counts.fills += 1
         known.filled_qty_raw += fill.qty_raw
         self._release(order_id, known)
+
+    def _fee_in_kind(self, inst: Instrument, fill: VenueFill) -> int:
+        """A fee the venue took in the base asset of a spot instrument: its quantity in the
+        instrument's raw units, rounded up (0 for any other fee)."""
+        if fill.fee_e8 <= 0 or fill.fee_asset != _base(inst) or inst.asset_class not in FEE_IN_KIND_CLASSES:
+            return 0
+        return rescale(fill.fee_e8, BALANCE_DIGITS, inst.qty_digits, Rounding.CEILING)
 
     def _commission(self, inst: Instrument, fill: VenueFill) -> int:
         """The fee in the instrument's currency (minor units, half-even): a fee in the quote
@@ -425,7 +444,9 @@ class LiveBridge:
         self.counts.notes[f"fee_in_{fill.fee_asset}"] += 1
         return 0
 
-    def _count_drift(self, known: _Known, fill: VenueMessage, fee_e8: int, fee_asset: str) -> None:
+    def _count_drift(
+        self, known: _Known, fill: VenueMessage, fee_e8: int, fee_asset: str, in_kind_raw: int = 0
+    ) -> None:
         inst = self.instruments.get(known.instrument_id)
         if inst is None:
             return
@@ -440,8 +461,10 @@ class LiveBridge:
         self._drift[quote] += known.side * (booked_e8 - exact_e8) + commission_e8
         if fee_asset == quote:
             self._drift[quote] -= fee_e8
-        elif fee_asset == base:
-            self._drift[base] -= fee_e8
+        elif fee_asset == base:  # the venue took fee_e8; the book, its fee in kind (or nothing)
+            self._drift[base] += (
+                rescale(in_kind_raw, inst.qty_digits, BALANCE_DIGITS, Rounding.HALF_EVEN) - fee_e8
+            )
 
     def _emit(
         self,
@@ -581,6 +604,34 @@ class LiveBridge:
             positions = {row.instrument_id: row for row in await perpetual.fetch_positions()}
         return _Account(held, positions)
 
+    def _add_handed_in(self, currency: str, positions: Counter[int], expected: Counter[str]) -> None:
+        """Into the book's positions and cash (1e-8): the fills and fees in kind handed to the
+        kernel but not applied yet, and the fills held for a funding (the venue holds them)."""
+        digits = minor_digits(currency)
+        for message in self.outbox.peek():
+            known = self._known.get(message.order_id)
+            if (
+                message.kind not in ("fill", "fee")
+                or known is None
+                or known.instrument_id not in self.instruments
+            ):
+                continue
+            inst = self.instruments[known.instrument_id]
+            if message.kind == "fee":  # taken out of the position; no cash moves
+                positions[inst.instrument_id] -= message.qty_raw
+                continue
+            notional = notional_minor(inst, message.qty_raw, message.px_raw, Rounding.HALF_EVEN)
+            positions[inst.instrument_id] += known.side * message.qty_raw
+            paid = known.side * notional + message.commission_minor
+            expected[currency] -= rescale(paid, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+        for fill in self._held_fills:  # made after the next funding time: the venue holds them
+            inst = self.instruments[fill.instrument_id]
+            positions[fill.instrument_id] += fill.side * fill.qty_raw
+            value = fill.qty_raw * fill.px_raw * inst.multiplier
+            scale = inst.qty_digits + inst.price_digits
+            paid_e8 = fill.side * rescale(value, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
+            expected[currency] -= paid_e8 + (fill.fee_e8 if fill.fee_asset == currency else 0)
+
     async def _balances(self, book: Book) -> list[str]:
         """Each asset the run trades: the venue's total (free + locked) against the book's
         position or cash, with the fills handed in but not yet applied, plus the drift; read
@@ -597,22 +648,7 @@ class LiveBridge:
         digits = minor_digits(book.currency)
         expected[book.currency] = rescale(book.cash_minor, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
         positions = Counter({iid: book.positions.get(iid, 0) for iid in self.instruments})
-        for message in self.outbox.peek():
-            known = self._known.get(message.order_id)
-            if message.kind != "fill" or known is None or known.instrument_id not in self.instruments:
-                continue
-            inst = self.instruments[known.instrument_id]
-            notional = notional_minor(inst, message.qty_raw, message.px_raw, Rounding.HALF_EVEN)
-            positions[inst.instrument_id] += known.side * message.qty_raw
-            paid = known.side * notional + message.commission_minor
-            expected[book.currency] -= rescale(paid, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
-        for fill in self._held_fills:  # made after the next funding time: the venue holds them
-            inst = self.instruments[fill.instrument_id]
-            positions[fill.instrument_id] += fill.side * fill.qty_raw
-            value = fill.qty_raw * fill.px_raw * inst.multiplier
-            scale = inst.qty_digits + inst.price_digits
-            paid_e8 = fill.side * rescale(value, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
-            expected[book.currency] -= paid_e8 + (fill.fee_e8 if fill.fee_asset == book.currency else 0)
+        self._add_handed_in(book.currency, positions, expected)
         for iid, inst in self.instruments.items():
             if iid not in perps:
                 expected[_base(inst)] += rescale(

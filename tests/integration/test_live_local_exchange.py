@@ -22,6 +22,7 @@ from cli.wiring import replay_builder
 from domain.events import (
     BarsReceived,
     DayClosed,
+    FeeTakenInKind,
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
@@ -29,9 +30,11 @@ from domain.events import (
     VenueMessageReceived,
     VenueReconciled,
 )
+from domain.ledger import position_change
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel
+from projections import rebuild_ledger
 from tests.factories import count_events, market_and_history, paper_config
 
 HISTORY = 60
@@ -73,10 +76,11 @@ def test_a_live_session_books_the_venues_fills_and_replays(
     market: tuple[Path, Path], tmp_path: Path, keys: None, capsys: pytest.CaptureFixture[str], fee_in: str
 ) -> None:
     """Fees of 0.1%: in the quote asset, or (as Binance without BNB) in the asset received —
-    base on a buy, valued at the fill price for the book. With fees in the base the venue holds
-    less than the book's position (the book does not net base fees out of positions yet, see
-    docs/runbook.md, "Live trading"): reconciliation still balances to 1e-8 (the drift is
-    accounted for), and a sell of the whole position is refused by the venue, journaled with its reason."""
+    base on a buy. A fee in the base is taken out of the book's position too (a
+    ``FeeTakenInKind`` before the buy's fill, rounded up to the quantity unit, booked as
+    commission at the fill price): the book never holds more than the venue, so every sale of
+    the whole position goes through (before, the venue refused them: INSUFFICIENT_BALANCE), and
+    reconciliation balances to 1e-8 with the rounding accounted for."""
     full, history = market
     panel, _ = load_panel(full)
     journal = tmp_path / "journal"
@@ -98,12 +102,44 @@ def test_a_live_session_books_the_venues_fills_and_replays(
     assert [m.venue_seq for m in received] == list(range(1, len(received) + 1))  # numbered on arrival
     assert {m.kind for m in received} >= {"ack", "fill"}
     assert len(fills) == sum(1 for m in received if m.kind == "fill") > 0
-    assert all(f.commission_minor > 0 for f in fills)
-    rejected = [e for e in events if isinstance(e, OrderRejected)]
+    in_kind = [e for e in events if isinstance(e, FeeTakenInKind)]
     if fee_in == "quote":
-        assert rejected == []
+        assert in_kind == [] and all(f.commission_minor > 0 for f in fills)
     else:
-        assert all(e.reason.startswith("INSUFFICIENT_BALANCE") for e in rejected)
+        buys = [f for f in fills if f.side == 1]
+        assert buys and [(e.order_id, e.px_raw) for e in in_kind] == [
+            (f.order_id, f.fill_px_raw) for f in buys
+        ]
+        assert all(f.commission_minor == 0 for f in buys) and all(e.value_minor > 0 for e in in_kind)
+        assert all(f.commission_minor > 0 for f in fills if f.side == -1)  # a sale's fee: in the quote
+        # Each fee leaves the position just before its fill (journal order), never after.
+        order = [
+            (type(e).__name__, getattr(e, "order_id", ""))
+            for e in events
+            if isinstance(e, (FeeTakenInKind, OrderFilled))
+        ]
+        for index, (name, oid) in enumerate(order):
+            if name == "FeeTakenInKind":
+                assert order[index + 1] == ("OrderFilled", oid)
+        # Sales of the whole position happened and went through (before, the venue refused
+        # each: it held the fee less than the book).
+        held: Counter[int] = Counter()
+        flat_after_sale = 0
+        for event in events:
+            change = position_change(event)  # type: ignore[arg-type]
+            if change is not None:
+                held[change[0]] += change[1]
+                flat_after_sale += (
+                    isinstance(event, OrderFilled) and event.side == -1 and held[change[0]] == 0
+                )
+        assert flat_after_sale > 0 and min(held.values()) >= 0
+        # The projections agree: the SQLite ledger rebuilt from the journal equals a fresh
+        # rebuild (audit) and the journal's day books (reconcile), fees in kind included.
+        ledger = tmp_path / "live.ledger.sqlite"
+        rebuild_ledger(journal, ledger)
+        assert main(["audit", str(journal), "--db", str(ledger)]) == 0
+        assert main(["reconcile", str(journal), "--db", str(ledger)]) == 0, capsys.readouterr().out
+    assert [e for e in events if isinstance(e, OrderRejected)] == [], output
     assert len([e for e in events if isinstance(e, DayClosed)]) == panel.steps - HISTORY
     with open_journal(journal) as store:
         outcome = replay(store, replay_builder)

@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.events import (
+    FeeTakenInKind,
+    LedgerPosted,
     OrderCancelled,
     OrderCancelRequested,
     OrderFilled,
@@ -34,6 +36,7 @@ from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import dataset_ref
+from lake.synth import synth_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_setup, journal_inputs
 from tests.factories import make_dataset
 
@@ -115,3 +118,81 @@ def test_a_cancel_is_a_request_until_the_venue_answers(tmp_path: Path) -> None:
         outcome = replay(journal, build, day=day)
         assert outcome.ok, (day, outcome.divergence)
     journal.close()
+
+
+@functools.cache
+def _equities() -> Path:
+    synth_dataset(
+        _DATA / "eq", seed=11, symbols=2, bars=20, frequency="1d", calendar="XNYS", start="2021-01-04"
+    )
+    return _DATA / "eq"
+
+
+def _run_with_fee(tmp_path: Path, dataset: Path, fee_qty: int) -> tuple[list[object], int, int, int]:
+    """The buy at step 2 acknowledged, then a ``fee`` of ``fee_qty`` (and one of 0: refused
+    whatever the holding) and the fill, at step 3's close; replayed whole. Returns the events,
+    the instrument id, the order quantity and the price."""
+    config = BacktestConfig(
+        run_id="outbox-fee",
+        dataset=str(dataset),
+        journal=str(tmp_path / "j"),
+        strategy=StrategyConfig(name="x"),
+    )
+    outbox = OutboxVenue()
+    setup = _setup(config, outbox)
+    journal = open_journal(tmp_path / "j", writable=True)
+    journal_inputs(journal, config, dataset_ref(dataset), setup.panel)
+    kernel = Kernel(setup, journal)
+    kernel.begin(setup.initial_cash_minor)
+    kernel.run(0, 3)
+    (placed,) = outbox.take_requests()
+    order_id, qty = placed.order.order_id, placed.order.qty_raw
+    price = int(setup.panel.close[3, 0])
+    outbox.deliver([_message(1, order_id, "ack"), _message(2, order_id, "fee", 0, price)])
+    outbox.deliver([_message(3, order_id, "fee", fee_qty, price), _message(4, order_id, "fill", qty, price)])
+    kernel.run(3, setup.panel.steps)
+    kernel.finish()
+    journal.commit()
+    events: list[object] = [event for _, event in journal.events()]
+    assert kernel.state.positions[placed.order.instrument_id].qty_raw == qty - sum(
+        e.qty_raw for e in events if isinstance(e, FeeTakenInKind)
+    )
+
+    def build(run: object, ref: object) -> RunSetup:
+        return _setup(config, OutboxVenue(sending=False))
+
+    outcome = replay(journal, build)
+    assert outcome.ok, outcome.divergence
+    journal.close()
+    return events, placed.order.instrument_id, qty, price
+
+
+def test_a_fee_in_kind_leaves_a_crypto_spot_holding(tmp_path: Path) -> None:
+    """A ``fee`` message (the venue took its fee out of the asset bought) before the fill: a
+    ``FeeTakenInKind`` whose ledger transaction moves no cash and books its value as commission;
+    the position is the fill less the fee. A fee of nothing is refused."""
+    events, iid, qty, price = _run_with_fee(tmp_path, _dataset(), 3)
+    (refused,) = [e for e in events if isinstance(e, VenueMessageRefused)]
+    assert (refused.message_kind, refused.outcome, refused.venue_seq) == ("fee", "illegal", 2)
+    (fee,) = [e for e in events if isinstance(e, FeeTakenInKind)]
+    (fill,) = [e for e in events if isinstance(e, OrderFilled)]
+    assert (fee.instrument_id, fee.qty_raw, fee.px_raw) == (iid, 3, price) and fee.value_minor > 0
+    assert events.index(fee) < events.index(fill) and fill.fill_qty_raw == qty
+    (posted,) = [e for e in events if isinstance(e, LedgerPosted) and e.memo == f"fee in kind {fee.order_id}"]
+    amounts = {p.account: p.amount_minor for p in posted.postings}
+    assert not any(account.startswith("assets:cash:") for account in amounts)
+    assert amounts[f"expenses:commission:{fee.currency}"] == fee.value_minor
+
+
+def test_a_fee_in_kind_on_a_holding_that_cannot_pay_one_is_refused(tmp_path: Path) -> None:
+    """Only a crypto spot holding pays a venue's fee in kind (``FEE_IN_KIND_CLASSES``): on these
+    equities the ``fee`` is refused (``illegal``, the instrument named) and changes nothing; the
+    fill after it is booked as usual."""
+    events, _, _, _ = _run_with_fee(tmp_path, _equities(), 3)
+    refused = [e for e in events if isinstance(e, VenueMessageRefused)]
+    assert [(r.message_kind, r.outcome, r.venue_seq) for r in refused] == [
+        ("fee", "illegal", 2),
+        ("fee", "illegal", 3),
+    ]
+    assert "a fee in kind on " in refused[1].detail and "(equity)" in refused[1].detail
+    assert not [e for e in events if isinstance(e, FeeTakenInKind)]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.events import OrderFilled, PostingRecord
+from domain.events import FeeTakenInKind, OrderFilled, PostingRecord
 from domain.ledger import (
     Position,
     UnbalancedTransaction,
@@ -12,8 +12,12 @@ from domain.ledger import (
     assert_balanced,
     capital_postings,
     cash_account,
+    commission_account,
+    fee_in_kind_postings,
     fill_postings,
     fold_positions,
+    inventory_account,
+    position_change,
 )
 
 fills = st.lists(
@@ -81,3 +85,61 @@ def test_unbalanced_posting_is_caught() -> None:
         assert_balanced(
             [PostingRecord("assets:cash:USD", "USD", 100), PostingRecord("equity:capital:USD", "USD", -99)]
         )
+
+
+# A fill (0) or a fee the venue took out of the holding (1), for one instrument.
+fills_and_fees = st.lists(
+    st.tuples(
+        st.sampled_from([0, 1]),
+        st.sampled_from([1, -1]),
+        st.integers(1, 5_000),
+        st.integers(1, 10**6),
+        st.integers(0, 5_000),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300)
+@given(fills_and_fees)
+def test_fees_in_kind_move_no_cash_and_leave_the_position_by_their_quantity(
+    rows: list[tuple[int, int, int, int, int]],
+) -> None:
+    """Whatever the fills and fees in kind in between: every transaction balances; a fee in kind
+    posts no cash, debits commission with exactly its value and takes exactly its quantity out
+    of the position; the position is the sum of every ``position_change``; and the cost basis
+    of the position left equals its inventory account's balance."""
+    balances: dict[str, int] = {}
+    apply_postings(balances, capital_postings(10**9, "USD"))
+    position = Position()
+    events: list[OrderFilled | FeeTakenInKind] = []
+    for is_fee, side, qty, px, fee in rows:
+        if is_fee:
+            event: OrderFilled | FeeTakenInKind = FeeTakenInKind(
+                ts_ns=0,
+                order_id="o",
+                instrument_id=1,
+                qty_raw=qty,
+                px_raw=px,
+                value_minor=qty * px,
+                currency="USD",
+            )
+            cash_before = balances.get(cash_account("USD"), 0)
+            commission_before = balances.get(commission_account("USD"), 0)
+            postings, after = fee_in_kind_postings(position, event)
+            assert all(p.account != cash_account("USD") for p in postings)
+            apply_postings(balances, postings)
+            assert balances.get(cash_account("USD"), 0) == cash_before
+            assert balances.get(commission_account("USD"), 0) - commission_before == qty * px
+            assert after.qty_raw == position.qty_raw - qty
+        else:
+            event = _fill(1, side, qty, px, fee)
+            postings, after = fill_postings(position, event)
+            apply_postings(balances, postings)
+        assert_balanced(postings)
+        position = after
+        events.append(event)
+    assert sum(balances.values()) == 0
+    changes = [position_change(event) for event in events]
+    assert position.qty_raw == sum(change[1] for change in changes if change is not None)
+    assert position.cost_minor == balances.get(inventory_account(1), 0)

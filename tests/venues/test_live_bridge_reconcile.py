@@ -8,12 +8,13 @@ after the n-th request it answers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 
 import msgspec
 import pytest
 
-from domain.events import OrderSubmitted
+from domain.events import OrderSubmitted, VenueMessageReceived
 from domain.instruments import Instrument
 from domain.orders import new_order
 from kernel.outbox import OutboxVenue
@@ -77,8 +78,9 @@ class ScriptedVenue:
             VenueFundingPaid(instrument_id=1, funding_ms=FUNDING_MS, amount_e8=FUNDING_E8, asset="USDT")
         )
 
-    def fill_btc(self) -> None:
-        """The session's buy of 0.01 BTC fills at 50,000.00 with a 0.2 USDT fee."""
+    def fill_btc(self, fee_e8: int = 20_000_000, fee_asset: str = "USDT") -> None:
+        """The session's buy of 0.01 BTC fills at 50,000.00 with a 0.2 USDT fee (or the fee
+        given, in the asset given)."""
         trade = len(self.fills) + 1
         self.fills.append(
             VenueFill(
@@ -89,15 +91,15 @@ class ScriptedVenue:
                 side=1,
                 qty_raw=1_000,
                 px_raw=5_000_000,
-                fee_e8=20_000_000,
-                fee_asset="USDT",
+                fee_e8=fee_e8,
+                fee_asset=fee_asset,
                 maker=False,
                 ts_ms=FUNDING_MS + trade,
                 source="rest",
             )
         )
-        self.wallet_e8 -= 50_020_000_000
-        self.btc_e8 += 1_000_000
+        self.wallet_e8 -= 50_000_000_000 + (fee_e8 if fee_asset == "USDT" else 0)
+        self.btc_e8 += 1_000_000 - (fee_e8 if fee_asset == "BTC" else 0)
 
     async def lookup(self, instrument_id: int, client_order_id: str) -> VenueOrder | None:
         self._answered()
@@ -230,3 +232,44 @@ async def test_an_order_cancelled_after_the_kernels_last_step_is_not_a_differenc
             f"order {limit.order_id}: acknowledged before, but the venue no longer has it"
         ], found
         assert kinds == ["ack"]
+
+
+BTC_SPOT = msgspec.structs.replace(BTC, asset_class="crypto_spot")
+
+
+async def test_a_fee_taken_in_the_base_asset_leaves_the_books_position_too() -> None:
+    """Binance spot without BNB takes a buy's fee in the asset bought: 0.00001234 BTC here. The
+    bridge hands the kernel a ``fee`` of 0.00002 BTC (rounded up to the quantity unit, so the book
+    never holds more than the venue) before the fill, whose commission is then 0; the 0.00000766
+    BTC the rounding left at the venue is no difference, now or after a resume."""
+    venue = ScriptedVenue(spot=True)
+    venue.wallet_e8 = CASH_MINOR * 100
+    bridge = _bridge(venue, [BTC_SPOT])
+    bridge.hold_fills_from(None)
+    bridge.remember([SUBMITTED])
+    venue.fill_btc(fee_e8=1_234, fee_asset="BTC")
+    empty = Book(open_orders={}, positions={}, cash_minor=CASH_MINOR, currency="USDT")
+    found = await bridge.reconcile(empty, "reconnect", ReconcilePolicy(), "binance")
+    assert found.differences == [] and found.fills_recovered == 1, found
+    messages = bridge.outbox.peek()
+    assert [m.kind for m in messages] == ["ack", "fee", "fill"]
+    fee, fill = messages[1:]
+    assert (fee.kind, fee.qty_raw, fee.px_raw) == ("fee", 2, 5_000_000)
+    assert (fill.kind, fill.qty_raw, fill.commission_minor) == ("fill", 1_000, 0)
+    # The kernel applied them (the book holds 0.00998 BTC and paid 500 USDT); a resumed bridge
+    # learns the same from the journal.
+    booked = Book(open_orders={}, positions={2: 998}, cash_minor=CASH_MINOR - 500_000_000, currency="USDT")
+    resumed = _bridge(venue, [BTC_SPOT])
+    resumed.hold_fills_from(None)
+    journaled = [VenueMessageReceived(ts_ns=0, step=0, message=m) for m in messages]
+    resumed.remember([SUBMITTED, *journaled])
+    found = await resumed.reconcile(booked, "start", ReconcilePolicy(), "binance")
+    assert found.differences == [] and found.fills_recovered == 0, found
+    # One unit more in the book than the fee in kind left is a difference.
+    found = await resumed.reconcile(
+        dataclasses.replace(booked, positions={2: 999}),
+        "start",
+        ReconcilePolicy(on_difference="warn"),
+        "binance",
+    )
+    assert found.differences == ["BTC: venue 0.00998766, book 0.00999766 (difference -0.00001)"], found
