@@ -84,7 +84,7 @@ from venues.ccxt_venue import (
     VenueQuote,
     map_error,
 )
-from venues.health import AnswerWatch, StaleWatch
+from venues.health import AnswerWatch, HeartbeatWatch, StaleWatch
 from venues.mark_feed import MarkFeed
 from venues.paper_broker import BrokerCosts, LatencyModel, PaperBroker
 
@@ -730,6 +730,7 @@ class _Pump:
         self.quotes: list[VenueQuote] = []  # arrived, not yet stamped and journaled
         self.stale: StaleWatch | None = None
         self.answers: AnswerWatch | None = None
+        self.beats: HeartbeatWatch | None = None
         self.kernel: Kernel | None = None
         self._sent: dict[str, int] = {}  # order id -> when the edge sent it (unanswered orders)
         self._health_sent: int | None = None  # the time of this watch's last command
@@ -813,8 +814,10 @@ class _Pump:
         """With ``kill_switch.stale_data_ns_max``: every pass, each name's data age, judged
         against the limit or ``overdue_ns`` (a bar and the grace: a bar may be that late without
         anything being wrong), whichever is longer; with ``latency_ns_max`` and a venue that
-        answers later: each unanswered order's wait (``venues.health``). One past its limit goes
-        in as a journaled command from ``health``."""
+        answers later: each unanswered order's wait; with ``paper.heartbeat_s``: each heartbeat's
+        round trip against ``latency_ns_max`` and the unanswered ones in a row against
+        ``paper.heartbeat_misses`` (``venues.health``). One past its limit goes in as a journaled
+        command from ``health``."""
         switch = config.kill_switch
         self.health_command = "flatten" if switch.flatten_on_trip else "halt"
         if switch.stale_data_ns_max:
@@ -822,6 +825,8 @@ class _Pump:
             self.stale = StaleWatch(names, max(switch.stale_data_ns_max, overdue_ns))
         if switch.latency_ns_max and isinstance(kernel.setup.venue, OutboxVenue):
             self.answers = AnswerWatch(switch.latency_ns_max)
+        if config.paper is not None and config.paper.heartbeat_s:
+            self.beats = HeartbeatWatch(switch.latency_ns_max, config.paper.heartbeat_misses)
         self.kernel = kernel
 
     def _journal_connection(self, now: int) -> None:
@@ -838,6 +843,8 @@ class _Pump:
             self.journal.append(
                 VenueHeartbeat(ts_ns=now, venue=self.venue_name, ok=ok, rtt_ns=rtt, detail=detail)
             )
+            if self.beats is not None:  # journaled first: the command's note reads after it
+                self._health_command(now, self.beats.check(ok, rtt, detail))
 
     def _health(self, now: int) -> None:
         if self.stale is not None:

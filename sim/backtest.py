@@ -370,6 +370,10 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     latency_jitter_ms: int = 0
     quotes: bool = False
     heartbeat_s: float = 0.0  # every this many seconds (wall), a timed round trip to the venue; 0: none
+    # With heartbeats: this many unanswered in a row halt the session (or flatten, with the kill
+    # switch's flatten_on_trip) through a journaled health command (venues.health); 0: never.
+    # A round trip over kill_switch.latency_ns_max does the same.
+    heartbeat_misses: int = 3
     # A perpetuals session (Binance USD-M): journal the venue's mark prices and value positions
     # at them (kernel.marks); false values them at the bar's close, as a backtest does.
     marks: bool = True
@@ -377,6 +381,8 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     def __post_init__(self) -> None:
         if self.heartbeat_s < 0:
             raise ValueError(f"paper.heartbeat_s must be >= 0, got {self.heartbeat_s}")
+        if self.heartbeat_misses < 0:
+            raise ValueError(f"paper.heartbeat_misses must be >= 0, got {self.heartbeat_misses}")
         if self.latency_ms < 0 or self.latency_jitter_ms < 0:
             raise ValueError("paper.latency_ms and paper.latency_jitter_ms must be >= 0")
         if self.clock not in ("wall", "venue"):
@@ -630,6 +636,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("paper", "latency_jitter_ms"), 0),
     (("paper", "quotes"), False),
     (("paper", "heartbeat_s"), 0.0),  # no heartbeats before it
+    (("paper", "heartbeat_misses"), 0),  # heartbeats were only journaled before it
     (("live", "venue"), "binance"),  # [live] before Interactive Brokers: Binance spot
     (("live", "host"), "127.0.0.1"),
     (("live", "port"), 7497),

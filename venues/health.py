@@ -16,13 +16,19 @@ only after every name is fresh).
 answered never trips it. Every pass, an order the venue has not acknowledged whose send (its
 ``sent`` message, as the edge handed it in) is older than the limit goes in the same way, once
 per order; an order not sent yet is not judged.
+
+``HeartbeatWatch`` judges the session's heartbeats (``paper.heartbeat_s``: a timed round trip to
+the venue, journaled as ``venue.heartbeat.v1``): a round trip longer than the latency limit, or
+``paper.heartbeat_misses`` heartbeats in a row the venue did not answer, go in the same way —
+so a venue that stops answering, or answers ever more slowly, trips the kill switch even while
+no order is waiting. Once per episode: it judges again only after a heartbeat within the limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["AnswerWatch", "StaleWatch"]
+__all__ = ["AnswerWatch", "HeartbeatWatch", "StaleWatch"]
 
 
 class StaleWatch:
@@ -80,3 +86,40 @@ class AnswerWatch:
         self._reported.update(order_id for _, order_id in late)
         orders = ", ".join(f"{order_id} {age / 1e9:,.0f} s" for age, order_id in reversed(late))
         return f"no answer from the venue within {self.limit_ns / 1e9:,.0f} s: {orders}"
+
+
+class HeartbeatWatch:
+    """``limit_ns``: the longest round trip allowed (0: not judged); ``misses_max``: how many
+    unanswered heartbeats in a row are allowed before it reports (0: not judged)."""
+
+    def __init__(self, limit_ns: int, misses_max: int) -> None:
+        if limit_ns < 0 or misses_max < 0:
+            raise ValueError(f"limits must be >= 0, got limit_ns={limit_ns}, misses_max={misses_max}")
+        self.limit_ns = limit_ns
+        self.misses_max = misses_max
+        self.misses = 0  # unanswered in a row
+        self.tripped = False
+        self.episodes = 0
+
+    def check(self, ok: bool, rtt_ns: int, detail: str = "") -> str | None:
+        """One heartbeat (answered in ``rtt_ns``, or not, ``detail`` saying why): a note when it
+        starts an episode, else None."""
+        if ok:
+            self.misses = 0
+            if not (self.limit_ns and rtt_ns > self.limit_ns):
+                self.tripped = False
+                return None
+            note = (
+                f"heartbeat round trip {rtt_ns / 1e6:,.3f} ms over the limit of {self.limit_ns / 1e6:,.3f} ms"
+            )
+        else:
+            self.misses += 1
+            if not (self.misses_max and self.misses >= self.misses_max):
+                return None
+            why = detail or "no reason given"
+            note = f"{self.misses} heartbeats in a row unanswered by the venue (last: {why})"
+        if self.tripped:
+            return None
+        self.tripped = True
+        self.episodes += 1
+        return note

@@ -313,6 +313,30 @@ def test_heartbeats_are_journaled_round_trips_and_reach_the_metrics(
     asyncio.run(_cockpit_shows_the_last_heartbeat(tmp_path / "journal", beats[-1], len(beats)))
 
 
+def test_a_heartbeat_over_the_latency_limit_halts_through_the_health_watch(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``paper.heartbeat_s`` with ``kill_switch.latency_ns_max`` of 1 µs (no round trip is that
+    fast): the first heartbeat over it goes in as a journaled halt from ``health`` right after
+    the heartbeat, which trips the switch, once; the session replays."""
+    full, history = market
+    panel, _ = load_panel(full)
+    extra = "heartbeat_s = 0.05\n\n[kill_switch]\nlatency_ns_max = 1000\n"
+    config = _config(tmp_path, history, [int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])], extra)
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "40"]) == 0
+    events = _events(tmp_path / "journal")
+    beats = [e for e in events if isinstance(e, VenueHeartbeat)]
+    (command,) = [e for e in events if isinstance(e, CommandReceived)]
+    assert command.operator == "health" and command.command == "halt"
+    assert command.note == f"heartbeat round trip {beats[0].rtt_ns / 1e6:,.3f} ms over the limit of 0.001 ms"
+    assert events.index(command) == events.index(beats[0]) + 1
+    (trip,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+    assert trip.trigger == "operator" and "heartbeat round trip" in trip.reason
+    with open_journal(tmp_path / "journal") as store:
+        outcome = replay(store, replay_builder)
+        assert outcome.ok, outcome.divergence
+
+
 async def _cockpit_shows_the_last_heartbeat(journal: Path, last: VenueHeartbeat, count: int) -> None:
     from textual.widgets import Static
 

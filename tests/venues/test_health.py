@@ -1,10 +1,10 @@
-"""The edge's stale-data watch (``venues.health.StaleWatch``)."""
+"""The edge's health watches (``venues.health``: stale data, unanswered orders, heartbeats)."""
 
 from __future__ import annotations
 
 import pytest
 
-from venues.health import AnswerWatch, StaleWatch
+from venues.health import AnswerWatch, HeartbeatWatch, StaleWatch
 
 S = 10**9
 
@@ -40,3 +40,29 @@ def test_an_order_waiting_longer_than_the_limit_for_its_first_answer_is_reported
     assert note == "no answer from the venue within 2 s: o-2 10 s, o-3 5 s"
     with pytest.raises(ValueError, match="limit_ns must be positive"):
         AnswerWatch(0)
+
+
+MS = 10**6
+
+
+def test_heartbeats_over_the_latency_limit_or_unanswered_in_a_row_are_reported_once_per_episode() -> None:
+    watch = HeartbeatWatch(limit_ns=250 * MS, misses_max=3)
+    assert watch.check(True, 250 * MS) is None  # at the limit
+    assert watch.check(True, 251 * MS) == "heartbeat round trip 251.000 ms over the limit of 250.000 ms"
+    assert watch.check(True, 900 * MS) is None  # the same episode
+    assert watch.check(False, 0, "VENUE_UNAVAILABLE: timed out") is None  # one miss: still the episode
+    assert watch.check(True, 10 * MS) is None  # within the limit: the episode ends
+    assert watch.check(False, 0, "timed out") is None
+    assert watch.check(False, 0, "timed out") is None
+    assert watch.check(False, 0, "refused") == "3 heartbeats in a row unanswered by the venue (last: refused)"
+    assert watch.check(False, 0, "refused") is None and watch.misses == 4
+    assert watch.episodes == 2
+    # An answer resets the count: two misses, an answer, two misses report nothing.
+    calm = HeartbeatWatch(limit_ns=0, misses_max=3)
+    for ok in (False, False, True, False, False):
+        assert calm.check(ok, 5 * MS if ok else 0) is None
+    assert calm.check(True, 10**12) is None  # no latency limit: any round trip is fine
+    off = HeartbeatWatch(limit_ns=0, misses_max=0)
+    assert all(off.check(False, 0) is None for _ in range(10))
+    with pytest.raises(ValueError, match="limits must be >= 0"):
+        HeartbeatWatch(-1, 3)
