@@ -255,6 +255,7 @@ class LiveEdge:
             cash_minor=kernel.valuation.cash_minor(),
             currency=kernel.setup.currency,
             cancel_requested=frozenset(kernel.state.cancel_requested),
+            adopting=kernel.pending_adoptions(),
             funding_minor=funding_booked(self._journal, kernel.setup.panel.instruments),
         )
         try:
@@ -267,11 +268,25 @@ class LiveEdge:
         if when == "stop":  # nothing trades after it: reported, not acted on
             found = msgspec.structs.replace(found, action="none (session end)")
         self._journal.append(found)
-        if "halted" in found.action:
-            note = f"reconciliation ({when}): {len(found.differences)} differences"
-            halt = CommandReceived(ts_ns=found.ts_ns, command="halt", operator="reconciliation", note=note)
+        stop = "halted" in found.action or "flattened" in found.action
+        adoption = self.bridge.take_adoption()
+        if adoption is not None:
             try:
-                self._started.source.command(halt)
+                self._started.source.adopt(adoption)
+            except KernelError as error:  # refused (journaled): the differences stand, so halt
+                self._started.source.refuse(adoption.ts_ns, "BAD_ADOPTION", str(error))
+                console.print(f"[red]reconciliation ({when}): adoption refused: {error}[/]", soft_wrap=True)
+                stop = True
+            else:
+                self.bridge.adopted(adoption)
+        if stop:
+            note = f"reconciliation ({when}): {len(found.differences)} differences"
+            command = "flatten" if "flattened" in found.action else "halt"
+            received = CommandReceived(
+                ts_ns=found.ts_ns, command=command, operator="reconciliation", note=note
+            )
+            try:
+                self._started.source.command(received)
             except KernelError as error:  # after the last step: nothing left to halt, said and counted
                 self._started.source.refuse(found.ts_ns, "LATE_COMMAND", str(error))
         self._journal.commit()

@@ -24,6 +24,7 @@ __all__ = [
     "UPCASTERS",
     "AlertAcknowledged",
     "AlertSilenced",
+    "AdoptionReceived",
     "AlertUnsilenced",
     "AnyEvent",
     "BarsReceived",
@@ -31,6 +32,7 @@ __all__ = [
     "FundingReceived",
     "MarkPriceReceived",
     "CommandReceived",
+    "CashAdopted",
     "CorporateActionApplied",
     "DatasetReferenced",
     "DayClosed",
@@ -56,6 +58,7 @@ __all__ = [
     "OrderReplaced",
     "OrderSubmitted",
     "OperatorCommanded",
+    "PositionAdopted",
     "MarginCalled",
     "InstrumentDelisted",
     "PositionLiquidated",
@@ -947,6 +950,47 @@ class VenueHeartbeat(Event, frozen=True, tag="venue.heartbeat.v1"):
     detail: str = ""
 
 
+class AdoptionReceived(Event, frozen=True, tag="venue.adoption_received.v1"):
+    """INPUT: what a reconciliation under ``[live] on_difference = "adopt"`` found the venue to
+    hold beyond the book (``when``: start, resume, reconnect), for the book to take on at the
+    first step not yet run (``kernel.adoption``): ``positions`` as (instrument id, signed raw
+    quantity), ``cash`` as (currency, signed minor units). ``residue`` (asset, signed 1e-8) is
+    what stays a difference below those units (dust): not booked, remembered by the session so
+    later reconciliations expect it."""
+
+    venue: str
+    when: str
+    positions: list[tuple[int, int]]
+    cash: list[tuple[str, int]]
+    residue: list[tuple[str, int]] = []
+
+
+class PositionAdopted(Event, frozen=True, tag="book.position_adopted.v1"):
+    """A position change the book took on from the venue (``AdoptionReceived``) at ``step``:
+    ``qty_raw`` (signed) valued at the step's last close ``px_raw`` (``value_minor``, half-even),
+    against ``equity:adjustment:{CCY}`` (``domain.ledger.adopted_position_postings``). Its
+    ``ledger.posted.v1`` (memo ``adopted VENUE``) follows."""
+
+    step: int
+    venue: str
+    instrument_id: int
+    qty_raw: int
+    px_raw: int
+    value_minor: int
+    currency: str
+
+
+class CashAdopted(Event, frozen=True, tag="book.cash_adopted.v1"):
+    """Cash the book took on from the venue (``AdoptionReceived``) at ``step``: ``amount_minor``
+    (signed) in ``currency`` against ``equity:adjustment:{CCY}``; its ``ledger.posted.v1``
+    (memo ``adopted VENUE``) follows."""
+
+    step: int
+    venue: str
+    currency: str
+    amount_minor: int
+
+
 class InputQuarantined(Event, frozen=True, tag="input.quarantined.v1"):
     """An input a source refused (out of order, duplicated, off the run's grid, malformed): kept
     with its reason, never applied, so that received = accepted + quarantined."""
@@ -1067,6 +1111,9 @@ AnyEvent = (
     | CurrenciesMarked
     | FxConverted
     | FeeTakenInKind
+    | AdoptionReceived
+    | PositionAdopted
+    | CashAdopted
     | BarsReceived
     | ClockAdvanced
     | FundingReceived
@@ -1099,6 +1146,7 @@ INPUT_KINDS = frozenset(
         "market.funding_received.v1",
         "market.mark_price_received.v1",
         "operator.command_received.v1",
+        "venue.adoption_received.v1",
         "input.quarantined.v1",
         "venue.reconciled.v1",
         "venue.connection.v1",

@@ -8,6 +8,8 @@ Sign convention: debits are positive, credits negative. Accounts:
 - ``income:realized:{CCY}``             realised PnL (credit = gain)
 - ``income:variation_margin:{CCY}``     daily-settled futures' variation margin (credit = gain)
 - ``equity:capital:{CCY}``              contributed capital
+- ``equity:adjustment:{CCY}``           holdings and cash the book took on from its venue
+                                        (live reconciliation under ``on_difference = "adopt"``)
 - ``equity:fx_conversion:{CCY}``        the other side of a currency conversion's leg in
                                         ``{CCY}`` (each leg balances in its own currency)
 """
@@ -19,10 +21,12 @@ from collections.abc import Iterable, Mapping
 import msgspec
 
 from domain.events import (
+    CashAdopted,
     CorporateActionApplied,
     Event,
     FeeTakenInKind,
     OrderFilled,
+    PositionAdopted,
     PostingRecord,
     RightsIssueApplied,
 )
@@ -30,6 +34,9 @@ from domain.fixed import Rounding, div_round
 
 __all__ = [
     "Position",
+    "adjustment_account",
+    "adopted_cash_postings",
+    "adopted_position_postings",
     "UnbalancedTransaction",
     "apply_postings",
     "assert_balanced",
@@ -62,6 +69,10 @@ class Position(msgspec.Struct, frozen=True, gc=False):
 
 def cash_account(currency: str) -> str:
     return f"assets:cash:{currency}"
+
+
+def adjustment_account(currency: str) -> str:
+    return f"equity:adjustment:{currency}"
 
 
 def commission_account(currency: str) -> str:
@@ -188,14 +199,52 @@ def fee_in_kind_postings(position: Position, fee: FeeTakenInKind) -> tuple[list[
     ``expenses:commission:{CCY}`` instead of cash. No cash moves.
     """
     postings, after = fill_postings(position, fee_as_sale(fee))
-    cash, commission = cash_account(fee.currency), commission_account(fee.currency)
+    return _cash_moved_to(postings, commission_account(fee.currency)), after
+
+
+def adopted_position_postings(
+    position: Position, adopted: PositionAdopted
+) -> tuple[list[PostingRecord], Position]:
+    """Postings for a position change taken on from the venue, and the position it leaves: what
+    a fill of ``qty_raw`` at ``value_minor`` would post (a sale releases cost and realises PnL),
+    with the cash side on ``equity:adjustment:{CCY}`` instead: no cash moves."""
+    fill = OrderFilled(
+        ts_ns=adopted.ts_ns,
+        order_id=f"adopted {adopted.venue}",
+        instrument_id=adopted.instrument_id,
+        side=1 if adopted.qty_raw > 0 else -1,
+        fill_qty_raw=abs(adopted.qty_raw),
+        fill_px_raw=adopted.px_raw,
+        leaves_qty_raw=0,
+        notional_minor=adopted.value_minor,
+        commission_minor=0,
+        currency=adopted.currency,
+    )
+    postings, after = fill_postings(position, fill)
+    return _cash_moved_to(postings, adjustment_account(adopted.currency)), after
+
+
+def adopted_cash_postings(adopted: CashAdopted) -> list[PostingRecord]:
+    """Cash taken on from the venue: cash against ``equity:adjustment:{CCY}``."""
+    ccy = adopted.currency
+    postings = [
+        PostingRecord(cash_account(ccy), ccy, adopted.amount_minor),
+        PostingRecord(adjustment_account(ccy), ccy, -adopted.amount_minor),
+    ]
+    assert_balanced(postings)
+    return postings
+
+
+def _cash_moved_to(postings: list[PostingRecord], account: str) -> list[PostingRecord]:
+    """The postings with their cash lines on ``account`` instead (zero lines dropped)."""
+    cash = {cash_account(p.currency) for p in postings}
     moved = [
-        PostingRecord(commission, p.currency, p.amount_minor) if p.account == cash else p
+        PostingRecord(account, p.currency, p.amount_minor) if p.account in cash else p
         for p in postings
         if p.amount_minor
     ]
     assert_balanced(moved)
-    return moved, after
+    return moved
 
 
 def margined_fill_postings(position: Position, fill: OrderFilled) -> tuple[list[PostingRecord], Position]:
@@ -267,12 +316,15 @@ def fold_positions(fills: Iterable[OrderFilled]) -> Mapping[int, int]:
 def position_change(event: Event) -> tuple[int, int] | None:
     """(instrument id, signed raw quantity) an event adds to a position: a fill, a split or
     bonus shares (``CorporateActionApplied``), subscribed rights shares, a fee the venue took
-    out of the holding (``FeeTakenInKind``); None for any other event. The ledger
+    out of the holding (``FeeTakenInKind``), a position taken on from the venue
+    (``PositionAdopted``); None for any other event. The ledger
     projection's ``positions`` table is the sum of these."""
     if isinstance(event, OrderFilled):
         return event.instrument_id, event.side * event.fill_qty_raw
     if isinstance(event, FeeTakenInKind):
         return event.instrument_id, -event.qty_raw
+    if isinstance(event, PositionAdopted):
+        return event.instrument_id, event.qty_raw
     if isinstance(event, CorporateActionApplied):
         return event.instrument_id, event.qty_after_raw - event.qty_before_raw
     if isinstance(event, RightsIssueApplied) and event.subscribed_raw:

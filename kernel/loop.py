@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from domain.events import (
+    AdoptionReceived,
     CurrenciesMarked,
     DayClosed,
     FxConverted,
@@ -46,6 +47,7 @@ from domain.ledger import capital_postings, cash_account, conversion_postings
 from domain.market import Panel
 from domain.riskrules import RuleVerdict, initial_state
 from kernel.account import BuyingPower, currency_conflicts
+from kernel.adoption import Adoptions, adopt
 from kernel.carry import Carry
 from kernel.corporate_actions import CorporateActionBook
 from kernel.currencies import CurrencyBook, FxConversion, conversion_amounts
@@ -224,6 +226,9 @@ class Kernel:
         self._kill = KillSwitch(setup.kill_switch, desk, panel, columns, self._router)
         desk.watch(self._kill)
         self._sleeves = self._sleeve_book() if len(self._slots) > 1 else None
+        self._adoptions = Adoptions(
+            panel, instruments, self._currencies.currencies, sleeves=self._sleeves is not None
+        )
         self._sleeve_targets = SleeveTargets(self._slots, instruments) if self._sleeves is not None else None
         # An asynchronous venue's messages (replay: the journaled ones); None for the simulator.
         try:
@@ -330,11 +335,28 @@ class Kernel:
         self.valuation.marks.add(step, instrument_id, mark_px_raw)
         return step
 
+    def add_adoption(self, received: AdoptionReceived) -> int:
+        """Holdings a live venue's reconciliation adopted (``AdoptionReceived``): booked at the
+        first step at or after its time not yet run, and not before the run's first step
+        (``setup.start_step``: a session's history rows only warm up), at that step's last
+        close (``kernel.adoption``). Returns the step."""
+        try:
+            # never before the first step this run trades (a session's history only warms up)
+            return self._adoptions.add(received, max(self.state.next_step, self.setup.start_step))
+        except ValueError as error:
+            raise KernelError(str(error)) from None
+
+    def pending_adoptions(self) -> tuple[AdoptionReceived, ...]:
+        """Adoptions taken (``add_adoption``) whose step has not run yet."""
+        return self._adoptions.pending(self.state.next_step)
+
     def add_command(self, command: OperatorCommanded | StrategyCommanded) -> int:
         """An operator command that arrived while running: applied at the first step not yet run
-        (``kernel.schedules.OperatorCommands.add``). Returns the step."""
+        (``kernel.schedules.OperatorCommands.add``) — with ``setup.hold_early_commands``, not
+        before the run's first step. Returns the step."""
         try:
-            return self._commands.add(command, self.state.next_step)
+            floor = self.setup.start_step if self.setup.hold_early_commands else 0
+            return self._commands.add(command, max(self.state.next_step, floor))
         except ScheduleError as error:
             raise KernelError(str(error)) from None
 
@@ -432,6 +454,7 @@ class Kernel:
             | self._day_end[window]
             | self._carry.funding_mask[window]
             | self._commands.mask[window]
+            | self._adoptions.mask[window]
             | self._conversion_mask[window]
             | self._corporate.mask[window]
             | self._margin_bars[window]
@@ -471,6 +494,7 @@ class Kernel:
             or self._day_end[start]
             or self._carry.funding_mask[start]
             or self._commands.mask[start]
+            or self._adoptions.mask[start]
             or self._conversion_mask[start]
             or self._corporate.mask[start]
             or self._margin_bars[start]
@@ -523,6 +547,16 @@ class Kernel:
         if self._liquidation is not None and self._liquidation.check(step):
             venue_next = self._venue_next(step)
         self._carry.funding(step)
+        if self._commands.mask[step] or self._adoptions.mask[step]:
+            self._commanded(step)
+        if self._conversion_mask[step]:
+            for conversion in self._conversions[step]:
+                self._convert(step, conversion)
+        return venue_next
+
+    def _commanded(self, step: int) -> None:
+        """The operator commands due at ``step``, then the holdings adopted from the venue
+        (``kernel.adoption``)."""
         if self._commands.mask[step]:
             for command in self._commands.by_step[step]:
                 self.desk.journal(command)
@@ -530,10 +564,10 @@ class Kernel:
                     apply_strategy_command(self.state.paused, command)
                 else:
                     self._kill.observe(command, step)
-        if self._conversion_mask[step]:
-            for conversion in self._conversions[step]:
-                self._convert(step, conversion)
-        return venue_next
+        if self._adoptions.mask[step]:
+            prices = self.valuation.prices(step)
+            for received in self._adoptions.by_step[step]:
+                adopt(self.desk, prices, step, int(self._panel.ts_ns[step]), received)
 
     def _convert(self, step: int, conversion: FxConversion) -> None:
         """An explicit conversion at the session day's rates: ``FxConverted``, then its postings

@@ -19,6 +19,7 @@ import numpy.typing as npt
 
 from domain.events import (
     INPUT_KINDS,
+    AdoptionReceived,
     BarsReceived,
     ClockAdvanced,
     CommandReceived,
@@ -464,16 +465,19 @@ def _replay_queued(
     return _compared(sink, start_seq, end_seq, derive)
 
 
-def _apply(source: QueueSource, event: CommandReceived | FundingReceived | MarkPriceReceived) -> None:
-    """A journaled command, funding or mark, applied as the run applied it. One the run refused
-    (a command or funding after the last step, a mark it could not take: ``LATE_COMMAND``,
-    ``LATE_FUNDING``, ``BAD_MARK``, journaled beside it) is refused here too; had the run applied
-    it, the events it derived are missing and the comparison says so."""
+def _apply(source: QueueSource, event: QueuedInput) -> None:
+    """A journaled command, funding, mark or adoption, applied as the run applied it. One the
+    run refused (a command or funding after the last step, a mark or an adoption it could not
+    take: ``LATE_COMMAND``, ``LATE_FUNDING``, ``BAD_MARK``, ``BAD_ADOPTION``, journaled beside
+    it) is refused here too; had the run applied it, the events it derived are missing and the
+    comparison says so."""
     with contextlib.suppress(KernelError):
         if isinstance(event, FundingReceived):
             source.funding(event)
         elif isinstance(event, MarkPriceReceived):
             source.mark(event)
+        elif isinstance(event, AdoptionReceived):
+            source.adopt(event)
         else:
             source.command(event)
 
@@ -493,7 +497,7 @@ def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> list[Ma
             history.pass_rows(int(np.searchsorted(ts, event.ts_ns, side="right")))
         elif isinstance(event, MarkPriceReceived) and _input_step(ts, event, history.next_row) < first:
             marks[event.instrument_id] = event
-        elif isinstance(event, CommandReceived | FundingReceived) and (
+        elif isinstance(event, CommandReceived | FundingReceived | AdoptionReceived) and (
             _input_step(ts, event, history.next_row) < first
         ):
             continue  # applied before the day: its effect is in the snapshot
@@ -504,11 +508,10 @@ def _fill_history(setup: RunSetup, inputs: _queue_inputs, first: int) -> list[Ma
     return [marks[iid] for iid in sorted(marks)]
 
 
-def _input_step(
-    ts: npt.NDArray[np.int64], event: CommandReceived | FundingReceived | MarkPriceReceived, next_row: int
-) -> int:
-    """The step a command (or a funding, a mark) arriving when rows before ``next_row`` had run
-    is applied at (``Kernel.add_command``, ``Kernel.add_funding``, ``Kernel.add_mark``)."""
+def _input_step(ts: npt.NDArray[np.int64], event: QueuedInput, next_row: int) -> int:
+    """The step a command (or a funding, a mark, an adoption) arriving when rows before
+    ``next_row`` had run is applied at (``Kernel.add_command``, ``Kernel.add_funding``,
+    ``Kernel.add_mark``, ``Kernel.add_adoption``)."""
     return max(int(np.searchsorted(ts, event.ts_ns, side="left")), next_row)
 
 
@@ -541,7 +544,9 @@ def journaled_rows(journal: Journal, panel: Panel, start_step: int) -> tuple[int
     return rows.next_row, marks
 
 
-QueueInput = BarsReceived | ClockAdvanced | CommandReceived | FundingReceived | MarkPriceReceived
+QueuedInput = CommandReceived | FundingReceived | MarkPriceReceived | AdoptionReceived
+"""The inputs a queue source schedules at a step (beside the bars and clock steps that fill rows)."""
+QueueInput = BarsReceived | ClockAdvanced | QueuedInput
 
 
 class _queue_inputs:

@@ -78,6 +78,10 @@ class RunSetup:
     account: AccountConfig = field(default_factory=AccountConfig)  # cash or margin (kernel.account)
     queued: bool = False  # rows from start_step on arrive one at a time (kernel.stream; paper, live)
     fx: FxSetup = field(default_factory=FxSetup)  # cash per currency, conversions (kernel.currencies)
+    # An operator command that arrives stamped before start_step (a session on the venue's clock
+    # before its first bar) waits for start_step; before this setting it was scheduled at a
+    # history step, which a session never runs, so it was dropped.
+    hold_early_commands: bool = False
 
     def __post_init__(self) -> None:
         if self.strategy is not None:

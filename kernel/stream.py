@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.events import (
+    AdoptionReceived,
     BarsReceived,
     ClockAdvanced,
     CommandReceived,
@@ -47,6 +48,7 @@ QUEUE_INPUT_KINDS = frozenset(
         "operator.command_received.v1",
         "market.funding_received.v1",
         "market.mark_price_received.v1",
+        "venue.adoption_received.v1",
     }
 )
 """The journaled inputs a queue source applies (``InputQuarantined`` records are only kept)."""
@@ -288,6 +290,13 @@ class QueueSource:
         if self._journal is not None:
             self._journal.append(received)
         return self._kernel.add_mark(received.ts_ns, received.instrument_id, received.mark_px_raw)
+
+    def adopt(self, received: AdoptionReceived) -> int:
+        """Holdings a live venue's reconciliation adopted: journaled, then booked at the first
+        step at or after its time not yet run (``Kernel.add_adoption``). Returns that step."""
+        if self._journal is not None:
+            self._journal.append(received)
+        return self._kernel.add_adoption(received)
 
     def refuse(self, ts_ns: int, reason: str, detail: str) -> None:
         """An input other than bars that cannot be applied (an operator line that is not a

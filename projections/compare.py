@@ -54,6 +54,8 @@ COMPARED_KINDS = frozenset(
         "corporate_action.applied.v1",
         "corporate_action.rights.v1",
         "order.fee_in_kind.v1",
+        "book.position_adopted.v1",
+        "book.cash_adopted.v1",
         "position.liquidated.v1",
         "future.settled.v1",
         "margin.called.v1",

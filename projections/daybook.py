@@ -24,6 +24,7 @@ from domain.events import (
     InstrumentsDefined,
     LedgerPosted,
     OrderFilled,
+    PositionAdopted,
     RightsIssueApplied,
 )
 from domain.instruments import Instrument
@@ -42,6 +43,7 @@ _FOLDED = frozenset(
         "corporate_action.applied.v1",
         "corporate_action.rights.v1",
         "order.fee_in_kind.v1",
+        "book.position_adopted.v1",
     }
 )
 
@@ -114,6 +116,8 @@ class _Fold:
             self._share_change(seq, event.instrument_id, event.subscribed_raw)
         elif isinstance(event, FeeTakenInKind):  # the venue's fee out of the holding
             self._share_change(seq, event.instrument_id, -event.qty_raw)
+        elif isinstance(event, PositionAdopted):  # taken on from the venue (live reconciliation)
+            self._share_change(seq, event.instrument_id, event.qty_raw)
         elif isinstance(event, InstrumentsDefined):
             self.instruments.update((i.instrument_id, i) for i in event.instruments)
 

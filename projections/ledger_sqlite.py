@@ -45,6 +45,7 @@ from domain.events import (
     OrderRejected,
     OrderReplaced,
     OrderSubmitted,
+    PositionAdopted,
     RightsIssueApplied,
     RiskVerdict,
     RunFinished,
@@ -247,7 +248,8 @@ class LedgerBatch:
             CurrenciesMarked: self._on_currencies_marked,
             CorporateActionApplied: self._on_corporate_action,
             RightsIssueApplied: self._on_rights_issue,
-            FeeTakenInKind: self._on_fee_in_kind,
+            FeeTakenInKind: self._on_position_change,
+            PositionAdopted: self._on_position_change,
         }
 
     def add(self, record: Record) -> None:
@@ -374,8 +376,9 @@ class LedgerBatch:
         """Subscribed rights shares join the holding without a fill."""
         self._add_position_change(event)
 
-    def _on_fee_in_kind(self, seq: int, event: FeeTakenInKind) -> None:
-        """A fee the venue took out of the holding leaves the position without a fill."""
+    def _on_position_change(self, seq: int, event: FeeTakenInKind | PositionAdopted) -> None:
+        """A fee the venue took out of the holding, a position taken on from the venue: the
+        position changes without a fill."""
         self._add_position_change(event)
 
     def _add_position_change(self, event: Event) -> None:

@@ -261,7 +261,7 @@ class VenueConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 LIVE_POLICIES = {
-    "on_difference": ("halt", "warn"),
+    "on_difference": ("halt", "flatten", "adopt", "warn"),
     "unknown_orders": ("leave", "cancel"),
     "unsent": ("reject", "send"),
     "venue": ("binance", "ib"),
@@ -275,7 +275,10 @@ class LiveConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     names environment variables (``{keys_env}_API_KEY``, ``{keys_env}_SECRET``), or
     ``secrets_file`` a TOML file (``api_key``, ``secret``) that only its owner may read.
 
-    * ``on_difference``: ``halt`` (new risk stops: a journaled halt command) or ``warn``;
+    * ``on_difference``, for what no other setting settled: ``halt`` (new risk stops: a
+      journaled halt command), ``flatten`` (the same as a journaled flatten: the kill switch
+      closes the book), ``adopt`` (a spot account: the book takes on the venue's balances,
+      ``kernel.adoption``; what cannot be adopted halts) or ``warn``;
     * ``unknown_orders``: open orders at the venue that this session did not send: ``leave``
       them (reported) or ``cancel`` them;
     * ``unsent``: an order journaled before a crash that never reached the venue: ``reject`` it
@@ -374,6 +377,10 @@ class PaperConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     # switch's flatten_on_trip) through a journaled health command (venues.health); 0: never.
     # A round trip over kill_switch.latency_ns_max does the same.
     heartbeat_misses: int = 3
+    # An operator command stamped before the first live step (on the venue's clock, before its
+    # first bar: a start reconciliation's halt) applies at that step; false: at a history step
+    # the session never runs, i.e. never (how sessions before this setting ran).
+    hold_early_commands: bool = True
     # A perpetuals session (Binance USD-M): journal the venue's mark prices and value positions
     # at them (kernel.marks); false values them at the bar's close, as a backtest does.
     marks: bool = True
@@ -637,6 +644,7 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("paper", "quotes"), False),
     (("paper", "heartbeat_s"), 0.0),  # no heartbeats before it
     (("paper", "heartbeat_misses"), 0),  # heartbeats were only journaled before it
+    (("paper", "hold_early_commands"), False),  # an early command was scheduled at a history step
     (("live", "venue"), "binance"),  # [live] before Interactive Brokers: Binance spot
     (("live", "host"), "127.0.0.1"),
     (("live", "port"), 7497),
@@ -721,6 +729,7 @@ def build_setup(
         account=config.account,
         queued=queued,
         fx=(config.fx or FxConfig()).setup(config.currency),
+        hold_early_commands=config.paper is not None and config.paper.hold_early_commands,
     )
 
 

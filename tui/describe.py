@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 
 from domain.events import (
+    CashAdopted,
     DayClosed,
     Event,
     FeeTakenInKind,
@@ -13,6 +14,7 @@ from domain.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    PositionAdopted,
     RiskVerdict,
     StateSnapshotted,
     TargetsDecided,
@@ -61,6 +63,9 @@ def verdict_text(event: RiskVerdict) -> str:
 
 def describe(event: Event, instruments: dict[int, Instrument], currency: str) -> str:
     """A compact line for tables; unknown kinds fall back to their fields."""
+    holding = _holding_change(event, instruments)
+    if holding is not None:
+        return holding
     if isinstance(event, OrderSubmitted):
         iid = event.instrument_id
         return (
@@ -74,13 +79,6 @@ def describe(event: Event, instruments: dict[int, Instrument], currency: str) ->
             f"{event.order_id} {side_text(event.side)} {_qty(instruments, iid, event.fill_qty_raw)} "
             f"{_symbol(instruments, iid)} @ {_px(instruments, iid, event.fill_px_raw)}"
             f" = {money(event.notional_minor, ccy)}, fee {money(event.commission_minor, ccy)}"
-        )
-    if isinstance(event, FeeTakenInKind):
-        iid, ccy = event.instrument_id, event.currency
-        return (
-            f"{event.order_id} fee in kind {_qty(instruments, iid, event.qty_raw)} "
-            f"{_symbol(instruments, iid)} @ {_px(instruments, iid, event.px_raw)}"
-            f" = {money(event.value_minor, ccy)}"
         )
     if isinstance(event, OrderRejected):
         return f"{event.order_id} rejected: {event.reason}"
@@ -106,6 +104,27 @@ def describe(event: Event, instruments: dict[int, Instrument], currency: str) ->
             f"day {event.day}: {len(snapshot.positions)} positions, {len(snapshot.open_orders)} open orders"
         )
     return ", ".join(f"{key}={value}" for key, value in event_fields(event) if key != "ts_ns")
+
+
+def _holding_change(event: Event, instruments: dict[int, Instrument]) -> str | None:
+    """A holding changed without a fill: a fee in kind, a position or cash adopted."""
+    if isinstance(event, FeeTakenInKind):
+        iid, ccy = event.instrument_id, event.currency
+        return (
+            f"{event.order_id} fee in kind {_qty(instruments, iid, event.qty_raw)} "
+            f"{_symbol(instruments, iid)} @ {_px(instruments, iid, event.px_raw)}"
+            f" = {money(event.value_minor, ccy)}"
+        )
+    if isinstance(event, PositionAdopted):
+        iid, ccy = event.instrument_id, event.currency
+        return (
+            f"adopted from {event.venue}: {_qty(instruments, iid, event.qty_raw)} "
+            f"{_symbol(instruments, iid)} @ {_px(instruments, iid, event.px_raw)}"
+            f" = {money(event.value_minor, ccy)}"
+        )
+    if isinstance(event, CashAdopted):
+        return f"adopted from {event.venue}: cash {money(event.amount_minor, event.currency)}"
+    return None
 
 
 def event_fields(event: Event) -> list[tuple[str, object]]:

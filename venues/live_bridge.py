@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 from domain.events import (
+    AdoptionReceived,
     Event,
     OrderSubmitted,
     VenueMessage,
@@ -58,6 +59,8 @@ from domain.events import (
 from domain.fixed import Rounding, minor_digits, rescale
 from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
+from kernel.adoption import ADOPTABLE_CLASSES
+from kernel.markets import is_cn_a_share
 from kernel.outbox import OutboxVenue, VenueRequest
 from kernel.venue_inbox import FEE_IN_KIND_CLASSES
 from venues.ccxt_venue import (
@@ -115,7 +118,7 @@ def client_tag(config_json: str) -> str:
 
 @dataclass(frozen=True)
 class ReconcilePolicy:
-    on_difference: str = "halt"  # halt | warn
+    on_difference: str = "halt"  # halt | flatten | adopt | warn
     unknown_orders: str = "leave"  # leave | cancel
     unsent: str = "reject"  # reject | send
 
@@ -130,6 +133,7 @@ class Book:
     cash_minor: int
     currency: str
     cancel_requested: frozenset[str] = frozenset()  # cancels journaled, maybe never sent
+    adopting: tuple[AdoptionReceived, ...] = ()  # adoptions the kernel took but has not booked yet
     # perpetuals: the funding the book booked, by (instrument id, funding time ms), minor units
     funding_minor: Mapping[tuple[int, int], int] = field(default_factory=dict)
 
@@ -209,6 +213,7 @@ class LiveBridge:
         # position the venue held at the funding time.
         self._fills_from_ms: int | None = None
         self._held_fills: list[VenueFill] = []
+        self._adopting: AdoptionReceived | None = None  # made by the last reconciliation, not taken
         # Held by a reconciliation: the stream follower translates nothing meanwhile.
         self._reconciling = asyncio.Lock()
 
@@ -252,6 +257,8 @@ class LiveBridge:
                     known.fee_in_kind_raw = 0
                 elif message.kind in ("reject", "cancelled", "expired"):
                     known.closed = True
+            elif isinstance(event, AdoptionReceived):
+                self.adopted(event)
 
     # --- out --------------------------------------------------------------------------------
 
@@ -512,10 +519,16 @@ class LiveBridge:
         resolved = await self._book_orders(book, policy, lines, actions)
         resolved += await self._venue_orders(policy, lines, actions)
         self.take_updates()
-        lines.extend(await self._balances(book))
-        halt = len(lines) > resolved and policy.on_difference == "halt"  # what no action settled
-        if halt:
-            actions.append("halted")
+        balance_lines, differences = await self._balances(book)
+        lines.extend(balance_lines)
+        if policy.on_difference == "adopt" and when != "stop" and differences:
+            adoption, settled = self._adoption(book, differences, venue_name, when)
+            if adoption is not None:
+                self._adopting = adoption
+                actions.append("adopted")
+                resolved += settled
+        if len(lines) > resolved and policy.on_difference != "warn":  # what no action settled
+            actions.append("flattened" if policy.on_difference == "flatten" else "halted")
         return VenueReconciled(
             ts_ns=self.clock(),
             venue=venue_name,
@@ -525,6 +538,62 @@ class LiveBridge:
             differences=lines,
             action=", ".join(actions) or "none",
         )
+
+    def _adoption(
+        self, book: Book, differences: list[tuple[str, int, int]], venue_name: str, when: str
+    ) -> tuple[AdoptionReceived | None, int]:
+        """What the book would take on to hold what the venue holds (``on_difference = "adopt"``):
+        each differing asset that is the book's cash or the base of a spot instrument an adoption
+        sets (``kernel.adoption.ADOPTABLE_CLASSES``), in the book's units (toward zero), the rest
+        below a unit as residue. Returns the adoption (None when nothing can be adopted) and how
+        many of the differences it settles. A perpetuals account adopts nothing."""
+        if any(inst.asset_class in PERPETUAL_CLASSES for inst in self.instruments.values()):
+            return None, 0
+        bases = {
+            _base(inst): inst
+            for inst in self.instruments.values()
+            if inst.asset_class in ADOPTABLE_CLASSES and not is_cn_a_share(inst)
+        }
+        positions: list[tuple[int, int]] = []
+        cash: list[tuple[str, int]] = []
+        residue: list[tuple[str, int]] = []
+        for asset, have, want in differences:
+            delta = have - want
+            if asset == book.currency:
+                digits = minor_digits(asset)
+                units = rescale(delta, BALANCE_DIGITS, digits, Rounding.DOWN)
+                if units:
+                    cash.append((asset, units))
+            elif asset in bases:
+                digits = bases[asset].qty_digits
+                units = rescale(delta, BALANCE_DIGITS, digits, Rounding.DOWN)
+                if units:
+                    positions.append((bases[asset].instrument_id, units))
+            else:
+                continue
+            left = delta - rescale(units, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
+            if left:
+                residue.append((asset, left))
+        if not (positions or cash or residue):
+            return None, 0
+        adoption = AdoptionReceived(
+            ts_ns=self.clock(), venue=venue_name, when=when, positions=positions, cash=cash, residue=residue
+        )
+        return adoption, len(
+            {asset for asset, _ in cash + residue} | {_base(self.instruments[iid]) for iid, _ in positions}
+        )
+
+    def take_adoption(self) -> AdoptionReceived | None:
+        """The adoption the last reconciliation made (``on_difference = "adopt"``), once: the
+        session hands it to the kernel, then calls ``adopted`` if the kernel took it."""
+        adoption, self._adopting = self._adopting, None
+        return adoption
+
+    def adopted(self, adoption: AdoptionReceived) -> None:
+        """The kernel took ``adoption``: its residue (below the book's units) stays at the venue,
+        so later reconciliations expect it."""
+        for asset, left in adoption.residue:
+            self._drift[asset] += left
 
     async def _book_orders(
         self, book: Book, policy: ReconcilePolicy, lines: list[str], actions: list[str]
@@ -632,10 +701,12 @@ class LiveBridge:
             paid_e8 = fill.side * rescale(value, scale, BALANCE_DIGITS, Rounding.HALF_EVEN)
             expected[currency] -= paid_e8 + (fill.fee_e8 if fill.fee_asset == currency else 0)
 
-    async def _balances(self, book: Book) -> list[str]:
+    async def _balances(self, book: Book) -> tuple[list[str], list[tuple[str, int, int]]]:
         """Each asset the run trades: the venue's total (free + locked) against the book's
-        position or cash, with the fills handed in but not yet applied, plus the drift; read
-        while the account held still (``_read_account``)."""
+        position or cash, with the fills handed in and the adoptions taken but not yet applied,
+        plus the drift; read while the account held still (``_read_account``). Returns the lines
+        that differ and, for the assets compared one to one (not a perpetuals account's margin),
+        each difference as (asset, venue, book) in 1e-8."""
         perps = sorted(iid for iid, inst in self.instruments.items() if inst.asset_class in PERPETUAL_CLASSES)
         account, funding_paid, tries = await self._read_account(perps)
         lines = []
@@ -649,6 +720,13 @@ class LiveBridge:
         expected[book.currency] = rescale(book.cash_minor, digits, BALANCE_DIGITS, Rounding.HALF_EVEN)
         positions = Counter({iid: book.positions.get(iid, 0) for iid in self.instruments})
         self._add_handed_in(book.currency, positions, expected)
+        for adoption in book.adopting:  # taken by the kernel, booked at its next step
+            for instrument_id, qty_raw in adoption.positions:
+                positions[instrument_id] += qty_raw
+            for currency, amount_minor in adoption.cash:
+                expected[currency] += rescale(
+                    amount_minor, minor_digits(currency), BALANCE_DIGITS, Rounding.HALF_EVEN
+                )
         for iid, inst in self.instruments.items():
             if iid not in perps:
                 expected[_base(inst)] += rescale(
@@ -657,12 +735,14 @@ class LiveBridge:
         held = dict(account.held)
         if perps:
             lines.extend(self._perpetuals(book, perps, positions, expected, held, account, funding_paid))
+        differences = []
         for asset in sorted(expected):
             want = expected[asset] + self._drift[asset]
             have = held.get(asset, 0)
             if have != want:
                 lines.append(f"{asset}: venue {_e8(have)}, book {_e8(want)} (difference {_e8(have - want)})")
-        return lines
+                differences.append((asset, have, want))
+        return lines, differences
 
     def _perpetuals(
         self,

@@ -20,12 +20,17 @@ import pytest
 from cli.main import main
 from cli.wiring import replay_builder
 from domain.events import (
+    AdoptionReceived,
     BarsReceived,
+    CashAdopted,
+    CommandReceived,
     DayClosed,
     FeeTakenInKind,
+    KillSwitchTripped,
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    PositionAdopted,
     VenueConnection,
     VenueMessageReceived,
     VenueReconciled,
@@ -152,6 +157,69 @@ def test_a_live_session_books_the_venues_fills_and_replays(
     written = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and p.name != "live.toml")
     for canary in (KEY, SECRET):
         assert canary.encode() not in written and canary not in output
+
+
+@pytest.mark.parametrize("policy", ["adopt", "flatten"])
+def test_an_account_holding_more_than_the_book_is_adopted_or_flattened(
+    market: tuple[Path, Path],
+    tmp_path: Path,
+    keys: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    policy: str,
+) -> None:
+    """The venue's account holds 123.45 USD more than ``initial_cash`` and 7 SYN0001 the book
+    never bought. ``on_difference = "adopt"``: the start's reconciliation hands the kernel an
+    ``AdoptionReceived``; the first step books them (``PositionAdopted`` at the last close,
+    ``CashAdopted``, against ``equity:adjustment:USD``), the session trades on, the stop's
+    reconciliation finds no difference, and the session replays whole and by day, its ledger
+    projection equal to a rebuild and to the journal. ``flatten``: the start journals a flatten
+    from ``reconciliation``, which trips the kill switch before any order."""
+    from cli.live_cmd import LiveEdge
+
+    monkeypatch.setattr(LiveEdge, "local_balances", lambda self, quote: {quote: "1000123.45", "SYN0001": "7"})
+    full, history = market
+    panel, _ = load_panel(full)
+    journal = tmp_path / "journal"
+    config = live_config(
+        tmp_path / "live.toml", history, journal, int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1]),
+        extra=f'on_difference = "{policy}"\n',
+    )  # fmt: skip
+    assert main(["live", str(config), "--local-exchange", str(full), "--speed", "60"]) == 0
+    output = capsys.readouterr().out
+    events = _events(journal)
+    reconciled = [e for e in events if isinstance(e, VenueReconciled)]
+    assert reconciled[0].when == "start" and len(reconciled[0].differences) == 2, output
+    if policy == "flatten":
+        assert reconciled[0].action == "flattened"
+        (command,) = [e for e in events if isinstance(e, CommandReceived)]
+        assert (command.command, command.operator) == ("flatten", "reconciliation")
+        (trip,) = [e for e in events if isinstance(e, KillSwitchTripped)]
+        assert trip.flatten and not [e for e in events if isinstance(e, AdoptionReceived)]
+        assert not [e for e in events if isinstance(e, OrderSubmitted)]  # tripped before any order
+        return
+    assert reconciled[0].action == "adopted" and reconciled[-1].differences == [], output
+    (adoption,) = [e for e in events if isinstance(e, AdoptionReceived)]
+    assert (adoption.positions, adoption.cash, adoption.residue) == ([(1, 7)], [("USD", 12_345)], [])
+    (position,) = [e for e in events if isinstance(e, PositionAdopted)]
+    (cash,) = [e for e in events if isinstance(e, CashAdopted)]
+    assert (position.instrument_id, position.qty_raw, cash.amount_minor) == (1, 7, 12_345)
+    assert position.step == HISTORY  # the first live step, not a history step (the clock read 0)
+    assert position.px_raw == int(panel.last_close[position.step, 0])  # that step's close
+    assert position.value_minor == 7 * position.px_raw
+    assert events.index(adoption) < events.index(position) < events.index(cash)
+    assert not [e for e in events if isinstance(e, CommandReceived)]  # nothing halted
+    assert len([e for e in events if isinstance(e, OrderFilled)]) > 0
+    with open_journal(journal) as store:
+        assert replay(store, replay_builder).ok
+        days = [e.day for e in events if isinstance(e, DayClosed)]
+        for day in (days[0], days[1], days[-1]):
+            by_day = replay(store, replay_builder, day=day)
+            assert by_day.ok, (day, by_day.divergence)
+    ledger = tmp_path / "live.ledger.sqlite"
+    rebuild_ledger(journal, ledger)
+    assert main(["audit", str(journal), "--db", str(ledger)]) == 0
+    assert main(["reconcile", str(journal), "--db", str(ledger)]) == 0, capsys.readouterr().out
 
 
 def test_live_refusals_are_clear(

@@ -4,10 +4,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.events import FeeTakenInKind, OrderFilled, PostingRecord
+from domain.events import FeeTakenInKind, OrderFilled, PositionAdopted, PostingRecord
 from domain.ledger import (
     Position,
     UnbalancedTransaction,
+    adopted_position_postings,
     apply_postings,
     assert_balanced,
     capital_postings,
@@ -87,10 +88,11 @@ def test_unbalanced_posting_is_caught() -> None:
         )
 
 
-# A fill (0) or a fee the venue took out of the holding (1), for one instrument.
+# A fill (0), a fee the venue took out of the holding (1) or a position adopted from the venue
+# (2), for one instrument.
 fills_and_fees = st.lists(
     st.tuples(
-        st.sampled_from([0, 1]),
+        st.sampled_from([0, 1, 2]),
         st.sampled_from([1, -1]),
         st.integers(1, 5_000),
         st.integers(1, 10**6),
@@ -102,20 +104,31 @@ fills_and_fees = st.lists(
 
 @settings(max_examples=300)
 @given(fills_and_fees)
-def test_fees_in_kind_move_no_cash_and_leave_the_position_by_their_quantity(
+def test_fees_in_kind_and_adoptions_move_no_cash_and_the_position_by_their_quantity(
     rows: list[tuple[int, int, int, int, int]],
 ) -> None:
-    """Whatever the fills and fees in kind in between: every transaction balances; a fee in kind
-    posts no cash, debits commission with exactly its value and takes exactly its quantity out
-    of the position; the position is the sum of every ``position_change``; and the cost basis
-    of the position left equals its inventory account's balance."""
+    """Whatever the fills, fees in kind and adoptions in between: every transaction balances; a
+    fee in kind posts no cash, debits commission with exactly its value and takes exactly its
+    quantity out of the position; an adoption posts no cash and moves the position by exactly
+    its quantity; the position is the sum of every ``position_change``; and the cost basis of
+    the position left equals its inventory account's balance."""
     balances: dict[str, int] = {}
     apply_postings(balances, capital_postings(10**9, "USD"))
     position = Position()
-    events: list[OrderFilled | FeeTakenInKind] = []
-    for is_fee, side, qty, px, fee in rows:
-        if is_fee:
-            event: OrderFilled | FeeTakenInKind = FeeTakenInKind(
+    events: list[OrderFilled | FeeTakenInKind | PositionAdopted] = []
+    for kind, side, qty, px, fee in rows:
+        if kind == 2:
+            event: OrderFilled | FeeTakenInKind | PositionAdopted = PositionAdopted(
+                ts_ns=0, step=0, venue="v", instrument_id=1, qty_raw=side * qty, px_raw=px,
+                value_minor=qty * px, currency="USD",
+            )  # fmt: skip
+            cash_before = balances.get(cash_account("USD"), 0)
+            postings, after = adopted_position_postings(position, event)
+            apply_postings(balances, postings)
+            assert balances.get(cash_account("USD"), 0) == cash_before
+            assert after.qty_raw == position.qty_raw + side * qty
+        elif kind == 1:
+            event = FeeTakenInKind(
                 ts_ns=0,
                 order_id="o",
                 instrument_id=1,

@@ -273,3 +273,47 @@ async def test_a_fee_taken_in_the_base_asset_leaves_the_books_position_too() -> 
         "binance",
     )
     assert found.differences == ["BTC: venue 0.00998766, book 0.00999766 (difference -0.00001)"], found
+
+
+async def test_adopt_takes_on_what_the_venue_holds_beyond_the_book_and_keeps_the_dust() -> None:
+    """``on_difference = "adopt"``: the venue holds 0.00001234 BTC and 0.12345678 USDT the book
+    does not. The adoption takes 0.00001 BTC (the book's quantity unit) and 0.123456 USDT (its
+    minor unit), toward zero; the rest (0.00000234 BTC, 0.00000078 USDT) is residue the session
+    remembers once the kernel took the adoption. With the adoption taken but not yet booked, a
+    second reconciliation finds nothing; with it booked, neither does a resumed bridge."""
+    venue = ScriptedVenue(spot=True)
+    venue.wallet_e8 = CASH_MINOR * 100 + 12_345_678
+    venue.btc_e8 = 1_234
+    bridge = _bridge(venue, [BTC_SPOT])
+    bridge.hold_fills_from(None)
+    book = Book(open_orders={}, positions={}, cash_minor=CASH_MINOR, currency="USDT")
+    found = await bridge.reconcile(book, "start", ReconcilePolicy(on_difference="adopt"), "binance")
+    assert found.action == "adopted" and len(found.differences) == 2, found
+    adoption = bridge.take_adoption()
+    assert adoption is not None and bridge.take_adoption() is None
+    assert (adoption.positions, adoption.cash) == ([(2, 1)], [("USDT", 123_456)])
+    assert sorted(adoption.residue) == [("BTC", 234), ("USDT", 78)]
+    bridge.adopted(adoption)  # the kernel took it
+    taken = dataclasses.replace(book, adopting=(adoption,))
+    found = await bridge.reconcile(taken, "reconnect", ReconcilePolicy(on_difference="adopt"), "binance")
+    assert found.differences == [] and found.action == "none" and bridge.take_adoption() is None, found
+    booked = Book(open_orders={}, positions={2: 1}, cash_minor=CASH_MINOR + 123_456, currency="USDT")
+    resumed = _bridge(venue, [BTC_SPOT])
+    resumed.hold_fills_from(None)
+    resumed.remember([adoption])
+    found = await resumed.reconcile(booked, "resume", ReconcilePolicy(on_difference="adopt"), "binance")
+    assert found.differences == [] and found.action == "none", found
+    # At the session's end nothing is adopted (nothing trades after it); the difference halts.
+    found = await bridge.reconcile(book, "stop", ReconcilePolicy(on_difference="adopt"), "binance")
+    assert found.action == "halted" and bridge.take_adoption() is None
+    found = await bridge.reconcile(book, "reconnect", ReconcilePolicy(on_difference="flatten"), "binance")
+    assert found.action == "flattened" and bridge.take_adoption() is None
+
+
+async def test_a_perpetuals_account_adopts_nothing_and_halts() -> None:
+    venue = ScriptedVenue()
+    bridge = _bridge(venue, [PERP])
+    venue.moves[3] = venue.settle_funding
+    policy = ReconcilePolicy(on_difference="adopt")
+    found = await bridge.reconcile(_book(CASH_MINOR - 50_000), "reconnect", policy, "binanceusdm")
+    assert found.action == "halted" and bridge.take_adoption() is None, found
