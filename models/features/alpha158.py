@@ -37,6 +37,8 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
+from models.features.windows import int_window_std
+
 __all__ = ["ALPHA158", "QLIB_EXPRESSIONS", "alpha_features"]
 
 _EPS = 1e-12
@@ -61,8 +63,8 @@ ALPHA158: dict[str, Callable[[], pl.Expr]] = {
     "ROC20": lambda: _f("close").shift(20) / _f("close"),
     "MA5": lambda: _f("close").rolling_mean(5) / _f("close"),
     "MA20": lambda: _f("close").rolling_mean(20) / _f("close"),
-    "STD5": lambda: _f("close").rolling_std(5) / _f("close"),
-    "STD20": lambda: _f("close").rolling_std(20) / _f("close"),
+    "STD5": lambda: int_window_std("close", 5) / _f("close"),
+    "STD20": lambda: int_window_std("close", 20) / _f("close"),
     "MAX5": lambda: _f("high").rolling_max(5) / _f("close"),
     "MAX20": lambda: _f("high").rolling_max(20) / _f("close"),
     "MIN5": lambda: _f("low").rolling_min(5) / _f("close"),
@@ -70,7 +72,7 @@ ALPHA158: dict[str, Callable[[], pl.Expr]] = {
     "RSV5": lambda: _rsv(5),
     "RSV20": lambda: _rsv(20),
     "VMA5": lambda: _f("volume").rolling_mean(5) / (_f("volume") + _EPS),
-    "VSTD5": lambda: _f("volume").rolling_std(5) / (_f("volume") + _EPS),
+    "VSTD5": lambda: int_window_std("volume", 5) / (_f("volume") + _EPS),
     "CNTP20": lambda: (_f("close") > _f("close").shift(1)).cast(pl.Float64).rolling_mean(20),
 }
 

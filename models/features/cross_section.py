@@ -28,6 +28,7 @@ import polars as pl
 from lake.partitioned import Lake
 from lake.schema import Kind
 from models.features.alpha158 import ALPHA158
+from models.features.windows import window_std
 
 __all__ = [
     "FeatureSpec",
@@ -64,7 +65,7 @@ TIME_SERIES: dict[str, TimeSeriesFn] = {
     "momentum": lambda _f, p: _price().shift(int(p.get("skip", 0))) / _price().shift(int(p["lookback"]))
     - 1.0,
     # rolling standard deviation of one-bar log returns over `window` bars
-    "volatility": lambda _f, p: (_price() / _price().shift(1)).log().rolling_std(int(p["window"])),
+    "volatility": lambda _f, p: window_std((_price() / _price().shift(1)).log(), int(p["window"])),
     # close over its `window`-bar mean, less one
     "distance_from_mean": lambda _f, p: _price() / _price().rolling_mean(int(p["window"])) - 1.0,
     # log of the mean traded value over `window` bars (a size / liquidity proxy)
