@@ -76,6 +76,8 @@ ALPHA158: dict[str, Callable[[], pl.Expr]] = {
     "CNTP20": lambda: (_f("close") > _f("close").shift(1)).cast(pl.Float64).rolling_mean(20),
 }
 
+_GROUPED = frozenset({"STD5", "STD20", "VSTD5"})  # per-instrument windows without .over (int_window_std)
+
 QLIB_EXPRESSIONS: dict[str, str] = {
     "KMID": "($close-$open)/$open",
     "KLEN": "($high-$low)/$open",
@@ -110,7 +112,14 @@ def alpha_features(frame: pl.DataFrame, names: Sequence[str] | None = None) -> p
     if unknown:
         raise ValueError(f"unknown Alpha158 feature(s) {unknown}; known: {', '.join(ALPHA158)}")
     ordered = frame.sort(["instrument_id", "ts_ns"])
+    # the standard deviations restart their windows at each instrument by themselves (on the frame
+    # sorted by instrument): evaluated once over the column, not once per instrument
     out = ordered.select(
-        "ts_ns", "instrument_id", *(ALPHA158[name]().over("instrument_id").alias(name) for name in chosen)
+        "ts_ns",
+        "instrument_id",
+        *(
+            (ALPHA158[name]() if name in _GROUPED else ALPHA158[name]().over("instrument_id")).alias(name)
+            for name in chosen
+        ),
     )
     return out.sort(["ts_ns", "instrument_id"])

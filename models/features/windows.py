@@ -6,8 +6,9 @@ absolute, up to 6e-14 relative): a feature computed on a lake's whole history an
 set exported from a later day differed at the same bar, so a model did not see in a backtest
 exactly the floats it was trained on. These compute each window from its own values:
 
-- ``int_window_std`` for an integer column (raw prices, volumes): the window's sum and sum of
-  squares in 128-bit integers (exact), ``(n·Σx² - (Σx)²) / (n·(n-1))`` rounded once to a float;
+- ``int_window_std`` for an integer column (raw prices, volumes): each deviation from the
+  window's mean exact in integers (``n·x - Σx``), squared and summed in a fixed order (a
+  compiled loop over the column, restarting at each instrument);
 - ``window_std`` for any float expression (log returns): a compiled loop over each window,
   the mean then the squared deviations, in a fixed order.
 
@@ -29,14 +30,56 @@ def _check(window: int) -> None:
         raise ValueError(f"a standard deviation needs a window of at least 2 bars, got {window}")
 
 
+@njit(cache=True)
+def _int_window_std_nb(
+    values: npt.NDArray[np.int64], groups: npt.NDArray[np.int64], window: int
+) -> npt.NDArray[np.float64]:
+    """Per row, the std of the last ``window`` values of its group (rows of a group adjacent, in
+    time order); NaN until the group has a full window. Each deviation from the window's mean is
+    exact in integers (``n·x - Σx``), then squared and summed in a fixed order."""
+    out = np.full(values.shape[0], np.nan)
+    start = 0
+    for end in range(values.shape[0]):
+        if end > 0 and groups[end] != groups[end - 1]:
+            start = end
+        if end - start + 1 < window:
+            continue
+        total = np.int64(0)
+        for k in range(end - window + 1, end + 1):
+            total += values[k]
+        squares = 0.0
+        for k in range(end - window + 1, end + 1):
+            deviation = float(window * values[k] - total)
+            squares += deviation * deviation
+        out[end] = np.sqrt(squares / (window * window * (window - 1)))
+    return out
+
+
+def _int_std_batch(batch: pl.Series, column: str, window: int) -> pl.Series:
+    groups = batch.struct.field("instrument_id").cast(pl.Int64)
+    values = batch.struct.field(column)
+    if values.dtype not in (pl.Int64, pl.Int32, pl.UInt32, pl.Int16, pl.UInt16, pl.Int8, pl.UInt8):
+        raise TypeError(f"int_window_std needs an integer column, {column!r} is {values.dtype}")
+    missing = values.is_null().to_numpy()
+    result = pl.Series(
+        column, _int_window_std_nb(values.fill_null(0).cast(pl.Int64).to_numpy(), groups.to_numpy(), window)
+    )
+    result = result.fill_nan(None)
+    if missing.any():  # a window holding a missing value is null, as rolling_std gives
+        holds = np.convolve(missing.astype(np.int64), np.ones(window, dtype=np.int64))[: missing.size] > 0
+        result = result.scatter(np.flatnonzero(holds), None)
+    return result
+
+
 def int_window_std(column: str, window: int) -> pl.Expr:
     """The sample standard deviation (ddof 1) of the integer ``column`` over the last
-    ``window`` rows, exact to one rounding; use it per instrument like ``rolling_std``."""
+    ``window`` rows of each instrument (frame sorted by ``instrument_id`` then time: the
+    windows restart where ``instrument_id`` changes, so the expression needs no
+    ``.over``, and gives the same values under one). Null until a window is full."""
     _check(window)
-    x = pl.col(column).cast(pl.Int128)
-    total, squares = x.rolling_sum(window), (x * x).rolling_sum(window)
-    spread = squares * pl.lit(window, dtype=pl.Int128) - total * total  # n · Σ(x - mean)², exact
-    return (spread.cast(pl.Float64) / float(window * (window - 1))).sqrt()
+    return pl.struct("instrument_id", column).map_batches(
+        lambda batch: _int_std_batch(batch, column, window), return_dtype=pl.Float64
+    )
 
 
 @njit(cache=True)

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from models.features.alpha158 import ALPHA158
+from models.features.alpha158 import ALPHA158, alpha_features
 from models.features.cross_section import FeatureSpec
 from models.features.windows import int_window_std, window_std
 from models.ml.features import feature_matrix, feature_name
@@ -41,22 +41,35 @@ def _numpy_std(values: np.ndarray, window: int) -> np.ndarray:
 
 @pytest.mark.parametrize("window", [2, 5, 20])
 def test_the_window_std_is_the_windows_own_std_and_null_where_rolling_std_is(window: int) -> None:
+    """Two instruments, one after the other (an integer std restarts its windows at the second
+    by itself), a null among the floats: each value is the window's std, and null exactly where
+    Polars' rolling_std per instrument is null."""
     rng = np.random.default_rng(window)
     ints = rng.integers(1, 4_000_000_000, 300)
     floats = rng.normal(0.0, 0.02, 300)
-    frame = pl.DataFrame({"i": ints, "f": floats}).with_columns(
-        pl.when(pl.int_range(pl.len()) == 150).then(None).otherwise(pl.col("f")).alias("f")
+    frame = pl.DataFrame({"instrument_id": np.repeat([7, 3], 150), "i": ints, "f": floats}).with_columns(
+        pl.when(pl.int_range(pl.len()) == 100).then(None).otherwise(pl.col("f")).alias("f")
     )
-    got = frame.select(int_window_std("i", window).alias("i"), window_std(pl.col("f"), window).alias("f"))
-    expect = frame.select(pl.col("i").cast(pl.Float64).rolling_std(window), pl.col("f").rolling_std(window))
+    got = frame.select(
+        int_window_std("i", window).alias("i"),
+        int_window_std("i", window).over("instrument_id").alias("i_over"),
+        window_std(pl.col("f"), window).over("instrument_id").alias("f"),
+    )
+    expect = frame.select(
+        pl.col("i").cast(pl.Float64).rolling_std(window).over("instrument_id"),
+        pl.col("f").rolling_std(window).over("instrument_id"),
+    )
+    assert got.get_column("i").to_list() == got.get_column("i_over").to_list()
     for column, values in (("i", ints.astype(np.float64)), ("f", floats)):
         mine, theirs = got.get_column(column), expect.get_column(column)
         assert mine.is_null().to_list() == theirs.is_null().to_list()  # the same warm-up and gaps
-        want = _numpy_std(values, window)
+        want = np.concatenate([_numpy_std(values[:150], window), _numpy_std(values[150:], window)])
         present = mine.is_not_null().to_numpy()
         np.testing.assert_allclose(mine.to_numpy()[present], want[present], rtol=1e-13)
     with pytest.raises(ValueError, match="at least 2"):
         window_std(pl.col("f"), 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        int_window_std("i", 1)
 
 
 SPECS = [
@@ -83,3 +96,16 @@ def test_every_feature_is_the_same_at_a_bar_whatever_history_precedes_its_window
         warm = np.isfinite(mine)
         assert warm.sum() > 1_500, name
         np.testing.assert_array_equal(mine[warm], whole[warm], err_msg=name)
+
+
+def test_alpha_features_in_one_pass_equal_the_feature_specs() -> None:
+    """``alpha_features`` (the bench's pass: the standard deviations over the whole sorted
+    column) gives the floats the feature specs (per instrument) give training and trading."""
+    bars = _bars()
+    specs = [FeatureSpec("alpha158", {"name": name}) for name in ALPHA158]
+    one_pass = alpha_features(bars)
+    per_spec = feature_matrix(bars, specs, check=False)
+    for spec in specs:
+        left = one_pass.get_column(str(spec.params["name"])).to_numpy()
+        right = per_spec.get_column(feature_name(spec)).to_numpy()
+        np.testing.assert_array_equal(left, right, err_msg=feature_name(spec))
