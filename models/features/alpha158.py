@@ -39,7 +39,7 @@ import polars as pl
 
 from models.features.windows import int_window_std
 
-__all__ = ["ALPHA158", "QLIB_EXPRESSIONS", "alpha_features"]
+__all__ = ["ALPHA158", "ALPHA158_V1", "ALPHA158_VERSIONS", "QLIB_EXPRESSIONS", "alpha_features"]
 
 _EPS = 1e-12
 
@@ -77,6 +77,18 @@ ALPHA158: dict[str, Callable[[], pl.Expr]] = {
 }
 
 _GROUPED = frozenset({"STD5", "STD20", "VSTD5"})  # per-instrument windows without .over (int_window_std)
+
+# Each feature's definition version: 2 where the computation changed (the standard deviations
+# from their windows alone, models.features.windows). A model artifact records the version it
+# was trained with; the version-1 standard deviations (Polars' rolling_std, whose last bits
+# depend on the history before the window) stay in ``ALPHA158_V1`` so an artifact trained
+# with them is scored with them.
+ALPHA158_VERSIONS: dict[str, int] = {name: 2 if name in _GROUPED else 1 for name in ALPHA158}
+ALPHA158_V1: dict[str, Callable[[], pl.Expr]] = {
+    "STD5": lambda: _f("close").rolling_std(5) / _f("close"),
+    "STD20": lambda: _f("close").rolling_std(20) / _f("close"),
+    "VSTD5": lambda: _f("volume").rolling_std(5) / (_f("volume") + _EPS),
+}
 
 QLIB_EXPRESSIONS: dict[str, str] = {
     "KMID": "($close-$open)/$open",

@@ -151,6 +151,42 @@ def test_the_strategy_sees_the_features_and_predictions_training_computes_from_t
     np.testing.assert_array_equal(ranker.scores[step, column], lake_scores)
 
 
+def test_an_artifact_from_before_feature_versions_is_scored_with_the_features_it_was_trained_on(
+    trained: dict[str, object],
+) -> None:
+    """The trained artifact's metadata with the features' versions taken out (an artifact
+    written before versions) registers under another hash; ``ModelRanker`` scores it with the
+    version-1 volatility (Polars' rolling_std), the current artifact with version 2."""
+    from models.ml.registry import register
+    from models.ml.strategy import score_panel
+
+    root, digest = trained["root"], trained["digest"]
+    assert isinstance(root, Path) and isinstance(digest, str)
+    current = load(root / "registry", digest)
+    assert [f["version"] for f in current.meta["features"]] == [1, 1, 2, 1]
+    meta = {**current.meta, "features": [{k: v for k, v in f.items() if k != "version"}
+                                         for f in current.meta["features"]]}  # fmt: skip
+    old = register(root / "registry-old", current.model_text, meta)
+    assert old != digest
+    panel, _ = load_panel(root / "us3")
+    names = list(current.meta["feature_names"])
+    v1 = feature_matrix(panel_frame(panel), [dataclasses.replace(s, version=1) for s in SPECS])
+    v2 = feature_matrix(panel_frame(panel), SPECS)
+    volatility = names[2]
+    assert (v1.get_column(volatility) != v2.get_column(volatility)).any()  # the versions differ here
+    ranker = ModelRanker(artifact_dir=str(root / "registry-old"), artifact=old)
+    ranker.schedule(panel)
+    rows = v1.drop_nans(names).drop_nulls(names)
+    step = np.searchsorted(panel.ts_ns, rows.get_column("ts_ns").to_numpy())
+    ids = [i.instrument_id for i in panel.instruments]
+    column = [ids.index(iid) for iid in rows.get_column("instrument_id")]
+    expected = predict_artifact(current, rows.select(names).to_numpy())
+    np.testing.assert_array_equal(ranker.scores[step, column], expected)
+    np.testing.assert_array_equal(
+        score_panel(load(root / "registry-old", old), panel)[step, column], expected
+    )
+
+
 def _prefix(panel: Panel, steps: int) -> Panel:
     """The panel's first ``steps`` steps (it holds no corporate actions, funding or settles)."""
     fields = {f: getattr(panel, f)[:steps] for f in ("ts_ns", "day", "open", "high", "low", "close", "volume",

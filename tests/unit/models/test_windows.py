@@ -109,3 +109,50 @@ def test_alpha_features_in_one_pass_equal_the_feature_specs() -> None:
         left = one_pass.get_column(str(spec.params["name"])).to_numpy()
         right = per_spec.get_column(feature_name(spec)).to_numpy()
         np.testing.assert_array_equal(left, right, err_msg=feature_name(spec))
+
+
+def test_an_artifact_records_each_features_version_and_an_old_one_is_computed_as_it_was() -> None:
+    """The specs an artifact records carry the version of their definition (2 for the window
+    standard deviations, 1 otherwise); a spec recorded without one (an artifact from before
+    versions) is version 1 and computes Polars' rolling_std as it was trained with; a version
+    this code does not have is refused; version-1 cache keys are what they were."""
+    import hashlib
+    import json
+
+    from models.ml.features import spec_from_json, spec_to_json
+
+    bars = _bars()
+    current = [
+        spec_to_json(FeatureSpec("volatility", {"window": 20}))["version"],
+        spec_to_json(FeatureSpec("momentum", {"lookback": 20}))["version"],
+        spec_to_json(FeatureSpec("alpha158", {"name": "STD20"}))["version"],
+        spec_to_json(FeatureSpec("alpha158", {"name": "VSTD5"}))["version"],
+        spec_to_json(FeatureSpec("alpha158", {"name": "MA20"}))["version"],
+    ]
+    assert current == [2, 1, 2, 2, 1]
+    close = pl.col("close").cast(pl.Float64)
+    for name, params, legacy in (
+        ("volatility", {"window": 20}, (close / close.shift(1)).log().rolling_std(20)),
+        ("alpha158", {"name": "STD20"}, close.rolling_std(20) / close),
+    ):
+        old = spec_from_json({"name": name, "params": params, "steps": []})
+        new = spec_from_json(spec_to_json(FeatureSpec(name, params)))
+        assert (old.version, new.version) == (1, 2)
+        want = bars.sort(["instrument_id", "ts_ns"]).with_columns(legacy.over("instrument_id").alias("value"))
+        want = want.sort(["ts_ns", "instrument_id"]).get_column("value").to_numpy()
+        was = old.compute(bars).get_column("value").to_numpy()
+        now = new.compute(bars).get_column("value").to_numpy()
+        np.testing.assert_array_equal(was, want)  # bit for bit what the artifact was trained on
+        np.testing.assert_allclose(now, was, rtol=1e-12)
+        assert (now[np.isfinite(now)] != was[np.isfinite(was)]).any(), name  # the two versions differ
+    with pytest.raises(ValueError, match="has no version 3"):
+        FeatureSpec("volatility", {"window": 20}, (), 3).compute(bars)
+    momentum = FeatureSpec("momentum", {"lookback": 20})
+    definition = {"name": "momentum", "params": {"lookback": 20}, "steps": (), "inputs": "ab"}
+    assert (
+        momentum.key("ab")
+        == hashlib.blake2b(json.dumps(definition, sort_keys=True).encode(), digest_size=16).hexdigest()
+    )
+    assert FeatureSpec("volatility", {"window": 20}).key("ab") != FeatureSpec(
+        "volatility", {"window": 20}, (), 1
+    ).key("ab")
