@@ -210,10 +210,16 @@ def utc_ns(day: str) -> int:
 
 
 def synth_lake(
-    root: Path, *, seed: int = 7, symbols: int = 8, bars: int = 900, start: str = "2015-01-02"
+    root: Path,
+    *,
+    seed: int = 7,
+    symbols: int = 8,
+    bars: int = 900,
+    start: str = "2015-01-02",
+    calendar: str = "XNYS",
 ) -> Path:
-    """A lake at ``root`` holding a seeded daily data set (XNYS sessions, every name every day):
-    ``synth_dataset``'s bars committed through ``Lake.commit``, as an ingest would."""
+    """A lake at ``root`` holding a seeded daily data set (``calendar``'s sessions, every name
+    every day): ``synth_dataset``'s bars committed through ``Lake.commit``, as an ingest would."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -223,7 +229,7 @@ def synth_lake(
 
     staging = root.parent / f".{root.name}-synth"
     synth_dataset(
-        staging, seed=seed, symbols=symbols, bars=bars, frequency="1d", calendar="XNYS", start=start
+        staging, seed=seed, symbols=symbols, bars=bars, frequency="1d", calendar=calendar, start=start
     )
     table = pq.read_table(staging / "bars.parquet")
     table = table.append_column("turnover", pa.nulls(table.num_rows, pa.int64()))
@@ -270,6 +276,7 @@ action = "clip"
 """
     )
     return config
+
 
 # The XRP/USDT perpetual of ../shared/data/crypto/freqtrade/futures (the perpetual tests).
 XRP_PERP = Instrument(

@@ -37,7 +37,9 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
-__all__ = ["ALPHA158", "QLIB_EXPRESSIONS", "alpha_features"]
+from models.features.windows import int_window_std
+
+__all__ = ["ALPHA158", "ALPHA158_V1", "ALPHA158_VERSIONS", "QLIB_EXPRESSIONS", "alpha_features"]
 
 _EPS = 1e-12
 
@@ -61,8 +63,8 @@ ALPHA158: dict[str, Callable[[], pl.Expr]] = {
     "ROC20": lambda: _f("close").shift(20) / _f("close"),
     "MA5": lambda: _f("close").rolling_mean(5) / _f("close"),
     "MA20": lambda: _f("close").rolling_mean(20) / _f("close"),
-    "STD5": lambda: _f("close").rolling_std(5) / _f("close"),
-    "STD20": lambda: _f("close").rolling_std(20) / _f("close"),
+    "STD5": lambda: int_window_std("close", 5) / _f("close"),
+    "STD20": lambda: int_window_std("close", 20) / _f("close"),
     "MAX5": lambda: _f("high").rolling_max(5) / _f("close"),
     "MAX20": lambda: _f("high").rolling_max(20) / _f("close"),
     "MIN5": lambda: _f("low").rolling_min(5) / _f("close"),
@@ -70,8 +72,22 @@ ALPHA158: dict[str, Callable[[], pl.Expr]] = {
     "RSV5": lambda: _rsv(5),
     "RSV20": lambda: _rsv(20),
     "VMA5": lambda: _f("volume").rolling_mean(5) / (_f("volume") + _EPS),
-    "VSTD5": lambda: _f("volume").rolling_std(5) / (_f("volume") + _EPS),
+    "VSTD5": lambda: int_window_std("volume", 5) / (_f("volume") + _EPS),
     "CNTP20": lambda: (_f("close") > _f("close").shift(1)).cast(pl.Float64).rolling_mean(20),
+}
+
+_GROUPED = frozenset({"STD5", "STD20", "VSTD5"})  # per-instrument windows without .over (int_window_std)
+
+# Each feature's definition version: 2 where the computation changed (the standard deviations
+# from their windows alone, models.features.windows). A model artifact records the version it
+# was trained with; the version-1 standard deviations (Polars' rolling_std, whose last bits
+# depend on the history before the window) stay in ``ALPHA158_V1`` so an artifact trained
+# with them is scored with them.
+ALPHA158_VERSIONS: dict[str, int] = {name: 2 if name in _GROUPED else 1 for name in ALPHA158}
+ALPHA158_V1: dict[str, Callable[[], pl.Expr]] = {
+    "STD5": lambda: _f("close").rolling_std(5) / _f("close"),
+    "STD20": lambda: _f("close").rolling_std(20) / _f("close"),
+    "VSTD5": lambda: _f("volume").rolling_std(5) / (_f("volume") + _EPS),
 }
 
 QLIB_EXPRESSIONS: dict[str, str] = {
@@ -108,7 +124,14 @@ def alpha_features(frame: pl.DataFrame, names: Sequence[str] | None = None) -> p
     if unknown:
         raise ValueError(f"unknown Alpha158 feature(s) {unknown}; known: {', '.join(ALPHA158)}")
     ordered = frame.sort(["instrument_id", "ts_ns"])
+    # the standard deviations restart their windows at each instrument by themselves (on the frame
+    # sorted by instrument): evaluated once over the column, not once per instrument
     out = ordered.select(
-        "ts_ns", "instrument_id", *(ALPHA158[name]().over("instrument_id").alias(name) for name in chosen)
+        "ts_ns",
+        "instrument_id",
+        *(
+            (ALPHA158[name]() if name in _GROUPED else ALPHA158[name]().over("instrument_id")).alias(name)
+            for name in chosen
+        ),
     )
     return out.sort(["ts_ns", "instrument_id"])

@@ -27,9 +27,11 @@ import polars as pl
 
 from lake.partitioned import Lake
 from lake.schema import Kind
-from models.features.alpha158 import ALPHA158
+from models.features.alpha158 import ALPHA158, ALPHA158_V1, ALPHA158_VERSIONS
+from models.features.windows import window_std
 
 __all__ = [
+    "FEATURE_VERSIONS",
     "FeatureSpec",
     "LookAheadError",
     "TIME_SERIES",
@@ -38,6 +40,7 @@ __all__ = [
     "cs_rank",
     "cs_winsorise",
     "cs_zscore",
+    "feature_version",
     "materialise",
     "time_series",
 ]
@@ -64,7 +67,7 @@ TIME_SERIES: dict[str, TimeSeriesFn] = {
     "momentum": lambda _f, p: _price().shift(int(p.get("skip", 0))) / _price().shift(int(p["lookback"]))
     - 1.0,
     # rolling standard deviation of one-bar log returns over `window` bars
-    "volatility": lambda _f, p: (_price() / _price().shift(1)).log().rolling_std(int(p["window"])),
+    "volatility": lambda _f, p: window_std((_price() / _price().shift(1)).log(), int(p["window"])),
     # close over its `window`-bar mean, less one
     "distance_from_mean": lambda _f, p: _price() / _price().rolling_mean(int(p["window"])) - 1.0,
     # log of the mean traded value over `window` bars (a size / liquidity proxy)
@@ -76,11 +79,43 @@ TIME_SERIES: dict[str, TimeSeriesFn] = {
 }  # fmt: skip
 
 
-def time_series(frame: pl.DataFrame, name: str, params: dict[str, Any]) -> pl.DataFrame:
-    """``frame`` with a float ``value``: the named feature per instrument, in time order."""
+# Each time-series definition's version (1 unless listed): 2 where the computation changed.
+# ``volatility`` 2: the rolling standard deviation from each window alone
+# (models.features.windows); version 1 (Polars' rolling_std) stays in ``_VERSION_1`` so a model
+# artifact trained with it is scored with it. Alpha158's versions are per name (ALPHA158_VERSIONS).
+FEATURE_VERSIONS: dict[str, int] = {"volatility": 2}
+_VERSION_1: dict[str, TimeSeriesFn] = {
+    "volatility": lambda _f, p: (_price() / _price().shift(1)).log().rolling_std(int(p["window"])),
+    "alpha158": lambda _f, p: _alpha158_v1(str(p["name"])),
+}
+
+
+def _alpha158_v1(name: str) -> pl.Expr:
+    return ALPHA158_V1[name]() if name in ALPHA158_V1 else _alpha158(name)
+
+
+def feature_version(name: str, params: dict[str, Any]) -> int:
+    """The version this code computes of the time-series feature ``name`` with ``params``."""
+    if name == "alpha158":
+        return ALPHA158_VERSIONS.get(str(params.get("name")), 1)
+    return FEATURE_VERSIONS.get(name, 1)
+
+
+def time_series(frame: pl.DataFrame, name: str, params: dict[str, Any], version: int = 0) -> pl.DataFrame:
+    """``frame`` with a float ``value``: the named feature per instrument, in time order; with
+    ``version`` (0: the current one), that version of its computation (refused if unknown)."""
     if name not in TIME_SERIES:
         raise ValueError(f"unknown feature {name!r}; known: {', '.join(sorted(TIME_SERIES))}")
-    expression = TIME_SERIES[name](frame, params)
+    current = feature_version(name, params)
+    if version in (0, current):
+        expression = TIME_SERIES[name](frame, params)
+    elif version == 1 and name in _VERSION_1:
+        expression = _VERSION_1[name](frame, params)
+    else:
+        raise ValueError(
+            f"feature {name} {params} has no version {version}: this code computes version {current}"
+            + (" and 1" if name in _VERSION_1 and current != 1 else "")
+        )
     ordered = frame.sort(["instrument_id", "ts_ns"])
     with_value = ordered.with_columns(expression.over("instrument_id").alias("value"))
     return with_value.sort(["ts_ns", "instrument_id"])
@@ -136,15 +171,25 @@ class FeatureSpec:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     steps: tuple[tuple[str, dict[str, Any]], ...] = ()
+    version: int = 0  # the time-series definition's version; 0: the current one (FEATURE_VERSIONS)
+
+    @property
+    def resolved_version(self) -> int:
+        """The version computed: ``version``, or this code's current one when 0."""
+        return self.version or feature_version(self.name, self.params)
 
     def key(self, inputs_hash: str) -> str:
-        """The cache key: a hash of the definition and of the lake's content."""
-        definition = {"name": self.name, "params": self.params, "steps": self.steps, "inputs": inputs_hash}
+        """The cache key: a hash of the definition (its version when above 1) and of the lake's
+        content."""
+        definition: dict[str, Any] = {"name": self.name, "params": self.params, "steps": self.steps,
+                                      "inputs": inputs_hash}  # fmt: skip
+        if self.resolved_version > 1:
+            definition["version"] = self.resolved_version
         text = json.dumps(definition, sort_keys=True)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
     def compute(self, frame: pl.DataFrame) -> pl.DataFrame:
-        out = time_series(frame, self.name, self.params)
+        out = time_series(frame, self.name, self.params, self.version)
         for operator, params in self.steps:
             out = _STEPS[operator](out, params)
         return out.select("ts_ns", "instrument_id", "value")

@@ -29,12 +29,16 @@ def panel_frame(panel: Panel) -> pl.DataFrame:
 
 
 def spec_to_json(spec: FeatureSpec) -> dict[str, Any]:
-    return {"name": spec.name, "params": spec.params, "steps": [[op, params] for op, params in spec.steps]}
+    """The spec as an artifact records it, with the version of its definition computed."""
+    return {"name": spec.name, "params": spec.params, "steps": [[op, params] for op, params in spec.steps],
+            "version": spec.resolved_version}  # fmt: skip
 
 
 def spec_from_json(data: dict[str, Any]) -> FeatureSpec:
+    """The spec an artifact recorded, at the version it was trained with (1 for an artifact
+    written before features had versions)."""
     steps = tuple((str(op), dict(params)) for op, params in data.get("steps", []))
-    return FeatureSpec(str(data["name"]), dict(data.get("params", {})), steps)
+    return FeatureSpec(str(data["name"]), dict(data.get("params", {})), steps, int(data.get("version", 1)))
 
 
 def feature_name(spec: FeatureSpec) -> str:

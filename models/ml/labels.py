@@ -85,8 +85,9 @@ def check_labels(
 ) -> None:
     """Raise ``LabelOverlapError`` unless every label row starts exactly ``gap`` bars and ends
     exactly ``gap + horizon`` bars after its feature bar, counted in its instrument's ``bars``
-    (so no label starts before the last bar its features read), and, with ``window_end_ts``,
-    ends at or before it."""
+    (so no label starts before the last bar its features read), its value is the return
+    between the closes of those two bars (and its ``label_class``, with thresholds, that
+    return's class), and, with ``window_end_ts``, it ends at or before it."""
     index = bars.select("ts_ns", "instrument_id").sort(["instrument_id", "ts_ns"])
     index = index.with_columns(pl.int_range(pl.len()).over("instrument_id").alias("bar"))
     at = labels.join(index, on=["ts_ns", "instrument_id"], how="left")
@@ -107,6 +108,7 @@ def check_labels(
             f"{row['ts_ns']}, instrument {row['instrument_id']}: feature bar {row['bar']}, label start bar "
             f"{row['start_bar']} (ts_ns {row['label_start_ts']}), end bar {row['end_bar']}"
         )
+    _check_values(labels, bars, spec)
     if window_end_ts is not None:
         late = labels.filter(pl.col("label_end_ts") > window_end_ts)
         if late.height:
@@ -115,3 +117,29 @@ def check_labels(
                 f"{late.height} label(s) end after the window's end {window_end_ts}: first at ts_ns "
                 f"{row['ts_ns']}, instrument {row['instrument_id']}, ending {row['label_end_ts']}"
             )
+
+
+def _check_values(labels: pl.DataFrame, bars: pl.DataFrame, spec: LabelSpec) -> None:
+    """Every label is ``close[label_end] / close[label_start] - 1`` from the bars (bit for bit:
+    the same float operations ``forward_returns`` does), so a label whose value reads other
+    bars than its stamps say — one that starts at its feature bar's close, say — is caught."""
+    close = bars.select("ts_ns", "instrument_id", pl.col("close").cast(pl.Float64))
+    starts = close.rename({"ts_ns": "label_start_ts", "close": "start_close"})
+    ends = close.rename({"ts_ns": "label_end_ts", "close": "end_close"})
+    at = labels.join(starts, on=["label_start_ts", "instrument_id"], how="left")
+    at = at.join(ends, on=["label_end_ts", "instrument_id"], how="left")
+    at = at.with_columns((pl.col("end_close") / pl.col("start_close") - 1.0).alias("return"))
+    wrong = pl.col("return").is_null() | (pl.col("return") != pl.col("label"))
+    if spec.thresholds and "label_class" in labels.columns:
+        expected = pl.lit(0, dtype=pl.Int32)
+        for cut in spec.thresholds:
+            expected = expected + (pl.col("return") > cut).cast(pl.Int32)
+        wrong = wrong | (expected != pl.col("label_class"))
+    bad = at.filter(wrong).sort(["ts_ns", "instrument_id"])
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise LabelOverlapError(
+            f"{bad.height} label(s) not the return between their start and end closes: first at ts_ns "
+            f"{row['ts_ns']}, instrument {row['instrument_id']}: label {row['label']}, but "
+            f"close[{row['label_end_ts']}] / close[{row['label_start_ts']}] - 1 = {row['return']}"
+        )

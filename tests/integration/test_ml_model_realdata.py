@@ -24,9 +24,10 @@ from lake.sources import parse_yahoo
 from lake.store import load_panel
 from models.features.cross_section import FeatureSpec
 from models.ml.artifact import train_and_register
+from models.ml.features import feature_matrix, panel_frame
 from models.ml.labels import LabelSpec
 from models.ml.registry import load
-from models.ml.strategy import ModelRanker
+from models.ml.strategy import ModelRanker, predict_artifact
 from tests.factories import US_DAILY_NAMES, utc_ns
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
@@ -115,6 +116,75 @@ def test_the_strategy_scores_causally(trained: dict[str, object]) -> None:
     prefix.schedule(_prefix(panel, cut))
     np.testing.assert_array_equal(prefix.scores, full.scores[:cut])
     assert np.isfinite(full.scores[-1]).all()
+
+
+def test_the_strategy_sees_the_features_and_predictions_training_computes_from_the_lake(
+    trained: dict[str, object],
+) -> None:
+    """The data set the strategy trades starts in 2009-09; the lake training read starts in the
+    1990s. At every bar both score, the features are the same floats and so are the
+    predictions (the 20-bar volatility differed in its last bits with Polars' rolling_std)."""
+    root, lake, digest = trained["root"], trained["lake"], trained["digest"]
+    assert isinstance(root, Path) and isinstance(lake, Lake) and isinstance(digest, str)
+    artifact = load(root / "registry", digest)
+    names = list(artifact.meta["feature_names"])
+    panel, _ = load_panel(root / "us3")
+    trading = feature_matrix(panel_frame(panel), SPECS)
+    training = feature_matrix(panel_frame(lake.panel("1d", end_ns=utc_ns("2012-12-31"))), SPECS)
+    both = (
+        trading.drop_nans(names)
+        .drop_nulls(names)
+        .join(training, on=["ts_ns", "instrument_id"], suffix="_lake")
+    )
+    assert both.height > 2_000
+    for name in names:
+        np.testing.assert_array_equal(
+            both.get_column(name).to_numpy(), both.get_column(f"{name}_lake").to_numpy(), err_msg=name
+        )
+    ranker = ModelRanker(artifact_dir=str(root / "registry"), artifact=digest)
+    ranker.schedule(panel)
+    lake_scores = predict_artifact(artifact, both.select([f"{n}_lake" for n in names]).to_numpy())
+    step = np.searchsorted(panel.ts_ns, both.get_column("ts_ns").to_numpy())
+    column = [
+        [i.instrument_id for i in panel.instruments].index(iid) for iid in both.get_column("instrument_id")
+    ]
+    np.testing.assert_array_equal(ranker.scores[step, column], lake_scores)
+
+
+def test_an_artifact_from_before_feature_versions_is_scored_with_the_features_it_was_trained_on(
+    trained: dict[str, object],
+) -> None:
+    """The trained artifact's metadata with the features' versions taken out (an artifact
+    written before versions) registers under another hash; ``ModelRanker`` scores it with the
+    version-1 volatility (Polars' rolling_std), the current artifact with version 2."""
+    from models.ml.registry import register
+    from models.ml.strategy import score_panel
+
+    root, digest = trained["root"], trained["digest"]
+    assert isinstance(root, Path) and isinstance(digest, str)
+    current = load(root / "registry", digest)
+    assert [f["version"] for f in current.meta["features"]] == [1, 1, 2, 1]
+    meta = {**current.meta, "features": [{k: v for k, v in f.items() if k != "version"}
+                                         for f in current.meta["features"]]}  # fmt: skip
+    old = register(root / "registry-old", current.model_text, meta)
+    assert old != digest
+    panel, _ = load_panel(root / "us3")
+    names = list(current.meta["feature_names"])
+    v1 = feature_matrix(panel_frame(panel), [dataclasses.replace(s, version=1) for s in SPECS])
+    v2 = feature_matrix(panel_frame(panel), SPECS)
+    volatility = names[2]
+    assert (v1.get_column(volatility) != v2.get_column(volatility)).any()  # the versions differ here
+    ranker = ModelRanker(artifact_dir=str(root / "registry-old"), artifact=old)
+    ranker.schedule(panel)
+    rows = v1.drop_nans(names).drop_nulls(names)
+    step = np.searchsorted(panel.ts_ns, rows.get_column("ts_ns").to_numpy())
+    ids = [i.instrument_id for i in panel.instruments]
+    column = [ids.index(iid) for iid in rows.get_column("instrument_id")]
+    expected = predict_artifact(current, rows.select(names).to_numpy())
+    np.testing.assert_array_equal(ranker.scores[step, column], expected)
+    np.testing.assert_array_equal(
+        score_panel(load(root / "registry-old", old), panel)[step, column], expected
+    )
 
 
 def _prefix(panel: Panel, steps: int) -> Panel:

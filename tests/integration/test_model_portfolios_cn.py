@@ -257,3 +257,47 @@ def test_both_strategies_decide_the_same_on_a_truncated_panel(runs: dict[str, ob
     dropout.schedule(panel)
     changes = np.abs(np.diff(dropout.portfolio.held.astype(np.int8), axis=0)).sum(axis=1)
     assert changes.max() <= 2 * N_DROP and (changes > 0).any()  # one out, one in at a time
+
+
+def test_a_model_book_is_sized_by_the_risk_policy_in_whole_lots(runs: dict[str, object]) -> None:
+    """The same artifact and portfolio (top 3 at 30% each) under a 20% per-name clip and
+    under the 60% limit of the other runs: every decision naming more than 20% gets the
+    policy's clip verdict, and the first rebalance's buys are sized at 20% and 30% of the
+    starting NAV respectively, in whole lots of 100 shares (the order planner's A-share rule)."""
+    root = runs["root"]
+    assert isinstance(root, Path)
+    params = (
+        f'artifact_dir = "{root / "registry"}", artifact = "{runs["digest"]}", top_k = 3, weight = 0.9, '
+        "start_day = 20090101"
+    )
+    first_buys: dict[int, list[OrderSubmitted]] = {}
+    for limit in (20, 60):
+        config = _config(root, f"sized{limit}", "models.ml.strategy:ModelRanker", params)
+        config.write_text(config.read_text().replace("limit_e8 = 60_000_000", f"limit_e8 = {limit}_000_000"))
+        assert main(["backtest", str(config)]) == 0
+        events = _events(root / f"sized{limit}")
+        decisions = [e for e in events if isinstance(e, TargetsDecided)]
+        assert len(decisions) >= 30 and all(max(d.weights_e8) == 30_000_000 for d in decisions)
+        clips = {
+            e.step: e
+            for e in events
+            if isinstance(e, RiskVerdict) and e.action == "clip" and e.unit == "e8_nav"
+        }
+        if limit == 20:  # every decision over the limit clipped to it
+            assert set(clips) == {d.step for d in decisions}
+            assert all(c.limit == 20_000_000 and c.observed_after <= 20_000_000 for c in clips.values())
+        else:
+            assert not clips
+        # the first decision's three buys (nothing is held before it)
+        first_buys[limit] = [e for e in events if isinstance(e, OrderSubmitted) and e.side > 0][:3]
+        assert all(o.ts_ns <= decisions[1].ts_ns for o in first_buys[limit])
+        fills = [e for e in events if isinstance(e, OrderFilled)]
+        assert fills and all(f.fill_qty_raw % 100 == 0 for f in fills if f.side > 0)
+    for limit, buys in first_buys.items():
+        assert len(buys) == 3
+        for order in buys:
+            assert order.qty_raw % 100 == 0
+            value = order.qty_raw * order.decision_px_raw / 100  # CNY: prices in fen
+            budget = min(limit, 30) / 100 * 1_000_000  # the clip, or the strategy's own 30%
+            assert budget - 100 * order.decision_px_raw / 100 < value <= budget, (limit, order)
+    assert [o.instrument_id for o in first_buys[20]] == [o.instrument_id for o in first_buys[60]]

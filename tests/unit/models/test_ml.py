@@ -76,6 +76,37 @@ def test_a_planted_overlap_is_caught() -> None:
         LabelSpec(horizon=5, gap=-1)
 
 
+def test_a_label_whose_value_peeks_into_its_features_is_caught_though_its_stamps_are_honest() -> None:
+    """A planted look-ahead in a label's value: returns measured from the feature bar's own
+    close (gap 0) but stamped as gap 1, so every timestamp is where the spec says. Only the
+    values betray it; and one label nudged by one ulp, or one class moved, is caught too."""
+    bars = _bars()
+    spec = LabelSpec(horizon=5, gap=1)
+    honest = forward_returns(bars, spec)
+    peeking = forward_returns(bars, LabelSpec(horizon=6, gap=0))  # close[t+6] / close[t] - 1
+    planted = honest.drop("label").join(
+        peeking.select("ts_ns", "instrument_id", "label"), on=["ts_ns", "instrument_id"], how="inner"
+    )
+    assert planted.height == honest.height
+    with pytest.raises(LabelOverlapError, match="not the return between their start and end closes"):
+        check_labels(planted, bars, spec)
+    one = honest.with_columns(
+        pl.when(pl.int_range(pl.len()) == 200).then(pl.col("label") * (1 + 2**-52)).otherwise(pl.col("label"))
+        .alias("label")
+    )  # fmt: skip
+    with pytest.raises(LabelOverlapError, match=r"^1 label"):
+        check_labels(one, bars, spec)
+    classed = LabelSpec(horizon=5, gap=1, thresholds=(-0.01, 0.01))
+    labels = forward_returns(bars, classed)
+    check_labels(labels, bars, classed)
+    moved = labels.with_columns(
+        pl.when(pl.int_range(pl.len()) == 50).then((pl.col("label_class") + 1) % 3)
+        .otherwise(pl.col("label_class")).alias("label_class")
+    )  # fmt: skip
+    with pytest.raises(LabelOverlapError, match=r"^1 label"):
+        check_labels(moved, bars, classed)
+
+
 def test_a_label_past_the_window_is_caught_and_training_embargoes_it() -> None:
     bars = _bars()
     spec = LabelSpec(horizon=5, gap=1)
