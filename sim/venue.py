@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from domain.events import (
     OrderAccepted,
@@ -32,7 +33,7 @@ from domain.markets import (
 )
 from domain.orders import Order
 from kernel.corporate_actions import actions_of
-from kernel.markets import is_cn_a_share
+from kernel.markets import CN_VENUES, is_cn_a_share
 from kernel.venue import NO_ACTIVITY
 from sim._match_nb import LIMIT, MARKET, match_step_nb, next_fill_step_nb
 from sim.fill_models import FillModel
@@ -45,6 +46,20 @@ _INT64_MAX = 2**63 - 1
 SMALL_BATCH = 8
 """Up to this many open orders a step are matched in plain Python (``_match_small``): for
 the one or two orders of most steps, building the kernels' arrays costs more than matching."""
+
+
+def _next_cn_steps(panel: Panel) -> npt.NDArray[np.int64] | None:
+    """For a data set holding A-shares and instruments of other venues: per step, the next
+    step (after it) with a bar on an A-share venue (an index there counts: it trades when the
+    exchange does), or -1. ``None`` for a data set of A-share venues only, where every step
+    is such a step (the day's last step ends the session)."""
+    on_cn = np.array([inst.venue in CN_VENUES for inst in panel.instruments], dtype=np.bool_)
+    if on_cn.all():
+        return None
+    steps = np.flatnonzero(panel.valid[:, on_cn].any(axis=1))
+    position = np.searchsorted(steps, np.arange(panel.steps), side="right")
+    padded = np.append(steps, -1).astype(np.int64)
+    return padded[position]
 
 
 class SimVenue:
@@ -64,6 +79,7 @@ class SimVenue:
         self._ref = ReferenceCloses(panel, set(self._cn)) if self._cn else None
         self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
         self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
+        self._next_cn_step = _next_cn_steps(panel) if self._cn else None
         self._schedules: dict[int, CommissionSchedule] = {}  # instrument id -> commission
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:
@@ -146,8 +162,17 @@ class SimVenue:
         )
 
     def _session_of_order(self, step: int) -> int:
-        """An order sent after a session's last bar works in the next session."""
+        """An order sent after a session's last bar works in the next session. In a data set
+        that also holds other markets (US closes, crypto hours on the same day), the A-share
+        session is over at the day's last step with an A-share bar: an order sent then or
+        later works in the next day that has one (a China holiday on which only the other
+        markets trade is not an A-share session). A queue source's rows not yet arrived are
+        unknown: there the day's last step decides, as in a data set of A-shares only."""
         day = self._panel.day
+        if self._next_cn_step is not None and self._arrived is None:
+            later = int(self._next_cn_step[step])
+            if later >= 0:
+                return int(day[later])
         if step + 1 < self._panel.steps and day[step + 1] != day[step]:
             return int(day[step + 1])
         return int(day[step])
