@@ -12,11 +12,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
+from domain.events import DayClosed, KillSwitchTripped
 from domain.fx import FxRate
 from domain.instruments import Instrument
-from domain.riskrules import policy_from_mapping
+from domain.riskrules import KillSwitchConfig, policy_from_mapping
 from kernel.account import AccountConfig
 from kernel.loop import KernelError
+from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import DatasetError, fx_table, write_dataset
 from sim.backtest import BacktestConfig, FxConfig, FxConversionConfig, StrategyConfig, run_backtest
@@ -112,3 +114,26 @@ def test_a_malformed_fx_table_is_refused_when_written(tmp_path: Path) -> None:
     bad = [FxRate(day=20240102, currency="CNY", base="USD", rate_e8=-1)]
     with pytest.raises(DatasetError, match="not positive"):
         _dataset(tmp_path / "d", bad)
+
+
+@pytest.mark.parametrize("falls", [False, True])
+def test_the_kill_switch_watches_the_nav_in_the_base(tmp_path: Path, falls: bool) -> None:
+    """CONSTRUCTED: prices never move; only the CNY rate does (0.15 -> 0.14 USD on the last day).
+    The book's USD NAV falls 6.25% (16,000 -> 15,000 USD) and a 2% drawdown limit trips the
+    kill switch on that close, with the base amounts; with a flat rate it stays armed."""
+    last = 14_000_000 if falls else 15_000_000
+    series = [15_000_000, 15_000_000, last]
+    rates = [FxRate(day=d, currency="CNY", base="USD", rate_e8=r) for d, r in zip(DAYS, series, strict=True)]
+    _run(tmp_path, rates, Scripted({}), initial_cash="1000", fx=FxConfig(initial_cash={"CNY": "100000"}),
+         kill_switch=KillSwitchConfig(drawdown_max_e8=2_000_000))  # fmt: skip
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+    navs = [e.nav_minor for e in events if isinstance(e, DayClosed)]
+    assert navs == [1_600_000, 1_600_000, 1_400_000 + 100_000 if falls else 1_600_000]
+    tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
+    if not falls:
+        assert tripped == []
+        return
+    [trip] = tripped
+    assert trip.trigger == "drawdown" and trip.observed == 6_250_000  # 1e-8 of the USD peak
+    assert "of peak 1600000" in trip.reason
