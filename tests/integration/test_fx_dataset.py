@@ -11,20 +11,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from cli.wiring import replay_builder
-from domain.events import CurrenciesMarked, OrderFilled
+from domain.events import CurrenciesMarked, OrderExpired, OrderFilled, OrderSubmitted
 from domain.fx import FxRate
 from domain.market import Panel
+from domain.markets import CnFeeRows, session_intervals_ns
 from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.fx_rates import FxFileError, read_fx_rows
-from lake.store import fx_table
+from lake.store import fx_table, write_dataset
 from sim.backtest import FxConfig, StrategyConfig, run_backtest
 from tests.integration import test_fx_three_markets as three
 from tests.integration import test_instrument_metadata as meta
@@ -140,3 +143,59 @@ def test_tape_export_carries_the_rates_and_a_run_values_the_book_at_them(tmp_pat
     pq.write_table(fx_table(changed), data / "fx.parquet")
     with open_journal(cfg.journal) as journal, pytest.raises(Exception, match="hash"):
         replay(journal, replay_builder)
+
+
+class AtTheAShareClose:
+    """SPDB 0.3 of the base NAV at its bar of 2021-11-17 (its close, 07:00 UTC), XRP 0.2 at its
+    first hour; nothing else."""
+
+    strategy_id = "a_share_close"
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        spdb = next(s for s in np.flatnonzero(panel.valid[:, 0]) if panel.day[s] == 20211117)
+        xrp = int(np.flatnonzero(panel.valid[:, 1])[0])
+        self._plan = {int(spdb): [0.3, float("nan")], xrp: [float("nan"), 0.2]}
+        return np.array(sorted(self._plan), dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array(self._plan[view.step])
+
+
+@pytest.mark.needs_shared_data
+@pytest.mark.skipif(
+    not (three.SPDB_FILE.exists() and three.XRP_FILE.exists()),
+    reason=f"real market data not present under {three.SHARED}",
+)
+def test_an_a_share_order_sent_at_its_close_fills_next_session_between_crypto_hours(tmp_path: Path) -> None:
+    """Real SPDB daily bars and XRP/USDT:USDT hours of 2021-11-17..21 in one data set, rates
+    CONSTRUCTED: the crypto hours after the A-share close used to end SPDB's session for an
+    order sent at its close, which expired unfilled (``CN_DAY_ORDER``) at 23:00 UTC; it works
+    on 2021-11-18 and fills at that session's open."""
+    rows = [*three._spdb_rows(20211101, 20211130), *(
+        {**row, "instrument_id": 2} for row in three._xrp_rows()
+    )]  # fmt: skip
+    spdb = three.SPDB
+    xrp = msgspec.structs.replace(three.XRP, instrument_id=2)
+    days = sorted({row["day"] for row in rows})
+    data = tmp_path / "data"
+    write_dataset(
+        data, name="spdb-xrp-real-bars-constructed-fx", frequency="mixed", calendar="mixed",
+        instruments=[spdb, xrp], bars=pa.Table.from_pylist(rows), fx=fx_table(three.constructed_rates(days)),
+    )  # fmt: skip
+    cfg = three.config(
+        tmp_path, data, fx=FxConfig(initial_cash={"CNY": "2000000", "USDT": "100000"}),
+        strategy=StrategyConfig(entry="tests.integration.test_fx_dataset:AtTheAShareClose"),
+        cn_fees=CnFeeRows(rows=[]),  # 2021: the built-in A-share tables
+    )  # fmt: skip
+    run_backtest(cfg, AtTheAShareClose())
+    events = _events(cfg.journal)
+    [submitted] = [e for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == 1]
+    assert not [e for e in events if isinstance(e, OrderExpired)]
+    [filled] = [e for e in events if isinstance(e, OrderFilled) and e.instrument_id == 1]
+    assert filled.order_id == submitted.order_id and filled.currency == "CNY"
+    open_18 = next(r["open"] for r in rows if r["instrument_id"] == 1 and r["day"] == 20211118)
+    assert filled.fill_px_raw >= open_18 and filled.ts_ns == session_intervals_ns("XSHG", 20211118)[-1][1]
+    xrp_steps = [r["ts_ns"] for r in rows if r["instrument_id"] == 2]
+    assert submitted.ts_ns < max(t for t in xrp_steps if t < filled.ts_ns)  # crypto hours in between
+    with open_journal(cfg.journal) as journal:
+        assert replay(journal, replay_builder).ok

@@ -115,11 +115,11 @@ def _price(text: str, digits: int) -> int:
     return from_decimal_text(text, digits, Rounding.HALF_EVEN)
 
 
-def _spdb_rows() -> Iterator[dict[str, int]]:
+def _spdb_rows(first: int = 20110104, last: int = 20111206) -> Iterator[dict[str, int]]:
     with SPDB_FILE.open() as handle:
         for row in csv.DictReader(handle):
             day = int(row["date"].replace("-", ""))
-            if 20110104 <= day <= 20111206:
+            if first <= day <= last:
                 yield {
                     "ts_ns": session_intervals_ns("XSHG", day)[-1][1], "day": day, "instrument_id": 1,
                     **{k: _price(row[k], 2) for k in ("open", "high", "low", "close")},
