@@ -40,7 +40,7 @@ from domain.events import (
     TargetsDecided,
     VenueMessageReceived,
 )
-from domain.fixed import RATE_SCALE
+from domain.fixed import RATE_SCALE, Rounding
 from domain.fx import FxError, to_base_minor
 from domain.ledger import capital_postings, cash_account, conversion_postings
 from domain.market import Panel
@@ -249,7 +249,6 @@ class Kernel:
             sleeves=len(self._slots) > 1,
             margin=margin,
             greeks=self._greeks is not None,
-            order_notional=setup.policy.order_notional.limit > 0,
             streaming=streaming,
         )
         if refused:
@@ -643,7 +642,7 @@ class Kernel:
         intents = plan_orders(allowed, positions, prices, self._instruments, nav, navs)
         if self._greeks is not None:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
-        intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
+        intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px, self._in_base(step))
         verdicts.extend(order_verdicts)
         intents, limit_px = self._account_checks(step, intents, limit_px, nav, prices, verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
@@ -652,6 +651,16 @@ class Kernel:
             return self._router.on_decision(step, ts_ns, sid, intents)
         self._send(step, ts_ns, sid, intents, limit_px)
         return bool(intents)
+
+    def _in_base(self, step: int) -> Callable[[int, int], int] | None:
+        """Several currencies: (instrument id, an amount in its currency's minor units) -> the
+        amount in the base at the step's rate, rounded up (an order's value against a limit in
+        the base is never understated); None for a book of one currency (nothing converts)."""
+        book = self._currencies
+        if not book.several:
+            return None
+        currency_of = {iid: inst.currency for iid, inst in self._instruments.items()}
+        return lambda iid, amount: book.to_base(amount, currency_of[iid], step, Rounding.CEILING)
 
     def _account_checks(
         self,
