@@ -55,7 +55,7 @@ from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
 from kernel.liquidation import Liquidation
 from kernel.margin import MarginBook, MarginError
-from kernel.markets import MarketRules
+from kernel.markets import MarketRules, next_a_share_steps
 from kernel.marks import mark_refusal, mark_step
 from kernel.options import expiry_settlement, greek_guard
 from kernel.pdt import PdtGuard
@@ -184,6 +184,7 @@ class Kernel:
             corporate=self._corporate,
             pdt=pdt,
             equity=self.valuation.nav_minor,
+            a_share_steps=next_a_share_steps(panel) if arrived is None else None,
         )
         desk = self.desk
         self._liquidation = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 
 from domain.events import (
     OrderAccepted,
@@ -33,7 +32,7 @@ from domain.markets import (
 )
 from domain.orders import Order
 from kernel.corporate_actions import actions_of
-from kernel.markets import CN_VENUES, is_cn_a_share
+from kernel.markets import is_cn_a_share, next_a_share_steps
 from kernel.venue import NO_ACTIVITY
 from sim._match_nb import LIMIT, MARKET, match_step_nb, next_fill_step_nb
 from sim.fill_models import FillModel
@@ -46,20 +45,6 @@ _INT64_MAX = 2**63 - 1
 SMALL_BATCH = 8
 """Up to this many open orders a step are matched in plain Python (``_match_small``): for
 the one or two orders of most steps, building the kernels' arrays costs more than matching."""
-
-
-def _next_cn_steps(panel: Panel) -> npt.NDArray[np.int64] | None:
-    """For a data set holding A-shares and instruments of other venues: per step, the next
-    step (after it) with a bar on an A-share venue (an index there counts: it trades when the
-    exchange does), or -1. ``None`` for a data set of A-share venues only, where every step
-    is such a step (the day's last step ends the session)."""
-    on_cn = np.array([inst.venue in CN_VENUES for inst in panel.instruments], dtype=np.bool_)
-    if on_cn.all():
-        return None
-    steps = np.flatnonzero(panel.valid[:, on_cn].any(axis=1))
-    position = np.searchsorted(steps, np.arange(panel.steps), side="right")
-    padded = np.append(steps, -1).astype(np.int64)
-    return padded[position]
 
 
 class SimVenue:
@@ -79,7 +64,7 @@ class SimVenue:
         self._ref = ReferenceCloses(panel, set(self._cn)) if self._cn else None
         self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
         self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
-        self._next_cn_step = _next_cn_steps(panel) if self._cn else None
+        self._next_cn_step = next_a_share_steps(panel)
         self._schedules: dict[int, CommissionSchedule] = {}  # instrument id -> commission
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:

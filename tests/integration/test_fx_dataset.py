@@ -19,7 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from cli.wiring import replay_builder
-from domain.events import CurrenciesMarked, OrderExpired, OrderFilled, OrderSubmitted
+from domain.events import (
+    CurrenciesMarked,
+    DayClosed,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+)
 from domain.fx import FxRate
 from domain.market import Panel
 from domain.markets import CnFeeRows, session_intervals_ns
@@ -146,15 +153,16 @@ def test_tape_export_carries_the_rates_and_a_run_values_the_book_at_them(tmp_pat
 
 
 class AtTheAShareClose:
-    """SPDB 0.3 of the base NAV at its bar of 2021-11-17 (its close, 07:00 UTC), XRP 0.2 at its
-    first hour; nothing else."""
+    """SPDB 0.3 of the base NAV at its bar of 2021-11-17 (its close, 07:00 UTC) and 0 at its
+    bar of 2021-11-18, XRP 0.2 at its first hour."""
 
     strategy_id = "a_share_close"
 
     def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        spdb = next(s for s in np.flatnonzero(panel.valid[:, 0]) if panel.day[s] == 20211117)
+        spdb = {int(panel.day[s]): int(s) for s in np.flatnonzero(panel.valid[:, 0])}
         xrp = int(np.flatnonzero(panel.valid[:, 1])[0])
-        self._plan = {int(spdb): [0.3, float("nan")], xrp: [float("nan"), 0.2]}
+        nan = float("nan")
+        self._plan = {spdb[20211117]: [0.3, nan], spdb[20211118]: [0.0, nan], xrp: [nan, 0.2]}
         return np.array(sorted(self._plan), dtype=np.int64)
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
@@ -166,11 +174,13 @@ class AtTheAShareClose:
     not (three.SPDB_FILE.exists() and three.XRP_FILE.exists()),
     reason=f"real market data not present under {three.SHARED}",
 )
-def test_an_a_share_order_sent_at_its_close_fills_next_session_between_crypto_hours(tmp_path: Path) -> None:
+def test_a_share_orders_sent_at_the_close_work_next_session_between_crypto_hours(tmp_path: Path) -> None:
     """Real SPDB daily bars and XRP/USDT:USDT hours of 2021-11-17..21 in one data set, rates
-    CONSTRUCTED: the crypto hours after the A-share close used to end SPDB's session for an
-    order sent at its close, which expired unfilled (``CN_DAY_ORDER``) at 23:00 UTC; it works
-    on 2021-11-18 and fills at that session's open."""
+    CONSTRUCTED. The crypto hours after the A-share close used to keep SPDB's session open for
+    an order sent at its close: the buy of 11-17 expired unfilled (``CN_DAY_ORDER``) at 23:00
+    UTC, and a sell at the 11-18 close of shares bought that morning was refused
+    ``CN_T_PLUS_1`` (judged for 11-18). Both work in the next session: the buy fills at the
+    11-18 open, the sell at 11-19's."""
     rows = [*three._spdb_rows(20211101, 20211130), *(
         {**row, "instrument_id": 2} for row in three._xrp_rows()
     )]  # fmt: skip
@@ -189,13 +199,19 @@ def test_an_a_share_order_sent_at_its_close_fills_next_session_between_crypto_ho
     )  # fmt: skip
     run_backtest(cfg, AtTheAShareClose())
     events = _events(cfg.journal)
-    [submitted] = [e for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == 1]
-    assert not [e for e in events if isinstance(e, OrderExpired)]
-    [filled] = [e for e in events if isinstance(e, OrderFilled) and e.instrument_id == 1]
-    assert filled.order_id == submitted.order_id and filled.currency == "CNY"
-    open_18 = next(r["open"] for r in rows if r["instrument_id"] == 1 and r["day"] == 20211118)
-    assert filled.fill_px_raw >= open_18 and filled.ts_ns == session_intervals_ns("XSHG", 20211118)[-1][1]
+    submitted = [e for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == 1]
+    assert [e.side for e in submitted] == [1, -1]
+    assert not [e for e in events if isinstance(e, OrderExpired | OrderRejected)]
+    filled = [e for e in events if isinstance(e, OrderFilled) and e.instrument_id == 1]
+    assert [f.order_id for f in filled] == [e.order_id for e in submitted]
+    assert filled[0].fill_qty_raw == filled[1].fill_qty_raw  # all of it sold
+    for fill, day in zip(filled, (20211118, 20211119), strict=True):
+        opened = next(r["open"] for r in rows if r["instrument_id"] == 1 and r["day"] == day)
+        assert fill.ts_ns == session_intervals_ns("XSHG", day)[-1][1]
+        assert abs(fill.fill_px_raw - opened) <= opened // 100  # at the open, with slippage
     xrp_steps = [r["ts_ns"] for r in rows if r["instrument_id"] == 2]
-    assert submitted.ts_ns < max(t for t in xrp_steps if t < filled.ts_ns)  # crypto hours in between
+    assert submitted[0].ts_ns < max(t for t in xrp_steps if t < filled[0].ts_ns)  # crypto hours between
     with open_journal(cfg.journal) as journal:
         assert replay(journal, replay_builder).ok
+        days_closed = [e.day for e in events if isinstance(e, DayClosed)]
+        assert replay(journal, replay_builder, day=days_closed[days_closed.index(20211118)]).ok
