@@ -196,8 +196,12 @@ class SimVenue:
         if order.order_type != "limit" or order.instrument_id not in self._cn:
             return None
         # A limit order placed after this step's bar trades in the next session's band when
-        # the step ends a session; the kernel submits at a step's close, so use the next step.
+        # the step ends a session; the kernel submits at a step's close, so use the next step
+        # (in a data set of several markets, the next step with an A-share bar: the session
+        # the order works in).
         next_step = min(step + 1, self._panel.steps - 1)
+        if self._next_cn_step is not None and self._arrived is None and self._next_cn_step[step] >= 0:
+            next_step = int(self._next_cn_step[step])
         limits = self._limits(next_step, order.instrument_id)
         digits = self._instruments[order.instrument_id].price_digits
         return check_price_limit(order.limit_px_raw, limits, digits)

@@ -190,3 +190,32 @@ def test_an_a_share_order_sent_after_its_close_works_in_the_next_a_share_session
     venue = SimVenue(panel, FillModel())
     assert isinstance(venue.submit(2, late), OrderAccepted)
     assert [e.order_id for e in venue.end_of_day(4, [late])] == ["c"]
+
+
+def test_an_a_share_limit_sent_after_its_close_is_judged_in_the_next_sessions_band() -> None:
+    """CONSTRUCTED: the A-share closes at 9.20 on 2014-09-29 and 10.00 on 09-30 (band 10.12 that
+    day); a US close follows each. A buy limit at 10.50 sent at the 09-30 A-share close works on
+    10-08, whose band (from 10.00) reaches 11.00: accepted. It used to be judged against 09-30's
+    band (the US step after it was taken as its session) and refused CN_PRICE_LIMIT."""
+    base = _a_share_and_us_panel()
+    first = np.array([[True, False]])
+    fields = {
+        name: np.vstack([np.where(first, 920, 0), getattr(base, name)]).astype(np.int64)
+        for name in ("open", "high", "low", "close")
+    }
+    valid = np.vstack([first, base.valid])
+    panel = Panel(
+        ts_ns=np.arange(0, 6, dtype=np.int64),
+        day=np.concatenate([[20140929], base.day]).astype(np.int64),
+        instruments=base.instruments,
+        valid=valid,
+        volume=np.vstack([np.where(first, 10**6, 0), base.volume]).astype(np.int64),
+        last_close=Panel.carry_forward(fields["close"], valid),
+        **fields,
+    )
+    order = msgspec.structs.replace(_order(1, 100, "limit", 1050), order_id="l", instrument_id=1)
+    assert isinstance(SimVenue(panel, FillModel()).submit(1, order), OrderAccepted)
+    above = msgspec.structs.replace(order, order_id="m", limit_px_raw=1101)
+    rejected = SimVenue(panel, FillModel()).submit(1, above)
+    assert isinstance(rejected, OrderRejected)
+    assert rejected.reason.startswith("CN_PRICE_LIMIT: limit_up=11.00")
