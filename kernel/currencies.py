@@ -123,13 +123,12 @@ class CurrencyBook:
         }
         return {iid: in_currency[currency] for iid, currency in self._currency_of.items()}
 
-    def refusals(self, *, sleeves: bool, margin: bool, greeks: bool, streaming: bool) -> list[str]:
+    def refusals(self, *, sleeves: bool, greeks: bool, streaming: bool) -> list[str]:
         """Features of a one-currency book not built for several currencies yet, by name."""
         if not self.several:
             return []
         named = {
             "several strategies (sleeves)": sleeves,
-            "perpetual margin and liquidation": margin,
             "greek limits": greeks,
             "rows arriving one at a time": streaming,
         }

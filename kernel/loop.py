@@ -196,7 +196,7 @@ class Kernel:
         except ValueError as error:
             raise KernelError(str(error)) from None
         self._expiries = expiry_settlement(desk, setup.option_model, panel, self._day_end)
-        self._refuse_for_currencies(setup, margin is not None, arrived is not None)
+        self._refuse_for_currencies(arrived is not None)
         self._router: Router | None = None
         if setup.execution.algo != "market":
             # The router works parent orders through the desk and reads its children's fates
@@ -244,11 +244,10 @@ class Kernel:
         except ScheduleError as error:
             raise KernelError(str(error)) from None
 
-    def _refuse_for_currencies(self, setup: RunSetup, margin: bool, streaming: bool) -> None:
+    def _refuse_for_currencies(self, streaming: bool) -> None:
         """What a book of several currencies does not do yet, refused by name."""
         refused = self._currencies.refusals(
             sleeves=len(self._slots) > 1,
-            margin=margin,
             greeks=self._greeks is not None,
             streaming=streaming,
         )

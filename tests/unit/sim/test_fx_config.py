@@ -17,7 +17,6 @@ from domain.fx import FxRate
 from domain.instruments import Instrument
 from domain.riskrules import KillSwitchConfig, policy_from_mapping
 from kernel.account import AccountConfig
-from kernel.liquidation import MarginTier, PerpMargin
 from kernel.loop import KernelError
 from kernel.store import open_journal
 from kernel.strategy import MarketView
@@ -105,10 +104,19 @@ def test_a_cash_account_with_several_currencies_runs_and_the_rest_is_refused_by_
     rates = [FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000) for day in DAYS]
     _run(tmp_path / "cash", rates, _Both({0: 0.4}), account=AccountConfig(type="cash"),
          fx=FxConfig(initial_cash={"CNY": "1000"}))  # fmt: skip
+
+    class Other(Scripted):
+        strategy_id = "other"
+
+    config = BacktestConfig(
+        run_id="r", dataset=str(_dataset(tmp_path / "d", rates)), journal=str(tmp_path / "j2"),
+        strategies=[StrategyConfig(name="scripted"), StrategyConfig(name="other")], us_regulatory_fees=False,
+        fx=FxConfig(initial_cash={"CNY": "1000"}),
+    )  # fmt: skip
     with pytest.raises(
-        KernelError, match=r"several currencies \(CNY, USD\) with perpetual margin and liquidation is not"
+        KernelError, match=r"several currencies \(CNY, USD\) with several strategies \(sleeves\)"
     ):
-        _run(tmp_path / "perp", rates, perp_margin=PerpMargin(tiers=[MarginTier(mmr_e8=1_000_000)]))
+        run_backtest(config, [Scripted({0: 0.5}), Other({0: 0.5})])
 
 
 def test_an_order_notional_limit_is_in_the_base(tmp_path: Path) -> None:
