@@ -245,6 +245,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="also write margins.parquet from a CSV of futures margin rows "
         "(symbol,since,initial,maintenance,initial_e8,maintenance_e8; docs/data_contracts/dataset.md)",
     )
+    parser.add_argument(
+        "--fx",
+        metavar="FILE",
+        help="also write fx.parquet from a CSV of exchange rates for a book of several currencies "
+        "(date,currency,base,rate; docs/data_contracts/dataset.md)",
+    )
     return parser
 
 
@@ -284,6 +290,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             actions=args.actions,
             reform=args.reform,
             margins=Path(args.margins) if args.margins else None,
+            fx=Path(args.fx) if args.fx else None,
         )
     except LakeError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)

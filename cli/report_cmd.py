@@ -125,13 +125,16 @@ def write_csv(gathered: Gathered, folder: Path) -> list[str]:
     """``summary.csv`` (metric, value), ``strategies.csv`` (several strategies),
     ``execution_by_strategy.csv``, ``execution_by_day.csv`` and ``orders.csv``."""
     folder.mkdir(parents=True, exist_ok=True)
-    summary = gathered.report.to_json()
     flat: list[tuple[str, object]] = []
-    for key, value in summary.items():
+
+    def flatten(prefix: str, value: object) -> None:  # currencies.CNY.cash, returns.sharpe, ...
         if isinstance(value, dict):
-            flat.extend((f"{key}.{inner}", item) for inner, item in value.items())
+            for inner, item in value.items():
+                flatten(f"{prefix}.{inner}" if prefix else str(inner), item)
         else:
-            flat.append((key, value))
+            flat.append((prefix, value))
+
+    flatten("", gathered.report.to_json())
     _write_rows(folder / "summary.csv", ["metric", "value"], [list(pair) for pair in flat])
     written = ["summary.csv"]
     if gathered.attribution is not None:

@@ -123,13 +123,16 @@ def _check_row(row: FxRate) -> None:
     _ordinal(row.day)
 
 
-def to_base_minor(amount_minor: int, currency: str, base: str, rate_e8: int) -> int:
-    """``amount_minor`` of ``currency`` in minor units of ``base`` at ``rate_e8`` (half-even)."""
+def to_base_minor(
+    amount_minor: int, currency: str, base: str, rate_e8: int, rounding: Rounding = Rounding.HALF_EVEN
+) -> int:
+    """``amount_minor`` of ``currency`` in minor units of ``base`` at ``rate_e8`` (half-even,
+    or as ``rounding`` names: a limit's check rounds an order's value up)."""
     if currency == base:
         assert rate_e8 == RATE_SCALE, "the base converts into itself at one"
         return amount_minor
     numerator = amount_minor * rate_e8 * 10 ** minor_digits(base)
-    return div_round(numerator, RATE_SCALE * 10 ** minor_digits(currency), Rounding.HALF_EVEN)
+    return div_round(numerator, RATE_SCALE * 10 ** minor_digits(currency), rounding)
 
 
 def from_base_minor(amount_minor: int, currency: str, base: str, rate_e8: int) -> int:

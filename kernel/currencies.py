@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from domain.events import CurrencyMark
+from domain.fixed import Rounding
 from domain.fx import FxError, FxTable, cross_minor, from_base_minor, to_base_minor
 from domain.instruments import Instrument
 from domain.ledger import cash_account
@@ -108,8 +109,10 @@ class CurrencyBook:
         """The marks' cash, each currency converted once (half-even), summed in the base."""
         return sum(to_base_minor(m.cash_minor, m.currency, self.base, m.rate_e8) for m in marks)
 
-    def to_base(self, amount_minor: int, currency: str, step: int) -> int:
-        return to_base_minor(amount_minor, currency, self.base, self.rate_e8(currency, step))
+    def to_base(
+        self, amount_minor: int, currency: str, step: int, rounding: Rounding = Rounding.HALF_EVEN
+    ) -> int:
+        return to_base_minor(amount_minor, currency, self.base, self.rate_e8(currency, step), rounding)
 
     def nav_by_instrument(self, step: int, nav_base_minor: int) -> dict[int, int]:
         """The book's NAV expressed in each instrument's currency (half-even): what a weight of
@@ -120,16 +123,13 @@ class CurrencyBook:
         }
         return {iid: in_currency[currency] for iid, currency in self._currency_of.items()}
 
-    def refusals(self, *, sleeves: bool, margin: bool, greeks: bool,
-                 order_notional: bool, streaming: bool) -> list[str]:  # fmt: skip
+    def refusals(self, *, sleeves: bool, greeks: bool, streaming: bool) -> list[str]:
         """Features of a one-currency book not built for several currencies yet, by name."""
         if not self.several:
             return []
         named = {
             "several strategies (sleeves)": sleeves,
-            "perpetual margin and liquidation": margin,
             "greek limits": greeks,
-            "risk.order_notional": order_notional,
             "rows arriving one at a time": streaming,
         }
         return [name for name, used in named.items() if used]

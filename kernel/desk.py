@@ -40,7 +40,7 @@ from domain.ledger import Position, apply_postings, fee_as_sale, fee_in_kind_pos
 from domain.market import Panel
 from domain.orders import Order, evolve, new_order
 from kernel.futures import FuturesBook
-from kernel.markets import MarketRules
+from kernel.markets import MarketRules, is_cn_a_share
 from kernel.pdt import PdtGuard
 from kernel.state import KernelState
 from kernel.venue import CancelRequestPort, VenuePort
@@ -116,6 +116,7 @@ class OrderDesk:
         corporate: SaleTaxes,
         pdt: PdtGuard | None = None,
         equity: Callable[[int], int] | None = None,
+        a_share_steps: npt.NDArray[np.int64] | None = None,
     ) -> None:
         self.state = state
         self.instruments = instruments
@@ -128,6 +129,10 @@ class OrderDesk:
         self._corporate = corporate
         self._pdt = pdt
         self._equity = equity
+        # Several markets with A-shares (kernel.markets.next_a_share_steps): per step, the next
+        # step with an A-share bar; the A-share instruments whose orders it dates.
+        self._a_share_steps = a_share_steps
+        self._a_shares = frozenset(iid for iid, inst in instruments.items() if is_cn_a_share(inst))
         if pdt is not None and equity is None:
             raise ValueError("the PDT rule needs the account's equity")
         self._order_watcher: OrderWatcher | None = None
@@ -176,9 +181,16 @@ class OrderDesk:
 
     # --- sessions ----------------------------------------------------------------------------
 
-    def session_of_order(self, step: int) -> int:
+    def session_of_order(self, step: int, instrument_id: int | None = None) -> int:
         """The session an order submitted at ``step`` trades in: an order sent after a
-        session's last bar (a decision on the daily close) works in the next session."""
+        session's last bar (a decision on the daily close) works in the next session. An
+        A-share order (``instrument_id``) in a data set that also holds other markets works in
+        the day of the next step with an A-share bar, as the simulated venue dates it
+        (``kernel.markets.next_a_share_steps``): its T+1 check and reservation are for that day."""
+        if self._a_share_steps is not None and instrument_id in self._a_shares:
+            later = int(self._a_share_steps[step])
+            if later >= 0:
+                return int(self._panel.day[later])
         if self._day_end[step] and step + 1 < self._panel.steps:
             return int(self._panel.day[step + 1])
         return int(self._panel.day[step])
@@ -218,7 +230,7 @@ class OrderDesk:
         )
         self.journal(submitted)
         order = new_order(submitted)
-        live_day = self.session_of_order(step)
+        live_day = self.session_of_order(step, iid)
         reason = self.rules.check(state.sellable, live_day, order)
         if not reason and self._pdt is not None:
             assert self._equity is not None
@@ -262,16 +274,16 @@ class OrderDesk:
 
     def cancel_at(self, step: int, order_id: str, reason: str) -> None:
         """Cancel one open order at ``step`` (the router's child timeout)."""
-        self.cancel(order_id, int(self._panel.ts_ns[step]), self.session_of_order(step), reason)
+        iid = self.state.open_orders[order_id].instrument_id
+        self.cancel(order_id, int(self._panel.ts_ns[step]), self.session_of_order(step, iid), reason)
 
     def cancel_where(self, step: int, ts_ns: int, reason: str, keep: Callable[[Order], bool]) -> None:
         """Cancel every open order, in submission order, except those ``keep`` keeps."""
         if not self.state.open_orders:
             return
-        day = self.session_of_order(step)
         for order_id, order in list(self.state.open_orders.items()):
             if not keep(order):
-                self.cancel(order_id, ts_ns, day, reason)
+                self.cancel(order_id, ts_ns, self.session_of_order(step, order.instrument_id), reason)
 
     def replace(self, step: int, order_id: str, qty_raw: int, reason: str) -> bool:
         """Amend one open order to a new total quantity (the router's child timeout with
@@ -281,7 +293,7 @@ class OrderDesk:
         state = self.state
         order = state.open_orders[order_id]
         ts_ns = int(self._panel.ts_ns[step])
-        day = self.session_of_order(step)
+        day = self.session_of_order(step, order.instrument_id)
         self.rules.on_closed(state.sellable, day, order)  # release the open quantity, then re-check
         amended = msgspec.structs.replace(order, qty_raw=qty_raw)
         refusal = self.rules.check(state.sellable, day, leaves_probe(amended))
@@ -328,7 +340,7 @@ class OrderDesk:
         ``latency_ns`` (an ack or a reject) is shown to the watcher."""
         state = self.state
         self.journal(event)
-        day = self.session_of_order(step)
+        day = self.session_of_order(step, order.instrument_id)
         books = state.sellable
         if after.is_open:
             state.open_orders[order.order_id] = after

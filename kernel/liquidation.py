@@ -1,7 +1,11 @@
 """Perpetual liquidation: the kernel force-closes perpetual positions when margin runs out.
 
-Model (cross margin over the run's one settlement currency; ``docs/markets.md``):
+Model (cross margin over the perpetuals' settlement currency; ``docs/markets.md``):
 
+* the account is that currency's wallet: its cash and the positions that settle in it. In a book
+  of several currencies (``kernel.currencies``) the other currencies' cash and positions are
+  other accounts, as a venue's USDⓈ-M wallet holds only its USDT; perpetuals settling in two
+  currencies (two wallets) are refused. In a book of one currency that is every position;
 * margin balance = cash + every position's value, perpetuals at the bar's **adverse extreme**
   (the low for a long, the high for a short; a step without a bar keeps the last close) and
   other positions at the last close -- position values round toward -inf (``Rounding.FLOOR``):
@@ -157,6 +161,15 @@ class Liquidation:
             if not tiers:
                 raise ValueError(f"{inst.symbol}: a perpetual without margin tiers (set perp_margin.tiers)")
             self._brackets[iid] = brackets_of(tiers, inst.currency, f"perp_margin[{inst.symbol}]")
+        wallets = sorted({instruments[iid].currency for iid in self._brackets})
+        if len(wallets) > 1:
+            raise ValueError(
+                f"perp_margin: perpetuals settle in {', '.join(wallets)}: one cross-margin wallet per "
+                "currency is not built (liquidation margins one settlement currency)"
+            )
+        # The wallet: the perpetuals' settlement currency (the run's, without perpetuals).
+        self._wallet = wallets[0] if wallets else desk.state.currency
+        self._in_wallet = frozenset(iid for iid, inst in instruments.items() if inst.currency == self._wallet)
 
     # --- exact check at one step ----------------------------------------------------------
 
@@ -176,9 +189,11 @@ class Liquidation:
         """(margin balance, maintenance margin, marks) of the account at ``step``."""
         state = self._desk.state
         marks = self._marks(step)
-        balance = state.balances.get(cash_account(state.currency), 0)
+        balance = state.balances.get(cash_account(self._wallet), 0)
         maintenance = 0
         for iid, position in sorted(state.positions.items()):
+            if iid not in self._in_wallet:
+                continue
             inst = self._instruments[iid]
             balance += notional_minor(inst, position.qty_raw, marks[iid], Rounding.FLOOR)
             brackets = self._brackets.get(iid)
@@ -212,17 +227,18 @@ class Liquidation:
         if first >= end or not self._held_perps():
             return bound
         state = self._desk.state
-        cash = float(state.balances.get(cash_account(state.currency), 0))
+        cash = float(state.balances.get(cash_account(self._wallet), 0))
         window = slice(first, end)
         balance = np.full(end - first, cash, dtype=np.float64)
         maintenance = np.zeros(end - first, dtype=np.float64)
         scale = np.full(end - first, abs(cash), dtype=np.float64)
-        for iid, position in sorted(state.positions.items()):
+        held = [(iid, pos) for iid, pos in sorted(state.positions.items()) if iid in self._in_wallet]
+        for iid, position in held:
             value, required = self._window_values(iid, position, window)
             balance += value
             maintenance += required
             scale += np.abs(value) + required
-        tolerance = scale * 1e-9 + 4.0 * (len(state.positions) + 1)
+        tolerance = scale * 1e-9 + 4.0 * (len(held) + 1)
         for offset in np.flatnonzero(balance - maintenance <= tolerance).tolist():
             step = first + offset
             exact_balance, exact_maintenance, _ = self._margin(step)
@@ -259,11 +275,10 @@ class Liquidation:
 
     def _liquidate(self, step: int, balance: int, maintenance: int, marks: dict[int, int]) -> None:
         desk = self._desk
-        state = desk.state
         ts_ns = int(self._panel.ts_ns[step])
         day = int(self._panel.day[step])
         perps = self._held_perps()
-        reason = check_liquidation(balance, maintenance, state.currency)
+        reason = check_liquidation(balance, maintenance, self._wallet)
         assert reason is not None
         desk.cancel_where(step, ts_ns, reason, keep=lambda order: order.instrument_id not in perps)
         left = balance  # the account's margin balance as the closes go

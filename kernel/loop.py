@@ -41,7 +41,7 @@ from domain.events import (
     TargetsDecided,
     VenueMessageReceived,
 )
-from domain.fixed import RATE_SCALE
+from domain.fixed import RATE_SCALE, Rounding
 from domain.fx import FxError, to_base_minor
 from domain.ledger import capital_postings, cash_account, conversion_postings
 from domain.market import Panel
@@ -57,7 +57,7 @@ from kernel.futures import FuturesBook
 from kernel.killswitch import KILL_SWITCH_STRATEGY, KillSwitch
 from kernel.liquidation import Liquidation
 from kernel.margin import MarginBook, MarginError
-from kernel.markets import MarketRules
+from kernel.markets import MarketRules, next_a_share_steps
 from kernel.marks import mark_refusal, mark_step
 from kernel.options import expiry_settlement, greek_guard
 from kernel.pdt import PdtGuard
@@ -186,6 +186,7 @@ class Kernel:
             corporate=self._corporate,
             pdt=pdt,
             equity=self.valuation.nav_minor,
+            a_share_steps=next_a_share_steps(panel) if arrived is None else None,
         )
         desk = self.desk
         self._liquidation = (
@@ -197,7 +198,7 @@ class Kernel:
         except ValueError as error:
             raise KernelError(str(error)) from None
         self._expiries = expiry_settlement(desk, setup.option_model, panel, self._day_end)
-        self._refuse_for_currencies(setup, margin is not None, arrived is not None)
+        self._refuse_for_currencies(arrived is not None)
         self._router: Router | None = None
         if setup.execution.algo != "market":
             # The router works parent orders through the desk and reads its children's fates
@@ -248,13 +249,11 @@ class Kernel:
         except ScheduleError as error:
             raise KernelError(str(error)) from None
 
-    def _refuse_for_currencies(self, setup: RunSetup, margin: bool, streaming: bool) -> None:
+    def _refuse_for_currencies(self, streaming: bool) -> None:
         """What a book of several currencies does not do yet, refused by name."""
         refused = self._currencies.refusals(
             sleeves=len(self._slots) > 1,
-            margin=margin,
             greeks=self._greeks is not None,
-            order_notional=setup.policy.order_notional.limit > 0,
             streaming=streaming,
         )
         if refused:
@@ -677,7 +676,7 @@ class Kernel:
         intents = plan_orders(allowed, positions, prices, self._instruments, nav, navs)
         if self._greeks is not None:
             intents = self._greek_limits(step, sid, intents, prices, verdicts)
-        intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px)
+        intents, order_verdicts, limit_px = self._risk.orders(intents, limit_px, self._in_base(step))
         verdicts.extend(order_verdicts)
         intents, limit_px = self._account_checks(step, intents, limit_px, nav, prices, verdicts)
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
@@ -686,6 +685,16 @@ class Kernel:
             return self._router.on_decision(step, ts_ns, sid, intents)
         self._send(step, ts_ns, sid, intents, limit_px)
         return bool(intents)
+
+    def _in_base(self, step: int) -> Callable[[int, int], int] | None:
+        """Several currencies: (instrument id, an amount in its currency's minor units) -> the
+        amount in the base at the step's rate, rounded up (an order's value against a limit in
+        the base is never understated); None for a book of one currency (nothing converts)."""
+        book = self._currencies
+        if not book.several:
+            return None
+        currency_of = {iid: inst.currency for iid, inst in self._instruments.items()}
+        return lambda iid, amount: book.to_base(amount, currency_of[iid], step, Rounding.CEILING)
 
     def _account_checks(
         self,

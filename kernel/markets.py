@@ -14,9 +14,13 @@ numbers; the loop journals it as ``OrderRejected``.
 
 from __future__ import annotations
 
+import numpy as np
+import numpy.typing as npt
+
 from domain.events import OrderFilled, PostingRecord
 from domain.instruments import Instrument
 from domain.ledger import cash_account
+from domain.market import Panel
 from domain.markets import (
     CN_FEE_TABLES,
     FINRA_TAF,
@@ -41,7 +45,14 @@ from domain.markets import (
 )
 from domain.orders import Order
 
-__all__ = ["CN_VENUES", "US_EQUITY_VENUES", "MarketRules", "is_cn_a_share", "is_us_equity"]
+__all__ = [
+    "CN_VENUES",
+    "US_EQUITY_VENUES",
+    "MarketRules",
+    "is_cn_a_share",
+    "is_us_equity",
+    "next_a_share_steps",
+]
 
 # MIC codes, and the exchange names the lake's A-share sources use for the same venues.
 CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE", "BJSE"})  # BJSE: Beijing ("BSE" is Bombay's alias)
@@ -52,6 +63,24 @@ _US_FEE_CLASSES = frozenset({"equity", "etf"})
 def is_cn_a_share(instrument: Instrument) -> bool:
     """A tradable instrument on SSE/SZSE (an index on them is not traded, so not checked)."""
     return instrument.venue in CN_VENUES and instrument.asset_class != "index"
+
+
+def next_a_share_steps(panel: Panel) -> npt.NDArray[np.int64] | None:
+    """For a data set holding A-shares beside instruments of other venues (US closes, crypto
+    hours on the same day): per step, the next step after it with a bar on an A-share venue (an
+    index there counts: it trades when the exchange does), or -1. An A-share order sent at a
+    step works in that step's day: the A-share session is over at the day's last A-share bar,
+    and a day on which only the other markets trade (a China holiday) is no A-share session.
+    ``None`` when the data set has no A-share or only A-share venues: there the day's last
+    step ends the session. Rows of a queue source that have not arrived are unknown, so such
+    a run does not use this (the caller decides)."""
+    on_cn = np.array([inst.venue in CN_VENUES for inst in panel.instruments], dtype=np.bool_)
+    if on_cn.all() or not any(is_cn_a_share(inst) for inst in panel.instruments):
+        return None
+    steps = np.flatnonzero(panel.valid[:, on_cn].any(axis=1))
+    position = np.searchsorted(steps, np.arange(panel.steps), side="right")
+    padded: npt.NDArray[np.int64] = np.append(steps, -1).astype(np.int64)
+    return padded[position]
 
 
 def is_us_equity(instrument: Instrument) -> bool:
@@ -124,8 +153,12 @@ class MarketRules:
             books[order.instrument_id] = reserve_sell(book, day, order.qty_raw)
 
     def on_closed(self, books: dict[int, SellableBook], day: int, order: Order) -> None:
-        """An order ended (cancelled, expired) with ``leaves_qty_raw`` unfilled."""
+        """An order ended (cancelled, expired) with ``leaves_qty_raw`` unfilled. The book may
+        already be on a later session (an A-share order sent after its close in a data set of
+        several markets reserved on the next A-share day): it is released there."""
         if order.instrument_id in self._boards and order.side < 0 and order.leaves_qty_raw:
+            held = books.get(order.instrument_id)
+            day = day if held is None else max(day, held.day)
             book = self._book(books, order.instrument_id, day)
             books[order.instrument_id] = release_sell(book, day, order.leaves_qty_raw)
 

@@ -10,7 +10,7 @@ names become dense group ids, perpetuals are flagged for the per-side cap.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 import msgspec
@@ -257,26 +257,34 @@ class RiskStage:
         return allowed, result.verdicts
 
     def orders(
-        self, intents: list[OrderIntent], limit_px: dict[int, int] | None = None
+        self,
+        intents: list[OrderIntent],
+        limit_px: dict[int, int] | None = None,
+        in_base: Callable[[int, int], int] | None = None,
     ) -> tuple[list[OrderIntent], list[RuleVerdict], dict[int, int]]:
         """The enabled order rules (price band, quantity, notional) over the sized orders; a rule
         only shrinks or drops an order, or (band, clip) moves a limit price onto the band. An
         order is priced at its limit (``limit_px`` by instrument) or, a market order, at its
         decision price; the band is measured against the decision price (the last close).
-        Returns the kept orders, the verdicts (none when no order rule is enabled) and the
-        limit prices after the band."""
+        ``in_base`` (a book of several currencies): (instrument id, minor units of its currency)
+        -> minor units of the base, so ``order_notional``'s limit is in the base. Returns the
+        kept orders, the verdicts (none when no order rule is enabled) and the limit prices
+        after the band."""
         limits = dict(limit_px or {})
         if not intents or not self._order_rules:
             return intents, [], limits
         instruments = self._instruments
         prices = [limits.get(i.instrument_id) or i.decision_px_raw for i in intents]
+        notionals = [
+            notional_minor(instruments[i.instrument_id], i.qty_raw, px, Rounding.CEILING)
+            for i, px in zip(intents, prices, strict=True)
+        ]
+        if in_base is not None:
+            notionals = [in_base(i.instrument_id, value) for i, value in zip(intents, notionals, strict=True)]
         batch = make_orders(
             [i.instrument_id for i in intents],
             [i.side * i.qty_raw for i in intents],
-            [
-                notional_minor(instruments[i.instrument_id], i.qty_raw, px, Rounding.CEILING)
-                for i, px in zip(intents, prices, strict=True)
-            ],
+            notionals,
             prices,
             [i.decision_px_raw for i in intents],
             [instruments[i.instrument_id].lot_raw for i in intents],

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 from domain.instruments import Instrument
 from domain.market import Panel
 from lake.adjust import dataset_actions
+from lake.fx_rates import FxFileError, read_fx_rows
 from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
@@ -49,6 +50,7 @@ from lake.store import (
     DatasetRef,
     actions_table,
     delistings_table,
+    fx_table,
     margins_table,
     pivot_bars,
     write_dataset,
@@ -442,13 +444,15 @@ class Lake:
         actions: bool = False,
         reform: str = "carry",
         margins: Path | None = None,
+        fx: Path | None = None,
     ) -> DatasetRef:
         """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
         with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
         (``lake.adjust.dataset_actions``; rights columns only when there is a rights issue).
         Share-structure reform rows are carried flagged ``reform`` (the run's
         ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out. With
-        ``margins`` (a CSV file, ``lake.margins``) also its ``margins.parquet``."""
+        ``margins`` (a CSV file, ``lake.margins``) also its ``margins.parquet``; with ``fx`` (a
+        CSV file of exchange rates, ``lake.fx_rates``) its ``fx.parquet``."""
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
@@ -465,6 +469,12 @@ class Lake:
             except MarginFileError as error:
                 raise LakeError(str(error)) from None
             margin_table = margins_table(read.rows) if read.rows else None
+        fx_rows = None
+        if fx is not None:
+            try:
+                fx_rows = fx_table(read_fx_rows(fx))
+            except FxFileError as error:
+                raise LakeError(str(error)) from None
         delisted = self.delistings(chosen)
         return write_dataset(
             out,
@@ -475,6 +485,7 @@ class Lake:
             bars=bars.drop_columns(["turnover"]),
             actions=table,
             margins=margin_table,
+            fx=fx_rows,
             delistings=delistings_table(delisted) if delisted else None,
         )
 

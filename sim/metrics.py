@@ -136,6 +136,16 @@ class RunReport:
         data["returns"] = {k: _finite(v) for k, v in dataclasses.asdict(self.returns).items()}
         data["trades"] = {k: _finite(v) for k, v in dataclasses.asdict(self.trades).items()}
         data["fee_lines"] = dict(sorted(self.fee_lines.items()))
+        if self.currency_marks:  # several currencies: each at the last close, as printed
+            data["currencies"] = {
+                mark.currency: {
+                    "cash": mark.cash_minor / 10 ** minor_digits(mark.currency),
+                    "nav": mark.nav_minor / 10 ** minor_digits(mark.currency),
+                    "rate_e8": mark.rate_e8,
+                    "nav_base": mark.nav_base_minor / 10 ** minor_digits(self.currency),
+                }
+                for mark in self.currency_marks
+            }
         return data
 
 

@@ -32,7 +32,7 @@ from domain.markets import (
 )
 from domain.orders import Order
 from kernel.corporate_actions import actions_of
-from kernel.markets import is_cn_a_share
+from kernel.markets import is_cn_a_share, next_a_share_steps
 from kernel.venue import NO_ACTIVITY
 from sim._match_nb import LIMIT, MARKET, match_step_nb, next_fill_step_nb
 from sim.fill_models import FillModel
@@ -64,6 +64,7 @@ class SimVenue:
         self._ref = ReferenceCloses(panel, set(self._cn)) if self._cn else None
         self._blocked: dict[str, str] = {}  # order id -> why it could not fill (this session)
         self._live_day: dict[str, int] = {}  # A-share order id -> the session it works in
+        self._next_cn_step = next_a_share_steps(panel)
         self._schedules: dict[int, CommissionSchedule] = {}  # instrument id -> commission
 
     def submit(self, step: int, order: Order) -> OrderAccepted | OrderRejected:
@@ -146,8 +147,17 @@ class SimVenue:
         )
 
     def _session_of_order(self, step: int) -> int:
-        """An order sent after a session's last bar works in the next session."""
+        """An order sent after a session's last bar works in the next session. In a data set
+        that also holds other markets (US closes, crypto hours on the same day), the A-share
+        session is over at the day's last step with an A-share bar: an order sent then or
+        later works in the next day that has one (a China holiday on which only the other
+        markets trade is not an A-share session). A queue source's rows not yet arrived are
+        unknown: there the day's last step decides, as in a data set of A-shares only."""
         day = self._panel.day
+        if self._next_cn_step is not None and self._arrived is None:
+            later = int(self._next_cn_step[step])
+            if later >= 0:
+                return int(day[later])
         if step + 1 < self._panel.steps and day[step + 1] != day[step]:
             return int(day[step + 1])
         return int(day[step])
@@ -186,8 +196,12 @@ class SimVenue:
         if order.order_type != "limit" or order.instrument_id not in self._cn:
             return None
         # A limit order placed after this step's bar trades in the next session's band when
-        # the step ends a session; the kernel submits at a step's close, so use the next step.
+        # the step ends a session; the kernel submits at a step's close, so use the next step
+        # (in a data set of several markets, the next step with an A-share bar: the session
+        # the order works in).
         next_step = min(step + 1, self._panel.steps - 1)
+        if self._next_cn_step is not None and self._arrived is None and self._next_cn_step[step] >= 0:
+            next_step = int(self._next_cn_step[step])
         limits = self._limits(next_step, order.instrument_id)
         digits = self._instruments[order.instrument_id].price_digits
         return check_price_limit(order.limit_px_raw, limits, digits)

@@ -266,20 +266,23 @@ def _run_constructed(
     weights=st.lists(st.floats(-1.0, 2.5, allow_nan=False), min_size=3, max_size=3),
     seed=st.integers(0, 40),
     every=st.integers(1, 6),
+    us_margin=st.booleans(),
 )
 def test_no_accepted_order_leaves_a_cash_market_negative_in_any_currency(
-    tmp_path_factory: pytest.TempPathFactory, weights: list[float], seed: int, every: int
+    tmp_path_factory: pytest.TempPathFactory, weights: list[float], seed: int, every: int, us_margin: bool
 ) -> None:
-    """CONSTRUCTED data: A-shares (CNY) and crypto spot (USDT) in cash markets, US (USD) on margin."""
-    account = AccountConfig(type="cash", venues={"XNAS": "margin"})
+    """CONSTRUCTED data: A-shares (CNY) and crypto spot (USDT) in cash markets, US (USD) on
+    margin or (``us_margin`` false) all three in cash markets."""
+    account = AccountConfig(type="cash", venues={"XNAS": "margin"} if us_margin else {})
     events = _run_constructed(tmp_path_factory.mktemp("prop"), weights, seed, every, account)
     paths = _cash_paths(events, ("CNY", "USDT", "USD"))
-    assert min(paths["CNY"]) >= 0 and min(paths["USDT"]) >= 0
+    cash_currencies = ("CNY", "USDT") if us_margin else ("CNY", "USDT", "USD")
+    assert all(min(paths[currency]) >= 0 for currency in cash_currencies)
     held: dict[int, int] = {}
     for event in events:
         if isinstance(event, OrderFilled):
             held[event.instrument_id] = held.get(event.instrument_id, 0) + event.side * event.fill_qty_raw
-            if event.instrument_id != US.instrument_id:
+            if event.instrument_id != US.instrument_id or not us_margin:
                 assert held[event.instrument_id] >= 0  # a cash market never shorts
 
 

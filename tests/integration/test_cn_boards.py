@@ -7,7 +7,8 @@ data has no STAR or BSE files): file names and bars written by the test.
 - an order by quantity (``Shares``) of 250 STAR shares is sent as 250 (it used to be floored to
   200), and 150 is refused with the rule's numbers;
 - an instrument with an A-share board on a venue that is not an A-share venue is refused
-  instead of trading with no A-share rules."""
+  instead of trading with no A-share rules;
+- on real SPDB bars, an order by quantity for 1,910 main-board shares is sent as 1,900."""
 
 from __future__ import annotations
 
@@ -29,7 +30,11 @@ from lake.sources import parse_hikyuu_day
 from lake.store import write_dataset
 from sim.backtest import run_backtest
 from tests.factories import make_config, one_name_policy
+from tests.integration.test_cash_account import FEES as SPDB_FEES
+from tests.integration.test_cash_account import SHARED
+from tests.integration.test_cash_account import _spdb as spdb_2001_2003
 
+SPDB_FILE = SHARED / "cn" / "hikyuu" / "600000.SH_day_raw_tdx.csv"
 DAYS = [20240102, 20240103, 20240104, 20240105, 20240108, 20240109, 20240110]
 FEES = CnFeeRows(
     rows=[CnFeeRow(effective_from=20240101, stamp_duty_buy_e8=0, stamp_duty_sell_e8=50_000, transfer_e8=1_000,
@@ -53,7 +58,7 @@ def _day_file(folder: Path, code: str) -> Path:
 def test_ingest_templates_carry_the_boards_venue_and_quantity_step(
     tmp_path: Path, code: str, venue: str, board: str, lot: int
 ) -> None:
-    (template, _), = parse_hikyuu_day(_day_file(tmp_path, code)).bars
+    ((template, _),) = parse_hikyuu_day(_day_file(tmp_path, code)).bars
     assert (template.venue, template.board, template.lot_raw) == (venue, board, lot)
     MarketRules({1: template})  # an A-share the rules apply to: no refusal
 
@@ -108,3 +113,22 @@ def test_star_orders_by_quantity_step_by_one_share_above_the_minimum(
         assert len(rejected) == 1 and rejected[0].startswith(reason) and filled == 0
     else:
         assert not rejected and filled == sent
+
+
+@pytest.mark.needs_shared_data
+@pytest.mark.skipif(not SPDB_FILE.exists(), reason=f"real market data not present at {SPDB_FILE}")
+def test_a_main_board_order_for_1910_shares_is_floored_to_whole_lots(tmp_path: Path) -> None:
+    """Real SPDB bars (2001-2003): ``Shares(1910)`` on a main-board stock (100-share lots) is
+    sent and filled as 1,900 — the planner floors a target to the instrument's quantity step,
+    as a broker's lot rule would refuse the odd 10 shares of a buy; a target of 50 shares (not
+    one lot) sends nothing."""
+    dataset = spdb_2001_2003(tmp_path)
+    for qty, sent in ((1910.0, [1900]), (50.0, [])):
+        journal = tmp_path / f"j{int(qty)}"
+        config = make_config(dataset, journal, currency="CNY", cn_fees=SPDB_FEES, risk=one_name_policy())
+        run_backtest(config, BuyShares(qty))
+        with open_journal(journal) as opened:
+            events = [event for _, event in opened.events()]
+        assert [e.qty_raw for e in events if isinstance(e, OrderSubmitted)] == sent
+        assert sum(e.fill_qty_raw for e in events if isinstance(e, OrderFilled)) == sum(sent)
+        assert not [e for e in events if isinstance(e, OrderRejected)]

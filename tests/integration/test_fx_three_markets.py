@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 import sqlite3
 from collections.abc import Iterator
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -114,11 +115,11 @@ def _price(text: str, digits: int) -> int:
     return from_decimal_text(text, digits, Rounding.HALF_EVEN)
 
 
-def _spdb_rows() -> Iterator[dict[str, int]]:
+def _spdb_rows(first: int = 20110104, last: int = 20111206) -> Iterator[dict[str, int]]:
     with SPDB_FILE.open() as handle:
         for row in csv.DictReader(handle):
             day = int(row["date"].replace("-", ""))
-            if 20110104 <= day <= 20111206:
+            if first <= day <= last:
                 yield {
                     "ts_ns": session_intervals_ns("XSHG", day)[-1][1], "day": day, "instrument_id": 1,
                     **{k: _price(row[k], 2) for k in ("open", "high", "low", "close")},
@@ -359,13 +360,38 @@ def test_a_missing_rate_stops_the_run_naming_currency_and_day(tmp_path: Path) ->
 def test_tape_report_shows_the_base_and_each_currency(
     run: tuple[BacktestConfig, list[Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The printed report, its JSON and its CSV give each currency's cash and NAV and the NAV in
+    the base at the last close; the fees are each day's fee postings at that day's rates."""
     cfg, events = run
-    assert tape(["report", cfg.journal]) == 0
+    out_dir = Path(cfg.journal).parent / "report"
+    assert tape(["report", cfg.journal, "--json", str(out_dir / "r.json"), "--csv", str(out_dir)]) == 0
     out = capsys.readouterr().out
     last = [e for e in events if isinstance(e, CurrenciesMarked)][-1]
-    for mark in last.currencies:
-        assert mark.currency in out
     assert "base USD" in out
+    summary = json.loads((out_dir / "r.json").read_text())["summary"]
+    with (out_dir / "summary.csv").open() as handle:
+        flat = {row["metric"]: row["value"] for row in csv.DictReader(handle)}
+    for mark in last.currencies:
+        digits = minor_digits(mark.currency)
+        cash, nav = mark.cash_minor / 10**digits, mark.nav_minor / 10**digits
+        assert f"{cash:,.2f} / {nav:,.2f} {mark.currency}" in out
+        assert f"{mark.nav_base_minor / 100:,.2f} USD" in out
+        assert summary["currencies"][mark.currency] == {
+            "cash": cash, "nav": nav, "rate_e8": mark.rate_e8, "nav_base": mark.nav_base_minor / 100,
+        }  # fmt: skip
+        assert float(flat[f"currencies.{mark.currency}.nav_base"]) == mark.nav_base_minor / 100
+    # Fees: each transaction's expense postings (funding is its own line) converted at the
+    # rates of the close of its day.
+    fees, pending = 0, []
+    for event in events:
+        if isinstance(event, LedgerPosted):
+            pending += [p for p in event.postings if p.account.split(":")[:2] != ["expenses", "funding"]
+                        and p.account.startswith("expenses:")]  # fmt: skip
+        elif isinstance(event, CurrenciesMarked):
+            rates = {m.currency: m.rate_e8 for m in event.currencies}
+            fees += sum(_to_base(p.amount_minor, p.currency, "USD", rates[p.currency]) for p in pending)
+            pending = []
+    assert fees > 0 and summary["fees"] == fees / 100
 
 
 def test_the_sqlite_ledger_holds_each_currency_and_the_base(

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
+import pyarrow.parquet as pq
 import pytest
 
 from domain.events import (
@@ -20,6 +22,7 @@ from domain.events import (
     RunStarted,
 )
 from domain.fixed import Rounding, apply_rate
+from domain.fx import FxRate
 from domain.instruments import notional_minor
 from domain.ledger import fold_positions
 from domain.market import Panel
@@ -28,9 +31,9 @@ from domain.riskrules import PORTFOLIO_RULE_ORDER, policy_from_mapping
 from kernel.liquidation import MarginTier, PerpMargin, brackets_of
 from kernel.replay import replay
 from kernel.store import open_journal
-from kernel.strategy import MarketView
-from lake.store import load_panel
-from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
+from kernel.strategy import MarketView, Shares
+from lake.store import fx_table, load_panel, write_dataset
+from sim.backtest import BacktestConfig, FxConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
 from tests.integration.test_perp_funding import FUTURES, PERP, _dataset
 
@@ -191,3 +194,51 @@ def test_a_2x_long_is_never_liquidated_and_journals_as_without_margin(tmp_path: 
     configured = _config(tmp_path, "x", MARGIN)
     assert '"perp_margin"' in configured.canonical_json()
     assert BacktestConfig.from_json(configured.canonical_json()) == configured  # `tape replay` reads it back
+
+
+class HoldShares:
+    """The perpetual's quantity itself (``Shares``), so two books of different NAVs hold the same."""
+
+    strategy_id = "hold"
+
+    def __init__(self, qty: float) -> None:
+        self.qty = qty
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([0], dtype=np.int64)
+
+    def decide(self, view: MarketView) -> Shares:
+        return Shares(np.array([self.qty]))
+
+
+def test_in_a_book_of_several_currencies_the_usdt_wallet_is_liquidated_on_its_own(tmp_path: Path) -> None:
+    """The same XRP bars and funding with a USD base holding 1,000,000 USD beside the 10,000 USDT
+    wallet (rates CONSTRUCTED: 1.0001 USD per USDT, no shared data set has them). The USD cash is
+    another account: the same 10x quantity is liquidated at the same bar, with the same margin
+    balance, maintenance margin and fee, as in the USDT-only book."""
+    one_path = _dataset(tmp_path / "data")
+    single = _events(_config(tmp_path, "one", MARGIN), 10.0)
+    [alone] = [e for e in single if isinstance(e, PositionLiquidated)]
+    qty = next(e for e in single if isinstance(e, OrderFilled)).fill_qty_raw
+    panel, _ = load_panel(one_path)
+    days = sorted(set(panel.day.tolist()))
+    several = tmp_path / "several"
+    write_dataset(
+        several, name="xrp-perp-usd-base-constructed-fx", frequency="5m", calendar="24x7", instruments=[PERP],
+        bars=pq.read_table(one_path / "bars.parquet"), funding=pq.read_table(one_path / "funding.parquet"),
+        fx=fx_table([FxRate(day=day, currency="USDT", base="USD", rate_e8=100_010_000) for day in days]),
+    )  # fmt: skip
+    config = msgspec.structs.replace(
+        _config(tmp_path, "several", MARGIN), dataset=str(several), currency="USD", initial_cash="1000000",
+        fx=FxConfig(initial_cash={"USDT": "10000"}),
+    )  # fmt: skip
+    strategy = HoldShares(qty / 10**PERP.qty_digits)
+    run_backtest(config, strategy)
+    with open_journal(config.journal) as journal:
+        events = [event for _, event in journal.events()]
+        assert replay(
+            journal, lambda run, ref: build_setup(config, strategy, expected_hash=ref.content_hash)
+        ).ok
+    [liquidated] = [e for e in events if isinstance(e, PositionLiquidated)]
+    assert liquidated == alone
+    assert next(e for e in events if isinstance(e, OrderFilled)).fill_qty_raw == qty

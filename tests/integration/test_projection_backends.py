@@ -130,3 +130,23 @@ def _role_exists(role: str) -> bool:
 
     with psycopg.connect(f"{POSTGRES_SERVER}/postgres") as connection:
         return connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+@pytest.mark.needs_shared_data
+def test_a_three_currency_journal_has_the_same_checksums_and_marks_on_both(
+    postgres_database: str, tmp_path: Path
+) -> None:
+    """The three-market book (real SPDB, AAPL and XRP/USDT:USDT bars, CONSTRUCTED rates): each
+    currency's postings and the day's marks per currency and in the base land alike on both."""
+    from sim.backtest import run_backtest
+    from tests.integration import test_fx_three_markets as three
+
+    if not (three.SPDB_FILE.exists() and three.AAPL_FILE.exists() and three.XRP_FILE.exists()):
+        pytest.skip(f"real market data not present under {three.SHARED}")
+    cfg = three.config(tmp_path, three.build_dataset(tmp_path / "data"))
+    run_backtest(cfg, three.ThreeMarkets())
+    on_sqlite = rebuild_ledger(cfg.journal, tmp_path / "ledger.sqlite")
+    on_postgres = rebuild_ledger(cfg.journal, postgres_database, schema="fx")
+    assert on_postgres.checksums == on_sqlite.checksums
+    assert int(on_sqlite.checksums["currency_marks"].split()[0][5:]) > 3 * 300  # three currencies a day
+    assert audit(cfg.journal, postgres_database, schema="fx").ok

@@ -12,11 +12,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pytest
 
+from domain.events import DayClosed, KillSwitchTripped, OrderSubmitted, RiskVerdict
 from domain.fx import FxRate
 from domain.instruments import Instrument
-from domain.riskrules import policy_from_mapping
+from domain.riskrules import KillSwitchConfig, policy_from_mapping
 from kernel.account import AccountConfig
 from kernel.loop import KernelError
+from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.store import DatasetError, fx_table, write_dataset
 from sim.backtest import BacktestConfig, FxConfig, FxConversionConfig, StrategyConfig, run_backtest
@@ -102,13 +104,65 @@ def test_a_cash_account_with_several_currencies_runs_and_the_rest_is_refused_by_
     rates = [FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000) for day in DAYS]
     _run(tmp_path / "cash", rates, _Both({0: 0.4}), account=AccountConfig(type="cash"),
          fx=FxConfig(initial_cash={"CNY": "1000"}))  # fmt: skip
+
+    class Other(Scripted):
+        strategy_id = "other"
+
+    config = BacktestConfig(
+        run_id="r", dataset=str(_dataset(tmp_path / "d", rates)), journal=str(tmp_path / "j2"),
+        strategies=[StrategyConfig(name="scripted"), StrategyConfig(name="other")], us_regulatory_fees=False,
+        fx=FxConfig(initial_cash={"CNY": "1000"}),
+    )  # fmt: skip
     with pytest.raises(
-        KernelError, match=r"several currencies \(CNY, USD\) with risk\.order_notional is not built"
+        KernelError, match=r"several currencies \(CNY, USD\) with several strategies \(sleeves\)"
     ):
-        _run(tmp_path / "notional", rates, risk=policy_from_mapping({"order_notional": {"limit": 1_000_000}}))
+        run_backtest(config, [Scripted({0: 0.5}), Other({0: 0.5})])
+
+
+def test_an_order_notional_limit_is_in_the_base(tmp_path: Path) -> None:
+    """CONSTRUCTED: USD base, 0.14 USD per CNY, both names at 10.00. A 10,000 USD limit per
+    order cuts the USD name's buy to 1,000 shares (10,000.00 USD) and the CNY name's to 7,142
+    shares: 71,420.00 CNY is 9,998.80 USD, one more share would be 10,000.20 USD."""
+    rates = [FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000) for day in DAYS]
+    policy = policy_from_mapping(
+        {"name": {"limit_e8": 100_000_000, "action": "clip"}, "order_notional": {"limit": 1_000_000}}
+    )
+    _run(tmp_path, rates, _Both({0: 0.4}), risk=policy, initial_cash="1000",
+         fx=FxConfig(initial_cash={"CNY": "1000000"}))  # fmt: skip
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+    submitted = {e.instrument_id: e.qty_raw for e in events if isinstance(e, OrderSubmitted)}
+    assert submitted == {1: 1_000, 2: 7_142}
+    [verdict] = [e for e in events if isinstance(e, RiskVerdict) and e.rule == "order_notional"]
+    assert (verdict.action, verdict.limit, verdict.observed_after) == ("clip", 1_000_000, 1_000_000)
+    # the larger order before: 0.4 of the base NAV (1,000 + 140,000 USD) in CNY, in USD
+    assert 0.4 * 14_100_000 * 0.99 < verdict.observed <= 0.4 * 14_100_000
 
 
 def test_a_malformed_fx_table_is_refused_when_written(tmp_path: Path) -> None:
     bad = [FxRate(day=20240102, currency="CNY", base="USD", rate_e8=-1)]
     with pytest.raises(DatasetError, match="not positive"):
         _dataset(tmp_path / "d", bad)
+
+
+@pytest.mark.parametrize("falls", [False, True])
+def test_the_kill_switch_watches_the_nav_in_the_base(tmp_path: Path, falls: bool) -> None:
+    """CONSTRUCTED: prices never move; only the CNY rate does (0.15 -> 0.14 USD on the last day).
+    The book's USD NAV falls 6.25% (16,000 -> 15,000 USD) and a 2% drawdown limit trips the
+    kill switch on that close, with the base amounts; with a flat rate it stays armed."""
+    last = 14_000_000 if falls else 15_000_000
+    series = [15_000_000, 15_000_000, last]
+    rates = [FxRate(day=d, currency="CNY", base="USD", rate_e8=r) for d, r in zip(DAYS, series, strict=True)]
+    _run(tmp_path, rates, Scripted({}), initial_cash="1000", fx=FxConfig(initial_cash={"CNY": "100000"}),
+         kill_switch=KillSwitchConfig(drawdown_max_e8=2_000_000))  # fmt: skip
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+    navs = [e.nav_minor for e in events if isinstance(e, DayClosed)]
+    assert navs == [1_600_000, 1_600_000, 1_400_000 + 100_000 if falls else 1_600_000]
+    tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
+    if not falls:
+        assert tripped == []
+        return
+    [trip] = tripped
+    assert trip.trigger == "drawdown" and trip.observed == 6_250_000  # 1e-8 of the USD peak
+    assert "of peak 1600000" in trip.reason

@@ -145,3 +145,77 @@ def test_a_price_beyond_int64_arithmetic_leaves_the_python_path() -> None:
     panel.open[1, 0] = 2**62
     venue = SimVenue(panel, FillModel(slippage_e8=1_000_000))
     assert venue._match_small(1, [_order(1, 100)]) is None
+
+
+def _a_share_and_us_panel() -> Panel:
+    """CONSTRUCTED: an A-share (XSHG) and a US name (XNAS) in one data set, steps at each
+    market's close; 2014-10-01 is a China holiday on which only the US name trades."""
+    cn = Instrument(instrument_id=1, symbol="600000", venue="XSHG", asset_class="equity", currency="CNY",
+                    price_digits=2, tick_raw=1, qty_digits=0, lot_raw=100, board="main")  # fmt: skip
+    us = Instrument(instrument_id=2, symbol="AAPL", venue="XNAS", asset_class="equity", currency="USD",
+                    price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+    days = [20140930, 20140930, 20141001, 20141008, 20141008]
+    valid = np.array([[True, False], [False, True], [False, True], [True, False], [False, True]])
+    price = np.where(valid, np.array([[1000, 10_000]]), 0).astype(np.int64)
+    fields = {name: price.copy() for name in ("open", "high", "low", "close")}
+    return Panel(
+        ts_ns=np.arange(1, 6, dtype=np.int64),
+        day=np.array(days, dtype=np.int64),
+        instruments=(cn, us),
+        valid=valid,
+        volume=np.where(valid, 10**6, 0).astype(np.int64),
+        last_close=Panel.carry_forward(fields["close"], valid),
+        **fields,
+    )
+
+
+def test_an_a_share_order_sent_after_its_close_works_in_the_next_a_share_session() -> None:
+    """With other markets in the data set, the A-share session ends at the day's last A-share
+    bar, not at the day's last step: an order sent at the A-share close (or at the US close
+    after it) works in the next day with A-share bars — not expired at the US close, not
+    refused as suspended on a China holiday on which only the US trades."""
+    panel = _a_share_and_us_panel()
+    venue = SimVenue(panel, FillModel())
+    at_cn_close = msgspec.structs.replace(_order(1, 100), order_id="a", instrument_id=1)
+    at_us_close = msgspec.structs.replace(_order(1, 100), order_id="b", instrument_id=1)
+    assert isinstance(venue.submit(0, at_cn_close), OrderAccepted)
+    assert isinstance(venue.submit(1, at_us_close), OrderAccepted)  # was CN_SUSPENDED: day=20141001
+    orders = [at_cn_close, at_us_close]
+    assert venue.end_of_day(1, orders) == []  # 2014-09-30 ends: both work on 2014-10-08
+    assert venue.end_of_day(2, orders) == []  # the holiday ends
+    fills = venue.match(3, orders)
+    assert [(f.order_id, f.fill_px_raw) for f in fills] == [("a", 1000), ("b", 1000)]
+    # An order sent before the day's A-share bar works that day and expires at its end.
+    late = msgspec.structs.replace(_order(1, 100), order_id="c", instrument_id=1)
+    venue = SimVenue(panel, FillModel())
+    assert isinstance(venue.submit(2, late), OrderAccepted)
+    assert [e.order_id for e in venue.end_of_day(4, [late])] == ["c"]
+
+
+def test_an_a_share_limit_sent_after_its_close_is_judged_in_the_next_sessions_band() -> None:
+    """CONSTRUCTED: the A-share closes at 9.20 on 2014-09-29 and 10.00 on 09-30 (band 10.12 that
+    day); a US close follows each. A buy limit at 10.50 sent at the 09-30 A-share close works on
+    10-08, whose band (from 10.00) reaches 11.00: accepted. It used to be judged against 09-30's
+    band (the US step after it was taken as its session) and refused CN_PRICE_LIMIT."""
+    base = _a_share_and_us_panel()
+    first = np.array([[True, False]])
+    fields = {
+        name: np.vstack([np.where(first, 920, 0), getattr(base, name)]).astype(np.int64)
+        for name in ("open", "high", "low", "close")
+    }
+    valid = np.vstack([first, base.valid])
+    panel = Panel(
+        ts_ns=np.arange(0, 6, dtype=np.int64),
+        day=np.concatenate([[20140929], base.day]).astype(np.int64),
+        instruments=base.instruments,
+        valid=valid,
+        volume=np.vstack([np.where(first, 10**6, 0), base.volume]).astype(np.int64),
+        last_close=Panel.carry_forward(fields["close"], valid),
+        **fields,
+    )
+    order = msgspec.structs.replace(_order(1, 100, "limit", 1050), order_id="l", instrument_id=1)
+    assert isinstance(SimVenue(panel, FillModel()).submit(1, order), OrderAccepted)
+    above = msgspec.structs.replace(order, order_id="m", limit_px_raw=1101)
+    rejected = SimVenue(panel, FillModel()).submit(1, above)
+    assert isinstance(rejected, OrderRejected)
+    assert rejected.reason.startswith("CN_PRICE_LIMIT: limit_up=11.00")
