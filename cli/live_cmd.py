@@ -63,7 +63,7 @@ from venues.live_bridge import Book, LiveBridge, ReconcilePolicy, client_tag
 
 __all__ = ["LiveEdge", "add_live_parser", "cmd_live", "open_venue", "read_keys"]
 
-_REMEMBERED = frozenset({"order.submitted.v1", "venue.message_received.v1"})
+_REMEMBERED = frozenset({"order.submitted.v1", "venue.message_received.v1", "venue.adoption_received.v1"})
 
 
 def add_live_parser(verbs: Any) -> None:

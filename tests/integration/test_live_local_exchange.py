@@ -168,16 +168,19 @@ def test_an_account_holding_more_than_the_book_is_adopted_or_flattened(
     monkeypatch: pytest.MonkeyPatch,
     policy: str,
 ) -> None:
-    """The venue's account holds 123.45 USD more than ``initial_cash`` and 7 SYN0001 the book
-    never bought. ``on_difference = "adopt"``: the start's reconciliation hands the kernel an
-    ``AdoptionReceived``; the first step books them (``PositionAdopted`` at the last close,
-    ``CashAdopted``, against ``equity:adjustment:USD``), the session trades on, the stop's
-    reconciliation finds no difference, and the session replays whole and by day, its ledger
-    projection equal to a rebuild and to the journal. ``flatten``: the start journals a flatten
-    from ``reconciliation``, which trips the kill switch before any order."""
+    """The venue's account holds 123.456 USD more than ``initial_cash`` and 7.5 SYN0001 the
+    book never bought (its units: cents, whole shares). ``on_difference = "adopt"``: the start's
+    reconciliation hands the kernel an ``AdoptionReceived``; the first live step books them
+    (``PositionAdopted`` at that step's close, ``CashAdopted``, against
+    ``equity:adjustment:USD``), the dust below the units stays remembered, the session trades
+    on, the stop's reconciliation finds no difference, and the session replays whole and by
+    day, its ledger projection equal to a rebuild and to the journal. ``flatten``: the start
+    journals a flatten from ``reconciliation``, which trips the kill switch before any
+    order."""
     from cli.live_cmd import LiveEdge
 
-    monkeypatch.setattr(LiveEdge, "local_balances", lambda self, quote: {quote: "1000123.45", "SYN0001": "7"})
+    balances = {"USD": "1000123.456", "SYN0001": "7.5"}  # beyond the book's units: 0.006 USD, 0.5
+    monkeypatch.setattr(LiveEdge, "local_balances", lambda self, quote: balances)
     full, history = market
     panel, _ = load_panel(full)
     journal = tmp_path / "journal"
@@ -200,7 +203,8 @@ def test_an_account_holding_more_than_the_book_is_adopted_or_flattened(
         return
     assert reconciled[0].action == "adopted" and reconciled[-1].differences == [], output
     (adoption,) = [e for e in events if isinstance(e, AdoptionReceived)]
-    assert (adoption.positions, adoption.cash, adoption.residue) == ([(1, 7)], [("USD", 12_345)], [])
+    assert (adoption.positions, adoption.cash) == ([(1, 7)], [("USD", 12_345)])
+    assert sorted(adoption.residue) == [("SYN0001", 50_000_000), ("USD", 600_000)]  # 1e-8: dust kept
     (position,) = [e for e in events if isinstance(e, PositionAdopted)]
     (cash,) = [e for e in events if isinstance(e, CashAdopted)]
     assert (position.instrument_id, position.qty_raw, cash.amount_minor) == (1, 7, 12_345)
