@@ -1,7 +1,8 @@
 """Crash drill for live sessions: SIGKILL ``tape live`` at seeded random points while it trades a
 local exchange that runs in its own process (``python -m venues.local_exchange``, a loopback
-Binance through the real ccxt.pro client, 0.1% fees), carry it on with ``--resume`` each time,
-and check what a crash must not break:
+Binance through the real ccxt.pro client, 0.1% fees, taken by default in the asset received as
+Binance does without BNB; ``--fee-in quote`` for the quote asset), carry it on with
+``--resume`` each time, and check what a crash must not break:
 
 * no order sent twice: every client order id appears once among the exchange's orders, and
   each belongs to an order the journal holds;
@@ -182,6 +183,11 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--bars", type=int, default=400, help="daily bars (the first 60 are history)")
+    parser.add_argument(
+        "--fee-in", choices=("received", "quote"), default="received",
+        help="where the exchange takes its fee: the asset received (Binance without BNB: a buy's fee in the "
+        "asset bought, which the book takes out of the position) or always the quote asset",
+    )  # fmt: skip
     args = parser.parse_args()
     rng = random.Random(args.seed)
     env = {**os.environ, **KEYS, "LOCAL_EXCHANGE_API_KEY": KEYS["TAPE_DRILL_API_KEY"]}
@@ -197,7 +203,7 @@ def main() -> int:
         exchange = subprocess.Popen(
             [sys.executable, "-m", "venues.local_exchange", str(full), "--port-file", str(port_file),
              "--state-file", str(state_file), "--start", _iso(first_open), "--speed", "25",
-             "--when-watched", "2", "--fee", "0.001", "--fee-in", "quote", "--linger", "900"],
+             "--when-watched", "2", "--fee", "0.001", "--fee-in", args.fee_in, "--linger", "900"],
             env=env, cwd=ROOT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
