@@ -62,7 +62,7 @@ from kernel.store import open_journal
 from lake.store import DatasetError
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
-from projections import ProjectionError, TargetRefused, TargetUnavailable
+from projections import ProjectionError, SchemaMismatch, TargetRefused, TargetUnavailable
 from projections.metrics_influx import InfluxError
 from sim.attribution import AttributionError
 from sim.backtest import run_backtest
@@ -308,6 +308,7 @@ _USER_ERRORS = (
     TargetRefused,
     InfluxError,  # the Influx server refused a request (4xx), named in the message
     ProjectionError,
+    SchemaMismatch,  # a ledger of another schema version (rebuild it) or not a Tape ledger
     RuleNotDefined,
     ExecutionQualityError,
     AttributionError,

@@ -1,7 +1,9 @@
 """The `tape` contract over hostile inputs (issue 17): each verb runs as a process of its own
 against damaged, truncated, empty, foreign, killed and missing journals, hostile configs and a
 ledger that was never built (or a foreign database, or a mistyped PostgreSQL schema, given to
-``tape audit`` / ``tape reconcile --db``: refused untouched), and for every run:
+``tape audit`` / ``tape reconcile --db``: refused untouched; a foreign database, text file or
+directory given to ``rebuild`` / ``projections rebuild`` / ``projections follow``: refused
+untouched), and for every run:
 
 * no ``Traceback`` in its output and no death by a signal (a SIGBUS from a truncated map);
 * an exit status from the documented set (docs/runbook.md, "Exit statuses"), the one each case
@@ -12,8 +14,8 @@ ledger that was never built (or a foreign database, or a mistyped PostgreSQL sch
 
 Data files (header-only, a header that is not UTF-8, a bare carriage return, text in a price
 column, a binary file) go through `tape ingest`: refused naming the file, the lake unchanged.
-Signals mid-command: test_cli_signals.py (backtest, replay, verify, report, rebuild) and
-test_follow_signals.py (`projections follow`).
+Signals mid-command: test_cli_signals.py and test_follow_signals.py (`projections follow`); a
+schema dropped under a running follower: test_follow_refusals.py.
 """
 
 from __future__ import annotations
@@ -253,6 +255,40 @@ def test_an_audit_of_what_is_no_built_ledger_is_refused_untouched(
     assert sorted(p.name for p in corpus.iterdir()) == siblings, f"tape audit {case} created a file"
 
 
+# What a rebuild or a follower is given as --db that holds something else: refused with one line
+# (EXIT_REFUSED) before anything opens it, the file byte-for-byte and journal mode as it was. A
+# rebuild drops every table at its target (it dropped the foreign database's tables) and a
+# follower created the ledger's tables in it and switched it to WAL (then exit 70).
+WRITE_DBS = [
+    ("db-is-foreign", "foreign-write.sqlite", _foreign_sqlite),
+    ("db-is-text", "a-file", None),
+    ("db-is-a-directory", "dir.sqlite", None),
+]
+LEDGER_WRITERS = [
+    ("rebuild", ("rebuild",)),
+    ("projections-rebuild", ("projections", "rebuild")),
+    ("projections-follow", ("projections", "follow")),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "make"), WRITE_DBS, ids=[c for c, _, _ in WRITE_DBS])
+@pytest.mark.parametrize(("verb", "words"), LEDGER_WRITERS, ids=[v for v, _ in LEDGER_WRITERS])
+def test_a_rebuild_or_follow_into_what_is_no_ledger_is_refused_untouched(
+    corpus: Path, verb: str, words: tuple[str, ...], case: str, name: str, make: object
+) -> None:
+    db = corpus / name
+    if make is not None and not db.exists():
+        make(db)  # type: ignore[operator]
+    before, mode = digests(db), _journal_mode(db)
+    siblings = sorted(p.name for p in corpus.iterdir())
+    result = tape(*words, str(corpus / "good"), "--db", str(db), cwd=corpus)
+    context = f"tape {' '.join(words)} --db {case}"
+    check_contract(result, corpus / "good", EXIT_REFUSED, context)
+    assert name in result.stdout, f"{context}: the error does not name {name}\n{result.stdout}"
+    assert digests(db) == before and _journal_mode(db) == mode, f"{context} wrote to {name}"
+    assert sorted(p.name for p in corpus.iterdir()) == siblings, f"{context} created a file"
+
+
 def _schemas(url: str) -> list[str]:
     import psycopg
 
@@ -282,6 +318,18 @@ def test_an_audit_or_reconcile_of_a_wrong_postgres_schema_is_refused_untouched(l
                 check_contract(result, ledgers / "good", EXIT_REFUSED, context)
                 assert words in result.stdout, f"{context}\n{result.stdout}"
                 assert _schemas(url) == schemas, f"{context} created a schema"
+        # A rebuild or a follower pointed at a schema of someone else's tables: refused, the
+        # tables kept (a rebuild dropped every table of the schema it was given).
+        for words in (("projections", "rebuild"), ("projections", "follow")):
+            result = tape(*words, str(ledgers / "good"), "--db", url, "--schema", "other", cwd=ledgers)
+            context = f"tape {' '.join(words)} --schema other"
+            check_contract(result, ledgers / "good", EXIT_REFUSED, context)
+            assert "not a Tape ledger" in result.stdout, f"{context}\n{result.stdout}"
+            with psycopg.connect(url) as connection:
+                kept = connection.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'other'"
+                ).fetchall()
+            assert kept == [("notes",)], f"{context} touched schema other: {kept}"
         audited = tape("audit", str(ledgers / "good"), "--db", url, cwd=ledgers)
         assert audited.returncode == EXIT_OK and "audit ok" in audited.stdout, audited.stdout
 
