@@ -212,22 +212,38 @@ def _group_gone(pgid: int, within_s: float = 20.0) -> bool:
     return False
 
 
+# When the signal comes: as the pool's workers start (they exist and are still importing) or
+# once they run backtests (the first journal exists), and how long after.
+MOMENTS = {"workers-starting": ("experiments.sqlite", 0.6), "workers-running": ("journals", 1.0)}
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
 @pytest.mark.parametrize("name", list(SIGNALS))
-def test_a_sweep_stopped_in_a_terminal_stops_its_workers_in_one_line(finished: Path, name: str) -> None:
+def test_a_sweep_stopped_in_a_terminal_stops_its_workers_in_one_line(
+    finished: Path, name: str, moment: str
+) -> None:
     """A terminal's Ctrl-C signals the whole foreground process group — the sweep and its pool's
     workers — and so does a scheduler's or systemd's stop: one line from the sweep, no worker's
     KeyboardInterrupt traceback (each worker printed one), no worker left running, and what was
     recorded before the stop stays readable (``tape runs``)."""
     sig, expected = SIGNALS[name]
-    config = finished / f"sweep-{name}.toml"
+    config = finished / f"sweep-{name}-{moment}.toml"
     config.write_text(CONFIG.format(journal="unused") + SWEEP)
-    out = finished / f"sweep-{name}"
+    out = finished / f"sweep-{name}-{moment}"
     process = _start(["sweep", config.name, "--out", out.name], finished)
     deadline = time.monotonic() + 120
-    while not (out / "journals").is_dir() and process.poll() is None:  # the workers are running
-        assert time.monotonic() < deadline, "the sweep never started a run"
-        time.sleep(0.05)
-    time.sleep(0.5)
+    landmark, wait_s = MOMENTS[moment]
+    while process.poll() is None and not ((out / landmark).exists() and len(_children(process.pid)) >= 2):
+        assert time.monotonic() < deadline, f"the sweep never got to {moment}"
+        time.sleep(0.02)
+    time.sleep(wait_s)
     assert process.poll() is None, f"finished before the signal:\n{process.communicate()[0]}"
     os.killpg(process.pid, sig)
     output, _ = process.communicate(timeout=120)
