@@ -377,18 +377,29 @@ HOSTILE_FILES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
-def test_ingest_over_hostile_data_files(tmp_path: Path, name: str) -> None:
+# (source, file name, bytes): the hikyuu formats' headers as the real files have them.
+HOSTILE_SOURCED = [
+    *(("yahoo", name, content) for name, content in sorted(HOSTILE_FILES.items())),
+    ("hikyuu-day", "sh600000.csv", b"date,open,high,low,close,amount,volume\n"),
+    ("hikyuu-day", "sz000002.csv", b"date,open,high,low,close,amount_cny,volume\n"),
+    ("hikyuu-minute", "sz000005.csv", b"datetime,price,vol\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "content"), HOSTILE_SOURCED, ids=[f"{s}-{n}" for s, n, _ in HOSTILE_SOURCED]
+)
+def test_ingest_over_hostile_data_files(tmp_path: Path, source: str, name: str, content: bytes) -> None:
     good = tmp_path / "good.txt"
     good.write_bytes(HEADER + b"2014-01-02,1.00,1.10,0.90,1.05,1.05,100\n")
     lake = tmp_path / "lake"
     assert tape("ingest", "yahoo", str(good), "--out", str(lake), cwd=tmp_path).returncode == 0
     before = digests(lake)
     bad = tmp_path / name
-    bad.write_bytes(HOSTILE_FILES[name])
-    result = tape("ingest", "yahoo", str(bad), "--out", str(lake), cwd=tmp_path)
-    check_contract(result, bad, EXIT_REFUSED, f"ingest {name}")
-    assert digests(lake) == before, f"ingest {name} changed the lake"
+    bad.write_bytes(content)
+    result = tape("ingest", source, str(bad), "--out", str(lake), cwd=tmp_path)
+    check_contract(result, bad, EXIT_REFUSED, f"ingest {source} {name}")
+    assert digests(lake) == before, f"ingest {source} {name} changed the lake"
 
 
 # --- tape reconcile and tape compare ---------------------------------------------------------
