@@ -179,7 +179,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
-        report = rebuild(Path(args.journal), db_path, progress=update)
+        progress = projections_cmd.RebuildProgress(update)
+        with progress.said_where(str(db_path)):
+            report = rebuild(Path(args.journal), db_path, progress=progress)
     table = Table(
         title=f"SQLite ledger {db_path} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
     )

@@ -179,10 +179,26 @@ def test_a_verb_reading_a_journal_stopped_by_a_signal_leaves_it_as_it_was(
     sig, expected = SIGNALS[name]
     before = {**_digests(finished / "journal"), "ledger": _digest(finished / "journal.ledger.sqlite")}
     code, output = _signal_mid_command(_start(args, finished, tmp=tmp_path), finished / "journal", sig)
-    _check(code, output, expected, f"{verb}, {name}")
+    if _check(code, output, expected, f"{verb}, {name}") and verb == "rebuild":
+        _check_rebuild_said_where(output, finished / "ledger.sqlite")
     after = {**_digests(finished / "journal"), "ledger": _digest(finished / "journal.ledger.sqlite")}
     assert after == before, f"{verb} wrote to the journal or ledger it reads"
     assert list(tmp_path.iterdir()) == [], f"{verb} left scratch behind: {list(tmp_path.iterdir())}"
+
+
+def _check_rebuild_said_where(output: str, ledger: Path) -> None:
+    """A stopped rebuild says where its ledger stands (issue 17 point 9), and it is so."""
+    import re
+    import sqlite3
+
+    found = re.search(r"stopped at checkpoint seq (-?\d+)", output)
+    assert found is not None, f"the stopped rebuild did not say where:\n{output}"
+    db = sqlite3.connect(f"{ledger.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT max(seq) FROM checkpoint").fetchone()
+    finally:
+        db.close()
+    assert (row[0] if row[0] is not None else -1) == int(found.group(1)), output
 
 
 def test_a_long_replay_is_stopped_mid_command(finished: Path) -> None:
