@@ -26,6 +26,36 @@ def test_a_database_that_does_not_exist_is_refused_not_retried(tmp_path: Path) -
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (POSTGRES_SERVER.replace("postgres@", "tape_no_such_role@") + "/postgres", "does not exist"),
+        ("postgresql://postgres@no-such-host.invalid:5432/postgres", "no-such-host.invalid"),
+    ],
+    ids=["missing-role", "unknown-host"],
+)
+def test_a_missing_role_or_unknown_host_is_refused_not_retried(
+    tmp_path: Path, url: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 point 13's other permanent failures: stop at once with the reason (exit 2)."""
+    require_postgres()
+    assert "postgres@" in POSTGRES_SERVER, "the role case rewrites the server URL's user"
+    if "invalid" in url:
+        import socket
+
+        try:
+            socket.getaddrinfo("no-such-host.invalid", 5432)
+        except socket.gaierror as error:
+            if error.errno != socket.EAI_NONAME:  # no resolver here: a transient failure, retried
+                pytest.skip(f"the resolver does not answer ({error})")
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=40), tmp_path / "j"))
+    started = time.monotonic()
+    assert main(["projections", "follow", str(tmp_path / "j"), "--db", url, "--poll-s", "0.1"]) == 2
+    assert time.monotonic() - started < 30
+    output = capsys.readouterr().out
+    assert words in output and "retrying" not in output, output
+
+
 def test_a_rebuild_blocked_by_another_session_names_it_and_stops(tmp_path: Path) -> None:
     import psycopg
 
