@@ -67,6 +67,7 @@ from projections.metrics_influx import InfluxError
 from sim.attribution import AttributionError
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
+from sim.metrics import NoRunStarted
 from venues.ccxt_venue import VenueError
 
 __all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
@@ -310,6 +311,7 @@ _USER_ERRORS = (
     TargetRefused,
     InfluxError,  # the Influx server refused a request (4xx), named in the message
     ProjectionError,
+    NoRunStarted,  # a journal that is not a run's (no run.started.v1): no figures
     SchemaMismatch,  # a ledger of another schema version (rebuild it) or not a Tape ledger
     RuleNotDefined,
     ExecutionQualityError,

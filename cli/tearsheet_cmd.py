@@ -11,7 +11,7 @@ from cli.progress import console
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from sim.experiments import ExperimentStore
-from sim.metrics import report_from_journal
+from sim.metrics import NoRunStarted, report_from_journal
 from sim.tearsheet import (
     Figure,
     TearsheetError,
@@ -37,7 +37,7 @@ def cmd_tearsheet(args: argparse.Namespace) -> int:
             title, figures, rows = _sweep(target, args.metric)
         else:
             title, figures, rows = _run(target)
-    except TearsheetError as error:
+    except (TearsheetError, NoRunStarted) as error:
         raise ConfigError(f"{target}: {error}") from None
     out = Path(args.out) if args.out else _default_out(target)
     page = write_tearsheet(out, title, figures, rows)
