@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cli.exits import unfinished_status
 from cli.progress import console
 from cli.wiring import ConfigError
 from kernel.store import open_journal
@@ -43,6 +44,9 @@ def cmd_tearsheet(args: argparse.Namespace) -> int:
     page = write_tearsheet(out, title, figures, rows)
     names = ", ".join(f.name for f in figures)
     console.print(f"wrote {page} and {len(figures)} PNG files ({names}) to {out}")
+    if not (target / "walkforward.json").is_file() and not (target / "experiments.sqlite").is_file():
+        with open_journal(target) as journal:  # a run's journal
+            return unfinished_status(journal)  # a run that never finished: said, exit 3
     return 0
 
 

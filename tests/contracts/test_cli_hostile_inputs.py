@@ -195,6 +195,21 @@ def test_read_verbs_over_hostile_journals(corpus: Path, name: str, expected: int
         assert digests(journal) == before, f"tape {verb} {name} wrote to the journal"
 
 
+@pytest.mark.parametrize(("name", "expected"), JOURNALS, ids=[name for name, _ in JOURNALS])
+def test_montecarlo_and_tearsheet_over_hostile_journals(
+    corpus: Path, tmp_path: Path, name: str, expected: int
+) -> None:
+    """The verbs that read a run's journal for figures (a killed run's figures end where it
+    stopped: said, exit 3, as report does); their outputs go elsewhere."""
+    journal = corpus / name
+    before = digests(journal)
+    verbs = {"montecarlo": ["--samples", "50"], "tearsheet": ["--out", str(tmp_path / "sheet")]}
+    for verb, extra in verbs.items():
+        result = tape(verb, str(journal), *extra, cwd=corpus)
+        check_contract(result, journal, expected, f"tape {verb} {name}")
+        assert digests(journal) == before, f"tape {verb} {name} wrote to the journal"
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("killed", EXIT_UNFINISHED), ("truncated", EXIT_DAMAGED), ("foreign.sqlite", EXIT_REFUSED)],
