@@ -4,6 +4,8 @@ slow SMA; flat otherwise (long-only), or short ``short_weight / N`` with ``short
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import numpy.typing as npt
 
@@ -26,6 +28,9 @@ class SmaCrossover:
         strategy_id: str = "sma",
         short_weight: float = 0.0,
     ) -> None:
+        for name, value in (("fast", fast), ("slow", slow)):
+            if isinstance(value, bool) or not isinstance(value, Integral):  # 1.0 failed in Numba
+                raise ValueError(f"{name} must be a whole number of bars, got {value!r}")
         if not 0 < fast < slow:
             raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
         if not 0.0 < weight <= 1.0:

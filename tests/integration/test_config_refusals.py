@@ -35,6 +35,7 @@ HOSTILE = [
     ("currency-xyz", 'currency = "USD"', 'currency = "XYZ"', "unknown currency 'XYZ'"),
     ("currency-empty", 'currency = "USD"', 'currency = ""', "unknown currency ''"),
     ("strategy-range", "fast = 3, slow = 9", "fast = 9, slow = 3", "strategy sma_crossover"),
+    ("strategy-float-bars", "fast = 3", "fast = 1.0", "fast must be a whole number of bars"),
     ("dataset-int", 'dataset = "data"', "dataset = 5", "dataset must be a path"),
     ("journal-list", 'journal = "journal"', "journal = [1]", "journal must be a path"),
     ("journal-file", 'journal = "journal"', 'journal = "data/manifest.json"', "not an LMDB journal"),
