@@ -16,6 +16,8 @@ from models.features import sma_cross_carry, sma_cross_state_nb, sma_cross_step_
 __all__ = ["SmaCrossover"]
 
 _NO_STEPS = np.zeros(0, dtype=np.int64)
+SLOW_BARS_MAX = 100_000
+"""The longest slow window (each name keeps that many closes: 800 kB a name)."""
 
 
 class SmaCrossover:
@@ -33,6 +35,8 @@ class SmaCrossover:
                 raise ValueError(f"{name} must be a whole number of bars, got {value!r}")
         if not 0 < fast < slow:
             raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
+        if slow > SLOW_BARS_MAX:  # each name keeps its last `slow` closes: 1.7e9 raised MemoryError
+            raise ValueError(f"slow must be at most {SLOW_BARS_MAX:,} bars, got {slow:,}")
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
         if not 0.0 <= short_weight <= 1.0:

@@ -36,6 +36,8 @@ HOSTILE = [
     ("currency-empty", 'currency = "USD"', 'currency = ""', "unknown currency ''"),
     ("strategy-range", "fast = 3, slow = 9", "fast = 9, slow = 3", "strategy sma_crossover"),
     ("strategy-float-bars", "fast = 3", "fast = 1.0", "fast must be a whole number of bars"),
+    ("strategy-huge-window", "slow = 9", "slow = 1744830464", "slow must be at most 100,000 bars"),
+    ("seed-past-64-bits", "seed = 1", "seed = -9223372036854775809", "seed must be a 64-bit integer"),
     ("dataset-int", 'dataset = "data"', "dataset = 5", "dataset must be a path"),
     ("journal-list", 'journal = "journal"', "journal = [1]", "journal must be a path"),
     ("journal-file", 'journal = "journal"', 'journal = "data/manifest.json"', "not an LMDB journal"),
