@@ -62,11 +62,12 @@ from kernel.store import open_journal
 from lake.store import DatasetError
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
-from projections import ProjectionError, TargetRefused, TargetUnavailable
+from projections import ProjectionError, SchemaMismatch, TargetRefused, TargetUnavailable
 from projections.metrics_influx import InfluxError
 from sim.attribution import AttributionError
 from sim.backtest import run_backtest
 from sim.execution_report import ExecutionQualityError
+from sim.metrics import NoRunStarted
 from venues.ccxt_venue import VenueError
 
 __all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
@@ -179,7 +180,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
-        report = rebuild(Path(args.journal), db_path, progress=update)
+        progress = projections_cmd.RebuildProgress(update)
+        with progress.said_where(str(db_path)):
+            report = rebuild(Path(args.journal), db_path, progress=progress)
     table = Table(
         title=f"SQLite ledger {db_path} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
     )
@@ -308,6 +311,8 @@ _USER_ERRORS = (
     TargetRefused,
     InfluxError,  # the Influx server refused a request (4xx), named in the message
     ProjectionError,
+    NoRunStarted,  # a journal that is not a run's (no run.started.v1): no figures
+    SchemaMismatch,  # a ledger of another schema version (rebuild it) or not a Tape ledger
     RuleNotDefined,
     ExecutionQualityError,
     AttributionError,

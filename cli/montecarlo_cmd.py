@@ -25,10 +25,12 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
+from cli.exits import unfinished_status
 from cli.progress import console, progress_bar
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
+from kernel.run_status import run_status
 from kernel.store import open_journal
 from sim.backtest import ENGINE_VERSION, BacktestConfig
 from sim.experiments import Experiment, ExperimentStore
@@ -55,6 +57,9 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
         if not isinstance(run, RunStarted) or not isinstance(ref, DatasetReferenced):
             raise ConfigError(f"{path}: does not start with run.started and dataset.referenced")
         navs = [r.event() for r in journal.records(0) if r.kind == "day.closed.v1"]
+        unfinished = not run_status(journal).finished
+    if unfinished:  # said before the figures, which end at the last day the journal closed
+        console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
     config = BacktestConfig.from_json(run.config_json)
     initial = float(config.initial_cash_minor())
     series = np.array([initial, *(float(e.nav_minor) for e in navs if isinstance(e, DayClosed))])
@@ -83,6 +88,9 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         console.print(f"wrote {args.json}")
+    if unfinished:
+        with open_journal(path) as journal:
+            return unfinished_status(journal)
     return 0
 
 

@@ -12,6 +12,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,10 +39,43 @@ def _journal_length(path: str) -> int:
         return len(journal)
 
 
+class RebuildProgress:
+    """A rebuild's progress callback that remembers the last committed batch, so a rebuild
+    stopped by Ctrl-C or SIGTERM can say where its ledger stands (``said_where``)."""
+
+    def __init__(self, update: Callable[[int], None]) -> None:
+        self._update = update
+        self.next_seq = 0
+
+    def __call__(self, next_seq: int) -> None:
+        self.next_seq = next_seq
+        self._update(next_seq)
+
+    @contextmanager
+    def said_where(self, where: str) -> Iterator[None]:
+        """Around the rebuild: on a stop (not an error), one line saying where it stopped, then
+        the stop goes on to ``cli.main`` (its ``interrupted:`` / ``terminated:`` line, 130 / 143)."""
+        try:
+            yield
+        except Exception:
+            raise
+        except BaseException:
+            console.print(
+                f"rebuild of {where} stopped at checkpoint seq {self.next_seq - 1} "
+                f"({self.next_seq:,} records applied): `tape projections follow` carries it on from "
+                "there; `tape projections rebuild` starts it over",
+                soft_wrap=True,
+                markup=False,
+            )
+            raise
+
+
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     target = _target(args)
     with progress_bar("rebuild ledger", _journal_length(args.journal)) as update:
-        report = rebuild_ledger(args.journal, target, schema=args.schema, progress=update)
+        progress = RebuildProgress(update)
+        with progress.said_where(describe_target(target, args.schema)):
+            report = rebuild_ledger(args.journal, target, schema=args.schema, progress=progress)
     table = Table(
         title=f"ledger {describe_target(target, args.schema)} "
         f"({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"

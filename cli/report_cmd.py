@@ -74,6 +74,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.days < 0:
         raise ConfigError("--worst and --days must not be negative")
     with open_journal(args.journal) as journal:
+        if len(journal) == 0:  # a run stopped before its first commit: no figures, exit 3
+            return unfinished_status(journal)
         unfinished = not run_status(journal).finished
     if unfinished:  # said before the figures, whose "final" NAV is then the last one journaled
         console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)

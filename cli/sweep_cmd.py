@@ -33,10 +33,12 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
-from multiprocessing import get_context
+from multiprocessing import get_context, resource_tracker
 from pathlib import Path
 from typing import Any
 
@@ -226,10 +228,32 @@ def run_tasks(
     # multiprocessing's Pool: ProcessPoolExecutor(max_tasks_per_child=...) stops replacing retired
     # workers and hangs past 64 x workers runs on CPython 3.11 (gh-115634).
     context = get_context("spawn")
-    with context.Pool(processes=workers, maxtasksperchild=64) as pool:
+    with _sigint_blocked():
+        pool = context.Pool(processes=workers, maxtasksperchild=64)
+    with pool:
         for done, result in enumerate(pool.imap(run_point, tasks), 1):
             yield result
             update(done)
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread while a pool starts its workers. Ctrl-C in a terminal
+    signals the whole process group, and only this process must act on it (stop in one line;
+    leaving the ``with pool`` terminates the workers): each worker printed a KeyboardInterrupt
+    traceback. A spawned process inherits the signal mask, and the pool's own thread, which
+    replaces retired workers, inherits it from here; a Ctrl-C meanwhile waits for the unblock.
+    multiprocessing's resource tracker is started first: starting it *unblocks* SIGINT in the
+    thread that starts it (CPython 3.11), which would undo the mask before the workers start."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _ray_tasks(

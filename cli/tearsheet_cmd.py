@@ -7,11 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from cli.exits import unfinished_status
 from cli.progress import console
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from sim.experiments import ExperimentStore
-from sim.metrics import report_from_journal
+from sim.metrics import NoRunStarted, report_from_journal
 from sim.tearsheet import (
     Figure,
     TearsheetError,
@@ -37,12 +38,15 @@ def cmd_tearsheet(args: argparse.Namespace) -> int:
             title, figures, rows = _sweep(target, args.metric)
         else:
             title, figures, rows = _run(target)
-    except TearsheetError as error:
+    except (TearsheetError, NoRunStarted) as error:
         raise ConfigError(f"{target}: {error}") from None
     out = Path(args.out) if args.out else _default_out(target)
     page = write_tearsheet(out, title, figures, rows)
     names = ", ".join(f.name for f in figures)
     console.print(f"wrote {page} and {len(figures)} PNG files ({names}) to {out}")
+    if not (target / "walkforward.json").is_file() and not (target / "experiments.sqlite").is_file():
+        with open_journal(target) as journal:  # a run's journal
+            return unfinished_status(journal)  # a run that never finished: said, exit 3
     return 0
 
 

@@ -88,6 +88,8 @@ def config_from_raw(raw: dict[str, Any], path: Path) -> BacktestConfig:
         config = msgspec.convert(raw, BacktestConfig)
     except (msgspec.ValidationError, PolicyError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
+    if not -(2**63) <= config.seed < 2**63:  # the journal's JSON holds a 64-bit integer
+        raise ConfigError(f"{path}: seed must be a 64-bit integer, got {config.seed}")
     _check_money(Path(path), config)
     return config
 

@@ -12,6 +12,7 @@ from projections.base import (
     describe_target,
     open_ledger,
     rebuild_ledger,
+    refuse_foreign_target,
     require_built_ledger,
 )
 from projections.ledger_sqlite import (
@@ -47,5 +48,6 @@ __all__ = [
     "open_ledger",
     "rebuild",
     "rebuild_ledger",
+    "refuse_foreign_target",
     "require_built_ledger",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "describe_target",
     "open_ledger",
     "rebuild_ledger",
+    "refuse_foreign_target",
     "require_built_ledger",
 ]
 
@@ -87,7 +88,10 @@ def describe_target(target: Path | str, schema: str = DEFAULT_SCHEMA) -> str:
 def open_ledger(
     target: Path | str, *, schema: str = DEFAULT_SCHEMA, check_schema: bool = True
 ) -> LedgerProjection:
-    """Open the ledger at ``target`` (a SQLite path or a ``postgresql://`` URL)."""
+    """Open the ledger at ``target`` (a SQLite path or a ``postgresql://`` URL), creating it
+    where nothing is; ``TargetRefused`` for a target that holds something else
+    (``refuse_foreign_target``), before anything opens it for writing."""
+    refuse_foreign_target(target, schema)
     if _is_postgres(target):
         from projections.ledger_postgres import PostgresLedger
 
@@ -104,6 +108,48 @@ def open_ledger(
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
+def _peek_target(target: Path | str, schema: str) -> tuple[list[str], int | None] | None:
+    """The tables at ``target`` and the ledger's checkpoint (None: no row), read without writing
+    anything; None where nothing is there (no file, an empty file). ``TargetRefused`` for a path
+    that is not a SQLite file (a directory, text, another format)."""
+    if _is_postgres(target):
+        from projections.ledger_postgres import peek_postgres_ledger
+
+        assert isinstance(target, str)
+        return peek_postgres_ledger(target, schema)
+    from projections.ledger_sqlite import peek_sqlite_ledger
+
+    path = Path(target)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise TargetRefused(f"--db {path}: not a SQLite ledger (not a file)")
+    with path.open("rb") as file:
+        head = file.read(len(_SQLITE_MAGIC))
+    if not head:
+        return None
+    if head != _SQLITE_MAGIC:
+        raise TargetRefused(f"--db {path}: not a SQLite ledger (not a SQLite database file)")
+    return peek_sqlite_ledger(path)
+
+
+def _refuse_foreign(tables: list[str], where: str) -> None:
+    if tables and "schema_version" not in tables:
+        raise TargetRefused(f"--db {where} is not a Tape ledger (tables: {tables})")
+
+
+def refuse_foreign_target(target: Path | str, schema: str = DEFAULT_SCHEMA) -> None:
+    """Refuse, read-only and before anything opens it for writing, a target that holds something
+    other than a Tape ledger: a directory or a file that is not SQLite, a SQLite database or a
+    PostgreSQL schema with tables of its own. A rebuild drops every table at its target and
+    opening one creates the ledger's tables and switches a SQLite file to WAL, so someone else's
+    database given by mistake to ``rebuild`` or ``follow`` must be refused untouched. Nothing there
+    (no file, an empty one, an empty or missing schema) and a Tape ledger of any version pass."""
+    found = _peek_target(target, schema)
+    if found is not None:
+        _refuse_foreign(found[0], describe_target(target, schema))
+
+
 def require_built_ledger(target: Path | str, schema: str = DEFAULT_SCHEMA) -> None:
     """Refuse a target that is not a built Tape ledger *before* anything opens it for writing.
 
@@ -114,28 +160,17 @@ def require_built_ledger(target: Path | str, schema: str = DEFAULT_SCHEMA) -> No
     ``LedgerNotFound`` for nothing there or a ledger never built (no checkpoint),
     ``TargetRefused`` for a file or schema that is not a Tape ledger."""
     where = describe_target(target, schema)
-    if _is_postgres(target):
-        from projections.ledger_postgres import peek_postgres_ledger
-
-        assert isinstance(target, str)
-        tables, checkpoint = peek_postgres_ledger(target, schema)
-        if not tables:
-            raise LedgerNotFound(
-                f"no ledger at {where} (no tables in that schema: a mistyped --schema?); "
-                "build it first (tape projections rebuild)"
-            )
-    else:
-        from projections.ledger_sqlite import peek_sqlite_ledger
-
-        path = Path(target)
-        if not path.is_file():
-            raise LedgerNotFound(f"no SQLite ledger at {path}: build it first (tape projections rebuild)")
-        with path.open("rb") as file:
-            head = file.read(len(_SQLITE_MAGIC))
-        if head != _SQLITE_MAGIC:
-            what = "an empty file" if not head else "not a SQLite database file"
-            raise TargetRefused(f"--db {path}: not a SQLite ledger ({what})")
-        tables, checkpoint = peek_sqlite_ledger(path)
+    if not _is_postgres(target) and not Path(target).exists():
+        raise LedgerNotFound(f"no SQLite ledger at {target}: build it first (tape projections rebuild)")
+    found = _peek_target(target, schema)
+    if found is None:
+        raise TargetRefused(f"--db {target}: not a SQLite ledger (an empty file)")
+    tables, checkpoint = found
+    if not tables and _is_postgres(target):
+        raise LedgerNotFound(
+            f"no ledger at {where} (no tables in that schema: a mistyped --schema?); "
+            "build it first (tape projections rebuild)"
+        )
     if "schema_version" not in tables:
         raise TargetRefused(f"--db {where} is not a Tape ledger (tables: {tables})")
     if checkpoint is None:

@@ -65,7 +65,7 @@ from domain.orders import (
 )
 from kernel.journal import Journal, Record
 from kernel.store import open_journal
-from projections.base import TargetRefused
+from projections.base import TargetRefused, refuse_foreign_target
 from projections.execution_quality import execution_fold, row_tuple, upsert_sql
 
 __all__ = [
@@ -854,6 +854,7 @@ def rebuild(
     """Drop every ledger table at ``db_path``, recreate the schema and replay the journal
     from seq 0. An interrupted rebuild is resumed by ``SqliteLedger.run``."""
     db_path = Path(db_path)
+    refuse_foreign_target(db_path)  # reset drops every table there: refuse a foreign database untouched
     # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
     with open_journal(journal_path) as journal, SqliteLedger(connect_sqlite(db_path), db_path) as ledger:
         ledger.reset()

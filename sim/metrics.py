@@ -32,7 +32,13 @@ from domain.ledger import realized_account
 from kernel.journal import Journal
 from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
 
-__all__ = ["ClosingFills", "RunReport", "closing_trade_pnl", "report_from_journal"]
+__all__ = ["ClosingFills", "NoRunStarted", "RunReport", "closing_trade_pnl", "report_from_journal"]
+
+
+class NoRunStarted(ValueError):
+    """The journal holds no ``run.started.v1``: empty (a run stopped before its first commit) or
+    not a run's journal. There are no figures to report."""
+
 
 _DECODED = {
     "day.closed.v1",
@@ -265,7 +271,9 @@ def _fold_journal(journal: Journal) -> _Fold:
 
 def _report(fold: _Fold) -> RunReport:
     if fold.run is None:
-        raise ValueError("journal has no run.started record")
+        if not fold.counts:
+            raise NoRunStarted("the journal is empty (a run stopped before its first commit): no figures")
+        raise NoRunStarted("no run.started.v1 record: not the journal of a run")
     config = json.loads(fold.run.config_json)
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)

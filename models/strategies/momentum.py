@@ -3,6 +3,8 @@ return over ``lookback`` steps (skipping the most recent ``skip``), equally weig
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import numpy.typing as npt
 
@@ -22,6 +24,9 @@ class MomentumRotation:
         weight: float = 0.95,
         strategy_id: str = "momentum",
     ) -> None:
+        for name, value in (("lookback", lookback), ("skip", skip), ("top", top)):
+            if isinstance(value, bool) or not isinstance(value, Integral):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
         if not 0 <= skip < lookback:
             raise ValueError(f"need 0 <= skip < lookback, got skip={skip}, lookback={lookback}")
         if top <= 0:

@@ -4,6 +4,8 @@ slow SMA; flat otherwise (long-only), or short ``short_weight / N`` with ``short
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 import numpy.typing as npt
 
@@ -14,6 +16,8 @@ from models.features import sma_cross_carry, sma_cross_state_nb, sma_cross_step_
 __all__ = ["SmaCrossover"]
 
 _NO_STEPS = np.zeros(0, dtype=np.int64)
+SLOW_BARS_MAX = 100_000
+"""The longest slow window (each name keeps that many closes: 800 kB a name)."""
 
 
 class SmaCrossover:
@@ -26,8 +30,13 @@ class SmaCrossover:
         strategy_id: str = "sma",
         short_weight: float = 0.0,
     ) -> None:
+        for name, value in (("fast", fast), ("slow", slow)):
+            if isinstance(value, bool) or not isinstance(value, Integral):  # 1.0 failed in Numba
+                raise ValueError(f"{name} must be a whole number of bars, got {value!r}")
         if not 0 < fast < slow:
             raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
+        if slow > SLOW_BARS_MAX:  # each name keeps its last `slow` closes: 1.7e9 raised MemoryError
+            raise ValueError(f"slow must be at most {SLOW_BARS_MAX:,} bars, got {slow:,}")
         if not 0.0 < weight <= 1.0:
             raise ValueError(f"weight must be in (0, 1], got {weight}")
         if not 0.0 <= short_weight <= 1.0:

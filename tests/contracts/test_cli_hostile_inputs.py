@@ -1,7 +1,9 @@
 """The `tape` contract over hostile inputs (issue 17): each verb runs as a process of its own
 against damaged, truncated, empty, foreign, killed and missing journals, hostile configs and a
 ledger that was never built (or a foreign database, or a mistyped PostgreSQL schema, given to
-``tape audit`` / ``tape reconcile --db``: refused untouched), and for every run:
+``tape audit`` / ``tape reconcile --db``: refused untouched; a foreign database, text file or
+directory given to ``rebuild`` / ``projections rebuild`` / ``projections follow``: refused
+untouched), and for every run:
 
 * no ``Traceback`` in its output and no death by a signal (a SIGBUS from a truncated map);
 * an exit status from the documented set (docs/runbook.md, "Exit statuses"), the one each case
@@ -12,8 +14,8 @@ ledger that was never built (or a foreign database, or a mistyped PostgreSQL sch
 
 Data files (header-only, a header that is not UTF-8, a bare carriage return, text in a price
 column, a binary file) go through `tape ingest`: refused naming the file, the lake unchanged.
-Signals mid-command: test_cli_signals.py (backtest, replay, verify, report, rebuild) and
-test_follow_signals.py (`projections follow`).
+Signals mid-command: test_cli_signals.py and test_follow_signals.py (`projections follow`); a
+schema dropped under a running follower: test_follow_refusals.py.
 """
 
 from __future__ import annotations
@@ -193,6 +195,21 @@ def test_read_verbs_over_hostile_journals(corpus: Path, name: str, expected: int
         assert digests(journal) == before, f"tape {verb} {name} wrote to the journal"
 
 
+@pytest.mark.parametrize(("name", "expected"), JOURNALS, ids=[name for name, _ in JOURNALS])
+def test_montecarlo_and_tearsheet_over_hostile_journals(
+    corpus: Path, tmp_path: Path, name: str, expected: int
+) -> None:
+    """The verbs that read a run's journal for figures (a killed run's figures end where it
+    stopped: said, exit 3, as report does); their outputs go elsewhere."""
+    journal = corpus / name
+    before = digests(journal)
+    verbs = {"montecarlo": ["--samples", "50"], "tearsheet": ["--out", str(tmp_path / "sheet")]}
+    for verb, extra in verbs.items():
+        result = tape(verb, str(journal), *extra, cwd=corpus)
+        check_contract(result, journal, expected, f"tape {verb} {name}")
+        assert digests(journal) == before, f"tape {verb} {name} wrote to the journal"
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("killed", EXIT_UNFINISHED), ("truncated", EXIT_DAMAGED), ("foreign.sqlite", EXIT_REFUSED)],
@@ -253,6 +270,40 @@ def test_an_audit_of_what_is_no_built_ledger_is_refused_untouched(
     assert sorted(p.name for p in corpus.iterdir()) == siblings, f"tape audit {case} created a file"
 
 
+# What a rebuild or a follower is given as --db that holds something else: refused with one line
+# (EXIT_REFUSED) before anything opens it, the file byte-for-byte and journal mode as it was. A
+# rebuild drops every table at its target (it dropped the foreign database's tables) and a
+# follower created the ledger's tables in it and switched it to WAL (then exit 70).
+WRITE_DBS = [
+    ("db-is-foreign", "foreign-write.sqlite", _foreign_sqlite),
+    ("db-is-text", "a-file", None),
+    ("db-is-a-directory", "dir.sqlite", None),
+]
+LEDGER_WRITERS = [
+    ("rebuild", ("rebuild",)),
+    ("projections-rebuild", ("projections", "rebuild")),
+    ("projections-follow", ("projections", "follow")),
+]
+
+
+@pytest.mark.parametrize(("case", "name", "make"), WRITE_DBS, ids=[c for c, _, _ in WRITE_DBS])
+@pytest.mark.parametrize(("verb", "words"), LEDGER_WRITERS, ids=[v for v, _ in LEDGER_WRITERS])
+def test_a_rebuild_or_follow_into_what_is_no_ledger_is_refused_untouched(
+    corpus: Path, verb: str, words: tuple[str, ...], case: str, name: str, make: object
+) -> None:
+    db = corpus / name
+    if make is not None and not db.exists():
+        make(db)  # type: ignore[operator]
+    before, mode = digests(db), _journal_mode(db)
+    siblings = sorted(p.name for p in corpus.iterdir())
+    result = tape(*words, str(corpus / "good"), "--db", str(db), cwd=corpus)
+    context = f"tape {' '.join(words)} --db {case}"
+    check_contract(result, corpus / "good", EXIT_REFUSED, context)
+    assert name in result.stdout, f"{context}: the error does not name {name}\n{result.stdout}"
+    assert digests(db) == before and _journal_mode(db) == mode, f"{context} wrote to {name}"
+    assert sorted(p.name for p in corpus.iterdir()) == siblings, f"{context} created a file"
+
+
 def _schemas(url: str) -> list[str]:
     import psycopg
 
@@ -282,6 +333,18 @@ def test_an_audit_or_reconcile_of_a_wrong_postgres_schema_is_refused_untouched(l
                 check_contract(result, ledgers / "good", EXIT_REFUSED, context)
                 assert words in result.stdout, f"{context}\n{result.stdout}"
                 assert _schemas(url) == schemas, f"{context} created a schema"
+        # A rebuild or a follower pointed at a schema of someone else's tables: refused, the
+        # tables kept (a rebuild dropped every table of the schema it was given).
+        for words in (("projections", "rebuild"), ("projections", "follow")):
+            result = tape(*words, str(ledgers / "good"), "--db", url, "--schema", "other", cwd=ledgers)
+            context = f"tape {' '.join(words)} --schema other"
+            check_contract(result, ledgers / "good", EXIT_REFUSED, context)
+            assert "not a Tape ledger" in result.stdout, f"{context}\n{result.stdout}"
+            with psycopg.connect(url) as connection:
+                kept = connection.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'other'"
+                ).fetchall()
+            assert kept == [("notes",)], f"{context} touched schema other: {kept}"
         audited = tape("audit", str(ledgers / "good"), "--db", url, cwd=ledgers)
         assert audited.returncode == EXIT_OK and "audit ok" in audited.stdout, audited.stdout
 
@@ -329,18 +392,29 @@ HOSTILE_FILES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(HOSTILE_FILES))
-def test_ingest_over_hostile_data_files(tmp_path: Path, name: str) -> None:
+# (source, file name, bytes): the hikyuu formats' headers as the real files have them.
+HOSTILE_SOURCED = [
+    *(("yahoo", name, content) for name, content in sorted(HOSTILE_FILES.items())),
+    ("hikyuu-day", "sh600000.csv", b"date,open,high,low,close,amount,volume\n"),
+    ("hikyuu-day", "sz000002.csv", b"date,open,high,low,close,amount_cny,volume\n"),
+    ("hikyuu-minute", "sz000005.csv", b"datetime,price,vol\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("source", "name", "content"), HOSTILE_SOURCED, ids=[f"{s}-{n}" for s, n, _ in HOSTILE_SOURCED]
+)
+def test_ingest_over_hostile_data_files(tmp_path: Path, source: str, name: str, content: bytes) -> None:
     good = tmp_path / "good.txt"
     good.write_bytes(HEADER + b"2014-01-02,1.00,1.10,0.90,1.05,1.05,100\n")
     lake = tmp_path / "lake"
     assert tape("ingest", "yahoo", str(good), "--out", str(lake), cwd=tmp_path).returncode == 0
     before = digests(lake)
     bad = tmp_path / name
-    bad.write_bytes(HOSTILE_FILES[name])
-    result = tape("ingest", "yahoo", str(bad), "--out", str(lake), cwd=tmp_path)
-    check_contract(result, bad, EXIT_REFUSED, f"ingest {name}")
-    assert digests(lake) == before, f"ingest {name} changed the lake"
+    bad.write_bytes(content)
+    result = tape("ingest", source, str(bad), "--out", str(lake), cwd=tmp_path)
+    check_contract(result, bad, EXIT_REFUSED, f"ingest {source} {name}")
+    assert digests(lake) == before, f"ingest {source} {name} changed the lake"
 
 
 # --- tape reconcile and tape compare ---------------------------------------------------------

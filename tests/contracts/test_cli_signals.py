@@ -2,8 +2,10 @@
 journal stops it in one line — exit 130 or 143 (docs/runbook.md, "Exit statuses"), no
 ``Traceback``, no death by the signal — and leaves what it had committed sound: a backtest's
 journal verifies as an unfinished run, and a verb that only reads leaves the journal's bytes as
-they were. (``projections follow`` and paper sessions have their own tests: test_follow_signals.py,
-test_paper_local_exchange.py.)
+they were. Verbs: backtest, replay, verify, report, projections rebuild, compare, audit,
+reconcile, montecarlo, and sweep (signalled as a terminal does, to its whole process group: the
+pool's workers too). (``projections follow`` and paper sessions have their own tests:
+test_follow_signals.py, test_paper_local_exchange.py.)
 
 The signal goes once the verb has opened the journal (its file appears among the process's open
 files in ``/proc``) and has worked a moment, so it lands inside the command, not in start-up.
@@ -44,9 +46,12 @@ params = {{ fast = 3, slow = 9, weight = 0.9 }}
 SIGNALS = {"SIGINT": (signal.SIGINT, EXIT_INTERRUPTED), "SIGTERM": (signal.SIGTERM, EXIT_TERMINATED)}
 
 
-def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+def _start(args: list[str], cwd: Path, *, tmp: Path | None = None) -> subprocess.Popen[str]:
+    """The verb as a process leading a process group of its own (a terminal's foreground job)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
     env.pop("TAPE_TRACEBACK", None)
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     return subprocess.Popen(
         [sys.executable, "-m", "cli.main", *args],
         stdout=subprocess.PIPE,
@@ -54,6 +59,7 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
         text=True,
         env=env,
         cwd=cwd,
+        start_new_session=True,
     )
 
 
@@ -75,6 +81,10 @@ def _signal_mid_command(process: subprocess.Popen[str], journal: Path, sig: int)
         process.send_signal(sig)
     output, _ = process.communicate(timeout=120)
     return process.returncode, output
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _digests(path: Path) -> dict[str, str]:
@@ -112,6 +122,15 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=False,
     )
     assert done.returncode == EXIT_OK, done.stdout + done.stderr
+    built = subprocess.run(  # the ledger that audit and reconcile read
+        [sys.executable, "-m", "cli.main", "rebuild", "journal"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == EXIT_OK, built.stdout + built.stderr
     return root
 
 
@@ -143,19 +162,43 @@ READS = [
     ("verify", ["verify", "journal"]),
     ("report", ["report", "journal"]),
     ("rebuild", ["projections", "rebuild", "journal", "--db", "ledger.sqlite"]),
+    ("compare", ["compare", "journal", "journal"]),
+    ("audit", ["audit", "journal", "--db", "journal.ledger.sqlite"]),
+    ("reconcile", ["reconcile", "journal"]),
+    ("montecarlo", ["montecarlo", "journal", "--samples", "200000"]),
 ]
 
 
 @pytest.mark.parametrize("name", list(SIGNALS))
 @pytest.mark.parametrize(("verb", "args"), READS, ids=[verb for verb, _ in READS])
 def test_a_verb_reading_a_journal_stopped_by_a_signal_leaves_it_as_it_was(
-    finished: Path, verb: str, args: list[str], name: str
+    finished: Path, verb: str, args: list[str], name: str, tmp_path: Path
 ) -> None:
+    """The journal (and the built ledger that audit and reconcile only read) as they were, and
+    no scratch left behind (audit rebuilds into a temporary folder: TMPDIR is watched)."""
     sig, expected = SIGNALS[name]
-    before = _digests(finished / "journal")
-    code, output = _signal_mid_command(_start(args, finished), finished / "journal", sig)
-    _check(code, output, expected, f"{verb}, {name}")
-    assert _digests(finished / "journal") == before, f"{verb} wrote to the journal it reads"
+    before = {**_digests(finished / "journal"), "ledger": _digest(finished / "journal.ledger.sqlite")}
+    code, output = _signal_mid_command(_start(args, finished, tmp=tmp_path), finished / "journal", sig)
+    if _check(code, output, expected, f"{verb}, {name}") and verb == "rebuild":
+        _check_rebuild_said_where(output, finished / "ledger.sqlite")
+    after = {**_digests(finished / "journal"), "ledger": _digest(finished / "journal.ledger.sqlite")}
+    assert after == before, f"{verb} wrote to the journal or ledger it reads"
+    assert list(tmp_path.iterdir()) == [], f"{verb} left scratch behind: {list(tmp_path.iterdir())}"
+
+
+def _check_rebuild_said_where(output: str, ledger: Path) -> None:
+    """A stopped rebuild says where its ledger stands (issue 17 point 9), and it is so."""
+    import re
+    import sqlite3
+
+    found = re.search(r"stopped at checkpoint seq (-?\d+)", output)
+    assert found is not None, f"the stopped rebuild did not say where:\n{output}"
+    db = sqlite3.connect(f"{ledger.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        row = db.execute("SELECT max(seq) FROM checkpoint").fetchone()
+    finally:
+        db.close()
+    assert (row[0] if row[0] is not None else -1) == int(found.group(1)), output
 
 
 def test_a_long_replay_is_stopped_mid_command(finished: Path) -> None:
@@ -165,3 +208,70 @@ def test_a_long_replay_is_stopped_mid_command(finished: Path) -> None:
         _start(["replay", "journal"], finished), finished / "journal", signal.SIGINT
     )
     assert _check(code, output, EXIT_INTERRUPTED, "replay, SIGINT"), f"finished before the signal:\n{output}"
+
+
+SWEEP = """
+[sweep]
+grid = { "strategy.params.fast" = [3, 4, 5, 6], "strategy.params.slow" = [9, 12] }
+workers = 2
+"""
+
+
+def _group_gone(pgid: int, within_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# When the signal comes: as the pool's workers start (they exist and are still importing) or
+# once they run backtests (the first journal exists), and how long after.
+MOMENTS = {"workers-starting": ("experiments.sqlite", 0.6), "workers-running": ("journals", 1.0)}
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+@pytest.mark.parametrize("name", list(SIGNALS))
+def test_a_sweep_stopped_in_a_terminal_stops_its_workers_in_one_line(
+    finished: Path, name: str, moment: str
+) -> None:
+    """A terminal's Ctrl-C signals the whole foreground process group — the sweep and its pool's
+    workers — and so does a scheduler's or systemd's stop: one line from the sweep, no worker's
+    KeyboardInterrupt traceback (each worker printed one), no worker left running, and what was
+    recorded before the stop stays readable (``tape runs``)."""
+    sig, expected = SIGNALS[name]
+    config = finished / f"sweep-{name}-{moment}.toml"
+    config.write_text(CONFIG.format(journal="unused") + SWEEP)
+    out = finished / f"sweep-{name}-{moment}"
+    process = _start(["sweep", config.name, "--out", out.name], finished)
+    deadline = time.monotonic() + 120
+    landmark, wait_s = MOMENTS[moment]
+    while process.poll() is None and not ((out / landmark).exists() and len(_children(process.pid)) >= 2):
+        assert time.monotonic() < deadline, f"the sweep never got to {moment}"
+        time.sleep(0.02)
+    time.sleep(wait_s)
+    assert process.poll() is None, f"finished before the signal:\n{process.communicate()[0]}"
+    os.killpg(process.pid, sig)
+    output, _ = process.communicate(timeout=120)
+    assert _check(process.returncode, output, expected, f"sweep, {name}"), f"finished:\n{output}"
+    assert "SpawnPoolWorker" not in output and "KeyboardInterrupt" not in output, output
+    assert _group_gone(process.pid), "a sweep worker outlived the stopped sweep"
+    runs = subprocess.run(
+        [sys.executable, "-m", "cli.main", "runs", out.name],
+        cwd=finished,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert runs.returncode == EXIT_OK and "Traceback" not in runs.stdout + runs.stderr, runs.stdout

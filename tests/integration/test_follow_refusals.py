@@ -26,6 +26,36 @@ def test_a_database_that_does_not_exist_is_refused_not_retried(tmp_path: Path) -
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (POSTGRES_SERVER.replace("postgres@", "tape_no_such_role@") + "/postgres", "does not exist"),
+        ("postgresql://postgres@no-such-host.invalid:5432/postgres", "no-such-host.invalid"),
+    ],
+    ids=["missing-role", "unknown-host"],
+)
+def test_a_missing_role_or_unknown_host_is_refused_not_retried(
+    tmp_path: Path, url: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17 point 13's other permanent failures: stop at once with the reason (exit 2)."""
+    require_postgres()
+    assert "postgres@" in POSTGRES_SERVER, "the role case rewrites the server URL's user"
+    if "invalid" in url:
+        import socket
+
+        try:
+            socket.getaddrinfo("no-such-host.invalid", 5432)
+        except socket.gaierror as error:
+            if error.errno != socket.EAI_NONAME:  # no resolver here: a transient failure, retried
+                pytest.skip(f"the resolver does not answer ({error})")
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=40), tmp_path / "j"))
+    started = time.monotonic()
+    assert main(["projections", "follow", str(tmp_path / "j"), "--db", url, "--poll-s", "0.1"]) == 2
+    assert time.monotonic() - started < 30
+    output = capsys.readouterr().out
+    assert words in output and "retrying" not in output, output
+
+
 def test_a_rebuild_blocked_by_another_session_names_it_and_stops(tmp_path: Path) -> None:
     import psycopg
 
@@ -46,3 +76,59 @@ def test_a_rebuild_blocked_by_another_session_names_it_and_stops(tmp_path: Path)
         finally:
             holder.close()
         rebuild_ledger(tmp_path / "j", url)  # the holder gone, the rebuild goes through
+
+
+def test_a_schema_dropped_under_a_running_follower_stops_it_with_the_reason(tmp_path: Path) -> None:
+    """Issue 17 point 10: ``DROP SCHEMA`` under a running ``tape projections follow`` (a process,
+    caught up and polling) stops it at once: one ``error:`` line saying the ledger's tables are
+    gone and how to mend it, exit 2, no traceback; not retried, not recreated behind the
+    operator's back."""
+    import os
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from kernel.store import open_journal
+    from tests.contracts.projection_servers import scratch_database
+
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=120), tmp_path / "j"))
+    with open_journal(tmp_path / "j") as journal:
+        last = len(journal) - 1
+    with scratch_database() as url:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "projections", "follow", str(tmp_path / "j"), "--db", url,
+             "--poll-s", "0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            with psycopg.connect(url, autocommit=True) as connection:
+                while True:
+                    assert process.poll() is None, process.communicate()[0]
+                    assert time.monotonic() < deadline, "the follower never caught up"
+                    has_checkpoint = connection.execute(
+                        "SELECT to_regclass('tape_ledger.checkpoint') IS NOT NULL"
+                    ).fetchone()
+                    if has_checkpoint and has_checkpoint[0]:
+                        row = connection.execute("SELECT max(seq) FROM tape_ledger.checkpoint").fetchone()
+                        if row is not None and row[0] == last:
+                            break
+                    time.sleep(0.1)
+                time.sleep(0.5)  # polling now
+                connection.execute("DROP SCHEMA tape_ledger CASCADE")
+                output, _ = process.communicate(timeout=30)
+                schemas = connection.execute(
+                    "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'tape_ledger'"
+                ).fetchone()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 2, output
+    assert "Traceback" not in output and "UndefinedTable" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "tables are gone" in errors[0] and "rebuild" in errors[0], output
+    assert str(tmp_path / "j") in errors[0], output
+    assert schemas == (0,), "the follower recreated the dropped schema"

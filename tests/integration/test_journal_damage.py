@@ -410,9 +410,11 @@ def test_a_real_divergence_in_a_killed_run_is_still_a_divergence(
 
 def test_an_empty_journal_is_an_unfinished_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     open_journal(tmp_path / "j", writable=True).close()
-    for verb in ("verify", "replay"):
+    for verb in ("verify", "replay", "report"):  # report raised an internal error (exit 70)
         assert tape([verb, str(tmp_path / "j")]) == EXIT_UNFINISHED
         assert "journal is empty" in capsys.readouterr().out
+    assert tape(["tearsheet", str(tmp_path / "j"), "--out", str(tmp_path / "sheet")]) == EXIT_REFUSED
+    assert "journal is empty" in capsys.readouterr().out
 
 
 def test_killed_backtests_are_unfinished_never_diverged(run_dir: Path) -> None:

@@ -101,7 +101,7 @@ def test_plugin_strategies_from_a_users_package_run_report_and_replay(tmp_path: 
             f"""
             run_id = "user-plugins"
             dataset = "{dataset}"
-            journal = "{tmp_path / 'j'}"
+            journal = "{tmp_path / "j"}"
 
             [[strategies]]
             entry = "tape_user_alpha.reversal:Reversal"
@@ -160,7 +160,7 @@ def _config_file(tmp_path: Path, body: str) -> Path:
     [
         ("", "give one [strategy] table, or several [[strategies]]"),
         ('[strategy]\nname = "sma_crossover"\n[[strategies]]\nname = "momentum"\n', "not both"),
-        ('[strategy]\nparams = {}\n', "needs a name"),
+        ("[strategy]\nparams = {}\n", "needs a name"),
         ('[strategy]\nname = "a"\nentry = "b:c"\n', "not both"),
         ('[strategy]\nentry = "no_colon"\n', 'must read "package.module:Name"'),
         ('[strategy]\nname = "sma_crossover"\nbudget = "0.5"\n', "budgets are for [[strategies]]"),
@@ -205,6 +205,9 @@ def test_budgets_left_out_are_equal_shares_split_exactly(tmp_path: Path) -> None
         ('entry = "collections:OrderedDict"', "it has no strategy_id"),
         ('name = "sma_crossover"\nparams = { fast = 30, slow = 10 }', "need 0 < fast < slow"),
         ('name = "sma_crossover"\nparams = { speed = 3 }', "unexpected keyword argument 'speed'"),
+        ('name = "sma_crossover"\nparams = { fast = 3, slow = 9.5 }', "slow must be a whole number of bars"),
+        ('name = "momentum"\nparams = { lookback = 60.0, skip = 5, top = 2 }', "lookback must be a whole"),
+        ('name = "momentum"\nparams = { lookback = 60, skip = 5, top = true }', "top must be a whole number"),
     ],
 )
 def test_strategies_that_cannot_be_built_say_why(tmp_path: Path, table: str, message: str) -> None:
