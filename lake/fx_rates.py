@@ -18,13 +18,13 @@ like the bars (``kernel.currencies`` reads them; a run uses the rows whose ``bas
 
 from __future__ import annotations
 
-import csv
 from datetime import date
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from domain.fixed import minor_digits
 from domain.fx import FxRate
+from lake.margins import read_csv_table
 
 __all__ = ["FX_COLUMNS", "FxFileError", "read_fx_rows"]
 
@@ -38,13 +38,7 @@ class FxFileError(ValueError):
 
 def read_fx_rows(path: Path) -> list[FxRate]:
     """The file's rates sorted by (day, currency, base); ``FxFileError`` listing every problem."""
-    try:
-        with Path(path).open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = tuple(reader.fieldnames or ())
-            lines = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise FxFileError(f"{path}: {error}") from None
+    header, lines = read_csv_table(path, FxFileError)
     if sorted(header) != sorted(FX_COLUMNS):
         raise FxFileError(f"{path}: the header must be {','.join(FX_COLUMNS)} (got {','.join(header)})")
     problems: list[str] = []

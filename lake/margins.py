@@ -31,7 +31,7 @@ from domain.futures import is_daily_settled
 from domain.instruments import Instrument
 from domain.market import MarginRow
 
-__all__ = ["MARGIN_COLUMNS", "MarginFileError", "MarginRows", "read_margin_rows"]
+__all__ = ["MARGIN_COLUMNS", "MarginFileError", "MarginRows", "read_csv_table", "read_margin_rows"]
 
 MARGIN_COLUMNS = ("symbol", "since", "initial", "maintenance", "initial_e8", "maintenance_e8")
 
@@ -47,18 +47,23 @@ class MarginRows:
     skipped: int  # lines for futures of the lake not exported
 
 
+def read_csv_table(path: Path, error: type[ValueError]) -> tuple[tuple[str, ...], list[dict[str, str]]]:
+    """A user's CSV file: its header and its lines as dicts; a file that cannot be read (missing,
+    not UTF-8, not CSV) raises ``error`` naming it."""
+    try:
+        with Path(path).open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            return tuple(reader.fieldnames or ()), list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as problem:
+        raise error(f"{path}: {problem}") from None
+
+
 def read_margin_rows(
     path: Path, lake_instruments: list[Instrument], exported: list[Instrument]
 ) -> MarginRows:
     """The file's rows resolved to the exported futures (``MarginRow``s sorted by instrument
     and day); ``MarginFileError`` listing every problem."""
-    try:
-        with Path(path).open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = tuple(reader.fieldnames or ())
-            lines = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise MarginFileError(f"{path}: {error}") from None
+    header, lines = read_csv_table(path, MarginFileError)
     unknown = sorted(set(header) - set(MARGIN_COLUMNS))
     if unknown or not {"symbol", "since"} <= set(header):
         raise MarginFileError(
