@@ -275,3 +275,37 @@ def test_a_sweep_stopped_in_a_terminal_stops_its_workers_in_one_line(
         check=False,
     )
     assert runs.returncode == EXIT_OK and "Traceback" not in runs.stdout + runs.stderr, runs.stdout
+
+
+@pytest.mark.parametrize("name", sorted(SIGNALS))
+def test_a_signal_while_tape_is_still_starting_is_one_line(name: str, tmp_path: Path) -> None:
+    """The ``tape`` program (``cli.start:entry``, ``[project.scripts]``) signalled while it
+    still imports the system, before any verb runs (the signal is sent as the import of
+    ``cli.main`` begins): one line, exit 130 / 143, no traceback, no death by the signal.
+    Before ``cli.start``, a Ctrl-C there printed a ``KeyboardInterrupt`` traceback."""
+    signum, status = SIGNALS[name]
+    program = f"""
+import os, signal, sys
+import cli.start
+
+class SignalAtImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cli.main":
+            os.kill(os.getpid(), {int(signum)})
+        return None
+
+sys.meta_path.insert(0, SignalAtImport())
+cli.start.entry()
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    env.pop("TAPE_TRACEBACK", None)
+    process = subprocess.run(
+        [sys.executable, "-c", program, "verify", str(tmp_path / "none")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    output = process.stdout + process.stderr
+    assert process.returncode == status, (process.returncode, output)
+    what = "interrupted" if signum == signal.SIGINT else "terminated"
+    assert output == f"{what}: tape was still starting; nothing was done\n"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'tape = "cli.start:entry"' in pyproject  # the program starts here
