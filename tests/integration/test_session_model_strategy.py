@@ -59,6 +59,34 @@ def _derived(path: Path) -> list[object]:
         ]
 
 
+def _with_strategy(config: Path, strategy: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's TOML with ``strategy`` as its ``[strategy]``; for ``live``, the local
+    exchange's venue, a cash account and test keys."""
+    head, rest = config.read_text().split("[strategy]", 1)
+    config.write_text(head + strategy + "\n[paper]" + rest.split("[paper]", 1)[1])
+    if mode == "live":
+        monkeypatch.setenv("TAPE_TEST_API_KEY", "model-test-key")
+        monkeypatch.setenv("TAPE_TEST_SECRET", "model-test-secret")
+        config.write_text(
+            config.read_text()
+            + '\n[venue]\nkind = "live"\n\n[account]\ntype = "cash"\n\n[live]\nkeys_env = "TAPE_TEST"\n'
+        )
+
+
+def _replays_whole_and_by_day(path: Path) -> list[object]:
+    """The journal's events, after checking it replays whole and from its first, middle and
+    last day."""
+    with open_journal(path) as journal:
+        events = [event for _, event in journal.events()]
+        whole = replay(journal, replay_builder)
+        assert whole.ok, whole.divergence
+        days = [e.day for e in events if isinstance(e, DayClosed)]
+        for day in (days[0], days[len(days) // 2], days[-1]):
+            outcome = replay(journal, replay_builder, day=day)
+            assert outcome.ok, (day, outcome.divergence)
+    return events
+
+
 @pytest.mark.parametrize("mode", ["paper", "live"])
 def test_a_model_strategy_trades_in_a_session_and_replays(
     artifact: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
@@ -72,32 +100,16 @@ def test_a_model_strategy_trades_in_a_session_and_replays(
         f'[strategy]\nentry = "models.ml.strategy:ModelRanker"\n'
         f'params = {{ artifact_dir = "{registry}", artifact = "{digest}", {PARAMS} }}\n'
     )
-    text = config.read_text()
-    head, rest = text.split("[strategy]", 1)
-    config.write_text(head + strategy + "\n[paper]" + rest.split("[paper]", 1)[1])
-    if mode == "live":
-        monkeypatch.setenv("TAPE_TEST_API_KEY", "model-test-key")
-        monkeypatch.setenv("TAPE_TEST_SECRET", "model-test-secret")
-        config.write_text(
-            config.read_text()
-            + '\n[venue]\nkind = "live"\n\n[account]\ntype = "cash"\n\n[live]\nkeys_env = "TAPE_TEST"\n'
-        )
+    _with_strategy(config, strategy, mode, monkeypatch)
     assert main([mode, str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
-
-    with open_journal(tmp_path / "journal") as journal:
-        events = [event for _, event in journal.events()]
-        whole = replay(journal, replay_builder)
-        assert whole.ok, whole.divergence
-        days = [e.day for e in events if isinstance(e, DayClosed)]
-        for day in (days[0], days[len(days) // 2], days[-1]):
-            outcome = replay(journal, replay_builder, day=day)
-            assert outcome.ok, (day, outcome.divergence)
+    events = _replays_whole_and_by_day(tmp_path / "journal")
     loaded = [e for e in events if isinstance(e, ModelLoaded)]
     assert [e.artifact for e in loaded] == [digest]
     live_decisions = [e for e in events if isinstance(e, TargetsDecided) and e.ts_ns >= start]
     fills = [e for e in events if isinstance(e, OrderFilled) and e.ts_ns >= start]
     assert len(live_decisions) >= 2 and fills, (len(live_decisions), len(fills))
     if mode == "live":  # the fills are the venue's: booked from its messages, not simulated
+        days = [e.day for e in events if isinstance(e, DayClosed)]
         assert main(["replay", str(tmp_path / "journal"), "--day", str(days[-1])]) == 0
         return
 
@@ -163,26 +175,9 @@ def test_walk_forward_window_artifacts_trade_in_a_session_and_replay(
         f'[strategy]\nentry = "models.ml.strategy:WalkForwardRanker"\n'
         f'params = {{ artifact_dir = "{registry}", artifacts = [{listed}], {PARAMS} }}\n'
     )
-    text = config.read_text()
-    head, rest = text.split("[strategy]", 1)
-    config.write_text(head + strategy + "\n[paper]" + rest.split("[paper]", 1)[1])
-    if mode == "live":
-        monkeypatch.setenv("TAPE_TEST_API_KEY", "model-test-key")
-        monkeypatch.setenv("TAPE_TEST_SECRET", "model-test-secret")
-        config.write_text(
-            config.read_text()
-            + '\n[venue]\nkind = "live"\n\n[account]\ntype = "cash"\n\n[live]\nkeys_env = "TAPE_TEST"\n'
-        )
+    _with_strategy(config, strategy, mode, monkeypatch)
     assert main([mode, str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
-
-    with open_journal(tmp_path / "journal") as journal:
-        events = [event for _, event in journal.events()]
-        whole = replay(journal, replay_builder)
-        assert whole.ok, whole.divergence
-        days = [e.day for e in events if isinstance(e, DayClosed)]
-        for day in (days[0], days[len(days) // 2], days[-1]):
-            outcome = replay(journal, replay_builder, day=day)
-            assert outcome.ok, (day, outcome.divergence)
+    events = _replays_whole_and_by_day(tmp_path / "journal")
     assert [e.artifact for e in events if isinstance(e, ModelLoaded)] == digests
     live = [e for e in events if isinstance(e, TargetsDecided) and e.ts_ns >= start]
     assert len(live) >= 2 and [e for e in events if isinstance(e, OrderFilled) and e.ts_ns >= start]
