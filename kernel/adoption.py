@@ -128,10 +128,7 @@ def adopt(
         desk.journal(adopted)
         if postings:
             desk.post(ts_ns, memo, postings, about=instrument_id)
-        if position.qty_raw:
-            state.positions[instrument_id] = position
-        else:
-            state.positions.pop(instrument_id, None)
+        desk.hold(instrument_id, position)
     for currency, amount_minor in received.cash:
         cash = CashAdopted(
             ts_ns=ts_ns, step=step, venue=received.venue, currency=currency, amount_minor=amount_minor

@@ -408,6 +408,13 @@ class OrderDesk:
             for fill in fills:
                 self.apply_fill(fill, day)
 
+    def hold(self, instrument_id: int, position: Position) -> None:
+        """The book's position in one instrument from now on (a flat one is not kept)."""
+        if position.qty_raw:
+            self.state.positions[instrument_id] = position
+        else:
+            self.state.positions.pop(instrument_id, None)
+
     def apply_fee_in_kind(self, fee: FeeTakenInKind) -> None:
         """A fee the venue took out of the holding (before the trade's fill): the position
         shrinks by the quantity, booked as commission at its value; no cash moves. A strategy's
@@ -420,10 +427,7 @@ class OrderDesk:
         self.journal(fee)
         if postings:
             self.post(fee.ts_ns, f"fee in kind {fee.order_id}", postings, about=fee.instrument_id)
-        if position.qty_raw:
-            state.positions[fee.instrument_id] = position
-        else:
-            state.positions.pop(fee.instrument_id, None)
+        self.hold(fee.instrument_id, position)
 
     def apply_fill(self, fill: OrderFilled, day: int) -> None:
         """A fill: the order, the position, fees and taxes as postings of one transaction, the
@@ -442,10 +446,7 @@ class OrderDesk:
         self.journal(fill)
         if postings:  # a future's opening fill without commission moves no money
             self.post(fill.ts_ns, f"fill {fill.order_id}", postings)
-        if position.qty_raw:
-            state.positions[fill.instrument_id] = position
-        else:
-            state.positions.pop(fill.instrument_id, None)
+        self.hold(fill.instrument_id, position)
         if order.is_open:
             state.open_orders[fill.order_id] = order
         else:
