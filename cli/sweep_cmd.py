@@ -54,7 +54,7 @@ from kernel.store import open_journal
 from lake.store import dataset_ref
 from sim.backtest import ENGINE_VERSION, BacktestConfig, run_backtest
 from sim.experiments import Experiment, ExperimentStore
-from sim.metrics import report_and_navs
+from sim.metrics import RunFold
 
 __all__ = [
     "SweepSpec",
@@ -171,11 +171,9 @@ def run_point(task: tuple[str, bool]) -> dict[str, Any]:
     daily NAVs ((day, minor units) at each close)."""
     config_json, keep = task
     config = BacktestConfig.from_json(config_json)
-    result = run_backtest(config, make_strategies(config))
-    with open_journal(result.journal) as journal:
-        report, navs = report_and_navs(journal)  # one pass: the chain checked once, as before
-    if not keep:
-        shutil.rmtree(result.journal, ignore_errors=True)
+    fold = RunFold()  # the figures as the run journals its events: no pass over the journal after
+    result = run_backtest(config, make_strategies(config), on_append=fold.add, in_memory=not keep)
+    report, navs = fold.report_and_navs()
     summary = report.to_json()
     metrics = {**summary["returns"], **summary["trades"]}  # type: ignore[dict-item]
     metrics.update({key: summary[key] for key in ("final_nav", "fees", "turnover", "exposure", "finished")})
@@ -401,7 +399,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def _rerun(experiment: Experiment) -> int:
     """Check a recorded run: a kept journal is replayed (re-derived from its inputs); otherwise
-    the configuration runs again into its recorded journal path, which is removed afterwards.
+    the configuration runs again with its journal in memory (nothing written).
     Exit 1 unless the chain head is the recorded one."""
     config = BacktestConfig.from_json(experiment.config_json)
     current = dataset_ref(Path(config.dataset)).content_hash
@@ -419,13 +417,7 @@ def _rerun(experiment: Experiment) -> int:
             return 1
         how = "replayed its journal"
     else:
-        try:
-            result = run_backtest(config, make_strategies(config))
-            head = result.last_hash
-        finally:
-            shutil.rmtree(journal_path, ignore_errors=True)
-            if journal_path.parent.is_dir() and not any(journal_path.parent.iterdir()):
-                journal_path.parent.rmdir()
+        head = run_backtest(config, make_strategies(config), in_memory=True).last_hash
         how = "ran it again"
     if head == experiment.chain_head:
         console.print(f"[green]reproduced[/] {experiment.run_id} ({how}): chain head {head[:16]}...")

@@ -99,6 +99,14 @@ def notional_minor(instrument: Instrument, qty_raw: int, px_raw: int, rounding: 
     return div_round(numerator, 10**scale_digits, rounding)
 
 
+def notional_factors(instrument: Instrument) -> tuple[int, int]:
+    """(factor, divisor) with ``notional_minor(instrument, q, p, r) == div_round(q * p * factor,
+    divisor, r)``: the per-instrument part of the notional, computed once for a loop over
+    positions."""
+    factor = instrument.multiplier * 10 ** minor_digits(instrument.currency)
+    return factor, 10 ** (instrument.price_digits + instrument.qty_digits)
+
+
 def qty_for_value(instrument: Instrument, value_minor: int, px_raw: int) -> int:
     """The largest whole-lot quantity (toward zero) whose notional at ``px_raw`` fits ``value_minor``."""
     assert px_raw > 0, "price must be positive to size an order"

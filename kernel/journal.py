@@ -30,7 +30,7 @@ import itertools
 import operator
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -315,9 +315,11 @@ class Journal:
         *,
         writable: bool = True,
         records_per_commit_max: int = 4096,
+        on_append: Callable[[Event], None] | None = None,
     ) -> None:
         assert records_per_commit_max > 0
         self._backend = backend
+        self._on_append = on_append  # sees each event as it is queued (a fold of the run)
         self._writable = writable
         self._commit_max = records_per_commit_max
         # Appended, not yet committed records: encoded at once, payloads back to back.
@@ -358,6 +360,8 @@ class Journal:
         ends.append(len(payloads))
         self._ts.append(ts_ns)
         self._types.append(type(event))
+        if self._on_append is not None:
+            self._on_append(event)
         if len(ends) >= self._commit_max:
             self.commit()
             return self._next_seq - 1

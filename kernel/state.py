@@ -56,17 +56,16 @@ class KernelState:
         # Orders with a cancel sent to a venue that answers later (``OrderCancelRequested``) and
         # not yet answered: not in the snapshot either; folded from the journal on restore.
         self.cancel_requested: set[str] = set()
+        # The snapshot's balance records (``_balance_records``): (the balances dict they are
+        # of, its accounts sorted, account -> last record).
+        self._records: tuple[dict[str, int], list[str], dict[str, PostingRecord]] = ({}, [], {})
 
     def snapshot(self) -> KernelSnapshot:
-        ccy = self.currency
         return KernelSnapshot(
             next_step=self.next_step,
             order_counter=self.order_counter,
             txn_counter=self.txn_counter,
-            balances=[
-                PostingRecord(account, self.account_currency.get(account, ccy), balance)
-                for account, balance in sorted(self.balances.items())
-            ],
+            balances=self._balance_records(),
             positions=[
                 PositionSnapshot(iid, p.qty_raw, p.cost_minor) for iid, p in sorted(self.positions.items())
             ],
@@ -103,6 +102,25 @@ class KernelState:
             venue_guard=_guard_snapshot(self.venue_guard),
             sleeves=[sleeve.snapshot() for sleeve in self.sleeves],
         )
+
+    def _balance_records(self) -> list[PostingRecord]:
+        """Every balance as a posting record, sorted by account. A daily snapshot repeats most
+        of them unchanged, so each account's last record is kept and reused while its amount
+        and currency are the same (the same bytes, fewer objects built)."""
+        balances, ccy, currencies = self.balances, self.currency, self.account_currency
+        kept = self._records
+        if kept[0] is not balances or len(kept[1]) != len(balances):  # accounts only grow
+            kept = self._records = (balances, sorted(balances), kept[2] if kept[0] is balances else {})
+        records = kept[2]
+        out = []
+        for account in kept[1]:
+            amount = balances[account]
+            record = records.get(account)
+            currency = currencies.get(account, ccy)
+            if record is None or record.amount_minor != amount or record.currency != currency:
+                record = records[account] = PostingRecord(account, currency, amount)
+            out.append(record)
+        return out
 
     @classmethod
     def restore(cls, snapshot: KernelSnapshot, currency: str) -> KernelState:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from domain.events import Event
 from kernel._lmdb import LmdbBackend
+from kernel._memory import MemoryBackend
 from kernel._sqlite import SqliteBackend
 from kernel.journal import Journal, JournalBackend, JournalError
 
-__all__ = ["BACKENDS", "backend_for", "open_journal"]
+__all__ = ["BACKENDS", "backend_for", "memory_journal", "open_journal"]
 
 BACKENDS = ("lmdb", "sqlite")
 
@@ -27,8 +30,10 @@ def open_journal(
     backend: str | None = None,
     writable: bool = False,
     records_per_commit_max: int = 4096,
+    on_append: Callable[[Event], None] | None = None,
 ) -> Journal:
-    """Open (or, when ``writable``, create) the journal at ``path``."""
+    """Open (or, when ``writable``, create) the journal at ``path``; ``on_append`` sees each
+    event as it is appended."""
     path = Path(path)
     kind = backend_for(path, backend)
     if not writable and not path.exists():
@@ -38,4 +43,12 @@ def open_journal(
         store = LmdbBackend(path, writable=writable)
     else:
         store = SqliteBackend(path, writable=writable)
-    return Journal(store, writable=writable, records_per_commit_max=records_per_commit_max)
+    return Journal(
+        store, writable=writable, records_per_commit_max=records_per_commit_max, on_append=on_append
+    )
+
+
+def memory_journal(on_append: Callable[[Event], None] | None = None) -> Journal:
+    """A new, writable journal held in this process's memory (``kernel._memory``): the same
+    segments and chain head as on disk, nothing kept once it is dropped."""
+    return Journal(MemoryBackend(), writable=True, on_append=on_append)

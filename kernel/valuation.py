@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from domain.events import CurrencyMark
-from domain.fixed import Rounding
-from domain.futures import position_value_minor
-from domain.instruments import Instrument, notional_minor
+from domain.fixed import div_half_even
+from domain.futures import is_daily_settled
+from domain.instruments import Instrument, notional_factors
 from domain.ledger import cash_account
 from domain.market import Panel
 from kernel.currencies import CurrencyBook
@@ -39,6 +39,7 @@ class Valuation:
         self._cash_account = cash_account(currency)
         self.columns = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self.ids = [inst.instrument_id for inst in panel.instruments]
+        self._factors: dict[int, tuple[Instrument, tuple[int, int, bool]]] = {}
 
     def cash_minor(self) -> int:
         return self._state.balances.get(self._cash_account, 0)
@@ -62,30 +63,45 @@ class Valuation:
         return self.currencies.nav_by_instrument(step, nav_minor)
 
     def position_values(self, step: int) -> dict[int, int]:
-        """Positions' values in NAV: notional, or a daily-settled future's unsettled P&L."""
-        mark = self._marker(step)
-        instruments = self._instruments
-        return {
-            iid: position_value_minor(instruments[iid], pos, mark(iid))
-            for iid, pos in sorted(self._state.positions.items())
-        }
+        """Positions' values in NAV: notional, or a daily-settled future's unsettled P&L
+        (``domain.futures.position_value_minor``, with each instrument's factors kept)."""
+        price = self._price_of(step)
+        values = {}
+        for iid, position in sorted(self._state.positions.items()):
+            factor, divisor, settled = self._factors_of(iid)
+            value = div_half_even(position.qty_raw * price(iid) * factor, divisor)
+            values[iid] = value - position.cost_minor if settled else value
+        return values
 
     def exposures(self, step: int) -> dict[int, int]:
         """Positions' signed notionals at the last close or mark (gross exposure)."""
-        mark = self._marker(step)
-        return {
-            iid: notional_minor(self._instruments[iid], pos.qty_raw, mark(iid), Rounding.HALF_EVEN)
-            for iid, pos in sorted(self._state.positions.items())
-        }
+        price = self._price_of(step)
+        exposures = {}
+        for iid, position in sorted(self._state.positions.items()):
+            factor, divisor, _ = self._factors_of(iid)
+            exposures[iid] = div_half_even(position.qty_raw * price(iid) * factor, divisor)
+        return exposures
 
-    def _marker(self, step: int) -> Callable[[int], int]:
+    def _factors_of(self, iid: int) -> tuple[int, int, bool]:
+        """An instrument's notional factors (``domain.instruments.notional_factors``) and
+        whether it settles daily, computed again when the kernel's instrument changes."""
+        instrument = self._instruments[iid]
+        kept = self._factors.get(iid)
+        if kept is not None and kept[0] is instrument:
+            return kept[1]
+        factor, divisor = notional_factors(instrument)
+        entry = (factor, divisor, is_daily_settled(instrument))
+        self._factors[iid] = (instrument, entry)
+        return entry
+
+    def _price_of(self, step: int) -> Callable[[int], int]:
         """The price a position is valued at: the venue's mark in effect, else the last close."""
-        row = self._panel.last_close[step]
+        row = self._panel.last_close[step].tolist()
         columns = self.columns
         marks = self.marks.at(step) if self.marks.active else {}
         if not marks:
-            return lambda iid: int(row[columns[iid]])
-        return lambda iid: marks[iid] if iid in marks else int(row[columns[iid]])
+            return lambda iid: row[columns[iid]]
+        return lambda iid: marks[iid] if iid in marks else row[columns[iid]]
 
     def prices(self, step: int) -> dict[int, int]:
         """Every instrument's last close at ``step`` (0 before its first bar)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from domain.events import DatasetReferenced, OperatorCommanded, RunStarted, StrategyCommanded
+from domain.events import DatasetReferenced, Event, OperatorCommanded, RunStarted, StrategyCommanded
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
 from domain.market import Panel
 from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
@@ -39,7 +39,7 @@ from kernel.router import ExecutionConfig
 from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup, StrategySlot
 from kernel.sleeves import allocate
-from kernel.store import open_journal
+from kernel.store import memory_journal, open_journal
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
 from lake.sessions import step_grid
@@ -829,13 +829,26 @@ def journal_inputs(journal: Journal, config: BacktestConfig, ref: DatasetRef, pa
 
 
 def run_backtest(
-    config: BacktestConfig, strategy: Strategy | Sequence[Strategy], *, progress: ProgressFn | None = None
+    config: BacktestConfig,
+    strategy: Strategy | Sequence[Strategy],
+    *,
+    progress: ProgressFn | None = None,
+    on_append: Callable[[Event], None] | None = None,
+    in_memory: bool = False,
 ) -> BacktestResult:
-    """Run one backtest into a new journal. An existing, non-empty journal is never overwritten."""
+    """Run one backtest into a new journal. An existing, non-empty journal is never overwritten.
+    ``on_append`` sees each event as it is journaled (``sim.metrics.RunFold``); ``in_memory``
+    keeps the journal in this process only (``kernel.store.memory_journal``): the same records
+    and chain head, nothing written at ``config.journal``."""
     ref = dataset_ref(Path(config.dataset))
     setup = build_setup(config, strategy, expected_hash=ref.content_hash)
     panel = setup.panel
-    journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
+    if in_memory:
+        journal = memory_journal(on_append)
+    else:
+        journal = open_journal(
+            config.journal, backend=config.journal_backend, writable=True, on_append=on_append
+        )
     try:
         if len(journal):
             raise JournalError(

@@ -21,6 +21,7 @@ from domain.events import (
     CurrencyMark,
     DatasetReferenced,
     DayClosed,
+    Event,
     LedgerPosted,
     OrderFilled,
     PostingRecord,
@@ -32,7 +33,15 @@ from domain.ledger import realized_account
 from kernel.journal import Journal
 from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
 
-__all__ = ["ClosingFills", "NoRunStarted", "RunReport", "closing_trade_pnl", "report_from_journal"]
+__all__ = [
+    "ClosingFills",
+    "NoRunStarted",
+    "RunFold",
+    "RunReport",
+    "closing_trade_pnl",
+    "report_and_navs",
+    "report_from_journal",
+]
 
 
 class NoRunStarted(ValueError):
@@ -258,6 +267,26 @@ def report_and_navs(journal: Journal) -> tuple[RunReport, list[tuple[int, int]]]
     journal (a sweep needs both)."""
     fold = _fold_journal(journal)
     return _report(fold), list(zip(fold.days, fold.navs, strict=True))
+
+
+class RunFold:
+    """The figures of ``report_and_navs`` folded from a run's events as they are appended
+    (``Journal(on_append=fold.add)``), with no pass over the finished journal: each event is
+    the object the record was encoded from, so the figures are the same."""
+
+    def __init__(self) -> None:
+        self._fold = _Fold()
+
+    def add(self, event: Event) -> None:
+        kind = event.__struct_config__.tag
+        counts = self._fold.counts
+        counts[kind] = counts.get(kind, 0) + 1  # type: ignore[index]
+        if kind in _DECODED:
+            self._fold.apply(event)
+
+    def report_and_navs(self) -> tuple[RunReport, list[tuple[int, int]]]:
+        fold = self._fold
+        return _report(fold), list(zip(fold.days, fold.navs, strict=True))
 
 
 def _fold_journal(journal: Journal) -> _Fold:
