@@ -178,7 +178,11 @@ class RiskStage:
                 _beyond_bound(iid, weight)
         # A held position can be worth more than 20x a NAV that losses have shrunk: it enters
         # the rules at the bound (a rule that acts then cuts it from there, toward zero).
-        held = {iid: max(-LIMIT_E8_MAX, min(LIMIT_E8_MAX, weight)) for iid, weight in held.items()}
+        bound = LIMIT_E8_MAX
+        held = {
+            iid: weight if -bound <= weight <= bound else max(-bound, min(bound, weight))
+            for iid, weight in held.items()
+        }
         implied = dict(held)
         implied.update(targets)
         ids = sorted(implied)
