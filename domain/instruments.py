@@ -6,7 +6,7 @@ import datetime as dt
 
 import msgspec
 
-from domain.fixed import Rounding, div_round, minor_digits
+from domain.fixed import Rounding, div_half_even, div_round, minor_digits
 
 __all__ = ["OPTION_ASSET_CLASS", "OPTION_RIGHTS", "Instrument", "notional_minor", "qty_for_value"]
 
@@ -94,9 +94,11 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 def notional_minor(instrument: Instrument, qty_raw: int, px_raw: int, rounding: Rounding) -> int:
     """``qty * price * multiplier`` in the currency's minor unit, rounded as named."""
-    scale_digits = instrument.price_digits + instrument.qty_digits
     numerator = qty_raw * px_raw * instrument.multiplier * 10 ** minor_digits(instrument.currency)
-    return div_round(numerator, 10**scale_digits, rounding)
+    divisor = 10 ** (instrument.price_digits + instrument.qty_digits)
+    if rounding is Rounding.HALF_EVEN:  # valuations and weights: most calls of a backtest
+        return div_half_even(numerator, divisor)
+    return div_round(numerator, divisor, rounding)
 
 
 def notional_factors(instrument: Instrument) -> tuple[int, int]:

@@ -8,7 +8,7 @@ from domain.events import CurrencyMark
 from domain.fixed import div_half_even
 from domain.futures import is_daily_settled
 from domain.instruments import Instrument, notional_factors
-from domain.ledger import cash_account
+from domain.ledger import Position, cash_account
 from domain.market import Panel
 from kernel.currencies import CurrencyBook
 from kernel.marks import Marks
@@ -40,6 +40,11 @@ class Valuation:
         self.columns = {inst.instrument_id: col for col, inst in enumerate(panel.instruments)}
         self.ids = [inst.instrument_id for inst in panel.instruments]
         self._factors: dict[int, tuple[Instrument, tuple[int, int, bool]]] = {}
+        # The last position values and what they were computed from (``position_values``).
+        self._kept: tuple[
+            int, list[int], list[tuple[int, Position]], list[tuple[int, Instrument]], dict[int, int]
+        ]
+        self._kept = (-1, [], [], [], {})
 
     def cash_minor(self) -> int:
         return self._state.balances.get(self._cash_account, 0)
@@ -64,14 +69,32 @@ class Valuation:
 
     def position_values(self, step: int) -> dict[int, int]:
         """Positions' values in NAV: notional, or a daily-settled future's unsettled P&L
-        (``domain.futures.position_value_minor``, with each instrument's factors kept)."""
+        (``domain.futures.position_value_minor``, with each instrument's factors kept).
+
+        A step asks for them more than once (the decision's NAV, the close): without marks,
+        the last answer is given again while its inputs are equal — the step, the row of
+        closes, the positions (immutable values) and the very instrument objects."""
+        held = sorted(self._state.positions.items())
+        kept = self._kept
+        row = None
+        if not self.marks.active:
+            row = self._panel.last_close[step].tolist()
+            if kept[0] == step and kept[1] == row and kept[2] == held and self._same_instruments(kept[3]):
+                return dict(kept[4])
         price = self._price_of(step)
         values = {}
-        for iid, position in sorted(self._state.positions.items()):
+        for iid, position in held:
             factor, divisor, settled = self._factors_of(iid)
             value = div_half_even(position.qty_raw * price(iid) * factor, divisor)
             values[iid] = value - position.cost_minor if settled else value
+        if row is not None:
+            instruments = [(iid, self._instruments[iid]) for iid, _ in held]
+            self._kept = (step, row, held, instruments, dict(values))
         return values
+
+    def _same_instruments(self, kept: list[tuple[int, Instrument]]) -> bool:
+        instruments = self._instruments
+        return all(instruments.get(iid) is instrument for iid, instrument in kept)
 
     def exposures(self, step: int) -> dict[int, int]:
         """Positions' signed notionals at the last close or mark (gross exposure)."""

@@ -26,6 +26,7 @@ from domain.events import (
     OrderFilled,
     PostingRecord,
     RunStarted,
+    event_kind,
 )
 from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.fx import to_base_minor
@@ -278,9 +279,9 @@ class RunFold:
         self._fold = _Fold()
 
     def add(self, event: Event) -> None:
-        kind = event.__struct_config__.tag
+        kind = event_kind(event)
         counts = self._fold.counts
-        counts[kind] = counts.get(kind, 0) + 1  # type: ignore[index]
+        counts[kind] = counts.get(kind, 0) + 1
         if kind in _DECODED:
             self._fold.apply(event)
 
