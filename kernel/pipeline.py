@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.events import RiskVerdict
-from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.fixed import RATE_SCALE, Rounding, div_half_even, div_round
 from domain.instruments import Instrument, notional_minor, qty_for_value
 from domain.ledger import Position
 from domain.riskrules import (
@@ -342,7 +342,7 @@ def current_weights(
     for iid, position in sorted(positions.items()):
         value = notional_minor(instruments[iid], position.qty_raw, prices[iid], _HALF_EVEN)
         nav = nav_minor if nav_by_instrument is None else nav_by_instrument[iid]
-        weights[iid] = div_round(value * RATE_SCALE, nav, _HALF_EVEN) if nav > 0 else 0
+        weights[iid] = div_half_even(value * RATE_SCALE, nav) if nav > 0 else 0
     return weights
 
 
