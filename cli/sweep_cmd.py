@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -49,15 +50,19 @@ from rich.table import Table
 
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
+from domain.market import Panel
 from kernel.replay import replay
 from kernel.store import open_journal
-from lake.store import dataset_ref
+from lake.store import dataset_ref, load_panel
+from models.plugins import installed_strategies
 from sim.backtest import ENGINE_VERSION, BacktestConfig, run_backtest
 from sim.experiments import Experiment, ExperimentStore
 from sim.metrics import RunFold
 
 __all__ = [
+    "WORKER_CACHE",
     "SweepSpec",
+    "WorkerCache",
     "add_sweep_parsers",
     "cmd_runs",
     "cmd_sweep",
@@ -176,7 +181,9 @@ def run_point(task: tuple[str, bool]) -> dict[str, Any]:
     config_json, keep = task
     config = BacktestConfig.from_json(config_json)
     fold = RunFold()  # the figures as the run journals its events: no pass over the journal after
-    result = run_backtest(config, make_strategies(config), on_append=fold.add, in_memory=not keep)
+    loaded = WORKER_CACHE.panel(Path(config.dataset))
+    strategies = make_strategies(config, WORKER_CACHE.installed(config))
+    result = run_backtest(config, strategies, on_append=fold.add, in_memory=not keep, loaded=loaded)
     report, navs = fold.report_and_navs()
     summary = report.to_json()
     metrics = {**summary["returns"], **summary["trades"]}  # type: ignore[dict-item]
@@ -188,6 +195,43 @@ def run_point(task: tuple[str, bool]) -> dict[str, Any]:
         "journal": str(result.journal) if keep else "",
         "navs": navs,
     }
+
+
+class WorkerCache:
+    """What every run of a sweep worker reads the same: the data set's panel (about 40 ms to
+    read and pivot 50 names x 2,520 bars) and the installed strategies (about 10 ms to scan
+    the entry points). The panel is kept under the content hash its manifest states, read
+    again for every run: a data set rewritten during a sweep is read again, checked against
+    its new manifest. Its arrays are made read-only, so no run can change what the next
+    one reads (a backtest never writes them; a queued run works on a copy)."""
+
+    def __init__(self) -> None:
+        self._panel: tuple[str, str, Panel] | None = None
+        self._installed: dict[str, str] | None = None
+
+    def panel(self, path: Path) -> Panel:
+        digest = dataset_ref(path).content_hash
+        kept = self._panel
+        if kept is not None and kept[:2] == (str(path.resolve()), digest):
+            return kept[2]
+        panel, _ = load_panel(path, expected_hash=digest)
+        for item in dataclasses.fields(panel):
+            value = getattr(panel, item.name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        self._panel = (str(path.resolve()), digest, panel)
+        return panel
+
+    def installed(self, config: BacktestConfig) -> dict[str, str]:
+        """The installed strategies, scanned again when one the run names is not among them
+        (a package installed since)."""
+        names = {strategy.name for strategy in config.strategy_configs() if strategy.name}
+        if self._installed is None or not names <= self._installed.keys():
+            self._installed = installed_strategies()
+        return self._installed
+
+
+WORKER_CACHE = WorkerCache()  # one per process: a pool worker, or the sweep's own process (1 worker)
 
 
 def code_version() -> str:

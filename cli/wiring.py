@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,18 @@ class ConfigError(ValueError):
     """A configuration file that cannot be used as written."""
 
 
-def make_strategy(config: StrategyConfig) -> Strategy:
-    """One configured strategy, built through the plug-in loader (``models.plugins``)."""
+def make_strategy(config: StrategyConfig, installed: Mapping[str, str] | None = None) -> Strategy:
+    """One configured strategy, built through the plug-in loader (``models.plugins``;
+    ``installed``: the installed strategies, when already read)."""
     try:
-        return load_strategy(name=config.name, entry=config.entry, params=config.params)
+        return load_strategy(name=config.name, entry=config.entry, params=config.params, installed=installed)
     except PluginError as error:
         raise ConfigError(str(error)) from None
 
 
-def make_strategies(config: BacktestConfig) -> list[Strategy]:
+def make_strategies(config: BacktestConfig, installed: Mapping[str, str] | None = None) -> list[Strategy]:
     """The run's strategies, in the configuration's order (``BacktestConfig.strategy_configs``)."""
-    return [make_strategy(strategy) for strategy in config.strategy_configs()]
+    return [make_strategy(strategy, installed) for strategy in config.strategy_configs()]
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:

@@ -669,14 +669,17 @@ def build_setup(
     expected_hash: str | None = None,
     replaying: bool = False,
     queued: bool = False,
+    loaded: Panel | None = None,
 ) -> RunSetup:
     """Load the data set (checking its hash) and build the run's setup: the one place a
     configuration becomes what a kernel runs on. ``replaying``: for a replay, a recorded venue
     is built without its file (replay reads the journaled messages). ``strategy``: the run's
     strategy, or the strategies built from ``config.strategy_configs()`` in that order.
     ``queued``: the rows the run trades start empty, for a queue source to fill them as bars
-    arrive (``kernel.stream``); the rows before the window's start are its history."""
-    panel, start_step = run_panel(config, expected_hash=expected_hash)
+    arrive (``kernel.stream``); the rows before the window's start are its history.
+    ``loaded``: the data set's panel as ``lake.store.load_panel`` read it, with that hash
+    (a sweep worker reads it once for all its runs)."""
+    panel, start_step = run_panel(config, expected_hash=expected_hash, loaded=loaded)
     if config.paper is not None:
         queued = True  # a paper run's bars arrive one at a time, in the run and in its replay
     if queued:
@@ -733,11 +736,14 @@ def build_setup(
     )
 
 
-def run_panel(config: BacktestConfig, *, expected_hash: str | None = None) -> tuple[Panel, int]:
-    """The panel a run steps over, loaded from its data set (checking its hash), and the first
-    step it trades: the data set's bars up to the window's last day, or a paper run's history
-    and, after it, its live steps (empty until their bars arrive, ``paper_panel``)."""
-    panel, _ = load_panel(Path(config.dataset), expected_hash=expected_hash)
+def run_panel(
+    config: BacktestConfig, *, expected_hash: str | None = None, loaded: Panel | None = None
+) -> tuple[Panel, int]:
+    """The panel a run steps over, loaded from its data set (checking its hash) unless
+    ``loaded`` is given, and the first step it trades: the data set's bars up to the window's
+    last day, or a paper run's history and, after it, its live steps (empty until their bars
+    arrive, ``paper_panel``)."""
+    panel = loaded if loaded is not None else load_panel(Path(config.dataset), expected_hash=expected_hash)[0]
     panel, start_step = windowed(config, panel)
     if config.paper is not None:
         panel = paper_panel(config, panel)
@@ -835,13 +841,15 @@ def run_backtest(
     progress: ProgressFn | None = None,
     on_append: Callable[[Event], None] | None = None,
     in_memory: bool = False,
+    loaded: Panel | None = None,
 ) -> BacktestResult:
     """Run one backtest into a new journal. An existing, non-empty journal is never overwritten.
     ``on_append`` sees each event as it is journaled (``sim.metrics.RunFold``); ``in_memory``
     keeps the journal in this process only (``kernel.store.memory_journal``): the same records
-    and chain head, nothing written at ``config.journal``."""
+    and chain head, nothing written at ``config.journal``; ``loaded``: the data set's panel,
+    already read with the hash its manifest states now (``build_setup``)."""
     ref = dataset_ref(Path(config.dataset))
-    setup = build_setup(config, strategy, expected_hash=ref.content_hash)
+    setup = build_setup(config, strategy, expected_hash=ref.content_hash, loaded=loaded)
     panel = setup.panel
     if in_memory:
         journal = memory_journal(on_append)

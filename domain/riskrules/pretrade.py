@@ -285,23 +285,15 @@ def evaluate_within_limits(
 
     Same inputs, same verdicts: every rule passes with ``observed == observed_after ==`` its
     measure on the unchanged weights (tested against ``evaluate_intent``)."""
-    name = gross = net = perp_long = perp_short = 0
-    sectors: dict[int, int] = {}
-    countries: dict[int, int] = {}
-    for weight, sector, country, perp in zip(weights_e8, sector_ids, country_ids, is_perp, strict=True):
-        magnitude = abs(weight)
-        name = max(name, magnitude)
-        gross += magnitude
-        net += weight
-        if sector >= 0:
-            sectors[sector] = sectors.get(sector, 0) + magnitude
-        if country >= 0:
-            countries[country] = countries.get(country, 0) + magnitude
-        if perp:
-            if weight > 0:
-                perp_long += weight
-            else:
-                perp_short -= weight
+    if not len(weights_e8) == len(sector_ids) == len(country_ids) == len(is_perp):
+        raise ValueError("weights, sectors, countries and perpetual flags differ in length")
+    magnitudes = list(map(abs, weights_e8))
+    name = max(magnitudes, default=0)
+    gross = sum(magnitudes)
+    net = sum(weights_e8)
+    sectors = _group_sums(magnitudes, sector_ids)
+    countries = _group_sums(magnitudes, country_ids)
+    perp_long, perp_short = _perp_sides(weights_e8, is_perp)
     measures = (
         ("name", name, policy.name),
         ("sector", max(sectors.values(), default=0), policy.sector),
@@ -315,6 +307,31 @@ def evaluate_within_limits(
     return [
         nav_verdict(rule, "pass", limit.limit_e8, measure, measure, []) for rule, measure, limit in measures
     ]
+
+
+def _group_sums(magnitudes: list[int], group_ids: list[int]) -> dict[int, int]:
+    """Magnitude per group (id >= 0; -1: in no group). A vector in no group, the usual case,
+    skips the loop."""
+    sums: dict[int, int] = {}
+    if max(group_ids, default=-1) < 0:
+        return sums
+    for magnitude, group in zip(magnitudes, group_ids, strict=True):
+        if group >= 0:
+            sums[group] = sums.get(group, 0) + magnitude
+    return sums
+
+
+def _perp_sides(weights_e8: list[int], is_perp: list[bool]) -> tuple[int, int]:
+    """(long, short) perpetual weight, both as magnitudes."""
+    long = short = 0
+    if any(is_perp):
+        for weight, perp in zip(weights_e8, is_perp, strict=True):
+            if perp:
+                if weight > 0:
+                    long += weight
+                else:
+                    short -= weight
+    return long, short
 
 
 def portfolio_measures(intent: IntentVector, weights: IntArray) -> dict[str, int]:

@@ -7,11 +7,12 @@ import argparse
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cli.main import main
-from cli.sweep_cmd import SweepSpec, cmd_sweep, set_dotted, sweep_points
-from cli.wiring import ConfigError
+from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, set_dotted, sweep_points
+from cli.wiring import ConfigError, load_config
 from sim.experiments import ExperimentStore
 from tests.factories import make_dataset
 
@@ -146,3 +147,32 @@ def test_a_sweep_on_a_local_ray_cluster_gives_the_same_chain_heads(tmp_path: Pat
     (tmp_path / "s" / "experiments.sqlite").rename(tmp_path / "local.sqlite")
     assert main(["sweep", str(path), "--ray", "local", "--out", str(tmp_path / "s")]) == 0
     assert _rows(tmp_path / "s" / "experiments.sqlite") == local  # byte for byte: same chain heads
+
+
+def test_a_worker_reads_the_data_set_once_and_again_when_its_manifest_changes(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", seed=3, symbols=3, bars=120)
+    cache = WorkerCache()
+    first = cache.panel(data)
+    assert cache.panel(data) is first  # the same panel for the next run
+    assert not first.close.flags.writeable and not first.last_close.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        first.close[0, 0] = 1  # no run can change what the next one reads
+    # The data set rewritten during the sweep (a new manifest): read again, from the new bytes.
+    other = make_dataset(tmp_path / "other", seed=4, symbols=3, bars=120)
+    data.rename(tmp_path / "old")
+    other.rename(data)
+    second = cache.panel(data)
+    assert second is not first
+    assert (second.close != first.close).any()
+
+
+def test_a_worker_scans_the_installed_strategies_again_for_a_name_it_does_not_know(tmp_path: Path) -> None:
+    config = load_config(_sweep_file(tmp_path))
+    cache = WorkerCache()
+    installed = cache.installed(config)
+    assert "sma_crossover" in installed
+    assert cache.installed(config) is installed  # scanned once
+    renamed = msgspec.structs.replace(
+        config, strategy=msgspec.structs.replace(config.strategy, name="not_installed")
+    )
+    assert cache.installed(renamed) is not installed  # scanned again (and still without it)
