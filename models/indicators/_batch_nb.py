@@ -556,12 +556,120 @@ def _last_pass(n):
     return prev, kind, prev
 
 
+@njit(inline="always", **_FLAGS)
+def _spread(t, span, parts):
+    """The t-th of parts + 1 offsets spread evenly over 0..span (rounded down; 0 and span at
+    the ends; consecutive offsets at most ceil(span / parts) apart)."""
+    return (t * span) // parts
+
+
+@njit(inline="always", **_FLAGS)
+def _donchian_short(n, h, lo, out, hb, lb, step):
+    """``donchian_fast`` for 2 <= n <= 20 in two passes per chunk: the extremes over a = ceil(n/4)
+    bars straight from the inputs (five loads a side, at offsets spread over 0..a-1, repeats
+    allowed) into hb / lb, with the NaN test on the newest load (no separate pass over the
+    inputs); then the extremes over n as those of four windows of a at offsets spread over
+    0..n-a (oldest first; they cover the window, overlapping where 4a > n), written with the
+    midpoint into the three outputs. Returns whether an input held a NaN."""
+    size = h.shape[0]
+    a = (n + 3) // 4
+    o1 = _spread(1, a - 1, 4)
+    o2 = _spread(2, a - 1, 4)
+    o3 = _spread(3, a - 1, 4)
+    o4 = a - 1
+    d1 = _spread(1, n - a, 3)
+    d2 = _spread(2, n - a, 3)
+    d3 = n - a
+    bad = False
+    for i in range(min(o4, size)):  # the bars never the newest of a window of a
+        bad |= (h[i] != h[i]) | (lo[i] != lo[i])
+    for c0 in range(0, size, step):
+        c1 = min(c0 + step, size)
+        k = c1 - c0
+        js = max(0, n - 1 - c0)  # the chunk's first bar with a full window
+        if js >= k:  # no full window in the series: test its bars
+            for i in range(c0, c1):
+                bad |= (h[i] != h[i]) | (lo[i] != lo[i])
+            continue
+        s = c0 + js - (n - 1)  # the oldest bar of the first window of n
+        ma = c1 - s - o4  # windows of a ending at bars s + a - 1 .. c1 - 1
+        h0 = h[s : s + ma]
+        h1 = h[s + o1 : s + o1 + ma]
+        h2 = h[s + o2 : s + o2 + ma]
+        h3 = h[s + o3 : s + o3 + ma]
+        h4 = h[s + o4 : s + o4 + ma]
+        l0 = lo[s : s + ma]
+        l1 = lo[s + o1 : s + o1 + ma]
+        l2 = lo[s + o2 : s + o2 + ma]
+        l3 = lo[s + o3 : s + o3 + ma]
+        l4 = lo[s + o4 : s + o4 + ma]
+        ha = hb[:ma]
+        la = lb[:ma]
+        for j in range(ma):
+            w = h4[j]
+            z = l4[j]
+            bad |= (w != w) | (z != z)
+            u = h0[j]
+            v = h1[j]
+            u = u if u > v else v
+            v = h2[j]
+            u = u if u > v else v
+            v = h3[j]
+            u = u if u > v else v
+            ha[j] = u if u > w else w
+            x = l0[j]
+            y = l1[j]
+            x = x if x < y else y
+            y = l2[j]
+            x = x if x < y else y
+            y = l3[j]
+            x = x if x < y else y
+            la[j] = x if x < z else z
+        m = k - js
+        g0 = hb[0:m]
+        g1 = hb[d1 : d1 + m]
+        g2 = hb[d2 : d2 + m]
+        g3 = hb[d3 : d3 + m]
+        e0 = lb[0:m]
+        e1 = lb[d1 : d1 + m]
+        e2 = lb[d2 : d2 + m]
+        e3 = lb[d3 : d3 + m]
+        up = out[0, c0 + js : c1]
+        mid = out[1, c0 + js : c1]
+        dn = out[2, c0 + js : c1]
+        for j in range(m):
+            u = g0[j]
+            v = g1[j]
+            u = u if u > v else v
+            v = g2[j]
+            u = u if u > v else v
+            v = g3[j]
+            u = u if u > v else v
+            x = e0[j]
+            y = e1[j]
+            x = x if x < y else y
+            y = e2[j]
+            x = x if x < y else y
+            y = e3[j]
+            x = x if x < y else y
+            up[j] = u
+            mid[j] = (u + x) / 2.0
+            dn[j] = x
+    return bad
+
+
 @njit(**_FLAGS)
 def donchian_fast(p, h, lo, out, scratch):
-    """scratch: 4 rows of at least n (chunk + n - 1). The passes up to the last one into the
-    scratch rows, then the last one straight into the three outputs (no scratch round trip)."""
+    """scratch: 4 rows of at least n (chunk + n - 1). 2 <= n <= 20: ``_donchian_short``.
+    Otherwise the passes up to the last one into the scratch rows, then the last one straight
+    into the three outputs (no scratch round trip)."""
     size = h.shape[0]
     n = int(p[0])
+    if 2 <= n <= 20:
+        step = min(_chunk(scratch, n), 256)  # 256: 1.49 ms, 2,048: 1.65-1.72 (L1-sized)
+        bad = _donchian_short(n, h, lo, out, scratch[0], scratch[1], step)
+        _nan_rows(out, 0, min(n - 1, size))
+        return not bad
     step = _chunk(scratch, n)
     prev, kind, d = _last_pass(n)
     bad = False

@@ -68,6 +68,26 @@ def test_signed_zeros_and_ties_in_the_rolling_extremes() -> None:
             _same(indicator(name, **params), bars)
 
 
+def test_donchian_two_pass_path_at_every_short_period() -> None:
+    """``donchian``'s fast path for 2 <= n <= 20 spreads five loads over ceil(n/4) bars and
+    four windows over n: every n there (and 21, past it), with ties, signed zeros, a NaN at
+    either end or inside, series shorter than the window and several 256-bar chunks."""
+    rng = np.random.default_rng(8)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0, 2.0]), 3_000)
+    walk = np.round(100 + np.cumsum(rng.normal(0, 1, 3_000)))
+    for period in range(1, 22):
+        ind = indicator("donchian", period=period)
+        _same(ind, {"high": x, "low": x[::-1].copy()})
+        _same(ind, {"high": walk + 1, "low": walk - 1})
+        for size in (period - 1, period, period + 3):
+            _same(ind, {"high": walk[:size] + 1, "low": walk[:size] - 1})
+        for where in (0, period // 2, 1_500, 2_999):
+            gappy = walk + 1
+            gappy[where] = np.nan
+            _same(ind, {"high": gappy, "low": walk - 1})
+            _same(ind, {"high": walk + 1, "low": gappy - 2})
+
+
 @pytest.mark.parametrize("name", indicator_names())
 def test_a_nan_anywhere_falls_back_to_the_step_driver(name: str) -> None:
     bars = _bars(3_000, 11, False)
