@@ -210,10 +210,13 @@ def test_a_long_replay_is_stopped_mid_command(finished: Path) -> None:
     assert _check(code, output, EXIT_INTERRUPTED, "replay, SIGINT"), f"finished before the signal:\n{output}"
 
 
+# Journals kept: a run's journal folder is the landmark that the workers run backtests (a run
+# that keeps none journals in memory and writes nothing until its result is recorded).
 SWEEP = """
 [sweep]
 grid = { "strategy.params.fast" = [3, 4, 5, 6], "strategy.params.slow" = [9, 12] }
 workers = 2
+keep_journals = true
 """
 
 
