@@ -243,11 +243,10 @@ def vbt_sweep(
 
 
 def closing_trades(pf: Any, names: int, groups: int) -> list[int]:
-    """Closed trades per grid point, counted as Tape's ``trades`` metric counts them: a closing
-    fill that books realised PnL, so a round trip sold at exactly its buying price is left out."""
+    """Closed trades per grid point, counted as Tape's ``trades`` metric counts them: every
+    closing fill, a round trip sold at exactly its buying price included (``ClosingFills``)."""
     records = pf.trades.closed.values
-    moved = records["exit_price"] != records["entry_price"]
-    return np.bincount(records["col"][moved] // names, minlength=groups).tolist()
+    return np.bincount(records["col"] // names, minlength=groups).tolist()
 
 
 def run_vbt(close: Any, opens: Any, grid_points: list[tuple[int, int]], chunk: int) -> dict[str, Any] | None:
