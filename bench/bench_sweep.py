@@ -351,7 +351,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=200, help="vectorbt grid points per from_signals call")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--profile", action="store_true", help="cProfile one Tape run")
-    parser.add_argument("--skip-tape", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     fast, slow = grid(args.runs)
     grid_points = points(fast, slow)
