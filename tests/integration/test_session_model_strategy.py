@@ -87,6 +87,18 @@ def _replays_whole_and_by_day(path: Path) -> list[object]:
     return events
 
 
+def _session(
+    tmp_path: Path, history: Path, full: Path, span: tuple[int, int], strategy: str, mode: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> list[object]:  # fmt: skip
+    """A ``mode`` session over ``span`` (start, end ns) on the local exchange with ``strategy``
+    as its ``[strategy]``; its journal's events once it replays whole and by day."""
+    config = paper_config(tmp_path / "paper.toml", history, tmp_path / "journal", *span)
+    _with_strategy(config, strategy, mode, monkeypatch)
+    assert main([mode, str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
+    return _replays_whole_and_by_day(tmp_path / "journal")
+
+
 @pytest.mark.parametrize("mode", ["paper", "live"])
 def test_a_model_strategy_trades_in_a_session_and_replays(
     artifact: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
@@ -95,14 +107,11 @@ def test_a_model_strategy_trades_in_a_session_and_replays(
     full, history = market_and_history(tmp_path / "market", seed=5, bars=150, history=HISTORY)
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
-    config = paper_config(tmp_path / "paper.toml", history, tmp_path / "journal", start, end)
     strategy = (
         f'[strategy]\nentry = "models.ml.strategy:ModelRanker"\n'
         f'params = {{ artifact_dir = "{registry}", artifact = "{digest}", {PARAMS} }}\n'
     )
-    _with_strategy(config, strategy, mode, monkeypatch)
-    assert main([mode, str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
-    events = _replays_whole_and_by_day(tmp_path / "journal")
+    events = _session(tmp_path, history, full, (start, end), strategy, mode, monkeypatch)
     loaded = [e for e in events if isinstance(e, ModelLoaded)]
     assert [e.artifact for e in loaded] == [digest]
     live_decisions = [e for e in events if isinstance(e, TargetsDecided) and e.ts_ns >= start]
@@ -117,7 +126,8 @@ def test_a_model_strategy_trades_in_a_session_and_replays(
     day = str(int(panel.day[HISTORY]))
     backtest = tmp_path / "backtest.toml"
     backtest.write_text(
-        config.read_text()
+        (tmp_path / "paper.toml")
+        .read_text()
         .split("[paper]")[0]
         .replace(str(history), str(full))
         .replace(str(tmp_path / "journal"), str(tmp_path / "bt"))
@@ -169,15 +179,12 @@ def test_walk_forward_window_artifacts_trade_in_a_session_and_replay(
         and int(load(registry, d).meta["walk_forward"]["test_start_ts_ns"]) <= end
     ]  # fmt: skip
     assert len(inside) >= 2  # the session crosses at least one window boundary
-    config = paper_config(tmp_path / "paper.toml", history, tmp_path / "journal", start, end)
     listed = ", ".join(f'"{d}"' for d in digests)
     strategy = (
         f'[strategy]\nentry = "models.ml.strategy:WalkForwardRanker"\n'
         f'params = {{ artifact_dir = "{registry}", artifacts = [{listed}], {PARAMS} }}\n'
     )
-    _with_strategy(config, strategy, mode, monkeypatch)
-    assert main([mode, str(config), "--local-exchange", str(full), "--speed", "400"]) == 0
-    events = _replays_whole_and_by_day(tmp_path / "journal")
+    events = _session(tmp_path, history, full, (start, end), strategy, mode, monkeypatch)
     assert [e.artifact for e in events if isinstance(e, ModelLoaded)] == digests
     live = [e for e in events if isinstance(e, TargetsDecided) and e.ts_ns >= start]
     assert len(live) >= 2 and [e for e in events if isinstance(e, OrderFilled) and e.ts_ns >= start]
@@ -195,7 +202,8 @@ def test_walk_forward_window_artifacts_trade_in_a_session_and_replay(
     day = str(int(panel.day[HISTORY]))
     backtest = tmp_path / "backtest.toml"
     backtest.write_text(
-        config.read_text()
+        (tmp_path / "paper.toml")
+        .read_text()
         .split("[paper]")[0]
         .replace(str(history), str(full))
         .replace(str(tmp_path / "journal"), str(tmp_path / "bt"))
