@@ -59,6 +59,68 @@ def _tie(a, b):
     return abs(a - b) <= 1e-14 * (abs(a) + abs(b))
 
 
+# ----------------------------------------------------------------------------- SMA, WMA
+# The steps' one-addition-a-bar sums (``msum_push``, ``wma_nb``) without the ring, counter and
+# state tuple: the oldest value is read from the input. The NaN test is folded into the loop.
+
+
+@njit(**_FLAGS)
+def sma_fast(p, x, out):
+    size = x.shape[0]
+    n = int(p[0])
+    d = p[0]
+    o = out[0]
+    bad = False
+    s = 0.0
+    for i in range(min(n - 1, size)):
+        v = x[i]
+        bad |= v != v
+        s = s + v
+        o[i] = NAN
+    if size < n:
+        return not bad
+    v = x[n - 1]
+    bad |= v != v
+    s = s + v
+    o[n - 1] = s / d
+    for i in range(n, size):
+        v = x[i]
+        bad |= v != v
+        s = s + (v - x[i - n])
+        o[i] = s / d
+    return not bad
+
+
+@njit(**_FLAGS)
+def wma_fast(p, x, out):
+    size = x.shape[0]
+    n = int(p[0])
+    nf = p[0]
+    div = p[1]
+    o = out[0]
+    bad = False
+    c = 0.0
+    w = 0.0
+    sm = 0.0
+    for i in range(min(n, size)):
+        v = x[i]
+        bad |= v != v
+        c = c + 1.0
+        w = w + v * c
+        sm = sm + v
+        o[i] = NAN
+    if size < n:
+        return not bad
+    o[n - 1] = w / div
+    for i in range(n, size):
+        v = x[i]
+        bad |= v != v
+        w = w + (v * nf - sm)
+        sm = sm + (v - x[i - n])
+        o[i] = w / div
+    return not bad
+
+
 # ----------------------------------------------------------------------------- momentum
 
 

@@ -91,6 +91,30 @@ def sum2_push(c, pos, acc_a, acc_b, r, o, n, xa, xb):
     return c, ip, a - r[o + ip], b - r[o + n + ip], a, b
 
 
+# --- moving sum, one addition a bar on the carried value: s + (x - x[n ago]) -------------------
+# (``sum_push``'s order carries two: the newest value added, the oldest subtracted, a bar.) The
+# difference is off the chain, so a loop of it runs at one addition's latency a bar.
+# scalars: count (saturates at n), s, pos; ring(n)
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def msum_push(c, s, pos, r, o, n, x):
+    """-> (count, s, pos, sum of the last n values or NaN)."""
+    ip = pos
+    if c < n:
+        s = s + x
+        c = c + 1.0
+    else:
+        s = s + (x - r[o + ip])
+    r[o + ip] = x
+    ip += 1
+    if ip == n:
+        ip = 0
+    if c < n:
+        return c, s, ip, NAN
+    return c, s, ip, s
+
+
 # --- EMA seeded with the SMA of its first n values; k = 2 / (n + 1) ---------------------------
 # scalars: count (saturates at n), acc / ema
 

@@ -24,6 +24,7 @@ from models.indicators._blocks_nb import (
     ema_push,
     hilo_push,
     kama_next,
+    msum_push,
     rsi_push,
     rsum_push,
     sum2_push,
@@ -109,10 +110,10 @@ def run5_nb(f, s, r, p, a, b, c, d, e, out):
 
 @njit(cache=True, inline="always", **_FLAGS)
 def sma_nb(s, r, p, x, out, i):
-    """s: sum block; r: ring(n)."""
+    """s: moving-sum block (one addition a bar); r: ring(n)."""
     c, acc, pos = s
     n = p[0]
-    c, acc, pos, v = sum_push(c, acc, pos, r, 0, int(n), x)
+    c, acc, pos, v = msum_push(c, acc, pos, r, 0, int(n), x)
     out[0, i] = v / n
     return (c, acc, pos)
 
@@ -127,21 +128,25 @@ def ema_nb(s, r, p, x, out, i):
 
 @njit(cache=True, inline="always", **_FLAGS)
 def wma_nb(s, r, p, x, out, i):
-    """s: [count, pos, acc_w, acc_s]; r: ring(n); p: [n, n(n+1)/2]."""
-    c, pos, acc_w, acc_s = s
+    """s: [count, pos, w, sm]: the weighted sum (weights 1..n, newest n) and the plain sum of
+    the last n values; r: ring(n); p: [n, n(n+1)/2]. Each carried sum takes one addition a bar:
+    w + (n * x - sm) and sm + (x - x[n ago]) (the terms are off the chains)."""
+    c, pos, w, sm = s
     n = int(p[0])
     ip = pos
+    if c < n:
+        c = c + 1.0
+        w = w + x * c
+        sm = sm + x
+    else:
+        w = w + (x * p[0] - sm)
+        sm = sm + (x - r[ip])
     r[ip] = x
     ip += 1
     if ip == n:
         ip = 0
-    if c < n - 1:
-        out[0, i] = NAN
-        return (c + 1.0, ip, acc_w + x * (c + 1.0), acc_s + x)
-    sm = acc_s + x
-    w = acc_w + x * p[0]
-    out[0, i] = w / p[1]
-    return (c, ip, w - sm, sm - r[ip])
+    out[0, i] = w / p[1] if c >= n else NAN
+    return (c, ip, w, sm)
 
 
 @njit(cache=True, inline="always", **_FLAGS)

@@ -249,6 +249,8 @@ _REGISTRY: dict[str, _Def] = {d.name: d for d in _defs()}
 # the ring length (``work``: a chunk of bars and its window's history, kept in the CPU cache;
 # the ring covers the longest window); 0: no such argument.
 _FAST: dict[str, tuple[Any, int, int]] = {
+    "sma": (fb.sma_fast, 0, 0),
+    "wma": (fb.wma_fast, 0, 0),
     "mom": (fb.mom_fast, 0, 0),
     "roc": (fb.roc_fast, 0, 0),
     "trange": (fb.trange_fast, 0, 0),
