@@ -626,6 +626,33 @@ def _spread(t, span, parts):
 
 
 @njit(inline="always", **_FLAGS)
+def _bands_of_four(g0, g1, g2, g3, e0, e1, e2, e3, out, start, stop):
+    """Donchian's outputs at bars start..stop-1: upper the max of four windows' highs g0..g3
+    (oldest first), lower the min of their lows e0..e3, middle the midpoint."""
+    up = out[0, start:stop]
+    mid = out[1, start:stop]
+    dn = out[2, start:stop]
+    for j in range(stop - start):
+        u = g0[j]
+        v = g1[j]
+        u = u if u > v else v
+        v = g2[j]
+        u = u if u > v else v
+        v = g3[j]
+        u = u if u > v else v
+        x = e0[j]
+        y = e1[j]
+        x = x if x < y else y
+        y = e2[j]
+        x = x if x < y else y
+        y = e3[j]
+        x = x if x < y else y
+        up[j] = u
+        mid[j] = (u + x) / 2.0
+        dn[j] = x
+
+
+@njit(inline="always", **_FLAGS)
 def _donchian_short(n, h, lo, out, hb, lb, step):
     """``donchian_fast`` for 2 <= n <= 20 in two passes per chunk: the extremes over a = ceil(n/4)
     bars straight from the inputs (five loads a side, at offsets spread over 0..a-1, repeats
@@ -696,27 +723,7 @@ def _donchian_short(n, h, lo, out, hb, lb, step):
         e1 = lb[d1 : d1 + m]
         e2 = lb[d2 : d2 + m]
         e3 = lb[d3 : d3 + m]
-        up = out[0, c0 + js : c1]
-        mid = out[1, c0 + js : c1]
-        dn = out[2, c0 + js : c1]
-        for j in range(m):
-            u = g0[j]
-            v = g1[j]
-            u = u if u > v else v
-            v = g2[j]
-            u = u if u > v else v
-            v = g3[j]
-            u = u if u > v else v
-            x = e0[j]
-            y = e1[j]
-            x = x if x < y else y
-            y = e2[j]
-            x = x if x < y else y
-            y = e3[j]
-            x = x if x < y else y
-            up[j] = u
-            mid[j] = (u + x) / 2.0
-            dn[j] = x
+        _bands_of_four(g0, g1, g2, g3, e0, e1, e2, e3, out, c0 + js, c1)
     return bad
 
 
@@ -784,24 +791,7 @@ def donchian_fast(p, h, lo, out, scratch):
             l1 = lb[off - 2 * d : off - 2 * d + m]
             l2 = lb[off - d : off - d + m]
             l3 = lb[off : off + m]
-            for j in range(m):
-                u = h0[j]
-                v = h1[j]
-                u = u if u > v else v
-                v = h2[j]
-                u = u if u > v else v
-                v = h3[j]
-                u = u if u > v else v
-                x = l0[j]
-                y = l1[j]
-                x = x if x < y else y
-                y = l2[j]
-                x = x if x < y else y
-                y = l3[j]
-                x = x if x < y else y
-                up[j] = u
-                mid[j] = (u + x) / 2.0
-                dn[j] = x
+            _bands_of_four(h0, h1, h2, h3, l0, l1, l2, l3, out, c0 + js, c1)
     _nan_rows(out, 0, min(n - 1, size))
     return not bad
 
