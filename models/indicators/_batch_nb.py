@@ -517,6 +517,23 @@ def _roll_hilo(h, lo, n, hb0, hb1, lb0, lb1):
 
 
 @njit(inline="always", **_FLAGS)
+def _max4(a, b, c, d):
+    """The largest of four window extremes, oldest first: each pair (earlier, later) gives the
+    later unless the earlier is greater (the tie rule every rolling-extreme pass shares)."""
+    u = a if a > b else b
+    u = u if u > c else c
+    return u if u > d else d
+
+
+@njit(inline="always", **_FLAGS)
+def _min4(a, b, c, d):
+    """The smallest of four window extremes, oldest first, with ``_max4``'s tie rule."""
+    x = a if a < b else b
+    x = x if x < c else c
+    return x if x < d else d
+
+
+@njit(inline="always", **_FLAGS)
 def _pass2(hs, hd, ls, ld, d, size):
     """hd[i] = later-max(hs[i-d], hs[i]), ld[i] = later-min(ls[i-d], ls[i]) for i >= d;
     below d a copy."""
@@ -563,20 +580,8 @@ def _pass4(hs, hd, ls, ld, w, size):
     l3 = ls[d:]
     lo_ = ld[d:size]
     for j in range(ho.shape[0]):
-        u = h0[j]
-        v = h1[j]
-        u = u if u > v else v
-        v = h2[j]
-        u = u if u > v else v
-        v = h3[j]
-        ho[j] = u if u > v else v
-        u = l0[j]
-        v = l1[j]
-        u = u if u < v else v
-        v = l2[j]
-        u = u if u < v else v
-        v = l3[j]
-        lo_[j] = u if u < v else v
+        ho[j] = _max4(h0[j], h1[j], h2[j], h3[j])
+        lo_[j] = _min4(l0[j], l1[j], l2[j], l3[j])
 
 
 @njit(inline="always", **_FLAGS)
@@ -633,20 +638,8 @@ def _bands_of_four(g0, g1, g2, g3, e0, e1, e2, e3, out, start, stop):
     mid = out[1, start:stop]
     dn = out[2, start:stop]
     for j in range(stop - start):
-        u = g0[j]
-        v = g1[j]
-        u = u if u > v else v
-        v = g2[j]
-        u = u if u > v else v
-        v = g3[j]
-        u = u if u > v else v
-        x = e0[j]
-        y = e1[j]
-        x = x if x < y else y
-        y = e2[j]
-        x = x if x < y else y
-        y = e3[j]
-        x = x if x < y else y
+        u = _max4(g0[j], g1[j], g2[j], g3[j])
+        x = _min4(e0[j], e1[j], e2[j], e3[j])
         up[j] = u
         mid[j] = (u + x) / 2.0
         dn[j] = x
@@ -698,21 +691,9 @@ def _donchian_short(n, h, lo, out, hb, lb, step):
             w = h4[j]
             z = l4[j]
             bad |= (w != w) | (z != z)
-            u = h0[j]
-            v = h1[j]
-            u = u if u > v else v
-            v = h2[j]
-            u = u if u > v else v
-            v = h3[j]
-            u = u if u > v else v
+            u = _max4(h0[j], h1[j], h2[j], h3[j])
             ha[j] = u if u > w else w
-            x = l0[j]
-            y = l1[j]
-            x = x if x < y else y
-            y = l2[j]
-            x = x if x < y else y
-            y = l3[j]
-            x = x if x < y else y
+            x = _min4(l0[j], l1[j], l2[j], l3[j])
             la[j] = x if x < z else z
         m = k - js
         g0 = hb[0:m]
@@ -851,20 +832,8 @@ def _hl_ratio_into(p_n, h, lo, c, o, scratch, willr):
             l2 = lb[off - d : off - d + m]
             l3 = lb[off : off + m]
             for j in range(m):
-                u = h0[j]
-                v = h1[j]
-                u = u if u > v else v
-                v = h2[j]
-                u = u if u > v else v
-                v = h3[j]
-                u = u if u > v else v
-                x = l0[j]
-                y = l1[j]
-                x = x if x < y else y
-                y = l2[j]
-                x = x if x < y else y
-                y = l3[j]
-                x = x if x < y else y
+                u = _max4(h0[j], h1[j], h2[j], h3[j])
+                x = _min4(l0[j], l1[j], l2[j], l3[j])
                 ok[j] = _hl_ratio(u, x, cc[j], willr)
     for i in range(min(n - 1, size)):
         o[i] = NAN
