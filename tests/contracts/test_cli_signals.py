@@ -251,7 +251,8 @@ def test_a_sweep_stopped_in_a_terminal_stops_its_workers_in_one_line(
     """A terminal's Ctrl-C signals the whole foreground process group — the sweep and its pool's
     workers — and so does a scheduler's or systemd's stop: one line from the sweep, no worker's
     KeyboardInterrupt traceback (each worker printed one), no worker left running, and what was
-    recorded before the stop stays readable (``tape runs``)."""
+    recorded before the stop stays readable (``tape runs``); the sweep says how to run the rest,
+    and ``--resume`` does (journals the stopped runs left cut short are replaced)."""
     sig, expected = SIGNALS[name]
     config = finished / f"sweep-{name}-{moment}.toml"
     config.write_text(CONFIG.format(journal="unused") + SWEEP)
@@ -278,6 +279,19 @@ def test_a_sweep_stopped_in_a_terminal_stops_its_workers_in_one_line(
         check=False,
     )
     assert runs.returncode == EXIT_OK and "Traceback" not in runs.stdout + runs.stderr, runs.stdout
+    assert "--resume` runs the rest" in " ".join(output.split()), output
+    if moment == "workers-running":  # journals of runs stopped midway are on disk: --resume redoes them
+        resumed = subprocess.run(
+            [sys.executable, "-m", "cli.main", "sweep", config.name, "--out", out.name, "--resume"],
+            cwd=finished,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert resumed.returncode == EXIT_OK, resumed.stdout + resumed.stderr
+        assert "8 runs recorded" in resumed.stdout, resumed.stdout
 
 
 @pytest.mark.parametrize("name", sorted(SIGNALS))

@@ -4,14 +4,16 @@ on one worker and on several; any run re-run (or its kept journal replayed) to i
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from cli import sweep_cmd
 from cli.main import main
-from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, set_dotted, sweep_points
+from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, run_point, set_dotted, sweep_points
 from cli.wiring import ConfigError, load_config
 from sim.experiments import ExperimentStore
 from tests.factories import make_dataset
@@ -42,9 +44,11 @@ def _sweep_file(tmp_path: Path, sweep: str = GRID) -> Path:
     return path
 
 
-def _sweep(path: Path, out: Path) -> int:
+def _sweep(path: Path, out: Path, *, resume: bool = False) -> int:
     """``tape sweep`` without the CLI's error handler, so a refusal raises."""
-    return cmd_sweep(argparse.Namespace(config=str(path), workers=1, out=str(out), top=20, ray=None))
+    return cmd_sweep(
+        argparse.Namespace(config=str(path), workers=1, out=str(out), top=20, ray=None, resume=resume)
+    )
 
 
 def _rows(db: Path) -> list[tuple[str, str, str, str]]:
@@ -91,6 +95,74 @@ def test_a_recorded_run_reruns_to_its_chain_head_and_a_kept_journal_replays(
     with sqlite3.connect(tmp_path / "s" / "experiments.sqlite") as connection:
         connection.execute("UPDATE experiments SET chain_head = 'x' WHERE run_id = 'sweep-test-0001'")
     assert main(["runs", str(tmp_path / "s"), "--rerun", "sweep-test-0001"]) == 1
+
+
+def test_a_stopped_sweep_resumed_records_what_one_run_through_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stopped after two of four runs (a Ctrl-C in the sweep's process), with the third run's
+    journal left cut short: ``--resume`` keeps the two recorded runs, runs the other two (the
+    stale journal replaced), and the table ends as a sweep run through in one go: the same
+    rows, chain heads included (same --out, so the same journal paths in the configurations)."""
+    path = _sweep_file(tmp_path, GRID + "\nkeep_journals = true")
+    out = tmp_path / "s"
+    assert _sweep(path, out) == 0
+    whole = _rows(out / "experiments.sqlite")
+    shutil.rmtree(out)
+
+    calls = []
+
+    def stopped_at_the_third(task: tuple[str, bool]) -> dict[str, object]:
+        calls.append(task)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return run_point(task)
+
+    monkeypatch.setattr(sweep_cmd, "run_point", stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(path, out)
+    said = capsys.readouterr().out
+    assert "2 of 4 runs recorded" in said and "--resume` runs the rest" in " ".join(said.split())
+    assert [r[0] for r in _rows(out / "experiments.sqlite")] == ["sweep-test-0000", "sweep-test-0001"]
+    shutil.copytree(out / "journals" / "sweep-test-0000", out / "journals" / "sweep-test-0002")  # cut short
+    monkeypatch.setattr(sweep_cmd, "run_point", run_point)
+
+    with pytest.raises(ConfigError, match="--resume runs the points it has not recorded"):
+        _sweep(path, out)
+    assert _sweep(path, out, resume=True) == 0
+    assert _rows(out / "experiments.sqlite") == whole
+    assert main(["runs", str(out), "--rerun", "sweep-test-0002"]) == 0  # its new journal replays
+    capsys.readouterr()
+    assert _sweep(path, out, resume=True) == 0
+    assert "nothing left to run" in capsys.readouterr().out
+    assert _rows(out / "experiments.sqlite") == whole
+
+
+def test_resume_refuses_a_sweep_that_changed(tmp_path: Path) -> None:
+    """What a stopped sweep recorded ranks with the rest only if it is the same sweep: another
+    grid, data set or journal setting is refused with the reason, and nothing is run."""
+    path = _sweep_file(tmp_path)
+    out = tmp_path / "s"
+    with pytest.raises(ConfigError, match="no sweep to resume"):
+        _sweep(path, out, resume=True)
+    assert _sweep(path, out) == 0
+    recorded = _rows(out / "experiments.sqlite")
+    other = tmp_path / "other.toml"
+    other.write_text(path.read_text().replace("weight = 0.9", "weight = 0.8"))
+    with pytest.raises(ConfigError, match="another configuration"):
+        _sweep(other, out, resume=True)
+    other.write_text(path.read_text().replace('run_id = "sweep-test"', 'run_id = "x"'))
+    with pytest.raises(ConfigError, match="holds sweep 'sweep-test', not 'x'"):
+        _sweep(other, out, resume=True)
+    kept = _sweep_file(tmp_path, GRID + "\nkeep_journals = true")
+    with pytest.raises(ConfigError, match="keep_journals is true now"):
+        _sweep(kept, out, resume=True)
+    _sweep_file(tmp_path)  # the plain grid again
+    shutil.rmtree(tmp_path / "data")
+    make_dataset(tmp_path / "data", symbols=3, bars=210)
+    with pytest.raises(ConfigError, match="changed since run sweep-test-0000 read it"):
+        _sweep(path, out, resume=True)
+    assert _rows(out / "experiments.sqlite") == recorded
 
 
 def test_a_random_search_is_reproducible_from_its_seed(tmp_path: Path) -> None:
