@@ -37,8 +37,7 @@ import os
 import shutil
 import signal
 import subprocess
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context, resource_tracker
@@ -51,6 +50,7 @@ from rich import box
 from rich.table import Table
 
 from cli.progress import console, progress_bar
+from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
 from domain.market import Panel
 from kernel.replay import replay
@@ -340,27 +340,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     base_id = str(raw.get("run_id", path.stem))
     out = Path(args.out or spec.out or f"sweeps/{base_id}")
     out = out if out.is_absolute() else (path.parent / out).resolve()
-    db = out / "experiments.sqlite"
     resume = bool(getattr(args, "resume", False))
-    if db.exists() and not resume:
-        raise ConfigError(
-            f"{out} already holds a sweep; --resume runs the points it has not recorded, "
-            "or choose another --out or remove it"
-        )
-    if resume and not db.exists():
-        raise ConfigError(f"{out} holds no sweep to resume (no experiments.sqlite); run it without --resume")
+    db = experiments_table(out, resume, "sweep")
     points = sweep_points(spec)
     configs = _point_configs(raw, points, path, base_id, out)
     workers = args.workers if args.workers is not None else spec.workers
     hashes = {dataset: dataset_ref(Path(dataset)).content_hash for dataset in {c.dataset for c in configs}}
     code = code_version()
     with ExperimentStore(db, create=True) as store:
-        recorded = _recorded_runs(store, base_id, configs, hashes, spec.keep_journals) if resume else {}
-        todo = [index for index in range(len(configs)) if index not in recorded]
+        expected = {config.run_id: config for config in configs}
+        recorded = recorded_runs(store, base_id, expected, hashes, spec.keep_journals) if resume else {}
+        todo = [index for index, config in enumerate(configs) if config.run_id not in recorded]
         if resume:
-            _note_other_code(recorded.values(), code)
+            note_other_code(recorded.values(), code)
             for index in todo:  # a run stopped midway left its journal cut short: it runs again
-                _remove_journal(Path(configs[index].journal))
+                remove_journal(Path(configs[index].journal))
         tasks = [(configs[index].canonical_json(), spec.keep_journals) for index in todo]
         workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
         experiments = list(recorded.values())
@@ -369,7 +363,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         label = f"sweep {base_id}: {left} on {where}"
         if not tasks:
             console.print(f"sweep {base_id}: all {len(configs):,} runs are recorded; nothing left to run")
-        with _said_where(experiments, len(configs), path, out), progress_bar(label, len(tasks)) as update:
+        again = f"tape sweep {path} --out {out} --resume"
+        with (
+            said_where(lambda: len(experiments), len(configs), again),
+            progress_bar(label, len(tasks)) as update,
+        ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else iter(())
             for index, result in zip(todo, results, strict=True):
                 config = configs[index]
@@ -408,71 +406,6 @@ def _point_configs(
         make_strategies(config)
         configs.append(config)
     return configs
-
-
-def _recorded_runs(
-    store: ExperimentStore, sweep_id: str, configs: list[BacktestConfig], hashes: dict[str, str], keep: bool
-) -> dict[int, Experiment]:
-    """The runs a stopped sweep recorded, by point, each checked to be the run its point would
-    be now: the same configuration (the TOML and its grid unchanged, the same --out), data set
-    (content hash), engine version and journals kept or not. Anything else is a different
-    sweep, refused: its runs and the new ones would not rank as one."""
-    done: dict[int, Experiment] = {}
-    for e in store.all():
-        if e.sweep_id != sweep_id:
-            raise ConfigError(f"{store.path} holds sweep {e.sweep_id!r}, not {sweep_id!r}")
-        if not 0 <= e.point < len(configs) or configs[e.point].canonical_json() != e.config_json:
-            raise ConfigError(
-                f"{store.path}: run {e.run_id} was recorded with another configuration than point {e.point} "
-                "has now (the TOML, its grid or --out changed): a changed sweep needs a new --out"
-            )
-        dataset = configs[e.point].dataset
-        if e.dataset_hash != hashes[dataset]:
-            raise ConfigError(
-                f"the data set {dataset} changed since run {e.run_id} read it (content hash "
-                f"{hashes[dataset][:16]}..., then {e.dataset_hash[:16]}...): a new sweep needs a new --out"
-            )
-        if e.engine_version != ENGINE_VERSION:
-            raise ConfigError(f"run {e.run_id} was recorded by {e.engine_version}; this is {ENGINE_VERSION}")
-        if bool(e.journal) != keep:
-            raise ConfigError(
-                f"run {e.run_id} {'kept' if e.journal else 'did not keep'} its journal; [sweep] "
-                f"keep_journals is {str(keep).lower()} now: a changed sweep needs a new --out"
-            )
-        done[e.point] = e
-    return done
-
-
-def _note_other_code(recorded: Iterable[Experiment], code: str) -> None:
-    """Say so when recorded runs came from another code version (each row keeps its own)."""
-    others = Counter(e.code_version for e in recorded if e.code_version != code)
-    for other, count in sorted(others.items()):
-        console.print(f"note: {count:,} recorded run(s) came from {other}; the rest run on {code}")
-
-
-def _remove_journal(path: Path) -> None:
-    """A journal left by a run that did not finish (LMDB folder, or SQLite file and sidecars)."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    for item in (path, *(path.with_name(path.name + tail) for tail in ("-wal", "-shm", "-journal"))):
-        if item.is_file():
-            item.unlink()
-
-
-@contextmanager
-def _said_where(experiments: list[Experiment], total: int, config: Path, out: Path) -> Iterator[None]:
-    """On a stop (not an error): one line saying how many runs are recorded and how to run the
-    rest; then the stop goes on to ``cli.main`` (its ``interrupted:`` / ``terminated:`` line)."""
-    try:
-        yield
-    except Exception:
-        raise
-    except BaseException:
-        console.print(
-            f"{len(experiments):,} of {total:,} runs recorded in {out / 'experiments.sqlite'}; "
-            f"`tape sweep {config} --out {out} --resume` runs the rest"
-        )
-        raise
 
 
 def _rank_key(metric: str) -> Callable[[Experiment], tuple[int, float, int]]:

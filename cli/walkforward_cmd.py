@@ -19,7 +19,8 @@ out = "walkforward/sma"
 later bar) and trading starts at its first (earlier bars are history for the strategies'
 warm-up). Each test run starts from the configuration's initial capital; the stitched curve
 chains the test windows' daily returns. All runs are recorded in ``OUT/experiments.sqlite``
-(``tape runs OUT``), the folds and the stitched daily returns in ``OUT/walkforward.json``.
+(``tape runs OUT``; in-sample runs as each ends, so ``--resume`` carries a stopped walk-forward
+on), the folds and the stitched daily returns in ``OUT/walkforward.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -40,6 +42,7 @@ from rich import box
 from rich.table import Table
 
 from cli.progress import console, progress_bar
+from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.sweep_cmd import SweepSpec, code_version, run_tasks, set_dotted, sweep_points
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config
 from lake.store import load_panel
@@ -123,8 +126,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     base_id = base.run_id
     out = Path(args.out or spec.out or f"walkforward/{base_id}")
     out = out if out.is_absolute() else (path.parent / out).resolve()
-    if (out / "experiments.sqlite").exists():
-        raise ConfigError(f"{out} already holds a walk-forward; choose another --out or remove it")
+    resume = bool(getattr(args, "resume", False))
+    experiments_table(out, resume, "walk-forward")
     points = sweep_points(spec)
 
     def config_for(run_id: str, point: dict[str, Any], window: tuple[int, int]) -> BacktestConfig:
@@ -145,23 +148,32 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     ]
     workers = args.workers if args.workers is not None else spec.workers
     workers = max(1, min(workers or os.cpu_count() or 1, len(in_sample)))
-    record = _Recorder(out, f"{base_id}-wf", ref.content_hash, code_version())
+    code = code_version()
+    record = _Recorder(out, f"{base_id}-wf", ref.content_hash, code)
     with record:
-        tasks = [(config.canonical_json(), spec.keep_journals) for _, _, config in in_sample]
+        # In-sample runs are recorded as they end; a stopped walk-forward keeps them (--resume).
+        # Out-of-sample runs (one a fold, chosen from all in-sample runs) always run again.
+        metrics: dict[str, dict[str, Any]] = {}
+        if resume:
+            metrics = _recorded_in_sample(record, in_sample, base.dataset, ref.content_hash, spec, code)
+        todo = [(fold, index, config) for fold, index, config in in_sample if config.run_id not in metrics]
         label = f"walk-forward {base_id}: {len(plan)} folds x {len(points)} in-sample runs"
-        with progress_bar(label, len(tasks)) as update:
-            results = list(run_tasks(tasks, workers, update, args.ray))
-        best: dict[int, tuple[int, dict[str, Any]]] = {}
-        for (fold, index, config), result in zip(in_sample, results, strict=True):
-            record(config, index, points[index], result)
-            score = _score(result["metrics"].get(spec.rank_by))
-            if fold.index not in best or score > _score(best[fold.index][1].get(spec.rank_by)):
-                best[fold.index] = (index, result["metrics"])
-        chosen = [points[best[fold.index][0]] for fold in plan]
-        oos = [config_for(f"{base_id}-f{fold.index:02d}-oos", chosen[fold.index], fold.test) for fold in plan]
-        tasks = [(config.canonical_json(), spec.keep_journals) for config in oos]
-        with progress_bar(f"walk-forward {base_id}: {len(plan)} out-of-sample runs", len(tasks)) as update:
-            oos_results = list(run_tasks(tasks, min(workers, len(tasks)), update, args.ray))
+        if resume:
+            label += f" ({len(todo):,} left)"
+        again = f"tape walkforward {path} --out {out} --resume"
+        for _, _, config in todo if resume else ():  # a run stopped midway left its journal cut short
+            remove_journal(Path(config.journal))
+        with said_where(lambda: len(metrics), len(in_sample), again, noun="in-sample runs"):
+            metrics.update(_run_in_sample(record, points, todo, spec.keep_journals, workers, args.ray, label))
+            best = _best_per_fold(in_sample, metrics, spec.rank_by)
+            chosen = [points[best[fold.index][0]] for fold in plan]
+            oos = [config_for(f"{base_id}-f{f.index:02d}-oos", chosen[f.index], f.test) for f in plan]
+            for config in oos if resume else ():
+                remove_journal(Path(config.journal))
+            tasks = [(config.canonical_json(), spec.keep_journals) for config in oos]
+            label = f"walk-forward {base_id}: {len(plan)} out-of-sample runs"
+            with progress_bar(label, len(tasks)) as update:
+                oos_results = list(run_tasks(tasks, min(workers, len(tasks)), update, args.ray))
         for fold, config, result in zip(plan, oos, oos_results, strict=True):
             record(config, -1 - fold.index, chosen[fold.index], result)
     if not spec.keep_journals:
@@ -179,8 +191,8 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
             "train": [_iso(fold.train[0]), _iso(fold.train[1])],
             "test": [_iso(fold.test[0]), _iso(fold.test[1])],
             "params": chosen[fold.index],
-            "in_sample": best[fold.index][1],
-            "out_of_sample": result["metrics"],
+            "in_sample": dict(sorted(best[fold.index][1].items())),  # as recorded: the same after --resume
+            "out_of_sample": dict(sorted(result["metrics"].items())),
             "chain_head": result["chain_head"],
         }
         for fold, result in zip(plan, oos_results, strict=True)
@@ -209,29 +221,78 @@ def _stitch(base: BacktestConfig, results: list[dict[str, Any]]) -> list[tuple[i
     return stitched
 
 
+def _run_in_sample(
+    record: _Recorder,
+    points: list[dict[str, Any]],
+    todo: list[tuple[Fold, int, BacktestConfig]],
+    keep: bool,
+    workers: int,
+    ray: str | None,
+    label: str,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Runs the in-sample runs ``todo``, each recorded as it ends; yields (run id, metrics)."""
+    tasks = [(config.canonical_json(), keep) for _, _, config in todo]
+    if not tasks:
+        return
+    with progress_bar(label, len(tasks)) as update:
+        results = run_tasks(tasks, max(1, min(workers, len(tasks))), update, ray)
+        for (_, index, config), result in zip(todo, results, strict=True):
+            record(config, index, points[index], result)
+            yield config.run_id, result["metrics"]
+
+
+def _best_per_fold(
+    in_sample: list[tuple[Fold, int, BacktestConfig]], metrics: dict[str, dict[str, Any]], rank_by: str
+) -> dict[int, tuple[int, dict[str, Any]]]:
+    """Each fold's best point by ``rank_by`` (grid order: the first of equal scores wins)."""
+    best: dict[int, tuple[int, dict[str, Any]]] = {}
+    for fold, index, config in in_sample:
+        score = _score(metrics[config.run_id].get(rank_by))
+        if fold.index not in best or score > _score(best[fold.index][1].get(rank_by)):
+            best[fold.index] = (index, metrics[config.run_id])
+    return best
+
+
+def _recorded_in_sample(
+    record: _Recorder,
+    in_sample: list[tuple[Fold, int, BacktestConfig]],
+    dataset: str,
+    content_hash: str,
+    spec: SweepSpec,
+    code: str,
+) -> dict[str, dict[str, Any]]:
+    """A stopped walk-forward's recorded in-sample runs (``cli.resumable``): run id -> metrics.
+    Its out-of-sample rows are not checked: they run again."""
+    expected = {config.run_id: config for _, _, config in in_sample}
+    kept = recorded_runs(record.store, record.sweep_id, expected, {dataset: content_hash}, spec.keep_journals,
+                         ignore=lambda e: e.point < 0)  # fmt: skip
+    note_other_code(kept.values(), code)
+    return {run_id: e.metrics for run_id, e in kept.items()}
+
+
 class _Recorder:
     """Writes each run of the walk-forward to the experiments table."""
 
     def __init__(self, out: Path, sweep_id: str, dataset_hash: str, code: str) -> None:
-        self._store = ExperimentStore(out / "experiments.sqlite", create=True)
-        self._sweep_id, self._hash, self._code = sweep_id, dataset_hash, code
+        self.store = ExperimentStore(out / "experiments.sqlite", create=True)
+        self.sweep_id, self._hash, self._code = sweep_id, dataset_hash, code
 
     def __enter__(self) -> _Recorder:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._store.close()
+        self.store.close()
 
     def __call__(
         self, config: BacktestConfig, point: int, params: dict[str, Any], result: dict[str, Any]
     ) -> None:
         experiment = Experiment(
-            run_id=config.run_id, sweep_id=self._sweep_id, point=point, params=params,
+            run_id=config.run_id, sweep_id=self.sweep_id, point=point, params=params,
             config_json=config.canonical_json(), seed=config.seed, dataset_hash=self._hash,
             engine_version=ENGINE_VERSION, code_version=self._code, chain_head=result["chain_head"],
             records=result["records"], metrics=result["metrics"], journal=result["journal"],
         )  # fmt: skip
-        self._store.add(experiment)
+        self.store.add(experiment)
 
 
 def _score(value: Any) -> float:
@@ -275,3 +336,4 @@ def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPa
     walk.add_argument("--workers", type=int, help="processes (default: [walkforward] workers; 0: all cores)")
     walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
     walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
+    walk.add_argument("--resume", action="store_true", help="carry a stopped walk-forward on: the rest runs")

@@ -127,7 +127,7 @@ def test_a_stopped_sweep_resumed_records_what_one_run_through_records(
     shutil.copytree(out / "journals" / "sweep-test-0000", out / "journals" / "sweep-test-0002")  # cut short
     monkeypatch.setattr(sweep_cmd, "run_point", run_point)
 
-    with pytest.raises(ConfigError, match="--resume runs the points it has not recorded"):
+    with pytest.raises(ConfigError, match="--resume runs what it has not recorded"):
         _sweep(path, out)
     assert _sweep(path, out, resume=True) == 0
     assert _rows(out / "experiments.sqlite") == whole
@@ -152,7 +152,7 @@ def test_resume_refuses_a_sweep_that_changed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="another configuration"):
         _sweep(other, out, resume=True)
     other.write_text(path.read_text().replace('run_id = "sweep-test"', 'run_id = "x"'))
-    with pytest.raises(ConfigError, match="holds sweep 'sweep-test', not 'x'"):
+    with pytest.raises(ConfigError, match="holds 'sweep-test', not 'x'"):
         _sweep(other, out, resume=True)
     kept = _sweep_file(tmp_path, GRID + "\nkeep_journals = true")
     with pytest.raises(ConfigError, match="keep_journals is true now"):

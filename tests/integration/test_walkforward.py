@@ -4,7 +4,9 @@ training window, trades them on the test window, and records every run."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -12,8 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from cli import sweep_cmd
 from cli.main import main
-from cli.walkforward_cmd import Fold, folds
+from cli.sweep_cmd import run_point
+from cli.walkforward_cmd import Fold, cmd_walkforward, folds
 from cli.wiring import ConfigError
 from domain.events import DayClosed, OrderSubmitted
 from domain.market import Panel
@@ -122,3 +126,63 @@ def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(tmp_path: P
         assert oos_config["window"] == {"start": fold["test"][0], "end": fold["test"][1]}
         assert all(v[2]["window"]["end"] == fold["train"][1] for v in in_sample.values())
     assert main(["runs", str(tmp_path / "out"), "--rerun", "wf-f01-oos"]) == 0
+
+
+def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In-sample runs are recorded as they end: stopped after five of twelve, ``--resume`` keeps
+    them, runs the other seven (a journal left cut short replaced) and the out-of-sample runs,
+    and ends with the rows and the report of a walk-forward run through in one go."""
+    make_dataset(tmp_path / "data", symbols=3, bars=400)
+    path = tmp_path / "wf.toml"
+    path.write_text(
+        'run_id = "wf"\ndataset = "data"\njournal = "journals/base"\n'
+        '[strategy]\nname = "sma_crossover"\nparams = { fast = 10, slow = 30, weight = 0.9 }\n'
+        '[walkforward]\ntrain_days = 150\ntest_days = 80\nkeep_journals = true\n'
+        'grid = { "strategy.params.fast" = [5, 15], "strategy.params.slow" = [30, 60] }\n'
+    )
+    out = tmp_path / "out"
+    command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
+    assert main(command) == 0
+    whole = _experiment_rows(out)
+    report = (out / "walkforward.json").read_text()
+    shutil.rmtree(out)
+
+    calls = []
+
+    def stopped_at_the_sixth(task: tuple[str, bool]) -> dict[str, object]:
+        calls.append(task)
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return run_point(task)
+
+    monkeypatch.setattr(sweep_cmd, "run_point", stopped_at_the_sixth)
+    with pytest.raises(KeyboardInterrupt):
+        cmd_walkforward(_namespace(path, out, resume=False))
+    said = " ".join(capsys.readouterr().out.split())
+    assert "5 of 12 in-sample runs recorded" in said and "--resume` runs the rest" in said
+    assert len(_experiment_rows(out)) == 5
+    shutil.copytree(out / "journals" / "wf-f00-is-0000", out / "journals" / "wf-f01-is-0001")  # cut short
+    monkeypatch.setattr(sweep_cmd, "run_point", run_point)
+
+    assert main(command) != 0  # the folder holds a walk-forward: refused without --resume
+    assert "--resume runs what it has not recorded" in " ".join(capsys.readouterr().out.split())
+    assert main([*command, "--resume"]) == 0
+    assert _experiment_rows(out) == whole
+    assert (out / "walkforward.json").read_text() == report
+    other = tmp_path / "other.toml"
+    other.write_text(path.read_text().replace("weight = 0.9", "weight = 0.8"))
+    with pytest.raises(ConfigError, match="another configuration"):
+        cmd_walkforward(_namespace(other, out, resume=True))
+
+
+def _namespace(path: Path, out: Path, *, resume: bool) -> argparse.Namespace:
+    return argparse.Namespace(config=str(path), workers=1, out=str(out), ray=None, resume=resume)
+
+
+def _experiment_rows(out: Path) -> list[tuple[str, str, str, str]]:
+    with sqlite3.connect(out / "experiments.sqlite") as db:
+        return db.execute(
+            "SELECT run_id, chain_head, metrics_json, config_json FROM experiments ORDER BY run_id"
+        ).fetchall()

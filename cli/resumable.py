@@ -1,0 +1,110 @@
+"""Carrying a stopped research job on (``tape sweep --resume``, ``tape walkforward --resume``):
+the runs its experiments table recorded stay, the rest run.
+
+A recorded run is kept only if it is the run its place in the job would be now — the same
+configuration (the TOML, its grid and the output folder, which fixes the journal paths), data
+set (content hash), engine version and journals kept or not; anything else makes a different
+job, refused with the reason. A journal a stopped run left cut short is removed so the run can
+write it again.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cli.progress import console
+from cli.wiring import ConfigError
+from sim.backtest import ENGINE_VERSION, BacktestConfig
+from sim.experiments import Experiment, ExperimentStore
+
+__all__ = ["experiments_table", "note_other_code", "recorded_runs", "remove_journal", "said_where"]
+
+
+def experiments_table(out: Path, resume: bool, what: str) -> Path:
+    """The job's experiments table in ``out``: one already there is carried on only with
+    ``resume``; ``resume`` without one is refused."""
+    db = out / "experiments.sqlite"
+    if db.exists() and not resume:
+        raise ConfigError(
+            f"{out} already holds a {what}; --resume runs what it has not recorded, or choose another "
+            "--out or remove it"
+        )
+    if resume and not db.exists():
+        raise ConfigError(f"{out} holds no {what} to resume (no experiments.sqlite); run it without --resume")
+    return db
+
+
+def recorded_runs(
+    store: ExperimentStore,
+    job_id: str,
+    expected: dict[str, BacktestConfig],
+    hashes: dict[str, str],
+    keep: bool,
+    *,
+    ignore: Callable[[Experiment], bool] = lambda _: False,
+) -> dict[str, Experiment]:
+    """The recorded runs by run id, each checked against ``expected`` (run id -> the run's
+    configuration now) and ``hashes`` (data set -> content hash now); runs ``ignore`` names
+    (ones the job runs again anyway) are left out unchecked."""
+    done: dict[str, Experiment] = {}
+    for e in store.all():
+        if e.sweep_id != job_id:
+            raise ConfigError(f"{store.path} holds {e.sweep_id!r}, not {job_id!r}")
+        if ignore(e):
+            continue
+        config = expected.get(e.run_id)
+        if config is None or config.canonical_json() != e.config_json:
+            raise ConfigError(
+                f"{store.path}: run {e.run_id} was recorded with another configuration than it has now "
+                "(the TOML, its grid or --out changed): a changed job needs a new --out"
+            )
+        if e.dataset_hash != hashes[config.dataset]:
+            raise ConfigError(
+                f"the data set {config.dataset} changed since run {e.run_id} read it (content hash "
+                f"{hashes[config.dataset][:16]}..., then {e.dataset_hash[:16]}...): a new --out runs it anew"
+            )
+        if e.engine_version != ENGINE_VERSION:
+            raise ConfigError(f"run {e.run_id} was recorded by {e.engine_version}; this is {ENGINE_VERSION}")
+        if bool(e.journal) != keep:
+            raise ConfigError(
+                f"run {e.run_id} {'kept' if e.journal else 'did not keep'} its journal; keep_journals is "
+                f"{str(keep).lower()} now: a changed job needs a new --out"
+            )
+        done[e.run_id] = e
+    return done
+
+
+def note_other_code(recorded: Iterable[Experiment], code: str) -> None:
+    """Say so when recorded runs came from another code version (each row keeps its own)."""
+    others = Counter(e.code_version for e in recorded if e.code_version != code)
+    for other, count in sorted(others.items()):
+        console.print(f"note: {count:,} recorded run(s) came from {other}; the rest run on {code}")
+
+
+def remove_journal(path: Path) -> None:
+    """A journal left by a run that did not finish (LMDB folder, or SQLite file and sidecars)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    for item in (path, *(path.with_name(path.name + tail) for tail in ("-wal", "-shm", "-journal"))):
+        if item.is_file():
+            item.unlink()
+
+
+@contextmanager
+def said_where(
+    recorded: Callable[[], int], total: int, command: str, *, noun: str = "runs"
+) -> Iterator[None]:
+    """On a stop (not an error): one line saying how many of ``total`` runs are recorded and the
+    ``command`` that runs the rest; then the stop goes on to ``cli.main`` (its
+    ``interrupted:`` / ``terminated:`` line and exit status)."""
+    try:
+        yield
+    except Exception:
+        raise
+    except BaseException:
+        console.print(f"{recorded():,} of {total:,} {noun} recorded; `{command}` runs the rest")
+        raise
