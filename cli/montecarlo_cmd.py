@@ -27,6 +27,7 @@ from rich.table import Table
 
 from cli.exits import unfinished_status
 from cli.progress import console, progress_bar
+from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
@@ -98,8 +99,8 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
     slippage = _range(args.slippage_bp, "slippage-bp")
     participation = _range(args.participation, "participation")
     out = Path(args.out or f"{args.journal}.montecarlo").resolve()
-    if (out / "experiments.sqlite").exists():
-        raise ConfigError(f"{out} already holds a Monte Carlo; choose another --out or remove it")
+    resume = bool(getattr(args, "resume", False))
+    experiments_table(out, resume, "Monte Carlo")
     rng = np.random.default_rng(args.seed)
     configs, draws = [], []
     for index in range(args.perturb):
@@ -112,26 +113,62 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
         make_strategies(perturbed)
         configs.append(perturbed)
         draws.append({"fill.slippage_e8": slip_e8, "fill.participation_e8": part_e8})
-    tasks = [(c.canonical_json(), False) for c in configs]
-    workers = max(1, min(args.workers or os.cpu_count() or 1, len(tasks)))
     code = code_version()
-    metrics: list[dict[str, Any]] = []
-    with (
-        ExperimentStore(out / "experiments.sqlite", create=True) as store,
-        progress_bar(
-            f"fill perturbation: {len(tasks)} backtests on {workers} worker(s)", len(tasks)
-        ) as update,
-    ):
-        for index, outcome in enumerate(run_tasks(tasks, workers, update, args.ray)):
-            c = configs[index]
-            store.add(Experiment(
-                run_id=c.run_id, sweep_id=f"{config.run_id}-mc", point=index, params=draws[index],
-                config_json=c.canonical_json(), seed=c.seed, dataset_hash=dataset_hash,
-                engine_version=ENGINE_VERSION, code_version=code, chain_head=outcome["chain_head"],
-                records=outcome["records"], metrics=outcome["metrics"], journal="",
-            ))  # fmt: skip
-            metrics.append(outcome["metrics"])
+    sweep_id = f"{config.run_id}-mc"
+    with ExperimentStore(out / "experiments.sqlite", create=True) as store:
+        recorded: dict[str, Experiment] = {}
+        if resume:
+            expected = {c.run_id: c for c in configs}
+            recorded = recorded_runs(store, sweep_id, expected, {config.dataset: dataset_hash}, False)
+            note_other_code(recorded.values(), code)
+        metrics = {i: recorded[c.run_id].metrics for i, c in enumerate(configs) if c.run_id in recorded}
+        todo = [index for index, c in enumerate(configs) if c.run_id not in recorded]
+        tasks = [(configs[index].canonical_json(), False) for index in todo]
+        workers = max(1, min(args.workers or os.cpu_count() or 1, len(tasks)))
+        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else f"{len(tasks)} backtests"
+        again = (
+            f"tape montecarlo {args.journal} --perturb {args.perturb} --seed {args.seed} --slippage-bp "
+            f"{args.slippage_bp} --participation {args.participation} --out {out} --resume"
+        )
+        with (
+            said_where(lambda: len(metrics), len(configs), again),
+            progress_bar(f"fill perturbation: {left} on {workers} worker(s)", len(tasks)) as update,
+        ):
+            results = run_tasks(tasks, workers, update, args.ray) if tasks else ()
+            for index, outcome in zip(todo, results, strict=True):
+                _record(store, configs[index], index, draws[index], outcome, sweep_id, dataset_hash, code)
+                metrics[index] = outcome["metrics"]
     shutil.rmtree(out / "journals", ignore_errors=True)  # the runs' journals are not kept
+    return _perturbed_summary(args, out, slippage, participation, [metrics[i] for i in range(len(configs))])
+
+
+def _record(
+    store: ExperimentStore,
+    c: BacktestConfig,
+    index: int,
+    draw: dict[str, int],
+    outcome: dict[str, Any],
+    sweep_id: str,
+    dataset_hash: str,
+    code: str,
+) -> None:
+    """One perturbed run into the experiments table (its journal is not kept)."""
+    store.add(Experiment(
+        run_id=c.run_id, sweep_id=sweep_id, point=index, params=draw,
+        config_json=c.canonical_json(), seed=c.seed, dataset_hash=dataset_hash,
+        engine_version=ENGINE_VERSION, code_version=code, chain_head=outcome["chain_head"],
+        records=outcome["records"], metrics=outcome["metrics"], journal="",
+    ))  # fmt: skip
+
+
+def _perturbed_summary(
+    args: argparse.Namespace,
+    out: Path,
+    slippage: tuple[float, float],
+    participation: tuple[float, float],
+    metrics: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The perturbed runs' percentiles, printed and returned (``--json``)."""
     summary: dict[str, Any] = {}
     for name in ("total_return", "annual_return", "sharpe", "max_drawdown"):
         values = np.array([m[name] for m in metrics if m.get(name) is not None], dtype=np.float64)
@@ -183,3 +220,4 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
     mc.add_argument("--json", metavar="PATH", help="write every figure as JSON")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')
+    mc.add_argument("--resume", action="store_true", help="carry a stopped --perturb on: the rest runs")

@@ -1,5 +1,6 @@
-"""Carrying a stopped research job on (``tape sweep --resume``, ``tape walkforward --resume``):
-the runs its experiments table recorded stay, the rest run.
+"""Carrying a stopped research job on (``tape sweep``, ``tape walkforward`` and ``tape
+montecarlo --perturb`` with ``--resume``): the runs its experiments table recorded stay, the
+rest run.
 
 A recorded run is kept only if it is the run its place in the job would be now — the same
 configuration (the TOML, its grid and the output folder, which fixes the journal paths), data

@@ -4,9 +4,14 @@ journal and the seed, and every perturbed run is recorded."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
+import pytest
+
+from cli import sweep_cmd
 from cli.main import main
+from cli.sweep_cmd import run_point
 from sim.experiments import ExperimentStore
 from sim.fill_models import FillModel
 from tests.factories import make_config, make_dataset, run
@@ -34,3 +39,45 @@ def test_montecarlo_is_reproducible_and_records_the_perturbed_runs(tmp_path: Pat
     assert len({r.params["fill.slippage_e8"] for r in runs}) == 3  # three different draws
     assert not (tmp_path / "a" / "journals").exists()
     assert main(["montecarlo", str(tmp_path / "j"), "--block", "100000"]) == 2
+
+
+def test_a_stopped_perturbation_resumed_ends_as_one_run_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stopped after two of four perturbed runs, ``--resume`` runs the other two and ends with
+    the rows and the figures of a perturbation run through in one go; other draws (another
+    seed) are refused."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j", fill=FillModel(slippage_e8=20_000, commission_e8=100_000)))
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "200", "--seed", "5", "--perturb", "4",
+            "--slippage-bp", "0,30", "--workers", "1", "--out", str(tmp_path / "a")]  # fmt: skip
+    assert main([*argv, "--json", str(tmp_path / "whole.json")]) == 0
+    whole = _rows(tmp_path / "a")
+    (tmp_path / "a" / "experiments.sqlite").unlink()
+    calls = []
+
+    def stopped_at_the_third(task: tuple[str, bool]) -> dict[str, object]:
+        calls.append(task)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return run_point(task)
+
+    monkeypatch.setattr(sweep_cmd, "run_point", stopped_at_the_third)
+    assert main(argv) == 130
+    said = " ".join(capsys.readouterr().out.split())
+    assert "2 of 4 runs recorded" in said and "--resume` runs the rest" in said
+    monkeypatch.setattr(sweep_cmd, "run_point", run_point)
+    assert main(argv) == 2  # the folder holds a Monte Carlo: refused without --resume
+    assert main([*argv, "--resume", "--json", str(tmp_path / "resumed.json")]) == 0
+    assert _rows(tmp_path / "a") == whole
+    resumed = json.loads((tmp_path / "resumed.json").read_text())
+    assert resumed["perturbation"] == json.loads((tmp_path / "whole.json").read_text())["perturbation"]
+    other_seed = [*argv[:5], "6", *argv[6:], "--resume"]
+    assert main(other_seed) == 2
+    assert "another configuration" in " ".join(capsys.readouterr().out.split())
+
+
+def _rows(out: Path) -> list[tuple[str, str, str, str]]:
+    with sqlite3.connect(out / "experiments.sqlite") as db:
+        query = "SELECT run_id, params_json, chain_head, metrics_json FROM experiments ORDER BY run_id"
+        return db.execute(query).fetchall()
