@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 import numpy as np
@@ -18,6 +19,9 @@ from kernel.store import open_journal
 from kernel.strategy import MarketView
 from lake.synth import synth_dataset
 from sim.backtest import BacktestConfig, BacktestResult, StrategyConfig, run_backtest
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def make_dataset(
@@ -321,3 +325,21 @@ def make_perp_dataset(path: Path, *, seed: int = 7, bars: int = 240) -> Path:
     )
     write_dataset(path, name="perp", frequency="1h", calendar="24x7", instruments=[XRP_PERP], bars=table)
     return path
+
+
+def stop_research_runs_after(monkeypatch: pytest.MonkeyPatch, runs: int) -> None:
+    """Make the next research job (sweep, walk-forward, Monte Carlo ``--perturb``, one worker)
+    stop as a Ctrl-C would once ``runs`` runs have ended: the run after them raises
+    ``KeyboardInterrupt`` in the job's process."""
+    from cli import sweep_cmd  # the research jobs' runner (imported here: most factories need none of it)
+
+    run_point = sweep_cmd.run_point
+    started = []
+
+    def stopping(task: tuple[str, bool]) -> dict[str, object]:
+        started.append(task)
+        if len(started) > runs:
+            raise KeyboardInterrupt
+        return run_point(task)
+
+    monkeypatch.setattr(sweep_cmd, "run_point", stopping)

@@ -9,12 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cli import sweep_cmd
 from cli.main import main
-from cli.sweep_cmd import run_point
 from sim.experiments import ExperimentStore
 from sim.fill_models import FillModel
-from tests.factories import make_config, make_dataset, run
+from tests.factories import make_config, make_dataset, run, stop_research_runs_after
 
 
 def test_montecarlo_is_reproducible_and_records_the_perturbed_runs(tmp_path: Path) -> None:
@@ -54,19 +52,11 @@ def test_a_stopped_perturbation_resumed_ends_as_one_run_through(
     assert main([*argv, "--json", str(tmp_path / "whole.json")]) == 0
     whole = _rows(tmp_path / "a")
     (tmp_path / "a" / "experiments.sqlite").unlink()
-    calls = []
-
-    def stopped_at_the_third(task: tuple[str, bool]) -> dict[str, object]:
-        calls.append(task)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return run_point(task)
-
-    monkeypatch.setattr(sweep_cmd, "run_point", stopped_at_the_third)
+    stop_research_runs_after(monkeypatch, 2)
     assert main(argv) == 130
     said = " ".join(capsys.readouterr().out.split())
     assert "2 of 4 runs recorded" in said and "--resume` runs the rest" in said
-    monkeypatch.setattr(sweep_cmd, "run_point", run_point)
+    monkeypatch.undo()
     assert main(argv) == 2  # the folder holds a Monte Carlo: refused without --resume
     assert main([*argv, "--resume", "--json", str(tmp_path / "resumed.json")]) == 0
     assert _rows(tmp_path / "a") == whole

@@ -11,12 +11,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from cli import sweep_cmd
 from cli.main import main
-from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, run_point, set_dotted, sweep_points
+from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, set_dotted, sweep_points
 from cli.wiring import ConfigError, load_config
 from sim.experiments import ExperimentStore
-from tests.factories import make_dataset
+from tests.factories import make_dataset, stop_research_runs_after
 
 BASE = """
 run_id = "sweep-test"
@@ -110,22 +109,14 @@ def test_a_stopped_sweep_resumed_records_what_one_run_through_records(
     whole = _rows(out / "experiments.sqlite")
     shutil.rmtree(out)
 
-    calls = []
-
-    def stopped_at_the_third(task: tuple[str, bool]) -> dict[str, object]:
-        calls.append(task)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return run_point(task)
-
-    monkeypatch.setattr(sweep_cmd, "run_point", stopped_at_the_third)
+    stop_research_runs_after(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         _sweep(path, out)
     said = capsys.readouterr().out
     assert "2 of 4 runs recorded" in said and "--resume` runs the rest" in " ".join(said.split())
     assert [r[0] for r in _rows(out / "experiments.sqlite")] == ["sweep-test-0000", "sweep-test-0001"]
     shutil.copytree(out / "journals" / "sweep-test-0000", out / "journals" / "sweep-test-0002")  # cut short
-    monkeypatch.setattr(sweep_cmd, "run_point", run_point)
+    monkeypatch.undo()
 
     with pytest.raises(ConfigError, match="--resume runs what it has not recorded"):
         _sweep(path, out)

@@ -14,9 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from cli import sweep_cmd
 from cli.main import main
-from cli.sweep_cmd import run_point
 from cli.walkforward_cmd import Fold, cmd_walkforward, folds
 from cli.wiring import ConfigError
 from domain.events import DayClosed, OrderSubmitted
@@ -25,7 +23,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
 from sim.backtest import Window, build_setup, run_backtest
-from tests.factories import make_config, make_dataset
+from tests.factories import make_config, make_dataset, stop_research_runs_after
 
 
 class Peeker:
@@ -100,14 +98,7 @@ def test_rolling_and_anchored_folds() -> None:
 
 
 def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(tmp_path: Path) -> None:
-    make_dataset(tmp_path / "data", symbols=3, bars=400)
-    path = tmp_path / "wf.toml"
-    path.write_text(
-        'run_id = "wf"\ndataset = "data"\njournal = "journals/base"\n'
-        '[strategy]\nname = "sma_crossover"\nparams = { fast = 10, slow = 30, weight = 0.9 }\n'
-        '[walkforward]\ntrain_days = 150\ntest_days = 80\n'
-        'grid = { "strategy.params.fast" = [5, 15], "strategy.params.slow" = [30, 60] }\n'
-    )
+    path = _walkforward_file(tmp_path)
     assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "walkforward.json").read_text())
     assert len(report["folds"]) == 3  # (400 - 150) // 80
@@ -134,14 +125,7 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     """In-sample runs are recorded as they end: stopped after five of twelve, ``--resume`` keeps
     them, runs the other seven (a journal left cut short replaced) and the out-of-sample runs,
     and ends with the rows and the report of a walk-forward run through in one go."""
-    make_dataset(tmp_path / "data", symbols=3, bars=400)
-    path = tmp_path / "wf.toml"
-    path.write_text(
-        'run_id = "wf"\ndataset = "data"\njournal = "journals/base"\n'
-        '[strategy]\nname = "sma_crossover"\nparams = { fast = 10, slow = 30, weight = 0.9 }\n'
-        '[walkforward]\ntrain_days = 150\ntest_days = 80\nkeep_journals = true\n'
-        'grid = { "strategy.params.fast" = [5, 15], "strategy.params.slow" = [30, 60] }\n'
-    )
+    path = _walkforward_file(tmp_path, "keep_journals = true\n")
     out = tmp_path / "out"
     command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
     assert main(command) == 0
@@ -149,22 +133,14 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     report = (out / "walkforward.json").read_text()
     shutil.rmtree(out)
 
-    calls = []
-
-    def stopped_at_the_sixth(task: tuple[str, bool]) -> dict[str, object]:
-        calls.append(task)
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return run_point(task)
-
-    monkeypatch.setattr(sweep_cmd, "run_point", stopped_at_the_sixth)
+    stop_research_runs_after(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         cmd_walkforward(_namespace(path, out, resume=False))
     said = " ".join(capsys.readouterr().out.split())
     assert "5 of 12 in-sample runs recorded" in said and "--resume` runs the rest" in said
     assert len(_experiment_rows(out)) == 5
     shutil.copytree(out / "journals" / "wf-f00-is-0000", out / "journals" / "wf-f01-is-0001")  # cut short
-    monkeypatch.setattr(sweep_cmd, "run_point", run_point)
+    monkeypatch.undo()
 
     assert main(command) != 0  # the folder holds a walk-forward: refused without --resume
     assert "--resume runs what it has not recorded" in " ".join(capsys.readouterr().out.split())
@@ -175,6 +151,19 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     other.write_text(path.read_text().replace("weight = 0.9", "weight = 0.8"))
     with pytest.raises(ConfigError, match="another configuration"):
         cmd_walkforward(_namespace(other, out, resume=True))
+
+
+def _walkforward_file(tmp_path: Path, extra: str = "") -> Path:
+    """3 names x 400 sessions; 3 folds (train 150, test 80) of a 2 x 2 grid."""
+    make_dataset(tmp_path / "data", symbols=3, bars=400)
+    path = tmp_path / "wf.toml"
+    path.write_text(
+        'run_id = "wf"\ndataset = "data"\njournal = "journals/base"\n'
+        '[strategy]\nname = "sma_crossover"\nparams = { fast = 10, slow = 30, weight = 0.9 }\n'
+        f"[walkforward]\ntrain_days = 150\ntest_days = 80\n{extra}"
+        'grid = { "strategy.params.fast" = [5, 15], "strategy.params.slow" = [30, 60] }\n'
+    )
+    return path
 
 
 def _namespace(path: Path, out: Path, *, resume: bool) -> argparse.Namespace:
