@@ -8,7 +8,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,10 @@ from sim.execution_report import ExecutionQualityError
 from sim.metrics import NoRunStarted
 from venues.ccxt_venue import VenueError
 
-__all__ = ["EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED", "main"]
+__all__ = [
+    "EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED",
+    "Stopped", "main", "stop_on_signals",
+]  # fmt: skip
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -336,24 +340,55 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped(signum)
 
 
+def _stop_again(hook: Callable[[Any], object]) -> Callable[[Any], None]:
+    """A ``sys.unraisablehook`` for while a verb runs. A signal that lands while Python runs code
+    whose exceptions it cannot pass on (a weak reference's callback, such as the import system's
+    module-lock clean-up, or a finaliser) has its ``Stopped`` dropped ("Exception ignored") and
+    the verb would run on to its end. The signal is sent again, from another thread a moment
+    later: raised here, its handler would run inside this hook, where it is dropped as well.
+    Anything else goes to ``hook``."""
+
+    def stop_again(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, Stopped):
+            resend = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+            resend.daemon = True
+            resend.start()
+            return
+        hook(unraisable)
+
+    return stop_again
+
+
+@contextmanager
+def stop_on_signals(*, program: bool = False) -> Iterator[None]:
+    """SIGTERM, and SIGINT where it is not ignored (a background job's), stop the verb run
+    inside: ``Stopped`` is raised where it is (``cli.main`` turns it into one line and exit 130
+    or 143). Only in the main thread (not under a test harness's other threads). A verb with
+    its own handling (follow, paper, live, scheduler) installs it over these for its run.
+    ``program``: this process is ``tape`` itself, so a signal after the verb is ignored rather
+    than killing the process on its way out; otherwise the handlers are put back."""
+    previous: dict[int, Any] = {}
+    hook = sys.unraisablehook
+    if threading.current_thread() is threading.main_thread():
+        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _stop)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _stop)
+        sys.unraisablehook = _stop_again(hook)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_IGN if program else handler)
+        sys.unraisablehook = hook
+
+
 def main(argv: Sequence[str] | None = None, *, program: bool = False) -> int:
     """Run one verb; its exit status. ``program``: this process is ``tape`` itself
     (``entry``), so a signal that comes after the verb has finished is ignored rather than
     killing the process on its way out; called in-process, the handlers are put back."""
     args = _parser().parse_args(argv)
-    # A verb with its own handling (follow, paper, live, scheduler) installs it over these for
-    # its run. Not in a thread other than the main one (a test harness), and SIGINT only where
-    # it is not ignored (a background job's).
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, _stop)
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            previous[signal.SIGINT] = signal.signal(signal.SIGINT, _stop)
-    try:
+    with stop_on_signals(program=program):
         return _run(args)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, signal.SIG_IGN if program else handler)
 
 
 def entry() -> None:
