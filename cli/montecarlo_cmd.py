@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -126,13 +127,17 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
         tasks = [(configs[index].canonical_json(), False) for index in todo]
         workers = max(1, min(args.workers or os.cpu_count() or 1, len(tasks)))
         left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else f"{len(tasks)} backtests"
+        if not tasks:
+            console.print(f"fill perturbation: all {len(configs):,} runs are recorded; nothing left to run")
         again = (
             f"tape montecarlo {args.journal} --perturb {args.perturb} --seed {args.seed} --slippage-bp "
             f"{args.slippage_bp} --participation {args.participation} --out {out} --resume"
         )
         with (
             said_where(lambda: len(metrics), len(configs), again),
-            progress_bar(f"fill perturbation: {left} on {workers} worker(s)", len(tasks)) as update,
+            progress_bar(f"fill perturbation: {left} on {workers} worker(s)", len(tasks))
+            if tasks
+            else nullcontext(lambda _: None) as update,
         ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else ()
             for index, outcome in zip(todo, results, strict=True):

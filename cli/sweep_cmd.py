@@ -38,7 +38,7 @@ import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib.metadata import PackageNotFoundError, version
 from multiprocessing import get_context, resource_tracker
 from pathlib import Path
@@ -366,7 +366,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         again = f"tape sweep {path} --out {out} --resume"
         with (
             said_where(lambda: len(experiments), len(configs), again),
-            progress_bar(label, len(tasks)) as update,
+            progress_bar(label, len(tasks)) if tasks else nullcontext(lambda _: None) as update,
         ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else iter(())
             for index, result in zip(todo, results, strict=True):

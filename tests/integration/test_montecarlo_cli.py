@@ -62,6 +62,9 @@ def test_a_stopped_perturbation_resumed_ends_as_one_run_through(
     assert _rows(tmp_path / "a") == whole
     resumed = json.loads((tmp_path / "resumed.json").read_text())
     assert resumed["perturbation"] == json.loads((tmp_path / "whole.json").read_text())["perturbation"]
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 0
+    assert "nothing left to run" in capsys.readouterr().out
     other_seed = [*argv[:5], "6", *argv[6:], "--resume"]
     assert main(other_seed) == 2
     assert "another configuration" in " ".join(capsys.readouterr().out.split())
