@@ -54,6 +54,10 @@ async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path)
             await pilot.press("8")
             await pilot.pause(0.5)
             halt = app.query_one("#cmd-halt", Button)
+            for _ in range(50):  # the pane is drawn again on a refresh: later than 0.5 s on a loaded CI
+                if not halt.disabled:
+                    break
+                await pilot.pause(0.2)
             assert not halt.disabled and str(halt.label) == "halt"
             assert not app.query_one("#cmd-pause", Button).disabled
             assert app.query_one("#cmd-acknowledge", Button).disabled
