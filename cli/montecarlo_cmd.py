@@ -34,7 +34,7 @@ from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
 from kernel.run_status import run_status
 from kernel.store import open_journal
-from sim.backtest import ENGINE_VERSION, BacktestConfig
+from sim.backtest import BacktestConfig
 from sim.experiments import Experiment, ExperimentStore
 from sim.montecarlo import block_bootstrap, path_stats, summarise
 
@@ -133,6 +133,7 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
             f"tape montecarlo {args.journal} --perturb {args.perturb} --seed {args.seed} --slippage-bp "
             f"{args.slippage_bp} --participation {args.participation} --out {out} --resume"
         )
+        store.plan(sweep_id, "fill perturbation", len(configs), again)
         with (
             said_where(lambda: len(metrics), len(configs), again),
             progress_bar(f"fill perturbation: {left} on {workers} worker(s)", len(tasks))
@@ -141,29 +142,13 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
         ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else ()
             for index, outcome in zip(todo, results, strict=True):
-                _record(store, configs[index], index, draws[index], outcome, sweep_id, dataset_hash, code)
+                store.add(Experiment.of_run(
+                    configs[index], outcome, sweep_id=sweep_id, point=index, params=draws[index],
+                    dataset_hash=dataset_hash, code_version=code,
+                ))  # fmt: skip
                 metrics[index] = outcome["metrics"]
     shutil.rmtree(out / "journals", ignore_errors=True)  # the runs' journals are not kept
     return _perturbed_summary(args, out, slippage, participation, [metrics[i] for i in range(len(configs))])
-
-
-def _record(
-    store: ExperimentStore,
-    c: BacktestConfig,
-    index: int,
-    draw: dict[str, int],
-    outcome: dict[str, Any],
-    sweep_id: str,
-    dataset_hash: str,
-    code: str,
-) -> None:
-    """One perturbed run into the experiments table (its journal is not kept)."""
-    store.add(Experiment(
-        run_id=c.run_id, sweep_id=sweep_id, point=index, params=draw,
-        config_json=c.canonical_json(), seed=c.seed, dataset_hash=dataset_hash,
-        engine_version=ENGINE_VERSION, code_version=code, chain_head=outcome["chain_head"],
-        records=outcome["records"], metrics=outcome["metrics"], journal="",
-    ))  # fmt: skip
 
 
 def _perturbed_summary(

@@ -47,6 +47,7 @@ from typing import Any
 import msgspec
 import numpy as np
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from cli.progress import console, progress_bar
@@ -57,7 +58,7 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import dataset_ref, load_panel
 from models.plugins import installed_strategies
-from sim.backtest import ENGINE_VERSION, BacktestConfig, run_backtest
+from sim.backtest import BacktestConfig, run_backtest
 from sim.experiments import Experiment, ExperimentStore
 from sim.metrics import RunFold
 
@@ -364,6 +365,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if not tasks:
             console.print(f"sweep {base_id}: all {len(configs):,} runs are recorded; nothing left to run")
         again = f"tape sweep {path} --out {out} --resume"
+        store.plan(base_id, "sweep", len(configs), again)
         with (
             said_where(lambda: len(experiments), len(configs), again),
             progress_bar(label, len(tasks)) if tasks else nullcontext(lambda _: None) as update,
@@ -371,13 +373,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             results = run_tasks(tasks, workers, update, args.ray) if tasks else iter(())
             for index, result in zip(todo, results, strict=True):
                 config = configs[index]
-                experiment = Experiment(
-                    run_id=config.run_id, sweep_id=base_id, point=index, params=points[index],
-                    config_json=config.canonical_json(), seed=config.seed,
-                    dataset_hash=hashes[config.dataset], engine_version=ENGINE_VERSION, code_version=code,
-                    chain_head=result["chain_head"], records=result["records"], metrics=result["metrics"],
-                    journal=result["journal"],
-                )  # fmt: skip
+                experiment = Experiment.of_run(
+                    config, result, sweep_id=base_id, point=index, params=points[index],
+                    dataset_hash=hashes[config.dataset], code_version=code,
+                )
                 store.add(experiment)
                 experiments.append(experiment)
     if not spec.keep_journals:
@@ -454,6 +453,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     db = target / "experiments.sqlite" if target.is_dir() else target
     with ExperimentStore(db) as store:
         experiments = store.all(args.sweep)
+        jobs = [job for job in store.jobs() if args.sweep in (None, job.sweep_id)]
         if args.rerun:
             try:
                 experiment = store.get(args.rerun)
@@ -468,6 +468,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         console.print(f"wrote {len(experiments):,} runs to {args.csv}")
         return 0
     print_ranked(experiments, args.rank_by, args.top)
+    for job in jobs:
+        if job.finished:
+            console.print(f"{job.kind} {job.sweep_id}: finished, all {job.planned:,} runs recorded")
+        else:
+            console.print(
+                f"{job.kind} {job.sweep_id}: [yellow]stopped[/], {job.recorded:,} of {job.planned:,} runs "
+                f"recorded; `{escape(job.resume)}` runs the rest"
+            )
     return 0
 
 

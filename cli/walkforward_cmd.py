@@ -46,7 +46,7 @@ from cli.resumable import experiments_table, note_other_code, recorded_runs, rem
 from cli.sweep_cmd import SweepSpec, code_version, run_tasks, set_dotted, sweep_points
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config
 from lake.store import load_panel
-from sim.backtest import ENGINE_VERSION, BacktestConfig
+from sim.backtest import BacktestConfig
 from sim.experiments import Experiment, ExperimentStore
 from sim.performance import return_stats
 
@@ -161,6 +161,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         if resume:
             label += f" ({len(todo):,} left)"
         again = f"tape walkforward {path} --out {out} --resume"
+        record.store.plan(record.sweep_id, "walk-forward", len(in_sample) + len(plan), again)
         for _, _, config in todo if resume else ():  # a run stopped midway left its journal cut short
             remove_journal(Path(config.journal))
         with said_where(lambda: len(metrics), len(in_sample), again, noun="in-sample runs"):
@@ -286,13 +287,10 @@ class _Recorder:
     def __call__(
         self, config: BacktestConfig, point: int, params: dict[str, Any], result: dict[str, Any]
     ) -> None:
-        experiment = Experiment(
-            run_id=config.run_id, sweep_id=self.sweep_id, point=point, params=params,
-            config_json=config.canonical_json(), seed=config.seed, dataset_hash=self._hash,
-            engine_version=ENGINE_VERSION, code_version=self._code, chain_head=result["chain_head"],
-            records=result["records"], metrics=result["metrics"], journal=result["journal"],
-        )  # fmt: skip
-        self.store.add(experiment)
+        self.store.add(Experiment.of_run(
+            config, result, sweep_id=self.sweep_id, point=point, params=params, dataset_hash=self._hash,
+            code_version=self._code,
+        ))  # fmt: skip
 
 
 def _score(value: Any) -> float:

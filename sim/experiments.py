@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Experiment", "ExperimentStore"]
+from sim.backtest import ENGINE_VERSION, BacktestConfig
+
+__all__ = ["Experiment", "ExperimentStore", "Job"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (
@@ -32,8 +34,31 @@ CREATE TABLE IF NOT EXISTS experiments (
     records INTEGER NOT NULL,
     metrics_json TEXT NOT NULL,
     journal TEXT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    sweep_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    planned INTEGER NOT NULL,
+    resume TEXT NOT NULL
+);
 """
+
+
+@dataclass(frozen=True)
+class Job:
+    """A research job as planned when it started (a sweep, a walk-forward, a perturbation) and
+    how many of its runs the table holds: fewer than ``planned`` means it stopped before its
+    end, and ``resume`` is the command that runs the rest."""
+
+    sweep_id: str
+    kind: str
+    planned: int
+    resume: str
+    recorded: int
+
+    @property
+    def finished(self) -> bool:
+        return self.recorded >= self.planned
 
 
 @dataclass(frozen=True)
@@ -52,6 +77,28 @@ class Experiment:
     metrics: dict[str, Any]
     journal: str  # "" when the journal was not kept
 
+    @classmethod
+    def of_run(
+        cls,
+        config: BacktestConfig,
+        result: dict[str, Any],
+        *,
+        sweep_id: str,
+        point: int,
+        params: dict[str, Any],
+        dataset_hash: str,
+        code_version: str,
+    ) -> Experiment:
+        """The row for one finished run: ``config`` is what it ran, ``result`` what the run
+        returned (``chain_head``, ``records``, ``metrics`` and, when its journal was kept,
+        ``journal``); the engine version is this one."""
+        return cls(
+            run_id=config.run_id, sweep_id=sweep_id, point=point, params=params,
+            config_json=config.canonical_json(), seed=config.seed, dataset_hash=dataset_hash,
+            engine_version=ENGINE_VERSION, code_version=code_version, chain_head=result["chain_head"],
+            records=result["records"], metrics=result["metrics"], journal=result.get("journal", ""),
+        )  # fmt: skip
+
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
         data["config"] = json.loads(data.pop("config_json"))
@@ -68,8 +115,7 @@ class ExperimentStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
         if create:
-            self._db.execute(_SCHEMA)
-            self._db.commit()
+            self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -90,6 +136,24 @@ class ExperimentStore:
              json.dumps(e.metrics, sort_keys=True), e.journal),
         )  # fmt: skip
         self._db.commit()
+
+    def plan(self, sweep_id: str, kind: str, planned: int, resume: str) -> None:
+        """Record the job's size as it starts (again on each ``--resume``: its command may have
+        moved), so a stopped job can be told from a finished one."""
+        self._db.execute("INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?)", (sweep_id, kind, planned, resume))
+        self._db.commit()
+
+    def jobs(self) -> list[Job]:
+        """The jobs this table planned, each with the count of its runs recorded (none for a
+        table written before jobs were recorded)."""
+        try:
+            rows = self._db.execute(
+                "SELECT j.sweep_id, j.kind, j.planned, j.resume, COUNT(e.run_id) FROM jobs j "
+                "LEFT JOIN experiments e ON e.sweep_id = j.sweep_id GROUP BY j.sweep_id ORDER BY j.sweep_id"
+            ).fetchall()
+        except sqlite3.OperationalError:  # no jobs table: written by an older Tape
+            return []
+        return [Job(*row) for row in rows]
 
     def all(self, sweep_id: str | None = None) -> list[Experiment]:
         query = "SELECT * FROM experiments"

@@ -57,6 +57,9 @@ def test_a_stopped_perturbation_resumed_ends_as_one_run_through(
     said = " ".join(capsys.readouterr().out.split())
     assert "2 of 4 runs recorded" in said and "--resume` runs the rest" in said
     monkeypatch.undo()
+    assert main(["runs", str(tmp_path / "a")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "-mc: stopped, 2 of 4 runs recorded" in said and said.count("fill perturbation") == 1, said
     assert main(argv) == 2  # the folder holds a Monte Carlo: refused without --resume
     assert main([*argv, "--resume", "--json", str(tmp_path / "resumed.json")]) == 0
     assert _rows(tmp_path / "a") == whole

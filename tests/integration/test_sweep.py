@@ -117,6 +117,11 @@ def test_a_stopped_sweep_resumed_records_what_one_run_through_records(
     assert [r[0] for r in _rows(out / "experiments.sqlite")] == ["sweep-test-0000", "sweep-test-0001"]
     shutil.copytree(out / "journals" / "sweep-test-0000", out / "journals" / "sweep-test-0002")  # cut short
     monkeypatch.undo()
+    assert main(["runs", str(out)]) == 0  # the table tells a stopped sweep from a finished one
+    listed = "".join(capsys.readouterr().out.split())  # a long path is folded anywhere
+    again = f"tape sweep {path} --out {out} --resume"
+    said = f"sweep sweep-test: stopped, 2 of 4 runs recorded; `{again}` runs the rest"
+    assert "".join(said.split()) in listed
 
     with pytest.raises(ConfigError, match="--resume runs what it has not recorded"):
         _sweep(path, out)
@@ -124,6 +129,8 @@ def test_a_stopped_sweep_resumed_records_what_one_run_through_records(
     assert _rows(out / "experiments.sqlite") == whole
     assert main(["runs", str(out), "--rerun", "sweep-test-0002"]) == 0  # its new journal replays
     capsys.readouterr()
+    assert main(["runs", str(out)]) == 0
+    assert "sweep sweep-test: finished, all 4 runs recorded" in capsys.readouterr().out
     assert _sweep(path, out, resume=True) == 0
     assert "nothing left to run" in capsys.readouterr().out
     assert _rows(out / "experiments.sqlite") == whole

@@ -144,8 +144,13 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
 
     assert main(command) != 0  # the folder holds a walk-forward: refused without --resume
     assert "--resume runs what it has not recorded" in " ".join(capsys.readouterr().out.split())
+    assert main(["runs", str(out)]) == 0  # 12 in-sample runs and 3 out-of-sample runs planned
+    assert "walk-forward wf-wf: stopped, 5 of 15 runs recorded" in " ".join(capsys.readouterr().out.split())
     assert main([*command, "--resume"]) == 0
     assert _experiment_rows(out) == whole
+    capsys.readouterr()
+    assert main(["runs", str(out)]) == 0
+    assert "walk-forward wf-wf: finished, all 15 runs recorded" in capsys.readouterr().out
     assert (out / "walkforward.json").read_text() == report
     other = tmp_path / "other.toml"
     other.write_text(path.read_text().replace("weight = 0.9", "weight = 0.8"))
