@@ -97,7 +97,7 @@ def remove_journal(path: Path) -> None:
 
 @contextmanager
 def said_where(
-    recorded: Callable[[], int], total: int, command: str, *, noun: str = "runs"
+    recorded: Callable[[], int], total: int, command: str
 ) -> Iterator[None]:
     """On a stop (not an error): one line saying how many of ``total`` runs are recorded and the
     ``command`` that runs the rest; then the stop goes on to ``cli.main`` (its
@@ -107,5 +107,5 @@ def said_where(
     except Exception:
         raise
     except BaseException:
-        console.print(f"{recorded():,} of {total:,} {noun} recorded; `{command}` runs the rest")
+        console.print(f"{recorded():,} of {total:,} runs recorded; `{command}` runs the rest")
         raise

@@ -19,8 +19,8 @@ out = "walkforward/sma"
 later bar) and trading starts at its first (earlier bars are history for the strategies'
 warm-up). Each test run starts from the configuration's initial capital; the stitched curve
 chains the test windows' daily returns. All runs are recorded in ``OUT/experiments.sqlite``
-(``tape runs OUT``; in-sample runs as each ends, so ``--resume`` carries a stopped walk-forward
-on), the folds and the stitched daily returns in ``OUT/walkforward.json``.
+(``tape runs OUT``; each as it ends, out-of-sample runs with their daily NAVs, so ``--resume``
+carries a stopped walk-forward on), the folds and the stitched daily returns in ``OUT/walkforward.json``.
 """
 
 from __future__ import annotations
@@ -151,11 +151,12 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     code = code_version()
     record = _Recorder(out, f"{base_id}-wf", ref.content_hash, code)
     with record:
-        # In-sample runs are recorded as they end; a stopped walk-forward keeps them (--resume).
-        # Out-of-sample runs (one a fold, chosen from all in-sample runs) always run again.
+        # Every run is recorded as it ends (an out-of-sample run with its daily NAVs, which the
+        # stitched curve needs); a stopped walk-forward keeps them all (--resume).
         metrics: dict[str, dict[str, Any]] = {}
+        oos_done: dict[str, dict[str, Any]] = {}
         if resume:
-            metrics = _recorded_in_sample(record, in_sample, base.dataset, ref.content_hash, spec, code)
+            metrics = _recorded_in_sample(record, in_sample, base.dataset, spec)
         todo = [(fold, index, config) for fold, index, config in in_sample if config.run_id not in metrics]
         label = f"walk-forward {base_id}: {len(plan)} folds x {len(points)} in-sample runs"
         if resume:
@@ -164,19 +165,18 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         record.store.plan(record.sweep_id, "walk-forward", len(in_sample) + len(plan), again)
         for _, _, config in todo if resume else ():  # a run stopped midway left its journal cut short
             remove_journal(Path(config.journal))
-        with said_where(lambda: len(metrics), len(in_sample), again, noun="in-sample runs"):
+        with said_where(lambda: len(metrics) + len(oos_done), len(in_sample) + len(plan), again):
             metrics.update(_run_in_sample(record, points, todo, spec.keep_journals, workers, args.ray, label))
             best = _best_per_fold(in_sample, metrics, spec.rank_by)
             chosen = [points[best[fold.index][0]] for fold in plan]
             oos = [config_for(f"{base_id}-f{f.index:02d}-oos", chosen[f.index], f.test) for f in plan]
-            for config in oos if resume else ():
-                remove_journal(Path(config.journal))
-            tasks = [(config.canonical_json(), spec.keep_journals) for config in oos]
+            if resume:
+                oos_done.update(_recorded_out_of_sample(record, oos, base.dataset, spec))
             label = f"walk-forward {base_id}: {len(plan)} out-of-sample runs"
-            with progress_bar(label, len(tasks)) as update:
-                oos_results = list(run_tasks(tasks, min(workers, len(tasks)), update, args.ray))
-        for fold, config, result in zip(plan, oos, oos_results, strict=True):
-            record(config, -1 - fold.index, chosen[fold.index], result)
+            todo_oos = [(fold, config, chosen[fold.index]) for fold, config in zip(plan, oos, strict=True)]
+            oos_done.update(_run_out_of_sample(record, todo_oos, oos_done, spec.keep_journals, workers,
+                                               args.ray, label, resume))  # fmt: skip
+        oos_results = [oos_done[config.run_id] for config in oos]
     if not spec.keep_journals:
         shutil.rmtree(out / "journals", ignore_errors=True)
     stitched = _stitch(base, oos_results)
@@ -255,20 +255,62 @@ def _best_per_fold(
 
 
 def _recorded_in_sample(
-    record: _Recorder,
-    in_sample: list[tuple[Fold, int, BacktestConfig]],
-    dataset: str,
-    content_hash: str,
-    spec: SweepSpec,
-    code: str,
+    record: _Recorder, in_sample: list[tuple[Fold, int, BacktestConfig]], dataset: str, spec: SweepSpec
 ) -> dict[str, dict[str, Any]]:
     """A stopped walk-forward's recorded in-sample runs (``cli.resumable``): run id -> metrics.
-    Its out-of-sample rows are not checked: they run again."""
+    Its out-of-sample rows are checked once the folds' parameters are chosen
+    (``_recorded_out_of_sample``)."""
     expected = {config.run_id: config for _, _, config in in_sample}
-    kept = recorded_runs(record.store, record.sweep_id, expected, {dataset: content_hash}, spec.keep_journals,
-                         ignore=lambda e: e.point < 0)  # fmt: skip
-    note_other_code(kept.values(), code)
+    kept = recorded_runs(record.store, record.sweep_id, expected, {dataset: record.dataset_hash},
+                         spec.keep_journals, ignore=lambda e: e.point < 0)  # fmt: skip
+    note_other_code(kept.values(), record.code)
     return {run_id: e.metrics for run_id, e in kept.items()}
+
+
+def _run_out_of_sample(
+    record: _Recorder,
+    folds: list[tuple[Fold, BacktestConfig, dict[str, Any]]],
+    done: dict[str, dict[str, Any]],
+    keep: bool,
+    workers: int,
+    ray: str | None,
+    label: str,
+    resume: bool,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Runs each fold's out-of-sample run (its configuration and chosen parameters in
+    ``folds``) that ``done`` lacks, each recorded with its daily NAVs as it ends; yields (run
+    id, result). On ``resume`` a journal one of them left cut short is removed first."""
+    todo = [(fold, config, params) for fold, config, params in folds if config.run_id not in done]
+    for _, config, _ in todo if resume else ():
+        remove_journal(Path(config.journal))
+    if not todo:
+        return
+    tasks = [(config.canonical_json(), keep) for _, config, _ in todo]
+    label += f" ({len(tasks):,} left)" if resume else ""
+    with progress_bar(label, len(tasks)) as update:
+        results = run_tasks(tasks, max(1, min(workers, len(tasks))), update, ray)
+        for (fold, config, params), result in zip(todo, results, strict=True):
+            record(config, -1 - fold.index, params, result)
+            yield config.run_id, result
+
+
+def _recorded_out_of_sample(
+    record: _Recorder, oos: list[BacktestConfig], dataset: str, spec: SweepSpec
+) -> dict[str, dict[str, Any]]:
+    """A stopped walk-forward's recorded out-of-sample runs, each checked to be the run its fold
+    trades now (the parameters chosen from the same in-sample runs give the same
+    configuration): run id -> the run's result, daily NAVs included. A row without its NAVs
+    (recorded by an older Tape) runs again."""
+    expected = {config.run_id: config for config in oos}
+    kept = recorded_runs(record.store, record.sweep_id, expected, {dataset: record.dataset_hash},
+                         spec.keep_journals, ignore=lambda e: e.point >= 0)  # fmt: skip
+    results = {}
+    for run_id, e in kept.items():
+        navs = record.store.navs(run_id)
+        if navs is not None:
+            results[run_id] = {"chain_head": e.chain_head, "records": e.records, "metrics": e.metrics,
+                               "journal": e.journal, "navs": navs}  # fmt: skip
+    return results
 
 
 class _Recorder:
@@ -276,7 +318,7 @@ class _Recorder:
 
     def __init__(self, out: Path, sweep_id: str, dataset_hash: str, code: str) -> None:
         self.store = ExperimentStore(out / "experiments.sqlite", create=True)
-        self.sweep_id, self._hash, self._code = sweep_id, dataset_hash, code
+        self.sweep_id, self.dataset_hash, self.code = sweep_id, dataset_hash, code
 
     def __enter__(self) -> _Recorder:
         return self
@@ -287,10 +329,12 @@ class _Recorder:
     def __call__(
         self, config: BacktestConfig, point: int, params: dict[str, Any], result: dict[str, Any]
     ) -> None:
-        self.store.add(Experiment.of_run(
-            config, result, sweep_id=self.sweep_id, point=point, params=params, dataset_hash=self._hash,
-            code_version=self._code,
-        ))  # fmt: skip
+        """One run's row; an out-of-sample run's (``point`` < 0) with its daily NAVs."""
+        experiment = Experiment.of_run(
+            config, result, sweep_id=self.sweep_id, point=point, params=params,
+            dataset_hash=self.dataset_hash, code_version=self.code,
+        )  # fmt: skip
+        self.store.add(experiment, result["navs"] if point < 0 else None)
 
 
 def _score(value: Any) -> float:

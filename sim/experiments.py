@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS experiments (
     metrics_json TEXT NOT NULL,
     journal TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS navs (
+    run_id TEXT PRIMARY KEY,
+    navs_json TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS jobs (
     sweep_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -126,9 +130,12 @@ class ExperimentStore:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def add(self, experiment: Experiment) -> None:
-        """Record one run (a run id already present is replaced: the sweep was run again)."""
+    def add(self, experiment: Experiment, navs: list[tuple[int, int]] | None = None) -> None:
+        """Record one run (a run id already present is replaced: the sweep was run again), with
+        its daily NAVs ((day, minor units) at each close) where a job needs them back."""
         e = experiment
+        if navs is not None:
+            self._db.execute("INSERT OR REPLACE INTO navs VALUES (?, ?)", (e.run_id, json.dumps(navs)))
         self._db.execute(
             "INSERT OR REPLACE INTO experiments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (e.run_id, e.sweep_id, e.point, json.dumps(e.params, sort_keys=True), e.config_json, e.seed,
@@ -136,6 +143,14 @@ class ExperimentStore:
              json.dumps(e.metrics, sort_keys=True), e.journal),
         )  # fmt: skip
         self._db.commit()
+
+    def navs(self, run_id: str) -> list[tuple[int, int]] | None:
+        """The daily NAVs recorded with a run (None: not recorded, or a table without them)."""
+        try:
+            row = self._db.execute("SELECT navs_json FROM navs WHERE run_id = ?", (run_id,)).fetchone()
+        except sqlite3.OperationalError:  # no navs table: written by an older Tape
+            return None
+        return None if row is None else [(day, nav) for day, nav in json.loads(row[0])]
 
     def plan(self, sweep_id: str, kind: str, planned: int, resume: str) -> None:
         """Record the job's size as it starts (again on each ``--resume``: its command may have

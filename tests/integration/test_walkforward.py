@@ -122,9 +122,10 @@ def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(tmp_path: P
 def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """In-sample runs are recorded as they end: stopped after five of twelve, ``--resume`` keeps
-    them, runs the other seven (a journal left cut short replaced) and the out-of-sample runs,
-    and ends with the rows and the report of a walk-forward run through in one go."""
+    """Runs are recorded as they end: stopped after five of twelve in-sample runs, ``--resume``
+    keeps them, runs the other seven (a journal left cut short replaced) and the out-of-sample
+    runs, and ends with the rows and the report of a walk-forward run through in one go; so
+    does one stopped after the first out-of-sample run, whose row and NAVs are kept."""
     path = _walkforward_file(tmp_path, "keep_journals = true\n")
     out = tmp_path / "out"
     command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
@@ -137,7 +138,7 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     with pytest.raises(KeyboardInterrupt):
         cmd_walkforward(_namespace(path, out, resume=False))
     said = " ".join(capsys.readouterr().out.split())
-    assert "5 of 12 in-sample runs recorded" in said and "--resume` runs the rest" in said
+    assert "5 of 15 runs recorded" in said and "--resume` runs the rest" in said
     assert len(_experiment_rows(out)) == 5
     shutil.copytree(out / "journals" / "wf-f00-is-0000", out / "journals" / "wf-f01-is-0001")  # cut short
     monkeypatch.undo()
@@ -151,6 +152,18 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     capsys.readouterr()
     assert main(["runs", str(out)]) == 0
     assert "walk-forward wf-wf: finished, all 15 runs recorded" in capsys.readouterr().out
+    assert (out / "walkforward.json").read_text() == report
+    shutil.rmtree(out)
+    stop_research_runs_after(monkeypatch, 13)  # the 12 in-sample runs and the first out-of-sample run
+    with pytest.raises(KeyboardInterrupt):
+        cmd_walkforward(_namespace(path, out, resume=False))
+    assert "13 of 15 runs recorded" in " ".join(capsys.readouterr().out.split())
+    monkeypatch.undo()
+    stop_research_runs_after(monkeypatch, 2)  # the resumed job runs only the last two
+    assert main([*command, "--resume"]) == 0
+    monkeypatch.undo()
+    assert "3 out-of-sample runs (2 left)" in " ".join(capsys.readouterr().out.split())
+    assert _experiment_rows(out) == whole
     assert (out / "walkforward.json").read_text() == report
     other = tmp_path / "other.toml"
     other.write_text(path.read_text().replace("weight = 0.9", "weight = 0.8"))
