@@ -171,6 +171,31 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
         cmd_walkforward(_namespace(other, out, resume=True))
 
 
+def test_out_of_sample_rows_without_their_navs_run_again_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished walk-forward resumed runs nothing; one whose out-of-sample rows lack their
+    daily NAVs (as an older Tape recorded them) runs those three again, to the same rows and
+    report."""
+    path = _walkforward_file(tmp_path)
+    out = tmp_path / "out"
+    command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
+    assert main(command) == 0
+    whole, report = _experiment_rows(out), (out / "walkforward.json").read_text()
+    stop_research_runs_after(monkeypatch, 0)  # any run at all would stop it
+    assert main([*command, "--resume"]) == 0
+    assert (out / "walkforward.json").read_text() == report
+    monkeypatch.undo()
+    with sqlite3.connect(out / "experiments.sqlite") as db:
+        db.execute("DELETE FROM navs")
+    stop_research_runs_after(monkeypatch, 3)
+    capsys.readouterr()
+    assert main([*command, "--resume"]) == 0
+    assert "3 out-of-sample runs (3 left)" in " ".join(capsys.readouterr().out.split())
+    assert _experiment_rows(out) == whole
+    assert (out / "walkforward.json").read_text() == report
+
+
 def _walkforward_file(tmp_path: Path, extra: str = "") -> Path:
     """3 names x 400 sessions; 3 folds (train 150, test 80) of a 2 x 2 grid."""
     make_dataset(tmp_path / "data", symbols=3, bars=400)
