@@ -38,6 +38,10 @@ stamps its log entries with the wall clock; nothing here passes those times on t
   orders, then fetches the executions it missed through the same de-duplication, finds the
   orders that left the open list unfilled among the completed orders, and notes
   ``reconciled`` (the bridge then reconciles the book).
+* **Bars** (``watch_bars``, ``fetch_bars``, ``bar_grid``): one ``keepUpToDate``
+  ``reqHistoricalData`` subscription per contract and the catch-up after a drop, kept by
+  ``venues.ib_bars.IbBars`` (its module docstring); the venue hands it ib_async's bar updates
+  and a lost connection or 1101.
 * **Quotes** (``watch_quote``, for the paper broker): one ``reqMktData`` stream per contract,
   kept by ``venues.ib_quotes.IbQuotes`` (its module docstring); the venue hands it ib_async's
   ticker batches, IB's errors for its request ids and a lost connection, and stops it with
@@ -48,9 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
-import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -74,10 +76,11 @@ from venues.ccxt_venue import (
     VenueOrder,
     VenueQuote,
 )
+from venues.ib_bars import IbBars
 from venues.ib_quotes import IbQuotes
-from venues.ib_wire import exact, map_ib_error, number
+from venues.ib_wire import exact, map_ib_error, ms_since_epoch, number
 
-__all__ = ["IbVenue", "bar_size", "contract_for", "duration_text", "map_ib_error"]
+__all__ = ["IbVenue", "contract_for", "map_ib_error"]
 
 ORDER_TYPES = {"market": "MKT", "limit": "LMT", "stop": "STP", "stop_limit": "STP LMT"}
 TIME_IN_FORCE = ("DAY", "GTC", "IOC", "GTD", "OPG", "FOK")
@@ -94,42 +97,9 @@ FUTURES_EXCHANGE = {
     "XEUR": "EUREX",
 }
 
-# Tape frequencies as IB bar sizes (``reqHistoricalData``'s barSizeSetting).
-BAR_SIZES = {
-    "1m": "1 min", "2m": "2 mins", "3m": "3 mins", "5m": "5 mins", "10m": "10 mins",
-    "15m": "15 mins", "20m": "20 mins", "30m": "30 mins", "1h": "1 hour", "2h": "2 hours",
-    "3h": "3 hours", "4h": "4 hours", "8h": "8 hours", "1d": "1 day",
-}  # fmt: skip
-_UNIT_S = {"m": 60, "h": 3600, "d": 86_400}
-
 CONNECTIVITY = {1100: "lost", 1101: "restored_data_lost", 1102: "restored", 2110: "lost"}
 PACING = frozenset({100, 162})  # max message rate; historical-data pacing violation
 NOT_CANCELLABLE = frozenset({10148, 161})  # the cancel failed; the order may be live or filled
-
-
-def bar_size(timeframe: str) -> str:
-    """A Tape frequency (``1m`` .. ``1d``) as IB's bar size; one IB has not: ``BAD_REQUEST``."""
-    size = BAR_SIZES.get(timeframe)
-    if size is None:
-        raise VenueError(
-            "BAD_REQUEST", f"IB has no bar size for frequency {timeframe!r}: {sorted(BAR_SIZES)}"
-        )
-    return size
-
-
-def _interval_s(timeframe: str) -> int:
-    bar_size(timeframe)
-    return int(timeframe[:-1]) * _UNIT_S[timeframe[-1]]
-
-
-def duration_text(span_s: int, timeframe: str) -> str:
-    """IB's durationStr covering ``span_s`` seconds: seconds up to a day (intraday bars),
-    else whole days, else whole years (IB refuses more than 365 days)."""
-    span_s = max(span_s, _interval_s(timeframe))
-    if span_s <= 86_400 and timeframe != "1d":
-        return f"{span_s} S"
-    days = math.ceil(span_s / 86_400)
-    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
 
 
 # --- contracts -----------------------------------------------------------------------------------
@@ -176,8 +146,6 @@ def _e8(value: object) -> int:
     return from_decimal_text(str(number(value)), BALANCE_DIGITS, Rounding.HALF_EVEN)
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-_MS = dt.timedelta(milliseconds=1)
 _RANK = {"new": 0, "pending_cancel": 1, "partially_filled": 1, "filled": 2, "canceled": 2, "rejected": 2}
 _ACKED = frozenset({"PreSubmitted", "Submitted", "ApiPending", "PendingCancel", "Filled"})
 _CLOSED = frozenset({"Cancelled", "ApiCancelled", "Inactive"})  # the states of an order that ended
@@ -239,19 +207,11 @@ class IbVenue:
         self._live = False
         self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
         self._locks: dict[str, asyncio.Lock] = {}  # requests ib_async files under a fixed key
-        # market data (``watch_bars`` / ``fetch_bars``): keepUpToDate subscriptions by instrument,
-        # the closed bars they release, and the data set's daily grid (session day -> bar open)
         self.closed_bars = True  # a bar handed out is final (the assembler need not wait)
-        self.what_to_show = "TRADES"
-        self.use_rth = True  # regular trading hours, as daily data sets are
-        self._subscriptions: dict[int, Any] = {}  # instrument_id -> ib_async BarDataList
-        self._bars: dict[int, asyncio.Queue[VenueBar | VenueError]] = {}
-        self._day_open_ms: dict[int, int] = {}
-        self._handed: dict[int, int] = {}  # instrument_id -> the newest bar open handed out
-        self._lost: set[int] = set()  # ids of the subscriptions (BarDataList) that ended
-        self._ended: list[Any] = []
-        self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
-        self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
+        self._bar_feed = IbBars(  # watch_bars' and fetch_bars' subscriptions and catch-ups
+            ib, self.instruments, self.contracts, self._by_con_id, self.stats, self._request, self._bad,
+            connect_timeout_s,
+        )  # fmt: skip
         self._quotes = IbQuotes(ib, self.instruments, self.contracts, self.stats)  # watch_quote's streams
 
     @property
@@ -271,7 +231,7 @@ class IbVenue:
             self.ib.commissionReportEvent += self._on_commission
             self.ib.errorEvent += self._on_error
             self.ib.disconnectedEvent += self._on_disconnect
-            self.ib.barUpdateEvent += self._on_bar_update
+            self.ib.barUpdateEvent += self._bar_feed.on_bar_update
             self.ib.pendingTickersEvent += self._quotes.on_tickers
             self._wired = True
         self._closing = False
@@ -495,7 +455,7 @@ class IbVenue:
             fee_e8=_e8(report.commission),
             fee_asset=report.currency or inst.currency,
             maker=ex.lastLiquidity == 1,  # 1 added liquidity, 2 removed, 3 routed out
-            ts_ms=(ex.time - _EPOCH) // _MS if ex.time else 0,
+            ts_ms=ms_since_epoch(ex.time) if ex.time else 0,
             source="ib",
         )
 
@@ -583,7 +543,7 @@ class IbVenue:
             self.updates.put_nowait(StreamNote(kind="restored", stream="ib-server", detail=detail))
         else:  # restored, data lost: catch up as after a reconnect, market data too
             self.updates.put_nowait(StreamNote(kind="restored", stream="ib-server", detail=detail))
-            self._lose_bars(f"market data lost ({detail})")
+            self._bar_feed.lose(f"market data lost ({detail})")
             self._quotes.lose(f"market data lost ({detail})")
             self._spawn(self._catch_up("ib-server"))
 
@@ -592,7 +552,7 @@ class IbVenue:
             return
         self.stats["disconnect"] += 1
         self.updates.put_nowait(StreamNote(kind="disconnected", stream="socket", detail="TWS socket closed"))
-        self._lose_bars("TWS socket closed")
+        self._bar_feed.lose("TWS socket closed")
         self._quotes.lose("TWS socket closed")
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
@@ -923,113 +883,22 @@ class IbVenue:
     # --- market data -------------------------------------------------------------------------
 
     def bar_grid(self, ts_ns: Iterable[int], days: Iterable[int], interval_ns: int) -> None:
-        """The run's step grid (bar closes, UTC ns, and their session days): IB stamps a daily
-        bar with its session day only, which this maps to the bar's open (close - interval), so
-        a step's bars land on the step whatever the session's close time. Intraday bars carry
-        their own start time (``formatDate=2``)."""
-        interval_ms = interval_ns // 1_000_000
-        self._day_open_ms = {
-            int(day): int(ts) // 1_000_000 - interval_ms for ts, day in zip(ts_ns, days, strict=True)
-        }
+        """The run's step grid (bar closes, UTC ns, and their session days), which daily bars
+        are placed on (``IbBars.grid``)."""
+        self._bar_feed.grid(ts_ns, days, interval_ns)
 
     async def watch_bars(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
-        """The next closed bar(s) of ``instrument_id``: a ``reqHistoricalData`` subscription
-        with ``keepUpToDate`` (IB updates the forming bar every few seconds; a bar is closed —
-        handed out — when IB starts the next one). The first call subscribes; a dropped
-        connection or 1101 (data lost) ends it with a ``VenueError``, after which the session
-        watches again (a new subscription) and fetches what it missed (``fetch_bars``)."""
-        ended = self._ended_with.pop(instrument_id, None)
-        if ended is not None:  # bars closed before the subscription ended went out first
-            raise ended
-        queue = self._bars.get(instrument_id)
-        if instrument_id not in self._subscriptions and (queue is None or queue.empty()):
-            return self._handed_out(instrument_id, await self._subscribe(instrument_id, timeframe))
-        assert queue is not None  # subscribed, or an ended subscription's last bars and its end
-        items = [await queue.get()]
-        while not queue.empty():
-            items.append(queue.get_nowait())
-        bars: list[VenueBar] = []
-        for item in items:
-            if isinstance(item, VenueError):
-                if not bars:
-                    raise item
-                # closed bars queued before the end (the loop was busy while TWS went on): hand
-                # them out now, the end at the next call (its catch-up starts after them)
-                self._ended_with[instrument_id] = item
-                break
-            bars.append(item)
-        return self._handed_out(instrument_id, bars)
+        """The next closed bar(s) of ``instrument_id`` from its ``keepUpToDate`` subscription
+        (``IbBars.watch``: the first call subscribes; a drop or 1101 ends it with a
+        ``VenueError``, after which the session watches again and fetches what it missed)."""
+        return await self._bar_feed.watch(instrument_id, timeframe)
 
-    def _handed_out(self, instrument_id: int, bars: list[VenueBar]) -> list[VenueBar]:
-        """``bars`` less any handed out before (a closed bar is final: once is enough), noted."""
-        handed = self._handed.get(instrument_id)
-        fresh = sorted(
-            (bar for bar in bars if handed is None or bar.open_ms > handed), key=lambda bar: bar.open_ms
-        )
-        self.stats["bars.again"] += len(bars) - len(fresh)
-        if fresh:
-            self._handed[instrument_id] = fresh[-1].open_ms
-        return fresh
-
-    async def _subscribe(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
-        if not self.ib.isConnected():
-            raise VenueError("VENUE_UNAVAILABLE", "not connected to TWS", retriable=True)
-        contract = self.contracts[instrument_id]
-        size = bar_size(timeframe)
-        self._bars[instrument_id] = asyncio.Queue()
-        bars = await self._request(
-            partial(
-                self.ib.reqHistoricalDataAsync,
-                contract,
-                "",
-                duration_text(2 * _interval_s(timeframe), timeframe),
-                size,
-                self.what_to_show,
-                self.use_rth,
-                formatDate=2,
-                keepUpToDate=True,
-            )
-        )
-        self._subscriptions[instrument_id] = bars
-        self.stats["bars.subscribed"] += 1
-        handed = self._handed.get(instrument_id)
-        if handed is None:  # nothing handed out yet: no gap to fill
-            return []
-        if instrument_id in self._after_loss:  # the session's catch-up (fetch_bars) follows and
-            # fetches the whole gap; handing out this answer's last bars would skip what is older
-            self._after_loss.discard(instrument_id)
-            return []
-        inst = self.instruments[instrument_id]
-        closed = [self._venue_bar(inst, row) for row in list(bars)[:-1]]  # the last one is forming
-        return [bar for bar in closed if bar is not None and bar.open_ms > handed]
-
-    def _lose_bars(self, why: str) -> None:
-        """Every subscription ended (a drop, or IB lost the data): each watcher hears it."""
-        for iid in list(self._subscriptions):
-            bars = self._subscriptions.pop(iid)
-            self._lost.add(id(bars))  # by identity: request ids start again after a reconnect
-            self._ended.append(bars)  # kept, so that its id is not reused
-            self._bars[iid].put_nowait(VenueError("VENUE_UNAVAILABLE", why, retriable=True))
-            self._after_loss.add(iid)
-            self.stats["bars.subscription_lost"] += 1
-
-    def _on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
-        """IB started a new bar: the one before it is closed and handed out. The subscription is
-        known by its contract, not its request id: TWS may send updates right behind its first
-        answer, before the request's caller has resumed; ended subscriptions are ignored."""
-        if not has_new_bar or len(bars) < 2 or not bars.keepUpToDate or id(bars) in self._lost:
-            return
-        iid = self._by_con_id.get(bars.contract.conId)
-        if iid is None or iid not in self._bars:
-            return
-        try:
-            bar = self._venue_bar(self.instruments[iid], bars[-2])
-        except VenueDataError as error:
-            self._bad(error)
-            return
-        if bar is not None:
-            self.stats["bars.closed"] += 1
-            self._bars[iid].put_nowait(bar)
+    async def fetch_bars(
+        self, instrument_id: int, timeframe: str, *, since_ms: int | None = None, limit: int | None = None
+    ) -> list[VenueBar]:
+        """The closed bars from ``since_ms`` on (the last ``limit``, default 2, without it), up to
+        TWS's own time (``IbBars.fetch``)."""
+        return await self._bar_feed.fetch(instrument_id, timeframe, since_ms=since_ms, limit=limit)
 
     async def watch_quote(self, instrument_id: int) -> VenueQuote:
         """The next best bid / ask of ``instrument_id`` from its ``reqMktData`` stream
@@ -1043,73 +912,6 @@ class IbVenue:
         started = time.perf_counter_ns()
         await asyncio.wait_for(self.ib.reqCurrentTimeAsync(), self.connect_timeout_s)
         return time.perf_counter_ns() - started
-
-    async def fetch_bars(
-        self, instrument_id: int, timeframe: str, *, since_ms: int | None = None, limit: int | None = None
-    ) -> list[VenueBar]:
-        """The closed bars from ``since_ms`` on (the last ``limit``, default 2, without it), by
-        ``reqHistoricalData`` up to TWS's own time (``reqCurrentTime``: the venue's clock, not
-        this machine's); the bar still forming is left to the subscription."""
-        interval_s = _interval_s(timeframe)
-        now = await self._request(
-            lambda: asyncio.wait_for(self.ib.reqCurrentTimeAsync(), self.connect_timeout_s)
-        )
-        now_ms = (now - _EPOCH) // _MS
-        span_s = (
-            (now_ms - since_ms) // 1000 + interval_s if since_ms is not None else interval_s * (limit or 2)
-        )
-        try:
-            rows = await self._history(instrument_id, span_s, timeframe)
-        except VenueError as error:
-            if error.rule != "NO_DATA":
-                raise
-            rows = []  # nothing traded in the span
-        inst, out = self.instruments[instrument_id], []
-        for row in rows:
-            bar = self._venue_bar(inst, row)
-            if bar is None or bar.open_ms + interval_s * 1000 > now_ms:
-                continue  # off the grid, or still forming
-            if since_ms is None or bar.open_ms >= since_ms:
-                out.append(bar)
-        self.stats["bars.fetched"] += len(out)
-        return self._handed_out(instrument_id, out[-limit:] if limit else out)
-
-    async def _history(self, instrument_id: int, span_s: int, timeframe: str) -> Any:
-        return await self._request(
-            partial(
-                self.ib.reqHistoricalDataAsync,
-                self.contracts[instrument_id],
-                "",
-                duration_text(span_s, timeframe),
-                bar_size(timeframe),
-                self.what_to_show,
-                self.use_rth,
-                formatDate=2,
-                keepUpToDate=False,
-            )
-        )
-
-    def _venue_bar(self, inst: Instrument, row: Any) -> VenueBar | None:
-        """An ib_async ``BarData`` as a ``VenueBar`` (None: a daily bar off the run's grid)."""
-        stamp = row.date
-        if isinstance(stamp, dt.datetime):
-            open_ms = (stamp - _EPOCH) // _MS
-        else:
-            found = self._day_open_ms.get(stamp.year * 10_000 + stamp.month * 100 + stamp.day)
-            if found is None:
-                self.stats["bars.off_grid"] += 1
-                return None
-            open_ms = found
-        what = f"{inst.symbol} bar {stamp}"
-        return VenueBar(
-            instrument_id=inst.instrument_id,
-            open_ms=open_ms,
-            open_raw=exact(row.open, inst.price_digits, what + " open"),
-            high_raw=exact(row.high, inst.price_digits, what + " high"),
-            low_raw=exact(row.low, inst.price_digits, what + " low"),
-            close_raw=exact(row.close, inst.price_digits, what + " close"),
-            volume_raw=from_decimal_text(str(number(row.volume)), inst.qty_digits, Rounding.HALF_EVEN),
-        )
 
     # --- streams -----------------------------------------------------------------------------
 

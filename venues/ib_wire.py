@@ -1,14 +1,18 @@
 """What IB sends, as Tape values: its numbers (floats on the wire) as exact fixed-point integers,
 its error codes ("Message Codes") as Tape rule codes. Shared by the adapter (``venues.ib_venue``)
-and its quote streams (``venues.ib_quotes``); no I/O, no ib_async."""
+its quote streams (``venues.ib_quotes``) and its bars (``venues.ib_bars``); no I/O, no ib_async."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal, InvalidOperation
 
 from venues.ccxt_venue import VenueDataError, VenueError
 
-__all__ = ["exact", "map_ib_error", "number"]
+__all__ = ["exact", "map_ib_error", "ms_since_epoch", "number"]
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS = dt.timedelta(milliseconds=1)
 
 # Order and request errors as Tape rule codes (IB "Message Codes"); retriable ones are retried.
 _IB_CODES: dict[int, tuple[str, bool]] = {
@@ -70,3 +74,8 @@ def exact(value: object, digits: int, what: str) -> int:
     if scaled != scaled.to_integral_value():
         raise VenueDataError(f"{what} {value!r} is not a whole number of 1e-{digits}")
     return int(scaled)
+
+
+def ms_since_epoch(stamp: dt.datetime) -> int:
+    """An aware time IB stated (an execution's, a bar's start, TWS's clock) as Unix milliseconds."""
+    return (stamp - _EPOCH) // _MS

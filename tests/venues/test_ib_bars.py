@@ -22,7 +22,8 @@ import ib_async
 from domain.instruments import Instrument
 from tests.venues._fake_tws import FakeBar, FakeContract, FakeTws
 from venues.ccxt_venue import StreamNote, VenueDataError, VenueError, VenueQuote
-from venues.ib_venue import IbVenue, bar_size, duration_text, map_ib_error
+from venues.ib_bars import bar_size, duration_text
+from venues.ib_venue import IbVenue, map_ib_error
 
 DAY_S = 86_400
 FIRST_OPEN_S = 1_735_689_600  # 2025-01-01T00:00:00Z

@@ -1,0 +1,275 @@
+"""Bars from Interactive Brokers for a paper or live session (``IbVenue.watch_bars`` and
+``fetch_bars``).
+
+``IbBars`` keeps one ``reqHistoricalData`` subscription with ``keepUpToDate`` per instrument,
+opened by the first ``watch``: IB updates the forming bar every few seconds, and a bar is closed
+(handed out, once: a closed bar is final) when IB starts the next one (``on_bar_update``, ib_async's
+``barUpdateEvent``). A drop or 1101 (data lost) ends every subscription (``lose``): each watcher
+hears a ``VenueError`` after the closed bars queued before it, and the session watches again and
+fetches what it missed (``fetch``, ``reqHistoricalData`` up to TWS's own time). A daily bar
+carries only its session day, which ``grid`` (the run's step grid) maps to the bar's open;
+intraday bars carry their own start time.
+
+It is given what it works with: the ib_async ``IB`` connection, the instruments, their qualified
+contracts and conId map (the venue fills them on connect), a stats counter for its ``bars.*``
+counts, the venue's retrying request call and its bad-message note. It reads no clock of this
+machine: the catch-up asks TWS for its time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
+from typing import Any
+
+from domain.fixed import Rounding, from_decimal_text
+from domain.instruments import Instrument
+from venues.ccxt_venue import VenueBar, VenueDataError, VenueError
+from venues.ib_wire import exact, ms_since_epoch, number
+
+__all__ = ["BAR_SIZES", "IbBars", "bar_size", "duration_text", "interval_s"]
+
+# Tape frequencies as IB bar sizes (``reqHistoricalData``'s barSizeSetting).
+BAR_SIZES = {
+    "1m": "1 min", "2m": "2 mins", "3m": "3 mins", "5m": "5 mins", "10m": "10 mins",
+    "15m": "15 mins", "20m": "20 mins", "30m": "30 mins", "1h": "1 hour", "2h": "2 hours",
+    "3h": "3 hours", "4h": "4 hours", "8h": "8 hours", "1d": "1 day",
+}  # fmt: skip
+_UNIT_S = {"m": 60, "h": 3600, "d": 86_400}
+
+
+def bar_size(timeframe: str) -> str:
+    """A Tape frequency (``1m`` .. ``1d``) as IB's bar size; one IB has not: ``BAD_REQUEST``."""
+    size = BAR_SIZES.get(timeframe)
+    if size is None:
+        raise VenueError(
+            "BAD_REQUEST", f"IB has no bar size for frequency {timeframe!r}: {sorted(BAR_SIZES)}"
+        )
+    return size
+
+
+def interval_s(timeframe: str) -> int:
+    """A Tape frequency's bar length in seconds (one IB has no bar size for: ``BAD_REQUEST``)."""
+    bar_size(timeframe)
+    return int(timeframe[:-1]) * _UNIT_S[timeframe[-1]]
+
+
+def duration_text(span_s: int, timeframe: str) -> str:
+    """IB's durationStr covering ``span_s`` seconds: seconds up to a day (intraday bars),
+    else whole days, else whole years (IB refuses more than 365 days)."""
+    span_s = max(span_s, interval_s(timeframe))
+    if span_s <= 86_400 and timeframe != "1d":
+        return f"{span_s} S"
+    days = math.ceil(span_s / 86_400)
+    return f"{days} D" if days <= 365 else f"{math.ceil(days / 365)} Y"
+
+
+class IbBars:
+    """The bar subscriptions of one ib_async ``IB`` connection, by instrument id (module
+    docstring). ``contracts`` and ``by_con_id`` are read, never changed here."""
+
+    def __init__(
+        self,
+        ib: Any,
+        instruments: Mapping[int, Instrument],
+        contracts: Mapping[int, Any],
+        by_con_id: Mapping[int, int],
+        stats: Counter[str],
+        request: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]],
+        bad_message: Callable[[Exception], None],
+        timeout_s: float,
+    ) -> None:
+        self.ib = ib
+        self.instruments = instruments
+        self.contracts = contracts
+        self._by_con_id = by_con_id
+        self.stats = stats
+        self._request = request
+        self._bad_message = bad_message
+        self.timeout_s = timeout_s
+        self.what_to_show = "TRADES"
+        self.use_rth = True  # regular trading hours, as daily data sets are
+        self._subscriptions: dict[int, Any] = {}  # instrument_id -> ib_async BarDataList
+        self._bars: dict[int, asyncio.Queue[VenueBar | VenueError]] = {}
+        self._day_open_ms: dict[int, int] = {}  # the data set's daily grid: session day -> bar open
+        self._handed: dict[int, int] = {}  # instrument_id -> the newest bar open handed out
+        self._lost: set[int] = set()  # ids of the subscriptions (BarDataList) that ended
+        self._ended: list[Any] = []
+        self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
+        self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
+
+    def grid(self, ts_ns: Iterable[int], days: Iterable[int], interval_ns: int) -> None:
+        """The run's step grid (bar closes, UTC ns, and their session days): IB stamps a daily
+        bar with its session day only, which this maps to the bar's open (close - interval), so
+        a step's bars land on the step whatever the session's close time. Intraday bars carry
+        their own start time (``formatDate=2``)."""
+        interval_ms = interval_ns // 1_000_000
+        self._day_open_ms = {
+            int(day): int(ts) // 1_000_000 - interval_ms for ts, day in zip(ts_ns, days, strict=True)
+        }
+
+    async def watch(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
+        """The next closed bar(s) of ``instrument_id``: a ``reqHistoricalData`` subscription
+        with ``keepUpToDate`` (IB updates the forming bar every few seconds; a bar is closed —
+        handed out — when IB starts the next one). The first call subscribes; a dropped
+        connection or 1101 (data lost) ends it with a ``VenueError``, after which the session
+        watches again (a new subscription) and fetches what it missed (``fetch_bars``)."""
+        ended = self._ended_with.pop(instrument_id, None)
+        if ended is not None:  # bars closed before the subscription ended went out first
+            raise ended
+        queue = self._bars.get(instrument_id)
+        if instrument_id not in self._subscriptions and (queue is None or queue.empty()):
+            return self._handed_out(instrument_id, await self._subscribe(instrument_id, timeframe))
+        assert queue is not None  # subscribed, or an ended subscription's last bars and its end
+        items = [await queue.get()]
+        while not queue.empty():
+            items.append(queue.get_nowait())
+        bars: list[VenueBar] = []
+        for item in items:
+            if isinstance(item, VenueError):
+                if not bars:
+                    raise item
+                # closed bars queued before the end (the loop was busy while TWS went on): hand
+                # them out now, the end at the next call (its catch-up starts after them)
+                self._ended_with[instrument_id] = item
+                break
+            bars.append(item)
+        return self._handed_out(instrument_id, bars)
+
+    def _handed_out(self, instrument_id: int, bars: list[VenueBar]) -> list[VenueBar]:
+        """``bars`` less any handed out before (a closed bar is final: once is enough), noted."""
+        handed = self._handed.get(instrument_id)
+        fresh = sorted(
+            (bar for bar in bars if handed is None or bar.open_ms > handed), key=lambda bar: bar.open_ms
+        )
+        self.stats["bars.again"] += len(bars) - len(fresh)
+        if fresh:
+            self._handed[instrument_id] = fresh[-1].open_ms
+        return fresh
+
+    async def _subscribe(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
+        if not self.ib.isConnected():
+            raise VenueError("VENUE_UNAVAILABLE", "not connected to TWS", retriable=True)
+        contract = self.contracts[instrument_id]
+        size = bar_size(timeframe)
+        self._bars[instrument_id] = asyncio.Queue()
+        bars = await self._request(
+            partial(
+                self.ib.reqHistoricalDataAsync,
+                contract,
+                "",
+                duration_text(2 * interval_s(timeframe), timeframe),
+                size,
+                self.what_to_show,
+                self.use_rth,
+                formatDate=2,
+                keepUpToDate=True,
+            )
+        )
+        self._subscriptions[instrument_id] = bars
+        self.stats["bars.subscribed"] += 1
+        handed = self._handed.get(instrument_id)
+        if handed is None:  # nothing handed out yet: no gap to fill
+            return []
+        if instrument_id in self._after_loss:  # the session's catch-up (fetch_bars) follows and
+            # fetches the whole gap; handing out this answer's last bars would skip what is older
+            self._after_loss.discard(instrument_id)
+            return []
+        inst = self.instruments[instrument_id]
+        closed = [self._venue_bar(inst, row) for row in list(bars)[:-1]]  # the last one is forming
+        return [bar for bar in closed if bar is not None and bar.open_ms > handed]
+
+    def lose(self, why: str) -> None:
+        """Every subscription ended (a drop, or IB lost the data): each watcher hears it."""
+        for iid in list(self._subscriptions):
+            bars = self._subscriptions.pop(iid)
+            self._lost.add(id(bars))  # by identity: request ids start again after a reconnect
+            self._ended.append(bars)  # kept, so that its id is not reused
+            self._bars[iid].put_nowait(VenueError("VENUE_UNAVAILABLE", why, retriable=True))
+            self._after_loss.add(iid)
+            self.stats["bars.subscription_lost"] += 1
+
+    def on_bar_update(self, bars: Any, has_new_bar: bool) -> None:
+        """IB started a new bar: the one before it is closed and handed out. The subscription is
+        known by its contract, not its request id: TWS may send updates right behind its first
+        answer, before the request's caller has resumed; ended subscriptions are ignored."""
+        if not has_new_bar or len(bars) < 2 or not bars.keepUpToDate or id(bars) in self._lost:
+            return
+        iid = self._by_con_id.get(bars.contract.conId)
+        if iid is None or iid not in self._bars:
+            return
+        try:
+            bar = self._venue_bar(self.instruments[iid], bars[-2])
+        except VenueDataError as error:
+            self._bad_message(error)
+            return
+        if bar is not None:
+            self.stats["bars.closed"] += 1
+            self._bars[iid].put_nowait(bar)
+
+    async def fetch(
+        self, instrument_id: int, timeframe: str, *, since_ms: int | None = None, limit: int | None = None
+    ) -> list[VenueBar]:
+        """The closed bars from ``since_ms`` on (the last ``limit``, default 2, without it), by
+        ``reqHistoricalData`` up to TWS's own time (``reqCurrentTime``: the venue's clock, not
+        this machine's); the bar still forming is left to the subscription."""
+        bar_s = interval_s(timeframe)
+        now = await self._request(lambda: asyncio.wait_for(self.ib.reqCurrentTimeAsync(), self.timeout_s))
+        now_ms = ms_since_epoch(now)
+        span_s = (now_ms - since_ms) // 1000 + bar_s if since_ms is not None else bar_s * (limit or 2)
+        try:
+            rows = await self._history(instrument_id, span_s, timeframe)
+        except VenueError as error:
+            if error.rule != "NO_DATA":
+                raise
+            rows = []  # nothing traded in the span
+        inst, out = self.instruments[instrument_id], []
+        for row in rows:
+            bar = self._venue_bar(inst, row)
+            if bar is None or bar.open_ms + bar_s * 1000 > now_ms:
+                continue  # off the grid, or still forming
+            if since_ms is None or bar.open_ms >= since_ms:
+                out.append(bar)
+        self.stats["bars.fetched"] += len(out)
+        return self._handed_out(instrument_id, out[-limit:] if limit else out)
+
+    async def _history(self, instrument_id: int, span_s: int, timeframe: str) -> Any:
+        return await self._request(
+            partial(
+                self.ib.reqHistoricalDataAsync,
+                self.contracts[instrument_id],
+                "",
+                duration_text(span_s, timeframe),
+                bar_size(timeframe),
+                self.what_to_show,
+                self.use_rth,
+                formatDate=2,
+                keepUpToDate=False,
+            )
+        )
+
+    def _venue_bar(self, inst: Instrument, row: Any) -> VenueBar | None:
+        """An ib_async ``BarData`` as a ``VenueBar`` (None: a daily bar off the run's grid)."""
+        stamp = row.date
+        if isinstance(stamp, dt.datetime):
+            open_ms = ms_since_epoch(stamp)
+        else:
+            found = self._day_open_ms.get(stamp.year * 10_000 + stamp.month * 100 + stamp.day)
+            if found is None:
+                self.stats["bars.off_grid"] += 1
+                return None
+            open_ms = found
+        what = f"{inst.symbol} bar {stamp}"
+        return VenueBar(
+            instrument_id=inst.instrument_id,
+            open_ms=open_ms,
+            open_raw=exact(row.open, inst.price_digits, what + " open"),
+            high_raw=exact(row.high, inst.price_digits, what + " high"),
+            low_raw=exact(row.low, inst.price_digits, what + " low"),
+            close_raw=exact(row.close, inst.price_digits, what + " close"),
+            volume_raw=from_decimal_text(str(number(row.volume)), inst.qty_digits, Rounding.HALF_EVEN),
+        )
