@@ -56,6 +56,9 @@ def _open_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.DatabaseError as error:
         db.close()
         raise StoreDamaged(f"{path}: SQLite: {error}") from None
+    except UnicodeDecodeError as error:  # a damaged schema: SQLite's own message is not UTF-8
+        db.close()
+        raise StoreDamaged(f"{path}: SQLite: unreadable schema or error text ({error.reason})") from None
     wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:
         raise JournalError(
@@ -104,6 +107,8 @@ class SqliteBackend:
             yield
         except sqlite3.DatabaseError as error:
             raise StoreDamaged(f"{self._path}: SQLite: {error}") from None
+        except UnicodeDecodeError as error:  # damaged text in the schema or in SQLite's message
+            raise StoreDamaged(f"{self._path}: SQLite: unreadable text ({error.reason})") from None
 
     def read_head(self) -> tuple[int, bytes] | None:
         with self._errors():

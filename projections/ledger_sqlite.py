@@ -623,7 +623,7 @@ def peek_sqlite_ledger(path: Path) -> tuple[list[str], int | None]:
         found = None
         if "checkpoint" in tables:
             found = db.execute("SELECT seq FROM checkpoint WHERE name = ?", (PROJECTION_NAME,)).fetchone()
-    except sqlite3.DatabaseError as error:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as error:  # damaged text: not UTF-8
         raise TargetRefused(f"--db {path}: not a readable SQLite ledger ({error})") from None
     finally:
         db.close()

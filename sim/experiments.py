@@ -178,7 +178,7 @@ class ExperimentStore:
             args = (sweep_id,)
         try:
             rows = self._db.execute(query + " ORDER BY sweep_id, point", args).fetchall()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as error:
             raise FileNotFoundError(f"{self.path}: not an experiments table ({error})") from None
         return [_experiment(row) for row in rows]
 

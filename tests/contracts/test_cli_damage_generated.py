@@ -92,6 +92,27 @@ def test_a_sqlite_journal_damaged_anywhere(tmp_path: Path, capsys: pytest.Captur
     check()
 
 
+def test_a_sqlite_journal_whose_schema_text_is_not_utf8_is_damaged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One flipped bit in the schema's text (its CREATE statement in page 1) makes SQLite's
+    error message, or the table names, invalid UTF-8: still a damaged journal, named, never an
+    internal error (found by the generated test above, flips [(556793702, 128)])."""
+    pristine = tmp_path / "pristine.sqlite"
+    run(make_config(make_dataset(tmp_path / "data", symbols=2, bars=60), pristine, backend="sqlite"))
+    raw = bytearray(pristine.read_bytes())
+    at = raw.index(b"NULL, hash BLOB NOT")  # journal_head's "seq INTEGER NOT NULL, ..."
+    raw[at] ^= 0x80  # "N" -> 0xce: a UTF-8 lead byte with no continuation
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(bytes(raw))
+    for verb in ("verify", "report"):
+        capsys.readouterr()
+        assert tape([verb, str(damaged)]) == EXIT_DAMAGED
+        output = capsys.readouterr().out
+        _one_error_line(output, damaged, f"tape {verb}")
+        assert "internal error" not in output and "SQLite" in output
+
+
 def test_an_lmdb_journal_damaged_anywhere(tmp_path: Path) -> None:
     pristine = tmp_path / "pristine"
     _write_journal(pristine)
