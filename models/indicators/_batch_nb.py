@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import njit
 
-from models.indicators._blocks_nb import clv_volume, ema_next, kama_next, true_range, wilder_next
+from models.indicators._blocks_nb import cci_value, clv_volume, ema_next, kama_next, true_range, wilder_next
 from models.indicators._kernels_nb import trix_nb
 
 NAN = np.nan
@@ -1198,14 +1198,6 @@ def adosc_fast(p, h, lo, c, v, out):
 # bounds the step (two chains of n dependent additions a bar).
 
 
-@njit(inline="always", **_FLAGS)
-def _cci_value(tp, avg, dev, n):
-    num = tp - avg
-    if num != 0.0 and dev != 0.0:
-        return num / (0.015 * (dev / n))
-    return 0.0
-
-
 @njit(**_FLAGS)
 def cci_fast(p, h, lo, c, out, rows):
     """rows: 1 row as long as the inputs (the typical prices)."""
@@ -1249,7 +1241,7 @@ def _cci1(tp, o, i, n):
     for _ in range(n):
         d += abs(tp[k] - s)
         k = k + 1 if k != i else i - n + 1
-    o[i] = _cci_value(tp[i], s, d, n)
+    o[i] = cci_value(tp[i], s, d, n)
 
 
 @njit(inline="always", **_FLAGS)
@@ -1283,10 +1275,10 @@ def _cci4(tp, o, i, n):
         d2 += abs(tp[k + n2] - s2)
         d3 += abs(tp[k + n3] - s3)
         k = k + 1 if k != i else i - n + 1
-    o[i] = _cci_value(tp[i], s0, d0, n)
-    o[i + n] = _cci_value(tp[i + n], s1, d1, n)
-    o[i + n2] = _cci_value(tp[i + n2], s2, d2, n)
-    o[i + n3] = _cci_value(tp[i + n3], s3, d3, n)
+    o[i] = cci_value(tp[i], s0, d0, n)
+    o[i + n] = cci_value(tp[i + n], s1, d1, n)
+    o[i + n2] = cci_value(tp[i + n2], s2, d2, n)
+    o[i + n3] = cci_value(tp[i + n3], s3, d3, n)
 
 
 # ----------------------------------------------------------------------------- Bollinger bands

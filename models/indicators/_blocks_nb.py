@@ -387,6 +387,25 @@ def true_range(high, low, prev_close):
     return tr
 
 
+# --- commodity channel index: the value from a window's mean and summed absolute deviation ------
+# A window whose typical prices are equal in decimal can hold them one or two ulps apart
+# ((8.55 + 8.19 + 8.31) / 3 is not (8.58 + 8.14 + 8.33) / 3 in binary), and the exact formula turns
+# that rounding into a full-scale reading (+-133 at n = 2). Like TA-Lib 0.6 the value is 0 when
+# the close's distance from the mean, or the mean deviation, is within 1e-14 of the mean's size.
+
+CCI_DEAD_ZONE = 1e-14
+
+
+@njit(cache=True, inline="always", **_FLAGS)
+def cci_value(tp, avg, dev, n):
+    num = tp - avg
+    zone = CCI_DEAD_ZONE * abs(avg)
+    mean_dev = dev / n
+    if abs(num) <= zone or mean_dev <= zone:
+        return 0.0
+    return num / (0.015 * mean_dev)
+
+
 # --- accumulation/distribution: the close's location in the bar's range times the volume --------
 
 

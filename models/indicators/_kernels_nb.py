@@ -19,6 +19,7 @@ from numba import njit
 
 from models.indicators._blocks_nb import (
     atr_push,
+    cci_value,
     clv_volume,
     ema_next,
     ema_push,
@@ -438,11 +439,7 @@ def cci_nb(s, r, p, hi, lo, c, out, i):
     dev = 0.0
     for j in range(n):
         dev += abs(r[j] - avg)
-    num = tp - avg
-    if num != 0.0 and dev != 0.0:
-        out[0, i] = num / (0.015 * (dev / n))
-    else:
-        out[0, i] = 0.0
+    out[0, i] = cci_value(tp, avg, dev, n)
     return (cnt, ip)
 
 

@@ -188,6 +188,24 @@ def _rolling(x: np.ndarray, n: int) -> np.ndarray:
 
 
 @needs_shared
+def test_cci_is_zero_where_the_typical_prices_differ_only_by_rounding(data: dict[str, Bars]) -> None:
+    """ORCL's bars 1952-1953 have typical prices equal in decimal, 1 ulp apart in binary: the
+    exact formula reads that as -133 at n = 2. Tape, like TA-Lib, gives 0 inside a dead-zone of
+    1e-14 of the mean (docs/indicators.md), so at short periods it equals TA-Lib bit for bit."""
+    b = data["orcl_daily"]
+    h, lo, c = b["high"], b["low"], b["close"]
+    tp = (h + lo + c) / 3.0
+    assert tp[1952] != tp[1953] and abs(tp[1953] - tp[1952]) < 1e-14 * tp[1953]
+    for n in (2, 3, 5, 20):
+        ind = indicator("cci", period=n)
+        ours = ind.batch(h, lo, c)
+        ref = talib.CCI(h, lo, c, n)
+        assert same_bits(ours[n - 1 :], ref[n - 1 :]), n
+        assert same_bits(ours, streamed(ind, b)[0]), n
+    assert indicator("cci", period=2).batch(h, lo, c)[1953] == 0.0
+
+
+@needs_shared
 @pytest.mark.parametrize("series", list(SERIES))
 def test_tape_only_indicators_against_numpy(data: dict[str, Bars], series: str) -> None:
     b = data[series]
