@@ -53,7 +53,7 @@ from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
 from cli.train_cmd import add_train_parser, cmd_train
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
-from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
+from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
 from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
@@ -92,8 +92,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    overrides = {"journal": args.journal} if args.journal else {}
-    config = load_config(Path(args.config), overrides)
+    config = load_config(Path(args.config), journal_override(args.journal))
     strategies = make_strategies(config)
     steps = _steps_of(config.dataset)
     with progress_bar(f"backtest {config.run_id}", steps) as update:

@@ -41,7 +41,7 @@ import numpy as np
 from cli.exits import EXIT_OK
 from cli.progress import console, progress_bar
 from cli.report_cmd import print_report
-from cli.wiring import ConfigError, load_config, make_strategies, replay_builder
+from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
 from domain.events import (
     BarsReceived,
     CommandReceived,
@@ -203,8 +203,7 @@ def cmd_paper(args: argparse.Namespace) -> int:
 def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig, Path | None, Player]:
     """The configuration (``paper.start = "now"`` resolved), the local exchange's market and
     how it plays, checked before anything is opened."""
-    overrides = {"journal": args.journal} if args.journal else {}
-    config = load_config(Path(args.config), overrides)
+    config = load_config(Path(args.config), journal_override(args.journal))
     if config.paper is None:
         raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape {verb} needs one")
     if args.local_exchange and config.paper.clock != "venue":

@@ -52,7 +52,14 @@ from rich.table import Table
 
 from cli.progress import console, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
-from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
+from cli.wiring import (
+    ConfigError,
+    config_from_raw,
+    make_strategies,
+    read_raw_config,
+    replay_builder,
+    typed_path,
+)
 from domain.market import Panel
 from kernel.replay import replay
 from kernel.store import open_journal
@@ -339,8 +346,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except (msgspec.ValidationError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
     base_id = str(raw.get("run_id", path.stem))
-    out = Path(args.out or spec.out or f"sweeps/{base_id}")
-    out = out if out.is_absolute() else (path.parent / out).resolve()
+    if args.out:  # typed: from the current directory; [sweep] out: from the TOML's folder
+        out = Path(typed_path(args.out))
+    else:
+        out = (path.parent / (spec.out or f"sweeps/{base_id}")).resolve()
     resume = bool(getattr(args, "resume", False))
     db = experiments_table(out, resume, "sweep")
     points = sweep_points(spec)

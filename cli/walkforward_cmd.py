@@ -44,7 +44,7 @@ from rich.table import Table
 from cli.progress import console, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.sweep_cmd import SweepSpec, code_version, run_tasks, set_dotted, sweep_points
-from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config
+from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, typed_path
 from lake.store import load_panel
 from sim.backtest import BacktestConfig
 from sim.experiments import Experiment, ExperimentStore
@@ -124,8 +124,10 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     panel, ref = load_panel(Path(base.dataset))
     plan = folds(sorted(set(panel.day.tolist())), plan_.train, plan_.test, plan_.step, plan_.anchored)
     base_id = base.run_id
-    out = Path(args.out or spec.out or f"walkforward/{base_id}")
-    out = out if out.is_absolute() else (path.parent / out).resolve()
+    if args.out:  # typed: from the current directory; [walkforward] out: from the TOML's folder
+        out = Path(typed_path(args.out))
+    else:
+        out = (path.parent / (spec.out or f"walkforward/{base_id}")).resolve()
     resume = bool(getattr(args, "resume", False))
     experiments_table(out, resume, "walk-forward")
     points = sweep_points(spec)

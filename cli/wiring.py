@@ -48,8 +48,21 @@ def make_strategies(config: BacktestConfig, installed: Mapping[str, str] | None 
     return [make_strategy(strategy, installed) for strategy in config.strategy_configs()]
 
 
+def typed_path(value: str) -> str:
+    """A path given on the command line (``--journal``, ``--out``), absolute: a relative one
+    resolves from the current directory, as a shell user reads it; paths written in a TOML
+    resolve from the TOML's folder instead (``config_from_raw``)."""
+    return str(Path(value).resolve())
+
+
+def journal_override(journal: str | None) -> dict[str, Any]:
+    """``--journal PATH`` as a configuration override (none when it was not given)."""
+    return {"journal": typed_path(journal)} if journal else {}
+
+
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> BacktestConfig:
-    """Read a backtest TOML; relative data set and journal paths resolve from the file's folder."""
+    """Read a backtest TOML; relative data set and journal paths resolve from the file's folder
+    (``overrides`` are taken as they are: make a typed path absolute with ``typed_path``)."""
     raw = read_raw_config(path)
     raw.pop("sweep", None)  # the table of `tape sweep`; a backtest of the file runs its base point
     raw.update(overrides or {})
