@@ -60,7 +60,7 @@ from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
 from kernel.replay import ReplayResult, replay
 from kernel.store import open_journal
-from lake.store import DatasetError
+from lake.store import DatasetError, read_manifest
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
 from projections import ProjectionError, SchemaMismatch, TargetRefused, TargetUnavailable
@@ -94,7 +94,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def cmd_backtest(args: argparse.Namespace) -> int:
     config = load_config(Path(args.config), journal_override(args.journal))
     strategies = make_strategies(config)
-    steps = _steps_of(config.dataset)
+    steps = _steps_of(config.dataset)  # a [window]'s steps once the run knows them
     with progress_bar(f"backtest {config.run_id}", steps) as update:
         result = run_backtest(config, strategies, progress=update)
     console.print(
@@ -105,7 +105,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def _steps_of(dataset: str) -> int:
-    return int(json.loads((Path(dataset) / "manifest.json").read_text())["steps"])
+    return int(str(read_manifest(Path(dataset))["steps"]))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -134,7 +134,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     day = int(args.day.replace("-", "")) if args.day else None
     try:
         steps = _steps_of(replay_builder_dataset(journal))
-    except (JournalError, OSError, KeyError):
+    except (JournalError, DatasetError, OSError, KeyError):
         steps = 0  # replay reports the unreadable record itself
     with progress_bar(f"replay {Path(args.journal).name}", steps) as update:
         result = replay(journal, replay_builder, day=day, progress=update)

@@ -31,7 +31,7 @@ from kernel.currencies import DEFAULT_STALE_DAYS_MAX, FxConversion, FxSetup
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import Journal, JournalError
 from kernel.liquidation import PerpMargin
-from kernel.loop import Kernel, KernelError, ProgressFn
+from kernel.loop import Kernel, KernelError
 from kernel.markets import MarketRules
 from kernel.options import OptionModel
 from kernel.outbox import OutboxVenue
@@ -838,7 +838,7 @@ def run_backtest(
     config: BacktestConfig,
     strategy: Strategy | Sequence[Strategy],
     *,
-    progress: ProgressFn | None = None,
+    progress: Callable[[int, int], None] | None = None,
     on_append: Callable[[Event], None] | None = None,
     in_memory: bool = False,
     loaded: Panel | None = None,
@@ -847,7 +847,8 @@ def run_backtest(
     ``on_append`` sees each event as it is journaled (``sim.metrics.RunFold``); ``in_memory``
     keeps the journal in this process only (``kernel.store.memory_journal``): the same records
     and chain head, nothing written at ``config.journal``; ``loaded``: the data set's panel,
-    already read with the hash its manifest states now (``build_setup``)."""
+    already read with the hash its manifest states now (``build_setup``); ``progress(done,
+    total)``: the steps it trades so far, of all it trades (a ``[window]``'s, not the data set's)."""
     ref = dataset_ref(Path(config.dataset))
     setup = build_setup(config, strategy, expected_hash=ref.content_hash, loaded=loaded)
     panel = setup.panel
@@ -865,7 +866,8 @@ def run_backtest(
         journal_inputs(journal, config, ref, panel)
         kernel = Kernel(setup, journal)
         kernel.begin()
-        kernel.run(setup.start_step, progress=progress)
+        start, span = setup.start_step, panel.steps - setup.start_step
+        kernel.run(start, progress=None if progress is None else lambda done: progress(done - start, span))
         kernel.finish()
         journal.commit()
         nav = kernel.nav_minor(panel.steps - 1)

@@ -49,7 +49,8 @@ def test_a_window_cuts_the_data_at_its_end_and_trades_only_inside_it(tmp_path: P
     window = Window(start="2020-03-01", end="2020-05-31")
     config = make_config(dataset, tmp_path / "j", window=window)
     peeker = Peeker()
-    run_backtest(config, peeker)
+    steps: list[tuple[int, int]] = []
+    run_backtest(config, peeker, progress=lambda done, total: steps.append((done, total)))
     setup = build_setup(config, Peeker())
     end_ts = int(setup.panel.ts_ns[-1])
     assert setup.panel.day[-1] == 20200531 and setup.panel.day[setup.start_step] == 20200301
@@ -58,6 +59,7 @@ def test_a_window_cuts_the_data_at_its_end_and_trades_only_inside_it(tmp_path: P
         events = [event for _, event in journal.events()]
         days = [e.day for e in events if isinstance(e, DayClosed)]
         assert days[0] == 20200301 and days[-1] == 20200531 and len(days) == 92
+        assert steps[-1] == (92, 92) and {total for _, total in steps} == {92}  # progress: the window's steps
         orders = [e for e in events if isinstance(e, OrderSubmitted)]
         assert orders and all(e.ts_ns >= int(setup.panel.ts_ns[setup.start_step]) for e in orders)
         for day in (None, 20200301, 20200415):
