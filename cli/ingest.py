@@ -528,26 +528,41 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
 
 
 def print_report(report: IngestReport) -> None:
-    table = Table(title=f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)")
-    numbers = ("in", "accepted", "quarantined", "suspensions", "missing bars")
-    for column in ("file", "kind", "symbols", *numbers[:3], "reasons", *numbers[3:]):
-        table.add_column(column, justify="right" if column in numbers else "left")
+    """One row a file: its name over its kind and symbols (folded, never the counts), the counts
+    (in = accepted + quarantined), the reasons, and the health counts; fits 80 columns."""
+    rows = []
     for file in report.files:
         reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
         if file.snapped:
             snapped = f"(accepted: {file.snapped:,} prices snapped to the grid)"
             reasons = f"{reasons}, {snapped}" if reasons else snapped
-        table.add_row(
-            Path(file.source).name,
-            file.kind + (f" {file.frequency}" if file.frequency else ""),
-            ", ".join(file.symbols),
-            f"{file.rows_in:,}",
-            f"{file.accepted:,}",
-            f"{file.quarantined:,}",
-            reasons or "-",
-            f"{file.suspension_sessions:,}",
-            f"{file.missing_bars:,}",
+        kind = file.kind + (f" {file.frequency}" if file.frequency else "")
+        rows.append(
+            (
+                f"{Path(file.source).name}\n{kind} {', '.join(file.symbols)}",
+                f"{file.rows_in:,}",
+                f"{file.accepted:,}",
+                f"{file.quarantined:,}",
+                reasons or "-",
+                f"{file.suspension_sessions:,}",
+                f"{file.missing_bars:,}",
+            )
         )
+    table = Table(
+        title=f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)",
+        show_edge=False,
+        pad_edge=False,
+    )
+    columns = ("file: kind, symbols", "in", "accepted", "quarantined", "reasons",
+               "suspended sessions", "missing bars")  # fmt: skip
+    for position, column in enumerate(columns):
+        if column in ("file: kind, symbols", "reasons"):
+            table.add_column(column, overflow="fold", ratio=2 if position == 0 else 1, min_width=8)
+        else:  # as wide as its longest value or header word: a count is never cut or folded
+            width = max([len(word) for word in column.split()] + [len(row[position]) for row in rows])
+            table.add_column(column, justify="right", overflow="fold", width=width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     console.print(
         f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"

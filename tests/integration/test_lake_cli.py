@@ -67,3 +67,28 @@ def test_unparseable_file_exits_non_zero_naming_the_line(
     out = capsys.readouterr().out
     assert "AAA.txt:3: expected 6 fields, got 3" in out
     assert not (tmp_path / "lake").exists()
+
+
+SHARED_US = Path(__file__).resolve().parents[3] / "shared" / "data" / "us"
+
+
+@pytest.mark.skipif(not SHARED_US.exists(), reason=f"real market data not present at {SHARED_US}")
+def test_the_ingest_table_fits_80_columns_and_cuts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two real Yahoo files: every name, symbol and count whole at 80 columns (names fold onto a
+    second line, counts never), the table no wider than the terminal."""
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    files = [str(SHARED_US / name) for name in ("yhoo-1996-2015.txt", "orcl-1995-2014.txt")]
+    assert run(["ingest", "yahoo", *files, "--out", str(tmp_path / "lake")]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert not [line for line in out.splitlines() if "│" in line and "…" in line]  # the progress line may
+    rows = [line.split("│") for line in out.splitlines() if line.count("│") == 6]  # the ingest table's
+    first = "".join(cells[0].strip() for cells in rows)  # the file column, its folds joined again
+    for whole in ("yhoo-1996-2015.txt", "orcl-1995-2014.txt", "XNYS:YHOO", "XNYS:ORCL"):
+        assert whole in first, (whole, first)
+    assert [cells[1].strip() for cells in rows if cells[1].strip()] == ["4,965", "5,036"]
+    assert "in 10,001 = accepted 10,001 + quarantined 0" in out
