@@ -121,29 +121,41 @@ def time_series(frame: pl.DataFrame, name: str, params: dict[str, Any], version:
     return with_value.sort(["ts_ns", "instrument_id"])
 
 
+def _present(column: str) -> pl.Expr:
+    """The column as float with NaN as null: a missing value, skipped by every statistic below
+    (Polars' aggregations skip null, not NaN) and missing (null) in that row's output."""
+    return pl.col(column).cast(pl.Float64).fill_nan(None)
+
+
 def cs_rank(frame: pl.DataFrame, column: str = "value") -> pl.DataFrame:
-    """Each row's rank within its timestamp, scaled to (0, 1]: rank / count (ties: average)."""
-    rank = pl.col(column).rank("average").over("ts_ns")
-    count = pl.col(column).count().over("ts_ns")
+    """Each row's rank within its timestamp, scaled to (0, 1]: rank / count of the present
+    values (ties: average); null where the value is missing (null or NaN)."""
+    value = _present(column)
+    rank = value.rank("average").over("ts_ns")
+    count = value.count().over("ts_ns")
     return frame.with_columns((rank / count).alias(column))
 
 
 def cs_zscore(frame: pl.DataFrame, column: str = "value") -> pl.DataFrame:
-    """(value - mean) / standard deviation (ddof 1) across each timestamp; null where the
-    timestamp has fewer than two values or no dispersion."""
-    mean = pl.col(column).mean().over("ts_ns")
-    std = pl.col(column).std(ddof=1).over("ts_ns")
-    z = pl.when(std > 0).then((pl.col(column) - mean) / std).otherwise(None)
+    """(value - mean) / standard deviation (ddof 1) of the present values across each
+    timestamp; null where the value is missing, or the timestamp has fewer than two values or
+    no dispersion."""
+    value = _present(column)
+    mean = value.mean().over("ts_ns")
+    std = value.std(ddof=1).over("ts_ns")
+    z = pl.when(std > 0).then((value - mean) / std).otherwise(None)
     return frame.with_columns(z.alias(column))
 
 
 def cs_winsorise(frame: pl.DataFrame, low: float, high: float, column: str = "value") -> pl.DataFrame:
-    """Clip each timestamp's values to its ``low`` and ``high`` quantiles (linear)."""
+    """Clip each timestamp's values to the ``low`` and ``high`` quantiles (linear) of its present
+    values; a missing value stays missing (null)."""
     if not 0.0 <= low < high <= 1.0:
         raise ValueError(f"winsorise needs 0 <= low < high <= 1, got {low}, {high}")
-    lo = pl.col(column).quantile(low, "linear").over("ts_ns")
-    hi = pl.col(column).quantile(high, "linear").over("ts_ns")
-    return frame.with_columns(pl.col(column).clip(lo, hi).alias(column))
+    value = _present(column)
+    lo = value.quantile(low, "linear").over("ts_ns")
+    hi = value.quantile(high, "linear").over("ts_ns")
+    return frame.with_columns(value.clip(lo, hi).alias(column))
 
 
 def cs_neutralise(
@@ -151,16 +163,25 @@ def cs_neutralise(
 ) -> pl.DataFrame:
     """The value with what ``group`` (e.g. a sector code) and a numeric ``exposure`` (e.g. log
     size) explain at each timestamp removed: demeaned within (timestamp, group), then the
-    residual of a one-variable least-squares fit on the exposure, per timestamp."""
-    out = frame
+    residual of a one-variable least-squares fit (with intercept) on the exposure, per
+    timestamp. Missing values (null or NaN) are skipped: a group's mean is that of its present
+    values; the fit uses the rows where the value and the exposure are both present, so its
+    residuals sum to 0 and are orthogonal to the exposure over those rows. A row with a missing
+    value, group or exposure gets a missing (null) output."""
+    value = _present(column)
     if group is not None:
-        out = out.with_columns((pl.col(column) - pl.col(column).mean().over(["ts_ns", group])).alias(column))
+        demeaned = value - value.mean().over(["ts_ns", group])
+        value = pl.when(pl.col(group).is_not_null()).then(demeaned).otherwise(None)
     if exposure is not None:
-        x = pl.col(exposure) - pl.col(exposure).mean().over("ts_ns")
-        y = pl.col(column) - pl.col(column).mean().over("ts_ns")
+        size = _present(exposure)
+        fitted = value.is_not_null() & size.is_not_null()
+        xs = pl.when(fitted).then(size).otherwise(None)
+        ys = pl.when(fitted).then(value).otherwise(None)
+        x = xs - xs.mean().over("ts_ns")
+        y = ys - ys.mean().over("ts_ns")
         beta = (x * y).sum().over("ts_ns") / (x * x).sum().over("ts_ns")
-        out = out.with_columns((y - pl.when(beta.is_finite()).then(beta).otherwise(0.0) * x).alias(column))
-    return out
+        value = y - pl.when(beta.is_finite()).then(beta).otherwise(0.0) * x
+    return frame.with_columns(value.alias(column))
 
 
 @dataclass(frozen=True)

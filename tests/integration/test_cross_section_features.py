@@ -56,6 +56,73 @@ def test_neutralise_removes_the_group_means_and_the_exposure() -> None:
         assert abs(float((x * part["value"].to_numpy()).sum())) < 1e-9  # orthogonal to the exposure
 
 
+NAN = float("nan")
+
+
+def _one_stamp(values: list[float | None], **columns: list) -> pl.DataFrame:
+    n = len(values)
+    return pl.DataFrame({"ts_ns": [1] * n, "instrument_id": list(range(1, n + 1)),
+                         "value": pl.Series(values, dtype=pl.Float64), **columns})  # fmt: skip
+
+
+@pytest.mark.parametrize("missing", [NAN, None])
+def test_a_missing_value_nan_or_null_is_skipped_by_every_operator(missing: float | None) -> None:
+    frame = _one_stamp([1.0, 2.0, missing, 4.0, 2.0], sector=["a", "a", "a", "b", "c"])
+    present = np.array([1.0, 2.0, 4.0, 2.0])
+    # ranks among the four present values (the tie at 2.0 averaged), the missing row null
+    assert cs_rank(frame)["value"].to_list() == [0.25, 0.625, None, 1.0, 0.625]
+    z = cs_zscore(frame)["value"].to_list()
+    assert z[2] is None
+    assert np.allclose([z[0], z[1], z[3], z[4]], (present - present.mean()) / present.std(ddof=1))
+    # within sector a the mean of 1 and 2; b and c are single-name groups: 0
+    assert cs_neutralise(frame, group="sector")["value"].to_list() == [-0.5, 0.5, None, 0.0, 0.0]
+    ten = _one_stamp([float(v) for v in range(1, 11)] + [missing])
+    clipped = cs_winsorise(ten, 0.1, 0.9)["value"].to_list()
+    assert clipped[0] == pytest.approx(1.9) and clipped[9] == pytest.approx(9.1) and clipped[10] is None
+    assert clipped[1:9] == [float(v) for v in range(2, 10)]
+
+
+def test_a_missing_group_or_a_timestamp_of_missing_values_stays_missing() -> None:
+    frame = _one_stamp([1.0, 3.0, 5.0], sector=["a", None, "a"])
+    assert cs_neutralise(frame, group="sector")["value"].to_list() == [-2.0, None, 2.0]
+    empty = _one_stamp([NAN, None])
+    assert cs_rank(empty)["value"].to_list() == [None, None]
+    assert cs_zscore(empty)["value"].to_list() == [None, None]
+
+
+@pytest.mark.parametrize("missing", [NAN, None])
+def test_neutralise_by_exposure_is_least_squares_on_the_rows_present(missing: float | None) -> None:
+    frame = _one_stamp([1.0, 2.0, 3.0, 10.0, missing, 7.0], size=[1.0, 2.0, missing, 4.0, 5.0, 4.0])
+    out = cs_neutralise(frame, exposure="size")["value"].to_list()
+    assert out[2] is None and out[4] is None  # a missing exposure, a missing value
+    fitted = [0, 1, 3, 5]
+    y = np.array([1.0, 2.0, 10.0, 7.0])
+    x = np.array([1.0, 2.0, 4.0, 4.0])
+    beta, alpha = np.polyfit(x, y, 1)
+    residual = np.array([out[k] for k in fitted])
+    assert np.allclose(residual, y - (alpha + beta * x))
+    assert abs(residual.sum()) < 1e-9 and abs((residual * x).sum()) < 1e-9  # orthogonal
+    # the QA repro: sizes [1, 2, None, 4] gave residuals with mean 0.333
+    repro = cs_neutralise(_one_stamp([1.0, 2.0, 3.0, 10.0], size=[1.0, 2.0, None, 4.0]), exposure="size")
+    kept = repro.drop_nulls("value")
+    assert kept.height == 3 and abs(kept["value"].sum()) < 1e-9
+    assert abs((kept["value"] * kept["size"]).sum()) < 1e-9
+
+
+def test_neutralise_by_group_then_exposure_with_ties_and_a_single_name_group() -> None:
+    frame = pl.DataFrame({"ts_ns": [1] * 6 + [2] * 3, "instrument_id": [1, 2, 3, 4, 5, 6, 1, 2, 3],
+                          "value": [2.0, 2.0, 5.0, NAN, 1.0, 3.0, 1.0, 1.0, 1.0],
+                          "sector": ["a", "a", "b", "b", "c", "b", "a", "a", "a"],
+                          "size": [1.0, 3.0, 2.0, 2.0, 8.0, 4.0, 1.0, 2.0, 3.0]})  # fmt: skip
+    out = cs_neutralise(frame, group="sector", exposure="size")
+    first = out.filter(pl.col("ts_ns") == 1)["value"].to_list()
+    assert first[3] is None
+    assert out.filter(pl.col("ts_ns") == 2)["value"].to_list() == [0.0, 0.0, 0.0]  # all tied
+    kept = out.filter((pl.col("ts_ns") == 1) & pl.col("value").is_not_null())
+    x = kept["size"].to_numpy() - kept["size"].mean()
+    assert abs(kept["value"].sum()) < 1e-9 and abs(float((x * kept["value"].to_numpy()).sum())) < 1e-9
+
+
 def _bars() -> pl.DataFrame:
     rng = np.random.default_rng(4)
     rows = [(t, i, int(1000 + 50 * np.sin(t / 7 + i) + rng.integers(0, 20)), 100 + t) for t in range(60)
