@@ -4,6 +4,7 @@ materialised over real US daily bars (ORCL, NVDA, YHOO), cached under its defini
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +13,12 @@ import pytest
 
 from lake.ingest import ingest
 from lake.partitioned import Lake
+from lake.schema import Kind
 from lake.sources import parse_yahoo
 from models.features.cross_section import (
     FeatureSpec,
     LookAheadError,
+    causal_cuts,
     check_causal,
     cs_neutralise,
     cs_rank,
@@ -144,6 +147,61 @@ def test_a_planted_look_ahead_is_caught_and_a_causal_feature_passes() -> None:
         check_causal(peeks, bars, 40)
 
 
+def _over_instrument(statistic: pl.Expr) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    def compute(frame: pl.DataFrame) -> pl.DataFrame:
+        ordered = frame.sort(["instrument_id", "ts_ns"])
+        return ordered.with_columns(statistic.over("instrument_id").alias("value")).select(
+            "ts_ns", "instrument_id", "value")
+
+    return compute
+
+
+def test_a_full_sample_statistic_is_caught_at_the_default_cuts() -> None:
+    peaked = pl.DataFrame({"ts_ns": range(30), "instrument_id": [1] * 30,
+                           "close": [20 - abs(t - 5) for t in range(30)]})  # fmt: skip
+    peak = _over_instrument(pl.col("close") / pl.col("close").max())
+    check_causal(peak, peaked, 20)  # the one late cut of before: the maximum was set at bar 5
+    with pytest.raises(LookAheadError, match="on the bars up to"):
+        check_causal(peak, peaked)
+    close = pl.col("close").cast(pl.Float64)
+    scaled = _over_instrument((close - close.min()) / (close.max() - close.min()))
+    with pytest.raises(LookAheadError):
+        check_causal(scaled, _bars())
+    assert causal_cuts(peaked) == [0, 1, 3, 7, 15, 22]
+
+
+@pytest.mark.parametrize(
+    "statistic",
+    [
+        pl.col("close").cast(pl.Float64).rolling_mean(5),
+        pl.col("close").cast(pl.Float64).rolling_std(7),
+        pl.col("close").cast(pl.Float64).ewm_mean(alpha=0.2),
+        pl.col("close").cast(pl.Float64).ewm_mean(span=10, adjust=False),
+        pl.col("close").cast(pl.Float64).cum_max() / pl.col("close").cast(pl.Float64).cum_sum(),
+        pl.col("close").rank().cum_count(),
+        pl.col("close").cast(pl.Float64).pct_change(3),
+    ],
+)
+def test_causal_expressions_pass_every_cut(statistic: pl.Expr) -> None:
+    result = check_causal(_over_instrument(statistic), _bars())
+    assert result.height == _bars().height
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        FeatureSpec("momentum", {"lookback": 5, "skip": 1},
+                    (("winsorise", {"low": 0.1, "high": 0.9}), ("rank", {}))),
+        FeatureSpec("volatility", {"window": 10}, (("zscore", {}),)),
+        FeatureSpec("distance_from_mean", {"window": 8}),
+        FeatureSpec("log_dollar_volume", {"window": 5}, (("neutralise", {"exposure": "volume"}),)),
+        FeatureSpec("alpha158", {"name": "ROC5"}),
+    ],
+)
+def test_the_projects_features_pass_every_cut(spec: FeatureSpec) -> None:
+    check_causal(spec.compute, _bars())
+
+
 def test_unknown_features_and_operators_say_so() -> None:
     with pytest.raises(ValueError, match="unknown feature 'alpha'"):
         time_series(_bars(), "alpha", {})
@@ -170,3 +228,17 @@ def test_a_feature_over_real_bars_is_materialised_once_and_cached(tmp_path: Path
     assert (folder / "feature.parquet").stat().st_mtime_ns == written
     other = materialise(lake, "1d", FeatureSpec("momentum", {"lookback": 63}))
     assert other != folder and other.parent == folder.parent
+
+
+@pytest.mark.needs_shared_data
+@pytest.mark.skipif(not SHARED.exists(), reason=f"real market data not present at {SHARED}")
+def test_full_sample_min_max_scaling_of_real_bars_is_caught(tmp_path: Path) -> None:
+    files = [SHARED / "us" / name for name in ("orcl-1995-2014.txt", "nvda-1999-2014.txt")]
+    ingest(tmp_path, files, parse_yahoo)
+    bars = pl.from_arrow(Lake(tmp_path).read(Kind.BARS, "1d"))
+    assert isinstance(bars, pl.DataFrame)
+    close = pl.col("close").cast(pl.Float64)
+    scaled = _over_instrument((close - close.min()) / (close.max() - close.min()))
+    with pytest.raises(LookAheadError):
+        check_causal(scaled, bars)
+    check_causal(_over_instrument(close.rolling_mean(20) / close.cum_max()), bars)  # causal: passes
