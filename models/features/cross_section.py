@@ -38,6 +38,8 @@ __all__ = [
     "TIME_SERIES",
     "causal_cuts",
     "check_causal",
+    "frame_hash",
+    "materialise_inputs",
     "cs_neutralise",
     "cs_rank",
     "cs_winsorise",
@@ -280,12 +282,32 @@ def check_causal(
     return result
 
 
+def frame_hash(frame: pl.DataFrame | None) -> str:
+    """A blake2b of a frame's schema and rows in a canonical order (sorted by every column), so
+    the same content hashes the same whatever its row order; "" for None."""
+    if frame is None:
+        return ""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps([[name, str(dtype)] for name, dtype in frame.schema.items()]).encode())
+    digest.update(frame.sort(frame.columns, nulls_last=True).write_csv().encode())
+    return digest.hexdigest()
+
+
+def materialise_inputs(lake: Lake, frequency: str, extra: pl.DataFrame | None = None) -> str:
+    """What ``materialise`` computes a feature from, as one hash for ``FeatureSpec.key``: the
+    lake's content, the bar frequency read and the ``extra`` columns joined in."""
+    inputs = {"lake": lake.content_hash, "frequency": frequency, "extra": frame_hash(extra)}
+    return hashlib.blake2b(json.dumps(inputs, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
 def materialise(lake: Lake, frequency: str, spec: FeatureSpec, *, extra: pl.DataFrame | None = None) -> Path:
     """Compute ``spec`` over the lake's ``frequency`` bars (joined with ``extra`` columns per
     (ts_ns, instrument_id) or per instrument_id, e.g. a sector), check it reads no later bar,
     and write it under ``features/<name>/<key>/`` with its definition; a feature already there
-    under the same key (same definition, same lake content) is returned as is."""
-    folder = lake.root / "features" / spec.name / spec.key(lake.content_hash)
+    under the same key is returned as is. The key hashes every input of the values: the spec
+    (name, parameters, steps, version), the lake's content, the frequency and ``extra``'s
+    content (``materialise_inputs``)."""
+    folder = lake.root / "features" / spec.name / spec.key(materialise_inputs(lake, frequency, extra))
     if (folder / "feature.parquet").exists():
         return folder
     bars = lake.read(Kind.BARS, frequency)
@@ -298,6 +320,7 @@ def materialise(lake: Lake, frequency: str, spec: FeatureSpec, *, extra: pl.Data
     folder.mkdir(parents=True, exist_ok=True)
     values.write_parquet(folder / "feature.parquet")
     definition = {"name": spec.name, "params": spec.params, "steps": spec.steps, "frequency": frequency,
-                  "lake_content_hash": lake.content_hash, "rows": values.height}  # fmt: skip
+                  "version": spec.resolved_version, "lake_content_hash": lake.content_hash,
+                  "extra_hash": frame_hash(extra), "rows": values.height}  # fmt: skip
     (folder / "feature.json").write_text(json.dumps(definition, indent=1, sort_keys=True) + "\n")
     return folder

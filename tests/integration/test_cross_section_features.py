@@ -4,6 +4,7 @@ materialised over real US daily bars (ORCL, NVDA, YHOO), cached under its defini
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from models.features.cross_section import (
     cs_rank,
     cs_winsorise,
     cs_zscore,
+    frame_hash,
     materialise,
     time_series,
 )
@@ -242,3 +244,39 @@ def test_full_sample_min_max_scaling_of_real_bars_is_caught(tmp_path: Path) -> N
     with pytest.raises(LookAheadError):
         check_causal(scaled, bars)
     check_causal(_over_instrument(close.rolling_mean(20) / close.cum_max()), bars)  # causal: passes
+
+
+class _StubLake:
+    """What materialise reads of a lake: its root, content hash and bars per frequency."""
+
+    def __init__(self, root: Path, bars: dict[str, pl.DataFrame]) -> None:
+        self.root = root
+        self.content_hash = "c0ffee"
+        self._bars = bars
+
+    def read(self, kind: Kind, frequency: str) -> object:
+        assert kind is Kind.BARS
+        return self._bars[frequency].to_arrow()
+
+
+def test_the_cache_key_holds_the_frequency_and_the_extra_columns(tmp_path: Path) -> None:
+    daily = _bars()
+    minute = daily.with_columns((pl.col("close") * 3 - 7 * pl.col("ts_ns")).alias("close"))
+    lake = _StubLake(tmp_path, {"1d": daily, "1m": minute})
+    spec = FeatureSpec("momentum", {"lookback": 3})
+    day = materialise(lake, "1d", spec)  # type: ignore[arg-type]
+    minute_folder = materialise(lake, "1m", spec)  # type: ignore[arg-type]
+    assert minute_folder != day  # it returned the 1d folder
+    assert pl.read_parquet(minute_folder / "feature.parquet").equals(spec.compute(minute))
+    assert materialise(lake, "1d", spec) == day  # type: ignore[arg-type]
+    by_sector = FeatureSpec("momentum", {"lookback": 3}, (("neutralise", {"group": "sector"}),))
+    one = pl.DataFrame({"instrument_id": [1, 2, 3], "sector": ["a", "a", "b"]})
+    other = pl.DataFrame({"instrument_id": [1, 2, 3], "sector": ["a", "b", "b"]})
+    first = materialise(lake, "1d", by_sector, extra=one)  # type: ignore[arg-type]
+    second = materialise(lake, "1d", by_sector, extra=other)  # type: ignore[arg-type]
+    assert second != first  # it returned the first sector map's result
+    want = by_sector.compute(daily.join(other, on="instrument_id", how="left"))
+    assert pl.read_parquet(second / "feature.parquet").equals(want)
+    shuffled = one.reverse()  # the same content in another row order: the same key
+    assert materialise(lake, "1d", by_sector, extra=shuffled) == first  # type: ignore[arg-type]
+    assert json.loads((second / "feature.json").read_text())["extra_hash"] == frame_hash(other)
