@@ -44,6 +44,7 @@ __all__ = [
     "cs_rank",
     "cs_winsorise",
     "cs_zscore",
+    "validate_spec",
     "feature_version",
     "materialise",
     "time_series",
@@ -188,15 +189,104 @@ def cs_neutralise(
     return frame.with_columns(value.alias(column))
 
 
+# The largest window or lookback of a feature, in bars: the indicators' bound
+# (models.indicators.registry.MAX_WINDOW, TA-Lib's), for the same reasons (docs/indicators.md).
+MAX_WINDOW = 100_000
+
+# Each time-series definition's parameters: name -> (required, smallest whole number); alpha158
+# takes ``name``, one of ALPHA158's.
+FEATURE_PARAMS: dict[str, dict[str, tuple[bool, int]]] = {
+    "momentum": {"lookback": (True, 1), "skip": (False, 0)},
+    "volatility": {"window": (True, 2)},
+    "distance_from_mean": {"window": (True, 1)},
+    "log_dollar_volume": {"window": (True, 1)},
+    "alpha158": {},
+}
+# Each cross-sectional step's parameters: name -> required.
+STEP_PARAMS: dict[str, dict[str, bool]] = {
+    "rank": {},
+    "zscore": {},
+    "winsorise": {"low": True, "high": True},
+    "neutralise": {"group": False, "exposure": False},
+}
+
+
+def _accepted(given: dict[str, Any], accepted: dict[str, bool], what: str) -> None:
+    known = ", ".join(accepted) or "none"
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        raise ValueError(f"{what}: unknown parameter(s) {', '.join(unknown)}; accepted: {known}")
+    missing = [k for k, required in accepted.items() if required and k not in given]
+    if missing:
+        raise ValueError(f"{what}: needs {', '.join(missing)} (accepted: {known})")
+
+
+def _whole_bars(name: str, key: str, value: Any, minimum: int) -> None:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or not float(value).is_integer() or not minimum <= value <= MAX_WINDOW:
+        allowed = f"a whole number of bars from {minimum} to {MAX_WINDOW}"
+        raise ValueError(f"{name}: {key} must be {allowed}, got {value!r}")
+
+
+def _validate_params(name: str, params: dict[str, Any]) -> None:
+    if name not in TIME_SERIES:
+        raise ValueError(f"unknown feature {name!r}; known: {', '.join(sorted(TIME_SERIES))}")
+    if name == "alpha158":
+        _accepted(params, {"name": True}, "alpha158")
+        if params["name"] not in ALPHA158:
+            raise ValueError(f"unknown Alpha158 feature {params['name']!r}; known: {', '.join(ALPHA158)}")
+        return
+    spec = FEATURE_PARAMS.get(name)
+    if spec is None:  # a definition added to TIME_SERIES without a schema: its parameters unchecked
+        return
+    _accepted(params, {k: required for k, (required, _) in spec.items()}, name)
+    for key, (_, minimum) in spec.items():
+        if key in params:
+            _whole_bars(name, key, params[key], minimum)
+    if name == "momentum" and params.get("skip", 0) >= params["lookback"]:
+        raise ValueError(f"momentum: skip must be less than lookback, got {params}")
+
+
+def _validate_step(step: Any) -> None:
+    if not (isinstance(step, tuple | list) and len(step) == 2 and isinstance(step[1], dict)):
+        raise ValueError(f"a step is (operator, {{params}}), got {step!r}")
+    operator, params = step
+    if operator not in STEP_PARAMS:
+        raise ValueError(f"unknown step {operator!r}; known: {', '.join(STEP_PARAMS)}")
+    _accepted(params, STEP_PARAMS[operator], f"step {operator}")
+    if operator == "winsorise":
+        low, high = params["low"], params["high"]
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+        if not numbers or not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"winsorise needs 0 <= low < high <= 1, got {low!r}, {high!r}")
+    if operator == "neutralise" and (not params or not all(isinstance(v, str) for v in params.values())):
+        raise ValueError(f"step neutralise needs a column name as group and/or exposure, got {params}")
+
+
+def validate_spec(name: str, params: dict[str, Any], steps: tuple[tuple[str, dict[str, Any]], ...]) -> None:
+    """Raise ``ValueError`` naming the problem and what is accepted, unless ``name``, ``params``
+    and ``steps`` make a feature this code computes: a known definition with its parameters only
+    (whole numbers of bars in range: a negative lookback or skip would read later bars), known
+    steps with theirs."""
+    _validate_params(name, params)
+    for step in steps:
+        _validate_step(step)
+
+
 @dataclass(frozen=True)
 class FeatureSpec:
     """A feature: a time-series definition, then cross-sectional steps in order, each
-    ``(operator, params)`` with operator ``rank``, ``zscore``, ``winsorise`` or ``neutralise``."""
+    ``(operator, params)`` with operator ``rank``, ``zscore``, ``winsorise`` or ``neutralise``.
+    Validated when built (``validate_spec``): ``ValueError`` naming the accepted parameters or
+    steps."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     steps: tuple[tuple[str, dict[str, Any]], ...] = ()
     version: int = 0  # the time-series definition's version; 0: the current one (FEATURE_VERSIONS)
+
+    def __post_init__(self) -> None:
+        validate_spec(self.name, self.params, self.steps)
 
     @property
     def resolved_version(self) -> int:

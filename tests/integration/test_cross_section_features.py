@@ -204,6 +204,40 @@ def test_the_projects_features_pass_every_cut(spec: FeatureSpec) -> None:
     check_causal(spec.compute, _bars())
 
 
+@pytest.mark.parametrize(
+    ("name", "params", "steps", "message"),
+    [
+        ("momentum", {"lookback": -5}, (), "lookback must be a whole number of bars from 1 to 100000, got -5"),  # noqa: E501
+        ("momentum", {"lookback": 5, "skip": -1}, (), "skip must be a whole number of bars from 0"),
+        ("momentum", {"lookback": 2.7}, (), "got 2.7"),
+        ("momentum", {"lookback": True}, (), "got True"),
+        ("momentum", {"lookback": 5, "skip": 5}, (), "skip must be less than lookback"),
+        ("momentum", {"lookback": 5, "lokback": 3}, (), "unknown.*lokback; accepted: lookback, skip"),
+        ("momentum", {}, (), "needs lookback"),
+        ("distance_from_mean", {"window": -3}, (), "window must be a whole number of bars from 1"),
+        ("volatility", {"window": 1}, (), "window must be a whole number of bars from 2"),
+        ("log_dollar_volume", {"window": 10**6}, (), "from 1 to 100000"),
+        ("alpha158", {"name": "KMID", "window": 3}, (), "accepted: name"),
+        ("momentum", {"lookback": 5}, (("rnk", {}),), "unknown step 'rnk'; known: rank, zscore, winsorise"),
+        ("momentum", {"lookback": 5}, (("rank", {"pct": True}),), "step rank: unknown.*accepted: none"),
+        ("momentum", {"lookback": 5}, (("winsorise", {"low": 0.1}),), "step winsorise: needs high"),
+        ("momentum", {"lookback": 5}, (("winsorise", {"low": 0.9, "high": 0.1}),), "0 <= low < high <= 1"),
+        ("momentum", {"lookback": 5}, (("neutralise", {}),), "group and/or exposure"),
+        ("momentum", {"lookback": 5}, (("neutralise", {"sector": "s"}),), "accepted: group, exposure"),
+    ],
+)
+def test_a_spec_is_validated_when_built(name: str, params: dict, steps: tuple, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FeatureSpec(name, params, steps)
+
+
+def test_valid_specs_still_build() -> None:
+    FeatureSpec("momentum", {"lookback": 60.0, "skip": 0})
+    FeatureSpec("volatility", {"window": 20}, (("winsorise", {"low": 0, "high": 1}), ("zscore", {})))
+    both = {"group": "sector", "exposure": "size"}
+    FeatureSpec("log_dollar_volume", {"window": 5}, (("neutralise", both),))
+
+
 def test_unknown_features_and_operators_say_so() -> None:
     with pytest.raises(ValueError, match="unknown feature 'alpha'"):
         time_series(_bars(), "alpha", {})
