@@ -220,8 +220,15 @@ def _features(raw: object, where: str) -> list[FeatureSpec]:
         params = item.get("params", {})
         if not isinstance(params, dict):
             raise ConfigError(f"{at}: params must be a table")
-        specs.append(FeatureSpec(item["name"], dict(params), tuple(steps)))
+        specs.append(_spec(at, item["name"], dict(params), tuple(steps)))
     return specs
+
+
+def _spec(at: str, name: str, params: dict[str, Any], steps: tuple[Any, ...]) -> FeatureSpec:
+    try:
+        return FeatureSpec(name, params, steps)
+    except ValueError as error:  # a parameter or a step's parameter the feature does not take
+        raise ConfigError(f"{at}: {error}") from None
 
 
 def read_train_spec(path: Path) -> TrainSpec:

@@ -8,6 +8,9 @@ arithmetic over whole arrays (``_batch_nb.py``).
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +28,15 @@ _DRIVERS = {1: kn.run1_nb, 2: kn.run2_nb, 3: kn.run3_nb, 4: kn.run4_nb, 5: kn.ru
 
 
 class IndicatorError(ValueError):
-    """An unknown indicator name, a bad parameter, or inputs of the wrong shape."""
+    """An unknown indicator name, a bad parameter, inputs of the wrong shape, or a state that is
+    not this indicator's."""
+
+
+# The largest window (every integer parameter: periods, lookbacks, displacement), in bars.
+# TA-Lib's own limit (100,000), so every window TA-Lib accepts Tape accepts; a year of US-equity
+# minute bars is ~98,000. It bounds the rings (at most 6 windows: 4.8 MB) and the fast paths'
+# scratch, which are sized by the window, not by the series (docs/indicators.md).
+MAX_WINDOW = 100_000
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,15 @@ class Param:
     kind: type  # int or float
     default: float
     minimum: float
-    maximum: float = float("inf")
+    maximum: float = float("inf")  # an int parameter is a window: at most MAX_WINDOW
+
+    def allowed(self) -> str:
+        """The accepted values, in words (every refusal states them)."""
+        if self.kind is int:
+            return f"a whole number from {self.minimum:g} to {self.maximum:g}"
+        if math.isinf(self.maximum):
+            return f"a finite number >= {self.minimum:g}"
+        return f"a number from {self.minimum:g} to {self.maximum:g}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +80,15 @@ def _k(n: float) -> float:
 
 
 def _period(default: int, minimum: int = 1, name: str = "period") -> Param:
-    return Param(name, int, default, minimum)
+    return Param(name, int, default, minimum, MAX_WINDOW)
+
+
+def _n(p: Params) -> tuple[int, ...]:
+    return (int(p["period"]),)
+
+
+def _ns(*names: str) -> Callable[[Params], tuple[int, ...]]:
+    return lambda p: tuple(int(p[k]) for k in names)
 
 
 def _fast_slow(p: Params) -> str | None:
@@ -98,7 +125,7 @@ def _defs() -> list[_Def]:
              "ffiffi", lambda p: int(p[n]) // 2 + 1 + (int(p[n]) + 1) // 2,
              lambda p: [int(p[n]) // 2 + 1, (int(p[n]) + 1) // 2], lambda p: int(p[n]) - 1),
         _Def("kama", "Kaufman adaptive moving average", ("close",), ("kama",),
-             (_period(10), Param("fast", int, 2, 1), Param("slow", int, 30, 1)), kn.kama_nb,
+             (_period(10), _period(2, name="fast"), _period(30, name="slow")), kn.kama_nb,
              "fifff", lambda p: int(p[n]) + 1,
              lambda p: [p[n], _k(p["slow"]), _k(p["fast"]) - _k(p["slow"])],
              lambda p: int(p[n]), _fast_slow),
@@ -242,6 +269,37 @@ def _defs() -> list[_Def]:
 
 _REGISTRY: dict[str, _Def] = {d.name: d for d in _defs()}
 
+# The ring each "i" slot of an indicator's scalar state indexes, as the length of that ring, in
+# slot order (read from the kernels in _kernels_nb.py: a block at an offset keeps its own
+# position, ``r[o + pos]`` with 0 <= pos < its n). ``restore`` refuses a position outside
+# [0, length), so no state can make a kernel index out of its ring.
+_POSITIONS: dict[str, Callable[[Params], tuple[int, ...]]] = {
+    "sma": _n,
+    "wma": _n,
+    "trima": lambda p: (int(p["period"]) // 2 + 1, (int(p["period"]) + 1) // 2),
+    "kama": lambda p: (int(p["period"]) + 1,),
+    "mom": _n,
+    "roc": _n,
+    "stochf": _ns("fastk", "fastd"),
+    "stoch": _ns("fastk", "slowk", "slowd"),
+    "stochrsi": _ns("fastk", "fastd"),
+    "willr": _n,
+    "cci": _n,
+    "ultosc": _ns("period1", "period2", "period3"),
+    "bbands": _n,
+    "donchian": _n,
+    "aroon": lambda p: (int(p["period"]) + 1,),
+    "mfi": _n,
+    "ichimoku": _ns("tenkan", "kijun", "senkou", "displacement"),
+    "zscore": _n,
+    "rvol": _n,
+}
+assert set(_POSITIONS) <= set(_REGISTRY)
+for _d in _REGISTRY.values():
+    _defaults = {q.name: float(q.default) for q in _d.params}
+    assert len(_POSITIONS.get(_d.name, lambda p: ())(_defaults)) == _d.scalars.count("i"), _d.name
+    assert all(q.kind is float or q.maximum <= MAX_WINDOW for q in _d.params), _d.name
+
 # Batch fast paths (``_batch_nb.py``): ``fast(p, *inputs, out[, rows][, work]) -> bool``
 # computes the same bits as the step driver on a series without NaN and returns False (having
 # stopped) at the first NaN, after which ``batch`` runs the step driver. The two numbers are how
@@ -289,13 +347,17 @@ def _validate(d: _Def, given: Mapping[str, Any]) -> Params:
     out: Params = {}
     for p in d.params:
         value = given.get(p.name, p.default)
+        bad = IndicatorError(f"{d.name}: {p.name} must be {p.allowed()}, got {value!r}")
         if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-            raise IndicatorError(f"{d.name}: {p.name} must be a number, got {value!r}")
-        if p.kind is int and float(value) != int(value):
-            raise IndicatorError(f"{d.name}: {p.name} must be a whole number, got {value!r}")
-        v = float(value)
-        if not (p.minimum <= v <= p.maximum) or v != v:
-            raise IndicatorError(f"{d.name}: {p.name} must be >= {p.minimum:g}, got {value!r}")
+            raise bad
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond float's range
+            raise bad from None
+        if not math.isfinite(v) or not p.minimum <= v <= p.maximum:
+            raise bad
+        if p.kind is int and v != int(v):
+            raise bad
         out[p.name] = v
     reason = d.check(out)
     if reason:
@@ -313,6 +375,14 @@ def indicator(name: str, **params: float) -> Indicator:
     return Indicator(d, _validate(d, params))
 
 
+def _fingerprint(d: _Def, params: Params, ring: int) -> float:
+    """The state vector's first slot: a 48-bit hash of the indicator's name, parameters and
+    state layout (scalar kinds, ring length), as a float (exact: below 2**53), so a state is
+    refused by another indicator, other parameters or another layout of the same one."""
+    text = json.dumps({"name": d.name, "params": params, "scalars": d.scalars, "ring": ring}, sort_keys=True)
+    return float(int.from_bytes(hashlib.blake2b(text.encode(), digest_size=6).digest(), "big"))
+
+
 class Indicator:
     """A named indicator with fixed parameters. ``batch`` over whole arrays, ``stream()`` for
     one bar at a time; both give the same bits."""
@@ -326,6 +396,7 @@ class Indicator:
         self._p = tuple(float(v) for v in d.pvec(params))
         self._s0 = tuple(0 if k == "i" else 0.0 for k in d.scalars)
         self._ring = d.ring(params)
+        self._fingerprint = _fingerprint(d, params, self._ring)
 
     @property
     def name(self) -> str:
@@ -355,7 +426,8 @@ class Indicator:
 
     def batch(self, *inputs: npt.ArrayLike) -> FloatArray | tuple[FloatArray, ...]:
         """Whole arrays in (in ``inputs`` order), arrays out: one array, or a tuple in
-        ``outputs`` order. NaN during warm-up and at bars with a NaN input."""
+        ``outputs`` order. NaN during warm-up and at bars with a NaN input (a masked value of a
+        masked array counts as NaN)."""
         arrays = self._arrays(inputs)
         size = arrays[0].shape[0]
         out = np.empty((len(self._def.outputs), size), dtype=np.float64)
@@ -405,7 +477,7 @@ class Indicator:
         missing = [k for k in self._def.inputs if k not in data]
         if missing:
             raise IndicatorError(f"{self.name}: data lacks input column(s) {', '.join(missing)}")
-        res = self.batch(*(np.asarray(data[k], dtype=np.float64) for k in self._def.inputs))
+        res = self.batch(*(data[k] for k in self._def.inputs))
         cols = (res,) if isinstance(res, np.ndarray) else res
         return dict(zip(self._def.outputs, cols, strict=True))
 
@@ -418,7 +490,7 @@ class Indicator:
         if len(inputs) != len(want):
             raise IndicatorError(f"{self.name} takes {len(want)} input(s) ({', '.join(want)}), "
                                  f"got {len(inputs)}")
-        arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in inputs]
+        arrays = [_float_array(a) for a in inputs]
         if any(a.ndim != 1 for a in arrays):
             raise IndicatorError(f"{self.name}: inputs must be 1-D arrays")
         if len({a.shape[0] for a in arrays}) != 1:
@@ -427,10 +499,18 @@ class Indicator:
         return arrays
 
 
+def _float_array(a: npt.ArrayLike) -> FloatArray:
+    """An input as contiguous float64; a masked array's masked values become NaN (a missing
+    bar, skipped like any NaN bar), not the numbers under the mask."""
+    if np.ma.isMaskedArray(a):
+        return np.ascontiguousarray(np.ma.filled(np.ma.asarray(a).astype(np.float64), np.nan))
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
 class IndicatorStream:
     """The incremental form: ``update(*bar)`` advances one bar and returns its value(s). The
-    state is a plain float64 vector (``state``: the scalars, then the rings), so it can be
-    snapshotted and restored."""
+    state is a plain float64 vector (``state``: a fingerprint of the indicator, the scalars,
+    then the rings), so it can be snapshotted and restored."""
 
     def __init__(self, ind: Indicator, scalars: tuple[float, ...], ring: FloatArray) -> None:
         self._ind = ind
@@ -447,25 +527,47 @@ class IndicatorStream:
 
     @property
     def state(self) -> FloatArray:
-        """A copy of the state vector: the scalar state, then the rings."""
-        return np.concatenate((np.array(self._s, dtype=np.float64), self._ring))
+        """A copy of the state vector: the indicator's fingerprint (name, parameters, layout),
+        the scalar state, then the rings."""
+        head = np.array((self._ind._fingerprint, *self._s), dtype=np.float64)
+        return np.concatenate((head, self._ring))
 
     def restore(self, state: npt.ArrayLike) -> IndicatorStream:
-        """A stream of the same indicator continuing from ``state`` (from ``.state``)."""
-        st = np.array(state, dtype=np.float64)
+        """A stream of the same indicator continuing from ``state`` (from ``.state``). Refused
+        (``IndicatorError``, with the reason) unless it is a state of this indicator with these
+        parameters whose ring positions are whole numbers inside their rings."""
+        ind = self._ind
+        try:
+            st = np.array(state, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise IndicatorError(f"{ind!r}: a state is a float64 vector ({exc})") from None
         k = len(self._s)
-        shape = (k + self._ring.shape[0],)
+        shape = (1 + k + self._ring.shape[0],)
         if st.shape != shape:
-            raise IndicatorError(f"{self._ind.name}: a state of shape {shape} is needed")
-        scalars = tuple(type(z)(v) for z, v in zip(self._ind._s0, st[:k], strict=True))
-        return IndicatorStream(self._ind, scalars, st[k:].copy())
+            raise IndicatorError(f"{ind!r}: a state of shape {shape} is needed, got {st.shape}")
+        if st[0] != ind._fingerprint:
+            raise IndicatorError(f"{ind!r}: not a state of this indicator (its fingerprint {float(st[0])!r} "
+                                 "is another indicator's, other parameters' or another layout's)")
+        d = ind._def
+        bounds = iter(_POSITIONS.get(d.name, lambda p: ())(ind._params))
+        scalars: list[float | int] = []
+        for slot, (kind, v) in enumerate(zip(d.scalars, st[1 : 1 + k].tolist(), strict=True)):
+            if kind != "i":
+                scalars.append(v)
+                continue
+            length = next(bounds)
+            if not math.isfinite(v) or v != int(v) or not 0 <= v < length:
+                raise IndicatorError(f"{ind!r}: the state's ring position (scalar {slot}) is {v!r}; "
+                                     f"it must be a whole number from 0 to {length - 1}")
+            scalars.append(int(v))
+        return IndicatorStream(ind, tuple(scalars), st[1 + k :].copy())
 
     def update(self, *bar: float) -> float | tuple[float, ...]:
         """One bar's inputs (``indicator.inputs`` order) in, this bar's output(s) out. A bar with
-        a NaN input changes nothing and returns NaN."""
+        a NaN (or ``np.ma.masked``) input changes nothing and returns NaN."""
         if len(bar) != self._n_in:
             raise IndicatorError(f"{self._ind.name} takes {self._n_in} input(s) per bar, got {len(bar)}")
-        values = [float(v) for v in bar]
+        values = [np.nan if v is np.ma.masked else float(v) for v in bar]
         out = self._out
         if any(v != v for v in values):
             out.fill(np.nan)

@@ -41,21 +41,37 @@ def spec_from_json(data: dict[str, Any]) -> FeatureSpec:
     return FeatureSpec(str(data["name"]), dict(data.get("params", {})), steps, int(data.get("version", 1)))
 
 
+def _text(name: str, params: dict[str, Any]) -> str:
+    return name + (json.dumps(params, sort_keys=True, separators=(",", ":")) if params else "")
+
+
 def feature_name(spec: FeatureSpec) -> str:
-    """A column name that states the definition: ``momentum{"lookback":60}|rank``."""
+    """A column name that states the definition, unique per distinct spec:
+    ``momentum{"lookback":60}|winsorise{"high":0.99,"low":0.01}|rank``. A step without
+    parameters is its operator alone, as names have always been written (``|rank``), so the
+    names of specs whose steps take none are the names registered artifacts hold."""
     text = spec.name + json.dumps(spec.params, sort_keys=True, separators=(",", ":"))
-    return "|".join([text, *(op for op, _ in spec.steps)])
+    return "|".join([text, *(_text(op, params) for op, params in spec.steps)])
 
 
-def feature_matrix(frame: pl.DataFrame, specs: Sequence[FeatureSpec], *, check: bool = True) -> pl.DataFrame:
-    """``ts_ns, instrument_id`` and one float column per spec (named by ``feature_name``), for
-    every row of ``frame``; null or NaN where a feature is still warming up. With ``check``,
-    each spec is first run through ``check_causal`` at two thirds of the timestamps."""
+def feature_matrix(
+    frame: pl.DataFrame,
+    specs: Sequence[FeatureSpec],
+    *,
+    check: bool = True,
+    names: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """``ts_ns, instrument_id`` and one float column per spec (named by ``feature_name``, or
+    ``names`` in spec order: an artifact's recorded ``feature_names``), for every row of
+    ``frame``; null or NaN where a feature is still warming up. With ``check``, each spec is
+    first run through ``check_causal`` at its default cuts (spread over the timestamps), whose
+    full computation is the one used."""
+    columns = [feature_name(spec) for spec in specs] if names is None else list(names)
+    if len(columns) != len(specs) or len(set(columns)) != len(columns):
+        raise ValueError(f"one distinct column name per feature spec is needed, got {columns}")
     out = frame.select("ts_ns", "instrument_id")
-    stamps = frame.get_column("ts_ns").unique().sort()
-    for spec in specs:
-        if check and stamps.len() > 2:
-            check_causal(spec.compute, frame, int(stamps[(2 * stamps.len()) // 3]))
-        values = spec.compute(frame).rename({"value": feature_name(spec)})
+    for spec, column in zip(specs, columns, strict=True):
+        values = check_causal(spec.compute, frame) if check else spec.compute(frame)
+        values = values.rename({"value": column})
         out = out.join(values, on=["ts_ns", "instrument_id"], how="left")
     return out.sort(["ts_ns", "instrument_id"])

@@ -107,10 +107,10 @@ def score_panel(
     dict as ``features`` to compute each feature list once for several artifacts."""
     specs = [spec_from_json(s) for s in artifact.meta["features"]]
     names = list(artifact.meta["feature_names"])
-    key = json.dumps(artifact.meta["features"], sort_keys=True)
+    key = json.dumps([artifact.meta["features"], names], sort_keys=True)
     cache = {} if features is None else features
     if key not in cache:
-        cache[key] = feature_matrix(panel_frame(panel), specs)
+        cache[key] = feature_matrix(panel_frame(panel), specs, names=names)  # the names it was trained with
     matrix = cache[key]
     finite = pl.all_horizontal([pl.col(n).is_not_null() & pl.col(n).is_finite() for n in names])
     rows = matrix.filter(finite)

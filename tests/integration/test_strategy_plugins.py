@@ -11,12 +11,15 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from cli.wiring import ConfigError, load_config, make_strategies
 from domain.events import DayClosed, OrderSubmitted
 from kernel.store import open_journal
+from models.indicators import indicator
 from tests.factories import make_dataset
 
 REVERSAL = '''
@@ -226,6 +229,25 @@ def _sdk_examples() -> dict[str, str]:
         body = rest.split("```", 2)[1]
         examples[name] = body.split("\n", 1)[1]
     return examples
+
+
+def test_the_sdk_pages_indicator_snippet_passes_nan_at_missing_bars() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "strategy_sdk.md").read_text()
+    body = text.split("<!-- sdk-snippet: indicators -->", 1)[1].split("```", 2)[1].split("\n", 1)[1]
+    scope: dict[str, object] = {}
+    exec(body, scope)  # the documentation's own code
+    rng = np.random.default_rng(5)
+    raw = np.round(10_000 * np.exp(np.cumsum(rng.normal(0, 0.02, 80)))).astype(np.int64)
+    valid = np.ones(80, dtype=bool)
+    valid[[20, 21, 50]] = False
+    close = np.where(valid, raw, 0)[:, None]  # a missing bar: valid False, zeros
+    panel = SimpleNamespace(close=close, valid=valid[:, None], instruments=(SimpleNamespace(price_digits=2),))
+    strategy = SimpleNamespace()
+    steps = scope["schedule"](strategy, panel)  # type: ignore[operator]
+    want = indicator("rsi", period=14).batch(raw[valid] / 100)
+    assert np.isnan(strategy._rsi[~valid]).all()
+    np.testing.assert_array_equal(strategy._rsi[valid], want)  # the missing bars skipped, not zeros
+    assert steps.dtype == np.int64 and set(steps) <= set(np.flatnonzero(valid))
 
 
 def test_the_sdk_pages_worked_example_runs_and_replays_as_written(tmp_path: Path) -> None:

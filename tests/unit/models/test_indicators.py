@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from models.indicators import IndicatorError, indicator, indicator_names
+from models.indicators.registry import _POSITIONS, MAX_WINDOW
 from tests.indicator_cases import SMALL, as_columns, inputs_of, same_bits, streamed
 
 
@@ -75,10 +76,10 @@ def test_unknown_name_suggests_and_lists() -> None:
     ("name", "params", "message"),
     [
         ("rsi", {"length": 14}, "unknown parameter.*length.*accepted: period"),
-        ("rsi", {"period": 0}, "period must be >= 1"),
+        ("rsi", {"period": 0}, "period must be a whole number from 1 to 100000, got 0"),
         ("rsi", {"period": 2.5}, "whole number"),
-        ("rsi", {"period": True}, "must be a number"),
-        ("rsi", {"period": "14"}, "must be a number"),
+        ("rsi", {"period": True}, "period must be a whole number from 1 to 100000, got True"),
+        ("rsi", {"period": "14"}, "period must be a whole number from 1 to 100000, got .14."),
         ("macd", {"fast": 26, "slow": 12}, "need fast < slow"),
         ("sar", {"acceleration": 0.5, "maximum": 0.2}, "acceleration <= maximum"),
         ("ultosc", {"period1": 14, "period2": 7}, "period1 <= period2"),
@@ -88,6 +89,93 @@ def test_unknown_name_suggests_and_lists() -> None:
 def test_bad_parameters_are_refused_with_the_reason(name: str, params: dict, message: str) -> None:
     with pytest.raises(IndicatorError, match=message):
         indicator(name, **params)
+
+
+_BAD_WINDOWS = [float("inf"), float("-inf"), float("nan"), 2**63, 10**400, MAX_WINDOW + 1, 2.5, 0, True, "14",
+                None]
+
+
+@pytest.mark.parametrize("name", indicator_names())
+def test_every_window_has_a_maximum_and_every_bad_value_states_the_range(name: str) -> None:
+    ind = indicator(name)
+    for param, default in ind.params.items():
+        if isinstance(default, int):  # a window
+            bad, allowed = _BAD_WINDOWS, rf"{param} must be a whole number from \d+ to {MAX_WINDOW}, got "
+        else:
+            bad = [float("inf"), float("nan"), -1.0, True, "2"]
+            allowed = rf"{param} must be a finite number >= 0, got "
+        for value in bad:
+            with pytest.raises(IndicatorError, match=allowed):
+                indicator(name, **{**SMALL[name], param: value})
+
+
+def test_the_largest_window_is_accepted_and_bounded_in_memory() -> None:
+    x = np.linspace(1.0, 2.0, 50)
+    for name in ("sma", "donchian", "willr", "cci", "kama", "stochrsi"):
+        ind = indicator(name, period=MAX_WINDOW)
+        cols = as_columns(ind.batch(*[x] * len(ind.inputs)))
+        assert all(np.isnan(c).all() for c in cols), name  # 50 bars: still warming up
+
+
+def _poke(state: np.ndarray, slot: int, value: float) -> np.ndarray:
+    bad = state.copy()
+    bad[1 + slot] = value
+    return bad
+
+
+def test_a_state_of_another_indicator_is_refused_not_a_crash() -> None:
+    a = indicator("sma", period=3).stream()
+    for p in (101.0, 102, 103, 104):
+        a.update(p * 1e6)
+    with pytest.raises(IndicatorError, match="not a state of this indicator"):
+        indicator("wma", period=2).stream().restore(a.state)  # the same length: it segfaulted
+    with pytest.raises(IndicatorError, match="not a state of this indicator"):
+        indicator("sma", period=4).stream().restore(np.concatenate((a.state, [0.0])))
+    with pytest.raises(IndicatorError, match="shape"):
+        indicator("sma", period=3).stream().restore(a.state[1:])  # a state without fingerprint
+    again = indicator("sma", period=3).stream().restore(a.state)
+    assert again.update(105e6) == a.update(105e6)
+
+
+@pytest.mark.parametrize("name", indicator_names())
+def test_restore_refuses_every_ring_position_outside_its_ring(name: str) -> None:
+    ind = indicator(name, **SMALL[name])
+    stream = ind.stream()
+    bars = _bars(40)
+    for t in range(40):
+        stream.update(*(c[t] for c in inputs_of(ind, bars)))
+    state = stream.state
+    slots = [j for j, kind in enumerate(ind._def.scalars) if kind == "i"]
+    lengths = _POSITIONS[name](ind._params) if slots else ()
+    assert len(lengths) == len(slots)
+    for slot, length in zip(slots, lengths, strict=True):
+        for bad in (float("nan"), float("inf"), -1.0, 0.5, float(length), 1e300):
+            expect = rf"ring position \(scalar {slot}\).*from 0 to {length - 1}"
+            with pytest.raises(IndicatorError, match=expect):
+                stream.restore(_poke(state, slot, bad))
+        stream.restore(_poke(state, slot, float(length - 1))).update(*(c[0] for c in inputs_of(ind, bars)))
+    # any float in the other slots and the rings is accepted and cannot crash a kernel
+    rng = np.random.default_rng(3)
+    floats = np.array([np.nan, np.inf, -np.inf, 0.0, -1.0, 1e308, 2.0**53, 5.0])
+    for _ in range(20):
+        junk = rng.choice(floats, state.shape[0])
+        junk[0] = state[0]
+        for slot in slots:
+            junk[1 + slot] = state[1 + slot]
+        s2 = stream.restore(junk)
+        for t in range(5):
+            s2.update(*(c[t] for c in inputs_of(ind, bars)))
+
+
+def test_masked_values_are_missing_bars() -> None:
+    x = np.ma.array([1.0, 2.0, 99.0, 4.0, 5.0, 6.0], mask=[0, 0, 1, 0, 0, 0])
+    expect = indicator("sma", period=2).batch(np.array([1.0, 2.0, np.nan, 4.0, 5.0, 6.0]))
+    ind = indicator("sma", period=2)
+    assert same_bits(ind.batch(x), expect)
+    assert same_bits(ind.compute({"close": x})["sma"], expect)
+    assert same_bits(ind.batch(np.ma.array(x.data.astype(np.int64), mask=x.mask)), expect)
+    stream = ind.stream()
+    assert same_bits(np.array([stream.update(v) for v in x]), expect)
 
 
 def test_bad_inputs_are_refused() -> None:

@@ -302,3 +302,25 @@ def test_the_walk_forward_ranker_takes_honest_windows_and_refuses_leaks(tmp_path
         WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[window((0, 150 * DAY), None)])
     with pytest.raises(ArtifactError, match="non-empty list"):
         WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[])
+
+
+def test_feature_names_are_unique_per_spec_and_old_names_still_score() -> None:
+    low = FeatureSpec("momentum", {"lookback": 10}, (("winsorise", {"low": 0.01, "high": 0.99}), ("rank", {})))  # noqa: E501
+    wide = FeatureSpec("momentum", {"lookback": 10}, (("winsorise", {"low": 0.05, "high": 0.95}), ("rank", {})))  # noqa: E501
+    assert feature_name(low) != feature_name(wide)  # both were 'momentum{"lookback":10}|winsorise|rank'
+    assert feature_name(low) == 'momentum{"lookback":10}|winsorise{"high":0.99,"low":0.01}|rank'
+    # specs whose steps take no parameters keep the names registered artifacts hold
+    assert feature_name(FeatureSpec("momentum", {"lookback": 60}, (("rank", {}), ("zscore", {})))) == (
+        'momentum{"lookback":60}|rank|zscore'
+    )
+    assert feature_name(FeatureSpec("volatility", {"window": 20})) == 'volatility{"window":20}'
+    bars = _bars()
+    matrix = feature_matrix(bars, [low, wide])
+    assert matrix.columns == ["ts_ns", "instrument_id", feature_name(low), feature_name(wide)]
+    # an artifact trained before recorded the old name: the matrix is built with its names
+    old = 'momentum{"lookback":10}|winsorise|rank'
+    recorded = feature_matrix(bars, [low], names=[old])
+    assert recorded.columns == ["ts_ns", "instrument_id", old]
+    assert recorded[old].equals(matrix[feature_name(low)].alias(old))
+    with pytest.raises(ValueError, match="one distinct column name per feature spec"):
+        feature_matrix(bars, [low, wide], names=[old, old])
