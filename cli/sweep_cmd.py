@@ -88,7 +88,8 @@ RANKABLE = (
 
 
 class Range(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A random-search range: integers when both ends are, else floats (``log``: log-uniform)."""
+    """A random-search range: integers when both ends are (inclusive), else floats (``log``:
+    log-uniform, integers too)."""
 
     low: int | float
     high: int | float
@@ -147,10 +148,17 @@ def sweep_points(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def _draw(rng: np.random.Generator, choice: Range | list[Any]) -> Any:
+    """One value: a list's item; an integer range's integer (``log``: the floor of a
+    log-uniform draw over ``[low, high + 1)``, so each integer's chance falls with its size);
+    a float range's float. Each draw takes one number from ``rng``."""
     if isinstance(choice, list):
         return choice[int(rng.integers(len(choice)))]
-    if isinstance(choice.low, int) and isinstance(choice.high, int) and not choice.log:
+    integers = isinstance(choice.low, int) and isinstance(choice.high, int)
+    if integers and not choice.log:
         return int(rng.integers(choice.low, choice.high + 1))
+    if integers:
+        drawn = math.exp(rng.uniform(math.log(choice.low), math.log(choice.high + 1)))
+        return min(math.floor(drawn), choice.high)  # the top edge, should rounding reach it
     if choice.log:
         return float(math.exp(rng.uniform(math.log(choice.low), math.log(choice.high))))
     return float(rng.uniform(choice.low, choice.high))

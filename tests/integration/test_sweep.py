@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from cli.main import main
-from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, set_dotted, sweep_points
+from cli.sweep_cmd import Range, SweepSpec, WorkerCache, cmd_sweep, set_dotted, sweep_points
 from cli.wiring import ConfigError, load_config
 from sim.experiments import ExperimentStore
 from tests.factories import make_dataset, stop_research_runs_after
@@ -246,3 +246,20 @@ def test_a_worker_scans_the_installed_strategies_again_for_a_name_it_does_not_kn
         config, strategy=msgspec.structs.replace(config.strategy, name="not_installed")
     )
     assert cache.installed(renamed) is not installed  # scanned again (and still without it)
+
+
+def test_a_log_range_with_integer_ends_draws_integers_and_float_ranges_draw_as_before() -> None:
+    """``{ low = 2, high = 20, log = true }`` draws whole numbers in [2, 20], seeded; float
+    ranges (log or not) keep their recorded draws (pinned: a sweep recorded before draws the
+    same points)."""
+    spec = SweepSpec(samples=400, seed=3, space={"fast": Range(2, 20, log=True)})
+    values = [point["fast"] for point in sweep_points(spec)]
+    assert all(type(v) is int and 2 <= v <= 20 for v in values)
+    assert set(values) == set(range(2, 21))
+    assert values.count(2) > values.count(19)  # log-uniform: small values more often
+    assert values == [point["fast"] for point in sweep_points(spec)]
+    floats = SweepSpec(samples=2, seed=7, space={"w": Range(0.5, 2.5, log=True), "x": Range(0.1, 0.9)})
+    assert sweep_points(floats) == [
+        {"w": 1.3673918445590996, "x": 0.8177710407756604},
+        {"w": 1.742412726983397, "x": 0.2801657519924735},
+    ]
