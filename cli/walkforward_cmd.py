@@ -97,23 +97,30 @@ class _Plan:
     anchored: bool
 
 
+# [walkforward]'s fold shape: each a whole number of sessions, anchored a true boolean (no
+# "500", 500.5 or "false" read as something else: exit 2 naming the key).
+_SHAPE_KEYS = {"train_days": int, "test_days": int, "step_days": int, "anchored": bool}
+
+
 def _read(path: Path) -> _Plan:
     raw = read_raw_config(path)
     raw.pop("sweep", None)
     table = raw.pop("walkforward", None)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: no [walkforward] table (docs/research.md)")
-    keys = ("train_days", "test_days", "step_days", "anchored")
-    shape = {key: table.pop(key) for key in keys if key in table}
+    shape = {key: table.pop(key) for key in _SHAPE_KEYS if key in table}
     if "train_days" not in shape or "test_days" not in shape:
         raise ConfigError(f"{path}: [walkforward] needs train_days and test_days")
+    for key, value in shape.items():
+        if type(value) is not _SHAPE_KEYS[key]:  # bool is an int to Python: checked by type
+            kind = "true or false" if key == "anchored" else "a whole number of sessions"
+            raise ConfigError(f"{path}: walkforward.{key} must be {kind}, got {value!r}")
     try:
         spec = msgspec.convert(table, SweepSpec)
-        train, test = int(shape["train_days"]), int(shape["test_days"])
-        step, anchored = int(shape.get("step_days", test)), bool(shape.get("anchored", False))
-    except (msgspec.ValidationError, ValueError, TypeError) as error:
+    except (msgspec.ValidationError, ValueError) as error:
         raise ConfigError(f"{path}: walkforward: {error}") from None
-    return _Plan(raw, spec, train, test, step, anchored)
+    train, test = shape["train_days"], shape["test_days"]
+    return _Plan(raw, spec, train, test, shape.get("step_days", test), shape.get("anchored", False))
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:

@@ -218,3 +218,29 @@ def _experiment_rows(out: Path) -> list[tuple[str, str, str, str]]:
         return db.execute(
             "SELECT run_id, chain_head, metrics_json, config_json FROM experiments ORDER BY run_id"
         ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('anchored = "false"', "walkforward.anchored must be true or false, got 'false'"),
+        ("anchored = 1", "walkforward.anchored must be true or false, got 1"),
+        ("step_days = 80.5", "walkforward.step_days must be a whole number of sessions, got 80.5"),
+        ('step_days = "80"', "walkforward.step_days must be a whole number of sessions, got '80'"),
+        ("step_days = true", "walkforward.step_days must be a whole number of sessions, got True"),
+    ],
+)
+def test_a_fold_shape_of_the_wrong_type_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    """Not read as something else (``bool("false")`` is true, ``int(80.5)`` is 80): exit 2, one
+    line naming the key, before anything runs."""
+    path = _walkforward_file(tmp_path, line + "\n")
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr()
+    assert message in " ".join((said.out + said.err).split())
+    assert not (tmp_path / "out").exists()
+    path.write_text(path.read_text().replace(line, "").replace("train_days = 150", "train_days = 150.5"))
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr()
+    assert "walkforward.train_days must be a whole number of sessions, got 150.5" in said.out + said.err
