@@ -46,11 +46,9 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
-from cli.progress import console, progress_bar
+from cli.progress import console, plural, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, replay_builder
 from domain.market import Panel
@@ -59,7 +57,15 @@ from kernel.store import open_journal
 from lake.store import dataset_ref, load_panel
 from models.plugins import installed_strategies
 from sim.backtest import BacktestConfig, run_backtest
-from sim.experiments import Experiment, ExperimentStore
+from sim.experiments import (
+    METRICS,
+    RANKABLE,
+    Experiment,
+    ExperimentStore,
+    format_metric,
+    metric_score,
+    short_names,
+)
 from sim.metrics import RunFold
 
 __all__ = [
@@ -70,7 +76,9 @@ __all__ = [
     "cmd_runs",
     "cmd_sweep",
     "code_version",
+    "params_text",
     "print_ranked",
+    "ranked",
     "run_point",
     "run_tasks",
     "set_dotted",
@@ -81,12 +89,6 @@ __all__ = [
 # levels off after a few runs of a 50-name, 10-year data set: ~430 MB), and each replacement
 # costs a fresh interpreter's imports (~2-3 CPU s).
 RUNS_PER_WORKER = 256
-RANKABLE = (
-    "sharpe", "sortino", "calmar", "total_return", "annual_return", "max_drawdown", "annual_volatility",
-    "profit_factor", "hit_rate", "expectancy", "sqn", "final_nav",
-)  # fmt: skip
-
-
 class Range(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A random-search range: integers when both ends are (inclusive), else floats (``log``:
     log-uniform, integers too)."""
@@ -368,7 +370,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
         experiments = list(recorded.values())
         where = f"Ray at {args.ray}" if args.ray else f"{workers} worker(s)"
-        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else f"{len(tasks):,} backtests"
+        left = plural(len(tasks), "backtest")
+        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else left
         label = f"sweep {base_id}: {left} on {where}"
         if not tasks:
             console.print(f"sweep {base_id}: all {len(configs):,} runs are recorded; nothing left to run")
@@ -391,7 +394,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         shutil.rmtree(out / "journals", ignore_errors=True)
     experiments.sort(key=lambda e: e.point)
     print_ranked(experiments, spec.rank_by, args.top)
-    console.print(f"{len(experiments):,} runs recorded in {db} (tape runs {out})")
+    console.print(f"{plural(len(experiments), 'run')} recorded in {db} (tape runs {out})")
     return 0
 
 
@@ -415,45 +418,42 @@ def _point_configs(
     return configs
 
 
-def _rank_key(metric: str) -> Callable[[Experiment], tuple[int, float, int]]:
-    def key(experiment: Experiment) -> tuple[int, float, int]:
-        value = experiment.metrics.get(metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return (1, 0.0, experiment.point)  # unranked last, in point order
-        return (0, -float(value), experiment.point)
+def ranked(experiments: list[Experiment], metric: str) -> list[Experiment]:
+    """Best first by ``metric`` (its better direction: ``sim.experiments.METRICS``); runs
+    without the figure last; equal scores in point order."""
+    return sorted(experiments, key=lambda e: (-metric_score(metric, e.metrics.get(metric)), e.point))
 
-    return key
+
+def params_text(params: dict[str, Any], names: dict[str, str]) -> str:
+    """``name=value`` for each parameter, by its shortest unambiguous name (``names``)."""
+    return " ".join(f"{names[key]}={_short(value)}" for key, value in params.items())
+
+
+_SHOWN = ("sharpe", "total_return", "max_drawdown", "trades")
 
 
 def print_ranked(experiments: list[Experiment], metric: str, top: int) -> None:
-    ranked = sorted(experiments, key=_rank_key(metric))[:top]
-    table = Table(title=f"top {len(ranked)} of {len(experiments):,} by {metric}", box=box.SIMPLE_HEAD,
-                  pad_edge=False)  # fmt: skip
-    table.add_column("#", justify="right")
-    table.add_column("run", min_width=max((len(e.run_id) for e in ranked), default=3))
-    table.add_column("parameters", overflow="fold")
-    for header in ("Sharpe", "return", "max DD", "trades"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for rank, experiment in enumerate(ranked, 1):
-        m = experiment.metrics
-        table.add_row(
-            str(rank),
-            experiment.run_id,
-            " ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in experiment.params.items()),
-            _fmt(m.get("sharpe"), "{:.2f}"),
-            _fmt(m.get("total_return"), "{:+.1%}"),
-            _fmt(None if m.get("max_drawdown") is None else -m["max_drawdown"], "{:.1%}"),
-            _fmt(m.get("trades"), "{:,}"),
-        )
-    console.print(table)
+    """The ``top`` runs by ``metric``, with its figure; the table fits the terminal
+    (``cli.research_tables``)."""
+    from cli.research_tables import Column, print_fitted  # here: a sweep's workers never print
+
+    best = ranked(experiments, metric)[:top]
+    names = short_names(key for e in experiments for key in e.params)
+    figures = (metric, *(name for name in _SHOWN if name != metric))
+    columns = (
+        Column("#", 8), Column("run", 11), Column("parameters", 10, wraps=True, min_width=12),
+        *(Column(METRICS[name].header, 9 if index == 0 else 7 - index) for index, name in enumerate(figures)),
+    )  # fmt: skip
+    rows = [
+        (str(rank), e.run_id, params_text(e.params, names),
+         *(format_metric(name, e.metrics.get(name)) for name in figures))
+        for rank, e in enumerate(best, 1)
+    ]  # fmt: skip
+    print_fitted(f"top {len(best)} of {len(experiments):,} by {metric}", columns, rows, left=2)
 
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else spec.format(value)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

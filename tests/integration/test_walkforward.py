@@ -10,12 +10,14 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from cli.main import main
-from cli.walkforward_cmd import Fold, cmd_walkforward, folds
+from cli.progress import console
+from cli.walkforward_cmd import Fold, _best_per_fold, _print_folds, cmd_walkforward, folds
 from cli.wiring import ConfigError
 from domain.events import DayClosed, OrderSubmitted
 from domain.market import Panel
@@ -244,3 +246,23 @@ def test_a_fold_shape_of_the_wrong_type_is_refused_in_one_line(
     assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 2
     said = capsys.readouterr()
     assert "walkforward.train_days must be a whole number of sessions, got 150.5" in said.out + said.err
+
+
+def test_a_fold_chooses_by_the_metrics_better_direction_and_prints_it_by_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ranked by volatility, the lowest in-sample volatility is traded (a run without the figure
+    never wins), and the IS column reads it as a percentage, as every research table does."""
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=50)
+    fold = Fold(0, (20200101, 20200104), (20200105, 20200106))
+    in_sample = [(fold, index, make_config(dataset, tmp_path / f"j{index}")) for index in range(3)]
+    vols = [0.31, 0.07, None]
+    metrics = {f"r{i}": {"annual_volatility": vol} for i, vol in enumerate(vols)}
+    in_sample = [(fold, i, msgspec.structs.replace(config, run_id=f"r{i}")) for fold, i, config in in_sample]
+    best = _best_per_fold(in_sample, metrics, "annual_volatility")
+    assert best[0][0] == 1
+    monkeypatch.setattr(console, "width", 80)
+    oos = [{"metrics": {"total_return": 0.1, "sharpe": 1.25}}]
+    _print_folds([fold], [{"strategy.params.fast": 5}], [best[0][1]], oos, "annual_volatility")
+    out = capsys.readouterr().out
+    assert "IS volatility" in out and "7.0%" in out and "0.07" not in out and "fast=5" in out
