@@ -116,6 +116,10 @@ class SweepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"sweep.grid.{key}: no values")
+            texts = [repr(value) for value in values]  # values may be tables or lists: compared as written
+            twice = [text for text in texts if texts.count(text) > 1]
+            if twice:
+                raise ValueError(f"sweep.grid.{key}: {twice[0]} is given more than once")
         for key, spec in self.space.items():
             _check_choice(key, spec)
         if self.rank_by not in RANKABLE:
@@ -412,10 +416,23 @@ def _point_configs(
         # The journal path is part of the journaled configuration, so it is fixed (a journal
         # not kept is deleted after its metrics are read, and `--rerun` writes it there again).
         point_raw["journal"] = str(out / "journals" / point_raw["run_id"])
-        config = config_from_raw(point_raw, path)
-        make_strategies(config)
+        with sweep_point_named(point):
+            config = config_from_raw(point_raw, path)
+            make_strategies(config)
         configs.append(config)
     return configs
+
+
+@contextmanager
+def sweep_point_named(point: dict[str, Any]) -> Iterator[None]:
+    """A configuration a sweep point cannot run is refused with the point's sweep keys named
+    (``foo.bar`` reads as an unknown field ``foo`` otherwise, with no word of the sweep)."""
+    try:
+        yield
+    except ConfigError as error:
+        keys = ", ".join(f"{key} = {value!r}" for key, value in point.items())
+        raise ConfigError(f"{error} (at the sweep point {keys}: a sweep key is the dotted path of a key "
+                          "of the configuration)") from None  # fmt: skip
 
 
 def ranked(experiments: list[Experiment], metric: str) -> list[Experiment]:
@@ -472,7 +489,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True))
         return 0
     if args.csv:
-        _write_csv(experiments, Path(args.csv))
+        try:
+            _write_csv(experiments, Path(args.csv))
+        except OSError as error:
+            raise ConfigError(f"--csv {args.csv}: cannot write it ({error.strerror})") from None
         console.print(f"wrote {len(experiments):,} runs to {args.csv}")
         return 0
     print_ranked(experiments, args.rank_by, args.top)
@@ -532,19 +552,30 @@ def _write_csv(experiments: list[Experiment], path: Path) -> None:
                              e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
 
 
+def _positive(text: str) -> int:
+    """A positive whole number (``--top``): argparse refuses anything else, exit 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = verbs.add_parser("sweep", help="backtests over a parameter grid or a random search")
     sweep.add_argument("config", help="a backtest TOML with a [sweep] table")
     sweep.add_argument("--workers", type=int, help="processes (default: [sweep] workers, 0 = every core)")
     sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
-    sweep.add_argument("--top", type=int, default=20, help="rows of the ranked table (default 20)")
+    sweep.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")
     runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
-    runs.add_argument("--top", type=int, default=20)
+    runs.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
     runs.add_argument("--json", action="store_true", help="every run as JSON")
     runs.add_argument("--csv", metavar="PATH", help="every run as CSV")
     runs.add_argument("--rerun", metavar="RUN_ID", help="run it again; exit 1 unless the chain head matches")

@@ -41,7 +41,15 @@ import numpy as np
 
 from cli.progress import console, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
-from cli.sweep_cmd import SweepSpec, code_version, params_text, run_tasks, set_dotted, sweep_points
+from cli.sweep_cmd import (
+    SweepSpec,
+    code_version,
+    params_text,
+    run_tasks,
+    set_dotted,
+    sweep_point_named,
+    sweep_points,
+)
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config
 from lake.store import load_panel
 from sim.backtest import BacktestConfig
@@ -142,8 +150,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         point_raw["run_id"] = run_id
         point_raw["journal"] = str(out / "journals" / run_id)
         point_raw["window"] = {"start": _iso(window[0]), "end": _iso(window[1])}
-        config = config_from_raw(point_raw, path)
-        make_strategies(config)
+        with sweep_point_named(point):
+            config = config_from_raw(point_raw, path)
+            make_strategies(config)
         return config
 
     in_sample = [

@@ -204,7 +204,7 @@ def test_budgets_left_out_are_equal_shares_split_exactly(tmp_path: Path) -> None
         ('entry = "json:__doc__"', "is not a class or a function"),
         ('entry = "collections:OrderedDict"', "it has no strategy_id"),
         ('name = "sma_crossover"\nparams = { fast = 30, slow = 10 }', "need 0 < fast < slow"),
-        ('name = "sma_crossover"\nparams = { speed = 3 }', "unexpected keyword argument 'speed'"),
+        ('name = "sma_crossover"\nparams = { speed = 3 }', "no parameter 'speed'; it takes fast, slow, weight"),
         ('name = "sma_crossover"\nparams = { fast = 3, slow = 9.5 }', "slow must be a whole number of bars"),
         ('name = "momentum"\nparams = { lookback = 60.0, skip = 5, top = 2 }', "lookback must be a whole"),
         ('name = "momentum"\nparams = { lookback = 60, skip = 5, top = true }', "top must be a whole number"),

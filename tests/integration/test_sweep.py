@@ -193,6 +193,9 @@ def test_a_random_search_is_reproducible_from_its_seed(tmp_path: Path) -> None:
         ('grid = { "strategy.params.fast" = [5] }\nrank_by = "luck"', "rank_by must be one of"),
         ('grid = { "strategy.params.fast" = [50] }', "need 0 < fast < slow"),
         ('grid = { "strategies.3.budget" = ["0.5"] }', "is not an index"),
+        ('grid = { "strategy.params.fast" = [5, 10, 5] }', "strategy.params.fast: 5 is given more than once"),
+        ('grid = { "foo.bar" = [1] }', "unknown field `foo` (at the sweep point foo.bar = 1: a sweep key is"),
+        ('grid = { "strategy.params.fst" = [5] }', "no parameter 'fst'; it takes fast, slow, weight"),
     ],
 )
 def test_sweeps_that_cannot_run_say_why_before_running(tmp_path: Path, sweep: str, message: str) -> None:
@@ -327,3 +330,18 @@ def test_a_log_range_with_integer_ends_draws_integers_and_float_ranges_draw_as_b
         {"w": 1.3673918445590996, "x": 0.8177710407756604},
         {"w": 1.742412726983397, "x": 0.2801657519924735},
     ]
+
+
+def test_runs_refuses_a_top_that_is_not_positive_and_a_csv_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = _recorded(tmp_path)
+    for top in ("0", "-2"):
+        with pytest.raises(SystemExit) as refused:
+            main(["runs", str(db), "--top", top])
+        assert refused.value.code == 2 and "--top: must be at least 1" in capsys.readouterr().err
+    assert main(["runs", str(db), "--csv", str(tmp_path / "nodir" / "x.csv")]) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "x.csv: cannot write it (No such file or directory)" in said and "Errno" not in said
+    assert main(["runs", str(db), "--top", "1"]) == 0
+    assert "top 1 of 4 by sharpe" in capsys.readouterr().out
