@@ -14,10 +14,12 @@ Two seeded experiments, both reproducible from the journal, the seed and the opt
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from rich import box
 from rich.table import Table
 
 from cli.exits import unfinished_status
-from cli.progress import console, progress_bar
+from cli.progress import console, plural, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
@@ -35,7 +37,7 @@ from domain.events import DatasetReferenced, DayClosed, RunStarted
 from kernel.run_status import run_status
 from kernel.store import open_journal
 from sim.backtest import BacktestConfig
-from sim.experiments import Experiment, ExperimentStore
+from sim.experiments import Experiment, ExperimentStore, format_metric
 from sim.montecarlo import block_bootstrap, path_stats, summarise
 
 __all__ = ["add_montecarlo_parser", "cmd_montecarlo"]
@@ -60,8 +62,6 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path}: does not start with run.started and dataset.referenced")
         navs = [r.event() for r in journal.records(0) if r.kind == "day.closed.v1"]
         unfinished = not run_status(journal).finished
-    if unfinished:  # said before the figures, which end at the last day the journal closed
-        console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
     config = BacktestConfig.from_json(run.config_json)
     initial = float(config.initial_cash_minor())
     series = np.array([initial, *(float(e.nav_minor) for e in navs if isinstance(e, DayClosed))])
@@ -71,10 +71,13 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
         paths = block_bootstrap(returns, args.samples, args.block, args.seed)
     except ValueError as error:
         raise ConfigError(f"{path}: {error}") from None
+    # Everything that can refuse the perturbation (--out, --resume) is checked before a figure prints.
+    perturbation = _plan_perturbation(args, config, ref.content_hash) if args.perturb else None
+    if unfinished:  # said before the figures, which end at the last day the journal closed
+        console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
     summary = summarise(path_stats(paths, factor))
     actual_stats = path_stats(returns[None, :], factor)
-    names = ("total_return", "annual_return", "sharpe", "max_drawdown")
-    actual = {name: float(getattr(actual_stats, name)[0]) for name in names}
+    actual = {name: float(getattr(actual_stats, name)[0]) for name in _STATISTICS}
     _print_summary(
         f"block bootstrap: {args.samples:,} paths of {returns.size:,} sessions, blocks of {args.block}, "
         f"seed {args.seed}",
@@ -85,8 +88,8 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
         "journal": str(path),
         "bootstrap": {"samples": args.samples, "block": args.block, "seed": args.seed, **summary},
     }
-    if args.perturb:
-        result["perturbation"] = _perturb(args, config, ref.content_hash)
+    if perturbation is not None:
+        result["perturbation"] = _perturb(perturbation)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         console.print(f"wrote {args.json}")
@@ -96,7 +99,31 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str) -> dict[str, Any]:
+# The options that make a perturbation's runs (and their percentiles): a resumed one must give
+# the same. --samples and --block shape only the bootstrap, but the printed command keeps them
+# so that following it prints the same figures.
+_RUN_OPTIONS = ("--seed", "--perturb", "--slippage-bp", "--participation")
+
+
+@dataclass(frozen=True)
+class _Perturbation:
+    """A fill perturbation planned and checked, nothing run yet."""
+
+    args: argparse.Namespace
+    out: Path
+    slippage: tuple[float, float]
+    participation: tuple[float, float]
+    configs: list[BacktestConfig]
+    draws: list[dict[str, int]]
+    recorded: dict[str, Experiment]
+    again: str
+    sweep_id: str
+    dataset_hash: str
+
+
+def _plan_perturbation(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str) -> _Perturbation:
+    """The perturbed runs' configurations; on ``--resume`` the recorded job's options and runs
+    are checked to be this one's (refused naming what differs)."""
     slippage = _range(args.slippage_bp, "slippage-bp")
     participation = _range(args.participation, "participation")
     out = Path(args.out or f"{args.journal}.montecarlo").resolve()
@@ -114,28 +141,75 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
         make_strategies(perturbed)
         configs.append(perturbed)
         draws.append({"fill.slippage_e8": slip_e8, "fill.participation_e8": part_e8})
-    code = code_version()
+    again = (
+        f"tape montecarlo {args.journal} --samples {args.samples} --block {args.block} --seed {args.seed} "
+        f"--perturb {args.perturb} --slippage-bp {_text(slippage)} --participation {_text(participation)} "
+        f"--out {out} --resume"
+    )
     sweep_id = f"{config.run_id}-mc"
-    with ExperimentStore(out / "experiments.sqlite", create=True) as store:
-        recorded: dict[str, Experiment] = {}
-        if resume:
+    recorded: dict[str, Experiment] = {}
+    if resume:
+        with ExperimentStore(out / "experiments.sqlite") as store:
+            _check_options(out, store, sweep_id, again)
             expected = {c.run_id: c for c in configs}
-            recorded = recorded_runs(store, sweep_id, expected, {config.dataset: dataset_hash}, False)
+            changed = "--seed, --perturb, --slippage-bp, --participation or the run's configuration changed"
+            recorded = recorded_runs(store, sweep_id, expected, {config.dataset: dataset_hash}, False,
+                                     changed=changed)  # fmt: skip
+    return _Perturbation(args, out, slippage, participation, configs, draws, recorded, again, sweep_id,
+                         dataset_hash)  # fmt: skip
+
+
+def _text(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:g},{bounds[1]:g}"
+
+
+def _options(command: str) -> dict[str, object]:
+    """The run-making options of a recorded ``tape montecarlo`` command, ranges as numbers."""
+    words = command.split()
+    found: dict[str, object] = {}
+    for option, value in itertools.pairwise(words):
+        if option in _RUN_OPTIONS:
+            found[option] = tuple(float(part) for part in value.split(",")) if "," in value else value
+    return found
+
+
+def _check_options(out: Path, store: ExperimentStore, sweep_id: str, again: str) -> None:
+    """Refuse a resume whose run-making options are not the recorded job's, naming each one."""
+    job = next((job for job in store.jobs() if job.sweep_id == sweep_id), None)
+    if job is None:  # a table written before jobs were recorded: its runs are checked one by one
+        return
+    then, now = _options(job.resume), _options(again)
+    differ = [f"{key} {_shown(then[key])} then, {_shown(now[key])} now" for key in now
+              if key in then and then[key] != now[key]]  # fmt: skip
+    if differ:
+        raise ConfigError(
+            f"{out} holds a fill perturbation with other options ({'; '.join(differ)}): `{job.resume}` "
+            "carries it on, or a new --out starts another"
+        )
+
+
+def _shown(value: object) -> str:
+    return _text(value) if isinstance(value, tuple) else str(value)  # type: ignore[arg-type]
+
+
+def _perturb(plan: _Perturbation) -> dict[str, Any]:
+    args, out, configs, recorded = plan.args, plan.out, plan.configs, plan.recorded
+    code = code_version()
+    resume = bool(getattr(args, "resume", False))
+    with ExperimentStore(out / "experiments.sqlite", create=True) as store:
+        if resume:
             note_other_code(recorded.values(), code)
         metrics = {i: recorded[c.run_id].metrics for i, c in enumerate(configs) if c.run_id in recorded}
         todo = [index for index, c in enumerate(configs) if c.run_id not in recorded]
         tasks = [(configs[index].canonical_json(), False) for index in todo]
         workers = max(1, min(args.workers or os.cpu_count() or 1, len(tasks)))
-        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else f"{len(tasks)} backtests"
+        left = plural(len(tasks), "backtest")
+        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else left
         if not tasks:
             console.print(f"fill perturbation: all {len(configs):,} runs are recorded; nothing left to run")
-        again = (
-            f"tape montecarlo {args.journal} --perturb {args.perturb} --seed {args.seed} --slippage-bp "
-            f"{args.slippage_bp} --participation {args.participation} --out {out} --resume"
-        )
-        store.plan(sweep_id, "fill perturbation", len(configs), again)
+        store.plan(plan.sweep_id, "fill perturbation", len(configs), plan.again)
         with (
-            said_where(lambda: len(metrics), len(configs), again),
+            said_where(lambda: len(metrics), len(configs), plan.again),
             progress_bar(f"fill perturbation: {left} on {workers} worker(s)", len(tasks))
             if tasks
             else nullcontext(lambda _: None) as update,
@@ -143,58 +217,59 @@ def _perturb(args: argparse.Namespace, config: BacktestConfig, dataset_hash: str
             results = run_tasks(tasks, workers, update, args.ray) if tasks else ()
             for index, outcome in zip(todo, results, strict=True):
                 store.add(Experiment.of_run(
-                    configs[index], outcome, sweep_id=sweep_id, point=index, params=draws[index],
-                    dataset_hash=dataset_hash, code_version=code,
+                    configs[index], outcome, sweep_id=plan.sweep_id, point=index, params=plan.draws[index],
+                    dataset_hash=plan.dataset_hash, code_version=code,
                 ))  # fmt: skip
                 metrics[index] = outcome["metrics"]
     shutil.rmtree(out / "journals", ignore_errors=True)  # the runs' journals are not kept
-    return _perturbed_summary(args, out, slippage, participation, [metrics[i] for i in range(len(configs))])
+    return _perturbed_summary(plan, [metrics[i] for i in range(len(configs))])
 
 
-def _perturbed_summary(
-    args: argparse.Namespace,
-    out: Path,
-    slippage: tuple[float, float],
-    participation: tuple[float, float],
-    metrics: list[dict[str, Any]],
-) -> dict[str, Any]:
+def _perturbed_summary(plan: _Perturbation, metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """The perturbed runs' percentiles, printed and returned (``--json``)."""
     summary: dict[str, Any] = {}
-    for name in ("total_return", "annual_return", "sharpe", "max_drawdown"):
+    for name in _STATISTICS:
         values = np.array([m[name] for m in metrics if m.get(name) is not None], dtype=np.float64)
         summary[name] = {f"p{p}": float(np.percentile(values, p)) for p in (5, 25, 50, 75, 95)}
     summary["probability"] = {"loss": float(np.mean([m["total_return"] < 0 for m in metrics]))}
+    args = plan.args
     _print_summary(
-        f"fill perturbation: {len(metrics)} backtests, slippage {args.slippage_bp} bp, participation "
-        f"{args.participation}%, seed {args.seed}",
+        f"fill perturbation: {plural(len(metrics), 'backtest')}, slippage {_text(plan.slippage)} bp, "
+        f"participation {_text(plan.participation)}%, seed {args.seed}",
         summary,
         None,
     )
-    console.print(f"runs recorded in {out / 'experiments.sqlite'} (tape runs {out})")
-    return {"runs": len(metrics), "slippage_bp": slippage, "participation_pct": participation,
-            "out": str(out), **summary}  # fmt: skip
+    console.print(f"runs recorded in {plan.out / 'experiments.sqlite'} (tape runs {plan.out})")
+    return {"runs": len(metrics), "slippage_bp": plan.slippage, "participation_pct": plan.participation,
+            "out": str(plan.out), **summary}  # fmt: skip
+
+
+_STATISTICS = ("total_return", "annual_return", "sharpe", "max_drawdown")
+_PERCENTILES = (("p5", "p5"), ("p25", "p25"), ("median", "p50"), ("p75", "p75"), ("p95", "p95"))
 
 
 def _print_summary(title: str, summary: dict[str, Any], actual: dict[str, float] | None) -> None:
+    """Percentiles of each figure across the paths (or runs), lowest value first, as ``--json``
+    holds them: a drawdown is negative, so its p5 is the deepest (docs/research.md)."""
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("statistic")
-    for header in ("5%", "25%", "median", "75%", "95%", *(["the run"] if actual else [])):
+    for header, _ in _PERCENTILES:
         table.add_column(header, justify="right", no_wrap=True)
-    for name, label, pattern in (
-        ("total_return", "total return", "{:+.1%}"),
-        ("annual_return", "annual return", "{:+.1%}"),
-        ("sharpe", "Sharpe", "{:.2f}"),
-        ("max_drawdown", "max drawdown", "{:.1%}"),
-    ):
-        sign = -1.0 if name == "max_drawdown" else 1.0
+    if actual:
+        table.add_column("the run", justify="right", no_wrap=True)
+    for name in _STATISTICS:
         cells = summary.get(name, {})
-        order = ("p95", "p75", "p50", "p25", "p5") if sign < 0 else ("p5", "p25", "p50", "p75", "p95")
-        row = [pattern.format(sign * cells[key]) if key in cells else "-" for key in order]
+        row = [format_metric(name, cells[key]) if key in cells else "-" for _, key in _PERCENTILES]
         if actual:
-            row.append(pattern.format(sign * actual[name]))
-        table.add_row(label, *row)
+            row.append(format_metric(name, actual[name]))
+        table.add_row(_LABELS[name], *row)
     console.print(table)
-    console.print(f"share of losing paths: {summary['probability']['loss']:.1%}")
+    console.print("percentiles of each figure, lowest first (drawdowns are negative: p5 is the deepest)")
+    console.print(f"share of losing {'paths' if actual else 'runs'}: {summary['probability']['loss']:.1%}")
+
+
+_LABELS = {"total_return": "total return", "annual_return": "annual return", "sharpe": "Sharpe",
+           "max_drawdown": "max drawdown"}  # fmt: skip
 
 
 def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

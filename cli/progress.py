@@ -16,6 +16,12 @@ from rich.progress import (
 )
 
 console = Console()  # results
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 backtest``, ``2 backtests``: a count and its noun (plural by an ``s``)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
 _progress_console = Console(stderr=True)  # progress bars
 
 

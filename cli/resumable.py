@@ -47,10 +47,12 @@ def recorded_runs(
     keep: bool,
     *,
     ignore: Callable[[Experiment], bool] = lambda _: False,
+    changed: str = "the TOML, its grid or --out changed",
 ) -> dict[str, Experiment]:
     """The recorded runs by run id, each checked against ``expected`` (run id -> the run's
     configuration now) and ``hashes`` (data set -> content hash now); runs ``ignore`` names
-    (ones the job runs again anyway) are left out unchecked."""
+    (ones the job runs again anyway) are left out unchecked. ``changed`` says what a job's
+    command may have changed to give a run another configuration."""
     done: dict[str, Experiment] = {}
     for e in store.all():
         if e.sweep_id != job_id:
@@ -61,7 +63,7 @@ def recorded_runs(
         if config is None or config.canonical_json() != e.config_json:
             raise ConfigError(
                 f"{store.path}: run {e.run_id} was recorded with another configuration than it has now "
-                "(the TOML, its grid or --out changed): a changed job needs a new --out"
+                f"({changed}): a changed job needs a new --out"
             )
         if e.dataset_hash != hashes[config.dataset]:
             raise ConfigError(

@@ -46,11 +46,9 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
-from cli.progress import console, progress_bar
+from cli.progress import console, plural, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.wiring import (
     ConfigError,
@@ -66,7 +64,15 @@ from kernel.store import open_journal
 from lake.store import dataset_ref, load_panel
 from models.plugins import installed_strategies
 from sim.backtest import BacktestConfig, run_backtest
-from sim.experiments import Experiment, ExperimentStore
+from sim.experiments import (
+    METRICS,
+    RANKABLE,
+    Experiment,
+    ExperimentStore,
+    format_metric,
+    metric_score,
+    short_names,
+)
 from sim.metrics import RunFold
 
 __all__ = [
@@ -77,7 +83,9 @@ __all__ = [
     "cmd_runs",
     "cmd_sweep",
     "code_version",
+    "params_text",
     "print_ranked",
+    "ranked",
     "run_point",
     "run_tasks",
     "set_dotted",
@@ -88,14 +96,9 @@ __all__ = [
 # levels off after a few runs of a 50-name, 10-year data set: ~430 MB), and each replacement
 # costs a fresh interpreter's imports (~2-3 CPU s).
 RUNS_PER_WORKER = 256
-RANKABLE = (
-    "sharpe", "sortino", "calmar", "total_return", "annual_return", "max_drawdown", "annual_volatility",
-    "profit_factor", "hit_rate", "expectancy", "sqn", "final_nav",
-)  # fmt: skip
-
-
 class Range(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A random-search range: integers when both ends are, else floats (``log``: log-uniform)."""
+    """A random-search range: integers when both ends are (inclusive), else floats (``log``:
+    log-uniform, integers too)."""
 
     low: int | float
     high: int | float
@@ -120,6 +123,10 @@ class SweepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"sweep.grid.{key}: no values")
+            texts = [repr(value) for value in values]  # values may be tables or lists: compared as written
+            twice = [text for text in texts if texts.count(text) > 1]
+            if twice:
+                raise ValueError(f"sweep.grid.{key}: {twice[0]} is given more than once")
         for key, spec in self.space.items():
             _check_choice(key, spec)
         if self.rank_by not in RANKABLE:
@@ -154,10 +161,17 @@ def sweep_points(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def _draw(rng: np.random.Generator, choice: Range | list[Any]) -> Any:
+    """One value: a list's item; an integer range's integer (``log``: the floor of a
+    log-uniform draw over ``[low, high + 1)``, so each integer's chance falls with its size);
+    a float range's float. Each draw takes one number from ``rng``."""
     if isinstance(choice, list):
         return choice[int(rng.integers(len(choice)))]
-    if isinstance(choice.low, int) and isinstance(choice.high, int) and not choice.log:
+    integers = isinstance(choice.low, int) and isinstance(choice.high, int)
+    if integers and not choice.log:
         return int(rng.integers(choice.low, choice.high + 1))
+    if integers:
+        drawn = math.exp(rng.uniform(math.log(choice.low), math.log(choice.high + 1)))
+        return min(math.floor(drawn), choice.high)  # the top edge, should rounding reach it
     if choice.log:
         return float(math.exp(rng.uniform(math.log(choice.low), math.log(choice.high))))
     return float(rng.uniform(choice.low, choice.high))
@@ -369,7 +383,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
         experiments = list(recorded.values())
         where = f"Ray at {args.ray}" if args.ray else f"{workers} worker(s)"
-        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else f"{len(tasks):,} backtests"
+        left = plural(len(tasks), "backtest")
+        left = f"{len(tasks):,} of {len(configs):,} backtests left" if resume else left
         label = f"sweep {base_id}: {left} on {where}"
         if not tasks:
             console.print(f"sweep {base_id}: all {len(configs):,} runs are recorded; nothing left to run")
@@ -392,7 +407,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         shutil.rmtree(out / "journals", ignore_errors=True)
     experiments.sort(key=lambda e: e.point)
     print_ranked(experiments, spec.rank_by, args.top)
-    console.print(f"{len(experiments):,} runs recorded in {db} (tape runs {out})")
+    console.print(f"{plural(len(experiments), 'run')} recorded in {db} (tape runs {out})")
     return 0
 
 
@@ -410,51 +425,61 @@ def _point_configs(
         # The journal path is part of the journaled configuration, so it is fixed (a journal
         # not kept is deleted after its metrics are read, and `--rerun` writes it there again).
         point_raw["journal"] = str(out / "journals" / point_raw["run_id"])
-        config = config_from_raw(point_raw, path)
-        make_strategies(config)
+        with sweep_point_named(point):
+            config = config_from_raw(point_raw, path)
+            make_strategies(config)
         configs.append(config)
     return configs
 
 
-def _rank_key(metric: str) -> Callable[[Experiment], tuple[int, float, int]]:
-    def key(experiment: Experiment) -> tuple[int, float, int]:
-        value = experiment.metrics.get(metric)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return (1, 0.0, experiment.point)  # unranked last, in point order
-        return (0, -float(value), experiment.point)
+@contextmanager
+def sweep_point_named(point: dict[str, Any]) -> Iterator[None]:
+    """A configuration a sweep point cannot run is refused with the point's sweep keys named
+    (``foo.bar`` reads as an unknown field ``foo`` otherwise, with no word of the sweep)."""
+    try:
+        yield
+    except ConfigError as error:
+        keys = ", ".join(f"{key} = {value!r}" for key, value in point.items())
+        raise ConfigError(f"{error} (at the sweep point {keys}: a sweep key is the dotted path of a key "
+                          "of the configuration)") from None  # fmt: skip
 
-    return key
+
+def ranked(experiments: list[Experiment], metric: str) -> list[Experiment]:
+    """Best first by ``metric`` (its better direction: ``sim.experiments.METRICS``); runs
+    without the figure last; equal scores in point order."""
+    return sorted(experiments, key=lambda e: (-metric_score(metric, e.metrics.get(metric)), e.point))
+
+
+def params_text(params: dict[str, Any], names: dict[str, str]) -> str:
+    """``name=value`` for each parameter, by its shortest unambiguous name (``names``)."""
+    return " ".join(f"{names[key]}={_short(value)}" for key, value in params.items())
+
+
+_SHOWN = ("sharpe", "total_return", "max_drawdown", "trades")
 
 
 def print_ranked(experiments: list[Experiment], metric: str, top: int) -> None:
-    ranked = sorted(experiments, key=_rank_key(metric))[:top]
-    table = Table(title=f"top {len(ranked)} of {len(experiments):,} by {metric}", box=box.SIMPLE_HEAD,
-                  pad_edge=False)  # fmt: skip
-    table.add_column("#", justify="right")
-    table.add_column("run", min_width=max((len(e.run_id) for e in ranked), default=3))
-    table.add_column("parameters", overflow="fold")
-    for header in ("Sharpe", "return", "max DD", "trades"):
-        table.add_column(header, justify="right", no_wrap=True)
-    for rank, experiment in enumerate(ranked, 1):
-        m = experiment.metrics
-        table.add_row(
-            str(rank),
-            experiment.run_id,
-            " ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}" for key, value in experiment.params.items()),
-            _fmt(m.get("sharpe"), "{:.2f}"),
-            _fmt(m.get("total_return"), "{:+.1%}"),
-            _fmt(None if m.get("max_drawdown") is None else -m["max_drawdown"], "{:.1%}"),
-            _fmt(m.get("trades"), "{:,}"),
-        )
-    console.print(table)
+    """The ``top`` runs by ``metric``, with its figure; the table fits the terminal
+    (``cli.research_tables``)."""
+    from cli.research_tables import Column, print_fitted  # here: a sweep's workers never print
+
+    best = ranked(experiments, metric)[:top]
+    names = short_names(key for e in experiments for key in e.params)
+    figures = (metric, *(name for name in _SHOWN if name != metric))
+    columns = (
+        Column("#", 8), Column("run", 11), Column("parameters", 10, wraps=True, min_width=12),
+        *(Column(METRICS[name].header, 9 if index == 0 else 7 - index) for index, name in enumerate(figures)),
+    )  # fmt: skip
+    rows = [
+        (str(rank), e.run_id, params_text(e.params, names),
+         *(format_metric(name, e.metrics.get(name)) for name in figures))
+        for rank, e in enumerate(best, 1)
+    ]  # fmt: skip
+    print_fitted(f"top {len(best)} of {len(experiments):,} by {metric}", columns, rows, left=2)
 
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else spec.format(value)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -473,7 +498,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True))
         return 0
     if args.csv:
-        _write_csv(experiments, Path(args.csv))
+        try:
+            _write_csv(experiments, Path(args.csv))
+        except OSError as error:
+            raise ConfigError(f"--csv {args.csv}: cannot write it ({error.strerror})") from None
         console.print(f"wrote {len(experiments):,} runs to {args.csv}")
         return 0
     print_ranked(experiments, args.rank_by, args.top)
@@ -533,19 +561,30 @@ def _write_csv(experiments: list[Experiment], path: Path) -> None:
                              e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
 
 
+def _positive(text: str) -> int:
+    """A positive whole number (``--top``): argparse refuses anything else, exit 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = verbs.add_parser("sweep", help="backtests over a parameter grid or a random search")
     sweep.add_argument("config", help="a backtest TOML with a [sweep] table")
     sweep.add_argument("--workers", type=int, help="processes (default: [sweep] workers, 0 = every core)")
     sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
-    sweep.add_argument("--top", type=int, default=20, help="rows of the ranked table (default 20)")
+    sweep.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")
     runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
-    runs.add_argument("--top", type=int, default=20)
+    runs.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
     runs.add_argument("--json", action="store_true", help="every run as JSON")
     runs.add_argument("--csv", metavar="PATH", help="every run as CSV")
     runs.add_argument("--rerun", metavar="RUN_ID", help="run it again; exit 1 unless the chain head matches")

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from cli.exits import unfinished_status
-from cli.progress import console
+from cli.progress import console, plural
 from cli.wiring import ConfigError
 from kernel.store import open_journal
-from sim.experiments import ExperimentStore
+from sim.experiments import RANKABLE, ExperimentStore, format_metric, metric_score
 from sim.metrics import NoRunStarted, report_from_journal
 from sim.tearsheet import (
     Figure,
@@ -43,7 +43,7 @@ def cmd_tearsheet(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else _default_out(target)
     page = write_tearsheet(out, title, figures, rows)
     names = ", ".join(f.name for f in figures)
-    console.print(f"wrote {page} and {len(figures)} PNG files ({names}) to {out}")
+    console.print(f"wrote {page} and {plural(len(figures), 'PNG file')} ({names}) to {out}")
     if not (target / "walkforward.json").is_file() and not (target / "experiments.sqlite").is_file():
         with open_journal(target) as journal:  # a run's journal
             return unfinished_status(journal)  # a run that never finished: said, exit 3
@@ -62,10 +62,10 @@ def _sweep(folder: Path, metric: str) -> Sheet:
         experiments = store.all()
     if not experiments:
         raise TearsheetError("the experiments table is empty")
-    best = max(experiments, key=lambda e: _score(e.metrics.get(metric)))
+    best = max(experiments, key=lambda e: metric_score(metric, e.metrics.get(metric)))
     rows = [
         ("runs", f"{len(experiments):,}"),
-        (f"best {metric}", _num(best.metrics.get(metric))),
+        (f"best {metric}", format_metric(metric, best.metrics.get(metric))),
         ("best run", best.run_id),
         ("its parameters", json.dumps(best.params)),
     ]
@@ -90,10 +90,6 @@ def _default_out(target: Path) -> Path:
     return target.with_name(target.name + ".tearsheet")  # beside a journal
 
 
-def _score(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and value == value else float("-inf")
-
-
 def _num(value: object) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else "-"
 
@@ -102,4 +98,7 @@ def add_tearsheet_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
     sheet = verbs.add_parser("tearsheet", help="PNG charts and an HTML page: a run, sweep or walk-forward")
     sheet.add_argument("what", help="a journal, a sweep's folder or a walk-forward's folder")
     sheet.add_argument("--out", help="folder for tearsheet.html and the PNGs (default: beside WHAT)")
-    sheet.add_argument("--metric", default="sharpe", help="the sweep heatmaps' figure (default sharpe)")
+    sheet.add_argument(
+        "--metric", default="sharpe", choices=RANKABLE, metavar="METRIC",
+        help=f"the sweep heatmaps' figure: {', '.join(RANKABLE)} (default sharpe)",
+    )  # fmt: skip

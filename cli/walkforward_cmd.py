@@ -38,16 +38,22 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from rich import box
-from rich.table import Table
 
 from cli.progress import console, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
-from cli.sweep_cmd import SweepSpec, code_version, run_tasks, set_dotted, sweep_points
+from cli.sweep_cmd import (
+    SweepSpec,
+    code_version,
+    params_text,
+    run_tasks,
+    set_dotted,
+    sweep_point_named,
+    sweep_points,
+)
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, typed_path
 from lake.store import load_panel
 from sim.backtest import BacktestConfig
-from sim.experiments import Experiment, ExperimentStore
+from sim.experiments import METRICS, Experiment, ExperimentStore, format_metric, metric_score, short_names
 from sim.performance import return_stats
 
 __all__ = ["Fold", "add_walkforward_parser", "cmd_walkforward", "folds"]
@@ -97,23 +103,30 @@ class _Plan:
     anchored: bool
 
 
+# [walkforward]'s fold shape: each a whole number of sessions, anchored a true boolean (no
+# "500", 500.5 or "false" read as something else: exit 2 naming the key).
+_SHAPE_KEYS = {"train_days": int, "test_days": int, "step_days": int, "anchored": bool}
+
+
 def _read(path: Path) -> _Plan:
     raw = read_raw_config(path)
     raw.pop("sweep", None)
     table = raw.pop("walkforward", None)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: no [walkforward] table (docs/research.md)")
-    keys = ("train_days", "test_days", "step_days", "anchored")
-    shape = {key: table.pop(key) for key in keys if key in table}
+    shape = {key: table.pop(key) for key in _SHAPE_KEYS if key in table}
     if "train_days" not in shape or "test_days" not in shape:
         raise ConfigError(f"{path}: [walkforward] needs train_days and test_days")
+    for key, value in shape.items():
+        if type(value) is not _SHAPE_KEYS[key]:  # bool is an int to Python: checked by type
+            kind = "true or false" if key == "anchored" else "a whole number of sessions"
+            raise ConfigError(f"{path}: walkforward.{key} must be {kind}, got {value!r}")
     try:
         spec = msgspec.convert(table, SweepSpec)
-        train, test = int(shape["train_days"]), int(shape["test_days"])
-        step, anchored = int(shape.get("step_days", test)), bool(shape.get("anchored", False))
-    except (msgspec.ValidationError, ValueError, TypeError) as error:
+    except (msgspec.ValidationError, ValueError) as error:
         raise ConfigError(f"{path}: walkforward: {error}") from None
-    return _Plan(raw, spec, train, test, step, anchored)
+    train, test = shape["train_days"], shape["test_days"]
+    return _Plan(raw, spec, train, test, shape.get("step_days", test), shape.get("anchored", False))
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
@@ -139,8 +152,9 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         point_raw["run_id"] = run_id
         point_raw["journal"] = str(out / "journals" / run_id)
         point_raw["window"] = {"start": _iso(window[0]), "end": _iso(window[1])}
-        config = config_from_raw(point_raw, path)
-        make_strategies(config)
+        with sweep_point_named(point):
+            config = config_from_raw(point_raw, path)
+            make_strategies(config)
         return config
 
     in_sample = [
@@ -247,11 +261,12 @@ def _run_in_sample(
 def _best_per_fold(
     in_sample: list[tuple[Fold, int, BacktestConfig]], metrics: dict[str, dict[str, Any]], rank_by: str
 ) -> dict[int, tuple[int, dict[str, Any]]]:
-    """Each fold's best point by ``rank_by`` (grid order: the first of equal scores wins)."""
+    """Each fold's best point by ``rank_by`` (its better direction: ``sim.experiments.METRICS``;
+    grid order: the first of equal scores wins)."""
     best: dict[int, tuple[int, dict[str, Any]]] = {}
     for fold, index, config in in_sample:
-        score = _score(metrics[config.run_id].get(rank_by))
-        if fold.index not in best or score > _score(best[fold.index][1].get(rank_by)):
+        score = metric_score(rank_by, metrics[config.run_id].get(rank_by))
+        if fold.index not in best or score > metric_score(rank_by, best[fold.index][1].get(rank_by)):
             best[fold.index] = (index, metrics[config.run_id])
     return best
 
@@ -339,39 +354,29 @@ class _Recorder:
         self.store.add(experiment, result["navs"] if point < 0 else None)
 
 
-def _score(value: Any) -> float:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return -math.inf
-    return float(value)
-
-
 def _print_folds(
     plan: list[Fold], chosen: list[dict[str, Any]], in_sample: list[dict[str, Any]],
     results: list[dict[str, Any]], rank_by: str,
 ) -> None:  # fmt: skip
-    title = f"walk-forward folds (parameters chosen by in-sample (IS) {rank_by})"
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("fold", justify="right")
-    table.add_column("test sessions", no_wrap=True)
-    table.add_column("parameters", overflow="fold")
-    table.add_column("IS", justify="right", no_wrap=True)
-    table.add_column("OOS return", justify="right", min_width=7)
-    table.add_column("OOS Sharpe", justify="right", min_width=6)
-    for fold in plan:
-        metrics = results[fold.index]["metrics"]
-        table.add_row(
+    from cli.research_tables import Column, print_fitted
+
+    names = short_names(key for params in chosen for key in params)
+    columns = (
+        Column("fold", 8), Column("test sessions", 9), Column("parameters", 10, wraps=True, min_width=12),
+        Column(f"IS {METRICS[rank_by].header}", 7), Column("OOS return", 6), Column("OOS Sharpe", 5),
+    )  # fmt: skip
+    rows = [
+        (
             str(fold.index),
             f"{_iso(fold.test[0])}..{_iso(fold.test[1])}",
-            " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in chosen[fold.index].items()),
-            _fmt(in_sample[fold.index].get(rank_by)),
-            "-" if metrics.get("total_return") is None else f"{metrics['total_return']:+.1%}",
-            _fmt(metrics.get("sharpe")),
+            params_text(chosen[fold.index], names),
+            format_metric(rank_by, in_sample[fold.index].get(rank_by)),
+            format_metric("total_return", results[fold.index]["metrics"].get("total_return")),
+            format_metric("sharpe", results[fold.index]["metrics"].get("sharpe")),
         )
-    console.print(table)
-
-
-def _fmt(value: Any) -> str:
-    return "-" if value is None else f"{value:.2f}"
+        for fold in plan
+    ]
+    print_fitted(f"walk-forward folds (parameters chosen by in-sample (IS) {rank_by})", columns, rows, left=2)
 
 
 def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

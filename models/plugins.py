@@ -15,6 +15,7 @@ still be importable (and unchanged, for the replay to match) when the journal is
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -94,11 +95,31 @@ def load_strategy(
     (``installed``: see ``resolve_factory``)."""
     label = name or entry
     factory = resolve_factory(name=name, entry=entry, installed=installed)
+    _check_params(factory, params or {}, label)
     try:
         strategy = factory(**dict(params or {}))
     except (TypeError, ValueError) as error:
         raise PluginError(f"strategy {label}: {error}") from None
     return check_strategy(strategy, label)
+
+
+def _check_params(factory: Callable[..., Any], params: Mapping[str, Any], label: str) -> None:
+    """A parameter the factory does not take, named with the ones it does (not Python's
+    ``__init__() got an unexpected keyword argument``); a factory taking ``**kwargs`` takes any."""
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call says what is wrong
+        return
+    kinds = {p.kind for p in signature.parameters.values()}
+    if inspect.Parameter.VAR_KEYWORD in kinds:
+        return
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = [name for name, p in signature.parameters.items() if p.kind in named]
+    unknown = [key for key in params if key not in accepted]
+    if unknown:
+        raise PluginError(
+            f"strategy {label}: no parameter {', '.join(map(repr, unknown))}; it takes {', '.join(accepted)}"
+        )
 
 
 def check_strategy(strategy: object, label: str) -> Strategy:

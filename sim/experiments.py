@@ -10,14 +10,95 @@ its own (``experiments.sqlite`` in a sweep's folder by default).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sim.backtest import ENGINE_VERSION, BacktestConfig
 
-__all__ = ["Experiment", "ExperimentStore", "Job"]
+__all__ = [
+    "METRICS",
+    "RANKABLE",
+    "Experiment",
+    "ExperimentStore",
+    "Job",
+    "Metric",
+    "format_metric",
+    "metric_score",
+    "short_names",
+]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a recorded figure reads: its table header, its format, and which way is better
+    (``better`` +1: higher, -1: lower, 0: neither, not rankable)."""
+
+    header: str
+    pattern: str
+    better: int
+
+
+# The one place that says which way each figure is better and how it prints: the sweep's and
+# ``tape runs``' ranking, the walk-forward's choice of parameters and the tearsheet's heatmaps
+# all read it. Drawdowns are negative fractions (empyrical's convention): the one nearest zero
+# is the best.
+METRICS: dict[str, Metric] = {
+    "sharpe": Metric("Sharpe", "{:.2f}", 1),
+    "sortino": Metric("Sortino", "{:.2f}", 1),
+    "calmar": Metric("Calmar", "{:.2f}", 1),
+    "total_return": Metric("return", "{:+.1%}", 1),
+    "annual_return": Metric("annual", "{:+.1%}", 1),
+    "max_drawdown": Metric("max DD", "{:.1%}", 1),
+    "annual_volatility": Metric("volatility", "{:.1%}", -1),
+    "max_drawdown_periods": Metric("DD days", "{:,}", -1),
+    "profit_factor": Metric("profit f.", "{:.2f}", 1),
+    "hit_rate": Metric("hit rate", "{:.1%}", 1),
+    "expectancy": Metric("expectancy", "{:,.2f}", 1),
+    "sqn": Metric("SQN", "{:.2f}", 1),
+    "final_nav": Metric("final NAV", "{:,.0f}", 1),
+    "fees": Metric("fees", "{:,.0f}", -1),
+    "turnover": Metric("turnover", "{:.2f}x", -1),
+    "trades": Metric("trades", "{:,}", 0),
+    "exposure": Metric("exposure", "{:.1%}", 0),
+}
+RANKABLE = tuple(name for name, metric in METRICS.items() if metric.better)
+
+
+def metric_score(metric: str, value: object) -> float:
+    """``value`` of ``metric`` as a score where higher is better (``-inf``: missing or NaN)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or math.isnan(value):
+        return -math.inf
+    return float(value) * METRICS[metric].better
+
+
+def format_metric(metric: str, value: object) -> str:
+    """``value`` as ``metric`` prints in every research table ("-": missing or NaN)."""
+    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    spec = METRICS.get(metric)
+    return spec.pattern.format(value) if spec else f"{value:.4g}"
+
+
+def short_names(keys: Iterable[str]) -> dict[str, str]:
+    """Each dotted parameter key by its fewest trailing parts that no other key ends with
+    (``risk.name.limit_e8`` and ``risk.sector.limit_e8``: ``name.limit_e8``,
+    ``sector.limit_e8``; ``strategy.params.fast``: ``fast``)."""
+    keys = list(dict.fromkeys(keys))
+    split = {key: key.split(".") for key in keys}
+    out = {}
+    for key, parts in split.items():
+        for count in range(1, len(parts) + 1):
+            tail = parts[-count:]
+            if not any(other != key and split[other][-count:] == tail for other in keys):
+                break
+        out[key] = ".".join(tail)
+    return out
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (

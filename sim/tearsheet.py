@@ -26,7 +26,7 @@ import numpy.typing as npt
 from domain.events import DayClosed, LedgerPosted, OrderFilled, RunStarted, SleevesMarked
 from domain.fixed import minor_digits
 from kernel.journal import Journal
-from sim.experiments import Experiment
+from sim.experiments import Experiment, metric_score, short_names
 from sim.metrics import ClosingFills, RunReport, closing_trade_pnl
 from sim.performance import return_stats
 
@@ -255,12 +255,14 @@ def _rolling(returns: FloatArray, window: int, factor: int) -> tuple[FloatArray,
 
 
 def sweep_figures(experiments: list[Experiment], metric: str) -> list[Figure]:
-    """For each pair of swept parameters, a heatmap of ``metric`` (the best run where other
-    parameters vary); one parameter: ``metric`` against it."""
+    """For each pair of swept parameters, a heatmap of ``metric`` (the best run, by the metric's
+    better direction, where other parameters vary); one parameter: ``metric`` against it. Each
+    figure is named by the parameters' shortest unambiguous names (``sim.experiments.short_names``)."""
     plt = _pyplot()
     keys = sorted({key for e in experiments for key in e.params})
     if not keys:
         raise TearsheetError("the sweep has no parameters to draw")
+    names = short_names(keys)  # file names and page ids: unique where keys share a last part
     figures = []
     pairs = [(a, b) for i, a in enumerate(keys) for b in keys[i + 1 :]] or [(keys[0], "")]
     for first, second in pairs[:6]:
@@ -273,7 +275,8 @@ def sweep_figures(experiments: list[Experiment], metric: str) -> list[Figure]:
                 continue
             row = ys.index(e.params[second]) if second else 0
             col = xs.index(e.params[first])
-            grid[row, col] = value if np.isnan(grid[row, col]) else max(grid[row, col], value)
+            if np.isnan(grid[row, col]) or metric_score(metric, value) > metric_score(metric, grid[row, col]):
+                grid[row, col] = value  # the best run by the metric's better direction
 
         def draw(fig: Any, grid: FloatArray = grid, xs: list[Any] = xs, ys: list[Any] = ys,
                  first: str = first, second: str = second) -> None:  # fmt: skip
@@ -288,7 +291,7 @@ def sweep_figures(experiments: list[Experiment], metric: str) -> list[Figure]:
             fig.colorbar(image, ax=axis, label=metric)
             axis.set_title(f"{metric} by {first} and {second}" if second else f"{metric} by {first}")
 
-        stem = "sweep_" + "_".join(k.rsplit(".", 1)[-1] for k in (first, second) if k)
+        stem = "sweep_" + "_".join(names[k] for k in (first, second) if k)
         figures.append(Figure(stem, f"{metric}: {first} x {second}" if second else f"{metric}: {first}",
                               _render(plt, draw, (7.0, 5.0))))  # fmt: skip
     return figures

@@ -343,3 +343,19 @@ def stop_research_runs_after(monkeypatch: pytest.MonkeyPatch, runs: int) -> None
         return run_point(task)
 
     monkeypatch.setattr(sweep_cmd, "run_point", stopping)
+
+
+def record_experiments(
+    db: Path, sweep_id: str, rows: list[tuple[dict[str, object], dict[str, object]]]
+) -> Path:
+    """An experiments table holding one row per (parameters, metrics) of ``rows``, as a job
+    records them (run ids ``SWEEP_ID-NNNN``); the configuration and hashes are placeholders:
+    enough to list, rank and draw the runs, not to re-run them."""
+    from sim.experiments import Experiment, ExperimentStore
+
+    with ExperimentStore(db, create=True) as store:
+        for point, (params, metrics) in enumerate(rows):
+            run_id = f"{sweep_id}-{point:04d}"
+            store.add(Experiment(run_id, sweep_id, point, params, "{}", 0, "0" * 64, "engine", "code",
+                                 "0" * 64, 1, metrics, ""))  # fmt: skip
+    return db

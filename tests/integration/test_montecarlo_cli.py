@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from sim.experiments import ExperimentStore
+from sim.experiments import ExperimentStore, format_metric
 from sim.fill_models import FillModel
 from tests.factories import make_config, make_dataset, run, stop_research_runs_after
 
@@ -56,21 +56,50 @@ def test_a_stopped_perturbation_resumed_ends_as_one_run_through(
     assert main(argv) == 130
     said = " ".join(capsys.readouterr().out.split())
     assert "2 of 4 runs recorded" in said and "--resume` runs the rest" in said
+    again = said.split("`")[1]  # the command it says runs the rest: every option that shapes a figure
+    assert "--samples 200" in again and "--block 20" in again and "--seed 5" in again
     monkeypatch.undo()
     assert main(["runs", str(tmp_path / "a")]) == 0
     said = " ".join(capsys.readouterr().out.split())
     assert "-mc: stopped, 2 of 4 runs recorded" in said and said.count("fill perturbation") == 1, said
     assert main(argv) == 2  # the folder holds a Monte Carlo: refused without --resume
-    assert main([*argv, "--resume", "--json", str(tmp_path / "resumed.json")]) == 0
+    other_seed = [*again.split()[1:], "--seed", "6"]
+    capsys.readouterr()
+    assert main(other_seed) == 2  # refused before any figure is printed, naming what differs
+    said = capsys.readouterr().out
+    assert "block bootstrap" not in said
+    assert "with other options (--seed 5 then, 6 now)" in " ".join(said.split())
+    assert main([*again.split()[1:], "--workers", "1", "--json", str(tmp_path / "resumed.json")]) == 0
     assert _rows(tmp_path / "a") == whole
     resumed = json.loads((tmp_path / "resumed.json").read_text())
-    assert resumed["perturbation"] == json.loads((tmp_path / "whole.json").read_text())["perturbation"]
+    assert resumed == json.loads((tmp_path / "whole.json").read_text())  # the bootstrap's too
     capsys.readouterr()
     assert main([*argv, "--resume"]) == 0
     assert "nothing left to run" in capsys.readouterr().out
-    other_seed = [*argv[:5], "6", *argv[6:], "--resume"]
-    assert main(other_seed) == 2
-    assert "another configuration" in " ".join(capsys.readouterr().out.split())
+    with sqlite3.connect(tmp_path / "a" / "experiments.sqlite") as db:
+        db.execute("DELETE FROM jobs")  # as a table written before jobs were recorded
+    assert main([*argv[:5], "6", *argv[6:], "--resume"]) == 2  # its runs' configurations differ
+    assert "(--seed, --perturb" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_table_and_the_json_read_percentiles_the_same_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each row is p5 to p95 of the figure, lowest first, as ``--json`` holds them: a drawdown is
+    negative, so its p5 column is the deepest path's, the same number as the JSON's p5."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    capsys.readouterr()
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "200", "--json", str(tmp_path / "m.json")]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    drawdown = json.loads((tmp_path / "m.json").read_text())["bootstrap"]["max_drawdown"]
+    row = next(line for line in lines if line.strip().startswith("max drawdown")).split()[2:]
+    keys = ("p5", "p25", "p50", "p75", "p95")
+    assert row[:5] == [format_metric("max_drawdown", drawdown[key]) for key in keys]
+    assert drawdown["p5"] < drawdown["p95"] <= 0 and row[0].startswith("-")
+    header = next(line for line in lines if "median" in line).split()
+    assert header[1:6] == ["p5", "p25", "median", "p75", "p95"]
 
 
 def _rows(out: Path) -> list[tuple[str, str, str, str]]:

@@ -12,10 +12,11 @@ import msgspec
 import pytest
 
 from cli.main import main
-from cli.sweep_cmd import SweepSpec, WorkerCache, cmd_sweep, set_dotted, sweep_points
+from cli.progress import console
+from cli.sweep_cmd import Range, SweepSpec, WorkerCache, cmd_sweep, ranked, set_dotted, sweep_points
 from cli.wiring import ConfigError, load_config
-from sim.experiments import ExperimentStore
-from tests.factories import make_dataset, stop_research_runs_after
+from sim.experiments import ExperimentStore, short_names
+from tests.factories import make_dataset, record_experiments, stop_research_runs_after
 
 BASE = """
 run_id = "sweep-test"
@@ -192,6 +193,9 @@ def test_a_random_search_is_reproducible_from_its_seed(tmp_path: Path) -> None:
         ('grid = { "strategy.params.fast" = [5] }\nrank_by = "luck"', "rank_by must be one of"),
         ('grid = { "strategy.params.fast" = [50] }', "need 0 < fast < slow"),
         ('grid = { "strategies.3.budget" = ["0.5"] }', "is not an index"),
+        ('grid = { "strategy.params.fast" = [5, 10, 5] }', "strategy.params.fast: 5 is given more than once"),
+        ('grid = { "foo.bar" = [1] }', "unknown field `foo` (at the sweep point foo.bar = 1: a sweep key is"),
+        ('grid = { "strategy.params.fst" = [5] }', "no parameter 'fst'; it takes fast, slow, weight"),
     ],
 )
 def test_sweeps_that_cannot_run_say_why_before_running(tmp_path: Path, sweep: str, message: str) -> None:
@@ -246,3 +250,98 @@ def test_a_worker_scans_the_installed_strategies_again_for_a_name_it_does_not_kn
         config, strategy=msgspec.structs.replace(config.strategy, name="not_installed")
     )
     assert cache.installed(renamed) is not installed  # scanned again (and still without it)
+
+
+def _recorded(tmp_path: Path) -> Path:
+    """Four recorded runs of a grid whose parameters share their last part (two risk limits)
+    and carry long numbers (participation caps in 1e-8), with volatilities to rank by."""
+    rows = [
+        ({"risk.name.limit_e8": name, "risk.sector.limit_e8": sector, "fill.participation_e8": part},
+         {"sharpe": sharpe, "total_return": 0.1, "max_drawdown": drawdown, "trades": 89,
+          "annual_volatility": vol, "fees": 22157.71})
+        for name, sector, part, sharpe, drawdown, vol in [
+            (20_000_000, 20_000_000, 4_046_008, 0.9, -0.21, 0.31),
+            (20_000_000, 30_000_000, 1_148_749, 0.5, -0.07, 0.07),
+            (30_000_000, 20_000_000, 3_428_080, 0.7, -0.12, 0.12),
+            (30_000_000, 30_000_000, 9_999_999, 0.1, -0.30, 0.45),
+        ]
+    ]  # fmt: skip
+    return record_experiments(tmp_path / "experiments.sqlite", "qa", rows)
+
+
+@pytest.mark.parametrize("width", [80, 60, 120])
+def test_the_ranked_table_fits_the_terminal_and_never_splits_a_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], width: int
+) -> None:
+    """Parameters wrap between parameters, each named by its shortest unambiguous name; figures
+    that do not fit are dropped and named, never cut."""
+    monkeypatch.setattr(console, "width", width)
+    assert main(["runs", str(_recorded(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert all(len(line) <= width for line in lines), out
+    words = out.split()
+    for part in (4_046_008, 1_148_749, 3_428_080, 9_999_999):
+        assert f"participation_e8={part}" in words, out  # whole, on one line
+    assert "name.limit_e8=20000000" in words and "sector.limit_e8=30000000" in words
+    assert "limit_e8=20000000" not in words  # no two parameters read the same
+    assert "…" not in out
+    if width < 80:
+        assert "not shown at this width:" in out
+
+
+def test_ranking_follows_each_metrics_better_direction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Volatility and fees rank lowest first, drawdown (negative) nearest zero first, Sharpe
+    highest first; the table shows the figure it ranks by, formatted by its kind."""
+    monkeypatch.setattr(console, "width", 120)
+    db = _recorded(tmp_path)
+    order = {}
+    for metric in ("annual_volatility", "max_drawdown", "sharpe"):
+        assert main(["runs", str(db), "--rank-by", metric]) == 0
+        out = capsys.readouterr().out
+        order[metric] = [line.split()[1] for line in out.splitlines() if line[:1].isdigit()]
+        if metric == "annual_volatility":
+            assert "volatility" in out and "7.0%" in out and "0.07" not in out
+    assert order["annual_volatility"] == ["qa-0001", "qa-0002", "qa-0000", "qa-0003"]
+    assert order["max_drawdown"] == ["qa-0001", "qa-0002", "qa-0000", "qa-0003"]
+    assert order["sharpe"] == ["qa-0000", "qa-0002", "qa-0001", "qa-0003"]
+    with ExperimentStore(db) as store:
+        assert ranked(store.all(), "fees")[0].run_id == "qa-0000"  # equal fees: point order
+    assert short_names(["risk.name.limit_e8", "risk.sector.limit_e8", "strategy.params.fast"]) == {
+        "risk.name.limit_e8": "name.limit_e8", "risk.sector.limit_e8": "sector.limit_e8",
+        "strategy.params.fast": "fast",
+    }  # fmt: skip
+
+
+def test_a_log_range_with_integer_ends_draws_integers_and_float_ranges_draw_as_before() -> None:
+    """``{ low = 2, high = 20, log = true }`` draws whole numbers in [2, 20], seeded; float
+    ranges (log or not) keep their recorded draws (pinned: a sweep recorded before draws the
+    same points)."""
+    spec = SweepSpec(samples=400, seed=3, space={"fast": Range(2, 20, log=True)})
+    values = [point["fast"] for point in sweep_points(spec)]
+    assert all(type(v) is int and 2 <= v <= 20 for v in values)
+    assert set(values) == set(range(2, 21))
+    assert values.count(2) > values.count(19)  # log-uniform: small values more often
+    assert values == [point["fast"] for point in sweep_points(spec)]
+    floats = SweepSpec(samples=2, seed=7, space={"w": Range(0.5, 2.5, log=True), "x": Range(0.1, 0.9)})
+    assert sweep_points(floats) == [
+        {"w": 1.3673918445590996, "x": 0.8177710407756604},
+        {"w": 1.742412726983397, "x": 0.2801657519924735},
+    ]
+
+
+def test_runs_refuses_a_top_that_is_not_positive_and_a_csv_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = _recorded(tmp_path)
+    for top in ("0", "-2"):
+        with pytest.raises(SystemExit) as refused:
+            main(["runs", str(db), "--top", top])
+        assert refused.value.code == 2 and "--top: must be at least 1" in capsys.readouterr().err
+    assert main(["runs", str(db), "--csv", str(tmp_path / "nodir" / "x.csv")]) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "x.csv: cannot write it (No such file or directory)" in said and "Errno" not in said
+    assert main(["runs", str(db), "--top", "1"]) == 0
+    assert "top 1 of 4 by sharpe" in capsys.readouterr().out

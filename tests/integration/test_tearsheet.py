@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cli.main import main
-from tests.factories import make_dataset
+from tests.factories import make_dataset, record_experiments
 
 plt = pytest.importorskip("matplotlib.pyplot", reason="needs matplotlib: pip install 'tape[research]'")
 
@@ -84,3 +84,28 @@ def test_sweep_and_walkforward_tearsheets(tmp_path: Path) -> None:
 
 def test_a_journal_without_closed_days_is_refused(tmp_path: Path) -> None:
     assert main(["tearsheet", str(tmp_path / "nothing")]) == 2
+
+
+def test_sweep_heatmaps_of_parameters_sharing_a_last_name_each_get_their_own_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two risk limits and a window: three heatmaps, three files and three ids, each named by
+    the parameters' shortest unambiguous names; a metric that is not recorded is refused, naming
+    the valid ones, before anything is written."""
+    rows = [
+        ({"risk.name.limit_e8": name, "risk.sector.limit_e8": sector, "strategy.params.fast": fast},
+         {"sharpe": 0.1 * name / 10_000_000 + fast / 100, "annual_volatility": 0.1 + fast / 100})
+        for name in (20_000_000, 30_000_000) for sector in (20_000_000, 30_000_000) for fast in (5, 10)
+    ]  # fmt: skip
+    record_experiments(tmp_path / "s" / "experiments.sqlite", "qa", rows)
+    with pytest.raises(SystemExit) as refused:
+        main(["tearsheet", str(tmp_path / "s"), "--metric", "bogus"])
+    assert refused.value.code == 2
+    assert "annual_volatility" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "tearsheet").exists()
+    assert main(["tearsheet", str(tmp_path / "s"), "--metric", "annual_volatility"]) == 0
+    names = {"sweep_name.limit_e8_sector.limit_e8", "sweep_name.limit_e8_fast", "sweep_sector.limit_e8_fast"}
+    _assert_page(tmp_path / "s" / "tearsheet", names)
+    assert "and 3 PNG files" in " ".join(capsys.readouterr().out.split())
+    page = (tmp_path / "s" / "tearsheet" / "tearsheet.html").read_text()
+    assert "best annual_volatility</td><td>15.0%" in page  # the lowest volatility is the best

@@ -10,12 +10,14 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import pytest
 
 from cli.main import main
-from cli.walkforward_cmd import Fold, cmd_walkforward, folds
+from cli.progress import console
+from cli.walkforward_cmd import Fold, _best_per_fold, _print_folds, cmd_walkforward, folds
 from cli.wiring import ConfigError
 from domain.events import DayClosed, OrderSubmitted
 from domain.market import Panel
@@ -220,3 +222,49 @@ def _experiment_rows(out: Path) -> list[tuple[str, str, str, str]]:
         return db.execute(
             "SELECT run_id, chain_head, metrics_json, config_json FROM experiments ORDER BY run_id"
         ).fetchall()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('anchored = "false"', "walkforward.anchored must be true or false, got 'false'"),
+        ("anchored = 1", "walkforward.anchored must be true or false, got 1"),
+        ("step_days = 80.5", "walkforward.step_days must be a whole number of sessions, got 80.5"),
+        ('step_days = "80"', "walkforward.step_days must be a whole number of sessions, got '80'"),
+        ("step_days = true", "walkforward.step_days must be a whole number of sessions, got True"),
+    ],
+)
+def test_a_fold_shape_of_the_wrong_type_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, message: str
+) -> None:
+    """Not read as something else (``bool("false")`` is true, ``int(80.5)`` is 80): exit 2, one
+    line naming the key, before anything runs."""
+    path = _walkforward_file(tmp_path, line + "\n")
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr()
+    assert message in " ".join((said.out + said.err).split())
+    assert not (tmp_path / "out").exists()
+    path.write_text(path.read_text().replace(line, "").replace("train_days = 150", "train_days = 150.5"))
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 2
+    said = capsys.readouterr()
+    assert "walkforward.train_days must be a whole number of sessions, got 150.5" in said.out + said.err
+
+
+def test_a_fold_chooses_by_the_metrics_better_direction_and_prints_it_by_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ranked by volatility, the lowest in-sample volatility is traded (a run without the figure
+    never wins), and the IS column reads it as a percentage, as every research table does."""
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=50)
+    fold = Fold(0, (20200101, 20200104), (20200105, 20200106))
+    in_sample = [(fold, index, make_config(dataset, tmp_path / f"j{index}")) for index in range(3)]
+    vols = [0.31, 0.07, None]
+    metrics = {f"r{i}": {"annual_volatility": vol} for i, vol in enumerate(vols)}
+    in_sample = [(fold, i, msgspec.structs.replace(config, run_id=f"r{i}")) for fold, i, config in in_sample]
+    best = _best_per_fold(in_sample, metrics, "annual_volatility")
+    assert best[0][0] == 1
+    monkeypatch.setattr(console, "width", 80)
+    oos = [{"metrics": {"total_return": 0.1, "sharpe": 1.25}}]
+    _print_folds([fold], [{"strategy.params.fast": 5}], [best[0][1]], oos, "annual_volatility")
+    out = capsys.readouterr().out
+    assert "IS volatility" in out and "7.0%" in out and "0.07" not in out and "fast=5" in out

@@ -1,0 +1,45 @@
+"""The research commands' terminal tables (``tape sweep``, ``tape runs``, ``tape walkforward``):
+fitted to the terminal as the cockpit's are (``tui.tables.fit_columns``). A number is never
+wrapped or cut: each figure's column is as wide as its widest cell; the parameters are the one
+column that wraps, between parameters (never inside one: it is at least as wide as the longest
+``name=value``); columns that do not fit beside it are dropped, lowest rank first, and a line
+under the table names them (``--csv`` / ``--json`` have every figure)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+
+from cli.progress import console
+from tui.tables import Column, Row, fit_columns
+
+__all__ = ["Column", "print_fitted"]
+
+
+def print_fitted(
+    title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]], *, left: int = 0
+) -> None:
+    """``rows`` under ``columns`` at the console's width: the first ``left`` columns and the
+    wrapping one are left-aligned, the rest right-aligned. A wrapping column's cells are words
+    (``name=value``) separated by single spaces."""
+    wraps = [i for i, column in enumerate(columns) if column.wraps]
+    longest = max((len(word) for row in rows for i in wraps for word in row[i].split(" ")), default=0)
+    fitted = tuple(
+        Column(c.label, c.rank, c.wraps, max(c.min_width, longest)) if c.wraps else c for c in columns
+    )
+    shown, text_width = fit_columns(fitted, [Row(str(n), row) for n, row in enumerate(rows)], console.width)
+    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    for index in shown:
+        column = fitted[index]
+        if column.wraps:
+            table.add_column(column.label, width=text_width, overflow="fold")
+        else:
+            width = max([len(column.label), *(len(row[index]) for row in rows)])
+            justify = "left" if index < left else "right"
+            table.add_column(column.label, justify=justify, no_wrap=True, width=width)
+    for row in rows:
+        table.add_row(*(row[index] for index in shown))
+    console.print(table)
+    dropped = [column.label for index, column in enumerate(columns) if index not in shown]
+    if dropped:
+        console.print(f"not shown at this width: {', '.join(dropped)} (--csv / --json have every figure)")
