@@ -13,7 +13,7 @@ import msgspec
 
 from domain.events import DatasetReferenced, RunStarted
 from domain.fixed import minor_digits
-from domain.riskrules import PolicyError, policy_from_mapping
+from domain.riskrules import PolicyError, policy_from_mapping, policy_to_mapping
 from kernel.setup import RunSetup
 from kernel.strategy import Strategy
 from models.plugins import PluginError, load_strategy
@@ -99,7 +99,7 @@ def config_from_raw(raw: dict[str, Any], path: Path) -> BacktestConfig:
     if "risk_policy" in raw:
         raw["risk"] = _policy_file(Path(path), raw.pop("risk_policy"), "risk" in raw)
     try:
-        policy_from_mapping(raw.get("risk", {}), prefix="risk.")
+        _complete_policies(raw)
         config = msgspec.convert(raw, BacktestConfig)
     except (msgspec.ValidationError, PolicyError, ValueError) as error:
         raise ConfigError(f"{path}: {error}") from None
@@ -107,6 +107,21 @@ def config_from_raw(raw: dict[str, Any], path: Path) -> BacktestConfig:
         raise ConfigError(f"{path}: seed must be a 64-bit integer, got {config.seed}")
     _check_money(Path(path), config)
     return config
+
+
+def _complete_policies(raw: dict[str, Any]) -> None:
+    """The ``[risk]`` table, and each ``[[strategies]]`` entry's ``risk``, checked and written
+    out whole: a rule or key left out takes its default (docs/risk_policies/policy.md), so
+    ``sector = { limit_e8 = ... }`` alone, or a sweep point setting ``risk.sector.limit_e8``, is a
+    complete rule. A table that names every key reads back as written (the same configuration)."""
+    if isinstance(raw.get("risk"), dict):
+        raw["risk"] = policy_to_mapping(policy_from_mapping(raw["risk"], prefix="risk."))
+    strategies = raw.get("strategies")
+    for index, entry in enumerate(strategies if isinstance(strategies, list) else []):
+        if isinstance(entry, dict) and isinstance(entry.get("risk"), dict):
+            label = entry.get("name") or entry.get("entry") or index
+            prefix = f"strategies.{label}.risk."
+            entry["risk"] = policy_to_mapping(policy_from_mapping(entry["risk"], prefix=prefix))
 
 
 INITIAL_CASH_MAX = Decimal(10) ** 13

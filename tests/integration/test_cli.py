@@ -102,6 +102,30 @@ def test_a_risk_policy_file_and_a_bad_policy_key(workdir: Path, capsys: pytest.C
     assert "risk.name.limit_e8: 0 is outside" in capsys.readouterr().out
 
 
+def test_a_rule_or_key_left_out_of_the_policy_takes_its_default(workdir: Path) -> None:
+    """docs/risk_policies/policy.md: a rule given only its limit is the default rule with that
+    limit (action clip for sector), the same configuration as the rule written whole; a
+    [[strategies]] entry's own policy too."""
+    from cli.wiring import load_config
+
+    def risk(table: str, name: str) -> object:
+        (workdir / name).write_text(CONFIG.format(extra=table))
+        return load_config(workdir / name).risk
+
+    partial = risk("[risk]\nsector = { limit_e8 = 20_000_000 }\n", "partial.toml")
+    whole = risk('[risk]\nsector = { limit_e8 = 20_000_000, action = "clip" }\n', "whole.toml")
+    assert partial == whole and partial.sector.limit_e8 == 20_000_000  # type: ignore[attr-defined]
+    assert tape(["backtest", str(workdir / "partial.toml"), "--journal", str(workdir / "j")]) == 0
+    sleeves = (
+        CONFIG.format(extra="").split("[strategy]")[0]
+        + '[[strategies]]\nname = "sma_crossover"\nbudget = "1"\n'
+        + "params = { fast = 4, slow = 12, weight = 0.9 }\nrisk = { name = { limit_e8 = 5_000_000 } }\n"
+    )
+    (workdir / "sleeves.toml").write_text(sleeves)
+    sleeve = load_config(workdir / "sleeves.toml").strategies[0].risk
+    assert sleeve is not None and sleeve.name.limit_e8 == 5_000_000
+
+
 def test_a_recorded_venue_session_runs_and_replays_without_its_file(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
