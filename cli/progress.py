@@ -22,26 +22,34 @@ def plural(count: int, noun: str) -> str:
     """``1 backtest``, ``2 backtests``: a count and its noun (plural by an ``s``)."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
-_progress_console = Console(stderr=True)  # progress bars
+_progress_console = Console(stderr=True)  # progress bars: on stderr, so piped results stay clean
 
 
 @contextmanager
 def progress_bar(description: str, total: int) -> Iterator[Callable[..., None]]:
     """Yield ``update(done)`` (or ``update(done, total)`` where the total is learnt on the way);
-    the bar redraws at most ~10 times a second."""
-    with Progress(
+    the bar redraws at most ~10 times a second. It is drawn from the first update on: work
+    refused before it starts prints its one error line with no bar above it."""
+    progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
+        console=_progress_console,
         transient=False,
-    ) as progress:
-        task = progress.add_task(description, total=total)
+    )
+    task = progress.add_task(description, total=total)
 
-        def update(done: int, new_total: int | None = None) -> None:
-            progress.update(task, completed=done, total=new_total)
+    def update(done: int, new_total: int | None = None) -> None:
+        if not progress.live.is_started:
+            progress.start()
+        progress.update(task, completed=done, total=new_total)
 
+    try:
         yield update
-        progress.update(task, completed=progress.tasks[0].total)
+        if progress.live.is_started:
+            progress.update(task, completed=progress.tasks[0].total)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
