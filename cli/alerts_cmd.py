@@ -407,11 +407,24 @@ def parse_duration_s(text: str) -> float:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
+SILENCE_S_MAX = 366 * 86400  # a longer silence is a rule to change or remove (docs/operations.md)
+
+
 def cmd_alerts_silence(args: argparse.Namespace) -> int:
+    config = load_alerts_config(Path(args.rules), Redactor())
+    names = [rule.name for rule in config.rules]
+    if args.rule not in names:
+        raise ConfigError(f"{args.rules} defines no rule {args.rule!r} (rules: {', '.join(names)})")
+    duration_s = parse_duration_s(args.duration)
+    if not 0 < duration_s <= SILENCE_S_MAX:
+        raise ConfigError(
+            f"--for {args.duration}: a silence lasts more than 0 s and at most 366d "
+            "(for longer, change or remove the rule)"
+        )
     store = _open_store(args)
     try:
         now_ns = wall_ns()
-        until_ns = now_ns + int(parse_duration_s(args.duration) * 1e9)
+        until_ns = now_ns + int(duration_s * 1e9)
         by = args.by or getpass.getuser()
         silence_id = store.silence(args.rule, args.key or "", until_ns, args.reason, now_ns, by)
     except AlertStateError as error:

@@ -641,6 +641,7 @@ def rules_from_config(tables: Sequence[Mapping[str, Any]], base: Path | None = N
 # --- state ------------------------------------------------------------------------------------
 
 STATE_SCHEMA_VERSION = 1
+SQLITE_INT_MAX = 2**63 - 1  # SQLite's INTEGER; a silence's end past it is folded as "forever"
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -886,6 +887,8 @@ class AlertStore:
 
     def silence(self, rule: str, key: str, until_ns: int, reason: str, now_ns: int, by: str = "") -> int:
         """Journal ``alert.silenced.v1`` (the next silence id) and fold it; returns its id."""
+        if not now_ns < until_ns <= SQLITE_INT_MAX:
+            raise AlertStateError(f"a silence must end after now and before the year 2262, not at {until_ns}")
         with self._operations_writer() as journal:
             (last,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM silences").fetchone()
             silence_id = int(last) + 1
@@ -1007,7 +1010,14 @@ class AlertStore:
             self._db.execute(
                 "INSERT OR IGNORE INTO silences (id, rule, key, until_ns, reason, created_at_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (event.silence_id, event.rule, event.key, event.until_ns, event.reason, event.ts_ns),
+                (
+                    event.silence_id,
+                    event.rule,
+                    event.key,
+                    min(event.until_ns, SQLITE_INT_MAX),  # one journaled before --for was bounded
+                    event.reason,
+                    event.ts_ns,
+                ),
             )
         elif isinstance(event, AlertUnsilenced):
             self._db.execute(

@@ -407,3 +407,41 @@ def test_a_follower_takes_journaled_silences_and_acks_from_other_processes_acros
     logged = (tmp_path / "follow.jsonl").read_text()
     assert '"level": "error"' not in logged  # never read a journal half made, nor a state mid-write
     assert len(mail.messages) == 1
+
+
+def test_silence_refuses_an_unknown_rule_and_a_duration_out_of_range_journaling_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    capsys.readouterr()
+    for verb, message in [
+        (["nosuchrule", "--for", "2h"], "defines no rule 'nosuchrule' (rules: kill_switch)"),
+        (["kill_switch", "--for", "99999d"], "at most 366d"),
+        (["kill_switch", "--for", "0s"], "more than 0 s"),
+    ]:
+        assert main(["alerts", "silence", *verb, "--rules", str(rules)]) == 2
+        out = capsys.readouterr().out
+        assert message in " ".join(out.split()) and len(out.strip().splitlines()) == 1
+    assert not (tmp_path / "alerts.state.journal.sqlite").exists()  # nothing journaled
+    assert main(["alerts", "silence", "kill_switch", "--for", "366d", "--rules", str(rules)]) == 0
+
+
+def test_a_silence_journaled_past_sqlites_integers_leaves_the_state_readable(tmp_path: Path) -> None:
+    """An alerts journal that already holds a silence ending past 2**63 - 1 ns (written before
+    --for was bounded) is folded as a silence to the end of SQLite's time, not an OverflowError."""
+    from domain.events import AlertSilenced
+
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    huge = AlertSilenced(
+        ts_ns=now_ns(), silence_id=1, rule="kill_switch", key="", until_ns=2**64 - 1, reason="", operator="qa"
+    )
+    with open_journal(tmp_path / "alerts.state.journal.sqlite", writable=True) as writer:
+        writer.append(huge)
+    for verb in (["list", "--all"], ["check", str(journal), "--no-send"], ["unsilence", "1"]):
+        assert main(["alerts", *verb, "--rules", str(rules)]) in (0, 1), verb
