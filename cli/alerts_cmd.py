@@ -245,6 +245,7 @@ def cmd_alerts_follow(args: argparse.Namespace) -> int:
             if report.records == 0:
                 stop.wait(poll_s)
         log.info("stopped: %d notifications sent, %d failed", service.sent, service.failed)
+    stop.raise_if_stopped()
     return 0
 
 
