@@ -86,6 +86,21 @@ def _relative(base: Path, value: object) -> Path:
     return path if path.is_absolute() else base.parent / path
 
 
+POLL_S_RANGE = (0.01, 3600.0)  # follow's pause between polls: not a busy loop, not an hour's deafness
+
+
+def poll_seconds(value: object, where: str = "--poll-s") -> float:
+    """A poll interval within ``POLL_S_RANGE`` (seconds); anything else is refused (exit 2)."""
+    low, high = POLL_S_RANGE
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not low <= seconds <= high:
+        raise ConfigError(f"{where} {value!r}: give seconds between {low:g} and {high:g}")
+    return seconds
+
+
 def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -108,7 +123,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         repeat_s=float(data.get("repeat_s", 0)),
         retry_s=float(data.get("retry_s", 30)),
         notify_resolved=bool(data.get("notify_resolved", True)),
-        poll_s=float(data.get("poll_s", 0.25)),
+        poll_s=poll_seconds(data.get("poll_s", 0.25), f"{path}: poll_s"),
         log=_relative(path, data["log"]) if "log" in data else None,
     )
 
@@ -231,9 +246,10 @@ def _service(args: argparse.Namespace) -> Iterator[AlertsService]:
 
 
 def cmd_alerts_follow(args: argparse.Namespace) -> int:
+    poll_arg = poll_seconds(args.poll_s) if args.poll_s is not None else None  # before any state is made
     stop = stop_on_signals()
     with _service(args) as service:
-        poll_s = args.poll_s if args.poll_s is not None else service.config.poll_s
+        poll_s = poll_arg if poll_arg is not None else service.config.poll_s
         log.info(
             "following %s with %d rules, %d routes",
             args.journal,

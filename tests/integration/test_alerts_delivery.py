@@ -467,3 +467,16 @@ def test_follow_stopped_by_a_signal_says_so_and_exits_130_or_143(
     assert process.returncode == status, output
     assert line in output and "Traceback" not in output
     assert "stopped: 0 notifications sent" in (tmp_path / "follow.jsonl").read_text()  # at a clean point
+
+
+@pytest.mark.parametrize(("flag", "setting"), [("-3", ""), ("0", ""), ("1e9", ""), ("", "poll_s = -1\n")])
+def test_follow_refuses_a_poll_interval_that_would_spin_or_sleep_for_ever(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, setting: str
+) -> None:
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "", setting)
+    poll = ["--poll-s", flag] if flag else []
+    assert main(["alerts", "follow", str(journal), "--rules", str(rules), *poll]) == 2
+    assert "give seconds between 0.01 and 3600" in capsys.readouterr().out
+    assert not (tmp_path / "alerts.state.sqlite").exists()
