@@ -15,6 +15,7 @@ import argparse
 import getpass
 import logging
 import re
+import sqlite3
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -42,7 +43,9 @@ from projections.alerts import (
     AlertStateError,
     AlertStore,
     EvaluationReport,
+    FailedJobsRule,
     JobOutcome,
+    JobOutcomes,
     Rule,
     Silence,
     rules_from_config,
@@ -114,6 +117,8 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         routes = routes_from_config(data.get("routes", []), redactor)
     except AlertConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    if "job_log" not in data and any(isinstance(rule, FailedJobsRule) for rule in rules):
+        raise ConfigError(f"{path}: a failed_jobs rule reads the scheduler's job log: set job_log")
     return AlertsConfig(
         path=path,
         rules=rules,
@@ -182,10 +187,18 @@ class AlertsService:
         return journal
 
     def _job_outcomes(self) -> list[JobOutcome]:
-        if self.config.job_log is None or not self.config.job_log.exists():
+        path = self.config.job_log
+        if path is None:
             return []
-        with JobLog(self.config.job_log) as job_log:
-            return job_log.final_outcomes()
+        if not path.is_file():  # JobLog would create it: a missing log is reported, not made
+            return JobOutcomes(
+                source=str(path), error="no such file: is the scheduler running, job_log right?"
+            )
+        try:
+            with JobLog(path) as job_log:
+                return JobOutcomes(job_log.final_outcomes(), source=str(path))
+        except (sqlite3.Error, OSError) as error:
+            return JobOutcomes(source=str(path), error=f"{type(error).__name__}: {error}")
 
     def deliver(self) -> None:
         routes = {route.name: route for route in self.config.routes}

@@ -70,6 +70,7 @@ __all__ = [
     "AlertStore",
     "BarLagRule",
     "JobOutcome",
+    "JobOutcomes",
     "Observation",
     "Pending",
     "ReconciliationRule",
@@ -117,6 +118,15 @@ class JobOutcome:
     outcome: str  # "ok" | "failed" | "timeout"
     finished_ns: int
     detail: str = ""
+
+
+class JobOutcomes(list[JobOutcome]):
+    """The final runs read from a scheduler's job log (``source``, its path), or none and
+    ``error``: why the log could not be read (missing, not a job log)."""
+
+    def __init__(self, outcomes: Iterable[JobOutcome] = (), *, source: str = "", error: str = "") -> None:
+        super().__init__(outcomes)
+        self.source, self.error = source, error
 
 
 class Rule(Protocol):
@@ -457,6 +467,15 @@ class FailedJobsRule(_NoNow):
             if outcome.detail:
                 message += f" ({outcome.detail})"
             observations.append(Observation(self.name, job, breached, message, -1, outcome.finished_ns))
+        source = getattr(jobs, "source", "")
+        if source:  # a job log nobody can read hides every failed job: that fires too
+            error = getattr(jobs, "error", "")
+            message = (
+                f"job log {source} cannot be read ({error}): failed jobs cannot be seen"
+                if error
+                else f"job log {source} read"
+            )
+            observations.append(Observation(self.name, f"job log {source}", bool(error), message, -1, now_ns))
         return observations
 
     def state(self) -> dict[str, Any]:

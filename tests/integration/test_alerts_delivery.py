@@ -480,3 +480,33 @@ def test_follow_refuses_a_poll_interval_that_would_spin_or_sleep_for_ever(
     assert main(["alerts", "follow", str(journal), "--rules", str(rules), *poll]) == 2
     assert "give seconds between 0.01 and 3600" in capsys.readouterr().out
     assert not (tmp_path / "alerts.state.sqlite").exists()
+
+
+def test_a_missing_or_unreadable_job_log_fires_failed_jobs_until_it_can_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unattended, a job log that is missing (no scheduler ran, job_log points elsewhere) or not
+    a job log hides every failed job: the failed_jobs rule fires for it (key ``job log PATH``)."""
+    from cli.alerts_cmd import firing_alerts
+    from cli.scheduler import JobLog, JobRun
+
+    journal = tmp_path / "journal"
+    append(journal, [KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+    rules = tmp_path / "alerts.toml"
+    rules.write_text('[[rules]]\nkind = "failed_jobs"\n')
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 2  # job_log not set
+    assert "set job_log" in capsys.readouterr().out
+    rules.write_text('job_log = "jobs.sqlite"\n\n[[rules]]\nkind = "failed_jobs"\n')
+    check = ["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]
+    assert main(check) == 1
+    (alert,) = firing_alerts(rules)
+    assert (
+        alert.key == f"job log {tmp_path / 'jobs.sqlite'}" and "cannot be read (no such file" in alert.message
+    )
+    assert not (tmp_path / "jobs.sqlite").exists()  # reported, not created
+    (tmp_path / "jobs.sqlite").write_text("not a job log")
+    assert main(check) == 1
+    (tmp_path / "jobs.sqlite").unlink()
+    with JobLog(tmp_path / "jobs.sqlite") as job_log:
+        job_log.record(JobRun(0, 1, "eod", 1, 1, "manual", 0, 0, 1, 0.0, "ok", 0, ""))
+    assert main(check) == 0  # readable again: resolved
