@@ -30,6 +30,7 @@ from rich.table import Table
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
 from cli.progress import console
+from cli.research_tables import Column, print_fitted
 from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
 from domain.events import AlertAcknowledged, AlertSilenced
@@ -358,12 +359,24 @@ def _iso(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+_WIDER = "a wider terminal shows them, e.g. COLUMNS=160"
+_ALERT_COLUMNS = (
+    Column("id", 9),
+    Column("rule", 8),
+    Column("key", 7),
+    Column("severity", 4),
+    Column("status", 5),
+    Column("fired", 6),
+    Column("acked", 3),
+    Column("message", 10, wraps=True),
+)
+
+
 def _print_alerts(alerts: list[Alert], title: str) -> None:
-    table = Table(title=title)
-    for column in ("id", "rule", "key", "severity", "status", "fired", "acked", "message"):
-        table.add_column(column, overflow="fold")
-    for alert in alerts:
-        table.add_row(
+    """Fitted to the terminal (``cli.research_tables.print_fitted``): the message wraps between
+    words, never inside a number; columns that do not fit are dropped and named."""
+    rows = [
+        (
             str(alert.id),
             alert.rule,
             alert.key,
@@ -371,9 +384,11 @@ def _print_alerts(alerts: list[Alert], title: str) -> None:
             alert.status,
             _iso(alert.fired_at_ns),
             alert.acked_by or "",
-            alert.message,
+            " ".join(alert.message.split()),
         )
-    console.print(table)
+        for alert in alerts
+    ]
+    print_fitted(title, _ALERT_COLUMNS, rows, left=len(_ALERT_COLUMNS), elsewhere=_WIDER)
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
@@ -418,12 +433,12 @@ def operation_text(event: AlertOperation) -> str:
 
 
 def _print_operations(operations: list[tuple[int, AlertOperation]], title: str) -> None:
-    table = Table(title=title)
-    for column in ("seq", "at", "by", "what"):
-        table.add_column(column, overflow="fold")
-    for seq, event in operations:
-        table.add_row(str(seq), _iso(event.ts_ns), event.operator, operation_text(event))
-    console.print(table)
+    columns = (Column("seq", 9), Column("at", 7), Column("by", 8), Column("what", 10, wraps=True))
+    rows = [
+        (str(seq), _iso(event.ts_ns), event.operator, " ".join(operation_text(event).split()))
+        for seq, event in operations
+    ]
+    print_fitted(title, columns, rows, left=len(columns), elsewhere=_WIDER)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

@@ -510,3 +510,23 @@ def test_a_missing_or_unreadable_job_log_fires_failed_jobs_until_it_can_be_read(
     with JobLog(tmp_path / "jobs.sqlite") as job_log:
         job_log.record(JobRun(0, 1, "eod", 1, 1, "manual", 0, 0, 1, 0.0, "ok", 0, ""))
     assert main(check) == 0  # readable again: resolved
+
+
+def test_alerts_list_at_80_columns_never_splits_a_number(tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    reason = "NAV 1,075,906.12 USD below peak 1,234,567.89 USD by 12.85% of 1,234,567.89 USD"
+    tripped = KillSwitchTripped(
+        ts_ns=now_ns(), trigger="drawdown", flatten=True, limit=1, observed=2, reason=reason
+    )
+    append(journal, [tripped])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "alerts", "list", "--all", "--rules", str(rules)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), done.stdout
+    words = done.stdout.split()
+    for number in ("1,075,906.12", "1,234,567.89", "12.85%"):
+        assert number in words, done.stdout
