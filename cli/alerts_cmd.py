@@ -365,9 +365,9 @@ _ALERT_COLUMNS = (
     Column("rule", 8),
     Column("key", 7),
     Column("severity", 4),
-    Column("status", 5),
-    Column("fired", 6),
-    Column("acked", 3),
+    Column("status", 3),  # dropped first: who acknowledged an alert matters more
+    Column("fired", 5),
+    Column("acked", 6),
     Column("message", 10, wraps=True),
 )
 
