@@ -15,6 +15,7 @@ import argparse
 import getpass
 import logging
 import re
+import sqlite3
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -29,6 +30,7 @@ from rich.table import Table
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
 from cli.progress import console
+from cli.research_tables import Column, print_fitted
 from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
 from domain.events import AlertAcknowledged, AlertSilenced
@@ -42,7 +44,9 @@ from projections.alerts import (
     AlertStateError,
     AlertStore,
     EvaluationReport,
+    FailedJobsRule,
     JobOutcome,
+    JobOutcomes,
     Rule,
     Silence,
     rules_from_config,
@@ -86,6 +90,21 @@ def _relative(base: Path, value: object) -> Path:
     return path if path.is_absolute() else base.parent / path
 
 
+POLL_S_RANGE = (0.01, 3600.0)  # follow's pause between polls: not a busy loop, not an hour's deafness
+
+
+def poll_seconds(value: object, where: str = "--poll-s") -> float:
+    """A poll interval within ``POLL_S_RANGE`` (seconds); anything else is refused (exit 2)."""
+    low, high = POLL_S_RANGE
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if isinstance(value, bool) or not low <= seconds <= high:
+        raise ConfigError(f"{where} {value!r}: give seconds between {low:g} and {high:g}")
+    return seconds
+
+
 def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -99,6 +118,8 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         routes = routes_from_config(data.get("routes", []), redactor)
     except AlertConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    if "job_log" not in data and any(isinstance(rule, FailedJobsRule) for rule in rules):
+        raise ConfigError(f"{path}: a failed_jobs rule reads the scheduler's job log: set job_log")
     return AlertsConfig(
         path=path,
         rules=rules,
@@ -108,7 +129,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         repeat_s=float(data.get("repeat_s", 0)),
         retry_s=float(data.get("retry_s", 30)),
         notify_resolved=bool(data.get("notify_resolved", True)),
-        poll_s=float(data.get("poll_s", 0.25)),
+        poll_s=poll_seconds(data.get("poll_s", 0.25), f"{path}: poll_s"),
         log=_relative(path, data["log"]) if "log" in data else None,
     )
 
@@ -167,10 +188,18 @@ class AlertsService:
         return journal
 
     def _job_outcomes(self) -> list[JobOutcome]:
-        if self.config.job_log is None or not self.config.job_log.exists():
+        path = self.config.job_log
+        if path is None:
             return []
-        with JobLog(self.config.job_log) as job_log:
-            return job_log.final_outcomes()
+        if not path.is_file():  # JobLog would create it: a missing log is reported, not made
+            return JobOutcomes(
+                source=str(path), error="no such file: is the scheduler running, job_log right?"
+            )
+        try:
+            with JobLog(path) as job_log:
+                return JobOutcomes(job_log.final_outcomes(), source=str(path))
+        except (sqlite3.Error, OSError) as error:
+            return JobOutcomes(source=str(path), error=f"{type(error).__name__}: {error}")
 
     def deliver(self) -> None:
         routes = {route.name: route for route in self.config.routes}
@@ -231,9 +260,10 @@ def _service(args: argparse.Namespace) -> Iterator[AlertsService]:
 
 
 def cmd_alerts_follow(args: argparse.Namespace) -> int:
+    poll_arg = poll_seconds(args.poll_s) if args.poll_s is not None else None  # before any state is made
     stop = stop_on_signals()
     with _service(args) as service:
-        poll_s = args.poll_s if args.poll_s is not None else service.config.poll_s
+        poll_s = poll_arg if poll_arg is not None else service.config.poll_s
         log.info(
             "following %s with %d rules, %d routes",
             args.journal,
@@ -245,6 +275,7 @@ def cmd_alerts_follow(args: argparse.Namespace) -> int:
             if report.records == 0:
                 stop.wait(poll_s)
         log.info("stopped: %d notifications sent, %d failed", service.sent, service.failed)
+    stop.raise_if_stopped()
     return 0
 
 
@@ -328,12 +359,24 @@ def _iso(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+_WIDER = "a wider terminal shows them, e.g. COLUMNS=160"
+_ALERT_COLUMNS = (
+    Column("id", 9),
+    Column("rule", 8),
+    Column("key", 7),
+    Column("severity", 4),
+    Column("status", 3),  # dropped first: who acknowledged an alert matters more
+    Column("fired", 5),
+    Column("acked", 6),
+    Column("message", 10, wraps=True),
+)
+
+
 def _print_alerts(alerts: list[Alert], title: str) -> None:
-    table = Table(title=title)
-    for column in ("id", "rule", "key", "severity", "status", "fired", "acked", "message"):
-        table.add_column(column, overflow="fold")
-    for alert in alerts:
-        table.add_row(
+    """Fitted to the terminal (``cli.research_tables.print_fitted``): the message wraps between
+    words, never inside a number; columns that do not fit are dropped and named."""
+    rows = [
+        (
             str(alert.id),
             alert.rule,
             alert.key,
@@ -341,9 +384,11 @@ def _print_alerts(alerts: list[Alert], title: str) -> None:
             alert.status,
             _iso(alert.fired_at_ns),
             alert.acked_by or "",
-            alert.message,
+            " ".join(alert.message.split()),
         )
-    console.print(table)
+        for alert in alerts
+    ]
+    print_fitted(title, _ALERT_COLUMNS, rows, left=len(_ALERT_COLUMNS), elsewhere=_WIDER)
 
 
 def cmd_alerts_list(args: argparse.Namespace) -> int:
@@ -388,12 +433,12 @@ def operation_text(event: AlertOperation) -> str:
 
 
 def _print_operations(operations: list[tuple[int, AlertOperation]], title: str) -> None:
-    table = Table(title=title)
-    for column in ("seq", "at", "by", "what"):
-        table.add_column(column, overflow="fold")
-    for seq, event in operations:
-        table.add_row(str(seq), _iso(event.ts_ns), event.operator, operation_text(event))
-    console.print(table)
+    columns = (Column("seq", 9), Column("at", 7), Column("by", 8), Column("what", 10, wraps=True))
+    rows = [
+        (str(seq), _iso(event.ts_ns), event.operator, " ".join(operation_text(event).split()))
+        for seq, event in operations
+    ]
+    print_fitted(title, columns, rows, left=len(columns), elsewhere=_WIDER)
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -407,11 +452,24 @@ def parse_duration_s(text: str) -> float:
     return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
+SILENCE_S_MAX = 366 * 86400  # a longer silence is a rule to change or remove (docs/operations.md)
+
+
 def cmd_alerts_silence(args: argparse.Namespace) -> int:
+    config = load_alerts_config(Path(args.rules), Redactor())
+    names = [rule.name for rule in config.rules]
+    if args.rule not in names:
+        raise ConfigError(f"{args.rules} defines no rule {args.rule!r} (rules: {', '.join(names)})")
+    duration_s = parse_duration_s(args.duration)
+    if not 0 < duration_s <= SILENCE_S_MAX:
+        raise ConfigError(
+            f"--for {args.duration}: a silence lasts more than 0 s and at most 366d "
+            "(for longer, change or remove the rule)"
+        )
     store = _open_store(args)
     try:
         now_ns = wall_ns()
-        until_ns = now_ns + int(parse_duration_s(args.duration) * 1e9)
+        until_ns = now_ns + int(duration_s * 1e9)
         by = args.by or getpass.getuser()
         silence_id = store.silence(args.rule, args.key or "", until_ns, args.reason, now_ns, by)
     except AlertStateError as error:

@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_TERMINATED",
     "EXIT_UNFINISHED",
     "EXIT_VENUE",
+    "Stopped",
     "unfinished_status",
 ]
 
@@ -26,6 +27,19 @@ EXIT_VENUE = 4  # tape paper / live: the venue could not be reached or refused (
 EXIT_INTERNAL = 70  # a bug: an unexpected exception (TAPE_TRACEBACK=1 shows its traceback)
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): stopped, what was committed stays
 EXIT_TERMINATED = 143  # SIGTERM: stopped as a Ctrl-C is
+
+
+class Stopped(BaseException):
+    """Ctrl-C (SIGINT) or SIGTERM (``kill``, systemd, a scheduler's timeout) while a verb runs:
+    it stops where it is, what was committed stays, and the verb says so in one line (exit 130
+    or 143; ``cli.main``). Not a ``KeyboardInterrupt``: CPython remembers one that passed through
+    some of its own frames and, at exit, kills the process with SIGINT although the verb caught
+    it. A verb that handles the signals itself to stop at a clean point (``alerts follow``,
+    ``scheduler``: ``cli.scheduler.stop_on_signals``) raises it once stopped there."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def unfinished_status(journal: Journal) -> int:

@@ -11,7 +11,15 @@ from rich.table import Table
 
 from cli.logs import configure_logging
 from cli.progress import console
-from cli.scheduler import JobLog, Scheduler, describe_ns, load_scheduler_config, stop_on_signals, wall_ns
+from cli.scheduler import (
+    JobLog,
+    Scheduler,
+    describe_ns,
+    exit_text,
+    load_scheduler_config,
+    stop_on_signals,
+    wall_ns,
+)
 from cli.wiring import ConfigError
 
 __all__ = ["add_jobs_parsers", "cmd_jobs", "cmd_scheduler"]
@@ -20,11 +28,12 @@ __all__ = ["add_jobs_parsers", "cmd_jobs", "cmd_scheduler"]
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """Run forever (SIGTERM or Ctrl-C stop it between jobs or during a wait)."""
     config = load_scheduler_config(Path(args.config))
+    nexts = {name: job.next_fire_ns(wall_ns()) for name, job in config.jobs.items()}  # refused: no log made
     stop = stop_on_signals()
     setup = configure_logging("scheduler", run=config.path.stem, path=config.log, redactor=config.redactor)
     with JobLog(config.job_log) as job_log:
         scheduler = Scheduler(config, job_log, sleep=stop.wait, stopping=stop.is_set)
-        for name, at_ns in sorted(scheduler.next_fires(wall_ns()).items()):
+        for name, at_ns in sorted(nexts.items()):
             setup.logger.info(
                 "job %s next at %s", name, describe_ns(at_ns, config.jobs[name].timezone), extra={"job": name}
             )
@@ -33,6 +42,7 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             setup.logger.info("scheduler stopped after %d runs", runs)
         finally:
             setup.close()
+    stop.raise_if_stopped()
     return 0
 
 
@@ -52,7 +62,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     colour = "green" if run.outcome == "ok" else "red"
     console.print(
         f"job {job.name} run {run.run_id}: [{colour}]{run.outcome}[/] after {run.attempt} attempt(s), "
-        f"exit {run.exit_status}, {run.duration_s:.1f} s"
+        f"{exit_text(run.exit_status)}, {run.duration_s:.1f} s"
     )
     if run.outcome != "ok" and run.detail:
         console.print(run.detail, markup=False, highlight=False)
@@ -62,6 +72,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     config = load_scheduler_config(Path(args.config))
     now = wall_ns()
+    nexts = {name: job.next_fire_ns(now) for name, job in config.jobs.items()}  # refused: no log made
     with JobLog(config.job_log) as job_log:
         table = Table(title=f"jobs in {config.path}")
         for column in ("job", "command", "cron", "calendar", "next run", "last outcome", "duration"):
@@ -73,7 +84,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
                 job.command_text,
                 job.cron.text,
                 f"{job.sessions.code} ({job.timezone.key})",
-                describe_ns(job.next_fire_ns(now), job.timezone),
+                describe_ns(nexts[name], job.timezone),
                 f"{last[0].outcome} (run {last[0].run_id}, attempt {last[0].attempt})"
                 if last
                 else "never run",
@@ -93,7 +104,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
                     describe_ns(run.started_ns),
                     f"{run.duration_s:.1f} s",
                     run.outcome,
-                    str(run.exit_status),
+                    "" if run.exit_status is None else str(run.exit_status),
                 )
             console.print(runs)
     return 0

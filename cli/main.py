@@ -29,6 +29,7 @@ from cli.exits import (
     EXIT_TERMINATED,
     EXIT_UNFINISHED,
     EXIT_VENUE,
+    Stopped,
     unfinished_status,
 )
 from cli.ingest import (
@@ -322,17 +323,6 @@ _USER_ERRORS = (
     KernelError,  # a run whose configuration and data cannot work together (named in the message)
     OSError,  # a file the verb cannot read or write (named in the message)
 )
-
-
-class Stopped(BaseException):
-    """Ctrl-C (SIGINT) or SIGTERM (``kill``, systemd, a scheduler's timeout) while a verb runs:
-    it stops where it is, what was committed stays, and the verb says so in one line (exit 130
-    or 143). Not a ``KeyboardInterrupt``: CPython remembers one that passed through some of its
-    own frames and, at exit, kills the process with SIGINT although the verb caught it."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
 
 
 def _stop(signum: int, frame: object) -> None:

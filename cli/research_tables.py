@@ -17,7 +17,12 @@ __all__ = ["Column", "print_fitted"]
 
 
 def print_fitted(
-    title: str, columns: tuple[Column, ...], rows: list[tuple[str, ...]], *, left: int = 0
+    title: str,
+    columns: tuple[Column, ...],
+    rows: list[tuple[str, ...]],
+    *,
+    left: int = 0,
+    elsewhere: str = "--csv / --json have every figure",
 ) -> None:
     """``rows`` under ``columns`` at the console's width: the first ``left`` columns and the
     wrapping one are left-aligned, the rest right-aligned. A wrapping column's cells are words
@@ -42,4 +47,4 @@ def print_fitted(
     console.print(table)
     dropped = [column.label for index, column in enumerate(columns) if index not in shown]
     if dropped:
-        console.print(f"not shown at this width: {', '.join(dropped)} (--csv / --json have every figure)")
+        console.print(f"not shown at this width: {', '.join(dropped)} ({elsewhere})")

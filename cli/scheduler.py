@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cli.exits import Stopped
 from cli.logs import Redactor
 from cli.wiring import ConfigError
 from projections.alerts import JobOutcome
@@ -42,6 +43,8 @@ __all__ = [
     "JobSpec",
     "Scheduler",
     "SchedulerConfig",
+    "StopSignal",
+    "exit_text",
     "load_scheduler_config",
     "parse_cron",
     "run_command",
@@ -210,7 +213,29 @@ _JOB_KEYS = {
     "backoff_factor",
     "backoff_max_s",
     "timeout_s",
+    "cwd",
 }
+
+
+def _command(name: str, table: dict[str, Any]) -> tuple[tuple[str, ...], str]:
+    """A job's argv and how it reads: a tape verb (checked when the file is loaded, not when the
+    job first runs) or a shell command."""
+    if ("tape" in table) == ("shell" in table):
+        raise ConfigError(f'job {name}: give either tape = [verb, args...] or shell = "command"')
+    if "tape" in table:
+        verb_args = table["tape"]
+        if not isinstance(verb_args, list) or not verb_args or not all(isinstance(a, str) for a in verb_args):
+            raise ConfigError(f'job {name}: tape must be a list of strings, e.g. ["verify", "journal"]')
+        from cli.main import VERBS  # here: cli.main imports this module
+
+        if verb_args[0] not in {*VERBS, "projections", "audit"}:
+            raise ConfigError(f"job {name}: tape {verb_args[0]!r} is no tape verb (tape --help lists them)")
+        argv = (sys.executable, "-m", "cli.main", *verb_args)
+        text = "tape " + " ".join(verb_args)
+    else:
+        argv = ("/bin/sh", "-c", str(table["shell"]))
+        text = str(table["shell"])
+    return argv, text
 
 
 def _job_from(
@@ -222,17 +247,7 @@ def _job_from(
     unknown = set(table) - _JOB_KEYS
     if unknown:
         raise ConfigError(f"job {name}: unknown keys {sorted(unknown)}")
-    if ("tape" in table) == ("shell" in table):
-        raise ConfigError(f'job {name}: give either tape = [verb, args...] or shell = "command"')
-    if "tape" in table:
-        verb_args = table["tape"]
-        if not isinstance(verb_args, list) or not verb_args or not all(isinstance(a, str) for a in verb_args):
-            raise ConfigError(f'job {name}: tape must be a list of strings, e.g. ["verify", "journal"]')
-        argv = (sys.executable, "-m", "cli.main", *verb_args)
-        text = "tape " + " ".join(verb_args)
-    else:
-        argv = ("/bin/sh", "-c", str(table["shell"]))
-        text = str(table["shell"])
+    argv, text = _command(name, table)
     code = str(table.get("calendar", defaults.get("calendar", "24x7")))
     calendar = sessions.setdefault(code, Sessions(code))
     zone = str(table.get("timezone", defaults.get("timezone", calendar.timezone)))
@@ -249,6 +264,11 @@ def _job_from(
     for key, value in numbers.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             raise ConfigError(f"job {name}: {key} must be a non-negative number, got {value!r}")
+    if numbers["timeout_s"] is not None and numbers["timeout_s"] <= 0:
+        raise ConfigError(f"job {name}: timeout_s must be more than 0 s (every run would time out)")
+    cwd = base / Path(str(table.get("cwd", defaults.get("cwd", ".")))).expanduser()
+    if not cwd.is_dir():
+        raise ConfigError(f"job {name}: cwd {cwd} is not a folder")
     return JobSpec(
         name=name,
         argv=argv,
@@ -256,7 +276,7 @@ def _job_from(
         sessions=calendar,
         timezone=timezone,
         command_text=text,
-        cwd=base / Path(str(table.get("cwd", defaults.get("cwd", ".")))).expanduser(),
+        cwd=cwd,
         **{k: v for k, v in numbers.items() if v is not None},
     )
 
@@ -400,25 +420,46 @@ def run_command(argv: tuple[str, ...], timeout_s: float, cwd: Path) -> tuple[str
     except subprocess.TimeoutExpired as expired:
         output = expired.output or ""
         text = output if isinstance(output, str) else output.decode("utf-8", "replace")
-        return "timeout", None, f"killed after {timeout_s:g} s; {text[-OUTPUT_TAIL_CHARS:]}"
+        tail = text.strip()[-OUTPUT_TAIL_CHARS:]
+        said = f"; its output: {tail}" if tail else "; no output"
+        return "timeout", None, f"killed after {timeout_s:g} s (its timeout_s){said}"
     except OSError as error:
         return "failed", None, f"could not start: {error}"
     output = (done.stdout + done.stderr).strip()
     return ("ok" if done.returncode == 0 else "failed"), done.returncode, output[-OUTPUT_TAIL_CHARS:]
 
 
+def exit_text(exit_status: int | None) -> str:
+    """An attempt's exit status in words: none when it was killed (timeout) or never started."""
+    return "no exit status (killed or not started)" if exit_status is None else f"exit {exit_status}"
+
+
 def wall_ns() -> int:
     return time.time_ns()  # clock-edge: the scheduler's own time
 
 
-def stop_on_signals() -> threading.Event:
+class StopSignal(threading.Event):
+    """Set by SIGTERM or SIGINT; remembers which (``signum``)."""
+
+    signum: int | None = None
+
+    def raise_if_stopped(self) -> None:
+        """Once the verb has stopped at its clean point: ``Stopped`` for the signal, which
+        ``cli.main`` turns into its one ``interrupted:`` / ``terminated:`` line and exit 130 / 143,
+        as for every verb (docs/runbook.md)."""
+        if self.signum is not None:
+            raise Stopped(self.signum)
+
+
+def stop_on_signals() -> StopSignal:
     """An event set by SIGTERM (systemd, ``kill``) or SIGINT (Ctrl-C): a long-running verb
     stops between two cycles or jobs, never half-way through one (an alert sent but not yet
-    recorded as sent would be sent again after a restart). A background job's SIGINT may be
-    ignored by its shell; SIGTERM never is."""
-    stop = threading.Event()
+    recorded as sent would be sent again after a restart), then calls ``raise_if_stopped``.
+    A background job's SIGINT may be ignored by its shell; SIGTERM never is."""
+    stop = StopSignal()
 
     def _set(signum: int, frame: object) -> None:
+        stop.signum = signum
         stop.set()
 
     signal.signal(signal.SIGTERM, _set)
@@ -478,12 +519,12 @@ class Scheduler:
             level = logging.INFO if outcome == "ok" else logging.ERROR
             log.log(
                 level,
-                "job %s run %d attempt %d: %s (exit %s, %.1f s)",
+                "job %s run %d attempt %d: %s (%s, %.1f s)",
                 job.name,
                 run_id,
                 attempt,
                 outcome,
-                exit_status,
+                exit_text(exit_status),
                 run.duration_s,
                 extra={"job": job.name, "attempt": attempt},
             )

@@ -70,6 +70,7 @@ __all__ = [
     "AlertStore",
     "BarLagRule",
     "JobOutcome",
+    "JobOutcomes",
     "Observation",
     "Pending",
     "ReconciliationRule",
@@ -117,6 +118,15 @@ class JobOutcome:
     outcome: str  # "ok" | "failed" | "timeout"
     finished_ns: int
     detail: str = ""
+
+
+class JobOutcomes(list[JobOutcome]):
+    """The final runs read from a scheduler's job log (``source``, its path), or none and
+    ``error``: why the log could not be read (missing, not a job log)."""
+
+    def __init__(self, outcomes: Iterable[JobOutcome] = (), *, source: str = "", error: str = "") -> None:
+        super().__init__(outcomes)
+        self.source, self.error = source, error
 
 
 class Rule(Protocol):
@@ -457,6 +467,15 @@ class FailedJobsRule(_NoNow):
             if outcome.detail:
                 message += f" ({outcome.detail})"
             observations.append(Observation(self.name, job, breached, message, -1, outcome.finished_ns))
+        source = getattr(jobs, "source", "")
+        if source:  # a job log nobody can read hides every failed job: that fires too
+            error = getattr(jobs, "error", "")
+            message = (
+                f"job log {source} cannot be read ({error}): failed jobs cannot be seen"
+                if error
+                else f"job log {source} read"
+            )
+            observations.append(Observation(self.name, f"job log {source}", bool(error), message, -1, now_ns))
         return observations
 
     def state(self) -> dict[str, Any]:
@@ -641,6 +660,7 @@ def rules_from_config(tables: Sequence[Mapping[str, Any]], base: Path | None = N
 # --- state ------------------------------------------------------------------------------------
 
 STATE_SCHEMA_VERSION = 1
+SQLITE_INT_MAX = 2**63 - 1  # SQLite's INTEGER; a silence's end past it is folded as "forever"
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -886,6 +906,8 @@ class AlertStore:
 
     def silence(self, rule: str, key: str, until_ns: int, reason: str, now_ns: int, by: str = "") -> int:
         """Journal ``alert.silenced.v1`` (the next silence id) and fold it; returns its id."""
+        if not now_ns < until_ns <= SQLITE_INT_MAX:
+            raise AlertStateError(f"a silence must end after now and before the year 2262, not at {until_ns}")
         with self._operations_writer() as journal:
             (last,) = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM silences").fetchone()
             silence_id = int(last) + 1
@@ -1007,7 +1029,14 @@ class AlertStore:
             self._db.execute(
                 "INSERT OR IGNORE INTO silences (id, rule, key, until_ns, reason, created_at_ns) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (event.silence_id, event.rule, event.key, event.until_ns, event.reason, event.ts_ns),
+                (
+                    event.silence_id,
+                    event.rule,
+                    event.key,
+                    min(event.until_ns, SQLITE_INT_MAX),  # one journaled before --for was bounded
+                    event.reason,
+                    event.ts_ns,
+                ),
             )
         elif isinstance(event, AlertUnsilenced):
             self._db.execute(

@@ -267,7 +267,7 @@ def _follow(journal: Path, rules: Path) -> subprocess.Popen[bytes]:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=20) == 0
+    assert process.wait(timeout=20) == 143  # terminated, as every verb (docs/runbook.md)
 
 
 def test_follow_process_restarted_keeps_its_deduplication(tmp_path: Path, mail: MailSink) -> None:
@@ -407,3 +407,126 @@ def test_a_follower_takes_journaled_silences_and_acks_from_other_processes_acros
     logged = (tmp_path / "follow.jsonl").read_text()
     assert '"level": "error"' not in logged  # never read a journal half made, nor a state mid-write
     assert len(mail.messages) == 1
+
+
+def test_silence_refuses_an_unknown_rule_and_a_duration_out_of_range_journaling_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    capsys.readouterr()
+    for verb, message in [
+        (["nosuchrule", "--for", "2h"], "defines no rule 'nosuchrule' (rules: kill_switch)"),
+        (["kill_switch", "--for", "99999d"], "at most 366d"),
+        (["kill_switch", "--for", "0s"], "more than 0 s"),
+    ]:
+        assert main(["alerts", "silence", *verb, "--rules", str(rules)]) == 2
+        out = capsys.readouterr().out
+        assert message in " ".join(out.split()) and len(out.strip().splitlines()) == 1
+    assert not (tmp_path / "alerts.state.journal.sqlite").exists()  # nothing journaled
+    assert main(["alerts", "silence", "kill_switch", "--for", "366d", "--rules", str(rules)]) == 0
+
+
+def test_a_silence_journaled_past_sqlites_integers_leaves_the_state_readable(tmp_path: Path) -> None:
+    """An alerts journal that already holds a silence ending past 2**63 - 1 ns (written before
+    --for was bounded) is folded as a silence to the end of SQLite's time, not an OverflowError."""
+    from domain.events import AlertSilenced
+
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    huge = AlertSilenced(
+        ts_ns=now_ns(), silence_id=1, rule="kill_switch", key="", until_ns=2**64 - 1, reason="", operator="qa"
+    )
+    with open_journal(tmp_path / "alerts.state.journal.sqlite", writable=True) as writer:
+        writer.append(huge)
+    for verb in (["list", "--all"], ["check", str(journal), "--no-send"], ["unsilence", "1"]):
+        assert main(["alerts", *verb, "--rules", str(rules)]) in (0, 1), verb
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "line"), [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "terminated:")]
+)
+def test_follow_stopped_by_a_signal_says_so_and_exits_130_or_143(
+    tmp_path: Path, stop: signal.Signals, status: int, line: str
+) -> None:
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "", 'log = "follow.jsonl"\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "alerts", "follow", str(journal), "--rules", str(rules)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    _until(lambda: _checkpoint(tmp_path / "alerts.state.sqlite") == 0, timeout_s=60)
+    process.send_signal(stop)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == status, output
+    assert line in output and "Traceback" not in output
+    assert "stopped: 0 notifications sent" in (tmp_path / "follow.jsonl").read_text()  # at a clean point
+
+
+@pytest.mark.parametrize(("flag", "setting"), [("-3", ""), ("0", ""), ("1e9", ""), ("", "poll_s = -1\n")])
+def test_follow_refuses_a_poll_interval_that_would_spin_or_sleep_for_ever(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, setting: str
+) -> None:
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "", setting)
+    poll = ["--poll-s", flag] if flag else []
+    assert main(["alerts", "follow", str(journal), "--rules", str(rules), *poll]) == 2
+    assert "give seconds between 0.01 and 3600" in capsys.readouterr().out
+    assert not (tmp_path / "alerts.state.sqlite").exists()
+
+
+def test_a_missing_or_unreadable_job_log_fires_failed_jobs_until_it_can_be_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unattended, a job log that is missing (no scheduler ran, job_log points elsewhere) or not
+    a job log hides every failed job: the failed_jobs rule fires for it (key ``job log PATH``)."""
+    from cli.alerts_cmd import firing_alerts
+    from cli.scheduler import JobLog, JobRun
+
+    journal = tmp_path / "journal"
+    append(journal, [KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+    rules = tmp_path / "alerts.toml"
+    rules.write_text('[[rules]]\nkind = "failed_jobs"\n')
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 2  # job_log not set
+    assert "set job_log" in capsys.readouterr().out
+    rules.write_text('job_log = "jobs.sqlite"\n\n[[rules]]\nkind = "failed_jobs"\n')
+    check = ["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]
+    assert main(check) == 1
+    (alert,) = firing_alerts(rules)
+    assert (
+        alert.key == f"job log {tmp_path / 'jobs.sqlite'}" and "cannot be read (no such file" in alert.message
+    )
+    assert not (tmp_path / "jobs.sqlite").exists()  # reported, not created
+    (tmp_path / "jobs.sqlite").write_text("not a job log")
+    assert main(check) == 1
+    (tmp_path / "jobs.sqlite").unlink()
+    with JobLog(tmp_path / "jobs.sqlite") as job_log:
+        job_log.record(JobRun(0, 1, "eod", 1, 1, "manual", 0, 0, 1, 0.0, "ok", 0, ""))
+    assert main(check) == 0  # readable again: resolved
+
+
+def test_alerts_list_at_80_columns_never_splits_a_number(tmp_path: Path) -> None:
+    journal = tmp_path / "j.sqlite"
+    reason = "NAV 1,075,906.12 USD below peak 1,234,567.89 USD by 12.85% of 1,234,567.89 USD"
+    tripped = KillSwitchTripped(
+        ts_ns=now_ns(), trigger="drawdown", flatten=True, limit=1, observed=2, reason=reason
+    )
+    append(journal, [tripped])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "alerts", "list", "--all", "--rules", str(rules)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, check=True,
+    )  # fmt: skip
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines), done.stdout
+    words = done.stdout.split()
+    for number in ("1,075,906.12", "1,234,567.89", "12.85%"):
+        assert number in words, done.stdout

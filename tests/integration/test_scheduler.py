@@ -4,6 +4,11 @@ failing job with backoff and records every attempt; the job log feeds the failed
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -15,6 +20,7 @@ from cli.scheduler import JobLog, Scheduler, load_scheduler_config, parse_cron
 from cli.wiring import ConfigError
 from projections.alerts import AlertEngine, AlertStore, rules_from_config
 
+ROOT = Path(__file__).resolve().parents[2]
 NY = ZoneInfo("America/New_York")
 NS = 1_000_000_000
 
@@ -141,6 +147,21 @@ def test_a_job_past_its_timeout_is_recorded_as_timeout(tmp_path: Path) -> None:
         run = Scheduler(config, job_log).run_job(config.jobs["slow"], scheduled_ns=0, trigger="manual")
     assert run.outcome == "timeout"
     assert run.exit_status is None
+    assert run.detail == "killed after 0.3 s (its timeout_s); no output"
+
+
+def test_a_refused_jobs_file_creates_no_job_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_jobs(tmp_path, '[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 31 2 *"\n')
+    assert main(["jobs", "list", "--config", str(config)]) == 2
+    assert "matches no" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.toml"]
+
+
+def test_a_timed_out_run_is_worded_without_none(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    jobs = '[[jobs]]\nname = "slow"\nshell = "sleep 5"\ncron = "0 18 * * *"\ntimeout_s = 0.3\n'
+    assert main(["jobs", "run", "slow", "--config", str(write_jobs(tmp_path, jobs))]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "no exit status (killed or not started)" in out and "None" not in out
 
 
 def test_jobs_run_and_list_verbs_with_a_tape_verb_job(
@@ -175,6 +196,9 @@ def test_jobs_run_and_list_verbs_with_a_tape_verb_job(
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ncalendar = "NOPE"\n', "calendar"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\nretries = -1\n', "non-negative"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 31 2 *"\n', "matches no"),
+        ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ntimeout_s = 0\n', "more than 0 s"),
+        ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ncwd = "nowhere"\n', "is not a folder"),
+        ('[[jobs]]\nname = "x"\ntape = ["verfy", "j"]\ncron = "0 8 * * *"\n', "no tape verb"),
     ],
 )
 def test_bad_job_definitions_are_refused(tmp_path: Path, jobs: str, message: str) -> None:
@@ -182,6 +206,14 @@ def test_bad_job_definitions_are_refused(tmp_path: Path, jobs: str, message: str
         config = load_scheduler_config(write_jobs(tmp_path, jobs))
         for job in config.jobs.values():
             job.next_fire_ns(ns("2024-01-02T00:00"))
+
+
+def test_a_job_runs_in_its_documented_cwd(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    jobs = '[[jobs]]\nname = "a"\nshell = "pwd > here.txt"\ncron = "0 18 * * *"\ncwd = "work"\n'
+    config = write_jobs(tmp_path, jobs)
+    assert main(["jobs", "run", "a", "--config", str(config)]) == 0
+    assert (tmp_path / "work" / "here.txt").read_text().strip() == str(tmp_path / "work")
 
 
 def test_a_stopping_scheduler_records_the_failed_attempt_as_final_and_does_not_retry(tmp_path: Path) -> None:
@@ -229,3 +261,25 @@ def test_the_shipped_example_files_load(monkeypatch: pytest.MonkeyPatch) -> None
         "reconciliation",
     ]
     assert [route.name for route in alerts.routes] == ["smtp", "telegram"]
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "line"), [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "terminated:")]
+)
+def test_the_scheduler_stopped_by_a_signal_says_so_and_exits_130_or_143(
+    tmp_path: Path, stop: signal.Signals, status: int, line: str
+) -> None:
+    config = write_jobs(tmp_path, EOD)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "scheduler", "--config", str(config)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "jobs.sqlite").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # waiting for its next job
+    process.send_signal(stop)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == status, output
+    assert line in output and "Traceback" not in output
