@@ -232,6 +232,13 @@ class PostgresLedger:
                 f"{RESET_LOCK_TIMEOUT}: {self._lock_holders()}; end those sessions and rebuild again"
             ) from None
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around several ``reset`` / ``apply`` / ``run`` calls (each then a
+        savepoint inside it): all of them are kept, or on any error none."""
+        with _unavailable_on_connection_errors(), self._connection.transaction():
+            yield
+
     def _lock_holders(self) -> str:
         """Who holds locks on this schema's tables: pid, user, application, state, since."""
         rows = self._connection.execute(
