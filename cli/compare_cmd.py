@@ -10,6 +10,8 @@ import io
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from rich.table import Table
 from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
 from cli.progress import console
 from cli.wiring import ConfigError
+from kernel.journal import JournalError
 from kernel.run_status import run_status
 from kernel.store import open_journal
 from projections.compare import Comparison, DayPair, compare_books, first_divergence
@@ -29,11 +32,29 @@ __all__ = ["add_compare_parser", "cmd_compare", "run_compare"]
 _FIGURES = ("nav", "cash", "fills", "fees")
 
 
+@contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """A journal error raised in here is about the journal at ``path``: the ``error:`` line
+    names it (``cli.main._print_error`` reads ``subject``), not the verb's first journal."""
+    try:
+        yield
+    except JournalError as error:
+        if getattr(error, "subject", None) is None:
+            error.subject = path  # type: ignore[attr-defined]
+        raise
+
+
 def run_compare(path_a: str, path_b: str) -> Comparison:
-    with open_journal(path_a) as a, open_journal(path_b) as b:
-        book_a, book_b = fold_journal_book(a), fold_journal_book(b)
+    with ExitStack() as stack:
+        with _naming(path_a):
+            a = stack.enter_context(open_journal(path_a))
+            book_a = fold_journal_book(a)
+        with _naming(path_b):
+            b = stack.enter_context(open_journal(path_b))
+            book_b = fold_journal_book(b)
         if not book_a.days and not book_b.days:
             raise ConfigError(f"{path_a}: neither journal closes a day: nothing to compare")
+        # Both were read whole above: the streams below read records already checked.
         divergence = first_divergence(a, b)
     return compare_books(path_a, book_a, path_b, book_b, divergence)
 

@@ -429,7 +429,10 @@ def _print_error(
     message = " ".join(str(error).split()) or type(error).__name__
     if kind:
         message = f"{type(error).__name__}: {message} (a bug: please report it; TAPE_TRACEBACK=1 shows where)"
-    subject = getattr(args, "config", None) or getattr(args, "journal", None)
+    # An error may name its own file (``compare``'s second journal); else the verb's.
+    subject = (
+        getattr(error, "subject", None) or getattr(args, "config", None) or getattr(args, "journal", None)
+    )
     if isinstance(subject, str) and subject not in message:
         message = f"{subject}: {message}"
     console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True)

@@ -113,3 +113,44 @@ def test_a_damaged_journal_exits_1_and_a_missing_one_2(
     out = capsys.readouterr().out
     assert "Traceback" not in out
     assert all(line.startswith("error:") for line in out.splitlines() if "error" in line)
+
+
+@pytest.mark.parametrize("store", ["lmdb", "sqlite"])
+def test_a_broken_second_journal_is_the_one_named(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str
+) -> None:
+    """QA: `tape compare A B` with B's hash chain broken said `error: A: hash chain broken`."""
+    import shutil
+    import sqlite3
+
+    from kernel.store import open_journal
+
+    if store == "lmdb":
+        damaged = tmp_path / "broken"
+        shutil.copytree(runs / "a", damaged)
+        with open_journal(damaged) as journal:
+            payload = journal.record(100).payload
+        data = bytearray((damaged / "data.mdb").read_bytes())
+        at = data.find(payload) + len(payload) // 2
+        assert at > len(payload) // 2
+        data[at] ^= 0x01
+        (damaged / "data.mdb").write_bytes(bytes(data))
+    else:
+        damaged = tmp_path / "broken.sqlite"
+        run(make_config(runs / "data", damaged, seed=1))
+        with sqlite3.connect(damaged) as db:
+            first_seq, value = db.execute(
+                "SELECT first_seq, value FROM journal_segments ORDER BY first_seq LIMIT 1"
+            ).fetchone()
+            flipped = bytearray(value)
+            flipped[len(flipped) // 2] ^= 0x01
+            db.execute(
+                "UPDATE journal_segments SET value = ? WHERE first_seq = ?", (bytes(flipped), first_seq)
+            )
+    capsys.readouterr()
+    assert main(["compare", str(runs / "a"), str(damaged)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"error: {damaged}: "), out
+    assert str(runs / "a") not in out
+    assert main(["compare", str(damaged), str(runs / "a")]) == 1
+    assert " ".join(capsys.readouterr().out.split()).startswith(f"error: {damaged}: ")
