@@ -18,7 +18,7 @@ from rich.table import Table
 
 from cli import projections_cmd
 from cli.alerts_cmd import add_alerts_parser, cmd_alerts
-from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit
+from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit, session_day
 from cli.compare_cmd import add_compare_parser, cmd_compare
 from cli.exits import (
     EXIT_DAMAGED,
@@ -131,7 +131,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
     if len(journal) == 0:
         return unfinished_status(journal)
-    day = int(args.day.replace("-", "")) if args.day else None
+    day: int | None = args.day  # session_day: YYYYMMDD, a real date
     try:
         steps = _steps_of(replay_builder_dataset(journal))
     except (JournalError, DatasetError, OSError, KeyError):
@@ -247,7 +247,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tearsheet_parser(verbs)
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
-    rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
+    rep.add_argument("--day", type=session_day, help="replay one session day (YYYY-MM-DD) from its snapshot")
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
