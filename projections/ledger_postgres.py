@@ -43,6 +43,7 @@ from projections.ledger_sqlite import (
     ProjectionError,
     SchemaMismatch,
     ddl_scripts,
+    refuse_another_run,
 )
 
 __all__ = [
@@ -319,7 +320,10 @@ class PostgresLedger:
         one transaction per ``batch_records_max`` records. Returns how many were applied."""
         if batch_records_max <= 0:
             raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
-        records: Iterator[Record] = journal.records(self.checkpoint_seq + 1)
+        checkpoint_seq = self.checkpoint_seq
+        if checkpoint_seq >= 0:
+            refuse_another_run(self, journal, f"schema {self.schema}")
+        records: Iterator[Record] = journal.records(checkpoint_seq + 1)
         if stop_seq is not None:
             records = (record for record in records if record.seq <= stop_seq)
         applied = 0

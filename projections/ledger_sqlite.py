@@ -638,6 +638,31 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
+class _Queries(Protocol):
+    def query(self, sql: str, parameters: Sequence[object] = ..., /) -> list[tuple[Any, ...]]: ...
+
+
+def refuse_another_run(ledger: _Queries, journal: Journal, where: str) -> None:
+    """``TargetRefused`` where the ledger holds another journal's run: each run it has (the
+    ``runs`` rows, keyed by the seq of their ``run.started``) must be this journal's record at
+    that seq, with the same run id, seed and configuration. Applying one journal's records on
+    top of another's fails part-way with a confusing reason ("day ... closed twice"), so a
+    ledger given the wrong journal is refused before anything is written (as ``tape alerts``
+    refuses a state file of another journal). Both backends' ``run`` call it."""
+    for seq, run_id, seed, config_json in ledger.query("SELECT seq, run_id, seed, config_json FROM runs"):
+        event = journal.record(seq).event() if 0 <= seq < len(journal) else None
+        if isinstance(event, RunStarted) and (event.run_id, event.seed, event.config_json) == (
+            run_id,
+            seed,
+            config_json,
+        ):
+            continue
+        raise TargetRefused(
+            f"--db {where} is the ledger of another run (run {run_id!r} started at seq {seq}), not "
+            "of this journal: nothing written; give each journal its own ledger, or rebuild this one"
+        )
+
+
 def _statements(script: str) -> Iterator[str]:
     """The statements of a DDL script, one by one (``sqlite3.complete_statement`` decides)."""
     pending = ""
@@ -820,7 +845,10 @@ class SqliteLedger:
         after each batch."""
         if batch_records_max <= 0:
             raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
-        records: Iterator[Record] = journal.records(self._read_checkpoint() + 1)
+        checkpoint_seq = self._read_checkpoint()
+        if checkpoint_seq >= 0:
+            refuse_another_run(self, journal, str(self.path))
+        records: Iterator[Record] = journal.records(checkpoint_seq + 1)
         if stop_seq is not None:
             records = (record for record in records if record.seq <= stop_seq)
         applied = 0
