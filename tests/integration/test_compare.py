@@ -154,3 +154,33 @@ def test_a_broken_second_journal_is_the_one_named(
     assert str(runs / "a") not in out
     assert main(["compare", str(damaged), str(runs / "a")]) == 1
     assert " ".join(capsys.readouterr().out.split()).startswith(f"error: {damaged}: ")
+
+
+def test_a_large_book_at_80_columns_never_cuts_a_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: with initial_cash 9,000,000,000,000 the table showed `8,997,703,043…` and `2019-0…`;
+    columns are dropped (and named) instead, as the project's table helpers do."""
+    from decimal import Decimal
+
+    from cli.progress import console
+
+    data = make_dataset(tmp_path / "data", symbols=3, bars=60)
+    run(make_config(data, tmp_path / "a", seed=1, initial_cash=Decimal("9000000000000")))
+    flatten = OperatorCommandConfig(at="2020-02-05T00:00:00Z", command="flatten", operator="ops")
+    run(
+        make_config(
+            data, tmp_path / "b", seed=1, initial_cash=Decimal("9000000000000"), operator_commands=[flatten]
+        )
+    )
+    monkeypatch.setattr(console, "width", 80)
+    csv_path = tmp_path / "days.csv"
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--csv", str(csv_path)]) == 1
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out, out
+    first = next(row for row in csv_path.read_text().splitlines()[1:] if row.endswith("positions"))
+    day, nav_a = first.split(",")[:2]
+    assert f"{day} " in out, out
+    assert f"{Decimal(nav_a):,.0f}" in out, out
