@@ -10,6 +10,7 @@ callables that the cockpit calls in worker threads.
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import os
 from dataclasses import dataclass
@@ -184,11 +185,16 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _day(text: str) -> int:
-    """YYYYMMDD or YYYY-MM-DD as the journal's YYYYMMDD integer."""
-    digits = text.replace("-", "")
-    if len(digits) != 8 or not digits.isdigit():
-        raise argparse.ArgumentTypeError(f"must be YYYYMMDD or YYYY-MM-DD, got {text!r}")
+def session_day(text: str) -> int:
+    """A ``--day`` option (argparse ``type``): YYYYMMDD or YYYY-MM-DD, a real calendar date, as
+    the journal's YYYYMMDD integer; anything else is refused by argparse (exit 2)."""
+    digits = text.replace("-", "") if text.count("-") in (0, 2) else ""
+    if len(digits) != 8 or not digits.isascii() or not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"must be YYYY-MM-DD (or YYYYMMDD), got {text!r}")
+    try:
+        datetime.date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r}") from None
     return int(digits)
 
 
@@ -203,6 +209,6 @@ def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
     )
     cockpit.add_argument(
         "--day",
-        type=_day,
+        type=session_day,
         help="open on the replay screen at this session day (YYYYMMDD or YYYY-MM-DD): step through it",
     )

@@ -10,30 +10,50 @@ import io
 import json
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from rich import box
-from rich.table import Table
-
 from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
 from cli.progress import console
+from cli.research_tables import print_fitted
 from cli.wiring import ConfigError
+from kernel.journal import JournalError
 from kernel.run_status import run_status
 from kernel.store import open_journal
 from projections.compare import Comparison, DayPair, compare_books, first_divergence
 from projections.daybook import fold_journal_book
+from tui.tables import Column
 
 __all__ = ["add_compare_parser", "cmd_compare", "run_compare"]
 
 _FIGURES = ("nav", "cash", "fills", "fees")
 
 
+@contextmanager
+def _naming(path: str) -> Iterator[None]:
+    """A journal error raised in here is about the journal at ``path``: the ``error:`` line
+    names it (``cli.main._print_error`` reads ``subject``), not the verb's first journal."""
+    try:
+        yield
+    except JournalError as error:
+        if getattr(error, "subject", None) is None:
+            error.subject = path  # type: ignore[attr-defined]
+        raise
+
+
 def run_compare(path_a: str, path_b: str) -> Comparison:
-    with open_journal(path_a) as a, open_journal(path_b) as b:
-        book_a, book_b = fold_journal_book(a), fold_journal_book(b)
+    with ExitStack() as stack:
+        with _naming(path_a):
+            a = stack.enter_context(open_journal(path_a))
+            book_a = fold_journal_book(a)
+        with _naming(path_b):
+            b = stack.enter_context(open_journal(path_b))
+            book_b = fold_journal_book(b)
         if not book_a.days and not book_b.days:
             raise ConfigError(f"{path_a}: neither journal closes a day: nothing to compare")
+        # Both were read whole above: the streams below read records already checked.
         divergence = first_divergence(a, b)
     return compare_books(path_a, book_a, path_b, book_b, divergence)
 
@@ -122,48 +142,65 @@ def _codes(pair: DayPair) -> str:
     return "".join(_CODES.get(name, "M") for name in pair.differing())
 
 
-def _print_days(comparison: Comparison, rows: int) -> None:
+def _print_days(comparison: Comparison, rows_max: int) -> None:
     """The first differing day and the days after it (or the last days when all match)."""
     days = comparison.days
-    start = days.index(comparison.first_day) if comparison.first_day else max(len(days) - rows, 0)
-    table = Table(
-        title=f"A {comparison.a} vs B {comparison.b} ({comparison.currency})",
-        caption="differs: N nav, C cash, F fills, E fees, P positions, M a day one run lacks",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    table.add_column("day", no_wrap=True)
-    for column in ("NAV A", "NAV B-A", "cash B-A", "fills A/B", "fees B-A", "diff"):
-        table.add_column(column, justify="right", no_wrap=True)
-    for pair in days[start : start + rows]:
+    start = days.index(comparison.first_day) if comparison.first_day else max(len(days) - rows_max, 0)
+    rows: list[tuple[str, ...]] = []
+    for pair in days[start : start + rows_max]:
         nav_a, nav_b = pair.nav
         cash_a, cash_b = pair.cash
         fee_a, fee_b = pair.fees
         fills_a, fills_b = pair.fills
-        table.add_row(
-            _iso(pair.day),
-            "-" if nav_a is None else f"{nav_a:,.0f}",
-            _money(nav_b - nav_a) if nav_a is not None and nav_b is not None else "-",
-            _money(cash_b - cash_a) if cash_a is not None and cash_b is not None else "-",
-            f"{'-' if fills_a is None else fills_a}/{'-' if fills_b is None else fills_b}",
-            _money(fee_b - fee_a) if fee_a is not None and fee_b is not None else "-",
-            _codes(pair),
+        rows.append(
+            (
+                _iso(pair.day),
+                "-" if nav_a is None else f"{nav_a:,.0f}",
+                _money(nav_b - nav_a) if nav_a is not None and nav_b is not None else "-",
+                _money(cash_b - cash_a) if cash_a is not None and cash_b is not None else "-",
+                f"{'-' if fills_a is None else fills_a}/{'-' if fills_b is None else fills_b}",
+                _money(fee_b - fee_a) if fee_a is not None and fee_b is not None else "-",
+                _codes(pair),
+            )
         )
-    console.print(table)
+    # At the console's width, dropping the least needed columns: a number is never cut.
+    print_fitted(f"A {comparison.a} vs B {comparison.b} ({comparison.currency})", _DAY_COLUMNS, rows, left=1)
+    console.print(
+        "differs: N nav, C cash, F fills, E fees, P positions, M a day one run lacks", soft_wrap=True
+    )
+
+
+_DAY_COLUMNS = (
+    Column("day", 9),
+    Column("NAV A", 6),
+    Column("NAV B-A", 8),
+    Column("cash B-A", 4),
+    Column("fills A/B", 3),
+    Column("fees B-A", 2),
+    Column("diff", 7),
+)
+_SUMMARY_COLUMNS = (
+    Column("figure", 9),
+    Column("days", 2),
+    Column("differ", 6),
+    Column("mean", 3),
+    Column("mean |d|", 4),
+    Column("max |d|", 7),
+    Column("last", 8),
+)
 
 
 def _print_summary(comparison: Comparison) -> None:
-    table = Table(title="B - A over the days both closed", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("figure", "days", "differ", "mean", "mean |d|", "max |d|", "last"):
-        table.add_column(column, justify="right" if column != "figure" else "left")
-    for s in comparison.stats():
-        table.add_row(
+    rows: list[tuple[str, ...]] = [
+        (
             s.name,
             f"{s.days:,}",
             f"{s.differing_days:,}",
             *(("-" if math.isnan(v) else f"{v:,.2f}") for v in (s.mean, s.mean_abs, s.max_abs, s.last)),
         )
-    console.print(table)
+        for s in comparison.stats()
+    ]
+    print_fitted("B - A over the days both closed", _SUMMARY_COLUMNS, rows, left=1)
 
 
 def _print_divergence(comparison: Comparison) -> None:

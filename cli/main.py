@@ -18,7 +18,7 @@ from rich.table import Table
 
 from cli import projections_cmd
 from cli.alerts_cmd import add_alerts_parser, cmd_alerts
-from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit
+from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit, session_day
 from cli.compare_cmd import add_compare_parser, cmd_compare
 from cli.exits import (
     EXIT_DAMAGED,
@@ -132,7 +132,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
     if len(journal) == 0:
         return unfinished_status(journal)
-    day = int(args.day.replace("-", "")) if args.day else None
+    day: int | None = args.day  # session_day: YYYYMMDD, a real date
     try:
         steps = _steps_of(replay_builder_dataset(journal))
     except (JournalError, DatasetError, OSError, KeyError):
@@ -248,7 +248,7 @@ def _parser() -> argparse.ArgumentParser:
     add_tearsheet_parser(verbs)
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
-    rep.add_argument("--day", help="replay one session day (YYYY-MM-DD) from its snapshot")
+    rep.add_argument("--day", type=session_day, help="replay one session day (YYYY-MM-DD) from its snapshot")
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
@@ -419,7 +419,10 @@ def _print_error(
     message = " ".join(str(error).split()) or type(error).__name__
     if kind:
         message = f"{type(error).__name__}: {message} (a bug: please report it; TAPE_TRACEBACK=1 shows where)"
-    subject = getattr(args, "config", None) or getattr(args, "journal", None)
+    # An error may name its own file (``compare``'s second journal); else the verb's.
+    subject = (
+        getattr(error, "subject", None) or getattr(args, "config", None) or getattr(args, "journal", None)
+    )
     if isinstance(subject, str) and subject not in message:
         message = f"{subject}: {message}"
     console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True)

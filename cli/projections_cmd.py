@@ -40,8 +40,8 @@ def _journal_length(path: str) -> int:
 
 
 class RebuildProgress:
-    """A rebuild's progress callback that remembers the last committed batch, so a rebuild
-    stopped by Ctrl-C or SIGTERM can say where its ledger stands (``said_where``)."""
+    """A rebuild's progress callback that remembers how far it got, so a rebuild stopped by
+    Ctrl-C or SIGTERM can say so and that the ledger stands as before (``said_where``)."""
 
     def __init__(self, update: Callable[[int], None]) -> None:
         self._update = update
@@ -61,9 +61,9 @@ class RebuildProgress:
             raise
         except BaseException:
             console.print(
-                f"rebuild of {where} stopped at checkpoint seq {self.next_seq - 1} "
-                f"({self.next_seq:,} records applied): `tape projections follow` carries it on from "
-                "there; `tape projections rebuild` starts it over",
+                f"rebuild of {where} stopped after {self.next_seq:,} records, before it finished: "
+                "nothing of it was kept, the ledger is as it was before the rebuild; "
+                "`tape projections rebuild` starts it over",
                 soft_wrap=True,
                 markup=False,
             )

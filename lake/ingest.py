@@ -209,7 +209,8 @@ def _intraday_sessions(calendar: str, bars: BarInput) -> object:
     if len(stamps) == 0:
         return None
     days = utc_days(np.array([stamps.min(), stamps.max()]))
-    return sessions_for(calendar, int(days[0]) - 1 if days[0] % 100 > 1 else int(days[0]), int(days[1]) + 1)
+    # A day either side, as calendar days: 20140228 + 1 is 20140301, not the date 20140229.
+    return sessions_for(calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
 
 
 def _with_id(bars: BarInput, instrument_id: int) -> BarInput:

@@ -8,6 +8,7 @@ file and line; an empty or impossible *value* becomes a row that validation quar
 from __future__ import annotations
 
 import csv
+import datetime
 import gzip
 import json
 import math
@@ -173,9 +174,37 @@ def source_lines(rows: int, header: bool = True) -> IntArray:
     return np.arange(rows, dtype=np.int64) + (2 if header else 1)
 
 
+def strict_strptime(text: pa.ChunkedArray, pattern: str, unit: str) -> pa.ChunkedArray:
+    """``pc.strptime`` with null for a date that does not exist. Arrow rolls an impossible day
+    over (``2014-02-31`` reads as 2014-03-03, ``2014-02-29 10:00`` as 03-01): a value whose round
+    trip through ``pattern`` changes is checked with Python's ``strptime``, which refuses those
+    (and accepts what only formats differently, such as ``2014-2-3``)."""
+    parsed = pc.strptime(text, format=pattern, unit=unit, error_is_null=True)
+    if len(parsed) == 0:
+        return parsed
+    seconds = parsed.cast(pa.timestamp("s"), safe=False)
+    back = pc.strftime(seconds, format=pattern)
+    changed = pc.fill_null(pc.not_equal(back, pc.utf8_trim_whitespace(text)), False)
+    changed_at = np.flatnonzero(np.asarray(changed.to_numpy(zero_copy_only=False), dtype=np.bool_))
+    if changed_at.size == 0:
+        return parsed
+    values = text.to_numpy(zero_copy_only=False)
+    impossible: set[str] = set()
+    for value in {str(values[i]).strip() for i in changed_at}:
+        try:
+            datetime.datetime.strptime(value, pattern)  # noqa: DTZ007 (whether it parses, no more)
+        except ValueError:
+            impossible.add(value)
+    if not impossible:
+        return parsed
+    refused = pc.is_in(pc.utf8_trim_whitespace(text), value_set=pa.array(sorted(impossible)))
+    return pc.if_else(refused, pa.scalar(None, parsed.type), parsed)
+
+
 def _dates_to_days(path: Path, text: pa.ChunkedArray, pattern: str = "%Y-%m-%d") -> IntArray:
-    """Date strings -> YYYYMMDD (0 where unparseable, which validation quarantines)."""
-    parsed = pc.strptime(text, format=pattern, unit="s", error_is_null=True)
+    """Date strings -> YYYYMMDD (0 where unparseable or not a real date, which validation
+    quarantines)."""
+    parsed = strict_strptime(text, pattern, "s")
     days = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
     valid = ~np.asarray(pc.is_null(parsed).to_numpy(zero_copy_only=False), dtype=np.bool_)
     result = np.zeros(len(days), dtype=np.int64)
@@ -191,7 +220,7 @@ def local_to_utc_ns(text: pa.ChunkedArray, pattern: str, timezone: str) -> IntAr
     if pattern == "iso":
         index = pd.DatetimeIndex(pd.to_datetime(text.to_pandas(), format="ISO8601", errors="coerce"))
     else:
-        parsed = pc.strptime(text, format=pattern, unit="ns", error_is_null=True)
+        parsed = strict_strptime(text, pattern, "ns")
         index = pd.DatetimeIndex(parsed.to_pandas())
     if index.tz is not None:
         index = index.tz_convert("UTC").tz_localize(None)

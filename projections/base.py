@@ -9,6 +9,7 @@ support needs the ``postgres`` extra (psycopg 3); it is imported only when asked
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,6 +62,7 @@ class LedgerProjection(Protocol):
         stop_seq: int | None = None,
     ) -> int: ...
     def reset(self) -> None: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
     def table_checksums(self) -> dict[str, str]: ...
     def table_columns(self, table: str) -> tuple[list[str], list[str], set[str]]: ...
     def ordered_rows(self, table: str) -> Iterator[tuple[Any, ...]]: ...
@@ -194,12 +196,16 @@ def rebuild_ledger(
     stop_seq: int | None = None,
 ) -> LedgerRebuild:
     """Drop every ledger table at ``target``, recreate the schema and replay the journal from
-    seq 0 (up to ``stop_seq`` when given). An interrupted rebuild is resumed by ``run``."""
+    seq 0 (up to ``stop_seq`` when given), all in one transaction: a rebuild that fails (a
+    damaged journal, a record the projection refuses) or is stopped keeps nothing of itself,
+    and the ledger that was there stays as it was. Readers see the old ledger until the commit
+    (SQLite's WAL; PostgreSQL readers wait on the dropped tables' locks until then)."""
     # check_schema=False: a ledger at another schema version is dropped, not refused.
     with (
         open_journal(journal_path) as journal,
         open_ledger(target, schema=schema, check_schema=False) as ledger,
     ):
-        ledger.reset()
-        applied = ledger.run(journal, batch_records_max, progress, stop_seq=stop_seq)
+        with ledger.transaction():
+            ledger.reset()
+            applied = ledger.run(journal, batch_records_max, progress, stop_seq=stop_seq)
         return LedgerRebuild(applied, ledger.checkpoint_seq, ledger.table_checksums())

@@ -43,6 +43,7 @@ from projections.ledger_sqlite import (
     ProjectionError,
     SchemaMismatch,
     ddl_scripts,
+    refuse_another_run,
 )
 
 __all__ = [
@@ -232,6 +233,13 @@ class PostgresLedger:
                 f"{RESET_LOCK_TIMEOUT}: {self._lock_holders()}; end those sessions and rebuild again"
             ) from None
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around several ``reset`` / ``apply`` / ``run`` calls (each then a
+        savepoint inside it): all of them are kept, or on any error none."""
+        with _unavailable_on_connection_errors(), self._connection.transaction():
+            yield
+
     def _lock_holders(self) -> str:
         """Who holds locks on this schema's tables: pid, user, application, state, since."""
         rows = self._connection.execute(
@@ -312,7 +320,10 @@ class PostgresLedger:
         one transaction per ``batch_records_max`` records. Returns how many were applied."""
         if batch_records_max <= 0:
             raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
-        records: Iterator[Record] = journal.records(self.checkpoint_seq + 1)
+        checkpoint_seq = self.checkpoint_seq
+        if checkpoint_seq >= 0:
+            refuse_another_run(self, journal, f"schema {self.schema}")
+        records: Iterator[Record] = journal.records(checkpoint_seq + 1)
         if stop_seq is not None:
             records = (record for record in records if record.seq <= stop_seq)
         applied = 0

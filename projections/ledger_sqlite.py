@@ -21,6 +21,7 @@ import hashlib
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from itertools import islice
@@ -64,8 +65,7 @@ from domain.orders import (
     trigger_of,
 )
 from kernel.journal import Journal, Record
-from kernel.store import open_journal
-from projections.base import TargetRefused, refuse_foreign_target
+from projections.base import TargetRefused
 from projections.execution_quality import execution_fold, row_tuple, upsert_sql
 
 __all__ = [
@@ -638,6 +638,43 @@ def connect_sqlite(path: Path) -> sqlite3.Connection:
     return db
 
 
+class _Queries(Protocol):
+    def query(self, sql: str, parameters: Sequence[object] = ..., /) -> list[tuple[Any, ...]]: ...
+
+
+def refuse_another_run(ledger: _Queries, journal: Journal, where: str) -> None:
+    """``TargetRefused`` where the ledger holds another journal's run: each run it has (the
+    ``runs`` rows, keyed by the seq of their ``run.started``) must be this journal's record at
+    that seq, with the same run id, seed and configuration. Applying one journal's records on
+    top of another's fails part-way with a confusing reason ("day ... closed twice"), so a
+    ledger given the wrong journal is refused before anything is written (as ``tape alerts``
+    refuses a state file of another journal). Both backends' ``run`` call it."""
+    for seq, run_id, seed, config_json in ledger.query("SELECT seq, run_id, seed, config_json FROM runs"):
+        event = journal.record(seq).event() if 0 <= seq < len(journal) else None
+        if isinstance(event, RunStarted) and (event.run_id, event.seed, event.config_json) == (
+            run_id,
+            seed,
+            config_json,
+        ):
+            continue
+        raise TargetRefused(
+            f"--db {where} is the ledger of another run (run {run_id!r} started at seq {seq}), not "
+            "of this journal: nothing written; give each journal its own ledger, or rebuild this one"
+        )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a DDL script, one by one (``sqlite3.complete_statement`` decides)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        yield pending
+
+
 def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -698,13 +735,38 @@ class SqliteLedger:
         return "\n".join(sql for _, _, sql in ddl_scripts())
 
     def _run_script(self, script: str) -> None:
-        """Run DDL as one transaction: all of it or none of it."""
+        """Run DDL as one transaction (a savepoint inside ``transaction``): all of it or none."""
+        if self._db.in_transaction:  # executescript would COMMIT it first: one statement at a time
+            self._db.execute("SAVEPOINT ddl")
+            try:
+                for statement in _statements(script):
+                    self._db.execute(statement)
+            except BaseException:
+                self._db.execute("ROLLBACK TO ddl")
+                self._db.execute("RELEASE ddl")
+                raise
+            self._db.execute("RELEASE ddl")
+            return
         try:
             self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nCOMMIT;")
         except BaseException:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One transaction around several ``reset`` / ``apply`` / ``run`` calls (each then a
+        savepoint inside it): all of them are kept, or on any error none. Readers see the
+        ledger as it was until it commits (WAL)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def reset(self) -> None:
         """Drop every table and recreate the schema, in one transaction."""
@@ -729,13 +791,20 @@ class SqliteLedger:
         records were applied. On any error nothing of the batch is kept.
         """
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        begin, commit, rollback = (
+            ("SAVEPOINT apply", "RELEASE apply", "ROLLBACK TO apply")
+            if db.in_transaction
+            else ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        )
+        db.execute(begin)
         try:
             applied = self._apply_in_transaction(records)
         except BaseException:
-            db.execute("ROLLBACK")
+            db.execute(rollback)
+            if begin.startswith("SAVEPOINT"):
+                db.execute(commit)  # ROLLBACK TO keeps the savepoint open: close it
             raise
-        db.execute("COMMIT")
+        db.execute(commit)
         return applied
 
     def _apply_in_transaction(self, records: Iterable[Record]) -> int:
@@ -776,7 +845,10 @@ class SqliteLedger:
         after each batch."""
         if batch_records_max <= 0:
             raise ValueError(f"batch_records_max must be positive, got {batch_records_max}")
-        records: Iterator[Record] = journal.records(self._read_checkpoint() + 1)
+        checkpoint_seq = self._read_checkpoint()
+        if checkpoint_seq >= 0:
+            refuse_another_run(self, journal, str(self.path))
+        records: Iterator[Record] = journal.records(checkpoint_seq + 1)
         if stop_seq is not None:
             records = (record for record in records if record.seq <= stop_seq)
         applied = 0
@@ -851,12 +923,11 @@ def rebuild(
     batch_records_max: int = BATCH_RECORDS_MAX,
     progress: Callable[[int], None] | None = None,
 ) -> RebuildReport:
-    """Drop every ledger table at ``db_path``, recreate the schema and replay the journal
-    from seq 0. An interrupted rebuild is resumed by ``SqliteLedger.run``."""
-    db_path = Path(db_path)
-    refuse_foreign_target(db_path)  # reset drops every table there: refuse a foreign database untouched
-    # Not ``SqliteLedger.open``: a ledger at another schema version is dropped, not refused.
-    with open_journal(journal_path) as journal, SqliteLedger(connect_sqlite(db_path), db_path) as ledger:
-        ledger.reset()
-        applied = ledger.run(journal, batch_records_max, progress)
-        return RebuildReport(applied, ledger.checkpoint_seq, ledger.table_checksums())
+    """``rebuild_ledger`` for a SQLite file (the ledger at ``db_path`` is replaced only when the
+    whole rebuild succeeds)."""
+    from projections.base import rebuild_ledger
+
+    built = rebuild_ledger(
+        journal_path, Path(db_path), batch_records_max=batch_records_max, progress=progress
+    )
+    return RebuildReport(built.records_applied, built.checkpoint_seq, built.checksums)

@@ -74,6 +74,13 @@ def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixtur
     assert tape(["backtest", str(workdir / "run.toml")]) == 0
     assert tape(["replay", str(workdir / "journal"), "--day", "1999-01-01"]) == 2
     assert "not a session day" in capsys.readouterr().out
+    # QA: 'yesterday' was an internal error (exit 70), 2021-13-01 "not a session day".
+    for day, says in (("yesterday", "must be YYYY-MM-DD"), ("2021-13-01", "not a date: '2021-13-01'")):
+        with pytest.raises(SystemExit) as refused:
+            tape(["replay", str(workdir / "journal"), "--day", day])
+        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert says in err and "argument --day" in err and "internal error" not in err
 
 
 def test_a_config_the_data_cannot_run_is_exit_2_with_the_reason(

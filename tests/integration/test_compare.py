@@ -113,3 +113,74 @@ def test_a_damaged_journal_exits_1_and_a_missing_one_2(
     out = capsys.readouterr().out
     assert "Traceback" not in out
     assert all(line.startswith("error:") for line in out.splitlines() if "error" in line)
+
+
+@pytest.mark.parametrize("store", ["lmdb", "sqlite"])
+def test_a_broken_second_journal_is_the_one_named(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], store: str
+) -> None:
+    """QA: `tape compare A B` with B's hash chain broken said `error: A: hash chain broken`."""
+    import shutil
+    import sqlite3
+
+    from kernel.store import open_journal
+
+    if store == "lmdb":
+        damaged = tmp_path / "broken"
+        shutil.copytree(runs / "a", damaged)
+        with open_journal(damaged) as journal:
+            payload = journal.record(100).payload
+        data = bytearray((damaged / "data.mdb").read_bytes())
+        at = data.find(payload) + len(payload) // 2
+        assert at > len(payload) // 2
+        data[at] ^= 0x01
+        (damaged / "data.mdb").write_bytes(bytes(data))
+    else:
+        damaged = tmp_path / "broken.sqlite"
+        run(make_config(runs / "data", damaged, seed=1))
+        with sqlite3.connect(damaged) as db:
+            first_seq, value = db.execute(
+                "SELECT first_seq, value FROM journal_segments ORDER BY first_seq LIMIT 1"
+            ).fetchone()
+            flipped = bytearray(value)
+            flipped[len(flipped) // 2] ^= 0x01
+            db.execute(
+                "UPDATE journal_segments SET value = ? WHERE first_seq = ?", (bytes(flipped), first_seq)
+            )
+    capsys.readouterr()
+    assert main(["compare", str(runs / "a"), str(damaged)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"error: {damaged}: "), out
+    assert str(runs / "a") not in out
+    assert main(["compare", str(damaged), str(runs / "a")]) == 1
+    assert " ".join(capsys.readouterr().out.split()).startswith(f"error: {damaged}: ")
+
+
+def test_a_large_book_at_80_columns_never_cuts_a_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: with initial_cash 9,000,000,000,000 the table showed `8,997,703,043…` and `2019-0…`;
+    columns are dropped (and named) instead, as the project's table helpers do."""
+    from decimal import Decimal
+
+    from cli.progress import console
+
+    data = make_dataset(tmp_path / "data", symbols=3, bars=60)
+    run(make_config(data, tmp_path / "a", seed=1, initial_cash=Decimal("9000000000000")))
+    flatten = OperatorCommandConfig(at="2020-02-05T00:00:00Z", command="flatten", operator="ops")
+    run(
+        make_config(
+            data, tmp_path / "b", seed=1, initial_cash=Decimal("9000000000000"), operator_commands=[flatten]
+        )
+    )
+    monkeypatch.setattr(console, "width", 80)
+    csv_path = tmp_path / "days.csv"
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--csv", str(csv_path)]) == 1
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out, out
+    first = next(row for row in csv_path.read_text().splitlines()[1:] if row.endswith("positions"))
+    day, nav_a = first.split(",")[:2]
+    assert f"{day} " in out, out
+    assert f"{Decimal(nav_a):,.0f}" in out, out

@@ -132,3 +132,34 @@ def test_a_schema_dropped_under_a_running_follower_stops_it_with_the_reason(tmp_
     assert len(errors) == 1 and "tables are gone" in errors[0] and "rebuild" in errors[0], output
     assert str(tmp_path / "j") in errors[0], output
     assert schemas == (0,), "the follower recreated the dropped schema"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_ledger_of_another_run_is_refused_untouched(
+    tmp_path: Path, backend: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: `projections follow OTHER --db LEDGER_OF_J` said `ledger projection failed at seq N:
+    day D closed twice`; it says the ledger is another run's (exit 2) and writes nothing. The
+    two runs share a run id and differ by their seed only."""
+    from contextlib import ExitStack
+
+    from projections import open_ledger, rebuild_ledger
+    from tests.contracts.projection_servers import scratch_database
+
+    data = make_dataset(tmp_path / "d", symbols=2, bars=60)
+    run(make_config(data, tmp_path / "j", seed=1))
+    run(make_config(data, tmp_path / "other", seed=2))
+    with ExitStack() as stack:
+        target: Path | str = tmp_path / "ledger.sqlite"
+        if backend == "postgres":
+            target = stack.enter_context(scratch_database())
+        before = rebuild_ledger(tmp_path / "j", target, schema="other_run")
+        follow = ["projections", "follow", str(tmp_path / "other"), "--db", str(target)]
+        capsys.readouterr()
+        assert main([*follow, "--schema", "other_run", "--poll-s", "0.1"]) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert "is the ledger of another run (run 'test-sma_crossover' " in out, out
+        assert "closed twice" not in out
+        with open_ledger(target, schema="other_run") as ledger:
+            assert ledger.checkpoint_seq == before.checkpoint_seq
+            assert ledger.table_checksums() == before.checksums

@@ -228,3 +228,60 @@ def test_files_that_are_not_bar_files_are_named_with_their_line(
     with pytest.raises(IngestError, match=re.escape(f"{path}{message}")):
         ingest(tmp_path / "lake", [path], lambda p: parse_yahoo(p, symbol="AAA"))
     assert not (tmp_path / "lake" / "bars").exists()
+
+
+@needs_shared
+def test_an_impossible_date_is_quarantined_not_rolled_over(tmp_path: Path) -> None:
+    """QA: a yahoo row dated 2014-02-31 was accepted and stored as 2014-03-03 (Arrow's strptime
+    rolls the day over). Each parser refuses it: quarantined, and in = accepted + quarantined."""
+    yahoo = tmp_path / "orcl-2014.txt"
+    yahoo.write_text((SHARED / "us" / "orcl-2014.txt").read_text().replace("\n2014-03-03,", "\n2014-02-31,"))
+    hikyuu = tmp_path / "600000.SH_day_raw_tdx.csv"
+    source = (SHARED / "cn" / "hikyuu" / "600000.SH_day_raw_tdx.csv").read_text()
+    hikyuu.write_text(source.replace("\n2014-03-03,", "\n2014-02-30,"))
+    daily = tmp_path / "daily.csv"
+    daily.write_text("d,o,h,l,c,v\n20140227,1,1,1,1,5\n20140228,1,1,1,1,5\n20140229,1,1,1,1,5\n")
+    minute = tmp_path / "minute.csv"
+    minute.write_text("t,o,h,l,c,v\n2014-02-28 10:00,1,1,1,1,5\n2014-02-29 10:00,1,1,1,1,5\n")
+    columns = "ts=d,open=o,high=h,low=l,close=c,volume=v"
+    for path, parse, rows_in, gone in [
+        (yahoo, parse_yahoo, 252, 20140303),
+        (hikyuu, parse_hikyuu_day, None, 20140303),
+        (
+            daily,
+            lambda p: parse_generic_csv(
+                p,
+                ColumnMap.parse(columns, daily=True, ts_format="%Y%m%d"),
+                symbol="D",
+                venue="X",
+                calendar="24x7",
+                frequency="1d",
+            ),
+            3,
+            20140301,
+        ),
+        (
+            minute,
+            lambda p: parse_generic_csv(
+                p,
+                ColumnMap.parse(columns.replace("ts=d", "ts=t"), daily=False, ts_format="%Y-%m-%d %H:%M"),
+                symbol="M",
+                venue="X",
+                calendar="24x7",
+                frequency="1m",
+            ),
+            2,
+            None,
+        ),
+    ]:
+        lake = tmp_path / f"lake-{path.stem}"
+        file = ingest(lake, [path], parse).files[0]
+        assert file.rows_in == file.accepted + file.quarantined, path.name
+        assert rows_in is None or file.rows_in == rows_in, path.name
+        assert (file.quarantined, file.reasons) == (1, {"missing_value": 1}), path.name
+        if gone is not None:
+            days = Lake(lake).read(Kind.BARS, "1d", columns=["day"]).column("day").to_pylist()
+            assert gone not in days, path.name
+        else:
+            stamps = Lake(lake).read(Kind.BARS, "1m", columns=["ts_ns"]).column("ts_ns").to_pylist()
+            assert stamps == [np.datetime64("2014-02-28T10:00", "ns").astype(np.int64)]

@@ -150,3 +150,35 @@ def test_a_three_currency_journal_has_the_same_checksums_and_marks_on_both(
     assert on_postgres.checksums == on_sqlite.checksums
     assert int(on_sqlite.checksums["currency_marks"].split()[0][5:]) > 3 * 300  # three currencies a day
     assert audit(cfg.journal, postgres_database, schema="fx").ok
+
+
+# --- a rebuild that fails keeps the ledger that was there -----------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_rebuild_of_a_damaged_journal_keeps_the_ledger_that_was_there(
+    postgres_database: str, tmp_path: Path, backend: str
+) -> None:
+    """QA: `tape rebuild` of a damaged copy printed `hash chain broken` and left the ledger with
+    no fills and no checkpoint. The rebuild is one transaction: failing, it keeps nothing."""
+    from kernel.journal import JournalError
+
+    good = tmp_path / "j.sqlite"
+    write_journal(good, trading_events())
+    target: Path | str = tmp_path / "ledger.sqlite" if backend == "sqlite" else postgres_database
+    before = rebuild_ledger(good, target, schema="keep")
+    assert before.checkpoint_seq > 4 and int(before.checksums["fills"].split()[0][5:]) > 0
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(good.read_bytes())
+    with sqlite3.connect(damaged) as db:  # one byte flipped in the last segment
+        first_seq, value = db.execute(
+            "SELECT first_seq, value FROM journal_segments ORDER BY first_seq DESC LIMIT 1"
+        ).fetchone()
+        flipped = bytearray(value)
+        flipped[len(flipped) // 2] ^= 0x01
+        db.execute("UPDATE journal_segments SET value = ? WHERE first_seq = ?", (bytes(flipped), first_seq))
+    with pytest.raises(JournalError):
+        rebuild_ledger(damaged, target, schema="keep", batch_records_max=2)
+    with open_ledger(target, schema="keep") as ledger:
+        assert ledger.checkpoint_seq == before.checkpoint_seq
+        assert ledger.table_checksums() == before.checksums
