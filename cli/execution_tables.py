@@ -2,42 +2,35 @@
 
 from __future__ import annotations
 
-from rich import box
-from rich.table import Table
-
 from cli.progress import console
+from cli.research_tables import Column, print_fitted
 from domain.execution.posttrade_fold import ExecutionTotals
 from sim.execution_report import ExecutionReport, bps, money, percent
 
 __all__ = ["print_execution_quality"]
 
-# The terminal tables fit 80 columns (numbers never wrap or cut; the currency is in the title);
-# opportunity cost, arrival shortfall and the order prices are in --json / --orders.
-_TOTAL_HEADERS = (
-    "orders",
-    "fill ratio",
-    "shortfall vs decision",
-    "slippage vs decision (bp)",
-    "slippage vs arrival (bp)",
+# The terminal tables fit the terminal (``cli.research_tables.print_fitted``): numbers never wrap
+# or cut, headers wrap between words, the currency is in the title, and at a width too narrow for
+# every column the least needed go first (named under the table). Opportunity cost, arrival
+# shortfall and the order prices are in --json / --orders.
+_TOTAL_COLUMNS = (
+    Column("orders", 6),
+    Column("fill ratio", 5),
+    Column("shortfall vs decision", 8),
+    Column("slippage vs decision (bp)", 7),
+    Column("slippage vs arrival (bp)", 4),
 )
+_WORST_COLUMNS = (
+    Column("order", 9),
+    Column("side", 6),
+    Column("fill ratio", 5),
+    Column("shortfall", 8),
+    Column("slippage (bp)", 7),
+)
+_ELSEWHERE = "--json has every figure"
 
 
-def _table(title: str, headers: tuple[str, ...], rows: list[tuple[str, ...]], text: int) -> Table:
-    """The first ``text`` columns fold; the numbers keep their full width on one line."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    for index, header in enumerate(headers):
-        if index < text:
-            width = min(max((len(row[index]) for row in rows), default=1), 24)
-            table.add_column(header, overflow="fold", min_width=width)
-        else:
-            width = max((len(row[index]) for row in rows), default=1)
-            table.add_column(header, justify="right", min_width=width)
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
-def _totals_table(title: str, label: str, totals: dict[str, ExecutionTotals]) -> Table:
+def _print_totals(title: str, label: str, totals: dict[str, ExecutionTotals]) -> None:
     currencies = sorted({value.currency for value in totals.values()})
     rows = [
         (
@@ -50,7 +43,8 @@ def _totals_table(title: str, label: str, totals: dict[str, ExecutionTotals]) ->
         )
         for key, value in totals.items()
     ]
-    return _table(f"{title} ({', '.join(currencies)})", (label, *_TOTAL_HEADERS), rows, text=1)
+    columns = (Column(label, 9), *_TOTAL_COLUMNS)
+    print_fitted(f"{title} ({', '.join(currencies)})", columns, rows, left=1, elsewhere=_ELSEWHERE)
 
 
 def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -> None:
@@ -61,17 +55,16 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
     strategies = dict(report.by_strategy)
     if len(strategies) > 1:
         strategies["all"] = report.total
-    console.print(_totals_table("execution quality by strategy", "strategy", strategies))
+    _print_totals("execution quality by strategy", "strategy", strategies)
     if days:
         latest = list(report.by_day)[-days:]
         shown = {str(day) if day else "not closed yet": report.by_day[day] for day in latest}
         title = f"execution quality by day (latest {len(shown)} of {len(report.by_day):,}; --json has all)"
-        console.print(_totals_table(title, "day", shown))
+        _print_totals(title, "day", shown)
     if worst:
         worst_rows = report.worst(worst)
         currencies = sorted({row.currency for row in worst_rows})
         # The order id names its strategy and day ({strategy}-{YYYYMMDD}-{counter}).
-        headers = ("order", "side", "fill ratio", "shortfall", "slippage (bp)")
         rows = [
             (
                 row.parent_id,
@@ -83,4 +76,4 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
             for row in worst_rows
         ]
         title = f"worst {len(rows)} orders by shortfall and slippage vs decision ({', '.join(currencies)})"
-        console.print(_table(title, headers, rows, text=1))
+        print_fitted(title, _WORST_COLUMNS, rows, left=1, elsewhere=_ELSEWHERE)

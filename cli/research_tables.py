@@ -1,11 +1,15 @@
-"""The research commands' terminal tables (``tape sweep``, ``tape runs``, ``tape walkforward``):
-fitted to the terminal as the cockpit's are (``tui.tables.fit_columns``). A number is never
-wrapped or cut: each figure's column is as wide as its widest cell; the parameters are the one
-column that wraps, between parameters (never inside one: it is at least as wide as the longest
+"""Terminal tables fitted to the terminal as the cockpit's are (``tui.tables.fit_columns``): the
+research commands' (``tape sweep``, ``tape runs``, ``tape walkforward``), ``tape report``'s
+execution quality, ``tape compare`` and ``tape alerts``. A number is never wrapped or cut: each
+figure's column is as wide as its widest cell and its header (or, where the width is short, the
+header's longest word: headers then wrap between words); the parameters are the one column that
+wraps, between parameters (never inside one: it is at least as wide as the longest
 ``name=value``); columns that do not fit beside it are dropped, lowest rank first, and a line
 under the table names them (``--csv`` / ``--json`` have every figure)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from rich import box
 from rich.table import Table
@@ -32,19 +36,31 @@ def print_fitted(
     fitted = tuple(
         Column(c.label, c.rank, c.wraps, max(c.min_width, longest)) if c.wraps else c for c in columns
     )
-    shown, text_width = fit_columns(fitted, [Row(str(n), row) for n, row in enumerate(rows)], console.width)
+    fitting = [Row(str(n), row) for n, row in enumerate(rows)]
+    shown, text_width = fit_columns(fitted, fitting, console.width)
+    # Too narrow for every column with its header on one line: headers wrap between their words,
+    # a figure's column as wide as its widest cell or its header's longest word.
+    wrapped = len(shown) < len(fitted)
+    if wrapped:
+        measured = tuple(dataclasses.replace(c, label=_longest_word(c.label)) for c in fitted)
+        shown, text_width = fit_columns(measured, fitting, console.width)
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     for index in shown:
         column = fitted[index]
         if column.wraps:
             table.add_column(column.label, width=text_width, overflow="fold")
         else:
-            width = max([len(column.label), *(len(row[index]) for row in rows)])
-            justify = "left" if index < left else "right"
-            table.add_column(column.label, justify=justify, no_wrap=True, width=width)
+            header = _longest_word(column.label) if wrapped else column.label
+            width = max([len(header), *(len(row[index]) for row in rows)])
+            justify = "left" if index < left else "right"  # no cell is wider: only headers fold
+            table.add_column(column.label, justify=justify, overflow="fold", width=width)
     for row in rows:
         table.add_row(*(row[index] for index in shown))
     console.print(table)
     dropped = [column.label for index, column in enumerate(columns) if index not in shown]
     if dropped:
         console.print(f"not shown at this width: {', '.join(dropped)} ({elsewhere})")
+
+
+def _longest_word(label: str) -> str:
+    return max(label.split(), key=len, default=label)

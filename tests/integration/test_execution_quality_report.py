@@ -158,3 +158,24 @@ def test_a_fill_of_an_unknown_order_exits_2_naming_it(
     write_journal(bad, [*events, OrderCancelled(ts_ns=events[-1].ts_ns, order_id="ghost-1", reason="x")])
     assert tape(["report", str(bad)]) == 2
     assert "order ghost-1 that was never submitted" in capsys.readouterr().out
+
+
+def test_a_large_book_at_80_columns_cuts_no_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A book of 9 x 10**12 (the docs allow 10**13): the execution tables' shortfalls run to 17
+    characters, and every figure still shows whole at 80 columns (headers wrap between words)."""
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    dataset = make_dataset(tmp_path / "data", symbols=3, bars=200)
+    journal = run(make_config(dataset, tmp_path / "big", initial_cash="9000000000000")).journal
+    assert tape(["report", str(journal), "--worst", "3"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "…" not in out
+    worst = execution_report(open_journal(journal)).worst(3)
+    for row in worst:  # each order's id, shortfall and slippage, whole on its line
+        line = next(line for line in out.splitlines() if line.startswith(row.parent_id))
+        assert f"{row.shortfall_decision_minor / 100:,.2f}" in line, line
+    assert len(f"{worst[0].shortfall_decision_minor / 100:,.2f}") >= 13

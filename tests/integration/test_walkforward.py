@@ -166,7 +166,8 @@ def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     stop_research_runs_after(monkeypatch, 2)  # the resumed job runs only the last two
     assert main([*command, "--resume"]) == 0
     monkeypatch.undo()
-    assert "3 out-of-sample runs (2 left)" in " ".join(capsys.readouterr().out.split())
+    said = capsys.readouterr()  # the progress bar's label: on stderr
+    assert "3 out-of-sample runs (2 left)" in " ".join((said.out + said.err).split())
     assert _experiment_rows(out) == whole
     assert (out / "walkforward.json").read_text() == report
     other = tmp_path / "other.toml"
@@ -195,7 +196,8 @@ def test_out_of_sample_rows_without_their_navs_run_again_on_resume(
     stop_research_runs_after(monkeypatch, 3)
     capsys.readouterr()
     assert main([*command, "--resume"]) == 0
-    assert "3 out-of-sample runs (3 left)" in " ".join(capsys.readouterr().out.split())
+    said = capsys.readouterr()  # the progress bar's label: on stderr
+    assert "3 out-of-sample runs (3 left)" in " ".join((said.out + said.err).split())
     assert _experiment_rows(out) == whole
     assert (out / "walkforward.json").read_text() == report
 
@@ -267,4 +269,8 @@ def test_a_fold_chooses_by_the_metrics_better_direction_and_prints_it_by_its_kin
     oos = [{"metrics": {"total_return": 0.1, "sharpe": 1.25}}]
     _print_folds([fold], [{"strategy.params.fast": 5}], [best[0][1]], oos, "annual_volatility")
     out = capsys.readouterr().out
-    assert "IS volatility" in out and "7.0%" in out and "0.07" not in out and "fast=5" in out
+    assert "7.0%" in out and "0.07" not in out and "fast=5" in out and "1.25" in out
+    lines = out.splitlines()  # every column kept at 80: the header "IS volatility" wraps by word
+    under = next(i for i, line in enumerate(lines) if line.startswith("fold"))
+    end = lines[under].index("volatility") + len("volatility")
+    assert lines[under - 1][:end].rstrip().endswith("IS"), out
