@@ -11,10 +11,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from rich.table import Table
-
 from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console
+from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
@@ -77,22 +76,28 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     return reconcile(str(args.journal), book, cut, ledger=figures, ledger_name=name, statement=statement)
 
 
+_COLUMNS = (
+    Column("line", 9, wraps=True, min_width=12),
+    Column("journal", 8),
+    Column("ledger", 7),
+    Column("statement", 6),
+    Column("ok", 9),
+)
+
+
 def _print(result: Reconciliation) -> None:
     when = f"day {result.to_json()['day']}" if result.day else "journal end"
     sources = ", ".join(s for s in (result.ledger and "ledger", result.statement and "statement") if s)
-    table = Table(title=f"reconcile {result.journal}, {when} (seq {result.cut_seq}) vs {sources}")
-    table.add_column("line", overflow="fold")
-    for column in ("journal", "ledger", "statement"):
-        table.add_column(column, justify="right", overflow="fold")
-    table.add_column("ok")
-    for line in result.lines:
-        values = [line.journal, line.ledger, line.statement]
-        table.add_row(
+    title = f"reconcile {result.journal}, {when} (seq {result.cut_seq}) vs {sources}"
+    rows = [
+        (
             f"{line.item} {line.key}".strip(),
-            *("" if v is None else f"{v:,}" for v in values),
+            *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
             "ok" if line.ok else "[red]DIFF[/]",
         )
-    console.print(table)
+        for line in result.lines
+    ]
+    print_fitted(title, _COLUMNS, rows, elsewhere="--json / --csv have every figure")  # numbers never split
     for line in result.differences:
         console.print(f"[red]difference[/] {line.describe()}", highlight=False)
     if result.ok:

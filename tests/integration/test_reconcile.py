@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -346,3 +347,26 @@ def test_an_earlier_day_before_a_split_rolls_back_the_split_too(tmp_path: Path) 
         (position,) = [line for line in result["lines"] if line["item"] == "position"]  # type: ignore[union-attr]
         expected = before if day else after
         assert position["ledger"] == position["journal"] == str(expected.positions[1])
+
+
+def test_a_large_books_figures_stay_whole_at_80_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A book of 9 x 10**12 (the docs allow 10**13): the NAV in minor units has 19 characters
+    with its commas, and neither it nor any other figure is split over two lines at 80 columns."""
+    data = make_dataset(tmp_path / "data", symbols=3, bars=120)
+    run(make_config(data, tmp_path / "run", seed=1, initial_cash="9000000000000"))
+    rebuild_ledger(tmp_path / "run", tmp_path / "run.ledger.sqlite")
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    status, result = reconcile(tmp_path, tmp_path / "run", "--db", str(tmp_path / "run.ledger.sqlite"))
+    assert status == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    lines = result["lines"]
+    assert isinstance(lines, list)
+    figures = [f"{Decimal(line['journal']):,}" for line in lines]  # as the table prints them
+    assert max(len(figure) for figure in figures) >= 19
+    for figure in figures:
+        assert figure in out, figure  # whole, on one line
