@@ -17,8 +17,9 @@ are built by vectorised passes over cache-sized chunks instead of a rescan when 
 leaves the window. Where a running chain (Wilder smoothing, EMAs, rolling sums) is the cost,
 the fast path keeps the chain and moves the rest off it: divisions into vectorised passes over
 small chunks (``natr``, ``ad``, ``adosc``, ``ultosc``, ``trima``), two chains into one loop
-(``trima``). Steady-state loops index slices from 0: a loop index Numba cannot prove
-non-negative gets negative-index wraparound code on every load.
+(``trima``), four (``atr``'s segments, ``bbands``' blocks between re-sums). Steady-state
+loops index slices from 0: a loop index Numba cannot prove non-negative gets negative-index
+wraparound code on every load.
 """
 
 from __future__ import annotations
@@ -386,9 +387,109 @@ def kama_fast(p, x, out, rows):
 # previous close, through comparisons), is tested bar by bar. The steady state runs over
 # slices indexed from 0 (no negative-index wraparound code), in chunks of ``_ATR_CHUNK`` bars:
 # NATR's divisions by the close, off the chain, are a second, vectorised pass over the chunk
-# while it is in the cache.
+# while it is in the cache. A long series splits the chain in four segments run at once
+# (``_atr_split``: the chain forgets its start, so a guessed start is corrected until it meets
+# the exact chain), which the one-chain loop's fused multiply-add latency bounded.
 
 _ATR_CHUNK = 64
+_ATR_LANES = 4
+
+
+@njit(inline="always", **_FLAGS)
+def _same_bits(a, b):
+    """Whether two floats are the same value with the same sign (NaN is never the same)."""
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+@njit(inline="always", **_FLAGS)
+def _atr_split(h, lo, c, o, s0, size, v, keep, share):
+    """The Wilder chain over bars s0..size-1 from its exact value ``v`` at bar s0 - 1, split in
+    four segments whose chains run interleaved (four fused multiply-adds in flight where the
+    step has one); -> whether a close was NaN.
+
+    Segments 1-3 start from a guess (the true range before them), so their first values are
+    wrong. The chain forgets its start geometrically (by (n - 1) / n a bar): from the exact
+    value at the end of the segment before, the exact chain is run again over the start of the
+    segment until it gives the very bits the guessed chain stored at the same bar; from there
+    on the two are the same recurrence over the same inputs, so every value after it is exact
+    too. Where they never meet (a window long against the segment, a NaN) the exact chain
+    simply runs to the segment's end: slower, never different."""
+    m = (size - s0) // _ATR_LANES
+    b1 = s0 + m
+    b2 = s0 + 2 * m
+    b3 = s0 + 3 * m
+    v0 = v
+    v1 = true_range(h[b1 - 1], lo[b1 - 1], c[b1 - 2])
+    v2 = true_range(h[b2 - 1], lo[b2 - 1], c[b2 - 2])
+    v3 = true_range(h[b3 - 1], lo[b3 - 1], c[b3 - 2])
+    h0 = h[s0 : s0 + m]
+    h1 = h[b1 : b1 + m]
+    h2 = h[b2 : b2 + m]
+    h3 = h[b3 : b3 + m]
+    l0 = lo[s0 : s0 + m]
+    l1 = lo[b1 : b1 + m]
+    l2 = lo[b2 : b2 + m]
+    l3 = lo[b3 : b3 + m]
+    c0 = c[s0 - 1 : s0 - 1 + m]  # the previous closes
+    c1 = c[b1 - 1 : b1 - 1 + m]
+    c2 = c[b2 - 1 : b2 - 1 + m]
+    c3 = c[b3 - 1 : b3 - 1 + m]
+    o0 = o[s0 : s0 + m]
+    o1 = o[b1 : b1 + m]
+    o2 = o[b2 : b2 + m]
+    o3 = o[b3 : b3 + m]
+    bad = False
+    for j in range(m):
+        p0 = c0[j]
+        p1 = c1[j]
+        p2 = c2[j]
+        p3 = c3[j]
+        bad |= (p0 != p0) | (p1 != p1) | (p2 != p2) | (p3 != p3)
+        v0 = wilder_next(v0, keep, share, true_range(h0[j], l0[j], p0))
+        v1 = wilder_next(v1, keep, share, true_range(h1[j], l1[j], p1))
+        v2 = wilder_next(v2, keep, share, true_range(h2[j], l2[j], p2))
+        v3 = wilder_next(v3, keep, share, true_range(h3[j], l3[j], p3))
+        o0[j] = v0
+        o1[j] = v1
+        o2[j] = v2
+        o3[j] = v3
+    e = s0 + 4 * m - 1  # the lanes' true ranges read closes up to the one before e
+    bad |= c[e] != c[e]
+    for i in range(e + 1, size):  # the last few bars: segment 3 goes on
+        cl = c[i]
+        bad |= cl != cl
+        v3 = wilder_next(v3, keep, share, true_range(h[i], lo[i], c[i - 1]))
+        o[i] = v3
+    v = v0  # exact: the chain of segment 0 started from the exact value
+    for start, stop in ((b1, b2), (b2, b3), (b3, size)):
+        i = start
+        while i < stop:
+            v = wilder_next(v, keep, share, true_range(h[i], lo[i], c[i - 1]))
+            if _same_bits(v, o[i]):
+                break
+            o[i] = v
+            i += 1
+        v = o[stop - 1]
+    return bad
+
+
+@njit(inline="always", **_FLAGS)
+def _atr_long(n, h, lo, c, o, natr, v, keep, share):
+    """Bars n.. of a long series from the seed ``v`` at bar n: the split chain, then NATR's
+    divisions (a vectorised pass); False on a NaN."""
+    size = h.shape[0]
+    o[n] = v
+    bad = _atr_split(h, lo, c, o, n + 1, size, v, keep, share)
+    last = o[size - 1]
+    if natr:
+        for g in range(n, size, _ATR_CHUNK):
+            k = min(_ATR_CHUNK, size - g)
+            cc = c[g : g + k]
+            oo = o[g : g + k]
+            for j in range(k):
+                cl = cc[j]
+                oo[j] = (oo[j] / cl) * 100.0 if cl != 0.0 else 0.0
+    return not (bad | (last != last))
 
 
 @njit(inline="always", **_FLAGS)
@@ -411,9 +512,11 @@ def _atr_into(n, h, lo, c, o, natr):
     if seed < n:
         return not bad
     v = acc / n
-    o[n] = v if not natr else ((v / c[n]) * 100.0 if c[n] != 0.0 else 0.0)
     keep = (n - 1.0) / n
     share = 1.0 / n
+    if (size - n - 1) // _ATR_LANES >= max(4096, 128 * n):
+        return _atr_long(n, h, lo, c, o, natr, v, keep, share) and not bad
+    o[n] = v if not natr else ((v / c[n]) * 100.0 if c[n] != 0.0 else 0.0)
     pc = c[n]
     for g in range(n + 1, size, _ATR_CHUNK):
         k = min(_ATR_CHUNK, size - g)
@@ -1284,10 +1387,11 @@ def _cci4(tp, o, i, n):
 # ----------------------------------------------------------------------------- Bollinger bands
 # ``var_push`` keeps shifted running sums s1, s2 of (x - K), resets K to the newest value and
 # re-sums the window every n bars, and recomputes mean and variance two-pass from its ring when
-# cancellation would lose the variance. Per chunk of bars the fast path runs the running sums
-# (the only state) and stores s1, s2 and K per bar, then turns them into bands in a vectorised
-# pass (the divisions and square roots are what bound the step), then redoes the rare bars that
-# need the two-pass variance, summing in the ring's slot order (as ``cci``).
+# cancellation would lose the variance. Per chunk of whole n-bar blocks the fast path runs the
+# running sums (the only state; each block after a re-sum its own chain, four run at once) and
+# stores s1, s2 and K per bar, then turns them into bands in a vectorised pass (the divisions
+# and square roots), then redoes the rare bars that need the two-pass variance, summing in the
+# ring's slot order (as ``cci``).
 
 
 @njit(inline="always", **_FLAGS)
@@ -1309,33 +1413,186 @@ def _two_pass(x, i, n):
 
 
 @njit(inline="always", **_FLAGS)
-def _bb_sums(x, g, g1, n, s1, s2, kv, pos, ws1, ws2, wk):
-    """``var_push``'s running sums over bars g..g1-1, stored per bar; -> (s1, s2, K, pos)."""
-    for j in range(g1 - g):
-        i = g + j
-        xi = x[i]
-        d = xi - kv
-        if i >= n:
-            od = x[i - n] - kv
-            s1 = s1 + d - od
-            s2 = s2 + d * d - od * od
-        else:
-            s1 = s1 + d
-            s2 = s2 + d * d
-        pos += 1
-        if pos == n:  # the ring position wraps: re-sum the window exactly
-            pos = 0
-            kv = xi
-            s1 = 0.0
-            s2 = 0.0
-            for t in range(i - n + 1, i + 1):
-                dj = x[t] - kv
-                s1 += dj
-                s2 += dj * dj
-        ws1[j] = s1
-        ws2[j] = s2
-        wk[j] = kv
-    return s1, s2, kv, pos
+def _bb_resum(x, e, n):
+    """``var_push``'s re-sum at a wrap bar e: K = x[e], the window's (x - K) summed in order."""
+    kv = x[e]
+    s1 = 0.0
+    s2 = 0.0
+    for t in range(e - n + 1, e + 1):
+        dj = x[t] - kv
+        s1 += dj
+        s2 += dj * dj
+    return s1, s2, kv
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_resum4(x, e, n, g, ws1, ws2, wk):
+    """Four re-sums, at wrap bars e, e + n, e + 2n and e + 3n, interleaved: four independent
+    chains of additions in one loop instead of one after another (over slices indexed from 0)."""
+    t0 = e - n + 1
+    x0 = x[t0 : t0 + n]
+    x1 = x[t0 + n : t0 + 2 * n]
+    x2 = x[t0 + 2 * n : t0 + 3 * n]
+    x3 = x[t0 + 3 * n : t0 + 4 * n]
+    k0 = x0[n - 1]
+    k1 = x1[n - 1]
+    k2 = x2[n - 1]
+    k3 = x3[n - 1]
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    b0 = 0.0
+    b1 = 0.0
+    b2 = 0.0
+    b3 = 0.0
+    for t in range(n):
+        d0 = x0[t] - k0
+        d1 = x1[t] - k1
+        d2 = x2[t] - k2
+        d3 = x3[t] - k3
+        a0 += d0
+        a1 += d1
+        a2 += d2
+        a3 += d3
+        b0 += d0 * d0
+        b1 += d1 * d1
+        b2 += d2 * d2
+        b3 += d3 * d3
+    o = e - g
+    ws1[o] = a0
+    ws2[o] = b0
+    wk[o] = k0
+    ws1[o + n] = a1
+    ws2[o + n] = b1
+    wk[o + n] = k1
+    ws1[o + 2 * n] = a2
+    ws2[o + 2 * n] = b2
+    wk[o + 2 * n] = k2
+    ws1[o + 3 * n] = a3
+    ws2[o + 3 * n] = b3
+    wk[o + 3 * n] = k3
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_chain(x, b, r1, n, s1, s2, kv, g, ws1, ws2, wk):
+    """The running sums of bars b..b+r1-1 of one block from its start state."""
+    xn = x[b : b + r1]
+    xo = x[b - n : b - n + r1]
+    o1 = ws1[b - g : b - g + r1]
+    o2 = ws2[b - g : b - g + r1]
+    ok = wk[b - g : b - g + r1]
+    for r in range(r1):
+        d = xn[r] - kv
+        od = xo[r] - kv
+        s1 = s1 + d - od
+        s2 = s2 + d * d - od * od
+        o1[r] = s1
+        o2[r] = s2
+        ok[r] = kv
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_chain4(x, b, n, g, ws1, ws2, wk):
+    """The running sums of four whole blocks from b (bars b + q n .. b + q n + n - 2, q < 4),
+    interleaved; each starts from the re-sum stored at the bar before it."""
+    m = n - 1
+    o = b - 1 - g
+    a0 = ws1[o]
+    a1 = ws1[o + n]
+    a2 = ws1[o + 2 * n]
+    a3 = ws1[o + 3 * n]
+    c0 = ws2[o]
+    c1 = ws2[o + n]
+    c2 = ws2[o + 2 * n]
+    c3 = ws2[o + 3 * n]
+    k0 = wk[o]
+    k1 = wk[o + n]
+    k2 = wk[o + 2 * n]
+    k3 = wk[o + 3 * n]
+    xp = x[b - n : b - n + m]
+    x0 = x[b : b + m]
+    x1 = x[b + n : b + n + m]
+    x2 = x[b + 2 * n : b + 2 * n + m]
+    x3 = x[b + 3 * n : b + 3 * n + m]
+    j = b - g
+    p0 = ws1[j : j + m]
+    p1 = ws1[j + n : j + n + m]
+    p2 = ws1[j + 2 * n : j + 2 * n + m]
+    p3 = ws1[j + 3 * n : j + 3 * n + m]
+    q0 = ws2[j : j + m]
+    q1 = ws2[j + n : j + n + m]
+    q2 = ws2[j + 2 * n : j + 2 * n + m]
+    q3 = ws2[j + 3 * n : j + 3 * n + m]
+    r0 = wk[j : j + m]
+    r1 = wk[j + n : j + n + m]
+    r2 = wk[j + 2 * n : j + 2 * n + m]
+    r3 = wk[j + 3 * n : j + 3 * n + m]
+    for r in range(m):
+        d0 = x0[r] - k0
+        d1 = x1[r] - k1
+        d2 = x2[r] - k2
+        d3 = x3[r] - k3
+        e0 = xp[r] - k0
+        e1 = x0[r] - k1
+        e2 = x1[r] - k2
+        e3 = x2[r] - k3
+        a0 = a0 + d0 - e0
+        a1 = a1 + d1 - e1
+        a2 = a2 + d2 - e2
+        a3 = a3 + d3 - e3
+        c0 = c0 + d0 * d0 - e0 * e0
+        c1 = c1 + d1 * d1 - e1 * e1
+        c2 = c2 + d2 * d2 - e2 * e2
+        c3 = c3 + d3 * d3 - e3 * e3
+        p0[r] = a0
+        p1[r] = a1
+        p2[r] = a2
+        p3[r] = a3
+        q0[r] = c0
+        q1[r] = c1
+        q2[r] = c2
+        q3[r] = c3
+        r0[r] = k0
+        r1[r] = k1
+        r2[r] = k2
+        r3[r] = k3
+
+
+@njit(inline="always", **_FLAGS)
+def _bb_sums(x, g, g1, n, s1, s2, kv, ws1, ws2, wk):
+    """``var_push``'s running sums over bars g..g1-1 (g a multiple of n), stored per bar, from
+    the state after bar g - 1 (s1, s2, K); -> the state after bar g1 - 1 where that is a wrap.
+
+    The ring position wraps after every bar e with (e + 1) % n == 0, where the sums are summed
+    again from the window alone, so each block of n bars after a wrap is its own chain: the
+    re-sums first (four at a time), then the blocks' running sums (four at a time), which
+    gives the CPU four independent chains where the step has one. Bars before n - 1 are not
+    stored (their bands are NaN)."""
+    e = g + n - 1  # the chunk's first wrap
+    while e + 3 * n < g1:
+        _bb_resum4(x, e, n, g, ws1, ws2, wk)
+        e += 4 * n
+    while e < g1:
+        t1, t2, tk = _bb_resum(x, e, n)
+        ws1[e - g] = t1
+        ws2[e - g] = t2
+        wk[e - g] = tk
+        e += n
+    b = n if g == 0 else g  # the first block with a chain
+    if b == g and g < g1:  # its start state is the previous chunk's last wrap
+        r1 = min(n - 1, g1 - b)
+        _bb_chain(x, b, r1, n, s1, s2, kv, g, ws1, ws2, wk)
+        b += n
+    while b + 4 * n - 1 <= g1:
+        _bb_chain4(x, b, n, g, ws1, ws2, wk)
+        b += 4 * n
+    while b < g1:
+        o = b - 1 - g
+        _bb_chain(x, b, min(n - 1, g1 - b), n, ws1[o], ws2[o], wk[o], g, ws1, ws2, wk)
+        b += n
+    last = g1 - 1 - g
+    return ws1[last], ws2[last], wk[last]
 
 
 @njit(inline="always", **_FLAGS)
@@ -1368,19 +1625,18 @@ def _bb_bands(x, n, mult, first, a1, a2, ak, up, mid, dn):
 
 @njit(**_FLAGS)
 def bbands_fast(p, x, out, work):
-    """work: 3 rows of at least 1 (s1, s2, K of a chunk's bars)."""
+    """work: 3 rows of at least n (s1, s2, K of a chunk's bars; a chunk is whole blocks)."""
     if _has_nan(x):
         return False
     size = x.shape[0]
     n = int(p[0])
-    step = work.shape[1]
+    step = n * max(1, work.shape[1] // n)
     s1 = 0.0
     s2 = 0.0
-    kv = x[0] if size > 0 else 0.0
-    pos = 0  # the ring position after the bar, as var_push's
+    kv = 0.0
     for g in range(0, size, step):
         g1 = min(g + step, size)
-        s1, s2, kv, pos = _bb_sums(x, g, g1, n, s1, s2, kv, pos, work[0], work[1], work[2])
+        s1, s2, kv = _bb_sums(x, g, g1, n, s1, s2, kv, work[0], work[1], work[2])
         first = max(g, min(n - 1, g1))  # the chunk's first bar with a full window
         _nan_rows(out, g, first)
         f = first - g

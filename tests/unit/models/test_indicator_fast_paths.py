@@ -139,3 +139,45 @@ def test_read_only_inputs_take_the_fast_path_too() -> None:
         v.setflags(write=False)
     for name in indicator_names():
         _same(indicator(name), bars)
+
+
+@pytest.mark.parametrize("name", ["atr", "natr"])
+def test_atr_split_chains_meet_the_exact_chain(name: str) -> None:
+    """Long series run ATR's Wilder chain as four interleaved segments, three of them started
+    from a guess and corrected from the exact chain until the two meet: the same bits as the
+    one-chain step, at lengths around the split's threshold, with flat stretches (true ranges
+    of 0) and a spike at a segment's start, and with a NaN at each segment's edges (the fast
+    path must hand those to the step driver)."""
+    for period, size in ((1, 16_390), (2, 16_392), (2, 16_393), (14, 16_400), (14, 70_001), (100, 60_000)):
+        for rounded in (False, True):
+            bars = _bars(size, period + size, rounded)
+            ind = indicator(name, period=period)
+            m = (size - period - 1) // 4
+            edges = [period + 1 + q * m + d for q in range(1, 4) for d in (-2, -1, 0, 1)]
+            bars["high"][edges[4]] += 1e6  # a spike at the second guessed segment's start
+            _same(ind, bars)
+            flat = {k: v.copy() for k, v in bars.items()}
+            for k in ("high", "low"):
+                flat[k][edges[0] - 500 : edges[0] + 500] = flat["close"][edges[0] - 500 : edges[0] + 500]
+            _same(ind, flat)
+    bars = _bars(20_003, 5, False)
+    ind = indicator(name, period=3)
+    m = (20_003 - 4) // 4
+    for where in [4, 5, *(4 + q * m + d for q in range(1, 5) for d in (-2, -1, 0, 1)), 20_002]:
+        for col in ind.inputs:
+            gappy = {k: v.copy() for k, v in bars.items()}
+            gappy[col][where] = np.nan
+            _same(ind, gappy)
+
+
+def test_bbands_blocks_across_chunks_at_every_window_length() -> None:
+    """bbands' fast path runs chunks of whole n-bar blocks, four blocks' running sums at once:
+    the same bits as the step at windows below, at and above the chunk's length and at series
+    lengths that end mid-block, mid-group of four and on a chunk's edge."""
+    for period in (2, 3, 4, 7, 20, 64, 1_000, 2_047, 2_048, 2_049, 3_000):
+        chunk = period * max(1, (2_048 + period) // period)
+        for size in sorted(
+            {period - 1, period, 4 * period + 3, 9 * period - 1, chunk, chunk + 1, 2 * chunk + period + 5}
+        ):
+            for rounded in (False, True):
+                _same(indicator("bbands", period=period), _bars(max(size, 0), period + size, rounded))
