@@ -428,7 +428,7 @@ def _print_alerts(alerts: list[Alert], title: str) -> None:
             alert.key,
             alert.severity,
             alert.status,
-            _iso(alert.fired_at_ns),
+            _iso(alert.fired_ts_ns),  # the journal event that fired it, not when it was evaluated
             alert.acked_by or "",
             " ".join(alert.message.split()),
         )

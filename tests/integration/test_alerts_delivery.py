@@ -612,3 +612,18 @@ def test_check_accounts_for_alerts_held_back_by_a_silence_and_below_every_route(
     log_text = (tmp_path / "alerts.jsonl").read_text()
     assert "alert 1 not sent to webhook: it resolved while silence 1 (drill) held it back" in log_text
 
+
+def test_alerts_list_fired_column_is_the_time_of_the_journal_event_not_of_the_check(tmp_path: Path) -> None:
+    """Replaying an old journal shows when things happened: the trip's event time (2020), not
+    the wall clock when ``alerts check`` ran."""
+    journal = tmp_path / "j.sqlite"
+    tripped_at = 1_577_934_245 * 1_000_000_000  # 2020-01-02T03:04:05Z
+    append(journal, [trip(tripped_at)])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "alerts", "list", "--all", "--rules", str(rules)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, check=True,
+    )  # fmt: skip
+    (row,) = [line for line in done.stdout.splitlines() if "kill_switch" in line]
+    assert "2020-01-02T03:04:05Z" in row.split(), done.stdout
