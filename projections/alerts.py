@@ -408,7 +408,8 @@ class BarLagRule(_LatencyWindow):
 
 class StalenessRule:
     """No journal record newer than ``max_age_s`` at evaluation time (a feed or a run that
-    stopped writing). Clears when a newer record arrives. Needs ``now_ns`` from the caller."""
+    stopped writing). Clears when a newer record arrives. Needs ``now_ns`` from the caller;
+    the alert's event time is the newest record's time plus ``max_age_s``."""
 
     kinds = frozenset[str]()
     tracks_every_record = True
@@ -434,7 +435,9 @@ class StalenessRule:
             f"(limit {self.max_age_ns / 1e9:,.0f} s)"
         )
         breached = now_ns - self.last_ts_ns > self.max_age_ns
-        return [Observation(self.name, "journal", breached, message, self.last_seq, now_ns)]
+        # its event time: when the journal went stale by its own clock (not when that was seen)
+        stale_at = self.last_ts_ns + self.max_age_ns if breached else now_ns
+        return [Observation(self.name, "journal", breached, message, self.last_seq, stale_at)]
 
     def state(self) -> dict[str, Any]:
         return {"last_ts_ns": self.last_ts_ns, "last_seq": self.last_seq}

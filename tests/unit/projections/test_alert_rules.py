@@ -228,6 +228,8 @@ def test_staleness_fires_when_the_newest_record_is_too_old_and_clears_on_a_new_o
     assert fired_fresh == []
     store, fired = evaluate(tmp_path, events, now_ns=T0 + 601 * S)
     assert fired == [("staleness", "journal")]
+    (alert,) = store.alerts()
+    assert (alert.fired_seq, alert.fired_ts_ns) == (0, T0 + 600 * S)  # stale by the journal's clock
     engine = AlertEngine(rules_from_config(RULES), store)
     with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
         journal.append(KillSwitchRearmed(ts_ns=T0 + 700 * S, operator="me"))  # any newer record
