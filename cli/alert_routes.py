@@ -110,6 +110,8 @@ def notification_text(pending: Pending, journal: str) -> tuple[str, str]:
     ]
     if pending.phase == "resolve":
         lines.append(f"resolved: {alert.resolved_message} (seq {alert.resolved_seq})")
+    elif alert.status == "resolved":  # told after it resolved (fired and cleared in one batch)
+        lines.append(f"since resolved: {alert.resolved_message} (seq {alert.resolved_seq})")
     elif pending.phase == "repeat":
         lines.append(f"not acknowledged: tape alerts ack {alert.id} --rules RULES.toml")
     return subject, "\n".join(lines) + "\n"

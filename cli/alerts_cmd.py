@@ -18,6 +18,7 @@ import re
 import sqlite3
 import time
 import tomllib
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from projections.alerts import (
     FailedJobsRule,
     JobOutcome,
     JobOutcomes,
+    Outbox,
     Rule,
     Silence,
     rules_from_config,
@@ -149,6 +151,8 @@ class AlertsService:
         self.engine = AlertEngine(config.rules, self.store)
         self.sent = 0
         self.failed = 0
+        self.sent_by_phase: Counter[str] = Counter()
+        self.outbox = Outbox([], [], [], [])  # what the last delivery pass found
 
     def close(self) -> None:
         self.store.close()
@@ -202,18 +206,27 @@ class AlertsService:
             return JobOutcomes(source=str(path), error=f"{type(error).__name__}: {error}")
 
     def deliver(self) -> None:
+        """Send what the outbox holds, in order: an alert's fire before its resolve to each
+        route (both in one pass when it fired and resolved in one batch); after a failed send
+        the rest of that alert's notices to that route wait for the retry. Resolved alerts every
+        route is done with are settled, and those a silence kept from a route are logged then."""
         routes = {route.name: route for route in self.config.routes}
-        due = self.store.pending(
+        outbox = self.store.outbox(
             {name: route.min_severity for name, route in routes.items()},
             self.clock(),
             repeat_s=self.config.repeat_s,
             retry_s=self.config.retry_s,
             notify_resolved=self.config.notify_resolved,
         )
-        for pending in due:
+        self.outbox = outbox
+        failed: set[tuple[int, str]] = set()
+        for pending in outbox.due:
+            if (pending.alert.id, pending.route) in failed:
+                continue  # never a resolve to a route its fire did not reach
             try:
                 routes[pending.route].send(pending, str(self.journal_path))
             except DeliveryFailed as error:
+                failed.add((pending.alert.id, pending.route))
                 self.failed += 1
                 log.error(
                     "alert %d not delivered to %s: %s",
@@ -225,6 +238,7 @@ class AlertsService:
                 self.store.record_delivery(pending, self.clock(), str(error) or "failed")
                 continue
             self.sent += 1
+            self.sent_by_phase[pending.phase] += 1
             log.info(
                 "alert %d %s sent to %s",
                 pending.alert.id,
@@ -233,6 +247,38 @@ class AlertsService:
                 extra=_fields(pending.alert),
             )
             self.store.record_delivery(pending, self.clock())
+        for held in outbox.held:
+            if held.final:
+                log.info(
+                    "alert %d not sent to %s: it resolved while %s held it back",
+                    held.alert.id,
+                    held.route,
+                    held.reason,
+                    extra=_fields(held.alert),
+                )
+        self.store.settle(outbox.settled, self.clock())
+
+    def summary(self) -> str:
+        """Notifications sent (by phase) and failed, and what the last delivery pass held back:
+        notices a silence keeps (for now, or for good: the alert resolved while silenced) and
+        alerts no route takes (below every route's ``min_severity``). Over a fresh state with
+        one route every fired alert is one of: a fire sent, a fire failed, held, not routed."""
+        by_phase = [
+            f"{self.sent_by_phase[p]} {p}" for p in ("fire", "resolve", "repeat") if self.sent_by_phase[p]
+        ]
+        text = f"{self.sent} notifications sent"
+        text += f" ({', '.join(by_phase)})" if by_phase else ""
+        text += f", {self.failed} failed"
+        held = self.outbox.held
+        if held:
+            final = sum(h.final for h in held)
+            text += f"; {len(held)} held back by silences ({final} resolved while silenced)"
+        if self.outbox.unrouted:
+            unrouted = len(self.outbox.unrouted)
+            text += f"; {unrouted} alert{'s' * (unrouted != 1)} below every route's min_severity"
+        if not self.config.routes:
+            text += "; no routes: nothing delivered"
+        return text
 
 
 def _fields(alert: Alert) -> dict[str, Any]:
@@ -274,7 +320,7 @@ def cmd_alerts_follow(args: argparse.Namespace) -> int:
             report = service.cycle()
             if report.records == 0:
                 stop.wait(poll_s)
-        log.info("stopped: %d notifications sent, %d failed", service.sent, service.failed)
+        log.info("stopped: %s", service.summary())
     stop.raise_if_stopped()
     return 0
 
@@ -289,7 +335,7 @@ def cmd_alerts_check(args: argparse.Namespace) -> int:
         firing = service.store.alerts(firing_only=True)
         console.print(
             f"{report.records:,} new records; {len(report.fired)} fired, {len(report.resolved)} resolved; "
-            f"{service.sent} notifications sent, {service.failed} failed"
+            + ("--no-send: nothing delivered" if args.no_send else service.summary())
         )
         _print_alerts(firing, "firing alerts")
         return 1 if firing else 0
@@ -382,7 +428,7 @@ def _print_alerts(alerts: list[Alert], title: str) -> None:
             alert.key,
             alert.severity,
             alert.status,
-            _iso(alert.fired_at_ns),
+            _iso(alert.fired_ts_ns),  # the journal event that fired it, not when it was evaluated
             alert.acked_by or "",
             " ".join(alert.message.split()),
         )

@@ -72,6 +72,8 @@ __all__ = [
     "JobOutcome",
     "JobOutcomes",
     "Observation",
+    "Outbox",
+    "Held",
     "Pending",
     "ReconciliationRule",
     "Rule",
@@ -406,7 +408,8 @@ class BarLagRule(_LatencyWindow):
 
 class StalenessRule:
     """No journal record newer than ``max_age_s`` at evaluation time (a feed or a run that
-    stopped writing). Clears when a newer record arrives. Needs ``now_ns`` from the caller."""
+    stopped writing). Clears when a newer record arrives. Needs ``now_ns`` from the caller;
+    the alert's event time is the newest record's time plus ``max_age_s``."""
 
     kinds = frozenset[str]()
     tracks_every_record = True
@@ -432,7 +435,9 @@ class StalenessRule:
             f"(limit {self.max_age_ns / 1e9:,.0f} s)"
         )
         breached = now_ns - self.last_ts_ns > self.max_age_ns
-        return [Observation(self.name, "journal", breached, message, self.last_seq, now_ns)]
+        # its event time: when the journal went stale by its own clock (not when that was seen)
+        stale_at = self.last_ts_ns + self.max_age_ns if breached else now_ns
+        return [Observation(self.name, "journal", breached, message, self.last_seq, stale_at)]
 
     def state(self) -> dict[str, Any]:
         return {"last_ts_ns": self.last_ts_ns, "last_seq": self.last_seq}
@@ -682,6 +687,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     at_ns INTEGER NOT NULL, ok INTEGER NOT NULL, error TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_alert ON deliveries (alert_id, route, phase);
+CREATE TABLE IF NOT EXISTS settled (                -- resolved alerts the outbox is done with
+    alert_id INTEGER PRIMARY KEY, at_ns INTEGER NOT NULL, note TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS acks (                   -- folded from the alerts journal
     rule TEXT NOT NULL, key TEXT NOT NULL, fired_seq INTEGER NOT NULL, fired_ts_ns INTEGER NOT NULL,
     acked_by TEXT NOT NULL, acked_at_ns INTEGER NOT NULL, seq INTEGER NOT NULL,
@@ -730,6 +738,10 @@ class Silence:
     def matches(self, alert: Alert, now_ns: int) -> bool:
         return self.until_ns > now_ns and self.rule == alert.rule and self.key in ("", alert.key)
 
+    def held_at(self, alert: Alert, at_ns: int) -> bool:
+        """In force at ``at_ns`` (set at or before it, ending after it) and matching ``alert``."""
+        return self.created_at_ns <= at_ns and self.matches(alert, at_ns)
+
 
 @dataclass(frozen=True)
 class Pending:
@@ -738,6 +750,30 @@ class Pending:
     alert: Alert
     route: str
     phase: str
+
+
+@dataclass(frozen=True)
+class Held:
+    """A notification a silence keeps from ``route``: for now (``final`` False: sent when the
+    silence ends, if still due) or for good (``final``: the alert resolved while silenced)."""
+
+    alert: Alert
+    route: str
+    reason: str
+    final: bool
+
+
+@dataclass
+class Outbox:
+    """What ``AlertStore.outbox`` found: notifications due now, in order (per alert and route:
+    fire before resolve); those a silence holds back; alerts no route takes (below every
+    route's ``min_severity``); and resolved alerts every route is done with (``settled``,
+    with how: a note per route), which the caller records with ``AlertStore.settle``."""
+
+    due: list[Pending]
+    held: list[Held]
+    unrouted: list[Alert]
+    settled: list[tuple[Alert, str]]
 
 
 # An alert's acknowledgement is the state's own (written before acknowledgements were journaled)
@@ -1068,47 +1104,120 @@ class AlertStore:
         retry_s: float,
         notify_resolved: bool,
     ) -> list[Pending]:
-        """Notifications due now. ``routes``: route name -> its minimum severity."""
-        silences = self.silences(now_ns)
-        due: list[Pending] = []
-        # Firing alerts, and resolved ones some route was told about but not yet every route
-        # told of the resolution (history whose notices are all sent is not scanned again).
+        """Notifications due now (``outbox``'s ``due``). ``routes``: route name -> its minimum
+        severity."""
+        return self.outbox(
+            routes, now_ns, repeat_s=repeat_s, retry_s=retry_s, notify_resolved=notify_resolved
+        ).due
+
+    def outbox(
+        self,
+        routes: Mapping[str, str],
+        now_ns: int,
+        *,
+        repeat_s: float,
+        retry_s: float,
+        notify_resolved: bool,
+    ) -> Outbox:
+        """What is due to each route now, what a silence holds back, and which resolved alerts
+        every route is done with. ``routes``: route name -> its minimum severity.
+
+        Every alert is told to every route whose ``min_severity`` it reaches: ``fire`` once,
+        then (``notify_resolved``) ``resolve`` once it resolved; an alert that resolved before a
+        route was told of it (it fired and cleared in one batch of records, or its sends failed
+        until then) is due as ``fire`` then ``resolve``, in that order. A silence in force holds
+        back the fire (and repeats); an alert that resolved while a silence held it back is not
+        sent to a route not yet told of it (``Held.final``). Sends that failed are retried after
+        ``retry_s``. With no routes nothing is due and nothing settles (``--no-send``)."""
+        found = Outbox([], [], [], [])
+        if not routes:
+            return found
+        active = self.silences(now_ns)
+        every = self.silences()
+        # Firing alerts, and resolved ones the outbox is not done with (history it has settled
+        # is not scanned again; a route added later is told of what fires from then on).
         candidates = self._db.execute(
-            f"{_ALERT_SELECT} WHERE a.status = 'firing' OR ("
-            "a.id IN (SELECT alert_id FROM deliveries WHERE ok = 1 AND phase != 'resolve') AND a.id NOT IN ("
-            "SELECT alert_id FROM deliveries WHERE ok = 1 AND phase = 'resolve' GROUP BY alert_id "
-            "HAVING COUNT(DISTINCT route) >= ?)) ORDER BY a.id",
-            (len(routes),),
+            f"{_ALERT_SELECT} WHERE a.status = 'firing' OR a.id NOT IN (SELECT alert_id FROM settled) "
+            "ORDER BY a.id"
         ).fetchall()
         for row in candidates:
             alert = Alert(*row)
-            silenced = any(s.matches(alert, now_ns) for s in silences)
-            for route, minimum in sorted(routes.items()):
-                if not severity_at_least(alert.severity, minimum):
+            notes: list[str] = []  # how each route is done with it
+            eligible = [
+                r for r, minimum in sorted(routes.items()) if severity_at_least(alert.severity, minimum)
+            ]
+            open_routes = 0
+            for route in eligible:
+                phases, done = self._route_phases(alert, route, repeat_s, notify_resolved, now_ns)
+                if done is None and alert.status == "resolved" and phases[0] == "fire":
+                    resolved_at = alert.resolved_at_ns if alert.resolved_at_ns is not None else now_ns
+                    held = next((s for s in every if s.held_at(alert, resolved_at)), None)
+                    if held is not None:  # it resolved while silenced: this route is not told
+                        found.held.append(Held(alert, route, _silence_text(held), final=True))
+                        done = f"{route}: resolved while silence {held.id} held it back"
+                if done is not None:
+                    notes.append(done)
                     continue
-                phase = self._due_phase(alert, route, now_ns, silenced, repeat_s, notify_resolved)
-                if phase is not None and not self._recently_failed(alert.id, route, now_ns, retry_s):
-                    due.append(Pending(alert, route, phase))
-        return due
+                open_routes += 1
+                self._queue(found, alert, route, phases, active, now_ns, retry_s)
+            if not eligible:
+                found.unrouted.append(alert)
+                notes.append(f"no route takes {alert.severity} alerts")
+            if alert.status == "resolved" and not open_routes:
+                found.settled.append((alert, "; ".join(notes)))
+        return found
 
-    def _due_phase(
-        self, alert: Alert, route: str, now_ns: int, silenced: bool, repeat_s: float, notify_resolved: bool
-    ) -> str | None:
-        last_sent = self._db.execute(
+    def _queue(
+        self,
+        found: Outbox,
+        alert: Alert,
+        route: str,
+        phases: list[str],
+        active: Sequence[Silence],
+        now_ns: int,
+        retry_s: float,
+    ) -> None:
+        """``phases`` of ``alert`` due to ``route``, unless a silence in force holds back its fire
+        or repeat (a resolve is sent regardless) or a send failed less than ``retry_s`` ago."""
+        if not phases:
+            return
+        silence = next((s for s in active if s.matches(alert, now_ns)), None)
+        if silence is not None and phases[0] != "resolve":
+            found.held.append(Held(alert, route, _silence_text(silence), final=False))
+        elif not self._recently_failed(alert.id, route, now_ns, retry_s):
+            found.due.extend(Pending(alert, route, phase) for phase in phases)
+
+    def _route_phases(
+        self, alert: Alert, route: str, repeat_s: float, notify_resolved: bool, now_ns: int
+    ) -> tuple[list[str], str | None]:
+        """The phases due to ``route`` before silences and retries, and for a resolved alert the
+        route is done with, a note saying how (None: not done)."""
+        sent_at, resolve_sent = self._db.execute(
             "SELECT MAX(at_ns), MAX(phase = 'resolve') FROM deliveries "
             "WHERE alert_id = ? AND route = ? AND ok = 1",
             (alert.id, route),
         ).fetchone()
-        sent_at, resolve_sent = last_sent
         if alert.status == "resolved":
-            return "resolve" if notify_resolved and sent_at is not None and not resolve_sent else None
-        if silenced:
-            return None
+            if sent_at is None:
+                return (["fire", "resolve"] if notify_resolved else ["fire"]), None
+            if resolve_sent or not notify_resolved:
+                return [], f"{route}: sent"
+            return ["resolve"], None
         if sent_at is None:
-            return "fire"
+            return ["fire"], None
         if repeat_s > 0 and alert.acked_by is None and now_ns - sent_at >= repeat_s * 1e9:
-            return "repeat"
-        return None
+            return ["repeat"], None
+        return [], None
+
+    def settle(self, settled: Sequence[tuple[Alert, str]], at_ns: int) -> None:
+        """Record resolved alerts the outbox is done with (``Outbox.settled``): not scanned again."""
+        if not settled:
+            return
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO settled (alert_id, at_ns, note) VALUES (?, ?, ?)",
+                [(alert.id, at_ns, note) for alert, note in settled],
+            )
 
     def _recently_failed(self, alert_id: int, route: str, now_ns: int, retry_s: float) -> bool:
         row = self._db.execute(
@@ -1128,6 +1237,10 @@ class AlertStore:
         return list(
             self._db.execute("SELECT alert_id, route, phase, at_ns, ok, error FROM deliveries ORDER BY id")
         )
+
+
+def _silence_text(silence: Silence) -> str:
+    return f"silence {silence.id}" + (f" ({silence.reason})" if silence.reason else "")
 
 
 def _file_marks(path: Path) -> tuple[int, ...] | None:

@@ -210,7 +210,7 @@ def show_alerts(app: CockpitApp) -> None:
                 alert.severity,
                 alert.rule,
                 alert.key,
-                utc_text(alert.fired_at_ns),
+                utc_text(alert.fired_ts_ns),  # the event time of what fired it
                 alert.acked_by or "-",
                 alert.message,
             ),

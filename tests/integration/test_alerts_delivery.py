@@ -375,6 +375,11 @@ def test_a_follower_takes_journaled_silences_and_acks_from_other_processes_acros
     follower = _follow(journal, rules)
     try:
         _until(lambda: _checkpoint(state) == 1)
+        # alert 1 fired and cleared in one batch: told all the same, fire then resolve
+        assert [m.message["Subject"] for m in mail.wait_for(2, timeout_s=30)] == [
+            "[tape CRITICAL] FIRING: kill_switch book",
+            "[tape CRITICAL] RESOLVED: kill_switch book",
+        ]
         silence = ["alerts", "silence", "kill_switch", "--for", "1h", "--by", "ana", "--rules", str(rules)]
         assert main(silence) == 0
         append(journal, [trip(now_ns())])
@@ -386,9 +391,9 @@ def test_a_follower_takes_journaled_silences_and_acks_from_other_processes_acros
         log = tmp_path / "follow.jsonl"
         _until(lambda: log.read_text().count('"following ') == 2, timeout_s=60)
         time.sleep(1.0)
-        assert mail.messages == []  # alert 1 resolved unsent (it fired and cleared in one batch)
+        assert len(mail.messages) == 2  # alert 2 held back by the silence
         assert main(["alerts", "unsilence", "1", "--by", "bo", "--rules", str(rules)]) == 0
-        (sent,) = mail.wait_for(1, timeout_s=30)  # alert 2, still firing when its silence ended
+        sent = mail.wait_for(3, timeout_s=30)[2]  # alert 2, still firing when its silence ended
         assert sent.message["Subject"] == "[tape CRITICAL] FIRING: kill_switch book"
         assert main(["alerts", "ack", "2", "--by", "me", "--rules", str(rules)]) == 0
     finally:
@@ -406,7 +411,7 @@ def test_a_follower_takes_journaled_silences_and_acks_from_other_processes_acros
     assert isinstance(events[2], AlertAcknowledged) and (events[2].alert_id, events[2].fired_seq) == (2, 2)
     logged = (tmp_path / "follow.jsonl").read_text()
     assert '"level": "error"' not in logged  # never read a journal half made, nor a state mid-write
-    assert len(mail.messages) == 1
+    assert len(mail.messages) == 3
 
 
 def test_silence_refuses_an_unknown_rule_and_a_duration_out_of_range_journaling_nothing(
@@ -530,3 +535,95 @@ def test_alerts_list_at_80_columns_never_splits_a_number(tmp_path: Path) -> None
     words = done.stdout.split()
     for number in ("1,075,906.12", "1,234,567.89", "12.85%"):
         assert number in words, done.stdout
+
+
+def test_check_delivers_an_alert_that_fired_and_resolved_in_one_batch_fire_then_resolve(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: over a freshly written journal, every alert had fired and cleared before the first
+    evaluation, and none was sent ("33 fired, 0 sent"). Each is told, fire then resolve, and
+    the summary accounts for every one; a second check sends nothing again."""
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    monkeypatch.setenv("COLUMNS", "200")
+    journal = tmp_path / "j.sqlite"
+    t = now_ns()
+    append(
+        journal,
+        [
+            trip(t),
+            KillSwitchRearmed(ts_ns=t + 1, operator="me"),
+            trip(t + 2),
+            KillSwitchRearmed(ts_ns=t + 3, operator="me"),
+        ],
+    )
+    rules = write_rules(tmp_path, smtp_route(mail), 'log = "alerts.jsonl"\n')
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0  # nothing firing now
+    summary = " ".join(capsys.readouterr().out.split())
+    assert "2 fired, 2 resolved; 4 notifications sent (2 fire, 2 resolve), 0 failed" in summary
+    messages = mail.wait_for(4)
+    assert [m.message["Subject"].split(":")[0] for m in messages] == [
+        "[tape CRITICAL] FIRING",
+        "[tape CRITICAL] RESOLVED",
+        "[tape CRITICAL] FIRING",
+        "[tape CRITICAL] RESOLVED",
+    ]
+    body = messages[0].message.get_payload()
+    assert "since resolved: kill switch rearmed by me (seq 1)" in body  # a FIRING told late says so
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0
+    assert "0 notifications sent, 0 failed" in " ".join(capsys.readouterr().out.split())
+    time.sleep(0.3)
+    assert len(mail.messages) == 4
+    with sqlite3.connect(tmp_path / "alerts.state.sqlite") as db:
+        assert db.execute("SELECT alert_id, note FROM settled ORDER BY alert_id").fetchall() == [
+            (1, "smtp: sent"),
+            (2, "smtp: sent"),
+        ]
+
+
+def test_check_accounts_for_alerts_held_back_by_a_silence_and_below_every_route(
+    tmp_path: Path, http: HttpSink, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing is dropped without a reason: an alert that resolved under a silence and one no
+    route takes are counted in the summary (and the silenced one logged with its silence)."""
+    monkeypatch.setenv("COLUMNS", "200")
+    journal = tmp_path / "j.sqlite"
+    t = now_ns()
+    append(journal, [KillSwitchRearmed(ts_ns=t, operator="me")])  # nothing fires
+    route = f'[[routes]]\nkind = "webhook"\nurl = "{http.url}/hook"\n'
+    rules = write_rules(tmp_path, route, 'log = "alerts.jsonl"\n')
+    (tmp_path / "alerts.toml").write_text(
+        rules.read_text().replace(
+            RULES, RULES + '[[rules]]\nkind = "staleness"\nmax_age_s = 1\nseverity = "info"\n\n'
+        )
+    )
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 0  # state made
+    assert "--no-send: nothing delivered" in capsys.readouterr().out
+    assert (
+        main(["alerts", "silence", "kill_switch", "--for", "1h", "--reason", "drill", "--rules", str(rules)])
+        == 0
+    )
+    append(journal, [trip(t + 1), KillSwitchRearmed(ts_ns=t + 2, operator="me")])  # under the silence
+    time.sleep(1.2)  # the journal goes stale: an info alert, below the webhook's warning
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    summary = " ".join(capsys.readouterr().out.split())
+    assert "0 notifications sent, 0 failed; 1 held back by silences (1 resolved while silenced); " in summary
+    assert "1 alert below every route's min_severity" in summary
+    assert http.requests == []
+    log_text = (tmp_path / "alerts.jsonl").read_text()
+    assert "alert 1 not sent to webhook: it resolved while silence 1 (drill) held it back" in log_text
+
+
+def test_alerts_list_fired_column_is_the_time_of_the_journal_event_not_of_the_check(tmp_path: Path) -> None:
+    """Replaying an old journal shows when things happened: the trip's event time (2020), not
+    the wall clock when ``alerts check`` ran."""
+    journal = tmp_path / "j.sqlite"
+    tripped_at = 1_577_934_245 * 1_000_000_000  # 2020-01-02T03:04:05Z
+    append(journal, [trip(tripped_at)])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "alerts", "list", "--all", "--rules", str(rules)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, check=True,
+    )  # fmt: skip
+    (row,) = [line for line in done.stdout.splitlines() if "kill_switch" in line]
+    assert "2020-01-02T03:04:05Z" in row.split(), done.stdout

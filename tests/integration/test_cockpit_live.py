@@ -189,6 +189,7 @@ async def test_a_firing_alert_is_shown_and_acknowledged_as_tape_alerts_ack_does(
         assert "silenced (1): kill_switch book until " in text(app, "#cc-alerts")
         assert "by ana" in text(app, "#cc-alerts")
         assert cells(app, "#alerts", "rule") == ["kill_switch"]
+        assert cells(app, "#alerts", "fired (UTC)") == [utc_text(alert.fired_ts_ns)]  # the trip's time
         assert cells(app, "#alerts", "acked by") == ["-"]
         await pilot.press("8")
         await pilot.pause(0.1)

@@ -228,6 +228,8 @@ def test_staleness_fires_when_the_newest_record_is_too_old_and_clears_on_a_new_o
     assert fired_fresh == []
     store, fired = evaluate(tmp_path, events, now_ns=T0 + 601 * S)
     assert fired == [("staleness", "journal")]
+    (alert,) = store.alerts()
+    assert (alert.fired_seq, alert.fired_ts_ns) == (0, T0 + 600 * S)  # stale by the journal's clock
     engine = AlertEngine(rules_from_config(RULES), store)
     with open_journal(tmp_path / "j.sqlite", writable=True) as journal:
         journal.append(KillSwitchRearmed(ts_ns=T0 + 700 * S, operator="me"))  # any newer record
@@ -494,3 +496,87 @@ def test_venue_latency_is_measured_from_the_edges_send_where_it_journals_one(tmp
     assert ("venue_latency", "venue") not in fired
     _, fired = evaluate(tmp_path, venue_orders([4_100] * 10))
     assert ("venue_latency", "venue") in fired
+
+
+# --- an alert that fires and resolves in one batch of records --------------------------------
+
+OUTBOX = {"repeat_s": 0.0, "retry_s": 30.0, "notify_resolved": True}
+
+
+def tripped_and_rearmed(tmp_path: Path) -> AlertStore:
+    """One evaluation over a trip and its rearm: the alert fires and resolves in one batch,
+    before any delivery pass ran."""
+    store, fired = evaluate(tmp_path, [trip(T0), KillSwitchRearmed(ts_ns=T0 + S, operator="me")])
+    assert fired == [("kill_switch", "book")]
+    assert [a.status for a in store.alerts()] == ["resolved"]
+    return store
+
+
+def test_an_alert_fired_and_resolved_in_one_batch_is_due_as_fire_then_resolve(tmp_path: Path) -> None:
+    """The old outbox looked only at firing alerts and at resolved ones a route was told of:
+    this one was never due anywhere (QA: 33 fired, 0 sent over a demo journal)."""
+    store = tripped_and_rearmed(tmp_path)
+    routes = {"mail": "warning", "chat": "critical"}
+    due = store.pending(routes, T0 + 2 * S, **OUTBOX)
+    assert [(p.route, p.phase) for p in due] == [
+        ("chat", "fire"),
+        ("chat", "resolve"),
+        ("mail", "fire"),
+        ("mail", "resolve"),
+    ]
+    only_fire = store.pending(routes, T0 + 2 * S, **{**OUTBOX, "notify_resolved": False})
+    assert [(p.route, p.phase) for p in only_fire] == [("chat", "fire"), ("mail", "fire")]
+    store.record_delivery(due[0], T0 + 2 * S)
+    store.record_delivery(due[1], T0 + 2 * S)
+    store.record_delivery(due[2], T0 + 2 * S, error="smtp: connection refused")
+    assert store.pending(routes, T0 + 3 * S, **OUTBOX) == []  # mail waits for retry_s
+    retried = store.pending(routes, T0 + 33 * S, **OUTBOX)
+    assert [(p.route, p.phase) for p in retried] == [("mail", "fire"), ("mail", "resolve")]
+    for pending in retried:
+        store.record_delivery(pending, T0 + 33 * S)
+    outbox = store.outbox(routes, T0 + 34 * S, **OUTBOX)
+    assert outbox.due == [] and outbox.held == []
+    ((alert, note),) = outbox.settled  # every route told of both: not scanned again once settled
+    assert (alert.id, note) == (1, "chat: sent; mail: sent")
+    store.settle(outbox.settled, T0 + 34 * S)
+    assert store.outbox(routes, T0 + 35 * S, **OUTBOX).settled == []
+
+
+def test_an_alert_that_resolved_while_silenced_is_held_back_for_good_with_the_reason(tmp_path: Path) -> None:
+    """A silence holds back an alert; one that resolves under it is not told afterwards (an
+    alert still firing when the silence ends is): the outbox says so, and settles it."""
+    journal = write(tmp_path / "j.sqlite", [trip(T0), KillSwitchRearmed(ts_ns=T0 + S, operator="me")])
+    store = AlertStore(tmp_path / "state.sqlite", str(journal))
+    store.silence("kill_switch", "", T0 + 3600 * S, "drill", T0 - S, "ana")
+    with open_journal(journal) as reader:
+        AlertEngine(rules_from_config(RULES), store).evaluate(reader, T0 + S)
+    routes = {"mail": "warning", "pager": "critical"}
+    outbox = store.outbox(routes, T0 + 7200 * S, **OUTBOX)  # long after the silence ended
+    assert outbox.due == []
+    assert [(h.route, h.reason, h.final) for h in outbox.held] == [
+        ("mail", "silence 1 (drill)", True),
+        ("pager", "silence 1 (drill)", True),
+    ]
+    assert [note for _, note in outbox.settled] == [
+        "mail: resolved while silence 1 held it back; pager: resolved while silence 1 held it back"
+    ]
+
+
+def test_a_silence_set_after_the_resolution_holds_it_back_until_it_ends(tmp_path: Path) -> None:
+    store = tripped_and_rearmed(tmp_path)  # resolved at T0 + S, nobody told yet
+    store.silence("kill_switch", "book", T0 + 60 * S, "", T0 + 10 * S, "ana")
+    held = store.outbox({"mail": "warning"}, T0 + 20 * S, **OUTBOX)
+    assert held.due == [] and [(h.route, h.final) for h in held.held] == [("mail", False)]
+    assert held.settled == []
+    after = store.pending({"mail": "warning"}, T0 + 61 * S, **OUTBOX)
+    assert [(p.route, p.phase) for p in after] == [("mail", "fire"), ("mail", "resolve")]
+
+
+def test_an_alert_no_route_takes_is_named_and_settled(tmp_path: Path) -> None:
+    store, _ = evaluate(tmp_path, [*orders("aarrrr"), *orders("aaaaaaaaaa", t=T0 + 10)])  # fires, clears
+    (alert,) = store.alerts()
+    assert (alert.severity, alert.status) == ("warning", "resolved")
+    outbox = store.outbox({"pager": "critical"}, T0 + S, **OUTBOX)
+    assert outbox.due == [] and outbox.unrouted == [alert]
+    assert outbox.settled == [(alert, "no route takes warning alerts")]
+    assert store.outbox({}, T0 + S, **OUTBOX).settled == []  # --no-send: nothing settles
