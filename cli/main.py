@@ -59,7 +59,7 @@ from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
 from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
-from kernel.replay import ReplayResult, replay
+from kernel.replay import CORRUPT_RECORD, ReplayResult, replay
 from kernel.store import open_journal
 from lake.store import DatasetError, read_manifest
 from lake.synth import synth_dataset
@@ -139,7 +139,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         steps = 0  # replay reports the unreadable record itself
     with progress_bar(f"replay {Path(args.journal).name}", steps) as update:
         result = replay(journal, replay_builder, day=day, progress=update)
-    return _print_replay(result)
+    return _print_replay(result, args.journal)
 
 
 def replay_builder_dataset(journal: Journal) -> str:
@@ -155,7 +155,7 @@ def _journal_length(path: str) -> int:
         return len(journal)
 
 
-def _print_replay(result: ReplayResult) -> int:
+def _print_replay(result: ReplayResult, path: str) -> int:
     if result.ok and result.unfinished:
         console.print(
             f"[yellow]replay matched an unfinished run[/]: {result.records_compared:,} derived records "
@@ -173,9 +173,20 @@ def _print_replay(result: ReplayResult) -> int:
         return 0
     divergence = result.divergence
     assert divergence is not None
-    console.print(f"[red]replay diverged[/] at seq {divergence.seq}: {divergence.reason}")
-    console.print(f"  journal: {divergence.expected!r}")
-    console.print(f"  replay : {divergence.actual!r}")
+    seq, where = divergence.seq, escape(str(path))
+    console.print(f"[red]replay diverged[/] at seq {seq} of {where}: {escape(divergence.reason)}")
+    # A side with no event says what is there instead (a record that cannot be read, or none).
+    if divergence.expected is not None:
+        console.print(f"  journal: {escape(repr(divergence.expected))}")
+    elif divergence.reason.startswith(CORRUPT_RECORD):
+        console.print(
+            f"  journal: {where}, the record at seq {seq} is corrupt: nothing from it on was "
+            f"compared (tape verify {where} checks the whole chain)"
+        )
+    elif divergence.actual is not None:
+        console.print(f"  journal: {where} holds no record at seq {seq}")
+    if divergence.actual is not None:
+        console.print(f"  replay : {escape(repr(divergence.actual))}")
     return EXIT_DAMAGED
 
 

@@ -171,6 +171,8 @@ def add_command_parser(verbs: Any) -> None:
 def cmd_command(args: argparse.Namespace) -> int:
     """Append the command to the session's inbox; the session journals and applies it."""
     if running_session(args.journal) is None:
+        if not Path(args.journal).exists():
+            raise ConfigError(f"no journal at {args.journal}: no session writes it to apply the command")
         raise ConfigError(
             f"{args.journal}: no session is running for this journal; nothing would apply the command"
         )

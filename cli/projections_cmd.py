@@ -92,6 +92,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from projections import SchemaMismatch
     from projections.audit import audit
 
+    open_journal(args.journal).close()  # a path that is no journal is said as such, before the ledger
     try:
         report = audit(args.journal, _target(args), schema=args.schema)
     except SchemaMismatch as error:  # a Tape ledger of another schema version: rebuild it

@@ -73,7 +73,10 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     if figures is None and statement is None:
         where = f" (no ledger at {target})" if target is not None else ""
         raise ConfigError(f"{args.journal}: nothing to reconcile with{where}: give --db or --statement")
-    return reconcile(str(args.journal), book, cut, ledger=figures, ledger_name=name, statement=statement)
+    try:
+        return reconcile(str(args.journal), book, cut, ledger=figures, ledger_name=name, statement=statement)
+    except ReconcileRefused as error:  # a statement quantity finer than its instrument allows
+        raise ConfigError(str(error)) from None
 
 
 _COLUMNS = (

@@ -60,7 +60,20 @@ from kernel.state import KernelState
 from kernel.stream import QUEUE_INPUT_KINDS, QueueSource, RowFiller
 from kernel.venue import AsyncVenuePort
 
-__all__ = ["DaySpan", "Divergence", "ReplayResult", "day_span", "journaled_rows", "queued_run", "replay"]
+__all__ = [
+    "CORRUPT_RECORD",
+    "DaySpan",
+    "Divergence",
+    "ReplayResult",
+    "day_span",
+    "journaled_rows",
+    "queued_run",
+    "replay",
+]
+
+
+CORRUPT_RECORD = "journal record is corrupt"
+"""How a divergence's reason starts when a journal record could not be read (no events)."""
 
 
 @dataclass(frozen=True)
@@ -370,7 +383,7 @@ def replay(
     try:
         return _replay(journal, build, day, progress)
     except ChainBroken as broken:
-        divergence = Divergence(broken.seq, f"journal record is corrupt: {broken.reason}", None, None)
+        divergence = Divergence(broken.seq, f"{CORRUPT_RECORD}: {broken.reason}", None, None)
         return ReplayResult(0, 0, 0, len(journal) - 1, divergence)
 
 
@@ -421,7 +434,7 @@ def _compared(sink: _ComparingSink, start_seq: int, end_seq: int, derive: Callab
     except _JournalEnded:
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None, unfinished=True)
     except ChainBroken as broken:
-        divergence = Divergence(broken.seq, f"journal record is corrupt: {broken.reason}", None, None)
+        divergence = Divergence(broken.seq, f"{CORRUPT_RECORD}: {broken.reason}", None, None)
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
     return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None)
 

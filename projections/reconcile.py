@@ -14,14 +14,19 @@ seq of its ``day.closed.v1``; the ledger's tables are read as of that seq:
 
 The statement CSV (``docs/data_contracts/statement.md``) has one row per position and per
 currency's cash of a day and account; only the rows of the reconciled day (and account) count.
+It is refused (``ReconcileRefused``), not compared, when it is not one: empty, a header that is
+not exactly the statement's columns, a row of another width, a number that is not a plain
+decimal (``1e5``), cash finer than its currency's minor unit or a quantity finer than its
+instrument's increment.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ __all__ = [
     "ReconcileRefused",
     "Statement",
     "StatementRow",
+    "check_statement_quantities",
     "ledger_figures",
     "read_statement",
     "reconcile",
@@ -45,6 +51,10 @@ __all__ = [
 
 STATEMENT_COLUMNS = ("day", "account", "symbol", "quantity", "cash", "currency")
 STATEMENT_ROWS_MAX = 1_000_000
+# A statement's numbers are plain decimals: ASCII digits, an optional sign and decimal point.
+# Exponents ("1e5"), thousands separators, underscores, NaN / Infinity and non-ASCII digits,
+# all of which ``Decimal`` would take, are refused: money and quantities are written exactly.
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 class ReconcileRefused(ValueError):
@@ -70,6 +80,7 @@ class Statement:
     positions: dict[str, Decimal]  # symbol -> quantity
     cash: dict[str, Decimal]  # currency -> amount
     currencies: dict[str, str]  # symbol -> the currency the row names
+    position_rows: dict[str, int] = field(default_factory=dict)  # symbol -> its line in the file
 
 
 @dataclass(frozen=True)
@@ -184,13 +195,31 @@ def _decimal(text: str, what: str, line: int) -> Decimal | None:
     text = text.strip()
     if not text:
         return None
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        raise ReconcileRefused(f"line {line}: {what} {text!r} is not a decimal number") from None
-    if not value.is_finite():
-        raise ReconcileRefused(f"line {line}: {what} {text!r} is not a finite number")
-    return value
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        kind = "money" if what == "cash" else "quantities"
+        raise ReconcileRefused(
+            f"line {line}: {what} {text!r} is not a plain decimal number: write it with digits, "
+            f"an optional sign and decimal point (such as -1200 or 98765.43); exponents (1e5), "
+            f"thousands separators and other number forms are refused, {kind} must be exact"
+        )
+    return Decimal(text)
+
+
+def _finer_than(value: Decimal, digits: int) -> bool:
+    """Whether ``value`` has a non-zero digit past ``digits`` decimals (``1.50`` fits 1);
+    exact at any size (no rounding context)."""
+    _, figures, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a plain decimal: finite
+    extra = -exponent - digits  # the figures past the allowed decimals
+    return extra > 0 and any(figures[-extra:])
+
+
+def _unit(digits: int) -> str:
+    return f"{Decimal(1).scaleb(-digits):f}"
+
+
+def _increment(digits: int) -> str:
+    return f"{_unit(digits)} (qty_digits {digits})" if digits else "1 (whole units, qty_digits 0)"
 
 
 def _statement_row(number: int, row: dict[str, str]) -> StatementRow:
@@ -204,7 +233,51 @@ def _statement_row(number: int, row: dict[str, str]) -> StatementRow:
         raise ReconcileRefused(f"line {number}: a position row ({symbol}) has a quantity and no cash")
     if not symbol and (cash is None or quantity is not None):
         raise ReconcileRefused(f"line {number}: a cash row (no symbol) has a cash amount and no quantity")
-    return StatementRow(number, parse_day(values["day"]), values["account"], symbol, quantity, cash, currency)
+    if cash is not None:
+        try:
+            digits = minor_digits(currency)
+        except ValueError:
+            digits = None  # an unknown currency is a line of its own ("unknown currency")
+        if digits is not None and _finer_than(cash, digits):
+            raise ReconcileRefused(
+                f"line {number}: cash {values['cash']} {currency} is finer than {currency} allows: "
+                f"its smallest unit is {_unit(digits)}"
+            )
+    try:
+        day = parse_day(values["day"])
+    except ReconcileRefused as error:
+        raise ReconcileRefused(f"line {number}: {error}") from None
+    return StatementRow(number, day, values["account"], symbol, quantity, cash, currency)
+
+
+def _expected() -> str:
+    return f"{', '.join(STATEMENT_COLUMNS)} (in any order; docs/data_contracts/statement.md)"
+
+
+def _check_header(path: Path, fieldnames: Sequence[str] | None) -> list[str]:
+    """The header's columns: exactly the statement's, each once."""
+    if not fieldnames:
+        raise ReconcileRefused(
+            f"{path}: the statement is empty: it needs a header row naming the columns {_expected()}"
+        )
+    columns = list(fieldnames)
+    problems = []
+    missing = [c for c in STATEMENT_COLUMNS if c not in columns]
+    if missing:
+        problems.append(f"lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    unknown = [c for c in columns if c not in STATEMENT_COLUMNS]
+    if unknown:
+        names = ", ".join(repr(c) for c in unknown)
+        problems.append(f"names unknown column{'s' if len(unknown) > 1 else ''} {names}")
+    twice = sorted({c for c in columns if columns.count(c) > 1 and c in STATEMENT_COLUMNS})
+    if twice:
+        problems.append(f"names column{'s' if len(twice) > 1 else ''} {', '.join(twice)} twice")
+    if problems:
+        raise ReconcileRefused(
+            f"{path}: not a statement: its header {' and '.join(problems)}; "
+            f"a statement has exactly the columns {_expected()}"
+        )
+    return columns
 
 
 def _statement_rows(path: Path) -> list[StatementRow]:
@@ -212,20 +285,30 @@ def _statement_rows(path: Path) -> list[StatementRow]:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise ReconcileRefused(f"{path}: not a UTF-8 text file") from None
-    reader = csv.DictReader(text.splitlines())
-    missing = [c for c in STATEMENT_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise ReconcileRefused(
-            f"{path}: not a statement: columns {missing} missing (needs {list(STATEMENT_COLUMNS)})"
-        )
+    reader = csv.reader(text.splitlines())
+    header = next((row for row in reader if row), None)  # blank lines before it are skipped
+    columns = _check_header(path, header)
     rows = []
-    for number, row in enumerate(reader, start=2):
+    for values in reader:
+        if not values:
+            continue  # a blank line
+        number = reader.line_num
         if number > STATEMENT_ROWS_MAX:
             raise ReconcileRefused(f"{path}: more than {STATEMENT_ROWS_MAX:,} rows")
+        if len(values) != len(columns):
+            raise ReconcileRefused(
+                f"{path}: line {number}: {len(values)} fields where the header names {len(columns)} "
+                f"({', '.join(columns)}): a comma too many or too few (quote a field that holds one)"
+            )
         try:
-            rows.append(_statement_row(number, row))
+            rows.append(_statement_row(number, dict(zip(columns, values, strict=True))))
         except ReconcileRefused as error:
             raise ReconcileRefused(f"{path}: {error}") from None
+    if not rows:
+        raise ReconcileRefused(
+            f"{path}: the statement has a header and no rows: it lists a day's positions and cash "
+            "(a cash row for each currency, 0 for an empty balance)"
+        )
     return rows
 
 
@@ -252,6 +335,7 @@ def read_statement(path: Path, day: int | None, account: str | None) -> Statemen
     positions: dict[str, Decimal] = {}
     cash: dict[str, Decimal] = {}
     currencies: dict[str, str] = {}
+    position_rows: dict[str, int] = {}
     for row in rows:
         target, key = (positions, row.symbol) if row.symbol else (cash, row.currency)
         if key in target:
@@ -261,7 +345,25 @@ def read_statement(path: Path, day: int | None, account: str | None) -> Statemen
         target[key] = value
         if row.symbol:
             currencies[row.symbol] = row.currency
-    return Statement(str(path), accounts[0], day, positions, cash, currencies)
+            position_rows[row.symbol] = row.line
+    return Statement(str(path), accounts[0], day, positions, cash, currencies, position_rows)
+
+
+def check_statement_quantities(statement: Statement, instruments: Mapping[int, Instrument]) -> None:
+    """Refuse a position quantity finer than its instrument's quantity increment
+    (``10**-qty_digits``: 0.5 of a whole-share stock): no broker can hold it, so it is a
+    statement written wrong, not a difference. A symbol the journal does not define is left to
+    the comparison (a difference with a note)."""
+    by_symbol = {instrument.symbol: instrument for instrument in instruments.values()}
+    for symbol, quantity in statement.positions.items():
+        instrument = by_symbol.get(symbol)
+        if instrument is not None and _finer_than(quantity, instrument.qty_digits):
+            line = statement.position_rows.get(symbol)
+            where = f"line {line}: " if line is not None else ""
+            raise ReconcileRefused(
+                f"{statement.path}: {where}quantity {quantity} of {symbol} is finer than the instrument "
+                f"allows: its quantity increment is {_increment(instrument.qty_digits)}"
+            )
 
 
 # --- the ledger --------------------------------------------------------------------------------
@@ -420,6 +522,10 @@ def reconcile(
     ledger_name: str | None = None,
     statement: Statement | None = None,
 ) -> Reconciliation:
+    """Every line of the day. A statement quantity finer than its instrument's increment is
+    refused (``ReconcileRefused``), not compared."""
+    if statement is not None:
+        check_statement_quantities(statement, book.instruments)
     lines = _position_lines(book, cut, ledger, statement) + _cash_lines(cut, ledger, statement)
     if ledger is not None:
         lines = _ledger_lines(cut, ledger) + lines

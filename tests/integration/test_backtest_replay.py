@@ -56,7 +56,9 @@ def test_replay_one_day_from_its_snapshot(daily: Path, tmp_path: Path) -> None:
         assert outcome.records_compared >= 2  # at least DayClosed + StateSnapshotted
 
 
-def test_forged_but_chained_journal_fails_replay_at_that_record(daily: Path, tmp_path: Path) -> None:
+def test_forged_but_chained_journal_fails_replay_at_that_record(
+    daily: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(make_config(daily, tmp_path / "j"))
     journal = open_journal(tmp_path / "j")
     fill_seq = next(seq for seq, event in journal.events() if isinstance(event, OrderFilled))
@@ -70,6 +72,12 @@ def test_forged_but_chained_journal_fails_replay_at_that_record(daily: Path, tmp
     assert outcome.divergence.seq == fill_seq
     assert isinstance(outcome.divergence.actual, OrderFilled)
     assert outcome.divergence.actual.fill_px_raw == fill.fill_px_raw
+    forged.close()
+    capsys.readouterr()
+    assert tape(["replay", str(tmp_path / "forged")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"replay diverged at seq {fill_seq} of {tmp_path / 'forged'}: derived event differs" in out
+    assert "journal: OrderFilled(" in out and "replay : OrderFilled(" in out
 
 
 def _flip_byte(journal_path: Path, seq: int) -> None:
@@ -101,6 +109,11 @@ def test_flipped_byte_fails_verify_and_replay_at_that_record(daily: Path, tmp_pa
     assert outcome.divergence is not None
     assert outcome.divergence.seq == seq
     assert tape(["replay", str(tmp_path / "j")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    # It printed "journal: None" / "replay : None": the journal's path and the bad record instead.
+    assert f"replay diverged at seq {seq} of {tmp_path / 'j'}: journal record is corrupt" in out
+    assert f"journal: {tmp_path / 'j'}, the record at seq {seq} is corrupt" in out
+    assert "None" not in out
 
 
 def test_replay_refuses_different_data_bytes(tmp_path: Path) -> None:

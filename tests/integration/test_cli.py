@@ -83,6 +83,29 @@ def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixtur
         assert says in err and "argument --day" in err and "internal error" not in err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit"],
+        ["audit", "--db", "x.ledger.sqlite"],
+        ["command", "halt"],
+        ["command", "pause", "--strategy", "s"],
+    ],
+    ids=["audit", "audit-db", "command-halt", "command-pause"],
+)
+def test_audit_and_command_of_a_missing_journal_say_the_journal_is_not_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """QA: audit said 'no SQLite ledger at ... build it first', command 'no session is running'."""
+    journal = tmp_path / "journals" / "typo"
+    verb, *rest = [a if a != "x.ledger.sqlite" else str(tmp_path / a) for a in argv]
+    assert tape([verb, str(journal), *rest]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.startswith(f"error: no journal at {journal}"), out
+    assert "ledger" not in out and "session is running" not in out, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing created (no inbox, no ledger)
+
+
 def test_a_config_the_data_cannot_run_is_exit_2_with_the_reason(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

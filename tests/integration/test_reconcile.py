@@ -244,6 +244,167 @@ def test_refusals_exit_2(
     assert not (tmp_path / "missing.sqlite").exists()
 
 
+def refused(tmp_path: Path, journal: Path, text: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """Reconcile ``journal`` with a statement of ``text``: refused (exit 2); its one error line."""
+    statement = tmp_path / "broker.csv"
+    statement.write_text(text)
+    capsys.readouterr()
+    status = main(["reconcile", str(journal), "--statement", str(statement), "--no-ledger"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert status == 2, out
+    assert out.startswith("error:") and str(statement) in out, out
+    return out
+
+
+@pytest.mark.parametrize("finer", [".5", ".001", ".0000001"])
+def test_a_quantity_finer_than_the_instrument_allows_is_refused_naming_the_row(
+    world: tuple[Path, JournalBook], tmp_path: Path, capsys: pytest.CaptureFixture[str], finer: str
+) -> None:
+    """Half a whole-unit share is no broker's position: a statement written wrong, refused with
+    its line and the instrument's increment, never reported as a difference of 0.5."""
+    root, book = world
+    iid, qty = next(iter(book.days[-1].positions.items()))
+    instrument = book.instruments[iid]
+    assert instrument.qty_digits == 0
+    text = statement_rows(book, "last", wrong={instrument.symbol: f"{qty}{finer}"})
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if f",{instrument.symbol}," in row)
+    out = refused(tmp_path, root / "run", text, capsys)
+    assert (
+        f"line {line}: quantity {qty}{finer} of {instrument.symbol} is finer than the instrument allows"
+        in out
+    )
+    assert "quantity increment is 1 (whole units, qty_digits 0)" in out
+
+
+def test_trailing_zeros_are_the_same_quantity_and_cash(
+    world: tuple[Path, JournalBook], tmp_path: Path
+) -> None:
+    root, book = world
+    last = book.days[-1]
+    text = statement_rows(
+        book, "last", wrong={book.instruments[i].symbol: f"{q}.000" for i, q in last.positions.items()}
+    )
+    text = text.replace(f",{to_decimal(last.cash['USD'], 2)},", f",{to_decimal(last.cash['USD'], 2)}000,")
+    statement = tmp_path / "broker.csv"
+    statement.write_text(text)
+    status, result = reconcile(tmp_path, root / "run", "--statement", str(statement), "--no-ledger")
+    assert status == 0, differences(result)
+
+
+def test_a_quantity_finer_than_a_fractional_instruments_increment_is_refused() -> None:
+    import msgspec
+
+    from domain.instruments import Instrument
+    from projections.reconcile import ReconcileRefused, Statement, check_statement_quantities
+
+    coin = Instrument(
+        instrument_id=7, symbol="BTCUSDT", venue="BINANCE", asset_class="crypto", currency="USDT",
+        price_digits=2, tick_raw=1, qty_digits=5, lot_raw=1,
+    )  # fmt: skip
+
+    def statement(quantity: str) -> Statement:
+        return Statement(
+            "broker.csv",
+            "U1",
+            20240105,
+            {"BTCUSDT": Decimal(quantity)},
+            {},
+            {"BTCUSDT": "USDT"},
+            {"BTCUSDT": 4},
+        )
+
+    check_statement_quantities(statement("0.12345"), {7: coin})
+    check_statement_quantities(statement("0.1234500"), {7: coin})
+    other = msgspec.structs.replace(coin, instrument_id=99, symbol="OTHER")
+    check_statement_quantities(statement("0.123456"), {99: other})  # not the journal's: a difference
+    with pytest.raises(
+        ReconcileRefused,
+        match=r"broker.csv: line 4: quantity 0.123456 of BTCUSDT .* increment is 0.00001 \(qty_digits 5\)",
+    ):
+        check_statement_quantities(statement("0.123456"), {7: coin})
+
+
+HEADER = "day,account,symbol,quantity,cash,currency"
+EXPECTED = "day, account, symbol, quantity, cash, currency"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("", ["the statement is empty", f"naming the columns {EXPECTED}"]),
+        ("\n\n", ["the statement is empty", f"naming the columns {EXPECTED}"]),
+        (HEADER + "\n", ["has a header and no rows"]),
+        (
+            HEADER + ",note\n2024-01-03,U1,,,5,USD,hello\n",
+            ["its header names unknown column 'note'", f"exactly the columns {EXPECTED}"],
+        ),
+        (
+            HEADER.replace("quantity", "qty") + "\n2024-01-03,U1,,,5,USD\n",
+            [
+                "its header lacks column quantity and names unknown column 'qty'",
+                f"exactly the columns {EXPECTED}",
+            ],
+        ),
+        (HEADER + ",cash\n", ["its header names column cash twice", f"exactly the columns {EXPECTED}"]),
+        (
+            HEADER + "\n2024-01-03,U1,,,5,USD,extra\n",
+            [f"line 2: 7 fields where the header names 6 ({EXPECTED})"],
+        ),
+        (HEADER + "\n2024-01-03,U1,,,5\n", [f"line 2: 5 fields where the header names 6 ({EXPECTED})"]),
+    ],
+    ids=[
+        "empty",
+        "blank-lines",
+        "header-only",
+        "unknown-column",
+        "renamed-column",
+        "column-twice",
+        "extra-field",
+        "missing-field",
+    ],
+)
+def test_a_statement_of_the_wrong_shape_says_what_is_wrong(
+    world: tuple[Path, JournalBook],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    said: list[str],
+) -> None:
+    root, _ = world
+    out = refused(tmp_path, root / "run", text, capsys)
+    for words in said:
+        assert words in out
+
+
+@pytest.mark.parametrize(
+    "cash", ["1e5", "1E+5", "118345.59e0", "1,000.00", "1_000", "NaN", "Infinity", "\u0661\u0660\u0660"]
+)
+def test_cash_in_any_form_but_a_plain_decimal_is_refused(
+    world: tuple[Path, JournalBook], tmp_path: Path, capsys: pytest.CaptureFixture[str], cash: str
+) -> None:
+    """Money is exact: ``1e5`` was taken as 100000 (and compared), ``1_000`` as 1000."""
+    root, book = world
+    text = statement_rows(book, "last")
+    rows = text.splitlines()
+    line = next(n for n, row in enumerate(rows, 1) if row.endswith(",USD") and ",,," in row)
+    fields = rows[line - 1].split(",")
+    fields[4] = f'"{cash}"'
+    rows[line - 1] = ",".join(fields)
+    out = refused(tmp_path, root / "run", "\n".join(rows) + "\n", capsys)
+    assert f"line {line}: cash '{cash}' is not a plain decimal number" in out
+    assert "money must be exact" in out
+
+
+def test_cash_finer_than_its_currency_is_refused(
+    world: tuple[Path, JournalBook], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, book = world
+    cash = to_decimal(book.days[-1].cash["USD"], 2)
+    text = statement_rows(book, "last").replace(f",{cash},", f",{cash}1,")
+    out = refused(tmp_path, root / "run", text, capsys)
+    assert f"cash {cash}1 USD is finer than USD allows: its smallest unit is 0.01" in out
+
+
 def test_postgres_ledger_reconciles_and_a_tampered_row_differs(
     world: tuple[Path, JournalBook], tmp_path: Path
 ) -> None:
