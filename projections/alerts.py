@@ -18,7 +18,7 @@ their fold (its own checkpoint on that journal), so a lost or rebuilt state gets
 ``tape verify`` checks who did what. A batch of
 records, its alerts and the new checkpoint commit in one transaction, so a restarted
 ``tape alerts follow`` neither re-raises nor loses an alert. Deliveries work from the store like
-an outbox (``AlertStore.pending``): an alert is sent to each route until a send succeeds; a
+an outbox (``AlertStore.outbox``): an alert is sent to each route until a send succeeds; a
 silenced alert is held back and sent if still firing when the silence ends; an unacknowledged
 firing alert is re-sent every ``repeat_s`` when that is set.
 
@@ -1094,21 +1094,6 @@ class AlertStore:
         return [(seq, event) for seq, event in found if isinstance(event, AlertOperation)]
 
     # --- outbox ---
-
-    def pending(
-        self,
-        routes: Mapping[str, str],
-        now_ns: int,
-        *,
-        repeat_s: float,
-        retry_s: float,
-        notify_resolved: bool,
-    ) -> list[Pending]:
-        """Notifications due now (``outbox``'s ``due``). ``routes``: route name -> its minimum
-        severity."""
-        return self.outbox(
-            routes, now_ns, repeat_s=repeat_s, retry_s=retry_s, notify_resolved=notify_resolved
-        ).due
 
     def outbox(
         self,

@@ -300,18 +300,20 @@ def test_outbox_silences_acks_repeats_and_resolutions(tmp_path: Path) -> None:
     options = {"repeat_s": 60.0, "retry_s": 30.0, "notify_resolved": True}
     now = T0
     silence_id = store.silence("kill_switch", "", now + 10 * S, "drill", now)
-    assert store.pending(routes, now, **options) == []  # silenced
-    due = store.pending(routes, now + 11 * S, **options)  # the silence ended, still firing: send
+    assert store.outbox(routes, now, **options).due == []  # silenced
+    due = store.outbox(routes, now + 11 * S, **options).due  # the silence ended, still firing: send
     assert [(p.route, p.phase) for p in due] == [("chat", "fire"), ("mail", "fire")]
     store.record_delivery(due[0], now + 11 * S)
     store.record_delivery(due[1], now + 11 * S, error="smtp: connection refused")
-    assert [(p.route, p.phase) for p in store.pending(routes, now + 12 * S, **options)] == []  # retry_s
-    assert [(p.route, p.phase) for p in store.pending(routes, now + 42 * S, **options)] == [("mail", "fire")]
-    store.record_delivery(store.pending(routes, now + 42 * S, **options)[0], now + 42 * S)
-    repeats = store.pending(routes, now + 102 * S, **options)
+    assert [(p.route, p.phase) for p in store.outbox(routes, now + 12 * S, **options).due] == []  # retry_s
+    assert [(p.route, p.phase) for p in store.outbox(routes, now + 42 * S, **options).due] == [
+        ("mail", "fire")
+    ]
+    store.record_delivery(store.outbox(routes, now + 42 * S, **options).due[0], now + 42 * S)
+    repeats = store.outbox(routes, now + 102 * S, **options).due
     assert [(p.route, p.phase) for p in repeats] == [("chat", "repeat"), ("mail", "repeat")]
     store.acknowledge(alert.id, "me", now + 102 * S)
-    assert store.pending(routes, now + 200 * S, **options) == []
+    assert store.outbox(routes, now + 200 * S, **options).due == []
     store.commit_batch(
         store.checkpoint_seq,
         store.rule_state(),
@@ -319,11 +321,11 @@ def test_outbox_silences_acks_repeats_and_resolutions(tmp_path: Path) -> None:
         now + 201 * S,
         {"kill_switch": "critical"},
     )
-    resolves = store.pending(routes, now + 201 * S, **options)
+    resolves = store.outbox(routes, now + 201 * S, **options).due
     assert [(p.route, p.phase) for p in resolves] == [("chat", "resolve"), ("mail", "resolve")]
     for pending in resolves:
         store.record_delivery(pending, now + 201 * S)
-    assert store.pending(routes, now + 300 * S, **options) == []
+    assert store.outbox(routes, now + 300 * S, **options).due == []
     with pytest.raises(AlertStateError):
         store.unsilence(silence_id, now + 300 * S)  # long over
 
@@ -332,9 +334,9 @@ def test_min_severity_keeps_warnings_off_a_critical_only_route(tmp_path: Path) -
     store, _ = evaluate(tmp_path, TRIPS["reject_rate"])
     (alert,) = store.alerts()
     assert alert.severity == "warning"
-    due = store.pending(
+    due = store.outbox(
         {"pager": "critical", "mail": "info"}, T0, repeat_s=0, retry_s=30, notify_resolved=True
-    )
+    ).due
     assert [p.route for p in due] == ["mail"]
 
 
@@ -517,20 +519,20 @@ def test_an_alert_fired_and_resolved_in_one_batch_is_due_as_fire_then_resolve(tm
     this one was never due anywhere (QA: 33 fired, 0 sent over a demo journal)."""
     store = tripped_and_rearmed(tmp_path)
     routes = {"mail": "warning", "chat": "critical"}
-    due = store.pending(routes, T0 + 2 * S, **OUTBOX)
+    due = store.outbox(routes, T0 + 2 * S, **OUTBOX).due
     assert [(p.route, p.phase) for p in due] == [
         ("chat", "fire"),
         ("chat", "resolve"),
         ("mail", "fire"),
         ("mail", "resolve"),
     ]
-    only_fire = store.pending(routes, T0 + 2 * S, **{**OUTBOX, "notify_resolved": False})
+    only_fire = store.outbox(routes, T0 + 2 * S, **{**OUTBOX, "notify_resolved": False}).due
     assert [(p.route, p.phase) for p in only_fire] == [("chat", "fire"), ("mail", "fire")]
     store.record_delivery(due[0], T0 + 2 * S)
     store.record_delivery(due[1], T0 + 2 * S)
     store.record_delivery(due[2], T0 + 2 * S, error="smtp: connection refused")
-    assert store.pending(routes, T0 + 3 * S, **OUTBOX) == []  # mail waits for retry_s
-    retried = store.pending(routes, T0 + 33 * S, **OUTBOX)
+    assert store.outbox(routes, T0 + 3 * S, **OUTBOX).due == []  # mail waits for retry_s
+    retried = store.outbox(routes, T0 + 33 * S, **OUTBOX).due
     assert [(p.route, p.phase) for p in retried] == [("mail", "fire"), ("mail", "resolve")]
     for pending in retried:
         store.record_delivery(pending, T0 + 33 * S)
@@ -568,7 +570,7 @@ def test_a_silence_set_after_the_resolution_holds_it_back_until_it_ends(tmp_path
     held = store.outbox({"mail": "warning"}, T0 + 20 * S, **OUTBOX)
     assert held.due == [] and [(h.route, h.final) for h in held.held] == [("mail", False)]
     assert held.settled == []
-    after = store.pending({"mail": "warning"}, T0 + 61 * S, **OUTBOX)
+    after = store.outbox({"mail": "warning"}, T0 + 61 * S, **OUTBOX).due
     assert [(p.route, p.phase) for p in after] == [("mail", "fire"), ("mail", "resolve")]
 
 
