@@ -137,7 +137,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         steps = _steps_of(replay_builder_dataset(journal))
     except (JournalError, DatasetError, OSError, KeyError):
         steps = 0  # replay reports the unreadable record itself
-    with progress_bar(f"replay {Path(args.journal).name}", steps) as update:
+    label = f"replay {Path(args.journal).name}" + ("" if day is None else f" day {day}")
+    with progress_bar(label, steps) as update:  # one day's replay sets its own total: its steps
         result = replay(journal, replay_builder, day=day, progress=update)
     return _print_replay(result)
 

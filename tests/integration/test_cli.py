@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from cli.main import main as tape
-from domain.events import OrderFilled, OrderSubmitted, RiskVerdict, VenueMessage, VenueMessageRefused
+from domain.events import (
+    DayClosed,
+    OrderFilled,
+    OrderSubmitted,
+    RiskVerdict,
+    VenueMessage,
+    VenueMessageRefused,
+)
 from kernel.store import open_journal
 from sim.recorded_venue import write_recording
 from tests.factories import make_dataset
@@ -169,3 +177,24 @@ def test_a_recorded_venue_session_runs_and_replays_without_its_file(
     capsys.readouterr()
     assert tape(["replay", str(workdir / "rec")]) == 0
     assert "replay matched" in capsys.readouterr().out
+
+
+def test_replay_of_one_day_counts_the_days_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: ``tape replay --day D``'s bar (stderr) counted every step of the data set; it
+    counts the day's steps (a day of minute bars on the 24x7 calendar), the whole replay all."""
+    make_dataset(tmp_path / "data", symbols=2, bars=1440 * 4, frequency="1m")
+    (tmp_path / "run.toml").write_text(CONFIG.format(extra=""))
+    assert tape(["backtest", str(tmp_path / "run.toml")]) == 0
+    closes = [e for _, e in open_journal(tmp_path / "journal").events() if isinstance(e, DayClosed)]
+    before, close = closes[1], closes[2]
+    day = f"{close.day // 10000}-{close.day // 100 % 100:02d}-{close.day % 100:02d}"
+    capsys.readouterr()
+    assert tape(["replay", str(tmp_path / "journal"), "--day", day]) == 0
+    said = capsys.readouterr()
+    assert "replay matched" in said.out
+    bar = [line for line in said.err.splitlines() if f"day {close.day}" in line]
+    assert bar, said.err
+    found = re.search(r"(\d+)/(\d+)", bar[-1])
+    assert found is not None and found.groups() == (str(close.step - before.step),) * 2 == ("1440", "1440")
+    assert tape(["replay", str(tmp_path / "journal")]) == 0
+    assert f"{1440 * 4}/{1440 * 4}" in capsys.readouterr().err
