@@ -17,6 +17,7 @@ from domain.events import (
     VenueMessageRefused,
 )
 from kernel.store import open_journal
+from lake.store import load_panel
 from sim.recorded_venue import write_recording
 from tests.factories import make_dataset
 
@@ -198,3 +199,39 @@ def test_replay_of_one_day_counts_the_days_steps(tmp_path: Path, capsys: pytest.
     assert found is not None and found.groups() == (str(close.step - before.step),) * 2 == ("1440", "1440")
     assert tape(["replay", str(tmp_path / "journal")]) == 0
     assert f"{1440 * 4}/{1440 * 4}" in capsys.readouterr().err
+
+
+def test_a_window_wider_than_the_data_is_said_on_stderr(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: a ``[window]`` reaching past the data set was clipped silently. ``tape backtest`` says
+    so in one line on stderr (the window asked for, the data's sessions, those it trades); a
+    window within the data says nothing; one holding no session of the data is refused."""
+    panel, _ = load_panel(workdir / "data")
+    first, last = (f"{d // 10000}-{d // 100 % 100:02d}-{d % 100:02d}" for d in map(int, panel.day[[0, -1]]))
+    assert (first, last) == ("2020-02-10", "2020-07-18")  # make_dataset's daily bars on 24x7
+    cases = {  # [window] lines, the window as said, the sessions traded (None: nothing said)
+        "wide": (
+            'start = "2019-06-01"\nend = "2020-03-31"',
+            "2019-06-01 to 2020-03-31",
+            f"{first} to 2020-03-31",
+        ),
+        "late": ('end = "2021-12-31"', "... to 2021-12-31", f"{first} to {last}"),
+        "inside": ('start = "2020-03-01"\nend = "2020-03-31"', "", None),
+    }
+    for name, (window, asked, trades) in cases.items():
+        toml = CONFIG.format(extra=f"[window]\n{window}\n").replace('"journal"', f'"{name}"')
+        (workdir / f"{name}.toml").write_text(toml)
+        capsys.readouterr()
+        assert tape(["backtest", str(workdir / f"{name}.toml")]) == 0
+        said = capsys.readouterr()
+        lines = [line for line in said.err.splitlines() if "notice" in line]
+        assert "notice" not in said.out
+        expected = f"notice: cli-test: the window {asked} is wider than the data set ({first} to {last}): "
+        assert lines == ([] if trades is None else [f"{expected}the run trades {trades}"]), said.err
+    (workdir / "none.toml").write_text(
+        CONFIG.format(extra='[window]\nstart = "2022-01-01"\n').replace('"journal"', '"none"')
+    )
+    assert tape(["backtest", str(workdir / "none.toml")]) == 2
+    out = capsys.readouterr().out
+    assert f"the window 2022-01-01 to ... holds no session of the data set ({first} to {last})" in out
