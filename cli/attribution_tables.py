@@ -26,17 +26,7 @@ def attribution_rows(attribution: Attribution) -> list[dict[str, object]]:
         if line is attribution.kernel_orders and not line.orders:
             continue
         rows.append(_row(attribution, line))
-    book = StrategyLine(
-        "book",
-        capital_minor=sum(line.capital_minor for line in attribution.strategies),
-        cash_minor=attribution.book_cash_minor,
-        value_minor=attribution.book_nav_minor - attribution.book_cash_minor,
-        nav_minor=attribution.book_nav_minor,
-        orders=sum(line.orders for line in lines),
-        fills=sum(line.fills for line in lines),
-        traded_minor=sum(line.traded_minor for line in lines),
-        fees_minor=sum(line.fees_minor for line in lines),
-    )
+    book = attribution.book_line()
     row = _row(attribution, book)
     row["max_drawdown"] = None  # the book's drawdown is the report's
     rows.append(row)

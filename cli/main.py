@@ -46,7 +46,7 @@ from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
-from cli.progress import console, progress_bar
+from cli.progress import console, notice, progress_bar
 from cli.qlib_cmd import add_qlib_parser, cmd_qlib
 from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
@@ -97,7 +97,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     strategies = make_strategies(config)
     steps = _steps_of(config.dataset)  # a [window]'s steps once the run knows them
     with progress_bar(f"backtest {config.run_id}", steps) as update:
-        result = run_backtest(config, strategies, progress=update)
+        result = run_backtest(config, strategies, progress=update, notice=notice)
     console.print(
         f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}..."
     )
@@ -137,7 +137,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         steps = _steps_of(replay_builder_dataset(journal))
     except (JournalError, DatasetError, OSError, KeyError):
         steps = 0  # replay reports the unreadable record itself
-    with progress_bar(f"replay {Path(args.journal).name}", steps) as update:
+    label = f"replay {Path(args.journal).name}" + ("" if day is None else f" day {day}")
+    with progress_bar(label, steps) as update:  # one day's replay sets its own total: its steps
         result = replay(journal, replay_builder, day=day, progress=update)
     return _print_replay(result, args.journal)
 

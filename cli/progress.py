@@ -22,7 +22,13 @@ def plural(count: int, noun: str) -> str:
     """``1 backtest``, ``2 backtests``: a count and its noun (plural by an ``s``)."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
+
 _progress_console = Console(stderr=True)  # progress bars: on stderr, so piped results stay clean
+
+
+def notice(text: str) -> None:
+    """A one-line notice on stderr, beside the progress bars (results stay alone on stdout)."""
+    _progress_console.print(f"[yellow]notice[/]: {text}", soft_wrap=True, highlight=False)
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +65,7 @@ __all__ = [
     "CORRUPT_RECORD",
     "DaySpan",
     "Divergence",
+    "ReplayProgress",
     "ReplayResult",
     "day_span",
     "journaled_rows",
@@ -366,19 +368,36 @@ def _day_bounds(
     return span.start_seq, span.end_seq, span.snapshot, int(steps[0]), int(steps[-1]) + 1
 
 
+class ReplayProgress(Protocol):
+    """``progress(done)``: the steps done so far, as the kernel's ``ProgressFn``. A replay of
+    one day first calls ``progress(0, total)`` with the day's steps, then counts from the
+    day's first step (``cli.progress.progress_bar``'s ``update`` is one)."""
+
+    def __call__(self, done: int, total: int | None = None, /) -> None: ...
+
+
+def _day_progress(progress: ReplayProgress | None, first_step: int, end_step: int) -> ProgressFn | None:
+    """One day's replay counts the day's steps, not the run's: its total, and done from its start."""
+    if progress is None:
+        return None
+    progress(0, end_step - first_step)
+    return lambda done: progress(max(0, done - first_step))
+
+
 def replay(
     journal: Journal,
     build: Callable[..., RunSetup],
     *,
     day: int | None = None,
-    progress: ProgressFn | None = None,
+    progress: ReplayProgress | None = None,
 ) -> ReplayResult:
     """Re-derive the journal (or one session ``day``) with a fresh kernel and compare.
 
     ``build(run, ref)`` makes the run's setup from its first two records; for a run whose bars
     arrived one step at a time it is called as ``build(run, ref, queued=True)`` and the rows are
     filled from the journaled ``BarsReceived`` inputs. A record that cannot be read (checksum or
-    chain failure) ends the replay there, as a divergence at that sequence number.
+    chain failure) ends the replay there, as a divergence at that sequence number. ``progress``
+    counts steps: the data set's, or one ``day``'s (``ReplayProgress``).
     """
     try:
         return _replay(journal, build, day, progress)
@@ -396,17 +415,19 @@ def _replay(
     journal: Journal,
     build: Callable[..., RunSetup],
     day: int | None,
-    progress: ProgressFn | None,
+    progress: ReplayProgress | None,
 ) -> ReplayResult:
     run, ref = _inputs(journal)
     setup = build(run, ref, queued=True) if queued_run(journal) else build(run, ref)
     if setup.queued:  # its journal holds the bars (or, a paper run that got none, no bars)
         return _replay_queued(journal, setup, day, progress)
+    steps_done: ProgressFn | None = progress
     if day is None:
         start_seq, end_seq, snapshot, end_step = 2, len(journal), None, setup.panel.steps
         first_step = setup.start_step
     else:
         start_seq, end_seq, snapshot, first_step, end_step = _day_bounds(journal, setup.panel, day)
+        steps_done = _day_progress(progress, first_step, end_step)
     # An asynchronous venue's messages are inputs: the fresh kernel gets the journaled ones.
     received = _received(journal, start_seq, end_seq) if isinstance(setup.venue, AsyncVenuePort) else None
     unfinished = day is None and not run_status(journal).finished
@@ -417,7 +438,7 @@ def _replay(
     def derive() -> None:
         if snapshot is None:
             kernel.begin()
-        kernel.run(first_step, end_step, progress)
+        kernel.run(first_step, end_step, steps_done)
         if day is None:
             kernel.finish()
 
@@ -440,16 +461,18 @@ def _compared(sink: _ComparingSink, start_seq: int, end_seq: int, derive: Callab
 
 
 def _replay_queued(
-    journal: Journal, setup: RunSetup, day: int | None, progress: ProgressFn | None
+    journal: Journal, setup: RunSetup, day: int | None, progress: ReplayProgress | None
 ) -> ReplayResult:
     """A queued run (``kernel.stream``): its journaled bars and clock steps go through a fresh
     queue source in journal order. For one ``day``, the inputs of rows before it fill the
     history rows and the kernel starts from the snapshot before the day."""
     first = setup.start_step
+    steps_done: ProgressFn | None = progress
     if day is None:
         start_seq, end_seq, snapshot, end_step = 2, len(journal), None, setup.panel.steps
     else:
         start_seq, end_seq, snapshot, first, end_step = _day_bounds(journal, setup.panel, day)
+        steps_done = _day_progress(progress, first, end_step)
     unfinished = day is None and not run_status(journal).finished
     state = _restored(journal, snapshot, start_seq, setup.currency)
     inputs = _queue_inputs(journal, end_seq)
@@ -467,9 +490,9 @@ def _replay_queued(
             _apply(source, mark)
         for event in inputs:
             if isinstance(event, BarsReceived):
-                source.push(event, progress)
+                source.push(event, steps_done)
             elif isinstance(event, ClockAdvanced):
-                source.pass_time(event.ts_ns, progress)
+                source.pass_time(event.ts_ns, steps_done)
             else:
                 _apply(source, event)
         if day is None:

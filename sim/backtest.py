@@ -60,6 +60,7 @@ __all__ = [
     "Window",
     "build_setup",
     "run_panel",
+    "window_notice",
     "windowed",
     "journal_inputs",
     "run_backtest",
@@ -789,9 +790,36 @@ def windowed(config: BacktestConfig, panel: Panel) -> tuple[Panel, int]:
     if start >= end:
         raise KernelError(
             f"{config.run_id}: the window {config.window.start or '...'} to {config.window.end or '...'} "
-            f"holds no session of the data set ({int(panel.day[0])} to {int(panel.day[-1])})"
+            f"holds no session of the data set "
+            f"({_iso_day(int(panel.day[0]))} to {_iso_day(int(panel.day[-1]))})"
         )
     return panel.head(end), start
+
+
+def window_notice(config: BacktestConfig, panel: Panel) -> str | None:
+    """One line saying that the ``[window]`` reaches past the data set (``panel``: all of it,
+    before ``windowed`` cuts it), so the run trades only the sessions the data has; None for a
+    window within the data, or none. A window holding no session at all is ``windowed``'s to
+    refuse."""
+    if config.window is None or panel.steps == 0:
+        return None
+    first, last = config.window.days()
+    data_first, data_last = int(panel.day[0]), int(panel.day[-1])
+    if not ((first and first < data_first) or (last and last > data_last)):
+        return None
+    start = int(np.searchsorted(panel.day, first, side="left")) if first else 0
+    end = int(np.searchsorted(panel.day, last, side="right")) if last else panel.steps
+    if start >= end:
+        return None
+    return (
+        f"{config.run_id}: the window {config.window.start or '...'} to {config.window.end or '...'} "
+        f"is wider than the data set ({_iso_day(data_first)} to {_iso_day(data_last)}): the run trades "
+        f"{_iso_day(int(panel.day[start]))} to {_iso_day(int(panel.day[end - 1]))}"
+    )
+
+
+def _iso_day(day: int) -> str:
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
 
 
 def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
@@ -842,14 +870,23 @@ def run_backtest(
     on_append: Callable[[Event], None] | None = None,
     in_memory: bool = False,
     loaded: Panel | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> BacktestResult:
     """Run one backtest into a new journal. An existing, non-empty journal is never overwritten.
     ``on_append`` sees each event as it is journaled (``sim.metrics.RunFold``); ``in_memory``
     keeps the journal in this process only (``kernel.store.memory_journal``): the same records
     and chain head, nothing written at ``config.journal``; ``loaded``: the data set's panel,
     already read with the hash its manifest states now (``build_setup``); ``progress(done,
-    total)``: the steps it trades so far, of all it trades (a ``[window]``'s, not the data set's)."""
+    total)``: the steps it trades so far, of all it trades (a ``[window]``'s, not the data set's);
+    ``notice(line)``: told, before the run, of a ``[window]`` wider than the data set
+    (``window_notice``)."""
     ref = dataset_ref(Path(config.dataset))
+    if notice is not None and config.window is not None:
+        if loaded is None:  # the whole data set, to say where it ends (build_setup cuts it)
+            loaded = load_panel(Path(config.dataset), expected_hash=ref.content_hash)[0]
+        said = window_notice(config, loaded)
+        if said is not None:
+            notice(said)
     setup = build_setup(config, strategy, expected_hash=ref.content_hash, loaded=loaded)
     panel = setup.panel
     if in_memory:

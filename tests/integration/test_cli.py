@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from cli.main import main as tape
-from domain.events import OrderFilled, OrderSubmitted, RiskVerdict, VenueMessage, VenueMessageRefused
+from domain.events import (
+    DayClosed,
+    OrderFilled,
+    OrderSubmitted,
+    RiskVerdict,
+    VenueMessage,
+    VenueMessageRefused,
+)
 from kernel.store import open_journal
+from lake.store import load_panel
 from sim.recorded_venue import write_recording
 from tests.factories import make_dataset
 
@@ -192,3 +201,60 @@ def test_a_recorded_venue_session_runs_and_replays_without_its_file(
     capsys.readouterr()
     assert tape(["replay", str(workdir / "rec")]) == 0
     assert "replay matched" in capsys.readouterr().out
+
+
+def test_replay_of_one_day_counts_the_days_steps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: ``tape replay --day D``'s bar (stderr) counted every step of the data set; it
+    counts the day's steps (a day of minute bars on the 24x7 calendar), the whole replay all."""
+    make_dataset(tmp_path / "data", symbols=2, bars=1440 * 4, frequency="1m")
+    (tmp_path / "run.toml").write_text(CONFIG.format(extra=""))
+    assert tape(["backtest", str(tmp_path / "run.toml")]) == 0
+    closes = [e for _, e in open_journal(tmp_path / "journal").events() if isinstance(e, DayClosed)]
+    before, close = closes[1], closes[2]
+    day = f"{close.day // 10000}-{close.day // 100 % 100:02d}-{close.day % 100:02d}"
+    capsys.readouterr()
+    assert tape(["replay", str(tmp_path / "journal"), "--day", day]) == 0
+    said = capsys.readouterr()
+    assert "replay matched" in said.out
+    bar = [line for line in said.err.splitlines() if f"day {close.day}" in line]
+    assert bar, said.err
+    found = re.search(r"(\d+)/(\d+)", bar[-1])
+    assert found is not None and found.groups() == (str(close.step - before.step),) * 2 == ("1440", "1440")
+    assert tape(["replay", str(tmp_path / "journal")]) == 0
+    assert f"{1440 * 4}/{1440 * 4}" in capsys.readouterr().err
+
+
+def test_a_window_wider_than_the_data_is_said_on_stderr(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: a ``[window]`` reaching past the data set was clipped silently. ``tape backtest`` says
+    so in one line on stderr (the window asked for, the data's sessions, those it trades); a
+    window within the data says nothing; one holding no session of the data is refused."""
+    panel, _ = load_panel(workdir / "data")
+    first, last = (f"{d // 10000}-{d // 100 % 100:02d}-{d % 100:02d}" for d in map(int, panel.day[[0, -1]]))
+    assert (first, last) == ("2020-02-10", "2020-07-18")  # make_dataset's daily bars on 24x7
+    cases = {  # [window] lines, the window as said, the sessions traded (None: nothing said)
+        "wide": (
+            'start = "2019-06-01"\nend = "2020-03-31"',
+            "2019-06-01 to 2020-03-31",
+            f"{first} to 2020-03-31",
+        ),
+        "late": ('end = "2021-12-31"', "... to 2021-12-31", f"{first} to {last}"),
+        "inside": ('start = "2020-03-01"\nend = "2020-03-31"', "", None),
+    }
+    for name, (window, asked, trades) in cases.items():
+        toml = CONFIG.format(extra=f"[window]\n{window}\n").replace('"journal"', f'"{name}"')
+        (workdir / f"{name}.toml").write_text(toml)
+        capsys.readouterr()
+        assert tape(["backtest", str(workdir / f"{name}.toml")]) == 0
+        said = capsys.readouterr()
+        lines = [line for line in said.err.splitlines() if "notice" in line]
+        assert "notice" not in said.out
+        expected = f"notice: cli-test: the window {asked} is wider than the data set ({first} to {last}): "
+        assert lines == ([] if trades is None else [f"{expected}the run trades {trades}"]), said.err
+    (workdir / "none.toml").write_text(
+        CONFIG.format(extra='[window]\nstart = "2022-01-01"\n').replace('"journal"', '"none"')
+    )
+    assert tape(["backtest", str(workdir / "none.toml")]) == 2
+    out = capsys.readouterr().out
+    assert f"the window 2022-01-01 to ... holds no session of the data set ({first} to {last})" in out
