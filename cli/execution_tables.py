@@ -27,7 +27,7 @@ _WORST_COLUMNS = (
     Column("shortfall", 8),
     Column("slippage (bp)", 7),
 )
-_ELSEWHERE = "--json has every figure"
+_ELSEWHERE = "tape report --json has every figure"
 
 
 def _print_totals(title: str, label: str, totals: dict[str, ExecutionTotals]) -> None:
@@ -59,7 +59,10 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
     if days:
         latest = list(report.by_day)[-days:]
         shown = {str(day) if day else "not closed yet": report.by_day[day] for day in latest}
-        title = f"execution quality by day (latest {len(shown)} of {len(report.by_day):,}; --json has all)"
+        title = (
+            f"execution quality by day (latest {len(shown)} of {len(report.by_day):,}; "
+            "tape report --json has all)"
+        )
         _print_totals(title, "day", shown)
     if worst:
         worst_rows = report.worst(worst)

@@ -60,8 +60,9 @@ from kernel.loop import Kernel, KernelError
 from kernel.operator_inbox import (
     COMMANDS,
     CommandInbox,
+    SessionClaim,
+    SessionRunning,
     inbox_path,
-    mark_session,
     running_session,
     send_command,
 )
@@ -457,6 +458,27 @@ async def run_session(
     if not carry_on:  # everything checked before a journal is opened
         ref = dataset_ref(Path(config.dataset))
         fresh = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True), ref
+    try:  # one session per journal: before it is opened for writing (which repairs its tail)
+        claim = SessionClaim(config.journal)
+    except SessionRunning as error:
+        raise ConfigError(str(error)) from None
+    except OSError as error:
+        raise ConfigError(f"{config.journal}: cannot mark its session beside it: {error}") from None
+    try:
+        return await _run_claimed(config, market, player, fresh, frequency, edge, claim)
+    finally:
+        claim.release()
+
+
+async def _run_claimed(
+    config: BacktestConfig,
+    market: Path | None,
+    player: Player,
+    fresh: tuple[RunSetup, DatasetRef] | None,
+    frequency: str,
+    edge: Edge | None,
+    claim: SessionClaim,
+) -> int:
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
         if fresh is None:
@@ -466,7 +488,7 @@ async def run_session(
         kernel, source = started.kernel, started.source
         setup = kernel.setup
         assert config.paper is not None
-        marked = mark_session(config.journal, os.getpid())  # tape command / the cockpit look for it
+        claim.mark(os.getpid())  # tape command / the cockpit look for it
         instruments = venue_instruments(config, setup.panel.instruments)
         live = setup.panel.steps - setup.start_step
         verb = "paper" if edge is None else f"live ({edge.name})"
@@ -477,12 +499,12 @@ async def run_session(
         if started.note:
             console.print(started.note)
         try:
-            with progress_bar(f"{verb} {config.run_id}", live) as update:
+            with progress_bar(f"{verb} {config.run_id}", live, complete=False) as update:
                 session = await _session(config, frequency, instruments, started, journal, market,
                                          player, lambda: update(source.next_row - setup.start_step),
                                          edge)  # fmt: skip
         finally:
-            marked.unlink(missing_ok=True)
+            claim.unmark()
         if source.done:
             kernel.finish()
         journal.commit()
@@ -490,9 +512,10 @@ async def run_session(
     finally:
         journal.close()
     if not source.done:
+        again = "tape paper --resume" if edge is None else "tape live --resume"
         console.print(
             f"[yellow]stopped ({session.stopped})[/] at step {source.next_row:,} of {setup.panel.steps:,}: "
-            "what arrived is journaled and replays; carry the session on with tape paper --resume"
+            f"what arrived is journaled and replays; carry the session on with {again}"
         )
         return EXIT_STOPPED
     print_report(Path(config.journal))
@@ -754,6 +777,9 @@ class _Pump:
         for line in self.inbox.read():
             if line.reason:
                 self.source.refuse(now, line.reason, line.detail)
+                console.print(
+                    f"[yellow]operator inbox: refused ({line.reason}): {line.detail}[/]", soft_wrap=True
+                )
                 continue
             received = CommandReceived(
                 ts_ns=now,
@@ -764,10 +790,21 @@ class _Pump:
             )
             try:
                 step = self.source.command(received)
-            except KernelError as error:
-                self.source.refuse(now, "LATE_COMMAND", str(error))
+            except KernelError as error:  # after the last step, or a strategy not in the book
+                reason = "BAD_COMMAND" if self._unknown_strategy(line.strategy) else "LATE_COMMAND"
+                self.source.refuse(now, reason, str(error))
+                console.print(
+                    f"[yellow]operator {line.operator}: {line.command} refused ({reason}): {error}[/]",
+                    soft_wrap=True,
+                )
                 continue
             console.print(f"operator {line.operator}: {line.command} (applied at step {step:,})")
+
+    def _unknown_strategy(self, strategy: str) -> bool:
+        """A pause / resume naming no strategy of this book."""
+        if not strategy or self.kernel is None:
+            return False
+        return strategy not in {slot.strategy.strategy_id for slot in self.kernel.setup.strategies}
 
     def stop_on_signals(self) -> None:
         loop = asyncio.get_running_loop()

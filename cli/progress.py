@@ -32,10 +32,12 @@ def notice(text: str) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[..., None]]:
+def progress_bar(description: str, total: int, *, complete: bool = True) -> Iterator[Callable[..., None]]:
     """Yield ``update(done)`` (or ``update(done, total)`` where the total is learnt on the way);
     the bar redraws at most ~10 times a second. It is drawn from the first update on: work
-    refused before it starts prints its one error line with no bar above it."""
+    refused before it starts prints its one error line with no bar above it. ``complete``: the
+    bar is shown full when the block ends without an exception; False leaves it at the last
+    update (work that may end part-way without one: a paper session stopped by a signal)."""
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -54,7 +56,7 @@ def progress_bar(description: str, total: int) -> Iterator[Callable[..., None]]:
 
     try:
         yield update
-        if progress.live.is_started:
+        if complete and progress.live.is_started:
             progress.update(task, completed=progress.tasks[0].total)
     finally:
         if progress.live.is_started:

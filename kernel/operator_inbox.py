@@ -12,6 +12,7 @@ reader takes whole lines only and keeps its place by byte offset.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ __all__ = [
     "COMMANDS",
     "CommandInbox",
     "InboxLine",
+    "SessionClaim",
+    "SessionRunning",
     "inbox_path",
     "mark_session",
     "running_session",
@@ -53,6 +56,66 @@ def mark_session(journal: Path | str, pid: int) -> Path:
     path = session_path(journal)
     path.write_text(f"{pid}\n")
     return path
+
+
+class SessionRunning(Exception):
+    """Another process holds the session of this journal (``SessionClaim``)."""
+
+    def __init__(self, journal: Path | str, pid: int | None) -> None:
+        self.pid = pid
+        who = f"a session (pid {pid})" if pid else "another session"
+        super().__init__(
+            f"{journal}: {who} is writing this journal already; stop it before starting or "
+            "resuming another (two writers would send and journal everything twice)"
+        )
+
+
+class SessionClaim:
+    """The one session allowed to write ``journal``: an exclusive ``flock`` on its
+    ``JOURNAL.session.pid``, held until ``release`` (or the process's end, however it ends, so a
+    mark left by a killed session does not hold the next one back). Raises ``SessionRunning``
+    while another process holds it. The process id is written by ``mark`` (``running_session``
+    reads it), once the session takes commands."""
+
+    def __init__(self, journal: Path | str) -> None:
+        self.path = session_path(journal)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise SessionRunning(journal, running_session(journal)) from None
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file its last holder unlinked while this one opened it
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)  # a killed session's process id, which another process may have now
+        self._fd: int | None = fd
+
+    def mark(self, pid: int) -> Path:
+        """The session runs as ``pid`` (``tape command`` and the cockpit look for it)."""
+        assert self._fd is not None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{pid}\n".encode(), 0)
+        return self.path
+
+    def unmark(self) -> None:
+        """The session takes no more commands (it still holds the journal)."""
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+
+    def release(self) -> None:
+        """The session ended: the mark goes, then the lock."""
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+        self._fd = None
 
 
 def running_session(journal: Path | str) -> int | None:

@@ -27,6 +27,7 @@ from domain.events import (
     DatasetReferenced,
     Event,
     FundingReceived,
+    InputQuarantined,
     MarkPriceReceived,
     OrderCancelRequested,
     RunStarted,
@@ -663,6 +664,11 @@ def resume(
         raise JournalError(
             f"the journal does not re-derive at seq {where.seq} ({where.reason}): not resumed"
         ) from None
+    for record in journal.records_of_kinds(frozenset({"input.quarantined.v1"}), 2):
+        if record.seq < end_seq:  # what the session refused before: counted, not applied
+            refused = record.event()
+            assert isinstance(refused, InputQuarantined)
+            source.recount(refused)
     source.journal_inputs(journal)
     kernel.venue_goes_live()
     return Resumed(kernel, source, sink.compared)

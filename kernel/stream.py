@@ -39,7 +39,7 @@ from domain.market import Panel
 from kernel.desk import EventSink
 from kernel.loop import Kernel, ProgressFn
 
-__all__ = ["QUEUE_INPUT_KINDS", "QueueSource", "RowFiller", "SourceCounts", "bars_of_step"]
+__all__ = ["QUEUE_INPUT_KINDS", "QueueSource", "RowFiller", "SourceCounts", "bars_of_step", "refused_bars"]
 
 QUEUE_INPUT_KINDS = frozenset(
     {
@@ -101,7 +101,8 @@ class RowFiller:
             row = self.row_of(bars.ts_ns)
             reason = self._order_reason(row, bars.ts_ns)
             if reason is not None:
-                self._refuse(bars.ts_ns, reason[0], reason[1], count)
+                detail = reason[1] if count == 1 else f"{count} bars: {reason[1]}"  # see refused_bars
+                self._refuse(bars.ts_ns, reason[0], detail, count)
                 return None
         good = self._good_bars(bars, count)
         counts.accepted += len(good.instrument_ids)
@@ -163,6 +164,13 @@ class RowFiller:
         self.counts.quarantined[reason] += bars
         self.refused.append((ts_ns, reason, detail))
 
+    def recount(self, refused: InputQuarantined) -> None:
+        """A refusal journaled before this source existed (a resumed session's): counted again,
+        so its ``received = accepted + quarantined`` covers the whole session."""
+        count = refused_bars(refused)
+        self.counts.received += count
+        self.counts.quarantined[refused.reason] += count
+
     def _fill(self, row: int, bars: BarsReceived) -> None:
         panel = self._panel
         if row > 0:
@@ -188,6 +196,16 @@ class RowFiller:
         panel.last_close[row, columns] = bars.close_raw
 
 
+def refused_bars(refused: InputQuarantined) -> int:
+    """How many inputs one journaled refusal stands for: a whole step of several bars refused
+    at once says how many first (``"2 bars: ..."``, ``"2 instruments but ..."``); any other
+    refusal (one bar, a command, a funding, a mark) is one."""
+    head, _, rest = refused.detail.partition(" ")
+    if head.isdigit() and rest.startswith(("bars: ", "instruments but ")):
+        return int(head)
+    return 1
+
+
 class QueueSource:
     """Feeds a ``Kernel`` built with ``arrived=`` one step of bars at a time (module docstring).
 
@@ -211,6 +229,10 @@ class QueueSource:
         self._rows = RowFiller(self._panel, kernel.arrived)
         self._run_to = kernel.arrived  # steps before it have been run
         self._limit = self._panel.steps if limit is None else limit
+
+    def recount(self, refused: InputQuarantined) -> None:
+        """A refusal journaled before this source existed, counted (``RowFiller.recount``)."""
+        self._rows.recount(refused)
 
     def journal_inputs(self, journal: EventSink) -> None:
         """From now on, journal each input before it applies (a resumed run going live)."""

@@ -25,7 +25,7 @@ from kernel.loop import Kernel, KernelError
 from kernel.replay import replay
 from kernel.router import ExecutionConfig
 from kernel.store import open_journal
-from kernel.stream import QueueSource
+from kernel.stream import QueueSource, refused_bars
 from lake.store import dataset_ref, load_panel
 from sim.backtest import build_setup, journal_inputs
 from sim.queued import bars_at
@@ -85,6 +85,9 @@ def test_bad_inputs_are_quarantined_with_reasons_and_counted(data: Path, tmp_pat
         {"DUPLICATE": 1, "OFF_GRID": 1, "OUT_OF_ORDER": 1, "BAD_BAR": 1, "UNKNOWN_INSTRUMENT": 1}
     )
     assert all(e.source == "test-feed" and e.detail for e in quarantined)
+    # Each record says how many bars it refused (a whole step: "2 bars: ..."), so a resumed
+    # session counts them again exactly (kernel.replay.resume).
+    assert sum(refused_bars(e) for e in quarantined) == sum(counts.quarantined.values())
     received = [e for e in events if isinstance(e, BarsReceived)]
     assert sum(len(e.instrument_ids) for e in received) == counts.accepted
     assert replay(store, replay_builder).ok
