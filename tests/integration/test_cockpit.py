@@ -3,7 +3,9 @@ screen shows, checked against the journal and the report's folds."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Static, TabbedContent
+from textual.widgets import Button, DataTable, Footer, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
 from domain.events import DayClosed, Event, InstrumentsDefined, KernelSnapshot, OrderFilled, StateSnapshotted
@@ -518,3 +520,33 @@ def test_a_tab_message_that_comes_after_the_app_closed_is_ignored(journal: Path)
     app = CockpitApp(cockpit_sources(journal, follow=False))
     assert app.screen_stack == []
     app.on_tabbed_content_tab_activated(None)  # type: ignore[arg-type]  # returns before reading it
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), SIZE], ids=["80x24", "100x30"])
+async def test_the_status_line_shows_above_the_footer_and_names_a_corrupt_journal(
+    journal: Path, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """The status line (what a key did, why the journal cannot be read) is on the screen, not
+    under the footer; a journal with a damaged record says so on the first screen."""
+    damaged = tmp_path / "damaged.sqlite"
+    with open_journal(journal) as source, open_journal(damaged, writable=True) as target:
+        for _, event in source.events():
+            target.append(event)
+    with sqlite3.connect(damaged) as db:
+        first_seq, blob = db.execute("SELECT first_seq, value FROM journal_segments ORDER BY first_seq").fetchone()
+        blob = bytearray(blob)
+        blob[len(blob) // 2] ^= 0xFF  # one flipped byte inside a record
+        db.execute("UPDATE journal_segments SET value = ? WHERE first_seq = ?", (bytes(blob), first_seq))
+    db.close()
+    app = CockpitApp(cockpit_sources(damaged, follow=False))
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: "cannot read the journal" in app.status_line)
+        await pilot.pause(0.1)
+        status, footer = app.query_one("#status", Static), app.query_one(Footer)
+        assert status.region.height >= 1
+        assert not status.region.overlaps(footer.region)
+        assert "cannot read the journal" in text(app, "#cc-head")
+        shown = "".join(re.findall(r">([^<]*)</text>", app.export_screenshot())).replace("&#160;", " ")
+        assert shown.count("cannot read the journal") == 2  # the first screen and the status line
+
