@@ -444,18 +444,34 @@ def show_quality(app: CockpitApp) -> None:
     if quality is None:
         return
     lines = ["[b]execution quality[/b] (shortfall and slippage vs the decision price; + is a cost)"]
-    lines.append(
-        f"{'':<16}{'parents':>8}{'fill ratio':>11}{'shortfall':>18}{'slip bp':>9}{'vs arrival bp':>14}"
-    )
     total = quality.total
     groups = [("total", total), *((f"strategy {k}", v) for k, v in quality.by_strategy.items())]
     groups += [(f"day {day_text(k)}", v) for k, v in list(quality.by_day.items())[-5:]]
-    for name, row in groups:
-        lines.append(
-            f"{name[:16]:<16}{row.parents:>8,}{pct_e8(row.fill_ratio_e8):>11}"
-            f"{money(row.shortfall_decision_minor, row.currency):>18}"
-            f"{row.slippage_decision_e8 / 10_000:>+9.2f}{row.slippage_arrival_e8 / 10_000:>+14.2f}"
+    header = ("", "parents", "fill ratio", "shortfall", "slip bp", "vs arrival bp")
+    table = [header] + [
+        (
+            name,
+            f"{row.parents:,}",
+            pct_e8(row.fill_ratio_e8),
+            money(row.shortfall_decision_minor, row.currency),
+            f"{row.slippage_decision_e8 / 10_000:+.2f}",
+            f"{row.slippage_arrival_e8 / 10_000:+.2f}",
         )
+        for name, row in groups
+    ]
+    # each column as wide as its widest cell, so a figure is never cut; a name (a strategy id)
+    # too long for the room the figures leave goes on a line of its own above them
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
+    room = table_width(app)
+    gap = " " * (2 if sum(widths) + 2 * (len(widths) - 1) <= room else 1)
+    figures_width = sum(widths[1:]) + len(gap) * (len(widths) - 1)
+    widths[0] = max(min(widths[0], room - figures_width), len("total"))
+    for name, *figures in table:
+        figures_text = "".join(f"{gap}{c:>{w}}" for c, w in zip(figures, widths[1:], strict=True))
+        if len(name) > widths[0]:
+            lines.append(escape(name))
+            name = ""
+        lines.append(escape(f"{name:<{widths[0]}}{figures_text}"))
     worst = sorted(quality.rows, key=lambda r: -r.shortfall_decision_minor)[:5]
     lines.append("worst orders by shortfall:")
     lines.extend(

@@ -145,9 +145,10 @@ async def test_orders_funnel_blotter_filter_and_execution_quality(journal: Path)
         assert sells
         assert all(row["side"] == "sell" for row in sells)
         assert len(sells) < len(blotter)
-        shown = text(app, "#quality")
-        assert f"{quality.total.parents:>9,}" in shown
-        assert money(quality.total.shortfall_decision_minor, "USD") in shown
+        shown = text(app, "#quality").splitlines()
+        total = next(line for line in shown if line.startswith("total "))
+        assert total.split()[1] == f"{quality.total.parents:,}"
+        assert money(quality.total.shortfall_decision_minor, "USD") in total
 
     await drive(cockpit_sources(journal, follow=False), scenario)
 
@@ -550,3 +551,25 @@ async def test_the_status_line_shows_above_the_footer_and_names_a_corrupt_journa
         shown = "".join(re.findall(r">([^<]*)</text>", app.export_screenshot())).replace("&#160;", " ")
         assert shown.count("cannot read the journal") == 2  # the first screen and the status line
 
+
+@pytest.mark.asyncio
+async def test_execution_quality_shows_a_long_strategy_id_whole_at_80_columns(tmp_path: Path) -> None:
+    """The execution-quality lines of the orders screen give every strategy id in full (they
+    were cut to 16 characters with the "strategy " prefix: "strategy sma_cro")."""
+    dataset = make_dataset(tmp_path / "data", symbols=2, bars=120)
+    params = {"fast": 5, "slow": 20, "weight": 0.9, "strategy_id": "trend_following_long"}
+    journal = run(make_config(dataset, tmp_path / "journal.sqlite", params=params)).journal
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready and app.data.execution is not None)
+        await pilot.press("2")
+        lines = text(app, "#quality").splitlines()
+        assert "strategy trend_following_long" in lines
+        assert all(len(line) <= 80 - 2 for line in lines[1:])  # within the screen: none wraps
+        quality = app.data.execution
+        assert quality is not None
+        # the figures follow on the next line, in the columns of the total's
+        total = next(line for line in lines if line.startswith("total "))
+        figures = lines[lines.index("strategy trend_following_long") + 1]
+        assert figures.split() == total.split()[1:]  # one strategy: the same figures as the total
+        assert len(figures) == len(total)
