@@ -34,7 +34,7 @@ from lake.store import load_panel
 from lake.tick_health import tick_health
 from projections.alerts import Alert, AlertOperation, Silence
 from sim.backtest import BacktestConfig, run_panel
-from sim.execution_report import execution_report
+from sim.execution_report import execution_reports
 from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
 from tui.sources import Marks
@@ -153,7 +153,7 @@ def cockpit_sources(
     return CockpitSources(
         journal=journal,
         summary=report_from_journal,
-        execution=execution_report,
+        execution=execution_reports,
         marks=_marks,
         replay_build=replay_builder,
         health=(lambda: lake_health_lines(lake)) if lake is not None else None,

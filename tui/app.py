@@ -134,7 +134,10 @@ class CockpitApp(App[None]):
     def _unreadable(self, error: Exception) -> None:
         if not isinstance(error, JournalError):
             raise error
-        self.set_status(f"cannot read the journal: {error}")
+        message = f"cannot read the journal: {error}"
+        self.set_status(message)
+        # on the first screen too, in place of the run's header (nothing else of it can show)
+        self.query_one("#cc-head", Static).update(f"[b $error]{escape(message)}[/]")
 
     # --- loading, in order: overview (first screen), orders, report folds, following -------
 

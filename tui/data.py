@@ -15,7 +15,7 @@ day snapshots, and the journal's ledger postings (``tui.daytape``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -57,7 +57,7 @@ class CockpitData:
         self.overview = Overview()
         self.detail: Detail | None = None
         self.summary: SummaryLike | None = None
-        self.execution: ExecutionLike | None = None
+        self.execution: Sequence[ExecutionLike] | None = None  # one per currency
         self.marks: Marks | None = None
         self.health: list[str] | None = None
         self.tape: DayTape | None = None  # the day being stepped through (replay screen)

@@ -18,8 +18,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from domain.events import Event, LedgerPosted
+from domain.events import CurrenciesMarked, Event, LedgerPosted
 from domain.futures import position_value_minor
+from domain.fx import to_base_minor
 from domain.instruments import Instrument
 from domain.ledger import Position, apply_postings, cash_account, inventory_account, position_change
 from kernel.journal import Journal, Record
@@ -89,6 +90,13 @@ class DayTape:
         self.currency = currency
         self.opening_snapshot_seq = opening_snapshot_seq
         self.events: list[Event] = [record.event() for record in records]
+        # a book of several currencies: the day's rates into the base (its close's
+        # book.currencies_marked; the kernel values every step of a session day at that day's
+        # rates); None for a book of one currency, which journals no such record
+        marked = [event for event in self.events if isinstance(event, CurrenciesMarked)]
+        self.rates: dict[str, int] | None = (
+            {mark.currency: mark.rate_e8 for mark in marked[-1].currencies} if marked else None
+        )
         self._checkpoints: list[Book] = []  # the book after index k * CHECKPOINT_EVERY - 1
         book = opening
         for index, event in enumerate(self.events):
@@ -156,13 +164,49 @@ class DayTape:
             lines.append(BookLine(instrument_id, qty, cost, mark, value))
         return lines
 
+    def in_base(self, amount_minor: int, currency: str) -> int:
+        """An amount of ``currency`` in the base at the day's rate (half-even, as the kernel
+        converts); the base's own amounts, and every amount of a one-currency book, as they are."""
+        if currency == self.currency or self.rates is None:
+            return amount_minor
+        return to_base_minor(amount_minor, currency, self.currency, self.rates[currency])
+
+    def cash_by_currency(self, book: Book) -> dict[str, int]:
+        prefix = cash_account("")
+        cash = {
+            account.removeprefix(prefix): value
+            for account, value in book.balances.items()
+            if account.startswith(prefix)
+        }
+        return dict(sorted(cash.items())) or {self.currency: 0}
+
     def cash_minor(self, book: Book) -> int:
-        return book.balances.get(cash_account(self.currency), 0)
+        """The cash in the base: each currency's converted (the day close's ``cash_minor``)."""
+        if self.rates is None:
+            return book.balances.get(cash_account(self.currency), 0)
+        return sum(self.in_base(value, ccy) for ccy, value in self.cash_by_currency(book).items())
+
+    def total_in_base(self, book: Book, prefix: str) -> int:
+        """``Book.total`` with each account (named ``...:CCY``) converted into the base."""
+        if self.rates is None:
+            return book.total(prefix)
+        return sum(
+            self.in_base(value, account.rsplit(":", 1)[-1])
+            for account, value in book.balances.items()
+            if account.startswith(prefix)
+        )
 
     def nav_minor(self, book: Book, prices: dict[int, int]) -> int:
-        """Cash plus the positions' values at ``prices`` (what the kernel's day close marks)."""
-        values = (line.value_minor or 0 for line in self.lines(book, prices))
-        return self.cash_minor(book) + sum(values)
+        """Cash plus the positions' values at ``prices`` (what the kernel's day close marks); a
+        book of several currencies sums each currency's NAV converted once into the base."""
+        lines = self.lines(book, prices)
+        if self.rates is None:
+            return self.cash_minor(book) + sum(line.value_minor or 0 for line in lines)
+        navs = dict(self.cash_by_currency(book))
+        for line in lines:
+            ccy = self.instruments[line.instrument_id].currency
+            navs[ccy] = navs.get(ccy, 0) + (line.value_minor or 0)
+        return sum(self.in_base(nav, ccy) for ccy, nav in navs.items())
 
     def prices_at(self, index: int, marks: Marks | None) -> dict[int, int] | None:
         """The kernel's prices at the step of record ``index`` (None: no marks)."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from domain.events import (
     BarsReceived,
+    CurrenciesMarked,
     DatasetReferenced,
     DayClosed,
     FeeTakenInKind,
@@ -70,6 +71,7 @@ OVERVIEW_KINDS = frozenset(
         "dataset.referenced.v1",
         "instruments.defined.v1",
         "day.closed.v1",
+        "book.currencies_marked.v1",  # a book of several currencies: the first day's rates
         "state.snapshotted.v1",
         "killswitch.operator_commanded.v1",
         "killswitch.tripped.v1",
@@ -117,6 +119,8 @@ class Overview:
     dataset: DatasetReferenced | None = None
     instruments: dict[int, Instrument] = field(default_factory=dict)
     closes: list[tuple[int, DayClosed]] = field(default_factory=list)
+    first_rates: CurrenciesMarked | None = None  # several currencies: the first close's rates
+    last_rates: CurrenciesMarked | None = None  # and the last close's
     last_snapshot: Record | None = None  # decoded only when the positions screen asks
     kill_state: str = "armed"
     last_trip: tuple[int, KillSwitchTripped] | None = None
@@ -163,8 +167,8 @@ class Overview:
         if self._apply_input(record):
             return
         event = record.event()
-        if isinstance(event, DayClosed):
-            self.closes.append((record.seq, event))
+        if isinstance(event, DayClosed | CurrenciesMarked):
+            self._apply_close(record.seq, event)
         elif isinstance(event, RunStarted):
             self.run = event
             self.config = json.loads(event.config_json)
@@ -180,6 +184,13 @@ class Overview:
             self._apply_venue(record.seq, event)
         else:
             self._apply_kill_switch(record.seq, event)
+
+    def _apply_close(self, seq: int, event: DayClosed | CurrenciesMarked) -> None:
+        if isinstance(event, DayClosed):
+            self.closes.append((seq, event))
+        else:  # a book of several currencies: its rates (the first close's, the last's)
+            self.first_rates = self.first_rates or event
+            self.last_rates = event
 
     def _apply_input(self, record: Record) -> bool:
         """A live source's input, folded without decoding it (True) but for a quarantine,

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.events import DayClosed, KernelSnapshot
+from domain.events import CurrenciesMarked, DayClosed, KernelSnapshot
 from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.fx import to_base_minor
 from domain.instruments import Instrument, notional_minor
 from domain.markets import SellableBook, sellable
 
@@ -37,7 +38,14 @@ def position_lines(
     instruments: dict[int, Instrument],
     close: DayClosed | None,
     marks: dict[int, int] | None,
+    rates: CurrenciesMarked | None = None,
+    base: str | None = None,
 ) -> list[PositionLine]:
+    """``rates``: a book of several currencies' marks at that close (``book.currencies_marked``):
+    a position's value is converted into the base at its currency's rate before it is weighed
+    against the NAV (which is in the base); one in a currency other than ``base`` without
+    them is not weighed."""
+    to_base = {mark.currency: mark.rate_e8 for mark in rates.currencies} if rates is not None else {}
     books = {book.instrument_id: book for book in snapshot.sellable or []}
     lines = []
     for position in snapshot.positions:
@@ -47,8 +55,17 @@ def position_lines(
         mark = marks.get(position.instrument_id) if marks is not None else None
         value = notional_minor(inst, position.qty_raw, mark, Rounding.HALF_EVEN) if mark is not None else None
         weight = None
-        if value is not None and close is not None and close.nav_minor > 0:
-            weight = div_round(value * RATE_SCALE, close.nav_minor, Rounding.HALF_EVEN)
+        foreign = base is not None and inst.currency != base
+        if (
+            value is not None
+            and close is not None
+            and close.nav_minor > 0
+            and (rates is not None or not foreign)
+        ):
+            in_base = value
+            if rates is not None and inst.currency != rates.base:
+                in_base = to_base_minor(value, inst.currency, rates.base, to_base[inst.currency])
+            weight = div_round(in_base * RATE_SCALE, close.nav_minor, Rounding.HALF_EVEN)
         book = books.get(position.instrument_id)
         held = locked = free = None
         if book is not None:

@@ -43,13 +43,26 @@ def show_day_tape(app: CockpitApp) -> None:
     ccy = tape.currency
     cash = tape.cash_minor(book)
     text = f"cash {money(cash, ccy)}"
-    realised = -(book.total("income:realized:") - tape.opening.total("income:realized:"))
-    costs = book.total("expenses:") - tape.opening.total("expenses:")
+    if tape.rates is not None:  # several currencies: each one's cash, then all in the base
+        parts = ", ".join(money(value, c) for c, value in tape.cash_by_currency(book).items())
+        text += f" ({parts} at the day's rates)"
+    realised = -(
+        tape.total_in_base(book, "income:realized:") - tape.total_in_base(tape.opening, "income:realized:")
+    )
+    costs = tape.total_in_base(book, "expenses:") - tape.total_in_base(tape.opening, "expenses:")
     text += f"   realised today {money(realised, ccy)}   costs today {money(costs, ccy)}"
     if prices is not None:
         nav = tape.nav_minor(book, prices)
         opening_nav = tape.nav_minor(tape.opening, tape.prices_at(-1, app.data.marks) or {})
-        unrealised = sum((line.value_minor or 0) - line.cost_minor for line in lines)
+        if tape.rates is not None:  # the previous close's NAV, at its own day's rates
+            before = [close.nav_minor for _, close in app.data.overview.closes if close.day < tape.day]
+            opening_nav = before[-1] if before else views.initial_nav_minor(app)
+        unrealised = sum(
+            tape.in_base(
+                (line.value_minor or 0) - line.cost_minor, tape.instruments[line.instrument_id].currency
+            )
+            for line in lines
+        )
         text += (
             f"\nNAV {money(nav, ccy)}   PnL today {money(nav - opening_nav, ccy)}   "
             f"unrealised {money(unrealised, ccy)}"
@@ -83,10 +96,10 @@ def _cursor_text(app: CockpitApp, tape: DayTape, index: int) -> str:
 
 
 def _fill_positions(app: CockpitApp, tape: DayTape, lines: list[BookLine]) -> None:
-    ccy = tape.currency
     rows = []
     for line in lines:
         inst = tape.instruments.get(line.instrument_id)
+        ccy = inst.currency if inst is not None else tape.currency  # its own currency's money
         qty_digits, price_digits = (inst.qty_digits, inst.price_digits) if inst is not None else (0, 0)
         cells = (
             app.data.symbol(line.instrument_id),

@@ -9,7 +9,7 @@ it, never on the UI thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -132,7 +132,8 @@ class CockpitSources:
 
     journal: Path
     summary: Callable[[Journal], SummaryLike] | None = None
-    execution: Callable[[Journal], ExecutionLike] | None = None
+    # one per currency the orders traded in, sorted (``sim.execution_report.execution_reports``)
+    execution: Callable[[Journal], Sequence[ExecutionLike]] | None = None
     marks: Callable[[Journal], Marks] | None = None  # loads the data set once, in a worker
     replay_build: ReplayBuild | None = None
     health: Callable[[], list[str]] | None = None  # data health lines (the lake's, via cli)

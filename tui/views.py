@@ -9,6 +9,7 @@ from textual.widgets import Button, DataTable, Sparkline, Static
 
 from domain.events import AlertAcknowledged, AlertSilenced, Event, RiskVerdict
 from domain.fixed import RATE_SCALE, Rounding, div_round, from_decimal_text, minor_digits
+from domain.fx import to_base_minor
 from domain.instruments import Instrument
 from tui.describe import describe, full_text, side_text, verdict_text
 from tui.fold import OrderLine
@@ -108,10 +109,21 @@ def _drawdowns_e8(navs: list[int]) -> list[int]:
     return drawdowns
 
 
-def _initial_minor(app: CockpitApp) -> int:
-    currency = app.data.overview.currency
-    text = str(app.data.overview.config.get("initial_cash", "0"))
-    return from_decimal_text(text, minor_digits(currency), Rounding.HALF_EVEN)
+def initial_nav_minor(app: CockpitApp) -> int:
+    """The initial NAV in the base: ``initial_cash`` and, in a book of several currencies, the
+    ``[fx] initial_cash`` of the others at the first close's rates (as ``tape report`` counts it)."""
+    overview = app.data.overview
+    base = overview.currency
+    text = str(overview.config.get("initial_cash", "0"))
+    total = from_decimal_text(text, minor_digits(base), Rounding.HALF_EVEN)
+    fx = overview.config.get("fx")
+    marks = overview.first_rates
+    if isinstance(fx, dict) and marks is not None:
+        rates = {mark.currency: mark.rate_e8 for mark in marks.currencies}
+        for currency, amount in sorted(dict(fx.get("initial_cash") or {}).items()):
+            minor = from_decimal_text(str(amount), minor_digits(currency), Rounding.HALF_EVEN)
+            total += to_base_minor(minor, currency, base, rates[currency])
+    return total
 
 
 def _head_text(app: CockpitApp, navs: list[int]) -> str:
@@ -122,7 +134,7 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
     lines = [f"[b]{escape(run_id)}[/b]  {state}  {overview.records:,} records  {len(navs):,} session days"]
     if not navs:
         return "\n".join([*lines, "no day has closed yet"])
-    initial = _initial_minor(app)
+    initial = initial_nav_minor(app)
     last = overview.closes[-1][1]
     today = navs[-1] - (navs[-2] if len(navs) > 1 else initial)
     drawdowns = _drawdowns_e8(navs)
@@ -440,22 +452,51 @@ def _average_px(line: OrderLine, inst: Instrument | None) -> str:
 
 
 def show_quality(app: CockpitApp) -> None:
-    quality: ExecutionLike | None = app.data.execution
-    if quality is None:
+    qualities = app.data.execution
+    if qualities is None:
         return
-    lines = ["[b]execution quality[/b] (shortfall and slippage vs the decision price; + is a cost)"]
-    lines.append(
-        f"{'':<16}{'parents':>8}{'fill ratio':>11}{'shortfall':>18}{'slip bp':>9}{'vs arrival bp':>14}"
-    )
+    several = len(qualities) > 1  # a book of several currencies: one block per currency
+    lines = []
+    for quality in qualities:
+        where = f" in {quality.total.currency}" if several else ""
+        lines.append(
+            f"[b]execution quality{where}[/b] (shortfall and slippage vs the decision price; + is a cost)"
+        )
+        lines.extend(_quality_lines(app, quality))
+    app.query_one("#quality", Static).update("\n".join(lines))
+
+
+def _quality_lines(app: CockpitApp, quality: ExecutionLike) -> list[str]:
+    """One currency's execution quality: in total, per strategy, the last days, the worst orders."""
+    lines = []
     total = quality.total
     groups = [("total", total), *((f"strategy {k}", v) for k, v in quality.by_strategy.items())]
     groups += [(f"day {day_text(k)}", v) for k, v in list(quality.by_day.items())[-5:]]
-    for name, row in groups:
-        lines.append(
-            f"{name[:16]:<16}{row.parents:>8,}{pct_e8(row.fill_ratio_e8):>11}"
-            f"{money(row.shortfall_decision_minor, row.currency):>18}"
-            f"{row.slippage_decision_e8 / 10_000:>+9.2f}{row.slippage_arrival_e8 / 10_000:>+14.2f}"
+    header = ("", "parents", "fill ratio", "shortfall", "slip bp", "vs arrival bp")
+    table = [header] + [
+        (
+            name,
+            f"{row.parents:,}",
+            pct_e8(row.fill_ratio_e8),
+            money(row.shortfall_decision_minor, row.currency),
+            f"{row.slippage_decision_e8 / 10_000:+.2f}",
+            f"{row.slippage_arrival_e8 / 10_000:+.2f}",
         )
+        for name, row in groups
+    ]
+    # each column as wide as its widest cell, so a figure is never cut; a name (a strategy id)
+    # too long for the room the figures leave goes on a line of its own above them
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
+    room = table_width(app)
+    gap = " " * (2 if sum(widths) + 2 * (len(widths) - 1) <= room else 1)
+    figures_width = sum(widths[1:]) + len(gap) * (len(widths) - 1)
+    widths[0] = max(min(widths[0], room - figures_width), len("total"))
+    for name, *figures in table:
+        figures_text = "".join(f"{gap}{c:>{w}}" for c, w in zip(figures, widths[1:], strict=True))
+        if len(name) > widths[0]:
+            lines.append(escape(name))
+            name = ""
+        lines.append(escape(f"{name:<{widths[0]}}{figures_text}"))
     worst = sorted(quality.rows, key=lambda r: -r.shortfall_decision_minor)[:5]
     lines.append("worst orders by shortfall:")
     lines.extend(
@@ -463,7 +504,7 @@ def show_quality(app: CockpitApp) -> None:
         f"{money(row.shortfall_decision_minor, row.currency)} ({row.slippage_decision_e8 / 10_000:+.2f} bp)"
         for row in worst
     )
-    app.query_one("#quality", Static).update("\n".join(lines))
+    return lines
 
 
 # --- 3 positions -----------------------------------------------------------------------------
@@ -479,7 +520,12 @@ def show_positions(app: CockpitApp) -> None:
     close = app.data.overview.closes[-1][1] if app.data.overview.closes else None
     step = snapshot.snapshot.next_step - 1
     marks = app.data.marks.at_step(step) if app.data.marks is not None else None
-    lines = position_lines(snapshot.snapshot, app.data.overview.instruments, close, marks)
+    rates = app.data.overview.last_rates
+    if rates is not None and close is not None and rates.day != close.day:
+        rates = None  # not this close's (the close's rates follow it): weigh nothing rather than guess
+    lines = position_lines(
+        snapshot.snapshot, app.data.overview.instruments, close, marks, rates, app.data.overview.currency
+    )
     limit = app.data.overview.limit_e8("name")
     rows = []
     for line in lines:
@@ -563,7 +609,7 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
         return
     seq, close = closes[0]
     index = next(i for i, (s, _) in enumerate(app.data.overview.closes) if s == seq)
-    previous = app.data.overview.closes[index - 1][1].nav_minor if index else _initial_minor(app)
+    previous = app.data.overview.closes[index - 1][1].nav_minor if index else initial_nav_minor(app)
     ccy = close.currency
     widget.update(
         f"[b]journal[/b] {day_text(day)}: day.closed seq {seq}, step {close.step}\n"

@@ -3,7 +3,9 @@ screen shows, checked against the journal and the report's folds."""
 
 from __future__ import annotations
 
+import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,20 +13,35 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Static, TabbedContent
+from textual.widgets import Button, DataTable, Footer, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
-from domain.events import DayClosed, Event, InstrumentsDefined, KernelSnapshot, OrderFilled, StateSnapshotted
-from domain.riskrules import KillSwitchConfig
+from domain.events import (
+    CurrenciesMarked,
+    DayClosed,
+    Event,
+    InstrumentsDefined,
+    KernelSnapshot,
+    OrderFilled,
+    StateSnapshotted,
+)
+from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.fx import FxRate, to_base_minor
+from domain.instruments import Instrument
+from domain.riskrules import KillSwitchConfig, policy_from_mapping
 from kernel.store import open_journal
+from lake.store import fx_table, write_dataset
+from sim.backtest import BacktestConfig, FxConfig, StrategyConfig, run_backtest
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
 from tests.factories import forge_journal, make_config, make_dataset, run
 from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
 from tui.daytape import read_day_tape
-from tui.format import money
+from tui.format import money, pct_e8
 
 SIZE = (100, 30)
 
@@ -143,9 +160,10 @@ async def test_orders_funnel_blotter_filter_and_execution_quality(journal: Path)
         assert sells
         assert all(row["side"] == "sell" for row in sells)
         assert len(sells) < len(blotter)
-        shown = text(app, "#quality")
-        assert f"{quality.total.parents:>9,}" in shown
-        assert money(quality.total.shortfall_decision_minor, "USD") in shown
+        shown = text(app, "#quality").splitlines()
+        total = next(line for line in shown if line.startswith("total "))
+        assert total.split()[1] == f"{quality.total.parents:,}"
+        assert money(quality.total.shortfall_decision_minor, "USD") in total
 
     await drive(cockpit_sources(journal, follow=False), scenario)
 
@@ -518,3 +536,155 @@ def test_a_tab_message_that_comes_after_the_app_closed_is_ignored(journal: Path)
     app = CockpitApp(cockpit_sources(journal, follow=False))
     assert app.screen_stack == []
     app.on_tabbed_content_tab_activated(None)  # type: ignore[arg-type]  # returns before reading it
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), SIZE], ids=["80x24", "100x30"])
+async def test_the_status_line_shows_above_the_footer_and_names_a_corrupt_journal(
+    journal: Path, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """The status line (what a key did, why the journal cannot be read) is on the screen, not
+    under the footer; a journal with a damaged record says so on the first screen."""
+    damaged = tmp_path / "damaged.sqlite"
+    with open_journal(journal) as source, open_journal(damaged, writable=True) as target:
+        for _, event in source.events():
+            target.append(event)
+    with sqlite3.connect(damaged) as db:
+        first_seq, blob = db.execute(
+            "SELECT first_seq, value FROM journal_segments ORDER BY first_seq"
+        ).fetchone()
+        blob = bytearray(blob)
+        blob[len(blob) // 2] ^= 0xFF  # one flipped byte inside a record
+        db.execute("UPDATE journal_segments SET value = ? WHERE first_seq = ?", (bytes(blob), first_seq))
+    db.close()
+    app = CockpitApp(cockpit_sources(damaged, follow=False))
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: "cannot read the journal" in app.status_line)
+        await pilot.pause(0.1)
+        status, footer = app.query_one("#status", Static), app.query_one(Footer)
+        assert status.region.height >= 1
+        assert not status.region.overlaps(footer.region)
+        assert "cannot read the journal" in text(app, "#cc-head")
+        shown = "".join(re.findall(r">([^<]*)</text>", app.export_screenshot())).replace("&#160;", " ")
+        assert shown.count("cannot read the journal") == 2  # the first screen and the status line
+
+
+@pytest.mark.asyncio
+async def test_execution_quality_shows_a_long_strategy_id_whole_at_80_columns(tmp_path: Path) -> None:
+    """The execution-quality lines of the orders screen give every strategy id in full (they
+    were cut to 16 characters with the "strategy " prefix: "strategy sma_cro")."""
+    dataset = make_dataset(tmp_path / "data", symbols=2, bars=120)
+    params = {"fast": 5, "slow": 20, "weight": 0.9, "strategy_id": "trend_following_long"}
+    journal = run(make_config(dataset, tmp_path / "journal.sqlite", params=params)).journal
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready and app.data.execution is not None)
+        await pilot.press("2")
+        lines = text(app, "#quality").splitlines()
+        assert "strategy trend_following_long" in lines
+        assert all(len(line) <= 80 - 2 for line in lines[1:])  # within the screen: none wraps
+        quality = app.data.execution
+        assert quality is not None
+        # the figures follow on the next line, in the columns of the total's
+        total = next(line for line in lines if line.startswith("total "))
+        figures = lines[lines.index("strategy trend_following_long") + 1]
+        assert figures.split() == total.split()[1:]  # one strategy: the same figures as the total
+        assert len(figures) == len(total)
+
+
+CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="equity", currency="CNY",
+                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+USD_NAME = Instrument(instrument_id=1, symbol="AAA", venue="XNAS", asset_class="equity", currency="USD",
+                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+
+
+class _BothNames:
+    """40% of the book in each name, decided once."""
+
+    strategy_id = "both"
+
+    def schedule(self, panel: object) -> np.ndarray:
+        return np.array([0], dtype=np.int64)
+
+    def decide(self, view: object) -> np.ndarray:
+        return np.array([0.4, 0.4])
+
+
+@pytest.fixture(scope="module")
+def two_currencies(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CONSTRUCTED book in USD with CNY cash and a CNY name: prices and the CNY rate move
+    every day (so converting, or not, shows in every figure); it ends holding both names."""
+    root = tmp_path_factory.mktemp("fx")
+    days = [20240102, 20240103, 20240104, 20240105, 20240106]
+    closes_of = {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
+    bars = [
+        {"ts_ns": (index + 1) * 86_400 * 10**9 + 1_704_153_600 * 10**9, "day": day, "instrument_id": iid,
+         "open": closes_of[iid][index], "high": closes_of[iid][index], "low": closes_of[iid][index],
+         "close": closes_of[iid][index], "volume": 10**7}
+        for index, day in enumerate(days) for iid in (1, 2)
+    ]  # fmt: skip
+    rates = [
+        FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000 + 300_000 * k)
+        for k, day in enumerate(days)
+    ]
+    write_dataset(root / "data", name="constructed-fx", frequency="1d", calendar="24x7",
+                  instruments=[USD_NAME, CNY_NAME], bars=pa.Table.from_pylist(bars),
+                  fx=fx_table(rates))  # fmt: skip
+    config = BacktestConfig(
+        run_id="fx", dataset=str(root / "data"), journal=str(root / "journal"),
+        strategy=StrategyConfig(name="both"), us_regulatory_fees=False,
+        fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
+    )  # fmt: skip
+    return run_backtest(config, _BothNames()).journal  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_a_book_of_several_currencies_is_shown_in_the_base(two_currencies: Path) -> None:
+    """The return since inception counts the [fx] initial cash at the first close's rates (as
+    tape report does); execution quality shows one block per currency (it stopped with 'cannot
+    total execution quality across currencies'); a CNY position's weight is its value in the
+    base over the NAV."""
+    events = events_of(two_currencies)
+    marked = [e for _, e in events if isinstance(e, CurrenciesMarked)]
+    last = closes(two_currencies)[-1]
+    with open_journal(two_currencies) as handle:
+        report = report_from_journal(handle)
+    initial = 1_000_000_00 + to_base_minor(5_000_000_00, "CNY", "USD", marked[0].currencies[0].rate_e8)
+    assert initial == round(report.initial_nav * 100)
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        head = text(app, "#cc-head")
+        assert f"since inception {money(last.nav_minor - initial, 'USD')}" in head
+        assert f"({report.total_return:.2%})" in head
+        await pilot.press("2")
+        quality = text(app, "#quality")
+        assert "execution quality in CNY" in quality and "execution quality in USD" in quality
+        assert "cannot total" not in app.status_line
+        await pilot.press("3")
+        await until(pilot, lambda: app.data.marks is not None and rows(app, "#positions-table") != [])
+        table = {row["symbol"]: row for row in rows(app, "#positions-table")}
+        assert set(table) == {"AAA", "BBB"}
+        cny = next(c for c in marked[-1].currencies if c.currency == "CNY")
+        value_cny = cny.nav_minor - cny.cash_minor  # the CNY position's value at the last close
+        weight = div_round(to_base_minor(value_cny, "CNY", "USD", cny.rate_e8) * RATE_SCALE, last.nav_minor,
+                           Rounding.HALF_EVEN)  # fmt: skip
+        assert table["BBB"]["weight/limit"].startswith(pct_e8(weight) + "/")
+        assert table["BBB"]["value"] == money(value_cny, "CNY")
+
+    await drive(cockpit_sources(two_currencies, follow=False), scenario)
+
+
+def test_a_day_tape_of_several_currencies_is_the_journals_nav_and_cash(two_currencies: Path) -> None:
+    """At every day close the replay screen's book, converted at the day's rates, is the
+    journaled NAV and cash (it added CNY values to USD cash, unconverted, and left CNY cash out)."""
+    with open_journal(two_currencies) as handle:
+        marks = cockpit_sources(two_currencies).marks(handle)  # type: ignore[misc]
+        events = dict(handle.events())
+        day_closes = [(seq, e) for seq, e in events.items() if isinstance(e, DayClosed)]
+        for seq, close in day_closes:
+            tape = read_day_tape(handle, close.day, {1: USD_NAME, 2: CNY_NAME}, "USD")
+            index = tape.index_of(seq)
+            assert index is not None
+            book = tape.book_at(index)
+            assert tape.nav_minor(book, tape.prices_at(index, marks)) == close.nav_minor
+            assert tape.cash_minor(book) == close.cash_minor
