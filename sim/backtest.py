@@ -36,6 +36,7 @@ from kernel.markets import MarketRules
 from kernel.options import OptionModel
 from kernel.outbox import OutboxVenue
 from kernel.router import ExecutionConfig
+from kernel.run_status import run_status
 from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup, StrategySlot
 from kernel.sleeves import allocate
@@ -63,6 +64,7 @@ __all__ = [
     "window_notice",
     "windowed",
     "journal_inputs",
+    "refuse_used_journal",
     "run_backtest",
 ]
 
@@ -835,6 +837,22 @@ def _venue(config: BacktestConfig, panel: Panel, replaying: bool) -> VenuePort:
         raise KernelError(f"{config.run_id}: {error}") from None
 
 
+def refuse_used_journal(journal: Journal, path: Path | str) -> None:
+    """A run journals into an empty journal only: raise ``JournalError`` naming what ``path``
+    holds. A run that never finished (stopped or crashed part-way) is not carried on, since a
+    backtest derives the same records again from the start; the refusal says how to run again."""
+    records = len(journal)
+    if not records:
+        return
+    if run_status(journal).finished:
+        raise JournalError(f"{path} already holds {records} records; choose a new journal path")
+    raise JournalError(
+        f"{path} already holds {records} records of a run that never finished (stopped or crashed "
+        f"part-way); a backtest starts again from its first step: remove it (rm -r {path}) or "
+        "choose a new journal path (--journal)"
+    )
+
+
 def journal_inputs(journal: Journal, config: BacktestConfig, ref: DatasetRef, panel: Panel) -> None:
     """A run's first two records, its inputs: the configuration and the data set it reads."""
     ts0 = int(panel.ts_ns[0])
@@ -896,10 +914,7 @@ def run_backtest(
             config.journal, backend=config.journal_backend, writable=True, on_append=on_append
         )
     try:
-        if len(journal):
-            raise JournalError(
-                f"{config.journal} already holds {len(journal)} records; choose a new journal path"
-            )
+        refuse_used_journal(journal, config.journal)
         journal_inputs(journal, config, ref, panel)
         kernel = Kernel(setup, journal)
         kernel.begin()

@@ -18,13 +18,19 @@ import numpy as np
 
 from domain.events import BarsReceived
 from domain.market import Panel
-from kernel.journal import JournalError
 from kernel.loop import Kernel, ProgressFn
 from kernel.store import open_journal
 from kernel.strategy import Strategy
 from kernel.stream import QueueSource, SourceCounts
 from lake.store import dataset_ref, load_panel
-from sim.backtest import BacktestConfig, BacktestResult, build_setup, journal_inputs, windowed
+from sim.backtest import (
+    BacktestConfig,
+    BacktestResult,
+    build_setup,
+    journal_inputs,
+    refuse_used_journal,
+    windowed,
+)
 
 __all__ = ["QueuedResult", "bars_at", "run_queued"]
 
@@ -68,10 +74,7 @@ def run_queued(
     setup = build_setup(config, strategy, expected_hash=ref.content_hash, queued=True)
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
-        if len(journal):
-            raise JournalError(
-                f"{config.journal} already holds {len(journal)} records; choose a new journal path"
-            )
+        refuse_used_journal(journal, config.journal)
         journal_inputs(journal, config, ref, setup.panel)
         kernel = Kernel(setup, journal, arrived=start_step)
         kernel.begin()

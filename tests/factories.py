@@ -137,6 +137,21 @@ def forge_journal(journal_path: Path, out_path: Path, seq_to_change: int, change
     target.close()
 
 
+def killed_copy(source: Path, target: Path, records: int) -> int:
+    """What a SIGKILL leaves: the run's first ``records`` records, committed (in commits of
+    100 records, so that the copy ends at a commit as a killed run does)."""
+    with (
+        open_journal(source) as journal,
+        open_journal(target, writable=True, records_per_commit_max=100) as copy,
+    ):
+        for record in journal.records():
+            if record.seq >= records:
+                break
+            copy.append(record.event())
+        copy.commit()
+        return len(copy)
+
+
 def count_events(path: Path, kind: type[Event]) -> int:
     """How many events of ``kind`` a journal another process is writing holds now (0 while it
     is not there yet or not readable yet)."""

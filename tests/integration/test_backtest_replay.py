@@ -13,7 +13,7 @@ from domain.events import OrderFilled, RiskVerdict
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import DatasetError
-from tests.factories import forge_journal, make_config, make_dataset, run
+from tests.factories import forge_journal, killed_copy, make_config, make_dataset, run
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +129,21 @@ def test_backtest_never_overwrites_a_journal(daily: Path, tmp_path: Path) -> Non
     run(config)
     with pytest.raises(Exception, match="already holds"):
         run(config)
+
+
+def test_a_journal_cut_short_is_refused_with_how_to_run_again(
+    daily: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backtest stopped part-way (Ctrl-C, a crash, a kill) leaves an unfinished journal; the
+    same command again is refused, and the refusal says so and how to run again (it only said
+    "choose a new journal path")."""
+    run(make_config(daily, tmp_path / "whole"))
+    killed = tmp_path / "killed"
+    with open_journal(tmp_path / "whole") as whole:
+        records = killed_copy(tmp_path / "whole", killed, len(whole) // 2)
+    config = make_config(daily, killed)
+    with pytest.raises(Exception, match=f"{records} records of a run that never finished") as refused:
+        run(config)
+    assert f"rm -r {killed}" in str(refused.value) and "--journal" in str(refused.value)
+    with open_journal(killed) as journal:
+        assert len(journal) == records  # refused before a record was written

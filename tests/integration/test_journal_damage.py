@@ -22,7 +22,7 @@ from cli.main import EXIT_DAMAGED, EXIT_OK, EXIT_REFUSED, EXIT_UNFINISHED
 from cli.main import main as tape
 from kernel.journal import JournalError, StoreDamaged
 from kernel.store import open_journal
-from tests.factories import make_dataset
+from tests.factories import killed_copy, make_dataset
 from tests.integration._crash_writer import event_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -345,21 +345,6 @@ def run_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _killed_copy(source: Path, target: Path, records: int) -> int:
-    """What a SIGKILL leaves: the run's first ``records`` records, committed (in commits of
-    100 records, so that the copy ends at a commit as a killed run does)."""
-    with (
-        open_journal(source) as journal,
-        open_journal(target, writable=True, records_per_commit_max=100) as copy,
-    ):
-        for record in journal.records():
-            if record.seq >= records:
-                break
-            copy.append(record.event())
-        copy.commit()
-        return len(copy)
-
-
 def test_a_killed_run_is_matched_but_unfinished_in_every_verb(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -367,7 +352,7 @@ def test_a_killed_run_is_matched_but_unfinished_in_every_verb(
     with open_journal(journal) as whole:
         half = len(whole) // 2
     killed = run_dir / "killed"
-    records = _killed_copy(journal, killed, half)
+    records = killed_copy(journal, killed, half)
     assert records == half
     capsys.readouterr()
     before = _digests(killed)
@@ -391,7 +376,7 @@ def test_a_real_divergence_in_a_killed_run_is_still_a_divergence(
 ) -> None:
     """The unfinished status is only for a prefix that matches."""
     killed = run_dir / "killed"
-    records = _killed_copy(run_dir / "journal", killed, 1000)
+    records = killed_copy(run_dir / "journal", killed, 1000)
     config = (
         (run_dir / "run.toml").read_text().replace("seed = 3", "seed = 3\nfill = { slippage_e8 = 90_000 }")
     )
