@@ -68,6 +68,7 @@ from kernel.operator_inbox import (
 )
 from kernel.outbox import OutboxVenue
 from kernel.replay import resume
+from kernel.run_status import run_status
 from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.stream import QueueSource
@@ -342,9 +343,15 @@ class Started:
 def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: DatasetRef) -> Started:
     assert config.paper is not None
     if len(journal):
+        verb = "live" if config.venue.kind == "live" else "paper"
+        if run_status(journal).finished:
+            raise JournalError(
+                f"{config.journal} already holds a finished session ({len(journal)} records): "
+                "choose a new journal path (--journal)"
+            )
         raise JournalError(
-            f"{config.journal} already holds {len(journal)} records: choose a new journal path, or "
-            "carry that session on with --resume"
+            f"{config.journal} already holds {len(journal)} records of a session that did not "
+            f"finish: carry it on with tape {verb} --resume, or choose a new journal path (--journal)"
         )
     journal_inputs(journal, config, ref, setup.panel)
     kernel = Kernel(setup, journal, arrived=setup.start_step)

@@ -95,6 +95,10 @@ def test_one_session_per_journal_and_a_bad_pause(
     with open_journal(journal) as store:
         (refused,) = [e for _, e in store.events() if isinstance(e, InputQuarantined)]
     assert refused.reason == "BAD_COMMAND"
+    # The same command without --resume is refused, naming the way on (not "choose a new path" only).
+    assert main(["paper", str(config), "--local-exchange", str(full)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "of a session that did not finish: carry it on with tape paper --resume" in out, out
     # Carried on: the summary counts the refusal journaled before the stop.
     assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "200", "--resume"]) == 0
     out = capsys.readouterr().out
@@ -103,6 +107,10 @@ def test_one_session_per_journal_and_a_bad_pause(
     received, accepted, quarantined = (int(x) for x in summary.groups()[:3])
     assert (quarantined, summary.group(4)) == (1, "BAD_COMMAND 1"), out
     assert received == accepted + quarantined and accepted == int(panel.valid[HISTORY:].sum())
+    # A finished session is not carried on: the refusal does not send the user to --resume.
+    assert main(["paper", str(config), "--local-exchange", str(full)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "already holds a finished session" in out and "--resume" not in out, out
 
 
 def test_a_killed_sessions_mark_does_not_hold_the_next(tmp_path: Path) -> None:
