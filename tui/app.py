@@ -138,6 +138,17 @@ class CockpitApp(App[None]):
         self.set_status(message)
         # on the first screen too, in place of the run's header (nothing else of it can show)
         self.query_one("#cc-head", Static).update(f"[b $error]{escape(message)}[/]")
+        # and the panes still waiting for it stop saying "loading..."
+        missing = "not available: the journal could not be read (the status line says why)"
+        waiting = {
+            "#cc-summary": ("report summary", self.data.summary is None),
+            "#quality": ("execution quality", self.data.execution is None),
+            "#funnel": ("orders", self.data.detail is None),
+            "#positions-head": ("positions", self.data.detail is None),
+        }
+        for pane, (what, still_waiting) in waiting.items():
+            if still_waiting:
+                self.query_one(pane, Static).update(f"{what}: {missing}")
 
     # --- loading, in order: overview (first screen), orders, report folds, following -------
 

@@ -646,7 +646,7 @@ def show_static_tabs(app: CockpitApp) -> None:
         text = (
             f"[b]data set[/b] {escape(dataset.uri)}\n  content hash {dataset.content_hash}\n"
             f"  {dataset.frequency} bars, calendar {dataset.calendar}, {dataset.steps:,} steps, "
-            f"{dataset.instruments} instruments, "
+            f"{dataset.instruments:,} instrument{'' if dataset.instruments == 1 else 's'}, "
             f"{utc_text(dataset.first_ts_ns)} .. {utc_text(dataset.last_ts_ns)}"
         )
     if app.data.health is not None:

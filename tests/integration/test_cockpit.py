@@ -567,6 +567,9 @@ async def test_the_status_line_shows_above_the_footer_and_names_a_corrupt_journa
         assert "cannot read the journal" in text(app, "#cc-head")
         shown = "".join(re.findall(r">([^<]*)</text>", app.export_screenshot())).replace("&#160;", " ")
         assert shown.count("cannot read the journal") == 2  # the first screen and the status line
+        # the panes waiting for the journal stop saying "loading..." (the summary did for ever)
+        assert "loading" not in shown
+        assert text(app, "#cc-summary").startswith("report summary: not available")
 
 
 @pytest.mark.asyncio
