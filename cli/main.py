@@ -99,7 +99,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     with progress_bar(f"backtest {config.run_id}", steps) as update:
         result = run_backtest(config, strategies, progress=update, notice=notice)
     console.print(
-        f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}..."
+        f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}...",
+        soft_wrap=True,
     )
     print_report(result.journal)
     return 0
@@ -124,7 +125,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "(every record before it verifies)"
         )
         return EXIT_DAMAGED
-    console.print(f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...")
+    console.print(
+        f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...",
+        soft_wrap=True,
+    )
     return unfinished_status(journal)
 
 

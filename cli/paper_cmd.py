@@ -1378,4 +1378,4 @@ def _print_summary(
         )
     if session.marks is not None:
         console.print(session.marks.counts.summary(session.marks.pending), soft_wrap=True)
-    console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...")
+    console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...", soft_wrap=True)

@@ -539,11 +539,14 @@ def _rerun(experiment: Experiment) -> int:
         head = run_backtest(config, make_strategies(config), in_memory=True).last_hash
         how = "ran it again"
     if head == experiment.chain_head:
-        console.print(f"[green]reproduced[/] {experiment.run_id} ({how}): chain head {head[:16]}...")
+        console.print(
+            f"[green]reproduced[/] {experiment.run_id} ({how}): chain head {head[:16]}...", soft_wrap=True
+        )
         return 0
     console.print(
         f"[red]not reproduced[/] {experiment.run_id} ({how}): chain head {head[:16]}..., recorded "
-        f"{experiment.chain_head[:16]}... (code then: {experiment.code_version})"
+        f"{experiment.chain_head[:16]}... (code then: {experiment.code_version})",
+        soft_wrap=True,
     )
     return 1
 

@@ -4,6 +4,7 @@ reads it (docs/runbook.md)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,19 @@ def test_a_typed_out_folder_is_from_the_current_directory(
     assert main(["walkforward", "sub/run.toml", "--workers", "1", "--out", "walked"]) == 0
     assert (tmp_path / "walked" / "walkforward.json").is_file()
     assert not (tmp_path / "sub" / "walked").exists()
+
+
+def test_the_chain_head_stays_on_its_line_for_scripts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Piped output (no terminal: 80 columns) keeps a result line whole, so `grep "chain head"`
+    finds the head on a long journal path (it wrapped onto the next line)."""
+    _config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    journal = "sub/" + "a_journal_with_a_long_name_" * 3
+    assert main(["backtest", "sub/run.toml", "--journal", journal]) == 0
+    assert main(["verify", journal]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "chain head" in line]
+    assert len(lines) == 2
+    assert all(re.search(r"chain head [0-9a-f]{16}\.\.\.$", line) for line in lines), lines
+    assert str(tmp_path / journal) in lines[0]
