@@ -515,7 +515,7 @@ async def _run_claimed(
         if source.done:
             kernel.finish()
         journal.commit()
-        _print_summary(config, source, session, journal.last_hash.hex(), len(journal))
+        _print_summary(config, source, session, journal.last_hash.hex(), len(journal), resumed=fresh is None)
     finally:
         journal.close()
     if not source.done:
@@ -1351,7 +1351,7 @@ async def _local_exchange(
 
 
 def _print_summary(
-    config: BacktestConfig, source: QueueSource, session: _Session, head: str, records: int
+    config: BacktestConfig, source: QueueSource, session: _Session, head: str, records: int, *, resumed: bool
 ) -> None:
     counts = source.counts
     quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
@@ -1370,8 +1370,9 @@ def _print_summary(
         if waits:
             median, top = waits[len(waits) // 2] / 1e6, waits[-1] / 1e6
             slowest = f"; sent to arrival median {median:,.0f} ms, slowest {top:,.0f} ms"
+        since = " since this resume (the venue's traffic is not journaled)" if resumed else ""
         console.print(
-            f"paper broker: {c.sent} orders sent, {c.acks} acknowledged, {c.rejects} rejected; fills "
+            f"paper broker{since}: {c.sent} orders sent, {c.acks} acknowledged, {c.rejects} rejected; fills "
             f"{c.quote_fills} at quotes + {c.bar_fills} on bars; {c.cancels} cancels ({c.cancelled} done, "
             f"{c.cancel_rejected} refused); {c.quotes:,} quotes{slowest}",
             soft_wrap=True,

@@ -656,3 +656,29 @@ def test_paper_on_ib_bars_refusals_are_clear(
         assert said in out and "Traceback" not in out, (name, out)
     assert main(["paper", str(config), "--local-exchange", str(full)]) == 2
     assert "live.host:live.port" in capsys.readouterr().out
+
+
+def test_a_resumed_paper_broker_says_its_counts_are_since_the_resume(
+    market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The paper broker's counts (orders sent, quotes, latency) are the process's, not
+    journaled: a fresh session's summary gives them plainly, a resumed one says they are since
+    the resume (it gave '6 orders sent' as if for the whole session)."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    journal = tmp_path / "journal"
+    config = paper_ib_config(
+        tmp_path / "paper.toml", history, journal, start, end, fake.port, venue='kind = "paper"'
+    )
+    argv = [sys.executable, "-m", "cli.main", "paper", str(config)]
+    try:
+        player = fake.spawn(fake.tws.play(25))
+        output, in_time = kill_when(argv, lambda: count_events(journal, BarsReceived) >= 10, poll_s=0.01)
+        assert in_time, output[-3000:]
+        resumed = " ".join(resume(argv).split())
+        player.result(10)
+    finally:
+        fake.close()
+    assert "resumed:" in resumed and "paper broker since this resume (the venue's traffic" in resumed
