@@ -390,6 +390,7 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for item in health:
+        bars = item.dataset.startswith("bars/")  # corporate actions, funding rates: no gap check
         row: dict[str, object] = {
             "dataset": item.dataset,
             "instruments": item.instruments,
@@ -397,8 +398,8 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
             "first_ts_ns": item.first_ts_ns,
             "last_ts_ns": item.last_ts_ns,
             "coverage": f"{item.coverage:.6f}" if item.gaps.bars_expected else None,
-            "suspension_sessions": item.gaps.suspension_sessions,
-            "missing_bars": item.gaps.missing_bars,
+            "suspension_sessions": item.gaps.suspension_sessions if bars else None,
+            "missing_bars": item.gaps.missing_bars if bars else None,
             "quarantined_rows": item.quarantined_rows,
             "quarantined": ";".join(f"{r}={c}" for r, c in item.quarantined.items()),
         }
@@ -427,8 +428,8 @@ def print_health(health: list[DatasetHealth]) -> None:
                 f"{item.instruments:,}",
                 f"{item.rows:,}",
                 f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
-                f"{item.gaps.suspension_sessions:,}",
-                f"{item.gaps.missing_bars:,}",
+                f"{item.gaps.suspension_sessions:,}" if item.dataset.startswith("bars/") else "-",
+                f"{item.gaps.missing_bars:,}" if item.dataset.startswith("bars/") else "-",
                 reasons or "-",
             )
         )
