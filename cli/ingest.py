@@ -80,6 +80,12 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("kind", choices=FORMATS, help="source format")
     parser.add_argument("paths", nargs="+", help="input files")
     parser.add_argument("--out", required=True, help="lake root (created if absent)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the ingest report (every file's in = accepted + quarantined, reasons, gaps) as "
+        "JSON instead of the tables (tape health --json: the lake's health)",
+    )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
     parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade/nautilus: binance, kraken: kraken)")
     parser.add_argument("--calendar", help="exchange_calendars code or 24x7 (yahoo: XNYS)")
@@ -208,6 +214,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         console.print("[red]the lake is unchanged[/]")
         return 2
+    if getattr(args, "json", False):
+        print(report.to_json())
+        return 0
     print_report(report)
     health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
     if health or not ticks:

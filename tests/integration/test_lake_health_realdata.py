@@ -90,3 +90,19 @@ def test_corporate_actions_and_funding_rates_count_what_is_stored(
     assert run(["health", str(lake), "--csv", "-"]) == 0
     rows = {line.split(",")[0]: line.split(",") for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows["funding_rates"][1:3] == ["1", "91"] and rows["corporate_actions"][2] == "32260"
+
+
+@needs_shared
+def test_ingest_json_gives_the_report_in_full(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tape ingest had only its tables (file names folded, no machine form); --json prints the
+    report stored as reports/ingest-VVVVVV.json, in = accepted + quarantined per file."""
+    lake = tmp_path / "lake"
+    files = [str(SHARED / "us" / "orcl-2014.txt"), str(SHARED / "us" / "orcl-2003-2005.txt")]
+    assert run(["ingest", "yahoo", *files, "--out", str(lake), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first == json.loads((lake / "reports" / "ingest-000001.json").read_text())
+    assert [(f["rows_in"], f["accepted"]) for f in first["files"]] == [(252, 252), (756, 756)]
+    assert run(["ingest", "yahoo", files[0], "--out", str(lake), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["files"][0]
+    assert (again["rows_in"], again["accepted"], again["quarantined"]) == (252, 0, 252)
+    assert again["reasons"] == {"duplicate": 252}
