@@ -25,6 +25,7 @@ from cli.wiring import ConfigError
 from kernel.store import open_journal
 from projections import (
     DEFAULT_SCHEMA,
+    LedgerRebuild,
     RebuildReport,
     TargetUnavailable,
     describe_target,
@@ -78,7 +79,7 @@ class RebuildProgress:
             raise
 
 
-def print_rebuild(title: str, where: str, report: RebuildReport, *, as_json: bool) -> None:
+def print_rebuild(title: str, where: str, report: LedgerRebuild | RebuildReport, *, as_json: bool) -> None:
     """A rebuild's per-table checksums: a table whose hashes wrap (never cut: they are what a
     user compares between two ledgers), or with ``--json`` one object with every field."""
     tables = {}
