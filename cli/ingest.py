@@ -80,6 +80,12 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("kind", choices=FORMATS, help="source format")
     parser.add_argument("paths", nargs="+", help="input files")
     parser.add_argument("--out", required=True, help="lake root (created if absent)")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the ingest report (every file's in = accepted + quarantined, reasons, gaps) as "
+        "JSON instead of the tables (tape health --json: the lake's health)",
+    )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
     parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade/nautilus: binance, kraken: kraken)")
     parser.add_argument("--calendar", help="exchange_calendars code or 24x7 (yahoo: XNYS)")
@@ -208,6 +214,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         console.print("[red]the lake is unchanged[/]")
         return 2
+    if getattr(args, "json", False):
+        print(report.to_json())
+        return 0
     print_report(report)
     health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
     if health or not ticks:
@@ -390,6 +399,7 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for item in health:
+        bars = item.dataset.startswith("bars/")  # corporate actions, funding rates: no gap check
         row: dict[str, object] = {
             "dataset": item.dataset,
             "instruments": item.instruments,
@@ -397,8 +407,8 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
             "first_ts_ns": item.first_ts_ns,
             "last_ts_ns": item.last_ts_ns,
             "coverage": f"{item.coverage:.6f}" if item.gaps.bars_expected else None,
-            "suspension_sessions": item.gaps.suspension_sessions,
-            "missing_bars": item.gaps.missing_bars,
+            "suspension_sessions": item.gaps.suspension_sessions if bars else None,
+            "missing_bars": item.gaps.missing_bars if bars else None,
             "quarantined_rows": item.quarantined_rows,
             "quarantined": ";".join(f"{r}={c}" for r, c in item.quarantined.items()),
         }
@@ -427,8 +437,8 @@ def print_health(health: list[DatasetHealth]) -> None:
                 f"{item.instruments:,}",
                 f"{item.rows:,}",
                 f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
-                f"{item.gaps.suspension_sessions:,}",
-                f"{item.gaps.missing_bars:,}",
+                f"{item.gaps.suspension_sessions:,}" if item.dataset.startswith("bars/") else "-",
+                f"{item.gaps.missing_bars:,}" if item.dataset.startswith("bars/") else "-",
                 reasons or "-",
             )
         )

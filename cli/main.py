@@ -203,14 +203,9 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         progress = projections_cmd.RebuildProgress(update)
         with progress.said_where(str(db_path)):
             report = rebuild(Path(args.journal), db_path, progress=progress)
-    table = Table(
-        title=f"SQLite ledger {db_path} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
+    projections_cmd.print_rebuild(
+        f"SQLite ledger {db_path}", str(db_path), report, as_json=getattr(args, "json", False)
     )
-    table.add_column("table")
-    table.add_column("checksum")
-    for name, checksum in sorted(report.checksums.items()):
-        table.add_row(name, checksum)
-    console.print(table)
     with open_journal(args.journal) as journal:
         return unfinished_status(journal)
 
@@ -268,6 +263,9 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
+    rebuild.add_argument(
+        "--json", action="store_true", help="print the checksums as JSON instead of the table"
+    )
     strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
     strategies.add_argument("--json", action="store_true", help="print name -> entry as JSON")
     demo = verbs.add_parser("demo", help="generate data, run three backtests, rebuild, report, replay")

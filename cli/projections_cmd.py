@@ -7,6 +7,7 @@ and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -22,7 +23,15 @@ from rich.table import Table
 from cli.progress import console, progress_bar
 from cli.wiring import ConfigError
 from kernel.store import open_journal
-from projections import DEFAULT_SCHEMA, TargetUnavailable, describe_target, open_ledger, rebuild_ledger
+from projections import (
+    DEFAULT_SCHEMA,
+    LedgerRebuild,
+    RebuildReport,
+    TargetUnavailable,
+    describe_target,
+    open_ledger,
+    rebuild_ledger,
+)
 
 if TYPE_CHECKING:
     from projections.metrics_influx import InfluxTransport
@@ -70,21 +79,39 @@ class RebuildProgress:
             raise
 
 
+def print_rebuild(title: str, where: str, report: LedgerRebuild | RebuildReport, *, as_json: bool) -> None:
+    """A rebuild's per-table checksums: a table whose hashes wrap (never cut: they are what a
+    user compares between two ledgers), or with ``--json`` one object with every field."""
+    tables = {}
+    for name, checksum in sorted(report.checksums.items()):
+        fields = dict(part.split("=", 1) for part in checksum.split())
+        tables[name] = {"rows": int(fields["rows"]), "sha256": fields["sha256"]}
+    if as_json:
+        summary = {
+            "ledger": where,
+            "records": report.records_applied,
+            "checkpoint_seq": report.checkpoint_seq,
+            "tables": tables,
+        }
+        print(json.dumps(summary, indent=1))
+        return
+    table = Table(title=f"{title} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})")
+    table.add_column("table", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("sha256", overflow="fold")
+    for name, row in tables.items():
+        table.add_row(name, f"{row['rows']:,}", str(row["sha256"]))
+    console.print(table)
+
+
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     target = _target(args)
     with progress_bar("rebuild ledger", _journal_length(args.journal)) as update:
         progress = RebuildProgress(update)
         with progress.said_where(describe_target(target, args.schema)):
             report = rebuild_ledger(args.journal, target, schema=args.schema, progress=progress)
-    table = Table(
-        title=f"ledger {describe_target(target, args.schema)} "
-        f"({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
-    )
-    table.add_column("table")
-    table.add_column("checksum")
-    for name, checksum in sorted(report.checksums.items()):
-        table.add_row(name, checksum)
-    console.print(table)
+    where = describe_target(target, args.schema)
+    print_rebuild(f"ledger {where}", where, report, as_json=getattr(args, "json", False))
     return 0
 
 
@@ -270,10 +297,14 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     projections = verbs.add_parser("projections", help="ledger and metrics projections")
     sub = projections.add_subparsers(dest="projections_verb", required=True)
     audit = verbs.add_parser("audit", help="rebuild into scratch and compare checksums with the live ledger")
-    for parser in (sub.add_parser("rebuild", help="drop and replay from seq 0"), audit):
+    rebuild = sub.add_parser("rebuild", help="drop and replay from seq 0")
+    for parser in (rebuild, audit):
         parser.add_argument("journal")
         parser.add_argument("--db", help="SQLite path or postgresql:// URL (default JOURNAL.ledger.sqlite)")
         parser.add_argument("--schema", default=DEFAULT_SCHEMA, help="PostgreSQL schema")
+    rebuild.add_argument(
+        "--json", action="store_true", help="print the checksums as JSON instead of the table"
+    )
     follow = sub.add_parser("follow", help="tail the journal into the ledger (or Influx)")
     follow.add_argument("journal")
     follow.add_argument("--db")

@@ -195,7 +195,8 @@ def quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
 
 def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> list[DatasetHealth]:
     """Health of every stored bar data set in ``lake`` (a ``lake.partitioned.Lake``), plus
-    the quarantine counts of the kinds other than trades and quotes (``lake.tick_health``).
+    the stored rows, instruments and quarantine counts of the kinds other than trades and
+    quotes (``lake.tick_health`` has those): corporate actions and funding rates.
     ``calendars`` overrides ``calendar_for`` by id."""
     from lake.partitioned import Lake
     from lake.sessions import sessions_for, utc_days
@@ -237,11 +238,33 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
             health.per_instrument[name] = report
             total.add(report)
         results.append(health)
-    for name, reasons in sorted(quarantined.items()):
-        if not name.startswith("bars/") and name not in ("trades", "quotes"):  # lake.tick_health has those
-            results.append(
-                DatasetHealth(name, 0, 0, None, None, GapReport(), quarantined=dict(sorted(reasons.items())))
+    # corporate actions and funding rates: what is stored (instruments, rows, the funding span)
+    # and what was quarantined; no calendar check (an ex-date or a funding time is not a bar)
+    stored = {
+        str(kind): kind for kind in (Kind.CORPORATE_ACTIONS, Kind.FUNDING_RATES) if lake.partitions(kind)
+    }
+    for name in sorted(set(stored) | {n for n in quarantined if not n.startswith("bars/")}):
+        if name in ("trades", "quotes"):  # lake.tick_health has those
+            continue
+        reasons = dict(sorted(quarantined.get(name, {}).items()))
+        if name not in stored:
+            results.append(DatasetHealth(name, 0, 0, None, None, GapReport(), quarantined=reasons))
+            continue
+        kind = stored[name]
+        columns = ["instrument_id", "ts_ns"] if kind is Kind.FUNDING_RATES else ["instrument_id"]
+        table = lake.read(kind, columns=columns)
+        stamps = table.column("ts_ns").to_numpy() if kind is Kind.FUNDING_RATES else np.zeros(0, np.int64)
+        results.append(
+            DatasetHealth(
+                name,
+                len(np.unique(table.column("instrument_id").to_numpy())),
+                table.num_rows,
+                int(stamps.min()) if len(stamps) else None,
+                int(stamps.max()) if len(stamps) else None,
+                GapReport(),
+                quarantined=reasons,
             )
+        )
     return results
 
 

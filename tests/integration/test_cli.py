@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def test_backtest_report_rebuild_verify_replay(workdir: Path, capsys: pytest.Cap
     assert tape(["rebuild", journal]) == 0
     out = capsys.readouterr().out
     assert "postings" in out
-    assert "sha256=" in out
+    assert "sha256" in out
     assert (workdir / "journal.ledger.sqlite").exists()
     assert tape(["verify", journal]) == 0
     assert tape(["replay", journal]) == 0
@@ -70,6 +71,35 @@ def test_backtest_report_rebuild_verify_replay(workdir: Path, capsys: pytest.Cap
     assert tape(["replay", journal, "--day", "2020-03-02"]) == 0
     assert "replay matched" in capsys.readouterr().out
     assert tape(["report", journal]) == 0
+
+
+def test_rebuild_checksums_are_whole_at_80_columns_and_as_json(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rebuild table cut every table's sha256 at 80 columns ('rows=1 sha256=3701d4f9…')
+    and neither rebuild verb had --json: the checksums a user compares between SQLite and
+    PostgreSQL could not be read in full."""
+    from projections import open_ledger
+
+    monkeypatch.setenv("COLUMNS", "80")
+    assert tape(["backtest", str(workdir / "run.toml")]) == 0
+    journal = str(workdir / "journal")
+    capsys.readouterr()
+    assert tape(["rebuild", journal]) == 0
+    table = re.sub(r"[^0-9a-f]", "", capsys.readouterr().out.replace("\n", ""))
+    with open_ledger(workdir / "journal.ledger.sqlite") as ledger:
+        expected = ledger.table_checksums()
+    for checksum in expected.values():
+        digest = checksum.split("sha256=")[1]
+        assert digest in table  # every hex digit printed (the column wraps, never cuts)
+    for verb in (["rebuild"], ["projections", "rebuild"]):
+        assert tape([*verb, journal, "--db", str(workdir / "again.sqlite"), "--json"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["tables"] == {
+            name: {"rows": int(c.split()[0].split("=")[1]), "sha256": c.split("sha256=")[1]}
+            for name, c in expected.items()
+        }
+        assert printed["checkpoint_seq"] + 1 == printed["records"]
 
 
 def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
