@@ -98,7 +98,9 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="volume/size precision (trades, quotes: inferred; kraken: 8)",
     )
     parser.add_argument("--frequency", default="1d", help="bar frequency for csv (1m, 5m, ..., 1d)")
-    parser.add_argument("--map", dest="column_map", help="csv: ts=COL,open=COL,...,volume=COL[,turnover=COL]")
+    parser.add_argument(
+        "--map", dest="column_map", help="csv: ts=COL (or DATE+TIME),open=COL,...,volume=COL[,turnover=COL]"
+    )
     parser.add_argument(
         "--ts-format", default="%Y-%m-%d", help="csv: strptime pattern, iso, epoch_ms, epoch_s"
     )

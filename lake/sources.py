@@ -588,8 +588,10 @@ class ColumnMap:
 
     ``ts`` holds a date (``daily=True``) or a timestamp in ``timezone`` (``ts_format`` is a
     strptime pattern, ``iso`` for ISO 8601 with optional fractions/offset, or
-    ``epoch_ms``/``epoch_s``). ``label='start'`` stamps bars at the
-    label plus one period; ``'end'`` takes the label as the close."""
+    ``epoch_ms``/``epoch_s``); ``Date+Time`` names columns whose texts, joined by a space, are
+    the timestamp (``ts_format`` then reads the joined text: ``%Y-%m-%d %H:%M:%S``).
+    ``label='start'`` stamps bars at the label plus one period; ``'end'`` takes the label as
+    the close."""
 
     ts: str
     open: str
@@ -608,9 +610,21 @@ class ColumnMap:
         """``ts=Date,open=Open,...`` (the CLI's ``--map``)."""
         pairs = dict(item.split("=", 1) for item in text.split(",") if item)
         try:
-            return cls(**pairs, **options)  # type: ignore[arg-type]
+            mapping = cls(**pairs, **options)  # type: ignore[arg-type]
         except TypeError as error:
             raise IngestError(f"bad column map {text!r}: {error}") from None
+        if len(mapping.ts_columns) > 1 and mapping.ts_format.startswith("epoch"):
+            raise IngestError(
+                f"bad column map {text!r}: {mapping.ts_format} reads one column, not {mapping.ts}"
+            )
+        if not all(mapping.ts_columns):
+            raise IngestError(f"bad column map {text!r}: ts={mapping.ts} names an empty column")
+        return mapping
+
+    @property
+    def ts_columns(self) -> list[str]:
+        """The column or columns (``Date+Time``) the timestamp is read from."""
+        return self.ts.split("+")
 
 
 def parse_generic_csv(
@@ -629,13 +643,18 @@ def parse_generic_csv(
     numeric = [mapping.open, mapping.high, mapping.low, mapping.close, mapping.volume]
     numeric += [mapping.turnover] if mapping.turnover else []
     epoch = mapping.ts_format.startswith("epoch")
+    stamps = mapping.ts_columns
     table = read_csv(
         path,
-        required=[mapping.ts, *numeric],
-        numeric=numeric + ([mapping.ts] if epoch else []),
-        strings=[] if epoch else [mapping.ts],
+        required=[*stamps, *numeric],
+        numeric=numeric + (stamps if epoch else []),
+        strings=[] if epoch else stamps,
     )
-    ts, day = _generic_times(Path(path), table.column(mapping.ts), mapping, frequency)
+    if len(stamps) > 1:  # Date+Time: the texts joined by a space (null where any part is empty)
+        stamp = pc.binary_join_element_wise(*(table.column(name) for name in stamps), " ")
+    else:
+        stamp = table.column(mapping.ts)
+    ts, day = _generic_times(Path(path), stamp, mapping, frequency)
     bars = BarInput(
         source=str(path),
         instrument_id=0,
@@ -655,7 +674,7 @@ def parse_generic_csv(
     )
     template = source_template(symbol, venue, asset_class, currency, digits, qty_digits, 1)
     parsed = Parsed(str(path), frequency, calendar, bars=[(template, bars)])
-    parsed.ignored_columns = [c for c in table.column_names if c not in {mapping.ts, *numeric}]
+    parsed.ignored_columns = [c for c in table.column_names if c not in {*stamps, *numeric}]
     return parsed
 
 

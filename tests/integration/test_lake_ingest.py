@@ -134,6 +134,63 @@ def test_generic_csv_with_a_column_map(tmp_path: Path) -> None:
     assert stamps[0].as_py() == np.datetime64("2021-12-31T23:01", "ns").astype(np.int64)
 
 
+@needs_shared
+def test_generic_csv_reads_a_timestamp_split_over_date_and_time_columns(tmp_path: Path) -> None:
+    """backtrader's 5-minute feed has ``Date,Time`` columns: ``ts=Date+Time`` joins them (it
+    was refused: "missing columns ['Date+Time']"); every bar lands at its Frankfurt time."""
+    mapping = ColumnMap.parse(
+        "ts=Date+Time,open=Open,high=High,low=Low,close=Close,volume=Volume",
+        daily=False,
+        ts_format="%Y-%m-%d %H:%M:%S",
+        timezone="Europe/Berlin",
+    )
+    source = SHARED / "us" / "2006-min-005.txt"
+    assert source.read_text().splitlines()[1] == "2006-01-02,09:05:00,3578.73,3587.88,3578.73,3582.99,0,0"
+    report = ingest(
+        tmp_path,
+        [source],
+        lambda path: parse_generic_csv(
+            path, mapping, symbol="STOXX", venue="XETR", calendar="XETR", frequency="5m", currency="EUR"
+        ),
+    )
+    (file,) = report.files
+    assert (file.rows_in, file.accepted, file.quarantined) == (2142, 2142, 0)
+    assert file.ignored_columns == ["OpenInterest"]  # Date and Time are read, not ignored
+    stamps = Lake(tmp_path).read(Kind.BARS, "5m", columns=["ts_ns"]).column("ts_ns")
+    assert stamps[0].as_py() == np.datetime64("2006-01-02T08:05", "ns").astype(np.int64)  # 09:05 CET
+
+
+def test_a_split_timestamp_with_an_empty_part_is_quarantined_and_epoch_reads_one_column(
+    tmp_path: Path,
+) -> None:
+    source = write(
+        tmp_path / "bars.csv",
+        b"Date,Time,Open,High,Low,Close,Volume\n"
+        b"2024-01-02,09:35:00,10,11,9,10.5,100\n"
+        b"2024-01-02,,10,11,9,10.5,100\n"
+        b"2024-01-02,09:40:00,10,11,9,10.5,100\n",
+    )
+    mapping = ColumnMap.parse(
+        "ts=Date+Time,open=Open,high=High,low=Low,close=Close,volume=Volume",
+        daily=False,
+        ts_format="%Y-%m-%d %H:%M:%S",
+        timezone="America/New_York",
+    )
+    report = ingest(
+        tmp_path / "lake",
+        [source],
+        lambda path: parse_generic_csv(
+            path, mapping, symbol="X", venue="XNYS", calendar="XNYS", frequency="5m"
+        ),
+    )
+    (file,) = report.files
+    assert (file.rows_in, file.accepted, file.quarantined) == (3, 2, 1)
+    with pytest.raises(IngestError, match="epoch_ms reads one column"):
+        ColumnMap.parse(
+            "ts=Date+Time,open=O,high=H,low=L,close=C,volume=V", daily=False, ts_format="epoch_ms"
+        )
+
+
 def write(path: Path, text: bytes) -> Path:
     path.write_bytes(text)
     return path
