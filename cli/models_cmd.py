@@ -1,18 +1,21 @@
 """``tape models [DIR]``: the frozen model artifacts in a registry folder (``models.ml.registry``),
-each verified against its content hash; ``--json`` prints every artifact's metadata."""
+each verified against its content hash; ``--json`` prints every artifact's metadata, ``--csv``
+one row per artifact."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import sys
 from pathlib import Path
-
-from rich import box
-from rich.table import Table
+from typing import Any
 
 from cli.progress import console
+from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
-from models.ml.registry import ArtifactError, list_artifacts
+from models.ml.registry import Artifact, ArtifactError, list_artifacts
 
 __all__ = ["add_models_parser", "cmd_models"]
 
@@ -23,13 +26,54 @@ def add_models_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
         "dir", nargs="?", default="models-registry", help="registry folder (default: %(default)s)"
     )
     parser.add_argument("--json", action="store_true", help="print every artifact's metadata as JSON")
+    parser.add_argument("--csv", metavar="PATH", help="one row per artifact as CSV ('-': stdout, no table)")
 
 
-def _ic_out(metrics: dict[str, float]) -> str:
+def _ic_out(metrics: dict[str, float]) -> float | None:
     """The out-of-sample rank IC: a final model's mean over its walk-forward windows, a window's
     model (``tape train``'s ``register_folds``) its own test window's."""
-    value = metrics.get("wf_mean_test_ic", metrics.get("test_ic"))
-    return "-" if value is None else f"{value:.3f}"
+    return metrics.get("wf_mean_test_ic", metrics.get("test_ic"))
+
+
+CSV_COLUMNS = ("hash", "train_start", "train_end", "horizon", "gap", "classes", "rows", "ic_out")
+
+
+def _csv_row(artifact: Artifact) -> dict[str, Any]:
+    meta, label = artifact.meta, artifact.meta.get("label", {})
+    window = meta.get("train_window", {})
+    values = (artifact.hash, window.get("start"), window.get("end"), label.get("horizon"), label.get("gap"),
+              meta.get("classes"), meta.get("rows"), _ic_out(meta.get("metrics", {})))  # fmt: skip
+    return {column: "" if value is None else value for column, value in zip(CSV_COLUMNS, values, strict=True)}
+
+
+def _csv_text(artifacts: list[Artifact]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_csv_row(a) for a in artifacts)
+    return buffer.getvalue()
+
+
+COLUMNS = (
+    Column("hash", 5),
+    Column("train window", 4),
+    Column("h/gap", 2),
+    Column("rows", 1),
+    Column("IC out", 3),
+)
+
+
+def _table_row(artifact: Artifact) -> tuple[str, ...]:
+    row = _csv_row(artifact)
+    ic, rows = row["ic_out"], row["rows"]
+    return (
+        artifact.hash,
+        f"{row['train_start'] or '?'}..{row['train_end'] or '?'}",
+        f"{row['horizon'] if row['horizon'] != '' else '?'}/{row['gap'] if row['gap'] != '' else '?'}"
+        + (f" {row['classes']}c" if row["classes"] else ""),
+        f"{rows:,}" if isinstance(rows, int) else "?",
+        f"{ic:+.3f}" if isinstance(ic, float) else "-",
+    )
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -40,25 +84,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"hash": a.hash, **a.meta} for a in artifacts], indent=1, sort_keys=True))
         return 0
-    title = f"model artifacts in {args.dir} ({len(artifacts)}); --json for all"
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-    table.add_column("hash", no_wrap=True)
-    table.add_column("train window", no_wrap=True)
-    table.add_column("h/gap", no_wrap=True)
-    table.add_column("rows", justify="right")
-    table.add_column("IC out", justify="right")
-    for a in artifacts:
-        meta, label = a.meta, a.meta.get("label", {})
-        window = meta.get("train_window", {})
-        table.add_row(
-            a.hash,
-            f"{window.get('start', '?')}..{window.get('end', '?')}",
-            f"{label.get('horizon', '?')}/{label.get('gap', '?')}"
-            + (f" {meta['classes']}c" if meta.get("classes") else ""),
-            str(meta.get("rows", "?")),
-            _ic_out(meta.get("metrics", {})),
-        )
+    if args.csv:
+        text = _csv_text(artifacts)
+        if args.csv == "-":
+            sys.stdout.write(text)
+            return 0
+        Path(args.csv).write_text(text)
+    title = f"model artifacts in {args.dir} ({len(artifacts)})"
+    print_fitted(
+        title, COLUMNS, [_table_row(a) for a in artifacts], left=3, elsewhere="--json / --csv have all"
+    )
     if any(a.meta.get("classes") for a in artifacts):
-        table.caption = "h/gap: label horizon and gap in bars; Nc: a classifier over N classes"
-    console.print(table)
+        console.print("h/gap: label horizon and gap in bars; Nc: a classifier over N classes")
     return 0

@@ -15,7 +15,7 @@ from rich import box
 from rich.table import Table
 
 from cli.progress import console
-from tui.tables import Column, Row, fit_columns
+from tui.tables import PADDING, Column, Row, fit_columns
 
 __all__ = ["Column", "print_fitted"]
 
@@ -37,13 +37,15 @@ def print_fitted(
         Column(c.label, c.rank, c.wraps, max(c.min_width, longest)) if c.wraps else c for c in columns
     )
     fitting = [Row(str(n), row) for n, row in enumerate(rows)]
-    shown, text_width = fit_columns(fitted, fitting, console.width)
+    # fit_columns counts PADDING after every column; here the last one has none (no edge)
+    room = console.width + PADDING
+    shown, text_width = fit_columns(fitted, fitting, room)
     # Too narrow for every column with its header on one line: headers wrap between their words,
     # a figure's column as wide as its widest cell or its header's longest word.
     wrapped = len(shown) < len(fitted)
     if wrapped:
         measured = tuple(dataclasses.replace(c, label=_longest_word(c.label)) for c in fitted)
-        shown, text_width = fit_columns(measured, fitting, console.width)
+        shown, text_width = fit_columns(measured, fitting, room)
     table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
     for index in shown:
         column = fitted[index]

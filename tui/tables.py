@@ -17,7 +17,16 @@ from rich.console import Console
 from rich.text import Text
 from textual.widgets import DataTable
 
-__all__ = ["CELL_TEXT_MAX", "GROWN_ROWS_MAX", "TABLES", "Column", "Row", "fill_table", "fit_columns"]
+__all__ = [
+    "CELL_TEXT_MAX",
+    "GROWN_ROWS_MAX",
+    "PADDING",
+    "TABLES",
+    "Column",
+    "Row",
+    "fill_table",
+    "fit_columns",
+]
 
 PADDING = 2  # a DataTable cell's padding, left + right
 _MEASURE = Console(file=io.StringIO(), width=1000, color_system=None)  # measures wrapped lines only

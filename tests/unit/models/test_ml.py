@@ -219,10 +219,15 @@ def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
     meta = {"kind": "lightgbm", "features": [{"name": "momentum"}], "label": {"horizon": 5, "gap": 1},
             "train_window": {"start": "2004-01-01", "end": "2009-12-31", "end_ts_ns": 1}, "rows": 10,
             "metrics": {"wf_mean_test_ic": 0.01}, "lake_content_hash": "ab" * 16}  # fmt: skip
-    digest = register(tmp_path, "tree\n", meta)
+    digest = register(tmp_path, "tree\n", {**meta, "rows": 1446})
     assert main(["models", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     assert digest in printed and "2004-01-01" in printed and "5/1" in printed
+    assert "1,446" in printed and "+0.010" in printed  # as tape train prints them
+    assert main(["models", str(tmp_path), "--csv", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["hash,train_start,train_end,horizon,gap,classes,rows,ic_out",
+                     f"{digest},2004-01-01,2009-12-31,5,1,,1446,0.01"]  # fmt: skip
     (tmp_path / digest / "artifact.json").write_text("{}\n")
     assert main(["models", str(tmp_path)]) == 2
     shown = capsys.readouterr()

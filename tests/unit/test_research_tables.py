@@ -1,0 +1,37 @@
+"""``cli.research_tables.print_fitted``: a table exactly as wide as the console keeps every
+column (the last column has no padding after it, which fitting once counted)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+import cli.research_tables as research_tables
+from cli.research_tables import Column, print_fitted
+
+
+@pytest.mark.parametrize("width", [80, 79])
+def test_a_table_as_wide_as_the_console_keeps_every_column(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(research_tables, "console", Console(file=out, width=width, color_system=None))
+    columns = (
+        Column("a" * 32, 5),
+        Column("b" * 22, 4),
+        Column("c" * 7, 2),
+        Column("d" * 5, 1),
+        Column("e" * 6, 3),
+    )
+    row = ("1" * 32, "2" * 22, "3" * 7, "4" * 5, "5" * 6)  # 72 cells + 4 gaps of 2 = 80 wide
+    print_fitted("t", columns, [row])
+    lines = out.getvalue().splitlines()
+    body = next(line for line in lines if line.startswith("1" * 32))
+    if width == 80:
+        assert body.split() == list(row) and len(body) == 80
+        assert not any("not shown" in line for line in lines)
+    else:  # one cell short: the lowest rank goes, and the table says so
+        assert body.split() == [row[0], row[1], row[2], row[4]]
+        assert any(line.startswith("not shown at this width: ddddd") for line in lines)
