@@ -461,7 +461,7 @@ class Lake:
         )
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
-        table = self._dataset_actions(chosen, reform) if actions else None
+        table = self._dataset_actions(chosen, reform, _day_span(bars)) if actions else None
         margin_table = None
         if margins is not None:
             try:
@@ -504,7 +504,13 @@ class Lake:
                     found[by_name[name]] = int(day)
         return found
 
-    def _dataset_actions(self, chosen: list[Instrument], reform: str) -> pa.Table | None:
+    def _dataset_actions(
+        self, chosen: list[Instrument], reform: str, days: tuple[int, int] | None
+    ) -> pa.Table | None:
+        """The actions of ``chosen`` whose ex-date falls within ``days`` (the exported bars'
+        first and last session): the kernel takes no other (one before the first session is
+        already in the prices, one after the last never comes), so a window's data set holds
+        the actions it trades through and its content hash does not depend on the rest."""
         if reform not in ("carry", "skip"):
             raise LakeError(f"reform must be 'carry' or 'skip', got {reform!r}")
         rows = []
@@ -514,7 +520,17 @@ class Lake:
                 rows.extend(dataset_actions(stored, inst, reform=reform))
             except ValueError as error:  # e.g. a rights ratio without a price in the source table
                 raise LakeError(f"{self.root}: corporate actions of {inst.symbol}: {error}") from None
+        if days is not None:
+            rows = [row for row in rows if days[0] <= row.ex_day <= days[1]]
         return actions_table(rows) if rows else None
+
+
+def _day_span(bars: pa.Table) -> tuple[int, int] | None:
+    """The first and last session day of ``bars`` (None: no bars)."""
+    if bars.num_rows == 0:
+        return None
+    span = pc.min_max(bars.column("day"))
+    return int(span["min"].as_py()), int(span["max"].as_py())
 
 
 def _and(mask: pa.ChunkedArray | None, other: pa.ChunkedArray) -> pa.ChunkedArray:
