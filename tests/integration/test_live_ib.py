@@ -47,6 +47,7 @@ from domain.events import (
     VenueMessageReceived,
     VenueReconciled,
 )
+from domain.market import Panel
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
@@ -509,9 +510,10 @@ def test_a_killed_paper_session_on_ib_bars_resumes_to_the_backtest(
     assert_equals_backtest(config, full, int(panel.day[HISTORY]))
 
 
-def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: Path) -> None:
-    """``[venue] kind = "paper"`` on IB bars (no ``paper.quotes``): the paper broker
-    acknowledges and fills the kernel's orders on the bars, and the journal replays."""
+def paper_broker_session(
+    market: tuple[Path, Path], tmp_path: Path
+) -> tuple[Panel, FakeTwsThread, Path, Path]:
+    """A ``[venue] kind = "paper"`` session on a fake TWS's bars: (panel, fake TWS, journal, config)."""
     full, history = market
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
@@ -520,6 +522,13 @@ def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: 
     config = paper_ib_config(
         tmp_path / "paper.toml", history, journal, start, end, fake.port, venue='kind = "paper"'
     )
+    return panel, fake, journal, config
+
+
+def test_the_paper_broker_fills_on_ib_bars(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """``[venue] kind = "paper"`` on IB bars (no ``paper.quotes``): the paper broker
+    acknowledges and fills the kernel's orders on the bars, and the journal replays."""
+    panel, fake, journal, config = paper_broker_session(market, tmp_path)
     try:
         player = fake.spawn(fake.tws.play(60))
         assert main(["paper", str(config)]) == 0
@@ -543,14 +552,7 @@ def test_the_paper_broker_fills_at_ib_quotes_and_replays(market: tuple[Path, Pat
     ``market.quote_received.v1``; the paper broker fills every order at the bid / ask that stood
     when it arrived (no latency: when it was sent), not on the bars; the journal replays, whole
     and by day; the streams are cancelled at the end."""
-    full, history = market
-    panel, _ = load_panel(full)
-    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
-    fake = new_tws(full, start)
-    journal = tmp_path / "journal"
-    config = paper_ib_config(
-        tmp_path / "paper.toml", history, journal, start, end, fake.port, venue='kind = "paper"'
-    )
+    panel, fake, journal, config = paper_broker_session(market, tmp_path)
     config.write_text(config.read_text().replace('clock = "venue"', 'clock = "venue"\nquotes = true'))
     try:
         player = fake.spawn(lockstep(fake.tws, journal))
@@ -664,14 +666,7 @@ def test_a_resumed_paper_broker_says_its_counts_are_since_the_resume(
     """The paper broker's counts (orders sent, quotes, latency) are the process's, not
     journaled: a fresh session's summary gives them plainly, a resumed one says they are since
     the resume (it gave '6 orders sent' as if for the whole session)."""
-    full, history = market
-    panel, _ = load_panel(full)
-    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
-    fake = new_tws(full, start)
-    journal = tmp_path / "journal"
-    config = paper_ib_config(
-        tmp_path / "paper.toml", history, journal, start, end, fake.port, venue='kind = "paper"'
-    )
+    _, fake, journal, config = paper_broker_session(market, tmp_path)
     argv = [sys.executable, "-m", "cli.main", "paper", str(config)]
     try:
         player = fake.spawn(fake.tws.play(25))
