@@ -32,7 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cli.exits import Stopped
-from cli.logs import Redactor
+from cli.logs import SECRET_LENGTH_MIN, Redactor
 from cli.wiring import ConfigError
 from projections.alerts import JobOutcome
 
@@ -201,6 +201,21 @@ class SchedulerConfig:
     redactor: Redactor = field(default_factory=Redactor)
 
 
+_TEXT_KEYS = ("name", "shell", "cron", "calendar", "timezone", "cwd", "job_log", "log")
+_SCHEDULER_KEYS = {
+    "calendar",
+    "timezone",
+    "job_log",
+    "log",
+    "redact_env",
+    # defaults for every job
+    "retries",
+    "backoff_s",
+    "backoff_factor",
+    "backoff_max_s",
+    "timeout_s",
+    "cwd",
+}
 _JOB_KEYS = {
     "name",
     "tape",
@@ -238,15 +253,34 @@ def _command(name: str, table: dict[str, Any]) -> tuple[tuple[str, ...], str]:
     return argv, text
 
 
+def _numbers(name: str, table: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A job's retries, backoff and timeout (its own, else [scheduler]'s; None: the default)."""
+    numbers = {
+        k: table.get(k, defaults.get(k))
+        for k in ("retries", "backoff_s", "backoff_factor", "backoff_max_s", "timeout_s")
+    }
+    for key, value in numbers.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ConfigError(f"job {name}: {key} must be a non-negative number, got {value!r}")
+    if numbers["retries"] is not None and not isinstance(numbers["retries"], int):
+        raise ConfigError(f"job {name}: retries must be a whole number, got {numbers['retries']!r}")
+    if numbers["timeout_s"] is not None and numbers["timeout_s"] <= 0:
+        raise ConfigError(f"job {name}: timeout_s must be more than 0 s (every run would time out)")
+    return numbers
+
+
 def _job_from(
     table: dict[str, Any], defaults: dict[str, Any], sessions: dict[str, Sessions], base: Path
 ) -> JobSpec:
+    if not isinstance(table, dict):
+        raise ConfigError("jobs must be [[jobs]] tables (an array of tables), one per job")
     name = table.get("name")
     if not isinstance(name, str) or not name:
         raise ConfigError("every [[jobs]] table needs a name")
     unknown = set(table) - _JOB_KEYS
     if unknown:
         raise ConfigError(f"job {name}: unknown keys {sorted(unknown)}")
+    _check_types(f"job {name}", table)
     argv, text = _command(name, table)
     code = str(table.get("calendar", defaults.get("calendar", "24x7")))
     calendar = sessions.setdefault(code, Sessions(code))
@@ -257,15 +291,7 @@ def _job_from(
         raise ConfigError(f"job {name}: unknown time zone {zone!r}") from None
     if "cron" not in table:
         raise ConfigError(f'job {name}: cron is required, e.g. cron = "30 17 * * 1-5"')
-    numbers = {
-        k: table.get(k, defaults.get(k))
-        for k in ("retries", "backoff_s", "backoff_factor", "backoff_max_s", "timeout_s")
-    }
-    for key, value in numbers.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise ConfigError(f"job {name}: {key} must be a non-negative number, got {value!r}")
-    if numbers["timeout_s"] is not None and numbers["timeout_s"] <= 0:
-        raise ConfigError(f"job {name}: timeout_s must be more than 0 s (every run would time out)")
+    numbers = _numbers(name, table, defaults)
     cwd = base / Path(str(table.get("cwd", defaults.get("cwd", ".")))).expanduser()
     if not cwd.is_dir():
         raise ConfigError(f"job {name}: cwd {cwd} is not a folder")
@@ -281,25 +307,65 @@ def _job_from(
     )
 
 
+def _check_types(where: str, table: dict[str, Any]) -> None:
+    for key in _TEXT_KEYS:
+        if key in table and (not isinstance(table[key], str) or not table[key]):
+            raise ConfigError(f"{where}: {key} must be a text, got {table[key]!r}")
+
+
+def _scheduler_table(data: dict[str, Any]) -> dict[str, Any]:
+    """The [scheduler] table, checked: a misspelt key (``calender``) would silently leave every
+    job on the 24x7 default, running on holidays."""
+    unknown = set(data) - {"scheduler", "jobs"}
+    if unknown:
+        raise ConfigError(f"unknown settings {sorted(unknown)}: settings go in [scheduler], jobs in [[jobs]]")
+    defaults = data.get("scheduler", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError("scheduler must be a [scheduler] table")
+    unknown = set(defaults) - _SCHEDULER_KEYS
+    if unknown:
+        raise ConfigError(f"[scheduler]: unknown keys {sorted(unknown)}")
+    _check_types("[scheduler]", defaults)
+    return dict(defaults)
+
+
+def _redactor(names: object) -> Redactor:
+    """A redactor of the values of ``redact_env``'s variables (those that are set)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"[scheduler]: redact_env must be a list of variable names, got {names!r}")
+    redactor = Redactor()
+    for name in names:
+        value = os.environ.get(name, "")
+        if not value:
+            continue
+        if len(value) < SECRET_LENGTH_MIN:
+            raise ConfigError(
+                f"[scheduler]: redact_env {name}: its value is shorter than {SECRET_LENGTH_MIN} "
+                "characters and cannot be redacted safely (it would hide ordinary words)"
+            )
+        redactor.add(value)
+    return redactor
+
+
 def load_scheduler_config(path: Path) -> SchedulerConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path}: not a valid TOML file: {error}") from None
-    defaults = dict(data.get("scheduler", {}))
+    defaults = _scheduler_table(data)
+    tables = data.get("jobs", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: jobs must be [[jobs]] tables (an array of tables), one per job")
     sessions: dict[str, Sessions] = {}
     jobs: dict[str, JobSpec] = {}
-    for table in data.get("jobs", []):
+    for table in tables:
         job = _job_from(table, defaults, sessions, path.parent)
         if job.name in jobs:
             raise ConfigError(f"{path}: two jobs named {job.name}")
         jobs[job.name] = job
     if not jobs:
         raise ConfigError(f"{path}: no [[jobs]] defined")
-    redactor = Redactor()
-    for name in defaults.get("redact_env", []):
-        if os.environ.get(name):
-            redactor.add(os.environ[name])
+    redactor = _redactor(defaults.get("redact_env", []))
     base = path.parent
     job_log = Path(defaults.get("job_log", path.with_suffix(".log.sqlite").name)).expanduser()
     log_path = defaults.get("log")

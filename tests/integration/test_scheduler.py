@@ -283,3 +283,44 @@ def test_the_scheduler_stopped_by_a_signal_says_so_and_exits_130_or_143(
     output, _ = process.communicate(timeout=60)
     assert process.returncode == status, output
     assert line in output and "Traceback" not in output
+
+
+JOB = '[[jobs]]\nname = "x"\nshell = "exit 1"\ncron = "0 8 * * *"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[jobs]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\n', "jobs must be [[jobs]] tables"),
+        ('jobs = "x"\n', "jobs must be [[jobs]] tables"),
+        ("scheduler = 5\n" + JOB, "scheduler must be a [scheduler] table"),
+        # a misspelt key left every job on the 24x7 default: run on holidays
+        ('[scheduler]\ncalender = "XNYS"\n' + JOB, "unknown keys ['calender']"),
+        ('calendar = "XNYS"\n' + JOB, "unknown settings ['calendar']"),
+        # a text, not a list: its letters were taken as variable names and nothing was redacted
+        ('[scheduler]\nredact_env = "PGPASSWORD"\n' + JOB, "redact_env must be a list"),
+        ("[scheduler]\njob_log = 5\n" + JOB, "job_log must be a text"),
+        (JOB + "retries = 1.5\n", "retries must be a whole number"),
+        (JOB.replace('"exit 1"', '["exit", "1"]'), "shell must be a text"),
+    ],
+)
+def test_a_malformed_jobs_file_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    config = tmp_path / "jobs.toml"
+    config.write_text(text)
+    assert main(["jobs", "run", "x", "--config", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert message in " ".join(out.split())
+    assert "internal error" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jobs.toml"]  # no job log, no run
+
+
+def test_a_secret_too_short_to_redact_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QA_SHORT_SECRET", "abc")
+    config = tmp_path / "jobs.toml"
+    config.write_text('[scheduler]\nredact_env = ["QA_SHORT_SECRET"]\n' + JOB)
+    assert main(["jobs", "run", "x", "--config", str(config)]) == 2
+    assert "QA_SHORT_SECRET" in capsys.readouterr().out
