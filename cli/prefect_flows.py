@@ -55,7 +55,7 @@ def _attempt(config_path: str, name: str, run_id: int, scheduled_ns: int) -> dic
     config, job = _job(config_path, name)
     attempt = int(task_run.run_count or 1)
     started_ns = _wall_ns()
-    outcome, exit_status, detail = run_command(job.argv, job.timeout_s, job.cwd)
+    outcome, exit_status, detail = run_command(job.argv, job.timeout_s, job.cwd, config.redactor.redact)
     finished_ns = _wall_ns()
     final = outcome == "ok" or attempt >= job.retries + 1
     run = JobRun(

@@ -15,6 +15,7 @@ clock through holidays in milliseconds); the wall clock is read only in ``cli``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -468,31 +469,64 @@ class JobLog:
 
 # --- running ----------------------------------------------------------------------------------
 
-CommandRunner = Callable[[tuple[str, ...], float, Path], tuple[str, int | None, str]]
+CommandRunner = Callable[[tuple[str, ...], float, Path, Callable[[str], str]], tuple[str, int | None, str]]
+KILL_WAIT_S = 5.0  # after a timeout's kill: how long the output of what is left is awaited
 
 
-def run_command(argv: tuple[str, ...], timeout_s: float, cwd: Path) -> tuple[str, int | None, str]:
-    """(outcome, exit status, output tail) of one attempt."""
+def _unchanged(text: str) -> str:
+    return text
+
+
+def run_command(
+    argv: tuple[str, ...], timeout_s: float, cwd: Path, redact: Callable[[str], str] = _unchanged
+) -> tuple[str, int | None, str]:
+    """(outcome, exit status, output tail) of one attempt: stdout and stderr as they came,
+    ``redact``-ed whole before the last ``OUTPUT_TAIL_CHARS`` are kept (cut first, a secret that
+    straddled the cut would be left in part). The command runs in a process group of its own,
+    killed whole at its timeout: a shell job's children (a ``tar``) would otherwise run on after
+    the attempt was recorded as killed, beside its retry."""
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             cwd=cwd,
+            text=True,
+            errors="replace",
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired as expired:
-        output = expired.output or ""
-        text = output if isinstance(output, str) else output.decode("utf-8", "replace")
-        tail = text.strip()[-OUTPUT_TAIL_CHARS:]
+    except OSError as error:
+        return "failed", None, redact(f"could not start: {error}")
+    try:
+        output, _ = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        tail = _tail(redact(_kill_group(process)))
         said = f"; its output: {tail}" if tail else "; no output"
         return "timeout", None, f"killed after {timeout_s:g} s (its timeout_s){said}"
-    except OSError as error:
-        return "failed", None, f"could not start: {error}"
-    output = (done.stdout + done.stderr).strip()
-    return ("ok" if done.returncode == 0 else "failed"), done.returncode, output[-OUTPUT_TAIL_CHARS:]
+    except BaseException:  # stopped while waiting (Ctrl-C in tape jobs run): the job stops too
+        _kill_group(process)
+        raise
+    status = process.returncode
+    return ("ok" if status == 0 else "failed"), status, _tail(redact(output))
+
+
+def _tail(output: str) -> str:
+    return output.strip()[-OUTPUT_TAIL_CHARS:]
+
+
+def _kill_group(process: subprocess.Popen[str]) -> str:
+    """Kill the command's process group; what it wrote until then."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        output, _ = process.communicate(timeout=KILL_WAIT_S)
+    except subprocess.TimeoutExpired:  # a child that left the group holds the pipe open
+        if process.stdout is not None:
+            process.stdout.close()
+        process.wait()
+        return ""
+    return output or ""
 
 
 def exit_text(exit_status: int | None) -> str:
@@ -563,7 +597,9 @@ class Scheduler:
                 job.command_text,
                 extra={"job": job.name, "attempt": attempt},
             )
-            outcome, exit_status, detail = self.runner(job.argv, job.timeout_s, job.cwd)
+            outcome, exit_status, detail = self.runner(
+                job.argv, job.timeout_s, job.cwd, self.config.redactor.redact
+            )
             finished_ns = self.clock()
             final = outcome == "ok" or attempt == attempts or self.stopping()
             run = JobRun(

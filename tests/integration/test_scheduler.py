@@ -324,3 +324,40 @@ def test_a_secret_too_short_to_redact_is_refused(
     config.write_text('[scheduler]\nredact_env = ["QA_SHORT_SECRET"]\n' + JOB)
     assert main(["jobs", "run", "x", "--config", str(config)]) == 2
     assert "QA_SHORT_SECRET" in capsys.readouterr().out
+
+
+def test_a_secret_cut_by_the_output_tail_is_not_kept_in_part(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "s3cret-Passw0rd-canary"
+    monkeypatch.setenv("QA_DB_PASSWORD", secret)
+    # the last 500 characters of the output start 12 characters into the secret
+    script = "import os; print('x' * 10 + os.environ['QA_DB_PASSWORD'] + 'y' * 490)"
+    (tmp_path / "leak.py").write_text(script)
+    config = tmp_path / "jobs.toml"
+    config.write_text(
+        '[scheduler]\nredact_env = ["QA_DB_PASSWORD"]\njob_log = "jobs.sqlite"\n'
+        f'[[jobs]]\nname = "leak"\nshell = "{sys.executable} leak.py; exit 1"\ncron = "0 8 * * *"\n'
+    )
+    assert main(["jobs", "run", "leak", "--config", str(config)]) == 1
+    printed = capsys.readouterr().out
+    with JobLog(tmp_path / "jobs.sqlite") as job_log:
+        (run,) = job_log.runs()
+    for text in (run.detail, printed):
+        assert secret[-8:] not in text  # cut first, the secret's last 10 characters were kept
+    assert run.detail == "x" * 7 + "***" + "y" * 490
+
+
+def test_a_timed_out_job_is_killed_with_its_children_and_its_stderr_kept(tmp_path: Path) -> None:
+    jobs = (
+        '[[jobs]]\nname = "slow"\n'
+        'shell = "echo starting >&2; (sleep 1; touch late.txt) & sleep 30"\n'
+        'cron = "0 18 * * *"\ntimeout_s = 0.3\n'
+    )
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+    with JobLog(config.job_log) as job_log:
+        run = Scheduler(config, job_log).run_job(config.jobs["slow"], scheduled_ns=0, trigger="manual")
+    time.sleep(1.5)
+    assert not (tmp_path / "late.txt").exists()  # the shell's child ran on after the kill
+    assert run.outcome == "timeout"
+    assert run.detail == "killed after 0.3 s (its timeout_s); its output: starting"  # stderr was dropped
