@@ -26,7 +26,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -442,13 +442,20 @@ class JobLog:
     def next_run_id(self) -> int:
         return int(self._db.execute("SELECT COALESCE(MAX(run_id), 0) + 1 FROM job_runs").fetchone()[0])
 
-    def record(self, run: JobRun) -> None:
+    def record(self, run: JobRun) -> int:
+        """Add an attempt; its row id."""
         values = list(run.__dict__.values())[1:]
-        self._db.execute(
+        cursor = self._db.execute(
             f"INSERT INTO job_runs ({_RUN_COLUMNS.split(', ', 1)[1]}) "
             f"VALUES ({', '.join('?' * len(values))})",
             values,
         )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def mark_final(self, row_id: int) -> None:
+        """The attempt of ``row_id`` ends its run after all (stopped before its retry)."""
+        self._db.execute("UPDATE job_runs SET final = 1 WHERE id = ?", [row_id])
 
     def runs(self, job: str | None = None, limit: int = 100) -> list[JobRun]:
         where, params = ("WHERE job = ?", [job]) if job else ("", [])
@@ -617,7 +624,7 @@ class Scheduler:
                 exit_status,
                 self.config.redactor.redact(detail),
             )
-            self.job_log.record(run)
+            row_id = self.job_log.record(run)
             level = logging.INFO if outcome == "ok" else logging.ERROR
             log.log(
                 level,
@@ -634,7 +641,15 @@ class Scheduler:
                 return run
             wait_s = job.backoff_after(attempt)
             log.info("job %s: retry in %.0f s", job.name, wait_s, extra={"job": job.name})
-            self.sleep(wait_s)
+            try:
+                self.sleep(wait_s)  # the scheduler's wait ends early on a stop signal
+            except BaseException:  # tape jobs run stopped (Ctrl-C) during the wait
+                self.job_log.mark_final(row_id)
+                raise
+            if self.stopping():  # stopped during the wait: no retry, this attempt ends the run
+                self.job_log.mark_final(row_id)
+                log.info("job %s: stopped before its retry", job.name, extra={"job": job.name})
+                return replace(run, id=row_id, final=1)
         raise AssertionError("unreachable: the last attempt is final")
 
     def next_fires(self, after_ns: int) -> dict[str, int]:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -361,3 +362,42 @@ def test_a_timed_out_job_is_killed_with_its_children_and_its_stderr_kept(tmp_pat
     assert not (tmp_path / "late.txt").exists()  # the shell's child ran on after the kill
     assert run.outcome == "timeout"
     assert run.detail == "killed after 0.3 s (its timeout_s); its output: starting"  # stderr was dropped
+
+
+def test_a_stop_during_the_backoff_wait_runs_no_further_attempt(tmp_path: Path) -> None:
+    jobs = '[[jobs]]\nname = "broken"\nshell = "echo ran >> runs.txt; exit 4"\n'
+    jobs += 'cron = "0 18 * * *"\nretries = 3\n'
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+    stop = threading.Event()
+
+    def wait(seconds: float) -> bool:  # SIGTERM lands during the backoff (stop.wait in tape scheduler)
+        stop.set()
+        return stop.wait(seconds)
+
+    with JobLog(config.job_log) as job_log:
+        run = Scheduler(config, job_log, sleep=wait, stopping=stop.is_set).run_job(
+            config.jobs["broken"], scheduled_ns=0, trigger="schedule"
+        )
+        rows = [(r.attempt, r.final, r.outcome) for r in job_log.runs()]
+        outcomes = [(o.job, o.outcome) for o in job_log.final_outcomes()]
+    assert (tmp_path / "runs.txt").read_text().split() == ["ran"]  # one attempt: it ran a second
+    assert rows == [(1, 1, "failed")]  # the failed attempt ends the run: failed_jobs sees it
+    assert outcomes == [("broken", "failed")]
+    assert (run.attempt, run.final) == (1, 1)
+
+
+def test_jobs_run_interrupted_during_the_backoff_wait_ends_the_run_at_its_last_attempt(
+    tmp_path: Path,
+) -> None:
+    jobs = '[[jobs]]\nname = "broken"\nshell = "exit 4"\ncron = "0 18 * * *"\nretries = 3\n'
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    with JobLog(config.job_log) as job_log:
+        with pytest.raises(KeyboardInterrupt):
+            Scheduler(config, job_log, sleep=interrupted).run_job(
+                config.jobs["broken"], scheduled_ns=0, trigger="manual"
+            )
+        assert [(o.job, o.outcome) for o in job_log.final_outcomes()] == [("broken", "failed")]
