@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from cli.logs import configure_logging
-from cli.progress import console
+from cli.progress import console, write_output
+from cli.research_tables import Column, print_fitted
 from cli.scheduler import (
     JobLog,
+    JobRun,
     Scheduler,
+    SchedulerConfig,
     describe_ns,
     exit_text,
     load_scheduler_config,
@@ -69,44 +73,152 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     return 0 if run.outcome == "ok" else 1
 
 
+_JOB_COLUMNS = (
+    Column("job", 10),
+    Column("next run", 9),
+    Column("last", 8),  # the last attempt's outcome
+    Column("run", 5),
+    Column("attempt", 4),
+    Column("duration", 3),
+    Column("cron", 6),
+    Column("calendar", 2),
+    Column("command", 7, wraps=True),
+)
+_RUN_COLUMNS = (
+    Column("run", 8),
+    Column("job", 10),
+    Column("attempt", 7),
+    Column("trigger", 3),
+    Column("started", 9),
+    Column("outcome", 9),
+    Column("exit", 6),
+    Column("duration", 5),
+)
+_RUN_FIELDS = ("run_id", "job", "attempt", "final", "trigger", "scheduled", "started", "finished",
+               "duration_s", "outcome", "exit_status", "detail")  # fmt: skip
+
+
+def _job_rows(config: SchedulerConfig, job_log: JobLog, now_ns: int) -> list[dict[str, Any]]:
+    """Every job with its next run and its last attempt (None: never run), as JSON values."""
+    rows = []
+    for name, job in config.jobs.items():
+        last = job_log.runs(name, limit=1)
+        rows.append(
+            {
+                "job": name,
+                "command": job.command_text,
+                "cron": job.cron.text,
+                "calendar": job.sessions.code,
+                "timezone": job.timezone.key,
+                "next_run": describe_ns(job.next_fire_ns(now_ns), job.timezone),
+                "last": _run_json(last[0]) if last else None,
+            }
+        )
+    return rows
+
+
+def _run_json(run: JobRun) -> dict[str, Any]:
+    values = {
+        "run_id": run.run_id,
+        "job": run.job,
+        "attempt": run.attempt,
+        "final": bool(run.final),
+        "trigger": run.trigger,
+        "scheduled": describe_ns(run.scheduled_ns),
+        "started": describe_ns(run.started_ns),
+        "finished": describe_ns(run.finished_ns),
+        "duration_s": round(run.duration_s, 3),
+        "outcome": run.outcome,
+        "exit_status": run.exit_status,
+        "detail": run.detail,
+    }
+    assert tuple(values) == _RUN_FIELDS
+    return values
+
+
+def _csv_text(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(("" if value is None else value for value in row) for row in rows)
+    return buffer.getvalue()
+
+
+def _jobs_csv(jobs: list[dict[str, Any]]) -> str:
+    header = ("job", "command", "cron", "calendar", "timezone", "next_run",
+              "last_outcome", "last_run_id", "last_attempt", "last_started", "last_duration_s")  # fmt: skip
+    rows = []
+    for job in jobs:
+        last = job["last"] or {}
+        rows.append(
+            (
+                *(job[key] for key in header[:6]),
+                *(last.get(key) for key in ("outcome", "run_id", "attempt", "started", "duration_s")),
+            )
+        )
+    return _csv_text(header, rows)
+
+
+def _print_jobs(config: SchedulerConfig, jobs: list[dict[str, Any]]) -> None:
+    rows = []
+    for job in jobs:
+        last = job["last"]
+        rows.append(
+            (
+                job["job"],
+                job["next_run"],
+                last["outcome"] if last else "never run",
+                str(last["run_id"]) if last else "",
+                str(last["attempt"]) if last else "",
+                f"{last['duration_s']:.1f} s" if last else "",
+                job["cron"],
+                f"{job['calendar']} {job['timezone']}",
+                " ".join(job["command"].split()),
+            )
+        )
+    print_fitted(f"jobs in {config.path}", _JOB_COLUMNS, rows, left=len(_JOB_COLUMNS))
+
+
+def _print_runs(config: SchedulerConfig, runs: list[dict[str, Any]]) -> None:
+    rows = [
+        (
+            str(run["run_id"]),
+            run["job"],
+            str(run["attempt"]),
+            run["trigger"],
+            run["started"],
+            run["outcome"],
+            "" if run["exit_status"] is None else str(run["exit_status"]),
+            f"{run['duration_s']:.1f} s",
+        )
+        for run in runs
+    ]
+    print_fitted(f"last {len(runs)} attempts ({config.job_log})", _RUN_COLUMNS, rows, left=6)
+
+
 def cmd_jobs_list(args: argparse.Namespace) -> int:
+    """The jobs, next runs and last outcomes (``--runs N``: the last N attempts), fitted to the
+    terminal; ``--json`` / ``--csv`` (``-``: stdout, no table) hold every field."""
     config = load_scheduler_config(Path(args.config))
     now = wall_ns()
-    nexts = {name: job.next_fire_ns(now) for name, job in config.jobs.items()}  # refused: no log made
+    for job in config.jobs.values():
+        job.next_fire_ns(now)  # refused before the job log is made
     with JobLog(config.job_log) as job_log:
-        table = Table(title=f"jobs in {config.path}")
-        for column in ("job", "command", "cron", "calendar", "next run", "last outcome", "duration"):
-            table.add_column(column, overflow="fold")
-        for name, job in config.jobs.items():
-            last = job_log.runs(name, limit=1)
-            table.add_row(
-                name,
-                job.command_text,
-                job.cron.text,
-                f"{job.sessions.code} ({job.timezone.key})",
-                describe_ns(nexts[name], job.timezone),
-                f"{last[0].outcome} (run {last[0].run_id}, attempt {last[0].attempt})"
-                if last
-                else "never run",
-                f"{last[0].duration_s:.1f} s" if last else "",
-            )
-        console.print(table)
+        jobs = _job_rows(config, job_log, now)
+        runs = [_run_json(run) for run in job_log.runs(limit=args.runs)] if args.runs else []
+    if args.json:
+        document: dict[str, Any] = {"config": str(config.path), "job_log": str(config.job_log), "jobs": jobs}
         if args.runs:
-            runs = Table(title=f"last {args.runs} attempts ({config.job_log})")
-            for column in ("run", "job", "attempt", "trigger", "started", "duration", "outcome", "exit"):
-                runs.add_column(column)
-            for run in job_log.runs(limit=args.runs):
-                runs.add_row(
-                    str(run.run_id),
-                    run.job,
-                    str(run.attempt),
-                    run.trigger,
-                    describe_ns(run.started_ns),
-                    f"{run.duration_s:.1f} s",
-                    run.outcome,
-                    "" if run.exit_status is None else str(run.exit_status),
-                )
-            console.print(runs)
+            document["runs"] = runs
+        write_output(args.json, json.dumps(document, indent=1) + "\n")
+    if args.csv:
+        text = _csv_text(_RUN_FIELDS, [tuple(r.values()) for r in runs]) if args.runs else _jobs_csv(jobs)
+        write_output(args.csv, text)
+    if "-" in (args.json, args.csv):
+        return 0
+    _print_jobs(config, jobs)
+    if args.runs:
+        _print_runs(config, runs)
     return 0
 
 
@@ -164,6 +276,14 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     run.add_argument("name")
     listing = sub.add_parser("list", help="jobs, next run times and last outcomes")
     listing.add_argument("--runs", type=int, default=0, help="also show the last N attempts")
+    listing.add_argument(
+        "--json", metavar="PATH", help="write the jobs (and --runs' attempts) as JSON ('-': stdout, no table)"
+    )
+    listing.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write one row per job as CSV; with --runs N one row per attempt ('-': stdout, no table)",
+    )
     serve = sub.add_parser("prefect-serve", help="serve the jobs as Prefect deployments (the prefect extra)")
     prefect_run = sub.add_parser(
         "prefect-run", help="run a job now as a Prefect flow run (the prefect extra)"

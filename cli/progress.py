@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -21,6 +23,15 @@ console = Console()  # results
 def plural(count: int, noun: str) -> str:
     """``1 backtest``, ``2 backtests``: a count and its noun (plural by an ``s``)."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def write_output(path: str, text: str) -> None:
+    """A ``--json`` / ``--csv`` file's text, to ``path`` (its folder made) or, for ``-``, stdout."""
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text, encoding="utf-8")
 
 
 _progress_console = Console(stderr=True)  # progress bars: on stderr, so piped results stay clean

@@ -4,7 +4,11 @@ failing job with backoff and records every attempt; the job log feeds the failed
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -401,3 +405,48 @@ def test_jobs_run_interrupted_during_the_backoff_wait_ends_the_run_at_its_last_a
                 config.jobs["broken"], scheduled_ns=0, trigger="manual"
             )
         assert [(o.job, o.outcome) for o in job_log.final_outcomes()] == [("broken", "failed")]
+
+
+def test_jobs_list_fits_80_columns_without_cutting_a_time_and_writes_json_and_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.progress import console
+
+    jobs = (
+        '[[jobs]]\nname = "verify-the-paper-journal"\nshell = "echo checked journals/paper"\n'
+        'cron = "15 17 * * 1-5"\n\n'
+        '[[jobs]]\nname = "broken"\nshell = "echo boom >&2; exit 4"\ncron = "0 18 * * *"\n'
+        'calendar = "XLON"\n'
+    )
+    config = str(write_jobs(tmp_path, jobs))
+    assert main(["jobs", "run", "verify-the-paper-journal", "--config", config]) == 0
+    assert main(["jobs", "run", "broken", "--config", config]) == 1
+    capsys.readouterr()
+    monkeypatch.setattr(console, "width", 80)
+    assert main(["jobs", "list", "--config", config, "--runs", "5"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "verify-the-paper-journal" in out  # a job's name is never cut
+    next_runs = re.findall(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", out)
+    assert len(next_runs) == 2 + 2  # each job's next run and each attempt's start, whole
+    assert "not shown at this width" in out
+    assert main(["jobs", "list", "--config", config, "--runs", "5", "--json", "-"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [(j["job"], j["calendar"], j["timezone"]) for j in document["jobs"]] == [
+        ("verify-the-paper-journal", "XNYS", "America/New_York"),
+        ("broken", "XLON", "Europe/London"),
+    ]
+    assert document["jobs"][1]["last"]["outcome"] == "failed"
+    assert [(r["job"], r["outcome"], r["exit_status"], r["detail"]) for r in document["runs"]] == [
+        ("broken", "failed", 4, "boom"),
+        ("verify-the-paper-journal", "ok", 0, "checked journals/paper"),
+    ]
+    assert main(["jobs", "list", "--config", config, "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["job"], r["cron"], r["last_outcome"]) for r in rows] == [
+        ("verify-the-paper-journal", "15 17 * * 1-5", "ok"),
+        ("broken", "0 18 * * *", "failed"),
+    ]
+    assert main(["jobs", "list", "--config", config, "--runs", "1", "--csv", str(tmp_path / "runs.csv")]) == 0
+    (row,) = csv.DictReader((tmp_path / "runs.csv").open())
+    assert (row["job"], row["exit_status"], row["detail"]) == ("broken", "4", "boom")
