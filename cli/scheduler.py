@@ -38,6 +38,7 @@ from cli.wiring import ConfigError
 from projections.alerts import JobOutcome
 
 __all__ = [
+    "CalendarEnds",
     "CronSpec",
     "JobLog",
     "JobRun",
@@ -129,8 +130,19 @@ def parse_cron(text: str) -> CronSpec:
     )
 
 
+class CalendarEnds(ConfigError):
+    """A calendar whose sessions are known only up to a day before the one asked for
+    (``exchange_calendars`` records some exchanges' holidays a year at a time: XSHG's end
+    with 2026 in 4.13)."""
+
+
 class Sessions:
-    """Is a date a trading session? ``exchange_calendars`` for a code, every day for 24x7."""
+    """Is a date a trading session? ``exchange_calendars`` for a code, every day for 24x7.
+
+    The calendar is built with ``exchange_calendars``' default span (20 years back, one year
+    ahead) and built again further ahead when a later day is asked for, so a scheduler that
+    runs for more than a year goes on; past the last day the library knows (its
+    ``bound_max``) ``CalendarEnds`` is raised."""
 
     def __init__(self, code: str) -> None:
         self.code = code
@@ -150,10 +162,29 @@ class Sessions:
     def is_session(self, day: date) -> bool:
         if self._calendar is None:
             return True
-        first, last = self._calendar.first_session.date(), self._calendar.last_session.date()
-        if not first <= day <= last:
-            raise ConfigError(f"calendar {self.code} covers {first}..{last}, not {day}")
+        first = self._calendar.first_session.date()
+        if day < first:
+            raise ConfigError(
+                f"calendar {self.code} covers {first}..{self._calendar.last_session.date()}, not {day}"
+            )
+        if day > self._calendar.last_session.date():
+            self._extend(day)
         return bool(self._calendar.is_session(day.isoformat()))
+
+    def _extend(self, day: date) -> None:
+        bound = type(self._calendar).bound_max()
+        if bound is not None and day > bound.date():
+            import exchange_calendars
+
+            raise CalendarEnds(
+                f"calendar {self.code}'s sessions are known only up to {bound.date()} (exchange_calendars "
+                f"{exchange_calendars.__version__} records its holidays no further): no run on {day} or "
+                "later can be scheduled; upgrade exchange_calendars or give the job another calendar"
+            )
+        end = day + timedelta(days=2 * SEARCH_DAYS_MAX)
+        if bound is not None:
+            end = min(end, bound.date())
+        self._calendar = type(self._calendar)(start=self._calendar.first_session, end=end.isoformat())
 
 
 @dataclass(frozen=True)
@@ -176,7 +207,7 @@ class JobSpec:
         after = datetime.fromtimestamp(after_ns / NS, tz=self.timezone)
         for offset in range(SEARCH_DAYS_MAX):
             day = after.date() + timedelta(days=offset)
-            if not self.cron.matches_day(day) or not self.sessions.is_session(day):
+            if not self.cron.matches_day(day) or not self._is_session(day):
                 continue
             for hour in self.cron.hours:
                 for minute in self.cron.minutes:
@@ -188,6 +219,12 @@ class JobSpec:
             f"job {self.name}: cron {self.cron.text!r} matches no {self.sessions.code} "
             f"session within {SEARCH_DAYS_MAX} days"
         )
+
+    def _is_session(self, day: date) -> bool:
+        try:
+            return self.sessions.is_session(day)
+        except CalendarEnds as error:
+            raise CalendarEnds(f"job {self.name}: {error}") from None
 
     def backoff_after(self, attempt: int) -> float:
         return float(min(self.backoff_s * self.backoff_factor ** (attempt - 1), self.backoff_max_s))
@@ -668,11 +705,23 @@ class Scheduler:
             for name in _in_order(due, now_ns):
                 self.run_job(self.config.jobs[name], scheduled_ns=due[name], trigger="schedule")
                 runs += 1
-                due[name] = self.config.jobs[name].next_fire_ns(max(self.clock(), due[name]))
+                self._plan_next(due, name)
             now_ns = self.clock()
             wait_s = (min(due.values()) - now_ns) / NS
             if wait_s > 0:
                 self.sleep(min(wait_s, tick_s_max))
+
+    def _plan_next(self, due: dict[str, int], name: str) -> None:
+        """The job's next run after the one just made. A job whose calendar ends before it has
+        none: logged, and the others run on (the scheduler stops, with the reason, when no job
+        is left)."""
+        try:
+            due[name] = self.config.jobs[name].next_fire_ns(max(self.clock(), due[name]))
+        except CalendarEnds as error:
+            del due[name]
+            if not due:
+                raise
+            log.error("%s; the other jobs run on", error, extra={"job": name})
 
 
 def _in_order(due: dict[str, int], now_ns: int) -> Iterable[str]:

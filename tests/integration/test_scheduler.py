@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pandas as pd
 import pytest
 
 from cli.main import main
@@ -450,3 +451,37 @@ def test_jobs_list_fits_80_columns_without_cutting_a_time_and_writes_json_and_cs
     assert main(["jobs", "list", "--config", config, "--runs", "1", "--csv", str(tmp_path / "runs.csv")]) == 0
     (row,) = csv.DictReader((tmp_path / "runs.csv").open())
     assert (row["job"], row["exit_status"], row["detail"]) == ("broken", "4", "boom")
+
+
+def test_a_scheduler_outlives_the_calendars_first_year(tmp_path: Path) -> None:
+    job = load_scheduler_config(write_jobs(tmp_path, EOD)).jobs["eod"]
+    built_to = job.sessions._calendar.last_session.date()  # exchange_calendars: a year ahead
+    later_ns = int(datetime(built_to.year + 2, 7, 2, 18, tzinfo=NY).timestamp()) * NS
+    fire_ns = job.next_fire_ns(later_ns)  # a scheduler running since: ConfigError "covers ..."
+    assert 0 < fire_ns - later_ns < 7 * 86_400 * NS
+    assert local(fire_ns)[11:16] == "17:30"
+
+
+def test_a_job_whose_calendar_ends_is_dropped_and_the_others_run_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import exchange_calendars
+
+    bound = type(exchange_calendars.get_calendar("XSHG")).bound_max()
+    assert bound is not None  # XSHG's holidays are recorded a year at a time
+    jobs = (
+        '[[jobs]]\nname = "cn"\nshell = "true"\ncron = "0 6 * * *"\ncalendar = "XSHG"\n'
+        'timezone = "America/New_York"\n\n' + EOD
+    )
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+    clock = FakeClock(ns(f"{(bound - pd.Timedelta(days=6)).date()}T00:00"))
+    end = ns(f"{(bound + pd.Timedelta(days=8)).date()}T00:00")
+    with JobLog(config.job_log) as job_log:
+        scheduler = Scheduler(config, job_log, clock=clock, sleep=clock.sleep)
+        scheduler.run_forever(should_stop=lambda now: now >= end)  # raised ConfigError at the bound
+        rows = list(reversed(job_log.runs()))
+    cn = [local(r.scheduled_ns)[:10] for r in rows if r.job == "cn"]
+    eod = [local(r.scheduled_ns)[:10] for r in rows if r.job == "eod"]
+    assert cn and cn[-1] <= str(bound.date())
+    assert eod[-1] > str(bound.date())  # the XNYS job runs on past XSHG's last known day
+    assert any("XSHG's sessions are known only up to" in r.getMessage() for r in caplog.records)
