@@ -24,7 +24,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
-from cli.logs import Redactor
+from cli.logs import SECRET_LENGTH_MIN, Redactor
 from projections.alerts import SEVERITIES, Alert, AlertConfigError, Pending
 
 __all__ = [
@@ -74,6 +74,11 @@ def load_secret(table: Mapping[str, Any], field_name: str, route: str, redactor:
         secret = _read_private_file(Path(str(file_name)).expanduser(), route)
     else:
         return None
+    if len(secret) < SECRET_LENGTH_MIN:
+        raise AlertConfigError(
+            f"route {route}: the secret of {env_name or file_name} is shorter than {SECRET_LENGTH_MIN} "
+            "characters: it cannot be redacted from the logs without hiding ordinary words"
+        )
     redactor.add(secret)
     return secret
 

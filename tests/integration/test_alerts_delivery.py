@@ -627,3 +627,17 @@ def test_alerts_list_fired_column_is_the_time_of_the_journal_event_not_of_the_ch
     )  # fmt: skip
     (row,) = [line for line in done.stdout.splitlines() if "kill_switch" in line]
     assert "2020-01-02T03:04:05Z" in row.split(), done.stdout
+
+
+def test_an_alert_route_secret_too_short_to_redact_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QA_WEBHOOK_TOKEN", "abc")
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(
+        '[[rules]]\nkind = "kill_switch"\n\n'
+        '[[routes]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\ntoken_env = "QA_WEBHOOK_TOKEN"\n'
+    )
+    assert main(["alerts", "list", "--rules", str(rules)]) == 2  # was exit 70: ValueError
+    out = " ".join(capsys.readouterr().out.split())
+    assert "QA_WEBHOOK_TOKEN is shorter than 4 characters" in out
