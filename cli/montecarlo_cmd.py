@@ -29,7 +29,7 @@ from rich import box
 from rich.table import Table
 
 from cli.exits import unfinished_status
-from cli.progress import console, plural, progress_bar
+from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
@@ -54,6 +54,17 @@ def _range(text: str, name: str) -> tuple[float, float]:
 
 
 def cmd_montecarlo(args: argparse.Namespace) -> int:
+    with results_on_stderr(args.json == "-"):  # stdout carries the JSON alone
+        result, status = _montecarlo(args)
+    if args.json:
+        write_output(args.json, json.dumps(result, indent=1, sort_keys=True) + "\n", option="--json")
+        if args.json != "-":
+            console.print(f"wrote {args.json}")
+    return status
+
+
+def _montecarlo(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """The bootstrap's (and the perturbation's) figures, printed; with the exit status."""
     path = Path(args.journal)
     with open_journal(path) as journal:
         run = journal.record(0).event()
@@ -90,13 +101,10 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
     }
     if perturbation is not None:
         result["perturbation"] = _perturb(perturbation)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-        console.print(f"wrote {args.json}")
     if unfinished:
         with open_journal(path) as journal:
-            return unfinished_status(journal)
-    return 0
+            return result, unfinished_status(journal)
+    return result, 0
 
 
 # The options that make a perturbation's runs (and their percentiles): a resumed one must give
@@ -283,6 +291,6 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--participation", default="0,0", help="volume cap range in %% (default 0,0: none)")
     mc.add_argument("--workers", type=int, default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
-    mc.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    mc.add_argument("--json", metavar="PATH", help="write every figure as JSON ('-': stdout)")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')
     mc.add_argument("--resume", action="store_true", help="carry a stopped --perturb on: the rest runs")

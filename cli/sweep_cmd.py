@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import itertools
 import json
 import math
@@ -48,7 +49,7 @@ import msgspec
 import numpy as np
 from rich.markup import escape
 
-from cli.progress import console, plural, progress_bar
+from cli.progress import console, plural, progress_bar, write_output
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.wiring import (
     ConfigError,
@@ -494,15 +495,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
             except KeyError as error:
                 raise ConfigError(str(error.args[0])) from None
             return _rerun(experiment)
-    if args.json:
-        print(json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True))
-        return 0
-    if args.csv:
-        try:
-            _write_csv(experiments, Path(args.csv))
-        except OSError as error:
-            raise ConfigError(f"--csv {args.csv}: cannot write it ({error.strerror})") from None
-        console.print(f"wrote {len(experiments):,} runs to {args.csv}")
+    if args.json or args.csv:
+        for option, path, text in (("--json", args.json, _json_text), ("--csv", args.csv, _csv_text)):
+            if path:
+                write_output(path, text(experiments), option=option)
+        for path in {args.json, args.csv} - {None, "-"}:
+            console.print(f"wrote {len(experiments):,} runs to {path}", soft_wrap=True)
         return 0
     print_ranked(experiments, args.rank_by, args.top)
     for job in jobs:
@@ -551,17 +549,22 @@ def _rerun(experiment: Experiment) -> int:
     return 1
 
 
-def _write_csv(experiments: list[Experiment], path: Path) -> None:
+def _json_text(experiments: list[Experiment]) -> str:
+    return json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True) + "\n"
+
+
+def _csv_text(experiments: list[Experiment]) -> str:
     params = sorted({key for e in experiments for key in e.params})
     metrics = sorted({key for e in experiments for key in e.metrics})
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run_id", "sweep_id", "point", *params, *metrics, "seed", "dataset_hash",
-                         "engine_version", "code_version", "chain_head", "records", "journal"])  # fmt: skip
-        for e in experiments:
-            writer.writerow([e.run_id, e.sweep_id, e.point, *(e.params.get(k) for k in params),
-                             *(e.metrics.get(k) for k in metrics), e.seed, e.dataset_hash, e.engine_version,
-                             e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["run_id", "sweep_id", "point", *params, *metrics, "seed", "dataset_hash",
+                     "engine_version", "code_version", "chain_head", "records", "journal"])  # fmt: skip
+    for e in experiments:
+        writer.writerow([e.run_id, e.sweep_id, e.point, *(e.params.get(k) for k in params),
+                         *(e.metrics.get(k) for k in metrics), e.seed, e.dataset_hash, e.engine_version,
+                         e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
+    return buffer.getvalue()
 
 
 def _positive(text: str) -> int:
@@ -588,6 +591,7 @@ def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     runs.add_argument("--sweep", help="only this sweep id")
     runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
     runs.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
-    runs.add_argument("--json", action="store_true", help="every run as JSON")
-    runs.add_argument("--csv", metavar="PATH", help="every run as CSV")
+    runs.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                      help="every run as JSON (to PATH; alone or '-': stdout)")  # fmt: skip
+    runs.add_argument("--csv", metavar="PATH", help="every run as CSV ('-': stdout)")
     runs.add_argument("--rerun", metavar="RUN_ID", help="run it again; exit 1 unless the chain head matches")

@@ -106,3 +106,22 @@ def _rows(out: Path) -> list[tuple[str, str, str, str]]:
     with sqlite3.connect(out / "experiments.sqlite") as db:
         query = "SELECT run_id, params_json, chain_head, metrics_json FROM experiments ORDER BY run_id"
         return db.execute(query).fetchall()
+
+
+def test_json_to_a_dash_is_the_json_alone_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json -`` (as ``tape compare``'s): the figures as JSON on stdout, the table on stderr,
+    and no file called ``-`` (one was written in the current folder)."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "100", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    figures = json.loads(captured.out)
+    assert figures["bootstrap"]["samples"] == 100 and "p5" in figures["bootstrap"]["sharpe"]
+    assert "block bootstrap" in captured.err
+    assert not (tmp_path / "-").exists()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "100", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == figures  # the same seed: the same figures

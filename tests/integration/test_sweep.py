@@ -4,6 +4,9 @@ on one worker and on several; any run re-run (or its kept journal replayed) to i
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -340,8 +343,34 @@ def test_runs_refuses_a_top_that_is_not_positive_and_a_csv_it_cannot_write(
         with pytest.raises(SystemExit) as refused:
             main(["runs", str(db), "--top", top])
         assert refused.value.code == 2 and "--top: must be at least 1" in capsys.readouterr().err
-    assert main(["runs", str(db), "--csv", str(tmp_path / "nodir" / "x.csv")]) == 2
+    (tmp_path / "taken").mkdir()
+    assert main(["runs", str(db), "--csv", str(tmp_path / "taken")]) == 2  # a folder: not a file
     said = " ".join(capsys.readouterr().out.split())
-    assert "x.csv: cannot write it (No such file or directory)" in said and "Errno" not in said
+    assert "taken: cannot write it (Is a directory)" in said and "Errno" not in said
     assert main(["runs", str(db), "--top", "1"]) == 0
     assert "top 1 of 4 by sharpe" in capsys.readouterr().out
+
+
+def test_runs_writes_its_json_and_csv_to_stdout_for_a_dash_and_both_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--csv -`` is the CSV on stdout, as ``tape compare``'s and ``tape models``' (it wrote a file
+    called ``-`` in the current folder); ``--json PATH`` writes a file and ``--json`` alone
+    prints; given both, both are written (``--csv`` was ignored beside ``--json``); a folder
+    that does not exist yet is made."""
+    db = _recorded(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs", str(db), "--csv", "-"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["run_id"] for row in rows] == ["qa-0000", "qa-0001", "qa-0002", "qa-0003"]
+    assert rows[0]["risk.name.limit_e8"] == "20000000" and rows[0]["sharpe"] == "0.9"
+    assert not (tmp_path / "-").exists()
+    assert main(["runs", str(db), "--json"]) == 0
+    assert [run["run_id"] for run in json.loads(capsys.readouterr().out)] == [row["run_id"] for row in rows]
+    both = ["--json", str(tmp_path / "out" / "runs.json"), "--csv", str(tmp_path / "out" / "runs.csv")]
+    assert main(["runs", str(db), *both]) == 0
+    assert len(json.loads((tmp_path / "out" / "runs.json").read_text())) == 4
+    assert (tmp_path / "out" / "runs.csv").read_text().replace("\r\n", "\n") == out.replace("\r\n", "\n")
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"wrote 4 runs to {tmp_path / 'out' / 'runs.json'}" in said and "runs.csv" in said
