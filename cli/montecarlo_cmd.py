@@ -31,7 +31,7 @@ from rich.table import Table
 from cli.exits import unfinished_status
 from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
-from cli.sweep_cmd import code_version, run_tasks
+from cli.sweep_cmd import at_least, code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
 from kernel.run_status import run_status
@@ -283,13 +283,15 @@ _LABELS = {"total_return": "total return", "annual_return": "annual return", "sh
 def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mc = verbs.add_parser("montecarlo", help="block bootstrap of a run's returns; fill perturbation")
     mc.add_argument("journal")
-    mc.add_argument("--samples", type=int, default=1000, help="bootstrap paths (default 1000)")
-    mc.add_argument("--block", type=int, default=20, help="sessions per bootstrap block (default 20)")
-    mc.add_argument("--seed", type=int, default=0)
-    mc.add_argument("--perturb", type=int, default=0, metavar="N", help="also re-run the config N times")
+    mc.add_argument("--samples", type=at_least(1), default=1000, help="bootstrap paths (default 1000)")
+    mc.add_argument("--block", type=at_least(1), default=20, help="sessions per bootstrap block (default 20)")
+    mc.add_argument("--seed", type=at_least(0), default=0)
+    mc.add_argument(
+        "--perturb", type=at_least(0), default=0, metavar="N", help="also re-run the config N times"
+    )
     mc.add_argument("--slippage-bp", default="0,10", help="slippage range for --perturb (default 0,10)")
     mc.add_argument("--participation", default="0,0", help="volume cap range in %% (default 0,0: none)")
-    mc.add_argument("--workers", type=int, default=0, help="processes for --perturb (0: every core)")
+    mc.add_argument("--workers", type=at_least(0), default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
     mc.add_argument("--json", metavar="PATH", help="write every figure as JSON ('-': stdout)")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')

@@ -81,6 +81,7 @@ __all__ = [
     "SweepSpec",
     "WorkerCache",
     "add_sweep_parsers",
+    "at_least",
     "cmd_runs",
     "cmd_sweep",
     "code_version",
@@ -567,30 +568,37 @@ def _csv_text(experiments: list[Experiment]) -> str:
     return buffer.getvalue()
 
 
-def _positive(text: str) -> int:
-    """A positive whole number (``--top``): argparse refuses anything else, exit 2."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (``--top``, ``--workers``, a
+    count or a seed); anything else is refused naming the option, exit 2."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return whole_number
 
 
 def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = verbs.add_parser("sweep", help="backtests over a parameter grid or a random search")
     sweep.add_argument("config", help="a backtest TOML with a [sweep] table")
-    sweep.add_argument("--workers", type=int, help="processes (default: [sweep] workers, 0 = every core)")
+    sweep.add_argument(
+        "--workers", type=at_least(0), help="processes (default: [sweep] workers, 0 = every core)"
+    )
     sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
-    sweep.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
+    sweep.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")
     runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
-    runs.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
+    runs.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
     runs.add_argument("--json", metavar="PATH", nargs="?", const="-",
                       help="every run as JSON (to PATH; alone or '-': stdout)")  # fmt: skip
     runs.add_argument("--csv", metavar="PATH", help="every run as CSV ('-': stdout)")

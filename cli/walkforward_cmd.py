@@ -43,6 +43,7 @@ from cli.progress import console, progress_bar
 from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
 from cli.sweep_cmd import (
     SweepSpec,
+    at_least,
     code_version,
     params_text,
     run_tasks,
@@ -382,7 +383,9 @@ def _print_folds(
 def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     walk = verbs.add_parser("walkforward", help="choose parameters in-sample, trade them out-of-sample, roll")
     walk.add_argument("config", help="a backtest TOML with a [walkforward] table")
-    walk.add_argument("--workers", type=int, help="processes (default: [walkforward] workers; 0: all cores)")
+    walk.add_argument(
+        "--workers", type=at_least(0), help="processes (default: [walkforward] workers; 0: all cores)"
+    )
     walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
     walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     walk.add_argument("--resume", action="store_true", help="carry a stopped walk-forward on: the rest runs")

@@ -374,3 +374,16 @@ def test_runs_writes_its_json_and_csv_to_stdout_for_a_dash_and_both_where_asked(
     assert (tmp_path / "out" / "runs.csv").read_text().replace("\r\n", "\n") == out.replace("\r\n", "\n")
     said = " ".join(capsys.readouterr().out.split())
     assert f"wrote 4 runs to {tmp_path / 'out' / 'runs.json'}" in said and "runs.csv" in said
+
+
+@pytest.mark.parametrize("verb", ["sweep", "walkforward"])
+def test_a_negative_worker_count_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str
+) -> None:
+    """``--workers -1`` ran on one worker, silently ([sweep] workers = -1 was refused)."""
+    path = _sweep_file(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main([verb, str(path), "--workers", "-1", "--out", str(tmp_path / "out")])
+    assert refused.value.code == 2
+    assert "--workers: must be at least 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
