@@ -201,7 +201,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     _print_folds(plan, chosen, [best[f.index][1] for f in plan], oos_results, spec.rank_by)
     console.print(
         f"stitched out-of-sample: {len(stitched):,} sessions, return {summary.total_return:+.2%}, "
-        f"Sharpe {summary.sharpe:.2f}, max drawdown {-summary.max_drawdown:.2%}"
+        f"Sharpe {summary.sharpe:.2f}, max drawdown {summary.max_drawdown:.2%}"  # negative, as every table's
     )
     folds_json = [
         {
