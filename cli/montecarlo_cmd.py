@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import os
+import shlex
 import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from rich.table import Table
 
 from cli.exits import unfinished_status
 from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
-from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
+from cli.resumable import experiments_table, note_other_code, recorded_runs, resume_command, said_where
 from cli.sweep_cmd import at_least, code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
@@ -149,11 +150,11 @@ def _plan_perturbation(args: argparse.Namespace, config: BacktestConfig, dataset
         make_strategies(perturbed)
         configs.append(perturbed)
         draws.append({"fill.slippage_e8": slip_e8, "fill.participation_e8": part_e8})
-    again = (
-        f"tape montecarlo {args.journal} --samples {args.samples} --block {args.block} --seed {args.seed} "
-        f"--perturb {args.perturb} --slippage-bp {_text(slippage)} --participation {_text(participation)} "
-        f"--out {out} --resume"
-    )
+    again = resume_command(
+        "tape", "montecarlo", args.journal, "--samples", args.samples, "--block", args.block, "--seed",
+        args.seed, "--perturb", args.perturb, "--slippage-bp", _text(slippage), "--participation",
+        _text(participation), "--out", out, "--resume",
+    )  # fmt: skip
     sweep_id = f"{config.run_id}-mc"
     recorded: dict[str, Experiment] = {}
     if resume:
@@ -173,7 +174,7 @@ def _text(bounds: tuple[float, float]) -> str:
 
 def _options(command: str) -> dict[str, object]:
     """The run-making options of a recorded ``tape montecarlo`` command, ranges as numbers."""
-    words = command.split()
+    words = shlex.split(command)
     found: dict[str, object] = {}
     for option, value in itertools.pairwise(words):
         if option in _RUN_OPTIONS:

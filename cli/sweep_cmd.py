@@ -50,7 +50,14 @@ import numpy as np
 from rich.markup import escape
 
 from cli.progress import console, plural, progress_bar, write_output
-from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
+from cli.resumable import (
+    experiments_table,
+    note_other_code,
+    recorded_runs,
+    remove_journal,
+    resume_command,
+    said_where,
+)
 from cli.wiring import (
     ConfigError,
     config_from_raw,
@@ -390,7 +397,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         label = f"sweep {base_id}: {left} on {where}"
         if not tasks:
             console.print(f"sweep {base_id}: all {len(configs):,} runs are recorded; nothing left to run")
-        again = f"tape sweep {path} --out {out} --resume"
+        again = resume_command("tape", "sweep", path, "--out", out, "--resume")
         store.plan(base_id, "sweep", len(configs), again)
         with (
             said_where(lambda: len(experiments), len(configs), again),
@@ -510,7 +517,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         else:
             console.print(
                 f"{job.kind} {job.sweep_id}: [yellow]stopped[/], {job.recorded:,} of {job.planned:,} runs "
-                f"recorded; `{escape(job.resume)}` runs the rest"
+                f"recorded; `{escape(job.resume)}` runs the rest",
+                soft_wrap=True,  # the command on one line, copied whole
             )
     return 0
 

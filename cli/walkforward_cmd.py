@@ -40,7 +40,14 @@ import msgspec
 import numpy as np
 
 from cli.progress import console, progress_bar
-from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
+from cli.resumable import (
+    experiments_table,
+    note_other_code,
+    recorded_runs,
+    remove_journal,
+    resume_command,
+    said_where,
+)
 from cli.sweep_cmd import (
     SweepSpec,
     at_least,
@@ -178,7 +185,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         label = f"walk-forward {base_id}: {len(plan)} folds x {len(points)} in-sample runs"
         if resume:
             label += f" ({len(todo):,} left)"
-        again = f"tape walkforward {path} --out {out} --resume"
+        again = resume_command("tape", "walkforward", path, "--out", out, "--resume")
         record.store.plan(record.sweep_id, "walk-forward", len(in_sample) + len(plan), again)
         for _, _, config in todo if resume else ():  # a run stopped midway left its journal cut short
             remove_journal(Path(config.journal))

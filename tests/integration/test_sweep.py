@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import shlex
 import shutil
 import sqlite3
 from pathlib import Path
@@ -387,3 +388,28 @@ def test_a_negative_worker_count_is_refused(
     assert refused.value.code == 2
     assert "--workers: must be at least 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_command_a_stop_prints_runs_the_rest_when_pasted_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 80 columns the command was folded over lines (a newline inside it: pasted, the first
+    line ran alone) and a path with a space was not quoted (pasted, the words split there). Now
+    it is one line, quoted for the shell; stop, ``tape runs`` and the command itself agree."""
+    monkeypatch.setattr(console, "width", 80)
+    folder = tmp_path / "my sweeps"
+    folder.mkdir()
+    path = _sweep_file(folder)
+    stop_research_runs_after(monkeypatch, 1)
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(folder / "out 1")]) == 130
+    stopped = next(line for line in capsys.readouterr().out.splitlines() if "runs recorded;" in line)
+    command = stopped.split("`")[1]
+    words = shlex.split(command)
+    assert words == ["tape", "sweep", str(path), "--out", str(folder / "out 1"), "--resume"]
+    monkeypatch.undo()
+    monkeypatch.setattr(console, "width", 80)
+    assert main(["runs", str(folder / "out 1")]) == 0
+    listed = next(line for line in capsys.readouterr().out.splitlines() if "stopped" in line)
+    assert f"`{command}` runs the rest" in listed
+    assert main([*words[1:], "--workers", "1"]) == 0
+    assert len(_rows(folder / "out 1" / "experiments.sqlite")) == 4
