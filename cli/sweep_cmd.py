@@ -129,6 +129,9 @@ class SweepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("sweep: give a grid, or a space with samples for a random search (one of them)")
         if self.space and self.samples <= 0:
             raise ValueError("sweep.samples: a random search needs a positive number of samples")
+        if self.grid and (self.samples or self.seed):  # they were ignored: the grid's points ran
+            raise ValueError("sweep: samples and seed draw a random search's points from a space; a grid "
+                             "runs every point it lists (give a grid, or a space with samples)")  # fmt: skip
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"sweep.grid.{key}: no values")
@@ -497,6 +500,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with ExperimentStore(db) as store:
         experiments = store.all(args.sweep)
         jobs = [job for job in store.jobs() if args.sweep in (None, job.sweep_id)]
+        if args.sweep is not None and not experiments and not jobs:  # an empty table read as "no runs"
+            held = sorted({e.sweep_id for e in store.all()} | {job.sweep_id for job in store.jobs()})
+            raise ConfigError(f"{db}: no sweep {args.sweep!r}; it holds {', '.join(held) or 'none'}")
         if args.rerun:
             try:
                 experiment = store.get(args.rerun)

@@ -200,6 +200,9 @@ def test_a_random_search_is_reproducible_from_its_seed(tmp_path: Path) -> None:
         ('grid = { "strategy.params.fast" = [5, 10, 5] }', "strategy.params.fast: 5 is given more than once"),
         ('grid = { "foo.bar" = [1] }', "unknown field `foo` (at the sweep point foo.bar = 1: a sweep key is"),
         ('grid = { "strategy.params.fst" = [5] }', "no parameter 'fst'; it takes fast, slow, weight"),
+        # samples and seed beside a grid were ignored: the grid ran, not the draws asked for
+        ('grid = { "strategy.params.fast" = [5] }\nsamples = 3', "a grid runs every point it lists"),
+        ('grid = { "strategy.params.fast" = [5] }\nseed = 7', "a grid runs every point it lists"),
     ],
 )
 def test_sweeps_that_cannot_run_say_why_before_running(tmp_path: Path, sweep: str, message: str) -> None:
@@ -413,3 +416,14 @@ def test_the_command_a_stop_prints_runs_the_rest_when_pasted_whole(
     assert f"`{command}` runs the rest" in listed
     assert main([*words[1:], "--workers", "1"]) == 0
     assert len(_rows(folder / "out 1" / "experiments.sqlite")) == 4
+
+
+def test_runs_of_a_sweep_the_table_does_not_hold_is_refused_naming_those_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--sweep nope`` printed an empty table, "top 0 of 0", exit 0: a typo read as no runs."""
+    db = _recorded(tmp_path)
+    assert main(["runs", str(db), "--sweep", "nope"]) == 2
+    assert "no sweep 'nope'; it holds qa" in " ".join(capsys.readouterr().out.split())
+    assert main(["runs", str(db), "--sweep", "qa", "--top", "1"]) == 0
+    assert "top 1 of 4 by sharpe" in capsys.readouterr().out
