@@ -14,6 +14,8 @@ Two seeded experiments, both reproducible from the journal, the seed and the opt
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import itertools
 import json
 import os
@@ -55,13 +57,31 @@ def _range(text: str, name: str) -> tuple[float, float]:
 
 
 def cmd_montecarlo(args: argparse.Namespace) -> int:
-    with results_on_stderr(args.json == "-"):  # stdout carries the JSON alone
+    with results_on_stderr("-" in (args.json, args.csv)):  # stdout carries the data alone
         result, status = _montecarlo(args)
     if args.json:
         write_output(args.json, json.dumps(result, indent=1, sort_keys=True) + "\n", option="--json")
-        if args.json != "-":
-            console.print(f"wrote {args.json}")
+    if args.csv:
+        write_output(args.csv, _csv_text(result), option="--csv")
+    for path in {args.json, args.csv} - {None, "-"}:
+        console.print(f"wrote {path}", soft_wrap=True)
     return status
+
+
+def _csv_text(result: dict[str, Any]) -> str:
+    """The tables as CSV: a row per experiment and figure, its percentiles as ``--json`` holds
+    them, the run's own figure (the bootstrap's) and the experiment's share of losing paths."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    keys = [key for _, key in _PERCENTILES]
+    writer.writerow(["experiment", "statistic", *keys, "run", "losing_share"])
+    for experiment in ("bootstrap", "perturbation"):
+        figures = result.get(experiment)
+        for name in _STATISTICS if figures else ():
+            cells, run = figures[name], figures.get("run", {})
+            writer.writerow([experiment, name, *(cells.get(key, "") for key in keys), run.get(name, ""),
+                             figures["probability"]["loss"]])  # fmt: skip
+    return buffer.getvalue()
 
 
 def _montecarlo(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
@@ -98,7 +118,13 @@ def _montecarlo(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     )
     result: dict[str, Any] = {
         "journal": str(path),
-        "bootstrap": {"samples": args.samples, "block": args.block, "seed": args.seed, **summary},
+        "bootstrap": {
+            "samples": args.samples,
+            "block": args.block,
+            "seed": args.seed,
+            **summary,
+            "run": actual,
+        },
     }
     if perturbation is not None:
         result["perturbation"] = _perturb(perturbation)
@@ -295,5 +321,6 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--workers", type=at_least(0), default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
     mc.add_argument("--json", metavar="PATH", help="write every figure as JSON ('-': stdout)")
+    mc.add_argument("--csv", metavar="PATH", help="write the tables as CSV ('-': stdout)")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')
     mc.add_argument("--resume", action="store_true", help="carry a stopped --perturb on: the rest runs")

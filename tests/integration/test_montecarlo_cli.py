@@ -3,6 +3,8 @@ journal and the seed, and every perturbed run is recorded."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -165,3 +167,42 @@ def test_more_paths_than_a_bootstrap_holds_are_refused_not_a_memory_error(
     assert main(["montecarlo", str(tmp_path / "j"), "--samples", "11"]) == 2
     assert "at most 10 paths for this run" in " ".join(capsys.readouterr().out.split())
     assert main(["montecarlo", str(tmp_path / "j"), "--samples", "10"]) == 0
+
+
+def test_csv_holds_the_tables_figures_as_the_json_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--csv`` (it had ``--json`` only): a row per experiment and figure with the JSON's
+    percentiles, the run's own figure and the share of losing paths; ``-`` is stdout."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "100", "--perturb", "2", "--workers", "1"]
+    argv += [
+        "--out",
+        str(tmp_path / "p"),
+        "--json",
+        str(tmp_path / "m.json"),
+        "--csv",
+        str(tmp_path / "m.csv"),
+    ]
+    assert main(argv) == 0
+    figures = json.loads((tmp_path / "m.json").read_text())
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "m.csv").read_text())))
+    assert [(row["experiment"], row["statistic"]) for row in rows] == [
+        (experiment, name)
+        for experiment in ("bootstrap", "perturbation")
+        for name in ("total_return", "annual_return", "sharpe", "max_drawdown")
+    ]
+    for row in rows:
+        cells = figures[row["experiment"]][row["statistic"]]
+        assert [float(row[key]) for key in ("p5", "p25", "p50", "p75", "p95")] == [
+            cells[key] for key in ("p5", "p25", "p50", "p75", "p95")
+        ]
+        assert float(row["losing_share"]) == figures[row["experiment"]]["probability"]["loss"]
+    assert float(rows[2]["run"]) == figures["bootstrap"]["run"]["sharpe"]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "100", "--csv", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (tmp_path / "m.csv").read_text().split("perturbation")[0].rsplit("\n", 1)[0] + "\n"
+    assert "block bootstrap" in captured.err and not (tmp_path / "-").exists()
