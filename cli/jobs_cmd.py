@@ -210,10 +210,10 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
         document: dict[str, Any] = {"config": str(config.path), "job_log": str(config.job_log), "jobs": jobs}
         if args.runs:
             document["runs"] = runs
-        write_output(args.json, json.dumps(document, indent=1) + "\n")
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     if args.csv:
         text = _csv_text(_RUN_FIELDS, [tuple(r.values()) for r in runs]) if args.runs else _jobs_csv(jobs)
-        write_output(args.csv, text)
+        write_output(args.csv, text, option="--csv")
     if "-" in (args.json, args.csv):
         return 0
     _print_jobs(config, jobs)

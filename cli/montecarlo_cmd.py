@@ -14,9 +14,12 @@ Two seeded experiments, both reproducible from the journal, the seed and the opt
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import itertools
 import json
 import os
+import shlex
 import shutil
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -29,9 +32,9 @@ from rich import box
 from rich.table import Table
 
 from cli.exits import unfinished_status
-from cli.progress import console, plural, progress_bar
-from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
-from cli.sweep_cmd import code_version, run_tasks
+from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
+from cli.resumable import experiments_table, note_other_code, recorded_runs, resume_command, said_where
+from cli.sweep_cmd import at_least, code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
 from kernel.run_status import run_status
@@ -54,6 +57,35 @@ def _range(text: str, name: str) -> tuple[float, float]:
 
 
 def cmd_montecarlo(args: argparse.Namespace) -> int:
+    with results_on_stderr("-" in (args.json, args.csv)):  # stdout carries the data alone
+        result, status = _montecarlo(args)
+    if args.json:
+        write_output(args.json, json.dumps(result, indent=1, sort_keys=True) + "\n", option="--json")
+    if args.csv:
+        write_output(args.csv, _csv_text(result), option="--csv")
+    for path in {args.json, args.csv} - {None, "-"}:
+        console.print(f"wrote {path}", soft_wrap=True)
+    return status
+
+
+def _csv_text(result: dict[str, Any]) -> str:
+    """The tables as CSV: a row per experiment and figure, its percentiles as ``--json`` holds
+    them, the run's own figure (the bootstrap's) and the experiment's share of losing paths."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    keys = [key for _, key in _PERCENTILES]
+    writer.writerow(["experiment", "statistic", *keys, "run", "losing_share"])
+    for experiment in ("bootstrap", "perturbation"):
+        figures = result.get(experiment)
+        for name in _STATISTICS if figures else ():
+            cells, run = figures[name], figures.get("run", {})
+            writer.writerow([experiment, name, *(cells.get(key, "") for key in keys), run.get(name, ""),
+                             figures["probability"]["loss"]])  # fmt: skip
+    return buffer.getvalue()
+
+
+def _montecarlo(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
+    """The bootstrap's (and the perturbation's) figures, printed; with the exit status."""
     path = Path(args.journal)
     with open_journal(path) as journal:
         run = journal.record(0).event()
@@ -86,17 +118,20 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
     )
     result: dict[str, Any] = {
         "journal": str(path),
-        "bootstrap": {"samples": args.samples, "block": args.block, "seed": args.seed, **summary},
+        "bootstrap": {
+            "samples": args.samples,
+            "block": args.block,
+            "seed": args.seed,
+            **summary,
+            "run": actual,
+        },
     }
     if perturbation is not None:
         result["perturbation"] = _perturb(perturbation)
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-        console.print(f"wrote {args.json}")
     if unfinished:
         with open_journal(path) as journal:
-            return unfinished_status(journal)
-    return 0
+            return result, unfinished_status(journal)
+    return result, 0
 
 
 # The options that make a perturbation's runs (and their percentiles): a resumed one must give
@@ -141,11 +176,11 @@ def _plan_perturbation(args: argparse.Namespace, config: BacktestConfig, dataset
         make_strategies(perturbed)
         configs.append(perturbed)
         draws.append({"fill.slippage_e8": slip_e8, "fill.participation_e8": part_e8})
-    again = (
-        f"tape montecarlo {args.journal} --samples {args.samples} --block {args.block} --seed {args.seed} "
-        f"--perturb {args.perturb} --slippage-bp {_text(slippage)} --participation {_text(participation)} "
-        f"--out {out} --resume"
-    )
+    again = resume_command(
+        "tape", "montecarlo", args.journal, "--samples", args.samples, "--block", args.block, "--seed",
+        args.seed, "--perturb", args.perturb, "--slippage-bp", _text(slippage), "--participation",
+        _text(participation), "--out", out, "--resume",
+    )  # fmt: skip
     sweep_id = f"{config.run_id}-mc"
     recorded: dict[str, Experiment] = {}
     if resume:
@@ -165,7 +200,7 @@ def _text(bounds: tuple[float, float]) -> str:
 
 def _options(command: str) -> dict[str, object]:
     """The run-making options of a recorded ``tape montecarlo`` command, ranges as numbers."""
-    words = command.split()
+    words = shlex.split(command)
     found: dict[str, object] = {}
     for option, value in itertools.pairwise(words):
         if option in _RUN_OPTIONS:
@@ -275,14 +310,17 @@ _LABELS = {"total_return": "total return", "annual_return": "annual return", "sh
 def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mc = verbs.add_parser("montecarlo", help="block bootstrap of a run's returns; fill perturbation")
     mc.add_argument("journal")
-    mc.add_argument("--samples", type=int, default=1000, help="bootstrap paths (default 1000)")
-    mc.add_argument("--block", type=int, default=20, help="sessions per bootstrap block (default 20)")
-    mc.add_argument("--seed", type=int, default=0)
-    mc.add_argument("--perturb", type=int, default=0, metavar="N", help="also re-run the config N times")
+    mc.add_argument("--samples", type=at_least(1), default=1000, help="bootstrap paths (default 1000)")
+    mc.add_argument("--block", type=at_least(1), default=20, help="sessions per bootstrap block (default 20)")
+    mc.add_argument("--seed", type=at_least(0), default=0)
+    mc.add_argument(
+        "--perturb", type=at_least(0), default=0, metavar="N", help="also re-run the config N times"
+    )
     mc.add_argument("--slippage-bp", default="0,10", help="slippage range for --perturb (default 0,10)")
     mc.add_argument("--participation", default="0,0", help="volume cap range in %% (default 0,0: none)")
-    mc.add_argument("--workers", type=int, default=0, help="processes for --perturb (0: every core)")
+    mc.add_argument("--workers", type=at_least(0), default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
-    mc.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    mc.add_argument("--json", metavar="PATH", help="write every figure as JSON ('-': stdout)")
+    mc.add_argument("--csv", metavar="PATH", help="write the tables as CSV ('-': stdout)")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')
     mc.add_argument("--resume", action="store_true", help="carry a stopped --perturb on: the rest runs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
 from rich.console import Console
@@ -17,21 +17,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console()  # results
+console = Console()  # results (on stdout, as it is when printing: ``results_on_stderr``)
 
 
 def plural(count: int, noun: str) -> str:
     """``1 backtest``, ``2 backtests``: a count and its noun (plural by an ``s``)."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
-def write_output(path: str, text: str) -> None:
-    """A ``--json`` / ``--csv`` file's text, to ``path`` (its folder made) or, for ``-``, stdout."""
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text, encoding="utf-8")
 
 
 _progress_console = Console(stderr=True)  # progress bars: on stderr, so piped results stay clean
@@ -40,6 +31,33 @@ _progress_console = Console(stderr=True)  # progress bars: on stderr, so piped r
 def notice(text: str) -> None:
     """A one-line notice on stderr, beside the progress bars (results stay alone on stdout)."""
     _progress_console.print(f"[yellow]notice[/]: {text}", soft_wrap=True, highlight=False)
+
+
+def write_output(path: str, text: str, *, option: str) -> None:
+    """``text`` for ``--json PATH`` / ``--csv PATH``: to stdout for ``-``, else to the file (its
+    folder made). A file that cannot be written is refused naming the option (exit 2), not an
+    ``Errno``; ``-`` never becomes a file called ``-``."""
+    from cli.wiring import ConfigError  # here: the progress bars need none of the wiring
+
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    except OSError as error:
+        raise ConfigError(f"{option} {path}: cannot write it ({error.strerror or error})") from None
+
+
+@contextmanager
+def results_on_stderr(active: bool) -> Iterator[None]:
+    """While ``active`` (an output goes to stdout: ``--json -``), what ``console`` prints goes to
+    stderr, so stdout carries the data alone (``| jq``); the data is written after the block."""
+    if not active:
+        yield
+        return
+    with redirect_stdout(sys.stderr):
+        yield
 
 
 @contextmanager

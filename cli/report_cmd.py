@@ -15,7 +15,7 @@ from rich.table import Table
 from cli.attribution_tables import attribution_rows, print_attribution, write_attribution
 from cli.execution_tables import print_execution_quality
 from cli.exits import EXIT_OK, unfinished_status
-from cli.progress import console, progress_bar
+from cli.progress import console, progress_bar, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
@@ -77,9 +77,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         if len(journal) == 0:  # a run stopped before its first commit: no figures, exit 3
             return unfinished_status(journal)
         unfinished = not run_status(journal).finished
-    if unfinished:  # said before the figures, whose "final" NAV is then the last one journaled
-        console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
-    gathered = print_report(Path(args.journal), worst=args.worst, days=args.days)
+    with results_on_stderr(args.json == "-"):  # stdout carries the JSON alone
+        if unfinished:  # said before the figures, whose "final" NAV is then the last one journaled
+            console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
+        gathered = print_report(Path(args.journal), worst=args.worst, days=args.days)
+    _write_outputs(args, gathered)
+    if unfinished:
+        with open_journal(args.journal) as journal:
+            return unfinished_status(journal)
+    return EXIT_OK
+
+
+def _write_outputs(args: argparse.Namespace, gathered: Gathered) -> None:
+    """``--strategies``, ``--orders``, ``--json`` and ``--csv``, each where asked."""
     if args.strategies:
         if gathered.attribution is None:
             raise ConfigError(f"{args.journal}: a run of one strategy has no per-strategy attribution")
@@ -89,15 +99,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.orders:
         _write_orders(gathered, Path(args.orders))
     if args.json:
-        write_json(gathered, Path(args.json))
-        console.print(f"wrote the report ({len(gathered.quality.rows):,} orders) to {args.json}")
+        write_output(args.json, report_json(gathered), option="--json")
+        if args.json != "-":
+            console.print(f"wrote the report ({len(gathered.quality.rows):,} orders) to {args.json}")
     if args.csv:
         names = write_csv(gathered, Path(args.csv))
         console.print(f"wrote {', '.join(names)} to {args.csv}")
-    if unfinished:
-        with open_journal(args.journal) as journal:
-            return unfinished_status(journal)
-    return EXIT_OK
 
 
 def _write_orders(gathered: Gathered, path: Path) -> None:
@@ -108,7 +115,7 @@ def _write_orders(gathered: Gathered, path: Path) -> None:
         console.print(f"wrote {len(quality.rows):,} order rows to {target}")
 
 
-def write_json(gathered: Gathered, path: Path) -> None:
+def report_json(gathered: Gathered) -> str:
     """The summary, the strategies (null for one strategy) and the execution quality: its
     totals overall, by strategy and by day, and every parent order."""
     data: dict[str, object] = {
@@ -119,8 +126,7 @@ def write_json(gathered: Gathered, path: Path) -> None:
         data["execution_by_currency"] = {ccy: q.to_json() for ccy, q in gathered.by_currency.items()}
     else:
         data.update(gathered.quality.to_json())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
 def write_csv(gathered: Gathered, folder: Path) -> list[str]:
@@ -179,7 +185,9 @@ def _write_rows(path: Path, header: list[str], rows: list[list[object]]) -> None
 def add_report_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = verbs.add_parser("report", help="print the run's report, strategies and execution quality")
     report.add_argument("journal")
-    report.add_argument("--json", metavar="PATH", help="write everything the report prints, as JSON")
+    report.add_argument(
+        "--json", metavar="PATH", help="write everything the report prints, as JSON ('-': stdout)"
+    )
     report.add_argument("--csv", metavar="DIR", help="write everything as CSV files into DIR")
     report.add_argument("--orders", metavar="CSV", help="write one row per (parent) order to this CSV")
     report.add_argument(

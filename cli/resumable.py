@@ -11,6 +11,7 @@ write it again.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,14 @@ from cli.wiring import ConfigError
 from sim.backtest import ENGINE_VERSION, BacktestConfig
 from sim.experiments import Experiment, ExperimentStore
 
-__all__ = ["experiments_table", "note_other_code", "recorded_runs", "remove_journal", "said_where"]
+__all__ = [
+    "experiments_table",
+    "note_other_code",
+    "recorded_runs",
+    "remove_journal",
+    "resume_command",
+    "said_where",
+]
 
 
 def experiments_table(out: Path, resume: bool, what: str) -> Path:
@@ -81,6 +89,12 @@ def recorded_runs(
     return done
 
 
+def resume_command(*words: object) -> str:
+    """The command that carries a stopped job on, as a shell reads it: a path with a space or a
+    quote in it is quoted (``tape sweep 'my sweeps/a.toml' --out ... --resume``)."""
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
 def note_other_code(recorded: Iterable[Experiment], code: str) -> None:
     """Say so when recorded runs came from another code version (each row keeps its own)."""
     others = Counter(e.code_version for e in recorded if e.code_version != code)
@@ -109,5 +123,6 @@ def said_where(
     except Exception:
         raise
     except BaseException:
-        console.print(f"{recorded():,} of {total:,} runs recorded; `{command}` runs the rest")
+        # One line however wide the terminal: the command is copied whole (no newline inside).
+        console.print(f"{recorded():,} of {total:,} runs recorded; `{command}` runs the rest", soft_wrap=True)
         raise

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import io
 import itertools
 import json
 import math
@@ -48,8 +49,15 @@ import msgspec
 import numpy as np
 from rich.markup import escape
 
-from cli.progress import console, plural, progress_bar
-from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
+from cli.progress import console, plural, progress_bar, write_output
+from cli.resumable import (
+    experiments_table,
+    note_other_code,
+    recorded_runs,
+    remove_journal,
+    resume_command,
+    said_where,
+)
 from cli.wiring import (
     ConfigError,
     config_from_raw,
@@ -80,6 +88,7 @@ __all__ = [
     "SweepSpec",
     "WorkerCache",
     "add_sweep_parsers",
+    "at_least",
     "cmd_runs",
     "cmd_sweep",
     "code_version",
@@ -120,6 +129,9 @@ class SweepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("sweep: give a grid, or a space with samples for a random search (one of them)")
         if self.space and self.samples <= 0:
             raise ValueError("sweep.samples: a random search needs a positive number of samples")
+        if self.grid and (self.samples or self.seed):  # they were ignored: the grid's points ran
+            raise ValueError("sweep: samples and seed draw a random search's points from a space; a grid "
+                             "runs every point it lists (give a grid, or a space with samples)")  # fmt: skip
         for key, values in self.grid.items():
             if not values:
                 raise ValueError(f"sweep.grid.{key}: no values")
@@ -388,7 +400,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         label = f"sweep {base_id}: {left} on {where}"
         if not tasks:
             console.print(f"sweep {base_id}: all {len(configs):,} runs are recorded; nothing left to run")
-        again = f"tape sweep {path} --out {out} --resume"
+        again = resume_command("tape", "sweep", path, "--out", out, "--resume")
         store.plan(base_id, "sweep", len(configs), again)
         with (
             said_where(lambda: len(experiments), len(configs), again),
@@ -488,21 +500,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
     with ExperimentStore(db) as store:
         experiments = store.all(args.sweep)
         jobs = [job for job in store.jobs() if args.sweep in (None, job.sweep_id)]
+        if args.sweep is not None and not experiments and not jobs:  # an empty table read as "no runs"
+            held = sorted({e.sweep_id for e in store.all()} | {job.sweep_id for job in store.jobs()})
+            raise ConfigError(f"{db}: no sweep {args.sweep!r}; it holds {', '.join(held) or 'none'}")
         if args.rerun:
             try:
                 experiment = store.get(args.rerun)
             except KeyError as error:
                 raise ConfigError(str(error.args[0])) from None
             return _rerun(experiment)
-    if args.json:
-        print(json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True))
-        return 0
-    if args.csv:
-        try:
-            _write_csv(experiments, Path(args.csv))
-        except OSError as error:
-            raise ConfigError(f"--csv {args.csv}: cannot write it ({error.strerror})") from None
-        console.print(f"wrote {len(experiments):,} runs to {args.csv}")
+    if args.json or args.csv:
+        for option, path, text in (("--json", args.json, _json_text), ("--csv", args.csv, _csv_text)):
+            if path:
+                write_output(path, text(experiments), option=option)
+        for path in {args.json, args.csv} - {None, "-"}:
+            console.print(f"wrote {len(experiments):,} runs to {path}", soft_wrap=True)
         return 0
     print_ranked(experiments, args.rank_by, args.top)
     for job in jobs:
@@ -511,7 +523,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
         else:
             console.print(
                 f"{job.kind} {job.sweep_id}: [yellow]stopped[/], {job.recorded:,} of {job.planned:,} runs "
-                f"recorded; `{escape(job.resume)}` runs the rest"
+                f"recorded; `{escape(job.resume)}` runs the rest",
+                soft_wrap=True,  # the command on one line, copied whole
             )
     return 0
 
@@ -551,43 +564,56 @@ def _rerun(experiment: Experiment) -> int:
     return 1
 
 
-def _write_csv(experiments: list[Experiment], path: Path) -> None:
+def _json_text(experiments: list[Experiment]) -> str:
+    return json.dumps([e.to_json() for e in experiments], indent=1, sort_keys=True) + "\n"
+
+
+def _csv_text(experiments: list[Experiment]) -> str:
     params = sorted({key for e in experiments for key in e.params})
     metrics = sorted({key for e in experiments for key in e.metrics})
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run_id", "sweep_id", "point", *params, *metrics, "seed", "dataset_hash",
-                         "engine_version", "code_version", "chain_head", "records", "journal"])  # fmt: skip
-        for e in experiments:
-            writer.writerow([e.run_id, e.sweep_id, e.point, *(e.params.get(k) for k in params),
-                             *(e.metrics.get(k) for k in metrics), e.seed, e.dataset_hash, e.engine_version,
-                             e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["run_id", "sweep_id", "point", *params, *metrics, "seed", "dataset_hash",
+                     "engine_version", "code_version", "chain_head", "records", "journal"])  # fmt: skip
+    for e in experiments:
+        writer.writerow([e.run_id, e.sweep_id, e.point, *(e.params.get(k) for k in params),
+                         *(e.metrics.get(k) for k in metrics), e.seed, e.dataset_hash, e.engine_version,
+                         e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
+    return buffer.getvalue()
 
 
-def _positive(text: str) -> int:
-    """A positive whole number (``--top``): argparse refuses anything else, exit 2."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (``--top``, ``--workers``, a
+    count or a seed); anything else is refused naming the option, exit 2."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return whole_number
 
 
 def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sweep = verbs.add_parser("sweep", help="backtests over a parameter grid or a random search")
     sweep.add_argument("config", help="a backtest TOML with a [sweep] table")
-    sweep.add_argument("--workers", type=int, help="processes (default: [sweep] workers, 0 = every core)")
+    sweep.add_argument(
+        "--workers", type=at_least(0), help="processes (default: [sweep] workers, 0 = every core)"
+    )
     sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
-    sweep.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
+    sweep.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")
     runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
-    runs.add_argument("--top", type=_positive, default=20, help="rows of the ranked table (default 20)")
-    runs.add_argument("--json", action="store_true", help="every run as JSON")
-    runs.add_argument("--csv", metavar="PATH", help="every run as CSV")
+    runs.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
+    runs.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                      help="every run as JSON (to PATH; alone or '-': stdout)")  # fmt: skip
+    runs.add_argument("--csv", metavar="PATH", help="every run as CSV ('-': stdout)")
     runs.add_argument("--rerun", metavar="RUN_ID", help="run it again; exit 1 unless the chain head matches")

@@ -40,9 +40,17 @@ import msgspec
 import numpy as np
 
 from cli.progress import console, progress_bar
-from cli.resumable import experiments_table, note_other_code, recorded_runs, remove_journal, said_where
+from cli.resumable import (
+    experiments_table,
+    note_other_code,
+    recorded_runs,
+    remove_journal,
+    resume_command,
+    said_where,
+)
 from cli.sweep_cmd import (
     SweepSpec,
+    at_least,
     code_version,
     params_text,
     run_tasks,
@@ -177,7 +185,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
         label = f"walk-forward {base_id}: {len(plan)} folds x {len(points)} in-sample runs"
         if resume:
             label += f" ({len(todo):,} left)"
-        again = f"tape walkforward {path} --out {out} --resume"
+        again = resume_command("tape", "walkforward", path, "--out", out, "--resume")
         record.store.plan(record.sweep_id, "walk-forward", len(in_sample) + len(plan), again)
         for _, _, config in todo if resume else ():  # a run stopped midway left its journal cut short
             remove_journal(Path(config.journal))
@@ -200,7 +208,7 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     _print_folds(plan, chosen, [best[f.index][1] for f in plan], oos_results, spec.rank_by)
     console.print(
         f"stitched out-of-sample: {len(stitched):,} sessions, return {summary.total_return:+.2%}, "
-        f"Sharpe {summary.sharpe:.2f}, max drawdown {-summary.max_drawdown:.2%}"
+        f"Sharpe {summary.sharpe:.2f}, max drawdown {summary.max_drawdown:.2%}"  # negative, as every table's
     )
     folds_json = [
         {
@@ -382,7 +390,9 @@ def _print_folds(
 def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     walk = verbs.add_parser("walkforward", help="choose parameters in-sample, trade them out-of-sample, roll")
     walk.add_argument("config", help="a backtest TOML with a [walkforward] table")
-    walk.add_argument("--workers", type=int, help="processes (default: [walkforward] workers; 0: all cores)")
+    walk.add_argument(
+        "--workers", type=at_least(0), help="processes (default: [walkforward] workers; 0: all cores)"
+    )
     walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
     walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     walk.add_argument("--resume", action="store_true", help="carry a stopped walk-forward on: the rest runs")

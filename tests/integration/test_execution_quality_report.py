@@ -146,6 +146,21 @@ def test_tape_report_prints_and_exports(
     assert tape(["report", str(journal), "--worst", "-1"]) == 2
 
 
+def test_report_json_to_a_dash_is_the_json_alone_on_stdout(
+    journal: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json -``: the report as JSON on stdout, its tables on stderr; no file called ``-``
+    (it wrote one in the current folder)."""
+    monkeypatch.chdir(tmp_path)
+    assert tape(["report", str(journal), "--json", str(tmp_path / "report.json")]) == 0
+    capsys.readouterr()
+    assert tape(["report", str(journal), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == json.loads((tmp_path / "report.json").read_text())
+    assert "execution quality by strategy" in captured.err
+    assert not (tmp_path / "-").exists()
+
+
 def test_a_fill_of_an_unknown_order_exits_2_naming_it(
     journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,8 @@ journal and the seed, and every perturbed run is recorded."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -10,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from sim import montecarlo
 from sim.experiments import ExperimentStore, format_metric
 from sim.fill_models import FillModel
+from sim.montecarlo import CELLS_MAX
 from tests.factories import make_config, make_dataset, run, stop_research_runs_after
 
 
@@ -106,3 +110,99 @@ def _rows(out: Path) -> list[tuple[str, str, str, str]]:
     with sqlite3.connect(out / "experiments.sqlite") as db:
         query = "SELECT run_id, params_json, chain_head, metrics_json FROM experiments ORDER BY run_id"
         return db.execute(query).fetchall()
+
+
+def test_json_to_a_dash_is_the_json_alone_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--json -`` (as ``tape compare``'s): the figures as JSON on stdout, the table on stderr,
+    and no file called ``-`` (one was written in the current folder)."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "100", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    figures = json.loads(captured.out)
+    assert figures["bootstrap"]["samples"] == 100 and "p5" in figures["bootstrap"]["sharpe"]
+    assert "block bootstrap" in captured.err
+    assert not (tmp_path / "-").exists()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "100", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out) == figures  # the same seed: the same figures
+
+
+SILLY = [
+    (["--perturb", "-3"], "--perturb: must be at least 0, got -3"),  # an internal error (IndexError)
+    (["--perturb", "2", "--workers", "-1"], "--workers: must be at least 0, got -1"),  # ran on 1
+    (["--samples", "0"], "--samples: must be at least 1, got 0"),
+    (["--block", "x"], "--block: not a whole number: 'x'"),
+    (["--seed", "-1"], "--seed: must be at least 0, got -1"),  # "expected non-negative integer"
+]
+
+
+@pytest.mark.parametrize(("flags", "said"), SILLY, ids=[" ".join(flags) for flags, _ in SILLY])
+def test_silly_counts_are_refused_naming_the_option_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], said: str
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        main(["montecarlo", str(tmp_path / "j"), *flags, "--out", str(tmp_path / "out")])
+    assert refused.value.code == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_more_paths_than_a_bootstrap_holds_are_refused_not_a_memory_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A billion paths asked for 469 GiB and ended in an internal error (exit 70); now exit 2,
+    saying how many paths this run allows, and that many are drawn."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    capsys.readouterr()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "1000000000"]) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "error:" in said and "internal error" not in said and "MemoryError" not in said
+    assert f"at most {CELLS_MAX // 250:,} paths for this run" in said, said
+    monkeypatch.setattr(montecarlo, "CELLS_MAX", 10 * 250)  # the bound, at a size a test can run
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "11"]) == 2
+    assert "at most 10 paths for this run" in " ".join(capsys.readouterr().out.split())
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "10"]) == 0
+
+
+def test_csv_holds_the_tables_figures_as_the_json_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--csv`` (it had ``--json`` only): a row per experiment and figure with the JSON's
+    percentiles, the run's own figure and the share of losing paths; ``-`` is stdout."""
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "100", "--perturb", "2", "--workers", "1"]
+    argv += [
+        "--out",
+        str(tmp_path / "p"),
+        "--json",
+        str(tmp_path / "m.json"),
+        "--csv",
+        str(tmp_path / "m.csv"),
+    ]
+    assert main(argv) == 0
+    figures = json.loads((tmp_path / "m.json").read_text())
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "m.csv").read_text())))
+    assert [(row["experiment"], row["statistic"]) for row in rows] == [
+        (experiment, name)
+        for experiment in ("bootstrap", "perturbation")
+        for name in ("total_return", "annual_return", "sharpe", "max_drawdown")
+    ]
+    for row in rows:
+        cells = figures[row["experiment"]][row["statistic"]]
+        assert [float(row[key]) for key in ("p5", "p25", "p50", "p75", "p95")] == [
+            cells[key] for key in ("p5", "p25", "p50", "p75", "p95")
+        ]
+        assert float(row["losing_share"]) == figures[row["experiment"]]["probability"]["loss"]
+    assert float(rows[2]["run"]) == figures["bootstrap"]["run"]["sharpe"]
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["montecarlo", str(tmp_path / "j"), "--samples", "100", "--csv", "-"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (tmp_path / "m.csv").read_text().split("perturbation")[0].rsplit("\n", 1)[0] + "\n"
+    assert "block bootstrap" in captured.err and not (tmp_path / "-").exists()

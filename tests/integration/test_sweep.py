@@ -4,6 +4,10 @@ on one worker and on several; any run re-run (or its kept journal replayed) to i
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
+import shlex
 import shutil
 import sqlite3
 from pathlib import Path
@@ -196,6 +200,9 @@ def test_a_random_search_is_reproducible_from_its_seed(tmp_path: Path) -> None:
         ('grid = { "strategy.params.fast" = [5, 10, 5] }', "strategy.params.fast: 5 is given more than once"),
         ('grid = { "foo.bar" = [1] }', "unknown field `foo` (at the sweep point foo.bar = 1: a sweep key is"),
         ('grid = { "strategy.params.fst" = [5] }', "no parameter 'fst'; it takes fast, slow, weight"),
+        # samples and seed beside a grid were ignored: the grid ran, not the draws asked for
+        ('grid = { "strategy.params.fast" = [5] }\nsamples = 3', "a grid runs every point it lists"),
+        ('grid = { "strategy.params.fast" = [5] }\nseed = 7', "a grid runs every point it lists"),
     ],
 )
 def test_sweeps_that_cannot_run_say_why_before_running(tmp_path: Path, sweep: str, message: str) -> None:
@@ -340,8 +347,83 @@ def test_runs_refuses_a_top_that_is_not_positive_and_a_csv_it_cannot_write(
         with pytest.raises(SystemExit) as refused:
             main(["runs", str(db), "--top", top])
         assert refused.value.code == 2 and "--top: must be at least 1" in capsys.readouterr().err
-    assert main(["runs", str(db), "--csv", str(tmp_path / "nodir" / "x.csv")]) == 2
+    (tmp_path / "taken").mkdir()
+    assert main(["runs", str(db), "--csv", str(tmp_path / "taken")]) == 2  # a folder: not a file
     said = " ".join(capsys.readouterr().out.split())
-    assert "x.csv: cannot write it (No such file or directory)" in said and "Errno" not in said
+    assert "taken: cannot write it (Is a directory)" in said and "Errno" not in said
     assert main(["runs", str(db), "--top", "1"]) == 0
+    assert "top 1 of 4 by sharpe" in capsys.readouterr().out
+
+
+def test_runs_writes_its_json_and_csv_to_stdout_for_a_dash_and_both_where_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--csv -`` is the CSV on stdout, as ``tape compare``'s and ``tape models``' (it wrote a file
+    called ``-`` in the current folder); ``--json PATH`` writes a file and ``--json`` alone
+    prints; given both, both are written (``--csv`` was ignored beside ``--json``); a folder
+    that does not exist yet is made."""
+    db = _recorded(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["runs", str(db), "--csv", "-"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["run_id"] for row in rows] == ["qa-0000", "qa-0001", "qa-0002", "qa-0003"]
+    assert rows[0]["risk.name.limit_e8"] == "20000000" and rows[0]["sharpe"] == "0.9"
+    assert not (tmp_path / "-").exists()
+    assert main(["runs", str(db), "--json"]) == 0
+    assert [run["run_id"] for run in json.loads(capsys.readouterr().out)] == [row["run_id"] for row in rows]
+    both = ["--json", str(tmp_path / "out" / "runs.json"), "--csv", str(tmp_path / "out" / "runs.csv")]
+    assert main(["runs", str(db), *both]) == 0
+    assert len(json.loads((tmp_path / "out" / "runs.json").read_text())) == 4
+    assert (tmp_path / "out" / "runs.csv").read_text().replace("\r\n", "\n") == out.replace("\r\n", "\n")
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"wrote 4 runs to {tmp_path / 'out' / 'runs.json'}" in said and "runs.csv" in said
+
+
+@pytest.mark.parametrize("verb", ["sweep", "walkforward"])
+def test_a_negative_worker_count_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str
+) -> None:
+    """``--workers -1`` ran on one worker, silently ([sweep] workers = -1 was refused)."""
+    path = _sweep_file(tmp_path)
+    with pytest.raises(SystemExit) as refused:
+        main([verb, str(path), "--workers", "-1", "--out", str(tmp_path / "out")])
+    assert refused.value.code == 2
+    assert "--workers: must be at least 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_a_stop_prints_runs_the_rest_when_pasted_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 80 columns the command was folded over lines (a newline inside it: pasted, the first
+    line ran alone) and a path with a space was not quoted (pasted, the words split there). Now
+    it is one line, quoted for the shell; stop, ``tape runs`` and the command itself agree."""
+    monkeypatch.setattr(console, "width", 80)
+    folder = tmp_path / "my sweeps"
+    folder.mkdir()
+    path = _sweep_file(folder)
+    stop_research_runs_after(monkeypatch, 1)
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(folder / "out 1")]) == 130
+    stopped = next(line for line in capsys.readouterr().out.splitlines() if "runs recorded;" in line)
+    command = stopped.split("`")[1]
+    words = shlex.split(command)
+    assert words == ["tape", "sweep", str(path), "--out", str(folder / "out 1"), "--resume"]
+    monkeypatch.undo()
+    monkeypatch.setattr(console, "width", 80)
+    assert main(["runs", str(folder / "out 1")]) == 0
+    listed = next(line for line in capsys.readouterr().out.splitlines() if "stopped" in line)
+    assert f"`{command}` runs the rest" in listed
+    assert main([*words[1:], "--workers", "1"]) == 0
+    assert len(_rows(folder / "out 1" / "experiments.sqlite")) == 4
+
+
+def test_runs_of_a_sweep_the_table_does_not_hold_is_refused_naming_those_it_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--sweep nope`` printed an empty table, "top 0 of 0", exit 0: a typo read as no runs."""
+    db = _recorded(tmp_path)
+    assert main(["runs", str(db), "--sweep", "nope"]) == 2
+    assert "no sweep 'nope'; it holds qa" in " ".join(capsys.readouterr().out.split())
+    assert main(["runs", str(db), "--sweep", "qa", "--top", "1"]) == 0
     assert "top 1 of 4 by sharpe" in capsys.readouterr().out

@@ -101,10 +101,18 @@ def test_rolling_and_anchored_folds() -> None:
         folds(days, 9, 2, 2, anchored=False)
 
 
-def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(tmp_path: Path) -> None:
+def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _walkforward_file(tmp_path)
     assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "walkforward.json").read_text())
+    # The stitched drawdown prints negative, as walkforward.json and every research table hold it
+    # (it printed 6.14% beside tables' -4.6%).
+    drawdown = report["stitched"]["stats"]["max_drawdown"]
+    assert drawdown < 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"max drawdown {drawdown:.2%}" in said, said
     assert len(report["folds"]) == 3  # (400 - 150) // 80
     assert len(report["stitched"]["returns"]) == 3 * 80
     with sqlite3.connect(tmp_path / "out" / "experiments.sqlite") as db:
