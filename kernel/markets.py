@@ -8,6 +8,8 @@ config's ``[cn_fees]`` rows merged in front). US equities (venue XNYS/XNAS/ARCX/
 asset class equity or etf) pay the SEC Section 31 fee and the FINRA TAF on sells, as postings in
 the fill's transaction, unless the run turns ``us_regulatory_fees`` off; the dated tables start in
 2023/2024 and a run starting earlier fails at construction instead of guessing older rates.
+A run whose A-shares' fee tables do not cover the first session it trades is refused before it
+starts (``cn_fee_gap``, called by the composition root), by the same lookup each fill prices with.
 Other markets pass through unchanged. Every refusal is a reason string with a rule code and the
 numbers; the loop journals it as ``OrderRejected``.
 """
@@ -26,6 +28,7 @@ from domain.markets import (
     FINRA_TAF,
     SEC_SECTION31,
     Board,
+    CnFees,
     CnFeeTables,
     RuleNotDefined,
     SellableBook,
@@ -58,6 +61,7 @@ __all__ = [
 CN_VENUES = frozenset({"XSHG", "XSHE", "SSE", "SZSE", "BJSE"})  # BJSE: Beijing ("BSE" is Bombay's alias)
 US_EQUITY_VENUES = frozenset({"XNYS", "XNAS", "ARCX", "XASE", "BATS", "IEXG"})
 _US_FEE_CLASSES = frozenset({"equity", "etf"})
+_NAMED_AT_MOST = 10  # instruments a refusal names before it counts the rest
 
 
 def is_cn_a_share(instrument: Instrument) -> bool:
@@ -81,6 +85,13 @@ def next_a_share_steps(panel: Panel) -> npt.NDArray[np.int64] | None:
     position = np.searchsorted(steps, np.arange(panel.steps), side="right")
     padded: npt.NDArray[np.int64] = np.append(steps, -1).astype(np.int64)
     return padded[position]
+
+
+def _named(symbols: list[str]) -> str:
+    """Instruments a refusal names: the first few, then how many more."""
+    shown = ", ".join(symbols[:_NAMED_AT_MOST])
+    more = len(symbols) - _NAMED_AT_MOST
+    return f"{shown} and {more} more" if more > 0 else shown
 
 
 def is_us_equity(instrument: Instrument) -> bool:
@@ -116,6 +127,7 @@ class MarketRules:
                     "false in the backtest config to run without them"
                 ) from None
         self._boards: dict[int, Board] = {}
+        self._symbols: dict[int, str] = {}
         for iid, inst in instruments.items():
             if not is_cn_a_share(inst):
                 if inst.board and inst.asset_class != "index":
@@ -128,6 +140,7 @@ class MarketRules:
             if not inst.board:
                 raise ValueError(f"{inst.symbol}: an A-share instrument needs its board (main, star, ...)")
             self._boards[iid] = Board(inst.board)
+            self._symbols[iid] = inst.symbol
 
     def applies(self, instrument_id: int) -> bool:
         return instrument_id in self._boards
@@ -171,6 +184,51 @@ class MarketRules:
         else:
             books[fill.instrument_id] = apply_sell_fill(book, day, fill.fill_qty_raw)
 
+    def _cn_fees(self, instrument_id: int, side: int, day: int, notional_minor: int) -> CnFees:
+        """The statutory fee lines of an A-share fill; ``RuleNotDefined`` where the run's fee
+        tables do not cover ``day``. The one lookup both each fill and ``cn_fee_gap`` make."""
+        return cn_exchange_fees(
+            side,
+            day,
+            notional_minor,
+            is_fund=self._boards[instrument_id] is Board.FUND,
+            tables=self._fee_tables,
+        )
+
+    def cn_fee_gap(self, panel: Panel, start_step: int) -> str | None:
+        """Why the run's A-shares could not pay their statutory fees from the first session they
+        can trade in it (None: they can). That session is an instrument's first bar from
+        ``start_step`` on, or ``start_step``'s for one with none there yet (rows still to
+        arrive); a dated table holds from its first entry on, so covering that day covers
+        every later one. Each A-share prices a buy and a sell of no notional on its day through
+        the lookup its fills make (``_cn_fees``): the check and the fills cannot disagree."""
+        traded = panel.valid[start_step:]
+        days = panel.day[start_step:]
+        needed: dict[str, list[str]] = {}  # the lookup's refusal -> the instruments it refuses
+        earliest = 0
+        for column, inst in enumerate(panel.instruments):
+            if inst.instrument_id not in self._boards:
+                continue
+            bars = np.flatnonzero(traded[:, column])
+            day = int(days[bars[0]] if bars.size else days[0])
+            for side in (1, -1):
+                try:
+                    self._cn_fees(inst.instrument_id, side, day, 0)
+                except RuleNotDefined as error:
+                    needed.setdefault(str(error), []).append(self._symbols[inst.instrument_id])
+                    earliest = min(earliest or day, day)
+                    break
+        if not needed:
+            return None
+        groups = "; ".join(f"{_named(symbols)} ({reason})" for reason, symbols in needed.items())
+        return (
+            f"the A-share fee rates are not defined on the first session the run trades these "
+            f"A-shares: {groups}. No [cn_fees] row of the config covers them: add a [cn_fees] table "
+            f"with a row dated on or before {earliest}, or start the run's [window] where the fee "
+            "tables hold (docs/markets.md); [cn_fees] rates are your values, not verified by the "
+            "project"
+        )
+
     def fee_total(self, day: int, fill: OrderFilled) -> int:
         """The statutory fees of a fill (what ``fee_postings`` takes from cash), minor units."""
         return sum(p.amount_minor for p in self.fee_postings(day, fill) if p.amount_minor > 0)
@@ -182,13 +240,7 @@ class MarketRules:
         if fill.instrument_id not in self._boards:
             return []
         try:
-            fees = cn_exchange_fees(
-                fill.side,
-                day,
-                fill.notional_minor,
-                is_fund=self._boards[fill.instrument_id] is Board.FUND,
-                tables=self._fee_tables,
-            )
+            fees = self._cn_fees(fill.instrument_id, fill.side, day, fill.notional_minor)
         except RuleNotDefined as error:
             raise RuleNotDefined(
                 f"fill {fill.order_id} on {day}: {error}. The built-in A-share fee tables do not "

@@ -688,12 +688,19 @@ def build_setup(
     if queued:
         panel = panel.emptied(start_step)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
-        MarketRules(
-            {inst.instrument_id: inst for inst in panel.instruments},
+        fee_tables = cn_fee_tables(config.cn_fees.rows)
+        by_id = {inst.instrument_id: inst for inst in panel.instruments}
+        rules = MarketRules(
+            by_id,
+            fee_tables,
             us_regulatory_fees=config.us_regulatory_fees,
             first_day=int(panel.day[0]) if panel.steps else 0,
         )
-        by_id = {inst.instrument_id: inst for inst in panel.instruments}
+        # A replay re-derives what the run did, where it stopped included; a new run starts only
+        # if its A-shares can pay their fees from the first session it trades.
+        gap = rules.cn_fee_gap(panel, start_step) if panel.steps and not replaying else None
+        if gap is not None:
+            raise ValueError(gap)
         margin = config.perp_margin is not None and config.perp_margin.enabled
         columns = {iid: col for col, iid in enumerate(by_id)}
         FuturesBook(panel, by_id, columns, config.futures, perp_margin=margin)
@@ -723,7 +730,7 @@ def build_setup(
         operator_commands=tuple(command.event() for command in config.operator_commands),
         vol_target=config.vol_target,
         borrow=config.borrow,
-        cn_fees=cn_fee_tables(config.cn_fees.rows),
+        cn_fees=fee_tables,
         margin=config.perp_margin,
         us_regulatory_fees=config.us_regulatory_fees,
         execution=config.execution,

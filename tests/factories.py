@@ -271,8 +271,9 @@ HIKYUU_SEVEN = (
 def cn_model_config(root: Path, name: str, entry: str, params: str, *, fees_from: int) -> Path:
     """A CNY run of the data set ``root/cn7`` by the strategy ``entry`` (a plug-in), journal
     ``root/name``: the run's own A-share fee rows from ``fees_from`` (the built-in table starts in
-    2015; MARKET_RULES.md: stamp duty 0.1% on sells, handling illustrative), and one name may hold
-    up to 60% (the default policy clips at 10%)."""
+    2015; MARKET_RULES.md: stamp duty 0.1% on sells, handling illustrative; on or before the data
+    set's first session, which a run is checked from), and one name may hold up to 60% (the
+    default policy clips at 10%)."""
     config = root / f"{name}.toml"
     config.write_text(
         f'run_id = "{name}"\nseed = 7\ndataset = "{root / "cn7"}"\njournal = "{root / name}"\n'

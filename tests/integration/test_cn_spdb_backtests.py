@@ -3,8 +3,9 @@
 * SPDB 600000 daily bars 2001-07..2003-06 (raw TDX): ``limit_up_chase`` buys the session after
   each real limit-up close. With limit buys one tick above the next limit-up every order is
   refused with ``CN_PRICE_LIMIT``; with market orders the fills pay the fee rows the config
-  supplies (the built-in tables start 2008/2012/2015), and without rows the run stops with the
-  table and day named. SPDB never had a one-price (locked) limit-up session in this data, so
+  supplies (the built-in tables start 2008/2012/2015), and without rows the run is refused
+  before its journal opens, with the table, the day and the instrument named. SPDB never had a
+  one-price (locked) limit-up session in this data, so
 * 000005.SZ 2002-06 (hikyuu h5) gives the locked case: it closed at limit-up on 2002-06-21 and
   traded the whole of 2002-06-24 at 6.40, the limit-up; the chase order expires with
   ``CN_LIMIT_LOCKED``. (Closes 5.82 -> 6.40 -> 7.04 are two +10% steps, so the ±10% band, not
@@ -40,7 +41,8 @@ from domain.events import (
 from domain.fixed import Rounding, apply_rate, from_decimal_text
 from domain.instruments import Instrument
 from domain.market import Panel
-from domain.markets import CnFeeRow, CnFeeRows, RuleNotDefined
+from domain.markets import CnFeeRow, CnFeeRows
+from kernel.loop import KernelError
 from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
@@ -272,13 +274,23 @@ def test_spdb_chase_fills_pay_the_users_dated_fee_rows_to_the_fen(tmp_path: Path
     _assert_ledger_balances(events, initial, cash)
 
 
-def test_spdb_without_fee_rows_stops_naming_the_table_and_the_day(tmp_path: Path) -> None:
+def test_spdb_without_fee_rows_is_refused_before_its_journal_opens(tmp_path: Path) -> None:
     dataset, _ = _spdb_daily(tmp_path)
+    config = BacktestConfig(
+        run_id="limit_up_chase",
+        dataset=str(dataset),
+        journal=str(tmp_path / "journal"),
+        currency="CNY",
+        initial_cash=CASH,
+        strategy=StrategyConfig(name="limit_up_chase", params={"weight": 0.5}),
+    )
     with pytest.raises(
-        RuleNotDefined,
-        match=r"on 20011024: CN stamp duty: no rule before 20080424 \(asked for 20011024\).*\[cn_fees\]",
+        KernelError,
+        match=r"600000 \(CN stamp duty: no rule before 20080424 \(asked for 20010702\).*\[cn_fees\] table "
+        r"with a row dated on or before 20010702",
     ):
-        _run(tmp_path, dataset, "limit_up_chase", {"weight": 0.5})
+        run_backtest(config, LimitUpChase(weight=0.5))
+    assert not (tmp_path / "journal").exists()  # not a run stopped at its first fill (2001-10-24)
 
 
 def test_000005_chase_into_a_locked_limit_up_session_expires(tmp_path: Path) -> None:

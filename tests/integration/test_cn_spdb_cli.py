@@ -81,7 +81,7 @@ def test_spdb_example_ingest_export_backtest_replay(tmp_path: Path) -> None:
     ]
 
 
-def test_spdb_example_without_fee_rows_names_the_day_and_table(
+def test_spdb_example_without_fee_rows_is_refused_before_its_journal_opens(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lake, data = tmp_path / "lake", tmp_path / "data" / "spdb_2001_2003"
@@ -104,8 +104,9 @@ def test_spdb_example_without_fee_rows_names_the_day_and_table(
     capsys.readouterr()
     assert main(["backtest", str(config)]) == 2
     out = " ".join(capsys.readouterr().out.split())
-    assert "CN stamp duty: no rule before 20080424 (asked for 20011024)" in out
-    assert "[cn_fees]" in out
+    assert "600000.SH (CN stamp duty: no rule before 20080424 (asked for 20010702)" in out, out
+    assert "add a [cn_fees] table with a row dated on or before 20010702" in out
+    assert not (tmp_path / "journals").exists()  # refused before a journal is opened
 
 
 def test_export_names_an_unknown_symbol(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
