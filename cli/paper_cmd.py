@@ -353,8 +353,8 @@ def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: Datas
             f"{config.journal} already holds {len(journal)} records of a session that did not "
             f"finish: carry it on with tape {verb} --resume, or choose a new journal path (--journal)"
         )
+    kernel = Kernel(setup, journal, arrived=setup.start_step)  # its refusals before any record
     journal_inputs(journal, config, ref, setup.panel)
-    kernel = Kernel(setup, journal, arrived=setup.start_step)
     kernel.begin()
     journal.commit()
     source = QueueSource(kernel, journal=journal, name=_source_name(config))

@@ -922,8 +922,8 @@ def run_backtest(
         )
     try:
         refuse_used_journal(journal, config.journal)
+        kernel = Kernel(setup, journal)  # its refusals (a schedule, a currency) before any record
         journal_inputs(journal, config, ref, panel)
-        kernel = Kernel(setup, journal)
         kernel.begin()
         start, span = setup.start_step, panel.steps - setup.start_step
         kernel.run(start, progress=None if progress is None else lambda done: progress(done - start, span))

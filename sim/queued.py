@@ -75,8 +75,8 @@ def run_queued(
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
         refuse_used_journal(journal, config.journal)
+        kernel = Kernel(setup, journal, arrived=start_step)  # its refusals before any record
         journal_inputs(journal, config, ref, setup.panel)
-        kernel = Kernel(setup, journal, arrived=start_step)
         kernel.begin()
         source = QueueSource(kernel, journal=journal if journal_bars else None, name="dataset-rows")
         for row in range(start_step, full.steps):

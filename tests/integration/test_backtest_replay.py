@@ -5,15 +5,20 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from cli.main import main as tape
 from cli.wiring import replay_builder
 from domain.events import OrderFilled, RiskVerdict
+from domain.market import Panel
+from kernel.loop import KernelError
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import DatasetError
-from tests.factories import forge_journal, killed_copy, make_config, make_dataset, run
+from sim.backtest import run_backtest
+from tests.factories import Scripted, forge_journal, killed_copy, make_config, make_dataset, run
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +152,23 @@ def test_a_journal_cut_short_is_refused_with_how_to_run_again(
     assert f"rm -r {killed}" in str(refused.value) and "--journal" in str(refused.value)
     with open_journal(killed) as journal:
         assert len(journal) == records  # refused before a record was written
+
+
+class _OutsideThePanel(Scripted):
+    """A strategy whose schedule names a step the panel does not hold (the kernel refuses it)."""
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([panel.steps], dtype=np.int64)
+
+
+def test_a_run_the_kernel_refuses_writes_no_record(daily: Path, tmp_path: Path) -> None:
+    """A refusal of the kernel's set-up (a schedule outside the panel) comes before the run's
+    first record: the journal stays empty and the same path takes the next run. The inputs were
+    journaled first, so the refused run left a two-record journal that every later run on that
+    path was refused as a run that never finished."""
+    config = make_config(daily, tmp_path / "j")
+    with pytest.raises(KernelError, match="schedule has steps outside the panel"):
+        run_backtest(config, _OutsideThePanel({}))
+    with open_journal(tmp_path / "j") as journal:
+        assert len(journal) == 0
+    assert run(config).records > 2  # the path is free for the next run
