@@ -495,7 +495,8 @@ async def _run_claimed(
         kernel, source = started.kernel, started.source
         setup = kernel.setup
         assert config.paper is not None
-        claim.mark(os.getpid())  # tape command / the cockpit look for it
+        # tape command / the cockpit look for it, and for the book's strategies
+        claim.mark(os.getpid(), [slot.strategy.strategy_id for slot in setup.strategies])
         instruments = venue_instruments(config, setup.panel.instruments)
         live = setup.panel.steps - setup.start_step
         verb = "paper" if edge is None else f"live ({edge.name})"

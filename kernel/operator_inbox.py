@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,9 @@ __all__ = [
     "SessionClaim",
     "SessionRunning",
     "inbox_path",
-    "mark_session",
     "running_session",
     "send_command",
+    "session_strategies",
     "session_path",
 ]
 
@@ -49,13 +50,6 @@ def inbox_path(journal: Path | str) -> Path:
 def session_path(journal: Path | str) -> Path:
     """Where the session writing ``journal`` leaves its process id while it runs."""
     return Path(str(journal).rstrip("/") + ".session.pid")
-
-
-def mark_session(journal: Path | str, pid: int) -> Path:
-    """The session writing ``journal`` runs as ``pid`` (the file goes when it ends)."""
-    path = session_path(journal)
-    path.write_text(f"{pid}\n")
-    return path
 
 
 class SessionRunning(Exception):
@@ -97,11 +91,12 @@ class SessionClaim:
         os.ftruncate(fd, 0)  # a killed session's process id, which another process may have now
         self._fd: int | None = fd
 
-    def mark(self, pid: int) -> Path:
-        """The session runs as ``pid`` (``tape command`` and the cockpit look for it)."""
+    def mark(self, pid: int, strategies: Sequence[str] = ()) -> Path:
+        """The session runs as ``pid`` with the book's ``strategies`` (``tape command`` and the
+        cockpit look for it; ``send_command`` refuses a pause / resume naming another)."""
         assert self._fd is not None
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, f"{pid}\n".encode(), 0)
+        os.pwrite(self._fd, "".join(f"{line}\n" for line in (pid, *strategies)).encode(), 0)
         return self.path
 
     def unmark(self) -> None:
@@ -122,7 +117,7 @@ def running_session(journal: Path | str) -> int | None:
     """The process id of the session writing ``journal`` if it is running, else None (no mark,
     or a mark left by a session that died)."""
     try:
-        pid = int(session_path(journal).read_text().strip())
+        pid = int(session_path(journal).read_text().split("\n", 1)[0])
     except (OSError, ValueError):
         return None
     try:
@@ -134,10 +129,22 @@ def running_session(journal: Path | str) -> int | None:
     return pid
 
 
+def session_strategies(journal: Path | str) -> tuple[str, ...]:
+    """The strategy ids of the book the running session writing ``journal`` trades, from its
+    mark (``SessionClaim.mark``); empty where there is no mark or it names none."""
+    try:
+        lines = session_path(journal).read_text().split("\n")
+    except OSError:
+        return ()
+    return tuple(line for line in lines[1:] if line)
+
+
 def send_command(
     journal: Path | str, command: str, operator: str, note: str = "", strategy: str = ""
 ) -> Path:
-    """Append one command for the session writing ``journal``; returns the inbox's path."""
+    """Append one command for the session writing ``journal``; returns the inbox's path. A
+    pause / resume naming no strategy of the running session's book is refused here (the
+    session would journal it ``BAD_COMMAND``)."""
     if command not in COMMANDS:
         raise ValueError(f"command must be one of {', '.join(COMMANDS)}, got {command!r}")
     if not operator.strip():
@@ -145,6 +152,11 @@ def send_command(
     if (command in STRATEGY_COMMANDS) != bool(strategy):
         raise ValueError(
             f"{command} {'names a strategy' if command in STRATEGY_COMMANDS else 'takes no strategy'}"
+        )
+    known = session_strategies(journal) if strategy else ()
+    if known and strategy not in known:
+        raise ValueError(
+            f"{strategy!r} is no strategy of the running session's book: it trades {', '.join(known)}"
         )
     fields = {"command": command, "operator": operator, "note": note}
     if strategy:

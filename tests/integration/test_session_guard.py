@@ -1,7 +1,8 @@
 """A paper / live session as an operator runs it (QA): one session per journal (a second
 ``tape paper`` on the journal of a running one, fresh or ``--resume``, is refused before it opens
-the journal); a ``pause`` naming a strategy the book does not hold is refused as a bad command,
-said on the session's output; a stopped session's progress bar stops where it did, its last line
+the journal); a ``pause`` naming a strategy the book does not hold is refused by ``tape command`` (the
+session's mark names the book's strategies) and, written to the inbox anyway, by the session as a
+bad command, said on its output; a stopped session's progress bar stops where it did, its last line
 names the verb that carries it on, and the resumed session's summary counts the refusals
 journaled before the stop (``received = accepted + quarantined`` over the whole session)."""
 
@@ -20,7 +21,14 @@ import pytest
 
 from cli.main import main
 from domain.events import BarsReceived, InputQuarantined
-from kernel.operator_inbox import SessionClaim, SessionRunning, inbox_path, running_session, session_path
+from kernel.operator_inbox import (
+    SessionClaim,
+    SessionRunning,
+    inbox_path,
+    running_session,
+    session_path,
+    session_strategies,
+)
 from kernel.store import open_journal
 from lake.store import load_panel
 from tests.factories import count_events, market_and_history, paper_config
@@ -76,6 +84,13 @@ def test_one_session_per_journal_and_a_bad_pause(
             out = capsys.readouterr().out
             assert f"a session (pid {process.pid}) is writing this journal already" in out, out
         assert running_session(journal) == process.pid  # the running session's mark is kept
+        # tape command knows the running book's strategies (its mark names them): refused there
+        assert session_strategies(journal) == ("sma",)
+        argv = ["command", str(journal), "pause", "--strategy", "nobody", "--operator", "ana"]
+        assert main(argv) == 2
+        out = " ".join(capsys.readouterr().out.split())
+        assert "'nobody' is no strategy of the running session's book: it trades sma" in out, out
+        assert not inbox_path(journal).exists()  # nothing sent
         with inbox_path(journal).open("a") as inbox:  # tape command's line, naming no strategy of the book
             inbox.write(json.dumps({"command": "pause", "operator": "ana", "strategy": "nobody"}) + "\n")
         deadline = time.monotonic() + 30
