@@ -44,7 +44,8 @@ def _row(attribution: Attribution, line: StrategyLine) -> dict[str, object]:
         "nav_minor": line.nav_minor,
         "pnl_minor": line.pnl_minor,
         "return": round(line.total_return, 10),
-        "max_drawdown": round(line.max_drawdown, 10),
+        # Negative, as the report's summary and every research table give it; 0.0, not -0.0.
+        "max_drawdown": -round(line.max_drawdown, 10) or 0.0,
         "orders": line.orders,
         "fills": line.fills,
         "traded_minor": line.traded_minor,

@@ -1,9 +1,12 @@
 """``tape report``'s outputs: ``-`` is stdout for each option that writes one file (the data
-alone there, the tables on stderr), and ``--csv DIR`` (several files) refuses it (QA:
-``--orders -`` and ``--strategies -`` wrote a file called ``-``, ``--csv -`` a folder)."""
+alone there, the tables on stderr), ``--csv DIR`` (several files) refuses it, and drawdowns
+print negative, as the report's JSON and every research table give them (QA: ``--orders -``
+and ``--strategies -`` wrote a file called ``-``, ``--csv -`` a folder, and the report printed
+``max drawdown 31.98%`` beside research tables of ``-4.6%``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,25 @@ def test_csv_into_a_dash_is_refused_before_any_work(
     out = " ".join(capsys.readouterr().out.split())
     assert "--json and --orders are '-': only one output can go to stdout" in out, out
     assert list(tmp_path.iterdir()) == []
+
+
+def test_drawdowns_print_negative_as_the_json_holds_them(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    assert tape(["report", str(journal), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    drawdown = report["summary"]["returns"]["max_drawdown"]
+    assert drawdown < 0  # as sim.performance and empyrical give it: unchanged
+    row = next(line for line in out.splitlines() if "max drawdown" in line)
+    assert f"{drawdown:.2%}" in row, row
+    sleeves = {row["strategy"]: row["max_drawdown"] for row in report["strategies"]}
+    assert sleeves["book"] is None  # the book's is the summary's
+    for strategy in ("fast", "slow"):
+        assert sleeves[strategy] < 0
+        line = next(line for line in out.splitlines() if line.split()[:1] == [strategy])
+        assert f"{sleeves[strategy]:.2%}" in line.split(), line
+    assert max(len(line) for line in out.splitlines()) <= 80
