@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
 from rich import box
 from rich.table import Table
 
-from cli.progress import console
+from cli.progress import console, write_output
 from sim.attribution import Attribution, StrategyLine
 from sim.execution_report import money
 
-__all__ = ["attribution_rows", "print_attribution", "write_attribution"]
+__all__ = ["attribution_rows", "attribution_text", "print_attribution", "write_attribution"]
 
 _HEADERS = ("strategy", "NAV", "PnL", "return", "max DD", "fees", "turnover")
 
@@ -43,7 +44,8 @@ def _row(attribution: Attribution, line: StrategyLine) -> dict[str, object]:
         "nav_minor": line.nav_minor,
         "pnl_minor": line.pnl_minor,
         "return": round(line.total_return, 10),
-        "max_drawdown": round(line.max_drawdown, 10),
+        # Negative, as the report's summary and every research table give it; 0.0, not -0.0.
+        "max_drawdown": -round(line.max_drawdown, 10) or 0.0,
         "orders": line.orders,
         "fills": line.fills,
         "traded_minor": line.traded_minor,
@@ -87,13 +89,20 @@ def _int(value: object) -> int:
     return value
 
 
-def write_attribution(attribution: Attribution, path: Path) -> None:
-    """``path``: ``.json`` (a list of rows) or ``.csv``."""
+def attribution_text(attribution: Attribution, *, as_json: bool) -> str:
+    """The rows as JSON (a list of rows) or as CSV."""
     rows = attribution_rows(attribution)
-    if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(rows, indent=1) + "\n")
-        return
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    if as_json:
+        return json.dumps(rows, indent=1) + "\n"
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_attribution(attribution: Attribution, path: str, *, option: str) -> None:
+    """``path``: ``.json`` (a list of rows), ``-`` (CSV on stdout) or anything else (CSV);
+    one that cannot be written is refused naming ``option`` (``cli.progress.write_output``)."""
+    as_json = path != "-" and Path(path).suffix.lower() == ".json"
+    write_output(path, attribution_text(attribution, as_json=as_json), option=option)

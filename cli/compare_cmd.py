@@ -11,16 +11,18 @@ import json
 import math
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
-from cli.progress import console, write_output
+from cli.progress import console, plural, write_output
 from cli.research_tables import print_fitted
 from cli.wiring import ConfigError
 from kernel.journal import JournalError
 from kernel.run_status import run_status
 from kernel.store import open_journal
-from projections.compare import Comparison, DayPair, compare_books, first_divergence
+from projections.compare import Comparison, DayPair, EventDivergence, compare_books, first_divergence
 from projections.daybook import fold_journal_book
 from tui.tables import Column
 
@@ -201,7 +203,7 @@ def _print_summary(comparison: Comparison) -> None:
     print_fitted("B - A over the days both closed", _SUMMARY_COLUMNS, rows, left=1)
 
 
-def _print_divergence(comparison: Comparison) -> None:
+def _print_divergence(comparison: Comparison, last_seqs: dict[str, int]) -> None:
     first, divergence = comparison.first_day, comparison.divergence
     if first is not None:
         console.print(f"[red]first differing day[/] {_iso(first.day)}: {', '.join(first.differing())}")
@@ -213,18 +215,127 @@ def _print_divergence(comparison: Comparison) -> None:
             )
     if divergence is None:
         return
-    if divergence.event_a is None or divergence.event_b is None:
-        ended = "A" if divergence.event_a is None else "B"
-        console.print(f"[red]first divergent event[/]: #{divergence.index}: {ended} ends there")
+    sides = []
+    for side, seq, kind in (
+        ("A", divergence.seq_a, divergence.kind_a),
+        ("B", divergence.seq_b, divergence.kind_b),
+    ):
+        ended = f"{side} ends at seq {last_seqs[side]}"  # its last record
+        sides.append(ended if seq is None else f"{side} seq {seq} {kind}")
+    console.print(f"[red]first divergent event[/] #{divergence.index}: {', '.join(sides)}", highlight=False)
+    for line in _divergence_lines(divergence, console.width):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+# A divergent event is summarised, never printed whole (an instruments.defined of 50 names is
+# hundreds of lines): its kind, seq and time, then at most this many fields that differ (or,
+# where one run ended, of the other's fields), each value cut to the line with a count of what
+# is left out. --json holds both events whole.
+_FIELDS_SHOWN_MAX = 6
+_VALUE_CHARS_MIN = 24  # a value gets at least this many characters, however narrow the console
+
+
+def _divergence_lines(divergence: EventDivergence, width: int) -> list[str]:
+    """The bounded summary of the first divergent event, each line at most ``width`` wide
+    (``_VALUE_CHARS_MIN`` allowing)."""
+    event_a, event_b = divergence.event_a, divergence.event_b
+    times = {side: _when(event.get("ts_ns")) for side, event in (("A", event_a), ("B", event_b)) if event}
+    if len(times) == 2 and times["A"] == times["B"]:
+        lines = [f"  at {times['A']} in both"]
     else:
-        console.print(
-            f"[red]first divergent event[/] #{divergence.index}: A seq {divergence.seq_a} "
-            f"{divergence.kind_a}, B seq {divergence.seq_b} {divergence.kind_b}; fields {divergence.fields}",
-            highlight=False,
-        )
-    for side, event in (("A", divergence.event_a), ("B", divergence.event_b)):
-        if event is not None:
-            console.print(f"  {side}: {json.dumps(event, sort_keys=True)}", markup=False, highlight=False)
+        lines = ["  " + ", ".join(f"{side} at {when}" for side, when in times.items())]
+    if event_a is not None and event_b is not None:
+        fields = [name for name in divergence.fields if name not in ("kind", "ts_ns")]  # above
+        what = "differ"
+    else:
+        fields = [name for name in (event_a or event_b or {}) if name not in ("kind", "ts_ns")]
+        what = "in the event"
+    for name in fields[:_FIELDS_SHOWN_MAX]:
+        lines.extend(_field_lines(name, event_a, event_b, width))
+    left = len(fields) - _FIELDS_SHOWN_MAX
+    if left > 0:
+        lines.append(f"  ... {plural(left, 'more field')} {what} (--json has the events whole)")
+    return lines
+
+
+def _when(ts_ns: object) -> str:
+    if not isinstance(ts_ns, int):
+        return "?"
+    when = datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    nanoseconds = ts_ns % 1_000_000_000
+    return f"{when}.{nanoseconds:09d}Z" if nanoseconds else f"{when}Z"
+
+
+_ABSENT = object()
+
+
+def _field_lines(
+    name: str, event_a: dict[str, Any] | None, event_b: dict[str, Any] | None, width: int
+) -> list[str]:
+    """A field's value in each run that has the event; of two lists, where they first part."""
+    a = _ABSENT if event_a is None else event_a.get(name, _ABSENT)
+    b = _ABSENT if event_b is None else event_b.get(name, _ABSENT)
+    if isinstance(a, list) and isinstance(b, list):
+        at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+        head = f"  {name}: A {plural(len(a), 'item')}, B {plural(len(b), 'item')}; first differing: [{at}]"
+        pairs = [(f"    A[{at}]: ", a[at] if at < len(a) else _ABSENT),
+                 (f"    B[{at}]: ", b[at] if at < len(b) else _ABSENT)]  # fmt: skip
+        return [head, *(label + _value(value, width - len(label)) for label, value in pairs)]
+    both = event_a is not None and event_b is not None  # else: the fields of the one event
+    pairs = [(f"  {name}: A ", a), (f"  {name}: B ", b)]
+    return [
+        label + _value(value, width - len(label)) for label, value in pairs if both or value is not _ABSENT
+    ]
+
+
+def _value(value: object, width: int) -> str:
+    return "(none)" if value is _ABSENT else _brief(value, max(width, _VALUE_CHARS_MIN))
+
+
+def _brief(value: object, chars_max: int) -> str:
+    """``value`` as JSON in at most ``chars_max`` characters (a cut string keeps at least 8 of
+    its own, so very narrow limits are exceeded): a list or an object keeps the
+    items (keys) that fit and counts the rest (``... 49 more items``), a long string or number is
+    cut with a count of the characters left out."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    if len(text) <= chars_max:
+        return text
+    if isinstance(value, list | dict):
+        return _brief_items(value, chars_max)
+    kept = max(chars_max - len(f"... ({len(text):,} more characters)"), 8)
+    return f"{text[:kept]}... ({len(text) - kept:,} more characters)"
+
+
+def _brief_items(value: list[Any] | dict[str, Any], chars_max: int) -> str:
+    """The items (keys) that fit in ``chars_max``, then a count of the rest; where not even the
+    first fits, the first cut in turn (an instrument of a list of instruments), else the count
+    alone (``{20 keys}``)."""
+    if isinstance(value, dict):
+        items = [f"{json.dumps(key)}: {json.dumps(item, sort_keys=True, default=str)}"
+                 for key, item in sorted(value.items())]  # fmt: skip
+        open_, close, noun = "{", "}", "key"
+    else:
+        items = [json.dumps(item, sort_keys=True, default=str) for item in value]
+        open_, close, noun = "[", "]", "item"
+
+    def joined(shown: list[str]) -> str:
+        if not shown:
+            return f"{open_}{plural(len(items), noun)}{close}"
+        rest = len(items) - len(shown)
+        return open_ + ", ".join([*shown, f"... {plural(rest, 'more ' + noun)}"] if rest else shown) + close
+
+    shown: list[str] = []
+    for item in items:
+        if len(joined([*shown, item])) > chars_max:
+            break
+        shown.append(item)
+    if shown or not items:
+        return joined(shown)
+    first = value[min(value)] if isinstance(value, dict) else value[0]
+    key = f"{json.dumps(min(value))}: " if isinstance(value, dict) else ""
+    room = chars_max - len(joined([key]))
+    cut = joined([key + _brief(first, room)]) if room >= _VALUE_CHARS_MIN // 2 else ""
+    return cut if cut and len(cut) <= chars_max else joined([])
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -240,7 +351,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if "-" not in outputs.values():
         _print_days(comparison, args.days)
         _print_summary(comparison)
-        _print_divergence(comparison)
+        _print_divergence(comparison, _last_seqs(args.journal, args.journal_b))
         if comparison.same:
             console.print(f"[green]same[/]: {len(comparison.days)} days and every derived event match")
     unfinished = _unfinished(comparison, args.journal, args.journal_b)
@@ -249,6 +360,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if unfinished and (comparison.same or _matching_prefix(comparison)):
         return EXIT_UNFINISHED
     return EXIT_OK if comparison.same else EXIT_DAMAGED
+
+
+def _last_seqs(path_a: str, path_b: str) -> dict[str, int]:
+    """Each journal's last seq (where a run that ends first ends)."""
+    seqs = {}
+    for side, path in (("A", path_a), ("B", path_b)):
+        with open_journal(path) as journal:
+            seqs[side] = len(journal) - 1
+    return seqs
 
 
 def _matching_prefix(comparison: Comparison) -> bool:

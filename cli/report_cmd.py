@@ -20,7 +20,7 @@ from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
 from sim.attribution import Attribution, strategy_attribution
-from sim.execution_report import ExecutionReport, execution_reports, write_orders_csv
+from sim.execution_report import ExecutionReport, execution_reports, orders_csv, write_orders_csv
 from sim.metrics import RunReport, report_from_journal
 
 __all__ = ["add_report_parser", "cmd_report", "print_report"]
@@ -73,46 +73,79 @@ def print_report(path: Path, *, worst: int = 10, days: int = 10) -> Gathered:
 def cmd_report(args: argparse.Namespace) -> int:
     if args.worst < 0 or args.days < 0:
         raise ConfigError("--worst and --days must not be negative")
+    to_stdout = _check_outputs(args)
     with open_journal(args.journal) as journal:
         if len(journal) == 0:  # a run stopped before its first commit: no figures, exit 3
             return unfinished_status(journal)
         unfinished = not run_status(journal).finished
-    with results_on_stderr(args.json == "-"):  # stdout carries the JSON alone
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
         if unfinished:  # said before the figures, whose "final" NAV is then the last one journaled
             console.print("[yellow]the figures below are those of an unfinished run[/]", soft_wrap=True)
         gathered = print_report(Path(args.journal), worst=args.worst, days=args.days)
-    _write_outputs(args, gathered)
+    wrote = _write_outputs(args, gathered)  # after the block: '-' is the real stdout
+    with results_on_stderr(to_stdout):
+        for line in wrote:
+            console.print(line)
     if unfinished:
         with open_journal(args.journal) as journal:
             return unfinished_status(journal)
     return EXIT_OK
 
 
-def _write_outputs(args: argparse.Namespace, gathered: Gathered) -> None:
-    """``--strategies``, ``--orders``, ``--json`` and ``--csv``, each where asked."""
+# The options that write one file, where ``-`` is stdout (``--csv DIR`` writes several).
+_FILE_OPTIONS = ("--json", "--orders", "--strategies")
+
+
+def _check_outputs(args: argparse.Namespace) -> bool:
+    """Refuses ``--csv -`` and two outputs on stdout before any work (exit 2); True when one
+    output goes to stdout (``-``), so the tables go to stderr."""
+    if args.csv == "-":
+        raise ConfigError(
+            "--csv takes a folder: it writes several files (summary.csv, orders.csv, ...), so it "
+            "cannot be '-'; --json - writes all of it to stdout, --orders - the orders' CSV"
+        )
+    on_stdout = [option for option in _FILE_OPTIONS if getattr(args, option[2:]) == "-"]
+    if len(on_stdout) > 1:
+        listed = ", ".join(on_stdout[:-1]) + f" and {on_stdout[-1]}"
+        raise ConfigError(f"{listed} are '-': only one output can go to stdout")
+    return bool(on_stdout)
+
+
+def _write_outputs(args: argparse.Namespace, gathered: Gathered) -> list[str]:
+    """``--strategies``, ``--orders``, ``--json`` and ``--csv``, each where asked (``-``:
+    stdout); returns a "wrote" line for each file written."""
+    wrote = []
     if args.strategies:
         if gathered.attribution is None:
             raise ConfigError(f"{args.journal}: a run of one strategy has no per-strategy attribution")
-        write_attribution(gathered.attribution, Path(args.strategies))
-        count = len(gathered.attribution.strategies)
-        console.print(f"wrote {count} strategies' attribution to {args.strategies}")
+        write_attribution(gathered.attribution, args.strategies, option="--strategies")
+        if args.strategies != "-":
+            count = len(gathered.attribution.strategies)
+            wrote.append(f"wrote {count} strategies' attribution to {args.strategies}")
     if args.orders:
-        _write_orders(gathered, Path(args.orders))
+        wrote.extend(_write_orders(gathered, args.orders))
     if args.json:
         write_output(args.json, report_json(gathered), option="--json")
         if args.json != "-":
-            console.print(f"wrote the report ({len(gathered.quality.rows):,} orders) to {args.json}")
+            wrote.append(f"wrote the report ({len(gathered.quality.rows):,} orders) to {args.json}")
     if args.csv:
         names = write_csv(gathered, Path(args.csv))
-        console.print(f"wrote {', '.join(names)} to {args.csv}")
+        wrote.append(f"wrote {', '.join(names)} to {args.csv}")
+    return wrote
 
 
-def _write_orders(gathered: Gathered, path: Path) -> None:
-    """``--orders``: one file, or one per currency of several (``.CCY`` before the suffix)."""
+def _write_orders(gathered: Gathered, path: str) -> list[str]:
+    """``--orders``: one file, or one per currency of several (``.CCY`` before the suffix);
+    ``-``: one CSV on stdout, every currency's rows in turn (each row names its currency)."""
+    if path == "-":
+        write_output(path, orders_csv(*(gathered.qualities or (gathered.quality,))), option="--orders")
+        return []
+    wrote = []
     for currency, quality in gathered.by_currency.items() or [("", gathered.quality)]:
-        target = _per_currency(path, currency)
-        write_orders_csv(quality, target)
-        console.print(f"wrote {len(quality.rows):,} order rows to {target}")
+        target = _per_currency(Path(path), currency)
+        write_output(str(target), orders_csv(quality), option="--orders")
+        wrote.append(f"wrote {len(quality.rows):,} order rows to {target}")
+    return wrote
 
 
 def report_json(gathered: Gathered) -> str:
@@ -146,7 +179,7 @@ def write_csv(gathered: Gathered, folder: Path) -> list[str]:
     _write_rows(folder / "summary.csv", ["metric", "value"], [list(pair) for pair in flat])
     written = ["summary.csv"]
     if gathered.attribution is not None:
-        write_attribution(gathered.attribution, folder / "strategies.csv")
+        write_attribution(gathered.attribution, str(folder / "strategies.csv"), option="--csv")
         written.append("strategies.csv")
     for currency, quality in gathered.by_currency.items() or [("", gathered.quality)]:
         written.extend(_write_quality_csv(quality, folder, currency))
@@ -188,10 +221,16 @@ def add_report_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     report.add_argument(
         "--json", metavar="PATH", help="write everything the report prints, as JSON ('-': stdout)"
     )
-    report.add_argument("--csv", metavar="DIR", help="write everything as CSV files into DIR")
-    report.add_argument("--orders", metavar="CSV", help="write one row per (parent) order to this CSV")
     report.add_argument(
-        "--strategies", metavar="CSV|JSON", help="write the per-strategy attribution (several strategies)"
+        "--csv", metavar="DIR", help="write everything as CSV files into the folder DIR (not '-')"
+    )
+    report.add_argument(
+        "--orders", metavar="CSV", help="write one row per (parent) order to this CSV ('-': stdout)"
+    )
+    report.add_argument(
+        "--strategies",
+        metavar="CSV|JSON",
+        help="write the per-strategy attribution, several strategies ('-': CSV on stdout)",
     )
     report.add_argument("--worst", type=int, default=10, help="orders listed by shortfall (default 10)")
     report.add_argument("--days", type=int, default=10, help="latest days listed (default 10)")

@@ -26,6 +26,8 @@ carries a stopped walk-forward on), the folds and the stitched daily returns in 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -39,7 +41,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from cli.progress import console, progress_bar
+from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
     note_other_code,
@@ -138,6 +140,21 @@ def _read(path: Path) -> _Plan:
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
+    to_stdout = "-" in (args.json, args.csv)
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        report = _walkforward(args)
+    for option, path, text in (("--json", args.json, _json_text), ("--csv", args.csv, _csv_text)):
+        if path:
+            write_output(path, text(report), option=option)
+    with results_on_stderr(to_stdout):
+        for path in dict.fromkeys(path for path in (args.json, args.csv) if path not in (None, "-")):
+            console.print(f"wrote {plural(len(report['folds']), 'fold')} to {path}", soft_wrap=True)
+    return 0
+
+
+def _walkforward(args: argparse.Namespace) -> dict[str, Any]:
+    """Runs the walk-forward, prints its tables and writes ``OUT/walkforward.json``; returns
+    what that file holds."""
     path = Path(args.config)
     plan_ = _read(path)
     raw, spec = plan_.raw, plan_.spec
@@ -228,12 +245,46 @@ def cmd_walkforward(args: argparse.Namespace) -> int:
     }
     stitched_json = {"days": [d for d, _ in stitched], "returns": [r for _, r in stitched], "stats": stats}
     report = {"run_id": base_id, "rank_by": spec.rank_by, "folds": folds_json, "stitched": stitched_json}
-    (out / "walkforward.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "walkforward.json").write_text(_json_text(report))
     console.print(
         f"{len(in_sample) + len(oos):,} runs recorded in {out / 'experiments.sqlite'}; "
         f"folds and the stitched returns in {out / 'walkforward.json'}"
     )
-    return 0
+    return report
+
+
+def _json_text(report: dict[str, Any]) -> str:
+    """``walkforward.json``, and ``--json``: the folds, the stitched daily returns and stats."""
+    return json.dumps(report, indent=1) + "\n"
+
+
+def _csv_text(report: dict[str, Any]) -> str:
+    """``--csv``: the printed tables, a row per fold (its windows, the parameters chosen, every
+    in-sample figure of the chosen run and every out-of-sample figure, the chain head), then a
+    ``stitched`` row: the stitched curve's sessions and its figures in the out-of-sample
+    columns (as the line under the table)."""
+    folds_ = report["folds"]
+    params = list(dict.fromkeys(key for fold in folds_ for key in fold["params"]))
+    in_sample = sorted({key for fold in folds_ for key in fold["in_sample"]})
+    oos = sorted({key for fold in folds_ for key in fold["out_of_sample"]})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["fold", "train_start", "train_end", "test_start", "test_end", *params,
+                     *(f"in_sample.{key}" for key in in_sample),
+                     *(f"out_of_sample.{key}" for key in oos), "chain_head"])  # fmt: skip
+    for fold in folds_:
+        chosen = [fold["params"].get(key) for key in params]
+        figures = [
+            *(fold["in_sample"].get(k) for k in in_sample),
+            *(fold["out_of_sample"].get(k) for k in oos),
+        ]
+        writer.writerow([fold["fold"], *fold["train"], *fold["test"], *chosen, *figures, fold["chain_head"]])
+    stitched = report["stitched"]
+    days = [_iso(stitched["days"][0]), _iso(stitched["days"][-1])] if stitched["days"] else ["", ""]
+    stats = stitched["stats"]
+    writer.writerow(["stitched", "", "", *days, *([""] * (len(params) + len(in_sample))),
+                     *(stats.get(key, "") for key in oos), ""])  # fmt: skip
+    return buffer.getvalue()
 
 
 def _stitch(base: BacktestConfig, results: list[dict[str, Any]]) -> list[tuple[int, float]]:
@@ -396,3 +447,9 @@ def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPa
     walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
     walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     walk.add_argument("--resume", action="store_true", help="carry a stopped walk-forward on: the rest runs")
+    walk.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                      help="the folds and the stitched returns as JSON, walkforward.json's (to PATH; "
+                           "alone or '-': stdout)")  # fmt: skip
+    walk.add_argument(
+        "--csv", metavar="PATH", help="the fold table and the stitched row as CSV ('-': stdout)"
+    )

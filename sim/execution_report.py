@@ -9,6 +9,7 @@ ratios (``summarise_rows``), so every total equals the sum of its rows.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ __all__ = [
     "ExecutionReport",
     "execution_report",
     "execution_reports",
+    "orders_csv",
     "write_orders_csv",
 ]
 
@@ -148,11 +150,19 @@ def percent(value_e8: int) -> str:
     return f"{value_e8 / 1_000_000:.2f}%"
 
 
-def write_orders_csv(report: ExecutionReport, path: Path) -> None:
-    """One line per parent, the ``execution_quality`` columns in table order."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(ROW_COLUMNS)
+def orders_csv(*reports: ExecutionReport) -> str:
+    """One line per parent, the ``execution_quality`` columns in table order, under one header:
+    each report's rows in turn (several currencies' reports: each row names its currency)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(ROW_COLUMNS)
+    for report in reports:
         for row in report.rows:
             writer.writerow([getattr(row, name) for name in ROW_COLUMNS])
+    return buffer.getvalue()
+
+
+def write_orders_csv(report: ExecutionReport, path: Path) -> None:
+    """``orders_csv`` of one report, to ``path`` (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(orders_csv(report))

@@ -124,7 +124,7 @@ class RunReport:
             ("annualised volatility", _pct(r.annual_volatility)),
             ("Sharpe (rf = 0)", _num(r.sharpe)),
             ("Sortino", _num(r.sortino)),
-            ("max drawdown", _pct(-r.max_drawdown)),
+            ("max drawdown", _pct(r.max_drawdown)),  # negative, as every research table's
             ("longest drawdown", f"{r.max_drawdown_periods:,} days"),
             ("Calmar", _num(r.calmar)),
             ("exposure (days held)", _pct(self.exposure)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -184,3 +185,77 @@ def test_a_large_book_at_80_columns_never_cuts_a_number(
     day, nav_a = first.split(",")[:2]
     assert f"{day} " in out, out
     assert f"{Decimal(nav_a):,.0f}" in out, out
+
+
+@pytest.fixture(scope="module")
+def fifty_names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Runs of 50 and of 49 names (their first compared event, instruments.defined, differs),
+    and a copy of the first cut before its first day."""
+    from tests.factories import killed_copy
+
+    root = tmp_path_factory.mktemp("compare-fifty")
+    for name, symbols in (("a", 50), ("b", 49)):
+        data = make_dataset(root / f"data-{name}", symbols=symbols, bars=25)
+        run(make_config(data, root / name, seed=1))
+    assert killed_copy(root / "a", root / "cut", 2) == 2  # run.started, dataset.referenced
+    return root
+
+
+def _compare_at_80(
+    root: Path,
+    a: str,
+    b: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[int, list[str], dict[str, Any]]:
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    capsys.readouterr()
+    status = main(["compare", str(root / a), str(root / b)])
+    lines = capsys.readouterr().out.splitlines()
+    assert main(["compare", str(root / a), str(root / b), "--json", str(tmp_path / "c.json")]) == status
+    capsys.readouterr()
+    divergence = json.loads((tmp_path / "c.json").read_text())["first_divergent_event"]
+    start = next(i for i, line in enumerate(lines) if "first divergent event" in line)
+    # Up to the unfinished run's line (one line however long: its path is copied whole).
+    return status, [line for line in lines[start:] if "unfinished run" not in line], divergence
+
+
+def test_a_large_divergent_event_is_summarised_in_a_few_lines(
+    fifty_names: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: the first divergent event was printed whole: an instruments.defined of 50 names ran
+    to hundreds of lines. Now its kind, seq and time and the differing fields, each cut to the
+    line with a count of what is left out; --json keeps both events whole."""
+    status, lines, divergence = _compare_at_80(fifty_names, "a", "b", tmp_path, capsys, monkeypatch)
+    assert status == 1
+    said = " ".join(" ".join(lines).split())
+    assert "first divergent event #0: A seq 2 instruments.defined.v1, B seq 2 instruments.defined.v1" in said
+    assert "at 2020-01-02T00:00:00Z in both" in said
+    assert "instruments: A 50 items, B 49 items; first differing: [49]" in said, said
+    assert "B[49]: (none)" in said
+    assert len(lines) <= 12, lines
+    assert max(len(line) for line in lines) <= 80
+    assert len(divergence["event_a"]["instruments"]) == 50  # the JSON: whole
+    assert len(divergence["event_b"]["instruments"]) == 49
+    assert divergence["fields"] == ["instruments"]
+
+
+def test_a_run_cut_before_its_first_day_gives_both_seqs_and_a_bounded_event(
+    fifty_names: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: "A ends there" named neither A's end nor B's seq, and B's instruments.defined (50
+    names) was printed whole."""
+    status, lines, divergence = _compare_at_80(fifty_names, "cut", "a", tmp_path, capsys, monkeypatch)
+    assert status == 3  # A is an unfinished prefix of B
+    said = " ".join(" ".join(lines).split())
+    assert "first divergent event #0: A ends at seq 1, B seq 2 instruments.defined.v1" in said, said
+    assert "B at 2020-01-02T00:00:00Z" in said
+    assert "instruments: B [{20 keys}, ... 49 more items]" in said, said
+    assert "instruments: A" not in said
+    assert len(lines) <= 8, lines
+    assert max(len(line) for line in lines) <= 80
+    assert divergence["event_a"] is None
+    assert len(divergence["event_b"]["instruments"]) == 50

@@ -394,6 +394,23 @@ def test_tape_report_shows_the_base_and_each_currency(
     assert fees > 0 and summary["fees"] == fees / 100
 
 
+def test_report_orders_to_a_dash_is_every_currency_under_one_header(
+    run: tuple[BacktestConfig, list[Any]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--orders F.csv`` writes a file per currency (``F.CNY.csv``, ...); ``--orders -`` one
+    CSV on stdout: one header, each currency's rows in turn (each row names its currency)."""
+    cfg, _ = run
+    out_dir = Path(cfg.journal).parent / "orders"
+    assert tape(["report", cfg.journal, "--orders", str(out_dir / "o.csv")]) == 0
+    files = sorted(out_dir.glob("o.*.csv"))
+    assert len(files) > 1
+    capsys.readouterr()
+    assert tape(["report", cfg.journal, "--orders", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    per_file = [path.read_text().splitlines() for path in files]
+    assert lines == [per_file[0][0], *(line for rows in per_file for line in rows[1:])]
+
+
 def test_the_sqlite_ledger_holds_each_currency_and_the_base(
     run: tuple[BacktestConfig, list[Any]], tmp_path: Path
 ) -> None:

@@ -131,6 +131,48 @@ def test_tape_walkforward_chooses_in_sample_and_trades_out_of_sample(
     assert main(["runs", str(tmp_path / "out"), "--rerun", "wf-f01-oos"]) == 0
 
 
+def test_the_fold_table_as_csv_and_json_in_files_and_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--csv PATH|-`` / ``--json [PATH|-]``, as ``tape runs`` has them (there were none): the
+    CSV is the fold table (a row per fold, every figure) and the stitched line under it; the
+    JSON is walkforward.json's; ``-`` puts the data alone on stdout, the tables on stderr."""
+    import csv
+
+    monkeypatch.chdir(tmp_path)
+    path = _walkforward_file(tmp_path)
+    out = tmp_path / "out"
+    command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
+    assert main([*command, "--csv", str(tmp_path / "folds.csv"), "--json", str(tmp_path / "wf.json")]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"wrote 3 folds to {tmp_path / 'folds.csv'}" in said
+    report = json.loads((out / "walkforward.json").read_text())
+    assert (tmp_path / "wf.json").read_text() == (out / "walkforward.json").read_text()
+    with (tmp_path / "folds.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["fold"] for row in rows] == ["0", "1", "2", "stitched"]
+    for row, fold in zip(rows, report["folds"], strict=False):
+        assert [row["test_start"], row["test_end"]] == fold["test"]
+        assert [row["train_start"], row["train_end"]] == fold["train"]
+        assert {key: int(row[key]) for key in fold["params"]} == fold["params"]
+        assert float(row["in_sample.sharpe"]) == fold["in_sample"]["sharpe"]
+        for figure in ("total_return", "sharpe", "max_drawdown"):
+            assert float(row[f"out_of_sample.{figure}"]) == fold["out_of_sample"][figure]
+        assert row["chain_head"] == fold["chain_head"]
+    stats = report["stitched"]["stats"]
+    assert float(rows[-1]["out_of_sample.max_drawdown"]) == stats["max_drawdown"] < 0
+    assert float(rows[-1]["out_of_sample.total_return"]) == stats["total_return"]
+    # On stdout, alone: the runs are recorded, so --resume runs none of them again.
+    for option, expected in (("--json", out / "walkforward.json"), ("--csv", tmp_path / "folds.csv")):
+        assert main([*command, "--resume", option, "-"]) == 0
+        captured = capsys.readouterr()
+        assert captured.out == expected.read_text()
+        assert "walk-forward folds" in captured.err and "stitched out-of-sample" in captured.err
+    assert main([*command, "--resume", "--json"]) == 0  # alone: stdout, as tape runs --json
+    assert json.loads(capsys.readouterr().out) == report
+    assert not (tmp_path / "-").exists()
+
+
 def test_a_stopped_walk_forward_resumed_ends_as_one_run_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -190,6 +232,7 @@ def test_out_of_sample_rows_without_their_navs_run_again_on_resume(
     """A finished walk-forward resumed runs nothing; one whose out-of-sample rows lack their
     daily NAVs (as an older Tape recorded them) runs those three again, to the same rows and
     report."""
+    monkeypatch.chdir(tmp_path)
     path = _walkforward_file(tmp_path)
     out = tmp_path / "out"
     command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
@@ -224,7 +267,9 @@ def _walkforward_file(tmp_path: Path, extra: str = "") -> Path:
 
 
 def _namespace(path: Path, out: Path, *, resume: bool) -> argparse.Namespace:
-    return argparse.Namespace(config=str(path), workers=1, out=str(out), ray=None, resume=resume)
+    return argparse.Namespace(
+        config=str(path), workers=1, out=str(out), ray=None, resume=resume, json=None, csv=None
+    )
 
 
 def _experiment_rows(out: Path) -> list[tuple[str, str, str, str]]:
