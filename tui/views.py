@@ -142,7 +142,8 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
         f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}   PnL today {money(today, ccy)}   "
         f"since inception {money(navs[-1] - initial, ccy)} ({pct_e8(_ratio_e8(navs[-1] - initial, initial))})"
     )
-    lines.append(f"drawdown now {pct_e8(drawdowns[-1])}   max {pct_e8(max(drawdowns))}")
+    # negative, as tape report and every research table print a drawdown
+    lines.append(f"drawdown now {pct_e8(-drawdowns[-1])}   max {pct_e8(-max(drawdowns))}")
     return "\n".join(lines)
 
 

@@ -122,7 +122,8 @@ async def test_command_centre_shows_nav_drawdown_exposure_kill_switch_and_verdic
         assert f"NAV {money(last.nav_minor, 'USD')}" in head
         assert "finished" in head
         assert f"{report.days:,} session days" in head
-        assert f"max {report.max_drawdown:.2%}" in head  # the same drawdown the report folds
+        assert f"max {-report.max_drawdown:.2%}" in head  # the report's drawdown, negative as it prints it
+        assert report.max_drawdown > 0
         risk = text(app, "#cc-risk")
         assert f"gross exposure {money(last.gross_exposure_minor, 'USD')}" in risk
         assert "limit 150.00%" in risk  # gross_leverage of the journaled policy
