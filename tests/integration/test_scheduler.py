@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -70,6 +70,25 @@ def test_cron_fields_lists_ranges_steps_and_refusals() -> None:
     for bad in ("0 0 * *", "60 0 * * *", "a 0 * * *", "0 0 0 * *", "0 0 * * 1/0"):
         with pytest.raises(ConfigError):
             parse_cron(bad)
+
+
+def test_cron_day_fields_combine_as_in_vixie_cron() -> None:
+    """A day field that starts with ``*`` (``*/2`` too) is unrestricted: the two day fields then
+    combine by AND; only when both are restricted does either match (OR)."""
+    odd_mondays = parse_cron("0 0 */2 * 1")  # odd days of the month that are Mondays
+    assert odd_mondays.matches_day(date(2024, 7, 1))  # Mon 1st
+    assert not odd_mondays.matches_day(date(2024, 7, 3))  # Wed 3rd: odd, not a Monday
+    assert not odd_mondays.matches_day(date(2024, 7, 8))  # Mon 8th: a Monday, even
+    assert odd_mondays.matches_day(date(2024, 7, 15))  # Mon 15th
+    first_on_weekdays = parse_cron("0 0 1 * */2")  # the 1st, on Sun/Tue/Thu/Sat only
+    assert not first_on_weekdays.matches_day(date(2024, 7, 1))  # Mon 1st
+    assert first_on_weekdays.matches_day(date(2024, 8, 1))  # Thu 1st
+    assert not first_on_weekdays.matches_day(date(2024, 8, 3))  # Sat 3rd: not the 1st
+    either = parse_cron("0 0 1,15 * 1")  # both restricted: the 1st, the 15th or any Monday
+    assert either.matches_day(date(2024, 7, 8))  # Mon 8th
+    assert either.matches_day(date(2024, 8, 15))  # Thu 15th
+    assert not either.matches_day(date(2024, 8, 14))  # Wed 14th
+    assert parse_cron("0 0 1-31/2 * 1").matches_day(date(2024, 7, 3))  # "1-31/2" is restricted: OR
 
 
 def test_next_run_skips_the_independence_day_holiday_and_the_weekend(tmp_path: Path) -> None:
