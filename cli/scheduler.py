@@ -79,12 +79,17 @@ class CronSpec:
     days_restricted: bool  # the field does not start with "*" (``*/2`` is unrestricted, as in cron)
     weekdays_restricted: bool
 
+    @property
+    def day_or(self) -> bool:
+        """Whether a day matching either day field runs (both restricted), else both must match."""
+        return self.days_restricted and self.weekdays_restricted
+
     def matches_day(self, day: date) -> bool:
         if day.month not in self.months:
             return False
         in_days = day.day in self.days
         in_weekdays = (day.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
+        if self.day_or:
             return in_days or in_weekdays  # Vixie cron: both restricted, either may match
         return in_days and in_weekdays
 
