@@ -11,6 +11,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from rich.text import Text
+
 from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console
 from cli.research_tables import Column, print_fitted
@@ -96,7 +98,7 @@ def _print(result: Reconciliation) -> None:
         (
             f"{line.item} {line.key}".strip(),
             *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
-            "ok" if line.ok else "[red]DIFF[/]",
+            "ok" if line.ok else Text("DIFF", style="red"),
         )
         for line in result.lines
     ]
