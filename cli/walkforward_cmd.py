@@ -39,6 +39,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from cli.arguments import at_least
 from cli.progress import console, progress_bar
 from cli.resumable import (
     experiments_table,
@@ -50,7 +51,6 @@ from cli.resumable import (
 )
 from cli.sweep_cmd import (
     SweepSpec,
-    at_least,
     code_version,
     params_text,
     run_tasks,

@@ -472,6 +472,20 @@ def test_jobs_list_fits_80_columns_without_cutting_a_time_and_writes_json_and_cs
     assert (row["job"], row["exit_status"], row["detail"]) == ("broken", "4", "boom")
 
 
+@pytest.mark.parametrize("runs", ["-1", "-5", "two"])
+def test_jobs_list_refuses_a_negative_or_non_numeric_runs_count(
+    tmp_path: Path, runs: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: ``--runs -1`` listed every attempt (SQLite's LIMIT -1). Refused in one line, exit 2,
+    before the job log is made."""
+    config = str(write_jobs(tmp_path, EOD))
+    with pytest.raises(SystemExit) as stopped:
+        main(["jobs", "list", "--config", config, "--runs", runs])
+    assert stopped.value.code == 2
+    assert "argument --runs: " in capsys.readouterr().err
+    assert not (tmp_path / "jobs.sqlite").exists()
+
+
 def test_a_scheduler_outlives_the_calendars_first_year(tmp_path: Path) -> None:
     job = load_scheduler_config(write_jobs(tmp_path, EOD)).jobs["eod"]
     built_to = job.sessions._calendar.last_session.date()  # exchange_calendars: a year ahead
