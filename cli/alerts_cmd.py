@@ -12,7 +12,10 @@ operations_journal_path``), and folded from it. Evaluation is ``projections.aler
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import io
+import json
 import logging
 import re
 import sqlite3
@@ -26,11 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
-from cli.progress import console
+from cli.progress import console, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
@@ -437,32 +438,134 @@ def _print_alerts(alerts: list[Alert], title: str) -> None:
     print_fitted(title, _ALERT_COLUMNS, rows, left=len(_ALERT_COLUMNS), elsewhere=_WIDER)
 
 
+_SILENCE_COLUMNS = (
+    Column("id", 9),
+    Column("rule", 8),
+    Column("key", 7),
+    Column("until", 6),
+    Column("by", 5),
+    Column("reason", 4, wraps=True),
+)
+
+
+def _print_silences(silences: list[dict[str, Any]]) -> None:
+    rows = [
+        (str(s["id"]), s["rule"], s["key"] or "*", s["until"], s["by"], " ".join(s["reason"].split()))
+        for s in silences
+    ]
+    print_fitted("silences in force", _SILENCE_COLUMNS, rows, left=len(_SILENCE_COLUMNS), elsewhere=_WIDER)
+
+
+def _alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "rule": alert.rule,
+        "key": alert.key,
+        "severity": alert.severity,
+        "status": alert.status,
+        "fired": _iso(alert.fired_ts_ns),  # the journal event that fired it (its time, UTC)
+        "fired_seq": alert.fired_seq,
+        "fired_ts_ns": alert.fired_ts_ns,
+        "evaluated_at": _iso(alert.fired_at_ns),
+        "resolved_seq": alert.resolved_seq,
+        "resolved_at": _iso(alert.resolved_at_ns),
+        "acked_by": alert.acked_by or "",
+        "acked_at": _iso(alert.acked_at_ns),
+        "message": alert.message,
+        "resolved_message": alert.resolved_message or "",
+    }
+
+
+def _silence_json(silence: Silence, by: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": silence.id,
+        "rule": silence.rule,
+        "key": silence.key,  # "": every key
+        "until": _iso(silence.until_ns),
+        "until_ns": silence.until_ns,
+        "by": by.get(silence.id, ""),
+        "reason": silence.reason,
+    }
+
+
+def _operation_json(seq: int, event: AlertOperation) -> dict[str, Any]:
+    kind = {AlertAcknowledged: "ack", AlertSilenced: "silence"}.get(type(event), "unsilence")
+    return {
+        "seq": seq,
+        "at": _iso(event.ts_ns),
+        "by": event.operator,
+        "kind": kind,
+        "what": operation_text(event),
+    }
+
+
+_CSV_FIELDS = (
+    "table",
+    "id",
+    "rule",
+    "key",
+    "severity",
+    "status",
+    "fired",
+    "fired_seq",
+    "until",
+    "by",
+    "text",
+)
+
+
+def _list_csv(document: dict[str, Any]) -> str:
+    """One row per alert, silence in force and (``--all``) journaled operation; ``table`` says
+    which. ``text``: an alert's message, a silence's reason, an operation's line; ``by``: who
+    acknowledged the alert, set the silence, journaled the operation; ``id``: the operation's seq;
+    ``status``: its kind (ack, silence, unsilence)."""
+    rows = [
+        {"table": "alert", **alert, "by": alert["acked_by"], "text": alert["message"]}
+        for alert in document["alerts"]
+    ]
+    rows += [{"table": "silence", **silence, "text": silence["reason"]} for silence in document["silences"]]
+    rows += [
+        {"table": "operation", "id": op["seq"], "status": op["kind"], "by": op["by"], "text": op["what"]}
+        for op in document.get("operations", [])
+    ]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, _CSV_FIELDS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def cmd_alerts_list(args: argparse.Namespace) -> int:
+    """Firing (``--all``: every) alert, the silences in force and (``--all``) every journaled
+    operation, fitted to the terminal; ``--json`` / ``--csv`` (``-``: stdout, no table)."""
     store = _open_store(args)
     try:
         alerts = store.alerts(firing_only=not args.all)
-        _print_alerts(alerts, "alerts" if args.all else "firing alerts")
         operations = store.operations()
         by = {e.silence_id: e.operator for _, e in operations if isinstance(e, AlertSilenced)}
-        table = Table(title="silences in force")
-        for column in ("id", "rule", "key", "until", "by", "reason"):
-            table.add_column(column, overflow="fold")
-        for silence in store.silences(wall_ns()):
-            table.add_row(
-                str(silence.id),
-                silence.rule,
-                silence.key or "*",
-                _iso(silence.until_ns),
-                by.get(silence.id, ""),
-                silence.reason,
-            )
-        console.print(table)
-        if args.all:
-            _print_operations(operations, f"alerts journal {store.operations_path.name}")
+        silences = [_silence_json(silence, by) for silence in store.silences(wall_ns())]
+        journal_name = store.operations_path.name
     except AlertStateError as error:
         raise ConfigError(str(error)) from None
     finally:
         store.close()
+    document: dict[str, Any] = {
+        "rules": str(Path(args.rules)),
+        "alerts": [_alert_json(alert) for alert in alerts],
+        "silences": silences,
+    }
+    if args.all:
+        document["operations"] = [_operation_json(seq, event) for seq, event in operations]
+    if args.json:
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
+    if args.csv:
+        write_output(args.csv, _list_csv(document), option="--csv")
+    if "-" in (args.json, args.csv):
+        return 0
+    _print_alerts(alerts, "alerts" if args.all else "firing alerts")
+    _print_silences(silences)
+    if args.all:
+        _print_operations(operations, f"alerts journal {journal_name}")
     return 0
 
 
@@ -581,6 +684,14 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
     ack.add_argument("--by", help="who (default: the login name)")
     listing.add_argument(
         "--all", action="store_true", help="resolved alerts too, and every journaled ack and silence"
+    )
+    listing.add_argument(
+        "--json",
+        metavar="PATH",
+        help="write the alerts, silences (and --all's operations) ('-': stdout, no table)",
+    )
+    listing.add_argument(
+        "--csv", metavar="PATH", help="write one row per alert, silence and operation ('-': stdout, no table)"
     )
     for parser in (silence, unsilence):
         parser.add_argument("--by", help="who (default: the login name)")

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cli.arguments import at_least
 from cli.logs import configure_logging
 from cli.progress import console, write_output
 from cli.research_tables import Column, print_fitted
@@ -275,7 +276,7 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     run = sub.add_parser("run", help="run a job now (with its retries), recorded in the job log")
     run.add_argument("name")
     listing = sub.add_parser("list", help="jobs, next run times and last outcomes")
-    listing.add_argument("--runs", type=int, default=0, help="also show the last N attempts")
+    listing.add_argument("--runs", type=at_least(0), default=0, help="also show the last N attempts")
     listing.add_argument(
         "--json", metavar="PATH", help="write the jobs (and --runs' attempts) as JSON ('-': stdout, no table)"
     )

@@ -31,10 +31,11 @@ import numpy as np
 from rich import box
 from rich.table import Table
 
+from cli.arguments import at_least
 from cli.exits import unfinished_status
 from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import experiments_table, note_other_code, recorded_runs, resume_command, said_where
-from cli.sweep_cmd import at_least, code_version, run_tasks
+from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
 from kernel.run_status import run_status

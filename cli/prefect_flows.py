@@ -118,7 +118,8 @@ def deployments(config: SchedulerConfig) -> list[RunnerDeployment]:
     return [
         tape_job.to_deployment(
             name=name,
-            schedules=[Cron(spec.cron.text, timezone=spec.timezone.key)],
+            # croniter's day_or would OR "*/2" with a weekday: pass the scheduler's rule
+            schedules=[Cron(spec.cron.text, timezone=spec.timezone.key, day_or=spec.cron.day_or)],
             parameters={"config_path": config_path, "job": name},
             description=f"{spec.command_text} (calendar {spec.sessions.code}; non-sessions are skipped)",
             tags=["tape"],

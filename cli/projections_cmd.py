@@ -172,8 +172,11 @@ def cmd_projections_influx_setup(args: argparse.Namespace) -> int:
     from projections.influx_retention import RetentionPlan, backfill, setup_retention
     from projections.metrics_influx import InfluxV1
 
-    if args.influx_org:
-        raise ConfigError("influx-setup is for InfluxDB 1.x; 2.x keeps data by bucket retention")
+    if args.influx_org or args.influx_bucket or args.influx_token_file:
+        raise ConfigError(
+            "influx-setup is for InfluxDB 1.x (credentials: --influx-credentials FILE or "
+            "$INFLUX_USERNAME / $INFLUX_PASSWORD); 2.x keeps data by bucket retention"
+        )
     try:
         plan = RetentionPlan(raw_days=args.raw_days, keep_days=args.keep_days, every=args.every)
     except ValueError as error:
@@ -225,14 +228,28 @@ def cmd_projections_host_metrics(args: argparse.Namespace) -> int:
 
 def _influx_transport(args: argparse.Namespace) -> InfluxTransport:
     """``--influx URL`` with the v1 API (``--influx-db``) or, given ``--influx-org``, the v2 API
-    (``--influx-bucket``, token from ``--influx-token`` or ``$INFLUX_TOKEN``)."""
+    (``--influx-bucket``, token from ``--influx-token-file`` or ``$INFLUX_TOKEN``)."""
     from projections.metrics_influx import InfluxV1, InfluxV2
 
     if args.influx_org:
-        token = args.influx_token or os.environ.get("INFLUX_TOKEN", "")
-        return InfluxV2(args.influx, args.influx_org, args.influx_bucket or args.influx_db, token)
+        return InfluxV2(
+            args.influx, args.influx_org, args.influx_bucket or args.influx_db, influx_token(args)
+        )
     user, password = influx_credentials(getattr(args, "influx_credentials", None))
     return InfluxV1(args.influx, args.influx_db, username=user, password=password)
+
+
+def _private_text(option: str, path: str) -> str:
+    """A secret file's text: refused (exit 2, one line) when unreadable or readable by others."""
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+        text = file.read_text()
+    except OSError as error:
+        raise ConfigError(f"{option} {path}: {error.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{option} {path}: readable by others (mode {mode & 0o777:o}); chmod 600 it")
+    return text
 
 
 def influx_credentials(path: str | None) -> tuple[str, str]:
@@ -240,18 +257,28 @@ def influx_credentials(path: str | None) -> tuple[str, str]:
     readable only by its owner (``username=...`` and ``password=...`` lines), else from
     ``$INFLUX_USERNAME`` / ``$INFLUX_PASSWORD``; a ``user:password@`` in the URL also works."""
     if path:
-        file = Path(path)
-        try:
-            mode = file.stat().st_mode
-            text = file.read_text()
-        except OSError as error:
-            raise ConfigError(f"--influx-credentials {path}: {error.strerror}") from None
-        if mode & 0o077:
-            shown = f"{mode & 0o777:o}"
-            raise ConfigError(f"--influx-credentials {path}: readable by others (mode {shown}); chmod 600 it")
+        text = _private_text("--influx-credentials", path)
         values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         return values.get("username", "").strip(), values.get("password", "").strip()
     return os.environ.get("INFLUX_USERNAME", ""), os.environ.get("INFLUX_PASSWORD", "")
+
+
+def influx_token(args: argparse.Namespace) -> str:
+    """The InfluxDB 2.x token, kept off the command line as the 1.x credentials are: from
+    ``--influx-token-file`` (readable only by its owner), else ``$INFLUX_TOKEN``."""
+    path = getattr(args, "influx_token_file", None)
+    token = _private_text("--influx-token-file", path).strip() if path else os.environ.get("INFLUX_TOKEN", "")
+    if path and not token:
+        raise ConfigError(f"--influx-token-file {path}: empty")
+    return token
+
+
+def _token_on_command_line(text: str) -> str:
+    """``--influx-token``: refused without echoing it (argparse: exit 2, one line)."""
+    raise argparse.ArgumentTypeError(
+        "a token on the command line is visible to every user (ps); "
+        "set $INFLUX_TOKEN or pass --influx-token-file FILE (mode 600)"
+    )
 
 
 def cmd_projections_bars(args: argparse.Namespace) -> int:
@@ -284,7 +311,10 @@ def _influx_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--influx-db", default="tape", help="v1 database")
     parser.add_argument("--influx-org", help="v2 API (InfluxDB 2.x/3.x): organisation")
     parser.add_argument("--influx-bucket", help="v2 bucket (default: --influx-db)")
-    parser.add_argument("--influx-token", help="v2 token (default: $INFLUX_TOKEN)")
+    parser.add_argument(
+        "--influx-token-file", metavar="FILE", help="v2 token in a file of mode 600 (default: $INFLUX_TOKEN)"
+    )
+    parser.add_argument("--influx-token", type=_token_on_command_line, help=argparse.SUPPRESS)  # refused
     parser.add_argument(
         "--influx-credentials",
         metavar="FILE",

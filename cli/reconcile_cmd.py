@@ -8,11 +8,12 @@ import csv
 import io
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
+from rich.text import Text
+
 from cli.exits import EXIT_DAMAGED, EXIT_OK
-from cli.progress import console
+from cli.progress import console, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
@@ -96,7 +97,7 @@ def _print(result: Reconciliation) -> None:
         (
             f"{line.item} {line.key}".strip(),
             *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
-            "ok" if line.ok else "[red]DIFF[/]",
+            "ok" if line.ok else Text("DIFF", style="red"),
         )
         for line in result.lines
     ]
@@ -107,14 +108,6 @@ def _print(result: Reconciliation) -> None:
         console.print(f"[green]reconciled[/]: {len(result.lines)} lines match")
     else:
         console.print(f"[red]{len(result.differences)} of {len(result.lines)} lines differ[/]")
-
-
-def _write(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
 
 
 def _csv_text(result: Reconciliation) -> str:
@@ -132,9 +125,9 @@ def _csv_text(result: Reconciliation) -> str:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     result = run_reconcile(args)
     if args.json:
-        _write(args.json, json.dumps(result.to_json(), indent=1) + "\n")
+        write_output(args.json, json.dumps(result.to_json(), indent=1) + "\n", option="--json")
     if args.csv:
-        _write(args.csv, _csv_text(result))
+        write_output(args.csv, _csv_text(result), option="--csv")
     if "-" not in (args.json, args.csv):
         _print(result)
     with open_journal(args.journal) as journal:

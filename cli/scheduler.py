@@ -76,16 +76,21 @@ class CronSpec:
     days: frozenset[int]
     months: frozenset[int]
     weekdays: frozenset[int]  # cron numbering: 0 = Sunday ... 6 = Saturday
-    days_restricted: bool
+    days_restricted: bool  # the field does not start with "*" (``*/2`` is unrestricted, as in cron)
     weekdays_restricted: bool
+
+    @property
+    def day_or(self) -> bool:
+        """Whether a day matching either day field runs (both restricted), else both must match."""
+        return self.days_restricted and self.weekdays_restricted
 
     def matches_day(self, day: date) -> bool:
         if day.month not in self.months:
             return False
         in_days = day.day in self.days
         in_weekdays = (day.isoweekday() % 7) in self.weekdays
-        if self.days_restricted and self.weekdays_restricted:
-            return in_days or in_weekdays  # cron: either field matches when both are restricted
+        if self.day_or:
+            return in_days or in_weekdays  # Vixie cron: both restricted, either may match
         return in_days and in_weekdays
 
 
@@ -125,8 +130,10 @@ def parse_cron(text: str) -> CronSpec:
         days=frozenset(parsed[2]),
         months=frozenset(parsed[3]),
         weekdays=frozenset(weekdays),
-        days_restricted=fields[2] != "*",
-        weekdays_restricted=fields[4] != "*",
+        # Vixie cron (entry.c: DOM_STAR / DOW_STAR): a day field whose text starts with "*" (``*``,
+        # ``*/2``) is unrestricted, so it combines with the other day field by AND, not OR
+        days_restricted=not fields[2].startswith("*"),
+        weekdays_restricted=not fields[4].startswith("*"),
     )
 
 

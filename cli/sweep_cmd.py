@@ -49,6 +49,7 @@ import msgspec
 import numpy as np
 from rich.markup import escape
 
+from cli.arguments import at_least
 from cli.progress import console, plural, progress_bar, write_output
 from cli.resumable import (
     experiments_table,
@@ -88,7 +89,6 @@ __all__ = [
     "SweepSpec",
     "WorkerCache",
     "add_sweep_parsers",
-    "at_least",
     "cmd_runs",
     "cmd_sweep",
     "code_version",
@@ -580,22 +580,6 @@ def _csv_text(experiments: list[Experiment]) -> str:
                          *(e.metrics.get(k) for k in metrics), e.seed, e.dataset_hash, e.engine_version,
                          e.code_version, e.chain_head, e.records, e.journal])  # fmt: skip
     return buffer.getvalue()
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum`` (``--top``, ``--workers``, a
-    count or a seed); anything else is refused naming the option, exit 2."""
-
-    def whole_number(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return whole_number
 
 
 def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from cli.arguments import at_least
 from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
@@ -52,7 +53,6 @@ from cli.resumable import (
 )
 from cli.sweep_cmd import (
     SweepSpec,
-    at_least,
     code_version,
     params_text,
     run_tasks,

@@ -4,6 +4,8 @@ and webhooks through loopback HTTP servers; de-duplication and silences across r
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -535,6 +537,76 @@ def test_alerts_list_at_80_columns_never_splits_a_number(tmp_path: Path) -> None
     words = done.stdout.split()
     for number in ("1,075,906.12", "1,234,567.89", "12.85%"):
         assert number in words, done.stdout
+
+
+def _silenced_alert(tmp_path: Path) -> Path:
+    """A firing kill_switch alert, acknowledged, and a silence with a long reason of numbers."""
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(1_577_934_245 * 1_000_000_000)])  # 2020-01-02T03:04:05Z
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    reason = "drill: NAV 1,075,906.12 USD below peak 1,234,567.89 USD by 12.85%, accepted by the desk"
+    silence = [
+        "alerts",
+        "silence",
+        "kill_switch",
+        "--for",
+        "2h",
+        "--reason",
+        reason,
+        "--by",
+        "operator-on-duty",
+    ]
+    assert main([*silence, "--rules", str(rules)]) == 0
+    assert main(["alerts", "ack", "1", "--by", "me", "--rules", str(rules)]) == 0
+    return rules
+
+
+def test_alerts_list_silences_table_fits_80_columns_never_splitting_a_number(tmp_path: Path) -> None:
+    """QA: the silences table was a plain table (a long reason made it wider or cut numbers)."""
+    rules = _silenced_alert(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "alerts", "list", "--all", "--rules", str(rules)],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "80"}, check=True,
+    )  # fmt: skip
+    assert all(len(line) <= 80 for line in done.stdout.splitlines()), done.stdout
+    silences = done.stdout[done.stdout.index("silences in force") : done.stdout.index("alerts journal")]
+    words = silences.split()
+    for number in ("1,075,906.12", "1,234,567.89", "12.85%,", "operator-on-duty"):
+        assert number in words, silences
+
+
+def test_alerts_list_json_and_csv_hold_every_table_alone_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: ``alerts list`` had no --json / --csv. ``-`` puts the data alone on stdout (no table)."""
+    rules = _silenced_alert(tmp_path)
+    capsys.readouterr()
+    assert main(["alerts", "list", "--all", "--json", "-", "--rules", str(rules)]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (alert,) = document["alerts"]
+    assert (alert["id"], alert["rule"], alert["status"], alert["acked_by"]) == (
+        1,
+        "kill_switch",
+        "firing",
+        "me",
+    )
+    assert (alert["fired"], alert["fired_seq"]) == ("2020-01-02T03:04:05Z", 0)
+    (silence,) = document["silences"]
+    assert (silence["rule"], silence["key"], silence["by"]) == ("kill_switch", "", "operator-on-duty")
+    assert silence["reason"].startswith("drill: NAV 1,075,906.12 USD")
+    assert [op["kind"] for op in document["operations"]] == ["silence", "ack"]
+    assert main(["alerts", "list", "--csv", "-", "--rules", str(rules)]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["table"], r["id"], r["rule"], r["by"]) for r in rows] == [
+        ("alert", "1", "kill_switch", "me"),
+        ("silence", "1", "kill_switch", "operator-on-duty"),
+    ]
+    assert rows[1]["text"] == silence["reason"]
+    out = tmp_path / "out" / "list.json"
+    assert main(["alerts", "list", "--json", str(out), "--rules", str(rules)]) == 0
+    assert "silences in force" in capsys.readouterr().out  # a file: the tables are printed too
+    assert "operations" not in json.loads(out.read_text())  # only with --all
 
 
 def test_check_delivers_an_alert_that_fired_and_resolved_in_one_batch_fire_then_resolve(

@@ -137,6 +137,19 @@ def test_each_job_is_a_deployment_with_its_cron_time_in_its_zone(tmp_path: Path)
         assert built[name].entrypoint == "cli.prefect_flows.tape_job"
 
 
+def test_deployments_combine_the_day_fields_as_the_scheduler_does(tmp_path: Path) -> None:
+    """Prefect's croniter ORs the day fields whenever neither is exactly ``*``; the scheduler (as
+    Vixie cron) treats ``*/2`` as unrestricted and ANDs: the deployment passes ``day_or``."""
+    path = write_jobs(
+        tmp_path,
+        '[[jobs]]\nname = "odd-mondays"\nshell = "true"\ncron = "0 18 */2 * 1"\n\n'
+        '[[jobs]]\nname = "either"\nshell = "true"\ncron = "0 18 1,15 * 1"\n',
+    )
+    built = {d.name: d for d in deployments(load_scheduler_config(path))}
+    assert [s.schedule.day_or for s in built["odd-mondays"].schedules] == [False]
+    assert [s.schedule.day_or for s in built["either"].schedules] == [True]
+
+
 def test_prefect_run_verb_runs_the_job_and_reports_its_outcome(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -217,6 +217,27 @@ def test_csv_output_has_one_row_per_line(world: tuple[Path, JournalBook], tmp_pa
     assert len(rows) == 1 + len(result["lines"])
 
 
+def test_json_dash_puts_the_data_alone_on_stdout_and_an_unwritable_path_is_refused(
+    world: tuple[Path, JournalBook], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: reconcile kept its own copy of "``-`` means stdout"; it writes through
+    ``cli.progress.write_output`` as every verb does: ``-`` gives the data alone (no table, no
+    note), a path that cannot be written is refused naming the option (exit 2), not an Errno."""
+    root, _ = world
+    capsys.readouterr()
+    assert main(["reconcile", str(root / "run"), "--json", "-"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out)  # the whole of stdout is the document
+    assert result["differences"] == 0 and result["lines"]
+    assert main(["reconcile", str(root / "run"), "--csv", "-"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "day,item,key,unit,journal,ledger,statement,ok,note"
+    assert not (Path.cwd() / "-").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["reconcile", str(root / "run"), "--csv", str(blocker / "r.csv")]) == 2
+    assert f"--csv {blocker / 'r.csv'}: cannot write it" in " ".join(capsys.readouterr().out.split())
+
+
 @pytest.mark.parametrize(
     ("args", "statement"),
     [

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -70,6 +70,25 @@ def test_cron_fields_lists_ranges_steps_and_refusals() -> None:
     for bad in ("0 0 * *", "60 0 * * *", "a 0 * * *", "0 0 0 * *", "0 0 * * 1/0"):
         with pytest.raises(ConfigError):
             parse_cron(bad)
+
+
+def test_cron_day_fields_combine_as_in_vixie_cron() -> None:
+    """A day field that starts with ``*`` (``*/2`` too) is unrestricted: the two day fields then
+    combine by AND; only when both are restricted does either match (OR)."""
+    odd_mondays = parse_cron("0 0 */2 * 1")  # odd days of the month that are Mondays
+    assert odd_mondays.matches_day(date(2024, 7, 1))  # Mon 1st
+    assert not odd_mondays.matches_day(date(2024, 7, 3))  # Wed 3rd: odd, not a Monday
+    assert not odd_mondays.matches_day(date(2024, 7, 8))  # Mon 8th: a Monday, even
+    assert odd_mondays.matches_day(date(2024, 7, 15))  # Mon 15th
+    first_on_weekdays = parse_cron("0 0 1 * */2")  # the 1st, on Sun/Tue/Thu/Sat only
+    assert not first_on_weekdays.matches_day(date(2024, 7, 1))  # Mon 1st
+    assert first_on_weekdays.matches_day(date(2024, 8, 1))  # Thu 1st
+    assert not first_on_weekdays.matches_day(date(2024, 8, 3))  # Sat 3rd: not the 1st
+    either = parse_cron("0 0 1,15 * 1")  # both restricted: the 1st, the 15th or any Monday
+    assert either.matches_day(date(2024, 7, 8))  # Mon 8th
+    assert either.matches_day(date(2024, 8, 15))  # Thu 15th
+    assert not either.matches_day(date(2024, 8, 14))  # Wed 14th
+    assert parse_cron("0 0 1-31/2 * 1").matches_day(date(2024, 7, 3))  # "1-31/2" is restricted: OR
 
 
 def test_next_run_skips_the_independence_day_holiday_and_the_weekend(tmp_path: Path) -> None:
@@ -451,6 +470,20 @@ def test_jobs_list_fits_80_columns_without_cutting_a_time_and_writes_json_and_cs
     assert main(["jobs", "list", "--config", config, "--runs", "1", "--csv", str(tmp_path / "runs.csv")]) == 0
     (row,) = csv.DictReader((tmp_path / "runs.csv").open())
     assert (row["job"], row["exit_status"], row["detail"]) == ("broken", "4", "boom")
+
+
+@pytest.mark.parametrize("runs", ["-1", "-5", "two"])
+def test_jobs_list_refuses_a_negative_or_non_numeric_runs_count(
+    tmp_path: Path, runs: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: ``--runs -1`` listed every attempt (SQLite's LIMIT -1). Refused in one line, exit 2,
+    before the job log is made."""
+    config = str(write_jobs(tmp_path, EOD))
+    with pytest.raises(SystemExit) as stopped:
+        main(["jobs", "list", "--config", config, "--runs", runs])
+    assert stopped.value.code == 2
+    assert "argument --runs: " in capsys.readouterr().err
+    assert not (tmp_path / "jobs.sqlite").exists()
 
 
 def test_a_scheduler_outlives_the_calendars_first_year(tmp_path: Path) -> None:

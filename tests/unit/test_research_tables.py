@@ -7,6 +7,7 @@ import io
 
 import pytest
 from rich.console import Console
+from rich.text import Text
 
 import cli.research_tables as research_tables
 from cli.research_tables import Column, print_fitted
@@ -35,3 +36,19 @@ def test_a_table_as_wide_as_the_console_keeps_every_column(
     else:  # one cell short: the lowest rank goes, and the table says so
         assert body.split() == [row[0], row[1], row[2], row[4]]
         assert any(line.startswith("not shown at this width: ddddd") for line in lines)
+
+
+def test_square_brackets_in_a_cell_or_title_are_text_not_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """QA: ``tape alerts list`` showed ``... drawdown 12% > 10%`` where the alert says ``...
+    drawdown 12% > 10% [observed 1200, limit 1000]``: rich took the brackets for a style tag and
+    dropped them. A ``Text`` cell keeps its style (reconcile's red DIFF)."""
+    out = io.StringIO()
+    monkeypatch.setattr(research_tables, "console", Console(file=out, width=100, color_system=None))
+    columns = (Column("id", 5), Column("ok", 4), Column("message", 3, wraps=True))
+    message = "drawdown 12% > 10% [observed 1200, limit 1000]"
+    print_fitted("jobs in [ops]/jobs.toml", columns, [("[b]1", Text("DIFF", style="red"), message)])
+    text = out.getvalue()
+    assert "jobs in [ops]/jobs.toml" in text
+    assert "[b]1" in text.split()
+    assert "DIFF" in text.split()
+    assert " ".join(text.split()).endswith(message)

@@ -4,6 +4,7 @@ the environment instead of the command line."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from typing import ClassVar
 
 import pytest
 
-from cli.projections_cmd import influx_credentials
+from cli.main import main
+from cli.projections_cmd import influx_credentials, influx_token
 from cli.wiring import ConfigError
 from projections import TargetUnavailable
 from projections.metrics_influx import InfluxV1, split_credentials
@@ -77,3 +79,54 @@ def test_credentials_from_an_owner_only_file_or_the_environment(
     monkeypatch.setenv("INFLUX_USERNAME", "env-user")
     monkeypatch.setenv("INFLUX_PASSWORD", "env-pass")
     assert influx_credentials(None) == ("env-user", "env-pass")
+
+
+@pytest.mark.parametrize(
+    "verb",
+    [
+        ["projections", "influx-setup", "--influx", "http://127.0.0.1:9"],
+        ["projections", "follow", "j.sqlite", "--influx", "http://127.0.0.1:9", "--influx-org", "o"],
+        ["projections", "bars", "dataset", "--influx", "http://127.0.0.1:9", "--influx-org", "o"],
+        ["projections", "host-metrics", "--influx", "http://127.0.0.1:9", "--influx-org", "o", "--once"],
+    ],
+)
+def test_a_token_on_the_command_line_is_refused_saying_how_to_pass_it(
+    verb: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: ``--influx-token T`` put the token in ``ps`` (influx-setup, 1.x only, even ignored it).
+    Refused before anything is read or contacted (exit 2), without echoing the token."""
+    with pytest.raises(SystemExit) as stopped:
+        main([*verb, "--influx-token", SECRET])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "--influx-token-file" in error and "$INFLUX_TOKEN" in error
+    assert SECRET not in error
+
+
+def test_the_v2_token_from_an_owner_only_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "influx.token"
+    file.write_text(SECRET + "\n")
+    file.chmod(0o600)
+    monkeypatch.setenv("INFLUX_TOKEN", "env-token")
+    assert influx_token(argparse.Namespace(influx_token_file=str(file))) == SECRET  # the file first
+    assert influx_token(argparse.Namespace(influx_token_file=None)) == "env-token"
+    file.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        influx_token(argparse.Namespace(influx_token_file=str(file)))
+    file.write_text("\n")
+    file.chmod(0o600)
+    with pytest.raises(ConfigError, match="empty"):
+        influx_token(argparse.Namespace(influx_token_file=str(file)))
+
+
+def test_influx_setup_refuses_the_v2_options_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "influx.token"
+    file.write_text(SECRET)
+    file.chmod(0o600)
+    setup = ["projections", "influx-setup", "--influx", "http://127.0.0.1:9"]
+    assert main([*setup, "--influx-token-file", str(file)]) == 2
+    assert "influx-setup is for InfluxDB 1.x (credentials: --influx-credentials" in capsys.readouterr().out
