@@ -9,14 +9,12 @@ import csv
 import io
 import json
 import math
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from decimal import Decimal
-from pathlib import Path
 
 from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
-from cli.progress import console
+from cli.progress import console, write_out
 from cli.research_tables import print_fitted
 from cli.wiring import ConfigError
 from kernel.journal import JournalError
@@ -235,9 +233,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comparison = run_compare(args.journal, args.journal_b)
     outputs = {"json": args.json, "csv": args.csv}
     if args.json:
-        _write(args.json, json.dumps(comparison_json(comparison), indent=1, default=str) + "\n")
+        write_out(args.json, json.dumps(comparison_json(comparison), indent=1, default=str) + "\n")
     if args.csv:
-        _write(args.csv, _csv_text(comparison))
+        write_out(args.csv, _csv_text(comparison))
     if "-" not in outputs.values():
         _print_days(comparison, args.days)
         _print_summary(comparison)
@@ -275,14 +273,6 @@ def _unfinished(comparison: Comparison, path_a: str, path_b: str) -> list[str]:
             )
             lines.append(f"{side} {path}: {status.describe()}{matched}")
     return lines
-
-
-def _write(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
 
 
 def add_compare_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

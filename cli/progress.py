@@ -1,9 +1,12 @@
-"""Rich progress bars for long work (the kernel only sees a callback)."""
+"""Rich progress bars for long work (the kernel only sees a callback), the results console, and
+``write_out`` for a verb's ``--json PATH`` / ``--csv PATH`` (``-``: stdout)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import (
@@ -21,6 +24,15 @@ console = Console()  # results
 def plural(count: int, noun: str) -> str:
     """``1 backtest``, ``2 backtests``: a count and its noun (plural by an ``s``)."""
     return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def write_out(path: str, text: str) -> None:
+    """``text`` to the file ``path`` (its folder made), or to stdout where ``path`` is ``-``."""
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
 
 
 _progress_console = Console(stderr=True)  # progress bars: on stderr, so piped results stay clean

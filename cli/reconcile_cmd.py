@@ -8,11 +8,10 @@ import csv
 import io
 import json
 import sqlite3
-import sys
 from pathlib import Path
 
 from cli.exits import EXIT_DAMAGED, EXIT_OK
-from cli.progress import console
+from cli.progress import console, write_out
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
@@ -109,14 +108,6 @@ def _print(result: Reconciliation) -> None:
         console.print(f"[red]{len(result.differences)} of {len(result.lines)} lines differ[/]")
 
 
-def _write(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
-
-
 def _csv_text(result: Reconciliation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -132,9 +123,9 @@ def _csv_text(result: Reconciliation) -> str:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     result = run_reconcile(args)
     if args.json:
-        _write(args.json, json.dumps(result.to_json(), indent=1) + "\n")
+        write_out(args.json, json.dumps(result.to_json(), indent=1) + "\n")
     if args.csv:
-        _write(args.csv, _csv_text(result))
+        write_out(args.csv, _csv_text(result))
     if "-" not in (args.json, args.csv):
         _print(result)
     with open_journal(args.journal) as journal:

@@ -43,7 +43,6 @@ import csv
 import io
 import json
 import string
-import sys
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -52,7 +51,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from cli.progress import console, progress_bar
+from cli.progress import console, progress_bar, write_out
 from cli.wiring import ConfigError, config_from_raw, read_raw_config
 from kernel.store import open_journal
 from lake.partitioned import Lake
@@ -357,14 +356,6 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def _write(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
-
-
 def _ic(value: float | None) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
@@ -416,9 +407,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         report = {"model": spec.model, "task": spec.task, "registry": str(spec.registry),
                   "artifact": run.artifact, "seed": spec.seed, "label": spec.label.to_json(), "windows": rows,
                   "run_config": str(run_config) if run_config else None}  # fmt: skip
-        _write(args.json, json.dumps(report, indent=1) + "\n")
+        write_out(args.json, json.dumps(report, indent=1) + "\n")
     if args.csv:
-        _write(args.csv, _csv_text(rows))
+        write_out(args.csv, _csv_text(rows))
     if not quiet:
         _print(spec, run, rows, run_config)
     return 0
