@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rich.markup import escape
-from rich.table import Table
 
 from cli.progress import console, progress_bar
+from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
 from lake.metadata import MetadataError, MetadataReport, apply_metadata
@@ -182,16 +182,17 @@ def _ingest_metadata(args: argparse.Namespace) -> int:
     return 0
 
 
+METADATA_COLUMNS = (Column("instrument", 9), Column("changes", 8, wraps=True, breaks="_"))
+
+
 def print_metadata(report: MetadataReport) -> None:
-    table = Table(title=f"metadata {Path(report.source).name} -> {report.lake}")
-    table.add_column("instrument")
-    table.add_column("changes", overflow="fold")
+    rows = []
     for name, changes in sorted(report.changed.items()):
         delisted = f"; delisting {report.delisting[name]}" if name in report.delisting else ""
-        table.add_row(name, "; ".join(changes) + delisted)
-    for name in report.unchanged:
-        table.add_row(name, "unchanged")
-    console.print(table)
+        rows.append((name, "; ".join(changes) + delisted))
+    rows += [(name, "unchanged") for name in report.unchanged]
+    title = f"metadata {Path(report.source).name} -> {report.lake}"
+    print_fitted(title, METADATA_COLUMNS, rows, left=1, elsewhere="reports/metadata-*.json has every change")
     console.print(
         f"rows {report.rows_in:,} = changed {len(report.changed):,} + unchanged {len(report.unchanged):,}; "
         f"content hash {report.content_hash[:16]}..."
@@ -422,9 +423,24 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
     return buffer.getvalue()
 
 
+# A file name wider than its column breaks after a path separator, "_", "-" or "."; a data set
+# after "/" or "_"; a quarantine reason after "_"; a count never.
+NAME_BREAKS = "/\\_-."
+_HEALTH_ELSEWHERE = "tape health --json / --csv have every figure"
+HEALTH_COLUMNS = (
+    Column("data set", 9, wraps=True, breaks="/_"),
+    Column("instr.", 5),
+    Column("rows", 8),
+    Column("coverage", 7),
+    Column("suspension sessions", 4),
+    Column("missing bars", 3),
+    Column("quarantined", 6, wraps=True, breaks="_"),
+)
+
+
 def print_health(health: list[DatasetHealth]) -> None:
-    """Bars: numbers are never cut (their columns do not wrap and keep their width), the data
-    set, the headers and the quarantine reasons wrap."""
+    """Bars, fitted to the terminal (``print_fitted``): numbers are never cut; the data set
+    and the quarantine reasons wrap between words and at underscores."""
     rows = []
     for item in health:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items())
@@ -444,17 +460,7 @@ def print_health(health: list[DatasetHealth]) -> None:
                 reasons or "-",
             )
         )
-    table = Table(title="data health")
-    columns = ("data set", "instr.", "rows", "coverage", "suspension sessions", "missing bars", "quarantined")
-    for position, column in enumerate(columns):
-        if column in ("data set", "quarantined"):
-            table.add_column(column, overflow="fold", ratio=1, min_width=8)
-        else:
-            width = max([len(word) for word in column.split()] + [len(row[position]) for row in rows])
-            table.add_column(column, justify="right", overflow="fold", width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_fitted("data health", HEALTH_COLUMNS, rows, elsewhere=_HEALTH_ELSEWHERE)
 
 
 def format_span(ns: int) -> str:
@@ -492,9 +498,9 @@ def tick_health_line(item: TickHealth) -> str:
 
 
 def print_tick_health(ticks: list[TickHealth]) -> None:
-    """Trades and quotes: a table readable at 80 columns (numbers are never cut: their columns
-    do not wrap and keep their width; the data set and its span wrap), then the quarantine
-    reasons per data set below it."""
+    """Trades and quotes: a table fitted to the terminal (``print_fitted``: numbers are never
+    cut, the data set and its span wrap between words), then the quarantine reasons per data
+    set below it."""
     if not ticks:
         return
     gap = format_span(ticks[0].gap_ns)
@@ -513,17 +519,17 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
                 f"{item.quarantined_rows:,}" + ("" if item.reconciled else " !"),
             )
         )
-    headers = ("data set, span (UTC)", "instr", "rows", "days", f">{gap}", "max gap", "empty", "quar.")
-    table = Table(title="data health: trades and quotes", pad_edge=False, show_edge=False)
-    for position, header in enumerate(headers):
-        if position == 0:
-            table.add_column(header, overflow="fold", ratio=1, min_width=12)
-        else:
-            width = max([len(header)] + [len(row[position]) for row in rows])
-            table.add_column(header, justify="right", no_wrap=True, min_width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    columns = (
+        Column("data set, span (UTC)", 9, wraps=True),
+        Column("instr", 5),
+        Column("rows", 8),
+        Column("days", 4),
+        Column(f">{gap}", 6),
+        Column("max gap", 3),
+        Column("empty", 2),
+        Column("quar.", 7),
+    )
+    print_fitted("data health: trades and quotes", columns, rows, elsewhere=_HEALTH_ELSEWHERE)
     for item in ticks:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
         added = "" if item.reconciled else " (does not add up: ! above)"
@@ -539,9 +545,21 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
     )
 
 
+INGEST_COLUMNS = (
+    Column("file: kind, symbols", 9, wraps=True, breaks=NAME_BREAKS),
+    Column("in", 8),
+    Column("accepted", 7),
+    Column("quarantined", 6),
+    Column("reasons", 5, wraps=True, breaks="_"),
+    Column("suspended sessions", 4),
+    Column("missing bars", 3),
+)
+
+
 def print_report(report: IngestReport) -> None:
-    """One row a file: its name over its kind and symbols (folded, never the counts), the counts
-    (in = accepted + quarantined), the reasons, and the health counts; fits 80 columns."""
+    """One row a file: its name over its kind and symbols, the counts (in = accepted +
+    quarantined), the reasons, and the health counts, fitted to the terminal (``print_fitted``):
+    the name and the reasons wrap between words and at their break points, counts never."""
     rows = []
     for file in report.files:
         reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
@@ -560,22 +578,8 @@ def print_report(report: IngestReport) -> None:
                 f"{file.missing_bars:,}",
             )
         )
-    table = Table(
-        title=f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)",
-        show_edge=False,
-        pad_edge=False,
-    )
-    columns = ("file: kind, symbols", "in", "accepted", "quarantined", "reasons",
-               "suspended sessions", "missing bars")  # fmt: skip
-    for position, column in enumerate(columns):
-        if column in ("file: kind, symbols", "reasons"):
-            table.add_column(column, overflow="fold", ratio=2 if position == 0 else 1, min_width=8)
-        else:  # as wide as its longest value or header word: a count is never cut or folded
-            width = max([len(word) for word in column.split()] + [len(row[position]) for row in rows])
-            table.add_column(column, justify="right", overflow="fold", width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    title = f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)"
+    print_fitted(title, INGEST_COLUMNS, rows, elsewhere="--json has every figure")
     console.print(
         f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"
     )
