@@ -9,12 +9,16 @@ and why), 2 when a file cannot be parsed at all (the lake is left unchanged).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.markup import escape
 
-from cli.progress import console, progress_bar
+from cli.progress import console, progress_bar, write_out
 from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
@@ -84,7 +88,13 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--json",
         action="store_true",
         help="print the ingest report (every file's in = accepted + quarantined, reasons, gaps) as "
-        "JSON instead of the tables (tape health --json: the lake's health)",
+        "JSON instead of the tables (metadata: a list, one report per file; tape health --json: the "
+        "lake's health)",
+    )
+    parser.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout, no tables)",
     )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
     parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade/nautilus: binance, kraken: kraken)")
@@ -170,7 +180,9 @@ def _csv_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:
 
 
 def _ingest_metadata(args: argparse.Namespace) -> int:
-    """``tape ingest metadata FILE... --out LAKE``: each file validated whole, then stored."""
+    """``tape ingest metadata FILE... --out LAKE``: each file validated whole, then stored; a
+    refused file leaves the lake as the files before it left it."""
+    reports = []
     for path in args.paths:
         try:
             report = apply_metadata(Path(args.out), Path(path))
@@ -178,8 +190,31 @@ def _ingest_metadata(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
             console.print("[red]the lake is unchanged by this file[/]")
             return 2
-        print_metadata(report)
+        reports.append(report)
+        if not args.json and args.csv != "-":
+            print_metadata(report)
+    if args.csv:
+        write_out(args.csv, metadata_csv(reports))
+    if args.json:
+        print(json.dumps([asdict(report) for report in reports], sort_keys=True, indent=1))
     return 0
+
+
+METADATA_CSV_COLUMNS = ("source", "instrument", "changed", "changes", "delisting_date")
+
+
+def metadata_csv(reports: list[MetadataReport]) -> str:
+    """One row per instrument a metadata file names: ``changed`` 1 or 0, ``changes`` the
+    ``field: old -> new`` pairs joined by ``;``, ``delisting_date`` YYYYMMDD or empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(METADATA_CSV_COLUMNS)
+    for report in reports:
+        for name in sorted(report.changed) + list(report.unchanged):
+            changes = report.changed.get(name, [])
+            writer.writerow([report.source, name, int(name in report.changed), ";".join(changes),
+                             report.delisting.get(name, "")])  # fmt: skip
+    return buffer.getvalue()
 
 
 METADATA_COLUMNS = (Column("instrument", 9), Column("changes", 8, wraps=True, breaks="_"))
@@ -192,7 +227,7 @@ def print_metadata(report: MetadataReport) -> None:
         rows.append((name, "; ".join(changes) + delisted))
     rows += [(name, "unchanged") for name in report.unchanged]
     title = f"metadata {Path(report.source).name} -> {report.lake}"
-    print_fitted(title, METADATA_COLUMNS, rows, left=1, elsewhere="reports/metadata-*.json has every change")
+    print_fitted(title, METADATA_COLUMNS, rows, left=1, elsewhere="--json / --csv have every change")
     console.print(
         f"rows {report.rows_in:,} = changed {len(report.changed):,} + unchanged {len(report.unchanged):,}; "
         f"content hash {report.content_hash[:16]}..."
@@ -200,6 +235,9 @@ def print_metadata(report: MetadataReport) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.json and args.csv == "-":
+        console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
+        return 2
     if args.kind == "metadata":
         return _ingest_metadata(args)
     paths = [Path(p) for p in args.paths]
@@ -217,8 +255,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         console.print("[red]the lake is unchanged[/]")
         return 2
-    if getattr(args, "json", False):
+    if args.csv:
+        write_out(args.csv, ingest_csv(report))
+    if args.json:
         print(report.to_json())
+        return 0
+    if args.csv == "-":
         return 0
     print_report(report)
     health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
@@ -349,17 +391,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     health = dataset_health(lake)
     ticks = tick_health(lake, gap_ns=round(args.gap_minutes * 60e9))
     if args.csv:
-        text = health_csv(health, ticks)
-        if args.csv == "-":
-            import sys
-
-            sys.stdout.write(text)
-        else:
-            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.csv).write_text(text)
+        write_out(args.csv, health_csv(health, ticks))
     if args.json:
-        import json
-
         items = [h.to_dict() for h in health] + [t.to_dict() for t in ticks]
         console.print_json(json.dumps(items, default=list))
     elif args.csv != "-":
@@ -395,9 +428,6 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
     """One row per data set: bars (coverage, suspensions, missing bars) and trades / quotes
     (days, gaps, sessions without data, ingested); a column that does not apply is empty.
     ``quarantined`` is ``reason=count`` pairs joined by ``;``."""
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -545,6 +575,24 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
     )
 
 
+INGEST_CSV_COLUMNS = ("source", "kind", "frequency", "symbols", "rows_in", "accepted", "quarantined",
+                      "reasons", "snapped", "suspension_sessions", "missing_bars", "first_ts_ns",
+                      "last_ts_ns")  # fmt: skip
+
+
+def ingest_csv(report: IngestReport) -> str:
+    """One row per file, its full path and every count: ``symbols`` joined by ``;``,
+    ``reasons`` as ``reason=count`` pairs joined by ``;`` (as ``tape health --csv``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(INGEST_CSV_COLUMNS)
+    for file in report.files:
+        row = {**asdict(file), "symbols": ";".join(file.symbols),
+               "reasons": ";".join(f"{r}={c}" for r, c in file.reasons.items())}  # fmt: skip
+        writer.writerow(["" if row[c] is None else row[c] for c in INGEST_CSV_COLUMNS])
+    return buffer.getvalue()
+
+
 INGEST_COLUMNS = (
     Column("file: kind, symbols", 9, wraps=True, breaks=NAME_BREAKS),
     Column("in", 8),
@@ -579,7 +627,7 @@ def print_report(report: IngestReport) -> None:
             )
         )
     title = f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)"
-    print_fitted(title, INGEST_COLUMNS, rows, elsewhere="--json has every figure")
+    print_fitted(title, INGEST_COLUMNS, rows, elsewhere="--json / --csv have every figure")
     console.print(
         f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"
     )

@@ -148,6 +148,48 @@ def test_long_file_names_and_reasons_wrap_at_break_points_and_numbers_stay_whole
         assert "not shown at this width: suspended sessions, missing bars" in " ".join(ingested.split())
 
 
+def test_ingest_csv_and_json_of_the_files_and_of_metadata(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tape ingest --csv: one row per file with every count (it had --json only); tape ingest
+    metadata had neither: --json now prints its reports (the same JSON as
+    reports/metadata-*.json), --csv one row per instrument."""
+    import csv
+    import io
+
+    from cli.main import main
+    from tests.factories import synth_lake
+
+    source = _long_named_bars(tmp_path)
+    lake = str(tmp_path / "lake")
+    argv = ["ingest", "csv", str(source), "--out", lake, "--symbol", "NVDA", "--venue", "XNYS"]
+    argv += ["--calendar", "XNYS", "--map", "ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"]
+    assert main([*argv, "--csv", "-"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert (row["source"], row["symbols"], row["rows_in"], row["accepted"], row["quarantined"]) == (
+        str(source), "XNYS:NVDA", "701", "483", "218",
+    )  # fmt: skip
+    assert row["reasons"] == "ohlc_inconsistent=1;outside_session=217"
+    assert main([*argv, "--json", "--csv", "-"]) == 2  # both on stdout
+    assert "both print to stdout" in capsys.readouterr().out
+
+    synthetic = synth_lake(tmp_path / "synth", symbols=3, bars=30)
+    meta = tmp_path / "meta.csv"
+    meta.write_text("symbol,sector,delisting_date\nSYN0001,bank,2016-01-04\nSYN0002,,\n")
+    assert main(["ingest", "metadata", str(meta), "--out", str(synthetic), "--json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    stored = json.loads(sorted((synthetic / "reports").glob("metadata-*.json"))[-1].read_text())
+    assert printed == stored
+    assert printed["unchanged"] == ["SYNTH:SYN0002"] and printed["delisting"] == {"SYNTH:SYN0001": 20160104}
+    out_csv = tmp_path / "out" / "meta.csv"
+    assert main(["ingest", "metadata", str(meta), "--out", str(synthetic), "--csv", str(out_csv)]) == 0
+    assert "metadata meta.csv" in capsys.readouterr().out  # a file: the table as well
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [(r["instrument"], r["changed"]) for r in rows] == [("SYNTH:SYN0001", "0"), ("SYNTH:SYN0002", "0")]
+    assert main(["ingest", "metadata", str(meta), "--out", str(synthetic), "--csv", "-"]) == 0
+    assert capsys.readouterr().out.startswith("source,instrument,changed,changes,delisting_date\n")
+
+
 @pytest.mark.skipif(not SHARED_US.exists(), reason=f"real market data not present at {SHARED_US}")
 def test_the_ingest_table_fits_80_columns_and_cuts_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
