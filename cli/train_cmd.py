@@ -319,39 +319,60 @@ def write_run_config(
     return spec.run_out
 
 
-def _windows(run: TrainRun) -> list[dict[str, Any]]:
+def _span(start_ts_ns: int, end_ts_ns: int) -> dict[str, Any]:
     def day(ts: int) -> str:
         return datetime.fromtimestamp(ts // 1_000_000_000, UTC).date().isoformat()
 
+    return {
+        "start": day(start_ts_ns),
+        "end": day(end_ts_ns),
+        "start_ts_ns": start_ts_ns,
+        "end_ts_ns": end_ts_ns,
+    }
+
+
+def _windows(run: TrainRun) -> list[dict[str, Any]]:
+    """One entry per walk-forward window, then the final model's: its ``window`` (``index``,
+    ``final``, the ``train`` and ``test`` spans' first and last days and bar stamps; the final
+    model's ``test`` is null), rows, rank ICs and artifact."""
     out = []
     for fold in run.folds:
         result = fold.result
-        train, test = result.fold.train, result.fold.test
         out.append({
-            "window": str(result.fold.index), "train_start": day(train[0]), "train_end": day(train[1]),
-            "test_start": day(test[0]), "test_end": day(test[1]), "train_rows": fold.model.rows,
-            "test_rows": result.test_rows, "train_ic": fold.model.metrics.get("train_ic"),
-            "test_ic": result.test_ic, "artifact": fold.artifact,
+            "window": {"index": result.fold.index, "final": False, "train": _span(*result.fold.train),
+                       "test": _span(*result.fold.test)},
+            "train_rows": fold.model.rows, "test_rows": result.test_rows,
+            "train_ic": fold.model.metrics.get("train_ic"), "test_ic": result.test_ic,
+            "artifact": fold.artifact,
         })  # fmt: skip
     window = run.meta["train_window"]
     out.append({
-        "window": "final", "train_start": window["start"], "train_end": window["end"], "test_start": None,
-        "test_end": None, "train_rows": run.model.rows, "test_rows": None,
-        "train_ic": run.model.metrics.get("train_ic"), "test_ic": run.meta["metrics"]["wf_mean_test_ic"],
-        "artifact": run.artifact,
+        "window": {"index": None, "final": True, "train": _span(window["start_ts_ns"], window["end_ts_ns"]),
+                   "test": None},
+        "train_rows": run.model.rows, "test_rows": None, "train_ic": run.model.metrics.get("train_ic"),
+        "test_ic": run.meta["metrics"]["wf_mean_test_ic"], "artifact": run.artifact,
     })  # fmt: skip
     return out
 
 
-_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", "train_rows", "test_rows",
-            "train_ic", "test_ic", "artifact")  # fmt: skip
+_FIGURES = ("train_rows", "test_rows", "train_ic", "test_ic", "artifact")
+_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", *_FIGURES)
+
+
+def _flat(entry: dict[str, Any]) -> dict[str, Any]:
+    """A window's entry as one CSV row (``_COLUMNS``): ``window`` its index or ``final``."""
+    window, test = entry["window"], entry["window"]["test"] or {}
+    return {"window": "final" if window["final"] else str(window["index"]),
+            "train_start": window["train"]["start"], "train_end": window["train"]["end"],
+            "test_start": test.get("start"), "test_end": test.get("end"),
+            **{key: entry[key] for key in _FIGURES}}  # fmt: skip
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_COLUMNS)
-    for row in rows:
+    for row in map(_flat, rows):
         writer.writerow(["" if row[c] is None else row[c] for c in _COLUMNS])
     return buffer.getvalue()
 
@@ -369,7 +390,7 @@ def _print(spec: TrainSpec, run: TrainRun, rows: list[dict[str, Any]], run_confi
         table.add_column(
             name, justify="right" if name in ("#", "rows", "IC in", "IC out") else "left", no_wrap=True
         )
-    for row in rows:
+    for row in map(_flat, rows):
         digest = row["artifact"]
         table.add_row(row["window"], row["train_start"], row["train_end"], row["test_end"] or "-",
                       f"{row['train_rows']:,}", _ic(row["train_ic"]), _ic(row["test_ic"]),
