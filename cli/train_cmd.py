@@ -48,10 +48,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.table import Table
-
 from cli.progress import console, progress_bar, write_out
+from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError, config_from_raw, read_raw_config
 from kernel.store import open_journal
 from lake.partitioned import Lake
@@ -381,22 +379,31 @@ def _ic(value: float | None) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
+# Fitted to the terminal: the training window wraps after its '..' (start over end) before a
+# figure is dropped; the hash's first 12 characters and the out-of-sample IC go last.
+_TABLE = (
+    Column("#", 10),
+    Column("train window", 8, wraps=True, breaks="."),
+    Column("test to", 5),
+    Column("rows", 4),
+    Column("IC in", 3),
+    Column("IC out", 7),
+    Column("artifact", 9),
+)
+
+
 def _print(spec: TrainSpec, run: TrainRun, rows: list[dict[str, Any]], run_config: Path | None) -> None:
     task = f" ({len(spec.label.thresholds) + 1}-class)" if spec.task == "classification" else ""
     title = (f"{spec.model}{task} {spec.start}..{spec.end}, horizon {spec.label.horizon} "
              f"gap {spec.label.gap}, seed {spec.seed}: {len(run.folds)} windows")  # fmt: skip
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-    for name in ("#", "train from", "train to", "test to", "rows", "IC in", "IC out", "artifact"):
-        table.add_column(
-            name, justify="right" if name in ("#", "rows", "IC in", "IC out") else "left", no_wrap=True
-        )
-    for row in map(_flat, rows):
-        digest = row["artifact"]
-        table.add_row(row["window"], row["train_start"], row["train_end"], row["test_end"] or "-",
-                      f"{row['train_rows']:,}", _ic(row["train_ic"]), _ic(row["test_ic"]),
-                      digest[:12] if digest else "-")  # fmt: skip
-    table.caption = "rank IC; final IC out: the windows' mean; full hashes: --json/--csv"
-    console.print(table)
+    cells = [
+        (row["window"], f"{row['train_start']}..{row['train_end']}", row["test_end"] or "-",
+         f"{row['train_rows']:,}", _ic(row["train_ic"]), _ic(row["test_ic"]),
+         row["artifact"][:12] if row["artifact"] else "-")
+        for row in map(_flat, rows)
+    ]  # fmt: skip
+    print_fitted(title, _TABLE, cells, elsewhere="--json / --csv have every figure")
+    console.print("rank IC; final IC out: the windows' mean; full hashes: --json/--csv", highlight=False)
     console.print(f"final artifact {run.artifact} in {spec.registry}", soft_wrap=True, highlight=False)
     if run_config is not None:
         console.print(f"run config {run_config}: tape backtest {run_config}", soft_wrap=True, highlight=False)

@@ -184,6 +184,31 @@ def test_the_table_csv_and_a_second_run_into_the_same_registry(
     assert len(registered) == 2 * len(rows) and not any(e.created for e in registered[len(rows) :])
 
 
+def test_the_table_at_60_columns_cuts_no_figure(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns every column of the table was cut ('2015-06…', '1,…', '+0.…'). The training
+    window now wraps after its '..', the in-sample IC is named under the table, and the rows,
+    the out-of-sample IC and the hash's first 12 characters are whole."""
+    from cli.progress import console
+
+    config = _config(workdir, "reg-d")
+    assert main(["train", str(config), "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    monkeypatch.setattr(console, "width", 60)
+    assert main(["train", str(config)]) == 0
+    out = capsys.readouterr().out
+    table = out[: out.index("final artifact")].splitlines()
+    assert max(len(line) for line in table) <= 60 and "…" not in out
+    words = " ".join(table).split()
+    assert "not shown at this width: IC in" in " ".join(words)
+    for row in rows:
+        line = next(line.split() for line in table if line.split()[:1] == [row["window"]])
+        figures = [f"{int(row['train_rows']):,}", f"{float(row['test_ic']):+.3f}", row["artifact"][:12]]
+        assert line == [row["window"], f"{row['train_start']}..", row["test_end"] or "-", *figures]
+        assert row["train_end"] in words
+
+
 def test_the_trained_artifact_trades_from_the_written_config_and_replays(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
