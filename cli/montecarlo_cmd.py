@@ -14,6 +14,8 @@ Two seeded experiments, both reproducible from the journal, the seed and the opt
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import itertools
 import json
 import os
@@ -25,11 +27,10 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from rich import box
-from rich.table import Table
 
 from cli.exits import unfinished_status
 from cli.progress import console, plural, progress_bar
+from cli.research_tables import Column, print_fitted
 from cli.resumable import experiments_table, note_other_code, recorded_runs, said_where
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
@@ -93,6 +94,9 @@ def cmd_montecarlo(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
         console.print(f"wrote {args.json}")
+    if args.csv:
+        Path(args.csv).write_text(_csv_text(result, actual))
+        console.print(f"wrote {args.csv}")
     if unfinished:
         with open_journal(path) as journal:
             return unfinished_status(journal)
@@ -248,24 +252,53 @@ _STATISTICS = ("total_return", "annual_return", "sharpe", "max_drawdown")
 _PERCENTILES = (("p5", "p5"), ("p25", "p25"), ("median", "p50"), ("p75", "p75"), ("p95", "p95"))
 
 
+# Fitted to the terminal (print_fitted): the figure's name, the median and the run's own figure
+# go last; a percentile that does not fit is named under the table.
+_COLUMNS = (
+    Column("statistic", 10),
+    Column("p5", 7),
+    Column("p25", 5),
+    Column("median", 9),
+    Column("p75", 4),
+    Column("p95", 6),
+    Column("the run", 8),
+)
+
+
 def _print_summary(title: str, summary: dict[str, Any], actual: dict[str, float] | None) -> None:
     """Percentiles of each figure across the paths (or runs), lowest value first, as ``--json``
     holds them: a drawdown is negative, so its p5 is the deepest (docs/research.md)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("statistic")
-    for header, _ in _PERCENTILES:
-        table.add_column(header, justify="right", no_wrap=True)
-    if actual:
-        table.add_column("the run", justify="right", no_wrap=True)
+    rows = []
     for name in _STATISTICS:
         cells = summary.get(name, {})
         row = [format_metric(name, cells[key]) if key in cells else "-" for _, key in _PERCENTILES]
-        if actual:
-            row.append(format_metric(name, actual[name]))
-        table.add_row(_LABELS[name], *row)
-    console.print(table)
+        rows.append((_LABELS[name], *row, *([format_metric(name, actual[name])] if actual else [])))
+    columns = _COLUMNS if actual else _COLUMNS[:-1]
+    print_fitted(title, columns, rows, left=1, elsewhere="--json / --csv have every figure")
     console.print("percentiles of each figure, lowest first (drawdowns are negative: p5 is the deepest)")
     console.print(f"share of losing {'paths' if actual else 'runs'}: {summary['probability']['loss']:.1%}")
+
+
+CSV_COLUMNS = ("section", "statistic", "p5", "p25", "p50", "p75", "p95", "run", "loss_probability")
+
+
+def _csv_text(result: dict[str, Any], actual: dict[str, float]) -> str:
+    """One row per figure of each section (``bootstrap``, then ``perturbation`` when run): its
+    percentiles, the run's own figure (the bootstrap's only) and the section's share of losing
+    paths or runs."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for section in ("bootstrap", "perturbation"):
+        summary = result.get(section)
+        if summary is None:
+            continue
+        for name in _STATISTICS:
+            cells = summary.get(name, {})
+            run = actual[name] if section == "bootstrap" else ""
+            writer.writerow([section, name, *(cells.get(key, "") for _, key in _PERCENTILES), run,
+                             summary["probability"]["loss"]])  # fmt: skip
+    return buffer.getvalue()
 
 
 _LABELS = {"total_return": "total return", "annual_return": "annual return", "sharpe": "Sharpe",
@@ -284,5 +317,6 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--workers", type=int, default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
     mc.add_argument("--json", metavar="PATH", help="write every figure as JSON")
+    mc.add_argument("--csv", metavar="PATH", help="write the percentiles as CSV, one row per figure")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')
     mc.add_argument("--resume", action="store_true", help="carry a stopped --perturb on: the rest runs")
