@@ -121,18 +121,26 @@ def _whole(layout: tuple[list[int], dict[int, int]], words: dict[int, int]) -> t
 
 
 def _share(widths: list[int], soft: list[int], hard: list[int], room: int) -> list[int]:
-    """Narrow ``widths`` until they sum to ``room``: the widest first, none below its ``soft``
-    floor (its longest word) while that is enough; then, the column with the longest word first
-    (a file name that cannot be whole anyway before a reason that can), down to the ``hard``
-    floors (the longest piece). At the hard floors they may stay wider than ``room`` (the table
-    fitted them so, or only one column is left)."""
+    """Narrow ``widths`` until they sum to ``room``, the widest first, each down to its ``soft``
+    floor (its longest word). Where those floors together do not fit, the column with the
+    longest word (a file name that cannot be whole anyway, before a reason that can; then the
+    next) gives way: the others are narrowed to their soft floors first, then it goes down to
+    its ``hard`` floor (its longest piece). At the hard floors they may stay wider than
+    ``room`` (the table fitted them so, or only one column is left)."""
+    floors = list(soft)
+    giving = []
+    for index in sorted(range(len(floors)), key=lambda i: (soft[i], i), reverse=True):
+        if sum(floors) <= room:
+            break
+        floors[index] = hard[index]
+        giving.append(index)
     shared = list(widths)
-    for floors, first in ((soft, lambda i: (shared[i], i)), (hard, lambda i: (soft[i], shared[i], i))):
+    for narrowed in ([i for i in range(len(shared)) if i not in giving], giving):
         while sum(shared) > room:
-            narrowable = [i for i, width in enumerate(shared) if width > floors[i]]
+            narrowable = [i for i in narrowed if shared[i] > floors[i]]
             if not narrowable:
                 break
-            shared[max(narrowable, key=first)] -= 1
+            shared[max(narrowable, key=lambda i: (shared[i], i))] -= 1
     return shared
 
 
