@@ -12,7 +12,11 @@ operations_journal_path``), and folded from it. Evaluation is ``projections.aler
 from __future__ import annotations
 
 import argparse
+import csv
+import dataclasses
 import getpass
+import io
+import json
 import logging
 import re
 import sqlite3
@@ -26,11 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
-from cli.progress import console
+from cli.progress import console, write_out
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
@@ -405,7 +407,7 @@ def _iso(ns: int | None) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-_WIDER = "a wider terminal shows them, e.g. COLUMNS=160"
+_WIDER = "tape alerts list --json has every field"
 _ALERT_COLUMNS = (
     Column("id", 9),
     Column("rule", 8),
@@ -437,32 +439,71 @@ def _print_alerts(alerts: list[Alert], title: str) -> None:
     print_fitted(title, _ALERT_COLUMNS, rows, left=len(_ALERT_COLUMNS), elsewhere=_WIDER)
 
 
+_SILENCE_COLUMNS = (
+    Column("id", 9),
+    Column("rule", 8),
+    Column("key", 6),
+    Column("until", 7),
+    Column("by", 5),
+    Column("reason", 4, wraps=True),
+)
+ALERTS_CSV_COLUMNS = tuple(Alert.__dataclass_fields__)
+
+
+def _alerts_csv(alerts: list[Alert]) -> str:
+    """One row per alert, every field (times in ns, empty where there is none)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ALERTS_CSV_COLUMNS)
+    for alert in alerts:
+        writer.writerow(["" if getattr(alert, c) is None else getattr(alert, c) for c in ALERTS_CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+def _listing(store: AlertStore, everything: bool) -> dict[str, Any]:
+    """What ``alerts list`` shows: the alerts, the silences in force (and who set them) and,
+    with ``everything``, every journaled acknowledgement and silence."""
+    operations = store.operations()
+    by = {e.silence_id: e.operator for _, e in operations if isinstance(e, AlertSilenced)}
+    return {
+        "alerts": store.alerts(firing_only=not everything),
+        "silences": [(silence, by.get(silence.id, "")) for silence in store.silences(wall_ns())],
+        "operations": operations if everything else [],
+    }
+
+
+def _listing_json(listing: dict[str, Any]) -> str:
+    return json.dumps({
+        "alerts": [dataclasses.asdict(alert) for alert in listing["alerts"]],
+        "silences": [{**dataclasses.asdict(silence), "by": by} for silence, by in listing["silences"]],
+        "operations": [{"seq": seq, "ts_ns": event.ts_ns, "by": event.operator, "what": operation_text(event)}
+                       for seq, event in listing["operations"]],
+    }, indent=1)  # fmt: skip
+
+
 def cmd_alerts_list(args: argparse.Namespace) -> int:
+    if args.json and args.csv == "-":
+        raise ConfigError("--json and --csv - both print to stdout: give --csv a file")
     store = _open_store(args)
     try:
-        alerts = store.alerts(firing_only=not args.all)
-        _print_alerts(alerts, "alerts" if args.all else "firing alerts")
-        operations = store.operations()
-        by = {e.silence_id: e.operator for _, e in operations if isinstance(e, AlertSilenced)}
-        table = Table(title="silences in force")
-        for column in ("id", "rule", "key", "until", "by", "reason"):
-            table.add_column(column, overflow="fold")
-        for silence in store.silences(wall_ns()):
-            table.add_row(
-                str(silence.id),
-                silence.rule,
-                silence.key or "*",
-                _iso(silence.until_ns),
-                by.get(silence.id, ""),
-                silence.reason,
-            )
-        console.print(table)
-        if args.all:
-            _print_operations(operations, f"alerts journal {store.operations_path.name}")
+        listing = _listing(store, args.all)
+        operations_path = store.operations_path
     except AlertStateError as error:
         raise ConfigError(str(error)) from None
     finally:
         store.close()
+    if args.csv:
+        write_out(args.csv, _alerts_csv(listing["alerts"]))
+    if args.json:
+        print(_listing_json(listing))
+    if args.json or args.csv == "-":
+        return 0
+    _print_alerts(listing["alerts"], "alerts" if args.all else "firing alerts")
+    rows = [(str(silence.id), silence.rule, silence.key or "*", _iso(silence.until_ns), by, silence.reason)
+            for silence, by in listing["silences"]]  # fmt: skip
+    print_fitted("silences in force", _SILENCE_COLUMNS, rows, left=len(_SILENCE_COLUMNS), elsewhere=_WIDER)
+    if args.all:
+        _print_operations(listing["operations"], f"alerts journal {operations_path.name}")
     return 0
 
 
@@ -581,6 +622,14 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
     ack.add_argument("--by", help="who (default: the login name)")
     listing.add_argument(
         "--all", action="store_true", help="resolved alerts too, and every journaled ack and silence"
+    )
+    listing.add_argument(
+        "--json",
+        action="store_true",
+        help="print the alerts and silences (--all: the journaled acks and silences too) as JSON",
+    )
+    listing.add_argument(
+        "--csv", metavar="PATH", help="write one row per alert as CSV ('-': stdout, no tables)"
     )
     for parser in (silence, unsilence):
         parser.add_argument("--by", help="who (default: the login name)")

@@ -537,6 +537,50 @@ def test_alerts_list_at_80_columns_never_splits_a_number(tmp_path: Path) -> None
         assert number in words, done.stdout
 
 
+def test_alerts_list_silences_at_60_columns_and_its_json_and_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The silences table folded at the terminal's edge (its 'until' time split over lines at
+    60 columns) and alerts list had no machine form ('a wider terminal shows them'). It is
+    fitted now, and --json / --csv give every alert and silence field."""
+    import csv
+    import io
+    from datetime import UTC, datetime
+
+    from cli.progress import console
+
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, "")
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 1
+    silence = ["alerts", "silence", "kill_switch", "--for", "2h", "--reason", "broker maintenance window"]
+    assert main([*silence, "--by", "ops", "--rules", str(rules)]) == 0
+    monkeypatch.setattr(console, "width", 60)
+    capsys.readouterr()
+    assert main(["alerts", "list", "--rules", str(rules)]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 60
+    silences = out[out.index("silences in force") :].splitlines()
+    row = next(line.split() for line in silences if line.startswith("1 "))
+    assert row[:5] == ["1", "kill_switch", "*", row[3], "ops"] and len(row[3]) == len("2026-01-01T00:00:00Z")
+    assert main(["alerts", "list", "--rules", str(rules), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    (alert,) = listed["alerts"]
+    (held,) = listed["silences"]
+    assert (alert["rule"], alert["status"], held["by"], held["reason"]) == (
+        "kill_switch", "firing", "ops", "broker maintenance window"
+    )  # fmt: skip
+    until = datetime.fromtimestamp(held["until_ns"] / 1e9, tz=UTC).isoformat(timespec="seconds")
+    assert row[3] == until.replace("+00:00", "Z")  # whole, on one line
+    assert main(["alerts", "list", "--rules", str(rules), "--csv", "-"]) == 0
+    (line,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert (line["id"], line["rule"], line["fired_seq"]) == (
+        str(alert["id"]),
+        "kill_switch",
+        str(alert["fired_seq"]),
+    )
+
+
 def test_check_delivers_an_alert_that_fired_and_resolved_in_one_batch_fire_then_resolve(
     tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
