@@ -198,13 +198,18 @@ def _print_replay(result: ReplayResult, path: str) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections import rebuild
 
+    projections_cmd.refuse_two_stdouts(args)
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
         progress = projections_cmd.RebuildProgress(update)
         with progress.said_where(str(db_path)):
             report = rebuild(Path(args.journal), db_path, progress=progress)
     projections_cmd.print_rebuild(
-        f"SQLite ledger {db_path}", str(db_path), report, as_json=getattr(args, "json", False)
+        f"SQLite ledger {db_path}",
+        str(db_path),
+        report,
+        as_json=getattr(args, "json", False),  # the demo's Namespace has neither
+        csv_path=getattr(args, "csv", None),
     )
     with open_journal(args.journal) as journal:
         return unfinished_status(journal)
@@ -268,6 +273,9 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
+    )
+    rebuild.add_argument(
+        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
     )
     strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
     strategies.add_argument("--json", action="store_true", help="print name -> entry as JSON")

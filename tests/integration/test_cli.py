@@ -102,6 +102,27 @@ def test_rebuild_checksums_are_whole_at_80_columns_and_as_json(
         assert printed["checkpoint_seq"] + 1 == printed["records"]
 
 
+def test_rebuild_checksums_as_csv(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both rebuild verbs had --json only: --csv PATH|- now gives table,rows,sha256 rows (the
+    same as the JSON's tables); --json with --csv - is refused before anything is rebuilt."""
+    assert tape(["backtest", str(workdir / "run.toml")]) == 0
+    journal = str(workdir / "journal")
+    capsys.readouterr()
+    assert tape(["rebuild", journal, "--json"]) == 0
+    tables = json.loads(capsys.readouterr().out)["tables"]
+    expected = ["table,rows,sha256", *(f"{name},{t['rows']},{t['sha256']}" for name, t in tables.items())]
+    assert tape(["rebuild", journal, "--csv", "-"]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    out = workdir / "out" / "checksums.csv"
+    assert (
+        tape(["projections", "rebuild", journal, "--db", str(workdir / "b.sqlite"), "--csv", str(out)]) == 0
+    )
+    assert out.read_text().splitlines() == expected
+    for verb in (["rebuild"], ["projections", "rebuild"]):
+        assert tape([*verb, journal, "--json", "--csv", "-"]) == 2
+        assert "both print to stdout" in capsys.readouterr().out
+
+
 def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "bad.toml").write_text(CONFIG.format(extra="bogus_field = 1"))
     assert tape(["backtest", str(workdir / "bad.toml")]) == 2
