@@ -1,16 +1,17 @@
 """Terminal tables fitted to the terminal as the cockpit's are (``tui.tables.fit_columns``): the
-research commands' (``tape sweep``, ``tape runs``, ``tape walkforward``), ``tape report``'s
-execution quality, ``tape compare``, ``tape alerts``, ``tape models``, ``tape reconcile`` and the
-lake's (``tape ingest``, ``tape health``). A number is never wrapped or cut: each figure's column
-is as wide as its widest cell and its header (or, where the width is short, the header's longest
-word: headers then wrap between words). The free-text columns (``wraps``: parameters, messages,
-file names, quarantine reasons) wrap between words, and a word wider than its column breaks
-after one of the column's ``breaks`` characters (a file name after ``_`` or ``/``), never
-elsewhere (a piece wider than the column itself is folded, the last resort); such a column is at
-least as wide as its longest piece and its header's longest word. Several free-text columns
-share the width left, the widest narrowed first, each kept as wide as its longest word while
-that fits. Columns that do not fit are dropped, lowest rank first, and a line under the table
-names them (``--csv`` / ``--json`` have every figure)."""
+verbs' tables (research: ``tape sweep``, ``runs``, ``walkforward``, ``montecarlo``, ``train``,
+``models``; ``tape report``'s strategies and execution quality, ``compare``, ``reconcile``,
+``alerts``, ``jobs list``, ``strategies``, and the lake's ``ingest`` and ``health``). A number
+is never wrapped or cut: each figure's column is as wide as its widest cell and its header (or,
+where the width is short, the header's longest word: headers then wrap between words). The
+free-text columns (``wraps``: parameters, messages, file names, quarantine reasons) wrap between
+words, and a word wider than its column breaks after one of the column's ``breaks`` characters
+(a file name after ``_`` or ``/``), never elsewhere (a piece wider than the column itself is
+folded, the last resort); such a column is at least as wide as its longest piece and its
+header's longest word. Several free-text columns share the width left, the widest narrowed
+first, each kept as wide as its longest word while that fits; where not, the one with the
+longest word gives way. Columns that do not fit are dropped, lowest rank first, and a line under
+the table names them and where every figure is (``--csv`` / ``--json`` by default)."""
 
 from __future__ import annotations
 
