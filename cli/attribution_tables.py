@@ -7,16 +7,12 @@ import io
 import json
 from pathlib import Path
 
-from rich import box
-from rich.table import Table
-
-from cli.progress import console, write_output
+from cli.progress import write_output
+from cli.research_tables import Column, print_fitted
 from sim.attribution import Attribution, StrategyLine
 from sim.execution_report import money
 
 __all__ = ["attribution_rows", "attribution_text", "print_attribution", "write_attribution"]
-
-_HEADERS = ("strategy", "NAV", "PnL", "return", "max DD", "fees", "turnover")
 
 
 def attribution_rows(attribution: Attribution) -> list[dict[str, object]]:
@@ -54,25 +50,27 @@ def _row(attribution: Attribution, line: StrategyLine) -> dict[str, object]:
     }
 
 
+# Fitted to the terminal (print_fitted): a strategy id wider than its column breaks after "_" or
+# "-"; the figures that do not fit are named under the table, none is cut.
+_COLUMNS = (
+    Column("strategy", 10, wraps=True, breaks="_-"),
+    Column("NAV", 9),
+    Column("PnL", 7),
+    Column("return", 8),
+    Column("max DD", 5),
+    Column("fees", 4),
+    Column("turnover", 3),
+)
+
+
 def print_attribution(attribution: Attribution) -> None:
-    """Fits 80 columns: capital, cash, orders, fills and traded notional are in the CSV / JSON."""
+    """Capital, cash, orders, fills and traded notional are in the CSV / JSON (--strategies)."""
     ccy = attribution.currency
-    table = Table(
-        title=f"strategies ({ccy}; sleeves sum exactly to the book; --strategies has all columns)",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    rows = attribution_rows(attribution)
-    for header in _HEADERS:
-        if header == "strategy":
-            width = min(max(len(str(row["strategy"])) for row in rows), 20)
-            table.add_column(header, overflow="fold", min_width=width)
-        else:
-            table.add_column(header, justify="right", no_wrap=True)
-    for row in rows:
+    cells = []
+    for row in attribution_rows(attribution):
         capital = row["capital_minor"]
         drawdown = row["max_drawdown"]
-        table.add_row(
+        cells.append((
             str(row["strategy"]),
             money(_int(row["nav_minor"]), ccy),
             money(_int(row["pnl_minor"]), ccy) if capital else "-",
@@ -80,8 +78,9 @@ def print_attribution(attribution: Attribution) -> None:
             f"{drawdown:.2%}" if isinstance(drawdown, float) else "-",
             money(_int(row["fees_minor"]), ccy),
             f"{row['turnover']:.2f}x" if capital else "-",
-        )
-    console.print(table)
+        ))  # fmt: skip
+    title = f"strategies ({ccy}; sleeves sum exactly to the book; --strategies has all columns)"
+    print_fitted(title, _COLUMNS, cells, elsewhere="--strategies CSV|JSON has every figure")
 
 
 def _int(value: object) -> int:

@@ -9,13 +9,17 @@ and why), 2 when a file cannot be parsed at all (the lake is left unchanged).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
+import json
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.markup import escape
-from rich.table import Table
 
-from cli.progress import console, progress_bar
+from cli.progress import console, progress_bar, write_output
+from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
 from lake.metadata import MetadataError, MetadataReport, apply_metadata
@@ -84,7 +88,13 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "--json",
         action="store_true",
         help="print the ingest report (every file's in = accepted + quarantined, reasons, gaps) as "
-        "JSON instead of the tables (tape health --json: the lake's health)",
+        "JSON instead of the tables (metadata: a list, one report per file; tape health --json: the "
+        "lake's health)",
+    )
+    parser.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout, no tables)",
     )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
     parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade/nautilus: binance, kraken: kraken)")
@@ -170,7 +180,9 @@ def _csv_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:
 
 
 def _ingest_metadata(args: argparse.Namespace) -> int:
-    """``tape ingest metadata FILE... --out LAKE``: each file validated whole, then stored."""
+    """``tape ingest metadata FILE... --out LAKE``: each file validated whole, then stored; a
+    refused file leaves the lake as the files before it left it."""
+    reports = []
     for path in args.paths:
         try:
             report = apply_metadata(Path(args.out), Path(path))
@@ -178,20 +190,44 @@ def _ingest_metadata(args: argparse.Namespace) -> int:
             console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
             console.print("[red]the lake is unchanged by this file[/]")
             return 2
-        print_metadata(report)
+        reports.append(report)
+        if not args.json and args.csv != "-":
+            print_metadata(report)
+    if args.csv:
+        write_output(args.csv, metadata_csv(reports), option="--csv")
+    if args.json:
+        print(json.dumps([asdict(report) for report in reports], sort_keys=True, indent=1))
     return 0
 
 
+METADATA_CSV_COLUMNS = ("source", "instrument", "changed", "changes", "delisting_date")
+
+
+def metadata_csv(reports: list[MetadataReport]) -> str:
+    """One row per instrument a metadata file names: ``changed`` 1 or 0, ``changes`` the
+    ``field: old -> new`` pairs joined by ``;``, ``delisting_date`` YYYYMMDD or empty."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(METADATA_CSV_COLUMNS)
+    for report in reports:
+        for name in sorted(report.changed) + list(report.unchanged):
+            changes = report.changed.get(name, [])
+            writer.writerow([report.source, name, int(name in report.changed), ";".join(changes),
+                             report.delisting.get(name, "")])  # fmt: skip
+    return buffer.getvalue()
+
+
+METADATA_COLUMNS = (Column("instrument", 9), Column("changes", 8, wraps=True, breaks="_"))
+
+
 def print_metadata(report: MetadataReport) -> None:
-    table = Table(title=f"metadata {Path(report.source).name} -> {report.lake}")
-    table.add_column("instrument")
-    table.add_column("changes", overflow="fold")
+    rows = []
     for name, changes in sorted(report.changed.items()):
         delisted = f"; delisting {report.delisting[name]}" if name in report.delisting else ""
-        table.add_row(name, "; ".join(changes) + delisted)
-    for name in report.unchanged:
-        table.add_row(name, "unchanged")
-    console.print(table)
+        rows.append((name, "; ".join(changes) + delisted))
+    rows += [(name, "unchanged") for name in report.unchanged]
+    title = f"metadata {Path(report.source).name} -> {report.lake}"
+    print_fitted(title, METADATA_COLUMNS, rows, left=1, elsewhere="--json / --csv have every change")
     console.print(
         f"rows {report.rows_in:,} = changed {len(report.changed):,} + unchanged {len(report.unchanged):,}; "
         f"content hash {report.content_hash[:16]}..."
@@ -199,6 +235,9 @@ def print_metadata(report: MetadataReport) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    if args.json and args.csv == "-":
+        console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
+        return 2
     if args.kind == "metadata":
         return _ingest_metadata(args)
     paths = [Path(p) for p in args.paths]
@@ -216,8 +255,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         console.print("[red]the lake is unchanged[/]")
         return 2
-    if getattr(args, "json", False):
+    if args.csv:
+        write_output(args.csv, ingest_csv(report), option="--csv")
+    if args.json:
         print(report.to_json())
+        return 0
+    if args.csv == "-":
         return 0
     print_report(report)
     health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
@@ -348,17 +391,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     health = dataset_health(lake)
     ticks = tick_health(lake, gap_ns=round(args.gap_minutes * 60e9))
     if args.csv:
-        text = health_csv(health, ticks)
-        if args.csv == "-":
-            import sys
-
-            sys.stdout.write(text)
-        else:
-            Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.csv).write_text(text)
+        write_output(args.csv, health_csv(health, ticks), option="--csv")
     if args.json:
-        import json
-
         items = [h.to_dict() for h in health] + [t.to_dict() for t in ticks]
         console.print_json(json.dumps(items, default=list))
     elif args.csv != "-":
@@ -394,9 +428,6 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
     """One row per data set: bars (coverage, suspensions, missing bars) and trades / quotes
     (days, gaps, sessions without data, ingested); a column that does not apply is empty.
     ``quarantined`` is ``reason=count`` pairs joined by ``;``."""
-    import csv
-    import io
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -422,9 +453,24 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
     return buffer.getvalue()
 
 
+# A file name wider than its column breaks after a path separator, "_", "-" or "."; a data set
+# after "/" or "_"; a quarantine reason after "_"; a count never.
+NAME_BREAKS = "/\\_-."
+_HEALTH_ELSEWHERE = "tape health --json / --csv have every figure"
+HEALTH_COLUMNS = (
+    Column("data set", 9, wraps=True, breaks="/_"),
+    Column("instr.", 5),
+    Column("rows", 8),
+    Column("coverage", 7),
+    Column("suspension sessions", 4),
+    Column("missing bars", 3),
+    Column("quarantined", 6, wraps=True, breaks="_"),
+)
+
+
 def print_health(health: list[DatasetHealth]) -> None:
-    """Bars: numbers are never cut (their columns do not wrap and keep their width), the data
-    set, the headers and the quarantine reasons wrap."""
+    """Bars, fitted to the terminal (``print_fitted``): numbers are never cut; the data set
+    and the quarantine reasons wrap between words and at underscores."""
     rows = []
     for item in health:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items())
@@ -444,17 +490,7 @@ def print_health(health: list[DatasetHealth]) -> None:
                 reasons or "-",
             )
         )
-    table = Table(title="data health")
-    columns = ("data set", "instr.", "rows", "coverage", "suspension sessions", "missing bars", "quarantined")
-    for position, column in enumerate(columns):
-        if column in ("data set", "quarantined"):
-            table.add_column(column, overflow="fold", ratio=1, min_width=8)
-        else:
-            width = max([len(word) for word in column.split()] + [len(row[position]) for row in rows])
-            table.add_column(column, justify="right", overflow="fold", width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_fitted("data health", HEALTH_COLUMNS, rows, elsewhere=_HEALTH_ELSEWHERE)
 
 
 def format_span(ns: int) -> str:
@@ -492,9 +528,9 @@ def tick_health_line(item: TickHealth) -> str:
 
 
 def print_tick_health(ticks: list[TickHealth]) -> None:
-    """Trades and quotes: a table readable at 80 columns (numbers are never cut: their columns
-    do not wrap and keep their width; the data set and its span wrap), then the quarantine
-    reasons per data set below it."""
+    """Trades and quotes: a table fitted to the terminal (``print_fitted``: numbers are never
+    cut, the data set and its span wrap between words), then the quarantine reasons per data
+    set below it."""
     if not ticks:
         return
     gap = format_span(ticks[0].gap_ns)
@@ -513,17 +549,17 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
                 f"{item.quarantined_rows:,}" + ("" if item.reconciled else " !"),
             )
         )
-    headers = ("data set, span (UTC)", "instr", "rows", "days", f">{gap}", "max gap", "empty", "quar.")
-    table = Table(title="data health: trades and quotes", pad_edge=False, show_edge=False)
-    for position, header in enumerate(headers):
-        if position == 0:
-            table.add_column(header, overflow="fold", ratio=1, min_width=12)
-        else:
-            width = max([len(header)] + [len(row[position]) for row in rows])
-            table.add_column(header, justify="right", no_wrap=True, min_width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    columns = (
+        Column("data set, span (UTC)", 9, wraps=True),
+        Column("instr", 5),
+        Column("rows", 8),
+        Column("days", 4),
+        Column(f">{gap}", 6),
+        Column("max gap", 3),
+        Column("empty", 2),
+        Column("quar.", 7),
+    )
+    print_fitted("data health: trades and quotes", columns, rows, elsewhere=_HEALTH_ELSEWHERE)
     for item in ticks:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
         added = "" if item.reconciled else " (does not add up: ! above)"
@@ -539,9 +575,39 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
     )
 
 
+INGEST_CSV_COLUMNS = ("source", "kind", "frequency", "symbols", "rows_in", "accepted", "quarantined",
+                      "reasons", "snapped", "suspension_sessions", "missing_bars", "first_ts_ns",
+                      "last_ts_ns")  # fmt: skip
+
+
+def ingest_csv(report: IngestReport) -> str:
+    """One row per file, its full path and every count: ``symbols`` joined by ``;``,
+    ``reasons`` as ``reason=count`` pairs joined by ``;`` (as ``tape health --csv``)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(INGEST_CSV_COLUMNS)
+    for file in report.files:
+        row = {**asdict(file), "symbols": ";".join(file.symbols),
+               "reasons": ";".join(f"{r}={c}" for r, c in file.reasons.items())}  # fmt: skip
+        writer.writerow(["" if row[c] is None else row[c] for c in INGEST_CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+INGEST_COLUMNS = (
+    Column("file: kind, symbols", 9, wraps=True, breaks=NAME_BREAKS),
+    Column("in", 8),
+    Column("accepted", 7),
+    Column("quarantined", 6),
+    Column("reasons", 5, wraps=True, breaks="_"),
+    Column("suspended sessions", 4),
+    Column("missing bars", 3),
+)
+
+
 def print_report(report: IngestReport) -> None:
-    """One row a file: its name over its kind and symbols (folded, never the counts), the counts
-    (in = accepted + quarantined), the reasons, and the health counts; fits 80 columns."""
+    """One row a file: its name over its kind and symbols, the counts (in = accepted +
+    quarantined), the reasons, and the health counts, fitted to the terminal (``print_fitted``):
+    the name and the reasons wrap between words and at their break points, counts never."""
     rows = []
     for file in report.files:
         reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
@@ -560,22 +626,8 @@ def print_report(report: IngestReport) -> None:
                 f"{file.missing_bars:,}",
             )
         )
-    table = Table(
-        title=f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)",
-        show_edge=False,
-        pad_edge=False,
-    )
-    columns = ("file: kind, symbols", "in", "accepted", "quarantined", "reasons",
-               "suspended sessions", "missing bars")  # fmt: skip
-    for position, column in enumerate(columns):
-        if column in ("file: kind, symbols", "reasons"):
-            table.add_column(column, overflow="fold", ratio=2 if position == 0 else 1, min_width=8)
-        else:  # as wide as its longest value or header word: a count is never cut or folded
-            width = max([len(word) for word in column.split()] + [len(row[position]) for row in rows])
-            table.add_column(column, justify="right", overflow="fold", width=width)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    title = f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)"
+    print_fitted(title, INGEST_COLUMNS, rows, elsewhere="--json / --csv have every figure")
     console.print(
         f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"
     )

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from rich.table import Table
 
 from cli import projections_cmd
 from cli.alerts_cmd import add_alerts_parser, cmd_alerts
@@ -46,10 +45,11 @@ from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
-from cli.progress import console, notice, progress_bar
+from cli.progress import console, notice, progress_bar, write_output
 from cli.qlib_cmd import add_qlib_parser, cmd_qlib
 from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
+from cli.research_tables import Column, print_fitted
 from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
 from cli.train_cmd import add_train_parser, cmd_train
@@ -198,13 +198,18 @@ def _print_replay(result: ReplayResult, path: str) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections import rebuild
 
+    projections_cmd.refuse_two_stdouts(args)
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
         progress = projections_cmd.RebuildProgress(update)
         with progress.said_where(str(db_path)):
             report = rebuild(Path(args.journal), db_path, progress=progress)
     projections_cmd.print_rebuild(
-        f"SQLite ledger {db_path}", str(db_path), report, as_json=getattr(args, "json", False)
+        f"SQLite ledger {db_path}",
+        str(db_path),
+        report,
+        as_json=getattr(args, "json", False),  # the demo's Namespace has neither
+        csv_path=getattr(args, "csv", None),
     )
     with open_journal(args.journal) as journal:
         return unfinished_status(journal)
@@ -219,12 +224,15 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(installed, indent=1))
         return 0
-    table = Table(title=f"installed strategies ({ENTRY_POINT_GROUP}); any class also by entry")
-    table.add_column("name", no_wrap=True)
-    table.add_column("entry (module:attr)", overflow="fold")
-    for name, entry in installed.items():
-        table.add_row(name, entry)
-    console.print(table)
+    if args.csv:
+        lines = ["name,entry", *(f"{name},{entry}" for name, entry in installed.items())]
+        write_output(args.csv, "\n".join(lines) + "\n", option="--csv")
+        if args.csv == "-":
+            return 0
+    title = f"installed strategies ({ENTRY_POINT_GROUP}); any class also by entry"
+    # an entry wider than its column breaks after a '.' or the ':', never inside a name
+    columns = (Column("name", 9), Column("entry (module:attr)", 8, wraps=True, breaks=".:"))
+    print_fitted(title, columns, list(installed.items()), left=1, elsewhere="--json / --csv have them")
     return 0
 
 
@@ -266,8 +274,14 @@ def _parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
     )
+    rebuild.add_argument(
+        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
+    )
     strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
     strategies.add_argument("--json", action="store_true", help="print name -> entry as JSON")
+    strategies.add_argument(
+        "--csv", metavar="PATH", help="write name,entry rows as CSV ('-': stdout, no table)"
+    )
     demo = verbs.add_parser("demo", help="generate data, run three backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")

@@ -8,11 +8,10 @@ import argparse
 import csv
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from cli.progress import console
+from cli.progress import console, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from models.ml.registry import Artifact, ArtifactError, list_artifacts
@@ -56,7 +55,7 @@ def _csv_text(artifacts: list[Artifact]) -> str:
 
 COLUMNS = (
     Column("hash", 5),
-    Column("train window", 4),
+    Column("train window", 4, wraps=True, breaks="."),  # "start.." over "end" where short
     Column("h/gap", 2),
     Column("rows", 1),
     Column("IC out", 3),
@@ -85,11 +84,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps([{"hash": a.hash, **a.meta} for a in artifacts], indent=1, sort_keys=True))
         return 0
     if args.csv:
-        text = _csv_text(artifacts)
+        write_output(args.csv, _csv_text(artifacts), option="--csv")
         if args.csv == "-":
-            sys.stdout.write(text)
             return 0
-        Path(args.csv).write_text(text)
     title = f"model artifacts in {args.dir} ({len(artifacts)})"
     print_fitted(
         title, COLUMNS, [_table_row(a) for a in artifacts], left=3, elsewhere="--json / --csv have all"

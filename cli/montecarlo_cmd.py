@@ -28,12 +28,11 @@ from typing import Any
 
 import msgspec
 import numpy as np
-from rich import box
-from rich.table import Table
 
 from cli.arguments import at_least
 from cli.exits import unfinished_status
 from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
+from cli.research_tables import Column, print_fitted
 from cli.resumable import experiments_table, note_other_code, recorded_runs, resume_command, said_where
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
@@ -284,22 +283,29 @@ _STATISTICS = ("total_return", "annual_return", "sharpe", "max_drawdown")
 _PERCENTILES = (("p5", "p5"), ("p25", "p25"), ("median", "p50"), ("p75", "p75"), ("p95", "p95"))
 
 
+# Fitted to the terminal (print_fitted): the figure's name, the median and the run's own figure
+# go last; a percentile that does not fit is named under the table.
+_COLUMNS = (
+    Column("statistic", 10),
+    Column("p5", 7),
+    Column("p25", 5),
+    Column("median", 9),
+    Column("p75", 4),
+    Column("p95", 6),
+    Column("the run", 8),
+)
+
+
 def _print_summary(title: str, summary: dict[str, Any], actual: dict[str, float] | None) -> None:
     """Percentiles of each figure across the paths (or runs), lowest value first, as ``--json``
     holds them: a drawdown is negative, so its p5 is the deepest (docs/research.md)."""
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("statistic")
-    for header, _ in _PERCENTILES:
-        table.add_column(header, justify="right", no_wrap=True)
-    if actual:
-        table.add_column("the run", justify="right", no_wrap=True)
+    rows = []
     for name in _STATISTICS:
         cells = summary.get(name, {})
         row = [format_metric(name, cells[key]) if key in cells else "-" for _, key in _PERCENTILES]
-        if actual:
-            row.append(format_metric(name, actual[name]))
-        table.add_row(_LABELS[name], *row)
-    console.print(table)
+        rows.append((_LABELS[name], *row, *([format_metric(name, actual[name])] if actual else [])))
+    columns = _COLUMNS if actual else _COLUMNS[:-1]
+    print_fitted(title, columns, rows, left=1, elsewhere="--json / --csv have every figure")
     console.print("percentiles of each figure, lowest first (drawdowns are negative: p5 is the deepest)")
     console.print(f"share of losing {'paths' if actual else 'runs'}: {summary['probability']['loss']:.1%}")
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from cli.progress import console, progress_bar
+from cli.progress import console, progress_bar, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from projections import (
@@ -79,13 +79,35 @@ class RebuildProgress:
             raise
 
 
-def print_rebuild(title: str, where: str, report: LedgerRebuild | RebuildReport, *, as_json: bool) -> None:
+def refuse_two_stdouts(args: argparse.Namespace) -> None:
+    """``--json`` and ``--csv -`` both print to stdout: refused before anything is rebuilt."""
+    if getattr(args, "json", False) and getattr(args, "csv", None) == "-":
+        raise ConfigError("--json and --csv - both print to stdout: give --csv a file")
+
+
+def print_rebuild(
+    title: str,
+    where: str,
+    report: LedgerRebuild | RebuildReport,
+    *,
+    as_json: bool,
+    csv_path: str | None = None,
+) -> None:
     """A rebuild's per-table checksums: a table whose hashes wrap (never cut: they are what a
-    user compares between two ledgers), or with ``--json`` one object with every field."""
+    user compares between two ledgers), or with ``--json`` one object with every field;
+    ``csv_path``: ``table,rows,sha256`` rows to a file (``-``: stdout, no table)."""
     tables = {}
     for name, checksum in sorted(report.checksums.items()):
         fields = dict(part.split("=", 1) for part in checksum.split())
         tables[name] = {"rows": int(fields["rows"]), "sha256": fields["sha256"]}
+    if csv_path:
+        lines = [
+            "table,rows,sha256",
+            *(f"{name},{row['rows']},{row['sha256']}" for name, row in tables.items()),
+        ]
+        write_output(csv_path, "\n".join(lines) + "\n", option="--csv")
+    if csv_path == "-":  # with --json: refused before the rebuild (refuse_two_stdouts)
+        return
     if as_json:
         summary = {
             "ledger": where,
@@ -105,13 +127,14 @@ def print_rebuild(title: str, where: str, report: LedgerRebuild | RebuildReport,
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
+    refuse_two_stdouts(args)
     target = _target(args)
     with progress_bar("rebuild ledger", _journal_length(args.journal)) as update:
         progress = RebuildProgress(update)
         with progress.said_where(describe_target(target, args.schema)):
             report = rebuild_ledger(args.journal, target, schema=args.schema, progress=progress)
     where = describe_target(target, args.schema)
-    print_rebuild(f"ledger {where}", where, report, as_json=getattr(args, "json", False))
+    print_rebuild(f"ledger {where}", where, report, as_json=args.json, csv_path=args.csv)
     return 0
 
 
@@ -334,6 +357,9 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
         parser.add_argument("--schema", default=DEFAULT_SCHEMA, help="PostgreSQL schema")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
+    )
+    rebuild.add_argument(
+        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
     )
     follow = sub.add_parser("follow", help="tail the journal into the ledger (or Influx)")
     follow.add_argument("journal")

@@ -487,7 +487,8 @@ def print_ranked(experiments: list[Experiment], metric: str, top: int) -> None:
          *(format_metric(name, e.metrics.get(name)) for name in figures))
         for rank, e in enumerate(best, 1)
     ]  # fmt: skip
-    print_fitted(f"top {len(best)} of {len(experiments):,} by {metric}", columns, rows, left=2)
+    title = f"top {len(best)} of {len(experiments):,} by {metric}"
+    print_fitted(title, columns, rows, left=2, elsewhere="tape runs --csv / --json have every figure")
 
 
 def _short(value: Any) -> str:

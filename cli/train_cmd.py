@@ -43,16 +43,13 @@ import csv
 import io
 import json
 import string
-import sys
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from rich import box
-from rich.table import Table
-
-from cli.progress import console, progress_bar
+from cli.progress import console, progress_bar, write_output
+from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError, config_from_raw, read_raw_config
 from kernel.store import open_journal
 from lake.partitioned import Lake
@@ -320,71 +317,93 @@ def write_run_config(
     return spec.run_out
 
 
-def _windows(run: TrainRun) -> list[dict[str, Any]]:
+def _span(start_ts_ns: int, end_ts_ns: int) -> dict[str, Any]:
     def day(ts: int) -> str:
         return datetime.fromtimestamp(ts // 1_000_000_000, UTC).date().isoformat()
 
+    return {
+        "start": day(start_ts_ns),
+        "end": day(end_ts_ns),
+        "start_ts_ns": start_ts_ns,
+        "end_ts_ns": end_ts_ns,
+    }
+
+
+def _windows(run: TrainRun) -> list[dict[str, Any]]:
+    """One entry per walk-forward window, then the final model's: its ``window`` (``index``,
+    ``final``, the ``train`` and ``test`` spans' first and last days and bar stamps; the final
+    model's ``test`` is null), rows, rank ICs and artifact."""
     out = []
     for fold in run.folds:
         result = fold.result
-        train, test = result.fold.train, result.fold.test
         out.append({
-            "window": str(result.fold.index), "train_start": day(train[0]), "train_end": day(train[1]),
-            "test_start": day(test[0]), "test_end": day(test[1]), "train_rows": fold.model.rows,
-            "test_rows": result.test_rows, "train_ic": fold.model.metrics.get("train_ic"),
-            "test_ic": result.test_ic, "artifact": fold.artifact,
+            "window": {"index": result.fold.index, "final": False, "train": _span(*result.fold.train),
+                       "test": _span(*result.fold.test)},
+            "train_rows": fold.model.rows, "test_rows": result.test_rows,
+            "train_ic": fold.model.metrics.get("train_ic"), "test_ic": result.test_ic,
+            "artifact": fold.artifact,
         })  # fmt: skip
     window = run.meta["train_window"]
     out.append({
-        "window": "final", "train_start": window["start"], "train_end": window["end"], "test_start": None,
-        "test_end": None, "train_rows": run.model.rows, "test_rows": None,
-        "train_ic": run.model.metrics.get("train_ic"), "test_ic": run.meta["metrics"]["wf_mean_test_ic"],
-        "artifact": run.artifact,
+        "window": {"index": None, "final": True, "train": _span(window["start_ts_ns"], window["end_ts_ns"]),
+                   "test": None},
+        "train_rows": run.model.rows, "test_rows": None, "train_ic": run.model.metrics.get("train_ic"),
+        "test_ic": run.meta["metrics"]["wf_mean_test_ic"], "artifact": run.artifact,
     })  # fmt: skip
     return out
 
 
-_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", "train_rows", "test_rows",
-            "train_ic", "test_ic", "artifact")  # fmt: skip
+_FIGURES = ("train_rows", "test_rows", "train_ic", "test_ic", "artifact")
+_COLUMNS = ("window", "train_start", "train_end", "test_start", "test_end", *_FIGURES)
+
+
+def _flat(entry: dict[str, Any]) -> dict[str, Any]:
+    """A window's entry as one CSV row (``_COLUMNS``): ``window`` its index or ``final``."""
+    window, test = entry["window"], entry["window"]["test"] or {}
+    return {"window": "final" if window["final"] else str(window["index"]),
+            "train_start": window["train"]["start"], "train_end": window["train"]["end"],
+            "test_start": test.get("start"), "test_end": test.get("end"),
+            **{key: entry[key] for key in _FIGURES}}  # fmt: skip
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(_COLUMNS)
-    for row in rows:
+    for row in map(_flat, rows):
         writer.writerow(["" if row[c] is None else row[c] for c in _COLUMNS])
     return buffer.getvalue()
-
-
-def _write(path: str, text: str) -> None:
-    if path == "-":
-        sys.stdout.write(text)
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(text)
 
 
 def _ic(value: float | None) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
+# Fitted to the terminal: the training window wraps after its '..' (start over end) before a
+# figure is dropped; the hash's first 12 characters and the out-of-sample IC go last.
+_TABLE = (
+    Column("#", 10),
+    Column("train window", 8, wraps=True, breaks="."),
+    Column("test to", 5),
+    Column("rows", 4),
+    Column("IC in", 3),
+    Column("IC out", 7),
+    Column("artifact", 9),
+)
+
+
 def _print(spec: TrainSpec, run: TrainRun, rows: list[dict[str, Any]], run_config: Path | None) -> None:
     task = f" ({len(spec.label.thresholds) + 1}-class)" if spec.task == "classification" else ""
     title = (f"{spec.model}{task} {spec.start}..{spec.end}, horizon {spec.label.horizon} "
              f"gap {spec.label.gap}, seed {spec.seed}: {len(run.folds)} windows")  # fmt: skip
-    table = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
-    for name in ("#", "train from", "train to", "test to", "rows", "IC in", "IC out", "artifact"):
-        table.add_column(
-            name, justify="right" if name in ("#", "rows", "IC in", "IC out") else "left", no_wrap=True
-        )
-    for row in rows:
-        digest = row["artifact"]
-        table.add_row(row["window"], row["train_start"], row["train_end"], row["test_end"] or "-",
-                      f"{row['train_rows']:,}", _ic(row["train_ic"]), _ic(row["test_ic"]),
-                      digest[:12] if digest else "-")  # fmt: skip
-    table.caption = "rank IC; final IC out: the windows' mean; full hashes: --json/--csv"
-    console.print(table)
+    cells = [
+        (row["window"], f"{row['train_start']}..{row['train_end']}", row["test_end"] or "-",
+         f"{row['train_rows']:,}", _ic(row["train_ic"]), _ic(row["test_ic"]),
+         row["artifact"][:12] if row["artifact"] else "-")
+        for row in map(_flat, rows)
+    ]  # fmt: skip
+    print_fitted(title, _TABLE, cells, elsewhere="--json / --csv have every figure")
+    console.print("rank IC; final IC out: the windows' mean; full hashes: --json/--csv", highlight=False)
     console.print(f"final artifact {run.artifact} in {spec.registry}", soft_wrap=True, highlight=False)
     if run_config is not None:
         console.print(f"run config {run_config}: tape backtest {run_config}", soft_wrap=True, highlight=False)
@@ -416,9 +435,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         report = {"model": spec.model, "task": spec.task, "registry": str(spec.registry),
                   "artifact": run.artifact, "seed": spec.seed, "label": spec.label.to_json(), "windows": rows,
                   "run_config": str(run_config) if run_config else None}  # fmt: skip
-        _write(args.json, json.dumps(report, indent=1) + "\n")
+        write_output(args.json, json.dumps(report, indent=1) + "\n", option="--json")
     if args.csv:
-        _write(args.csv, _csv_text(rows))
+        write_output(args.csv, _csv_text(rows), option="--csv")
     if not quiet:
         _print(spec, run, rows, run_config)
     return 0

@@ -421,7 +421,8 @@ def _print_folds(
 
     names = short_names(key for params in chosen for key in params)
     columns = (
-        Column("fold", 8), Column("test sessions", 9), Column("parameters", 10, wraps=True, min_width=12),
+        Column("fold", 8), Column("test sessions", 9, wraps=True, breaks="."),  # first..last
+        Column("parameters", 10, wraps=True, min_width=12),
         Column(f"IS {METRICS[rank_by].header}", 7), Column("OOS return", 6), Column("OOS Sharpe", 5),
     )  # fmt: skip
     rows = [
@@ -435,7 +436,8 @@ def _print_folds(
         )
         for fold in plan
     ]
-    print_fitted(f"walk-forward folds (parameters chosen by in-sample (IS) {rank_by})", columns, rows, left=2)
+    title = f"walk-forward folds (parameters chosen by in-sample (IS) {rank_by})"
+    print_fitted(title, columns, rows, left=2, elsewhere="OUT/walkforward.json has every figure")
 
 
 def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

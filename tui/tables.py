@@ -40,6 +40,9 @@ class Column:
     rank: int  # lower: dropped first when the width is short
     wraps: bool = False  # the free-text column: takes the width left, its cells wrap
     min_width: int = 0  # for the wrapping column: narrower than this, lower ranks are dropped
+    # for a wrapping column (``cli.research_tables.print_fitted``): characters a word wider than
+    # the column may also break after (file names: "/_-."), never inside a run of others
+    breaks: str = ""
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,27 @@ def test_rebuild_checksums_are_whole_at_80_columns_and_as_json(
         assert printed["checkpoint_seq"] + 1 == printed["records"]
 
 
+def test_rebuild_checksums_as_csv(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Both rebuild verbs had --json only: --csv PATH|- now gives table,rows,sha256 rows (the
+    same as the JSON's tables); --json with --csv - is refused before anything is rebuilt."""
+    assert tape(["backtest", str(workdir / "run.toml")]) == 0
+    journal = str(workdir / "journal")
+    capsys.readouterr()
+    assert tape(["rebuild", journal, "--json"]) == 0
+    tables = json.loads(capsys.readouterr().out)["tables"]
+    expected = ["table,rows,sha256", *(f"{name},{t['rows']},{t['sha256']}" for name, t in tables.items())]
+    assert tape(["rebuild", journal, "--csv", "-"]) == 0
+    assert capsys.readouterr().out.splitlines() == expected
+    out = workdir / "out" / "checksums.csv"
+    assert (
+        tape(["projections", "rebuild", journal, "--db", str(workdir / "b.sqlite"), "--csv", str(out)]) == 0
+    )
+    assert out.read_text().splitlines() == expected
+    for verb in (["rebuild"], ["projections", "rebuild"]):
+        assert tape([*verb, journal, "--json", "--csv", "-"]) == 2
+        assert "both print to stdout" in capsys.readouterr().out
+
+
 def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "bad.toml").write_text(CONFIG.format(extra="bogus_field = 1"))
     assert tape(["backtest", str(workdir / "bad.toml")]) == 2
@@ -288,3 +309,33 @@ def test_a_window_wider_than_the_data_is_said_on_stderr(
     assert tape(["backtest", str(workdir / "none.toml")]) == 2
     out = capsys.readouterr().out
     assert f"the window 2022-01-01 to ... holds no session of the data set ({first} to {last})" in out
+
+
+def test_strategies_at_60_columns_break_entries_at_dots_and_have_a_csv(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns an entry was folded inside a name ('models.strategies.momentum:Momentu' /
+    'mRotation') and the table had --json only. Now an entry breaks after a '.' or its ':', and
+    --csv - gives name,entry rows."""
+    from cli.progress import console
+
+    assert tape(["strategies", "--json"]) == 0
+    installed = json.loads(capsys.readouterr().out)
+    monkeypatch.setattr(console, "width", 60)
+    assert tape(["strategies"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in table) <= 60
+    body = table[next(i for i, line in enumerate(table) if set(line) == {"─"}) + 1 :]
+    shown: dict[str, list[str]] = {}
+    name = ""
+    for line in body:
+        if line.startswith(" "):  # the entry's next piece, under its first
+            shown[name].append(line.split()[0])
+        else:
+            name, first = line.split()
+            shown[name] = [first]
+    assert {name: "".join(pieces) for name, pieces in shown.items()} == installed
+    assert all(piece[-1] in ".:" for pieces in shown.values() for piece in pieces[:-1])  # never mid-name
+    assert tape(["strategies", "--csv", "-"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["name,entry", *(f"{key},{entry}" for key, entry in installed.items())]

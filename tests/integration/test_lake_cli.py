@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,123 @@ def test_unparseable_file_exits_non_zero_naming_the_line(
 SHARED_US = Path(__file__).resolve().parents[3] / "shared" / "data" / "us"
 
 
+def _first_column(out: str, title: str) -> list[str]:
+    """The first column of the fitted table under ``title`` (``cli.research_tables``: columns two
+    or more spaces apart, the first at the line's start), its lines in order."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if title in line)
+    body = next(i for i in range(start, len(lines)) if set(lines[i]) == {"─"}) + 1
+    cells = []
+    for line in lines[body:]:
+        if line.startswith(("in ", "not shown")) or not line.strip():
+            break  # the ingest total, the note naming the columns left out
+        if not line.startswith(" "):
+            cells.append(re.split(r" {2,}", line)[0])
+    return cells
+
+
+def _pieces_end_at_breaks(pieces: list[str], whole: str) -> bool:
+    """``pieces`` (a wrapped name's lines, in order) join to ``whole`` and each but the last ends
+    at a break point (``/ _ - .``), never inside a run of letters or digits."""
+    return "".join(pieces) == whole and all(piece[-1] in "/\\_-." for piece in pieces[:-1])
+
+
+LONG_NAME = "nvda_daily_bars_adjusted_2014_2015_from_vendor_export.csv"
+
+
+def _long_named_bars(tmp_path: Path) -> Path:
+    """CONSTRUCTED CASE: two years of Yahoo-format daily rows under a long vendor file name,
+    every calendar day (weekends and holidays: 217 rows outside an XNYS session) and one row
+    whose high is below its close (ohlc_inconsistent)."""
+    from datetime import date, timedelta
+
+    days = [date(2014, 1, 1) + timedelta(days=n) for n in range(700)]
+    lines = ["Date,Open,High,Low,Close,Volume", *(f"{day},10,11,9,10.5,100" for day in days)]
+    lines.append("2014-01-03,10,9,9,10.5,5")
+    source = tmp_path / LONG_NAME
+    source.write_text("\n".join(lines) + "\n")
+    return source
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_long_file_names_and_reasons_wrap_at_break_points_and_numbers_stay_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    """QA: at 80 columns the ingest and health tables folded a long file name and the quarantine
+    reasons inside a word ('outside_ses' / 'sion 217'). The name now breaks after '_', '/', '-'
+    or '.', a reason after '_' only where it is wider than its column (at 80 never), and every
+    count is whole; at 60 the columns that do not fit are named under the table."""
+    from cli.main import main
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", width)
+    source = _long_named_bars(tmp_path)
+    lake = str(tmp_path / "lake")
+    argv = ["ingest", "csv", str(source), "--out", lake, "--symbol", "NVDA", "--venue", "XNYS"]
+    argv += ["--calendar", "XNYS", "--map", "ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"]
+    assert main(argv) == 0
+    ingested = capsys.readouterr().out
+    assert main(["health", lake]) == 0
+    health = capsys.readouterr().out
+    for out in (ingested, health):
+        assert max(len(line) for line in out.splitlines()) <= width
+        words = out.split()
+        assert "ohlc_inconsistent" in words or width < 80
+        assert "outside_session" in words and "217" in words  # never 'outside_ses' / 'sion 217'
+        assert not [w for w in words if w.startswith(("outside_s", "inconsistent")) and w not in
+                    ("outside_session", "inconsistent")]  # fmt: skip
+    name = _first_column(ingested, "ingest into")
+    assert _pieces_end_at_breaks(name[: name.index("bars 1d")], LONG_NAME), name
+    assert name[name.index("bars 1d") :] == ["bars 1d", "XNYS:NVDA"]  # the kind, then the symbol
+    counts = ingested[ingested.index("─") : ingested.index("\nin 701")].split()  # the ingest table
+    assert counts[counts.index(name[0]) + 1 : counts.index(name[0]) + 4] == ["701", "483", "218"]
+    assert "in 701 = accepted 483 + quarantined 218" in ingested
+    if width == 60:
+        assert "not shown at this width: suspended sessions, missing bars" in " ".join(ingested.split())
+
+
+def test_ingest_csv_and_json_of_the_files_and_of_metadata(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tape ingest --csv: one row per file with every count (it had --json only); tape ingest
+    metadata had neither: --json now prints its reports (the same JSON as
+    reports/metadata-*.json), --csv one row per instrument."""
+    import csv
+    import io
+
+    from cli.main import main
+    from tests.factories import synth_lake
+
+    source = _long_named_bars(tmp_path)
+    lake = str(tmp_path / "lake")
+    argv = ["ingest", "csv", str(source), "--out", lake, "--symbol", "NVDA", "--venue", "XNYS"]
+    argv += ["--calendar", "XNYS", "--map", "ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"]
+    assert main([*argv, "--csv", "-"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert (row["source"], row["symbols"], row["rows_in"], row["accepted"], row["quarantined"]) == (
+        str(source), "XNYS:NVDA", "701", "483", "218",
+    )  # fmt: skip
+    assert row["reasons"] == "ohlc_inconsistent=1;outside_session=217"
+    assert main([*argv, "--json", "--csv", "-"]) == 2  # both on stdout
+    assert "both print to stdout" in capsys.readouterr().out
+
+    synthetic = synth_lake(tmp_path / "synth", symbols=3, bars=30)
+    meta = tmp_path / "meta.csv"
+    meta.write_text("symbol,sector,delisting_date\nSYN0001,bank,2016-01-04\nSYN0002,,\n")
+    assert main(["ingest", "metadata", str(meta), "--out", str(synthetic), "--json"]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)
+    stored = json.loads(sorted((synthetic / "reports").glob("metadata-*.json"))[-1].read_text())
+    assert printed == stored
+    assert printed["unchanged"] == ["SYNTH:SYN0002"] and printed["delisting"] == {"SYNTH:SYN0001": 20160104}
+    out_csv = tmp_path / "out" / "meta.csv"
+    assert main(["ingest", "metadata", str(meta), "--out", str(synthetic), "--csv", str(out_csv)]) == 0
+    assert "metadata meta.csv" in capsys.readouterr().out  # a file: the table as well
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [(r["instrument"], r["changed"]) for r in rows] == [("SYNTH:SYN0001", "0"), ("SYNTH:SYN0002", "0")]
+    assert main(["ingest", "metadata", str(meta), "--out", str(synthetic), "--csv", "-"]) == 0
+    assert capsys.readouterr().out.startswith("source,instrument,changed,changes,delisting_date\n")
+
+
 @pytest.mark.skipif(not SHARED_US.exists(), reason=f"real market data not present at {SHARED_US}")
 def test_the_ingest_table_fits_80_columns_and_cuts_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
@@ -85,10 +203,10 @@ def test_the_ingest_table_fits_80_columns_and_cuts_nothing(
     assert run(["ingest", "yahoo", *files, "--out", str(tmp_path / "lake")]) == 0
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80
-    assert not [line for line in out.splitlines() if "│" in line and "…" in line]  # the progress line may
-    rows = [line.split("│") for line in out.splitlines() if line.count("│") == 6]  # the ingest table's
-    first = "".join(cells[0].strip() for cells in rows)  # the file column, its folds joined again
-    for whole in ("yhoo-1996-2015.txt", "orcl-1995-2014.txt", "XNYS:YHOO", "XNYS:ORCL"):
+    assert "…" not in out
+    first = _first_column(out, "ingest into")  # the file column, whole names here
+    for whole in ("yhoo-1996-2015.txt", "orcl-1995-2014.txt", "bars 1d XNYS:YHOO", "bars 1d XNYS:ORCL"):
         assert whole in first, (whole, first)
-    assert [cells[1].strip() for cells in rows if cells[1].strip()] == ["4,965", "5,036"]
+    table = out[out.index("─") : out.index("\nin 10,001")].split()
+    assert [table[table.index(name) + 1] for name in first[::2]] == ["4,965", "5,036"]
     assert "in 10,001 = accepted 10,001 + quarantined 0" in out

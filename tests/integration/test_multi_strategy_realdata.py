@@ -165,10 +165,12 @@ def test_tape_report_writes_everything_it_prints_as_json_and_csv(
     assert by_strategy[0].startswith("strategy,currency,parents") and len(by_strategy) == 3
 
 
-@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("columns", [60, 80, 120])
 def test_tape_report_fits_the_terminal_without_cutting_a_number(
     two_strategy_run: tuple[BacktestConfig, Path], columns: int
 ) -> None:
+    """At 60 columns the strategies table cut every figure ('1,310,499…', '+118.…') and lost
+    its strategy column; it is fitted now (fees and turnover named under it)."""
     _, path = two_strategy_run
     env = {**os.environ, "COLUMNS": str(columns)}
     done = subprocess.run(
@@ -178,6 +180,9 @@ def test_tape_report_fits_the_terminal_without_cutting_a_number(
     lines = done.stdout.splitlines()
     assert max(len(line) for line in lines) <= columns
     assert "…" not in done.stdout  # rich's mark of a cut cell
+    strategies = done.stdout[done.stdout.index("strategies (USD") : done.stdout.index("execution quality")]
+    assert [line.split()[0] for line in strategies.splitlines() if line.split()[:1] in
+            (["trend"], ["rotation"], ["book"])] == ["trend", "rotation", "book"]  # fmt: skip
 
 
 def test_a_strategy_with_its_own_policy_is_clipped_within_its_budget(us_daily: Path, tmp_path: Path) -> None:

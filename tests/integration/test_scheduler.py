@@ -213,6 +213,52 @@ def test_jobs_run_and_list_verbs_with_a_tape_verb_job(
         ]
 
 
+def test_jobs_list_at_80_columns_keeps_times_whole_and_has_json_and_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns every cell of `tape jobs list` was folded at 8 characters: names
+    ('verify-j' / 'ournal'), commands and the next run time ('2026-12-' / '07T17:15' /
+    ':00-05:0' / '0'); it had no machine form. The table is fitted now (a name over its command,
+    a cron over its calendar; a time, a name or an option never broken) and --json / --csv give
+    every field."""
+    import csv
+    import io
+    import json
+
+    from cli.progress import console
+
+    jobs = (
+        '[[jobs]]\nname = "reconcile-paper-book"\ncron = "40 17 * * 1-5"\ntimezone = "America/New_York"\n'
+        'tape = ["reconcile", "journals/paper", "--statement", "statements/latest.csv", "--json", '
+        '"reports/reconcile.json"]\n\n' + EOD
+    )
+    config = write_jobs(tmp_path, jobs)
+    assert main(["jobs", "run", "eod", "--config", str(config)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(console, "width", 80)
+    assert main(["jobs", "list", "--config", str(config), "--runs", "3"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    words = out.split()
+    for whole in ("reconcile-paper-book", "eod", "--statement"):
+        assert whole in words, whole  # names and options whole; paths break after a '/' or '.'
+    assert "tape reconcile" in out and "0.0 s" in out
+    assert main(["jobs", "list", "--config", str(config), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    reconcile, eod = listed["jobs"]
+    assert (reconcile["job"], reconcile["last"], eod["last"]["outcome"]) == (
+        "reconcile-paper-book",
+        None,
+        "ok",
+    )
+    assert main(["jobs", "list", "--config", str(config), "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["job"], r["next_run"], r["last_outcome"]) for r in rows] == [
+        ("reconcile-paper-book", reconcile["next_run"], ""), ("eod", eod["next_run"], "ok")
+    ]  # fmt: skip
+    assert reconcile["next_run"] in words and eod["next_run"] in words  # each time whole
+
+
 @pytest.mark.parametrize(
     ("jobs", "message"),
     [

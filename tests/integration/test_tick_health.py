@@ -178,6 +178,27 @@ def test_constructed_tape_health_json_csv_and_table(
     assert (tmp_path / "out" / "health.csv").read_text().splitlines()[1].startswith("trades,1,21,")
 
 
+def test_the_trades_and_quotes_table_keeps_every_figure_at_60_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns the table ran off the terminal's edge: 'empty' read 'empt' and its
+    figures and the quarantined counts were not printed at all. Now the span wraps between its
+    words and every figure is whole."""
+    from cli.progress import console
+
+    lake = constructed_lake(tmp_path)
+    monkeypatch.setattr(console, "width", 60)
+    assert health_cli([str(lake)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 60
+    header = next(i for i, line in enumerate(lines) if "max gap" in line)
+    assert lines[header].split()[-3:] == ["gap", "empty", "quar."]
+    trades = next(line for line in lines if line.startswith("trades "))
+    assert trades.split() == ["trades", "1", "21", "2", "2", "1d", "18h", "30m", "1", "2"]
+    quotes = next(line for line in lines if line.startswith("quotes "))
+    assert quotes.split() == ["quotes", "1", "4", "1", "1", "2h", "20m", "0", "2"]
+
+
 def test_format_span() -> None:
     assert [format_span(ns) for ns in (622_000_000, 3600 * S, 6327 * S, (2 * 86_400 + 3600) * S)] == [
         "0.622s",

@@ -117,7 +117,14 @@ def test_same_config_and_seed_give_byte_identical_artifacts(
     second = _train(_config(workdir, "reg-b"), capsys)
     other_seed = _train(_config(workdir, "reg-c", seed=8), capsys)
     windows = first["windows"]
-    assert isinstance(windows, list) and len(windows) >= 4 and windows[-1]["window"] == "final"
+    assert isinstance(windows, list) and len(windows) >= 4
+    # each entry's window is an object (it was the string "0", "1", ..., "final")
+    assert [w["window"]["index"] for w in windows] == [*range(len(windows) - 1), None]
+    assert [w["window"]["final"] for w in windows] == [False] * (len(windows) - 1) + [True]
+    assert windows[-1]["window"]["train"] == {
+        "start": "2015-06-01", "end": "2017-12-29",
+        "start_ts_ns": utc_ns("2015-06-01"), "end_ts_ns": utc_ns("2017-12-30") - 1,
+    } and windows[-1]["window"]["test"] is None  # fmt: skip
     assert _hashes(first) == _hashes(second)  # every window's artifact and the final one
     assert first["artifact"] == windows[-1]["artifact"]
     assert set(_hashes(other_seed)).isdisjoint(_hashes(first))  # bagging draws from the seed
@@ -134,8 +141,16 @@ def test_same_config_and_seed_give_byte_identical_artifacts(
     )
     assert len(final["walk_forward"]["folds"]) == len(windows) - 1
     fold = load(workdir / "reg-a", str(windows[0]["artifact"])).meta
-    assert fold["walk_forward"]["fold"] == 0 and fold["walk_forward"]["test"][0] == windows[0]["test_start"]
-    assert fold["train_window"]["end"] == windows[0]["train_end"]
+    window = windows[0]["window"]
+    assert fold["walk_forward"]["fold"] == 0 and fold["walk_forward"]["test"] == [
+        window["test"]["start"], window["test"]["end"]
+    ]  # fmt: skip
+    assert (fold["walk_forward"]["test_start_ts_ns"], fold["walk_forward"]["test_end_ts_ns"]) == (
+        window["test"]["start_ts_ns"], window["test"]["end_ts_ns"]
+    )  # fmt: skip
+    assert fold["train_window"]["end"] == window["train"]["end"]
+    assert fold["train_window"]["end_ts_ns"] == window["train"]["end_ts_ns"]
+    assert window["train"]["end_ts_ns"] < window["test"]["start_ts_ns"]
     # the registrations are journaled, in the table's order
     with open_journal(workdir / "reg-a-journal") as journal:
         registered = [e for _, e in journal.events() if isinstance(e, ModelRegistered)]
@@ -167,6 +182,31 @@ def test_the_table_csv_and_a_second_run_into_the_same_registry(
     with open_journal(workdir / "reg-d-journal") as journal:
         registered = [e for _, e in journal.events() if isinstance(e, ModelRegistered)]
     assert len(registered) == 2 * len(rows) and not any(e.created for e in registered[len(rows) :])
+
+
+def test_the_table_at_60_columns_cuts_no_figure(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns every column of the table was cut ('2015-06…', '1,…', '+0.…'). The training
+    window now wraps after its '..', the in-sample IC is named under the table, and the rows,
+    the out-of-sample IC and the hash's first 12 characters are whole."""
+    from cli.progress import console
+
+    config = _config(workdir, "reg-d")
+    assert main(["train", str(config), "--csv", "-"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    monkeypatch.setattr(console, "width", 60)
+    assert main(["train", str(config)]) == 0
+    out = capsys.readouterr().out
+    table = out[: out.index("final artifact")].splitlines()
+    assert max(len(line) for line in table) <= 60 and "…" not in out
+    words = " ".join(table).split()
+    assert "not shown at this width: IC in" in " ".join(words)
+    for row in rows:
+        line = next(line.split() for line in table if line.split()[:1] == [row["window"]])
+        figures = [f"{int(row['train_rows']):,}", f"{float(row['test_ic']):+.3f}", row["artifact"][:12]]
+        assert line == [row["window"], f"{row['train_start']}..", row["test_end"] or "-", *figures]
+        assert row["train_end"] in words
 
 
 def test_the_trained_artifact_trades_from_the_written_config_and_replays(

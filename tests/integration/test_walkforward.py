@@ -327,3 +327,25 @@ def test_a_fold_chooses_by_the_metrics_better_direction_and_prints_it_by_its_kin
     under = next(i for i, line in enumerate(lines) if line.startswith("fold"))
     end = lines[under].index("volatility") + len("volatility")
     assert lines[under - 1][:end].rstrip().endswith("IS"), out
+
+
+def test_at_60_columns_the_test_window_wraps_before_a_figure_is_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 60 columns the fold table kept its test window on one line and dropped the
+    out-of-sample Sharpe; the window now wraps after its '..' (two whole dates) and every figure
+    stays."""
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=50)
+    fold = Fold(0, (20200101, 20200104), (20200105, 20200106))
+    config = msgspec.structs.replace(make_config(dataset, tmp_path / "j"), run_id="r0")
+    best = _best_per_fold([(fold, 0, config)], {"r0": {"sharpe": 0.91}}, "sharpe")
+    monkeypatch.setattr(console, "width", 60)
+    oos = [{"metrics": {"total_return": 0.1, "sharpe": 1.25}}]
+    _print_folds(
+        [fold], [{"strategy.params.fast": 5, "strategy.params.slow": 30}], [best[0][1]], oos, "sharpe"
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 60 and not any("not shown" in line for line in lines)
+    row = next(i for i, line in enumerate(lines) if line.startswith("0 "))
+    assert lines[row].split() == ["0", "2020-01-05..", "fast=5", "0.91", "+10.0%", "1.25"]
+    assert lines[row + 1].split() == ["2020-01-06", "slow=30"]

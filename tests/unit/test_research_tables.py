@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.text import Text
 
 import cli.research_tables as research_tables
-from cli.research_tables import Column, print_fitted
+from cli.research_tables import Column, print_fitted, wrap_text
 
 
 @pytest.mark.parametrize("width", [80, 79])
@@ -52,3 +52,40 @@ def test_square_brackets_in_a_cell_or_title_are_text_not_markup(monkeypatch: pyt
     assert "[b]1" in text.split()
     assert "DIFF" in text.split()
     assert " ".join(text.split()).endswith(message)
+
+
+def test_wrap_text_breaks_a_word_wider_than_the_column_only_after_its_break_characters() -> None:
+    name = "nvda_daily_bars_adjusted_2014_2015_from_vendor_export.csv"
+    wrapped = wrap_text(f"{name}\nbars 1d XNYS:NVDA", 13, "/_-.").splitlines()
+    assert wrapped == ["nvda_daily_", "bars_", "adjusted_", "2014_2015_", "from_vendor_", "export.csv",
+                       "bars 1d", "XNYS:NVDA"]  # fmt: skip
+    # a word that fits a line of its own moves there whole; a count is never split
+    assert wrap_text("ohlc_inconsistent 1, outside_session 1,217", 17, "_").splitlines() == [
+        "ohlc_inconsistent", "1,", "outside_session", "1,217"
+    ]  # fmt: skip
+    assert wrap_text("2015-06-01..2017-12-29", 12, ".").splitlines() == ["2015-06-01..", "2017-12-29"]
+    assert wrap_text("abcdefghijkl", 5, "_").splitlines() == ["abcde", "fghij", "kl"]  # no break point
+
+
+def test_two_wrapping_columns_share_the_width_and_the_longest_word_is_broken_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A file name and quarantine reasons at 60 columns: the reasons keep every word whole (17
+    wide), the name, which cannot be whole anyway, breaks at its underscores."""
+    out = io.StringIO()
+    monkeypatch.setattr(research_tables, "console", Console(file=out, width=60, color_system=None))
+    columns = (
+        Column("file", 9, wraps=True, breaks="_"),
+        Column("in", 8),
+        Column("accepted", 7),
+        Column("reasons", 5, wraps=True, breaks="_"),
+    )
+    name = "a_very_long_vendor_file_name_for_daily_bars_2014.csv"
+    print_fitted("t", columns, [(name, "1,701", "1,483", "ohlc_inconsistent 1, outside_session 217")])
+    lines = out.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 60
+    words = out.getvalue().split()
+    assert "ohlc_inconsistent" in words and "outside_session" in words
+    assert "1,701" in words and "1,483" in words
+    pieces = [line.split()[0] for line in lines[3:] if line.strip() and not line.startswith(" ")]
+    assert "".join(pieces) == name and all(piece.endswith("_") for piece in pieces[:-1])

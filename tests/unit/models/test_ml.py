@@ -234,6 +234,32 @@ def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
     assert "hashes to" in shown.out + shown.err
 
 
+def test_tape_models_at_60_columns_wraps_the_window_and_keeps_the_ic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 60 columns the table kept the hash and the one-line window and dropped h/gap, rows and
+    the out-of-sample IC, the figure a model is chosen by. The window now wraps after its '..'
+    (two whole dates) and the IC stays; the hash is never wrapped (it is copied whole)."""
+    from cli.main import main
+    from cli.progress import console
+
+    meta = {"kind": "lightgbm", "features": [{"name": "momentum"}], "label": {"horizon": 5, "gap": 1},
+            "train_window": {"start": "2004-01-01", "end": "2009-12-31", "end_ts_ns": 1}, "rows": 1446,
+            "metrics": {"wf_mean_test_ic": 0.01}, "lake_content_hash": "ab" * 16}  # fmt: skip
+    digest = register(tmp_path, "tree\n", meta)
+    monkeypatch.setattr(console, "width", 60)
+    assert main(["models", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 60
+    row = next(i for i, line in enumerate(lines) if line.startswith(digest))
+    assert lines[row].split() == [digest, "2004-01-01..", "+0.010"]
+    assert lines[row + 1].split() == ["2009-12-31"]
+    assert " ".join(" ".join(lines[row + 2 :]).split()).startswith("not shown at this width: h/gap, rows")
+    monkeypatch.setattr(console, "width", 80)  # wide enough: every column, the window on one line
+    assert main(["models", str(tmp_path)]) == 0
+    assert f"{digest}  2004-01-01..2009-12-31  5/1    1,446  +0.010" in capsys.readouterr().out
+
+
 def test_registering_journals_a_model_registered_event_to_the_sink(tmp_path: Path) -> None:
     from domain.events import ModelRegistered, decode_event, encode_event
 
