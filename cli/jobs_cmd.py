@@ -83,7 +83,7 @@ _JOB_COLUMNS = (
     Column("duration", 3),
     Column("cron", 6),
     Column("calendar", 2),
-    Column("command", 7, wraps=True),
+    Column("command", 7, wraps=True, breaks="/."),
 )
 _RUN_COLUMNS = (
     Column("run", 8),

@@ -243,7 +243,7 @@ def test_jobs_list_at_80_columns_keeps_times_whole_and_has_json_and_csv(
     for whole in ("reconcile-paper-book", "eod", "--statement"):
         assert whole in words, whole  # names and options whole; paths break after a '/' or '.'
     assert "tape reconcile" in out and "0.0 s" in out
-    assert main(["jobs", "list", "--config", str(config), "--json"]) == 0
+    assert main(["jobs", "list", "--config", str(config), "--json", "-"]) == 0
     listed = json.loads(capsys.readouterr().out)
     reconcile, eod = listed["jobs"]
     assert (reconcile["job"], reconcile["last"], eod["last"]["outcome"]) == (
