@@ -247,34 +247,11 @@ class SchedulerConfig:
 
 
 _TEXT_KEYS = ("name", "shell", "cron", "calendar", "timezone", "cwd", "job_log", "log")
-_SCHEDULER_KEYS = {
-    "calendar",
-    "timezone",
-    "job_log",
-    "log",
-    "redact_env",
-    # defaults for every job
-    "retries",
-    "backoff_s",
-    "backoff_factor",
-    "backoff_max_s",
-    "timeout_s",
-    "cwd",
-}
-_JOB_KEYS = {
-    "name",
-    "tape",
-    "shell",
-    "cron",
-    "calendar",
-    "timezone",
-    "retries",
-    "backoff_s",
-    "backoff_factor",
-    "backoff_max_s",
-    "timeout_s",
-    "cwd",
-}
+# What [scheduler] sets for every job, and a job for itself.
+_JOB_DEFAULT_KEYS = {"calendar", "timezone", "retries", "backoff_s", "backoff_factor", "backoff_max_s",
+                     "timeout_s", "cwd"}  # fmt: skip
+_SCHEDULER_KEYS = {"job_log", "log", "redact_env", *_JOB_DEFAULT_KEYS}
+_JOB_KEYS = {"name", "tape", "shell", "cron", *_JOB_DEFAULT_KEYS}
 
 
 def _command(name: str, table: dict[str, Any]) -> tuple[tuple[str, ...], str]:

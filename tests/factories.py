@@ -68,6 +68,30 @@ def run(config: BacktestConfig) -> BacktestResult:
     return run_backtest(config, make_strategies(config))
 
 
+def two_sleeve_run(root: Path, run_id: str) -> Path:
+    """A finished backtest of a book of two SMA sleeves (``fast`` 70%, ``slow`` 30%) on a small
+    seeded data set under ``root``; returns its journal."""
+    data = make_dataset(root / "data", seed=4, symbols=3, bars=200)
+    config = BacktestConfig(
+        run_id=run_id,
+        dataset=str(data),
+        journal=str(root / "j"),
+        initial_cash="100000",
+        strategies=[
+            StrategyConfig(
+                name="sma_crossover", params={"fast": 3, "slow": 9, "weight": 0.9, "strategy_id": "fast"},
+                budget="0.7",
+            ),
+            StrategyConfig(
+                name="sma_crossover", params={"fast": 5, "slow": 20, "weight": 0.9, "strategy_id": "slow"},
+                budget="0.3",
+            ),
+        ],
+    )  # fmt: skip
+    run(config)
+    return root / "j"
+
+
 def one_name_policy() -> RiskPolicy:
     """The default policy but 100% NAV per name (single-name test strategies)."""
     return policy_from_mapping({"name": {"limit_e8": 100_000_000, "action": "clip"}})

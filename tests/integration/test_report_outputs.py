@@ -12,33 +12,12 @@ from pathlib import Path
 import pytest
 
 from cli.main import main as tape
-from cli.wiring import make_strategies
-from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
-from tests.factories import make_dataset
+from tests.factories import two_sleeve_run
 
 
 @pytest.fixture(scope="module")
 def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("report-outputs")
-    data = make_dataset(root / "data", seed=4, symbols=3, bars=200)
-    config = BacktestConfig(
-        run_id="outputs",
-        dataset=str(data),
-        journal=str(root / "j"),
-        initial_cash="100000",
-        strategies=[
-            StrategyConfig(
-                name="sma_crossover", params={"fast": 3, "slow": 9, "weight": 0.9, "strategy_id": "fast"},
-                budget="0.7",
-            ),
-            StrategyConfig(
-                name="sma_crossover", params={"fast": 5, "slow": 20, "weight": 0.9, "strategy_id": "slow"},
-                budget="0.3",
-            ),
-        ],
-    )  # fmt: skip
-    run_backtest(config, make_strategies(config))
-    return root / "j"
+    return two_sleeve_run(tmp_path_factory.mktemp("report-outputs"), "outputs")
 
 
 @pytest.mark.parametrize(("option", "name"), [("--orders", "orders.csv"), ("--strategies", "strategies.csv")])

@@ -13,32 +13,13 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from cli.wiring import make_strategies
 from domain.events import DayClosed, OrderFilled, OrderSubmitted, SleevesMarked
 from kernel.store import open_journal
-from sim.backtest import BacktestConfig, StrategyConfig, run_backtest
-from tests.factories import make_dataset
+from tests.factories import two_sleeve_run
 
 
 def test_the_report_and_the_book_row_give_one_turnover_computed_by_hand(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path / "data", seed=4, symbols=3, bars=200)
-    config = BacktestConfig(
-        run_id="turnover",
-        dataset=str(data),
-        journal=str(tmp_path / "j"),
-        initial_cash="100000",
-        strategies=[
-            StrategyConfig(
-                name="sma_crossover", params={"fast": 3, "slow": 9, "weight": 0.9, "strategy_id": "fast"},
-                budget="0.7",
-            ),
-            StrategyConfig(
-                name="sma_crossover", params={"fast": 5, "slow": 20, "weight": 0.9, "strategy_id": "slow"},
-                budget="0.3",
-            ),
-        ],
-    )  # fmt: skip
-    run_backtest(config, make_strategies(config))
+    two_sleeve_run(tmp_path, "turnover")
     with open_journal(tmp_path / "j") as journal:
         events = [event for _, event in journal.events()]
 
