@@ -296,12 +296,28 @@ def influx_token(args: argparse.Namespace) -> str:
     return token
 
 
-def _token_on_command_line(text: str) -> str:
-    """``--influx-token``: refused without echoing it (argparse: exit 2, one line)."""
-    raise argparse.ArgumentTypeError(
-        "a token on the command line is visible to every user (ps); "
-        "set $INFLUX_TOKEN or pass --influx-token-file FILE (mode 600)"
-    )
+def _on_command_line(what: str, instead: str) -> Callable[[str], str]:
+    """An argparse type for an option that would put a secret on the command line: refused
+    without echoing it (exit 2, one line), saying how to pass it instead."""
+
+    def refused(text: str) -> str:
+        raise argparse.ArgumentTypeError(
+            f"a {what} on the command line is visible to every user (ps); {instead}"
+        )
+
+    return refused
+
+
+def dashboard_password(args: argparse.Namespace) -> str | None:
+    """The dashboard role's password, kept off the command line: from ``--password-file``
+    (readable only by its owner), else ``$TAPE_DASHBOARDS_PASSWORD`` (the variable the compose
+    file and Grafana's data source read); None: the role gets no password."""
+    if args.password_file:
+        password = _private_text("--password-file", args.password_file).strip()
+        if not password:
+            raise ConfigError(f"--password-file {args.password_file}: empty")
+        return password
+    return os.environ.get("TAPE_DASHBOARDS_PASSWORD") or None
 
 
 def cmd_projections_bars(args: argparse.Namespace) -> int:
@@ -325,7 +341,7 @@ def cmd_projections_bars(args: argparse.Namespace) -> int:
 def cmd_projections_grant(args: argparse.Namespace) -> int:
     from projections.ledger_postgres import grant_readonly
 
-    grant_readonly(args.db, args.role, args.schema, password=args.password)
+    grant_readonly(args.db, args.role, args.schema, password=dashboard_password(args))
     console.print(f"role {args.role}: read-only on schema {args.schema}")
     return 0
 
@@ -337,7 +353,11 @@ def _influx_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--influx-token-file", metavar="FILE", help="v2 token in a file of mode 600 (default: $INFLUX_TOKEN)"
     )
-    parser.add_argument("--influx-token", type=_token_on_command_line, help=argparse.SUPPRESS)  # refused
+    parser.add_argument(
+        "--influx-token",
+        type=_on_command_line("token", "set $INFLUX_TOKEN or pass --influx-token-file FILE (mode 600)"),
+        help=argparse.SUPPRESS,  # refused
+    )
     parser.add_argument(
         "--influx-credentials",
         metavar="FILE",
@@ -390,7 +410,18 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     grant.add_argument("--db", required=True, help="postgresql:// URL")
     grant.add_argument("--schema", default=DEFAULT_SCHEMA)
     grant.add_argument("--role", default="tape_dashboards")
-    grant.add_argument("--password")
+    grant.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="the role's password, a file of mode 600 (default: $TAPE_DASHBOARDS_PASSWORD, else none)",
+    )
+    grant.add_argument(
+        "--password",
+        type=_on_command_line(
+            "password", "set $TAPE_DASHBOARDS_PASSWORD or pass --password-file FILE (mode 600)"
+        ),
+        help=argparse.SUPPRESS,  # refused
+    )
 
 
 COMMANDS = {

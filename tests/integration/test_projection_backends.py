@@ -182,3 +182,50 @@ def test_a_rebuild_of_a_damaged_journal_keeps_the_ledger_that_was_there(
     with open_ledger(target, schema="keep") as ledger:
         assert ledger.checkpoint_seq == before.checkpoint_seq
         assert ledger.table_checksums() == before.checksums
+
+
+def test_grant_readonly_takes_the_password_from_a_private_file_or_the_environment(
+    postgres_database: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The role's password never on the command line: ``--password`` is refused without echoing
+    it (it was taken, visible in ``ps``); a file of mode 600 or ``$TAPE_DASHBOARDS_PASSWORD``
+    sets it (checked in ``pg_authid``), a file others can read is refused."""
+    from cli.main import main
+
+    role = f"tape_pw_{abs(hash(postgres_database)) % 10**8}"
+    monkeypatch.delenv("TAPE_DASHBOARDS_PASSWORD", raising=False)
+    grant = ["projections", "grant-readonly", "--db", postgres_database, "--role", role]
+    try:
+        with pytest.raises(SystemExit) as refused:
+            main([*grant, "--password", "s3cret-canary"])
+        assert refused.value.code == 2
+        err = capsys.readouterr().err
+        assert "visible to every user" in err and "s3cret-canary" not in err
+        assert not _role_exists(role)  # nothing created
+        secret = tmp_path / "pw"
+        secret.write_text("from-a-file\n")
+        secret.chmod(0o644)
+        assert main([*grant, "--password-file", str(secret)]) == 2
+        assert "readable by others" in capsys.readouterr().out
+        secret.chmod(0o600)
+        assert main([*grant, "--password-file", str(secret)]) == 0
+        assert _has_password(role)
+        admin_execute(f"ALTER ROLE {role} PASSWORD NULL")
+        monkeypatch.setenv("TAPE_DASHBOARDS_PASSWORD", "from-the-environment")
+        assert main(grant) == 0
+        assert _has_password(role)
+    finally:
+        database = postgres_database.rsplit("/", 1)[1]
+        admin_execute(f"DROP OWNED BY {role}", database) if _role_exists(role) else None
+        admin_execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def _has_password(role: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(f"{POSTGRES_SERVER}/postgres") as connection:
+        row = connection.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
+    return row is not None and row[0] is not None
