@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import signal
 import sqlite3
@@ -234,7 +235,15 @@ class JobSpec:
             raise CalendarEnds(f"job {self.name}: {error}") from None
 
     def backoff_after(self, attempt: int) -> float:
-        return float(min(self.backoff_s * self.backoff_factor ** (attempt - 1), self.backoff_max_s))
+        """The wait before attempt ``attempt + 1``: ``backoff_s`` x ``backoff_factor`` per attempt
+        before, up to ``backoff_max_s``. Grown step by step and stopped at the cap, so no factor
+        overflows (``1e300 ** 2`` is an OverflowError, not a long wait)."""
+        wait = self.backoff_s
+        for _ in range(attempt - 1):
+            if wait >= self.backoff_max_s:
+                break
+            wait *= self.backoff_factor
+        return float(min(wait, self.backoff_max_s))
 
 
 @dataclass
@@ -282,8 +291,10 @@ def _numbers(name: str, table: dict[str, Any], defaults: dict[str, Any]) -> dict
         for k in ("retries", "backoff_s", "backoff_factor", "backoff_max_s", "timeout_s")
     }
     for key, value in numbers.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-            raise ConfigError(f"job {name}: {key} must be a non-negative number, got {value!r}")
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf
+        ):  # TOML reads nan and inf as floats: a nan passed `< 0` and waited nan seconds
+            raise ConfigError(f"job {name}: {key} must be a finite non-negative number, got {value!r}")
     if numbers["retries"] is not None and not isinstance(numbers["retries"], int):
         raise ConfigError(f"job {name}: retries must be a whole number, got {numbers['retries']!r}")
     if numbers["timeout_s"] is not None and numbers["timeout_s"] <= 0:

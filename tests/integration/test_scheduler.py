@@ -5,6 +5,7 @@ failing job with backoff and records every attempt; the job log feeds the failed
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -165,6 +166,23 @@ def test_a_failing_job_is_retried_with_backoff_and_every_attempt_recorded(tmp_pa
     assert [(a.rule, a.key) for a in report.fired] == [("failed_jobs", "broken")]
 
 
+def test_a_huge_backoff_factor_waits_the_cap_and_never_overflows(tmp_path: Path) -> None:
+    """``backoff_s * backoff_factor ** (attempt - 1)`` overflowed a float: OverflowError on the
+    third attempt of a job with backoff_factor = 1e300, which stopped the scheduler."""
+    jobs = (
+        '[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\nretries = 9\n'
+        "backoff_s = 5\nbackoff_factor = 1e300\nbackoff_max_s = 600\n\n"
+        '[[jobs]]\nname = "y"\nshell = "true"\ncron = "0 8 * * *"\nretries = 9\n'
+        "backoff_s = 0\nbackoff_factor = 1e300\n"
+    )
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+    x, y = config.jobs["x"], config.jobs["y"]
+    assert [x.backoff_after(attempt) for attempt in range(1, 6)] == [5.0, 600.0, 600.0, 600.0, 600.0]
+    assert [y.backoff_after(attempt) for attempt in range(1, 6)] == [0.0] * 5  # no wait stays none
+    z = dataclasses.replace(x, backoff_s=30.0, backoff_factor=2.0, backoff_max_s=100.0)
+    assert [z.backoff_after(attempt) for attempt in range(1, 5)] == [30.0, 60.0, 100.0, 100.0]
+
+
 def test_a_job_past_its_timeout_is_recorded_as_timeout(tmp_path: Path) -> None:
     jobs = '[[jobs]]\nname = "slow"\nshell = "sleep 5"\ncron = "0 18 * * *"\ntimeout_s = 0.3\n'
     config = load_scheduler_config(write_jobs(tmp_path, jobs))
@@ -266,6 +284,9 @@ def test_jobs_list_at_80_columns_keeps_times_whole_and_has_json_and_csv(
         ('[[jobs]]\nname = "x"\nshell = "true"\n', "cron is required"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ncalendar = "NOPE"\n', "calendar"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\nretries = -1\n', "non-negative"),
+        ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\nbackoff_s = nan\n', "finite"),
+        ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ntimeout_s = inf\n', "finite"),
+        ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\nbackoff_factor = inf\n', "finite"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 31 2 *"\n', "matches no"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ntimeout_s = 0\n', "more than 0 s"),
         ('[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\ncwd = "nowhere"\n', "is not a folder"),
