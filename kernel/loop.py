@@ -140,7 +140,8 @@ class Kernel:
         self._instruments = instruments
         self._risk = RiskStage(setup.policy, instruments)
         self._vol_target = setup.vol_target
-        first_day = int(panel.day[0]) if panel.steps else 0
+        # the first day that can trade: rows before start_step only warm up
+        first_day = int(panel.day[setup.start_step]) if panel.steps else 0
         try:
             rules = MarketRules(
                 instruments, setup.cn_fees, us_regulatory_fees=setup.us_regulatory_fees, first_day=first_day

@@ -7,7 +7,8 @@ fill's transaction (rates from ``CnFeeTables``: the built-in dated tables, or th
 config's ``[cn_fees]`` rows merged in front). US equities (venue XNYS/XNAS/ARCX/XASE/BATS/IEXG,
 asset class equity or etf) pay the SEC Section 31 fee and the FINRA TAF on sells, as postings in
 the fill's transaction, unless the run turns ``us_regulatory_fees`` off; the dated tables start in
-2023/2024 and a run starting earlier fails at construction instead of guessing older rates.
+2023/2024 and a run whose first traded day (``first_day``: the window's start, not the
+data set's) is earlier fails at construction instead of guessing older rates.
 A run whose A-shares' fee tables do not cover the first session it trades is refused before it
 starts (``cn_fee_gap``, called by the composition root), by the same lookup each fill prices with.
 Other markets pass through unchanged. Every refusal is a reason string with a rule code and the

@@ -49,12 +49,14 @@ def _panel(instrument: Instrument, days: list[int]) -> Panel:
     )
 
 
-def _run(instrument: Instrument, days: list[int], **kernel_args: bool) -> list[Event]:
+def _run(instrument: Instrument, days: list[int], start_step: int = 0, **kernel_args: bool) -> list[Event]:
     panel = _panel(instrument, days)
     sink = ListSink()
     setup = RunSetup(
         panel=panel,
-        strategy=Scripted({0: 0.5, 1: 0.0}),  # buy at step 1's open, sell it all at step 2's
+        # buy at the open of the step after start_step, sell it all at the next one's
+        strategy=Scripted({start_step: 0.5, start_step + 1: 0.0}),
+        start_step=start_step,
         venue=SimVenue(panel, FillModel(commission_e8=0)),
         policy=one_name_policy(),
         currency="USD",
@@ -62,7 +64,7 @@ def _run(instrument: Instrument, days: list[int], **kernel_args: bool) -> list[E
     )
     kernel = Kernel(setup, sink)
     kernel.begin(10_000_000)
-    kernel.run()
+    kernel.run(start_step)
     return sink.events
 
 
@@ -108,3 +110,18 @@ def test_a_run_before_the_fee_tables_fails_at_start() -> None:
     with pytest.raises(KernelError, match="set us_regulatory_fees = false"):
         _run(_instrument("ARCX"), days)
     assert _run(_instrument("ARCX"), days, us_regulatory_fees=False)
+
+
+def test_a_window_is_checked_from_its_first_session_not_the_data_sets() -> None:
+    """History rows before the window only warm up (no fill can happen there): a window that
+    starts once both tables hold runs, with the fees, though its data set starts earlier. The
+    check looked at the data set's first day and refused it."""
+    days = [20231229, 20240102, 20240103, 20240104]  # FINRA TAF's table starts 2024-01-01
+    with pytest.raises(KernelError, match="set us_regulatory_fees = false"):
+        _run(_instrument("ARCX"), days)  # the run trades from 2023-12-29
+    _, (sell, sell_postings) = _fill_postings(_run(_instrument("ARCX"), days, start_step=1))
+    assert sell.side == -1
+    assert sell_postings["expenses:finra_taf:USD"] == div_round(
+        sell.fill_qty_raw * 16_600 * 100, 10**8, Rounding.CEILING
+    )  # $0.000166 per share, 2024
+    assert sell_postings["expenses:sec_fee:USD"] > 0
