@@ -31,7 +31,7 @@ from typing import Any
 
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
-from cli.progress import console, write_output
+from cli.progress import console, one_stdout, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import JobLog, stop_on_signals
 from cli.wiring import ConfigError
@@ -538,6 +538,7 @@ def _list_csv(document: dict[str, Any]) -> str:
 def cmd_alerts_list(args: argparse.Namespace) -> int:
     """Firing (``--all``: every) alert, the silences in force and (``--all``) every journaled
     operation, fitted to the terminal; ``--json`` / ``--csv`` (``-``: stdout, no table)."""
+    one_stdout(json=args.json, csv=args.csv)
     store = _open_store(args)
     try:
         alerts = store.alerts(firing_only=not args.all)

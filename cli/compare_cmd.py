@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
-from cli.progress import console, plural, write_output
+from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import print_fitted
 from cli.wiring import ConfigError
 from kernel.journal import JournalError
@@ -341,6 +341,7 @@ def _brief_items(value: list[Any] | dict[str, Any], chars_max: int) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     if args.days < 0:
         raise ConfigError("--days must not be negative")
+    one_stdout(json=args.json, csv=args.csv)
     comparison = run_compare(args.journal, args.journal_b)
     outputs = {"json": args.json, "csv": args.csv}
     if args.json:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from cli.progress import console, progress_bar, write_output
+from cli.progress import console, one_stdout, progress_bar, write_output
 from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
@@ -235,9 +235,7 @@ def print_metadata(report: MetadataReport) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    if args.json and args.csv == "-":
-        console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
-        return 2
+    one_stdout(json=args.json, csv=args.csv)
     if args.kind == "metadata":
         return _ingest_metadata(args)
     paths = [Path(p) for p in args.paths]
@@ -375,6 +373,7 @@ def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def cmd_health(args: argparse.Namespace) -> int:
+    one_stdout(json=args.json, csv=args.csv)
     root = Path(args.lake)
     if not (root / "lake.json").exists():
         console.print(f"[red]error:[/] {escape(str(root))} is not a lake (no lake.json)", highlight=False)
@@ -383,9 +382,6 @@ def cmd_health(args: argparse.Namespace) -> int:
         console.print(
             f"[red]error:[/] --gap-minutes must be positive, not {args.gap_minutes:g}", highlight=False
         )
-        return 2
-    if args.json and args.csv == "-":
-        console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
         return 2
     lake = Lake(root)
     health = dataset_health(lake)

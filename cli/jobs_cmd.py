@@ -12,7 +12,7 @@ from typing import Any
 
 from cli.arguments import at_least
 from cli.logs import configure_logging
-from cli.progress import console, write_output
+from cli.progress import console, one_stdout, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import (
     JobLog,
@@ -200,6 +200,7 @@ def _print_runs(config: SchedulerConfig, runs: list[dict[str, Any]]) -> None:
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     """The jobs, next runs and last outcomes (``--runs N``: the last N attempts), fitted to the
     terminal; ``--json`` / ``--csv`` (``-``: stdout, no table) hold every field."""
+    one_stdout(json=args.json, csv=args.csv)
     config = load_scheduler_config(Path(args.config))
     now = wall_ns()
     for job in config.jobs.values():

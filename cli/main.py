@@ -45,7 +45,7 @@ from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
-from cli.progress import console, notice, progress_bar, write_output
+from cli.progress import console, notice, one_stdout, progress_bar, write_output
 from cli.qlib_cmd import add_qlib_parser, cmd_qlib
 from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
@@ -198,7 +198,7 @@ def _print_replay(result: ReplayResult, path: str) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections import rebuild
 
-    projections_cmd.refuse_two_stdouts(args)
+    one_stdout(json=args.json, csv=args.csv)
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
         progress = projections_cmd.RebuildProgress(update)
@@ -217,18 +217,18 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
 
 def cmd_strategies(args: argparse.Namespace) -> int:
     """The strategies a run can name: the ``tape.strategies`` entry points installed."""
+    one_stdout(json=args.json, csv=args.csv)
     try:
         installed = installed_strategies()
     except PluginError as error:
         raise ConfigError(str(error)) from None
-    if args.json:
-        print(json.dumps(installed, indent=1))
-        return 0
     if args.csv:
         lines = ["name,entry", *(f"{name},{entry}" for name, entry in installed.items())]
         write_output(args.csv, "\n".join(lines) + "\n", option="--csv")
-        if args.csv == "-":
-            return 0
+    if args.json:
+        print(json.dumps(installed, indent=1))
+    if args.json or args.csv == "-":
+        return 0
     title = f"installed strategies ({ENTRY_POINT_GROUP}); any class also by entry"
     # an entry wider than its column breaks after a '.' or the ':', never inside a name
     columns = (Column("name", 9), Column("entry (module:attr)", 8, wraps=True, breaks=".:"))

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cli.progress import console, write_output
+from cli.progress import console, one_stdout, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from models.ml.registry import Artifact, ArtifactError, list_artifacts
@@ -76,17 +76,17 @@ def _table_row(artifact: Artifact) -> tuple[str, ...]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    one_stdout(json=args.json, csv=args.csv)
     try:
         artifacts = list_artifacts(Path(args.dir))
     except ArtifactError as error:
         raise ConfigError(str(error)) from None
-    if args.json:
-        print(json.dumps([{"hash": a.hash, **a.meta} for a in artifacts], indent=1, sort_keys=True))
-        return 0
     if args.csv:
         write_output(args.csv, _csv_text(artifacts), option="--csv")
-        if args.csv == "-":
-            return 0
+    if args.json:
+        print(json.dumps([{"hash": a.hash, **a.meta} for a in artifacts], indent=1, sort_keys=True))
+    if args.json or args.csv == "-":
+        return 0
     title = f"model artifacts in {args.dir} ({len(artifacts)})"
     print_fitted(
         title, COLUMNS, [_table_row(a) for a in artifacts], left=3, elsewhere="--json / --csv have all"

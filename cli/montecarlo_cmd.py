@@ -31,7 +31,7 @@ import numpy as np
 
 from cli.arguments import at_least
 from cli.exits import unfinished_status
-from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
+from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.resumable import experiments_table, note_other_code, recorded_runs, resume_command, said_where
 from cli.sweep_cmd import code_version, run_tasks
@@ -57,7 +57,7 @@ def _range(text: str, name: str) -> tuple[float, float]:
 
 
 def cmd_montecarlo(args: argparse.Namespace) -> int:
-    with results_on_stderr("-" in (args.json, args.csv)):  # stdout carries the data alone
+    with results_on_stderr(one_stdout(json=args.json, csv=args.csv)):  # stdout carries the data alone
         result, status = _montecarlo(args)
     if args.json:
         write_output(args.json, json.dumps(result, indent=1, sort_keys=True) + "\n", option="--json")

@@ -49,6 +49,26 @@ def write_output(path: str, text: str, *, option: str) -> None:
         raise ConfigError(f"{option} {path}: cannot write it ({error.strerror or error})") from None
 
 
+def one_stdout(**outputs: str | bool | None) -> bool:
+    """The verb's outputs by option name (``json=args.json, csv=args.csv``): True when one goes
+    to stdout (``-``, or a flag that prints, as ``tape ingest --json``), so the tables step
+    aside. Two on stdout would run together in one stream: refused naming them (exit 2),
+    called before any work so nothing is done for output that cannot be given."""
+    from cli.wiring import ConfigError
+
+    on_stdout = [
+        f"--{name.replace('_', '-')}" + (" -" if value == "-" else "")
+        for name, value in outputs.items()
+        if value is True or value == "-"
+    ]
+    if len(on_stdout) > 1:
+        listed = ", ".join(on_stdout[:-1]) + f" and {on_stdout[-1]}"
+        both, other = ("both", "the other") if len(on_stdout) == 2 else ("all", "the others")
+        where = "where only one output can go"
+        raise ConfigError(f"{listed} {both} write to stdout, {where}: give {other} a file")
+    return bool(on_stdout)
+
+
 @contextmanager
 def results_on_stderr(active: bool) -> Iterator[None]:
     """While ``active`` (an output goes to stdout: ``--json -``), what ``console`` prints goes to

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from cli.progress import console, progress_bar, write_output
+from cli.progress import console, one_stdout, progress_bar, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from projections import (
@@ -79,12 +79,6 @@ class RebuildProgress:
             raise
 
 
-def refuse_two_stdouts(args: argparse.Namespace) -> None:
-    """``--json`` and ``--csv -`` both print to stdout: refused before anything is rebuilt."""
-    if getattr(args, "json", False) and getattr(args, "csv", None) == "-":
-        raise ConfigError("--json and --csv - both print to stdout: give --csv a file")
-
-
 def print_rebuild(
     title: str,
     where: str,
@@ -106,7 +100,7 @@ def print_rebuild(
             *(f"{name},{row['rows']},{row['sha256']}" for name, row in tables.items()),
         ]
         write_output(csv_path, "\n".join(lines) + "\n", option="--csv")
-    if csv_path == "-":  # with --json: refused before the rebuild (refuse_two_stdouts)
+    if csv_path == "-":  # with --json: refused before the rebuild (one_stdout)
         return
     if as_json:
         summary = {
@@ -127,7 +121,7 @@ def print_rebuild(
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
-    refuse_two_stdouts(args)
+    one_stdout(json=args.json, csv=args.csv)
     target = _target(args)
     with progress_bar("rebuild ledger", _journal_length(args.journal)) as update:
         progress = RebuildProgress(update)

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.text import Text
 
 from cli.exits import EXIT_DAMAGED, EXIT_OK
-from cli.progress import console, write_output
+from cli.progress import console, one_stdout, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
@@ -123,6 +123,7 @@ def _csv_text(result: Reconciliation) -> str:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    one_stdout(json=args.json, csv=args.csv)
     result = run_reconcile(args)
     if args.json:
         write_output(args.json, json.dumps(result.to_json(), indent=1) + "\n", option="--json")

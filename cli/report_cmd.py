@@ -15,7 +15,7 @@ from rich.table import Table
 from cli.attribution_tables import attribution_rows, print_attribution, write_attribution
 from cli.execution_tables import print_execution_quality
 from cli.exits import EXIT_OK, unfinished_status
-from cli.progress import console, progress_bar, results_on_stderr, write_output
+from cli.progress import console, one_stdout, progress_bar, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
@@ -92,10 +92,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# The options that write one file, where ``-`` is stdout (``--csv DIR`` writes several).
-_FILE_OPTIONS = ("--json", "--orders", "--strategies")
-
-
 def _check_outputs(args: argparse.Namespace) -> bool:
     """Refuses ``--csv -`` and two outputs on stdout before any work (exit 2); True when one
     output goes to stdout (``-``), so the tables go to stderr."""
@@ -104,11 +100,7 @@ def _check_outputs(args: argparse.Namespace) -> bool:
             "--csv takes a folder: it writes several files (summary.csv, orders.csv, ...), so it "
             "cannot be '-'; --json - writes all of it to stdout, --orders - the orders' CSV"
         )
-    on_stdout = [option for option in _FILE_OPTIONS if getattr(args, option[2:]) == "-"]
-    if len(on_stdout) > 1:
-        listed = ", ".join(on_stdout[:-1]) + f" and {on_stdout[-1]}"
-        raise ConfigError(f"{listed} are '-': only one output can go to stdout")
-    return bool(on_stdout)
+    return one_stdout(json=args.json, orders=args.orders, strategies=args.strategies)
 
 
 def _write_outputs(args: argparse.Namespace, gathered: Gathered) -> list[str]:

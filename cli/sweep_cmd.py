@@ -50,7 +50,7 @@ import numpy as np
 from rich.markup import escape
 
 from cli.arguments import at_least
-from cli.progress import console, plural, progress_bar, write_output
+from cli.progress import console, one_stdout, plural, progress_bar, write_output
 from cli.resumable import (
     experiments_table,
     note_other_code,
@@ -105,6 +105,8 @@ __all__ = [
 # levels off after a few runs of a 50-name, 10-year data set: ~430 MB), and each replacement
 # costs a fresh interpreter's imports (~2-3 CPU s).
 RUNS_PER_WORKER = 256
+
+
 class Range(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A random-search range: integers when both ends are (inclusive), else floats (``log``:
     log-uniform, integers too)."""
@@ -410,8 +412,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             for index, result in zip(todo, results, strict=True):
                 config = configs[index]
                 experiment = Experiment.of_run(
-                    config, result, sweep_id=base_id, point=index, params=points[index],
-                    dataset_hash=hashes[config.dataset], code_version=code,
+                    config,
+                    result,
+                    sweep_id=base_id,
+                    point=index,
+                    params=points[index],
+                    dataset_hash=hashes[config.dataset],
+                    code_version=code,
                 )
                 store.add(experiment)
                 experiments.append(experiment)
@@ -496,6 +503,7 @@ def _short(value: Any) -> str:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    one_stdout(json=args.json, csv=args.csv)
     target = Path(args.where)
     db = target / "experiments.sqlite" if target.is_dir() else target
     with ExperimentStore(db) as store:

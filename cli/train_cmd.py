@@ -48,7 +48,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from cli.progress import console, progress_bar, write_output
+from cli.progress import console, one_stdout, progress_bar, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError, config_from_raw, read_raw_config
 from kernel.store import open_journal
@@ -418,11 +418,11 @@ def _print(spec: TrainSpec, run: TrainRun, rows: list[dict[str, Any]], run_confi
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    quiet = one_stdout(json=args.json, csv=args.csv)
     spec = read_train_spec(Path(args.config))
     template = read_run_template(spec)
     if template is not None:  # a template that cannot make a run configuration is refused before training
         write_run_config(spec, template, "0" * 32, ["0" * 32], check_only=True)
-    quiet = "-" in (args.json, args.csv)
     if quiet:
         run = run_train(spec)
     else:

@@ -42,7 +42,7 @@ import msgspec
 import numpy as np
 
 from cli.arguments import at_least
-from cli.progress import console, plural, progress_bar, results_on_stderr, write_output
+from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
     note_other_code,
@@ -140,7 +140,7 @@ def _read(path: Path) -> _Plan:
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
-    to_stdout = "-" in (args.json, args.csv)
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     with results_on_stderr(to_stdout):  # stdout carries the data alone
         report = _walkforward(args)
     for option, path, text in (("--json", args.json, _json_text), ("--csv", args.csv, _csv_text)):

@@ -120,7 +120,7 @@ def test_rebuild_checksums_as_csv(workdir: Path, capsys: pytest.CaptureFixture[s
     assert out.read_text().splitlines() == expected
     for verb in (["rebuild"], ["projections", "rebuild"]):
         assert tape([*verb, journal, "--json", "--csv", "-"]) == 2
-        assert "both print to stdout" in capsys.readouterr().out
+        assert "--json and --csv - both write to stdout" in capsys.readouterr().out
 
 
 def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

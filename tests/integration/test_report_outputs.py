@@ -54,7 +54,7 @@ def test_csv_into_a_dash_is_refused_before_any_work(
     # Two outputs on stdout would be mixed there: refused, naming both.
     assert tape(["report", str(journal), "--json", "-", "--orders", "-"]) == 2
     out = " ".join(capsys.readouterr().out.split())
-    assert "--json and --orders are '-': only one output can go to stdout" in out, out
+    assert "--json - and --orders - both write to stdout" in out and "give the other a file" in out, out
     assert list(tmp_path.iterdir()) == []
 
 

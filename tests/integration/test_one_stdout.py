@@ -1,0 +1,66 @@
+"""One output on stdout per command: ``--json -`` (or the flag ``--json``) beside ``--csv -``
+is refused (exit 2) before any work, in every verb that has both; where ``--json`` is a flag
+that prints, a ``--csv FILE`` beside it is still written."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from cli.main import main as tape
+from cli.progress import one_stdout
+from cli.wiring import ConfigError
+
+# Each verb with inputs that do not exist: the refusal must come before they are read (a
+# "no such file" would mean the verb did work first, or never checked).
+VERBS = {
+    "runs": ["runs", "NOPE", "--json", "-", "--csv", "-"],
+    "walkforward": ["walkforward", "NOPE.toml", "--json", "-", "--csv", "-"],
+    "montecarlo": ["montecarlo", "NOPE", "--json", "-", "--csv", "-"],
+    "train": ["train", "NOPE.toml", "--json", "-", "--csv", "-"],
+    "reconcile": ["reconcile", "NOPE", "--statement", "NOPE.csv", "--json", "-", "--csv", "-"],
+    "compare": ["compare", "NOPE_A", "NOPE_B", "--json", "-", "--csv", "-"],
+    "jobs list": ["jobs", "list", "--config", "NOPE.toml", "--json", "-", "--csv", "-"],
+    "alerts list": ["alerts", "list", "--rules", "NOPE.toml", "--json", "-", "--csv", "-"],
+    "models": ["models", "NOPE", "--json", "--csv", "-"],
+    "strategies": ["strategies", "--json", "--csv", "-"],
+    "rebuild": ["rebuild", "NOPE", "--json", "--csv", "-"],
+    "health": ["health", "NOPE", "--json", "--csv", "-"],
+}
+
+
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_two_outputs_on_stdout_are_refused_before_work(
+    verb: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = VERBS[verb]
+    assert tape(argv) == 2, capsys.readouterr()
+    out = " ".join(capsys.readouterr().out.split())
+    json_said = "--json -" if argv[argv.index("--json") + 1] == "-" else "--json"
+    assert f"{json_said} and --csv - both write to stdout" in out, out
+    assert list(tmp_path.iterdir()) == []  # nothing made: no '-' file, no output folder
+
+
+def test_one_stdout_names_every_output_on_stdout() -> None:
+    assert one_stdout(json=None, csv=None) is False
+    assert one_stdout(json="a.json", csv="-") is True
+    assert one_stdout(json=True, csv="b.csv") is True  # a flag that prints
+    assert one_stdout(json=False, csv="b.csv") is False
+    with pytest.raises(ConfigError, match="--json -, --orders - and --strategies - all write to stdout"):
+        one_stdout(json="-", orders="-", strategies="-")
+
+
+def test_strategies_json_flag_still_writes_the_csv_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tape strategies --json --csv FILE`` printed the JSON and never wrote FILE."""
+    out = tmp_path / "strategies.csv"
+    assert tape(["strategies", "--json", "--csv", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    rows = list(csv.DictReader(out.open()))
+    assert {row["name"]: row["entry"] for row in rows} == printed
+    assert "sma_crossover" in printed
