@@ -81,16 +81,16 @@ def _attempt(config_path: str, name: str, run_id: int, scheduled_ns: int) -> dic
 
 
 def _run_day(job: JobSpec, day: str) -> date:
-    """The day whose session decides: ``day`` when given, else the flow run's scheduled start
-    (Prefect's runtime; the wall clock for a flow called directly), in the job's time zone."""
+    """The day whose session decides: ``day`` when given, else the calendar's date at the flow
+    run's scheduled start (Prefect's runtime; the wall clock for a flow called directly), as
+    the built-in scheduler decides (``JobSpec.session_day``)."""
     if day:
         try:
             return date.fromisoformat(day)
         except ValueError:
             raise ConfigError(f"day must be YYYY-MM-DD, got {day!r}") from None
     start = flow_run.scheduled_start_time
-    moment = datetime.fromtimestamp(start.timestamp(), tz=job.timezone)
-    return moment.date()
+    return job.session_day(datetime.fromtimestamp(start.timestamp(), tz=job.timezone))
 
 
 @flow(name="tape-job", flow_run_name="{job}", validate_parameters=True)

@@ -211,22 +211,36 @@ class JobSpec:
     cwd: Path = Path()  # where the command runs: the jobs file's folder unless `cwd` says
 
     def next_fire_ns(self, after_ns: int) -> int:
-        """The first cron time strictly after ``after_ns`` on a session day (ns, UTC)."""
+        """The first cron time strictly after ``after_ns`` on a session day (ns, UTC). The cron
+        fields are read in the job's time zone; the session is the calendar's date at that
+        moment (``session_day``), which differs when the two zones do."""
         after = datetime.fromtimestamp(after_ns / NS, tz=self.timezone)
+        sessions: dict[date, bool] = {}
         for offset in range(SEARCH_DAYS_MAX):
             day = after.date() + timedelta(days=offset)
-            if not self.cron.matches_day(day) or not self._is_session(day):
+            if not self.cron.matches_day(day):
                 continue
             for hour in self.cron.hours:
                 for minute in self.cron.minutes:
                     local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.timezone)
                     fire_ns = int(local.timestamp()) * NS
-                    if fire_ns > after_ns:
+                    if fire_ns <= after_ns:
+                        continue
+                    session = self.session_day(local)
+                    if session not in sessions:
+                        sessions[session] = self._is_session(session)
+                    if sessions[session]:
                         return fire_ns
         raise ConfigError(
             f"job {self.name}: cron {self.cron.text!r} matches no {self.sessions.code} "
             f"session within {SEARCH_DAYS_MAX} days"
         )
+
+    def session_day(self, moment: datetime) -> date:
+        """The calendar's date at ``moment``: the day whose session decides whether the job
+        runs. A job at 06:00 Asia/Shanghai on XNYS runs after the New York session of the
+        evening before (17:00 or 18:00 there), so it is that session that must be one."""
+        return moment.astimezone(ZoneInfo(self.sessions.timezone)).date()
 
     def _is_session(self, day: date) -> bool:
         try:

@@ -109,6 +109,23 @@ def test_next_run_skips_the_independence_day_holiday_and_the_weekend(tmp_path: P
     ]
 
 
+def test_a_job_in_another_zone_runs_after_the_calendars_session_of_that_moment(tmp_path: Path) -> None:
+    """06:00 in Shanghai is 18:00 the evening before in New York: an XNYS job there runs after
+    each New York session. The session was looked up by the Shanghai date, so the run after
+    Friday's session (Saturday in Shanghai) was skipped and the one after the Independence Day
+    holiday (Friday in Shanghai) ran."""
+    jobs = '[[jobs]]\nname = "asia"\nshell = "true"\ncron = "0 6 * * *"\ntimezone = "Asia/Shanghai"\n'
+    job = load_scheduler_config(write_jobs(tmp_path, jobs)).jobs["asia"]
+    shanghai = ZoneInfo("Asia/Shanghai")
+    fires, at = [], ns("2024-07-02T12:00")
+    for _ in range(4):
+        at = job.next_fire_ns(at)
+        fires.append(datetime.fromtimestamp(at / NS, tz=shanghai).strftime("%m-%d %H:%M %a"))
+        assert job.sessions.is_session(job.session_day(datetime.fromtimestamp(at / NS, tz=shanghai)))
+    # after Tue 2nd, Wed 3rd, Fri 5th and Mon 8th July in New York (the 4th: a holiday)
+    assert fires == ["07-03 06:00 Wed", "07-04 06:00 Thu", "07-06 06:00 Sat", "07-09 06:00 Tue"]
+
+
 def test_the_time_is_read_in_the_exchange_zone_across_dst(tmp_path: Path) -> None:
     job = load_scheduler_config(write_jobs(tmp_path, EOD)).jobs["eod"]
     friday = job.next_fire_ns(ns("2024-03-08T12:00"))
