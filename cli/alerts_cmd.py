@@ -689,7 +689,9 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
     listing.add_argument(
         "--json",
         metavar="PATH",
-        help="write the alerts, silences (and --all's operations) ('-': stdout, no table)",
+        nargs="?",
+        const="-",
+        help="write the alerts, silences (and --all's operations) (alone or '-': stdout, no table)",
     )
     listing.add_argument(
         "--csv", metavar="PATH", help="write one row per alert, silence and operation ('-': stdout, no table)"

@@ -407,6 +407,10 @@ def add_compare_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
         "--days", type=int, default=10, help="days printed from the first differing one (default 10)"
     )
     parser.add_argument(
-        "--json", metavar="PATH", help="write every day, the summary and the divergence ('-': stdout)"
+        "--json",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write every day, the summary and the divergence (alone or '-': stdout)",
     )
     parser.add_argument("--csv", metavar="PATH", help="write one row per day ('-': stdout)")

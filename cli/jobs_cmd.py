@@ -279,7 +279,11 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     listing = sub.add_parser("list", help="jobs, next run times and last outcomes")
     listing.add_argument("--runs", type=at_least(0), default=0, help="also show the last N attempts")
     listing.add_argument(
-        "--json", metavar="PATH", help="write the jobs (and --runs' attempts) as JSON ('-': stdout, no table)"
+        "--json",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write the jobs (and --runs' attempts) as JSON (alone or '-': stdout, no table)",
     )
     listing.add_argument(
         "--csv",

@@ -140,4 +140,5 @@ def add_qlib_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     imp.add_argument("predictions", help="pred.pkl, a CSV/parquet of datetime,instrument,score, or a folder")
     imp.add_argument("--export", required=True, help="the folder tape qlib export wrote")
     imp.add_argument("--signal", required=True, help="signal parquet file to write")
-    imp.add_argument("--json", metavar="PATH", help="write the summary as JSON ('-': stdout only)")
+    imp.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                     help="write the summary as JSON (alone or '-': stdout only)")  # fmt: skip

@@ -158,6 +158,10 @@ def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
         "--day", help="YYYY-MM-DD: as of that day's close (default: the statement's day, else the last)"
     )
     parser.add_argument(
-        "--json", metavar="PATH", help="write the reconciliation as JSON ('-': stdout, no table)"
+        "--json",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write the reconciliation as JSON (alone or '-': stdout, no table)",
     )
     parser.add_argument("--csv", metavar="PATH", help="write one row per line as CSV ('-': stdout, no table)")

@@ -211,7 +211,11 @@ def add_report_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     report = verbs.add_parser("report", help="print the run's report, strategies and execution quality")
     report.add_argument("journal")
     report.add_argument(
-        "--json", metavar="PATH", help="write everything the report prints, as JSON ('-': stdout)"
+        "--json",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write everything the report prints, as JSON (alone or '-': stdout)",
     )
     report.add_argument(
         "--csv", metavar="DIR", help="write everything as CSV files into the folder DIR (not '-')"

@@ -448,7 +448,8 @@ def add_train_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
         "train", help="train a LightGBM or PyTorch model walk-forward from a lake and register its artifacts"
     )
     parser.add_argument("config", help="TOML with a [train] table (docs/models.md)")
-    parser.add_argument("--json", metavar="PATH", help="write the windows as JSON ('-': stdout, no table)")
+    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="write the windows as JSON (alone or '-': stdout, no table)")  # fmt: skip
     parser.add_argument(
         "--csv", metavar="PATH", help="write one row per window as CSV ('-': stdout, no table)"
     )

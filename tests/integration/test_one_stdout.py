@@ -29,6 +29,14 @@ VERBS = {
     "strategies": ["strategies", "--json", "--csv", "-"],
     "rebuild": ["rebuild", "NOPE", "--json", "--csv", "-"],
     "health": ["health", "NOPE", "--json", "--csv", "-"],
+    # --json PATH alone means stdout, as in runs and walkforward (it was "expected one argument")
+    "compare --json": ["compare", "NOPE_A", "NOPE_B", "--json", "--csv", "-"],
+    "jobs list --json": ["jobs", "list", "--json", "--csv", "-", "--config", "NOPE.toml"],
+    "alerts list --json": ["alerts", "list", "--json", "--rules", "NOPE.toml", "--csv", "-"],
+    "montecarlo --json": ["montecarlo", "NOPE", "--json", "--csv", "-"],
+    "train --json": ["train", "NOPE.toml", "--json", "--csv", "-"],
+    "reconcile --json": ["reconcile", "NOPE", "--json", "--csv", "-"],
+    "report --json": ["report", "NOPE", "--json", "--orders", "-"],
 }
 
 
@@ -40,8 +48,9 @@ def test_two_outputs_on_stdout_are_refused_before_work(
     argv = VERBS[verb]
     assert tape(argv) == 2, capsys.readouterr()
     out = " ".join(capsys.readouterr().out.split())
-    json_said = "--json -" if argv[argv.index("--json") + 1] == "-" else "--json"
-    assert f"{json_said} and --csv - both write to stdout" in out, out
+    path_option = argv[argv.index("--json") + 1] == "-" or verb.endswith("--json")
+    other = "--orders -" if "--orders" in argv else "--csv -"
+    assert f"--json{' -' if path_option else ''} and {other} both write to stdout" in out, out
     assert list(tmp_path.iterdir()) == []  # nothing made: no '-' file, no output folder
 
 
