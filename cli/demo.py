@@ -49,7 +49,7 @@ def run_demo(workdir: Path, *, fresh: bool = True) -> int:
         console.rule(f"[bold]{config_name}")
         journal = workdir / "journals" / config_name.removesuffix(".toml")
         status |= cmd_backtest(argparse.Namespace(config=str(config), journal=None))
-        status |= cmd_rebuild(argparse.Namespace(journal=str(journal), db=None))
+        status |= cmd_rebuild(argparse.Namespace(journal=str(journal), db=None, json=False, csv=None))
         status |= cmd_verify(argparse.Namespace(journal=str(journal)))
         status |= cmd_replay(argparse.Namespace(journal=str(journal), day=None))
     return status

@@ -208,8 +208,8 @@ def cmd_rebuild(args: argparse.Namespace) -> int:
         f"SQLite ledger {db_path}",
         str(db_path),
         report,
-        as_json=getattr(args, "json", False),  # the demo's Namespace has neither
-        csv_path=getattr(args, "csv", None),
+        as_json=args.json,
+        csv_path=args.csv,
     )
     with open_journal(args.journal) as journal:
         return unfinished_status(journal)
