@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -379,9 +380,13 @@ def cmd_health(args: argparse.Namespace) -> int:
     if not (root / "lake.json").exists():
         console.print(f"[red]error:[/] {escape(str(root))} is not a lake (no lake.json)", highlight=False)
         return 2
-    if args.gap_minutes <= 0:
+    gap_ns = args.gap_minutes * 60e9
+    if not (math.isfinite(gap_ns) and 1 <= round(gap_ns) < 2**62):  # nan, inf: no int64 of ns
         console.print(
-            f"[red]error:[/] --gap-minutes must be positive, not {args.gap_minutes:g}", highlight=False
+            f"[red]error:[/] --gap-minutes must be a positive number of minutes (at most "
+            f"{2**62 / 60e9:,.0f}), not {args.gap_minutes:g}",
+            highlight=False,
+            soft_wrap=True,
         )
         return 2
     if args.json and args.csv == "-":
@@ -389,7 +394,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         return 2
     lake = Lake(root)
     health = dataset_health(lake)
-    ticks = tick_health(lake, gap_ns=round(args.gap_minutes * 60e9))
+    ticks = tick_health(lake, gap_ns=round(gap_ns))
     if args.csv:
         write_output(args.csv, health_csv(health, ticks), option="--csv")
     if args.json:
