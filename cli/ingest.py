@@ -138,7 +138,8 @@ def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
     if kind == "hikyuu-day":
         return lambda path: parse_hikyuu_day(path, price_digits=args.price_digits)
     if kind == "hikyuu-minute":
-        return lambda path: parse_hikyuu_minute(path, price_digits=args.price_digits or 2)
+        digits = 2 if args.price_digits is None else args.price_digits  # --price-digits 0 was taken as 2
+        return lambda path: parse_hikyuu_minute(path, price_digits=digits)
     if kind == "hikyuu-actions":
         return parse_hikyuu_actions
     if kind == "freqtrade":
