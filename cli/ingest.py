@@ -265,7 +265,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.csv == "-":
         return 0
     print_report(report)
-    health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
+    try:
+        health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
+    except LakeError as error:  # an earlier ingest's report is damaged: this ingest is committed
+        console.print(
+            f"[yellow]data health not shown:[/] {escape(str(error))}", soft_wrap=True, highlight=False
+        )
+        return 0
     if health or not ticks:
         print_health(health)
     print_tick_health(ticks)
@@ -394,8 +400,12 @@ def cmd_health(args: argparse.Namespace) -> int:
         console.print("[red]error:[/] --json and --csv - both print to stdout: give --csv a file")
         return 2
     lake = Lake(root)
-    health = dataset_health(lake)
-    ticks = tick_health(lake, gap_ns=round(gap_ns))
+    try:
+        health = dataset_health(lake)
+        ticks = tick_health(lake, gap_ns=round(gap_ns))
+    except LakeError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+        return 2
     if args.csv:
         write_output(args.csv, health_csv(health, ticks), option="--csv")
     if args.json:

@@ -8,6 +8,7 @@ nothing is written until every file has parsed.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -147,7 +148,10 @@ def _write_report(lake: Lake, report: IngestReport) -> None:
     folder = lake.root / "reports"
     folder.mkdir(exist_ok=True)
     version = int(lake.manifest()["version"])
-    (folder / f"ingest-{version:06d}.json").write_text(report.to_json() + "\n")
+    target = folder / f"ingest-{version:06d}.json"
+    temp = target.with_suffix(".json.tmp")  # whole or absent: an interrupted write left half a report
+    temp.write_text(report.to_json() + "\n")
+    os.replace(temp, target)
 
 
 def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _Staged) -> list[Instrument]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -289,7 +290,10 @@ def apply_metadata(lake_root: Path, path: Path) -> MetadataReport:
     folder = lake_root / "reports"
     folder.mkdir(exist_ok=True)
     version = int(lake.manifest()["version"])
-    (folder / f"metadata-{version:06d}.json").write_text(report.to_json() + "\n")
+    target = folder / f"metadata-{version:06d}.json"
+    temp = target.with_suffix(".json.tmp")  # whole or absent, as the ingest reports
+    temp.write_text(report.to_json() + "\n")
+    os.replace(temp, target)
     return report
 
 

@@ -251,3 +251,37 @@ def test_hikyuu_minute_price_digits_0_is_0_not_2(tmp_path: Path) -> None:
         == 0
     )
     assert [inst.price_digits for inst in Lake(tmp_path / "lake").instruments()] == [0]
+
+
+def test_a_damaged_ingest_report_is_named_not_a_json_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report cut short (an ingest interrupted while writing it, before reports were written
+    whole) made ``tape health`` stop with an internal JSONDecodeError, and ``tape ingest`` too
+    after committing its rows."""
+    from cli.ingest import add_health_parser, cmd_health
+    from lake.health import dataset_health
+    from lake.partitioned import LakeError
+
+    lake = tmp_path / "lake"
+    for day in ("02", "03"):
+        source = tmp_path / f"AAA{day}.txt"
+        source.write_text(f"Date,Open,High,Low,Close,Volume\n2014-01-{day},1,1,1,1,1\n")
+        assert run(["ingest", "yahoo", str(source), "--symbol", "AAA", "--out", str(lake)]) == 0
+    assert sorted(path.name for path in (lake / "reports").iterdir()) == [
+        "ingest-000001.json",
+        "ingest-000002.json",
+    ]
+    (lake / "reports" / "ingest-000001.json").write_text('{"files": [')
+    with pytest.raises(LakeError, match=r"ingest-000001\.json: unreadable ingest report"):
+        dataset_health(Lake(lake))
+    capsys.readouterr()
+    parser = argparse.ArgumentParser(prog="tape")
+    add_health_parser(parser.add_subparsers(dest="verb", required=True))
+    assert cmd_health(parser.parse_args(["health", str(lake)])) == 2
+    assert "ingest-000001.json: unreadable ingest report (JSONDecodeError" in capsys.readouterr().out
+    source = tmp_path / "AAA06.txt"
+    source.write_text("Date,Open,High,Low,Close,Volume\n2014-01-06,1,1,1,1,1\n")
+    assert run(["ingest", "yahoo", str(source), "--symbol", "AAA", "--out", str(lake)]) == 0  # committed
+    out = " ".join(capsys.readouterr().out.split())
+    assert "in 1 = accepted 1 + quarantined 0" in out and "data health not shown:" in out
