@@ -12,6 +12,7 @@ import argparse
 import csv
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -137,7 +138,8 @@ def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
     if kind == "hikyuu-day":
         return lambda path: parse_hikyuu_day(path, price_digits=args.price_digits)
     if kind == "hikyuu-minute":
-        return lambda path: parse_hikyuu_minute(path, price_digits=args.price_digits or 2)
+        digits = 2 if args.price_digits is None else args.price_digits  # --price-digits 0 was taken as 2
+        return lambda path: parse_hikyuu_minute(path, price_digits=digits)
     if kind == "hikyuu-actions":
         return parse_hikyuu_actions
     if kind == "freqtrade":
@@ -261,7 +263,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.csv == "-":
         return 0
     print_report(report)
-    health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
+    try:
+        health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
+    except LakeError as error:  # an earlier ingest's report is damaged: this ingest is committed
+        console.print(
+            f"[yellow]data health not shown:[/] {escape(str(error))}", soft_wrap=True, highlight=False
+        )
+        return 0
     if health or not ticks:
         print_health(health)
     print_tick_health(ticks)
@@ -378,14 +386,22 @@ def cmd_health(args: argparse.Namespace) -> int:
     if not (root / "lake.json").exists():
         console.print(f"[red]error:[/] {escape(str(root))} is not a lake (no lake.json)", highlight=False)
         return 2
-    if args.gap_minutes <= 0:
+    gap_ns = args.gap_minutes * 60e9
+    if not (math.isfinite(gap_ns) and 1 <= round(gap_ns) < 2**62):  # nan, inf: no int64 of ns
         console.print(
-            f"[red]error:[/] --gap-minutes must be positive, not {args.gap_minutes:g}", highlight=False
+            f"[red]error:[/] --gap-minutes must be a positive number of minutes (at most "
+            f"{2**62 / 60e9:,.0f}), not {args.gap_minutes:g}",
+            highlight=False,
+            soft_wrap=True,
         )
         return 2
     lake = Lake(root)
-    health = dataset_health(lake)
-    ticks = tick_health(lake, gap_ns=round(args.gap_minutes * 60e9))
+    try:
+        health = dataset_health(lake)
+        ticks = tick_health(lake, gap_ns=round(gap_ns))
+    except LakeError as error:
+        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+        return 2
     if args.csv:
         write_output(args.csv, health_csv(health, ticks), option="--csv")
     if args.json:

@@ -217,11 +217,14 @@ def adjusted_from_lake(
     lake: object, instrument_id: int, *, mode: str = "backward", reform: str = "skip"
 ) -> pa.Table:
     """One instrument's daily bars from a ``lake.partitioned.Lake`` with adjusted columns."""
-    from lake.partitioned import Lake
+    from lake.partitioned import Lake, LakeError
     from lake.schema import Kind
 
     assert isinstance(lake, Lake)
-    instrument = next(i for i in lake.instruments() if i.instrument_id == instrument_id)
+    found = [i for i in lake.instruments() if i.instrument_id == instrument_id]
+    if not found:  # was a bare StopIteration
+        raise LakeError(f"{lake.root}: no instrument with id {instrument_id}")
+    instrument = found[0]
     bars = lake.read(Kind.BARS, "1d", instrument_ids=[instrument_id])
     actions = lake.read(Kind.CORPORATE_ACTIONS, instrument_ids=[instrument_id])
     return adjust(bars, actions, instrument, mode=mode, reform=reform)

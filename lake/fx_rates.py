@@ -81,7 +81,9 @@ def _row(texts: dict[str, str]) -> FxRate:
         scaled = Decimal(texts["rate"]) * _E8
     except InvalidOperation:
         raise ValueError(f"rate {texts['rate']!r} is not a decimal number") from None
-    if not scaled.is_finite() or scaled != scaled.to_integral_value():
+    if not scaled.is_finite():  # nan, inf: not "more than 8 decimal places"
+        raise ValueError(f"rate {texts['rate']!r} is not a finite decimal number")
+    if scaled != scaled.to_integral_value():
         raise ValueError(f"rate {texts['rate']!r} has more than 8 decimal places")
     if not 0 < scaled < 2**63:
         raise ValueError(f"rate {texts['rate']!r} must be positive (and below 9.2e10)")

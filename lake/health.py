@@ -37,6 +37,7 @@ __all__ = [
     "calendar_for",
     "dataset_health",
     "find_gaps",
+    "ingest_reports",
     "quarantined_by_dataset",
     "shift_day",
 ]
@@ -178,14 +179,33 @@ class DatasetHealth:
         return result
 
 
-def quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
-    """Quarantined rows by reason per data set, from every ingest report in the lake."""
-    from lake.partitioned import Lake
+def ingest_reports(lake: object) -> list[dict[str, object]]:
+    """Every ingest report of ``lake`` (``reports/ingest-VVVVVV.json``), oldest first. One that
+    cannot be read (cut short, edited by hand) is a ``LakeError`` naming it, not a JSON
+    traceback: the quarantine counts would be wrong without it."""
+    from lake.partitioned import Lake, LakeError
 
     assert isinstance(lake, Lake)
-    totals: dict[str, dict[str, int]] = {}
+    reports = []
     for path in sorted((lake.root / "reports").glob("ingest-*.json")):
-        for file in json.loads(path.read_text()).get("files", []):
+        try:
+            report = json.loads(path.read_text())
+            files = report["files"]
+            assert isinstance(files, list) and all(
+                {"kind", "rows_in", "accepted", "reasons"} <= set(file) for file in files
+            )
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as error:
+            kind = type(error).__name__
+            raise LakeError(f"{path}: unreadable ingest report ({kind}: {error or 'not a report'})") from None
+        reports.append(report)
+    return reports
+
+
+def quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
+    """Quarantined rows by reason per data set, from every ingest report in the lake."""
+    totals: dict[str, dict[str, int]] = {}
+    for report in ingest_reports(lake):
+        for file in report["files"]:  # type: ignore[attr-defined]
             name = file["kind"] + (f"/{file['frequency']}" if file.get("frequency") else "")
             bucket = totals.setdefault(name, {})
             for reason, count in file.get("reasons", {}).items():

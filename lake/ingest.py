@@ -8,6 +8,7 @@ nothing is written until every file has parsed.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,9 +19,9 @@ import pyarrow as pa
 from domain.instruments import Instrument
 from lake.health import GapReport, find_gaps, shift_day
 from lake.partitioned import Lake
-from lake.schema import QUARANTINE, Kind
-from lake.sessions import sessions_for, utc_days
-from lake.sources import IngestError, Parsed
+from lake.schema import BAR_FREQUENCIES, QUARANTINE, Kind
+from lake.sessions import known_calendar, sessions_for, utc_days
+from lake.sources import DIGITS_MAX, IngestError, Parsed
 from lake.validate import (
     BarInput,
     Reason,
@@ -104,7 +105,9 @@ def ingest(
     for path in paths:
         if check_exists and not Path(path).exists():
             raise IngestError(f"{path}:0: no such file")
-        parsed_files.append(parser(Path(path)))
+        parsed = parser(Path(path))
+        _check_parsed(parsed)
+        parsed_files.append(parsed)
     known = lake.instruments()
     staged = _Staged()
     for parsed in parsed_files:
@@ -118,11 +121,37 @@ def ingest(
     return report
 
 
+def _check_parsed(parsed: Parsed) -> None:
+    """What the options of a parse declare, checked before anything is staged: a bar frequency
+    the lake stores, a calendar that exists, digits the lake can hold. (An unknown calendar or
+    frequency stopped ``tape ingest`` with an internal error; ``--price-digits -1`` or ``99`` and
+    ``--qty-digits -3`` were stored in the instrument master.)"""
+    if parsed.bars and parsed.frequency not in BAR_FREQUENCIES:
+        known = ", ".join(BAR_FREQUENCIES)
+        raise IngestError(f"{parsed.source}: unknown bar frequency {parsed.frequency!r}; one of {known}")
+    if parsed.calendar and not known_calendar(parsed.calendar):
+        raise IngestError(
+            f"{parsed.source}: unknown calendar {parsed.calendar!r} (an exchange_calendars code such as "
+            "XNYS or XSHG, or 24x7)"
+        )
+    templates = [item[0] for item in (*parsed.bars, *parsed.funding, *parsed.trades, *parsed.quotes)]
+    for template in templates:
+        for name in ("price_digits", "qty_digits"):
+            digits = getattr(template, name)
+            if not 0 <= digits <= DIGITS_MAX:
+                raise IngestError(
+                    f"{parsed.source}: {template.symbol}: {name} must be 0 to {DIGITS_MAX}, not {digits}"
+                )
+
+
 def _write_report(lake: Lake, report: IngestReport) -> None:
     folder = lake.root / "reports"
     folder.mkdir(exist_ok=True)
     version = int(lake.manifest()["version"])
-    (folder / f"ingest-{version:06d}.json").write_text(report.to_json() + "\n")
+    target = folder / f"ingest-{version:06d}.json"
+    temp = target.with_suffix(".json.tmp")  # whole or absent: an interrupted write left half a report
+    temp.write_text(report.to_json() + "\n")
+    os.replace(temp, target)
 
 
 def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _Staged) -> list[Instrument]:

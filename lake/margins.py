@@ -148,6 +148,10 @@ def _minor(text: str, currency: str, name: str) -> int:
         value = Decimal(text) * 10 ** minor_digits(currency)
     except InvalidOperation:
         raise ValueError(f"{name} {text!r} is not a decimal amount") from None
+    if not value.is_finite():  # inf was an OverflowError (internal error), nan "more digits"
+        raise ValueError(f"{name} {text!r} is not a finite decimal amount")
     if value != value.to_integral_value():
         raise ValueError(f"{name} {text!r} has more digits than {currency}'s minor unit")
+    if abs(value) >= 2**63:  # the data set stores int64 minor units
+        raise ValueError(f"{name} {text!r} is too large (int64 {currency} minor units)")
     return int(value)

@@ -38,8 +38,10 @@ wins), and a run journals ``instrument.delisted.v1`` from it (``kernel/delisting
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field
 from datetime import date
@@ -109,30 +111,35 @@ def read_metadata(path: Path) -> list[Row]:
     """The rows of a CSV (header line) or TOML (``[[instrument]]`` tables) metadata file."""
     if not path.exists():
         raise MetadataError(str(path), ["no such file"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:  # was an internal error
+        raise MetadataError(str(path), [f"not UTF-8 (byte {error.start})"]) from None
     if path.suffix.lower() == ".toml":
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise MetadataError(str(path), [f"not TOML: {error}"]) from None
         tables = data.get("instrument")
         extra = sorted(set(data) - {"instrument"})
-        if not isinstance(tables, list) or extra:
+        if not isinstance(tables, list) or extra or not tables:
             raise MetadataError(str(path), ["a TOML metadata file holds [[instrument]] tables only"])
         return [Row(f"instrument[{index}]", dict(table)) for index, table in enumerate(tables)]
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        rows = [
-            Row(
-                f"line {reader.line_num}",
-                {key: value.strip() for key, value in raw.items() if value and value.strip()},
-            )
-            for raw in reader
-        ]
-        unknown = sorted(set(reader.fieldnames or []) - set(METADATA_KEYS))
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows = []
+    for raw in reader:
+        where = f"line {reader.line_num}"
+        if None in raw:  # more fields than the header names (was an AttributeError)
+            fields, named = len(raw) - 1 + len(raw[None]), len(reader.fieldnames or [])
+            raise MetadataError(str(path), [f"{where}: {fields} fields, the header has {named}"])
+        rows.append(Row(where, {key: value.strip() for key, value in raw.items() if value and value.strip()}))
+    unknown = sorted(set(reader.fieldnames or []) - set(METADATA_KEYS))
     if unknown:
         raise MetadataError(
             str(path), [f"line 1: unknown column(s) {unknown}; known: {', '.join(METADATA_KEYS)}"]
         )
+    if not rows:  # an empty file, or a header alone, was "rows 0", exit 0
+        raise MetadataError(str(path), ["no instrument rows (an empty file, or a header alone)"])
     return rows
 
 
@@ -148,8 +155,10 @@ def _scaled(text: object, digits: int, key: str) -> int:
         value = Decimal(str(text))
     except InvalidOperation:
         raise ValueError(f"{key} must be a decimal number, got {text!r}") from None
+    if not value.is_finite():  # nan, inf: not "finer than the stored digits"
+        raise ValueError(f"{key} must be a finite decimal number, got {text!r}")
     scaled = value.scaleb(digits)
-    if not value.is_finite() or scaled != scaled.to_integral_value():
+    if scaled != scaled.to_integral_value():
         raise ValueError(f"{key} {text} is finer than the stored {digits} digits")
     return int(scaled)
 
@@ -289,7 +298,10 @@ def apply_metadata(lake_root: Path, path: Path) -> MetadataReport:
     folder = lake_root / "reports"
     folder.mkdir(exist_ok=True)
     version = int(lake.manifest()["version"])
-    (folder / f"metadata-{version:06d}.json").write_text(report.to_json() + "\n")
+    target = folder / f"metadata-{version:06d}.json"
+    temp = target.with_suffix(".json.tmp")  # whole or absent, as the ingest reports
+    temp.write_text(report.to_json() + "\n")
+    os.replace(temp, target)
     return report
 
 

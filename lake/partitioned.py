@@ -456,9 +456,18 @@ class Lake:
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
+        if start_ns is not None and end_ns is not None and start_ns > end_ns:
+            raise LakeError(f"{self.root}: the export's start is after its end")
         bars = self.read(
             Kind.BARS, frequency, instrument_ids=instrument_ids, start_ns=start_ns, end_ns=end_ns
         )
+        if bars.num_rows == 0:  # an empty data set: a run of no steps, or a typo'd frequency
+            stored = sorted(path.name.removeprefix("freq=") for path in (self.root / "bars").glob("freq=*"))
+            window = "" if start_ns is None and end_ns is None else " from --start to --end"
+            raise LakeError(
+                f"{self.root}: no {frequency} bars{window} to export "
+                f"(bar frequencies stored: {', '.join(stored) or 'none'})"
+            )
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
         table = self._dataset_actions(chosen, reform, _day_span(bars)) if actions else None

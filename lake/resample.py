@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 
 from lake._resample_nb import resample_nb
 from lake.schema import BARS, frequency_ns
-from lake.sessions import DAY_NS, NO_BREAK, Sessions, segments_for, yyyymmdd
+from lake.sessions import DAY_NS, NO_BREAK, Sessions, known_calendar, segments_for, yyyymmdd
 
 __all__ = ["ResampleError", "Resampler", "assign_buckets", "resample", "sessions_covering"]
 
@@ -210,6 +210,8 @@ def resample(
     if sessions is None:
         if calendar is None:
             raise ResampleError("resample needs a calendar or sessions")
+        if not known_calendar(calendar):  # was exchange_calendars' InvalidCalendarName
+            raise ResampleError(f"unknown calendar {calendar!r} (an exchange_calendars code, or 24x7)")
         sessions = sessions_covering(calendar, table.column("ts_ns").to_numpy(), session, exchange)
     result = _kernel(table, sessions, step)
     if result[1] == -2:  # not sorted by (instrument, time): sort once and run again

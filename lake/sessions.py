@@ -17,6 +17,7 @@ __all__ = [
     "DAY_NS",
     "SESSION_CHOICES",
     "Sessions",
+    "known_calendar",
     "frequency_ns",
     "segments_for",
     "sessions_for",
@@ -97,6 +98,16 @@ class Sessions:
 
 
 @functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
+def known_calendar(name: str) -> bool:
+    """``24x7`` or a calendar ``exchange_calendars`` has (an alias such as NYSE too)."""
+    if name == "24x7":
+        return True
+    import exchange_calendars as xcals
+
+    return name in xcals.get_calendar_names(include_aliases=True)
+
+
 def sessions_for(calendar: str, first_day: int, last_day: int) -> Sessions:
     """Sessions of ``calendar`` (an exchange_calendars name, or ``24x7``) covering the days."""
     if calendar == "24x7":

@@ -31,6 +31,7 @@ from lake.sessions import utc_days, yyyymmdd
 from lake.validate import MISSING_TS, BarInput, FundingInput, QuoteInput, TradeInput
 
 __all__ = [
+    "DIGITS_MAX",
     "ColumnMap",
     "IngestError",
     "Parsed",
@@ -608,11 +609,23 @@ class ColumnMap:
     @classmethod
     def parse(cls, text: str, **options: object) -> ColumnMap:
         """``ts=Date,open=Open,...`` (the CLI's ``--map``)."""
-        pairs = dict(item.split("=", 1) for item in text.split(",") if item)
+        items = [item for item in text.split(",") if item]
+        unpaired = [item for item in items if "=" not in item]
+        if unpaired:
+            raise IngestError(f"bad column map {text!r}: {unpaired[0]!r} is not FIELD=COLUMN")
+        pairs = dict(item.split("=", 1) for item in items)
         try:
             mapping = cls(**pairs, **options)  # type: ignore[arg-type]
         except TypeError as error:
             raise IngestError(f"bad column map {text!r}: {error}") from None
+        if mapping.timezone != "UTC":
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(mapping.timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise IngestError(f"unknown time zone {mapping.timezone!r} (an IANA name such as "
+                                  "America/New_York or Asia/Shanghai)") from None  # fmt: skip
         if len(mapping.ts_columns) > 1 and mapping.ts_format.startswith("epoch"):
             raise IngestError(
                 f"bad column map {text!r}: {mapping.ts_format} reads one column, not {mapping.ts}"

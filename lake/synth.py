@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from domain.instruments import Instrument
-from lake.store import DatasetRef, write_dataset
+from lake.store import DatasetError, DatasetRef, write_dataset
 
 __all__ = ["bar_times", "synth_dataset", "synth_instruments"]
 
@@ -49,11 +49,18 @@ def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.
         return ts, day
     import exchange_calendars as xcals
 
-    cal = xcals.get_calendar(calendar)
+    try:
+        cal = xcals.get_calendar(calendar)
+    except xcals.errors.InvalidCalendarName:
+        raise DatasetError(
+            f"unknown calendar {calendar!r} (an exchange_calendars code such as XNYS, or 24x7)"
+        ) from None
     sessions = cal.sessions[cal.sessions >= np.datetime64(start)]
     if frequency == "1d":
         if len(sessions) < bars:
-            raise ValueError(f"{calendar} has only {len(sessions)} sessions after {start}; asked for {bars}")
+            raise DatasetError(
+                f"{calendar} has only {len(sessions):,} sessions after {start}; asked for {bars:,}"
+            )
         chosen = sessions[:bars]
         closes = _utc_ns(cal.schedule.loc[chosen, "close"])
         return closes, _session_days(chosen)
@@ -67,6 +74,8 @@ def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.
         total += len(opens)
         if total >= bars:
             break
+    if not minutes:  # a start past the calendar's last session
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(minutes)[:bars], np.concatenate(days)[:bars]
 
 
@@ -125,9 +134,18 @@ def synth_dataset(
     """Write a seeded data set of ``symbols`` x ``bars`` bars. With ``listing_stagger`` some
     names list later (no bars before their first day), as real universes do."""
     if frequency not in ("1d", "1m"):
-        raise ValueError(f"frequency must be 1d or 1m, got {frequency!r}")
+        raise DatasetError(f"frequency must be 1d or 1m, got {frequency!r}")
+    for name, value, least in (("symbols", symbols, 1), ("bars", bars, 1), ("seed", seed, 0)):
+        if value < least:  # --bars -5 wrote 3,246 sessions (sessions[:-5]); --seed -1 was a numpy error
+            raise DatasetError(f"synth: {name} must be at least {least}, not {value}")
+    try:
+        np.datetime64(start, "D")
+    except ValueError:
+        raise DatasetError(f"synth: start is not a date (YYYY-MM-DD): {start!r}") from None
     rng = np.random.default_rng(seed)
     ts, day = bar_times(calendar, frequency, start, bars)
+    if len(ts) < bars:
+        raise DatasetError(f"{calendar} has only {len(ts):,} minute bars after {start}; asked for {bars:,}")
     fields = _gbm_bars(rng, len(ts), symbols, frequency)
     valid = np.ones((len(ts), symbols), dtype=np.bool_)
     if listing_stagger:

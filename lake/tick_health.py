@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lake.health import LISTED, calendar_for, shift_day
+from lake.health import LISTED, calendar_for, ingest_reports, shift_day
 from lake.schema import Kind
 
 __all__ = ["GAP_NS", "InstrumentTicks", "TickHealth", "tick_gaps", "tick_health"]
@@ -146,14 +146,9 @@ def tick_gaps(ts_ns: IntArray, calendar: str | None, *, gap_ns: int = GAP_NS) ->
 
 def _ingested_by_kind(lake: object) -> dict[str, tuple[int, int]]:
     """(rows_in, accepted) per kind, from every ingest report in the lake."""
-    import json
-
-    from lake.partitioned import Lake
-
-    assert isinstance(lake, Lake)
     totals: dict[str, tuple[int, int]] = {}
-    for path in sorted((lake.root / "reports").glob("ingest-*.json")):
-        for file in json.loads(path.read_text()).get("files", []):
+    for report in ingest_reports(lake):
+        for file in report["files"]:  # type: ignore[attr-defined]
             rows_in, accepted = totals.get(file["kind"], (0, 0))
             totals[file["kind"]] = (rows_in + int(file["rows_in"]), accepted + int(file["accepted"]))
     return totals

@@ -37,6 +37,7 @@ __all__ = [
     "Reason",
     "Validated",
     "to_raw",
+    "too_large",
     "validate_bars",
     "validate_funding",
     "validate_quotes",
@@ -119,14 +120,16 @@ class Validated:
 
 def to_raw(values: FloatArray, digits: int) -> tuple[IntArray, BoolArray]:
     """Floats -> raw integers at ``digits``, and a mask of values that are not on that grid
-    (beyond float noise: more than 1e-9 relative, or 1e-9 raw units for values below one)."""
-    scaled = np.asarray(values, dtype=np.float64) * float(10**digits)
+    (beyond float noise: more than 1e-9 relative, or 1e-9 raw units for values below one).
+    A value with no int64 at ``digits`` (``too_large``) comes out as 0: callers quarantine it."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = np.asarray(values, dtype=np.float64) * float(10**digits)
     finite = np.isfinite(scaled)
     safe = np.where(finite, scaled, 0.0)
     raw = np.rint(safe)
     tolerance = np.maximum(1.0, np.abs(safe)) * 1e-9
     off = finite & (np.abs(safe - raw) > tolerance)
-    return raw.astype(np.int64), off
+    return np.where(np.abs(raw) < _INT64_SAFE, raw, 0.0).astype(np.int64), off
 
 
 _REASONS = list(Reason)
@@ -195,12 +198,26 @@ def validate_bars(
     missing = np.isnan(prices).any(axis=0) | np.isnan(bars.volume)
     missing |= (bars.ts_ns == MISSING_TS) if not bars.daily else bars.day <= 0
     verdict.flag(missing, Reason.MISSING_VALUE)
-    raw = [to_raw(column, price_digits) for column in prices]
+    # An infinite price or volume, or one beyond int64 at its digits, has no raw integer: it is
+    # quarantined as off the grid (never stored as 0 or as a wrapped-around integer).
+    huge = [too_large(column, price_digits) for column in prices]
+    raw = [to_raw(np.where(big, 1.0, column), price_digits) for column, big in zip(prices, huge, strict=True)]
     # A positive float so small that it is 0 at the price grid (1e-226) is not a price either.
     non_positive = (prices <= 0).any(axis=0) | np.any([column <= 0 for column, _ in raw], axis=0)
     verdict.flag(non_positive & ~missing, Reason.NON_POSITIVE_PRICE)
     verdict.flag(bars.volume < 0, Reason.NEGATIVE_VOLUME)
-    volume_raw, volume_off = to_raw(bars.volume, qty_digits)
+    turnover_huge = np.zeros(len(bars), dtype=np.bool_)
+    if bars.turnover is not None:
+        verdict.flag(bars.turnover < 0, Reason.NEGATIVE_VOLUME, "negative turnover")
+        turnover_huge = too_large(bars.turnover, price_digits)
+    volume_huge = too_large(bars.volume, qty_digits)
+    volume_raw, volume_off = to_raw(np.where(volume_huge, 0.0, bars.volume), qty_digits)
+    for mask, what, digits in (
+        (np.any(huge, axis=0), "price", price_digits),
+        (volume_huge, "volume", qty_digits),
+        (turnover_huge, "turnover", price_digits),
+    ):
+        verdict.flag(mask, Reason.OFF_PRICE_GRID, f"{what} infinite or too large for int64 at 1e-{digits}")
     off_grid = np.any([off for _, off in raw], axis=0)
     verdict.flag(off_grid, Reason.OFF_PRICE_GRID, f"not a multiple of 1e-{price_digits}")
     verdict.flag(volume_off, Reason.OFF_PRICE_GRID, f"volume not a multiple of 1e-{qty_digits}")
@@ -211,8 +228,10 @@ def validate_bars(
     _order_checks(ts, verdict)
     _outlier_check(close, verdict, outlier_k)
     turnover = None
-    if bars.turnover is not None:
-        turnover = pa.array(np.rint(bars.turnover * float(10**price_digits)), mask=np.isnan(bars.turnover))
+    if bars.turnover is not None:  # rounded to the price digits (a quote amount, not a price)
+        absent = np.isnan(bars.turnover)
+        scaled = np.where(turnover_huge | absent, 0.0, bars.turnover) * float(10**price_digits)
+        turnover = pa.array(np.rint(scaled).astype(np.int64), mask=absent)
     validated = _split(bars, verdict, ts, day, [open_, high, low, close, volume_raw], turnover)
     return replace(validated, snapped=int(snapped[verdict.code == 0].sum()))
 
@@ -333,7 +352,8 @@ def _split(
 
 def _quarantine_table(bars: BarInput, verdict: _Verdict, ts: IntArray) -> pa.Table:
     bad = np.flatnonzero(~verdict.ok)
-    names = ("day", "open", "high", "low", "close", "volume")
+    names: tuple[str, ...] = ("day", "open", "high", "low", "close", "volume")
+    names += ("turnover",) if bars.turnover is not None else ()
     records = [
         json.dumps(
             {"ts_ns": _int_or_none(bars.ts_ns[i])}
@@ -359,10 +379,14 @@ def _int_or_none(value: np.int64) -> int | None:
     return None if int(value) in (MISSING_TS, 0) else int(value)
 
 
-def _json_number(value: object) -> float | int | None:
+def _json_number(value: object) -> float | int | str | None:
+    """A record's value as JSON: NaN as null, an infinity as the text ``"inf"`` / ``"-inf"``
+    (JSON has no infinity: ``json.dumps`` would write ``Infinity``, which parsers refuse)."""
     number = float(value)  # type: ignore[arg-type]
     if math.isnan(number):
         return None
+    if math.isinf(number):
+        return str(number)
     return int(number) if number.is_integer() else number
 
 
@@ -379,7 +403,9 @@ def validate_funding(funding: FundingInput) -> Validated:
     """Funding rates: missing values, duplicates and time order (rates may be negative)."""
     verdict = _Verdict(len(funding.line))
     verdict.flag(np.isnan(funding.rate) | (funding.ts_ns == MISSING_TS), Reason.MISSING_VALUE)
-    rate_e8, off = to_raw(funding.rate, 8)
+    huge = too_large(funding.rate, 8)
+    rate_e8, off = to_raw(np.where(huge, 0.0, funding.rate), 8)
+    verdict.flag(huge, Reason.OFF_PRICE_GRID, "rate infinite or too large for int64 at 1e-8")
     verdict.flag(off, Reason.OFF_PRICE_GRID, "rate finer than 1e-8")
     _order_checks(funding.ts_ns, verdict)
     keep = np.flatnonzero(verdict.ok)
@@ -453,11 +479,19 @@ class QuoteInput:
         return len(self.line)
 
 
-def _raw_checked(values: FloatArray, digits: int) -> tuple[IntArray, BoolArray]:
-    """``to_raw`` that also calls a value too large for int64 at ``digits`` off the grid."""
+def too_large(values: FloatArray, digits: int) -> BoolArray:
+    """Values with no int64 at ``digits``: infinite, or beyond 2**62 raw units (NaN is not:
+    it is a missing value)."""
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        huge = np.isfinite(values) & (np.abs(values) * float(10**digits) >= _INT64_SAFE)
+        return np.asarray(~np.isnan(values) & ~(np.abs(values) * float(10**digits) < _INT64_SAFE))
+
+
+def _raw_checked(values: FloatArray, digits: int) -> tuple[IntArray, BoolArray]:
+    """``to_raw`` that also calls a value infinite or too large for int64 at ``digits`` off
+    the grid."""
+    values = np.asarray(values, dtype=np.float64)
+    huge = too_large(values, digits)
     raw, off = to_raw(np.where(huge, 0.0, values), digits)
     return raw, off | huge
 
@@ -514,7 +548,7 @@ def _tick_quarantine(
     )
 
 
-def _json_value(value: object) -> float | int | None:
+def _json_value(value: object) -> float | int | str | None:
     if isinstance(value, np.integer):
         return None if int(value) == MISSING_TS else int(value)
     return _json_number(value)

@@ -61,11 +61,13 @@ def test_an_fx_file_is_validated_whole_with_its_lines(tmp_path: Path) -> None:
         "2014-06-12,CNY,USD,abc\n"
         "2014-06-13,CNY,USD,0.16\n"
         "2014-06-13,CNY,USD,0.17\n"  # a second rate for the day
+        "2014-06-14,CNY,USD,inf\n"  # was "more than 8 decimal places"
     )
     with pytest.raises(FxFileError) as raised:
         read_fx_rows(bad)
     problems = str(raised.value).split("; ")
-    assert [p.split(": ", 1)[0] for p in problems] == [f"{bad}:{n}" for n in (2, 3, 4, 5, 6, 7, 9)]
+    assert [p.split(": ", 1)[0] for p in problems] == [f"{bad}:{n}" for n in (2, 3, 4, 5, 6, 7, 9, 10)]
+    assert "rate 'inf' is not a finite decimal number" in problems[7]
     assert "'2014-06-31' is not a date" in problems[0]
     assert "currency 'CNX' is not a known currency" in problems[1]
     assert "both USD" in problems[2]

@@ -152,6 +152,23 @@ def test_a_bad_metadata_file_names_every_problem_and_leaves_the_lake_unchanged(
     bad_csv.write_text("symbol,colour\n600000.SH,red\n")
     with pytest.raises(MetadataError, match=r"unknown column\(s\) \['colour'\]"):
         apply_metadata(lake, bad_csv)
+    # Each of these was an internal error (AttributeError, UnicodeDecodeError) or, for an empty
+    # file or a header alone, "rows 0" and exit 0; a tick of nan was "finer than the digits".
+    for body, problem in (
+        (b"symbol,sector\n600000.SH,bank,extra\n", "line 2: 3 fields, the header has 2"),
+        (b"symbol,sector\n600000.SH,\xff\xfe\n", "not UTF-8 (byte 24)"),
+        (b"", "no instrument rows (an empty file, or a header alone)"),
+        (b"symbol,sector\n", "no instrument rows (an empty file, or a header alone)"),
+        (
+            b"symbol,tick\n600000.SH,nan\n",
+            "line 2: 600000.SH: tick must be a finite decimal number, got 'nan'",
+        ),
+    ):
+        bad_csv.write_bytes(body)
+        with pytest.raises(MetadataError) as raised:
+            apply_metadata(lake, bad_csv)
+        assert raised.value.problems == [problem]
+    assert Lake(lake).content_hash == before
 
 
 class LongTwoContracts:

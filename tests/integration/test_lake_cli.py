@@ -70,6 +70,35 @@ def test_unparseable_file_exits_non_zero_naming_the_line(
     assert not (tmp_path / "lake").exists()
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # each was an internal error (exit 70): ZoneInfoNotFoundError, InvalidCalendarName,
+        # SchemaError, a ValueError from dict()
+        (["--tz", "Foo/Bar"], "unknown time zone 'Foo/Bar'"),
+        (["--calendar", "FOO"], "unknown calendar 'FOO'"),
+        (["--frequency", "7m"], "unknown bar frequency '7m'; one of 1m, 5m"),
+        (["--map", "ts"], "bad column map 'ts': 'ts' is not FIELD=COLUMN"),
+        # each was stored in the instrument master (every row quarantined, or kept at -3 digits)
+        (["--price-digits", "-1"], "X: price_digits must be 0 to 10, not -1"),
+        (["--price-digits", "99"], "X: price_digits must be 0 to 10, not 99"),
+        (["--qty-digits", "-3"], "X: qty_digits must be 0 to 10, not -3"),
+    ],
+)
+def test_bad_ingest_options_are_refused_in_one_line_and_write_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    source = tmp_path / "bars.csv"
+    source.write_text("when,o,h,l,c,v\n2024-01-02 00:01:00,10,11,9,10.5,5\n")
+    argv = ["ingest", "csv", str(source), "--out", str(tmp_path / "lake"), "--symbol", "X", "--venue", "x"]
+    argv += ["--calendar", "24x7", "--frequency", "1m", "--ts-format", "%Y-%m-%d %H:%M:%S"]
+    argv += ["--map", "ts=when,open=o,high=h,low=l,close=c,volume=v", *options]
+    assert run(argv) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert message in out and "the lake is unchanged" in out
+    assert not (tmp_path / "lake").exists()
+
+
 SHARED_US = Path(__file__).resolve().parents[3] / "shared" / "data" / "us"
 
 
@@ -210,3 +239,49 @@ def test_the_ingest_table_fits_80_columns_and_cuts_nothing(
     table = out[out.index("─") : out.index("\nin 10,001")].split()
     assert [table[table.index(name) + 1] for name in first[::2]] == ["4,965", "5,036"]
     assert "in 10,001 = accepted 10,001 + quarantined 0" in out
+
+
+def test_hikyuu_minute_price_digits_0_is_0_not_2(tmp_path: Path) -> None:
+    """``--price-digits 0`` was read as "not given" (``or 2``): whole-yuan prices were stored
+    at 2 digits."""
+    source = tmp_path / "time1min_600000.SH.csv"
+    source.write_text("datetime,price,vol\n2018-12-03 09:30,11,100\n2018-12-03 09:31,12,50\n")
+    assert (
+        run(["ingest", "hikyuu-minute", str(source), "--out", str(tmp_path / "lake"), "--price-digits", "0"])
+        == 0
+    )
+    assert [inst.price_digits for inst in Lake(tmp_path / "lake").instruments()] == [0]
+
+
+def test_a_damaged_ingest_report_is_named_not_a_json_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report cut short (an ingest interrupted while writing it, before reports were written
+    whole) made ``tape health`` stop with an internal JSONDecodeError, and ``tape ingest`` too
+    after committing its rows."""
+    from cli.ingest import add_health_parser, cmd_health
+    from lake.health import dataset_health
+    from lake.partitioned import LakeError
+
+    lake = tmp_path / "lake"
+    for day in ("02", "03"):
+        source = tmp_path / f"AAA{day}.txt"
+        source.write_text(f"Date,Open,High,Low,Close,Volume\n2014-01-{day},1,1,1,1,1\n")
+        assert run(["ingest", "yahoo", str(source), "--symbol", "AAA", "--out", str(lake)]) == 0
+    assert sorted(path.name for path in (lake / "reports").iterdir()) == [
+        "ingest-000001.json",
+        "ingest-000002.json",
+    ]
+    (lake / "reports" / "ingest-000001.json").write_text('{"files": [')
+    with pytest.raises(LakeError, match=r"ingest-000001\.json: unreadable ingest report"):
+        dataset_health(Lake(lake))
+    capsys.readouterr()
+    parser = argparse.ArgumentParser(prog="tape")
+    add_health_parser(parser.add_subparsers(dest="verb", required=True))
+    assert cmd_health(parser.parse_args(["health", str(lake)])) == 2
+    assert "ingest-000001.json: unreadable ingest report (JSONDecodeError" in capsys.readouterr().out
+    source = tmp_path / "AAA06.txt"
+    source.write_text("Date,Open,High,Low,Close,Volume\n2014-01-06,1,1,1,1,1\n")
+    assert run(["ingest", "yahoo", str(source), "--symbol", "AAA", "--out", str(lake)]) == 0  # committed
+    out = " ".join(capsys.readouterr().out.split())
+    assert "in 1 = accepted 1 + quarantined 0" in out and "data health not shown:" in out

@@ -235,6 +235,18 @@ def test_lake_export_feeds_the_kernel_and_tampering_is_refused(tmp_path: Path) -
     panel, loaded = load_panel(tmp_path / "set", expected_hash=ref.content_hash)
     assert panel.close[:, 0].tolist() == [112, 113, 116, 117, 118]
     assert loaded.content_hash == ref.content_hash
+    # An export that would hold no bar is refused, not written as an empty data set (exit 0):
+    # a frequency the lake does not hold, a window with no bar, a start after the end.
+    day = 86_400_000_000_000
+    after = int(panel.ts_ns[-1]) // day * day + day  # 2014-01-09, past the last bar
+    for frequency, start_ns, end_ns, message in (
+        ("1m", None, None, "no 1m bars to export \\(bar frequencies stored: 1d\\)"),
+        ("1d", after, None, "no 1d bars from --start to --end to export"),
+        ("1d", after, after - day, "start is after its end"),
+    ):
+        with pytest.raises(DatasetError, match=message):
+            lake.export(tmp_path / "empty", frequency, calendar="XNYS", start_ns=start_ns, end_ns=end_ns)
+        assert not (tmp_path / "empty").exists()
     part = next(root.glob("bars/freq=1d/year=2014/*.parquet"))
     table = pq.read_table(part)
     pq.write_table(table.slice(1), part)

@@ -62,12 +62,18 @@ def test_a_margin_file_is_validated_whole_with_its_lines(tmp_path: Path) -> None
         "IF1,2015-07-01,1.001,1,,\n"  # more digits than CNY's fen
         "IF1,2015-07-02,1,1,5,5\n"  # both pairs
         "IF1,2015-07-03,,,10000000,12000000\n"  # maintenance above initial
+        "IF1,2015-07-04,inf,1,,\n"  # was an OverflowError (internal error)
+        "IF1,2015-07-05,nan,1,,\n"  # was "more digits than CNY's minor unit"
+        "IF1,2015-07-06,1e400,1,,\n"  # no int64
     )
     with pytest.raises(MarginFileError) as error:
         read_margin_rows(bad, [FUT, STOCK], [FUT, STOCK])
     text = str(error.value)
-    for line in range(2, 8):
+    for line in range(2, 11):
         assert f"bad.csv:{line}:" in text, (line, text)
+    assert "bad.csv:8: initial 'inf' is not a finite decimal amount" in text
+    assert "bad.csv:9: initial 'nan' is not a finite decimal amount" in text
+    assert "bad.csv:10: initial '1e400' is too large (int64 CNY minor units)" in text
 
 
 def test_the_data_set_checks_its_margin_rows(tmp_path: Path) -> None:

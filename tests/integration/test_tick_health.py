@@ -172,9 +172,11 @@ def test_constructed_tape_health_json_csv_and_table(
     assert "trades: ingested 23 = 21 stored + 2 quarantined (duplicate 1, non_positive_price 1)" in words
     assert max(len(line) for line in table.splitlines()) <= 80
     assert health_cli([str(lake), "--gap-minutes", "0"]) == 2
+    for bad in ("nan", "inf", "-inf", "1e300"):  # were a ValueError / OverflowError (internal error)
+        assert health_cli([str(lake), f"--gap-minutes={bad}"]) == 2
+        assert "--gap-minutes must be a positive number of minutes" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="--json and --csv - both write to stdout"):  # exit 2 in `tape`
         health_cli([str(lake), "--json", "--csv", "-"])
-    assert "--gap-minutes must be positive" in capsys.readouterr().out
     assert health_cli([str(lake), "--json", "--csv", str(tmp_path / "out" / "health.csv")]) == 0
     assert json.loads(capsys.readouterr().out)[0]["dataset"] == "trades"
     assert (tmp_path / "out" / "health.csv").read_text().splitlines()[1].startswith("trades,1,21,")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -83,3 +85,22 @@ def test_reform_transfer_is_skipped_unless_asked() -> None:
     assert applied.actions.column("reference").to_pylist()[1] == 835  # 10.86 / 1.3
     with pytest.raises(ValueError, match="mode"):
         skipped.factor("sideways")
+
+
+def test_lake_views_name_an_unknown_instrument_or_calendar(tmp_path: Path) -> None:
+    """``adjusted_from_lake`` with an id the lake lacks was a bare ``StopIteration``;
+    ``resample`` on an unknown calendar exchange_calendars' ``InvalidCalendarName``."""
+    from lake.adjust import adjusted_from_lake
+    from lake.partitioned import Lake, LakeError
+    from lake.resample import ResampleError, resample
+    from lake.schema import Kind
+    from tests.factories import synth_lake
+
+    lake = Lake(synth_lake(tmp_path / "lake", symbols=2, bars=20))
+    assert adjusted_from_lake(lake, 2).num_rows == 20
+    with pytest.raises(LakeError, match="no instrument with id 99"):
+        adjusted_from_lake(lake, 99)
+    bars = lake.read(Kind.BARS, "1d")
+    assert resample(bars, "1d", calendar="XNYS").shape[0] == 40
+    with pytest.raises(ResampleError, match="unknown calendar 'FOO'"):
+        resample(bars, "1d", calendar="FOO")

@@ -123,3 +123,14 @@ def test_trades_in_equals_accepted_plus_quarantined(
     assert bool(np.all(result.accepted.column("price").to_numpy() > 0))
     if with_ids:
         assert len(set(result.accepted.column("trade_id").to_pylist())) == result.rows_accepted
+
+
+def test_an_infinite_price_or_size_is_off_the_grid_not_non_positive() -> None:
+    inf = float("inf")
+    result = validate_trades(
+        trades([10.0, inf, 10.0, -inf], [1.0, 1.0, inf, 1.0], [MS, 2 * MS, 3 * MS, 4 * MS], [1, 2, 3, 4]),
+        price_digits=2,
+        qty_digits=0,
+    )
+    off, non_positive = Reason.OFF_PRICE_GRID, Reason.NON_POSITIVE_PRICE
+    assert by_line(result) == {3: off, 4: off, 5: non_positive}

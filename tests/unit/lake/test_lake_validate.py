@@ -129,7 +129,10 @@ def test_funding_rates_may_be_negative_but_not_duplicated() -> None:
     assert reasons_by_line(result) == {3: Reason.DUPLICATE, 4: Reason.MISSING_VALUE}
 
 
-finite = st.one_of(st.floats(min_value=-5.0, max_value=200.0), st.sampled_from([np.nan, 10.0, 10.01, 9.99]))
+finite = st.one_of(
+    st.floats(min_value=-5.0, max_value=200.0),
+    st.sampled_from([np.nan, 10.0, 10.01, 9.99, np.inf, -np.inf, 1e30]),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -164,6 +167,7 @@ def test_property_in_equals_accepted_plus_quarantined(rows: list[tuple[float, ..
     high, low = result.accepted.column("high").to_numpy(), result.accepted.column("low").to_numpy()
     assert bool(np.all(high >= low))
     assert bool(np.all(result.accepted.column("low").to_numpy() > 0))
+    assert bool(np.all(result.accepted.column("volume").to_numpy() >= 0))
     assert all(reason in set(Reason) for reason in result.quarantine.column("reason").to_pylist())
 
 
@@ -176,3 +180,43 @@ def test_a_positive_price_that_is_zero_at_the_grid_is_non_positive() -> None:
     data = bars([1.0, 1.0], low=np.array([0.99, 4.1e-226]))  # hypothesis found the second
     result = validate_bars(data, price_digits=2, qty_digits=0)
     assert reasons_by_line(result) == {3: "non_positive_price"}
+
+
+def test_an_infinite_or_int64_sized_value_is_quarantined_never_stored_as_0_or_wrapped() -> None:
+    """An ``inf`` volume used to be stored as volume 0 and ``1e30`` as -9223372036854775808
+    (the float -> int64 cast); an ``inf`` or ``1e20`` price was called non_positive_price."""
+    inf = float("inf")
+    data = bars(
+        [10.0] * 8,
+        volume=np.array([10.0, inf, 1e30, 10.0, 10.0, 10.0, 10.0, 10.0]),
+        turnover=np.array([100.0, 100.0, 100.0, 100.0, 100.0, -5.0, inf, 1e30]),
+    )
+    data.open[3] = 1e20  # 1e24 raw units at 4 digits: no int64
+    data.close[4], data.high[4] = inf, inf
+    result = validate_bars(data, price_digits=4, qty_digits=0)
+    assert reasons_by_line(result) == {
+        3: Reason.OFF_PRICE_GRID,
+        4: Reason.OFF_PRICE_GRID,
+        5: Reason.OFF_PRICE_GRID,
+        6: Reason.OFF_PRICE_GRID,
+        7: Reason.NEGATIVE_VOLUME,
+        8: Reason.OFF_PRICE_GRID,
+        9: Reason.OFF_PRICE_GRID,
+    }
+    details = result.quarantine.column("detail").to_pylist()
+    assert details[0] == "volume infinite or too large for int64 at 1e-0"
+    assert details[2] == "price infinite or too large for int64 at 1e-4"
+    assert details[4] == "negative turnover"
+    assert details[5] == "turnover infinite or too large for int64 at 1e-4"
+    assert result.accepted.column("volume").to_pylist() == [10]
+    assert result.accepted.column("turnover").to_pylist() == [1_000_000]
+    records = [json.loads(text) for text in result.quarantine.column("record").to_pylist()]
+    assert records[0]["volume"] == "inf" and records[5]["turnover"] == "inf"  # valid JSON, value kept
+
+
+def test_an_infinite_funding_rate_is_quarantined_not_stored_as_0() -> None:
+    funding = FundingInput("f.feather", 3, np.arange(1, 4), np.array([8, 16, 24]) * 3600 * 10**9,
+                           np.array([1e-4, np.inf, 1e12]))  # fmt: skip
+    result = validate_funding(funding)
+    assert result.accepted.column("rate_e8").to_pylist() == [10_000]
+    assert reasons_by_line(result) == {2: Reason.OFF_PRICE_GRID, 3: Reason.OFF_PRICE_GRID}
