@@ -198,9 +198,12 @@ def validate_bars(
     no_time = (bars.ts_ns == MISSING_TS) if not bars.daily else bars.day <= 0
     missing = np.isnan(prices).any(axis=0) | np.isnan(bars.volume) | no_time
     # The detail says which value: the record cannot show a timestamp that did not parse.
-    what = "date" if bars.daily else "timestamp"
-    verdict.flag(no_time, Reason.MISSING_VALUE, f"no {what}: empty, unreadable or not a real {what} "
-                 "(2014-02-30; a wall-clock time a DST change skips or repeats)")  # fmt: skip
+    if bars.daily:
+        unread = "no date: empty, unreadable or not a real date (2014-02-30)"
+    else:
+        unread = ("no timestamp: empty, unreadable or not a real timestamp (2014-02-30; a wall-clock "
+                  "time a DST change skips or repeats)")  # fmt: skip
+    verdict.flag(no_time, Reason.MISSING_VALUE, unread)
     for name, column in zip(_FIELDS, [*prices, bars.volume], strict=True):
         verdict.flag(np.isnan(column), Reason.MISSING_VALUE, f"no {name}")
     # An infinite price or volume, or one beyond int64 at its digits, has no raw integer: it is
