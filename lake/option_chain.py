@@ -73,6 +73,11 @@ def _cents(values: npt.NDArray[np.float64]) -> list[int]:
 
 def write_option_chain(path: Path, underlying_csv: Path, spec: OptionChainSpec) -> DatasetRef:
     """Write the underlying (id 1) and its chain (ids 2..) as a daily XNYS data set."""
+    strikes = [f"{raw / 100:g}" for raw in spec.strikes_raw]  # as given: dollars
+    for what, values in (("strike", strikes), ("expiry", [str(day) for day in spec.expiry_days])):
+        repeated = sorted({value for value in values if values.count(value) > 1})
+        if repeated:  # two instruments with one symbol (AAPL151016C00100000 twice) were written
+            raise ValueError(f"each {what} once: {', '.join(repeated)} given twice")
     bars = _underlying_bars(Path(underlying_csv), spec.first_day, spec.last_day)
     days = np.asarray(bars.column("date").to_numpy(), dtype=np.int64)
     sessions = sessions_for("XNYS", int(days[0]), int(days[-1]))

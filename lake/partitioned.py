@@ -453,6 +453,9 @@ class Lake:
         ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out. With
         ``margins`` (a CSV file, ``lake.margins``) also its ``margins.parquet``; with ``fx`` (a
         CSV file of exchange rates, ``lake.fx_rates``) its ``fx.parquet``."""
+        target, root = Path(out).resolve(), self.root.resolve()
+        if target == root or root in target.parents:  # its instruments.parquet was the lake's
+            raise LakeError(f"{out}: the data set would be written inside the lake {self.root}")
         problems = self.verify()
         if problems:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")

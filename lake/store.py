@@ -203,33 +203,36 @@ def write_dataset(
     margins: pa.Table | None = None,
     delistings: pa.Table | None = None,
 ) -> DatasetRef:
-    """Write a data set (bars sorted by ts then instrument) and its manifest."""
+    """Write a data set (bars sorted by ts then instrument) and its manifest. Every table is
+    checked before a byte is written, and an optional file not given is removed from ``path``:
+    a data set rewritten in place without ``actions`` kept the old ``actions.parquet``, which
+    the hash covered and a run applied."""
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
     bars = bars.cast(_BAR_SCHEMA).sort_by([("ts_ns", "ascending"), ("instrument_id", "ascending")])
     inst_rows = [msgspec.structs.asdict(inst) for inst in instruments]
-    pq.write_table(pa.Table.from_pylist(inst_rows), path / "instruments.parquet", compression="zstd")
-    pq.write_table(bars, path / "bars.parquet", compression="zstd", row_group_size=1 << 20)
     if funding is not None:
         funding = funding.cast(_FUNDING_SCHEMA).sort_by(
             [("ts_ns", "ascending"), ("instrument_id", "ascending")]
         )
-        pq.write_table(funding, path / "funding.parquet", compression="zstd")
-    if actions is not None:
-        actions = _checked_actions(actions, instruments)
-        pq.write_table(actions, path / "actions.parquet", compression="zstd")
-    if settlements is not None:
-        settlements = _checked_settlements(settlements, instruments)
-        pq.write_table(settlements, path / "settlements.parquet", compression="zstd")
-    if fx is not None:
-        fx = _checked_fx(fx)
-        pq.write_table(fx, path / "fx.parquet", compression="zstd")
-    if margins is not None:
-        margins = _checked_margins(margins, instruments)
-        pq.write_table(margins, path / "margins.parquet", compression="zstd")
-    if delistings is not None:
-        delistings = _checked_delistings(delistings, instruments, bars)
-        pq.write_table(delistings, path / "delistings.parquet", compression="zstd")
+    optional: dict[str, pa.Table | None] = {"funding.parquet": funding}
+    optional["actions.parquet"] = None if actions is None else _checked_actions(actions, instruments)
+    optional["settlements.parquet"] = (
+        None if settlements is None else _checked_settlements(settlements, instruments)
+    )
+    optional["fx.parquet"] = None if fx is None else _checked_fx(fx)
+    optional["margins.parquet"] = None if margins is None else _checked_margins(margins, instruments)
+    optional["delistings.parquet"] = (
+        None if delistings is None else _checked_delistings(delistings, instruments, bars)
+    )
+    assert set(optional) == set(_OPTIONAL_FILES)
+    path.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(inst_rows), path / "instruments.parquet", compression="zstd")
+    pq.write_table(bars, path / "bars.parquet", compression="zstd", row_group_size=1 << 20)
+    for file_name, table in optional.items():
+        if table is None:
+            (path / file_name).unlink(missing_ok=True)
+        else:
+            pq.write_table(table, path / file_name, compression="zstd")
     digest = content_hash(path)
     manifest = {
         "name": name,

@@ -29,6 +29,7 @@ from domain.instruments import Instrument
 from lake.sources import (
     IngestError,
     Parsed,
+    epoch_to_ns,
     floats,
     infer_digits,
     local_to_utc_ns,
@@ -113,11 +114,6 @@ def _ids(table: pa.Table, name: str) -> IntArray:
     return np.asarray(column.cast(pa.int64()).fill_null(MISSING_TS).to_numpy(), dtype=np.int64)
 
 
-def _epoch_ns(values: FloatArray, unit_ns: int) -> IntArray:
-    ok = np.isfinite(values)
-    return np.where(ok, np.rint(np.where(ok, values, 0.0) * unit_ns), MISSING_TS).astype(np.int64)
-
-
 def _timestamps(path: Path, table: pa.Table, name: str) -> IntArray:
     """A timestamp column (Arrow timestamp, ISO text, or epoch ms) -> UTC ns."""
     column = table.column(name)
@@ -128,7 +124,7 @@ def _timestamps(path: Path, table: pa.Table, name: str) -> IntArray:
         return np.asarray(stamps.fill_null(MISSING_TS).to_numpy(), dtype=np.int64)
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
         return local_to_utc_ns(column, "iso", "UTC")
-    return _epoch_ns(_numbers(table, name), 1_000_000)
+    return epoch_to_ns(_numbers(table, name), 1_000_000)
 
 
 def _sides(table: pa.Table, name: str, *, buyer_maker: bool = False) -> npt.NDArray[np.int8]:
@@ -182,7 +178,7 @@ def parse_freqtrade_trades(
         source=str(path),
         instrument_id=0,
         line=lines,
-        ts_ns=_epoch_ns(_numbers(table, "timestamp"), 1_000_000),
+        ts_ns=epoch_to_ns(_numbers(table, "timestamp"), 1_000_000),
         price=_numbers(table, "price"),
         qty=_numbers(table, "amount"),
         side=_sides(table, "side"),
@@ -256,7 +252,7 @@ def parse_kraken_trades(
         source=str(path),
         instrument_id=0,
         line=source_lines(table.num_rows, header=False),
-        ts_ns=_epoch_ns(floats(table, "unix_ts_s"), 1_000_000_000),
+        ts_ns=epoch_to_ns(floats(table, "unix_ts_s"), 1_000_000_000),
         price=floats(table, "price"),
         qty=floats(table, "volume"),
         side=np.zeros(table.num_rows, dtype=np.int8),

@@ -195,9 +195,17 @@ def validate_bars(
         for index in range(4):
             prices[index], moved = snap_grid(prices[index], price_digits, snap_within)
             snapped += moved
-    missing = np.isnan(prices).any(axis=0) | np.isnan(bars.volume)
-    missing |= (bars.ts_ns == MISSING_TS) if not bars.daily else bars.day <= 0
-    verdict.flag(missing, Reason.MISSING_VALUE)
+    no_time = (bars.ts_ns == MISSING_TS) if not bars.daily else bars.day <= 0
+    missing = np.isnan(prices).any(axis=0) | np.isnan(bars.volume) | no_time
+    # The detail says which value: the record cannot show a timestamp that did not parse.
+    if bars.daily:
+        unread = "no date: empty, unreadable or not a real date (2014-02-30)"
+    else:
+        unread = ("no timestamp: empty, unreadable or not a real timestamp (2014-02-30; a wall-clock "
+                  "time a DST change skips or repeats)")  # fmt: skip
+    verdict.flag(no_time, Reason.MISSING_VALUE, unread)
+    for name, column in zip(_FIELDS, [*prices, bars.volume], strict=True):
+        verdict.flag(np.isnan(column), Reason.MISSING_VALUE, f"no {name}")
     # An infinite price or volume, or one beyond int64 at its digits, has no raw integer: it is
     # quarantined as off the grid (never stored as 0 or as a wrapped-around integer).
     huge = [too_large(column, price_digits) for column in prices]
@@ -358,6 +366,8 @@ def _quarantine_table(bars: BarInput, verdict: _Verdict, ts: IntArray) -> pa.Tab
         json.dumps(
             {"ts_ns": _int_or_none(bars.ts_ns[i])}
             | {name: _json_number(getattr(bars, name)[i]) for name in names}
+            # an intraday row's day comes from its timestamp: none when that did not parse
+            | ({"day": None} if not bars.daily and bars.ts_ns[i] == MISSING_TS else {})
         )
         for i in bad.tolist()
     ]

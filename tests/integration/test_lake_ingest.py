@@ -247,6 +247,12 @@ def test_lake_export_feeds_the_kernel_and_tampering_is_refused(tmp_path: Path) -
         with pytest.raises(DatasetError, match=message):
             lake.export(tmp_path / "empty", frequency, calendar="XNYS", start_ns=start_ns, end_ns=end_ns)
         assert not (tmp_path / "empty").exists()
+    # Into the lake itself: the data set's instruments.parquet replaced the lake's (verify failed
+    # and every later export was refused).
+    for inside in (root, root / "bars"):
+        with pytest.raises(DatasetError, match="would be written inside the lake"):
+            lake.export(inside, "1d", calendar="XNYS")
+    assert lake.verify() == []
     part = next(root.glob("bars/freq=1d/year=2014/*.parquet"))
     table = pq.read_table(part)
     pq.write_table(table.slice(1), part)

@@ -90,6 +90,12 @@ def test_the_data_set_checks_its_margin_rows(tmp_path: Path) -> None:
                           bars=bars)  # fmt: skip
     with_rows = load_panel(tmp_path / "ok")[1]
     assert plain.content_hash != with_rows.content_hash  # the rows are in the hash
+    # Rewritten in place without margins (tape export again, without --margins): the old
+    # margins.parquet stayed, in the hash and in the run.
+    again = write_dataset(tmp_path / "ok", name="c", frequency="1d", calendar="24x7", instruments=[FUT],
+                          bars=bars)  # fmt: skip
+    assert not (tmp_path / "ok" / "margins.parquet").exists()
+    assert again.content_hash == plain.content_hash and load_panel(tmp_path / "ok")[0].margin_rows == ()
     for row, message in (
         (MarginRow(7, 20150701, initial_e8=1, maintenance_e8=2), r"maintenance \(2\) <= initial \(1\)"),
         (MarginRow(7, 20150732, initial_e8=2, maintenance_e8=1), "not a YYYYMMDD date"),

@@ -57,3 +57,20 @@ def test_option_chain_bad_input_is_named(tmp_path: Path) -> None:
     args[args.index("1o0")] = "100"
     args[args.index("2015-10-16")] = "2015-10-17"  # a Saturday
     assert main(args) == 2
+
+
+def test_option_chain_refuses_a_strike_or_expiry_given_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--strikes 100,100`` wrote two instruments named AAPL151016C00100000 (and two puts)."""
+    args = [
+        "option-chain", str(AAPL), str(tmp_path / "x"), "--underlying", "AAPL", "--strikes", "100,110,100",
+        "--expiries", "2015-10-16", "--start", "2015-09-01", "--end", "2015-11-30", "--vol", "0.3",
+    ]  # fmt: skip
+    assert main(args) == 2
+    assert "each strike once: 100 given twice" in capsys.readouterr().out
+    args[args.index("100,110,100")] = "100"
+    args[args.index("2015-10-16")] = "2015-10-16,2015-10-16"
+    assert main(args) == 2
+    assert "each expiry once: 20151016 given twice" in capsys.readouterr().out
+    assert not (tmp_path / "x").exists()

@@ -134,3 +134,14 @@ def test_an_infinite_price_or_size_is_off_the_grid_not_non_positive() -> None:
     )
     off, non_positive = Reason.OFF_PRICE_GRID, Reason.NON_POSITIVE_PRICE
     assert by_line(result) == {3: off, 4: off, 5: non_positive}
+
+
+def test_epoch_to_ns_is_exact_for_whole_units_and_refuses_what_int64_cannot_hold() -> None:
+    from lake.sources import epoch_to_ns
+
+    millis = np.array([1610064001076.0, 1610064001077.0, 1610064001078.0, 1610064001079.0])
+    assert epoch_to_ns(millis, MS).tolist() == [
+        int(m) * MS for m in millis
+    ]  # rint(m * 1e6): 0, -64, 128, 64 off
+    seconds = np.array([1.5, -60.0, np.nan, np.inf, 1e30])
+    assert epoch_to_ns(seconds, 10**9).tolist() == [1_500_000_000, -60 * 10**9] + [MISSING_TS] * 3

@@ -220,3 +220,21 @@ def test_an_infinite_funding_rate_is_quarantined_not_stored_as_0() -> None:
     result = validate_funding(funding)
     assert result.accepted.column("rate_e8").to_pylist() == [10_000]
     assert reasons_by_line(result) == {2: Reason.OFF_PRICE_GRID, 3: Reason.OFF_PRICE_GRID}
+
+
+def test_a_missing_value_says_which_and_an_unread_timestamp_has_no_day() -> None:
+    """The detail was empty, and the record of a row whose timestamp did not parse (a wall-clock
+    time a DST change skips) showed a day computed from the missing-timestamp sentinel
+    (22620411), so the quarantine did not say what was wrong with the row."""
+    data = bars([10.0, 10.0, 10.0, 10.0], day=np.array([19700101, 22620411, 19700101, 19700101]))
+    data.ts_ns[1] = MISSING_TS
+    data.open[2] = np.nan
+    data.volume[3] = np.nan
+    result = validate_bars(data, price_digits=2, qty_digits=0)
+    assert result.quarantine.column("detail").to_pylist() == [
+        "no timestamp: empty, unreadable or not a real timestamp (2014-02-30; a wall-clock time a DST "
+        "change skips or repeats)",
+        "no open",
+        "no volume",
+    ]
+    assert json.loads(result.quarantine.column("record")[0].as_py())["day"] is None
