@@ -43,6 +43,7 @@ __all__ = [
     "design_rows",
     "folds",
     "feature_array",
+    "model_features",
     "predict",
     "predict_proba",
     "predict_scores",
@@ -203,6 +204,13 @@ def classification_metrics(
 def class_score(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """What a classifier's rows rank by: P(highest class) - P(lowest class), in [-1, 1]."""
     return np.asarray(proba[:, -1] - proba[:, 0], dtype=np.float64)
+
+
+def model_features(model_text: str) -> int:
+    """How many feature columns a LightGBM model text takes (LightGBM's error if it cannot read it)."""
+    import lightgbm as lgb
+
+    return int(lgb.Booster(model_str=model_text).num_feature())
 
 
 def predict(model_text: str, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
