@@ -214,6 +214,15 @@ def test_budgets_left_out_are_equal_shares_split_exactly(tmp_path: Path) -> None
         ('name = "sma_crossover"\nparams = { fast = 3, slow = 9.5 }', "slow must be a whole number of bars"),
         ('name = "momentum"\nparams = { lookback = 60.0, skip = 5, top = 2 }', "lookback must be a whole"),
         ('name = "momentum"\nparams = { lookback = 60, skip = 5, top = true }', "top must be a whole number"),
+        # these said "'<' not supported between instances of 'float' and 'str'", or were taken
+        # (a bool as a weight of 1; momentum's "1" failed part-way into the run)
+        ('name = "sma_crossover"\nparams = { weight = "0.5" }', "weight must be a number in (0, 1]"),
+        ('name = "sma_crossover"\nparams = { weight = true }', "weight must be a number in (0, 1], got True"),
+        ('name = "sma_crossover"\nparams = { short_weight = "x" }', "short_weight must be a number in [0"),
+        ('name = "momentum"\nparams = { weight = "1" }', "weight must be a number in (0, 1], got '1'"),
+        ('name = "limit_up_chase"\nparams = { weight = "x" }', "weight must be a number in (0, 1]"),
+        ('name = "option_ladder"\nparams = { every = "5" }', "every must be a whole number >= 1, got '5'"),
+        ('name = "sma_crossover"\nparams = { strategy_id = 5 }', "must be a non-empty str, got 5"),
     ],
 )
 def test_strategies_that_cannot_be_built_say_why(tmp_path: Path, table: str, message: str) -> None:
