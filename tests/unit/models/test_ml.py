@@ -234,6 +234,21 @@ def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
     assert "hashes to" in shown.out + shown.err
 
 
+def test_tape_models_on_a_folder_that_is_not_a_registry_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tape models var/us`` (the folder above the registry) said 'no model artifact data
+    under var/us: var/us/data/model.txt is missing', as though an artifact were damaged."""
+    from cli.main import main
+
+    register(tmp_path / "models-registry", "tree\n", {"kind": "lightgbm", "features": []})
+    (tmp_path / "data").mkdir()
+    assert main(["models", str(tmp_path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{tmp_path} is not a model registry: it holds data, models-registry, not only artifact" in out
+    assert main(["models", str(tmp_path / "models-registry")]) == 0
+
+
 def test_tape_models_at_60_columns_wraps_the_window_and_keeps_the_ic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
