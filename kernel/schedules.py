@@ -89,8 +89,13 @@ class Decisions:
         self.any: npt.NDArray[np.bool_] = np.logical_or.reduce(self.by_slot)
 
     def _whole(self, slot: StrategySlot) -> npt.NDArray[np.bool_]:
-        panel = self._panel
-        schedule = decision_steps(slot.strategy.strategy_id, slot.strategy.schedule(panel), panel.steps)
+        panel, sid = self._panel, slot.strategy.strategy_id
+        try:
+            returned = slot.strategy.schedule(panel)
+        except Exception as error:  # the strategy's own bug: named, before the run's first record
+            reason = " ".join(str(error).split())
+            raise ScheduleError(f"{sid}: its schedule raised {type(error).__name__}: {reason}") from error
+        schedule = decision_steps(sid, returned, panel.steps)
         mask = np.zeros(panel.steps, dtype=np.bool_)
         mask[schedule] = True
         return mask

@@ -52,3 +52,17 @@ def test_a_run_with_a_masked_schedule_is_refused_before_its_first_record(tmp_pat
         run_backtest(config, _Masked({}))
     with open_journal(tmp_path / "j") as journal:
         assert len(journal) == 0
+
+
+class _Raising(Scripted):
+    def schedule(self, panel: Panel) -> np.ndarray:  # type: ignore[type-arg]
+        raise KeyError("close_adj")
+
+
+def test_a_schedule_that_raises_is_the_strategys_error_before_the_first_record(tmp_path: Path) -> None:
+    """It was 'internal error: KeyError ... (a bug: please report it)', exit 70."""
+    config = make_config(make_dataset(tmp_path / "d", symbols=2, bars=30), tmp_path / "j")
+    with pytest.raises(KernelError, match=r": its schedule raised KeyError: 'close_adj'"):
+        run_backtest(config, _Raising({}))
+    with open_journal(tmp_path / "j") as journal:
+        assert len(journal) == 0
