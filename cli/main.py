@@ -61,6 +61,7 @@ from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
 from kernel.replay import CORRUPT_RECORD, ReplayResult, replay
 from kernel.store import open_journal
+from kernel.strategy import StrategyError
 from lake.store import DatasetError, read_manifest
 from lake.synth import synth_dataset
 from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
@@ -349,6 +350,7 @@ _USER_ERRORS = (
     ExecutionQualityError,
     AttributionError,
     KernelError,  # a run whose configuration and data cannot work together (named in the message)
+    StrategyError,  # what a strategy returned that the kernel cannot use (it and the step named)
     OSError,  # a file the verb cannot read or write (named in the message)
 )
 
@@ -453,7 +455,7 @@ def _print_error(
     )
     if isinstance(subject, str) and subject not in message:
         message = f"{subject}: {message}"
-    console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True)
+    console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True, emoji=False)  # :X: is no ❌
 
 
 if __name__ == "__main__":

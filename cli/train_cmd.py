@@ -98,7 +98,7 @@ class TrainSpec:
         self.end_ts = end_ts + 86_400 * 10**9 - 1  # the end date is included: up to its last nanosecond
         if self.end_ts <= self.start_ts:
             raise ConfigError(f"{where}: end {self.end} is before start {self.start}")
-        self.register_folds = bool(raw.get("register_folds", True))
+        self.register_folds = _bool(raw, "register_folds", True, where)
         self._learner_settings(raw, where)
         self.label = _label(_table(raw, "label", where), where + ".label")
         try:
@@ -118,6 +118,15 @@ class TrainSpec:
         self.params = _table(raw, "params", where)
         if self.model != "lightgbm" and (self.params or "num_boost_round" in raw):
             raise ConfigError(f"{where}: params, num_boost_round: LightGBM settings; model is {self.model}")
+        if self.model == "lightgbm":  # refused now, not as LightGBM's error once training has begun
+            from models.ml.train import check_params
+
+            try:
+                check_params(self.params, self.num_boost_round)
+            except ValueError as error:
+                raise ConfigError(f"{where}: {error}") from None
+            except ModuleNotFoundError as error:
+                raise ConfigError(f"{where}: model lightgbm needs the ml extra ({error})") from None
         self.mlp = _table(raw, "mlp", where)
         if self.mlp and self.model != "torch_mlp":
             raise ConfigError(f"{where}: mlp is the torch_mlp model's table; model is {self.model}")
@@ -160,6 +169,13 @@ def _int(raw: dict[str, Any], key: str, default: int, where: str) -> int:
     return value
 
 
+def _bool(raw: dict[str, Any], key: str, default: bool, where: str) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):  # "no" was true
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
 def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
@@ -183,9 +199,9 @@ def _label(label: dict[str, Any], where: str) -> LabelSpec:
     thresholds = label.get("thresholds", [])
     if not isinstance(thresholds, list):
         raise ConfigError(f"{where}: thresholds must be a list of numbers")
+    horizon, gap = _int(label, "horizon", 21, where), _int(label, "gap", 1, where)  # named once, not twice
     try:
-        return LabelSpec(_int(label, "horizon", 21, where), _int(label, "gap", 1, where),
-                         tuple(float(x) for x in thresholds))  # fmt: skip
+        return LabelSpec(horizon, gap, tuple(float(x) for x in thresholds))
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from None
 

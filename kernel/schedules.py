@@ -26,6 +26,7 @@ __all__ = [
     "OperatorCommands",
     "ScheduleError",
     "apply_strategy_command",
+    "decision_steps",
 ]
 
 STRATEGY_COMMANDS = ("pause", "resume")
@@ -47,6 +48,34 @@ class ScheduleError(ValueError):
     """A schedule or a command the panel cannot hold."""
 
 
+def decision_steps(strategy_id: str, schedule: object, steps: int) -> npt.NDArray[np.int64]:
+    """What a strategy's ``schedule`` returned, as step indices, or a ``ScheduleError`` naming
+    the strategy: a 1-D array of whole numbers, sorted, unique, each in ``0 .. steps-1``. None,
+    a boolean mask (read as steps 0 and 1), fractions (truncated) and an unsorted array with a
+    step past the end between in-range ends (an IndexError) were taken or crashed."""
+    if schedule is None:
+        raise ScheduleError(f"{strategy_id}: schedule returned None, not the decision steps (an int array)")
+    try:
+        raw = np.asarray(schedule)
+    except (TypeError, ValueError) as error:
+        raise ScheduleError(f"{strategy_id}: schedule must return step indices: {error}") from None
+    if raw.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if raw.ndim != 1 or raw.dtype.kind not in "iuf":
+        what = "a boolean mask (np.flatnonzero gives its steps)" if raw.dtype.kind == "b" else f"{raw.dtype}"
+        raise ScheduleError(f"{strategy_id}: schedule must return a 1-D array of step indices, got {what}")
+    if raw.dtype.kind == "f" and not bool(np.all(np.isfinite(raw) & (raw == np.round(raw)))):
+        raise ScheduleError(f"{strategy_id}: schedule returned steps that are not whole numbers")
+    if raw.dtype.kind == "f" and (raw.min() < 0 or raw.max() >= steps):  # not cast past int64 first
+        raise ScheduleError(f"{strategy_id}: schedule has steps outside the panel")
+    result = raw.astype(np.int64)
+    if result.min() < 0 or result.max() >= steps:
+        raise ScheduleError(f"{strategy_id}: schedule has steps outside the panel")
+    if result.size > 1 and bool(np.any(np.diff(result) <= 0)):
+        raise ScheduleError(f"{strategy_id}: schedule must return sorted, unique steps")
+    return result
+
+
 class Decisions:
     """Each strategy's decision steps (one mask per slot) and their union."""
 
@@ -60,10 +89,13 @@ class Decisions:
         self.any: npt.NDArray[np.bool_] = np.logical_or.reduce(self.by_slot)
 
     def _whole(self, slot: StrategySlot) -> npt.NDArray[np.bool_]:
-        panel = self._panel
-        schedule = np.asarray(slot.strategy.schedule(panel), dtype=np.int64)
-        if schedule.size and (schedule[0] < 0 or schedule[-1] >= panel.steps):
-            raise ScheduleError(f"{slot.strategy.strategy_id}: schedule has steps outside the panel")
+        panel, sid = self._panel, slot.strategy.strategy_id
+        try:
+            returned = slot.strategy.schedule(panel)
+        except Exception as error:  # the strategy's own bug: named, before the run's first record
+            reason = " ".join(str(error).split())
+            raise ScheduleError(f"{sid}: its schedule raised {type(error).__name__}: {reason}") from error
+        schedule = decision_steps(sid, returned, panel.steps)
         mask = np.zeros(panel.steps, dtype=np.bool_)
         mask[schedule] = True
         return mask

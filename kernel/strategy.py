@@ -12,8 +12,9 @@ strategy has a prefix test: deciding on a truncated panel gives the same decisio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Protocol
 
 import numpy as np
@@ -30,10 +31,16 @@ __all__ = [
     "Notional",
     "Shares",
     "Strategy",
+    "StrategyError",
     "scheduled_rows",
     "strategy_limit_prices",
     "strategy_models",
 ]
+
+
+class StrategyError(ValueError):
+    """What a strategy handed the kernel that it cannot use, naming the strategy and the step
+    (a user's error, not Tape's: the command says so in one line)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,21 +145,34 @@ class LimitPricing(Protocol):
 
 
 def strategy_limit_prices(strategy: object, view: MarketView) -> dict[int, int]:
-    """The strategy's limit prices for this decision ({} when it has none)."""
+    """The strategy's limit prices for this decision ({} when it has none): ids and prices as
+    Python ints (a NumPy integer, as ``view.history`` gives, is one); anything else is a
+    ``StrategyError`` naming the strategy, the step and the entry."""
     method = getattr(strategy, "limit_prices", None)
     if method is None:
         return {}
     prices = method(view)
-    if not prices:
+    if prices is None or (isinstance(prices, Mapping) and not prices):
         return {}
+    where = f"{getattr(strategy, 'strategy_id', type(strategy).__name__)} at step {view.step}"
+    if not isinstance(prices, Mapping):
+        raise StrategyError(
+            f"{where}: limit_prices must return {{instrument_id: raw integer price}}, "
+            f"got {type(prices).__name__}"
+        )
     result = {}
     for iid, px in prices.items():
-        if not isinstance(iid, int) or not isinstance(px, int) or isinstance(px, bool):
-            raise TypeError(
-                f"limit_prices must map instrument ids to raw integer prices, got {iid!r}: {px!r}"
+        if not _whole(iid) or not _whole(px):
+            raise StrategyError(
+                f"{where}: limit_prices must map instrument ids to raw integer prices, got {iid!r}: {px!r}"
             )
-        result[iid] = px
+        result[int(iid)] = int(px)
     return result
+
+
+def _whole(value: object) -> bool:
+    """An integer (Python's or NumPy's), not a bool."""
+    return isinstance(value, Integral) and not isinstance(value, bool | np.bool_)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@ from domain.fixed import RATE_SCALE, Rounding, div_round, minor_digits
 from domain.instruments import Instrument, notional_minor
 from kernel.strategy import Decision, Notional, Shares
 
-__all__ = ["TargetError", "targets_e8", "weight_for_value"]
+__all__ = ["WEIGHT_E8_MAX", "TargetError", "targets_e8", "weight_for_value"]
+
+WEIGHT_E8_MAX = 2**63 - 1
+"""The largest target weight (1e-8) a journal's event holds (a signed 64-bit integer: about 9.2e10
+times the strategy's capital). Beyond it a decision is refused here, before it is journaled; the
+risk stage's bound (20x NAV) refuses far less."""
 
 
 class TargetError(ValueError):
@@ -55,9 +60,16 @@ def targets_e8(
         if isinstance(decision, Shares | Notional):
             value = _value_minor(decision, instruments[iid], prices[iid], amount)
             nav = nav_minor if nav_by_instrument is None else nav_by_instrument[iid]
-            targets[iid] = weight_for_value(value, nav, budget_e8)
+            weight = weight_for_value(value, nav, budget_e8)
         else:
-            targets[iid] = round(amount * RATE_SCALE)
+            weight = round(amount * RATE_SCALE)
+        if abs(weight) > WEIGHT_E8_MAX:  # msgspec could not journal it (an OverflowError, part-way)
+            symbol, times, most = instruments[iid].symbol, weight / RATE_SCALE, WEIGHT_E8_MAX / RATE_SCALE
+            raise TargetError(
+                f"{symbol}: a {kind} target of {amount:g} is a weight of {times:.3g} times the strategy's "
+                f"capital, beyond what a journal holds ({most:.3g})"
+            )
+        targets[iid] = weight
     return targets
 
 
@@ -87,7 +99,15 @@ def _value_minor(decision: Shares | Notional, instrument: Instrument, px_raw: in
 
 
 def _checked(array: object, size: int, kind: str) -> list[float]:
-    values = np.asarray(array, dtype=np.float64)
+    what = f"{kind} targets must be {size} numbers in the universe's column order (NaN: no target)"
+    try:
+        raw = np.asarray(array)
+        values = np.asarray(raw, dtype=np.float64)
+    except (TypeError, ValueError) as error:  # strings, a dict, ragged lists: not Python's message alone
+        shown = " ".join(str(error).split())
+        raise TargetError(f"{what}, got {type(array).__name__}: {shown}") from None
+    if raw.dtype == np.bool_:  # a mask is not a target: True would be a weight of 1, 1 share...
+        raise TargetError(f"{what}, got booleans (a mask?)")
     if values.shape != (size,):
         raise TargetError(f"{kind} targets of shape {values.shape} for {size} names")
     listed: list[float] = values.tolist()

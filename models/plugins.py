@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
+from numbers import Integral, Real
 from typing import Any
 
 from kernel.strategy import Strategy
@@ -28,7 +30,9 @@ __all__ = [
     "check_strategy",
     "installed_strategies",
     "load_strategy",
+    "number_param",
     "resolve_factory",
+    "whole_param",
 ]
 
 ENTRY_POINT_GROUP = "tape.strategies"
@@ -122,9 +126,33 @@ def _check_params(factory: Callable[..., Any], params: Mapping[str, Any], label:
         )
 
 
+def number_param(name: str, value: object, low: float, high: float, *, above_low: bool = False) -> float:
+    """A strategy's real-number parameter (a weight...): an int or a float, not a bool or text, in
+    ``[low, high]`` (``(low, high]`` with ``above_low``); else a ``ValueError`` naming it and the
+    range (what ``load_strategy`` reports), not Python's ``'<' not supported between ...``."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        ok = False
+    else:
+        ok = (low < value if above_low else low <= value) and value <= high
+    if not ok:
+        opening = "(" if above_low else "["
+        raise ValueError(f"{name} must be a number in {opening}{low:g}, {high:g}], got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def whole_param(name: str, value: object, low: int) -> int:
+    """A strategy's whole-number parameter (a count of bars or sessions), at least ``low``: an int,
+    not a bool, a float or text; else a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
 def check_strategy(strategy: object, label: str) -> Strategy:
     """``strategy`` if it has the strategy port, else a ``PluginError`` naming what is missing."""
     sid = getattr(strategy, "strategy_id", None)
+    if sid is not None and (not isinstance(sid, str) or not sid):
+        raise PluginError(f"strategy {label}: its strategy_id must be a non-empty str, got {sid!r}")
     if not isinstance(sid, str) or not sid:
         raise PluginError(f"strategy {label}: it has no strategy_id (a non-empty str attribute)")
     missing = [m for m in ("schedule", "decide") if not callable(getattr(strategy, m, None))]

@@ -220,6 +220,39 @@ def _score_frame(source: Any) -> pl.DataFrame:
     return frame.select("datetime", "instrument", "score")
 
 
+_DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y%m%d")
+
+
+def _checked_scores(frame: pl.DataFrame) -> pl.DataFrame:
+    """``datetime`` as dates or times, ``score`` as float64, nothing empty: a value that is not
+    one (a CSV's ``2010-13-04`` or ``abc``) or an empty cell is a ``QlibBridgeError`` naming the
+    first such row (1 = the first prediction), not Polars' cast error; an empty score is not
+    taken as a score."""
+    for name in ("datetime", "instrument", "score"):
+        empty = frame.get_column(name).is_null()
+        if empty.any():
+            row = int(empty.arg_true()[0]) + 1
+            raise QlibBridgeError(f"prediction {row} has no {name} ({int(empty.sum())} rows lack one)")
+    for name, what in (("datetime", "a date (YYYY-MM-DD)"), ("score", "a number")):
+        column = frame.get_column(name)
+        if column.dtype.is_temporal() if name == "datetime" else column.dtype.is_numeric():
+            continue
+        text = column.cast(pl.String)
+        if name == "datetime":
+            tries = [text.str.to_datetime(form, strict=False) for form in _DATE_FORMATS]
+            parsed = pl.select(pl.coalesce(tries)).to_series()
+        else:
+            parsed = text.cast(pl.Float64, strict=False)
+        bad = parsed.is_null()
+        if bad.any():
+            row = int(bad.arg_true()[0])
+            raise QlibBridgeError(
+                f"prediction {row + 1}'s {name} {text[row]!r} is not {what} ({int(bad.sum())} rows like it)"
+            )
+        frame = frame.with_columns(parsed.alias(name))
+    return frame
+
+
 def signal_content_hash(signal: pl.DataFrame) -> str:
     """blake2b-128 over the sorted ``day, instrument_id, score`` columns (names, dtypes, values)."""
     digest = hashlib.blake2b(digest_size=16)
@@ -232,10 +265,11 @@ def signal_content_hash(signal: pl.DataFrame) -> str:
 
 def import_qlib_predictions(source: Any, export_root: Path, target: Path) -> str:
     """Qlib's scores as a Tape signal at ``target`` (parquet: ``day, instrument_id, score``);
-    returns the signal's content hash. An instrument the export does not know, a duplicate
-    (datetime, instrument) or a score that is not finite is refused."""
+    returns the signal's content hash. An empty cell, a date or score that is not one, an
+    instrument the export does not know, a duplicate (datetime, instrument) or a score that is
+    not finite is refused."""
     export = read_export(export_root)
-    frame = _score_frame(source)
+    frame = _checked_scores(_score_frame(source))
     ids = {name: int(info["instrument_id"]) for name, info in export.instruments.items()}
     unknown = sorted(set(frame.get_column("instrument").cast(pl.String).to_list()) - set(ids))
     if unknown:

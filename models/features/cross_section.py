@@ -38,6 +38,7 @@ __all__ = [
     "TIME_SERIES",
     "causal_cuts",
     "check_causal",
+    "check_version",
     "frame_hash",
     "materialise_inputs",
     "cs_neutralise",
@@ -106,21 +107,28 @@ def feature_version(name: str, params: dict[str, Any]) -> int:
     return FEATURE_VERSIONS.get(name, 1)
 
 
+def check_version(name: str, params: dict[str, Any], version: int) -> None:
+    """Raise ``ValueError`` unless this code computes ``version`` (0: the current one) of the
+    time-series feature ``name`` with ``params``."""
+    current = feature_version(name, params)
+    if version in (0, current) or (version == 1 and name in _VERSION_1):
+        return
+    raise ValueError(
+        f"feature {name} {params} has no version {version}: this code computes version {current}"
+        + (" and 1" if name in _VERSION_1 and current != 1 else "")
+    )
+
+
 def time_series(frame: pl.DataFrame, name: str, params: dict[str, Any], version: int = 0) -> pl.DataFrame:
     """``frame`` with a float ``value``: the named feature per instrument, in time order; with
     ``version`` (0: the current one), that version of its computation (refused if unknown)."""
     if name not in TIME_SERIES:
         raise ValueError(f"unknown feature {name!r}; known: {', '.join(sorted(TIME_SERIES))}")
-    current = feature_version(name, params)
-    if version in (0, current):
+    check_version(name, params, version)
+    if version in (0, feature_version(name, params)):
         expression = TIME_SERIES[name](frame, params)
-    elif version == 1 and name in _VERSION_1:
-        expression = _VERSION_1[name](frame, params)
     else:
-        raise ValueError(
-            f"feature {name} {params} has no version {version}: this code computes version {current}"
-            + (" and 1" if name in _VERSION_1 and current != 1 else "")
-        )
+        expression = _VERSION_1[name](frame, params)
     ordered = frame.sort(["instrument_id", "ts_ns"])
     with_value = ordered.with_columns(expression.over("instrument_id").alias("value"))
     return with_value.sort(["ts_ns", "instrument_id"])

@@ -490,7 +490,13 @@ class Indicator:
         if len(inputs) != len(want):
             raise IndicatorError(f"{self.name} takes {len(want)} input(s) ({', '.join(want)}), "
                                  f"got {len(inputs)}")
-        arrays = [_float_array(a) for a in inputs]
+        arrays = []
+        for name, given in zip(want, inputs, strict=True):
+            try:
+                arrays.append(_float_array(given))
+            except (TypeError, ValueError) as error:  # not numpy's "could not convert string to float"
+                reason = " ".join(str(error).split())
+                raise IndicatorError(f"{self.name}: {name} must be numbers: {reason}") from None
         if any(a.ndim != 1 for a in arrays):
             raise IndicatorError(f"{self.name}: inputs must be 1-D arrays")
         if len({a.shape[0] for a in arrays}) != 1:
@@ -504,7 +510,17 @@ def _float_array(a: npt.ArrayLike) -> FloatArray:
     bar, skipped like any NaN bar), not the numbers under the mask."""
     if np.ma.isMaskedArray(a):
         return np.ascontiguousarray(np.ma.filled(np.ma.asarray(a).astype(np.float64), np.nan))
-    return np.ascontiguousarray(a, dtype=np.float64)
+    array = np.asarray(a)
+    if array.dtype.kind in "USb":  # text ("1.5" would be read as 1.5) or a mask
+        raise ValueError(f"got an array of {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float64)
+
+
+def _number(value: object) -> float:
+    """One bar's input as a float: a number (not text, not a bool)."""
+    if isinstance(value, str | bytes | bool | np.bool_):
+        raise ValueError(f"got {value!r}")
+    return float(value)  # type: ignore[arg-type]
 
 
 class IndicatorStream:
@@ -567,7 +583,10 @@ class IndicatorStream:
         a NaN (or ``np.ma.masked``) input changes nothing and returns NaN."""
         if len(bar) != self._n_in:
             raise IndicatorError(f"{self._ind.name} takes {self._n_in} input(s) per bar, got {len(bar)}")
-        values = [np.nan if v is np.ma.masked else float(v) for v in bar]
+        try:
+            values = [np.nan if v is np.ma.masked else _number(v) for v in bar]
+        except (TypeError, ValueError) as error:
+            raise IndicatorError(f"{self._ind.name}: a bar's inputs must be numbers, {error}") from None
         out = self._out
         if any(v != v for v in values):
             out.fill(np.nan)

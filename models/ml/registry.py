@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ __all__ = [
     "register",
 ]
 
+_HASH = re.compile(r"[0-9a-f]{32}")
 MODEL_FILE = "model.txt"
 MODEL_BINARY_FILE = "model.bin"
 META_FILE = "artifact.json"
@@ -146,5 +148,13 @@ def list_artifacts(root: Path) -> list[Artifact]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no model registry at {root}")
-    found = [load(root, p.name) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    folders = [p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    strays = [p.name for p in folders if not _HASH.fullmatch(p.name)]
+    if strays:  # not "no model artifact x: x/model.txt is missing" for a folder that is not a registry
+        shown = ", ".join(strays[:3]) + (" ..." if len(strays) > 3 else "")
+        raise ArtifactError(
+            f"{root} is not a model registry: it holds {shown}, "
+            "not only artifact folders (named by their 32-hex-digit hash)"
+        )
+    found = [load(root, p.name) for p in folders]
     return sorted(found, key=lambda a: (a.meta.get("train_window", {}).get("end_ts_ns", 0), a.hash))

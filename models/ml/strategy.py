@@ -45,15 +45,18 @@ import polars as pl
 
 from domain.market import Panel
 from kernel.strategy import LoadedModel, MarketView
+from models.features.cross_section import check_version
 from models.ml.features import feature_matrix, panel_frame, spec_from_json
 from models.ml.registry import Artifact, ArtifactError, load
 from models.portfolio import PortfolioParams, portfolio_of
 
 __all__ = [
+    "ARTIFACT_FORMAT",
     "MODEL_KINDS",
     "ModelRanker",
     "WalkForwardRanker",
     "artifact_probabilities",
+    "check_artifact",
     "month_end_steps",
     "predict_artifact",
     "predictions_hash",
@@ -61,6 +64,8 @@ __all__ = [
 ]
 
 MODEL_KINDS = ("lightgbm", "torch_mlp")
+ARTIFACT_FORMAT = 1
+"""The ``format`` of the ``artifact.json`` this code writes and reads (``models.ml.artifact``)."""
 
 
 def _check_kind(artifact: Artifact) -> None:
@@ -69,6 +74,42 @@ def _check_kind(artifact: Artifact) -> None:
         raise ArtifactError(
             f"model artifact {artifact.hash} is of kind {kind!r}: one of {', '.join(MODEL_KINDS)}"
         )
+
+
+def check_artifact(artifact: Artifact) -> None:
+    """Refuse (``ArtifactError``, naming the artifact and why) what this code cannot score, when a
+    strategy is built rather than part-way into a run: another ``format`` (a newer Tape's), a kind
+    it has no learner for, features it does not compute at the recorded versions, feature names
+    that do not match them, or a LightGBM model text LightGBM cannot read."""
+    _check_kind(artifact)
+    meta, name = artifact.meta, f"model artifact {artifact.hash}"
+    if meta.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(
+            f"{name} is of format {meta.get('format')!r}; this Tape reads format {ARTIFACT_FORMAT} "
+            "(train it again with this version: tape train)"
+        )
+    try:
+        specs = [spec_from_json(spec) for spec in meta["features"]]
+        for spec in specs:
+            check_version(spec.name, spec.params, spec.version)
+        names = list(meta["feature_names"])
+    except (KeyError, TypeError, ValueError) as error:
+        reason = f"no {error}" if isinstance(error, KeyError) else str(error)
+        raise ArtifactError(f"{name}: its features cannot be computed here: {reason}") from None
+    if len(names) != len(specs):
+        raise ArtifactError(f"{name} names {len(names)} features for its {len(specs)} feature specs")
+    if meta["kind"] == "lightgbm":
+        from models.ml.train import model_features
+
+        try:
+            columns = model_features(artifact.model_text)
+        except Exception as error:  # LightGBM's own error type (or not UTF-8 text)
+            shown = " ".join(str(error).split())
+            raise ArtifactError(f"{name}: LightGBM cannot read its {artifact.model_file}: {shown}") from None
+        if columns != len(names):
+            raise ArtifactError(
+                f"{name}: its model takes {columns} features, its metadata names {len(names)}"
+            )
 
 
 def predict_artifact(artifact: Artifact, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -158,7 +199,7 @@ class ModelRanker:
         self.weight = self.spec.weight
         self.start_day = start_day  # YYYYMMDD: no decision before it (0: from the first scored step)
         self.model = load(Path(artifact_dir), artifact)  # refuses a missing or altered artifact at build time
-        _check_kind(self.model)
+        check_artifact(self.model)
         self.scores = np.zeros((0, 0))
 
     def loaded_models(self) -> list[LoadedModel]:
@@ -200,6 +241,8 @@ class WalkForwardRanker:
         self.strategy_id = strategy_id
         self.start_day = start_day
         self.models = [load(Path(artifact_dir), digest) for digest in artifacts]
+        for model in self.models:
+            check_artifact(model)
         self.windows = [_trading_window(model) for model in self.models]
         for before, after, model in zip(self.windows, self.windows[1:], self.models[1:], strict=False):
             if after[0] <= before[1]:

@@ -37,12 +37,14 @@ __all__ = [
     "FoldResult",
     "TrainedModel",
     "class_labels",
+    "check_params",
     "class_score",
     "classes_of",
     "classification_metrics",
     "design_rows",
     "folds",
     "feature_array",
+    "model_features",
     "predict",
     "predict_proba",
     "predict_scores",
@@ -82,6 +84,22 @@ def classes_of(task: str, label: LabelSpec) -> int:
             "[-0.02, 0.02] for three classes with a dead zone)"
         )
     return len(label.thresholds) + 1
+
+
+def check_params(params: dict[str, Any], num_boost_round: int = 1) -> None:
+    """Raise ``ValueError`` naming the problem unless LightGBM takes these settings (over
+    ``DEFAULT_PARAMS``) and ``num_boost_round``: what ``lightgbm.train`` would refuse part-way
+    into training (``learning_rate = "fast"``: "Unknown token fast") is refused before it."""
+    import lightgbm as lgb
+
+    if num_boost_round < 1:
+        raise ValueError(f"num_boost_round must be at least 1, got {num_boost_round}")
+    rows = np.arange(8, dtype=np.float64).reshape(8, 1)
+    settings = _deterministic(params, 0)
+    try:
+        lgb.Booster(params=settings, train_set=lgb.Dataset(rows, label=rows[:, 0], params=settings))
+    except (lgb.basic.LightGBMError, TypeError, ValueError) as error:
+        raise ValueError(f"LightGBM refuses params {params}: {' '.join(str(error).split())}") from None
 
 
 def _deterministic(params: dict[str, Any], seed: int, classes: int = 0) -> dict[str, Any]:
@@ -203,6 +221,13 @@ def classification_metrics(
 def class_score(proba: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """What a classifier's rows rank by: P(highest class) - P(lowest class), in [-1, 1]."""
     return np.asarray(proba[:, -1] - proba[:, 0], dtype=np.float64)
+
+
+def model_features(model_text: str) -> int:
+    """How many feature columns a LightGBM model text takes (LightGBM's error if it cannot read it)."""
+    import lightgbm as lgb
+
+    return int(lgb.Booster(model_str=model_text).num_feature())
 
 
 def predict(model_text: str, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -25,13 +25,13 @@ from domain.market import Panel
 from domain.markets import Board, cn_price_limits
 from kernel.markets import CN_VENUES
 from kernel.strategy import MarketView
+from models.plugins import number_param
 
 __all__ = ["IntradayRoundTrip", "LimitUpChase"]
 
 
 def _check_weight(weight: float) -> None:
-    if not 0.0 < weight <= 1.0:
-        raise ValueError(f"weight must be in (0, 1], got {weight}")
+    number_param("weight", weight, 0.0, 1.0, above_low=True)
 
 
 def _session_starts(panel: Panel) -> npt.NDArray[np.int64]:

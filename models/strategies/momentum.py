@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 from domain.market import Panel
 from kernel.strategy import MarketView
+from models.plugins import number_param
 
 __all__ = ["MomentumRotation"]
 
@@ -31,6 +32,7 @@ class MomentumRotation:
             raise ValueError(f"need 0 <= skip < lookback, got skip={skip}, lookback={lookback}")
         if top <= 0:
             raise ValueError(f"top must be positive, got {top}")
+        number_param("weight", weight, 0.0, 1.0, above_low=True)  # "1" or true: refused, not run
         self.strategy_id = strategy_id
         self.lookback = lookback
         self.skip = skip

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from domain.market import Panel
 from kernel.strategy import MarketView
+from models.plugins import number_param, whole_param
 
 __all__ = ["OptionLadder"]
 
@@ -35,12 +36,9 @@ class OptionLadder:
         strategy_id: str = "option-ladder",
     ) -> None:
         for name, weight in (("call_weight", call_weight), ("put_weight", put_weight)):
-            if not -1.0 <= weight <= 1.0:
-                raise ValueError(f"{name} must be in [-1, 1], got {weight}")
-        if every < 1:
-            raise ValueError(f"every must be >= 1 session, got {every}")
-        if close_days < 0:
-            raise ValueError(f"close_days must be >= 0, got {close_days}")
+            number_param(name, weight, -1.0, 1.0)
+        whole_param("every", every, 1)  # sessions
+        whole_param("close_days", close_days, 0)
         self.strategy_id = strategy_id
         self.call_weight = call_weight
         self.put_weight = put_weight

@@ -12,6 +12,7 @@ import numpy.typing as npt
 from domain.market import Panel
 from kernel.strategy import MarketView
 from models.features import sma_cross_carry, sma_cross_state_nb, sma_cross_step_nb
+from models.plugins import number_param
 
 __all__ = ["SmaCrossover"]
 
@@ -37,10 +38,8 @@ class SmaCrossover:
             raise ValueError(f"need 0 < fast < slow, got fast={fast}, slow={slow}")
         if slow > SLOW_BARS_MAX:  # each name keeps its last `slow` closes: 1.7e9 raised MemoryError
             raise ValueError(f"slow must be at most {SLOW_BARS_MAX:,} bars, got {slow:,}")
-        if not 0.0 < weight <= 1.0:
-            raise ValueError(f"weight must be in (0, 1], got {weight}")
-        if not 0.0 <= short_weight <= 1.0:
-            raise ValueError(f"short_weight must be in [0, 1], got {short_weight}")
+        number_param("weight", weight, 0.0, 1.0, above_low=True)  # text or a bool: named, not '<' failing
+        number_param("short_weight", short_weight, 0.0, 1.0)
         self.short_weight = short_weight
         self.strategy_id = strategy_id
         self.fast = fast

@@ -297,3 +297,30 @@ def test_alpha158_with_lightgbm_in_qlibs_workflow_and_its_predictions_trade_in_t
     capsys.readouterr()
     with capsys.disabled():
         print(f"alpha158 + LGBModel: {len(saved)} test predictions, {len(fills)} fills, replay matched")
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("2010-01-04,SH600000,abc", "prediction 1's score 'abc' is not a number"),
+        ("2010-13-04,SH600000,0.1", "prediction 1's datetime '2010-13-04' is not a date"),
+        ("2010-01-04,SH600000,", "prediction 1 has no score"),
+        (",SH600000,0.1", "prediction 1 has no datetime"),
+        ("2010-01-04,,0.1", "prediction 1 has no instrument"),
+    ],
+)
+def test_a_csv_cell_that_is_not_a_score_is_refused_by_row(
+    exported: dict[str, object], tmp_path: Path, rows: str, message: str
+) -> None:
+    """A score of 'abc' and a date of 2010-13-04 were Polars' cast errors (tape qlib import:
+    'internal error', exit 70); an empty score was imported as a score (null) and counted."""
+    root = exported["root"]
+    assert isinstance(root, Path)
+    csv = tmp_path / "pred.csv"
+    csv.write_text(f"datetime,instrument,score\n{rows}\n2010-01-05,SH600000,0.2\n")
+    with pytest.raises(QlibBridgeError, match=message):
+        import_qlib_predictions(csv, root / "qlib", tmp_path / "s.parquet")
+    assert not (tmp_path / "s.parquet").exists()
+    csv.write_text("datetime,instrument,score\n2010-01-04 00:00:00,SH600000,1\n20100105,SH600000,0.2\n")
+    import_qlib_predictions(csv, root / "qlib", tmp_path / "s.parquet")  # other date forms, an int score
+    assert pl.read_parquet(tmp_path / "s.parquet").get_column("day").to_list() == [20100104, 20100105]

@@ -207,11 +207,22 @@ def test_budgets_left_out_are_equal_shares_split_exactly(tmp_path: Path) -> None
         ('entry = "json:__doc__"', "is not a class or a function"),
         ('entry = "collections:OrderedDict"', "it has no strategy_id"),
         ('name = "sma_crossover"\nparams = { fast = 30, slow = 10 }', "need 0 < fast < slow"),
-        ('name = "sma_crossover"\nparams = { speed = 3 }',
-         "no parameter 'speed'; it takes fast, slow, weight"),
+        (
+            'name = "sma_crossover"\nparams = { speed = 3 }',
+            "no parameter 'speed'; it takes fast, slow, weight",
+        ),
         ('name = "sma_crossover"\nparams = { fast = 3, slow = 9.5 }', "slow must be a whole number of bars"),
         ('name = "momentum"\nparams = { lookback = 60.0, skip = 5, top = 2 }', "lookback must be a whole"),
         ('name = "momentum"\nparams = { lookback = 60, skip = 5, top = true }', "top must be a whole number"),
+        # these said "'<' not supported between instances of 'float' and 'str'", or were taken
+        # (a bool as a weight of 1; momentum's "1" failed part-way into the run)
+        ('name = "sma_crossover"\nparams = { weight = "0.5" }', "weight must be a number in (0, 1]"),
+        ('name = "sma_crossover"\nparams = { weight = true }', "weight must be a number in (0, 1], got True"),
+        ('name = "sma_crossover"\nparams = { short_weight = "x" }', "short_weight must be a number in [0"),
+        ('name = "momentum"\nparams = { weight = "1" }', "weight must be a number in (0, 1], got '1'"),
+        ('name = "limit_up_chase"\nparams = { weight = "x" }', "weight must be a number in (0, 1]"),
+        ('name = "option_ladder"\nparams = { every = "5" }', "every must be a whole number >= 1, got '5'"),
+        ('name = "sma_crossover"\nparams = { strategy_id = 5 }', "must be a non-empty str, got 5"),
     ],
 )
 def test_strategies_that_cannot_be_built_say_why(tmp_path: Path, table: str, message: str) -> None:
@@ -270,3 +281,98 @@ def test_the_sdk_pages_worked_example_runs_and_replays_as_written(tmp_path: Path
     for args in ((), ("--day", "2015-06-30")):
         again = _tape("replay", str(tmp_path / "journals" / "breakout"), *args, path=tmp_path)
         assert again.returncode == 0 and "replay matched" in again.stdout, again.stdout + again.stderr
+
+
+MISBEHAVING = '''
+import numpy as np
+
+
+class Misbehaving:
+    """Decides once, at step 5, returning what ``kind`` names."""
+
+    def __init__(self, *, kind: str, strategy_id: str = "misbehaving"):
+        self.kind, self.strategy_id = kind, strategy_id
+
+    def schedule(self, panel):
+        return np.array([5], dtype=np.int64)
+
+    def decide(self, view):
+        names = len(view.panel.instruments)
+        if self.kind == "huge":
+            return np.full(names, 1e30)
+        if self.kind == "strings":
+            return np.array(["a"] * names)
+        return np.full(names, 0.1)
+
+    def limit_prices(self, view):
+        close = view.history("last_close", 1)[0]  # NumPy integers: raw prices as they are
+        first = view.panel.instruments[0].instrument_id
+        if self.kind == "float_limit":
+            return {first: float(close[0])}
+        return {first: close[0] * 101 // 100}
+'''
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("huge", "misbehaving at step 5: SYN0001: a weight target of 1e+30 is a weight of 1e+30 times"),
+        ("strings", "misbehaving at step 5: weight targets must be 3 numbers in the universe's column order"),
+        ("float_limit", "misbehaving at step 5: limit_prices must map instrument ids to raw integer prices"),
+    ],
+)
+def test_what_a_strategy_returns_that_cannot_be_used_is_its_error_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+    message: str,
+) -> None:
+    """These were 'internal error: OverflowError / ValueError / TypeError ... (a bug: please
+    report it)', blaming Tape for the strategy's output, with exit 70."""
+    from cli.main import main
+
+    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'run_id = "bad"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
+        f'[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = {{ kind = "{kind}" }}\n'
+    )
+    assert main(["backtest", str(config)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert message in out, out
+    assert "internal error" not in out
+
+
+def test_a_numpy_integer_limit_price_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``close[0] * 101 // 100`` of ``view.history`` is a NumPy integer, refused before."""
+    from cli.main import main
+
+    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'run_id = "ok"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
+        '[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = { kind = "fine" }\n'
+    )
+    assert main(["backtest", str(config)]) == 0
+    with open_journal(tmp_path / "j") as journal:
+        submitted = [e for _, e in journal.events() if isinstance(e, OrderSubmitted)]
+    assert [e.limit_px_raw > 0 for e in submitted].count(True) == 1
+
+
+def test_an_error_naming_an_entry_prints_it_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``strategy no_such_module:X: cannot import`` was printed as ``no_such_module❌ cannot
+    import``: the console read ``:X:`` as an emoji code."""
+    from cli.main import main
+
+    config = _config_file(tmp_path, '[strategy]\nentry = "no_such_module:X"\n')
+    assert main(["backtest", str(config)]) == 2
+    out = capsys.readouterr().out
+    assert "strategy no_such_module:X: cannot import no_such_module" in " ".join(out.split())
+    assert "❌" not in out

@@ -302,6 +302,16 @@ def test_a_torch_classifier_trains_byte_identically_and_its_windows_trade_in_seq
         (("train_bars = 252", "train_bars = 5000"), "0 walk-forward windows"),
         (("seed = 7", 'seed = 7\ntask = "classification"'), "classification needs label thresholds"),
         (("seed = 7", 'seed = 7\ntask = "ranking"'), "task 'ranking' is not one of"),
+        # these were LightGBM's errors once training had begun ('internal error: LightGBMError:
+        # Unknown token fast'), "yes"/"no" a true register_folds, and the label's place said twice
+        (("num_leaves = 7", 'learning_rate = "fast"'), "LightGBM refuses params"),
+        (("num_leaves = 7", "num_leaves = -3"), "LightGBM refuses params"),
+        (("num_boost_round = 60", "num_boost_round = 0"), "num_boost_round must be at least 1, got 0"),
+        (("seed = 7", 'seed = 7\nregister_folds = "no"'), "register_folds must be true or false, got 'no'"),
+        (
+            ("horizon = 10, gap = 1", 'horizon = "10", gap = 1'),
+            "toml: [train].label: horizon must be an integer",
+        ),
     ],
 )
 def test_bad_configurations_are_refused_with_the_reason(
@@ -313,7 +323,9 @@ def test_bad_configurations_are_refused_with_the_reason(
     config.write_text(text.replace(change[0], change[1], 1))
     capsys.readouterr()
     assert main(["train", str(config)]) == 2
-    assert message in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert message in out
+    assert out.count("[train]") <= 1  # where it is, said once
     assert not (workdir / "reg-x").exists()  # nothing registered
 
 

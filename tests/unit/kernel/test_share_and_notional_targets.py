@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from domain.events import OrderFilled, TargetsDecided
 from domain.fixed import RATE_SCALE, Rounding, div_round
+from domain.instruments import notional_minor
 from domain.market import Panel
 from kernel.pipeline import plan_orders
 from kernel.store import open_journal
 from kernel.strategy import MarketView, Notional, Shares
-from kernel.targets import TargetError, targets_e8
+from kernel.targets import WEIGHT_E8_MAX, TargetError, targets_e8
 from sim.backtest import run_backtest
 from tests.factories import SPDB, make_config, make_dataset, one_name_policy
 
@@ -32,7 +33,12 @@ def test_share_targets_size_back_to_exactly_the_lots_asked_for(
     lots: int, px: int, nav: int, budget: int
 ) -> None:
     qty = lots * SPDB.lot_raw
-    targets = targets_e8(Shares(np.array([float(qty)])), [1], {1: SPDB}, {1: px}, nav, budget)
+    try:
+        targets = targets_e8(Shares(np.array([float(qty)])), [1], {1: SPDB}, {1: px}, nav, budget)
+    except TargetError:  # only a weight no journal holds (a budget of a few 1e-8 of the NAV)
+        value = notional_minor(SPDB, abs(qty), px, Rounding.CEILING)
+        assert value * RATE_SCALE * RATE_SCALE > WEIGHT_E8_MAX * nav * budget
+        return
     weight = targets[1]
     part = div_round(abs(weight) * budget, RATE_SCALE, Rounding.CEILING) * (1 if weight >= 0 else -1)
     intents = plan_orders({1: part}, {}, {1: px}, {1: SPDB}, nav)
@@ -58,6 +64,36 @@ def test_notional_targets_round_down_to_whole_lots_and_nan_is_no_target() -> Non
 def test_targets_that_cannot_be_sized_are_refused(decision: object, message: str) -> None:
     with pytest.raises(TargetError, match=message.replace("(", r"\(").replace(")", r"\)")):
         targets_e8(decision, [1], {1: SPDB}, {1: 1000}, 10**8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("decision", "message"),
+    [
+        (np.array(["a"]), "weight targets must be 1 numbers .* got ndarray: could not convert"),
+        ({1: 0.1}, "weight targets must be 1 numbers .* got dict"),
+        ([[0.1], 0.2], "weight targets must be 1 numbers .* got list"),
+        (np.array([True]), "got booleans"),
+        (Shares(np.array([True])), "Shares targets must be 1 numbers .* got booleans"),
+    ],
+)
+def test_targets_that_are_not_numbers_are_refused_by_name(decision: object, message: str) -> None:
+    """A decision of strings or a dict raised numpy's ValueError/TypeError, which the CLI showed
+    as an internal error (a Tape bug); a boolean mask was taken as weights of 1."""
+    with pytest.raises(TargetError, match=message):
+        targets_e8(decision, [1], {1: SPDB}, {1: 1000}, 10**8)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [np.array([1e30]), np.array([-1e12]), Shares(np.array([1e300])), Notional(np.array([-1e300]))],
+)
+def test_targets_beyond_what_a_journal_holds_are_refused(decision: object) -> None:
+    """These gave weights past a signed 64-bit integer: the run died journaling them (msgspec's
+    OverflowError, 'internal error') with the journal cut part-way."""
+    with pytest.raises(TargetError, match="beyond what a journal holds"):
+        targets_e8(decision, [1], {1: SPDB}, {1: 1000}, 10**8)  # type: ignore[arg-type]
+    # the largest weight a journal holds is still a target (the risk stage bounds it)
+    assert targets_e8(np.array([9e10]), [1], {1: SPDB}, {1: 1000}, 10**8) == {1: 9 * 10**18}
 
 
 def test_a_share_target_before_the_first_price_is_refused() -> None:

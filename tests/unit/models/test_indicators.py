@@ -190,6 +190,24 @@ def test_bad_inputs_are_refused() -> None:
         rsi.stream().update(1.0, 2.0)
 
 
+def test_inputs_that_are_not_numbers_are_refused_by_name() -> None:
+    """Text was numpy's ValueError ('could not convert string to float'), not an IndicatorError;
+    an array of numeric strings or a boolean mask was silently read as prices (1.5, 1.0/0.0)."""
+    for bad in (["a", "b"], np.array(["1.5", "2.0"]), np.array([True, False])):
+        with pytest.raises(IndicatorError, match=r"^rsi: close must be numbers: got an array of"):
+            indicator("rsi").batch(bad)
+    with pytest.raises(IndicatorError, match=r"^atr: low must be numbers"):
+        indicator("atr").batch([2.0, 3.0], ["a", "b"], [1.5, 2.5])
+    stream = indicator("rsi", period=2).stream()
+    for bad_bar in ("x", True):
+        with pytest.raises(IndicatorError, match=r"^rsi: a bar's inputs must be numbers, got"):
+            stream.update(bad_bar)
+    assert np.isnan(stream.update(np.int64(3)))  # NumPy numbers are numbers
+    fresh = indicator("rsi", period=2).stream()
+    fresh.update(3.0)
+    assert stream.state.tolist() == fresh.state.tolist()  # the refused bars changed nothing
+
+
 def test_params_and_repr() -> None:
     ind = indicator("bbands", period=10)
     assert ind.params == {"period": 10, "k": 2.0}

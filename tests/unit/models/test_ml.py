@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from models.features.cross_section import TIME_SERIES, FeatureSpec, LookAheadError
-from models.ml.features import feature_matrix, feature_name
+from models.ml.features import feature_matrix, feature_name, spec_to_json
 from models.ml.labels import LabelOverlapError, LabelSpec, check_labels, classify, forward_returns
 from models.ml.registry import ArtifactError, list_artifacts, load, register
 
@@ -234,6 +234,21 @@ def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
     assert "hashes to" in shown.out + shown.err
 
 
+def test_tape_models_on_a_folder_that_is_not_a_registry_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tape models var/us`` (the folder above the registry) said 'no model artifact data
+    under var/us: var/us/data/model.txt is missing', as though an artifact were damaged."""
+    from cli.main import main
+
+    register(tmp_path / "models-registry", "tree\n", {"kind": "lightgbm", "features": []})
+    (tmp_path / "data").mkdir()
+    assert main(["models", str(tmp_path)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"{tmp_path} is not a model registry: it holds data, models-registry, not only artifact" in out
+    assert main(["models", str(tmp_path / "models-registry")]) == 0
+
+
 def test_tape_models_at_60_columns_wraps_the_window_and_keeps_the_ic(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -310,7 +325,8 @@ def test_the_walk_forward_ranker_takes_honest_windows_and_refuses_leaks(tmp_path
     def window(train: tuple[int, int], test: tuple[int, int] | None) -> str:
         model = train_window(rows, names, *train, num_boost_round=5)
         walk = {} if test is None else {"test_start_ts_ns": test[0], "test_end_ts_ns": test[1]}
-        meta = {"kind": "lightgbm", "features": [], "feature_names": names, "walk_forward": walk,
+        meta = {"format": 1, "kind": "lightgbm", "features": [spec_to_json(s) for s in SPECS],
+                "feature_names": names, "walk_forward": walk,
                 "train_window": {"start_ts_ns": train[0], "end_ts_ns": train[1]}}  # fmt: skip
         return register(tmp_path, model.model_text, meta)
 
@@ -335,9 +351,52 @@ def test_the_walk_forward_ranker_takes_honest_windows_and_refuses_leaks(tmp_path
         WalkForwardRanker(artifact_dir=str(tmp_path), artifacts=[])
 
 
+def test_an_artifact_this_code_cannot_score_is_refused_when_the_strategy_is_built(tmp_path: Path) -> None:
+    """A newer Tape's artifact format, a feature version this code does not compute, names that
+    do not match the specs or the model, and model text LightGBM cannot read: each was taken
+    when the strategy was built and failed in ``schedule`` as an internal error ('ValueError:
+    feature ... has no version 9', 'LightGBMError: ...'), or (the format) was traded silently."""
+    from models.ml.strategy import ModelRanker
+    from models.plugins import PluginError, load_strategy
+
+    rows = design_rows(_bars(), SPECS, LabelSpec(5, 1))
+    names = [feature_name(s) for s in SPECS]
+    model = train_window(rows, names, 0, 300 * DAY, num_boost_round=5).model_text
+    good = {
+        "format": 1,
+        "kind": "lightgbm",
+        "features": [spec_to_json(s) for s in SPECS],
+        "feature_names": names,
+    }
+    ModelRanker(artifact_dir=str(tmp_path), artifact=register(tmp_path, model, good), top_k=2)
+    future = [{**spec_to_json(SPECS[1]), "version": 9}]
+    for meta, text, message in [
+        ({**good, "format": 2}, model, "is of format 2; this Tape reads format 1"),
+        ({**good, "features": [spec_to_json(SPECS[0]), *future, spec_to_json(SPECS[2])]}, model,
+         r"its features cannot be computed here: feature volatility .* has no version 9"),
+        ({**good, "features": [{"params": {}}]}, model, "its features cannot be computed here: no 'name'"),
+        ({**good, "feature_names": names[:2]}, model, "names 2 features for its 3 feature specs"),
+        ({**good, "features": good["features"][:2], "feature_names": names[:2]}, model,
+         "its model takes 3 features, its metadata names 2"),
+        (good, "tree\nversion=v9\n", "LightGBM cannot read its model.txt"),
+    ]:  # fmt: skip
+        digest = register(tmp_path, text, meta)
+        with pytest.raises(ArtifactError, match=message):
+            ModelRanker(artifact_dir=str(tmp_path), artifact=digest)
+        with pytest.raises(
+            PluginError, match=f"strategy models.ml.strategy:ModelRanker: model artifact {digest}"
+        ):
+            load_strategy(entry="models.ml.strategy:ModelRanker",
+                          params={"artifact_dir": str(tmp_path), "artifact": digest})  # fmt: skip
+
+
 def test_feature_names_are_unique_per_spec_and_old_names_still_score() -> None:
-    low = FeatureSpec("momentum", {"lookback": 10}, (("winsorise", {"low": 0.01, "high": 0.99}), ("rank", {})))  # noqa: E501
-    wide = FeatureSpec("momentum", {"lookback": 10}, (("winsorise", {"low": 0.05, "high": 0.95}), ("rank", {})))  # noqa: E501
+    low = FeatureSpec(
+        "momentum", {"lookback": 10}, (("winsorise", {"low": 0.01, "high": 0.99}), ("rank", {}))
+    )
+    wide = FeatureSpec(
+        "momentum", {"lookback": 10}, (("winsorise", {"low": 0.05, "high": 0.95}), ("rank", {}))
+    )
     assert feature_name(low) != feature_name(wide)  # both were 'momentum{"lookback":10}|winsorise|rank'
     assert feature_name(low) == 'momentum{"lookback":10}|winsorise{"high":0.99,"low":0.01}|rank'
     # specs whose steps take no parameters keep the names registered artifacts hold

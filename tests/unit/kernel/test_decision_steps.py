@@ -1,0 +1,68 @@
+"""What a strategy's ``schedule`` returns is checked before the run's first record: whole,
+sorted, unique steps inside the panel, or the run is refused naming the strategy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from domain.market import Panel
+from kernel.loop import KernelError
+from kernel.schedules import ScheduleError, decision_steps
+from kernel.store import open_journal
+from sim.backtest import run_backtest
+from tests.factories import Scripted, make_config, make_dataset
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        (None, "schedule returned None"),
+        (np.zeros(20, dtype=bool), "got a boolean mask"),  # was read as steps 0 and 1
+        (np.array([5.5, 7.0]), "not whole numbers"),  # was truncated to 5
+        (np.array([10, 5]), "sorted, unique"),
+        (np.array([5, 5]), "sorted, unique"),
+        (np.array([5, 1_000, 7]), "outside the panel"),  # an IndexError past the end-only check
+        (np.array([5, 9.0e30]), "outside the panel"),
+        (np.array([[5], [7]]), "1-D array"),
+        (np.array(["5"]), "1-D array of step indices, got <U1"),
+    ],
+)
+def test_a_schedule_that_is_not_steps_is_refused_naming_the_strategy(schedule: object, message: str) -> None:
+    with pytest.raises(ScheduleError, match=f"^s1: .*{message}"):
+        decision_steps("s1", schedule, 20)
+
+
+def test_steps_as_a_list_floats_or_nothing_are_taken() -> None:
+    assert decision_steps("s1", [3, 4], 20).tolist() == [3, 4]
+    assert decision_steps("s1", np.array([3.0, 19.0]), 20).tolist() == [3, 19]
+    assert decision_steps("s1", [], 20).dtype == np.int64
+
+
+class _Masked(Scripted):
+    def schedule(self, panel: Panel) -> np.ndarray:  # type: ignore[type-arg]
+        return np.asarray(panel.valid[:, 0])  # a mask, not steps
+
+
+def test_a_run_with_a_masked_schedule_is_refused_before_its_first_record(tmp_path: Path) -> None:
+    config = make_config(make_dataset(tmp_path / "d", symbols=2, bars=30), tmp_path / "j")
+    with pytest.raises(KernelError, match="got a boolean mask"):
+        run_backtest(config, _Masked({}))
+    with open_journal(tmp_path / "j") as journal:
+        assert len(journal) == 0
+
+
+class _Raising(Scripted):
+    def schedule(self, panel: Panel) -> np.ndarray:  # type: ignore[type-arg]
+        raise KeyError("close_adj")
+
+
+def test_a_schedule_that_raises_is_the_strategys_error_before_the_first_record(tmp_path: Path) -> None:
+    """It was 'internal error: KeyError ... (a bug: please report it)', exit 70."""
+    config = make_config(make_dataset(tmp_path / "d", symbols=2, bars=30), tmp_path / "j")
+    with pytest.raises(KernelError, match=r": its schedule raised KeyError: 'close_adj'"):
+        run_backtest(config, _Raising({}))
+    with open_journal(tmp_path / "j") as journal:
+        assert len(journal) == 0
