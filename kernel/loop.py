@@ -654,7 +654,9 @@ class Kernel:
         )
         self._kill.observe_nav(step, ts_ns, nav)
         self._kill.observe_data_age(step, ts_ns, targets)
-        held = current_weights(self.state.positions, prices, self._instruments, nav, navs)
+        held = self.valuation.notional_weights(step, nav)  # from the values of the NAV above
+        if held is None:
+            held = current_weights(self.state.positions, prices, self._instruments, nav, navs)
         positions = self.state.positions
         others: dict[int, int] = {}
         own_verdicts: list[RuleVerdict] = []
@@ -857,7 +859,7 @@ class Kernel:
         if self.valuation.currencies is None:
             cash = self.valuation.cash_minor()
             nav = cash + sum(values.values())
-            gross = sum(abs(v) for v in exposures.values())
+            gross = sum(map(abs, exposures.values()))
             marks = None
         else:  # several currencies: each converted once at the day's rate, summed in the base
             marks = self.valuation.currency_marks(step, values)
