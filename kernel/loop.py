@@ -628,7 +628,8 @@ class Kernel:
             return False
         limit_px = strategy_limit_prices(strategy, view)
         sid = strategy.strategy_id
-        nav = self.valuation.nav_minor(step)
+        values = self.valuation.position_values(step)
+        nav = self.valuation.nav_minor(step, values)
         prices = self.valuation.prices(step)
         budget = RATE_SCALE if sleeve is None else sleeve.budget_e8
         navs = self.valuation.nav_by_instrument(step, nav)  # several currencies: NAV in each
@@ -654,7 +655,7 @@ class Kernel:
         )
         self._kill.observe_nav(step, ts_ns, nav)
         self._kill.observe_data_age(step, ts_ns, targets)
-        held = self.valuation.notional_weights(step, nav)  # from the values of the NAV above
+        held = self.valuation.notional_weights(values, nav)  # the notionals of the NAV above
         if held is None:
             held = current_weights(self.state.positions, prices, self._instruments, nav, navs)
         positions = self.state.positions

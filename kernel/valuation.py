@@ -52,10 +52,13 @@ class Valuation:
     def cash_minor(self) -> int:
         return self._state.balances.get(self._cash_account, 0)
 
-    def nav_minor(self, step: int) -> int:
+    def nav_minor(self, step: int, values: dict[int, int] | None = None) -> int:
+        """The NAV at ``step``; ``values``: the step's ``position_values``, already computed."""
+        if values is None:
+            values = self.position_values(step)
         if self.currencies is not None:
-            return sum(mark.nav_base_minor for mark in self.currency_marks(step))
-        return self.cash_minor() + sum(self.position_values(step).values())
+            return sum(mark.nav_base_minor for mark in self.currency_marks(step, values))
+        return self.cash_minor() + sum(values.values())
 
     def currency_marks(self, step: int, values: dict[int, int] | None = None) -> list[CurrencyMark]:
         """Per currency: cash, position values, NAV and NAV in the base (several currencies)."""
@@ -115,16 +118,15 @@ class Valuation:
         self._kept = (step, row, held, ids, [instruments[iid] for iid in ids], dict(values))
         return values
 
-    def notional_weights(self, step: int, nav_minor: int) -> dict[int, int] | None:
-        """``kernel.pipeline.current_weights`` of the held positions at ``step``'s last closes,
-        from the position values the step's NAV was computed from (the same notionals, no
-        second pass over the instruments); None where a value is not the notional (a mark in
-        effect, a daily-settled position, several currencies): the caller computes them."""
+    def notional_weights(self, values: dict[int, int], nav_minor: int) -> dict[int, int] | None:
+        """``kernel.pipeline.current_weights`` of the held positions, from ``values``: this
+        step's ``position_values``, the positions unchanged since (the notionals, no second
+        pass over the instruments); None where a value is not the notional (a mark in effect,
+        a daily-settled position, several currencies): the caller computes them."""
         if self.marks.active or self.currencies is not None:
             return None
-        values = self.position_values(step)
         terms = self._terms
-        if any(terms[iid][4] for iid in values):
+        if not all(map(terms.__contains__, values)) or any(terms[iid][4] for iid in values):
             return None
         if nav_minor <= 0:
             return {}
