@@ -23,6 +23,7 @@ matters, not per bar.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import is_
 
 import numpy as np
 
@@ -45,6 +46,7 @@ from domain.fixed import RATE_SCALE, Rounding
 from domain.fx import FxError, to_base_minor
 from domain.ledger import capital_postings, cash_account, conversion_postings
 from domain.market import Panel
+from domain.orders import Order
 from domain.riskrules import RuleVerdict, initial_state
 from kernel.account import BuyingPower, currency_conflicts
 from kernel.adoption import Adoptions, adopt
@@ -239,6 +241,9 @@ class Kernel:
             )
         except ValueError as error:
             raise KernelError(str(error)) from None
+        # The venue's answer to next_activity within the current step: (step, the open orders
+        # it was asked about, the answer); ``_step`` forgets it (``_venue_next_in_step``).
+        self._venue_asked: tuple[int, list[Order], int] = (-1, [], NO_ACTIVITY)
         self._start_stream(arrived)
 
     def _own_steps(self, *, streaming: bool) -> tuple[Decisions, OperatorCommands]:
@@ -507,21 +512,22 @@ class Kernel:
     def _step(self, step: int, venue_next: int) -> int:
         """One step that matters: market events, decision, day end. Returns the venue's next
         activity step."""
+        self._venue_asked = (-1, [], NO_ACTIVITY)  # rows may have arrived since the last step
         venue_next = self._step_market(step, venue_next)
         if self._margin_bars[step] and self._margin_at_bar(step):
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         if self._day_end[step] and self.state.open_orders:
             # Day orders of the session end at its close, before a decision taken at the close.
             self.desk.expire_day_orders(step)
             if self._router is not None:
                 self._router.work(step)  # expired children roll their remainders
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         if self._decisions.any[step] and self._decide(step):
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         if self._router is not None and self._router.work(step):
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         if self._kill.flattening and self._kill.flatten(step, self.valuation.prices(step)):
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         if self._day_end[step]:
             self.state.next_step = step + 1
             if self._expiries is not None:  # options expiring this session, before the mark
@@ -530,22 +536,22 @@ class Kernel:
                 except ValueError as error:
                     raise KernelError(str(error)) from None
             self._close_day(step)
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         return venue_next
 
     def _step_market(self, step: int, venue_next: int) -> int:
         """What happens to the book before a decision: corporate actions on their ex-date,
         fills, liquidations, funding, operator commands."""
         if self._corporate.mask[step] and self._corporate.apply(step, self.desk):
-            venue_next = self._venue_next(step - 1)  # cancelled orders no longer fill here
+            venue_next = self._venue_next_in_step(step - 1)  # cancelled orders no longer fill here
         if venue_next <= step:
             if self._inbox is not None:
                 self._inbox.deliver(step)
             else:
                 self.desk.match(step)
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         if self._liquidation is not None and self._liquidation.check(step):
-            venue_next = self._venue_next(step)
+            venue_next = self._venue_next_in_step(step)
         self._carry.funding(step)
         if self._commands.mask[step] or self._adoptions.mask[step]:
             self._commanded(step)
@@ -603,6 +609,23 @@ class Kernel:
             return NO_ACTIVITY
         return self.setup.venue.next_activity(step, list(self.state.open_orders.values()))
 
+    def _venue_next_in_step(self, step: int) -> int:
+        """``_venue_next`` within one ``_step``: asked again about the very same open orders (the
+        day close after a decision or a fill, when the close sent nothing), the venue's answer
+        earlier in the step is given again (``next_activity`` is a function of the step and the
+        orders, ``kernel.venue.VenuePort``). ``_step`` forgets it: rows may arrive between steps."""
+        if self._inbox is not None:
+            return self._inbox.next_step(step)
+        if not self.state.open_orders:
+            return NO_ACTIVITY
+        orders = list(self.state.open_orders.values())
+        asked = self._venue_asked
+        if asked[0] == step and len(asked[1]) == len(orders) and all(map(is_, asked[1], orders)):
+            return asked[2]
+        found = self.setup.venue.next_activity(step, orders)
+        self._venue_asked = (step, orders, found)
+        return found
+
     # --- decision ------------------------------------------------------------------------
 
     def _decide(self, step: int) -> bool:
@@ -629,7 +652,8 @@ class Kernel:
             return False
         limit_px = strategy_limit_prices(strategy, view)
         sid = strategy.strategy_id
-        nav = self.valuation.nav_minor(step)
+        values = self.valuation.position_values(step)
+        nav = self.valuation.nav_minor(step, values)
         prices = self.valuation.prices(step)
         budget = RATE_SCALE if sleeve is None else sleeve.budget_e8
         navs = self.valuation.nav_by_instrument(step, nav)  # several currencies: NAV in each
@@ -655,7 +679,9 @@ class Kernel:
         )
         self._kill.observe_nav(step, ts_ns, nav)
         self._kill.observe_data_age(step, ts_ns, targets)
-        held = current_weights(self.state.positions, prices, self._instruments, nav, navs)
+        held = self.valuation.notional_weights(values, nav)  # the notionals of the NAV above
+        if held is None:
+            held = current_weights(self.state.positions, prices, self._instruments, nav, navs)
         positions = self.state.positions
         others: dict[int, int] = {}
         own_verdicts: list[RuleVerdict] = []
@@ -858,7 +884,7 @@ class Kernel:
         if self.valuation.currencies is None:
             cash = self.valuation.cash_minor()
             nav = cash + sum(values.values())
-            gross = sum(abs(v) for v in exposures.values())
+            gross = sum(map(abs, exposures.values()))
             marks = None
         else:  # several currencies: each converted once at the day's rate, summed in the base
             marks = self.valuation.currency_marks(step, values)

@@ -148,6 +148,7 @@ class RiskStage:
         self._instruments = instruments
         sectors = sorted({inst.sector for inst in instruments.values() if inst.sector})
         countries = sorted({inst.country for inst in instruments.values() if inst.country})
+        self._grouped = bool(sectors or countries)  # some name in a sector or a country
         sector_id = {name: index for index, name in enumerate(sectors)}
         country_id = {name: index for index, name in enumerate(countries)}
         self._sector = {iid: sector_id.get(inst.sector, -1) for iid, inst in instruments.items()}
@@ -179,21 +180,22 @@ class RiskStage:
         # A held position can be worth more than 20x a NAV that losses have shrunk: it enters
         # the rules at the bound (a rule that acts then cuts it from there, toward zero).
         bound = LIMIT_E8_MAX
-        held = {
-            iid: weight if -bound <= weight <= bound else max(-bound, min(bound, weight))
-            for iid, weight in held.items()
-        }
+        if held and (max(held.values()) > bound or min(held.values()) < -bound):
+            held = {iid: max(-bound, min(bound, weight)) for iid, weight in held.items()}
         implied = dict(held)
         implied.update(targets)
         ids = sorted(implied)
-        weights = [implied[iid] for iid in ids]
+        weights = list(map(implied.__getitem__, ids))
         key = (tuple(ids), tuple(weights))
         known = self._passed.get(key)
         if known is not None:
             return dict(targets), list(known)
-        sectors = [self._sector[iid] for iid in ids]
-        countries = [self._country[iid] for iid in ids]
-        perps = [self._perp[iid] for iid in ids]
+        perps = [self._perp[iid] for iid in ids]  # (a name outside the universe: KeyError)
+        if self._grouped:
+            sectors = [self._sector[iid] for iid in ids]
+            countries = [self._country[iid] for iid in ids]
+        else:  # no name has a sector or a country: every group id is -1
+            sectors, countries = [-1] * len(ids), [-1] * len(ids)
         passed = evaluate_within_limits(weights, sectors, countries, perps, self.policy)
         if passed is not None:  # nothing to change: every target as asked
             if len(self._passed) >= PASSED_CACHE_MAX:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import is_
 
 from domain.events import CurrencyMark
-from domain.fixed import div_half_even
+from domain.fixed import RATE_SCALE, div_half_even
 from domain.futures import is_daily_settled
 from domain.instruments import Instrument, notional_factors
 from domain.ledger import Position, cash_account
@@ -42,17 +43,22 @@ class Valuation:
         self._factors: dict[int, tuple[Instrument, tuple[int, int, bool]]] = {}
         # The last position values and what they were computed from (``position_values``).
         self._kept: tuple[
-            int, list[int], list[tuple[int, Position]], list[tuple[int, Instrument]], dict[int, int]
+            int, list[int], list[tuple[int, Position]], list[int], list[Instrument | None], dict[int, int]
         ]
-        self._kept = (-1, [], [], [], {})
+        self._kept = (-1, [], [], [], [], {})
+        # Per instrument: (the instrument object, factor, divisor, column, daily-settled).
+        self._terms: dict[int, tuple[Instrument, int, int, int, bool]] = {}
 
     def cash_minor(self) -> int:
         return self._state.balances.get(self._cash_account, 0)
 
-    def nav_minor(self, step: int) -> int:
+    def nav_minor(self, step: int, values: dict[int, int] | None = None) -> int:
+        """The NAV at ``step``; ``values``: the step's ``position_values``, already computed."""
+        if values is None:
+            values = self.position_values(step)
         if self.currencies is not None:
-            return sum(mark.nav_base_minor for mark in self.currency_marks(step))
-        return self.cash_minor() + sum(self.position_values(step).values())
+            return sum(mark.nav_base_minor for mark in self.currency_marks(step, values))
+        return self.cash_minor() + sum(values.values())
 
     def currency_marks(self, step: int, values: dict[int, int] | None = None) -> list[CurrencyMark]:
         """Per currency: cash, position values, NAV and NAV in the base (several currencies)."""
@@ -76,25 +82,63 @@ class Valuation:
         closes, the positions (immutable values) and the very instrument objects."""
         held = sorted(self._state.positions.items())
         kept = self._kept
-        row = None
-        if not self.marks.active:
-            row = self._panel.last_close[step].tolist()
-            if kept[0] == step and kept[1] == row and kept[2] == held and self._same_instruments(kept[3]):
-                return dict(kept[4])
-        price = self._price_of(step)
+        if self.marks.active:
+            price = self._price_of(step)
+            values = {}
+            for iid, position in held:
+                factor, divisor, settled = self._factors_of(iid)
+                value = div_half_even(position.qty_raw * price(iid) * factor, divisor)
+                values[iid] = value - position.cost_minor if settled else value
+            return values
+        row = self._panel.last_close[step].tolist()
+        instruments = self._instruments
+        if (
+            kept[0] == step
+            and kept[1] == row
+            and kept[2] == held
+            and all(map(is_, map(instruments.get, kept[3]), kept[4]))
+        ):
+            return dict(kept[5])
+        terms = self._terms
         values = {}
-        for iid, position in held:
-            factor, divisor, settled = self._factors_of(iid)
-            value = div_half_even(position.qty_raw * price(iid) * factor, divisor)
+        for iid, position in held:  # div_half_even inlined: the kernel's most frequent loop
+            instrument = instruments[iid]
+            term = terms.get(iid)
+            if term is None or term[0] is not instrument:
+                factor, divisor, settled = self._factors_of(iid)
+                term = terms[iid] = (instrument, factor, divisor, self.columns[iid], settled)
+            _, factor, divisor, column, settled = term
+            value, remainder = divmod(position.qty_raw * row[column] * factor, divisor)
+            if remainder:
+                twice = 2 * remainder
+                if twice > divisor or (twice == divisor and value & 1):
+                    value += 1
             values[iid] = value - position.cost_minor if settled else value
-        if row is not None:
-            instruments = [(iid, self._instruments[iid]) for iid, _ in held]
-            self._kept = (step, row, held, instruments, dict(values))
+        ids = [iid for iid, _ in held]
+        self._kept = (step, row, held, ids, [instruments[iid] for iid in ids], dict(values))
         return values
 
-    def _same_instruments(self, kept: list[tuple[int, Instrument]]) -> bool:
-        instruments = self._instruments
-        return all(instruments.get(iid) is instrument for iid, instrument in kept)
+    def notional_weights(self, values: dict[int, int], nav_minor: int) -> dict[int, int] | None:
+        """``kernel.pipeline.current_weights`` of the held positions, from ``values``: this
+        step's ``position_values``, the positions unchanged since (the notionals, no second
+        pass over the instruments); None where a value is not the notional (a mark in effect,
+        a daily-settled position, several currencies): the caller computes them."""
+        if self.marks.active or self.currencies is not None:
+            return None
+        terms = self._terms
+        if not all(map(terms.__contains__, values)) or any(terms[iid][4] for iid in values):
+            return None
+        if nav_minor <= 0:
+            return {}
+        weights = {}
+        for iid, value in values.items():
+            weight, remainder = divmod(value * RATE_SCALE, nav_minor)
+            if remainder:
+                twice = 2 * remainder
+                if twice > nav_minor or (twice == nav_minor and weight & 1):
+                    weight += 1
+            weights[iid] = weight
+        return weights
 
     def exposures(self, step: int) -> dict[int, int]:
         """Positions' signed notionals at the last close or mark (gross exposure)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -26,7 +27,6 @@ from domain.events import (
     OrderFilled,
     PostingRecord,
     RunStarted,
-    event_kind,
 )
 from domain.fixed import Rounding, from_decimal_text, minor_digits
 from domain.fx import to_base_minor
@@ -45,19 +45,41 @@ __all__ = [
 ]
 
 
+_currency_of = operator.attrgetter("currency")
+_ACCOUNT_PARTS: dict[str, tuple[str, str]] = {}  # account -> its first two parts (fee lines)
+_REALIZED: dict[str, str] = {}  # currency -> its realised-PnL account
+_KEPT_MAX = 4096
+
+
+def _account_parts(account: str) -> tuple[str, str]:
+    """(section, kind) of an account name, e.g. ("expenses", "commission"), kept per name."""
+    section, kind = account.split(":")[:2]
+    if len(_ACCOUNT_PARTS) >= _KEPT_MAX:
+        _ACCOUNT_PARTS.clear()
+    _ACCOUNT_PARTS[account] = (section, kind)
+    return section, kind
+
+
+def _realized_account(currency: str) -> str:
+    """``domain.ledger.realized_account``, kept per currency."""
+    account = _REALIZED.get(currency)
+    if account is None:
+        if len(_REALIZED) >= _KEPT_MAX:
+            _REALIZED.clear()
+        account = _REALIZED[currency] = realized_account(currency)
+    return account
+
+
 class NoRunStarted(ValueError):
     """The journal holds no ``run.started.v1``: empty (a run stopped before its first commit) or
     not a run's journal. There are no figures to report."""
 
 
-_DECODED = {
-    "day.closed.v1",
-    "order.filled.v1",
-    "ledger.posted.v1",
-    "run.started.v1",
-    "dataset.referenced.v1",
-    "book.currencies_marked.v1",
-}
+_DECODED_TYPES = frozenset(
+    {DayClosed, OrderFilled, LedgerPosted, RunStarted, DatasetReferenced, CurrenciesMarked}
+)
+"""The events the figures are folded from; every other record is only counted."""
+_DECODED = frozenset(cls.__struct_config__.tag for cls in _DECODED_TYPES)
 
 
 @dataclass(frozen=True)
@@ -214,7 +236,7 @@ class _Fold:
                 self.pending.append(event)
         elif isinstance(event, LedgerPosted):
             closes = self.closing.closes(event)
-            if all(p.currency == self.base for p in event.postings):
+            if all(map(self.base.__eq__, map(_currency_of, event.postings))):
                 self._posted(event, closes, {})
             else:
                 self.pending.append((event, closes))
@@ -277,16 +299,22 @@ class RunFold:
 
     def __init__(self) -> None:
         self._fold = _Fold()
+        self._by_type: dict[type, int] = {}  # counted by event class, named at the report
 
     def add(self, event: Event) -> None:
-        kind = event_kind(event)
-        counts = self._fold.counts
-        counts[kind] = counts.get(kind, 0) + 1
-        if kind in _DECODED:
+        cls = type(event)
+        by_type = self._by_type
+        by_type[cls] = by_type.get(cls, 0) + 1
+        if cls in _DECODED_TYPES:
             self._fold.apply(event)
 
     def report_and_navs(self) -> tuple[RunReport, list[tuple[int, int]]]:
         fold = self._fold
+        counts = fold.counts
+        for cls, count in self._by_type.items():
+            kind = cls.__struct_config__.tag
+            counts[kind] = counts.get(kind, 0) + count
+        self._by_type.clear()
         return _report(fold), list(zip(fold.days, fold.navs, strict=True))
 
 
@@ -343,10 +371,15 @@ def closing_trade_pnl(event: LedgerPosted, closes: bool = False) -> int | None:
     closed exactly at cost: the ledger makes no posting of a zero realised PnL."""
     if not event.memo.startswith("fill "):
         return None
-    realised = sum(p.amount_minor for p in event.postings if p.account == realized_account(p.currency))
+    realised = fees = 0
+    for posting in event.postings:
+        account = posting.account
+        if account.startswith("expenses:"):
+            fees += posting.amount_minor
+        elif account == _realized_account(posting.currency):
+            realised += posting.amount_minor
     if not realised and not closes:
         return None
-    fees = sum(p.amount_minor for p in event.postings if p.account.startswith("expenses:"))
     return -realised - fees
 
 
@@ -380,7 +413,10 @@ def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
     their total; perpetual funding (paid or received) is its own line, not a fee."""
     total = 0
     for posting in event.postings:
-        section, kind = posting.account.split(":")[:2]
+        parts = _ACCOUNT_PARTS.get(posting.account)
+        if parts is None:
+            parts = _account_parts(posting.account)
+        section, kind = parts
         if kind == "funding" and section in ("expenses", "income"):
             fee_lines["funding (net paid)"] = fee_lines.get("funding (net paid)", 0) + posting.amount_minor
         elif section == "expenses":
