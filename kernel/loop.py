@@ -85,6 +85,7 @@ from kernel.strategy import (
     Notional,
     Shares,
     Strategy,
+    strategy_decision,
     strategy_limit_prices,
     strategy_models,
 )
@@ -647,7 +648,7 @@ class Kernel:
         submitted. With a ``sleeve`` (several strategies) its weights are fractions of its
         budget, the risk policy sees the combined book, and its orders move its own positions."""
         view = MarketView(self._panel, step)
-        decision = strategy.decide(view)
+        decision = strategy_decision(strategy, view)
         if decision is None:
             return False
         limit_px = strategy_limit_prices(strategy, view)

@@ -33,6 +33,7 @@ __all__ = [
     "Strategy",
     "StrategyError",
     "scheduled_rows",
+    "strategy_decision",
     "strategy_limit_prices",
     "strategy_models",
 ]
@@ -144,6 +145,27 @@ class LimitPricing(Protocol):
     def limit_prices(self, view: MarketView) -> dict[int, int] | None: ...
 
 
+def _where(strategy: object, view: MarketView) -> str:
+    return f"{getattr(strategy, 'strategy_id', type(strategy).__name__)} at step {view.step}"
+
+
+def _raised(strategy: object, view: MarketView, method: str, error: Exception) -> StrategyError:
+    """An exception out of the strategy's own code, as its error in one line (the original
+    chained, for a traceback), not as Tape's internal error."""
+    return StrategyError(f"{_where(strategy, view)}: {method} raised {type(error).__name__}: {error}")
+
+
+def strategy_decision(strategy: Strategy, view: MarketView) -> Decision | None:
+    """``strategy.decide(view)``; an exception it raises is a ``StrategyError`` naming the
+    strategy and the step (the run stops there, as on any refused decision)."""
+    try:
+        return strategy.decide(view)
+    except StrategyError:
+        raise
+    except Exception as error:
+        raise _raised(strategy, view, "decide", error) from error
+
+
 def strategy_limit_prices(strategy: object, view: MarketView) -> dict[int, int]:
     """The strategy's limit prices for this decision ({} when it has none): ids and prices as
     Python ints (a NumPy integer, as ``view.history`` gives, is one); anything else is a
@@ -151,10 +173,15 @@ def strategy_limit_prices(strategy: object, view: MarketView) -> dict[int, int]:
     method = getattr(strategy, "limit_prices", None)
     if method is None:
         return {}
-    prices = method(view)
+    try:
+        prices = method(view)
+    except StrategyError:
+        raise
+    except Exception as error:
+        raise _raised(strategy, view, "limit_prices", error) from error
     if prices is None or (isinstance(prices, Mapping) and not prices):
         return {}
-    where = f"{getattr(strategy, 'strategy_id', type(strategy).__name__)} at step {view.step}"
+    where = _where(strategy, view)
     if not isinstance(prices, Mapping):
         raise StrategyError(
             f"{where}: limit_prices must return {{instrument_id: raw integer price}}, "

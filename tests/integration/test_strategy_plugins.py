@@ -298,6 +298,8 @@ class Misbehaving:
 
     def decide(self, view):
         names = len(view.panel.instruments)
+        if self.kind == "raises":
+            return {"a": 1}["b"]
         if self.kind == "huge":
             return np.full(names, 1e30)
         if self.kind == "strings":
@@ -309,6 +311,8 @@ class Misbehaving:
         first = view.panel.instruments[0].instrument_id
         if self.kind == "float_limit":
             return {first: float(close[0])}
+        if self.kind == "limit_raises":
+            return {first: int(close[0]) // 0}
         return {first: close[0] * 101 // 100}
 '''
 
@@ -319,6 +323,8 @@ class Misbehaving:
         ("huge", "misbehaving at step 5: SYN0001: a weight target of 1e+30 is a weight of 1e+30 times"),
         ("strings", "misbehaving at step 5: weight targets must be 3 numbers in the universe's column order"),
         ("float_limit", "misbehaving at step 5: limit_prices must map instrument ids to raw integer prices"),
+        ("raises", "misbehaving at step 5: decide raised KeyError: 'b'"),
+        ("limit_raises", "misbehaving at step 5: limit_prices raised ZeroDivisionError: integer division"),
     ],
 )
 def test_what_a_strategy_returns_that_cannot_be_used_is_its_error_in_one_line(
