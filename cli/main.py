@@ -424,6 +424,8 @@ def _run(args: argparse.Namespace) -> int:
         _print_error(args, error)
         return EXIT_DAMAGED
     except _USER_ERRORS as error:
+        if os.environ.get("TAPE_TRACEBACK") and error.__cause__ is not None:
+            raise  # the error wraps another (a strategy's own exception): its traceback
         _print_error(args, error)
         return EXIT_REFUSED
     except VenueError as error:  # tape paper / live: what was committed stays; --resume carries on

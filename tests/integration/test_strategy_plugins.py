@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -350,6 +351,30 @@ def test_what_a_strategy_returns_that_cannot_be_used_is_its_error_in_one_line(
     out = " ".join(capsys.readouterr().out.split())
     assert message in out, out
     assert "internal error" not in out
+
+
+def test_tape_traceback_shows_where_the_strategy_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one line names the exception; TAPE_TRACEBACK=1 gives the strategy's own traceback."""
+    from cli.main import main
+    from kernel.strategy import StrategyError
+
+    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("TAPE_TRACEBACK", "1")
+    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'run_id = "bad"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
+        '[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = { kind = "raises" }\n'
+    )
+    with pytest.raises(StrategyError) as raised:
+        main(["backtest", str(config)])
+    cause = raised.value.__cause__
+    assert isinstance(cause, KeyError) and cause.__traceback__ is not None
+    frames = traceback.extract_tb(cause.__traceback__)
+    assert frames[-1].filename.endswith("user_misbehaving.py") and frames[-1].name == "decide"
 
 
 def test_a_numpy_integer_limit_price_is_sent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
