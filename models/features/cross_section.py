@@ -135,9 +135,12 @@ def time_series(frame: pl.DataFrame, name: str, params: dict[str, Any], version:
 
 
 def _present(column: str) -> pl.Expr:
-    """The column as float with NaN as null: a missing value, skipped by every statistic below
-    (Polars' aggregations skip null, not NaN) and missing (null) in that row's output."""
-    return pl.col(column).cast(pl.Float64).fill_nan(None)
+    """The column as float with NaN and +-inf as null: a missing value, skipped by every
+    statistic below (Polars' aggregations skip null, not NaN) and missing (null) in that row's
+    output. An infinity (``log_dollar_volume`` of a bar of no volume: log 0) made its whole
+    timestamp's z-scores and residuals NaN, and passed a winsorise unclipped."""
+    value = pl.col(column).cast(pl.Float64)
+    return pl.when(value.is_finite()).then(value).otherwise(None)
 
 
 def cs_rank(frame: pl.DataFrame, column: str = "value") -> pl.DataFrame:
@@ -308,6 +311,8 @@ class FeatureSpec:
                                       "inputs": inputs_hash}  # fmt: skip
         if self.resolved_version > 1:
             definition["version"] = self.resolved_version
+        if self.steps:  # the steps read +-inf as missing (a folder written before did not)
+            definition["missing"] = "non-finite"
         text = json.dumps(definition, sort_keys=True)
         return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
