@@ -434,11 +434,21 @@ class CockpitApp(App[None]):
             if not strategy:
                 self.set_status(f"{command}: type the strategy id first")
                 return
-        try:
-            self.set_status(sender.send(command, "from the cockpit", strategy))
-        except (OSError, ValueError) as error:
-            self.set_status(f"{command} not sent: {error}")
-        views.show_command_buttons(self)
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.set_status(f"{command} not sent")
+                return
+            try:
+                self.set_status(sender.send(command, "from the cockpit", strategy))
+            except (OSError, ValueError) as error:
+                self.set_status(f"{command} not sent: {error}")
+            views.show_command_buttons(self)
+
+        # a command changes what a live session does (flatten closes the book): asked first
+        self.push_screen(
+            ConfirmScreen(escape(command_question(command, strategy, self.sources.journal))), answered
+        )
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         if message.input.id == "blotter-filter":
@@ -552,6 +562,25 @@ class CockpitApp(App[None]):
             return False
         self.tape_index = index
         return True
+
+
+COMMAND_EFFECTS = {
+    "halt": "its kill switch trips: no new risk until rearm",
+    "flatten": "its kill switch trips and the book is flattened: orders close every position",
+    "rearm": "its kill switch is armed again: the strategies may take risk again",
+    "pause": "the strategy {strategy!r} takes no decisions until resume (its positions and orders stay)",
+    "resume": "the strategy {strategy!r} decides again",
+}
+
+
+def command_question(command: str, strategy: str, journal: Path) -> str:
+    """What the confirmation of an operator command asks: what it does, to which session."""
+    effect = COMMAND_EFFECTS[command].format(strategy=strategy)
+    return (
+        f"Send {command}{f' {strategy}' if strategy else ''} to the session writing {journal}?\n"
+        f"{effect[0].upper()}{effect[1:]}. The session journals the command as it reads it and "
+        "applies it at its next step."
+    )
 
 
 def cockpit_app(journal: Path, **sources: object) -> CockpitApp:
