@@ -36,7 +36,7 @@ from tui.tail import TailFilter, TailPage, parse_jump
 __all__ = ["TABS", "CockpitApp"]
 
 ALERTS_POLL_S = 1.0  # the alert state is read at most this often (tape alerts follow writes it)
-FOLLOWED_SCREENS = frozenset({"centre", "orders", "journal"})  # refilled as the journal grows
+FOLLOWED_SCREENS = frozenset({"centre", "orders", "positions", "journal"})  # refilled as it grows
 
 T = TypeVar("T")
 
@@ -304,6 +304,8 @@ class CockpitApp(App[None]):
             views.show_centre(self)
         elif screen == "orders":
             views.show_orders(self)
+        elif screen == "positions":  # the book of the last day snapshot, which a close replaces
+            views.show_positions(self)
         elif screen == "journal" and self.data.tail is not None and self.data.tail.follows:
             views.show_tail(self, self.data.tail)  # the last records: the poll appended the new ones
 

@@ -692,3 +692,38 @@ def test_a_day_tape_of_several_currencies_is_the_journals_nav_and_cash(two_curre
             book = tape.book_at(index)
             assert tape.nav_minor(book, tape.prices_at(index, marks)) == close.nav_minor
             assert tape.cash_minor(book) == close.cash_minor
+
+
+@pytest.mark.asyncio
+async def test_the_positions_screen_follows_the_day_closes_of_a_growing_journal(
+    journal: Path, tmp_path: Path
+) -> None:
+    """On display while another writer appends days, the positions screen shows the book of the
+    newest day snapshot (it stayed on the day it was opened at until shown again)."""
+    events = [event for _, event in events_of(journal)]
+    growing = tmp_path / "growing.sqlite"
+    writer = open_journal(growing, writable=True)
+    half = len(events) // 2
+    for event in events[:half]:
+        writer.append(event)
+    writer.commit()
+    snapshots = [event for event in events if isinstance(event, StateSnapshotted)]
+    first = [event for event in events[:half] if isinstance(event, StateSnapshotted)][-1]
+    app = CockpitApp(cockpit_sources(growing, follow=True, poll_interval_s=0.05))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        await pilot.press("3")
+        await until(pilot, lambda: app.data.marks is not None)
+        assert f"book at the close of {first.day // 10000}-" in text(app, "#positions-head")
+        assert first.day != snapshots[-1].day
+        for event in events[half:]:
+            writer.append(event)
+        writer.commit()
+        await until(pilot, lambda: app.data.overview.records == len(events))
+        last = snapshots[-1].day
+        day = f"{last // 10000}-{last // 100 % 100:02d}-{last % 100:02d}"
+        await until(pilot, lambda: f"book at the close of {day}" in text(app, "#positions-head"), 10)
+        shown = {row["symbol"]: row["qty"] for row in rows(app, "#positions-table")}
+        held = {app.data.symbol(p.instrument_id) for p in snapshots[-1].snapshot.positions if p.qty_raw}
+        assert set(shown) == held
+    writer.close()
