@@ -35,6 +35,7 @@ from tui.tail import TailFilter, TailPage, parse_jump
 
 __all__ = ["TABS", "CockpitApp"]
 
+TABS_WIDE = 82  # the eight tab labels with a space either side ("1 Centre" .. "8 Commands")
 ALERTS_POLL_S = 1.0  # the alert state is read at most this often (tape alerts follow writes it)
 FOLLOWED_SCREENS = frozenset({"centre", "orders", "positions", "journal"})  # refilled as it grows
 
@@ -46,6 +47,8 @@ class CockpitApp(App[None]):
 
     TITLE = "Tape cockpit"
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")
+    # below the tab labels' width with their padding the tabs lose one space each (cockpit.tcss)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (TABS_WIDE, "-wide")]  # noqa: RUF012 (Textual's)
     # The tab keys are on the tabs' labels ("1 Centre"), so the footer keeps room for the rest.
     BINDINGS = [  # noqa: RUF012 (Textual's declared class attribute)
         Binding("1", "tab('centre')", "Centre", show=False),
