@@ -90,7 +90,8 @@ def show_centre(app: CockpitApp) -> None:
     navs = [close.nav_minor for _, close in overview.closes]
     app.query_one("#cc-head", Static).update(_head_text(app, navs))
     app.query_one("#nav-spark", Sparkline).data = [float(nav) for nav in navs[-400:]]
-    app.query_one("#dd-spark", Sparkline).data = [-float(d) for d in _drawdowns_e8(navs)[-400:]]
+    drawdowns = _drawdowns_e8(navs, initial_nav_minor(app))
+    app.query_one("#dd-spark", Sparkline).data = [-float(d) for d in drawdowns[-400:]]
     app.query_one("#cc-risk", Static).update(_risk_text(app))
     app.query_one("#cc-kill", Static).update(_kill_text(app))
     show_alerts(app)
@@ -99,9 +100,11 @@ def show_centre(app: CockpitApp) -> None:
     _fill_verdicts(app, list(verdicts))
 
 
-def _drawdowns_e8(navs: list[int]) -> list[int]:
-    """Each close's drawdown from the running peak, 1e-8 (0 at a new peak)."""
-    peak = 0
+def _drawdowns_e8(navs: list[int], initial_minor: int) -> list[int]:
+    """Each close's drawdown from the running peak, 1e-8 (0 at a new peak). The initial NAV is
+    the first peak, as ``tape report`` counts it (``sim.metrics``: the NAV series starts with
+    it), so a run that loses from its first day shows that loss in its drawdown."""
+    peak = max(initial_minor, 0)
     drawdowns = []
     for nav in navs:
         peak = max(peak, nav)
@@ -137,7 +140,7 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
     initial = initial_nav_minor(app)
     last = overview.closes[-1][1]
     today = navs[-1] - (navs[-2] if len(navs) > 1 else initial)
-    drawdowns = _drawdowns_e8(navs)
+    drawdowns = _drawdowns_e8(navs, initial)
     lines.append(
         f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}   PnL today {money(today, ccy)}   "
         f"since inception {money(navs[-1] - initial, ccy)} ({pct_e8(_ratio_e8(navs[-1] - initial, initial))})"

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Footer, Static, TabbedContent
+from textual.widgets import Button, DataTable, Footer, Sparkline, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
 from domain.events import (
@@ -727,3 +727,24 @@ async def test_the_positions_screen_follows_the_day_closes_of_a_growing_journal(
         held = {app.data.symbol(p.instrument_id) for p in snapshots[-1].snapshot.positions if p.qty_raw}
         assert set(shown) == held
     writer.close()
+
+
+@pytest.mark.asyncio
+async def test_the_drawdown_counts_from_the_initial_nav_as_tape_report_does(minutes: Path) -> None:
+    """A run that closes its first day below its initial NAV: the command centre's drawdown is
+    the report's (whose NAV series starts at the initial NAV); it counted from the first close
+    and said max -15.83% beside the report summary's -20.92%."""
+    navs = [close.nav_minor for close in closes(minutes)]
+    with open_journal(minutes) as handle:
+        report = report_from_journal(handle)
+    assert navs[0] < round(report.initial_nav * 100)  # the case: a loss on the first day
+    figures = dict(report.rows())
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        head = text(app, "#cc-head")
+        assert f"max {figures['max drawdown']}" in head
+        assert dict(app.data.summary.rows())["max drawdown"] == figures["max drawdown"]  # type: ignore[union-attr]
+        deepest = min(app.query_one("#dd-spark", Sparkline).data or [0.0])  # -drawdown, 1e-8
+        assert abs(deepest - report.returns.max_drawdown * RATE_SCALE) <= 1
+
+    await drive(cockpit_sources(minutes, follow=False), scenario)
