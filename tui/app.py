@@ -284,6 +284,11 @@ class CockpitApp(App[None]):
         self._poll_alerts()
 
     def action_tab(self, tab: str) -> None:
+        # Nothing of the screen left keeps the focus: a focused table (the blotter after a filter,
+        # the replay's book after a day) handed it, as it was hidden, to the field before it in
+        # its pane, and the tabs follow the focus back to that pane: the key did not switch and
+        # the next keys were typed into the field.
+        self.screen.set_focus(None)
         self.query_one("#tabs", TabbedContent).active = tab
         if tab == "positions":
             self._load_positions()
@@ -463,6 +468,9 @@ class CockpitApp(App[None]):
             self._jump(self.query_one("#tail-seq", Input).value.strip())
         elif message.input.id == "replay-day":
             self.start_replay(message.value.strip())
+            # out of the field whatever the day gives (a day without a close, a journal that
+            # cannot be replayed): left there, the screen keys (1-8, q, ?) were typed into it
+            self.query_one("#replay-positions", DataTable).focus()
 
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
         if message.data_table.id == "why-table":

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Footer, Sparkline, Static, TabbedContent
+from textual.widgets import Button, DataTable, Footer, Input, Sparkline, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
 from domain.events import (
@@ -748,3 +748,32 @@ async def test_the_drawdown_counts_from_the_initial_nav_as_tape_report_does(minu
         assert abs(deepest - report.returns.max_drawdown * RATE_SCALE) <= 1
 
     await drive(cockpit_sources(minutes, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_the_screen_keys_switch_after_a_filter_or_a_day_was_entered(journal: Path) -> None:
+    """After a blotter filter or a replay day is entered (the cursor then goes to the table
+    below the field), 1-8 still switch screens. They did nothing: the table, hidden by the
+    switch, handed the focus to the field above it, the tabs followed it back, and the next
+    keys were typed into the field ("2019-01-041")."""
+    day = closes(journal)[150].day
+    tabs = lambda app: app.query_one("#tabs", TabbedContent).active  # noqa: E731
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("2", "slash", *"side:buy", "enter")
+        assert app.focused is app.query_one("#blotter", DataTable)
+        await pilot.press("3")
+        assert tabs(app) == "positions"
+        await pilot.press("6", "slash", *f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}", "enter")
+        await until(pilot, lambda: app.data.tape is not None)
+        await pilot.press("7")
+        assert tabs(app) == "data"
+        await pilot.press("6", "slash", *"1999-01-04", "enter")  # a day the journal has no close of
+        await until(pilot, lambda: "cannot open" in text(app, "#replay-cursor"), 30)
+        assert "no close of 1999-01-04" in text(app, "#replay-journal")
+        await pilot.press("1")
+        assert tabs(app) == "centre"
+        assert app.query_one("#replay-day", Input).value == "1999-01-04"
+        assert app.query_one("#blotter-filter", Input).value == "side:buy"
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
