@@ -64,10 +64,12 @@ class CockpitApp(App[None]):
         Binding("g", "goto", "Go to seq", show=False),
         Binding("r", "reload", "Reload", show=False),
         Binding("a", "acknowledge", "Ack alert", show=False),
-        Binding("n", "step(1, 'record')", "Next record"),
-        Binding("p", "step(-1, 'record')", "Previous record"),
-        Binding("right_square_bracket", "step(1, 'step')", "Next step"),
-        Binding("left_square_bracket", "step(-1, 'step')", "Previous step"),
+        # the replay screen's keys are listed on it ("n / p record  ] / [ step  { / } opening /
+        # end"): in the footer they pushed help and quit off an 80-column screen
+        Binding("n", "step(1, 'record')", "Next record", show=False),
+        Binding("p", "step(-1, 'record')", "Previous record", show=False),
+        Binding("right_square_bracket", "step(1, 'step')", "Next step", show=False),
+        Binding("left_square_bracket", "step(-1, 'step')", "Previous step", show=False),
         Binding("left_curly_bracket", "step(-1, 'day')", "Day's opening", show=False),
         Binding("right_curly_bracket", "step(1, 'day')", "Day's end", show=False),
         Binding("question_mark", "help", "Help"),
@@ -296,7 +298,7 @@ class CockpitApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if not self.screen_stack:  # the app is closing (its screens are gone), the message late
             return
-        self.refresh_bindings()  # the replay keys show in the footer on the replay screen only
+        self.refresh_bindings()  # the replay keys work on the replay screen only (check_action)
         self._show_if_stale(event.pane.id or "")
         if event.pane.id == "journal" and self.sources.follow:
             self._poll()  # the page catches up with what was appended while it was not shown
