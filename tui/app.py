@@ -130,7 +130,9 @@ class CockpitApp(App[None]):
         self.run_worker(work, thread=True, group=group, exclusive=True)
 
     def on_resize(self) -> None:
-        views.refit_tables(self)
+        # after the refresh: while the resize event is handled, ``self.size`` is still the old
+        # size (the tables were refitted to the width the terminal had before)
+        self.call_after_refresh(views.refit_tables, self)
 
     def set_status(self, text: str) -> None:
         self.status_line = text

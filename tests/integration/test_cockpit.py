@@ -777,3 +777,24 @@ async def test_the_screen_keys_switch_after_a_filter_or_a_day_was_entered(journa
         assert app.query_one("#blotter-filter", Input).value == "side:buy"
 
     await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_the_tables_refit_when_the_terminal_is_resized(journal: Path) -> None:
+    """Widened from 80 to 140 columns, the blotter shows the columns 80 had no room for (and
+    narrowed back, drops them again). They stayed as they were: the resize was handled while
+    the app's size was still the old one, so the tables were refitted to the old width."""
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    columns = lambda: [str(c.label) for c in app.query_one("#blotter", DataTable).columns.values()]  # noqa: E731
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        narrow = columns()
+        assert "reason" not in narrow and "not shown at this width" in str(
+            app.query_one("#blotter").border_title
+        )
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.3)
+        assert set(columns()) > set(narrow) and "avg px" in columns()
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert columns() == narrow
