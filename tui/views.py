@@ -66,6 +66,11 @@ def refit_tables(app: CockpitApp) -> None:
     for table_id, (rows, what) in app.table_rows.items():
         fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
     show_summary(app)
+    if app.first_screen_ready:  # the header's lines break between figures at the new width
+        app.query_one("#cc-head", Static).update(
+            _head_text(app, [c.nav_minor for _, c in app.data.overview.closes])
+        )
+        app.query_one("#cc-risk", Static).update(_risk_text(app))
 
 
 def table_width(app: CockpitApp) -> int:
@@ -134,20 +139,44 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
     run_id = overview.run.run_id if overview.run is not None else "?"
     state = "finished" if overview.finished is not None else "running or unfinished (no run.finished yet)"
     ccy = overview.currency
-    lines = [f"[b]{escape(run_id)}[/b]  {state}  {overview.records:,} records  {len(navs):,} session days"]
+    width = text_width(app)
+    head = fitted(
+        [run_id, state, f"{overview.records:,} records", f"{len(navs):,} session days"], width, "  "
+    )
+    lines = [f"[b]{escape(run_id)}[/b]{escape(head[0][len(run_id) :])}", *map(escape, head[1:])]
     if not navs:
         return "\n".join([*lines, "no day has closed yet"])
     initial = initial_nav_minor(app)
     last = overview.closes[-1][1]
     today = navs[-1] - (navs[-2] if len(navs) > 1 else initial)
     drawdowns = _drawdowns_e8(navs, initial)
-    lines.append(
-        f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}   PnL today {money(today, ccy)}   "
+    since = (
         f"since inception {money(navs[-1] - initial, ccy)} ({pct_e8(_ratio_e8(navs[-1] - initial, initial))})"
     )
+    figures = [f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}", f"PnL today {money(today, ccy)}", since]
     # negative, as tape report and every research table print a drawdown
-    lines.append(f"drawdown now {pct_e8(-drawdowns[-1])}   max {pct_e8(-max(drawdowns))}")
+    figures += [f"drawdown now {pct_e8(-drawdowns[-1])}", f"max {pct_e8(-max(drawdowns))}"]
+    lines += fitted(figures[:3], width) + fitted(figures[3:], width)
     return "\n".join(lines)
+
+
+def text_width(app: CockpitApp) -> int:
+    """The cells a line of a screen's text may use: the terminal's width less the screen's
+    vertical scrollbar."""
+    return app.size.width - SCROLLBAR_WIDTH
+
+
+def fitted(parts: list[str], width: int, gap: str = "   ") -> list[str]:
+    """``parts`` joined by ``gap`` into lines of at most ``width`` cells, a line breaking only
+    between two parts, so a figure stays on the line of its label (the terminal wrapped
+    "since inception" and its figure onto two lines at 80 columns)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(gap) + len(part) <= width:
+            lines[-1] += gap + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def _risk_text(app: CockpitApp) -> str:
@@ -158,13 +187,16 @@ def _risk_text(app: CockpitApp) -> str:
     ccy = close.currency
     net = close.nav_minor - close.cash_minor  # the positions' net value at the close
     gross_e8, net_e8 = _ratio_e8(close.gross_exposure_minor, close.nav_minor), _ratio_e8(net, close.nav_minor)
-    return (
+    gross = (
         f"gross exposure {money(close.gross_exposure_minor, ccy)}  leverage {pct_e8(gross_e8)} "
-        f"/ limit {_limit(overview.limit_e8('gross_leverage'))}\n"
-        f"net exposure   {money(net, ccy)}  leverage {pct_e8(net_e8)} "
-        f"/ limit {_limit(overview.limit_e8('net_leverage'))}   "
-        f"per name limit {_limit(overview.limit_e8('name'))}"
+        f"/ limit {_limit(overview.limit_e8('gross_leverage'))}"
     )
+    net_text = (
+        f"net exposure   {money(net, ccy)}  leverage {pct_e8(net_e8)} "
+        f"/ limit {_limit(overview.limit_e8('net_leverage'))}"
+    )
+    per_name = f"per name limit {_limit(overview.limit_e8('name'))}"
+    return "\n".join(fitted([gross], text_width(app)) + fitted([net_text, per_name], text_width(app)))
 
 
 def _limit(limit_e8: int) -> str:

@@ -780,6 +780,28 @@ async def test_the_screen_keys_switch_after_a_filter_or_a_day_was_entered(journa
 
 
 @pytest.mark.asyncio
+async def test_the_command_centre_keeps_each_figure_with_its_label_at_80_columns(journal: Path) -> None:
+    """At 80 columns the header and exposure lines break between figures, never inside one:
+    the terminal wrapped 'since inception' onto one line and its figure onto the next, and
+    'per name' away from 'limit 10.00%'. Back at 140 columns they are one line again."""
+
+    def lines(app: CockpitApp) -> list[str]:
+        return text(app, "#cc-head").splitlines() + text(app, "#cc-risk").splitlines()
+
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        shown = lines(app)
+        assert all(len(line) <= 78 for line in shown), shown
+        assert any(line.startswith("since inception ") for line in shown)
+        assert any(line.startswith("per name limit ") for line in shown)
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.2)
+        wide = lines(app)
+        assert any("PnL today" in line and "since inception" in line for line in wide), wide
+
+
+@pytest.mark.asyncio
 async def test_the_tables_refit_when_the_terminal_is_resized(journal: Path) -> None:
     """Widened from 80 to 140 columns, the blotter shows the columns 80 had no room for (and
     narrowed back, drops them again). They stayed as they were: the resize was handled while
