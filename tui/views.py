@@ -46,7 +46,7 @@ __all__ = [
 
 BLOTTER_ROWS_MAX = 500  # orders the blotter lists (newest first)
 SCROLLBAR_WIDTH = 2
-SUMMARY_TWO_COLUMNS_WIDTH = 91  # the report summary in two columns from this width on
+SUMMARY_GAP = "   "  # between the report summary's two columns, where they fit side by side
 
 
 def setup_tables(app: CockpitApp) -> None:
@@ -410,14 +410,20 @@ def show_summary(app: CockpitApp) -> None:
     if summary is None:
         return
     rows = summary.rows()
-    if table_width(app) >= SUMMARY_TWO_COLUMNS_WIDTH:
+    # each column as wide as its widest label and figure (a book of several currencies has
+    # figures such as "3,796,660.66 / 5,017,012.06 CNY"): two side by side only where they fit
+    label_width = max([22, *(len(label) for label, _ in rows)])
+    value_width = max([22, *(len(value) for _, value in rows)])
+    pair = label_width + value_width
+    if 2 * pair + len(SUMMARY_GAP) <= text_width(app):
         half = (len(rows) + 1) // 2
         lines = [
-            f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
+            f"{left[0]:<{label_width}}{left[1]:>{value_width}}{SUMMARY_GAP}"
+            f"{right[0]:<{label_width}}{right[1]:>{value_width}}"
             for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
         ]
     else:  # one figure a line: two side by side would wrap into each other
-        lines = [f"{label:<22}{value:>22}" for label, value in rows]
+        lines = [f"{label:<{label_width}}{value:>{value_width}}" for label, value in rows]
     header = "[b]report[/b] (sim.metrics, the figures of `tape report`)\n"
     app.query_one("#cc-summary", Static).update(header + escape("\n".join(lines)))
 

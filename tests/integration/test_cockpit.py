@@ -820,3 +820,28 @@ async def test_the_tables_refit_when_the_terminal_is_resized(journal: Path) -> N
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.3)
         assert columns() == narrow
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("width", [80, 96, 140])
+async def test_the_report_summary_of_several_currencies_fits_the_screen(
+    two_currencies: Path, width: int
+) -> None:
+    """The summary's per-currency figures ("3,796,660.66 / 5,017,012.06 CNY") are wider than
+    its 22-cell value column: at 96 columns the two-column layout ran past the screen and the
+    currency wrapped onto a line of its own, and the right column's figures lost their
+    alignment. Every figure is now whole on its line, right-aligned with the others."""
+    app = CockpitApp(cockpit_sources(two_currencies, follow=False))
+    async with app.run_test(size=(width, 60)) as pilot:
+        await until(pilot, lambda: app.data.summary is not None and "report" in text(app, "#cc-summary"))
+        lines = text(app, "#cc-summary").splitlines()[1:]
+        assert all(len(line) <= width - 2 for line in lines), lines
+        rows = app.data.summary.rows()  # type: ignore[union-attr]
+        assert any("CNY cash / NAV" in label for label, _ in rows)  # the case: per-currency rows
+
+        def shown(label: str, value: str, pair: int) -> bool:  # label, spaces, figure in `pair` cells
+            return any(f"{label}{' ' * (pair - len(label) - len(value))}{value}" in line for line in lines)
+
+        # one label-to-figure width for every row: each figure whole and right-aligned alike
+        pairs = [pair for pair in range(2, width) if all(shown(label, value, pair) for label, value in rows)]
+        assert pairs, lines
