@@ -123,11 +123,28 @@ class CockpitApp(App[None]):
             except Exception as error:
                 if failed is None:
                     raise
-                self.call_from_thread(failed, error)
+                self._hand_over(failed, error)
                 return
-            self.call_from_thread(show, value)
+            self._hand_over(show, value)
 
         self.run_worker(work, thread=True, group=group, exclusive=True)
+
+    def _hand_over(self, callback: Callable[[T], None], value: T) -> None:
+        """``callback(value)`` on the UI thread, unless the app is closing: a read that ends
+        while the app shuts down (q pressed during a poll) found the screen's widgets removed,
+        and the NoMatches it raised ended the cockpit with a traceback."""
+
+        def on_ui_thread() -> None:
+            if self.is_running:  # false from the start of the shutdown, before widgets go
+                callback(value)
+
+        if not self.is_running:
+            return
+        try:
+            self.call_from_thread(on_ui_thread)
+        except RuntimeError:  # "App is not running": it closed while this read ran
+            if self.is_running:
+                raise
 
     def on_resize(self) -> None:
         # after the refresh: while the resize event is handled, ``self.size`` is still the old

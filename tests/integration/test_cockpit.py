@@ -3,11 +3,13 @@ screen shows, checked against the journal and the report's folds."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -845,3 +847,30 @@ async def test_the_report_summary_of_several_currencies_fits_the_screen(
         # one label-to-figure width for every row: each figure whole and right-aligned alike
         pairs = [pair for pair in range(2, width) if all(shown(label, value, pair) for label, value in rows)]
         assert pairs, lines
+
+
+@pytest.mark.asyncio
+async def test_a_read_that_ends_after_the_app_closed_changes_nothing(journal: Path) -> None:
+    """A worker's read (a poll of a followed journal) that ends while or after the cockpit
+    closes does not touch its screen: it ran its view on the closing app, whose widgets were
+    gone (NoMatches '#status' / '#cc-head', a traceback on quitting while following)."""
+    gate, entered = threading.Event(), threading.Event()
+    shown: list[str] = []
+
+    def slow() -> str:
+        entered.set()
+        gate.wait(10)
+        return "late"
+
+    def show(value: str) -> None:
+        shown.append(value)
+        app.set_status(value)
+
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        app.read(slow, show, "late")
+        await until(pilot, entered.is_set)
+    gate.set()
+    await asyncio.sleep(0.5)
+    assert shown == []
