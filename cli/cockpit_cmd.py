@@ -18,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cli.alerts_cmd import acknowledge_alert, alert_operations, firing_alerts, load_alerts_config
+from cli.alerts_cmd import (
+    acknowledge_alert,
+    alert_operations,
+    firing_alerts,
+    load_alerts_config,
+    poll_seconds,
+)
 from cli.ingest import tick_health_line
 from cli.logs import Redactor
 from cli.wiring import replay_builder
@@ -166,6 +172,9 @@ def cockpit_sources(
 
 
 def cmd_cockpit(args: argparse.Namespace) -> int:
+    # 0 made the poll timer divide by zero, a negative one spun the UI thread (not even SIGTERM
+    # got through): refused here, as tape alerts follow refuses its --poll-s (exit 2)
+    poll = poll_seconds(args.poll, "--poll")
     path = Path(args.journal)
     with open_journal(path):  # a missing or damaged journal is named before the screen opens
         pass
@@ -176,7 +185,7 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     sources = cockpit_sources(
         path,
         follow=not args.no_follow,
-        poll_interval_s=args.poll,
+        poll_interval_s=poll,
         lake=lake,
         replay_day=args.day,
         alerts=alerts,
@@ -202,7 +211,9 @@ def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
     cockpit = verbs.add_parser("cockpit", help="the terminal cockpit on a journal (finished or growing)")
     cockpit.add_argument("journal")
     cockpit.add_argument("--no-follow", action="store_true", help="do not poll the journal for new records")
-    cockpit.add_argument("--poll", type=float, default=0.5, help="seconds between polls (default 0.5)")
+    cockpit.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between polls, 0.01 to 3600 (default 0.5)"
+    )
     cockpit.add_argument("--lake", help="the lake the data set came from: its data health on the data tab")
     cockpit.add_argument(
         "--alerts", help="the alerts TOML of tape alerts follow: its firing alerts, acknowledged with a"

@@ -35,8 +35,9 @@ from tui.tail import TailFilter, TailPage, parse_jump
 
 __all__ = ["TABS", "CockpitApp"]
 
+TABS_WIDE = 82  # the eight tab labels with a space either side ("1 Centre" .. "8 Commands")
 ALERTS_POLL_S = 1.0  # the alert state is read at most this often (tape alerts follow writes it)
-FOLLOWED_SCREENS = frozenset({"centre", "orders", "journal"})  # refilled as the journal grows
+FOLLOWED_SCREENS = frozenset({"centre", "orders", "positions", "journal"})  # refilled as it grows
 
 T = TypeVar("T")
 
@@ -46,6 +47,8 @@ class CockpitApp(App[None]):
 
     TITLE = "Tape cockpit"
     CSS_PATH = Path(__file__).with_name("cockpit.tcss")
+    # below the tab labels' width with their padding the tabs lose one space each (cockpit.tcss)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (TABS_WIDE, "-wide")]  # noqa: RUF012 (Textual's)
     # The tab keys are on the tabs' labels ("1 Centre"), so the footer keeps room for the rest.
     BINDINGS = [  # noqa: RUF012 (Textual's declared class attribute)
         Binding("1", "tab('centre')", "Centre", show=False),
@@ -61,10 +64,12 @@ class CockpitApp(App[None]):
         Binding("g", "goto", "Go to seq", show=False),
         Binding("r", "reload", "Reload", show=False),
         Binding("a", "acknowledge", "Ack alert", show=False),
-        Binding("n", "step(1, 'record')", "Next record"),
-        Binding("p", "step(-1, 'record')", "Previous record"),
-        Binding("right_square_bracket", "step(1, 'step')", "Next step"),
-        Binding("left_square_bracket", "step(-1, 'step')", "Previous step"),
+        # the replay screen's keys are listed on it ("n / p record  ] / [ step  { / } opening /
+        # end"): in the footer they pushed help and quit off an 80-column screen
+        Binding("n", "step(1, 'record')", "Next record", show=False),
+        Binding("p", "step(-1, 'record')", "Previous record", show=False),
+        Binding("right_square_bracket", "step(1, 'step')", "Next step", show=False),
+        Binding("left_square_bracket", "step(-1, 'step')", "Previous step", show=False),
         Binding("left_curly_bracket", "step(-1, 'day')", "Day's opening", show=False),
         Binding("right_curly_bracket", "step(1, 'day')", "Day's end", show=False),
         Binding("question_mark", "help", "Help"),
@@ -118,14 +123,33 @@ class CockpitApp(App[None]):
             except Exception as error:
                 if failed is None:
                     raise
-                self.call_from_thread(failed, error)
+                self._hand_over(failed, error)
                 return
-            self.call_from_thread(show, value)
+            self._hand_over(show, value)
 
         self.run_worker(work, thread=True, group=group, exclusive=True)
 
+    def _hand_over(self, callback: Callable[[T], None], value: T) -> None:
+        """``callback(value)`` on the UI thread, unless the app is closing: a read that ends
+        while the app shuts down (q pressed during a poll) found the screen's widgets removed,
+        and the NoMatches it raised ended the cockpit with a traceback."""
+
+        def on_ui_thread() -> None:
+            if self.is_running:  # false from the start of the shutdown, before widgets go
+                callback(value)
+
+        if not self.is_running:
+            return
+        try:
+            self.call_from_thread(on_ui_thread)
+        except RuntimeError:  # "App is not running": it closed while this read ran
+            if self.is_running:
+                raise
+
     def on_resize(self) -> None:
-        views.refit_tables(self)
+        # after the refresh: while the resize event is handled, ``self.size`` is still the old
+        # size (the tables were refitted to the width the terminal had before)
+        self.call_after_refresh(views.refit_tables, self)
 
     def set_status(self, text: str) -> None:
         self.status_line = text
@@ -281,6 +305,11 @@ class CockpitApp(App[None]):
         self._poll_alerts()
 
     def action_tab(self, tab: str) -> None:
+        # Nothing of the screen left keeps the focus: a focused table (the blotter after a filter,
+        # the replay's book after a day) handed it, as it was hidden, to the field before it in
+        # its pane, and the tabs follow the focus back to that pane: the key did not switch and
+        # the next keys were typed into the field.
+        self.screen.set_focus(None)
         self.query_one("#tabs", TabbedContent).active = tab
         if tab == "positions":
             self._load_positions()
@@ -288,7 +317,7 @@ class CockpitApp(App[None]):
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if not self.screen_stack:  # the app is closing (its screens are gone), the message late
             return
-        self.refresh_bindings()  # the replay keys show in the footer on the replay screen only
+        self.refresh_bindings()  # the replay keys work on the replay screen only (check_action)
         self._show_if_stale(event.pane.id or "")
         if event.pane.id == "journal" and self.sources.follow:
             self._poll()  # the page catches up with what was appended while it was not shown
@@ -304,6 +333,8 @@ class CockpitApp(App[None]):
             views.show_centre(self)
         elif screen == "orders":
             views.show_orders(self)
+        elif screen == "positions":  # the book of the last day snapshot, which a close replaces
+            views.show_positions(self)
         elif screen == "journal" and self.data.tail is not None and self.data.tail.follows:
             views.show_tail(self, self.data.tail)  # the last records: the poll appended the new ones
 
@@ -434,11 +465,21 @@ class CockpitApp(App[None]):
             if not strategy:
                 self.set_status(f"{command}: type the strategy id first")
                 return
-        try:
-            self.set_status(sender.send(command, "from the cockpit", strategy))
-        except (OSError, ValueError) as error:
-            self.set_status(f"{command} not sent: {error}")
-        views.show_command_buttons(self)
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                self.set_status(f"{command} not sent")
+                return
+            try:
+                self.set_status(sender.send(command, "from the cockpit", strategy))
+            except (OSError, ValueError) as error:
+                self.set_status(f"{command} not sent: {error}")
+            views.show_command_buttons(self)
+
+        # a command changes what a live session does (flatten closes the book): asked first
+        self.push_screen(
+            ConfirmScreen(escape(command_question(command, strategy, self.sources.journal))), answered
+        )
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         if message.input.id == "blotter-filter":
@@ -448,6 +489,9 @@ class CockpitApp(App[None]):
             self._jump(self.query_one("#tail-seq", Input).value.strip())
         elif message.input.id == "replay-day":
             self.start_replay(message.value.strip())
+            # out of the field whatever the day gives (a day without a close, a journal that
+            # cannot be replayed): left there, the screen keys (1-8, q, ?) were typed into it
+            self.query_one("#replay-positions", DataTable).focus()
 
     def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
         if message.data_table.id == "why-table":
@@ -552,6 +596,25 @@ class CockpitApp(App[None]):
             return False
         self.tape_index = index
         return True
+
+
+COMMAND_EFFECTS = {
+    "halt": "its kill switch trips: no new risk until rearm",
+    "flatten": "its kill switch trips and the book is flattened: orders close every position",
+    "rearm": "its kill switch is armed again: the strategies may take risk again",
+    "pause": "the strategy {strategy!r} takes no decisions until resume (its positions and orders stay)",
+    "resume": "the strategy {strategy!r} decides again",
+}
+
+
+def command_question(command: str, strategy: str, journal: Path) -> str:
+    """What the confirmation of an operator command asks: what it does, to which session."""
+    effect = COMMAND_EFFECTS[command].format(strategy=strategy)
+    return (
+        f"Send {command}{f' {strategy}' if strategy else ''} to the session writing {journal}?\n"
+        f"{effect[0].upper()}{effect[1:]}. The session journals the command as it reads it and "
+        "applies it at its next step."
+    )
 
 
 def cockpit_app(journal: Path, **sources: object) -> CockpitApp:

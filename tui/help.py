@@ -24,7 +24,7 @@ HELP_TEXT = """\
                       and a fresh kernel's replay of it beside the journal's close
   7  data             the data set the run read (--lake: `tape health` of bars, trades, quotes)
   8  commands         halt / flatten / rearm, pause / resume a strategy, to a running paper
-                      session (off otherwise)
+                      session (off otherwise; each asks first, y sends it)
 
   w  why this row (an order, a position, a fill)     /  filter the current screen
   g  go to a sequence number or a time (UTC)          r  recompute the report folds

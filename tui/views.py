@@ -46,7 +46,7 @@ __all__ = [
 
 BLOTTER_ROWS_MAX = 500  # orders the blotter lists (newest first)
 SCROLLBAR_WIDTH = 2
-SUMMARY_TWO_COLUMNS_WIDTH = 91  # the report summary in two columns from this width on
+SUMMARY_GAP = "   "  # between the report summary's two columns, where they fit side by side
 
 
 def setup_tables(app: CockpitApp) -> None:
@@ -66,6 +66,11 @@ def refit_tables(app: CockpitApp) -> None:
     for table_id, (rows, what) in app.table_rows.items():
         fill_table(app.query_one(table_id, DataTable), rows, table_width(app), what)
     show_summary(app)
+    if app.first_screen_ready:  # the header's lines break between figures at the new width
+        app.query_one("#cc-head", Static).update(
+            _head_text(app, [c.nav_minor for _, c in app.data.overview.closes])
+        )
+        app.query_one("#cc-risk", Static).update(_risk_text(app))
 
 
 def table_width(app: CockpitApp) -> int:
@@ -90,7 +95,8 @@ def show_centre(app: CockpitApp) -> None:
     navs = [close.nav_minor for _, close in overview.closes]
     app.query_one("#cc-head", Static).update(_head_text(app, navs))
     app.query_one("#nav-spark", Sparkline).data = [float(nav) for nav in navs[-400:]]
-    app.query_one("#dd-spark", Sparkline).data = [-float(d) for d in _drawdowns_e8(navs)[-400:]]
+    drawdowns = _drawdowns_e8(navs, initial_nav_minor(app))
+    app.query_one("#dd-spark", Sparkline).data = [-float(d) for d in drawdowns[-400:]]
     app.query_one("#cc-risk", Static).update(_risk_text(app))
     app.query_one("#cc-kill", Static).update(_kill_text(app))
     show_alerts(app)
@@ -99,9 +105,11 @@ def show_centre(app: CockpitApp) -> None:
     _fill_verdicts(app, list(verdicts))
 
 
-def _drawdowns_e8(navs: list[int]) -> list[int]:
-    """Each close's drawdown from the running peak, 1e-8 (0 at a new peak)."""
-    peak = 0
+def _drawdowns_e8(navs: list[int], initial_minor: int) -> list[int]:
+    """Each close's drawdown from the running peak, 1e-8 (0 at a new peak). The initial NAV is
+    the first peak, as ``tape report`` counts it (``sim.metrics``: the NAV series starts with
+    it), so a run that loses from its first day shows that loss in its drawdown."""
+    peak = max(initial_minor, 0)
     drawdowns = []
     for nav in navs:
         peak = max(peak, nav)
@@ -131,20 +139,44 @@ def _head_text(app: CockpitApp, navs: list[int]) -> str:
     run_id = overview.run.run_id if overview.run is not None else "?"
     state = "finished" if overview.finished is not None else "running or unfinished (no run.finished yet)"
     ccy = overview.currency
-    lines = [f"[b]{escape(run_id)}[/b]  {state}  {overview.records:,} records  {len(navs):,} session days"]
+    width = text_width(app)
+    head = fitted(
+        [run_id, state, f"{overview.records:,} records", f"{len(navs):,} session days"], width, "  "
+    )
+    lines = [f"[b]{escape(run_id)}[/b]{escape(head[0][len(run_id) :])}", *map(escape, head[1:])]
     if not navs:
         return "\n".join([*lines, "no day has closed yet"])
     initial = initial_nav_minor(app)
     last = overview.closes[-1][1]
     today = navs[-1] - (navs[-2] if len(navs) > 1 else initial)
-    drawdowns = _drawdowns_e8(navs)
-    lines.append(
-        f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}   PnL today {money(today, ccy)}   "
+    drawdowns = _drawdowns_e8(navs, initial)
+    since = (
         f"since inception {money(navs[-1] - initial, ccy)} ({pct_e8(_ratio_e8(navs[-1] - initial, initial))})"
     )
+    figures = [f"NAV {money(navs[-1], ccy)} on {day_text(last.day)}", f"PnL today {money(today, ccy)}", since]
     # negative, as tape report and every research table print a drawdown
-    lines.append(f"drawdown now {pct_e8(-drawdowns[-1])}   max {pct_e8(-max(drawdowns))}")
+    figures += [f"drawdown now {pct_e8(-drawdowns[-1])}", f"max {pct_e8(-max(drawdowns))}"]
+    lines += fitted(figures[:3], width) + fitted(figures[3:], width)
     return "\n".join(lines)
+
+
+def text_width(app: CockpitApp) -> int:
+    """The cells a line of a screen's text may use: the terminal's width less the screen's
+    vertical scrollbar."""
+    return app.size.width - SCROLLBAR_WIDTH
+
+
+def fitted(parts: list[str], width: int, gap: str = "   ") -> list[str]:
+    """``parts`` joined by ``gap`` into lines of at most ``width`` cells, a line breaking only
+    between two parts, so a figure stays on the line of its label (the terminal wrapped
+    "since inception" and its figure onto two lines at 80 columns)."""
+    lines: list[str] = []
+    for part in parts:
+        if lines and len(lines[-1]) + len(gap) + len(part) <= width:
+            lines[-1] += gap + part
+        else:
+            lines.append(part)
+    return lines
 
 
 def _risk_text(app: CockpitApp) -> str:
@@ -155,13 +187,16 @@ def _risk_text(app: CockpitApp) -> str:
     ccy = close.currency
     net = close.nav_minor - close.cash_minor  # the positions' net value at the close
     gross_e8, net_e8 = _ratio_e8(close.gross_exposure_minor, close.nav_minor), _ratio_e8(net, close.nav_minor)
-    return (
+    gross = (
         f"gross exposure {money(close.gross_exposure_minor, ccy)}  leverage {pct_e8(gross_e8)} "
-        f"/ limit {_limit(overview.limit_e8('gross_leverage'))}\n"
-        f"net exposure   {money(net, ccy)}  leverage {pct_e8(net_e8)} "
-        f"/ limit {_limit(overview.limit_e8('net_leverage'))}   "
-        f"per name limit {_limit(overview.limit_e8('name'))}"
+        f"/ limit {_limit(overview.limit_e8('gross_leverage'))}"
     )
+    net_text = (
+        f"net exposure   {money(net, ccy)}  leverage {pct_e8(net_e8)} "
+        f"/ limit {_limit(overview.limit_e8('net_leverage'))}"
+    )
+    per_name = f"per name limit {_limit(overview.limit_e8('name'))}"
+    return "\n".join(fitted([gross], text_width(app)) + fitted([net_text, per_name], text_width(app)))
 
 
 def _limit(limit_e8: int) -> str:
@@ -375,14 +410,20 @@ def show_summary(app: CockpitApp) -> None:
     if summary is None:
         return
     rows = summary.rows()
-    if table_width(app) >= SUMMARY_TWO_COLUMNS_WIDTH:
+    # each column as wide as its widest label and figure (a book of several currencies has
+    # figures such as "3,796,660.66 / 5,017,012.06 CNY"): two side by side only where they fit
+    label_width = max([22, *(len(label) for label, _ in rows)])
+    value_width = max([22, *(len(value) for _, value in rows)])
+    pair = label_width + value_width
+    if 2 * pair + len(SUMMARY_GAP) <= text_width(app):
         half = (len(rows) + 1) // 2
         lines = [
-            f"{left[0]:<22}{left[1]:>22}   {right[0]:<22}{right[1]:>22}"
+            f"{left[0]:<{label_width}}{left[1]:>{value_width}}{SUMMARY_GAP}"
+            f"{right[0]:<{label_width}}{right[1]:>{value_width}}"
             for left, right in zip(rows[:half], [*rows[half:], ("", "")], strict=False)
         ]
     else:  # one figure a line: two side by side would wrap into each other
-        lines = [f"{label:<22}{value:>22}" for label, value in rows]
+        lines = [f"{label:<{label_width}}{value:>{value_width}}" for label, value in rows]
     header = "[b]report[/b] (sim.metrics, the figures of `tape report`)\n"
     app.query_one("#cc-summary", Static).update(header + escape("\n".join(lines)))
 

@@ -3,11 +3,13 @@ screen shows, checked against the journal and the report's folds."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Button, DataTable, Footer, Static, TabbedContent
+from textual.widgets import Button, DataTable, Footer, Input, Sparkline, Static, TabbedContent
 
 from cli.cockpit_cmd import cockpit_sources
 from domain.events import (
@@ -692,3 +694,183 @@ def test_a_day_tape_of_several_currencies_is_the_journals_nav_and_cash(two_curre
             book = tape.book_at(index)
             assert tape.nav_minor(book, tape.prices_at(index, marks)) == close.nav_minor
             assert tape.cash_minor(book) == close.cash_minor
+
+
+@pytest.mark.asyncio
+async def test_the_positions_screen_follows_the_day_closes_of_a_growing_journal(
+    journal: Path, tmp_path: Path
+) -> None:
+    """On display while another writer appends days, the positions screen shows the book of the
+    newest day snapshot (it stayed on the day it was opened at until shown again)."""
+    events = [event for _, event in events_of(journal)]
+    growing = tmp_path / "growing.sqlite"
+    writer = open_journal(growing, writable=True)
+    half = len(events) // 2
+    for event in events[:half]:
+        writer.append(event)
+    writer.commit()
+    snapshots = [event for event in events if isinstance(event, StateSnapshotted)]
+    first = [event for event in events[:half] if isinstance(event, StateSnapshotted)][-1]
+    app = CockpitApp(cockpit_sources(growing, follow=True, poll_interval_s=0.05))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        await pilot.press("3")
+        await until(pilot, lambda: app.data.marks is not None)
+        assert f"book at the close of {first.day // 10000}-" in text(app, "#positions-head")
+        assert first.day != snapshots[-1].day
+        for event in events[half:]:
+            writer.append(event)
+        writer.commit()
+        await until(pilot, lambda: app.data.overview.records == len(events))
+        last = snapshots[-1].day
+        day = f"{last // 10000}-{last // 100 % 100:02d}-{last % 100:02d}"
+        await until(pilot, lambda: f"book at the close of {day}" in text(app, "#positions-head"), 10)
+        shown = {row["symbol"]: row["qty"] for row in rows(app, "#positions-table")}
+        held = {app.data.symbol(p.instrument_id) for p in snapshots[-1].snapshot.positions if p.qty_raw}
+        assert set(shown) == held
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_the_drawdown_counts_from_the_initial_nav_as_tape_report_does(minutes: Path) -> None:
+    """A run that closes its first day below its initial NAV: the command centre's drawdown is
+    the report's (whose NAV series starts at the initial NAV); it counted from the first close
+    and said max -15.83% beside the report summary's -20.92%."""
+    navs = [close.nav_minor for close in closes(minutes)]
+    with open_journal(minutes) as handle:
+        report = report_from_journal(handle)
+    assert navs[0] < round(report.initial_nav * 100)  # the case: a loss on the first day
+    figures = dict(report.rows())
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        head = text(app, "#cc-head")
+        assert f"max {figures['max drawdown']}" in head
+        assert dict(app.data.summary.rows())["max drawdown"] == figures["max drawdown"]  # type: ignore[union-attr]
+        deepest = min(app.query_one("#dd-spark", Sparkline).data or [0.0])  # -drawdown, 1e-8
+        assert abs(deepest - report.returns.max_drawdown * RATE_SCALE) <= 1
+
+    await drive(cockpit_sources(minutes, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_the_screen_keys_switch_after_a_filter_or_a_day_was_entered(journal: Path) -> None:
+    """After a blotter filter or a replay day is entered (the cursor then goes to the table
+    below the field), 1-8 still switch screens. They did nothing: the table, hidden by the
+    switch, handed the focus to the field above it, the tabs followed it back, and the next
+    keys were typed into the field ("2019-01-041")."""
+    day = closes(journal)[150].day
+    tabs = lambda app: app.query_one("#tabs", TabbedContent).active  # noqa: E731
+
+    async def scenario(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await pilot.press("2", "slash", *"side:buy", "enter")
+        assert app.focused is app.query_one("#blotter", DataTable)
+        await pilot.press("3")
+        assert tabs(app) == "positions"
+        await pilot.press("6", "slash", *f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}", "enter")
+        await until(pilot, lambda: app.data.tape is not None)
+        await pilot.press("7")
+        assert tabs(app) == "data"
+        await pilot.press("6", "slash", *"1999-01-04", "enter")  # a day the journal has no close of
+        await until(pilot, lambda: "cannot open" in text(app, "#replay-cursor"), 30)
+        assert "no close of 1999-01-04" in text(app, "#replay-journal")
+        await pilot.press("1")
+        assert tabs(app) == "centre"
+        assert app.query_one("#replay-day", Input).value == "1999-01-04"
+        assert app.query_one("#blotter-filter", Input).value == "side:buy"
+
+    await drive(cockpit_sources(journal, follow=False), scenario)
+
+
+@pytest.mark.asyncio
+async def test_the_command_centre_keeps_each_figure_with_its_label_at_80_columns(journal: Path) -> None:
+    """At 80 columns the header and exposure lines break between figures, never inside one:
+    the terminal wrapped 'since inception' onto one line and its figure onto the next, and
+    'per name' away from 'limit 10.00%'. Back at 140 columns they are one line again."""
+
+    def lines(app: CockpitApp) -> list[str]:
+        return text(app, "#cc-head").splitlines() + text(app, "#cc-risk").splitlines()
+
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        shown = lines(app)
+        assert all(len(line) <= 78 for line in shown), shown
+        assert any(line.startswith("since inception ") for line in shown)
+        assert any(line.startswith("per name limit ") for line in shown)
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.2)
+        wide = lines(app)
+        assert any("PnL today" in line and "since inception" in line for line in wide), wide
+
+
+@pytest.mark.asyncio
+async def test_the_tables_refit_when_the_terminal_is_resized(journal: Path) -> None:
+    """Widened from 80 to 140 columns, the blotter shows the columns 80 had no room for (and
+    narrowed back, drops them again). They stayed as they were: the resize was handled while
+    the app's size was still the old one, so the tables were refitted to the old width."""
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    columns = lambda: [str(c.label) for c in app.query_one("#blotter", DataTable).columns.values()]  # noqa: E731
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        narrow = columns()
+        assert "reason" not in narrow and "not shown at this width" in str(
+            app.query_one("#blotter").border_title
+        )
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.3)
+        assert set(columns()) > set(narrow) and "avg px" in columns()
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert columns() == narrow
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("width", [80, 96, 140])
+async def test_the_report_summary_of_several_currencies_fits_the_screen(
+    two_currencies: Path, width: int
+) -> None:
+    """The summary's per-currency figures ("3,796,660.66 / 5,017,012.06 CNY") are wider than
+    its 22-cell value column: at 96 columns the two-column layout ran past the screen and the
+    currency wrapped onto a line of its own, and the right column's figures lost their
+    alignment. Every figure is now whole on its line, right-aligned with the others."""
+    app = CockpitApp(cockpit_sources(two_currencies, follow=False))
+    async with app.run_test(size=(width, 60)) as pilot:
+        await until(pilot, lambda: app.data.summary is not None and "report" in text(app, "#cc-summary"))
+        lines = text(app, "#cc-summary").splitlines()[1:]
+        assert all(len(line) <= width - 2 for line in lines), lines
+        rows = app.data.summary.rows()  # type: ignore[union-attr]
+        assert any("CNY cash / NAV" in label for label, _ in rows)  # the case: per-currency rows
+
+        def shown(label: str, value: str, pair: int) -> bool:  # label, spaces, figure in `pair` cells
+            return any(f"{label}{' ' * (pair - len(label) - len(value))}{value}" in line for line in lines)
+
+        # one label-to-figure width for every row: each figure whole and right-aligned alike
+        pairs = [pair for pair in range(2, width) if all(shown(label, value, pair) for label, value in rows)]
+        assert pairs, lines
+
+
+@pytest.mark.asyncio
+async def test_a_read_that_ends_after_the_app_closed_changes_nothing(journal: Path) -> None:
+    """A worker's read (a poll of a followed journal) that ends while or after the cockpit
+    closes does not touch its screen: it ran its view on the closing app, whose widgets were
+    gone (NoMatches '#status' / '#cc-head', a traceback on quitting while following)."""
+    gate, entered = threading.Event(), threading.Event()
+    shown: list[str] = []
+
+    def slow() -> str:
+        entered.set()
+        gate.wait(10)
+        return "late"
+
+    def show(value: str) -> None:
+        shown.append(value)
+        app.set_status(value)
+
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        app.read(slow, show, "late")
+        await until(pilot, entered.is_set)
+    gate.set()
+    await asyncio.sleep(0.5)
+    assert shown == []

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import Button
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, Static
 
 from cli.cockpit_cmd import cockpit_sources
 from cli.wiring import replay_builder
@@ -24,8 +25,9 @@ from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel
 from lake.synth import synth_dataset
-from tests.factories import count_events, paper_config
-from tui import CockpitApp
+from tests.factories import count_events, make_config, make_dataset, paper_config, run
+from tui import CockpitApp, CockpitSources
+from tui.confirm import ConfirmScreen
 
 
 @pytest.mark.asyncio
@@ -63,6 +65,9 @@ async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path)
             assert app.query_one("#cmd-acknowledge", Button).disabled
             await pilot.click("#cmd-halt")
             await pilot.pause(0.2)
+            assert isinstance(app.screen, ConfirmScreen)  # asked first
+            await pilot.press("y")
+            await pilot.pause(0.2)
         output, _ = process.communicate(timeout=90)
     finally:
         if process.poll() is None:
@@ -79,3 +84,57 @@ async def test_halt_from_the_cockpit_reaches_the_running_session(tmp_path: Path)
     assert received.command == applied.command == "halt" and received.note == "from the cockpit"
     tripped = [e for e in events if isinstance(e, KillSwitchTripped)]
     assert tripped and tripped[0].trigger == "operator"
+
+
+class RecordingSender:
+    """A session that is running and records what reaches its inbox."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def running(self) -> bool:
+        return True
+
+    def send(self, command: str, note: str, strategy: str = "") -> str:
+        self.sent.append((command, note, strategy))
+        return f"{command} sent"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_an_operator_command_is_sent_only_once_confirmed(tmp_path: Path, size: tuple[int, int]) -> None:
+    """Each command button asks first, saying what the command does to the session (flatten
+    closes the book): y sends it, n or escape sends nothing. A click used to send at once."""
+    journal = run(make_config(make_dataset(tmp_path / "data", symbols=2, bars=60), tmp_path / "j")).journal
+    sender = RecordingSender()
+    app = CockpitApp(CockpitSources(journal=journal, commands=sender, follow=False))
+
+    async def press_button(pilot: Pilot[None], command: str) -> str:
+        app.query_one(f"#cmd-{command}", Button).press()
+        await pilot.pause(0.1)
+        assert isinstance(app.screen, ConfirmScreen), f"{command} was not asked for"
+        return str(app.screen.query_one("#confirm-text", Static).render())
+
+    async with app.run_test(size=size) as pilot:
+        await pilot.press("8")
+        await pilot.pause(0.2)
+        question = await press_button(pilot, "flatten")
+        assert "flatten" in question and str(journal) in question and "close every position" in question
+        await pilot.press("n")
+        await pilot.pause(0.1)
+        assert sender.sent == [] and app.status_line == "flatten not sent"
+        await press_button(pilot, "halt")
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert sender.sent == []
+        await press_button(pilot, "halt")
+        await pilot.press("y")
+        await pilot.pause(0.1)
+        assert sender.sent == [("halt", "from the cockpit", "")] and app.status_line == "halt sent"
+        app.query_one("#cmd-strategy", Input).value = "sma"
+        question = await press_button(pilot, "pause")
+        assert "pause sma" in question and "'sma' takes no decisions" in question
+        await pilot.press("y")
+        await pilot.pause(0.1)
+        assert sender.sent[-1] == ("pause", "from the cockpit", "sma")
+        assert app.screen is app.screen_stack[0]

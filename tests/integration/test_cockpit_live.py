@@ -362,3 +362,16 @@ def test_an_unusable_alerts_file_is_named_before_the_screen_opens(
     assert main(["cockpit", str(journal), "--alerts", str(rules)]) == 2
     captured = capsys.readouterr()
     assert "no_such_rule" in captured.out + captured.err
+
+
+@pytest.mark.parametrize("poll", ["0", "-1", "nan", "inf"])
+def test_a_poll_interval_that_is_not_a_positive_time_is_refused(
+    journal: Path, poll: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--poll 0 made the poll timer divide by zero (a traceback, the cockpit left running) and a
+    negative one spun the UI thread so that not even SIGTERM stopped it: both refused before the
+    screen opens, with one line naming the option (exit 2)."""
+    assert main(["cockpit", str(journal), "--poll", poll]) == 2
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    assert "--poll" in out and "Traceback" not in out

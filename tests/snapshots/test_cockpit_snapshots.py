@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Footer, Tab
 
 from cli.cockpit_cmd import cockpit_sources
 from tests.factories import make_config, make_dataset, run
@@ -69,8 +69,18 @@ def screen_text(svg: str) -> str:
 
 
 def readability_problems(app: CockpitApp, name: str) -> list[str]:
-    """Tables of the active screen wider than the screen, or a cell wider than its column."""
-    problems = []
+    """Tables of the active screen wider than the screen, a cell wider than its column, or a
+    tab label not whole on the screen (the tabs scroll: "8 Command" or " Centre" at 80)."""
+    problems = [
+        f"{name}: tab {tab.label} is cut (columns {tab.region.x}..{tab.region.right} of {app.size.width})"
+        for tab in app.query(Tab)
+        if tab.region.x < 0 or tab.region.right > app.size.width
+    ]
+    problems += [  # a key of the footer scrolled off the screen (on the replay: help and quit)
+        f"{name}: footer key {getattr(key, 'key', '?')} {getattr(key, 'description', '')} is cut"
+        for key in app.screen.query_one(Footer).children
+        if key.region.right > app.size.width
+    ]
     for table in app.query(DataTable):
         if f"#{table.id}" not in TABLES or table.region.width == 0:
             continue
