@@ -217,7 +217,7 @@ def test_the_projects_features_pass_every_cut(spec: FeatureSpec) -> None:
             {"lookback": -5},
             (),
             "lookback must be a whole number of bars from 1 to 100000, got -5",
-        ),  # noqa: E501
+        ),
         ("momentum", {"lookback": 5, "skip": -1}, (), "skip must be a whole number of bars from 0"),
         ("momentum", {"lookback": 2.7}, (), "got 2.7"),
         ("momentum", {"lookback": True}, (), "got True"),
