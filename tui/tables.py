@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.text import Text
 from textual.widgets import DataTable
+from textual.widgets.data_table import CellDoesNotExist, RowKey
 
 __all__ = [
     "CELL_TEXT_MAX",
@@ -132,7 +133,9 @@ def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: 
     if kept is not None and before is not None and len(before.rows) + len(rows) - kept <= GROWN_ROWS_MAX:
         added = rows[kept:]
         _FILLED[table] = _Filled(layout, before.rows + added)
+        selected = None
     else:
+        selected = _cursor_key(table)
         table.clear(columns=True)
         for index, column_width in layout:  # explicit widths: the header and the rows alike
             table.add_column(columns[index].label, key=columns[index].label, width=column_width)
@@ -143,12 +146,26 @@ def fill_table(table: DataTable[str | Text], rows: list[Row], width: int, what: 
             Text(row.cells[i], overflow="fold") if columns[i].wraps else row.cells[i] for i in shown
         ]
         table.add_row(*cells, key=row.key, height=_height(cells, text_width))
+    if selected is not None and selected in table.rows:
+        # the cursor stays on its order (row) where the refill still holds it: a new order at
+        # the top of the blotter moved it to the first row, so `w` explained another order
+        table.move_cursor(row=table.get_row_index(selected), scroll=False)
     dropped = [column.label for index, column in enumerate(columns) if index not in shown]
     title = what
     if dropped:
         title = f"{what}; " if what else ""
         title += f"not shown at this width: {', '.join(dropped)}"
     table.border_title = title or None
+
+
+def _cursor_key(table: DataTable[str | Text]) -> RowKey | None:
+    """The key of the row under the table's cursor (None: an empty table)."""
+    if not table.row_count:
+        return None
+    try:
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+    except CellDoesNotExist:
+        return None
 
 
 def _kept(before: list[Row], after: list[Row]) -> int | None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from tui.tables import TABLES, Row, fit_columns
+import pytest
+from textual.app import App, ComposeResult
+from textual.widgets import DataTable
+
+from tui.tables import TABLES, Row, fill_table, fit_columns
 
 BLOTTER = TABLES["#blotter"]
 POSITIONS = TABLES["#positions-table"]
@@ -54,3 +58,31 @@ def test_the_text_column_wraps_in_the_width_left() -> None:
     shown, text_width = fit_columns(TABLES["#verdicts"], rows, 76)
     assert len(shown) == 4
     assert text_width == 76 - (6 + 6 + 10) - 2
+
+
+def order_row(seq: int) -> Row:
+    order = f"sma-2020-{seq:06d}"
+    return Row(order, (str(seq), order, "sma", "SYN0003", "buy", "100", "100", "143.93", "filled", ""))
+
+
+@pytest.mark.asyncio
+async def test_a_refilled_table_keeps_its_cursor_on_the_same_row() -> None:
+    """The blotter lists the newest order first: a new order refilled it and moved the cursor to
+    the first row, so `w` (why) explained another order than the one highlighted."""
+
+    class Blotter(App[None]):
+        def compose(self) -> ComposeResult:
+            yield DataTable(id="blotter", cursor_type="row")
+
+    async with Blotter().run_test(size=(120, 20)) as pilot:
+        table = pilot.app.query_one("#blotter", DataTable)
+        fill_table(table, [order_row(seq) for seq in (3, 2, 1)], 110)
+        table.move_cursor(row=1)  # order 2
+        await pilot.pause()
+        fill_table(table, [order_row(seq) for seq in (4, 3, 2, 1)], 110)  # order 4 arrives on top
+        await pilot.pause()
+        assert table.cursor_row == 2
+        assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "sma-2020-000002"
+        fill_table(table, [order_row(seq) for seq in (5, 4)], 110)  # its row gone: the first row
+        await pilot.pause()
+        assert table.cursor_row == 0
