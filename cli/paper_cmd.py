@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
 import logging
 import os
 import signal
@@ -65,10 +66,12 @@ from kernel.operator_inbox import (
     inbox_path,
     running_session,
     send_command,
+    session_strategies,
 )
 from kernel.outbox import OutboxVenue
 from kernel.replay import resume
 from kernel.run_status import run_status
+from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.stream import QueueSource
@@ -127,20 +130,22 @@ def session_options(parser: Any) -> None:
         metavar="MARKET",
         help="play MARKET (a data set) on a loopback Binance and trade it",
     )
-    parser.add_argument("--speed", type=float, default=20.0, help="--local-exchange: bars played a second")
+    parser.add_argument(
+        "--speed", type=float, default=None, help="--local-exchange: bars played a second (default 20)"
+    )
     parser.add_argument(
         "--disconnect-every",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="--local-exchange: drop its websockets (market data, a live session's order streams) "
         "after every N bars played (a fault drill)",
     )
     parser.add_argument(
         "--local-fee",
-        default="0",
+        default=None,
         metavar="RATE",
-        help="--local-exchange: its maker and taker fee rate (e.g. 0.001)",
+        help="--local-exchange: its maker and taker fee rate (e.g. 0.001; default 0)",
     )
     parser.add_argument(
         "--venue-port",
@@ -152,8 +157,9 @@ def session_options(parser: Any) -> None:
     parser.add_argument(
         "--local-fee-in",
         choices=("received", "quote"),
-        default="received",
-        help="--local-exchange: fees in the asset received (base on buys, as Binance) or in the quote",
+        default=None,
+        help="--local-exchange: fees in the asset received (base on buys, as Binance; the default) "
+        "or in the quote",
     )
 
 
@@ -164,7 +170,7 @@ def add_command_parser(verbs: Any) -> None:
     command.add_argument("journal", help="the journal the session writes")
     command.add_argument("command", choices=COMMANDS)
     command.add_argument(
-        "--operator", default=os.environ.get("USER", ""), help="who sends it (default: $USER)"
+        "--operator", default=None, help="who sends it (default: the login name, as getpass.getuser finds it)"
     )
     command.add_argument("--note", default="", help="why (journaled with the command)")
     command.add_argument("--strategy", default="", help="pause / resume: the strategy (its strategy_id)")
@@ -178,12 +184,31 @@ def cmd_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.journal}: no session is running for this journal; nothing would apply the command"
         )
+    operator = _login_name() if args.operator is None else args.operator
+    if not operator.strip():
+        raise ConfigError("name the operator who sends the command: --operator NAME (no login name found)")
+    if args.command in STRATEGY_COMMANDS and not args.strategy:
+        trades = session_strategies(args.journal)
+        book = f" (the session's book trades {', '.join(trades)})" if trades else ""
+        raise ConfigError(f"{args.command} stops or restarts one strategy: name it with --strategy ID{book}")
+    if args.command not in STRATEGY_COMMANDS and args.strategy:
+        raise ConfigError(f"{args.command} is a command to the whole book: leave out --strategy")
     try:
-        path = send_command(args.journal, args.command, args.operator, args.note, args.strategy)
+        path = send_command(args.journal, args.command, operator, args.note, args.strategy)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     console.print(f"{args.command} sent to {path} (the session applies it at its next step)")
     return EXIT_OK
+
+
+def _login_name() -> str:
+    """Who runs ``tape command`` when ``--operator`` is not given: ``$LOGNAME``, ``$USER``, ...
+    or the password database's name of the user id (a container or a systemd unit may set no
+    ``$USER``); empty only when none names it, which ``send_command`` refuses."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
 
 
 @dataclass
@@ -212,22 +237,56 @@ def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig
         raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape {verb} needs one")
     if args.local_exchange and config.paper.clock != "venue":
         raise ConfigError(f'{args.config}: --local-exchange plays history: set paper.clock = "venue"')
-    if args.speed <= 0:
+    _check_local_options(args, verb)
+    speed = 20.0 if args.speed is None else args.speed
+    if not speed > 0:  # also NaN, which would stall the player
         raise ConfigError(f"--speed must be positive, got {args.speed}")
     _check_exchange(args, config, verb)
     config = _resolved(config)
-    if args.disconnect_every < 0:
+    disconnect_every = args.disconnect_every or 0
+    if disconnect_every < 0:
         raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
     market = Path(args.local_exchange) if args.local_exchange else None
     try:
-        fee = Decimal(args.local_fee)
+        fee = Decimal(args.local_fee or "0")
     except InvalidOperation:
         raise ConfigError(f"--local-fee must be a number, got {args.local_fee!r}") from None
     if not 0 <= fee < 1:
         raise ConfigError(f"--local-fee must be in [0, 1), got {args.local_fee}")
     if args.venue_port and (market is not None or not 0 < args.venue_port < 65536):
         raise ConfigError("--venue-port: a port (1-65535) of a local exchange; not with --local-exchange")
-    return config, market, Player(args.speed, args.disconnect_every, fee, args.local_fee_in, args.venue_port)
+    fee_in = args.local_fee_in or "received"
+    return config, market, Player(speed, disconnect_every, fee, fee_in, args.venue_port)
+
+
+def _check_local_options(args: argparse.Namespace, verb: str) -> None:
+    """The options that only say how ``--local-exchange`` plays are refused without it (they
+    would be ignored, and the session would trade the configured venue instead); a live session
+    resumes against the venue it traded, which a new local exchange is not."""
+    given = [
+        option
+        for option, value in (
+            ("--speed", args.speed),
+            ("--disconnect-every", args.disconnect_every),
+            ("--local-fee", args.local_fee),
+            ("--local-fee-in", args.local_fee_in),
+        )
+        if value is not None
+    ]
+    if given and not args.local_exchange:
+        where = (
+            "the exchange on --venue-port plays as python -m venues.local_exchange was told"
+            if args.venue_port
+            else "without it the session trades the configured paper.exchange"
+        )
+        raise ConfigError(f"{' and '.join(given)}: only with --local-exchange MARKET ({where})")
+    if verb == "live" and args.resume and args.local_exchange:
+        raise ConfigError(
+            "--local-exchange starts a new exchange, whose account holds none of the session's "
+            "orders, fills or balances: a live session resumes against the venue it traded. For a "
+            "stop-and-resume drill run the exchange on its own (python -m venues.local_exchange "
+            "MARKET --port-file PORT ...) and trade it with --venue-port (docs/local_exchange.md)"
+        )
 
 
 def _check_exchange(args: argparse.Namespace, config: BacktestConfig, verb: str) -> None:
@@ -465,6 +524,7 @@ async def run_session(
     if not carry_on:  # everything checked before a journal is opened
         ref = dataset_ref(Path(config.dataset))
         fresh = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True), ref
+    local = None if market is None else _local_markets(market, config, frequency)
     try:  # one session per journal: before it is opened for writing (which repairs its tail)
         claim = SessionClaim(config.journal)
     except SessionRunning as error:
@@ -472,14 +532,14 @@ async def run_session(
     except OSError as error:
         raise ConfigError(f"{config.journal}: cannot mark its session beside it: {error}") from None
     try:
-        return await _run_claimed(config, market, player, fresh, frequency, edge, claim)
+        return await _run_claimed(config, local, player, fresh, frequency, edge, claim)
     finally:
         claim.release()
 
 
 async def _run_claimed(
     config: BacktestConfig,
-    market: Path | None,
+    market: LocalMarkets | None,
     player: Player,
     fresh: tuple[RunSetup, DatasetRef] | None,
     frequency: str,
@@ -520,10 +580,16 @@ async def _run_claimed(
     finally:
         journal.close()
     if not source.done:
-        again = "tape paper --resume" if edge is None else "tape live --resume"
+        again_verb = "tape paper" if edge is None else "tape live"
+        again = f"carry the session on with {again_verb} --resume"
+        if edge is not None and market is not None:  # the exchange, and its account, ended with it
+            again = (
+                "a live session on --local-exchange is not resumed (its exchange ended with it; "
+                "--venue-port trades one that outlives the session)"
+            )
         console.print(
             f"[yellow]stopped ({session.stopped})[/] at step {source.next_row:,} of {setup.panel.steps:,}: "
-            f"what arrived is journaled and replays; carry the session on with {again}"
+            f"what arrived is journaled and replays; {again}"
         )
         return EXIT_STOPPED
     print_report(Path(config.journal))
@@ -536,7 +602,7 @@ async def _session(
     instruments: list[Instrument],
     started: Started,
     journal: Any,
-    market: Path | None,
+    market: LocalMarkets | None,
     player: Player,
     progress: Callable[[], None],
     edge: Edge | None,
@@ -593,7 +659,7 @@ async def _session(
 
 async def _open_venues(
     config: BacktestConfig,
-    market: Path | None,
+    market: LocalMarkets | None,
     player: Player,
     edge: Edge | None,
     instruments: list[Instrument],
@@ -1304,9 +1370,48 @@ def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
     return assembler.venue_clock
 
 
+@dataclass(frozen=True)
+class LocalMarkets:
+    """``--local-exchange MARKET``: the data set and its markets, read and checked before the
+    session's journal is opened."""
+
+    path: Path
+    markets: list[Any]  # venues.local_exchange.LocalMarket
+
+
+def _local_markets(path: Path, config: BacktestConfig, frequency: str) -> LocalMarkets:
+    """The markets of the data set ``--local-exchange`` plays, refused (exit 2, nothing opened)
+    when it is not a data set the local exchange can play or has no bar closing in the
+    session's span (``paper.start`` .. ``paper.end``): such a session would have nothing to
+    trade and stop at once."""
+    from venues.local_exchange import markets_from_dataset
+
+    assert config.paper is not None
+    try:
+        markets = markets_from_dataset(path)
+    except (ValueError, OSError, KeyError) as error:
+        raise ConfigError(f"--local-exchange: {error}") from None
+    interval_ms = frequency_ns(frequency) // 1_000_000
+    closes = [bar.open_ms + interval_ms for m in markets for bar in m.bars]
+    start_ns, end_ns = config.paper.span_ns()
+    if not any(start_ns // 1_000_000 <= close <= end_ns // 1_000_000 for close in closes):
+        held = "it holds no bar"
+        if closes:
+            held = f"its bars close from {_iso_ms(min(closes))} to {_iso_ms(max(closes))}"
+        raise ConfigError(
+            f"--local-exchange {path}: no bar closes between paper.start ({config.paper.start}) and "
+            f"paper.end ({config.paper.end}); {held}: nothing to play"
+        )
+    return LocalMarkets(path, markets)
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @contextlib.asynccontextmanager
 async def _local_exchange(
-    market: Path,
+    market: LocalMarkets,
     instruments: list[Instrument],
     first_close_ns: int,
     interval_ns: int,
@@ -1316,7 +1421,7 @@ async def _local_exchange(
 ) -> Any:
     """A loopback Binance playing ``market``'s bars that close at or after ``first_close_ns``;
     a live session's keys and its configured cash there."""
-    from venues.local_exchange import LocalExchange, markets_from_dataset
+    from venues.local_exchange import LocalExchange
 
     kind = market_type(instruments)
 
@@ -1327,12 +1432,12 @@ async def _local_exchange(
     first_open_ms = (first_close_ns - interval_ns) // 1_000_000
     markets = [
         dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= first_open_ms])
-        for m in markets_from_dataset(market)
+        for m in market.markets
         if symbol(m) in by_symbol
     ]
     if len(markets) != len(instruments):
         missing = sorted(by_symbol - {symbol(m) for m in markets})
-        raise ConfigError(f"--local-exchange {market}: no market for {missing}")
+        raise ConfigError(f"--local-exchange {market.path}: no market for {missing}")
     quotes = {m.quote for m in markets}
     balances: dict[str, str] = {quote: "1000000" for quote in quotes}
     keys: dict[str, Any] = {"apiKey": "local-api-key", "secret": None}
