@@ -123,6 +123,8 @@ def _csv_text(result: Reconciliation) -> str:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    if args.json == "-" and args.csv == "-":  # refused before anything is read
+        raise ConfigError("--json - and --csv - both print to stdout: give one of them a file")
     result = run_reconcile(args)
     if args.json:
         write_output(args.json, json.dumps(result.to_json(), indent=1) + "\n", option="--json")
