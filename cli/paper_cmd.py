@@ -218,6 +218,8 @@ class _Session:
     stopped: str = ""
     venue_errors: int = 0
     bars_received: int = 0
+    bars_superseded: int = 0  # by a later update of the same bar before its step went
+    bars_waiting: int = 0  # for a step that had not gone when the session ended
     broker: PaperBroker | None = None
     marks: MarkFeed | None = None
 
@@ -654,6 +656,8 @@ async def _session(
                 task.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
     pump.session.bars_received = pump.assembler.received
+    pump.session.bars_superseded = pump.assembler.superseded
+    pump.session.bars_waiting = pump.assembler.waiting
     return pump.session
 
 
@@ -1461,8 +1465,14 @@ def _print_summary(
 ) -> None:
     counts = source.counts
     quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
+    updates = f"{session.bars_received:,} updates"
+    if session.bars_superseded or session.bars_waiting:  # so that the updates add up
+        parts = [f"{session.bars_superseded:,} superseded by a later update of the same bar"]
+        if session.bars_waiting:
+            parts.append(f"{session.bars_waiting:,} waiting for a step that did not run")
+        updates += f" ({', '.join(parts)})"
     console.print(
-        f"bars from the venue: {session.bars_received:,} updates; to the kernel: {counts.received:,} "
+        f"bars from the venue: {updates}; to the kernel: {counts.received:,} "
         f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "
         f"({quarantined}); {counts.empty_steps:,} steps passed with no bar; venue errors "
         f"{session.venue_errors}",
