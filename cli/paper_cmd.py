@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import getpass
+import json
 import logging
 import os
 import signal
@@ -443,8 +444,11 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
         config, paper=msgspec.structs.replace(config.paper, start=journaled.paper.start)
     )
     if asked.canonical_json() != journaled.canonical_json():
+        changed = _differences(json.loads(journaled.canonical_json()), json.loads(asked.canonical_json()))
         raise ConfigError(
-            f"{config.journal} was written with another configuration than this one: not resumed"
+            f"{config.journal} was written with another configuration than this one: not resumed "
+            f"(journal -> file: {'; '.join(changed[:5])}{'; ...' if len(changed) > 5 else ''}); "
+            "put the journaled values back, or start a new session with --journal"
         )
     resumed = resume(journal, replay_builder, source_name=_source_name(config))
     journal.commit()
@@ -453,6 +457,24 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
         f"carrying on at step {resumed.source.next_row:,}"
     )
     return journaled, Started(resumed.kernel, resumed.source, note)
+
+
+def _differences(journaled: Any, asked: Any, path: str = "") -> list[str]:
+    """Where two configurations (as JSON) differ: ``key: journaled -> asked``, by dotted path."""
+    if isinstance(journaled, dict) and isinstance(asked, dict):
+        out: list[str] = []
+        for key in sorted(set(journaled) | set(asked)):
+            name = f"{path}.{key}" if path else str(key)
+            if key not in asked:
+                out.append(f"{name}: {json.dumps(journaled[key])} -> not set")
+            elif key not in journaled:
+                out.append(f"{name}: not set -> {json.dumps(asked[key])}")
+            else:
+                out += _differences(journaled[key], asked[key], name)
+        return out
+    if journaled == asked:
+        return []
+    return [f"{path or 'the configuration'}: {json.dumps(journaled)} -> {json.dumps(asked)}"]
 
 
 class BarVenue(Protocol):

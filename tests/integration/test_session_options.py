@@ -148,3 +148,24 @@ def test_tape_command_names_the_operator_without_user(
         assert len(inbox_path(journal).read_text().splitlines()) == 1  # nothing refused was written
     finally:
         claim.release()
+
+
+def test_a_resume_with_another_configuration_names_what_changed(
+    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--resume`` with a configuration file edited since the session started is refused; the
+    refusal said only "written with another configuration", leaving the user to diff them."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start = int(panel.ts_ns[HISTORY])
+    config = paper_config(
+        tmp_path / "p.toml", history, tmp_path / "journal", start, start + 3 * DAY_NS, 432_000
+    )
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "200"]) == 0
+    text = config.read_text().replace("grace_s = 432000", "grace_s = 5").replace("fast = 3", "fast = 4")
+    config.write_text(text)
+    capsys.readouterr()
+    assert main(["paper", str(config), "--local-exchange", str(full), "--resume"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "not resumed" in out and "paper.grace_s: 432000.0 -> 5.0" in out, out
+    assert "strategy.params.fast: 3 -> 4" in out, out
