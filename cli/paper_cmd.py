@@ -102,6 +102,7 @@ __all__ = [
     "Started",
     "add_command_parser",
     "add_paper_parser",
+    "bar_updates",
     "cmd_command",
     "cmd_paper",
     "market_type",
@@ -1482,17 +1483,27 @@ async def _local_exchange(
         yield exchange
 
 
+def bar_updates(received: int, superseded: int, waiting: int) -> str:
+    """The summary's count of bar updates, with what did not reach the kernel (so that they add
+    up to its ``received``): superseded by a later update of the same bar before its step went,
+    or waiting for a step that had not run when the session ended."""
+    parts = [
+        f"{count:,} {what}"
+        for count, what in (
+            (superseded, "superseded by a later update of the same bar"),
+            (waiting, "waiting for a step that did not run"),
+        )
+        if count
+    ]
+    return f"{received:,} updates" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def _print_summary(
     config: BacktestConfig, source: QueueSource, session: _Session, head: str, records: int, *, resumed: bool
 ) -> None:
     counts = source.counts
     quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
-    updates = f"{session.bars_received:,} updates"
-    if session.bars_superseded or session.bars_waiting:  # so that the updates add up
-        parts = [f"{session.bars_superseded:,} superseded by a later update of the same bar"]
-        if session.bars_waiting:
-            parts.append(f"{session.bars_waiting:,} waiting for a step that did not run")
-        updates += f" ({', '.join(parts)})"
+    updates = bar_updates(session.bars_received, session.bars_superseded, session.bars_waiting)
     console.print(
         f"bars from the venue: {updates}; to the kernel: {counts.received:,} "
         f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from cli.paper_cmd import bar_updates
 from kernel.operator_inbox import SessionClaim, inbox_path
 from lake.store import load_panel
 from tests.factories import market_and_history, paper_config
@@ -169,3 +170,9 @@ def test_a_resume_with_another_configuration_names_what_changed(
     out = " ".join(capsys.readouterr().out.split())
     assert "not resumed" in out and "paper.grace_s: 432000.0 -> 5.0" in out, out
     assert "strategy.params.fast: 3 -> 4" in out, out
+
+
+def test_the_bar_updates_line_names_only_what_happened() -> None:
+    assert bar_updates(182, 0, 0) == "182 updates"
+    assert bar_updates(23, 0, 1) == "23 updates (1 waiting for a step that did not run)"
+    assert bar_updates(1_230, 24, 0) == "1,230 updates (24 superseded by a later update of the same bar)"
