@@ -914,7 +914,8 @@ class _Pump:
                 loop.add_signal_handler(sig, self._stop, sig.name)
 
     def _stop(self, why: str) -> None:
-        self.session.stopped = why
+        if not self.stop.is_set():  # the first reason stands: a second Ctrl-C or a SIGTERM after it
+            self.session.stopped = why
         self.stop.set()
 
     async def watch(self, venue: BarVenue, instrument_id: int, frequency: str) -> None:

@@ -13,16 +13,21 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from cli.main import main
 from cli.paper_cmd import bar_updates
+from domain.events import BarsReceived
 from kernel.operator_inbox import SessionClaim, inbox_path
 from lake.store import load_panel
-from tests.factories import market_and_history, paper_config
+from tests.factories import count_events, market_and_history, paper_config
 
 HISTORY = 60
 DAY_NS = 86_400 * 10**9
@@ -176,3 +181,45 @@ def test_the_bar_updates_line_names_only_what_happened() -> None:
     assert bar_updates(182, 0, 0) == "182 updates"
     assert bar_updates(23, 0, 1) == "23 updates (1 waiting for a step that did not run)"
     assert bar_updates(1_230, 24, 0) == "1,230 updates (24 superseded by a later update of the same bar)"
+
+
+def test_a_second_signal_does_not_rename_the_stop(market: tuple[Path, Path], tmp_path: Path) -> None:
+    """Ctrl-C, then (impatient) SIGTERM while the session winds down: it said ``stopped
+    (SIGTERM)``, the last signal's name, not the one that stopped it."""
+    full, history = market
+    panel, _ = load_panel(full)
+    journal = tmp_path / "journal"
+    config = paper_config(
+        tmp_path / "p.toml", history, journal, int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1]), 432_000
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "paper",
+        str(config),
+        "--local-exchange",
+        str(full),
+        "--speed",
+        "4",
+    ]
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while count_events(journal, BarsReceived) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, output
+    assert "stopped (SIGINT)" in output and "stopped (SIGTERM)" not in output, output
