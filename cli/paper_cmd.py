@@ -111,6 +111,7 @@ __all__ = [
 ]
 
 EXIT_STOPPED = 130
+PLAYED_OUT = "the local exchange played all its bars"  # why a session on --local-exchange stopped
 
 
 def add_paper_parser(verbs: Any) -> None:
@@ -607,7 +608,12 @@ async def _run_claimed(
     if not source.done:
         again_verb = "tape paper" if edge is None else "tape live"
         again = f"carry the session on with {again_verb} --resume"
-        if edge is not None and market is not None:  # the exchange, and its account, ended with it
+        if session.stopped == PLAYED_OUT:  # a resume would start an exchange with nothing to play
+            again = (
+                f"--local-exchange {market.path if market is not None else ''} has no bar after it, "
+                f"so the session cannot go on with it (paper.end {config.paper.end} lies past its last bar)"
+            )
+        elif edge is not None and market is not None:  # the exchange, and its account, ended with it
             again = (
                 "a live session on --local-exchange is not resumed (its exchange ended with it; "
                 "--venue-port trades one that outlives the session)"
@@ -1170,7 +1176,7 @@ class _Pump:
                 if player.exception() is not None:
                     raise player.exception()  # type: ignore[misc]
                 if quiet >= 4:
-                    self._stop("the local exchange played all its bars")
+                    self._stop(PLAYED_OUT)
 
     async def _fundings(self, up_to_ns: int, now: int) -> None:
         """The fundings settled at or before ``up_to_ns``, journaled and scheduled before the

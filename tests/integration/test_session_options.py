@@ -223,3 +223,19 @@ def test_a_second_signal_does_not_rename_the_stop(market: tuple[Path, Path], tmp
             process.kill()
     assert process.returncode == 130, output
     assert "stopped (SIGINT)" in output and "stopped (SIGTERM)" not in output, output
+
+
+def test_a_market_that_ends_before_paper_end_is_not_sent_to_resume(
+    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The local exchange played its last bar before ``paper.end``: the session stops (exit 130,
+    what arrived replays), but it told the user to ``--resume``, which starts a new exchange with
+    no bar left to play and stops again."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1]) + 5 * DAY_NS
+    config = paper_config(tmp_path / "p.toml", history, tmp_path / "journal", start, end, 432_000)
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "200"]) == 130
+    out = " ".join(capsys.readouterr().out.split())
+    assert "stopped (the local exchange played all its bars)" in out, out
+    assert "has no bar after it, so the session cannot go on with it" in out and "--resume" not in out, out
