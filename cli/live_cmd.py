@@ -88,8 +88,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     keys = None if settings.venue == "ib" else read_keys(settings, os.environ)  # IB: the gateway's login
     edge = LiveEdge(keys, settings, config.initial_cash, testnet=settings.testnet)
     code = asyncio.run(run_session(config, market, player, carry_on=args.resume, edge=edge))
-    edge.print_summary()
-    return code if code != EXIT_OK else EXIT_OK
+    edge.print_summary(finished=code == EXIT_OK)
+    return code
 
 
 async def open_venue(
@@ -359,17 +359,24 @@ class LiveEdge:
         if self.bridge is not None:
             self.bridge.take_updates()
 
-    def print_summary(self) -> None:
+    def print_summary(self, *, finished: bool) -> None:
+        """The bridge's counts; the venue's answers that came after the kernel's last step are
+        booked by a resume's reconciliation, or, for a finished session (which is not resumed),
+        stand in its last reconciliation's report."""
         bridge = self.bridge
         if bridge is None:
             return
         counts = bridge.counts
         waiting = bridge.outbox.waiting
         notes = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.notes.items())) or "none"
+        late = ""
+        if waiting and finished:
+            late = f" ({waiting} came after its last step: the session's last reconciliation reported them)"
+        elif waiting:
+            late = f" ({waiting} came after its last step: tape live --resume books them by reconciling)"
         console.print(
             f"venue {self.name}: {counts.sent} orders sent, {counts.cancels_sent} cancels, "
-            f"{counts.messages} messages to the kernel ({waiting} came after its last step: a resumed "
-            f"session recovers them by reconciling), {counts.foreign} updates of other orders; "
+            f"{counts.messages} messages to the kernel{late}, {counts.foreign} updates of other orders; "
             f"stream notes: {notes}",
             soft_wrap=True,
         )

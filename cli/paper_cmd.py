@@ -24,6 +24,8 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import getpass
+import json
 import logging
 import os
 import signal
@@ -65,10 +67,12 @@ from kernel.operator_inbox import (
     inbox_path,
     running_session,
     send_command,
+    session_strategies,
 )
 from kernel.outbox import OutboxVenue
 from kernel.replay import resume
 from kernel.run_status import run_status
+from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup
 from kernel.store import open_journal
 from kernel.stream import QueueSource
@@ -98,6 +102,7 @@ __all__ = [
     "Started",
     "add_command_parser",
     "add_paper_parser",
+    "bar_updates",
     "cmd_command",
     "cmd_paper",
     "market_type",
@@ -106,6 +111,7 @@ __all__ = [
 ]
 
 EXIT_STOPPED = 130
+PLAYED_OUT = "the local exchange played all its bars"  # why a session on --local-exchange stopped
 
 
 def add_paper_parser(verbs: Any) -> None:
@@ -127,20 +133,22 @@ def session_options(parser: Any) -> None:
         metavar="MARKET",
         help="play MARKET (a data set) on a loopback Binance and trade it",
     )
-    parser.add_argument("--speed", type=float, default=20.0, help="--local-exchange: bars played a second")
+    parser.add_argument(
+        "--speed", type=float, default=None, help="--local-exchange: bars played a second (default 20)"
+    )
     parser.add_argument(
         "--disconnect-every",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="--local-exchange: drop its websockets (market data, a live session's order streams) "
         "after every N bars played (a fault drill)",
     )
     parser.add_argument(
         "--local-fee",
-        default="0",
+        default=None,
         metavar="RATE",
-        help="--local-exchange: its maker and taker fee rate (e.g. 0.001)",
+        help="--local-exchange: its maker and taker fee rate (e.g. 0.001; default 0)",
     )
     parser.add_argument(
         "--venue-port",
@@ -152,8 +160,9 @@ def session_options(parser: Any) -> None:
     parser.add_argument(
         "--local-fee-in",
         choices=("received", "quote"),
-        default="received",
-        help="--local-exchange: fees in the asset received (base on buys, as Binance) or in the quote",
+        default=None,
+        help="--local-exchange: fees in the asset received (base on buys, as Binance; the default) "
+        "or in the quote",
     )
 
 
@@ -164,7 +173,7 @@ def add_command_parser(verbs: Any) -> None:
     command.add_argument("journal", help="the journal the session writes")
     command.add_argument("command", choices=COMMANDS)
     command.add_argument(
-        "--operator", default=os.environ.get("USER", ""), help="who sends it (default: $USER)"
+        "--operator", default=None, help="who sends it (default: the login name, as getpass.getuser finds it)"
     )
     command.add_argument("--note", default="", help="why (journaled with the command)")
     command.add_argument("--strategy", default="", help="pause / resume: the strategy (its strategy_id)")
@@ -178,12 +187,31 @@ def cmd_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.journal}: no session is running for this journal; nothing would apply the command"
         )
+    operator = _login_name() if args.operator is None else args.operator
+    if not operator.strip():
+        raise ConfigError("name the operator who sends the command: --operator NAME (no login name found)")
+    if args.command in STRATEGY_COMMANDS and not args.strategy:
+        trades = session_strategies(args.journal)
+        book = f" (the session's book trades {', '.join(trades)})" if trades else ""
+        raise ConfigError(f"{args.command} stops or restarts one strategy: name it with --strategy ID{book}")
+    if args.command not in STRATEGY_COMMANDS and args.strategy:
+        raise ConfigError(f"{args.command} is a command to the whole book: leave out --strategy")
     try:
-        path = send_command(args.journal, args.command, args.operator, args.note, args.strategy)
+        path = send_command(args.journal, args.command, operator, args.note, args.strategy)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     console.print(f"{args.command} sent to {path} (the session applies it at its next step)")
     return EXIT_OK
+
+
+def _login_name() -> str:
+    """Who runs ``tape command`` when ``--operator`` is not given: ``$LOGNAME``, ``$USER``, ...
+    or the password database's name of the user id (a container or a systemd unit may set no
+    ``$USER``); empty only when none names it, which ``send_command`` refuses."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return ""
 
 
 @dataclass
@@ -193,6 +221,8 @@ class _Session:
     stopped: str = ""
     venue_errors: int = 0
     bars_received: int = 0
+    bars_superseded: int = 0  # by a later update of the same bar before its step went
+    bars_waiting: int = 0  # for a step that had not gone when the session ended
     broker: PaperBroker | None = None
     marks: MarkFeed | None = None
 
@@ -212,22 +242,56 @@ def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig
         raise ConfigError(f"{args.config}: no [paper] table (exchange, start, end): tape {verb} needs one")
     if args.local_exchange and config.paper.clock != "venue":
         raise ConfigError(f'{args.config}: --local-exchange plays history: set paper.clock = "venue"')
-    if args.speed <= 0:
+    _check_local_options(args, verb)
+    speed = 20.0 if args.speed is None else args.speed
+    if not speed > 0:  # also NaN, which would stall the player
         raise ConfigError(f"--speed must be positive, got {args.speed}")
     _check_exchange(args, config, verb)
     config = _resolved(config)
-    if args.disconnect_every < 0:
+    disconnect_every = args.disconnect_every or 0
+    if disconnect_every < 0:
         raise ConfigError(f"--disconnect-every must be >= 0, got {args.disconnect_every}")
     market = Path(args.local_exchange) if args.local_exchange else None
     try:
-        fee = Decimal(args.local_fee)
+        fee = Decimal(args.local_fee or "0")
     except InvalidOperation:
         raise ConfigError(f"--local-fee must be a number, got {args.local_fee!r}") from None
     if not 0 <= fee < 1:
         raise ConfigError(f"--local-fee must be in [0, 1), got {args.local_fee}")
     if args.venue_port and (market is not None or not 0 < args.venue_port < 65536):
         raise ConfigError("--venue-port: a port (1-65535) of a local exchange; not with --local-exchange")
-    return config, market, Player(args.speed, args.disconnect_every, fee, args.local_fee_in, args.venue_port)
+    fee_in = args.local_fee_in or "received"
+    return config, market, Player(speed, disconnect_every, fee, fee_in, args.venue_port)
+
+
+def _check_local_options(args: argparse.Namespace, verb: str) -> None:
+    """The options that only say how ``--local-exchange`` plays are refused without it (they
+    would be ignored, and the session would trade the configured venue instead); a live session
+    resumes against the venue it traded, which a new local exchange is not."""
+    given = [
+        option
+        for option, value in (
+            ("--speed", args.speed),
+            ("--disconnect-every", args.disconnect_every),
+            ("--local-fee", args.local_fee),
+            ("--local-fee-in", args.local_fee_in),
+        )
+        if value is not None
+    ]
+    if given and not args.local_exchange:
+        where = (
+            "the exchange on --venue-port plays as python -m venues.local_exchange was told"
+            if args.venue_port
+            else "without it the session trades the configured paper.exchange"
+        )
+        raise ConfigError(f"{' and '.join(given)}: only with --local-exchange MARKET ({where})")
+    if verb == "live" and args.resume and args.local_exchange:
+        raise ConfigError(
+            "--local-exchange starts a new exchange, whose account holds none of the session's "
+            "orders, fills or balances: a live session resumes against the venue it traded. For a "
+            "stop-and-resume drill run the exchange on its own (python -m venues.local_exchange "
+            "MARKET --port-file PORT ...) and trade it with --venue-port (docs/local_exchange.md)"
+        )
 
 
 def _check_exchange(args: argparse.Namespace, config: BacktestConfig, verb: str) -> None:
@@ -382,8 +446,11 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
         config, paper=msgspec.structs.replace(config.paper, start=journaled.paper.start)
     )
     if asked.canonical_json() != journaled.canonical_json():
+        changed = _differences(json.loads(journaled.canonical_json()), json.loads(asked.canonical_json()))
         raise ConfigError(
-            f"{config.journal} was written with another configuration than this one: not resumed"
+            f"{config.journal} was written with another configuration than this one: not resumed "
+            f"(journal -> file: {'; '.join(changed[:5])}{'; ...' if len(changed) > 5 else ''}); "
+            "put the journaled values back, or start a new session with --journal"
         )
     resumed = resume(journal, replay_builder, source_name=_source_name(config))
     journal.commit()
@@ -392,6 +459,24 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
         f"carrying on at step {resumed.source.next_row:,}"
     )
     return journaled, Started(resumed.kernel, resumed.source, note)
+
+
+def _differences(journaled: Any, asked: Any, path: str = "") -> list[str]:
+    """Where two configurations (as JSON) differ: ``key: journaled -> asked``, by dotted path."""
+    if isinstance(journaled, dict) and isinstance(asked, dict):
+        out: list[str] = []
+        for key in sorted(set(journaled) | set(asked)):
+            name = f"{path}.{key}" if path else str(key)
+            if key not in asked:
+                out.append(f"{name}: {json.dumps(journaled[key])} -> not set")
+            elif key not in journaled:
+                out.append(f"{name}: not set -> {json.dumps(asked[key])}")
+            else:
+                out += _differences(journaled[key], asked[key], name)
+        return out
+    if journaled == asked:
+        return []
+    return [f"{path or 'the configuration'}: {json.dumps(journaled)} -> {json.dumps(asked)}"]
 
 
 class BarVenue(Protocol):
@@ -465,6 +550,7 @@ async def run_session(
     if not carry_on:  # everything checked before a journal is opened
         ref = dataset_ref(Path(config.dataset))
         fresh = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True), ref
+    local = None if market is None else _local_markets(market, config, frequency)
     try:  # one session per journal: before it is opened for writing (which repairs its tail)
         claim = SessionClaim(config.journal)
     except SessionRunning as error:
@@ -472,14 +558,14 @@ async def run_session(
     except OSError as error:
         raise ConfigError(f"{config.journal}: cannot mark its session beside it: {error}") from None
     try:
-        return await _run_claimed(config, market, player, fresh, frequency, edge, claim)
+        return await _run_claimed(config, local, player, fresh, frequency, edge, claim)
     finally:
         claim.release()
 
 
 async def _run_claimed(
     config: BacktestConfig,
-    market: Path | None,
+    market: LocalMarkets | None,
     player: Player,
     fresh: tuple[RunSetup, DatasetRef] | None,
     frequency: str,
@@ -520,10 +606,21 @@ async def _run_claimed(
     finally:
         journal.close()
     if not source.done:
-        again = "tape paper --resume" if edge is None else "tape live --resume"
+        again_verb = "tape paper" if edge is None else "tape live"
+        again = f"carry the session on with {again_verb} --resume"
+        if session.stopped == PLAYED_OUT:  # a resume would start an exchange with nothing to play
+            again = (
+                f"--local-exchange {market.path if market is not None else ''} has no bar after it, "
+                f"so the session cannot go on with it (paper.end {config.paper.end} lies past its last bar)"
+            )
+        elif edge is not None and market is not None:  # the exchange, and its account, ended with it
+            again = (
+                "a live session on --local-exchange is not resumed (its exchange ended with it; "
+                "--venue-port trades one that outlives the session)"
+            )
         console.print(
             f"[yellow]stopped ({session.stopped})[/] at step {source.next_row:,} of {setup.panel.steps:,}: "
-            f"what arrived is journaled and replays; carry the session on with {again}"
+            f"what arrived is journaled and replays; {again}"
         )
         return EXIT_STOPPED
     print_report(Path(config.journal))
@@ -536,7 +633,7 @@ async def _session(
     instruments: list[Instrument],
     started: Started,
     journal: Any,
-    market: Path | None,
+    market: LocalMarkets | None,
     player: Player,
     progress: Callable[[], None],
     edge: Edge | None,
@@ -588,12 +685,14 @@ async def _session(
                 task.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
     pump.session.bars_received = pump.assembler.received
+    pump.session.bars_superseded = pump.assembler.superseded
+    pump.session.bars_waiting = pump.assembler.waiting
     return pump.session
 
 
 async def _open_venues(
     config: BacktestConfig,
-    market: Path | None,
+    market: LocalMarkets | None,
     player: Player,
     edge: Edge | None,
     instruments: list[Instrument],
@@ -821,7 +920,8 @@ class _Pump:
                 loop.add_signal_handler(sig, self._stop, sig.name)
 
     def _stop(self, why: str) -> None:
-        self.session.stopped = why
+        if not self.stop.is_set():  # the first reason stands: a second Ctrl-C or a SIGTERM after it
+            self.session.stopped = why
         self.stop.set()
 
     async def watch(self, venue: BarVenue, instrument_id: int, frequency: str) -> None:
@@ -1076,7 +1176,7 @@ class _Pump:
                 if player.exception() is not None:
                     raise player.exception()  # type: ignore[misc]
                 if quiet >= 4:
-                    self._stop("the local exchange played all its bars")
+                    self._stop(PLAYED_OUT)
 
     async def _fundings(self, up_to_ns: int, now: int) -> None:
         """The fundings settled at or before ``up_to_ns``, journaled and scheduled before the
@@ -1304,9 +1404,48 @@ def _clock(kind: str, assembler: StepAssembler) -> Callable[[], int]:
     return assembler.venue_clock
 
 
+@dataclass(frozen=True)
+class LocalMarkets:
+    """``--local-exchange MARKET``: the data set and its markets, read and checked before the
+    session's journal is opened."""
+
+    path: Path
+    markets: list[Any]  # venues.local_exchange.LocalMarket
+
+
+def _local_markets(path: Path, config: BacktestConfig, frequency: str) -> LocalMarkets:
+    """The markets of the data set ``--local-exchange`` plays, refused (exit 2, nothing opened)
+    when it is not a data set the local exchange can play or has no bar closing in the
+    session's span (``paper.start`` .. ``paper.end``): such a session would have nothing to
+    trade and stop at once."""
+    from venues.local_exchange import markets_from_dataset
+
+    assert config.paper is not None
+    try:
+        markets = markets_from_dataset(path)
+    except (ValueError, OSError, KeyError) as error:
+        raise ConfigError(f"--local-exchange: {error}") from None
+    interval_ms = frequency_ns(frequency) // 1_000_000
+    closes = [bar.open_ms + interval_ms for m in markets for bar in m.bars]
+    start_ns, end_ns = config.paper.span_ns()
+    if not any(start_ns // 1_000_000 <= close <= end_ns // 1_000_000 for close in closes):
+        held = "it holds no bar"
+        if closes:
+            held = f"its bars close from {_iso_ms(min(closes))} to {_iso_ms(max(closes))}"
+        raise ConfigError(
+            f"--local-exchange {path}: no bar closes between paper.start ({config.paper.start}) and "
+            f"paper.end ({config.paper.end}); {held}: nothing to play"
+        )
+    return LocalMarkets(path, markets)
+
+
+def _iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 @contextlib.asynccontextmanager
 async def _local_exchange(
-    market: Path,
+    market: LocalMarkets,
     instruments: list[Instrument],
     first_close_ns: int,
     interval_ns: int,
@@ -1316,7 +1455,7 @@ async def _local_exchange(
 ) -> Any:
     """A loopback Binance playing ``market``'s bars that close at or after ``first_close_ns``;
     a live session's keys and its configured cash there."""
-    from venues.local_exchange import LocalExchange, markets_from_dataset
+    from venues.local_exchange import LocalExchange
 
     kind = market_type(instruments)
 
@@ -1327,12 +1466,12 @@ async def _local_exchange(
     first_open_ms = (first_close_ns - interval_ns) // 1_000_000
     markets = [
         dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= first_open_ms])
-        for m in markets_from_dataset(market)
+        for m in market.markets
         if symbol(m) in by_symbol
     ]
     if len(markets) != len(instruments):
         missing = sorted(by_symbol - {symbol(m) for m in markets})
-        raise ConfigError(f"--local-exchange {market}: no market for {missing}")
+        raise ConfigError(f"--local-exchange {market.path}: no market for {missing}")
     quotes = {m.quote for m in markets}
     balances: dict[str, str] = {quote: "1000000" for quote in quotes}
     keys: dict[str, Any] = {"apiKey": "local-api-key", "secret": None}
@@ -1351,13 +1490,29 @@ async def _local_exchange(
         yield exchange
 
 
+def bar_updates(received: int, superseded: int, waiting: int) -> str:
+    """The summary's count of bar updates, with what did not reach the kernel (so that they add
+    up to its ``received``): superseded by a later update of the same bar before its step went,
+    or waiting for a step that had not run when the session ended."""
+    parts = [
+        f"{count:,} {what}"
+        for count, what in (
+            (superseded, "superseded by a later update of the same bar"),
+            (waiting, "waiting for a step that did not run"),
+        )
+        if count
+    ]
+    return f"{received:,} updates" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def _print_summary(
     config: BacktestConfig, source: QueueSource, session: _Session, head: str, records: int, *, resumed: bool
 ) -> None:
     counts = source.counts
     quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
+    updates = bar_updates(session.bars_received, session.bars_superseded, session.bars_waiting)
     console.print(
-        f"bars from the venue: {session.bars_received:,} updates; to the kernel: {counts.received:,} "
+        f"bars from the venue: {updates}; to the kernel: {counts.received:,} "
         f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "
         f"({quarantined}); {counts.empty_steps:,} steps passed with no bar; venue errors "
         f"{session.venue_errors}",

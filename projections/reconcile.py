@@ -26,6 +26,7 @@ import csv
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,10 @@ def parse_day(text: str) -> int:
     parts = text.strip().split("-")
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or [len(p) for p in parts] != [4, 2, 2]:
         raise ReconcileRefused(f"day {text!r} is not YYYY-MM-DD")
+    try:
+        date(*(int(p) for p in parts))
+    except ValueError:
+        raise ReconcileRefused(f"day {text!r} is not a calendar date") from None
     return int("".join(parts))
 
 

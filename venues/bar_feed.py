@@ -40,6 +40,10 @@ class StepAssembler:
         self._late: list[tuple[int, VenueBar]] = []  # bars for steps handed over already
         self.handed_to = 0  # the last step time handed over
         self.received = 0
+        # updates replaced by a later update of the same bar before its step went (a forming
+        # bar's updates; a bar a REST catch-up and the stream both sent): received = the bars
+        # handed over + superseded + waiting
+        self.superseded = 0
 
     def add(self, bar: VenueBar) -> None:
         """One bar update as the venue sent it."""
@@ -48,7 +52,10 @@ class StepAssembler:
         if ts <= self.handed_to:  # its step went already: handed over for the source to count
             self._late.append((ts, bar))
             return
-        self._pending.setdefault(ts, {})[bar.instrument_id] = bar
+        step = self._pending.setdefault(ts, {})
+        if bar.instrument_id in step:
+            self.superseded += 1
+        step[bar.instrument_id] = bar
         if ts > self._newest.get(bar.instrument_id, 0):
             self._newest[bar.instrument_id] = ts
 
@@ -89,6 +96,11 @@ class StepAssembler:
     @property
     def pending_steps(self) -> int:
         return len(self._pending)
+
+    @property
+    def waiting(self) -> int:
+        """Bars not handed over yet: their step has not gone (a session stopped before it)."""
+        return sum(len(bars) for bars in self._pending.values()) + len(self._late)
 
 
 def _bars(ts_ns: int, received_ns: int, bars: list[VenueBar]) -> BarsReceived:

@@ -96,6 +96,9 @@ def test_a_live_session_books_the_venues_fills_and_replays(
     argv += ["--local-fee-in", fee_in]
     assert main(argv) == 0
     output = capsys.readouterr().out
+    # A finished session is not resumed: its summary does not send the user to a resume (it
+    # said "a resumed session recovers them by reconciling" of the answers after its last step).
+    assert "resume" not in output, output
     events = _events(journal)
     reconciled = [e for e in events if isinstance(e, VenueReconciled)]
     assert [r.when for r in reconciled] == ["start", "stop"], output

@@ -552,3 +552,18 @@ def test_a_large_books_figures_stay_whole_at_80_columns(
     assert max(len(figure) for figure in figures) >= 19
     for figure in figures:
         assert figure in out, figure  # whole, on one line
+
+
+def test_json_and_csv_both_on_stdout_and_a_day_off_the_calendar_are_refused(
+    world: tuple[Path, JournalBook], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: ``--json - --csv -`` printed the JSON document and the CSV one after the other on
+    stdout (neither parseable), exit 0; ``--day 2020-13-01`` was taken for a day the journal
+    did not close instead of a date that does not exist."""
+    root, _ = world
+    capsys.readouterr()
+    assert main(["reconcile", str(root / "run"), "--json", "-", "--csv", "-"]) == 2
+    out = capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in out and "{" not in out, out
+    assert main(["reconcile", str(root / "run"), "--day", "2020-13-01"]) == 2
+    assert "day '2020-13-01' is not a calendar date" in capsys.readouterr().out

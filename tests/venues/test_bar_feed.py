@@ -96,3 +96,22 @@ def test_a_panel_grows_only_forward() -> None:
     assert grown.steps == 3 and not grown.valid[1:].any() and grown.close[0, 0] == 1
     with pytest.raises(PanelError, match="after the last step"):
         panel.extended(np.array([10]), np.array([20240101]))
+
+
+def test_every_update_is_counted_handed_over_superseded_or_waiting() -> None:
+    """QA: a bar sent twice before its step went (the REST catch-up after a drop and the stream
+    both sent it) replaced the first copy uncounted, so a session's summary said "230 updates;
+    to the kernel: 206 received" with nothing to account for the 24 between them."""
+    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True)
+    feed.add(_bar(1, 0))
+    feed.add(_bar(1, 0, 101))  # the same bar again, corrected: the later one stands
+    feed.add(_bar(2, 0, 200))
+    feed.add(_bar(1, 1))  # the next step's, not complete at the end
+    (step,) = feed.due(MIN_NS + 1)
+    assert step.close_raw == [101, 200]
+    feed.add(_bar(2, 0, 200))  # late: its step went, handed over for the source to quarantine
+    assert feed.superseded == 1 and feed.waiting == 2
+    handed = len(step.instrument_ids)
+    assert feed.received == 5 == handed + feed.superseded + feed.waiting
+    (late,) = feed.due(MIN_NS + 2)
+    assert late.instrument_ids == [2] and feed.waiting == 1

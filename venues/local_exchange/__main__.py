@@ -20,13 +20,51 @@ import dataclasses
 import json
 import os
 import signal
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from venues.local_exchange._data import markets_from_dataset
 from venues.local_exchange._futures import FuturesEngine
 from venues.local_exchange._server import LocalExchange
+
+
+def _iso_ms(text: str) -> int:
+    """An ISO time (``2020-02-29T00:00:00Z``; UTC when it names no zone) in epoch ms."""
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r} (e.g. 2020-02-29T00:00:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _decimal(low: Decimal, high: Decimal | None) -> Callable[[str], Decimal]:
+    """A plain decimal in ``[low, high)`` (no upper bound: ``high`` None)."""
+
+    def parse(text: str) -> Decimal:
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value.is_finite() or value < low or (high is not None and value >= high):
+            bound = f"in [{low}, {high})" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return parse
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -36,13 +74,26 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("market", type=Path, help="a Tape data set (its bars are played)")
     parser.add_argument("--port-file", type=Path, required=True, help="where the port is written")
     parser.add_argument("--state-file", type=Path, help="orders and balances, written at the end")
-    parser.add_argument("--start", default="", help="play bars opening at or after this ISO time (UTC)")
-    parser.add_argument("--speed", type=float, default=5.0, help="bars played a second")
+    parser.add_argument(
+        "--start",
+        type=_iso_ms,
+        default=None,
+        help="play bars opening at or after this ISO time (UTC): for a session's first step, its "
+        "paper.start less one bar",
+    )
+    parser.add_argument("--speed", type=_positive, default=5.0, help="bars played a second")
     parser.add_argument(
         "--when-watched", type=int, default=1, help="play only while N kline streams are open"
     )
-    parser.add_argument("--cash", default="1000000", help="the quote assets' starting balance")
-    parser.add_argument("--fee", default="0", help="maker and taker fee rate")
+    parser.add_argument(
+        "--cash",
+        type=_decimal(Decimal(0), None),
+        default="1000000",
+        help="the quote assets' starting balance",
+    )
+    parser.add_argument(
+        "--fee", type=_decimal(Decimal(0), Decimal(1)), default="0", help="maker and taker fee rate"
+    )
     parser.add_argument("--fee-in", choices=("received", "quote"), default="received")
     parser.add_argument("--linger", type=float, default=5.0, help="seconds served after the last bar")
     parser.add_argument(
@@ -51,20 +102,30 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default="spot",
         help="spot (Binance /api) or usdm (USD-M perpetuals, /fapi: positions, funding)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for path in (args.port_file, args.state_file):  # before the market plays, not after
+        if path is not None and not path.parent.is_dir():
+            parser.error(f"{path}: no folder {path.parent}")
+    try:
+        args.markets = markets_from_dataset(args.market)
+    except (ValueError, OSError, KeyError) as error:
+        parser.error(f"market: {error}")
+    if args.start is not None:
+        args.markets = [
+            dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= args.start])
+            for m in args.markets
+        ]
+        if not any(m.bars for m in args.markets):
+            parser.error(f"market {args.market}: no bar opens at or after --start")
+    return args
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    markets = markets_from_dataset(args.market)
-    if args.start:
-        first_ms = int(datetime.fromisoformat(args.start.replace("Z", "+00:00")).timestamp() * 1000)
-        markets = [
-            dataclasses.replace(m, bars=[bar for bar in m.bars if bar.open_ms >= first_ms]) for m in markets
-        ]
-    balances = {m.quote: args.cash for m in markets}
+    markets = args.markets
+    balances = {m.quote: str(args.cash) for m in markets}
     key = os.environ.get("LOCAL_EXCHANGE_API_KEY", "local-api-key")
     secret = os.environ.get("LOCAL_EXCHANGE_SECRET") or None
-    fee = Decimal(args.fee)
+    fee = args.fee
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
