@@ -16,6 +16,7 @@ from cli.attribution_tables import attribution_rows, print_attribution, write_at
 from cli.execution_tables import print_execution_quality
 from cli.exits import EXIT_OK, unfinished_status
 from cli.progress import console, one_stdout, progress_bar, results_on_stderr, write_output
+from cli.research_tables import wrap_text
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
 from kernel.store import open_journal
@@ -57,7 +58,10 @@ def gather(path: Path) -> Gathered:
 def print_report(path: Path, *, worst: int = 10, days: int = 10) -> Gathered:
     gathered = gather(path)
     title = f"report {path}" if gathered.report.finished else f"report {path} (run not finished)"
-    table = Table(title=title, show_header=False)
+    # its own lines, a path broken after a '/' or '_' where the terminal is too narrow: as the
+    # table's title it was wrapped to the table's width inside a name (".../ml_ranke", "r_us")
+    console.print(wrap_text(title, console.width, "/_."), style="italic", highlight=False, markup=False)
+    table = Table(show_header=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for metric, value in gathered.report.rows():

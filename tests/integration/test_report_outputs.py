@@ -78,3 +78,28 @@ def test_drawdowns_print_negative_as_the_json_holds_them(
         line = next(line for line in out.splitlines() if line.split()[:1] == [strategy])
         assert f"{sleeves[strategy]:.2%}" in line.split(), line
     assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_a_long_journal_path_in_the_title_breaks_between_its_folders(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The title was the summary table's, wrapped to that table's width inside a name
+    (``.../ml_ranke`` / ``r_us``); it is its own lines, broken after a '/' or '_' at the
+    terminal's width, the path whole when the pieces are put together."""
+    from cli.progress import console
+
+    deep = tmp_path / "a_rather_long_folder_name" / "another_folder_for_the_runs" / "momentum_ranker_us"
+    deep.parent.mkdir(parents=True)
+    deep.symlink_to(journal, target_is_directory=journal.is_dir())
+    monkeypatch.setattr(console, "width", 60)
+    assert tape(["report", str(deep)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 60
+    start = next(i for i, line in enumerate(lines) if line.startswith("report "))
+    title = []
+    for line in lines[start:]:
+        title.append(line.strip())
+        if line.rstrip().endswith("momentum_ranker_us"):
+            break
+    assert "".join(title) == f"report {deep}", title
+    assert all(piece.endswith(("/", "_", "us")) for piece in title), title  # never inside a word
