@@ -50,7 +50,7 @@ from cli.paper_cmd import (
     run_session,
     session_options,
 )
-from cli.progress import console
+from cli.progress import console, plural
 from cli.wiring import ConfigError
 from domain.events import CommandReceived, LedgerPosted, VenueConnection, decode_event
 from domain.instruments import Instrument
@@ -291,8 +291,9 @@ class LiveEdge:
                 self._started.source.refuse(found.ts_ns, "LATE_COMMAND", str(error))
         self._journal.commit()
         summary = (
-            f"reconciled ({when}) with {self.name}: {found.orders_checked} open orders checked, "
-            f"{found.fills_recovered} fills recovered, {len(found.differences)} differences; "
+            f"reconciled ({when}) with {self.name}: {plural(found.orders_checked, 'open order')} checked, "
+            f"{plural(found.fills_recovered, 'fill')} recovered, "
+            f"{plural(len(found.differences), 'difference')}; "
             f"action: {found.action}"
         )
         self.reconciled.append(summary)
@@ -375,8 +376,9 @@ class LiveEdge:
         elif waiting:
             late = f" ({waiting} came after its last step: tape live --resume books them by reconciling)"
         console.print(
-            f"venue {self.name}: {counts.sent} orders sent, {counts.cancels_sent} cancels, "
-            f"{counts.messages} messages to the kernel{late}, {counts.foreign} updates of other orders; "
+            f"venue {self.name}: {plural(counts.sent, 'order')} sent, "
+            f"{plural(counts.cancels_sent, 'cancel')}, {plural(counts.messages, 'message')} to the "
+            f"kernel{late}, {plural(counts.foreign, 'update')} of other orders; "
             f"stream notes: {notes}",
             soft_wrap=True,
         )

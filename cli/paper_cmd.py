@@ -41,7 +41,7 @@ import msgspec
 import numpy as np
 
 from cli.exits import EXIT_OK
-from cli.progress import console, progress_bar
+from cli.progress import console, plural, progress_bar
 from cli.report_cmd import print_report
 from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
 from domain.events import (
@@ -410,11 +410,11 @@ def _fresh(config: BacktestConfig, journal: Journal, setup: RunSetup, ref: Datas
         verb = "live" if config.venue.kind == "live" else "paper"
         if run_status(journal).finished:
             raise JournalError(
-                f"{config.journal} already holds a finished session ({len(journal)} records): "
+                f"{config.journal} already holds a finished session ({plural(len(journal), 'record')}): "
                 "choose a new journal path (--journal)"
             )
         raise JournalError(
-            f"{config.journal} already holds {len(journal)} records of a session that did not "
+            f"{config.journal} already holds {plural(len(journal), 'record')} of a session that did not "
             f"finish: carry it on with tape {verb} --resume, or choose a new journal path (--journal)"
         )
     kernel = Kernel(setup, journal, arrived=setup.start_step)  # its refusals before any record
@@ -455,7 +455,7 @@ def _resumed(config: BacktestConfig, journal: Journal) -> tuple[BacktestConfig, 
     resumed = resume(journal, replay_builder, source_name=_source_name(config))
     journal.commit()
     note = (
-        f"resumed: {resumed.records_compared:,} derived records re-derived byte for byte; "
+        f"resumed: {plural(resumed.records_compared, 'derived record')} re-derived byte for byte; "
         f"carrying on at step {resumed.source.next_row:,}"
     )
     return journaled, Started(resumed.kernel, resumed.source, note)
@@ -587,8 +587,8 @@ async def _run_claimed(
         live = setup.panel.steps - setup.start_step
         verb = "paper" if edge is None else f"live ({edge.name})"
         console.print(
-            f"{verb} {config.run_id}: {live:,} steps of {frequency} from {config.paper.start} to "
-            f"{config.paper.end}; history {setup.start_step:,} steps; journal {config.journal}"
+            f"{verb} {config.run_id}: {plural(live, 'step')} of {frequency} from {config.paper.start} to "
+            f"{config.paper.end}; history {plural(setup.start_step, 'step')}; journal {config.journal}"
         )
         if started.note:
             console.print(started.note)
@@ -1502,7 +1502,7 @@ def bar_updates(received: int, superseded: int, waiting: int) -> str:
         )
         if count
     ]
-    return f"{received:,} updates" + (f" ({', '.join(parts)})" if parts else "")
+    return plural(received, "update") + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _print_summary(
@@ -1514,7 +1514,7 @@ def _print_summary(
     console.print(
         f"bars from the venue: {updates}; to the kernel: {counts.received:,} "
         f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "
-        f"({quarantined}); {counts.empty_steps:,} steps passed with no bar; venue errors "
+        f"({quarantined}); {plural(counts.empty_steps, 'step')} passed with no bar; venue errors "
         f"{session.venue_errors}",
         soft_wrap=True,
     )
@@ -1528,11 +1528,14 @@ def _print_summary(
             slowest = f"; sent to arrival median {median:,.0f} ms, slowest {top:,.0f} ms"
         since = " since this resume (the venue's traffic is not journaled)" if resumed else ""
         console.print(
-            f"paper broker{since}: {c.sent} orders sent, {c.acks} acknowledged, {c.rejects} rejected; fills "
-            f"{c.quote_fills} at quotes + {c.bar_fills} on bars; {c.cancels} cancels ({c.cancelled} done, "
-            f"{c.cancel_rejected} refused); {c.quotes:,} quotes{slowest}",
+            f"paper broker{since}: {plural(c.sent, 'order')} sent, {c.acks} acknowledged, "
+            f"{c.rejects} rejected; fills {c.quote_fills} at quotes + {c.bar_fills} on bars; "
+            f"{plural(c.cancels, 'cancel')} ({c.cancelled} done, "
+            f"{c.cancel_rejected} refused); {plural(c.quotes, 'quote')}{slowest}",
             soft_wrap=True,
         )
     if session.marks is not None:
         console.print(session.marks.counts.summary(session.marks.pending), soft_wrap=True)
-    console.print(f"journal {config.journal}: {records:,} records, chain head {head[:16]}...", soft_wrap=True)
+    console.print(
+        f"journal {config.journal}: {plural(records, 'record')}, chain head {head[:16]}...", soft_wrap=True
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.text import Text
 
 from cli.exits import EXIT_DAMAGED, EXIT_OK
-from cli.progress import console, one_stdout, write_output
+from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from kernel.run_status import run_status
@@ -105,9 +105,11 @@ def _print(result: Reconciliation) -> None:
     for line in result.differences:
         console.print(f"[red]difference[/] {line.describe()}", highlight=False)
     if result.ok:
-        console.print(f"[green]reconciled[/]: {len(result.lines)} lines match")
+        matches = "matches" if len(result.lines) == 1 else "match"
+        console.print(f"[green]reconciled[/]: {plural(len(result.lines), 'line')} {matches}")
     else:
-        console.print(f"[red]{len(result.differences)} of {len(result.lines)} lines differ[/]")
+        differ = "differs" if len(result.differences) == 1 else "differ"
+        console.print(f"[red]{len(result.differences)} of {plural(len(result.lines), 'line')} {differ}[/]")
 
 
 def _csv_text(result: Reconciliation) -> str:

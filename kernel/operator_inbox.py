@@ -4,8 +4,10 @@ A paper (later: live) session reads ``JOURNAL.commands.jsonl`` as it runs; ``tap
 the cockpit append to it. Each line is one command, ``{"command": "halt", "operator": "ana",
 "note": "..."}``; the session stamps it with its clock when it reads it and journals it as a
 ``CommandReceived`` input before the kernel applies it at its next step (the kill switch:
-``halt``, ``flatten``, ``rearm``). A line that is not a command is refused with its reason and
-journaled as ``InputQuarantined`` (source ``operator``), never skipped silently. Appends are one
+``halt``, ``flatten``, ``rearm``). A line that is not a command (not JSON, not an object, a field
+other than ``command``, ``operator``, ``note`` and ``strategy``, say a misspelt ``"stratgey"``, or
+a missing or wrong one) is refused with its reason and journaled as ``InputQuarantined`` (source
+``operator``), never skipped silently nor applied to the whole book. Appends are one
 ``write`` of a whole line to a file opened for appending, so two writers do not interleave; the
 reader takes whole lines only and keeps its place by byte offset.
 """
@@ -40,6 +42,7 @@ COMMANDS = OPERATOR_COMMANDS + STRATEGY_COMMANDS
 (``kernel.schedules.STRATEGY_COMMANDS``, which name it)."""
 
 _MAX_LINE = 4096
+_FIELDS = ("command", "operator", "note", "strategy")
 
 
 def inbox_path(journal: Path | str) -> Path:
@@ -222,6 +225,13 @@ def _parse(raw: bytes) -> InboxLine:
         return InboxLine(reason="BAD_COMMAND", detail=f"not JSON: {shown!r}")
     if not isinstance(fields, dict):
         return InboxLine(reason="BAD_COMMAND", detail=f"not an object: {shown!r}")
+    unknown = sorted(str(name) for name in fields if name not in _FIELDS)
+    if unknown:  # a misspelt "strategy" must not turn a pause into a command to the whole book
+        return InboxLine(
+            reason="BAD_COMMAND",
+            detail=f"unknown field {', '.join(map(repr, unknown))} (a command has "
+            f"{', '.join(_FIELDS)}): {shown!r}",
+        )
     command, operator, note = fields.get("command"), fields.get("operator"), fields.get("note", "")
     if command not in COMMANDS:
         return InboxLine(

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from domain.events import OperatorCommanded, StrategyCommanded
 from domain.market import Panel
 from kernel.setup import StrategySlot
-from kernel.strategy import scheduled_rows
+from kernel.strategy import Strategy
 
 __all__ = [
     "STRATEGY_COMMANDS",
@@ -27,6 +27,8 @@ __all__ = [
     "ScheduleError",
     "apply_strategy_command",
     "decision_steps",
+    "scheduled_rows",
+    "strategy_schedule",
 ]
 
 STRATEGY_COMMANDS = ("pause", "resume")
@@ -48,32 +50,71 @@ class ScheduleError(ValueError):
     """A schedule or a command the panel cannot hold."""
 
 
-def decision_steps(strategy_id: str, schedule: object, steps: int) -> npt.NDArray[np.int64]:
-    """What a strategy's ``schedule`` returned, as step indices, or a ``ScheduleError`` naming
-    the strategy: a 1-D array of whole numbers, sorted, unique, each in ``0 .. steps-1``. None,
-    a boolean mask (read as steps 0 and 1), fractions (truncated) and an unsorted array with a
-    step past the end between in-range ends (an IndexError) were taken or crashed."""
+def decision_steps(
+    strategy_id: str, schedule: object, steps: int, *, method: str = "schedule"
+) -> npt.NDArray[np.int64]:
+    """What a strategy's ``schedule`` (or ``method``) returned, as step indices, or a
+    ``ScheduleError`` naming the strategy: a 1-D array of whole numbers, sorted, unique, each in
+    ``0 .. steps-1``. None, a boolean mask (read as steps 0 and 1), fractions (truncated) and an
+    unsorted array with a step past the end between in-range ends (an IndexError) were taken or
+    crashed."""
     if schedule is None:
-        raise ScheduleError(f"{strategy_id}: schedule returned None, not the decision steps (an int array)")
+        raise ScheduleError(f"{strategy_id}: {method} returned None, not the decision steps (an int array)")
     try:
         raw = np.asarray(schedule)
     except (TypeError, ValueError) as error:
-        raise ScheduleError(f"{strategy_id}: schedule must return step indices: {error}") from None
+        raise ScheduleError(f"{strategy_id}: {method} must return step indices: {error}") from None
     if raw.size == 0:
         return np.zeros(0, dtype=np.int64)
     if raw.ndim != 1 or raw.dtype.kind not in "iuf":
         what = "a boolean mask (np.flatnonzero gives its steps)" if raw.dtype.kind == "b" else f"{raw.dtype}"
-        raise ScheduleError(f"{strategy_id}: schedule must return a 1-D array of step indices, got {what}")
+        raise ScheduleError(f"{strategy_id}: {method} must return a 1-D array of step indices, got {what}")
     if raw.dtype.kind == "f" and not bool(np.all(np.isfinite(raw) & (raw == np.round(raw)))):
-        raise ScheduleError(f"{strategy_id}: schedule returned steps that are not whole numbers")
+        raise ScheduleError(f"{strategy_id}: {method} returned steps that are not whole numbers")
     if raw.dtype.kind == "f" and (raw.min() < 0 or raw.max() >= steps):  # not cast past int64 first
-        raise ScheduleError(f"{strategy_id}: schedule has steps outside the panel")
+        raise ScheduleError(f"{strategy_id}: {method} has steps outside the panel")
     result = raw.astype(np.int64)
     if result.min() < 0 or result.max() >= steps:
-        raise ScheduleError(f"{strategy_id}: schedule has steps outside the panel")
+        raise ScheduleError(f"{strategy_id}: {method} has steps outside the panel")
     if result.size > 1 and bool(np.any(np.diff(result) <= 0)):
-        raise ScheduleError(f"{strategy_id}: schedule must return sorted, unique steps")
+        raise ScheduleError(f"{strategy_id}: {method} must return sorted, unique steps")
     return result
+
+
+def _called(strategy: Strategy, method: str, *args: object) -> object:
+    """The strategy's ``method(*args)``; what it raises is its own bug, a ``ScheduleError``
+    naming it (not Tape's internal error)."""
+    try:
+        return getattr(strategy, method)(*args)
+    except Exception as error:
+        reason = " ".join(str(error).split())
+        raise ScheduleError(
+            f"{strategy.strategy_id}: its {method} raised {type(error).__name__}: {reason}"
+        ) from error
+
+
+def strategy_schedule(strategy: Strategy, panel: Panel) -> npt.NDArray[np.int64]:
+    """The strategy's decision steps over the whole panel: its ``schedule``, checked
+    (``decision_steps``). A backtest reads it once; a queue source, for a strategy without
+    ``schedule_rows``, each time rows arrive (``scheduled_rows``): the same checks both ways."""
+    returned = _called(strategy, "schedule", panel)
+    return decision_steps(strategy.strategy_id, returned, panel.steps)
+
+
+def scheduled_rows(strategy: Strategy, panel: Panel, start: int, end: int) -> npt.NDArray[np.int64]:
+    """The strategy's decision steps among rows ``start .. end-1`` that have just arrived: its
+    ``schedule_rows`` (``kernel.strategy.IncrementalSchedule``) where it has one, checked as
+    ``schedule``'s are and to lie in ``start .. end-1``; else ``strategy_schedule``'s among them."""
+    if getattr(strategy, "schedule_rows", None) is None:
+        steps = strategy_schedule(strategy, panel)
+        return steps[(steps >= start) & (steps < end)]
+    sid = strategy.strategy_id
+    steps = decision_steps(
+        sid, _called(strategy, "schedule_rows", panel, start, end), panel.steps, method="schedule_rows"
+    )
+    if steps.size and (int(steps[0]) < start or int(steps[-1]) >= end):
+        raise ScheduleError(f"{sid}: schedule_rows must give sorted, unique steps in {start}..{end - 1}")
+    return steps
 
 
 class Decisions:
@@ -89,15 +130,8 @@ class Decisions:
         self.any: npt.NDArray[np.bool_] = np.logical_or.reduce(self.by_slot)
 
     def _whole(self, slot: StrategySlot) -> npt.NDArray[np.bool_]:
-        panel, sid = self._panel, slot.strategy.strategy_id
-        try:
-            returned = slot.strategy.schedule(panel)
-        except Exception as error:  # the strategy's own bug: named, before the run's first record
-            reason = " ".join(str(error).split())
-            raise ScheduleError(f"{sid}: its schedule raised {type(error).__name__}: {reason}") from error
-        schedule = decision_steps(sid, returned, panel.steps)
-        mask = np.zeros(panel.steps, dtype=np.bool_)
-        mask[schedule] = True
+        mask = np.zeros(self._panel.steps, dtype=np.bool_)
+        mask[strategy_schedule(slot.strategy, self._panel)] = True  # before the run's first record
         return mask
 
     def extend(self, start: int, end: int) -> None:

@@ -32,7 +32,6 @@ __all__ = [
     "Shares",
     "Strategy",
     "StrategyError",
-    "scheduled_rows",
     "strategy_decision",
     "strategy_limit_prices",
     "strategy_models",
@@ -114,23 +113,11 @@ class IncrementalSchedule(Protocol):
     must give the same steps (and leave ``decide`` the same answers) as ``schedule`` over the
     whole panel. Without it, a queue source calls ``schedule`` over the panel again each time
     rows arrive (correct for a causal schedule, but it costs a pass over the panel per row).
+    Either way the steps are checked as a backtest checks ``schedule``'s
+    (``kernel.schedules.strategy_schedule``), and must lie in ``start .. end-1``.
     """
 
     def schedule_rows(self, panel: Panel, start: int, end: int) -> npt.NDArray[np.int64]: ...
-
-
-def scheduled_rows(strategy: Strategy, panel: Panel, start: int, end: int) -> npt.NDArray[np.int64]:
-    """The strategy's decision steps among rows ``start .. end-1`` that have just arrived."""
-    method = getattr(strategy, "schedule_rows", None)
-    if method is not None:
-        steps = np.asarray(method(panel, start, end), dtype=np.int64)
-        if steps.size and (int(steps[0]) < start or int(steps[-1]) >= end or np.any(np.diff(steps) <= 0)):
-            raise ValueError(
-                f"{strategy.strategy_id}: schedule_rows must give sorted, unique steps in {start}..{end - 1}"
-            )
-        return steps
-    steps = np.asarray(strategy.schedule(panel), dtype=np.int64)
-    return steps[(steps >= start) & (steps < end)]
 
 
 class LimitPricing(Protocol):

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
+from numbers import Integral
 from pathlib import Path
 
 import msgspec
@@ -355,11 +356,15 @@ class Lake:
         columns: list[str] | None = None,
     ) -> pa.Table:
         """Rows of a kind, pruned by partition, then by row-group statistics, then filtered.
-        ``start_ns <= ts_ns <= end_ns``."""
+        ``start_ns <= ts_ns <= end_ns`` (None: no bound); a bound is an integer of nanoseconds
+        that ``ts_ns`` (int64) can hold, anything else a ``ValueError`` naming it."""
+        _check_bound("start_ns", start_ns)
+        _check_bound("end_ns", end_ns)
         schema = SCHEMAS[kind]
         names = columns or schema.names
         filter_names = sorted({*names, *(["instrument_id"] if instrument_ids else [])} & set(schema.names))
-        filter_names = sorted(set(filter_names) | ({"ts_ns"} if start_ns or end_ns else set()))
+        bounded = start_ns is not None or end_ns is not None  # a bound of 0 filters too
+        filter_names = sorted(set(filter_names) | ({"ts_ns"} if bounded else set()))
         tables = [
             self._read_file(relpath, filter_names, start_ns, end_ns)
             for relpath in self.partitions(kind, frequency, instrument_ids)
@@ -547,6 +552,23 @@ def _day_span(bars: pa.Table) -> tuple[int, int] | None:
 
 def _and(mask: pa.ChunkedArray | None, other: pa.ChunkedArray) -> pa.ChunkedArray:
     return other if mask is None else pc.and_(mask, other)
+
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _check_bound(name: str, bound: int | None) -> None:
+    """A read's time bound: None, or whole nanoseconds inside int64 (``ts_ns``'s type), else a
+    ``ValueError`` naming it (it was pyarrow's TypeError, or an OverflowError)."""
+    if bound is None:
+        return
+    if isinstance(bound, bool) or not isinstance(bound, Integral):
+        raise ValueError(f"{name} must be whole nanoseconds since the epoch (an int), got {bound!r}")
+    if not _INT64.min <= int(bound) <= _INT64.max:
+        raise ValueError(
+            f"{name} = {bound} is outside the nanosecond timestamps a lake holds "
+            f"({_INT64.min} .. {_INT64.max}, int64: about 1677 to 2262); None reads without a bound"
+        )
 
 
 def _row_groups(metadata: pq.FileMetaData, start_ns: int | None, end_ns: int | None) -> list[int]:

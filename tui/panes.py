@@ -69,7 +69,7 @@ def _orders() -> ComposeResult:
 def _journal() -> ComposeResult:
     with Horizontal(classes="inputs"):
         yield Input(placeholder="filter: kind:order instrument:3 order:ID", id="tail-filter")
-        yield Input(placeholder="seq or time (2024-03-05T14:30Z)", id="tail-seq")
+        yield Input(placeholder="seq or 2024-03-05T14:30Z", id="tail-seq")  # whole at 80 columns
     yield Static(id="tail-head")
     yield DataTable(id="tail", cursor_type="row")
 

@@ -44,6 +44,7 @@ from tests.factories import forge_journal, make_config, make_dataset, run
 from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
 from tui.daytape import read_day_tape
 from tui.format import money, pct_e8
+from tui.tail import parse_jump
 
 SIZE = (100, 30)
 
@@ -874,3 +875,20 @@ async def test_a_read_that_ends_after_the_app_closed_changes_nothing(journal: Pa
     gate.set()
     await asyncio.sleep(0.5)
     assert shown == []
+
+
+@pytest.mark.asyncio
+async def test_the_journal_screens_fields_show_their_whole_placeholders_at_80_columns(journal: Path) -> None:
+    """At 80 columns the seq / time field showed "seq or time (2" (it had a quarter of the row,
+    14 columns), hiding the example of the time it takes; the filter's example stays whole too."""
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        await pilot.press("5")
+        await pilot.pause(0.2)
+        for selector in ("#tail-filter", "#tail-seq"):
+            field = app.query_one(selector, Input)
+            shown = "".join(segment.text for segment in field.render_line(0))
+            assert shown.startswith(str(field.placeholder)), (selector, shown)
+        example = str(app.query_one("#tail-seq", Input).placeholder).split()[-1]
+        assert parse_jump(example)[1] is not None, example  # the example is a time the field takes

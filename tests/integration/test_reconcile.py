@@ -116,6 +116,22 @@ def test_a_tampered_position_row_is_named_with_both_numbers(
     assert differences(result) == [("position", symbol, str(qty), str(qty + 7), None)]
 
 
+def test_one_difference_reads_1_of_n_lines_differs(
+    world: tuple[Path, JournalBook], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, book = world
+    ledger = ledger_copy(world, tmp_path)
+    iid = next(iter(book.days[-1].positions))
+    with sqlite3.connect(ledger) as db:
+        db.execute("UPDATE positions SET qty_raw = qty_raw + 7 WHERE instrument_id = ?", (iid,))
+    db.close()
+    capsys.readouterr()
+    status, result = reconcile(tmp_path, root / "run", "--db", str(ledger))
+    assert status == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"1 of {len(result['lines'])} lines differs" in out, out  # type: ignore[arg-type]  # was "differ"
+
+
 def test_a_tampered_cash_posting_shows_the_exact_amount(
     world: tuple[Path, JournalBook], tmp_path: Path
 ) -> None:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from domain.market import Panel
-from kernel.loop import KernelError
+from kernel.loop import Kernel, KernelError
 from kernel.schedules import ScheduleError, decision_steps
 from kernel.store import open_journal
-from sim.backtest import run_backtest
-from tests.factories import Scripted, make_config, make_dataset
+from sim.backtest import build_setup, run_backtest
+from tests.factories import ListSink, Scripted, make_config, make_dataset
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,39 @@ def test_a_schedule_that_raises_is_the_strategys_error_before_the_first_record(t
         run_backtest(config, _Raising({}))
     with open_journal(tmp_path / "j") as journal:
         assert len(journal) == 0
+
+
+class _Unsorted(Scripted):
+    def schedule(self, panel: Panel) -> np.ndarray:  # type: ignore[type-arg]
+        return np.array([12, 5])
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (_Masked({}), "got a boolean mask"),  # was read as steps 0 and 1
+        (_Unsorted({}), "sorted, unique"),  # was taken
+        (_Raising({}), r": its schedule raised KeyError: 'close_adj'"),  # was an internal error
+    ],
+)
+def test_rows_arriving_one_at_a_time_check_the_schedule_as_a_backtest_does(
+    tmp_path: Path, strategy: Scripted, message: str
+) -> None:
+    """A strategy without ``schedule_rows`` (a paper or live session's queue source) has its
+    ``schedule`` read over the panel as rows arrive: the same checks as a backtest's."""
+    config = make_config(make_dataset(tmp_path / "d", symbols=2, bars=30), tmp_path / "j")
+    setup = build_setup(config, strategy, queued=True)
+    with pytest.raises(KernelError, match=message):
+        Kernel(setup, ListSink(), arrived=20)
+
+
+class _MaskedRows(Scripted):
+    def schedule_rows(self, panel: Panel, start: int, end: int) -> np.ndarray:  # type: ignore[type-arg]
+        return np.asarray(panel.valid[start:end, 0])  # a mask, not steps
+
+
+def test_schedule_rows_is_checked_as_schedule_is(tmp_path: Path) -> None:
+    config = make_config(make_dataset(tmp_path / "d", symbols=2, bars=30), tmp_path / "j")
+    setup = build_setup(config, _MaskedRows({}), queued=True)
+    with pytest.raises(KernelError, match=r"scripted: schedule_rows must return a 1-D array .* boolean mask"):
+        Kernel(setup, ListSink(), arrived=20)

@@ -117,3 +117,23 @@ def test_conform_refuses_nulls_and_lossy_casts() -> None:
         conform(table.set_column(3, "open", pa.array([1.5])), Kind.BARS)
     with pytest.raises(SchemaError, match="nulls"):
         conform(table.set_column(3, "open", pa.array([None], pa.int64())), Kind.BARS)
+
+
+@pytest.mark.parametrize("bound", ["start_ns", "end_ns"])
+@pytest.mark.parametrize("value", [10**19, -(10**19)])
+def test_a_bound_outside_int64_is_refused_naming_it(tmp_path: Path, bound: str, value: int) -> None:
+    """It was pyarrow's TypeError ('unexpected argument type')."""
+    lake = Lake(tmp_path)
+    lake.commit([(Kind.BARS, "1d", bars([Y2019 + DAY_NS], [1]))])
+    with pytest.raises(ValueError, match=f"^{bound} = {value} is outside the nanosecond timestamps"):
+        lake.read(Kind.BARS, "1d", **{bound: value})
+    with pytest.raises(ValueError, match="must be whole nanoseconds"):
+        lake.read(Kind.BARS, "1d", **{bound: 1.5e18})
+
+
+def test_a_bound_of_zero_filters_without_ts_ns_among_the_columns(tmp_path: Path) -> None:
+    """A bound of 0 did not add ts_ns to the columns read, then filtered on it (a KeyError)."""
+    lake = Lake(tmp_path)
+    lake.commit([(Kind.BARS, "1d", bars([Y2019 + DAY_NS, Y2019 + 2 * DAY_NS], [1, 1], close=[5, 6]))])
+    assert lake.read(Kind.BARS, "1d", start_ns=0, columns=["close"]).column("close").to_pylist() == [5, 6]
+    assert lake.read(Kind.BARS, "1d", end_ns=0, columns=["close"]).num_rows == 0

@@ -22,6 +22,9 @@ from lake.synth import synth_dataset
         (["--start", "notadate"], "start is not a date"),  # ValueError: internal error
         (["--bars", "100000"], "sessions after 2015-01-02; asked for 100,000"),
         (["--frequency", "1m", "--start", "2030-01-01"], "XNYS has only 0 minute bars after 2030-01-01"),
+        # MemoryError (7.28 TiB): an internal error, exit 70; or a machine swapping below that
+        (["--calendar", "24x7", "--bars", "1000000000000"], "is more than 50,000,000, the most"),
+        (["--calendar", "24x7", "--symbols", "51", "--bars", "1000000"], "51,000,000 bars is more than"),
     ],
 )
 def test_synth_refuses_impossible_requests_with_one_line(
