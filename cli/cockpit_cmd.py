@@ -27,6 +27,7 @@ from cli.alerts_cmd import (
 )
 from cli.ingest import tick_health_line
 from cli.logs import Redactor
+from cli.progress import plural
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced, RunStarted
 from kernel.journal import Journal, JournalError
@@ -96,7 +97,8 @@ def lake_health_lines(lake_root: Path) -> list[str]:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
         coverage = f"{item.coverage:.2%}" if item.gaps.bars_expected else "-"
         lines.append(
-            f"{item.dataset}: {item.instruments:,} instruments, {item.rows:,} rows, coverage {coverage}, "
+            f"{item.dataset}: {plural(item.instruments, 'instrument')}, {plural(item.rows, 'row')}, "
+            f"coverage {coverage}, "
             f"{item.gaps.suspension_sessions:,} suspension sessions, {item.gaps.missing_bars:,} missing "
             f"bars; quarantined: {reasons}"
         )

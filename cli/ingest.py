@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from cli.progress import console, one_stdout, progress_bar, write_output
+from cli.progress import console, one_stdout, plural, progress_bar, write_output
 from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
@@ -531,7 +531,8 @@ def tick_health_line(item: TickHealth) -> str:
     unchecked_text = f" ({unchecked} without a calendar: sessions not checked)" if unchecked else ""
     added = "" if item.reconciled else " [does not add up: stored rows not all from the ingest reports]"
     return (
-        f"{item.dataset}: {item.instruments:,} instruments, {item.rows:,} rows, {_utc(item.first_ts_ns)} to "
+        f"{item.dataset}: {plural(item.instruments, 'instrument')}, {plural(item.rows, 'row')}, "
+        f"{_utc(item.first_ts_ns)} to "
         f"{_utc(item.last_ts_ns)} UTC, {item.days_with_data:,} instrument-days with data, "
         f"{item.gaps:,} gaps over {format_span(item.gap_ns)} (largest {format_span(item.largest_gap_ns)}), "
         f"{item.sessions_without_data:,} sessions without data{unchecked_text}; ingested {item.ingested:,} = "

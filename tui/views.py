@@ -73,6 +73,12 @@ def refit_tables(app: CockpitApp) -> None:
         app.query_one("#cc-risk", Static).update(_risk_text(app))
 
 
+def _counted(count: int, noun: str) -> str:
+    """``1 difference``, ``2 differences`` (cli.progress.plural's rule; the cockpit cannot
+    import cli)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
 def table_width(app: CockpitApp) -> int:
     """The cells a table may use: the terminal's width less the screen's and the table's
     vertical scrollbars."""
@@ -372,7 +378,8 @@ def _venue_text(app: CockpitApp) -> str:
         colour = "red" if found.differences else "green"
         lines.append(
             f"  reconciled ({found.when}, seq {seq:,}) at {utc_text(found.ts_ns)}: [{colour}]"
-            f"{len(found.differences)} differences[/], {found.fills_recovered} fills recovered; "
+            f"{_counted(len(found.differences), 'difference')}[/], "
+            f"{_counted(found.fills_recovered, 'fill')} recovered; "
             f"{found.action}"
         )
     return "\n".join(lines)

@@ -506,7 +506,7 @@ async def test_the_data_tab_shows_the_lakes_health(tmp_path: Path) -> None:
         await until(pilot, lambda: app.data.health is not None)
         await pilot.press("7")
         shown = text(app, "#data-health")
-        assert "bars/1d: 1 instruments, 10 rows" in shown
+        assert "bars/1d: 1 instrument, 10 rows" in shown
         assert "quarantined: ohlc_inconsistent 1" in shown
 
     await drive(cockpit_sources(journal, follow=False, lake=tmp_path / "lake"), scenario)
@@ -525,10 +525,10 @@ async def test_the_data_tab_shows_the_lakes_trades_and_quotes(journal: Path, tmp
         await until(pilot, lambda: app.data.health is not None)
         await pilot.press("7")
         shown = " ".join(text(app, "#data-health").split())
-        assert "trades: 1 instruments, 21 rows, 2024-01-01 00:00:00 to 2024-01-03 00:30:00 UTC" in shown
+        assert "trades: 1 instrument, 21 rows, 2024-01-01 00:00:00 to 2024-01-03 00:30:00 UTC" in shown
         assert "2 gaps over 1h (largest 1d 18h 30m), 1 sessions without data" in shown
         assert "ingested 23 = 21 stored + 2 quarantined: duplicate 1, non_positive_price 1" in shown
-        assert "quotes: 1 instruments, 4 rows" in shown
+        assert "quotes: 1 instrument, 4 rows" in shown
         assert "quarantined: crossed_quote 1, locked_quote 1" in shown
 
     await drive(cockpit_sources(journal, follow=False, lake=lake), scenario)

@@ -339,7 +339,7 @@ async def test_a_live_sessions_connection_and_reconciliation_are_shown(tmp_path:
         await until(pilot, lambda: app.detail_ready)
         stale = text(app, "#cc-stale").replace("\n", " ")
         assert f"venue: orders reconciled at {utc_text(grid[105])}; 1 drops" in stale
-        assert "reconciled (reconnect, seq" in stale and "1 differences, 2 fills recovered; halted" in stale
+        assert "reconciled (reconnect, seq" in stale and "1 difference, 2 fills recovered; halted" in stale
 
 
 @pytest.mark.asyncio
