@@ -147,10 +147,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_projections_follow(args: argparse.Namespace) -> int:
-    from projections.runner import follow
+    from projections.runner import follow, journal_not_there_yet
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     target = _target(args)
+    if journal_not_there_yet(args.journal):  # a session about to write it: wait, and say so
+        logging.getLogger("tape.projections").info("waiting for a journal at %s", args.journal)
+    else:  # a path that holds no journal (or a damaged one) is said as such, before the ledger
+        open_journal(args.journal).close()
     # Ctrl-C or SIGTERM (the normal ways to stop it): finish the batch in hand, stop at its
     # checkpoint and say where.
     stopping = threading.Event()
