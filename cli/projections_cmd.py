@@ -28,6 +28,7 @@ from projections import (
     LedgerRebuild,
     RebuildReport,
     TargetUnavailable,
+    check_identifier,
     describe_target,
     open_ledger,
     rebuild_ledger,
@@ -41,6 +42,18 @@ def _target(args: argparse.Namespace) -> Path | str:
     if args.db:
         return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) else Path(args.db)
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
+
+
+def schema_name(text: str) -> str:
+    """argparse type of ``--schema``: a PostgreSQL schema Tape can name unquoted (what the
+    ledger's SQL and the dashboards' ``tape_ledger.table`` queries need), else exit 2."""
+    try:
+        return check_identifier(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a schema name is lower-case letters, digits and '_' "
+            "(at most 63, not starting with a digit), e.g. tape_ledger"
+        ) from None
 
 
 def _journal_length(path: str) -> int:
@@ -372,7 +385,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     for parser in (rebuild, audit):
         parser.add_argument("journal")
         parser.add_argument("--db", help="SQLite path or postgresql:// URL (default JOURNAL.ledger.sqlite)")
-        parser.add_argument("--schema", default=DEFAULT_SCHEMA, help="PostgreSQL schema")
+        parser.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name, help="PostgreSQL schema")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
     )
@@ -382,7 +395,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     follow = sub.add_parser("follow", help="tail the journal into the ledger (or Influx)")
     follow.add_argument("journal")
     follow.add_argument("--db")
-    follow.add_argument("--schema", default=DEFAULT_SCHEMA)
+    follow.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name)
     follow.add_argument("--influx", help="Influx URL, e.g. http://127.0.0.1:8086 (metrics instead of ledger)")
     _influx_arguments(follow)
     follow.add_argument("--poll-s", type=float, default=0.5)
@@ -406,7 +419,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _influx_arguments(host)
     grant = sub.add_parser("grant-readonly", help="create a read-only PostgreSQL role for dashboards")
     grant.add_argument("--db", required=True, help="postgresql:// URL")
-    grant.add_argument("--schema", default=DEFAULT_SCHEMA)
+    grant.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name)
     grant.add_argument("--role", default="tape_dashboards")
     grant.add_argument(
         "--password-file",

@@ -8,6 +8,7 @@ support needs the ``postgres`` extra (psycopg 3); it is imported only when asked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "LedgerRebuild",
     "TargetRefused",
     "TargetUnavailable",
+    "check_identifier",
     "describe_target",
     "open_ledger",
     "rebuild_ledger",
@@ -32,6 +34,14 @@ __all__ = [
 ]
 
 DEFAULT_SCHEMA = "tape_ledger"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str) -> str:
+    """Schema and role names are plain lower-case identifiers; refuse anything else."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain lower-case SQL identifier: {name!r}")
+    return name
 
 
 class TargetUnavailable(Exception):
