@@ -149,11 +149,32 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from projections import SchemaMismatch
     from projections.audit import audit
 
+    one_stdout(json=args.json, csv=None)
     open_journal(args.journal).close()  # a path that is no journal is said as such, before the ledger
+    target = _target(args)
     try:
-        report = audit(args.journal, _target(args), schema=args.schema)
+        report = audit(args.journal, target, schema=args.schema)
     except SchemaMismatch as error:  # a Tape ledger of another schema version: rebuild it
         raise ConfigError(f"--db {error}") from None
+    if args.json:
+        differences = [
+            {
+                "table": difference.table,
+                "live": difference.live,
+                "rebuilt": difference.rebuilt,
+                "first_difference": difference.first_difference,
+            }
+            for difference in report.differences
+        ]
+        summary = {
+            "ledger": describe_target(target, args.schema),
+            "ok": report.ok,
+            "checkpoint_seq": report.checkpoint_seq,
+            "tables": report.tables,
+            "differences": differences,
+        }
+        print(json.dumps(summary, indent=1))
+        return report.exit_status
     for text in report.lines():
         console.print(text, markup=False, highlight=False)
     return report.exit_status
@@ -388,6 +409,9 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
         parser.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name, help="PostgreSQL schema")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
+    )
+    audit.add_argument(
+        "--json", action="store_true", help="print the verdict and each differing table as JSON"
     )
     rebuild.add_argument(
         "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
