@@ -113,7 +113,7 @@ def _steps_of(dataset: str) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
-    if args.json:
+    if getattr(args, "json", False):  # cli.demo calls it with the journal alone
         return _print_verify_json(journal, args.journal)
     if journal.tail_repair is not None:
         repair = journal.tail_repair
