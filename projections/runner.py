@@ -121,8 +121,12 @@ def journal_not_there_yet(path: Path | str) -> bool:
     path = Path(path)
     if not path.exists():
         return True
-    if path.is_dir():
-        return not any(path.iterdir())
+    if path.is_dir():  # LMDB creates lock.mdb and data.mdb one after the other, data.mdb empty
+        return all(entry.name == "lock.mdb" or _empty_file(entry) for entry in path.iterdir())
+    return _empty_file(path)
+
+
+def _empty_file(path: Path) -> bool:
     return path.is_file() and path.stat().st_size == 0
 
 

@@ -221,6 +221,13 @@ def test_a_damage_found_while_following_stops_the_runner(tmp_path: Path) -> None
     from projections.runner import follow, journal_not_there_yet
 
     assert journal_not_there_yet(tmp_path / "later")
+    (tmp_path / "starting").mkdir()  # an LMDB writer between creating lock.mdb and data.mdb
+    (tmp_path / "starting" / "lock.mdb").write_bytes(b"\0" * 64)
+    (tmp_path / "starting" / "data.mdb").touch()
+    assert journal_not_there_yet(tmp_path / "starting")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a journal")
+    assert not journal_not_there_yet(tmp_path / "notes")
     run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), tmp_path / "j"))
     assert not journal_not_there_yet(tmp_path / "j")
     with (tmp_path / "j" / "data.mdb").open("r+b") as file:
