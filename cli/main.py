@@ -113,6 +113,8 @@ def _steps_of(dataset: str) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     journal = open_journal(args.journal)
+    if getattr(args, "json", False):  # cli.demo calls it with the journal alone
+        return _print_verify_json(journal, args.journal)
     if journal.tail_repair is not None:
         repair = journal.tail_repair
         console.print(
@@ -131,6 +133,36 @@ def cmd_verify(args: argparse.Namespace) -> int:
         soft_wrap=True,
     )
     return unfinished_status(journal)
+
+
+def _print_verify_json(journal: Journal, path: str) -> int:
+    """``verify --json``: one object on stdout (nothing else there), the same exit status."""
+    from kernel.run_status import run_status
+
+    result = journal.verify()
+    status = run_status(journal) if result.ok else None
+    repair = journal.tail_repair
+    summary = {
+        "journal": str(path),
+        "ok": result.ok,
+        "records": result.records if result.ok else None,  # a failed walk has no head
+        "chain_head": result.last_hash.hex() if result.ok else None,
+        "first_bad_seq": result.first_bad_seq,
+        "reason": result.reason or None,
+        "finished": None if status is None else status.finished,
+        "unfinished": None if status is None or status.finished else status.describe(),
+        "torn_tail": None
+        if repair is None
+        else {
+            "cut_from_seq": repair.cut_from_seq,
+            "records_cut": repair.records_cut,
+            "reason": repair.reason,
+        },
+    }
+    print(json.dumps(summary, indent=1))
+    if not result.ok:
+        return EXIT_DAMAGED
+    return EXIT_OK if status is not None and status.finished else EXIT_UNFINISHED
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -257,7 +289,11 @@ def _parser() -> argparse.ArgumentParser:
     backtest = verbs.add_parser("backtest", help="run a backtest from a TOML config")
     backtest.add_argument("config")
     backtest.add_argument("--journal", help="override the config's journal path")
-    verbs.add_parser("verify", help="walk the hash chain").add_argument("journal")
+    verify = verbs.add_parser("verify", help="walk the hash chain")
+    verify.add_argument("journal")
+    verify.add_argument(
+        "--json", action="store_true", help="print the verdict as one JSON object (same exit status)"
+    )
     add_paper_parser(verbs)
     add_live_parser(verbs)
     add_command_parser(verbs)

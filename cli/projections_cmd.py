@@ -28,6 +28,7 @@ from projections import (
     LedgerRebuild,
     RebuildReport,
     TargetUnavailable,
+    check_identifier,
     describe_target,
     open_ledger,
     rebuild_ledger,
@@ -41,6 +42,18 @@ def _target(args: argparse.Namespace) -> Path | str:
     if args.db:
         return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) else Path(args.db)
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
+
+
+def schema_name(text: str) -> str:
+    """argparse type of ``--schema``: a PostgreSQL schema Tape can name unquoted (what the
+    ledger's SQL and the dashboards' ``tape_ledger.table`` queries need), else exit 2."""
+    try:
+        return check_identifier(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a schema name is lower-case letters, digits and '_' "
+            "(at most 63, not starting with a digit), e.g. tape_ledger"
+        ) from None
 
 
 def _journal_length(path: str) -> int:
@@ -136,21 +149,46 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from projections import SchemaMismatch
     from projections.audit import audit
 
+    one_stdout(json=args.json, csv=None)
     open_journal(args.journal).close()  # a path that is no journal is said as such, before the ledger
+    target = _target(args)
     try:
-        report = audit(args.journal, _target(args), schema=args.schema)
+        report = audit(args.journal, target, schema=args.schema)
     except SchemaMismatch as error:  # a Tape ledger of another schema version: rebuild it
         raise ConfigError(f"--db {error}") from None
+    if args.json:
+        differences = [
+            {
+                "table": difference.table,
+                "live": difference.live,
+                "rebuilt": difference.rebuilt,
+                "first_difference": difference.first_difference,
+            }
+            for difference in report.differences
+        ]
+        summary = {
+            "ledger": describe_target(target, args.schema),
+            "ok": report.ok,
+            "checkpoint_seq": report.checkpoint_seq,
+            "tables": report.tables,
+            "differences": differences,
+        }
+        print(json.dumps(summary, indent=1))
+        return report.exit_status
     for text in report.lines():
         console.print(text, markup=False, highlight=False)
     return report.exit_status
 
 
 def cmd_projections_follow(args: argparse.Namespace) -> int:
-    from projections.runner import follow
+    from projections.runner import follow, journal_not_there_yet
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     target = _target(args)
+    if journal_not_there_yet(args.journal):  # a session about to write it: wait, and say so
+        logging.getLogger("tape.projections").info("waiting for a journal at %s", args.journal)
+    else:  # a path that holds no journal (or a damaged one) is said as such, before the ledger
+        open_journal(args.journal).close()
     # Ctrl-C or SIGTERM (the normal ways to stop it): finish the batch in hand, stop at its
     # checkpoint and say where.
     stopping = threading.Event()
@@ -368,9 +406,12 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     for parser in (rebuild, audit):
         parser.add_argument("journal")
         parser.add_argument("--db", help="SQLite path or postgresql:// URL (default JOURNAL.ledger.sqlite)")
-        parser.add_argument("--schema", default=DEFAULT_SCHEMA, help="PostgreSQL schema")
+        parser.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name, help="PostgreSQL schema")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
+    )
+    audit.add_argument(
+        "--json", action="store_true", help="print the verdict and each differing table as JSON"
     )
     rebuild.add_argument(
         "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
@@ -378,7 +419,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     follow = sub.add_parser("follow", help="tail the journal into the ledger (or Influx)")
     follow.add_argument("journal")
     follow.add_argument("--db")
-    follow.add_argument("--schema", default=DEFAULT_SCHEMA)
+    follow.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name)
     follow.add_argument("--influx", help="Influx URL, e.g. http://127.0.0.1:8086 (metrics instead of ledger)")
     _influx_arguments(follow)
     follow.add_argument("--poll-s", type=float, default=0.5)
@@ -402,7 +443,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     _influx_arguments(host)
     grant = sub.add_parser("grant-readonly", help="create a read-only PostgreSQL role for dashboards")
     grant.add_argument("--db", required=True, help="postgresql:// URL")
-    grant.add_argument("--schema", default=DEFAULT_SCHEMA)
+    grant.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name)
     grant.add_argument("--role", default="tape_dashboards")
     grant.add_argument(
         "--password-file",

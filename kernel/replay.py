@@ -358,13 +358,32 @@ def _restored(
 _FOLDED_KINDS = frozenset({"strategy.commanded.v1", "order.cancel_requested.v1", "venue.message_received.v1"})
 
 
+def _iso_day(day: int) -> str:
+    text = f"{day:08d}"
+    return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+
+
+def not_a_session_day(session_days: npt.NDArray[np.int64], day: int) -> str:
+    """Why ``replay --day`` refuses ``day`` (YYYYMMDD), with what the user can ask for instead:
+    the data set's first and last session (``session_days``: a panel's ``day`` column) and,
+    inside them, the sessions on either side."""
+    days = np.unique(session_days)
+    if days.size == 0:
+        return f"{_iso_day(day)} is not a session day of this run's data set (it has none)"
+    where = f"its sessions run {_iso_day(int(days[0]))} .. {_iso_day(int(days[-1]))}"
+    at = int(np.searchsorted(days, day))
+    if 0 < at < days.size:
+        where += f"; nearest {_iso_day(int(days[at - 1]))} and {_iso_day(int(days[at]))}"
+    return f"{_iso_day(day)} is not a session day of this run's data set ({where})"
+
+
 def _day_bounds(
     journal: Journal, panel: Panel, day: int
 ) -> tuple[int, int, StateSnapshotted | None, int, int]:
     """(first seq, end seq, snapshot to start from, first step, end step) of one day."""
     steps = (panel.day == day).nonzero()[0]
     if steps.size == 0:
-        raise JournalError(f"{day} is not a session day of this run's data set")
+        raise JournalError(not_a_session_day(panel.day, day))
     span = day_span(journal, day)
     return span.start_seq, span.end_seq, span.snapshot, int(steps[0]), int(steps[-1]) + 1
 

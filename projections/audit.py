@@ -19,6 +19,9 @@ from projections.base import (
     DEFAULT_SCHEMA,
     LedgerNotFound,
     LedgerProjection,
+    TargetRefused,
+    check_identifier,
+    describe_target,
     open_ledger,
     rebuild_ledger,
     require_built_ledger,
@@ -120,6 +123,31 @@ def _compare(live: LedgerProjection, rebuilt: LedgerProjection) -> tuple[int, li
     return len(set(live_sums) | set(rebuilt_sums)), differences
 
 
+def _free_scratch_schema(url: str, schema: str) -> str:
+    """The schema the audit rebuilds into, ``<schema>_audit``: refused (``TargetRefused``,
+    before anything is written) where that name is too long or the schema holds tables, since
+    the rebuild drops every table there and the audit drops the schema after (the old audit
+    dropped a ledger a user had built at ``tape_ledger_audit`` when auditing ``tape_ledger``)."""
+    from projections.ledger_postgres import peek_postgres_ledger
+
+    scratch = schema + _SCRATCH_SUFFIX
+    try:
+        check_identifier(scratch)
+    except ValueError:
+        raise TargetRefused(
+            f"--schema {schema}: too long to audit (its scratch schema {scratch} would pass "
+            "PostgreSQL's 63 characters); give the ledger a shorter schema"
+        ) from None
+    tables, _ = peek_postgres_ledger(url, scratch)
+    if tables:
+        raise TargetRefused(
+            f"{describe_target(url, scratch)} holds {len(tables)} tables; the audit of schema {schema} "
+            f"rebuilds into it and drops it after, so it refuses: move that ledger to another schema, "
+            "or drop it if it is what an audit killed part-way left"
+        )
+    return scratch
+
+
 def audit(
     journal_path: Path | str,
     target: Path | str,
@@ -135,7 +163,7 @@ def audit(
     with open_ledger(target, schema=schema) as live:
         checkpoint_seq = live.checkpoint_seq
         if isinstance(target, str) and target.startswith(("postgresql://", "postgres://")):
-            scratch_schema = schema + _SCRATCH_SUFFIX
+            scratch_schema = _free_scratch_schema(target, schema)
             try:
                 rebuild_ledger(
                     journal_path,

@@ -8,6 +8,7 @@ support needs the ``postgres`` extra (psycopg 3); it is imported only when asked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ __all__ = [
     "LedgerRebuild",
     "TargetRefused",
     "TargetUnavailable",
+    "check_identifier",
     "describe_target",
     "open_ledger",
     "rebuild_ledger",
@@ -32,6 +34,14 @@ __all__ = [
 ]
 
 DEFAULT_SCHEMA = "tape_ledger"
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def check_identifier(name: str) -> str:
+    """Schema and role names are plain lower-case identifiers; refuse anything else."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain lower-case SQL identifier: {name!r}")
+    return name
 
 
 class TargetUnavailable(Exception):
@@ -200,12 +210,22 @@ def rebuild_ledger(
     damaged journal, a record the projection refuses) or is stopped keeps nothing of itself,
     and the ledger that was there stays as it was. Readers see the old ledger until the commit
     (SQLite's WAL; PostgreSQL readers wait on the dropped tables' locks until then)."""
-    # check_schema=False: a ledger at another schema version is dropped, not refused.
-    with (
-        open_journal(journal_path) as journal,
-        open_ledger(target, schema=schema, check_schema=False) as ledger,
-    ):
-        with ledger.transaction():
-            ledger.reset()
-            applied = ledger.run(journal, batch_records_max, progress, stop_seq=stop_seq)
-        return LedgerRebuild(applied, ledger.checkpoint_seq, ledger.table_checksums())
+    # A SQLite file this rebuild creates goes again when it fails or is stopped: "nothing of it
+    # kept" (the old one stayed as an empty database, which `audit` then called "not a Tape
+    # ledger (tables: [])").
+    created = None if _is_postgres(target) or Path(target).exists() else Path(target)
+    try:
+        # check_schema=False: a ledger at another schema version is dropped, not refused.
+        with (
+            open_journal(journal_path) as journal,
+            open_ledger(target, schema=schema, check_schema=False) as ledger,
+        ):
+            with ledger.transaction():
+                ledger.reset()
+                applied = ledger.run(journal, batch_records_max, progress, stop_seq=stop_seq)
+            return LedgerRebuild(applied, ledger.checkpoint_seq, ledger.table_checksums())
+    except BaseException:
+        if created is not None:
+            for path in (created, Path(f"{created}-wal"), Path(f"{created}-shm")):
+                path.unlink(missing_ok=True)
+        raise

@@ -32,7 +32,7 @@ import psycopg
 from psycopg import sql
 
 from kernel.journal import Journal, Record
-from projections.base import DEFAULT_SCHEMA, TargetRefused, TargetUnavailable
+from projections.base import DEFAULT_SCHEMA, TargetRefused, TargetUnavailable, check_identifier
 from projections.execution_quality import upsert_sql
 from projections.ledger_sqlite import (
     BATCH_RECORDS_MAX,
@@ -58,20 +58,12 @@ __all__ = [
 ]
 
 _CHECKSUM_ROWS_PER_FETCH = 10_000
-_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _TEXT_TYPES = frozenset({"text", "character varying", "character"})
 
 
 def is_postgres_target(target: object) -> bool:
     """Whether ``target`` names a PostgreSQL database (a ``postgres[ql]://`` URL)."""
     return isinstance(target, str) and target.startswith(("postgresql://", "postgres://"))
-
-
-def check_identifier(name: str) -> str:
-    """Schema and role names are plain lower-case identifiers; refuse anything else."""
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"not a plain lower-case SQL identifier: {name!r}")
-    return name
 
 
 def postgres_ddl() -> str:

@@ -23,7 +23,7 @@ from kernel.journal import Journal, JournalError
 from kernel.store import open_journal
 from projections.base import TargetUnavailable
 
-__all__ = ["Backoff", "FollowStats", "Runnable", "follow"]
+__all__ = ["Backoff", "FollowStats", "Runnable", "follow", "journal_not_there_yet"]
 
 log = logging.getLogger("tape.projections")
 
@@ -113,11 +113,30 @@ def follow(
     return stats
 
 
+def journal_not_there_yet(path: Path | str) -> bool:
+    """Whether ``path`` is where a journal is still to be written (nothing there, an empty
+    directory or file: a session that has not started or is creating it), so that a follower
+    waits for it. Anything else that does not open as a journal (another file, a damaged
+    store) never becomes one by waiting: the follower stops with the reason."""
+    path = Path(path)
+    if not path.exists():
+        return True
+    if path.is_dir():  # LMDB creates lock.mdb and data.mdb one after the other, data.mdb empty
+        return all(entry.name == "lock.mdb" or _empty_file(entry) for entry in path.iterdir())
+    return _empty_file(path)
+
+
+def _empty_file(path: Path) -> bool:
+    return path.is_file() and path.stat().st_size == 0
+
+
 def _catch_up(journal_path: Path | str, projection: Runnable, batch_records_max: int) -> int:
     try:
         journal = open_journal(journal_path)
     except JournalError as error:
-        log.debug("journal not readable yet: %s", error)
+        if not journal_not_there_yet(journal_path):
+            raise  # not a journal, or a damaged one: polling it again cannot mend it
+        log.debug("journal not there yet: %s", error)
         return 0
     with journal:
         return projection.run(journal, batch_records_max)

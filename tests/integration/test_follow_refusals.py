@@ -3,6 +3,9 @@ does not exist stops it at once with the reason (exit 2) instead of retrying for
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -163,3 +166,72 @@ def test_a_ledger_of_another_run_is_refused_untouched(
         with open_ledger(target, schema="other_run") as ledger:
             assert ledger.checkpoint_seq == before.checkpoint_seq
             assert ledger.table_checksums() == before.checksums
+
+
+def _follow_process(journal: Path, ledger: Path) -> subprocess.CompletedProcess[str]:
+    """``tape projections follow JOURNAL --db LEDGER`` in a child, stopped after 30 s: the old
+    follower polled a path it could not open forever, silently."""
+    command = [sys.executable, "-m", "cli.main", "projections", "follow", str(journal), "--db", str(ledger),
+               "--poll-s", "0.1"]  # fmt: skip
+    try:
+        return subprocess.run(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            timeout=30,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    except subprocess.TimeoutExpired as error:
+        raise AssertionError(f"follow kept polling a path that is no journal: {error.output!r}") from None
+
+
+def test_a_path_that_is_no_journal_is_refused_before_the_ledger(tmp_path: Path) -> None:
+    """QA: `projections follow CONFIG.toml` (a file, not a journal) polled it forever at debug
+    level, after creating an empty ledger; it says `not an LMDB journal` (exit 2), no ledger."""
+    config = tmp_path / "run.toml"
+    config.write_text('run_id = "x"\n')
+    done = _follow_process(config, tmp_path / "ledger.sqlite")
+    assert done.returncode == 2, done.stdout
+    assert "not an LMDB journal" in done.stdout and "Traceback" not in done.stdout, done.stdout
+    assert not (tmp_path / "ledger.sqlite").exists()
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "sqlite"])
+def test_a_damaged_journal_stops_the_follower_with_the_reason(tmp_path: Path, backend: str) -> None:
+    """QA: `projections follow` of an LMDB journal whose data.mdb was truncated polled it
+    forever, saying nothing (the open's StoreDamaged was logged at debug level); it stops with
+    the damage named (exit 1), as verify does. A SQLite journal cut short likewise."""
+    journal = tmp_path / ("j.sqlite" if backend == "sqlite" else "j")
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), journal, backend=backend))
+    store = journal / "data.mdb" if backend == "lmdb" else journal
+    with store.open("r+b") as file:
+        file.truncate(store.stat().st_size // 2)
+    done = _follow_process(journal, tmp_path / "ledger.sqlite")
+    assert done.returncode == 1, done.stdout
+    errors = [line for line in done.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(journal) in errors[0], done.stdout
+
+
+def test_a_damage_found_while_following_stops_the_runner(tmp_path: Path) -> None:
+    """The runner itself: a journal that stops opening (damaged) raises instead of being polled
+    as if it were still to come; a path with nothing there yet is waited for."""
+    from kernel.journal import StoreDamaged
+    from projections import open_ledger
+    from projections.runner import follow, journal_not_there_yet
+
+    assert journal_not_there_yet(tmp_path / "later")
+    (tmp_path / "starting").mkdir()  # an LMDB writer between creating lock.mdb and data.mdb
+    (tmp_path / "starting" / "lock.mdb").write_bytes(b"\0" * 64)
+    (tmp_path / "starting" / "data.mdb").touch()
+    assert journal_not_there_yet(tmp_path / "starting")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "readme.txt").write_text("not a journal")
+    assert not journal_not_there_yet(tmp_path / "notes")
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), tmp_path / "j"))
+    assert not journal_not_there_yet(tmp_path / "j")
+    with (tmp_path / "j" / "data.mdb").open("r+b") as file:
+        file.truncate(8192)
+    with pytest.raises(StoreDamaged, match="truncated"):
+        follow(tmp_path / "j", lambda: open_ledger(tmp_path / "l.sqlite"), should_stop=lambda s: s.polls > 3,
+               sleep=lambda _: None)  # fmt: skip

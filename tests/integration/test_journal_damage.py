@@ -448,3 +448,32 @@ def test_a_writer_can_open_a_journal_a_reader_in_the_same_process_holds(tmp_path
             writer.commit()
     with open_journal(path) as again:
         assert len(again) == 2
+
+
+@pytest.mark.parametrize("verb", [["rebuild"], ["projections", "rebuild"]])
+def test_a_failed_rebuild_leaves_no_ledger_file_where_there_was_none(
+    tmp_path: Path, verb: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: `tape rebuild` of a journal with a flipped byte said `hash chain broken` (exit 1) but
+    left an empty SQLite database (and its -wal/-shm) at JOURNAL.ledger.sqlite, so the `tape
+    audit` after it said `is not a Tape ledger (tables: [])`; nothing of a failed rebuild stays,
+    and the audit says no ledger was built."""
+    from tests.factories import make_config, run
+
+    journal = tmp_path / "j"
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), journal))
+    data = journal / "data.mdb"
+    with open_journal(journal) as opened:
+        assert len(opened) > 40
+    raw = bytearray(data.read_bytes())
+    at = len(raw) // 2
+    while raw[at] == 0:  # a byte of a record, not page padding
+        at += 1
+    raw[at] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    ledger = tmp_path / "j.ledger.sqlite"
+    assert tape([*verb, str(journal), "--db", str(ledger)]) == EXIT_DAMAGED
+    assert not list(tmp_path.glob("j.ledger.sqlite*"))
+    capsys.readouterr()
+    assert tape(["audit", str(journal), "--db", str(ledger)]) == EXIT_REFUSED
+    assert "no SQLite ledger at" in capsys.readouterr().out
