@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-__all__ = ["at_least"]
+__all__ = ["at_least", "schema_name"]
 
 
 def at_least(minimum: int) -> Callable[[str], int]:
@@ -22,3 +22,17 @@ def at_least(minimum: int) -> Callable[[str], int]:
         return value
 
     return whole_number
+
+
+def schema_name(text: str) -> str:
+    """argparse type of ``--schema``: a PostgreSQL schema Tape can name unquoted (what the
+    ledger's SQL and the dashboards' ``tape_ledger.table`` queries need), else exit 2."""
+    from projections import check_identifier  # here: the parsers are built without it
+
+    try:
+        return check_identifier(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a schema name is lower-case letters, digits and '_' "
+            "(at most 63, not starting with a digit), e.g. tape_ledger"
+        ) from None

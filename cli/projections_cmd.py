@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from cli.arguments import schema_name
 from cli.progress import console, one_stdout, progress_bar, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
@@ -28,7 +29,6 @@ from projections import (
     LedgerRebuild,
     RebuildReport,
     TargetUnavailable,
-    check_identifier,
     describe_target,
     open_ledger,
     rebuild_ledger,
@@ -42,18 +42,6 @@ def _target(args: argparse.Namespace) -> Path | str:
     if args.db:
         return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) else Path(args.db)
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
-
-
-def schema_name(text: str) -> str:
-    """argparse type of ``--schema``: a PostgreSQL schema Tape can name unquoted (what the
-    ledger's SQL and the dashboards' ``tape_ledger.table`` queries need), else exit 2."""
-    try:
-        return check_identifier(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: a schema name is lower-case letters, digits and '_' "
-            "(at most 63, not starting with a digit), e.g. tape_ledger"
-        ) from None
 
 
 def _journal_length(path: str) -> int:

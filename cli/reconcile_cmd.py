@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rich.text import Text
 
+from cli.arguments import schema_name
 from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import Column, print_fitted
@@ -150,7 +151,9 @@ def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
     parser.add_argument(
         "--db", help="the ledger: SQLite path or postgresql://... (default JOURNAL.ledger.sqlite)"
     )
-    parser.add_argument("--schema", default="tape_ledger", help="PostgreSQL schema of the ledger")
+    parser.add_argument(
+        "--schema", default="tape_ledger", type=schema_name, help="PostgreSQL schema of the ledger"
+    )
     parser.add_argument("--no-ledger", action="store_true", help="compare with the statement only")
     parser.add_argument(
         "--statement", metavar="CSV", help="broker statement (docs/data_contracts/statement.md)"

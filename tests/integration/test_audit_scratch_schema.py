@@ -58,7 +58,7 @@ def test_a_schema_name_with_odd_characters_is_a_usage_error(
     (exit 70, "ValueError ... a bug: please report it"); argparse refuses it (exit 2)."""
     run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=40), tmp_path / "j"))
     with scratch_database() as url:
-        for verb in (["projections", "rebuild"], ["projections", "follow"], ["audit"]):
+        for verb in (["projections", "rebuild"], ["projections", "follow"], ["audit"], ["reconcile"]):
             with pytest.raises(SystemExit) as stop:
                 main([*verb, str(tmp_path / "j"), "--db", url, "--schema", schema])
             assert stop.value.code == 2
