@@ -318,6 +318,19 @@ class Misbehaving:
 '''
 
 
+def misbehaving_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, *, run_id: str) -> Path:
+    """A backtest TOML trading ``Misbehaving(kind)`` from a module written in ``tmp_path``."""
+    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'run_id = "{run_id}"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
+        f'[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = {{ kind = "{kind}" }}\n'
+    )
+    return config
+
+
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
@@ -339,14 +352,7 @@ def test_what_a_strategy_returns_that_cannot_be_used_is_its_error_in_one_line(
     report it)', blaming Tape for the strategy's output, with exit 70."""
     from cli.main import main
 
-    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
-    config = tmp_path / "run.toml"
-    config.write_text(
-        f'run_id = "bad"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
-        f'[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = {{ kind = "{kind}" }}\n'
-    )
+    config = misbehaving_config(tmp_path, monkeypatch, kind, run_id="bad")
     assert main(["backtest", str(config)]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert message in out, out
@@ -360,15 +366,8 @@ def test_tape_traceback_shows_where_the_strategy_raised(
     from cli.main import main
     from kernel.strategy import StrategyError
 
-    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
-    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("TAPE_TRACEBACK", "1")
-    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
-    config = tmp_path / "run.toml"
-    config.write_text(
-        f'run_id = "bad"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
-        '[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = { kind = "raises" }\n'
-    )
+    config = misbehaving_config(tmp_path, monkeypatch, "raises", run_id="bad")
     with pytest.raises(StrategyError) as raised:
         main(["backtest", str(config)])
     cause = raised.value.__cause__
@@ -381,14 +380,7 @@ def test_a_numpy_integer_limit_price_is_sent(tmp_path: Path, monkeypatch: pytest
     """``close[0] * 101 // 100`` of ``view.history`` is a NumPy integer, refused before."""
     from cli.main import main
 
-    (tmp_path / "user_misbehaving.py").write_text(textwrap.dedent(MISBEHAVING))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    dataset = make_dataset(tmp_path / "data", symbols=3, bars=20)
-    config = tmp_path / "run.toml"
-    config.write_text(
-        f'run_id = "ok"\ndataset = "{dataset}"\njournal = "{tmp_path / "j"}"\n'
-        '[strategy]\nentry = "user_misbehaving:Misbehaving"\nparams = { kind = "fine" }\n'
-    )
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="ok")
     assert main(["backtest", str(config)]) == 0
     with open_journal(tmp_path / "j") as journal:
         submitted = [e for _, e in journal.events() if isinstance(e, OrderSubmitted)]
