@@ -422,11 +422,11 @@ CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="
                       price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
 
 
-def two_currency_run(root: Path, **fields: object) -> Path:
+def two_currency_run(root: Path) -> Path:
     """A CONSTRUCTED book in USD with 5,000,000 CNY of cash beside its 1,000,000 USD, a USD name
     (AAA) and a CNY name (BBB): prices and the CNY rate move every day (so converting, or not,
     shows in every figure); it buys 40% of the book in each on the first day and ends holding
-    both. ``fields``: more of the BacktestConfig (a fill model's commission, ...). The journal."""
+    both (the default commission: fees in both currencies). The journal."""
     days = [20240102, 20240103, 20240104, 20240105, 20240106]
     closes_of = {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
     bars = [
@@ -446,6 +446,5 @@ def two_currency_run(root: Path, **fields: object) -> Path:
         run_id="fx", dataset=str(root / "data"), journal=str(root / "journal"),
         strategy=StrategyConfig(name="both"), us_regulatory_fees=False,
         fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
-        **fields,  # type: ignore[arg-type]
     )  # fmt: skip
-    return run_backtest(config, _BothNames()).journal  # type: ignore[arg-type]
+    return run_backtest(config, _BothNames()).journal
