@@ -796,7 +796,8 @@ async def test_the_report_summary_of_several_currencies_fits_the_screen(
     """The summary's per-currency figures ("3,796,660.66 / 5,017,012.06 CNY") are wider than
     its 22-cell value column: at 96 columns the two-column layout ran past the screen and the
     currency wrapped onto a line of its own, and the right column's figures lost their
-    alignment. Every figure is now whole on its line, right-aligned with the others."""
+    alignment. Every figure is now whole on its line, right-aligned with the others, the fees
+    paid in each currency among them (they showed the total in the base alone)."""
     app = CockpitApp(cockpit_sources(two_currencies, follow=False))
     async with app.run_test(size=(width, 60)) as pilot:
         await until(pilot, lambda: app.data.summary is not None and "report" in text(app, "#cc-summary"))
@@ -804,6 +805,9 @@ async def test_the_report_summary_of_several_currencies_fits_the_screen(
         assert all(len(line) <= width - 2 for line in lines), lines
         rows = app.data.summary.rows()  # type: ignore[union-attr]
         assert any("CNY cash / NAV" in label for label, _ in rows)  # the case: per-currency rows
+        # the fees paid in each currency, with the CNY fees' base equivalent, as tape report's
+        fees = {label.strip(): value for label, value in rows if label.endswith(" fees")}
+        assert set(fees) == {"CNY fees", "USD fees"} and " CNY = " in fees["CNY fees"], fees
 
         def shown(label: str, value: str, pair: int) -> bool:  # label, spaces, figure in `pair` cells
             return any(f"{label}{' ' * (pair - len(label) - len(value))}{value}" in line for line in lines)
