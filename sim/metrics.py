@@ -110,7 +110,7 @@ class RunReport:
 
     def fee_rows(self) -> list[tuple[str, str]]:
         """Per currency the fees were paid in: the amount in it and, for another currency than
-        the base, its base equivalent (summing to ``fees``). None for one currency, or no fees."""
+        the base, its base equivalent (summing to ``fees``). Empty for one currency, or no fees."""
         if not self.currency_marks or not self.fees_by_currency:
             return []
         rows = [("fees by currency", f"base {self.currency}")]
