@@ -4,7 +4,9 @@ A book of several currencies (``kernel.currencies``) is reported in its base cur
 ``DayClosed``; fees, closing trades' PnL and traded notional in another currency are converted
 at the rates of the ``CurrenciesMarked`` that closes their day (half-even, ``domain.fx``); the
 initial NAV converts the configured cash per currency at the first day's rates. The last day's
-marks give the per-currency detail (``currency_rows``)."""
+marks give the per-currency detail (``currency_rows``), and the fees are also kept per currency
+they were paid in, each with its base equivalent at those same daily rates (``fee_rows``): the
+equivalents sum exactly to the fees in the base."""
 
 from __future__ import annotations
 
@@ -102,6 +104,22 @@ class RunReport:
     fee_lines: dict[str, float] = field(default_factory=dict)  # commission, stamp_duty, ...
     # A book of several currencies: the last close per currency (empty for one currency).
     currency_marks: tuple[CurrencyMark, ...] = ()
+    # A book of several currencies: the fees and taxes paid in each currency (funding apart, as
+    # in ``fees``), (in that currency, in the base at each day's close rates); empty for one.
+    fees_by_currency: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def fee_rows(self) -> list[tuple[str, str]]:
+        """Per currency the fees were paid in: the amount in it and, for another currency than
+        the base, its base equivalent (summing to ``fees``). Empty for one currency, or no fees."""
+        if not self.currency_marks or not self.fees_by_currency:
+            return []
+        rows = [("fees by currency", f"base {self.currency}")]
+        for currency, (paid, base) in sorted(self.fees_by_currency.items()):
+            text = f"{paid:,.2f} {currency}"
+            if currency != self.currency:
+                text += f" = {base:,.2f} {self.currency}"
+            rows.append((f"  {currency} fees", text))
+        return rows
 
     def currency_rows(self) -> list[tuple[str, str]]:
         """Per currency at the last close: cash and NAV in it, the rate, and NAV in the base."""
@@ -161,6 +179,7 @@ class RunReport:
                 (f"  {name.replace('_', ' ')}", f"{amount:,.2f} {ccy}")
                 for name, amount in sorted(self.fee_lines.items())
             ),
+            *self.fee_rows(),
             *self.currency_rows(),
         ]
 
@@ -183,6 +202,10 @@ class RunReport:
                     "nav_base": mark.nav_base_minor / 10 ** minor_digits(self.currency),
                 }
                 for mark in self.currency_marks
+            }
+            data["fees_by_currency"] = {
+                currency: {"paid": paid, "base": base}
+                for currency, (paid, base) in sorted(self.fees_by_currency.items())
             }
         return data
 
@@ -211,6 +234,7 @@ class _Fold:
         self.traded_minor = 0
         self.fees_minor = 0
         self.fee_lines: dict[str, int] = {}
+        self.fees_by_currency: dict[str, list[int]] = {}  # currency -> [paid in it, in the base]
         self.run: RunStarted | None = None
         self.calendar_days = 252
         self.trade_pnls: list[int] = []
@@ -252,8 +276,17 @@ class _Fold:
         """Fees and a closing trade's PnL of a transaction, in the base (``rates``: the day's
         rates of its other currencies)."""
         if rates:
-            event = _in_base(event, self.base, rates)
-        self.fees_minor += _add_fee_lines(event, self.fee_lines)
+            converted = _in_base(event, self.base, rates)
+            _add_fees_by_currency(event, converted, self.fees_by_currency)
+            event = converted
+            fees = _add_fee_lines(event, self.fee_lines)
+        else:  # every posting in the base: its fees are paid in the base
+            fees = _add_fee_lines(event, self.fee_lines)
+            if fees:
+                paid = self.fees_by_currency.setdefault(self.base, [0, 0])
+                paid[0] += fees
+                paid[1] += fees
+        self.fees_minor += fees
         pnl = closing_trade_pnl(event, closes)
         if pnl is not None:
             self.trade_pnls.append(pnl)
@@ -361,6 +394,14 @@ def _report(fold: _Fold) -> RunReport:
         finished=counts.get("run.finished.v1", 0) > 0,
         fee_lines={name: amount / scale for name, amount in fold.fee_lines.items()},
         currency_marks=tuple(fold.last_marks.currencies) if fold.last_marks is not None else (),
+        fees_by_currency=(
+            {
+                ccy: (paid / 10 ** minor_digits(ccy), base / scale)
+                for ccy, (paid, base) in fold.fees_by_currency.items()
+            }
+            if fold.last_marks is not None
+            else {}
+        ),
     )
 
 
@@ -423,6 +464,18 @@ def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:
             fee_lines[kind] = fee_lines.get(kind, 0) + posting.amount_minor
             total += posting.amount_minor
     return total
+
+
+def _add_fees_by_currency(event: LedgerPosted, converted: LedgerPosted, paid: dict[str, list[int]]) -> None:
+    """Add a transaction's fees (the expense postings ``_add_fee_lines`` totals) by the currency
+    paid in: [the amount in it, the same postings in the base] (``converted``, posting for
+    posting)."""
+    for posting, in_base in zip(event.postings, converted.postings, strict=True):
+        section, kind = _ACCOUNT_PARTS.get(posting.account) or _account_parts(posting.account)
+        if section == "expenses" and kind != "funding":
+            amounts = paid.setdefault(posting.currency, [0, 0])
+            amounts[0] += posting.amount_minor
+            amounts[1] += in_base.amount_minor
 
 
 def _initial_other_cash(config: dict[str, object], base: str, marks: CurrenciesMarked | None) -> float:

@@ -8,17 +8,20 @@ from typing import TYPE_CHECKING
 import msgspec
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 
 from cli.wiring import make_strategies
 from domain.events import Event
+from domain.fx import FxRate
 from domain.instruments import Instrument
 from domain.market import Panel
 from domain.riskrules import RiskPolicy, policy_from_mapping
 from kernel.journal import build_segment, segment_hash
 from kernel.store import open_journal
 from kernel.strategy import MarketView
+from lake.store import fx_table, write_dataset
 from lake.synth import synth_dataset
-from sim.backtest import BacktestConfig, BacktestResult, StrategyConfig, run_backtest
+from sim.backtest import BacktestConfig, BacktestResult, FxConfig, StrategyConfig, run_backtest
 
 if TYPE_CHECKING:
     import pytest
@@ -399,3 +402,49 @@ def record_experiments(
             store.add(Experiment(run_id, sweep_id, point, params, "{}", 0, "0" * 64, "engine", "code",
                                  "0" * 64, 1, metrics, ""))  # fmt: skip
     return db
+
+
+class _BothNames:
+    """40% of the book in each of two names, decided once."""
+
+    strategy_id = "both"
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([0], dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([0.4, 0.4])
+
+
+USD_NAME = Instrument(instrument_id=1, symbol="AAA", venue="XNAS", asset_class="equity", currency="USD",
+                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="equity", currency="CNY",
+                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
+
+
+def two_currency_run(root: Path) -> Path:
+    """A CONSTRUCTED book in USD with 5,000,000 CNY of cash beside its 1,000,000 USD, a USD name
+    (AAA) and a CNY name (BBB): prices and the CNY rate move every day (so converting, or not,
+    shows in every figure); it buys 40% of the book in each on the first day and ends holding
+    both (the default commission: fees in both currencies). The journal."""
+    days = [20240102, 20240103, 20240104, 20240105, 20240106]
+    closes_of = {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
+    bars = [
+        {"ts_ns": (index + 1) * 86_400 * 10**9 + 1_704_153_600 * 10**9, "day": day, "instrument_id": iid,
+         "open": closes_of[iid][index], "high": closes_of[iid][index], "low": closes_of[iid][index],
+         "close": closes_of[iid][index], "volume": 10**7}
+        for index, day in enumerate(days) for iid in (1, 2)
+    ]  # fmt: skip
+    rates = [
+        FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000 + 300_000 * k)
+        for k, day in enumerate(days)
+    ]
+    write_dataset(root / "data", name="constructed-fx", frequency="1d", calendar="24x7",
+                  instruments=[USD_NAME, CNY_NAME], bars=pa.Table.from_pylist(bars),
+                  fx=fx_table(rates))  # fmt: skip
+    config = BacktestConfig(
+        run_id="fx", dataset=str(root / "data"), journal=str(root / "journal"),
+        strategy=StrategyConfig(name="both"), us_regulatory_fees=False,
+        fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
+    )  # fmt: skip
+    return run_backtest(config, _BothNames()).journal

@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Button, DataTable, Footer, Input, Sparkline, Static, TabbedContent
@@ -32,15 +30,20 @@ from domain.events import (
     StateSnapshotted,
 )
 from domain.fixed import RATE_SCALE, Rounding, div_round
-from domain.fx import FxRate, to_base_minor
-from domain.instruments import Instrument
-from domain.riskrules import KillSwitchConfig, policy_from_mapping
+from domain.fx import to_base_minor
+from domain.riskrules import KillSwitchConfig
 from kernel.store import open_journal
-from lake.store import fx_table, write_dataset
-from sim.backtest import BacktestConfig, FxConfig, StrategyConfig, run_backtest
 from sim.execution_report import execution_report
 from sim.metrics import report_from_journal
-from tests.factories import forge_journal, make_config, make_dataset, run
+from tests.factories import (
+    CNY_NAME,
+    USD_NAME,
+    forge_journal,
+    make_config,
+    make_dataset,
+    run,
+    two_currency_run,
+)
 from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
 from tui.daytape import read_day_tape
 from tui.format import money, pct_e8
@@ -599,50 +602,10 @@ async def test_execution_quality_shows_a_long_strategy_id_whole_at_80_columns(tm
         assert len(figures) == len(total)
 
 
-CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="equity", currency="CNY",
-                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
-USD_NAME = Instrument(instrument_id=1, symbol="AAA", venue="XNAS", asset_class="equity", currency="USD",
-                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
-
-
-class _BothNames:
-    """40% of the book in each name, decided once."""
-
-    strategy_id = "both"
-
-    def schedule(self, panel: object) -> np.ndarray:
-        return np.array([0], dtype=np.int64)
-
-    def decide(self, view: object) -> np.ndarray:
-        return np.array([0.4, 0.4])
-
-
 @pytest.fixture(scope="module")
 def two_currencies(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CONSTRUCTED book in USD with CNY cash and a CNY name: prices and the CNY rate move
-    every day (so converting, or not, shows in every figure); it ends holding both names."""
-    root = tmp_path_factory.mktemp("fx")
-    days = [20240102, 20240103, 20240104, 20240105, 20240106]
-    closes_of = {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
-    bars = [
-        {"ts_ns": (index + 1) * 86_400 * 10**9 + 1_704_153_600 * 10**9, "day": day, "instrument_id": iid,
-         "open": closes_of[iid][index], "high": closes_of[iid][index], "low": closes_of[iid][index],
-         "close": closes_of[iid][index], "volume": 10**7}
-        for index, day in enumerate(days) for iid in (1, 2)
-    ]  # fmt: skip
-    rates = [
-        FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000 + 300_000 * k)
-        for k, day in enumerate(days)
-    ]
-    write_dataset(root / "data", name="constructed-fx", frequency="1d", calendar="24x7",
-                  instruments=[USD_NAME, CNY_NAME], bars=pa.Table.from_pylist(bars),
-                  fx=fx_table(rates))  # fmt: skip
-    config = BacktestConfig(
-        run_id="fx", dataset=str(root / "data"), journal=str(root / "journal"),
-        strategy=StrategyConfig(name="both"), us_regulatory_fees=False,
-        fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
-    )  # fmt: skip
-    return run_backtest(config, _BothNames()).journal  # type: ignore[arg-type]
+    """A CONSTRUCTED book in USD with CNY cash and a CNY name (``tests.factories``)."""
+    return two_currency_run(tmp_path_factory.mktemp("fx"))
 
 
 @pytest.mark.asyncio
@@ -833,7 +796,8 @@ async def test_the_report_summary_of_several_currencies_fits_the_screen(
     """The summary's per-currency figures ("3,796,660.66 / 5,017,012.06 CNY") are wider than
     its 22-cell value column: at 96 columns the two-column layout ran past the screen and the
     currency wrapped onto a line of its own, and the right column's figures lost their
-    alignment. Every figure is now whole on its line, right-aligned with the others."""
+    alignment. Every figure is now whole on its line, right-aligned with the others, the fees
+    paid in each currency among them (they showed the total in the base alone)."""
     app = CockpitApp(cockpit_sources(two_currencies, follow=False))
     async with app.run_test(size=(width, 60)) as pilot:
         await until(pilot, lambda: app.data.summary is not None and "report" in text(app, "#cc-summary"))
@@ -841,6 +805,9 @@ async def test_the_report_summary_of_several_currencies_fits_the_screen(
         assert all(len(line) <= width - 2 for line in lines), lines
         rows = app.data.summary.rows()  # type: ignore[union-attr]
         assert any("CNY cash / NAV" in label for label, _ in rows)  # the case: per-currency rows
+        # the fees paid in each currency, with the CNY fees' base equivalent, as tape report's
+        fees = {label.strip(): value for label, value in rows if label.endswith(" fees")}
+        assert set(fees) == {"CNY fees", "USD fees"} and " CNY = " in fees["CNY fees"], fees
 
         def shown(label: str, value: str, pair: int) -> bool:  # label, spaces, figure in `pair` cells
             return any(f"{label}{' ' * (pair - len(label) - len(value))}{value}" in line for line in lines)

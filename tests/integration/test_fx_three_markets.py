@@ -382,16 +382,28 @@ def test_tape_report_shows_the_base_and_each_currency(
         assert float(flat[f"currencies.{mark.currency}.nav_base"]) == mark.nav_base_minor / 100
     # Fees: each transaction's expense postings (funding is its own line) converted at the
     # rates of the close of its day.
-    fees, pending = 0, []
+    fees, pending, paid = 0, [], {}  # paid: per currency, [in it, in USD]
     for event in events:
         if isinstance(event, LedgerPosted):
             pending += [p for p in event.postings if p.account.split(":")[:2] != ["expenses", "funding"]
                         and p.account.startswith("expenses:")]  # fmt: skip
         elif isinstance(event, CurrenciesMarked):
             rates = {m.currency: m.rate_e8 for m in event.currencies}
-            fees += sum(_to_base(p.amount_minor, p.currency, "USD", rates[p.currency]) for p in pending)
+            for p in pending:
+                in_usd = _to_base(p.amount_minor, p.currency, "USD", rates[p.currency])
+                fees += in_usd
+                both = paid.setdefault(p.currency, [0, 0])
+                both[0] += p.amount_minor
+                both[1] += in_usd
             pending = []
     assert fees > 0 and summary["fees"] == fees / 100
+    # and per currency paid in (the USDT perpetual's fees in USDT, 6 digits), with the same total
+    assert set(paid) == {"CNY", "USD", "USDT"}
+    assert summary["fees_by_currency"] == {
+        ccy: {"paid": amount / 10 ** minor_digits(ccy), "base": in_usd / 100}
+        for ccy, (amount, in_usd) in paid.items()
+    }
+    assert float(flat["fees_by_currency.CNY.base"]) == paid["CNY"][1] / 100
 
 
 def test_report_orders_to_a_dash_is_every_currency_under_one_header(
