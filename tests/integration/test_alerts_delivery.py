@@ -713,3 +713,51 @@ def test_an_alert_route_secret_too_short_to_redact_is_refused_in_one_line(
     assert main(["alerts", "list", "--rules", str(rules)]) == 2  # was exit 70: ValueError
     out = " ".join(capsys.readouterr().out.split())
     assert "QA_WEBHOOK_TOKEN is shorter than 4 characters" in out
+
+
+def test_one_evaluator_per_state_a_second_follower_is_refused_and_check_shows_the_followers_alerts(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two evaluators of one state each sent every notification (each read the outbox before
+    the other recorded the send) and folded the journal from a checkpoint the other had moved
+    with rule state it never saw. A second ``follow`` is refused; ``check`` beside a running
+    follower shows the follower's firing alerts and neither evaluates nor sends."""
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, smtp_route(mail), 'log = "follow.jsonl"\n')
+    state = tmp_path / "alerts.state.sqlite"
+    follower = _follow(journal, rules)
+    try:
+        _until(lambda: _checkpoint(state) == 0, timeout_s=60)
+        assert len(mail.wait_for(1, timeout_s=30)) == 1
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "alerts", "follow", str(journal), "--rules", str(rules)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "TAPE_TEST_SMTP_PASSWORD": CANARY, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert second.returncode == 2, second.stdout + second.stderr
+        said = " ".join(second.stdout.split())
+        assert f"tape alerts follow {rules} (pid {follower.pid}) already evaluates" in said
+        assert "one follower per state" in said and "Traceback" not in second.stderr
+        capsys.readouterr()
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1  # still firing
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"(pid {follower.pid}) evaluates" in out and "nothing evaluated or sent here" in out
+        assert "kill_switch" in out
+        append(journal, [KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) in (0, 1)  # follower's pace
+        _until(lambda: _checkpoint(state) == 1)
+        assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 0
+        subjects = [m.message["Subject"] for m in mail.wait_for(2, timeout_s=30)]
+        time.sleep(1.0)  # a duplicate would arrive by now
+    finally:
+        _stop(follower)
+    assert subjects == [
+        "[tape CRITICAL] FIRING: kill_switch book",
+        "[tape CRITICAL] RESOLVED: kill_switch book",
+    ]
+    assert len(mail.messages) == 2
+    # the follower gone, check evaluates again (and delivers nothing new)
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0
+    assert "0 notifications sent" in " ".join(capsys.readouterr().out.split())

@@ -602,3 +602,29 @@ def test_a_job_whose_calendar_ends_is_dropped_and_the_others_run_on(
     assert cn and cn[-1] <= str(bound.date())
     assert eod[-1] > str(bound.date())  # the XNYS job runs on past XSHG's last known day
     assert any("XSHG's sessions are known only up to" in r.getMessage() for r in caplog.records)
+
+
+def test_a_second_scheduler_on_the_same_job_log_is_refused(tmp_path: Path) -> None:
+    """Two schedulers of one job log ran every job twice (two backups, two reconciles writing
+    one report); the second is refused in one line, naming the first."""
+    config = write_jobs(tmp_path, EOD)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "scheduler", "--config", str(config)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "jobs.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "scheduler", "--config", str(config)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert second.returncode == 2, second.stdout + second.stderr
+    said = " ".join(second.stdout.split())
+    assert f"tape scheduler --config {config} (pid {first.pid}) already runs the jobs" in said
+    assert "one scheduler per job log" in said and "Traceback" not in second.stderr
+    assert first.returncode == 143  # the first ran on until stopped
