@@ -417,6 +417,9 @@ def load_scheduler_config(path: Path) -> SchedulerConfig:
     if not jobs:
         raise ConfigError(f"{path}: no [[jobs]] defined")
     redactor = _redactor(defaults.get("redact_env", []))
+    # how a command reads in logs, `jobs list` and Prefect's deployments: a --db URL's password and
+    # redact_env's values masked (the command itself runs as written)
+    jobs = {name: replace(job, command_text=redactor.redact(job.command_text)) for name, job in jobs.items()}
     base = path.parent
     job_log = Path(defaults.get("job_log", path.with_suffix(".log.sqlite").name)).expanduser()
     log_path = defaults.get("log")
