@@ -17,6 +17,7 @@ import getpass
 import io
 import json
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -109,6 +110,20 @@ def poll_seconds(value: object, where: str = "--poll-s") -> float:
     return seconds
 
 
+def _check_settings(path: Path, data: dict[str, Any]) -> None:
+    """The settings' types: a text ``repeat_s`` was an internal error, a negative or nan one
+    taken, ``notify_resolved = "no"`` read as true, ``state = 7`` a file named 7."""
+    for key in ("state", "job_log", "log"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise ConfigError(f"{path}: {key} must be a path (a text), got {data[key]!r}")
+    for key in ("repeat_s", "retry_s"):
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+            raise ConfigError(f"{path}: {key} must be a number of seconds, 0 or more, got {value!r}")
+    if not isinstance(data.get("notify_resolved", True), bool):
+        raise ConfigError(f"{path}: notify_resolved must be true or false, got {data['notify_resolved']!r}")
+
+
 def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -122,6 +137,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         routes = routes_from_config(data.get("routes", []), redactor)
     except AlertConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    _check_settings(path, data)
     if "job_log" not in data and any(isinstance(rule, FailedJobsRule) for rule in rules):
         raise ConfigError(f"{path}: a failed_jobs rule reads the scheduler's job log: set job_log")
     return AlertsConfig(
@@ -132,7 +148,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         job_log=_relative(path, data["job_log"]) if "job_log" in data else None,
         repeat_s=float(data.get("repeat_s", 0)),
         retry_s=float(data.get("retry_s", 30)),
-        notify_resolved=bool(data.get("notify_resolved", True)),
+        notify_resolved=data.get("notify_resolved", True),
         poll_s=poll_seconds(data.get("poll_s", 0.25), f"{path}: poll_s"),
         log=_relative(path, data["log"]) if "log" in data else None,
     )
