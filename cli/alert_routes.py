@@ -10,7 +10,9 @@ they are logged or stored (a bot token is part of Telegram's URL, which errors t
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import os
 import smtplib
 import ssl
@@ -24,7 +26,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
-from cli.logs import SECRET_LENGTH_MIN, Redactor
+from cli.logs import SECRET_LENGTH_MIN, Redactor, mask_url_passwords
 from projections.alerts import SEVERITIES, Alert, AlertConfigError, Pending
 
 __all__ = [
@@ -193,6 +195,8 @@ def _http_error(route: str, error: Exception) -> str:
     if isinstance(error, urllib.error.HTTPError):
         detail = error.read()[:200].decode("utf-8", "replace")
         return f"{route}: HTTP {error.code} {error.reason}: {detail}"
+    if isinstance(error, http.client.HTTPException):  # the far end does not speak HTTP (a wrong port)
+        return f"{route}: not an HTTP answer ({type(error).__name__}: {str(error).strip()[:200]})"
     return f"{route}: {error}"
 
 
@@ -214,7 +218,7 @@ class TelegramRoute:
         message = {"chat_id": self.chat_id, "text": f"{subject}\n{body}", "disable_web_page_preview": True}
         try:
             answer = json.loads(_post_json(url, message, {}, self.timeout_s) or b"{}")
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:  # HTTPException: not HTTP
             raise DeliveryFailed(self.redactor.redact(_http_error("telegram", error))) from None
         if not answer.get("ok", False):
             raise DeliveryFailed(self.redactor.redact(f"telegram: answered {answer!r}"))
@@ -235,14 +239,56 @@ class WebhookRoute:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             _post_json(self.url, _payload(pending, journal), headers, self.timeout_s)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, http.client.HTTPException) as error:  # HTTPException: not HTTP
             raise DeliveryFailed(self.redactor.redact(_http_error(f"webhook {self.url}", error))) from None
 
 
 def _check_url(url: object, route: str) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise AlertConfigError(f"route {route}: need an http:// or https:// URL, got {url!r}")
+        raise AlertConfigError(
+            f"route {route}: need an http:// or https:// URL, got {mask_url_passwords(repr(url))}"
+        )
+    if "@" in url.split("://", 1)[1].split("/", 1)[0]:  # user:password@host: a secret in the file
+        raise AlertConfigError(
+            f"route {route}: no user or password in the URL ({mask_url_passwords(url)}): a secret does not "
+            "belong in the rules file; use token_env or token_file (sent as Authorization: Bearer ...)"
+        )
     return url
+
+
+_ROUTE_KEYS = {
+    "smtp": {"host", "port", "security", "sender", "to", "username", "password_env", "password_file"},
+    "telegram": {"chat_id", "token_env", "token_file", "base_url"},
+    "webhook": {"url", "token_env", "token_file"},
+}
+_COMMON_KEYS = {"kind", "name", "min_severity", "timeout_s"}
+
+
+def _text(table: Mapping[str, Any], key: str, route: str) -> None:
+    if key in table and (not isinstance(table[key], str) or not table[key]):
+        raise AlertConfigError(f"route {route}: {key} must be a text, got {table[key]!r}")
+
+
+def _check_route_table(table: Mapping[str, Any], kind: str, name: str) -> float:
+    """Unknown keys refused (a misspelt ``min_severty`` sent everything, ``pasword_env`` logged
+    in with no password), texts where texts belong; the route's ``timeout_s``."""
+    unknown = set(table) - _COMMON_KEYS - _ROUTE_KEYS[kind]
+    unknown -= {"password", "token"}  # load_secret refuses these with their own reason
+    if unknown:
+        raise AlertConfigError(f"route {name}: unknown keys {sorted(unknown)} for a {kind} route")
+    for key in ("name", "host", "security", "sender", "username", "base_url", "url", "password_env",
+                "password_file", "token_env", "token_file"):  # fmt: skip
+        _text(table, key, name)
+    if "chat_id" in table and (
+        isinstance(table["chat_id"], bool) or not isinstance(table["chat_id"], str | int)
+    ):
+        raise AlertConfigError(f"route {name}: chat_id must be a text or a number, got {table['chat_id']!r}")
+    timeout_s = table.get("timeout_s", TIMEOUT_S_DEFAULT)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0 < timeout_s < math.inf:
+        raise AlertConfigError(
+            f"route {name}: timeout_s must be a number of seconds above 0, got {timeout_s!r}"
+        )
+    return float(timeout_s)
 
 
 def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor) -> Route:
@@ -250,10 +296,10 @@ def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor) -> Rou
     if kind not in ROUTE_KINDS:
         raise AlertConfigError(f"[[routes]] #{index + 1}: kind must be one of {ROUTE_KINDS}, got {kind!r}")
     name = str(table.get("name", kind))
+    timeout_s = _check_route_table(table, kind, name)
     minimum = table.get("min_severity", "warning")
     if minimum not in SEVERITIES:
         raise AlertConfigError(f"route {name}: min_severity must be one of {SEVERITIES}")
-    timeout_s = float(table.get("timeout_s", TIMEOUT_S_DEFAULT))
     if kind == "smtp":
         return _smtp_from(table, name, minimum, timeout_s, redactor)
     if kind == "telegram":
@@ -277,7 +323,9 @@ def _smtp_from(
     security = table.get("security", "starttls")
     if security not in ("starttls", "ssl", "none"):
         raise AlertConfigError(f"route {name}: security must be starttls, ssl or none")
-    port = int(table.get("port", {"ssl": 465, "starttls": 587, "none": 25}[security]))
+    port = table.get("port", {"ssl": 465, "starttls": 587, "none": 25}[security])
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise AlertConfigError(f"route {name}: port must be a whole number 1..65535, got {port!r}")
     password = load_secret(table, "password", name, redactor)
     return SmtpRoute(
         name,

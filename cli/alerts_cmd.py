@@ -17,6 +17,8 @@ import getpass
 import io
 import json
 import logging
+import math
+import os
 import re
 import sqlite3
 import time
@@ -33,7 +35,7 @@ from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
 from cli.progress import console, one_stdout, write_output
 from cli.research_tables import Column, print_fitted
-from cli.scheduler import JobLog, stop_on_signals
+from cli.scheduler import JobLog, hold_lock, lock_holder, stop_on_signals
 from cli.wiring import ConfigError
 from domain.events import AlertAcknowledged, AlertSilenced
 from kernel.journal import Journal, JournalError
@@ -108,6 +110,20 @@ def poll_seconds(value: object, where: str = "--poll-s") -> float:
     return seconds
 
 
+def _check_settings(path: Path, data: dict[str, Any]) -> None:
+    """The settings' types: a text ``repeat_s`` was an internal error, a negative or nan one
+    taken, ``notify_resolved = "no"`` read as true, ``state = 7`` a file named 7."""
+    for key in ("state", "job_log", "log"):
+        if key in data and (not isinstance(data[key], str) or not data[key]):
+            raise ConfigError(f"{path}: {key} must be a path (a text), got {data[key]!r}")
+    for key in ("repeat_s", "retry_s"):
+        value = data.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+            raise ConfigError(f"{path}: {key} must be a number of seconds, 0 or more, got {value!r}")
+    if not isinstance(data.get("notify_resolved", True), bool):
+        raise ConfigError(f"{path}: notify_resolved must be true or false, got {data['notify_resolved']!r}")
+
+
 def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -121,6 +137,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         routes = routes_from_config(data.get("routes", []), redactor)
     except AlertConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    _check_settings(path, data)
     if "job_log" not in data and any(isinstance(rule, FailedJobsRule) for rule in rules):
         raise ConfigError(f"{path}: a failed_jobs rule reads the scheduler's job log: set job_log")
     return AlertsConfig(
@@ -131,7 +148,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         job_log=_relative(path, data["job_log"]) if "job_log" in data else None,
         repeat_s=float(data.get("repeat_s", 0)),
         retry_s=float(data.get("retry_s", 30)),
-        notify_resolved=bool(data.get("notify_resolved", True)),
+        notify_resolved=data.get("notify_resolved", True),
         poll_s=poll_seconds(data.get("poll_s", 0.25), f"{path}: poll_s"),
         log=_relative(path, data["log"]) if "log" in data else None,
     )
@@ -286,10 +303,14 @@ def _fields(alert: Alert) -> dict[str, Any]:
     return {"seq": alert.fired_seq, "alert_id": alert.id}
 
 
+def evaluator_lock_path(state: Path) -> Path:
+    """The lock ``alerts follow`` holds while it runs and ``alerts check`` for its cycle: one
+    process at a time folds the journal into a state and delivers from it."""
+    return state.with_name(state.name + ".lock")
+
+
 @contextmanager
-def _service(args: argparse.Namespace) -> Iterator[AlertsService]:
-    redactor = Redactor()
-    config = load_alerts_config(Path(args.rules), redactor)
+def _service(args: argparse.Namespace, config: AlertsConfig, redactor: Redactor) -> Iterator[AlertsService]:
     # Always JSON and redacted: to the configured file, else stderr (never the plain last resort).
     setup: LogSetup | None = configure_logging(
         "alerts", run=Path(args.journal).name, path=config.log, redactor=redactor
@@ -306,40 +327,88 @@ def _service(args: argparse.Namespace) -> Iterator[AlertsService]:
             setup.close()
 
 
+@contextmanager
+def _evaluator(config: AlertsConfig, verb: str) -> Iterator[bool]:
+    """Hold the state's evaluator lock while the block runs (True), or False when another
+    process holds it. Two evaluators of one state would each send every notification (each
+    reads the outbox before the other records a send) and fold the journal with rule state
+    the other one moved past."""
+    fd = hold_lock(evaluator_lock_path(config.state), f"tape alerts {verb} {config.path}")
+    try:
+        yield fd is not None
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
 def cmd_alerts_follow(args: argparse.Namespace) -> int:
     poll_arg = poll_seconds(args.poll_s) if args.poll_s is not None else None  # before any state is made
-    stop = stop_on_signals()
-    with _service(args) as service:
-        poll_s = poll_arg if poll_arg is not None else service.config.poll_s
-        log.info(
-            "following %s with %d rules, %d routes",
-            args.journal,
-            len(service.config.rules),
-            len(service.config.routes),
-        )
-        while not stop.is_set():
-            report = service.cycle()
-            if report.records == 0:
-                stop.wait(poll_s)
-        log.info("stopped: %s", service.summary())
+    redactor = Redactor()
+    config = load_alerts_config(Path(args.rules), redactor)
+    with _evaluator(config, "follow") as held:
+        if not held:
+            raise ConfigError(
+                f"{config.state}: {lock_holder(evaluator_lock_path(config.state))} already evaluates "
+                "this alert state; one follower per state (stop that one, or give this rules file "
+                "its own `state`)"
+            )
+        stop = stop_on_signals()
+        with _service(args, config, redactor) as service:
+            poll_s = poll_arg if poll_arg is not None else service.config.poll_s
+            log.info(
+                "following %s with %d rules, %d routes",
+                args.journal,
+                len(service.config.rules),
+                len(service.config.routes),
+            )
+            while not stop.is_set():
+                report = service.cycle()
+                if report.records == 0:
+                    stop.wait(poll_s)
+            log.info("stopped: %s", service.summary())
     stop.raise_if_stopped()
     return 0
 
 
 def cmd_alerts_check(args: argparse.Namespace) -> int:
-    """One cycle; prints the firing alerts; exit 1 when any is firing."""
+    """One cycle; prints the firing alerts; exit 1 when any is firing. While ``alerts follow``
+    evaluates the same state, the follower's firing alerts are shown instead (it delivers)."""
     open_journal(args.journal).close()  # a path that is no journal is refused (exit 2), not waited for
-    with _service(args) as service:
-        if args.no_send:
-            service.config.routes = []
-        report = service.cycle()
-        firing = service.store.alerts(firing_only=True)
-        console.print(
-            f"{report.records:,} new records; {len(report.fired)} fired, {len(report.resolved)} resolved; "
-            + ("--no-send: nothing delivered" if args.no_send else service.summary())
-        )
-        _print_alerts(firing, "firing alerts")
-        return 1 if firing else 0
+    redactor = Redactor()
+    config = load_alerts_config(Path(args.rules), redactor)
+    with _evaluator(config, "check") as held:
+        if not held:
+            return _check_beside_the_evaluator(args, config)
+        with _service(args, config, redactor) as service:
+            if args.no_send:
+                service.config.routes = []
+            report = service.cycle()
+            firing = service.store.alerts(firing_only=True)
+            counts = f"{len(report.fired)} fired, {len(report.resolved)} resolved"
+            console.print(
+                f"{report.records:,} new records; {counts}; "
+                + ("--no-send: nothing delivered" if args.no_send else service.summary())
+            )
+            _print_alerts(firing, "firing alerts")
+            return 1 if firing else 0
+
+
+def _check_beside_the_evaluator(args: argparse.Namespace, config: AlertsConfig) -> int:
+    """``alerts check`` while another process (``alerts follow``) evaluates the state: that one
+    folds and delivers; this one shows its firing alerts, as of its checkpoint."""
+    holder = lock_holder(evaluator_lock_path(config.state))
+    store = open_alert_state(Path(args.rules), Path(args.journal))
+    try:
+        firing = store.alerts(firing_only=True)
+        checkpoint = store.checkpoint_seq
+    finally:
+        store.close()
+    console.print(
+        f"{holder} evaluates {config.state} and delivers its alerts; its firing alerts up to "
+        f"journal seq {checkpoint} (nothing evaluated or sent here)"
+    )
+    _print_alerts(firing, "firing alerts")
+    return 1 if firing else 0
 
 
 def _open_store(args: argparse.Namespace) -> AlertStore:

@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ from cli.scheduler import (
     SchedulerConfig,
     describe_ns,
     exit_text,
+    hold_lock,
+    job_log_lock_path,
     load_scheduler_config,
+    lock_holder,
     stop_on_signals,
     wall_ns,
 )
@@ -31,22 +35,34 @@ __all__ = ["add_jobs_parsers", "cmd_jobs", "cmd_scheduler"]
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
-    """Run forever (SIGTERM or Ctrl-C stop it between jobs or during a wait)."""
+    """Run forever (SIGTERM or Ctrl-C stop it between jobs or during a wait). One scheduler per
+    job log: a second one is refused (it would run every job again)."""
     config = load_scheduler_config(Path(args.config))
     nexts = {name: job.next_fire_ns(wall_ns()) for name, job in config.jobs.items()}  # refused: no log made
-    stop = stop_on_signals()
-    setup = configure_logging("scheduler", run=config.path.stem, path=config.log, redactor=config.redactor)
-    with JobLog(config.job_log) as job_log:
-        scheduler = Scheduler(config, job_log, sleep=stop.wait, stopping=stop.is_set)
-        for name, at_ns in sorted(nexts.items()):
-            setup.logger.info(
-                "job %s next at %s", name, describe_ns(at_ns, config.jobs[name].timezone), extra={"job": name}
-            )
-        try:
-            runs = scheduler.run_forever(should_stop=lambda now_ns: stop.is_set())
-            setup.logger.info("scheduler stopped after %d runs", runs)
-        finally:
-            setup.close()
+    lock_path = job_log_lock_path(config.job_log)
+    lock = hold_lock(lock_path, f"tape scheduler --config {config.path}")
+    if lock is None:
+        raise ConfigError(
+            f"{config.job_log}: {lock_holder(lock_path)} already runs the jobs of this job log; "
+            "one scheduler per job log (stop that one first: it would run every job twice)"
+        )
+    try:
+        stop = stop_on_signals()
+        setup = configure_logging(
+            "scheduler", run=config.path.stem, path=config.log, redactor=config.redactor
+        )
+        with JobLog(config.job_log) as job_log:
+            scheduler = Scheduler(config, job_log, sleep=stop.wait, stopping=stop.is_set)
+            for name, at_ns in sorted(nexts.items()):
+                at = describe_ns(at_ns, config.jobs[name].timezone)
+                setup.logger.info("job %s next at %s", name, at, extra={"job": name})
+            try:
+                runs = scheduler.run_forever(should_stop=lambda now_ns: stop.is_set())
+                setup.logger.info("scheduler stopped after %d runs", runs)
+            finally:
+                setup.close()
+    finally:
+        os.close(lock)
     stop.raise_if_stopped()
     return 0
 

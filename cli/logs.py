@@ -8,7 +8,8 @@ for a process with ``configure_logging(component=..., run=...)`` and per line wi
 
 Secrets never reach a line: every string value (the message, the exception text, the context
 fields) goes through a ``Redactor`` that knows the secrets loaded so far (an SMTP password, a
-bot token) and writes ``***`` in their place, also where they appear URL-encoded.
+bot token) and writes ``***`` in their place, also where they appear URL-encoded; and the
+password of any URL (``postgresql://user:PASSWORD@host/db``) whether it is known or not.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -32,12 +34,24 @@ __all__ = [
     "LogSetup",
     "Redactor",
     "configure_logging",
+    "mask_url_passwords",
 ]
 
 LOGGER_NAME = "tape"
 REDACTED = "***"
 CONTEXT_FIELDS = ("run", "component", "market", "symbol", "order_id", "seq", "job", "alert_id", "attempt")
 SECRET_LENGTH_MIN = 4  # shorter "secrets" would redact ordinary words
+
+
+# scheme://user:PASSWORD@ -- the password runs to the authority's last "@" (an unescaped "@" in
+# it, as in "p@ss", is masked whole), never past a "/", a space or a quote (the end of a JSON text)
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@\"']*):[^\s/\"']*@")
+
+
+def mask_url_passwords(text: str) -> str:
+    """``postgresql://tape:s3cret@host/db`` -> ``postgresql://tape:***@host/db``: the password of
+    every URL in ``text``, known to the redactor or not (a job's ``--db`` URL)."""
+    return _URL_PASSWORD.sub(rf"\1:{REDACTED}@", text)
 
 
 class Redactor:
@@ -60,7 +74,7 @@ class Redactor:
         for form in self._forms:
             if form in text:
                 text = text.replace(form, REDACTED)
-        return text
+        return mask_url_passwords(text)
 
 
 class JsonFormatter(logging.Formatter):

@@ -16,6 +16,7 @@ clock through holidays in milliseconds); the wall clock is read only in ``cli``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import math
 import os
@@ -48,7 +49,10 @@ __all__ = [
     "SchedulerConfig",
     "StopSignal",
     "exit_text",
+    "hold_lock",
+    "job_log_lock_path",
     "load_scheduler_config",
+    "lock_holder",
     "parse_cron",
     "run_command",
     "stop_on_signals",
@@ -413,6 +417,9 @@ def load_scheduler_config(path: Path) -> SchedulerConfig:
     if not jobs:
         raise ConfigError(f"{path}: no [[jobs]] defined")
     redactor = _redactor(defaults.get("redact_env", []))
+    # how a command reads in logs, `jobs list` and Prefect's deployments: a --db URL's password and
+    # redact_env's values masked (the command itself runs as written)
+    jobs = {name: replace(job, command_text=redactor.redact(job.command_text)) for name, job in jobs.items()}
     base = path.parent
     job_log = Path(defaults.get("job_log", path.with_suffix(".log.sqlite").name)).expanduser()
     log_path = defaults.get("log")
@@ -518,6 +525,40 @@ class JobLog:
             JobOutcome(job, run_id, outcome, finished_ns, detail[-200:])
             for job, run_id, outcome, finished_ns, detail in rows
         ]
+
+
+# --- one long-running process per file ---------------------------------------------------------
+
+
+def hold_lock(path: Path, holder: str) -> int | None:
+    """Take an exclusive ``flock`` on ``path`` without waiting and write ``holder`` into it: the
+    open descriptor (closing it releases the lock; the kernel releases it when the process dies,
+    however it dies), or None when another process holds it (``lock_holder`` says who). Two
+    schedulers on one job log would run every job twice; two alert followers on one state would
+    send every notification twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{holder} (pid {os.getpid()})".encode())
+    return fd
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the lock of ``path`` (as ``hold_lock`` wrote it)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+def job_log_lock_path(job_log: Path) -> Path:
+    return job_log.with_name(job_log.name + ".lock")
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -713,3 +713,133 @@ def test_an_alert_route_secret_too_short_to_redact_is_refused_in_one_line(
     assert main(["alerts", "list", "--rules", str(rules)]) == 2  # was exit 70: ValueError
     out = " ".join(capsys.readouterr().out.split())
     assert "QA_WEBHOOK_TOKEN is shorter than 4 characters" in out
+
+
+def test_one_evaluator_per_state_a_second_follower_is_refused_and_check_shows_the_followers_alerts(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two evaluators of one state each sent every notification (each read the outbox before
+    the other recorded the send) and folded the journal from a checkpoint the other had moved
+    with rule state it never saw. A second ``follow`` is refused; ``check`` beside a running
+    follower shows the follower's firing alerts and neither evaluates nor sends."""
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    journal = tmp_path / "journal"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, smtp_route(mail), 'log = "follow.jsonl"\n')
+    state = tmp_path / "alerts.state.sqlite"
+    follower = _follow(journal, rules)
+    try:
+        _until(lambda: _checkpoint(state) == 0, timeout_s=60)
+        assert len(mail.wait_for(1, timeout_s=30)) == 1
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "alerts", "follow", str(journal), "--rules", str(rules)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "TAPE_TEST_SMTP_PASSWORD": CANARY, "COLUMNS": "200"},
+        )  # fmt: skip
+        assert second.returncode == 2, second.stdout + second.stderr
+        said = " ".join(second.stdout.split())
+        assert f"tape alerts follow {rules} (pid {follower.pid}) already evaluates" in said
+        assert "one follower per state" in said and "Traceback" not in second.stderr
+        capsys.readouterr()
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1  # still firing
+        out = " ".join(capsys.readouterr().out.split())
+        assert f"(pid {follower.pid}) evaluates" in out and "nothing evaluated or sent here" in out
+        assert "kill_switch" in out
+        append(journal, [KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) in (0, 1)  # follower's pace
+        _until(lambda: _checkpoint(state) == 1)
+        assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 0
+        subjects = [m.message["Subject"] for m in mail.wait_for(2, timeout_s=30)]
+        time.sleep(1.0)  # a duplicate would arrive by now
+    finally:
+        _stop(follower)
+    assert subjects == [
+        "[tape CRITICAL] FIRING: kill_switch book",
+        "[tape CRITICAL] RESOLVED: kill_switch book",
+    ]
+    assert len(mail.messages) == 2
+    # the follower gone, check evaluates again (and delivers nothing new)
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0
+    assert "0 notifications sent" in " ".join(capsys.readouterr().out.split())
+
+
+WEBHOOK = '[[routes]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/tape"\n'
+
+
+@pytest.mark.parametrize(
+    ("settings", "routes", "message"),
+    [
+        # each of these was an internal error (exit 70) or quietly taken as something else
+        ('repeat_s = "30m"\n', "", "repeat_s must be a number of seconds, 0 or more, got '30m'"),
+        ("retry_s = -5\n", "", "retry_s must be a number of seconds, 0 or more, got -5"),
+        ("repeat_s = nan\n", "", "repeat_s must be a number of seconds, 0 or more, got nan"),
+        ('notify_resolved = "no"\n', "", "notify_resolved must be true or false, got 'no'"),
+        ("state = 7\n", "", "state must be a path (a text), got 7"),
+        ("log = false\n", "", "log must be a path (a text), got False"),
+        ("", WEBHOOK + 'timeout_s = "x"\n', "route webhook: timeout_s must be a number of seconds above 0"),
+        ("", WEBHOOK + "timeout_s = 0\n", "route webhook: timeout_s must be a number of seconds above 0"),
+        ("", WEBHOOK + 'min_severty = "critical"\n', "route webhook: unknown keys ['min_severty']"),
+        (
+            "",
+            '[[routes]]\nkind = "smtp"\nhost = "h"\nsender = "a@b"\nto = ["c@d"]\nport = "25"\n',
+            "route smtp: port must be a whole number 1..65535, got '25'",
+        ),
+        (
+            "",
+            '[[routes]]\nkind = "smtp"\nhost = "h"\nsender = "a@b"\nto = ["c@d"]\nusername = 5\n',
+            "route smtp: username must be a text, got 5",
+        ),
+        (
+            "",
+            '[[routes]]\nkind = "smtp"\nhost = "h"\nsender = "a@b"\nto = ["c@d"]\npasword_env = "P"\n',
+            "route smtp: unknown keys ['pasword_env']",
+        ),
+        (
+            "",
+            '[[routes]]\nkind = "webhook"\nurl = "http://bob:pw-S3cret@127.0.0.1:9/x"\n',
+            "route webhook: no user or password in the URL (http://bob:***@127.0.0.1:9/x)",
+        ),
+    ],
+)
+def test_a_mistyped_setting_or_route_key_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], settings: str, routes: str, message: str
+) -> None:
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, routes, settings)
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert message in out and "internal error" not in out and "S3cret" not in out
+    assert not (tmp_path / "alerts.state.sqlite").exists()
+
+
+def test_a_webhook_that_answers_something_other_than_http_is_a_failed_delivery_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """http.client's BadStatusLine is no OSError: a receiver answering garbage (a wrong port,
+    a proxy's banner) ended alerts check / follow with an internal error (exit 70)."""
+    import socketserver
+    import threading
+
+    class Garbage(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            self.wfile.write(b"HELLO THIS IS NOT HTTP\r\n\r\n")
+
+    server = socketserver.TCPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        journal = tmp_path / "j.sqlite"
+        append(journal, [trip(now_ns())])
+        rules = write_rules(tmp_path, WEBHOOK.replace("9/tape", f"{port}/tape"), 'log = "alerts.jsonl"\n')
+        assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    out = " ".join(capsys.readouterr().out.split())
+    assert "0 notifications sent, 1 failed" in out
+    assert (
+        "not an HTTP answer (BadStatusLine: HELLO THIS IS NOT HTTP)"
+        in (tmp_path / "alerts.jsonl").read_text()
+    )

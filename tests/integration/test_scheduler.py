@@ -602,3 +602,54 @@ def test_a_job_whose_calendar_ends_is_dropped_and_the_others_run_on(
     assert cn and cn[-1] <= str(bound.date())
     assert eod[-1] > str(bound.date())  # the XNYS job runs on past XSHG's last known day
     assert any("XSHG's sessions are known only up to" in r.getMessage() for r in caplog.records)
+
+
+def test_a_second_scheduler_on_the_same_job_log_is_refused(tmp_path: Path) -> None:
+    """Two schedulers of one job log ran every job twice (two backups, two reconciles writing
+    one report); the second is refused in one line, naming the first."""
+    config = write_jobs(tmp_path, EOD)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "scheduler", "--config", str(config)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "jobs.sqlite").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = subprocess.run(
+            [sys.executable, "-m", "cli.main", "scheduler", "--config", str(config)],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"},
+        )  # fmt: skip
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert second.returncode == 2, second.stdout + second.stderr
+    said = " ".join(second.stdout.split())
+    assert f"tape scheduler --config {config} (pid {first.pid}) already runs the jobs" in said
+    assert "one scheduler per job log" in said and "Traceback" not in second.stderr
+    assert first.returncode == 143  # the first ran on until stopped
+
+
+def test_a_url_password_in_a_job_command_is_masked_in_the_log_the_job_log_and_jobs_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ``--db postgresql://user:PASSWORD@...`` in a job's command (the compose example wrote
+    one) was logged with every attempt and printed by ``jobs list`` (table, JSON, CSV)."""
+    url = "postgresql://tape:S3cret-pw@127.0.0.1:1/tape"
+    config = tmp_path / "jobs.toml"
+    config.write_text(
+        '[scheduler]\njob_log = "jobs.sqlite"\nlog = "logs/scheduler.jsonl"\n\n'
+        f'[[jobs]]\nname = "pg"\nshell = "echo could not reach {url}; exit 1"\ncron = "0 8 * * *"\n'
+    )
+    assert main(["jobs", "run", "pg", "--config", str(config)]) == 1
+    assert main(["jobs", "list", "--config", str(config), "--runs", "1"]) == 0
+    assert main(["jobs", "list", "--config", str(config), "--runs", "1", "--json", "-"]) == 0
+    assert main(["jobs", "list", "--config", str(config), "--csv", "-"]) == 0
+    out = capsys.readouterr().out
+    logged = (tmp_path / "logs" / "scheduler.jsonl").read_text()
+    with JobLog(tmp_path / "jobs.sqlite") as job_log:
+        (run,) = job_log.runs()
+    for text in (out, logged, run.detail):
+        assert "S3cret-pw" not in text
+    assert "postgresql://tape:***@127.0.0.1:1/tape" in run.detail
+    assert "postgresql://tape:***@127.0.0.1:1/tape" in logged

@@ -93,3 +93,26 @@ def test_closing_gives_the_logger_back_as_it_was() -> None:
     assert logger.propagate is False
     setup.close()
     assert (logger.level, logger.propagate, list(logger.handlers)) == before
+
+
+def test_a_url_password_nobody_registered_never_reaches_a_line() -> None:
+    """A job's ``--db postgresql://user:PASSWORD@host/db`` (or an InfluxDB URL) is logged with its
+    command, quoted by errors and tracebacks: its password is masked though no route or
+    ``redact_env`` named it; the user, host and database stay readable."""
+    stream = io.StringIO()
+    setup = configure_logging("scheduler", stream=stream)
+    url = "postgresql://tape:S3cret-pw@db.example:5432/tape"
+    odd = url.replace("S3cret-pw", "p@ss:w0rd")  # an "@" and a ":" in the password, unescaped
+    try:
+        log = logging.getLogger("tape.test")
+        log.info("job x: tape audit j --db %s", url, extra={"job": url})
+        try:
+            raise RuntimeError(f"could not connect to {odd}")
+        except RuntimeError:
+            log.exception("failed")
+    finally:
+        setup.close()
+    text = stream.getvalue()
+    assert "S3cret-pw" not in text and "p@ss" not in text and "w0rd" not in text
+    assert "postgresql://tape:***@db.example:5432/tape" in json.loads(text.splitlines()[0])["msg"]
+    assert all(json.loads(line) for line in text.splitlines())
