@@ -18,6 +18,7 @@ import smtplib
 import ssl
 import stat
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -259,7 +260,7 @@ def _check_url(url: object, route: str) -> str:
 _ROUTE_KEYS = {
     "smtp": {"host", "port", "security", "sender", "to", "username", "password_env", "password_file"},
     "telegram": {"chat_id", "token_env", "token_file", "base_url"},
-    "webhook": {"url", "token_env", "token_file"},
+    "webhook": {"url", "url_env", "url_file", "token_env", "token_file"},
 }
 _COMMON_KEYS = {"kind", "name", "min_severity", "timeout_s"}
 
@@ -277,7 +278,7 @@ def _check_route_table(table: Mapping[str, Any], kind: str, name: str) -> float:
     if unknown:
         raise AlertConfigError(f"route {name}: unknown keys {sorted(unknown)} for a {kind} route")
     for key in ("name", "host", "security", "sender", "username", "base_url", "url", "password_env",
-                "password_file", "token_env", "token_file"):  # fmt: skip
+                "password_file", "token_env", "token_file", "url_env", "url_file"):  # fmt: skip
         _text(table, key, name)
     if "chat_id" in table and (
         isinstance(table["chat_id"], bool) or not isinstance(table["chat_id"], str | int)
@@ -308,8 +309,37 @@ def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor) -> Rou
             raise AlertConfigError(f"route {name}: telegram needs chat_id and token_env or token_file")
         base_url = _check_url(table.get("base_url", "https://api.telegram.org"), name)
         return TelegramRoute(name, minimum, str(table["chat_id"]), token, redactor, base_url, timeout_s)
-    url = _check_url(table.get("url"), name)
-    return WebhookRoute(name, minimum, url, redactor, load_secret(table, "token", name, redactor), timeout_s)
+    return WebhookRoute(name, minimum, _webhook_url(table, name, redactor), redactor,
+                        load_secret(table, "token", name, redactor), timeout_s)  # fmt: skip
+
+
+URL_SECRET_PART_MIN = 12  # a secret URL's path parts this long are token-like (not "hooks", "api")
+
+
+def _webhook_url(table: Mapping[str, Any], route: str, redactor: Redactor) -> str:
+    """``url``, or ``url_env`` / ``url_file`` for a URL that is itself the secret (a Slack or
+    Discord hook carries its token in the path): read as a secret, so redacted everywhere."""
+    if "url" in table:
+        if "url_env" in table or "url_file" in table:
+            raise AlertConfigError(f"route {route}: give url, or url_env or url_file, not two of them")
+        return _check_url(table["url"], route)
+    secret = load_secret(table, "url", route, redactor)
+    if secret is None:
+        raise AlertConfigError(f"route {route}: a webhook needs url, url_env or url_file")
+    try:
+        _check_url(secret, route)
+    except AlertConfigError:  # the message would quote the secret
+        raise AlertConfigError(
+            f"route {route}: the URL in {table.get('url_env') or table.get('url_file')} is not an http:// "
+            "or https:// URL without user:password@"
+        ) from None
+    # a receiver's error may echo the path alone: it, and each token-like part, are secrets too
+    parts = urllib.parse.urlsplit(secret)
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    for piece in (path, *path.replace("?", "/").replace("&", "/").split("/")):
+        if len(piece) >= URL_SECRET_PART_MIN:
+            redactor.add(piece)
+    return secret
 
 
 def _smtp_from(

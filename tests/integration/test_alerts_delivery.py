@@ -183,6 +183,61 @@ def test_telegram_and_webhook_routes_post_to_loopback_with_tokens_from_a_private
     )
 
 
+def test_a_webhook_url_that_is_itself_the_secret_comes_from_url_env_and_never_reaches_a_log(
+    tmp_path: Path, http: HttpSink, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Slack- or Discord-style hooks carry their token in the path: ``url_env`` / ``url_file``
+    read the URL as a secret. It is posted to, and a failed delivery's log line hides it."""
+    monkeypatch.setenv("QA_HOOK_URL", f"{http.url}/hooks/{CANARY}")
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns())])
+    rules = write_rules(tmp_path, '[[routes]]\nkind = "webhook"\nurl_env = "QA_HOOK_URL"\n')
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 1
+    ((path, _, body),) = http.requests
+    assert path == f"/hooks/{CANARY}" and body["rule"] == "kill_switch"
+    hostile = HttpSink(status=400, answer={"ok": False}, echo_path=True).start()
+    try:
+        monkeypatch.setenv("QA_HOOK_URL", f"{hostile.url}/hooks/{CANARY}")
+        failing = tmp_path / "failing"
+        failing.mkdir()
+        append(failing / "j.sqlite", [trip(now_ns())])
+        rules = write_rules(
+            failing, '[[routes]]\nkind = "webhook"\nurl_env = "QA_HOOK_URL"\n', 'log = "a.jsonl"\n'
+        )
+        assert main(["alerts", "check", str(failing / "j.sqlite"), "--rules", str(rules)]) == 1
+    finally:
+        hostile.stop()
+    log_text = (failing / "a.jsonl").read_text()
+    assert "not delivered" in log_text and "webhook ***" in log_text
+    out, err = capfd.readouterr()
+    assert CANARY not in log_text + out + err
+
+
+@pytest.mark.parametrize(
+    ("route", "message"),
+    [
+        (
+            'url = "http://127.0.0.1:9/x"\nurl_env = "QA_HOOK_URL"\n',
+            "give url, or url_env or url_file, not two",
+        ),
+        ("", "a webhook needs url, url_env or url_file"),
+        ('url_env = "QA_HOOK_URL"\n', "the URL in QA_HOOK_URL is not an http:// or https:// URL"),
+    ],
+)
+def test_a_webhook_url_from_the_environment_is_checked_without_quoting_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    route: str,
+    message: str,
+) -> None:
+    monkeypatch.setenv("QA_HOOK_URL", f"ftp://example.org/{CANARY}")
+    rules = write_rules(tmp_path, '[[routes]]\nkind = "webhook"\n' + route)
+    assert main(["alerts", "list", "--rules", str(rules)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert message in out and CANARY not in out and "internal error" not in out
+
+
 def test_secrets_canary_never_reaches_a_log_line_the_console_or_the_state(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
