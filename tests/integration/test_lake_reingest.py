@@ -189,3 +189,15 @@ def test_already_stored_quotes_beside_new_trades_still_add_up(tmp_path: Path) ->
 
 def nautilus(path: Path) -> object:
     return (parse_nautilus_quotes if "quotes" in path.name else parse_nautilus_trades)(path)
+
+
+def test_an_actions_file_named_twice_in_one_ingest_is_stored_once(tmp_path: Path) -> None:
+    """It was refused whole ("corporate_actions/part-0.parquet: merge would store a duplicate
+    key"): the second file's rows were checked against the lake only, not the first file's."""
+    source = (SHARED / "cn" / "hikyuu" / "stock_weight_corporate_actions.csv").read_text().splitlines()
+    actions = tmp_path / "stock_weight_corporate_actions.csv"
+    actions.write_text("\n".join(source[:301]) + "\n")  # 300 real rows, one of them a repeat
+    twice = ingest(tmp_path / "a", [actions, actions], parse_hikyuu_actions)
+    assert [(f.accepted, f.quarantined, f.already_stored) for f in twice.files] == [(299, 1, 0), (0, 0, 300)]
+    once = ingest(tmp_path / "b", [actions], parse_hikyuu_actions)
+    assert twice.content_hash == once.content_hash
