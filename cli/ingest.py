@@ -3,7 +3,9 @@
 Wired into ``cli.main`` with ``add_ingest_parser(verbs)`` and ``VERBS["ingest"] = cmd_ingest``;
 ``tape health LAKE`` with ``add_health_parser(verbs)`` and ``VERBS["health"] = cmd_health``.
 Exit status: 0 when every file was ingested (rows may be quarantined; the report says which
-and why), 2 when a file cannot be parsed at all (the lake is left unchanged).
+and why; rows the lake already holds are counted as already stored, and an ingest of nothing
+new leaves the lake as it was), 2 when a file cannot be parsed at all (the lake is left
+unchanged).
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print the ingest report (every file's in = accepted + quarantined, reasons, gaps) as "
+        help="print the ingest report (every file's in = accepted + quarantined + already stored, "
+        "reasons, gaps) as "
         "JSON instead of the tables (metadata: a list, one report per file; tape health --json: the "
         "lake's health)",
     )
@@ -430,6 +433,7 @@ CSV_COLUMNS = (
     "sessions_without_data",
     "outside_sessions",
     "ingested",
+    "already_stored",
     "quarantined_rows",
     "quarantined",
     "reconciled",
@@ -530,13 +534,14 @@ def tick_health_line(item: TickHealth) -> str:
     unchecked = len(item.unchecked_instruments)
     unchecked_text = f" ({unchecked} without a calendar: sessions not checked)" if unchecked else ""
     added = "" if item.reconciled else " [does not add up: stored rows not all from the ingest reports]"
+    already = f" + {item.already_stored:,} already stored" if item.already_stored else ""
     return (
         f"{item.dataset}: {plural(item.instruments, 'instrument')}, {plural(item.rows, 'row')}, "
         f"{_utc(item.first_ts_ns)} to "
         f"{_utc(item.last_ts_ns)} UTC, {item.days_with_data:,} instrument-days with data, "
         f"{item.gaps:,} gaps over {format_span(item.gap_ns)} (largest {format_span(item.largest_gap_ns)}), "
         f"{item.sessions_without_data:,} sessions without data{unchecked_text}; ingested {item.ingested:,} = "
-        f"{item.rows:,} stored + {item.quarantined_rows:,} quarantined: {reasons}{added}"
+        f"{item.rows:,} stored + {item.quarantined_rows:,} quarantined{already}: {reasons}{added}"
     )
 
 
@@ -576,9 +581,10 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
     for item in ticks:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
         added = "" if item.reconciled else " (does not add up: ! above)"
+        already = f" + {item.already_stored:,} already stored" if item.already_stored else ""
         console.print(
             f"{item.dataset}: ingested {item.ingested:,} = {item.rows:,} stored + {item.quarantined_rows:,} "
-            f"quarantined ({reasons}){added}",
+            f"quarantined ({reasons}){already}{added}",
             highlight=False,
         )
     console.print(
@@ -589,12 +595,14 @@ def print_tick_health(ticks: list[TickHealth]) -> None:
 
 
 INGEST_CSV_COLUMNS = ("source", "kind", "frequency", "symbols", "rows_in", "accepted", "quarantined",
-                      "reasons", "snapped", "suspension_sessions", "missing_bars", "first_ts_ns",
-                      "last_ts_ns")  # fmt: skip
+                      "already_stored", "already_quarantined", "reasons", "snapped",
+                      "suspension_sessions", "missing_bars", "first_ts_ns", "last_ts_ns")  # fmt: skip
 
 
 def ingest_csv(report: IngestReport) -> str:
-    """One row per file, its full path and every count: ``symbols`` joined by ``;``,
+    """One row per file, its full path and every count (``rows_in = accepted + quarantined +
+    already_stored``; ``already_quarantined`` of those already stored were rejections the lake's
+    quarantine held): ``symbols`` joined by ``;``,
     ``reasons`` as ``reason=count`` pairs joined by ``;`` (as ``tape health --csv``)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -615,12 +623,17 @@ INGEST_COLUMNS = (
     Column("suspended sessions", 4),
     Column("missing bars", 3),
 )
+ALREADY_COLUMN = Column("already stored", 6)
+"""Shown after "quarantined" when a file held rows the lake already had (a re-ingest)."""
 
 
 def print_report(report: IngestReport) -> None:
     """One row a file: its name over its kind and symbols, the counts (in = accepted +
-    quarantined), the reasons, and the health counts, fitted to the terminal (``print_fitted``):
-    the name and the reasons wrap between words and at their break points, counts never."""
+    quarantined, + already stored where the lake held some rows already), the reasons, and the
+    health counts, fitted to the terminal (``print_fitted``): the name and the reasons wrap
+    between words and at their break points, counts never. An ingest of nothing new says the
+    lake is unchanged."""
+    already = any(file.already_stored for file in report.files)
     rows = []
     for file in report.files:
         reasons = ", ".join(f"{reason} {count}" for reason, count in file.reasons.items())
@@ -628,19 +641,25 @@ def print_report(report: IngestReport) -> None:
             snapped = f"(accepted: {file.snapped:,} prices snapped to the grid)"
             reasons = f"{reasons}, {snapped}" if reasons else snapped
         kind = file.kind + (f" {file.frequency}" if file.frequency else "")
-        rows.append(
-            (
-                f"{Path(file.source).name}\n{kind} {', '.join(file.symbols)}",
-                f"{file.rows_in:,}",
-                f"{file.accepted:,}",
-                f"{file.quarantined:,}",
-                reasons or "-",
-                f"{file.suspension_sessions:,}",
-                f"{file.missing_bars:,}",
-            )
+        row = (
+            f"{Path(file.source).name}\n{kind} {', '.join(file.symbols)}",
+            f"{file.rows_in:,}",
+            f"{file.accepted:,}",
+            f"{file.quarantined:,}",
+            *([f"{file.already_stored:,}"] if already else []),
+            reasons or "-",
+            f"{file.suspension_sessions:,}",
+            f"{file.missing_bars:,}",
         )
+        rows.append(row)
+    columns = INGEST_COLUMNS[:4] + ((ALREADY_COLUMN,) if already else ()) + INGEST_COLUMNS[4:]
     title = f"ingest into {report.lake} (content hash {report.content_hash[:16]}...)"
-    print_fitted(title, INGEST_COLUMNS, rows, elsewhere="--json / --csv have every figure")
-    console.print(
-        f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"
-    )
+    print_fitted(title, columns, rows, elsewhere="--json / --csv have every figure")
+    line = f"in {report.rows_in:,} = accepted {report.accepted:,} + quarantined {report.quarantined:,}"
+    if already:
+        rejected = sum(file.already_quarantined for file in report.files)
+        rejections = f" (of which {rejected:,} rejections already quarantined)" if rejected else ""
+        line += f" + already stored {report.already_stored:,}{rejections}"
+    console.print(line, highlight=False)
+    if report.unchanged:
+        console.print("nothing new: the lake is unchanged (no new version, the same content hash)")

@@ -1,25 +1,36 @@
 """Ingest: parse every file, validate, quarantine, then commit the lot in one staged write.
 
-Each file's report states ``rows_in = accepted + quarantined`` (asserted). If any file cannot
-be parsed at all, ``IngestError`` names it and the line, and the lake is left unchanged:
-nothing is written until every file has parsed.
+Each file's report states ``rows_in = accepted + quarantined + already_stored`` (asserted). If
+any file cannot be parsed at all, ``IngestError`` names it and the line, and the lake is left
+unchanged: nothing is written until every file has parsed.
+
+Re-ingesting what the lake holds is a no-op: a row identical to a stored row (or to one an
+earlier file of the same ingest stages), and a rejection the lake's quarantine already holds
+(same instrument, timestamp, reason and input record), count as ``already_stored``, neither
+stored again nor quarantined again. An ingest that adds no row, no rejection and no instrument
+writes nothing: no new version, no report, the same content hash (``IngestReport.unchanged``).
+A row with a stored key but other values is still quarantined as ``duplicate`` (the stored row
+stays the truth), which is a change: a new version whose quarantine file records it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
 from lake.health import GapReport, find_gaps, shift_day
 from lake.partitioned import Lake
-from lake.schema import BAR_FREQUENCIES, QUARANTINE, Kind
+from lake.schema import BAR_FREQUENCIES, QUARANTINE, SCHEMAS, Kind
 from lake.sessions import known_calendar, sessions_for, utc_days
 from lake.sources import DIGITS_MAX, IngestError, Parsed
 from lake.validate import (
@@ -54,10 +65,20 @@ class FileReport:
     missing_bars: int = 0  # bars missing inside sessions that have some bars
     suspension_days: list[int] = field(default_factory=list)  # the first few, per lake.health.LISTED
     snapped: int = 0  # prices snapped onto the grid in accepted rows (Parsed.snap_within)
+    # Rows the lake already held as they are: stored identically, or the same rejection in its
+    # quarantine (``already_quarantined`` of them). Neither stored nor quarantined again.
+    already_stored: int = 0
+    already_quarantined: int = 0
 
     def __post_init__(self) -> None:
-        if self.rows_in != self.accepted + self.quarantined:
-            raise AssertionError(f"{self.source}: in {self.rows_in} != {self.accepted} + {self.quarantined}")
+        if self.rows_in != self.accepted + self.quarantined + self.already_stored:
+            raise AssertionError(
+                f"{self.source}: in {self.rows_in} != {self.accepted} + {self.quarantined} "
+                f"+ {self.already_stored} already stored"
+            )
+        if not 0 <= self.already_quarantined <= self.already_stored:
+            raise AssertionError(f"{self.source}: {self.already_quarantined} already quarantined of "
+                                 f"{self.already_stored} already stored")  # fmt: skip
 
 
 @dataclass
@@ -65,6 +86,7 @@ class IngestReport:
     lake: str
     content_hash: str
     files: list[FileReport]
+    unchanged: bool = False  # nothing new: no version, no report written, the same content hash
 
     @property
     def rows_in(self) -> int:
@@ -78,8 +100,17 @@ class IngestReport:
     def quarantined(self) -> int:
         return sum(report.quarantined for report in self.files)
 
+    @property
+    def already_stored(self) -> int:
+        return sum(report.already_stored for report in self.files)
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True)
+
+
+Rejection = tuple[int, int | None, str, str]
+"""A quarantined row's identity: (instrument_id, ts_ns, reason, record). Not its source file,
+line or detail: the same input row rejected for the same reason, from wherever it came."""
 
 
 @dataclass
@@ -87,8 +118,13 @@ class _Staged:
     changes: list[tuple[Kind, str | None, pa.Table]] = field(default_factory=list)
     quarantine: list[pa.Table] = field(default_factory=list)
     reports: list[FileReport] = field(default_factory=list)
-    pending: dict[tuple[Kind, str | None, int], list[np.ndarray]] = field(default_factory=dict)  # type: ignore[type-arg]
-    trade_keys: dict[int, set[object]] = field(default_factory=dict)  # per instrument, earlier files
+    # per (kind, frequency, instrument): the rows earlier files of this ingest stage
+    pending: dict[tuple[Kind, str | None, int], list[pa.Table]] = field(default_factory=dict)
+    trade_rows: dict[int, dict[object, tuple[object, ...]]] = field(default_factory=dict)  # per instrument
+    action_rows: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)  # earlier files
+    held: Counter[Rejection] = field(default_factory=Counter)  # rejections held: copies per identity
+    held_loaded: set[int] = field(default_factory=set)  # instruments whose stored rejections are in held
+    stored_quarantine: pa.Table | None = None  # the lake's quarantine (identity columns), read once
 
 
 def ingest(
@@ -108,13 +144,17 @@ def ingest(
         parsed = parser(Path(path))
         _check_parsed(parsed)
         parsed_files.append(parsed)
-    known = lake.instruments()
+    known = before = lake.instruments()
     staged = _Staged()
     for parsed in parsed_files:
         known = _stage_file(lake, parsed, known, staged)
         if progress is not None:
             progress(parsed.source, staged.reports[-1].rows_in)
     quarantine = pa.concat_tables(staged.quarantine) if staged.quarantine else None
+    new_rows = any(table.num_rows for _, _, table in staged.changes)
+    rejected = quarantine is not None and quarantine.num_rows > 0
+    if (lake_root / "lake.json").exists() and not new_rows and not rejected and known == before:
+        return IngestReport(str(lake_root), lake.content_hash, staged.reports, unchanged=True)
     digest = lake.commit(staged.changes, instruments=known, quarantine=quarantine)
     report = IngestReport(str(lake_root), digest, staged.reports)
     _write_report(lake, report)
@@ -189,9 +229,11 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
     if parsed.actions:
         kind = Kind.CORPORATE_ACTIONS
         known = _stage_actions(lake, parsed, known, staged)
+    results = [(instrument, _drop_held(lake, staged, validated)) for instrument, validated in results]
     for _instrument, validated in results:
         staged.changes.append((kind, parsed.frequency if kind is Kind.BARS else None, validated.accepted))
         staged.quarantine.append(validated.quarantine)
+        staged.held.update(_rejections(validated.quarantine))
     if results:
         report = _file_report(parsed, kind, results)
         total = GapReport()
@@ -249,18 +291,51 @@ def _with_id(bars: BarInput, instrument_id: int) -> BarInput:
 def _dedupe(
     lake: Lake, staged: _Staged, parsed: Parsed, kind: Kind, instrument: Instrument, validated: Validated
 ) -> Validated:
-    """Rows whose timestamp the lake (or an earlier file of this ingest) already holds move
-    to quarantine as ``duplicate``: the stored row stays the truth."""
-    ts = validated.accepted.column("ts_ns").to_numpy()
+    """A row whose timestamp the lake (or an earlier file of this ingest) already holds is
+    *already stored* when every column equals the held row, else it moves to quarantine as
+    ``duplicate``: the held row stays the truth."""
+    accepted = validated.accepted
     frequency = parsed.frequency if kind is Kind.BARS else None
-    key = (kind, frequency, instrument.instrument_id)
-    earlier = staged.pending.get(key, [])
-    stored = np.concatenate([lake.stored_keys(kind, frequency, instrument.instrument_id, ts), *earlier])
-    staged.pending.setdefault(key, []).append(ts)
-    if len(stored) == 0:
+    earlier = staged.pending.setdefault((kind, frequency, instrument.instrument_id), [])
+    if accepted.num_rows == 0:
         return validated
-    clash = np.isin(ts, stored)
-    return _move_to_quarantine(parsed, instrument, validated, clash, "timestamp already stored in the lake")
+    ts = accepted.column("ts_ns").to_numpy()
+    stored = lake.read(
+        kind,
+        frequency,
+        instrument_ids=[instrument.instrument_id],
+        start_ns=int(ts.min()),
+        end_ns=int(ts.max()),
+    )
+    held = [table.select(accepted.column_names).cast(accepted.schema) for table in (stored, *earlier)]
+    identical, conflict = _match_held(accepted, pa.concat_tables(held))
+    result = _settle(
+        parsed, instrument, validated, identical, conflict, "timestamp already stored in the lake"
+    )
+    earlier.append(result.accepted)
+    return result
+
+
+def _match_held(rows: pa.Table, held: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``rows``: (a held row has its timestamp and equals it in every column, one has
+    its timestamp and differs). ``held`` holds one row per timestamp (the lake's key)."""
+    none = np.zeros(rows.num_rows, dtype=np.bool_)
+    if held.num_rows == 0:
+        return none, none
+    held_ts = held.column("ts_ns").to_numpy()
+    order = np.argsort(held_ts, kind="stable")
+    ts = rows.column("ts_ns").to_numpy()
+    at = np.minimum(np.searchsorted(held_ts[order], ts), len(order) - 1)
+    clash = held_ts[order][at] == ts
+    same = clash.copy()
+    take = pa.array(order[at])
+    for name in rows.column_names:
+        mine, theirs = rows.column(name), held.column(name).take(take)
+        equal = pc.or_(
+            pc.fill_null(pc.equal(mine, theirs), False), pc.and_(pc.is_null(mine), pc.is_null(theirs))
+        )
+        same &= equal.to_numpy(zero_copy_only=False).astype(np.bool_)
+    return same, clash & ~same
 
 
 def _trade_keys(table: pa.Table) -> list[object]:
@@ -272,35 +347,52 @@ def _trade_keys(table: pa.Table) -> list[object]:
     ]
 
 
+def _trade_values(table: pa.Table) -> list[tuple[object, ...]]:
+    columns = [table.column(name).to_pylist() for name in ("ts_ns", "price", "qty", "side")]
+    return list(zip(*columns, strict=True))
+
+
 def _dedupe_trades(
     lake: Lake, staged: _Staged, parsed: Parsed, instrument: Instrument, validated: Validated
 ) -> Validated:
-    """Trades whose id (or, without an id, whose identical row) the lake or an earlier file of
-    this ingest already holds move to quarantine as ``duplicate``."""
+    """A trade whose id (or, without an id, whose identical row) the lake or an earlier file of
+    this ingest already holds is *already stored* when its time, price, size and side are the
+    held trade's too, else it moves to quarantine as ``duplicate``."""
     accepted = validated.accepted
+    earlier = staged.trade_rows.setdefault(instrument.instrument_id, {})
     if accepted.num_rows == 0:
         return validated
     ts = accepted.column("ts_ns").to_numpy()
     stored = lake.read(
         Kind.TRADES, instrument_ids=[instrument.instrument_id], start_ns=int(ts.min()), end_ns=int(ts.max())
     )
-    earlier = staged.trade_keys.setdefault(instrument.instrument_id, set())
-    known = set(_trade_keys(stored)) | earlier
-    keys = _trade_keys(accepted)
-    earlier.update(keys)
-    if not known:
-        return validated
-    clash = np.array([key in known for key in keys], dtype=np.bool_)
-    return _move_to_quarantine(parsed, instrument, validated, clash, "trade already stored in the lake")
+    known = dict(zip(_trade_keys(stored), _trade_values(stored), strict=True)) | earlier
+    keys, values = _trade_keys(accepted), _trade_values(accepted)
+    held = [known.get(key) for key in keys]
+    identical = np.array(
+        [h is not None and h == v for h, v in zip(held, values, strict=True)], dtype=np.bool_
+    )
+    conflict = np.array([h is not None and h != v for h, v in zip(held, values, strict=True)], dtype=np.bool_)
+    for key, value, new in zip(keys, values, ~(identical | conflict), strict=True):
+        if new:
+            earlier[key] = value
+    return _settle(parsed, instrument, validated, identical, conflict, "trade already stored in the lake")
 
 
-def _move_to_quarantine(
-    parsed: Parsed, instrument: Instrument, validated: Validated, clash: np.ndarray, what: str
+def _settle(
+    parsed: Parsed,
+    instrument: Instrument,
+    validated: Validated,
+    identical: np.ndarray,
+    conflict: np.ndarray,
+    what: str,
 ) -> Validated:
-    if not clash.any():
+    """Accepted rows the lake already holds: ``identical`` ones are counted as already stored
+    and dropped, ``conflict`` ones move to quarantine as ``duplicate``."""
+    if not (identical.any() or conflict.any()):
         return validated
     ts = validated.accepted.column("ts_ns").to_numpy()
-    rows = np.flatnonzero(clash)
+    rows = np.flatnonzero(conflict)
     moved = pa.table(
         {
             "source": [parsed.source] * len(rows),
@@ -313,12 +405,59 @@ def _move_to_quarantine(
         },
         schema=QUARANTINE,
     )
-    keep = pa.array(np.flatnonzero(~clash))
-    return Validated(
-        validated.accepted.take(keep),
-        validated.accepted_line[~clash],
-        pa.concat_tables([validated.quarantine, moved]),
-        validated.rows_in,
+    kept = ~(identical | conflict)
+    return replace(
+        validated,
+        accepted=validated.accepted.take(pa.array(np.flatnonzero(kept))),
+        accepted_line=validated.accepted_line[kept],
+        quarantine=pa.concat_tables([validated.quarantine, moved]),
+        already_stored=validated.already_stored + int(identical.sum()),
+    )
+
+
+_REJECTION = pa.schema([QUARANTINE.field(name) for name in ("instrument_id", "ts_ns", "reason", "record")])
+
+
+def _rejections(quarantine: pa.Table) -> list[Rejection]:
+    columns = [quarantine.column(name).to_pylist() for name in _REJECTION.names]
+    return list(zip(*columns, strict=True))
+
+
+def _held_mask(lake: Lake, staged: _Staged, quarantine: pa.Table) -> np.ndarray:
+    """Rows of ``quarantine`` whose rejection the lake's quarantine (or an earlier file of this
+    ingest) already holds: up to as many copies of a rejection as are held."""
+    mask = np.zeros(quarantine.num_rows, dtype=np.bool_)
+    if quarantine.num_rows == 0:
+        return mask
+    wanted = set(quarantine.column("instrument_id").to_pylist()) - staged.held_loaded
+    if wanted:
+        if staged.stored_quarantine is None:
+            parts = [pq.read_table(lake.root / relpath, columns=_REJECTION.names).cast(_REJECTION)
+                     for relpath in sorted(lake.files) if relpath.startswith("quarantine/")]  # fmt: skip
+            staged.stored_quarantine = pa.concat_tables(parts) if parts else _REJECTION.empty_table()
+        stored = staged.stored_quarantine
+        mine = stored.filter(pc.is_in(stored.column("instrument_id"), pa.array(sorted(wanted), pa.int32())))
+        staged.held.update(_rejections(mine))
+        staged.held_loaded |= wanted
+    left = {key: staged.held[key] for key in set(_rejections(quarantine))}
+    for index, key in enumerate(_rejections(quarantine)):
+        if left[key] > 0:
+            mask[index] = True
+            left[key] -= 1
+    return mask
+
+
+def _drop_held(lake: Lake, staged: _Staged, validated: Validated) -> Validated:
+    """``validated`` without the rejections the lake already holds, counted as already stored."""
+    held = _held_mask(lake, staged, validated.quarantine)
+    if not held.any():
+        return validated
+    count = int(held.sum())
+    return replace(
+        validated,
+        quarantine=validated.quarantine.filter(pa.array(~held)),
+        already_stored=validated.already_stored + count,
+        already_quarantined=validated.already_quarantined + count,
     )
 
 
@@ -335,16 +474,21 @@ def _stage_actions(lake: Lake, parsed: Parsed, known: list[Instrument], staged: 
             )
         )
     actions = pa.concat_tables(tables) if tables else pa.table({})
-    stored = lake.read(Kind.CORPORATE_ACTIONS, columns=["instrument_id", "ex_date"])
-    stored_keys = set(_action_keys(stored))
-    keys = _action_keys(actions)
+    stored = lake.read(Kind.CORPORATE_ACTIONS)
+    held = dict(zip(_action_keys(stored), _action_values(stored), strict=True)) | staged.action_rows
+    keys, values = _action_keys(actions), _action_values(actions)
     seen: set[tuple[int, int]] = set()
     fresh = np.zeros(len(keys), dtype=np.bool_)
+    already = np.zeros(len(keys), dtype=np.bool_)
     for index, key in enumerate(keys):
-        fresh[index] = key not in stored_keys and key not in seen and key[1] > 0
+        new = key[1] > 0 and key not in seen
+        already[index] = new and held.get(key) == values[index]
+        fresh[index] = new and key not in held
         seen.add(key)
+        if fresh[index]:
+            staged.action_rows[key] = values[index]
     lines = np.concatenate([columns["line"] for _, columns in parsed.actions])
-    bad = np.flatnonzero(~fresh)
+    bad = np.flatnonzero(~(fresh | already))
     staged.changes.append((Kind.CORPORATE_ACTIONS, None, actions.filter(pa.array(fresh))))
     quarantine = pa.table(
         {
@@ -360,13 +504,11 @@ def _stage_actions(lake: Lake, parsed: Parsed, known: list[Instrument], staged: 
         },
         schema=QUARANTINE,
     )
+    held_rejections = _held_mask(lake, staged, quarantine)
+    quarantine = quarantine.filter(pa.array(~held_rejections))
     staged.quarantine.append(quarantine)
-    reasons = {}
-    if len(bad):
-        reasons = {
-            reason: quarantine.column("reason").to_pylist().count(reason)
-            for reason in set(quarantine.column("reason").to_pylist())
-        }
+    staged.held.update(_rejections(quarantine))
+    reasons = Counter(quarantine.column("reason").to_pylist())
     staged.reports.append(
         FileReport(
             parsed.source,
@@ -375,11 +517,25 @@ def _stage_actions(lake: Lake, parsed: Parsed, known: list[Instrument], staged: 
             [f"{len(parsed.actions)} instruments"],
             rows_in,
             int(fresh.sum()),
-            len(bad),
+            quarantine.num_rows,
             dict(sorted(reasons.items())),
+            already_stored=int(already.sum() + held_rejections.sum()),
+            already_quarantined=int(held_rejections.sum()),
         )
     )
     return known
+
+
+_ACTION_VALUES = [
+    name for name in SCHEMAS[Kind.CORPORATE_ACTIONS].names if name not in ("instrument_id", "ex_date")
+]
+
+
+def _action_values(table: pa.Table) -> list[tuple[object, ...]]:
+    """A corporate action's values besides its key (instrument, ex_date)."""
+    if table.num_rows == 0:
+        return []
+    return list(zip(*(table.column(name).to_pylist() for name in _ACTION_VALUES), strict=True))
 
 
 def _action_keys(table: pa.Table) -> list[tuple[int, int]]:
@@ -409,4 +565,6 @@ def _file_report(parsed: Parsed, kind: Kind, results: list[tuple[Instrument, Val
         last_ts_ns=max(stamps) if stamps else None,
         ignored_columns=parsed.ignored_columns,
         snapped=sum(validated.snapped for _, validated in results),
+        already_stored=sum(validated.already_stored for _, validated in results),
+        already_quarantined=sum(validated.already_quarantined for _, validated in results),
     )

@@ -14,9 +14,10 @@ Per data set (``trades``, ``quotes``) and per instrument:
   ``(start ts_ns, length ns)``);
 * **sessions with no row** between the first and last row's sessions (a 24x7 calendar's
   sessions are UTC days), and the rows outside every session;
-* **quarantined rows by reason** summed from the ingest reports, with the reports' ``rows_in``:
-  ``rows + quarantined == ingested`` holds when every stored row came through ``ingest`` (the
-  only writer of these kinds), and ``reconciled`` says whether it does.
+* **quarantined rows by reason** summed from the ingest reports, with the reports' ``rows_in``
+  and ``already_stored`` (rows a re-ingest found stored, or rejected, as they were):
+  ``rows + quarantined + already_stored == ingested`` holds when every stored row came through
+  ``ingest`` (the only writer of these kinds), and ``reconciled`` says whether it does.
 
 Crossed (bid > ask) and locked (bid == ask) quotes: ``lake.validate.validate_quotes`` rejects
 both, so stored quotes cannot hold them; they are counted in the quarantine as
@@ -81,6 +82,9 @@ class TickHealth:
     quarantined: dict[str, int] = field(default_factory=dict)
     ingested: int = 0  # rows_in of every ingest report for this kind
     accepted: int = 0  # accepted rows of those reports
+    already_stored: int = (
+        0  # rows of those reports the lake already held (neither stored nor quarantined again)
+    )
     per_instrument: dict[str, InstrumentTicks] = field(default_factory=dict)
 
     @property
@@ -89,8 +93,10 @@ class TickHealth:
 
     @property
     def reconciled(self) -> bool:
-        """Every ingested row is stored or quarantined, and nothing else is stored."""
-        return self.rows == self.accepted and self.rows + self.quarantined_rows == self.ingested
+        """Every ingested row is stored, quarantined or was already held, and nothing else is
+        stored."""
+        held = self.rows + self.quarantined_rows + self.already_stored
+        return self.rows == self.accepted and held == self.ingested
 
     def to_dict(self) -> dict[str, object]:
         result = asdict(self)
@@ -144,13 +150,18 @@ def tick_gaps(ts_ns: IntArray, calendar: str | None, *, gap_ns: int = GAP_NS) ->
     return report
 
 
-def _ingested_by_kind(lake: object) -> dict[str, tuple[int, int]]:
-    """(rows_in, accepted) per kind, from every ingest report in the lake."""
-    totals: dict[str, tuple[int, int]] = {}
+def _ingested_by_kind(lake: object) -> dict[str, tuple[int, int, int]]:
+    """(rows_in, accepted, already_stored) per kind, from every ingest report in the lake (a
+    report written before ``already_stored`` existed has none)."""
+    totals: dict[str, tuple[int, int, int]] = {}
     for report in ingest_reports(lake):
         for file in report["files"]:  # type: ignore[attr-defined]
-            rows_in, accepted = totals.get(file["kind"], (0, 0))
-            totals[file["kind"]] = (rows_in + int(file["rows_in"]), accepted + int(file["accepted"]))
+            rows_in, accepted, already = totals.get(file["kind"], (0, 0, 0))
+            totals[file["kind"]] = (
+                rows_in + int(file["rows_in"]),
+                accepted + int(file["accepted"]),
+                already + int(file.get("already_stored", 0)),
+            )
     return totals
 
 
@@ -172,13 +183,14 @@ def tick_health(
         stored = sorted({int(p.split("/")[1].split("=")[1]) for p in lake.partitions(kind)})
         if not stored and str(kind) not in ingested and str(kind) not in quarantined:
             continue
-        rows_in, accepted = ingested.get(str(kind), (0, 0))
+        rows_in, accepted, already = ingested.get(str(kind), (0, 0, 0))
         health = TickHealth(
             str(kind),
             gap_ns,
             quarantined=dict(sorted(quarantined.get(str(kind), {}).items())),
             ingested=rows_in,
             accepted=accepted,
+            already_stored=already,
         )
         for instrument_id in stored:
             ts = np.sort(

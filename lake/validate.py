@@ -102,6 +102,11 @@ class Validated:
     quarantine: pa.Table
     rows_in: int
     snapped: int = 0  # prices moved onto the grid (``snap_grid``), in rows that were accepted
+    # Rows the lake already holds as they are (``lake.ingest``): an identical stored row, or
+    # the same rejection already in its quarantine (counted in ``already_quarantined`` too).
+    # They are neither stored again nor quarantined: in = accepted + quarantined + these.
+    already_stored: int = 0
+    already_quarantined: int = 0
 
     @property
     def rows_accepted(self) -> int:

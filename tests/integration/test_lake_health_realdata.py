@@ -103,6 +103,14 @@ def test_ingest_json_gives_the_report_in_full(tmp_path: Path, capsys: pytest.Cap
     assert first == json.loads((lake / "reports" / "ingest-000001.json").read_text())
     assert [(f["rows_in"], f["accepted"]) for f in first["files"]] == [(252, 252), (756, 756)]
     assert run(["ingest", "yahoo", files[0], "--out", str(lake), "--json"]) == 0
-    again = json.loads(capsys.readouterr().out)["files"][0]
-    assert (again["rows_in"], again["accepted"], again["quarantined"]) == (252, 0, 252)
-    assert again["reasons"] == {"duplicate": 252}
+    printed = json.loads(capsys.readouterr().out)
+    again = printed["files"][0]
+    assert (again["rows_in"], again["accepted"], again["quarantined"], again["already_stored"]) == (
+        252,
+        0,
+        0,
+        252,
+    )
+    assert again["reasons"] == {} and printed["unchanged"] is True
+    assert printed["content_hash"] == first["content_hash"]
+    assert sorted(p.name for p in (lake / "reports").iterdir()) == ["ingest-000001.json"]  # nothing new

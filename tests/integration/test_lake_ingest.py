@@ -35,7 +35,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 @needs_shared
-def test_yahoo_daily_files_land_whole_and_reingest_is_all_duplicates(tmp_path: Path) -> None:
+def test_yahoo_daily_files_land_whole_and_reingest_is_already_stored(tmp_path: Path) -> None:
     files = [SHARED / "us" / "orcl-1995-2014.txt", SHARED / "us" / "nvda-1999-2014.txt"]
     report = ingest(tmp_path, files, parse_yahoo)
     assert [(f.rows_in, f.accepted, f.quarantined) for f in report.files] == [
@@ -50,9 +50,12 @@ def test_yahoo_daily_files_land_whole_and_reingest_is_all_duplicates(tmp_path: P
     first = orcl.slice(0, 1).to_pylist()[0]
     assert first["open"] == 2_179_012  # 2.179012 at price_digits 6, exact
     assert first["day"] == 19950103
+    before = snapshot(tmp_path)
     again = ingest(tmp_path, [SHARED / "us" / "orcl-2014.txt"], parse_yahoo)
-    assert (again.files[0].accepted, again.files[0].reasons) == (0, {"duplicate": 252})
-    assert len(list((tmp_path / "quarantine").glob("*.parquet"))) == 1
+    # identical rows: counted as already stored, neither stored nor quarantined again
+    assert (again.files[0].accepted, again.files[0].quarantined, again.files[0].already_stored) == (0, 0, 252)
+    assert again.unchanged and again.content_hash == report.content_hash
+    assert snapshot(tmp_path) == before  # no quarantine file, no version, no report
 
 
 @needs_shared

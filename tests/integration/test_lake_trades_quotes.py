@@ -57,9 +57,14 @@ def test_freqtrade_trades_parquet_and_ccxt_json_agree(tmp_path: Path) -> None:
     millis = dict(zip(source.column("id").to_pylist(), source.column("timestamp").to_pylist(), strict=True))
     stored = zip(trades.column("trade_id").to_pylist(), trades.column("ts_ns").to_pylist(), strict=True)
     assert all(ts_ns == millis[str(trade_id)] * 1_000_000 for trade_id, ts_ns in stored)
-    # the raw ccxt JSON of the same period is the same trades, so all duplicates on top
+    # the raw ccxt JSON of the same period is the same trades: all already stored, nothing new
     again = ingest(tmp_path / "a", [CRYPTO / "freqtrade" / "XRP_OLD-trades.json.gz"], parse_freqtrade_trades)
-    assert (again.files[0].rows_in, again.files[0].reasons) == (12477, {"duplicate": 12477})
+    assert (again.files[0].rows_in, again.files[0].already_stored, again.files[0].reasons) == (
+        12477,
+        12477,
+        {},
+    )
+    assert again.unchanged and again.content_hash == lake.content_hash
     json_only = ingest(
         tmp_path / "b", [CRYPTO / "freqtrade" / "XRP_OLD-trades.json.gz"], parse_freqtrade_trades
     )
@@ -110,9 +115,15 @@ def test_nautilus_trades_and_quotes_parquet_and_csv(tmp_path: Path) -> None:
     assert all(
         b < a for b, a in zip(book["bid_price"].to_pylist(), book["ask_price"].to_pylist(), strict=True)
     )
-    # the CSV twins are the same rows: everything already stored
+    # the CSV twins are the same rows: everything already stored (the 23 quotes sharing a
+    # millisecond are rejections the quarantine already holds), the lake unchanged
+    hash_before = lake.content_hash
     again = ingest(tmp_path, [binance / "btcusdt-trades.csv", binance / "btcusdt-quotes.csv"], _nautilus)
-    assert [f.reasons for f in again.files] == [{"duplicate": 2001}, {"duplicate": 451}]
+    assert [(f.quarantined, f.already_stored, f.already_quarantined) for f in again.files] == [
+        (0, 2001, 0),
+        (0, 451, 23),
+    ]
+    assert again.unchanged and lake.content_hash == hash_before
     assert lake.read(Kind.TRADES).num_rows == 2001
 
 
