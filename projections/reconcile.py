@@ -53,7 +53,7 @@ __all__ = [
     "ReconcileRefused",
     "Statement",
     "StatementRow",
-    "Rounding",
+    "CashRounding",
     "check_statement_quantities",
     "ledger_figures",
     "read_statement",
@@ -96,7 +96,7 @@ class Statement:
 
 
 @dataclass(frozen=True)
-class Rounding:
+class CashRounding:
     """How far a statement's cash may sit from the journal's by the book's rounding alone: the
     fills booked in the currency up to the cut (a fee each) and those of them whose notional
     was inexact, each rounded by at most half a minor unit, and the statement's own rounding
@@ -107,7 +107,7 @@ class Rounding:
     bound: Decimal  # ceil((fills + notionals) / 2) minor units, in the currency's units
 
     @classmethod
-    def of(cls, fills: int, notionals: int, digits: int) -> Rounding:
+    def of(cls, fills: int, notionals: int, digits: int) -> CashRounding:
         return cls(fills, notionals, to_decimal((fills + notionals + 1) // 2, digits))
 
     def describe(self, unit: str) -> str:
@@ -128,7 +128,7 @@ class Line:
     ledger: Decimal | None
     statement: Decimal | None
     note: str = ""
-    rounding: Rounding | None = None  # a cash line with a statement: the bound of its residual
+    rounding: CashRounding | None = None  # a cash line with a statement: the bound of its residual
 
     @property
     def ok(self) -> bool:
@@ -569,7 +569,7 @@ def _cash_lines(
                 to_decimal(ledger.cash.get(currency, 0), digits) if ledger else None,
                 statement.cash.get(currency, Decimal(0)) if statement else None,
                 rounding=(
-                    Rounding.of(*cut.cash_roundings.get(currency, (0, 0)), digits)
+                    CashRounding.of(*cut.cash_roundings.get(currency, (0, 0)), digits)
                     if statement and not exact
                     else None
                 ),

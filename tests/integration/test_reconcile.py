@@ -697,7 +697,7 @@ def test_the_rounding_bound_counts_fees_and_inexact_notionals_per_currency() -> 
     from domain.events import InstrumentsDefined, OrderFilled
     from domain.instruments import Instrument
     from projections.daybook import _Fold
-    from projections.reconcile import Rounding
+    from projections.reconcile import CashRounding
 
     coin = Instrument(
         instrument_id=7, symbol="BTCUSD", venue="BINANCE", asset_class="crypto", currency="USD",
@@ -720,10 +720,10 @@ def test_the_rounding_bound_counts_fees_and_inexact_notionals_per_currency() -> 
     book = fold.cut(5, 1, None)
     assert book.cash_roundings == {"USD": (4, 2)}
     assert fold.cut(6, 2, None).cash_roundings == {"USD": (4, 2)}  # cumulative, not per day
-    assert Rounding.of(4, 2, 2).bound == Decimal("0.03")
-    assert Rounding.of(15, 0, 2).bound == Decimal("0.08")
-    assert Rounding.of(1, 0, 6).bound == Decimal("0.000001")
-    assert Rounding.of(0, 0, 2).bound == 0
+    assert CashRounding.of(4, 2, 2).bound == Decimal("0.03")
+    assert CashRounding.of(15, 0, 2).bound == Decimal("0.08")
+    assert CashRounding.of(1, 0, 6).bound == Decimal("0.000001")
+    assert CashRounding.of(0, 0, 2).bound == 0
 
 
 def test_a_live_sessions_venue_statement_reconciles_within_rounding(
