@@ -22,6 +22,7 @@ from kernel.store import open_journal
 from projections import SchemaMismatch, describe_target, open_ledger, require_built_ledger
 from projections.daybook import fold_journal_book
 from projections.reconcile import (
+    Line,
     ReconcileRefused,
     Reconciliation,
     ledger_figures,
@@ -76,7 +77,15 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
         where = f" (no ledger at {target})" if target is not None else ""
         raise ConfigError(f"{args.journal}: nothing to reconcile with{where}: give --db or --statement")
     try:
-        return reconcile(str(args.journal), book, cut, ledger=figures, ledger_name=name, statement=statement)
+        return reconcile(
+            str(args.journal),
+            book,
+            cut,
+            ledger=figures,
+            ledger_name=name,
+            statement=statement,
+            exact=args.exact,
+        )
     except ReconcileRefused as error:  # a statement quantity finer than its instrument allows
         raise ConfigError(str(error)) from None
 
@@ -98,30 +107,41 @@ def _print(result: Reconciliation) -> None:
         (
             f"{line.item} {line.key}".strip(),
             *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
-            "ok" if line.ok else Text("DIFF", style="red"),
+            _verdict(line),
         )
         for line in result.lines
     ]
     print_fitted(title, _COLUMNS, rows, elsewhere="--json / --csv have every figure")  # numbers never split
+    for line in result.roundings:
+        name = f"{line.item} {line.key}".strip()
+        console.print(f"[yellow]{name}[/]: {line.rounding_text()}", highlight=False)
     for line in result.differences:
         console.print(f"[red]difference[/] {line.describe()}", highlight=False)
     if result.ok:
         matches = "matches" if len(result.lines) == 1 else "match"
-        console.print(f"[green]reconciled[/]: {plural(len(result.lines), 'line')} {matches}")
+        within = f" ({len(result.roundings)} within rounding)" if result.roundings else ""
+        console.print(f"[green]reconciled[/]: {plural(len(result.lines), 'line')} {matches}{within}")
     else:
         differ = "differs" if len(result.differences) == 1 else "differ"
         console.print(f"[red]{len(result.differences)} of {plural(len(result.lines), 'line')} {differ}[/]")
 
 
+def _verdict(line: Line) -> str | Text:
+    if not line.ok:
+        return Text("DIFF", style="red")
+    return Text("rounding", style="yellow") if line.within_rounding else "ok"
+
+
 def _csv_text(result: Reconciliation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = ["item", "key", "unit", "journal", "ledger", "statement", "ok", "note"]
-    writer.writerow(["day", *columns])
+    columns = ["item", "key", "unit", "journal", "ledger", "statement", "ok", "note", "rounding"]
+    writer.writerow(["day", *columns, "rounding_bound"])
     day = result.to_json()["day"] or ""
     for line in result.lines:
         row = line.to_json()
-        writer.writerow([day, *("" if row[c] is None else row[c] for c in columns)])
+        bound = "" if line.rounding is None else str(line.rounding.bound)
+        writer.writerow([day, *("" if row[c] is None else row[c] for c in columns), bound])
     return buffer.getvalue()
 
 
@@ -159,6 +179,11 @@ def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
         "--statement", metavar="CSV", help="broker statement (docs/data_contracts/statement.md)"
     )
     parser.add_argument("--account", help="the statement's account, when it holds several")
+    parser.add_argument(
+        "--exact",
+        action="store_true",
+        help="compare the statement's cash exactly: no allowance for the book's rounding of its fills",
+    )
     parser.add_argument(
         "--day", help="YYYY-MM-DD: as of that day's close (default: the statement's day, else the last)"
     )

@@ -7,6 +7,10 @@ over the fills (plus the share changes that ``corporate_action.applied.v1`` and
 ``domain.ledger.apply_postings`` over the journaled ``ledger.posted.v1`` transactions (the
 ``assets:cash:{CCY}`` accounts), NAV is the journaled ``day.closed.v1``. Fees are the
 transactions' ``expenses:*`` postings but perpetual funding, as ``sim.metrics`` counts them.
+``cash_roundings`` counts, per currency since the journal's first record, the fills whose cash
+the book rounded to the minor unit: each fill's fee, and its notional where ``qty * price *
+multiplier`` is not a whole number of minor units (``tape reconcile`` bounds a statement's
+rounding residual by them).
 
 A day's book is the state after its ``day.closed.v1`` record (the *cut*: every record up to
 that seq). ``JournalBook.end`` is the state after the journal's last record.
@@ -27,6 +31,7 @@ from domain.events import (
     PositionAdopted,
     RightsIssueApplied,
 )
+from domain.fixed import minor_digits
 from domain.instruments import Instrument
 from domain.ledger import apply_postings, fold_positions
 from kernel.journal import Journal
@@ -63,6 +68,9 @@ class DayBook:
     fills: int  # fills since the previous cut
     fees_minor: dict[str, int]  # currency -> fees since the previous cut
     fill_notional_minor: dict[str, int]  # currency -> traded notional since the previous cut
+    # currency -> (fills, inexact notionals) since the journal's first record: the cash
+    # amounts the book rounded to the minor unit (a fee per fill; a notional when inexact)
+    cash_roundings: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -98,12 +106,14 @@ class _Fold:
         self.fill_count = 0
         self.instruments: dict[int, Instrument] = {}
         self.share_changes: list[tuple[int, int, int]] = []
+        self.roundings: dict[str, tuple[int, int]] = {}  # never reset: cash is cumulative
 
     def apply(self, seq: int, event: object) -> None:
         if isinstance(event, OrderFilled):
             self.day_fills.append(event)
             self.fill_count += 1
             self.notional[event.currency] = self.notional.get(event.currency, 0) + event.notional_minor
+            self._count_rounding(event)
         elif isinstance(event, LedgerPosted):
             apply_postings(self.balances, event.postings)
             for posting in event.postings:
@@ -120,6 +130,22 @@ class _Fold:
             self._share_change(seq, event.instrument_id, event.qty_raw)
         elif isinstance(event, InstrumentsDefined):
             self.instruments.update((i.instrument_id, i) for i in event.instruments)
+
+    def _count_rounding(self, fill: OrderFilled) -> None:
+        """One more fill in its currency; its notional counts as rounded when ``qty * price *
+        multiplier`` is not a whole number of minor units (or the instrument is unknown)."""
+        fills, inexact = self.roundings.get(fill.currency, (0, 0))
+        instrument = self.instruments.get(fill.instrument_id)
+        if instrument is None:
+            inexact += 1
+        else:
+            try:
+                digits = minor_digits(fill.currency)
+            except ValueError:
+                digits = 0
+            numerator = fill.fill_qty_raw * fill.fill_px_raw * instrument.multiplier * 10**digits
+            inexact += numerator % 10 ** (instrument.price_digits + instrument.qty_digits) != 0
+        self.roundings[fill.currency] = (fills + 1, inexact)
 
     def _share_change(self, seq: int, instrument_id: int, delta: int) -> None:
         if delta:
@@ -150,6 +176,7 @@ class _Fold:
             fills=self.fill_count,
             fees_minor=dict(sorted(self.fees.items())),
             fill_notional_minor=dict(sorted(self.notional.items())),
+            cash_roundings=dict(sorted(self.roundings.items())),
         )
         self.fill_count = 0
         self.fees = {}

@@ -12,6 +12,16 @@ seq of its ``day.closed.v1``; the ledger's tables are read as of that seq:
   corporate-action share changes journaled after the cut (the ledger keeps no table of them);
 * NAV: the ``nav`` row of the day.
 
+Journal and ledger must agree exactly. The statement's cash may differ from the journal's by
+the book's rounding of its fills: the book books each fill's notional and fee in the
+currency's minor unit (half-even), a venue such as Binance keeps 1e-8, and the statement states
+the venue's balance in minor units again. Each of those roundings moves the book's cash by at
+most half a minor unit, so the residual over ``h`` of them (every fill's fee, and its notional
+where ``qty * price * multiplier`` is inexact: ``DayBook.cash_roundings``) is below ``h / 2 + 1``
+minor units and, being a whole number of them, at most ``ceil(h / 2)``: a statement cash line
+within that bound is ``rounding`` (ok, shown with its residual and bound), one beyond it a
+difference. With no fill in a currency the bound is 0: cash compares exactly.
+
 The statement CSV (``docs/data_contracts/statement.md``) has one row per position and per
 currency's cash of a day and account; only the rows of the reconciled day (and account) count.
 It is refused (``ReconcileRefused``), not compared, when it is not one: empty, a header that is
@@ -43,6 +53,7 @@ __all__ = [
     "ReconcileRefused",
     "Statement",
     "StatementRow",
+    "CashRounding",
     "check_statement_quantities",
     "ledger_figures",
     "read_statement",
@@ -85,6 +96,30 @@ class Statement:
 
 
 @dataclass(frozen=True)
+class CashRounding:
+    """How far a statement's cash may sit from the journal's by the book's rounding alone: the
+    fills booked in the currency up to the cut (a fee each) and those of them whose notional
+    was inexact, each rounded by at most half a minor unit, and the statement's own rounding
+    to the minor unit (module doc)."""
+
+    fills: int
+    notionals: int  # the fills whose notional was not a whole number of minor units
+    bound: Decimal  # ceil((fills + notionals) / 2) minor units, in the currency's units
+
+    @classmethod
+    def of(cls, fills: int, notionals: int, digits: int) -> CashRounding:
+        return cls(fills, notionals, to_decimal((fills + notionals + 1) // 2, digits))
+
+    def describe(self, unit: str) -> str:
+        return (
+            f"±{self.bound:,} {unit}: {self.fills:,} fills x 0.5 minor in fee, {self.notionals:,} in notional"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {"fills": self.fills, "notionals": self.notionals, "bound": str(self.bound)}
+
+
+@dataclass(frozen=True)
 class Line:
     item: str  # position | cash | nav | checkpoint
     key: str  # symbol, currency, or "" (checkpoint)
@@ -93,13 +128,32 @@ class Line:
     ledger: Decimal | None
     statement: Decimal | None
     note: str = ""
+    rounding: CashRounding | None = None  # a cash line with a statement: the bound of its residual
 
     @property
     def ok(self) -> bool:
         present = [v for v in (self.journal, self.ledger, self.statement) if v is not None]
         if self.item == "checkpoint":
             return self.ledger is not None and self.journal is not None and self.ledger >= self.journal
-        return not self.note and len(set(present)) <= 1
+        return not self.note and (len(set(present)) <= 1 or self.within_rounding)
+
+    @property
+    def within_rounding(self) -> bool:
+        """The statement differs from the journal by no more than the book's rounding of its
+        fills, and the ledger (if read) equals the journal exactly."""
+        if self.rounding is None or self.statement is None or self.journal is None:
+            return False
+        if self.ledger is not None and self.ledger != self.journal:
+            return False
+        return self.statement != self.journal and abs(self.statement - self.journal) <= self.rounding.bound
+
+    def rounding_text(self) -> str:
+        """``rounding (-0.01 within ±0.08 USD: ...)`` for a line within its bound, else ""."""
+        if not self.within_rounding or self.rounding is None:
+            return ""
+        assert self.statement is not None and self.journal is not None
+        residual = _signed(self.statement - self.journal)
+        return f"rounding ({residual} within {self.rounding.describe(self.unit)})"
 
     def describe(self) -> str:
         """One sentence with the numbers of a difference."""
@@ -115,6 +169,14 @@ class Line:
         text = f"{name} ({self.unit}): " + ", ".join(parts)
         if deltas:
             text += " (" + "; ".join(deltas) + ")"
+        if (
+            self.rounding is not None
+            and self.rounding.bound
+            and self.statement is not None
+            and self.journal is not None
+            and abs(self.statement - self.journal) > self.rounding.bound
+        ):
+            text += f"; beyond rounding ({self.rounding.describe(self.unit)})"
         return text + (f"; {self.note}" if self.note else "")
 
     def _sources(self) -> list[tuple[str, Decimal | None]]:
@@ -130,6 +192,8 @@ class Line:
             "statement": _json(self.statement),
             "ok": self.ok,
             "note": self.note,
+            "rounding": self.rounding_text() or None,
+            "tolerance": self.rounding.to_json() if self.rounding is not None else None,
         }
 
 
@@ -148,6 +212,11 @@ class Reconciliation:
         return [line for line in self.lines if not line.ok]
 
     @property
+    def roundings(self) -> list[Line]:
+        """The lines that match only within the book's rounding of its fills."""
+        return [line for line in self.lines if line.ok and line.within_rounding]
+
+    @property
     def ok(self) -> bool:
         return not self.differences
 
@@ -161,6 +230,7 @@ class Reconciliation:
             "account": self.account,
             "ok": self.ok,
             "differences": len(self.differences),
+            "roundings": len(self.roundings),
             "lines": [line.to_json() for line in self.lines],
         }
 
@@ -477,7 +547,11 @@ def _position_lines(
     return lines
 
 
-def _cash_lines(cut: DayBook, ledger: LedgerFigures | None, statement: Statement | None) -> list[Line]:
+def _cash_lines(
+    cut: DayBook, ledger: LedgerFigures | None, statement: Statement | None, exact: bool
+) -> list[Line]:
+    """A line per currency; with a statement (and not ``exact``), each carries the bound of its
+    rounding residual."""
     currencies = set(cut.cash) | set(ledger.cash if ledger else {}) | set(statement.cash if statement else {})
     lines = []
     for currency in sorted(currencies):
@@ -494,6 +568,11 @@ def _cash_lines(cut: DayBook, ledger: LedgerFigures | None, statement: Statement
                 to_decimal(cut.cash.get(currency, 0), digits),
                 to_decimal(ledger.cash.get(currency, 0), digits) if ledger else None,
                 statement.cash.get(currency, Decimal(0)) if statement else None,
+                rounding=(
+                    CashRounding.of(*cut.cash_roundings.get(currency, (0, 0)), digits)
+                    if statement and not exact
+                    else None
+                ),
             )
         )
     return lines
@@ -526,12 +605,14 @@ def reconcile(
     ledger: LedgerFigures | None = None,
     ledger_name: str | None = None,
     statement: Statement | None = None,
+    exact: bool = False,
 ) -> Reconciliation:
     """Every line of the day. A statement quantity finer than its instrument's increment is
-    refused (``ReconcileRefused``), not compared."""
+    refused (``ReconcileRefused``), not compared. ``exact``: the statement's cash too is
+    compared exactly (no rounding bound)."""
     if statement is not None:
         check_statement_quantities(statement, book.instruments)
-    lines = _position_lines(book, cut, ledger, statement) + _cash_lines(cut, ledger, statement)
+    lines = _position_lines(book, cut, ledger, statement) + _cash_lines(cut, ledger, statement, exact)
     if ledger is not None:
         lines = _ledger_lines(cut, ledger) + lines
     return Reconciliation(
