@@ -237,6 +237,24 @@ class AlertsService:
             notify_resolved=self.config.notify_resolved,
         )
         self.outbox = outbox
+        try:
+            self._send_due(outbox, routes)
+        finally:
+            for route in routes.values():
+                route.close()
+        for held in outbox.held:
+            if held.final:
+                log.info(
+                    "alert %d not sent to %s: it resolved while %s held it back",
+                    held.alert.id,
+                    held.route,
+                    held.reason,
+                    extra=_fields(held.alert),
+                )
+        self.store.settle(outbox.settled, self.clock())
+
+    def _send_due(self, outbox: Outbox, routes: dict[str, Route]) -> None:
+        """``deliver``'s sends, each recorded as it happens (the routes are closed after)."""
         failed: set[tuple[int, str]] = set()
         for pending in outbox.due:
             if (pending.alert.id, pending.route) in failed:
@@ -265,16 +283,6 @@ class AlertsService:
                 extra=_fields(pending.alert),
             )
             self.store.record_delivery(pending, self.clock())
-        for held in outbox.held:
-            if held.final:
-                log.info(
-                    "alert %d not sent to %s: it resolved while %s held it back",
-                    held.alert.id,
-                    held.route,
-                    held.reason,
-                    extra=_fields(held.alert),
-                )
-        self.store.settle(outbox.settled, self.clock())
 
     def summary(self) -> str:
         """Notifications sent (by phase) and failed, and what the last delivery pass held back:

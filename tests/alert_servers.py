@@ -40,10 +40,12 @@ class MailSink:
     port: int = 0  # set by start_smtp
     messages: list[Received] = field(default_factory=list)
     arrived: threading.Condition = field(default_factory=threading.Condition)
+    peers: list[tuple[str, int]] = field(default_factory=list)  # each message's connection
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         received = Received(time.time_ns(), message_from_bytes(envelope.content))
         with self.arrived:
+            self.peers.append(tuple(session.peer))
             self.messages.append(received)
             self.arrived.notify_all()
         return "250 OK"

@@ -17,10 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
+from cli.alert_routes import SmtpRoute
+from cli.logs import Redactor
 from cli.main import main
 from domain.events import Event, KillSwitchRearmed, KillSwitchTripped, OrderSubmitted
 from kernel.store import open_journal
+from projections.alerts import Alert, Pending
 from tests.alert_servers import HttpSink, MailSink, start_smtp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,6 +116,44 @@ def test_check_mails_once_then_the_resolution_across_restarts(
     assert fired[0]["component"] == "alerts"
     assert fired[0]["seq"] == 0
     assert fired[0]["run"] == "j.sqlite"
+
+
+def test_one_delivery_pass_sends_its_mails_over_one_smtp_connection(
+    tmp_path: Path, mail: MailSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fire and its resolve in one pass (an alert storm: hundreds) used to open one SMTP
+    connection, STARTTLS and login each; now one per pass, closed at its end."""
+    monkeypatch.setenv("TAPE_TEST_SMTP_PASSWORD", CANARY)
+    journal = tmp_path / "j.sqlite"
+    append(journal, [trip(now_ns()), KillSwitchRearmed(ts_ns=now_ns(), operator="me")])
+    rules = write_rules(tmp_path, smtp_route(mail))
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 0
+    assert [m.message["Subject"] for m in mail.wait_for(2)] == [
+        "[tape CRITICAL] FIRING: kill_switch book",
+        "[tape CRITICAL] RESOLVED: kill_switch book",
+    ]
+    assert len(set(mail.peers)) == 1, mail.peers
+
+
+def test_an_smtp_session_the_server_dropped_is_opened_again_once(tmp_path: Path) -> None:
+    sink = MailSink()
+    controller = start_smtp(sink)
+    route = SmtpRoute("mail", "info", "127.0.0.1", sink.port, "tape@localhost", ["me@localhost"],
+                      Redactor(), security="none")  # fmt: skip
+    alert = Alert(
+        1, "kill_switch", "book", "critical", "tripped", "firing", 0, 0, 0, None, None, None, None, None
+    )
+    try:
+        route.send(Pending(alert, "mail", "fire"), "j")
+        controller.stop()  # the server goes away with the session, and comes back
+        controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+        controller.start()
+        route.send(Pending(alert, "mail", "repeat"), "j")
+        route.close()
+        route.close()  # nothing open: nothing to do
+    finally:
+        controller.stop()
+    assert len(sink.wait_for(2)) == 2 and len(set(sink.peers)) == 2
 
 
 def test_silence_holds_across_restarts_and_the_alert_is_sent_when_it_ends(
