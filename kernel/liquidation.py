@@ -53,6 +53,7 @@ from domain.ledger import Position, assert_balanced, cash_account
 from domain.market import Panel
 from domain.markets import MarginBracket, check_liquidation, is_liquidatable, maintenance_margin_minor
 from kernel.desk import OrderDesk
+from kernel.margin import checked_money_minor
 
 __all__ = ["LIQUIDATION_STRATEGY_ID", "PERP_ASSET_CLASSES", "Liquidation", "MarginTier", "PerpMargin"]
 
@@ -92,10 +93,12 @@ def _money(text: str, currency: str, what: str) -> int:
         value = Decimal(text)
     except InvalidOperation:
         raise ValueError(f"{what}: {text!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise ValueError(f"{what}: {text!r} is not a decimal number")
     scaled = value.scaleb(minor_digits(currency))
-    if not value.is_finite() or scaled != scaled.to_integral_value():
+    if scaled != scaled.to_integral_value():
         raise ValueError(f"{what}: {text!r} is not a whole number of {currency} minor units")
-    return int(scaled)
+    return checked_money_minor(int(scaled), text, currency, what)
 
 
 def brackets_of(tiers: list[MarginTier], currency: str, what: str) -> tuple[MarginBracket, ...]:
@@ -131,6 +134,39 @@ def is_perpetual(instrument: Instrument) -> bool:
     return instrument.asset_class in PERP_ASSET_CLASSES
 
 
+def perp_brackets(
+    margin: PerpMargin, instruments: dict[int, Instrument]
+) -> dict[int, tuple[MarginBracket, ...]]:
+    """Each perpetual's validated brackets, by instrument id; ``ValueError`` naming the setting
+    when the margin cannot apply to these instruments (a fee outside [0, 1), a ``by_symbol`` key
+    that is no perpetual of the run, a perpetual without tiers, a bad tier, two settlement
+    currencies). ``sim.backtest.build_setup`` calls it before a journal is opened, so such a
+    configuration is refused as one (exit 2) rather than failing in the kernel."""
+    if not 0 <= margin.liquidation_fee_e8 < RATE_SCALE:
+        raise ValueError(
+            f"perp_margin.liquidation_fee_e8: {margin.liquidation_fee_e8} is outside [0, {RATE_SCALE})"
+        )
+    symbols = {inst.symbol for inst in instruments.values() if is_perpetual(inst)}
+    unknown = sorted(set(margin.by_symbol) - symbols)
+    if unknown:
+        raise ValueError(f"perp_margin.by_symbol: {unknown} are not perpetuals of this run")
+    brackets: dict[int, tuple[MarginBracket, ...]] = {}
+    for iid, inst in sorted(instruments.items()):
+        if not is_perpetual(inst):
+            continue
+        tiers = margin.by_symbol.get(inst.symbol, margin.tiers)
+        if not tiers:
+            raise ValueError(f"{inst.symbol}: a perpetual without margin tiers (set perp_margin.tiers)")
+        brackets[iid] = brackets_of(tiers, inst.currency, f"perp_margin[{inst.symbol}]")
+    wallets = sorted({instruments[iid].currency for iid in brackets})
+    if len(wallets) > 1:
+        raise ValueError(
+            f"perp_margin: perpetuals settle in {', '.join(wallets)}: one cross-margin wallet per "
+            "currency is not built (liquidation margins one settlement currency)"
+        )
+    return brackets
+
+
 class Liquidation:
     """The kernel's liquidation stage; stateless beyond the kernel's own state."""
 
@@ -142,31 +178,13 @@ class Liquidation:
         instruments: dict[int, Instrument],
         margin: PerpMargin,
     ) -> None:
-        if not 0 <= margin.liquidation_fee_e8 < RATE_SCALE:
-            raise ValueError(f"liquidation_fee_e8: {margin.liquidation_fee_e8} is outside [0, {RATE_SCALE})")
         self._desk = desk
         self._panel = panel
         self._columns = columns
         self._instruments = instruments
         self._fee_e8 = margin.liquidation_fee_e8
-        symbols = {inst.symbol for inst in instruments.values() if is_perpetual(inst)}
-        unknown = sorted(set(margin.by_symbol) - symbols)
-        if unknown:
-            raise ValueError(f"perp_margin.by_symbol: {unknown} are not perpetuals of this run")
-        self._brackets: dict[int, tuple[MarginBracket, ...]] = {}
-        for iid, inst in sorted(instruments.items()):
-            if not is_perpetual(inst):
-                continue
-            tiers = margin.by_symbol.get(inst.symbol, margin.tiers)
-            if not tiers:
-                raise ValueError(f"{inst.symbol}: a perpetual without margin tiers (set perp_margin.tiers)")
-            self._brackets[iid] = brackets_of(tiers, inst.currency, f"perp_margin[{inst.symbol}]")
+        self._brackets = perp_brackets(margin, instruments)
         wallets = sorted({instruments[iid].currency for iid in self._brackets})
-        if len(wallets) > 1:
-            raise ValueError(
-                f"perp_margin: perpetuals settle in {', '.join(wallets)}: one cross-margin wallet per "
-                "currency is not built (liquidation margins one settlement currency)"
-            )
         # The wallet: the perpetuals' settlement currency (the run's, without perpetuals).
         self._wallet = wallets[0] if wallets else desk.state.currency
         self._in_wallet = frozenset(iid for iid, inst in instruments.items() if inst.currency == self._wallet)

@@ -95,6 +95,22 @@ class MarginError(ValueError):
     """Margin settings the run's instruments or days cannot use."""
 
 
+MONEY_MINOR_MAX = 10**15
+"""The largest money amount a configuration may state, in minor units (10^13 USD or CNY, 10^9
+USDT at its 6 digits): sums and products of such amounts stay far inside the 64-bit integers a
+journal's events hold (a margin row or a cash amount of ``1e400`` failed as an internal error when
+its first event was encoded)."""
+
+
+def checked_money_minor(value: int, text: str, currency: str, where: str) -> int:
+    """``value`` (``text`` in ``currency``'s minor units) when its size is at most
+    ``MONEY_MINOR_MAX``; else ``ValueError`` naming ``where`` and the largest amount allowed."""
+    if abs(value) > MONEY_MINOR_MAX:
+        largest = to_decimal(MONEY_MINOR_MAX, minor_digits(currency)).normalize()
+        raise ValueError(f"{where}: {text!r} is too large: at most {largest:,f} {currency}")
+    return value
+
+
 class FuturesMarginRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """``[[account.futures_margin]]``: one published requirement, in force from ``since``.
 
@@ -172,7 +188,10 @@ def _money_minor(text: str, currency: str, where: str) -> int:
         raise MarginError(f"{where}: {text!r} is not a decimal amount") from None
     if not exact:
         raise MarginError(f"{where}: {text!r} has more digits than {currency}'s minor unit")
-    return value
+    try:
+        return checked_money_minor(value, text, currency, where)
+    except ValueError as error:
+        raise MarginError(str(error)) from None
 
 
 def _resolved(row: FuturesMarginRow, instrument: Instrument) -> Requirement:

@@ -30,8 +30,9 @@ from kernel.corporate_actions import CorporateActionConfig
 from kernel.currencies import DEFAULT_STALE_DAYS_MAX, FxConversion, FxSetup
 from kernel.futures import FuturesBook, FuturesConfig
 from kernel.journal import Journal, JournalError
-from kernel.liquidation import PerpMargin
+from kernel.liquidation import PerpMargin, perp_brackets
 from kernel.loop import Kernel, KernelError
+from kernel.margin import checked_money_minor
 from kernel.markets import MarketRules
 from kernel.options import OptionModel
 from kernel.outbox import OutboxVenue
@@ -142,13 +143,7 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
         self.ts_ns()
 
     def ts_ns(self) -> int:
-        try:
-            moment = datetime.fromisoformat(self.at)
-        except ValueError:
-            raise ValueError(f"operator_commands: 'at' is not an ISO 8601 time: {self.at!r}") from None
-        if moment.tzinfo is None:
-            raise ValueError(f"operator_commands: 'at' needs a UTC offset (e.g. 'Z'): {self.at!r}")
-        return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
+        return utc_ns(self.at, "operator_commands")
 
     def event(self) -> OperatorCommanded | StrategyCommanded:
         if self.strategy:
@@ -159,6 +154,17 @@ class OperatorCommandConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_un
         return OperatorCommanded(
             ts_ns=self.ts_ns(), command=self.command, operator=self.operator, note=self.note
         )
+
+
+def utc_ns(at: str, table: str) -> int:
+    """``at`` (ISO 8601 with a UTC offset) in ns since the epoch; ``ValueError`` naming ``table``."""
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        raise ValueError(f"{table}: 'at' is not an ISO 8601 time: {at!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{table}: 'at' needs a UTC offset (e.g. 'Z'): {at!r}")
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1_000
 
 
 def _money_minor(text: str, currency: str, key: str) -> int:
@@ -174,7 +180,7 @@ def _money_minor(text: str, currency: str, key: str) -> int:
         raise ValueError(f"{key}: {text!r} is not a decimal amount") from None
     if not exact:
         raise ValueError(f"{key}: {text!r} has more digits than {currency}'s minor unit")
-    return value
+    return checked_money_minor(value, text, currency, key)
 
 
 class FxConversionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -200,7 +206,7 @@ class FxConversionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unkno
         return _money_minor(self.amount, self.source, "fx.conversions.amount")
 
     def ts_ns(self) -> int:
-        return OperatorCommandConfig(at=self.at, command="halt").ts_ns()
+        return utc_ns(self.at, "fx.conversions")
 
     def conversion(self) -> FxConversion:
         return FxConversion(self.ts_ns(), self.source, self.target, self.amount_minor(), self.note)
@@ -702,6 +708,8 @@ def build_setup(
         if gap is not None:
             raise ValueError(gap)
         margin = config.perp_margin is not None and config.perp_margin.enabled
+        if margin:  # its refusals (a tier, a symbol, a fee) before the journal, as a config's
+            perp_brackets(config.perp_margin, by_id)
         columns = {iid: col for col, iid in enumerate(by_id)}
         FuturesBook(panel, by_id, columns, config.futures, perp_margin=margin)
     except ValueError as error:
