@@ -6,6 +6,7 @@ import argparse
 import shutil
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from cli.progress import console, progress_bar
 from lake.synth import synth_dataset
@@ -20,8 +21,10 @@ _DATASETS = {
 _CONFIGS = ("sma_minute.toml", "momentum_daily.toml", "two_strategies_daily.toml")
 
 
-def run_demo(workdir: Path, *, fresh: bool = True) -> int:
-    from cli.main import cmd_backtest, cmd_rebuild, cmd_replay, cmd_verify
+def run_demo(workdir: Path, *, fresh: bool = True) -> tuple[int, list[dict[str, Any]]]:
+    """The demo's exit status (every step's or-ed) and, per config, what ``tape demo --json``
+    writes: the backtest's summary, the ledger and the rebuild's, verify's and replay's exits."""
+    from cli.main import backtest_and_report, cmd_rebuild, cmd_verify, replay_and_print
 
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
@@ -43,13 +46,25 @@ def run_demo(workdir: Path, *, fresh: bool = True) -> int:
                 progress=update,
             )
     status = 0
+    runs = []
     for config_name in _CONFIGS:
         config = workdir / config_name
         config.write_text(resources.files("cli.defaults").joinpath(config_name).read_text())
         console.rule(f"[bold]{config_name}")
         journal = workdir / "journals" / config_name.removesuffix(".toml")
-        status |= cmd_backtest(argparse.Namespace(config=str(config), journal=None))
-        status |= cmd_rebuild(argparse.Namespace(journal=str(journal), db=None, json=False, csv=None))
-        status |= cmd_verify(argparse.Namespace(journal=str(journal)))
-        status |= cmd_replay(argparse.Namespace(journal=str(journal), day=None))
-    return status
+        backtest = backtest_and_report(
+            argparse.Namespace(config=str(config), journal=None, json=None, csv=None)
+        )
+        rebuilt = cmd_rebuild(argparse.Namespace(journal=str(journal), db=None, json=False, csv=None))
+        verified = cmd_verify(argparse.Namespace(journal=str(journal), json=False))
+        replayed, replay = replay_and_print(
+            argparse.Namespace(journal=str(journal), day=None, json=None, csv=None)
+        )
+        run_status = rebuilt | verified | replayed
+        status |= run_status
+        runs.append({
+            "config": config_name, "status": run_status, "backtest": backtest,
+            "ledger": f"{journal}.ledger.sqlite", "rebuild_status": rebuilt, "verify_status": verified,
+            "replay_status": replayed, "replay": replay,
+        })  # fmt: skip
+    return status, runs

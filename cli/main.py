@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from rich.markup import escape
 
 from cli import projections_cmd
@@ -45,7 +48,7 @@ from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
 from cli.paper_cmd import add_command_parser, add_paper_parser, cmd_command, cmd_paper
-from cli.progress import console, notice, one_stdout, progress_bar, write_output
+from cli.progress import console, notice, one_stdout, progress_bar, results_on_stderr, write_output
 from cli.qlib_cmd import add_qlib_parser, cmd_qlib
 from cli.reconcile_cmd import add_reconcile_parser, cmd_reconcile
 from cli.report_cmd import add_report_parser, cmd_report, print_report
@@ -59,7 +62,7 @@ from domain.events import DatasetReferenced
 from domain.markets import RuleNotDefined
 from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
-from kernel.replay import CORRUPT_RECORD, ReplayResult, replay
+from kernel.replay import CORRUPT_RECORD, Divergence, ReplayResult, replay
 from kernel.store import open_journal
 from kernel.strategy import StrategyError
 from lake.store import DatasetError, read_manifest
@@ -68,9 +71,9 @@ from models.plugins import ENTRY_POINT_GROUP, PluginError, installed_strategies
 from projections import ProjectionError, SchemaMismatch, TargetRefused, TargetUnavailable
 from projections.metrics_influx import InfluxError
 from sim.attribution import AttributionError
-from sim.backtest import run_backtest
+from sim.backtest import BacktestResult, run_backtest
 from sim.execution_report import ExecutionQualityError
-from sim.metrics import NoRunStarted
+from sim.metrics import NoRunStarted, RunReport
 from venues.ccxt_venue import VenueError
 
 __all__ = [
@@ -80,6 +83,7 @@ __all__ = [
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    to_stdout = one_stdout(json=args.json)
     ref = synth_dataset(
         Path(args.out),
         seed=args.seed,
@@ -89,11 +93,52 @@ def cmd_synth(args: argparse.Namespace) -> int:
         calendar=args.calendar,
         start=args.start,
     )
-    console.print(f"wrote {args.out} (content hash {ref.content_hash[:16]}...)")
+    summary = {
+        "dataset": str(args.out),
+        "content_hash": ref.content_hash,
+        "seed": args.seed,
+        "symbols": args.symbols,
+        "bars": args.bars,
+        "frequency": args.frequency,
+        "calendar": args.calendar,
+        "start": args.start,
+    }
+    with results_on_stderr(to_stdout):
+        console.print(f"wrote {args.out} (content hash {ref.content_hash[:16]}...)", soft_wrap=True)
+    _write_outputs(args, summary)
     return 0
 
 
+def _write_outputs(args: argparse.Namespace, data: dict[str, Any], csv_text: str | None = None) -> None:
+    """``--json`` (``data``, one object) and ``--csv`` (``csv_text``) where asked (``-``: stdout),
+    a ``wrote PATH`` line for each file. ``cli.demo`` builds the namespace without them."""
+    json_path, csv_path = getattr(args, "json", None), getattr(args, "csv", None)
+    if json_path:
+        write_output(json_path, json.dumps(data, indent=1) + "\n", option="--json")
+    if csv_path and csv_text is not None:
+        write_output(csv_path, csv_text, option="--csv")
+    with results_on_stderr("-" in (json_path, csv_path)):
+        for path in dict.fromkeys(path for path in (json_path, csv_path) if path not in (None, "-")):
+            console.print(f"wrote {escape(path)}", soft_wrap=True, highlight=False)
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if value is None else value for value in row] for row in rows])
+    return buffer.getvalue()
+
+
 def cmd_backtest(args: argparse.Namespace) -> int:
+    with results_on_stderr(one_stdout(json=args.json, csv=args.csv)):  # stdout carries the data alone
+        summary = backtest_and_report(args)
+    _write_outputs(args, summary, flat_csv([summary]))
+    return 0
+
+
+def backtest_and_report(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the backtest, print its journal line and report; ``backtest_summary`` of it."""
     config = load_config(Path(args.config), journal_override(args.journal))
     strategies = make_strategies(config)
     steps = _steps_of(config.dataset)  # a [window]'s steps once the run knows them
@@ -103,8 +148,40 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"journal {result.journal}: {result.records:,} records, chain head {result.last_hash[:16]}...",
         soft_wrap=True,
     )
-    print_report(result.journal)
-    return 0
+    return backtest_summary(result, print_report(result.journal).report)
+
+
+def flat_csv(objects: Sequence[dict[str, Any]]) -> str:
+    """A row per object, a column per leaf (``summary.returns.sharpe``, ...), in first-seen order:
+    ``backtest --csv`` (one run) and ``demo --csv`` (one per config)."""
+    rows = [dict(_flat(data)) for data in objects]
+    header = list(dict.fromkeys(name for row in rows for name in row))
+    return _csv_text(header, [[row.get(name) for name in header] for row in rows])
+
+
+def backtest_summary(result: BacktestResult, report: RunReport) -> dict[str, Any]:
+    """``backtest --json``: the run's journal, its records and whole chain head, its final NAV,
+    and every figure of the report's summary (``tape report --json`` has the orders too)."""
+    return {
+        "run_id": report.run_id,
+        "journal": str(result.journal),
+        "records": result.records,
+        "chain_head": result.last_hash,
+        "steps": result.steps,
+        "currency": report.currency,
+        "final_nav": report.final_nav,
+        "summary": report.to_json(),
+    }
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, object]]:
+    """A nested object's leaves as ``summary.returns.sharpe``-style names (a CSV's rows)."""
+    for key, value in data.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            yield from _flat(value, name)
+        else:
+            yield name, value
 
 
 def _steps_of(dataset: str) -> int:
@@ -166,10 +243,19 @@ def _print_verify_json(journal: Journal, path: str) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    with results_on_stderr(one_stdout(json=args.json, csv=args.csv)):  # stdout carries the data alone
+        status, summary = replay_and_print(args)
+    _write_outputs(args, summary, replay_csv(summary))
+    return status
+
+
+def replay_and_print(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    """Replay the journal (or ``args.day``), print the verdict; the exit status and the
+    ``replay_summary``."""
     journal = open_journal(args.journal)
-    if len(journal) == 0:
-        return unfinished_status(journal)
     day: int | None = args.day  # session_day: YYYYMMDD, a real date
+    if len(journal) == 0:  # a run stopped before its first commit: nothing to re-derive
+        return unfinished_status(journal), replay_summary(args.journal, day, None)
     try:
         steps = _steps_of(replay_builder_dataset(journal))
     except (JournalError, DatasetError, OSError, KeyError):
@@ -177,7 +263,59 @@ def cmd_replay(args: argparse.Namespace) -> int:
     label = f"replay {Path(args.journal).name}" + ("" if day is None else f" day {day}")
     with progress_bar(label, steps) as update:  # one day's replay sets its own total: its steps
         result = replay(journal, replay_builder, day=day, progress=update)
-    return _print_replay(result, args.journal)
+    return _print_replay(result, args.journal), replay_summary(args.journal, day, result)
+
+
+_REPLAY_CSV = (
+    "journal", "day", "ok", "unfinished", "records_compared", "first_seq", "last_seq",
+    "segments_rehashed", "divergence_seq", "divergence_reason",
+)  # fmt: skip
+
+
+def replay_summary(path: str, day: int | None, result: ReplayResult | None) -> dict[str, Any]:
+    """``replay --json``: the verdict and what was compared; a divergence with its seq, reason
+    and both events whole (``journal_record``: an event, a corrupt record or none). ``result``
+    None: an empty journal (a run stopped before its first commit), nothing compared."""
+    divergence = None if result is None else result.divergence
+    return {
+        "journal": str(path),
+        "day": None if day is None else f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}",
+        "ok": divergence is None,
+        "unfinished": result is None or result.unfinished,
+        "records_compared": 0 if result is None else result.records_compared,
+        "first_seq": None if result is None else result.first_seq,
+        "last_seq": None if result is None else result.last_seq,
+        "segments_rehashed": 0 if result is None else result.segments_rehashed,
+        "divergence": None if divergence is None else _divergence_json(divergence),
+    }
+
+
+def _divergence_json(divergence: Divergence) -> dict[str, Any]:
+    if divergence.expected is not None:
+        record = "event"
+    elif divergence.reason.startswith(CORRUPT_RECORD):
+        record = "corrupt"
+    else:
+        record = "none"
+    return {
+        "seq": divergence.seq,
+        "reason": divergence.reason,
+        "journal_record": record,
+        "expected": None if divergence.expected is None else msgspec.to_builtins(divergence.expected),
+        "actual": None if divergence.actual is None else msgspec.to_builtins(divergence.actual),
+    }
+
+
+def replay_row(summary: dict[str, Any]) -> dict[str, Any]:
+    """``replay_summary`` as a CSV row's fields: a divergence by its seq and reason alone."""
+    divergence = summary["divergence"] or {}
+    row = {name: summary[name] for name in _REPLAY_CSV[:-2]}
+    return {**row, "divergence_seq": divergence.get("seq"), "divergence_reason": divergence.get("reason")}
+
+
+def replay_csv(summary: dict[str, Any]) -> str:
+    """``replay --csv``: the verdict in one row, a divergence's seq and reason in the last columns."""
+    return flat_csv([replay_row(summary)])
 
 
 def replay_builder_dataset(journal: Journal) -> str:
@@ -272,7 +410,13 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from cli.demo import run_demo
 
-    return run_demo(Path(args.workdir), fresh=not args.keep)
+    with results_on_stderr(one_stdout(json=args.json, csv=args.csv)):  # stdout carries the data alone
+        status, runs = run_demo(Path(args.workdir), fresh=not args.keep)
+    summary = {"workdir": args.workdir, "ok": status == 0, "runs": runs}
+    # a row per config: its backtest's figures, its rebuild's, verify's and replay's verdicts
+    rows = [{**run, "replay": replay_row(run["replay"])} for run in runs]
+    _write_outputs(args, summary, flat_csv(rows))
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -286,9 +430,18 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--frequency", choices=("1d", "1m"), default="1d")
     synth.add_argument("--calendar", default="XNYS", help="exchange_calendars code or 24x7")
     synth.add_argument("--start", default="2015-01-02")
+    synth.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                       help="write the data set's path, content hash and parameters as JSON "
+                       "(alone or '-': stdout)")  # fmt: skip
     backtest = verbs.add_parser("backtest", help="run a backtest from a TOML config")
     backtest.add_argument("config")
     backtest.add_argument("--journal", help="override the config's journal path")
+    backtest.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                          help="write the journal, chain head, records, final NAV and the summary's "
+                          "figures as JSON (alone or '-': stdout)")  # fmt: skip
+    backtest.add_argument(
+        "--csv", metavar="PATH", help="the same as CSV: a column per figure, one row ('-': stdout)"
+    )
     verify = verbs.add_parser("verify", help="walk the hash chain")
     verify.add_argument("journal")
     verify.add_argument(
@@ -305,6 +458,10 @@ def _parser() -> argparse.ArgumentParser:
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", type=session_day, help="replay one session day (YYYY-MM-DD) from its snapshot")
+    rep.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                     help="write the verdict, what was compared and a divergence's events whole as "
+                     "JSON (alone or '-': stdout; same exit status)")  # fmt: skip
+    rep.add_argument("--csv", metavar="PATH", help="the verdict as one CSV row ('-': stdout)")
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
@@ -322,6 +479,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="generate data, run three backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
+    demo.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                      help="write each run's journal, chain head, records, final NAV and its verify "
+                      "and replay verdicts as JSON (alone or '-': stdout)")  # fmt: skip
+    demo.add_argument("--csv", metavar="PATH", help="the same as CSV, a row per run ('-': stdout)")
     projections_cmd.add_arguments(verbs)
     add_ingest_parser(verbs)
     add_health_parser(verbs)

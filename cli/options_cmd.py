@@ -4,9 +4,10 @@ option chain on it (``lake.option_chain``; model-priced option bars, not market 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
-from cli.progress import console
+from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text
 from lake.option_chain import OptionChainSpec, write_option_chain
@@ -28,6 +29,9 @@ def add_option_chain_parser(subparsers: argparse._SubParsersAction) -> argparse.
     parser.add_argument("--end", required=True, help="last session, YYYY-MM-DD")
     parser.add_argument("--vol", required=True, help="flat annual volatility, decimal (0.30 = 30%%)")
     parser.add_argument("--rate", default="0", help="annual rate, decimal (default 0)")
+    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="write the data set's path, content hash and chain as JSON "
+                        "(alone or '-': stdout)")  # fmt: skip
     return parser
 
 
@@ -47,6 +51,7 @@ def _decimal(name: str, text: str, digits: int) -> int:
 
 
 def cmd_option_chain(args: argparse.Namespace) -> int:
+    to_stdout = one_stdout(json=args.json)
     digits = len(str(RATE_SCALE)) - 1  # 1e-8
     try:
         spec = OptionChainSpec(
@@ -61,8 +66,30 @@ def cmd_option_chain(args: argparse.Namespace) -> int:
         ref = write_option_chain(Path(args.out), Path(args.csv), spec)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    console.print(
-        f"wrote {args.out}: {args.underlying} + model-priced options, NOT market data "
-        f"(content hash {ref.content_hash[:16]}...)"
-    )
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        console.print(
+            f"wrote {args.out}: {args.underlying} + model-priced options, NOT market data "
+            f"(content hash {ref.content_hash[:16]}...)",
+            soft_wrap=True,
+        )
+    if args.json:
+        summary = {
+            "dataset": str(args.out),
+            "content_hash": ref.content_hash,
+            "underlying": args.underlying,
+            "market_data": False,  # the options' bars are Black-Scholes prices
+            "strikes": [raw / 100 for raw in spec.strikes_raw],
+            "expiries": [_iso(day) for day in spec.expiry_days],
+            "start": _iso(spec.first_day),
+            "end": _iso(spec.last_day),
+            "vol": spec.vol_e8 / RATE_SCALE,
+            "rate": spec.rate_e8 / RATE_SCALE,
+        }
+        write_output(args.json, json.dumps(summary, indent=1) + "\n", option="--json")
+        if args.json != "-":
+            console.print(f"wrote {args.json}", soft_wrap=True, highlight=False, markup=False)
     return 0
+
+
+def _iso(day: int) -> str:
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 
 from cli.arguments import schema_name
-from cli.progress import console, one_stdout, progress_bar, write_output
+from cli.progress import console, one_stdout, progress_bar, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from projections import (
@@ -345,6 +345,7 @@ def cmd_projections_bars(args: argparse.Namespace) -> int:
     from lake.store import load_panel
     from projections.metrics_influx import ohlcv_measurement, write_bars
 
+    to_stdout = one_stdout(json=args.json)
     panel, ref = load_panel(Path(args.dataset))
     timeframe = args.timeframe or ref.frequency
     transport = _influx_transport(args)
@@ -352,9 +353,22 @@ def cmd_projections_bars(args: argparse.Namespace) -> int:
         written = write_bars(transport, panel, timeframe)
     finally:
         transport.close()
-    console.print(
-        f"{written:,} bars of {len(panel.instruments)} instruments -> {ohlcv_measurement(timeframe)}"
-    )
+    measurement = ohlcv_measurement(timeframe)
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        console.print(f"{written:,} bars of {len(panel.instruments)} instruments -> {measurement}")
+    if args.json:
+        summary = {
+            "dataset": str(args.dataset),
+            "content_hash": ref.content_hash,
+            "influx": args.influx,
+            "database": args.influx_bucket or args.influx_db if args.influx_org else args.influx_db,
+            "measurement": measurement,
+            "bars": written,
+            "instruments": len(panel.instruments),
+        }
+        write_output(args.json, json.dumps(summary, indent=1) + "\n", option="--json")
+        if args.json != "-":
+            console.print(f"wrote {args.json}", soft_wrap=True, highlight=False, markup=False)
     return 0
 
 
@@ -415,6 +429,9 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bars.add_argument("dataset", help="lake data set folder (with manifest.json)")
     bars.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")
     bars.add_argument("--timeframe", help="e.g. 1m, 1h, 1d (default: the data set's frequency)")
+    bars.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                      help="write the measurement and the bars written as JSON "
+                      "(alone or '-': stdout)")  # fmt: skip
     _influx_arguments(bars)
     setup = sub.add_parser("influx-setup", help="InfluxDB 1.x retention policies and downsampling")
     setup.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")

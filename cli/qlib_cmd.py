@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cli.progress import console
+from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from lake.partitioned import Lake
 from models.qlib_bridge import QlibBridgeError, export_qlib, import_qlib_predictions, read_export
@@ -39,6 +39,7 @@ def _ns(day: str | None, *, end: bool = False) -> int | None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    to_stdout = one_stdout(json=args.json)
     lake = Lake(Path(args.lake))
     if not lake.content_hash:
         raise ConfigError(f"no lake at {args.lake} (no manifest)")
@@ -56,13 +57,31 @@ def _export(args: argparse.Namespace) -> int:
     except QlibBridgeError as error:
         raise ConfigError(str(error)) from None
     first, last = export.calendar[0], export.calendar[-1]
-    console.print(
-        f"wrote Qlib data {args.out}: {len(export.instruments)} instruments, {len(export.calendar)} sessions "
-        f"{first}..{last} (lake {export.lake_content_hash[:16]}...); qlib.init(provider_uri=...) reads it",
-        soft_wrap=True,
-        highlight=False,
-    )
+    sessions = f"{len(export.calendar)} sessions {first}..{last}"
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        console.print(
+            f"wrote Qlib data {args.out}: {len(export.instruments)} instruments, {sessions} "
+            f"(lake {export.lake_content_hash[:16]}...); qlib.init(provider_uri=...) reads it",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if args.json:
+        report = {
+            "qlib_data": str(Path(args.out).resolve()),
+            "lake_content_hash": export.lake_content_hash,
+            "sessions": len(export.calendar),
+            "first_day": first,
+            "last_day": last,
+            "instruments": export.instruments,
+        }
+        _write_json(args.json, report)
     return 0
+
+
+def _write_json(path: str, report: dict[str, object]) -> None:
+    write_output(path, json.dumps(report, indent=1) + "\n", option="--json")
+    if path != "-":
+        console.print(f"wrote {path}", soft_wrap=True, highlight=False, markup=False)
 
 
 def _prediction_file(source: Path) -> Path:
@@ -81,6 +100,7 @@ def _prediction_file(source: Path) -> Path:
 
 
 def _import(args: argparse.Namespace) -> int:
+    to_stdout = one_stdout(json=args.json)
     source = _prediction_file(Path(args.predictions))
     try:
         digest = import_qlib_predictions(source, Path(args.export), Path(args.signal))
@@ -99,25 +119,22 @@ def _import(args: argparse.Namespace) -> int:
         "last_day": int(days.max()),  # type: ignore[arg-type]
         "lake_content_hash": export.lake_content_hash,
     }
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        console.print(
+            f"signal {report['signal']}: {report['rows']:,} scores, {report['instruments']} instruments, "
+            f"{report['first_day']}..{report['last_day']}, content hash {digest}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        console.print(
+            f'trade it: [strategy] entry = "models.qlib_bridge:QlibSignalRanker", params = {{ signal = '
+            f'"{report["signal"]}", signal_hash = "{digest}", top_k = 2 }}',
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
     if args.json:
-        text = json.dumps(report, indent=1) + "\n"
-        if args.json == "-":
-            print(text, end="")
-            return 0
-        Path(args.json).write_text(text)
-    console.print(
-        f"signal {report['signal']}: {report['rows']:,} scores, {report['instruments']} instruments, "
-        f"{report['first_day']}..{report['last_day']}, content hash {digest}",
-        soft_wrap=True,
-        highlight=False,
-    )
-    console.print(
-        f'trade it: [strategy] entry = "models.qlib_bridge:QlibSignalRanker", params = {{ signal = '
-        f'"{report["signal"]}", signal_hash = "{digest}", top_k = 2 }}',
-        soft_wrap=True,
-        highlight=False,
-        markup=False,
-    )
+        _write_json(args.json, report)
     return 0
 
 
@@ -136,9 +153,12 @@ def add_qlib_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export.add_argument("--start", help="first UTC date, YYYY-MM-DD (inclusive)")
     export.add_argument("--end", help="last UTC date, YYYY-MM-DD (inclusive)")
     export.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
+    export.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="write the folder, the lake's hash, the sessions and every instrument "
+                        "as JSON (alone or '-': stdout)")  # fmt: skip
     imp = sub.add_parser("import", help="Qlib's predictions (pred.pkl) as a Tape signal")
     imp.add_argument("predictions", help="pred.pkl, a CSV/parquet of datetime,instrument,score, or a folder")
     imp.add_argument("--export", required=True, help="the folder tape qlib export wrote")
     imp.add_argument("--signal", required=True, help="signal parquet file to write")
     imp.add_argument("--json", metavar="PATH", nargs="?", const="-",
-                     help="write the summary as JSON (alone or '-': stdout only)")  # fmt: skip
+                     help="write the summary as JSON (alone or '-': stdout)")  # fmt: skip

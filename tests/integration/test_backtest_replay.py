@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -83,6 +85,16 @@ def test_forged_but_chained_journal_fails_replay_at_that_record(
     out = " ".join(capsys.readouterr().out.split())
     assert f"replay diverged at seq {fill_seq} of {tmp_path / 'forged'}: derived event differs" in out
     assert "journal: OrderFilled(" in out and "replay : OrderFilled(" in out
+    # --json: the divergence with both events whole, the same exit status, stdout the data alone
+    assert tape(["replay", str(tmp_path / "forged"), "--json"]) == 1
+    captured = capsys.readouterr()
+    diverged = json.loads(captured.out)["divergence"]
+    assert "replay diverged" in captured.err
+    assert (diverged["seq"], diverged["journal_record"]) == (fill_seq, "event")
+    assert diverged["reason"].startswith("derived event differs")
+    assert diverged["expected"]["kind"] == diverged["actual"]["kind"] == "order.filled.v1"
+    assert diverged["expected"]["fill_px_raw"] == fill.fill_px_raw + 1
+    assert diverged["actual"]["fill_px_raw"] == fill.fill_px_raw
 
 
 def _flip_byte(journal_path: Path, seq: int) -> None:
@@ -119,6 +131,14 @@ def test_flipped_byte_fails_verify_and_replay_at_that_record(daily: Path, tmp_pa
     assert f"replay diverged at seq {seq} of {tmp_path / 'j'}: journal record is corrupt" in out
     assert f"journal: {tmp_path / 'j'}, the record at seq {seq} is corrupt" in out
     assert "None" not in out
+    assert tape(["replay", str(tmp_path / "j"), "--json"]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["ok"] is False and printed["divergence"]["seq"] == seq
+    assert printed["divergence"]["journal_record"] == "corrupt" and printed["divergence"]["expected"] is None
+    assert tape(["replay", str(tmp_path / "j"), "--csv", "-"]) == 1
+    (row,) = csv.DictReader(capsys.readouterr().out.splitlines())
+    assert row["ok"] == "False" and row["divergence_seq"] == str(seq)
+    assert row["divergence_reason"] == printed["divergence"]["reason"]
 
 
 def test_replay_refuses_different_data_bytes(tmp_path: Path) -> None:

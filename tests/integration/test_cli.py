@@ -123,6 +123,86 @@ def test_rebuild_checksums_as_csv(workdir: Path, capsys: pytest.CaptureFixture[s
         assert "--json and --csv - both write to stdout" in capsys.readouterr().out
 
 
+def test_backtest_json_and_csv_carry_the_runs_journal_head_and_figures(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tape backtest had neither --json nor --csv: a script read the journal's chain head cut to
+    16 digits, and the final NAV, from the printed lines. --json - puts one object on stdout
+    (the lines and the report on stderr); --json/--csv PATH write files beside the text."""
+    import csv
+
+    assert tape(["backtest", str(workdir / "run.toml"), "--json", "-", "--csv", "-"]) == 2
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert not (workdir / "journal").exists()  # refused before the run
+    assert tape(["backtest", str(workdir / "run.toml"), "--json"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    with open_journal(workdir / "journal") as journal:
+        verified = journal.verify()
+    assert printed["journal"] == str(workdir / "journal") and printed["run_id"] == "cli-test"
+    assert printed["records"] == verified.records and printed["chain_head"] == verified.last_hash.hex()
+    assert printed["final_nav"] == printed["summary"]["final_nav"] > 0
+    assert printed["summary"]["fills"] > 0 and printed["currency"] == "USD"
+    assert f"{printed['final_nav']:,.2f} USD" in captured.err  # the report went to stderr
+    assert f"chain head {verified.last_hash.hex()[:16]}" in captured.err
+    out = workdir / "out"
+    args = ["--journal", str(workdir / "j2"), "--json", str(out / "run.json"), "--csv", str(out / "run.csv")]
+    assert tape(["backtest", str(workdir / "run.toml"), *args]) == 0
+    text = capsys.readouterr().out
+    assert "final NAV" in text and f"wrote {out / 'run.json'}" in text and f"wrote {out / 'run.csv'}" in text
+    again = json.loads((out / "run.json").read_text())
+    assert again["chain_head"] != printed["chain_head"]  # the config's journal path is in the chain
+    assert again["summary"] == printed["summary"]  # the same run's figures
+    rows = list(csv.DictReader((out / "run.csv").open()))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["chain_head"] == again["chain_head"] and int(row["records"]) == again["records"]
+    assert float(row["final_nav"]) == again["final_nav"]
+    assert float(row["summary.returns.sharpe"]) == again["summary"]["returns"]["sharpe"]
+
+
+def test_replay_json_and_csv_give_the_verdict(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tape replay had neither --json nor --csv (a scheduled check scraped 'replay matched'):
+    --json - is one object on stdout, the same exit status; --csv a header and one row."""
+    import csv
+
+    assert tape(["backtest", str(workdir / "run.toml")]) == 0
+    journal = str(workdir / "journal")
+    capsys.readouterr()
+    assert tape(["replay", journal, "--json", "-", "--csv", "-"]) == 2
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert tape(["replay", journal, "--json"]) == 0
+    captured = capsys.readouterr()
+    whole = json.loads(captured.out)
+    assert "replay matched" in captured.err
+    with open_journal(journal) as opened:
+        length = len(opened)
+    assert whole["ok"] is True and whole["unfinished"] is False and whole["divergence"] is None
+    assert whole["first_seq"] == 2 and whole["last_seq"] == length - 1 and whole["day"] is None
+    assert whole["records_compared"] == length - 2  # all but the two inputs
+    assert tape(["replay", journal, "--day", "2020-03-02", "--csv", "-"]) == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert len(rows) == 1 and rows[0]["day"] == "2020-03-02" and rows[0]["ok"] == "True"
+    assert 2 <= int(rows[0]["records_compared"]) < whole["records_compared"]
+    assert rows[0]["divergence_seq"] == "" and rows[0]["journal"] == journal
+    assert tape(["replay", journal, "--json", str(workdir / "out" / "replay.json")]) == 0
+    assert "replay matched" in capsys.readouterr().out
+    assert json.loads((workdir / "out" / "replay.json").read_text()) == whole
+
+
+def test_synth_json_names_the_data_set_and_its_hash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tape synth printed the content hash cut to 16 digits only; --json has it whole."""
+    assert tape(["synth", str(tmp_path / "d"), "--symbols", "2", "--bars", "30", "--json"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    _, ref = load_panel(tmp_path / "d")
+    assert printed["content_hash"] == ref.content_hash and printed["dataset"] == str(tmp_path / "d")
+    assert (printed["symbols"], printed["bars"], printed["frequency"]) == (2, 30, "1d")
+    assert f"content hash {ref.content_hash[:16]}" in captured.err
+
+
 def test_bad_inputs_get_clear_errors(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "bad.toml").write_text(CONFIG.format(extra="bogus_field = 1"))
     assert tape(["backtest", str(workdir / "bad.toml")]) == 2

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from cli.main import main
 from domain.events import DatasetReferenced, OrderFilled, RiskVerdict, RunStarted
 from kernel.store import open_journal
+from lake.store import load_panel
 
 ROOT = Path(__file__).resolve().parents[2]
 AAPL = ROOT.parent / "shared" / "data" / "us" / "abu_raw" / "usAAPL_20140609_20160726.csv"
@@ -46,6 +48,33 @@ def test_option_chain_backtest_replay(tmp_path: Path) -> None:
     assert any(v.rule == "greek_delta_underlying" and v.action == "clip" for v in greek)
     fills = [e for e in events if isinstance(e, OrderFilled)]
     assert fills and all(f.notional_minor == f.fill_qty_raw * f.fill_px_raw * 100 for f in fills)
+
+
+def test_option_chain_json_names_the_data_set_and_its_chain(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tape option-chain printed one line with the content hash cut to 16 digits; --json has
+    the data set, its whole hash and the chain as read (strikes, expiries, vol, rate)."""
+    chain = [
+        "option-chain", str(AAPL), str(tmp_path / "chain"), "--underlying", "AAPL", "--strikes", "100,110.5",
+        "--expiries", "2015-10-16", "--start", "2015-09-01", "--end", "2015-10-30", "--vol", "0.30",
+    ]  # fmt: skip
+    assert main([*chain, "--json"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    _, ref = load_panel(tmp_path / "chain")
+    assert printed["content_hash"] == ref.content_hash and printed["dataset"] == str(tmp_path / "chain")
+    assert printed["market_data"] is False and printed["underlying"] == "AAPL"
+    assert printed["strikes"] == [100.0, 110.5] and printed["expiries"] == ["2015-10-16"]
+    assert (printed["start"], printed["end"], printed["vol"], printed["rate"]) == (
+        "2015-09-01", "2015-10-30", 0.3, 0.0,
+    )  # fmt: skip
+    assert "NOT market data" in captured.err  # the line went to stderr
+    chain[2] = str(tmp_path / "again")
+    assert main([*chain, "--json", str(tmp_path / "out" / "chain.json")]) == 0
+    assert f"wrote {tmp_path / 'out' / 'chain.json'}" in capsys.readouterr().out
+    again = json.loads((tmp_path / "out" / "chain.json").read_text())
+    assert again == {**printed, "dataset": str(tmp_path / "again")}
 
 
 def test_option_chain_bad_input_is_named(tmp_path: Path) -> None:

@@ -96,6 +96,25 @@ def test_the_export_verb_writes_qlibs_layout_and_refuses_what_it_cannot_do(
     assert "600999.SH" in capsys.readouterr().out
     assert main(["qlib", "export", str(exported / "nolake"), str(exported / "q3")]) == 2
     assert "no lake" in capsys.readouterr().out
+    # --json: the folder, the lake's hash, the sessions and every instrument (it had none)
+    two = ["qlib", "export", str(exported / "lake"), str(exported / "q4"), "--symbols", "600000.SH,000001.SZ"]
+    assert main([*two, "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    written = read_export(exported / "q4")
+    assert printed["qlib_data"] == str((exported / "q4").resolve())
+    assert printed["lake_content_hash"] == written.lake_content_hash == Lake(exported / "lake").content_hash
+    assert printed["instruments"] == written.instruments and sorted(printed["instruments"]) == [
+        "SH600000", "SZ000001",
+    ]  # fmt: skip
+    assert printed["sessions"] == len(written.calendar)
+    assert (printed["first_day"], printed["last_day"]) == (written.calendar[0], written.calendar[-1])
+    assert "wrote Qlib data" in captured.err
+    two[3] = str(exported / "q5")
+    assert main([*two, "--json", str(exported / "out" / "q5.json")]) == 0
+    assert f"wrote {exported / 'out' / 'q5.json'}" in capsys.readouterr().out
+    again = json.loads((exported / "out" / "q5.json").read_text())
+    assert again == {**printed, "qlib_data": str((exported / "q5").resolve())}
 
 
 def test_a_csv_in_qlibs_score_format_imports_trades_and_replays(
@@ -117,7 +136,9 @@ def test_a_csv_in_qlibs_score_format_imports_trades_and_replays(
     capsys.readouterr()
     assert main(["qlib", "import", str(exported / "momentum.csv"), "--export", str(exported / "qlib"),
                  "--signal", str(exported / "momentum.parquet"), "--json", "-"]) == 0  # fmt: skip
-    report = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    assert "trade it:" in captured.err  # the lines step aside to stderr (they were left out)
     assert report["rows"] == len(rows) and report["instruments"] == 7 and report["first_day"] >= 20100701
     events = _backtest_and_replay(exported, "momentum", exported / "momentum.parquet", report["signal_hash"])
     loaded = [e for e in events if isinstance(e, ModelLoaded)]

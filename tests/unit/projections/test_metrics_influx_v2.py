@@ -197,3 +197,36 @@ def test_v2_errors_map_to_retry_or_refusal(tmp_path: Path, fake_influx: tuple[_F
     transport.close()
     with pytest.raises(TargetUnavailable):
         InfluxV2("http://127.0.0.1:9", "acme", "b", timeout_s=1).write(["nav,currency=USD nav_minor=1i 1"])
+
+
+def test_tape_projections_bars_json_names_the_measurement_and_the_bars_written(
+    tmp_path: Path,
+    fake_influx: tuple[_Fake, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`tape projections bars` printed one line only; --json is one object on stdout (the line
+    on stderr): the measurement, the database or bucket and the bars the server was sent."""
+    from cli.main import main as tape
+    from lake.store import load_panel
+    from tests.factories import make_dataset
+
+    fake, url = fake_influx
+    make_dataset(tmp_path / "data", symbols=3, bars=40, frequency="1m")
+    _, ref = load_panel(tmp_path / "data")
+    assert tape(["projections", "bars", str(tmp_path / "data"), "--influx", url, "--json"]) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
+    sent = [line for write in fake.writes for line in write["lines"] if line.startswith("ohlcv_1m,")]
+    assert printed["bars"] == len(sent) > 0 and printed["instruments"] == 3
+    assert (printed["measurement"], printed["database"]) == ("ohlcv_1m", "tape")
+    assert printed["content_hash"] == ref.content_hash and printed["influx"] == url
+    assert f"{len(sent):,} bars of 3 instruments -> ohlcv_1m" in captured.err
+    monkeypatch.setenv("INFLUX_TOKEN", "t")
+    v2 = ["--influx-org", "o", "--influx-bucket", "b", "--timeframe", "5m"]
+    out = tmp_path / "out" / "bars.json"
+    bars = ["projections", "bars", str(tmp_path / "data"), "--influx", url]
+    assert tape([*bars, *v2, "--json", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    again = json.loads(out.read_text())
+    assert (again["measurement"], again["database"], again["bars"]) == ("ohlcv_5m", "b", len(sent))
