@@ -265,7 +265,12 @@ def _perturbed_summary(plan: _Perturbation, metrics: list[dict[str, Any]]) -> di
     summary: dict[str, Any] = {}
     for name in _STATISTICS:
         values = np.array([m[name] for m in metrics if m.get(name) is not None], dtype=np.float64)
-        summary[name] = {f"p{p}": float(np.percentile(values, p)) for p in (5, 25, 50, 75, 95)}
+        values = values[np.isfinite(values)]
+        # No run has the figure (a Sharpe of runs that never trade): no percentiles, "-" in the
+        # table, as the bootstrap's (np.percentile of nothing raised IndexError: exit 70).
+        summary[name] = (
+            {f"p{p}": float(np.percentile(values, p)) for p in (5, 25, 50, 75, 95)} if values.size else {}
+        )
     summary["probability"] = {"loss": float(np.mean([m["total_return"] < 0 for m in metrics]))}
     args = plan.args
     _print_summary(
