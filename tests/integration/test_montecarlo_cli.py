@@ -261,3 +261,28 @@ def test_a_perturbation_of_runs_without_a_sharpe_prints_no_percentiles_for_it(
     assert rows[("perturbation", "total_return")]["p50"] == "0.0"
     perturbed = capsys.readouterr().out.split("fill perturbation:")[-1]
     assert re.search(r"Sharpe( +-){5}\n", perturbed)
+
+
+def test_a_perturbation_failing_before_a_run_is_recorded_leaves_no_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error (not a stop) before the first perturbed run is recorded leaves no experiments
+    table: the same command runs afresh once the cause is gone (it was refused, "already holds a
+    Monte Carlo")."""
+    from cli import sweep_cmd
+    from cli.wiring import ConfigError
+
+    def refused(task: tuple[str, bool]) -> dict[str, object]:
+        raise ConfigError("refused as it starts")
+
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=80)
+    run(make_config(dataset, tmp_path / "j"))
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "20", "--perturb", "2", "--workers", "1"]
+    argv += ["--out", str(tmp_path / "mc")]
+    monkeypatch.setattr(sweep_cmd, "run_point", refused)
+    assert main(argv) == 2
+    assert not (tmp_path / "mc").exists()
+    monkeypatch.undo()
+    assert main(argv) == 0
+    with ExperimentStore(tmp_path / "mc" / "experiments.sqlite") as store:
+        assert len(store.all()) == 2
