@@ -33,7 +33,14 @@ from cli.arguments import at_least
 from cli.exits import unfinished_status
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
-from cli.resumable import experiments_table, note_other_code, recorded_runs, resume_command, said_where
+from cli.resumable import (
+    experiments_table,
+    left_clean_on_error,
+    note_other_code,
+    recorded_runs,
+    resume_command,
+    said_where,
+)
 from cli.sweep_cmd import code_version, run_tasks
 from cli.wiring import ConfigError, make_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
@@ -231,7 +238,7 @@ def _perturb(plan: _Perturbation) -> dict[str, Any]:
     args, out, configs, recorded = plan.args, plan.out, plan.configs, plan.recorded
     code = code_version()
     resume = bool(getattr(args, "resume", False))
-    with ExperimentStore(out / "experiments.sqlite", create=True) as store:
+    with left_clean_on_error(out, resume), ExperimentStore(out / "experiments.sqlite", create=True) as store:
         if resume:
             note_other_code(recorded.values(), code)
         metrics = {i: recorded[c.run_id].metrics for i, c in enumerate(configs) if c.run_id in recorded}
@@ -265,7 +272,12 @@ def _perturbed_summary(plan: _Perturbation, metrics: list[dict[str, Any]]) -> di
     summary: dict[str, Any] = {}
     for name in _STATISTICS:
         values = np.array([m[name] for m in metrics if m.get(name) is not None], dtype=np.float64)
-        summary[name] = {f"p{p}": float(np.percentile(values, p)) for p in (5, 25, 50, 75, 95)}
+        values = values[np.isfinite(values)]
+        # No run has the figure (a Sharpe of runs that never trade): no percentiles, "-" in the
+        # table, as the bootstrap's (np.percentile of nothing raised IndexError: exit 70).
+        summary[name] = (
+            {f"p{p}": float(np.percentile(values, p)) for p in (5, 25, 50, 75, 95)} if values.size else {}
+        )
     summary["probability"] = {"loss": float(np.mean([m["total_return"] < 0 for m in metrics]))}
     args = plan.args
     _print_summary(

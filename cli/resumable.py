@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from sim.experiments import Experiment, ExperimentStore
 
 __all__ = [
     "experiments_table",
+    "left_clean_on_error",
     "note_other_code",
     "recorded_runs",
     "remove_journal",
@@ -45,6 +47,39 @@ def experiments_table(out: Path, resume: bool, what: str) -> Path:
     if resume and not db.exists():
         raise ConfigError(f"{out} holds no {what} to resume (no experiments.sqlite); run it without --resume")
     return db
+
+
+@contextmanager
+def left_clean_on_error(out: Path, resume: bool) -> Iterator[None]:
+    """A job started afresh (not ``resume``) that fails before it records a run (an error, not a
+    stop: a run refused as it starts, exit 2) leaves nothing behind: not its experiments table,
+    which held only the job's plan, so the same command run again once the TOML was fixed was
+    refused ("already holds a sweep") and ``tape runs`` called it stopped; nor the folders it
+    made. A job with a run recorded keeps it (``--resume``); a stop keeps the plan (its line
+    says how to carry it on)."""
+    made = [folder for folder in (out, out / "journals") if not folder.exists()]
+    db = out / "experiments.sqlite"
+    try:
+        yield
+    except Exception:
+        if not resume and db.is_file() and not _holds_runs(db):
+            for item in (db, *(db.with_name(db.name + tail) for tail in ("-wal", "-shm", "-journal"))):
+                item.unlink(missing_ok=True)
+            for folder in reversed(made):  # the journals a failed run began, then OUT if now empty
+                if folder == out:
+                    if folder.is_dir() and not any(folder.iterdir()):
+                        folder.rmdir()
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _holds_runs(db: Path) -> bool:
+    with sqlite3.connect(db) as connection:
+        try:
+            return connection.execute("SELECT COUNT(*) FROM experiments").fetchone()[0] > 0
+        except sqlite3.DatabaseError:  # not a table this job wrote: left alone
+            return True
 
 
 def recorded_runs(
@@ -112,9 +147,7 @@ def remove_journal(path: Path) -> None:
 
 
 @contextmanager
-def said_where(
-    recorded: Callable[[], int], total: int, command: str
-) -> Iterator[None]:
+def said_where(recorded: Callable[[], int], total: int, command: str) -> Iterator[None]:
     """On a stop (not an error): one line saying how many of ``total`` runs are recorded and the
     ``command`` that runs the rest; then the stop goes on to ``cli.main`` (its
     ``interrupted:`` / ``terminated:`` line and exit status)."""

@@ -53,6 +53,7 @@ from cli.arguments import at_least
 from cli.progress import console, one_stdout, plural, progress_bar, write_output
 from cli.resumable import (
     experiments_table,
+    left_clean_on_error,
     note_other_code,
     recorded_runs,
     remove_journal,
@@ -385,7 +386,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else spec.workers
     hashes = {dataset: dataset_ref(Path(dataset)).content_hash for dataset in {c.dataset for c in configs}}
     code = code_version()
-    with ExperimentStore(db, create=True) as store:
+    with left_clean_on_error(out, resume), ExperimentStore(db, create=True) as store:
         expected = {config.run_id: config for config in configs}
         recorded = recorded_runs(store, base_id, expected, hashes, spec.keep_journals) if resume else {}
         todo = [index for index, config in enumerate(configs) if config.run_id not in recorded]

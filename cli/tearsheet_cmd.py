@@ -41,7 +41,12 @@ def cmd_tearsheet(args: argparse.Namespace) -> int:
     except (TearsheetError, NoRunStarted) as error:
         raise ConfigError(f"{target}: {error}") from None
     out = Path(args.out) if args.out else _default_out(target)
-    page = write_tearsheet(out, title, figures, rows)
+    try:
+        page = write_tearsheet(out, title, figures, rows)
+    except OSError as error:  # named as every output option's is, not an Errno line
+        raise ConfigError(
+            f"--out {out}: cannot write the tearsheet there ({error.strerror or error})"
+        ) from None
     names = ", ".join(f.name for f in figures)
     console.print(f"wrote {page} and {plural(len(figures), 'PNG file')} ({names}) to {out}")
     if not (target / "walkforward.json").is_file() and not (target / "experiments.sqlite").is_file():

@@ -107,11 +107,20 @@ class TrainSpec:
             raise ConfigError(f"{where}: {error}") from None
         self._walk_forward(_table(raw, "walk_forward", where), where + ".walk_forward")
         self.features = _features(raw["features"], where)
-        run = _table(raw, "run", where)
+        self._run_files(_table(raw, "run", where), path, where)
+
+    def _run_files(self, run: dict[str, Any], path: Path, where: str) -> None:
+        """``[train.run]``: the template and the file the run's configuration is written to,
+        which is neither this configuration nor the template (writing it there, after the
+        training, replaced that file)."""
         if run and set(run) != {"template", "out"}:
             raise ConfigError(f"{where}.run: needs exactly template and out, got {sorted(run)}")
-        self.run_template = _path(run, "template", base, where + ".run") if run else None
-        self.run_out = _path(run, "out", base, where + ".run") if run else None
+        self.run_template = _path(run, "template", path.parent, where + ".run") if run else None
+        self.run_out = _path(run, "out", path.parent, where + ".run") if run else None
+        for name, other in (("this configuration", path), ("the template", self.run_template)):
+            if self.run_out is not None and other is not None and self.run_out.resolve() == other.resolve():
+                raise ConfigError(f"{where}.run: out {self.run_out} is {name}: writing the run's "
+                                  "configuration there would replace it; name another file")  # fmt: skip
 
     def _learner_settings(self, raw: dict[str, Any], where: str) -> None:
         self.num_boost_round = _int(raw, "num_boost_round", 200, where)

@@ -45,6 +45,7 @@ from cli.arguments import at_least
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
+    left_clean_on_error,
     note_other_code,
     recorded_runs,
     remove_journal,
@@ -190,8 +191,7 @@ def _walkforward(args: argparse.Namespace) -> dict[str, Any]:
     workers = args.workers if args.workers is not None else spec.workers
     workers = max(1, min(workers or os.cpu_count() or 1, len(in_sample)))
     code = code_version()
-    record = _Recorder(out, f"{base_id}-wf", ref.content_hash, code)
-    with record:
+    with left_clean_on_error(out, resume), _Recorder(out, f"{base_id}-wf", ref.content_hash, code) as record:
         # Every run is recorded as it ends (an out-of-sample run with its daily NAVs, which the
         # stitched curve needs); a stopped walk-forward keeps them all (--resume).
         metrics: dict[str, dict[str, Any]] = {}

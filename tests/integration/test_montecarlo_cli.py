@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -236,3 +237,52 @@ def test_csv_holds_the_tables_figures_as_the_json_does(
     captured = capsys.readouterr()
     assert captured.out == (tmp_path / "m.csv").read_text().split("perturbation")[0].rsplit("\n", 1)[0] + "\n"
     assert "block bootstrap" in captured.err and not (tmp_path / "-").exists()
+
+
+def test_a_perturbation_of_runs_without_a_sharpe_prints_no_percentiles_for_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that never trades has no Sharpe (a flat NAV), nor have its perturbed re-runs: the
+    perturbation's Sharpe row has no percentiles, as the bootstrap's ("-" in the table, none in
+    the JSON and the CSV), and the rest prints (it was an IndexError, exit 70)."""
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=60)
+    run(make_config(dataset, tmp_path / "j", params={"fast": 5, "slow": 500, "weight": 0.9}))
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "50", "--perturb", "2", "--workers", "1"]
+    capsys.readouterr()
+    assert main([*argv, "--json", str(tmp_path / "mc.json"), "--csv", str(tmp_path / "mc.csv")]) == 0
+    figures = json.loads((tmp_path / "mc.json").read_text())
+    assert figures["bootstrap"]["sharpe"] == {} and figures["perturbation"]["sharpe"] == {}
+    assert figures["perturbation"]["total_return"]["p50"] == 0.0
+    rows = {
+        (r["experiment"], r["statistic"]): r
+        for r in csv.DictReader(io.StringIO((tmp_path / "mc.csv").read_text()))
+    }
+    assert rows[("perturbation", "sharpe")]["p50"] == ""
+    assert rows[("perturbation", "total_return")]["p50"] == "0.0"
+    perturbed = capsys.readouterr().out.split("fill perturbation:")[-1]
+    assert re.search(r"Sharpe( +-){5}\n", perturbed)
+
+
+def test_a_perturbation_failing_before_a_run_is_recorded_leaves_no_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error (not a stop) before the first perturbed run is recorded leaves no experiments
+    table: the same command runs afresh once the cause is gone (it was refused, "already holds a
+    Monte Carlo")."""
+    from cli import sweep_cmd
+    from cli.wiring import ConfigError
+
+    def refused(task: tuple[str, bool]) -> dict[str, object]:
+        raise ConfigError("refused as it starts")
+
+    dataset = make_dataset(tmp_path / "d", symbols=2, bars=80)
+    run(make_config(dataset, tmp_path / "j"))
+    argv = ["montecarlo", str(tmp_path / "j"), "--samples", "20", "--perturb", "2", "--workers", "1"]
+    argv += ["--out", str(tmp_path / "mc")]
+    monkeypatch.setattr(sweep_cmd, "run_point", refused)
+    assert main(argv) == 2
+    assert not (tmp_path / "mc").exists()
+    monkeypatch.undo()
+    assert main(argv) == 0
+    with ExperimentStore(tmp_path / "mc" / "experiments.sqlite") as store:
+        assert len(store.all()) == 2

@@ -427,3 +427,25 @@ def test_runs_of_a_sweep_the_table_does_not_hold_is_refused_naming_those_it_hold
     assert "no sweep 'nope'; it holds qa" in " ".join(capsys.readouterr().out.split())
     assert main(["runs", str(db), "--sweep", "qa", "--top", "1"]) == 0
     assert "top 1 of 4 by sharpe" in capsys.readouterr().out
+
+
+def test_a_sweep_whose_runs_are_refused_as_they_start_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A run refused as it starts (a ``[window]`` holding no session of the data set, found when
+    the run reads it; US regulatory fees for a US run before 2023 are another) ends a sweep with
+    exit 2 and nothing recorded: the folder is left as it was, so the same command runs once the
+    TOML is fixed. The experiments table holding only the sweep's plan stayed: the command was
+    refused ("already holds a sweep"; its --resume would run it) and ``tape runs`` called the
+    sweep stopped. A folder that was there before keeps what it held."""
+    path = _sweep_file(tmp_path)
+    good = path.read_text()
+    path.write_text(good.replace("[sweep]", '[window]\nstart = "2030-01-01"\n\n[sweep]'))
+    argv = ["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "s")]
+    assert main(argv) == 2
+    assert not (tmp_path / "s").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(tmp_path / "mine")]) == 2
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    path.write_text(good)
+    assert main(argv) == 0
+    assert len(_rows(tmp_path / "s" / "experiments.sqlite")) == 4

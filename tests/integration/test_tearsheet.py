@@ -109,3 +109,21 @@ def test_sweep_heatmaps_of_parameters_sharing_a_last_name_each_get_their_own_fil
     assert "and 3 PNG files" in " ".join(capsys.readouterr().out.split())
     page = (tmp_path / "s" / "tearsheet" / "tearsheet.html").read_text()
     assert "best annual_volatility</td><td>15.0%" in page  # the lowest volatility is the best
+
+
+def test_an_out_that_cannot_be_written_is_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out`` under a file: refused in one line naming ``--out`` and the folder, as every
+    output option's path is (it was the bare ``[Errno 20] Not a directory: ...``)."""
+    rows = [
+        ({"strategy.params.fast": fast, "strategy.params.slow": 20}, {"sharpe": fast / 10})
+        for fast in (5, 10)
+    ]
+    record_experiments(tmp_path / "s" / "experiments.sqlite", "qa", rows)
+    (tmp_path / "file").write_text("")
+    capsys.readouterr()
+    assert main(["tearsheet", str(tmp_path / "s"), "--out", str(tmp_path / "file" / "sheet")]) == 2
+    captured = capsys.readouterr()
+    said = " ".join((captured.out + captured.err).split())
+    assert f"--out {tmp_path / 'file' / 'sheet'}: cannot write the tearsheet there (Not a directory)" in said

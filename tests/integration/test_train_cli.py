@@ -312,6 +312,11 @@ def test_a_torch_classifier_trains_byte_identically_and_its_windows_trade_in_seq
             ("horizon = 10, gap = 1", 'horizon = "10", gap = 1'),
             "toml: [train].label: horizon must be an integer",
         ),
+        # the run's configuration was written over the training configuration (or the template)
+        # after the training: that file was lost
+        (('out = "reg-x-run.toml"', 'out = "reg-x.toml"'), "[train].run: out"),
+        (('out = "reg-x-run.toml"', 'out = "reg-x.toml"'), "is this configuration: writing the run's"),
+        (('out = "reg-x-run.toml"', 'out = "./run.toml.in"'), "run.toml.in is the template"),
     ],
 )
 def test_bad_configurations_are_refused_with_the_reason(

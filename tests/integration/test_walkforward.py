@@ -95,7 +95,9 @@ def test_rolling_and_anchored_folds() -> None:
         Fold(2, (20200105, 20200108), (20200109, 20200110)),
     ]
     assert [f.train for f in folds(days, 4, 2, 2, anchored=True)] == [
-        (20200101, 20200104), (20200101, 20200106), (20200101, 20200108)
+        (20200101, 20200104),
+        (20200101, 20200106),
+        (20200101, 20200108),
     ]
     with pytest.raises(ConfigError, match="hold no fold"):
         folds(days, 9, 2, 2, anchored=False)
@@ -349,3 +351,37 @@ def test_at_60_columns_the_test_window_wraps_before_a_figure_is_dropped(
     row = next(i for i, line in enumerate(lines) if line.startswith("0 "))
     assert lines[row].split() == ["0", "2020-01-05..", "fast=5", "0.91", "+10.0%", "1.25"]
     assert lines[row + 1].split() == ["2020-01-06", "slow=30"]
+
+
+def test_a_walk_forward_failing_before_a_run_is_recorded_leaves_nothing_one_after_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error (not a stop) before the first run is recorded leaves no experiments table
+    behind: the same command runs afresh once the cause is gone (it was refused, "already holds
+    a walk-forward"). After some runs are recorded the table keeps them for ``--resume``."""
+    from cli import sweep_cmd
+
+    path = _walkforward_file(tmp_path)
+    out = tmp_path / "out"
+    run_point, started = sweep_cmd.run_point, []
+
+    def failing_after(runs: int):  # type: ignore[no-untyped-def]
+        def point(task: tuple[str, bool]) -> dict[str, object]:
+            started.append(task)
+            if len(started) > runs:
+                raise ConfigError("refused as it starts")
+            return run_point(task)
+
+        return point
+
+    command = ["walkforward", str(path), "--workers", "1", "--out", str(out)]
+    monkeypatch.setattr(sweep_cmd, "run_point", failing_after(0))
+    assert main(command) == 2
+    assert not out.exists()
+    started.clear()
+    monkeypatch.setattr(sweep_cmd, "run_point", failing_after(2))
+    assert main(command) == 2
+    assert len(_experiment_rows(out)) == 2
+    monkeypatch.undo()
+    assert main([*command, "--resume"]) == 0
+    assert len(_experiment_rows(out)) == 15
