@@ -18,7 +18,8 @@ out = "walkforward/sma"
 ``[window]``: the data set is cut at the window's last session (nothing in the run can read a
 later bar) and trading starts at its first (earlier bars are history for the strategies'
 warm-up). Each test run starts from the configuration's initial capital; the stitched curve
-chains the test windows' daily returns. All runs are recorded in ``OUT/experiments.sqlite``
+chains the test windows' daily returns. A ``[window]`` in the TOML itself bounds the sessions the
+folds are cut from (the bars before it stay history). All runs are recorded in ``OUT/experiments.sqlite``
 (``tape runs OUT``; each as it ends, out-of-sample runs with their daily NAVs, so ``--resume``
 carries a stopped walk-forward on), the folds and the stitched daily returns in ``OUT/walkforward.json``.
 """
@@ -40,6 +41,7 @@ from typing import Any
 
 import msgspec
 import numpy as np
+import numpy.typing as npt
 
 from cli.arguments import at_least
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
@@ -98,6 +100,22 @@ def folds(days: list[int], train: int, test: int, step: int, anchored: bool) -> 
             f"walkforward: {len(days)} sessions hold no fold of {train} training and {test} test sessions"
         )
     return out
+
+
+def _sessions(base: BacktestConfig, day: npt.NDArray[np.int64]) -> list[int]:
+    """The session days the folds are cut from: the data set's, within the base TOML's
+    ``[window]`` when it has one (its bars before the window stay history for warm-up)."""
+    days = sorted(set(day.tolist()))
+    if base.window is None:
+        return days
+    first, last = base.window.days()
+    inside = [d for d in days if (not first or d >= first) and (not last or d <= last)]
+    if not inside:
+        raise ConfigError(
+            f"walkforward: the [window] {base.window.start or '...'} to {base.window.end or '...'} holds no "
+            f"session of the data set ({_iso(days[0])} to {_iso(days[-1])})"
+        )
+    return inside
 
 
 def _iso(day: int) -> str:
@@ -161,7 +179,7 @@ def _walkforward(args: argparse.Namespace) -> dict[str, Any]:
     raw, spec = plan_.raw, plan_.spec
     base = config_from_raw(raw, path)
     panel, ref = load_panel(Path(base.dataset))
-    plan = folds(sorted(set(panel.day.tolist())), plan_.train, plan_.test, plan_.step, plan_.anchored)
+    plan = folds(_sessions(base, panel.day), plan_.train, plan_.test, plan_.step, plan_.anchored)
     base_id = base.run_id
     if args.out:  # typed: from the current directory; [walkforward] out: from the TOML's folder
         out = Path(typed_path(args.out))

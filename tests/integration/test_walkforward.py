@@ -24,6 +24,7 @@ from domain.market import Panel
 from kernel.replay import replay
 from kernel.store import open_journal
 from kernel.strategy import MarketView
+from lake.store import load_panel
 from sim.backtest import Window, build_setup, run_backtest
 from tests.factories import make_config, make_dataset, stop_research_runs_after
 
@@ -253,6 +254,29 @@ def test_out_of_sample_rows_without_their_navs_run_again_on_resume(
     assert "3 out-of-sample runs (3 left)" in " ".join((said.out + said.err).split())
     assert _experiment_rows(out) == whole
     assert (out / "walkforward.json").read_text() == report
+
+
+def test_a_window_in_the_walk_forward_toml_bounds_the_folds(tmp_path: Path) -> None:
+    """A ``[window]`` in the base TOML was ignored: the folds covered the whole data set."""
+    path = _walkforward_file(tmp_path)
+    days = sorted(set(load_panel(tmp_path / "data")[0].day.tolist()))
+    start, end = days[40], days[339]  # 300 sessions: one fold of 150 + 80, whole
+    text = path.read_text().replace(
+        "[strategy]", f'[window]\nstart = "{_dash(start)}"\nend = "{_dash(end)}"\n[strategy]', 1
+    )
+    path.write_text(text)
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "walkforward.json").read_text())
+    assert [(f["train"], f["test"]) for f in report["folds"]] == [
+        ([_dash(days[40]), _dash(days[189])], [_dash(days[190]), _dash(days[269])])
+    ]
+    path.write_text(text.replace(f'end = "{_dash(end)}"', 'end = "1990-01-01"').replace(
+        f'start = "{_dash(start)}"', 'start = "1989-01-01"'))  # fmt: skip
+    assert main(["walkforward", str(path), "--workers", "1", "--out", str(tmp_path / "out2")]) == 2
+
+
+def _dash(day: int) -> str:
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
 
 
 def _walkforward_file(tmp_path: Path, extra: str = "") -> Path:
