@@ -50,7 +50,7 @@ import numpy as np
 from rich.markup import escape
 
 from cli.arguments import at_least
-from cli.progress import console, one_stdout, plural, progress_bar, write_output
+from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
     left_clean_on_error,
@@ -365,6 +365,22 @@ def _ray_tasks(
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    """Runs the sweep and prints its ranked table; ``--json`` / ``--csv``: every run, as ``tape
+    runs`` writes them."""
+    json_path, csv_path = getattr(args, "json", None), getattr(args, "csv", None)
+    to_stdout = one_stdout(json=json_path, csv=csv_path)
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        experiments = _sweep(args)
+    for option, where, text in (("--json", json_path, _json_text), ("--csv", csv_path, _csv_text)):
+        if where:
+            write_output(where, text(experiments), option=option)
+    with results_on_stderr(to_stdout):
+        for where in dict.fromkeys(w for w in (json_path, csv_path) if w not in (None, "-")):
+            console.print(f"wrote {plural(len(experiments), 'run')} to {where}", soft_wrap=True)
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> list[Experiment]:
     path = Path(args.config)
     raw = read_raw_config(path)
     table = raw.pop("sweep", None)
@@ -427,8 +443,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         shutil.rmtree(out / "journals", ignore_errors=True)
     experiments.sort(key=lambda e: e.point)
     print_ranked(experiments, spec.rank_by, args.top)
-    console.print(f"{plural(len(experiments), 'run')} recorded in {db} (tape runs {out})")
-    return 0
+    console.print(f"{plural(len(experiments), 'run')} recorded in {db} (tape runs {out})", soft_wrap=True)
+    return experiments
 
 
 def _point_configs(
@@ -602,6 +618,9 @@ def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     sweep.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")
+    sweep.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                       help="every run as JSON, as tape runs --json (alone or '-': stdout)")  # fmt: skip
+    sweep.add_argument("--csv", metavar="PATH", help="every run as CSV, as tape runs --csv ('-': stdout)")
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")

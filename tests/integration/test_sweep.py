@@ -380,6 +380,27 @@ def test_runs_writes_its_json_and_csv_to_stdout_for_a_dash_and_both_where_asked(
     assert f"wrote 4 runs to {tmp_path / 'out' / 'runs.json'}" in said and "runs.csv" in said
 
 
+def test_sweep_writes_every_run_as_json_on_stdout_and_as_csv_as_tape_runs_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ranked table had no --json / --csv: only ``tape runs`` afterwards had them."""
+    path = _sweep_file(tmp_path)
+    out = tmp_path / "out"
+    table = tmp_path / "runs.csv"
+    assert main(["sweep", str(path), "--workers", "1", "--out", str(out), "--json", "--csv", str(table)]) == 0
+    captured = capsys.readouterr()
+    runs = json.loads(captured.out)  # stdout carries the JSON alone; the table went to stderr
+    assert [run["run_id"] for run in runs] == [row[0] for row in _rows(out / "experiments.sqlite")]
+    assert len(runs) == 4 and all(run["chain_head"] for run in runs)
+    assert "top 4 of 4 by sharpe" in " ".join(captured.err.split())
+    assert main(["runs", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == runs
+    assert main(["runs", str(out), "--csv", "-"]) == 0
+    assert table.read_text().replace("\r\n", "\n") == capsys.readouterr().out.replace("\r\n", "\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "two"), "--json", "-", "--csv", "-"]) == 2
+    assert not (tmp_path / "two").exists()
+
+
 @pytest.mark.parametrize("verb", ["sweep", "walkforward"])
 def test_a_negative_worker_count_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], verb: str
