@@ -31,11 +31,14 @@ Sheet = tuple[str, list[Figure], list[tuple[str, str]]]  # title, figures, summa
 
 def cmd_tearsheet(args: argparse.Namespace) -> int:
     target = Path(args.what)
+    sweep = not (target / "walkforward.json").is_file() and (target / "experiments.sqlite").is_file()
+    if args.metric is not None and not sweep:  # it was ignored, the page drawn as without it
+        raise ConfigError(f"--metric picks a sweep's heatmap figure; {target} is not a sweep's folder")
     try:
         if (target / "walkforward.json").is_file():
             title, figures, rows = _walkforward(target)
-        elif (target / "experiments.sqlite").is_file():
-            title, figures, rows = _sweep(target, args.metric)
+        elif sweep:
+            title, figures, rows = _sweep(target, args.metric or "sharpe")
         else:
             title, figures, rows = _run(target)
     except (TearsheetError, NoRunStarted) as error:
@@ -104,6 +107,6 @@ def add_tearsheet_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
     sheet.add_argument("what", help="a journal, a sweep's folder or a walk-forward's folder")
     sheet.add_argument("--out", help="folder for tearsheet.html and the PNGs (default: beside WHAT)")
     sheet.add_argument(
-        "--metric", default="sharpe", choices=RANKABLE, metavar="METRIC",
-        help=f"the sweep heatmaps' figure: {', '.join(RANKABLE)} (default sharpe)",
+        "--metric", choices=RANKABLE, metavar="METRIC",
+        help=f"a sweep's heatmaps' figure: {', '.join(RANKABLE)} (default sharpe)",
     )  # fmt: skip

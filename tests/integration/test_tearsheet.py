@@ -80,6 +80,11 @@ def test_sweep_and_walkforward_tearsheets(tmp_path: Path) -> None:
     assert main(["walkforward", str(tmp_path / "wf.toml"), "--workers", "1", "--out", out]) == 0
     assert main(["tearsheet", str(tmp_path / "w")]) == 0
     _assert_page(tmp_path / "w" / "tearsheet", {"walkforward"})
+    # --metric picks a sweep's heatmaps; for a walk-forward or a run it was silently ignored
+    for what in (tmp_path / "w", tmp_path / "s" / "journals"):
+        assert main(["tearsheet", str(what), "--metric", "sortino", "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()
+    assert main(["tearsheet", str(tmp_path / "s"), "--metric", "sortino", "--out", str(tmp_path / "x")]) == 0
 
 
 def test_a_journal_without_closed_days_is_refused(tmp_path: Path) -> None:
