@@ -21,7 +21,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
-from cli.progress import console, one_stdout, plural, progress_bar, write_output
+from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health
 from lake.ingest import IngestReport, ingest
@@ -38,6 +38,7 @@ from lake.sources import (
     parse_hikyuu_minute,
     parse_yahoo,
 )
+from lake.store import DatasetRef, read_manifest
 from lake.tick_health import GAP_NS, TickHealth, tick_health
 from lake.tick_sources import (
     parse_freqtrade_trades,
@@ -54,6 +55,7 @@ __all__ = [
     "cmd_export",
     "cmd_health",
     "cmd_ingest",
+    "export_summary",
     "format_span",
     "health_csv",
     "print_health",
@@ -314,6 +316,21 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="also write fx.parquet from a CSV of exchange rates for a book of several currencies "
         "(date,currency,base,rate; docs/data_contracts/dataset.md)",
     )
+    parser.add_argument(
+        "--settlements",
+        metavar="FILE",
+        help="also write settlements.parquet from a CSV of futures settlement prices "
+        '(symbol,date,settle; what [futures] settlement = "dataset", the default, settles on; '
+        "docs/data_contracts/dataset.md)",
+    )
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write the data set's folder, content hash, frequency, calendar, rows and the files "
+        "written with their row counts as JSON (alone or '-': stdout)",
+    )
     return parser
 
 
@@ -329,6 +346,7 @@ def _utc_day_ns(text: str, *, end: bool) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    to_stdout = one_stdout(json=args.json)
     lake = Lake(Path(args.lake))
     try:
         if not (Path(args.lake) / "lake.json").exists():
@@ -354,14 +372,50 @@ def cmd_export(args: argparse.Namespace) -> int:
             reform=args.reform,
             margins=Path(args.margins) if args.margins else None,
             fx=Path(args.fx) if args.fx else None,
+            settlements=Path(args.settlements) if args.settlements else None,
         )
     except LakeError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
         return 2
-    console.print(
-        f"wrote {ref.uri} ({ref.frequency}, calendar {ref.calendar}, content hash {ref.content_hash[:16]}...)"
+    summary = export_summary(ref)
+    files: dict[str, int] = summary["files"]  # type: ignore[assignment]
+    optional = "".join(
+        f"; {name.removesuffix('.parquet')} {plural(rows, 'row')}"
+        for name, rows in files.items()
+        if name not in ("instruments.parquet", "bars.parquet")
     )
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        console.print(
+            f"wrote {ref.uri} ({ref.frequency}, calendar {ref.calendar}, "
+            f"{plural(files['instruments.parquet'], 'instrument')}, {plural(files['bars.parquet'], 'bar')}"
+            f"{optional}; content hash {ref.content_hash[:16]}...)",
+            soft_wrap=True,
+            highlight=False,
+        )
+    if args.json:
+        write_output(args.json, json.dumps(summary, indent=1) + "\n", option="--json")
     return 0
+
+
+def export_summary(ref: DatasetRef) -> dict[str, object]:
+    """What ``tape export`` wrote: the folder, the whole content hash, frequency, calendar,
+    instruments, bar rows and steps (from the manifest), and each data file with its rows."""
+    import pyarrow.parquet as pq
+
+    manifest = read_manifest(Path(ref.uri))
+    folder = Path(ref.uri)
+    files = {path.name: pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet"))}
+    return {
+        "dataset": str(folder.resolve()),
+        "name": manifest["name"],
+        "content_hash": ref.content_hash,
+        "frequency": ref.frequency,
+        "calendar": ref.calendar,
+        "instruments": manifest["instruments"],
+        "rows": manifest["rows"],
+        "steps": manifest["steps"],
+        "files": files,
+    }
 
 
 def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]

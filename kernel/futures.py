@@ -115,8 +115,10 @@ class FuturesBook:
         if missing:
             raise ValueError(
                 f"{inst.symbol}: no settlement price in the data set (settlements.parquet) for "
-                f"{len(missing)} session(s) it traded, first {missing[0]}; add them or set "
-                "[futures] settlement (or by_symbol) to 'close', 'vwap_day' or 'vwap_last_minutes'"
+                f"{len(missing)} session(s) it traded, first {missing[0]}; export them with "
+                "`tape export --settlements FILE` (a CSV of symbol,date,settle) or set [futures] "
+                'settlement = "close" (or "vwap_day", "vwap_last_minutes"; per symbol in '
+                "[futures.by_symbol])"
             )
 
     def fill_postings(self, position: Position, fill: OrderFilled) -> tuple[list[PostingRecord], Position]:

@@ -35,6 +35,7 @@ __all__ = [
     "DatasetHealth",
     "GapReport",
     "calendar_for",
+    "declared_calendars",
     "dataset_health",
     "find_gaps",
     "ingest_reports",
@@ -50,10 +51,38 @@ LISTED = 10
 
 
 def calendar_for(instrument: Instrument) -> str | None:
-    """The calendar an instrument trades on, or None when the lake does not know it."""
+    """The calendar an instrument trades on, or None when the lake does not know it: crypto
+    trades 24x7, a known venue its exchange's calendar, and a venue that is itself a calendar
+    code (``XEUR``, ``XLON``) that calendar. (The calendar an ingest declared, ``--calendar``,
+    comes first: ``declared_calendars``.)"""
+    from lake.sessions import known_calendar
+
     if instrument.asset_class.startswith("crypto"):
         return "24x7"
-    return _CALENDARS.get(instrument.venue.upper())
+    venue = instrument.venue.upper()
+    if venue in _CALENDARS:
+        return _CALENDARS[venue]
+    return venue if known_calendar(venue) else None
+
+
+def declared_calendars(lake: object) -> dict[int, str]:
+    """The calendar each instrument's data was ingested on (the file's ``--calendar`` or its
+    format's own), by instrument id, from the lake's ingest reports (a later report wins;
+    reports written before they recorded it name none). ``tape ingest yahoo --calendar XEUR``
+    checked the bars against XEUR, and the data health checks them against it too, not
+    "unchecked: no calendar" (or XNYS, the default venue's)."""
+    from lake.partitioned import Lake
+
+    assert isinstance(lake, Lake)
+    by_name = {f"{inst.venue}:{inst.symbol}": inst.instrument_id for inst in lake.instruments()}
+    found: dict[int, str] = {}
+    for report in ingest_reports(lake):
+        for file in report["files"]:  # type: ignore[attr-defined]
+            calendar = file.get("calendar")
+            for name in file.get("symbols", []) if calendar else []:
+                if name in by_name:
+                    found[by_name[name]] = str(calendar)
+    return found
 
 
 @dataclass
@@ -217,13 +246,15 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
     """Health of every stored bar data set in ``lake`` (a ``lake.partitioned.Lake``), plus
     the stored rows, instruments and quarantine counts of the kinds other than trades and
     quotes (``lake.tick_health`` has those): corporate actions and funding rates.
-    ``calendars`` overrides ``calendar_for`` by id."""
+    ``calendars`` overrides, by id, the calendar the ingest declared (``declared_calendars``),
+    which overrides ``calendar_for``."""
     from lake.partitioned import Lake
     from lake.sessions import sessions_for, utc_days
 
     assert isinstance(lake, Lake)
     quarantined = quarantined_by_dataset(lake)
     instruments = {i.instrument_id: i for i in lake.instruments()}
+    calendars = {**declared_calendars(lake), **(calendars or {})}
     frequencies = sorted({p.split("/")[1].split("=")[1] for p in lake.files if p.startswith("bars/freq=")})
     results = []
     for frequency in frequencies:
@@ -245,9 +276,7 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
         for begin, stop in zip(starts.tolist(), np.r_[starts[1:], len(ids)].tolist(), strict=True):
             instrument = instruments.get(int(ids[begin]))
             name = f"{instrument.venue}:{instrument.symbol}" if instrument else f"id {int(ids[begin])}"
-            calendar = (calendars or {}).get(int(ids[begin])) or (
-                calendar_for(instrument) if instrument else None
-            )
+            calendar = calendars.get(int(ids[begin])) or (calendar_for(instrument) if instrument else None)
             if calendar is None:
                 health.unchecked_instruments.append(name)
                 continue

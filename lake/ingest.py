@@ -69,6 +69,7 @@ class FileReport:
     # quarantine (``already_quarantined`` of them). Neither stored nor quarantined again.
     already_stored: int = 0
     already_quarantined: int = 0
+    calendar: str | None = None  # the calendar the file was checked against (lake.health reads it)
 
     def __post_init__(self) -> None:
         if self.rows_in != self.accepted + self.quarantined + self.already_stored:
@@ -124,6 +125,7 @@ class _Staged:
     action_rows: dict[tuple[int, int], tuple[object, ...]] = field(default_factory=dict)  # earlier files
     held: Counter[Rejection] = field(default_factory=Counter)  # rejections held: copies per identity
     held_loaded: set[int] = field(default_factory=set)  # instruments whose stored rejections are in held
+    priced: set[int] = field(default_factory=set)  # instruments this ingest stages prices for
     stored_quarantine: pa.Table | None = None  # the lake's quarantine (identity columns), read once
 
 
@@ -199,18 +201,20 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
     gaps: list[GapReport] = []
     kind = Kind.BARS
     for template, bars in parsed.bars:
-        instrument, known = lake.resolve(template, known)
+        instrument, known = lake.resolve(template, known, staged_prices=staged.priced)
+        staged.priced.add(instrument.instrument_id)
         validated = _validate_bars(parsed, instrument, bars)
         gaps.append(_gaps(parsed, validated))
         results.append((instrument, _dedupe(lake, staged, parsed, Kind.BARS, instrument, validated)))
     for template, funding in parsed.funding:
         kind = Kind.FUNDING_RATES
-        instrument, known = lake.resolve(template, known)
+        instrument, known = lake.resolve(template, known, prices=False)  # rates: no price digits
         validated = validate_funding(replace(funding, instrument_id=instrument.instrument_id))
         results.append((instrument, _dedupe(lake, staged, parsed, kind, instrument, validated)))
     for template, trades in parsed.trades:
         kind = Kind.TRADES
-        instrument, known = lake.resolve(template, known)
+        instrument, known = lake.resolve(template, known, staged_prices=staged.priced)
+        staged.priced.add(instrument.instrument_id)
         validated = validate_trades(
             replace(trades, instrument_id=instrument.instrument_id),
             price_digits=instrument.price_digits,
@@ -219,7 +223,8 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
         results.append((instrument, _dedupe_trades(lake, staged, parsed, instrument, validated)))
     for template, quotes in parsed.quotes:
         kind = Kind.QUOTES
-        instrument, known = lake.resolve(template, known)
+        instrument, known = lake.resolve(template, known, staged_prices=staged.priced)
+        staged.priced.add(instrument.instrument_id)
         validated = validate_quotes(
             replace(quotes, instrument_id=instrument.instrument_id),
             price_digits=instrument.price_digits,
@@ -465,7 +470,8 @@ def _stage_actions(lake: Lake, parsed: Parsed, known: list[Instrument], staged: 
     tables = []
     rows_in = 0
     for template, columns in parsed.actions:
-        instrument, known = lake.resolve(template, known)
+        instrument, known = lake.resolve(template, known, staged_prices=staged.priced)
+        staged.priced.add(instrument.instrument_id)  # the rights price is at its digits
         rows_in += len(columns["line"])
         table = pa.table({name: values for name, values in columns.items() if name != "line"})
         tables.append(
@@ -567,4 +573,5 @@ def _file_report(parsed: Parsed, kind: Kind, results: list[tuple[Instrument, Val
         snapped=sum(validated.snapped for _, validated in results),
         already_stored=sum(validated.already_stored for _, validated in results),
         already_quarantined=sum(validated.already_quarantined for _, validated in results),
+        calendar=parsed.calendar or None,
     )

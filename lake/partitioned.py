@@ -46,6 +46,7 @@ from lake.fx_rates import FxFileError, read_fx_rows
 from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
+from lake.settlements import SettlementFileError, read_settlement_rows
 from lake.store import (
     DatasetError,
     DatasetRef,
@@ -54,6 +55,7 @@ from lake.store import (
     fx_table,
     margins_table,
     pivot_bars,
+    settlements_table,
     write_dataset,
 )
 
@@ -211,12 +213,36 @@ class Lake:
             return []
         return [msgspec.convert(row, Instrument) for row in pq.read_table(path).to_pylist()]
 
-    def resolve(self, template: Instrument, known: list[Instrument]) -> tuple[Instrument, list[Instrument]]:
+    def resolve(
+        self,
+        template: Instrument,
+        known: list[Instrument],
+        *,
+        prices: bool = True,
+        staged_prices: frozenset[int] | set[int] = frozenset(),
+    ) -> tuple[Instrument, list[Instrument]]:
         """The stored instrument with ``template``'s (venue, symbol), or ``template`` under a new
         id appended to ``known``. New data finer than the stored precision is an error (rows on
-        a coarser grid are fine: they are exact at the stored precision)."""
-        for instrument in known:
+        a coarser grid are fine: they are exact at the stored precision).
+
+        ``prices``: the new data holds prices at ``template.price_digits`` (bars, trades, quotes,
+        rights prices); funding rates hold none (``rate_e8`` has its own scale), so they neither
+        need nor decide the digits. An instrument that holds no prices yet (in the lake, or among
+        ``staged_prices``: the ids an ingest in progress has staged prices for) takes the
+        digits (and tick) of the first data that does: an instrument made by its funding rates
+        had the rates' 8 digits, which its bars then inherited or were refused against."""
+        for index, instrument in enumerate(known):
             if (instrument.venue, instrument.symbol) == (template.venue, template.symbol):
+                if not prices or template.price_digits == instrument.price_digits:
+                    return instrument, known
+                unpriced = instrument.instrument_id not in staged_prices and not self.holds_prices(
+                    instrument.instrument_id
+                )
+                if unpriced:
+                    adopted = msgspec.structs.replace(
+                        instrument, price_digits=template.price_digits, tick_raw=template.tick_raw
+                    )
+                    return adopted, [*known[:index], adopted, *known[index + 1 :]]
                 if template.price_digits > instrument.price_digits:
                     raise LakeError(
                         f"{template.venue}:{template.symbol} is stored at price_digits "
@@ -226,6 +252,21 @@ class Lake:
         next_id = max((instrument.instrument_id for instrument in known), default=0) + 1
         fresh = msgspec.structs.replace(template, instrument_id=next_id)
         return fresh, [*known, fresh]
+
+    def holds_prices(self, instrument_id: int) -> bool:
+        """Does the lake hold any row priced at the instrument's digits (bars, trades, quotes,
+        corporate actions: their rights price) of ``instrument_id``?"""
+        token = f"/instrument_id={instrument_id}/"
+        for relpath in sorted(self.files):
+            if not relpath.startswith(("bars/", "trades/", "quotes/", "corporate_actions/")):
+                continue
+            if token in relpath:
+                return True
+            if "/instrument_id=" not in relpath:  # daily bars and actions: every instrument in a file
+                ids = pq.read_table(self.root / relpath, columns=["instrument_id"]).column(0)
+                if pc.any(pc.equal(ids, instrument_id)).as_py():
+                    return True
+        return False
 
     # ---- writing -----------------------------------------------------------------------------
 
@@ -450,6 +491,7 @@ class Lake:
         reform: str = "carry",
         margins: Path | None = None,
         fx: Path | None = None,
+        settlements: Path | None = None,
     ) -> DatasetRef:
         """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
         with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
@@ -457,7 +499,10 @@ class Lake:
         Share-structure reform rows are carried flagged ``reform`` (the run's
         ``[corporate_actions] reform`` decides) or, with ``reform="skip"``, left out. With
         ``margins`` (a CSV file, ``lake.margins``) also its ``margins.parquet``; with ``fx`` (a
-        CSV file of exchange rates, ``lake.fx_rates``) its ``fx.parquet``."""
+        CSV file of exchange rates, ``lake.fx_rates``) its ``fx.parquet``. The lake's funding
+        rates of the exported instruments within the bars' span always go to ``funding.parquet``
+        (a perpetual's run books them from there). With ``settlements`` (a CSV file of futures
+        settlement prices, ``lake.settlements``) its ``settlements.parquet``."""
         target, root = Path(out).resolve(), self.root.resolve()
         if target == root or root in target.parents:  # its instruments.parquet was the lake's
             raise LakeError(f"{out}: the data set would be written inside the lake {self.root}")
@@ -492,7 +537,9 @@ class Lake:
                 fx_rows = fx_table(read_fx_rows(fx))
             except FxFileError as error:
                 raise LakeError(str(error)) from None
+        settle_table = None if settlements is None else self._dataset_settlements(settlements, chosen, bars)
         delisted = self.delistings(chosen)
+        funding = self._dataset_funding(bars, frequency)
         return write_dataset(
             out,
             name=name or f"lake-{self.content_hash[:12]}-{frequency}",
@@ -500,11 +547,40 @@ class Lake:
             calendar=calendar,
             instruments=chosen,
             bars=bars.drop_columns(["turnover"]),
+            funding=funding,
             actions=table,
+            settlements=settle_table,
             margins=margin_table,
             fx=fx_rows,
             delistings=delistings_table(delisted) if delisted else None,
         )
+
+    def _dataset_settlements(self, file: Path, chosen: list[Instrument], bars: pa.Table) -> pa.Table | None:
+        """The settlement prices of ``file`` (``lake.settlements``) for the exported futures on
+        the exported bars' session days (None: no row applies)."""
+        days = _day_span(bars)
+        assert days is not None  # the export refused empty bars
+        try:
+            settled = read_settlement_rows(file, self.instruments(), chosen, days)
+        except SettlementFileError as error:
+            raise LakeError(str(error)) from None
+        return settlements_table(settled.rows) if settled.rows else None
+
+    def _dataset_funding(self, bars: pa.Table, frequency: str) -> pa.Table | None:
+        """The funding rates of the exported bars' instruments that the run books: from the
+        first bar's open to the last bar's close (``kernel.carry`` books a row at the first step
+        at or after its time and drops later ones; one before the first bar would be charged to
+        the first step's fills). A window's data set holds the fundings it trades through, and
+        its content hash does not depend on the rest. None: the lake has none of them."""
+        ids = sorted(set(bars.column("instrument_id").to_pylist()))
+        if not self.partitions(Kind.FUNDING_RATES, instrument_ids=ids):
+            return None
+        ts = pc.min_max(bars.column("ts_ns"))
+        first_open = int(ts["min"].as_py()) - frequency_ns(frequency)
+        funding = self.read(
+            Kind.FUNDING_RATES, instrument_ids=ids, start_ns=first_open + 1, end_ns=int(ts["max"].as_py())
+        )
+        return funding if funding.num_rows else None
 
     def delistings(self, chosen: list[Instrument]) -> dict[int, int]:
         """The delisting day of each of ``chosen`` that the lake's metadata reports give one

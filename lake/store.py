@@ -53,6 +53,7 @@ __all__ = [
     "delistings_table",
     "margins_table",
     "pivot_bars",
+    "settlements_table",
     "write_dataset",
 ]
 
@@ -158,6 +159,14 @@ def delistings_table(rows: dict[int, int]) -> pa.Table:
     """``{instrument_id: last session day}`` in contract form for ``write_dataset``."""
     ids = sorted(rows)
     return pa.table({"instrument_id": ids, "last_day": [rows[i] for i in ids]}, schema=_DELISTING_SCHEMA)
+
+
+def settlements_table(rows: list[tuple[int, int, int]]) -> pa.Table:
+    """``(day YYYYMMDD, instrument_id, settle raw)`` rows in contract form for ``write_dataset``."""
+    return pa.table(
+        {name: [row[index] for row in rows] for index, name in enumerate(_SETTLEMENT_SCHEMA.names)},
+        schema=_SETTLEMENT_SCHEMA,
+    )
 
 
 def margins_table(rows: list[MarginRow]) -> pa.Table:

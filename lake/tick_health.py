@@ -170,14 +170,16 @@ def tick_health(
 ) -> list[TickHealth]:
     """Health of every stored trades and quotes data set in ``lake`` (a
     ``lake.partitioned.Lake``), and of a kind that only has quarantined rows. Read one
-    instrument at a time. ``calendars`` overrides ``calendar_for`` by instrument id."""
-    from lake.health import quarantined_by_dataset
+    instrument at a time. ``calendars`` overrides, by instrument id, the calendar the ingest
+    declared (``lake.health.declared_calendars``), which overrides ``calendar_for``."""
+    from lake.health import declared_calendars, quarantined_by_dataset
     from lake.partitioned import Lake
 
     assert isinstance(lake, Lake)
     quarantined = quarantined_by_dataset(lake)
     ingested = _ingested_by_kind(lake)
     instruments = {i.instrument_id: i for i in lake.instruments()}
+    calendars = {**declared_calendars(lake), **(calendars or {})}
     results = []
     for kind in TICK_KINDS:
         stored = sorted({int(p.split("/")[1].split("=")[1]) for p in lake.partitions(kind)})
@@ -200,9 +202,7 @@ def tick_health(
                 continue
             instrument = instruments.get(instrument_id)
             name = f"{instrument.venue}:{instrument.symbol}" if instrument else f"id {instrument_id}"
-            calendar = (calendars or {}).get(instrument_id) or (
-                calendar_for(instrument) if instrument else None
-            )
+            calendar = calendars.get(instrument_id) or (calendar_for(instrument) if instrument else None)
             if calendar is None:
                 health.unchecked_instruments.append(name)
             report = tick_gaps(ts, calendar, gap_ns=gap_ns)
