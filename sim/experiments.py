@@ -81,8 +81,11 @@ def format_metric(metric: str, value: object) -> str:
         return "-"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    spec = METRICS.get(metric)
-    return spec.pattern.format(value) if spec else f"{value:.4g}"
+    pattern = spec.pattern if (spec := METRICS.get(metric)) else "{:.4g}"
+    text = pattern.format(value)
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        return pattern.format(0.0)  # a tiny negative figure rounded to zero prints as zero, not "-0.00"
+    return text
 
 
 def short_names(keys: Iterable[str]) -> dict[str, str]:
@@ -99,6 +102,7 @@ def short_names(keys: Iterable[str]) -> dict[str, str]:
                 break
         out[key] = ".".join(tail)
     return out
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS experiments (

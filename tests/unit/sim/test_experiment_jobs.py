@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sim.experiments import Experiment, ExperimentStore, Job
+from sim.experiments import Experiment, ExperimentStore, Job, format_metric
 
 
 def _run(sweep_id: str, point: int) -> Experiment:
@@ -40,3 +40,12 @@ def test_a_table_without_jobs_lists_its_runs_and_no_jobs(tmp_path: Path) -> None
     with ExperimentStore(tmp_path / "x.sqlite") as store:
         assert store.jobs() == []
         assert [e.run_id for e in store.all()] == ["s-0000"]
+
+
+def test_a_figure_that_rounds_to_zero_prints_without_a_minus_sign() -> None:
+    """An in-sample Sharpe of -1e-9 printed "-0.00" in the walk-forward table."""
+    assert format_metric("sharpe", -1e-9) == "0.00"
+    assert format_metric("total_return", -1e-6) == "+0.0%"
+    assert format_metric("sharpe", -0.004) == "0.00" and format_metric("sharpe", -0.005) == "-0.01"
+    assert format_metric("max_drawdown", -0.25) == "-25.0%"
+    assert format_metric("sharpe", float("-inf")) == "-inf"
