@@ -33,7 +33,7 @@ from typing import Any
 
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
 from cli.logs import LogSetup, Redactor, configure_logging
-from cli.progress import console, one_stdout, write_output
+from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import JobLog, hold_lock, lock_holder, stop_on_signals
 from cli.wiring import ConfigError
@@ -306,6 +306,19 @@ class AlertsService:
             text += "; no routes: nothing delivered"
         return text
 
+    def delivery_json(self) -> dict[str, Any]:
+        """``summary`` as numbers (``alerts check`` / ``follow --json``)."""
+        held = self.outbox.held
+        return {
+            "sent": self.sent,
+            "sent_by_phase": {phase: self.sent_by_phase[phase] for phase in ("fire", "resolve", "repeat")},
+            "failed": self.failed,
+            "held_by_silences": len(held),
+            "held_resolved_while_silenced": sum(h.final for h in held),
+            "below_every_route": len(self.outbox.unrouted),
+            "routes": [route.name for route in self.config.routes],
+        }
+
 
 def _fields(alert: Alert) -> dict[str, Any]:
     return {"seq": alert.fired_seq, "alert_id": alert.id}
@@ -350,6 +363,8 @@ def _evaluator(config: AlertsConfig, verb: str) -> Iterator[bool]:
 
 
 def cmd_alerts_follow(args: argparse.Namespace) -> int:
+    """Evaluate and deliver until a signal; ``--json`` writes what it sent at the stop."""
+    one_stdout(json=args.json)
     poll_arg = poll_seconds(args.poll_s) if args.poll_s is not None else None  # before any state is made
     redactor = Redactor()
     config = load_alerts_config(Path(args.rules), redactor)
@@ -369,39 +384,80 @@ def cmd_alerts_follow(args: argparse.Namespace) -> int:
                 len(service.config.rules),
                 len(service.config.routes),
             )
+            records = cycles = 0
             while not stop.is_set():
                 report = service.cycle()
+                records, cycles = records + report.records, cycles + 1
                 if report.records == 0:
                     stop.wait(poll_s)
             log.info("stopped: %s", service.summary())
+            if args.json:
+                document = {
+                    "journal": str(Path(args.journal)),
+                    "rules": str(Path(args.rules)),
+                    "cycles": cycles,
+                    "records": records,
+                    "firing": [_alert_json(alert) for alert in service.store.alerts(firing_only=True)],
+                    "delivery": service.delivery_json(),
+                }
+                write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     stop.raise_if_stopped()
     return 0
 
 
 def cmd_alerts_check(args: argparse.Namespace) -> int:
     """One cycle; prints the firing alerts; exit 1 when any is firing. While ``alerts follow``
-    evaluates the same state, the follower's firing alerts are shown instead (it delivers)."""
+    evaluates the same state, the follower's firing alerts are shown instead (it delivers).
+    ``--json`` / ``--csv`` (``-``: stdout, no table): the same, and the delivery counts."""
+    on_stdout = one_stdout(json=args.json, csv=args.csv)
     open_journal(args.journal).close()  # a path that is no journal is refused (exit 2), not waited for
     redactor = Redactor()
     config = load_alerts_config(Path(args.rules), redactor)
-    with _evaluator(config, "check") as held:
+    document: dict[str, Any] = {"journal": str(Path(args.journal)), "rules": str(Path(args.rules))}
+    with results_on_stderr(on_stdout), _evaluator(config, "check") as held:
         if not held:
-            return _check_beside_the_evaluator(args, config)
-        with _service(args, config, redactor) as service:
-            if args.no_send:
-                service.config.routes = []
-            report = service.cycle()
-            firing = service.store.alerts(firing_only=True)
-            counts = f"{len(report.fired)} fired, {len(report.resolved)} resolved"
-            console.print(
-                f"{report.records:,} new records; {counts}; "
-                + ("--no-send: nothing delivered" if args.no_send else service.summary())
-            )
-            _print_alerts(firing, "firing alerts")
-            return 1 if firing else 0
+            firing = _check_beside_the_evaluator(args, config, document)
+        else:
+            firing = _check_here(args, config, redactor, document)
+    if args.json:
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
+    if args.csv:
+        write_output(args.csv, _check_csv(document), option="--csv")
+    return 1 if firing else 0
 
 
-def _check_beside_the_evaluator(args: argparse.Namespace, config: AlertsConfig) -> int:
+def _check_here(
+    args: argparse.Namespace, config: AlertsConfig, redactor: Redactor, document: dict[str, Any]
+) -> list[Alert]:
+    """``alerts check``'s own cycle: evaluated and (but ``--no-send``) delivered here."""
+    with _service(args, config, redactor) as service:
+        if args.no_send:
+            service.config.routes = []
+        report = service.cycle()
+        firing = service.store.alerts(firing_only=True)
+        counts = f"{len(report.fired)} fired, {len(report.resolved)} resolved"
+        console.print(
+            f"{report.records:,} new records; {counts}; "
+            + ("--no-send: nothing delivered" if args.no_send else service.summary())
+        )
+        _print_alerts(firing, "firing alerts")
+        document.update(
+            evaluated_here=True,
+            evaluator="",
+            checkpoint_seq=service.store.checkpoint_seq,
+            records=report.records,
+            fired=[_alert_json(alert) for alert in report.fired],
+            resolved=[_alert_json(alert) for alert in report.resolved],
+            firing=[_alert_json(alert) for alert in firing],
+            no_send=bool(args.no_send),
+            delivery=service.delivery_json(),
+        )
+        return firing
+
+
+def _check_beside_the_evaluator(
+    args: argparse.Namespace, config: AlertsConfig, document: dict[str, Any]
+) -> list[Alert]:
     """``alerts check`` while another process (``alerts follow``) evaluates the state: that one
     folds and delivers; this one shows its firing alerts, as of its checkpoint."""
     holder = lock_holder(evaluator_lock_path(config.state))
@@ -416,7 +472,43 @@ def _check_beside_the_evaluator(args: argparse.Namespace, config: AlertsConfig) 
         f"journal seq {checkpoint} (nothing evaluated or sent here)"
     )
     _print_alerts(firing, "firing alerts")
-    return 1 if firing else 0
+    document.update(
+        evaluated_here=False,
+        evaluator=holder,
+        checkpoint_seq=checkpoint,
+        records=0,
+        fired=[],
+        resolved=[],
+        firing=[_alert_json(alert) for alert in firing],
+        no_send=bool(args.no_send),
+        delivery=None,  # the evaluator delivers: nothing was sent here
+    )
+    return firing
+
+
+_CHECK_FIELDS = (
+    "alert",
+    "id",
+    "rule",
+    "key",
+    "severity",
+    "status",
+    "fired",
+    "fired_seq",
+    "acked_by",
+    "message",
+)
+
+
+def _check_csv(document: dict[str, Any]) -> str:
+    """``alerts check --csv``: one row per alert fired or resolved by this cycle, and per alert
+    firing after it; ``alert`` says which (``fired``, ``resolved``, ``firing``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, _CHECK_FIELDS, restval="", extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for table in ("fired", "resolved", "firing"):
+        writer.writerows({"alert": table, **alert} for alert in document[table])
+    return buffer.getvalue()
 
 
 def _open_store(args: argparse.Namespace) -> AlertStore:
@@ -683,6 +775,15 @@ SILENCE_S_MAX = 366 * 86400  # a longer silence is a rule to change or remove (d
 
 
 def cmd_alerts_silence(args: argparse.Namespace) -> int:
+    with results_on_stderr(one_stdout(json=args.json)):
+        document = _silence(args)
+    if args.json:
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
+    return 0
+
+
+def _silence(args: argparse.Namespace) -> dict[str, Any]:
+    """Set the silence (journaled), say so; the silence as ``--json`` writes it."""
     config = load_alerts_config(Path(args.rules), Redactor())
     names = [rule.name for rule in config.rules]
     if args.rule not in names:
@@ -704,24 +805,36 @@ def cmd_alerts_silence(args: argparse.Namespace) -> int:
     finally:
         store.close()
     console.print(f"silence {silence_id}: {args.rule} {args.key or '(every key)'} until {_iso(until_ns)}")
-    return 0
+    return {"silence_id": silence_id, "rule": args.rule, "key": args.key or "", "until": _iso(until_ns),
+            "until_ns": until_ns, "by": by, "reason": args.reason}  # fmt: skip
 
 
 def cmd_alerts_unsilence(args: argparse.Namespace) -> int:
+    on_stdout = one_stdout(json=args.json)
     store = _open_store(args)
+    by = args.by or getpass.getuser()
     try:
-        store.unsilence(args.silence_id, wall_ns(), args.by or getpass.getuser())
+        store.unsilence(args.silence_id, wall_ns(), by)
     except AlertStateError as error:
         raise ConfigError(str(error)) from None
     finally:
         store.close()
-    console.print(f"silence {args.silence_id} ended")
+    with results_on_stderr(on_stdout):
+        console.print(f"silence {args.silence_id} ended")
+    if args.json:
+        document = {"silence_id": args.silence_id, "ended": True, "by": by}
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     return 0
 
 
 def cmd_alerts_ack(args: argparse.Namespace) -> int:
+    on_stdout = one_stdout(json=args.json)
     alert = acknowledge_alert(Path(args.rules), args.alert_id, args.by or getpass.getuser())
-    console.print(f"alert {alert.id} ({alert.rule} {alert.key}) acknowledged by {alert.acked_by}")
+    with results_on_stderr(on_stdout):
+        console.print(f"alert {alert.id} ({alert.rule} {alert.key}) acknowledged by {alert.acked_by}")
+    if args.json:
+        document = {"alert_id": alert.id, "alert": _alert_json(alert)}
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     return 0
 
 
@@ -775,5 +888,22 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
     )
     for parser in (silence, unsilence):
         parser.add_argument("--by", help="who (default: the login name)")
+    acted_on = {
+        silence: "the silence set (its id, rule, key, until, by)",
+        unsilence: "the silence ended",
+        ack: "the alert acknowledged (its id and fields)",
+        follow: "at the stop: what was sent, failed, held back, and the alerts firing",
+    }
+    for parser, what in acted_on.items():
+        parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                            help=f"write {what} as JSON (alone or '-': stdout)")  # fmt: skip
+    check.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                       help="write the alerts fired, resolved and firing and the delivery counts as JSON "
+                       "(alone or '-': stdout, no table; same exit status)")  # fmt: skip
+    check.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write one row per alert fired, resolved and firing ('-': stdout, no table)",
+    )
     for parser in (listing, silence, unsilence, ack):
         parser.add_argument("--rules", required=True, help="alerts TOML (its state file is used)")

@@ -13,7 +13,7 @@ from typing import Any
 
 from cli.arguments import at_least
 from cli.logs import configure_logging
-from cli.progress import console, one_stdout, write_output
+from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import (
     JobLog,
@@ -36,7 +36,9 @@ __all__ = ["add_jobs_parsers", "cmd_jobs", "cmd_scheduler"]
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """Run forever (SIGTERM or Ctrl-C stop it between jobs or during a wait). One scheduler per
-    job log: a second one is refused (it would run every job again)."""
+    job log: a second one is refused (it would run every job again). ``--json``: the runs it
+    made, written when it stops."""
+    one_stdout(json=args.json)
     config = load_scheduler_config(Path(args.config))
     nexts = {name: job.next_fire_ns(wall_ns()) for name, job in config.jobs.items()}  # refused: no log made
     lock_path = job_log_lock_path(config.job_log)
@@ -56,19 +58,46 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             for name, at_ns in sorted(nexts.items()):
                 at = describe_ns(at_ns, config.jobs[name].timezone)
                 setup.logger.info("job %s next at %s", name, at, extra={"job": name})
+            first_run_id = job_log.next_run_id()
             try:
                 runs = scheduler.run_forever(should_stop=lambda now_ns: stop.is_set())
                 setup.logger.info("scheduler stopped after %d runs", runs)
             finally:
                 setup.close()
+            if args.json:
+                made = _runs_since(config, job_log, first_run_id, runs)
+                write_output(args.json, json.dumps(made, indent=1) + "\n", option="--json")
     finally:
         os.close(lock)
     stop.raise_if_stopped()
     return 0
 
 
+def _runs_since(config: SchedulerConfig, job_log: JobLog, first_run_id: int, runs: int) -> dict[str, Any]:
+    """``scheduler --json``: the runs this scheduler made (each run's final attempt), counted by
+    outcome."""
+    attempts_max = max((job.retries + 1 for job in config.jobs.values()), default=1)
+    made = [
+        _run_json(run)
+        for run in reversed(job_log.runs(limit=max(1, runs * attempts_max)))
+        if run.run_id >= first_run_id and run.final
+    ]
+    outcomes: dict[str, int] = {}
+    for run in made:
+        outcomes[run["outcome"]] = outcomes.get(run["outcome"], 0) + 1
+    return {
+        "config": str(config.path),
+        "job_log": str(config.job_log),
+        "runs": len(made),
+        "outcomes": outcomes,
+        "final_attempts": made,
+    }
+
+
 def cmd_jobs_run(args: argparse.Namespace) -> int:
-    """Run one job now, with its retries; exit 1 when its last attempt failed."""
+    """Run one job now, with its retries; exit 1 when its last attempt failed. ``--json``: its
+    outcome, attempts, exit status and duration (the same exit status)."""
+    on_stdout = one_stdout(json=args.json)
     config = load_scheduler_config(Path(args.config))
     job = config.jobs.get(args.name)
     if job is None:
@@ -81,12 +110,17 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     finally:
         setup.close()
     colour = "green" if run.outcome == "ok" else "red"
-    console.print(
-        f"job {job.name} run {run.run_id}: [{colour}]{run.outcome}[/] after {run.attempt} attempt(s), "
-        f"{exit_text(run.exit_status)}, {run.duration_s:.1f} s"
-    )
-    if run.outcome != "ok" and run.detail:
-        console.print(run.detail, markup=False, highlight=False)
+    with results_on_stderr(on_stdout):
+        console.print(
+            f"job {job.name} run {run.run_id}: [{colour}]{run.outcome}[/] after {run.attempt} attempt(s), "
+            f"{exit_text(run.exit_status)}, {run.duration_s:.1f} s"
+        )
+        if run.outcome != "ok" and run.detail:
+            console.print(run.detail, markup=False, highlight=False)
+    if args.json:
+        document = {"config": str(config.path), "job_log": str(config.job_log), "attempts": run.attempt,
+                    **_run_json(run)}  # fmt: skip
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     return 0 if run.outcome == "ok" else 1
 
 
@@ -292,6 +326,12 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     sub = jobs.add_subparsers(dest="jobs_verb", required=True)
     run = sub.add_parser("run", help="run a job now (with its retries), recorded in the job log")
     run.add_argument("name")
+    run.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                     help="write the run's outcome, attempts, exit status and duration as JSON (alone or "
+                     "'-': stdout; same exit status)")  # fmt: skip
+    scheduler.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                           help="when it stops: the runs it made and their outcomes as JSON (alone or "
+                           "'-': stdout)")  # fmt: skip
     listing = sub.add_parser("list", help="jobs, next run times and last outcomes")
     listing.add_argument("--runs", type=at_least(0), default=0, help="also show the last N attempts")
     listing.add_argument(

@@ -49,8 +49,9 @@ from cli.paper_cmd import (
     prepare_session,
     run_session,
     session_options,
+    write_session_json,
 )
-from cli.progress import console, plural
+from cli.progress import console, one_stdout, plural, results_on_stderr
 from cli.wiring import ConfigError
 from domain.events import CommandReceived, LedgerPosted, VenueConnection, decode_event
 from domain.instruments import Instrument
@@ -75,6 +76,7 @@ def add_live_parser(verbs: Any) -> None:
 
 
 def cmd_live(args: argparse.Namespace) -> int:
+    on_stdout = one_stdout(json=args.json)
     config, market, player = prepare_session(args, "live")
     if config.venue.kind != "live":
         raise ConfigError(f'{args.config}: tape live needs [venue] kind = "live" (and a [live] table)')
@@ -87,8 +89,15 @@ def cmd_live(args: argparse.Namespace) -> int:
         )
     keys = None if settings.venue == "ib" else read_keys(settings, os.environ)  # IB: the gateway's login
     edge = LiveEdge(keys, settings, config.initial_cash, testnet=settings.testnet)
-    code = asyncio.run(run_session(config, market, player, carry_on=args.resume, edge=edge))
-    edge.print_summary(finished=code == EXIT_OK)
+    summary: dict[str, Any] = {}
+    with results_on_stderr(on_stdout):
+        code = asyncio.run(
+            run_session(config, market, player, carry_on=args.resume, edge=edge, summary=summary)
+        )
+        edge.print_summary(finished=code == EXIT_OK)
+    if summary:
+        summary["venue"] = edge.summary_json()
+    write_session_json(args.json, summary, code)
     return code
 
 
@@ -359,6 +368,22 @@ class LiveEdge:
             await self._venue.stop_streams()
         if self.bridge is not None:
             self.bridge.take_updates()
+
+    def summary_json(self) -> dict[str, Any]:
+        """``print_summary``'s counts and the session's reconciliations, as JSON values."""
+        bridge = self.bridge
+        counts = None if bridge is None else bridge.counts
+        return {
+            "name": self.name,
+            "orders_sent": 0 if counts is None else counts.sent,
+            "cancels_sent": 0 if counts is None else counts.cancels_sent,
+            "messages_to_kernel": 0 if counts is None else counts.messages,
+            "fills_to_kernel": 0 if counts is None else counts.fills,
+            "updates_of_other_orders": 0 if counts is None else counts.foreign,
+            "after_last_step": 0 if bridge is None else bridge.outbox.waiting,
+            "stream_notes": {} if counts is None else dict(sorted(counts.notes.items())),
+            "reconciled": list(self.reconciled),
+        }
 
     def print_summary(self, *, finished: bool) -> None:
         """The bridge's counts; the venue's answers that came after the kernel's last step are

@@ -632,7 +632,10 @@ def _run(args: argparse.Namespace) -> int:
     except (Stopped, KeyboardInterrupt) as stop:
         term = isinstance(stop, Stopped) and stop.signum == signal.SIGTERM
         what = "terminated" if term else "interrupted"
-        console.print(f"{what}: what was committed stays (a journal cut short is an unfinished run)")
+        # beside the JSON a stopped verb wrote on stdout (scheduler --json -), not inside it
+        data_on_stdout = getattr(args, "json", None) in ("-", True) or getattr(args, "csv", None) == "-"
+        with results_on_stderr(data_on_stdout):
+            console.print(f"{what}: what was committed stays (a journal cut short is an unfinished run)")
         return EXIT_TERMINATED if term else EXIT_INTERRUPTED
     except Exception as error:
         if os.environ.get("TAPE_TRACEBACK"):

@@ -41,7 +41,7 @@ import msgspec
 import numpy as np
 
 from cli.exits import EXIT_OK
-from cli.progress import console, plural, progress_bar
+from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.report_cmd import print_report
 from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
 from domain.events import (
@@ -125,6 +125,10 @@ def add_paper_parser(verbs: Any) -> None:
 def session_options(parser: Any) -> None:
     """The options ``tape paper`` and ``tape live`` share."""
     parser.add_argument("--journal", help="override the config's journal path (a new journal)")
+    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="at the session's end: its summary (steps, bars, broker or venue "
+                        "counts, journal and chain head) as JSON (alone or '-': stdout; same exit "
+                        "status)")  # fmt: skip
     parser.add_argument(
         "--resume", action="store_true", help="carry on the session the journal holds (stopped or crashed)"
     )
@@ -177,10 +181,15 @@ def add_command_parser(verbs: Any) -> None:
     )
     command.add_argument("--note", default="", help="why (journaled with the command)")
     command.add_argument("--strategy", default="", help="pause / resume: the strategy (its strategy_id)")
+    command.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                         help="write the command sent and the inbox it went to as JSON (alone or '-': "
+                         "stdout)")  # fmt: skip
 
 
 def cmd_command(args: argparse.Namespace) -> int:
-    """Append the command to the session's inbox; the session journals and applies it."""
+    """Append the command to the session's inbox; the session journals and applies it.
+    ``--json``: what was sent, and where."""
+    on_stdout = one_stdout(json=args.json)
     if running_session(args.journal) is None:
         if not Path(args.journal).exists():
             raise ConfigError(f"no journal at {args.journal}: no session writes it to apply the command")
@@ -200,7 +209,12 @@ def cmd_command(args: argparse.Namespace) -> int:
         path = send_command(args.journal, args.command, operator, args.note, args.strategy)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    console.print(f"{args.command} sent to {path} (the session applies it at its next step)")
+    with results_on_stderr(on_stdout):
+        console.print(f"{args.command} sent to {path} (the session applies it at its next step)")
+    if args.json:
+        document = {"journal": str(Path(args.journal)), "inbox": str(path), "command": args.command,
+                    "operator": operator, "note": args.note, "strategy": args.strategy}  # fmt: skip
+        write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     return EXIT_OK
 
 
@@ -228,10 +242,23 @@ class _Session:
 
 
 def cmd_paper(args: argparse.Namespace) -> int:
+    on_stdout = one_stdout(json=args.json)
     config, market, player = prepare_session(args, "paper")
     if config.venue.kind == "live":
         raise ConfigError(f'{args.config}: [venue] kind = "live" trades at the venue: run it with tape live')
-    return asyncio.run(run_session(config, market, player, carry_on=args.resume))
+    summary: dict[str, Any] = {}
+    with results_on_stderr(on_stdout):
+        code = asyncio.run(run_session(config, market, player, carry_on=args.resume, summary=summary))
+    write_session_json(args.json, summary, code)
+    return code
+
+
+def write_session_json(path: str | None, summary: dict[str, Any], code: int) -> None:
+    """``paper --json`` / ``live --json``: the session's summary at its end (none when it
+    stopped before it began: that was said in its ``error:`` line)."""
+    if path and summary:
+        text = json.dumps({**summary, "exit_status": code}, indent=1) + "\n"
+        write_output(path, text, option="--json")
 
 
 def prepare_session(args: argparse.Namespace, verb: str) -> tuple[BacktestConfig, Path | None, Player]:
@@ -539,9 +566,16 @@ class Edge(Protocol):
 
 
 async def run_session(
-    config: BacktestConfig, market: Path | None, player: Player, *, carry_on: bool, edge: Edge | None = None
+    config: BacktestConfig,
+    market: Path | None,
+    player: Player,
+    *,
+    carry_on: bool,
+    edge: Edge | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> int:
-    """A paper session (or, with ``edge``, a live one): fresh or resumed, to its end or a stop."""
+    """A paper session (or, with ``edge``, a live one): fresh or resumed, to its end or a stop;
+    ``summary`` (when given) is filled with what its end says (``session_json``)."""
     assert config.paper is not None
     frequency = str(read_manifest(Path(config.dataset))["frequency"])
     if carry_on and not Path(config.journal).exists():
@@ -558,7 +592,7 @@ async def run_session(
     except OSError as error:
         raise ConfigError(f"{config.journal}: cannot mark its session beside it: {error}") from None
     try:
-        return await _run_claimed(config, local, player, fresh, frequency, edge, claim)
+        return await _run_claimed(config, local, player, fresh, frequency, edge, claim, summary)
     finally:
         claim.release()
 
@@ -571,6 +605,7 @@ async def _run_claimed(
     frequency: str,
     edge: Edge | None,
     claim: SessionClaim,
+    summary: dict[str, Any] | None = None,
 ) -> int:
     journal = open_journal(config.journal, backend=config.journal_backend, writable=True)
     try:
@@ -603,6 +638,9 @@ async def _run_claimed(
             kernel.finish()
         journal.commit()
         _print_summary(config, source, session, journal.last_hash.hex(), len(journal), resumed=fresh is None)
+        if summary is not None:
+            summary.update(session_json(config, source, session, journal.last_hash.hex(), len(journal)))
+            summary.update(resumed=fresh is None, step=source.next_row, steps=setup.panel.steps)
     finally:
         journal.close()
     if not source.done:
@@ -1503,6 +1541,44 @@ def bar_updates(received: int, superseded: int, waiting: int) -> str:
         if count
     ]
     return plural(received, "update") + (f" ({', '.join(parts)})" if parts else "")
+
+
+def session_json(
+    config: BacktestConfig, source: QueueSource, session: _Session, head: str, records: int
+) -> dict[str, Any]:
+    """What ``_print_summary`` says, as JSON values (``paper --json`` / ``live --json``)."""
+    counts = source.counts
+    document: dict[str, Any] = {
+        "run_id": config.run_id,
+        "journal": str(config.journal),
+        "records": records,
+        "chain_head": head,
+        "done": source.done,
+        "stopped": "" if source.done else session.stopped,
+        "bars": {
+            "updates": session.bars_received,
+            "superseded": session.bars_superseded,
+            "waiting": session.bars_waiting,
+        },
+        "kernel": {
+            "received": counts.received,
+            "accepted": counts.accepted,
+            "quarantined": dict(sorted(counts.quarantined.items())),
+            "empty_steps": counts.empty_steps,
+        },
+        "venue_errors": session.venue_errors,
+        "broker": None,
+        "marks": None,
+    }
+    if session.broker is not None:
+        broker = dataclasses.asdict(session.broker.counts)
+        waits = sorted(broker.pop("latency_ns"))
+        broker["latency_median_ms"] = waits[len(waits) // 2] / 1e6 if waits else None
+        broker["latency_max_ms"] = waits[-1] / 1e6 if waits else None
+        document["broker"] = broker
+    if session.marks is not None:
+        document["marks"] = {**dataclasses.asdict(session.marks.counts), "pending": session.marks.pending}
+    return document
 
 
 def _print_summary(

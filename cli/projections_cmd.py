@@ -7,6 +7,8 @@ and returns the exit status.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
 import os
@@ -16,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -137,35 +139,54 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from projections import SchemaMismatch
     from projections.audit import audit
 
-    one_stdout(json=args.json, csv=None)
+    one_stdout(json=args.json, csv=args.csv)
     open_journal(args.journal).close()  # a path that is no journal is said as such, before the ledger
     target = _target(args)
     try:
         report = audit(args.journal, target, schema=args.schema)
     except SchemaMismatch as error:  # a Tape ledger of another schema version: rebuild it
         raise ConfigError(f"--db {error}") from None
-    if args.json:
-        differences = [
-            {
-                "table": difference.table,
-                "live": difference.live,
-                "rebuilt": difference.rebuilt,
-                "first_difference": difference.first_difference,
-            }
-            for difference in report.differences
-        ]
-        summary = {
-            "ledger": describe_target(target, args.schema),
-            "ok": report.ok,
-            "checkpoint_seq": report.checkpoint_seq,
-            "tables": report.tables,
-            "differences": differences,
+    differences = [
+        {
+            "table": difference.table,
+            "live": difference.live,
+            "rebuilt": difference.rebuilt,
+            "first_difference": difference.first_difference,
         }
+        for difference in report.differences
+    ]
+    summary = {
+        "ledger": describe_target(target, args.schema),
+        "ok": report.ok,
+        "checkpoint_seq": report.checkpoint_seq,
+        "tables": report.tables,
+        "differences": differences,
+    }
+    if args.csv:
+        write_output(args.csv, _audit_csv(summary), option="--csv")
+    if args.json:
         print(json.dumps(summary, indent=1))
+    if args.json or args.csv == "-":
         return report.exit_status
     for text in report.lines():
         console.print(text, markup=False, highlight=False)
     return report.exit_status
+
+
+def _audit_csv(summary: dict[str, Any]) -> str:
+    """``audit --csv``: a row per table that differs (its live and rebuilt checksums, the first
+    differing row), each with the verdict; one row with the table fields empty when all agree."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ("ledger", "ok", "checkpoint_seq", "tables", "table", "live", "rebuilt", "first_difference")
+    )
+    head = (summary["ledger"], summary["ok"], summary["checkpoint_seq"], summary["tables"])
+    for row in summary["differences"] or [
+        dict.fromkeys(("table", "live", "rebuilt", "first_difference"), "")
+    ]:
+        writer.writerow((*head, row["table"], row["live"], row["rebuilt"], row["first_difference"]))
+    return buffer.getvalue()
 
 
 def cmd_projections_follow(args: argparse.Namespace) -> int:
@@ -414,6 +435,12 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     audit.add_argument(
         "--json", action="store_true", help="print the verdict and each differing table as JSON"
+    )
+    audit.add_argument(
+        "--csv",
+        metavar="PATH",
+        help="write a row per differing table (one row when all agree) with the verdict as CSV "
+        "('-': stdout, no lines; same exit status)",
     )
     rebuild.add_argument(
         "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"

@@ -12,8 +12,9 @@ from typing import Any
 import msgspec
 
 from domain.events import DatasetReferenced, RunStarted
-from domain.fixed import minor_digits
+from domain.fixed import minor_digits, to_decimal
 from domain.riskrules import PolicyError, policy_from_mapping, policy_to_mapping
+from kernel.margin import MONEY_MINOR_MAX, checked_money_minor
 from kernel.setup import RunSetup
 from kernel.strategy import Strategy
 from models.plugins import PluginError, load_strategy
@@ -124,15 +125,13 @@ def _complete_policies(raw: dict[str, Any]) -> None:
             entry["risk"] = policy_to_mapping(policy_from_mapping(entry["risk"], prefix=prefix))
 
 
-INITIAL_CASH_MAX = Decimal(10) ** 13
-"""The largest ``initial_cash`` (in the currency's major unit): 10**15 minor units of a
-two-digit currency, far below where the kernel's 64-bit money sums could overflow."""
-
-
 def _check_money(path: Path, config: BacktestConfig) -> None:
-    """The currency is known and ``initial_cash`` is a positive, finite, bounded decimal."""
+    """The currency is known; ``initial_cash`` is a positive, finite decimal of at most
+    ``MONEY_MINOR_MAX`` minor units (10^13 USD, 10^9 USDT at its 6 digits: beyond, the journal's
+    64-bit money overflowed as an internal error), and so is ``fill.commission_min_minor`` (a
+    charge added to cash; the other ``*_minor`` settings are caps, only compared)."""
     try:
-        minor_digits(config.currency)
+        digits = minor_digits(config.currency)
     except ValueError as error:
         raise ConfigError(f"{path}: currency: {error}") from None
     text = config.initial_cash
@@ -140,10 +139,25 @@ def _check_money(path: Path, config: BacktestConfig) -> None:
         value = Decimal(text)
     except InvalidOperation:
         raise ConfigError(f"{path}: initial_cash {text!r} is not a decimal number") from None
-    if not value.is_finite() or not 0 < value <= INITIAL_CASH_MAX:
+    if not value.is_finite() or value <= 0:
+        raise ConfigError(f"{path}: initial_cash {text!r} must be a positive amount")
+    # An exponent past any bound is refused before it is multiplied out ("1e999999999").
+    minor = MONEY_MINOR_MAX + 1 if value.adjusted() > 40 else config.initial_cash_minor()
+    try:
+        checked_money_minor(minor, text, config.currency, "initial_cash")
+    except ValueError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    fee = config.fill.commission_min_minor
+    if fee > MONEY_MINOR_MAX:
+        largest = to_decimal(MONEY_MINOR_MAX, digits).normalize()
         raise ConfigError(
-            f"{path}: initial_cash {text!r} must be a positive amount of at most "
-            f"{INITIAL_CASH_MAX:,} {config.currency}"
+            f"{path}: fill.commission_min_minor: {fee} is too large: at most {MONEY_MINOR_MAX:,} "
+            f"minor units ({largest:,f} {config.currency})"
+        )
+    if minor <= 0:
+        raise ConfigError(
+            f"{path}: initial_cash {text!r} must be a positive amount (it rounds to 0 at "
+            f"{config.currency}'s {digits} minor digits)"
         )
 
 

@@ -75,7 +75,14 @@ from kernel.pipeline import (
     vol_target_targets,
 )
 from kernel.router import Router
-from kernel.schedules import Decisions, OperatorCommands, ScheduleError, apply_strategy_command
+from kernel.schedules import (
+    Decisions,
+    OperatorCommands,
+    ScheduleError,
+    apply_strategy_command,
+    data_end,
+    utc_text,
+)
 from kernel.setup import RunSetup
 from kernel.sleeve_orders import BookTargets, SleeveTargets
 from kernel.sleeves import Sleeve, SleeveBook, SleeveError
@@ -110,8 +117,8 @@ def _conversions_by_step(panel: Panel, conversions: Sequence[FxConversion]) -> d
         step = int(np.searchsorted(panel.ts_ns, conversion.ts_ns, side="left"))
         if step >= panel.steps:
             raise KernelError(
-                f"fx conversion {conversion.source}->{conversion.target} at {conversion.ts_ns} is after "
-                "the data's end"
+                f"fx conversion {conversion.source}->{conversion.target} at {utc_text(conversion.ts_ns)} "
+                f"is after {data_end(panel)}"
             )
         grouped.setdefault(step, []).append(conversion)
     return grouped
@@ -322,7 +329,7 @@ class Kernel:
         venue's mark. Returns the step."""
         step = max(int(np.searchsorted(self._panel.ts_ns, ts_ns, side="left")), self.state.next_step)
         if step >= self._panel.steps:
-            raise KernelError(f"funding at {ts_ns} is after the run's last step")
+            raise KernelError(f"funding at {ts_ns} is after the run's last step")  # journaled (LATE_FUNDING)
         try:
             self._carry.add_funding(step, instrument_id, rate_e8, ts_ns, mark_px_raw)
         except ValueError as error:

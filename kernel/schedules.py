@@ -9,6 +9,7 @@ operator command that arrives while running is added at the first step not yet r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 import msgspec
 import numpy as np
@@ -26,9 +27,11 @@ __all__ = [
     "OperatorCommands",
     "ScheduleError",
     "apply_strategy_command",
+    "data_end",
     "decision_steps",
     "scheduled_rows",
     "strategy_schedule",
+    "utc_text",
 ]
 
 STRATEGY_COMMANDS = ("pause", "resume")
@@ -36,6 +39,23 @@ STRATEGY_COMMANDS = ("pause", "resume")
 
 Command = OperatorCommanded | StrategyCommanded
 """An operator command the kernel applies at a step: to the kill switch, or to one strategy."""
+
+
+def utc_text(ts_ns: int) -> str:
+    """A nanosecond stamp as a reader takes it in an error line: ISO 8601 in UTC, the raw
+    nanoseconds beside it (``2019-09-01T00:00:00Z (1567296000000000000 ns)``)."""
+    seconds, rest = divmod(ts_ns, 1_000_000_000)
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # outside what datetime holds
+        return f"{ts_ns} ns"
+    fraction = f".{rest:09d}".rstrip("0") if rest else ""
+    return f"{moment}{fraction}Z ({ts_ns} ns)"
+
+
+def data_end(panel: Panel) -> str:
+    """``the data's end`` with its time, for an error line of something due after it."""
+    return f"the data's end ({utc_text(int(panel.ts_ns[-1]))})" if panel.steps else "the data's end"
 
 
 def apply_strategy_command(paused: set[str], command: StrategyCommanded) -> None:
@@ -155,8 +175,9 @@ class OperatorCommands:
             self._check(command)
             step = self._due(command)
             if step >= panel.steps:
-                raise ScheduleError(
-                    f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
+                raise ScheduleError(  # a configured command, refused before the run starts
+                    f"operator command {command.command!r} at {utc_text(command.ts_ns)} is after "
+                    f"{data_end(panel)}"
                 )
             self._put(step, command)
 
@@ -185,7 +206,7 @@ class OperatorCommands:
         self._check(command)
         due = self._due(command)
         step = max(due, next_step)
-        if step >= self._panel.steps:
+        if step >= self._panel.steps:  # journaled as a refusal's detail (paper, live): kept as it was
             raise ScheduleError(
                 f"operator command {command.command!r} at {command.ts_ns} is after the data's end"
             )

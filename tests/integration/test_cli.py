@@ -252,8 +252,10 @@ def test_a_config_the_data_cannot_run_is_exit_2_with_the_reason(
     extra = '[[operator_commands]]\nat = "2099-01-01T00:00:00Z"\ncommand = "halt"\n'
     (workdir / "late.toml").write_text(CONFIG.format(extra=extra).replace('"journal"', '"late"'))
     assert tape(["backtest", str(workdir / "late.toml")]) == 2
-    out = capsys.readouterr().out
+    out = " ".join(capsys.readouterr().out.split())
     assert "error:" in out and "after the data's end" in out and "Traceback" not in out
+    # in UTC, not bare nanoseconds (4070908800000000000 alone said nothing to a reader)
+    assert "operator command 'halt' at 2099-01-01T00:00:00Z (4070908800000000000 ns) is after" in out, out
 
 
 def test_a_risk_policy_file_and_a_bad_policy_key(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

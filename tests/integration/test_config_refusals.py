@@ -29,7 +29,7 @@ HOSTILE = [
     ("cash-nan", 'initial_cash = "100000"', 'initial_cash = "NaN"', "must be a positive amount"),
     ("cash-inf", 'initial_cash = "100000"', 'initial_cash = "-Infinity"', "must be a positive amount"),
     ("cash-huge", 'initial_cash = "100000"', 'initial_cash = "1e30"', "at most 10,000,000,000,000"),
-    ("cash-exponent", 'initial_cash = "100000"', 'initial_cash = "1e999999999"', "must be a positive"),
+    ("cash-exponent", 'initial_cash = "100000"', 'initial_cash = "1e999999999"', "is too large: at most"),
     ("cash-negative", 'initial_cash = "100000"', 'initial_cash = "-1000000"', "must be a positive amount"),
     ("cash-zero", 'initial_cash = "100000"', 'initial_cash = "0"', "must be a positive amount"),
     ("currency-xyz", 'currency = "USD"', 'currency = "XYZ"', "unknown currency 'XYZ'"),

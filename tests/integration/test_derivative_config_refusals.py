@@ -31,14 +31,14 @@ maintenance_amount = "500"
 """
 
 
-def _backtest(tmp_path: Path, tail: str) -> tuple[int, Path]:
+def _backtest(tmp_path: Path, tail: str, cash: str = "10000") -> tuple[int, Path]:
     data = tmp_path / "data"
     if not data.exists():
         make_perp_dataset(data)
     config = tmp_path / "perp.toml"
     config.write_text(
         'run_id = "perp"\ndataset = "data"\njournal = "journal"\ncurrency = "USDT"\n'
-        'initial_cash = "10000"\n[strategy]\nname = "sma_crossover"\n'
+        f'initial_cash = "{cash}"\n[strategy]\nname = "sma_crossover"\n'
         "params = { fast = 3, slow = 12, weight = 1.0 }\n" + tail
     )
     return main(["backtest", str(config)]), tmp_path / "journal"
@@ -89,6 +89,33 @@ def test_a_bad_derivative_or_currency_setting_is_refused_before_the_journal(
             assert len(opened) == 0
     status, _ = _backtest(tmp_path, "[perp_margin]\n" + TIERS)
     assert status == 0  # the journal path is free for the corrected run
+
+
+@pytest.mark.parametrize(
+    ("cash", "tail", "message"),
+    [
+        # 10^13 USDT is 10^19 minor units at its 6 digits: the first event overflowed (exit 70)
+        ("10000000000000", "", r"initial_cash: '10000000000000' is too large: at most 1,000,000,000 USDT"),
+        ("1e999999999", "", r"initial_cash: '1e999999999' is too large: at most 1,000,000,000 USDT"),
+        ("0.0000001", "", r"initial_cash '0.0000001' must be a positive amount \(it rounds to 0"),
+        (
+            "10000",
+            "[fill]\ncommission_min_minor = 9223372036854775807\n",
+            r"fill.commission_min_minor: 9223372036854775807 is too large: at most "
+            r"1,000,000,000,000,000 minor units \(1,000,000,000 USDT\)",
+        ),
+    ],
+)
+def test_base_cash_and_a_minimum_commission_are_bounded_in_minor_units(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cash: str, tail: str, message: str
+) -> None:
+    status, journal = _backtest(tmp_path, tail, cash)
+    out = capsys.readouterr()
+    lines = [line for line in (out.out + out.err).splitlines() if line.startswith("error:")]
+    assert status == 2, out
+    assert len(lines) == 1 and re.search(message, lines[0]), lines
+    assert not journal.exists()  # refused as configuration, before the journal opens
+    assert _backtest(tmp_path, "", "1000000000")[0] == 0  # the largest amount allowed runs
 
 
 def test_amounts_too_large_for_the_journal_name_the_key() -> None:

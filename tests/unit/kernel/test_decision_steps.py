@@ -102,3 +102,12 @@ def test_schedule_rows_is_checked_as_schedule_is(tmp_path: Path) -> None:
     setup = build_setup(config, _MaskedRows({}), queued=True)
     with pytest.raises(KernelError, match=r"scripted: schedule_rows must return a 1-D array .* boolean mask"):
         Kernel(setup, ListSink(), arrived=20)
+
+
+def test_utc_text_reads_a_stamp_in_utc_with_its_nanoseconds() -> None:
+    from kernel.schedules import utc_text
+
+    assert utc_text(1_567_296_000_000_000_000) == "2019-09-01T00:00:00Z (1567296000000000000 ns)"
+    assert utc_text(1_567_296_000_123_400_000) == "2019-09-01T00:00:00.1234Z (1567296000123400000 ns)"
+    assert utc_text(-1) == "1969-12-31T23:59:59.999999999Z (-1 ns)"
+    assert utc_text(10**30) == f"{10**30} ns"  # beyond what a date holds: the number alone

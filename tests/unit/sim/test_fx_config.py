@@ -166,3 +166,15 @@ def test_the_kill_switch_watches_the_nav_in_the_base(tmp_path: Path, falls: bool
     [trip] = tripped
     assert trip.trigger == "drawdown" and trip.observed == 6_250_000  # 1e-8 of the USD peak
     assert "of peak 1600000" in trip.reason
+
+
+def test_a_conversion_after_the_data_names_both_times_in_utc(tmp_path: Path) -> None:
+    """The line said ``at 1735689600000000000 is after the data's end``: nanoseconds to decode."""
+    rates = [FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000) for day in DAYS]
+    late = FxConversionConfig(at="2025-01-01T00:00:00Z", source="USD", target="CNY", amount="1")
+    expected = (
+        r"^fx conversion USD->CNY at 2025-01-01T00:00:00Z \(1735689600000000000 ns\) is after the "
+        r"data's end \(2024-01-05T00:00:00Z \(1704412800000000000 ns\)\)$"
+    )
+    with pytest.raises(KernelError, match=expected):
+        _run(tmp_path, rates, fx=FxConfig(initial_cash={"CNY": "1000"}, conversions=[late]))
