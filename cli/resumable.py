@@ -29,7 +29,6 @@ __all__ = [
     "left_clean_on_error",
     "note_other_code",
     "recorded_runs",
-    "remove_journal",
     "resume_command",
     "said_where",
 ]
@@ -135,15 +134,6 @@ def note_other_code(recorded: Iterable[Experiment], code: str) -> None:
     others = Counter(e.code_version for e in recorded if e.code_version != code)
     for other, count in sorted(others.items()):
         console.print(f"note: {count:,} recorded run(s) came from {other}; the rest run on {code}")
-
-
-def remove_journal(path: Path) -> None:
-    """A journal left by a run that did not finish (LMDB folder, or SQLite file and sidecars)."""
-    if path.is_dir():
-        shutil.rmtree(path)
-    for item in (path, *(path.with_name(path.name + tail) for tail in ("-wal", "-shm", "-journal"))):
-        if item.is_file():
-            item.unlink()
 
 
 @contextmanager

@@ -56,7 +56,6 @@ from cli.resumable import (
     left_clean_on_error,
     note_other_code,
     recorded_runs,
-    remove_journal,
     resume_command,
     said_where,
 )
@@ -70,7 +69,7 @@ from cli.wiring import (
 )
 from domain.market import Panel
 from kernel.replay import replay
-from kernel.store import open_journal
+from kernel.store import open_journal, remove_journal
 from lake.store import dataset_ref, load_panel
 from models.plugins import installed_strategies
 from sim.backtest import BacktestConfig, run_backtest

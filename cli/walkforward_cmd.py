@@ -50,7 +50,6 @@ from cli.resumable import (
     left_clean_on_error,
     note_other_code,
     recorded_runs,
-    remove_journal,
     resume_command,
     said_where,
 )
@@ -64,6 +63,7 @@ from cli.sweep_cmd import (
     sweep_points,
 )
 from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, typed_path
+from kernel.store import remove_journal
 from lake.store import load_panel
 from sim.backtest import BacktestConfig
 from sim.experiments import METRICS, Experiment, ExperimentStore, format_metric, metric_score, short_names

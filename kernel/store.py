@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from kernel._memory import MemoryBackend
 from kernel._sqlite import SqliteBackend
 from kernel.journal import Journal, JournalBackend, JournalError
 
-__all__ = ["BACKENDS", "backend_for", "memory_journal", "open_journal"]
+__all__ = ["BACKENDS", "backend_for", "memory_journal", "open_journal", "remove_journal"]
 
 BACKENDS = ("lmdb", "sqlite")
 
@@ -52,3 +53,14 @@ def memory_journal(on_append: Callable[[Event], None] | None = None) -> Journal:
     """A new, writable journal held in this process's memory (``kernel._memory``): the same
     segments and chain head as on disk, nothing kept once it is dropped."""
     return Journal(MemoryBackend(), writable=True, on_append=on_append)
+
+
+def remove_journal(path: Path | str) -> None:
+    """Delete the journal at ``path``, whichever backend wrote it: an LMDB folder, or a SQLite
+    file and its sidecars (for a run that did not finish, or one refused before its first record)."""
+    path = Path(path)
+    if path.is_dir():
+        shutil.rmtree(path)
+    for item in (path, *(path.with_name(path.name + tail) for tail in ("-wal", "-shm", "-journal"))):
+        if item.is_file():
+            item.unlink()

@@ -41,7 +41,7 @@ from kernel.run_status import run_status
 from kernel.schedules import STRATEGY_COMMANDS
 from kernel.setup import RunSetup, StrategySlot
 from kernel.sleeves import allocate
-from kernel.store import memory_journal, open_journal
+from kernel.store import memory_journal, open_journal, remove_journal
 from kernel.strategy import Strategy
 from kernel.venue import VenuePort
 from lake.sessions import step_grid
@@ -922,12 +922,14 @@ def run_backtest(
             notice(said)
     setup = build_setup(config, strategy, expected_hash=ref.content_hash, loaded=loaded)
     panel = setup.panel
+    created = not in_memory and not Path(config.journal).exists()
     if in_memory:
         journal = memory_journal(on_append)
     else:
         journal = open_journal(
             config.journal, backend=config.journal_backend, writable=True, on_append=on_append
         )
+    refused = False  # before its first record: the journal this call created is removed
     try:
         refuse_used_journal(journal, config.journal)
         kernel = Kernel(setup, journal)  # its refusals (a schedule, a currency) before any record
@@ -939,5 +941,10 @@ def run_backtest(
         journal.commit()
         nav = kernel.nav_minor(panel.steps - 1)
         return BacktestResult(Path(config.journal), len(journal), journal.last_hash.hex(), nav, panel.steps)
+    except BaseException:
+        refused = created and len(journal) == 0
+        raise
     finally:
         journal.close()
+        if refused:  # a refusal (a currency without rates, a schedule) leaves no empty journal
+            remove_journal(config.journal)

@@ -96,6 +96,11 @@ class _Both(Scripted):
 def test_an_instrument_currency_without_rates_stops_naming_currency_and_day(tmp_path: Path) -> None:
     with pytest.raises(KernelError, match=r"no CNY/USD rate in the data set \(needed on 20240102\)"):
         _run(tmp_path, None)
+    assert not (tmp_path / "j").exists()  # refused before its first record: no empty journal left
+    (tmp_path / "j").mkdir()  # a folder the user made is theirs: the same refusal keeps it
+    with pytest.raises(KernelError, match="no CNY/USD rate"):
+        _run(tmp_path, None)
+    assert (tmp_path / "j").is_dir()
 
 
 def test_a_cash_account_with_several_currencies_runs_and_the_rest_is_refused_by_name(tmp_path: Path) -> None:
