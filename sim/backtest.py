@@ -941,7 +941,7 @@ def run_backtest(
         journal.commit()
         nav = kernel.nav_minor(panel.steps - 1)
         return BacktestResult(Path(config.journal), len(journal), journal.last_hash.hex(), nav, panel.steps)
-    except BaseException:
+    except Exception:  # a refusal; a stop (a signal) keeps what is there, as a stop mid-run does
         refused = created and len(journal) == 0
         raise
     finally:
