@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from cli import projections_cmd
 from cli.alerts_cmd import add_alerts_parser, cmd_alerts
+from cli.arguments import sqlite_path
 from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit, session_day
 from cli.compare_cmd import add_compare_parser, cmd_compare
 from cli.exits import (
@@ -44,6 +45,7 @@ from cli.ingest import (
 )
 from cli.jobs_cmd import add_jobs_parsers, cmd_jobs, cmd_scheduler
 from cli.live_cmd import add_live_parser, cmd_live
+from cli.logs import mask_url_passwords
 from cli.models_cmd import add_models_parser, cmd_models
 from cli.montecarlo_cmd import add_montecarlo_parser, cmd_montecarlo
 from cli.options_cmd import add_option_chain_parser, cmd_option_chain
@@ -464,7 +466,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--csv", metavar="PATH", help="the verdict as one CSV row ('-': stdout)")
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
-    rebuild.add_argument("--db", help="ledger path (default: JOURNAL.ledger.sqlite)")
+    rebuild.add_argument("--db", type=sqlite_path, help="ledger path (default: JOURNAL.ledger.sqlite)")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
     )
@@ -648,7 +650,7 @@ def _print_error(
     args: argparse.Namespace, error: Exception, *, prefix: str = "error", kind: bool = False
 ) -> None:
     """One line (never wrapped) naming the file the verb was given, then the problem."""
-    message = " ".join(str(error).split()) or type(error).__name__
+    message = mask_url_passwords(" ".join(str(error).split()) or type(error).__name__)
     if kind:
         message = f"{type(error).__name__}: {message} (a bug: please report it; TAPE_TRACEBACK=1 shows where)"
     # An error may name its own file (``compare``'s second journal); else the verb's.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from cli.arguments import schema_name
+from cli.arguments import ledger_target, postgres_url, schema_name
 from cli.progress import console, one_stdout, progress_bar, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 def _target(args: argparse.Namespace) -> Path | str:
     if args.db:
-        return str(args.db) if str(args.db).startswith(("postgresql://", "postgres://")) else Path(args.db)
+        return ledger_target(str(args.db))
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
 
 
@@ -428,7 +428,11 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     rebuild = sub.add_parser("rebuild", help="drop and replay from seq 0")
     for parser in (rebuild, audit):
         parser.add_argument("journal")
-        parser.add_argument("--db", help="SQLite path or postgresql:// URL (default JOURNAL.ledger.sqlite)")
+        parser.add_argument(
+            "--db",
+            type=ledger_target,
+            help="SQLite path or postgresql:// URL (default JOURNAL.ledger.sqlite)",
+        )
         parser.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name, help="PostgreSQL schema")
     rebuild.add_argument(
         "--json", action="store_true", help="print the checksums as JSON instead of the table"
@@ -447,7 +451,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     follow = sub.add_parser("follow", help="tail the journal into the ledger (or Influx)")
     follow.add_argument("journal")
-    follow.add_argument("--db")
+    follow.add_argument("--db", type=ledger_target, help="SQLite path or postgresql:// URL")
     follow.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name)
     follow.add_argument("--influx", help="Influx URL, e.g. http://127.0.0.1:8086 (metrics instead of ledger)")
     _influx_arguments(follow)
@@ -474,7 +478,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     host.add_argument("--once", action="store_true", help="one sample, then exit")
     _influx_arguments(host)
     grant = sub.add_parser("grant-readonly", help="create a read-only PostgreSQL role for dashboards")
-    grant.add_argument("--db", required=True, help="postgresql:// URL")
+    grant.add_argument("--db", required=True, type=postgres_url, help="postgresql:// URL")
     grant.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name)
     grant.add_argument("--role", default="tape_dashboards")
     grant.add_argument(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from cli.arguments import schema_name
+from cli.arguments import ledger_target, schema_name
 from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import Column, print_fitted
@@ -40,8 +40,7 @@ def _target(args: argparse.Namespace) -> tuple[Path | str | None, bool]:
     if args.no_ledger:
         return None, False
     if args.db:
-        text = str(args.db)
-        return (text if text.startswith(("postgresql://", "postgres://")) else Path(text)), True
+        return ledger_target(str(args.db)), True
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite"), False
 
 
@@ -169,7 +168,9 @@ def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument("journal")
     parser.add_argument(
-        "--db", help="the ledger: SQLite path or postgresql://... (default JOURNAL.ledger.sqlite)"
+        "--db",
+        type=ledger_target,
+        help="the ledger: SQLite path or postgresql://... (default JOURNAL.ledger.sqlite)",
     )
     parser.add_argument(
         "--schema", default="tape_ledger", type=schema_name, help="PostgreSQL schema of the ledger"

@@ -64,3 +64,44 @@ def test_a_schema_name_with_odd_characters_is_a_usage_error(
             assert stop.value.code == 2
             err = capsys.readouterr().err
             assert "argument --schema" in err and "a schema name is lower-case" in err, err
+
+
+@pytest.mark.parametrize(
+    ("verb", "db", "told"),
+    [
+        (
+            ["projections", "rebuild"],
+            "mysql://u:S3cretpw@127.0.0.1:1/x",
+            "mysql://... is not a ledger Tape writes",
+        ),
+        (["projections", "follow"], "sqlite://S3cretpw@x", "sqlite://... is not a ledger Tape writes"),
+        (["audit"], "mysql://u:S3cretpw@127.0.0.1:1/x", "mysql://... is not a ledger Tape writes"),
+        (["reconcile"], "mysql://u:S3cretpw@127.0.0.1:1/x", "mysql://... is not a ledger Tape writes"),
+        (["rebuild"], "postgresql://u:S3cretpw@127.0.0.1:1/x", "for PostgreSQL: tape projections rebuild"),
+        (
+            ["projections", "grant-readonly", "--role", "viewer"],
+            "mysql://u:S3cretpw@127.0.0.1:1/x",
+            "mysql:// is not a postgresql:// URL",
+        ),
+    ],
+)
+def test_a_db_url_of_another_kind_is_refused_without_echoing_it_and_writes_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    verb: list[str],
+    db: str,
+    told: str,
+) -> None:
+    """QA: `tape projections rebuild J --db mysql://u:pw@host/x` took the URL for a file path: it
+    wrote a SQLite ledger under folders named `mysql:/u:pw@host:1/x` (password included), exit 0;
+    `tape rebuild --db postgresql://...` did the same."""
+    monkeypatch.chdir(tmp_path)
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=40), tmp_path / "j"))
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(SystemExit) as stop:
+        main([*verb, "j", "--db", db] if verb[-1] != "viewer" else [*verb, "--db", db])
+    assert stop.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "argument --db" in err and told in err and "S3cretpw" not in err, err
+    assert sorted(tmp_path.iterdir()) == before
