@@ -23,7 +23,7 @@ from rich.markup import escape
 
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
-from lake.health import DatasetHealth, dataset_health
+from lake.health import DatasetHealth, dataset_health, venue_calendar
 from lake.ingest import IngestReport, ingest
 from lake.metadata import MetadataError, MetadataReport, apply_metadata
 from lake.partitioned import Lake, LakeError
@@ -103,8 +103,13 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout, no tables)",
     )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
-    parser.add_argument("--venue", help="venue (yahoo: XNYS, freqtrade/nautilus: binance, kraken: kraken)")
-    parser.add_argument("--calendar", help="exchange_calendars code or 24x7 (yahoo: XNYS)")
+    parser.add_argument(
+        "--venue",
+        help="venue (yahoo: the --calendar code, else XNYS; freqtrade/nautilus: binance, kraken: kraken)",
+    )
+    parser.add_argument(
+        "--calendar", help="exchange_calendars code or 24x7 (yahoo: the --venue's calendar, else XNYS)"
+    )
     parser.add_argument("--currency", default=None, help="quote currency (yahoo/csv: USD)")
     parser.add_argument("--price-digits", type=int, help="price precision (default: inferred)")
     parser.add_argument(
@@ -130,11 +135,12 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
     kind = args.kind
     if kind == "yahoo":
+        venue, calendar = _yahoo_venue_calendar(args.venue, args.calendar)
         return lambda path: parse_yahoo(
             path,
             symbol=args.symbol,
-            venue=args.venue or "XNYS",
-            calendar=args.calendar or "XNYS",
+            venue=venue,
+            calendar=calendar,
             currency=args.currency or "USD",
             price_digits=args.price_digits,
         )
@@ -153,6 +159,22 @@ def _parser_for(args: argparse.Namespace) -> Callable[[Path], Parsed]:
             path, venue=args.venue or "binance", price_digits=args.price_digits, qty_digits=qty
         )
     return _csv_parser(args)
+
+
+def _yahoo_venue_calendar(venue: str | None, calendar: str | None) -> tuple[str, str]:
+    """The venue stored with a Yahoo file's instrument and the calendar its bars are checked
+    on, so that both name the same market: neither given is XNYS/XNYS; ``--calendar X`` alone
+    stores venue X (``--calendar XEUR`` stored ``XNYS:SYM``, whose calendar is XNYS, while
+    the report said XEUR); ``--venue V`` alone checks on V's calendar (XNYS when V has none
+    the lake knows). ``--calendar 24x7`` without ``--venue`` is refused: 24x7 is no venue."""
+    if venue is None and calendar is None:
+        return "XNYS", "XNYS"
+    if venue is None:
+        assert calendar is not None
+        if calendar.lower() == "24x7":
+            raise IngestError("yahoo: --calendar 24x7 needs --venue (the venue stored with the instrument)")
+        return calendar.upper(), calendar
+    return venue, calendar or venue_calendar(venue) or "XNYS"
 
 
 def _tick_parser(args: argparse.Namespace) -> Callable[[Path], Parsed]:

@@ -28,11 +28,12 @@ from typing import Any
 
 import msgspec
 import numpy as np
+from rich.text import Text
 
 from cli.arguments import at_least
 from cli.exits import unfinished_status
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
-from cli.research_tables import Column, print_fitted
+from cli.research_tables import Column, print_fitted, wrap_text
 from cli.resumable import (
     experiments_table,
     left_clean_on_error,
@@ -317,9 +318,18 @@ def _print_summary(title: str, summary: dict[str, Any], actual: dict[str, float]
         row = [format_metric(name, cells[key]) if key in cells else "-" for _, key in _PERCENTILES]
         rows.append((_LABELS[name], *row, *([format_metric(name, actual[name])] if actual else [])))
     columns = _COLUMNS if actual else _COLUMNS[:-1]
-    print_fitted(title, columns, rows, left=1, elsewhere="--json / --csv have every figure")
-    console.print("percentiles of each figure, lowest first (drawdowns are negative: p5 is the deepest)")
-    console.print(f"share of losing {'paths' if actual else 'runs'}: {summary['probability']['loss']:.1%}")
+    # The title is as wide as its figures make it: centred over the table (as wide as the table)
+    # it wrapped and left its end on a line of its own even at 120 columns. It is a heading,
+    # left-aligned and wrapped between words at the terminal's width, as the notes under it.
+    width = max(20, console.width)
+    console.print(Text(wrap_text(title, width), style="table.title"))
+    print_fitted("", columns, rows, left=1, elsewhere="--json / --csv have every figure")
+    notes = (
+        "percentiles, lowest first (drawdowns are negative: p5 is the deepest)",
+        f"share of losing {'paths' if actual else 'runs'}: {summary['probability']['loss']:.1%}",
+    )
+    for note in notes:
+        console.print(Text(wrap_text(note, width)))
 
 
 _LABELS = {"total_return": "total return", "annual_return": "annual return", "sharpe": "Sharpe",

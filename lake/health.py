@@ -41,6 +41,7 @@ __all__ = [
     "ingest_reports",
     "quarantined_by_dataset",
     "shift_day",
+    "venue_calendar",
 ]
 
 IntArray = npt.NDArray[np.int64]
@@ -55,11 +56,17 @@ def calendar_for(instrument: Instrument) -> str | None:
     trades 24x7, a known venue its exchange's calendar, and a venue that is itself a calendar
     code (``XEUR``, ``XLON``) that calendar. (The calendar an ingest declared, ``--calendar``,
     comes first: ``declared_calendars``.)"""
-    from lake.sessions import known_calendar
-
     if instrument.asset_class.startswith("crypto"):
         return "24x7"
-    venue = instrument.venue.upper()
+    return venue_calendar(instrument.venue)
+
+
+def venue_calendar(venue: str) -> str | None:
+    """The calendar of a venue name: a known venue's exchange calendar (SSE -> XSHG, NASDAQ ->
+    XNYS), a venue that is itself a calendar code (``XEUR``) that code, else None."""
+    from lake.sessions import known_calendar
+
+    venue = venue.upper()
     if venue in _CALENDARS:
         return _CALENDARS[venue]
     return venue if known_calendar(venue) else None

@@ -319,7 +319,10 @@ def walkforward_figures(report: dict[str, Any]) -> list[Figure]:
             axis.axvline(start, color="#888888", linewidth=0.6, linestyle=":")
             axis.text(start, float(curve.max()), f" f{index}", fontsize=7, va="top")
         axis.set_ylabel("growth of 1 (out-of-sample)")
-        axis.set_title(f"Stitched out-of-sample: return {stats.total_return:+.1%}, Sharpe {stats.sharpe:.2f}")
+        axis.set_title(
+            f"Stitched out-of-sample: return {stats.total_return:+.1%}, Sharpe {stats.sharpe:.2f}, "
+            f"max drawdown {stats.max_drawdown:.1%} (longest {stats.max_drawdown_periods:,} sessions)"
+        )
 
     return [Figure("walkforward", "Stitched out-of-sample curve", _render(plt, draw, (9.0, 4.5)))]
 

@@ -103,167 +103,464 @@ _BANDS = ("upper", "middle", "lower")
 def _defs() -> list[_Def]:
     n = "period"
     return [
-        _Def("sma", "simple moving average", ("close",), ("sma",), (_period(30),), kn.sma_nb,
-             "ffi", lambda p: int(p[n]),
-             lambda p: [p[n]], lambda p: int(p[n]) - 1),
-        _Def("ema", "exponential moving average, k = 2/(n+1), seeded with the SMA of n values",
-             ("close",), ("ema",), (_period(30),), kn.ema_nb,
-             "ff", _none,
-             lambda p: [p[n], _k(p[n])], lambda p: int(p[n]) - 1),
-        _Def("wma", "linearly weighted moving average", ("close",), ("wma",), (_period(30),),
-             kn.wma_nb, "fiff", lambda p: int(p[n]),
-             lambda p: [p[n], p[n] * (p[n] + 1) / 2], lambda p: int(p[n]) - 1),
-        _Def("dema", "double EMA: 2*EMA - EMA(EMA)", ("close",), ("dema",), (_period(30),),
-             kn.dema_nb, "ffff", _none,
-             lambda p: [p[n], _k(p[n])], lambda p: 2 * (int(p[n]) - 1)),
-        _Def("tema", "triple EMA: 3*EMA - 3*EMA(EMA) + EMA(EMA(EMA))", ("close",), ("tema",),
-             (_period(30),), kn.tema_nb, "ffffff", _none,
-             lambda p: [p[n], _k(p[n])],
-             lambda p: 3 * (int(p[n]) - 1)),
-        _Def("trima", "triangular moving average: SMA((n+1)//2) of SMA(n//2+1)", ("close",),
-             ("trima",), (_period(30),), kn.trima_nb,
-             "ffiffi", lambda p: int(p[n]) // 2 + 1 + (int(p[n]) + 1) // 2,
-             lambda p: [int(p[n]) // 2 + 1, (int(p[n]) + 1) // 2], lambda p: int(p[n]) - 1),
-        _Def("kama", "Kaufman adaptive moving average", ("close",), ("kama",),
-             (_period(10), _period(2, name="fast"), _period(30, name="slow")), kn.kama_nb,
-             "fifff", lambda p: int(p[n]) + 1,
-             lambda p: [p[n], _k(p["slow"]), _k(p["fast"]) - _k(p["slow"])],
-             lambda p: int(p[n]), _fast_slow),
-        _Def("macd", "EMA(fast) - EMA(slow), its EMA(signal) and the histogram", ("close",),
-             ("macd", "signal", "hist"),
-             (_period(12, name="fast"), _period(26, 2, "slow"), _period(9, name="signal")),
-             kn.macd_nb, "fffffff", _none,
-             lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"]), p["signal"],
-                        _k(p["signal"])],
-             lambda p: int(p["slow"]) + int(p["signal"]) - 2, _fast_slow),
-        _Def("ppo", "percentage price oscillator: 100*(EMA(fast) - EMA(slow))/EMA(slow)",
-             ("close",), ("ppo",), (_period(12, name="fast"), _period(26, 2, "slow")),
-             kn.ppo_nb, "ffff", _none,
-             lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
-             lambda p: int(p["slow"]) - 1, _fast_slow),
-        _Def("trix", "1-bar percent rate of change of a triple EMA", ("close",), ("trix",),
-             (_period(30),), kn.trix_nb, "ffffffff", _none,
-             lambda p: [p[n], _k(p[n])],
-             lambda p: 3 * (int(p[n]) - 1) + 1),
-        _Def("mom", "momentum: close - close n bars ago", ("close",), ("mom",), (_period(10),),
-             kn.mom_nb, "fi", lambda p: int(p[n]),
-             lambda p: [p[n]], lambda p: int(p[n])),
-        _Def("roc", "rate of change in percent: 100*(close/close[n ago] - 1)", ("close",),
-             ("roc",), (_period(10),), kn.roc_nb, "fi", lambda p: int(p[n]),
-             lambda p: [p[n]],
-             lambda p: int(p[n])),
-        _Def("rsi", "Wilder's relative strength index", ("close",), ("rsi",), (_period(14),),
-             kn.rsi_nb, "ffff", _none,
-             lambda p: [p[n]], lambda p: int(p[n])),
-        _Def("stochf", "fast stochastic: %K over fastk bars, %D = SMA(fastd) of %K", _HLC,
-             ("fastk", "fastd"), (_period(5, name="fastk"), _period(3, name="fastd")),
-             kn.stochf_nb,
-             "fiffffffi", lambda p: 2 * int(p["fastk"]) + int(p["fastd"]),
-             lambda p: [p["fastk"], p["fastd"]], lambda p: int(p["fastk"]) + int(p["fastd"]) - 2),
-        _Def("stoch", "slow stochastic: %K = SMA(slowk) of fast %K, %D = SMA(slowd) of %K", _HLC,
-             ("slowk", "slowd"),
-             (_period(5, name="fastk"), _period(3, name="slowk"), _period(3, name="slowd")),
-             kn.stoch_nb,
-             "fiffffffiffi", lambda p: 2 * int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]),
-             lambda p: [p["fastk"], p["slowk"], p["slowd"]],
-             lambda p: int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]) - 3),
-        _Def("stochrsi", "fast stochastic of RSI(period)", ("close",), ("fastk", "fastd"),
-             (_period(14), _period(5, name="fastk"), _period(3, name="fastd")), kn.stochrsi_nb,
-             "fffffiffffffi", lambda p: 2 * int(p["fastk"]) + int(p["fastd"]),
-             lambda p: [p[n], p["fastk"], p["fastd"]],
-             lambda p: int(p[n]) + int(p["fastk"]) + int(p["fastd"]) - 2),
-        _Def("willr", "Williams %R", _HLC, ("willr",), (_period(14),), kn.willr_nb,
-             "fiffff", lambda p: 2 * int(p[n]),
-             lambda p: [p[n]], lambda p: int(p[n]) - 1),
-        _Def("cci", "commodity channel index (0.015 x mean deviation)", _HLC, ("cci",),
-             (_period(20),), kn.cci_nb, "fi", lambda p: int(p[n]),
-             lambda p: [p[n]],
-             lambda p: int(p[n]) - 1),
-        _Def("ultosc", "Williams' ultimate oscillator (weights 4, 2, 1)", _HLC, ("ultosc",),
-             (_period(7, name="period1"), _period(14, name="period2"),
-              _period(28, name="period3")), kn.ultosc_nb,
-             "fffifffifffiff", lambda p: 2 * sum(int(p[f"period{j}"]) for j in (1, 2, 3)),
-             lambda p: [p["period1"], p["period2"], p["period3"]], lambda p: int(p["period3"]),
-             lambda p: None if p["period1"] <= p["period2"] <= p["period3"]
-             else "need period1 <= period2 <= period3"),
-        _Def("trange", "true range", _HLC, ("trange",), (), kn.trange_nb,
-             "ff", _none,
-             lambda p: [0.0], lambda p: 1),
-        _Def("atr", "Wilder's average true range", _HLC, ("atr",), (_period(14),), kn.atr_nb,
-             "fff", _none,
-             lambda p: [p[n]], lambda p: int(p[n])),
-        _Def("natr", "ATR as a percent of close", _HLC, ("natr",), (_period(14),), kn.natr_nb,
-             "fff", _none,
-             lambda p: [p[n]], lambda p: int(p[n])),
-        _Def("bbands", "Bollinger bands: mean +- k population standard deviations", ("close",),
-             _BANDS, (_period(20), Param("k", float, 2.0, 0.0)), kn.bbands_nb,
-             "fifff", lambda p: int(p[n]),
-             lambda p: [p[n], p["k"]],
-             lambda p: int(p[n]) - 1),
-        _Def("keltner", "Keltner channel: EMA(close, period) +- mult * ATR(atr_period)", _HLC,
-             _BANDS,
-             (_period(20), _period(10, name="atr_period"), Param("mult", float, 2.0, 0.0)),
-             kn.keltner_nb, "fffff", _none,
-             lambda p: [p[n], _k(p[n]), p["atr_period"], p["mult"]],
-             lambda p: max(int(p[n]) - 1, int(p["atr_period"]))),
-        _Def("donchian", "Donchian channel: highest high, midpoint, lowest low", ("high", "low"),
-             _BANDS, (_period(20),), kn.donchian_nb, "fiffff", lambda p: 2 * int(p[n]),
-             lambda p: [p[n]], lambda p: int(p[n]) - 1),
-        _Def("adx", "Wilder's ADX with +DI and -DI", _HLC, ("adx", "plus_di", "minus_di"),
-             (_period(14, 2),), kn.adx_nb, "ffffffff", _none,
-             lambda p: [p[n]],
-             lambda p: 2 * int(p[n]) - 1),
-        _Def("aroon", "Aroon down, up (over n+1 bars) and oscillator (up - down)",
-             ("high", "low"), ("aroon_down", "aroon_up", "aroonosc"), (_period(14),),
-             kn.aroon_nb, "fiffff", lambda p: 2 * (int(p[n]) + 1),
-             lambda p: [p[n]],
-             lambda p: int(p[n])),
-        _Def("sar", "Parabolic SAR", ("high", "low"), ("sar",),
-             (Param("acceleration", float, 0.02, 0.0), Param("maximum", float, 0.2, 0.0)),
-             kn.sar_nb, "fffffff", _none,
-             lambda p: [p["acceleration"], p["maximum"]], lambda p: 1,
-             lambda p: None if 0 < p["acceleration"] <= p["maximum"]
-             else "need 0 < acceleration <= maximum"),
-        _Def("obv", "on-balance volume", ("close", "volume"), ("obv",), (), kn.obv_nb,
-             "fff", _none,
-             lambda p: [0.0], lambda p: 0),
-        _Def("mfi", "money flow index", _HLCV, ("mfi",), (_period(14),), kn.mfi_nb,
-             "ffffiff", lambda p: 2 * int(p[n]),
-             lambda p: [p[n]], lambda p: int(p[n])),
-        _Def("ad", "Chaikin accumulation/distribution line", _HLCV, ("ad",), (), kn.ad_nb,
-             "f", _none,
-             lambda p: [0.0], lambda p: 0),
-        _Def("adosc", "Chaikin A/D oscillator: EMA(fast) - EMA(slow) of the A/D line", _HLCV,
-             ("adosc",), (_period(3, name="fast"), _period(10, name="slow")), kn.adosc_nb,
-             "ffff", _none,
-             lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
-             lambda p: int(p["slow"]) - 1, _fast_slow),
-        _Def("vwap", "session-anchored VWAP of the typical price (restarts when session changes)",
-             (*_HLCV, "session"), ("vwap",), (), kn.vwap_nb, "ffff", _none,
-             lambda p: [0.0],
-             lambda p: 0),
-        _Def("ichimoku", "Ichimoku: tenkan, kijun, the cloud now (span_a, span_b) and the spans "
-             "projected forward (lead_a, lead_b)", ("high", "low"),
-             ("tenkan", "kijun", "span_a", "span_b", "lead_a", "lead_b"),
-             (_period(9, name="tenkan"), _period(26, name="kijun"), _period(52, name="senkou"),
-              _period(26, name="displacement")), kn.ichimoku_nb,
-             "fifffffifffffifffffi", lambda p: sum(2 * int(p[f]) for f in ("tenkan", "kijun", "senkou"))
-             + 2 * int(p["displacement"]),
-             lambda p: [p["tenkan"], p["kijun"], p["senkou"], p["displacement"]],
-             lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1
-             + int(p["displacement"])),
-        _Def("heikin_ashi", "Heikin-Ashi candles", ("open", "high", "low", "close"),
-             ("ha_open", "ha_high", "ha_low", "ha_close"), (), kn.heikin_ashi_nb,
-             "fff", _none,
-             lambda p: [0.0], lambda p: 0),
-        _Def("zscore", "rolling z-score: (close - mean) / population std over n bars",
-             ("close",), ("zscore",), (_period(20, 2),), kn.zscore_nb,
-             "fifff", lambda p: int(p[n]),
-             lambda p: [p[n]], lambda p: int(p[n]) - 1),
-        _Def("rvol", "realised volatility: sqrt(periods_per_year * mean of n squared log returns)",
-             ("close",), ("rvol",), (_period(20), Param("periods_per_year", float, 252.0, 0.0)),
-             kn.rvol_nb, "fffif", lambda p: int(p[n]),
-             lambda p: [p[n], p["periods_per_year"]], lambda p: int(p[n])),
+        _Def(
+            "sma",
+            "simple moving average",
+            ("close",),
+            ("sma",),
+            (_period(30),),
+            kn.sma_nb,
+            "ffi",
+            lambda p: int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "ema",
+            "exponential moving average, k = 2/(n+1), seeded with the SMA of n values",
+            ("close",),
+            ("ema",),
+            (_period(30),),
+            kn.ema_nb,
+            "ff",
+            _none,
+            lambda p: [p[n], _k(p[n])],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "wma",
+            "linearly weighted moving average",
+            ("close",),
+            ("wma",),
+            (_period(30),),
+            kn.wma_nb,
+            "fiff",
+            lambda p: int(p[n]),
+            lambda p: [p[n], p[n] * (p[n] + 1) / 2],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "dema",
+            "double EMA: 2*EMA - EMA(EMA)",
+            ("close",),
+            ("dema",),
+            (_period(30),),
+            kn.dema_nb,
+            "ffff",
+            _none,
+            lambda p: [p[n], _k(p[n])],
+            lambda p: 2 * (int(p[n]) - 1),
+        ),
+        _Def(
+            "tema",
+            "triple EMA: 3*EMA - 3*EMA(EMA) + EMA(EMA(EMA))",
+            ("close",),
+            ("tema",),
+            (_period(30),),
+            kn.tema_nb,
+            "ffffff",
+            _none,
+            lambda p: [p[n], _k(p[n])],
+            lambda p: 3 * (int(p[n]) - 1),
+        ),
+        _Def(
+            "trima",
+            "triangular moving average: SMA((n+1)//2) of SMA(n//2+1)",
+            ("close",),
+            ("trima",),
+            (_period(30),),
+            kn.trima_nb,
+            "ffiffi",
+            lambda p: int(p[n]) // 2 + 1 + (int(p[n]) + 1) // 2,
+            lambda p: [int(p[n]) // 2 + 1, (int(p[n]) + 1) // 2],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "kama",
+            "Kaufman adaptive moving average",
+            ("close",),
+            ("kama",),
+            (_period(10), _period(2, name="fast"), _period(30, name="slow")),
+            kn.kama_nb,
+            "fifff",
+            lambda p: int(p[n]) + 1,
+            lambda p: [p[n], _k(p["slow"]), _k(p["fast"]) - _k(p["slow"])],
+            lambda p: int(p[n]),
+            _fast_slow,
+        ),
+        _Def(
+            "macd",
+            "EMA(fast) - EMA(slow), its EMA(signal) and the histogram",
+            ("close",),
+            ("macd", "signal", "hist"),
+            (_period(12, name="fast"), _period(26, 2, "slow"), _period(9, name="signal")),
+            kn.macd_nb,
+            "fffffff",
+            _none,
+            lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"]), p["signal"], _k(p["signal"])],
+            lambda p: int(p["slow"]) + int(p["signal"]) - 2,
+            _fast_slow,
+        ),
+        _Def(
+            "ppo",
+            "percentage price oscillator: 100*(EMA(fast) - EMA(slow))/EMA(slow)",
+            ("close",),
+            ("ppo",),
+            (_period(12, name="fast"), _period(26, 2, "slow")),
+            kn.ppo_nb,
+            "ffff",
+            _none,
+            lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
+            lambda p: int(p["slow"]) - 1,
+            _fast_slow,
+        ),
+        _Def(
+            "trix",
+            "1-bar percent rate of change of a triple EMA",
+            ("close",),
+            ("trix",),
+            (_period(30),),
+            kn.trix_nb,
+            "ffffffff",
+            _none,
+            lambda p: [p[n], _k(p[n])],
+            lambda p: 3 * (int(p[n]) - 1) + 1,
+        ),
+        _Def(
+            "mom",
+            "momentum: close - close n bars ago",
+            ("close",),
+            ("mom",),
+            (_period(10),),
+            kn.mom_nb,
+            "fi",
+            lambda p: int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "roc",
+            "rate of change in percent: 100*(close/close[n ago] - 1)",
+            ("close",),
+            ("roc",),
+            (_period(10),),
+            kn.roc_nb,
+            "fi",
+            lambda p: int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "rsi",
+            "Wilder's relative strength index",
+            ("close",),
+            ("rsi",),
+            (_period(14),),
+            kn.rsi_nb,
+            "ffff",
+            _none,
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "stochf",
+            "fast stochastic: %K over fastk bars, %D = SMA(fastd) of %K",
+            _HLC,
+            ("fastk", "fastd"),
+            (_period(5, name="fastk"), _period(3, name="fastd")),
+            kn.stochf_nb,
+            "fiffffffi",
+            lambda p: 2 * int(p["fastk"]) + int(p["fastd"]),
+            lambda p: [p["fastk"], p["fastd"]],
+            lambda p: int(p["fastk"]) + int(p["fastd"]) - 2,
+        ),
+        _Def(
+            "stoch",
+            "slow stochastic: %K = SMA(slowk) of fast %K, %D = SMA(slowd) of %K",
+            _HLC,
+            ("slowk", "slowd"),
+            (_period(5, name="fastk"), _period(3, name="slowk"), _period(3, name="slowd")),
+            kn.stoch_nb,
+            "fiffffffiffi",
+            lambda p: 2 * int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]),
+            lambda p: [p["fastk"], p["slowk"], p["slowd"]],
+            lambda p: int(p["fastk"]) + int(p["slowk"]) + int(p["slowd"]) - 3,
+        ),
+        _Def(
+            "stochrsi",
+            "fast stochastic of RSI(period)",
+            ("close",),
+            ("fastk", "fastd"),
+            (_period(14), _period(5, name="fastk"), _period(3, name="fastd")),
+            kn.stochrsi_nb,
+            "fffffiffffffi",
+            lambda p: 2 * int(p["fastk"]) + int(p["fastd"]),
+            lambda p: [p[n], p["fastk"], p["fastd"]],
+            lambda p: int(p[n]) + int(p["fastk"]) + int(p["fastd"]) - 2,
+        ),
+        _Def(
+            "willr",
+            "Williams %R",
+            _HLC,
+            ("willr",),
+            (_period(14),),
+            kn.willr_nb,
+            "fiffff",
+            lambda p: 2 * int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "cci",
+            "commodity channel index (0.015 x mean deviation)",
+            _HLC,
+            ("cci",),
+            (_period(20),),
+            kn.cci_nb,
+            "fi",
+            lambda p: int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "ultosc",
+            "Williams' ultimate oscillator (weights 4, 2, 1)",
+            _HLC,
+            ("ultosc",),
+            (_period(7, name="period1"), _period(14, name="period2"), _period(28, name="period3")),
+            kn.ultosc_nb,
+            "fffifffifffiff",
+            lambda p: 2 * sum(int(p[f"period{j}"]) for j in (1, 2, 3)),
+            lambda p: [p["period1"], p["period2"], p["period3"]],
+            lambda p: int(p["period3"]),
+            lambda p: (
+                None if p["period1"] <= p["period2"] <= p["period3"] else "need period1 <= period2 <= period3"
+            ),
+        ),
+        _Def(
+            "trange",
+            "true range",
+            _HLC,
+            ("trange",),
+            (),
+            kn.trange_nb,
+            "ff",
+            _none,
+            lambda p: [0.0],
+            lambda p: 1,
+        ),
+        _Def(
+            "atr",
+            "Wilder's average true range",
+            _HLC,
+            ("atr",),
+            (_period(14),),
+            kn.atr_nb,
+            "fff",
+            _none,
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "natr",
+            "ATR as a percent of close",
+            _HLC,
+            ("natr",),
+            (_period(14),),
+            kn.natr_nb,
+            "fff",
+            _none,
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "bbands",
+            "Bollinger bands: mean +- k population standard deviations",
+            ("close",),
+            _BANDS,
+            (_period(20), Param("k", float, 2.0, 0.0)),
+            kn.bbands_nb,
+            "fifff",
+            lambda p: int(p[n]),
+            lambda p: [p[n], p["k"]],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "keltner",
+            "Keltner channel: EMA(close, period) +- mult * ATR(atr_period)",
+            _HLC,
+            _BANDS,
+            (_period(20), _period(10, name="atr_period"), Param("mult", float, 2.0, 0.0)),
+            kn.keltner_nb,
+            "fffff",
+            _none,
+            lambda p: [p[n], _k(p[n]), p["atr_period"], p["mult"]],
+            lambda p: max(int(p[n]) - 1, int(p["atr_period"])),
+        ),
+        _Def(
+            "donchian",
+            "Donchian channel: highest high, midpoint, lowest low",
+            ("high", "low"),
+            _BANDS,
+            (_period(20),),
+            kn.donchian_nb,
+            "fiffff",
+            lambda p: 2 * int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "adx",
+            "Wilder's ADX with +DI and -DI",
+            _HLC,
+            ("adx", "plus_di", "minus_di"),
+            (_period(14, 2),),
+            kn.adx_nb,
+            "ffffffff",
+            _none,
+            lambda p: [p[n]],
+            lambda p: 2 * int(p[n]) - 1,
+        ),
+        _Def(
+            "aroon",
+            "Aroon down, up (over n+1 bars) and oscillator (up - down)",
+            ("high", "low"),
+            ("aroon_down", "aroon_up", "aroonosc"),
+            (_period(14),),
+            kn.aroon_nb,
+            "fiffff",
+            lambda p: 2 * (int(p[n]) + 1),
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "sar",
+            "Parabolic SAR",
+            ("high", "low"),
+            ("sar",),
+            (Param("acceleration", float, 0.02, 0.0), Param("maximum", float, 0.2, 0.0)),
+            kn.sar_nb,
+            "fffffff",
+            _none,
+            lambda p: [p["acceleration"], p["maximum"]],
+            lambda p: 1,
+            lambda p: None if 0 < p["acceleration"] <= p["maximum"] else "need 0 < acceleration <= maximum",
+        ),
+        _Def(
+            "obv",
+            "on-balance volume",
+            ("close", "volume"),
+            ("obv",),
+            (),
+            kn.obv_nb,
+            "fff",
+            _none,
+            lambda p: [0.0],
+            lambda p: 0,
+        ),
+        _Def(
+            "mfi",
+            "money flow index",
+            _HLCV,
+            ("mfi",),
+            (_period(14),),
+            kn.mfi_nb,
+            "ffffiff",
+            lambda p: 2 * int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]),
+        ),
+        _Def(
+            "ad",
+            "Chaikin accumulation/distribution line",
+            _HLCV,
+            ("ad",),
+            (),
+            kn.ad_nb,
+            "f",
+            _none,
+            lambda p: [0.0],
+            lambda p: 0,
+        ),
+        _Def(
+            "adosc",
+            "Chaikin A/D oscillator: EMA(fast) - EMA(slow) of the A/D line",
+            _HLCV,
+            ("adosc",),
+            (_period(3, name="fast"), _period(10, name="slow")),
+            kn.adosc_nb,
+            "ffff",
+            _none,
+            lambda p: [p["fast"], _k(p["fast"]), p["slow"], _k(p["slow"])],
+            lambda p: int(p["slow"]) - 1,
+            _fast_slow,
+        ),
+        _Def(
+            "vwap",
+            "session-anchored VWAP of the typical price (restarts when session changes)",
+            (*_HLCV, "session"),
+            ("vwap",),
+            (),
+            kn.vwap_nb,
+            "ffff",
+            _none,
+            lambda p: [0.0],
+            lambda p: 0,
+        ),
+        _Def(
+            "ichimoku",
+            "Ichimoku: tenkan, kijun, the cloud now (span_a, span_b) and the spans "
+            "projected forward (lead_a, lead_b)",
+            ("high", "low"),
+            ("tenkan", "kijun", "span_a", "span_b", "lead_a", "lead_b"),
+            (
+                _period(9, name="tenkan"),
+                _period(26, name="kijun"),
+                _period(52, name="senkou"),
+                _period(26, name="displacement"),
+            ),
+            kn.ichimoku_nb,
+            "fifffffifffffifffffi",
+            lambda p: sum(2 * int(p[f]) for f in ("tenkan", "kijun", "senkou")) + 2 * int(p["displacement"]),
+            lambda p: [p["tenkan"], p["kijun"], p["senkou"], p["displacement"]],
+            lambda p: max(int(p["tenkan"]), int(p["kijun"]), int(p["senkou"])) - 1 + int(p["displacement"]),
+        ),
+        _Def(
+            "heikin_ashi",
+            "Heikin-Ashi candles",
+            ("open", "high", "low", "close"),
+            ("ha_open", "ha_high", "ha_low", "ha_close"),
+            (),
+            kn.heikin_ashi_nb,
+            "fff",
+            _none,
+            lambda p: [0.0],
+            lambda p: 0,
+        ),
+        _Def(
+            "zscore",
+            "rolling z-score: (close - mean) / population std over n bars",
+            ("close",),
+            ("zscore",),
+            (_period(20, 2),),
+            kn.zscore_nb,
+            "fifff",
+            lambda p: int(p[n]),
+            lambda p: [p[n]],
+            lambda p: int(p[n]) - 1,
+        ),
+        _Def(
+            "rvol",
+            "realised volatility: sqrt(periods_per_year * mean of n squared log returns)",
+            ("close",),
+            ("rvol",),
+            (_period(20), Param("periods_per_year", float, 252.0, 0.0)),
+            kn.rvol_nb,
+            "fffif",
+            lambda p: int(p[n]),
+            lambda p: [p[n], p["periods_per_year"]],
+            lambda p: int(p[n]),
+        ),
     ]
 
 
@@ -472,12 +769,31 @@ class Indicator:
         return tuple(out[k] for k in range(out.shape[0]))
 
     def compute(self, data: Mapping[str, Any]) -> dict[str, FloatArray]:
-        """Inputs taken by name from ``data`` (a dict of arrays, a DataFrame...); outputs by
-        name."""
-        missing = [k for k in self._def.inputs if k not in data]
+        """Inputs taken by name from ``data`` (a dict of arrays, a pandas/Polars DataFrame, a
+        pyarrow Table such as ``Lake.read``'s); outputs by name. ``session`` (``vwap``) is the
+        lake's ``day`` column (the exchange-local trading day) where ``data`` has no ``session``
+        column. One instrument's bars: a frame whose ``instrument_id`` holds several is refused."""
+        names = _column_names(data)
+        taken = {k: k for k in self._def.inputs}
+        if "session" in taken and "session" not in names and "day" in names:
+            taken["session"] = "day"  # lake bars: the session date YYYYMMDD, exchange-local
+        missing = [k for k, column in taken.items() if column not in names]
         if missing:
-            raise IndicatorError(f"{self.name}: data lacks input column(s) {', '.join(missing)}")
-        res = self.batch(*(data[k] for k in self._def.inputs))
+            hint = (
+                " (session: a number that changes when a session starts, such as the exchange-local"
+                " trading day YYYYMMDD; a lake frame's 'day' column is taken when there is no 'session')"
+                if "session" in missing
+                else ""
+            )
+            raise IndicatorError(f"{self.name}: data lacks input column(s) {', '.join(missing)}{hint}")
+        if "instrument_id" in names:
+            ids = np.unique(np.asarray(data["instrument_id"]))
+            if len(ids) > 1:
+                raise IndicatorError(
+                    f"{self.name}: data holds {len(ids)} instruments (instrument_id {ids[0]}, {ids[1]}, "
+                    "...): an indicator runs over one instrument's bars; select one"
+                )
+        res = self.batch(*(data[column] for column in taken.values()))
         cols = (res,) if isinstance(res, np.ndarray) else res
         return dict(zip(self._def.outputs, cols, strict=True))
 
@@ -488,8 +804,9 @@ class Indicator:
     def _arrays(self, inputs: tuple[npt.ArrayLike, ...]) -> list[FloatArray]:
         want = self._def.inputs
         if len(inputs) != len(want):
-            raise IndicatorError(f"{self.name} takes {len(want)} input(s) ({', '.join(want)}), "
-                                 f"got {len(inputs)}")
+            raise IndicatorError(
+                f"{self.name} takes {len(want)} input(s) ({', '.join(want)}), got {len(inputs)}"
+            )
         arrays = []
         for name, given in zip(want, inputs, strict=True):
             try:
@@ -500,9 +817,21 @@ class Indicator:
         if any(a.ndim != 1 for a in arrays):
             raise IndicatorError(f"{self.name}: inputs must be 1-D arrays")
         if len({a.shape[0] for a in arrays}) != 1:
-            raise IndicatorError(f"{self.name}: inputs differ in length "
-                                 f"({', '.join(str(a.shape[0]) for a in arrays)})")
+            raise IndicatorError(
+                f"{self.name}: inputs differ in length ({', '.join(str(a.shape[0]) for a in arrays)})"
+            )
         return arrays
+
+
+def _column_names(data: Any) -> set[str]:
+    """The column names of a mapping, a pandas/Polars DataFrame or a pyarrow Table (``in`` on a
+    pyarrow Table is no column test: every column was "lacking")."""
+    if isinstance(data, Mapping):
+        return {str(k) for k in data}
+    names = getattr(data, "column_names", None)  # pyarrow
+    if names is None:
+        names = getattr(data, "columns", ())
+    return {str(k) for k in names}
 
 
 def _float_array(a: npt.ArrayLike) -> FloatArray:
@@ -562,8 +891,10 @@ class IndicatorStream:
         if st.shape != shape:
             raise IndicatorError(f"{ind!r}: a state of shape {shape} is needed, got {st.shape}")
         if st[0] != ind._fingerprint:
-            raise IndicatorError(f"{ind!r}: not a state of this indicator (its fingerprint {float(st[0])!r} "
-                                 "is another indicator's, other parameters' or another layout's)")
+            raise IndicatorError(
+                f"{ind!r}: not a state of this indicator (its fingerprint {float(st[0])!r} "
+                "is another indicator's, other parameters' or another layout's)"
+            )
         d = ind._def
         bounds = iter(_POSITIONS.get(d.name, lambda p: ())(ind._params))
         scalars: list[float | int] = []
@@ -573,8 +904,10 @@ class IndicatorStream:
                 continue
             length = next(bounds)
             if not math.isfinite(v) or v != int(v) or not 0 <= v < length:
-                raise IndicatorError(f"{ind!r}: the state's ring position (scalar {slot}) is {v!r}; "
-                                     f"it must be a whole number from 0 to {length - 1}")
+                raise IndicatorError(
+                    f"{ind!r}: the state's ring position (scalar {slot}) is {v!r}; "
+                    f"it must be a whole number from 0 to {length - 1}"
+                )
             scalars.append(int(v))
         return IndicatorStream(ind, tuple(scalars), st[1 + k :].copy())
 

@@ -285,3 +285,48 @@ def test_a_damaged_ingest_report_is_named_not_a_json_traceback(
     assert run(["ingest", "yahoo", str(source), "--symbol", "AAA", "--out", str(lake)]) == 0  # committed
     out = " ".join(capsys.readouterr().out.split())
     assert "in 1 = accepted 1 + quarantined 0" in out and "data health not shown:" in out
+
+
+@pytest.mark.parametrize(
+    ("options", "venue", "calendar"),
+    [
+        ([], "XNYS", "XNYS"),
+        (["--calendar", "XEUR"], "XEUR", "XEUR"),
+        (["--venue", "NASDAQ"], "NASDAQ", "XNYS"),
+        (["--venue", "XEUR"], "XEUR", "XEUR"),
+        (["--venue", "XNYS", "--calendar", "XEUR"], "XNYS", "XEUR"),
+    ],
+)
+def test_yahoo_venue_and_calendar_name_the_same_market(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], venue: str, calendar: str
+) -> None:
+    """``tape ingest yahoo --calendar XEUR`` (no ``--venue``) checked the bars on XEUR but stored
+    and printed the instrument as ``XNYS:AAA``, whose calendar is XNYS everywhere after the
+    ingest. The given calendar is now the venue too (and a given venue picks its calendar);
+    both given are kept as given."""
+    from lake.health import calendar_for
+
+    source = tmp_path / "AAA.txt"
+    source.write_text("Date,Open,High,Low,Close,Volume\n2014-01-02,1,1,1,1,1\n2014-01-03,1,1,1,1,1\n")
+    lake = tmp_path / "lake"
+    assert run(["ingest", "yahoo", str(source), "--out", str(lake), *options]) == 0
+    assert f"{venue}:AAA" in capsys.readouterr().out
+    (instrument,) = Lake(lake).instruments()
+    assert instrument.venue == venue
+    (report,) = sorted((lake / "reports").iterdir())
+    assert json.loads(report.read_text())["files"][0]["calendar"] == calendar
+    if "--calendar" not in options or "--venue" not in options:
+        assert calendar_for(instrument) == calendar
+
+
+def test_yahoo_calendar_24x7_without_a_venue_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """24x7 is no venue: the pair cannot be made consistent, so it is refused, nothing written."""
+    source = tmp_path / "AAA.txt"
+    source.write_text("Date,Open,High,Low,Close,Volume\n2014-01-02,1,1,1,1,1\n")
+    lake = tmp_path / "lake"
+    assert run(["ingest", "yahoo", str(source), "--out", str(lake), "--calendar", "24x7"]) == 2
+    out = capsys.readouterr().out
+    assert "--calendar 24x7 needs --venue" in out
+    assert not lake.exists()

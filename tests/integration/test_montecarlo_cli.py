@@ -286,3 +286,36 @@ def test_a_perturbation_failing_before_a_run_is_recorded_leaves_no_table(
     assert main(argv) == 0
     with ExperimentStore(tmp_path / "mc" / "experiments.sqlite") as store:
         assert len(store.all()) == 2
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_titles_and_notes_fit_the_terminal_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], width: int
+) -> None:
+    """The title was centred over the (65-column) table and wrapped with it, leaving ``seed 0``
+    on a line of its own at 80 and at 120 columns; the note under it broke before
+    ``deepest)`` at 80. Each is now a heading or note of its own, one line where it fits."""
+    from cli.progress import console
+
+    dataset = make_dataset(tmp_path / "d", symbols=3, bars=250)
+    run(make_config(dataset, tmp_path / "j"))
+    monkeypatch.setattr(console, "width", width)
+    capsys.readouterr()
+    argv = [
+        "montecarlo",
+        str(tmp_path / "j"),
+        "--perturb",
+        "2",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path / "p"),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= width
+    for start in ("block bootstrap: 1,000 paths of", "fill perturbation: 2 backtests,"):
+        (title,) = [line for line in lines if line.startswith(start)]
+        assert title.rstrip().endswith("seed 0"), title
+    assert sum(line.rstrip().endswith("p5 is the deepest)") for line in lines) == 2
+    assert sum(line.startswith("statistic ") for line in lines) == 2

@@ -132,3 +132,34 @@ def test_an_out_that_cannot_be_written_is_refused_naming_the_option(
     captured = capsys.readouterr()
     said = " ".join((captured.out + captured.err).split())
     assert f"--out {tmp_path / 'file' / 'sheet'}: cannot write the tearsheet there (Not a directory)" in said
+
+
+def test_a_walkforwards_page_shows_the_stitched_max_drawdown(tmp_path: Path) -> None:
+    """A run's page shows its max drawdown and longest drawdown; a walk-forward's showed the
+    stitched return and Sharpe only. Both figures now, from the stitched returns through
+    sim.performance.return_stats (the walk-forward's own stitched stats agree)."""
+    import json
+
+    import numpy as np
+
+    from sim.performance import return_stats
+
+    make_dataset(tmp_path / "data", symbols=3, bars=400)
+    grid = 'grid = { "strategies.0.params.fast" = [3, 5], "strategies.0.params.slow" = [20] }'
+    (tmp_path / "wf.toml").write_text(
+        CONFIG.format(extra=f"[walkforward]\ntrain_days = 150\ntest_days = 80\n{grid}")
+    )
+    assert (
+        main(["walkforward", str(tmp_path / "wf.toml"), "--workers", "1", "--out", str(tmp_path / "w")]) == 0
+    )
+    assert main(["tearsheet", str(tmp_path / "w")]) == 0
+    stitched = json.loads((tmp_path / "w" / "walkforward.json").read_text())["stitched"]
+    stats = return_stats(np.array(stitched["returns"]), 252)
+    assert stats.max_drawdown < 0 and stats.max_drawdown_periods > 0
+    assert stats.max_drawdown == stitched["stats"]["max_drawdown"]
+    page = (tmp_path / "w" / "tearsheet" / "tearsheet.html").read_text()
+    assert re.search(
+        rf"stitched max drawdown</t[dh]>\s*<td[^>]*>{re.escape(f'{stats.max_drawdown:.2%}')}<", page
+    )
+    days = f"{stats.max_drawdown_periods:,} days"
+    assert re.search(rf"stitched longest drawdown</t[dh]>\s*<td[^>]*>{re.escape(days)}<", page)

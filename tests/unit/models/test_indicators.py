@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -91,8 +93,19 @@ def test_bad_parameters_are_refused_with_the_reason(name: str, params: dict, mes
         indicator(name, **params)
 
 
-_BAD_WINDOWS = [float("inf"), float("-inf"), float("nan"), 2**63, 10**400, MAX_WINDOW + 1, 2.5, 0, True, "14",
-                None]
+_BAD_WINDOWS = [
+    float("inf"),
+    float("-inf"),
+    float("nan"),
+    2**63,
+    10**400,
+    MAX_WINDOW + 1,
+    2.5,
+    0,
+    True,
+    "14",
+    None,
+]
 
 
 @pytest.mark.parametrize("name", indicator_names())
@@ -296,3 +309,38 @@ def test_ema_and_wilder_steps_are_one_fused_multiply_add() -> None:
         assert ema(v, k, x) == once(v, 1.0 - k, k * x)
         keep, share = (n - 1.0) / n, 1.0 / n
         assert wilder(v, keep, share, x) == once(v, keep, x * share)
+
+
+def test_vwap_over_a_lake_frame_takes_its_day_as_the_session(tmp_path: Path) -> None:
+    """``indicator("vwap").compute(frame)`` over the lake's bars (``Lake.read``: a pyarrow Table
+    with ``day``, no ``session``) said "data lacks input column(s) high, low, close, volume,
+    session" (``in`` on a pyarrow Table is no column test), and "lacks session" over its pandas
+    or Polars form. The lake's ``day`` (the exchange-local session date) is the session: the
+    same bits as ``batch``/``stream`` given it, restarting at each day's first bar."""
+    import polars as pl
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lake.synth import synth_dataset
+
+    synth_dataset(tmp_path / "m", seed=3, symbols=2, bars=1_000, frequency="1m")
+    table = pq.read_table(tmp_path / "m" / "bars.parquet")
+    one = table.filter(pc.equal(table.column("instrument_id"), 1))
+    vwap = indicator("vwap")
+    columns = {k: one.column(k).to_numpy().astype(np.float64) for k in ("high", "low", "close", "volume")}
+    columns["session"] = one.column("day").to_numpy().astype(np.float64)
+    want = vwap.batch(*(columns[k] for k in vwap.inputs))
+    assert same_bits(streamed(vwap, columns)[0], want)
+    for frame in (one, one.to_pandas(), pl.from_arrow(one)):
+        assert same_bits(vwap.compute(frame)["vwap"], want)  # type: ignore[arg-type]
+    day = columns["session"]
+    firsts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]])
+    assert len(firsts) == 3  # 1,000 minutes: three sessions
+    typical = (columns["high"] + columns["low"] + columns["close"]) / 3
+    assert np.allclose(want[firsts], typical[firsts])
+    with pytest.raises(IndicatorError, match=r"data holds 2 instruments \(instrument_id 1, 2, \.\.\.\)"):
+        vwap.compute(table)
+    with pytest.raises(
+        IndicatorError, match=r"lacks input column\(s\) session \(session: a number that changes"
+    ):
+        vwap.compute({k: columns[k] for k in ("high", "low", "close", "volume")})
