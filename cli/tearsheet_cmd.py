@@ -8,15 +8,12 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
 from cli.exits import unfinished_status
 from cli.progress import console, plural
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from sim.experiments import RANKABLE, ExperimentStore, format_metric, metric_score
 from sim.metrics import NoRunStarted, report_from_journal
-from sim.performance import return_stats
 from sim.tearsheet import (
     Figure,
     TearsheetError,
@@ -87,17 +84,16 @@ def _sweep(folder: Path, metric: str) -> Sheet:
 def _walkforward(folder: Path) -> Sheet:
     report = json.loads((folder / "walkforward.json").read_text())
     stats = report["stitched"]["stats"]
-    # The stitched curve's drawdown, as a run's page shows its own (sim.performance, the same
-    # function tape report's rows come from; a period count, so the annualisation is moot).
-    drawdown = return_stats(np.array(report["stitched"]["returns"], dtype=np.float64), 252)
-    deepest = drawdown.max_drawdown  # negative, as every research table's
+    # The stitched curve's drawdown, as a run's page shows its own: walkforward.json's stats are
+    # sim.performance.return_stats of the stitched returns, the function tape report's rows use.
+    deepest = stats["max_drawdown"]  # negative, as every research table's; None where not finite
     rows = [
         ("folds", str(len(report["folds"]))),
         ("out-of-sample sessions", f"{stats['periods']:,}"),
         ("stitched return", f"{stats['total_return']:+.2%}"),
         ("stitched Sharpe", _num(stats["sharpe"])),
-        ("stitched max drawdown", "-" if math.isnan(deepest) else f"{deepest:.2%}"),
-        ("stitched longest drawdown", f"{drawdown.max_drawdown_periods:,} days"),
+        ("stitched max drawdown", "-" if deepest is None or math.isnan(deepest) else f"{deepest:.2%}"),
+        ("stitched longest drawdown", f"{stats['max_drawdown_periods']:,} days"),
     ]
     return f"walk-forward {report['run_id']}", walkforward_figures(report), rows
 

@@ -309,7 +309,14 @@ def walkforward_figures(report: dict[str, Any]) -> list[Figure]:
     if len(when) < 2:
         raise TearsheetError("the walk-forward has fewer than two out-of-sample sessions")
     curve = np.cumprod(1.0 + np.array(stitched["returns"]))
-    stats = return_stats(np.array(stitched["returns"]), 252)
+    # The walk-forward's own stats (annualised on its calendar: 365 sessions on 24x7 data);
+    # a report without them (none is written so) would be recomputed on 252.
+    stats = stitched.get("stats") or return_stats(np.array(stitched["returns"]), 252).__dict__
+
+    def figure(key: str, spec: str) -> str:
+        value = stats.get(key)
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        return "-" if missing else format(value, spec)
 
     def draw(fig: Any) -> None:
         axis = fig.subplots()
@@ -320,8 +327,9 @@ def walkforward_figures(report: dict[str, Any]) -> list[Figure]:
             axis.text(start, float(curve.max()), f" f{index}", fontsize=7, va="top")
         axis.set_ylabel("growth of 1 (out-of-sample)")
         axis.set_title(
-            f"Stitched out-of-sample: return {stats.total_return:+.1%}, Sharpe {stats.sharpe:.2f}, "
-            f"max drawdown {stats.max_drawdown:.1%} (longest {stats.max_drawdown_periods:,} sessions)"
+            f"Stitched out-of-sample: return {figure('total_return', '+.1%')}, "
+            f"Sharpe {figure('sharpe', '.2f')}, max drawdown {figure('max_drawdown', '.1%')} "
+            f"(longest {figure('max_drawdown_periods', ',')} sessions)"
         )
 
     return [Figure("walkforward", "Stitched out-of-sample curve", _render(plt, draw, (9.0, 4.5)))]

@@ -7,6 +7,7 @@ import base64
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -163,3 +164,38 @@ def test_a_walkforwards_page_shows_the_stitched_max_drawdown(tmp_path: Path) -> 
     )
     days = f"{stats.max_drawdown_periods:,} days"
     assert re.search(rf"stitched longest drawdown</t[dh]>\s*<td[^>]*>{re.escape(days)}<", page)
+
+
+def test_a_walkforward_chart_title_keeps_the_walkforwards_own_annualisation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On 24x7 data the walk-forward annualises on 365 sessions (walkforward.json's stats); the
+    chart's title recomputed its Sharpe on 252, so the title and the page disagreed."""
+    import matplotlib.axes
+
+    from sim.performance import return_stats
+    from sim.tearsheet import walkforward_figures
+
+    returns = np.random.default_rng(3).normal(0.001, 0.01, 400)
+    from datetime import date, timedelta
+
+    days = [int((date(2021, 1, 1) + timedelta(days=k)).strftime("%Y%m%d")) for k in range(400)]
+    stats = return_stats(returns, 365)
+    report = {
+        "run_id": "wf",
+        "folds": [{"test": ["2021-01-01", "2022-02-04"]}],
+        "stitched": {"days": days, "returns": returns.tolist(), "stats": stats.__dict__},
+    }
+    titles: list[str] = []
+    real = matplotlib.axes.Axes.set_title
+
+    def set_title(self: Any, text: str, *args: Any, **kwargs: Any) -> Any:
+        titles.append(text)
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", set_title)
+    walkforward_figures(report)
+    assert f"{return_stats(returns, 252).sharpe:.2f}" != f"{stats.sharpe:.2f}"  # the test can tell them apart
+    assert titles and f"Sharpe {stats.sharpe:.2f}," in titles[0]
+    longest = f"(longest {stats.max_drawdown_periods:,} sessions)"
+    assert f"max drawdown {stats.max_drawdown:.1%} {longest}" in titles[0]
