@@ -1,0 +1,89 @@
+"""A user's A-share backtest on the real hikyuu data (../shared/data/cn/hikyuu), end to end
+through the CLI: `tape ingest`, `tape export`, `tape backtest`, then the journal read back.
+
+* The SSE Composite index in a data set (a calendar for the suspension check, a benchmark) is
+  not tradable: an installed strategy that targets every name (`sma_crossover`) had its index
+  orders filled by the simulated venue (108 "units" of 000001.SH at 2,757.40 on 2011-06-29);
+  now they are refused, `NOT_TRADABLE: 000001.SH is an index`, and counted as rejections.
+
+Skipped with a reason without ../shared/data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.main import main
+from domain.events import InstrumentsDefined, OrderFilled, OrderRejected, OrderSubmitted
+from kernel.store import open_journal
+
+CN = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn"
+SPDB = CN / "hikyuu" / "600000.SH_day_raw_tdx.csv"
+SSE = CN / "hikyuu" / "000001.SH_index_day_raw_tdx.csv"
+EASTMONEY_QFQ = CN / "abu_qfq" / "sz300059_day_qfq.csv"
+
+pytestmark = pytest.mark.needs_shared_data
+
+
+def _needs(*files: Path) -> pytest.MarkDecorator:
+    missing = [str(f) for f in files if not f.is_file()]
+    return pytest.mark.skipif(bool(missing), reason=f"real A-share data not found: {', '.join(missing)}")
+
+
+CONFIG = """\
+run_id = "spdb-sse-sma"
+seed = 0
+dataset = "data/spdb_sse_2011"
+journal = "journals/sma"
+currency = "CNY"
+initial_cash = "1000000"
+
+[strategy]
+name = "sma_crossover"
+params = { fast = 5, slow = 20, weight = 0.6 }
+
+[risk]
+gross_leverage = { limit_e8 = 100_000_000, action = "scale" }
+name = { limit_e8 = 100_000_000, action = "clip" }
+
+[fill]
+commission_e8 = 25_000
+commission_min_minor = 500
+
+[cn_fees]
+source = "illustrative user rates for 2011 (the built-in tables start later)"
+[[cn_fees.rows]]
+effective_from = 20080101
+stamp_duty_buy_e8 = 100_000
+stamp_duty_sell_e8 = 100_000
+transfer_e8 = 2_000
+handling_e8 = 4_870
+regulatory_e8 = 2_000
+"""
+
+
+@_needs(SPDB, SSE)
+def test_orders_on_the_sse_composite_index_are_refused_not_filled(tmp_path: Path) -> None:
+    lake, data = tmp_path / "lake", tmp_path / "data" / "spdb_sse_2011"
+    assert main(["ingest", "hikyuu-day", str(SPDB), str(SSE), "--out", str(lake)]) == 0
+    window = ["--start", "2011-03-01", "--end", "2011-11-30"]
+    assert main(["export", str(lake), str(data), "--calendar", "XSHG", *window]) == 0
+    config = tmp_path / "sma.toml"
+    config.write_text(CONFIG)
+    assert main(["backtest", str(config)]) == 0
+
+    events = [event for _, event in open_journal(tmp_path / "journals" / "sma").events()]
+    defined = next(e for e in events if isinstance(e, InstrumentsDefined))
+    ids = {i.symbol: i.instrument_id for i in defined.instruments}
+    index, spdb = ids["000001.SH"], ids["600000.SH"]
+    assert next(i for i in defined.instruments if i.symbol == "000001.SH").asset_class == "index"
+    on_index = {e.order_id for e in events if isinstance(e, OrderSubmitted) and e.instrument_id == index}
+    assert on_index, "the strategy targets every name: some orders are for the index"
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert [f for f in fills if f.instrument_id == index] == []
+    assert {f.instrument_id for f in fills} == {spdb}  # SPDB still trades
+    refused = {e.order_id: e.reason for e in events if isinstance(e, OrderRejected)}
+    assert {oid: refused.get(oid) for oid in on_index} == dict.fromkeys(
+        on_index, "NOT_TRADABLE: 000001.SH is an index"
+    )
