@@ -87,3 +87,34 @@ def test_orders_on_the_sse_composite_index_are_refused_not_filled(tmp_path: Path
     assert {oid: refused.get(oid) for oid in on_index} == dict.fromkeys(
         on_index, "NOT_TRADABLE: 000001.SH is an index"
     )
+
+
+@_needs(EASTMONEY_QFQ)
+def test_a_board_whose_lot_no_buy_can_meet_is_refused_by_tape_ingest_metadata(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """东方财富 (ChiNext) from the abu qfq CSV: `tape ingest csv` stores lot 1 (a CSV carries no
+    lot). Naming its board alone made every buy of a backtest a whole-share quantity that the
+    board's 100-share rule refused (`CN_LOT: min=100, step=100, order_qty=54945`, 9 of 9
+    orders); now the metadata file is refused with the lot to give, the lake unchanged."""
+    lake = tmp_path / "lake"
+    columns = "ts=date,open=open,high=high,low=low,close=close,volume=volume"
+    csv_args = ["--symbol", "300059.SZ", "--venue", "SZSE", "--calendar", "XSHG", "--currency", "CNY"]
+    csv_args += ["--frequency", "1d", "--map", columns, "--ts-format", "%Y%m%d", "--tz", "Asia/Shanghai"]
+    assert main(["ingest", "csv", str(EASTMONEY_QFQ), "--out", str(lake), *csv_args]) == 0
+    before = (lake / "lake.json").read_bytes()
+    board_only = tmp_path / "board.csv"
+    board_only.write_text("symbol,venue,board\n300059.SZ,SZSE,chinext\n")
+    capsys.readouterr()
+    assert main(["ingest", "metadata", str(board_only), "--out", str(lake)]) == 2
+    err = capsys.readouterr().out
+    assert "line 2: 300059.SZ: board chinext buys in steps of 100 shares, the stored lot is 1" in err
+    assert "give lot = 100" in err
+    assert (lake / "lake.json").read_bytes() == before
+    with_lot = tmp_path / "board_lot.csv"
+    with_lot.write_text("symbol,venue,board,lot\n300059.SZ,SZSE,chinext,100\n")
+    assert main(["ingest", "metadata", str(with_lot), "--out", str(lake)]) == 0
+    wrong = tmp_path / "wrong_lot.csv"
+    wrong.write_text("symbol,venue,lot\n300059.SZ,SZSE,50\n")
+    assert main(["ingest", "metadata", str(wrong), "--out", str(lake)]) == 2
+    assert "board chinext buys in steps of 100 shares, the lot is 50" in capsys.readouterr().out
