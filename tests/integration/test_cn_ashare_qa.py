@@ -22,6 +22,7 @@ CN = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn"
 SPDB = CN / "hikyuu" / "600000.SH_day_raw_tdx.csv"
 SSE = CN / "hikyuu" / "000001.SH_index_day_raw_tdx.csv"
 EASTMONEY_QFQ = CN / "abu_qfq" / "sz300059_day_qfq.csv"
+ACTIONS = CN / "hikyuu" / "stock_weight_corporate_actions.csv"
 
 pytestmark = pytest.mark.needs_shared_data
 
@@ -118,3 +119,34 @@ def test_a_board_whose_lot_no_buy_can_meet_is_refused_by_tape_ingest_metadata(
     wrong.write_text("symbol,venue,lot\n300059.SZ,SZSE,50\n")
     assert main(["ingest", "metadata", str(wrong), "--out", str(lake)]) == 2
     assert "board chinext buys in steps of 100 shares, the lot is 50" in capsys.readouterr().out
+
+
+@_needs(SPDB, ACTIONS)
+def test_export_actions_says_when_the_lakes_corporate_actions_end_before_the_data_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hikyuu 权息 table ends 2011-11-25; the TDX bars run to 2025. `tape export --actions`
+    of SPDB 2022-2024 wrote no actions.parquet and said nothing, so a backtest held SPDB through
+    its 2023-07-21 ex-date (7.42 -> 7.10: 0.32 CNY) as a price drop with no dividend. Now it says so."""
+    lake = tmp_path / "lake"
+    assert main(["ingest", "hikyuu-day", str(SPDB), "--out", str(lake)]) == 0
+    assert main(["ingest", "hikyuu-actions", str(ACTIONS), "--out", str(lake)]) == 0
+    capsys.readouterr()
+    late = tmp_path / "late"
+    window = ["--start", "2022-01-01", "--end", "2024-06-30", "--actions"]
+    assert (
+        main(["export", str(lake), str(late), "--calendar", "XSHG", "--symbols", "600000.SH", *window]) == 0
+    )
+    said = " ".join("".join(capsys.readouterr()).split())  # whatever the terminal width
+    assert not (late / "actions.parquet").exists()
+    assert "no corporate action of the exported instruments has its ex-date in 20220104..20240628" in said
+    assert "the lake's corporate actions end on 20111125" in said
+    assert "before the data set's last session 20240628" in said
+    covered = tmp_path / "covered"
+    window = ["--start", "2011-01-01", "--end", "2011-10-31", "--actions"]
+    assert (
+        main(["export", str(lake), str(covered), "--calendar", "XSHG", "--symbols", "600000.SH", *window])
+        == 0
+    )
+    assert (covered / "actions.parquet").exists()  # 2011-06-03, 10送3派1.6
+    assert "note:" not in "".join(capsys.readouterr())
