@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from domain.events import InstrumentsDefined, OrderFilled, OrderRejected, OrderSubmitted
+from domain.events import (
+    CorporateActionApplied,
+    InstrumentsDefined,
+    OrderFilled,
+    OrderRejected,
+    OrderSubmitted,
+)
 from kernel.store import open_journal
 
 CN = Path(__file__).resolve().parents[3] / "shared" / "data" / "cn"
@@ -150,3 +156,29 @@ def test_export_actions_says_when_the_lakes_corporate_actions_end_before_the_dat
     )
     assert (covered / "actions.parquet").exists()  # 2011-06-03, 10送3派1.6
     assert "note:" not in "".join(capsys.readouterr())
+
+
+@_needs(SPDB, ACTIONS)
+def test_after_a_bonus_issue_leaves_odd_shares_a_top_up_buys_whole_lots(tmp_path: Path) -> None:
+    """SPDB 2011-06-03, 10送3派1.6: 43,200 shares held become 56,160 (60 odd). The next top-up
+    was sized to the rounded target, 1,940 shares, and refused (`CN_LOT: min=100, step=100,
+    order_qty=1940`), as every buy would be until the whole position was sold. Now it buys
+    1,900 (whole lots, rounded down), and the later exit sells the odd 60 with the lots."""
+    lake, data = tmp_path / "lake", tmp_path / "data" / "spdb_sse_2011"
+    assert main(["ingest", "hikyuu-day", str(SPDB), "--out", str(lake)]) == 0
+    assert main(["ingest", "hikyuu-actions", str(ACTIONS), "--out", str(lake)]) == 0
+    window = ["--start", "2011-03-01", "--end", "2011-11-30", "--actions"]
+    assert (
+        main(["export", str(lake), str(data), "--calendar", "XSHG", *window, "--symbols", "600000.SH"]) == 0
+    )
+    config = tmp_path / "sma.toml"
+    config.write_text(CONFIG.replace("fast = 5, slow = 20", "fast = 2, slow = 4"))
+    assert main(["backtest", str(config)]) == 0
+
+    events = [event for _, event in open_journal(tmp_path / "journals" / "sma").events()]
+    applied = [e for e in events if isinstance(e, CorporateActionApplied)]
+    assert [(a.ex_day, a.qty_before_raw, a.qty_after_raw) for a in applied] == [(20110603, 43_200, 56_160)]
+    assert [e.reason for e in events if isinstance(e, OrderRejected)] == []
+    after = [e for e in events if isinstance(e, OrderFilled) and e.ts_ns > applied[0].ts_ns]
+    assert [(f.side, f.fill_qty_raw) for f in after[:2]] == [(1, 1_900), (-1, 58_060)]
+    assert all(f.fill_qty_raw % 100 == 0 for f in events if isinstance(f, OrderFilled) and f.side > 0)
