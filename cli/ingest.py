@@ -27,6 +27,7 @@ from lake.health import DatasetHealth, dataset_health, venue_calendar
 from lake.ingest import IngestReport, ingest
 from lake.metadata import MetadataError, MetadataReport, apply_metadata
 from lake.partitioned import Lake, LakeError
+from lake.schema import Kind
 from lake.sources import (
     ColumnMap,
     IngestError,
@@ -414,9 +415,39 @@ def cmd_export(args: argparse.Namespace) -> int:
             soft_wrap=True,
             highlight=False,
         )
+        if args.actions:
+            for note in _actions_notes(lake, Path(ref.uri), "actions.parquet" in files):
+                console.print(f"note: {note}", soft_wrap=True, highlight=False)
     if args.json:
         write_output(args.json, json.dumps(summary, indent=1) + "\n", option="--json")
     return 0
+
+
+def _actions_notes(lake: Lake, folder: Path, written: bool) -> list[str]:
+    """What ``--actions`` could not carry: none in the window, and the lake's corporate actions
+    ending before the data set does (the hikyuu 权息 table stops in 2011-11 while its TDX bars
+    run to 2025), where the raw prices gap on ex-dates that no action row books."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    span = pc.min_max(pq.read_table(folder / "bars.parquet", columns=["day"]).column("day"))
+    first, last = int(span["min"].as_py()), int(span["max"].as_py())
+    stored = lake.read(Kind.CORPORATE_ACTIONS, columns=["ex_date"]).column("ex_date")
+    notes = []
+    if not written:
+        notes.append(
+            f"--actions: no corporate action of the exported instruments has its ex-date in "
+            f"{first}..{last}, so the data set has no actions.parquet"
+        )
+    if len(stored) == 0:
+        notes.append("the lake holds no corporate actions (tape ingest hikyuu-actions FILE --out LAKE)")
+    elif (end := int(pc.max(stored).as_py())) < last:
+        notes.append(
+            f"the lake's corporate actions end on {end} (the last ex-date it holds), before the "
+            f"data set's last session {last}: dividends, bonus shares and rights after {end} are "
+            "not in the data set, and the raw prices drop on their ex-dates with nothing booked"
+        )
+    return notes
 
 
 def export_summary(ref: DatasetRef) -> dict[str, object]:

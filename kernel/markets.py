@@ -139,7 +139,11 @@ class MarketRules:
                     )
                 continue
             if not inst.board:
-                raise ValueError(f"{inst.symbol}: an A-share instrument needs its board (main, star, ...)")
+                raise ValueError(
+                    f"{inst.symbol}: an A-share instrument needs its board (main, star, chinext, bse, "
+                    "fund): give it with tape ingest metadata (a board column; with lot = 100 on the "
+                    "main board and ChiNext) and export the data set again"
+                )
             self._boards[iid] = Board(inst.board)
             self._symbols[iid] = inst.symbol
 

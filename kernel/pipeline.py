@@ -357,7 +357,10 @@ def plan_orders(
     nav_by_instrument: Mapping[int, int] | None = None,
 ) -> list[OrderIntent]:
     """Whole-lot orders that move each targeted position to its weight; sells before buys.
-    ``nav_by_instrument``: the NAV in each instrument's currency (a book of several currencies)."""
+    ``nav_by_instrument``: the NAV in each instrument's currency (a book of several currencies).
+    A position off its lot grid (an A-share's odd shares after a bonus issue, 10送3 on 43,200
+    -> 56,160) sells its odd remainder with the lots (allowed as one order) but buys whole lots
+    only, rounded down: the odd buy to the rounded target would be refused (``CN_LOT``)."""
     intents: list[OrderIntent] = []
     for iid in sorted(targets):
         px = prices[iid]
@@ -368,6 +371,9 @@ def plan_orders(
             assert px > 0, "targets without a price are rejected by the risk stage"
             target_qty = qty_for_value(instruments[iid], abs(value), px) * (1 if value > 0 else -1)
         delta = target_qty - positions.get(iid, Position()).qty_raw
+        if delta > 0:
+            lot = instruments[iid].lot_raw
+            delta = delta // lot * lot
         if delta:
             intents.append(OrderIntent(iid, 1 if delta > 0 else -1, abs(delta), px))
     intents.sort(key=lambda intent: (intent.side, intent.instrument_id))

@@ -21,9 +21,10 @@ A key left out (or an empty CSV cell) keeps the stored value. Keys:
 Validation is all or nothing: every problem is reported with its line (CSV) or table index
 (TOML), and a file with any problem leaves the lake unchanged. Checks: known keys, a known
 instrument, one row per instrument, values of the right form, the ``Instrument``'s own checks
-(positive tick, lot and multiplier, option fields), every stored bar price on the new tick, no
-stored bar before the listing date or after the delisting date, ST periods ordered and not
-overlapping. Applied rows become a new lake version (its content hash changes); ``tape
+(positive tick, lot and multiplier, option fields), an A-share board's lot a whole number of
+the board's quantity steps (100 shares on the main board and ChiNext), every stored bar price
+on the new tick, no stored bar before the listing date or after the delisting date, ST periods
+ordered and not overlapping. Applied rows become a new lake version (its content hash changes); ``tape
 export`` copies the instruments into the data set, and a run journals them
 (``instruments.defined.v1``), so the kernel uses them: ST periods select the 5% price band,
 ``asset_class = "future"`` daily settlement and futures margin, the multiplier every notional.
@@ -54,8 +55,10 @@ import numpy as np
 import pyarrow.compute as pc
 
 from domain.instruments import Instrument
+from domain.markets import Board, cn_lot_rule
 from lake.partitioned import Lake
 from lake.schema import BAR_FREQUENCIES, Kind
+from lake.sources import LOT_RULE_DAY
 
 __all__ = ["METADATA_KEYS", "MetadataError", "MetadataReport", "apply_metadata", "read_metadata"]
 
@@ -235,7 +238,25 @@ def _updated(instrument: Instrument, values: dict[str, Any]) -> tuple[Instrument
     if delisting and listing and delisting < listing:
         raise ValueError("delisting_date is before listing_date")
     merged = msgspec.structs.asdict(instrument) | changes
-    return msgspec.convert(merged, Instrument), delisting  # the Instrument's own checks
+    new = msgspec.convert(merged, Instrument)  # the Instrument's own checks
+    _check_board_lot(new, given="lot" in values)
+    return new, delisting
+
+
+def _check_board_lot(instrument: Instrument, *, given: bool) -> None:
+    """An A-share's lot must be a whole number of its board's quantity steps (100 shares on the
+    main board and ChiNext): orders are sized in lots, and a buy off the board's steps is
+    refused (``CN_LOT``), so a lot of 1 (a CSV source's default) would have every buy refused."""
+    if not instrument.board or instrument.asset_class == "index" or instrument.board == Board.FUND.value:
+        return
+    step = cn_lot_rule(Board(instrument.board), LOT_RULE_DAY).qty_step
+    if instrument.lot_raw % step:
+        lot = Decimal(instrument.lot_raw).scaleb(-instrument.qty_digits)
+        where = "lot" if given else "stored lot"
+        raise ValueError(
+            f"board {instrument.board} buys in steps of {step} shares, the {where} is {lot}: "
+            f"give lot = {Decimal(step).scaleb(-instrument.qty_digits)} (every buy would be refused)"
+        )
 
 
 def _match(row: Row, known: list[Instrument]) -> Instrument:

@@ -33,6 +33,7 @@ from lake.validate import MISSING_TS, BarInput, FundingInput, QuoteInput, TradeI
 __all__ = [
     "DIGITS_MAX",
     "ColumnMap",
+    "LOT_RULE_DAY",
     "IngestError",
     "Parsed",
     "epoch_to_ns",

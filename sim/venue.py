@@ -166,6 +166,8 @@ class SimVenue:
         instrument = self._instruments.get(order.instrument_id)
         if instrument is None:
             return f"UNKNOWN_INSTRUMENT: instrument_id={order.instrument_id}"
+        if instrument.asset_class == "index":  # a reference series (a calendar, a benchmark)
+            return f"NOT_TRADABLE: {instrument.symbol} is an index"
         if order.order_type not in _ORDER_TYPES:
             return f"UNSUPPORTED_ORDER_TYPE: {order.order_type}"
         # A-share quantities follow their board's lot rule, checked by the kernel's market rules
