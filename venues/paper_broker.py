@@ -241,6 +241,8 @@ class PaperBroker:
         inst = self.instruments.get(order.instrument_id)
         if inst is None:
             return f"UNKNOWN_INSTRUMENT: instrument_id={order.instrument_id}"
+        if inst.asset_class == "index":  # a reference series, as the simulated venue refuses it
+            return f"NOT_TRADABLE: {inst.symbol} is an index"
         if order.order_type not in ("market", "limit"):
             return f"ORDER_TYPE: the paper broker fills market and limit orders, not {order.order_type!r}"
         if inst.min_notional_minor <= 0:

@@ -213,3 +213,12 @@ def test_a_restarted_broker_rejects_what_was_in_flight_and_cancels_what_rested()
         (8, flying.order_id, "reject", 99),
     ]
     assert out[1].reason.startswith("NOT_SENT") and b.next_seq == 9
+
+
+def test_an_order_on_an_index_is_rejected_on_arrival_as_the_backtest_venue_rejects_it() -> None:
+    index = msgspec.structs.replace(BTC, instrument_id=2, symbol="000001.SH", asset_class="index")
+    b = PaperBroker({1: BTC, 2: index}, LatencyModel(), BrokerCosts(), interval_ns=MINUTE)
+    b.on_quote(msgspec.structs.replace(quote(0, 10_000, 10_010), instrument_id=2))
+    b.send("place", msgspec.structs.replace(order(1), instrument_id=2), 1)
+    out = b.on_quote(msgspec.structs.replace(quote(2, 10_000, 10_010), instrument_id=2))
+    assert [m.kind for m in out] == ["reject"] and out[0].reason == "NOT_TRADABLE: 000001.SH is an index"
