@@ -246,9 +246,18 @@ class Lake:
                     )
                     return adopted, [*known[:index], adopted, *known[index + 1 :]]
                 if template.price_digits > instrument.price_digits:
+                    name = f"{template.venue}:{template.symbol}"
+                    if instrument.instrument_id in staged_prices and not self.holds_prices(
+                        instrument.instrument_id
+                    ):  # an earlier file of this ingest, not the lake, decided the digits
+                        raise LakeError(
+                            f"{name}: an earlier file of this ingest holds it at price_digits "
+                            f"{instrument.price_digits}, this one needs {template.price_digits} "
+                            "(ingest the finer file first, or on its own before the others)"
+                        )
                     raise LakeError(
-                        f"{template.venue}:{template.symbol} is stored at price_digits "
-                        f"{instrument.price_digits}, the new data needs {template.price_digits}"
+                        f"{name} is stored at price_digits {instrument.price_digits}, "
+                        f"the new data needs {template.price_digits}"
                     )
                 return instrument, known
         next_id = max((instrument.instrument_id for instrument in known), default=0) + 1
