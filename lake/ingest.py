@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
 from lake.health import GapReport, find_gaps, shift_day
-from lake.partitioned import Lake
+from lake.partitioned import Lake, LakeError
 from lake.schema import BAR_FREQUENCIES, QUARANTINE, SCHEMAS, Kind
 from lake.sessions import known_calendar, sessions_for, utc_days
 from lake.sources import DIGITS_MAX, IngestError, Parsed
@@ -149,7 +149,12 @@ def ingest(
     known = before = lake.instruments()
     staged = _Staged()
     for parsed in parsed_files:
-        known = _stage_file(lake, parsed, known, staged)
+        try:
+            known = _stage_file(lake, parsed, known, staged)
+        except LakeError as error:  # name the file that could not be staged, once
+            if parsed.source in str(error):
+                raise
+            raise LakeError(f"{parsed.source}: {error}") from None
         if progress is not None:
             progress(parsed.source, staged.reports[-1].rows_in)
     quarantine = pa.concat_tables(staged.quarantine) if staged.quarantine else None

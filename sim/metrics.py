@@ -115,9 +115,9 @@ class RunReport:
             return []
         rows = [("fees by currency", f"base {self.currency}")]
         for currency, (paid, base) in sorted(self.fees_by_currency.items()):
-            text = f"{paid:,.2f} {currency}"
+            text = _money(paid, currency)
             if currency != self.currency:
-                text += f" = {base:,.2f} {self.currency}"
+                text += f" = {_money(base, self.currency)}"
             rows.append((f"  {currency} fees", text))
         return rows
 
@@ -130,10 +130,11 @@ class RunReport:
             cash = mark.cash_minor / 10 ** minor_digits(mark.currency)
             nav = mark.nav_minor / 10 ** minor_digits(mark.currency)
             base = mark.nav_base_minor / 10 ** minor_digits(self.currency)
-            rows.append((f"  {mark.currency} cash / NAV", f"{cash:,.2f} / {nav:,.2f} {mark.currency}"))
+            digits = _digits(mark.currency)
             rows.append(
-                (f"  {mark.currency} NAV at {mark.rate_e8 / 1e8:.8g}", f"{base:,.2f} {self.currency}")
+                (f"  {mark.currency} cash / NAV", f"{cash:,.{digits}f} / {_money(nav, mark.currency)}")
             )
+            rows.append((f"  {mark.currency} NAV at {mark.rate_e8 / 1e8:.8g}", _money(base, self.currency)))
         return rows
 
     @property
@@ -157,8 +158,8 @@ class RunReport:
             ("session days", f"{self.days:,}"),
             ("orders / rejected", f"{self.orders:,} / {self.rejected:,}"),
             ("fills", f"{self.fills:,}"),
-            ("initial NAV", f"{self.initial_nav:,.2f} {ccy}"),
-            ("final NAV", f"{self.final_nav:,.2f} {ccy}"),
+            ("initial NAV", _money(self.initial_nav, ccy)),
+            ("final NAV", _money(self.final_nav, ccy)),
             ("total return", _pct(r.total_return, sign=True)),
             ("annual return", _pct(r.annual_return, sign=True)),
             ("annualised volatility", _pct(r.annual_volatility)),
@@ -172,11 +173,11 @@ class RunReport:
             ("closing trades", f"{t.trades:,}"),
             ("hit rate", _pct(t.hit_rate)),
             ("profit factor", _num(t.profit_factor)),
-            ("expectancy / trade", f"{_num(t.expectancy)} {ccy}"),
+            ("expectancy / trade", _money(t.expectancy, ccy)),
             ("SQN", _num(t.sqn)),
-            ("fees and taxes", f"{self.fees:,.2f} {ccy}"),
+            ("fees and taxes", _money(self.fees, ccy)),
             *(
-                (f"  {name.replace('_', ' ')}", f"{amount:,.2f} {ccy}")
+                (f"  {name.replace('_', ' ')}", _money(amount, ccy))
                 for name, amount in sorted(self.fee_lines.items())
             ),
             *self.fee_rows(),
@@ -218,6 +219,22 @@ def _pct(value: float, *, sign: bool = False) -> str:
     if math.isnan(value):
         return "-"
     return f"{value:+.2%}" if sign else f"{value:.2%}"
+
+
+def _digits(currency: str) -> int:
+    """Digits a money figure of ``currency`` prints with: its minor unit's (BTC 8, USDT 6, JPY 0),
+    so 0.00075 BTC of fees is not shown as 0.00; 2 for a currency ``domain.fixed`` does not know."""
+    try:
+        return minor_digits(currency)
+    except ValueError:
+        return 2
+
+
+def _money(value: float, currency: str) -> str:
+    """A money figure with its currency's digits and code (``-`` for NaN, ``inf`` as ``_num``)."""
+    if math.isnan(value) or math.isinf(value):
+        return f"{_num(value)} {currency}"
+    return f"{value:,.{_digits(currency)}f} {currency}"
 
 
 def _num(value: float) -> str:

@@ -374,7 +374,7 @@ def test_tape_report_shows_the_base_and_each_currency(
     for mark in last.currencies:
         digits = minor_digits(mark.currency)
         cash, nav = mark.cash_minor / 10**digits, mark.nav_minor / 10**digits
-        assert f"{cash:,.2f} / {nav:,.2f} {mark.currency}" in out
+        assert f"{cash:,.{digits}f} / {nav:,.{digits}f} {mark.currency}" in out  # its minor unit
         assert f"{mark.nav_base_minor / 100:,.2f} USD" in out
         assert summary["currencies"][mark.currency] == {
             "cash": cash, "nav": nav, "rate_e8": mark.rate_e8, "nav_base": mark.nav_base_minor / 100,

@@ -115,7 +115,7 @@ def test_funding_postings_on_real_rates(tmp_path: Path, capsys: pytest.CaptureFi
             assert cash < 0  # a long pays positive funding
     assert tape(["report", str(tmp_path / "j")]) == 0
     total_paid = -sum(p.amount_minor for e in funding for p in e.postings if p.account == "assets:cash:USDT")
-    assert f"{total_paid / 1e6:,.2f} USDT" in capsys.readouterr().out  # the report's funding line
+    assert f"{total_paid / 1e6:,.6f} USDT" in capsys.readouterr().out  # the funding line, to the 1e-6
 
 
 def _position_qty(events: list[object]) -> int:
