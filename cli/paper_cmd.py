@@ -172,7 +172,7 @@ def session_options(parser: Any) -> None:
 
 def add_command_parser(verbs: Any) -> None:
     command = verbs.add_parser(
-        "command", help="send an operator command (halt, flatten, rearm) to a running paper session"
+        "command", help="send an operator command (halt, flatten, rearm, pause, resume) to a running session"
     )
     command.add_argument("journal", help="the journal the session writes")
     command.add_argument("command", choices=COMMANDS)

@@ -383,6 +383,7 @@ def _sweep(args: argparse.Namespace) -> list[Experiment]:
     path = Path(args.config)
     raw = read_raw_config(path)
     table = raw.pop("sweep", None)
+    raw.pop("walkforward", None)  # the table of `tape walkforward`, which reads [sweep] as little
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: no [sweep] table (docs/research.md)")
     try:

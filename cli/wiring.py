@@ -66,6 +66,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> Backtest
     (``overrides`` are taken as they are: make a typed path absolute with ``typed_path``)."""
     raw = read_raw_config(path)
     raw.pop("sweep", None)  # the table of `tape sweep`; a backtest of the file runs its base point
+    raw.pop("walkforward", None)  # and of `tape walkforward`
     raw.update(overrides or {})
     return config_from_raw(raw, path)
 

@@ -470,3 +470,16 @@ def test_a_sweep_whose_runs_are_refused_as_they_start_leaves_nothing_behind(tmp_
     path.write_text(good)
     assert main(argv) == 0
     assert len(_rows(tmp_path / "s" / "experiments.sqlite")) == 4
+
+
+def test_one_file_holds_a_sweep_and_a_walkforward_each_verb_reading_its_own_table(tmp_path: Path) -> None:
+    """README: [sweep] and [walkforward] are ignored by `tape backtest`; each research verb
+    ignores the other's table. A [walkforward] table was refused as an unknown field by
+    `tape backtest` and `tape sweep` (exit 2), while `tape walkforward` ignored [sweep]."""
+    path = _sweep_file(tmp_path)
+    path.write_text(path.read_text() + "\n[walkforward]\ntrain_days = 100\ntest_days = 50\n" + GRID + "\n")
+    assert load_config(path).run_id == "sweep-test"
+    assert main(["backtest", str(path)]) == 0
+    assert (tmp_path / "journals" / "base").is_dir()
+    assert _sweep(path, tmp_path / "s") == 0
+    assert len(_rows(tmp_path / "s" / "experiments.sqlite")) == 4
