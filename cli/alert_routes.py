@@ -61,9 +61,12 @@ class Route(Protocol):
         ...
 
 
-def load_secret(table: Mapping[str, Any], field_name: str, route: str, redactor: Redactor) -> str | None:
+def load_secret(
+    table: Mapping[str, Any], field_name: str, route: str, redactor: Redactor, *, read: bool = True
+) -> str | None:
     """``<field>_env`` (an environment variable) or ``<field>_file`` (a file only its owner can
-    read); a literal ``<field>`` in the TOML is refused. None when neither is given."""
+    read); a literal ``<field>`` in the TOML is refused. None when neither is given; ``""`` when
+    one is given and ``read`` is false (a verb that sends nothing needs no secret set)."""
     if field_name in table:
         raise AlertConfigError(
             f"route {route}: {field_name} must not be written in the rules file; "
@@ -73,6 +76,8 @@ def load_secret(table: Mapping[str, Any], field_name: str, route: str, redactor:
     file_name = table.get(f"{field_name}_file")
     if env_name and file_name:
         raise AlertConfigError(f"route {route}: give {field_name}_env or {field_name}_file, not both")
+    if not read:
+        return "" if env_name or file_name else None
     if env_name:
         secret = os.environ.get(str(env_name), "")
         if not secret:
@@ -336,7 +341,7 @@ def _check_route_table(table: Mapping[str, Any], kind: str, name: str) -> float:
     return float(timeout_s)
 
 
-def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor) -> Route:
+def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor, read: bool) -> Route:
     kind = table.get("kind")
     if kind not in ROUTE_KINDS:
         raise AlertConfigError(f"[[routes]] #{index + 1}: kind must be one of {ROUTE_KINDS}, got {kind!r}")
@@ -346,30 +351,32 @@ def _route_from(table: Mapping[str, Any], index: int, redactor: Redactor) -> Rou
     if minimum not in SEVERITIES:
         raise AlertConfigError(f"route {name}: min_severity must be one of {SEVERITIES}")
     if kind == "smtp":
-        return _smtp_from(table, name, minimum, timeout_s, redactor)
+        return _smtp_from(table, name, minimum, timeout_s, redactor, read)
     if kind == "telegram":
-        token = load_secret(table, "token", name, redactor)
+        token = load_secret(table, "token", name, redactor, read=read)
         if token is None or "chat_id" not in table:
             raise AlertConfigError(f"route {name}: telegram needs chat_id and token_env or token_file")
         base_url = _check_url(table.get("base_url", "https://api.telegram.org"), name)
         return TelegramRoute(name, minimum, str(table["chat_id"]), token, redactor, base_url, timeout_s)
-    return WebhookRoute(name, minimum, _webhook_url(table, name, redactor), redactor,
-                        load_secret(table, "token", name, redactor), timeout_s)  # fmt: skip
+    return WebhookRoute(name, minimum, _webhook_url(table, name, redactor, read), redactor,
+                        load_secret(table, "token", name, redactor, read=read), timeout_s)  # fmt: skip
 
 
 URL_SECRET_PART_MIN = 12  # a secret URL's path parts this long are token-like (not "hooks", "api")
 
 
-def _webhook_url(table: Mapping[str, Any], route: str, redactor: Redactor) -> str:
+def _webhook_url(table: Mapping[str, Any], route: str, redactor: Redactor, read: bool) -> str:
     """``url``, or ``url_env`` / ``url_file`` for a URL that is itself the secret (a Slack or
     Discord hook carries its token in the path): read as a secret, so redacted everywhere."""
     if "url" in table:
         if "url_env" in table or "url_file" in table:
             raise AlertConfigError(f"route {route}: give url, or url_env or url_file, not two of them")
         return _check_url(table["url"], route)
-    secret = load_secret(table, "url", route, redactor)
+    secret = load_secret(table, "url", route, redactor, read=read)
     if secret is None:
         raise AlertConfigError(f"route {route}: a webhook needs url, url_env or url_file")
+    if not read:
+        return secret
     try:
         _check_url(secret, route)
     except AlertConfigError:  # the message would quote the secret
@@ -387,7 +394,7 @@ def _webhook_url(table: Mapping[str, Any], route: str, redactor: Redactor) -> st
 
 
 def _smtp_from(
-    table: Mapping[str, Any], name: str, minimum: str, timeout_s: float, redactor: Redactor
+    table: Mapping[str, Any], name: str, minimum: str, timeout_s: float, redactor: Redactor, read: bool
 ) -> SmtpRoute:
     to = table.get("to")
     if isinstance(to, str):
@@ -400,7 +407,7 @@ def _smtp_from(
     port = table.get("port", {"ssl": 465, "starttls": 587, "none": 25}[security])
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise AlertConfigError(f"route {name}: port must be a whole number 1..65535, got {port!r}")
-    password = load_secret(table, "password", name, redactor)
+    password = load_secret(table, "password", name, redactor, read=read)
     return SmtpRoute(
         name,
         minimum,
@@ -416,8 +423,12 @@ def _smtp_from(
     )
 
 
-def routes_from_config(tables: list[Mapping[str, Any]], redactor: Redactor) -> list[Route]:
-    routes = [_route_from(table, i, redactor) for i, table in enumerate(tables)]
+def routes_from_config(
+    tables: list[Mapping[str, Any]], redactor: Redactor, *, read_secrets: bool = True
+) -> list[Route]:
+    """The routes, each checked; ``read_secrets`` false: the secrets' variables and files are
+    named but not read (the routes then cannot send: the caller keeps none of them)."""
+    routes = [_route_from(table, i, redactor, read_secrets) for i, table in enumerate(tables)]
     names = [route.name for route in routes]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

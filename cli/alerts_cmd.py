@@ -124,7 +124,10 @@ def _check_settings(path: Path, data: dict[str, Any]) -> None:
         raise ConfigError(f"{path}: notify_resolved must be true or false, got {data['notify_resolved']!r}")
 
 
-def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
+def load_alerts_config(path: Path, redactor: Redactor, *, sending: bool = True) -> AlertsConfig:
+    """The rules file, every rule and route checked. ``sending`` false (a verb that delivers
+    nothing: ``check --no-send``, ``list``, ``silence``, ``ack``, the cockpit): the routes'
+    secrets need not be set, and the config holds no route."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
@@ -134,7 +137,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
         raise ConfigError(f"{path}: unknown settings {sorted(unknown)}")
     try:
         rules = rules_from_config(data.get("rules", []), path.parent)
-        routes = routes_from_config(data.get("routes", []), redactor)
+        routes = routes_from_config(data.get("routes", []), redactor, read_secrets=sending)
     except AlertConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
     _check_settings(path, data)
@@ -143,7 +146,7 @@ def load_alerts_config(path: Path, redactor: Redactor) -> AlertsConfig:
     return AlertsConfig(
         path=path,
         rules=rules,
-        routes=routes,
+        routes=routes if sending else [],
         state=_relative(path, data.get("state", path.with_suffix(".state.sqlite").name)),
         job_log=_relative(path, data["job_log"]) if "job_log" in data else None,
         repeat_s=float(data.get("repeat_s", 0)),
@@ -412,7 +415,7 @@ def cmd_alerts_check(args: argparse.Namespace) -> int:
     on_stdout = one_stdout(json=args.json, csv=args.csv)
     open_journal(args.journal).close()  # a path that is no journal is refused (exit 2), not waited for
     redactor = Redactor()
-    config = load_alerts_config(Path(args.rules), redactor)
+    config = load_alerts_config(Path(args.rules), redactor, sending=not args.no_send)
     document: dict[str, Any] = {"journal": str(Path(args.journal)), "rules": str(Path(args.rules))}
     with results_on_stderr(on_stdout), _evaluator(config, "check") as held:
         if not held:
@@ -518,7 +521,7 @@ def _open_store(args: argparse.Namespace) -> AlertStore:
 def open_alert_state(rules: Path, journal: Path | None = None) -> AlertStore:
     """The alert state of a rules file (its ``state``), which ``alerts check`` / ``follow``
     wrote; with ``journal``, refused when it holds another journal's alerts."""
-    config = load_alerts_config(rules, Redactor())
+    config = load_alerts_config(rules, Redactor(), sending=False)
     if not config.state.exists():
         raise ConfigError(f"{config.state}: no alert state yet (run tape alerts check or follow first)")
     try:
@@ -784,7 +787,7 @@ def cmd_alerts_silence(args: argparse.Namespace) -> int:
 
 def _silence(args: argparse.Namespace) -> dict[str, Any]:
     """Set the silence (journaled), say so; the silence as ``--json`` writes it."""
-    config = load_alerts_config(Path(args.rules), Redactor())
+    config = load_alerts_config(Path(args.rules), Redactor(), sending=False)
     names = [rule.name for rule in config.rules]
     if args.rule not in names:
         raise ConfigError(f"{args.rules} defines no rule {args.rule!r} (rules: {', '.join(names)})")

@@ -183,7 +183,7 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     lake = Path(args.lake) if args.lake else None
     alerts = Path(args.alerts) if args.alerts else None
     if alerts is not None:
-        load_alerts_config(alerts, Redactor())  # a rules file that cannot be used is named now
+        load_alerts_config(alerts, Redactor(), sending=False)  # a rules file that cannot be used is named now
     sources = cockpit_sources(
         path,
         follow=not args.no_follow,

@@ -203,3 +203,34 @@ def test_paper_json_is_the_sessions_end_and_command_json_what_was_sent(
         claim.release()
     assert sent == {"journal": str(journal), "inbox": str(inbox_path(journal)), "command": "halt",
                     "operator": "ana", "note": "drill", "strategy": ""}  # fmt: skip
+
+
+def test_verbs_that_send_nothing_need_no_route_secret_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped alerts.toml names TAPE_SMTP_PASSWORD, TAPE_TELEGRAM_TOKEN: `check --no-send`,
+    `list`, `silence` and `ack` refused it (exit 2, "is not set") though none of them sends."""
+    journal, rules = _setup_alerts(tmp_path)
+    rules.write_text(
+        rules.read_text()
+        + '[[routes]]\nkind = "smtp"\nhost = "127.0.0.1"\nsender = "t@x.org"\nto = ["me@x.org"]\n'
+        'password_env = "TAPE_TEST_UNSET_PASSWORD"\n'
+        '[[routes]]\nkind = "telegram"\nchat_id = "1"\ntoken_env = "TAPE_TEST_UNSET_TOKEN"\n'
+        '[[routes]]\nkind = "webhook"\nurl_env = "TAPE_TEST_UNSET_URL"\n'
+    )
+    for name in ("TAPE_TEST_UNSET_PASSWORD", "TAPE_TEST_UNSET_TOKEN", "TAPE_TEST_UNSET_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert main(["alerts", "check", str(journal), "--rules", str(rules), "--no-send", "--json", "-"]) == 1
+    assert [a["rule"] for a in _stdout_json(capsys)["firing"]] == ["kill_switch"]
+    assert main(["alerts", "list", "--rules", str(rules), "--json", "-"]) == 0
+    assert [a["rule"] for a in _stdout_json(capsys)["alerts"]] == ["kill_switch"]
+    assert main(["alerts", "silence", "kill_switch", "--for", "1h", "--rules", str(rules)]) == 0
+    assert main(["alerts", "ack", "1", "--by", "me", "--rules", str(rules)]) == 0
+    assert "acknowledged by me" in capsys.readouterr().out
+    # a verb that sends still needs them, named, before anything is evaluated
+    assert main(["alerts", "check", str(journal), "--rules", str(rules)]) == 2
+    assert "environment variable TAPE_TEST_UNSET_PASSWORD is not set" in capsys.readouterr().out
+    # and a route's shape is still checked where nothing is sent
+    rules.write_text(rules.read_text().replace('kind = "webhook"\n', 'kind = "webhook"\nurl = "x"\n'))
+    assert main(["alerts", "list", "--rules", str(rules)]) == 2
+    assert "give url, or url_env or url_file, not two of them" in capsys.readouterr().out
