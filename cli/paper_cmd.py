@@ -1601,8 +1601,12 @@ def _print_summary(
     counts = source.counts
     quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
     updates = bar_updates(session.bars_received, session.bars_superseded, session.bars_waiting)
+    # a resumed session's kernel counts the whole session (its journal's bars re-derived too);
+    # the venue's updates are this process's only
+    venue, kernel = ("since this resume", "over the whole session") if resumed else ("", "")
     console.print(
-        f"bars from the venue: {updates}; to the kernel: {counts.received:,} "
+        f"bars from the venue{' ' + venue if venue else ''}: {updates}; "
+        f"to the kernel{' ' + kernel if kernel else ''}: {counts.received:,} "
         f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "
         f"({quarantined}); {plural(counts.empty_steps, 'step')} passed with no bar; venue errors "
         f"{session.venue_errors}",

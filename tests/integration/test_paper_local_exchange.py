@@ -68,6 +68,11 @@ def _assert_equals_backtest(config: Path, full: Path, history: Path, panel_day: 
     assert _derived(root / "journal") == _derived(root / "bt")
 
 
+def _events_of(path: Path, kind: type) -> list[Any]:
+    with open_journal(path) as journal:
+        return [event for _, event in journal.events() if isinstance(event, kind)]
+
+
 def _derived(path: Path) -> list[bytes]:
     with open_journal(path) as journal:
         return [record.payload for record in journal.records() if record.kind not in INPUT_KINDS]
@@ -204,7 +209,7 @@ def test_an_operator_pauses_and_resumes_the_strategy(market: tuple[Path, Path], 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_session_and_what_arrived_replays(
-    market: tuple[Path, Path], tmp_path: Path, stop: signal.Signals
+    market: tuple[Path, Path], tmp_path: Path, stop: signal.Signals, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ctrl-C or SIGTERM mid-session: exit 130 with one line saying where it stopped, no
     traceback; the journal holds what arrived and replays (an unfinished run: exit 3)."""
@@ -232,6 +237,20 @@ def test_a_signal_stops_a_session_and_what_arrived_replays(
     assert 0 < bars < panel.steps - HISTORY, output
     assert outcome.ok and outcome.unfinished
     assert main(["replay", str(journal)]) == 3
+    # Carried on: the venue's updates are this process's, the kernel's count the whole session,
+    # and the summary says which is which (it said "bars from the venue: 174 updates; to the
+    # kernel: 180 received", as if 6 bars came from nowhere).
+    before = sum(len(e.instrument_ids) for e in _events_of(journal, BarsReceived))
+    capsys.readouterr()
+    summary = tmp_path / "summary.json"
+    resumed = ["paper", str(config), "--local-exchange", str(full), "--speed", "100", "--resume"]
+    assert main([*resumed, "--json", str(summary)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "bars from the venue since this resume: " in said, said
+    assert "to the kernel over the whole session: " in said, said
+    document = json.loads(summary.read_text())
+    updates = document["bars"]["updates"] - document["bars"]["superseded"] - document["bars"]["waiting"]
+    assert before + updates == document["kernel"]["received"] == int(panel.valid[HISTORY:].sum())
 
 
 def test_refusals_are_clear(
