@@ -874,6 +874,9 @@ async def open_ccxt_venue(
     return venue
 
 
+_TAKEN_KEPT = 1_000  # bars remembered per instrument to tell ccxt's repeats (its cache's size)
+
+
 class _Pump:
     """Bars from the watchers into the assembler; complete steps from it into the source."""
 
@@ -893,6 +896,7 @@ class _Pump:
         self.stop = asyncio.Event()
         self.arrived = asyncio.Event()
         self._newest: dict[int, int] = {}
+        self._taken: dict[int, dict[int, VenueBar]] = {}  # instrument -> open ms -> bar (_take)
         self.inbox = CommandInbox(inbox)
         self.edge: Edge | None = None
         self.broker: _Broker | None = None
@@ -1170,10 +1174,20 @@ class _Pump:
             self._take(instrument_id, await venue.fetch_bars(instrument_id, frequency, since_ms=since_ms))
 
     def _take(self, instrument_id: int, bars: list[VenueBar]) -> None:
-        for bar in bars:  # ccxt hands back its cache: the newest bar and any after it
+        """Each bar the venue sent, to the assembler. ccxt hands back the tail of its cache, so a
+        bar older than the newest seen is either one taken already, unchanged (ccxt's repeat,
+        skipped), or one the venue sent late (out of order): that goes in, to fill its step if
+        the step has not gone, else to be quarantined with a reason -- never dropped unseen."""
+        taken = self._taken.setdefault(instrument_id, {})
+        for bar in bars:
             if bar.open_ms >= self._newest.get(instrument_id, 0):
                 self._newest[instrument_id] = bar.open_ms
-                self.assembler.add(bar)
+            elif taken.get(bar.open_ms) == bar:
+                continue
+            taken[bar.open_ms] = bar
+            self.assembler.add(bar)
+        while len(taken) > _TAKEN_KEPT:  # as many as ccxt's cache holds, the oldest go first
+            del taken[next(iter(taken))]
         self.arrived.set()
 
     async def run(self, clock: Callable[[], int], grace: int, player: asyncio.Task[None] | None) -> None:
@@ -1587,8 +1601,12 @@ def _print_summary(
     counts = source.counts
     quarantined = ", ".join(f"{reason} {n}" for reason, n in sorted(counts.quarantined.items())) or "none"
     updates = bar_updates(session.bars_received, session.bars_superseded, session.bars_waiting)
+    # a resumed session's kernel counts the whole session (its journal's bars re-derived too);
+    # the venue's updates are this process's only
+    venue, kernel = ("since this resume", "over the whole session") if resumed else ("", "")
     console.print(
-        f"bars from the venue: {updates}; to the kernel: {counts.received:,} "
+        f"bars from the venue{' ' + venue if venue else ''}: {updates}; "
+        f"to the kernel{' ' + kernel if kernel else ''}: {counts.received:,} "
         f"received = {counts.accepted:,} accepted + {sum(counts.quarantined.values()):,} quarantined "
         f"({quarantined}); {plural(counts.empty_steps, 'step')} passed with no bar; venue errors "
         f"{session.venue_errors}",

@@ -197,15 +197,23 @@ class CommandInbox:
         """Lines already in the file are left unread (a session applies what is sent while it
         runs); ``skipped`` says how many bytes that was."""
         self.path = path
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file read
         try:
-            self._offset = path.stat().st_size
+            stat = path.stat()
+            self._offset, self._file = stat.st_size, (stat.st_dev, stat.st_ino)
         except FileNotFoundError:
-            self._offset = 0
+            self._offset, self._file = 0, None
         self.skipped = self._offset
 
     def read(self) -> list[InboxLine]:
+        """A file removed or emptied since the last read (an operator's clean-up) and written
+        again is a new inbox: read from its start, else its commands would lie before the old
+        offset, unread."""
         try:
             with self.path.open("rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if (stat.st_dev, stat.st_ino) != self._file or stat.st_size < self._offset:
+                    self._offset, self._file = 0, (stat.st_dev, stat.st_ino)
                 handle.seek(self._offset)
                 data = handle.read()
         except FileNotFoundError:

@@ -6,6 +6,7 @@ and still closes every day, quarantines nothing it should not, and replays."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +36,7 @@ from domain.events import (
 from kernel.operator_inbox import inbox_path
 from kernel.replay import replay
 from kernel.store import open_journal
+from kernel.stream import refused_bars
 from lake.store import load_panel
 from tests.factories import count_events, market_and_history, paper_config
 
@@ -63,6 +66,11 @@ def _assert_equals_backtest(config: Path, full: Path, history: Path, panel_day: 
     )
     assert main(["backtest", str(backtest)]) == 0
     assert _derived(root / "journal") == _derived(root / "bt")
+
+
+def _events_of(path: Path, kind: type) -> list[Any]:
+    with open_journal(path) as journal:
+        return [event for _, event in journal.events() if isinstance(event, kind)]
 
 
 def _derived(path: Path) -> list[bytes]:
@@ -201,7 +209,7 @@ def test_an_operator_pauses_and_resumes_the_strategy(market: tuple[Path, Path], 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_a_session_and_what_arrived_replays(
-    market: tuple[Path, Path], tmp_path: Path, stop: signal.Signals
+    market: tuple[Path, Path], tmp_path: Path, stop: signal.Signals, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ctrl-C or SIGTERM mid-session: exit 130 with one line saying where it stopped, no
     traceback; the journal holds what arrived and replays (an unfinished run: exit 3)."""
@@ -229,6 +237,20 @@ def test_a_signal_stops_a_session_and_what_arrived_replays(
     assert 0 < bars < panel.steps - HISTORY, output
     assert outcome.ok and outcome.unfinished
     assert main(["replay", str(journal)]) == 3
+    # Carried on: the venue's updates are this process's, the kernel's count the whole session,
+    # and the summary says which is which (it said "bars from the venue: 174 updates; to the
+    # kernel: 180 received", as if 6 bars came from nowhere).
+    before = sum(len(e.instrument_ids) for e in _events_of(journal, BarsReceived))
+    capsys.readouterr()
+    summary = tmp_path / "summary.json"
+    resumed = ["paper", str(config), "--local-exchange", str(full), "--speed", "100", "--resume"]
+    assert main([*resumed, "--json", str(summary)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "bars from the venue since this resume: " in said, said
+    assert "to the kernel over the whole session: " in said, said
+    document = json.loads(summary.read_text())
+    updates = document["bars"]["updates"] - document["bars"]["superseded"] - document["bars"]["waiting"]
+    assert before + updates == document["kernel"]["received"] == int(panel.valid[HISTORY:].sum())
 
 
 def test_refusals_are_clear(
@@ -290,3 +312,50 @@ def test_a_session_killed_and_resumed_is_the_backtest(market: tuple[Path, Path],
     steps = [e.ts_ns for e in events if isinstance(e, BarsReceived)]
     assert steps == sorted(set(steps)) and len(steps) == panel.steps - HISTORY  # each step once
     _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]))
+
+
+def test_bars_the_venue_sends_out_of_order_are_counted_not_dropped(
+    market: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local exchange holds two steps' klines and sends them reversed (each name's newer bar
+    before its older one). The older bars reach the session after the newer: each is taken (its
+    step still open) or quarantined with a reason (its step went), never dropped unseen: the
+    venue's updates all count, ``received = accepted + quarantined`` covers them, and the
+    session replays. (The session dropped a bar older than the newest it had seen: the summary
+    counted two updates fewer than the venue sent and quarantined nothing.)"""
+    import venues.local_exchange as local
+
+    class Reordering(local.LocalExchange):  # the loopback server with its reorder fault armed mid-run
+        played = 0
+
+        async def step(self, count: int = 1) -> list[Any]:
+            Reordering.played += 1
+            if Reordering.played == 10:
+                self.faults.reorder_next("market", 4)  # this step's two klines and the next's
+            return await super().step(count)
+
+    monkeypatch.setattr(local, "LocalExchange", Reordering)
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    config = paper_config(
+        tmp_path / "paper.toml", history, tmp_path / "journal", start, end, grace_s=5 * 86_400
+    )
+    summary = tmp_path / "summary.json"
+    argv = ["paper", str(config), "--local-exchange", str(full), "--speed", "40", "--json", str(summary)]
+    assert main(argv) == 0
+    sent = int(panel.valid[HISTORY:].sum())
+    document = json.loads(summary.read_text())
+    bars, kernel = document["bars"], document["kernel"]
+    assert bars["updates"] == sent  # every kline the venue sent is counted
+    assert kernel["received"] + bars["superseded"] + bars["waiting"] == sent
+    assert kernel["received"] == kernel["accepted"] + sum(kernel["quarantined"].values())
+    assert set(kernel["quarantined"]) <= {"OUT_OF_ORDER", "DUPLICATE"}
+    with open_journal(tmp_path / "journal") as journal:
+        events = [event for _, event in journal.events()]
+        outcome = replay(journal, replay_builder)
+        assert outcome.ok, outcome.divergence
+    accepted = sum(len(e.instrument_ids) for e in events if isinstance(e, BarsReceived))
+    quarantined = [e for e in events if isinstance(e, InputQuarantined)]
+    assert accepted + sum(refused_bars(e) for e in quarantined) == kernel["received"] == sent
+    assert all(e.reason in {"OUT_OF_ORDER", "DUPLICATE"} and e.detail for e in quarantined)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kernel.operator_inbox import CommandInbox, InboxLine, inbox_path
+from kernel.operator_inbox import CommandInbox, InboxLine, inbox_path, send_command
 
 
 def _read(tmp_path: Path, *lines: dict[str, object]) -> list[InboxLine]:
@@ -46,3 +46,27 @@ def test_valid_lines_read_as_before(tmp_path: Path) -> None:
         InboxLine(command="pause", operator="bo", strategy="sma"),
         InboxLine(command="rearm", operator="cy"),
     ]
+
+
+@pytest.mark.parametrize("how", ["removed", "truncated"])
+def test_a_command_sent_after_the_inbox_was_removed_or_emptied_is_read(tmp_path: Path, how: str) -> None:
+    """An operator clears the inbox file while a session runs (it grows across sessions): the
+    next ``tape command`` writes a new, shorter file. The session read on from its old offset,
+    past the new file's end, and never saw that halt (nor any command after it)."""
+    journal = tmp_path / "journal"
+    path = inbox_path(journal)
+    for n in range(5):  # a previous session's commands, skipped by this one
+        send_command(journal, "rearm", operator="old", note=f"earlier {n}")
+    inbox = CommandInbox(path)
+    send_command(journal, "halt", operator="ana", note="first")
+    assert [line.note for line in inbox.read()] == ["first"]
+    if how == "removed":
+        path.unlink()
+    else:
+        path.write_bytes(b"")
+    assert inbox.read() == []
+    send_command(journal, "halt", operator="ana", note="after the clean-up")
+    send_command(journal, "flatten", operator="bo")
+    lines = inbox.read()
+    assert [(line.command, line.note) for line in lines] == [("halt", "after the clean-up"), ("flatten", "")]
+    assert inbox.read() == []  # and each once
