@@ -942,7 +942,9 @@ def run_backtest(
         nav = kernel.nav_minor(panel.steps - 1)
         return BacktestResult(Path(config.journal), len(journal), journal.last_hash.hex(), nav, panel.steps)
     except Exception:  # a refusal; a stop (a signal) keeps what is there, as a stop mid-run does
-        refused = created and len(journal) == 0
+        # before its first record, not its first commit: a strategy refused at step 5 leaves
+        # the records it appended (committed by close) as an unfinished run
+        refused = created and journal.next_seq == 0
         raise
     finally:
         journal.close()

@@ -359,6 +359,50 @@ def test_what_a_strategy_returns_that_cannot_be_used_is_its_error_in_one_line(
     assert "internal error" not in out
 
 
+def test_a_strategy_that_raises_leaves_an_unfinished_run_that_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The journal ends at the step before, as docs/strategy_sdk.md says: sound, an unfinished
+    run that replays (matched, exit 3) and that a new run on the path refuses. A refusal before
+    the first group commit removed the whole journal (its records were appended but not yet
+    committed: taken for a run refused before its first record), and a replay of one that was
+    kept stopped on the strategy's error again (exit 2) instead of saying it matched."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "raises", run_id="bad")
+    assert main(["backtest", str(config)]) == 2
+    capsys.readouterr()
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+    assert len(events) > 2 and sum(isinstance(e, DayClosed) for e in events) == 5  # steps 0..4
+    assert main(["verify", str(tmp_path / "j")]) == 3
+    assert main(["replay", str(tmp_path / "j")]) == 3
+    out = " ".join(capsys.readouterr().out.split())
+    assert "replay matched an unfinished run" in out, out
+    assert "misbehaving at step 5: decide raised KeyError" in out, out
+    assert main(["backtest", str(config)]) == 2
+    assert "never finished" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_strategy_that_now_refuses_where_the_journal_goes_on_is_a_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its code changed since the run: the replay says where it diverges and why (exit 1),
+    as for any other change, not the strategy's error as if the journal were at fault."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="ok")
+    assert main(["backtest", str(config)]) == 0
+    import user_misbehaving  # type: ignore[import-not-found]
+
+    monkeypatch.setattr(user_misbehaving.Misbehaving, "decide", lambda self, view: 1 / 0)
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path / "j")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "replay diverged at seq" in out, out
+    assert "the strategy refused where the journal goes on: misbehaving at step 5: decide raised" in out
+
+
 def test_tape_traceback_shows_where_the_strategy_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
