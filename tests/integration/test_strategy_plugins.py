@@ -295,6 +295,8 @@ class Misbehaving:
         self.kind, self.strategy_id = kind, strategy_id
 
     def schedule(self, panel):
+        if self.kind == "never":  # an indicator's warm-up longer than the data
+            return np.array([], dtype=np.int64)
         return np.array([5], dtype=np.int64)
 
     def decide(self, view):
@@ -401,6 +403,19 @@ def test_a_strategy_that_now_refuses_where_the_journal_goes_on_is_a_divergence(
     out = " ".join(capsys.readouterr().out.split())
     assert "replay diverged at seq" in out, out
     assert "the strategy refused where the journal goes on: misbehaving at step 5: decide raised" in out
+
+
+def test_a_strategy_that_never_decides_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A schedule with no step (an indicator whose warm-up is longer than the data) ran a whole
+    backtest that never traded without a word."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "never", run_id="idle")
+    assert main(["backtest", str(config)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "notice: idle: strategy misbehaving's schedule has no step" in err, err
 
 
 def test_tape_traceback_shows_where_the_strategy_raised(
