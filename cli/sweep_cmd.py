@@ -70,6 +70,7 @@ from cli.wiring import (
 from domain.market import Panel
 from kernel.replay import replay
 from kernel.store import open_journal, remove_journal
+from kernel.strategy import StrategyError
 from lake.store import dataset_ref, load_panel
 from models.plugins import installed_strategies
 from sim.backtest import BacktestConfig, run_backtest
@@ -425,7 +426,7 @@ def _sweep(args: argparse.Namespace) -> list[Experiment]:
             progress_bar(label, len(tasks)) if tasks else nullcontext(lambda _: None) as update,
         ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else iter(())
-            for index, result in zip(todo, results, strict=True):
+            for index, result in zip(todo, point_refusals_named(results, todo, configs, points), strict=True):
                 config = configs[index]
                 experiment = Experiment.of_run(
                     config,
@@ -477,6 +478,25 @@ def sweep_point_named(point: dict[str, Any]) -> Iterator[None]:
         keys = ", ".join(f"{key} = {value!r}" for key, value in point.items())
         raise ConfigError(f"{error} (at the sweep point {keys}: a sweep key is the dotted path of a key "
                           "of the configuration)") from None  # fmt: skip
+
+
+def point_refusals_named(
+    results: Iterator[dict[str, Any]],
+    todo: list[int],
+    configs: list[BacktestConfig],
+    points: list[dict[str, Any]],
+) -> Iterator[dict[str, Any]]:
+    """``results`` (in ``todo``'s order); a strategy's refusal in one of them names the run and
+    its point: ``bad at step 30: ...`` alone did not say which of a sweep's runs it was."""
+    done = 0
+    try:
+        for result in results:
+            yield result
+            done += 1
+    except StrategyError as error:
+        index = todo[done]
+        point = params_text(points[index], short_names(points[index]))
+        raise StrategyError(f"{configs[index].run_id} ({point}): {error}") from error
 
 
 def ranked(experiments: list[Experiment], metric: str) -> list[Experiment]:

@@ -405,6 +405,21 @@ def test_a_strategy_that_now_refuses_where_the_journal_goes_on_is_a_divergence(
     assert "the strategy refused where the journal goes on: misbehaving at step 5: decide raised" in out
 
 
+def test_a_strategy_refused_in_a_sweep_names_the_run_and_its_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``misbehaving at step 5: ...`` alone did not say which of the sweep's runs refused."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="sw")
+    config.write_text(
+        config.read_text() + '[sweep]\ngrid = { "strategy.params.kind" = ["fine", "raises"] }\nworkers = 1\n'
+    )
+    assert main(["sweep", str(config)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sw-0001 (kind=raises): misbehaving at step 5: decide raised KeyError" in out, out
+
+
 def test_a_strategy_that_never_decides_is_noticed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
