@@ -426,7 +426,8 @@ def _sweep(args: argparse.Namespace) -> list[Experiment]:
             progress_bar(label, len(tasks)) if tasks else nullcontext(lambda _: None) as update,
         ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else iter(())
-            for index, result in zip(todo, point_refusals_named(results, todo, configs, points), strict=True):
+            results = refusals_named(results, [run_label(configs[index], points[index]) for index in todo])
+            for index, result in zip(todo, results, strict=True):
                 config = configs[index]
                 experiment = Experiment.of_run(
                     config,
@@ -480,23 +481,22 @@ def sweep_point_named(point: dict[str, Any]) -> Iterator[None]:
                           "of the configuration)") from None  # fmt: skip
 
 
-def point_refusals_named(
-    results: Iterator[dict[str, Any]],
-    todo: list[int],
-    configs: list[BacktestConfig],
-    points: list[dict[str, Any]],
-) -> Iterator[dict[str, Any]]:
-    """``results`` (in ``todo``'s order); a strategy's refusal in one of them names the run and
-    its point: ``bad at step 30: ...`` alone did not say which of a sweep's runs it was."""
+def refusals_named(results: Iterator[dict[str, Any]], runs: list[str]) -> Iterator[dict[str, Any]]:
+    """``results`` of the runs ``runs`` names, in order (``run_label``); a strategy's refusal in
+    one of them names that run: ``bad at step 30: ...`` alone did not say which of a sweep's or
+    a walk-forward's runs it was."""
     done = 0
     try:
         for result in results:
             yield result
             done += 1
     except StrategyError as error:
-        index = todo[done]
-        point = params_text(points[index], short_names(points[index]))
-        raise StrategyError(f"{configs[index].run_id} ({point}): {error}") from error
+        raise StrategyError(f"{runs[done]}: {error}") from error
+
+
+def run_label(config: BacktestConfig, params: dict[str, Any]) -> str:
+    """``sma-0003 (fast=20 slow=100)``: a run and its point, in an error line."""
+    return f"{config.run_id} ({params_text(params, short_names(params))})"
 
 
 def ranked(experiments: list[Experiment], metric: str) -> list[Experiment]:

@@ -420,6 +420,21 @@ def test_a_strategy_refused_in_a_sweep_names_the_run_and_its_point(
     assert "sw-0001 (kind=raises): misbehaving at step 5: decide raised KeyError" in out, out
 
 
+def test_a_strategy_refused_in_a_walk_forward_names_the_run_and_its_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="wf")
+    config.write_text(
+        config.read_text() + "[walkforward]\ntrain_days = 8\ntest_days = 4\n"
+        'grid = { "strategy.params.kind" = ["fine", "raises"] }\n'
+    )
+    assert main(["walkforward", str(config), "--workers", "1"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "wf-f00-is-0001 (kind=raises): misbehaving at step 5: decide raised KeyError" in out, out
+
+
 def test_a_strategy_that_never_decides_is_noticed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
