@@ -340,6 +340,7 @@ def _print_replay(result: ReplayResult, path: str) -> int:
             f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte, "
             f"{result.segments_rehashed} segment hashes rebuilt; the journal ends at seq "
             f"{result.last_seq} without run.finished.v1 (the run was stopped before its end)"
+            + ("" if result.refused is None else f"; there the strategy refuses again: {result.refused}")
         )
         return EXIT_UNFINISHED
     if result.ok:

@@ -70,6 +70,7 @@ from cli.wiring import (
 from domain.market import Panel
 from kernel.replay import replay
 from kernel.store import open_journal, remove_journal
+from kernel.strategy import StrategyError
 from lake.store import dataset_ref, load_panel
 from models.plugins import installed_strategies
 from sim.backtest import BacktestConfig, run_backtest
@@ -426,6 +427,7 @@ def _sweep(args: argparse.Namespace) -> list[Experiment]:
             progress_bar(label, len(tasks)) if tasks else nullcontext(lambda _: None) as update,
         ):
             results = run_tasks(tasks, workers, update, args.ray) if tasks else iter(())
+            results = refusals_named(results, [run_label(configs[index], points[index]) for index in todo])
             for index, result in zip(todo, results, strict=True):
                 config = configs[index]
                 experiment = Experiment.of_run(
@@ -478,6 +480,24 @@ def sweep_point_named(point: dict[str, Any]) -> Iterator[None]:
         keys = ", ".join(f"{key} = {value!r}" for key, value in point.items())
         raise ConfigError(f"{error} (at the sweep point {keys}: a sweep key is the dotted path of a key "
                           "of the configuration)") from None  # fmt: skip
+
+
+def refusals_named(results: Iterator[dict[str, Any]], runs: list[str]) -> Iterator[dict[str, Any]]:
+    """``results`` of the runs ``runs`` names, in order (``run_label``); a strategy's refusal in
+    one of them names that run: ``bad at step 30: ...`` alone did not say which of a sweep's or
+    a walk-forward's runs it was."""
+    done = 0
+    try:
+        for result in results:
+            yield result
+            done += 1
+    except StrategyError as error:
+        raise StrategyError(f"{runs[done]}: {error}") from error
+
+
+def run_label(config: BacktestConfig, params: dict[str, Any]) -> str:
+    """``sma-0003 (fast=20 slow=100)``: a run and its point, in an error line."""
+    return f"{config.run_id} ({params_text(params, short_names(params))})"
 
 
 def ranked(experiments: list[Experiment], metric: str) -> list[Experiment]:

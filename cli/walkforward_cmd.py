@@ -57,6 +57,8 @@ from cli.sweep_cmd import (
     SweepSpec,
     code_version,
     params_text,
+    refusals_named,
+    run_label,
     run_tasks,
     set_dotted,
     sweep_point_named,
@@ -330,6 +332,7 @@ def _run_in_sample(
         return
     with progress_bar(label, len(tasks)) as update:
         results = run_tasks(tasks, max(1, min(workers, len(tasks))), update, ray)
+        results = refusals_named(results, [run_label(config, points[index]) for _, index, config in todo])
         for (_, index, config), result in zip(todo, results, strict=True):
             record(config, index, points[index], result)
             yield config.run_id, result["metrics"]
@@ -383,6 +386,7 @@ def _run_out_of_sample(
     label += f" ({len(tasks):,} left)" if resume else ""
     with progress_bar(label, len(tasks)) as update:
         results = run_tasks(tasks, max(1, min(workers, len(tasks))), update, ray)
+        results = refusals_named(results, [run_label(config, params) for _, config, params in todo])
         for (fold, config, params), result in zip(todo, results, strict=True):
             record(config, -1 - fold.index, params, result)
             yield config.run_id, result

@@ -312,6 +312,15 @@ class Kernel:
             self._venue_rows(start, end)
         self._kill.rows_arrived(start, end)
 
+    def idle_strategies(self, start: int) -> list[str]:
+        """The strategies whose schedule has no decision step at or after ``start`` (a backtest's
+        first traded step): they never decide (an indicator's warm-up longer than the data)."""
+        return [
+            slot.strategy.strategy_id
+            for slot, steps in zip(self._slots, self._decisions.by_slot, strict=True)
+            if not steps[start:].any()
+        ]
+
     @property
     def arrived(self) -> int:
         """Rows of the panel that hold data (all of them for a data set)."""

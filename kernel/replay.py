@@ -59,6 +59,7 @@ from kernel.run_status import run_status
 from kernel.schedules import apply_strategy_command
 from kernel.setup import RunSetup
 from kernel.state import KernelState
+from kernel.strategy import StrategyError
 from kernel.stream import QUEUE_INPUT_KINDS, QueueSource, RowFiller
 from kernel.venue import AsyncVenuePort
 
@@ -97,6 +98,9 @@ class ReplayResult:
     # The journal ends without run.finished.v1 (a run stopped part-way) and every record it
     # holds was re-derived byte for byte: a matched, unfinished run.
     unfinished: bool = False
+    # The strategy's refusal the fresh kernel met where the journal ends (a run the strategy
+    # stopped: it stops there again), or None.
+    refused: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -474,10 +478,31 @@ def _compared(sink: _ComparingSink, start_seq: int, end_seq: int, derive: Callab
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, diverged.divergence)
     except _JournalEnded:
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None, unfinished=True)
+    except StrategyError as error:  # the run it replays may have stopped on this very refusal
+        return _refused_at_end(sink, start_seq, end_seq, error)
     except ChainBroken as broken:
         divergence = Divergence(broken.seq, f"{CORRUPT_RECORD}: {broken.reason}", None, None)
         return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
     return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, None)
+
+
+def _refused_at_end(sink: _ComparingSink, start_seq: int, end_seq: int, error: StrategyError) -> ReplayResult:
+    """The strategy refused (raised, or returned what cannot be used) during the replay. Where
+    the journal ends there (every record re-derived), the run stopped on that refusal: a
+    matched, unfinished run. Where the journal goes on, the strategy now refuses where it
+    once decided: the divergence, with the refusal as its reason."""
+    try:
+        sink.finish()
+    except _Diverged as diverged:
+        reason = f"the strategy refused where the journal goes on: {error}"
+        divergence = Divergence(diverged.divergence.seq, reason, diverged.divergence.expected, None)
+        return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
+    except ChainBroken as broken:
+        divergence = Divergence(broken.seq, f"{CORRUPT_RECORD}: {broken.reason}", None, None)
+        return ReplayResult(sink.compared, sink.rehashed, start_seq, end_seq - 1, divergence)
+    return ReplayResult(
+        sink.compared, sink.rehashed, start_seq, end_seq - 1, None, unfinished=True, refused=str(error)
+    )
 
 
 def _replay_queued(

@@ -835,6 +835,15 @@ def window_notice(config: BacktestConfig, panel: Panel) -> str | None:
     )
 
 
+def _idle_notice(config: BacktestConfig, strategy_id: str) -> str:
+    """One line saying that a strategy's schedule has no step in the run: it never decides."""
+    where = "the window" if config.window is not None else "the data set"
+    return (
+        f"{config.run_id}: strategy {strategy_id}'s schedule has no step in {where}: it never "
+        "decides (is an indicator's warm-up longer than the data?)"
+    )
+
+
 def _iso_day(day: int) -> str:
     return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
 
@@ -933,6 +942,9 @@ def run_backtest(
     try:
         refuse_used_journal(journal, config.journal)
         kernel = Kernel(setup, journal)  # its refusals (a schedule, a currency) before any record
+        if notice is not None:
+            for sid in kernel.idle_strategies(setup.start_step):
+                notice(_idle_notice(config, sid))
         journal_inputs(journal, config, ref, panel)
         kernel.begin()
         start, span = setup.start_step, panel.steps - setup.start_step
@@ -942,7 +954,9 @@ def run_backtest(
         nav = kernel.nav_minor(panel.steps - 1)
         return BacktestResult(Path(config.journal), len(journal), journal.last_hash.hex(), nav, panel.steps)
     except Exception:  # a refusal; a stop (a signal) keeps what is there, as a stop mid-run does
-        refused = created and len(journal) == 0
+        # before its first record, not its first commit: a strategy refused at step 5 leaves
+        # the records it appended (committed by close) as an unfinished run
+        refused = created and journal.next_seq == 0
         raise
     finally:
         journal.close()

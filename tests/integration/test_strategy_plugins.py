@@ -295,6 +295,8 @@ class Misbehaving:
         self.kind, self.strategy_id = kind, strategy_id
 
     def schedule(self, panel):
+        if self.kind == "never":  # an indicator's warm-up longer than the data
+            return np.array([], dtype=np.int64)
         return np.array([5], dtype=np.int64)
 
     def decide(self, view):
@@ -357,6 +359,93 @@ def test_what_a_strategy_returns_that_cannot_be_used_is_its_error_in_one_line(
     out = " ".join(capsys.readouterr().out.split())
     assert message in out, out
     assert "internal error" not in out
+
+
+def test_a_strategy_that_raises_leaves_an_unfinished_run_that_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The journal ends at the step before, as docs/strategy_sdk.md says: sound, an unfinished
+    run that replays (matched, exit 3) and that a new run on the path refuses. A refusal before
+    the first group commit removed the whole journal (its records were appended but not yet
+    committed: taken for a run refused before its first record), and a replay of one that was
+    kept stopped on the strategy's error again (exit 2) instead of saying it matched."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "raises", run_id="bad")
+    assert main(["backtest", str(config)]) == 2
+    capsys.readouterr()
+    with open_journal(tmp_path / "j") as journal:
+        events = [event for _, event in journal.events()]
+    assert len(events) > 2 and sum(isinstance(e, DayClosed) for e in events) == 5  # steps 0..4
+    assert main(["verify", str(tmp_path / "j")]) == 3
+    assert main(["replay", str(tmp_path / "j")]) == 3
+    out = " ".join(capsys.readouterr().out.split())
+    assert "replay matched an unfinished run" in out, out
+    assert "misbehaving at step 5: decide raised KeyError" in out, out
+    assert main(["backtest", str(config)]) == 2
+    assert "never finished" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_strategy_that_now_refuses_where_the_journal_goes_on_is_a_divergence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its code changed since the run: the replay says where it diverges and why (exit 1),
+    as for any other change, not the strategy's error as if the journal were at fault."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="ok")
+    assert main(["backtest", str(config)]) == 0
+    import user_misbehaving  # type: ignore[import-not-found]
+
+    monkeypatch.setattr(user_misbehaving.Misbehaving, "decide", lambda self, view: 1 / 0)
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path / "j")]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "replay diverged at seq" in out, out
+    assert "the strategy refused where the journal goes on: misbehaving at step 5: decide raised" in out
+
+
+def test_a_strategy_refused_in_a_sweep_names_the_run_and_its_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``misbehaving at step 5: ...`` alone did not say which of the sweep's runs refused."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="sw")
+    config.write_text(
+        config.read_text() + '[sweep]\ngrid = { "strategy.params.kind" = ["fine", "raises"] }\nworkers = 1\n'
+    )
+    assert main(["sweep", str(config)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sw-0001 (kind=raises): misbehaving at step 5: decide raised KeyError" in out, out
+
+
+def test_a_strategy_refused_in_a_walk_forward_names_the_run_and_its_point(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "fine", run_id="wf")
+    config.write_text(
+        config.read_text() + "[walkforward]\ntrain_days = 8\ntest_days = 4\n"
+        'grid = { "strategy.params.kind" = ["fine", "raises"] }\n'
+    )
+    assert main(["walkforward", str(config), "--workers", "1"]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "wf-f00-is-0001 (kind=raises): misbehaving at step 5: decide raised KeyError" in out, out
+
+
+def test_a_strategy_that_never_decides_is_noticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A schedule with no step (an indicator whose warm-up is longer than the data) ran a whole
+    backtest that never traded without a word."""
+    from cli.main import main
+
+    config = misbehaving_config(tmp_path, monkeypatch, "never", run_id="idle")
+    assert main(["backtest", str(config)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "notice: idle: strategy misbehaving's schedule has no step" in err, err
 
 
 def test_tape_traceback_shows_where_the_strategy_raised(
