@@ -59,10 +59,8 @@ def print_execution_quality(report: ExecutionReport, *, worst: int, days: int) -
     if days:
         latest = list(report.by_day)[-days:]
         shown = {str(day) if day else "not closed yet": report.by_day[day] for day in latest}
-        title = (
-            f"execution quality by day (latest {len(shown)} of {len(report.by_day):,}; "
-            "tape report --json has all)"
-        )
+        # short enough to stay on one line over the table at 80 columns (--days N shows more)
+        title = f"execution quality by day: latest {len(shown)} of {len(report.by_day):,}"
         _print_totals(title, "day", shown)
     if worst:
         worst_rows = report.worst(worst)

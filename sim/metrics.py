@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import msgspec
@@ -28,6 +29,7 @@ from domain.events import (
     LedgerPosted,
     OrderFilled,
     PostingRecord,
+    RiskVerdict,
     RunStarted,
 )
 from domain.fixed import Rounding, from_decimal_text, minor_digits
@@ -39,6 +41,7 @@ from sim.performance import ReturnStats, TradeStats, return_stats, trade_stats
 __all__ = [
     "ClosingFills",
     "NoRunStarted",
+    "RISK_ACTIONS",
     "RunFold",
     "RunReport",
     "closing_trade_pnl",
@@ -78,8 +81,9 @@ class NoRunStarted(ValueError):
 
 
 _DECODED_TYPES = frozenset(
-    {DayClosed, OrderFilled, LedgerPosted, RunStarted, DatasetReferenced, CurrenciesMarked}
+    {DayClosed, OrderFilled, LedgerPosted, RunStarted, DatasetReferenced, CurrenciesMarked, RiskVerdict}
 )
+RISK_ACTIONS = ("clip", "scale", "reject")  # what a risk verdict may do besides pass
 """The events the figures are folded from; every other record is only counted."""
 _DECODED = frozenset(cls.__struct_config__.tag for cls in _DECODED_TYPES)
 
@@ -107,6 +111,23 @@ class RunReport:
     # A book of several currencies: the fees and taxes paid in each currency (funding apart, as
     # in ``fees``), (in that currency, in the base at each day's close rates); empty for one.
     fees_by_currency: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # Risk verdicts that acted (clip, scale, reject; a pass is not counted): rule -> action -> n.
+    risk_actions: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def risk_rows(self) -> list[tuple[str, str]]:
+        """Decisions the risk rules changed: clips / scales / rejects in all and per rule (a
+        strategy clipped to the default 10% a name every day is told so here)."""
+
+        def counts(by_action: Mapping[str, int]) -> str:
+            return " / ".join(f"{by_action.get(action, 0):,}" for action in RISK_ACTIONS)
+
+        total: dict[str, int] = {}
+        for by_action in self.risk_actions.values():
+            for action, n in by_action.items():
+                total[action] = total.get(action, 0) + n
+        rules = sorted(self.risk_actions.items())
+        per_rule = [(f"  {rule.replace('_', ' ')}", counts(by)) for rule, by in rules]
+        return [("risk clip/scale/reject", counts(total)), *per_rule]
 
     def fee_rows(self) -> list[tuple[str, str]]:
         """Per currency the fees were paid in: the amount in it and, for another currency than
@@ -181,6 +202,7 @@ class RunReport:
                 for name, amount in sorted(self.fee_lines.items())
             ),
             *self.fee_rows(),
+            *self.risk_rows(),
             *self.currency_rows(),
         ]
 
@@ -194,6 +216,7 @@ class RunReport:
         data["returns"] = {k: _finite(v) for k, v in dataclasses.asdict(self.returns).items()}
         data["trades"] = {k: _finite(v) for k, v in dataclasses.asdict(self.trades).items()}
         data["fee_lines"] = dict(sorted(self.fee_lines.items()))
+        data["risk_actions"] = {r: dict(sorted(n.items())) for r, n in sorted(self.risk_actions.items())}
         if self.currency_marks:  # several currencies: each at the last close, as printed
             data["currencies"] = {
                 mark.currency: {
@@ -263,9 +286,18 @@ class _Fold:
         self.last_marks: CurrenciesMarked | None = None
         # Events of the day so far in another currency than the base, converted at its close.
         self.pending: list[OrderFilled | tuple[LedgerPosted, bool]] = []
+        self.risk_actions: dict[str, dict[str, int]] = {}
+
+    def acted(self, verdict: RiskVerdict) -> None:
+        """A risk verdict counted where it acted (clip, scale, reject), by rule."""
+        if verdict.action != "pass":
+            by_action = self.risk_actions.setdefault(verdict.rule, {})
+            by_action[verdict.action] = by_action.get(verdict.action, 0) + 1
 
     def apply(self, event: object) -> None:
-        if isinstance(event, DayClosed):
+        if isinstance(event, RiskVerdict):
+            self.acted(event)
+        elif isinstance(event, DayClosed):
             self.navs.append(event.nav_minor)
             self.days.append(event.day)
             self.days_held += any(self.positions.values())
@@ -356,6 +388,8 @@ class RunFold:
         by_type = self._by_type
         by_type[cls] = by_type.get(cls, 0) + 1
         if cls in _DECODED_TYPES:
+            if cls is RiskVerdict and event.action == "pass":  # type: ignore[attr-defined]
+                return  # the most frequent record: only the verdicts that acted are folded
             self._fold.apply(event)
 
     def report_and_navs(self) -> tuple[RunReport, list[tuple[int, int]]]:
@@ -410,6 +444,7 @@ def _report(fold: _Fold) -> RunReport:
         periods_per_year=periods,
         finished=counts.get("run.finished.v1", 0) > 0,
         fee_lines={name: amount / scale for name, amount in fold.fee_lines.items()},
+        risk_actions=fold.risk_actions,
         currency_marks=tuple(fold.last_marks.currencies) if fold.last_marks is not None else (),
         fees_by_currency=(
             {
