@@ -24,7 +24,7 @@ from domain.markets import (
     PriceLimits,
     check_price_limit,
     check_suspended,
-    cn_price_limits,
+    cn_instrument_limits,
     commission_total_minor,
     ex_right_reference_price,
     locked_reason,
@@ -183,16 +183,15 @@ class SimVenue:
 
     def _limits(self, step: int, instrument_id: int) -> PriceLimits | None:
         """Today's A-share price limits from the previous session's close, or on an ex-date
-        from the ex-rights reference price (None: no limit)."""
-        board = self._cn.get(instrument_id)
-        if board is None or self._ref is None:
+        from the ex-rights reference price (None: no limit). The band follows the board, the
+        ST flag and, when the data set's instrument gives a listing day, the IPO sessions
+        (``cn_instrument_limits``: STAR's first five sessions have no limit)."""
+        if instrument_id not in self._cn or self._ref is None:
             return None
         ref = self._ref.at(step, self._column[instrument_id])
         if ref <= 0:
-            return None  # first session in the data: no reference close
-        inst = self._instruments[instrument_id]
-        day = int(self._panel.day[step])
-        return cn_price_limits(board, inst.is_st(day), day, ref, inst.tick_raw)
+            return None  # first session in the data: no reference close (nor the issue price)
+        return cn_instrument_limits(self._instruments[instrument_id], int(self._panel.day[step]), ref)
 
     def _limit_price_reason(self, step: int, order: Order) -> str | None:
         if order.order_type != "limit" or order.instrument_id not in self._cn:

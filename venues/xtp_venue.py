@@ -52,13 +52,12 @@ from typing import Any
 from domain.events import OrderSubmitted
 from domain.instruments import Instrument
 from domain.markets import (
-    Board,
     SellableBook,
     apply_buy_fill,
     apply_sell_fill,
     check_price_limit,
     check_tick,
-    cn_price_limits,
+    cn_instrument_limits,
     release_sell,
     reserve_sell,
 )
@@ -343,7 +342,7 @@ class XtpVenue:
         ref = self._refs.get(inst.instrument_id)
         if ref is None:
             return f"CN_PRICE_LIMIT: no reference price for {inst.symbol} on {self.day} (set_reference)"
-        limits = cn_price_limits(Board(inst.board), inst.is_st(self.day), self.day, ref, inst.tick_raw)
+        limits = cn_instrument_limits(inst, self.day, ref)
         return check_price_limit(request.limit_px_raw, limits, inst.price_digits)
 
     def _book_step(self, instrument_id: int, change: Callable[[SellableBook], SellableBook]) -> None:

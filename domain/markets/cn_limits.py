@@ -7,14 +7,18 @@ Sources: ``MARKET_RULES.md`` section 1.2 (bands, IPO regimes) and 1.1 (board pre
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
+import functools
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
 
 from domain.fixed import RATE_SCALE, Rounding, div_round, to_decimal
-from domain.markets._dated import Dated
+from domain.instruments import Instrument
+from domain.markets._dated import Dated, day_to_date
+from domain.markets.calendars import sessions
 
 __all__ = [
     "Board",
@@ -25,8 +29,10 @@ __all__ = [
     "check_price_limit",
     "check_suspended",
     "check_tick",
+    "cn_instrument_limits",
     "cn_price_band",
     "cn_price_limits",
+    "listing_session_number",
     "limit_prices",
     "limit_prices_array",
     "listing_regime",
@@ -172,6 +178,42 @@ def cn_price_band(
         if session_number == 1 and regime.day1_band is not None:
             return regime.day1_band
     return _BANDS[(board, st)].at(day)
+
+
+LISTING_WINDOW_DAYS = 31
+"""Calendar days after a listing day within which its session number is counted. The longest
+IPO regime is five sessions, and no XSHG closure (Spring Festival, National Day) stretches five
+sessions over a month; past the window a name is seasoned without asking the calendar."""
+
+
+@functools.lru_cache(maxsize=4096)
+def listing_session_number(listing_day: int, day: int) -> int | None:
+    """Which session since listing ``day`` is (1 = the listing day), counted in XSHG sessions
+    (the exchange's trading days, a day the name is suspended included); ``None`` when there
+    is no listing day (0), ``day`` is before it, or ``day`` is past the listing window (a
+    seasoned name). Raises ``CalendarNotCovered`` for a day the calendar does not know."""
+    if listing_day <= 0 or day < listing_day:
+        return None
+    if (day_to_date(day) - day_to_date(listing_day)) > dt.timedelta(days=LISTING_WINDOW_DAYS):
+        return None
+    return len(sessions("XSHG", listing_day, day))
+
+
+def cn_instrument_limits(instrument: Instrument, day: int, ref_raw: int) -> PriceLimits | None:
+    """An A-share's price limits on session ``day`` from the reference price: its board, ST flag
+    and listing day (``Instrument.listing_day``; 0 = unknown, every day has the ordinary band)
+    decide the band. The one computation the simulated venue, the XTP port's pre-checks and
+    the strategies that predict limits share. On a pre-registration listing day the reference
+    is the issue price (``cn_price_band``). ``None``: no daily limit."""
+    session = listing_session_number(instrument.listing_day, day)
+    band = cn_price_band(
+        Board(instrument.board),
+        instrument.is_st(day),
+        day,
+        listing_day=None if session is None else instrument.listing_day,
+        session_number=session,
+    )
+    return None if band is None else limit_prices(ref_raw, band, instrument.tick_raw)
 
 
 def limit_prices(ref_raw: int, band: LimitBand, tick_raw: int) -> PriceLimits:

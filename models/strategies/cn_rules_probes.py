@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from domain.market import Panel
-from domain.markets import Board, cn_price_limits
+from domain.markets import cn_instrument_limits
 from kernel.markets import CN_VENUES
 from kernel.strategy import MarketView
 from models.plugins import number_param
@@ -73,16 +73,16 @@ class LimitUpChase:
         previous: set[int] = set()
         for d in range(1, len(ends)):
             day = int(days[d])
+            next_day = int(days[d + 1]) if d + 1 < len(ends) else day  # the session it buys in
             signalled: dict[int, int] = {}  # column -> next session's limit-up (from today's close)
             for col, inst in columns:
                 ref, close = int(closes[d - 1][col]), int(closes[d][col])
                 if ref <= 0 or not valid[d][col]:
                     continue
-                board, st = Board(inst.board), inst.is_st(day)
-                today = cn_price_limits(board, st, day, ref, inst.tick_raw)
+                today = cn_instrument_limits(inst, day, ref)
                 if today is None or close != today.up_raw:
                     continue
-                following = cn_price_limits(board, st, day, close, inst.tick_raw)
+                following = cn_instrument_limits(inst, next_day, close)
                 signalled[col] = 0 if following is None else following.up_raw
             if not signalled and not previous:
                 continue

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from domain.events import OrderSubmitted
@@ -473,3 +474,19 @@ def test_a_callback_after_the_session_ended_raises_nothing_into_xtp() -> None:
     loop.close()
     venue.onDisconnected(SESSION, 1)  # XTP's thread, after the loop is gone
     assert venue.stats["callback_after_close"] == 1
+
+
+@pytest.mark.asyncio
+async def test_the_gate_knows_a_star_listings_no_limit_sessions() -> None:
+    """The second gate takes its limits from the same function as the simulated venue: a
+    STAR name listed 2024-11-05 is in its 4th session on 2024-11-08 (no limit: a buy at
+    +50% over the reference goes); one listed 2024-11-01 is in its 6th (±20%: refused)."""
+    api = RecordedTd()
+    fresh = msgspec.structs.replace(SMIC, instrument_id=4, symbol="688999", listing_day=20241105)
+    sixth = msgspec.structs.replace(SMIC, instrument_id=5, symbol="688998", listing_day=20241101)
+    venue = XtpVenue(api, SESSION, [fresh, sixth], tag=TAG, day=20241108)
+    venue.set_reference(fresh.instrument_id, 2000)
+    venue.set_reference(sixth.instrument_id, 2000)
+    assert venue.refusal(request(1, fresh, 1, 200, 3000)) is None
+    reason = venue.refusal(request(2, sixth, 1, 200, 3000))
+    assert reason == "CN_PRICE_LIMIT: limit_up=24.00, order_px=30.00"

@@ -2,12 +2,14 @@
 
 from decimal import ROUND_HALF_UP, Decimal
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.fixed import RATE_SCALE
+from domain.instruments import Instrument
 from domain.markets import (
     Board,
     Dated,
@@ -17,10 +19,12 @@ from domain.markets import (
     check_price_limit,
     check_suspended,
     check_tick,
+    cn_instrument_limits,
     cn_price_band,
     cn_price_limits,
     limit_prices,
     limit_prices_array,
+    listing_session_number,
     locked_at_limit,
     locked_at_limit_array,
     locked_reason,
@@ -211,3 +215,27 @@ def test_vectorised_locked_mask_and_unlimited_rows() -> None:
     )
     assert up_out.tolist() == [0, 1100]
     assert down_out.tolist() == [0, 900]
+
+
+def test_listing_sessions_count_xshg_sessions_across_a_closure() -> None:
+    """Sessions since listing are XSHG trading days, not calendar days: a STAR name listed on
+    2024-02-07 has sessions 02-07, 02-08, (Spring Festival closure 02-09..02-18), 02-19,
+    02-20, 02-21 without a limit; 02-22 is session 6 with ±20%."""
+    assert [listing_session_number(20240207, d) for d in (20240207, 20240208, 20240219, 20240221)] == [
+        1,
+        2,
+        3,
+        5,
+    ]
+    assert listing_session_number(20240207, 20240222) == 6
+    assert listing_session_number(0, 20240222) is None  # no listing day: seasoned
+    assert listing_session_number(20240207, 20240206) is None  # before listing: no regime
+    assert listing_session_number(20240207, 20240401) is None  # past the window: seasoned
+    star = Instrument(instrument_id=1, symbol="688001.SH", venue="SSE", asset_class="equity", currency="CNY",
+                      price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1, board="star",
+                      listing_day=20240207)  # fmt: skip
+    assert cn_instrument_limits(star, 20240221, 2000) is None
+    day6 = cn_instrument_limits(star, 20240222, 2000)
+    assert day6 is not None and (day6.up_raw, day6.down_raw) == (2400, 1600)
+    seasoned = msgspec.structs.replace(star, listing_day=0)
+    assert cn_instrument_limits(seasoned, 20240221, 2000) == day6
