@@ -404,6 +404,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     files: dict[str, int] = summary["files"]  # type: ignore[assignment]
     optional = "".join(
         f"; {name.removesuffix('.parquet')} {plural(rows, 'row')}"
+        + (_funding_marks_note(summary) if name == "funding.parquet" else "")
         for name, rows in files.items()
         if name not in ("instruments.parquet", "bars.parquet")
     )
@@ -450,6 +451,11 @@ def _actions_notes(lake: Lake, folder: Path, written: bool) -> list[str]:
     return notes
 
 
+def _funding_marks_note(summary: dict[str, object]) -> str:
+    marked = summary["funding_at_mark"]
+    return f" ({marked} at the mark price)" if marked else " (at the bar's close: no mark price)"
+
+
 def export_summary(ref: DatasetRef) -> dict[str, object]:
     """What ``tape export`` wrote: the folder, the whole content hash, frequency, calendar,
     instruments, bar rows and steps (from the manifest), and each data file with its rows."""
@@ -458,7 +464,7 @@ def export_summary(ref: DatasetRef) -> dict[str, object]:
     manifest = read_manifest(Path(ref.uri))
     folder = Path(ref.uri)
     files = {path.name: pq.ParquetFile(path).metadata.num_rows for path in sorted(folder.glob("*.parquet"))}
-    return {
+    summary: dict[str, object] = {
         "dataset": str(folder.resolve()),
         "name": manifest["name"],
         "content_hash": ref.content_hash,
@@ -469,6 +475,11 @@ def export_summary(ref: DatasetRef) -> dict[str, object]:
         "steps": manifest["steps"],
         "files": files,
     }
+    if "funding.parquet" in files:  # the rows booked at a mark price (the rest: the bar's close)
+        funding = pq.read_table(folder / "funding.parquet")
+        marked = funding.column("mark").to_numpy() > 0 if "mark" in funding.column_names else []
+        summary["funding_at_mark"] = int(sum(marked))
+    return summary
 
 
 def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]

@@ -76,6 +76,10 @@ class Panel:
     funding_ts_ns: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     funding_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     funding_rate_e8: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The mark price at each funding row's time (raw, the instrument's ``price_digits``), one per
+    # row or empty: 0 (or an empty column, a data set without marks) books that row at the bar's
+    # close as the mark, as before the data sets carried marks.
+    funding_mark_px_raw: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Corporate actions (``domain.markets.CorporateAction`` fields), one row per (instrument,
     # ex-date), sorted by (ex_day, instrument_id); pay_day 0 = cash on the ex-date.
     action_instrument_id: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
@@ -119,6 +123,10 @@ class Panel:
             raise PanelError("funding columns must have one length")
         if self.funding_ts_ns.size > 1 and not bool(np.all(np.diff(self.funding_ts_ns) >= 0)):
             raise PanelError("funding times must be sorted")
+        if self.funding_mark_px_raw.shape not in {(0,), self.funding_ts_ns.shape}:
+            raise PanelError("the funding mark column must be empty or one value per funding row")
+        if self.funding_mark_px_raw.size and int(self.funding_mark_px_raw.min()) < 0:
+            raise PanelError("funding mark prices must not be negative (0: the bar's close)")
         self._check_actions()
         self._check_settlements()
 
@@ -160,6 +168,8 @@ class Panel:
         funding = self.funding_ts_ns <= last_ts
         for name in ("funding_ts_ns", "funding_instrument_id", "funding_rate_e8"):
             rows[name] = getattr(self, name)[funding]
+        if self.funding_mark_px_raw.size:
+            rows["funding_mark_px_raw"] = self.funding_mark_px_raw[funding]
         actions = self.action_ex_day <= last_day
         for name in ACTION_FIELDS:
             rows[name] = getattr(self, name)[actions]

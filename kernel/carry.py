@@ -18,19 +18,24 @@ __all__ = ["Carry"]
 
 def _funding_by_step(panel: Panel) -> dict[int, list[tuple[int, int, int, int]]]:
     """Funding rows grouped by the first step at or after their time (later ones dropped); the
-    last field is the mark price, 0 for a data set's row (the bar's close is the mark)."""
+    last field is the mark price: the data set's mark at the funding time, 0 where it has none
+    (no mark column, or none at that time: the bar's close is the mark)."""
     steps = np.searchsorted(panel.ts_ns, panel.funding_ts_ns, side="left")
+    marks = panel.funding_mark_px_raw
+    if not marks.size:
+        marks = np.zeros(panel.funding_ts_ns.shape, dtype=np.int64)
     grouped: dict[int, list[tuple[int, int, int, int]]] = {}
     rows = zip(
         steps.tolist(),
         panel.funding_instrument_id.tolist(),
         panel.funding_rate_e8.tolist(),
         panel.funding_ts_ns.tolist(),
+        marks.tolist(),
         strict=True,
     )
-    for step, iid, rate_e8, ts_ns in rows:
+    for step, iid, rate_e8, ts_ns, mark in rows:
         if step < panel.steps:
-            grouped.setdefault(step, []).append((iid, rate_e8, ts_ns, 0))
+            grouped.setdefault(step, []).append((iid, rate_e8, ts_ns, mark))
     return grouped
 
 
@@ -66,6 +71,7 @@ class Carry:
 
     def funding(self, step: int) -> None:
         """Perpetual funding for positions held through a funding time inside this step's bar,
+        at the row's mark price (a venue's, or the data set's mark at the funding time), else
         at the bar's close as the mark; cash against funding income or expense."""
         rows = self._funding.get(step)
         if not rows:

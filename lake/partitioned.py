@@ -39,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from domain.fixed import Rounding, rescale
 from domain.instruments import Instrument
 from domain.market import Panel
 from lake.adjust import dataset_actions
@@ -614,7 +615,66 @@ class Lake:
         if len(set(keys)) != len(keys):
             iid, stamp = next(key for key in keys if keys.count(key) > 1)
             raise LakeError(f"funding rates: instrument {iid} has two rates within a second of {stamp} ns")
-        return funding if funding.num_rows else None
+        if not funding.num_rows:
+            return None
+        marks = self._funding_marks(funding)
+        return funding if marks is None else funding.append_column("mark", pa.array(marks, pa.int64()))
+
+    def _funding_marks(self, funding: pa.Table) -> npt.NDArray[np.int64] | None:
+        """The mark price at each funding row's time, from the perpetual's mark-price candles in
+        the lake (``SYMBOL#mark`` at the same venue, ``tape ingest freqtrade ...-mark.feather``),
+        raw at the perpetual's ``price_digits`` (half-even, as a venue's mark is journaled).
+
+        Stamp rule: the close of the mark candle that closes at or just before the funding time
+        ``t`` (the last one completed at ``t``: close time in ``(t - its length, t]``; bars are
+        stamped at their close). Of the stored mark frequencies the candle closing latest wins,
+        at a tie the shortest (a 1h candle over an 8h one both closing at ``t``). No such candle
+        (a gap, the series starts later): 0, and that funding is booked at the bar's close as
+        the mark, as for a data set without marks. None: no funding row has a mark."""
+        by_name = {(inst.venue, inst.symbol): inst for inst in self.instruments()}
+        by_id = {inst.instrument_id: inst for inst in by_name.values()}
+        stamps = funding.column("ts_ns").to_numpy().astype(np.int64)
+        iids = funding.column("instrument_id").to_numpy().astype(np.int64)
+        marks = np.zeros(len(stamps), dtype=np.int64)
+        frequencies = sorted(
+            (path.name.removeprefix("freq=") for path in (self.root / "bars").glob("freq=*")),
+            key=frequency_ns,
+        )
+        for iid in sorted(set(iids.tolist())):
+            perp = by_id[iid]
+            mark = by_name.get((perp.venue, f"{perp.symbol}#mark"))
+            if mark is None:
+                continue
+            rows = np.flatnonzero(iids == iid)
+            times = stamps[rows]
+            best_close = np.full(len(rows), -1, dtype=np.int64)
+            best_mark = np.zeros(len(rows), dtype=np.int64)
+            for frequency in frequencies:  # shortest first: a later tie keeps the shorter one
+                length = frequency_ns(frequency)
+                candles = self.read(
+                    Kind.BARS,
+                    frequency,
+                    instrument_ids=[mark.instrument_id],
+                    start_ns=int(times.min()) - length + 1,
+                    end_ns=int(times.max()),
+                    columns=["ts_ns", "close"],
+                )
+                if not candles.num_rows:
+                    continue
+                order = np.argsort(candles.column("ts_ns").to_numpy(), kind="stable")
+                close_ts = candles.column("ts_ns").to_numpy().astype(np.int64)[order]
+                close_px = candles.column("close").to_numpy().astype(np.int64)[order]
+                at = np.searchsorted(close_ts, times, side="right") - 1  # last close <= t
+                found = at >= 0
+                candle_ts = np.where(found, close_ts[np.maximum(at, 0)], -1)
+                fresh = found & (candle_ts > times - length) & (candle_ts > best_close)
+                best_close = np.where(fresh, candle_ts, best_close)
+                best_mark = np.where(fresh, close_px[np.maximum(at, 0)], best_mark)
+            marks[rows] = [
+                rescale(int(raw), mark.price_digits, perp.price_digits, Rounding.HALF_EVEN) if raw > 0 else 0
+                for raw in best_mark.tolist()
+            ]
+        return marks if bool((marks > 0).any()) else None
 
     def delistings(self, chosen: list[Instrument]) -> dict[int, int]:
         """The delisting day of each of ``chosen`` that the lake's metadata reports give one

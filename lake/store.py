@@ -5,7 +5,8 @@ Layout (one folder per data set)::
     DATASET/manifest.json        name, frequency, calendar, row counts, content_hash
     DATASET/instruments.parquet  the instrument master (domain.instruments.Instrument fields)
     DATASET/bars.parquet         ts_ns, day, instrument_id, open, high, low, close, volume
-    DATASET/funding.parquet      (optional) ts_ns, instrument_id, rate_e8
+    DATASET/funding.parquet      (optional) ts_ns, instrument_id, rate_e8 [, mark] (mark:
+                                 the mark price at the funding time, raw; 0 = none there)
     DATASET/actions.parquet      (optional) instrument_id, ex_date, pay_date, cash_e8,
                                  split_to, split_from [, rights_to, rights_from,
                                  rights_price_e8] [, reform] (corporate actions)
@@ -95,6 +96,9 @@ _OPTIONAL_FILES = (
     "delistings.parquet",
 )
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
+# Optional, last (absent: no row has a mark, the bar's close is booked as the mark; a set
+# without it hashes as before it existed). Raw price at the instrument's ``price_digits``.
+_FUNDING_MARK = pa.field("mark", pa.int64(), nullable=False)
 _ACTION_SCHEMA = pa.schema(
     [
         pa.field("instrument_id", pa.int32(), nullable=False),
@@ -220,9 +224,7 @@ def write_dataset(
     bars = bars.cast(_BAR_SCHEMA).sort_by([("ts_ns", "ascending"), ("instrument_id", "ascending")])
     inst_rows = [msgspec.structs.asdict(inst) for inst in instruments]
     if funding is not None:
-        funding = funding.cast(_FUNDING_SCHEMA).sort_by(
-            [("ts_ns", "ascending"), ("instrument_id", "ascending")]
-        )
+        funding = _checked_funding(funding)
     optional: dict[str, pa.Table | None] = {"funding.parquet": funding}
     optional["actions.parquet"] = None if actions is None else _checked_actions(actions, instruments)
     optional["settlements.parquet"] = (
@@ -254,6 +256,39 @@ def write_dataset(
     }
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return DatasetRef(str(path), digest, frequency, calendar)
+
+
+def _checked_funding(funding: pa.Table) -> pa.Table:
+    """Funding rows sorted by (ts_ns, instrument_id), with their ``mark`` column only where a
+    row has a mark (> 0; 0 = none at that time): without one the file's bytes are those of a
+    data set written before marks existed, so its content hash keeps its meaning."""
+    schema = _FUNDING_SCHEMA
+    if _FUNDING_MARK.name in funding.column_names:
+        marks = funding.column(_FUNDING_MARK.name).cast(pa.int64())
+        if marks.null_count or (len(marks) and int(pa.compute.min(marks).as_py()) < 0):
+            raise DatasetError("funding: a mark price is missing or negative (0: no mark at that time)")
+        if len(marks) and int(pa.compute.max(marks).as_py()) > 0:
+            schema = schema.append(_FUNDING_MARK)
+        else:
+            funding = funding.drop_columns([_FUNDING_MARK.name])
+    return funding.cast(schema).sort_by([("ts_ns", "ascending"), ("instrument_id", "ascending")])
+
+
+def _with_funding(panel: Panel, path: Path) -> Panel:
+    """``panel`` with the data set's funding rows (and their marks, where it has the column)."""
+    funding = pq.read_table(path / "funding.parquet")
+    marks = np.zeros(0, dtype=np.int64)
+    if _FUNDING_MARK.name in funding.column_names:
+        marks = funding.column(_FUNDING_MARK.name).to_numpy().astype(np.int64)
+        if marks.size and int(marks.min()) < 0:
+            raise DatasetError(f"{path}: funding.parquet has a negative mark price")
+    return dataclasses.replace(
+        panel,
+        funding_ts_ns=funding.column("ts_ns").to_numpy().astype(np.int64),
+        funding_instrument_id=funding.column("instrument_id").to_numpy().astype(np.int64),
+        funding_rate_e8=funding.column("rate_e8").to_numpy().astype(np.int64),
+        funding_mark_px_raw=marks,
+    )
 
 
 def read_manifest(path: Path) -> dict[str, object]:
@@ -291,13 +326,7 @@ def load_panel(path: Path, *, expected_hash: str | None = None) -> tuple[Panel, 
     )
     panel = pivot_bars(pq.read_table(path / "bars.parquet"), instruments)
     if (path / "funding.parquet").exists():
-        funding = pq.read_table(path / "funding.parquet")
-        panel = dataclasses.replace(
-            panel,
-            funding_ts_ns=funding.column("ts_ns").to_numpy().astype(np.int64),
-            funding_instrument_id=funding.column("instrument_id").to_numpy().astype(np.int64),
-            funding_rate_e8=funding.column("rate_e8").to_numpy().astype(np.int64),
-        )
+        panel = _with_funding(panel, path)
     if (path / "actions.parquet").exists():
         actions = _checked_actions(pq.read_table(path / "actions.parquet"), list(instruments))
         fields: tuple[str, ...] = ACTION_FIELDS
