@@ -45,7 +45,7 @@ from domain.market import Panel
 from lake.adjust import dataset_actions
 from lake.fx_rates import FxFileError, read_fx_rows
 from lake.margins import MarginFileError, read_margin_rows
-from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
+from lake.schema import INSTRUMENTS, MARK_SUFFIX, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, yyyymmdd
 from lake.settlements import SettlementFileError, read_settlement_rows
 from lake.store import (
@@ -489,6 +489,17 @@ class Lake:
             raise LakeError(f"{self.root}: no {prefix} data")
         return pl.scan_parquet(files, hive_partitioning=True, hive_schema=_hive_schema(prefix, files))
 
+    def _traded(self, instrument_ids: list[int] | None) -> list[int] | None:
+        """The instruments a data set may hold: a perpetual's mark-price candles (``SYMBOL#mark``)
+        are a reference series, carried as the funding rows' marks, never an instrument a
+        strategy would weight and the simulated venue fill like the perpetual itself."""
+        every = self.instruments()
+        marks = {i.instrument_id for i in every if i.symbol.endswith(MARK_SUFFIX)}
+        if not marks:
+            return instrument_ids
+        chosen = instrument_ids if instrument_ids is not None else [i.instrument_id for i in every]
+        return [iid for iid in chosen if iid not in marks]
+
     def export(
         self,
         out: Path,
@@ -523,9 +534,8 @@ class Lake:
             raise LakeError(f"{self.root}: refusing to export: {'; '.join(problems[:5])}")
         if start_ns is not None and end_ns is not None and start_ns > end_ns:
             raise LakeError(f"{self.root}: the export's start is after its end")
-        bars = self.read(
-            Kind.BARS, frequency, instrument_ids=instrument_ids, start_ns=start_ns, end_ns=end_ns
-        )
+        traded = self._traded(instrument_ids)
+        bars = self.read(Kind.BARS, frequency, instrument_ids=traded, start_ns=start_ns, end_ns=end_ns)
         if bars.num_rows == 0:  # an empty data set: a run of no steps, or a typo'd frequency
             stored = sorted(path.name.removeprefix("freq=") for path in (self.root / "bars").glob("freq=*"))
             window = "" if start_ns is None and end_ns is None else " from --start to --end"
@@ -642,7 +652,7 @@ class Lake:
         )
         for iid in sorted(set(iids.tolist())):
             perp = by_id[iid]
-            mark = by_name.get((perp.venue, f"{perp.symbol}#mark"))
+            mark = by_name.get((perp.venue, f"{perp.symbol}{MARK_SUFFIX}"))
             if mark is None:
                 continue
             rows = np.flatnonzero(iids == iid)

@@ -22,6 +22,7 @@ __all__ = [
     "FUNDING_RATES",
     "INSTRUMENTS",
     "Kind",
+    "MARK_SUFFIX",
     "QUARANTINE",
     "QUOTES",
     "SCHEMAS",
@@ -30,6 +31,8 @@ __all__ = [
     "conform",
     "frequency_ns",
 ]
+
+MARK_SUFFIX = "#mark"  # a perpetual's mark-price candles: SYMBOL#mark, a reference series
 
 ACTION_SCALE = 10_000
 """Corporate-action ratios and per-10 cash are integers in 1e-4 units."""

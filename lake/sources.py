@@ -26,7 +26,7 @@ import pyarrow.feather as feather
 
 from domain.instruments import Instrument
 from domain.markets import board_from_code, cn_lot_rule
-from lake.schema import ACTION_SCALE, frequency_ns
+from lake.schema import ACTION_SCALE, MARK_SUFFIX, frequency_ns
 from lake.sessions import utc_days, yyyymmdd
 from lake.validate import MISSING_TS, BarInput, FundingInput, QuoteInput, TradeInput
 
@@ -449,7 +449,7 @@ def _freqtrade_symbol(pair: str, kind: str | None) -> tuple[str, str]:
     base, quote = parts[0], parts[1] if len(parts) > 1 else "BTC"
     symbol = f"{base}/{quote}" + (f":{parts[2]}" if len(parts) > 2 else "")
     if kind == "mark":
-        symbol += "#mark"
+        symbol += MARK_SUFFIX
     return symbol, quote
 
 
@@ -471,7 +471,7 @@ def parse_freqtrade(
     asset_class = "crypto_perp" if ":" in symbol else "crypto_spot"
     if kind == "funding_rate":
         funding = FundingInput(str(path), 0, lines, open_time, rows["open"])
-        template = source_template(symbol.replace("#mark", ""), venue, asset_class, quote, 8, qty_digits, 1)
+        template = source_template(symbol, venue, asset_class, quote, 8, qty_digits, 1)
         return Parsed(str(path), None, "24x7", funding=[(template, funding)])
     if kind == "mark":  # mark-price candles carry no traded volume
         rows["volume"] = np.nan_to_num(rows["volume"], nan=0.0)

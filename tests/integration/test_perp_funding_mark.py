@@ -207,3 +207,24 @@ def test_real_xrp_funding_books_the_same_amounts_with_the_8h_mark_candles(tmp_pa
     assert first["none"]["at"] == _ns("2021-11-18 00:00")
     assert first["none"]["mark"] == 10_958 and first["mark1h"]["mark"] == 10_950
     assert amounts["mark1h"][0] != amounts["none"][0]
+
+
+def test_mark_candles_at_the_exported_frequency_are_not_an_instrument_of_the_data_set(tmp_path: Path) -> None:
+    """1h perpetual bars and 1h mark candles in one lake, exported at 1h: the data set held
+    ``XRP/USDT:USDT#mark`` as a second instrument (a strategy weighting every name bought it,
+    and the simulated venue filled it). The marks are the funding rows' marks only."""
+    src = tmp_path / "src"
+    src.mkdir()
+    opens = pd.date_range("2021-11-17 20:00", periods=8, freq="1h", tz="UTC")
+    price = np.round(1.1 + 0.0013 * np.arange(8), 4)
+    bars = {"open": price, "high": price + 0.002, "low": price - 0.001, "close": price, "volume": 1000.0}
+    _feather(src / "XRP_USDT_USDT-1h-futures.feather", opens, bars)
+    marks = {**bars, "close": price + 0.0005, "volume": np.nan}
+    _feather(src / "XRP_USDT_USDT-1h-mark.feather", opens, marks)
+    _feather(src / "XRP_USDT_USDT-8h-funding_rate.feather", ["2021-11-18 00:00"], {"open": 0.0001})
+    lake, data = tmp_path / "lake", tmp_path / "data"
+    assert tape(["ingest", "freqtrade", *map(str, sorted(src.iterdir())), "--out", str(lake)]) == 0
+    assert tape(["export", str(lake), str(data), "--frequency", "1h", "--calendar", "24x7"]) == 0
+    panel = load_panel(data)[0]
+    assert [inst.symbol for inst in panel.instruments] == ["XRP/USDT:USDT"]
+    assert panel.funding_mark_px_raw.tolist() == [round((price[3] + 0.0005) * 10_000)]  # 23:00-00:00
