@@ -120,7 +120,7 @@ def _write_outputs(args: argparse.Namespace, data: dict[str, Any], csv_text: str
     if csv_path and csv_text is not None:
         write_output(csv_path, csv_text, option="--csv")
     with results_on_stderr("-" in (json_path, csv_path)):
-        for path in dict.fromkeys(path for path in (json_path, csv_path) if path not in (None, "-")):
+        for path in dict.fromkeys(path for path in (json_path, csv_path) if path and path != "-"):
             console.print(f"wrote {escape(path)}", soft_wrap=True, highlight=False)
 
 

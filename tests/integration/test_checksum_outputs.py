@@ -146,3 +146,60 @@ def test_strategies_json_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert f"wrote {out}" in capsys.readouterr().out
     assert json.loads(out.read_text()) == installed_strategies()
     assert json.loads(out.read_text())["sma_crossover"] == "models.strategies.sma_crossover:SmaCrossover"
+
+
+def test_models_json_path_and_json_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: `tape models DIR --json PATH` was refused (a flag only)."""
+    from models.ml.registry import register
+
+    meta = {"kind": "lightgbm", "label": {"horizon": 5, "gap": 1}, "rows": 1446,
+            "train_window": {"start": "2004-01-01", "end": "2009-12-31", "end_ts_ns": 1},
+            "metrics": {"wf_mean_test_ic": 0.01}}  # fmt: skip
+    digest = register(tmp_path / "reg", "tree\n", meta)
+    out = tmp_path / "out" / "models.json"
+    assert main(["models", str(tmp_path / "reg"), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert digest in printed and f"wrote {out}" in printed  # the table, and where the JSON went
+    (artifact,) = json.loads(out.read_text())
+    assert artifact["hash"] == digest and artifact["rows"] == 1446
+    assert artifact["metrics"]["wf_mean_test_ic"] == 0.01
+    assert main(["models", str(tmp_path / "reg"), "--json"]) == 0  # bare: stdout, the data alone
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == json.loads(out.read_text()) and digest in captured.err
+
+
+def test_ingest_json_path_and_csv_on_stdout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: `tape ingest ... --json PATH` was refused (a flag only)."""
+    source = tmp_path / "bars.csv"
+    source.write_text(
+        "Date,Open,High,Low,Close,Volume\n2024-01-01,10,11,9,10.5,100\n"
+        "2024-01-02,10.5,12,10,11,200\n2024-01-03,11,10,12,11,300\n"  # high < low: quarantined
+    )
+    out = tmp_path / "out" / "ingest.json"
+    argv = ["ingest", "csv", str(source), "--out", str(tmp_path / "lake"), "--symbol", "ABC"]
+    argv += ["--venue", "TEST", "--calendar", "24x7", "--json", str(out), "--csv", "-"]
+    argv += ["--map", "ts=Date,open=Open,high=High,low=Low,close=Close,volume=Volume"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    (report,) = json.loads(out.read_text())["files"]
+    assert (report["rows_in"], report["accepted"], report["quarantined"]) == (3, 2, 1)
+    assert report["reasons"] == {"ohlc_inconsistent": 1}
+    (row,) = list(csv.DictReader(io.StringIO(captured.out)))  # stdout: the CSV alone
+    assert (row["rows_in"], row["accepted"], row["quarantined"]) == ("3", "2", "1")
+    assert "in 3 = accepted 2 + quarantined 1" in captured.err and f"wrote {out}" in captured.err
+
+
+def test_health_json_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """QA: `tape health LAKE --json PATH` was refused (a flag only)."""
+    from tests.factories import synth_lake
+
+    lake = synth_lake(tmp_path / "lake", symbols=3, bars=30)
+    out = tmp_path / "out" / "health.json"
+    assert main(["health", str(lake), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "data health" in printed and f"wrote {out}" in printed
+    (bars,) = json.loads(out.read_text())
+    assert (bars["dataset"], bars["instruments"], bars["rows"]) == ("bars/1d", 3, 90)
+    assert isinstance(bars["coverage"], float)
