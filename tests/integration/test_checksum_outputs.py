@@ -168,9 +168,7 @@ def test_models_json_path_and_json_on_stdout(tmp_path: Path, capsys: pytest.Capt
     assert json.loads(captured.out) == json.loads(out.read_text()) and digest in captured.err
 
 
-def test_ingest_json_path_and_csv_on_stdout(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_ingest_json_path_and_csv_on_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """QA: `tape ingest ... --json PATH` was refused (a flag only)."""
     source = tmp_path / "bars.csv"
     source.write_text(
