@@ -92,16 +92,17 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--out", required=True, help="lake root (created if absent)")
     parser.add_argument(
         "--json",
-        action="store_true",
-        help="print the ingest report (every file's in = accepted + quarantined + already stored, "
-        "reasons, gaps) as "
-        "JSON instead of the tables (metadata: a list, one report per file; tape health --json: the "
-        "lake's health)",
+        metavar="PATH",
+        nargs="?",
+        const="-",
+        help="write the ingest report (every file's in = accepted + quarantined + already stored, "
+        "reasons, gaps) as JSON (metadata: a list, one report per file; tape health --json: the "
+        "lake's health) (alone or '-': stdout, the tables on stderr)",
     )
     parser.add_argument(
         "--csv",
         metavar="PATH",
-        help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout, no tables)",
+        help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout)",
     )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
     parser.add_argument(
@@ -221,13 +222,26 @@ def _ingest_metadata(args: argparse.Namespace) -> int:
             console.print("[red]the lake is unchanged by this file[/]")
             return 2
         reports.append(report)
-        if not args.json and args.csv != "-":
+        with results_on_stderr(_on_stdout(args)):  # stdout carries the data alone
             print_metadata(report)
     if args.csv:
         write_output(args.csv, metadata_csv(reports), option="--csv")
     if args.json:
-        print(json.dumps([asdict(report) for report in reports], sort_keys=True, indent=1))
+        text = json.dumps([asdict(report) for report in reports], sort_keys=True, indent=1)
+        write_output(args.json, text + "\n", option="--json")
+    _said_written(args)
     return 0
+
+
+def _on_stdout(args: argparse.Namespace) -> bool:
+    return "-" in (args.json, args.csv)
+
+
+def _said_written(args: argparse.Namespace) -> None:
+    """A ``wrote PATH`` line for each of ``--json`` / ``--csv`` written to a file."""
+    with results_on_stderr(_on_stdout(args)):
+        for path in dict.fromkeys(path for path in (args.json, args.csv) if path and path != "-"):
+            console.print(f"wrote {path}", soft_wrap=True, highlight=False, markup=False)
 
 
 METADATA_CSV_COLUMNS = ("source", "instrument", "changed", "changes", "delisting_date")
@@ -286,21 +300,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.csv:
         write_output(args.csv, ingest_csv(report), option="--csv")
     if args.json:
-        print(report.to_json())
-        return 0
-    if args.csv == "-":
-        return 0
-    print_report(report)
-    try:
-        health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
-    except LakeError as error:  # an earlier ingest's report is damaged: this ingest is committed
-        console.print(
-            f"[yellow]data health not shown:[/] {escape(str(error))}", soft_wrap=True, highlight=False
-        )
-        return 0
-    if health or not ticks:
-        print_health(health)
-    print_tick_health(ticks)
+        write_output(args.json, report.to_json() + "\n", option="--json")
+    with results_on_stderr(_on_stdout(args)):  # stdout carries the data alone
+        print_report(report)
+        try:
+            health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
+        except LakeError as error:  # an earlier ingest's report is damaged: this ingest is committed
+            console.print(
+                f"[yellow]data health not shown:[/] {escape(str(error))}", soft_wrap=True, highlight=False
+            )
+        else:
+            if health or not ticks:
+                print_health(health)
+            print_tick_health(ticks)
+    _said_written(args)
     return 0
 
 
@@ -487,10 +500,10 @@ def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "health", help="data-health summary of a lake (coverage, gaps, quarantine; bars, trades, quotes)"
     )
     parser.add_argument("lake", help="lake root")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
-    parser.add_argument(
-        "--csv", metavar="PATH", help="write one row per data set as CSV ('-': stdout, no tables)"
-    )
+    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="write every data set's health as JSON (alone or '-': stdout, the "
+                        "tables on stderr)")  # fmt: skip
+    parser.add_argument("--csv", metavar="PATH", help="write one row per data set as CSV ('-': stdout)")
     parser.add_argument(
         "--gap-minutes",
         type=float,
@@ -527,11 +540,12 @@ def cmd_health(args: argparse.Namespace) -> int:
         write_output(args.csv, health_csv(health, ticks), option="--csv")
     if args.json:
         items = [h.to_dict() for h in health] + [t.to_dict() for t in ticks]
-        console.print_json(json.dumps(items, default=list))
-    elif args.csv != "-":
+        write_output(args.json, json.dumps(items, default=list, indent=2) + "\n", option="--json")
+    with results_on_stderr(_on_stdout(args)):  # stdout carries the data alone
         if health or not ticks:
             print_health(health)
         print_tick_health(ticks)
+    _said_written(args)
     return 0
 
 

@@ -120,7 +120,7 @@ def _write_outputs(args: argparse.Namespace, data: dict[str, Any], csv_text: str
     if csv_path and csv_text is not None:
         write_output(csv_path, csv_text, option="--csv")
     with results_on_stderr("-" in (json_path, csv_path)):
-        for path in dict.fromkeys(path for path in (json_path, csv_path) if path not in (None, "-")):
+        for path in dict.fromkeys(path for path in (json_path, csv_path) if path and path != "-"):
             console.print(f"wrote {escape(path)}", soft_wrap=True, highlight=False)
 
 
@@ -191,36 +191,44 @@ def _steps_of(dataset: str) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Walk the hash chain: the verdict line (``--json`` / ``--csv``: the same as data, ``-``
+    stdout alone, the line on stderr), and the exit status 0 / 1 damaged / 3 unfinished."""
+    json_path, csv_path = getattr(args, "json", None), getattr(args, "csv", None)  # cli.demo: none
+    to_stdout = one_stdout(json=json_path, csv=csv_path)
     journal = open_journal(args.journal)
-    if getattr(args, "json", False):  # cli.demo calls it with the journal alone
-        return _print_verify_json(journal, args.journal)
-    if journal.tail_repair is not None:
-        repair = journal.tail_repair
+    with results_on_stderr(to_stdout):
+        status, summary = _verify_and_print(journal, args.journal)
+    _write_outputs(args, summary, _csv_text(list(VERIFY_CSV), [[_flat_get(summary, c) for c in VERIFY_CSV]]))
+    return status
+
+
+VERIFY_CSV = (
+    "journal", "ok", "records", "chain_head", "first_bad_seq", "reason", "finished", "unfinished",
+    "torn_tail.cut_from_seq", "torn_tail.records_cut", "torn_tail.reason",
+)  # fmt: skip
+"""``verify --csv``'s columns: the JSON's keys, ``torn_tail``'s fields flat (always all, empty
+where there is none, so a header never changes with the verdict)."""
+
+
+def _flat_get(summary: dict[str, Any], column: str) -> object:
+    head, _, field = column.partition(".")
+    value = summary.get(head)
+    return (value or {}).get(field) if field else value
+
+
+def _verify_and_print(journal: Journal, path: str) -> tuple[int, dict[str, Any]]:
+    """Print the verdict (a torn tail first); the exit status and the ``verify --json`` object:
+    the journal, the verdict, the whole chain head, the run's state and a torn tail's cut."""
+    from kernel.run_status import run_status
+
+    repair = journal.tail_repair
+    if repair is not None:
         console.print(
             f"[yellow]torn tail: {repair.records_cut} records from seq {repair.cut_from_seq} "
             f"({repair.reason}); a writable open cuts them[/]"
         )
     result = journal.verify()
-    if not result.ok:
-        console.print(
-            f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
-            "(every record before it verifies)"
-        )
-        return EXIT_DAMAGED
-    console.print(
-        f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...",
-        soft_wrap=True,
-    )
-    return unfinished_status(journal)
-
-
-def _print_verify_json(journal: Journal, path: str) -> int:
-    """``verify --json``: one object on stdout (nothing else there), the same exit status."""
-    from kernel.run_status import run_status
-
-    result = journal.verify()
     status = run_status(journal) if result.ok else None
-    repair = journal.tail_repair
     summary = {
         "journal": str(path),
         "ok": result.ok,
@@ -238,10 +246,17 @@ def _print_verify_json(journal: Journal, path: str) -> int:
             "reason": repair.reason,
         },
     }
-    print(json.dumps(summary, indent=1))
     if not result.ok:
-        return EXIT_DAMAGED
-    return EXIT_OK if status is not None and status.finished else EXIT_UNFINISHED
+        console.print(
+            f"[red]FAIL[/] first bad seq {result.first_bad_seq}: {result.reason} "
+            "(every record before it verifies)"
+        )
+        return EXIT_DAMAGED, summary
+    console.print(
+        f"[green]OK[/] {result.records:,} records, chain head {result.last_hash.hex()[:16]}...",
+        soft_wrap=True,
+    )
+    return unfinished_status(journal), summary
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -372,41 +387,33 @@ def _print_replay(result: ReplayResult, path: str) -> int:
 def cmd_rebuild(args: argparse.Namespace) -> int:
     from projections import rebuild
 
-    one_stdout(json=args.json, csv=args.csv)
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     db_path = Path(args.db) if args.db else Path(str(args.journal).rstrip("/") + ".ledger.sqlite")
     with progress_bar(f"rebuild {db_path.name}", _journal_length(args.journal)) as update:
         progress = projections_cmd.RebuildProgress(update)
         with progress.said_where(str(db_path)):
             report = rebuild(Path(args.journal), db_path, progress=progress)
+    where = str(db_path)
     projections_cmd.print_rebuild(
-        f"SQLite ledger {db_path}",
-        str(db_path),
-        report,
-        as_json=args.json,
-        csv_path=args.csv,
+        f"SQLite ledger {where}", where, report, json_path=args.json, csv_path=args.csv
     )
-    with open_journal(args.journal) as journal:
+    with open_journal(args.journal) as journal, results_on_stderr(to_stdout):  # beside the data
         return unfinished_status(journal)
 
 
 def cmd_strategies(args: argparse.Namespace) -> int:
     """The strategies a run can name: the ``tape.strategies`` entry points installed."""
-    one_stdout(json=args.json, csv=args.csv)
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     try:
         installed = installed_strategies()
     except PluginError as error:
         raise ConfigError(str(error)) from None
-    if args.csv:
-        lines = ["name,entry", *(f"{name},{entry}" for name, entry in installed.items())]
-        write_output(args.csv, "\n".join(lines) + "\n", option="--csv")
-    if args.json:
-        print(json.dumps(installed, indent=1))
-    if args.json or args.csv == "-":
-        return 0
     title = f"installed strategies ({ENTRY_POINT_GROUP}); any class also by entry"
     # an entry wider than its column breaks after a '.' or the ':', never inside a name
     columns = (Column("name", 9), Column("entry (module:attr)", 8, wraps=True, breaks=".:"))
-    print_fitted(title, columns, list(installed.items()), left=1, elsewhere="--json / --csv have them")
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        print_fitted(title, columns, list(installed.items()), left=1, elsewhere="--json / --csv have them")
+    _write_outputs(args, installed, _csv_text(["name", "entry"], list(installed.items())))
     return 0
 
 
@@ -447,9 +454,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     verify = verbs.add_parser("verify", help="walk the hash chain")
     verify.add_argument("journal")
-    verify.add_argument(
-        "--json", action="store_true", help="print the verdict as one JSON object (same exit status)"
-    )
+    verify.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="write the verdict, records, whole chain head, run state and a torn "
+                        "tail as JSON (alone or '-': stdout; same exit status)")  # fmt: skip
+    verify.add_argument("--csv", metavar="PATH", help="the same as one CSV row ('-': stdout)")
     add_paper_parser(verbs)
     add_live_parser(verbs)
     add_command_parser(verbs)
@@ -468,17 +476,11 @@ def _parser() -> argparse.ArgumentParser:
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", type=sqlite_path, help="ledger path (default: JOURNAL.ledger.sqlite)")
-    rebuild.add_argument(
-        "--json", action="store_true", help="print the checksums as JSON instead of the table"
-    )
-    rebuild.add_argument(
-        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
-    )
+    projections_cmd.add_checksum_outputs(rebuild)
     strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
-    strategies.add_argument("--json", action="store_true", help="print name -> entry as JSON")
-    strategies.add_argument(
-        "--csv", metavar="PATH", help="write name,entry rows as CSV ('-': stdout, no table)"
-    )
+    strategies.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                            help="write name -> entry as JSON (alone or '-': stdout)")  # fmt: skip
+    strategies.add_argument("--csv", metavar="PATH", help="write name,entry rows as CSV ('-': stdout)")
     demo = verbs.add_parser("demo", help="generate data, run three backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")

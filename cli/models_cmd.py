@@ -1,6 +1,6 @@
 """``tape models [DIR]``: the frozen model artifacts in a registry folder (``models.ml.registry``),
-each verified against its content hash; ``--json`` prints every artifact's metadata, ``--csv``
-one row per artifact."""
+each verified against its content hash; ``--json [PATH]`` writes every artifact's metadata,
+``--csv PATH`` one row per artifact (``-``: stdout, the table on stderr)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cli.progress import console, one_stdout, write_output
+from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
 from models.ml.registry import Artifact, ArtifactError, list_artifacts
@@ -24,8 +24,9 @@ def add_models_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument(
         "dir", nargs="?", default="models-registry", help="registry folder (default: %(default)s)"
     )
-    parser.add_argument("--json", action="store_true", help="print every artifact's metadata as JSON")
-    parser.add_argument("--csv", metavar="PATH", help="one row per artifact as CSV ('-': stdout, no table)")
+    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                        help="write every artifact's metadata as JSON (alone or '-': stdout)")  # fmt: skip
+    parser.add_argument("--csv", metavar="PATH", help="one row per artifact as CSV ('-': stdout)")
 
 
 def _ic_out(metrics: dict[str, float]) -> float | None:
@@ -76,7 +77,7 @@ def _table_row(artifact: Artifact) -> tuple[str, ...]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    one_stdout(json=args.json, csv=args.csv)
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     try:
         artifacts = list_artifacts(Path(args.dir))
     except ArtifactError as error:
@@ -84,13 +85,15 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.csv:
         write_output(args.csv, _csv_text(artifacts), option="--csv")
     if args.json:
-        print(json.dumps([{"hash": a.hash, **a.meta} for a in artifacts], indent=1, sort_keys=True))
-    if args.json or args.csv == "-":
-        return 0
+        metadata = [{"hash": a.hash, **a.meta} for a in artifacts]
+        write_output(args.json, json.dumps(metadata, indent=1, sort_keys=True) + "\n", option="--json")
     title = f"model artifacts in {args.dir} ({len(artifacts)})"
-    print_fitted(
-        title, COLUMNS, [_table_row(a) for a in artifacts], left=3, elsewhere="--json / --csv have all"
-    )
-    if any(a.meta.get("classes") for a in artifacts):
-        console.print("h/gap: label horizon and gap in bars; Nc: a classifier over N classes")
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        print_fitted(
+            title, COLUMNS, [_table_row(a) for a in artifacts], left=3, elsewhere="--json / --csv have all"
+        )
+        if any(a.meta.get("classes") for a in artifacts):
+            console.print("h/gap: label horizon and gap in bars; Nc: a classifier over N classes")
+        for path in dict.fromkeys(path for path in (args.json, args.csv) if path and path != "-"):
+            console.print(f"wrote {path}", soft_wrap=True, highlight=False, markup=False)
     return 0

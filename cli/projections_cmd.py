@@ -87,12 +87,12 @@ def print_rebuild(
     where: str,
     report: LedgerRebuild | RebuildReport,
     *,
-    as_json: bool,
+    json_path: str | None = None,
     csv_path: str | None = None,
 ) -> None:
     """A rebuild's per-table checksums: a table whose hashes wrap (never cut: they are what a
-    user compares between two ledgers), or with ``--json`` one object with every field;
-    ``csv_path``: ``table,rows,sha256`` rows to a file (``-``: stdout, no table)."""
+    user compares between two ledgers); ``json_path`` one object with every field, ``csv_path``
+    ``table,rows,sha256`` rows (``-``: stdout, the table and any other line on stderr)."""
     tables = {}
     for name, checksum in sorted(report.checksums.items()):
         fields = dict(part.split("=", 1) for part in checksum.split())
@@ -103,24 +103,29 @@ def print_rebuild(
             *(f"{name},{row['rows']},{row['sha256']}" for name, row in tables.items()),
         ]
         write_output(csv_path, "\n".join(lines) + "\n", option="--csv")
-    if csv_path == "-":  # with --json: refused before the rebuild (one_stdout)
-        return
-    if as_json:
+    if json_path:
         summary = {
             "ledger": where,
             "records": report.records_applied,
             "checkpoint_seq": report.checkpoint_seq,
             "tables": tables,
         }
-        print(json.dumps(summary, indent=1))
-        return
+        write_output(json_path, json.dumps(summary, indent=1) + "\n", option="--json")
     table = Table(title=f"{title} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})")
     table.add_column("table", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("sha256", overflow="fold")
     for name, row in tables.items():
         table.add_row(name, f"{row['rows']:,}", str(row["sha256"]))
-    console.print(table)
+    with results_on_stderr("-" in (json_path, csv_path)):
+        console.print(table)
+        _said_written(json_path, csv_path)
+
+
+def _said_written(*paths: str | None) -> None:
+    """A ``wrote PATH`` line for each output that went to a file (not ``-``, not unasked)."""
+    for path in dict.fromkeys(path for path in paths if path and path != "-"):
+        console.print(f"wrote {path}", soft_wrap=True, highlight=False, markup=False)
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
@@ -131,7 +136,7 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
         with progress.said_where(describe_target(target, args.schema)):
             report = rebuild_ledger(args.journal, target, schema=args.schema, progress=progress)
     where = describe_target(target, args.schema)
-    print_rebuild(f"ledger {where}", where, report, as_json=args.json, csv_path=args.csv)
+    print_rebuild(f"ledger {where}", where, report, json_path=args.json, csv_path=args.csv)
     return 0
 
 
@@ -139,7 +144,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from projections import SchemaMismatch
     from projections.audit import audit
 
-    one_stdout(json=args.json, csv=args.csv)
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     open_journal(args.journal).close()  # a path that is no journal is said as such, before the ledger
     target = _target(args)
     try:
@@ -165,11 +170,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.csv:
         write_output(args.csv, _audit_csv(summary), option="--csv")
     if args.json:
-        print(json.dumps(summary, indent=1))
-    if args.json or args.csv == "-":
-        return report.exit_status
-    for text in report.lines():
-        console.print(text, markup=False, highlight=False)
+        write_output(args.json, json.dumps(summary, indent=1) + "\n", option="--json")
+    with results_on_stderr(to_stdout):  # stdout carries the data alone
+        for text in report.lines():
+            console.print(text, markup=False, highlight=False)
+        _said_written(args.json, args.csv)
     return report.exit_status
 
 
@@ -420,6 +425,16 @@ def _influx_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_checksum_outputs(rebuild: argparse.ArgumentParser) -> None:
+    """``--json [PATH]`` and ``--csv PATH`` of ``tape rebuild`` and ``tape projections rebuild``."""
+    rebuild.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                         help="write the ledger, records and each table's rows and sha256 as JSON "
+                         "(alone or '-': stdout, the table on stderr)")  # fmt: skip
+    rebuild.add_argument(
+        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, the table on stderr)"
+    )
+
+
 def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add ``projections {rebuild,follow,bars,grant-readonly}`` and ``audit`` to ``verbs``."""
     projections = verbs.add_parser("projections", help="ledger and metrics projections")
@@ -434,20 +449,15 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
             help="SQLite path or postgresql:// URL (default JOURNAL.ledger.sqlite)",
         )
         parser.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name, help="PostgreSQL schema")
-    rebuild.add_argument(
-        "--json", action="store_true", help="print the checksums as JSON instead of the table"
-    )
-    audit.add_argument(
-        "--json", action="store_true", help="print the verdict and each differing table as JSON"
-    )
+    add_checksum_outputs(rebuild)
+    audit.add_argument("--json", metavar="PATH", nargs="?", const="-",
+                       help="write the verdict and each differing table as JSON (alone or '-': "
+                       "stdout, the lines on stderr; same exit status)")  # fmt: skip
     audit.add_argument(
         "--csv",
         metavar="PATH",
         help="write a row per differing table (one row when all agree) with the verdict as CSV "
-        "('-': stdout, no lines; same exit status)",
-    )
-    rebuild.add_argument(
-        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, no table)"
+        "('-': stdout, the lines on stderr; same exit status)",
     )
     follow = sub.add_parser("follow", help="tail the journal into the ledger (or Influx)")
     follow.add_argument("journal")

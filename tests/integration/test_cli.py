@@ -120,7 +120,7 @@ def test_rebuild_checksums_as_csv(workdir: Path, capsys: pytest.CaptureFixture[s
     assert out.read_text().splitlines() == expected
     for verb in (["rebuild"], ["projections", "rebuild"]):
         assert tape([*verb, journal, "--json", "--csv", "-"]) == 2
-        assert "--json and --csv - both write to stdout" in capsys.readouterr().out
+        assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
 
 
 def test_backtest_json_and_csv_carry_the_runs_journal_head_and_figures(

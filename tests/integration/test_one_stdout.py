@@ -25,10 +25,13 @@ VERBS = {
     "compare": ["compare", "NOPE_A", "NOPE_B", "--json", "-", "--csv", "-"],
     "jobs list": ["jobs", "list", "--config", "NOPE.toml", "--json", "-", "--csv", "-"],
     "alerts list": ["alerts", "list", "--rules", "NOPE.toml", "--json", "-", "--csv", "-"],
-    "models": ["models", "NOPE", "--json", "--csv", "-"],
-    "strategies": ["strategies", "--json", "--csv", "-"],
-    "rebuild": ["rebuild", "NOPE", "--json", "--csv", "-"],
-    "health": ["health", "NOPE", "--json", "--csv", "-"],
+    "models": ["models", "NOPE", "--json", "-", "--csv", "-"],
+    "strategies": ["strategies", "--json", "-", "--csv", "-"],
+    "rebuild": ["rebuild", "NOPE", "--json", "-", "--csv", "-"],
+    "projections rebuild": ["projections", "rebuild", "NOPE", "--json", "-", "--csv", "-"],
+    "audit": ["audit", "NOPE", "--json", "-", "--csv", "-"],
+    "verify": ["verify", "NOPE", "--json", "-", "--csv", "-"],
+    "health": ["health", "NOPE", "--json", "-", "--csv", "-"],
     # --json PATH alone means stdout, as in runs and walkforward (it was "expected one argument")
     "compare --json": ["compare", "NOPE_A", "NOPE_B", "--json", "--csv", "-"],
     "jobs list --json": ["jobs", "list", "--json", "--csv", "-", "--config", "NOPE.toml"],
@@ -37,6 +40,11 @@ VERBS = {
     "train --json": ["train", "NOPE.toml", "--json", "--csv", "-"],
     "reconcile --json": ["reconcile", "NOPE", "--json", "--csv", "-"],
     "report --json": ["report", "NOPE", "--json", "--orders", "-"],
+    "strategies --json": ["strategies", "--json", "--csv", "-"],
+    "rebuild --json": ["rebuild", "NOPE", "--json", "--csv", "-"],
+    "verify --json": ["verify", "NOPE", "--json", "--csv", "-"],
+    "models --json": ["models", "NOPE", "--json", "--csv", "-"],
+    "health --json": ["health", "NOPE", "--json", "--csv", "-"],
 }
 
 

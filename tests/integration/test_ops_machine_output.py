@@ -98,7 +98,7 @@ def test_two_outputs_on_stdout_are_refused_before_anything_is_done(
     assert not (tmp_path / "alerts.state.sqlite").exists()  # nothing evaluated
     run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), tmp_path / "j"))
     assert main(["audit", str(tmp_path / "j"), "--json", "--csv", "-"]) == 2
-    assert "--json and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
 
 
 def test_audit_csv_has_the_verdict_and_each_differing_table(

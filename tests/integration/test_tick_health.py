@@ -175,7 +175,7 @@ def test_constructed_tape_health_json_csv_and_table(
     for bad in ("nan", "inf", "-inf", "1e300"):  # were a ValueError / OverflowError (internal error)
         assert health_cli([str(lake), f"--gap-minutes={bad}"]) == 2
         assert "--gap-minutes must be a positive number of minutes" in capsys.readouterr().out
-    with pytest.raises(ConfigError, match="--json and --csv - both write to stdout"):  # exit 2 in `tape`
+    with pytest.raises(ConfigError, match="--json - and --csv - both write to stdout"):  # exit 2 in `tape`
         health_cli([str(lake), "--json", "--csv", "-"])
     assert health_cli([str(lake), "--json", "--csv", str(tmp_path / "out" / "health.csv")]) == 0
     assert json.loads(capsys.readouterr().out)[0]["dataset"] == "trades"
