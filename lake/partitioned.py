@@ -43,7 +43,7 @@ from domain.instruments import Instrument
 from domain.market import Panel
 from lake.adjust import dataset_actions
 from lake.fx_rates import FxFileError, read_fx_rows
-from lake.health import calendar_for, declared_calendars
+from lake.health import calendar_for, declared_calendars, venue_calendar
 from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, known_calendar, outside_sessions, yyyymmdd
@@ -580,9 +580,15 @@ class Lake:
         if calendar == "mixed":
             return
         if not known_calendar(calendar):
+            venue = venue_calendar(calendar)  # XSHE: Shenzhen trades on XSHG's sessions
             raise LakeError(
-                f"unknown calendar {calendar!r} (an exchange_calendars code such as XNYS or XSHG, "
-                "24x7, or mixed for a set of several markets)"
+                f"unknown calendar {calendar!r} "
+                + (
+                    f"(venue {calendar} trades on {venue}: --calendar {venue})"
+                    if venue
+                    else "(an exchange_calendars code such as XNYS or XSHG, 24x7, or mixed for a set "
+                    "of several markets)"
+                )
             )
         ts = bars.column("ts_ns").to_numpy().astype(np.int64)
         day = bars.column("day").to_numpy().astype(np.int64)

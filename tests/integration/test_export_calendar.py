@@ -57,6 +57,8 @@ def test_unknown_calendar_refused_and_mixed_not_checked(
     assert tape(["export", str(lake), str(tmp_path / "foo"), "--calendar", "FOO"]) == 2  # was written
     assert "unknown calendar 'FOO'" in capfd.readouterr().out
     assert not (tmp_path / "foo").exists()
+    assert tape(["export", str(lake), str(tmp_path / "foo"), "--calendar", "XSHE"]) == 2
+    assert "unknown calendar 'XSHE' (venue XSHE trades on XSHG: --calendar XSHG)" in capfd.readouterr().out
     # a set of several markets: each instrument was checked on its own calendar at ingest
     assert tape(["export", str(lake), str(tmp_path / "mixed"), "--calendar", "mixed"]) == 0
 
