@@ -324,7 +324,12 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("lake", help="lake root")
     parser.add_argument("out", help="data set folder to write")
     parser.add_argument("--frequency", default="1d", help="bar frequency in the lake (1d, 1m, ...)")
-    parser.add_argument("--calendar", required=True, help="the data set's calendar (XSHG, XNYS, 24x7)")
+    parser.add_argument(
+        "--calendar",
+        required=True,
+        help="the data set's calendar (XSHG, XNYS, 24x7, or mixed for several markets); every bar "
+        "must lie in its sessions, else nothing is written",
+    )
     parser.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
     parser.add_argument("--start", help="first UTC date to keep, YYYY-MM-DD (inclusive)")
     parser.add_argument("--end", help="last UTC date to keep, YYYY-MM-DD (inclusive)")

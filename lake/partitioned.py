@@ -44,9 +44,10 @@ from domain.instruments import Instrument
 from domain.market import Panel
 from lake.adjust import dataset_actions
 from lake.fx_rates import FxFileError, read_fx_rows
+from lake.health import calendar_for, declared_calendars, venue_calendar
 from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, MARK_SUFFIX, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
-from lake.sessions import DAY_NS, yyyymmdd
+from lake.sessions import DAY_NS, known_calendar, outside_sessions, yyyymmdd
 from lake.settlements import SettlementFileError, read_settlement_rows
 from lake.store import (
     DatasetError,
@@ -545,6 +546,7 @@ class Lake:
             )
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
+        self._check_sessions(bars, frequency, calendar, chosen)
         table = self._dataset_actions(chosen, reform, _day_span(bars)) if actions else None
         margin_table = None
         if margins is not None:
@@ -576,6 +578,67 @@ class Lake:
             fx=fx_rows,
             delistings=delistings_table(delisted) if delisted else None,
         )
+
+    def _check_sessions(
+        self, bars: pa.Table, frequency: str, calendar: str, chosen: list[Instrument]
+    ) -> None:
+        """Refuse bars outside the sessions of the calendar the data set declares: a run steps,
+        annualises (252 or 365 days) and grids its live steps by that calendar, so 24x7 crypto
+        bars declared XNYS kept their weekend bars and annualised over 252. The message names
+        the count, the first such bar and the calendar the instruments were ingested on.
+        ``mixed`` (a set of several markets, each checked on its own calendar at ingest) is not
+        checked; a name that is neither that, ``24x7`` nor an ``exchange_calendars`` code is refused."""
+        if calendar == "mixed":
+            return
+        if not known_calendar(calendar):
+            venue = venue_calendar(calendar)  # XSHE: Shenzhen trades on XSHG's sessions
+            raise LakeError(
+                f"unknown calendar {calendar!r} "
+                + (
+                    f"(venue {calendar} trades on {venue}: --calendar {venue})"
+                    if venue
+                    else "(an exchange_calendars code such as XNYS or XSHG, 24x7, or mixed for a set "
+                    "of several markets)"
+                )
+            )
+        ts = bars.column("ts_ns").to_numpy().astype(np.int64)
+        day = bars.column("day").to_numpy().astype(np.int64)
+        daily = frequency.endswith("d")
+        outside = outside_sessions(calendar, ts, day, daily=daily)
+        if not outside.any():
+            return
+        first = int(np.flatnonzero(outside)[0])
+        by_id = {inst.instrument_id: inst for inst in chosen}
+        inst = by_id[int(bars.column("instrument_id")[first].as_py())]
+        if daily:
+            where = f"on {_iso_day(int(day[first]))}, not a {calendar} session day"
+        else:
+            where = f"at {_utc_text(int(ts[first]))}, outside {calendar} trading hours"
+        fits = self._fitting_calendar(bars, frequency, calendar, chosen)
+        raise LakeError(
+            f"{self.root}: refusing to export: {int(outside.sum()):,} of {len(ts):,} {frequency} bars "
+            f"fall outside {calendar} sessions, the first "
+            f"{inst.venue}:{inst.symbol} {where}{fits}; nothing written"
+        )
+
+    def _fitting_calendar(
+        self, bars: pa.Table, frequency: str, calendar: str, chosen: list[Instrument]
+    ) -> str:
+        """The hint of a refused export: the calendar the instruments were ingested on (or their
+        venue's) when it holds every bar, or ``mixed`` when they trade on several."""
+        declared = declared_calendars(self)
+        found = {declared.get(inst.instrument_id) or calendar_for(inst) for inst in chosen}
+        known = sorted(name for name in found if name is not None and name != calendar)
+        if len(found) > 1 and None not in found:
+            names = ", ".join(sorted(name for name in found if name))
+            return f"; they trade on several calendars ({names}): --calendar mixed"
+        if len(known) != 1:
+            return ""
+        ts = bars.column("ts_ns").to_numpy().astype(np.int64)
+        day = bars.column("day").to_numpy().astype(np.int64)
+        if outside_sessions(known[0], ts, day, daily=frequency.endswith("d")).any():
+            return ""
+        return f"; their calendar, {known[0]}, holds every bar: --calendar {known[0]}"
 
     def _dataset_settlements(self, file: Path, chosen: list[Instrument], bars: pa.Table) -> pa.Table | None:
         """The settlement prices of ``file`` (``lake.settlements``) for the exported futures on
@@ -720,6 +783,18 @@ class Lake:
         if days is not None:
             rows = [row for row in rows if days[0] <= row.ex_day <= days[1]]
         return actions_table(rows) if rows else None
+
+
+def _iso_day(day: int) -> str:
+    return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
+
+
+def _utc_text(ts_ns: int) -> str:
+    """A bar close as ``2018-01-13 00:05 UTC (Saturday)``."""
+    import datetime as dt
+
+    moment = dt.datetime.fromtimestamp(ts_ns // 1_000_000_000, tz=dt.UTC)
+    return f"{moment:%Y-%m-%d %H:%M} UTC ({moment:%A})"
 
 
 def _day_span(bars: pa.Table) -> tuple[int, int] | None:

@@ -19,6 +19,7 @@ __all__ = [
     "Sessions",
     "known_calendar",
     "frequency_ns",
+    "outside_sessions",
     "segments_for",
     "sessions_for",
     "step_grid",
@@ -127,6 +128,31 @@ def sessions_for(calendar: str, first_day: int, last_day: int) -> Sessions:
 
     days = np.array([int(d.strftime("%Y%m%d")) for d in schedule.index], dtype=np.int64)
     return Sessions(calendar, days, ns("open"), ns("close"), ns("break_start"), ns("break_end"))
+
+
+def outside_sessions(calendar: str, ts_ns: IntArray, day: IntArray, *, daily: bool) -> npt.NDArray[np.bool_]:
+    """Which bars fall outside ``calendar``'s sessions: a daily bar (``daily``) whose ``day`` is
+    not a session day; an intraday bar whose close ``ts_ns`` is not inside a session's
+    ``(open, close]`` (early closes per the calendar) or is inside its lunch break. ``24x7``
+    holds every bar (its sessions are the UTC days)."""
+    ts_ns, day = np.asarray(ts_ns, dtype=np.int64), np.asarray(day, dtype=np.int64)
+    if len(ts_ns) == 0 or calendar == "24x7":
+        return np.zeros(len(ts_ns), dtype=np.bool_)
+    if daily:
+        sessions = sessions_for(calendar, int(day.min()), int(day.max()))
+        if len(sessions.day) == 0:
+            return np.ones(len(day), dtype=np.bool_)
+        _, found = sessions.close_of(day)
+        return ~found
+    # Sessions from the UTC day before the first close to the day after the last: a session's
+    # local date can differ from the UTC date of its bars (XSHG opens at 01:30 UTC).
+    first = int(yyyymmdd(np.array([(int(ts_ns.min()) - 1) // DAY_NS - 1]))[0])
+    last = int(yyyymmdd(np.array([int(ts_ns.max()) // DAY_NS + 1]))[0])
+    sessions = sessions_for(calendar, first, last)
+    if len(sessions.day) == 0:
+        return np.ones(len(ts_ns), dtype=np.bool_)
+    _, inside = sessions.locate(ts_ns)
+    return ~inside
 
 
 SESSION_CHOICES = {"XNYS": ("regular", "extended"), "XSHG": ("regular", "auctions"), "24x7": ("regular",)}

@@ -263,9 +263,11 @@ def synth_lake(
     bars: int = 900,
     start: str = "2015-01-02",
     calendar: str = "XNYS",
+    frequency: str = "1d",
 ) -> Path:
-    """A lake at ``root`` holding a seeded daily data set (``calendar``'s sessions, every name
-    every day): ``synth_dataset``'s bars committed through ``Lake.commit``, as an ingest would."""
+    """A lake at ``root`` holding a seeded data set of ``frequency`` (1d or 1m) bars
+    (``calendar``'s sessions, every name every bar): ``synth_dataset``'s bars committed through
+    ``Lake.commit``, as an ingest would."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -275,11 +277,11 @@ def synth_lake(
 
     staging = root.parent / f".{root.name}-synth"
     synth_dataset(
-        staging, seed=seed, symbols=symbols, bars=bars, frequency="1d", calendar=calendar, start=start
+        staging, seed=seed, symbols=symbols, bars=bars, frequency=frequency, calendar=calendar, start=start
     )
     table = pq.read_table(staging / "bars.parquet")
     table = table.append_column("turnover", pa.nulls(table.num_rows, pa.int64()))
-    Lake(root).commit([(Kind.BARS, "1d", table)], instruments=synth_instruments(symbols))
+    Lake(root).commit([(Kind.BARS, frequency, table)], instruments=synth_instruments(symbols))
     return root
 
 
