@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from cli.arguments import ledger_target, postgres_url, schema_name
@@ -111,15 +112,31 @@ def print_rebuild(
             "tables": tables,
         }
         write_output(json_path, json.dumps(summary, indent=1) + "\n", option="--json")
-    table = Table(title=f"{title} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})")
-    table.add_column("table", no_wrap=True)
-    table.add_column("rows", justify="right", no_wrap=True)
-    table.add_column("sha256", overflow="fold")
-    for name, row in tables.items():
-        table.add_row(name, f"{row['rows']:,}", str(row["sha256"]))
+    heading = f"{title} ({report.records_applied:,} records, seq 0..{report.checkpoint_seq})"
+    rows = [(name, f"{row['rows']:,}", str(row["sha256"])) for name, row in tables.items()]
     with results_on_stderr("-" in (json_path, csv_path)):
-        console.print(table)
+        console.print(_checksum_table(heading, rows), soft_wrap=True)
         _said_written(json_path, csv_path)
+
+
+def _checksum_table(heading: str, rows: list[tuple[str, str, str]]) -> Table | str:
+    """Table, rows and sha256 in three columns where they fit the terminal; else each table's
+    name and rows on a line and its hash whole on the next (a hash is what a user compares
+    between two ledgers, or copies: never cut, never split over two lines)."""
+    headers = ("table", "rows", "sha256")
+    widths = [max(len(header), *(len(row[i]) for row in rows)) for i, header in enumerate(headers)]
+    if sum(widths) + 10 <= console.width:  # "│ " + " │ " x2 + " │" around the three columns
+        table = Table(title=heading)
+        table.add_column("table", no_wrap=True)
+        table.add_column("rows", justify="right", no_wrap=True)
+        table.add_column("sha256", no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        return table
+    lines = [escape(heading)]
+    for name, count, digest in rows:
+        lines += [f"{escape(name):<{widths[0]}}  {count:>{widths[1]}} rows", f"  sha256 {digest}"]
+    return "\n".join(lines)
 
 
 def _said_written(*paths: str | None) -> None:

@@ -201,3 +201,30 @@ def test_health_json_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     (bars,) = json.loads(out.read_text())
     assert (bars["dataset"], bars["instruments"], bars["rows"]) == ("bars/1d", 3, 90)
     assert isinstance(bars["coverage"], float)
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_rebuild_hashes_are_printed_whole_at_80_and_at_120_columns(
+    width: int, journals: tuple[Path, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """At 80 columns the rebuild table folded each 64-digit sha256 over two lines (a hash is
+    what a user compares or copies); now the hash is whole on its own line where the three
+    columns do not fit, and in the table's column where they do."""
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", width)
+    journal, _, _ = journals
+    ledger = tmp_path / "r.sqlite"
+    capsys.readouterr()
+    assert main(["rebuild", str(journal), "--db", str(ledger)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    tables = _checksums(ledger)
+    for name, row in tables.items():
+        holding = [line for line in lines if str(row["sha256"]) in line]
+        assert len(holding) == 1, (name, lines)
+        if width == 80:
+            assert holding[0] == f"  sha256 {row['sha256']}"
+        else:
+            assert name in holding[0] and f" {row['rows']:,} " in holding[0]
+    assert max(len(line) for line in lines[1:]) <= width
