@@ -632,14 +632,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_REFUSED
     except VenueError as error:  # tape paper / live: what was committed stays; --resume carries on
         _print_error(args, error, prefix="venue")
-        console.print("the journal holds what arrived (sound, replays); carry the session on with --resume")
+        with results_on_stderr(_data_on_stdout(args)):
+            console.print("the journal holds what arrived (sound, replays); carry it on with --resume")
         return EXIT_VENUE
     except (Stopped, KeyboardInterrupt) as stop:
         term = isinstance(stop, Stopped) and stop.signum == signal.SIGTERM
         what = "terminated" if term else "interrupted"
         # beside the JSON a stopped verb wrote on stdout (scheduler --json -), not inside it
-        data_on_stdout = getattr(args, "json", None) in ("-", True) or getattr(args, "csv", None) == "-"
-        with results_on_stderr(data_on_stdout):
+        with results_on_stderr(_data_on_stdout(args)):
             console.print(f"{what}: what was committed stays (a journal cut short is an unfinished run)")
         return EXIT_TERMINATED if term else EXIT_INTERRUPTED
     except Exception as error:
@@ -649,10 +649,18 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
 
 
+def _data_on_stdout(args: argparse.Namespace) -> bool:
+    """The verb was asked for its data on stdout (``--json -`` or bare, ``--csv -``, ``report
+    --orders -`` / ``--strategies -``): every other line goes to stderr, its error line too."""
+    outputs = (getattr(args, name, None) for name in ("json", "csv", "orders", "strategies"))
+    return any(value in ("-", True) for value in outputs)
+
+
 def _print_error(
     args: argparse.Namespace, error: Exception, *, prefix: str = "error", kind: bool = False
 ) -> None:
-    """One line (never wrapped) naming the file the verb was given, then the problem."""
+    """One line (never wrapped) naming the file the verb was given, then the problem; on
+    stderr where the verb's data goes to stdout (``| jq`` reads the data or nothing)."""
     message = mask_url_passwords(" ".join(str(error).split()) or type(error).__name__)
     if kind:
         message = f"{type(error).__name__}: {message} (a bug: please report it; TAPE_TRACEBACK=1 shows where)"
@@ -662,7 +670,8 @@ def _print_error(
     )
     if isinstance(subject, str) and subject not in message:
         message = f"{subject}: {message}"
-    console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True, emoji=False)  # :X: is no ❌
+    with results_on_stderr(_data_on_stdout(args)):
+        console.print(f"[red]{prefix}:[/] {escape(message)}", soft_wrap=True, emoji=False)  # :X: is no ❌
 
 
 if __name__ == "__main__":

@@ -275,7 +275,9 @@ def test_a_webhook_url_from_the_environment_is_checked_without_quoting_it(
 ) -> None:
     monkeypatch.setenv("QA_HOOK_URL", f"ftp://example.org/{CANARY}")
     rules = write_rules(tmp_path, '[[routes]]\nkind = "webhook"\n' + route)
-    assert main(["alerts", "list", "--rules", str(rules)]) == 2
+    append(tmp_path / "j.sqlite", [trip(now_ns())])
+    # a verb that sends (alerts check) reads the URL; list / silence / ack need none of it
+    assert main(["alerts", "check", str(tmp_path / "j.sqlite"), "--rules", str(rules)]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert message in out and CANARY not in out and "internal error" not in out
 
@@ -807,7 +809,9 @@ def test_an_alert_route_secret_too_short_to_redact_is_refused_in_one_line(
         '[[rules]]\nkind = "kill_switch"\n\n'
         '[[routes]]\nkind = "webhook"\nurl = "http://127.0.0.1:9/x"\ntoken_env = "QA_WEBHOOK_TOKEN"\n'
     )
-    assert main(["alerts", "list", "--rules", str(rules)]) == 2  # was exit 70: ValueError
+    append(tmp_path / "j.sqlite", [trip(now_ns())])
+    # was exit 70: ValueError; a verb that sends reads the secret (list needs none)
+    assert main(["alerts", "check", str(tmp_path / "j.sqlite"), "--rules", str(rules)]) == 2
     out = " ".join(capsys.readouterr().out.split())
     assert "QA_WEBHOOK_TOKEN is shorter than 4 characters" in out
 

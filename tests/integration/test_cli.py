@@ -120,7 +120,7 @@ def test_rebuild_checksums_as_csv(workdir: Path, capsys: pytest.CaptureFixture[s
     assert out.read_text().splitlines() == expected
     for verb in (["rebuild"], ["projections", "rebuild"]):
         assert tape([*verb, journal, "--json", "--csv", "-"]) == 2
-        assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+        assert "--json - and --csv - both write to stdout" in capsys.readouterr().err
 
 
 def test_backtest_json_and_csv_carry_the_runs_journal_head_and_figures(
@@ -132,7 +132,7 @@ def test_backtest_json_and_csv_carry_the_runs_journal_head_and_figures(
     import csv
 
     assert tape(["backtest", str(workdir / "run.toml"), "--json", "-", "--csv", "-"]) == 2
-    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().err  # data was asked on stdout
     assert not (workdir / "journal").exists()  # refused before the run
     assert tape(["backtest", str(workdir / "run.toml"), "--json"]) == 0
     captured = capsys.readouterr()
@@ -170,7 +170,7 @@ def test_replay_json_and_csv_give_the_verdict(workdir: Path, capsys: pytest.Capt
     journal = str(workdir / "journal")
     capsys.readouterr()
     assert tape(["replay", journal, "--json", "-", "--csv", "-"]) == 2
-    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().err  # data was asked on stdout
     assert tape(["replay", journal, "--json"]) == 0
     captured = capsys.readouterr()
     whole = json.loads(captured.out)

@@ -20,7 +20,7 @@ def test_the_demo_runs_verifies_and_replays_its_three_backtests(
 ) -> None:
     workdir = tmp_path / "demo"
     assert tape(["demo", "--workdir", str(workdir), "--json", "-", "--csv", "-"]) == 2
-    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().err  # data was asked on stdout
     assert not workdir.exists()  # refused before any work
     outputs = ["--json", str(tmp_path / "demo.json"), "--csv", str(tmp_path / "demo.csv")]
     assert tape(["demo", "--workdir", str(workdir), *outputs]) == 0

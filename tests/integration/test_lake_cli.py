@@ -200,7 +200,7 @@ def test_ingest_csv_and_json_of_the_files_and_of_metadata(
     )  # fmt: skip
     assert row["reasons"] == "ohlc_inconsistent=1;outside_session=217"
     assert main([*argv, "--json", "--csv", "-"]) == 2  # both on stdout
-    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().err  # data was asked on stdout
 
     synthetic = synth_lake(tmp_path / "synth", symbols=3, bars=30)
     meta = tmp_path / "meta.csv"

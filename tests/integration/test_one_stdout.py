@@ -55,7 +55,9 @@ def test_two_outputs_on_stdout_are_refused_before_work(
     monkeypatch.chdir(tmp_path)
     argv = VERBS[verb]
     assert tape(argv) == 2, capsys.readouterr()
-    out = " ".join(capsys.readouterr().out.split())
+    captured = capsys.readouterr()
+    assert captured.out == ""  # data was asked on stdout: the error line goes to stderr
+    out = " ".join(captured.err.split())
     path_option = argv[argv.index("--json") + 1] == "-" or verb.endswith("--json")
     other = "--orders -" if "--orders" in argv else "--csv -"
     assert f"--json{' -' if path_option else ''} and {other} both write to stdout" in out, out
@@ -81,3 +83,29 @@ def test_strategies_json_flag_still_writes_the_csv_file(
     rows = list(csv.DictReader(out.open()))
     assert {row["name"]: row["entry"] for row in rows} == printed
     assert "sma_crossover" in printed
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "NOPE", "--json", "-"],
+        ["verify", "NOPE", "--json"],
+        ["verify", "NOPE", "--csv", "-"],
+        ["report", "NOPE", "--orders", "-"],
+        ["backtest", "NOPE.toml", "--json", "-"],
+    ],
+    ids=" ".join,
+)
+def test_a_refusal_with_data_asked_on_stdout_says_so_on_stderr(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tape verify NOPE --json - | jq`` gave jq the line ``error: ...`` on stdout; the data
+    goes there or nothing does, the error line to stderr. Without data on stdout the error
+    line stays where the verb's results go (stdout), as the runbook says."""
+    monkeypatch.chdir(tmp_path)
+    assert tape(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("error:") and "NOPE" in captured.err, captured
+    assert tape(argv[:2]) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith("error:") and "NOPE" in captured.out and captured.err == "", captured

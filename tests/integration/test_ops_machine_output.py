@@ -94,11 +94,11 @@ def test_two_outputs_on_stdout_are_refused_before_anything_is_done(
 ) -> None:
     journal, rules = _setup_alerts(tmp_path)
     assert main(["alerts", "check", str(journal), "--rules", str(rules), "--json", "-", "--csv", "-"]) == 2
-    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().err  # data was asked on stdout
     assert not (tmp_path / "alerts.state.sqlite").exists()  # nothing evaluated
     run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), tmp_path / "j"))
     assert main(["audit", str(tmp_path / "j"), "--json", "--csv", "-"]) == 2
-    assert "--json - and --csv - both write to stdout" in capsys.readouterr().out
+    assert "--json - and --csv - both write to stdout" in capsys.readouterr().err  # data was asked on stdout
 
 
 def test_audit_csv_has_the_verdict_and_each_differing_table(

@@ -47,13 +47,13 @@ def test_csv_into_a_dash_is_refused_before_any_work(
     """``--csv DIR`` writes several files: ``-`` is no folder (it made one called ``-``)."""
     monkeypatch.chdir(tmp_path)
     assert tape(["report", str(journal), "--csv", "-"]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())  # `-` asked for stdout: the error on stderr
     assert "--csv takes a folder" in out, out
     assert "execution quality" not in out  # refused before the report is folded
     assert not (tmp_path / "-").exists()
     # Two outputs on stdout would be mixed there: refused, naming both.
     assert tape(["report", str(journal), "--json", "-", "--orders", "-"]) == 2
-    out = " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().err.split())
     assert "--json - and --orders - both write to stdout" in out and "give the other a file" in out, out
     assert list(tmp_path.iterdir()) == []
 
