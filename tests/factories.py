@@ -450,3 +450,19 @@ def two_currency_run(root: Path) -> Path:
         fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
     )  # fmt: skip
     return run_backtest(config, _BothNames()).journal
+
+
+class HoldLong:
+    """A strategy that buys ``weight`` of the book in the data set's one name at the first step
+    and holds it (funding, liquidation and margin tests)."""
+
+    strategy_id = "hold"
+
+    def __init__(self, weight: float = 0.5) -> None:
+        self.weight = weight
+
+    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
+        return np.array([0], dtype=np.int64)
+
+    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
+        return np.array([self.weight])

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
@@ -15,29 +14,17 @@ import pytest
 from cli.main import main as tape
 from domain.events import LedgerPosted, OrderFilled
 from domain.fixed import Rounding
-from domain.market import Panel
 from domain.markets import funding_payment_minor
 from kernel.replay import replay
 from kernel.store import open_journal
-from kernel.strategy import MarketView
 from lake.store import write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
-from tests.factories import XRP_PERP
+from tests.factories import XRP_PERP, HoldLong
 
 FUTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
 PERP = XRP_PERP
 FIVE_MINUTES_NS = 300_000_000_000
-
-
-class HoldLong:
-    strategy_id = "hold"
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array([0], dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([0.5])
 
 
 def _dataset(path: Path) -> Path:

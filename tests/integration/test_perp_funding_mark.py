@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -19,28 +18,16 @@ import pytest
 from cli.main import main as tape
 from domain.events import LedgerPosted, OrderFilled
 from domain.fixed import Rounding
-from domain.market import Panel
 from domain.markets import funding_payment_minor
 from kernel.replay import replay
 from kernel.store import open_journal
-from kernel.strategy import MarketView
 from lake.store import DatasetError, load_panel, write_dataset
 from sim.backtest import BacktestConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
-from tests.factories import XRP_PERP, make_perp_dataset
+from tests.factories import XRP_PERP, HoldLong, make_perp_dataset
 
 FUTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "crypto" / "freqtrade" / "futures"
 needs_perp = pytest.mark.skipif(not FUTURES.exists(), reason=f"real perpetual data not present at {FUTURES}")
-
-
-class HoldLong:
-    strategy_id = "hold"
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array([0], dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([0.5])
 
 
 def _ns(text: str) -> int:

@@ -35,6 +35,7 @@ from kernel.strategy import MarketView, Shares
 from lake.store import fx_table, load_panel, write_dataset
 from sim.backtest import BacktestConfig, FxConfig, StrategyConfig, build_setup, run_backtest
 from sim.fill_models import FillModel
+from tests.factories import HoldLong
 from tests.integration.test_perp_funding import FUTURES, PERP, _dataset
 
 pytestmark = pytest.mark.skipif(not FUTURES.exists(), reason="needs ../shared/data/crypto/freqtrade/futures")
@@ -47,19 +48,6 @@ TIERS = [
 ]
 MARGIN = PerpMargin(tiers=TIERS, liquidation_fee_e8=1_000_000)  # 1% of the closing notional
 CASH_ACCOUNT = "assets:cash:USDT"
-
-
-class HoldLong:
-    strategy_id = "hold"
-
-    def __init__(self, weight: float) -> None:
-        self.weight = weight
-
-    def schedule(self, panel: Panel) -> npt.NDArray[np.int64]:
-        return np.array([0], dtype=np.int64)
-
-    def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
-        return np.array([self.weight])
 
 
 def _config(tmp_path: Path, name: str, margin: PerpMargin | None) -> BacktestConfig:
