@@ -101,6 +101,7 @@ FUTURES_EXCHANGE = {
 
 CONNECTIVITY = {1100: "lost", 1101: "restored_data_lost", 1102: "restored", 2110: "lost"}
 PACING = frozenset({100, 162})  # max message rate; historical-data pacing violation
+REFUSED = frozenset({326})  # TWS refuses the API connection: the client id is in use
 NOT_CANCELLABLE = frozenset({10148, 161})  # the cancel failed; the order may be live or filled
 
 
@@ -209,6 +210,7 @@ class IbVenue:
         self._wired = False
         self._live = False
         self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
+        self._refused: tuple[int, str] | None = None  # TWS refused the connection (326), and why
         self._locks: dict[str, asyncio.Lock] = {}  # requests ib_async files under a fixed key
         self.closed_bars = True  # a bar handed out is final (the assembler need not wait)
         self._bar_feed = IbBars(  # watch_bars' and fetch_bars' subscriptions and catch-ups
@@ -238,6 +240,7 @@ class IbVenue:
             self.ib.pendingTickersEvent += self._quotes.on_tickers
             self._wired = True
         self._closing = False
+        self._refused = None
         import ib_async
 
         try:
@@ -252,6 +255,16 @@ class IbVenue:
                 fetchFields=ib_async.StartupFetchALL & ~ib_async.StartupFetch.ORDERS_COMPLETE,
             )
         except (OSError, ConnectionError, TimeoutError) as error:
+            refused, self._refused = self._refused, None
+            if refused is not None:  # TWS said why (326: the client id is taken)
+                raise VenueError(
+                    "VENUE_UNAVAILABLE",
+                    f"TWS / IB Gateway at {self.host}:{self.port} refused client id {self.client_id}: "
+                    f"IB {refused[0]} {refused[1]} (another API session holds that id; give each "
+                    "session its own [live] client_id)",
+                    retriable=True,
+                    venue_code=refused[0],
+                ) from error
             why = str(error) or type(error).__name__
             raise VenueError(
                 "VENUE_UNAVAILABLE",
@@ -565,6 +578,8 @@ class IbVenue:
         if req_id > 0:
             self._errors[req_id] = (code, message)  # IB's own text, for the order's reject
             self._quotes.on_error(req_id, code, message)
+        if code in REFUSED:
+            self._refused = (code, message)
         what = CONNECTIVITY.get(code)
         if what is None:
             return

@@ -169,6 +169,7 @@ class FakeTws:
     duplicate_execs: bool = False  # send each live execution twice
     hold_commissions: bool = False  # send commission reports only when released
     commission_first: bool = False  # send a live execution's commission report before it
+    clients_in_use: set[int] = field(default_factory=set)  # START_API with these ids: 326, closed
     orders: dict[int, FakeOrder] = field(default_factory=dict)
     executions: list[FakeExec] = field(default_factory=list)
     received: list[list[str]] = field(default_factory=list)
@@ -292,6 +293,15 @@ class FakeTws:
 
     def _start_api(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         """START_API: version, clientId, optional capabilities."""
+        if int(f[2]) in self.clients_in_use:  # TWS: another API session holds the id
+            self._error(
+                w,
+                -1,
+                326,
+                "Unable to connect as the client id is already in use.  Retry with a unique client id.",
+            )
+            w.close()
+            return
         self._client_ids[w] = int(f[2])
         self._send(w, [15, 1, self.account])
         self._send(w, [9, 1, self.next_valid_id])

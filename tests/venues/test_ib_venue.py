@@ -623,6 +623,23 @@ async def test_reconnect_backs_off_exponentially_with_seeded_jitter(tws: FakeTws
     assert 30.0 <= delays[-1] <= 37.5  # capped (backoff_cap_s), plus at most 25 % jitter
 
 
+async def test_a_client_id_in_use_is_named_not_taken_for_a_missing_gateway(tws: FakeTws) -> None:
+    """TWS answers a client id another API session holds with 326 and closes the socket; the
+    error says so (it read "no TWS / IB Gateway API ...: TimeoutError; is it running")."""
+    tws.clients_in_use = {7}
+    venue = new_venue(tws, connect_timeout_s=1.0)
+    with pytest.raises(VenueError) as refused:
+        await venue.connect()
+    assert refused.value.rule == "VENUE_UNAVAILABLE" and refused.value.venue_code == 326
+    assert "refused client id 7: IB 326 Unable to connect as the client id is already in use" in str(
+        refused.value
+    )
+    assert "own [live] client_id" in str(refused.value) and "is it running" not in str(refused.value)
+    tws.clients_in_use = set()
+    await venue.connect()  # the id free again: the same venue connects
+    await venue.close()
+
+
 async def test_a_first_connect_that_fails_is_an_error_not_a_reconnect_loop() -> None:
     server = await asyncio.start_server(lambda reader, writer: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
