@@ -23,7 +23,9 @@ stamps its log entries with the wall clock; nothing here passes those times on t
   ended) is found among IB's completed orders (``reqCompletedOrders``), asked only then.
 * **Fills**: one ``VenueFill`` per ``execId``, only once both the execution and its commission
   report are in (the commission in the report's currency, at 1e-8, which the bridge books to the
-  cent half-even). An ``execId`` already booked is counted (``dedup.fill_duplicate``) and dropped
+  cent half-even); a fill whose report has not come after ``ack_timeout_s`` is asked for again
+  (``reqExecutions``: ib_async drops a report that comes before its execution). An ``execId``
+  already booked is counted (``dedup.fill_duplicate``) and dropped
   — within a session and across reconnects, where ib_async's own memory is wiped.
 * **Errors**: connectivity 1100 / 1101 / 1102 (and 2110) become ``StreamNote``s; 1101 (restored,
   data lost) catches up on open orders and executions and ends with a ``reconciled`` note, like
@@ -99,6 +101,7 @@ FUTURES_EXCHANGE = {
 
 CONNECTIVITY = {1100: "lost", 1101: "restored_data_lost", 1102: "restored", 2110: "lost"}
 PACING = frozenset({100, 162})  # max message rate; historical-data pacing violation
+REFUSED = frozenset({326})  # TWS refuses the API connection: the client id is in use
 NOT_CANCELLABLE = frozenset({10148, 161})  # the cancel failed; the order may be live or filled
 
 
@@ -197,6 +200,7 @@ class IbVenue:
         self._requests: dict[str, OrderRequest] = {}  # by client order id, this session's sends
         self._seen_states: set[tuple[str, str, int]] = set()
         self._pending: dict[str, Any] = {}  # execId -> ib_async Fill waiting for its commission
+        self._chasing = False  # a task asks for the waiting fills' commission reports
         self._booked: set[str] = set()
         self._filled: Counter[str] = Counter()  # venue order id -> qty booked through fills
         self._streaming = False
@@ -206,6 +210,7 @@ class IbVenue:
         self._wired = False
         self._live = False
         self._errors: dict[int, tuple[int, str]] = {}  # orderId / reqId -> IB's last error
+        self._refused: tuple[int, str] | None = None  # TWS refused the connection (326), and why
         self._locks: dict[str, asyncio.Lock] = {}  # requests ib_async files under a fixed key
         self.closed_bars = True  # a bar handed out is final (the assembler need not wait)
         self._bar_feed = IbBars(  # watch_bars' and fetch_bars' subscriptions and catch-ups
@@ -235,6 +240,7 @@ class IbVenue:
             self.ib.pendingTickersEvent += self._quotes.on_tickers
             self._wired = True
         self._closing = False
+        self._refused = None
         import ib_async
 
         try:
@@ -249,6 +255,16 @@ class IbVenue:
                 fetchFields=ib_async.StartupFetchALL & ~ib_async.StartupFetch.ORDERS_COMPLETE,
             )
         except (OSError, ConnectionError, TimeoutError) as error:
+            refused, self._refused = self._refused, None
+            if refused is not None:  # TWS said why (326: the client id is taken)
+                raise VenueError(
+                    "VENUE_UNAVAILABLE",
+                    f"TWS / IB Gateway at {self.host}:{self.port} refused client id {self.client_id}: "
+                    f"IB {refused[0]} {refused[1]} (another API session holds that id; give each "
+                    "session its own [live] client_id)",
+                    retriable=True,
+                    venue_code=refused[0],
+                ) from error
             why = str(error) or type(error).__name__
             raise VenueError(
                 "VENUE_UNAVAILABLE",
@@ -472,6 +488,9 @@ class IbVenue:
         if not self._complete(fill):
             self._pending[exec_id] = fill
             self.stats["fill.waiting_commission"] += 1
+            if not self._chasing and self._live:
+                self._chasing = True
+                self._spawn(self._chase_commissions())
             return None
         try:
             record = self._venue_fill(fill)
@@ -485,6 +504,32 @@ class IbVenue:
         if queue:
             self.updates.put_nowait(record)
         return record
+
+    async def _chase_commissions(self) -> None:
+        """Fills still waiting for their commission report after ``ack_timeout_s`` (doubling,
+        ``retries`` times more): the day's executions are asked again, which TWS answers each
+        with its report. A report TWS sent before its execution is dropped by ib_async (it has
+        no execution to attach it to, and fires no event), so without this the fill waited for
+        the next reconciliation while the kernel held its order open. What is still waiting at
+        the end is counted (``fill.commission_missing``) and left to the live stream and the
+        reconciliations."""
+        try:
+            for attempt in range(self.retries + 1):
+                await self._sleep(self.ack_timeout_s * 2**attempt)
+                if not self._pending:
+                    return
+                self.stats["commission.asked"] += 1
+                for fill in await self._executions():
+                    if fill.execution.execId in self._pending:
+                        self._pending[fill.execution.execId] = fill  # the one the report is on
+                self._sweep()
+                if not self._pending:
+                    return
+            self.stats["fill.commission_missing"] += len(self._pending)
+        except VenueError:
+            return  # a lost connection: the reconnect's catch-up books what it finds
+        finally:
+            self._chasing = False
 
     def _sweep(self) -> None:
         """Fills waiting for a commission report that ib_async filled in without an event
@@ -533,6 +578,8 @@ class IbVenue:
         if req_id > 0:
             self._errors[req_id] = (code, message)  # IB's own text, for the order's reject
             self._quotes.on_error(req_id, code, message)
+        if code in REFUSED:
+            self._refused = (code, message)
         what = CONNECTIVITY.get(code)
         if what is None:
             return

@@ -9,7 +9,8 @@ CANCEL_MKT_DATA. It answers the way TWS does on the wire: framed
 NUL-separated text fields (4-byte big-endian length), OPEN_ORDER laid out field by field as the
 decoder reads it, ORDER_STATUS, EXECUTION_DATA then COMMISSION_REPORT, ERR_MSG. Faults are
 injected on request: errors (connectivity 1100/1101/1102, rejects, pacing), duplicated
-executions, commission reports held back, a dropped connection, historical-data pacing (162).
+executions, commission reports held back or sent before their execution, a dropped connection,
+historical-data pacing (162).
 
 With a ``market`` (``FakeBar``s per conId, e.g. ``market_from_dataset``) it plays bars like a
 venue: ``play`` closes one bar a step — the forming bar's final update, then the next bar's first
@@ -167,6 +168,8 @@ class FakeTws:
     refuse_cancel: bool = False  # answer cancels with 10148 (as for an order that just filled)
     duplicate_execs: bool = False  # send each live execution twice
     hold_commissions: bool = False  # send commission reports only when released
+    commission_first: bool = False  # send a live execution's commission report before it
+    clients_in_use: set[int] = field(default_factory=set)  # START_API with these ids: 326, closed
     orders: dict[int, FakeOrder] = field(default_factory=dict)
     executions: list[FakeExec] = field(default_factory=list)
     received: list[list[str]] = field(default_factory=list)
@@ -290,6 +293,15 @@ class FakeTws:
 
     def _start_api(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         """START_API: version, clientId, optional capabilities."""
+        if int(f[2]) in self.clients_in_use:  # TWS: another API session holds the id
+            self._error(
+                w,
+                -1,
+                326,
+                "Unable to connect as the client id is already in use.  Retry with a unique client id.",
+            )
+            w.close()
+            return
         self._client_ids[w] = int(f[2])
         self._send(w, [15, 1, self.account])
         self._send(w, [9, 1, self.next_valid_id])
@@ -344,7 +356,8 @@ class FakeTws:
         for ex in self.executions:
             if client_filter in (0, ex.order.client_id):
                 self._exec(w, ex, req_id)
-                self._commission(w, ex)
+                if ex not in self.held:  # a report TWS has not made yet is not in the answer
+                    self._commission(w, ex)
         self._send(w, [55, 1, req_id])
 
     def _contract_details(self, w: asyncio.StreamWriter, f: list[str]) -> None:
@@ -422,13 +435,15 @@ class FakeTws:
         self.broadcast([6, 2, "CashBalance", self.cash[ex.currency], ex.currency, self.account])
         self.positions[order.contract.con_id] = self.positions.get(order.contract.con_id, 0) + sign * shares
         for writer in self._owners(order):
+            if self.commission_first:  # out of order: ib_async drops a report for no execution
+                self._commission(writer, ex)
             self._exec(writer, ex, -1)
             if self.duplicate_execs:
                 self._exec(writer, ex, -1)
             self._status(writer, order)
             if self.hold_commissions:
                 self.held.append(ex)
-            else:
+            elif not self.commission_first:
                 self._commission(writer, ex)
         return ex
 

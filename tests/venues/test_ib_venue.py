@@ -306,6 +306,41 @@ async def test_a_session_through_the_bridge_books_to_the_cent_and_reconciles(
     ) + Decimal("601225") - Decimal("4.50")
 
 
+async def test_a_commission_report_before_its_execution_is_asked_for_again(
+    venue: IbVenue, tws: FakeTws
+) -> None:
+    """TWS sends the report first: ib_async drops it (no execution to attach it to) and fires no
+    event, so the fill would wait until the next reconciliation with its order shown filled.
+    The adapter asks the day's executions again (each answered with its report) and books it."""
+    tws.commission_first = True
+    tws.market_fills["c-cf"] = [(10, "187.00", "1.2345")]
+    await venue.place(market("c-cf", 1, 10))
+    got = await collect(venue, lambda seen: len(fills(seen)) == 1)
+    assert [(f.client_order_id, f.qty_raw, f.fee_e8) for f in fills(got)] == [("c-cf", 10, 123_450_000)]
+    assert venue.stats["commission.asked"] == 1 and not venue.stats["fill.commission_missing"]
+    assert len(sent(tws, 7)) == 2  # reqExecutions: the startup sync's, then the adapter's one
+
+
+async def test_a_commission_report_not_made_yet_is_asked_for_with_a_backoff_then_counted(
+    tws: FakeTws,
+) -> None:
+    tws.hold_commissions = True
+    tws.market_fills["c-h"] = [(10, "187.00", "1.00")]
+    venue = new_venue(tws, retries=1, ack_timeout_s=0.05)
+    await venue.connect()
+    try:
+        await venue.place(market("c-h", 1, 10))
+        await asyncio.sleep(0.4)  # asked after 0.05 s and 0.1 s; TWS has no report yet
+        assert venue.stats["commission.asked"] == 2 and venue.stats["fill.commission_missing"] == 1
+        queued = [venue.updates.get_nowait() for _ in range(venue.updates.qsize())]
+        assert fills(queued) == []
+        tws.release_commissions()  # the report comes live after all: booked then
+        got = await collect(venue, lambda seen: len(fills(seen)) == 1)
+        assert [f.fee_e8 for f in fills(got)] == [100_000_000]
+    finally:
+        await venue.close()
+
+
 async def test_duplicate_executions_are_not_booked_twice(venue: IbVenue, tws: FakeTws) -> None:
     tws.duplicate_execs = True
     tws.market_fills["c-d"] = [(10, "187.00", "1.00")]
@@ -586,6 +621,23 @@ async def test_reconnect_backs_off_exponentially_with_seeded_jitter(tws: FakeTws
     assert delays == [two.reconnect_delay(n) for n in range(14)]
     assert all(0.01 * 2**n <= d <= 0.0125 * 2**n for n, d in enumerate(delays[:8]))
     assert 30.0 <= delays[-1] <= 37.5  # capped (backoff_cap_s), plus at most 25 % jitter
+
+
+async def test_a_client_id_in_use_is_named_not_taken_for_a_missing_gateway(tws: FakeTws) -> None:
+    """TWS answers a client id another API session holds with 326 and closes the socket; the
+    error says so (it read "no TWS / IB Gateway API ...: TimeoutError; is it running")."""
+    tws.clients_in_use = {7}
+    venue = new_venue(tws, connect_timeout_s=1.0)
+    with pytest.raises(VenueError) as refused:
+        await venue.connect()
+    assert refused.value.rule == "VENUE_UNAVAILABLE" and refused.value.venue_code == 326
+    assert "refused client id 7: IB 326 Unable to connect as the client id is already in use" in str(
+        refused.value
+    )
+    assert "own [live] client_id" in str(refused.value) and "is it running" not in str(refused.value)
+    tws.clients_in_use = set()
+    await venue.connect()  # the id free again: the same venue connects
+    await venue.close()
 
 
 async def test_a_first_connect_that_fails_is_an_error_not_a_reconnect_loop() -> None:
