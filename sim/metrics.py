@@ -368,8 +368,8 @@ class _Fold:
                 rate = rates[pending.currency]
                 self.traded_minor += to_base_minor(pending.notional_minor, pending.currency, self.base, rate)
             else:
-                event, closes, settled = pending
-                self._posted(event, closes, rates, settled)
+                posted, closes, settled = pending
+                self._posted(posted, closes, rates, settled)
         self.pending.clear()
         self.first_marks = self.first_marks or event
         self.last_marks = event
