@@ -26,13 +26,14 @@ from domain.events import (
     DatasetReferenced,
     DayClosed,
     Event,
+    FutureSettled,
     LedgerPosted,
     OrderFilled,
     PostingRecord,
     RiskVerdict,
     RunStarted,
 )
-from domain.fixed import Rounding, from_decimal_text, minor_digits
+from domain.fixed import Rounding, div_round, from_decimal_text, minor_digits
 from domain.fx import to_base_minor
 from domain.ledger import realized_account
 from kernel.journal import Journal
@@ -81,7 +82,16 @@ class NoRunStarted(ValueError):
 
 
 _DECODED_TYPES = frozenset(
-    {DayClosed, OrderFilled, LedgerPosted, RunStarted, DatasetReferenced, CurrenciesMarked, RiskVerdict}
+    {
+        DayClosed,
+        OrderFilled,
+        LedgerPosted,
+        RunStarted,
+        DatasetReferenced,
+        CurrenciesMarked,
+        RiskVerdict,
+        FutureSettled,
+    }
 )
 RISK_ACTIONS = ("clip", "scale", "reject")  # what a risk verdict may do besides pass
 """The events the figures are folded from; every other record is only counted."""
@@ -285,7 +295,7 @@ class _Fold:
         self.first_marks: CurrenciesMarked | None = None
         self.last_marks: CurrenciesMarked | None = None
         # Events of the day so far in another currency than the base, converted at its close.
-        self.pending: list[OrderFilled | tuple[LedgerPosted, bool]] = []
+        self.pending: list[OrderFilled | tuple[LedgerPosted, bool, int]] = []
         self.risk_actions: dict[str, dict[str, int]] = {}
 
     def acted(self, verdict: RiskVerdict) -> None:
@@ -308,11 +318,9 @@ class _Fold:
             else:
                 self.pending.append(event)
         elif isinstance(event, LedgerPosted):
-            closes = self.closing.closes(event)
-            if all(map(self.base.__eq__, map(_currency_of, event.postings))):
-                self._posted(event, closes, {})
-            else:
-                self.pending.append((event, closes))
+            self._ledger(event)
+        elif isinstance(event, FutureSettled):
+            self.closing.settle(event)
         elif isinstance(event, CurrenciesMarked):
             self._close_currencies(event)
         elif isinstance(event, RunStarted):
@@ -321,10 +329,22 @@ class _Fold:
         elif isinstance(event, DatasetReferenced):
             self.calendar_days = 365 if event.calendar == "24x7" else 252
 
-    def _posted(self, event: LedgerPosted, closes: bool, rates: dict[str, int]) -> None:
+    def _ledger(self, event: LedgerPosted) -> None:
+        closes = self.closing.closes(event)
+        settled = self.closing.settled_share(event)
+        if all(map(self.base.__eq__, map(_currency_of, event.postings))):
+            self._posted(event, closes, {}, settled)
+        else:
+            self.pending.append((event, closes, settled))
+
+    def _posted(self, event: LedgerPosted, closes: bool, rates: dict[str, int], settled: int = 0) -> None:
         """Fees and a closing trade's PnL of a transaction, in the base (``rates``: the day's
-        rates of its other currencies)."""
+        rates of its other currencies; ``settled``: the closed quantity's share of the variation
+        margin its future was settled since it was opened, in the fill's currency)."""
         if rates:
+            if settled:
+                currency = next(p.currency for p in event.postings)
+                settled = to_base_minor(settled, currency, self.base, rates[currency])
             converted = _in_base(event, self.base, rates)
             _add_fees_by_currency(event, converted, self.fees_by_currency)
             event = converted
@@ -336,7 +356,7 @@ class _Fold:
                 paid[0] += fees
                 paid[1] += fees
         self.fees_minor += fees
-        pnl = closing_trade_pnl(event, closes)
+        pnl = closing_trade_pnl(event, closes, settled)
         if pnl is not None:
             self.trade_pnls.append(pnl)
 
@@ -348,7 +368,8 @@ class _Fold:
                 rate = rates[pending.currency]
                 self.traded_minor += to_base_minor(pending.notional_minor, pending.currency, self.base, rate)
             else:
-                self._posted(*pending, rates)
+                posted, closes, settled = pending
+                self._posted(posted, closes, rates, settled)
         self.pending.clear()
         self.first_marks = self.first_marks or event
         self.last_marks = event
@@ -457,11 +478,16 @@ def _report(fold: _Fold) -> RunReport:
     )
 
 
-def closing_trade_pnl(event: LedgerPosted, closes: bool = False) -> int | None:
+def closing_trade_pnl(event: LedgerPosted, closes: bool = False, settled_minor: int = 0) -> int | None:
     """A fill's transaction that books realised PnL is a closing trade: its PnL (minor units)
     is the realised PnL less the fill's own fees. None for any other transaction. A fill the
     caller knows ``closes`` a position (``ClosingFills``) is a closing trade even when it
-    closed exactly at cost: the ledger makes no posting of a zero realised PnL."""
+    closed exactly at cost: the ledger makes no posting of a zero realised PnL.
+
+    A daily-settled future books its realised PnL against the last settlement (the daily
+    variation margin has paid the rest): ``settled_minor`` (``ClosingFills.settled_share``) is
+    the closed quantity's share of the variation paid since the position was opened, so the
+    trade's PnL is the exit against the entry, as for any other instrument."""
     if not event.memo.startswith("fill "):
         return None
     realised = fees = 0
@@ -473,32 +499,59 @@ def closing_trade_pnl(event: LedgerPosted, closes: bool = False) -> int | None:
             realised += posting.amount_minor
     if not realised and not closes:
         return None
-    return -realised - fees
+    return -realised - fees + settled_minor
 
 
 class ClosingFills:
     """Which fills close (part of) a position, from the fills in journal order: a fill's
     ledger transaction (memo ``fill ORDER``) follows it, and ``closes(posting)`` says whether
-    that transaction's fill moved its position toward zero."""
+    that transaction's fill moved its position toward zero.
+
+    Daily-settled futures (``FutureSettled``, passed to ``settle``): the variation margin paid
+    on a position since it was opened is kept per instrument; a closing fill takes its
+    quantity's share of it (pro rata of the position before the fill, half-even; all of it when
+    the position is closed or turned), which ``settled_share(posting)`` hands to
+    ``closing_trade_pnl``."""
 
     def __init__(self) -> None:
         self.positions: dict[int, int] = {}
         self._closing: set[str] = set()
+        self._variation: dict[int, int] = {}  # instrument -> variation settled on its position
+        self._shares: dict[str, int] = {}  # fill memo -> its closed quantity's share
+
+    def settle(self, event: FutureSettled) -> None:
+        if event.variation_minor:
+            iid = event.instrument_id
+            self._variation[iid] = self._variation.get(iid, 0) + event.variation_minor
 
     def fill(self, event: OrderFilled) -> None:
-        held = self.positions.get(event.instrument_id, 0)
+        iid = event.instrument_id
+        held = self.positions.get(iid, 0)
         memo = f"fill {event.order_id}"
+        after = held + event.side * event.fill_qty_raw
         if held * event.side < 0:
             self._closing.add(memo)
+            variation = self._variation.pop(iid, 0)
+            if variation:
+                if after * held > 0:  # partly closed: the rest stays with the position
+                    share = div_round(variation * event.fill_qty_raw, abs(held), Rounding.HALF_EVEN)
+                    self._variation[iid] = variation - share
+                else:
+                    share = variation
+                self._shares[memo] = share
         else:  # an opening fill (or one whose closing moved no money: no transaction came)
             self._closing.discard(memo)
-        self.positions[event.instrument_id] = held + event.side * event.fill_qty_raw
+        self.positions[iid] = after
 
     def closes(self, event: LedgerPosted) -> bool:
         if event.memo in self._closing:
             self._closing.discard(event.memo)
             return True
         return False
+
+    def settled_share(self, event: LedgerPosted) -> int:
+        """The variation margin share of the fill this transaction books (0 for any other)."""
+        return self._shares.pop(event.memo, 0) if self._shares else 0
 
 
 def _add_fee_lines(event: LedgerPosted, fee_lines: dict[str, int]) -> int:

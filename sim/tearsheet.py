@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import DayClosed, LedgerPosted, OrderFilled, RunStarted, SleevesMarked
+from domain.events import DayClosed, FutureSettled, LedgerPosted, OrderFilled, RunStarted, SleevesMarked
 from domain.fixed import minor_digits
 from kernel.journal import Journal
 from sim.experiments import Experiment, metric_score, short_names
@@ -67,6 +67,7 @@ def daily_series(journal: Journal) -> DailySeries:
         "book.sleeves_marked.v1",
         "ledger.posted.v1",
         "order.filled.v1",
+        "future.settled.v1",
     }
     first = journal.record(0).event() if len(journal) else None
     if not isinstance(first, RunStarted):
@@ -94,8 +95,10 @@ def _add(series: DailySeries, event: object, scale: float, closing: ClosingFills
             series.sleeves.setdefault(mark.strategy_id, []).append(mark.nav_minor / scale)
     elif isinstance(event, OrderFilled):
         closing.fill(event)
+    elif isinstance(event, FutureSettled):
+        closing.settle(event)
     elif isinstance(event, LedgerPosted):
-        pnl = closing_trade_pnl(event, closing.closes(event))
+        pnl = closing_trade_pnl(event, closing.closes(event), closing.settled_share(event))
         if pnl is not None:
             series.trade_pnls.append(pnl / scale)
 
