@@ -684,9 +684,9 @@ async def _session(
     ids = [inst.instrument_id for inst in instruments]
     closed = market is not None or player.port > 0 or config.paper.exchange == "ib"  # IB: final bars
     closed = closed or (edge is not None and edge.closed_bars)
-    assembler = StepAssembler(ids, interval, grace, closed_bars=closed)
     grid = source.grid_ts
-    if source.next_row > 0:  # a resumed session: steps before this one went already
+    assembler = StepAssembler(ids, interval, grace, closed_bars=closed, grid_ns=grid)
+    if source.next_row > 0:  # the history's steps (and a resumed session's) went already
         assembler.handed_to = int(grid[source.next_row - 1])
     pump = _Pump(source, journal, assembler, progress, inbox_path(config.journal))
     pump.stop_on_signals()

@@ -8,13 +8,24 @@ the step's close by the grace period (then with whatever arrived; a name without
 bar at that step). A bar is final when the venue sends only closed bars (``closed_bars``, the
 local exchange), or when the same instrument's next bar has started.
 
+Steps go in the grid's order: a step never goes while an earlier step of the grid (the run's
+expected steps: sessions only, so the hours between two sessions are never waited for) that has
+no bar yet is still inside its grace, since that step's bars may still come and would then be
+late. With a grace longer than a bar (or than the gap to the next session) a complete later step
+would otherwise overtake an empty earlier one (a venue that sends a newer bar before an older
+one), and the older bars, arriving in time, were quarantined. A grid step that never gets a bar
+holds the steps after it until its grace has passed; then it passes empty.
+
 Bars for a step already handed over are not dropped: they are handed over again, as they came,
 so the queue source quarantines and counts them (``DUPLICATE`` / ``OUT_OF_ORDER``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from domain.events import BarsReceived
 from venues.ccxt_venue import VenueBar
@@ -26,11 +37,22 @@ _MS = 1_000_000
 
 class StepAssembler:
     """Gathers per-instrument bars into steps (module docstring). Times are UTC nanoseconds;
-    a step's time is its bars' close (``open + interval``)."""
+    a step's time is its bars' close (``open + interval``); ``grid_ns``: the run's step times,
+    increasing (``QueueSource.grid_ts``), the steps a bar is expected at."""
 
     def __init__(
-        self, instrument_ids: Iterable[int], interval_ns: int, grace_ns: int, *, closed_bars: bool
+        self,
+        instrument_ids: Iterable[int],
+        interval_ns: int,
+        grace_ns: int,
+        *,
+        closed_bars: bool,
+        grid_ns: Sequence[int] | npt.NDArray[np.int64],
     ) -> None:
+        grid = np.asarray(grid_ns, dtype=np.int64)
+        if grid.ndim != 1 or (grid.size > 1 and not bool((np.diff(grid) > 0).all())):
+            raise ValueError("grid_ns must be increasing step times")
+        self._grid = grid
         self._ids = sorted(set(instrument_ids))
         self._interval = interval_ns
         self._grace = grace_ns
@@ -67,6 +89,8 @@ class StepAssembler:
         for ts in sorted(self._pending):
             if now_ns < ts:
                 break  # not closed yet, nor anything after it
+            if self._earlier_step_in_grace(ts, now_ns):
+                break  # an earlier step's bars may still come: this one waits for it
             bars = self._pending[ts]
             if now_ns < ts + self._grace and not self._complete(ts, bars):
                 break
@@ -74,6 +98,16 @@ class StepAssembler:
             ready.append(_bars(ts, now_ns, [bars[iid] for iid in self._ids if iid in bars]))
             self.handed_to = ts
         return ready
+
+    def _earlier_step_in_grace(self, ts: int, now_ns: int) -> bool:
+        """Whether a grid step before ``ts`` and after the last one handed over (one with no bar
+        yet: a step with bars comes first in ``due``) is still inside its grace. The latest such
+        step is the last to leave its grace, so it alone decides."""
+        row = int(np.searchsorted(self._grid, ts, side="left")) - 1
+        if row < 0:
+            return False
+        earlier = int(self._grid[row])
+        return earlier > self.handed_to and now_ns < earlier + self._grace
 
     def _complete(self, ts: int, bars: dict[int, VenueBar]) -> bool:
         if len(bars) < len(self._ids):

@@ -6,6 +6,7 @@ and still closes every day, quarantines nothing it should not, and replays."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -359,3 +360,52 @@ def test_bars_the_venue_sends_out_of_order_are_counted_not_dropped(
     quarantined = [e for e in events if isinstance(e, InputQuarantined)]
     assert accepted + sum(refused_bars(e) for e in quarantined) == kernel["received"] == sent
     assert all(e.reason in {"OUT_OF_ORDER", "DUPLICATE"} and e.detail for e in quarantined)
+
+
+def test_a_step_whose_bars_come_after_the_next_steps_inside_the_grace_fills_its_step(
+    market: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA: the local exchange holds one step's klines and sends them after the next step's (half
+    a second later: on the venue's clock a bar late, inside the grace of five bars). The next
+    step was complete, so it went first, and the held bars, in time, were quarantined
+    (``OUT_OF_ORDER``): the session had a bar fewer than the backtest and traded otherwise. Now
+    the next step waits for the earlier one: nothing is quarantined and the session is the
+    backtest, byte for byte."""
+    import venues.local_exchange as local
+
+    class Holding(local.LocalExchange):  # the loopback server holding one step's klines a while
+        played = 0
+
+        async def step(self, count: int = 1) -> list[Any]:
+            Holding.played += 1
+            if Holding.played == 10:
+                self.faults.reorder_next("market", 4)  # held: this step's two klines (of four)
+            if Holding.played != 11:
+                return await super().step(count)
+            held = list(self.faults.held["market"])
+            self.faults.held["market"].clear()
+            self.faults.reorder["market"] = 0
+            results = await super().step(count)  # the next step's klines go first
+            await asyncio.sleep(0.5)  # and the session has them
+            self.faults.held["market"].extend(held)
+            await self.flush_held()
+            return results
+
+    monkeypatch.setattr(local, "LocalExchange", Holding)
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    config = paper_config(
+        tmp_path / "paper.toml", history, tmp_path / "journal", start, end, grace_s=5 * 86_400
+    )
+    summary = tmp_path / "summary.json"
+    argv = ["paper", str(config), "--local-exchange", str(full), "--speed", "40", "--json", str(summary)]
+    assert main(argv) == 0
+    assert Holding.played > 11
+    kernel = json.loads(summary.read_text())["kernel"]
+    assert kernel["quarantined"] == {} and kernel["received"] == int(panel.valid[HISTORY:].sum()), kernel
+    with open_journal(tmp_path / "journal") as journal:
+        steps = [e.ts_ns for _, e in journal.events() if isinstance(e, BarsReceived)]
+        assert replay(journal, replay_builder).ok
+    assert steps == sorted(steps) and len(steps) == panel.steps - HISTORY
+    _assert_equals_backtest(config, full, history, int(panel.day[HISTORY]))

@@ -21,6 +21,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.feather as feather
 import pytest
@@ -65,8 +66,10 @@ def _ns(iso: str) -> int:
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()) * 10**9
 
 
-def _dataset(path: Path, name: str, until_ns: int) -> Path:
-    """The perpetual's bars closing before or at ``until_ns`` and its funding rows up to then."""
+def _dataset(path: Path, name: str, until_ns: int, *, marks: bool = False) -> Path:
+    """The perpetual's bars closing before or at ``until_ns`` and its funding rows up to then;
+    with ``marks``, each row's mark (``_marks``), as ``tape export`` writes it from the lake's
+    mark-price candles."""
     bars = feather.read_table(FUTURES / "XRP_USDT_USDT-5m-futures.feather")
     start_ns = bars.column("date").cast(pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy()
     ts = start_ns + FIVE_MINUTES_NS  # a bar is stamped at its close
@@ -95,10 +98,23 @@ def _dataset(path: Path, name: str, until_ns: int) -> Path:
             "rate_e8": pa.array(np.rint(rates.column("open").to_numpy() * 1e8).astype(np.int64)[kept]),
         }
     )
+    if marks:
+        funding = funding.append_column("mark", pa.array(_marks(funding_ts[kept])))
     write_dataset(
         path, name=name, frequency="5m", calendar="24x7", instruments=[PERP], bars=table, funding=funding
     )
     return path
+
+
+def _marks(funding_ns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """The mark at each funding time: the close of the 1-hour mark candle that closed at or
+    just before it (``lake.partitioned``'s stamp rule), at the perpetual's 4 digits."""
+    candles = feather.read_table(FUTURES / "XRP_USDT_USDT-1h-mark.feather")
+    opens = candles.column("date").cast(pa.timestamp("ns", "UTC")).cast(pa.int64()).to_numpy()
+    closes = opens + 12 * FIVE_MINUTES_NS
+    at = np.searchsorted(closes, funding_ns, side="right") - 1
+    assert (at >= 0).all() and (funding_ns - closes[at] < 12 * FIVE_MINUTES_NS).all()
+    return np.rint(candles.column("close").to_numpy()[at] * 10_000).astype(np.int64)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +123,15 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("perps")
     full = _dataset(root / "market", "xrp-perp", _ns(END))
     history = _dataset(root / "history", "xrp-perp-history", _ns(START) - 1)
+    return full, history
+
+
+@pytest.fixture(scope="module")
+def marked_market(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``market`` with the funding rows' marks (``funding.parquet``'s ``mark`` column)."""
+    root = tmp_path_factory.mktemp("perps-marked")
+    full = _dataset(root / "market", "xrp-perp-marked", _ns(END), marks=True)
+    history = _dataset(root / "history", "xrp-perp-marked-history", _ns(START) - 1, marks=True)
     return full, history
 
 
@@ -229,12 +254,19 @@ def test_a_paper_session_on_a_perpetual_books_the_venues_funding_like_a_backtest
     assert len(_fundings(events)) >= 2  # the first funding falls before any position
     _marks_track_the_venue(events)
     _replays(tmp_path / "journal")
-    backtest = tmp_path / "backtest.toml"
+    _assert_equals_backtest(config, full, history)
+
+
+def _assert_equals_backtest(config: Path, full: Path, history: Path) -> None:
+    """The session's derived events are those of a backtest over the whole market that trades
+    from the first live session day (the bars before it are history), byte for byte."""
+    root = config.parent
+    backtest = root / "backtest.toml"
     backtest.write_text(
         config.read_text()
         .split("[paper]")[0]
         .replace(str(history), str(full))
-        .replace(str(tmp_path / "journal"), str(tmp_path / "bt"))
+        .replace(str(root / "journal"), str(root / "bt"))
         + '\n[window]\nstart = "2021-11-18"\n'
     )
     assert main(["backtest", str(backtest)]) == 0
@@ -243,7 +275,35 @@ def test_a_paper_session_on_a_perpetual_books_the_venues_funding_like_a_backtest
         with open_journal(path) as journal:
             return [r.payload for r in journal.records() if r.kind not in INPUT_KINDS]
 
-    assert derived(tmp_path / "journal") == derived(tmp_path / "bt")
+    assert derived(root / "journal") == derived(root / "bt")
+
+
+def test_a_paper_session_books_funding_at_the_data_sets_mark_like_a_backtest(
+    marked_market: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """QA: on a data set with marks (``funding.parquet``'s ``mark``) a backtest books funding at
+    the mark, while the local exchange settled it at the bar's close and stated that as the
+    mark, so a paper session against it booked other amounts than the backtest on the same
+    data. Now the local exchange settles at the data set's mark: the venue's fundings carry it,
+    and the session is the backtest, byte for byte."""
+    import pyarrow.parquet as pq
+
+    full, history = marked_market
+    config = _config(tmp_path / "paper.toml", history, tmp_path / "journal", live=False)
+    assert main(["paper", str(config), "--local-exchange", str(full), "--speed", "200"]) == 0
+    events = _events(tmp_path / "journal")
+    table = pq.read_table(full / "funding.parquet").to_pydict()
+    stated = dict(zip(table["ts_ns"], table["mark"], strict=True))
+    received = [e for e in events if isinstance(e, FundingReceived)]
+    assert [e.ts_ns for e in received] == _funding_times(full)
+    assert [e.mark_px_raw for e in received] == [stated[e.ts_ns] for e in received]
+    closes = {e.ts_ns: e.close_raw[0] for e in events if isinstance(e, BarsReceived)}
+    assert any(e.mark_px_raw != closes.get(e.ts_ns - e.ts_ns % FIVE_MINUTES_NS + FIVE_MINUTES_NS)
+               for e in received)  # fmt: skip
+    booked = _fundings(events)
+    assert len(booked) >= 2 and all(f"mark_px_raw={stated[int(e.memo.split(' at ')[1])]} " in e.memo
+                                    for e in booked)  # fmt: skip
+    _assert_equals_backtest(config, full, history)
 
 
 def test_a_live_session_on_a_perpetual_reconciles_positions_funding_and_usdt(

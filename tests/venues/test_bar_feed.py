@@ -14,6 +14,7 @@ from venues.bar_feed import StepAssembler
 from venues.ccxt_venue import VenueBar
 
 MIN_NS = 60 * 10**9
+GRID = [minute * MIN_NS for minute in range(1, 60)]  # a 1m grid: every minute's close
 
 
 def _bar(iid: int, open_min: int, close: int = 100) -> VenueBar:
@@ -24,7 +25,7 @@ def _bar(iid: int, open_min: int, close: int = 100) -> VenueBar:
 
 
 def test_closed_bars_go_when_every_instrument_has_one() -> None:
-    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True)
+    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True, grid_ns=GRID)
     feed.add(_bar(1, 0))
     assert feed.due(MIN_NS) == []  # instrument 2 has not sent yet; grace not over
     feed.add(_bar(2, 0, 200))
@@ -38,7 +39,7 @@ def test_closed_bars_go_when_every_instrument_has_one() -> None:
 
 
 def test_an_incomplete_step_goes_after_the_grace_and_a_late_bar_comes_back() -> None:
-    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True)
+    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True, grid_ns=GRID)
     feed.add(_bar(1, 0))
     assert feed.due(MIN_NS + 29 * 10**9) == []
     (step,) = feed.due(MIN_NS + 30 * 10**9)
@@ -50,7 +51,7 @@ def test_an_incomplete_step_goes_after_the_grace_and_a_late_bar_comes_back() -> 
 
 
 def test_open_bars_are_final_when_the_next_one_starts() -> None:
-    feed = StepAssembler([1], MIN_NS, 10 * MIN_NS, closed_bars=False)
+    feed = StepAssembler([1], MIN_NS, 10 * MIN_NS, closed_bars=False, grid_ns=GRID)
     feed.add(_bar(1, 0, 100))
     feed.add(_bar(1, 0, 101))  # the same bar, updated while open: the latest counts
     assert feed.due(MIN_NS + 1) == []  # closed by the clock, but its final update may be coming
@@ -60,7 +61,7 @@ def test_open_bars_are_final_when_the_next_one_starts() -> None:
 
 
 def test_the_venue_clock_waits_for_the_slowest_stream() -> None:
-    feed = StepAssembler([1, 2], MIN_NS, 0, closed_bars=True)
+    feed = StepAssembler([1, 2], MIN_NS, 0, closed_bars=True, grid_ns=GRID)
     assert feed.venue_clock() == 0
     feed.add(_bar(1, 0))
     feed.add(_bar(1, 1))
@@ -102,7 +103,7 @@ def test_every_update_is_counted_handed_over_superseded_or_waiting() -> None:
     """QA: a bar sent twice before its step went (the REST catch-up after a drop and the stream
     both sent it) replaced the first copy uncounted, so a session's summary said "230 updates;
     to the kernel: 206 received" with nothing to account for the 24 between them."""
-    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True)
+    feed = StepAssembler([1, 2], MIN_NS, 30 * 10**9, closed_bars=True, grid_ns=GRID)
     feed.add(_bar(1, 0))
     feed.add(_bar(1, 0, 101))  # the same bar again, corrected: the later one stands
     feed.add(_bar(2, 0, 200))
@@ -115,3 +116,52 @@ def test_every_update_is_counted_handed_over_superseded_or_waiting() -> None:
     assert feed.received == 5 == handed + feed.superseded + feed.waiting
     (late,) = feed.due(MIN_NS + 2)
     assert late.instrument_ids == [2] and feed.waiting == 1
+
+
+def test_a_complete_later_step_waits_for_an_earlier_empty_step_inside_its_grace() -> None:
+    """QA: with a grace longer than a bar, a venue that sends a newer bar before an older one (a
+    reordered stream) made the newer step complete while the older one had no bar yet: the newer
+    went, and the older bars, arriving well inside their grace, were handed back as late (the
+    source quarantined them OUT_OF_ORDER). Now the newer step waits for the older one."""
+    feed = StepAssembler([1, 2], MIN_NS, 5 * MIN_NS, closed_bars=True, grid_ns=GRID)
+    feed.add(_bar(1, 1, 110))
+    feed.add(_bar(2, 1, 210))  # step 2 min is complete; step 1 min has nothing yet
+    assert feed.due(2 * MIN_NS + 1) == []  # step 1 min may still come (grace to 6 min)
+    feed.add(_bar(1, 0, 100))
+    feed.add(_bar(2, 0, 200))  # the older bars, in time
+    steps = feed.due(3 * MIN_NS)
+    assert [(s.ts_ns, s.close_raw) for s in steps] == [(MIN_NS, [100, 200]), (2 * MIN_NS, [110, 210])]
+    assert feed.waiting == 0 and feed.handed_to == 2 * MIN_NS
+
+
+def test_an_empty_step_holds_later_steps_only_for_its_grace() -> None:
+    """A grid step whose bars never come holds the steps after it until its grace has passed
+    (then the source passes it empty); a bar for it after that is late, as before."""
+    feed = StepAssembler([1], MIN_NS, 5 * MIN_NS, closed_bars=True, grid_ns=GRID)
+    feed.add(_bar(1, 1))
+    feed.add(_bar(1, 2))
+    assert feed.due(6 * MIN_NS - 1) == []
+    assert [s.ts_ns for s in feed.due(6 * MIN_NS)] == [2 * MIN_NS, 3 * MIN_NS]
+    feed.add(_bar(1, 0))  # step 1 min, past its grace: handed back for the source to quarantine
+    (late,) = feed.due(6 * MIN_NS + 1)
+    assert late.ts_ns == MIN_NS
+
+
+def test_only_the_grids_steps_are_waited_for() -> None:
+    """Between two sessions no bar is expected: the next session's first step goes when it is
+    complete, although a grace of ten minutes would still cover a step a minute before it. Where
+    the grace is longer than the gap, an empty last step of the earlier session still holds it."""
+    sessions = [MIN_NS * m for m in (1, 2, 3, 60, 61, 62)]
+    feed = StepAssembler([1], MIN_NS, 10 * MIN_NS, closed_bars=True, grid_ns=sessions)
+    for minute in (0, 1, 2, 59):
+        feed.add(_bar(1, minute))
+    assert [s.ts_ns for s in feed.due(60 * MIN_NS)] == [MIN_NS, 2 * MIN_NS, 3 * MIN_NS, 60 * MIN_NS]
+    short_gap = [MIN_NS * m for m in (1, 2, 3, 8, 9)]  # step 3 min empty, grace to 13 min
+    feed = StepAssembler([1], MIN_NS, 10 * MIN_NS, closed_bars=True, grid_ns=short_gap)
+    for minute in (0, 1, 7):
+        feed.add(_bar(1, minute))
+    assert [s.ts_ns for s in feed.due(8 * MIN_NS)] == [MIN_NS, 2 * MIN_NS]
+    feed.add(_bar(1, 2))  # the last bar of the first session, late but inside its grace
+    assert [s.ts_ns for s in feed.due(9 * MIN_NS)] == [3 * MIN_NS, 8 * MIN_NS]
+    with pytest.raises(ValueError, match="increasing"):
+        StepAssembler([1], MIN_NS, 0, closed_bars=True, grid_ns=[2 * MIN_NS, MIN_NS])

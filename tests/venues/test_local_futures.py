@@ -6,16 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from decimal import Decimal as D
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from cli.live_cmd import open_venue
 from cli.wiring import ConfigError
+from lake.store import write_dataset
 from sim.backtest import LiveConfig
+from tests.factories import XRP_PERP, make_perp_dataset
 from venues.ccxt_markets import instruments_from_exchange
 from venues.ccxt_venue import CcxtVenue, OrderRequest, VenueError
-from venues.local_exchange import Bar, BinanceError, FuturesEngine, LocalExchange, LocalMarket
+from venues.local_exchange import (
+    Bar,
+    BinanceError,
+    FuturesEngine,
+    LocalExchange,
+    LocalMarket,
+    markets_from_dataset,
+)
 
 START_MS = 1_700_000_040_000 - 1_700_000_040_000 % 60_000
 
@@ -200,3 +213,42 @@ def test_a_live_usdm_session_refuses_an_account_in_hedge_mode_before_any_order()
             assert not exchange.engine.orders
 
     asyncio.run(run())
+
+
+def test_funding_settles_at_the_data_sets_mark_where_it_states_one(tmp_path: Path) -> None:
+    """QA: the local exchange settled every funding at its bar's close, while a backtest on a
+    data set with marks (``funding.parquet``'s ``mark``) books it at the mark. Now a funding
+    time with a mark settles at it (and states it as the mark it settled at); one without (0)
+    at the bar's close, as before."""
+    hourly = make_perp_dataset(tmp_path / "plain", bars=6)
+    bars = pq.read_table(hourly / "bars.parquet")
+    closes = bars.column("ts_ns").to_pylist()
+    funding = pa.table(
+        {
+            "ts_ns": [closes[2] - 10**9 * 3_600 + 17_000_000, closes[4] - 10**9 * 3_600 + 7_000_000],
+            "instrument_id": pa.array([1, 1], pa.int32()),
+            "rate_e8": [10_000, 10_000],
+            "mark": [12_345, 0],  # 1.2345 at the first funding; none at the second
+        }
+    )
+    path = tmp_path / "marked"
+    write_dataset(path, name="perp", frequency="1h", calendar="24x7", instruments=[XRP_PERP], bars=bars,
+                  funding=funding)  # fmt: skip
+    (market,) = markets_from_dataset(path)
+    first_ms, second_ms = (int(ts) // 1_000_000 for ts in funding.column("ts_ns").to_pylist())
+    assert market.funding_marks == {first_ms: D("1.2345")}
+    engine = FuturesEngine([market], {"USDT": "1000"})
+    engine.step()
+    engine.place({"symbol": "XRPUSDT", "side": "BUY", "type": "MARKET", "quantity": "100"})
+    for _ in range(4):
+        engine.step()  # the fill at bar 1's open, then bars 2 (first funding) to 4 (second)
+    first, second = engine.funding_settled["XRPUSDT"]
+    close_4 = D(bars.column("close")[4].as_py()) / 10_000
+    assert (first["fundingTime"], first["markPrice"]) == (first_ms, "1.23450000")  # was bar 2's close
+    assert (second["fundingTime"], D(second["markPrice"])) == (second_ms, close_4)
+    assert [D(row["income"]) for row in engine.income] == [
+        -100 * D("1.2345") * D("0.0001"),
+        -100 * close_4 * D("0.0001"),
+    ]
+    with pytest.raises(ValueError, match="no funding time"):
+        dataclasses.replace(market, funding_marks={first_ms + 1: D(1)})

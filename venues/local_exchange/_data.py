@@ -79,6 +79,10 @@ class LocalMarket:
     funding: Sequence[tuple[int, Decimal]] = ()
     """USD-M perpetuals only: (funding time in ms, rate) rows, sorted (``markets_from_dataset``
     reads them from the data set's ``funding.parquet``)."""
+    funding_marks: Mapping[int, Decimal] = field(default_factory=dict)
+    """USD-M perpetuals only: the mark price at a funding time (ms) of ``funding`` where the data
+    set states one (``funding.parquet``'s ``mark`` column, 0 = none there): that funding settles
+    at it, as a backtest books it; a funding time without one settles at its bar's close."""
     id: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +101,11 @@ class LocalMarket:
         times = [time_ms for time_ms, _ in self.funding]
         if times != sorted(set(times)):
             raise ValueError(f"{self.id}: funding times must be increasing")
+        unknown = sorted(set(self.funding_marks) - set(times))
+        if unknown:
+            raise ValueError(f"{self.id}: a funding mark at {unknown[0]} ms, which is no funding time")
+        if any(mark <= 0 for mark in self.funding_marks.values()):
+            raise ValueError(f"{self.id}: funding mark prices must be positive")
         self._check_bars()
 
     def _check_bars(self) -> None:
@@ -126,14 +135,22 @@ def _split_symbol(instrument: Instrument) -> tuple[str, str]:
     return re.sub(r"[^A-Z0-9]", "", symbol.upper()), instrument.currency
 
 
-def _funding_rows(path: Path) -> dict[int, list[tuple[int, Decimal]]]:
-    """The data set's funding table (optional ``funding.parquet``) by instrument id: (ms, rate)."""
+def _funding_rows(path: Path) -> tuple[dict[int, list[tuple[int, Decimal]]], dict[int, dict[int, int]]]:
+    """The data set's funding table (optional ``funding.parquet``) by instrument id: (ms, rate)
+    rows, and the raw mark price at each funding time (ms) that has one (its optional ``mark``
+    column: 0 = none there, the bar's close is the mark, as the kernel reads it)."""
     funding: dict[int, list[tuple[int, Decimal]]] = {}
+    marks: dict[int, dict[int, int]] = {}
     if (path / "funding.parquet").exists():
         rates = pq.read_table(path / "funding.parquet").to_pydict()
-        for ts_ns, iid, rate_e8 in zip(rates["ts_ns"], rates["instrument_id"], rates["rate_e8"], strict=True):
-            funding.setdefault(int(iid), []).append((int(ts_ns) // 1_000_000, to_decimal(int(rate_e8), 8)))
-    return funding
+        column = rates.get("mark") or [0] * len(rates["ts_ns"])
+        rows = zip(rates["ts_ns"], rates["instrument_id"], rates["rate_e8"], column, strict=True)
+        for ts_ns, iid, rate_e8, mark in rows:
+            time_ms = int(ts_ns) // 1_000_000
+            funding.setdefault(int(iid), []).append((time_ms, to_decimal(int(rate_e8), 8)))
+            if int(mark) > 0:
+                marks.setdefault(int(iid), {})[time_ms] = int(mark)
+    return funding, marks
 
 
 def markets_from_dataset(
@@ -170,7 +187,7 @@ def markets_from_dataset(
     for index, instrument_id in enumerate(columns["instrument_id"]):
         rows.setdefault(instrument_id, []).append(index)
     step_ns = INTERVAL_MS[frequency] * 1_000_000
-    funding = _funding_rows(path)
+    funding, funding_marks = _funding_rows(path)
     markets = []
     for inst in instruments:
         base, quote = assets[inst.symbol] if assets and inst.symbol in assets else _split_symbol(inst)
@@ -205,6 +222,9 @@ def markets_from_dataset(
                 interval=frequency,
                 bars=bars,
                 funding=sorted(funding.get(inst.instrument_id, [])),
+                funding_marks={
+                    time_ms: px(raw) for time_ms, raw in funding_marks.get(inst.instrument_id, {}).items()
+                },
             )
         )
     return markets

@@ -18,8 +18,9 @@ ids and matching prices:
 * **funding** is settled at each funding time of the market's funding table (``LocalMarket.funding``,
   from the data set's ``funding.parquet``) that falls in a bar (after its open, at or before its
   close): when that bar is played, *before* its matching (on the positions held when the bar
-  starts: its fills are stamped with the bar's close, after the funding time), with the bar's
-  close as the mark price (the price a backtest books funding at): ``position x mark x rate``
+  starts: its fills are stamped with the bar's close, after the funding time), at the mark the
+  data set states at that funding time (``LocalMarket.funding_marks``, ``funding.parquet``'s
+  ``mark``), else the bar's close (the prices a backtest books funding at): ``position x mark x rate``
   rounded half-even to 1e-8 goes out of the wallet (a positive rate: longs pay, shorts receive)
   as a ``FUNDING_FEE`` income row and an ``ACCOUNT_UPDATE``. A funding time before the first bar
   played is not settled (no position could be open);
@@ -149,7 +150,7 @@ class FuturesEngine(Engine):
             if time_ms > close_ms:
                 break
             self._next_funding[market.id] += 1
-            mark = bar.close
+            mark = market.funding_marks.get(time_ms, bar.close)
             self.funding_settled[market.id].append(
                 {
                     "symbol": market.id,
