@@ -365,6 +365,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "docs/data_contracts/dataset.md)",
     )
     parser.add_argument(
+        "--holidays",
+        metavar="FILE",
+        help="XSHG holidays for whole years past exchange_calendars' last (CSV year,date[,name]; "
+        "weekday closures only): the bars are checked on the extended calendar and the holidays "
+        "carried in the data set (holidays.parquet), so runs and replays use them "
+        '(docs/markets.md, "Calendar years past exchange_calendars")',
+    )
+    parser.add_argument(
         "--json",
         metavar="PATH",
         nargs="?",
@@ -414,6 +422,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             margins=Path(args.margins) if args.margins else None,
             fx=Path(args.fx) if args.fx else None,
             settlements=Path(args.settlements) if args.settlements else None,
+            holidays=Path(args.holidays) if args.holidays else None,
         )
     except LakeError as error:
         console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)

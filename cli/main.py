@@ -61,7 +61,7 @@ from cli.train_cmd import add_train_parser, cmd_train
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
 from domain.events import DatasetReferenced
-from domain.markets import RuleNotDefined
+from domain.markets import CalendarNotCovered, RuleNotDefined
 from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
 from kernel.loop import KernelError
 from kernel.replay import CORRUPT_RECORD, Divergence, ReplayResult, replay
@@ -549,6 +549,7 @@ _USER_ERRORS = (
     NoRunStarted,  # a journal that is not a run's (no run.started.v1): no figures
     SchemaMismatch,  # a ledger of another schema version (rebuild it) or not a Tape ledger
     RuleNotDefined,
+    CalendarNotCovered,  # a date past the calendar's holidays: the message says what to supply
     ExecutionQualityError,
     AttributionError,
     KernelError,  # a run whose configuration and data cannot work together (named in the message)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from domain.fx import FxRate
 from domain.instruments import Instrument
+
+if TYPE_CHECKING:
+    from domain.markets.calendars import HolidayYears
 
 __all__ = ["ACTION_FIELDS", "REFORM_FIELD", "RIGHTS_FIELDS", "MarginRow", "Panel", "PanelError"]
 
@@ -107,6 +110,9 @@ class Panel:
     # Delisting dates: (instrument_id, last session day YYYYMMDD), sorted by instrument; empty
     # when the data set has no delistings table.
     delistings: tuple[tuple[int, int], ...] = ()
+    # Exchange holidays the operator supplied for years past the calendar library's
+    # (``holidays.parquet``); None when the data set has none.
+    holidays: HolidayYears | None = None
 
     def __post_init__(self) -> None:
         steps, names = len(self.ts_ns), len(self.instruments)

@@ -42,9 +42,11 @@ import pyarrow.parquet as pq
 from domain.fixed import Rounding, rescale
 from domain.instruments import Instrument
 from domain.market import Panel
+from domain.markets import CalendarNotCovered, HolidayYears
 from lake.adjust import dataset_actions
 from lake.fx_rates import FxFileError, read_fx_rows
 from lake.health import calendar_for, declared_calendars, venue_calendar
+from lake.holidays import HolidayFileError, read_holidays
 from lake.margins import MarginFileError, read_margin_rows
 from lake.schema import INSTRUMENTS, MARK_SUFFIX, QUARANTINE, SCHEMAS, Kind, conform, frequency_ns
 from lake.sessions import DAY_NS, known_calendar, outside_sessions, yyyymmdd
@@ -516,6 +518,7 @@ class Lake:
         margins: Path | None = None,
         fx: Path | None = None,
         settlements: Path | None = None,
+        holidays: Path | None = None,
     ) -> DatasetRef:
         """Write the kernel's data set (``lake.store`` format, content-hashed) from the lake;
         with ``actions`` also its ``actions.parquet`` from the lake's corporate actions
@@ -526,7 +529,10 @@ class Lake:
         CSV file of exchange rates, ``lake.fx_rates``) its ``fx.parquet``. The lake's funding
         rates of the exported instruments within the bars' span always go to ``funding.parquet``
         (a perpetual's run books them from there). With ``settlements`` (a CSV file of futures
-        settlement prices, ``lake.settlements``) its ``settlements.parquet``."""
+        settlement prices, ``lake.settlements``) its ``settlements.parquet``. With ``holidays``
+        (a CSV file of an exchange's holidays for whole years past ``exchange_calendars``',
+        ``domain.markets.parse_holidays``) the bars are checked on the extended calendar and the
+        holidays go to ``holidays.parquet``, so a run and its replay use the same ones."""
         target, root = Path(out).resolve(), self.root.resolve()
         if target == root or root in target.parents:  # its instruments.parquet was the lake's
             raise LakeError(f"{out}: the data set would be written inside the lake {self.root}")
@@ -546,7 +552,7 @@ class Lake:
             )
         wanted = set(bars.column("instrument_id").to_pylist())
         chosen = [i for i in self.instruments() if i.instrument_id in wanted]
-        self._check_sessions(bars, frequency, calendar, chosen)
+        supplied = self._checked_calendar(bars, frequency, calendar, chosen, holidays)
         table = self._dataset_actions(chosen, reform, _day_span(bars)) if actions else None
         margin_table = None
         if margins is not None:
@@ -577,10 +583,31 @@ class Lake:
             margins=margin_table,
             fx=fx_rows,
             delistings=delistings_table(delisted) if delisted else None,
+            holidays=supplied,
         )
 
+    def _checked_calendar(
+        self, bars: pa.Table, frequency: str, calendar: str, chosen: list[Instrument], holidays: Path | None
+    ) -> HolidayYears | None:
+        """The holidays of the ``holidays`` file (None: none given), with every bar checked on
+        ``calendar`` extended by them; a ``LakeError`` naming what to do otherwise."""
+        try:
+            supplied = None if holidays is None else read_holidays(holidays, calendar)
+        except HolidayFileError as error:
+            raise LakeError(f"{error}; nothing written") from None
+        try:
+            self._check_sessions(bars, frequency, calendar, chosen, supplied)
+        except CalendarNotCovered as error:
+            raise LakeError(f"{self.root}: refusing to export: {error}; nothing written") from None
+        return supplied
+
     def _check_sessions(
-        self, bars: pa.Table, frequency: str, calendar: str, chosen: list[Instrument]
+        self,
+        bars: pa.Table,
+        frequency: str,
+        calendar: str,
+        chosen: list[Instrument],
+        holidays: HolidayYears | None = None,
     ) -> None:
         """Refuse bars outside the sessions of the calendar the data set declares: a run steps,
         annualises (252 or 365 days) and grids its live steps by that calendar, so 24x7 crypto
@@ -604,7 +631,7 @@ class Lake:
         ts = bars.column("ts_ns").to_numpy().astype(np.int64)
         day = bars.column("day").to_numpy().astype(np.int64)
         daily = frequency.endswith("d")
-        outside = outside_sessions(calendar, ts, day, daily=daily)
+        outside = outside_sessions(calendar, ts, day, daily=daily, holidays=holidays)
         if not outside.any():
             return
         first = int(np.flatnonzero(outside)[0])
@@ -614,7 +641,7 @@ class Lake:
             where = f"on {_iso_day(int(day[first]))}, not a {calendar} session day"
         else:
             where = f"at {_utc_text(int(ts[first]))}, outside {calendar} trading hours"
-        fits = self._fitting_calendar(bars, frequency, calendar, chosen)
+        fits = self._fitting_calendar(bars, frequency, calendar, chosen, holidays)
         raise LakeError(
             f"{self.root}: refusing to export: {int(outside.sum()):,} of {len(ts):,} {frequency} bars "
             f"fall outside {calendar} sessions, the first "
@@ -622,7 +649,12 @@ class Lake:
         )
 
     def _fitting_calendar(
-        self, bars: pa.Table, frequency: str, calendar: str, chosen: list[Instrument]
+        self,
+        bars: pa.Table,
+        frequency: str,
+        calendar: str,
+        chosen: list[Instrument],
+        holidays: HolidayYears | None = None,
     ) -> str:
         """The hint of a refused export: the calendar the instruments were ingested on (or their
         venue's) when it holds every bar, or ``mixed`` when they trade on several."""
@@ -636,7 +668,10 @@ class Lake:
             return ""
         ts = bars.column("ts_ns").to_numpy().astype(np.int64)
         day = bars.column("day").to_numpy().astype(np.int64)
-        if outside_sessions(known[0], ts, day, daily=frequency.endswith("d")).any():
+        try:
+            if outside_sessions(known[0], ts, day, daily=frequency.endswith("d"), holidays=holidays).any():
+                return ""
+        except CalendarNotCovered:
             return ""
         return f"; their calendar, {known[0]}, holds every bar: --calendar {known[0]}"
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from domain.markets import HolidayYears
 
 __all__ = [
     "DAY_NS",
@@ -109,8 +113,12 @@ def known_calendar(name: str) -> bool:
     return name in xcals.get_calendar_names(include_aliases=True)
 
 
-def sessions_for(calendar: str, first_day: int, last_day: int) -> Sessions:
-    """Sessions of ``calendar`` (an exchange_calendars name, or ``24x7``) covering the days."""
+def sessions_for(
+    calendar: str, first_day: int, last_day: int, holidays: HolidayYears | None = None
+) -> Sessions:
+    """Sessions of ``calendar`` (an exchange_calendars name, or ``24x7``) covering the days;
+    ``holidays`` extends XSHG past the library's last year (a data set's ``Panel.holidays``).
+    A day past what the calendar covers raises ``CalendarNotCovered``, which says what to do."""
     if calendar == "24x7":
         start = np.datetime64(_iso(first_day), "D").astype(np.int64)
         stop = np.datetime64(_iso(last_day), "D").astype(np.int64)
@@ -119,7 +127,7 @@ def sessions_for(calendar: str, first_day: int, last_day: int) -> Sessions:
         return Sessions(calendar, yyyymmdd(index), index * DAY_NS, (index + 1) * DAY_NS, none, none.copy())
     import pandas as pd
 
-    cal = _calendar(calendar, first_day, last_day)
+    cal = _calendar(calendar, first_day, last_day, holidays)
     schedule = cal.schedule.loc[_iso(first_day) : _iso(last_day)]  # type: ignore[attr-defined]
 
     def ns(column: str) -> IntArray:
@@ -130,7 +138,9 @@ def sessions_for(calendar: str, first_day: int, last_day: int) -> Sessions:
     return Sessions(calendar, days, ns("open"), ns("close"), ns("break_start"), ns("break_end"))
 
 
-def outside_sessions(calendar: str, ts_ns: IntArray, day: IntArray, *, daily: bool) -> npt.NDArray[np.bool_]:
+def outside_sessions(
+    calendar: str, ts_ns: IntArray, day: IntArray, *, daily: bool, holidays: HolidayYears | None = None
+) -> npt.NDArray[np.bool_]:
     """Which bars fall outside ``calendar``'s sessions: a daily bar (``daily``) whose ``day`` is
     not a session day; an intraday bar whose close ``ts_ns`` is not inside a session's
     ``(open, close]`` (early closes per the calendar) or is inside its lunch break. ``24x7``
@@ -139,7 +149,7 @@ def outside_sessions(calendar: str, ts_ns: IntArray, day: IntArray, *, daily: bo
     if len(ts_ns) == 0 or calendar == "24x7":
         return np.zeros(len(ts_ns), dtype=np.bool_)
     if daily:
-        sessions = sessions_for(calendar, int(day.min()), int(day.max()))
+        sessions = sessions_for(calendar, int(day.min()), int(day.max()), holidays)
         if len(sessions.day) == 0:
             return np.ones(len(day), dtype=np.bool_)
         _, found = sessions.close_of(day)
@@ -148,7 +158,10 @@ def outside_sessions(calendar: str, ts_ns: IntArray, day: IntArray, *, daily: bo
     # local date can differ from the UTC date of its bars (XSHG opens at 01:30 UTC).
     first = int(yyyymmdd(np.array([(int(ts_ns.min()) - 1) // DAY_NS - 1]))[0])
     last = int(yyyymmdd(np.array([int(ts_ns.max()) // DAY_NS + 1]))[0])
-    sessions = sessions_for(calendar, first, last)
+    # The day after the last close is asked only where the calendar knows it: a bar of the
+    # calendar's last covered day still closes inside that day's session.
+    last = min(last, _covered_through(calendar, last, holidays))
+    sessions = sessions_for(calendar, first, last, holidays)
     if len(sessions.day) == 0:
         return np.ones(len(ts_ns), dtype=np.bool_)
     _, inside = sessions.locate(ts_ns)
@@ -215,13 +228,34 @@ def segments_for(
     )
 
 
-def _calendar(name: str, first_day: int, last_day: int) -> object:
+def _covered_through(calendar: str, day: int, holidays: HolidayYears | None) -> int:
+    """``day``, or the calendar's last covered day when ``day`` is past it (24x7 and rule-based
+    calendars cover every day)."""
+    from domain.markets import CALENDARS, last_covered_day
+
+    if calendar not in CALENDARS:
+        return day
+    high = last_covered_day(calendar, holidays=holidays)
+    return day if high is None else min(day, high)
+
+
+def _calendar(name: str, first_day: int, last_day: int, holidays: HolidayYears | None = None) -> object:
+    """The library calendar from a year before ``first_day`` to a year after ``last_day``, cut
+    to what it covers (XSHG's holidays end at a year: the padding past it asked the library for
+    a year it does not have, which refused every XSHG day of that last year). A ``last_day``
+    past the coverage raises ``CalendarNotCovered`` (with what to do)."""
     import warnings
 
     import exchange_calendars as xcals
 
-    start = f"{first_day // 10000 - 1}-01-01"
-    end = f"{last_day // 10000 + 1}-12-31"
+    from domain.markets import CALENDARS, check_covered, exchange_calendar
+
+    start_day = (first_day // 10000 - 1) * 10000 + 101
+    end_day = (last_day // 10000 + 1) * 10000 + 1231
+    if name in CALENDARS:
+        check_covered(name, last_day, holidays=holidays)
+        return exchange_calendar(name, start_day, end_day, holidays=holidays)
+    start, end = _iso(start_day), _iso(end_day)
     with warnings.catch_warnings():  # exchange_calendars' own pandas deprecation noise
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
@@ -246,11 +280,14 @@ def frequency_ns(frequency: str) -> int:
     return int(count) * _UNIT_NS[unit]
 
 
-def step_grid(calendar: str, frequency: str, first_ns: int, last_ns: int) -> tuple[IntArray, IntArray]:
+def step_grid(
+    calendar: str, frequency: str, first_ns: int, last_ns: int, holidays: HolidayYears | None = None
+) -> tuple[IntArray, IntArray]:
     """The steps a live run will see between two times (inclusive): each bar's close (UTC ns)
     and its session day. ``24x7``: every interval from midnight UTC; an exchange calendar:
     each session's bars from its open (a ``1d`` bar closes at the session's close), none in
-    the lunch break. Known before any bar arrives, so session ends are known at each step."""
+    the lunch break. Known before any bar arrives, so session ends are known at each step.
+    ``holidays``: the data set's supplied years past the library's (``Panel.holidays``)."""
     interval = frequency_ns(frequency)
     if last_ns < first_ns:
         raise ValueError(f"the grid ends ({last_ns}) before it starts ({first_ns})")
@@ -259,7 +296,7 @@ def step_grid(calendar: str, frequency: str, first_ns: int, last_ns: int) -> tup
     if calendar == "24x7":
         ts = _every(-(-first_ns // interval) * interval, last_ns, interval)
         return ts, utc_days(ts)
-    sessions = sessions_for(calendar, first_day, last_day)
+    sessions = sessions_for(calendar, first_day, last_day, holidays)
     closes: list[IntArray] = []
     days: list[IntArray] = []
     for index, day in enumerate(sessions.day.tolist()):

@@ -16,6 +16,8 @@ Layout (one folder per data set)::
     DATASET/margins.parquet      (optional) instrument_id, since, initial_e8, maintenance_e8,
                                  initial_minor, maintenance_minor (futures margin rows)
     DATASET/delistings.parquet   (optional) instrument_id, last_day (delisting dates)
+    DATASET/holidays.parquet     (optional) calendar, year, day (exchange holidays the operator
+                                 supplied for years past exchange_calendars'; ``HolidayYears``)
 
 Prices are raw integers at each instrument's ``price_digits``. The content hash is a
 blake2b over the data files' names and bytes; the kernel journals it and replay refuses
@@ -41,7 +43,7 @@ from domain.futures import is_daily_settled
 from domain.fx import FxError, FxRate, FxTable
 from domain.instruments import Instrument
 from domain.market import ACTION_FIELDS, REFORM_FIELD, RIGHTS_FIELDS, MarginRow, Panel
-from domain.markets import CorporateAction
+from domain.markets import CorporateAction, HolidaysInvalid, HolidayYears
 
 __all__ = [
     "DatasetError",
@@ -50,6 +52,7 @@ __all__ = [
     "content_hash",
     "dataset_ref",
     "fx_table",
+    "holidays_table",
     "load_panel",
     "delistings_table",
     "margins_table",
@@ -94,6 +97,7 @@ _OPTIONAL_FILES = (
     "fx.parquet",
     "margins.parquet",
     "delistings.parquet",
+    "holidays.parquet",
 )
 _FUNDING_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("instrument_id", pa.int32()), ("rate_e8", pa.int64())])
 # Optional, last (absent: no row has a mark, the bar's close is booked as the mark; a set
@@ -187,6 +191,50 @@ def fx_table(rates: list[FxRate]) -> pa.Table:
     )
 
 
+_HOLIDAY_SCHEMA = pa.schema(
+    [
+        pa.field("calendar", pa.string(), nullable=False),  # XSHG
+        pa.field("year", pa.int32(), nullable=False),  # a year supplied whole
+        pa.field("day", pa.int32(), nullable=False),  # YYYYMMDD weekday closure in that year
+    ]
+)
+
+
+def holidays_table(holidays: HolidayYears) -> pa.Table:
+    """The supplied holidays as ``holidays.parquet`` rows, one per closure, sorted by day.
+    Every year supplied has a row (a year is known from its closures)."""
+    years = {day // 10000 for day in holidays.days}
+    missing = [year for year in holidays.years if year not in years]
+    if missing:
+        raise DatasetError(f"holidays: {', '.join(map(str, missing))} supplied with no closure")
+    return pa.Table.from_pydict(
+        {
+            "calendar": [holidays.calendar] * len(holidays.days),
+            "year": [day // 10000 for day in holidays.days],
+            "day": list(holidays.days),
+        },
+        schema=_HOLIDAY_SCHEMA,
+    )
+
+
+def _read_holidays(table: pa.Table) -> HolidayYears:
+    """``holidays.parquet`` back to ``HolidayYears``, checked as a supplied file is."""
+    table = _in_schema(table, _HOLIDAY_SCHEMA, "holidays")
+    calendars = sorted(set(table.column("calendar").to_pylist()))
+    if len(calendars) != 1:
+        raise DatasetError(f"holidays: one calendar per data set, got {calendars or 'no row'}")
+    rows = list(zip(table.column("year").to_pylist(), table.column("day").to_pylist(), strict=True))
+    bad = [day for year, day in rows if day // 10000 != year]
+    if bad:
+        raise DatasetError(f"holidays: {bad[0]} is not in its row's year")
+    try:
+        return HolidayYears(
+            calendars[0], tuple(sorted({year for year, _ in rows})), tuple(day for _, day in rows)
+        )
+    except HolidaysInvalid as error:
+        raise DatasetError(str(error)) from None
+
+
 def content_hash(path: Path) -> str:
     digest = hashlib.blake2b(digest_size=32)
     optional = [name for name in _OPTIONAL_FILES if (Path(path) / name).exists()]
@@ -215,6 +263,7 @@ def write_dataset(
     fx: pa.Table | None = None,
     margins: pa.Table | None = None,
     delistings: pa.Table | None = None,
+    holidays: HolidayYears | None = None,
 ) -> DatasetRef:
     """Write a data set (bars sorted by ts then instrument) and its manifest. Every table is
     checked before a byte is written, and an optional file not given is removed from ``path``:
@@ -235,6 +284,7 @@ def write_dataset(
     optional["delistings.parquet"] = (
         None if delistings is None else _checked_delistings(delistings, instruments, bars)
     )
+    optional["holidays.parquet"] = None if holidays is None else holidays_table(holidays)
     assert set(optional) == set(_OPTIONAL_FILES)
     path.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(inst_rows), path / "instruments.parquet", compression="zstd")
@@ -413,7 +463,7 @@ def _checked_margins(margins: pa.Table, instruments: list[Instrument]) -> pa.Tab
 
 
 def _later_tables(path: Path, panel: Panel, instruments: list[Instrument]) -> Panel:
-    """The futures margin rows and delisting dates of a data set that has them."""
+    """The futures margin rows, delisting dates and supplied holidays of a data set that has them."""
     if (path / "margins.parquet").exists():
         rows = _checked_margins(pq.read_table(path / "margins.parquet"), instruments).to_pylist()
         panel = dataclasses.replace(panel, margin_rows=tuple(MarginRow(**row) for row in rows))
@@ -423,6 +473,8 @@ def _later_tables(path: Path, panel: Panel, instruments: list[Instrument]) -> Pa
             table.column("instrument_id").to_pylist(), table.column("last_day").to_pylist(), strict=True
         )
         panel = dataclasses.replace(panel, delistings=tuple((int(i), int(d)) for i, d in pairs))
+    if (path / "holidays.parquet").exists():
+        panel = dataclasses.replace(panel, holidays=_read_holidays(pq.read_table(path / "holidays.parquet")))
     return panel
 
 

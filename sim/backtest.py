@@ -786,7 +786,7 @@ def paper_panel(config: BacktestConfig, history: Panel) -> Panel:
     history = history.head(kept)
     last = int(history.ts_ns[-1])
     try:
-        ts, day = step_grid(calendar, frequency, max(start_ns, last + 1), end_ns)
+        ts, day = step_grid(calendar, frequency, max(start_ns, last + 1), end_ns, history.holidays)
     except ValueError as error:
         raise KernelError(f"{config.run_id}: {error}") from None
     if ts.size == 0:

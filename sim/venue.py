@@ -191,7 +191,8 @@ class SimVenue:
         ref = self._ref.at(step, self._column[instrument_id])
         if ref <= 0:
             return None  # first session in the data: no reference close (nor the issue price)
-        return cn_instrument_limits(self._instruments[instrument_id], int(self._panel.day[step]), ref)
+        day = int(self._panel.day[step])
+        return cn_instrument_limits(self._instruments[instrument_id], day, ref, self._panel.holidays)
 
     def _limit_price_reason(self, step: int, order: Order) -> str | None:
         if order.order_type != "limit" or order.instrument_id not in self._cn:

@@ -466,3 +466,68 @@ class HoldLong:
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         return np.array([self.weight])
+
+
+def weekday_bars(
+    start: str, end: str, *, closed: tuple[str, ...] = (), names: int = 2, listing_day: int = 20100104
+) -> tuple[pa.Table, list[Instrument]]:
+    """Seeded daily bars of ``names`` main-board SSE A-shares on every weekday from ``start`` to
+    ``end`` (ISO dates) except ``closed``, stamped at 15:00 Shanghai (07:00 UTC): an XSHG-like
+    set for years ``exchange_calendars`` does not record (``synth_dataset`` asks it for the
+    sessions). The last name lists on ``listing_day`` (its first sessions count on the calendar)."""
+    from datetime import UTC, date, datetime, timedelta
+
+    rng = np.random.default_rng(11)
+    day, last, skipped = date.fromisoformat(start), date.fromisoformat(end), set(closed)
+    columns: dict[str, list[int]] = {name: [] for name in ("ts_ns", "day", "instrument_id")}
+    while day <= last:
+        if day.weekday() < 5 and day.isoformat() not in skipped:
+            ts = int(datetime(day.year, day.month, day.day, 7, tzinfo=UTC).timestamp()) * 1_000_000_000
+            for iid in range(1, names + 1):
+                columns["ts_ns"].append(ts)
+                columns["day"].append(day.year * 10000 + day.month * 100 + day.day)
+                columns["instrument_id"].append(iid)
+        day += timedelta(days=1)
+    rows = len(columns["ts_ns"])
+    close = np.rint(1000 * np.exp(np.cumsum(rng.normal(0, 0.02, rows)))).astype(np.int64)
+    table = pa.table(
+        {
+            "ts_ns": pa.array(columns["ts_ns"], pa.int64()),
+            "day": pa.array(columns["day"], pa.int32()),
+            "instrument_id": pa.array(columns["instrument_id"], pa.int32()),
+            "open": close,
+            "high": close + 5,
+            "low": close - 5,
+            "close": close,
+            "volume": np.full(rows, 100_000, dtype=np.int64),
+        }
+    )
+    listed = {iid: listing_day if iid == names else 20100104 for iid in range(1, names + 1)}
+    instruments = [
+        Instrument(
+            instrument_id=iid,
+            symbol=f"60000{iid}",
+            venue="SSE",
+            asset_class="equity",
+            currency="CNY",
+            price_digits=2,
+            tick_raw=1,
+            qty_digits=0,
+            lot_raw=100,
+            board="main",
+            listing_day=day,
+        )
+        for iid, day in listed.items()
+    ]
+    return table, instruments
+
+
+def weekday_lake(root: Path, start: str, end: str, *, closed: tuple[str, ...] = ()) -> Path:
+    """A lake at ``root`` holding ``weekday_bars`` (committed as an ingest would)."""
+    from lake.partitioned import Lake
+    from lake.schema import Kind
+
+    table, instruments = weekday_bars(start, end, closed=closed)
+    table = table.append_column("turnover", pa.nulls(table.num_rows, pa.int64()))
+    Lake(root).commit([(Kind.BARS, "1d", table)], instruments=instruments)
+    return root

@@ -18,7 +18,7 @@ import numpy.typing as npt
 from domain.fixed import RATE_SCALE, Rounding, div_round, to_decimal
 from domain.instruments import Instrument
 from domain.markets._dated import Dated, day_to_date
-from domain.markets.calendars import sessions
+from domain.markets.calendars import HolidayYears, sessions
 
 __all__ = [
     "Board",
@@ -187,25 +187,28 @@ sessions over a month; past the window a name is seasoned without asking the cal
 
 
 @functools.lru_cache(maxsize=4096)
-def listing_session_number(listing_day: int, day: int) -> int | None:
+def listing_session_number(listing_day: int, day: int, holidays: HolidayYears | None = None) -> int | None:
     """Which session since listing ``day`` is (1 = the listing day), counted in XSHG sessions
     (the exchange's trading days, a day the name is suspended included); ``None`` when there
     is no listing day (0), ``day`` is before it, or ``day`` is past the listing window (a
-    seasoned name). Raises ``CalendarNotCovered`` for a day the calendar does not know."""
+    seasoned name). Raises ``CalendarNotCovered`` for a day the calendar does not know (with
+    ``holidays``, a data set's supplied years, it knows those too)."""
     if listing_day <= 0 or day < listing_day:
         return None
     if (day_to_date(day) - day_to_date(listing_day)) > dt.timedelta(days=LISTING_WINDOW_DAYS):
         return None
-    return len(sessions("XSHG", listing_day, day))
+    return len(sessions("XSHG", listing_day, day, holidays=holidays))
 
 
-def cn_instrument_limits(instrument: Instrument, day: int, ref_raw: int) -> PriceLimits | None:
+def cn_instrument_limits(
+    instrument: Instrument, day: int, ref_raw: int, holidays: HolidayYears | None = None
+) -> PriceLimits | None:
     """An A-share's price limits on session ``day`` from the reference price: its board, ST flag
     and listing day (``Instrument.listing_day``; 0 = unknown, every day has the ordinary band)
     decide the band. The one computation the simulated venue, the XTP port's pre-checks and
     the strategies that predict limits share. On a pre-registration listing day the reference
     is the issue price (``cn_price_band``). ``None``: no daily limit."""
-    session = listing_session_number(instrument.listing_day, day)
+    session = listing_session_number(instrument.listing_day, day, holidays)
     band = cn_price_band(
         Board(instrument.board),
         instrument.is_st(day),
