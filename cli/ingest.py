@@ -327,7 +327,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument(
         "--calendar",
         required=True,
-        help="the data set's calendar (XSHG, XNYS, 24x7, or mixed for several markets); every bar "
+        help="the data set's calendar (XSHG, XNYS, 24x7, or mixed for several markets: each instrument "
+        "checked on its own calendar); every bar "
         "must lie in its sessions, else nothing is written",
     )
     parser.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
