@@ -564,6 +564,8 @@ CSV_COLUMNS = (
     "coverage",
     "suspension_sessions",
     "missing_bars",
+    "missing_end_bars",
+    "missing_end_sessions",
     "days_with_data",
     "gap_ns",
     "gaps",
@@ -579,7 +581,8 @@ CSV_COLUMNS = (
 
 
 def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
-    """One row per data set: bars (coverage, suspensions, missing bars) and trades / quotes
+    """One row per data set: bars (coverage, suspensions, missing bars, and those missing at
+    the end: after a series' last bar up to its end, ``lake.health.find_end_gap``) and trades / quotes
     (days, gaps, sessions without data, ingested); a column that does not apply is empty.
     ``quarantined`` is ``reason=count`` pairs joined by ``;``."""
     buffer = io.StringIO()
@@ -596,6 +599,8 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
             "coverage": f"{item.coverage:.6f}" if item.gaps.bars_expected else None,
             "suspension_sessions": item.gaps.suspension_sessions if bars else None,
             "missing_bars": item.gaps.missing_bars if bars else None,
+            "missing_end_bars": item.gaps.missing_end_bars if bars else None,
+            "missing_end_sessions": item.gaps.missing_end_sessions if bars else None,
             "quarantined_rows": item.quarantined_rows,
             "quarantined": ";".join(f"{r}={c}" for r, c in item.quarantined.items()),
         }
@@ -618,6 +623,7 @@ HEALTH_COLUMNS = (
     Column("coverage", 7),
     Column("suspension sessions", 4),
     Column("missing bars", 3),
+    Column("missing at end", 3),
     Column("quarantined", 6, wraps=True, breaks="_"),
 )
 
@@ -641,6 +647,7 @@ def print_health(health: list[DatasetHealth]) -> None:
                 f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
                 f"{item.gaps.suspension_sessions:,}" if item.dataset.startswith("bars/") else "-",
                 f"{item.gaps.missing_bars:,}" if item.dataset.startswith("bars/") else "-",
+                f"{item.gaps.missing_end_bars:,}" if item.dataset.startswith("bars/") else "-",
                 reasons or "-",
             )
         )

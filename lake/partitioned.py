@@ -647,9 +647,9 @@ class Lake:
             if inst.instrument_id in declared:
                 name = declared[inst.instrument_id]
                 found[inst.instrument_id] = (name, f"its calendar: {name}, declared by its ingest")
-            elif (name := calendar_for(inst)) is not None:
+            elif (venue := calendar_for(inst)) is not None:
                 source = "crypto" if inst.asset_class.startswith("crypto") else f"venue {inst.venue}"
-                found[inst.instrument_id] = (name, f"its calendar: {name}, from its {source}")
+                found[inst.instrument_id] = (venue, f"its calendar: {venue}, from its {source}")
             else:
                 unknown.append(f"{inst.venue}:{inst.symbol}")
         if unknown:

@@ -290,12 +290,13 @@ def market_lake(
     markets: list[tuple[str, str, str]],
     *,
     seed: int = 7,
-    bars: int = 30,
+    bars: int | list[int] = 30,
     start: str = "2015-01-02",
     frequency: str = "1d",
 ) -> Path:
     """A lake at ``root`` with one seeded instrument per ``(venue, asset_class, calendar)`` of
-    ``markets`` (ids 1, 2, ..., symbols SYN0001, ...), each with ``bars`` bars on that
+    ``markets`` (ids 1, 2, ..., symbols SYN0001, ...), each with ``bars`` bars (or its own
+    count of the list: a series that stops early) from ``start`` on that
     calendar's sessions, committed through ``Lake.commit`` without an ingest report: so its
     calendar, as a mixed export or ``tape health`` sees it, is its venue's. A calendar other
     than the venue's makes a lake whose bars do not fit their instrument's calendar."""
@@ -310,7 +311,8 @@ def market_lake(
     for index, (venue, asset_class, calendar) in enumerate(markets):
         staging = root.parent / f".{root.name}-market-{index}"
         options = {"frequency": frequency, "calendar": calendar, "start": start}
-        synth_dataset(staging, seed=seed + index, symbols=1, bars=bars, **options)
+        count = bars if isinstance(bars, int) else bars[index]
+        synth_dataset(staging, seed=seed + index, symbols=1, bars=count, **options)
         table = pq.read_table(staging / "bars.parquet")
         ids = pa.array([index + 1] * table.num_rows, pa.int32())
         table = table.set_column(table.schema.get_field_index("instrument_id"), "instrument_id", ids)
