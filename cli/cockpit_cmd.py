@@ -100,7 +100,7 @@ def lake_health_lines(lake_root: Path) -> list[str]:
             f"{item.dataset}: {plural(item.instruments, 'instrument')}, {plural(item.rows, 'row')}, "
             f"coverage {coverage}, "
             f"{item.gaps.suspension_sessions:,} suspension sessions, {item.gaps.missing_bars:,} missing "
-            f"bars; quarantined: {reasons}"
+            f"bars, {item.gaps.missing_end_bars:,} missing at the end; quarantined: {reasons}"
         )
     lines += [tick_health_line(item) for item in tick_health(lake)]
     return lines or [f"{lake_root}: no data sets"]

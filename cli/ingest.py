@@ -327,7 +327,8 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument(
         "--calendar",
         required=True,
-        help="the data set's calendar (XSHG, XNYS, 24x7, or mixed for several markets); every bar "
+        help="the data set's calendar (XSHG, XNYS, 24x7, or mixed for several markets: each instrument "
+        "checked on its own calendar); every bar "
         "must lie in its sessions, else nothing is written",
     )
     parser.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
@@ -572,6 +573,8 @@ CSV_COLUMNS = (
     "coverage",
     "suspension_sessions",
     "missing_bars",
+    "missing_end_bars",
+    "missing_end_sessions",
     "days_with_data",
     "gap_ns",
     "gaps",
@@ -587,7 +590,8 @@ CSV_COLUMNS = (
 
 
 def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
-    """One row per data set: bars (coverage, suspensions, missing bars) and trades / quotes
+    """One row per data set: bars (coverage, suspensions, missing bars, and those missing at
+    the end: after a series' last bar up to its end, ``lake.health.find_end_gap``) and trades / quotes
     (days, gaps, sessions without data, ingested); a column that does not apply is empty.
     ``quarantined`` is ``reason=count`` pairs joined by ``;``."""
     buffer = io.StringIO()
@@ -604,6 +608,8 @@ def health_csv(health: list[DatasetHealth], ticks: list[TickHealth]) -> str:
             "coverage": f"{item.coverage:.6f}" if item.gaps.bars_expected else None,
             "suspension_sessions": item.gaps.suspension_sessions if bars else None,
             "missing_bars": item.gaps.missing_bars if bars else None,
+            "missing_end_bars": item.gaps.missing_end_bars if bars else None,
+            "missing_end_sessions": item.gaps.missing_end_sessions if bars else None,
             "quarantined_rows": item.quarantined_rows,
             "quarantined": ";".join(f"{r}={c}" for r, c in item.quarantined.items()),
         }
@@ -626,6 +632,7 @@ HEALTH_COLUMNS = (
     Column("coverage", 7),
     Column("suspension sessions", 4),
     Column("missing bars", 3),
+    Column("missing at end", 3),
     Column("quarantined", 6, wraps=True, breaks="_"),
 )
 
@@ -649,6 +656,7 @@ def print_health(health: list[DatasetHealth]) -> None:
                 f"{item.coverage:.2%}" if item.gaps.bars_expected else "-",
                 f"{item.gaps.suspension_sessions:,}" if item.dataset.startswith("bars/") else "-",
                 f"{item.gaps.missing_bars:,}" if item.dataset.startswith("bars/") else "-",
+                f"{item.gaps.missing_end_bars:,}" if item.dataset.startswith("bars/") else "-",
                 reasons or "-",
             )
         )

@@ -13,6 +13,16 @@ the session's segments (``lake.resample`` buckets: an A-share session has 240 on
 bar, so data that starts mid-session is not reported as missing. Bars are assumed validated
 (inside sessions, unique, on the frequency grid).
 
+*Missing at the end* (``find_end_gap``): a series that stops before **its end** lacks the bars
+after its last one. Its end is the data set's last bar on the same calendar (the latest bar of
+any instrument of that frequency on that calendar: a US name that stops in 2013 beside others
+running to 2014 lacks a year; a crypto series running to 2017 does not make a US name miss
+anything), capped at the instrument's delisting day from the lake's metadata reports
+(``Lake.delistings``: a delisted name is not missing the sessions after it, only those between
+its last bar and its delisting day). Counted apart from the gaps between the first and last
+bar (``missing_end_bars``, ``missing_end_sessions``: whole sessions after the last bar's), and
+part of the expected bars, so coverage is present / expected bars through the end.
+
 ``dataset_health(lake)`` summarises each stored bar data set (one per frequency): instruments,
 rows, span, coverage = present / expected bars, suspension candidates, missing bars, and the
 quarantined rows by reason from every ingest report. Instruments on a venue without a known
@@ -37,6 +47,7 @@ __all__ = [
     "calendar_for",
     "declared_calendars",
     "dataset_health",
+    "find_end_gap",
     "find_gaps",
     "ingest_reports",
     "quarantined_by_dataset",
@@ -103,6 +114,10 @@ class GapReport:
     sessions_with_missing_bars: int = 0
     suspension_days: list[int] = field(default_factory=list)  # the first LISTED
     short_sessions: list[tuple[int, int]] = field(default_factory=list)  # (day, bars missing), first LISTED
+    missing_end_bars: int = 0  # bars after the last bar up to the series' end (find_end_gap)
+    missing_end_sessions: int = 0  # whole sessions after the last bar's, up to the end
+    end_day: int = 0  # per instrument: the session the series should reach (0 in a data set's total)
+    delisting_day: int = 0  # per instrument: its delisting day from the metadata (0: none)
 
     @property
     def coverage(self) -> float:
@@ -117,6 +132,8 @@ class GapReport:
             "suspension_sessions",
             "missing_bars",
             "sessions_with_missing_bars",
+            "missing_end_bars",
+            "missing_end_sessions",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.suspension_days = (self.suspension_days + other.suspension_days)[:LISTED]
@@ -184,6 +201,54 @@ def find_gaps(ts_ns: IntArray, sessions: Sessions, frequency: str) -> GapReport:
             (int(d), int(m))
             for d, m in zip(days[short][:LISTED], (expected - present)[short][:LISTED], strict=True)
         ],
+    )
+
+
+def find_end_gap(
+    last_ts_ns: int, end_ts_ns: int, sessions: Sessions, frequency: str, last_day: int = 0
+) -> GapReport:
+    """The bars and whole sessions a series lacks after its last bar ``last_ts_ns`` up to its
+    end ``end_ts_ns`` (the data set's last bar on its calendar), counting only sessions on or
+    before ``last_day`` (a delisting day; 0: none). ``1d``: one bar per session; intraday: the
+    segment grid points (``lake.resample`` buckets) after the last bar and at or before the end.
+    ``end_day`` is the last session counted (the last bar's when nothing is missing)."""
+    if len(sessions.day) == 0:
+        return GapReport()
+    last_index = int(np.searchsorted(sessions.close_ns, last_ts_ns, side="left"))
+    end_index = int(np.searchsorted(sessions.close_ns, end_ts_ns, side="left"))
+    end_index = min(end_index, len(sessions.day) - 1)
+    last_day = last_day or int(sessions.day[-1])
+    own_day = int(sessions.day[min(last_index, len(sessions.day) - 1)])
+    if end_ts_ns <= last_ts_ns or last_index >= len(sessions.day):
+        return GapReport(end_day=own_day)
+    after = np.arange(last_index + 1, end_index + 1)
+    after = after[sessions.day[after] <= last_day]
+    end_day = int(sessions.day[after[-1]]) if len(after) else own_day
+    if frequency == "1d":
+        return GapReport(
+            sessions_expected=len(after),
+            bars_expected=len(after),
+            missing_end_bars=len(after),
+            missing_end_sessions=len(after),
+            end_day=end_day,
+        )
+    step = frequency_ns(frequency)
+    owner, seg_open, seg_close = _segments(sessions)
+    inside = (owner >= last_index) & (owner <= end_index) & (sessions.day[owner] <= last_day)
+    seg_open, seg_close = seg_open[inside], seg_close[inside]
+    buckets = -(-(seg_close - seg_open) // step)
+
+    def up_to(ts_ns: int) -> npt.NDArray[np.int64]:  # grid points (open + k x step, clipped) <= ts_ns
+        inner = np.clip((ts_ns - seg_open) // step, 0, buckets)
+        return np.where(ts_ns >= seg_close, buckets, inner)
+
+    bars = int((up_to(end_ts_ns) - up_to(last_ts_ns)).sum())
+    return GapReport(
+        sessions_expected=len(after),
+        bars_expected=bars,
+        missing_end_bars=bars,
+        missing_end_sessions=len(after),
+        end_day=end_day,
     )
 
 
@@ -262,6 +327,7 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
     quarantined = quarantined_by_dataset(lake)
     instruments = {i.instrument_id: i for i in lake.instruments()}
     calendars = {**declared_calendars(lake), **(calendars or {})}
+    delisted = lake.delistings(list(instruments.values()))
     frequencies = sorted({p.split("/")[1].split("=")[1] for p in lake.files if p.startswith("bars/freq=")})
     results = []
     for frequency in frequencies:
@@ -280,17 +346,30 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
             quarantined=dict(sorted(quarantined.get(f"bars/{frequency}", {}).items())),
         )
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.zeros(0, dtype=np.int64)
-        for begin, stop in zip(starts.tolist(), np.r_[starts[1:], len(ids)].tolist(), strict=True):
+        series = list(zip(starts.tolist(), np.r_[starts[1:], len(ids)].tolist(), strict=True))
+        own: dict[int, str | None] = {}
+        ends: dict[str, int] = {}  # per calendar: the data set's last bar on it (a series' end)
+        for begin, stop in series:
+            instrument = instruments.get(int(ids[begin]))
+            calendar = calendars.get(int(ids[begin])) or (calendar_for(instrument) if instrument else None)
+            own[begin] = calendar
+            if calendar is not None:
+                ends[calendar] = max(ends.get(calendar, int(ts[stop - 1])), int(ts[stop - 1]))
+        for begin, stop in series:
             instrument = instruments.get(int(ids[begin]))
             name = f"{instrument.venue}:{instrument.symbol}" if instrument else f"id {int(ids[begin])}"
-            calendar = calendars.get(int(ids[begin])) or (calendar_for(instrument) if instrument else None)
+            calendar = own[begin]
             if calendar is None:
                 health.unchecked_instruments.append(name)
                 continue
             stamps = ts[begin:stop]
-            days = utc_days(np.array([stamps[0], stamps[-1]]))
+            days = utc_days(np.array([stamps[0], ends[calendar]]))
             sessions = sessions_for(calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
             report = find_gaps(stamps, sessions, frequency)
+            delisting = delisted.get(int(ids[begin]), 0)
+            end = find_end_gap(int(stamps[-1]), ends[calendar], sessions, frequency, delisting)
+            report.add(end)
+            report.end_day, report.delisting_day = end.end_day, delisting
             health.per_instrument[name] = report
             total.add(report)
         results.append(health)

@@ -613,11 +613,10 @@ class Lake:
         annualises (252 or 365 days) and grids its live steps by that calendar, so 24x7 crypto
         bars declared XNYS kept their weekend bars and annualised over 252. The message names
         the count, the first such bar and the calendar the instruments were ingested on.
-        ``mixed`` (a set of several markets, each checked on its own calendar at ingest) is not
-        checked; a name that is neither that, ``24x7`` nor an ``exchange_calendars`` code is refused."""
-        if calendar == "mixed":
-            return
-        if not known_calendar(calendar):
+        ``mixed`` (a set of several markets) checks each instrument's bars against its own
+        calendar (``own_calendars``) and refuses an instrument whose calendar is not known; a
+        name that is neither that, ``24x7`` nor an ``exchange_calendars`` code is refused."""
+        if calendar != "mixed" and not known_calendar(calendar):
             venue = venue_calendar(calendar)  # XSHE: Shenzhen trades on XSHG's sessions
             raise LakeError(
                 f"unknown calendar {calendar!r} "
@@ -630,23 +629,87 @@ class Lake:
             )
         ts = bars.column("ts_ns").to_numpy().astype(np.int64)
         day = bars.column("day").to_numpy().astype(np.int64)
+        ids = bars.column("instrument_id").to_numpy().astype(np.int64)
         daily = frequency.endswith("d")
-        outside = outside_sessions(calendar, ts, day, daily=daily, holidays=holidays)
+        own = self.own_calendars(chosen) if calendar == "mixed" else None
+        if own is None:
+            outside = outside_sessions(calendar, ts, day, daily=daily, holidays=holidays)
+        else:
+            outside = self._outside_own_sessions(ts, day, ids, daily, own, chosen, holidays)
         if not outside.any():
             return
         first = int(np.flatnonzero(outside)[0])
         by_id = {inst.instrument_id: inst for inst in chosen}
-        inst = by_id[int(bars.column("instrument_id")[first].as_py())]
+        inst = by_id[int(ids[first])]
+        checked = calendar if own is None else own[inst.instrument_id][0]
         if daily:
-            where = f"on {_iso_day(int(day[first]))}, not a {calendar} session day"
+            where = f"on {_iso_day(int(day[first]))}, not a {checked} session day"
         else:
-            where = f"at {_utc_text(int(ts[first]))}, outside {calendar} trading hours"
-        fits = self._fitting_calendar(bars, frequency, calendar, chosen, holidays)
+            where = f"at {_utc_text(int(ts[first]))}, outside {checked} trading hours"
+        count = f"{int(outside.sum()):,} of {len(ts):,} {frequency} bars"
+        if own is None:
+            fits = self._fitting_calendar(bars, frequency, calendar, chosen, holidays)
+            raise LakeError(
+                f"{self.root}: refusing to export: {count} fall outside {calendar} sessions, the first "
+                f"{inst.venue}:{inst.symbol} {where}{fits}; nothing written"
+            )
+        names = len(set(ids[outside].tolist()))
+        mine = ids == inst.instrument_id
+        fits = _mixed_hint(inst, ts[mine], day[mine], daily, own, holidays)
         raise LakeError(
-            f"{self.root}: refusing to export: {int(outside.sum()):,} of {len(ts):,} {frequency} bars "
-            f"fall outside {calendar} sessions, the first "
-            f"{inst.venue}:{inst.symbol} {where}{fits}; nothing written"
+            f"{self.root}: refusing to export --calendar mixed: {count} ({_plural(names, 'instrument')}) "
+            f"fall outside the sessions of their instrument's own calendar, the first "
+            f"{inst.venue}:{inst.symbol} {where} ({own[inst.instrument_id][1]}){fits}; nothing written"
         )
+
+    def own_calendars(self, chosen: list[Instrument]) -> dict[int, tuple[str, str]]:
+        """Each instrument's own calendar for a ``mixed`` data set, by id, with where it comes
+        from: the one its ingest declared and checked its bars on (``declared_calendars``),
+        else its venue's (``calendar_for``: crypto 24x7, SSE/SZSE XSHG, US venues XNYS). An
+        instrument with neither is refused (``LakeError`` naming them): a mixed set is checked
+        bar by bar, and such bars could not be."""
+        declared = declared_calendars(self)
+        found: dict[int, tuple[str, str]] = {}
+        unknown = []
+        for inst in chosen:
+            if inst.instrument_id in declared:
+                name = declared[inst.instrument_id]
+                found[inst.instrument_id] = (name, f"its calendar: {name}, declared by its ingest")
+            elif (venue := calendar_for(inst)) is not None:
+                source = "crypto" if inst.asset_class.startswith("crypto") else f"venue {inst.venue}"
+                found[inst.instrument_id] = (venue, f"its calendar: {venue}, from its {source}")
+            else:
+                unknown.append(f"{inst.venue}:{inst.symbol}")
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5:,} more" if len(unknown) > 5 else "")
+            raise LakeError(
+                f"{self.root}: refusing to export --calendar mixed: no calendar known for "
+                f"{_plural(len(unknown), 'instrument')} ({shown}): a mixed set checks each "
+                "instrument's bars on its own calendar (the one its ingest declared with --calendar, "
+                "else its venue's: crypto 24x7, SSE/SZSE XSHG, US venues XNYS, a venue that is a "
+                "calendar code such as XEUR); export them on one calendar (--calendar CODE) or leave "
+                "them out (--symbols); nothing written"
+            )
+        return found
+
+    @staticmethod
+    def _outside_own_sessions(
+        ts: npt.NDArray[np.int64],
+        day: npt.NDArray[np.int64],
+        ids: npt.NDArray[np.int64],
+        daily: bool,
+        own: dict[int, tuple[str, str]],
+        chosen: list[Instrument],
+        holidays: HolidayYears | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """Which bars fall outside their own instrument's calendar (one pass per calendar;
+        ``holidays`` extend the calendar they name)."""
+        outside = np.zeros(len(ts), dtype=np.bool_)
+        for name in sorted({own[inst.instrument_id][0] for inst in chosen}):
+            members = [iid for iid, (calendar, _) in own.items() if calendar == name]
+            rows = np.isin(ids, np.array(members, dtype=np.int64))
+            outside[rows] = outside_sessions(name, ts[rows], day[rows], daily=daily, holidays=holidays)
+        return outside
 
     def _fitting_calendar(
         self,
@@ -818,6 +881,50 @@ class Lake:
         if days is not None:
             rows = [row for row in rows if days[0] <= row.ex_day <= days[1]]
         return actions_table(rows) if rows else None
+
+
+def _mixed_hint(
+    inst: Instrument,
+    ts: npt.NDArray[np.int64],
+    day: npt.NDArray[np.int64],
+    daily: bool,
+    own: dict[int, tuple[str, str]],
+    holidays: HolidayYears | None = None,
+) -> str:
+    """The hint of a refused ``mixed`` export: an exchange calendar of the set (or the
+    instrument's venue's) that holds every bar of the first instrument refused, and what to do.
+    24x7 holds every bar of anything, so it is named only for a crypto instrument."""
+    mine = own[inst.instrument_id][0]
+    candidates = {calendar for calendar, _ in own.values()} | {calendar_for(inst)}
+    venue = calendar_for(inst)
+    fitting = [
+        name
+        for name in sorted(c for c in candidates if c is not None and c != mine)
+        if (name != "24x7" or venue == "24x7") and not _outside_or_uncovered(name, ts, day, daily, holidays)
+    ]
+    leave = f"leave it out (--symbols) or export it alone (--symbols {inst.symbol} --calendar CODE)"
+    if not fitting:
+        return f"; {leave}"
+    return f"; {inst.symbol}'s bars all lie in {fitting[0]} sessions: {leave.replace('CODE', fitting[0])}"
+
+
+def _outside_or_uncovered(
+    name: str,
+    ts: npt.NDArray[np.int64],
+    day: npt.NDArray[np.int64],
+    daily: bool,
+    holidays: HolidayYears | None,
+) -> bool:
+    """Whether some bar lies outside ``name``'s sessions, or past what the calendar covers (a
+    hint never names a calendar that cannot say)."""
+    try:
+        return bool(outside_sessions(name, ts, day, daily=daily, holidays=holidays).any())
+    except CalendarNotCovered:
+        return True
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def _iso_day(day: int) -> str:

@@ -285,6 +285,47 @@ def synth_lake(
     return root
 
 
+def market_lake(
+    root: Path,
+    markets: list[tuple[str, str, str]],
+    *,
+    seed: int = 7,
+    bars: int | list[int] = 30,
+    start: str = "2015-01-02",
+    frequency: str = "1d",
+) -> Path:
+    """A lake at ``root`` with one seeded instrument per ``(venue, asset_class, calendar)`` of
+    ``markets`` (ids 1, 2, ..., symbols SYN0001, ...), each with ``bars`` bars (or its own
+    count of the list: a series that stops early) from ``start`` on that
+    calendar's sessions, committed through ``Lake.commit`` without an ingest report: so its
+    calendar, as a mixed export or ``tape health`` sees it, is its venue's. A calendar other
+    than the venue's makes a lake whose bars do not fit their instrument's calendar."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lake.partitioned import Lake
+    from lake.schema import Kind
+    from lake.synth import synth_instruments
+
+    tables, instruments = [], []
+    for index, (venue, asset_class, calendar) in enumerate(markets):
+        staging = root.parent / f".{root.name}-market-{index}"
+        options = {"frequency": frequency, "calendar": calendar, "start": start}
+        count = bars if isinstance(bars, int) else bars[index]
+        synth_dataset(staging, seed=seed + index, symbols=1, bars=count, **options)
+        table = pq.read_table(staging / "bars.parquet")
+        ids = pa.array([index + 1] * table.num_rows, pa.int32())
+        table = table.set_column(table.schema.get_field_index("instrument_id"), "instrument_id", ids)
+        tables.append(table.append_column("turnover", pa.nulls(table.num_rows, pa.int64())))
+        template = synth_instruments(1, asset_class=asset_class, venue=venue)[0]
+        symbol = f"SYN{index + 1:04d}"
+        instruments.append(msgspec.structs.replace(template, instrument_id=index + 1, symbol=symbol))
+    merged = pa.concat_tables(tables)
+    merged = merged.take(pc.sort_indices(merged, [("ts_ns", "ascending"), ("instrument_id", "ascending")]))
+    Lake(root).commit([(Kind.BARS, frequency, merged)], instruments=instruments)
+    return root
+
+
 # Seven hikyuu A-shares (../shared/data/cn/hikyuu) the model tests train and trade on.
 HIKYUU_SEVEN = (
     "h5_600000.SH_day_raw.csv",

@@ -182,3 +182,25 @@ def test_paper_grid_runs_on_the_data_sets_holidays(tmp_path: Path) -> None:
         20261230, 20261231, 20270104, 20270105, 20270106, 20270107, 20270108, 20270111, 20270112,
         20270114, 20270115,
     ]  # fmt: skip
+
+
+def test_a_mixed_set_checks_its_a_shares_on_the_supplied_holidays(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``--calendar mixed`` checks each name on its own calendar (here XSHG, from the SSE venue):
+    past the library's coverage without holidays it is the same refusal that names the fix (the
+    refusal's hint must not fail on the uncovered year), and with them the set exports."""
+    lake = weekday_lake(tmp_path / "lake", "2026-12-01", "2027-01-29", closed=("2027-01-01", "2027-01-13"))
+    assert tape(["export", str(lake), str(tmp_path / "bare"), "--calendar", "mixed"]) == 2
+    refused = capfd.readouterr().out
+    assert "records holidays only through 2026-12-31" in refused and "--holidays FILE" in refused
+    out = tmp_path / "set"
+    args = ["export", str(lake), str(out), "--calendar", "mixed", "--holidays", str(_holidays(tmp_path))]
+    assert tape(args) == 0, capfd.readouterr().out
+    panel, _ = load_panel(out)
+    assert panel.holidays == HolidayYears("XSHG", (2027,), (20270101, 20270113))
+    # a bar on a supplied closure is refused in a mixed set too
+    wrong = weekday_lake(tmp_path / "wrong", "2026-12-01", "2027-01-29", closed=("2027-01-01",))
+    supplied = str(_holidays(tmp_path))
+    assert tape(["export", str(wrong), str(tmp_path / "w"), "--calendar", "mixed", "--holidays", supplied]) == 2
+    assert "2027-01-13, not a XSHG session day" in capfd.readouterr().out

@@ -18,13 +18,15 @@ import pytest
 
 from cli.main import main as tape
 from lake.partitioned import Lake, LakeError
+from lake.schema import Kind
 from lake.sessions import outside_sessions
-from tests.factories import synth_lake, utc_ns
+from tests.factories import market_lake, synth_lake, utc_ns
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 FREQTRADE = DATA / "crypto" / "freqtrade"
 HIKYUU = DATA / "cn" / "hikyuu"
 US = DATA / "us"
+BTC_DAILY = DATA / "crypto" / "abu_daily_cny" / "btc_daily_2013-09-01_2017-07-26.csv"
 MINUTE = 60 * 1_000_000_000
 
 
@@ -49,7 +51,7 @@ def test_24x7_bars_declared_xnys_are_refused(tmp_path: Path, capfd: pytest.Captu
     assert pq.read_metadata(out / "bars.parquet").num_rows == 60
 
 
-def test_unknown_calendar_refused_and_mixed_not_checked(
+def test_unknown_calendar_refused_and_mixed_needs_each_instruments_calendar(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     lake = synth_lake(tmp_path / "lake", symbols=1, bars=10, calendar="24x7")
@@ -59,8 +61,55 @@ def test_unknown_calendar_refused_and_mixed_not_checked(
     assert not (tmp_path / "foo").exists()
     assert tape(["export", str(lake), str(tmp_path / "foo"), "--calendar", "XSHE"]) == 2
     assert "unknown calendar 'XSHE' (venue XSHE trades on XSHG: --calendar XSHG)" in capfd.readouterr().out
-    # a set of several markets: each instrument was checked on its own calendar at ingest
-    assert tape(["export", str(lake), str(tmp_path / "mixed"), "--calendar", "mixed"]) == 0
+    # a set of several markets checks each instrument on its own calendar: venue SYNTH has none
+    # and no ingest declared one (before: written unchecked, exit 0)
+    assert tape(["export", str(lake), str(tmp_path / "mixed"), "--calendar", "mixed"]) == 2
+    said = " ".join(capfd.readouterr().out.split())
+    assert "refusing to export --calendar mixed: no calendar known for 1 instrument (SYNTH:SYN0001)" in said
+    assert said.endswith("nothing written")
+    assert not (tmp_path / "mixed").exists()
+
+
+def test_mixed_checks_each_instrument_against_its_own_calendar(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # US (NASDAQ -> XNYS), crypto (24x7) and A-share (SSE -> XSHG) daily bars, each on its own sessions
+    markets = [("NASDAQ", "equity", "XNYS"), ("binance", "crypto_spot", "24x7"), ("SSE", "equity", "XSHG")]
+    good = market_lake(tmp_path / "good", markets, bars=30)
+    ref = Lake(good).export(tmp_path / "good-set", "1d", calendar="mixed")
+    assert pq.read_metadata(Path(ref.uri) / "bars.parquet").num_rows == 90
+    # a NASDAQ equity whose stored bars are 24x7 (weekends): before, the mixed set kept them
+    wrong = market_lake(tmp_path / "wrong", [("NASDAQ", "equity", "XNYS"), ("NASDAQ", "equity", "24x7")])
+    out = tmp_path / "wrong-set"
+    capfd.readouterr()
+    assert tape(["export", str(wrong), str(out), "--calendar", "mixed"]) == 2
+    said = " ".join(capfd.readouterr().out.split())
+    assert "refusing to export --calendar mixed: 10 of 60 1d bars (1 instrument) fall outside" in said
+    assert "the first NASDAQ:SYN0002 on 2015-01-03, not a XNYS session day" in said
+    assert "(its calendar: XNYS, from its venue NASDAQ)" in said and said.endswith("nothing written")
+    assert not out.exists()
+    assert tape(["export", str(wrong), str(out), "--calendar", "mixed", "--symbols", "SYN0001"]) == 0
+    # an SSE name with XNYS days (2015-01-02 is a Shanghai holiday): the calendar that fits is named
+    swapped = market_lake(tmp_path / "swapped", [("NASDAQ", "equity", "XNYS"), ("SSE", "equity", "XNYS")])
+    with pytest.raises(LakeError) as refused:
+        Lake(swapped).export(tmp_path / "swapped-set", "1d", calendar="mixed")
+    assert "the first SSE:SYN0002 on 2015-01-02, not a XSHG session day" in str(refused.value)
+    assert "SYN0002's bars all lie in XNYS sessions" in str(refused.value)
+    assert "--symbols SYN0002 --calendar XNYS" in str(refused.value)
+
+
+def test_mixed_minutes_check_trading_hours_per_instrument(tmp_path: Path) -> None:
+    # 1m: XSHG minutes (lunch break) beside XNYS minutes export; XNYS minutes on an SSE name do not
+    both = [("SSE", "equity", "XSHG"), ("NASDAQ", "equity", "XNYS")]
+    good = market_lake(tmp_path / "good", both, bars=480, frequency="1m", start="2024-03-04")
+    ref = Lake(good).export(tmp_path / "good-set", "1m", calendar="mixed")
+    assert pq.read_metadata(Path(ref.uri) / "bars.parquet").num_rows == 960
+    wrong = market_lake(
+        tmp_path / "wrong", [("SSE", "equity", "XNYS")], bars=480, frequency="1m", start="2024-03-04"
+    )
+    with pytest.raises(LakeError, match=r"480 of 480 1m bars .* outside XSHG trading hours"):
+        Lake(wrong).export(tmp_path / "wrong-set", "1m", calendar="mixed")
+    assert not (tmp_path / "wrong-set").exists()
 
 
 def test_us_half_day_and_a_share_lunch_minutes_export(tmp_path: Path) -> None:
@@ -147,3 +196,37 @@ def test_us_daily_and_a_share_minutes_export_on_their_calendars_realdata(
     local = (bars // MINUTE + 8 * 60) % (24 * 60)  # minutes into the Shanghai day
     assert not ((local > 11 * 60 + 30) & (local <= 13 * 60)).any()  # none at lunch
     assert local.min() == 9 * 60 + 31 and local.max() == 15 * 60
+
+
+@pytest.mark.needs_shared_data
+@pytest.mark.skipif(
+    not (US.exists() and BTC_DAILY.exists()), reason=f"real US and crypto daily data not present at {DATA}"
+)
+def test_us_daily_and_crypto_24x7_export_mixed_realdata(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    lake = tmp_path / "lake"
+    assert tape(["ingest", "yahoo", str(US / "orcl-1995-2014.txt"), "--out", str(lake)]) == 0
+    btc = ["ingest", "csv", str(BTC_DAILY), "--out", str(lake), "--symbol", "BTC/CNY", "--venue", "huobi",
+           "--calendar", "24x7", "--currency", "CNY", "--frequency", "1d", "--ts-format", "%Y%m%d",
+           "--map", "ts=date,open=open,high=high,low=low,close=close,volume=volume"]  # fmt: skip
+    assert tape(btc) == 0
+    stored = Lake(lake).read(Kind.BARS, "1d", columns=["instrument_id"]).num_rows
+    assert tape(["export", str(lake), str(tmp_path / "set"), "--calendar", "mixed"]) == 0
+    assert pq.read_metadata(tmp_path / "set" / "bars.parquet").num_rows == stored  # every bar, weekends too
+    # a later YHOO file ingested with the wrong --calendar XSHG: YHOO's calendar is now XSHG (the
+    # later report wins) and its US bars on Chinese holidays no longer fit it (before: written)
+    assert tape(["ingest", "yahoo", str(US / "yhoo-2014.txt"), "--out", str(lake)]) == 0
+    later = ["ingest", "yahoo", str(US / "yhoo-1996-2015.txt"), "--venue", "XNYS", "--calendar", "XSHG"]
+    assert tape([*later, "--out", str(lake)]) == 0
+    capfd.readouterr()
+    assert tape(["export", str(lake), str(tmp_path / "set2"), "--calendar", "mixed"]) == 2
+    said = " ".join(capfd.readouterr().out.split())
+    assert "refusing to export --calendar mixed:" in said
+    assert "(1 instrument) fall outside the sessions of their instrument's own calendar" in said
+    # the 15 US sessions of 2014 that are Shanghai holidays (Spring Festival from 01-31, ...)
+    assert "refusing to export --calendar mixed: 15 of 11,337 1d bars" in said
+    assert "the first XNYS:YHOO on 2014-01-31, not a XSHG session day" in said
+    assert "(its calendar: XSHG, declared by its ingest)" in said
+    assert "YHOO's bars all lie in XNYS sessions" in said and said.endswith("nothing written")
+    assert not (tmp_path / "set2").exists()
