@@ -202,5 +202,6 @@ def test_a_mixed_set_checks_its_a_shares_on_the_supplied_holidays(
     # a bar on a supplied closure is refused in a mixed set too
     wrong = weekday_lake(tmp_path / "wrong", "2026-12-01", "2027-01-29", closed=("2027-01-01",))
     supplied = str(_holidays(tmp_path))
-    assert tape(["export", str(wrong), str(tmp_path / "w"), "--calendar", "mixed", "--holidays", supplied]) == 2
+    args = ["export", str(wrong), str(tmp_path / "w"), "--calendar", "mixed", "--holidays", supplied]
+    assert tape(args) == 2
     assert "2027-01-13, not a XSHG session day" in capfd.readouterr().out
