@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
-from lake.health import GapReport, find_gaps, shift_day
+from lake.health import GapReport, declared_calendars, find_gaps, shift_day
 from lake.partitioned import Lake, LakeError
 from lake.schema import BAR_FREQUENCIES, QUARANTINE, SCHEMAS, Kind
 from lake.sessions import known_calendar, sessions_for, utc_days
@@ -147,6 +147,7 @@ def ingest(
         _check_parsed(parsed)
         parsed_files.append(parsed)
     known = before = lake.instruments()
+    _check_calendars(lake, known, parsed_files)
     staged = _Staged()
     for parsed in parsed_files:
         try:
@@ -188,6 +189,34 @@ def _check_parsed(parsed: Parsed) -> None:
             if not 0 <= digits <= DIGITS_MAX:
                 raise IngestError(
                     f"{parsed.source}: {template.symbol}: {name} must be 0 to {DIGITS_MAX}, not {digits}"
+                )
+
+
+def _check_calendars(lake: Lake, known: list[Instrument], parsed_files: list[Parsed]) -> None:
+    """An instrument's bars are ingested on one calendar. A daily bar is stamped at its
+    calendar's session close, so the same days ingested again on another calendar got other
+    times, were not found among the stored rows and were stored a second time (YHOO's 1996-2015
+    file on XSHG over its XNYS bars: 4,625 days twice); and the later report's calendar became
+    the one the instrument is checked on. Refused before anything is staged, naming both."""
+    if not (lake.root / "lake.json").exists():
+        return
+    names = {inst.instrument_id: f"{inst.venue}:{inst.symbol}" for inst in known}
+    try:
+        earlier = declared_calendars(lake)
+    except LakeError:  # a damaged report: the ingest goes on, its health line names the report
+        return
+    declared = {names[iid]: calendar for iid, calendar in earlier.items() if iid in names}
+    for parsed in parsed_files:
+        if not parsed.calendar:
+            continue
+        for template, _bars in parsed.bars:
+            name = f"{template.venue}:{template.symbol}"
+            held = declared.setdefault(name, parsed.calendar)
+            if held.upper() != parsed.calendar.upper():
+                raise IngestError(
+                    f"{parsed.source}: {name} was ingested on the {held} calendar; its bars on "
+                    f"{parsed.calendar} would be stamped at another session close and each day stored "
+                    f"twice. Ingest it on {held} (--calendar {held}), or into another lake; nothing ingested"
                 )
 
 

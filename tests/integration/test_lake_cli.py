@@ -330,3 +330,33 @@ def test_yahoo_calendar_24x7_without_a_venue_is_refused(
     out = capsys.readouterr().out
     assert "--calendar 24x7 needs --venue" in out
     assert not lake.exists()
+
+
+def test_an_instruments_daily_bars_on_a_second_calendar_are_refused_not_stored_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """QA: a daily bar is stamped at its calendar's session close, so a name's days ingested
+    again on another calendar had other times, were not found among the stored rows and were
+    stored a second time (two bars a day), and the later report's calendar became the one the
+    name is checked on. Now the second ingest is refused whole, naming both calendars; the same
+    calendar again is the usual no-op."""
+    from cli.main import main
+    from lake.partitioned import Lake
+    from lake.schema import Kind
+
+    source = tmp_path / "daily.csv"
+    source.write_text("day,o,h,l,c,v\n2024-01-02,10,11,9,10.5,5\n2024-01-03,10.5,11,10,10.8,7\n")
+    lake = tmp_path / "lake"
+    argv = ["ingest", "csv", str(source), "--out", str(lake), "--symbol", "X", "--venue", "XNYS",
+            "--frequency", "1d", "--ts-format", "%Y-%m-%d",
+            "--map", "ts=day,open=o,high=h,low=l,close=c,volume=v"]  # fmt: skip
+    assert main([*argv, "--calendar", "XNYS"]) == 0
+    held = Lake(lake).content_hash
+    capsys.readouterr()
+    assert main([*argv, "--calendar", "XSHG"]) == 2
+    said = " ".join(capsys.readouterr().out.split())
+    assert "XNYS:X was ingested on the XNYS calendar" in said and "--calendar XNYS" in said
+    assert Lake(lake).content_hash == held
+    assert Lake(lake).read(Kind.BARS, "1d", columns=["day"]).num_rows == 2
+    assert main([*argv, "--calendar", "XNYS"]) == 0  # the same calendar again: already stored
+    assert Lake(lake).content_hash == held
