@@ -10,15 +10,28 @@ fetches what it missed (``fetch``, ``reqHistoricalData`` up to TWS's own time). 
 carries only its session day, which ``grid`` (the run's step grid) maps to the bar's open;
 intraday bars carry their own start time.
 
+A stream that skips a bar (TWS goes from bar N-1's updates straight to N+1's) is caught up at
+once: the grid says which steps lie between the bar that closed and the one that started, and
+a ``reqHistoricalData`` for the gap (``_fill``) fetches them before anything newer of that
+instrument is handed out, so the gap's step gets its bar within the grace like any other. A
+gap IB has no bar for (nothing traded) or that cannot be fetched is counted
+(``bars.gap_empty`` / ``bars.gap_unfilled``) and noted (``StreamNote("gap", "market")``, which
+the session journals), never passed over silently.
+
+Every historical-data request (subscription, catch-up, gap) waits for its slot under IB's pacing
+limits first (``venues.ib_pacing.HistoryPacer``).
+
 It is given what it works with: the ib_async ``IB`` connection, the instruments, their qualified
 contracts and conId map (the venue fills them on connect), a stats counter for its ``bars.*``
-counts, the venue's retrying request call and its bad-message note. It reads no clock of this
-machine: the catch-up asks TWS for its time.
+counts, the venue's retrying request call, its bad-message note, its note queue and the pacer
+of its historical-data requests. It reads no clock of this machine for a bar: the catch-up asks
+TWS for its time (the pacer's waits read the event loop's monotonic clock).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import datetime as dt
 import math
 from collections import Counter
@@ -28,7 +41,8 @@ from typing import Any
 
 from domain.fixed import Rounding, from_decimal_text
 from domain.instruments import Instrument
-from venues.ccxt_venue import VenueBar, VenueDataError, VenueError
+from venues.ccxt_venue import StreamNote, VenueBar, VenueDataError, VenueError
+from venues.ib_pacing import HistoryPacer
 from venues.ib_wire import exact, ms_since_epoch, number
 
 __all__ = ["BAR_SIZES", "IbBars", "bar_size", "duration_text", "interval_s"]
@@ -82,6 +96,8 @@ class IbBars:
         request: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]],
         bad_message: Callable[[Exception], None],
         timeout_s: float,
+        pacer: HistoryPacer,
+        note: Callable[[StreamNote], None],
     ) -> None:
         self.ib = ib
         self.instruments = instruments
@@ -91,6 +107,8 @@ class IbBars:
         self._request = request
         self._bad_message = bad_message
         self.timeout_s = timeout_s
+        self.pacer = pacer
+        self._note = note
         self.what_to_show = "TRADES"
         self.use_rth = True  # regular trading hours, as daily data sets are
         self._subscriptions: dict[int, Any] = {}  # instrument_id -> ib_async BarDataList
@@ -101,6 +119,13 @@ class IbBars:
         self._ended: list[Any] = []
         self._ended_with: dict[int, VenueError] = {}  # a subscription's end, after its last bars
         self._after_loss: set[int] = set()  # instruments whose subscription ended (a catch-up follows)
+        self._grid_keys: list[int] = []  # the run's steps: session days (daily) or bar opens (ms)
+        self._timeframes: dict[int, str] = {}  # instrument_id -> its subscription's frequency
+        # a gap being fetched (``_fill``): its task, and the bars that closed after the gap,
+        # held back until the gap's bars are out (so that none is handed out of order)
+        self._filling: dict[int, asyncio.Task[None]] = {}
+        self._held: dict[int, list[VenueBar]] = {}
+        self._gaps: dict[int, list[tuple[list[int], int]]] = {}  # instrument -> (skipped, next) to fetch
 
     def grid(self, ts_ns: Iterable[int], days: Iterable[int], interval_ns: int) -> None:
         """The run's step grid (bar closes, UTC ns, and their session days): IB stamps a daily
@@ -108,9 +133,11 @@ class IbBars:
         a step's bars land on the step whatever the session's close time. Intraday bars carry
         their own start time (``formatDate=2``)."""
         interval_ms = interval_ns // 1_000_000
-        self._day_open_ms = {
-            int(day): int(ts) // 1_000_000 - interval_ms for ts, day in zip(ts_ns, days, strict=True)
-        }
+        opens = [int(ts) // 1_000_000 - interval_ms for ts in ts_ns]
+        sessions = [int(day) for day in days]
+        self._day_open_ms = dict(zip(sessions, opens, strict=True))
+        # where a gap in a stream is looked for: IB states daily bars by session day, others by open
+        self._grid_keys = sorted(set(sessions if interval_ns == 86_400 * 10**9 else opens))
 
     async def watch(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
         """The next closed bar(s) of ``instrument_id``: a ``reqHistoricalData`` subscription
@@ -154,22 +181,9 @@ class IbBars:
     async def _subscribe(self, instrument_id: int, timeframe: str) -> list[VenueBar]:
         if not self.ib.isConnected():
             raise VenueError("VENUE_UNAVAILABLE", "not connected to TWS", retriable=True)
-        contract = self.contracts[instrument_id]
-        size = bar_size(timeframe)
         self._bars[instrument_id] = asyncio.Queue()
-        bars = await self._request(
-            partial(
-                self.ib.reqHistoricalDataAsync,
-                contract,
-                "",
-                duration_text(2 * interval_s(timeframe), timeframe),
-                size,
-                self.what_to_show,
-                self.use_rth,
-                formatDate=2,
-                keepUpToDate=True,
-            )
-        )
+        self._timeframes[instrument_id] = timeframe
+        bars = await self._historical(instrument_id, 2 * interval_s(timeframe), timeframe, keep=True)
         self._subscriptions[instrument_id] = bars
         self.stats["bars.subscribed"] += 1
         handed = self._handed.get(instrument_id)
@@ -184,7 +198,15 @@ class IbBars:
         return [bar for bar in closed if bar is not None and bar.open_ms > handed]
 
     def lose(self, why: str) -> None:
-        """Every subscription ended (a drop, or IB lost the data): each watcher hears it."""
+        """Every subscription ended (a drop, or IB lost the data): each watcher hears it. A gap
+        being fetched is given up, with the bars held behind it: the session's catch-up after
+        its new subscription starts from the last bar handed out, before the gap."""
+        for iid, task in list(self._filling.items()):
+            task.cancel()
+            self.stats["bars.gap_abandoned"] += 1
+            self._filling.pop(iid, None)
+            self._held.pop(iid, None)
+            self._gaps.pop(iid, None)
         for iid in list(self._subscriptions):
             bars = self._subscriptions.pop(iid)
             self._lost.add(id(bars))  # by identity: request ids start again after a reconnect
@@ -202,14 +224,111 @@ class IbBars:
         iid = self._by_con_id.get(bars.contract.conId)
         if iid is None or iid not in self._bars:
             return
+        closed, forming = bars[-2], bars[-1]
         try:
-            bar = self._venue_bar(self.instruments[iid], bars[-2])
+            bar = self._venue_bar(self.instruments[iid], closed)
         except VenueDataError as error:
             self._bad_message(error)
-            return
+            bar = None
         if bar is not None:
             self.stats["bars.closed"] += 1
-            self._bars[iid].put_nowait(bar)
+            if iid in self._filling:  # behind a gap being fetched: out after the gap's bars
+                self._held[iid].append(bar)
+            else:
+                self._bars[iid].put_nowait(bar)
+        skipped = self._skipped(closed.date, forming.date)
+        if skipped:
+            self.stats["bars.gap"] += len(skipped)
+            self._gaps.setdefault(iid, []).append((skipped, self._grid_key(forming.date)))
+            if iid not in self._filling:
+                self._held[iid] = []
+                self._filling[iid] = asyncio.get_running_loop().create_task(self._fill(iid))
+
+    def _grid_key(self, stamp: Any) -> int:
+        """A bar's place on the grid: its session day (daily bars), else its open in ms."""
+        if isinstance(stamp, dt.datetime):
+            return ms_since_epoch(stamp)
+        return int(stamp.year * 10_000 + stamp.month * 100 + stamp.day)
+
+    def _skipped(self, closed: Any, forming: Any) -> list[int]:
+        """The grid's steps strictly between the bar that closed and the one that started: bars
+        the stream skipped (none when the two are neighbours, as they are but for a gap)."""
+        low, high = self._grid_key(closed), self._grid_key(forming)
+        keys = self._grid_keys
+        return keys[bisect.bisect_right(keys, low) : bisect.bisect_left(keys, high)]
+
+    async def _fill(self, instrument_id: int) -> None:
+        """Fetch the bars the stream skipped (``reqHistoricalData`` over each gap, paced), hand
+        them out, then the bars held behind them, in time order. One IB has no bar for is
+        counted ``bars.gap_empty``, one not fetched ``bars.gap_unfilled``; either is noted."""
+        inst = self.instruments[instrument_id]
+        fetched: list[VenueBar] = []
+        task = self._filling[instrument_id]
+        try:
+            while self._gaps.get(instrument_id):
+                skipped, after = self._gaps[instrument_id].pop(0)
+                got = await self._fetch_gap(instrument_id, skipped, after)
+                if got is None:
+                    self.stats["bars.gap_unfilled"] += len(skipped)
+                    continue
+                fetched += got
+                self.stats["bars.gap_filled"] += len(got)
+                if len(got) < len(skipped):
+                    self.stats["bars.gap_empty"] += len(skipped) - len(got)
+                    self._note(
+                        StreamNote(
+                            kind="gap",
+                            stream="market",
+                            detail=f"{inst.symbol}: IB has no bar for {len(skipped) - len(got)} of "
+                            f"the {len(skipped)} the stream skipped (from {skipped[0]}); their steps "
+                            "run without it",
+                        )
+                    )
+        finally:
+            if self._filling.get(instrument_id) is task:  # not given up by ``lose``
+                held = self._held.pop(instrument_id, [])
+                del self._filling[instrument_id]
+                self._gaps.pop(instrument_id, None)
+                by_open = {bar.open_ms: bar for bar in fetched + held}
+                for open_ms in sorted(by_open):
+                    self._bars[instrument_id].put_nowait(by_open[open_ms])
+
+    async def _fetch_gap(self, instrument_id: int, skipped: list[int], after: int) -> list[VenueBar] | None:
+        """The bars of the ``skipped`` grid keys, from a ``reqHistoricalData`` up to now (the bar
+        keyed ``after`` is forming); None: not fetched (noted)."""
+        inst, timeframe = self.instruments[instrument_id], self._timeframes[instrument_id]
+        bar_s = interval_s(timeframe)
+        if bar_s == 86_400:  # session days: the gap, the day forming, one to spare
+            span_s = (len(skipped) + 2) * bar_s
+        else:  # from the first skipped bar's open to the end of the one forming
+            span_s = (after - skipped[0]) // 1000 + bar_s
+        try:
+            rows = await self._history(instrument_id, span_s, timeframe)
+        except VenueError as error:
+            if error.rule != "NO_DATA":
+                self._note(
+                    StreamNote(
+                        kind="gap",
+                        stream="market",
+                        detail=f"{inst.symbol}: {len(skipped)} bar(s) the stream skipped (from "
+                        f"{skipped[0]}) not fetched: {error.reason}; their steps run without it",
+                    )
+                )
+                return None
+            rows = []
+        wanted = set(skipped)
+        out = []
+        for row in rows:
+            if self._grid_key(row.date) not in wanted:
+                continue
+            try:
+                bar = self._venue_bar(inst, row)
+            except VenueDataError as error:
+                self._bad_message(error)
+                continue
+            if bar is not None:
+                out.append(bar)
+        return out
 
     async def fetch(
         self, instrument_id: int, timeframe: str, *, since_ms: int | None = None, limit: int | None = None
@@ -238,19 +357,32 @@ class IbBars:
         return self._handed_out(instrument_id, out[-limit:] if limit else out)
 
     async def _history(self, instrument_id: int, span_s: int, timeframe: str) -> Any:
-        return await self._request(
-            partial(
-                self.ib.reqHistoricalDataAsync,
-                self.contracts[instrument_id],
-                "",
-                duration_text(span_s, timeframe),
-                bar_size(timeframe),
-                self.what_to_show,
-                self.use_rth,
-                formatDate=2,
-                keepUpToDate=False,
-            )
+        return await self._historical(instrument_id, span_s, timeframe, keep=False)
+
+    async def _historical(self, instrument_id: int, span_s: int, timeframe: str, *, keep: bool) -> Any:
+        """One ``reqHistoricalData`` up to now (``keep``: a ``keepUpToDate`` subscription), each
+        try sent in its slot under IB's pacing limits (``HistoryPacer``), retried on a 162 by
+        the venue's request call."""
+        contract = self.contracts[instrument_id]
+        duration, size = duration_text(span_s, timeframe), bar_size(timeframe)
+        identity = (contract.conId, duration, size, self.what_to_show, self.use_rth, keep)
+        ask = partial(
+            self.ib.reqHistoricalDataAsync,
+            contract,
+            "",
+            duration,
+            size,
+            self.what_to_show,
+            self.use_rth,
+            formatDate=2,
+            keepUpToDate=keep,
         )
+
+        async def paced() -> Any:
+            await self.pacer.slot(contract.conId, identity)
+            return await ask()
+
+        return await self._request(paced)
 
     def _venue_bar(self, inst: Instrument, row: Any) -> VenueBar | None:
         """An ib_async ``BarData`` as a ``VenueBar`` (None: a daily bar off the run's grid)."""

@@ -30,7 +30,9 @@ stamps its log entries with the wall clock; nothing here passes those times on t
 * **Errors**: connectivity 1100 / 1101 / 1102 (and 2110) become ``StreamNote``s; 1101 (restored,
   data lost) catches up on open orders and executions and ends with a ``reconciled`` note, like
   a reconnect. Pacing (100 max message rate, 162 historical-data pacing) is retried after a
-  backoff, for requests and for an order IB dropped for it. Order rejects (201, 202 before an
+  backoff (a 162 after IB's 15 s identical-request window, doubling), for requests and for an
+  order IB dropped for it; historical-data requests keep within IB's pacing rules beforehand
+  (``venues.ib_pacing``). Order rejects (201, 202 before an
   acknowledgement, 200, 203, 110, ...) become rule codes. ib_async marks an order ``Cancelled``
   on any non-warning error, including 10148 ("cannot be cancelled"): such a state is not passed
   on as a cancel; ``cancel`` raises ``NOT_CANCELLABLE`` instead.
@@ -66,6 +68,7 @@ import numpy as np
 
 from domain.fixed import Rounding, from_decimal_text, to_decimal
 from domain.instruments import Instrument
+from venues import ib_pacing
 from venues.ccxt_venue import (
     BALANCE_DIGITS,
     OrderRequest,
@@ -79,6 +82,7 @@ from venues.ccxt_venue import (
     VenueQuote,
 )
 from venues.ib_bars import IbBars
+from venues.ib_pacing import HistoryPacer, HistoryPacing
 from venues.ib_quotes import IbQuotes
 from venues.ib_wire import exact, map_ib_error, ms_since_epoch, number
 
@@ -177,6 +181,8 @@ class IbVenue:
         jitter_seed: int = 0,
         max_reconnects: int | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        history_pacing: HistoryPacing | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.ib = ib
         self.instruments = {inst.instrument_id: inst for inst in instruments}
@@ -189,6 +195,10 @@ class IbVenue:
         self.max_reconnects = max_reconnects
         self._jitter = np.random.default_rng(jitter_seed)
         self._sleep = sleep
+        # IB's historical-data pacing limits (``venues.ib_pacing``; read here, so a test may
+        # shrink the module's default for a whole session); ``clock``: the monotonic clock its
+        # waits read (the event loop's by default), given with ``sleep`` in tests
+        self.history_pacing = history_pacing or ib_pacing.IB_HISTORY_PACING
         self.stats: Counter[str] = Counter()
         self.updates: asyncio.Queue[VenueOrder | VenueFill | StreamNote] = asyncio.Queue()
         self.exchange = self  # the bridge's session names a venue by ``exchange.id``
@@ -213,9 +223,10 @@ class IbVenue:
         self._refused: tuple[int, str] | None = None  # TWS refused the connection (326), and why
         self._locks: dict[str, asyncio.Lock] = {}  # requests ib_async files under a fixed key
         self.closed_bars = True  # a bar handed out is final (the assembler need not wait)
+        pacer = HistoryPacer(self.history_pacing, self.stats, sleep, clock)  # historical-data requests
         self._bar_feed = IbBars(  # watch_bars' and fetch_bars' subscriptions and catch-ups
             ib, self.instruments, self.contracts, self._by_con_id, self.stats, self._request, self._bad,
-            connect_timeout_s,
+            connect_timeout_s, pacer, self.updates.put_nowait,
         )  # fmt: skip
         self._quotes = IbQuotes(ib, self.instruments, self.contracts, self.stats)  # watch_quote's streams
 
@@ -344,11 +355,19 @@ class IbVenue:
             self.stats[f"error.{mapped.rule}"] += 1
             if not mapped.retriable or attempt >= self.retries:
                 raise mapped
-            delay = min(self.backoff_cap_s, self.backoff_s * 2**attempt)
+            delay = self._retry_delay(mapped, attempt)
             self._pacing(mapped, delay)
             await self._sleep(delay)
             attempt += 1
             self.stats["retry"] += 1
+
+    def _retry_delay(self, error: VenueError, attempt: int) -> float:
+        """The wait before asking again: after IB's historical-data pacing violation (162) its
+        identical-request window, doubling (``HistoryPacing.retry_s``: 15, 30, 60 s), since the
+        same request sooner is itself a violation; otherwise the exponential backoff."""
+        if error.venue_code == 162:
+            return self.history_pacing.retry_s(attempt)
+        return float(min(self.backoff_cap_s, self.backoff_s * 2**attempt))
 
     async def _one_at_a_time(self, key: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """A request ib_async files under a fixed key (open orders, completed orders), one at a

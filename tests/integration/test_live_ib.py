@@ -53,6 +53,17 @@ from kernel.store import open_journal
 from lake.store import load_panel, write_dataset
 from tests.factories import count_events, paper_config
 from tests.venues._fake_tws import FakeTws, FakeTwsThread, market_from_dataset
+from venues.ib_pacing import HistoryPacing
+
+# IB's historical-data pacing at a small scale, so that a refused request is asked again at once
+# (IB's own numbers make a 162 wait 15 s: venues/ib_pacing.py)
+FAST_PACING = HistoryPacing(identical_s=0.05, contract_window_s=0.05, window_s=1.0, window_max=60)
+
+
+def fast_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session's adapter paced at ``FAST_PACING`` (it reads the module's default)."""
+    monkeypatch.setattr("venues.ib_pacing.IB_HISTORY_PACING", FAST_PACING)
+
 
 HISTORY = 60
 ROOT = Path(__file__).resolve().parents[2]
@@ -216,6 +227,7 @@ def test_an_ib_session_trades_reconciles_and_replays(
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
     for name in ("TAPE_BINANCE_API_KEY", "TAPE_BINANCE_SECRET"):  # IB asks for no keys
         monkeypatch.delenv(name, raising=False)
+    fast_pacing(monkeypatch)
     fake = new_tws(full, start)
     tws = fake.tws
     tws.pace_history = 1  # the first bar subscription is refused for pacing, then asked again
@@ -430,12 +442,16 @@ def test_ib_settings_journal_the_old_bytes_and_the_shipped_config_loads() -> Non
 
 
 def test_a_paper_session_on_ib_bars_is_the_backtest_and_replays(
-    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    market: tuple[Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Bars from the fake TWS through the real ib_async client, trades on the simulator: the
     first subscription refused for pacing, IB's 1100 / 1102 noted, its 1101 ending every
     subscription (the watchers subscribe again and fetch what closed meanwhile); no bar lost,
     so the derived events are the backtest's; the journal replays whole and by day."""
+    fast_pacing(monkeypatch)
     full, history = market
     panel, _ = load_panel(full)
     start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
@@ -471,6 +487,43 @@ def test_a_paper_session_on_ib_bars_is_the_backtest_and_replays(
     assert len(days) == panel.steps - HISTORY
     for day in (days[0], days[len(days) // 2], days[-1]):
         assert main(["replay", str(journal), "--day", str(day)]) == 0
+    assert_equals_backtest(tmp_path / "paper.toml", full, int(panel.day[HISTORY]))
+
+
+def test_bars_the_ib_stream_skips_reach_their_steps_as_in_the_backtest(
+    market: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """TWS's ``keepUpToDate`` stream skips three bars of one name (two apart, one of them right
+    after the other's step): the adapter sees each gap on the grid and fetches the bar over
+    ``reqHistoricalData`` before the name's next bar, so every step journals both names' bars
+    and the derived events are the backtest's. Before, each skipped bar never came: its step
+    went after the grace with one name (the journal short of three bars, the kernel's counts
+    three lower, nothing said) and the derived events differed from the backtest's."""
+    full, history = market
+    panel, _ = load_panel(full)
+    start, end = int(panel.ts_ns[HISTORY]), int(panel.ts_ns[-1])
+    fake = new_tws(full, start)
+    tws = fake.tws
+    skipped_con = min(tws.market)
+    tws.skip_updates = {skipped_con: {5, 12, 13}}
+    journal = tmp_path / "journal"
+    try:
+        player = fake.spawn(tws.play(60))
+        config = paper_ib_config(tmp_path / "paper.toml", history, journal, start, end, fake.port)
+        assert main(["paper", str(config)]) == 0
+        output = capsys.readouterr().out
+        player.result(10)
+    finally:
+        fake.close()
+    events = events_of(journal)
+    bars = [e for e in events if isinstance(e, BarsReceived)]
+    assert [e.ts_ns for e in bars] == [int(ts) for ts in panel.ts_ns[HISTORY:]], output
+    short = [e.ts_ns for e in bars if len(e.instrument_ids) != len(panel.instruments)]
+    assert short == [], (short, output)
+    refused = [f for f in tws.received if f[0] == "20" and f[21] == "0"]
+    assert len(refused) >= 2  # the gaps' one-off requests (5 and 12-13 are two gaps)
+    assert "quarantined (none)" in output
+    assert_replays(journal)
     assert_equals_backtest(tmp_path / "paper.toml", full, int(panel.day[HISTORY]))
 
 

@@ -10,7 +10,8 @@ NUL-separated text fields (4-byte big-endian length), OPEN_ORDER laid out field 
 decoder reads it, ORDER_STATUS, EXECUTION_DATA then COMMISSION_REPORT, ERR_MSG. Faults are
 injected on request: errors (connectivity 1100/1101/1102, rejects, pacing), duplicated
 executions, commission reports held back or sent before their execution, a dropped connection,
-historical-data pacing (162).
+historical-data pacing (162, on request or by IB's rules: ``history_limits``), a bar the
+``keepUpToDate`` stream skips (``skip_updates``: its updates never sent, its history kept).
 
 With a ``market`` (``FakeBar``s per conId, e.g. ``market_from_dataset``) it plays bars like a
 venue: ``play`` closes one bar a step — the forming bar's final update, then the next bar's first
@@ -178,6 +179,16 @@ class FakeTws:
     market: dict[int, list[FakeBar]] = field(default_factory=dict)  # conId -> bars to play
     played: int = 0  # bars closed so far (each contract's bar[played] is forming)
     pace_history: int = 0  # the next N historical-data requests refused with 162 (pacing)
+    # IB's historical-data pacing rules, enforced (None: not): a request breaking one is refused
+    # with 162 as TWS does -- an identical one within ``identical_s``, more than
+    # ``contract_max`` of one contract within ``contract_window_s``, more than ``window_max``
+    # within ``window_s`` (numbers of a ``venues.ib_pacing.HistoryPacing``, small in tests)
+    history_limits: Any = None
+    history_asked: list[tuple[float, int, tuple[str, ...]]] = field(
+        default_factory=list
+    )  # (at, conId, params)
+    history_refused: int = 0  # requests refused for breaking ``history_limits``
+    skip_updates: dict[int, set[int]] = field(default_factory=dict)  # conId -> bar indices never streamed
     after_bar: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # bar n -> errors sent
     paused: bool = False  # ``play`` plays no bar while set
     play_on_subscribe: bool = False  # close a bar in the same write as the next subscription's answer
@@ -509,8 +520,9 @@ class FakeTws:
         barSize, duration, useRTH, whatToShow, formatDate, keepUpToDate, chartOptions. The bars
         closed within the duration up to now, then the forming one (as TWS: the current bar)."""
         req_id, con_id, duration, keep = int(f[1]), int(f[2] or 0), f[17], f[21] == "1"
-        if self.pace_history > 0:
-            self.pace_history -= 1
+        broken = self._breaks_pacing(con_id, tuple(f[2:]))
+        if self.pace_history > 0 or broken:
+            self.pace_history = max(0, self.pace_history - 1)
             self._error(
                 w,
                 req_id,
@@ -538,6 +550,22 @@ class FakeTws:
             if self.play_on_subscribe:  # a bar closes right behind the first answer
                 self.play_on_subscribe = False
                 self._play_bar()
+
+    def _breaks_pacing(self, con_id: int, params: tuple[str, ...]) -> bool:
+        """Whether this request breaks ``history_limits`` (every request counts, refused or not)."""
+        now = asyncio.get_running_loop().time()
+        earlier, self.history_asked = self.history_asked, [*self.history_asked, (now, con_id, params)]
+        limits = self.history_limits
+        if limits is None:
+            return False
+        broken = (
+            any(p == params and now - at < limits.identical_s for at, _, p in earlier)
+            or sum(c == con_id and now - at < limits.contract_window_s for at, c, _ in earlier)
+            >= limits.contract_max
+            or sum(now - at < limits.window_s for at, _, _ in earlier) >= limits.window_max
+        )
+        self.history_refused += broken
+        return broken
 
     def _mkt_data(self, w: asyncio.StreamWriter, f: list[str]) -> None:
         """REQ_MKT_DATA: version, reqId, contract (12 fields), deltaNeutral, genericTickList,
@@ -619,11 +647,9 @@ class FakeTws:
         closing = {con_id: bars[self.played] for con_id, bars in self.market.items()}
         for con_id in sorted(set(self.quote_streams.values())):  # the quote at the close, first
             self.send_quote(con_id, *self.quote_at(con_id, closing[con_id].close))
-        for (w, req_id), con_id in list(self._subscriptions.items()):
-            self._update(w, req_id, closing[con_id])
+        self._stream(lambda con_id: closing[con_id])
         self.played += 1
-        for (w, req_id), con_id in list(self._subscriptions.items()):
-            self._update(w, req_id, self._forming(con_id))
+        self._stream(self._forming)
         for order in list(self.orders.values()):
             bar = closing.get(order.contract.con_id)
             if (
@@ -645,6 +671,12 @@ class FakeTws:
                 self._subscriptions.clear()
                 self.quote_streams.clear()
         return True
+
+    def _stream(self, bar_of: Callable[[int], FakeBar]) -> None:
+        """An update of bar ``played`` to every subscription, but where TWS skips it."""
+        for (w, req_id), con_id in list(self._subscriptions.items()):
+            if self.played not in self.skip_updates.get(con_id, ()):
+                self._update(w, req_id, bar_of(con_id))
 
     async def play(self, speed: float, *, wait_for_all: bool = True) -> None:
         """A bar every ``1 / speed`` s while every contract is subscribed (``wait_for_all``),

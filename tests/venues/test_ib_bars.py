@@ -23,9 +23,14 @@ from domain.instruments import Instrument
 from tests.venues._fake_tws import FakeBar, FakeContract, FakeTws
 from venues.ccxt_venue import StreamNote, VenueDataError, VenueError, VenueQuote
 from venues.ib_bars import bar_size, duration_text
+from venues.ib_pacing import HistoryPacing
 from venues.ib_venue import IbVenue, map_ib_error
 
 DAY_S = 86_400
+# IB's historical-data pacing rules at a small scale (IB: 15 s, 5 in 2 s, 60 in 600 s)
+FAST_PACING = HistoryPacing(
+    identical_s=0.3, contract_window_s=0.2, contract_max=5, window_s=1.0, window_max=4
+)
 FIRST_OPEN_S = 1_735_689_600  # 2025-01-01T00:00:00Z
 
 SPY = Instrument(
@@ -75,7 +80,9 @@ async def tws() -> AsyncIterator[FakeTws]:
 
 @pytest_asyncio.fixture
 async def venue(tws: FakeTws) -> AsyncIterator[IbVenue]:
-    ib_venue = IbVenue(ib_async.IB(), [SPY], port=tws.port, client_id=3, backoff_s=0.01)
+    ib_venue = IbVenue(
+        ib_async.IB(), [SPY], port=tws.port, client_id=3, backoff_s=0.01, history_pacing=FAST_PACING
+    )
     ts = [FIRST_OPEN_S * 10**9 + (n + 1) * DAY_S * 10**9 for n in range(6)]
     ib_venue.bar_grid(ts, [20250101 + n for n in range(6)], DAY_S * 10**9)
     await ib_venue.connect()
@@ -129,6 +136,54 @@ async def test_historical_pacing_is_retried_with_a_note(tws: FakeTws, venue: IbV
     assert isinstance(note, StreamNote) and note.kind == "pacing" and "IB 162" in note.detail
     assert venue.stats["error.RATE_LIMIT"] == 1
     assert map_ib_error(162, "HMDS query returned no data").rule == "NO_DATA"
+
+
+@pytest.mark.asyncio
+async def test_a_162_is_asked_again_after_ibs_identical_request_window(tws: FakeTws) -> None:
+    """IB's pacing rules (TWS API "Historical Data Limitations"): an identical request within
+    15 s is itself a violation, so with IB's numbers a 162 is asked again after 15, 30, 60 s
+    (a clock of its own here, advanced by each wait) -- before, after 0.05 / 0.1 / 0.2 s, every
+    retry inside the window, then RATE_LIMIT."""
+    now = [0.0]
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+        await asyncio.sleep(0)
+
+    venue = IbVenue(ib_async.IB(), [SPY], port=tws.port, client_id=4, sleep=sleep, clock=lambda: now[0])
+    venue.bar_grid([(FIRST_OPEN_S + DAY_S) * 10**9], [20250101], DAY_S * 10**9)
+    await venue.connect()
+    try:
+        await tws.play_step()
+        tws.pace_history = 3
+        bars = await venue.fetch_bars(1, "1d", since_ms=FIRST_OPEN_S * 1000)
+    finally:
+        await venue.close()
+    assert [b.open_ms // 1000 for b in bars] == [FIRST_OPEN_S]
+    assert waits == [15.0, 30.0, 60.0] and venue.stats["error.RATE_LIMIT"] == 3
+    assert HistoryPacing().retry_s(9) == 600.0  # never more than the ten-minute window
+
+
+@pytest.mark.asyncio
+async def test_a_catch_up_of_many_requests_keeps_within_ibs_pacing_limits(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """A catch-up asks more historical data than IB's window allows (here 4 a second, and no
+    identical request within 0.3 s; IB: 60 in ten minutes, 15 s): the adapter waits for each
+    request's slot, so TWS refuses none (before, the fake refused them with 162 and the adapter
+    retried inside the window until it gave up with RATE_LIMIT)."""
+    tws.history_limits = FAST_PACING
+    for _ in range(3):
+        await tws.play_step()
+    since = [FIRST_OPEN_S * 1000, (FIRST_OPEN_S + DAY_S) * 1000]
+    got = [await venue.fetch_bars(1, "1d", since_ms=since[n % 2]) for n in range(6)]
+    assert tws.history_refused == 0 and venue.stats["error.RATE_LIMIT"] == 0
+    assert [len(bars) for bars in got] == [3, 0, 0, 0, 0, 0]  # handed out once
+    assert venue.stats["history.requests"] == 6 and venue.stats["history.waited"] >= 2
+    times = [at for at, _, _ in tws.history_asked]
+    assert all(later - first >= 1.0 - 0.05 for first, later in zip(times, times[4:], strict=False))
 
 
 @pytest.mark.asyncio
@@ -313,3 +368,49 @@ async def test_a_dropped_connection_ends_the_quote_stream(tws: FakeTws, venue: I
     await tws.play_step()
     assert await asyncio.wait_for(venue.watch_quote(1), 5) == quote(50049, 50051)  # a new stream
     assert len(mkt_data_requests(tws)) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_bar_the_stream_skips_is_fetched_before_anything_after_it(
+    tws: FakeTws, venue: IbVenue
+) -> None:
+    """TWS's ``keepUpToDate`` stream goes from bar 1's updates straight to bar 3's (bar 2 never
+    streamed, though its history holds it): the adapter sees the gap on the grid, fetches bar 2
+    with a ``reqHistoricalData`` for the gap and hands it out after bar 1 and before bar 3.
+    Before, bar 1 went out, then bar 3, and bar 2 never: its step ran without the name."""
+    tws.skip_updates = {SPY_CON: {2}}
+    assert await venue.watch_bars(1, "1d") == []
+    got = []
+    for _ in range(4):
+        await tws.play_step()
+    while len(got) < 4:
+        got += await asyncio.wait_for(venue.watch_bars(1, "1d"), 5)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + n * DAY_S for n in range(4)]
+    assert got[2].close_raw == 50250  # bar 2 as TWS's history states it
+    assert venue.stats["bars.gap"] == 1 and venue.stats["bars.gap_filled"] == 1
+    gap_request = [f for f in tws.received if f[0] == "20"][-1]
+    assert gap_request[21] == "0"  # not a subscription: a one-off request over the gap
+
+
+@pytest.mark.asyncio
+async def test_a_skipped_bar_ib_cannot_give_is_counted_and_noted(tws: FakeTws, venue: IbVenue) -> None:
+    """The gap's request is refused (162 pacing every time): the bars after it still go out,
+    the skipped one is counted ``bars.gap_unfilled`` and noted for the journal."""
+    tws.skip_updates = {SPY_CON: {2}}
+    assert await venue.watch_bars(1, "1d") == []
+    for _ in range(2):
+        await tws.play_step()
+    tws.pace_history = 99
+    await tws.play_step()
+    await tws.play_step()
+    got = []
+    while len(got) < 3:
+        got += await asyncio.wait_for(venue.watch_bars(1, "1d"), 10)
+    assert [b.open_ms // 1000 for b in got] == [FIRST_OPEN_S + n * DAY_S for n in (0, 1, 3)]
+    assert venue.stats["bars.gap_unfilled"] == 1
+    notes = []
+    while not venue.updates.empty():
+        notes.append(venue.updates.get_nowait())
+    gap = [n for n in notes if isinstance(n, StreamNote) and n.kind == "gap"]
+    assert len(gap) == 1 and "SPY: 1 bar(s) the stream skipped" in gap[0].detail
+    assert "not fetched: RATE_LIMIT: IB 162" in gap[0].detail
