@@ -13,9 +13,10 @@ from typing import Any
 
 from cli.arguments import at_least
 from cli.logs import configure_logging
-from cli.progress import console, one_stdout, results_on_stderr, write_output
+from cli.progress import console, one_stdout, plural, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import (
+    RUNNING,
     JobLog,
     JobRun,
     Scheduler,
@@ -54,6 +55,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             "scheduler", run=config.path.stem, path=config.log, redactor=config.redactor
         )
         with JobLog(config.job_log) as job_log:
+            # this process holds the lock: an attempt a scheduler left running died with it
+            for run in job_log.settle_abandoned(wall_ns(), scheduler_gone=True):
+                setup.logger.error("job %s run %d attempt %d: %s", run.job, run.run_id, run.attempt,
+                                   run.detail, extra={"job": run.job})  # fmt: skip
             scheduler = Scheduler(config, job_log, sleep=stop.wait, stopping=stop.is_set)
             for name, at_ns in sorted(nexts.items()):
                 at = describe_ns(at_ns, config.jobs[name].timezone)
@@ -106,6 +111,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     try:
         with JobLog(config.job_log) as job_log:
             now = wall_ns()
+            job_log.settle_abandoned(now, scheduler_gone=False)
             run = Scheduler(config, job_log).run_job(job, scheduled_ns=now, trigger="manual")
     finally:
         setup.close()
@@ -221,7 +227,7 @@ def _print_jobs(config: SchedulerConfig, jobs: list[dict[str, Any]]) -> None:
                 last["outcome"] if last else "never run",
                 str(last["run_id"]) if last else "",
                 str(last["attempt"]) if last else "",
-                f"{last['duration_s']:.1f} s" if last else "",
+                _duration(last),
                 job["cron"],
                 f"{job['calendar']} {job['timezone']}",
                 " ".join(job["command"].split()),
@@ -240,11 +246,16 @@ def _print_runs(config: SchedulerConfig, runs: list[dict[str, Any]]) -> None:
             run["started"],
             run["outcome"],
             "" if run["exit_status"] is None else str(run["exit_status"]),
-            f"{run['duration_s']:.1f} s",
+            _duration(run),
         )
         for run in runs
     ]
-    print_fitted(f"last {len(runs)} attempts ({config.job_log})", _RUN_COLUMNS, rows, left=6)
+    print_fitted(f"last {plural(len(runs), 'attempt')} ({config.job_log})", _RUN_COLUMNS, rows, left=6)
+
+
+def _duration(run: dict[str, Any] | None) -> str:
+    """An attempt's duration; none while it runs (or for a job never run)."""
+    return "" if run is None or run["outcome"] == RUNNING else f"{run['duration_s']:.1f} s"
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -256,6 +267,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     for job in config.jobs.values():
         job.next_fire_ns(now)  # refused before the job log is made
     with JobLog(config.job_log) as job_log:
+        job_log.settle_abandoned(now, scheduler_gone=False)
         jobs = _job_rows(config, job_log, now)
         runs = [_run_json(run) for run in job_log.runs(limit=args.runs)] if args.runs else []
     if args.json:
