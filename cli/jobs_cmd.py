@@ -7,13 +7,14 @@ import csv
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cli.arguments import at_least
 from cli.logs import configure_logging
-from cli.progress import console, one_stdout, plural, results_on_stderr, write_output
+from cli.progress import console, notice, one_stdout, plural, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import (
     RUNNING,
@@ -112,7 +113,8 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
         with JobLog(config.job_log) as job_log:
             now = wall_ns()
             job_log.settle_abandoned(now, scheduler_gone=False)
-            run = Scheduler(config, job_log).run_job(job, scheduled_ns=now, trigger="manual")
+            scheduler = Scheduler(config, job_log, sleep=_told_wait(job_log, job.name, job.retries + 1))
+            run = scheduler.run_job(job, scheduled_ns=now, trigger="manual")
     finally:
         setup.close()
     colour = "green" if run.outcome == "ok" else "red"
@@ -128,6 +130,21 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
                     **_run_json(run)}  # fmt: skip
         write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     return 0 if run.outcome == "ok" else 1
+
+
+def _told_wait(job_log: JobLog, name: str, attempts: int) -> Callable[[float], None]:
+    """``jobs run``'s wait before a retry, said on stderr first: with the log in a file
+    (``log = ...``) the terminal showed nothing for the whole backoff, as if the job hung."""
+
+    def wait(seconds: float) -> None:
+        (last,) = job_log.runs(name, limit=1)
+        notice(
+            f"job {name} attempt {last.attempt}/{attempts}: {last.outcome} ({exit_text(last.exit_status)}); "
+            f"retry in {seconds:g} s (Ctrl-C ends the run here)"
+        )
+        time.sleep(seconds)
+
+    return wait
 
 
 _JOB_COLUMNS = (

@@ -741,3 +741,19 @@ def test_jobs_run_stopped_during_an_attempt_records_it(tmp_path: Path) -> None:
         (row,) = job_log.runs()
     assert (row.outcome, row.final) == ("failed", 1)
     assert row.detail == "stopped during the attempt: its command was killed"
+
+
+def test_jobs_run_says_on_stderr_that_it_waits_for_a_retry(tmp_path: Path) -> None:
+    """With the log in a file, `tape jobs run` printed nothing during the backoff (60 s for the
+    shipped verify-journal job): the terminal looked hung until the run ended."""
+    (tmp_path / "jobs.toml").write_text(
+        '[scheduler]\ncalendar = "24x7"\nlog = "logs/jobs.jsonl"\n[[jobs]]\nname = "broken"\n'
+        'shell = "exit 4"\ncron = "0 18 * * *"\nretries = 1\nbackoff_s = 0.2\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "jobs", "run", "broken", "--config", str(tmp_path / "jobs.toml")],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "job broken attempt 1/2: failed (exit 4); retry in 0.2 s (Ctrl-C ends the run here)" in done.stderr
+    assert "job broken run 1: failed after 2 attempt(s), exit 4" in done.stdout
