@@ -226,21 +226,34 @@ class JobSpec:
             day = after.date() + timedelta(days=offset)
             if not self.cron.matches_day(day):
                 continue
-            for hour in self.cron.hours:
-                for minute in self.cron.minutes:
-                    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.timezone)
-                    fire_ns = int(local.timestamp()) * NS
-                    if fire_ns <= after_ns:
-                        continue
-                    session = self.session_day(local)
-                    if session not in sessions:
-                        sessions[session] = self._is_session(session)
-                    if sessions[session]:
-                        return fire_ns
+            for fire_ns, local in self._day_fires(day):
+                if fire_ns <= after_ns:
+                    continue
+                session = self.session_day(local)
+                if session not in sessions:
+                    sessions[session] = self._is_session(session)
+                if sessions[session]:
+                    return fire_ns
         raise ConfigError(
             f"job {self.name}: cron {self.cron.text!r} matches no {self.sessions.code} "
             f"session within {SEARCH_DAYS_MAX} days"
         )
+
+    def _day_fires(self, day: date) -> list[tuple[int, datetime]]:
+        """The cron times of ``day`` in the job's zone, in time order (ns, local time). A time
+        the clocks skip (02:30 on a spring-forward night) fires once, at the same moment an
+        hour later on the wall clock; a time the clocks repeat (01:30 on a fall-back night)
+        fires once -- but for a job that runs every hour, which fires in both (as cron does:
+        "jobs that run more frequently [than hourly] are scheduled normally"), so an every
+        15 minutes job does not pause for an hour."""
+        every_hour = len(self.cron.hours) == 24
+        fires: dict[int, datetime] = {}
+        for hour in self.cron.hours:
+            for minute in self.cron.minutes:
+                local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.timezone)
+                for moment in (local, local.replace(fold=1)) if every_hour else (local,):
+                    fires.setdefault(int(moment.timestamp()) * NS, moment)
+        return sorted(fires.items())
 
     def session_day(self, moment: datetime) -> date:
         """The calendar's date at ``moment``: the day whose session decides whether the job

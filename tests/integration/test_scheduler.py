@@ -757,3 +757,31 @@ def test_jobs_run_says_on_stderr_that_it_waits_for_a_retry(tmp_path: Path) -> No
     assert done.returncode == 1, done.stderr
     assert "job broken attempt 1/2: failed (exit 4); retry in 0.2 s (Ctrl-C ends the run here)" in done.stderr
     assert "job broken run 1: failed after 2 attempt(s), exit 4" in done.stdout
+
+
+def test_an_every_hour_job_runs_through_the_repeated_hour_and_a_daily_one_once(tmp_path: Path) -> None:
+    """On a fall-back night (2026-11-01 in New York, 01:00-01:59 twice) an every-15-minutes job
+    skipped the second 01:00-01:45 (each local time was read at its first occurrence only, so
+    after 01:45 EDT came 02:00 EST, an hour and a quarter later). It now runs through it, as
+    cron runs jobs more frequent than hourly; a job at a fixed 01:30 still runs once."""
+    jobs = (
+        '[[jobs]]\nname = "often"\nshell = "true"\ncron = "*/15 * * * *"\ncalendar = "24x7"\n'
+        'timezone = "America/New_York"\n\n'
+        '[[jobs]]\nname = "daily"\nshell = "true"\ncron = "30 1 * * *"\ncalendar = "24x7"\n'
+        'timezone = "America/New_York"\n'
+    )
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+
+    def fires(name: str, start: str, count: int) -> list[str]:
+        at, out = ns(start), []
+        for _ in range(count):
+            at = config.jobs[name].next_fire_ns(at)
+            out.append(datetime.fromtimestamp(at / NS, tz=NY).strftime("%H:%M%z"))
+        return out
+
+    assert fires("often", "2026-11-01T00:50", 9) == [
+        "01:00-0400", "01:15-0400", "01:30-0400", "01:45-0400",
+        "01:00-0500", "01:15-0500", "01:30-0500", "01:45-0500", "02:00-0500",
+    ]  # fmt: skip
+    assert fires("daily", "2026-10-31T12:00", 2) == ["01:30-0400", "01:30-0500"]  # Nov 1 once, Nov 2
+    assert fires("often", "2027-03-14T01:40", 3) == ["01:45-0500", "03:00-0400", "03:15-0400"]
