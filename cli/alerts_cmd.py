@@ -222,6 +222,7 @@ class AlertsService:
             )
         try:
             with JobLog(path) as job_log:
+                job_log.settle_abandoned(self.clock(), scheduler_gone=False)  # a killed scheduler's
                 return JobOutcomes(job_log.final_outcomes(), source=str(path))
         except (sqlite3.Error, OSError) as error:
             return JobOutcomes(source=str(path), error=f"{type(error).__name__}: {error}")

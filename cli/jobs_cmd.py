@@ -7,15 +7,17 @@ import csv
 import io
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cli.arguments import at_least
 from cli.logs import configure_logging
-from cli.progress import console, one_stdout, results_on_stderr, write_output
+from cli.progress import console, notice, one_stdout, plural, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.scheduler import (
+    RUNNING,
     JobLog,
     JobRun,
     Scheduler,
@@ -54,6 +56,10 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
             "scheduler", run=config.path.stem, path=config.log, redactor=config.redactor
         )
         with JobLog(config.job_log) as job_log:
+            # this process holds the lock: an attempt a scheduler left running died with it
+            for run in job_log.settle_abandoned(wall_ns(), scheduler_gone=True):
+                setup.logger.error("job %s run %d attempt %d: %s", run.job, run.run_id, run.attempt,
+                                   run.detail, extra={"job": run.job})  # fmt: skip
             scheduler = Scheduler(config, job_log, sleep=stop.wait, stopping=stop.is_set)
             for name, at_ns in sorted(nexts.items()):
                 at = describe_ns(at_ns, config.jobs[name].timezone)
@@ -106,7 +112,9 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
     try:
         with JobLog(config.job_log) as job_log:
             now = wall_ns()
-            run = Scheduler(config, job_log).run_job(job, scheduled_ns=now, trigger="manual")
+            job_log.settle_abandoned(now, scheduler_gone=False)
+            scheduler = Scheduler(config, job_log, sleep=_told_wait(job_log, job.name, job.retries + 1))
+            run = scheduler.run_job(job, scheduled_ns=now, trigger="manual")
     finally:
         setup.close()
     colour = "green" if run.outcome == "ok" else "red"
@@ -122,6 +130,21 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
                     **_run_json(run)}  # fmt: skip
         write_output(args.json, json.dumps(document, indent=1) + "\n", option="--json")
     return 0 if run.outcome == "ok" else 1
+
+
+def _told_wait(job_log: JobLog, name: str, attempts: int) -> Callable[[float], None]:
+    """``jobs run``'s wait before a retry, said on stderr first: with the log in a file
+    (``log = ...``) the terminal showed nothing for the whole backoff, as if the job hung."""
+
+    def wait(seconds: float) -> None:
+        (last,) = job_log.runs(name, limit=1)
+        notice(
+            f"job {name} attempt {last.attempt}/{attempts}: {last.outcome} ({exit_text(last.exit_status)}); "
+            f"retry in {seconds:g} s (Ctrl-C ends the run here)"
+        )
+        time.sleep(seconds)
+
+    return wait
 
 
 _JOB_COLUMNS = (
@@ -221,7 +244,7 @@ def _print_jobs(config: SchedulerConfig, jobs: list[dict[str, Any]]) -> None:
                 last["outcome"] if last else "never run",
                 str(last["run_id"]) if last else "",
                 str(last["attempt"]) if last else "",
-                f"{last['duration_s']:.1f} s" if last else "",
+                _duration(last),
                 job["cron"],
                 f"{job['calendar']} {job['timezone']}",
                 " ".join(job["command"].split()),
@@ -240,11 +263,16 @@ def _print_runs(config: SchedulerConfig, runs: list[dict[str, Any]]) -> None:
             run["started"],
             run["outcome"],
             "" if run["exit_status"] is None else str(run["exit_status"]),
-            f"{run['duration_s']:.1f} s",
+            _duration(run),
         )
         for run in runs
     ]
-    print_fitted(f"last {len(runs)} attempts ({config.job_log})", _RUN_COLUMNS, rows, left=6)
+    print_fitted(f"last {plural(len(runs), 'attempt')} ({config.job_log})", _RUN_COLUMNS, rows, left=6)
+
+
+def _duration(run: dict[str, Any] | None) -> str:
+    """An attempt's duration; none while it runs (or for a job never run)."""
+    return "" if run is None or run["outcome"] == RUNNING else f"{run['duration_s']:.1f} s"
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
@@ -256,6 +284,7 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     for job in config.jobs.values():
         job.next_fire_ns(now)  # refused before the job log is made
     with JobLog(config.job_log) as job_log:
+        job_log.settle_abandoned(now, scheduler_gone=False)
         jobs = _job_rows(config, job_log, now)
         runs = [_run_json(run) for run in job_log.runs(limit=args.runs)] if args.runs else []
     if args.json:

@@ -20,6 +20,7 @@ import fcntl
 import logging
 import math
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -40,6 +41,7 @@ from cli.wiring import ConfigError
 from projections.alerts import JobOutcome
 
 __all__ = [
+    "RUNNING",
     "CalendarEnds",
     "CronSpec",
     "JobLog",
@@ -224,21 +226,34 @@ class JobSpec:
             day = after.date() + timedelta(days=offset)
             if not self.cron.matches_day(day):
                 continue
-            for hour in self.cron.hours:
-                for minute in self.cron.minutes:
-                    local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.timezone)
-                    fire_ns = int(local.timestamp()) * NS
-                    if fire_ns <= after_ns:
-                        continue
-                    session = self.session_day(local)
-                    if session not in sessions:
-                        sessions[session] = self._is_session(session)
-                    if sessions[session]:
-                        return fire_ns
+            for fire_ns, local in self._day_fires(day):
+                if fire_ns <= after_ns:
+                    continue
+                session = self.session_day(local)
+                if session not in sessions:
+                    sessions[session] = self._is_session(session)
+                if sessions[session]:
+                    return fire_ns
         raise ConfigError(
             f"job {self.name}: cron {self.cron.text!r} matches no {self.sessions.code} "
             f"session within {SEARCH_DAYS_MAX} days"
         )
+
+    def _day_fires(self, day: date) -> list[tuple[int, datetime]]:
+        """The cron times of ``day`` in the job's zone, in time order (ns, local time). A time
+        the clocks skip (02:30 on a spring-forward night) fires once, at the same moment an
+        hour later on the wall clock; a time the clocks repeat (01:30 on a fall-back night)
+        fires once -- but for a job that runs every hour, which fires in both (as cron does:
+        "jobs that run more frequently [than hourly] are scheduled normally"), so an every
+        15 minutes job does not pause for an hour."""
+        every_hour = len(self.cron.hours) == 24
+        fires: dict[int, datetime] = {}
+        for hour in self.cron.hours:
+            for minute in self.cron.minutes:
+                local = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.timezone)
+                for moment in (local, local.replace(fold=1)) if every_hour else (local,):
+                    fires.setdefault(int(moment.timestamp()) * NS, moment)
+        return sorted(fires.items())
 
     def session_day(self, moment: datetime) -> date:
         """The calendar's date at ``moment``: the day whose session decides whether the job
@@ -446,7 +461,7 @@ CREATE TABLE IF NOT EXISTS job_runs (
     started_ns INTEGER NOT NULL,
     finished_ns INTEGER NOT NULL,
     duration_s REAL NOT NULL,
-    outcome TEXT NOT NULL,            -- ok | failed | timeout
+    outcome TEXT NOT NULL,            -- ok | failed | timeout; running while an attempt runs
     exit_status INTEGER,
     detail TEXT NOT NULL
 );
@@ -506,6 +521,65 @@ class JobLog:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
+    def start(self, run: JobRun) -> int:
+        """Record an attempt as it starts (outcome ``running``, its detail ``running_detail``):
+        a process killed during it (SIGKILL, the OOM killer, a power cut) leaves that row, which
+        ``settle_abandoned`` turns into a failed final attempt. Its row id, for ``finish``."""
+        assert run.outcome == RUNNING
+        return self.record(run)
+
+    def finish(self, row_id: int, run: JobRun) -> None:
+        """The attempt of ``row_id`` (``start``) ended as ``run`` says."""
+        assert run.outcome != RUNNING
+        names = _RUN_COLUMNS.split(", ")[1:]
+        values = list(run.__dict__.values())[1:]
+        self._db.execute(
+            f"UPDATE job_runs SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?",
+            [*values, row_id],
+        )
+
+    def note(self, row_id: int, detail: str) -> None:
+        """Replace the detail of the running attempt ``row_id`` (the command's process group)."""
+        self._db.execute(
+            "UPDATE job_runs SET detail = ? WHERE id = ? AND outcome = ?", [detail, row_id, RUNNING]
+        )
+
+    def settle_abandoned(
+        self, now_ns: int, *, scheduler_gone: bool, alive: Callable[[int], bool] | None = None
+    ) -> list[JobRun]:
+        """Attempts still ``running`` whose process is gone: each becomes the failed final
+        attempt of its run, found at ``now_ns``, its detail saying so (and naming the command's
+        process group when it still runs: it is not killed, its id may have been reused). A
+        ``schedule`` attempt is gone when ``scheduler_gone`` (the caller holds the scheduler's
+        lock: no scheduler runs), any attempt when ``alive`` says its pid is not running."""
+        alive = alive or pid_alive
+        rows = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM job_runs WHERE outcome = ? ORDER BY id", [RUNNING]
+        ).fetchall()
+        settled = []
+        for row in rows:
+            run = JobRun(*row)
+            pid, group = running_pids(run.detail)
+            if not ((scheduler_gone and run.trigger == "schedule") or pid is None or not alive(pid)):
+                continue
+            still = (
+                f"; its command's process group {group} still runs (kill -- -{group} stops it)"
+                if group is not None and group_alive(group)
+                else ""
+            )
+            who = f"pid {pid}" if pid is not None else "the process"
+            detail = (
+                f"abandoned: {who}, which ran this attempt, ended without recording its end "
+                f"(killed?); found {describe_ns(now_ns)}{still}"
+            )
+            ended = replace(
+                run, final=1, finished_ns=now_ns, duration_s=max(0, now_ns - run.started_ns) / NS,
+                outcome="failed", exit_status=None, detail=detail,
+            )  # fmt: skip
+            self.finish(run.id, ended)
+            settled.append(ended)
+        return settled
+
     def mark_final(self, row_id: int) -> None:
         """The attempt of ``row_id`` ends its run after all (stopped before its retry)."""
         self._db.execute("UPDATE job_runs SET final = 1 WHERE id = ?", [row_id])
@@ -525,6 +599,44 @@ class JobLog:
             JobOutcome(job, run_id, outcome, finished_ns, detail[-200:])
             for job, run_id, outcome, finished_ns, detail in rows
         ]
+
+
+RUNNING = "running"  # the outcome of an attempt in progress
+
+
+def running_detail(pid: int, group: int | None = None) -> str:
+    """The detail of an attempt in progress: the process that runs it (and records its end)
+    and, once started, the command's process group."""
+    text = f"running in pid {pid}"
+    return text if group is None else f"{text}, its command in process group {group}"
+
+
+def running_pids(detail: str) -> tuple[int | None, int | None]:
+    """(pid, process group) of a ``running_detail``; None where it does not say."""
+    match = re.fullmatch(r"running in pid (\d+)(?:, its command in process group (\d+))?", detail)
+    if match is None:
+        return None, None
+    return int(match[1]), (int(match[2]) if match[2] else None)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- one long-running process per file ---------------------------------------------------------
@@ -563,7 +675,9 @@ def job_log_lock_path(job_log: Path) -> Path:
 
 # --- running ----------------------------------------------------------------------------------
 
-CommandRunner = Callable[[tuple[str, ...], float, Path, Callable[[str], str]], tuple[str, int | None, str]]
+CommandRunner = Callable[
+    [tuple[str, ...], float, Path, Callable[[str], str], Callable[[int], object]], tuple[str, int | None, str]
+]
 KILL_WAIT_S = 5.0  # after a timeout's kill: how long the output of what is left is awaited
 
 
@@ -571,14 +685,22 @@ def _unchanged(text: str) -> str:
     return text
 
 
+def _ignore(group: int) -> None:
+    return None
+
+
 def run_command(
-    argv: tuple[str, ...], timeout_s: float, cwd: Path, redact: Callable[[str], str] = _unchanged
+    argv: tuple[str, ...],
+    timeout_s: float,
+    cwd: Path,
+    redact: Callable[[str], str] = _unchanged,
+    started: Callable[[int], object] = _ignore,
 ) -> tuple[str, int | None, str]:
     """(outcome, exit status, output tail) of one attempt: stdout and stderr as they came,
     ``redact``-ed whole before the last ``OUTPUT_TAIL_CHARS`` are kept (cut first, a secret that
     straddled the cut would be left in part). The command runs in a process group of its own,
     killed whole at its timeout: a shell job's children (a ``tar``) would otherwise run on after
-    the attempt was recorded as killed, beside its retry."""
+    the attempt was recorded as killed, beside its retry. ``started`` is told the group's id."""
     try:
         process = subprocess.Popen(
             argv,
@@ -593,6 +715,7 @@ def run_command(
     except OSError as error:
         return "failed", None, redact(f"could not start: {error}")
     try:
+        started(process.pid)  # start_new_session: the group's id is the command's pid
         output, _ = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         tail = _tail(redact(_kill_group(process)))
@@ -681,7 +804,6 @@ class Scheduler:
         run_id = self.job_log.next_run_id()
         attempts = job.retries + 1
         for attempt in range(1, attempts + 1):
-            started_ns = self.clock()
             log.info(
                 "job %s run %d attempt %d/%d: %s",
                 job.name,
@@ -691,27 +813,23 @@ class Scheduler:
                 job.command_text,
                 extra={"job": job.name, "attempt": attempt},
             )
-            outcome, exit_status, detail = self.runner(
-                job.argv, job.timeout_s, job.cwd, self.config.redactor.redact
-            )
+            now_ns = self.clock()
+            started = JobRun(0, run_id, job.name, attempt, 0, trigger, scheduled_ns, now_ns, now_ns, 0.0,
+                             RUNNING, None, "")  # fmt: skip
+            row_id, outcome, exit_status, detail = self._attempt(job, started)
             finished_ns = self.clock()
             final = outcome == "ok" or attempt == attempts or self.stopping()
-            run = JobRun(
-                0,
-                run_id,
-                job.name,
-                attempt,
-                int(final),
-                trigger,
-                scheduled_ns,
-                started_ns,
-                finished_ns,
-                (finished_ns - started_ns) / NS,
-                outcome,
-                exit_status,
-                self.config.redactor.redact(detail),
+            run = replace(
+                started,
+                id=row_id,
+                final=int(final),
+                finished_ns=finished_ns,
+                duration_s=(finished_ns - started.started_ns) / NS,
+                outcome=outcome,
+                exit_status=exit_status,
+                detail=self.config.redactor.redact(detail),
             )
-            row_id = self.job_log.record(run)
+            self.job_log.finish(row_id, run)
             level = logging.INFO if outcome == "ok" else logging.ERROR
             log.log(
                 level,
@@ -736,8 +854,33 @@ class Scheduler:
             if self.stopping():  # stopped during the wait: no retry, this attempt ends the run
                 self.job_log.mark_final(row_id)
                 log.info("job %s: stopped before its retry", job.name, extra={"job": job.name})
-                return replace(run, id=row_id, final=1)
+                return replace(run, final=1)
         raise AssertionError("unreachable: the last attempt is final")
+
+    def _attempt(self, job: JobSpec, started: JobRun) -> tuple[int, str, int | None, str]:
+        """Run one attempt, recorded as ``running`` while it runs (with the command's process
+        group once started), so a process killed during it leaves a row that says so
+        (``JobLog.settle_abandoned``). (row id, outcome, exit status, output tail)."""
+        pid = os.getpid()
+        row_id = self.job_log.start(
+            replace(started, finished_ns=started.started_ns, detail=running_detail(pid))
+        )
+
+        def command_started(group: int) -> None:
+            self.job_log.note(row_id, running_detail(pid, group))
+
+        try:
+            outcome, exit_status, detail = self.runner(
+                job.argv, job.timeout_s, job.cwd, self.config.redactor.redact, command_started
+            )
+        except BaseException:  # tape jobs run stopped (Ctrl-C) during the attempt: its command was killed
+            stopped_ns = self.clock()
+            stopped = replace(started, id=row_id, final=1, finished_ns=stopped_ns,
+                              duration_s=(stopped_ns - started.started_ns) / NS, outcome="failed",
+                              detail="stopped during the attempt: its command was killed")  # fmt: skip
+            self.job_log.finish(row_id, stopped)
+            raise
+        return row_id, outcome, exit_status, detail
 
     def next_fires(self, after_ns: int) -> dict[str, int]:
         return {name: job.next_fire_ns(after_ns) for name, job in self.config.jobs.items()}

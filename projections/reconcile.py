@@ -111,9 +111,8 @@ class CashRounding:
         return cls(fills, notionals, to_decimal((fills + notionals + 1) // 2, digits))
 
     def describe(self, unit: str) -> str:
-        return (
-            f"±{self.bound:,} {unit}: {self.fills:,} fills x 0.5 minor in fee, {self.notionals:,} in notional"
-        )
+        fills = f"{self.fills:,} fill{'' if self.fills == 1 else 's'}"
+        return f"±{self.bound:,} {unit}: {fills} x 0.5 minor in fee, {self.notionals:,} in notional"
 
     def to_json(self) -> dict[str, object]:
         return {"fills": self.fills, "notionals": self.notionals, "bound": str(self.bound)}
@@ -504,6 +503,19 @@ def _quantity(instrument: Instrument | None, raw: int | None) -> Decimal | None:
     return to_decimal(raw, instrument.qty_digits) if instrument else Decimal(raw)
 
 
+def _in_digits(value: Decimal, digits: int) -> Decimal:
+    """A statement's figure with the journal's decimals (``1`` USD reads ``1.00``, ``794.00``
+    shares ``794``): exact, since a figure finer than that was refused when it was read."""
+    exact = value.quantize(Decimal(1).scaleb(-digits))
+    assert exact == value
+    return exact
+
+
+def _as_written(quantity: Decimal, instrument: Instrument | None) -> Decimal:
+    """A statement's quantity in its instrument's decimals (as written for an unknown symbol)."""
+    return quantity if instrument is None else _in_digits(quantity, instrument.qty_digits)
+
+
 def _money(currency: str, minor: int | None) -> Decimal | None:
     return None if minor is None else to_decimal(minor, minor_digits(currency))
 
@@ -540,7 +552,7 @@ def _position_lines(
                 "qty",
                 _quantity(instrument, journal_raw),
                 _quantity(instrument, ledger_raw),
-                statement.positions.get(symbol, Decimal(0)) if statement else None,
+                _as_written(statement.positions.get(symbol, Decimal(0)), instrument) if statement else None,
                 _statement_note(statement, symbol, instrument),
             )
         )
@@ -567,7 +579,7 @@ def _cash_lines(
                 currency,
                 to_decimal(cut.cash.get(currency, 0), digits),
                 to_decimal(ledger.cash.get(currency, 0), digits) if ledger else None,
-                statement.cash.get(currency, Decimal(0)) if statement else None,
+                _in_digits(statement.cash.get(currency, Decimal(0)), digits) if statement else None,
                 rounding=(
                     CashRounding.of(*cut.cash_roundings.get(currency, (0, 0)), digits)
                     if statement and not exact

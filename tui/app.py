@@ -37,6 +37,7 @@ __all__ = ["TABS", "CockpitApp"]
 
 TABS_WIDE = 82  # the eight tab labels with a space either side ("1 Centre" .. "8 Commands")
 ALERTS_POLL_S = 1.0  # the alert state is read at most this often (tape alerts follow writes it)
+ANSWER_HOLD_S = 30.0  # an answer to a key stays on the status line this long while it follows
 FOLLOWED_SCREENS = frozenset({"centre", "orders", "positions", "journal"})  # refilled as it grows
 
 T = TypeVar("T")
@@ -82,6 +83,8 @@ class CockpitApp(App[None]):
         self.first_screen_ready = False  # the command centre shows the whole journal
         self.detail_ready = False
         self.status_line = "opening the journal..."
+        self._answer = ""  # the last answer to a key, for ANSWER_HOLD_S
+        self._answers = 0
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
         self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
         self.tape_index = -1  # the replay screen's cursor: a record of the day (-1: its opening)
@@ -152,8 +155,29 @@ class CockpitApp(App[None]):
         self.call_after_refresh(views.refit_tables, self)
 
     def set_status(self, text: str) -> None:
+        """An answer to a key (a command sent or refused, a jump that could not be read): it
+        stays in front of the following count for ``ANSWER_HOLD_S`` (a poll used to replace it
+        within one interval, so a session's operator never saw "halt sent")."""
+        self._answer = text
+        self._answers += 1
+        answers = self._answers
+
+        def expire() -> None:  # a later answer keeps its own time
+            if self._answers == answers:
+                self._answer = ""
+
+        self.set_timer(ANSWER_HOLD_S, expire)
+        self._show_status(text)
+
+    def _show_status(self, text: str) -> None:
         self.status_line = text
         self.query_one("#status", Static).update(text)
+
+    def _show_following(self) -> None:
+        following = f"following: {self.data.overview.records:,} records"
+        if self._answer:
+            following = f"{self._answer}  |  {following}"
+        self._show_status(following)
 
     def _unreadable(self, error: Exception) -> None:
         if not isinstance(error, JournalError):
@@ -180,7 +204,7 @@ class CockpitApp(App[None]):
         self.data.overview = overview
         views.show_centre(self)
         views.show_static_tabs(self)
-        self.set_status(f"{self.data.overview.records:,} records read; folding orders and verdicts...")
+        self._show_status(f"{self.data.overview.records:,} records read; folding orders and verdicts...")
         self.call_after_refresh(self.first_screen_painted)
 
     def first_screen_painted(self) -> None:
@@ -211,7 +235,7 @@ class CockpitApp(App[None]):
         self.detail_ready = True
         views.show_centre(self)
         views.show_orders(self)
-        self.set_status(f"{detail.records:,} records folded ({len(detail.orders):,} orders)")
+        self._show_status(f"{detail.records:,} records folded ({len(detail.orders):,} orders)")
         self._load_tail(TailFilter.parse(""), None)
         self._load_folds()
         if self.sources.follow:
@@ -241,7 +265,7 @@ class CockpitApp(App[None]):
                 self._stale.update(FOLLOWED_SCREENS)
                 if tabs.is_attached:  # not when the app closed while the worker read
                     self._show_if_stale(tabs.active)
-                    self.set_status(f"following: {self.data.overview.records:,} records")
+                    self._show_following()
 
         def failed(error: Exception) -> None:
             self._polling = False

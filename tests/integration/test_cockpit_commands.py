@@ -138,3 +138,44 @@ async def test_an_operator_command_is_sent_only_once_confirmed(tmp_path: Path, s
         await pilot.pause(0.1)
         assert sender.sent[-1] == ("pause", "from the cockpit", "sma")
         assert app.screen is app.screen_stack[0]
+
+
+@pytest.mark.asyncio
+async def test_a_commands_answer_stays_on_the_status_line_while_the_journal_grows(tmp_path: Path) -> None:
+    """Following a session, each poll that brought records wrote "following: N records" over the
+    status line: "halt sent" (or "halt not sent: ...") was gone within one poll interval, so the
+    operator of a running session never saw the answer. It now stays in front of the count."""
+    source = run(make_config(make_dataset(tmp_path / "data", symbols=2, bars=60), tmp_path / "j")).journal
+    with open_journal(source) as store:
+        events = [event for _, event in store.events()]
+    growing = tmp_path / "growing.sqlite"
+    writer = open_journal(growing, writable=True)
+    half = len(events) // 2
+    for event in events[:half]:
+        writer.append(event)
+    writer.commit()
+    sender = RecordingSender()
+    app = CockpitApp(CockpitSources(journal=growing, commands=sender, follow=True, poll_interval_s=0.05))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            for _ in range(200):
+                if app.detail_ready:
+                    break
+                await pilot.pause(0.05)
+            await pilot.press("8")
+            app.query_one("#cmd-halt", Button).press()
+            await pilot.pause(0.1)
+            await pilot.press("y")
+            await pilot.pause(0.1)
+            assert sender.sent == [("halt", "from the cockpit", "")]
+            for event in events[half:]:
+                writer.append(event)
+            writer.commit()
+            for _ in range(200):
+                if app.data.overview.records == len(events):
+                    break
+                await pilot.pause(0.05)
+            await pilot.pause(0.2)
+            assert app.status_line == f"halt sent  |  following: {len(events):,} records"
+    finally:
+        writer.close()

@@ -788,3 +788,31 @@ def test_a_live_sessions_venue_statement_reconciles_within_rounding(
         assert line["ok"] is (status == 0) and (line["rounding"] is not None) is (status == 0 and parted), (
             line
         )
+
+
+def test_statement_figures_are_shown_in_the_journals_decimals(
+    world: tuple[Path, JournalBook], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A statement's figures were printed as written: cash `1` (or a currency it has no row for,
+    `0`) beside the journal's `828,128.30`, a position `794.000` beside `794`. They read in the
+    journal's decimals now, in the table, the sentences and --json."""
+    root, book = world
+    last = book.days[-1]
+    symbol = book.instruments[next(iter(last.positions))].symbol
+    text = statement_rows(book, "last", wrong={symbol: "1.000"})
+    day = text.splitlines()[1].split(",")[0]
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(f"{day},U123,,,"))  # no cash
+    text += f"\n{day},U123,,,7,EUR\n"
+    statement = tmp_path / "broker.csv"
+    statement.write_text(text)
+    status, result = reconcile(tmp_path, root / "run", "--statement", str(statement), "--no-ledger")
+    assert status == 1
+    shown = {(line[0], line[1]): line[4] for line in differences(result)}
+    assert shown[("position", symbol)] == "1"
+    assert shown[("cash", "USD")] == "0.00"
+    assert shown[("cash", "EUR")] == "7.00"
+    capsys.readouterr()
+    main(["reconcile", str(root / "run"), "--statement", str(statement), "--no-ledger"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "statement 0.00 (statement - journal = -" in out
+    assert "statement 7.00 (statement - journal = +7.00)" in out

@@ -4,6 +4,7 @@ failing job with backoff and records every attempt; the job log feeds the failed
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -23,7 +24,7 @@ import pandas as pd
 import pytest
 
 from cli.main import main
-from cli.scheduler import JobLog, Scheduler, load_scheduler_config, parse_cron
+from cli.scheduler import JobLog, JobRun, Scheduler, load_scheduler_config, parse_cron
 from cli.wiring import ConfigError
 from projections.alerts import AlertEngine, AlertStore, rules_from_config
 
@@ -653,3 +654,134 @@ def test_a_url_password_in_a_job_command_is_masked_in_the_log_the_job_log_and_jo
         assert "S3cret-pw" not in text
     assert "postgresql://tape:***@127.0.0.1:1/tape" in run.detail
     assert "postgresql://tape:***@127.0.0.1:1/tape" in logged
+
+
+def _wait_for(condition: object, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_run_whose_process_is_killed_9_is_a_failed_run_in_the_job_log(tmp_path: Path) -> None:
+    """SIGKILL of the process running a job (a scheduler killed by systemd after its stop
+    timeout, the OOM killer) left no row at all: an attempt was recorded only when it ended, so
+    `jobs list` said "never run" (or the previous outcome), failed_jobs stayed quiet, and the
+    command's process group ran on unnamed. The attempt is now recorded as it starts
+    (`running`, with the command's process group); once its process is gone it reads as a
+    failed final attempt that names the group still running."""
+    jobs = '[[jobs]]\nname = "long"\nshell = "touch started; exec sleep 120"\ncron = "0 18 * * *"\n'
+    config = write_jobs(tmp_path, jobs)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "jobs", "run", "long", "--config", str(config)],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    group = None
+    try:
+        _wait_for(lambda: (tmp_path / "started").exists())
+        with JobLog(tmp_path / "jobs.sqlite") as job_log:
+            (running,) = job_log.runs()
+        assert running.outcome == "running" and running.final == 0
+        match = re.search(r"process group (\d+)", running.detail)
+        assert match, running.detail
+        group = int(match[1])
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        with JobLog(tmp_path / "jobs.sqlite") as job_log:
+            settled = job_log.settle_abandoned(time.time_ns(), scheduler_gone=False)
+            outcomes = job_log.final_outcomes()
+        assert [(r.job, r.attempt, r.final, r.outcome, r.exit_status) for r in settled] == [
+            ("long", 1, 1, "failed", None)
+        ]
+        assert f"pid {process.pid}" in settled[0].detail
+        assert f"process group {group} still runs (kill -- -{group} stops it)" in settled[0].detail
+        assert [(o.job, o.outcome) for o in outcomes] == [("long", "failed")]  # failed_jobs sees it
+        with JobLog(tmp_path / "jobs.sqlite") as job_log:  # settled once
+            assert job_log.settle_abandoned(time.time_ns(), scheduler_gone=False) == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+
+def test_a_schedule_attempt_left_running_is_settled_by_the_next_scheduler_only(tmp_path: Path) -> None:
+    """A `running` attempt of a live process is left alone (a `tape jobs run` beside the
+    scheduler), but a scheduled one is the dead scheduler's once a scheduler holds the job
+    log's lock (its pid may have been reused); and `jobs list` shows it as failed."""
+    config = load_scheduler_config(write_jobs(tmp_path, EOD))
+    with JobLog(config.job_log) as job_log:
+        for trigger in ("schedule", "manual"):
+            job_log.start(
+                JobRun(0, job_log.next_run_id(), "eod", 1, 0, trigger, 0, 5 * NS, 5 * NS, 0.0, "running",
+                       None, f"running in pid {os.getpid()}")
+            )  # fmt: skip
+        assert job_log.settle_abandoned(9 * NS, scheduler_gone=False) == []
+        (settled,) = job_log.settle_abandoned(9 * NS, scheduler_gone=True)
+        assert (settled.trigger, settled.outcome, settled.final) == ("schedule", "failed", 1)
+        assert settled.duration_s == 4.0
+        assert settled.detail.startswith(f"abandoned: pid {os.getpid()}, which ran this attempt, ended")
+        (manual,) = job_log.settle_abandoned(9 * NS, scheduler_gone=False, alive=lambda pid: False)
+        assert manual.trigger == "manual"
+
+
+def test_jobs_run_stopped_during_an_attempt_records_it(tmp_path: Path) -> None:
+    """Ctrl-C during an attempt of `tape jobs run` killed the command and recorded nothing."""
+    config = load_scheduler_config(write_jobs(tmp_path, EOD))
+
+    def interrupted(*args: object) -> tuple[str, int | None, str]:
+        raise KeyboardInterrupt
+
+    with JobLog(config.job_log) as job_log:
+        with pytest.raises(KeyboardInterrupt):
+            Scheduler(config, job_log, runner=interrupted).run_job(
+                config.jobs["eod"], scheduled_ns=0, trigger="manual"
+            )
+        (row,) = job_log.runs()
+    assert (row.outcome, row.final) == ("failed", 1)
+    assert row.detail == "stopped during the attempt: its command was killed"
+
+
+def test_jobs_run_says_on_stderr_that_it_waits_for_a_retry(tmp_path: Path) -> None:
+    """With the log in a file, `tape jobs run` printed nothing during the backoff (60 s for the
+    shipped verify-journal job): the terminal looked hung until the run ended."""
+    (tmp_path / "jobs.toml").write_text(
+        '[scheduler]\ncalendar = "24x7"\nlog = "logs/jobs.jsonl"\n[[jobs]]\nname = "broken"\n'
+        'shell = "exit 4"\ncron = "0 18 * * *"\nretries = 1\nbackoff_s = 0.2\n'
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "jobs", "run", "broken", "--config", str(tmp_path / "jobs.toml")],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "job broken attempt 1/2: failed (exit 4); retry in 0.2 s (Ctrl-C ends the run here)" in done.stderr
+    assert "job broken run 1: failed after 2 attempt(s), exit 4" in done.stdout
+
+
+def test_an_every_hour_job_runs_through_the_repeated_hour_and_a_daily_one_once(tmp_path: Path) -> None:
+    """On a fall-back night (2026-11-01 in New York, 01:00-01:59 twice) an every-15-minutes job
+    skipped the second 01:00-01:45 (each local time was read at its first occurrence only, so
+    after 01:45 EDT came 02:00 EST, an hour and a quarter later). It now runs through it, as
+    cron runs jobs more frequent than hourly; a job at a fixed 01:30 still runs once."""
+    jobs = (
+        '[[jobs]]\nname = "often"\nshell = "true"\ncron = "*/15 * * * *"\ncalendar = "24x7"\n'
+        'timezone = "America/New_York"\n\n'
+        '[[jobs]]\nname = "daily"\nshell = "true"\ncron = "30 1 * * *"\ncalendar = "24x7"\n'
+        'timezone = "America/New_York"\n'
+    )
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+
+    def fires(name: str, start: str, count: int) -> list[str]:
+        at, out = ns(start), []
+        for _ in range(count):
+            at = config.jobs[name].next_fire_ns(at)
+            out.append(datetime.fromtimestamp(at / NS, tz=NY).strftime("%H:%M%z"))
+        return out
+
+    assert fires("often", "2026-11-01T00:50", 9) == [
+        "01:00-0400", "01:15-0400", "01:30-0400", "01:45-0400",
+        "01:00-0500", "01:15-0500", "01:30-0500", "01:45-0500", "02:00-0500",
+    ]  # fmt: skip
+    assert fires("daily", "2026-10-31T12:00", 2) == ["01:30-0400", "01:30-0500"]  # Nov 1 once, Nov 2
+    assert fires("often", "2027-03-14T01:40", 3) == ["01:45-0500", "03:00-0400", "03:15-0400"]
