@@ -46,6 +46,8 @@ __all__ = [
     "RunFold",
     "RunReport",
     "closing_trade_pnl",
+    "closing_trade_pnl_in_base",
+    "initial_nav",
     "report_and_navs",
     "report_from_journal",
 ]
@@ -53,8 +55,10 @@ __all__ = [
 
 _currency_of = operator.attrgetter("currency")
 _ACCOUNT_PARTS: dict[str, tuple[str, str]] = {}  # account -> its first two parts (fee lines)
-_REALIZED: dict[str, str] = {}  # currency -> its realised-PnL account
 _KEPT_MAX = 4096
+# Every currency's realised-PnL account starts so: a transaction converted into the base
+# (``_in_base``) keeps its accounts' names (``income:realized:CNY``) with the base's currency.
+_REALIZED_PREFIX = realized_account("")
 
 
 def _account_parts(account: str) -> tuple[str, str]:
@@ -64,16 +68,6 @@ def _account_parts(account: str) -> tuple[str, str]:
         _ACCOUNT_PARTS.clear()
     _ACCOUNT_PARTS[account] = (section, kind)
     return section, kind
-
-
-def _realized_account(currency: str) -> str:
-    """``domain.ledger.realized_account``, kept per currency."""
-    account = _REALIZED.get(currency)
-    if account is None:
-        if len(_REALIZED) >= _KEPT_MAX:
-            _REALIZED.clear()
-        account = _REALIZED[currency] = realized_account(currency)
-    return account
 
 
 class NoRunStarted(ValueError):
@@ -342,10 +336,7 @@ class _Fold:
         rates of its other currencies; ``settled``: the closed quantity's share of the variation
         margin its future was settled since it was opened, in the fill's currency)."""
         if rates:
-            if settled:
-                currency = next(p.currency for p in event.postings)
-                settled = to_base_minor(settled, currency, self.base, rates[currency])
-            converted = _in_base(event, self.base, rates)
+            converted, settled = _in_base_settled(event, self.base, rates, settled)
             _add_fees_by_currency(event, converted, self.fees_by_currency)
             event = converted
             fees = _add_fee_lines(event, self.fee_lines)
@@ -373,6 +364,26 @@ class _Fold:
         self.pending.clear()
         self.first_marks = self.first_marks or event
         self.last_marks = event
+
+
+def _in_base_settled(
+    event: LedgerPosted, base: str, rates: dict[str, int], settled_minor: int
+) -> tuple[LedgerPosted, int]:
+    """The transaction and its settled variation share, both in the base (half-even each)."""
+    if settled_minor:
+        currency = event.postings[0].currency
+        settled_minor = to_base_minor(settled_minor, currency, base, rates[currency])
+    return _in_base(event, base, rates), settled_minor
+
+
+def closing_trade_pnl_in_base(
+    event: LedgerPosted, closes: bool, settled_minor: int, base: str, rates: dict[str, int]
+) -> int | None:
+    """``closing_trade_pnl`` of a transaction in another currency than ``base``, in minor units
+    of the base: each posting converted at ``rates`` (the day's ``CurrenciesMarked``), as
+    ``tape report`` converts it."""
+    converted, settled = _in_base_settled(event, base, rates, settled_minor)
+    return closing_trade_pnl(converted, closes, settled)
 
 
 def _in_base(event: LedgerPosted, base: str, rates: dict[str, int]) -> LedgerPosted:
@@ -440,7 +451,7 @@ def _report(fold: _Fold) -> RunReport:
     config = json.loads(fold.run.config_json)
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)
-    initial = _initial_cash(config) + _initial_other_cash(config, currency, fold.first_marks)
+    initial = initial_nav(config, fold.first_marks)
     counts = fold.counts
     periods = fold.calendar_days
     nav = np.array(fold.navs, dtype=np.float64) / scale
@@ -495,7 +506,7 @@ def closing_trade_pnl(event: LedgerPosted, closes: bool = False, settled_minor: 
         account = posting.account
         if account.startswith("expenses:"):
             fees += posting.amount_minor
-        elif account == _realized_account(posting.currency):
+        elif account.startswith(_REALIZED_PREFIX):  # of any currency: see _in_base
             realised += posting.amount_minor
     if not realised and not closes:
         return None
@@ -581,6 +592,13 @@ def _add_fees_by_currency(event: LedgerPosted, converted: LedgerPosted, paid: di
             amounts = paid.setdefault(posting.currency, [0, 0])
             amounts[0] += posting.amount_minor
             amounts[1] += in_base.amount_minor
+
+
+def initial_nav(config: dict[str, object], first_marks: CurrenciesMarked | None) -> float:
+    """The run's initial NAV in its base currency (units): its ``initial_cash`` and, in a book
+    of several currencies, its ``[fx] initial_cash`` at the first close's rates."""
+    base = str(config.get("currency", "USD"))
+    return _initial_cash(config) + _initial_other_cash(config, base, first_marks)
 
 
 def _initial_other_cash(config: dict[str, object], base: str, marks: CurrenciesMarked | None) -> float:

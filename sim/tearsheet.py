@@ -23,11 +23,19 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from domain.events import DayClosed, FutureSettled, LedgerPosted, OrderFilled, RunStarted, SleevesMarked
+from domain.events import (
+    CurrenciesMarked,
+    DayClosed,
+    FutureSettled,
+    LedgerPosted,
+    OrderFilled,
+    RunStarted,
+    SleevesMarked,
+)
 from domain.fixed import minor_digits
 from kernel.journal import Journal
 from sim.experiments import Experiment, metric_score, short_names
-from sim.metrics import ClosingFills, RunReport, closing_trade_pnl
+from sim.metrics import ClosingFills, RunReport, closing_trade_pnl, closing_trade_pnl_in_base, initial_nav
 from sim.performance import return_stats
 
 __all__ = [
@@ -51,12 +59,23 @@ class TearsheetError(ValueError):
 @dataclass
 class DailySeries:
     currency: str
-    initial: float
+    initial: float  # the initial NAV in the base, as ``tape report`` counts it
     days: list[int] = field(default_factory=list)
     nav: list[float] = field(default_factory=list)
     gross: list[float] = field(default_factory=list)  # gross exposure, currency units
     sleeves: dict[str, list[float]] = field(default_factory=dict)  # strategy id -> NAV per day
-    trade_pnls: list[float] = field(default_factory=list)
+    trade_pnls: list[float] = field(default_factory=list)  # in the base currency
+
+
+class _Trades:
+    """Closing trades in journal order; one in another currency than the base waits for its
+    day's ``CurrenciesMarked`` and is converted at its rates, as ``tape report`` does."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.closing = ClosingFills()
+        self.pending: list[tuple[LedgerPosted, bool, int]] = []
+        self.first_marks: CurrenciesMarked | None = None
 
 
 def daily_series(journal: Journal) -> DailySeries:
@@ -68,6 +87,7 @@ def daily_series(journal: Journal) -> DailySeries:
         "ledger.posted.v1",
         "order.filled.v1",
         "future.settled.v1",
+        "book.currencies_marked.v1",
     }
     first = journal.record(0).event() if len(journal) else None
     if not isinstance(first, RunStarted):
@@ -75,17 +95,19 @@ def daily_series(journal: Journal) -> DailySeries:
     config = json.loads(first.config_json)
     currency = str(config.get("currency", "USD"))
     scale = float(10 ** minor_digits(currency))
-    series = DailySeries(currency, float(str(config.get("initial_cash", "0"))))
-    closing = ClosingFills()
+    series = DailySeries(currency, 0.0)
+    trades = _Trades(currency)
     for record in journal.records(1):
         if record.kind in wanted:
-            _add(series, record.event(), scale, closing)
+            _add(series, record.event(), scale, trades)
+    series.initial = initial_nav(config, trades.first_marks)
     if len(series.days) < 2:
         raise TearsheetError("the journal holds fewer than two closed days: nothing to draw")
     return series
 
 
-def _add(series: DailySeries, event: object, scale: float, closing: ClosingFills) -> None:
+def _add(series: DailySeries, event: object, scale: float, trades: _Trades) -> None:
+    closing = trades.closing
     if isinstance(event, DayClosed):
         series.days.append(event.day)
         series.nav.append(event.nav_minor / scale)
@@ -98,9 +120,25 @@ def _add(series: DailySeries, event: object, scale: float, closing: ClosingFills
     elif isinstance(event, FutureSettled):
         closing.settle(event)
     elif isinstance(event, LedgerPosted):
-        pnl = closing_trade_pnl(event, closing.closes(event), closing.settled_share(event))
+        closes, settled = closing.closes(event), closing.settled_share(event)
+        if any(posting.currency != trades.base for posting in event.postings):
+            trades.pending.append((event, closes, settled))
+            return
+        pnl = closing_trade_pnl(event, closes, settled)
         if pnl is not None:
             series.trade_pnls.append(pnl / scale)
+    elif isinstance(event, CurrenciesMarked):
+        _close_currencies(series, event, scale, trades)
+
+
+def _close_currencies(series: DailySeries, event: CurrenciesMarked, scale: float, trades: _Trades) -> None:
+    rates = {mark.currency: mark.rate_e8 for mark in event.currencies}
+    for posted, closes, settled in trades.pending:
+        pnl = closing_trade_pnl_in_base(posted, closes, settled, trades.base, rates)
+        if pnl is not None:
+            series.trade_pnls.append(pnl / scale)
+    trades.pending.clear()
+    trades.first_marks = trades.first_marks or event
 
 
 @dataclass(frozen=True)

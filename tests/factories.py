@@ -18,7 +18,7 @@ from domain.market import Panel
 from domain.riskrules import RiskPolicy, policy_from_mapping
 from kernel.journal import build_segment, segment_hash
 from kernel.store import open_journal
-from kernel.strategy import MarketView
+from kernel.strategy import MarketView, Strategy
 from lake.store import fx_table, write_dataset
 from lake.synth import synth_dataset
 from sim.backtest import BacktestConfig, BacktestResult, FxConfig, StrategyConfig, run_backtest
@@ -465,11 +465,12 @@ CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="
                       price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
 
 
-def two_currency_run(root: Path) -> Path:
+def two_currency_run(root: Path, strategy: Strategy | None = None) -> Path:
     """A CONSTRUCTED book in USD with 5,000,000 CNY of cash beside its 1,000,000 USD, a USD name
     (AAA) and a CNY name (BBB): prices and the CNY rate move every day (so converting, or not,
     shows in every figure); it buys 40% of the book in each on the first day and ends holding
-    both (the default commission: fees in both currencies). The journal."""
+    both (the default commission: fees in both currencies), or trades as ``strategy`` decides
+    (its ``strategy_id`` named "both"). The journal."""
     days = [20240102, 20240103, 20240104, 20240105, 20240106]
     closes_of = {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
     bars = [
@@ -490,7 +491,7 @@ def two_currency_run(root: Path) -> Path:
         strategy=StrategyConfig(name="both"), us_regulatory_fees=False,
         fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
     )  # fmt: skip
-    return run_backtest(config, _BothNames()).journal
+    return run_backtest(config, strategy or _BothNames()).journal
 
 
 class HoldLong:
