@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from cli.arguments import ledger_target, output_file, postgres_url, schema_name
+from cli.exits import unfinished_status
 from cli.progress import console, one_stdout, progress_bar, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
@@ -146,7 +147,10 @@ def _said_written(*paths: str | None) -> None:
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
-    one_stdout(json=args.json, csv=args.csv)
+    """Rebuild the ledger (SQLite or PostgreSQL); exit 3 with ``tape rebuild``'s "unfinished
+    run" line where the journal's run never finished (it exited 0 there: the same rebuild said
+    two things; the ledger is rebuilt and kept either way)."""
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     target = _target(args)
     with progress_bar("rebuild ledger", _journal_length(args.journal)) as update:
         progress = RebuildProgress(update)
@@ -154,7 +158,8 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
             report = rebuild_ledger(args.journal, target, schema=args.schema, progress=progress)
     where = describe_target(target, args.schema)
     print_rebuild(f"ledger {where}", where, report, json_path=args.json, csv_path=args.csv)
-    return 0
+    with open_journal(args.journal) as journal, results_on_stderr(to_stdout):  # beside the data
+        return unfinished_status(journal)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
