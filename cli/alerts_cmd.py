@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.alert_routes import DeliveryFailed, Route, routes_from_config
+from cli.arguments import output_file
 from cli.logs import LogSetup, Redactor, configure_logging
 from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
@@ -882,13 +883,17 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
     )
     listing.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
         help="write the alerts, silences (and --all's operations) (alone or '-': stdout, no table)",
     )
     listing.add_argument(
-        "--csv", metavar="PATH", help="write one row per alert, silence and operation ('-': stdout, no table)"
+        "--csv",
+        type=output_file,
+        metavar="PATH",
+        help="write one row per alert, silence and operation ('-': stdout, no table)",
     )
     for parser in (silence, unsilence):
         parser.add_argument("--by", help="who (default: the login name)")
@@ -899,13 +904,14 @@ def add_alerts_parser(verbs: argparse._SubParsersAction) -> None:  # type: ignor
         follow: "at the stop: what was sent, failed, held back, and the alerts firing",
     }
     for parser, what in acted_on.items():
-        parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+        parser.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                             help=f"write {what} as JSON (alone or '-': stdout)")  # fmt: skip
-    check.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    check.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                        help="write the alerts fired, resolved and firing and the delivery counts as JSON "
                        "(alone or '-': stdout, no table; same exit status)")  # fmt: skip
     check.add_argument(
         "--csv",
+        type=output_file,
         metavar="PATH",
         help="write one row per alert fired, resolved and firing ('-': stdout, no table)",
     )

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["POSTGRES_SCHEMES", "at_least", "ledger_target", "postgres_url", "schema_name", "sqlite_path"]
+__all__ = [
+    "POSTGRES_SCHEMES", "at_least", "ledger_target", "output_file", "output_folder", "postgres_url",
+    "schema_name", "sqlite_path",
+]  # fmt: skip
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -77,3 +81,51 @@ def _no_other_url(text: str, advice: str) -> None:
     scheme = _URL_SCHEME.match(text)
     if scheme is not None:
         raise argparse.ArgumentTypeError(f"{scheme.group(0)}... is not a ledger Tape writes: {advice}")
+
+
+def output_file(text: str) -> str:
+    """argparse type of every option that names a file the verb writes (``--json [PATH]``,
+    ``--csv PATH``, ``report --orders`` / ``--strategies``): ``-`` (stdout) as it is. An empty
+    path is refused (``--json ""``, an unset ``$OUT``: the verb ran and wrote nothing, silently),
+    and so is a file that cannot be written (the path is a folder, a folder on its way is a
+    file, no permission): found at the end, it lost the results of a sweep, a backtest or a
+    rebuild that had run to it. Exit 2 before any work, naming the path and why. Nothing is
+    created here: the file's folder is made when the file is written (``write_output``)."""
+    if text == "-":
+        return text
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: give a file, or '-' for stdout")
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write it: it is a folder")
+    if os.path.exists(text) and not os.access(text, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write it: no permission")
+    _folder_can_be_made(Path(text).parent, text)
+    return text
+
+
+def output_folder(text: str) -> str:
+    """argparse type of an option that names a folder the verb writes files into at its end
+    (``report --csv DIR``, ``tearsheet --out``): refused before the work (exit 2, naming it and
+    why) where files could not be written there, as ``output_file``; nothing is created. ``-``
+    is passed on (``report`` says why its folder cannot be stdout)."""
+    if text == "-":
+        return text
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path: give a folder")
+    if os.path.lexists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text}: cannot write files in it: it is not a folder")
+    _folder_can_be_made(Path(text), text)
+    return text
+
+
+def _folder_can_be_made(folder: Path, text: str) -> None:
+    """Refuse ``text`` where ``folder`` is not, or cannot be made, a folder Tape can write in:
+    its nearest existing ancestor must be a folder with write permission (a folder on the way
+    that cannot be searched is none)."""
+    for ancestor in (folder, *folder.parents):
+        if os.path.isdir(ancestor):
+            if os.access(ancestor, os.W_OK | os.X_OK):
+                return
+            raise argparse.ArgumentTypeError(f"{text}: cannot write it: no permission to write in {ancestor}")
+        if os.path.lexists(ancestor):  # a file (or a dangling link) on the way
+            raise argparse.ArgumentTypeError(f"{text}: cannot write it: {ancestor} is not a folder")

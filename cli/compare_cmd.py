@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from cli.arguments import output_file
 from cli.exits import EXIT_DAMAGED, EXIT_OK, EXIT_UNFINISHED
 from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import print_fitted
@@ -408,9 +409,10 @@ def add_compare_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
     )
     parser.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
         help="write every day, the summary and the divergence (alone or '-': stdout)",
     )
-    parser.add_argument("--csv", metavar="PATH", help="write one row per day ('-': stdout)")
+    parser.add_argument("--csv", type=output_file, metavar="PATH", help="write one row per day ('-': stdout)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from cli.arguments import output_file
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from lake.health import DatasetHealth, dataset_health, venue_calendar
@@ -92,6 +93,7 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--out", required=True, help="lake root (created if absent)")
     parser.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
@@ -101,6 +103,7 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument(
         "--csv",
+        type=output_file,
         metavar="PATH",
         help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout)",
     )
@@ -375,6 +378,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
@@ -515,10 +519,12 @@ def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         "health", help="data-health summary of a lake (coverage, gaps, quarantine; bars, trades, quotes)"
     )
     parser.add_argument("lake", help="lake root")
-    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    parser.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="write every data set's health as JSON (alone or '-': stdout, the "
                         "tables on stderr)")  # fmt: skip
-    parser.add_argument("--csv", metavar="PATH", help="write one row per data set as CSV ('-': stdout)")
+    parser.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="write one row per data set as CSV ('-': stdout)"
+    )
     parser.add_argument(
         "--gap-minutes",
         type=float,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cli.arguments import at_least
+from cli.arguments import at_least, output_file
 from cli.logs import configure_logging
 from cli.progress import console, notice, one_stdout, plural, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
@@ -355,16 +355,17 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     sub = jobs.add_subparsers(dest="jobs_verb", required=True)
     run = sub.add_parser("run", help="run a job now (with its retries), recorded in the job log")
     run.add_argument("name")
-    run.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    run.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                      help="write the run's outcome, attempts, exit status and duration as JSON (alone or "
                      "'-': stdout; same exit status)")  # fmt: skip
-    scheduler.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    scheduler.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                            help="when it stops: the runs it made and their outcomes as JSON (alone or "
                            "'-': stdout)")  # fmt: skip
     listing = sub.add_parser("list", help="jobs, next run times and last outcomes")
     listing.add_argument("--runs", type=at_least(0), default=0, help="also show the last N attempts")
     listing.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
@@ -372,6 +373,7 @@ def add_jobs_parsers(verbs: argparse._SubParsersAction) -> None:  # type: ignore
     )
     listing.add_argument(
         "--csv",
+        type=output_file,
         metavar="PATH",
         help="write one row per job as CSV; with --runs N one row per attempt ('-': stdout, no table)",
     )

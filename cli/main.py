@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from cli import projections_cmd
 from cli.alerts_cmd import add_alerts_parser, cmd_alerts
-from cli.arguments import sqlite_path
+from cli.arguments import output_file, sqlite_path
 from cli.cockpit_cmd import add_cockpit_parser, cmd_cockpit, session_day
 from cli.compare_cmd import add_compare_parser, cmd_compare
 from cli.exits import (
@@ -80,7 +80,7 @@ from venues.ccxt_venue import VenueError
 
 __all__ = [
     "EXIT_DAMAGED", "EXIT_INTERNAL", "EXIT_OK", "EXIT_REFUSED", "EXIT_UNFINISHED",
-    "Stopped", "main", "stop_on_signals",
+    "Stopped", "build_parser", "main", "stop_on_signals",
 ]  # fmt: skip
 
 
@@ -429,7 +429,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return status
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """Every verb's parser (the tests walk it: each output option's type is checked)."""
     parser = argparse.ArgumentParser(prog="tape", description="Event-sourced trading kernel")
     verbs = parser.add_subparsers(dest="verb", required=True)
     synth = verbs.add_parser("synth", help="generate a seeded synthetic data set")
@@ -440,24 +441,29 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--frequency", choices=("1d", "1m"), default="1d")
     synth.add_argument("--calendar", default="XNYS", help="exchange_calendars code or 24x7")
     synth.add_argument("--start", default="2015-01-02")
-    synth.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    synth.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                        help="write the data set's path, content hash and parameters as JSON "
                        "(alone or '-': stdout)")  # fmt: skip
     backtest = verbs.add_parser("backtest", help="run a backtest from a TOML config")
     backtest.add_argument("config")
     backtest.add_argument("--journal", help="override the config's journal path")
-    backtest.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    backtest.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                           help="write the journal, chain head, records, final NAV and the summary's "
                           "figures as JSON (alone or '-': stdout)")  # fmt: skip
     backtest.add_argument(
-        "--csv", metavar="PATH", help="the same as CSV: a column per figure, one row ('-': stdout)"
+        "--csv",
+        type=output_file,
+        metavar="PATH",
+        help="the same as CSV: a column per figure, one row ('-': stdout)",
     )
     verify = verbs.add_parser("verify", help="walk the hash chain")
     verify.add_argument("journal")
-    verify.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    verify.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="write the verdict, records, whole chain head, run state and a torn "
                         "tail as JSON (alone or '-': stdout; same exit status)")  # fmt: skip
-    verify.add_argument("--csv", metavar="PATH", help="the same as one CSV row ('-': stdout)")
+    verify.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="the same as one CSV row ('-': stdout)"
+    )
     add_paper_parser(verbs)
     add_live_parser(verbs)
     add_command_parser(verbs)
@@ -469,25 +475,31 @@ def _parser() -> argparse.ArgumentParser:
     rep = verbs.add_parser("replay", help="re-derive the journal with a fresh kernel and compare")
     rep.add_argument("journal")
     rep.add_argument("--day", type=session_day, help="replay one session day (YYYY-MM-DD) from its snapshot")
-    rep.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    rep.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                      help="write the verdict, what was compared and a divergence's events whole as "
                      "JSON (alone or '-': stdout; same exit status)")  # fmt: skip
-    rep.add_argument("--csv", metavar="PATH", help="the verdict as one CSV row ('-': stdout)")
+    rep.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="the verdict as one CSV row ('-': stdout)"
+    )
     rebuild = verbs.add_parser("rebuild", help="drop and rebuild the SQLite ledger projection")
     rebuild.add_argument("journal")
     rebuild.add_argument("--db", type=sqlite_path, help="ledger path (default: JOURNAL.ledger.sqlite)")
     projections_cmd.add_checksum_outputs(rebuild)
     strategies = verbs.add_parser("strategies", help="list the installed strategies a config can name")
-    strategies.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    strategies.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                             help="write name -> entry as JSON (alone or '-': stdout)")  # fmt: skip
-    strategies.add_argument("--csv", metavar="PATH", help="write name,entry rows as CSV ('-': stdout)")
+    strategies.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="write name,entry rows as CSV ('-': stdout)"
+    )
     demo = verbs.add_parser("demo", help="generate data, run three backtests, rebuild, report, replay")
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--keep", action="store_true", help="keep existing data and journals")
-    demo.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    demo.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                       help="write each run's journal, chain head, records, final NAV and its verify "
                       "and replay verdicts as JSON (alone or '-': stdout)")  # fmt: skip
-    demo.add_argument("--csv", metavar="PATH", help="the same as CSV, a row per run ('-': stdout)")
+    demo.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="the same as CSV, a row per run ('-': stdout)"
+    )
     projections_cmd.add_arguments(verbs)
     add_ingest_parser(verbs)
     add_health_parser(verbs)
@@ -608,7 +620,7 @@ def main(argv: Sequence[str] | None = None, *, program: bool = False) -> int:
     """Run one verb; its exit status. ``program``: this process is ``tape`` itself
     (``entry``), so a signal that comes after the verb has finished is ignored rather than
     killing the process on its way out; called in-process, the handlers are put back."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     with stop_on_signals(program=program):
         return _run(args)
 

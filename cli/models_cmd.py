@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cli.arguments import output_file
 from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
@@ -24,9 +25,11 @@ def add_models_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     parser.add_argument(
         "dir", nargs="?", default="models-registry", help="registry folder (default: %(default)s)"
     )
-    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    parser.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="write every artifact's metadata as JSON (alone or '-': stdout)")  # fmt: skip
-    parser.add_argument("--csv", metavar="PATH", help="one row per artifact as CSV ('-': stdout)")
+    parser.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="one row per artifact as CSV ('-': stdout)"
+    )
 
 
 def _ic_out(metrics: dict[str, float]) -> float | None:

@@ -30,7 +30,7 @@ import msgspec
 import numpy as np
 from rich.text import Text
 
-from cli.arguments import at_least
+from cli.arguments import at_least, output_file
 from cli.exits import unfinished_status
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted, wrap_text
@@ -349,8 +349,8 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--participation", default="0,0", help="volume cap range in %% (default 0,0: none)")
     mc.add_argument("--workers", type=at_least(0), default=0, help="processes for --perturb (0: every core)")
     mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
-    mc.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    mc.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                     help="write every figure as JSON (alone or '-': stdout)")  # fmt: skip
-    mc.add_argument("--csv", metavar="PATH", help="write the tables as CSV ('-': stdout)")
+    mc.add_argument("--csv", type=output_file, metavar="PATH", help="write the tables as CSV ('-': stdout)")
     mc.add_argument("--ray", metavar="ADDRESS", help='--perturb on a Ray cluster ("local": start one here)')
     mc.add_argument("--resume", action="store_true", help="carry a stopped --perturb on: the rest runs")

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from cli.arguments import output_file
 from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text
@@ -29,7 +30,7 @@ def add_option_chain_parser(subparsers: argparse._SubParsersAction) -> argparse.
     parser.add_argument("--end", required=True, help="last session, YYYY-MM-DD")
     parser.add_argument("--vol", required=True, help="flat annual volatility, decimal (0.30 = 30%%)")
     parser.add_argument("--rate", default="0", help="annual rate, decimal (default 0)")
-    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    parser.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="write the data set's path, content hash and chain as JSON "
                         "(alone or '-': stdout)")  # fmt: skip
     return parser

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import msgspec
 import numpy as np
 
+from cli.arguments import output_file
 from cli.exits import EXIT_OK
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.report_cmd import print_report
@@ -125,7 +126,7 @@ def add_paper_parser(verbs: Any) -> None:
 def session_options(parser: Any) -> None:
     """The options ``tape paper`` and ``tape live`` share."""
     parser.add_argument("--journal", help="override the config's journal path (a new journal)")
-    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    parser.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="at the session's end: its summary (steps, bars, broker or venue "
                         "counts, journal and chain head) as JSON (alone or '-': stdout; same exit "
                         "status)")  # fmt: skip
@@ -181,7 +182,7 @@ def add_command_parser(verbs: Any) -> None:
     )
     command.add_argument("--note", default="", help="why (journaled with the command)")
     command.add_argument("--strategy", default="", help="pause / resume: the strategy (its strategy_id)")
-    command.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    command.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                          help="write the command sent and the inbox it went to as JSON (alone or '-': "
                          "stdout)")  # fmt: skip
 

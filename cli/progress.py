@@ -35,8 +35,10 @@ def notice(text: str) -> None:
 
 def write_output(path: str, text: str, *, option: str) -> None:
     """``text`` for ``--json PATH`` / ``--csv PATH``: to stdout for ``-``, else to the file (its
-    folder made). A file that cannot be written is refused naming the option (exit 2), not an
-    ``Errno``; ``-`` never becomes a file called ``-``."""
+    folder made). The option's type (``cli.arguments.output_file``) refused an empty path and
+    one that cannot be written before the verb ran; one that became unwritable since is still
+    refused here naming the option (exit 2), not an ``Errno``; ``-`` never becomes a file
+    called ``-``."""
     from cli.wiring import ConfigError  # here: the progress bars need none of the wiring
 
     if path == "-":

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-from cli.arguments import ledger_target, postgres_url, schema_name
+from cli.arguments import ledger_target, output_file, postgres_url, schema_name
+from cli.exits import unfinished_status
 from cli.progress import console, one_stdout, progress_bar, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from kernel.store import open_journal
@@ -146,7 +147,10 @@ def _said_written(*paths: str | None) -> None:
 
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
-    one_stdout(json=args.json, csv=args.csv)
+    """Rebuild the ledger (SQLite or PostgreSQL); exit 3 with ``tape rebuild``'s "unfinished
+    run" line where the journal's run never finished (it exited 0 there: the same rebuild said
+    two things; the ledger is rebuilt and kept either way)."""
+    to_stdout = one_stdout(json=args.json, csv=args.csv)
     target = _target(args)
     with progress_bar("rebuild ledger", _journal_length(args.journal)) as update:
         progress = RebuildProgress(update)
@@ -154,7 +158,8 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
             report = rebuild_ledger(args.journal, target, schema=args.schema, progress=progress)
     where = describe_target(target, args.schema)
     print_rebuild(f"ledger {where}", where, report, json_path=args.json, csv_path=args.csv)
-    return 0
+    with open_journal(args.journal) as journal, results_on_stderr(to_stdout):  # beside the data
+        return unfinished_status(journal)
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -444,11 +449,14 @@ def _influx_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_checksum_outputs(rebuild: argparse.ArgumentParser) -> None:
     """``--json [PATH]`` and ``--csv PATH`` of ``tape rebuild`` and ``tape projections rebuild``."""
-    rebuild.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    rebuild.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                          help="write the ledger, records and each table's rows and sha256 as JSON "
                          "(alone or '-': stdout, the table on stderr)")  # fmt: skip
     rebuild.add_argument(
-        "--csv", metavar="PATH", help="write table,rows,sha256 rows as CSV ('-': stdout, the table on stderr)"
+        "--csv",
+        type=output_file,
+        metavar="PATH",
+        help="write table,rows,sha256 rows as CSV ('-': stdout, the table on stderr)",
     )
 
 
@@ -467,11 +475,12 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
         )
         parser.add_argument("--schema", default=DEFAULT_SCHEMA, type=schema_name, help="PostgreSQL schema")
     add_checksum_outputs(rebuild)
-    audit.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    audit.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                        help="write the verdict and each differing table as JSON (alone or '-': "
                        "stdout, the lines on stderr; same exit status)")  # fmt: skip
     audit.add_argument(
         "--csv",
+        type=output_file,
         metavar="PATH",
         help="write a row per differing table (one row when all agree) with the verdict as CSV "
         "('-': stdout, the lines on stderr; same exit status)",
@@ -487,7 +496,7 @@ def add_arguments(verbs: argparse._SubParsersAction) -> None:  # type: ignore[ty
     bars.add_argument("dataset", help="lake data set folder (with manifest.json)")
     bars.add_argument("--influx", required=True, help="Influx URL, e.g. http://127.0.0.1:8086")
     bars.add_argument("--timeframe", help="e.g. 1m, 1h, 1d (default: the data set's frequency)")
-    bars.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    bars.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                       help="write the measurement and the bars written as JSON "
                       "(alone or '-': stdout)")  # fmt: skip
     _influx_arguments(bars)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cli.arguments import output_file
 from cli.progress import console, one_stdout, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from lake.partitioned import Lake
@@ -153,12 +154,12 @@ def add_qlib_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export.add_argument("--start", help="first UTC date, YYYY-MM-DD (inclusive)")
     export.add_argument("--end", help="last UTC date, YYYY-MM-DD (inclusive)")
     export.add_argument("--symbols", help="comma-separated symbols (default: every instrument)")
-    export.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    export.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="write the folder, the lake's hash, the sessions and every instrument "
                         "as JSON (alone or '-': stdout)")  # fmt: skip
     imp = sub.add_parser("import", help="Qlib's predictions (pred.pkl) as a Tape signal")
     imp.add_argument("predictions", help="pred.pkl, a CSV/parquet of datetime,instrument,score, or a folder")
     imp.add_argument("--export", required=True, help="the folder tape qlib export wrote")
     imp.add_argument("--signal", required=True, help="signal parquet file to write")
-    imp.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    imp.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                      help="write the summary as JSON (alone or '-': stdout)")  # fmt: skip

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from cli.arguments import ledger_target, schema_name
+from cli.arguments import ledger_target, output_file, schema_name
 from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import Column, print_fitted
@@ -190,9 +190,15 @@ def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
         help="write the reconciliation as JSON (alone or '-': stdout, no table)",
     )
-    parser.add_argument("--csv", metavar="PATH", help="write one row per line as CSV ('-': stdout, no table)")
+    parser.add_argument(
+        "--csv",
+        type=output_file,
+        metavar="PATH",
+        help="write one row per line as CSV ('-': stdout, no table)",
+    )

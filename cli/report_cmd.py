@@ -12,6 +12,7 @@ from pathlib import Path
 import msgspec
 from rich.table import Table
 
+from cli.arguments import output_file, output_folder
 from cli.attribution_tables import attribution_rows, print_attribution, write_attribution
 from cli.execution_tables import print_execution_quality
 from cli.exits import EXIT_OK, unfinished_status
@@ -216,19 +217,27 @@ def add_report_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     report.add_argument("journal")
     report.add_argument(
         "--json",
+        type=output_file,
         metavar="PATH",
         nargs="?",
         const="-",
         help="write everything the report prints, as JSON (alone or '-': stdout)",
     )
     report.add_argument(
-        "--csv", metavar="DIR", help="write everything as CSV files into the folder DIR (not '-')"
+        "--csv",
+        type=output_folder,
+        metavar="DIR",
+        help="write everything as CSV files into the folder DIR (not '-')",
     )
     report.add_argument(
-        "--orders", metavar="CSV", help="write one row per (parent) order to this CSV ('-': stdout)"
+        "--orders",
+        type=output_file,
+        metavar="CSV",
+        help="write one row per (parent) order to this CSV ('-': stdout)",
     )
     report.add_argument(
         "--strategies",
+        type=output_file,
         metavar="CSV|JSON",
         help="write the per-strategy attribution, several strategies ('-': CSV on stdout)",
     )

@@ -49,7 +49,7 @@ import msgspec
 import numpy as np
 from rich.markup import escape
 
-from cli.arguments import at_least
+from cli.arguments import at_least, output_file
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
@@ -638,15 +638,17 @@ def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     sweep.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")
-    sweep.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    sweep.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                        help="every run as JSON, as tape runs --json (alone or '-': stdout)")  # fmt: skip
-    sweep.add_argument("--csv", metavar="PATH", help="every run as CSV, as tape runs --csv ('-': stdout)")
+    sweep.add_argument(
+        "--csv", type=output_file, metavar="PATH", help="every run as CSV, as tape runs --csv ('-': stdout)"
+    )
     runs = verbs.add_parser("runs", help="list a sweep's recorded runs, or re-run one")
     runs.add_argument("where", help="a sweep's folder or its experiments.sqlite")
     runs.add_argument("--sweep", help="only this sweep id")
     runs.add_argument("--rank-by", default="sharpe", choices=RANKABLE)
     runs.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
-    runs.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    runs.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                       help="every run as JSON (to PATH; alone or '-': stdout)")  # fmt: skip
-    runs.add_argument("--csv", metavar="PATH", help="every run as CSV ('-': stdout)")
+    runs.add_argument("--csv", type=output_file, metavar="PATH", help="every run as CSV ('-': stdout)")
     runs.add_argument("--rerun", metavar="RUN_ID", help="run it again; exit 1 unless the chain head matches")

@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+from cli.arguments import output_folder
 from cli.exits import unfinished_status
 from cli.progress import console, plural
 from cli.wiring import ConfigError
@@ -111,7 +112,9 @@ def _num(value: object) -> str:
 def add_tearsheet_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sheet = verbs.add_parser("tearsheet", help="PNG charts and an HTML page: a run, sweep or walk-forward")
     sheet.add_argument("what", help="a journal, a sweep's folder or a walk-forward's folder")
-    sheet.add_argument("--out", help="folder for tearsheet.html and the PNGs (default: beside WHAT)")
+    sheet.add_argument(
+        "--out", type=output_folder, help="folder for tearsheet.html and the PNGs (default: beside WHAT)"
+    )
     sheet.add_argument(
         "--metric", choices=RANKABLE, metavar="METRIC",
         help=f"a sweep's heatmaps' figure: {', '.join(RANKABLE)} (default sharpe)",

@@ -48,6 +48,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cli.arguments import output_file
 from cli.progress import console, one_stdout, progress_bar, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError, config_from_raw, read_raw_config
@@ -473,8 +474,11 @@ def add_train_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser])
         "train", help="train a LightGBM or PyTorch model walk-forward from a lake and register its artifacts"
     )
     parser.add_argument("config", help="TOML with a [train] table (docs/models.md)")
-    parser.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    parser.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                         help="write the windows as JSON (alone or '-': stdout, no table)")  # fmt: skip
     parser.add_argument(
-        "--csv", metavar="PATH", help="write one row per window as CSV ('-': stdout, no table)"
+        "--csv",
+        type=output_file,
+        metavar="PATH",
+        help="write one row per window as CSV ('-': stdout, no table)",
     )

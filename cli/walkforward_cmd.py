@@ -43,7 +43,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from cli.arguments import at_least
+from cli.arguments import at_least, output_file
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.resumable import (
     experiments_table,
@@ -471,9 +471,12 @@ def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPa
     walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
     walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     walk.add_argument("--resume", action="store_true", help="carry a stopped walk-forward on: the rest runs")
-    walk.add_argument("--json", metavar="PATH", nargs="?", const="-",
+    walk.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                       help="the folds and the stitched returns as JSON, walkforward.json's (to PATH; "
                            "alone or '-': stdout)")  # fmt: skip
     walk.add_argument(
-        "--csv", metavar="PATH", help="the fold table and the stitched row as CSV ('-': stdout)"
+        "--csv",
+        type=output_file,
+        metavar="PATH",
+        help="the fold table and the stitched row as CSV ('-': stdout)",
     )

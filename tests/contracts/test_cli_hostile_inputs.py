@@ -484,7 +484,6 @@ RECONCILE_ARGS = [  # (case, extra arguments, the file the error line must name)
     ("day-not-a-date", ["--day", "2020-02-30"], "2020-02-30"),
     ("day-not-closed", ["--day", "1999-01-04"], "1999-01-04"),
     ("nothing-to-compare", ["--no-ledger"], "good"),
-    ("json-into-a-directory", ["--json", "data"], "data"),
 ]
 
 
@@ -522,13 +521,17 @@ def test_reconcile_and_compare_wrong_flags(corpus: Path, argv: tuple[str, ...]) 
     assert sum("error:" in line for line in output.splitlines()) == 1, output
 
 
-def test_compare_refuses_an_output_it_cannot_write(corpus: Path) -> None:
-    result = tape(
-        "compare",
-        str(corpus / "good"),
-        str(corpus / "good.sqlite"),
-        "--json",
-        str(corpus / "data"),
-        cwd=corpus,
-    )
-    check_contract(result, corpus / "data", EXIT_REFUSED, "tape compare --json DIRECTORY")
+@pytest.mark.parametrize("verb", ["reconcile", "compare"])
+def test_an_output_that_cannot_be_written_is_refused_as_the_line_is_read(ledgers: Path, verb: str) -> None:
+    """``--json DIRECTORY``: refused by the option's type (``cli.arguments.output_file``) before
+    the verb reads anything, argparse's one ``error:`` line on stderr naming the path and why;
+    the directory untouched (it was refused only after the reconciliation or comparison ran)."""
+    journals = [str(ledgers / "good")] + ([str(ledgers / "good.sqlite")] if verb == "compare" else [])
+    before = digests(ledgers / "data")
+    result = tape(verb, *journals, "--json", str(ledgers / "data"), cwd=ledgers)
+    output = result.stdout + result.stderr
+    assert result.returncode == EXIT_REFUSED and "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if "error:" in line]
+    reason = f"{ledgers / 'data'}: cannot write it: it is a folder"
+    assert errors == [f"tape {verb}: error: argument --json: {reason}"], output
+    assert digests(ledgers / "data") == before

@@ -115,6 +115,28 @@ def test_projections_rebuild_json_path_and_csv(
     assert f"wrote {out}" in captured.err
 
 
+def test_projections_rebuild_exits_3_for_an_unfinished_run_as_rebuild_does(
+    journals: tuple[Path, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tape projections rebuild CUT` exited 0 where `tape rebuild CUT` exits 3 (the same
+    rebuild, two verdicts): now 3 with the "unfinished run" line, on stderr beside `--json -`;
+    the ledger is rebuilt either way."""
+    journal, cut, _ = journals
+    ledger = tmp_path / "cut.sqlite"
+    capsys.readouterr()
+    argv = ["projections", "rebuild", str(cut), "--db", str(ledger)]
+    assert main(argv) == EXIT_UNFINISHED
+    assert "unfinished run" in capsys.readouterr().out
+    assert main([*argv, "--json", "-"]) == EXIT_UNFINISHED
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["tables"] == _checksums(ledger)  # the JSON alone on stdout
+    assert "unfinished run" in captured.err
+    assert main(["rebuild", str(cut), "--db", str(tmp_path / "plain.sqlite")]) == EXIT_UNFINISHED
+    capsys.readouterr()
+    assert main(["projections", "rebuild", str(journal), "--db", str(ledger)]) == EXIT_OK
+    assert "unfinished" not in capsys.readouterr().out
+
+
 def test_audit_json_path_and_csv_on_stdout(
     journals: tuple[Path, Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -238,7 +238,8 @@ def test_json_dash_puts_the_data_alone_on_stdout_and_an_unwritable_path_is_refus
 ) -> None:
     """QA: reconcile kept its own copy of "``-`` means stdout"; it writes through
     ``cli.progress.write_output`` as every verb does: ``-`` gives the data alone (no table, no
-    note), a path that cannot be written is refused naming the option (exit 2), not an Errno."""
+    note), a path that cannot be written is refused naming the option (exit 2, by the option's
+    type: before the reconciliation), not an Errno."""
     root, _ = world
     capsys.readouterr()
     assert main(["reconcile", str(root / "run"), "--json", "-"]) == 0
@@ -253,8 +254,10 @@ def test_json_dash_puts_the_data_alone_on_stdout_and_an_unwritable_path_is_refus
     assert not (Path.cwd() / "-").exists()
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    assert main(["reconcile", str(root / "run"), "--csv", str(blocker / "r.csv")]) == 2
-    assert f"--csv {blocker / 'r.csv'}: cannot write it" in " ".join(capsys.readouterr().out.split())
+    with pytest.raises(SystemExit) as refused:
+        main(["reconcile", str(root / "run"), "--csv", str(blocker / "r.csv")])
+    said = " ".join(capsys.readouterr().err.split())
+    assert refused.value.code == 2 and f"--csv: {blocker / 'r.csv'}: cannot write it" in said
 
 
 @pytest.mark.parametrize(

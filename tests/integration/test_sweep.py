@@ -348,9 +348,12 @@ def test_runs_refuses_a_top_that_is_not_positive_and_a_csv_it_cannot_write(
             main(["runs", str(db), "--top", top])
         assert refused.value.code == 2 and "--top: must be at least 1" in capsys.readouterr().err
     (tmp_path / "taken").mkdir()
-    assert main(["runs", str(db), "--csv", str(tmp_path / "taken")]) == 2  # a folder: not a file
-    said = " ".join(capsys.readouterr().out.split())
-    assert "taken: cannot write it (Is a directory)" in said and "Errno" not in said
+    with pytest.raises(SystemExit) as refused:  # a folder: not a file; refused as it is parsed
+        main(["runs", str(db), "--csv", str(tmp_path / "taken")])
+    said = " ".join(capsys.readouterr().err.split())
+    assert (
+        refused.value.code == 2 and "taken: cannot write it: it is a folder" in said and "Errno" not in said
+    )
     assert main(["runs", str(db), "--top", "1"]) == 0
     assert "top 1 of 4 by sharpe" in capsys.readouterr().out
 

@@ -120,8 +120,9 @@ def test_sweep_heatmaps_of_parameters_sharing_a_last_name_each_get_their_own_fil
 def test_an_out_that_cannot_be_written_is_refused_naming_the_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``--out`` under a file: refused in one line naming ``--out`` and the folder, as every
-    output option's path is (it was the bare ``[Errno 20] Not a directory: ...``)."""
+    """``--out`` under a file: refused in one line naming ``--out``, the folder and why, as
+    every output option's path is (it was the bare ``[Errno 20] Not a directory: ...``), and
+    before the page is drawn (by the option's type, ``cli.arguments.output_folder``)."""
     rows = [
         ({"strategy.params.fast": fast, "strategy.params.slow": 20}, {"sharpe": fast / 10})
         for fast in (5, 10)
@@ -129,10 +130,11 @@ def test_an_out_that_cannot_be_written_is_refused_naming_the_option(
     record_experiments(tmp_path / "s" / "experiments.sqlite", "qa", rows)
     (tmp_path / "file").write_text("")
     capsys.readouterr()
-    assert main(["tearsheet", str(tmp_path / "s"), "--out", str(tmp_path / "file" / "sheet")]) == 2
-    captured = capsys.readouterr()
-    said = " ".join((captured.out + captured.err).split())
-    assert f"--out {tmp_path / 'file' / 'sheet'}: cannot write the tearsheet there (Not a directory)" in said
+    with pytest.raises(SystemExit) as refused:
+        main(["tearsheet", str(tmp_path / "s"), "--out", str(tmp_path / "file" / "sheet")])
+    said = " ".join(capsys.readouterr().err.split())
+    reason = f"cannot write it: {tmp_path / 'file'} is not a folder"
+    assert refused.value.code == 2 and f"argument --out: {tmp_path / 'file' / 'sheet'}: {reason}" in said
 
 
 def test_a_walkforwards_page_shows_the_stitched_max_drawdown(tmp_path: Path) -> None:
