@@ -156,6 +156,8 @@ def train_walk_forward(
     names = [feature_name(s) for s in specs]
     window_stamps = rows.filter(rows["ts_ns"] >= start_ts).get_column("ts_ns").unique().sort().to_list()
     windows = folds(window_stamps, wf_train, wf_test, wf_step)
+    if not window_stamps:  # say why: no bars, none in the window, or a label longer than the data
+        raise ValueError(_no_rows_reason(bars, frequency, label, start_ts, end_ts))
     if require_folds and not windows:
         raise ValueError(
             f"0 walk-forward windows: the training window holds {len(window_stamps)} labelled bars, fewer "
@@ -216,6 +218,34 @@ def train_walk_forward(
     if progress is not None:
         progress(total, total)
     return TrainRun(digest, model, fold_models, meta)
+
+
+def _no_rows_reason(bars: pl.DataFrame, frequency: str, label: LabelSpec, start_ts: int, end_ts: int) -> str:
+    """Why the training window ``start_ts..end_ts`` holds no labelled row (``bars``: the lake's
+    bars up to ``end_ts``): the lake has no bars at ``frequency``, none in the window, the
+    label's ``gap + horizon`` bars are more than any instrument's bars, or the features never
+    warm up where a label exists."""
+    window = f"{_day(start_ts)}..{_day(end_ts)}"
+    if bars.height == 0:
+        return f"no labelled rows: the lake has no {frequency} bars up to {_day(end_ts)}"
+    inside = bars.filter(pl.col("ts_ns") >= start_ts)
+    first, last = _day(int(bars["ts_ns"].min())), _day(int(bars["ts_ns"].max()))  # type: ignore[arg-type]
+    if inside.height == 0:
+        return (f"no labelled rows: the lake has no {frequency} bars in the training window {window} "
+                f"(its bars up to the window's end: {first}..{last})")  # fmt: skip
+    most = int(bars.group_by("instrument_id").len().get_column("len").max())  # type: ignore[arg-type]
+    need = label.gap + label.horizon
+    if most <= need:
+        return (f"no labelled rows: the label needs gap {label.gap} + horizon {label.horizon} = {need} later "
+                f"bars, but no instrument has more than {most} {frequency} bars up to {_day(end_ts)} "
+                f"({first}..{last}): the horizon is longer than the data")  # fmt: skip
+    most_inside = int(inside.group_by("instrument_id").len().get_column("len").max())  # type: ignore[arg-type]
+    if most_inside <= need:
+        return (f"no labelled rows: the training window {window} holds at most {most_inside} "
+                f"{frequency} bars of an instrument, and a label ends gap {label.gap} + horizon "
+                f"{label.horizon} = {need} bars after its feature bar, inside the window")  # fmt: skip
+    return (f"no labelled rows in the training window {window}: every row there lacks a label (the last "
+            f"{need} bars of each instrument) or a finite feature (features still warming up)")  # fmt: skip
 
 
 def _register_fold(

@@ -300,6 +300,19 @@ def test_a_torch_classifier_trains_byte_identically_and_its_windows_trade_in_seq
         (('journal = "reg-x-journal"', 'journal = "reg-x/journal"'), "outside the registry"),
         (('lake = "lake"', 'lake = "no-lake"'), "no lake at"),
         (("train_bars = 252", "train_bars = 5000"), "0 walk-forward windows"),
+        # each of these was "0 walk-forward windows: the training window holds 0 labelled bars":
+        # the reason (no such bars, none in the window, a label longer than the data) unsaid
+        (("horizon = 10, gap = 1", "horizon = 2000, gap = 1"), "= 2001 later bars, but no instrument has"),
+        (("horizon = 10, gap = 1", "horizon = 2000, gap = 1"), "the horizon is longer than the data"),
+        (
+            ('start = "2015-06-01"\nend = "2017-12-29"', 'start = "2030-01-02"\nend = "2030-12-31"'),
+            "the lake has no 1d bars in the training window 2030-01-02..2030-12-31 (its bars",
+        ),
+        (
+            ("seed = 7", 'seed = 7\nfrequency = "1h"'),
+            "no labelled rows: the lake has no 1h bars up to 2017-12-29",
+        ),
+        (('start = "2015-06-01"', 'start = "2017-12-20"'), "a label ends gap 1 + horizon 10 = 11 bars after"),
         (("seed = 7", 'seed = 7\ntask = "classification"'), "classification needs label thresholds"),
         (("seed = 7", 'seed = 7\ntask = "ranking"'), "task 'ranking' is not one of"),
         # these were LightGBM's errors once training had begun ('internal error: LightGBMError:
