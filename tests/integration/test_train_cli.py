@@ -228,6 +228,31 @@ def test_the_trained_artifact_trades_from_the_written_config_and_replays(
     assert main(["replay", str(workdir / "journal"), "--day", f"{day[:4]}-{day[4:6]}-{day[6:]}"]) == 0
 
 
+@pytest.mark.parametrize("start_day", ["", "start_day = 20170102\n", "start_day = 20171229\n"])
+def test_a_final_artifact_traded_inside_its_training_window_is_refused(
+    workdir: Path, capsys: pytest.CaptureFixture[str], start_day: str
+) -> None:
+    """A planted leak: the final model (trained 2015-06-01..2017-12-29) traded from a day of its
+    own training window — the data set's first (no start_day) or a start_day inside it — trades
+    on returns it learnt. It ran, in-sample NAV and all, with no word; it is refused before a
+    journal opens, and ``in_sample = true`` runs it on purpose (and replays)."""
+    report = _train(_config(workdir, "reg-e"), capsys)
+    written = Path(str(report["run_config"])).read_text()
+    leaky, journal = workdir / "leaky.toml", workdir / f"journal-leak{start_day[12:20]}"
+    leaky.write_text(
+        written.replace("start_day = 20180101\n", start_day).replace('"journal"', f'"{journal}"')
+    )
+    capsys.readouterr()
+    assert main(["backtest", str(leaky)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"artifact {report['artifact']} was trained on data to 2017-12-29" in out
+    assert "overlaps its trading window (look-ahead)" in out and "in_sample = true" in out
+    assert not journal.exists()
+    leaky.write_text(leaky.read_text().replace("weight = 0.9\n", "weight = 0.9\nin_sample = true\n"))
+    assert main(["backtest", str(leaky)]) == 0
+    assert main(["replay", str(journal)]) == 0
+
+
 def test_a_torch_network_trains_byte_identically_through_the_verb(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
