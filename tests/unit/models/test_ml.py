@@ -212,6 +212,19 @@ def test_the_registry_stores_by_content_hash_and_refuses_changed_bytes(tmp_path:
         load(tmp_path, "0" * 32)
 
 
+def test_a_missing_artifact_is_named_as_missing_not_as_a_missing_model_txt(tmp_path: Path) -> None:
+    """A hash with no folder (or no registry) said '<registry>/<hash>/model.txt is missing', and a
+    network whose model.bin was deleted was told its model.txt was missing."""
+    with pytest.raises(ArtifactError, match=f"no model artifact {'0' * 32} under .*: no such folder$"):
+        load(tmp_path, "0" * 32)
+    with pytest.raises(ArtifactError, match=r"no model registry at .*nowhere$"):
+        load(tmp_path / "nowhere", "0" * 32)
+    digest = register(tmp_path, b"\x00" * 8, {"kind": "torch_mlp"})
+    (tmp_path / digest / "model.bin").unlink()
+    with pytest.raises(ArtifactError, match=r"its model file \(model.txt or model.bin\) is missing"):
+        load(tmp_path, digest)
+
+
 def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
