@@ -113,11 +113,18 @@ def _deterministic(params: dict[str, Any], seed: int, classes: int = 0) -> dict[
             "force_row_wise": True, "seed": seed, "verbose": -1}  # fmt: skip
 
 
-def design_rows(bars: pl.DataFrame, specs: Sequence[FeatureSpec], label: LabelSpec) -> pl.DataFrame:
+def design_rows(
+    bars: pl.DataFrame,
+    specs: Sequence[FeatureSpec],
+    label: LabelSpec,
+    *,
+    on_feature: Callable[[int], None] | None = None,
+) -> pl.DataFrame:
     """Features (checked causal) joined with their labels (checked at their gap and horizon):
     ``ts_ns, instrument_id``, one column per feature, ``label, label_start_ts, label_end_ts``;
-    only rows where every feature is finite and the label exists."""
-    features = feature_matrix(bars, specs)
+    only rows where every feature is finite and the label exists. ``on_feature(done)``: after
+    each feature."""
+    features = feature_matrix(bars, specs, on_feature=on_feature)
     labels = forward_returns(bars, label)
     check_labels(labels, bars, label)
     rows = features.join(labels, on=["ts_ns", "instrument_id"], how="inner")

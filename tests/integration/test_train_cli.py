@@ -165,6 +165,26 @@ def test_same_config_and_seed_give_byte_identical_artifacts(
     assert digest == first["artifact"]
 
 
+def test_training_reports_progress_from_the_start_and_per_feature(workdir: Path) -> None:
+    """The bar was first drawn after the design rows (each feature computed and checked causal:
+    on 150 seeded names x 2,000 bars 4.6 s of a 10.4 s run, on 500 names most of it) with
+    nothing shown before. Now: 0 done before the lake is read, then one step per feature, per
+    window and for the final model."""
+    from models.ml.artifact import train_walk_forward
+
+    calls: list[tuple[int, int]] = []
+    specs = [FeatureSpec("momentum", {"lookback": 60, "skip": 5}), FeatureSpec("volatility", {"window": 20}),
+             FeatureSpec("alpha158", {"name": "KMID"})]  # fmt: skip
+    run = train_walk_forward(Lake(workdir / "lake"), workdir / "reg-progress", specs, LabelSpec(10, 1),
+                             utc_ns("2015-06-01"), utc_ns("2017-12-30") - 1, params={"num_leaves": 7},
+                             num_boost_round=5, wf_train=252, wf_test=126,
+                             progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    features, total = len(specs), len(specs) + len(run.folds) + 1
+    assert len(run.folds) >= 2
+    assert calls[: features + 1] == [(done, features + 2) for done in range(features + 1)]
+    assert calls[features + 1 :] == [(done, total) for done in range(features, total + 1)]
+
+
 def test_the_table_csv_and_a_second_run_into_the_same_registry(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
