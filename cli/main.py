@@ -59,7 +59,14 @@ from cli.sweep_cmd import add_sweep_parsers, cmd_runs, cmd_sweep
 from cli.tearsheet_cmd import add_tearsheet_parser, cmd_tearsheet
 from cli.train_cmd import add_train_parser, cmd_train
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
-from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
+from cli.wiring import (
+    ConfigError,
+    check_models_out_of_sample,
+    journal_override,
+    load_config,
+    make_strategies,
+    replay_builder,
+)
 from domain.events import DatasetReferenced
 from domain.markets import CalendarNotCovered, RuleNotDefined
 from kernel.journal import ChainBroken, Journal, JournalError, StoreDamaged
@@ -143,6 +150,7 @@ def backtest_and_report(args: argparse.Namespace) -> dict[str, Any]:
     """Run the backtest, print its journal line and report; ``backtest_summary`` of it."""
     config = load_config(Path(args.config), journal_override(args.journal))
     strategies = make_strategies(config)
+    check_models_out_of_sample(config, strategies)
     steps = _steps_of(config.dataset)  # a [window]'s steps once the run knows them
     with progress_bar(f"backtest {config.run_id}", steps) as update:
         result = run_backtest(config, strategies, progress=update, notice=notice)

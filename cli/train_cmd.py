@@ -452,7 +452,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if quiet:
         run = run_train(spec)
     else:
-        with progress_bar(f"train {spec.model}", 1) as update:
+        with progress_bar(f"train {spec.model}", len(spec.features) + 2) as update:  # features, a fit, final
             run = run_train(spec, progress=update)
     windows = [fold.artifact for fold in run.folds if fold.artifact is not None]
     run_config = write_run_config(spec, template, run.artifact, windows) if template is not None else None

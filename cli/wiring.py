@@ -18,10 +18,11 @@ from kernel.margin import MONEY_MINOR_MAX, checked_money_minor
 from kernel.setup import RunSetup
 from kernel.strategy import Strategy
 from models.plugins import PluginError, load_strategy
-from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_setup
+from sim.backtest import ENGINE_VERSION, BacktestConfig, StrategyConfig, build_setup, run_panel
 
 __all__ = [
     "ConfigError",
+    "check_models_out_of_sample",
     "config_from_raw",
     "load_config",
     "make_strategies",
@@ -47,6 +48,25 @@ def make_strategy(config: StrategyConfig, installed: Mapping[str, str] | None = 
 def make_strategies(config: BacktestConfig, installed: Mapping[str, str] | None = None) -> list[Strategy]:
     """The run's strategies, in the configuration's order (``BacktestConfig.strategy_configs``)."""
     return [make_strategy(strategy, installed) for strategy in config.strategy_configs()]
+
+
+def check_models_out_of_sample(config: BacktestConfig, strategies: list[Strategy]) -> None:
+    """A new run's model strategies may not decide inside their artifact's training window
+    (``models.ml.strategy.check_out_of_sample``): refused here, before a journal opens, from the
+    run's first trading day (the data set's, or its ``[window]``'s start). A replay does not
+    check: it re-derives the journal as it was written."""
+    from models.ml.strategy import ModelRanker, check_out_of_sample
+
+    if not any(isinstance(strategy, ModelRanker) for strategy in strategies) or config.paper is not None:
+        return  # a paper or live session trades the bars that arrive after its start
+    panel, start_step = run_panel(config)
+    if start_step >= panel.steps:
+        return
+    for strategy in strategies:
+        try:
+            check_out_of_sample(strategy, int(panel.day[start_step]))
+        except ValueError as error:
+            raise ConfigError(f"strategy {strategy.strategy_id}: {error}") from None
 
 
 def typed_path(value: str) -> str:

@@ -253,6 +253,30 @@ def _checked_scores(frame: pl.DataFrame) -> pl.DataFrame:
     return frame
 
 
+def _refuse_non_finite_and_duplicates(frame: pl.DataFrame) -> None:
+    """A score that is NaN or infinite, or two scores for one day and instrument, is a
+    ``QlibBridgeError`` naming the first such prediction (1 = the first) and how many there
+    are; it named none once."""
+    score = frame.get_column("score").cast(pl.Float64)
+    bad = ~score.is_finite()
+    if bad.any():
+        row = int(bad.arg_true()[0])
+        raise QlibBridgeError(
+            f"prediction {row + 1}'s score {score[row]} is not a finite number ({int(bad.sum())} rows "
+            "like it); drop those rows in Qlib first"
+        )
+    keys = frame.select(pl.col("datetime").cast(pl.Date).alias("day"), pl.col("instrument").cast(pl.String))
+    twice = keys.select(pl.struct("day", "instrument").is_duplicated()).to_series()
+    if twice.any():
+        rows = twice.arg_true()
+        day, instrument = keys.row(int(rows[0]))
+        same = [int(r) + 1 for r in rows if keys.row(int(r)) == (day, instrument)]
+        raise QlibBridgeError(
+            f"predictions hold more than one score for one (datetime, instrument): predictions "
+            f"{same[0]} and {same[1]} are both {day} {instrument} ({len(rows)} rows share a day and name)"
+        )
+
+
 def signal_content_hash(signal: pl.DataFrame) -> str:
     """blake2b-128 over the sorted ``day, instrument_id, score`` columns (names, dtypes, values)."""
     digest = hashlib.blake2b(digest_size=16)
@@ -270,6 +294,7 @@ def import_qlib_predictions(source: Any, export_root: Path, target: Path) -> str
     not finite is refused."""
     export = read_export(export_root)
     frame = _checked_scores(_score_frame(source))
+    _refuse_non_finite_and_duplicates(frame)
     ids = {name: int(info["instrument_id"]) for name, info in export.instruments.items()}
     unknown = sorted(set(frame.get_column("instrument").cast(pl.String).to_list()) - set(ids))
     if unknown:
@@ -285,12 +310,6 @@ def import_qlib_predictions(source: Any, export_root: Path, target: Path) -> str
         .alias("instrument_id"),
         pl.col("score").cast(pl.Float64),
     ).sort(["day", "instrument_id"])
-    if not signal.get_column("score").is_finite().all():
-        raise QlibBridgeError(
-            "predictions hold a score that is NaN or infinite; drop those rows in Qlib first"
-        )
-    if signal.select(pl.struct("day", "instrument_id").is_duplicated().any()).item():
-        raise QlibBridgeError("predictions hold more than one score for one (datetime, instrument)")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     signal.write_parquet(target)

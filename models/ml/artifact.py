@@ -55,7 +55,7 @@ def _day(ts_ns: int) -> str:
 LEARNERS = ("lightgbm", "torch_mlp")
 
 Progress = Callable[[int, int], None]
-"""``progress(done, total)``: steps of a training run done (design rows, each fold, the final fit)."""
+"""``progress(done, total)``: steps of a training run done (each feature, each fold, the final fit)."""
 
 
 @dataclass(frozen=True)
@@ -145,25 +145,31 @@ def train_walk_forward(
     kept and, with ``register_folds``, registered as an artifact of its own (its training
     window the fold's, its ``walk_forward`` the fold and its out-of-sample test window and rank
     IC) before the final model. ``wf_step`` moves each fold (default ``wf_test``).
-    ``progress(done, total)`` is called after the design rows, after each fold and after the
-    final fit. With ``require_folds``, a window that holds no walk-forward fold is refused
+    ``progress(done, total)`` is called before the lake is read (0 done), after each feature
+    (each is computed and checked causal: most of the time before the first fit on a wide
+    panel), after each fold and after the final fit; the total (features + folds + 1) is known
+    once the features are. With ``require_folds``, a window that holds no walk-forward fold is refused
     (``ValueError``)."""
     if learner not in LEARNERS:
         raise ValueError(f"unknown learner {learner!r}: one of {', '.join(LEARNERS)}")
     classes = classes_of(task, label)
+    features = len(specs)
+    if progress is not None:  # drawn now: the lake read and the features come before the first fit
+        progress(0, features + 2)
     bars = panel_frame(lake.panel(frequency, end_ns=end_ts))
-    rows = design_rows(bars, specs, label)
+    rows = design_rows(bars, specs, label, on_feature=lambda done: _report(progress, done, features + 2))
     names = [feature_name(s) for s in specs]
     window_stamps = rows.filter(rows["ts_ns"] >= start_ts).get_column("ts_ns").unique().sort().to_list()
     windows = folds(window_stamps, wf_train, wf_test, wf_step)
+    if not window_stamps:  # say why: no bars, none in the window, or a label longer than the data
+        raise ValueError(_no_rows_reason(bars, frequency, label, start_ts, end_ts))
     if require_folds and not windows:
         raise ValueError(
             f"0 walk-forward windows: the training window holds {len(window_stamps)} labelled bars, fewer "
             f"than {wf_train} training + {wf_test} test bars"
         )
-    total = len(windows) + 2
-    if progress is not None:
-        progress(1, total)
+    total = features + len(windows) + 1  # each feature, each window, the final model
+    _report(progress, features, total)
     fitted: list[TrainedModel | TrainedNet] = []
 
     def fit(fold: Fold) -> tuple[int, Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]]:
@@ -171,8 +177,7 @@ def train_walk_forward(
             learner, rows, names, fold.train, seed, params, num_boost_round, mlp, classes
         )
         fitted.append(model)
-        if progress is not None:
-            progress(1 + len(fitted), total)
+        _report(progress, features + len(fitted), total)
         return model.rows, predict_rows
 
     results = walk_forward_with(rows, names, windows, fit)
@@ -216,6 +221,39 @@ def train_walk_forward(
     if progress is not None:
         progress(total, total)
     return TrainRun(digest, model, fold_models, meta)
+
+
+def _report(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)
+
+
+def _no_rows_reason(bars: pl.DataFrame, frequency: str, label: LabelSpec, start_ts: int, end_ts: int) -> str:
+    """Why the training window ``start_ts..end_ts`` holds no labelled row (``bars``: the lake's
+    bars up to ``end_ts``): the lake has no bars at ``frequency``, none in the window, the
+    label's ``gap + horizon`` bars are more than any instrument's bars, or the features never
+    warm up where a label exists."""
+    window = f"{_day(start_ts)}..{_day(end_ts)}"
+    if bars.height == 0:
+        return f"no labelled rows: the lake has no {frequency} bars up to {_day(end_ts)}"
+    inside = bars.filter(pl.col("ts_ns") >= start_ts)
+    first, last = _day(int(bars["ts_ns"].min())), _day(int(bars["ts_ns"].max()))  # type: ignore[arg-type]
+    if inside.height == 0:
+        return (f"no labelled rows: the lake has no {frequency} bars in the training window {window} "
+                f"(its bars up to the window's end: {first}..{last})")  # fmt: skip
+    most = int(bars.group_by("instrument_id").len().get_column("len").max())  # type: ignore[arg-type]
+    need = label.gap + label.horizon
+    if most <= need:
+        return (f"no labelled rows: the label needs gap {label.gap} + horizon {label.horizon} = {need} later "
+                f"bars, but no instrument has more than {most} {frequency} bars up to {_day(end_ts)} "
+                f"({first}..{last}): the horizon is longer than the data")  # fmt: skip
+    most_inside = int(inside.group_by("instrument_id").len().get_column("len").max())  # type: ignore[arg-type]
+    if most_inside <= need:
+        return (f"no labelled rows: the training window {window} holds at most {most_inside} "
+                f"{frequency} bars of an instrument, and a label ends gap {label.gap} + horizon "
+                f"{label.horizon} = {need} bars after its feature bar, inside the window")  # fmt: skip
+    return (f"no labelled rows in the training window {window}: every row there lacks a label (the last "
+            f"{need} bars of each instrument) or a finite feature (features still warming up)")  # fmt: skip
 
 
 def _register_fold(

@@ -5,7 +5,7 @@ specs, so a model sees in a backtest exactly the floats it was trained on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -60,18 +60,22 @@ def feature_matrix(
     *,
     check: bool = True,
     names: Sequence[str] | None = None,
+    on_feature: Callable[[int], None] | None = None,
 ) -> pl.DataFrame:
     """``ts_ns, instrument_id`` and one float column per spec (named by ``feature_name``, or
     ``names`` in spec order: an artifact's recorded ``feature_names``), for every row of
     ``frame``; null or NaN where a feature is still warming up. With ``check``, each spec is
     first run through ``check_causal`` at its default cuts (spread over the timestamps), whose
-    full computation is the one used."""
+    full computation is the one used. ``on_feature(done)`` is called after each spec (the
+    features are most of a training run's time before its first fit)."""
     columns = [feature_name(spec) for spec in specs] if names is None else list(names)
     if len(columns) != len(specs) or len(set(columns)) != len(columns):
         raise ValueError(f"one distinct column name per feature spec is needed, got {columns}")
     out = frame.select("ts_ns", "instrument_id")
-    for spec, column in zip(specs, columns, strict=True):
+    for done, (spec, column) in enumerate(zip(specs, columns, strict=True), 1):
         values = check_causal(spec.compute, frame) if check else spec.compute(frame)
         values = values.rename({"value": column})
         out = out.join(values, on=["ts_ns", "instrument_id"], how="left")
+        if on_feature is not None:
+            on_feature(done)
     return out.sort(["ts_ns", "instrument_id"])

@@ -127,10 +127,18 @@ def registered_event(artifact: Artifact, *, created: bool) -> ModelRegistered:
 def load(root: Path, digest: str) -> Artifact:
     """The artifact named ``digest``, after checking its bytes still hash to that name."""
     folder = Path(root) / digest
+    if not folder.is_dir():  # not "<folder>/model.txt is missing" for an artifact that is not there at all
+        where = "no such folder" if Path(root).is_dir() else f"no model registry at {root}"
+        raise ArtifactError(f"no model artifact {digest} under {root}: {where}")
     present = [name for name in (MODEL_FILE, MODEL_BINARY_FILE) if (folder / name).is_file()]
     if len(present) > 1:
         raise ArtifactError(f"model artifact {folder} holds both {MODEL_FILE} and {MODEL_BINARY_FILE}")
-    model_file = present[0] if present else MODEL_FILE
+    if not present:  # a network's model.bin as much as a LightGBM model.txt
+        raise ArtifactError(
+            f"no model artifact {digest} under {root}: its model file ({MODEL_FILE} or {MODEL_BINARY_FILE}) "
+            "is missing"
+        )
+    model_file = present[0]
     try:
         model, meta = (folder / model_file).read_bytes(), (folder / META_FILE).read_bytes()
     except FileNotFoundError as error:

@@ -57,6 +57,7 @@ __all__ = [
     "WalkForwardRanker",
     "artifact_probabilities",
     "check_artifact",
+    "check_out_of_sample",
     "month_end_steps",
     "predict_artifact",
     "predictions_hash",
@@ -190,14 +191,18 @@ class ModelRanker:
         artifact: str,
         start_day: int = 0,
         strategy_id: str = "model_ranker",
+        in_sample: bool = False,
         **portfolio: Unpack[PortfolioParams],
     ) -> None:
+        if not isinstance(in_sample, bool):
+            raise ArtifactError(f"ModelRanker: in_sample must be true or false, got {in_sample!r}")
         self.portfolio = portfolio_of(**portfolio)
         self.spec = self.portfolio.spec
         self.strategy_id = strategy_id
         self.top_k = self.spec.top_k
         self.weight = self.spec.weight
         self.start_day = start_day  # YYYYMMDD: no decision before it (0: from the first scored step)
+        self.in_sample = in_sample  # True: trading inside the training window is meant
         self.model = load(Path(artifact_dir), artifact)  # refuses a missing or altered artifact at build time
         check_artifact(self.model)
         self.scores = np.zeros((0, 0))
@@ -219,6 +224,28 @@ class ModelRanker:
 
     def decide(self, view: MarketView) -> npt.NDArray[np.float64] | None:
         return self.portfolio.weights(view.step, self.scores[view.step], view.valid())
+
+
+def check_out_of_sample(strategy: object, first_day: int) -> None:
+    """Refuse (``ArtifactError``) a ``ModelRanker`` that would decide inside its artifact's
+    training window: trading from ``first_day`` (YYYYMMDD, the run's first trading day), or
+    its ``start_day`` when later, on or before the training window's last day, it would trade
+    on returns its model learnt (look-ahead) — unless built with ``in_sample = True``. Other
+    strategies pass (``WalkForwardRanker`` checks each window when it is built). Called by the
+    command line for a new run, not on replay: a journal written before the check still
+    re-derives."""
+    if not isinstance(strategy, ModelRanker) or strategy.in_sample:
+        return
+    trained_to = int(strategy.model.meta.get("train_window", {}).get("end_ts_ns", 0))
+    last_day = int(_day(trained_to).replace("-", ""))
+    first = max(int(strategy.start_day), int(first_day))
+    if first <= last_day:
+        raise ArtifactError(
+            f"ModelRanker: artifact {strategy.model.hash} was trained on data to {_day(trained_to)} and "
+            f"would trade from {first // 10000}-{first // 100 % 100:02d}-{first % 100:02d}: its training "
+            "window overlaps its trading window (look-ahead); set start_day after its last training day, or "
+            "in_sample = true to trade inside it on purpose"
+        )
 
 
 class WalkForwardRanker:

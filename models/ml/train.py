@@ -36,6 +36,7 @@ __all__ = [
     "Fold",
     "FoldResult",
     "TrainedModel",
+    "average_ranks",
     "class_labels",
     "check_params",
     "class_score",
@@ -112,11 +113,18 @@ def _deterministic(params: dict[str, Any], seed: int, classes: int = 0) -> dict[
             "force_row_wise": True, "seed": seed, "verbose": -1}  # fmt: skip
 
 
-def design_rows(bars: pl.DataFrame, specs: Sequence[FeatureSpec], label: LabelSpec) -> pl.DataFrame:
+def design_rows(
+    bars: pl.DataFrame,
+    specs: Sequence[FeatureSpec],
+    label: LabelSpec,
+    *,
+    on_feature: Callable[[int], None] | None = None,
+) -> pl.DataFrame:
     """Features (checked causal) joined with their labels (checked at their gap and horizon):
     ``ts_ns, instrument_id``, one column per feature, ``label, label_start_ts, label_end_ts``;
-    only rows where every feature is finite and the label exists."""
-    features = feature_matrix(bars, specs)
+    only rows where every feature is finite and the label exists. ``on_feature(done)``: after
+    each feature."""
+    features = feature_matrix(bars, specs, on_feature=on_feature)
     labels = forward_returns(bars, label)
     check_labels(labels, bars, label)
     rows = features.join(labels, on=["ts_ns", "instrument_id"], how="inner")
@@ -253,12 +261,25 @@ def predict_scores(model_text: str, x: npt.NDArray[np.float64], classes: int = 0
     return class_score(predict_proba(model_text, x, classes)) if classes else predict(model_text, x)
 
 
+def average_ranks(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """0-based ranks, tied values sharing the mean of their positions (Spearman's ranks): where
+    no value ties, the ordinal positions 0 .. n-1 exactly."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], ordered.size]
+    ranks = np.empty(values.size, dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends - 1) / 2.0, ends - starts)
+    return ranks
+
+
 def rank_ic(prediction: npt.NDArray[np.float64], label: npt.NDArray[np.float64]) -> float:
-    """Spearman correlation (ranks by ordinal position) of prediction and label; 0 if degenerate."""
+    """Spearman correlation of prediction and label (tied values share their mean rank); 0 if
+    degenerate. Ties were ranked by position once, i.e. by the rows' (time, instrument) order:
+    a constant prediction scored the labels' drift over the window as its IC."""
     if prediction.size < 3:
         return 0.0
-    a = np.argsort(np.argsort(prediction, kind="stable"), kind="stable").astype(np.float64)
-    b = np.argsort(np.argsort(label, kind="stable"), kind="stable").astype(np.float64)
+    a, b = average_ranks(np.asarray(prediction)), average_ranks(np.asarray(label))
     if a.std() == 0 or b.std() == 0:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])

@@ -307,6 +307,11 @@ def test_alpha158_with_lightgbm_in_qlibs_workflow_and_its_predictions_trade_in_t
         ("2010-01-04,SH600000,", "prediction 1 has no score"),
         (",SH600000,0.1", "prediction 1 has no datetime"),
         ("2010-01-04,,0.1", "prediction 1 has no instrument"),
+        # these named no prediction: "predictions hold a score that is NaN or infinite", "... more
+        # than one score for one (datetime, instrument)"
+        ("2010-01-04,SH600000,nan", "prediction 1's score nan is not a finite number"),
+        ("2010-01-04,SH600000,-inf", "prediction 1's score -inf is not a finite number"),
+        ("2010-01-05,SH600000,0.1", "predictions 1 and 2 are both 2010-01-05 SH600000"),
     ],
 )
 def test_a_csv_cell_that_is_not_a_score_is_refused_by_row(

@@ -23,6 +23,7 @@ from models.ml.train import (  # noqa: E402
     folds,
     predict_proba,
     predict_scores,
+    rank_ic,
     train_window,
     walk_forward,
 )
@@ -209,6 +210,19 @@ def test_the_registry_stores_by_content_hash_and_refuses_changed_bytes(tmp_path:
         load(tmp_path, digest)
     with pytest.raises(ArtifactError, match="no model artifact"):
         load(tmp_path, "0" * 32)
+
+
+def test_a_missing_artifact_is_named_as_missing_not_as_a_missing_model_txt(tmp_path: Path) -> None:
+    """A hash with no folder (or no registry) said '<registry>/<hash>/model.txt is missing', and a
+    network whose model.bin was deleted was told its model.txt was missing."""
+    with pytest.raises(ArtifactError, match=f"no model artifact {'0' * 32} under .*: no such folder$"):
+        load(tmp_path, "0" * 32)
+    with pytest.raises(ArtifactError, match=r"no model registry at .*nowhere$"):
+        load(tmp_path / "nowhere", "0" * 32)
+    digest = register(tmp_path, b"\x00" * 8, {"kind": "torch_mlp"})
+    (tmp_path / digest / "model.bin").unlink()
+    with pytest.raises(ArtifactError, match=r"its model file \(model.txt or model.bin\) is missing"):
+        load(tmp_path, digest)
 
 
 def test_tape_models_lists_the_registry_and_refuses_an_altered_artifact(
@@ -414,3 +428,21 @@ def test_feature_names_are_unique_per_spec_and_old_names_still_score() -> None:
     assert recorded[old].equals(matrix[feature_name(low)].alias(old))
     with pytest.raises(ValueError, match="one distinct column name per feature spec"):
         feature_matrix(bars, [low, wide], names=[old, old])
+
+
+def test_the_rank_ic_gives_tied_predictions_their_mean_rank() -> None:
+    """Ties were ranked by position, i.e. by the rows' (time, instrument) order: a constant
+    prediction (a LightGBM that learnt nothing: min_data_in_leaf above the rows) scored the
+    labels' drift through the window as its IC (on the US example, -0.37..+0.20 per window).
+    Now tied values share their mean rank, as Spearman's correlation ranks them."""
+    drift = np.linspace(-0.05, 0.05, 300) + np.random.default_rng(1).normal(0, 0.01, 300)
+    assert rank_ic(np.full(300, 0.0186), drift) == 0.0
+    # two tied groups: the IC is the Pearson correlation of the mean ranks, worked by hand
+    prediction = np.array([1.0, 1.0, 2.0, 2.0, 2.0, 3.0])
+    label = np.array([0.1, 0.3, 0.2, 0.5, 0.4, 0.6])
+    ranks_p, ranks_l = np.array([0.5, 0.5, 3.0, 3.0, 3.0, 5.0]), np.array([0.0, 2.0, 1.0, 4.0, 3.0, 5.0])
+    assert rank_ic(prediction, label) == pytest.approx(float(np.corrcoef(ranks_p, ranks_l)[0, 1]), abs=1e-15)
+    # without ties the ranks are the ordinal positions, as before: the same IC, bit for bit
+    x, y = np.random.default_rng(2).normal(size=(2, 500))
+    ordinal = [np.argsort(np.argsort(v, kind="stable"), kind="stable").astype(np.float64) for v in (x, y)]
+    assert rank_ic(x, y) == float(np.corrcoef(*ordinal)[0, 1])
