@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import _parser
+from cli.main import build_parser
 from cli.scheduler import load_scheduler_config
 from projections.alerts import AlertConfigError, ReconciliationRule, rules_from_config
 
@@ -57,5 +57,5 @@ def test_the_shipped_examples_wire_the_job_and_the_rule() -> None:
     rules_from_config(alerts["rules"], ROOT / "cli/defaults")
     config = load_scheduler_config(ROOT / "cli/defaults/jobs.toml")
     assert config.jobs["reconcile"].name == "reconcile"
-    args = _parser().parse_args(job["tape"])
+    args = build_parser().parse_args(job["tape"])
     assert (args.verb, args.statement, args.json) == ("reconcile", "statements/latest.csv", rule["report"])
