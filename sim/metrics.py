@@ -6,7 +6,17 @@ at the rates of the ``CurrenciesMarked`` that closes their day (half-even, ``dom
 initial NAV converts the configured cash per currency at the first day's rates. The last day's
 marks give the per-currency detail (``currency_rows``), and the fees are also kept per currency
 they were paid in, each with its base equivalent at those same daily rates (``fee_rows``): the
-equivalents sum exactly to the fees in the base."""
+equivalents sum exactly to the fees in the base.
+
+The NAV change of such a book is split by source (``pnl_rows``): per currency other than the
+base, its FX PnL, each day what it held at the previous close (its ``nav_minor``: cash and
+positions' values in it) revalued from the previous close's rate to this close's,
+``to_base_minor(held, rate_now) - nav_base_minor_before`` (half-even, as the marks convert;
+the first day's is 0: the initial NAV is valued at the first day's rates), and the rest,
+trading PnL (prices, fills, fees, funding, conversions and the rounding of each day's
+revaluation), which takes the residual, so FX PnL + trading PnL = final - initial NAV in minor
+units exactly. Folded once a day from the ``CurrenciesMarked``: a run of one currency, a
+sweep's, journals none and folds nothing more."""
 
 from __future__ import annotations
 
@@ -117,6 +127,12 @@ class RunReport:
     fees_by_currency: dict[str, tuple[float, float]] = field(default_factory=dict)
     # Risk verdicts that acted (clip, scale, reject; a pass is not counted): rule -> action -> n.
     risk_actions: dict[str, dict[str, int]] = field(default_factory=dict)
+    # A book of several currencies: the FX PnL of each currency but the base, in the base (its
+    # holding at each previous close revalued at the close's rate); empty for one currency.
+    fx_pnl: dict[str, float] = field(default_factory=dict)
+    # The NAV change (final less initial NAV) less the FX PnL: trading, fees, funding and the
+    # rounding residual. Exact in minor units with ``fx_pnl``; 0.0 for one currency.
+    trading_pnl: float = 0.0
 
     def risk_rows(self) -> list[tuple[str, str]]:
         """Decisions the risk rules changed: clips / scales / rejects in all and per rule (a
@@ -146,6 +162,19 @@ class RunReport:
             rows.append((f"  {currency} fees", text))
         return rows
 
+    def pnl_rows(self) -> list[tuple[str, str]]:
+        """The NAV change split into each other currency's FX PnL and the trading PnL (the
+        rest), in the base; empty for one currency."""
+        if not self.currency_marks:
+            return []
+        ccy = self.currency
+        return [
+            ("PnL by source", f"base {ccy}"),
+            ("  NAV change", _money(self.nav_change, ccy)),
+            *((f"  FX PnL {other}", _money(pnl, ccy)) for other, pnl in sorted(self.fx_pnl.items())),
+            ("  trading PnL (the rest)", _money(self.trading_pnl, ccy)),
+        ]
+
     def currency_rows(self) -> list[tuple[str, str]]:
         """Per currency at the last close: cash and NAV in it, the rate, and NAV in the base."""
         if not self.currency_marks:
@@ -161,6 +190,12 @@ class RunReport:
             )
             rows.append((f"  {mark.currency} NAV at {mark.rate_e8 / 1e8:.8g}", _money(base, self.currency)))
         return rows
+
+    @property
+    def nav_change(self) -> float:
+        """Final less initial NAV as ``fx_pnl`` and ``trading_pnl`` split it (their sum, to the
+        base's minor unit)."""
+        return round(self.trading_pnl + sum(self.fx_pnl.values()), _digits(self.currency))
 
     @property
     def total_return(self) -> float:
@@ -207,6 +242,7 @@ class RunReport:
             ),
             *self.fee_rows(),
             *self.risk_rows(),
+            *self.pnl_rows(),
             *self.currency_rows(),
         ]
 
@@ -234,6 +270,11 @@ class RunReport:
             data["fees_by_currency"] = {
                 currency: {"paid": paid, "base": base}
                 for currency, (paid, base) in sorted(self.fees_by_currency.items())
+            }
+            data["pnl_by_source"] = {  # in the base: nav_change = sum of fx + trading
+                "nav_change": self.nav_change,
+                "fx": dict(sorted(self.fx_pnl.items())),
+                "trading": self.trading_pnl,
             }
         return data
 
@@ -291,6 +332,7 @@ class _Fold:
         # Events of the day so far in another currency than the base, converted at its close.
         self.pending: list[OrderFilled | tuple[LedgerPosted, bool, int]] = []
         self.risk_actions: dict[str, dict[str, int]] = {}
+        self.fx_minor: dict[str, int] = {}  # currency -> its FX PnL so far, in the base
 
     def acted(self, verdict: RiskVerdict) -> None:
         """A risk verdict counted where it acted (clip, scale, reject), by rule."""
@@ -362,8 +404,24 @@ class _Fold:
                 posted, closes, settled = pending
                 self._posted(posted, closes, rates, settled)
         self.pending.clear()
+        if self.last_marks is not None:
+            _add_fx_pnl(self.last_marks, event, self.fx_minor)
         self.first_marks = self.first_marks or event
         self.last_marks = event
+
+
+def _add_fx_pnl(before: CurrenciesMarked, now: CurrenciesMarked, fx_minor: dict[str, int]) -> None:
+    """Each currency's FX PnL of the day, in the base: what it held at the previous close
+    (``nav_minor``) at this close's rate, less its value then (``nav_base_minor``, the same
+    holding at that close's rate, half-even): exact in minor units, the rounding of today's
+    conversion included; the base itself has none."""
+    rates = {mark.currency: mark.rate_e8 for mark in now.currencies}
+    for mark in before.currencies:
+        rate = rates.get(mark.currency)
+        if mark.currency == before.base or rate is None or rate == mark.rate_e8:
+            continue  # a currency no longer marked: its change is all trading PnL
+        moved = to_base_minor(mark.nav_minor, mark.currency, before.base, rate) - mark.nav_base_minor
+        fx_minor[mark.currency] = fx_minor.get(mark.currency, 0) + moved
 
 
 def _in_base_settled(
@@ -452,6 +510,7 @@ def _report(fold: _Fold) -> RunReport:
     currency = config.get("currency", "USD")
     scale = 10 ** minor_digits(currency)
     initial = initial_nav(config, fold.first_marks)
+    fx_pnl, trading_pnl = _pnl_by_source(config, fold)
     counts = fold.counts
     periods = fold.calendar_days
     nav = np.array(fold.navs, dtype=np.float64) / scale
@@ -486,7 +545,26 @@ def _report(fold: _Fold) -> RunReport:
             if fold.last_marks is not None
             else {}
         ),
+        fx_pnl=fx_pnl,
+        trading_pnl=trading_pnl,
     )
+
+
+def _pnl_by_source(config: dict[str, object], fold: _Fold) -> tuple[dict[str, float], float]:
+    """Each other currency's FX PnL and the trading PnL (the NAV change less them, the
+    residual's place), in base units; ({}, 0.0) for one currency or no close yet."""
+    if fold.first_marks is None or not fold.navs:
+        return {}, 0.0
+    base = str(config.get("currency", "USD"))
+    scale = 10 ** minor_digits(base)
+    initial_minor = from_decimal_text(
+        str(config.get("initial_cash", "0")), minor_digits(base), Rounding.HALF_EVEN
+    )
+    initial_minor += _initial_other_cash_minor(config, base, fold.first_marks)
+    others = {mark.currency for mark in (fold.last_marks or fold.first_marks).currencies} - {base}
+    fx_pnl = {ccy: fold.fx_minor.get(ccy, 0) for ccy in sorted(others | set(fold.fx_minor))}
+    trading_minor = fold.navs[-1] - initial_minor - sum(fx_pnl.values())
+    return {ccy: minor / scale for ccy, minor in fx_pnl.items()}, trading_minor / scale
 
 
 def closing_trade_pnl(event: LedgerPosted, closes: bool = False, settled_minor: int = 0) -> int | None:
@@ -603,17 +681,24 @@ def initial_nav(config: dict[str, object], first_marks: CurrenciesMarked | None)
 
 def _initial_other_cash(config: dict[str, object], base: str, marks: CurrenciesMarked | None) -> float:
     """The configured cash in other currencies ([fx] initial_cash) at the first day's rates."""
-    fx = config.get("fx")
-    if not isinstance(fx, dict) or marks is None:
+    if marks is None:
         return 0.0
+    scale: int = 10 ** minor_digits(base)
+    return _initial_other_cash_minor(config, base, marks) / scale
+
+
+def _initial_other_cash_minor(config: dict[str, object], base: str, marks: CurrenciesMarked) -> int:
+    """``_initial_other_cash`` in minor units of the base (half-even per currency)."""
+    fx = config.get("fx")
+    if not isinstance(fx, dict):
+        return 0
     rates = {mark.currency: mark.rate_e8 for mark in marks.currencies}
     total = 0
     cash: dict[str, object] = dict(fx.get("initial_cash") or {})
     for currency, text in sorted(cash.items()):
         amount = from_decimal_text(str(text), minor_digits(currency), Rounding.HALF_EVEN)
         total += to_base_minor(amount, currency, base, rates[currency])
-    scale: int = 10 ** minor_digits(base)
-    return total / scale
+    return total
 
 
 def _initial_cash(config: dict[str, object]) -> float:

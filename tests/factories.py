@@ -465,14 +465,17 @@ CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="
                       price_digits=2, tick_raw=1, qty_digits=0, lot_raw=1)  # fmt: skip
 
 
-def two_currency_run(root: Path, strategy: Strategy | None = None) -> Path:
+def two_currency_run(
+    root: Path, strategy: Strategy | None = None, *, closes: dict[int, list[int]] | None = None
+) -> Path:
     """A CONSTRUCTED book in USD with 5,000,000 CNY of cash beside its 1,000,000 USD, a USD name
     (AAA) and a CNY name (BBB): prices and the CNY rate move every day (so converting, or not,
     shows in every figure); it buys 40% of the book in each on the first day and ends holding
     both (the default commission: fees in both currencies), or trades as ``strategy`` decides
-    (its ``strategy_id`` named "both"). The journal."""
+    (its ``strategy_id`` named "both"). ``closes``: the five daily prices (cents) of AAA (1)
+    and BBB (2) in place of the moving ones. The journal."""
     days = [20240102, 20240103, 20240104, 20240105, 20240106]
-    closes_of = {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
+    closes_of = closes or {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
     bars = [
         {"ts_ns": (index + 1) * 86_400 * 10**9 + 1_704_153_600 * 10**9, "day": day, "instrument_id": iid,
          "open": closes_of[iid][index], "high": closes_of[iid][index], "low": closes_of[iid][index],

@@ -406,6 +406,34 @@ def test_tape_report_shows_the_base_and_each_currency(
     assert float(flat["fees_by_currency.CNY.base"]) == paid["CNY"][1] / 100
 
 
+def test_the_reports_fx_and_trading_pnl_sum_to_the_nav_change(
+    run: tuple[BacktestConfig, list[Any]],
+) -> None:
+    """Each other currency's FX PnL, worked here in Decimal from the marks (its NAV at each
+    previous close at the close's rate, less its value then), and the trading PnL, the rest,
+    sum to the NAV change to the cent; the USD -> USDT conversion moves no FX PnL."""
+    cfg, events = run
+    out_dir = Path(cfg.journal).parent / "report-pnl"
+    assert tape(["report", cfg.journal, "--json", str(out_dir / "r.json")]) == 0
+    split = json.loads((out_dir / "r.json").read_text())["summary"]["pnl_by_source"]
+    marks = [e for e in events if isinstance(e, CurrenciesMarked)]
+    fx: dict[str, int] = {"CNY": 0, "USDT": 0}
+    for before, now in itertools.pairwise(marks):
+        rates = {m.currency: m.rate_e8 for m in now.currencies}
+        for mark in before.currencies:
+            if mark.currency != "USD":
+                fx[mark.currency] += (
+                    _to_base(mark.nav_minor, mark.currency, "USD", rates[mark.currency]) - mark.nav_base_minor
+                )
+    assert all(fx.values())  # both rates moved on held balances
+    assert {ccy: round(pnl * 100) for ccy, pnl in split["fx"].items()} == fx
+    first = {m.currency: m.rate_e8 for m in marks[0].currencies}
+    initial = 1_000_000_00 + _to_base(2_000_000_00, "CNY", "USD", first["CNY"])
+    last_nav = [e for e in events if isinstance(e, DayClosed)][-1].nav_minor
+    assert round(split["trading"] * 100) == last_nav - initial - sum(fx.values())
+    assert round(split["nav_change"] * 100) == last_nav - initial
+
+
 def test_report_orders_to_a_dash_is_every_currency_under_one_header(
     run: tuple[BacktestConfig, list[Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -91,3 +91,5 @@ def test_a_report_of_one_currency_has_no_fees_by_currency(
     assert summary["fees"] > 0
     assert "fees by currency" not in out and "fees_by_currency" not in summary and "currencies" not in summary
     assert "fees_by_currency" not in (tmp_path / "c" / "summary.csv").read_text()
+    # nor a split of its PnL by source (no FX PnL in one currency)
+    assert "PnL by source" not in out and "pnl_by_source" not in summary
