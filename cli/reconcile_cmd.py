@@ -17,6 +17,7 @@ from cli.exits import EXIT_DAMAGED, EXIT_OK
 from cli.progress import console, one_stdout, plural, write_output
 from cli.research_tables import Column, print_fitted
 from cli.wiring import ConfigError
+from domain.fixed import minor_digits
 from kernel.run_status import run_status
 from kernel.store import open_journal
 from projections import SchemaMismatch, describe_target, open_ledger, require_built_ledger
@@ -25,6 +26,10 @@ from projections.reconcile import (
     Line,
     ReconcileRefused,
     Reconciliation,
+    Statement,
+    StatementScope,
+    check_statement_quantities,
+    combine_statements,
     ledger_figures,
     parse_day,
     read_statement,
@@ -44,10 +49,39 @@ def _target(args: argparse.Namespace) -> tuple[Path | str | None, bool]:
     return Path(str(args.journal).rstrip("/") + ".ledger.sqlite"), False
 
 
+def _statements(args: argparse.Namespace, day: int | None) -> list[Statement]:
+    """The statements named, each read as of ``day`` (several: one per broker)."""
+    if not args.statement and (args.currencies or args.venues):
+        raise ReconcileRefused("--currencies / --venues scope a statement: give --statement")
+    return [read_statement(Path(path), day, args.account) for path in args.statement or []]
+
+
+def _scope(args: argparse.Namespace, venues_known: set[str]) -> StatementScope | None:
+    """``--currencies`` / ``--venues`` as a scope: a currency code must be one Tape knows and a
+    venue one an instrument of the journal trades at (a typo would scope everything out)."""
+    if not args.currencies and not args.venues:
+        return None
+    currencies = frozenset(args.currencies or ())
+    for currency in sorted(currencies):
+        try:
+            minor_digits(currency)
+        except ValueError:
+            raise ReconcileRefused(f"--currencies: {currency!r} is not a currency code Tape knows") from None
+    venues = frozenset(args.venues or ())
+    unknown = sorted(venues - venues_known)
+    if unknown:
+        raise ReconcileRefused(
+            f"--venues: no instrument of the journal trades at {', '.join(unknown)} "
+            f"(its venues: {', '.join(sorted(venues_known)) or 'none'})"
+        )
+    return StatementScope(currencies, venues)
+
+
 def run_reconcile(args: argparse.Namespace) -> Reconciliation:
     try:
         day = parse_day(args.day) if args.day else None
-        statement = read_statement(Path(args.statement), day, args.account) if args.statement else None
+        statements = _statements(args, day)
+        statement = combine_statements(statements) if statements else None  # same day, each file once
     except ReconcileRefused as error:
         raise ConfigError(str(error)) from None
     day = statement.day if statement and day is None else day
@@ -55,6 +89,9 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
         book = fold_journal_book(journal)
     try:
         cut = resolve_cut(book, day)
+        scope = _scope(args, {instrument.venue for instrument in book.instruments.values()})
+        for each in statements:  # a quantity finer than its instrument: refused naming its file and line
+            check_statement_quantities(each, book.instruments)
     except ReconcileRefused as error:
         raise ConfigError(f"{args.journal}: {error}") from None
     target, named = _target(args)
@@ -84,6 +121,7 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
             ledger_name=name,
             statement=statement,
             exact=args.exact,
+            scope=scope,
         )
     except ReconcileRefused as error:  # a statement quantity finer than its instrument allows
         raise ConfigError(str(error)) from None
@@ -100,12 +138,14 @@ _COLUMNS = (
 
 def _print(result: Reconciliation) -> None:
     when = f"day {result.to_json()['day']}" if result.day else "journal end"
-    sources = ", ".join(s for s in (result.ledger and "ledger", result.statement and "statement") if s)
+    statements = plural(len(result.statements), "statement") if len(result.statements) > 1 else "statement"
+    sources = ", ".join(s for s in (result.ledger and "ledger", result.statement and statements) if s)
     title = f"reconcile {result.journal}, {when} (seq {result.cut_seq}) vs {sources}"
     rows = [
         (
             f"{line.item} {line.key}".strip(),
-            *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
+            *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger)),
+            "outside" if line.outside else ("" if line.statement is None else f"{line.statement:,}"),
             _verdict(line),
         )
         for line in result.lines
@@ -114,18 +154,41 @@ def _print(result: Reconciliation) -> None:
     for line in result.roundings:
         name = f"{line.item} {line.key}".strip()
         console.print(f"[yellow]{name}[/]: {line.rounding_text()}", highlight=False)
+    _print_scope(result)
     for line in result.differences:
         console.print(f"[red]difference[/] {line.describe()}", highlight=False)
+    left = f"; {_left_out(result)}" if result.outside else ""
+    compared = len(result.lines) - (0 if result.ledger else len(result.outside))
     if result.ok:
-        matches = "matches" if len(result.lines) == 1 else "match"
+        matches = "matches" if compared == 1 else "match"
         within = f" ({len(result.roundings)} within rounding)" if result.roundings else ""
-        console.print(f"[green]reconciled[/]: {plural(len(result.lines), 'line')} {matches}{within}")
+        console.print(f"[green]reconciled[/]: {plural(compared, 'line')} {matches}{within}{left}")
     else:
         differ = "differs" if len(result.differences) == 1 else "differ"
-        console.print(f"[red]{len(result.differences)} of {plural(len(result.lines), 'line')} {differ}[/]")
+        console.print(f"[red]{len(result.differences)} of {plural(compared, 'line')} {differ}[/]{left}")
+
+
+def _left_out(result: Reconciliation) -> str:
+    against = "compared with the ledger only" if result.ledger else "not compared"
+    return f"{len(result.outside)} outside the statement's scope ({against})"
+
+
+def _print_scope(result: Reconciliation) -> None:
+    """Several statements, and what a scoped statement leaves out: said, never dropped silently."""
+    if len(result.statements) > 1:
+        each = ", ".join(f"{path} ({account})" for path, account in result.statements)
+        console.print(f"statements summed line by line: {each}", highlight=False, soft_wrap=False)
+    if result.scope is not None:
+        names = ", ".join(f"{line.item} {line.key}" for line in result.outside) or "nothing"
+        console.print(
+            f"[yellow]statement scope {result.scope.describe()}[/]: left out {names}",
+            highlight=False,
+        )
 
 
 def _verdict(line: Line) -> str | Text:
+    if line.outside and line.ledger is None:
+        return Text("-", style="dim")  # the journal alone: nothing to compare it with
     if not line.ok:
         return Text("DIFF", style="red")
     return Text("rounding", style="yellow") if line.within_rounding else "ok"
@@ -135,12 +198,13 @@ def _csv_text(result: Reconciliation) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     columns = ["item", "key", "unit", "journal", "ledger", "statement", "ok", "note", "rounding"]
-    writer.writerow(["day", *columns, "rounding_bound"])
+    writer.writerow(["day", *columns, "rounding_bound", "outside_scope"])
     day = result.to_json()["day"] or ""
     for line in result.lines:
         row = line.to_json()
         bound = "" if line.rounding is None else str(line.rounding.bound)
-        writer.writerow([day, *("" if row[c] is None else row[c] for c in columns), bound])
+        outside = "true" if line.outside else ""
+        writer.writerow([day, *("" if row[c] is None else row[c] for c in columns), bound, outside])
     return buffer.getvalue()
 
 
@@ -162,6 +226,14 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_DAMAGED
 
 
+def _codes(text: str) -> list[str]:
+    """``CNY,USD`` -> ["CNY", "USD"]: comma-separated codes, none empty."""
+    codes = [code.strip() for code in text.split(",")]
+    if not all(codes):
+        raise argparse.ArgumentTypeError(f"{text!r}: a comma-separated list of codes, none empty")
+    return codes
+
+
 def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = verbs.add_parser(
         "reconcile", help="positions and cash: journal vs ledger vs broker statement; exit 1 on a difference"
@@ -177,9 +249,29 @@ def add_reconcile_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPars
     )
     parser.add_argument("--no-ledger", action="store_true", help="compare with the statement only")
     parser.add_argument(
-        "--statement", metavar="CSV", help="broker statement (docs/data_contracts/statement.md)"
+        "--statement",
+        metavar="CSV",
+        action="append",
+        help="broker statement (docs/data_contracts/statement.md); repeat it for one per broker: "
+        "their figures are summed and together they must cover the book",
     )
-    parser.add_argument("--account", help="the statement's account, when it holds several")
+    parser.add_argument(
+        "--account", help="the statement's account, when it holds several (every statement's)"
+    )
+    parser.add_argument(
+        "--currencies",
+        type=_codes,
+        metavar="CCY[,CCY]",
+        help="the statement covers cash in these currencies (and, without --venues, the "
+        "instruments priced in them); the rest is left out, and said so",
+    )
+    parser.add_argument(
+        "--venues",
+        type=_codes,
+        metavar="VENUE[,VENUE]",
+        help="the statement covers the instruments at these venues, as the journal names them "
+        "(and, without --currencies, cash in their currencies)",
+    )
     parser.add_argument(
         "--exact",
         action="store_true",

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 STALE_DAYS_MAX_LIMIT = 366  # a rate older than a year is never "the day's rate"
+GAP_RUNS_NAMED_MAX = 5  # runs of days named per currency pair when rates are missing or stale
 
 
 class FxError(ValueError):
@@ -99,16 +100,66 @@ class FxTable:
         if age > self.stale_days_max:
             raise FxError(
                 f"fx: no {currency}/{self.base} rate on {day}: the latest, on {days[index]}, is {age} "
-                f"days old (fx.stale_days_max = {self.stale_days_max})"
+                f"day{'' if age == 1 else 's'} old (fx.stale_days_max = {self.stale_days_max})"
             )
         return self._rates[currency][index]
 
     def require(self, currencies: Iterable[str], days: Iterable[int]) -> None:
-        """Raise ``FxError`` for the first (day, currency) that has no usable rate."""
+        """Raise ``FxError`` when any (day, currency) has no usable rate, naming every gap: the
+        first in full, then per currency pair the count of days and the first
+        ``GAP_RUNS_NAMED_MAX`` runs of consecutive days without one (so a file with several gaps
+        is fixed in one go, not one run at a time)."""
         wanted = sorted(set(currencies) - {self.base})
-        for day in sorted(set(days)):
+        gaps: dict[str, list[tuple[int, int]]] = {}  # currency -> (index in days, day)
+        first = ""
+        for index, day in enumerate(sorted(set(days))):
             for currency in wanted:
-                self.rate_e8(currency, day)
+                try:
+                    self.rate_e8(currency, day)
+                except FxError as error:
+                    first = first or str(error)
+                    gaps.setdefault(currency, []).append((index, day))
+        count = sum(len(listed) for listed in gaps.values())
+        if count == 1:
+            raise FxError(first)
+        if count:
+            pairs = "; ".join(self._describe_gaps(currency, gaps[currency]) for currency in sorted(gaps))
+            raise FxError(
+                f"{first}; {count} rates missing or stale in all "
+                f"(fx.stale_days_max = {self.stale_days_max}): {pairs}"
+            )
+
+    def _latest(self, currency: str, day: int) -> str:
+        """The latest rate of ``currency`` on or before ``day``, in a few words."""
+        days = self._days.get(currency, [])
+        index = bisect_right(days, day) - 1
+        return f"latest on {days[index]}" if index >= 0 else f"the first is on {days[0]}"
+
+    def _describe_gaps(self, currency: str, gaps: list[tuple[int, int]]) -> str:
+        """``CNY/USD on 7 days: 20140710 to 20140716 (5 days, latest on 20140704), ...``: the
+        runs of consecutive required days without a usable rate."""
+        pair = f"{currency}/{self.base}"
+        days = "day" if len(gaps) == 1 else "days"
+        if currency not in self._days:
+            return (
+                f"{pair}: none in the data set, needed on {len(gaps)} {days} ({gaps[0][1]} to {gaps[-1][1]})"
+            )
+        runs: list[tuple[int, list[int]]] = []  # (index of its first day, its days)
+        for index, day in gaps:
+            if runs and index == runs[-1][0] + len(runs[-1][1]):
+                runs[-1][1].append(day)
+            else:
+                runs.append((index, [day]))
+        named = []
+        for _, listed in runs[:GAP_RUNS_NAMED_MAX]:
+            latest = self._latest(currency, listed[0])
+            if len(listed) == 1:
+                named.append(f"{listed[0]} ({latest})")
+            else:
+                named.append(f"{listed[0]} to {listed[-1]} ({len(listed)} days, {latest})")
+        more = len(runs) - GAP_RUNS_NAMED_MAX
+        tail = f" and {more} more run{'s' if more > 1 else ''}" if more > 0 else ""
+        return f"{pair} on {len(gaps)} {days}: {', '.join(named)}{tail}"
 
 
 def _check_row(row: FxRate) -> None:

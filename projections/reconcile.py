@@ -54,7 +54,9 @@ __all__ = [
     "Statement",
     "StatementRow",
     "CashRounding",
+    "StatementScope",
     "check_statement_quantities",
+    "combine_statements",
     "ledger_figures",
     "read_statement",
     "reconcile",
@@ -93,6 +95,47 @@ class Statement:
     cash: dict[str, Decimal]  # currency -> amount
     currencies: dict[str, str]  # symbol -> the currency the row names
     position_rows: dict[str, int] = field(default_factory=dict)  # symbol -> its line in the file
+    # Several statements combined (``combine_statements``): each file and account, and per
+    # line ("position" / "cash", key) the figure each file lists; empty for one file.
+    sources: tuple[tuple[str, str], ...] = ()
+    parts: dict[tuple[str, str], tuple[tuple[str, Decimal], ...]] = field(default_factory=dict)
+
+    def listing(self, item: str, key: str) -> int:
+        """How many of the combined files list the line (1 for a single file that does)."""
+        if self.sources:
+            return len(self.parts.get((item, key), ()))
+        return int(key in (self.positions if item == "position" else self.cash))
+
+
+@dataclass(frozen=True)
+class StatementScope:
+    """What a statement covers, when it covers part of the book (one broker of several):
+    positions of instruments at ``venues`` (else priced in ``currencies``) and cash in
+    ``currencies`` (else in the currencies of the instruments at ``venues``). Lines outside it
+    are not compared with the statement (and said so); a line the statement lists is always
+    compared, and one outside the scope is a difference with a note."""
+
+    currencies: frozenset[str] = frozenset()
+    venues: frozenset[str] = frozenset()
+
+    def covers_instrument(self, instrument: Instrument) -> bool:
+        if self.venues:
+            return instrument.venue in self.venues
+        return instrument.currency in self.currencies
+
+    def covers_cash(self, currency: str, instruments: Mapping[int, Instrument]) -> bool:
+        if self.currencies:
+            return currency in self.currencies
+        return any(i.currency == currency for i in instruments.values() if i.venue in self.venues)
+
+    def describe(self) -> str:
+        """``--currencies CNY --venues XSHG,XSHE``: as it was given."""
+        parts = [f"--currencies {','.join(sorted(self.currencies))}"] if self.currencies else []
+        parts += [f"--venues {','.join(sorted(self.venues))}"] if self.venues else []
+        return " ".join(parts)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"currencies": sorted(self.currencies), "venues": sorted(self.venues)}
 
 
 @dataclass(frozen=True)
@@ -105,17 +148,24 @@ class CashRounding:
     fills: int
     notionals: int  # the fills whose notional was not a whole number of minor units
     bound: Decimal  # ceil((fills + notionals) / 2) minor units, in the currency's units
+    statements: int = 1  # the statements whose figures are summed, each rounded to the minor unit
 
     @classmethod
-    def of(cls, fills: int, notionals: int, digits: int) -> CashRounding:
-        return cls(fills, notionals, to_decimal((fills + notionals + 1) // 2, digits))
+    def of(cls, fills: int, notionals: int, digits: int, statements: int = 1) -> CashRounding:
+        """Each of ``statements`` rounds its own balance (under one minor unit each) once the
+        currency has a fill; with none every balance is exact and so is the bound (0)."""
+        halves = fills + notionals
+        extra = max(statements, 1) - 1 if halves else 0
+        return cls(fills, notionals, to_decimal((halves + 1) // 2 + extra, digits), max(statements, 1))
 
     def describe(self, unit: str) -> str:
         fills = f"{self.fills:,} fill{'' if self.fills == 1 else 's'}"
-        return f"±{self.bound:,} {unit}: {fills} x 0.5 minor in fee, {self.notionals:,} in notional"
+        text = f"±{self.bound:,} {unit}: {fills} x 0.5 minor in fee, {self.notionals:,} in notional"
+        return text + (f", {self.statements} statements' rounding" if self.statements > 1 else "")
 
     def to_json(self) -> dict[str, object]:
-        return {"fills": self.fills, "notionals": self.notionals, "bound": str(self.bound)}
+        several = {"statements": self.statements} if self.statements > 1 else {}
+        return {"fills": self.fills, "notionals": self.notionals, "bound": str(self.bound), **several}
 
 
 @dataclass(frozen=True)
@@ -128,6 +178,8 @@ class Line:
     statement: Decimal | None
     note: str = ""
     rounding: CashRounding | None = None  # a cash line with a statement: the bound of its residual
+    outside: bool = False  # outside the statement's scope: not compared with the statement
+    parts: tuple[tuple[str, Decimal], ...] = ()  # several statements: the figure each file lists
 
     @property
     def ok(self) -> bool:
@@ -168,6 +220,8 @@ class Line:
         text = f"{name} ({self.unit}): " + ", ".join(parts)
         if deltas:
             text += " (" + "; ".join(deltas) + ")"
+        if self.parts:
+            text += "; statement = " + " + ".join(f"{path} {_text(value)}" for path, value in self.parts)
         if (
             self.rounding is not None
             and self.rounding.bound
@@ -193,6 +247,8 @@ class Line:
             "note": self.note,
             "rounding": self.rounding_text() or None,
             "tolerance": self.rounding.to_json() if self.rounding is not None else None,
+            "outside_scope": self.outside,
+            "statement_parts": {path: str(value) for path, value in self.parts} or None,
         }
 
 
@@ -205,6 +261,13 @@ class Reconciliation:
     statement: str | None
     account: str
     lines: list[Line]
+    scope: StatementScope | None = None
+    statements: tuple[tuple[str, str], ...] = ()  # (path, account) of each statement
+
+    @property
+    def outside(self) -> list[Line]:
+        """The lines the statement's scope leaves out (compared with the ledger only, if read)."""
+        return [line for line in self.lines if line.outside]
 
     @property
     def differences(self) -> list[Line]:
@@ -230,6 +293,9 @@ class Reconciliation:
             "ok": self.ok,
             "differences": len(self.differences),
             "roundings": len(self.roundings),
+            "statements": [{"path": path, "account": account} for path, account in self.statements],
+            "scope": self.scope.to_json() if self.scope is not None else None,
+            "outside_scope": [f"{line.item} {line.key}" for line in self.outside],
             "lines": [line.to_json() for line in self.lines],
         }
 
@@ -423,6 +489,54 @@ def read_statement(path: Path, day: int | None, account: str | None) -> Statemen
     return Statement(str(path), accounts[0], day, positions, cash, currencies, position_rows)
 
 
+def combine_statements(statements: Sequence[Statement]) -> Statement:
+    """Several statements of one day (one per broker) as one: each position and cash balance
+    summed over the files that list it, with the figure of each kept (``parts``). Together they
+    must cover the book (a line none lists is compared as 0, as with one statement). One
+    statement is returned as it is."""
+    if len(statements) == 1:
+        return statements[0]
+    paths = [statement.path for statement in statements]
+    twice = sorted({path for path in paths if paths.count(path) > 1})
+    if twice:
+        raise ReconcileRefused(f"statement {', '.join(twice)} given twice")
+    days = sorted({statement.day for statement in statements})
+    if len(days) > 1:
+        each = ", ".join(f"{statement.path} {_iso_day(statement.day)}" for statement in statements)
+        raise ReconcileRefused(f"the statements state different days ({each}): pass --day")
+    parts: dict[tuple[str, str], list[tuple[str, Decimal]]] = {}
+    currencies: dict[str, str] = {}
+    for statement in statements:
+        for symbol, quantity in statement.positions.items():
+            parts.setdefault(("position", symbol), []).append((statement.path, quantity))
+            named = statement.currencies[symbol]
+            known = currencies.setdefault(symbol, named)
+            if named not in known.split("/"):
+                currencies[symbol] = f"{known}/{named}"
+        for currency, amount in statement.cash.items():
+            parts.setdefault(("cash", currency), []).append((statement.path, amount))
+    positions = {
+        key: sum((v for _, v in listed), Decimal(0))
+        for (item, key), listed in parts.items()
+        if item == "position"
+    }
+    cash = {
+        key: sum((v for _, v in listed), Decimal(0))
+        for (item, key), listed in parts.items()
+        if item == "cash"
+    }
+    return Statement(
+        ", ".join(paths),
+        ", ".join(dict.fromkeys(statement.account for statement in statements)),
+        days[0],
+        positions,
+        cash,
+        currencies,
+        sources=tuple((statement.path, statement.account) for statement in statements),
+        parts={key: tuple(listed) for key, listed in parts.items()},
+    )
+
+
 def check_statement_quantities(statement: Statement, instruments: Mapping[int, Instrument]) -> None:
     """Refuse a position quantity finer than its instrument's quantity increment
     (``10**-qty_digits``: 0.5 of a whole-share stock): no broker can hold it, so it is a
@@ -531,8 +645,28 @@ def _statement_note(statement: Statement | None, symbol: str, instrument: Instru
     return ""
 
 
+def _scoped(
+    statement: Statement | None, scope: StatementScope | None, item: str, key: str, covered: bool
+) -> tuple[bool, str]:
+    """Whether a line is outside the statement's scope, and the note of a line the statement
+    lists although the scope leaves it out (compared all the same: a difference)."""
+    if statement is None or scope is None or covered:
+        return False, ""
+    if statement.listing(item, key):
+        return False, f"the statement lists it, outside {scope.describe()}"
+    return True, ""
+
+
+def _parts(statement: Statement | None, item: str, key: str) -> tuple[tuple[str, Decimal], ...]:
+    return statement.parts.get((item, key), ()) if statement is not None and statement.sources else ()
+
+
 def _position_lines(
-    book: JournalBook, cut: DayBook, ledger: LedgerFigures | None, statement: Statement | None
+    book: JournalBook,
+    cut: DayBook,
+    ledger: LedgerFigures | None,
+    statement: Statement | None,
+    scope: StatementScope | None,
 ) -> list[Line]:
     instruments = book.instruments
     ids = set(cut.positions) | set(ledger.positions if ledger else {})
@@ -545,6 +679,12 @@ def _position_lines(
         instrument = instruments.get(iid) if iid is not None else None
         journal_raw = cut.positions.get(iid, 0) if iid is not None else 0
         ledger_raw = (ledger.positions.get(iid, 0) if iid is not None else 0) if ledger else None
+        covered = instrument is None or scope is None or scope.covers_instrument(instrument)
+        outside, scope_note = _scoped(statement, scope, "position", symbol, covered)
+        figure = None
+        if statement is not None and not outside:
+            figure = _as_written(statement.positions.get(symbol, Decimal(0)), instrument)
+        note = "; ".join(n for n in (_statement_note(statement, symbol, instrument), scope_note) if n)
         lines.append(
             Line(
                 "position",
@@ -552,18 +692,25 @@ def _position_lines(
                 "qty",
                 _quantity(instrument, journal_raw),
                 _quantity(instrument, ledger_raw),
-                _as_written(statement.positions.get(symbol, Decimal(0)), instrument) if statement else None,
-                _statement_note(statement, symbol, instrument),
+                figure,
+                note,
+                outside=outside,
+                parts=_parts(statement, "position", symbol),
             )
         )
     return lines
 
 
 def _cash_lines(
-    cut: DayBook, ledger: LedgerFigures | None, statement: Statement | None, exact: bool
+    book: JournalBook,
+    cut: DayBook,
+    ledger: LedgerFigures | None,
+    statement: Statement | None,
+    options: tuple[StatementScope | None, bool],
 ) -> list[Line]:
     """A line per currency; with a statement (and not ``exact``), each carries the bound of its
     rounding residual."""
+    scope, exact = options
     currencies = set(cut.cash) | set(ledger.cash if ledger else {}) | set(statement.cash if statement else {})
     lines = []
     for currency in sorted(currencies):
@@ -572,6 +719,14 @@ def _cash_lines(
         except (KeyError, ValueError):
             lines.append(Line("cash", currency, currency, None, None, None, "unknown currency"))
             continue
+        covered = scope is None or scope.covers_cash(currency, book.instruments)
+        outside, note = _scoped(statement, scope, "cash", currency, covered)
+        compared = statement is not None and not outside
+        rounding = None
+        if compared and not exact:
+            assert statement is not None
+            fills, notionals = cut.cash_roundings.get(currency, (0, 0))
+            rounding = CashRounding.of(fills, notionals, digits, statement.listing("cash", currency))
         lines.append(
             Line(
                 "cash",
@@ -579,12 +734,13 @@ def _cash_lines(
                 currency,
                 to_decimal(cut.cash.get(currency, 0), digits),
                 to_decimal(ledger.cash.get(currency, 0), digits) if ledger else None,
-                _in_digits(statement.cash.get(currency, Decimal(0)), digits) if statement else None,
-                rounding=(
-                    CashRounding.of(*cut.cash_roundings.get(currency, (0, 0)), digits)
-                    if statement and not exact
-                    else None
-                ),
+                _in_digits(statement.cash.get(currency, Decimal(0)), digits)
+                if compared and statement
+                else None,
+                note,
+                rounding=rounding,
+                outside=outside,
+                parts=_parts(statement, "cash", currency),
             )
         )
     return lines
@@ -618,15 +774,21 @@ def reconcile(
     ledger_name: str | None = None,
     statement: Statement | None = None,
     exact: bool = False,
+    scope: StatementScope | None = None,
 ) -> Reconciliation:
     """Every line of the day. A statement quantity finer than its instrument's increment is
     refused (``ReconcileRefused``), not compared. ``exact``: the statement's cash too is
-    compared exactly (no rounding bound)."""
+    compared exactly (no rounding bound). ``scope``: the part of the book the statement covers
+    (``StatementScope``); the lines outside it are not compared with the statement."""
     if statement is not None:
         check_statement_quantities(statement, book.instruments)
-    lines = _position_lines(book, cut, ledger, statement) + _cash_lines(cut, ledger, statement, exact)
+    lines = _position_lines(book, cut, ledger, statement, scope)
+    lines += _cash_lines(book, cut, ledger, statement, (scope, exact))
     if ledger is not None:
         lines = _ledger_lines(cut, ledger) + lines
+    sources = ()
+    if statement is not None:
+        sources = statement.sources or ((statement.path, statement.account),)
     return Reconciliation(
         journal=journal,
         day=cut.day,
@@ -635,6 +797,8 @@ def reconcile(
         statement=statement.path if statement else None,
         account=statement.account if statement else "",
         lines=lines,
+        scope=scope if statement is not None else None,
+        statements=sources,
     )
 
 

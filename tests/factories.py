@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -466,14 +467,20 @@ CNY_NAME = Instrument(instrument_id=2, symbol="BBB", venue="TEST", asset_class="
 
 
 def two_currency_run(
-    root: Path, strategy: Strategy | None = None, *, closes: dict[int, list[int]] | None = None
+    root: Path,
+    strategy: Strategy | None = None,
+    *,
+    closes: dict[int, list[int]] | None = None,
+    rate_days: Sequence[int] | None = None,
+    stale_days_max: int = 5,
 ) -> Path:
     """A CONSTRUCTED book in USD with 5,000,000 CNY of cash beside its 1,000,000 USD, a USD name
     (AAA) and a CNY name (BBB): prices and the CNY rate move every day (so converting, or not,
     shows in every figure); it buys 40% of the book in each on the first day and ends holding
     both (the default commission: fees in both currencies), or trades as ``strategy`` decides
     (its ``strategy_id`` named "both"). ``closes``: the five daily prices (cents) of AAA (1)
-    and BBB (2) in place of the moving ones. The journal."""
+    and BBB (2) in place of the moving ones. ``rate_days``: the days the data set has a CNY rate
+    (default every day), looked up within ``stale_days_max``. The journal."""
     days = [20240102, 20240103, 20240104, 20240105, 20240106]
     closes_of = closes or {1: [1000, 1010, 1030, 1020, 1050], 2: [1000, 990, 1015, 1040, 1005]}
     bars = [
@@ -485,6 +492,7 @@ def two_currency_run(
     rates = [
         FxRate(day=day, currency="CNY", base="USD", rate_e8=14_000_000 + 300_000 * k)
         for k, day in enumerate(days)
+        if rate_days is None or day in rate_days
     ]
     write_dataset(root / "data", name="constructed-fx", frequency="1d", calendar="24x7",
                   instruments=[USD_NAME, CNY_NAME], bars=pa.Table.from_pylist(bars),
@@ -492,7 +500,8 @@ def two_currency_run(
     config = BacktestConfig(
         run_id="fx", dataset=str(root / "data"), journal=str(root / "journal"),
         strategy=StrategyConfig(name="both"), us_regulatory_fees=False,
-        fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=policy_from_mapping({}),
+        fx=FxConfig(initial_cash={"CNY": "5000000"}, stale_days_max=stale_days_max),
+        risk=policy_from_mapping({}),
     )  # fmt: skip
     return run_backtest(config, strategy or _BothNames()).journal
 

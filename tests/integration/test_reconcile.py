@@ -229,7 +229,9 @@ def test_csv_output_has_one_row_per_line(world: tuple[Path, JournalBook], tmp_pa
     assert main(["reconcile", str(root / "run"), "--csv", str(out), "--json", str(tmp_path / "r.json")]) == 0
     rows = out.read_text().splitlines()
     result = json.loads((tmp_path / "r.json").read_text())
-    assert rows[0] == "day,item,key,unit,journal,ledger,statement,ok,note,rounding,rounding_bound"
+    assert (
+        rows[0] == "day,item,key,unit,journal,ledger,statement,ok,note,rounding,rounding_bound,outside_scope"
+    )
     assert len(rows) == 1 + len(result["lines"])
 
 
@@ -249,7 +251,7 @@ def test_json_dash_puts_the_data_alone_on_stdout_and_an_unwritable_path_is_refus
     assert main(["reconcile", str(root / "run"), "--csv", "-"]) == 0
     assert (
         capsys.readouterr().out.splitlines()[0]
-        == "day,item,key,unit,journal,ledger,statement,ok,note,rounding,rounding_bound"
+        == "day,item,key,unit,journal,ledger,statement,ok,note,rounding,rounding_bound,outside_scope"
     )
     assert not (Path.cwd() / "-").exists()
     blocker = tmp_path / "a-file"
@@ -640,7 +642,7 @@ def test_a_cash_residual_within_the_fills_rounding_is_shown_and_passes(
         assert f"cash USD {to_decimal(book.days[-1].cash['USD'], 2):,}" in out and "rounding" in out
         assert f"cash USD: {text}" in out and "(1 within rounding)" in out, out
         row = [r for r in csv_path.read_text().splitlines() if ",cash,USD," in r]
-        assert len(row) == 1 and row[0].endswith(f',True,,"{text}",{to_decimal(bound, 2)}'), row
+        assert len(row) == 1 and row[0].endswith(f',True,,"{text}",{to_decimal(bound, 2)},'), row
 
 
 def test_a_cash_residual_just_beyond_the_fills_rounding_is_a_difference(

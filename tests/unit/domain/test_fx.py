@@ -53,3 +53,39 @@ def test_conversions_to_the_minor_unit() -> None:
     assert to_base_minor(135_000, "USDT", "USD", 100_000_000) == 14
     # 100 USD into USDT at USDT = 1.0032 USD: 99.6810207... -> 99.681021 USDT
     assert cross_minor(10_000, "USD", 100_000_000, "USDT", 100_320_000) == 99_681_021
+
+
+def test_require_names_every_gap_per_pair_not_only_the_first() -> None:
+    # Rates on 1-4 July and 25 July; weekdays 30 June .. 4 August are required, within 5 days.
+    rows = [FxRate(day=d, currency="CNY", base="USD", rate_e8=14_000_000) for d in (20140701, 20140702)]
+    rows += [FxRate(day=d, currency="CNY", base="USD", rate_e8=14_000_000) for d in (20140703, 20140704)]
+    rows.append(FxRate(day=20140725, currency="CNY", base="USD", rate_e8=14_100_000))
+    table = FxTable("USD", rows, stale_days_max=5)
+    weekdays = [20140630, 20140701, 20140702, 20140703, 20140704, 20140707, 20140708, 20140709]
+    weekdays += [20140710, 20140711, 20140714, 20140715, 20140716, 20140717, 20140718, 20140721]
+    weekdays += [20140722, 20140723, 20140724, 20140725, 20140728, 20140729, 20140730, 20140731]
+    weekdays += [20140801, 20140804]
+    with pytest.raises(FxError) as caught:
+        table.require(["USD", "CNY", "USDT"], weekdays)
+    message = str(caught.value)
+    # the first gap in full, as before
+    assert message.startswith("fx: no CNY/USD rate on or before 20140630 (the first is on 20140701); ")
+    assert "41 rates missing or stale in all (fx.stale_days_max = 5)" in message
+    assert (
+        "CNY/USD on 15 days: 20140630 (the first is on 20140701), "
+        "20140710 to 20140724 (11 days, latest on 20140704), "
+        "20140731 to 20140804 (3 days, latest on 20140725)"
+    ) in message
+    assert "USDT/USD: none in the data set, needed on 26 days (20140630 to 20140804)" in message
+
+
+def test_require_names_the_first_runs_of_gaps_and_counts_the_rest() -> None:
+    # a rate every other day, none usable the day after (stale_days_max 0): 7 runs of one day
+    rows = [FxRate(day=20240101 + 2 * k, currency="CNY", base="USD", rate_e8=14_000_000) for k in range(8)]
+    table = FxTable("USD", rows, stale_days_max=0)
+    with pytest.raises(FxError) as caught:
+        table.require(["CNY"], range(20240101, 20240116))
+    message = str(caught.value)
+    assert message.startswith("fx: no CNY/USD rate on 20240102: the latest, on 20240101, is 1 day old")
+    assert "CNY/USD on 7 days: 20240102 (latest on 20240101), 20240104 (latest on 20240103)," in message
+    assert message.endswith("20240110 (latest on 20240109) and 2 more runs")
