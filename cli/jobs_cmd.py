@@ -123,7 +123,7 @@ def cmd_jobs_run(args: argparse.Namespace) -> int:
             f"job {job.name} run {run.run_id}: [{colour}]{run.outcome}[/] after {run.attempt} attempt(s), "
             f"{exit_text(run.exit_status)}, {run.duration_s:.1f} s"
         )
-        if run.outcome != "ok" and run.detail:
+        if (run.outcome != "ok" or run.exit_status) and run.detail:  # an ok exit 3: ok_exit said so
             console.print(run.detail, markup=False, highlight=False)
     if args.json:
         document = {"config": str(config.path), "job_log": str(config.job_log), "attempts": run.attempt,
@@ -183,7 +183,9 @@ def _job_rows(config: SchedulerConfig, job_log: JobLog, now_ns: int) -> list[dic
                 "command": job.command_text,
                 "cron": job.cron.text,
                 "calendar": job.sessions.code,
+                "holidays": job.sessions.holidays_file or None,  # [scheduler.holidays]' file
                 "timezone": job.timezone.key,
+                "ok_exit": list(job.ok_exit),
                 "next_run": describe_ns(job.next_fire_ns(now_ns), job.timezone),
                 "last": _run_json(last[0]) if last else None,
             }
@@ -219,14 +221,15 @@ def _csv_text(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
 
 
 def _jobs_csv(jobs: list[dict[str, Any]]) -> str:
-    header = ("job", "command", "cron", "calendar", "timezone", "next_run",
+    header = ("job", "command", "cron", "calendar", "timezone", "next_run", "holidays", "ok_exit",
               "last_outcome", "last_run_id", "last_attempt", "last_started", "last_duration_s")  # fmt: skip
     rows = []
     for job in jobs:
         last = job["last"] or {}
         rows.append(
             (
-                *(job[key] for key in header[:6]),
+                *(job[key] for key in header[:7]),
+                " ".join(map(str, job["ok_exit"])),
                 *(last.get(key) for key in ("outcome", "run_id", "attempt", "started", "duration_s")),
             )
         )
@@ -247,10 +250,15 @@ def _print_jobs(config: SchedulerConfig, jobs: list[dict[str, Any]]) -> None:
                 _duration(last),
                 job["cron"],
                 f"{job['calendar']} {job['timezone']}",
-                " ".join(job["command"].split()),
+                " ".join(job["command"].split()) + _ok_exit_words(job["ok_exit"]),
             )
         )
     print_fitted(f"jobs in {config.path}", _JOB_COLUMNS, rows, left=len(_JOB_COLUMNS))
+
+
+def _ok_exit_words(ok_exit: list[int]) -> str:
+    """Under a job's command in ``jobs list``: the exit statuses that count as ok, when more than 0."""
+    return "" if ok_exit == [0] else f"\n(ok_exit {' '.join(map(str, ok_exit))})"
 
 
 def _print_runs(config: SchedulerConfig, runs: list[dict[str, Any]]) -> None:

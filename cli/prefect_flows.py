@@ -56,6 +56,7 @@ def _attempt(config_path: str, name: str, run_id: int, scheduled_ns: int) -> dic
     attempt = int(task_run.run_count or 1)
     started_ns = _wall_ns()
     outcome, exit_status, detail = run_command(job.argv, job.timeout_s, job.cwd, config.redactor.redact)
+    outcome, detail = job.judged(outcome, exit_status, detail)  # ok_exit: an ok is not retried
     finished_ns = _wall_ns()
     final = outcome == "ok" or attempt >= job.retries + 1
     run = JobRun(

@@ -38,9 +38,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cli.exits import Stopped
 from cli.logs import SECRET_LENGTH_MIN, Redactor
 from cli.wiring import ConfigError
+from domain.markets import EXTENDABLE_CALENDARS, HolidayYears, exchange_calendar
+from lake.holidays import HolidayFileError, read_holidays
 from projections.alerts import JobOutcome
 
 __all__ = [
+    "HOLIDAYS_SETTING",
     "RUNNING",
     "CalendarEnds",
     "CronSpec",
@@ -147,7 +150,15 @@ def parse_cron(text: str) -> CronSpec:
 class CalendarEnds(ConfigError):
     """A calendar whose sessions are known only up to a day before the one asked for
     (``exchange_calendars`` records some exchanges' holidays a year at a time: XSHG's end
-    with 2026 in 4.13)."""
+    with 2026 in 4.13; a jobs file's ``[scheduler.holidays]`` extends it by the years it gives)."""
+
+
+HOLIDAYS_SETTING = "[scheduler.holidays]"
+"""The jobs file's table naming a holiday file per calendar (``XSHG = "holidays/xshg.csv"``)."""
+
+
+def _yyyymmdd(day: date) -> int:
+    return day.year * 10000 + day.month * 100 + day.day
 
 
 class Sessions:
@@ -156,10 +167,15 @@ class Sessions:
     The calendar is built with ``exchange_calendars``' default span (20 years back, one year
     ahead) and built again further ahead when a later day is asked for, so a scheduler that
     runs for more than a year goes on; past the last day the library knows (its
-    ``bound_max``) ``CalendarEnds`` is raised."""
+    ``bound_max``) ``CalendarEnds`` is raised. With ``holidays`` (the years past the library's,
+    read from ``holidays_file``) the calendar is ``domain.markets.exchange_calendar``'s extended
+    one, which knows those years too: the same calendar a data set exported with ``tape export
+    --holidays`` runs on."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, holidays: HolidayYears | None = None, holidays_file: str = "") -> None:
         self.code = code
+        self.holidays = holidays
+        self.holidays_file = holidays_file
         self._calendar: Any = None
         if code != "24x7":
             import exchange_calendars
@@ -168,6 +184,9 @@ class Sessions:
                 self._calendar = exchange_calendars.get_calendar(code)
             except Exception as error:  # InvalidCalendarName and friends
                 raise ConfigError(f"calendar {code!r}: {error}") from None
+            if holidays is not None:
+                last = self._calendar.last_session.date() + timedelta(days=2 * SEARCH_DAYS_MAX)
+                self._calendar = self._built(self._calendar.first_session.date(), last)
 
     @property
     def timezone(self) -> str:
@@ -185,20 +204,43 @@ class Sessions:
             self._extend(day)
         return bool(self._calendar.is_session(day.isoformat()))
 
+    def _built(self, first: date, last: date) -> Any:
+        """The calendar from ``first`` to ``last`` (cut to what it covers, with the holidays)."""
+        if self.holidays is not None:
+            return exchange_calendar(self.code, _yyyymmdd(first), _yyyymmdd(last), holidays=self.holidays)
+        return type(self._calendar)(start=first.isoformat(), end=last.isoformat())
+
     def _extend(self, day: date) -> None:
         bound = type(self._calendar).bound_max()
         if bound is not None and day > bound.date():
-            import exchange_calendars
-
-            raise CalendarEnds(
-                f"calendar {self.code}'s sessions are known only up to {bound.date()} (exchange_calendars "
-                f"{exchange_calendars.__version__} records its holidays no further): no run on {day} or "
-                "later can be scheduled; upgrade exchange_calendars or give the job another calendar"
-            )
+            raise CalendarEnds(self._ends(bound.date(), day))
         end = day + timedelta(days=2 * SEARCH_DAYS_MAX)
         if bound is not None:
             end = min(end, bound.date())
-        self._calendar = type(self._calendar)(start=self._calendar.first_session, end=end.isoformat())
+        self._calendar = self._built(self._calendar.first_session.date(), end)
+
+    def _ends(self, bound: date, day: date) -> str:
+        """Why no run on ``day`` can be scheduled, and what to do."""
+        import exchange_calendars
+
+        library = f"exchange_calendars {exchange_calendars.__version__}"
+        setting = f'{HOLIDAYS_SETTING} {self.code} = "FILE" in the jobs file (docs/operations.md)'
+        if self.holidays is not None:
+            known = f"{library} and the holidays of {self.holidays_file} reach no further"
+            remedy = f"add {bound.year + 1}'s closures to {self.holidays_file}"
+        elif self.code in EXTENDABLE_CALENDARS:
+            known = f"{library} records its holidays no further"
+            remedy = (
+                f"name a file of the exchange's holidays for {bound.year + 1} as {setting}, "
+                "upgrade exchange_calendars, or give the job another calendar"
+            )
+        else:
+            known = f"{library} records its holidays no further"
+            remedy = "upgrade exchange_calendars or give the job another calendar"
+        return (
+            f"calendar {self.code}'s sessions are known only up to {bound} ({known}): no run on "
+            f"{day} or later can be scheduled; {remedy}"
+        )
 
 
 @dataclass(frozen=True)
@@ -215,6 +257,24 @@ class JobSpec:
     timeout_s: float = 3600.0
     command_text: str = ""
     cwd: Path = Path()  # where the command runs: the jobs file's folder unless `cwd` says
+    ok_exit: tuple[int, ...] = (0,)  # the exit statuses that count as success (0 always among them)
+
+    def judged(self, outcome: str, exit_status: int | None, detail: str) -> tuple[str, str]:
+        """An attempt's (outcome, detail) under ``ok_exit``: a command that exited with a status
+        listed there is ``ok`` (its detail says so), with any other ``failed``; a timeout or a
+        command that never started stays as it is. An ``ok`` attempt is never retried."""
+        if exit_status is None or outcome not in ("ok", "failed"):
+            return outcome, detail
+        if exit_status not in self.ok_exit:
+            return "failed", detail
+        if exit_status == 0:
+            return "ok", detail
+        said = f"exit {exit_status} counts as ok ({self.ok_exit_text})"
+        return "ok", f"{said}; its output: {detail}" if detail else f"{said}; no output"
+
+    @property
+    def ok_exit_text(self) -> str:
+        return f"ok_exit = [{', '.join(map(str, self.ok_exit))}]"
 
     def next_fire_ns(self, after_ns: int) -> int:
         """The first cron time strictly after ``after_ns`` on a session day (ns, UTC). The cron
@@ -292,8 +352,8 @@ _TEXT_KEYS = ("name", "shell", "cron", "calendar", "timezone", "cwd", "job_log",
 # What [scheduler] sets for every job, and a job for itself.
 _JOB_DEFAULT_KEYS = {"calendar", "timezone", "retries", "backoff_s", "backoff_factor", "backoff_max_s",
                      "timeout_s", "cwd"}  # fmt: skip
-_SCHEDULER_KEYS = {"job_log", "log", "redact_env", *_JOB_DEFAULT_KEYS}
-_JOB_KEYS = {"name", "tape", "shell", "cron", *_JOB_DEFAULT_KEYS}
+_SCHEDULER_KEYS = {"job_log", "log", "redact_env", "holidays", *_JOB_DEFAULT_KEYS}
+_JOB_KEYS = {"name", "tape", "shell", "cron", "ok_exit", *_JOB_DEFAULT_KEYS}
 
 
 def _command(name: str, table: dict[str, Any]) -> tuple[tuple[str, ...], str]:
@@ -335,6 +395,32 @@ def _numbers(name: str, table: dict[str, Any], defaults: dict[str, Any]) -> dict
     return numbers
 
 
+EXIT_STATUS_MAX = 255
+
+
+def _ok_exit(name: str, value: object) -> tuple[int, ...]:
+    """A job's ``ok_exit``: the exit statuses that count as success, 0 among them (``[0, 3]``: a
+    tape verb's "sound but unfinished" over the journal of a session still running)."""
+    example = "e.g. ok_exit = [0, 3]"
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        raise ConfigError(f"job {name}: ok_exit must be a list of exit statuses, {example}; got {value!r}")
+    wrong = [v for v in value if not 0 <= v <= EXIT_STATUS_MAX]
+    if wrong:
+        raise ConfigError(f"job {name}: ok_exit {value}: an exit status is 0..{EXIT_STATUS_MAX}, not {wrong}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"job {name}: ok_exit {value} lists a status twice")
+    if 0 not in value:
+        raise ConfigError(
+            f"job {name}: ok_exit {value} leaves out 0: a command's success would count as a "
+            f"failure; list 0 with the others, {example}"
+        )
+    return tuple(sorted(value))
+
+
 def _job_from(
     table: dict[str, Any], defaults: dict[str, Any], sessions: dict[str, Sessions], base: Path
 ) -> JobSpec:
@@ -349,7 +435,9 @@ def _job_from(
     _check_types(f"job {name}", table)
     argv, text = _command(name, table)
     code = str(table.get("calendar", defaults.get("calendar", "24x7")))
-    calendar = sessions.setdefault(code, Sessions(code))
+    if code not in sessions:  # one calendar per code, shared by its jobs ([scheduler.holidays]'s)
+        sessions[code] = Sessions(code)
+    calendar = sessions[code]
     zone = str(table.get("timezone", defaults.get("timezone", calendar.timezone)))
     try:
         timezone = ZoneInfo(zone)
@@ -361,6 +449,7 @@ def _job_from(
     cwd = base / Path(str(table.get("cwd", defaults.get("cwd", ".")))).expanduser()
     if not cwd.is_dir():
         raise ConfigError(f"job {name}: cwd {cwd} is not a folder")
+    ok_exit = _ok_exit(name, table["ok_exit"]) if "ok_exit" in table else (0,)
     return JobSpec(
         name=name,
         argv=argv,
@@ -369,6 +458,7 @@ def _job_from(
         timezone=timezone,
         command_text=text,
         cwd=cwd,
+        ok_exit=ok_exit,
         **{k: v for k, v in numbers.items() if v is not None},
     )
 
@@ -393,6 +483,30 @@ def _scheduler_table(data: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"[scheduler]: unknown keys {sorted(unknown)}")
     _check_types("[scheduler]", defaults)
     return dict(defaults)
+
+
+def _holiday_sessions(table: object, base: Path) -> dict[str, Sessions]:
+    """The calendars ``[scheduler.holidays]`` extends, each by the holiday file it names (the
+    format and checks of ``tape export --holidays``: ``lake.holidays.read_holidays``), read and
+    checked whole now, every problem named with its line, so a bad file is refused when the jobs
+    file is loaded rather than at the year end."""
+    example = f'{HOLIDAYS_SETTING} XSHG = "holidays/xshg.csv"'
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"[scheduler]: holidays must be a table of calendar = FILE ({example}), got {table!r}"
+        )
+    sessions: dict[str, Sessions] = {}
+    for code, name in sorted(table.items()):
+        setting = f"{HOLIDAYS_SETTING} {code}"
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{setting}: must name a holiday file ({example}), got {name!r}")
+        path = base / Path(name).expanduser()
+        try:
+            holidays = read_holidays(path, code, setting=setting)
+        except HolidayFileError as error:
+            raise ConfigError(str(error)) from None
+        sessions[code] = Sessions(code, holidays, str(path))
+    return sessions
 
 
 def _redactor(names: object) -> Redactor:
@@ -422,7 +536,7 @@ def load_scheduler_config(path: Path) -> SchedulerConfig:
     tables = data.get("jobs", [])
     if not isinstance(tables, list):
         raise ConfigError(f"{path}: jobs must be [[jobs]] tables (an array of tables), one per job")
-    sessions: dict[str, Sessions] = {}
+    sessions = _holiday_sessions(defaults.get("holidays", {}), path.parent)
     jobs: dict[str, JobSpec] = {}
     for table in tables:
         job = _job_from(table, defaults, sessions, path.parent)
@@ -838,7 +952,8 @@ class Scheduler:
                 run_id,
                 attempt,
                 outcome,
-                exit_text(exit_status),
+                exit_text(exit_status)
+                + (f" in {job.ok_exit_text}" if outcome == "ok" and exit_status else ""),
                 run.duration_s,
                 extra={"job": job.name, "attempt": attempt},
             )
@@ -880,6 +995,7 @@ class Scheduler:
                               detail="stopped during the attempt: its command was killed")  # fmt: skip
             self.job_log.finish(row_id, stopped)
             raise
+        outcome, detail = job.judged(outcome, exit_status, detail)  # ok_exit: an ok is not retried
         return row_id, outcome, exit_status, detail
 
     def next_fires(self, after_ns: int) -> dict[str, int]:

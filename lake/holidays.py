@@ -10,7 +10,9 @@ line; nothing used on any)::
 
 ``tape export --holidays FILE`` checks the bars on the extended calendar and carries the
 holidays in the data set (``holidays.parquet``, under its content hash): the file itself is read
-once, at export, so a run never depends on a file that can change under it.
+once, at export, so a run never depends on a file that can change under it. ``tape scheduler``
+reads one per calendar from its jobs file (``[scheduler.holidays]``) when the file is loaded: it
+decides only on which days a job runs, never what a run computes.
 """
 
 from __future__ import annotations
@@ -26,20 +28,22 @@ class HolidayFileError(ValueError):
     """A holiday file that cannot be read or used (its problems named)."""
 
 
-def read_holidays(path: Path, calendar: str) -> HolidayYears:
+def read_holidays(path: Path, calendar: str, *, setting: str = "--holidays") -> HolidayYears:
     """The holidays of ``path`` for a data set declaring ``calendar`` (XSHG, or ``mixed``: a set
-    of several markets whose A-shares trade on XSHG)."""
+    of several markets whose A-shares trade on XSHG), or for a scheduler's calendar. Every
+    problem starts with ``setting``, where the file was named (``tape export --holidays``, a
+    jobs file's ``[scheduler.holidays]``)."""
     target = "XSHG" if calendar == "mixed" else calendar
     if target not in EXTENDABLE_CALENDARS:
         raise HolidayFileError(
-            f"--holidays: {calendar} has no year-by-year holidays to extend (XNYS is rule-based, "
+            f"{setting}: {calendar} has no year-by-year holidays to extend (XNYS is rule-based, "
             f"24x7 has none); holiday files extend {', '.join(EXTENDABLE_CALENDARS)}"
         )
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise HolidayFileError(f"--holidays {path}: {error}") from None
+        raise HolidayFileError(f"{setting} {path}: {error}") from None
     try:
         return parse_holidays(text, str(path), calendar=target)
     except HolidaysInvalid as error:
-        raise HolidayFileError(str(error)) from None
+        raise HolidayFileError(f"{setting} {error}") from None

@@ -118,6 +118,19 @@ def test_a_flaky_job_succeeds_on_its_retry(tmp_path: Path) -> None:
     assert [(r.attempt, r.final, r.outcome) for r in rows(path)] == [(1, 0, "failed"), (2, 1, "ok")]
 
 
+def test_an_ok_exit_status_succeeds_the_flow_without_a_retry(tmp_path: Path) -> None:
+    """A job's ``ok_exit`` holds under Prefect as under the scheduler: exit 3 (a journal still
+    running) with ``ok_exit = [0, 3]`` failed the task and was retried."""
+    path = write_jobs(
+        tmp_path,
+        '[[jobs]]\nname = "unfinished"\nshell = "exit 3"\ncron = "0 18 * * *"\nretries = 2\n'
+        "backoff_s = 0\nok_exit = [0, 3]\n",
+    )
+    result = tape_job(str(path), "unfinished", day="2025-12-23")
+    assert (result["outcome"], result["attempt"], result["exit"]) == ("ok", 1, 3)
+    assert [(r.attempt, r.final, r.outcome, r.exit_status) for r in rows(path)] == [(1, 1, "ok", 3)]
+
+
 def test_each_job_is_a_deployment_with_its_cron_time_in_its_zone(tmp_path: Path) -> None:
     path = write_jobs(
         tmp_path,

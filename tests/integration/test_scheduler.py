@@ -785,3 +785,204 @@ def test_an_every_hour_job_runs_through_the_repeated_hour_and_a_daily_one_once(t
     ]  # fmt: skip
     assert fires("daily", "2026-10-31T12:00", 2) == ["01:30-0400", "01:30-0500"]  # Nov 1 once, Nov 2
     assert fires("often", "2027-03-14T01:40", 3) == ["01:45-0500", "03:00-0400", "03:15-0400"]
+
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+HOLIDAYS_2027 = "year,date,name\n2027,2027-01-01,synthetic one\n2027,2027-01-13,synthetic two\n"
+"""Two synthetic 2027 XSHG closures (a Friday and a Wednesday), as in test_calendar_holidays."""
+CN_JOB = '[[jobs]]\nname = "cn"\nshell = "true"\ncron = "0 16 * * 1-5"\ncalendar = "XSHG"\n'
+
+
+def sh(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=SHANGHAI).timestamp()) * NS
+
+
+def cn_jobs(tmp_path: Path, holidays: str | None = HOLIDAYS_2027) -> Path:
+    """A jobs file with an XSHG job, naming ``xshg.csv`` (written with ``holidays``) for XSHG."""
+    table = ""
+    if holidays is not None:
+        (tmp_path / "xshg.csv").write_text(holidays)
+        table = '[scheduler.holidays]\nXSHG = "xshg.csv"\n\n'
+    path = tmp_path / "jobs.toml"
+    path.write_text(f'[scheduler]\njob_log = "jobs.sqlite"\n\n{table}{CN_JOB}')
+    return path
+
+
+def test_a_holiday_file_carries_an_xshg_scheduler_across_the_year_end(tmp_path: Path) -> None:
+    """exchange_calendars 4.13 records XSHG's holidays only through 2026-12-31 and no newer
+    release exists: a scheduler of XSHG jobs stopped scheduling at the year end (CalendarEnds,
+    "upgrade exchange_calendars or give the job another calendar") and the jobs file had no way
+    to supply 2027. ``[scheduler.holidays] XSHG = FILE`` (tape export --holidays' format) now
+    extends the calendar by the file's years: the job runs on 2027's sessions, skipping the
+    file's closures, and stops at the end of the last year given, saying what to add."""
+    config = load_scheduler_config(cn_jobs(tmp_path))
+    clock = FakeClock(sh("2026-12-30T12:00"))
+    with JobLog(config.job_log) as job_log:
+        scheduler = Scheduler(config, job_log, clock=clock, sleep=clock.sleep)
+        scheduler.run_forever(should_stop=lambda now: now >= sh("2027-01-16T00:00"))
+        days = [
+            datetime.fromtimestamp(r.scheduled_ns / NS, tz=SHANGHAI).strftime("%m-%d") for r in job_log.runs()
+        ]
+    assert list(reversed(days)) == [
+        "12-30", "12-31", "01-04", "01-05", "01-06", "01-07", "01-08", "01-11", "01-12", "01-14", "01-15",
+    ]  # fmt: skip
+    job = config.jobs["cn"]
+    with pytest.raises(ConfigError, match=r"known only up to 2027-12-31 .*add 2028's closures to .*xshg.csv"):
+        job.next_fire_ns(sh("2027-12-31T17:00"))
+
+
+def test_without_a_holiday_file_the_year_end_names_the_setting(tmp_path: Path) -> None:
+    job = load_scheduler_config(cn_jobs(tmp_path, holidays=None)).jobs["cn"]
+    assert local(job.next_fire_ns(sh("2026-12-30T17:00")))[:10] == "2026-12-31"
+    with pytest.raises(ConfigError) as ends:
+        job.next_fire_ns(sh("2026-12-31T17:00"))
+    message = str(ends.value)
+    assert "XSHG's sessions are known only up to 2026-12-31" in message
+    assert '[scheduler.holidays] XSHG = "FILE"' in message and "for 2027" in message
+
+
+def test_jobs_list_shows_the_next_run_past_the_year_end_with_the_holiday_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tape jobs list` on 2026-12-31 after the day's run: the next run is Monday 4 January 2027
+    (1 January a closure of the file), not a refusal."""
+    import cli.jobs_cmd
+
+    config = cn_jobs(tmp_path)
+    monkeypatch.setattr(cli.jobs_cmd, "wall_ns", lambda: sh("2026-12-31T17:00"))
+    assert main(["jobs", "list", "--config", str(config), "--json", "-"]) == 0
+    (cn,) = json.loads(capsys.readouterr().out)["jobs"]
+    assert cn["next_run"] == "2027-01-04T16:00:00+08:00"
+    assert (cn["calendar"], cn["holidays"]) == ("XSHG", str(tmp_path / "xshg.csv"))
+    monkeypatch.setattr(cli.jobs_cmd, "wall_ns", lambda: sh("2027-01-12T17:00"))
+    assert main(["jobs", "list", "--config", str(config)]) == 0
+    assert "2027-01-14T16:00:00+08:00" in capsys.readouterr().out  # the 13th: the file's closure
+
+
+@pytest.mark.parametrize(
+    ("holidays", "table", "message"),
+    [
+        ("year,date\n2027,2027-01-02\n", 'XSHG = "xshg.csv"', r"xshg.csv: line 2: 2027-01-02 is a Saturday"),
+        ("year,date\n2027,2027-01-04\n2027,2027-01-04\n", 'XSHG = "xshg.csv"', r"line 3: .* listed twice"),
+        ("year,date\n2026,2026-12-30\n", 'XSHG = "xshg.csv"', "already records XSHG's holidays for 2026"),
+        (HOLIDAYS_2027, 'XSHG = "nowhere.csv"', r"\[scheduler.holidays\] XSHG .*nowhere.csv"),
+        (HOLIDAYS_2027, 'XNYS = "xshg.csv"', r"\[scheduler.holidays\] XNYS: XNYS has no year-by-year"),
+        (HOLIDAYS_2027, "XSHG = 3", r"\[scheduler.holidays\] XSHG: must name a holiday file"),
+    ],
+)
+def test_a_bad_holiday_file_is_refused_when_the_jobs_file_is_loaded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], holidays: str, table: str, message: str
+) -> None:
+    (tmp_path / "xshg.csv").write_text(holidays)
+    config = tmp_path / "jobs.toml"
+    config.write_text(f'[scheduler]\njob_log = "jobs.sqlite"\n\n[scheduler.holidays]\n{table}\n\n{CN_JOB}')
+    assert main(["jobs", "list", "--config", str(config)]) == 2
+    assert re.search(message, " ".join(capsys.readouterr().out.split()))
+    assert not (tmp_path / "jobs.sqlite").exists()
+
+
+def test_an_ok_exit_status_counts_as_success_and_is_not_retried(tmp_path: Path) -> None:
+    """`tape verify`, `tape report` and `projections rebuild` exit 3 over the journal of a run
+    still going (a paper session): the scheduler recorded every non-zero exit as failed, so the
+    shipped nightly jobs failed (and retried) every night of a paper session and `failed_jobs`
+    fired each time. `ok_exit = [0, 3]` counts 3 as success: one attempt, outcome ok, the detail
+    saying why; a status not listed still fails and is retried."""
+    jobs = (
+        '[[jobs]]\nname = "unfinished"\nshell = "echo sound but unfinished; exit 3"\ncron = "0 18 * * *"\n'
+        "retries = 2\nbackoff_s = 5\nok_exit = [0, 3]\n\n"
+        '[[jobs]]\nname = "damaged"\nshell = "echo damaged; exit 1"\ncron = "0 18 * * *"\n'
+        "retries = 1\nbackoff_s = 5\nok_exit = [0, 3]\n\n"
+        '[[jobs]]\nname = "plain"\nshell = "exit 3"\ncron = "0 18 * * *"\n'
+    )
+    config = load_scheduler_config(write_jobs(tmp_path, jobs))
+    assert config.jobs["unfinished"].ok_exit == (0, 3) and config.jobs["plain"].ok_exit == (0,)
+    clock = FakeClock(ns("2024-07-05T17:59"))
+    with JobLog(config.job_log) as job_log:
+        scheduler = Scheduler(config, job_log, clock=clock, sleep=clock.sleep)
+        scheduler.run_forever(should_stop=lambda now: now >= ns("2024-07-05T18:30"))
+        rows = list(reversed(job_log.runs()))
+        outcomes = job_log.final_outcomes()
+    assert [(r.job, r.attempt, r.final, r.outcome, r.exit_status) for r in rows] == [
+        ("damaged", 1, 0, "failed", 1),
+        ("damaged", 2, 1, "failed", 1),
+        ("plain", 1, 1, "failed", 3),
+        ("unfinished", 1, 1, "ok", 3),
+    ]
+    assert rows[-1].detail == "exit 3 counts as ok (ok_exit = [0, 3]); its output: sound but unfinished"
+    store = AlertStore(tmp_path / "alerts.sqlite", "")
+    report = AlertEngine(rules_from_config([{"kind": "failed_jobs"}]), store).evaluate(
+        None, clock(), outcomes
+    )
+    assert sorted(a.key for a in report.fired) == ["damaged", "plain"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("3", "must be a list of exit statuses"),
+        ("[]", "must be a list of exit statuses"),
+        ('["3"]', "must be a list of exit statuses"),
+        ("[true]", "must be a list of exit statuses"),
+        ("[0, 256]", r"0\.\.255, not \[256\]"),
+        ("[0, -1]", r"0\.\.255, not \[-1\]"),
+        ("[0, 3, 3]", "twice"),
+        ("[3]", "leaves out 0"),
+    ],
+)
+def test_a_bad_ok_exit_is_refused(tmp_path: Path, value: str, message: str) -> None:
+    jobs = f'[[jobs]]\nname = "x"\nshell = "true"\ncron = "0 8 * * *"\nok_exit = {value}\n'
+    with pytest.raises(ConfigError, match=message):
+        load_scheduler_config(write_jobs(tmp_path, jobs))
+
+
+def test_jobs_list_and_run_show_ok_exit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.progress import console
+
+    jobs = (
+        '[[jobs]]\nname = "verify"\nshell = "echo unfinished run; exit 3"\ncron = "0 18 * * *"\n'
+        "ok_exit = [3, 0]\n"
+    )
+    config = write_jobs(tmp_path, jobs)
+    assert main(["jobs", "run", "verify", "--config", str(config)]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert "ok after 1 attempt(s), exit 3" in said and "exit 3 counts as ok (ok_exit = [0, 3])" in said
+    monkeypatch.setattr(console, "width", 80)
+    assert main(["jobs", "list", "--config", str(config), "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "(ok_exit 0 3)" in " ".join(out.split())
+    assert main(["jobs", "list", "--config", str(config), "--json", "-"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)["jobs"]
+    assert listed["ok_exit"] == [0, 3]
+    assert (listed["last"]["outcome"], listed["last"]["exit_status"]) == ("ok", 3)
+    assert main(["jobs", "list", "--config", str(config), "--csv", "-"]) == 0
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert (row["ok_exit"], row["last_outcome"]) == ("0 3", "ok")
+
+
+def test_the_shipped_nightly_jobs_pass_over_a_paper_session_still_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped verify-journal and daily-report jobs over a journal whose run has not
+    finished (cut after 30 records, as a paper session's is while it runs): `tape verify` and
+    `tape report` exit 3 and write their work; the jobs were recorded failed, now ok."""
+    import shutil
+
+    from tests.factories import killed_copy, make_config, make_dataset, run
+
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=40), tmp_path / "j"))
+    (tmp_path / "journals").mkdir()
+    killed_copy(tmp_path / "j", tmp_path / "journals" / "paper", 30)
+    shutil.copy(ROOT / "cli" / "defaults" / "jobs.toml", tmp_path / "jobs.toml")
+    config = str(tmp_path / "jobs.toml")
+    assert main(["jobs", "run", "verify-journal", "--config", config]) == 0
+    assert main(["jobs", "run", "daily-report", "--config", config]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "reports" / "latest.json").read_text())
+    with JobLog(tmp_path / "jobs.sqlite") as job_log:
+        assert [(r.job, r.attempt, r.outcome, r.exit_status) for r in job_log.runs()] == [
+            ("daily-report", 1, "ok", 3),
+            ("verify-journal", 1, "ok", 3),
+        ]
