@@ -489,6 +489,10 @@ class CockpitApp(App[None]):
             if not strategy:
                 self.set_status(f"{command}: type the strategy id first")
                 return
+            refused = sender.refusal(command, strategy)
+            if refused is not None:  # refused now, not after the operator said yes
+                self.set_status(f"{command} not sent: {refused}")
+                return
 
         def answered(yes: bool | None) -> None:
             if not yes:
