@@ -9,6 +9,7 @@ import io
 import json
 import sqlite3
 from pathlib import Path
+from typing import TypeVar
 
 from rich.text import Text
 
@@ -89,6 +90,7 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
         raise ConfigError(str(error)) from None
 
 
+_Cell = TypeVar("_Cell")
 _COLUMNS = (
     Column("line", 9, wraps=True, min_width=12),
     Column("journal", 8),
@@ -100,17 +102,28 @@ _COLUMNS = (
 
 def _print(result: Reconciliation) -> None:
     when = f"day {result.to_json()['day']}" if result.day else "journal end"
-    sources = ", ".join(s for s in (result.ledger and "ledger", result.statement and "statement") if s)
-    title = f"reconcile {result.journal}, {when} (seq {result.cut_seq}) vs {sources}"
+    # the sources compared with: a ledger (none with --no-ledger) and a statement (--statement);
+    # the column of one not compared with would be empty, and is not shown
+    compared = [
+        (name, bool(given)) for name, given in (("ledger", result.ledger), ("statement", result.statement))
+    ]
+    sources = [name for name, given in compared if given]
+    # phrases kept whole when the title wraps at 80 columns ("(seq" and "33)" were split)
+    title = (f"reconcile {result.journal},", f"{when} (seq {result.cut_seq:,})", f"vs {', '.join(sources)}")
+    shown = [True, True, *(given for _, given in compared), True]
     rows = [
-        (
-            f"{line.item} {line.key}".strip(),
-            *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
-            _verdict(line),
+        _shown(
+            (
+                f"{line.item} {line.key}".strip(),
+                *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger, line.statement)),
+                _verdict(line),
+            ),
+            shown,
         )
         for line in result.lines
     ]
-    print_fitted(title, _COLUMNS, rows, elsewhere="--json / --csv have every figure")  # numbers never split
+    columns = _shown(_COLUMNS, shown)
+    print_fitted(title, columns, rows, elsewhere="--json / --csv have every figure")  # numbers never split
     for line in result.roundings:
         name = f"{line.item} {line.key}".strip()
         console.print(f"[yellow]{name}[/]: {line.rounding_text()}", highlight=False)
@@ -123,6 +136,11 @@ def _print(result: Reconciliation) -> None:
     else:
         differ = "differs" if len(result.differences) == 1 else "differ"
         console.print(f"[red]{len(result.differences)} of {plural(len(result.lines), 'line')} {differ}[/]")
+
+
+def _shown(cells: tuple[_Cell, ...], shown: list[bool]) -> tuple[_Cell, ...]:
+    """The cells of the columns shown."""
+    return tuple(cell for cell, keep in zip(cells, shown, strict=True) if keep)
 
 
 def _verdict(line: Line) -> str | Text:
