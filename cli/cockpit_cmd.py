@@ -32,7 +32,7 @@ from cli.wiring import replay_builder
 from domain.events import DatasetReferenced, RunStarted
 from kernel.journal import Journal, JournalError
 from kernel.marks import MarkHistory
-from kernel.operator_inbox import running_session, send_command
+from kernel.operator_inbox import running_session, send_command, strategy_refusal
 from kernel.replay import journaled_rows, queued_run
 from kernel.store import open_journal
 from lake.health import dataset_health
@@ -122,6 +122,9 @@ class SessionCommands:
             return f"{command} not sent: no session is writing {self.journal} now"
         path = send_command(self.journal, command, self.operator, note, strategy)
         return f"{command} sent to {path.name} as {self.operator}; the session applies it at its next step"
+
+    def refusal(self, command: str, strategy: str = "") -> str | None:
+        return strategy_refusal(self.journal, strategy) if strategy else None
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,9 @@ from cli.train_cmd import add_train_parser, cmd_train
 from cli.walkforward_cmd import add_walkforward_parser, cmd_walkforward
 from cli.wiring import (
     ConfigError,
-    check_models_out_of_sample,
     journal_override,
     load_config,
-    make_strategies,
+    new_run_strategies,
     replay_builder,
 )
 from domain.events import DatasetReferenced
@@ -149,8 +148,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def backtest_and_report(args: argparse.Namespace) -> dict[str, Any]:
     """Run the backtest, print its journal line and report; ``backtest_summary`` of it."""
     config = load_config(Path(args.config), journal_override(args.journal))
-    strategies = make_strategies(config)
-    check_models_out_of_sample(config, strategies)
+    strategies = new_run_strategies(config)
     steps = _steps_of(config.dataset)  # a [window]'s steps once the run knows them
     with progress_bar(f"backtest {config.run_id}", steps) as update:
         result = run_backtest(config, strategies, progress=update, notice=notice)

@@ -43,7 +43,7 @@ from cli.resumable import (
     said_where,
 )
 from cli.sweep_cmd import code_version, run_tasks
-from cli.wiring import ConfigError, make_strategies
+from cli.wiring import ConfigError, new_run_strategies
 from domain.events import DatasetReferenced, DayClosed, RunStarted
 from kernel.run_status import run_status
 from kernel.store import open_journal
@@ -181,7 +181,7 @@ def _plan_perturbation(args: argparse.Namespace, config: BacktestConfig, dataset
         fill = msgspec.structs.replace(config.fill, slippage_e8=slip_e8, participation_e8=part_e8)
         perturbed = msgspec.structs.replace(config, run_id=run_id, fill=fill,
                                             journal=str(out / "journals" / run_id))  # fmt: skip
-        make_strategies(perturbed)
+        new_run_strategies(perturbed)  # checked as tape backtest checks a run
         configs.append(perturbed)
         draws.append({"fill.slippage_e8": slip_e8, "fill.participation_e8": part_e8})
     again = resume_command(

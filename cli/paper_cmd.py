@@ -44,7 +44,7 @@ from cli.arguments import output_file
 from cli.exits import EXIT_OK
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.report_cmd import print_report
-from cli.wiring import ConfigError, journal_override, load_config, make_strategies, replay_builder
+from cli.wiring import ConfigError, journal_override, load_config, new_run_strategies, replay_builder
 from domain.events import (
     BarsReceived,
     CommandReceived,
@@ -584,7 +584,8 @@ async def run_session(
     fresh = None
     if not carry_on:  # everything checked before a journal is opened
         ref = dataset_ref(Path(config.dataset))
-        fresh = build_setup(config, make_strategies(config), expected_hash=ref.content_hash, queued=True), ref
+        strategies = new_run_strategies(config)  # checked as tape backtest checks a run
+        fresh = build_setup(config, strategies, expected_hash=ref.content_hash, queued=True), ref
     local = None if market is None else _local_markets(market, config, frequency)
     try:  # one session per journal: before it is opened for writing (which repairs its tail)
         claim = SessionClaim(config.journal)

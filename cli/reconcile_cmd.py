@@ -9,6 +9,7 @@ import io
 import json
 import sqlite3
 from pathlib import Path
+from typing import TypeVar
 
 from rich.text import Text
 
@@ -127,6 +128,7 @@ def run_reconcile(args: argparse.Namespace) -> Reconciliation:
         raise ConfigError(str(error)) from None
 
 
+_Cell = TypeVar("_Cell")
 _COLUMNS = (
     Column("line", 9, wraps=True, min_width=12),
     Column("journal", 8),
@@ -139,18 +141,27 @@ _COLUMNS = (
 def _print(result: Reconciliation) -> None:
     when = f"day {result.to_json()['day']}" if result.day else "journal end"
     statements = plural(len(result.statements), "statement") if len(result.statements) > 1 else "statement"
-    sources = ", ".join(s for s in (result.ledger and "ledger", result.statement and statements) if s)
-    title = f"reconcile {result.journal}, {when} (seq {result.cut_seq}) vs {sources}"
+    # the sources compared with: a ledger (none with --no-ledger) and the statements (--statement);
+    # the column of one not compared with would be empty, and is not shown
+    given = [(name, bool(of)) for name, of in (("ledger", result.ledger), (statements, result.statement))]
+    sources = [name for name, source in given if source]
+    # phrases kept whole when the title wraps at 80 columns ("(seq" and "33)" were split)
+    title = (f"reconcile {result.journal},", f"{when} (seq {result.cut_seq:,})", f"vs {', '.join(sources)}")
+    shown = [True, True, *(source for _, source in given), True]
     rows = [
-        (
-            f"{line.item} {line.key}".strip(),
-            *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger)),
-            "outside" if line.outside else ("" if line.statement is None else f"{line.statement:,}"),
-            _verdict(line),
+        _shown(
+            (
+                f"{line.item} {line.key}".strip(),
+                *("" if v is None else f"{v:,}" for v in (line.journal, line.ledger)),
+                "outside" if line.outside else ("" if line.statement is None else f"{line.statement:,}"),
+                _verdict(line),
+            ),
+            shown,
         )
         for line in result.lines
     ]
-    print_fitted(title, _COLUMNS, rows, elsewhere="--json / --csv have every figure")  # numbers never split
+    columns = _shown(_COLUMNS, shown)
+    print_fitted(title, columns, rows, elsewhere="--json / --csv have every figure")  # numbers never split
     for line in result.roundings:
         name = f"{line.item} {line.key}".strip()
         console.print(f"[yellow]{name}[/]: {line.rounding_text()}", highlight=False)
@@ -184,6 +195,11 @@ def _print_scope(result: Reconciliation) -> None:
             f"[yellow]statement scope {result.scope.describe()}[/]: left out {names}",
             highlight=False,
         )
+
+
+def _shown(cells: tuple[_Cell, ...], shown: list[bool]) -> tuple[_Cell, ...]:
+    """The cells of the columns shown."""
+    return tuple(cell for cell, keep in zip(cells, shown, strict=True) if keep)
 
 
 def _verdict(line: Line) -> str | Text:

@@ -30,7 +30,7 @@ __all__ = ["Column", "print_fitted", "wrap_text"]
 
 
 def print_fitted(
-    title: str,
+    title: str | tuple[str, ...],
     columns: tuple[Column, ...],
     rows: Sequence[tuple[str | Text, ...]],
     *,
@@ -40,7 +40,10 @@ def print_fitted(
     """``rows`` under ``columns`` at the console's width: the first ``left`` columns and the
     wrapping ones are left-aligned, the rest right-aligned. A wrapping column's cells are words
     separated by single spaces (a ``\\n`` starts a new line). A ``str`` cell is shown as it is (a
-    ``[...]`` in a message is text, never console markup); a styled cell is a ``rich.text.Text``."""
+    ``[...]`` in a message is text, never console markup); a styled cell is a ``rich.text.Text``.
+    A ``title`` given as phrases (``("reconcile J,", "day D (seq 33)", "vs ledger")``) wraps
+    between them at the table's width, never inside one (``seq`` apart from its number); a
+    ``str`` title wraps between any words."""
     plain = [tuple(str(cell) for cell in row) for row in rows]
     fitted = tuple(
         dataclasses.replace(column, min_width=_hard_minimum(column, [row[i] for row in plain]))
@@ -67,7 +70,6 @@ def print_fitted(
         for row in plain
     ]
     table = Table(
-        title=Text(title, style="table.title"),
         box=box.SIMPLE_HEAD,
         padding=(0, 1, 0, 0),
         pad_edge=False,
@@ -83,6 +85,7 @@ def print_fitted(
         # no cell is wider than its column (the wrapping ones are wrapped here): only headers fold
         justify = "left" if index < left or column.wraps else "right"
         table.add_column(column.label, justify=justify, overflow="fold", width=width)
+    table.title = Text(_title_lines(title, console.measure(table).maximum), style="table.title")
     for row, given in zip(cells, rows, strict=True):
         table.add_row(
             *(
@@ -94,6 +97,22 @@ def print_fitted(
     dropped = [column.label for index, column in enumerate(columns) if index not in shown]
     if dropped:
         console.print(f"not shown at this width: {', '.join(dropped)} ({elsewhere})")
+
+
+def _title_lines(title: str | tuple[str, ...], width: int) -> str:
+    """``title`` as it is (a ``str``), or its phrases on lines no wider than ``width``: a phrase
+    goes to a line of its own where it does not fit after the last (one wider than ``width``
+    wraps between its words, a path after ``/``)."""
+    if isinstance(title, str):
+        return title
+    lines: list[str] = []
+    for phrase in title:
+        joined = f"{lines[-1]} {phrase}" if lines else phrase
+        if lines and len(joined) <= width:
+            lines[-1] = joined
+        else:
+            lines.extend(wrap_text(phrase, max(width, 1), "/").split("\n"))
+    return "\n".join(lines)
 
 
 def _layout(

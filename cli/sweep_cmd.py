@@ -63,6 +63,7 @@ from cli.wiring import (
     ConfigError,
     config_from_raw,
     make_strategies,
+    new_run_strategies,
     read_raw_config,
     replay_builder,
     typed_path,
@@ -465,7 +466,7 @@ def _point_configs(
         point_raw["journal"] = str(out / "journals" / point_raw["run_id"])
         with sweep_point_named(point):
             config = config_from_raw(point_raw, path)
-            make_strategies(config)
+            new_run_strategies(config)  # checked as tape backtest checks a run
         configs.append(config)
     return configs
 

@@ -64,7 +64,7 @@ from cli.sweep_cmd import (
     sweep_point_named,
     sweep_points,
 )
-from cli.wiring import ConfigError, config_from_raw, make_strategies, read_raw_config, typed_path
+from cli.wiring import ConfigError, config_from_raw, new_run_strategies, read_raw_config, typed_path
 from kernel.store import remove_journal
 from lake.store import load_panel
 from sim.backtest import BacktestConfig
@@ -200,7 +200,7 @@ def _walkforward(args: argparse.Namespace) -> dict[str, Any]:
         point_raw["window"] = {"start": _iso(window[0]), "end": _iso(window[1])}
         with sweep_point_named(point):
             config = config_from_raw(point_raw, path)
-            make_strategies(config)
+            new_run_strategies(config)  # checked as tape backtest checks a run
         return config
 
     in_sample = [

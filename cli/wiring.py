@@ -26,6 +26,7 @@ __all__ = [
     "config_from_raw",
     "load_config",
     "make_strategies",
+    "new_run_strategies",
     "make_strategy",
     "read_raw_config",
     "replay_builder",
@@ -50,15 +51,28 @@ def make_strategies(config: BacktestConfig, installed: Mapping[str, str] | None 
     return [make_strategy(strategy, installed) for strategy in config.strategy_configs()]
 
 
+def new_run_strategies(config: BacktestConfig, installed: Mapping[str, str] | None = None) -> list[Strategy]:
+    """The strategies of a new run (``make_strategies``), checked as every verb that starts one
+    checks them before its journal opens (``check_models_out_of_sample``): ``tape backtest``,
+    each point of ``tape sweep``, each window of ``tape walkforward``, each perturbed run of
+    ``tape montecarlo --perturb``, a fresh ``tape paper`` / ``tape live`` session. A replay (and
+    a resumed session) builds with ``make_strategies`` alone: it re-derives a journal as it was
+    written, so one written before the check still replays."""
+    strategies = make_strategies(config, installed)
+    check_models_out_of_sample(config, strategies)
+    return strategies
+
+
 def check_models_out_of_sample(config: BacktestConfig, strategies: list[Strategy]) -> None:
     """A new run's model strategies may not decide inside their artifact's training window
     (``models.ml.strategy.check_out_of_sample``): refused here, before a journal opens, from the
-    run's first trading day (the data set's, or its ``[window]``'s start). A replay does not
-    check: it re-derives the journal as it was written."""
+    run's first trading day (the data set's, its ``[window]``'s start, or a paper or live
+    session's first live step: a local exchange replaying history can start inside the window).
+    A replay does not check: it re-derives the journal as it was written."""
     from models.ml.strategy import ModelRanker, check_out_of_sample
 
-    if not any(isinstance(strategy, ModelRanker) for strategy in strategies) or config.paper is not None:
-        return  # a paper or live session trades the bars that arrive after its start
+    if not any(isinstance(strategy, ModelRanker) and not strategy.in_sample for strategy in strategies):
+        return  # nothing to check: the data set is not read
     panel, start_step = run_panel(config)
     if start_step >= panel.steps:
         return

@@ -35,6 +35,7 @@ __all__ = [
     "send_command",
     "session_strategies",
     "session_path",
+    "strategy_refusal",
 ]
 
 COMMANDS = OPERATOR_COMMANDS + STRATEGY_COMMANDS
@@ -142,6 +143,16 @@ def session_strategies(journal: Path | str) -> tuple[str, ...]:
     return tuple(line for line in lines[1:] if line)
 
 
+def strategy_refusal(journal: Path | str, strategy: str) -> str | None:
+    """Why a pause / resume naming ``strategy`` is refused for the session writing ``journal``
+    (it is no strategy of the book the session's mark lists), or None. ``send_command`` refuses
+    with it; the cockpit asks it before it asks the operator to confirm."""
+    known = session_strategies(journal)
+    if known and strategy not in known:
+        return f"{strategy!r} is no strategy of the running session's book: it trades {', '.join(known)}"
+    return None
+
+
 def send_command(
     journal: Path | str, command: str, operator: str, note: str = "", strategy: str = ""
 ) -> Path:
@@ -156,11 +167,9 @@ def send_command(
         raise ValueError(
             f"{command} {'names a strategy' if command in STRATEGY_COMMANDS else 'takes no strategy'}"
         )
-    known = session_strategies(journal) if strategy else ()
-    if known and strategy not in known:
-        raise ValueError(
-            f"{strategy!r} is no strategy of the running session's book: it trades {', '.join(known)}"
-        )
+    refused = strategy_refusal(journal, strategy) if strategy else None
+    if refused is not None:
+        raise ValueError(refused)
     fields = {"command": command, "operator": operator, "note": note}
     if strategy:
         fields["strategy"] = strategy

@@ -88,6 +88,7 @@ class CockpitApp(App[None]):
         self.why_links: list[tuple[int, str, str, str]] = []  # seq, role, kind, text
         self.table_rows: dict[str, tuple[list[Row], str]] = {}  # each table's rows, for a resize
         self.tape_index = -1  # the replay screen's cursor: a record of the day (-1: its opening)
+        self.replay_day: int | None = None  # the day the replay screen shows
         self._polling = False
         self._stale: set[str] = set()  # screens the journal's growth changed, not refilled yet
 
@@ -153,6 +154,16 @@ class CockpitApp(App[None]):
         # after the refresh: while the resize event is handled, ``self.size`` is still the old
         # size (the tables were refitted to the width the terminal had before)
         self.call_after_refresh(views.refit_tables, self)
+        self.call_after_refresh(self._refit_replay)
+
+    def _refit_replay(self) -> None:
+        """The replay screen's lines break between a label and its figure at the new width."""
+        if self.replay_day is None:
+            return
+        views.show_replay_journal(self, self.replay_day)
+        if self.data.replay_result is not None:
+            replay_view.show_replay_result(self, self.replay_day, self.data.replay_result)
+        replay_view.show_day_tape(self)
 
     def set_status(self, text: str) -> None:
         """An answer to a key (a command sent or refused, a jump that could not be read): it
@@ -489,6 +500,10 @@ class CockpitApp(App[None]):
             if not strategy:
                 self.set_status(f"{command}: type the strategy id first")
                 return
+            refused = sender.refusal(command, strategy)
+            if refused is not None:  # refused now, not after the operator said yes
+                self.set_status(f"{command} not sent: {refused}")
+                return
 
         def answered(yes: bool | None) -> None:
             if not yes:
@@ -573,6 +588,7 @@ class CockpitApp(App[None]):
         except ValueError:
             self.query_one("#replay-verdict", Static).update(f"not a day: {text!r} (YYYY-MM-DD)")
             return
+        self.replay_day = day
         views.show_replay_journal(self, day)
         self.data.tape = self.data.replay_result = None
         self.refresh_bindings()

@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 
 from domain.fixed import RATE_SCALE, minor_digits
 
-__all__ = ["day_text", "decimal", "money", "pct_e8", "utc_text"]
+__all__ = ["counted", "day_text", "decimal", "money", "pct_e8", "utc_text"]
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 step``, ``2 steps``: a count with thousands separators and its noun (plural by an
+    ``s``; ``cli.progress.plural``'s rule, which the cockpit cannot import)."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def decimal(raw: int, digits: int) -> str:

@@ -13,7 +13,7 @@ from kernel.replay import ReplayResult
 from tui import views
 from tui.daytape import BookLine, DayTape
 from tui.describe import describe, full_text
-from tui.format import day_text, decimal, money, utc_text
+from tui.format import counted, day_text, decimal, money, utc_text
 from tui.tables import Row
 
 if TYPE_CHECKING:
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["show_day_tape", "show_replay_error", "show_replay_result", "show_tape_error"]
 
-KEYS_TEXT = "n / p record   ] / [ step   { / } opening / end"
-_KEYS_MARKUP = KEYS_TEXT.replace("[", "\\[")  # a literal [ in Textual markup
+KEYS = ("n / p record", "] / [ step", "{ / } opening / end")
 
 
 def show_tape_error(app: CockpitApp, day: int, error: Exception) -> None:
@@ -76,10 +75,16 @@ def show_day_tape(app: CockpitApp) -> None:
 
 
 def _cursor_text(app: CockpitApp, tape: DayTape, index: int) -> str:
-    head = (
-        f"[b]{day_text(tape.day)}[/b]: {len(tape):,} records (seq {tape.start_seq:,}.."
-        f"{tape.start_seq + len(tape) - 1:,}), {len(tape.step_starts):,} steps   {_KEYS_MARKUP}\n"
+    day = day_text(tape.day)
+    last_seq = tape.start_seq + len(tape) - 1
+    counts = (
+        f"{day}: {counted(len(tape), 'record')} (seq {tape.start_seq:,}..{last_seq:,}), "
+        f"{counted(len(tape.step_starts), 'step')}"
     )
+    width = views.text_width(app)
+    # broken between the counts and the keys' groups only ("{ /" and "}" split at 80 columns)
+    lines = [line.replace("[", "\\[") for line in views.fitted([counts, *KEYS], width)]  # no markup
+    head = f"[b]{day}[/b]{lines[0].removeprefix(day)}\n" + "".join(f"{line}\n" for line in lines[1:])
     if index < 0:
         source = (
             f"the kernel's snapshot seq {tape.opening_snapshot_seq:,}"
@@ -116,17 +121,27 @@ def _fill_positions(app: CockpitApp, tape: DayTape, lines: list[BookLine]) -> No
 def show_replay_result(app: CockpitApp, day: int, result: ReplayResult) -> None:
     widget = app.query_one("#replay-verdict", Static)
     if result.ok:
-        widget.update(
-            f"[b][green]replay matched[/][/b] {day_text(day)}: {result.records_compared:,} derived records "
-            f"(seq {result.first_seq}..{result.last_seq}) re-derived byte for byte by a fresh kernel, "
-            f"{result.segments_rehashed} segment hashes rebuilt"
-            + (" (an unfinished run)" if result.unfinished else "")
-        )
+        rehashed = result.segments_rehashed
+        # words wrap freely; a count with its noun and the seq range stay whole
+        parts = [
+            "replay",
+            "matched",
+            f"{day_text(day)}:",
+            counted(result.records_compared, "derived record"),
+            f"(seq {result.first_seq:,}..{result.last_seq:,})",
+            *("re-derived", "byte", "for", "byte", "by", "a", "fresh", "kernel,"),
+            f"{rehashed:,} segment {'hash' if rehashed == 1 else 'hashes'}",
+            "rebuilt",
+            *(["(an unfinished run)"] if result.unfinished else []),
+        ]
+        lines = [escape(line) for line in views.fitted(parts, views.side_width(app), " ")]
+        title = "replay matched"
+        widget.update("\n".join([f"[b][green]{title}[/][/b]{lines[0].removeprefix(title)}", *lines[1:]]))
         return
     divergence = result.divergence
     assert divergence is not None
     widget.update(
-        f"[b][red]replay diverged[/][/b] at seq {divergence.seq}: {escape(divergence.reason)}\n"
+        f"[b][red]replay diverged[/][/b] at seq {divergence.seq:,}: {escape(divergence.reason)}\n"
         f"[b]journal[/b]: {_decoded(app, divergence.expected)}\n"
         f"[b]replay[/b]:  {_decoded(app, divergence.actual)}"
     )

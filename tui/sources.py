@@ -56,6 +56,11 @@ class CommandSender(Protocol):
 
     def send(self, command: str, note: str, strategy: str = "") -> str: ...
 
+    def refusal(self, command: str, strategy: str = "") -> str | None:
+        """Why ``send`` would refuse ``command`` (a pause / resume naming no strategy of the
+        session's book), or None: asked before the operator is asked to confirm."""
+        ...
+
 
 class AlertDesk(Protocol):
     """The alert state ``tape alerts follow`` keeps for this journal (built by cli from a rules

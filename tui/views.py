@@ -13,7 +13,7 @@ from domain.fx import to_base_minor
 from domain.instruments import Instrument
 from tui.describe import describe, full_text, side_text, verdict_text
 from tui.fold import OrderLine
-from tui.format import day_text, decimal, money, pct_e8, utc_text
+from tui.format import counted, day_text, decimal, money, pct_e8, utc_text
 from tui.panes import OPERATOR_COMMANDS, SENDABLE
 from tui.positions import position_lines
 from tui.sources import COMMANDS_DISABLED_REASON, COMMANDS_LIVE, ExecutionLike
@@ -71,12 +71,6 @@ def refit_tables(app: CockpitApp) -> None:
             _head_text(app, [c.nav_minor for _, c in app.data.overview.closes])
         )
         app.query_one("#cc-risk", Static).update(_risk_text(app))
-
-
-def _counted(count: int, noun: str) -> str:
-    """``1 difference``, ``2 differences`` (cli.progress.plural's rule; the cockpit cannot
-    import cli)."""
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def table_width(app: CockpitApp) -> int:
@@ -378,8 +372,8 @@ def _venue_text(app: CockpitApp) -> str:
         colour = "red" if found.differences else "green"
         lines.append(
             f"  reconciled ({found.when}, seq {seq:,}) at {utc_text(found.ts_ns)}: [{colour}]"
-            f"{_counted(len(found.differences), 'difference')}[/], "
-            f"{_counted(found.fills_recovered, 'fill')} recovered; "
+            f"{counted(len(found.differences), 'difference')}[/], "
+            f"{counted(found.fills_recovered, 'fill')} recovered; "
             f"{found.action}"
         )
     return "\n".join(lines)
@@ -660,11 +654,27 @@ def show_replay_journal(app: CockpitApp, day: int) -> None:
     index = next(i for i, (s, _) in enumerate(app.data.overview.closes) if s == seq)
     previous = app.data.overview.closes[index - 1][1].nav_minor if index else initial_nav_minor(app)
     ccy = close.currency
-    widget.update(
-        f"[b]journal[/b] {day_text(day)}: day.closed seq {seq}, step {close.step}\n"
-        f"  NAV {money(close.nav_minor, ccy)} (day PnL {money(close.nav_minor - previous, ccy)}), "
-        f"cash {money(close.cash_minor, ccy)}, gross {money(close.gross_exposure_minor, ccy)}"
+    width = side_width(app)
+    # lines break between a label and its figure, never inside one ("(day PnL" at the end of a
+    # line and its figure on the next, at 80 columns)
+    head = fitted(["journal", f"{day_text(day)}:", f"seq {seq:,},", f"step {close.step:,}"], width, " ")
+    figures = fitted(
+        [
+            f"NAV {money(close.nav_minor, ccy)}",
+            f"day PnL {money(close.nav_minor - previous, ccy)}",
+            f"cash {money(close.cash_minor, ccy)}",
+            f"gross {money(close.gross_exposure_minor, ccy)}",
+        ],
+        width - 2,
     )
+    lines = [f"[b]journal[/b]{escape(head[0].removeprefix('journal'))}", *map(escape, head[1:])]
+    widget.update("\n".join([*lines, *(f"  {escape(line)}" for line in figures)]))
+
+
+def side_width(app: CockpitApp) -> int:
+    """The cells a line of text may use in one of two screen halves side by side (``.sides``:
+    each ``1fr`` with one cell of padding), whether or not the screen scrolls."""
+    return text_width(app) // 2 - 1
 
 
 # --- 7 data, 8 commands ---------------------------------------------------------------------

@@ -46,7 +46,7 @@ from tests.factories import (
 )
 from tui import COMMANDS_DISABLED_REASON, CockpitApp, CockpitSources
 from tui.daytape import read_day_tape
-from tui.format import money, pct_e8
+from tui.format import day_text, money, pct_e8
 from tui.tail import parse_jump
 
 SIZE = (100, 30)
@@ -274,7 +274,7 @@ async def test_replay_a_day_beside_the_journal(journal: Path) -> None:
         await pilot.press("6", "slash")
         await pilot.press(*f"{day // 10000}-{day // 100 % 100:02d}-{day % 100:02d}", "enter")
         await until(pilot, lambda: "replay matched" in text(app, "#replay-verdict"), 60)
-        assert "day.closed seq" in text(app, "#replay-journal")
+        assert f"journal {day_text(day)}: seq " in text(app, "#replay-journal")
         assert "re-derived byte for byte" in text(app, "#replay-verdict")
 
     await drive(cockpit_sources(journal, follow=False), scenario)
@@ -340,7 +340,7 @@ async def test_replay_steps_through_a_day_with_the_book_after_each_record(minute
         assert "at the opening" in text(app, "#replay-cursor")
         assert [row["qty"] for row in rows(app, "#replay-positions")] == held(opening)
         assert "PnL today 0.00 USD" in text(app, "#replay-book")  # marked as the last close was
-        assert "day.closed seq" in text(app, "#replay-journal")
+        assert f"seq {close_seq:,}, step " in text(app, "#replay-journal")
         await pilot.press("n")
         assert f"record 1/{len(tape):,}" in text(app, "#replay-cursor")
         assert f"seq {tape.start_seq:,}" in text(app, "#replay-cursor")
@@ -859,3 +859,44 @@ async def test_the_journal_screens_fields_show_their_whole_placeholders_at_80_co
             assert shown.startswith(str(field.placeholder)), (selector, shown)
         example = str(app.query_one("#tail-seq", Input).placeholder).split()[-1]
         assert parse_jump(example)[1] is not None, example  # the example is a time the field takes
+
+
+@pytest.mark.asyncio
+async def test_the_replay_screen_keeps_each_figure_with_its_label_at_80_columns(journal: Path) -> None:
+    """QA of the replay screen at 80 columns: a day of one step read "1 steps"; the terminal
+    wrapped "(day PnL" onto one line and its figure onto the next; the cursor's seq range had
+    thousands separators and the journal's close and the replay's verdict none ("seq 1,210..
+    1,225" over "(seq 1210..1225)"). Each line now breaks between a label and its figure (no
+    line is wider than its half of the screen, so the terminal wraps none), counts read in
+    words, and every seq is written one way. Back at 140 columns the close takes fewer lines."""
+    seq, close = [(seq, e) for seq, e in events_of(journal) if isinstance(e, DayClosed)][-3]
+    assert seq >= 1_000  # a seq that takes a separator
+
+    def lines(selector: str) -> list[str]:
+        return text(app, selector).splitlines()
+
+    app = CockpitApp(cockpit_sources(journal, follow=False))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: app.detail_ready)
+        await pilot.press("6", "slash", *day_text(close.day), "enter")
+        await until(pilot, lambda: app.data.tape is not None and app.data.replay_result is not None, 60)
+        await pilot.pause(0.1)
+        tape, result = app.data.tape, app.data.replay_result
+        assert tape is not None and result is not None and result.ok
+        half = (80 - 2) // 2 - 1  # a side of the screen: the screen's scrollbar and a cell of padding
+        assert all(len(line) <= half for line in lines("#replay-journal") + lines("#replay-verdict")), lines(
+            "#replay-journal"
+        ) + lines("#replay-verdict")
+        assert any(line.strip().startswith("day PnL ") for line in lines("#replay-journal"))
+        assert f"seq {seq:,}," in text(app, "#replay-journal")
+        assert f"step {close.step:,}" in text(app, "#replay-journal")
+        assert f"(seq {result.first_seq:,}..{result.last_seq:,})" in text(app, "#replay-verdict")
+        head = lines("#replay-cursor")[:2]
+        assert all(len(line) <= 78 for line in head), head
+        assert f"(seq {tape.start_seq:,}..{tape.start_seq + len(tape) - 1:,}), 1 step" in head[0]
+        assert "steps" not in head[0] and len(tape.step_starts) == 1
+        assert "{ / } opening / end" in " | ".join(head)  # a key's group whole on one line
+        narrow = len(lines("#replay-journal"))
+        await pilot.resize_terminal(140, 40)
+        await pilot.pause(0.3)
+        assert len(lines("#replay-journal")) < narrow

@@ -20,7 +20,7 @@ from textual.widgets import Button, Input, Static
 from cli.cockpit_cmd import cockpit_sources
 from cli.wiring import replay_builder
 from domain.events import BarsReceived, CommandReceived, KillSwitchTripped, OperatorCommanded
-from kernel.operator_inbox import running_session, session_path
+from kernel.operator_inbox import SessionClaim, inbox_path, running_session, session_path
 from kernel.replay import replay
 from kernel.store import open_journal
 from lake.store import load_panel
@@ -98,6 +98,9 @@ class RecordingSender:
     def send(self, command: str, note: str, strategy: str = "") -> str:
         self.sent.append((command, note, strategy))
         return f"{command} sent"
+
+    def refusal(self, command: str, strategy: str = "") -> str | None:
+        return None
 
 
 @pytest.mark.asyncio
@@ -179,3 +182,37 @@ async def test_a_commands_answer_stays_on_the_status_line_while_the_journal_grow
             assert app.status_line == f"halt sent  |  following: {len(events):,} records"
     finally:
         writer.close()
+
+
+@pytest.mark.asyncio
+async def test_a_pause_of_no_strategy_of_the_book_is_refused_before_it_is_asked(tmp_path: Path) -> None:
+    """A pause / resume naming no strategy of the running session's book was asked first
+    ("Send pause nosuch to the session ...?") and refused only once the operator pressed y; it
+    is refused at once now, in the words ``tape command`` uses, and nothing reaches the inbox. A
+    strategy of the book is still asked first."""
+    journal = run(make_config(make_dataset(tmp_path / "data", symbols=2, bars=60), tmp_path / "j")).journal
+    claim = SessionClaim(journal)  # a running session's mark, as the session leaves it
+    claim.mark(os.getpid(), ["sma", "momentum"])
+    try:
+        app = CockpitApp(cockpit_sources(journal, follow=False))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("8")
+            await pilot.pause(0.2)
+            for command in ("pause", "resume"):
+                app.query_one("#cmd-strategy", Input).value = "nosuch"
+                app.query_one(f"#cmd-{command}", Button).press()
+                await pilot.pause(0.1)
+                assert app.screen is app.screen_stack[0], f"{command} nosuch was asked for"
+                assert app.status_line == (
+                    f"{command} not sent: 'nosuch' is no strategy of the running session's book: "
+                    "it trades sma, momentum"
+                )
+            app.query_one("#cmd-strategy", Input).value = "momentum"
+            app.query_one("#cmd-pause", Button).press()
+            await pilot.pause(0.1)
+            assert isinstance(app.screen, ConfirmScreen)  # a strategy of the book: asked first
+            await pilot.press("n")
+            await pilot.pause(0.1)
+        assert not inbox_path(journal).exists()
+    finally:
+        claim.release()

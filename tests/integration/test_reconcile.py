@@ -821,3 +821,38 @@ def test_statement_figures_are_shown_in_the_journals_decimals(
     out = " ".join(capsys.readouterr().out.split())
     assert "statement 0.00 (statement - journal = -" in out
     assert "statement 7.00 (statement - journal = +7.00)" in out
+
+
+def test_the_title_wraps_between_phrases_and_only_compared_sources_have_columns(
+    world: tuple[Path, JournalBook],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """QA at 80 columns: the title wrapped between any words, so a journal name of the right
+    length split "(seq 454)" over two lines; with --no-ledger the table kept an empty ledger
+    column (and with no --statement an empty statement column). The title now wraps between its
+    phrases (the journal, the day and its seq, what it is compared with), and a column shows
+    only for a source compared with."""
+    root, book = world
+    from cli.progress import console
+
+    monkeypatch.setattr(console, "width", 80)
+    monkeypatch.chdir(tmp_path)  # a short relative journal name: the title's length is set here
+    seq = f"(seq {book.days[-1].seq:,})"
+    for length in range(1, 40):
+        name = "j" * length
+        (tmp_path / name).symlink_to(root / "run")
+        assert main(["reconcile", name, "--db", str(root / "run.ledger.sqlite")]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        header = next(n for n, line in enumerate(lines) if line.startswith("line "))
+        title = [line.strip() for line in lines[:header]]
+        assert any(seq in line for line in title), (name, title)
+        assert any(line.endswith("vs ledger") for line in title), (name, title)
+        assert lines[header].split() == ["line", "journal", "ledger", "ok"]
+    statement = tmp_path / "broker.csv"
+    statement.write_text(statement_rows(book, "last"))
+    assert main(["reconcile", str(root / "run"), "--statement", str(statement), "--no-ledger"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "line journal statement ok" in [" ".join(line.split()) for line in lines]
+    assert any(line.strip().endswith("vs statement") for line in lines)

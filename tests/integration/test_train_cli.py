@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("lightgbm", reason="the ml extra (lightgbm) is not installed")
 
 from cli.main import main
+from cli.wiring import load_config, make_strategies
 from domain.events import DayClosed, ModelLoaded, ModelRegistered, OrderFilled
 from kernel.store import open_journal
 from lake.partitioned import Lake
@@ -23,6 +24,7 @@ from models.features.cross_section import FeatureSpec
 from models.ml.artifact import train_and_register
 from models.ml.labels import LabelSpec
 from models.ml.registry import list_artifacts, load
+from sim.backtest import run_backtest
 from tests.factories import synth_lake, utc_ns
 
 TRAIN = """[train]
@@ -271,6 +273,45 @@ def test_a_final_artifact_traded_inside_its_training_window_is_refused(
     leaky.write_text(leaky.read_text().replace("weight = 0.9\n", "weight = 0.9\nin_sample = true\n"))
     assert main(["backtest", str(leaky)]) == 0
     assert main(["replay", str(journal)]) == 0
+
+
+def test_every_verb_that_starts_a_run_refuses_a_model_inside_its_training_window(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tape backtest refused a ModelRanker trading inside its artifact's training window; tape
+    sweep, tape walkforward and tape montecarlo --perturb ran the same look-ahead with no word.
+    Each refuses it now (exit 2, before a journal opens: the one check, ``cli.wiring.
+    new_run_strategies``), and a journal written before the check still replays."""
+    report = _train(_config(workdir, "reg-f"), capsys)
+    written = Path(str(report["run_config"])).read_text()
+    leaky = written.replace("start_day = 20180101\n", "").replace('"journal"', f'"{workdir / "journal-f"}"')
+    expected = f"artifact {report['artifact']} was trained on data to 2017-12-29"
+    grid = '{ "strategy.params.top_k" = [2, 3] }'
+    tables = {
+        "sweep": f'\n[sweep]\ngrid = {grid}\nout = "{workdir / "sweep-f"}"\n',
+        "walkforward": f"\n[walkforward]\ntrain_days = 60\ntest_days = 40\ngrid = {grid}\n",
+    }
+    for verb, table in tables.items():
+        config = workdir / f"leaky-{verb}.toml"
+        config.write_text(leaky + table)
+        capsys.readouterr()
+        assert main([verb, str(config), "--out", str(workdir / f"{verb}-f")]) == 2, verb
+        out = " ".join(capsys.readouterr().out.split())
+        assert expected in out and "in_sample = true" in out, (verb, out)
+        assert not (workdir / f"{verb}-f" / "journals").exists(), verb
+    # a journal written before the check (the simulator's API does not check): it replays, and
+    # tape montecarlo --perturb (new runs of its configuration) refuses it
+    config_path = workdir / "leaky-mc.toml"
+    config_path.write_text(leaky)
+    config = load_config(config_path)
+    journal = run_backtest(config, make_strategies(config)).journal
+    assert main(["replay", str(journal)]) == 0
+    capsys.readouterr()
+    out_dir = workdir / "mc-f"
+    assert main(["montecarlo", str(journal), "--perturb", "2", "--workers", "1", "--out", str(out_dir)]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert expected in out, out
+    assert not (out_dir / "journals").exists()
 
 
 def test_a_torch_network_trains_byte_identically_through_the_verb(
