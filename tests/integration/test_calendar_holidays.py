@@ -166,10 +166,31 @@ def test_backtest_and_replay_use_the_carried_holidays(
             "params = { fast = 3, slow = 8, weight = 0.5 }\n"
         )
     assert tape(["backtest", str(tmp_path / "plain.toml")]) == 2  # was 70, "a bug: please report it"
-    assert "--holidays FILE" in capfd.readouterr().out
+    # Refused before the journal opens (it was written up to 2026-12-31 and left unfinished).
+    assert not (tmp_path / "plain.sqlite").exists()
+    refused = capfd.readouterr().out
+    assert "--holidays FILE" in refused and "600002 lists on 20261228" in refused
     assert tape(["backtest", str(tmp_path / "extended.toml"), "--json", str(tmp_path / "run.json")]) == 0
     assert json.loads((tmp_path / "run.json").read_text())["records"] > 100
     assert tape(["replay", str(tmp_path / "extended.sqlite")]) == 0
+
+
+def test_a_set_past_the_coverage_without_a_listing_in_it_still_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The check before the journal asks the calendar only where a run counts sessions (an
+    A-share's first sessions after listing): a set whose bars run past the coverage with no
+    listing near them ran to its end before the check and still does."""
+    bars, instruments = weekday_bars("2026-11-02", "2027-01-29", closed=("2027-01-01", "2027-01-13"))
+    write_dataset(
+        tmp_path / "set", name="set", frequency="1d", calendar="XSHG", instruments=instruments, bars=bars
+    )
+    (tmp_path / "run.toml").write_text(
+        f'run_id = "old"\ndataset = "{tmp_path / "set"}"\njournal = "{tmp_path / "run.sqlite"}"\n'
+        'initial_cash = "1000000"\ncurrency = "CNY"\n[strategy]\nname = "sma_crossover"\n'
+        "params = { fast = 3, slow = 8, weight = 0.5 }\n"
+    )
+    assert tape(["backtest", str(tmp_path / "run.toml")]) == 0, capfd.readouterr().out
 
 
 def test_paper_grid_runs_on_the_data_sets_holidays(tmp_path: Path) -> None:
