@@ -274,3 +274,22 @@ def test_ingest_takes_the_holidays_and_its_refusal_names_its_own_option(
     (report,) = json.loads((tmp_path / "in.json").read_text())["files"]
     # 2027-01-06..08 and 2027-01-11 are sessions without a bar; 2027-01-13 is a supplied closure
     assert (report["accepted"], report["suspension_sessions"]) == (6, 4)
+
+
+def test_the_limit_up_probe_counts_listings_on_the_data_sets_holidays(tmp_path: Path) -> None:
+    """``cn_rules_probes``' LimitUpChase predicts each name's band with ``cn_instrument_limits``;
+    it did so without the data set's holidays, so a name listed 2026-12-28 raised
+    CalendarNotCovered at its first 2027 session on a set that carries 2027's closures."""
+    from models.strategies.cn_rules_probes import LimitUpChase
+
+    bars, instruments = weekday_bars(
+        "2026-11-02", "2027-01-29", closed=("2027-01-01", "2027-01-13"), listing_day=20261228
+    )
+    holidays = HolidayYears("XSHG", (2027,), (20270101, 20270113))
+    write_dataset(
+        tmp_path / "set", name="set", frequency="1d", calendar="XSHG", instruments=instruments,
+        bars=bars, holidays=holidays,
+    )  # fmt: skip
+    panel, _ = load_panel(tmp_path / "set")
+    assert panel.holidays == holidays
+    LimitUpChase().schedule(panel)  # raised CalendarNotCovered for 20270104
