@@ -770,7 +770,7 @@ def check_listing_calendar(config: BacktestConfig, panel: Panel, start_step: int
     Before, the run wrote its journal and stopped there, mid-run. Only the days the bands are
     counted on are asked: a set whose bars run past the calendar without a listing in them
     runs as before."""
-    days = panel.day[start_step:]
+    days: list[int] = panel.day[start_step:].tolist()
     if len(days) == 0:
         return
     for instrument in panel.instruments:
