@@ -24,7 +24,9 @@ from rich.markup import escape
 from cli.arguments import output_file
 from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
 from cli.research_tables import Column, print_fitted
+from domain.markets import CalendarNotCovered, HolidayYears, holidays_hint
 from lake.health import DatasetHealth, dataset_health, venue_calendar
+from lake.holidays import HolidayFileError, read_holidays
 from lake.ingest import IngestReport, ingest
 from lake.metadata import MetadataError, MetadataReport, apply_metadata
 from lake.partitioned import Lake, LakeError
@@ -108,6 +110,7 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout)",
     )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
+    _add_holidays(parser, "the bars are checked, and their gaps counted, on the extended calendar")
     parser.add_argument(
         "--venue",
         help="venue (yahoo: the --calendar code, else XNYS; freqtrade/nautilus: binance, kraken: kraken)",
@@ -281,11 +284,45 @@ def print_metadata(report: MetadataReport) -> None:
     )
 
 
+INGEST_HOLIDAYS = holidays_hint("tape ingest ... --holidays FILE")
+"""What a past-the-calendar refusal of ``tape ingest`` says to do (its own option, not export's)."""
+
+HEALTH_HOLIDAYS = holidays_hint("tape health LAKE --holidays FILE")
+"""What a past-the-calendar refusal of ``tape health`` says to do."""
+
+
+def _add_holidays(parser: argparse.ArgumentParser, use: str) -> None:
+    parser.add_argument(
+        "--holidays",
+        metavar="FILE",
+        help="XSHG holidays for whole years past exchange_calendars' last (CSV year,date[,name]; weekday "
+        f"closures only, the file tape export --holidays reads): {use}; nothing is kept in the lake "
+        '(docs/markets.md, "Calendar years past exchange_calendars")',
+    )
+
+
+def _holidays_option(args: argparse.Namespace) -> HolidayYears | None:
+    """The ``--holidays`` file's years (XSHG's: the one calendar that has years to extend), read
+    and checked whole before the verb reads the lake; ``HolidayFileError`` names every problem."""
+    return None if not args.holidays else read_holidays(Path(args.holidays), "XSHG")
+
+
+def _refused(error: Exception, *, unchanged: bool = False) -> int:
+    console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
+    if unchanged:
+        console.print("[red]the lake is unchanged[/]")
+    return 2
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     one_stdout(json=args.json, csv=args.csv)
     if args.kind == "metadata":
         return _ingest_metadata(args)
     paths = [Path(p) for p in args.paths]
+    try:
+        holidays = _holidays_option(args)
+    except HolidayFileError as error:
+        return _refused(error, unchanged=True)
     try:
         parser = _parser_for(args)
         with progress_bar(f"ingest {args.kind} -> {args.out}", len(paths)) as update:
@@ -295,29 +332,37 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 done[0] += 1
                 update(done[0])
 
-            report = ingest(Path(args.out), paths, parser, progress=advance)
+            report = ingest(Path(args.out), paths, parser, progress=advance, holidays=holidays)
     except (IngestError, LakeError) as error:
-        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
-        console.print("[red]the lake is unchanged[/]")
-        return 2
+        return _refused(error, unchanged=True)
+    except CalendarNotCovered as error:  # its hint names this verb's option, not tape export's
+        return _refused(error.pointing(INGEST_HOLIDAYS), unchanged=True)
     if args.csv:
         write_output(args.csv, ingest_csv(report), option="--csv")
     if args.json:
         write_output(args.json, report.to_json() + "\n", option="--json")
     with results_on_stderr(_on_stdout(args)):  # stdout carries the data alone
         print_report(report)
-        try:
-            health, ticks = dataset_health(Lake(Path(args.out))), tick_health(Lake(Path(args.out)))
-        except LakeError as error:  # an earlier ingest's report is damaged: this ingest is committed
-            console.print(
-                f"[yellow]data health not shown:[/] {escape(str(error))}", soft_wrap=True, highlight=False
-            )
-        else:
-            if health or not ticks:
-                print_health(health)
-            print_tick_health(ticks)
+        _print_lake_health(Lake(Path(args.out)), holidays)
     _said_written(args)
     return 0
+
+
+def _print_lake_health(lake: Lake, holidays: HolidayYears | None) -> None:
+    """The lake's health after an ingest, or (the ingest is committed) why it is not shown: an
+    earlier ingest's report is damaged, or other bars of the lake run past the calendar."""
+    try:
+        health = dataset_health(lake, holidays=holidays)
+        ticks = tick_health(lake, holidays=holidays)
+    except (LakeError, CalendarNotCovered) as error:
+        said = error.pointing(INGEST_HOLIDAYS) if isinstance(error, CalendarNotCovered) else error
+        console.print(
+            f"[yellow]data health not shown:[/] {escape(str(said))}", soft_wrap=True, highlight=False
+        )
+        return
+    if health or not ticks:
+        print_health(health)
+    print_tick_health(ticks)
 
 
 def add_export_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -532,6 +577,7 @@ def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="trades and quotes: count the gaps between consecutive rows longer than this inside a "
         "session (default %(default)g, i.e. 1 hour)",
     )
+    _add_holidays(parser, "bars and trades are checked on the extended calendar")
     return parser
 
 
@@ -552,11 +598,13 @@ def cmd_health(args: argparse.Namespace) -> int:
         return 2
     lake = Lake(root)
     try:
-        health = dataset_health(lake)
-        ticks = tick_health(lake, gap_ns=round(gap_ns))
-    except LakeError as error:
-        console.print(f"[red]error:[/] {escape(str(error))}", soft_wrap=True, highlight=False)
-        return 2
+        holidays = _holidays_option(args)
+        health = dataset_health(lake, holidays=holidays)
+        ticks = tick_health(lake, gap_ns=round(gap_ns), holidays=holidays)
+    except (LakeError, HolidayFileError) as error:
+        return _refused(error)
+    except CalendarNotCovered as error:  # its hint names this verb's option, not tape export's
+        return _refused(error.pointing(HEALTH_HOLIDAYS))
     if args.csv:
         write_output(args.csv, health_csv(health, ticks), option="--csv")
     if args.json:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,9 @@ import numpy.typing as npt
 from domain.instruments import Instrument
 from lake.schema import Kind, frequency_ns
 from lake.sessions import NO_BREAK, Sessions
+
+if TYPE_CHECKING:
+    from domain.markets import HolidayYears
 
 __all__ = [
     "DatasetHealth",
@@ -314,14 +318,17 @@ def quarantined_by_dataset(lake: object) -> dict[str, dict[str, int]]:
     return totals
 
 
-def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> list[DatasetHealth]:
+def dataset_health(
+    lake: object, *, calendars: dict[int, str] | None = None, holidays: HolidayYears | None = None
+) -> list[DatasetHealth]:
     """Health of every stored bar data set in ``lake`` (a ``lake.partitioned.Lake``), plus
     the stored rows, instruments and quarantine counts of the kinds other than trades and
     quotes (``lake.tick_health`` has those): corporate actions and funding rates.
     ``calendars`` overrides, by id, the calendar the ingest declared (``declared_calendars``),
-    which overrides ``calendar_for``."""
+    which overrides ``calendar_for``. ``holidays``: XSHG's years past exchange_calendars' (an
+    operator's file, ``tape health --holidays``)."""
     from lake.partitioned import Lake
-    from lake.sessions import sessions_for, utc_days
+    from lake.sessions import sessions_around, utc_days
 
     assert isinstance(lake, Lake)
     quarantined = quarantined_by_dataset(lake)
@@ -364,7 +371,7 @@ def dataset_health(lake: object, *, calendars: dict[int, str] | None = None) -> 
                 continue
             stamps = ts[begin:stop]
             days = utc_days(np.array([stamps[0], ends[calendar]]))
-            sessions = sessions_for(calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
+            sessions = sessions_around(calendar, int(days[0]), int(days[1]), holidays)
             report = find_gaps(stamps, sessions, frequency)
             delisting = delisted.get(int(ids[begin]), 0)
             end = find_end_gap(int(stamps[-1]), ends[calendar], sessions, frequency, delisting)

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,10 +29,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from domain.instruments import Instrument
-from lake.health import GapReport, declared_calendars, find_gaps, shift_day
+from lake.health import GapReport, declared_calendars, find_gaps
 from lake.partitioned import Lake, LakeError
 from lake.schema import BAR_FREQUENCIES, QUARANTINE, SCHEMAS, Kind
-from lake.sessions import known_calendar, sessions_for, utc_days
+from lake.sessions import known_calendar, sessions_around, sessions_for, utc_days
 from lake.sources import DIGITS_MAX, IngestError, Parsed
 from lake.validate import (
     BarInput,
@@ -42,6 +43,9 @@ from lake.validate import (
     validate_quotes,
     validate_trades,
 )
+
+if TYPE_CHECKING:
+    from domain.markets import HolidayYears
 
 __all__ = ["FileReport", "IngestReport", "IngestError", "ingest"]
 
@@ -126,6 +130,7 @@ class _Staged:
     held: Counter[Rejection] = field(default_factory=Counter)  # rejections held: copies per identity
     held_loaded: set[int] = field(default_factory=set)  # instruments whose stored rejections are in held
     priced: set[int] = field(default_factory=set)  # instruments this ingest stages prices for
+    holidays: HolidayYears | None = None  # XSHG's years past exchange_calendars' (--holidays)
     stored_quarantine: pa.Table | None = None  # the lake's quarantine (identity columns), read once
 
 
@@ -136,8 +141,11 @@ def ingest(
     *,
     progress: Callable[[str, int], None] | None = None,
     check_exists: bool = True,
+    holidays: HolidayYears | None = None,
 ) -> IngestReport:
-    """Parse, validate and commit ``paths`` into the lake at ``lake_root``."""
+    """Parse, validate and commit ``paths`` into the lake at ``lake_root``; ``holidays``:
+    XSHG's years past exchange_calendars' (``tape ingest --holidays``), for the session check
+    and the gap report."""
     lake = Lake(lake_root)
     parsed_files = []
     for path in paths:
@@ -148,7 +156,7 @@ def ingest(
         parsed_files.append(parsed)
     known = before = lake.instruments()
     _check_calendars(lake, known, parsed_files)
-    staged = _Staged()
+    staged = _Staged(holidays=holidays)
     for parsed in parsed_files:
         try:
             known = _stage_file(lake, parsed, known, staged)
@@ -237,8 +245,8 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
     for template, bars in parsed.bars:
         instrument, known = lake.resolve(template, known, staged_prices=staged.priced)
         staged.priced.add(instrument.instrument_id)
-        validated = _validate_bars(parsed, instrument, bars)
-        gaps.append(_gaps(parsed, validated))
+        validated = _validate_bars(parsed, instrument, bars, staged.holidays)
+        gaps.append(_gaps(parsed, validated, staged.holidays))
         results.append((instrument, _dedupe(lake, staged, parsed, Kind.BARS, instrument, validated)))
     for template, funding in parsed.funding:
         kind = Kind.FUNDING_RATES
@@ -284,25 +292,27 @@ def _stage_file(lake: Lake, parsed: Parsed, known: list[Instrument], staged: _St
     return known
 
 
-def _gaps(parsed: Parsed, validated: Validated) -> GapReport:
+def _gaps(parsed: Parsed, validated: Validated, holidays: HolidayYears | None) -> GapReport:
     """Gaps of one instrument's accepted bars against the file's calendar."""
     ts = validated.accepted.column("ts_ns").to_numpy()
     if len(ts) == 0 or not parsed.calendar or parsed.frequency is None:
         return GapReport()
     days = utc_days(np.array([ts[0], ts[-1]]))
-    sessions = sessions_for(parsed.calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
+    sessions = sessions_around(parsed.calendar, int(days[0]), int(days[1]), holidays)
     return find_gaps(ts, sessions, parsed.frequency)
 
 
-def _validate_bars(parsed: Parsed, instrument: Instrument, bars: BarInput) -> Validated:
+def _validate_bars(
+    parsed: Parsed, instrument: Instrument, bars: BarInput, holidays: HolidayYears | None
+) -> Validated:
     bars = _with_id(bars, instrument.instrument_id)
     sessions = None
     if parsed.calendar and len(bars):
         days = bars.day[bars.day > 0] if bars.daily else None
         if bars.daily and days is not None and len(days):
-            sessions = sessions_for(parsed.calendar, int(days.min()), int(days.max()))
+            sessions = sessions_for(parsed.calendar, int(days.min()), int(days.max()), holidays)
         elif not bars.daily:
-            sessions = _intraday_sessions(parsed.calendar, bars)
+            sessions = _intraday_sessions(parsed.calendar, bars, holidays)
     return validate_bars(
         bars,
         price_digits=instrument.price_digits,
@@ -312,7 +322,7 @@ def _validate_bars(parsed: Parsed, instrument: Instrument, bars: BarInput) -> Va
     )
 
 
-def _intraday_sessions(calendar: str, bars: BarInput) -> object:
+def _intraday_sessions(calendar: str, bars: BarInput, holidays: HolidayYears | None) -> object:
     from lake.validate import MISSING_TS
 
     stamps = bars.ts_ns[bars.ts_ns != MISSING_TS]
@@ -320,7 +330,7 @@ def _intraday_sessions(calendar: str, bars: BarInput) -> object:
         return None
     days = utc_days(np.array([stamps.min(), stamps.max()]))
     # A day either side, as calendar days: 20140228 + 1 is 20140301, not the date 20140229.
-    return sessions_for(calendar, shift_day(int(days[0]), -1), shift_day(int(days[1]), 1))
+    return sessions_around(calendar, int(days[0]), int(days[1]), holidays)
 
 
 def _with_id(bars: BarInput, instrument_id: int) -> BarInput:

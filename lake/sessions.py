@@ -25,6 +25,7 @@ __all__ = [
     "frequency_ns",
     "outside_sessions",
     "segments_for",
+    "sessions_around",
     "sessions_for",
     "step_grid",
     "utc_days",
@@ -136,6 +137,24 @@ def sessions_for(
 
     days = np.array([int(d.strftime("%Y%m%d")) for d in schedule.index], dtype=np.int64)
     return Sessions(calendar, days, ns("open"), ns("close"), ns("break_start"), ns("break_end"))
+
+
+def sessions_around(
+    calendar: str, first_day: int, last_day: int, holidays: HolidayYears | None = None
+) -> Sessions:
+    """``sessions_for`` from the day before ``first_day`` to the day after ``last_day`` (UTC
+    days of bars or events: a session's local date can differ from its bars' UTC date), the
+    day after only where the calendar knows it: a lake ending on the calendar's last covered
+    day is checked, not refused for the day after (``tape health`` refused a lake ending on
+    2026-12-31). A ``last_day`` past the coverage raises ``CalendarNotCovered``."""
+    before = _shifted(first_day, -1)
+    after = max(last_day, _covered_through(calendar, _shifted(last_day, 1), holidays))
+    return sessions_for(calendar, before, after, holidays)
+
+
+def _shifted(day: int, days: int) -> int:
+    index = np.datetime64(_iso(day), "D").astype(np.int64)
+    return int(yyyymmdd(np.array([index + days]))[0])
 
 
 def outside_sessions(

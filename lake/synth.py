@@ -7,8 +7,10 @@ or a 24x7 UTC calendar for crypto-like data; each bar is stamped at its close, U
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -53,15 +55,7 @@ def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.
         ts = first + step_ns * (np.arange(bars, dtype=np.int64) + 1)
         day = _yyyymmdd(ts - 1)
         return ts, day
-    import exchange_calendars as xcals
-
-    try:
-        cal = xcals.get_calendar(calendar)
-    except xcals.errors.InvalidCalendarName:
-        raise DatasetError(
-            f"unknown calendar {calendar!r} (an exchange_calendars code such as XNYS, or 24x7)"
-        ) from None
-    sessions = cal.sessions[cal.sessions >= np.datetime64(start)]
+    cal, sessions = _sessions_from(calendar, frequency, start, bars)
     if frequency == "1d":
         if len(sessions) < bars:
             raise DatasetError(
@@ -83,6 +77,49 @@ def bar_times(calendar: str, frequency: str, start: str, bars: int) -> tuple[np.
     if not minutes:  # a start past the calendar's last session
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(minutes)[:bars], np.concatenate(days)[:bars]
+
+
+SPAN_LAST_DAY = 20991231
+"""The last day a synthetic data set's calendar is built to: the bars asked for past it are
+refused, as bars past a calendar's last covered day are (XSHG's holidays end with 2026)."""
+
+
+def _sessions_from(calendar: str, frequency: str, start: str, bars: int) -> tuple[Any, Any]:
+    """The calendar built from ``start`` over a span long enough for ``bars`` bars, and its
+    sessions from ``start``. The span comes from the request alone, never from today's date
+    (``exchange_calendars``' default span is 20 years back to a year ahead of today: a
+    ``--start`` before it was moved to it, and a request past it refused, depending on the
+    day the command ran). The span starts at two calendar days a bar wanted (a daily bar, or a
+    session of 60 minute bars) and doubles until the bars fit, the calendar's last covered day
+    or ``SPAN_LAST_DAY``; a longer span than needed gives the same sessions."""
+    from domain.markets import CALENDARS, date_to_day, day_to_date, exchange_calendar, last_covered_day
+    from lake.sessions import known_calendar
+
+    if not known_calendar(calendar):
+        raise DatasetError(
+            f"unknown calendar {calendar!r} (an exchange_calendars code such as XNYS, or 24x7)"
+        )
+    first = date_to_day(dt.date.fromisoformat(str(np.datetime64(start, "D"))))
+    covered = last_covered_day(calendar) if calendar in CALENDARS else None
+    last_allowed = min(SPAN_LAST_DAY, covered or SPAN_LAST_DAY)
+    if first > last_allowed:
+        raise DatasetError(f"{calendar} has only 0 sessions after {start} (it is known up to {last_allowed})")
+    wanted = bars if frequency == "1d" else -(-bars // 60)
+    span = 2 * wanted + 14
+    while True:
+        last = min(last_allowed, date_to_day(day_to_date(first) + dt.timedelta(days=span)))
+        cal = exchange_calendar(calendar, first, max(first, last))
+        sessions = cal.sessions[cal.sessions >= np.datetime64(start)]
+        if last >= last_allowed or _enough(cal, sessions, frequency, bars):
+            return cal, sessions
+        span *= 2
+
+
+def _enough(cal: Any, sessions: Any, frequency: str, bars: int) -> bool:
+    """Whether the calendar (built from the data set's start) holds ``bars`` bars."""
+    if frequency == "1d":
+        return len(sessions) >= bars
+    return len(cal.minutes) >= bars
 
 
 def _utc_ns(stamps: object) -> np.ndarray:  # type: ignore[type-arg]

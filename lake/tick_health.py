@@ -27,12 +27,16 @@ both, so stored quotes cannot hold them; they are counted in the quarantine as
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from lake.health import LISTED, calendar_for, ingest_reports, shift_day
+from lake.health import LISTED, calendar_for, ingest_reports
 from lake.schema import Kind
+
+if TYPE_CHECKING:
+    from domain.markets import HolidayYears
 
 __all__ = ["GAP_NS", "InstrumentTicks", "TickHealth", "tick_gaps", "tick_health"]
 
@@ -115,9 +119,12 @@ def _session_of(
     return clipped.astype(np.int64), inside
 
 
-def tick_gaps(ts_ns: IntArray, calendar: str | None, *, gap_ns: int = GAP_NS) -> InstrumentTicks:
-    """Health of one instrument's sorted event times (trades or quotes) against ``calendar``."""
-    from lake.sessions import NO_BREAK, sessions_for, utc_days
+def tick_gaps(
+    ts_ns: IntArray, calendar: str | None, *, gap_ns: int = GAP_NS, holidays: HolidayYears | None = None
+) -> InstrumentTicks:
+    """Health of one instrument's sorted event times (trades or quotes) against ``calendar``
+    (``holidays``: XSHG's years past exchange_calendars', an operator's file)."""
+    from lake.sessions import NO_BREAK, sessions_around, utc_days
 
     ts = np.asarray(ts_ns, dtype=np.int64)
     if len(ts) == 0:
@@ -127,7 +134,7 @@ def tick_gaps(ts_ns: IntArray, calendar: str | None, *, gap_ns: int = GAP_NS) ->
     length = np.diff(ts)
     counted = np.ones(len(length), dtype=np.bool_)
     if calendar is not None:
-        sessions = sessions_for(calendar, shift_day(int(days[0]), -1), shift_day(int(days[-1]), 1))
+        sessions = sessions_around(calendar, int(days[0]), int(days[-1]), holidays)
         session, inside = _session_of(ts, sessions.open_ns, sessions.close_ns)
         report.outside_sessions = int((~inside).sum())
         present = np.unique(session[inside])
@@ -166,7 +173,11 @@ def _ingested_by_kind(lake: object) -> dict[str, tuple[int, int, int]]:
 
 
 def tick_health(
-    lake: object, *, gap_ns: int = GAP_NS, calendars: dict[int, str] | None = None
+    lake: object,
+    *,
+    gap_ns: int = GAP_NS,
+    calendars: dict[int, str] | None = None,
+    holidays: HolidayYears | None = None,
 ) -> list[TickHealth]:
     """Health of every stored trades and quotes data set in ``lake`` (a
     ``lake.partitioned.Lake``), and of a kind that only has quarantined rows. Read one
@@ -205,7 +216,7 @@ def tick_health(
             calendar = calendars.get(instrument_id) or (calendar_for(instrument) if instrument else None)
             if calendar is None:
                 health.unchecked_instruments.append(name)
-            report = tick_gaps(ts, calendar, gap_ns=gap_ns)
+            report = tick_gaps(ts, calendar, gap_ns=gap_ns, holidays=holidays)
             health.per_instrument[name] = report
             health.instruments += 1
             health.rows += report.rows

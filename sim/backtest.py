@@ -15,7 +15,14 @@ import numpy as np
 from domain.events import DatasetReferenced, Event, OperatorCommanded, RunStarted, StrategyCommanded
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
 from domain.market import Panel
-from domain.markets import CnFeeRows, PdtRule, cn_fee_tables
+from domain.markets import (
+    CalendarNotCovered,
+    CnFeeRows,
+    PdtRule,
+    check_covered,
+    cn_fee_tables,
+    listing_sessions_asked,
+)
 from domain.riskrules import (
     OPERATOR_COMMANDS,
     KillSwitchConfig,
@@ -33,7 +40,7 @@ from kernel.journal import Journal, JournalError
 from kernel.liquidation import PerpMargin, perp_brackets
 from kernel.loop import Kernel, KernelError
 from kernel.margin import checked_money_minor
-from kernel.markets import MarketRules
+from kernel.markets import MarketRules, is_cn_a_share
 from kernel.options import OptionModel
 from kernel.outbox import OutboxVenue
 from kernel.router import ExecutionConfig
@@ -693,6 +700,8 @@ def build_setup(
         queued = True  # a paper run's bars arrive one at a time, in the run and in its replay
     if queued:
         panel = panel.emptied(start_step)
+    if not replaying:  # a replay re-derives what the run did, where it stopped included
+        check_listing_calendar(config, panel, start_step)
     try:  # fail before any journal is opened: fee tables or futures settlement prices missing
         fee_tables = cn_fee_tables(config.cn_fees.rows)
         by_id = {inst.instrument_id: inst for inst in panel.instruments}
@@ -752,6 +761,32 @@ def build_setup(
         fx=(config.fx or FxConfig()).setup(config.currency),
         hold_early_commands=config.paper is not None and config.paper.hold_early_commands,
     )
+
+
+def check_listing_calendar(config: BacktestConfig, panel: Panel, start_step: int) -> None:
+    """Raise ``CalendarNotCovered`` before a journal opens when the run would count an
+    A-share's first sessions after listing (its price band, ``cn_instrument_limits``) on a day
+    the XSHG calendar does not know, with the data set's own holidays (``Panel.holidays``).
+    Before, the run wrote its journal and stopped there, mid-run. Only the days the bands are
+    counted on are asked: a set whose bars run past the calendar without a listing in them
+    runs as before."""
+    days: list[int] = panel.day[start_step:].tolist()
+    if len(days) == 0:
+        return
+    for instrument in panel.instruments:
+        if not is_cn_a_share(instrument):
+            continue
+        asked = listing_sessions_asked(instrument.listing_day, days)
+        if asked is None:
+            continue
+        try:
+            check_covered("XSHG", asked, holidays=panel.holidays)
+        except CalendarNotCovered as error:
+            raise CalendarNotCovered(
+                f"{config.run_id}: {instrument.symbol} lists on {instrument.listing_day}, and its price "
+                f"band in its first sessions is counted in XSHG sessions up to {asked}; {error.reason}",
+                error.hint,
+            ) from None
 
 
 def run_panel(

@@ -52,6 +52,7 @@ from typing import Any
 from domain.events import OrderSubmitted
 from domain.instruments import Instrument
 from domain.markets import (
+    HolidayYears,
     SellableBook,
     apply_buy_fill,
     apply_sell_fill,
@@ -257,7 +258,11 @@ class XtpVenue:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         jitter: Callable[[float], float] = float,
         loop: asyncio.AbstractEventLoop | None = None,
+        holidays: HolidayYears | None = None,
     ) -> None:
+        # ``holidays``: XSHG's years past exchange_calendars' (the run's data set's
+        # ``Panel.holidays``), so a listing's first sessions count on the calendar the run uses
+        self.holidays = holidays
         self.api = api
         self.session_id = session_id
         self.instruments = {inst.instrument_id: inst for inst in instruments}
@@ -342,7 +347,7 @@ class XtpVenue:
         ref = self._refs.get(inst.instrument_id)
         if ref is None:
             return f"CN_PRICE_LIMIT: no reference price for {inst.symbol} on {self.day} (set_reference)"
-        limits = cn_instrument_limits(inst, self.day, ref)
+        limits = cn_instrument_limits(inst, self.day, ref, self.holidays)
         return check_price_limit(request.limit_px_raw, limits, inst.price_digits)
 
     def _book_step(self, instrument_id: int, change: Callable[[SellableBook], SellableBook]) -> None:

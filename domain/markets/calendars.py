@@ -40,6 +40,7 @@ __all__ = [
     "check_covered",
     "cn_phase",
     "exchange_calendar",
+    "holidays_hint",
     "is_session",
     "last_covered_day",
     "parse_holidays",
@@ -65,7 +66,18 @@ def _library_warnings_silenced() -> Iterator[None]:
 
 
 class CalendarNotCovered(ValueError):
-    """The calendar does not know this date (before its first or after its last covered year)."""
+    """The calendar does not know this date (before its first or after its last covered year).
+    ``reason`` says what is not known; ``hint``, when holidays would help, says where to give
+    them (``HOLIDAYS_HINT``: a data set's; a lake verb points at its own option, ``pointing``)."""
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(f"{reason}: {hint}" if hint else reason)
+        self.reason, self.hint = reason, hint
+
+    def pointing(self, hint: str) -> CalendarNotCovered:
+        """The same refusal with ``hint`` for what to do (``holidays_hint``); one without a hint
+        (a day before the calendar starts: no holidays help) is kept as it is."""
+        return CalendarNotCovered(self.reason, hint) if self.hint else self
 
 
 class HolidaysInvalid(ValueError):
@@ -165,11 +177,18 @@ def last_covered_day(code: str, *, holidays: HolidayYears | None = None) -> int 
     return _bounds(code, holidays)[1]
 
 
-HOLIDAYS_HINT = (
-    "supply the exchange's holidays for that year as a file (docs/markets.md, \"Calendar years "
-    'past exchange_calendars") with tape export --holidays FILE, and export the data set again'
-)
-"""What to do when a date is past a calendar's coverage (every such error ends with it)."""
+def holidays_hint(option: str, then: str = "") -> str:
+    """What to do when a date is past a calendar's coverage, for a verb whose ``option`` takes
+    the holiday file (``tape health LAKE --holidays FILE``); ``then``: what to do after."""
+    return (
+        "supply the exchange's holidays for that year as a file (docs/markets.md, \"Calendar years "
+        f'past exchange_calendars") with {option}' + (f", {then}" if then else "")
+    )
+
+
+HOLIDAYS_HINT = holidays_hint("tape export --holidays FILE", "and export the data set again")
+"""What to do when a run's date is past a calendar's coverage: the holidays come with its data
+set (``check_covered`` ends with it; a lake verb re-points it, ``CalendarNotCovered.pointing``)."""
 
 
 def check_covered(code: str, day: int, *, holidays: HolidayYears | None = None) -> None:
@@ -185,7 +204,8 @@ def check_covered(code: str, day: int, *, holidays: HolidayYears | None = None) 
             )
         raise CalendarNotCovered(
             f"{code}: exchange_calendars {xcals.__version__} records holidays only through "
-            f"{_library_last_year(code)}-12-31{supplied}; {day} is past it: {HOLIDAYS_HINT}"
+            f"{_library_last_year(code)}-12-31{supplied}; {day} is past it",
+            HOLIDAYS_HINT,
         )
     if low is not None and day < low:
         raise CalendarNotCovered(f"{code}: calendar starts at {low}; {day} is before it")

@@ -7,9 +7,11 @@ Sources: ``MARKET_RULES.md`` section 1.2 (bands, IPO regimes) and 1.1 (board pre
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import enum
 import functools
+from collections.abc import Sequence
 
 import msgspec
 import numpy as np
@@ -17,7 +19,7 @@ import numpy.typing as npt
 
 from domain.fixed import RATE_SCALE, Rounding, div_round, to_decimal
 from domain.instruments import Instrument
-from domain.markets._dated import Dated, day_to_date
+from domain.markets._dated import Dated, date_to_day, day_to_date
 from domain.markets.calendars import HolidayYears, sessions
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "cn_price_band",
     "cn_price_limits",
     "listing_session_number",
+    "listing_sessions_asked",
     "limit_prices",
     "limit_prices_array",
     "listing_regime",
@@ -198,6 +201,18 @@ def listing_session_number(listing_day: int, day: int, holidays: HolidayYears | 
     if (day_to_date(day) - day_to_date(listing_day)) > dt.timedelta(days=LISTING_WINDOW_DAYS):
         return None
     return len(sessions("XSHG", listing_day, day, holidays=holidays))
+
+
+def listing_sessions_asked(listing_day: int, days: Sequence[int]) -> int | None:
+    """The last of ``days`` (a run's session days, ascending) on which a name listed on
+    ``listing_day`` has its session number counted on the XSHG calendar (inside the listing
+    window, ``listing_session_number``); ``None`` when none is. A run checks that the calendar
+    knows it (``check_covered``, with its data set's holidays) before its journal opens."""
+    if listing_day <= 0:
+        return None
+    last = date_to_day(day_to_date(listing_day) + dt.timedelta(days=LISTING_WINDOW_DAYS))
+    index = bisect.bisect_right(days, last) - 1
+    return int(days[index]) if index >= 0 and days[index] >= listing_day else None
 
 
 def cn_instrument_limits(

@@ -79,10 +79,10 @@ class LimitUpChase:
                 ref, close = int(closes[d - 1][col]), int(closes[d][col])
                 if ref <= 0 or not valid[d][col]:
                     continue
-                today = cn_instrument_limits(inst, day, ref)
+                today = cn_instrument_limits(inst, day, ref, panel.holidays)  # the data set's
                 if today is None or close != today.up_raw:
                     continue
-                following = cn_instrument_limits(inst, next_day, close)
+                following = cn_instrument_limits(inst, next_day, close, panel.holidays)
                 signalled[col] = 0 if following is None else following.up_raw
             if not signalled and not previous:
                 continue

@@ -166,10 +166,31 @@ def test_backtest_and_replay_use_the_carried_holidays(
             "params = { fast = 3, slow = 8, weight = 0.5 }\n"
         )
     assert tape(["backtest", str(tmp_path / "plain.toml")]) == 2  # was 70, "a bug: please report it"
-    assert "--holidays FILE" in capfd.readouterr().out
+    # Refused before the journal opens (it was written up to 2026-12-31 and left unfinished).
+    assert not (tmp_path / "plain.sqlite").exists()
+    refused = capfd.readouterr().out
+    assert "--holidays FILE" in refused and "600002 lists on 20261228" in refused
     assert tape(["backtest", str(tmp_path / "extended.toml"), "--json", str(tmp_path / "run.json")]) == 0
     assert json.loads((tmp_path / "run.json").read_text())["records"] > 100
     assert tape(["replay", str(tmp_path / "extended.sqlite")]) == 0
+
+
+def test_a_set_past_the_coverage_without_a_listing_in_it_still_runs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The check before the journal asks the calendar only where a run counts sessions (an
+    A-share's first sessions after listing): a set whose bars run past the coverage with no
+    listing near them ran to its end before the check and still does."""
+    bars, instruments = weekday_bars("2026-11-02", "2027-01-29", closed=("2027-01-01", "2027-01-13"))
+    write_dataset(
+        tmp_path / "set", name="set", frequency="1d", calendar="XSHG", instruments=instruments, bars=bars
+    )
+    (tmp_path / "run.toml").write_text(
+        f'run_id = "old"\ndataset = "{tmp_path / "set"}"\njournal = "{tmp_path / "run.sqlite"}"\n'
+        'initial_cash = "1000000"\ncurrency = "CNY"\n[strategy]\nname = "sma_crossover"\n'
+        "params = { fast = 3, slow = 8, weight = 0.5 }\n"
+    )
+    assert tape(["backtest", str(tmp_path / "run.toml")]) == 0, capfd.readouterr().out
 
 
 def test_paper_grid_runs_on_the_data_sets_holidays(tmp_path: Path) -> None:
@@ -205,3 +226,70 @@ def test_a_mixed_set_checks_its_a_shares_on_the_supplied_holidays(
     args = ["export", str(wrong), str(tmp_path / "w"), "--calendar", "mixed", "--holidays", supplied]
     assert tape(args) == 2
     assert "2027-01-13, not a XSHG session day" in capfd.readouterr().out
+
+
+def test_health_of_a_lake_ending_on_the_last_covered_day(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The gap report padded a day after the lake's last bar: a lake ending on 2026-12-31 asked
+    XSHG for 2027-01-01 and ``tape health`` was refused (exit 2) for a day the lake does not
+    hold. The day after is asked only where the calendar knows it."""
+    lake = weekday_lake(tmp_path / "lake", "2026-11-02", "2026-12-31")
+    assert tape(["health", str(lake)]) == 0, capfd.readouterr().out
+
+
+def test_health_takes_the_holidays_and_its_refusal_names_its_own_option(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    lake = weekday_lake(tmp_path / "lake", "2026-12-01", "2027-01-29", closed=("2027-01-01", "2027-01-13"))
+    assert tape(["health", str(lake)]) == 2
+    refused = " ".join(capfd.readouterr().out.split())
+    assert "records holidays only through 2026-12-31" in refused
+    assert "tape health LAKE --holidays FILE" in refused and "tape export" not in refused
+    assert tape(["health", str(lake), "--holidays", str(_holidays(tmp_path)), "--json", "-"]) == 0
+    (report,) = json.loads(capfd.readouterr().out)
+    gaps = report["gaps"]  # 42 sessions of each name: the supplied closures are no gap
+    assert (gaps["sessions_expected"], gaps["sessions_present"], gaps["missing_bars"]) == (84, 84, 0)
+    # The file is checked whole, as export checks it.
+    bad = _holidays(tmp_path, "year,date\n2027,2027-01-02\n")
+    assert tape(["health", str(lake), "--holidays", str(bad)]) == 2
+    assert "2027-01-02 is a Saturday" in capfd.readouterr().out
+
+
+def test_ingest_takes_the_holidays_and_its_refusal_names_its_own_option(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "600001.csv"
+    rows = ["2026-12-30", "2026-12-31", "2027-01-04", "2027-01-05", "2027-01-12", "2027-01-14"]
+    source.write_text("date,open,high,low,close,volume\n" + "".join(f"{d},10,11,9,10,100\n" for d in rows))
+    argv = ["ingest", "csv", str(source), "--out", str(tmp_path / "lake"), "--symbol", "600001", "--venue",
+            "SSE", "--calendar", "XSHG", "--currency", "CNY", "--map",
+            "ts=date,open=open,high=high,low=low,close=close,volume=volume"]  # fmt: skip
+    assert tape(argv) == 2
+    refused = " ".join(capfd.readouterr().out.split())
+    assert "records holidays only through 2026-12-31" in refused and "the lake is unchanged" in refused
+    assert "tape ingest ... --holidays FILE" in refused and "tape export" not in refused
+    assert not (tmp_path / "lake").exists()
+    assert tape([*argv, "--holidays", str(_holidays(tmp_path)), "--json", str(tmp_path / "in.json")]) == 0
+    (report,) = json.loads((tmp_path / "in.json").read_text())["files"]
+    # 2027-01-06..08 and 2027-01-11 are sessions without a bar; 2027-01-13 is a supplied closure
+    assert (report["accepted"], report["suspension_sessions"]) == (6, 4)
+
+
+def test_the_limit_up_probe_counts_listings_on_the_data_sets_holidays(tmp_path: Path) -> None:
+    """``cn_rules_probes``' LimitUpChase predicts each name's band with ``cn_instrument_limits``;
+    it did so without the data set's holidays, so a name listed 2026-12-28 raised
+    CalendarNotCovered at its first 2027 session on a set that carries 2027's closures."""
+    from models.strategies.cn_rules_probes import LimitUpChase
+
+    bars, instruments = weekday_bars(
+        "2026-11-02", "2027-01-29", closed=("2027-01-01", "2027-01-13"), listing_day=20261228
+    )
+    holidays = HolidayYears("XSHG", (2027,), (20270101, 20270113))
+    write_dataset(
+        tmp_path / "set", name="set", frequency="1d", calendar="XSHG", instruments=instruments,
+        bars=bars, holidays=holidays,
+    )  # fmt: skip
+    panel, _ = load_panel(tmp_path / "set")
+    assert panel.holidays == holidays
+    LimitUpChase().schedule(panel)  # raised CalendarNotCovered for 20270104

@@ -490,3 +490,17 @@ async def test_the_gate_knows_a_star_listings_no_limit_sessions() -> None:
     assert venue.refusal(request(1, fresh, 1, 200, 3000)) is None
     reason = venue.refusal(request(2, sixth, 1, 200, 3000))
     assert reason == "CN_PRICE_LIMIT: limit_up=24.00, order_px=30.00"
+
+
+@pytest.mark.asyncio
+async def test_the_gate_counts_a_listing_past_2026_on_the_data_sets_holidays() -> None:
+    """XSHG is known through 2026 only; with the run's supplied 2027 closures (a synthetic
+    Wednesday, 2027-01-13) a STAR name listed 2027-01-11 is in its 4th session on 2027-01-15,
+    with no limit. Before, the gate counted without them and raised CalendarNotCovered."""
+    from domain.markets import HolidayYears
+
+    fresh = msgspec.structs.replace(SMIC, instrument_id=4, symbol="688999", listing_day=20270111)
+    holidays = HolidayYears("XSHG", (2027,), (20270101, 20270113))
+    venue = XtpVenue(RecordedTd(), SESSION, [fresh], tag=TAG, day=20270115, holidays=holidays)
+    venue.set_reference(fresh.instrument_id, 2000)
+    assert venue.refusal(request(1, fresh, 1, 200, 3000)) is None

@@ -9,7 +9,7 @@ import pytest
 
 from cli.main import main
 from lake.store import DatasetError, load_panel
-from lake.synth import synth_dataset
+from lake.synth import bar_times, synth_dataset
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,8 @@ from lake.synth import synth_dataset
         (["--calendar", "FOO"], "unknown calendar 'FOO'"),  # InvalidCalendarName: internal error
         (["--start", "notadate"], "start is not a date"),  # ValueError: internal error
         (["--bars", "100000"], "sessions after 2015-01-02; asked for 100,000"),
-        (["--frequency", "1m", "--start", "2030-01-01"], "XNYS has only 0 minute bars after 2030-01-01"),
+        # 2030 was refused while it was more than a year after today (the library's default span)
+        (["--frequency", "1m", "--start", "2100-01-04"], "XNYS has only 0 sessions after 2100-01-04"),
         # MemoryError (7.28 TiB): an internal error, exit 70; or a machine swapping below that
         (["--calendar", "24x7", "--bars", "1000000000000"], "is more than 50,000,000, the most"),
         (["--calendar", "24x7", "--symbols", "51", "--bars", "1000000"], "51,000,000 bars is more than"),
@@ -42,3 +43,20 @@ def test_synth_dataset_makes_exactly_the_bars_asked_for(tmp_path: Path) -> None:
     assert panel.close.shape == (5, 2)
     with pytest.raises(DatasetError, match="bars must be at least 1"):
         synth_dataset(tmp_path / "none", seed=3, symbols=2, bars=0)
+
+
+def test_bar_times_depend_on_the_request_not_on_todays_date() -> None:
+    """The calendar was built with exchange_calendars' default span, 20 years before today to a
+    year after it: a start in 2000 was moved to December 2006 (the first session 20 years before
+    the day the command ran) and a request reaching 2028 was refused. The span now comes from
+    the start and the bars asked for."""
+    _, day = bar_times("XNYS", "1d", "2000-01-03", 3)
+    assert day.tolist() == [20000103, 20000104, 20000105]
+    ts, day = bar_times("XNYS", "1d", "2027-12-28", 4)  # past a year from today (2026-12-07)
+    assert day.tolist() == [20271228, 20271229, 20271230, 20271231]
+    ts, day = bar_times("XNYS", "1m", "2000-01-03", 391)  # a session of 390 minutes, then one
+    assert (day[0], day[-1], len(ts)) == (20000103, 20000104, 391)
+    _, day = bar_times("XSHG", "1d", "2026-12-29", 3)  # to the calendar's last covered day
+    assert day.tolist() == [20261229, 20261230, 20261231]
+    with pytest.raises(DatasetError, match="XSHG has only 3 sessions after 2026-12-29; asked for 4"):
+        bar_times("XSHG", "1d", "2026-12-29", 4)
