@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 
 from cli.alerts_cmd import (
     acknowledge_alert,
@@ -25,17 +26,19 @@ from cli.alerts_cmd import (
     load_alerts_config,
     poll_seconds,
 )
-from cli.ingest import tick_health_line
+from cli.ingest import add_holidays_option, holidays_option, tick_health_line
 from cli.logs import Redactor
-from cli.progress import plural
+from cli.progress import console, plural
 from cli.wiring import replay_builder
 from domain.events import DatasetReferenced, RunStarted
+from domain.markets import CalendarNotCovered, HolidayYears, holidays_hint
 from kernel.journal import Journal, JournalError
 from kernel.marks import MarkHistory
 from kernel.operator_inbox import running_session, send_command, strategy_refusal
 from kernel.replay import journaled_rows, queued_run
 from kernel.store import open_journal
 from lake.health import dataset_health
+from lake.holidays import HolidayFileError
 from lake.partitioned import Lake
 from lake.store import load_panel
 from lake.tick_health import tick_health
@@ -46,7 +49,14 @@ from sim.metrics import report_from_journal
 from tui import CockpitApp, CockpitSources
 from tui.sources import Marks
 
-__all__ = ["AlertDeskOf", "add_cockpit_parser", "cmd_cockpit", "cockpit_sources", "lake_health_lines"]
+__all__ = [
+    "COCKPIT_HOLIDAYS",
+    "AlertDeskOf",
+    "add_cockpit_parser",
+    "cmd_cockpit",
+    "cockpit_sources",
+    "lake_health_lines",
+]
 
 
 def _marks(journal: Journal) -> Marks:
@@ -86,14 +96,26 @@ def _marks(journal: Journal) -> Marks:
     return Marks(at_step, step_at)
 
 
-def lake_health_lines(lake_root: Path) -> list[str]:
+COCKPIT_HOLIDAYS = holidays_hint("tape cockpit JOURNAL --lake LAKE --holidays FILE")
+"""What the data tab says to do when the lake's bars run past a calendar's coverage (the
+cockpit's own option, as ``tape health``'s refusal names ``tape health``'s)."""
+
+
+def lake_health_lines(lake_root: Path, holidays: HolidayYears | None = None) -> list[str]:
     """``tape health``'s numbers, one line per data set of the lake: bars, then trades and
-    quotes (``cli.ingest.tick_health_line``)."""
+    quotes (``cli.ingest.tick_health_line``), checked on XSHG extended by ``holidays`` (``tape
+    cockpit --holidays``, read as ``tape health --holidays`` reads it). Bars past a calendar's
+    coverage give ``tape health``'s refusal as the one line, naming the cockpit's option."""
     if not (lake_root / "lake.json").exists():
         return [f"{lake_root} is not a lake (no lake.json)"]
     lines = []
     lake = Lake(lake_root)
-    for item in dataset_health(lake):
+    try:
+        health = dataset_health(lake, holidays=holidays)
+        ticks = tick_health(lake, holidays=holidays)
+    except CalendarNotCovered as error:  # its hint named tape export's option
+        return [f"data health not shown: {error.pointing(COCKPIT_HOLIDAYS)}"]
+    for item in health:
         reasons = ", ".join(f"{reason} {count}" for reason, count in item.quarantined.items()) or "none"
         coverage = f"{item.coverage:.2%}" if item.gaps.bars_expected else "-"
         lines.append(
@@ -102,7 +124,7 @@ def lake_health_lines(lake_root: Path) -> list[str]:
             f"{item.gaps.suspension_sessions:,} suspension sessions, {item.gaps.missing_bars:,} missing "
             f"bars, {item.gaps.missing_end_bars:,} missing at the end; quarantined: {reasons}"
         )
-    lines += [tick_health_line(item) for item in tick_health(lake)]
+    lines += [tick_health_line(item) for item in ticks]
     return lines or [f"{lake_root}: no data sets"]
 
 
@@ -160,6 +182,7 @@ def cockpit_sources(
     lake: Path | None = None,
     replay_day: int | None = None,
     alerts: Path | None = None,
+    holidays: HolidayYears | None = None,
 ) -> CockpitSources:
     return CockpitSources(
         journal=journal,
@@ -167,7 +190,7 @@ def cockpit_sources(
         execution=execution_reports,
         marks=_marks,
         replay_build=replay_builder,
-        health=(lambda: lake_health_lines(lake)) if lake is not None else None,
+        health=(lambda: lake_health_lines(lake, holidays)) if lake is not None else None,
         replay_day=replay_day,
         commands=SessionCommands(journal, os.environ.get("USER") or "cockpit"),
         alerts=AlertDeskOf(alerts, journal, getpass.getuser()) if alerts is not None else None,
@@ -184,6 +207,12 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
     with open_journal(path):  # a missing or damaged journal is named before the screen opens
         pass
     lake = Path(args.lake) if args.lake else None
+    if args.holidays and lake is None:
+        return _refused("--holidays is for the data tab's lake health: give --lake LAKE as well")
+    try:
+        holidays = holidays_option(args)  # a file that cannot be used is named now, as tape health does
+    except HolidayFileError as error:
+        return _refused(str(error))
     alerts = Path(args.alerts) if args.alerts else None
     if alerts is not None:
         load_alerts_config(alerts, Redactor(), sending=False)  # a rules file that cannot be used is named now
@@ -194,9 +223,15 @@ def cmd_cockpit(args: argparse.Namespace) -> int:
         lake=lake,
         replay_day=args.day,
         alerts=alerts,
+        holidays=holidays,
     )
     CockpitApp(sources).run()
     return 0
+
+
+def _refused(message: str) -> int:
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+    return 2
 
 
 def session_day(text: str) -> int:
@@ -220,6 +255,7 @@ def add_cockpit_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser
         "--poll", type=float, default=0.5, help="seconds between polls, 0.01 to 3600 (default 0.5)"
     )
     cockpit.add_argument("--lake", help="the lake the data set came from: its data health on the data tab")
+    add_holidays_option(cockpit, "--lake's bars and trades are checked on the extended calendar")
     cockpit.add_argument(
         "--alerts", help="the alerts TOML of tape alerts follow: its firing alerts, acknowledged with a"
     )

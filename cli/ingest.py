@@ -55,6 +55,7 @@ __all__ = [
     "FORMATS",
     "add_export_parser",
     "add_health_parser",
+    "add_holidays_option",
     "add_ingest_parser",
     "cmd_export",
     "cmd_health",
@@ -62,6 +63,7 @@ __all__ = [
     "export_summary",
     "format_span",
     "health_csv",
+    "holidays_option",
     "print_health",
     "print_tick_health",
     "tick_health_line",
@@ -110,7 +112,7 @@ def add_ingest_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="write one row per file (metadata: per instrument of each file) as CSV ('-': stdout)",
     )
     parser.add_argument("--symbol", help="symbol (default: from the file name)")
-    _add_holidays(parser, "the bars are checked, and their gaps counted, on the extended calendar")
+    add_holidays_option(parser, "the bars are checked, and their gaps counted, on the extended calendar")
     parser.add_argument(
         "--venue",
         help="venue (yahoo: the --calendar code, else XNYS; freqtrade/nautilus: binance, kraken: kraken)",
@@ -291,7 +293,7 @@ HEALTH_HOLIDAYS = holidays_hint("tape health LAKE --holidays FILE")
 """What a past-the-calendar refusal of ``tape health`` says to do."""
 
 
-def _add_holidays(parser: argparse.ArgumentParser, use: str) -> None:
+def add_holidays_option(parser: argparse.ArgumentParser, use: str) -> None:
     parser.add_argument(
         "--holidays",
         metavar="FILE",
@@ -301,7 +303,7 @@ def _add_holidays(parser: argparse.ArgumentParser, use: str) -> None:
     )
 
 
-def _holidays_option(args: argparse.Namespace) -> HolidayYears | None:
+def holidays_option(args: argparse.Namespace) -> HolidayYears | None:
     """The ``--holidays`` file's years (XSHG's: the one calendar that has years to extend), read
     and checked whole before the verb reads the lake; ``HolidayFileError`` names every problem."""
     return None if not args.holidays else read_holidays(Path(args.holidays), "XSHG")
@@ -320,7 +322,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return _ingest_metadata(args)
     paths = [Path(p) for p in args.paths]
     try:
-        holidays = _holidays_option(args)
+        holidays = holidays_option(args)
     except HolidayFileError as error:
         return _refused(error, unchanged=True)
     try:
@@ -577,7 +579,7 @@ def add_health_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
         help="trades and quotes: count the gaps between consecutive rows longer than this inside a "
         "session (default %(default)g, i.e. 1 hour)",
     )
-    _add_holidays(parser, "bars and trades are checked on the extended calendar")
+    add_holidays_option(parser, "bars and trades are checked on the extended calendar")
     return parser
 
 
@@ -598,7 +600,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         return 2
     lake = Lake(root)
     try:
-        holidays = _holidays_option(args)
+        holidays = holidays_option(args)
         health = dataset_health(lake, holidays=holidays)
         ticks = tick_health(lake, gap_ns=round(gap_ns), holidays=holidays)
     except (LakeError, HolidayFileError) as error:

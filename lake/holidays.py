@@ -10,8 +10,9 @@ line; nothing used on any)::
 
 ``tape export --holidays FILE`` checks the bars on the extended calendar and carries the
 holidays in the data set (``holidays.parquet``, under its content hash): the file itself is read
-once, at export, so a run never depends on a file that can change under it. ``tape health``
-and ``tape ingest --holidays FILE`` check a lake's bars on it (the lake does not keep it).
+once, at export, so a run never depends on a file that can change under it. ``tape health``,
+``tape ingest`` and ``tape cockpit --lake LAKE --holidays FILE`` check a lake's bars on it (the
+lake does not keep it); ``lake.resample.resample(..., holidays=)`` cuts bars on it.
 ``tape scheduler`` reads one per calendar from its jobs file (``[scheduler.holidays]``) when the
 file is loaded: it decides only on which days a job runs, never what a run computes.
 """

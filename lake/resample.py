@@ -20,6 +20,11 @@ closing call auction (14:57, 15:00] as segments that are one bucket each at any 
 frequency, so an auction print never shares a bar with continuous trading (``1d`` includes
 them).
 
+``holidays=`` extends XSHG past the years ``exchange_calendars`` records (2026 in 4.13.x): the
+operator's file, read with ``lake.holidays.read_holidays`` (the reader of ``tape export
+--holidays``), or a data set's ``Panel.holidays``. Without it a bar past the coverage is refused
+saying so (``RESAMPLE_HOLIDAYS``); bars of the last covered day resample without it.
+
 open = first, high = max, low = min, close = last, volume = sum, turnover = sum (null if any
 input turnover is null). ``vwap = turnover x 10**qty_digits / volume`` when turnover is known,
 else ``sum(close x volume) / volume`` (the closes stand in for trade prices; exact for
@@ -36,6 +41,7 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -43,11 +49,22 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from domain.markets import CalendarNotCovered, holidays_hint
 from lake._resample_nb import resample_nb
 from lake.schema import BARS, frequency_ns
-from lake.sessions import DAY_NS, NO_BREAK, Sessions, known_calendar, segments_for, yyyymmdd
+from lake.sessions import DAY_NS, NO_BREAK, Sessions, known_calendar, segments_around, yyyymmdd
 
-__all__ = ["ResampleError", "Resampler", "assign_buckets", "resample", "sessions_covering"]
+if TYPE_CHECKING:
+    from domain.markets import HolidayYears
+
+__all__ = [
+    "RESAMPLE_HOLIDAYS",
+    "ResampleError",
+    "Resampler",
+    "assign_buckets",
+    "resample",
+    "sessions_covering",
+]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -56,15 +73,29 @@ class ResampleError(ValueError):
     """Bars that cannot be placed in the calendar's sessions, or an impossible frequency."""
 
 
+RESAMPLE_HOLIDAYS = holidays_hint('resample(..., holidays=lake.holidays.read_holidays(FILE, "XSHG"))')
+"""What a past-the-calendar refusal of resampling says to do: the ``holidays`` argument, read
+with the reader ``tape export --holidays`` uses (not export's option: no data set is written)."""
+
+
 def sessions_covering(
-    calendar: str, ts_ns: IntArray, session: str = "regular", exchange: str | None = None
+    calendar: str,
+    ts_ns: IntArray,
+    session: str = "regular",
+    exchange: str | None = None,
+    holidays: HolidayYears | None = None,
 ) -> Sessions:
     """The calendar's sessions (``session="regular"``) or segments under another session set
-    (``lake.sessions.segments_for``) around the span of ``ts_ns`` (one day of margin each side)."""
+    (``lake.sessions.segments_around``) around the span of ``ts_ns`` (one day of margin each
+    side, the day after only where the calendar knows it). ``holidays``: XSHG's years past
+    exchange_calendars' (``lake.holidays.read_holidays``, or a data set's ``Panel.holidays``);
+    a bar past the coverage is refused saying to supply them (``RESAMPLE_HOLIDAYS``)."""
     ts = np.asarray(ts_ns, dtype=np.int64)
-    first, last = yyyymmdd(np.array([ts.min() // DAY_NS - 1, ts.max() // DAY_NS + 1]))
+    first, last = yyyymmdd(np.array([ts.min() // DAY_NS, ts.max() // DAY_NS]))
     try:
-        return segments_for(calendar, int(first), int(last), session, exchange)
+        return segments_around(calendar, int(first), int(last), session, exchange, holidays)
+    except CalendarNotCovered as error:  # its hint named tape export's option
+        raise ResampleError(str(error.pointing(RESAMPLE_HOLIDAYS))) from error
     except ValueError as error:
         raise ResampleError(str(error)) from error
 
@@ -198,11 +229,13 @@ def resample(
     qty_digits: int = 0,
     session: str = "regular",
     exchange: str | None = None,
+    holidays: HolidayYears | None = None,
 ) -> pl.DataFrame:
     """Bars -> ``frequency`` bars (sorted by instrument, time). Give ``calendar`` (an
     exchange_calendars name or ``24x7``) or precomputed ``sessions``. ``session`` picks the
     session set: ``regular``, XNYS ``extended`` (pre/regular/post as separate segments) or XSHG
-    ``auctions`` (call auctions as their own single-bucket phases; needs ``exchange``)."""
+    ``auctions`` (call auctions as their own single-bucket phases; needs ``exchange``).
+    ``holidays`` extends XSHG past exchange_calendars' last year (``sessions_covering``)."""
     table = _table(bars)
     step = 0 if frequency == "1d" else frequency_ns(frequency)
     if table.num_rows == 0:
@@ -212,7 +245,7 @@ def resample(
             raise ResampleError("resample needs a calendar or sessions")
         if not known_calendar(calendar):  # was exchange_calendars' InvalidCalendarName
             raise ResampleError(f"unknown calendar {calendar!r} (an exchange_calendars code, or 24x7)")
-        sessions = sessions_covering(calendar, table.column("ts_ns").to_numpy(), session, exchange)
+        sessions = sessions_covering(calendar, table.column("ts_ns").to_numpy(), session, exchange, holidays)
     result = _kernel(table, sessions, step)
     if result[1] == -2:  # not sorted by (instrument, time): sort once and run again
         table = table.sort_by([("instrument_id", "ascending"), ("ts_ns", "ascending")])
@@ -262,7 +295,8 @@ def _empty() -> pl.DataFrame:
 
 class Resampler:
     """Incremental resampling: ``update(chunk)`` returns the buckets the chunk finished,
-    ``flush()`` the rest. Chunks must arrive in time order per instrument."""
+    ``flush()`` the rest. Chunks must arrive in time order per instrument. ``holidays`` as for
+    ``resample``."""
 
     def __init__(
         self,
@@ -272,6 +306,7 @@ class Resampler:
         qty_digits: int = 0,
         session: str = "regular",
         exchange: str | None = None,
+        holidays: HolidayYears | None = None,
     ) -> None:
         frequency_ns(frequency)
         self.frequency = frequency
@@ -279,6 +314,7 @@ class Resampler:
         self.qty_digits = qty_digits
         self.session = session
         self.exchange = exchange
+        self.holidays = holidays
         self._carry: pa.Table | None = None
 
     def update(self, chunk: pa.Table | pl.DataFrame) -> pl.DataFrame:
@@ -289,7 +325,7 @@ class Resampler:
             return _empty()
         table = table.sort_by([("instrument_id", "ascending"), ("ts_ns", "ascending")])
         ts = table.column("ts_ns").to_numpy()
-        sessions = sessions_covering(self.calendar, ts, self.session, self.exchange)
+        sessions = sessions_covering(self.calendar, ts, self.session, self.exchange, self.holidays)
         bucket, _ = assign_buckets(ts, sessions, self.frequency)
         ids = table.column("instrument_id").to_numpy()
         last = np.flatnonzero(np.r_[ids[1:] != ids[:-1], True])  # each instrument's last row
@@ -314,4 +350,5 @@ class Resampler:
             qty_digits=self.qty_digits,
             session=self.session,
             exchange=self.exchange,
+            holidays=self.holidays,
         )

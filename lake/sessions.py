@@ -24,6 +24,7 @@ __all__ = [
     "known_calendar",
     "frequency_ns",
     "outside_sessions",
+    "segments_around",
     "segments_for",
     "sessions_around",
     "sessions_for",
@@ -193,22 +194,28 @@ SESSION_CHOICES = {"XNYS": ("regular", "extended"), "XSHG": ("regular", "auction
 
 @functools.lru_cache(maxsize=16)
 def segments_for(
-    calendar: str, first_day: int, last_day: int, session: str, exchange: str | None = None
+    calendar: str,
+    first_day: int,
+    last_day: int,
+    session: str,
+    exchange: str | None = None,
+    holidays: HolidayYears | None = None,
 ) -> Sessions:
     """Trading segments (UTC ns, ``(open, close]`` for bar closes) of ``calendar`` under a
     session set: ``regular`` is ``sessions_for`` as is; XNYS ``extended`` is pre-market
     (04:00 ET, open], the regular session, post-market (close, 20:00 ET], ``1d`` stamped at
     20:00 ET; XSHG ``auctions`` (needs ``exchange`` SSE or SZSE) is the opening call auction
     (09:15, 09:25] and, where ``cn_phase`` has one, the closing call auction (14:57, 15:00] as
-    single-bucket segments, plus the continuous segments (09:30, 11:30], (13:00, 14:57 or 15:00]."""
+    single-bucket segments, plus the continuous segments (09:30, 11:30], (13:00, 14:57 or 15:00].
+    ``holidays`` extends XSHG past the library's last year, as for ``sessions_for``."""
     choices = SESSION_CHOICES.get(calendar, ("regular",))
     if session not in choices:
         raise ValueError(f"session for {calendar} must be one of {choices}, got {session!r}")
     if session == "regular":
-        return sessions_for(calendar, first_day, last_day)
+        return sessions_for(calendar, first_day, last_day, holidays)
     from domain.markets.calendars import CnPhase, cn_phase, us_extended_intervals_ns
 
-    base = sessions_for(calendar, first_day, last_day)
+    base = sessions_for(calendar, first_day, last_day, holidays)
     rows: list[tuple[int, int, int, int, bool]] = []  # day, open, close, day_close, single
     if session == "extended":
         for day, open_ns, close_ns in zip(
@@ -245,6 +252,23 @@ def segments_for(
         table[:, 3].copy(),
         table[:, 4].astype(np.bool_),
     )
+
+
+def segments_around(
+    calendar: str,
+    first_day: int,
+    last_day: int,
+    session: str,
+    exchange: str | None = None,
+    holidays: HolidayYears | None = None,
+) -> Sessions:
+    """``segments_for`` from the day before ``first_day`` to the day after ``last_day`` (UTC
+    days of bars), the day after only where the calendar knows it, as ``sessions_around``:
+    resampling XSHG bars ending on the calendar's last covered day asked for the day after and
+    was refused. A ``last_day`` past the coverage raises ``CalendarNotCovered``."""
+    before = _shifted(first_day, -1)
+    after = max(last_day, _covered_through(calendar, _shifted(last_day, 1), holidays))
+    return segments_for(calendar, before, after, session, exchange, holidays)
 
 
 def _covered_through(calendar: str, day: int, holidays: HolidayYears | None) -> int:

@@ -900,3 +900,66 @@ async def test_the_replay_screen_keeps_each_figure_with_its_label_at_80_columns(
         await pilot.resize_terminal(140, 40)
         await pilot.pause(0.3)
         assert len(lines("#replay-journal")) < narrow
+
+
+XSHG_2027 = "year,date,name\n2027,2027-01-01,synthetic one\n2027,2027-01-13,synthetic two\n"
+"""Two synthetic 2027 XSHG closures (a Friday and a Wednesday), not 2027's real ones."""
+
+
+@pytest.mark.asyncio
+async def test_the_data_tab_checks_an_xshg_lake_past_2026_on_the_holidays(
+    journal: Path, tmp_path: Path
+) -> None:
+    """The data tab asked ``dataset_health(lake)`` without holidays: for a lake of XSHG bars past
+    exchange_calendars' last year (2026) it showed 'data health: ... with tape export --holidays
+    FILE, and export the data set again', an option that cannot help the cockpit, and no way to
+    give the file. ``tape cockpit --lake LAKE --holidays FILE`` checks the lake on the extended
+    calendar (``tape health --holidays``' numbers); without it the tab shows tape health's
+    refusal naming the cockpit's option."""
+    from lake.holidays import read_holidays
+    from tests.factories import weekday_lake
+
+    lake = weekday_lake(tmp_path / "lake", "2026-12-01", "2027-01-29", closed=("2027-01-01", "2027-01-13"))
+    path = tmp_path / "holidays.csv"
+    path.write_text(XSHG_2027)
+
+    async def refused(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.data.health is not None)
+        await pilot.press("7")
+        shown = " ".join(text(app, "#data-health").split())
+        assert "data health not shown: XSHG: exchange_calendars" in shown
+        assert "records holidays only through 2026-12-31" in shown
+        assert "with tape cockpit JOURNAL --lake LAKE --holidays FILE" in shown and "tape export" not in shown
+
+    await drive(cockpit_sources(journal, follow=False, lake=lake), refused)
+
+    async def checked(app: CockpitApp, pilot: Pilot[None]) -> None:
+        await until(pilot, lambda: app.data.health is not None)
+        await pilot.press("7")
+        shown = " ".join(text(app, "#data-health").split())
+        # 42 sessions of each name: the supplied closures are no gap
+        assert (
+            "bars/1d: 2 instruments, 84 rows, coverage 100.00%, 0 suspension sessions, 0 missing bars"
+            in shown
+        )
+
+    holidays = read_holidays(path, "XSHG")
+    await drive(cockpit_sources(journal, follow=False, lake=lake, holidays=holidays), checked)
+
+
+def test_the_cockpits_holiday_file_is_checked_before_the_screen_opens(
+    journal: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--holidays`` is read as ``tape health --holidays`` reads it (checked whole, exit 2 naming
+    each problem) and only with ``--lake``, whose health it is for."""
+    from cli.main import main
+
+    lake = tmp_path / "lake"
+    bad = tmp_path / "holidays.csv"
+    bad.write_text("year,date\n2027,2027-01-02\n")
+    assert main(["cockpit", str(journal), "--lake", str(lake), "--holidays", str(bad)]) == 2
+    assert "2027-01-02 is a Saturday" in capsys.readouterr().out
+    good = tmp_path / "good.csv"
+    good.write_text(XSHG_2027)
+    assert main(["cockpit", str(journal), "--holidays", str(good)]) == 2
+    assert "give --lake LAKE as well" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -11,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lake.holidays import read_holidays
 from lake.resample import ResampleError, Resampler, resample
+from tests.factories import weekday_bars
 
 MINUTE = 60_000_000_000
 DAY0 = np.datetime64("2019-01-02T00:00", "ns").astype(np.int64)  # a UTC midnight
@@ -328,3 +331,49 @@ def test_incremental_equals_one_shot_under_session_choices(
     parts.append(resampler.flush())
     assert pl.concat(parts).sort(["instrument_id", "ts_ns"]).equals(one_shot)
     assert one_shot["volume"].sum() == int(volume.sum())
+
+
+SUPPLIED = "year,date,name\n2027,2027-01-01,synthetic one\n2027,2027-01-13,synthetic two\n"
+"""Two synthetic 2027 XSHG closures (a Friday and a Wednesday), not 2027's real ones."""
+
+
+def xshg_days(days: list[str]) -> pa.Table:
+    ts = np.concatenate([xshg_minutes(day) for day in days])
+    return hand_bars(ts.tolist(), (1_000 + np.arange(len(ts))).tolist(), [1] * len(ts), [None] * len(ts))
+
+
+def test_xshg_past_the_library_resamples_on_supplied_holidays(tmp_path: Path) -> None:
+    """``segments_for`` took no holidays, so resampling XSHG bars past exchange_calendars' last
+    year (2026) was refused even with the operator's holiday file, pointing at ``tape export
+    --holidays`` (which cannot help); bars of the last covered day (2026-12-31) were refused too,
+    for the day after them. ``holidays=`` (read with ``tape export``'s reader) extends it."""
+    path = tmp_path / "holidays.csv"
+    path.write_text(SUPPLIED)
+    holidays = read_holidays(path, "XSHG")
+    last_covered = resample(xshg_days(["2026-12-31"]), "1h", calendar="XSHG")
+    assert last_covered["bar_count"].to_list() == [60, 60, 60, 60]
+
+    past = xshg_days(["2027-01-12", "2027-01-14"])  # around the supplied 2027-01-13 closure
+    with pytest.raises(ResampleError, match="records holidays only through 2026-12-31") as refused:
+        resample(past, "1h", calendar="XSHG")
+    assert 'holidays=lake.holidays.read_holidays(FILE, "XSHG")' in str(refused.value)
+    assert "tape export" not in str(refused.value)
+    hours = resample(past, "1h", calendar="XSHG", holidays=holidays)
+    assert hours["day"].to_list() == [20270112] * 4 + [20270114] * 4
+    assert hours["bar_count"].to_list() == [60] * 8
+    resampler = Resampler("1h", calendar="XSHG", holidays=holidays)  # the incremental form too
+    parts = [resampler.update(past.slice(0, 300)), resampler.update(past.slice(300)), resampler.flush()]
+    assert pl.concat(parts).equals(hours)
+    auctions = resample(past, "1d", calendar="XSHG", session="auctions", exchange="SSE", holidays=holidays)
+    assert auctions["day"].to_list() == [20270112, 20270114]
+    with pytest.raises(ResampleError, match="outside XSHG sessions"):  # a bar on a supplied closure
+        resample(xshg_days(["2027-01-13"]), "1h", calendar="XSHG", holidays=holidays)
+
+    # Daily bars of the factory's XSHG-like set: one session per weekday not supplied as closed.
+    daily, _ = weekday_bars("2026-12-28", "2027-01-15", closed=("2027-01-01", "2027-01-13"), names=1)
+    daily = daily.append_column("turnover", pa.nulls(daily.num_rows, pa.int64()))
+    days = resample(daily, "1d", calendar="XSHG", holidays=holidays)["day"].to_list()
+    assert days == [
+        20261228, 20261229, 20261230, 20261231, 20270104, 20270105, 20270106, 20270107, 20270108,
+        20270111, 20270112, 20270114, 20270115,
+    ]  # fmt: skip
