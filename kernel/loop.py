@@ -682,6 +682,7 @@ class Kernel:
             raise KernelError(f"{sid} at step {step}: {error}") from None
         if not targets:
             return False
+        named = set(targets)  # the names it has a view on (NaN: none), before the sleeve's book
         desk = self.desk
         ts_ns = int(self._panel.ts_ns[step])
         ids = sorted(targets)
@@ -711,9 +712,17 @@ class Kernel:
         allowed, verdicts = self._pre_trade(step, sid, targets, held, prices)
         verdicts[:0] = own_verdicts
         self.state.last_targets.update(allowed)
-        # A new decision supersedes the strategy's orders still open.
+        # A new decision supersedes the strategy's orders still open: those of the names it has a
+        # view on or may send an order for ("named"), or all of them ("all", runs before the
+        # setting), a name left at NaN included (kernel.router.SUPERSEDE).
+        names = None if self.setup.execution.supersede == "all" else named | allowed.keys()
         desk.cancel_where(
-            step, ts_ns, "superseded by a new decision", keep=lambda order: order.strategy_id != sid
+            step,
+            ts_ns,
+            "superseded by a new decision",
+            keep=lambda order: (
+                order.strategy_id != sid or (names is not None and order.instrument_id not in names)
+            ),
         )
         if others:  # this sleeve's share of the allowed book
             allowed = {iid: weight - others.get(iid, 0) for iid, weight in allowed.items()}
@@ -726,7 +735,7 @@ class Kernel:
         for verdict in verdict_events(ts_ns, sid, step, verdicts):
             desk.journal(verdict)
         if self._router is not None:
-            return self._router.on_decision(step, ts_ns, sid, intents)
+            return self._router.on_decision(step, ts_ns, sid, intents, names)
         self._send(step, ts_ns, sid, intents, limit_px)
         return bool(intents)
 

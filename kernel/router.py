@@ -14,7 +14,8 @@ own. Times are panel steps; the per-venue rate limit runs on the steps' event ti
 Rules, in the order the loop applies them at a step (after fills, after a decision):
 
 * a new decision by a strategy cancels its open children (the kernel does) and ends its working
-  parents (``ParentDone`` reason ``cancelled``);
+  parents (``ParentDone`` reason ``cancelled``): those of the names it has a view on
+  (``supersede = "named"``), or all of them (``"all"``, how runs behaved before the setting);
 * a child open ``child_timeout_steps`` after it was sent is cancelled; its unfilled remainder
   joins the parent's next pending slice (none pending: the parent will end ``exhausted``); a
   child the venue expired (A-share day order) rolls its remainder the same way. With
@@ -32,6 +33,7 @@ Rules, in the order the loop applies them at a step (after fills, after a decisi
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -75,10 +77,15 @@ from domain.market import Panel
 if TYPE_CHECKING:
     from kernel.pipeline import OrderIntent
 
-__all__ = ["ALGOS", "ExecutionBook", "ExecutionConfig", "Router", "RouterError"]
+__all__ = ["ALGOS", "SUPERSEDE", "ExecutionBook", "ExecutionConfig", "Router", "RouterError"]
 
 ALGOS = ("market", "twap", "vwap", "pov")
 ON_TIMEOUT = ("cancel", "replace")
+# What a strategy's new decision cancels of its working orders (and the router's parents):
+# "named", those of the names it gives a target (NaN is no view) or sends an order for; "all",
+# every one of them, a name left at NaN included (runs before the setting: sim.backtest's
+# LATER_DEFAULTS).
+SUPERSEDE = ("named", "all")
 _NO_STEP = 1 << 62
 _NS_PER_SECOND = 1_000_000_000
 
@@ -104,14 +111,14 @@ class ExecutionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     retry_backoff_factor: int = 2  # each later retry waits this many times longer
     retry_backoff_cap_steps: int = 60  # longest delay
     on_timeout: str = "cancel"  # cancel | replace: what a child timeout does (see the module doc)
+    supersede: str = "all"  # all | named: which working orders a new decision cancels (SUPERSEDE)
 
     def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"execution.algo must be one of {', '.join(ALGOS)}; got {self.algo!r}")
-        if self.on_timeout not in ON_TIMEOUT:
-            raise ValueError(
-                f"execution.on_timeout must be one of {', '.join(ON_TIMEOUT)}; got {self.on_timeout!r}"
-            )
+        for name, choices in (("algo", ALGOS), ("on_timeout", ON_TIMEOUT), ("supersede", SUPERSEDE)):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"execution.{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}"
+                )
         for name in ("slices", "rate_per_second", "retry_backoff_steps", "retry_backoff_factor"):
             if getattr(self, name) < 1:
                 raise ValueError(f"execution.{name} must be at least 1, got {getattr(self, name)}")
@@ -416,11 +423,21 @@ class Router:
 
     # --- decisions -----------------------------------------------------------------------
 
-    def on_decision(self, step: int, ts_ns: int, strategy_id: str, intents: list[OrderIntent]) -> bool:
-        """End the strategy's working parents (the kernel has cancelled their open children),
-        then take each intent as a parent. True when parents were created."""
+    def on_decision(
+        self,
+        step: int,
+        ts_ns: int,
+        strategy_id: str,
+        intents: list[OrderIntent],
+        names: AbstractSet[int] | None = None,
+    ) -> bool:
+        """End the strategy's working parents of ``names`` (None: of every name; the kernel has
+        cancelled their open children), then take each intent as a parent. True when parents
+        were created."""
         for parent_id, parent in list(self.book.parents.items()):
             if parent.order.strategy_id != strategy_id:
+                continue
+            if names is not None and parent.order.instrument_id not in names:
                 continue
             if any(child.status == "open" for child in parent.children):
                 raise RouterError(f"{parent_id}: children still open after the decision's cancels")

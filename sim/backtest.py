@@ -634,7 +634,9 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("pdt",), None),
     (("futures",), None),
     (("option_model",), None),
-    (("execution",), msgspec.to_builtins(ExecutionConfig())),
+    # runs before [execution] sent market orders; before execution.supersede a decision
+    # cancelled all its strategy's working orders
+    (("execution",), {**msgspec.to_builtins(ExecutionConfig()), "supersede": "all"}),
     (("execution", "on_timeout"), "cancel"),
     (("venue",), msgspec.to_builtins(VenueConfig())),
     (("corporate_actions",), msgspec.to_builtins(CorporateActionConfig())),
@@ -666,6 +668,9 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("live", "port"), 7497),
     (("live", "client_id"), 1),
     (("live", "account"), ""),
+    # a decision cancelled every working order of its strategy before it, a name it left at NaN
+    # included; new runs cancel those of the names it has a view on (kernel.router.SUPERSEDE)
+    (("execution", "supersede"), "all"),
 )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from kernel.router import ExecutionConfig
 from sim.backtest import BacktestConfig, PaperConfig, StrategyConfig, VenueConfig
 from sim.fill_models import FillModel
 
@@ -53,3 +54,20 @@ def test_the_paper_brokers_settings_are_left_out_until_used_and_checked() -> Non
         msgspec.structs.replace(paper, latency_ms=-1)
     with pytest.raises(ValueError, match="heartbeat_s"):
         msgspec.structs.replace(paper, heartbeat_s=-1.0)
+
+
+def test_execution_supersede_reads_all_from_a_journal_without_it_and_named_is_journaled() -> None:
+    """``execution.supersede``: a journal from before it (no ``[execution]`` table, or one
+    without the key) replays with "all"; "named" is journaled and read back; the default
+    journals the bytes of before."""
+    plain = json.loads(_config().canonical_json())
+    assert "execution" not in plain  # the default: the same bytes as before the setting
+    assert BacktestConfig.from_json(json.dumps(plain)).execution.supersede == "all"
+    named = _config(execution=ExecutionConfig(supersede="named"))
+    journaled = json.loads(named.canonical_json())
+    assert journaled["execution"]["supersede"] == "named"
+    assert BacktestConfig.from_json(named.canonical_json()) == named
+    del journaled["execution"]["supersede"]  # an [execution] table journaled before the setting
+    assert BacktestConfig.from_json(json.dumps(journaled)).execution.supersede == "all"
+    with pytest.raises(ValueError, match=r"execution\.supersede must be one of named, all; got 'some'"):
+        ExecutionConfig(supersede="some")
