@@ -884,6 +884,18 @@ def _idle_notice(config: BacktestConfig, strategy_id: str) -> str:
     )
 
 
+def _supersede_notice(config: BacktestConfig) -> str:
+    """One line saying that a book of several markets cancels across them: under ``[execution]
+    supersede = "all"`` (the default, how runs behaved before the setting) a decision at one
+    market's close cancels the working orders another market has not had a session to fill."""
+    return (
+        f"{config.run_id}: the data set trades on several calendars and [execution] supersede = "
+        '"all": each decision cancels its strategy\'s working orders in every market, those of the '
+        'names it gives no view on (NaN) included; set supersede = "named" to keep them '
+        '(docs/strategy_sdk.md, "Targets")'
+    )
+
+
 def _iso_day(day: int) -> str:
     return f"{day // 10000:04d}-{day // 100 % 100:02d}-{day % 100:02d}"
 
@@ -985,6 +997,8 @@ def run_backtest(
         if notice is not None:
             for sid in kernel.idle_strategies(setup.start_step):
                 notice(_idle_notice(config, sid))
+            if ref.calendar == "mixed" and config.execution.supersede == "all":
+                notice(_supersede_notice(config))
         journal_inputs(journal, config, ref, panel)
         kernel.begin()
         start, span = setup.start_step, panel.steps - setup.start_step

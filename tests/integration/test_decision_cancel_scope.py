@@ -188,3 +188,25 @@ def test_the_routers_parents_of_names_without_a_view_keep_working_under_supersed
         without_view[supersede] = [e for e in cancelled if parents[e.parent_id] not in viewed[e.ts_ns]]
     assert without_view["all"]
     assert not without_view["named"]
+
+
+def test_a_book_on_several_calendars_under_supersede_all_is_told_so(tmp_path: Path) -> None:
+    """A mixed-calendar run left at the default ``supersede = "all"`` gets one notice before it
+    starts (its orders in one market are cancelled by the other market's close); ``"named"``
+    gets none."""
+    told: list[str] = []
+    config = BacktestConfig(
+        run_id="told", dataset=str(_dataset(tmp_path / "data")), journal=str(tmp_path / "j1"),
+        strategy=StrategyConfig(entry=f"{__name__}:AtEachClose"), us_regulatory_fees=False,
+        fx=FxConfig(initial_cash={"CNY": "5000000"}), risk=one_name_policy(),
+    )  # fmt: skip
+    run_backtest(config, AtEachClose(), notice=told.append)
+    assert len(told) == 1
+    assert 'several calendars and [execution] supersede = "all"' in told[0]
+    assert 'set supersede = "named"' in told[0]
+    named = msgspec.structs.replace(
+        config, journal=str(tmp_path / "j2"), execution=ExecutionConfig(supersede="named")
+    )
+    told.clear()
+    run_backtest(named, AtEachClose(), notice=told.append)
+    assert told == []
