@@ -221,7 +221,7 @@ def replay_builder(run: RunStarted, ref: DatasetReferenced, *, queued: bool = Fa
             f"the journal was written by {run.engine_version}; this is {ENGINE_VERSION}, which cannot "
             "re-derive it (verify and report still read it)"
         )
-    config = BacktestConfig.from_json(run.config_json)
+    config = BacktestConfig.from_journal(run.config_json)
     try:
         strategies = make_strategies(config)
     except ConfigError as error:

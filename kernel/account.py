@@ -42,7 +42,7 @@ from domain.instruments import Instrument, notional_minor
 from domain.orders import Order
 from domain.riskrules.pretrade import RuleVerdict
 from kernel.delisting import DELISTED_POLICIES
-from kernel.margin import MAINTENANCE_CHECKS, MARGIN_CALL_POLICIES, FuturesMarginRow
+from kernel.margin import FUTURES_MARGIN_MARKS, MAINTENANCE_CHECKS, MARGIN_CALL_POLICIES, FuturesMarginRow
 from kernel.pipeline import OrderIntent
 
 __all__ = [
@@ -69,7 +69,9 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     A margin account's requirements (``kernel.margin``): ``initial_e8`` / ``maintenance_e8``, a
     share of each non-future position's market value (Reg T: 50% / 25%; 0 = none set: the risk
     policy's gross limit alone, as before these settings); ``futures_margin``, dated rows per
-    future; ``margin_call``, what a breach of maintenance does ("liquidate" or "halt")."""
+    future; ``margin_call``, what a breach of maintenance does ("liquidate" or "halt");
+    ``futures_margin_at``, what a daily-settled future is marked at in the maintenance check at a
+    close ("settlement", the default, or "close": ``kernel.margin.FUTURES_MARGIN_MARKS``)."""
 
     type: str = "margin"
     collar_e8: int = 2_000_000
@@ -79,6 +81,7 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     futures_margin: list[FuturesMarginRow] = []
     venues: dict[str, str] = {}  # "VENUE" or "VENUE:asset_class" -> "cash" | "margin"
     maintenance_check: str = "close"  # or "bar": maintenance judged at every bar (kernel.margin)
+    futures_margin_at: str = "settlement"  # or "close": a future's mark in the check at a close
     delisted: str = "hold"  # or "sell_before": a delisted name's position (kernel.delisting)
 
     def __post_init__(self) -> None:
@@ -87,9 +90,8 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         _check_venues(self.venues)
         if self.delisted not in DELISTED_POLICIES:
             raise ValueError(f"account.delisted must be one of {DELISTED_POLICIES}, got {self.delisted!r}")
-        check = self.maintenance_check
-        if check not in MAINTENANCE_CHECKS:
-            raise ValueError(f"account.maintenance_check must be one of {MAINTENANCE_CHECKS}, got {check!r}")
+        _check_choice("maintenance_check", self.maintenance_check, MAINTENANCE_CHECKS)
+        _check_choice("futures_margin_at", self.futures_margin_at, FUTURES_MARGIN_MARKS)
         if not 0 <= self.collar_e8 < RATE_SCALE:
             raise ValueError(f"account.collar_e8 must be in [0, 1e8), got {self.collar_e8}")
         if self.margin_call not in MARGIN_CALL_POLICIES:
@@ -136,6 +138,11 @@ class AccountConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
             return self.type
         found = venues.get(f"{instrument.venue}:{instrument.asset_class}")
         return found if found is not None else venues.get(instrument.venue, self.type)
+
+
+def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"account.{key} must be one of {allowed}, got {value!r}")
 
 
 def _check_venues(venues: Mapping[str, str]) -> None:

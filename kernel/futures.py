@@ -127,9 +127,13 @@ class FuturesBook:
             return margined_fill_postings(position, fill)
         return fill_postings(position, fill)
 
-    def settle(self, step: int, positions: dict[int, Position], post: PostFn, append: AppendFn) -> None:
-        """Mark every held future to this session's settlement price at the close ``step``."""
+    def settle(
+        self, step: int, positions: dict[int, Position], post: PostFn, append: AppendFn
+    ) -> dict[int, int]:
+        """Mark every held future to this session's settlement price at the close ``step``;
+        the settlement price of each position settled, by instrument (sorted)."""
         panel = self._panel
+        settled_px: dict[int, int] = {}
         day = int(panel.day[step])
         ts_ns = int(panel.ts_ns[step])
         for iid, position in sorted(positions.items()):
@@ -160,6 +164,8 @@ class FuturesBook:
                 memo = f"variation margin {inst.symbol} {day} settle_px_raw={px} ({method})"
                 post(ts_ns, memo, postings, iid)
             positions[iid] = settled_position
+            settled_px[iid] = px
+        return settled_px
 
     def _settle_price(self, iid: int, step: int, day: int) -> tuple[int, str] | None:
         """The session's settlement price and the method used; None when it did not trade."""

@@ -885,22 +885,18 @@ class Kernel:
     def _close_day(self, step: int) -> None:
         desk = self.desk
         self._carry.accrue_borrow(step)
+        settled: dict[int, int] = {}
         if self._futures.active:  # daily settlement: variation margin at the settlement price
-            self._futures.settle(step, self.state.positions, desk.post, desk.journal)
+            settled = self._futures.settle(step, self.state.positions, desk.post, desk.journal)
         ts_ns = int(self._panel.ts_ns[step])
         day = int(self._panel.day[step])
         if self._margin is not None:  # the maintenance check after settlement (kernel.margin)
+            equity, judged_px = self._margin_marks(step, settled)
             try:
                 self._margin.close(
-                    desk,
-                    step,
-                    ts_ns,
-                    day,
-                    self.valuation.nav_minor(step),
-                    self.valuation.prices(step),
-                    self._margin_halt,
+                    desk, step, ts_ns, day, equity, judged_px, self._margin_halt,
                     to_base=self._margin_to_base(step),
-                )
+                )  # fmt: skip
             except MarginError as error:
                 raise KernelError(f"day {day}: {error}") from None
         if self._delistings.active:  # delisting events and "sell_before" orders (kernel.delisting)
@@ -936,6 +932,20 @@ class Kernel:
         if self._kill.flattening:
             self._kill.flatten(step, self.valuation.prices(step))
         desk.journal(StateSnapshotted(ts_ns=ts_ns, day=day, snapshot=self.state.snapshot()))
+
+    def _margin_marks(self, step: int, settled: dict[int, int]) -> tuple[int, dict[int, int]]:
+        """The equity and marks the maintenance check at the close ``step`` judges. With
+        ``[account] futures_margin_at = "settlement"`` (the default) each future settled this
+        session counts at its settlement price: its value in the equity is 0 (its reference is
+        the settled value) and its requirement is on the settled notional, so the equity is the
+        settled cash a clearing house judges; ``"close"`` (runs before the setting): the NAV and
+        the last closes, a future at ``(close - settle) x qty x multiplier``."""
+        prices = self.valuation.prices(step)
+        if not settled or self.setup.account.futures_margin_at == "close":
+            return self.valuation.nav_minor(step), prices
+        values = self.valuation.position_values(step)
+        at_settlement = {**values, **dict.fromkeys(settled, 0)}
+        return self.valuation.nav_minor(step, at_settlement), {**prices, **settled}
 
     def _margin_at_bar(self, step: int) -> bool:
         """The intraday maintenance check (``kernel.margin``); True when the account was called."""

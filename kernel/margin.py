@@ -17,7 +17,7 @@ Each requirement rounds up to the minor unit. The margin **in use** is the sum o
 at the last closes. The account's **equity** is its NAV (cash + positions' values, a future at
 its unsettled P&L): free margin = equity - initial margin in use - the initial margin working
 orders would add. For a book of futures alone that is the "free cash = cash - initial margin
-in use" of a futures account (at a close, after daily settlement, there is no unsettled P&L).
+in use" of a futures account when the settlement price is the close.
 
 **At submission** (``check``, after the risk policy), each order in turn: one that lowers the
 requirement passes (and frees what it releases for the orders after it); one that raises it
@@ -27,7 +27,11 @@ is an ``initial_margin`` risk verdict with the numbers (unit ``minor``: limit = 
 observed = the order's increment + commission before, observed_after = after).
 
 **At each session's close** (``close``, after daily settlement, before ``DayClosed``): if the
-equity is below the maintenance margin in use, the account is **called**: ``margin.called.v1``
+equity is below the maintenance margin in use, the account is **called**. The caller gives the
+equity and marks a clearing house judges (``Kernel._margin_marks``): a future settled that
+session at its settlement price (its unsettled P&L 0: the settled cash; its requirement on the
+settled notional), unless ``[account] futures_margin_at = "close"`` (the NAV and the closes, as
+before the setting). A margin call journals ``margin.called.v1``
 (``MarginCalled``: equity, maintenance and initial margin in use, each position's maintenance
 requirement, the policy, a ``MARGIN_CALL: ...`` reason), working orders are cancelled, and the
 configured ``margin_call`` policy applies:
@@ -75,6 +79,7 @@ from kernel.desk import OrderDesk
 from kernel.pipeline import OrderIntent
 
 __all__ = [
+    "FUTURES_MARGIN_MARKS",
     "MAINTENANCE_CHECKS",
     "MARGIN_CALL_POLICIES",
     "MARGIN_CALL_STRATEGY_ID",
@@ -86,6 +91,11 @@ __all__ = [
 
 MARGIN_CALL_POLICIES = ("liquidate", "halt")
 MAINTENANCE_CHECKS = ("close", "bar")
+FUTURES_MARGIN_MARKS = ("settlement", "close")
+"""``[account] futures_margin_at``: what a daily-settled future is marked at in the maintenance
+check at a session's close. ``"settlement"`` (the default): the session's settlement price, so
+the equity is the settled cash a clearing house judges and the requirement is on the settled
+notional; ``"close"``: the last close, as the NAV marks it (runs before the setting)."""
 MARGIN_CALL_STRATEGY_ID = "margin_call"
 _PERPETUAL_CLASSES = frozenset({"crypto_perp"})  # margined by kernel.liquidation
 _UNMARGINED_CLASSES = frozenset({"option", "index"})  # options: not built; indexes do not trade

@@ -14,6 +14,7 @@ import numpy as np
 
 from domain.events import DatasetReferenced, Event, OperatorCommanded, RunStarted, StrategyCommanded
 from domain.fixed import RATE_SCALE, Rounding, from_decimal_text, minor_digits
+from domain.futures import is_daily_settled
 from domain.market import Panel
 from domain.markets import (
     CalendarNotCovered,
@@ -585,6 +586,37 @@ class BacktestConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
                     del table[name]
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
+    def journaled_json(self, panel: Panel) -> str:
+        """The configuration a run journals (``RunStarted.config_json``): ``canonical_json``, and
+        ``account.futures_margin_at`` stated whenever it decides the run -- daily-settled futures
+        in a margin account whose check runs (requirements set, or the data set's margin rows) --
+        even at its default, which ``canonical_json`` leaves out. So a run's journal without it
+        is one the setting did not touch or one from before it, and ``from_journal`` reads it
+        with the legacy value (``JOURNAL_LEGACY``); a run of any other kind journals the bytes
+        it did before the setting."""
+        text = self.canonical_json()
+        account = self.account
+        margined = account.margined or (bool(panel.margin_rows) and not account.cash)
+        if not (margined and any(map(is_daily_settled, panel.instruments))):
+            return text
+        data = json.loads(text)
+        data.setdefault("account", {})["futures_margin_at"] = account.futures_margin_at
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_journal(cls, text: str) -> BacktestConfig:
+        """A run's journaled configuration (``journaled_json``), to re-derive the run: as
+        ``from_json``, with each ``JOURNAL_LEGACY`` setting the journal does not state read with
+        its legacy value, as the run behaved (an ``[account]`` table left out of it included)."""
+        data = json.loads(text)
+        for path, legacy in JOURNAL_LEGACY:
+            *parents, name = path
+            table = data
+            for parent in parents:
+                table = table.setdefault(parent, {})
+            table.setdefault(name, legacy)
+        return cls.from_json(json.dumps(data))
+
     @classmethod
     def from_json(cls, text: str) -> BacktestConfig:
         """A journaled configuration. A setting it leaves out takes the value that
@@ -657,6 +689,9 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     (("account", "venues"), {}),  # one account type for every market before it
     (("account", "maintenance_check"), "close"),  # maintenance judged at each close before it
     (("account", "delisted"), "hold"),  # a delisted name's position was held before it
+    # left out of a configuration at its new default; a run's journal states it wherever it
+    # decides the run, and one without it replays with the legacy value (``JOURNAL_LEGACY``)
+    (("account", "futures_margin_at"), "settlement"),
     (("paper", "latency_ms"), 0),  # the paper broker (venue.kind = "paper"): none before it
     (("paper", "latency_jitter_ms"), 0),
     (("paper", "quotes"), False),
@@ -671,6 +706,18 @@ LATER_DEFAULTS: tuple[tuple[tuple[str, ...], object], ...] = (
     # a decision cancelled every working order of its strategy before it, a name it left at NaN
     # included; new runs cancel those of the names it has a view on (kernel.router.SUPERSEDE)
     (("execution", "supersede"), "all"),
+)
+
+
+# Settings whose new default a run's journal states wherever it decides the run
+# (``BacktestConfig.journaled_json``) but a configuration leaves out (``LATER_DEFAULTS``), with
+# the legacy value a run's journal without them is re-derived with (``from_journal``): how runs
+# behaved before the setting. Used where the legacy value cannot be a ``LATER_DEFAULTS`` row:
+# every configuration with an ``[account]`` table would then journal the new default and change
+# its bytes, and a run whose default ``[account]`` table is left out could not say it at all.
+JOURNAL_LEGACY: tuple[tuple[tuple[str, ...], object], ...] = (
+    # the maintenance check at a close valued futures at the last close, not the settlement
+    (("account", "futures_margin_at"), "close"),
 )
 
 
@@ -938,7 +985,7 @@ def journal_inputs(journal: Journal, config: BacktestConfig, ref: DatasetRef, pa
             run_id=config.run_id,
             seed=config.seed,
             engine_version=ENGINE_VERSION,
-            config_json=config.canonical_json(),
+            config_json=config.journaled_json(panel),
         )
     )
     journal.append(

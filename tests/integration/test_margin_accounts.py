@@ -16,11 +16,13 @@ import pytest
 
 from domain.events import (
     DayClosed,
+    FutureSettled,
     KillSwitchTripped,
     MarginCalled,
     OrderFilled,
     OrderSubmitted,
     RiskVerdict,
+    RunStarted,
 )
 from domain.fixed import Rounding, apply_rate
 from domain.instruments import notional_minor
@@ -121,7 +123,10 @@ def test_futures_initial_margin_sizes_the_order_and_a_margin_call_liquidates(tmp
     2015-07-08 crash takes the equity below 10% maintenance at the close: a margin call, and the
     kernel's margin_call order sells down to what the equity margins initially, next session."""
     strategy = Plan({("2015-07-06", "10:00"): 9.0})
-    config = _proxy_config(tmp_path, "liquidate", AccountConfig(futures_margin=PROXY_ROWS))
+    # Futures judged at the last close, as the NAV marks them (the settlement price, the
+    # default: test_the_close_check_judges_futures_at_the_settlement_price)
+    account = AccountConfig(futures_margin=PROXY_ROWS, futures_margin_at="close")
+    config = _proxy_config(tmp_path, "liquidate", account)
     run_backtest(config, strategy)
     events = _events(config.journal)
     from tests.integration.test_futures_proxy_realdata import PROXY
@@ -157,9 +162,47 @@ def test_futures_initial_margin_sizes_the_order_and_a_margin_call_liquidates(tmp
 
 @pytest.mark.needs_shared_data
 @needs_proxy
+def test_the_close_check_judges_futures_at_the_settlement_price(tmp_path: Path) -> None:
+    """A clearing house calls on settled cash: at the 2015-07-07 close the proxy (settled at its
+    last hour's VWAP, 3,714.49, below the 3,727.13 close) leaves 3,961,929.47 CNY of settled
+    cash against 10% of the settled notional, 4,011,649.20 CNY: a call. The NAV at the close
+    (4,098,441.47 = cash + 12.64 x 36 x 300) cleared the 4,025,300.40 asked at the close, so
+    judging the NAV (``futures_margin_at = "close"``, the code before the setting) called the
+    account only on 07-08."""
+    strategy = Plan({("2015-07-06", "10:00"): 9.0})
+    config = _proxy_config(tmp_path, "settled", AccountConfig(futures_margin=PROXY_ROWS))
+    run_backtest(config, strategy)
+    events = _events(config.journal)
+    calls = [e for e in events if isinstance(e, MarginCalled)]
+    assert [c.day for c in calls] == [20150707, 20150708]
+    call = calls[0]
+    closed = next(e for e in events if isinstance(e, DayClosed) and e.day == 20150707)
+    settled = next(e for e in events if isinstance(e, FutureSettled) and e.day == 20150707)
+    # The book is the future alone: the equity judged is the cash after the day's variation.
+    assert call.equity_minor == closed.cash_minor == 3_961_929_47
+    assert closed.nav_minor == 4_098_441_47  # no call on it: 10% of the close's notional is less
+    assert closed.nav_minor >= apply_rate(closed.gross_exposure_minor, 10_000_000, Rounding.CEILING)
+    assert closed.nav_minor - closed.cash_minor == (closed.gross_exposure_minor - settled.settled_value_minor)
+    # The requirements are the constructed rates on the settled notional, rounded up.
+    assert call.maintenance_minor == apply_rate(settled.settled_value_minor, 10_000_000, Rounding.CEILING)
+    assert call.maintenance_minor == 4_011_649_20
+    assert call.initial_minor == apply_rate(settled.settled_value_minor, 12_000_000, Rounding.CEILING)
+    forced = [e for e in events if isinstance(e, OrderSubmitted) and e.strategy_id == MARGIN_CALL_STRATEGY_ID]
+    assert forced[0].qty_raw == 36 - 36 * call.equity_minor // call.initial_minor
+    # The journal states the setting (its default is left out of the configuration) and replays.
+    with open_journal(config.journal) as journal:
+        started = next(event for _, event in journal.events())
+    assert isinstance(started, RunStarted)
+    assert '"futures_margin_at":"settlement"' in started.config_json
+    assert "futures_margin_at" not in config.canonical_json()
+    _replays(config, strategy)
+
+
+@pytest.mark.needs_shared_data
+@needs_proxy
 def test_a_margin_call_with_the_halt_policy_trips_the_kill_switch(tmp_path: Path) -> None:
     strategy = Plan({("2015-07-06", "10:00"): 9.0, ("2015-07-09", "10:00"): 12.0})
-    account = AccountConfig(futures_margin=PROXY_ROWS, margin_call="halt")
+    account = AccountConfig(futures_margin=PROXY_ROWS, margin_call="halt", futures_margin_at="close")
     config = _proxy_config(tmp_path, "halt", account)
     run_backtest(config, strategy)
     events = _events(config.journal)

@@ -202,4 +202,5 @@ def test_the_proxy_future_is_called_on_the_data_sets_rows_as_on_the_configured_o
     )
     run_backtest(published, strategy)
     calls = [[e for e in _events(c.journal) if isinstance(e, MarginCalled)] for c in (configured, published)]
-    assert calls[0] == calls[1] and [c.day for c in calls[0]] == [20150708]
+    # called at the 07-07 close on settled cash as well (futures_margin_at = "settlement")
+    assert calls[0] == calls[1] and [c.day for c in calls[0]] == [20150707, 20150708]

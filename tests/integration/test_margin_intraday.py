@@ -53,7 +53,7 @@ def test_a_bar_check_calls_the_account_inside_the_session_before_its_close(
     config, at_bar = runs["bar"]
     close_calls = [e for e in at_close if isinstance(e, MarginCalled)]
     bar_calls = [e for e in at_bar if isinstance(e, MarginCalled)]
-    assert [c.day for c in close_calls] == [20150708]
+    assert [c.day for c in close_calls] == [20150707, 20150708]  # on settled cash (the default)
     first = bar_calls[0]
     assert first.ts_ns < close_calls[0].ts_ns and "at a bar" in first.reason
     assert first.equity_minor < first.maintenance_minor

@@ -71,3 +71,47 @@ def test_execution_supersede_reads_all_from_a_journal_without_it_and_named_is_jo
     assert BacktestConfig.from_json(json.dumps(journaled)).execution.supersede == "all"
     with pytest.raises(ValueError, match=r"execution\.supersede must be one of named, all; got 'some'"):
         ExecutionConfig(supersede="some")
+
+
+def test_futures_margin_at_is_stated_in_a_runs_journal_only_where_it_decides_the_run() -> None:
+    """``account.futures_margin_at`` ("settlement" now, the close before it): a configuration
+    leaves its default out (same bytes as before the setting), a run's journal states it where
+    daily-settled futures meet an active margin check, and a run's journal without it (every
+    journal before the setting) is re-derived with "close" -- an [account] table left out too."""
+    from types import SimpleNamespace
+
+    from domain.instruments import Instrument
+    from domain.market import MarginRow
+    from kernel.account import AccountConfig
+
+    future = Instrument(instrument_id=7, symbol="ES", venue="CME", asset_class="future", currency="USD",
+                        price_digits=2, tick_raw=25, qty_digits=0, lot_raw=1, multiplier=50)  # fmt: skip
+    stock = msgspec.structs.replace(future, instrument_id=8, symbol="AAPL", asset_class="equity")
+    rows = (MarginRow(7, 20200101, initial_minor=800_000, maintenance_minor=725_500),)
+    plain = _config()
+    assert "futures_margin_at" not in plain.canonical_json()
+    assert BacktestConfig.from_json(plain.canonical_json()).account.futures_margin_at == "settlement"
+    # The data set's margin rows switch the check on without an [account] table: stated.
+    futures = SimpleNamespace(margin_rows=rows, instruments=[future, stock])
+    journaled = json.loads(plain.journaled_json(futures))  # type: ignore[arg-type]
+    assert journaled["account"] == {"futures_margin_at": "settlement"}
+    assert BacktestConfig.from_journal(json.dumps(journaled)) == plain
+    # No futures, no margin rows, or a cash account: the bytes of before, read as before.
+    for panel, config in [
+        (SimpleNamespace(margin_rows=(), instruments=[future]), plain),
+        (SimpleNamespace(margin_rows=rows, instruments=[stock]), plain),
+        (futures, _config(account=AccountConfig(type="cash"))),
+    ]:
+        assert config.journaled_json(panel) == config.canonical_json()  # type: ignore[arg-type]
+    # A journal written before the setting (no key; no [account] table, or one without it).
+    old = json.loads(plain.canonical_json())
+    assert "account" not in old
+    assert BacktestConfig.from_journal(json.dumps(old)).account.futures_margin_at == "close"
+    old["account"] = {"margin_call": "halt"}
+    read = BacktestConfig.from_journal(json.dumps(old)).account
+    assert (read.futures_margin_at, read.margin_call) == ("close", "halt")
+    legacy = _config(account=AccountConfig(futures_margin_at="close"))
+    assert json.loads(legacy.canonical_json())["account"]["futures_margin_at"] == "close"
+    assert BacktestConfig.from_journal(legacy.journaled_json(futures)) == legacy  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"account\.futures_margin_at must be one of"):
+        AccountConfig(futures_margin_at="mark")
