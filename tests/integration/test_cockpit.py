@@ -379,7 +379,7 @@ async def test_a_divergent_day_names_the_seq_with_both_events_decoded(journal: P
         await until(pilot, lambda: "replay diverged" in text(app, "#replay-verdict"), 60)
         await until(pilot, lambda: f"seq {fill_seq:,}" in text(app, "#replay-cursor"))
         verdict = text(app, "#replay-verdict").replace("\n", " ")
-        assert f"at seq {fill_seq}" in verdict
+        assert f"at seq {fill_seq:,}" in verdict
         assert f"fill_px_raw: {fill.fill_px_raw + 1}" in verdict  # the journal's (forged) event
         assert f"fill_px_raw: {fill.fill_px_raw}" in verdict  # the fresh kernel's
         assert verdict.count("order.filled.v1") == 2

@@ -58,4 +58,4 @@ def test_the_shipped_examples_wire_the_job_and_the_rule() -> None:
     config = load_scheduler_config(ROOT / "cli/defaults/jobs.toml")
     assert config.jobs["reconcile"].name == "reconcile"
     args = build_parser().parse_args(job["tape"])
-    assert (args.verb, args.statement, args.json) == ("reconcile", "statements/latest.csv", rule["report"])
+    assert (args.verb, args.statement, args.json) == ("reconcile", ["statements/latest.csv"], rule["report"])
