@@ -107,7 +107,8 @@ def output_folder(text: str) -> str:
     """argparse type of an option that names a folder the verb writes files into at its end
     (``report --csv DIR``, ``tearsheet --out``): refused before the work (exit 2, naming it and
     why) where files could not be written there, as ``output_file``; nothing is created. ``-``
-    is passed on (``report`` says why its folder cannot be stdout)."""
+    is passed on: the verb refuses it before any work (``report`` with its own advice, the
+    others with ``cli.progress.not_stdout``), as ``qlib import --signal`` does for its file."""
     if text == "-":
         return text
     if not text:

@@ -30,9 +30,17 @@ import msgspec
 import numpy as np
 from rich.text import Text
 
-from cli.arguments import at_least, output_file
+from cli.arguments import at_least, output_file, output_folder
 from cli.exits import unfinished_status
-from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
+from cli.progress import (
+    console,
+    not_stdout,
+    one_stdout,
+    plural,
+    progress_bar,
+    results_on_stderr,
+    write_output,
+)
 from cli.research_tables import Column, print_fitted, wrap_text
 from cli.resumable import (
     experiments_table,
@@ -65,6 +73,7 @@ def _range(text: str, name: str) -> tuple[float, float]:
 
 
 def cmd_montecarlo(args: argparse.Namespace) -> int:
+    not_stdout(args.out, option="--out", holds="a folder (the perturbed runs' experiments.sqlite)")
     with results_on_stderr(one_stdout(json=args.json, csv=args.csv)):  # stdout carries the data alone
         result, status = _montecarlo(args)
     if args.json:
@@ -348,7 +357,9 @@ def add_montecarlo_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPar
     mc.add_argument("--slippage-bp", default="0,10", help="slippage range for --perturb (default 0,10)")
     mc.add_argument("--participation", default="0,0", help="volume cap range in %% (default 0,0: none)")
     mc.add_argument("--workers", type=at_least(0), default=0, help="processes for --perturb (0: every core)")
-    mc.add_argument("--out", help="folder for the perturbed runs (default JOURNAL.montecarlo)")
+    mc.add_argument(
+        "--out", type=output_folder, help="folder for the perturbed runs (default JOURNAL.montecarlo)"
+    )
     mc.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                     help="write every figure as JSON (alone or '-': stdout)")  # fmt: skip
     mc.add_argument("--csv", type=output_file, metavar="PATH", help="write the tables as CSV ('-': stdout)")

@@ -71,6 +71,17 @@ def one_stdout(**outputs: str | bool | None) -> bool:
     return bool(on_stdout)
 
 
+def not_stdout(path: str | None, *, option: str, holds: str) -> None:
+    """An output that cannot go to stdout (a folder of files; a parquet file read back by
+    path): ``-`` refused naming the option and why (exit 2), called before any work. The
+    folder types pass ``-`` on (``cli.arguments``), and it became a file or a folder named
+    ``-`` in the current directory."""
+    from cli.wiring import ConfigError
+
+    if path == "-":
+        raise ConfigError(f"{option} takes {holds}, so it cannot be '-' (stdout); ./- names one called '-'")
+
+
 @contextmanager
 def results_on_stderr(active: bool) -> Iterator[None]:
     """While ``active`` (an output goes to stdout: ``--json -``), what ``console`` prints goes to

@@ -20,7 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from cli.arguments import output_file
-from cli.progress import console, one_stdout, results_on_stderr, write_output
+from cli.progress import console, not_stdout, one_stdout, results_on_stderr, write_output
 from cli.wiring import ConfigError
 from lake.partitioned import Lake
 from models.qlib_bridge import QlibBridgeError, export_qlib, import_qlib_predictions, read_export
@@ -101,6 +101,7 @@ def _prediction_file(source: Path) -> Path:
 
 
 def _import(args: argparse.Namespace) -> int:
+    not_stdout(args.signal, option="--signal", holds="the parquet file the strategy reads by its path")
     to_stdout = one_stdout(json=args.json)
     source = _prediction_file(Path(args.predictions))
     try:
@@ -160,6 +161,8 @@ def add_qlib_parser(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) 
     imp = sub.add_parser("import", help="Qlib's predictions (pred.pkl) as a Tape signal")
     imp.add_argument("predictions", help="pred.pkl, a CSV/parquet of datetime,instrument,score, or a folder")
     imp.add_argument("--export", required=True, help="the folder tape qlib export wrote")
-    imp.add_argument("--signal", required=True, help="signal parquet file to write")
+    imp.add_argument(
+        "--signal", type=output_file, metavar="PATH", required=True, help="signal parquet file to write"
+    )
     imp.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",
                      help="write the summary as JSON (alone or '-': stdout)")  # fmt: skip

@@ -49,8 +49,16 @@ import msgspec
 import numpy as np
 from rich.markup import escape
 
-from cli.arguments import at_least, output_file
-from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
+from cli.arguments import at_least, output_file, output_folder
+from cli.progress import (
+    console,
+    not_stdout,
+    one_stdout,
+    plural,
+    progress_bar,
+    results_on_stderr,
+    write_output,
+)
 from cli.resumable import (
     experiments_table,
     left_clean_on_error,
@@ -369,6 +377,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Runs the sweep and prints its ranked table; ``--json`` / ``--csv``: every run, as ``tape
     runs`` writes them."""
     json_path, csv_path = getattr(args, "json", None), getattr(args, "csv", None)
+    not_stdout(args.out, option="--out", holds="a folder (experiments.sqlite and the journals)")
     to_stdout = one_stdout(json=json_path, csv=csv_path)
     with results_on_stderr(to_stdout):  # stdout carries the data alone
         experiments = _sweep(args)
@@ -635,7 +644,9 @@ def add_sweep_parsers(verbs: argparse._SubParsersAction[argparse.ArgumentParser]
     sweep.add_argument(
         "--workers", type=at_least(0), help="processes (default: [sweep] workers, 0 = every core)"
     )
-    sweep.add_argument("--out", help="folder for experiments.sqlite (and journals); default [sweep] out")
+    sweep.add_argument(
+        "--out", type=output_folder, help="folder for experiments.sqlite (and journals); default [sweep] out"
+    )
     sweep.add_argument("--top", type=at_least(1), default=20, help="rows of the ranked table (default 20)")
     sweep.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     sweep.add_argument("--resume", action="store_true", help="carry a stopped sweep on: run what --out lacks")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cli.arguments import output_folder
 from cli.exits import unfinished_status
-from cli.progress import console, plural
+from cli.progress import console, not_stdout, plural
 from cli.wiring import ConfigError
 from kernel.store import open_journal
 from sim.experiments import RANKABLE, ExperimentStore, format_metric, metric_score
@@ -32,6 +32,7 @@ Sheet = tuple[str, list[Figure], list[tuple[str, str]]]  # title, figures, summa
 
 
 def cmd_tearsheet(args: argparse.Namespace) -> int:
+    not_stdout(args.out, option="--out", holds="a folder (tearsheet.html and its PNG files)")
     target = Path(args.what)
     sweep = not (target / "walkforward.json").is_file() and (target / "experiments.sqlite").is_file()
     if args.metric is not None and not sweep:  # it was ignored, the page drawn as without it

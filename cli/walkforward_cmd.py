@@ -43,8 +43,16 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from cli.arguments import at_least, output_file
-from cli.progress import console, one_stdout, plural, progress_bar, results_on_stderr, write_output
+from cli.arguments import at_least, output_file, output_folder
+from cli.progress import (
+    console,
+    not_stdout,
+    one_stdout,
+    plural,
+    progress_bar,
+    results_on_stderr,
+    write_output,
+)
 from cli.resumable import (
     experiments_table,
     left_clean_on_error,
@@ -161,6 +169,7 @@ def _read(path: Path) -> _Plan:
 
 
 def cmd_walkforward(args: argparse.Namespace) -> int:
+    not_stdout(args.out, option="--out", holds="a folder (experiments.sqlite and walkforward.json)")
     to_stdout = one_stdout(json=args.json, csv=args.csv)
     with results_on_stderr(to_stdout):  # stdout carries the data alone
         report = _walkforward(args)
@@ -468,7 +477,7 @@ def add_walkforward_parser(verbs: argparse._SubParsersAction[argparse.ArgumentPa
     walk.add_argument(
         "--workers", type=at_least(0), help="processes (default: [walkforward] workers; 0: all cores)"
     )
-    walk.add_argument("--out", help="folder for experiments.sqlite and walkforward.json")
+    walk.add_argument("--out", type=output_folder, help="folder for experiments.sqlite and walkforward.json")
     walk.add_argument("--ray", metavar="ADDRESS", help='run on a Ray cluster ("local": start one here)')
     walk.add_argument("--resume", action="store_true", help="carry a stopped walk-forward on: the rest runs")
     walk.add_argument("--json", type=output_file, metavar="PATH", nargs="?", const="-",

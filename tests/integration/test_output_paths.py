@@ -1,13 +1,16 @@
 """Every output path a verb is given is checked before the verb does any work
 (``cli.arguments.output_file`` / ``output_folder``, the argparse type of every ``--json [PATH]``,
-``--csv PATH``, ``report --orders`` / ``--strategies`` / ``--csv DIR`` and ``tearsheet --out``):
+``--csv PATH``, ``report --orders`` / ``--strategies`` / ``--csv DIR``, ``qlib import --signal``,
+``tearsheet --out`` and the research verbs' ``--out DIR``):
 
 * an empty path (``--json ""``, an unset ``$OUT``) is refused, exit 2: it was silently ignored
   (the verb ran and wrote nothing);
 * a path that cannot be written (a folder where the file goes, a file where a folder goes, no
   permission) is refused, exit 2, naming it and why: it was found only after the backtest, the
   rebuild or the sweep had run, and the results were lost;
-* the check creates nothing: a folder to make is made when the file is written.
+* the check creates nothing: a folder to make is made when the file is written;
+* an output that cannot be stdout (a folder of files, the signal a strategy reads back) refuses
+  ``-``: it became a file or a folder named ``-``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,11 @@ from cli.main import EXIT_REFUSED, build_parser, main
 from tests.factories import make_config, make_dataset, run
 
 FILE_OPTIONS = ("--json", "--csv", "--orders", "--strategies")
-FOLDER_OPTIONS = {("report", "--csv"), ("tearsheet", "--out")}  # several files into a folder
+VERB_FILE_OPTIONS = {("qlib", "--signal")}  # a file the verb writes, under another name
+FOLDER_OPTIONS = {  # several files into a folder
+    ("report", "--csv"), ("tearsheet", "--out"), ("sweep", "--out"), ("walkforward", "--out"),
+    ("montecarlo", "--out"),
+}  # fmt: skip
 
 CONFIG = """
 run_id = "outputs"
@@ -56,7 +63,7 @@ def _outputs() -> list[tuple[tuple[str, ...], argparse.ArgumentParser, argparse.
     for words, parser in _verbs(build_parser()):
         for action in parser._actions:
             option = action.option_strings[-1] if action.option_strings else None
-            if option in FILE_OPTIONS or (words[0], option) in FOLDER_OPTIONS:
+            if option in FILE_OPTIONS or (words[0], option) in VERB_FILE_OPTIONS | FOLDER_OPTIONS:
                 found.append((words, parser, action))
     return found
 
@@ -89,7 +96,9 @@ def test_the_walk_finds_every_verbs_outputs() -> None:
     named = {_id(case) for case in OUTPUTS}
     assert len(OUTPUTS) > 40
     for expected in ("backtest --json", "report --orders", "report --csv", "sweep --csv",
-                     "projections rebuild --json", "tearsheet --out", "paper --json"):  # fmt: skip
+                     "projections rebuild --json", "tearsheet --out", "paper --json",
+                     "qlib import --signal", "sweep --out", "walkforward --out",
+                     "montecarlo --out"):  # fmt: skip
         assert expected in named
 
 
@@ -221,3 +230,63 @@ def test_report_and_rebuild_refuse_unwritable_outputs_before_any_work(
         assert "cannot write" in captured.err and captured.out == "", (argv, captured)
         assert not ledger.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "d", "j"]
+
+
+def test_the_research_verbs_refuse_an_unwritable_out_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``sweep`` / ``walkforward`` / ``montecarlo --perturb`` ``--out`` where a file is: refused
+    with an ``Errno`` line naming the TOML (``[Errno 17] File exists``) once the data were read;
+    ``montecarlo`` ran and printed its bootstrap first. Now exit 2 before any work, naming
+    ``--out`` and why."""
+    journal = tmp_path / "j"
+    run(make_config(make_dataset(tmp_path / "d", symbols=2, bars=60), journal))
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "run.toml").write_text(CONFIG.format())
+    for out in (tmp_path / "a-file", tmp_path / "a-file" / "out"):
+        for argv in (
+            ["sweep", str(tmp_path / "run.toml"), "--workers", "1"],
+            ["walkforward", str(tmp_path / "run.toml"), "--workers", "1"],
+            ["montecarlo", str(journal), "--samples", "20", "--perturb", "2", "--workers", "1"],
+        ):
+            with pytest.raises(SystemExit) as refused:
+                main([*argv, "--out", str(out)])
+            assert refused.value.code == EXIT_REFUSED, argv
+            captured = capsys.readouterr()
+            assert captured.out == "", (argv, captured.out)  # no bootstrap table: nothing ran
+            assert f"argument --out: {out}: cannot write" in " ".join(captured.err.split()), argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "d", "j", "run.toml"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["tearsheet", "NOPE", "--out", "-"], "--out takes a folder (tearsheet.html"),
+        (["sweep", "NOPE.toml", "--out", "-"], "--out takes a folder (experiments.sqlite and the journals)"),
+        (
+            ["walkforward", "NOPE.toml", "--out", "-"],
+            "--out takes a folder (experiments.sqlite and walkforward",
+        ),
+        (["montecarlo", "NOPE", "--perturb", "2", "--out", "-"], "--out takes a folder (the perturbed runs'"),
+        (
+            ["qlib", "import", "NOPE.csv", "--export", "NOPE", "--signal", "-"],
+            "--signal takes the parquet file",
+        ),
+    ],
+    ids=["tearsheet --out", "sweep --out", "walkforward --out", "montecarlo --out", "qlib import --signal"],
+)
+def test_an_output_that_cannot_be_stdout_refuses_a_dash(
+    argv: list[str],
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``tearsheet --out -`` wrote its page into a folder named ``-``, ``qlib import --signal -``
+    a parquet file named ``-`` (and told the strategy to read it there): refused, exit 2, before
+    the inputs are read (the inputs here do not exist: the ``-`` is refused first)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == EXIT_REFUSED
+    captured = capsys.readouterr()
+    assert said in " ".join(captured.out.split()) and "cannot be '-' (stdout)" in captured.out, captured
+    assert list(tmp_path.iterdir()) == []
