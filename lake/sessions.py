@@ -104,7 +104,6 @@ class Sessions:
         return np.where(inside, self.day[clipped], 0), inside & ~in_break
 
 
-@functools.lru_cache(maxsize=16)
 @functools.lru_cache(maxsize=64)
 def known_calendar(name: str) -> bool:
     """``24x7`` or a calendar ``exchange_calendars`` has (an alias such as NYSE too)."""
